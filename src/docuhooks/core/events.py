@@ -1,0 +1,84 @@
+"""Event and webhook vocabulary shared by every layer, and the event object of SPEC §5.1."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class EventType(StrEnum):
+    NEW_WORK_ITEM_VERSION_COMPLETE = "NewWorkItemVersionComplete"
+    CUSTOM_INTERVIEW_EVENT = "CustomInterviewEvent"
+    INTERVIEW_LOAD_EVENT = "InterviewLoadEvent"
+    POST_PROCESSING_EVENT = "PostProcessingEvent"
+
+
+class AuthMethod(StrEnum):
+    HMAC = "HMAC"
+    ACCESS_TOKEN = "AccessToken"
+    STANDARD_WEBHOOKS = "StandardWebhooks"
+
+
+class Verb(StrEnum):
+    GET = "GET"
+    POST = "POST"
+
+
+#: Event types whose calls are notifications: durable, retried, delivered by workers.
+NOTIFICATION_EVENTS = frozenset({EventType.NEW_WORK_ITEM_VERSION_COMPLETE})
+#: Event types whose calls a person waits for: synchronous, never retried.
+INTERVIEW_EVENTS = frozenset({EventType.INTERVIEW_LOAD_EVENT, EventType.CUSTOM_INTERVIEW_EVENT})
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO 8601 in UTC with microseconds and a `Z`, as every timestamp on the wire is written."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The user (or service principal) whose action caused an event: the event's `createdBy`."""
+
+    id: str
+    login_name: str
+    name: str
+    email: str
+    account_type: str = "UserAccount"
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "id": self.id,
+            "loginName": self.login_name,
+            "name": self.name,
+            "email": self.email,
+            "accountType": self.account_type,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One occurrence on the platform, as it goes over the wire (SPEC §5.1)."""
+
+    event_type: EventType
+    site_id: str
+    created_by: Actor
+    data: dict[str, Any]
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    created_date: datetime = field(default_factory=lambda: datetime.now(UTC))
+    test: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "eventId": self.event_id,
+            "eventType": str(self.event_type),
+            "createdDate": format_timestamp(self.created_date),
+            "createdBy": self.created_by.to_dict(),
+            "siteId": self.site_id,
+            "data": self.data,
+        }
+        if self.test:
+            body["test"] = True
+        return body
