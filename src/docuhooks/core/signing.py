@@ -1,0 +1,331 @@
+"""Turning an event into a signed, ready-to-send request (SPEC §5, §5.2, §5.3).
+
+Everything here is pure: the delivery worker and the interview engine hand over an event, the
+webhook's target and the attempt's identity, and get back a complete request description. The
+transport sends it as it is and never needs to know how a webhook authenticates.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote_plus, urlencode, urlsplit, urlunsplit
+
+import jwt
+
+from docuhooks.core.events import AuthMethod, Verb
+
+#: Seconds between a JWT's `iat` and its `exp` (SPEC §5.2).
+TOKEN_LIFETIME_SECONDS = 300
+STANDARD_WEBHOOKS_SECRET_PREFIX = "whsec_"
+REDACTED = "[redacted]"
+
+_HMAC_SECRET_BYTES = 32
+_STANDARD_WEBHOOKS_SECRET_BYTES = 32
+_SECRET_HEADERS = frozenset({"authorization", "webhook-signature"})
+_JSON_CONTENT_TYPE = "application/json"
+_FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+#: Flattened GET parameters that AccessToken adds besides the scalar `data` fields (SPEC §5.3).
+_ACCESS_TOKEN_USER_PARAMS = (
+    ("userId", "id"),
+    ("userLoginName", "loginName"),
+    ("userName", "name"),
+    ("userEmail", "email"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SigningSecret:
+    """A webhook's signing secret and the id (`kid`) that names it in JWT headers.
+
+    `value` is what the administrator copies into the receiver: for HMAC a random URL-safe string
+    used as its UTF-8 bytes, for Standard Webhooks `whsec_` followed by base64 key bytes.
+    """
+
+    kid: str
+    value: str
+
+    def __repr__(self) -> str:
+        # A secret must never reach a log line through an innocent `repr` of a target.
+        return f"SigningSecret(kid={self.kid!r}, value={REDACTED!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookTarget:
+    """What signing needs to know about one webhook."""
+
+    webhook_id: str
+    url: str
+    verb: Verb
+    auth_method: AuthMethod
+    #: The site's base URL, the JWT `iss`.
+    issuer: str
+    #: The current HMAC or Standard Webhooks secret; None for AccessToken.
+    secret: SigningSecret | None
+    #: Set only while a rotation grace period is running.
+    previous_secret: SigningSecret | None = None
+    access_token: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"WebhookTarget(webhook_id={self.webhook_id!r}, url={redact_url(self.url)!r}, "
+            f"verb={self.verb.value!r}, auth_method={self.auth_method.value!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRequest:
+    """One HTTP request, complete: the transport sends exactly this."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes | None
+
+
+def generate_secret(method: AuthMethod) -> SigningSecret:
+    """A new random secret for `method`, with a new key id."""
+    kid = uuid.uuid4().hex
+    if method is AuthMethod.HMAC:
+        return SigningSecret(kid=kid, value=secrets.token_urlsafe(_HMAC_SECRET_BYTES))
+    if method is AuthMethod.STANDARD_WEBHOOKS:
+        key = secrets.token_bytes(_STANDARD_WEBHOOKS_SECRET_BYTES)
+        return SigningSecret(
+            kid=kid, value=STANDARD_WEBHOOKS_SECRET_PREFIX + base64.b64encode(key).decode("ascii")
+        )
+    raise ValueError(
+        f"{method.value} webhooks have no platform-generated secret: the administrator "
+        "supplies the access token"
+    )
+
+
+def new_traceparent() -> str:
+    """A fresh W3C trace context header for a request that starts a trace."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def build_request(
+    event: Mapping[str, Any],
+    target: WebhookTarget,
+    *,
+    delivery_id: str,
+    attempt: int,
+    now: datetime,
+    user_agent: str,
+    traceparent: str | None = None,
+) -> OutboundRequest:
+    """The signed request that delivers `event` (a SPEC §5.1 event object) to `target`.
+
+    `attempt` counts from 1. `now` must be timezone-aware: it becomes the JWT `iat` and the
+    Standard Webhooks timestamp. Raises ValueError when the target cannot carry the event (a
+    missing secret or token, Standard Webhooks over GET, a URL that already has a parameter the
+    request needs).
+    """
+    event_id, event_type = _event_identity(event)
+    if attempt < 1:
+        raise ValueError(f"attempt counts from 1, got {attempt}")
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware, or the timestamps would depend on the host")
+    headers: dict[str, str] = {
+        "User-Agent": user_agent,
+        "X-Docuhooks-Event-Id": event_id,
+        "X-Docuhooks-Event-Type": event_type,
+        "X-Docuhooks-Delivery-Id": delivery_id,
+        "X-Docuhooks-Attempt": str(attempt),
+        "traceparent": traceparent if traceparent is not None else new_traceparent(),
+    }
+    timestamp = int(now.timestamp())
+    if target.auth_method is AuthMethod.HMAC:
+        return _hmac_request(event, target, headers, timestamp)
+    if target.auth_method is AuthMethod.ACCESS_TOKEN:
+        return _access_token_request(event, target, headers)
+    if target.auth_method is AuthMethod.STANDARD_WEBHOOKS:
+        return _standard_webhooks_request(event, target, headers, timestamp, event_id)
+    raise ValueError(f"unknown authentication method {target.auth_method!r}")
+
+
+def hmac_token(event: Mapping[str, Any], target: WebhookTarget, *, issued_at: int, jti: str) -> str:
+    """The HS256 JWT of SPEC §5.2; signed by the previous secret while a grace period runs.
+
+    The old secret signs during the grace period because the receiver deploys the new secret
+    first and only then is the rotation finished; until then only the old one is known to work.
+    """
+    secret = target.previous_secret or target.secret
+    if secret is None:
+        raise ValueError(f"HMAC webhook {target.webhook_id} has no signing secret")
+    claims = {
+        **event,
+        "iss": target.issuer,
+        "aud": target.webhook_id,
+        "iat": issued_at,
+        "nbf": issued_at,
+        "exp": issued_at + TOKEN_LIFETIME_SECONDS,
+        "jti": jti,
+    }
+    return jwt.encode(claims, secret.value, algorithm="HS256", headers={"kid": secret.kid})
+
+
+def standard_webhooks_signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """One `v1,<base64>` signature of the Standard Webhooks specification."""
+    key = _standard_webhooks_key(secret)
+    signed = b"%s.%d.%s" % (msg_id.encode("utf-8"), timestamp, body)
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """A copy of `headers` fit for the attempt log: credentials replaced by `[redacted]`."""
+    return {
+        name: REDACTED if name.lower() in _SECRET_HEADERS else value
+        for name, value in headers.items()
+    }
+
+
+def redact_url(url: str) -> str:
+    """`url` with the value of any `token` query parameter replaced by `[redacted]`."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    pieces = []
+    for piece in parts.query.split("&"):
+        name = piece.split("=", 1)[0]
+        pieces.append(f"{name}={REDACTED}" if unquote_plus(name) == "token" else piece)
+    return urlunsplit(parts._replace(query="&".join(pieces)))
+
+
+def _event_identity(event: Mapping[str, Any]) -> tuple[str, str]:
+    event_id = event.get("eventId")
+    event_type = event.get("eventType")
+    if not isinstance(event_id, str) or not event_id:
+        raise ValueError("event has no eventId: pass the dict from Event.to_dict()")
+    if not isinstance(event_type, str) or not event_type:
+        raise ValueError(f"event {event_id} has no eventType: pass the dict from Event.to_dict()")
+    return event_id, event_type
+
+
+def _hmac_request(
+    event: Mapping[str, Any], target: WebhookTarget, headers: dict[str, str], timestamp: int
+) -> OutboundRequest:
+    # A random jti rather than one derived from delivery and attempt: a worker killed mid-request
+    # re-runs the same attempt, and a receiver rejecting replayed jtis must still accept it.
+    token = hmac_token(event, target, issued_at=timestamp, jti=uuid.uuid4().hex)
+    if target.verb is Verb.GET:
+        url = _with_query(target.url, [("token", token)])
+        return OutboundRequest("GET", url, MappingProxyType(headers), None)
+    headers["Content-Type"] = _FORM_CONTENT_TYPE
+    # A JWT is made of URL-safe base64 and dots only, so it needs no form escaping.
+    return OutboundRequest(
+        "POST", target.url, MappingProxyType(headers), b"token=" + token.encode()
+    )
+
+
+def _access_token_request(
+    event: Mapping[str, Any], target: WebhookTarget, headers: dict[str, str]
+) -> OutboundRequest:
+    if not target.access_token:
+        raise ValueError(f"AccessToken webhook {target.webhook_id} has no access token")
+    headers["Authorization"] = f"Bearer {target.access_token}"
+    if target.verb is Verb.GET:
+        url = _with_query(target.url, flatten_for_query(event))
+        return OutboundRequest("GET", url, MappingProxyType(headers), None)
+    headers["Content-Type"] = _JSON_CONTENT_TYPE
+    return OutboundRequest("POST", target.url, MappingProxyType(headers), _json_body(event))
+
+
+def _standard_webhooks_request(
+    event: Mapping[str, Any],
+    target: WebhookTarget,
+    headers: dict[str, str],
+    timestamp: int,
+    event_id: str,
+) -> OutboundRequest:
+    if target.verb is not Verb.POST:
+        raise ValueError(
+            f"StandardWebhooks webhook {target.webhook_id} uses {target.verb.value}; "
+            "Standard Webhooks signs a body, so only POST is possible"
+        )
+    if target.secret is None:
+        raise ValueError(f"StandardWebhooks webhook {target.webhook_id} has no signing secret")
+    body = _json_body(event)
+    # Both signatures during a grace period, so a receiver holding either secret verifies.
+    signing = [target.secret] + ([target.previous_secret] if target.previous_secret else [])
+    headers["Content-Type"] = _JSON_CONTENT_TYPE
+    headers["webhook-id"] = event_id
+    headers["webhook-timestamp"] = str(timestamp)
+    headers["webhook-signature"] = " ".join(
+        standard_webhooks_signature(secret.value, event_id, timestamp, body) for secret in signing
+    )
+    return OutboundRequest("POST", target.url, MappingProxyType(headers), body)
+
+
+def flatten_for_query(event: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The GET query parameters of an AccessToken call (SPEC §5.3).
+
+    Nested `data` values (lists, objects) cannot be flattened faithfully, so they are left out;
+    nulls are left out too, so a receiver never has to tell "null" from the string "null".
+    """
+    params: list[tuple[str, str]] = [
+        ("eventId", str(event["eventId"])),
+        ("eventType", str(event["eventType"])),
+        ("siteId", str(event.get("siteId", ""))),
+    ]
+    created_by = event.get("createdBy") or {}
+    params.extend(
+        (param, str(created_by[field]))
+        for param, field in _ACCESS_TOKEN_USER_PARAMS
+        if created_by.get(field) is not None
+    )
+    if event.get("test"):
+        params.append(("test", "true"))
+    taken = {name for name, _ in params}
+    for name, value in (event.get("data") or {}).items():
+        if value is None or isinstance(value, (list, dict)):
+            continue
+        if name in taken:
+            raise ValueError(f"data field {name!r} collides with a top-level query parameter")
+        params.append((name, _scalar_text(value)))
+    return params
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _with_query(url: str, params: list[tuple[str, str]]) -> str:
+    parts = urlsplit(url)
+    existing = {name for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    clashes = sorted(existing.intersection(name for name, _ in params))
+    if clashes:
+        raise ValueError(
+            f"the webhook URL already has the query parameter(s) {', '.join(clashes)}, "
+            "which the request itself must carry"
+        )
+    added = urlencode(params, quote_via=quote)
+    query = f"{parts.query}&{added}" if parts.query else added
+    return urlunsplit(parts._replace(query=query))
+
+
+def _json_body(event: Mapping[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _standard_webhooks_key(secret: str) -> bytes:
+    encoded = secret.removeprefix(STANDARD_WEBHOOKS_SECRET_PREFIX)
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except ValueError as exc:
+        raise ValueError("a Standard Webhooks secret is 'whsec_' followed by base64") from exc
+    if not key:
+        raise ValueError("a Standard Webhooks secret must not be empty")
+    return key
