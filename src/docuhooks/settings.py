@@ -1,0 +1,135 @@
+"""Settings: every knob in one place, read from `DOCUHOOKS_*` variables or a TOML file.
+
+Precedence: explicit keyword arguments > environment variables > the TOML file named by
+`DOCUHOOKS_CONFIG` (or `--config`) > defaults. `docs/configuration.md` lists every setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "DOCUHOOKS_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("docuhooks-data")
+    #: Empty means an SQLite file in `data_dir`.
+    database_url: str = ""
+    #: Key for encrypting secrets at rest; empty means one generated into `data_dir`.
+    secret_key: str = ""
+    #: Comma-separated CIDRs the outbound address policy lets through.
+    allowed_networks: str = ""
+    #: Development mode: the address policy also lets loopback through.
+    dev_mode: bool = False
+    base_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+    log_json: bool = True
+    #: Largest JSON request body the API accepts.
+    max_json_body_bytes: int = 1024 * 1024
+    #: Largest upload (templates, documents) the API accepts.
+    max_upload_bytes: int = 60 * 1024 * 1024
+    #: Delivery worker.
+    worker_enabled: bool = True
+    worker_concurrency: int = 64
+    worker_batch_size: int = 100
+    worker_lease_seconds: int = 60
+    worker_poll_seconds: float = 2.0
+    retry_schedule: str = "0,10s,1m,5m,30m,2h,6h,12h,24h"
+    attempt_retention_days: int = 30
+    suspend_after_failures: int = 20
+    suspend_after_hours: float = 24.0
+    probe_interval_seconds: int = 600
+    #: Interview webhooks: the whole step's budget.
+    interview_budget_seconds: float = 8.0
+    #: Post-processing callback deadline.
+    post_processing_deadline_seconds: int = 600
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'docuhooks.db').resolve()}"
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {}
+        config_file = config_file or os.environ.get(ENV_PREFIX + "CONFIG")
+        if config_file:
+            values.update(_read_toml(Path(config_file)))
+        for f in fields(cls):
+            env = os.environ.get(ENV_PREFIX + f.name.upper())
+            if env is not None:
+                values[f.name] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_mapping(values)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> Settings:
+        known = {f.name: f for f in fields(cls)}
+        converted: dict[str, Any] = {}
+        for name, raw in values.items():
+            if name not in known:
+                raise SettingsError(f"unknown setting {name!r}")
+            converted[name] = _convert(name, known[name], raw)
+        return cls(**converted)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise SettingsError(f"configuration file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"configuration file {path} is not valid TOML: {exc}") from exc
+    section = data.get("docuhooks", data)
+    return {str(k).replace("-", "_"): v for k, v in section.items()}
+
+
+def _convert(name: str, f: dataclasses.Field[Any], raw: Any) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(f"expected true or false, got {raw!r}")
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+        return str(raw)
+    except ValueError as exc:
+        raise SettingsError(f"setting {ENV_PREFIX}{name.upper()}: {exc}") from exc
+
+
+def field_defaults() -> dict[str, Any]:
+    """Every setting with its default, for `docuhooks config` and the docs."""
+    out: dict[str, Any] = {}
+    for f in fields(Settings):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+_ = field  # re-exported for subclasses that need factories

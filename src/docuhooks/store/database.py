@@ -1,0 +1,128 @@
+"""The `Database`: an async engine over SQLite or PostgreSQL, its transactions and migrations.
+
+SQLite is the embedded default: one file in WAL mode, every transaction `BEGIN IMMEDIATE` so
+concurrent writers queue on the busy timeout instead of failing on a lock upgrade.
+PostgreSQL is for scale-out: many processes, row claims with `FOR UPDATE SKIP LOCKED`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+Dialect = Literal["sqlite", "postgresql"]
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def normalize_url(url: str) -> str:
+    """Accept the URLs people write (`postgresql://…`, `sqlite:///…`) and pick the async driver."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend in {"postgresql", "postgres"}:
+        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
+    raise ValueError(f"unsupported database {backend!r}: use sqlite:///path or postgresql://…")
+
+
+class Database:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        backend = engine.dialect.name
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported dialect {backend}")
+        self.dialect: Dialect = backend  # type: ignore[assignment]
+
+    @classmethod
+    def from_url(cls, url: str, *, pool_size: int = 10) -> Database:
+        async_url = normalize_url(url)
+        kwargs: dict[str, Any] = {}
+        if async_url.startswith("sqlite"):
+            path = make_url(async_url).database
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        engine = create_async_engine(async_url, **kwargs)
+        if engine.dialect.name == "sqlite":
+            _configure_sqlite(engine)
+        return cls(engine)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One unit of work: committed when the block ends, rolled back if it raises."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    async def upgrade(self) -> None:
+        """Apply every pending migration (Alembic), as `docuhooks db upgrade` does."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(_run_upgrade)
+
+    async def current_revision(self) -> str | None:
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(_current_revision)
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(5), self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control from the driver so the "begin" hook below decides.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def alembic_config(connection: sa.Connection | None = None) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _run_upgrade(connection: sa.Connection) -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(connection), "head")
+
+
+def _current_revision(connection: sa.Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()

@@ -1,0 +1,330 @@
+"""Every table, in SQLAlchemy Core. Migrations in `migrations/` are generated from this file.
+
+Ids are UUID strings (portable across SQLite and PostgreSQL); timestamps are timezone-aware
+UTC; lists and small documents are JSON. Secrets are stored only encrypted (`*_enc` columns).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware datetimes on both backends (SQLite stores naive text otherwise)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        from datetime import UTC
+
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        from datetime import UTC
+
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _id(name: str = "id", **kw: object) -> sa.Column[str]:
+    return sa.Column(name, sa.String(36), primary_key=True, **kw)  # type: ignore[arg-type]
+
+
+def _fk(name: str, target: str, *, nullable: bool = False, ondelete: str = "CASCADE") -> sa.Column[str]:
+    return sa.Column(name, sa.String(36), sa.ForeignKey(target, ondelete=ondelete), nullable=nullable)
+
+
+def _ts(name: str, *, nullable: bool = False) -> sa.Column[datetime]:
+    return sa.Column(name, UtcDateTime(), nullable=nullable)
+
+
+# --- identity ---------------------------------------------------------------------------------
+
+sites = sa.Table(
+    "sites",
+    metadata,
+    _id(),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("base_url", sa.String(2048), nullable=False),
+    _ts("created_at"),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    _id(),
+    _fk("site_id", "sites.id"),
+    sa.Column("login_name", sa.String(320), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    #: "UserAccount" or "ServicePrincipal".
+    sa.Column("account_type", sa.String(32), nullable=False, server_default="UserAccount"),
+    #: Service principals log in with (client name, principal name, password).
+    sa.Column("client_name", sa.String(200), nullable=True),
+    sa.Column("password_hash", sa.String(200), nullable=True),
+    sa.Column("roles", sa.JSON(), nullable=False),
+    sa.Column("active", sa.Boolean(), nullable=False, server_default=sa.true()),
+    _ts("created_at"),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    _id(),
+    _fk("user_id", "users.id"),
+    #: sha256 of the token; the token itself is shown once and never stored.
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False, server_default=""),
+    _ts("created_at"),
+    _ts("expires_at", nullable=True),
+    _ts("last_used_at", nullable=True),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    _id(),
+    _fk("site_id", "sites.id"),
+    sa.Column("actor_id", sa.String(36), nullable=True),
+    sa.Column("actor_login", sa.String(320), nullable=True),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("object_type", sa.String(64), nullable=False),
+    sa.Column("object_id", sa.String(36), nullable=False),
+    sa.Column("details", sa.JSON(), nullable=False),
+    _ts("created_at"),
+    sa.Index("ix_audit_log_site_created", "site_id", "created_at"),
+)
+
+# --- webhooks -----------------------------------------------------------------------------------
+
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    _id(),
+    _fk("site_id", "sites.id"),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("interview_event_name", sa.String(200), nullable=True),
+    sa.Column("auth_method", sa.String(32), nullable=False),
+    sa.Column("access_token_enc", sa.Text(), nullable=True),
+    sa.Column("secret_kid", sa.String(64), nullable=True),
+    sa.Column("secret_enc", sa.Text(), nullable=True),
+    sa.Column("previous_secret_kid", sa.String(64), nullable=True),
+    sa.Column("previous_secret_enc", sa.Text(), nullable=True),
+    _ts("previous_secret_expires_at", nullable=True),
+    sa.Column("request_verb", sa.String(8), nullable=False),
+    sa.Column("active", sa.Boolean(), nullable=False),
+    #: Set while the webhook is suspended after repeated failures (SPEC §7.4).
+    _ts("suspended_at", nullable=True),
+    sa.Column("status_reason", sa.String(500), nullable=True),
+    sa.Column("accept_untrusted_ssl", sa.Boolean(), nullable=False),
+    sa.Column("work_group_ids", sa.JSON(), nullable=False),
+    sa.Column("template_ids", sa.JSON(), nullable=False),
+    sa.Column("sort_order", sa.Integer(), nullable=False),
+    sa.Column("timeout_seconds", sa.Integer(), nullable=False),
+    sa.Column("ordered_delivery", sa.Boolean(), nullable=False),
+    sa.Column("consecutive_failures", sa.Integer(), nullable=False, server_default="0"),
+    _ts("first_failure_at", nullable=True),
+    _ts("created_at"),
+    sa.Column("created_by", sa.String(36), nullable=True),
+    _ts("modified_at"),
+    sa.Column("modified_by", sa.String(36), nullable=True),
+    sa.UniqueConstraint("site_id", "name"),
+    # Matching (SPEC §4) starts from this index, so it never reads another site's or another
+    # event type's webhooks.
+    sa.Index("ix_webhooks_match", "site_id", "event_type", "active", "interview_event_name"),
+)
+
+#: One row per (webhook, scope value): matching joins here instead of scanning JSON lists.
+webhook_scopes = sa.Table(
+    "webhook_scopes",
+    metadata,
+    _fk("webhook_id", "webhooks.id"),
+    #: "workgroup" or "template".
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("scope_id", sa.String(36), nullable=False),
+    sa.PrimaryKeyConstraint("webhook_id", "kind", "scope_id"),
+    sa.Index("ix_webhook_scopes_lookup", "kind", "scope_id"),
+)
+
+# --- outbox: events, deliveries, attempts -------------------------------------------------------
+
+events = sa.Table(
+    "events",
+    metadata,
+    _id(),
+    _fk("site_id", "sites.id"),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    #: The event object of SPEC §5.1, exactly as receivers get it.
+    sa.Column("payload", sa.JSON(), nullable=False),
+    sa.Column("work_item_id", sa.String(36), nullable=True),
+    _ts("created_at"),
+    sa.Index("ix_events_site_created", "site_id", "created_at"),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    _id(),
+    _fk("event_id", "events.id"),
+    _fk("webhook_id", "webhooks.id"),
+    _fk("site_id", "sites.id"),
+    #: pending → (delivering) → succeeded | failed; `sync` rows record interview calls.
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    _ts("next_attempt_at", nullable=True),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    _ts("lease_expires_at", nullable=True),
+    #: For ordered delivery: the work item, and the version number within it.
+    sa.Column("ordering_key", sa.String(36), nullable=True),
+    sa.Column("ordering_seq", sa.Integer(), nullable=True),
+    sa.Column("last_status_code", sa.Integer(), nullable=True),
+    sa.Column("last_error_class", sa.String(32), nullable=True),
+    sa.Column("last_error", sa.String(1000), nullable=True),
+    _ts("created_at"),
+    _ts("completed_at", nullable=True),
+    sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_deliveries_webhook_created", "webhook_id", "created_at"),
+    sa.Index("ix_deliveries_event", "event_id"),
+    sa.Index("ix_deliveries_ordering", "webhook_id", "ordering_key", "ordering_seq"),
+)
+
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    _id(),
+    _fk("delivery_id", "deliveries.id"),
+    sa.Column("webhook_id", sa.String(36), nullable=False),
+    sa.Column("site_id", sa.String(36), nullable=False),
+    sa.Column("attempt_number", sa.Integer(), nullable=False),
+    _ts("started_at"),
+    sa.Column("duration_ms", sa.Float(), nullable=False),
+    sa.Column("request_method", sa.String(8), nullable=False),
+    sa.Column("request_url", sa.Text(), nullable=False),
+    sa.Column("request_headers", sa.JSON(), nullable=False),
+    sa.Column("status_code", sa.Integer(), nullable=True),
+    sa.Column("response_headers", sa.JSON(), nullable=True),
+    sa.Column("response_body", sa.Text(), nullable=True),
+    sa.Column("error_class", sa.String(32), nullable=True),
+    sa.Column("error", sa.String(1000), nullable=True),
+    sa.Index("ix_attempts_delivery", "delivery_id", "attempt_number"),
+    sa.Index("ix_attempts_started", "started_at"),
+)
+
+# --- the document platform ----------------------------------------------------------------------
+
+work_groups = sa.Table(
+    "work_groups",
+    metadata,
+    _id(),
+    _fk("site_id", "sites.id"),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.String(2000), nullable=False, server_default=""),
+    _ts("created_at"),
+    sa.UniqueConstraint("site_id", "name"),
+)
+
+templates = sa.Table(
+    "templates",
+    metadata,
+    _id(),
+    _fk("site_id", "sites.id"),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("file_name", sa.String(255), nullable=False),
+    sa.Column("content", sa.LargeBinary(), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    #: Variable definitions: [{name, type, repeatDepth, options}].
+    sa.Column("variables", sa.JSON(), nullable=False),
+    #: Names of the interview event elements (buttons firing CustomInterviewEvent).
+    sa.Column("event_elements", sa.JSON(), nullable=False),
+    _ts("created_at"),
+    sa.Column("created_by", sa.String(36), nullable=True),
+    sa.UniqueConstraint("site_id", "name"),
+)
+
+work_items = sa.Table(
+    "work_items",
+    metadata,
+    _id(),
+    _fk("site_id", "sites.id"),
+    _fk("work_group_id", "work_groups.id"),
+    _fk("template_id", "templates.id"),
+    sa.Column("name", sa.String(200), nullable=False),
+    _ts("created_at"),
+    sa.Column("created_by", sa.String(36), nullable=True),
+    sa.Index("ix_work_items_site_created", "site_id", "created_at"),
+)
+
+work_item_versions = sa.Table(
+    "work_item_versions",
+    metadata,
+    _id(),
+    _fk("work_item_id", "work_items.id"),
+    _fk("site_id", "sites.id"),
+    sa.Column("version_number", sa.Integer(), nullable=False),
+    #: InProgress, PostProcessing, Completed, Failed.
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("answers", sa.JSON(), nullable=False),
+    #: What happened in post-processing, shown on the version (SPEC §6.3).
+    sa.Column("post_processing", sa.JSON(), nullable=True),
+    _ts("post_processing_deadline", nullable=True),
+    sa.Column("complete_token_hash", sa.String(64), nullable=True),
+    _ts("created_at"),
+    sa.Column("created_by", sa.String(36), nullable=True),
+    _ts("completed_at", nullable=True),
+    sa.UniqueConstraint("work_item_id", "version_number"),
+)
+
+documents = sa.Table(
+    "documents",
+    metadata,
+    _id(),
+    _fk("version_id", "work_item_versions.id"),
+    _fk("site_id", "sites.id"),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("file_name", sa.String(255), nullable=False),
+    sa.Column("content_type", sa.String(255), nullable=False),
+    sa.Column("size", sa.BigInteger(), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("content", sa.LargeBinary(), nullable=False),
+    sa.Column("assembled_order", sa.Integer(), nullable=False),
+    _ts("created_at"),
+    sa.Index("ix_documents_version_order", "version_id", "assembled_order"),
+)
+
+interviews = sa.Table(
+    "interviews",
+    metadata,
+    _id(),
+    _fk("site_id", "sites.id"),
+    _fk("work_item_id", "work_items.id"),
+    _fk("version_id", "work_item_versions.id"),
+    sa.Column("answers", sa.JSON(), nullable=False),
+    #: open or finished.
+    sa.Column("status", sa.String(16), nullable=False),
+    _ts("created_at"),
+    sa.Column("created_by", sa.String(36), nullable=True),
+    _ts("finished_at", nullable=True),
+)
