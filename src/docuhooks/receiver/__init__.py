@@ -1,0 +1,63 @@
+"""The receiver SDK: verify a call from docuhooks and answer it, in a few lines.
+
+    from docuhooks.receiver import Verifier, InterviewLoadEvent
+
+    verifier = Verifier(secrets=[os.environ["WEBHOOK_SECRET"]], audience=WEBHOOK_ID)
+    event = verifier.verify(method, url, headers, body)   # raises VerificationError
+
+It depends only on the standard library and PyJWT, never on the docuhooks server, so an
+integrator's application can install it alone. Framework adapters live in
+`docuhooks.receiver.fastapi` and `docuhooks.receiver.flask` and are imported only on demand.
+"""
+
+from docuhooks.receiver._errors import (
+    BadSignature,
+    MalformedRequest,
+    MissingToken,
+    TokenExpired,
+    TokenNotYetValid,
+    VerificationError,
+    WrongAudience,
+    WrongIssuer,
+)
+from docuhooks.receiver.events import (
+    CustomInterviewEvent,
+    Document,
+    InterviewLoadEvent,
+    NewWorkItemVersionComplete,
+    PostProcessingEvent,
+    Template,
+    User,
+    WebhookEvent,
+    WorkItem,
+    parse_event,
+)
+from docuhooks.receiver.replies import PostProcessingResult, ReturnedDocument
+from docuhooks.receiver.verify import DEFAULT_LEEWAY, AuthMethod, Verifier, verify_request
+
+__all__ = [
+    "DEFAULT_LEEWAY",
+    "AuthMethod",
+    "BadSignature",
+    "CustomInterviewEvent",
+    "Document",
+    "InterviewLoadEvent",
+    "MalformedRequest",
+    "MissingToken",
+    "NewWorkItemVersionComplete",
+    "PostProcessingEvent",
+    "PostProcessingResult",
+    "ReturnedDocument",
+    "Template",
+    "TokenExpired",
+    "TokenNotYetValid",
+    "User",
+    "VerificationError",
+    "Verifier",
+    "WebhookEvent",
+    "WorkItem",
+    "WrongAudience",
+    "WrongIssuer",
+    "parse_event",
+    "verify_request",
+]

@@ -1,0 +1,394 @@
+"""Checking that a request came from the platform, for each authentication method (SPEC §5.2, §5.3).
+
+A `Verifier` is built once from the receiver's configuration and checks raw requests: the HTTP
+method, the URL (or just its query), the headers and the body bytes. It needs no web framework,
+so the same code serves Flask, FastAPI, Django or a bare WSGI app.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from enum import StrEnum
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import jwt
+
+from docuhooks.receiver._errors import (
+    BadSignature,
+    MalformedRequest,
+    MissingToken,
+    TokenExpired,
+    TokenNotYetValid,
+    VerificationError,
+    WrongAudience,
+    WrongIssuer,
+)
+from docuhooks.receiver.events import WebhookEvent, parse_event
+
+#: Clock difference tolerated between platform and receiver, in seconds.
+DEFAULT_LEEWAY = 60.0
+#: How old a Standard Webhooks timestamp may be, as the specification's reference libraries do.
+STANDARD_WEBHOOKS_TOLERANCE = 300.0
+
+_JWT_CLAIMS = frozenset({"iss", "aud", "iat", "nbf", "exp", "jti", "sub"})
+_WHSEC_PREFIX = "whsec_"
+
+
+class AuthMethod(StrEnum):
+    """How a webhook authenticates its calls; the values are those of the webhook settings."""
+
+    HMAC = "HMAC"
+    ACCESS_TOKEN = "AccessToken"
+    STANDARD_WEBHOOKS = "StandardWebhooks"
+
+
+class Verifier:
+    """Verifies requests for one webhook.
+
+    `secrets` are the accepted HMAC secrets, `whsec_…` Standard Webhooks secrets, or access
+    tokens, depending on the method. Give two during a secret rotation: the platform keeps
+    signing with the old one for the grace period, and the receiver can deploy the new one first.
+
+    `audience` is the webhook's id; HMAC tokens made for another webhook are refused. Standard
+    Webhooks and access-token requests carry no audience, so there the secret alone decides.
+
+    `auth_method` may be left out: the method is then recognised from the request itself
+    (a `webhook-signature` header, a `token` parameter, an `Authorization: Bearer` header).
+    """
+
+    def __init__(
+        self,
+        *,
+        secrets: Sequence[str],
+        audience: str | None,
+        auth_method: AuthMethod | str | None = None,
+        issuer: str | None = None,
+        leeway: float = DEFAULT_LEEWAY,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if isinstance(secrets, str):
+            raise TypeError("secrets must be a list of strings, not one string")
+        if not secrets or not all(isinstance(s, str) and s for s in secrets):
+            raise ValueError("give at least one secret, each a non-empty string")
+        if leeway < 0:
+            raise ValueError(f"leeway must not be negative, got {leeway}")
+        self.secrets = tuple(secrets)
+        self.audience = audience
+        self.auth_method = AuthMethod(auth_method) if auth_method is not None else None
+        self.issuer = issuer
+        self.leeway = leeway
+        self._clock = clock
+        self._standard_webhooks_keys: tuple[bytes, ...] | None = None
+
+    def verify(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> WebhookEvent:
+        """The typed event in the request, or a `VerificationError` saying what is wrong."""
+        return parse_event(self.verify_payload(method, url, headers, body))
+
+    def verify_payload(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> dict[str, Any]:
+        """The event object in the request as a dict (SPEC §5.1), without the JWT claims."""
+        lowered = {name.lower(): value for name, value in headers.items()}
+        query = _query_params(url)
+        auth_method = self.auth_method or _detect_method(lowered, query, body)
+        if auth_method is AuthMethod.HMAC:
+            return self._verify_hmac(_find_token(method, lowered, query, body))
+        if auth_method is AuthMethod.STANDARD_WEBHOOKS:
+            return self._verify_standard_webhooks(lowered, body)
+        return self._verify_access_token(method, lowered, query, body)
+
+    def _verify_hmac(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError as exc:
+            raise MalformedRequest(f"the token is not a well-formed JWT: {exc}") from None
+        if header.get("alg") != "HS256":
+            raise BadSignature(
+                f"the token is signed with {header.get('alg')!r}; only HS256 is accepted"
+            )
+        options = {
+            # Time claims are checked below with the injected clock and with clearer messages.
+            "verify_exp": False,
+            "verify_nbf": False,
+            "verify_iat": False,
+            "verify_aud": self.audience is not None,
+            "require": ["exp"],
+        }
+        for secret in self.secrets:
+            try:
+                claims: dict[str, Any] = jwt.decode(
+                    token,
+                    secret,
+                    algorithms=["HS256"],
+                    audience=self.audience,
+                    issuer=self.issuer,
+                    options=options,  # type: ignore[arg-type]
+                )
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.InvalidAudienceError:
+                raise WrongAudience(self._audience_message(token)) from None
+            except jwt.InvalidIssuerError:
+                raise WrongIssuer(
+                    f"the token was issued by {_unverified_claims(token).get('iss')!r}, "
+                    f"this receiver expects {self.issuer!r}"
+                ) from None
+            except jwt.MissingRequiredClaimError as exc:
+                raise MalformedRequest(f"the token lacks a claim: {exc}") from None
+            except jwt.PyJWTError as exc:
+                raise MalformedRequest(f"the token could not be read: {exc}") from None
+            self._check_times(claims)
+            return {name: value for name, value in claims.items() if name not in _JWT_CLAIMS}
+        raise BadSignature(
+            f"the token's signature matches none of the {len(self.secrets)} configured "
+            f"secret(s) (token kid {header.get('kid')!r}); check the webhook's current HMAC secret"
+        )
+
+    def _audience_message(self, token: str) -> str:
+        return (
+            f"the token is for webhook {_unverified_claims(token).get('aud')!r}, "
+            f"this receiver is webhook {self.audience!r}; check the audience setting"
+        )
+
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
+        now = self._clock()
+        exp = _number_claim(claims, "exp")
+        if exp is not None and now > exp + self.leeway:
+            ago = now - exp
+            raise TokenExpired(
+                f"the token expired {ago:.0f} s ago (leeway {self.leeway:g} s); if it was sent "
+                "just now, a clock may be off: check the time on this host and the platform",
+                seconds_ago=ago,
+            )
+        for name in ("nbf", "iat"):
+            moment = _number_claim(claims, name)
+            if moment is not None and moment > now + self.leeway:
+                early = moment - now
+                raise TokenNotYetValid(
+                    f"the token is valid only from {early:.0f} s from now ({name}, leeway "
+                    f"{self.leeway:g} s); a clock is probably off: check the time on this host",
+                    seconds_early=early,
+                )
+
+    def _verify_standard_webhooks(
+        self, headers: Mapping[str, str], body: bytes | None
+    ) -> dict[str, Any]:
+        msg_id = headers.get("webhook-id")
+        timestamp_text = headers.get("webhook-timestamp")
+        signature_header = headers.get("webhook-signature")
+        missing = [
+            name
+            for name, value in (
+                ("webhook-id", msg_id),
+                ("webhook-timestamp", timestamp_text),
+                ("webhook-signature", signature_header),
+            )
+            if not value
+        ]
+        if missing:
+            raise MissingToken(f"the Standard Webhooks header(s) {', '.join(missing)} are missing")
+        assert msg_id and timestamp_text and signature_header
+        try:
+            timestamp = int(timestamp_text)
+        except ValueError:
+            raise MalformedRequest(
+                f"webhook-timestamp must be whole seconds since 1970, got {timestamp_text!r}"
+            ) from None
+        payload = body or b""
+        signed = b"%s.%d.%s" % (msg_id.encode("utf-8"), timestamp, payload)
+        offered = _offered_signatures(signature_header)
+        if not any(
+            hmac.compare_digest(hmac.new(key, signed, hashlib.sha256).digest(), candidate)
+            for key in self._whsec_keys()
+            for candidate in offered
+        ):
+            raise BadSignature(
+                f"no v1 signature in webhook-signature matches any of the {len(self.secrets)} "
+                "configured secret(s); check the webhook's current whsec_ secret"
+            )
+        # Checked after the signature, so the message can trust the timestamp it talks about.
+        self._check_times({"exp": timestamp + STANDARD_WEBHOOKS_TOLERANCE, "iat": timestamp})
+        return _json_object(payload)
+
+    def _whsec_keys(self) -> tuple[bytes, ...]:
+        if self._standard_webhooks_keys is None:
+            keys = []
+            for secret in self.secrets:
+                try:
+                    keys.append(base64.b64decode(secret.removeprefix(_WHSEC_PREFIX), validate=True))
+                except binascii.Error:
+                    raise ValueError(
+                        "a Standard Webhooks secret is 'whsec_' followed by base64"
+                    ) from None
+            self._standard_webhooks_keys = tuple(keys)
+        return self._standard_webhooks_keys
+
+    def _verify_access_token(
+        self,
+        method: str,
+        headers: Mapping[str, str],
+        query: Mapping[str, str],
+        body: bytes | None,
+    ) -> dict[str, Any]:
+        authorization = headers.get("authorization")
+        if not authorization:
+            raise MissingToken("the Authorization header is missing; expected 'Bearer <token>'")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise MalformedRequest("the Authorization header must read 'Bearer <token>'")
+        offered = token.strip().encode("utf-8")
+        # Every configured token is compared, so the time taken does not reveal which one matched.
+        matches = [hmac.compare_digest(offered, s.encode("utf-8")) for s in self.secrets]
+        if not any(matches):
+            raise BadSignature(
+                "the bearer token matches none of the configured access tokens; check the "
+                "webhook's access token"
+            )
+        if method.upper() == "GET":
+            return _unflatten_query(query)
+        return _json_object(body or b"")
+
+
+def verify_request(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    *,
+    secrets: Sequence[str],
+    audience: str | None,
+    auth_method: AuthMethod | str | None = None,
+    issuer: str | None = None,
+    leeway: float = DEFAULT_LEEWAY,
+) -> WebhookEvent:
+    """Verify one request and return its typed event; see `Verifier` for the parameters."""
+    verifier = Verifier(
+        secrets=secrets, audience=audience, auth_method=auth_method, issuer=issuer, leeway=leeway
+    )
+    return verifier.verify(method, url, headers, body)
+
+
+def _detect_method(
+    headers: Mapping[str, str], query: Mapping[str, str], body: bytes | None
+) -> AuthMethod:
+    if "webhook-signature" in headers:
+        return AuthMethod.STANDARD_WEBHOOKS
+    if "token" in query or (body is not None and body.startswith(b"token=")):
+        return AuthMethod.HMAC
+    if "authorization" in headers:
+        return AuthMethod.ACCESS_TOKEN
+    raise MissingToken(
+        "the request carries no credentials: no 'token' parameter (HMAC), no webhook-signature "
+        "header (Standard Webhooks) and no Authorization header (access token)"
+    )
+
+
+def _find_token(
+    method: str, headers: Mapping[str, str], query: Mapping[str, str], body: bytes | None
+) -> str:
+    if method.upper() != "GET" and body:
+        content_type = headers.get("content-type", "")
+        if not content_type.startswith("application/x-www-form-urlencoded"):
+            raise MalformedRequest(
+                f"an HMAC POST must be application/x-www-form-urlencoded, got {content_type!r}"
+            )
+        form = _form_params(body.decode("latin-1"), "body")
+        if "token" in form:
+            return form["token"]
+    if "token" in query:
+        return query["token"]
+    raise MissingToken(
+        "the request has no 'token' parameter: HMAC webhooks send it in the form body (POST) "
+        "or the query string (GET)"
+    )
+
+
+def _query_params(url: str) -> dict[str, str]:
+    query = urlsplit(url).query if ("?" in url or "://" in url or url.startswith("/")) else url
+    return _form_params(query, "query string")
+
+
+def _form_params(encoded: str, where: str) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for name, value in parse_qsl(encoded, keep_blank_values=True):
+        if name in params:
+            raise MalformedRequest(f"the parameter {name!r} appears twice in the {where}")
+        params[name] = value
+    return params
+
+
+def _offered_signatures(header: str) -> list[bytes]:
+    offered = []
+    for item in header.split():
+        version, _, encoded = item.partition(",")
+        if version != "v1":
+            continue
+        try:
+            offered.append(base64.b64decode(encoded, validate=True))
+        except binascii.Error:
+            raise MalformedRequest(
+                f"webhook-signature holds invalid base64: {item!r:.40}"
+            ) from None
+    if not offered:
+        raise MalformedRequest("webhook-signature holds no 'v1,<base64>' signature")
+    return offered
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedRequest(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise MalformedRequest(f"the body must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _unflatten_query(query: Mapping[str, str]) -> dict[str, Any]:
+    """Rebuild the event object from the flattened GET parameters of an AccessToken call."""
+    params = dict(query)
+    event: dict[str, Any] = {name: params.pop(name, None) for name in ("eventId", "eventType")}
+    event["siteId"] = params.pop("siteId", None)
+    event["createdBy"] = {
+        field: params.pop(param, None)
+        for param, field in (
+            ("userId", "id"),
+            ("userLoginName", "loginName"),
+            ("userName", "name"),
+            ("userEmail", "email"),
+        )
+    }
+    if "test" in params:
+        event["test"] = params.pop("test") == "true"
+    params.pop("token", None)
+    event["data"] = params
+    return event
+
+
+def _unverified_claims(token: str) -> dict[str, Any]:
+    try:
+        claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+        return claims
+    except jwt.PyJWTError:
+        return {}
+
+
+def _number_claim(claims: Mapping[str, Any], name: str) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MalformedRequest(f"the token's {name} must be a number of seconds, got {value!r}")
+    return float(value)
+
+
+__all__ = ["DEFAULT_LEEWAY", "AuthMethod", "VerificationError", "Verifier", "verify_request"]
