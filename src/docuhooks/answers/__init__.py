@@ -1,0 +1,42 @@
+"""Answer sets (SPEC §8): the model, canonical and shorthand JSON, HotDocs answer XML,
+fitting to a template's variables, and overlay. Pure: bytes and objects in, objects out."""
+
+from docuhooks.answers.errors import AnswerSetError
+from docuhooks.answers.hotdocs import parse_hotdocs_xml, to_hotdocs_xml
+from docuhooks.answers.jsonformat import (
+    ParseResult,
+    parse_answer_json,
+    parse_canonical,
+    parse_shorthand,
+)
+from docuhooks.answers.model import (
+    MAX_REPEAT_DEPTH,
+    Answer,
+    AnswerSet,
+    AnswerType,
+    Selection,
+    Value,
+    VariableDef,
+)
+from docuhooks.answers.payload import parse_answer_payload
+from docuhooks.answers.validate import validate_against, variable_map
+
+__all__ = [
+    "MAX_REPEAT_DEPTH",
+    "Answer",
+    "AnswerSet",
+    "AnswerSetError",
+    "AnswerType",
+    "ParseResult",
+    "Selection",
+    "Value",
+    "VariableDef",
+    "parse_answer_json",
+    "parse_answer_payload",
+    "parse_canonical",
+    "parse_hotdocs_xml",
+    "parse_shorthand",
+    "to_hotdocs_xml",
+    "validate_against",
+    "variable_map",
+]

@@ -1,0 +1,172 @@
+"""Answer JSON (SPEC §8): the canonical form, the shorthand form, and picking between them.
+
+- Canonical: `{"answers": [{"name", "type", "value"}, …]}`. Strict: a malformed entry, an
+  unknown type or a value that is not of its own declared type is an `AnswerSetError` with
+  a JSON path (`answers[2].value[1]`), because the sender said what it meant and got it wrong.
+  Only then is the set fitted to the template's variables, which drops misfits with warnings.
+- Shorthand: `{"Client Name": "Jane", "Fee": 1500}`, typed by the template's variables. A
+  value that does not fit its variable, or a name the template lacks, is dropped with a
+  warning naming it; the other answers still apply.
+- Dates are ISO `YYYY-MM-DD` strings in both forms.
+- A JSON object whose only key is `"answers"` holding a list is canonical, unless the
+  template itself declares a variable named `answers`; every other object is shorthand.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from docuhooks.answers.errors import AnswerSetError
+from docuhooks.answers.model import (
+    Answer,
+    AnswerSet,
+    AnswerType,
+    VariableDef,
+    check_name,
+    normalize_value,
+)
+from docuhooks.answers.validate import validate_against
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ENTRY_KEYS = frozenset({"name", "type", "value"})
+
+
+@dataclass(frozen=True, slots=True)
+class ParseResult:
+    """The answers that apply, and a warning for each answer that was dropped."""
+
+    answers: AnswerSet
+    warnings: tuple[str, ...] = ()
+
+
+def is_canonical(data: Any, variables: Mapping[str, VariableDef] | None = None) -> bool:
+    return (
+        isinstance(data, dict)
+        and set(data) == {"answers"}
+        and isinstance(data["answers"], list)
+        and not (variables is not None and "answers" in variables)
+    )
+
+
+def parse_answer_json(data: Any, variables: Mapping[str, VariableDef] | None = None) -> ParseResult:
+    """Decoded answer JSON, canonical or shorthand, fitted to `variables` when given.
+
+    Shorthand needs `variables` (its types come from them); without them it is an error.
+    """
+    if is_canonical(data, variables):
+        answers = parse_canonical(data)
+        if variables is None:
+            return ParseResult(answers)
+        kept, warnings = validate_against(answers, variables)
+        return ParseResult(kept, warnings)
+    if not isinstance(data, dict):
+        raise AnswerSetError(f"answer JSON must be an object, not {_json_kind(data)}", "body")
+    if variables is None:
+        raise AnswerSetError(
+            'not canonical answer JSON ({"answers": [...]}); shorthand JSON needs the '
+            "template's variable definitions to type its values",
+            "body",
+        )
+    return parse_shorthand(data, variables)
+
+
+def parse_canonical(data: Any) -> AnswerSet:
+    """Canonical answer JSON → `AnswerSet`, strictly (no template needed)."""
+    if not isinstance(data, dict):
+        raise AnswerSetError(f"must be an object, not {_json_kind(data)}", "body")
+    extra = sorted(set(data) - {"answers"})
+    if extra:
+        raise AnswerSetError(f"unexpected key(s) {', '.join(map(repr, extra))}", "body")
+    entries = data.get("answers")
+    if not isinstance(entries, list):
+        raise AnswerSetError(f"must be a list, not {_json_kind(entries)}", "answers")
+    answers: list[Answer] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        where = f"answers[{index}]"
+        if not isinstance(entry, dict):
+            raise AnswerSetError(f"must be an object, not {_json_kind(entry)}", where)
+        missing = sorted(_ENTRY_KEYS - set(entry))
+        if missing:
+            raise AnswerSetError(
+                f'missing {", ".join(map(repr, missing))} (use "value": null for unanswered)',
+                where,
+            )
+        extra = sorted(set(entry) - _ENTRY_KEYS)
+        if extra:
+            raise AnswerSetError(f"unexpected key(s) {', '.join(map(repr, extra))}", where)
+        name = check_name(entry["name"], f"{where}.name")
+        if name in seen:
+            raise AnswerSetError(f"answer {name!r} appears more than once", f"{where}.name")
+        seen.add(name)
+        raw_type = entry["type"]
+        if not isinstance(raw_type, str) or raw_type not in set(AnswerType):
+            raise AnswerSetError(
+                f"unknown type {raw_type!r}; expected one of "
+                + ", ".join(t.value for t in AnswerType),
+                f"{where}.type",
+            )
+        answer_type = AnswerType(raw_type)
+        value = value_from_json(answer_type, entry["value"], f"{where}.value")
+        answers.append(Answer(name, answer_type, value))
+    return AnswerSet(answers)
+
+
+def parse_shorthand(data: Mapping[str, Any], variables: Mapping[str, VariableDef]) -> ParseResult:
+    """Shorthand answer JSON → the answers that fit `variables`, with warnings for the rest."""
+    typed: list[Answer] = []
+    warnings: list[str] = []
+    for name, raw in data.items():
+        variable = variables.get(name)
+        if variable is None:
+            warnings.append(
+                f'answer "{name}": the template has no variable named {name!r}; ignored'
+            )
+            continue
+        try:
+            value = value_from_json(variable.type, raw, f'answer "{name}"')
+        except AnswerSetError as exc:
+            warnings.append(f'answer "{name}": {exc.reason} (at {exc.location}); ignored')
+            continue
+        typed.append(Answer(name, variable.type, value))
+    kept, misfits = validate_against(AnswerSet(typed), variables)
+    return ParseResult(kept, tuple(warnings) + misfits)
+
+
+def value_from_json(answer_type: AnswerType, raw: Any, location: str) -> Any:
+    """A JSON value → the normalised model value of `answer_type` (dates from ISO strings)."""
+    return normalize_value(answer_type, _dates_from_json(answer_type, raw, location), location)
+
+
+def _dates_from_json(answer_type: AnswerType, raw: Any, location: str) -> Any:
+    if answer_type is not AnswerType.DATE or raw is None:
+        return raw
+    if isinstance(raw, list):
+        return [
+            _dates_from_json(answer_type, item, f"{location}[{index}]")
+            for index, item in enumerate(raw)
+        ]
+    if isinstance(raw, str) and _ISO_DATE.fullmatch(raw):
+        try:
+            return date.fromisoformat(raw)
+        except ValueError as exc:
+            raise AnswerSetError(f"not a real date: {raw!r} ({exc})", location) from None
+    raise AnswerSetError(f"a date must be a 'YYYY-MM-DD' string, not {raw!r}", location)
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object" if isinstance(value, dict) else type(value).__name__
