@@ -115,6 +115,7 @@ class Verifier:
             raise BadSignature(
                 f"the token is signed with {header.get('alg')!r}; only HS256 is accepted"
             )
+        _require_canonical_signature(token)
         options = {
             # Time claims are checked below with the injected clock and with clearer messages.
             "verify_exp": False,
@@ -326,6 +327,18 @@ def _form_params(encoded: str, where: str) -> dict[str, str]:
     return params
 
 
+def _require_canonical_signature(token: str) -> None:
+    # Base64 decoders ignore the spare low bits of the last character, so without this check
+    # several distinct tokens would carry the same valid signature.
+    encoded = token.rpartition(".")[2]
+    try:
+        digest = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except (binascii.Error, ValueError):
+        raise MalformedRequest("the token's signature is not base64url") from None
+    if base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii") != encoded:
+        raise BadSignature("the token's signature is not canonically encoded")
+
+
 def _offered_signatures(header: str) -> list[bytes]:
     offered = []
     for item in header.split():
@@ -333,11 +346,15 @@ def _offered_signatures(header: str) -> list[bytes]:
         if version != "v1":
             continue
         try:
-            offered.append(base64.b64decode(encoded, validate=True))
+            signature = base64.b64decode(encoded, validate=True)
         except binascii.Error:
             raise MalformedRequest(
                 f"webhook-signature holds invalid base64: {item!r:.40}"
             ) from None
+        # As for JWTs: a non-canonical encoding would let altered headers pass.
+        if base64.b64encode(signature).decode("ascii") != encoded:
+            raise BadSignature("a webhook-signature value is not canonically encoded")
+        offered.append(signature)
     if not offered:
         raise MalformedRequest("webhook-signature holds no 'v1,<base64>' signature")
     return offered
