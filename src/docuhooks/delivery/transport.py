@@ -231,8 +231,6 @@ class AiohttpTransport(Transport):
     def _get_session(self) -> aiohttp.ClientSession:
         # Created on first use: a session belongs to the running event loop.
         if self._session is None:
-            if self._closed:
-                raise RuntimeError("transport is closed")
             connector = aiohttp.TCPConnector(resolver=self._resolver, **self._connector_options)
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -252,6 +250,8 @@ class AiohttpTransport(Transport):
         verify_tls: bool = True,
         max_body: int = DEFAULT_MAX_BODY,
     ) -> TransportResult:
+        if self._closed:
+            raise RuntimeError("transport is closed")
         started = time.perf_counter()
 
         def elapsed() -> float:
