@@ -13,6 +13,7 @@ of the error classes of SPEC §7.3. What a status *means* (410 deactivates, 429 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import socket
 import ssl
@@ -227,6 +228,9 @@ class AiohttpTransport(Transport):
         }
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        # The verdict on a literal host never changes for a frozen policy, and webhooks
+        # call the same few hosts over and over: judge each one once.
+        self._refuse_literal_host = functools.lru_cache(maxsize=4096)(self._judge_literal_host)
 
     def _get_session(self) -> aiohttp.ClientSession:
         # Created on first use: a session belongs to the running event loop.
@@ -297,7 +301,7 @@ class AiohttpTransport(Transport):
         )
         return replace(result, body_truncated=truncated) if truncated else result
 
-    def _refuse_literal_host(self, raw_host: str) -> str | None:
+    def _judge_literal_host(self, raw_host: str) -> str | None:
         # aiohttp hands IP literals straight to the socket without asking the resolver, so
         # they are judged here, before any connection exists. Names go to PolicyResolver.
         literal = parse_ip_host(raw_host)
