@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,11 +74,12 @@ DATA: dict[EventType, dict[str, Any]] = {
 
 
 def sample_event(event_type: EventType, *, test: bool = False) -> dict[str, Any]:
+    """A fresh copy each time, so a test that spoils one cannot spoil the next."""
     return Event(
         event_type=event_type,
         site_id="51e51e51-0000-4000-8000-000000000006",
         created_by=ANN,
-        data=DATA[event_type],
+        data=copy.deepcopy(DATA[event_type]),
         event_id="ee000000-0000-4000-8000-000000000007",
         created_date=NOW,
         test=test,
