@@ -68,6 +68,14 @@ class Database:
         async with self.engine.begin() as conn:
             yield conn
 
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only unit of work: on SQLite it runs beside a writer instead of queueing."""
+        async with self.engine.connect() as conn:
+            await conn.execution_options(docuhooks_readonly=True)
+            async with conn.begin():
+                yield conn
+
     async def upgrade(self) -> None:
         """Apply every pending migration (Alembic), as `docuhooks db upgrade` does."""
         async with self.engine.begin() as conn:
@@ -103,7 +111,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers take no write lock (WAL lets them run beside the writer); writers take it
+        # up front, so two writers queue instead of deadlocking on a lock upgrade.
+        readonly = conn.get_execution_options().get("docuhooks_readonly", False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 def alembic_config(connection: sa.Connection | None = None) -> Any:

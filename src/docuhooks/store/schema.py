@@ -51,8 +51,12 @@ def _id(name: str = "id", **kw: object) -> sa.Column[str]:
     return sa.Column(name, sa.String(36), primary_key=True, **kw)  # type: ignore[arg-type]
 
 
-def _fk(name: str, target: str, *, nullable: bool = False, ondelete: str = "CASCADE") -> sa.Column[str]:
-    return sa.Column(name, sa.String(36), sa.ForeignKey(target, ondelete=ondelete), nullable=nullable)
+def _fk(
+    name: str, target: str, *, nullable: bool = False, ondelete: str = "CASCADE"
+) -> sa.Column[str]:
+    return sa.Column(
+        name, sa.String(36), sa.ForeignKey(target, ondelete=ondelete), nullable=nullable
+    )
 
 
 def _ts(name: str, *, nullable: bool = False) -> sa.Column[datetime]:

@@ -1,0 +1,3 @@
+from docuhooks.cli import main
+
+main()

@@ -1,0 +1,51 @@
+"""The ASGI application: routers, error handling, limits, and start-up/shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from docuhooks import __version__
+from docuhooks.api import errors
+from docuhooks.api.limits import BodyLimitMiddleware
+from docuhooks.api.routes import audit, auth, health, webhooks
+from docuhooks.context import AppContext
+
+#: Background parts started with the app and stopped with it (the worker registers here).
+Component = Callable[[AppContext], Awaitable[Callable[[], Awaitable[None]]]]
+
+
+def create_app(
+    ctx: AppContext, *, components: list[Component] | None = None, migrate: bool = True
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            await ctx.db.upgrade()
+        stops = [await start(ctx) for start in components or []]
+        try:
+            yield
+        finally:
+            for stop in reversed(stops):
+                await stop()
+            await ctx.db.dispose()
+
+    app = FastAPI(
+        title="docuhooks",
+        version=__version__,
+        description="Webhooks for document automation: administration, deliveries, and the "
+        "document platform that produces the events.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    errors.install(app)
+    for router in (health.router, auth.router, webhooks.router, audit.router):
+        app.include_router(router)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        json_limit=ctx.settings.max_json_body_bytes,
+        upload_limit=ctx.settings.max_upload_bytes,
+    )
+    return app

@@ -1,0 +1,194 @@
+"""Webhook administration routes (SPEC §11). Delivery-related webhook routes (deliveries,
+test, recover) live with the delivery engine."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from pydantic import Field
+
+from docuhooks import audit
+from docuhooks.api.deps import Caller, Conn, Ctx
+from docuhooks.api.models import ERRORS, AuthMethodName, EventTypeName, Input, Output, Page
+from docuhooks.store import pagination
+from docuhooks.webhooks import service
+
+router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], responses=ERRORS)
+
+IdList = Annotated[list[str], Field(max_length=500)]
+
+
+class WebhookFields(Input):
+    name: str | None = Field(default=None, max_length=200)
+    url: str | None = Field(default=None, max_length=2048)
+    eventType: EventTypeName | None = None
+    interviewEventName: str | None = Field(default=None, max_length=200)
+    authenticationMethod: AuthMethodName | None = None
+    accessToken: str | None = Field(
+        default=None, max_length=4096, description="AccessToken only; write-only"
+    )
+    requestVerb: Annotated[str, Field(pattern="^(GET|POST)$")] | None = None
+    active: bool | None = None
+    acceptUntrustedSsl: bool | None = None
+    workGroupIds: IdList | None = None
+    templateIds: IdList | None = None
+    order: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
+    timeoutSeconds: int | None = Field(default=None, ge=1, le=120)
+    orderedDelivery: bool | None = None
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+class WebhookCreate(WebhookFields):
+    name: str = Field(max_length=200)
+    url: str = Field(max_length=2048)
+    eventType: EventTypeName
+
+
+class SecretRotation(Output):
+    previousSecretId: str | None
+    previousSecretExpires: datetime
+
+
+class Webhook(Output):
+    id: str
+    name: str
+    url: str
+    eventType: str
+    interviewEventName: str | None
+    authenticationMethod: str
+    secretId: str | None
+    secretRotation: SecretRotation | None
+    hasAccessToken: bool
+    requestVerb: str
+    active: bool
+    status: str = Field(description="active, inactive or suspended")
+    statusReason: str | None
+    acceptUntrustedSsl: bool
+    workGroupIds: list[str]
+    templateIds: list[str]
+    order: int
+    timeoutSeconds: int
+    orderedDelivery: bool
+    consecutiveFailures: int
+    createdDate: datetime
+    createdBy: str | None
+    modifiedDate: datetime
+    modifiedBy: str | None
+
+
+class WebhookWithSecret(Webhook):
+    secret: str | None = Field(
+        default=None,
+        description="The HMAC / StandardWebhooks secret. Returned only by the call that "
+        "creates it; store it now, it is never shown again.",
+    )
+
+
+class RegenerateSecret(Input):
+    gracePeriodSeconds: int = Field(
+        default=0,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="Keep signing with the old secret this long (0 = it stops at once)",
+    )
+
+
+class AuditEntry(Output):
+    id: str
+    action: str
+    objectType: str
+    objectId: str
+    actor: dict[str, str | None]
+    details: dict[str, Any]
+    createdDate: datetime
+
+
+def _with_secret(webhook: dict[str, Any], secret: str | None) -> WebhookWithSecret:
+    return WebhookWithSecret(**webhook, secret=secret)
+
+
+@router.get("", response_model=Page[Webhook])
+async def list_webhooks(
+    conn: Conn,
+    who: Caller,
+    limit: Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    eventType: EventTypeName | None = None,
+    status: Annotated[str | None, Query(pattern="^(active|inactive|suspended)$")] = None,
+) -> dict[str, Any]:
+    page = await service.list_page(
+        conn, who, limit=limit, cursor=cursor, event_type=eventType, status=status
+    )
+    return {"items": page.items, "nextCursor": page.next_cursor}
+
+
+@router.post("", status_code=201, response_model=WebhookWithSecret)
+async def create_webhook(
+    body: WebhookCreate, ctx: Ctx, conn: Conn, who: Caller
+) -> WebhookWithSecret:
+    webhook, secret = await service.create(ctx, conn, who, body.changes())
+    return _with_secret(webhook, secret)
+
+
+@router.get("/{webhook_id}", response_model=Webhook)
+async def get_webhook(webhook_id: str, conn: Conn, who: Caller) -> dict[str, Any]:
+    return service.to_api(await service.get_row(conn, who, webhook_id))
+
+
+@router.patch("/{webhook_id}", response_model=WebhookWithSecret)
+async def update_webhook(
+    webhook_id: str, body: WebhookFields, ctx: Ctx, conn: Conn, who: Caller
+) -> WebhookWithSecret:
+    webhook, secret = await service.update(ctx, conn, who, webhook_id, body.changes())
+    return _with_secret(webhook, secret)
+
+
+@router.delete("/{webhook_id}", status_code=204, response_class=Response)
+async def delete_webhook(webhook_id: str, ctx: Ctx, conn: Conn, who: Caller) -> Response:
+    await service.delete(ctx, conn, who, webhook_id)
+    return Response(status_code=204)
+
+
+@router.post("/{webhook_id}/activate", response_model=Webhook)
+async def activate(webhook_id: str, ctx: Ctx, conn: Conn, who: Caller) -> dict[str, Any]:
+    return await service.set_active(ctx, conn, who, webhook_id, True)
+
+
+@router.post("/{webhook_id}/deactivate", response_model=Webhook)
+async def deactivate(webhook_id: str, ctx: Ctx, conn: Conn, who: Caller) -> dict[str, Any]:
+    return await service.set_active(ctx, conn, who, webhook_id, False)
+
+
+@router.post("/{webhook_id}/resume", response_model=Webhook)
+async def resume(webhook_id: str, ctx: Ctx, conn: Conn, who: Caller) -> dict[str, Any]:
+    """Lift a suspension: pending deliveries become due at once."""
+    return await service.resume(ctx, conn, who, webhook_id)
+
+
+@router.post("/{webhook_id}/regenerate-secret", response_model=WebhookWithSecret)
+async def regenerate_secret(
+    webhook_id: str,
+    ctx: Ctx,
+    conn: Conn,
+    who: Caller,
+    body: RegenerateSecret | None = None,
+) -> WebhookWithSecret:
+    grace = body.gracePeriodSeconds if body else 0
+    webhook, secret = await service.regenerate_secret(ctx, conn, who, webhook_id, grace)
+    return _with_secret(webhook, secret)
+
+
+@router.get("/{webhook_id}/audit", response_model=list[AuditEntry])
+async def webhook_audit(
+    webhook_id: str,
+    conn: Conn,
+    who: Caller,
+    limit: Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)] = 50,
+) -> list[dict[str, Any]]:
+    """Who changed this webhook, how and when (newest first)."""
+    row = await service.get_row(conn, who, webhook_id)
+    return await audit.list_entries(conn, who.site_id, object_id=row.id, limit=limit)

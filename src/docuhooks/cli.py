@@ -1,0 +1,189 @@
+"""The `docuhooks` command."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from docuhooks import __version__
+from docuhooks.context import AppContext
+from docuhooks.errors import DocuhooksError
+from docuhooks.settings import Settings, SettingsError
+
+T = TypeVar("T")
+
+
+def _settings(config: str | None, **overrides: Any) -> Settings:
+    try:
+        return Settings.load(config, **overrides)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _run_with_db(settings: Settings, work: Callable[[AppContext], Awaitable[T]]) -> T:
+    async def main() -> T:
+        ctx = AppContext.from_settings(settings)
+        try:
+            await ctx.db.upgrade()
+            return await work(ctx)
+        finally:
+            await ctx.db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except DocuhooksError as exc:
+        details = "".join(f"\n  {d.field}: {d.message}" for d in exc.details)
+        raise click.ClickException(f"{exc.message}{details}") from exc
+
+
+config_option = click.option(
+    "--config", type=click.Path(dir_okay=False), default=None, help="A TOML settings file."
+)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="docuhooks")
+def main() -> None:
+    """docuhooks: webhooks for document automation."""
+
+
+@main.command()
+@config_option
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default 8000).")
+@click.option(
+    "--dev", is_flag=True, default=None, help="Development mode: webhooks may call loopback."
+)
+@click.option(
+    "--no-worker", is_flag=True, help="Serve the API only; deliveries wait for `docuhooks worker`."
+)
+def serve(
+    config: str | None, host: str | None, port: int | None, dev: bool | None, no_worker: bool
+) -> None:
+    """Run the API and admin UI, with a delivery worker in the same process."""
+    import uvicorn
+
+    from docuhooks.logs import configure
+
+    settings = _settings(
+        config, host=host, port=port, dev_mode=dev, worker_enabled=False if no_worker else None
+    )
+    configure(settings.log_level, json=settings.log_json)
+    from docuhooks.server import build_app
+
+    app = build_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level,
+        access_log=False,
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@config_option
+def db_upgrade(config: str | None) -> None:
+    """Apply pending migrations."""
+
+    async def work(ctx: AppContext) -> str | None:
+        return await ctx.db.current_revision()
+
+    revision = _run_with_db(_settings(config), work)
+    click.echo(f"database at revision {revision}", err=True)
+
+
+@main.group()
+def admin() -> None:
+    """Bootstrap sites, users and tokens. Each command prints only the new id or token."""
+
+
+@admin.command("create-site")
+@click.argument("name")
+@click.option("--base-url", required=True, help="The site's public base URL (JWT issuer).")
+@config_option
+def create_site(name: str, base_url: str, config: str | None) -> None:
+    from docuhooks.identity import service
+
+    async def work(ctx: AppContext) -> str:
+        async with ctx.db.transaction() as conn:
+            return await service.create_site(conn, name=name, base_url=base_url)
+
+    click.echo(_run_with_db(_settings(config), work))
+
+
+@admin.command("create-user")
+@click.option("--site", "site_id", required=True, help="Site id (from create-site).")
+@click.option("--login", "login_name", required=True, help="Login name: an email address.")
+@click.option("--name", required=True, help="Display name.")
+@click.option("--email", default=None, help="Email, if not the login name.")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    required=True,
+    type=click.Choice(["SiteAdministrator", "IntegrationAdministrator", "User"]),
+)
+@click.option(
+    "--password", default=None, help="Password (argon2-hashed). Omit for token-only users."
+)
+@click.option("--service-principal", is_flag=True, help="A machine user for receivers.")
+@click.option("--client-name", default=None, help="Service principal's client name.")
+@config_option
+def create_user(
+    site_id: str,
+    login_name: str,
+    name: str,
+    email: str | None,
+    roles: tuple[str, ...],
+    password: str | None,
+    service_principal: bool,
+    client_name: str | None,
+    config: str | None,
+) -> None:
+    from docuhooks.identity import service
+
+    async def work(ctx: AppContext) -> str:
+        async with ctx.db.transaction() as conn:
+            return await service.create_user(
+                conn,
+                site_id=site_id,
+                login_name=login_name,
+                name=name,
+                email=email,
+                roles=list(roles),
+                password=password,
+                account_type="ServicePrincipal" if service_principal else "UserAccount",
+                client_name=client_name,
+            )
+
+    click.echo(_run_with_db(_settings(config), work))
+
+
+@admin.command("create-token")
+@click.option("--login", "login_name", required=True)
+@click.option("--name", default="cli", help="A label for the token.")
+@config_option
+def create_token(login_name: str, name: str, config: str | None) -> None:
+    from docuhooks.identity import service
+
+    async def work(ctx: AppContext) -> str:
+        async with ctx.db.transaction() as conn:
+            return await service.create_token(conn, login_name=login_name, name=name)
+
+    click.echo(_run_with_db(_settings(config), work))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sites, users, roles and API tokens: who is calling, for which site, with which rights."""

@@ -1,0 +1,197 @@
+"""Identity services: sites, users and tokens; a token or a password becomes a Principal."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from docuhooks.errors import Conflict, FieldError, NotFound, ValidationFailed
+from docuhooks.identity import secrets
+from docuhooks.identity.models import Principal, Role
+from docuhooks.store.schema import api_tokens, sites, users
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def validate_base_url(value: str, field: str = "baseUrl") -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationFailed.of([FieldError(field, "must be an absolute http or https URL")])
+    return value.rstrip("/")
+
+
+async def create_site(conn: AsyncConnection, *, name: str, base_url: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= 200:
+        raise ValidationFailed.of([FieldError("name", "must be 1 to 200 characters")])
+    site_id = str(uuid.uuid4())
+    await conn.execute(
+        sites.insert().values(
+            id=site_id, name=name, base_url=validate_base_url(base_url), created_at=_now()
+        )
+    )
+    return site_id
+
+
+async def get_site(conn: AsyncConnection, site_id: str) -> sa.Row[Any]:
+    row = (await conn.execute(sa.select(sites).where(sites.c.id == site_id))).first()
+    if row is None:
+        raise NotFound(f"site {site_id} does not exist")
+    return row
+
+
+async def create_user(
+    conn: AsyncConnection,
+    *,
+    site_id: str,
+    login_name: str,
+    name: str,
+    roles: list[str],
+    email: str | None = None,
+    password: str | None = None,
+    account_type: str = "UserAccount",
+    client_name: str | None = None,
+) -> str:
+    await get_site(conn, site_id)
+    errors: list[FieldError] = []
+    login_name = login_name.strip().lower()
+    if not _EMAIL.match(login_name) or len(login_name) > 320:
+        errors.append(FieldError("loginName", "must be an email address"))
+    email = (email or login_name).strip()
+    if not _EMAIL.match(email):
+        errors.append(FieldError("email", "must be an email address"))
+    if not 1 <= len(name.strip()) <= 200:
+        errors.append(FieldError("name", "must be 1 to 200 characters"))
+    known = {r.value for r in Role}
+    for i, role in enumerate(roles):
+        if role not in known:
+            errors.append(FieldError(f"roles.{i}", f"must be one of {', '.join(sorted(known))}"))
+    if account_type not in ("UserAccount", "ServicePrincipal"):
+        errors.append(FieldError("accountType", "must be UserAccount or ServicePrincipal"))
+    if password is not None and len(password) < 8:
+        errors.append(FieldError("password", "must be at least 8 characters"))
+    if errors:
+        raise ValidationFailed.of(errors)
+    existing = await conn.scalar(sa.select(users.c.id).where(users.c.login_name == login_name))
+    if existing:
+        raise Conflict(f"a user with login name {login_name} already exists")
+    user_id = str(uuid.uuid4())
+    await conn.execute(
+        users.insert().values(
+            id=user_id,
+            site_id=site_id,
+            login_name=login_name,
+            name=name.strip(),
+            email=email,
+            account_type=account_type,
+            client_name=client_name,
+            password_hash=secrets.hash_password(password) if password else None,
+            roles=sorted(set(roles)),
+            active=True,
+            created_at=_now(),
+        )
+    )
+    return user_id
+
+
+async def create_token(
+    conn: AsyncConnection, *, login_name: str, name: str = "", expires_at: datetime | None = None
+) -> str:
+    """A new API token for the user; the token is returned here once and stored only hashed."""
+    user_id = await conn.scalar(
+        sa.select(users.c.id).where(users.c.login_name == login_name.strip().lower())
+    )
+    if user_id is None:
+        raise NotFound(f"no user with login name {login_name}")
+    token = secrets.new_api_token()
+    await conn.execute(
+        api_tokens.insert().values(
+            id=str(uuid.uuid4()),
+            user_id=user_id,
+            token_hash=secrets.hash_token(token),
+            name=name,
+            created_at=_now(),
+            expires_at=expires_at,
+        )
+    )
+    return token
+
+
+def _principal(row: sa.Row[Any]) -> Principal:
+    return Principal(
+        user_id=row.id,
+        site_id=row.site_id,
+        login_name=row.login_name,
+        name=row.name,
+        email=row.email,
+        account_type=row.account_type,
+        roles=frozenset(Role(r) for r in row.roles),
+    )
+
+
+async def authenticate_token(conn: AsyncConnection, token: str) -> Principal | None:
+    if not token.startswith(secrets.TOKEN_PREFIX) or len(token) > 200:
+        return None
+    query = (
+        sa.select(users, api_tokens.c.expires_at)
+        .join(api_tokens, api_tokens.c.user_id == users.c.id)
+        .where(api_tokens.c.token_hash == secrets.hash_token(token), users.c.active.is_(True))
+    )
+    row = (await conn.execute(query)).first()
+    if row is None or (row.expires_at is not None and row.expires_at <= _now()):
+        return None
+    return _principal(row)
+
+
+async def login(conn: AsyncConnection, login_name: str, password: str) -> Principal | None:
+    row = (
+        await conn.execute(
+            sa.select(users).where(
+                users.c.login_name == login_name.strip().lower(), users.c.active.is_(True)
+            )
+        )
+    ).first()
+    if not secrets.verify_password(row.password_hash if row else None, password) or row is None:
+        return None
+    return _principal(row)
+
+
+async def service_principal_login(
+    conn: AsyncConnection, client_name: str, principal_name: str, password: str
+) -> Principal | None:
+    """The source platform's receiver login: (tenancy/client name, principal name, password).
+
+    The principal name may be given as the login name or as the display name; the client name
+    must match the one the principal was created with (or the site's name).
+    """
+    query = (
+        sa.select(users, sites.c.name.label("site_name"))
+        .join(sites, sites.c.id == users.c.site_id)
+        .where(
+            users.c.account_type == "ServicePrincipal",
+            users.c.active.is_(True),
+            sa.or_(
+                users.c.login_name == principal_name.strip().lower(),
+                users.c.name == principal_name.strip(),
+            ),
+        )
+    )
+    rows = (await conn.execute(query)).all()
+    for row in rows:
+        if client_name.strip() in {row.client_name, row.site_name} and secrets.verify_password(
+            row.password_hash, password
+        ):
+            return _principal(row)
+    secrets.verify_password(None, password)
+    return None

@@ -1,0 +1,19 @@
+"""Assembles the running server from settings: context, app, and background components."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from docuhooks.api.app import Component, create_app
+from docuhooks.context import AppContext
+from docuhooks.settings import Settings
+
+
+def components(settings: Settings) -> list[Component]:
+    """Background parts `serve` runs beside the API (the delivery worker, the pruner)."""
+    return []
+
+
+def build_app(settings: Settings, ctx: AppContext | None = None) -> FastAPI:
+    ctx = ctx or AppContext.from_settings(settings)
+    return create_app(ctx, components=components(settings))

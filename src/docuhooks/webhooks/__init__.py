@@ -1,0 +1,1 @@
+"""Webhook administration: configuration rules, secrets, matching, and the admin service."""
