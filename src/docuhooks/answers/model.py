@@ -113,13 +113,29 @@ def _normalize(answer_type: AnswerType, value: object, location: str, level: int
         )
         if not items:
             return None
-        depths = {repeat_depth(item) for item in items if item is not None}
-        if len(depths) > 1:
-            raise AnswerSetError(
-                "iterations mix repeat levels (some are lists, some single values)", location
-            )
+        _shape(items, location)
         return items
     return _normalize_leaf(answer_type, value, location)
+
+
+def _shape(value: Value, location: str) -> tuple[int, bool]:
+    """The repeat depth `value` shows, and whether it is exact: iterations that are all
+    unanswered fit any deeper nesting, so they only bound the depth from below.
+    Raises when iterations of one repeat nest to different depths."""
+    if value is None:
+        return 0, False
+    if not isinstance(value, tuple):
+        return 0, True
+    shapes = [_shape(item, location) for item in value if item is not None]
+    exact = {depth for depth, is_exact in shapes if is_exact}
+    lowest = max((depth for depth, is_exact in shapes if not is_exact), default=0)
+    if len(exact) > 1 or (exact and lowest > min(exact)):
+        raise AnswerSetError(
+            "iterations mix repeat levels (some are lists, some single values)", location
+        )
+    if exact:
+        return exact.pop() + 1, True
+    return lowest + 1, False
 
 
 def _is_selection_list(answer_type: AnswerType, value: list[Any] | tuple[Any, ...]) -> bool:
