@@ -87,7 +87,7 @@ MALFORMED = [
     ),
     (b"<AnswerSet><Answer name='A'/></AnswerSet>", "exactly one value", 'Answer "A"'),
     (
-        b"<AnswerSet><Answer name='A'><TextValue>x</TextValue><TextValue>y</TextValue></Answer></AnswerSet>",
+        b"<AnswerSet><Answer name='A'><TextValue>x</TextValue><TextValue>y</TextValue></Answer></AnswerSet>",  # noqa: E501
         "exactly one value",
         'Answer "A"',
     ),
@@ -152,7 +152,7 @@ MALFORMED = [
         'Answer "M"',
     ),
     (
-        b"<AnswerSet><Answer name='M'><MCValue><SelValue>a</SelValue><SelValue>a</SelValue></MCValue></Answer></AnswerSet>",
+        b"<AnswerSet><Answer name='M'><MCValue><SelValue>a</SelValue><SelValue>a</SelValue></MCValue></Answer></AnswerSet>",  # noqa: E501
         "selected twice",
         'Answer "M"',
     ),
@@ -162,12 +162,12 @@ MALFORMED = [
         'Answer "R"',
     ),
     (
-        b"<AnswerSet><Answer name='R'><RptValue><TextValue>a</TextValue><NumValue>1</NumValue></RptValue></Answer></AnswerSet>",
+        b"<AnswerSet><Answer name='R'><RptValue><TextValue>a</TextValue><NumValue>1</NumValue></RptValue></Answer></AnswerSet>",  # noqa: E501
         "different types",
         'Answer "R"',
     ),
     (
-        b"<AnswerSet><Answer name='R'><RptValue><TextValue>a</TextValue><RptValue><TextValue>b</TextValue></RptValue></RptValue></Answer></AnswerSet>",
+        b"<AnswerSet><Answer name='R'><RptValue><TextValue>a</TextValue><RptValue><TextValue>b</TextValue></RptValue></RptValue></Answer></AnswerSet>",  # noqa: E501
         "mix repeat levels",
         'Answer "R"',
     ),
