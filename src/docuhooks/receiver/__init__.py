@@ -20,6 +20,12 @@ from docuhooks.receiver._errors import (
     WrongAudience,
     WrongIssuer,
 )
+from docuhooks.receiver.answers import (
+    ANSWER_TYPES,
+    AnswerSetBuilder,
+    shorthand,
+    write_hotdocs_xml,
+)
 from docuhooks.receiver.events import (
     CustomInterviewEvent,
     Document,
@@ -36,7 +42,9 @@ from docuhooks.receiver.replies import PostProcessingResult, ReturnedDocument
 from docuhooks.receiver.verify import DEFAULT_LEEWAY, AuthMethod, Verifier, verify_request
 
 __all__ = [
+    "ANSWER_TYPES",
     "DEFAULT_LEEWAY",
+    "AnswerSetBuilder",
     "AuthMethod",
     "BadSignature",
     "CustomInterviewEvent",
@@ -59,5 +67,7 @@ __all__ = [
     "WrongAudience",
     "WrongIssuer",
     "parse_event",
+    "shorthand",
     "verify_request",
+    "write_hotdocs_xml",
 ]
