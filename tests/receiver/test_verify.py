@@ -137,7 +137,9 @@ def test_wrong_secret_is_a_bad_signature(method: AuthMethod, verb: Verb) -> None
 
 def test_wrong_audience_names_both_webhooks() -> None:
     webhook = target(AuthMethod.HMAC)
-    with pytest.raises(WrongAudience, match=f"for webhook '{WEBHOOK_ID}'.*webhook 'other-hook'"):
+    with pytest.raises(
+        WrongAudience, match=f"for webhook '{WEBHOOK_ID}'.*webhook\\(s\\) 'other-hook'"
+    ):
         receive(send(webhook), secrets=accepted_secrets(webhook), audience="other-hook")
 
 
@@ -302,3 +304,11 @@ class TestConfiguration:
     def test_unknown_method(self) -> None:
         with pytest.raises(ValueError, match="Basic"):
             Verifier(secrets=["s"], audience=None, auth_method="Basic")
+
+
+def test_one_endpoint_may_serve_several_webhooks() -> None:
+    webhook = target(AuthMethod.HMAC)
+    secrets = accepted_secrets(webhook)
+    receive(send(webhook), secrets=secrets, audience=["another-hook", WEBHOOK_ID])
+    with pytest.raises(WrongAudience, match="'a', 'b'"):
+        receive(send(webhook), secrets=secrets, audience=("a", "b"))

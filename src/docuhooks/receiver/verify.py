@@ -56,7 +56,8 @@ class Verifier:
     tokens, depending on the method. Give two during a secret rotation: the platform keeps
     signing with the old one for the grace period, and the receiver can deploy the new one first.
 
-    `audience` is the webhook's id; HMAC tokens made for another webhook are refused. Standard
+    `audience` is the webhook's id (or a list of ids, when one endpoint serves several
+    webhooks); HMAC tokens made for another webhook are refused. Standard
     Webhooks and access-token requests carry no audience, so there the secret alone decides.
 
     `auth_method` may be left out: the method is then recognised from the request itself
@@ -67,7 +68,7 @@ class Verifier:
         self,
         *,
         secrets: Sequence[str],
-        audience: str | None,
+        audience: str | Sequence[str] | None,
         auth_method: AuthMethod | str | None = None,
         issuer: str | None = None,
         leeway: float = DEFAULT_LEEWAY,
@@ -80,7 +81,9 @@ class Verifier:
         if leeway < 0:
             raise ValueError(f"leeway must not be negative, got {leeway}")
         self.secrets = tuple(secrets)
-        self.audience = audience
+        self.audience: str | list[str] | None = (
+            audience if audience is None or isinstance(audience, str) else list(audience)
+        )
         self.auth_method = AuthMethod(auth_method) if auth_method is not None else None
         self.issuer = issuer
         self.leeway = leeway
@@ -157,7 +160,7 @@ class Verifier:
     def _audience_message(self, token: str) -> str:
         return (
             f"the token is for webhook {_unverified_claims(token).get('aud')!r}, "
-            f"this receiver is webhook {self.audience!r}; check the audience setting"
+            f"this receiver accepts webhook(s) {self.audience!r}; check the audience setting"
         )
 
     def _check_times(self, claims: Mapping[str, Any]) -> None:
@@ -266,7 +269,7 @@ def verify_request(
     body: bytes | None,
     *,
     secrets: Sequence[str],
-    audience: str | None,
+    audience: str | Sequence[str] | None,
     auth_method: AuthMethod | str | None = None,
     issuer: str | None = None,
     leeway: float = DEFAULT_LEEWAY,
