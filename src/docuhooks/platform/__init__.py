@@ -1,0 +1,1 @@
+"""The document-automation platform: templates, work items, interviews and assembly."""

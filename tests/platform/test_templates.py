@@ -1,0 +1,131 @@
+"""Template inspection: DOCX checks, placeholders found, syntax errors refused, declarations."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+from docx_factory import STANDARD_VARIABLES, make_docx, standard_template
+
+from docuhooks.answers import AnswerType, VariableDef
+from docuhooks.platform.templates import (
+    TemplateError,
+    TemplateInfo,
+    check_declarations,
+    inspect_template,
+    template_identifier,
+)
+
+
+def test_standard_template_placeholders_are_found() -> None:
+    info = inspect_template(standard_template())
+    # The loop variable `child` and Jinja's own `loop` are not placeholders.
+    assert info.placeholders == (
+        "Child_Name",
+        "Client_Name",
+        "Colours",
+        "Fee",
+        "Is_Company",
+        "Start_Date",
+    )
+
+
+def test_standard_declarations_fit_the_standard_template() -> None:
+    check = check_declarations(inspect_template(standard_template()), STANDARD_VARIABLES)
+    assert check.ok
+    assert check.errors == ()
+    assert check.warnings == ()
+
+
+def test_jinja_globals_and_filters_are_not_placeholders() -> None:
+    docx = make_docx(["{% for i in range(Count) %}{{ i }}{% endfor %} {{ Name|upper }}"])
+    assert inspect_template(docx).placeholders == ("Count", "Name")
+
+
+def test_placeholders_in_headers_are_found() -> None:
+    from docx import Document
+
+    document = Document()
+    document.sections[0].header.paragraphs[0].text = "{{ Header_Var }}"
+    document.add_paragraph("{{ Body_Var }}")
+    out = io.BytesIO()
+    document.save(out)
+    assert inspect_template(out.getvalue()).placeholders == ("Body_Var", "Header_Var")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("{{ Client Name }}", "cannot be parsed"),
+        ("{% for c in Kids %}no end", "cannot be parsed"),
+        ("{{ Fee + }}", "cannot be parsed"),
+        ("{% endif %}", "cannot be parsed"),
+    ],
+)
+def test_unparseable_placeholders_are_refused_with_the_reason(text: str, reason: str) -> None:
+    with pytest.raises(TemplateError) as caught:
+        inspect_template(make_docx(["before", text, "after"]))
+    assert reason in str(caught.value)
+    assert len(str(caught.value)) > len("a placeholder cannot be parsed: ")
+
+
+def test_not_a_zip_is_refused() -> None:
+    with pytest.raises(TemplateError, match="not a zip archive"):
+        inspect_template(b"%PDF-1.7 not a docx")
+
+
+def test_a_zip_without_docx_parts_is_refused_naming_the_part() -> None:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+    with pytest.raises(TemplateError, match=r"word/document\.xml"):
+        inspect_template(out.getvalue())
+
+
+@pytest.mark.parametrize(
+    ("name", "identifier"),
+    [
+        ("Client Name", "Client_Name"),
+        ("Fee", "Fee"),
+        ("Child's  Name", "Child_s_Name"),
+        ("1st Party", "_1st_Party"),
+        ("Größe des Hauses", "Größe_des_Hauses"),
+        ("a-b.c", "a_b_c"),
+    ],
+)
+def test_template_identifier(name: str, identifier: str) -> None:
+    assert template_identifier(name) == identifier
+    assert identifier.isidentifier()
+
+
+def test_undeclared_placeholder_is_an_error_and_unused_variable_a_warning() -> None:
+    info = TemplateInfo(("Client_Name", "Unknown_Thing"))
+    check = check_declarations(
+        info,
+        [VariableDef("Client Name", AnswerType.TEXT), VariableDef("Spare", AnswerType.NUMBER)],
+    )
+    assert not check.ok
+    assert check.errors == (
+        "placeholder 'Unknown_Thing' in the document matches no declared variable",
+    )
+    assert check.warnings == ('variable "Spare": declared but not used in the document',)
+
+
+def test_colliding_duplicate_and_reserved_names_are_errors() -> None:
+    check = check_declarations(
+        TemplateInfo(()),
+        [
+            VariableDef("Client Name", AnswerType.TEXT),
+            VariableDef("Client_Name", AnswerType.TEXT),
+            VariableDef("Fee", AnswerType.NUMBER),
+            VariableDef("Fee", AnswerType.NUMBER),
+            VariableDef("loop", AnswerType.TEXT),
+        ],
+        event_elements=["Look up client", " Look up client ", "  "],
+    )
+    assert any("both appear in the template as 'Client_Name'" in e for e in check.errors)
+    assert 'variable "Fee": declared more than once' in check.errors
+    assert any('"loop"' in e and "reserved" in e for e in check.errors)
+    assert 'interview event element "Look up client": declared more than once' in check.errors
+    assert "interview event element 3: the name is empty" in check.errors
