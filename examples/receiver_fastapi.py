@@ -1,0 +1,98 @@
+"""A docuhooks receiver in FastAPI that verifies and answers all four event types.
+
+Run it (one endpoint may serve several webhooks: list their secrets and ids):
+
+    DOCUHOOKS_WEBHOOK_SECRETS=<secret>[,<secret>...] \\
+    DOCUHOOKS_WEBHOOK_IDS=<webhook id>[,<webhook id>...] \\
+    PORT=8002 python examples/receiver_fastapi.py
+
+and point the webhooks at http://127.0.0.1:8002/hooks. Needs `pip install 'docuhooks[fastapi]'`
+and uvicorn.
+"""
+
+import logging
+import os
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Response
+from fastapi.responses import JSONResponse
+
+from docuhooks.receiver import (
+    AnswerSetBuilder,
+    CustomInterviewEvent,
+    InterviewLoadEvent,
+    NewWorkItemVersionComplete,
+    PostProcessingEvent,
+    PostProcessingResult,
+    Verifier,
+    WebhookEvent,
+)
+from docuhooks.receiver.fastapi import verified_event
+
+log = logging.getLogger("receiver")
+
+
+def create_app(verifier: Verifier) -> FastAPI:
+    app = FastAPI()
+    # No `from __future__ import annotations` here: FastAPI reads this annotation at runtime.
+    verified = Annotated[WebhookEvent, Depends(verified_event(verifier))]
+
+    @app.api_route("/hooks", methods=["GET", "POST"])
+    async def hook(event: verified) -> Response:
+        if isinstance(event, NewWorkItemVersionComplete):
+            # A notification: store the fact and fetch the documents later from their `url`.
+            # Deliveries are at least once, so de-duplicate on event.event_id.
+            names = ", ".join(document.file_name for document in event.documents)
+            log.info(
+                "version %s of %s is complete: %s",
+                event.work_item.version_number,
+                event.work_item.name,
+                names,
+            )
+            return Response(status_code=204)
+        if isinstance(event, InterviewLoadEvent):
+            # Prefill the interview: answer JSON, overlaid before the user starts.
+            answers = AnswerSetBuilder().text("Client Name", event.user.name)
+            answers.text("Client Email", event.user.email)
+            return JSONResponse(answers.to_json())
+        if isinstance(event, CustomInterviewEvent):
+            if event.interview_event_name != "Look up client":
+                return Response(status_code=204)  # no answers
+            # Answers may also go back as HotDocs answer XML.
+            xml = AnswerSetBuilder().text("Client Address", "1 High Street").to_xml()
+            return Response(xml, media_type="application/xml")
+        if isinstance(event, PostProcessingEvent):
+            result = PostProcessingResult()
+            for document in event.documents:
+                if document.content is not None:
+                    # Stamp, sign or convert the bytes here; this example returns them as they are.
+                    result.replace(
+                        document.id,
+                        document.name,
+                        document.file_name,
+                        document.content_type,
+                        document.content,
+                    )
+            return Response(result.to_json(), media_type="application/json")
+        raise AssertionError(f"unhandled event type {type(event).__name__}")
+
+    return app
+
+
+def verifier_from_environment() -> Verifier:
+    secrets = [s for s in os.environ.get("DOCUHOOKS_WEBHOOK_SECRETS", "").split(",") if s]
+    if not secrets:
+        raise SystemExit("set DOCUHOOKS_WEBHOOK_SECRETS to the webhook's secret (or several)")
+    ids = [i for i in os.environ.get("DOCUHOOKS_WEBHOOK_IDS", "").split(",") if i]
+    return Verifier(secrets=secrets, audience=ids or None)
+
+
+if __name__ == "__main__":
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO)
+    uvicorn.run(
+        create_app(verifier_from_environment()),
+        host=os.environ.get("HOST", "127.0.0.1"),
+        port=int(os.environ.get("PORT", "8002")),
+    )

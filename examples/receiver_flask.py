@@ -1,0 +1,91 @@
+"""A docuhooks receiver in Flask that verifies and answers all four event types.
+
+Run it (one endpoint may serve several webhooks: list their secrets and ids):
+
+    DOCUHOOKS_WEBHOOK_SECRETS=<secret>[,<secret>...] \\
+    DOCUHOOKS_WEBHOOK_IDS=<webhook id>[,<webhook id>...] \\
+    PORT=8001 python examples/receiver_flask.py
+
+and point the webhooks at http://127.0.0.1:8001/hooks. Needs `pip install 'docuhooks[flask]'`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from flask import Flask, Response
+from flask.typing import ResponseReturnValue
+
+from docuhooks.receiver import (
+    AnswerSetBuilder,
+    CustomInterviewEvent,
+    InterviewLoadEvent,
+    NewWorkItemVersionComplete,
+    PostProcessingEvent,
+    PostProcessingResult,
+    Verifier,
+    WebhookEvent,
+)
+from docuhooks.receiver.flask import verified
+
+log = logging.getLogger("receiver")
+
+
+def create_app(verifier: Verifier) -> Flask:
+    app = Flask(__name__)
+
+    @app.route("/hooks", methods=["GET", "POST"])
+    @verified(verifier)
+    def hook(event: WebhookEvent) -> ResponseReturnValue:
+        if isinstance(event, NewWorkItemVersionComplete):
+            # A notification: store the fact and fetch the documents later from their `url`.
+            # Deliveries are at least once, so de-duplicate on event.event_id.
+            names = ", ".join(document.file_name for document in event.documents)
+            log.info(
+                "version %s of %s is complete: %s",
+                event.work_item.version_number,
+                event.work_item.name,
+                names,
+            )
+            return "", 204
+        if isinstance(event, InterviewLoadEvent):
+            # Prefill the interview: answer JSON, overlaid before the user starts.
+            answers = AnswerSetBuilder().text("Client Name", event.user.name)
+            return answers.text("Client Email", event.user.email).to_json(), 200
+        if isinstance(event, CustomInterviewEvent):
+            if event.interview_event_name != "Look up client":
+                return "", 204  # no answers
+            # Answers may also go back as HotDocs answer XML.
+            xml = AnswerSetBuilder().text("Client Address", "1 High Street").to_xml()
+            return Response(xml, status=200, mimetype="application/xml")
+        if isinstance(event, PostProcessingEvent):
+            result = PostProcessingResult()
+            for document in event.documents:
+                if document.content is not None:
+                    # Stamp, sign or convert the bytes here; this example returns them as they are.
+                    result.replace(
+                        document.id,
+                        document.name,
+                        document.file_name,
+                        document.content_type,
+                        document.content,
+                    )
+            return result.to_dict(), 200
+        raise AssertionError(f"unhandled event type {type(event).__name__}")
+
+    return app
+
+
+def verifier_from_environment() -> Verifier:
+    secrets = [s for s in os.environ.get("DOCUHOOKS_WEBHOOK_SECRETS", "").split(",") if s]
+    if not secrets:
+        raise SystemExit("set DOCUHOOKS_WEBHOOK_SECRETS to the webhook's secret (or several)")
+    ids = [i for i in os.environ.get("DOCUHOOKS_WEBHOOK_IDS", "").split(",") if i]
+    return Verifier(secrets=secrets, audience=ids or None)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    app = create_app(verifier_from_environment())
+    app.run(host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get("PORT", "8001")))

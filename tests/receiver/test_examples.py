@@ -1,0 +1,169 @@
+"""The examples in examples/ must keep working: exercised in-process and run as scripts."""
+
+import base64
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from receiver_samples import PDF, WEBHOOK_ID, accepted_secrets, sample_event, target
+
+from docuhooks.core.events import AuthMethod, EventType, Verb
+from docuhooks.core.signing import OutboundRequest, WebhookTarget, build_request
+from docuhooks.receiver import Verifier
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def signed(event_type: EventType, webhook: WebhookTarget) -> OutboundRequest:
+    return build_request(
+        sample_event(event_type),
+        webhook,
+        delivery_id="d",
+        attempt=1,
+        now=datetime.now(UTC),
+        user_agent="docuhooks/test",
+    )
+
+
+class FlaskApp:
+    def __init__(self, verifier: Verifier) -> None:
+        self.client = load("receiver_flask").create_app(verifier).test_client()
+
+    def send(self, request: OutboundRequest) -> tuple[int, str, bytes]:
+        path = request.url.removeprefix("http://testserver")
+        response = self.client.open(
+            path, method=request.method, headers=dict(request.headers), data=request.body
+        )
+        return response.status_code, response.content_type or "", response.data
+
+
+class FastAPIApp:
+    def __init__(self, verifier: Verifier) -> None:
+        self.client = TestClient(load("receiver_fastapi").create_app(verifier))
+
+    def send(self, request: OutboundRequest) -> tuple[int, str, bytes]:
+        response = self.client.request(
+            request.method, request.url, headers=dict(request.headers), content=request.body
+        )
+        return response.status_code, response.headers.get("content-type", ""), response.content
+
+
+SHAPES = [
+    (AuthMethod.HMAC, Verb.POST),
+    (AuthMethod.HMAC, Verb.GET),
+    (AuthMethod.ACCESS_TOKEN, Verb.POST),
+    (AuthMethod.STANDARD_WEBHOOKS, Verb.POST),
+]
+
+
+@pytest.mark.parametrize("app_type", [FlaskApp, FastAPIApp])
+@pytest.mark.parametrize(("method", "verb"), SHAPES)
+def test_examples_answer_every_event_type(app_type: Any, method: AuthMethod, verb: Verb) -> None:
+    webhook = target(method, verb, url="http://testserver/hooks")
+    app = app_type(Verifier(secrets=accepted_secrets(webhook), audience=WEBHOOK_ID))
+
+    status, _, _ = app.send(signed(EventType.NEW_WORK_ITEM_VERSION_COMPLETE, webhook))
+    assert status == 204
+
+    status, content_type, body = app.send(signed(EventType.INTERVIEW_LOAD_EVENT, webhook))
+    assert (status, content_type) == (200, "application/json")
+    assert json.loads(body)["answers"][0] == {
+        "name": "Client Name",
+        "type": "text",
+        "value": "Ann Lee",
+    }
+
+    status, content_type, body = app.send(signed(EventType.CUSTOM_INTERVIEW_EVENT, webhook))
+    assert (status, content_type.split(";")[0]) == (200, "application/xml")
+    assert b"<AnswerSet" in body and b"1 High Street" in body
+
+    status, content_type, body = app.send(signed(EventType.POST_PROCESSING_EVENT, webhook))
+    assert (status, content_type) == (200, "application/json")
+    (document,) = json.loads(body)["documents"]
+    assert document["action"] == "replace"
+    assert base64.b64decode(document["content"]) == PDF
+
+
+@pytest.mark.parametrize("app_type", [FlaskApp, FastAPIApp])
+def test_examples_refuse_a_bad_signature_with_the_reason(app_type: Any) -> None:
+    webhook = target(AuthMethod.HMAC, url="http://testserver/hooks")
+    app = app_type(Verifier(secrets=["somebody-elses-secret-of-32-bytes-or-more"], audience=WEBHOOK_ID))
+    status, _, body = app.send(signed(EventType.INTERVIEW_LOAD_EVENT, webhook))
+    assert status == 401
+    assert b"BadSignature" in body and b"matches none of the 1 configured" in body
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("script", ["receiver_flask", "receiver_fastapi"])
+def test_example_runs_as_a_script(script: str) -> None:
+    port = free_port()
+    webhook = target(AuthMethod.HMAC, url=f"http://127.0.0.1:{port}/hooks")
+    environment = {
+        **os.environ,
+        "PORT": str(port),
+        "DOCUHOOKS_WEBHOOK_SECRETS": ",".join(accepted_secrets(webhook)),
+        "DOCUHOOKS_WEBHOOK_IDS": WEBHOOK_ID,
+    }
+    process = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / f"{script}.py")],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        request = signed(EventType.INTERVIEW_LOAD_EVENT, webhook)
+        outbound = urllib.request.Request(
+            request.url, data=request.body, headers=dict(request.headers), method=request.method
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(outbound, timeout=5) as response:
+                    assert response.status == 200
+                    assert json.loads(response.read())["answers"][0]["value"] == "Ann Lee"
+                    break
+            except (ConnectionError, urllib.error.URLError):
+                assert process.poll() is None, f"{script} exited with {process.returncode}"
+                assert time.monotonic() < deadline, f"{script} did not start listening"
+                time.sleep(0.1)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_example_without_secrets_says_what_to_set() -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DOCUHOOKS_WEBHOOK")}
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "receiver_flask.py")],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0
+    assert "set DOCUHOOKS_WEBHOOK_SECRETS" in result.stderr
