@@ -1,0 +1,224 @@
+"""The webhook administration API over both stores: the life of a webhook, and every rule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import jwt  # noqa: F401  (the receiver side of a secret is exercised in the signing tests)
+import pytest
+from tests.support import SiteUsers
+
+NEW = {
+    "name": "Orders",
+    "url": "https://receiver.example/hook",
+    "eventType": "NewWorkItemVersionComplete",
+}
+
+
+async def create(client: httpx.AsyncClient, site: SiteUsers, **fields: Any) -> httpx.Response:
+    return await client.post("/api/v1/webhooks", json={**NEW, **fields}, headers=site.auth())
+
+
+async def test_life_of_a_webhook(client: httpx.AsyncClient, site: SiteUsers) -> None:
+    created = await create(client, site)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["secret"] and len(body["secret"]) >= 43
+    assert body["authenticationMethod"] == "HMAC" and body["requestVerb"] == "POST"
+    assert body["timeoutSeconds"] == 15 and body["status"] == "active"
+    hook = f"/api/v1/webhooks/{body['id']}"
+
+    read = (await client.get(hook, headers=site.auth())).json()
+    assert "secret" not in read and body["secret"] not in str(read)
+
+    patched = await client.patch(hook, json={"url": "https://other.example/x"}, headers=site.auth())
+    assert patched.status_code == 200 and patched.json()["url"] == "https://other.example/x"
+    assert patched.json()["secret"] is None
+
+    off = await client.post(f"{hook}/deactivate", headers=site.auth())
+    assert off.json()["status"] == "inactive" and off.json()["active"] is False
+    on = await client.post(f"{hook}/activate", headers=site.auth())
+    assert on.json()["status"] == "active"
+
+    rotated = await client.post(f"{hook}/regenerate-secret", headers=site.auth())
+    assert rotated.status_code == 200
+    assert rotated.json()["secret"] not in (None, body["secret"])
+    assert rotated.json()["secretRotation"] is None
+
+    graced = await client.post(
+        f"{hook}/regenerate-secret", json={"gracePeriodSeconds": 3600}, headers=site.auth()
+    )
+    assert graced.json()["secretRotation"]["previousSecretId"] == rotated.json()["secretId"]
+
+    log = (await client.get(f"{hook}/audit", headers=site.auth())).json()
+    actions = [e["action"] for e in log]
+    assert actions == [
+        "webhook.secret_rotated",
+        "webhook.secret_rotated",
+        "webhook.activated",
+        "webhook.deactivated",
+        "webhook.updated",
+        "webhook.created",
+    ]
+    assert all(body["secret"] not in str(e) for e in log)
+
+    assert (await client.delete(hook, headers=site.auth())).status_code == 204
+    assert (await client.get(hook, headers=site.auth())).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "status"),
+    [
+        ({"name": ""}, "name", 422),
+        ({"name": "x" * 201}, "name", 422),
+        ({"url": "ftp://example.com/"}, "url", 422),
+        ({"url": "https://user:pw@example.com/"}, "url", 422),
+        ({"url": "/relative"}, "url", 422),
+        ({"url": "https://example.com/" + "a" * 2048}, "url", 422),
+        ({"eventType": "Nope"}, "eventType", 422),
+        ({"eventType": "CustomInterviewEvent"}, "interviewEventName", 422),
+        ({"interviewEventName": "Lookup"}, "interviewEventName", 422),
+        ({"authenticationMethod": "AccessToken"}, "accessToken", 422),
+        ({"accessToken": "abc"}, "accessToken", 422),
+        ({"requestVerb": "GET"}, "requestVerb", 422),
+        ({"requestVerb": "PUT"}, "requestVerb", 422),
+        ({"timeoutSeconds": 0}, "timeoutSeconds", 422),
+        ({"timeoutSeconds": 121}, "timeoutSeconds", 422),
+        ({"timeoutSeconds": "5"}, "timeoutSeconds", 422),
+        ({"workGroupIds": ["not-a-uuid"]}, "workGroupIds.0", 422),
+        ({"workGroupIds": ["6b0b7a34-8f1c-4d53-9a7e-1f0f8a7c3b2d"]}, "workGroupIds.0", 422),
+        ({"orderedDelivery": 1}, "orderedDelivery", 422),
+        ({"colour": "blue"}, "colour", 422),
+        (
+            {
+                "eventType": "InterviewLoadEvent",
+                "authenticationMethod": "StandardWebhooks",
+                "requestVerb": "GET",
+            },
+            "requestVerb",
+            422,
+        ),
+    ],
+)
+async def test_invalid_webhooks_are_refused_naming_the_field(
+    client: httpx.AsyncClient, site: SiteUsers, fields: dict[str, Any], field: str, status: int
+) -> None:
+    response = await create(client, site, **fields)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert field in [d["field"] for d in error["details"]], error
+    listed = (await client.get("/api/v1/webhooks", headers=site.auth())).json()
+    assert listed["items"] == []
+
+
+async def test_defaults_follow_the_event_type(client: httpx.AsyncClient, site: SiteUsers) -> None:
+    load = (await create(client, site, name="Load", eventType="InterviewLoadEvent")).json()
+    assert (load["requestVerb"], load["timeoutSeconds"]) == ("GET", 5)
+    pp = (await create(client, site, name="PP", eventType="PostProcessingEvent")).json()
+    assert (pp["requestVerb"], pp["timeoutSeconds"]) == ("POST", 60)
+    custom = (
+        await create(
+            client, site, name="C", eventType="CustomInterviewEvent", interviewEventName="  Lookup "
+        )
+    ).json()
+    assert custom["interviewEventName"] == "Lookup" and custom["requestVerb"] == "POST"
+
+
+async def test_one_post_processing_webhook_per_site(
+    client: httpx.AsyncClient, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    first = await create(client, site, name="PP1", eventType="PostProcessingEvent", active=False)
+    assert first.status_code == 201
+    second = await create(client, site, name="PP2", eventType="PostProcessingEvent")
+    assert second.status_code == 409
+    assert "only one" in second.json()["error"]["message"]
+    elsewhere = await create(client, other_site, name="PP2", eventType="PostProcessingEvent")
+    assert elsewhere.status_code == 201
+
+
+async def test_names_are_unique_per_site(
+    client: httpx.AsyncClient, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    assert (await create(client, site)).status_code == 201
+    assert (await create(client, site)).status_code == 409
+    assert (await create(client, other_site)).status_code == 201
+
+
+async def test_access_token_is_write_only(client: httpx.AsyncClient, site: SiteUsers) -> None:
+    created = await create(
+        client, site, authenticationMethod="AccessToken", accessToken="tok-123-abc"
+    )
+    assert created.status_code == 201
+    body = created.json()
+    assert body["secret"] is None and body["hasAccessToken"] is True
+    read = await client.get(f"/api/v1/webhooks/{body['id']}", headers=site.auth())
+    assert "tok-123-abc" not in read.text
+    # Switching to HMAC hands out a secret, as the source platform does.
+    switched = await client.patch(
+        f"/api/v1/webhooks/{body['id']}", json={"authenticationMethod": "HMAC"}, headers=site.auth()
+    )
+    assert switched.status_code == 200 and switched.json()["secret"]
+    assert switched.json()["hasAccessToken"] is False
+    again = await client.post(
+        f"/api/v1/webhooks/{body['id']}/regenerate-secret", headers=site.auth()
+    )
+    assert again.status_code == 200
+
+
+async def test_regenerating_an_access_token_webhook_is_a_conflict(
+    client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    body = (await create(client, site, authenticationMethod="AccessToken", accessToken="t")).json()
+    response = await client.post(
+        f"/api/v1/webhooks/{body['id']}/regenerate-secret", headers=site.auth()
+    )
+    assert response.status_code == 409
+
+
+async def test_pagination_walks_every_webhook_once(
+    client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    for i in range(7):
+        assert (await create(client, site, name=f"hook {i}")).status_code == 201
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/api/v1/webhooks", params=params, headers=site.auth())).json()
+        seen += [w["name"] for w in page["items"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert seen == [f"hook {i}" for i in range(7)]
+    bad = await client.get("/api/v1/webhooks", params={"cursor": "garbage!"}, headers=site.auth())
+    assert bad.status_code == 422
+
+
+async def test_malformed_and_oversized_bodies(client: httpx.AsyncClient, site: SiteUsers) -> None:
+    headers = {**site.auth(), "content-type": "application/json"}
+    malformed = await client.post("/api/v1/webhooks", content=b"{bad", headers=headers)
+    assert malformed.status_code == 400 and malformed.json()["error"]["code"] == "malformed_json"
+    huge = await client.post(
+        "/api/v1/webhooks", content=b'{"name": "' + b"x" * 2_000_000 + b'"}', headers=headers
+    )
+    assert huge.status_code == 413
+    not_object = await client.post("/api/v1/webhooks", json=[1, 2], headers=site.auth())
+    assert not_object.status_code == 422
+    nul = await create(client, site, name="bad\x00name")
+    assert nul.status_code == 422
+
+
+async def test_tokens_are_required_and_checked(client: httpx.AsyncClient, site: SiteUsers) -> None:
+    assert (await client.get("/api/v1/webhooks")).status_code == 401
+    bad = await client.get("/api/v1/webhooks", headers={"Authorization": "Bearer dht_nope"})
+    assert bad.status_code == 401 and bad.json()["error"]["code"] == "unauthorized"
+
+
+async def test_login_issues_a_working_token(client: httpx.AsyncClient, site: SiteUsers) -> None:
+    login = f"siteadministrator-{site.tokens['SiteAdministrator'][:0]}"
+    del login
+    users = await client.post(
+        "/api/v1/auth/tokens", json={"loginName": "nobody@example.com", "password": "whatever1"}
+    )
+    assert users.status_code == 401
