@@ -90,8 +90,7 @@ def sandboxed_environment() -> jinja2.Environment:
 def inspect_template(docx_bytes: bytes) -> TemplateInfo:
     """Check that `docx_bytes` is a DOCX whose placeholders parse; list them.
 
-    Raises `TemplateError` naming the missing part or the Jinja syntax error (with the
-    document text around it).
+    Raises `TemplateError` naming the missing part or giving Jinja's syntax error.
     """
     check_docx(docx_bytes)
     environment = sandboxed_environment()
@@ -100,7 +99,7 @@ def inspect_template(docx_bytes: bytes) -> TemplateInfo:
             jinja_env=environment
         )
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"a placeholder cannot be parsed: {exc.message}{_near(exc)}") from None
+        raise TemplateError(f"a placeholder cannot be parsed: {exc.message}") from None
     except (KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise TemplateError(f"the document cannot be read as a DOCX: {exc}") from None
     # find_undeclared_variables also reports Jinja's own globals (range, dict, …).
@@ -118,15 +117,6 @@ def check_docx(docx_bytes: bytes) -> None:
     missing = [part for part in REQUIRED_PARTS if part not in names]
     if missing:
         raise TemplateError(f"not a DOCX: the archive has no {', '.join(missing)}")
-
-
-def _near(exc: jinja2.TemplateSyntaxError) -> str:
-    # docxtpl leaves the document text around the error on the exception; quote it.
-    context = getattr(exc, "docx_context", None)
-    if not context:
-        return ""
-    text = " ".join(" ".join(context).split())
-    return f" (near: {text[:120]!r})" if text else ""
 
 
 def check_declarations(
