@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from docuhooks.delivery.address_policy import AddressPolicy
+from docuhooks.delivery.transport import AiohttpTransport, Transport
 from docuhooks.identity.secrets import SecretBox
 from docuhooks.settings import Settings
 from docuhooks.store.database import Database
@@ -23,6 +25,8 @@ class AppContext:
     box: SecretBox
     #: The wall clock; tests replace it to move time without sleeping.
     now: Callable[[], datetime] = utcnow
+    #: The outbound HTTP transport; built on first use (it needs the running event loop).
+    transport_override: Transport | None = None
     #: Hooks other parts register at start-up (e.g. "wake the worker after an event commits").
     on_events_committed: list[Callable[[], Any]] = field(default_factory=list)
 
@@ -31,6 +35,27 @@ class AppContext:
         db = Database.from_url(settings.resolved_database_url)
         box = SecretBox.for_data_dir(settings.secret_key, settings.data_dir)
         return cls(settings=settings, db=db, box=box)
+
+    @property
+    def address_policy(self) -> AddressPolicy:
+        """The outbound address policy: the operator's allow-list, plus loopback in dev mode."""
+        policy = AddressPolicy.from_setting(self.settings.allowed_networks)
+        if self.settings.dev_mode:
+            policy = AddressPolicy.allowing([*policy.allowed_networks, "127.0.0.0/8", "::1/128"])
+        return policy
+
+    @property
+    def transport(self) -> Transport:
+        """One pooled transport per process, shared by the worker and the interview hooks."""
+        if self.transport_override is None:
+            self.transport_override = AiohttpTransport(self.address_policy)
+        return self.transport_override
+
+    async def close(self) -> None:
+        if self.transport_override is not None:
+            await self.transport_override.close()
+            self.transport_override = None
+        await self.db.dispose()
 
     def events_committed(self) -> None:
         for hook in self.on_events_committed:

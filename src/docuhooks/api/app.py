@@ -30,7 +30,7 @@ def create_app(
         finally:
             for stop in reversed(stops):
                 await stop()
-            await ctx.db.dispose()
+            await ctx.close()
 
     app = FastAPI(
         title="docuhooks",
