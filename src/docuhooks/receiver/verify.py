@@ -110,15 +110,33 @@ class Verifier:
         return self._verify_access_token(method, lowered, query, body)
 
     def _verify_hmac(self, token: str) -> dict[str, Any]:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.DecodeError as exc:
-            raise MalformedRequest(f"the token is not a well-formed JWT: {exc}") from None
+        header = _jwt_header(token)
         if header.get("alg") != "HS256":
             raise BadSignature(
                 f"the token is signed with {header.get('alg')!r}; only HS256 is accepted"
             )
-        _require_canonical_signature(token)
+        signing_input, _, encoded_signature = token.rpartition(".")
+        signature = _canonical_signature(encoded_signature)
+        # PyJWT re-reads every segment on each call, so the matching secret is found with one
+        # HMAC each first: one full decode per request, however many secrets a rotation holds.
+        message = signing_input.encode("utf-8")
+        secret = next(
+            (
+                candidate
+                for candidate in self.secrets
+                if hmac.compare_digest(
+                    hmac.new(candidate.encode("utf-8"), message, hashlib.sha256).digest(),
+                    signature,
+                )
+            ),
+            None,
+        )
+        if secret is None:
+            raise BadSignature(
+                f"the token's signature matches none of the {len(self.secrets)} configured "
+                f"secret(s) (token kid {header.get('kid')!r}); check the webhook's current "
+                "HMAC secret"
+            )
         options = {
             # Time claims are checked below with the injected clock and with clearer messages.
             "verify_exp": False,
@@ -127,35 +145,30 @@ class Verifier:
             "verify_aud": self.audience is not None,
             "require": ["exp"],
         }
-        for secret in self.secrets:
-            try:
-                claims: dict[str, Any] = jwt.decode(
-                    token,
-                    secret,
-                    algorithms=["HS256"],
-                    audience=self.audience,
-                    issuer=self.issuer,
-                    options=options,  # type: ignore[arg-type]
-                )
-            except jwt.InvalidSignatureError:
-                continue
-            except jwt.InvalidAudienceError:
-                raise WrongAudience(self._audience_message(token)) from None
-            except jwt.InvalidIssuerError:
-                raise WrongIssuer(
-                    f"the token was issued by {_unverified_claims(token).get('iss')!r}, "
-                    f"this receiver expects {self.issuer!r}"
-                ) from None
-            except jwt.MissingRequiredClaimError as exc:
-                raise MalformedRequest(f"the token lacks a claim: {exc}") from None
-            except jwt.PyJWTError as exc:
-                raise MalformedRequest(f"the token could not be read: {exc}") from None
-            self._check_times(claims)
-            return {name: value for name, value in claims.items() if name not in _JWT_CLAIMS}
-        raise BadSignature(
-            f"the token's signature matches none of the {len(self.secrets)} configured "
-            f"secret(s) (token kid {header.get('kid')!r}); check the webhook's current HMAC secret"
-        )
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                secret,
+                algorithms=["HS256"],
+                audience=self.audience,
+                issuer=self.issuer,
+                options=options,  # type: ignore[arg-type]
+            )
+        except jwt.InvalidSignatureError:
+            raise BadSignature("the token's signature does not verify") from None
+        except jwt.InvalidAudienceError:
+            raise WrongAudience(self._audience_message(token)) from None
+        except jwt.InvalidIssuerError:
+            raise WrongIssuer(
+                f"the token was issued by {_unverified_claims(token).get('iss')!r}, "
+                f"this receiver expects {self.issuer!r}"
+            ) from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise MalformedRequest(f"the token lacks a claim: {exc}") from None
+        except jwt.PyJWTError as exc:
+            raise MalformedRequest(f"the token could not be read: {exc}") from None
+        self._check_times(claims)
+        return {name: value for name, value in claims.items() if name not in _JWT_CLAIMS}
 
     def _audience_message(self, token: str) -> str:
         return (
@@ -330,16 +343,38 @@ def _form_params(encoded: str, where: str) -> dict[str, str]:
     return params
 
 
-def _require_canonical_signature(token: str) -> None:
-    # Base64 decoders ignore the spare low bits of the last character, so without this check
-    # several distinct tokens would carry the same valid signature.
-    encoded = token.rpartition(".")[2]
+def _jwt_header(token: str) -> dict[str, Any]:
+    segments = token.split(".")
+    if len(segments) != 3:
+        raise MalformedRequest(
+            f"the token is not a well-formed JWT: it has {len(segments)} dot-separated "
+            "parts, a signed JWT has 3"
+        )
     try:
-        digest = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        header = json.loads(_b64url_decode(segments[0]))
+    except (binascii.Error, ValueError):
+        raise MalformedRequest(
+            "the token is not a well-formed JWT: its header is unreadable"
+        ) from None
+    if not isinstance(header, dict):
+        raise MalformedRequest("the token is not a well-formed JWT: its header is not an object")
+    return header
+
+
+def _canonical_signature(encoded: str) -> bytes:
+    try:
+        signature = _b64url_decode(encoded)
     except (binascii.Error, ValueError):
         raise MalformedRequest("the token's signature is not base64url") from None
-    if base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii") != encoded:
+    # Base64 decoders ignore the spare low bits of the last character, so without this check
+    # several distinct tokens would carry the same valid signature.
+    if base64.urlsafe_b64encode(signature).rstrip(b"=").decode("ascii") != encoded:
         raise BadSignature("the token's signature is not canonically encoded")
+    return signature
+
+
+def _b64url_decode(encoded: str) -> bytes:
+    return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
 
 
 def _offered_signatures(header: str) -> list[bytes]:
