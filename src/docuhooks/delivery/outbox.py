@@ -1,0 +1,124 @@
+"""The transactional outbox: an event and its deliveries are written with the change that caused
+them, in the same transaction, so nothing is sent for a change that rolled back and nothing
+committed is ever lost (SPEC §6.1, §7.1). Workers pick the deliveries up from the table.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from docuhooks.core.events import Event, EventType
+from docuhooks.delivery import queries
+from docuhooks.store.schema import deliveries, events, webhooks
+from docuhooks.webhooks import service as webhook_service
+
+__all__ = ["enqueue"]
+
+
+async def enqueue(
+    conn: AsyncConnection,
+    event: Event,
+    *,
+    work_group_id: str | None,
+    template_id: str | None,
+    work_item_id: str | None = None,
+    ordering_seq: int | None = None,
+    webhook_ids: Sequence[str] | None = None,
+    interview_event_name: str | None = None,
+    now: datetime | None = None,
+) -> list[str]:
+    """Write `event` and one pending delivery per webhook it reaches; return the delivery ids.
+
+    The contract with the caller:
+
+    * `conn` is the caller's open write transaction (`ctx.db.transaction()`); this function
+      never commits. If the transaction rolls back, the event and its deliveries vanish with
+      it and nothing is ever sent.
+    * After the commit, the caller calls `ctx.events_committed()`: that wakes the in-process
+      worker (SQLite). On PostgreSQL this function also issues `NOTIFY docuhooks_deliveries`,
+      which the server delivers to listening workers only when the transaction commits.
+
+    The webhooks are those `webhooks.service.matching` selects (SPEC §4, index-driven), the
+    suspended ones included: their deliveries queue and drain when they resume (§7.4).
+    `webhook_ids` instead names the webhooks outright (the test endpoint, redelivery): they
+    must belong to the event's site and be active, but their scopes and type are not checked
+    again, because an administrator chose them. Writing an event that already exists (same
+    `eventId`, e.g. a redelivery) adds deliveries to it without writing it twice.
+
+    `work_item_id` and `ordering_seq` (the version number) let a webhook with
+    `orderedDelivery` receive a work item's events strictly in sequence.
+    """
+    moment = now or datetime.now(UTC)
+    if webhook_ids is None:
+        targets = await webhook_service.matching(
+            conn,
+            site_id=event.site_id,
+            event_type=EventType(event.event_type),
+            work_group_id=work_group_id,
+            template_id=template_id,
+            interview_event_name=interview_event_name,
+        )
+        target_ids = [row.id for row in targets]
+    else:
+        target_ids = await _named_webhooks(conn, event.site_id, webhook_ids)
+
+    exists = (
+        await conn.execute(sa.select(events.c.id).where(events.c.id == event.event_id))
+    ).first()
+    if exists is None:
+        await conn.execute(
+            events.insert().values(
+                id=event.event_id,
+                site_id=event.site_id,
+                event_type=str(event.event_type),
+                payload=event.to_dict(),
+                work_item_id=work_item_id,
+                created_at=moment,
+            )
+        )
+    if not target_ids:
+        return []
+
+    rows: list[dict[str, Any]] = [
+        {
+            "id": str(uuid.uuid4()),
+            "event_id": event.event_id,
+            "webhook_id": webhook_id,
+            "site_id": event.site_id,
+            "status": queries.PENDING,
+            "attempts": 0,
+            "next_attempt_at": moment,
+            "ordering_key": work_item_id if ordering_seq is not None else None,
+            "ordering_seq": ordering_seq,
+            "created_at": moment,
+        }
+        for webhook_id in target_ids
+    ]
+    await conn.execute(deliveries.insert(), rows)
+    await queries.notify_new_deliveries(conn)
+    return [row["id"] for row in rows]
+
+
+async def _named_webhooks(
+    conn: AsyncConnection, site_id: str, webhook_ids: Sequence[str]
+) -> list[str]:
+    if not webhook_ids:
+        return []
+    found = (
+        await conn.execute(
+            sa.select(webhooks.c.id)
+            .where(
+                webhooks.c.site_id == site_id,
+                webhooks.c.active.is_(True),
+                webhooks.c.id.in_(list(webhook_ids)),
+            )
+            .order_by(webhooks.c.sort_order, webhooks.c.created_at, webhooks.c.id)
+        )
+    ).scalars()
+    return list(found)
