@@ -107,7 +107,9 @@ def test_examples_answer_every_event_type(app_type: Any, method: AuthMethod, ver
 @pytest.mark.parametrize("app_type", [FlaskApp, FastAPIApp])
 def test_examples_refuse_a_bad_signature_with_the_reason(app_type: Any) -> None:
     webhook = target(AuthMethod.HMAC, url="http://testserver/hooks")
-    app = app_type(Verifier(secrets=["somebody-elses-secret-of-32-bytes-or-more"], audience=WEBHOOK_ID))
+    app = app_type(
+        Verifier(secrets=["somebody-elses-secret-of-32-bytes-or-more"], audience=WEBHOOK_ID)
+    )
     status, _, body = app.send(signed(EventType.INTERVIEW_LOAD_EVENT, webhook))
     assert status == 401
     assert b"BadSignature" in body and b"matches none of the 1 configured" in body

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
-from flask import jsonify, request
+from flask import Response, jsonify, request
 
 from docuhooks.receiver._errors import VerificationError
 from docuhooks.receiver.events import WebhookEvent
@@ -30,12 +30,14 @@ R = TypeVar("R")
 
 def verified(
     verifier: Verifier,
-) -> Callable[[Callable[Concatenate[WebhookEvent, P], R]], Callable[P, R | Any]]:
+) -> Callable[[Callable[Concatenate[WebhookEvent, P], R]], Callable[P, R | tuple[Response, int]]]:
     """Decorate a view so it is called with the verified event as its first argument."""
 
-    def decorate(view: Callable[Concatenate[WebhookEvent, P], R]) -> Callable[P, R | Any]:
+    def decorate(
+        view: Callable[Concatenate[WebhookEvent, P], R],
+    ) -> Callable[P, R | tuple[Response, int]]:
         @functools.wraps(view)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Any:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | tuple[Response, int]:
             try:
                 event = verifier.verify(
                     request.method,
