@@ -151,6 +151,8 @@ webhooks = sa.Table(
     sa.Column("ordered_delivery", sa.Boolean(), nullable=False),
     sa.Column("consecutive_failures", sa.Integer(), nullable=False, server_default="0"),
     _ts("first_failure_at", nullable=True),
+    #: While suspended: when the next probe attempt may go (SPEC §7.4).
+    _ts("next_probe_at", nullable=True),
     _ts("created_at"),
     sa.Column("created_by", sa.String(36), nullable=True),
     _ts("modified_at"),
@@ -159,6 +161,8 @@ webhooks = sa.Table(
     # Matching (SPEC §4) starts from this index, so it never reads another site's or another
     # event type's webhooks.
     sa.Index("ix_webhooks_match", "site_id", "event_type", "active", "interview_event_name"),
+    # Workers look for suspended webhooks due a probe without reading the others.
+    sa.Index("ix_webhooks_next_probe", "next_probe_at"),
 )
 
 #: One row per (webhook, scope value): matching joins here instead of scanning JSON lists.
@@ -235,6 +239,17 @@ attempts = sa.Table(
     sa.Column("error", sa.String(1000), nullable=True),
     sa.Index("ix_attempts_delivery", "delivery_id", "attempt_number"),
     sa.Index("ix_attempts_started", "started_at"),
+)
+
+#: Delivery workers that are running, each refreshing its heartbeat: the fleet, for metrics.
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("hostname", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    _ts("started_at"),
+    _ts("heartbeat_at"),
 )
 
 # --- the document platform ----------------------------------------------------------------------
