@@ -315,6 +315,17 @@ class TestStandardWebhooks:
 
 
 class TestBadInput:
+    def test_verb_and_method_given_as_text_become_enums(self) -> None:
+        target = make_target(AuthMethod.HMAC, verb="GET", auth_method="HMAC")  # type: ignore[arg-type]
+        assert target.verb is Verb.GET and target.auth_method is AuthMethod.HMAC
+        assert build(target).method == "GET"
+
+    def test_unknown_verb_or_method_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="verb must be GET or POST, got 'PUT'"):
+            make_target(AuthMethod.HMAC, verb="PUT")
+        with pytest.raises(ValueError, match="auth_method must be one of HMAC, AccessToken"):
+            make_target(AuthMethod.HMAC, auth_method="Basic")
+
     def test_attempts_count_from_one(self) -> None:
         with pytest.raises(ValueError, match="attempt counts from 1"):
             build(make_target(AuthMethod.HMAC), attempt=0)

@@ -75,6 +75,21 @@ class WebhookTarget:
     previous_secret: SigningSecret | None = None
     access_token: str | None = None
 
+    def __post_init__(self) -> None:
+        # Stores hold the verb and method as text; comparing text with `is Verb.GET` would
+        # silently take the POST path, so both become their enums here or fail loudly.
+        try:
+            object.__setattr__(self, "verb", Verb(self.verb))
+        except ValueError:
+            raise ValueError(f"verb must be GET or POST, got {self.verb!r}") from None
+        try:
+            object.__setattr__(self, "auth_method", AuthMethod(self.auth_method))
+        except ValueError:
+            methods = ", ".join(m.value for m in AuthMethod)
+            raise ValueError(
+                f"auth_method must be one of {methods}, got {self.auth_method!r}"
+            ) from None
+
     def __repr__(self) -> str:
         return (
             f"WebhookTarget(webhook_id={self.webhook_id!r}, url={redact_url(self.url)!r}, "
