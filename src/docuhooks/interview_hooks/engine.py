@@ -1,0 +1,301 @@
+"""Run the interview webhooks of one step (SPEC §6.2): call every matching webhook at once,
+wait no longer than the budget, and overlay the answers in the webhooks' `order`.
+
+The order of the overlay is fixed by matching (order, then creation) before any call leaves,
+so the result never depends on which receiver answered first. Nothing a receiver does can
+fail the step: each problem is a warning on the result and a failed attempt in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from docuhooks import __version__
+from docuhooks.answers import AnswerSet, AnswerSetError, VariableDef, variable_map
+from docuhooks.context import AppContext
+from docuhooks.core.events import INTERVIEW_EVENTS, Event, EventType, Verb
+from docuhooks.core.signing import OutboundRequest, build_request
+from docuhooks.delivery.transport import ErrorClass, TransportResult
+from docuhooks.identity.models import Principal
+from docuhooks.interview_hooks import log
+from docuhooks.interview_hooks.replies import MAX_REPLY_BYTES, judge
+from docuhooks.store.schema import sites
+from docuhooks.webhooks import service as webhooks
+
+logger = structlog.get_logger("docuhooks.interview_hooks")
+
+USER_AGENT = f"docuhooks/{__version__}"
+
+
+@dataclass(frozen=True)
+class HookResult:
+    """The interview's answers after the step, and one warning per problem.
+
+    Each warning is `{"webhookId", "webhookName", "code", "message"}`, plus `"variable"` when
+    it is about one answer. `code` is an attempt-log error class (`timeout`, `connect`,
+    `tls`, `blocked`, `http_status`, `invalid_response`, ...) or, for answers the template
+    could not take, `invalid_answers`, `unknown_variable`, `type_mismatch`, `unknown_option`.
+    """
+
+    answers: AnswerSet
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    webhook: Any  # the webhooks row
+    delivery_id: str
+    request: OutboundRequest | None
+    build_error: str | None
+
+
+async def run_interview_hooks(
+    ctx: AppContext,
+    *,
+    principal: Principal,
+    event_type: EventType,
+    interview_id: str,
+    work_item: Any,
+    version_id: str,
+    template: Any,
+    current_answers: AnswerSet,
+    interview_event_name: str | None = None,
+    conn: AsyncConnection | None = None,
+) -> HookResult:
+    """Call the matching webhooks of `event_type` and overlay their answers on `current_answers`.
+
+    `work_item` and `template` are rows or mappings (`id`, `name`, `work_group_id`,
+    `template_id`; `id`, `name`, `variables`). Pass `conn` when the caller holds a write
+    transaction: matching reads through it and the delivery log is written into it, so the
+    log commits with the interview (and SQLite never waits on a second writer). Without it,
+    the log is written in a transaction of its own.
+    """
+    if event_type not in INTERVIEW_EVENTS:
+        raise ValueError(f"{event_type} is not an interview event")
+    if event_type is EventType.CUSTOM_INTERVIEW_EVENT and not (interview_event_name or "").strip():
+        raise ValueError("a CustomInterviewEvent needs the interview event name")
+    work_group_id = str(_field(work_item, "work_group_id"))
+    template_id = str(_field(template, "id"))
+    if conn is not None:
+        rows, issuer = await _match(
+            conn, principal.site_id, event_type, work_group_id, template_id, interview_event_name
+        )
+    else:
+        async with ctx.db.read() as reader:
+            rows, issuer = await _match(
+                reader,
+                principal.site_id,
+                event_type,
+                work_group_id,
+                template_id,
+                interview_event_name,
+            )
+    if not rows:
+        return HookResult(current_answers, [])
+
+    data: dict[str, Any] = {
+        "interviewId": interview_id,
+        "workItemId": str(_field(work_item, "id")),
+        "workItemName": _field(work_item, "name"),
+        "workItemVersionId": version_id,
+        "workGroupId": work_group_id,
+        "templateId": template_id,
+        "templateName": _field(template, "name"),
+    }
+    if event_type is EventType.CUSTOM_INTERVIEW_EVENT:
+        data["interviewEventName"] = (interview_event_name or "").strip()
+        data["answers"] = current_answers.to_json()
+    created = ctx.now()
+    event = Event(
+        event_type=event_type,
+        site_id=principal.site_id,
+        created_by=principal.as_actor(),
+        data=data,
+        created_date=created,
+    ).to_dict()
+    variables, variable_warning = _variables(template)
+
+    calls = [_prepare(ctx, row, event, issuer, created) for row in rows]
+    budget = ctx.settings.interview_budget_seconds
+    started = time.perf_counter()
+    tasks = {
+        call.delivery_id: asyncio.create_task(_send(ctx, call))
+        for call in calls
+        if call.request is not None
+    }
+    if tasks:
+        await asyncio.wait(tasks.values(), timeout=budget)
+    for task in tasks.values():
+        if not task.done():
+            task.cancel()
+    waited_ms = (time.perf_counter() - started) * 1000.0
+    finished = created + timedelta(milliseconds=waited_ms)
+
+    answers = current_answers
+    warnings: list[dict[str, Any]] = []
+    records: list[log.CallRecord] = []
+    for call in calls:
+        result = _result_of(tasks.get(call.delivery_id), call, budget, waited_ms)
+        outcome = judge(result, variables)
+        if outcome.answers:
+            answers = answers.overlay(outcome.answers)
+        named = {"webhookId": call.webhook.id, "webhookName": call.webhook.name}
+        warnings.extend({**named, **warning} for warning in outcome.warnings)
+        if variable_warning and outcome.succeeded and result.status == 200:
+            warnings.append({**named, "code": "invalid_answers", "message": variable_warning})
+        records.append(
+            log.CallRecord(
+                call.delivery_id, call.webhook.id, created, call.request, result, outcome
+            )
+        )
+    await _write_log(
+        ctx,
+        conn,
+        event,
+        principal.site_id,
+        str(_field(work_item, "id")),
+        records,
+        created,
+        finished,
+    )
+    return HookResult(answers, warnings)
+
+
+async def _match(
+    conn: AsyncConnection,
+    site_id: str,
+    event_type: EventType,
+    work_group_id: str,
+    template_id: str,
+    interview_event_name: str | None,
+) -> tuple[list[Any], str]:
+    rows = await webhooks.matching(
+        conn,
+        site_id=site_id,
+        event_type=event_type,
+        work_group_id=work_group_id,
+        template_id=template_id,
+        interview_event_name=interview_event_name,
+    )
+    if not rows:
+        return [], ""
+    issuer = await conn.scalar(sa.select(sites.c.base_url).where(sites.c.id == site_id))
+    return rows, str(issuer)
+
+
+def _prepare(
+    ctx: AppContext, row: Any, event: Mapping[str, Any], issuer: str, now: datetime
+) -> _Call:
+    delivery_id = str(uuid.uuid4())
+    try:
+        target = webhooks.signing_target(ctx, row, issuer, now)
+        # The row holds the verb as text; build_request compares against the enum.
+        target = dataclasses.replace(target, verb=Verb(target.verb))
+        request = build_request(
+            event, target, delivery_id=delivery_id, attempt=1, now=now, user_agent=USER_AGENT
+        )
+    except Exception as exc:
+        # A webhook that cannot be signed (its secret unreadable, say) fails alone.
+        logger.warning("interview webhook not callable", webhook_id=row.id, error=str(exc))
+        return _Call(row, delivery_id, None, f"the request could not be built: {exc}")
+    return _Call(row, delivery_id, request, None)
+
+
+async def _send(ctx: AppContext, call: _Call) -> TransportResult:
+    assert call.request is not None
+    return await ctx.transport.send(
+        call.request,
+        timeout=float(call.webhook.timeout_seconds),
+        verify_tls=not call.webhook.accept_untrusted_ssl,
+        max_body=MAX_REPLY_BYTES,
+    )
+
+
+def _result_of(
+    task: asyncio.Task[TransportResult] | None, call: _Call, budget: float, waited_ms: float
+) -> TransportResult:
+    if task is None:
+        return TransportResult.failure(ErrorClass.CONNECT, call.build_error or "not sent")
+    if not task.done() or task.cancelled():
+        return TransportResult.failure(
+            ErrorClass.TIMEOUT,
+            f"no reply within the {budget:g} s budget of the interview step",
+            duration_ms=waited_ms,
+        )
+    exc = task.exception()
+    if exc is not None:
+        # Transports report network outcomes as results; an exception is a bug, not the
+        # receiver's doing, but the person waiting still gets the interview.
+        logger.error("interview webhook transport raised", webhook_id=call.webhook.id, exc_info=exc)
+        return TransportResult.failure(ErrorClass.CONNECT, f"internal error: {exc!r}")
+    return task.result()
+
+
+def _variables(template: Any) -> tuple[dict[str, VariableDef] | None, str | None]:
+    """The template's variables by name, or None and why when they cannot be read."""
+    raw = _field(template, "variables")
+    try:
+        return variable_map(
+            VariableDef(
+                name=item["name"],
+                type=item["type"],
+                repeat_depth=item.get("repeatDepth", 0),
+                options=tuple(item.get("options") or ()),
+            )
+            for item in (raw or [])
+        ), None
+    except (AnswerSetError, KeyError, TypeError, AttributeError) as exc:
+        logger.error(
+            "template variables unreadable", template_id=_field(template, "id"), error=str(exc)
+        )
+        return None, f"the template's variable definitions cannot be read ({exc})"
+
+
+async def _write_log(
+    ctx: AppContext,
+    conn: AsyncConnection | None,
+    event: Mapping[str, Any],
+    site_id: str,
+    work_item_id: str,
+    records: Sequence[log.CallRecord],
+    created: datetime,
+    finished: datetime,
+) -> None:
+    arguments: dict[str, Any] = {
+        "event": event,
+        "site_id": site_id,
+        "work_item_id": work_item_id,
+        "calls": records,
+        "created_at": created,
+        "finished_at": finished,
+    }
+    try:
+        if conn is not None:
+            # A savepoint, so a logging failure cannot poison the caller's transaction.
+            async with conn.begin_nested():
+                await log.write(conn, **arguments)
+        else:
+            async with ctx.db.transaction() as own:
+                await log.write(own, **arguments)
+    except Exception:
+        logger.exception("interview delivery log not written", event_id=event["eventId"])
+
+
+def _field(obj: Any, name: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj[name]
+    mapping = getattr(obj, "_mapping", None)
+    if mapping is not None:
+        return mapping[name]
+    return getattr(obj, name)

@@ -1,0 +1,118 @@
+"""What one receiver's reply to an interview event means (SPEC §5.4, §8). Pure: a transport
+result and the template's variables in, the answers that apply and the warnings out.
+
+A person is waiting, so nothing here raises for what a receiver does: every way a reply can
+be wrong becomes a warning naming the webhook and the reason, and contributes no answers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from docuhooks.answers import AnswerSet, AnswerSetError, VariableDef, parse_answer_payload
+from docuhooks.delivery.transport import ErrorClass, TransportResult
+
+#: Largest reply read from a receiver; anything longer is refused, not cut and parsed.
+MAX_REPLY_BYTES = 1024 * 1024
+
+#: Warning codes for answers dropped from an otherwise valid reply.
+UNKNOWN_VARIABLE = "unknown_variable"
+TYPE_MISMATCH = "type_mismatch"
+UNKNOWN_OPTION = "unknown_option"
+#: Warning code for a 200 whose body is not an answer set at all.
+INVALID_ANSWERS = "invalid_answers"
+
+_ANSWER_NAME = re.compile(r'^answer "(?P<name>[^"]*)"')
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One call, judged: its answers (None contributes nothing) and what went wrong.
+
+    `error_class`/`error` are what the delivery log records; `warnings` are what the
+    interview response shows, each without the webhook's identity (the engine adds it).
+    """
+
+    answers: AnswerSet | None
+    warnings: tuple[dict[str, Any], ...]
+    error_class: ErrorClass | None = None
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error_class is None
+
+
+def judge(result: TransportResult, variables: Mapping[str, VariableDef] | None) -> Outcome:
+    """The meaning of `result` as a reply to an InterviewLoadEvent or CustomInterviewEvent."""
+    if result.status is None or result.error_class is not None:
+        return _failed(result.error_class or ErrorClass.CONNECT, result.error or "no response")
+    if result.status == 204:
+        return Outcome(AnswerSet(), ())
+    if result.status != 200:
+        return _failed(
+            ErrorClass.INVALID_RESPONSE,
+            f"HTTP {result.status}: an interview webhook answers 200 with an answer set, "
+            "or 204 for none",
+        )
+    if result.body_truncated:
+        return _failed(
+            ErrorClass.INVALID_RESPONSE,
+            f"the reply is larger than {MAX_REPLY_BYTES // 1024 // 1024} MiB; ignored",
+        )
+    content_type = _header(result.headers, "content-type")
+    if not result.body.strip():
+        # An empty 200 is how many frameworks say "nothing": treat it like 204.
+        return Outcome(AnswerSet(), ())
+    if content_type is None:
+        return _invalid(
+            "the reply has no Content-Type; answer sets are application/json, "
+            "application/xml or text/xml"
+        )
+    try:
+        parsed = parse_answer_payload(result.body, content_type, variables)
+    except AnswerSetError as exc:
+        return _invalid(f"not a valid answer set: {exc}")
+    return Outcome(parsed.answers, tuple(answer_warning(text) for text in parsed.warnings))
+
+
+def answer_warning(text: str) -> dict[str, Any]:
+    """A structured warning for one answer the template could not take."""
+    match = _ANSWER_NAME.match(text)
+    code = TYPE_MISMATCH
+    if "has no variable named" in text:
+        code = UNKNOWN_VARIABLE
+    elif "does not offer" in text:
+        code = UNKNOWN_OPTION
+    warning: dict[str, Any] = {"code": code, "message": text}
+    if match is not None:
+        warning["variable"] = match.group("name")
+    return warning
+
+
+def _failed(error_class: ErrorClass, message: str) -> Outcome:
+    return Outcome(
+        None,
+        ({"code": str(error_class), "message": message},),
+        error_class=error_class,
+        error=message,
+    )
+
+
+def _invalid(message: str) -> Outcome:
+    return Outcome(
+        None,
+        ({"code": INVALID_ANSWERS, "message": message},),
+        error_class=ErrorClass.INVALID_RESPONSE,
+        error=message,
+    )
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None

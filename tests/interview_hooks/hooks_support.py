@@ -1,0 +1,218 @@
+"""What the interview hook tests share: platform rows, webhooks, and loopback receivers that
+verify each call with the receiver SDK before answering it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+from tests.support import SiteUsers
+
+from docuhooks.context import AppContext
+from docuhooks.identity import service as identity
+from docuhooks.identity.models import Principal
+from docuhooks.receiver import Verifier, WebhookEvent
+from docuhooks.store.schema import templates, work_groups, work_items
+from docuhooks.webhooks import service as webhooks
+
+VARIABLES = [
+    {"name": "Client Name", "type": "text"},
+    {"name": "Client Email", "type": "text"},
+    {"name": "Client Address", "type": "text"},
+    {"name": "Customer Number", "type": "text"},
+    {"name": "Fee", "type": "number"},
+    {"name": "Start", "type": "date"},
+    {"name": "Urgent", "type": "truefalse"},
+    {"name": "Parties", "type": "text", "repeatDepth": 1},
+    {"name": "Colour", "type": "multiplechoice", "options": ["Red", "Blue"]},
+]
+
+
+@dataclass(frozen=True)
+class Platform:
+    """A work group, a template and a work item in one site, as the engine is given them."""
+
+    principal: Principal
+    work_item: dict[str, Any]
+    template: dict[str, Any]
+    version_id: str
+    interview_id: str
+
+
+async def make_platform(ctx: AppContext, site: SiteUsers, role: str = "User") -> Platform:
+    now = ctx.now()
+    group_id, template_id, item_id = (str(uuid.uuid4()) for _ in range(3))
+    async with ctx.db.transaction() as conn:
+        principal = await identity.authenticate_token(conn, site.tokens[role])
+        assert principal is not None
+        await conn.execute(
+            work_groups.insert().values(
+                id=group_id, site_id=site.site_id, name=f"Matters {group_id[:8]}", created_at=now
+            )
+        )
+        content = b"not inspected by the engine"
+        await conn.execute(
+            templates.insert().values(
+                id=template_id,
+                site_id=site.site_id,
+                name=f"Engagement {template_id[:8]}",
+                file_name="engagement.docx",
+                content=content,
+                sha256=hashlib.sha256(content).hexdigest(),
+                variables=VARIABLES,
+                event_elements=["Look up client"],
+                created_at=now,
+            )
+        )
+        await conn.execute(
+            work_items.insert().values(
+                id=item_id,
+                site_id=site.site_id,
+                work_group_id=group_id,
+                template_id=template_id,
+                name="Smith engagement",
+                created_at=now,
+            )
+        )
+        template = (
+            await conn.execute(sa.select(templates).where(templates.c.id == template_id))
+        ).one()
+        item = (await conn.execute(sa.select(work_items).where(work_items.c.id == item_id))).one()
+    return Platform(
+        principal=principal,
+        work_item=dict(item._mapping),
+        template=dict(template._mapping),
+        version_id=str(uuid.uuid4()),
+        interview_id=str(uuid.uuid4()),
+    )
+
+
+@dataclass(frozen=True)
+class Hook:
+    id: str
+    name: str
+    secret: str | None
+    access_token: str | None
+
+    def verifier(self) -> Verifier:
+        secret = self.secret or self.access_token
+        assert secret is not None
+        return Verifier(secrets=[secret], audience=self.id)
+
+
+async def make_hook(
+    ctx: AppContext,
+    site: SiteUsers,
+    url: str,
+    *,
+    event_type: str = "InterviewLoadEvent",
+    **fields: Any,
+) -> Hook:
+    async with ctx.db.transaction() as conn:
+        admin = await identity.authenticate_token(conn, site.tokens["SiteAdministrator"])
+        assert admin is not None
+        changes: dict[str, Any] = {
+            "name": fields.pop("name", f"hook {uuid.uuid4().hex[:8]}"),
+            "url": url,
+            "eventType": event_type,
+            **fields,
+        }
+        body, secret = await webhooks.create(ctx, conn, admin, changes)
+    return Hook(body["id"], body["name"], secret, fields.get("accessToken"))
+
+
+# --- receivers ------------------------------------------------------------------------------
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: The verified event, for handlers that answer from it.
+EVENT = web.RequestKey("event", WebhookEvent)  # type: ignore[arg-type]
+
+
+@dataclass
+class Receiver:
+    """A loopback HTTP server. Routes are added after it starts (a webhook needs the URL
+    before it exists, and the route needs the webhook's secret); each verifies its calls
+    with the receiver SDK and refuses bad ones with 401."""
+
+    base: str = ""
+    routes: dict[str, tuple[Verifier | None, Handler]] = field(default_factory=dict)
+    seen: list[tuple[str, WebhookEvent]] = field(default_factory=list)
+    methods: list[tuple[str, str]] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+
+    def route(self, path: str, verifier: Verifier | None, handler: Handler) -> str:
+        self.routes[path] = (verifier, handler)
+        return f"{self.base}{path}"
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        self.methods.append((path, request.method))
+        if path not in self.routes:
+            return web.Response(status=404)
+        verifier, handler = self.routes[path]
+        if verifier is not None:
+            body = await request.read()
+            try:
+                event = verifier.verify(
+                    request.method, str(request.url), dict(request.headers), body
+                )
+            except Exception as exc:
+                self.rejected.append(f"{path}: {exc}")
+                return web.Response(status=401, text=str(exc))
+            self.seen.append((path, event))
+            request[EVENT] = event
+        return await handler(request)
+
+
+@asynccontextmanager
+async def serve() -> AsyncIterator[Receiver]:
+    """A receiver on 127.0.0.1 with no routes yet."""
+    receiver = Receiver()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", receiver.dispatch)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert isinstance(server, asyncio.Server)
+    receiver.base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        yield receiver
+    finally:
+        await runner.cleanup()
+
+
+def answer_json(answers: Any, delay: float = 0.0, status: int = 200) -> Handler:
+    """A handler replying with `answers` as JSON after `delay` seconds."""
+
+    async def handler(request: web.Request) -> web.Response:
+        if delay:
+            await asyncio.sleep(delay)
+        return web.Response(
+            status=status, body=json.dumps(answers), content_type="application/json"
+        )
+
+    return handler
+
+
+async def hook_at(
+    ctx: AppContext,
+    site: SiteUsers,
+    receiver: Receiver,
+    path: str,
+    handler: Handler,
+    **fields: Any,
+) -> Hook:
+    """A webhook pointing at `receiver` + `path`, whose route verifies with the hook's secret."""
+    hook = await make_hook(ctx, site, f"{receiver.base}{path}", **fields)
+    receiver.route(path, hook.verifier(), handler)
+    return hook
