@@ -11,10 +11,11 @@ from docuhooks.context import AppContext
 
 @pytest.fixture(autouse=True)
 async def close_transport(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    # Asked for here, before the test, so the context outlives this fixture's teardown.
+    ctx: AppContext | None = (
+        request.getfixturevalue("ctx") if "ctx" in request.fixturenames else None
+    )
     yield
-    if "ctx" not in request.fixturenames:
-        return
-    ctx: AppContext = request.getfixturevalue("ctx")
-    if ctx.transport_override is not None:
+    if ctx is not None and ctx.transport_override is not None:
         await ctx.transport_override.close()
         ctx.transport_override = None
