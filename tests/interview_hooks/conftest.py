@@ -1,4 +1,4 @@
-"""Close the context's pooled transport after each test, as the app's shutdown does."""
+"""The context of these tests also closes its pooled transport, as the app's shutdown does."""
 
 from __future__ import annotations
 
@@ -9,13 +9,9 @@ import pytest
 from docuhooks.context import AppContext
 
 
-@pytest.fixture(autouse=True)
-async def close_transport(request: pytest.FixtureRequest) -> AsyncIterator[None]:
-    # Asked for here, before the test, so the context outlives this fixture's teardown.
-    ctx: AppContext | None = (
-        request.getfixturevalue("ctx") if "ctx" in request.fixturenames else None
-    )
-    yield
-    if ctx is not None and ctx.transport_override is not None:
+@pytest.fixture
+async def ctx(ctx: AppContext) -> AsyncIterator[AppContext]:
+    yield ctx
+    if ctx.transport_override is not None:
         await ctx.transport_override.close()
         ctx.transport_override = None

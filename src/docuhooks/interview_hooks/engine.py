@@ -9,7 +9,6 @@ fail the step: each problem is a warning on the result and a failed attempt in t
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -24,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from docuhooks import __version__
 from docuhooks.answers import AnswerSet, AnswerSetError, VariableDef, variable_map
 from docuhooks.context import AppContext
-from docuhooks.core.events import INTERVIEW_EVENTS, Event, EventType, Verb
+from docuhooks.core.events import INTERVIEW_EVENTS, Event, EventType
 from docuhooks.core.signing import OutboundRequest, build_request
 from docuhooks.delivery.transport import ErrorClass, TransportResult
 from docuhooks.identity.models import Principal
@@ -200,8 +199,6 @@ def _prepare(
     delivery_id = str(uuid.uuid4())
     try:
         target = webhooks.signing_target(ctx, row, issuer, now)
-        # The row holds the verb as text; build_request compares against the enum.
-        target = dataclasses.replace(target, verb=Verb(target.verb))
         request = build_request(
             event, target, delivery_id=delivery_id, attempt=1, now=now, user_agent=USER_AGENT
         )
