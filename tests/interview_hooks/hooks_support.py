@@ -4,8 +4,13 @@ verify each call with the receiver SDK before answering it."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
+import ipaddress
 import json
+import socket
+import ssl
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -14,6 +19,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
@@ -173,18 +182,19 @@ class Receiver:
 
 
 @asynccontextmanager
-async def serve() -> AsyncIterator[Receiver]:
-    """A receiver on 127.0.0.1 with no routes yet."""
+async def serve(ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[Receiver]:
+    """A receiver on 127.0.0.1 with no routes yet (HTTPS when given a TLS context)."""
     receiver = Receiver()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", receiver.dispatch)
     runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()
     server = site._server
     assert isinstance(server, asyncio.Server)
-    receiver.base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    scheme = "https" if ssl_context else "http"
+    receiver.base = f"{scheme}://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     try:
         yield receiver
     finally:
@@ -216,3 +226,47 @@ async def hook_at(
     hook = await make_hook(ctx, site, f"{receiver.base}{path}", **fields)
     receiver.route(path, hook.verifier(), handler)
     return hook
+
+
+def self_signed_context() -> ssl.SSLContext:
+    """A server TLS context with a certificate for 127.0.0.1 that nobody trusts."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "docuhooks interview test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    with tempfile.TemporaryDirectory() as folder:
+        cert_file, key_file = f"{folder}/cert.pem", f"{folder}/key.pem"
+        with open(cert_file, "wb") as fh:
+            fh.write(cert.public_bytes(serialization.Encoding.PEM))
+        with open(key_file, "wb") as fh:
+            fh.write(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
+        context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def refused_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
