@@ -1,0 +1,233 @@
+"""Templates (SPEC §2): upload a DOCX with its variable declarations, read them back.
+
+The document itself is checked by `platform.templates` (it must be a DOCX whose placeholders
+parse, and every placeholder must map to a declared variable); this module reads the
+declarations sent with it, stores both, and turns rows back into `VariableDef`s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import PurePath
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from docuhooks.answers import AnswerSetError, AnswerType, VariableDef
+from docuhooks.errors import Conflict, FieldError, NotFound, ValidationFailed
+from docuhooks.identity.models import Principal
+from docuhooks.platform.access import parse_id, require_site_admin
+from docuhooks.platform.templates import TemplateError, check_declarations, inspect_template
+from docuhooks.store import pagination
+from docuhooks.store.schema import templates
+
+DOCX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+_VARIABLE_KEYS = frozenset({"name", "type", "repeatDepth", "options"})
+_DEFINITION_KEYS = frozenset({"name", "variables", "eventElements"})
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateDefinition:
+    """What is declared with a template upload (the `definition` JSON part)."""
+
+    name: str | None
+    variables: tuple[VariableDef, ...]
+    event_elements: tuple[str, ...]
+
+
+def parse_definition(raw: str | bytes) -> TemplateDefinition:
+    """The `definition` JSON: `{name?, variables: [{name, type, repeatDepth?, options?}],
+    eventElements?: [names]}`. Every problem is reported with its path."""
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValidationFailed.of([FieldError("definition", f"is not valid JSON: {exc}")]) from None
+    if not isinstance(data, dict):
+        raise ValidationFailed.of([FieldError("definition", "must be a JSON object")])
+    errors: list[FieldError] = []
+    for key in sorted(set(data) - _DEFINITION_KEYS):
+        errors.append(FieldError(f"definition.{key}", "is not a known field"))
+    name = data.get("name")
+    if name is not None and (not isinstance(name, str) or not 1 <= len(name.strip()) <= 200):
+        errors.append(FieldError("definition.name", "must be a string of 1 to 200 characters"))
+    raw_variables = data.get("variables", [])
+    variables: list[VariableDef] = []
+    if not isinstance(raw_variables, list):
+        errors.append(FieldError("definition.variables", "must be a list"))
+        raw_variables = []
+    for index, entry in enumerate(raw_variables):
+        where = f"definition.variables[{index}]"
+        if not isinstance(entry, dict):
+            errors.append(FieldError(where, "must be an object {name, type, repeatDepth, options}"))
+            continue
+        unknown = sorted(set(entry) - _VARIABLE_KEYS)
+        if unknown:
+            errors.append(FieldError(where, f"unknown field(s) {', '.join(unknown)}"))
+            continue
+        if "name" not in entry or "type" not in entry:
+            errors.append(FieldError(where, "needs a name and a type"))
+            continue
+        if entry["type"] not in {t.value for t in AnswerType}:
+            errors.append(
+                FieldError(
+                    f"{where}.type",
+                    f"unknown type {entry['type']!r}; expected one of "
+                    + ", ".join(t.value for t in AnswerType),
+                )
+            )
+            continue
+        try:
+            variables.append(
+                VariableDef(
+                    entry["name"],
+                    AnswerType(entry["type"]),
+                    entry.get("repeatDepth", 0),
+                    entry.get("options", ()),
+                )
+            )
+        except AnswerSetError as exc:
+            errors.append(FieldError(where, exc.message))
+    raw_events = data.get("eventElements", [])
+    if not isinstance(raw_events, list) or not all(isinstance(e, str) for e in raw_events):
+        errors.append(FieldError("definition.eventElements", "must be a list of names"))
+        raw_events = []
+    for index, event in enumerate(raw_events):
+        if len(event.strip()) > 200:
+            errors.append(
+                FieldError(f"definition.eventElements[{index}]", "is longer than 200 characters")
+            )
+    if errors:
+        raise ValidationFailed.of(errors)
+    return TemplateDefinition(
+        name=name.strip() if isinstance(name, str) else None,
+        variables=tuple(variables),
+        event_elements=tuple(e.strip() for e in raw_events),
+    )
+
+
+def variable_to_json(variable: VariableDef) -> dict[str, Any]:
+    return {
+        "name": variable.name,
+        "type": str(variable.type),
+        "repeatDepth": variable.repeat_depth,
+        "options": list(variable.options),
+    }
+
+
+def variables_of(row: sa.Row[Any]) -> tuple[VariableDef, ...]:
+    """The template's declared variables, as the answer-set code takes them."""
+    return tuple(
+        VariableDef(v["name"], AnswerType(v["type"]), v["repeatDepth"], tuple(v["options"]))
+        for v in row.variables
+    )
+
+
+def to_api(row: sa.Row[Any], warnings: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The template as the API shows it; `warnings` only on the upload's own response."""
+    size = row.size if "size" in row._mapping else len(row.content)
+    return {
+        "id": row.id,
+        "name": row.name,
+        "fileName": row.file_name,
+        "size": size,
+        "sha256": row.sha256,
+        "variables": list(row.variables),
+        "eventElements": list(row.event_elements),
+        "createdDate": row.created_at,
+        "createdBy": row.created_by,
+        "warnings": list(warnings),
+    }
+
+
+async def create(
+    conn: AsyncConnection,
+    principal: Principal,
+    *,
+    file_name: str,
+    content: bytes,
+    definition: TemplateDefinition,
+) -> dict[str, Any]:
+    """Check the document against its declarations and store both.
+
+    A document that is not a DOCX, whose placeholders do not parse, or that uses a
+    placeholder no variable declares, is refused with the reason; declared variables the
+    document does not use are allowed, with a warning in the response.
+    """
+    require_site_admin(principal, "uploading a template")
+    file_name = PurePath(file_name.replace("\\", "/")).name.strip() or "template.docx"
+    try:
+        info = inspect_template(content)
+    except TemplateError as exc:
+        raise ValidationFailed.of([FieldError("file", str(exc))]) from None
+    check = check_declarations(info, definition.variables, definition.event_elements)
+    if not check.ok:
+        raise ValidationFailed.of([FieldError("definition", error) for error in check.errors])
+    name = definition.name or PurePath(file_name).stem or file_name
+    if len(name) > 200 or len(file_name) > 255:
+        raise ValidationFailed.of([FieldError("name", "must be at most 200 characters")])
+    taken = (
+        await conn.execute(
+            sa.select(templates.c.id).where(
+                templates.c.site_id == principal.site_id, templates.c.name == name
+            )
+        )
+    ).first()
+    if taken is not None:
+        raise Conflict(f"a template named {name!r} already exists (id {taken.id})")
+    row_id = str(uuid.uuid4())
+    try:
+        await conn.execute(
+            templates.insert().values(
+                id=row_id,
+                site_id=principal.site_id,
+                name=name,
+                file_name=file_name,
+                content=content,
+                sha256=hashlib.sha256(content).hexdigest(),
+                variables=[variable_to_json(v) for v in definition.variables],
+                event_elements=list(definition.event_elements),
+                created_at=datetime.now(UTC),
+                created_by=principal.user_id,
+            )
+        )
+    except sa.exc.IntegrityError:
+        raise Conflict(f"a template named {name!r} already exists") from None
+    return to_api(await get_row(conn, principal, row_id), check.warnings)
+
+
+async def get_row(conn: AsyncConnection, principal: Principal, template_id: str) -> sa.Row[Any]:
+    """The template, if it is in the caller's site; another site's does not exist."""
+    template_id = parse_id(template_id, "template")
+    row = (
+        await conn.execute(
+            sa.select(templates).where(
+                templates.c.id == template_id, templates.c.site_id == principal.site_id
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"template {template_id} does not exist")
+    return row
+
+
+async def list_page(
+    conn: AsyncConnection, principal: Principal, *, limit: int, cursor: str | None
+) -> pagination.Page[dict[str, Any]]:
+    # Listing never needs the documents themselves: leave the content column unread.
+    columns = [c for c in templates.c if c.name != "content"]
+    query = pagination.apply(
+        sa.select(*columns, sa.func.length(templates.c.content).label("size")).where(
+            templates.c.site_id == principal.site_id
+        ),
+        templates.c.created_at,
+        templates.c.id,
+        limit=limit,
+        cursor=cursor,
+    )
+    rows = list((await conn.execute(query)).all())
+    return pagination.page_of(rows, limit, to_api)

@@ -1,0 +1,151 @@
+"""Completing a work item version (SPEC §6.1): the status change and the
+NewWorkItemVersionComplete event are written in one transaction, through the outbox, so the
+event exists exactly when the version is Completed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from docuhooks.context import AppContext
+from docuhooks.core.events import Event, EventType
+from docuhooks.delivery import outbox
+from docuhooks.errors import Conflict
+from docuhooks.identity.models import Principal
+from docuhooks.platform import catalog, workitems
+from docuhooks.platform import documents as documents_service
+from docuhooks.platform.workitems import VersionStatus
+from docuhooks.store.schema import interviews, work_item_versions
+
+INTERVIEW_FINISHED = "finished"
+
+
+def completion_event(
+    principal: Principal,
+    *,
+    work_item: sa.Row[Any],
+    version: sa.Row[Any],
+    template: sa.Row[Any],
+    documents: list[sa.Row[Any]],
+    base_url: str,
+    now: datetime,
+) -> Event:
+    """The NewWorkItemVersionComplete event of SPEC §5.1."""
+    return Event(
+        event_type=EventType.NEW_WORK_ITEM_VERSION_COMPLETE,
+        site_id=work_item.site_id,
+        created_by=principal.as_actor(),
+        created_date=now,
+        data={
+            "workItemId": work_item.id,
+            "workItemName": work_item.name,
+            "workItemVersionId": version.id,
+            "versionNumber": version.version_number,
+            "workGroupId": work_item.work_group_id,
+            "templateId": template.id,
+            "templateName": template.name,
+            "documents": [
+                {
+                    "id": row.id,
+                    "name": row.name,
+                    "fileName": row.file_name,
+                    "contentType": row.content_type,
+                    "size": row.size,
+                    "sha256": row.sha256,
+                    "url": documents_service.content_url(
+                        base_url, work_item.id, version.id, row.id
+                    ),
+                }
+                for row in documents
+            ],
+        },
+    )
+
+
+async def complete_version(
+    conn: AsyncConnection,
+    principal: Principal,
+    *,
+    work_item: sa.Row[Any],
+    version: sa.Row[Any],
+    template: sa.Row[Any],
+    documents: list[sa.Row[Any]],
+    now: datetime | None = None,
+) -> Event:
+    """Mark `version` Completed, close its interviews, and write the event to the outbox.
+
+    `conn` is the caller's write transaction, holding `version` locked; after it commits,
+    the caller calls `ctx.events_committed()` so workers start at once.
+    """
+    if version.status not in workitems.OPEN_STATUSES:
+        raise Conflict(f"version {version.version_number} is already {version.status}")
+    moment = now or datetime.now(UTC)
+    await conn.execute(
+        work_item_versions.update()
+        .where(work_item_versions.c.id == version.id)
+        .values(status=VersionStatus.COMPLETED, completed_at=moment)
+    )
+    await conn.execute(
+        interviews.update()
+        .where(interviews.c.version_id == version.id, interviews.c.status == "open")
+        .values(status=INTERVIEW_FINISHED, finished_at=moment)
+    )
+    event = completion_event(
+        principal,
+        work_item=work_item,
+        version=version,
+        template=template,
+        documents=documents,
+        base_url=await documents_service.site_base_url(conn, work_item.site_id),
+        now=moment,
+    )
+    await outbox.enqueue(
+        conn,
+        event,
+        work_group_id=work_item.work_group_id,
+        template_id=work_item.template_id,
+        work_item_id=work_item.id,
+        ordering_seq=version.version_number,
+        now=moment,
+    )
+    return event
+
+
+async def complete(
+    ctx: AppContext, principal: Principal, work_item_id: str, version_id: str
+) -> dict[str, Any]:
+    """`PUT /workitems/{id}/versions/{vid}/complete`: complete a version that is InProgress
+    or PostProcessing with the documents it has now (the callback-mode `completeUrl`)."""
+    async with ctx.db.transaction() as conn:
+        item, version = await workitems.get_version_row(
+            conn, principal, work_item_id, version_id, lock=True
+        )
+        template = await catalog.get_row(conn, principal, item.template_id)
+        rows = await documents_service.rows_of_version(conn, version.id)
+        await complete_version(
+            conn,
+            principal,
+            work_item=item,
+            version=version,
+            template=template,
+            documents=rows,
+            now=ctx.now(),
+        )
+        result = await version_with_documents(conn, principal, item, version.id)
+    ctx.events_committed()
+    return result
+
+
+async def version_with_documents(
+    conn: AsyncConnection, principal: Principal, work_item: sa.Row[Any], version_id: str
+) -> dict[str, Any]:
+    """The version as the API shows it, with its documents."""
+    _, version = await workitems.get_version_row(conn, principal, work_item.id, version_id)
+    base_url = await documents_service.site_base_url(conn, principal.site_id)
+    rows = await documents_service.rows_of_version(conn, version.id)
+    return workitems.version_to_api(
+        version, [documents_service.to_api(row, base_url, work_item.id) for row in rows]
+    )

@@ -1,0 +1,347 @@
+"""Interviews (SPEC §2, §6.2, §8): open on a work item, change answers, fire interview
+events, finish into a new completed version.
+
+Opening and interview events call receivers (InterviewLoadEvent, CustomInterviewEvent) for
+up to the interview budget, so those calls run outside any transaction: a person waits on
+them, and a database write lock must not. Their answers are applied afterwards as changes,
+onto the answers as they are then, so an answer the user saved meanwhile is not lost.
+
+Finishing is one transaction: assemble → store documents → post-process → complete and
+write the NewWorkItemVersionComplete event (see `completion`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from docuhooks.answers import AnswerSet, parse_answer_payload, validate_against, variable_map
+from docuhooks.context import AppContext
+from docuhooks.errors import Conflict, FieldError, NotFound, ValidationFailed
+from docuhooks.identity.models import Principal
+from docuhooks.platform import catalog, completion, workitems
+from docuhooks.platform import documents as documents_service
+from docuhooks.platform.access import parse_id
+from docuhooks.platform.assembly import AssemblyError, assemble
+from docuhooks.platform.postprocessing import post_process
+from docuhooks.platform.workitems import VersionStatus
+from docuhooks.store.schema import interviews, work_item_versions
+
+OPEN = "open"
+FINISHED = completion.INTERVIEW_FINISHED
+#: An interview left open when another was opened on the same version.
+REPLACED = "replaced"
+
+
+@dataclass(frozen=True, slots=True)
+class HookOutcome:
+    """What the interview webhooks made of the answers: the overlay result and warnings."""
+
+    answers: AnswerSet
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def _on_interview_open(
+    ctx: AppContext,
+    principal: Principal,
+    *,
+    interview_id: str,
+    work_item: sa.Row[Any],
+    version_id: str,
+    template: sa.Row[Any],
+    current_answers: AnswerSet,
+) -> HookOutcome:
+    """Where InterviewLoadEvent webhooks run (SPEC §6.2). The interview-hooks module wires
+    itself in here; until then no webhook is called and the answers stay as they are."""
+    return HookOutcome(current_answers)
+
+
+async def _on_interview_event(
+    ctx: AppContext,
+    principal: Principal,
+    *,
+    interview_id: str,
+    work_item: sa.Row[Any],
+    version_id: str,
+    template: sa.Row[Any],
+    current_answers: AnswerSet,
+    interview_event_name: str,
+) -> HookOutcome:
+    """Where CustomInterviewEvent webhooks run (SPEC §6.2); see `_on_interview_open`."""
+    return HookOutcome(current_answers)
+
+
+def to_api(
+    row: sa.Row[Any],
+    version: sa.Row[Any],
+    template: sa.Row[Any],
+    warnings: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "workItemId": row.work_item_id,
+        "workItemVersionId": row.version_id,
+        "versionNumber": version.version_number,
+        "status": row.status,
+        "answers": row.answers,
+        "eventElements": list(template.event_elements),
+        "warnings": warnings or [],
+        "createdDate": row.created_at,
+        "createdBy": row.created_by,
+        "finishedDate": row.finished_at,
+    }
+
+
+def answer_warnings(messages: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Answer-set warnings (each names its variable) as the API lists them."""
+    return [{"source": "answers", "message": message} for message in messages]
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    interview: sa.Row[Any]
+    version: sa.Row[Any]
+    work_item: sa.Row[Any]
+    template: sa.Row[Any]
+
+
+async def _load(
+    conn: AsyncConnection, principal: Principal, interview_id: str, *, lock: bool = False
+) -> _Loaded:
+    interview_id = parse_id(interview_id, "interview")
+    query = sa.select(interviews).where(
+        interviews.c.id == interview_id, interviews.c.site_id == principal.site_id
+    )
+    if lock:
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise NotFound(f"interview {interview_id} does not exist")
+    item = await workitems.get_row(conn, principal, row.work_item_id)
+    _, version = await workitems.get_version_row(conn, principal, item.id, row.version_id)
+    template = await catalog.get_row(conn, principal, item.template_id)
+    return _Loaded(row, version, item, template)
+
+
+def _require_open(loaded: _Loaded) -> None:
+    if loaded.interview.status == REPLACED:
+        raise Conflict(
+            f"interview {loaded.interview.id} was replaced by a newer interview on version "
+            f"{loaded.version.version_number}; continue in that one"
+        )
+    if loaded.interview.status != OPEN:
+        raise Conflict(f"interview {loaded.interview.id} is already {loaded.interview.status}")
+
+
+async def _save_answers(conn: AsyncConnection, loaded: _Loaded, answers: AnswerSet) -> sa.Row[Any]:
+    """The interview's answers are also the version's: both are written together."""
+    body = answers.to_json()
+    await conn.execute(
+        interviews.update().where(interviews.c.id == loaded.interview.id).values(answers=body)
+    )
+    await conn.execute(
+        work_item_versions.update()
+        .where(work_item_versions.c.id == loaded.version.id)
+        .values(answers=body)
+    )
+    return (
+        await conn.execute(sa.select(interviews).where(interviews.c.id == loaded.interview.id))
+    ).one()
+
+
+async def open_interview(
+    ctx: AppContext, principal: Principal, work_item_id: str
+) -> dict[str, Any]:
+    """Open an interview on the work item: it continues the version in progress, or starts
+    the next one; then the InterviewLoadEvent webhooks may add answers."""
+    async with ctx.db.transaction() as conn:
+        item = await workitems.get_row(conn, principal, work_item_id, lock=True)
+        template = await catalog.get_row(conn, principal, item.template_id)
+        version = await workitems.version_in_progress(conn, item.id)
+        if version is None:
+            version = await workitems.start_version(conn, principal, item)
+        moment = ctx.now()
+        await conn.execute(
+            interviews.update()
+            .where(interviews.c.version_id == version.id, interviews.c.status == OPEN)
+            .values(status=REPLACED, finished_at=moment)
+        )
+        interview_id = str(uuid.uuid4())
+        await conn.execute(
+            interviews.insert().values(
+                id=interview_id,
+                site_id=principal.site_id,
+                work_item_id=item.id,
+                version_id=version.id,
+                answers=version.answers,
+                status=OPEN,
+                created_at=moment,
+                created_by=principal.user_id,
+            )
+        )
+    current = workitems.answers_of(version)
+    outcome = await _on_interview_open(
+        ctx,
+        principal,
+        interview_id=interview_id,
+        work_item=item,
+        version_id=version.id,
+        template=template,
+        current_answers=current,
+    )
+    return await _apply_hook_outcome(ctx, principal, interview_id, current, outcome)
+
+
+async def fire_event(
+    ctx: AppContext, principal: Principal, interview_id: str, event_name: str
+) -> dict[str, Any]:
+    """The user activated the interview event element `event_name`: the matching
+    CustomInterviewEvent webhooks may add answers."""
+    async with ctx.db.read() as conn:
+        loaded = await _load(conn, principal, interview_id)
+    _require_open(loaded)
+    name = event_name.strip()
+    if name not in loaded.template.event_elements:
+        offered = ", ".join(repr(e) for e in loaded.template.event_elements) or "none"
+        raise NotFound(
+            f"template {loaded.template.name!r} has no interview event element named "
+            f"{name!r} (it has: {offered})"
+        )
+    current = workitems.answers_of(loaded.interview)
+    outcome = await _on_interview_event(
+        ctx,
+        principal,
+        interview_id=loaded.interview.id,
+        work_item=loaded.work_item,
+        version_id=loaded.version.id,
+        template=loaded.template,
+        current_answers=current,
+        interview_event_name=name,
+    )
+    return await _apply_hook_outcome(ctx, principal, loaded.interview.id, current, outcome)
+
+
+async def _apply_hook_outcome(
+    ctx: AppContext,
+    principal: Principal,
+    interview_id: str,
+    before: AnswerSet,
+    outcome: HookOutcome,
+) -> dict[str, Any]:
+    """Overlay what the webhooks changed (relative to `before`) onto the answers as they
+    are now, keeping only answers that fit the template."""
+    changed = AnswerSet(
+        answer for answer in outcome.answers.answers if before.get(answer.name) != answer
+    )
+    async with ctx.db.transaction() as conn:
+        loaded = await _load(conn, principal, interview_id, lock=True)
+        warnings = list(outcome.warnings)
+        row = loaded.interview
+        if changed and loaded.interview.status == OPEN:
+            variables = variable_map(catalog.variables_of(loaded.template))
+            fitting, misfits = validate_against(changed, variables)
+            warnings += answer_warnings(misfits)
+            current = workitems.answers_of(loaded.interview)
+            row = await _save_answers(conn, loaded, current.overlay(fitting))
+        return to_api(row, loaded.version, loaded.template, warnings)
+
+
+async def get(conn: AsyncConnection, principal: Principal, interview_id: str) -> dict[str, Any]:
+    loaded = await _load(conn, principal, interview_id)
+    return to_api(loaded.interview, loaded.version, loaded.template)
+
+
+async def current_answers(
+    conn: AsyncConnection, principal: Principal, interview_id: str
+) -> AnswerSet:
+    return workitems.answers_of((await _load(conn, principal, interview_id)).interview)
+
+
+async def update_answers(
+    conn: AsyncConnection,
+    principal: Principal,
+    interview_id: str,
+    *,
+    body: bytes,
+    content_type: str,
+) -> dict[str, Any]:
+    """Overlay an answer set (canonical or shorthand JSON, or HotDocs XML, by
+    `content_type`) onto the interview's answers (SPEC §8). Answers that do not fit the
+    template are left out, each with a warning naming its variable."""
+    loaded = await _load(conn, principal, interview_id, lock=True)
+    _require_open(loaded)
+    variables = variable_map(catalog.variables_of(loaded.template))
+    parsed = parse_answer_payload(body, content_type or "application/json", variables)
+    current = workitems.answers_of(loaded.interview)
+    row = await _save_answers(conn, loaded, current.overlay(parsed.answers))
+    return to_api(row, loaded.version, loaded.template, answer_warnings(parsed.warnings))
+
+
+async def finish(ctx: AppContext, principal: Principal, interview_id: str) -> dict[str, Any]:
+    """Assemble the version from the interview's answers, post-process its documents, and
+    complete it: the NewWorkItemVersionComplete event is written in the same transaction.
+
+    A template that cannot be rendered with these answers is a 422 and changes nothing: the
+    interview stays open so the answers can be corrected.
+    """
+    async with ctx.db.transaction() as conn:
+        loaded = await _load(conn, principal, interview_id, lock=True)
+        _require_open(loaded)
+        _, version = await workitems.get_version_row(
+            conn, principal, loaded.work_item.id, loaded.version.id, lock=True
+        )
+        if version.status != VersionStatus.IN_PROGRESS:
+            raise Conflict(f"version {version.version_number} is already {version.status}")
+        answers = workitems.answers_of(loaded.interview)
+        variables = catalog.variables_of(loaded.template)
+        try:
+            # docxtpl is CPU-bound: keep the event loop free for other requests meanwhile.
+            assembled = await asyncio.to_thread(
+                assemble, loaded.template.content, answers, variables
+            )
+        except AssemblyError as exc:
+            raise ValidationFailed.of([FieldError("answers", str(exc))]) from None
+        await conn.execute(
+            work_item_versions.update()
+            .where(work_item_versions.c.id == version.id)
+            .values(answers=answers.to_json())
+        )
+        stored = await documents_service.store_assembled(
+            conn,
+            version,
+            [
+                documents_service.NewDocument(
+                    name=loaded.template.name,
+                    file_name=_docx_name(loaded.template.file_name),
+                    content_type=documents_service.DOCX,
+                    content=assembled,
+                )
+            ],
+        )
+        final_documents = await post_process(ctx, conn, version=version, documents=stored)
+        moment: datetime = ctx.now()
+        await completion.complete_version(
+            conn,
+            principal,
+            work_item=loaded.work_item,
+            version=version,
+            template=loaded.template,
+            documents=final_documents,
+            now=moment,
+        )
+        result = await completion.version_with_documents(
+            conn, principal, loaded.work_item, version.id
+        )
+    ctx.events_committed()
+    return result
+
+
+def _docx_name(template_file_name: str) -> str:
+    stem = template_file_name.rsplit(".", 1)[0] if "." in template_file_name else template_file_name
+    return f"{stem or 'document'}.docx"

@@ -1,0 +1,263 @@
+"""Work items and their versions (SPEC §2).
+
+A version's status moves InProgress → (PostProcessing) → Completed, or to Failed; version
+numbers count 1, 2, 3… per work item. The version a receiver is working on can be named
+`active` in a URL, as the source platform's API allows: the newest version not yet
+Completed or Failed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from docuhooks.answers import AnswerSet, parse_canonical
+from docuhooks.errors import FieldError, NotFound, ValidationFailed
+from docuhooks.identity.models import Principal
+from docuhooks.platform import catalog, workgroups
+from docuhooks.platform.access import parse_id
+from docuhooks.store import pagination
+from docuhooks.store.schema import templates, work_groups, work_item_versions, work_items
+
+ACTIVE = "active"
+
+
+class VersionStatus(StrEnum):
+    IN_PROGRESS = "InProgress"
+    POST_PROCESSING = "PostProcessing"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+
+#: Statuses in which a version's answers and documents may still change.
+OPEN_STATUSES = (VersionStatus.IN_PROGRESS, VersionStatus.POST_PROCESSING)
+
+
+def to_api(row: sa.Row[Any]) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "workGroupId": row.work_group_id,
+        "templateId": row.template_id,
+        "createdDate": row.created_at,
+        "createdBy": row.created_by,
+    }
+
+
+def version_to_api(
+    row: sa.Row[Any], documents: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": row.id,
+        "workItemId": row.work_item_id,
+        "versionNumber": row.version_number,
+        "status": row.status,
+        "answers": row.answers,
+        "postProcessing": row.post_processing,
+        "createdDate": row.created_at,
+        "createdBy": row.created_by,
+        "completedDate": row.completed_at,
+    }
+    if documents is not None:
+        body["documents"] = documents
+    return body
+
+
+def answers_of(row: sa.Row[Any]) -> AnswerSet:
+    """The answer set stored on a version or an interview (canonical answer JSON)."""
+    return parse_canonical(row.answers)
+
+
+async def create(
+    conn: AsyncConnection,
+    principal: Principal,
+    *,
+    work_group_id: str,
+    template_id: str,
+    name: str,
+) -> dict[str, Any]:
+    name = name.strip()
+    errors: list[FieldError] = []
+    if not 1 <= len(name) <= 200:
+        errors.append(FieldError("name", "must be 1 to 200 characters"))
+    for field, table, value in (
+        ("workGroupId", work_groups, work_group_id),
+        ("templateId", templates, template_id),
+    ):
+        try:
+            canonical = parse_id(value, field)
+        except NotFound:
+            errors.append(FieldError(field, f"{value!r} is not an id"))
+            continue
+        found = (
+            await conn.execute(
+                sa.select(table.c.id).where(
+                    table.c.id == canonical, table.c.site_id == principal.site_id
+                )
+            )
+        ).first()
+        if found is None:
+            errors.append(FieldError(field, f"no such object in this site: {canonical}"))
+    if errors:
+        raise ValidationFailed.of(errors)
+    row_id = str(uuid.uuid4())
+    await conn.execute(
+        work_items.insert().values(
+            id=row_id,
+            site_id=principal.site_id,
+            work_group_id=parse_id(work_group_id, "work group"),
+            template_id=parse_id(template_id, "template"),
+            name=name,
+            created_at=datetime.now(UTC),
+            created_by=principal.user_id,
+        )
+    )
+    return to_api(await get_row(conn, principal, row_id))
+
+
+async def get_row(
+    conn: AsyncConnection, principal: Principal, work_item_id: str, *, lock: bool = False
+) -> sa.Row[Any]:
+    """The work item, if it is in the caller's site. `lock` holds it (PostgreSQL) for the
+    rest of the transaction, so two requests cannot both number a new version."""
+    work_item_id = parse_id(work_item_id, "work item")
+    query = sa.select(work_items).where(
+        work_items.c.id == work_item_id, work_items.c.site_id == principal.site_id
+    )
+    if lock:
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise NotFound(f"work item {work_item_id} does not exist")
+    return row
+
+
+async def list_page(
+    conn: AsyncConnection,
+    principal: Principal,
+    *,
+    limit: int,
+    cursor: str | None,
+    work_group_id: str | None = None,
+    template_id: str | None = None,
+) -> pagination.Page[dict[str, Any]]:
+    query = sa.select(work_items).where(work_items.c.site_id == principal.site_id)
+    if work_group_id is not None:
+        group = await workgroups.get_row(conn, principal, work_group_id)
+        query = query.where(work_items.c.work_group_id == group.id)
+    if template_id is not None:
+        template = await catalog.get_row(conn, principal, template_id)
+        query = query.where(work_items.c.template_id == template.id)
+    query = pagination.apply(
+        query, work_items.c.created_at, work_items.c.id, limit=limit, cursor=cursor
+    )
+    rows = list((await conn.execute(query)).all())
+    return pagination.page_of(rows, limit, to_api)
+
+
+async def list_versions(
+    conn: AsyncConnection, principal: Principal, work_item_id: str
+) -> list[dict[str, Any]]:
+    """Every version of the work item, newest first (a work item has few)."""
+    item = await get_row(conn, principal, work_item_id)
+    rows = (
+        await conn.execute(
+            sa.select(work_item_versions)
+            .where(work_item_versions.c.work_item_id == item.id)
+            .order_by(work_item_versions.c.version_number.desc())
+        )
+    ).all()
+    return [version_to_api(row) for row in rows]
+
+
+async def get_version_row(
+    conn: AsyncConnection,
+    principal: Principal,
+    work_item_id: str,
+    version_id: str,
+    *,
+    lock: bool = False,
+) -> tuple[sa.Row[Any], sa.Row[Any]]:
+    """The work item and its version `version_id` (or `active`); 404 for anything else."""
+    item = await get_row(conn, principal, work_item_id)
+    query = sa.select(work_item_versions).where(work_item_versions.c.work_item_id == item.id)
+    if version_id.lower() == ACTIVE:
+        query = query.where(work_item_versions.c.status.in_(list(OPEN_STATUSES))).order_by(
+            work_item_versions.c.version_number.desc()
+        )
+        missing = f"work item {item.id} has no active version (none is in progress)"
+    else:
+        version_id = parse_id(version_id, "version")
+        query = query.where(work_item_versions.c.id == version_id)
+        missing = f"work item {item.id} has no version {version_id}"
+    if lock:
+        query = query.with_for_update()
+    row = (await conn.execute(query.limit(1))).first()
+    if row is None:
+        raise NotFound(missing)
+    return item, row
+
+
+async def version_in_progress(conn: AsyncConnection, work_item_id: str) -> sa.Row[Any] | None:
+    return (
+        await conn.execute(
+            sa.select(work_item_versions)
+            .where(
+                work_item_versions.c.work_item_id == work_item_id,
+                work_item_versions.c.status == VersionStatus.IN_PROGRESS,
+            )
+            .order_by(work_item_versions.c.version_number.desc())
+            .limit(1)
+        )
+    ).first()
+
+
+async def start_version(
+    conn: AsyncConnection, principal: Principal, work_item: sa.Row[Any]
+) -> sa.Row[Any]:
+    """A new InProgress version, numbered after the last one, starting from the answers of
+    the newest Completed version (editing a work item continues from where it was).
+
+    The caller holds the work item locked (`get_row(..., lock=True)`)."""
+    newest = (
+        await conn.execute(
+            sa.select(work_item_versions.c.version_number)
+            .where(work_item_versions.c.work_item_id == work_item.id)
+            .order_by(work_item_versions.c.version_number.desc())
+            .limit(1)
+        )
+    ).scalar()
+    completed = (
+        await conn.execute(
+            sa.select(work_item_versions.c.answers)
+            .where(
+                work_item_versions.c.work_item_id == work_item.id,
+                work_item_versions.c.status == VersionStatus.COMPLETED,
+            )
+            .order_by(work_item_versions.c.version_number.desc())
+            .limit(1)
+        )
+    ).scalar()
+    version_id = str(uuid.uuid4())
+    await conn.execute(
+        work_item_versions.insert().values(
+            id=version_id,
+            work_item_id=work_item.id,
+            site_id=work_item.site_id,
+            version_number=(newest or 0) + 1,
+            status=VersionStatus.IN_PROGRESS,
+            answers=completed if completed is not None else AnswerSet().to_json(),
+            created_at=datetime.now(UTC),
+            created_by=principal.user_id,
+        )
+    )
+    return (
+        await conn.execute(
+            sa.select(work_item_versions).where(work_item_versions.c.id == version_id)
+        )
+    ).one()
