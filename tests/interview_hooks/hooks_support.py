@@ -142,7 +142,7 @@ async def make_hook(
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: The verified event, for handlers that answer from it.
-EVENT = web.RequestKey("event", WebhookEvent)  # type: ignore[arg-type]
+EVENT: web.RequestKey[WebhookEvent] = web.RequestKey("event", WebhookEvent)  # type: ignore[arg-type]
 
 
 @dataclass

@@ -20,7 +20,7 @@ from tests.interview_hooks.hooks_support import (
 )
 from tests.support import SiteUsers
 
-from docuhooks.answers import Answer, AnswerSet
+from docuhooks.answers import Answer, AnswerSet, AnswerType
 from docuhooks.context import AppContext
 from docuhooks.core.events import EventType
 from docuhooks.interview_hooks import HookResult, run_interview_hooks
@@ -42,14 +42,14 @@ async def test_load_hook_prefills_and_is_logged(ctx: AppContext, site: SiteUsers
             work_item=platform.work_item,
             version_id=platform.version_id,
             template=platform.template,
-            current_answers=AnswerSet([Answer("Client Email", "text", "j@example.com")]),
+            current_answers=AnswerSet([Answer("Client Email", AnswerType.TEXT, "j@example.com")]),
         )
     assert result.warnings == []
     assert result.answers == AnswerSet(
         [
-            Answer("Client Email", "text", "j@example.com"),
-            Answer("Client Name", "text", "Jane"),
-            Answer("Fee", "number", 1500),
+            Answer("Client Email", AnswerType.TEXT, "j@example.com"),
+            Answer("Client Name", AnswerType.TEXT, "Jane"),
+            Answer("Fee", AnswerType.NUMBER, 1500),
         ]
     )
     assert receiver.methods == [("/load", "GET")]
@@ -148,7 +148,7 @@ async def test_custom_event_looks_up_from_the_typed_answer(
             event_type="CustomInterviewEvent",
             interviewEventName="Look up clients",
         )
-        typed = AnswerSet([Answer("Customer Number", "text", "C-42")])
+        typed = AnswerSet([Answer("Customer Number", AnswerType.TEXT, "C-42")])
         result = await run(
             ctx,
             platform,
@@ -162,7 +162,7 @@ async def test_custom_event_looks_up_from_the_typed_answer(
     assert event.interview_event_name == "Look up client"
     assert result.warnings == []
     assert result.answers == typed.overlay(
-        AnswerSet([Answer("Client Address", "text", "9 Low Road")])
+        AnswerSet([Answer("Client Address", AnswerType.TEXT, "9 Low Road")])
     )
 
 
@@ -229,7 +229,7 @@ async def test_only_matching_webhooks_are_called(ctx: AppContext, site: SiteUser
 
 async def test_no_matching_webhook_writes_nothing(ctx: AppContext, site: SiteUsers) -> None:
     platform = await make_platform(ctx, site)
-    current = AnswerSet([Answer("Fee", "number", 10)])
+    current = AnswerSet([Answer("Fee", AnswerType.NUMBER, 10)])
     result = await run(ctx, platform, current_answers=current)
     assert result == HookResult(current, [])
     async with ctx.db.read() as conn:
