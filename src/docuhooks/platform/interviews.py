@@ -23,8 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.answers import AnswerSet, parse_answer_payload, validate_against, variable_map
 from docuhooks.context import AppContext
+from docuhooks.core.events import EventType
 from docuhooks.errors import Conflict, FieldError, NotFound, ValidationFailed
 from docuhooks.identity.models import Principal
+from docuhooks.interview_hooks import run_interview_hooks
 from docuhooks.platform import catalog, completion, workitems
 from docuhooks.platform import documents as documents_service
 from docuhooks.platform.access import parse_id
@@ -57,9 +59,18 @@ async def _on_interview_open(
     template: sa.Row[Any],
     current_answers: AnswerSet,
 ) -> HookOutcome:
-    """Where InterviewLoadEvent webhooks run (SPEC §6.2). The interview-hooks module wires
-    itself in here; until then no webhook is called and the answers stay as they are."""
-    return HookOutcome(current_answers)
+    """Where InterviewLoadEvent webhooks run (SPEC §6.2)."""
+    result = await run_interview_hooks(
+        ctx,
+        principal=principal,
+        event_type=EventType.INTERVIEW_LOAD_EVENT,
+        interview_id=interview_id,
+        work_item=work_item,
+        version_id=version_id,
+        template=template,
+        current_answers=current_answers,
+    )
+    return HookOutcome(result.answers, result.warnings)
 
 
 async def _on_interview_event(
@@ -73,8 +84,19 @@ async def _on_interview_event(
     current_answers: AnswerSet,
     interview_event_name: str,
 ) -> HookOutcome:
-    """Where CustomInterviewEvent webhooks run (SPEC §6.2); see `_on_interview_open`."""
-    return HookOutcome(current_answers)
+    """Where CustomInterviewEvent webhooks run (SPEC §6.2)."""
+    result = await run_interview_hooks(
+        ctx,
+        principal=principal,
+        event_type=EventType.CUSTOM_INTERVIEW_EVENT,
+        interview_id=interview_id,
+        work_item=work_item,
+        version_id=version_id,
+        template=template,
+        current_answers=current_answers,
+        interview_event_name=interview_event_name,
+    )
+    return HookOutcome(result.answers, result.warnings)
 
 
 def to_api(
