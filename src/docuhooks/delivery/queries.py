@@ -1,13 +1,20 @@
 """Every statement the outbox and the worker run against the deliveries, in one place.
 
-Where SQLite and PostgreSQL differ (claiming, waking workers) each has its own version here,
-so the worker reads the same on both.
+Where SQLite and PostgreSQL differ (claiming, waking workers) the difference is made here, so
+the worker reads the same on both. Times are parameters from the worker's clock, never the
+database's `now()`, so tests can move time without sleeping.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from docuhooks.store.schema import attempts, deliveries, events, sites, webhooks, workers
 
 #: The PostgreSQL channel workers LISTEN on; the outbox NOTIFYs it.
 CHANNEL = "docuhooks_deliveries"
@@ -22,3 +29,377 @@ async def notify_new_deliveries(conn: AsyncConnection) -> None:
     """Wake PostgreSQL workers; the server sends the notification only if the caller commits."""
     if conn.dialect.name == "postgresql":
         await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+
+
+# --- claiming -------------------------------------------------------------------------------
+
+
+def _unleased(now: datetime) -> sa.ColumnElement[bool]:
+    # A lease that ran out belongs to a worker that died or lost the database: take it over.
+    return sa.or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at < now)
+
+
+def _first_in_order() -> sa.ColumnElement[bool]:
+    """For `orderedDelivery` webhooks: no earlier delivery of the same work item is pending."""
+    earlier = deliveries.alias("earlier")
+    blocked = sa.exists().where(
+        earlier.c.webhook_id == deliveries.c.webhook_id,
+        earlier.c.ordering_key == deliveries.c.ordering_key,
+        earlier.c.status == PENDING,
+        sa.or_(
+            earlier.c.ordering_seq < deliveries.c.ordering_seq,
+            sa.and_(
+                earlier.c.ordering_seq == deliveries.c.ordering_seq,
+                sa.tuple_(earlier.c.created_at, earlier.c.id)
+                < sa.tuple_(deliveries.c.created_at, deliveries.c.id),
+            ),
+        ),
+    )
+    return sa.or_(
+        webhooks.c.ordered_delivery.is_(False),
+        deliveries.c.ordering_key.is_(None),
+        ~blocked,
+    )
+
+
+async def _lease(
+    conn: AsyncConnection, candidates: sa.Select[Any], owner: str, until: datetime
+) -> list[str]:
+    """Lease the candidate deliveries in one statement and return their ids.
+
+    PostgreSQL: the candidates are locked `FOR UPDATE SKIP LOCKED`, so concurrent workers
+    each take different rows without waiting on one another. SQLite: the caller's
+    transaction is `BEGIN IMMEDIATE`, so one claim runs at a time and a plain subquery is safe.
+    """
+    if conn.dialect.name == "postgresql":
+        candidates = candidates.with_for_update(of=deliveries, skip_locked=True)
+    chosen = candidates.cte("chosen")
+    statement = (
+        deliveries.update()
+        .where(deliveries.c.id.in_(sa.select(chosen.c.id)))
+        .values(lease_owner=owner, lease_expires_at=until)
+        .returning(deliveries.c.id)
+    )
+    return list((await conn.execute(statement)).scalars())
+
+
+async def claim_due(
+    conn: AsyncConnection, *, owner: str, now: datetime, lease: timedelta, limit: int
+) -> list[str]:
+    """Lease up to `limit` due deliveries of active, unsuspended webhooks, oldest due first."""
+    candidates = (
+        sa.select(deliveries.c.id)
+        .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
+        .where(
+            deliveries.c.status == PENDING,
+            deliveries.c.next_attempt_at <= now,
+            _unleased(now),
+            webhooks.c.active.is_(True),
+            webhooks.c.suspended_at.is_(None),
+            _first_in_order(),
+        )
+        .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+        .limit(limit)
+    )
+    return await _lease(conn, candidates, owner, now + lease)
+
+
+async def claim_probes(
+    conn: AsyncConnection,
+    *,
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    probe_interval: timedelta,
+    limit: int,
+) -> list[str]:
+    """Lease one probe delivery per suspended webhook whose probe is due (SPEC §7.4).
+
+    The probe is the webhook's oldest pending delivery (in order, for ordered webhooks),
+    whatever its own schedule says. Moving the webhook's `next_probe_at` in the same
+    transaction is what keeps two workers from probing one receiver at once.
+    """
+    due = sa.select(webhooks.c.id).where(
+        webhooks.c.next_probe_at <= now,
+        webhooks.c.suspended_at.is_not(None),
+        webhooks.c.active.is_(True),
+    )
+    if conn.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    webhook_ids = list((await conn.execute(due.limit(limit))).scalars())
+    claimed: list[str] = []
+    for webhook_id in webhook_ids:
+        busy = sa.exists().where(
+            deliveries.c.webhook_id == webhook_id,
+            deliveries.c.status == PENDING,
+            deliveries.c.lease_expires_at >= now,
+        )
+        if (await conn.execute(sa.select(busy))).scalar():
+            continue  # a probe is still in flight
+        candidates = (
+            sa.select(deliveries.c.id)
+            .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
+            .where(
+                deliveries.c.webhook_id == webhook_id,
+                deliveries.c.status == PENDING,
+                _unleased(now),
+                _first_in_order(),
+            )
+            .order_by(deliveries.c.ordering_seq, deliveries.c.created_at, deliveries.c.id)
+            .limit(1)
+        )
+        claimed += await _lease(conn, candidates, owner, now + lease)
+        await conn.execute(
+            webhooks.update()
+            .where(webhooks.c.id == webhook_id)
+            .values(next_probe_at=now + probe_interval)
+        )
+    return claimed
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A leased delivery with everything needed to send it."""
+
+    delivery_id: str
+    attempts: int
+    payload: dict[str, Any]
+    webhook: sa.Row[Any]
+    issuer: str
+
+    @property
+    def probe(self) -> bool:
+        return self.webhook.suspended_at is not None
+
+
+async def load_jobs(conn: AsyncConnection, delivery_ids: list[str]) -> list[Job]:
+    if not delivery_ids:
+        return []
+    rows = (
+        await conn.execute(
+            sa.select(
+                deliveries.c.id,
+                deliveries.c.attempts,
+                deliveries.c.webhook_id,
+                events.c.payload,
+                sites.c.base_url,
+            )
+            .join(events, events.c.id == deliveries.c.event_id)
+            .join(sites, sites.c.id == deliveries.c.site_id)
+            .where(deliveries.c.id.in_(delivery_ids))
+            .order_by(deliveries.c.created_at, deliveries.c.id)
+        )
+    ).all()
+    hooks = {
+        row.id: row
+        for row in await conn.execute(
+            sa.select(webhooks).where(webhooks.c.id.in_({r.webhook_id for r in rows}))
+        )
+    }
+    return [
+        Job(r.id, r.attempts, r.payload, hooks[r.webhook_id], r.base_url)
+        for r in rows
+        if r.webhook_id in hooks
+    ]
+
+
+async def extend_leases(
+    conn: AsyncConnection, *, owner: str, delivery_ids: list[str], until: datetime
+) -> None:
+    if delivery_ids:
+        await conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id.in_(delivery_ids), deliveries.c.lease_owner == owner)
+            .values(lease_expires_at=until)
+        )
+
+
+async def release_leases(conn: AsyncConnection, *, owner: str) -> int:
+    """Hand back every pending delivery `owner` holds, so another worker takes it at once."""
+    result = await conn.execute(
+        deliveries.update()
+        .where(deliveries.c.lease_owner == owner, deliveries.c.status == PENDING)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+    return result.rowcount
+
+
+async def next_due_at(conn: AsyncConnection) -> datetime | None:
+    """When the earliest pending delivery falls due: how long an idle worker may sleep."""
+    return (
+        await conn.execute(
+            sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
+                deliveries.c.status == PENDING
+            )
+        )
+    ).scalar()
+
+
+# --- recording an attempt's outcome ---------------------------------------------------------
+
+
+async def insert_attempt(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(attempts.insert().values(**values))
+
+
+async def settle(
+    conn: AsyncConnection, *, delivery_id: str, owner: str, values: dict[str, Any]
+) -> bool:
+    """Write a delivery's new state and drop the lease; False if the lease was lost meanwhile."""
+    result = await conn.execute(
+        deliveries.update()
+        .where(deliveries.c.id == delivery_id, deliveries.c.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None, **values)
+    )
+    return result.rowcount == 1
+
+
+async def delivery_exists(conn: AsyncConnection, delivery_id: str) -> bool:
+    found = await conn.execute(sa.select(deliveries.c.id).where(deliveries.c.id == delivery_id))
+    return found.first() is not None
+
+
+@dataclass(frozen=True, slots=True)
+class FailureCount:
+    consecutive_failures: int
+    first_failure_at: datetime
+    suspended: bool
+
+
+async def count_failure(conn: AsyncConnection, webhook_id: str, now: datetime) -> FailureCount:
+    row = (
+        await conn.execute(
+            webhooks.update()
+            .where(webhooks.c.id == webhook_id)
+            .values(
+                consecutive_failures=webhooks.c.consecutive_failures + 1,
+                first_failure_at=sa.func.coalesce(webhooks.c.first_failure_at, now),
+            )
+            .returning(
+                webhooks.c.consecutive_failures,
+                webhooks.c.first_failure_at,
+                webhooks.c.suspended_at,
+            )
+        )
+    ).one()
+    return FailureCount(row[0], row[1], row[2] is not None)
+
+
+async def suspend(
+    conn: AsyncConnection, webhook_id: str, *, now: datetime, next_probe_at: datetime, reason: str
+) -> None:
+    await conn.execute(
+        webhooks.update()
+        .where(webhooks.c.id == webhook_id, webhooks.c.suspended_at.is_(None))
+        .values(suspended_at=now, next_probe_at=next_probe_at, status_reason=reason)
+    )
+
+
+async def count_success(conn: AsyncConnection, webhook_id: str, now: datetime) -> bool:
+    """Reset the webhook's failure run; resume it if it was suspended. True if it resumed.
+
+    Most successes change nothing here, and the `WHERE` keeps them from writing (and
+    locking) the webhook row, which every concurrent delivery to it would queue behind.
+    """
+    await conn.execute(
+        webhooks.update()
+        .where(
+            webhooks.c.id == webhook_id,
+            webhooks.c.suspended_at.is_(None),
+            webhooks.c.consecutive_failures > 0,
+        )
+        .values(consecutive_failures=0, first_failure_at=None)
+    )
+    resumed = await conn.execute(
+        webhooks.update()
+        .where(webhooks.c.id == webhook_id, webhooks.c.suspended_at.is_not(None))
+        .values(
+            suspended_at=None,
+            next_probe_at=None,
+            status_reason=None,
+            consecutive_failures=0,
+            first_failure_at=None,
+        )
+    )
+    if resumed.rowcount == 0:
+        return False
+    # Drain the backlog now, oldest first (the claim orders by due time, then id).
+    await conn.execute(
+        deliveries.update()
+        .where(deliveries.c.webhook_id == webhook_id, deliveries.c.status == PENDING)
+        .values(next_attempt_at=now)
+    )
+    return True
+
+
+async def deactivate(conn: AsyncConnection, webhook_id: str, *, now: datetime, reason: str) -> None:
+    await conn.execute(
+        webhooks.update()
+        .where(webhooks.c.id == webhook_id)
+        .values(active=False, status_reason=reason, modified_at=now)
+    )
+
+
+# --- pruning ----------------------------------------------------------------------------------
+
+
+async def prune_attempts(conn: AsyncConnection, *, older_than: datetime, limit: int) -> int:
+    """Delete up to `limit` attempts that started before `older_than`; the count deleted."""
+    old = (
+        sa.select(attempts.c.id)
+        .where(attempts.c.started_at < older_than)
+        .order_by(attempts.c.started_at)
+        .limit(limit)
+    )
+    result = await conn.execute(attempts.delete().where(attempts.c.id.in_(old.scalar_subquery())))
+    return result.rowcount
+
+
+# --- metrics and the worker fleet -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    due: int
+    oldest_due_at: datetime | None
+    workers_alive: int
+
+
+async def queue_state(conn: AsyncConnection, *, now: datetime, alive_since: datetime) -> QueueState:
+    due_row = (
+        await conn.execute(
+            sa.select(sa.func.count(), sa.func.min(deliveries.c.next_attempt_at)).where(
+                deliveries.c.status == PENDING, deliveries.c.next_attempt_at <= now
+            )
+        )
+    ).one()
+    alive = (
+        await conn.execute(
+            sa.select(sa.func.count())
+            .select_from(workers)
+            .where(workers.c.heartbeat_at >= alive_since)
+        )
+    ).scalar_one()
+    return QueueState(due=due_row[0], oldest_due_at=due_row[1], workers_alive=alive)
+
+
+async def heartbeat(
+    conn: AsyncConnection, *, worker_id: str, hostname: str, pid: int, now: datetime
+) -> None:
+    updated = await conn.execute(
+        workers.update().where(workers.c.id == worker_id).values(heartbeat_at=now)
+    )
+    if updated.rowcount == 0:
+        await conn.execute(
+            workers.insert().values(
+                id=worker_id, hostname=hostname, pid=pid, started_at=now, heartbeat_at=now
+            )
+        )
+
+
+async def forget_worker(conn: AsyncConnection, worker_id: str) -> None:
+    await conn.execute(workers.delete().where(workers.c.id == worker_id))
+
+
+async def forget_dead_workers(conn: AsyncConnection, *, silent_since: datetime) -> None:
+    await conn.execute(workers.delete().where(workers.c.heartbeat_at < silent_since))

@@ -1,0 +1,464 @@
+"""The delivery worker: claim due deliveries, send them, record what happened (SPEC §7).
+
+One loop. Each turn it leases a batch of due deliveries (probes of suspended webhooks first),
+starts one task per delivery up to `worker_concurrency`, and sleeps until woken (a new event,
+a free slot) or until the next delivery falls due. A lease is `lease_owner` plus
+`lease_expires_at`; a heartbeat keeps the leases of in-flight deliveries fresh, so only a dead
+or cut-off worker's leases run out, and then any other worker takes those deliveries over.
+
+Everything that depends on time asks the injected :class:`Clock`; everything random asks the
+injected `rng`; so tests drive the whole retry schedule with a FakeClock and never sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from docuhooks import __version__
+from docuhooks.context import AppContext
+from docuhooks.core.retry import Clock, RetrySchedule, SystemClock, should_suspend
+from docuhooks.core.signing import OutboundRequest, build_request, redact_headers, redact_url
+from docuhooks.delivery import metrics, queries
+from docuhooks.delivery.outcome import Decision, Verdict, decide
+from docuhooks.delivery.queries import Job
+from docuhooks.delivery.transport import DEFAULT_MAX_BODY, ErrorClass, TransportResult
+from docuhooks.delivery.wakeup import Alarm, PostgresListener, asyncpg_dsn
+from docuhooks.settings import Settings
+from docuhooks.webhooks.service import signing_target
+
+__all__ = ["Worker", "WorkerOptions", "start_worker"]
+
+log = structlog.get_logger(__name__)
+
+USER_AGENT = f"docuhooks/{__version__}"
+_MAX_ERROR = 1000
+#: A dead worker's heartbeat row is removed after this many leases of silence.
+_FORGET_AFTER_LEASES = 10
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    concurrency: int = 64
+    batch_size: int = 100
+    lease: timedelta = timedelta(seconds=60)
+    poll_seconds: float = 2.0
+    schedule: RetrySchedule = field(default_factory=RetrySchedule)
+    probe_interval: timedelta = timedelta(minutes=10)
+    suspend_after_failures: int = 20
+    suspend_after: timedelta = timedelta(hours=24)
+    #: How long a graceful stop waits for in-flight sends before handing their leases back.
+    shutdown_grace_seconds: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkerOptions:
+        if settings.worker_concurrency < 1 or settings.worker_batch_size < 1:
+            raise ValueError("worker_concurrency and worker_batch_size must be at least 1")
+        return cls(
+            concurrency=settings.worker_concurrency,
+            batch_size=settings.worker_batch_size,
+            lease=timedelta(seconds=settings.worker_lease_seconds),
+            poll_seconds=settings.worker_poll_seconds,
+            schedule=RetrySchedule.from_setting(settings.retry_schedule),
+            probe_interval=timedelta(seconds=settings.probe_interval_seconds),
+            suspend_after_failures=settings.suspend_after_failures,
+            suspend_after=timedelta(hours=settings.suspend_after_hours),
+            shutdown_grace_seconds=min(10.0, settings.worker_lease_seconds / 2),
+        )
+
+
+class Worker:
+    def __init__(
+        self,
+        ctx: AppContext,
+        options: WorkerOptions | None = None,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.options = options or WorkerOptions.from_settings(ctx.settings)
+        self.clock: Clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        hostname = socket.gethostname()[:40]
+        self.id = worker_id or f"{hostname}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._hostname = hostname
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        # SQLite has one writer at a time; queueing here keeps 64 finished sends from
+        # each holding a pooled connection while they wait for the file lock.
+        self._write_lock: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if ctx.db.is_sqlite else contextlib.nullcontext()
+        )
+        self._stopping = False
+        self._alarm: Alarm | None = None
+        self._listener: PostgresListener | None = None
+        self._background: list[asyncio.Task[None]] = []
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Run the loop in the background; `stop()` ends it."""
+        self._alarm = Alarm()
+        self.ctx.on_events_committed.append(self.wake)
+        if self.ctx.db.dialect == "postgresql":
+            self._listener = PostgresListener(asyncpg_dsn(self.ctx.db.engine.url), self._alarm)
+            self._listener.start()
+        self._background = [
+            asyncio.create_task(self._loop(), name="docuhooks-worker"),
+            asyncio.create_task(self._heartbeat_loop(), name="docuhooks-heartbeat"),
+        ]
+        log.info("worker.started", worker_id=self.id, concurrency=self.options.concurrency)
+
+    def wake(self) -> None:
+        """Look for due deliveries now (called after a commit that wrote events)."""
+        if self._alarm is not None:
+            self._alarm.ring()
+
+    async def stop(self) -> None:
+        """Stop claiming; let in-flight sends finish for a grace period; release the rest."""
+        self._stopping = True
+        self.wake()
+        with contextlib.suppress(ValueError):
+            self.ctx.on_events_committed.remove(self.wake)
+        loop_task, heartbeat_task = self._background or (None, None)
+        if loop_task is not None:
+            await loop_task
+        if self._in_flight:
+            await asyncio.wait(
+                list(self._in_flight.values()), timeout=self.options.shutdown_grace_seconds
+            )
+        for task in list(self._in_flight.values()):
+            task.cancel()
+        await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
+        if heartbeat_task is not None:
+            heartbeat_task.cancel()
+            await asyncio.gather(heartbeat_task, return_exceptions=True)
+        if self._listener is not None:
+            await self._listener.stop()
+        try:
+            async with self._write_lock, self.ctx.db.transaction() as conn:
+                released = await queries.release_leases(conn, owner=self.id)
+                await queries.forget_worker(conn, self.id)
+            log.info("worker.stopped", worker_id=self.id, released=released)
+        except Exception as exc:
+            # The leases will simply run out; another worker takes over then.
+            log.warning("worker.release_failed", worker_id=self.id, error=str(exc))
+        metrics.IN_FLIGHT.set(0)
+
+    # --- the loop -------------------------------------------------------------------------
+
+    async def run_once(self) -> list[str]:
+        """Claim one batch, send it, and wait for every send to be recorded (for tests and
+        tools). Returns the ids of the deliveries attempted."""
+        jobs = await self._claim(self.options.batch_size)
+        semaphore = asyncio.Semaphore(self.options.concurrency)
+
+        async def bounded(job: Job) -> None:
+            async with semaphore:
+                await self._deliver(job)
+
+        await asyncio.gather(*(bounded(job) for job in jobs))
+        return [job.delivery_id for job in jobs]
+
+    async def _loop(self) -> None:
+        assert self._alarm is not None
+        while not self._stopping:
+            free = self.options.concurrency - len(self._in_flight)
+            if free <= 0:
+                # Every slot is busy: the next send to finish rings the alarm.
+                await self._alarm.wait(self.options.poll_seconds)
+                continue
+            wanted = min(free, self.options.batch_size)
+            try:
+                jobs = await self._claim(wanted)
+            except Exception as exc:
+                # The database is away (restart, network): keep trying at the poll interval.
+                log.warning("worker.claim_failed", worker_id=self.id, error=_describe(exc))
+                await self._alarm.wait(self.options.poll_seconds)
+                continue
+            for job in jobs:
+                self._spawn(job)
+            if len(jobs) == wanted:
+                continue  # more may be waiting
+            await self._alarm.wait(await self._idle_seconds())
+
+    def _spawn(self, job: Job) -> None:
+        task = asyncio.create_task(self._deliver(job), name=f"deliver-{job.delivery_id}")
+        self._in_flight[job.delivery_id] = task
+        metrics.IN_FLIGHT.set(len(self._in_flight))
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._in_flight.pop(job.delivery_id, None)
+            metrics.IN_FLIGHT.set(len(self._in_flight))
+            slot_freed = len(self._in_flight) == self.options.concurrency - 1
+            # An ordered webhook's next delivery, or a resumed backlog, may be claimable now.
+            if slot_freed or job.webhook.ordered_delivery or job.probe:
+                self.wake()
+
+        task.add_done_callback(done)
+
+    async def _idle_seconds(self) -> float:
+        """Sleep until the next delivery is due, at most the poll interval."""
+        try:
+            async with self.ctx.db.read() as conn:
+                due = await queries.next_due_at(conn)
+        except Exception:
+            return self.options.poll_seconds
+        if due is None:
+            return self.options.poll_seconds
+        wait = (due - self.clock.now()).total_seconds()
+        if wait <= 0:
+            # Due but not claimable (leased elsewhere, suspended, waiting its turn): polling
+            # sooner would spin.
+            return self.options.poll_seconds
+        return min(wait, self.options.poll_seconds)
+
+    async def _heartbeat_loop(self) -> None:
+        interval = max(self.options.lease.total_seconds() / 3, 0.05)
+        while True:
+            try:
+                now = self.clock.now()
+                async with self._write_lock, self.ctx.db.transaction() as conn:
+                    await queries.extend_leases(
+                        conn,
+                        owner=self.id,
+                        delivery_ids=list(self._in_flight),
+                        until=now + self.options.lease,
+                    )
+                    await queries.heartbeat(
+                        conn, worker_id=self.id, hostname=self._hostname, pid=os.getpid(), now=now
+                    )
+                    await queries.forget_dead_workers(
+                        conn, silent_since=now - self.options.lease * _FORGET_AFTER_LEASES
+                    )
+            except Exception as exc:
+                log.warning("worker.heartbeat_failed", worker_id=self.id, error=_describe(exc))
+            await asyncio.sleep(interval)
+
+    # --- one delivery ---------------------------------------------------------------------
+
+    async def _claim(self, limit: int) -> list[Job]:
+        now = self.clock.now()
+        async with self._write_lock, self.ctx.db.transaction() as conn:
+            ids = await queries.claim_probes(
+                conn,
+                owner=self.id,
+                now=now,
+                lease=self.options.lease,
+                probe_interval=self.options.probe_interval,
+                limit=limit,
+            )
+            if len(ids) < limit:
+                ids += await queries.claim_due(
+                    conn, owner=self.id, now=now, lease=self.options.lease, limit=limit - len(ids)
+                )
+            return await queries.load_jobs(conn, ids)
+
+    async def _deliver(self, job: Job) -> None:
+        webhook = job.webhook
+        attempt = job.attempts + 1
+        started_at = self.clock.now()
+        request: OutboundRequest | None = None
+        try:
+            target = signing_target(self.ctx, webhook, job.issuer, started_at)
+            request = build_request(
+                job.payload,
+                target,
+                delivery_id=job.delivery_id,
+                attempt=attempt,
+                now=started_at,
+                user_agent=USER_AGENT,
+            )
+        except Exception as exc:
+            # A missing or undecryptable secret: nothing can go out, but the attempt is
+            # recorded and retried like any other failure, so an admin sees why.
+            result = TransportResult.failure(
+                ErrorClass.CONNECT, f"could not build the request: {_describe(exc)}"
+            )
+        else:
+            result = await self.ctx.transport.send(
+                request,
+                timeout=float(webhook.timeout_seconds),
+                verify_tls=not webhook.accept_untrusted_ssl,
+                max_body=DEFAULT_MAX_BODY,
+            )
+        metrics.ATTEMPT_SECONDS.observe(result.duration_ms / 1000.0)
+        finished_at = self.clock.now()
+        decision = decide(
+            result,
+            attempts_made=attempt,
+            schedule=self.options.schedule,
+            rng=self.rng,
+            now=finished_at,
+            probe=job.probe,
+            probe_interval=self.options.probe_interval,
+        )
+        metrics.DELIVERIES.labels(decision.verdict.value).inc()
+        log.info(
+            "delivery.attempted",
+            delivery_id=job.delivery_id,
+            event_id=job.payload.get("eventId"),
+            webhook_id=webhook.id,
+            attempt=attempt,
+            status=result.status,
+            error_class=result.error_class,
+            verdict=decision.verdict.value,
+        )
+        attempt_row = _attempt_row(job, attempt, started_at, request, result)
+        await self._record_with_retries(job, attempt, attempt_row, result, decision, finished_at)
+
+    async def _record_with_retries(
+        self,
+        job: Job,
+        attempt: int,
+        attempt_row: dict[str, Any],
+        result: TransportResult,
+        decision: Decision,
+        now: datetime,
+    ) -> None:
+        # A database restart should not turn a delivered event into a duplicate: keep trying
+        # to write the outcome for about half a lease (the heartbeat keeps the lease meanwhile).
+        deadline = asyncio.get_running_loop().time() + self.options.lease.total_seconds() / 2
+        delay = 0.2
+        while True:
+            try:
+                await self._record(job, attempt, attempt_row, result, decision, now)
+                return
+            except Exception as exc:
+                if asyncio.get_running_loop().time() + delay > deadline:
+                    log.error(
+                        "delivery.record_failed",
+                        delivery_id=job.delivery_id,
+                        error=_describe(exc),
+                    )
+                    return
+                log.warning(
+                    "delivery.record_retry", delivery_id=job.delivery_id, error=_describe(exc)
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _record(
+        self,
+        job: Job,
+        attempt: int,
+        attempt_row: dict[str, Any],
+        result: TransportResult,
+        decision: Decision,
+        now: datetime,
+    ) -> None:
+        webhook_id = job.webhook.id
+        values: dict[str, Any] = {
+            "attempts": attempt,
+            "last_status_code": result.status,
+            "last_error_class": result.error_class.value if result.error_class else None,
+            "last_error": _truncate(result.error),
+            "next_attempt_at": decision.next_attempt_at,
+        }
+        if decision.finished:
+            values["status"] = (
+                queries.SUCCEEDED if decision.verdict is Verdict.SUCCEEDED else queries.FAILED
+            )
+            values["completed_at"] = now
+        async with self._write_lock, self.ctx.db.transaction() as conn:
+            ours = await queries.settle(
+                conn, delivery_id=job.delivery_id, owner=self.id, values=values
+            )
+            if not ours:
+                if not await queries.delivery_exists(conn, job.delivery_id):
+                    return  # the webhook (and with it the delivery) was deleted meanwhile
+                # Our lease ran out and another worker holds the delivery; it decides what
+                # happens next, but this attempt still happened and goes in the log.
+                metrics.LEASES_LOST.inc()
+                log.warning("delivery.lease_lost", delivery_id=job.delivery_id, worker_id=self.id)
+            await queries.insert_attempt(conn, attempt_row)
+            if decision.verdict is Verdict.SUCCEEDED:
+                if await queries.count_success(conn, webhook_id, now):
+                    log.info("webhook.resumed", webhook_id=webhook_id)
+                    self.wake()
+            elif decision.verdict is Verdict.GONE:
+                await queries.deactivate(
+                    conn,
+                    webhook_id,
+                    now=now,
+                    reason=f"deactivated: the receiver answered 410 Gone at {now.isoformat()}",
+                )
+                log.info("webhook.deactivated_gone", webhook_id=webhook_id)
+            elif decision.counts_as_failure:
+                failures = await queries.count_failure(conn, webhook_id, now)
+                if not failures.suspended and should_suspend(
+                    failures.consecutive_failures,
+                    failures.first_failure_at,
+                    now,
+                    threshold=self.options.suspend_after_failures,
+                    span=self.options.suspend_after,
+                ):
+                    await queries.suspend(
+                        conn,
+                        webhook_id,
+                        now=now,
+                        next_probe_at=now + self.options.probe_interval,
+                        reason=(
+                            f"suspended: {failures.consecutive_failures} consecutive failed "
+                            f"attempts since {failures.first_failure_at.isoformat()}"
+                        ),
+                    )
+                    log.warning("webhook.suspended", webhook_id=webhook_id)
+
+
+def _attempt_row(
+    job: Job,
+    attempt: int,
+    started_at: datetime,
+    request: OutboundRequest | None,
+    result: TransportResult,
+) -> dict[str, Any]:
+    """The attempt log entry (SPEC §7.3): secrets and tokens redacted, body capped."""
+    webhook = job.webhook
+    return {
+        "id": str(uuid.uuid4()),
+        "delivery_id": job.delivery_id,
+        "webhook_id": webhook.id,
+        "site_id": webhook.site_id,
+        "attempt_number": attempt,
+        "started_at": started_at,
+        "duration_ms": result.duration_ms,
+        "request_method": request.method if request else webhook.request_verb,
+        "request_url": redact_url(request.url if request else webhook.url),
+        "request_headers": redact_headers(request.headers) if request else {},
+        "status_code": result.status,
+        "response_headers": redact_headers(result.headers) if result.status is not None else None,
+        "response_body": (
+            result.body[:DEFAULT_MAX_BODY].decode("utf-8", errors="replace")
+            if result.status is not None
+            else None
+        ),
+        "error_class": result.error_class.value if result.error_class else None,
+        "error": _truncate(result.error),
+    }
+
+
+def _truncate(text: str | None) -> str | None:
+    return text if text is None or len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]
+
+
+async def start_worker(ctx: AppContext) -> Callable[[], Awaitable[None]]:
+    """The in-process worker as an app component: start it, return its `stop`."""
+    worker = Worker(ctx)
+    await worker.start()
+    return worker.stop

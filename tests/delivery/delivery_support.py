@@ -1,0 +1,103 @@
+"""Helpers the delivery tests share: webhooks made through the real service, events queued
+through the real outbox, and reads of what the worker wrote."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from tests.support import SiteUsers
+
+from docuhooks.context import AppContext
+from docuhooks.core.events import Actor, Event, EventType
+from docuhooks.delivery import outbox
+from docuhooks.identity.models import Principal, Role
+from docuhooks.store.schema import attempts, deliveries, webhooks
+from docuhooks.webhooks import service
+
+ACTOR = Actor(id="user-1", login_name="ann@example.com", name="Ann Lee", email="ann@example.com")
+
+
+def admin_of(site: SiteUsers) -> Principal:
+    return Principal(
+        user_id=site.user_ids["SiteAdministrator"],
+        site_id=site.site_id,
+        login_name="admin@example.com",
+        name="Admin",
+        email="admin@example.com",
+        account_type="UserAccount",
+        roles=frozenset({Role.SITE_ADMINISTRATOR}),
+    )
+
+
+async def make_webhook(
+    ctx: AppContext, site: SiteUsers, url: str, **fields: Any
+) -> tuple[str, str | None]:
+    """A NewWorkItemVersionComplete webhook; returns (id, secret)."""
+    body = {
+        "name": fields.pop("name", f"hook {url}"),
+        "url": url,
+        "eventType": "NewWorkItemVersionComplete",
+        **fields,
+    }
+    async with ctx.db.transaction() as conn:
+        created, secret = await service.create(ctx, conn, admin_of(site), body)
+    return created["id"], secret
+
+
+def version_event(site_id: str, work_item_id: str = "wi-1", version: int = 1) -> Event:
+    return Event(
+        event_type=EventType.NEW_WORK_ITEM_VERSION_COMPLETE,
+        site_id=site_id,
+        created_by=ACTOR,
+        data={"workItemId": work_item_id, "versionNumber": version, "documents": []},
+    )
+
+
+async def queue_event(
+    ctx: AppContext,
+    site_id: str,
+    *,
+    now: datetime,
+    work_item_id: str = "wi-1",
+    version: int | None = None,
+) -> tuple[Event, list[str]]:
+    event = version_event(site_id, work_item_id, version or 1)
+    async with ctx.db.transaction() as conn:
+        ids = await outbox.enqueue(
+            conn,
+            event,
+            work_group_id=None,
+            template_id=None,
+            work_item_id=work_item_id,
+            ordering_seq=version,
+            now=now,
+        )
+    ctx.events_committed()
+    return event, ids
+
+
+async def delivery(ctx: AppContext, delivery_id: str) -> sa.Row[Any]:
+    async with ctx.db.read() as conn:
+        return (
+            await conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id))
+        ).one()
+
+
+async def webhook(ctx: AppContext, webhook_id: str) -> sa.Row[Any]:
+    async with ctx.db.read() as conn:
+        return (await conn.execute(sa.select(webhooks).where(webhooks.c.id == webhook_id))).one()
+
+
+async def attempts_of(ctx: AppContext, delivery_id: str) -> list[sa.Row[Any]]:
+    async with ctx.db.read() as conn:
+        return list(
+            (
+                await conn.execute(
+                    sa.select(attempts)
+                    .where(attempts.c.delivery_id == delivery_id)
+                    .order_by(attempts.c.attempt_number)
+                )
+            ).all()
+        )

@@ -1,0 +1,150 @@
+"""The outbox: an event and its deliveries are written in the caller's transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from tests.delivery.delivery_support import (
+    delivery,
+    make_webhook,
+    version_event,
+)
+from tests.support import SiteUsers
+
+from docuhooks.context import AppContext
+from docuhooks.core.retry import FakeClock
+from docuhooks.delivery import outbox
+from docuhooks.store.schema import deliveries, events, webhooks, work_groups
+
+
+async def test_writes_the_event_and_one_pending_delivery_per_matching_webhook(
+    ctx: AppContext, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    first, _ = await make_webhook(ctx, site, "https://a.example/hook", name="a")
+    second, _ = await make_webhook(ctx, site, "https://b.example/hook", name="b")
+    await make_webhook(ctx, site, "https://c.example/hook", name="c", active=False)
+    await make_webhook(ctx, other_site, "https://d.example/hook", name="d")
+    now = FakeClock().now()
+    event = version_event(site.site_id)
+
+    async with ctx.db.transaction() as conn:
+        ids = await outbox.enqueue(
+            conn, event, work_group_id=None, template_id=None, work_item_id="wi-1", now=now
+        )
+
+    assert len(ids) == 2
+    rows = [await delivery(ctx, i) for i in ids]
+    assert {r.webhook_id for r in rows} == {first, second}
+    assert {(r.status, r.attempts, r.next_attempt_at, r.lease_owner) for r in rows} == {
+        ("pending", 0, now, None)
+    }
+    async with ctx.db.read() as conn:
+        stored = (await conn.execute(sa.select(events).where(events.c.id == event.event_id))).one()
+    assert stored.payload == event.to_dict()
+    assert stored.work_item_id == "wi-1"
+
+
+async def test_a_rolled_back_transaction_leaves_nothing(ctx: AppContext, site: SiteUsers) -> None:
+    await make_webhook(ctx, site, "https://a.example/hook")
+    event = version_event(site.site_id)
+
+    with pytest.raises(RuntimeError):
+        async with ctx.db.transaction() as conn:
+            await outbox.enqueue(conn, event, work_group_id=None, template_id=None)
+            raise RuntimeError("the change that caused the event failed")
+
+    async with ctx.db.read() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(events))).scalar() == 0
+        count = (await conn.execute(sa.select(sa.func.count()).select_from(deliveries))).scalar()
+        assert count == 0
+
+
+async def test_suspended_webhooks_still_queue(ctx: AppContext, site: SiteUsers) -> None:
+    hook, _ = await make_webhook(ctx, site, "https://a.example/hook")
+    async with ctx.db.transaction() as conn:
+        await conn.execute(
+            webhooks.update().where(webhooks.c.id == hook).values(suspended_at=FakeClock().now())
+        )
+        ids = await outbox.enqueue(
+            conn, version_event(site.site_id), work_group_id=None, template_id=None
+        )
+    assert [(await delivery(ctx, i)).webhook_id for i in ids] == [hook]
+
+
+async def test_named_webhooks_and_a_second_enqueue_of_the_same_event(
+    ctx: AppContext, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    first, _ = await make_webhook(ctx, site, "https://a.example/hook", name="a")
+    await make_webhook(ctx, site, "https://b.example/hook", name="b")
+    foreign, _ = await make_webhook(ctx, other_site, "https://c.example/hook", name="c")
+    event = version_event(site.site_id)
+    async with ctx.db.transaction() as conn:
+        once = await outbox.enqueue(
+            conn, event, work_group_id=None, template_id=None, webhook_ids=[first, foreign]
+        )
+    async with ctx.db.transaction() as conn:
+        again = await outbox.enqueue(
+            conn, event, work_group_id=None, template_id=None, webhook_ids=[first]
+        )
+    assert [(await delivery(ctx, i)).webhook_id for i in once + again] == [first, first]
+    async with ctx.db.read() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(events))).scalar() == 1
+
+
+async def test_scoped_webhooks_are_matched_by_work_group(ctx: AppContext, site: SiteUsers) -> None:
+    group_1, group_2 = str(uuid.uuid4()), str(uuid.uuid4())
+    async with ctx.db.transaction() as conn:
+        for group in (group_1, group_2):
+            await conn.execute(
+                work_groups.insert().values(
+                    id=group, site_id=site.site_id, name=group, created_at=FakeClock().now()
+                )
+            )
+    scoped, _ = await make_webhook(
+        ctx, site, "https://a.example/h", name="a", workGroupIds=[group_1]
+    )
+    everywhere, _ = await make_webhook(ctx, site, "https://b.example/h", name="b")
+    async with ctx.db.transaction() as conn:
+        in_group = await outbox.enqueue(
+            conn, version_event(site.site_id), work_group_id=group_1, template_id=None
+        )
+        elsewhere = await outbox.enqueue(
+            conn, version_event(site.site_id), work_group_id=group_2, template_id=None
+        )
+    assert {(await delivery(ctx, i)).webhook_id for i in in_group} == {scoped, everywhere}
+    assert {(await delivery(ctx, i)).webhook_id for i in elsewhere} == {everywhere}
+
+
+async def test_postgres_notifies_listeners_only_when_the_transaction_commits(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    if ctx.db.dialect != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    import asyncpg
+
+    from docuhooks.delivery.queries import CHANNEL
+    from docuhooks.delivery.wakeup import asyncpg_dsn
+
+    await make_webhook(ctx, site, "https://a.example/hook")
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(asyncpg_dsn(ctx.db.engine.url))
+    await listener.add_listener(CHANNEL, lambda *args: heard.put_nowait(args[2]))
+    try:
+        with pytest.raises(RuntimeError):
+            async with ctx.db.transaction() as conn:
+                await outbox.enqueue(
+                    conn, version_event(site.site_id), work_group_id=None, template_id=None
+                )
+                raise RuntimeError("rolled back")
+        await asyncio.sleep(0.2)
+        assert heard.empty()
+        async with ctx.db.transaction() as conn:
+            await outbox.enqueue(
+                conn, version_event(site.site_id), work_group_id=None, template_id=None
+            )
+        assert await asyncio.wait_for(heard.get(), 5) == CHANNEL
+    finally:
+        await listener.close()
