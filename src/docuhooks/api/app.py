@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from docuhooks import __version__
 from docuhooks.api import errors
 from docuhooks.api.limits import BodyLimitMiddleware
-from docuhooks.api.routes import audit, auth, health, webhooks
+from docuhooks.api.routes import audit, auth, documents, health, interviews, platform, webhooks
 from docuhooks.context import AppContext
 
 #: Background parts started with the app and stopped with it (the worker registers here).
@@ -41,7 +41,15 @@ def create_app(
     )
     app.state.ctx = ctx
     errors.install(app)
-    for router in (health.router, auth.router, webhooks.router, audit.router):
+    for router in (
+        health.router,
+        auth.router,
+        webhooks.router,
+        audit.router,
+        platform.router,
+        documents.router,
+        interviews.router,
+    ):
         app.include_router(router)
     app.add_middleware(
         BodyLimitMiddleware,

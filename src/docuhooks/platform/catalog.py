@@ -110,6 +110,12 @@ def parse_definition(raw: str | bytes) -> TemplateDefinition:
     )
 
 
+def docx_file_name(template_file_name: str) -> str:
+    """The file name of a document assembled from the template: its name, as a .docx."""
+    stem = PurePath(template_file_name).stem or "document"
+    return f"{stem}.docx"
+
+
 def variable_to_json(variable: VariableDef) -> dict[str, Any]:
     return {
         "name": variable.name,

@@ -26,10 +26,11 @@ from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal
 from docuhooks.platform import workitems
 from docuhooks.platform.access import parse_id
+from docuhooks.platform.catalog import DOCX_CONTENT_TYPE
 from docuhooks.platform.templates import TemplateError, check_docx
 from docuhooks.store.schema import documents
 
-DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+DOCX = DOCX_CONTENT_TYPE
 PDF = "application/pdf"
 MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
 _MEDIA_TYPE = re.compile(r"^[\w!#$&^.+-]+/[\w!#$&^.+-]+$")

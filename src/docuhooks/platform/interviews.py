@@ -340,7 +340,7 @@ async def finish(ctx: AppContext, principal: Principal, interview_id: str) -> di
             [
                 documents_service.NewDocument(
                     name=loaded.template.name,
-                    file_name=_docx_name(loaded.template.file_name),
+                    file_name=catalog.docx_file_name(loaded.template.file_name),
                     content_type=documents_service.DOCX,
                     content=assembled,
                 )
@@ -362,8 +362,3 @@ async def finish(ctx: AppContext, principal: Principal, interview_id: str) -> di
         )
     ctx.events_committed()
     return result
-
-
-def _docx_name(template_file_name: str) -> str:
-    stem = template_file_name.rsplit(".", 1)[0] if "." in template_file_name else template_file_name
-    return f"{stem or 'document'}.docx"

@@ -1,0 +1,116 @@
+"""Interview routes (SPEC §6.2, §8, §11): open, read and change answers, fire interview
+events, finish. Any role of the site may run interviews."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from docuhooks.answers import to_hotdocs_xml
+from docuhooks.api.deps import Caller, Conn, Ctx
+from docuhooks.api.models import ERRORS, Output
+from docuhooks.api.routes.platform import Version
+from docuhooks.api.routes.platform_support import AnyCaseRoute, StandaloneCaller
+from docuhooks.platform import interviews
+
+router = APIRouter(
+    prefix="/api/v1", tags=["interviews"], responses=ERRORS, route_class=AnyCaseRoute
+)
+
+_ANSWER_BODY = {
+    "content": {
+        "application/json": {
+            "schema": {"type": "object"},
+            "examples": {
+                "canonical": {
+                    "value": {"answers": [{"name": "Client Name", "type": "text", "value": "Jane"}]}
+                },
+                "shorthand": {"value": {"Client Name": "Jane", "Fee": 1500}},
+            },
+        },
+        "application/xml": {"schema": {"type": "string"}},
+    }
+}
+
+
+class Interview(Output):
+    id: str
+    workItemId: str
+    workItemVersionId: str
+    versionNumber: int
+    status: str = Field(description="open, finished, or replaced (by a newer interview)")
+    answers: dict[str, Any] = Field(description="The current answers, canonical answer JSON")
+    eventElements: list[str]
+    warnings: list[dict[str, Any]] = Field(
+        description="Answers left out and interview webhooks that failed; never an error"
+    )
+    createdDate: datetime
+    createdBy: str | None
+    finishedDate: datetime | None
+
+
+@router.post("/workitems/{work_item_id}/interviews", status_code=201, response_model=Interview)
+async def open_interview(work_item_id: str, ctx: Ctx, who: StandaloneCaller) -> dict[str, Any]:
+    """Open an interview: continues the version in progress or starts the next one, then
+    runs the InterviewLoadEvent webhooks and overlays their answers."""
+    return await interviews.open_interview(ctx, who, work_item_id)
+
+
+@router.get("/interviews/{interview_id}", response_model=Interview)
+async def get_interview(interview_id: str, conn: Conn, who: Caller) -> dict[str, Any]:
+    return await interviews.get(conn, who, interview_id)
+
+
+@router.get(
+    "/interviews/{interview_id}/answers",
+    responses={200: {"content": {"application/json": {}, "application/xml": {}}}},
+)
+async def get_answers(interview_id: str, request: Request, conn: Conn, who: Caller) -> Response:
+    """The current answers: canonical answer JSON, or HotDocs answer XML when the `Accept`
+    header asks for `application/xml` or `text/xml`."""
+    answers = await interviews.current_answers(conn, who, interview_id)
+    accept = request.headers.get("accept", "").lower()
+    if "xml" in accept and "json" not in accept:
+        return Response(to_hotdocs_xml(answers), media_type="application/xml")
+    return JSONResponse(answers.to_json())
+
+
+@router.put(
+    "/interviews/{interview_id}/answers",
+    response_model=Interview,
+    openapi_extra={"requestBody": _ANSWER_BODY},
+)
+async def put_answers(
+    interview_id: str, request: Request, conn: Conn, who: Caller
+) -> dict[str, Any]:
+    """Overlay answers onto the interview's: canonical or shorthand answer JSON
+    (`application/json`) or HotDocs answer XML (`application/xml`, `text/xml`). Each answer
+    replaces the one of the same name whole; answers that do not fit the template are left
+    out with a warning naming the variable."""
+    return await interviews.update_answers(
+        conn,
+        who,
+        interview_id,
+        body=await request.body(),
+        content_type=request.headers.get("content-type", "application/json"),
+    )
+
+
+@router.post("/interviews/{interview_id}/events/{event_name}", response_model=Interview)
+async def fire_interview_event(
+    interview_id: str, event_name: str, ctx: Ctx, who: StandaloneCaller
+) -> dict[str, Any]:
+    """Activate the interview event element `event_name` (one of the template's
+    `eventElements`): runs the matching CustomInterviewEvent webhooks."""
+    return await interviews.fire_event(ctx, who, interview_id, event_name)
+
+
+@router.post("/interviews/{interview_id}/finish", response_model=Version)
+async def finish_interview(interview_id: str, ctx: Ctx, who: StandaloneCaller) -> dict[str, Any]:
+    """Assemble the version from the answers, post-process, complete it, and write the
+    NewWorkItemVersionComplete event in the same transaction. Returns the version."""
+    return await interviews.finish(ctx, who, interview_id)

@@ -1,0 +1,256 @@
+"""Document-platform routes (SPEC §11): work groups, templates, work items and versions.
+
+Documents and interviews have routers of their own; every platform path matches in any
+letter case (`AnyCaseRoute`), so receivers written for the source platform's
+`/WorkItems/{id}/Versions/{vid}/…` spellings work unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from pydantic import Field
+
+from docuhooks.api.deps import Caller, Conn, Ctx
+from docuhooks.api.models import ERRORS, Input, Output, Page
+from docuhooks.api.routes.documents import Document
+from docuhooks.api.routes.platform_support import AnyCaseRoute, StandaloneCaller, attachment
+from docuhooks.platform import catalog, completion, quick, workgroups, workitems
+from docuhooks.store import pagination
+
+router = APIRouter(prefix="/api/v1", responses=ERRORS, route_class=AnyCaseRoute)
+
+Limit = Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)]
+Cursor = Annotated[str | None, Query(max_length=500)]
+
+
+class WorkGroupCreate(Input):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=2000)
+
+
+class WorkGroup(Output):
+    id: str
+    name: str
+    description: str
+    createdDate: datetime
+
+
+class Variable(Output):
+    name: str
+    type: str = Field(description="text, number, date, truefalse or multiplechoice")
+    repeatDepth: int = Field(description="0 for a single value, up to 4 nested repeats")
+    options: list[str] = Field(description="The choices of a multiplechoice variable")
+
+
+class Template(Output):
+    id: str
+    name: str
+    fileName: str
+    size: int
+    sha256: str
+    variables: list[Variable]
+    eventElements: list[str] = Field(description="Interview event element names")
+    createdDate: datetime
+    createdBy: str | None
+    warnings: list[str] = Field(description="Only on upload: declarations the document ignores")
+
+
+class WorkItemCreate(Input):
+    workGroupId: str = Field(max_length=64)
+    templateId: str = Field(max_length=64)
+    name: str = Field(min_length=1, max_length=200)
+
+
+class WorkItem(Output):
+    id: str
+    name: str
+    workGroupId: str
+    templateId: str
+    createdDate: datetime
+    createdBy: str | None
+
+
+class Version(Output):
+    id: str
+    workItemId: str
+    versionNumber: int
+    status: str = Field(description="InProgress, PostProcessing, Completed or Failed")
+    answers: dict[str, Any] = Field(description="Canonical answer JSON (SPEC §8)")
+    postProcessing: dict[str, Any] | None
+    createdDate: datetime
+    createdBy: str | None
+    completedDate: datetime | None
+    documents: list[Document] | None = None
+
+
+# --- work groups ----------------------------------------------------------------------------
+
+
+@router.get("/workgroups", response_model=Page[WorkGroup], tags=["platform"])
+async def list_work_groups(
+    conn: Conn, who: Caller, limit: Limit = 50, cursor: Cursor = None
+) -> dict[str, Any]:
+    page = await workgroups.list_page(conn, who, limit=limit, cursor=cursor)
+    return {"items": page.items, "nextCursor": page.next_cursor}
+
+
+@router.post("/workgroups", status_code=201, response_model=WorkGroup, tags=["platform"])
+async def create_work_group(body: WorkGroupCreate, conn: Conn, who: Caller) -> dict[str, Any]:
+    """SiteAdministrator only."""
+    return await workgroups.create(conn, who, name=body.name, description=body.description)
+
+
+@router.get("/workgroups/{work_group_id}", response_model=WorkGroup, tags=["platform"])
+async def get_work_group(work_group_id: str, conn: Conn, who: Caller) -> dict[str, Any]:
+    return workgroups.to_api(await workgroups.get_row(conn, who, work_group_id))
+
+
+# --- templates ------------------------------------------------------------------------------
+
+
+@router.get("/templates", response_model=Page[Template], tags=["platform"])
+async def list_templates(
+    conn: Conn, who: Caller, limit: Limit = 50, cursor: Cursor = None
+) -> dict[str, Any]:
+    page = await catalog.list_page(conn, who, limit=limit, cursor=cursor)
+    return {"items": page.items, "nextCursor": page.next_cursor}
+
+
+@router.post("/templates", status_code=201, response_model=Template, tags=["platform"])
+async def upload_template(
+    conn: Conn,
+    who: Caller,
+    file: Annotated[UploadFile, File(description="The template, a .docx with Jinja placeholders")],
+    definition: Annotated[
+        str,
+        Form(
+            description='JSON: {"name", "variables": [{"name", "type", "repeatDepth", '
+            '"options"}], "eventElements": [names]}'
+        ),
+    ],
+) -> dict[str, Any]:
+    """Upload a DOCX template with its variable declarations (SiteAdministrator only).
+
+    Refused with the reason when the file is not a DOCX, a placeholder cannot be parsed, or
+    a placeholder matches no declared variable."""
+    return await catalog.create(
+        conn,
+        who,
+        file_name=file.filename or "template.docx",
+        content=await file.read(),
+        definition=catalog.parse_definition(definition),
+    )
+
+
+@router.get("/templates/{template_id}", response_model=Template, tags=["platform"])
+async def get_template(template_id: str, conn: Conn, who: Caller) -> dict[str, Any]:
+    return catalog.to_api(await catalog.get_row(conn, who, template_id))
+
+
+@router.get(
+    "/templates/{template_id}/content",
+    response_class=Response,
+    responses={200: {"content": {catalog.DOCX_CONTENT_TYPE: {}}}},
+    tags=["platform"],
+)
+async def get_template_content(template_id: str, conn: Conn, who: Caller) -> Response:
+    row = await catalog.get_row(conn, who, template_id)
+    return Response(
+        row.content,
+        media_type=catalog.DOCX_CONTENT_TYPE,
+        headers={"Content-Disposition": attachment(row.file_name)},
+    )
+
+
+@router.post(
+    "/templates/{template_id}/assemble",
+    response_class=Response,
+    responses={200: {"content": {catalog.DOCX_CONTENT_TYPE: {}}}},
+    tags=["platform"],
+)
+async def assemble_quick_document(
+    template_id: str, request: Request, conn: Conn, who: Caller
+) -> Response:
+    """A quick document: assemble the template from an answer set (JSON or HotDocs XML by
+    Content-Type) without a work item. Nothing is stored and no webhook fires (SPEC §2)."""
+    document = await quick.assemble_quick_document(
+        conn,
+        who,
+        template_id,
+        body=await request.body(),
+        content_type=request.headers.get("content-type", "application/json"),
+    )
+    headers = {"Content-Disposition": attachment(document.file_name)}
+    if document.warnings:
+        # The body is the document, so answers left out are reported in a header (ASCII JSON).
+        headers["X-Docuhooks-Warnings"] = json.dumps(list(document.warnings))
+    return Response(document.content, media_type=catalog.DOCX_CONTENT_TYPE, headers=headers)
+
+
+# --- work items and versions --------------------------------------------------------------
+
+
+@router.get("/workitems", response_model=Page[WorkItem], tags=["platform"])
+async def list_work_items(
+    conn: Conn,
+    who: Caller,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    workGroupId: Annotated[str | None, Query(max_length=64)] = None,
+    templateId: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    page = await workitems.list_page(
+        conn,
+        who,
+        limit=limit,
+        cursor=cursor,
+        work_group_id=workGroupId,
+        template_id=templateId,
+    )
+    return {"items": page.items, "nextCursor": page.next_cursor}
+
+
+@router.post("/workitems", status_code=201, response_model=WorkItem, tags=["platform"])
+async def create_work_item(body: WorkItemCreate, conn: Conn, who: Caller) -> dict[str, Any]:
+    return await workitems.create(
+        conn, who, work_group_id=body.workGroupId, template_id=body.templateId, name=body.name
+    )
+
+
+@router.get("/workitems/{work_item_id}", response_model=WorkItem, tags=["platform"])
+async def get_work_item(work_item_id: str, conn: Conn, who: Caller) -> dict[str, Any]:
+    return workitems.to_api(await workitems.get_row(conn, who, work_item_id))
+
+
+@router.get("/workitems/{work_item_id}/versions", response_model=list[Version], tags=["platform"])
+async def list_versions(work_item_id: str, conn: Conn, who: Caller) -> list[dict[str, Any]]:
+    """Every version, newest first."""
+    return await workitems.list_versions(conn, who, work_item_id)
+
+
+@router.get(
+    "/workitems/{work_item_id}/versions/{version_id}", response_model=Version, tags=["platform"]
+)
+async def get_version(
+    work_item_id: str, version_id: str, conn: Conn, who: Caller
+) -> dict[str, Any]:
+    """One version with its documents; `active` names the version in progress."""
+    item, version = await workitems.get_version_row(conn, who, work_item_id, version_id)
+    return await completion.version_with_documents(conn, who, item, version.id)
+
+
+@router.put(
+    "/workitems/{work_item_id}/versions/{version_id}/complete",
+    response_model=Version,
+    tags=["platform"],
+)
+async def complete_version(
+    work_item_id: str, version_id: str, ctx: Ctx, who: StandaloneCaller
+) -> dict[str, Any]:
+    """Complete a version that is InProgress or PostProcessing with the documents it has
+    (the post-processing callback's `completeUrl`); fires NewWorkItemVersionComplete."""
+    return await completion.complete(ctx, who, work_item_id, version_id)
