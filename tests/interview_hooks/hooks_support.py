@@ -33,15 +33,18 @@ from docuhooks.store.schema import templates, work_groups, work_items
 from docuhooks.webhooks import service as webhooks
 
 VARIABLES = [
-    {"name": "Client Name", "type": "text"},
-    {"name": "Client Email", "type": "text"},
-    {"name": "Client Address", "type": "text"},
-    {"name": "Customer Number", "type": "text"},
-    {"name": "Fee", "type": "number"},
-    {"name": "Start", "type": "date"},
-    {"name": "Urgent", "type": "truefalse"},
-    {"name": "Parties", "type": "text", "repeatDepth": 1},
-    {"name": "Colour", "type": "multiplechoice", "options": ["Red", "Blue"]},
+    {"name": name, "type": kind, "repeatDepth": depth, "options": options}
+    for name, kind, depth, options in (
+        ("Client Name", "text", 0, []),
+        ("Client Email", "text", 0, []),
+        ("Client Address", "text", 0, []),
+        ("Customer Number", "text", 0, []),
+        ("Fee", "number", 0, []),
+        ("Start", "date", 0, []),
+        ("Urgent", "truefalse", 0, []),
+        ("Parties", "text", 1, []),
+        ("Colour", "multiplechoice", 0, ["Red", "Blue"]),
+    )
 ]
 
 
