@@ -1,0 +1,399 @@
+"""The worker on both stores, with a MockTransport receiver and a FakeClock: no sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from datetime import timedelta
+
+import jwt
+import pytest
+from tests.delivery.delivery_support import (
+    attempts_of,
+    delivery,
+    make_webhook,
+    queue_event,
+    webhook,
+)
+from tests.support import SiteUsers
+
+from docuhooks.context import AppContext
+from docuhooks.core.retry import FakeClock, RetrySchedule
+from docuhooks.core.signing import OutboundRequest
+from docuhooks.delivery import pruning
+from docuhooks.delivery.transport import ErrorClass, MockTransport, TransportResult
+from docuhooks.delivery.worker import Worker, WorkerOptions
+
+URL = "https://receiver.example/hook"
+SCHEDULE = RetrySchedule(delays=(0, 10, 60, 300))
+
+
+def options(**overrides: object) -> WorkerOptions:
+    values: dict[str, object] = {
+        "schedule": SCHEDULE,
+        "lease": timedelta(seconds=30),
+        "probe_interval": timedelta(minutes=10),
+        "suspend_after_failures": 3,
+        "suspend_after": timedelta(minutes=5),
+        "poll_seconds": 0.05,
+    }
+    values.update(overrides)
+    return WorkerOptions(**values)  # type: ignore[arg-type]
+
+
+Handler = Callable[[OutboundRequest], TransportResult]
+
+
+def worker_with(
+    ctx: AppContext, handler: Handler, clock: FakeClock, *, worker_id: str = "w1", **opts: object
+) -> tuple[Worker, MockTransport]:
+    transport = MockTransport(handler)
+    ctx.transport_override = transport
+    return (
+        Worker(ctx, options(**opts), clock=clock, rng=random.Random(7), worker_id=worker_id),
+        transport,
+    )
+
+
+def answer(status: int, headers: dict[str, str] | None = None) -> Handler:
+    return lambda _request: TransportResult.response(status, b"ok", headers)
+
+
+async def test_success_signs_the_event_and_records_the_attempt(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    clock = FakeClock()
+    hook, secret = await make_webhook(ctx, site, URL, timeoutSeconds=7, acceptUntrustedSsl=True)
+    event, (delivery_id,) = await queue_event(ctx, site.site_id, now=clock.now())
+    worker, transport = worker_with(ctx, answer(200), clock)
+
+    assert await worker.run_once() == [delivery_id]
+
+    (sent,) = transport.sent
+    assert (sent.timeout, sent.verify_tls) == (7.0, False)
+    assert sent.request.headers["X-Docuhooks-Delivery-Id"] == delivery_id
+    assert sent.request.headers["X-Docuhooks-Attempt"] == "1"
+    token = sent.request.body.decode().removeprefix("token=")  # type: ignore[union-attr]
+    claims = jwt.decode(
+        token,
+        secret,
+        algorithms=["HS256"],
+        audience=hook,
+        options={"verify_iat": False, "verify_exp": False, "verify_nbf": False},
+    )
+    assert claims["eventId"] == event.event_id
+    row = await delivery(ctx, delivery_id)
+    assert (row.status, row.attempts, row.lease_owner, row.last_status_code) == (
+        "succeeded",
+        1,
+        None,
+        200,
+    )
+    (attempt,) = await attempts_of(ctx, delivery_id)
+    assert (attempt.status_code, attempt.error_class, attempt.response_body) == (200, None, "ok")
+    assert attempt.started_at == clock.now()
+    assert await worker.run_once() == []
+
+
+async def test_failures_follow_the_schedule_with_jitter_then_fail(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL)
+    _, (delivery_id,) = await queue_event(ctx, site.site_id, now=clock.now())
+    worker, transport = worker_with(ctx, answer(500), clock, suspend_after_failures=100)
+
+    gaps = []
+    for _ in range(SCHEDULE.max_attempts - 1):
+        assert await worker.run_once() == [delivery_id]
+        row = await delivery(ctx, delivery_id)
+        gap = (row.next_attempt_at - clock.now()).total_seconds()
+        gaps.append(gap)
+        clock.advance(gap - 0.001)
+        assert await worker.run_once() == [], "not due before its time"
+        clock.advance(0.001)
+    assert await worker.run_once() == [delivery_id]
+
+    for gap, base in zip(gaps, SCHEDULE.delays[1:], strict=True):
+        assert base * 0.8 <= gap <= base * 1.2
+    assert len(set(gaps)) == len(gaps)
+    row = await delivery(ctx, delivery_id)
+    assert (row.status, row.attempts, row.last_error_class) == ("failed", 4, "http_status")
+    assert [a.attempt_number for a in await attempts_of(ctx, delivery_id)] == [1, 2, 3, 4]
+    assert len(transport.sent) == 4
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_retry_after_replaces_the_schedule(
+    ctx: AppContext, site: SiteUsers, status: int
+) -> None:
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL)
+    _, (delivery_id,) = await queue_event(ctx, site.site_id, now=clock.now())
+    worker, _ = worker_with(ctx, answer(status, {"Retry-After": "120"}), clock)
+    await worker.run_once()
+    row = await delivery(ctx, delivery_id)
+    assert row.next_attempt_at == clock.now() + timedelta(seconds=120)
+
+
+async def test_retry_after_is_ignored_on_other_statuses(ctx: AppContext, site: SiteUsers) -> None:
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL)
+    _, (delivery_id,) = await queue_event(ctx, site.site_id, now=clock.now())
+    worker, _ = worker_with(ctx, answer(500, {"Retry-After": "3600"}), clock)
+    await worker.run_once()
+    gap = (await delivery(ctx, delivery_id)).next_attempt_at - clock.now()
+    assert timedelta(seconds=8) <= gap <= timedelta(seconds=12)
+
+
+async def test_410_deactivates_the_webhook_with_a_reason(ctx: AppContext, site: SiteUsers) -> None:
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL)
+    _, (first,) = await queue_event(ctx, site.site_id, now=clock.now())
+    _, (second,) = await queue_event(ctx, site.site_id, now=clock.now())
+    worker, transport = worker_with(ctx, answer(410), clock, batch_size=1)
+    await worker.run_once()
+
+    row = await webhook(ctx, hook)
+    assert row.active is False
+    assert "410" in row.status_reason
+    (sent,) = transport.sent
+    gone = sent.request.headers["X-Docuhooks-Delivery-Id"]
+    (waiting,) = {first, second} - {gone}
+    assert (await delivery(ctx, gone)).status == "failed"
+    assert await worker.run_once() == [], "an inactive webhook sends nothing"
+    assert (await delivery(ctx, waiting)).status == "pending"
+    assert len(transport.sent) == 1
+
+
+async def test_network_errors_are_recorded_with_their_class(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL)
+    _, (delivery_id,) = await queue_event(ctx, site.site_id, now=clock.now())
+    worker, _ = worker_with(
+        ctx, lambda _: TransportResult.failure(ErrorClass.TIMEOUT, "timed out"), clock
+    )
+    await worker.run_once()
+    (attempt,) = await attempts_of(ctx, delivery_id)
+    assert (attempt.status_code, attempt.error_class, attempt.error) == (
+        None,
+        "timeout",
+        "timed out",
+    )
+    assert (await delivery(ctx, delivery_id)).status == "pending"
+
+
+async def test_attempt_log_redacts_secrets(ctx: AppContext, site: SiteUsers) -> None:
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL, name="get", eventType="NewWorkItemVersionComplete")
+    await make_webhook(
+        ctx,
+        site,
+        "https://receiver.example/legacy",
+        name="legacy",
+        authenticationMethod="AccessToken",
+        accessToken="very-secret-token",
+    )
+    _, ids = await queue_event(ctx, site.site_id, now=clock.now())
+    worker, transport = worker_with(ctx, answer(200, {"Set-Cookie": "x=1"}), clock)
+    await worker.run_once()
+
+    assert len(transport.sent) == 2
+    logged = [a for i in ids for a in await attempts_of(ctx, i)]
+    text = repr([(a.request_url, a.request_headers, a.response_headers) for a in logged])
+    assert "very-secret-token" not in text
+    for sent in transport.sent:
+        for value in sent.request.headers.values():
+            if "secret" in value or value.startswith("Bearer"):
+                assert value not in text
+    legacy = next(a for a in logged if a.request_url.endswith("/legacy"))
+    assert legacy.request_headers["Authorization"] == "[redacted]"
+
+
+async def test_long_response_bodies_are_capped_at_16_kib(ctx: AppContext, site: SiteUsers) -> None:
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL)
+    _, (delivery_id,) = await queue_event(ctx, site.site_id, now=clock.now())
+    worker, _ = worker_with(ctx, lambda _: TransportResult.response(200, b"x" * 100_000), clock)
+    await worker.run_once()
+    (attempt,) = await attempts_of(ctx, delivery_id)
+    assert len(attempt.response_body) == 16 * 1024
+
+
+async def test_suspension_probes_and_resume_drains_the_backlog(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL)
+    receiver_up = False
+
+    def receiver(_: OutboundRequest) -> TransportResult:
+        return TransportResult.response(200 if receiver_up else 503)
+
+    worker, transport = worker_with(ctx, receiver, clock)
+    ids = []
+    for version in range(1, 4):
+        _, (delivery_id,) = await queue_event(ctx, site.site_id, now=clock.now(), version=version)
+        ids.append(delivery_id)
+    # Three failures in a burst are a blip, not a dead receiver (span 5 minutes needed).
+    assert len(await worker.run_once()) == 3
+    assert (await webhook(ctx, hook)).suspended_at is None
+    clock.advance(timedelta(minutes=6))
+    assert len(await worker.run_once()) == 3
+    suspended = await webhook(ctx, hook)
+    assert suspended.suspended_at == clock.now()
+    assert "consecutive failed attempts" in suspended.status_reason
+
+    # New events still queue; only one probe goes per probe interval.
+    _, (late,) = await queue_event(ctx, site.site_id, now=clock.now(), version=4)
+    clock.advance(timedelta(hours=1))
+    assert await worker.run_once() == [ids[0]], "one probe, the oldest delivery"
+    assert await worker.run_once() == []
+    clock.advance(timedelta(minutes=9))
+    assert await worker.run_once() == []
+    clock.advance(timedelta(minutes=1))
+    assert await worker.run_once() == [ids[0]], "the next probe, still failing"
+    clock.advance(timedelta(minutes=10))
+    receiver_up = True
+    assert await worker.run_once() == [ids[0]]
+
+    resumed = await webhook(ctx, hook)
+    assert (resumed.suspended_at, resumed.consecutive_failures, resumed.status_reason) == (
+        None,
+        0,
+        None,
+    )
+    assert sorted(await worker.run_once()) == sorted([*ids[1:], late])
+    assert {(await delivery(ctx, i)).status for i in [*ids, late]} == {"succeeded"}
+    assert (await delivery(ctx, ids[0])).attempts == 5, "probes do not exhaust the schedule"
+    assert len(transport.sent) == 3 + 3 + 3 + 3
+
+
+async def test_ordered_delivery_sends_one_version_at_a_time(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL, name="ordered", orderedDelivery=True)
+    await make_webhook(ctx, site, "https://other.example/hook", name="unordered")
+    versions: list[tuple[str, int]] = []
+    fail_once = {("a", 2)}
+
+    def receiver(request: OutboundRequest) -> TransportResult:
+        if "other.example" in request.url:
+            return TransportResult.response(200)
+        body = request.body.decode()  # type: ignore[union-attr]
+        token = body.removeprefix("token=")
+        claims = jwt.decode(token, options={"verify_signature": False})
+        key = (claims["data"]["workItemId"], claims["data"]["versionNumber"])
+        versions.append(key)
+        if key in fail_once:
+            fail_once.discard(key)
+            return TransportResult.response(500)
+        return TransportResult.response(200)
+
+    worker, _ = worker_with(ctx, receiver, clock)
+    # Queued out of order, across two work items.
+    for work_item, version in (("a", 3), ("a", 1), ("b", 1), ("a", 2), ("b", 2)):
+        await queue_event(
+            ctx, site.site_id, now=clock.now(), work_item_id=work_item, version=version
+        )
+    for _ in range(6):
+        await worker.run_once()
+        clock.advance(timedelta(seconds=15))
+    assert [v for w, v in versions if w == "a"] == [1, 2, 2, 3]
+    assert [v for w, v in versions if w == "b"] == [1, 2]
+
+
+async def test_expired_leases_are_taken_over(ctx: AppContext, site: SiteUsers) -> None:
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL)
+    _, (delivery_id,) = await queue_event(ctx, site.site_id, now=clock.now())
+    hanging = asyncio.Event()
+
+    async def never_answers(_: OutboundRequest) -> TransportResult:
+        await hanging.wait()
+        return TransportResult.response(200)
+
+    dead, _ = worker_with(ctx, never_answers, clock, worker_id="dead")  # type: ignore[arg-type]
+    stuck = asyncio.create_task(dead.run_once())
+    for _ in range(100):
+        if (await delivery(ctx, delivery_id)).lease_owner == "dead":
+            break
+        await asyncio.sleep(0.01)
+    survivor, _ = worker_with(ctx, answer(200), clock, worker_id="survivor")
+    assert await survivor.run_once() == [], "a live lease is respected"
+    clock.advance(timedelta(seconds=31))
+    assert await survivor.run_once() == [delivery_id]
+    assert (await delivery(ctx, delivery_id)).status == "succeeded"
+
+    # The dead worker wakes up late: its attempt is logged, the delivery stays succeeded.
+    hanging.set()
+    await stuck
+    row = await delivery(ctx, delivery_id)
+    assert (row.status, row.lease_owner) == ("succeeded", None)
+    assert len(await attempts_of(ctx, delivery_id)) == 2
+
+
+async def test_graceful_stop_releases_what_it_holds(ctx: AppContext, site: SiteUsers) -> None:
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL)
+    _, (delivery_id,) = await queue_event(ctx, site.site_id, now=clock.now())
+    started = asyncio.Event()
+
+    async def slow(_: OutboundRequest) -> TransportResult:
+        started.set()
+        await asyncio.sleep(30)
+        return TransportResult.response(200)
+
+    worker, _ = worker_with(ctx, slow, clock, shutdown_grace_seconds=0.1)  # type: ignore[arg-type]
+    await worker.start()
+    await asyncio.wait_for(started.wait(), 10)
+    assert (await delivery(ctx, delivery_id)).lease_owner == "w1"
+    await asyncio.wait_for(worker.stop(), 10)
+
+    row = await delivery(ctx, delivery_id)
+    assert (row.status, row.lease_owner, row.lease_expires_at) == ("pending", None, None)
+    other, _ = worker_with(ctx, answer(200), clock, worker_id="w2")
+    assert await other.run_once() == [delivery_id], "taken at once, no lease to wait out"
+
+
+async def test_the_running_worker_is_woken_by_a_commit(ctx: AppContext, site: SiteUsers) -> None:
+    await make_webhook(ctx, site, URL)
+    arrived = asyncio.Event()
+
+    def receiver(_: OutboundRequest) -> TransportResult:
+        arrived.set()
+        return TransportResult.response(204)
+
+    # A long poll interval: only the wake-up can explain a quick delivery.
+    worker, _ = worker_with(ctx, receiver, FakeClock(), poll_seconds=60)
+    worker.clock = __import__("docuhooks.core.retry", fromlist=["SystemClock"]).SystemClock()
+    await worker.start()
+    try:
+        await asyncio.sleep(0.2)
+        await queue_event(ctx, site.site_id, now=worker.clock.now())
+        await asyncio.wait_for(arrived.wait(), 5)
+    finally:
+        await worker.stop()
+
+
+async def test_pruning_deletes_only_attempts_past_retention(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL)
+    _, (old,) = await queue_event(ctx, site.site_id, now=clock.now())
+    worker, _ = worker_with(ctx, answer(200), clock)
+    await worker.run_once()
+    clock.advance(timedelta(days=20))
+    _, (recent,) = await queue_event(ctx, site.site_id, now=clock.now())
+    await worker.run_once()
+
+    clock.advance(timedelta(days=11))
+    deleted = await pruning.prune_attempts(ctx.db, now=clock.now(), retention_days=30)
+    assert deleted == 1
+    assert await attempts_of(ctx, old) == []
+    assert len(await attempts_of(ctx, recent)) == 1
