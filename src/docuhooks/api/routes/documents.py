@@ -1,6 +1,7 @@
 """The document REST API (SPEC §6.3, §11): what receivers use to fetch, replace and add a
-version's documents. `{version_id}` may be `active` (the version in progress), and every
-path matches in any letter case, as the source platform's receivers call it."""
+version's documents. `{version_id}` may be `active` (the version in progress), and the
+source platform's spellings (`/WorkItems/{id}/Versions/{vid}/Documents/{docId}/Content`)
+are served too, so its receivers work unchanged."""
 
 from __future__ import annotations
 
@@ -13,17 +14,22 @@ from starlette.datastructures import UploadFile
 
 from docuhooks.api.deps import Caller, Conn
 from docuhooks.api.models import ERRORS, Output
-from docuhooks.api.routes.platform_support import AnyCaseRoute, attachment, int_param, query_param
+from docuhooks.api.routes.platform_support import (
+    add_source_platform_aliases,
+    attachment,
+    int_param,
+    query_param,
+)
 from docuhooks.errors import BadRequest, FieldError, ValidationFailed
 from docuhooks.platform import documents
 
 router = APIRouter(
-    prefix="/api/v1/workitems/{work_item_id}/versions/{version_id}/documents",
+    prefix="/api/v1",
     tags=["documents"],
     responses=ERRORS,
-    route_class=AnyCaseRoute,
 )
 
+DOCUMENTS = "/workitems/{work_item_id}/versions/{version_id}/documents"
 _BYTES = {
     "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 }
@@ -41,7 +47,7 @@ class Document(Output):
     url: str = Field(description="GET this with an API token for the document's bytes")
 
 
-@router.get("", response_model=list[Document])
+@router.get(DOCUMENTS, response_model=list[Document])
 async def list_documents(
     work_item_id: str, version_id: str, conn: Conn, who: Caller
 ) -> list[dict[str, Any]]:
@@ -49,7 +55,9 @@ async def list_documents(
     return await documents.list_for_version(conn, who, work_item_id, version_id)
 
 
-@router.post("", status_code=201, response_model=Document, openapi_extra={"requestBody": _BYTES})
+@router.post(
+    DOCUMENTS, status_code=201, response_model=Document, openapi_extra={"requestBody": _BYTES}
+)
 async def add_document(
     work_item_id: str, version_id: str, request: Request, conn: Conn, who: Caller
 ) -> dict[str, Any]:
@@ -63,7 +71,7 @@ async def add_document(
     return await documents.add(conn, who, work_item_id, version_id, new, assembled_order=order)
 
 
-@router.get("/{document_id}", response_model=Document)
+@router.get(DOCUMENTS + "/{document_id}", response_model=Document)
 async def get_document(
     work_item_id: str, version_id: str, document_id: str, conn: Conn, who: Caller
 ) -> dict[str, Any]:
@@ -71,7 +79,7 @@ async def get_document(
     return body
 
 
-@router.get("/{document_id}/content", response_class=Response, responses={200: _BYTES})
+@router.get(DOCUMENTS + "/{document_id}/content", response_class=Response, responses={200: _BYTES})
 async def get_document_content(
     work_item_id: str, version_id: str, document_id: str, conn: Conn, who: Caller
 ) -> Response:
@@ -85,7 +93,9 @@ async def get_document_content(
 
 
 @router.put(
-    "/{document_id}/content", response_model=Document, openapi_extra={"requestBody": _BYTES}
+    DOCUMENTS + "/{document_id}/content",
+    response_model=Document,
+    openapi_extra={"requestBody": _BYTES},
 )
 async def put_document_content(
     work_item_id: str,
@@ -162,3 +172,6 @@ async def _incoming_document(request: Request) -> tuple[documents.NewDocument, i
 
 def _stem(file_name: str) -> str:
     return file_name.rsplit(".", 1)[0] if "." in file_name else file_name
+
+
+add_source_platform_aliases(router)

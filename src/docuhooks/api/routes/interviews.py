@@ -14,12 +14,10 @@ from docuhooks.answers import to_hotdocs_xml
 from docuhooks.api.deps import Caller, Conn, Ctx
 from docuhooks.api.models import ERRORS, Output
 from docuhooks.api.routes.platform import Version
-from docuhooks.api.routes.platform_support import AnyCaseRoute, StandaloneCaller
+from docuhooks.api.routes.platform_support import StandaloneCaller, add_source_platform_aliases
 from docuhooks.platform import interviews
 
-router = APIRouter(
-    prefix="/api/v1", tags=["interviews"], responses=ERRORS, route_class=AnyCaseRoute
-)
+router = APIRouter(prefix="/api/v1", tags=["interviews"], responses=ERRORS)
 
 _ANSWER_BODY = {
     "content": {
@@ -114,3 +112,6 @@ async def finish_interview(interview_id: str, ctx: Ctx, who: StandaloneCaller) -
     """Assemble the version from the answers, post-process, complete it, and write the
     NewWorkItemVersionComplete event in the same transaction. Returns the version."""
     return await interviews.finish(ctx, who, interview_id)
+
+
+add_source_platform_aliases(router)

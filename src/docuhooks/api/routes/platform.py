@@ -1,8 +1,8 @@
 """Document-platform routes (SPEC §11): work groups, templates, work items and versions.
 
-Documents and interviews have routers of their own; every platform path matches in any
-letter case (`AnyCaseRoute`), so receivers written for the source platform's
-`/WorkItems/{id}/Versions/{vid}/…` spellings work unchanged.
+Documents and interviews have routers of their own. Every platform route is also served
+under the source platform's spelling (`/WorkItems/{id}/Versions/{vid}/…`), so receivers
+written for it work unchanged.
 """
 
 from __future__ import annotations
@@ -17,11 +17,15 @@ from pydantic import Field
 from docuhooks.api.deps import Caller, Conn, Ctx
 from docuhooks.api.models import ERRORS, Input, Output, Page
 from docuhooks.api.routes.documents import Document
-from docuhooks.api.routes.platform_support import AnyCaseRoute, StandaloneCaller, attachment
+from docuhooks.api.routes.platform_support import (
+    StandaloneCaller,
+    add_source_platform_aliases,
+    attachment,
+)
 from docuhooks.platform import catalog, completion, quick, workgroups, workitems
 from docuhooks.store import pagination
 
-router = APIRouter(prefix="/api/v1", responses=ERRORS, route_class=AnyCaseRoute)
+router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
 Limit = Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(max_length=500)]
@@ -254,3 +258,6 @@ async def complete_version(
     """Complete a version that is InProgress or PostProcessing with the documents it has
     (the post-processing callback's `completeUrl`); fires NewWorkItemVersionComplete."""
     return await completion.complete(ctx, who, work_item_id, version_id)
+
+
+add_source_platform_aliases(router)

@@ -1,13 +1,12 @@
-"""What the platform's routers share: paths matched without regard to case, and a caller
-authenticated outside the request's transaction."""
+"""What the platform's routers share: the source platform's path spellings, a caller
+authenticated outside the request's transaction, and download headers."""
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -18,18 +17,49 @@ from docuhooks.identity.models import Principal
 _bearer = HTTPBearer(auto_error=False, description="An API token from POST /api/v1/auth/tokens")
 
 
-class AnyCaseRoute(APIRoute):
-    """Matches its path in any letter case.
+#: How the source platform's API spells the same paths. Its receivers call
+#: `/WorkItems/{id}/Versions/{vid}/Documents/{docId}/Content`, and its documentation also
+#: shows `/Workitems/{id}/versions/active/documents/{docId}/Content`.
+SOURCE_PLATFORM_SPELLINGS: tuple[dict[str, str], ...] = (
+    {
+        "workitems": "WorkItems",
+        "workgroups": "WorkGroups",
+        "templates": "Templates",
+        "versions": "Versions",
+        "documents": "Documents",
+        "content": "Content",
+        "complete": "Complete",
+        "interviews": "Interviews",
+        "answers": "Answers",
+        "events": "Events",
+        "finish": "Finish",
+    },
+    {"workitems": "Workitems", "content": "Content"},
+)
 
-    Receivers written for the source platform call `/WorkItems/{id}/Versions/{vid}/
-    Documents/{docId}/Content` (and mixed spellings such as `/Workitems/…/versions/…`);
-    matching without case serves every spelling with the one handler the OpenAPI document
-    lists, instead of a registered alias per spelling.
-    """
 
-    def __init__(self, path: str, endpoint: Any, **kwargs: Any) -> None:
-        super().__init__(path, endpoint, **kwargs)
-        self.path_regex = re.compile(self.path_regex.pattern, re.IGNORECASE)
+def add_source_platform_aliases(router: APIRouter) -> None:
+    """Serve each of the router's routes under the source platform's spellings too, so a
+    receiver written for it works unchanged. The aliases stay out of the OpenAPI document."""
+    for route in list(router.routes):
+        if not isinstance(route, APIRoute):
+            continue
+        path = route.path.removeprefix(router.prefix)
+        aliases = {
+            "/".join(spelling.get(part, part) for part in path.split("/"))
+            for spelling in SOURCE_PLATFORM_SPELLINGS
+        } - {path}
+        for alias in sorted(aliases):
+            router.add_api_route(
+                alias,
+                route.endpoint,
+                methods=sorted(route.methods or ()),
+                response_model=route.response_model,
+                status_code=route.status_code,
+                response_class=route.response_class,
+                name=f"{route.name} (source platform spelling)",
+                include_in_schema=False,
+            )
 
 
 async def _caller_outside_transaction(
