@@ -87,6 +87,53 @@ def serve(
     )
 
 
+@main.command()
+@config_option
+@click.option(
+    "--concurrency", type=int, default=None, help="Deliveries in flight at once (default 64)."
+)
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Serve this worker's Prometheus metrics on 127.0.0.1 at this port.",
+)
+def worker(config: str | None, concurrency: int | None, metrics_port: int | None) -> None:
+    """Run a delivery worker alone; start as many as you like against one PostgreSQL."""
+    import signal
+
+    from docuhooks.delivery import metrics
+    from docuhooks.delivery.pruning import start_pruner
+    from docuhooks.delivery.worker import Worker
+    from docuhooks.logs import configure
+
+    settings = _settings(config, worker_concurrency=concurrency)
+    configure(settings.log_level, json=settings.log_json)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.REGISTRY)
+
+    async def run(ctx: AppContext) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        delivery_worker = Worker(ctx)
+        await delivery_worker.start()
+        stop_pruner = await start_pruner(ctx)
+        click.echo(f"worker {delivery_worker.id} running", err=True)
+        try:
+            await stop.wait()
+        finally:
+            # Finish or hand back what this worker holds, so nothing waits out a lease.
+            await stop_pruner()
+            await delivery_worker.stop()
+            await ctx.close()
+
+    _run_with_db(settings, run)
+
+
 @main.group()
 def db() -> None:
     """Database maintenance."""

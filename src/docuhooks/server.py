@@ -11,7 +11,13 @@ from docuhooks.settings import Settings
 
 def components(settings: Settings) -> list[Component]:
     """Background parts `serve` runs beside the API (the delivery worker, the pruner)."""
-    return []
+    from docuhooks.delivery.pruning import start_pruner
+    from docuhooks.delivery.worker import start_worker
+
+    parts: list[Component] = [start_pruner]
+    if settings.worker_enabled:
+        parts.append(start_worker)
+    return parts
 
 
 def build_app(settings: Settings, ctx: AppContext | None = None) -> FastAPI:

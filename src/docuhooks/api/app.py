@@ -10,7 +10,16 @@ from fastapi import FastAPI
 from docuhooks import __version__
 from docuhooks.api import errors
 from docuhooks.api.limits import BodyLimitMiddleware
-from docuhooks.api.routes import audit, auth, documents, health, interviews, platform, webhooks
+from docuhooks.api.routes import (
+    audit,
+    auth,
+    documents,
+    health,
+    interviews,
+    metrics,
+    platform,
+    webhooks,
+)
 from docuhooks.context import AppContext
 
 #: Background parts started with the app and stopped with it (the worker registers here).
@@ -49,6 +58,7 @@ def create_app(
         platform.router,
         documents.router,
         interviews.router,
+        metrics.router,
     ):
         app.include_router(router)
     app.add_middleware(
