@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from docuhooks.context import AppContext
 from docuhooks.identity import service as identity
@@ -43,3 +46,41 @@ async def make_site(ctx: AppContext, name: str = "Acme") -> SiteUsers:
             )
             tokens[role] = await identity.create_token(conn, login_name=login)
     return SiteUsers(site_id, tokens, users)
+
+
+class LiveServer:
+    """The real app on a real socket (uvicorn in a thread), for end-to-end tests over HTTP."""
+
+    def __init__(self, ctx: AppContext, *, components: list[Any] | None = None) -> None:
+        import socket
+
+        from docuhooks.api.app import create_app
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app = create_app(ctx, components=components, migrate=True)
+        self._thread: threading.Thread | None = None
+        self._server: Any = None
+
+    def __enter__(self) -> LiveServer:
+        import uvicorn
+
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        assert self._thread is not None
+        self._thread.join(timeout=20)
