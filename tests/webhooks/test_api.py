@@ -91,6 +91,11 @@ async def test_life_of_a_webhook(client: httpx.AsyncClient, site: SiteUsers) -> 
         ({"orderedDelivery": 1}, "orderedDelivery", 422),
         ({"colour": "blue"}, "colour", 422),
         (
+            {"eventType": "InterviewLoadEvent", "url": "https://r.example/x?token=1"},
+            "url",
+            422,
+        ),
+        (
             {
                 "eventType": "InterviewLoadEvent",
                 "authenticationMethod": "StandardWebhooks",

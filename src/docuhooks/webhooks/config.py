@@ -143,6 +143,16 @@ def resolve(
             errors.append(
                 FieldError("orderedDelivery", "applies only to NewWorkItemVersionComplete")
             )
+    if url is not None and verb is Verb.GET and auth is not None:
+        clashes = sorted(_query_names(url) & _GET_PARAMETERS[auth])
+        if clashes:
+            errors.append(
+                FieldError(
+                    "url",
+                    f"must not already carry the query parameter(s) {', '.join(clashes)}: "
+                    f"a {auth} GET request adds them itself",
+                )
+            )
     if auth is AuthMethod.STANDARD_WEBHOOKS and verb is Verb.GET:
         errors.append(
             FieldError("requestVerb", "StandardWebhooks signs a body, so it is POST only")
@@ -190,6 +200,38 @@ def resolve(
 
 
 _NULLABLE = frozenset({"interviewEventName"})
+
+#: Query parameters a GET request adds to the webhook URL, per authentication method.
+_GET_PARAMETERS: dict[AuthMethod, frozenset[str]] = {
+    AuthMethod.HMAC: frozenset({"token"}),
+    AuthMethod.ACCESS_TOKEN: frozenset(
+        {
+            "eventId",
+            "eventType",
+            "siteId",
+            "test",
+            "userId",
+            "userLoginName",
+            "userName",
+            "userEmail",
+            "interviewId",
+            "interviewEventName",
+            "workItemId",
+            "workItemName",
+            "workItemVersionId",
+            "workGroupId",
+            "templateId",
+            "templateName",
+        }
+    ),
+    AuthMethod.STANDARD_WEBHOOKS: frozenset(),
+}
+
+
+def _query_names(url: str) -> set[str]:
+    from urllib.parse import parse_qsl
+
+    return {name for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
 
 
 def changed_fields(old: WebhookConfig, new: WebhookConfig) -> list[str]:
