@@ -49,13 +49,15 @@ class NewDocument:
 
 
 def media_type(content_type: str) -> str:
-    """`text/plain; charset=utf-8` → `text/plain`; refuses what is not a media type."""
-    value = content_type.split(";", 1)[0].strip().lower()
+    """A content type as stored: the media type in lower case, its parameters (a text
+    document's charset) kept. Refuses what is not a media type."""
+    base, _, parameters = content_type.partition(";")
+    value = base.strip().lower()
     if not _MEDIA_TYPE.match(value):
         raise ValidationFailed.of(
             [FieldError("Content-Type", f"{content_type!r} is not a media type such as {PDF}")]
         )
-    return value
+    return f"{value}; {parameters.strip()}" if parameters.strip() else value
 
 
 def check_content(content_type: str, content: bytes) -> None:
@@ -64,6 +66,7 @@ def check_content(content_type: str, content: bytes) -> None:
     A DOCX must be a zip holding the DOCX parts, a PDF must start with `%PDF`; other types
     are taken as given.
     """
+    content_type = content_type.partition(";")[0].strip().lower()
     if len(content) > MAX_DOCUMENT_BYTES:
         raise PayloadTooLarge(f"a document may be at most {MAX_DOCUMENT_BYTES} bytes")
     if not content:
