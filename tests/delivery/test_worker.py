@@ -19,7 +19,7 @@ from tests.delivery.delivery_support import (
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
-from docuhooks.core.retry import FakeClock, RetrySchedule
+from docuhooks.core.retry import FakeClock, RetrySchedule, SystemClock
 from docuhooks.core.signing import OutboundRequest
 from docuhooks.delivery import pruning
 from docuhooks.delivery.transport import ErrorClass, MockTransport, TransportResult
@@ -370,7 +370,7 @@ async def test_the_running_worker_is_woken_by_a_commit(ctx: AppContext, site: Si
 
     # A long poll interval: only the wake-up can explain a quick delivery.
     worker, _ = worker_with(ctx, receiver, FakeClock(), poll_seconds=60)
-    worker.clock = __import__("docuhooks.core.retry", fromlist=["SystemClock"]).SystemClock()
+    worker.clock = SystemClock()
     await worker.start()
     try:
         await asyncio.sleep(0.2)
