@@ -120,7 +120,7 @@ async def ctx(settings: Settings) -> AsyncIterator[AppContext]:
 async def client(ctx: AppContext) -> AsyncIterator[httpx.AsyncClient]:
     """An API client speaking ASGI in-process (no socket), for fast route tests."""
     app = create_app(ctx, migrate=False)
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
 

@@ -227,3 +227,24 @@ async def test_login_issues_a_working_token(client: httpx.AsyncClient, site: Sit
         "/api/v1/auth/tokens", json={"loginName": "nobody@example.com", "password": "whatever1"}
     )
     assert users.status_code == 401
+
+
+async def test_a_failed_commit_is_never_reported_as_success(
+    client: httpx.AsyncClient, site: SiteUsers, ctx: Any
+) -> None:
+    """The request's transaction commits before the response leaves: a commit that fails
+    turns into an error response, not a 201 for a webhook that does not exist."""
+    import sqlalchemy as sa
+    from sqlalchemy import event
+
+    def refuse_commit(conn: Any) -> None:
+        raise sa.exc.OperationalError("COMMIT", {}, Exception("disk full"))
+
+    event.listen(ctx.db.engine.sync_engine, "commit", refuse_commit)
+    try:
+        response = await create(client, site, name="Never")
+    finally:
+        event.remove(ctx.db.engine.sync_engine, "commit", refuse_commit)
+    assert response.status_code == 500
+    listed = (await client.get("/api/v1/webhooks", headers=site.auth())).json()
+    assert [w["name"] for w in listed["items"]] == []

@@ -30,7 +30,9 @@ async def transaction(ctx: Ctx) -> AsyncIterator[AsyncConnection]:
         yield conn
 
 
-Conn = Annotated[AsyncConnection, Depends(transaction)]
+#: The request's unit of work. `scope="function"` commits before the response is sent, so a
+#: client never sees success for a change that then fails to commit.
+Conn = Annotated[AsyncConnection, Depends(transaction, scope="function")]
 
 
 async def principal(

@@ -8,6 +8,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from docuhooks.errors import DocuhooksError
@@ -74,6 +75,16 @@ def install(app: FastAPI) -> None:
             error_body(code, str(exc.detail)),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
+        # Validation runs before writing, so this is a race with a concurrent request (two
+        # creates with one name): the loser gets a conflict and nothing was written.
+        log.info("integrity conflict", error=str(exc.orig)[:200])
+        return JSONResponse(
+            error_body("conflict", "the change conflicts with a concurrent change; retry it"),
+            status_code=409,
         )
 
     @app.exception_handler(Exception)
