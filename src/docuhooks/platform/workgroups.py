@@ -9,11 +9,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.errors import Conflict, FieldError, NotFound, ValidationFailed
+from docuhooks.errors import Conflict, FieldError, ValidationFailed
 from docuhooks.identity.models import Principal
-from docuhooks.platform.access import parse_id, require_site_admin
+from docuhooks.platform.access import require_site_admin
 from docuhooks.store import pagination
 from docuhooks.store.schema import work_groups
+from docuhooks.store.scoped import fetch_in_site
 
 
 def to_api(row: sa.Row[Any]) -> dict[str, Any]:
@@ -60,17 +61,7 @@ async def create(
 
 async def get_row(conn: AsyncConnection, principal: Principal, work_group_id: str) -> sa.Row[Any]:
     """The work group, if it is in the caller's site; another site's does not exist."""
-    work_group_id = parse_id(work_group_id, "work group")
-    row = (
-        await conn.execute(
-            sa.select(work_groups).where(
-                work_groups.c.id == work_group_id, work_groups.c.site_id == principal.site_id
-            )
-        )
-    ).first()
-    if row is None:
-        raise NotFound(f"work group {work_group_id} does not exist")
-    return row
+    return await fetch_in_site(conn, work_groups, work_group_id, principal.site_id, "work group")
 
 
 async def list_page(

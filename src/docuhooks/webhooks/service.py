@@ -14,10 +14,11 @@ from docuhooks import audit
 from docuhooks.context import AppContext
 from docuhooks.core.events import AuthMethod, EventType
 from docuhooks.core.signing import SigningSecret, WebhookTarget, generate_secret
-from docuhooks.errors import BadRequest, Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from docuhooks.errors import BadRequest, Conflict, FieldError, Forbidden, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.store import pagination
 from docuhooks.store.schema import deliveries, templates, webhook_scopes, webhooks, work_groups
+from docuhooks.store.scoped import fetch_in_site
 from docuhooks.webhooks.config import WebhookConfig, changed_fields, resolve
 
 MAX_GRACE = timedelta(days=7)
@@ -114,20 +115,7 @@ def _config_columns(cfg: WebhookConfig) -> dict[str, Any]:
 async def get_row(conn: AsyncConnection, principal: Principal, webhook_id: str) -> sa.Row[Any]:
     """The webhook, if it exists in the caller's site; another site's is simply not found."""
     require_admin(principal)
-    try:
-        webhook_id = str(uuid.UUID(webhook_id))
-    except ValueError:
-        raise NotFound(f"webhook {webhook_id} does not exist") from None
-    row = (
-        await conn.execute(
-            sa.select(webhooks).where(
-                webhooks.c.id == webhook_id, webhooks.c.site_id == principal.site_id
-            )
-        )
-    ).first()
-    if row is None:
-        raise NotFound(f"webhook {webhook_id} does not exist")
-    return row
+    return await fetch_in_site(conn, webhooks, webhook_id, principal.site_id, "webhook")
 
 
 async def _reload(conn: AsyncConnection, webhook_id: str) -> sa.Row[Any]:

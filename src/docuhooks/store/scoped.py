@@ -1,0 +1,37 @@
+"""The site boundary for reads by id: another site's object, or an id that is not a UUID, is
+simply not found (SPEC §9), so ids never reveal what exists elsewhere."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from docuhooks.errors import NotFound
+
+
+def parse_id(value: str, what: str) -> str:
+    """The canonical form of a UUID from a URL; anything else is an object that does not exist.
+
+    Receivers written for .NET platforms send upper-case or braced GUIDs; `uuid.UUID` reads
+    them all, and the canonical lower-case form is what the database holds.
+    """
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError):
+        raise NotFound(f"{what} {value} does not exist") from None
+
+
+async def fetch_in_site(
+    conn: AsyncConnection, table: sa.Table, row_id: str, site_id: str, what: str
+) -> sa.Row[Any]:
+    """The row of `table` with this id in this site, or NotFound naming `what`."""
+    row_id = parse_id(row_id, what)
+    row = (
+        await conn.execute(sa.select(table).where(table.c.id == row_id, table.c.site_id == site_id))
+    ).first()
+    if row is None:
+        raise NotFound(f"{what} {row_id} does not exist")
+    return row
