@@ -19,7 +19,15 @@ from docuhooks.answers.model import (
     VariableDef,
 )
 from docuhooks.answers.payload import parse_answer_payload
-from docuhooks.answers.validate import validate_against, variable_map
+from docuhooks.answers.validate import (
+    AnswerWarning,
+    WarningCode,
+    fit_answers,
+    template_variables,
+    validate_against,
+    variable_map,
+    variables_from_json,
+)
 
 __all__ = [
     "MAX_REPEAT_DEPTH",
@@ -27,16 +35,21 @@ __all__ = [
     "AnswerSet",
     "AnswerSetError",
     "AnswerType",
+    "AnswerWarning",
     "ParseResult",
     "Selection",
     "Value",
     "VariableDef",
+    "WarningCode",
+    "fit_answers",
     "parse_answer_json",
     "parse_answer_payload",
     "parse_canonical",
     "parse_hotdocs_xml",
     "parse_shorthand",
+    "template_variables",
     "to_hotdocs_xml",
     "validate_against",
     "variable_map",
+    "variables_from_json",
 ]

@@ -29,7 +29,12 @@ from docuhooks.answers.model import (
     check_name,
     normalize_value,
 )
-from docuhooks.answers.validate import validate_against
+from docuhooks.answers.validate import (
+    AnswerWarning,
+    WarningCode,
+    fit_answers,
+    unknown_variable,
+)
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ENTRY_KEYS = frozenset({"name", "type", "value"})
@@ -40,7 +45,12 @@ class ParseResult:
     """The answers that apply, and a warning for each answer that was dropped."""
 
     answers: AnswerSet
-    warnings: tuple[str, ...] = ()
+    dropped: tuple[AnswerWarning, ...] = ()
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Each dropped answer's warning as its message."""
+        return tuple(warning.message for warning in self.dropped)
 
 
 def is_canonical(data: Any, variables: Mapping[str, VariableDef] | None = None) -> bool:
@@ -61,8 +71,7 @@ def parse_answer_json(data: Any, variables: Mapping[str, VariableDef] | None = N
         answers = parse_canonical(data)
         if variables is None:
             return ParseResult(answers)
-        kept, warnings = validate_against(answers, variables)
-        return ParseResult(kept, warnings)
+        return ParseResult(*fit_answers(answers, variables))
     if not isinstance(data, dict):
         raise AnswerSetError(f"answer JSON must be an object, not {_json_kind(data)}", "body")
     if variables is None:
@@ -119,21 +128,23 @@ def parse_canonical(data: Any) -> AnswerSet:
 def parse_shorthand(data: Mapping[str, Any], variables: Mapping[str, VariableDef]) -> ParseResult:
     """Shorthand answer JSON → the answers that fit `variables`, with warnings for the rest."""
     typed: list[Answer] = []
-    warnings: list[str] = []
+    warnings: list[AnswerWarning] = []
     for name, raw in data.items():
         variable = variables.get(name)
         if variable is None:
-            warnings.append(
-                f'answer "{name}": the template has no variable named {name!r}; ignored'
-            )
+            warnings.append(unknown_variable(name))
             continue
         try:
             value = value_from_json(variable.type, raw, f'answer "{name}"')
         except AnswerSetError as exc:
-            warnings.append(f'answer "{name}": {exc.reason} (at {exc.location}); ignored')
+            warnings.append(
+                AnswerWarning.dropped(
+                    name, WarningCode.TYPE_MISMATCH, f"{exc.reason} (at {exc.location})"
+                )
+            )
             continue
         typed.append(Answer(name, variable.type, value))
-    kept, misfits = validate_against(AnswerSet(typed), variables)
+    kept, misfits = fit_answers(AnswerSet(typed), variables)
     return ParseResult(kept, tuple(warnings) + misfits)
 
 

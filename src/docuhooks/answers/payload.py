@@ -10,7 +10,7 @@ from docuhooks.answers.errors import AnswerSetError
 from docuhooks.answers.hotdocs import parse_hotdocs_xml
 from docuhooks.answers.jsonformat import ParseResult, parse_answer_json
 from docuhooks.answers.model import VariableDef
-from docuhooks.answers.validate import validate_against
+from docuhooks.answers.validate import fit_answers
 
 JSON_TYPES = frozenset({"application/json"})
 XML_TYPES = frozenset({"application/xml", "text/xml"})
@@ -34,8 +34,7 @@ def parse_answer_payload(
         answers = parse_hotdocs_xml(body)
         if variables is None:
             return ParseResult(answers)
-        kept, warnings = validate_against(answers, variables)
-        return ParseResult(kept, warnings)
+        return ParseResult(*fit_answers(answers, variables))
     raise AnswerSetError(
         f"unsupported content type {content_type!r}; answer sets are application/json, "
         "application/xml or text/xml",

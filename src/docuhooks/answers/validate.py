@@ -3,7 +3,12 @@ warning that names the variable; everything else still applies."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
 
 from docuhooks.answers.errors import AnswerSetError
 from docuhooks.answers.model import (
@@ -17,6 +22,35 @@ from docuhooks.answers.model import (
 )
 
 
+class WarningCode(StrEnum):
+    """Why an answer was left out."""
+
+    #: The template has no variable of that name.
+    UNKNOWN_VARIABLE = "unknown_variable"
+    #: The value is not of the variable's type (or cannot be read as it, in shorthand).
+    TYPE_MISMATCH = "type_mismatch"
+    #: A multiple-choice answer selects an option the variable does not offer.
+    UNKNOWN_OPTION = "unknown_option"
+    #: The value's repeat nesting differs from the variable's repeat depth.
+    REPEAT_DEPTH = "repeat_depth"
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerWarning:
+    """One answer left out of a set, and why. `str()` is the message, as before."""
+
+    variable: str
+    code: WarningCode
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+    @classmethod
+    def dropped(cls, variable: str, code: WarningCode, problem: str) -> AnswerWarning:
+        return cls(variable, code, f'answer "{variable}": {problem}; ignored')
+
+
 def variable_map(variables: Iterable[VariableDef]) -> dict[str, VariableDef]:
     """Variables by name; a name declared twice is an error."""
     by_name: dict[str, VariableDef] = {}
@@ -27,9 +61,53 @@ def variable_map(variables: Iterable[VariableDef]) -> dict[str, VariableDef]:
     return by_name
 
 
+def variables_from_json(raw: Iterable[Mapping[str, Any]] | None) -> tuple[VariableDef, ...]:
+    """Variable definitions as templates store them (`{name, type, repeatDepth?, options?}`)
+    → `VariableDef`s. Raises `AnswerSetError` (or KeyError/TypeError for a missing or
+    misshapen entry) when they cannot be read."""
+    return tuple(
+        VariableDef(
+            name=item["name"],
+            type=item["type"],
+            repeat_depth=item.get("repeatDepth", 0),
+            options=tuple(item.get("options") or ()),
+        )
+        for item in (raw or ())
+    )
+
+
+#: Templates are immutable once stored, so their variables are read once per (id, sha256).
+_TEMPLATE_VARIABLES: OrderedDict[tuple[str, str], Mapping[str, VariableDef]] = OrderedDict()
+_TEMPLATE_VARIABLES_KEPT = 512
+
+
+def template_variables(
+    template_id: str, sha256: str, raw: Iterable[Mapping[str, Any]] | None
+) -> Mapping[str, VariableDef]:
+    """A stored template's variables by name (read-only), read from `raw` the first time.
+
+    Raises as `variables_from_json` and `variable_map` do; a failure is not remembered."""
+    key = (template_id, sha256)
+    found = _TEMPLATE_VARIABLES.get(key)
+    if found is None:
+        found = MappingProxyType(variable_map(variables_from_json(raw)))
+        _TEMPLATE_VARIABLES[key] = found
+        if len(_TEMPLATE_VARIABLES) > _TEMPLATE_VARIABLES_KEPT:
+            _TEMPLATE_VARIABLES.popitem(last=False)
+    return found
+
+
 def validate_against(
     answers: AnswerSet, variables: Mapping[str, VariableDef]
 ) -> tuple[AnswerSet, tuple[str, ...]]:
+    """`fit_answers`, with each warning as its message."""
+    kept, dropped = fit_answers(answers, variables)
+    return kept, tuple(warning.message for warning in dropped)
+
+
+def fit_answers(
+    answers: AnswerSet, variables: Mapping[str, VariableDef]
+) -> tuple[AnswerSet, tuple[AnswerWarning, ...]]:
     """The answers that fit `variables`, and one warning per answer dropped.
 
     An answer is dropped when no variable has its name, when its type differs from the
@@ -39,20 +117,24 @@ def validate_against(
     an empty selection `[]` is read as "no iterations", i.e. unanswered.
     """
     kept: list[Answer] = []
-    warnings: list[str] = []
+    warnings: list[AnswerWarning] = []
     for answer in answers.answers:
         variable = variables.get(answer.name)
-        problem = (
-            f"the template has no variable named {answer.name!r}"
-            if variable is None
-            else _misfit(answer, variable)
-        )
-        if problem is not None:
-            warnings.append(f'answer "{answer.name}": {problem}; ignored')
+        if variable is None:
+            warnings.append(unknown_variable(answer.name))
             continue
-        assert variable is not None  # _misfit ran, so the variable exists
+        misfit = _misfit(answer, variable)
+        if misfit is not None:
+            warnings.append(AnswerWarning.dropped(answer.name, *misfit))
+            continue
         kept.append(_fitted(answer, variable))
     return AnswerSet(kept), tuple(warnings)
+
+
+def unknown_variable(name: str) -> AnswerWarning:
+    return AnswerWarning.dropped(
+        name, WarningCode.UNKNOWN_VARIABLE, f"the template has no variable named {name!r}"
+    )
 
 
 def _fitted(answer: Answer, variable: VariableDef) -> Answer:
@@ -65,19 +147,22 @@ def _fitted(answer: Answer, variable: VariableDef) -> Answer:
     return answer
 
 
-def _misfit(answer: Answer, variable: VariableDef) -> str | None:
+def _misfit(answer: Answer, variable: VariableDef) -> tuple[WarningCode, str] | None:
     if answer.type is not variable.type:
-        return f"is {answer.type} but the template declares {variable.type}"
+        return (
+            WarningCode.TYPE_MISMATCH,
+            f"is {answer.type} but the template declares {variable.type}",
+        )
     value = _fitted(answer, variable).value
     if not fits_repeat_depth(value, variable.repeat_depth):
-        return (
+        return WarningCode.REPEAT_DEPTH, (
             f"the template declares repeat depth {variable.repeat_depth}, "
             f"but the value nests {answer.repeat_depth} level(s) deep"
         )
     if variable.type is AnswerType.MULTIPLECHOICE:
         unknown = sorted(_selected(value) - set(variable.options))
         if unknown:
-            return (
+            return WarningCode.UNKNOWN_OPTION, (
                 "selects option(s) the template does not offer: "
                 + ", ".join(repr(o) for o in unknown)
                 + " (offered: "
