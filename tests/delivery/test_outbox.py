@@ -118,11 +118,10 @@ async def test_scoped_webhooks_are_matched_by_work_group(ctx: AppContext, site: 
     assert {(await delivery(ctx, i)).webhook_id for i in elsewhere} == {everywhere}
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # LISTEN/NOTIFY is PostgreSQL's
 async def test_postgres_notifies_listeners_only_when_the_transaction_commits(
     ctx: AppContext, site: SiteUsers
 ) -> None:
-    if ctx.db.dialect != "postgresql":
-        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
     import asyncpg
 
     from docuhooks.delivery.queries import CHANNEL

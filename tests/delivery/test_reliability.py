@@ -253,11 +253,11 @@ async def test_a_receiver_outage_is_retried_on_schedule_until_it_returns(
             assert gap <= delays[number] * 1.2 + 2.0, (number, gap)
 
 
+# Several workers share a PostgreSQL; SQLite runs one in-process worker, so only PostgreSQL.
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 async def test_two_postgres_workers_never_send_one_delivery_at_once(
     ctx: AppContext, site: SiteUsers, settings: Settings, tmp_path: Path
 ) -> None:
-    if ctx.db.dialect != "postgresql":
-        pytest.skip("several workers share a PostgreSQL; SQLite runs one in-process worker")
     # Some answers take longer than a lease: only the heartbeat keeps the other worker off.
     receiver = Receiver(
         tmp_path, "--delay", "0.02", "--slow-share", "0.05", "--slow-seconds", "2.5"
