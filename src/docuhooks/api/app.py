@@ -13,7 +13,9 @@ from docuhooks.api.limits import BodyLimitMiddleware
 from docuhooks.api.routes import (
     audit,
     auth,
+    deliveries,
     documents,
+    events,
     health,
     interviews,
     metrics,
@@ -54,6 +56,8 @@ def create_app(
         health.router,
         auth.router,
         webhooks.router,
+        deliveries.router,
+        events.router,
         audit.router,
         platform.router,
         documents.router,

@@ -7,6 +7,7 @@ database's `now()`, so tests can move time without sleeping.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -338,6 +339,56 @@ async def deactivate(conn: AsyncConnection, webhook_id: str, *, now: datetime, r
         .where(webhooks.c.id == webhook_id)
         .values(active=False, status_reason=reason, modified_at=now)
     )
+
+
+# --- administrators' redelivery (SPEC §7.5) -------------------------------------------------
+
+
+def is_leased(now: datetime) -> sa.ColumnElement[bool]:
+    """A worker holds the delivery right now: its request may be in flight."""
+    return sa.and_(deliveries.c.status == PENDING, deliveries.c.lease_expires_at >= now)
+
+
+async def make_due(conn: AsyncConnection, delivery_id: str, *, now: datetime) -> bool:
+    """Bring a pending, unleased delivery's next attempt forward to `now`; False if it is no
+    longer pending or a worker took it meanwhile."""
+    result = await conn.execute(
+        deliveries.update()
+        .where(deliveries.c.id == delivery_id, deliveries.c.status == PENDING, _unleased(now))
+        .values(next_attempt_at=now)
+    )
+    return result.rowcount == 1
+
+
+async def insert_redeliveries(
+    conn: AsyncConnection, originals: list[sa.Row[Any]], *, now: datetime
+) -> list[str]:
+    """A new pending delivery, due now, for the event and webhook of each original delivery.
+
+    A fresh row rather than a reopened one: it gets the whole retry schedule and counts its
+    attempts from 1, and the original keeps its attempt history exactly as it ended. The
+    ordering key carries over, so an ordered webhook still gets a work item's versions in turn.
+    """
+    if not originals:
+        return []
+    rows = [
+        {
+            "id": str(uuid.uuid4()),
+            "event_id": original.event_id,
+            "webhook_id": original.webhook_id,
+            "site_id": original.site_id,
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "ordering_key": original.ordering_key,
+            "ordering_seq": original.ordering_seq,
+            "created_at": now,
+        }
+        for original in originals
+    ]
+    await conn.execute(deliveries.insert(), rows)
+    await notify_new_deliveries(conn)
+    return [row["id"] for row in rows]
 
 
 # --- pruning ----------------------------------------------------------------------------------

@@ -1,0 +1,387 @@
+"""The delivery log (SPEC §7.3, §7.5, §11): what was sent where, what came back, and the
+administrator's two repairs: redeliver one delivery, recover a webhook's failures since a time.
+
+Every function is confined to the caller's site and needs a webhook-admin role; another site's
+delivery or event is not found, exactly as if it did not exist. Reads take the caller's
+connection; the repairs run their own transaction, because the worker must be woken only after
+the new deliveries have committed.
+
+Redelivery writes a **new delivery** for the same event and webhook rather than reopening the
+old one: the new one gets the whole retry schedule and counts its attempts from 1 (so
+`X-Docuhooks-Attempt` means what it says), and the old one keeps its attempt history exactly
+as it ended. Both are listed under the webhook and under the event, newest first.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from docuhooks import audit
+from docuhooks.context import AppContext
+from docuhooks.core.events import NOTIFICATION_EVENTS, EventType
+from docuhooks.delivery import queries
+from docuhooks.errors import Conflict, FieldError, NotFound, ValidationFailed
+from docuhooks.identity.models import Principal
+from docuhooks.store import pagination
+from docuhooks.store.schema import attempts, deliveries, events, webhooks
+from docuhooks.webhooks import service as webhook_service
+
+__all__ = [
+    "DELIVERY_STATUSES",
+    "get_delivery",
+    "get_event",
+    "list_deliveries",
+    "list_events",
+    "recover",
+    "redeliver",
+]
+
+DELIVERY_STATUSES = (queries.PENDING, queries.SUCCEEDED, queries.FAILED)
+_NOTIFICATION_TYPES = sorted(str(t) for t in NOTIFICATION_EVENTS)
+
+
+# --- input checks -----------------------------------------------------------------------------
+
+
+def aware(value: datetime | None, field: str) -> datetime | None:
+    """`value` in UTC; a time without a zone is read as UTC (as every time on the wire is)."""
+    if value is None:
+        return None
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValidationFailed.of([FieldError(field, "is not a time that exists in UTC")]) from None
+
+
+def _event_type(value: str | None) -> str | None:
+    if value is not None and value not in {t.value for t in EventType}:
+        names = ", ".join(t.value for t in EventType)
+        raise ValidationFailed.of([FieldError("eventType", f"must be one of {names}")])
+    return value
+
+
+def _uuid(value: str, what: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise NotFound(f"{what} {value} does not exist") from None
+
+
+def _window(
+    column: sa.ColumnElement[Any], since: datetime | None, until: datetime | None
+) -> list[sa.ColumnElement[bool]]:
+    start, end = aware(since, "since"), aware(until, "until")
+    if start is not None and end is not None and end < start:
+        raise ValidationFailed.of([FieldError("until", "is before since")])
+    conditions = []
+    if start is not None:
+        conditions.append(column >= start)
+    if end is not None:
+        conditions.append(column < end)
+    return conditions
+
+
+# --- deliveries ---------------------------------------------------------------------------------
+
+_DELIVERY_COLUMNS = (*deliveries.c, events.c.event_type)
+
+
+def _delivery(row: sa.Row[Any], now: datetime) -> dict[str, Any]:
+    leased = (
+        row.status == queries.PENDING
+        and row.lease_expires_at is not None
+        and row.lease_expires_at >= now
+    )
+    return {
+        "id": row.id,
+        "eventId": row.event_id,
+        "eventType": row.event_type,
+        "webhookId": row.webhook_id,
+        "status": row.status,
+        "inFlight": leased,
+        "attemptCount": row.attempts,
+        "nextAttemptDate": row.next_attempt_at if row.status == queries.PENDING else None,
+        "lastStatusCode": row.last_status_code,
+        "lastErrorClass": row.last_error_class,
+        "lastError": row.last_error,
+        "createdDate": row.created_at,
+        "completedDate": row.completed_at,
+    }
+
+
+def _attempt(row: sa.Row[Any]) -> dict[str, Any]:
+    # Stored already redacted (the worker and the interview engine redact before writing).
+    return {
+        "id": row.id,
+        "attemptNumber": row.attempt_number,
+        "startedDate": row.started_at,
+        "durationMs": row.duration_ms,
+        "requestMethod": row.request_method,
+        "requestUrl": row.request_url,
+        "requestHeaders": row.request_headers or {},
+        "statusCode": row.status_code,
+        "responseHeaders": row.response_headers,
+        "responseBody": row.response_body,
+        "errorClass": row.error_class,
+        "error": row.error,
+    }
+
+
+async def list_deliveries(
+    conn: AsyncConnection,
+    principal: Principal,
+    webhook_id: str,
+    *,
+    now: datetime,
+    limit: int = 50,
+    cursor: str | None = None,
+    status: str | None = None,
+    event_type: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> pagination.Page[dict[str, Any]]:
+    """A webhook's deliveries, newest first; `since`/`until` bound when each was created."""
+    hook = await webhook_service.get_row(conn, principal, webhook_id)
+    query = (
+        sa.select(*_DELIVERY_COLUMNS)
+        .join(events, events.c.id == deliveries.c.event_id)
+        .where(deliveries.c.webhook_id == hook.id, *_window(deliveries.c.created_at, since, until))
+    )
+    if status is not None:
+        if status not in DELIVERY_STATUSES:
+            raise ValidationFailed.of(
+                [FieldError("status", f"must be one of {', '.join(DELIVERY_STATUSES)}")]
+            )
+        query = query.where(deliveries.c.status == status)
+    if _event_type(event_type) is not None:
+        query = query.where(events.c.event_type == event_type)
+    query = pagination.apply(
+        query, deliveries.c.created_at, deliveries.c.id, limit=limit, cursor=cursor
+    )
+    rows = list((await conn.execute(query)).all())
+    return pagination.page_of(rows, limit, lambda row: _delivery(row, now))
+
+
+async def _delivery_row(
+    conn: AsyncConnection, principal: Principal, delivery_id: str
+) -> sa.Row[Any]:
+    webhook_service.require_admin(principal)
+    wanted = _uuid(delivery_id, "delivery")
+    row = (
+        await conn.execute(
+            sa.select(*_DELIVERY_COLUMNS)
+            .join(events, events.c.id == deliveries.c.event_id)
+            .where(deliveries.c.id == wanted, deliveries.c.site_id == principal.site_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"delivery {delivery_id} does not exist")
+    return row
+
+
+async def get_delivery(
+    conn: AsyncConnection, principal: Principal, delivery_id: str, *, now: datetime
+) -> dict[str, Any]:
+    """One delivery with every attempt (SPEC §7.3), oldest attempt first."""
+    row = await _delivery_row(conn, principal, delivery_id)
+    tries = await conn.execute(
+        sa.select(attempts)
+        .where(attempts.c.delivery_id == row.id)
+        .order_by(attempts.c.attempt_number, attempts.c.started_at, attempts.c.id)
+    )
+    return {**_delivery(row, now), "attempts": [_attempt(a) for a in tries]}
+
+
+async def _sendable_webhook(conn: AsyncConnection, webhook_id: str) -> sa.Row[Any]:
+    hook = (await conn.execute(sa.select(webhooks).where(webhooks.c.id == webhook_id))).one()
+    if not hook.active:
+        raise Conflict(
+            f"webhook {hook.name!r} is inactive and sends nothing: activate it first "
+            f"(POST /api/v1/webhooks/{hook.id}/activate)"
+        )
+    return hook
+
+
+async def redeliver(ctx: AppContext, principal: Principal, delivery_id: str) -> dict[str, Any]:
+    """Send a delivery's event to its webhook again (SPEC §7.5); returns the delivery that will.
+
+    A finished delivery (succeeded or failed) gets a new delivery, due now. A pending one that
+    waits for its next retry is made due now instead (a second delivery would only duplicate
+    it). One a worker is sending right now is a 409: its outcome is seconds away. Interview and
+    post-processing calls are answered while someone waits and cannot be sent again (409).
+    """
+    now = ctx.now()
+    async with ctx.db.transaction() as conn:
+        original = await _delivery_row(conn, principal, delivery_id)
+        if original.event_type not in _NOTIFICATION_TYPES:
+            raise Conflict(
+                f"a {original.event_type} call is made while a person or the platform waits "
+                "for its answer and cannot be redelivered; use POST "
+                f"/api/v1/webhooks/{original.webhook_id}/test to call the receiver again"
+            )
+        hook = await _sendable_webhook(conn, original.webhook_id)
+        if original.status == queries.PENDING:
+            if not await queries.make_due(conn, original.id, now=now):
+                raise Conflict(
+                    f"delivery {original.id} is being sent right now; wait for the outcome "
+                    "of this attempt, then redeliver it if it fails"
+                )
+            target_id = original.id
+        else:
+            (target_id,) = await queries.insert_redeliveries(conn, [original], now=now)
+        await audit.record(
+            conn,
+            principal,
+            site_id=principal.site_id,
+            action="delivery.redelivered",
+            object_type="webhook",
+            object_id=hook.id,
+            details={
+                "eventId": original.event_id,
+                "deliveryId": original.id,
+                "newDeliveryId": target_id if target_id != original.id else None,
+            },
+        )
+        result = await get_delivery(conn, principal, target_id, now=now)
+    ctx.events_committed()
+    return result
+
+
+async def recover(
+    ctx: AppContext,
+    principal: Principal,
+    webhook_id: str,
+    *,
+    since: datetime,
+    until: datetime | None = None,
+) -> int:
+    """Redeliver every event whose delivery to this webhook failed, created since `since`
+    (and before `until`); returns how many were queued (SPEC §7.5).
+
+    An event is queued once however many of its deliveries failed, and not at all when
+    another delivery of it to this webhook succeeded or is still pending (an earlier recovery
+    or redelivery): recovering twice does not send anything twice.
+    """
+    now = ctx.now()
+    async with ctx.db.transaction() as conn:
+        hook = await webhook_service.get_row(conn, principal, webhook_id)
+        await _sendable_webhook(conn, hook.id)
+        other = deliveries.alias("other")
+        settled_elsewhere = sa.exists().where(
+            other.c.webhook_id == deliveries.c.webhook_id,
+            other.c.event_id == deliveries.c.event_id,
+            other.c.status.in_([queries.PENDING, queries.SUCCEEDED]),
+        )
+        failed = (
+            await conn.execute(
+                sa.select(deliveries)
+                .join(events, events.c.id == deliveries.c.event_id)
+                .where(
+                    deliveries.c.webhook_id == hook.id,
+                    deliveries.c.status == queries.FAILED,
+                    events.c.event_type.in_(_NOTIFICATION_TYPES),
+                    *_window(deliveries.c.created_at, since, until),
+                    ~settled_elsewhere,
+                )
+                .order_by(deliveries.c.created_at, deliveries.c.id)
+            )
+        ).all()
+        latest = {row.event_id: row for row in failed}  # one per event: its last failure
+        originals = sorted(latest.values(), key=lambda row: (row.created_at, row.id))
+        queued = await queries.insert_redeliveries(conn, originals, now=now)
+        await audit.record(
+            conn,
+            principal,
+            site_id=principal.site_id,
+            action="webhook.recovered",
+            object_type="webhook",
+            object_id=hook.id,
+            details={
+                "since": aware(since, "since").isoformat(),  # type: ignore[union-attr]
+                "until": until.isoformat() if until else None,
+                "redelivered": len(queued),
+            },
+        )
+    if queued:
+        ctx.events_committed()
+    return len(queued)
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+def _event(row: sa.Row[Any]) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "eventType": row.event_type,
+        "createdDate": row.created_at,
+        "workItemId": row.work_item_id,
+        "test": bool(row.test),
+    }
+
+
+async def list_events(
+    conn: AsyncConnection,
+    principal: Principal,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+    event_type: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> pagination.Page[dict[str, Any]]:
+    """The site's events, newest first, without their payloads (a page stays small)."""
+    webhook_service.require_admin(principal)
+    query = sa.select(
+        events.c.id,
+        events.c.event_type,
+        events.c.created_at,
+        events.c.work_item_id,
+        events.c.payload["test"].as_boolean().label("test"),
+    ).where(events.c.site_id == principal.site_id, *_window(events.c.created_at, since, until))
+    if _event_type(event_type) is not None:
+        query = query.where(events.c.event_type == event_type)
+    query = pagination.apply(query, events.c.created_at, events.c.id, limit=limit, cursor=cursor)
+    rows = list((await conn.execute(query)).all())
+    return pagination.page_of(rows, limit, _event)
+
+
+async def get_event(
+    conn: AsyncConnection, principal: Principal, event_id: str, *, now: datetime
+) -> dict[str, Any]:
+    """One event with its payload (exactly as receivers get it) and its deliveries' states."""
+    webhook_service.require_admin(principal)
+    wanted = _uuid(event_id, "event")
+    row = (
+        await conn.execute(
+            sa.select(events).where(events.c.id == wanted, events.c.site_id == principal.site_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"event {event_id} does not exist")
+    sent: list[sa.Row[Any]] = await _rows(
+        conn,
+        sa.select(*_DELIVERY_COLUMNS, webhooks.c.name.label("webhook_name"))
+        .join(events, events.c.id == deliveries.c.event_id)
+        .outerjoin(webhooks, webhooks.c.id == deliveries.c.webhook_id)
+        .where(deliveries.c.event_id == row.id)
+        .order_by(deliveries.c.created_at, deliveries.c.id),
+    )
+    return {
+        "id": row.id,
+        "eventType": row.event_type,
+        "createdDate": row.created_at,
+        "workItemId": row.work_item_id,
+        "test": bool(row.payload.get("test", False)),
+        "payload": row.payload,
+        "deliveries": [{**_delivery(d, now), "webhookName": d.webhook_name} for d in sent],
+    }
+
+
+async def _rows(conn: AsyncConnection, query: sa.Select[Any]) -> list[sa.Row[Any]]:
+    return list((await conn.execute(query)).all())

@@ -1,0 +1,309 @@
+"""`POST /webhooks/{id}/test` (SPEC §11): a sample event of the webhook's type, marked
+`"test": true`, sent down the same path a real one takes.
+
+* `NewWorkItemVersionComplete` goes through the outbox to this webhook alone, so the worker
+  signs, sends, retries and logs it like any notification; the caller gets the delivery to
+  watch.
+* Interview events and post-processing are calls someone waits for: the test makes the call
+  at once, with the same request builder and transport, judges the reply the way the
+  platform would, writes it to the delivery log with the interview engine's own log writer,
+  and returns what happened.
+
+An inactive webhook sends nothing (SPEC §3), a test included: it is a 409 that says to
+activate it. So is a suspended notification webhook, whose queue waits for a probe; resuming
+it is the way to find out whether its receiver is back.
+
+The sample refers to a work item, version and documents that do not exist (their URLs answer
+404); it uses the webhook's first scoped template and work group when it has them, so a
+receiver that routes on those sees values it knows. Receivers should skip events with
+`"test": true` after verifying them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from docuhooks.answers import AnswerSetError, VariableDef, variable_map
+from docuhooks.context import AppContext
+from docuhooks.core.events import INTERVIEW_EVENTS, Event, EventType
+from docuhooks.core.signing import OutboundRequest, build_request
+from docuhooks.delivery import outbox
+from docuhooks.delivery.transport import ErrorClass, TransportResult
+from docuhooks.delivery.worker import USER_AGENT
+from docuhooks.errors import Conflict
+from docuhooks.identity.models import Principal
+from docuhooks.interview_hooks import log as call_log
+from docuhooks.interview_hooks.replies import MAX_REPLY_BYTES, Outcome, judge
+from docuhooks.platform.documents import content_url
+from docuhooks.store.schema import sites, templates
+from docuhooks.webhooks import service as webhook_service
+
+__all__ = ["TestSend", "sample_event", "send_test"]
+
+#: A one-page PDF: small, valid, and recognisably a sample.
+SAMPLE_PDF = (
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+    b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+    b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]>>endobj\n"
+    b"trailer<</Root 1 0 R>>\n%%EOF\n"
+)
+SAMPLE_VARIABLES: list[dict[str, Any]] = [
+    {"name": "Client Name", "type": "text", "repeatDepth": 0, "options": []},
+    {"name": "Fee", "type": "number", "repeatDepth": 0, "options": []},
+]
+POST_PROCESSING_DEADLINE = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class SampleScope:
+    """What the sample event names: the webhook's own scope where it has one."""
+
+    work_group_id: str
+    template_id: str
+    template_name: str
+    variables: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class TestSend:
+    """The outcome of a test: a queued delivery, or a finished call."""
+
+    event_id: str
+    delivery_id: str
+    #: `pending` (queued for the worker), `succeeded` or `failed` (a synchronous call).
+    status: str
+    result: TransportResult | None = None
+    answers: dict[str, Any] | None = None
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def queued(self) -> bool:
+        return self.result is None
+
+
+def sample_event(
+    event_type: EventType,
+    principal: Principal,
+    *,
+    scope: SampleScope,
+    base_url: str,
+    interview_event_name: str | None,
+    now: datetime,
+) -> Event:
+    """A realistic event of `event_type` (SPEC §5.1) for a test, with `"test": true`."""
+    work_item_id, version_id, document_id = (str(uuid.uuid4()) for _ in range(3))
+    document = {
+        "id": document_id,
+        "name": "Engagement letter",
+        "fileName": "Engagement letter.pdf",
+        "contentType": "application/pdf",
+        "size": len(SAMPLE_PDF),
+        "sha256": hashlib.sha256(SAMPLE_PDF).hexdigest(),
+        "url": content_url(base_url, work_item_id, version_id, document_id),
+    }
+    item = {
+        "workItemId": work_item_id,
+        "workItemName": "Sample work item",
+        "workItemVersionId": version_id,
+        "workGroupId": scope.work_group_id,
+        "templateId": scope.template_id,
+        "templateName": scope.template_name,
+    }
+    data: dict[str, Any]
+    if event_type is EventType.NEW_WORK_ITEM_VERSION_COMPLETE:
+        data = {**item, "versionNumber": 1, "documents": [document]}
+    elif event_type in INTERVIEW_EVENTS:
+        data = {"interviewId": str(uuid.uuid4()), **item}
+        if event_type is EventType.CUSTOM_INTERVIEW_EVENT:
+            data["interviewEventName"] = (interview_event_name or "").strip()
+            data["answers"] = {
+                "answers": [
+                    {"name": v["name"], "type": v["type"], "value": None} for v in scope.variables
+                ]
+            }
+    else:
+        del item["workItemName"], item["workGroupId"]
+        data = {
+            **item,
+            "versionNumber": 1,
+            "documents": [{**document, "content": base64.b64encode(SAMPLE_PDF).decode("ascii")}],
+            "callbackDeadline": (now + POST_PROCESSING_DEADLINE).isoformat(),
+            "completeUrl": f"{base_url.rstrip('/')}/api/v1/workitems/{work_item_id}"
+            f"/versions/{version_id}/complete",
+        }
+    return Event(
+        event_type=event_type,
+        site_id=principal.site_id,
+        created_by=principal.as_actor(),
+        data=data,
+        created_date=now,
+        test=True,
+    )
+
+
+async def send_test(ctx: AppContext, principal: Principal, webhook_id: str) -> TestSend:
+    """Send a sample event to the webhook (see the module docstring for how each type goes)."""
+    now = ctx.now()
+    async with ctx.db.read() as conn:
+        hook = await webhook_service.get_row(conn, principal, webhook_id)
+        base_url = str(
+            await conn.scalar(sa.select(sites.c.base_url).where(sites.c.id == hook.site_id))
+        )
+        scope = await _scope(conn, hook)
+    event_type = EventType(hook.event_type)
+    if not hook.active:
+        raise Conflict(
+            f"webhook {hook.name!r} is inactive and sends nothing, tests included: activate "
+            f"it first (POST /api/v1/webhooks/{hook.id}/activate)"
+        )
+    event = sample_event(
+        event_type,
+        principal,
+        scope=scope,
+        base_url=base_url,
+        interview_event_name=hook.interview_event_name,
+        now=now,
+    )
+    if event_type is EventType.NEW_WORK_ITEM_VERSION_COMPLETE:
+        return await _queue(ctx, hook, event, now)
+    return await _call(ctx, hook, event, scope, base_url, now)
+
+
+async def _scope(conn: AsyncConnection, hook: sa.Row[Any]) -> SampleScope:
+    template = None
+    if hook.template_ids:
+        template = (
+            await conn.execute(
+                sa.select(templates.c.id, templates.c.name, templates.c.variables).where(
+                    templates.c.id == hook.template_ids[0], templates.c.site_id == hook.site_id
+                )
+            )
+        ).first()
+    return SampleScope(
+        work_group_id=hook.work_group_ids[0] if hook.work_group_ids else str(uuid.uuid4()),
+        template_id=template.id if template else str(uuid.uuid4()),
+        template_name=template.name if template else "Sample engagement letter",
+        variables=list(template.variables) if template else SAMPLE_VARIABLES,
+    )
+
+
+async def _queue(ctx: AppContext, hook: sa.Row[Any], event: Event, now: datetime) -> TestSend:
+    if hook.suspended_at is not None:
+        raise Conflict(
+            f"webhook {hook.name!r} is suspended: its deliveries wait for a successful probe. "
+            f"Resume it (POST /api/v1/webhooks/{hook.id}/resume) to send its backlog now"
+        )
+    async with ctx.db.transaction() as conn:
+        ids = await outbox.enqueue(
+            conn, event, work_group_id=None, template_id=None, webhook_ids=[hook.id], now=now
+        )
+    if not ids:  # deactivated between the read and the write
+        raise Conflict(f"webhook {hook.name!r} was deactivated meanwhile; nothing was queued")
+    ctx.events_committed()
+    return TestSend(event.event_id, ids[0], "pending")
+
+
+async def _call(
+    ctx: AppContext,
+    hook: sa.Row[Any],
+    event: Event,
+    scope: SampleScope,
+    base_url: str,
+    now: datetime,
+) -> TestSend:
+    payload = event.to_dict()
+    delivery_id = str(uuid.uuid4())
+    request: OutboundRequest | None = None
+    started = time.perf_counter()
+    try:
+        target = webhook_service.signing_target(ctx, hook, base_url, now)
+        request = build_request(
+            payload, target, delivery_id=delivery_id, attempt=1, now=now, user_agent=USER_AGENT
+        )
+    except Exception as exc:
+        result = TransportResult.failure(
+            ErrorClass.CONNECT, f"the request could not be built: {exc}"
+        )
+    else:
+        result = await ctx.transport.send(
+            request,
+            timeout=float(hook.timeout_seconds),
+            verify_tls=not hook.accept_untrusted_ssl,
+            max_body=MAX_REPLY_BYTES,
+        )
+    finished = now + timedelta(seconds=time.perf_counter() - started)
+    if EventType(hook.event_type) in INTERVIEW_EVENTS:
+        outcome = judge(result, _variables(scope.variables))
+    else:
+        outcome = judge_post_processing(result)
+    async with ctx.db.transaction() as conn:
+        await call_log.write(
+            conn,
+            event=payload,
+            site_id=hook.site_id,
+            work_item_id=payload["data"]["workItemId"],
+            calls=[call_log.CallRecord(delivery_id, hook.id, now, request, result, outcome)],
+            created_at=now,
+            finished_at=finished,
+        )
+    return TestSend(
+        event.event_id,
+        delivery_id,
+        "succeeded" if outcome.succeeded else "failed",
+        result=result,
+        answers=outcome.answers.to_json() if outcome.answers is not None else None,
+        warnings=list(outcome.warnings),
+    )
+
+
+def _variables(raw: list[dict[str, Any]]) -> dict[str, VariableDef] | None:
+    try:
+        return variable_map(
+            VariableDef(
+                name=item["name"],
+                type=item["type"],
+                repeat_depth=item.get("repeatDepth", 0),
+                options=tuple(item.get("options") or ()),
+            )
+            for item in raw
+        )
+    except (AnswerSetError, KeyError, TypeError, AttributeError):
+        return None  # answers are then read as they come, without the template's types
+
+
+def judge_post_processing(result: TransportResult) -> Outcome:
+    """Whether a post-processing receiver answered as SPEC §5.4 asks: 202 (callback mode) or
+    200 with `{"documents": [...]}` (inline mode). The documents themselves are not applied:
+    the test's version does not exist."""
+    if result.status is None or result.error_class is not None:
+        return _failed(result.error_class or ErrorClass.CONNECT, result.error or "no response")
+    if result.status == 202:
+        return Outcome(None, ())
+    if result.status != 200:
+        return _failed(
+            ErrorClass.INVALID_RESPONSE,
+            f"HTTP {result.status}: a post-processing webhook answers 200 with documents, or "
+            "202 to upload them and call completeUrl",
+        )
+    try:
+        body = json.loads(result.body)
+    except (ValueError, UnicodeDecodeError):
+        return _failed(ErrorClass.INVALID_RESPONSE, "the 200 reply is not JSON")
+    documents = body.get("documents") if isinstance(body, dict) else None
+    if not isinstance(documents, list):
+        return _failed(ErrorClass.INVALID_RESPONSE, 'the 200 reply has no "documents" list')
+    return Outcome(None, ())
+
+
+def _failed(error_class: ErrorClass, message: str) -> Outcome:
+    return Outcome(None, ({"code": str(error_class), "message": message},), error_class, message)
