@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,14 +21,15 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import __version__
-from docuhooks.answers import AnswerSet, AnswerSetError, VariableDef, variable_map
+from docuhooks.answers import AnswerSet, AnswerSetError, VariableDef, template_variables
 from docuhooks.context import AppContext
 from docuhooks.core.events import INTERVIEW_EVENTS, Event, EventType
 from docuhooks.core.signing import OutboundRequest, build_request
 from docuhooks.delivery.transport import ErrorClass, TransportResult
 from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import log
-from docuhooks.interview_hooks.replies import MAX_REPLY_BYTES, judge
+from docuhooks.interview_hooks.replies import INVALID_ANSWERS, MAX_REPLY_BYTES, judge
+from docuhooks.interview_hooks.warnings import Problem, webhook_warning
 from docuhooks.store.schema import sites
 from docuhooks.webhooks import service as webhooks
 
@@ -39,16 +40,22 @@ USER_AGENT = f"docuhooks/{__version__}"
 
 @dataclass(frozen=True)
 class HookResult:
-    """The interview's answers after the step, and one warning per problem.
-
-    Each warning is `{"webhookId", "webhookName", "code", "message"}`, plus `"variable"` when
-    it is about one answer. `code` is an attempt-log error class (`timeout`, `connect`,
-    `tls`, `blocked`, `http_status`, `invalid_response`, ...) or, for answers the template
-    could not take, `invalid_answers`, `unknown_variable`, `type_mismatch`, `unknown_option`.
-    """
+    """The interview's answers after the step, and one warning per problem, each in the
+    interview response's warning shape (see `interview_hooks.warnings`, source `webhook`)."""
 
     answers: AnswerSet
     warnings: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class MatchedHooks:
+    """The webhooks a step will call, in overlay order, and the issuer their tokens name.
+
+    Matched inside a transaction the caller already holds, so the step needs no read of its
+    own; the calls themselves run after that transaction ends."""
+
+    webhooks: tuple[Any, ...]
+    issuer: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,31 @@ class _Call:
     delivery_id: str
     request: OutboundRequest | None
     build_error: str | None
+
+
+async def match_interview_hooks(
+    conn: AsyncConnection,
+    *,
+    site_id: str,
+    event_type: EventType,
+    work_group_id: str,
+    template_id: str,
+    interview_event_name: str | None = None,
+) -> MatchedHooks:
+    """The active webhooks of `event_type` that this work item's step reaches (SPEC §4)."""
+    _check_event(event_type, interview_event_name)
+    rows = await webhooks.matching(
+        conn,
+        site_id=site_id,
+        event_type=event_type,
+        work_group_id=work_group_id,
+        template_id=template_id,
+        interview_event_name=interview_event_name,
+    )
+    if not rows:
+        return MatchedHooks((), "")
+    issuer = await conn.scalar(sa.select(sites.c.base_url).where(sites.c.id == site_id))
+    return MatchedHooks(tuple(rows), str(issuer))
 
 
 async def run_interview_hooks(
@@ -70,37 +102,30 @@ async def run_interview_hooks(
     template: Any,
     current_answers: AnswerSet,
     interview_event_name: str | None = None,
-    conn: AsyncConnection | None = None,
+    matched: MatchedHooks | None = None,
 ) -> HookResult:
     """Call the matching webhooks of `event_type` and overlay their answers on `current_answers`.
 
     `work_item` and `template` are rows or mappings (`id`, `name`, `work_group_id`,
-    `template_id`; `id`, `name`, `variables`). Pass `conn` when the caller holds a write
-    transaction: matching reads through it and the delivery log is written into it, so the
-    log commits with the interview (and SQLite never waits on a second writer). Without it,
-    the log is written in a transaction of its own.
+    `template_id`; `id`, `name`, `sha256`, `variables`). Pass `matched` (from
+    `match_interview_hooks` in a transaction the caller holds anyway) to save a read. The
+    delivery log is handed to the log writer (`log.submit`), written after the reply when the
+    app runs it.
     """
-    if event_type not in INTERVIEW_EVENTS:
-        raise ValueError(f"{event_type} is not an interview event")
-    if event_type is EventType.CUSTOM_INTERVIEW_EVENT and not (interview_event_name or "").strip():
-        raise ValueError("a CustomInterviewEvent needs the interview event name")
+    _check_event(event_type, interview_event_name)
     work_group_id = str(_field(work_item, "work_group_id"))
     template_id = str(_field(template, "id"))
-    if conn is not None:
-        rows, issuer = await _match(
-            conn, principal.site_id, event_type, work_group_id, template_id, interview_event_name
-        )
-    else:
+    if matched is None:
         async with ctx.db.read() as reader:
-            rows, issuer = await _match(
+            matched = await match_interview_hooks(
                 reader,
-                principal.site_id,
-                event_type,
-                work_group_id,
-                template_id,
-                interview_event_name,
+                site_id=principal.site_id,
+                event_type=event_type,
+                work_group_id=work_group_id,
+                template_id=template_id,
+                interview_event_name=interview_event_name,
             )
-    if not rows:
+    if not matched.webhooks:
         return HookResult(current_answers, [])
 
     data: dict[str, Any] = {
@@ -123,9 +148,9 @@ async def run_interview_hooks(
         data=data,
         created_date=created,
     ).to_dict()
-    variables, variable_warning = _variables(template)
+    variables, variable_problem = _variables(template)
 
-    calls = [_prepare(ctx, row, event, issuer, created) for row in rows]
+    calls = [_prepare(ctx, row, event, matched.issuer, created) for row in matched.webhooks]
     budget = ctx.settings.interview_budget_seconds
     started = time.perf_counter()
     tasks = {
@@ -147,50 +172,39 @@ async def run_interview_hooks(
     for call in calls:
         result = _result_of(tasks.get(call.delivery_id), call, budget, waited_ms)
         outcome = judge(result, variables)
-        if outcome.answers:
+        # Unreadable variables mean nothing a receiver sends can be checked: none of it applies.
+        if outcome.answers and variables is not None:
             answers = answers.overlay(outcome.answers)
-        named = {"webhookId": call.webhook.id, "webhookName": call.webhook.name}
-        warnings.extend({**named, **warning} for warning in outcome.warnings)
-        if variable_warning and outcome.succeeded and result.status == 200:
-            warnings.append({**named, "code": "invalid_answers", "message": variable_warning})
+        problems = list(outcome.problems)
+        if variable_problem and outcome.succeeded and result.status == 200:
+            problems.append(variable_problem)
+        warnings.extend(
+            webhook_warning(call.webhook.id, call.webhook.name, problem) for problem in problems
+        )
         records.append(
             log.CallRecord(
                 call.delivery_id, call.webhook.id, created, call.request, result, outcome
             )
         )
-    await _write_log(
+    await log.submit(
         ctx,
-        conn,
-        event,
-        principal.site_id,
-        str(_field(work_item, "id")),
-        records,
-        created,
-        finished,
+        log.StepLog(
+            event=event,
+            site_id=principal.site_id,
+            work_item_id=str(_field(work_item, "id")),
+            calls=records,
+            created_at=created,
+            finished_at=finished,
+        ),
     )
     return HookResult(answers, warnings)
 
 
-async def _match(
-    conn: AsyncConnection,
-    site_id: str,
-    event_type: EventType,
-    work_group_id: str,
-    template_id: str,
-    interview_event_name: str | None,
-) -> tuple[list[Any], str]:
-    rows = await webhooks.matching(
-        conn,
-        site_id=site_id,
-        event_type=event_type,
-        work_group_id=work_group_id,
-        template_id=template_id,
-        interview_event_name=interview_event_name,
-    )
-    if not rows:
-        return [], ""
-    issuer = await conn.scalar(sa.select(sites.c.base_url).where(sites.c.id == site_id))
-    return rows, str(issuer)
+def _check_event(event_type: EventType, interview_event_name: str | None) -> None:
+    if event_type not in INTERVIEW_EVENTS:
+        raise ValueError(f"{event_type} is not an interview event")
+    if event_type is EventType.CUSTOM_INTERVIEW_EVENT and not (interview_event_name or "").strip():
+        raise ValueError("a CustomInterviewEvent needs the interview event name")
 
 
 def _prepare(
@@ -239,54 +253,21 @@ def _result_of(
     return task.result()
 
 
-def _variables(template: Any) -> tuple[dict[str, VariableDef] | None, str | None]:
+def _variables(template: Any) -> tuple[Mapping[str, VariableDef] | None, Problem | None]:
     """The template's variables by name, or None and why when they cannot be read."""
-    raw = _field(template, "variables")
     try:
-        return variable_map(
-            VariableDef(
-                name=item["name"],
-                type=item["type"],
-                repeat_depth=item.get("repeatDepth", 0),
-                options=tuple(item.get("options") or ()),
-            )
-            for item in (raw or [])
+        return template_variables(
+            str(_field(template, "id")),
+            str(_field(template, "sha256")),
+            _field(template, "variables"),
         ), None
     except (AnswerSetError, KeyError, TypeError, AttributeError) as exc:
         logger.error(
             "template variables unreadable", template_id=_field(template, "id"), error=str(exc)
         )
-        return None, f"the template's variable definitions cannot be read ({exc})"
-
-
-async def _write_log(
-    ctx: AppContext,
-    conn: AsyncConnection | None,
-    event: Mapping[str, Any],
-    site_id: str,
-    work_item_id: str,
-    records: Sequence[log.CallRecord],
-    created: datetime,
-    finished: datetime,
-) -> None:
-    arguments: dict[str, Any] = {
-        "event": event,
-        "site_id": site_id,
-        "work_item_id": work_item_id,
-        "calls": records,
-        "created_at": created,
-        "finished_at": finished,
-    }
-    try:
-        if conn is not None:
-            # A savepoint, so a logging failure cannot poison the caller's transaction.
-            async with conn.begin_nested():
-                await log.write(conn, **arguments)
-        else:
-            async with ctx.db.transaction() as own:
-                await log.write(own, **arguments)
-    except Exception:
-        logger.exception("interview delivery log not written", event_id=event["eventId"])
+        return None, Problem(
+            INVALID_ANSWERS, f"the template's variable definitions cannot be read ({exc})"
+        )
 
 
 def _field(obj: Any, name: str) -> Any:

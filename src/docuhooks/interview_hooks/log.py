@@ -3,24 +3,41 @@ notification worker writes, so administrators see every call to a receiver in on
 
 Interview calls are never retried (a person is waiting), so each delivery has exactly one
 attempt and is finished when it is written: `succeeded` or `failed`, nothing left due.
+
+The log is written off the waiting path: with the app's `start_log_writer` component running,
+a step's rows go to a bounded queue and one background task writes them, many steps per
+transaction, after the person already has their interview. Stopping the component writes
+everything queued first. Without the component (a script, a test) each step is written in a
+transaction of its own before the step returns.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from docuhooks.context import AppContext
 from docuhooks.core.signing import OutboundRequest, redact_headers, redact_url
 from docuhooks.delivery.transport import DEFAULT_MAX_BODY, TransportResult
 from docuhooks.interview_hooks.replies import Outcome
 from docuhooks.store.schema import attempts, deliveries, events
 
 _MAX_ERROR = 1000
+#: Steps queued before a step's caller waits for the writer (back-pressure, never loss).
+QUEUE_STEPS = 1000
+#: Steps written in one transaction at most.
+BATCH_STEPS = 200
+#: How long stopping may take to write what is queued.
+STOP_TIMEOUT_SECONDS = 30.0
+
+logger = structlog.get_logger("docuhooks.interview_hooks.log")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,30 +52,49 @@ class CallRecord:
     outcome: Outcome
 
 
-async def write(
-    conn: AsyncConnection,
-    *,
-    event: Mapping[str, Any],
-    site_id: str,
-    work_item_id: str,
-    calls: Sequence[CallRecord],
-    created_at: datetime,
-    finished_at: datetime,
-) -> None:
-    """Insert the event, and one finished delivery with its one attempt per call."""
-    await conn.execute(
-        events.insert().values(
-            id=event["eventId"],
-            site_id=site_id,
-            event_type=event["eventType"],
-            payload=dict(event),
-            work_item_id=work_item_id,
-            created_at=created_at,
+@dataclass(frozen=True, slots=True)
+class StepLog:
+    """One interview step as the log keeps it: its event and one record per call."""
+
+    event: Mapping[str, Any]
+    site_id: str
+    work_item_id: str
+    calls: Sequence[CallRecord]
+    created_at: datetime
+    finished_at: datetime
+
+
+async def write(conn: AsyncConnection, steps: Sequence[StepLog]) -> None:
+    """Insert each step's event, and one finished delivery with its one attempt per call:
+    three statements however many steps there are."""
+    event_rows: list[dict[str, Any]] = []
+    delivery_rows: list[dict[str, Any]] = []
+    attempt_rows: list[dict[str, Any]] = []
+    for step in steps:
+        event_rows.append(
+            {
+                "id": step.event["eventId"],
+                "site_id": step.site_id,
+                "event_type": step.event["eventType"],
+                "payload": dict(step.event),
+                "work_item_id": step.work_item_id,
+                "created_at": step.created_at,
+            }
         )
-    )
-    delivery_rows = []
-    attempt_rows = []
-    for call in calls:
+        _rows_of(step, delivery_rows, attempt_rows)
+    if event_rows:
+        await conn.execute(events.insert(), event_rows)
+    if delivery_rows:
+        await conn.execute(deliveries.insert(), delivery_rows)
+    if attempt_rows:
+        await conn.execute(attempts.insert(), attempt_rows)
+
+
+def _rows_of(
+    step: StepLog, delivery_rows: list[dict[str, Any]], attempt_rows: list[dict[str, Any]]
+) -> None:
+    event, site_id, finished_at = step.event, step.site_id, step.finished_at
+    for call in step.calls:
         outcome, result = call.outcome, call.result
         status_code = result.status if result is not None else None
         delivery_rows.append(
@@ -100,10 +136,105 @@ async def write(
                 "error": _clip(outcome.error),
             }
         )
-    if delivery_rows:
-        await conn.execute(deliveries.insert(), delivery_rows)
-    if attempt_rows:
-        await conn.execute(attempts.insert(), attempt_rows)
+
+
+class LogWriter:
+    """Writes queued steps in the background, a batch per transaction."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+        self._queue: asyncio.Queue[StepLog] = asyncio.Queue(QUEUE_STEPS)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="interview-log-writer")
+
+    async def submit(self, step: StepLog) -> None:
+        if self._task is None or self._task.done():
+            await _write_alone(self._ctx, [step])
+            return
+        try:
+            self._queue.put_nowait(step)
+        except asyncio.QueueFull:
+            await self._queue.put(step)
+
+    async def stop(self) -> None:
+        """Write everything queued, then end the task."""
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT_SECONDS):
+                await self._queue.join()
+        except TimeoutError:
+            logger.error("interview log not flushed in time", queued=self._queue.qsize())
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        # Anything left (the writer failed or timed out) is still worth one direct try.
+        left: list[StepLog] = []
+        while not self._queue.empty():
+            left.append(self._queue.get_nowait())
+        if left:
+            await _write_alone(self._ctx, left)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < BATCH_STEPS and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await _write_alone(self._ctx, batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+
+async def _write_alone(ctx: AppContext, steps: Sequence[StepLog]) -> None:
+    """Write `steps` in one transaction; if that fails, each on its own, so one bad step
+    cannot take the others with it. Never raises: the person has their interview."""
+    try:
+        async with ctx.db.transaction() as conn:
+            await write(conn, steps)
+        return
+    except Exception:
+        if len(steps) == 1:
+            logger.exception("interview delivery log not written", event_id=_event_id(steps[0]))
+            return
+    for step in steps:
+        try:
+            async with ctx.db.transaction() as conn:
+                await write(conn, [step])
+        except Exception:
+            logger.exception("interview delivery log not written", event_id=_event_id(step))
+
+
+def _event_id(step: StepLog) -> Any:
+    return step.event.get("eventId")
+
+
+#: The running writer of each app context (by identity: contexts are not hashable).
+_writers: dict[int, LogWriter] = {}
+
+
+async def submit(ctx: AppContext, step: StepLog) -> None:
+    """Log `step`: queued for the app's writer when it runs, else written now."""
+    writer = _writers.get(id(ctx))
+    if writer is None:
+        await _write_alone(ctx, [step])
+    else:
+        await writer.submit(step)
+
+
+async def start_log_writer(ctx: AppContext) -> Callable[[], Awaitable[None]]:
+    """The app component that writes interview delivery logs after the reply."""
+    writer = LogWriter(ctx)
+    writer.start()
+    _writers[id(ctx)] = writer
+
+    async def stop() -> None:
+        _writers.pop(id(ctx), None)
+        await writer.stop()
+
+    return stop
 
 
 def _body_text(result: TransportResult | None) -> str | None:

@@ -7,37 +7,30 @@ be wrong becomes a warning naming the webhook and the reason, and contributes no
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from docuhooks.answers import AnswerSet, AnswerSetError, VariableDef, parse_answer_payload
 from docuhooks.delivery.transport import ErrorClass, TransportResult
+from docuhooks.interview_hooks.warnings import Problem
 
 #: Largest reply read from a receiver; anything longer is refused, not cut and parsed.
 MAX_REPLY_BYTES = 1024 * 1024
 
-#: Warning codes for answers dropped from an otherwise valid reply.
-UNKNOWN_VARIABLE = "unknown_variable"
-TYPE_MISMATCH = "type_mismatch"
-UNKNOWN_OPTION = "unknown_option"
 #: Warning code for a 200 whose body is not an answer set at all.
 INVALID_ANSWERS = "invalid_answers"
-
-_ANSWER_NAME = re.compile(r'^answer "(?P<name>[^"]*)"')
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """One call, judged: its answers (None contributes nothing) and what went wrong.
 
-    `error_class`/`error` are what the delivery log records; `warnings` are what the
+    `error_class`/`error` are what the delivery log records; `problems` are what the
     interview response shows, each without the webhook's identity (the engine adds it).
     """
 
     answers: AnswerSet | None
-    warnings: tuple[dict[str, Any], ...]
+    problems: tuple[Problem, ...]
     error_class: ErrorClass | None = None
     error: str | None = None
 
@@ -76,27 +69,13 @@ def judge(result: TransportResult, variables: Mapping[str, VariableDef] | None) 
         parsed = parse_answer_payload(result.body, content_type, variables)
     except AnswerSetError as exc:
         return _invalid(f"not a valid answer set: {exc}")
-    return Outcome(parsed.answers, tuple(answer_warning(text) for text in parsed.warnings))
-
-
-def answer_warning(text: str) -> dict[str, Any]:
-    """A structured warning for one answer the template could not take."""
-    match = _ANSWER_NAME.match(text)
-    code = TYPE_MISMATCH
-    if "has no variable named" in text:
-        code = UNKNOWN_VARIABLE
-    elif "does not offer" in text:
-        code = UNKNOWN_OPTION
-    warning: dict[str, Any] = {"code": code, "message": text}
-    if match is not None:
-        warning["variable"] = match.group("name")
-    return warning
+    return Outcome(parsed.answers, tuple(Problem.of_answer(w) for w in parsed.dropped))
 
 
 def _failed(error_class: ErrorClass, message: str) -> Outcome:
     return Outcome(
         None,
-        ({"code": str(error_class), "message": message},),
+        (Problem(str(error_class), message),),
         error_class=error_class,
         error=message,
     )
@@ -105,7 +84,7 @@ def _failed(error_class: ErrorClass, message: str) -> Outcome:
 def _invalid(message: str) -> Outcome:
     return Outcome(
         None,
-        ({"code": INVALID_ANSWERS, "message": message},),
+        (Problem(INVALID_ANSWERS, message),),
         error_class=ErrorClass.INVALID_RESPONSE,
         error=message,
     )

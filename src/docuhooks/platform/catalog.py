@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.answers import AnswerSetError, AnswerType, VariableDef
+from docuhooks.answers import AnswerSetError, AnswerType, VariableDef, template_variables
 from docuhooks.errors import Conflict, FieldError, NotFound, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.platform.access import parse_id, require_site_admin
@@ -127,10 +127,7 @@ def variable_to_json(variable: VariableDef) -> dict[str, Any]:
 
 def variables_of(row: sa.Row[Any]) -> tuple[VariableDef, ...]:
     """The template's declared variables, as the answer-set code takes them."""
-    return tuple(
-        VariableDef(v["name"], AnswerType(v["type"]), v["repeatDepth"], tuple(v["options"]))
-        for v in row.variables
-    )
+    return tuple(template_variables(row.id, row.sha256, row.variables).values())
 
 
 def to_api(row: sa.Row[Any], warnings: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -3,8 +3,14 @@ events, finish into a new completed version.
 
 Opening and interview events call receivers (InterviewLoadEvent, CustomInterviewEvent) for
 up to the interview budget, so those calls run outside any transaction: a person waits on
-them, and a database write lock must not. Their answers are applied afterwards as changes,
-onto the answers as they are then, so an answer the user saved meanwhile is not lost.
+them, and a database write lock must not. The webhooks are matched inside the transaction
+that opens the interview (or reads it, for an event), and their answers are applied
+afterwards as changes, in one short write onto the answers as they are then, so an answer
+the user saved meanwhile is not lost. A step whose webhooks change nothing writes nothing.
+
+Every warning on an interview response has one shape (`interview_hooks.warnings`):
+`{"source": "answers" | "webhook", "code", "message", "variable", "webhookId",
+"webhookName"}`.
 
 Finishing is one transaction: assemble → store documents → post-process → complete and
 write the NewWorkItemVersionComplete event (see `completion`).
@@ -21,12 +27,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.answers import AnswerSet, parse_answer_payload, validate_against, variable_map
+from docuhooks.answers import AnswerSet, parse_answer_payload, parse_canonical, template_variables
 from docuhooks.context import AppContext
 from docuhooks.core.events import EventType
 from docuhooks.errors import Conflict, FieldError, NotFound, ValidationFailed
 from docuhooks.identity.models import Principal
-from docuhooks.interview_hooks import run_interview_hooks
+from docuhooks.interview_hooks import (
+    MatchedHooks,
+    answer_warning,
+    match_interview_hooks,
+    run_interview_hooks,
+)
 from docuhooks.platform import catalog, completion, workitems
 from docuhooks.platform import documents as documents_service
 from docuhooks.platform.access import parse_id
@@ -58,6 +69,7 @@ async def _on_interview_open(
     version_id: str,
     template: sa.Row[Any],
     current_answers: AnswerSet,
+    matched: MatchedHooks,
 ) -> HookOutcome:
     """Where InterviewLoadEvent webhooks run (SPEC §6.2)."""
     result = await run_interview_hooks(
@@ -69,6 +81,7 @@ async def _on_interview_open(
         version_id=version_id,
         template=template,
         current_answers=current_answers,
+        matched=matched,
     )
     return HookOutcome(result.answers, result.warnings)
 
@@ -83,6 +96,7 @@ async def _on_interview_event(
     template: sa.Row[Any],
     current_answers: AnswerSet,
     interview_event_name: str,
+    matched: MatchedHooks,
 ) -> HookOutcome:
     """Where CustomInterviewEvent webhooks run (SPEC §6.2)."""
     result = await run_interview_hooks(
@@ -95,6 +109,7 @@ async def _on_interview_event(
         template=template,
         current_answers=current_answers,
         interview_event_name=interview_event_name,
+        matched=matched,
     )
     return HookOutcome(result.answers, result.warnings)
 
@@ -118,11 +133,6 @@ def to_api(
         "createdBy": row.created_by,
         "finishedDate": row.finished_at,
     }
-
-
-def answer_warnings(messages: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Answer-set warnings (each names its variable) as the API lists them."""
-    return [{"source": "answers", "message": message} for message in messages]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +171,8 @@ def _require_open(loaded: _Loaded) -> None:
         raise Conflict(f"interview {loaded.interview.id} is already {loaded.interview.status}")
 
 
-async def _save_answers(conn: AsyncConnection, loaded: _Loaded, answers: AnswerSet) -> sa.Row[Any]:
+async def _write_answers(conn: AsyncConnection, loaded: _Loaded, body: dict[str, Any]) -> None:
     """The interview's answers are also the version's: both are written together."""
-    body = answers.to_json()
     await conn.execute(
         interviews.update().where(interviews.c.id == loaded.interview.id).values(answers=body)
     )
@@ -172,6 +181,10 @@ async def _save_answers(conn: AsyncConnection, loaded: _Loaded, answers: AnswerS
         .where(work_item_versions.c.id == loaded.version.id)
         .values(answers=body)
     )
+
+
+async def _save_answers(conn: AsyncConnection, loaded: _Loaded, answers: AnswerSet) -> sa.Row[Any]:
+    await _write_answers(conn, loaded, answers.to_json())
     return (
         await conn.execute(sa.select(interviews).where(interviews.c.id == loaded.interview.id))
     ).one()
@@ -194,30 +207,44 @@ async def open_interview(
             .where(interviews.c.version_id == version.id, interviews.c.status == OPEN)
             .values(status=REPLACED, finished_at=moment)
         )
-        interview_id = str(uuid.uuid4())
-        await conn.execute(
-            interviews.insert().values(
-                id=interview_id,
-                site_id=principal.site_id,
-                work_item_id=item.id,
-                version_id=version.id,
-                answers=version.answers,
-                status=OPEN,
-                created_at=moment,
-                created_by=principal.user_id,
+        row = (
+            await conn.execute(
+                interviews.insert()
+                .values(
+                    id=str(uuid.uuid4()),
+                    site_id=principal.site_id,
+                    work_item_id=item.id,
+                    version_id=version.id,
+                    answers=version.answers,
+                    status=OPEN,
+                    created_at=moment,
+                    created_by=principal.user_id,
+                )
+                .returning(*interviews.c)
             )
+        ).one()
+        matched = await match_interview_hooks(
+            conn,
+            site_id=principal.site_id,
+            event_type=EventType.INTERVIEW_LOAD_EVENT,
+            work_group_id=item.work_group_id,
+            template_id=template.id,
         )
+    loaded = _Loaded(row, version, item, template)
+    if not matched.webhooks:
+        return to_api(row, version, template)
     current = workitems.answers_of(version)
     outcome = await _on_interview_open(
         ctx,
         principal,
-        interview_id=interview_id,
+        interview_id=row.id,
         work_item=item,
         version_id=version.id,
         template=template,
         current_answers=current,
+        matched=matched,
     )
-    return await _apply_hook_outcome(ctx, principal, interview_id, current, outcome)
+    return await _apply_hook_outcome(ctx, loaded, current, outcome)
 
 
 async def fire_event(
@@ -227,14 +254,24 @@ async def fire_event(
     CustomInterviewEvent webhooks may add answers."""
     async with ctx.db.read() as conn:
         loaded = await _load(conn, principal, interview_id)
-    _require_open(loaded)
-    name = event_name.strip()
-    if name not in loaded.template.event_elements:
-        offered = ", ".join(repr(e) for e in loaded.template.event_elements) or "none"
-        raise NotFound(
-            f"template {loaded.template.name!r} has no interview event element named "
-            f"{name!r} (it has: {offered})"
+        _require_open(loaded)
+        name = event_name.strip()
+        if name not in loaded.template.event_elements:
+            offered = ", ".join(repr(e) for e in loaded.template.event_elements) or "none"
+            raise NotFound(
+                f"template {loaded.template.name!r} has no interview event element named "
+                f"{name!r} (it has: {offered})"
+            )
+        matched = await match_interview_hooks(
+            conn,
+            site_id=principal.site_id,
+            event_type=EventType.CUSTOM_INTERVIEW_EVENT,
+            work_group_id=loaded.work_item.work_group_id,
+            template_id=loaded.template.id,
+            interview_event_name=name,
         )
+    if not matched.webhooks:
+        return to_api(loaded.interview, loaded.version, loaded.template)
     current = workitems.answers_of(loaded.interview)
     outcome = await _on_interview_event(
         ctx,
@@ -245,33 +282,40 @@ async def fire_event(
         template=loaded.template,
         current_answers=current,
         interview_event_name=name,
+        matched=matched,
     )
-    return await _apply_hook_outcome(ctx, principal, loaded.interview.id, current, outcome)
+    return await _apply_hook_outcome(ctx, loaded, current, outcome)
 
 
 async def _apply_hook_outcome(
-    ctx: AppContext,
-    principal: Principal,
-    interview_id: str,
-    before: AnswerSet,
-    outcome: HookOutcome,
+    ctx: AppContext, loaded: _Loaded, before: AnswerSet, outcome: HookOutcome
 ) -> dict[str, Any]:
     """Overlay what the webhooks changed (relative to `before`) onto the answers as they
-    are now, keeping only answers that fit the template."""
+    are now. The engine has already fitted them to the template; nothing changed, nothing
+    written."""
     changed = AnswerSet(
         answer for answer in outcome.answers.answers if before.get(answer.name) != answer
     )
+    body = to_api(loaded.interview, loaded.version, loaded.template, outcome.warnings)
+    if not changed:
+        return body
     async with ctx.db.transaction() as conn:
-        loaded = await _load(conn, principal, interview_id, lock=True)
-        warnings = list(outcome.warnings)
-        row = loaded.interview
-        if changed and loaded.interview.status == OPEN:
-            variables = variable_map(catalog.variables_of(loaded.template))
-            fitting, misfits = validate_against(changed, variables)
-            warnings += answer_warnings(misfits)
-            current = workitems.answers_of(loaded.interview)
-            row = await _save_answers(conn, loaded, current.overlay(fitting))
-        return to_api(row, loaded.version, loaded.template, warnings)
+        now = (
+            await conn.execute(
+                sa.select(interviews.c.status, interviews.c.answers)
+                .where(interviews.c.id == loaded.interview.id)
+                .with_for_update()
+            )
+        ).one()
+        body["status"] = now.status
+        if now.status != OPEN:
+            # Replaced or finished while the webhooks ran: their answers come too late.
+            body["answers"] = now.answers
+            return body
+        answers = parse_canonical(now.answers).overlay(changed).to_json()
+        await _write_answers(conn, loaded, answers)
+    body["answers"] = answers
+    return body
 
 
 async def get(conn: AsyncConnection, principal: Principal, interview_id: str) -> dict[str, Any]:
@@ -298,11 +342,14 @@ async def update_answers(
     template are left out, each with a warning naming its variable."""
     loaded = await _load(conn, principal, interview_id, lock=True)
     _require_open(loaded)
-    variables = variable_map(catalog.variables_of(loaded.template))
+    variables = template_variables(
+        loaded.template.id, loaded.template.sha256, loaded.template.variables
+    )
     parsed = parse_answer_payload(body, content_type or "application/json", variables)
     current = workitems.answers_of(loaded.interview)
     row = await _save_answers(conn, loaded, current.overlay(parsed.answers))
-    return to_api(row, loaded.version, loaded.template, answer_warnings(parsed.warnings))
+    warnings = [answer_warning(warning) for warning in parsed.dropped]
+    return to_api(row, loaded.version, loaded.template, warnings)
 
 
 async def finish(ctx: AppContext, principal: Principal, interview_id: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ events, finish. Any role of the site may run interviews."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -35,6 +35,24 @@ _ANSWER_BODY = {
 }
 
 
+class InterviewWarning(Output):
+    """Something left out, never an error: the interview still opens or changes."""
+
+    source: Literal["answers", "webhook"] = Field(
+        description="answers: answers sent to this interview that the template cannot take; "
+        "webhook: an interview webhook failed, or answered something the template cannot take"
+    )
+    code: str = Field(
+        description="unknown_variable, type_mismatch, unknown_option, repeat_depth (one answer "
+        "left out); for webhooks also invalid_answers (not an answer set) or the delivery "
+        "log's error class: timeout, connect, dns, tls, blocked, http_status, invalid_response"
+    )
+    message: str
+    variable: str | None = Field(description="The answer's variable, when about one answer")
+    webhookId: str | None = Field(description="The webhook, when source is webhook")
+    webhookName: str | None = Field(description="The webhook's name, when source is webhook")
+
+
 class Interview(Output):
     id: str
     workItemId: str
@@ -43,7 +61,7 @@ class Interview(Output):
     status: str = Field(description="open, finished, or replaced (by a newer interview)")
     answers: dict[str, Any] = Field(description="The current answers, canonical answer JSON")
     eventElements: list[str]
-    warnings: list[dict[str, Any]] = Field(
+    warnings: list[InterviewWarning] = Field(
         description="Answers left out and interview webhooks that failed; never an error"
     )
     createdDate: datetime
