@@ -13,8 +13,9 @@ def components(settings: Settings) -> list[Component]:
     """Background parts `serve` runs beside the API (the delivery worker, the pruner)."""
     from docuhooks.delivery.pruning import start_pruner
     from docuhooks.delivery.worker import start_worker
+    from docuhooks.interview_hooks import start_log_writer
 
-    parts: list[Component] = [start_pruner]
+    parts: list[Component] = [start_pruner, start_log_writer]
     if settings.worker_enabled:
         parts.append(start_worker)
     return parts
