@@ -44,6 +44,7 @@ from docuhooks.errors import Conflict
 from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import log as call_log
 from docuhooks.interview_hooks.replies import MAX_REPLY_BYTES, Outcome, judge
+from docuhooks.interview_hooks.warnings import Problem, webhook_warning
 from docuhooks.platform.documents import content_url
 from docuhooks.store.schema import sites, templates
 from docuhooks.webhooks import service as webhook_service
@@ -247,14 +248,22 @@ async def _call(
     else:
         outcome = judge_post_processing(result)
     async with ctx.db.transaction() as conn:
+        # Written before the reply (not queued like a live interview's log), so the link
+        # the caller gets already shows the attempt.
         await call_log.write(
             conn,
-            event=payload,
-            site_id=hook.site_id,
-            work_item_id=payload["data"]["workItemId"],
-            calls=[call_log.CallRecord(delivery_id, hook.id, now, request, result, outcome)],
-            created_at=now,
-            finished_at=finished,
+            [
+                call_log.StepLog(
+                    event=payload,
+                    site_id=hook.site_id,
+                    work_item_id=payload["data"]["workItemId"],
+                    calls=[
+                        call_log.CallRecord(delivery_id, hook.id, now, request, result, outcome)
+                    ],
+                    created_at=now,
+                    finished_at=finished,
+                )
+            ],
         )
     return TestSend(
         event.event_id,
@@ -262,7 +271,7 @@ async def _call(
         "succeeded" if outcome.succeeded else "failed",
         result=result,
         answers=outcome.answers.to_json() if outcome.answers is not None else None,
-        warnings=list(outcome.warnings),
+        warnings=[webhook_warning(hook.id, hook.name, p) for p in outcome.problems],
     )
 
 
@@ -306,4 +315,4 @@ def judge_post_processing(result: TransportResult) -> Outcome:
 
 
 def _failed(error_class: ErrorClass, message: str) -> Outcome:
-    return Outcome(None, ({"code": str(error_class), "message": message},), error_class, message)
+    return Outcome(None, (Problem(str(error_class), message),), error_class, message)

@@ -60,8 +60,12 @@ class DeliveryWithAttempts(Delivery):
 
 
 class Recover(Input):
-    since: datetime = Field(description="Re-send failed deliveries created at or after this")
-    until: datetime | None = Field(default=None, description="…and before this")
+    # JSON has no time type: these fields alone take ISO 8601 text (a time without a zone
+    # is UTC).
+    since: datetime = Field(
+        strict=False, description="Re-send failed deliveries created at or after this"
+    )
+    until: datetime | None = Field(default=None, strict=False, description="…and before this")
 
 
 class Recovered(Output):
