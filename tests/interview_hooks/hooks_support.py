@@ -1,5 +1,6 @@
-"""What the interview hook tests share: platform rows, webhooks, and loopback receivers that
-verify each call with the receiver SDK before answering it."""
+"""What the interview hook tests share: platform rows (made directly, for engine tests, or
+through the API, for end-to-end tests), webhooks, and loopback receivers that verify each
+call with the receiver SDK before answering it."""
 
 from __future__ import annotations
 
@@ -17,17 +18,20 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from tests.platform.docx_factory import STANDARD_VARIABLES, standard_template
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal
+from docuhooks.platform.catalog import variable_to_json
 from docuhooks.receiver import Verifier, WebhookEvent
 from docuhooks.store.schema import templates, work_groups, work_items
 from docuhooks.webhooks import service as webhooks
@@ -139,6 +143,95 @@ async def make_hook(
         }
         body, secret = await webhooks.create(ctx, conn, admin, changes)
     return Hook(body["id"], body["name"], secret, fields.get("accessToken"))
+
+
+# --- the same through the API ---------------------------------------------------------------
+
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+#: The standard DOCX's variables, and three more it does not use (allowed, with a warning).
+API_VARIABLES = [
+    *(variable_to_json(variable) for variable in STANDARD_VARIABLES),
+    *(
+        {"name": name, "type": "text", "repeatDepth": 0, "options": []}
+        for name in ("Client Email", "Client Address", "Customer Number")
+    ),
+]
+
+
+@dataclass(frozen=True)
+class ApiWorkItem:
+    """A work item made through the API, on a template declaring `API_VARIABLES`."""
+
+    id: str
+    work_group_id: str
+    template_id: str
+
+
+async def work_item_over_api(http: httpx.AsyncClient, site: SiteUsers) -> ApiWorkItem:
+    """Upload the standard DOCX declaring `API_VARIABLES`, make a work group and a work item,
+    as an administrator would."""
+    admin = site.auth("SiteAdministrator")
+    definition = {
+        "name": "Engagement",
+        "variables": API_VARIABLES,
+        "eventElements": ["Look up client"],
+    }
+    template = await http.post(
+        "/api/v1/templates",
+        files={"file": ("engagement.docx", standard_template(), DOCX)},
+        data={"definition": json.dumps(definition)},
+        headers=admin,
+    )
+    assert template.status_code == 201, template.text
+    group = await http.post("/api/v1/workgroups", json={"name": "Clients"}, headers=admin)
+    assert group.status_code == 201, group.text
+    item = await http.post(
+        "/api/v1/workitems",
+        json={
+            "workGroupId": group.json()["id"],
+            "templateId": template.json()["id"],
+            "name": "Smith engagement",
+        },
+        headers=admin,
+    )
+    assert item.status_code == 201, item.text
+    return ApiWorkItem(item.json()["id"], group.json()["id"], template.json()["id"])
+
+
+async def hook_over_api(
+    http: httpx.AsyncClient,
+    site: SiteUsers,
+    url: str,
+    *,
+    event_type: str = "InterviewLoadEvent",
+    **fields: Any,
+) -> Hook:
+    """A webhook created with `POST /api/v1/webhooks`."""
+    body = {
+        "name": fields.pop("name", f"hook {uuid.uuid4().hex[:8]}"),
+        "url": url,
+        "eventType": event_type,
+        **fields,
+    }
+    created = await http.post("/api/v1/webhooks", json=body, headers=site.auth())
+    assert created.status_code == 201, created.text
+    made = created.json()
+    return Hook(made["id"], made["name"], made["secret"], fields.get("accessToken"))
+
+
+async def open_over_api(
+    http: httpx.AsyncClient, site: SiteUsers, item: ApiWorkItem
+) -> dict[str, Any]:
+    opened = await http.post(f"/api/v1/workitems/{item.id}/interviews", headers=site.auth("User"))
+    assert opened.status_code == 201, opened.text
+    body: dict[str, Any] = opened.json()
+    return body
+
+
+def values_of(interview: dict[str, Any]) -> dict[str, Any]:
+    return {a["name"]: a["value"] for a in interview["answers"]["answers"]}
 
 
 # --- receivers ------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
-"""End to end with real receiver processes: `examples/interview_lookup_receiver.py` runs as a
-script, one process per webhook (each verifies with its own secret), and the platform's
-interview service opens interviews and fires events against them."""
+"""End to end over the HTTP API with real receiver processes:
+`examples/interview_lookup_receiver.py` runs as a script, one process per webhook (each
+verifies with its own secret). The template is uploaded and the webhooks created through the
+API; interviews are opened and events fired with `POST /api/v1/workitems/{id}/interviews`
+and `POST /api/v1/interviews/{id}/events/{name}`.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +11,22 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from tests.interview_hooks.hooks_support import Hook, make_hook, make_platform
+from tests.interview_hooks.hooks_support import (
+    Hook,
+    hook_over_api,
+    open_over_api,
+    values_of,
+    work_item_over_api,
+)
 from tests.support import SiteUsers
-
-from docuhooks.context import AppContext
-from docuhooks.identity import service as identity
-from docuhooks.platform import interviews
-from docuhooks.webhooks import service as webhooks
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "interview_lookup_receiver.py"
 DATA = {
@@ -63,11 +69,9 @@ def receiver_process(
         process.wait(timeout=5)
 
 
-async def point(ctx: AppContext, site: SiteUsers, hook: Hook, url: str) -> None:
-    async with ctx.db.transaction() as conn:
-        admin = await identity.authenticate_token(conn, site.tokens["SiteAdministrator"])
-        assert admin is not None
-        await webhooks.update(ctx, conn, admin, hook.id, {"url": url})
+async def point(http: httpx.AsyncClient, site: SiteUsers, hook: Hook, url: str) -> None:
+    moved = await http.patch(f"/api/v1/webhooks/{hook.id}", json={"url": url}, headers=site.auth())
+    assert moved.status_code == 200, moved.text
 
 
 @pytest.mark.parametrize(
@@ -81,12 +85,12 @@ async def point(ctx: AppContext, site: SiteUsers, hook: Hook, url: str) -> None:
     ],
 )
 async def test_load_prefills_from_a_receiver_process(
-    ctx: AppContext, site: SiteUsers, tmp_path: Path, method: str, verb: str
+    client: httpx.AsyncClient, site: SiteUsers, tmp_path: Path, method: str, verb: str
 ) -> None:
-    platform = await make_platform(ctx, site)
+    item = await work_item_over_api(client, site)
     extra = {"accessToken": "token-" + "y" * 30} if method == "AccessToken" else {}
-    hook = await make_hook(
-        ctx,
+    hook = await hook_over_api(
+        client,
         site,
         "http://127.0.0.1:9/unused",
         authenticationMethod=method,
@@ -94,29 +98,30 @@ async def test_load_prefills_from_a_receiver_process(
         **extra,
     )
     with receiver_process(hook, DATA, tmp_path) as url:
-        await point(ctx, site, hook, url)
-        opened = await interviews.open_interview(ctx, platform.principal, platform.work_item["id"])
+        await point(client, site, hook, url)
+        opened = await open_over_api(client, site, item)
     assert opened["warnings"] == []
-    values = {a["name"]: a["value"] for a in opened["answers"]["answers"]}
-    assert values == {"Client Name": "Jane Smith", "Fee": 1500}
+    assert values_of(opened) == {"Client Name": "Jane Smith", "Fee": 1500}
 
 
 async def test_custom_event_lookup_and_order_across_processes(
-    ctx: AppContext, site: SiteUsers, tmp_path: Path
+    client: httpx.AsyncClient, site: SiteUsers, tmp_path: Path
 ) -> None:
-    platform = await make_platform(ctx, site)
+    item = await work_item_over_api(client, site)
     # Three load hooks; the lowest order replies slowest, the highest fastest: order wins.
     loads = [
-        await make_hook(ctx, site, "http://127.0.0.1:9/unused", order=order) for order in (1, 2, 3)
+        await hook_over_api(client, site, "http://127.0.0.1:9/unused", order=order)
+        for order in (1, 2, 3)
     ]
-    lookup = await make_hook(
-        ctx,
+    lookup = await hook_over_api(
+        client,
         site,
         "http://127.0.0.1:9/unused",
         event_type="CustomInterviewEvent",
         interviewEventName="Look up client",
         requestVerb="POST",
     )
+    user = site.auth("User")
     with (
         receiver_process(
             loads[0], {"prefill": {"Client Name": "one", "Fee": 1}}, tmp_path, 0.6
@@ -126,20 +131,29 @@ async def test_custom_event_lookup_and_order_across_processes(
         receiver_process(lookup, DATA, tmp_path) as u4,
     ):
         for hook, url in zip([*loads, lookup], (u1, u2, u3, u4), strict=True):
-            await point(ctx, site, hook, url)
-        opened = await interviews.open_interview(ctx, platform.principal, platform.work_item["id"])
-        values = {a["name"]: a["value"] for a in opened["answers"]["answers"]}
-        assert values == {"Client Name": "three", "Fee": 1}
-        async with ctx.db.transaction() as conn:  # the user types a customer number
-            await interviews.update_answers(
-                conn,
-                platform.principal,
-                opened["id"],
-                body=b'{"Customer Number": "C-42"}',
-                content_type="application/json",
-            )
-        fired = await interviews.fire_event(ctx, platform.principal, opened["id"], "Look up client")
-    assert fired["warnings"] == []
-    values = {a["name"]: a["value"] for a in fired["answers"]["answers"]}
+            await point(client, site, hook, url)
+        started = time.perf_counter()
+        opened = await open_over_api(client, site, item)
+        elapsed = time.perf_counter() - started
+        assert opened["warnings"] == []
+        assert values_of(opened) == {"Client Name": "three", "Fee": 1}
+        # Concurrent: about the slowest receiver (0.6 s), not the sum (0.9 s).
+        assert elapsed < 0.85, elapsed
+        typed = await client.put(  # the user types a customer number
+            f"/api/v1/interviews/{opened['id']}/answers",
+            json={"Customer Number": "C-42"},
+            headers=user,
+        )
+        assert typed.status_code == 200, typed.text
+        fired = await client.post(
+            f"/api/v1/interviews/{opened['id']}/events/Look up client", headers=user
+        )
+    assert fired.status_code == 200, fired.text
+    assert fired.json()["warnings"] == []
+    values = values_of(fired.json())
     assert values["Client Address"] == "9 Low Road"
     assert values["Client Name"] == "Omar Haddad"
+    assert values["Customer Number"] == "C-42" and values["Fee"] == 1
+    # The answers stay with the interview: reading it back gives the same.
+    read = await client.get(f"/api/v1/interviews/{opened['id']}", headers=user)
+    assert values_of(read.json()) == values
