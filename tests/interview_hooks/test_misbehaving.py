@@ -1,31 +1,34 @@
-"""Receivers that misbehave in every way we know, all in one interview step: the interview
-still opens within the budget (plus 100 ms), with the good hooks' answers and one warning
-naming each bad hook and its reason, and every call is in the delivery log."""
+"""Receivers that misbehave in every way we know, all behind one `POST .../interviews`: the
+interview still opens within the budget (plus 100 ms), with the good hooks' answers and one
+warning naming each bad hook and its reason, and every call is in the delivery log."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import time
+from typing import Any
 
+import httpx
 import sqlalchemy as sa
 from aiohttp import web
 from tests.interview_hooks.hooks_support import (
     Handler,
+    Hook,
+    Receiver,
     answer_json,
-    hook_at,
-    make_hook,
-    make_platform,
+    hook_over_api,
+    open_over_api,
     refused_port,
     self_signed_context,
     serve,
+    values_of,
+    work_item_over_api,
 )
 from tests.support import SiteUsers
 
-from docuhooks.answers import AnswerSet, Selection
 from docuhooks.context import AppContext
-from docuhooks.core.events import EventType
-from docuhooks.interview_hooks import run_interview_hooks
+from docuhooks.interview_hooks import start_log_writer
 from docuhooks.store.schema import attempts, deliveries
 
 BUDGET = 2.0
@@ -57,69 +60,60 @@ async def to_private(request: web.Request) -> web.Response:
     raise web.HTTPFound("http://10.0.0.1/steal")
 
 
-async def test_bad_receivers_never_break_the_interview(ctx: AppContext, site: SiteUsers) -> None:
+async def test_bad_receivers_never_break_the_interview(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
     ctx.settings = dataclasses.replace(ctx.settings, interview_budget_seconds=BUDGET)
-    platform = await make_platform(ctx, site)
+    item = await work_item_over_api(client, site)
+    # As `serve` runs it: the delivery log is written after the reply, flushed on stop.
+    stop_log_writer = await start_log_writer(ctx)
+
+    async def hook(path: str, handler: Handler, on: Receiver | None = None, **fields: Any) -> Hook:
+        where = on or receiver
+        made = await hook_over_api(client, site, f"{where.base}{path}", **fields)
+        where.route(path, made.verifier(), handler)
+        return made
+
     async with serve() as receiver, serve(self_signed_context()) as tls:
         hooks = {
-            "good": await hook_at(
-                ctx, site, receiver, "/good", answer_json({"Client Name": "Jane"}), order=0
-            ),
-            "slow": await hook_at(ctx, site, receiver, "/slow", sleeping(3), timeoutSeconds=1),
-            "past budget": await hook_at(
-                ctx, site, receiver, "/forever", sleeping(30), timeoutSeconds=10
-            ),
-            "huge": await hook_at(ctx, site, receiver, "/huge", huge),
-            "not json": await hook_at(ctx, site, receiver, "/not-json", not_json),
-            "wrong types": await hook_at(
-                ctx,
-                site,
-                receiver,
+            "good": await hook("/good", answer_json({"Client Name": "Jane"}), order=0),
+            "slow": await hook("/slow", sleeping(3), timeoutSeconds=1),
+            "past budget": await hook("/forever", sleeping(30), timeoutSeconds=10),
+            "huge": await hook("/huge", huge),
+            "not json": await hook("/not-json", not_json),
+            "wrong types": await hook(
                 "/types",
-                answer_json({"Fee": "a lot", "Start": "31/01/2026", "Urgent": True}),
+                answer_json({"Fee": "a lot", "Start Date": "31/01/2026", "Is Company": True}),
             ),
-            "unknown": await hook_at(
-                ctx, site, receiver, "/unknown", answer_json({"Shoe Size": 44, "Fee": 1500})
-            ),
-            "500": await hook_at(ctx, site, receiver, "/error", server_error),
-            "redirect": await hook_at(ctx, site, receiver, "/redirect", to_private),
-            "refused": await make_hook(ctx, site, f"http://127.0.0.1:{refused_port()}/hook"),
-            "tls": await hook_at(ctx, site, tls, "/secure", answer_json({"Fee": 9})),
-            "good late": await hook_at(
-                ctx, site, receiver, "/good-late", answer_json({"Colour": ["Blue"]}, delay=0.5)
-            ),
+            "unknown": await hook("/unknown", answer_json({"Shoe Size": 44, "Fee": 1500})),
+            "unknown option": await hook("/option", answer_json({"Colours": ["Purple"]})),
+            "500": await hook("/error", server_error),
+            "redirect": await hook("/redirect", to_private),
+            "refused": await hook_over_api(client, site, f"http://127.0.0.1:{refused_port()}/hook"),
+            "tls": await hook("/secure", answer_json({"Fee": 9}), on=tls),
+            "good late": await hook("/good-late", answer_json({"Colours": ["Blue"]}, delay=0.5)),
         }
         started = time.perf_counter()
-        result = await run_interview_hooks(
-            ctx,
-            principal=platform.principal,
-            event_type=EventType.INTERVIEW_LOAD_EVENT,
-            interview_id=platform.interview_id,
-            work_item=platform.work_item,
-            version_id=platform.version_id,
-            template=platform.template,
-            current_answers=AnswerSet(),
-        )
+        opened = await open_over_api(client, site, item)
         elapsed = time.perf_counter() - started
     assert elapsed < BUDGET + 0.1, elapsed
     assert receiver.rejected == []
 
-    answers = {name: answer.value for name, answer in result.answers.items()}
-    assert answers["Client Name"] == "Jane"
-    assert answers["Urgent"] is True and answers["Fee"] == 1500
-    assert answers["Colour"] == Selection(("Blue",))
-    assert "Client Email" not in answers and "Shoe Size" not in answers
-
-    by_hook: dict[str, list[tuple[str, str]]] = {}
-    names = {hook.id: label for label, hook in hooks.items()}
-    for warning in result.warnings:
-        assert warning["webhookName"] == next(
-            h.name for h in hooks.values() if h.id == warning["webhookId"]
-        )
-        by_hook.setdefault(names[warning["webhookId"]], []).append(
-            (warning["code"], warning["message"])
-        )
-    codes = {label: sorted(code for code, _ in found) for label, found in by_hook.items()}
+    answers = values_of(opened)
+    assert answers == {
+        "Client Name": "Jane",
+        "Is Company": True,
+        "Fee": 1500,
+        "Colours": ["Blue"],
+    }
+    names = {made.id: label for label, made in hooks.items()}
+    by_hook: dict[str, list[dict[str, Any]]] = {}
+    for warning in opened["warnings"]:
+        assert set(warning) == {"source", "code", "message", "variable", "webhookId", "webhookName"}
+        assert warning["source"] == "webhook"
+        assert warning["webhookName"] == hooks[names[warning["webhookId"]]].name
+        by_hook.setdefault(names[warning["webhookId"]], []).append(warning)
+    codes = {label: sorted(w["code"] for w in found) for label, found in by_hook.items()}
     assert codes == {
         "slow": ["timeout"],
         "past budget": ["timeout"],
@@ -127,25 +121,35 @@ async def test_bad_receivers_never_break_the_interview(ctx: AppContext, site: Si
         "not json": ["invalid_answers"],
         "wrong types": ["type_mismatch", "type_mismatch"],
         "unknown": ["unknown_variable"],
+        "unknown option": ["unknown_option"],
         "500": ["http_status"],
         "redirect": ["http_status"],
         "refused": ["connect"],
         "tls": ["tls"],
     }
-    assert "2 s budget" in by_hook["past budget"][0][1]
-    assert "1 MiB" in by_hook["huge"][0][1]
-    assert "10.0.0.1" in by_hook["redirect"][0][1]
-    assert any("Fee" in message for _, message in by_hook["wrong types"])
-    assert "Shoe Size" in by_hook["unknown"][0][1]
+    variables = {
+        label: sorted(w["variable"] or "" for w in found) for label, found in by_hook.items()
+    }
+    assert variables["wrong types"] == ["Fee", "Start Date"]
+    assert variables["unknown"] == ["Shoe Size"] and variables["unknown option"] == ["Colours"]
+    assert variables["500"] == [""]  # a failed call is about no one answer
+    assert "2 s budget" in by_hook["past budget"][0]["message"]
+    assert "1 MiB" in by_hook["huge"][0]["message"]
+    assert "10.0.0.1" in by_hook["redirect"][0]["message"]
+    assert "Purple" in by_hook["unknown option"][0]["message"]
     # The redirect was not followed: nothing but loopback was ever contacted.
     assert all(path != "/steal" for path, _ in receiver.methods)
+    # What the user sees was saved: reading the interview back gives the same answers.
+    read = await client.get(f"/api/v1/interviews/{opened['id']}", headers=site.auth("User"))
+    assert values_of(read.json()) == answers
 
+    await stop_log_writer()  # writes what is still queued
     async with ctx.db.read() as conn:
         logged = {row.webhook_id: row for row in (await conn.execute(sa.select(deliveries))).all()}
         attempt_count = await conn.scalar(sa.select(sa.func.count()).select_from(attempts))
     assert len(logged) == len(hooks) == attempt_count
     failed = {names[webhook_id] for webhook_id, row in logged.items() if row.status == "failed"}
     # Answers dropped for not fitting the template are warnings, not failed calls.
-    assert failed == set(codes) - {"wrong types", "unknown"}
+    assert failed == set(codes) - {"wrong types", "unknown", "unknown option"}
     assert logged[hooks["tls"].id].last_error_class == "tls"
     assert logged[hooks["past budget"].id].last_error_class == "timeout"
