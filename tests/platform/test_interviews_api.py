@@ -69,10 +69,16 @@ async def test_answers_overlay_whole_and_warn_by_variable(
     assert changed.status_code == 200
     answers = {a["name"]: a["value"] for a in changed.json()["answers"]["answers"]}
     assert answers == {"Child Name": ["Dee"], "Fee": 10}
-    warnings = [w["message"] for w in changed.json()["warnings"]]
-    assert len(warnings) == 2
-    assert any('"Colours"' in w and "Purple" in w for w in warnings)
-    assert any('"Start Date"' in w and "not a real date" in w for w in warnings)
+    warnings = {w["variable"]: w for w in changed.json()["warnings"]}
+    assert set(warnings) == {"Colours", "Start Date"}
+    assert warnings["Colours"]["code"] == "unknown_option"
+    assert "Purple" in warnings["Colours"]["message"]
+    assert warnings["Start Date"]["code"] == "type_mismatch"
+    assert "not a real date" in warnings["Start Date"]["message"]
+    assert all(
+        w["source"] == "answers" and w["webhookId"] is None and w["webhookName"] is None
+        for w in warnings.values()
+    )
 
 
 @pytest.mark.parametrize(
