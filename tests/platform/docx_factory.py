@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Sequence
 
@@ -55,8 +56,11 @@ def make_docx(paragraphs: Sequence[str] = (), table_rows: Sequence[Sequence[str]
     return out.getvalue()
 
 
+@functools.cache
 def standard_template() -> bytes:
-    """The template described in the module docstring; declare it with STANDARD_VARIABLES."""
+    """The template described in the module docstring; declare it with STANDARD_VARIABLES.
+
+    Built once: a DOCX holds save times, so two builds a second apart differ byte for byte."""
     return make_docx(
         STANDARD_PARAGRAPHS,
         [
