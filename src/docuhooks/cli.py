@@ -134,6 +134,107 @@ def worker(config: str | None, concurrency: int | None, metrics_port: int | None
     _run_with_db(settings, run)
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=9000, show_default=True, help="Port to listen on.")
+@click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    help="The webhook's HMAC or whsec_ secret, or its access token; repeat during a rotation "
+    "or for several webhooks.",
+)
+@click.option(
+    "--secret-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A file of secrets, one a line (keeps them off the command line).",
+)
+@click.option(
+    "--webhook-id",
+    "webhook_ids",
+    multiple=True,
+    help="Accept HMAC tokens made for this webhook (the audience); repeatable. "
+    "Without it the audience is not checked.",
+)
+@click.option(
+    "--auth-method",
+    type=click.Choice(["HMAC", "StandardWebhooks", "AccessToken"]),
+    default=None,
+    help="Accept only this method (default: recognise it from each request).",
+)
+@click.option("--issuer", default=None, help="Accept HMAC tokens only from this site base URL.")
+@click.option(
+    "--answers",
+    "answers_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Answer interview events from this file: answer JSON (canonical or shorthand), "
+    "HotDocs answer XML, or JSON keyed by event name (see docs/receiving.md).",
+)
+@click.option(
+    "--status",
+    type=click.IntRange(100, 599),
+    default=204,
+    show_default=True,
+    help="Answer NewWorkItemVersionComplete with this status (e.g. 500 to watch retries).",
+)
+@click.option(
+    "--retry-after", type=click.IntRange(0), default=None, help="Send Retry-After with --status."
+)
+@click.option(
+    "--post-processing",
+    type=click.Choice(["passthrough", "callback"]),
+    default="passthrough",
+    show_default=True,
+    help="passthrough: 200, documents kept; callback: 202, then PUT completeUrl.",
+)
+@click.option(
+    "--api-token",
+    envvar="DOCUHOOKS_API_TOKEN",
+    default=None,
+    help="API token for the callback mode's PUT completeUrl (or DOCUHOOKS_API_TOKEN).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per request.")
+def listen(
+    host: str,
+    port: int,
+    secrets: tuple[str, ...],
+    secret_file: str | None,
+    webhook_ids: tuple[str, ...],
+    auth_method: str | None,
+    issuer: str | None,
+    answers_file: str | None,
+    status: int,
+    retry_after: int | None,
+    post_processing: str,
+    api_token: str | None,
+    as_json: bool,
+) -> None:
+    """Receive webhook calls locally: verify, print, and answer them."""
+    from docuhooks import listen as listening
+
+    try:
+        listener = listening.build_listener(
+            secrets=secrets,
+            secret_file=secret_file,
+            webhook_ids=webhook_ids,
+            auth_method=auth_method,
+            issuer=issuer,
+            answers_file=answers_file,
+            notification_status=status,
+            retry_after=retry_after,
+            post_processing="callback" if post_processing == "callback" else "passthrough",
+            api_token=api_token,
+        )
+    except ValueError as exc:  # ListenError, or a secret the SDK's Verifier cannot use
+        raise click.UsageError(str(exc)) from exc
+    try:
+        listening.run(listener, host=host, port=port, as_json=as_json)
+    except listening.ListenError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @main.group()
 def db() -> None:
     """Database maintenance."""
