@@ -239,8 +239,9 @@ async def next_due_at(conn: AsyncConnection) -> datetime | None:
 # --- recording an attempt's outcome ---------------------------------------------------------
 
 
-async def insert_attempt(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(attempts.insert().values(**values))
+async def insert_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(attempts.insert(), rows)
 
 
 async def settle(
@@ -255,9 +256,45 @@ async def settle(
     return result.rowcount == 1
 
 
-async def delivery_exists(conn: AsyncConnection, delivery_id: str) -> bool:
-    found = await conn.execute(sa.select(deliveries.c.id).where(deliveries.c.id == delivery_id))
-    return found.first() is not None
+async def settle_succeeded(
+    conn: AsyncConnection,
+    *,
+    owner: str,
+    delivery_ids: list[str],
+    status_code: int | None,
+    now: datetime,
+) -> set[str]:
+    """Mark many deliveries succeeded in one statement; the ids whose lease we still held.
+
+    The same as `settle` for each, with the attempt count taken from the row (the worker
+    sent attempt `attempts + 1`, since it holds the lease).
+    """
+    if not delivery_ids:
+        return set()
+    result = await conn.execute(
+        deliveries.update()
+        .where(deliveries.c.id.in_(delivery_ids), deliveries.c.lease_owner == owner)
+        .values(
+            status=SUCCEEDED,
+            attempts=deliveries.c.attempts + 1,
+            last_status_code=status_code,
+            last_error_class=None,
+            last_error=None,
+            next_attempt_at=None,
+            completed_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        .returning(deliveries.c.id)
+    )
+    return set(result.scalars())
+
+
+async def existing_deliveries(conn: AsyncConnection, delivery_ids: list[str]) -> set[str]:
+    if not delivery_ids:
+        return set()
+    found = await conn.execute(sa.select(deliveries.c.id).where(deliveries.c.id.in_(delivery_ids)))
+    return set(found.scalars())
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,41 +333,49 @@ async def suspend(
     )
 
 
-async def count_success(conn: AsyncConnection, webhook_id: str, now: datetime) -> bool:
-    """Reset the webhook's failure run; resume it if it was suspended. True if it resumed.
+async def count_successes(
+    conn: AsyncConnection, webhook_ids: list[str], now: datetime
+) -> list[str]:
+    """Reset these webhooks' failure runs; resume those that were suspended, and return them.
 
     Most successes change nothing here, and the `WHERE` keeps them from writing (and
     locking) the webhook row, which every concurrent delivery to it would queue behind.
     """
+    if not webhook_ids:
+        return []
     await conn.execute(
         webhooks.update()
         .where(
-            webhooks.c.id == webhook_id,
+            webhooks.c.id.in_(webhook_ids),
             webhooks.c.suspended_at.is_(None),
             webhooks.c.consecutive_failures > 0,
         )
         .values(consecutive_failures=0, first_failure_at=None)
     )
-    resumed = await conn.execute(
-        webhooks.update()
-        .where(webhooks.c.id == webhook_id, webhooks.c.suspended_at.is_not(None))
-        .values(
-            suspended_at=None,
-            next_probe_at=None,
-            status_reason=None,
-            consecutive_failures=0,
-            first_failure_at=None,
+    resumed = list(
+        (
+            await conn.execute(
+                webhooks.update()
+                .where(webhooks.c.id.in_(webhook_ids), webhooks.c.suspended_at.is_not(None))
+                .values(
+                    suspended_at=None,
+                    next_probe_at=None,
+                    status_reason=None,
+                    consecutive_failures=0,
+                    first_failure_at=None,
+                )
+                .returning(webhooks.c.id)
+            )
+        ).scalars()
+    )
+    if resumed:
+        # Drain the backlog now, oldest first (the claim orders by due time, then id).
+        await conn.execute(
+            deliveries.update()
+            .where(deliveries.c.webhook_id.in_(resumed), deliveries.c.status == PENDING)
+            .values(next_attempt_at=now)
         )
-    )
-    if resumed.rowcount == 0:
-        return False
-    # Drain the backlog now, oldest first (the claim orders by due time, then id).
-    await conn.execute(
-        deliveries.update()
-        .where(deliveries.c.webhook_id == webhook_id, deliveries.c.status == PENDING)
-        .values(next_attempt_at=now)
-    )
-    return True
+    return resumed
 
 
 async def deactivate(conn: AsyncConnection, webhook_id: str, *, now: datetime, reason: str) -> None:
@@ -342,11 +387,6 @@ async def deactivate(conn: AsyncConnection, webhook_id: str, *, now: datetime, r
 
 
 # --- administrators' redelivery (SPEC §7.5) -------------------------------------------------
-
-
-def is_leased(now: datetime) -> sa.ColumnElement[bool]:
-    """A worker holds the delivery right now: its request may be in flight."""
-    return sa.and_(deliveries.c.status == PENDING, deliveries.c.lease_expires_at >= now)
 
 
 async def make_due(conn: AsyncConnection, delivery_id: str, *, now: datetime) -> bool:

@@ -27,11 +27,12 @@ import structlog
 
 from docuhooks import __version__
 from docuhooks.context import AppContext
-from docuhooks.core.retry import Clock, RetrySchedule, SystemClock, should_suspend
+from docuhooks.core.retry import Clock, RetrySchedule, SystemClock
 from docuhooks.core.signing import OutboundRequest, build_request, redact_headers, redact_url
 from docuhooks.delivery import metrics, queries
-from docuhooks.delivery.outcome import Decision, Verdict, decide
+from docuhooks.delivery.outcome import decide
 from docuhooks.delivery.queries import Job
+from docuhooks.delivery.recorder import Finished, Recorder, SuspensionPolicy, truncate
 from docuhooks.delivery.transport import DEFAULT_MAX_BODY, ErrorClass, TransportResult
 from docuhooks.delivery.wakeup import Alarm, PostgresListener, asyncpg_dsn
 from docuhooks.settings import Settings
@@ -104,6 +105,19 @@ class Worker:
         self._alarm: Alarm | None = None
         self._listener: PostgresListener | None = None
         self._background: list[asyncio.Task[None]] = []
+        self._recorder = Recorder(
+            ctx.db,
+            owner=self.id,
+            policy=SuspensionPolicy(
+                failures=self.options.suspend_after_failures,
+                span=self.options.suspend_after,
+                probe_interval=self.options.probe_interval,
+            ),
+            write_lock=self._write_lock,
+            # About half a lease: the heartbeat keeps the leases while the writes are retried.
+            retry_for_seconds=self.options.lease.total_seconds() / 2,
+            wake=self.wake,
+        )
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -141,6 +155,8 @@ class Worker:
         for task in list(self._in_flight.values()):
             task.cancel()
         await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
+        # Attempts that were made are written before their leases are handed back.
+        await self._recorder.flush(self.options.shutdown_grace_seconds)
         if heartbeat_task is not None:
             heartbeat_task.cancel()
             await asyncio.gather(heartbeat_task, return_exceptions=True)
@@ -315,106 +331,16 @@ class Worker:
             error_class=result.error_class,
             verdict=decision.verdict.value,
         )
-        attempt_row = _attempt_row(job, attempt, started_at, request, result)
-        await self._record_with_retries(job, attempt, attempt_row, result, decision, finished_at)
-
-    async def _record_with_retries(
-        self,
-        job: Job,
-        attempt: int,
-        attempt_row: dict[str, Any],
-        result: TransportResult,
-        decision: Decision,
-        now: datetime,
-    ) -> None:
-        # A database restart should not turn a delivered event into a duplicate: keep trying
-        # to write the outcome for about half a lease (the heartbeat keeps the lease meanwhile).
-        deadline = asyncio.get_running_loop().time() + self.options.lease.total_seconds() / 2
-        delay = 0.2
-        while True:
-            try:
-                await self._record(job, attempt, attempt_row, result, decision, now)
-                return
-            except Exception as exc:
-                if asyncio.get_running_loop().time() + delay > deadline:
-                    log.error(
-                        "delivery.record_failed",
-                        delivery_id=job.delivery_id,
-                        error=_describe(exc),
-                    )
-                    return
-                log.warning(
-                    "delivery.record_retry", delivery_id=job.delivery_id, error=_describe(exc)
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-    async def _record(
-        self,
-        job: Job,
-        attempt: int,
-        attempt_row: dict[str, Any],
-        result: TransportResult,
-        decision: Decision,
-        now: datetime,
-    ) -> None:
-        webhook_id = job.webhook.id
-        values: dict[str, Any] = {
-            "attempts": attempt,
-            "last_status_code": result.status,
-            "last_error_class": result.error_class.value if result.error_class else None,
-            "last_error": _truncate(result.error),
-            "next_attempt_at": decision.next_attempt_at,
-        }
-        if decision.finished:
-            values["status"] = (
-                queries.SUCCEEDED if decision.verdict is Verdict.SUCCEEDED else queries.FAILED
+        await self._recorder.record(
+            Finished(
+                job=job,
+                attempt=attempt,
+                attempt_row=_attempt_row(job, attempt, started_at, request, result),
+                result=result,
+                decision=decision,
+                now=finished_at,
             )
-            values["completed_at"] = now
-        async with self._write_lock, self.ctx.db.transaction() as conn:
-            ours = await queries.settle(
-                conn, delivery_id=job.delivery_id, owner=self.id, values=values
-            )
-            if not ours:
-                if not await queries.delivery_exists(conn, job.delivery_id):
-                    return  # the webhook (and with it the delivery) was deleted meanwhile
-                # Our lease ran out and another worker holds the delivery; it decides what
-                # happens next, but this attempt still happened and goes in the log.
-                metrics.LEASES_LOST.inc()
-                log.warning("delivery.lease_lost", delivery_id=job.delivery_id, worker_id=self.id)
-            await queries.insert_attempt(conn, attempt_row)
-            if decision.verdict is Verdict.SUCCEEDED:
-                if await queries.count_success(conn, webhook_id, now):
-                    log.info("webhook.resumed", webhook_id=webhook_id)
-                    self.wake()
-            elif decision.verdict is Verdict.GONE:
-                await queries.deactivate(
-                    conn,
-                    webhook_id,
-                    now=now,
-                    reason=f"deactivated: the receiver answered 410 Gone at {now.isoformat()}",
-                )
-                log.info("webhook.deactivated_gone", webhook_id=webhook_id)
-            elif decision.counts_as_failure:
-                failures = await queries.count_failure(conn, webhook_id, now)
-                if not failures.suspended and should_suspend(
-                    failures.consecutive_failures,
-                    failures.first_failure_at,
-                    now,
-                    threshold=self.options.suspend_after_failures,
-                    span=self.options.suspend_after,
-                ):
-                    await queries.suspend(
-                        conn,
-                        webhook_id,
-                        now=now,
-                        next_probe_at=now + self.options.probe_interval,
-                        reason=(
-                            f"suspended: {failures.consecutive_failures} consecutive failed "
-                            f"attempts since {failures.first_failure_at.isoformat()}"
-                        ),
-                    )
-                    log.warning("webhook.suspended", webhook_id=webhook_id)
+        )
 
 
 def _attempt_row(
@@ -445,12 +371,8 @@ def _attempt_row(
             else None
         ),
         "error_class": result.error_class.value if result.error_class else None,
-        "error": _truncate(result.error),
+        "error": truncate(result.error),
     }
-
-
-def _truncate(text: str | None) -> str | None:
-    return text if text is None or len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,0 +1,243 @@
+"""Writing down what each attempt did: many attempts per transaction.
+
+A worker's sends finish one at a time, but writing each outcome in a transaction of its own
+costs more than the send (SQLite has one writer at a time; every statement is a round trip).
+So finished attempts queue here and one task writes everything that queued meanwhile in one
+transaction: one statement settles all the plain successes, one inserts every attempt row,
+one clears their webhooks' failure runs. Failures, 410s and probes, which each change their
+webhook's state in their own way, are written one by one, in the same transaction.
+
+A sender waits until its outcome is written (its worker slot, and its lease, stay held until
+then), but cancelling the sender does not cancel the write: the attempt happened and goes in
+the log. While nothing finishes, no task runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from docuhooks.core.retry import should_suspend
+from docuhooks.delivery import metrics, queries
+from docuhooks.delivery.outcome import Decision, Verdict
+from docuhooks.delivery.queries import Job
+from docuhooks.delivery.transport import TransportResult
+from docuhooks.store.database import Database
+
+log = structlog.get_logger(__name__)
+
+#: Outcomes written in one transaction at most.
+MAX_BATCH = 500
+_MAX_ERROR = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SuspensionPolicy:
+    failures: int
+    span: timedelta
+    probe_interval: timedelta
+
+
+@dataclass(slots=True)
+class Finished:
+    """One attempt's outcome, ready to write."""
+
+    job: Job
+    attempt: int
+    attempt_row: dict[str, Any]
+    result: TransportResult
+    decision: Decision
+    now: datetime
+    written: asyncio.Future[None] | None = field(default=None)
+
+    @property
+    def plain_success(self) -> bool:
+        """A success that changes nothing but its delivery (no suspended webhook resumes)."""
+        return self.decision.verdict is Verdict.SUCCEEDED and not self.job.probe
+
+    def delivery_values(self) -> dict[str, Any]:
+        result, decision = self.result, self.decision
+        values: dict[str, Any] = {
+            "attempts": self.attempt,
+            "last_status_code": result.status,
+            "last_error_class": result.error_class.value if result.error_class else None,
+            "last_error": truncate(result.error),
+            "next_attempt_at": decision.next_attempt_at,
+        }
+        if decision.finished:
+            values["status"] = (
+                queries.SUCCEEDED if decision.verdict is Verdict.SUCCEEDED else queries.FAILED
+            )
+            values["completed_at"] = self.now
+        return values
+
+
+class Recorder:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        owner: str,
+        policy: SuspensionPolicy,
+        write_lock: contextlib.AbstractAsyncContextManager[Any],
+        retry_for_seconds: float,
+        wake: Callable[[], None],
+    ) -> None:
+        self._db = db
+        self._owner = owner
+        self._policy = policy
+        self._write_lock = write_lock
+        self._retry_for = retry_for_seconds
+        self._wake = wake
+        self._queue: list[Finished] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def record(self, item: Finished) -> None:
+        """Queue `item` and return once it is written (or, after retrying, given up on)."""
+        item.written = asyncio.get_running_loop().create_future()
+        self._queue.append(item)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain(), name="docuhooks-recorder")
+        await asyncio.shield(item.written)
+
+    async def flush(self, timeout: float) -> None:  # noqa: ASYNC109 - bounded by design
+        """Wait (at most `timeout`) until everything queued is written."""
+        if self._task is not None and not self._task.done():
+            await asyncio.wait([self._task], timeout=timeout)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            try:
+                await self._write_with_retries(batch)
+            finally:
+                for item in batch:
+                    if item.written is not None and not item.written.done():
+                        item.written.set_result(None)
+
+    async def _write_with_retries(self, batch: list[Finished]) -> None:
+        # A database restart should not turn a delivered event into a duplicate: keep trying
+        # to write the outcomes for a while (the heartbeat keeps their leases meanwhile).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._retry_for
+        delay = 0.2
+        while True:
+            try:
+                async with self._write_lock, self._db.transaction() as conn:
+                    await self._write(conn, batch)
+                return
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]
+                if loop.time() + delay > deadline:
+                    for item in batch:
+                        log.error(
+                            "delivery.record_failed", delivery_id=item.job.delivery_id, error=error
+                        )
+                    return
+                log.warning("delivery.record_retry", deliveries=len(batch), error=error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _write(self, conn: AsyncConnection, batch: list[Finished]) -> None:
+        plain = [item for item in batch if item.plain_success]
+        if plain:
+            await self._write_successes(conn, plain)
+        for item in batch:
+            if not item.plain_success:
+                await self._write_one(conn, item)
+
+    async def _write_successes(self, conn: AsyncConnection, items: list[Finished]) -> None:
+        by_status: dict[int | None, list[Finished]] = {}
+        for item in items:
+            by_status.setdefault(item.result.status, []).append(item)
+        settled: set[str] = set()
+        for status, group in by_status.items():
+            settled |= await queries.settle_succeeded(
+                conn,
+                owner=self._owner,
+                delivery_ids=[item.job.delivery_id for item in group],
+                status_code=status,
+                now=max(item.now for item in group),
+            )
+        unsettled = [item.job.delivery_id for item in items if item.job.delivery_id not in settled]
+        existing = await queries.existing_deliveries(conn, unsettled)
+        for delivery_id in existing:
+            self._lost_lease(delivery_id)
+        # An attempt of a delivery deleted meanwhile (with its webhook) has nowhere to go.
+        await queries.insert_attempts(
+            conn,
+            [
+                item.attempt_row
+                for item in items
+                if item.job.delivery_id in settled or item.job.delivery_id in existing
+            ],
+        )
+        resumed = await queries.count_successes(
+            conn, list({item.job.webhook.id for item in items}), max(item.now for item in items)
+        )
+        self._resumed(resumed)
+
+    async def _write_one(self, conn: AsyncConnection, item: Finished) -> None:
+        delivery_id, webhook_id, now = item.job.delivery_id, item.job.webhook.id, item.now
+        ours = await queries.settle(
+            conn, delivery_id=delivery_id, owner=self._owner, values=item.delivery_values()
+        )
+        if not ours:
+            if not await queries.existing_deliveries(conn, [delivery_id]):
+                return  # the webhook (and with it the delivery) was deleted meanwhile
+            # Our lease ran out and another worker holds the delivery; it decides what
+            # happens next, but this attempt still happened and goes in the log.
+            self._lost_lease(delivery_id)
+        await queries.insert_attempts(conn, [item.attempt_row])
+        verdict = item.decision.verdict
+        if verdict is Verdict.SUCCEEDED:
+            self._resumed(await queries.count_successes(conn, [webhook_id], now))
+        elif verdict is Verdict.GONE:
+            await queries.deactivate(
+                conn,
+                webhook_id,
+                now=now,
+                reason=f"deactivated: the receiver answered 410 Gone at {now.isoformat()}",
+            )
+            log.info("webhook.deactivated_gone", webhook_id=webhook_id)
+        elif item.decision.counts_as_failure:
+            failures = await queries.count_failure(conn, webhook_id, now)
+            if not failures.suspended and should_suspend(
+                failures.consecutive_failures,
+                failures.first_failure_at,
+                now,
+                threshold=self._policy.failures,
+                span=self._policy.span,
+            ):
+                await queries.suspend(
+                    conn,
+                    webhook_id,
+                    now=now,
+                    next_probe_at=now + self._policy.probe_interval,
+                    reason=(
+                        f"suspended: {failures.consecutive_failures} consecutive failed "
+                        f"attempts since {failures.first_failure_at.isoformat()}"
+                    ),
+                )
+                log.warning("webhook.suspended", webhook_id=webhook_id)
+
+    def _lost_lease(self, delivery_id: str) -> None:
+        metrics.LEASES_LOST.inc()
+        log.warning("delivery.lease_lost", delivery_id=delivery_id, worker_id=self._owner)
+
+    def _resumed(self, webhook_ids: list[str]) -> None:
+        for webhook_id in webhook_ids:
+            log.info("webhook.resumed", webhook_id=webhook_id)
+        if webhook_ids:
+            self._wake()
+
+
+def truncate(text: str | None) -> str | None:
+    return text if text is None or len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
