@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -233,6 +234,52 @@ def listen(
         listening.run(listener, host=host, port=port, as_json=as_json)
     except listening.ListenError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("docuhooks-demo"),
+    show_default=True,
+    help="Where the demo keeps its SQLite database and state.",
+)
+@click.option("--port", type=int, default=None, help="The server's port (default 8000).")
+@click.option(
+    "--receiver-port", type=int, default=None, help="The local receiver's port (default 9000)."
+)
+@click.option(
+    "--auth-method",
+    type=click.Choice(["HMAC", "StandardWebhooks", "AccessToken"]),
+    default=None,
+    help="How the demo's webhooks authenticate (default HMAC).",
+)
+@click.option("--reset", is_flag=True, help="Delete the demo's data and start over.")
+@click.option("--no-wait", is_flag=True, help="Exit after the walk-through.")
+def demo(
+    data_dir: Path,
+    port: int | None,
+    receiver_port: int | None,
+    auth_method: str | None,
+    reset: bool,
+    no_wait: bool,
+) -> None:
+    """A ready site, a sample template and a local receiver: watch all four event types."""
+    from docuhooks import demo as demonstration
+
+    options = demonstration.DemoOptions(
+        data_dir=data_dir,
+        port=port,
+        receiver_port=receiver_port,
+        auth_method=auth_method,
+        reset=reset,
+        wait=not no_wait,
+    )
+    try:
+        ok = demonstration.run(options)
+    except demonstration.DemoError as exc:
+        raise click.ClickException(str(exc)) from exc
+    sys.exit(0 if ok else 1)
 
 
 @main.group()

@@ -14,6 +14,7 @@ events keep the documents as they are (inline, 200) or take the callback route (
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import sys
 import threading
@@ -270,8 +271,9 @@ class Received:
             row("event", f"{event.event_id} (delivery {self.delivery_id}, attempt {self.attempt})")
             row("user", f"{event.user.name} <{event.user.email}> ({event.user.account_type}){test}")
             item = event.work_item
-            version = f" v{item.version_number}" if item.version_number is not None else ""
-            row("work item", f"{item.name or ''}{version} ({item.id}, version {item.version_id})")
+            number = f"v{item.version_number}" if item.version_number is not None else None
+            named = " ".join(part for part in (item.name, number) if part)
+            row("work item", f"{named} ({item.id}, version {item.version_id})".lstrip())
             row("template", event.template.name)
             if isinstance(event, CustomInterviewEvent):
                 row("button", event.interview_event_name)
@@ -549,6 +551,9 @@ def run(listener: Listener, *, host: str, port: int, as_json: bool = False) -> N
         file=sys.stderr if as_json else sys.stdout,
         flush=True,
     )
+    if threading.current_thread() is threading.main_thread():
+        # A service manager's SIGTERM stops it as cleanly as Ctrl-C does.
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -556,3 +561,7 @@ def run(listener: Listener, *, host: str, port: int, as_json: bool = False) -> N
     finally:
         server.server_close()
     print("stopped", file=sys.stderr, flush=True)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
