@@ -28,7 +28,13 @@ import structlog
 from docuhooks import __version__
 from docuhooks.context import AppContext
 from docuhooks.core.retry import Clock, RetrySchedule, SystemClock
-from docuhooks.core.signing import OutboundRequest, build_request, redact_headers, redact_url
+from docuhooks.core.signing import (
+    OutboundRequest,
+    WebhookTarget,
+    build_request,
+    redact_headers,
+    redact_url,
+)
 from docuhooks.delivery import metrics, queries
 from docuhooks.delivery.outcome import decide
 from docuhooks.delivery.queries import Job
@@ -44,6 +50,8 @@ log = structlog.get_logger(__name__)
 
 USER_AGENT = f"docuhooks/{__version__}"
 _MAX_ERROR = 1000
+#: Decrypted signing targets kept at most (one per webhook version in use).
+_MAX_CACHED_TARGETS = 1000
 #: A dead worker's heartbeat row is removed after this many leases of silence.
 _FORGET_AFTER_LEASES = 10
 
@@ -105,6 +113,10 @@ class Worker:
         self._alarm: Alarm | None = None
         self._listener: PostgresListener | None = None
         self._background: list[asyncio.Task[None]] = []
+        self._targets: dict[tuple[Any, ...], WebhookTarget] = {}
+        #: Free slots worth a claim. A claim is a write transaction whatever its size, so
+        #: under load the worker waits for a quarter of its slots rather than claim per slot.
+        self._claim_at = max(1, min(self.options.batch_size, self.options.concurrency // 4))
         self._recorder = Recorder(
             ctx.db,
             owner=self.id,
@@ -191,8 +203,9 @@ class Worker:
         assert self._alarm is not None
         while not self._stopping:
             free = self.options.concurrency - len(self._in_flight)
-            if free <= 0:
-                # Every slot is busy: the next send to finish rings the alarm.
+            if free < self._claim_at:
+                # Too few slots free to be worth a claim: the send that frees enough rings
+                # the alarm. Under load this claims in large batches, not one per slot.
                 await self._alarm.wait(self.options.poll_seconds)
                 continue
             wanted = min(free, self.options.batch_size)
@@ -217,9 +230,9 @@ class Worker:
         def done(_: asyncio.Task[None]) -> None:
             self._in_flight.pop(job.delivery_id, None)
             metrics.IN_FLIGHT.set(len(self._in_flight))
-            slot_freed = len(self._in_flight) == self.options.concurrency - 1
+            enough_free = self.options.concurrency - len(self._in_flight) == self._claim_at
             # An ordered webhook's next delivery, or a resumed backlog, may be claimable now.
-            if slot_freed or job.webhook.ordered_delivery or job.probe:
+            if enough_free or job.webhook.ordered_delivery or job.probe:
                 self.wake()
 
         task.add_done_callback(done)
@@ -281,13 +294,38 @@ class Worker:
                 )
             return await queries.load_jobs(conn, ids)
 
+    def _target(self, webhook: Any, issuer: str, now: datetime) -> WebhookTarget:
+        """The webhook's signing target, decrypted once per version of the webhook rather
+        than once per delivery (decryption costs more than signing)."""
+        previous_live = (
+            webhook.previous_secret_expires_at is not None
+            and webhook.previous_secret_expires_at > now
+        )
+        key = (
+            webhook.id,
+            webhook.url,
+            webhook.request_verb,
+            webhook.auth_method,
+            webhook.secret_kid,
+            webhook.secret_enc,
+            webhook.previous_secret_enc if previous_live else None,
+            webhook.access_token_enc,
+            issuer,
+        )
+        target = self._targets.get(key)
+        if target is None:
+            if len(self._targets) >= _MAX_CACHED_TARGETS:
+                self._targets.clear()
+            target = self._targets[key] = signing_target(self.ctx, webhook, issuer, now)
+        return target
+
     async def _deliver(self, job: Job) -> None:
         webhook = job.webhook
         attempt = job.attempts + 1
         started_at = self.clock.now()
         request: OutboundRequest | None = None
         try:
-            target = signing_target(self.ctx, webhook, job.issuer, started_at)
+            target = self._target(webhook, job.issuer, started_at)
             request = build_request(
                 job.payload,
                 target,

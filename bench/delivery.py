@@ -1,0 +1,694 @@
+"""Notification delivery throughput and latency, against the ceiling and a hand-built baseline.
+
+    .venv/bin/python bench/delivery.py [--events 5000] [--concurrency 64] [--latency-seconds 8]
+                                       [--skip-postgres] [--skip-celery]
+    .venv/bin/python bench/delivery.py --backlog 1000000 [--store sqlite|postgresql]
+
+A receiver process answers every POST with 200 at once and records when each event arrived
+(wall clock). Then, in the same run, against that receiver:
+
+1. **ceiling**: the raw aiohttp client posting one signed notification body, the same bytes
+   every time, `--concurrency` requests at once;
+2. **docuhooks** on SQLite and on PostgreSQL (a throwaway `bench_<random>` database on
+   127.0.0.1:5432, dropped after): `--events` events written through the outbox
+   (`outbox.enqueue`, 500 per transaction, untimed), then the real `Worker` (defaults:
+   concurrency 64, batch 100) started in this process, as `docuhooks serve` runs it, and timed
+   until the receiver has every one; each delivery is signed (HMAC JWT), sent, and its attempt
+   and outcome written to the store;
+3. **celery**: `bench/celery_delivery.py`, a Celery task that signs and POSTs with requests,
+   on a Redis broker (127.0.0.1:6379/15), its worker a subprocess with `--pool threads
+   --concurrency <same>`; the tasks are queued first, then the worker starts.
+
+Rates are measured at the receiver: deliveries over the time from the first arrival to the
+last. Then each runs again at half its measured rate for `--latency-seconds`, one event at a
+time: docuhooks commits each event in a transaction of its own (then wakes the worker, as the
+API does), Celery's producer calls `.delay()`, the ceiling just sends. Latency is the
+receiver's arrival time minus the producer's commit (or send) time.
+
+`--backlog N` inserts N pending deliveries with bulk SQL (no outbox, no API), then starts
+`docuhooks worker` as a subprocess and reports the drain rate of the first and the last 10 %
+of the deliveries and the worker process's peak RSS (sampled every 0.2 s with psutil).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+import structlog
+from aiohttp import web
+
+from docuhooks.context import AppContext
+from docuhooks.core.events import Actor, Event, EventType
+from docuhooks.core.signing import SigningSecret, WebhookTarget, build_request
+from docuhooks.delivery import outbox
+from docuhooks.delivery.worker import USER_AGENT, Worker
+from docuhooks.identity import service as identity
+from docuhooks.identity.models import Principal, Role
+from docuhooks.identity.secrets import SecretBox
+from docuhooks.logs import configure
+from docuhooks.settings import Settings
+from docuhooks.store.database import Database
+from docuhooks.store.schema import deliveries, events
+from docuhooks.webhooks import service as webhook_service
+
+BENCH_DIR = Path(__file__).resolve().parent
+POSTGRES_ADMIN = os.environ.get(
+    "DOCUHOOKS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("DOCUHOOKS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+SECRET_KEY = "bench-secret-key-0123456789"
+ACTOR = Actor(id=str(uuid.uuid4()), login_name="ann@bench.example", name="Ann", email="ann@x")
+OUTBOX_CHUNK = 500
+
+
+# --- the receiver -----------------------------------------------------------------------------
+
+
+def _receiver(port: int) -> None:
+    """Answers 200 at once; records arrival times (and, in latency mode, per event id)."""
+    times: list[float] = []
+    by_event: dict[str, float] = {}
+    state = {"track": False}
+
+    async def hook(request: web.Request) -> web.Response:
+        await request.read()
+        now = time.time()
+        times.append(now)
+        if state["track"]:
+            by_event[request.headers.get("X-Docuhooks-Event-Id", "")] = now
+        return web.Response()
+
+    async def count(_: web.Request) -> web.Response:
+        return web.json_response({"count": len(times)})
+
+    async def reset(request: web.Request) -> web.Response:
+        times.clear()
+        by_event.clear()
+        state["track"] = request.query.get("track") == "1"
+        return web.json_response({})
+
+    async def arrivals(_: web.Request) -> web.Response:
+        return web.json_response({"times": times, "byEvent": by_event})
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    app.router.add_get("/count", count)
+    app.router.add_post("/reset", reset)
+    app.router.add_get("/arrivals", arrivals)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self._base = f"http://127.0.0.1:{self.port}"
+        self._process = multiprocessing.get_context("spawn").Process(
+            target=_receiver, args=(self.port,), daemon=True
+        )
+
+    async def start(self) -> None:
+        self._process.start()
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                try:
+                    async with http.get(f"{self._base}/count"):
+                        return
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.05)
+        raise RuntimeError("the receiver did not start")
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.join(5)
+
+    async def _call(self, method: str, path: str) -> Any:
+        async with aiohttp.ClientSession() as http, http.request(method, self._base + path) as r:
+            return await r.json()
+
+    async def reset(self, *, track: bool = False) -> None:
+        await self._call("POST", f"/reset?track={int(track)}")
+
+    async def count(self) -> int:
+        return int((await self._call("GET", "/count"))["count"])
+
+    async def wait_for(self, expected: int, timeout: float) -> None:  # noqa: ASYNC109
+        deadline = time.monotonic() + timeout
+        while (got := await self.count()) < expected:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the receiver got {got} of {expected} within {timeout:.0f} s")
+            await asyncio.sleep(0.1)
+
+    async def arrivals(self) -> tuple[list[float], dict[str, float]]:
+        body = await self._call("GET", "/arrivals")
+        return sorted(body["times"]), body["byEvent"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+# --- measurements -----------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    name: str
+    rate: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+
+def _rate(times: list[float]) -> float:
+    if len(times) < 2:
+        return 0.0
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _latencies(sent: dict[str, float], arrived: dict[str, float]) -> tuple[float, float]:
+    missing = set(sent) - set(arrived)
+    if missing:
+        raise RuntimeError(f"{len(missing)} events never arrived")
+    values = [(arrived[key] - sent[key]) * 1000 for key in sent]
+    return statistics.median(values), _percentile(values, 0.99)
+
+
+async def _paced(rate: float, seconds: float, send: Any) -> dict[str, float]:
+    """Call `send(i)` `rate` times a second for `seconds`; returns {key: commit time}."""
+    sent: dict[str, float] = {}
+    interval = 1.0 / rate
+    start = time.monotonic()
+    pending: set[asyncio.Task[None]] = set()
+
+    async def one(i: int) -> None:
+        key, moment = await send(i)
+        sent[key] = moment
+
+    for i in range(max(1, int(rate * seconds))):
+        delay = start + i * interval - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(one(i))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+    if pending:
+        await asyncio.gather(*pending)
+    return sent
+
+
+def _sample_event(site_id: str, index: int, base: str = "https://bench.example") -> Event:
+    item, version, document = (str(uuid.uuid4()) for _ in range(3))
+    return Event(
+        event_type=EventType.NEW_WORK_ITEM_VERSION_COMPLETE,
+        site_id=site_id,
+        created_by=ACTOR,
+        data={
+            "workItemId": item,
+            "workItemName": f"Matter {index}",
+            "workItemVersionId": version,
+            "versionNumber": 1,
+            "workGroupId": str(uuid.uuid4()),
+            "templateId": str(uuid.uuid4()),
+            "templateName": "Engagement letter",
+            "documents": [
+                {
+                    "id": document,
+                    "name": "Engagement letter",
+                    "fileName": "Engagement letter.docx",
+                    "contentType": "application/vnd.openxmlformats-officedocument."
+                    "wordprocessingml.document",
+                    "size": 18211,
+                    "sha256": "9f" * 32,
+                    "url": f"{base}/api/v1/workitems/{item}/versions/{version}"
+                    f"/documents/{document}/content",
+                }
+            ],
+        },
+    )
+
+
+async def ceiling(
+    receiver: Receiver, n: int, concurrency: int, body: bytes, headers: Any
+) -> Result:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def post() -> None:
+            async with http.post(receiver.url, data=body, headers=headers) as response:
+                await response.read()
+                assert response.status == 200
+
+        for _ in range(concurrency):  # open the connections first, as the worker's pool has
+            await post()
+        await receiver.reset()
+        remaining = n
+
+        async def lane() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                await post()
+
+        await asyncio.gather(*(lane() for _ in range(concurrency)))
+        times, _ = await receiver.arrivals()
+        result = Result("ceiling (raw aiohttp)", _rate(times))
+        return result
+
+
+async def ceiling_latency(
+    receiver: Receiver, result: Result, seconds: float, body: bytes, headers: Any
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        await receiver.reset(track=True)
+
+        async def send(i: int) -> tuple[str, float]:
+            key = f"ceiling-{i}"
+            moment = time.time()
+            async with http.post(
+                receiver.url, data=body, headers={**headers, "X-Docuhooks-Event-Id": key}
+            ) as response:
+                await response.read()
+            return key, moment
+
+        sent = await _paced(result.rate / 2, seconds, send)
+        _, arrived = await receiver.arrivals()
+        result.p50_ms, result.p99_ms = _latencies(sent, arrived)
+
+
+# --- docuhooks --------------------------------------------------------------------------------
+
+
+def _quiet_logs() -> None:
+    """Production logging (JSON at info: a line per attempt), written to /dev/null."""
+    configure("info", json=True)
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(open(os.devnull, "w")))  # noqa: SIM115
+
+
+@asynccontextmanager
+async def store(kind: str, data_dir: Path) -> AsyncIterator[str]:
+    """A database URL: a SQLite file, or a throwaway PostgreSQL database dropped after."""
+    if kind == "sqlite":
+        yield f"sqlite:///{data_dir / 'bench.db'}"
+        return
+    import asyncpg
+
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        admin = await asyncpg.connect(POSTGRES_ADMIN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def _settings(url: str, data_dir: Path, concurrency: int) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        database_url=url,
+        secret_key=SECRET_KEY,
+        base_url="https://bench.example",
+        dev_mode=True,  # the address policy lets loopback through
+        worker_concurrency=concurrency,
+    )
+
+
+async def _context(settings: Settings) -> AppContext:
+    db = Database.from_url(settings.resolved_database_url, pool_size=20)
+    await db.upgrade()
+    return AppContext(settings=settings, db=db, box=SecretBox(settings.secret_key))
+
+
+async def _webhook(ctx: AppContext, url: str) -> tuple[str, str, str]:
+    """A site and one HMAC NewWorkItemVersionComplete webhook; (site, webhook, secret)."""
+    async with ctx.db.transaction() as conn:
+        site_id = await identity.create_site(conn, name="Bench", base_url="https://bench.example")
+        admin = Principal(
+            user_id=str(uuid.uuid4()),
+            site_id=site_id,
+            login_name="admin@bench.example",
+            name="Admin",
+            email="admin@bench.example",
+            account_type="UserAccount",
+            roles=frozenset({Role.SITE_ADMINISTRATOR}),
+        )
+        created, secret = await webhook_service.create(
+            ctx,
+            conn,
+            admin,
+            {"name": "bench", "url": url, "eventType": "NewWorkItemVersionComplete"},
+        )
+    assert secret is not None
+    return site_id, created["id"], secret
+
+
+async def _enqueue(ctx: AppContext, site_id: str, n: int) -> None:
+    for start in range(0, n, OUTBOX_CHUNK):
+        async with ctx.db.transaction() as conn:
+            for index in range(start, min(n, start + OUTBOX_CHUNK)):
+                await outbox.enqueue(
+                    conn, _sample_event(site_id, index), work_group_id=None, template_id=None
+                )
+
+
+async def docuhooks(
+    kind: str, receiver: Receiver, n: int, concurrency: int, seconds: float, tmp: Path
+) -> Result:
+    async with store(kind, tmp) as url:
+        ctx = await _context(_settings(url, tmp / kind, concurrency))
+        try:
+            site_id, _, _ = await _webhook(ctx, receiver.url)
+            await _enqueue(ctx, site_id, n)
+            await receiver.reset()
+            worker = Worker(ctx)
+            await worker.start()
+            try:
+                await receiver.wait_for(n, timeout=max(120.0, n / 50))
+                times, _ = await receiver.arrivals()
+                result = Result(f"docuhooks, {kind}", _rate(times))
+
+                await receiver.reset(track=True)
+
+                async def send(i: int) -> tuple[str, float]:
+                    event = _sample_event(site_id, i)
+                    async with ctx.db.transaction() as conn:
+                        await outbox.enqueue(conn, event, work_group_id=None, template_id=None)
+                    moment = time.time()
+                    ctx.events_committed()
+                    return event.event_id, moment
+
+                sent = await _paced(result.rate / 2, seconds, send)
+                await receiver.wait_for(len(sent), timeout=60)
+                _, arrived = await receiver.arrivals()
+                result.p50_ms, result.p99_ms = _latencies(sent, arrived)
+            finally:
+                await worker.stop()
+        finally:
+            await ctx.close()
+    return result
+
+
+# --- celery -----------------------------------------------------------------------------------
+
+
+async def celery_baseline(
+    receiver: Receiver, n: int, concurrency: int, seconds: float, secret: str
+) -> Result:
+    queue = f"bench-delivery-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "BENCH_CELERY_BROKER": REDIS_URL,
+        "BENCH_CELERY_QUEUE": queue,
+        "PYTHONPATH": str(BENCH_DIR),
+    }
+    os.environ.update(BENCH_CELERY_BROKER=REDIS_URL, BENCH_CELERY_QUEUE=queue)
+    sys.path.insert(0, str(BENCH_DIR))
+    import celery_delivery
+
+    site_id, webhook_id = str(uuid.uuid4()), str(uuid.uuid4())
+    issuer = "https://bench.example"
+
+    def queue_one(i: int) -> str:
+        event = _sample_event(site_id, i).to_dict()
+        celery_delivery.deliver.delay(receiver.url, event, secret, webhook_id, issuer)
+        return str(event["eventId"])
+
+    for i in range(n):
+        queue_one(i)
+    await receiver.reset()
+    worker = await asyncio.create_subprocess_exec(
+        *[
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "celery_delivery",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=BENCH_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        await receiver.wait_for(n, timeout=max(120.0, n / 20))
+        times, _ = await receiver.arrivals()
+        result = Result("celery + requests, redis", _rate(times))
+        await receiver.reset(track=True)
+
+        async def send(i: int) -> tuple[str, float]:
+            key = await asyncio.to_thread(queue_one, i)
+            return key, time.time()
+
+        sent = await _paced(result.rate / 2, seconds, send)
+        await receiver.wait_for(len(sent), timeout=60)
+        _, arrived = await receiver.arrivals()
+        result.p50_ms, result.p99_ms = _latencies(sent, arrived)
+    finally:
+        worker.terminate()
+        await worker.wait()
+        import redis
+
+        redis.Redis.from_url(REDIS_URL).delete(queue)
+    return result
+
+
+# --- the backlog ------------------------------------------------------------------------------
+
+
+async def backlog(kind: str, receiver: Receiver, n: int, concurrency: int, tmp: Path) -> None:
+    async with store(kind, tmp) as url:
+        settings = _settings(url, tmp / kind, concurrency)
+        ctx = await _context(settings)
+        try:
+            site_id, webhook_id, _ = await _webhook(ctx, receiver.url)
+            started = time.monotonic()
+            await _bulk_insert(ctx, site_id, webhook_id, n)
+            print(f"inserted {n} pending deliveries in {time.monotonic() - started:.0f} s")
+        finally:
+            await ctx.close()
+        await receiver.reset()
+        env = {
+            **os.environ,
+            "DOCUHOOKS_DATABASE_URL": url,
+            "DOCUHOOKS_SECRET_KEY": SECRET_KEY,
+            "DOCUHOOKS_DATA_DIR": str(tmp / kind),
+            "DOCUHOOKS_DEV_MODE": "true",
+            "DOCUHOOKS_WORKER_CONCURRENCY": str(concurrency),
+        }
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "docuhooks",
+            "worker",
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        process = psutil.Process(worker.pid)
+        peak = 0
+        last_report = time.monotonic()
+        try:
+            while (got := await receiver.count()) < n:
+                if worker.returncode is not None:
+                    raise RuntimeError(f"the worker exited with {worker.returncode}")
+                peak = max(peak, process.memory_info().rss)
+                if time.monotonic() - last_report > 10:
+                    print(f"  {got} delivered, worker RSS {peak / 2**20:.0f} MB so far")
+                    last_report = time.monotonic()
+                await asyncio.sleep(0.2)
+            peak = max(peak, process.memory_info().rss)
+        finally:
+            worker.terminate()
+            await worker.wait()
+    times, _ = await receiver.arrivals()
+    tenth = max(2, len(times) // 10)
+    first, last = _rate(times[:tenth]), _rate(times[-tenth:])
+    print(
+        f"\nbacklog of {n} on {kind}: {_rate(times):.0f} deliveries/s overall; "
+        f"first 10 % {first:.0f}/s, last 10 % {last:.0f}/s (ratio {last / first:.2f}); "
+        f"worker peak RSS {peak / 2**20:.0f} MB"
+    )
+
+
+async def _bulk_insert(ctx: AppContext, site_id: str, webhook_id: str, n: int) -> None:
+    """N events and their pending deliveries, straight into the tables in large batches."""
+    chunk = 5000
+    now = datetime.now(UTC) - timedelta(seconds=1)
+    for start in range(0, n, chunk):
+        event_rows, delivery_rows = [], []
+        for index in range(start, min(n, start + chunk)):
+            event = _sample_event(site_id, index)
+            moment = now + timedelta(microseconds=index)
+            event_rows.append(
+                {
+                    "id": event.event_id,
+                    "site_id": site_id,
+                    "event_type": str(event.event_type),
+                    "payload": event.to_dict(),
+                    "work_item_id": None,
+                    "created_at": moment,
+                }
+            )
+            delivery_rows.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "event_id": event.event_id,
+                    "webhook_id": webhook_id,
+                    "site_id": site_id,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": moment,
+                    "created_at": moment,
+                }
+            )
+        async with ctx.db.transaction() as conn:
+            await conn.execute(events.insert(), event_rows)
+            await conn.execute(deliveries.insert(), delivery_rows)
+    if ctx.db.dialect == "postgresql":
+        async with ctx.db.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.exec_driver_sql("VACUUM ANALYZE deliveries")
+            await conn.exec_driver_sql("VACUUM ANALYZE events")
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def _signed_body(secret: str, webhook_id: str) -> tuple[bytes, dict[str, str]]:
+    target = WebhookTarget(
+        webhook_id=webhook_id,
+        url="http://127.0.0.1/hook",
+        verb="POST",  # type: ignore[arg-type]
+        auth_method="HMAC",  # type: ignore[arg-type]
+        issuer="https://bench.example",
+        secret=SigningSecret("kid", secret),
+    )
+    request = build_request(
+        _sample_event(str(uuid.uuid4()), 0).to_dict(),
+        target,
+        delivery_id=str(uuid.uuid4()),
+        attempt=1,
+        now=datetime.now(UTC),
+        user_agent=USER_AGENT,
+    )
+    assert request.body is not None
+    return request.body, dict(request.headers)
+
+
+def _machine() -> str:
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = psutil.virtual_memory().total / 2**30
+    return f"{os.cpu_count()} CPUs ({model}), {memory:.0f} GiB RAM, Python {sys.version.split()[0]}"
+
+
+async def _main(args: argparse.Namespace) -> None:
+    _quiet_logs()
+    receiver = Receiver()
+    await receiver.start()
+    print(_machine())
+    try:
+        with tempfile.TemporaryDirectory(prefix="docuhooks-bench-") as tmp_name:
+            tmp = Path(tmp_name)
+            if args.backlog:
+                await backlog(args.store, receiver, args.backlog, args.concurrency, tmp)
+                return
+            secret = "bench-secret-" + uuid.uuid4().hex
+            body, headers = _signed_body(secret, str(uuid.uuid4()))
+            results = [await ceiling(receiver, args.events, args.concurrency, body, headers)]
+            await ceiling_latency(receiver, results[0], args.latency_seconds, body, headers)
+            kinds = ["sqlite"] + ([] if args.skip_postgres else ["postgresql"])
+            for kind in kinds:
+                results.append(
+                    await docuhooks(
+                        kind, receiver, args.events, args.concurrency, args.latency_seconds, tmp
+                    )
+                )
+            if not args.skip_celery:
+                results.append(
+                    await celery_baseline(
+                        receiver, args.events, args.concurrency, args.latency_seconds, secret
+                    )
+                )
+    finally:
+        receiver.stop()
+    _report(results, args)
+
+
+def _report(results: list[Result], args: argparse.Namespace) -> None:
+    top = results[0].rate
+    print(
+        f"\n{args.events} deliveries, concurrency {args.concurrency}; latency at half of each "
+        f"one's rate for {args.latency_seconds:g} s\n"
+    )
+    print(f"{'':<28}{'deliveries/s':>13}{'× ceiling':>11}{'p50 ms':>9}{'p99 ms':>9}")
+    for result in results:
+        print(
+            f"{result.name:<28}{result.rate:>13.0f}{result.rate / top:>11.2f}"
+            f"{result.p50_ms or 0:>9.1f}{result.p99_ms or 0:>9.1f}"
+        )
+    celery = next((r for r in results if r.name.startswith("celery")), None)
+    if celery is not None and celery.rate:
+        for result in results[1:-1]:
+            print(f"{result.name}: {result.rate / celery.rate:.1f}× the Celery baseline")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--latency-seconds", type=float, default=8.0)
+    parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--skip-celery", action="store_true")
+    parser.add_argument("--backlog", type=int, default=0, help="drain this many pending")
+    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
+    asyncio.run(_main(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
