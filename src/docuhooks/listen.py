@@ -47,6 +47,7 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 #: The key of the answer file entry used when no entry names the event.
 ANY_EVENT = "*"
 PostProcessingMode = Literal["passthrough", "callback"]
+WHSEC_PREFIX = "whsec_"
 
 
 class ListenError(ValueError):
@@ -338,6 +339,9 @@ class Listener:
     """Verifies requests with `verifier` and decides each reply. `on_request` sees every one."""
 
     verifier: Verifier
+    #: Checks requests with a `webhook-signature` header instead, when given: the SDK reads
+    #: every secret of a Verifier as a whsec_ key for those, so they get the whsec_ ones alone.
+    standard_webhooks_verifier: Verifier | None = None
     answers: AnswerFile | None = None
     #: The reply to NewWorkItemVersionComplete: a 2xx, or a failure to watch retries.
     notification_status: int = 204
@@ -362,7 +366,10 @@ class Listener:
             attempt=lowered.get("x-docuhooks-attempt"),
         )
         try:
-            event = self.verifier.verify(method, target, headers, body or None)
+            verifier = self.verifier
+            if self.standard_webhooks_verifier is not None and "webhook-signature" in lowered:
+                verifier = self.standard_webhooks_verifier
+            event = verifier.verify(method, target, headers, body or None)
         except VerificationError as exc:
             error = {"error": {"code": type(exc).__name__, "message": str(exc)}}
             reply = Reply(exc.status_code, _JSON, json.dumps(error).encode("utf-8"))
@@ -472,7 +479,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         body = self.rfile.read(length) if length else b""
-        reply, _ = listener.handle(self.command, self.path, dict(self.headers.items()), body)
+        try:
+            reply, _ = listener.handle(self.command, self.path, dict(self.headers.items()), body)
+        except Exception as exc:  # a bug here must still answer, and say what happened
+            listener.on_note(f"{self.command} {_redacted(self.path)}: answered 500, {exc!r}")
+            error = {"error": {"code": "ListenerError", "message": repr(exc)}}
+            reply = Reply(500, _JSON, json.dumps(error).encode("utf-8"))
         self._send(reply)
         if reply.then is not None:
             reply.then()
@@ -517,14 +529,23 @@ def build_listener(
             "give the webhook's secret with --secret (HMAC or whsec_ secret, or access token), "
             "or a file of them, one a line, with --secret-file"
         )
+    audience = list(webhook_ids) or None
+    whsec = [secret for secret in all_secrets if secret.startswith(WHSEC_PREFIX)]
+    others = [secret for secret in all_secrets if not secret.startswith(WHSEC_PREFIX)]
+    split = bool(whsec and others and auth_method is None)
     verifier = Verifier(
-        secrets=all_secrets,
-        audience=list(webhook_ids) or None,
+        secrets=others if split else all_secrets,
+        audience=audience,
         auth_method=auth_method,
         issuer=issuer,
     )
     return Listener(
         verifier=verifier,
+        standard_webhooks_verifier=(
+            Verifier(secrets=whsec, audience=audience, auth_method="StandardWebhooks")
+            if split
+            else None
+        ),
         answers=AnswerFile.load(answers_file) if answers_file is not None else None,
         notification_status=notification_status,
         retry_after=retry_after,
@@ -544,10 +565,12 @@ def run(listener: Listener, *, host: str, port: int, as_json: bool = False) -> N
         raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     verifier = listener.verifier
     audience = verifier.audience or "any webhook (no --webhook-id: audience not checked)"
+    secrets = len(verifier.secrets) + len(
+        listener.standard_webhooks_verifier.secrets if listener.standard_webhooks_verifier else ()
+    )
     # The banner goes to stderr in JSON mode, so stdout stays one JSON object a line.
     print(
-        f"listening on {server.url} with {len(verifier.secrets)} secret(s) for {audience}; "
-        "Ctrl-C stops",
+        f"listening on {server.url} with {secrets} secret(s) for {audience}; Ctrl-C stops",
         file=sys.stderr if as_json else sys.stdout,
         flush=True,
     )
