@@ -1,0 +1,112 @@
+"""`docuhooks demo --no-wait` as a newcomer runs it: a real process with the server, worker and
+receiver in it, on SQLite, which must walk every step through and show all four event types."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EVENT_TYPES = (
+    "InterviewLoadEvent",
+    "CustomInterviewEvent",
+    "PostProcessingEvent",
+    "NewWorkItemVersionComplete",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run_demo(data_dir: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "docuhooks", "demo", "--no-wait", "--data-dir", str(data_dir)]
+    return subprocess.run(
+        [*command, "--receiver-port", str(free_port()), *options],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def receiver_saw(stdout: str) -> dict[str, str]:
+    """The demo's closing summary: event type → what the receiver made of it."""
+    summary = stdout.split("the receiver saw:\n", 1)[1]
+    rows = (line.split(maxsplit=1) for line in summary.splitlines() if line.startswith("  "))
+    return {event_type: outcome for event_type, outcome in rows}
+
+
+def assert_every_step_worked(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, result.stdout + result.stderr
+    steps = re.findall(r"^\[(\d)/6\]", result.stdout, re.MULTILINE)
+    assert steps == ["1", "2", "3", "4", "5", "6"]
+    verdicts = re.findall(r"^ {6}(OK|FAILED)$", result.stdout, re.MULTILINE)
+    assert verdicts == ["OK"] * 6, result.stdout
+    assert "every step worked" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_the_demo_shows_all_four_event_types_then_continues_on_a_second_run(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "demo"
+    port = free_port()
+    first = run_demo(data_dir, "--port", str(port))
+    assert_every_step_worked(first)
+    seen = receiver_saw(first.stdout)
+    assert set(seen) == set(EVENT_TYPES), first.stdout
+    for event_type in EVENT_TYPES:
+        assert seen[event_type].endswith(("-> 200", "-> 204")), seen
+    # The receiver verified each one with the webhook's HMAC secret and printed it.
+    for event_type in EVENT_TYPES:
+        assert re.search(rf"receiver: .* {event_type}  verified  -> 20[04]", first.stdout)
+    # The prefill and the lookup reached the interview, and the letter says so.
+    assert 'answers now: Client Name="Jane Smith"' in first.stdout
+    assert re.search(r'answers now: .*Fee=1500, Contact Name=\["Ann Lee", ', first.stdout)
+    assert "| Dear Jane Smith," in first.stdout
+    assert (data_dir / "letter-v1.docx").read_bytes()[:2] == b"PK"
+
+    state = json.loads((data_dir / "demo-state.json").read_text())
+    assert state["auth_method"] == "HMAC"
+    assert len(state["webhooks"]) == 4
+    assert (data_dir / "demo-state.json").stat().st_mode & 0o077 == 0
+
+    # A second run continues the same site (its port remembered) with the next version.
+    second = run_demo(data_dir)
+    assert_every_step_worked(second)
+    assert "continuing the demo set up earlier" in second.stdout
+    assert f"server http://127.0.0.1:{port}" in second.stdout
+    assert (data_dir / "letter-v2.docx").exists()
+
+
+@pytest.mark.slow
+def test_the_demo_runs_with_standard_webhooks_after_a_reset(tmp_path: Path) -> None:
+    data_dir = tmp_path / "demo"
+    data_dir.mkdir()
+    (data_dir / "docuhooks.db").write_bytes(b"left over from an interrupted run")
+    unfinished = run_demo(data_dir, "--port", str(free_port()))
+    assert unfinished.returncode == 1 and "--reset" in unfinished.stderr
+
+    result = run_demo(
+        data_dir, "--port", str(free_port()), "--reset", "--auth-method", "StandardWebhooks"
+    )
+    assert_every_step_worked(result)
+    assert set(receiver_saw(result.stdout)) == set(EVENT_TYPES)
+    assert "(StandardWebhooks)" in result.stdout
+
+
+def test_the_demo_never_deletes_a_directory_that_is_not_its_own(tmp_path: Path) -> None:
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    result = run_demo(tmp_path, "--port", str(free_port()), "--reset")
+    assert result.returncode == 1
+    assert "not the demo's (precious.txt)" in result.stderr
+    assert precious.read_text() == "keep me"
