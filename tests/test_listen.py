@@ -501,3 +501,17 @@ def test_the_command_refuses_unusable_options(tmp_path: Path) -> None:
             timeout=30,
         )
         assert result.returncode == 2 and message in result.stderr
+
+
+def test_a_failure_while_answering_is_still_answered_and_reported() -> None:
+    class Broken(AnswerFile):
+        def reply_to(self, event: Any) -> Any:
+            raise RuntimeError("answer table unavailable")
+
+    listener, out = make_listener(answers=Broken({}))
+    with listening(listener) as url:
+        response, _ = signed(url, EventType.INTERVIEW_LOAD_EVENT, INTERVIEW, verb=Verb.GET)
+    assert response.status_code == 500
+    assert "answer table unavailable" in response.json()["error"]["message"]
+    [line] = json_lines(out)
+    assert line["note"].startswith("GET /hooks?token=[redacted]: answered 500")
