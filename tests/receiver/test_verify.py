@@ -312,3 +312,40 @@ def test_one_endpoint_may_serve_several_webhooks() -> None:
     receive(send(webhook), secrets=secrets, audience=["another-hook", WEBHOOK_ID])
     with pytest.raises(WrongAudience, match="'a', 'b'"):
         receive(send(webhook), secrets=secrets, audience=("a", "b"))
+
+
+def test_standard_webhooks_requests_verify_beside_other_kinds_of_secret() -> None:
+    """One endpoint serving several webhooks configures all their secrets in one Verifier."""
+    from datetime import UTC, datetime
+
+    from docuhooks.core.events import AuthMethod as SenderMethod
+    from docuhooks.core.events import Verb
+    from docuhooks.core.signing import WebhookTarget, build_request, generate_secret
+    from docuhooks.receiver import BadSignature, Verifier
+
+    secret = generate_secret(SenderMethod.STANDARD_WEBHOOKS)
+    target = WebhookTarget(
+        webhook_id="w1",
+        url="https://r.example/hook",
+        verb=Verb.POST,
+        auth_method=SenderMethod.STANDARD_WEBHOOKS,
+        issuer="https://site.example",
+        secret=secret,
+    )
+    event = {
+        "eventId": "e1",
+        "eventType": "NewWorkItemVersionComplete",
+        "createdDate": "2026-11-29T10:15:00.000000Z",
+        "createdBy": {"id": "u", "loginName": "a@b.c", "name": "A", "email": "a@b.c"},
+        "siteId": "s",
+        "data": {},
+    }
+    request = build_request(
+        event, target, delivery_id="d", attempt=1, now=datetime.now(UTC), user_agent="t"
+    )
+    mixed = Verifier(secrets=["an-hmac-secret!", "legacy token", secret.value], audience=None)
+    payload = mixed.verify_payload(request.method, request.url, request.headers, request.body)
+    assert payload["eventId"] == "e1"
+    only_others = Verifier(secrets=["an-hmac-secret!"], audience=None)
+    with pytest.raises(BadSignature, match="none of the configured secrets"):
+        only_others.verify_payload(request.method, request.url, request.headers, request.body)

@@ -237,16 +237,22 @@ class Verifier:
         return _json_object(payload)
 
     def _whsec_keys(self) -> tuple[bytes, ...]:
+        """The configured secrets that can be Standard Webhooks keys (`whsec_` + base64, or
+        bare base64). Others (HMAC secrets, access tokens of other webhooks served by the same
+        endpoint) are skipped, so one Verifier can hold every webhook's secret."""
         if self._standard_webhooks_keys is None:
             keys = []
             for secret in self.secrets:
                 try:
                     keys.append(base64.b64decode(secret.removeprefix(_WHSEC_PREFIX), validate=True))
                 except binascii.Error:
-                    raise ValueError(
-                        "a Standard Webhooks secret is 'whsec_' followed by base64"
-                    ) from None
-            self._standard_webhooks_keys = tuple(keys)
+                    continue
+            self._standard_webhooks_keys = tuple(key for key in keys if key)
+        if not self._standard_webhooks_keys:
+            raise BadSignature(
+                "this is a Standard Webhooks request, but none of the configured secrets is a "
+                "Standard Webhooks secret ('whsec_' followed by base64)"
+            )
         return self._standard_webhooks_keys
 
     def _verify_access_token(
