@@ -39,7 +39,6 @@ __all__ = [
     "run",
 ]
 
-WHSEC_PREFIX = "whsec_"
 
 
 def build_listener(
@@ -69,22 +68,12 @@ def build_listener(
             "or a file of them, one a line, with --secret-file"
         )
     audience = list(webhook_ids) or None
-    whsec = [secret for secret in all_secrets if secret.startswith(WHSEC_PREFIX)]
-    others = [secret for secret in all_secrets if not secret.startswith(WHSEC_PREFIX)]
-    split = bool(whsec and others and auth_method is None)
+    # One Verifier holds every secret: each method uses the kinds of secret that fit it.
     verifier = Verifier(
-        secrets=others if split else all_secrets,
-        audience=audience,
-        auth_method=auth_method,
-        issuer=issuer,
+        secrets=all_secrets, audience=audience, auth_method=auth_method, issuer=issuer
     )
     return Listener(
         verifier=verifier,
-        standard_webhooks_verifier=(
-            Verifier(secrets=whsec, audience=audience, auth_method="StandardWebhooks")
-            if split
-            else None
-        ),
         answers=AnswerFile.load(answers_file) if answers_file is not None else None,
         notification_status=notification_status,
         retry_after=retry_after,
@@ -104,9 +93,7 @@ def run(listener: Listener, *, host: str, port: int, as_json: bool = False) -> N
         raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     verifier = listener.verifier
     audience = verifier.audience or "any webhook (no --webhook-id: audience not checked)"
-    secrets = len(verifier.secrets) + len(
-        listener.standard_webhooks_verifier.secrets if listener.standard_webhooks_verifier else ()
-    )
+    secrets = len(verifier.secrets)
     # The banner goes to stderr in JSON mode, so stdout stays one JSON object a line.
     print(
         f"listening on {server.url} with {secrets} secret(s) for {audience}; Ctrl-C stops",

@@ -48,9 +48,6 @@ class Listener:
     """Verifies requests with `verifier` and decides each reply. `on_request` sees every one."""
 
     verifier: Verifier
-    #: Checks requests with a `webhook-signature` header instead, when given: the SDK reads
-    #: every secret of a Verifier as a whsec_ key for those, so they get the whsec_ ones alone.
-    standard_webhooks_verifier: Verifier | None = None
     answers: AnswerFile | None = None
     #: The reply to NewWorkItemVersionComplete: a 2xx, or a failure to watch retries.
     notification_status: int = 204
@@ -75,10 +72,7 @@ class Listener:
             attempt=lowered.get("x-docuhooks-attempt"),
         )
         try:
-            verifier = self.verifier
-            if self.standard_webhooks_verifier is not None and "webhook-signature" in lowered:
-                verifier = self.standard_webhooks_verifier
-            event = verifier.verify(method, target, headers, body or None)
+            event = self.verifier.verify(method, target, headers, body or None)
         except VerificationError as exc:
             error = {"error": {"code": type(exc).__name__, "message": str(exc)}}
             reply = Reply(exc.status_code, JSON_CONTENT, json.dumps(error).encode("utf-8"))
