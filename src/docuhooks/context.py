@@ -5,13 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from docuhooks.delivery.address_policy import AddressPolicy
 from docuhooks.delivery.transport import AiohttpTransport, Transport
 from docuhooks.identity.secrets import SecretBox
+from docuhooks.identity.service import TokenCache
 from docuhooks.settings import Settings
 from docuhooks.store.database import Database
+from docuhooks.webhooks.targets import TargetCache
+
+if TYPE_CHECKING:
+    from docuhooks.interview_hooks.log import LogWriter
 
 
 def utcnow() -> datetime:
@@ -29,6 +34,13 @@ class AppContext:
     transport_override: Transport | None = None
     #: Hooks other parts register at start-up (e.g. "wake the worker after an event commits").
     on_events_committed: list[Callable[[], Any]] = field(default_factory=list)
+    #: The interview delivery-log writer while the app runs it (`start_log_writer`); without
+    #: it each interview step writes its own log before returning.
+    interview_log: LogWriter | None = None
+    #: Principals of recently used API tokens (a revoked token works for up to its TTL).
+    tokens: TokenCache = field(default_factory=TokenCache)
+    #: Interview webhooks matched and ready to sign (a change elsewhere is seen within its TTL).
+    webhook_targets: TargetCache = field(default_factory=TargetCache)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:

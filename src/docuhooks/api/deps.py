@@ -1,4 +1,8 @@
-"""Request dependencies: the application context, a transaction, and the caller."""
+"""Request dependencies: the application context, a transaction, and the caller.
+
+Callers are authenticated through the context's token cache (`identity.service.TokenCache`):
+a token used within its TTL costs no query, so a token revoked in the store keeps working
+for up to that TTL (its own expiry is checked on every request)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal
 
 _bearer = HTTPBearer(auto_error=False, description="An API token from POST /api/v1/auth/tokens")
+
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 def get_ctx(request: Request) -> AppContext:
@@ -35,16 +41,57 @@ async def transaction(ctx: Ctx) -> AsyncIterator[AsyncConnection]:
 Conn = Annotated[AsyncConnection, Depends(transaction, scope="function")]
 
 
-async def principal(
-    conn: Conn,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
+async def read_transaction(ctx: Ctx) -> AsyncIterator[AsyncConnection]:
+    async with ctx.db.read() as conn:
+        yield conn
+
+
+#: A read-only unit of work, for routes that change nothing: on SQLite it takes no write
+#: lock, so it neither waits for writers nor makes them wait.
+ReadConn = Annotated[AsyncConnection, Depends(read_transaction, scope="function")]
+
+
+def _token(credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is None:
         raise Unauthorized("this route needs an API token: Authorization: Bearer <token>")
-    who = await identity.authenticate_token(conn, credentials.credentials)
+    return credentials.credentials
+
+
+def _invalid() -> Unauthorized:
+    return Unauthorized("the API token is not valid (unknown, expired or revoked)")
+
+
+async def principal(conn: AsyncConnection, credentials: Credentials) -> Principal:
+    """The caller, looked up in `conn` without the token cache."""
+    who = await identity.authenticate_token(conn, _token(credentials))
     if who is None:
-        raise Unauthorized("the API token is not valid (unknown, expired or revoked)")
+        raise _invalid()
     return who
 
 
-Caller = Annotated[Principal, Depends(principal)]
+async def caller(ctx: Ctx, conn: Conn, credentials: Credentials) -> Principal:
+    who = await identity.authenticate_token(conn, _token(credentials), cache=ctx.tokens)
+    if who is None:
+        raise _invalid()
+    return who
+
+
+#: The authenticated caller, for routes working in the request's transaction (`Conn`).
+Caller = Annotated[Principal, Depends(caller)]
+
+
+async def caller_outside_transaction(ctx: Ctx, credentials: Credentials) -> Principal:
+    token = _token(credentials)
+    who = ctx.tokens.lookup(token)
+    if who is None:
+        async with ctx.db.read() as conn:
+            who = await identity.authenticate_token(conn, token, cache=ctx.tokens)
+    if who is None:
+        raise _invalid()
+    return who
+
+
+#: The caller, for routes whose service runs its own transactions (because it calls
+#: receivers, or must act after its commit) or that read with `ReadConn`: no transaction
+#: is held for the request, and a cached token needs none at all.
+StandaloneCaller = Annotated[Principal, Depends(caller_outside_transaction)]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -140,18 +143,86 @@ def _principal(row: sa.Row[Any]) -> Principal:
     )
 
 
-async def authenticate_token(conn: AsyncConnection, token: str) -> Principal | None:
+#: How long a token's principal is used without asking the store: a token revoked (or its
+#: user deactivated, or given other roles) through the store keeps working this long.
+TOKEN_TTL_SECONDS = 30.0
+MAX_CACHED_TOKENS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedToken:
+    principal: Principal
+    expires_at: datetime | None
+    stored_at: float
+
+
+class TokenCache:
+    """The principals of recently used API tokens, by token hash, for `ttl_seconds`.
+
+    A token's own expiry is checked on every use, so an expired token stops at once;
+    anything else that ends it (the token deleted, the user deactivated) is seen within
+    `ttl_seconds`. Only tokens that worked are kept: a new token works on its first use.
+    `clock` is monotonic seconds; tests pass their own to move time."""
+
+    def __init__(
+        self,
+        ttl_seconds: float = TOKEN_TTL_SECONDS,
+        *,
+        max_entries: int = MAX_CACHED_TOKENS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.max_entries = max_entries
+        self.clock = clock
+        self._entries: dict[str, _CachedToken] = {}
+
+    def lookup(self, token: str) -> Principal | None:
+        """The token's principal if it was seen within the TTL and has not expired."""
+        key = secrets.hash_token(token)
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if self.clock() - entry.stored_at >= self.ttl_seconds or _expired(entry.expires_at):
+            del self._entries[key]
+            return None
+        return entry.principal
+
+    def remember(self, token: str, principal: Principal, expires_at: datetime | None) -> None:
+        if len(self._entries) >= self.max_entries:
+            del self._entries[next(iter(self._entries))]
+        self._entries[secrets.hash_token(token)] = _CachedToken(principal, expires_at, self.clock())
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def _expired(expires_at: datetime | None) -> bool:
+    return expires_at is not None and expires_at <= _now()
+
+
+async def authenticate_token(
+    conn: AsyncConnection, token: str, *, cache: TokenCache | None = None
+) -> Principal | None:
+    """The principal of an API token, or None (unknown, expired, user inactive). With
+    `cache`, a token used within its TTL needs no query."""
     if not token.startswith(secrets.TOKEN_PREFIX) or len(token) > 200:
         return None
+    if cache is not None:
+        known = cache.lookup(token)
+        if known is not None:
+            return known
     query = (
         sa.select(users, api_tokens.c.expires_at)
         .join(api_tokens, api_tokens.c.user_id == users.c.id)
         .where(api_tokens.c.token_hash == secrets.hash_token(token), users.c.active.is_(True))
     )
     row = (await conn.execute(query)).first()
-    if row is None or (row.expires_at is not None and row.expires_at <= _now()):
+    if row is None or _expired(row.expires_at):
         return None
-    return _principal(row)
+    principal = _principal(row)
+    if cache is not None:
+        cache.remember(token, principal, row.expires_at)
+    return principal
 
 
 async def login(conn: AsyncConnection, login_name: str, password: str) -> Principal | None:

@@ -4,19 +4,18 @@ when it opens (InterviewLoadEvent) and when an interview event element is used
 
 from docuhooks.interview_hooks.engine import (
     HookResult,
-    MatchedHooks,
     match_interview_hooks,
     run_interview_hooks,
 )
-from docuhooks.interview_hooks.log import start_log_writer
+from docuhooks.interview_hooks.log import foreground_transaction, start_log_writer
 from docuhooks.interview_hooks.replies import MAX_REPLY_BYTES
 from docuhooks.interview_hooks.warnings import answer_warning, webhook_warning
 
 __all__ = [
     "MAX_REPLY_BYTES",
     "HookResult",
-    "MatchedHooks",
     "answer_warning",
+    "foreground_transaction",
     "match_interview_hooks",
     "run_interview_hooks",
     "start_log_writer",

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -30,8 +29,8 @@ from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import log
 from docuhooks.interview_hooks.replies import INVALID_ANSWERS, MAX_REPLY_BYTES, judge
 from docuhooks.interview_hooks.warnings import Problem, webhook_warning
-from docuhooks.store.schema import sites
 from docuhooks.webhooks import service as webhooks
+from docuhooks.webhooks.targets import MatchedWebhooks, PreparedWebhook
 
 logger = structlog.get_logger("docuhooks.interview_hooks")
 
@@ -48,25 +47,15 @@ class HookResult:
 
 
 @dataclass(frozen=True, slots=True)
-class MatchedHooks:
-    """The webhooks a step will call, in overlay order, and the issuer their tokens name.
-
-    Matched inside a transaction the caller already holds, so the step needs no read of its
-    own; the calls themselves run after that transaction ends."""
-
-    webhooks: tuple[Any, ...]
-    issuer: str
-
-
-@dataclass(frozen=True, slots=True)
 class _Call:
-    webhook: Any  # the webhooks row
+    webhook: PreparedWebhook
     delivery_id: str
     request: OutboundRequest | None
     build_error: str | None
 
 
 async def match_interview_hooks(
+    ctx: AppContext,
     conn: AsyncConnection,
     *,
     site_id: str,
@@ -74,10 +63,13 @@ async def match_interview_hooks(
     work_group_id: str,
     template_id: str,
     interview_event_name: str | None = None,
-) -> MatchedHooks:
-    """The active webhooks of `event_type` that this work item's step reaches (SPEC §4)."""
+) -> MatchedWebhooks:
+    """The active webhooks of `event_type` that this work item's step reaches (SPEC §4),
+    ready to sign. Pass a transaction the caller holds anyway: it is read only when the
+    process's match cache (`webhooks.targets`) has no fresh answer."""
     _check_event(event_type, interview_event_name)
-    rows = await webhooks.matching(
+    return await webhooks.interview_targets(
+        ctx,
         conn,
         site_id=site_id,
         event_type=event_type,
@@ -85,10 +77,6 @@ async def match_interview_hooks(
         template_id=template_id,
         interview_event_name=interview_event_name,
     )
-    if not rows:
-        return MatchedHooks((), "")
-    issuer = await conn.scalar(sa.select(sites.c.base_url).where(sites.c.id == site_id))
-    return MatchedHooks(tuple(rows), str(issuer))
 
 
 async def run_interview_hooks(
@@ -102,7 +90,7 @@ async def run_interview_hooks(
     template: Any,
     current_answers: AnswerSet,
     interview_event_name: str | None = None,
-    matched: MatchedHooks | None = None,
+    matched: MatchedWebhooks | None = None,
 ) -> HookResult:
     """Call the matching webhooks of `event_type` and overlay their answers on `current_answers`.
 
@@ -118,6 +106,7 @@ async def run_interview_hooks(
     if matched is None:
         async with ctx.db.read() as reader:
             matched = await match_interview_hooks(
+                ctx,
                 reader,
                 site_id=principal.site_id,
                 event_type=event_type,
@@ -150,7 +139,7 @@ async def run_interview_hooks(
     ).to_dict()
     variables, variable_problem = _variables(template)
 
-    calls = [_prepare(ctx, row, event, matched.issuer, created) for row in matched.webhooks]
+    calls = [_prepare(webhook, event, matched.issuer, created) for webhook in matched.webhooks]
     budget = ctx.settings.interview_budget_seconds
     started = time.perf_counter()
     tasks = {
@@ -208,19 +197,19 @@ def _check_event(event_type: EventType, interview_event_name: str | None) -> Non
 
 
 def _prepare(
-    ctx: AppContext, row: Any, event: Mapping[str, Any], issuer: str, now: datetime
+    webhook: PreparedWebhook, event: Mapping[str, Any], issuer: str, now: datetime
 ) -> _Call:
     delivery_id = str(uuid.uuid4())
     try:
-        target = webhooks.signing_target(ctx, row, issuer, now)
+        target = webhook.target(issuer, now)
         request = build_request(
             event, target, delivery_id=delivery_id, attempt=1, now=now, user_agent=USER_AGENT
         )
     except Exception as exc:
         # A webhook that cannot be signed (its secret unreadable, say) fails alone.
-        logger.warning("interview webhook not callable", webhook_id=row.id, error=str(exc))
-        return _Call(row, delivery_id, None, f"the request could not be built: {exc}")
-    return _Call(row, delivery_id, request, None)
+        logger.warning("interview webhook not callable", webhook_id=webhook.id, error=str(exc))
+        return _Call(webhook, delivery_id, None, f"the request could not be built: {exc}")
+    return _Call(webhook, delivery_id, request, None)
 
 
 async def _send(ctx: AppContext, call: _Call) -> TransportResult:

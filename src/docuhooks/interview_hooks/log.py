@@ -9,13 +9,21 @@ a step's rows go to a bounded queue and one background task writes them, many st
 transaction, after the person already has their interview. Stopping the component writes
 everything queued first. Without the component (a script, a test) each step is written in a
 transaction of its own before the step returns.
+
+On SQLite one writer holds the lock at a time, and a writer that finds it taken sleeps in
+SQLite's busy handler (1, 2, 5, 10 ms …) instead of being woken when it frees. So the
+writer stays out of the way of the writes a person waits on: interview steps open their
+transactions with `foreground_transaction`, the writer starts a batch only when none is
+open (or after `YIELD_SECONDS`, so it cannot starve), and a step that finds a batch being
+written waits for its commit on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,6 +44,9 @@ QUEUE_STEPS = 1000
 BATCH_STEPS = 200
 #: How long stopping may take to write what is queued.
 STOP_TIMEOUT_SECONDS = 30.0
+#: How long a batch waits for interview steps' transactions to end before it is written
+#: beside them anyway.
+YIELD_SECONDS = 0.2
 
 logger = structlog.get_logger("docuhooks.interview_hooks.log")
 
@@ -145,6 +156,13 @@ class LogWriter:
         self._ctx = ctx
         self._queue: asyncio.Queue[StepLog] = asyncio.Queue(QUEUE_STEPS)
         self._task: asyncio.Task[None] | None = None
+        # Interview transactions open or about to open, and whether none is.
+        self._foreground = 0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
+        # Set while no batch is being written.
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="interview-log-writer")
@@ -157,6 +175,20 @@ class LogWriter:
             self._queue.put_nowait(step)
         except asyncio.QueueFull:
             await self._queue.put(step)
+
+    @asynccontextmanager
+    async def foreground(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction the writer does not start a batch beside."""
+        self._foreground += 1
+        self._quiet.clear()
+        try:
+            await self._idle.wait()
+            async with self._ctx.db.transaction() as conn:
+                yield conn
+        finally:
+            self._foreground -= 1
+            if not self._foreground:
+                self._quiet.set()
 
     async def stop(self) -> None:
         """Write everything queued, then end the task."""
@@ -179,13 +211,27 @@ class LogWriter:
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            while len(batch) < BATCH_STEPS and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
             try:
+                await self._after_foreground()
+                while len(batch) < BATCH_STEPS and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                # No await between the check above and this: a step that comes now waits.
+                self._idle.clear()
                 await _write_alone(self._ctx, batch)
             finally:
+                self._idle.set()
                 for _ in batch:
                     self._queue.task_done()
+
+    async def _after_foreground(self) -> None:
+        if self._ctx.db.dialect != "sqlite":
+            return  # row locks: log inserts and interview writes do not queue on each other
+        try:
+            async with asyncio.timeout(YIELD_SECONDS):
+                while self._foreground:
+                    await self._quiet.wait()
+        except TimeoutError:
+            pass
 
 
 async def _write_alone(ctx: AppContext, steps: Sequence[StepLog]) -> None:
@@ -211,27 +257,31 @@ def _event_id(step: StepLog) -> Any:
     return step.event.get("eventId")
 
 
-#: The running writer of each app context (by identity: contexts are not hashable).
-_writers: dict[int, LogWriter] = {}
-
-
 async def submit(ctx: AppContext, step: StepLog) -> None:
     """Log `step`: queued for the app's writer when it runs, else written now."""
-    writer = _writers.get(id(ctx))
-    if writer is None:
+    if ctx.interview_log is None:
         await _write_alone(ctx, [step])
     else:
-        await writer.submit(step)
+        await ctx.interview_log.submit(step)
+
+
+def foreground_transaction(ctx: AppContext) -> AbstractAsyncContextManager[AsyncConnection]:
+    """A write transaction for an interview step a person waits on: the log writer does not
+    start a batch beside it (see the module's notes)."""
+    if ctx.interview_log is None or ctx.db.dialect != "sqlite":
+        return ctx.db.transaction()
+    return ctx.interview_log.foreground()
 
 
 async def start_log_writer(ctx: AppContext) -> Callable[[], Awaitable[None]]:
     """The app component that writes interview delivery logs after the reply."""
     writer = LogWriter(ctx)
     writer.start()
-    _writers[id(ctx)] = writer
+    ctx.interview_log = writer
 
     async def stop() -> None:
-        _writers.pop(id(ctx), None)
+        if ctx.interview_log is writer:
+            ctx.interview_log = None
         await writer.stop()
 
     return stop

@@ -33,8 +33,8 @@ from docuhooks.core.events import EventType
 from docuhooks.errors import Conflict, FieldError, NotFound, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import (
-    MatchedHooks,
     answer_warning,
+    foreground_transaction,
     match_interview_hooks,
     run_interview_hooks,
 )
@@ -45,6 +45,7 @@ from docuhooks.platform.assembly import AssemblyError, assemble
 from docuhooks.platform.postprocessing import post_process
 from docuhooks.platform.workitems import VersionStatus
 from docuhooks.store.schema import interviews, work_item_versions
+from docuhooks.webhooks.targets import MatchedWebhooks
 
 OPEN = "open"
 FINISHED = completion.INTERVIEW_FINISHED
@@ -69,7 +70,7 @@ async def _on_interview_open(
     version_id: str,
     template: sa.Row[Any],
     current_answers: AnswerSet,
-    matched: MatchedHooks,
+    matched: MatchedWebhooks,
 ) -> HookOutcome:
     """Where InterviewLoadEvent webhooks run (SPEC §6.2)."""
     result = await run_interview_hooks(
@@ -96,7 +97,7 @@ async def _on_interview_event(
     template: sa.Row[Any],
     current_answers: AnswerSet,
     interview_event_name: str,
-    matched: MatchedHooks,
+    matched: MatchedWebhooks,
 ) -> HookOutcome:
     """Where CustomInterviewEvent webhooks run (SPEC §6.2)."""
     result = await run_interview_hooks(
@@ -195,7 +196,7 @@ async def open_interview(
 ) -> dict[str, Any]:
     """Open an interview on the work item: it continues the version in progress, or starts
     the next one; then the InterviewLoadEvent webhooks may add answers."""
-    async with ctx.db.transaction() as conn:
+    async with foreground_transaction(ctx) as conn:
         item = await workitems.get_row(conn, principal, work_item_id, lock=True)
         template = await catalog.get_row(conn, principal, item.template_id)
         version = await workitems.version_in_progress(conn, item.id)
@@ -224,6 +225,7 @@ async def open_interview(
             )
         ).one()
         matched = await match_interview_hooks(
+            ctx,
             conn,
             site_id=principal.site_id,
             event_type=EventType.INTERVIEW_LOAD_EVENT,
@@ -263,6 +265,7 @@ async def fire_event(
                 f"{name!r} (it has: {offered})"
             )
         matched = await match_interview_hooks(
+            ctx,
             conn,
             site_id=principal.site_id,
             event_type=EventType.CUSTOM_INTERVIEW_EVENT,
@@ -299,7 +302,7 @@ async def _apply_hook_outcome(
     body = to_api(loaded.interview, loaded.version, loaded.template, outcome.warnings)
     if not changed:
         return body
-    async with ctx.db.transaction() as conn:
+    async with foreground_transaction(ctx) as conn:
         now = (
             await conn.execute(
                 sa.select(interviews.c.status, interviews.c.answers)

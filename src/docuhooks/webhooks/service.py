@@ -1,9 +1,14 @@
 """Webhook administration (SPEC §3, §11): create, read, update, delete, activate, deactivate,
-resume, rotate secrets; and matching (SPEC §4) for everything that sends events."""
+resume, rotate secrets; and matching (SPEC §4) for everything that sends events.
+
+Every change here tells the context's interview match cache (`webhooks.targets`) at once and
+again when its transaction ends, so interview steps in this process see it on their next
+call; other processes see it within the cache's TTL."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,14 +17,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import audit
 from docuhooks.context import AppContext
-from docuhooks.core.events import AuthMethod, EventType
+from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import SigningSecret, WebhookTarget, generate_secret
 from docuhooks.errors import BadRequest, Conflict, FieldError, Forbidden, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.store import pagination
-from docuhooks.store.schema import deliveries, templates, webhook_scopes, webhooks, work_groups
+from docuhooks.store.schema import (
+    deliveries,
+    sites,
+    templates,
+    webhook_scopes,
+    webhooks,
+    work_groups,
+)
 from docuhooks.store.scoped import fetch_in_site
 from docuhooks.webhooks.config import WebhookConfig, changed_fields, resolve
+from docuhooks.webhooks.targets import MatchedWebhooks, MatchKey, PreparedWebhook
 
 MAX_GRACE = timedelta(days=7)
 MAX_ACCESS_TOKEN = 4096
@@ -120,6 +133,20 @@ async def get_row(conn: AsyncConnection, principal: Principal, webhook_id: str) 
 
 async def _reload(conn: AsyncConnection, webhook_id: str) -> sa.Row[Any]:
     return (await conn.execute(sa.select(webhooks).where(webhooks.c.id == webhook_id))).one()
+
+
+def _site_changed(ctx: AppContext, conn: AsyncConnection, site_id: str) -> None:
+    """Forget the site's cached interview matches now, and again when this transaction
+    commits or rolls back: a step that matched in between read the old rows."""
+    ctx.webhook_targets.site_changed(site_id)
+    sync = conn.sync_connection
+    assert sync is not None
+
+    def again(_conn: Any) -> None:
+        ctx.webhook_targets.site_changed(site_id)
+
+    sa.event.listen(sync, "commit", again)
+    sa.event.listen(sync, "rollback", again)
 
 
 async def _check_references(conn: AsyncConnection, site_id: str, cfg: WebhookConfig) -> None:
@@ -231,6 +258,7 @@ async def create(
     )
     now = ctx.now()
     webhook_id = str(uuid.uuid4())
+    _site_changed(ctx, conn, principal.site_id)
     await conn.execute(
         webhooks.insert().values(
             id=webhook_id,
@@ -304,6 +332,7 @@ async def update(
     if cfg.active and not old.active:
         values.update(status_reason=None)
     values.update(modified_at=ctx.now(), modified_by=principal.user_id)
+    _site_changed(ctx, conn, principal.site_id)
     await conn.execute(webhooks.update().where(webhooks.c.id == row.id).values(**values))
     if (cfg.work_group_ids, cfg.template_ids) != (old.work_group_ids, old.template_ids):
         await _write_scopes(conn, row.id, cfg)
@@ -333,6 +362,7 @@ async def set_active(
         values["status_reason"] = None
     else:
         values["status_reason"] = f"deactivated by {principal.login_name}"
+    _site_changed(ctx, conn, principal.site_id)
     await conn.execute(webhooks.update().where(webhooks.c.id == row.id).values(**values))
     await audit.record(
         conn,
@@ -351,6 +381,7 @@ async def resume(
     """Lift a suspension (or reactivate): pending deliveries become due at once, oldest first."""
     row = await get_row(conn, principal, webhook_id)
     now = ctx.now()
+    _site_changed(ctx, conn, principal.site_id)
     await conn.execute(
         webhooks.update()
         .where(webhooks.c.id == row.id)
@@ -385,6 +416,7 @@ async def delete(
     ctx: AppContext, conn: AsyncConnection, principal: Principal, webhook_id: str
 ) -> None:
     row = await get_row(conn, principal, webhook_id)
+    _site_changed(ctx, conn, principal.site_id)
     await conn.execute(webhooks.delete().where(webhooks.c.id == row.id))
     await audit.record(
         conn,
@@ -427,6 +459,7 @@ async def regenerate_secret(
             previous_secret_expires_at=now + grace,
         )
     values.update(modified_at=now, modified_by=principal.user_id)
+    _site_changed(ctx, conn, principal.site_id)
     await conn.execute(webhooks.update().where(webhooks.c.id == row.id).values(**values))
     await audit.record(
         conn,
@@ -531,10 +564,78 @@ def signing_target(ctx: AppContext, row: sa.Row[Any], issuer: str, now: datetime
     return WebhookTarget(
         webhook_id=row.id,
         url=row.url,
-        verb=row.request_verb,
+        verb=Verb(row.request_verb),
         auth_method=AuthMethod(row.auth_method),
         issuer=issuer,
         secret=secret,
         previous_secret=previous,
         access_token=ctx.box.decrypt(row.access_token_enc) if row.access_token_enc else None,
     )
+
+
+async def interview_targets(
+    ctx: AppContext,
+    conn: AsyncConnection,
+    *,
+    site_id: str,
+    event_type: EventType,
+    work_group_id: str | None,
+    template_id: str | None,
+    interview_event_name: str | None = None,
+) -> MatchedWebhooks:
+    """The webhooks an interview step calls, prepared for signing, through the context's
+    match cache (`webhooks.targets`): a step within the cache's TTL of the last one with the
+    same key reads nothing. On a miss they are matched in `conn`."""
+    name = (interview_event_name or "").strip() or None
+    key: MatchKey = (site_id, event_type.value, work_group_id, template_id, name)
+    cache = ctx.webhook_targets
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    read_at = cache.clock()
+    rows = await matching(
+        conn,
+        site_id=site_id,
+        event_type=event_type,
+        work_group_id=work_group_id,
+        template_id=template_id,
+        interview_event_name=interview_event_name,
+    )
+    issuer = ""
+    if rows:
+        issuer = str(await conn.scalar(sa.select(sites.c.base_url).where(sites.c.id == site_id)))
+    matched = MatchedWebhooks(tuple(prepare(ctx, row) for row in rows), issuer)
+    cache.put(key, matched, read_at=read_at)
+    return matched
+
+
+def prepare(ctx: AppContext, row: sa.Row[Any]) -> PreparedWebhook:
+    """The webhook with its secrets decrypted; one that cannot be decrypted is `unusable`."""
+    grace_ends = row.previous_secret_expires_at
+    prepared = PreparedWebhook(
+        id=row.id,
+        name=row.name,
+        url=row.url,
+        verb=Verb(row.request_verb),
+        auth_method=AuthMethod(row.auth_method),
+        timeout_seconds=row.timeout_seconds,
+        accept_untrusted_ssl=row.accept_untrusted_ssl,
+    )
+    try:
+        return replace(
+            prepared,
+            secret=(
+                SigningSecret(row.secret_kid, ctx.box.decrypt(row.secret_enc))
+                if row.secret_enc
+                else None
+            ),
+            previous_secret=(
+                SigningSecret(row.previous_secret_kid, ctx.box.decrypt(row.previous_secret_enc))
+                if row.previous_secret_enc and grace_ends and grace_ends > ctx.now()
+                else None
+            ),
+            previous_secret_expires_at=grace_ends,
+            access_token=(ctx.box.decrypt(row.access_token_enc) if row.access_token_enc else None),
+        )
+    except ValueError as exc:
+        return replace(prepared, unusable=str(exc))

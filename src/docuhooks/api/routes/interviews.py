@@ -11,10 +11,10 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from docuhooks.answers import to_hotdocs_xml
-from docuhooks.api.deps import Caller, Conn, Ctx
+from docuhooks.api.deps import Caller, Conn, Ctx, ReadConn, StandaloneCaller
 from docuhooks.api.models import ERRORS, Output
 from docuhooks.api.routes.platform import Version
-from docuhooks.api.routes.platform_support import StandaloneCaller, add_source_platform_aliases
+from docuhooks.api.routes.platform_support import add_source_platform_aliases
 from docuhooks.platform import interviews
 
 router = APIRouter(prefix="/api/v1", tags=["interviews"], responses=ERRORS)
@@ -77,7 +77,7 @@ async def open_interview(work_item_id: str, ctx: Ctx, who: StandaloneCaller) -> 
 
 
 @router.get("/interviews/{interview_id}", response_model=Interview)
-async def get_interview(interview_id: str, conn: Conn, who: Caller) -> dict[str, Any]:
+async def get_interview(interview_id: str, conn: ReadConn, who: StandaloneCaller) -> dict[str, Any]:
     return await interviews.get(conn, who, interview_id)
 
 
@@ -85,7 +85,9 @@ async def get_interview(interview_id: str, conn: Conn, who: Caller) -> dict[str,
     "/interviews/{interview_id}/answers",
     responses={200: {"content": {"application/json": {}, "application/xml": {}}}},
 )
-async def get_answers(interview_id: str, request: Request, conn: Conn, who: Caller) -> Response:
+async def get_answers(
+    interview_id: str, request: Request, conn: ReadConn, who: StandaloneCaller
+) -> Response:
     """The current answers: canonical answer JSON, or HotDocs answer XML when the `Accept`
     header asks for `application/xml` or `text/xml`."""
     answers = await interviews.current_answers(conn, who, interview_id)
