@@ -23,7 +23,8 @@ _bearer = HTTPBearer(auto_error=False, description="An API token from POST /api/
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def get_ctx(request: Request) -> AppContext:
+async def get_ctx(request: Request) -> AppContext:
+    # Async on purpose: FastAPI runs a plain `def` dependency in a worker thread.
     ctx: AppContext = request.app.state.ctx
     return ctx
 

@@ -22,6 +22,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,7 +45,7 @@ from docuhooks.platform.access import parse_id
 from docuhooks.platform.assembly import AssemblyError, assemble
 from docuhooks.platform.postprocessing import post_process
 from docuhooks.platform.workitems import VersionStatus
-from docuhooks.store.schema import interviews, work_item_versions
+from docuhooks.store.schema import interviews, templates, work_item_versions, work_items
 from docuhooks.webhooks.targets import MatchedWebhooks
 
 OPEN = "open"
@@ -191,37 +192,101 @@ async def _save_answers(conn: AsyncConnection, loaded: _Loaded, answers: AnswerS
     ).one()
 
 
+# Opening an interview is on a waiting person's path: its statements are built once, and
+# the work item, its template (without the document) and its version in progress are read
+# in one query, the work item held (PostgreSQL) so two opens cannot both number a version.
+_ITEM, _TEMPLATE, _VERSION = "item_", "template_", "version_"
+_TEMPLATE_COLUMNS = [column for column in templates.c if column.name != "content"]
+_OPENING = (
+    sa.select(
+        *(column.label(_ITEM + column.name) for column in work_items.c),
+        *(column.label(_TEMPLATE + column.name) for column in _TEMPLATE_COLUMNS),
+        *(column.label(_VERSION + column.name) for column in work_item_versions.c),
+    )
+    .select_from(
+        work_items.outerjoin(
+            templates,
+            sa.and_(
+                templates.c.id == work_items.c.template_id,
+                templates.c.site_id == work_items.c.site_id,
+            ),
+        ).outerjoin(
+            work_item_versions,
+            sa.and_(
+                work_item_versions.c.work_item_id == work_items.c.id,
+                work_item_versions.c.status == VersionStatus.IN_PROGRESS.value,
+            ),
+        )
+    )
+    .where(
+        work_items.c.id == sa.bindparam("work_item_id"),
+        work_items.c.site_id == sa.bindparam("site_id"),
+    )
+    .order_by(work_item_versions.c.version_number.desc())
+    .limit(1)
+    .with_for_update(of=work_items)
+)
+_REPLACE_OPEN = (
+    interviews.update()
+    .where(
+        interviews.c.version_id == sa.bindparam("replaced_version_id"),
+        interviews.c.status == OPEN,
+    )
+    .values(status=REPLACED, finished_at=sa.bindparam("replaced_at"))
+)
+_INSERT = interviews.insert().returning(*interviews.c)
+
+
+def _part(row: sa.Row[Any], prefix: str, columns: Any) -> Any:
+    mapping = row._mapping
+    return SimpleNamespace(**{column.name: mapping[prefix + column.name] for column in columns})
+
+
+async def _opening(
+    conn: AsyncConnection, principal: Principal, work_item_id: str
+) -> tuple[Any, Any, Any | None]:
+    """The work item, its template and its version in progress (None if there is none)."""
+    work_item_id = parse_id(work_item_id, "work item")
+    found = (
+        await conn.execute(_OPENING, {"work_item_id": work_item_id, "site_id": principal.site_id})
+    ).first()
+    if found is None:
+        raise NotFound(f"work item {work_item_id} does not exist")
+    item = _part(found, _ITEM, work_items.c)
+    if found._mapping[_TEMPLATE + "id"] is None:
+        raise NotFound(f"template {item.template_id} does not exist")
+    template = _part(found, _TEMPLATE, _TEMPLATE_COLUMNS)
+    if found._mapping[_VERSION + "id"] is None:
+        return item, template, None
+    return item, template, _part(found, _VERSION, work_item_versions.c)
+
+
 async def open_interview(
     ctx: AppContext, principal: Principal, work_item_id: str
 ) -> dict[str, Any]:
     """Open an interview on the work item: it continues the version in progress, or starts
     the next one; then the InterviewLoadEvent webhooks may add answers."""
     async with foreground_transaction(ctx) as conn:
-        item = await workitems.get_row(conn, principal, work_item_id, lock=True)
-        template = await catalog.get_row(conn, principal, item.template_id)
-        version = await workitems.version_in_progress(conn, item.id)
+        item, template, version = await _opening(conn, principal, work_item_id)
         if version is None:
             version = await workitems.start_version(conn, principal, item)
         moment = ctx.now()
         await conn.execute(
-            interviews.update()
-            .where(interviews.c.version_id == version.id, interviews.c.status == OPEN)
-            .values(status=REPLACED, finished_at=moment)
+            _REPLACE_OPEN, {"replaced_version_id": version.id, "replaced_at": moment}
         )
         row = (
             await conn.execute(
-                interviews.insert()
-                .values(
-                    id=str(uuid.uuid4()),
-                    site_id=principal.site_id,
-                    work_item_id=item.id,
-                    version_id=version.id,
-                    answers=version.answers,
-                    status=OPEN,
-                    created_at=moment,
-                    created_by=principal.user_id,
-                )
-                .returning(*interviews.c)
+                _INSERT,
+                {
+                    "id": str(uuid.uuid4()),
+                    "site_id": principal.site_id,
+                    "work_item_id": item.id,
+                    "version_id": version.id,
+                    "answers": version.answers,
+                    "status": OPEN,
+                    "created_at": moment,
+                    "created_by": principal.user_id,
+                },
             )
         ).one()
         matched = await match_interview_hooks(
