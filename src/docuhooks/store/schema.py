@@ -310,10 +310,15 @@ work_item_versions = sa.Table(
     sa.Column("post_processing", sa.JSON(), nullable=True),
     _ts("post_processing_deadline", nullable=True),
     sa.Column("complete_token_hash", sa.String(64), nullable=True),
+    #: While PostProcessing: when a driver should next act on the version (call the
+    #: receiver, or give up at the deadline). A driver calling it moves this past the call's
+    #: timeout, so it is also the lease that keeps two processes from calling at once.
+    _ts("post_processing_due_at", nullable=True),
     _ts("created_at"),
     sa.Column("created_by", sa.String(36), nullable=True),
     _ts("completed_at", nullable=True),
     sa.UniqueConstraint("work_item_id", "version_number"),
+    sa.Index("ix_work_item_versions_due", "status", "post_processing_due_at"),
 )
 
 documents = sa.Table(
@@ -331,6 +336,25 @@ documents = sa.Table(
     sa.Column("assembled_order", sa.Integer(), nullable=False),
     _ts("created_at"),
     sa.Index("ix_documents_version_order", "version_id", "assembled_order"),
+)
+
+#: The documents a version had when it entered PostProcessing, kept until it completes: a
+#: failed or late post-processing puts them back, whatever the receiver changed meanwhile.
+post_processing_originals = sa.Table(
+    "post_processing_originals",
+    metadata,
+    sa.Column("id", sa.String(36), nullable=False),
+    _fk("version_id", "work_item_versions.id"),
+    _fk("site_id", "sites.id"),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("file_name", sa.String(255), nullable=False),
+    sa.Column("content_type", sa.String(255), nullable=False),
+    sa.Column("size", sa.BigInteger(), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("content", sa.LargeBinary(), nullable=False),
+    sa.Column("assembled_order", sa.Integer(), nullable=False),
+    _ts("created_at"),
+    sa.PrimaryKeyConstraint("version_id", "id"),
 )
 
 interviews = sa.Table(
