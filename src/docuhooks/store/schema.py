@@ -105,6 +105,22 @@ api_tokens = sa.Table(
     _ts("last_used_at", nullable=True),
 )
 
+#: Admin UI sign-ins (SPEC §9). The id is the sha256 of the cookie's random token, as for API
+#: tokens, so a copy of the table cannot sign anyone in; the CSRF token is per session.
+ui_sessions = sa.Table(
+    "ui_sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    _fk("user_id", "users.id"),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    _ts("created_at"),
+    #: The latest the session can last, however active it is.
+    _ts("expires_at"),
+    _ts("last_seen_at"),
+    sa.Index("ix_ui_sessions_user", "user_id"),
+    sa.Index("ix_ui_sessions_expires", "expires_at"),
+)
+
 audit_log = sa.Table(
     "audit_log",
     metadata,
