@@ -4,6 +4,7 @@ event exists exactly when the version is Completed."""
 
 from __future__ import annotations
 
+import hmac
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from docuhooks.context import AppContext
 from docuhooks.core.events import Event, EventType
 from docuhooks.delivery import outbox
-from docuhooks.errors import Conflict
+from docuhooks.errors import Conflict, Forbidden
 from docuhooks.identity.models import Principal
-from docuhooks.platform import catalog, workitems
+from docuhooks.platform import catalog, postprocessing, workitems
 from docuhooks.platform import documents as documents_service
 from docuhooks.platform.workitems import VersionStatus
 from docuhooks.store.schema import interviews, work_item_versions
@@ -74,20 +75,31 @@ async def complete_version(
     template: sa.Row[Any],
     documents: list[sa.Row[Any]],
     now: datetime | None = None,
+    post_processing: dict[str, Any] | None = None,
 ) -> Event:
     """Mark `version` Completed, close its interviews, and write the event to the outbox.
 
-    `conn` is the caller's write transaction, holding `version` locked; after it commits,
-    the caller calls `ctx.events_committed()` so workers start at once.
+    `post_processing` is what the version shows about its post-processing, when it had
+    one; the original documents kept for it are let go. `conn` is the caller's write
+    transaction, holding `version` locked; after it commits, the caller calls
+    `ctx.events_committed()` so workers start at once.
     """
     if version.status not in workitems.OPEN_STATUSES:
         raise Conflict(f"version {version.version_number} is already {version.status}")
     moment = now or datetime.now(UTC)
+    changes: dict[str, Any] = {
+        "status": VersionStatus.COMPLETED,
+        "completed_at": moment,
+        "post_processing_due_at": None,
+        "complete_token_hash": None,
+    }
+    if post_processing is not None:
+        changes["post_processing"] = post_processing
     await conn.execute(
-        work_item_versions.update()
-        .where(work_item_versions.c.id == version.id)
-        .values(status=VersionStatus.COMPLETED, completed_at=moment)
+        work_item_versions.update().where(work_item_versions.c.id == version.id).values(**changes)
     )
+    if version.status == VersionStatus.POST_PROCESSING:
+        await documents_service.drop_originals(conn, version.id)
     await conn.execute(
         interviews.update()
         .where(interviews.c.version_id == version.id, interviews.c.status == "open")
@@ -115,28 +127,66 @@ async def complete_version(
 
 
 async def complete(
-    ctx: AppContext, principal: Principal, work_item_id: str, version_id: str
+    ctx: AppContext,
+    principal: Principal,
+    work_item_id: str,
+    version_id: str,
+    *,
+    token: str | None = None,
 ) -> dict[str, Any]:
-    """`PUT /workitems/{id}/versions/{vid}/complete`: complete a version that is InProgress
-    or PostProcessing with the documents it has now (the callback-mode `completeUrl`)."""
+    """`PUT /workitems/{id}/versions/{vid}/complete`: complete a version with the documents
+    it has now.
+
+    A version InProgress needs only the caller's API token. A version in PostProcessing is
+    completed by the receiver it was sent to: `token` must be the one-time token of its
+    `completeUrl` (SPEC §6.3), and its event names the user who finished the interview.
+    """
     async with ctx.db.transaction() as conn:
         item, version = await workitems.get_version_row(
             conn, principal, work_item_id, version_id, lock=True
         )
         template = await catalog.get_row(conn, principal, item.template_id)
+        record: dict[str, Any] | None = None
+        actor = principal
+        if version.status == VersionStatus.POST_PROCESSING:
+            _check_complete_token(version, token)
+            record = postprocessing.finished(
+                version.post_processing,
+                postprocessing.Status.COMPLETED,
+                ctx.now(),
+                mode=postprocessing.Mode.CALLBACK,
+            )
+            actor = postprocessing.finished_by(version.post_processing, item.site_id) or principal
         rows = await documents_service.rows_of_version(conn, version.id)
         await complete_version(
             conn,
-            principal,
+            actor,
             work_item=item,
             version=version,
             template=template,
             documents=rows,
             now=ctx.now(),
+            post_processing=record,
         )
         result = await version_with_documents(conn, principal, item, version.id)
     ctx.events_committed()
     return result
+
+
+def _check_complete_token(version: sa.Row[Any], token: str | None) -> None:
+    if not token:
+        raise Forbidden(
+            f"version {version.version_number} is in PostProcessing: only the receiver it was "
+            "sent to completes it, with the completeUrl of its PostProcessingEvent (which "
+            "carries ?token=)"
+        )
+    expected = version.complete_token_hash or ""
+    if not hmac.compare_digest(postprocessing.token_hash(token), expected):
+        raise Forbidden(
+            f"the token is not the completion token of version {version.version_number}: use "
+            "the completeUrl of the PostProcessingEvent sent for this version (a later call "
+            "for the same version replaces it)"
+        )
 
 
 async def version_with_documents(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePath
@@ -28,7 +29,7 @@ from docuhooks.platform import workitems
 from docuhooks.platform.access import parse_id
 from docuhooks.platform.catalog import DOCX_CONTENT_TYPE
 from docuhooks.platform.templates import TemplateError, check_docx
-from docuhooks.store.schema import documents
+from docuhooks.store.schema import documents, post_processing_originals
 
 DOCX = DOCX_CONTENT_TYPE
 PDF = "application/pdf"
@@ -318,3 +319,109 @@ async def _insert(
     row = await _document_row(conn, version.id, row_id, content=False)
     assert row is not None
     return row
+
+
+# --- post-processing (SPEC §6.3) --------------------------------------------------------------
+
+#: The columns a snapshot of the original documents keeps (all of them).
+_SNAPSHOT = [c.name for c in documents.c]
+
+
+async def keep_originals(conn: AsyncConnection, version_id: str) -> None:
+    """Keep the version's documents as they are now, to put back if post-processing fails."""
+    await conn.execute(
+        post_processing_originals.insert().from_select(
+            _SNAPSHOT,
+            sa.select(*(documents.c[name] for name in _SNAPSHOT)).where(
+                documents.c.version_id == version_id
+            ),
+        )
+    )
+
+
+async def restore_originals(conn: AsyncConnection, version_id: str) -> None:
+    """Put back the documents kept by `keep_originals`, under their ids, whatever was
+    replaced, added or renamed meanwhile. The kept copy stays until `drop_originals`."""
+    await conn.execute(documents.delete().where(documents.c.version_id == version_id))
+    await conn.execute(
+        documents.insert().from_select(
+            _SNAPSHOT,
+            sa.select(*(post_processing_originals.c[name] for name in _SNAPSHOT)).where(
+                post_processing_originals.c.version_id == version_id
+            ),
+        )
+    )
+
+
+async def drop_originals(conn: AsyncConnection, version_id: str) -> None:
+    await conn.execute(
+        post_processing_originals.delete().where(
+            post_processing_originals.c.version_id == version_id
+        )
+    )
+
+
+async def rows_for_event(
+    conn: AsyncConnection, version_id: str, *, content_up_to: int
+) -> list[sa.Row[Any]]:
+    """The version's documents in assembled order, each with its bytes when it has at most
+    `content_up_to` of them (else `content` is None): what a PostProcessingEvent carries."""
+    content = sa.case((documents.c.size <= content_up_to, documents.c.content), else_=sa.null())
+    return list(
+        (
+            await conn.execute(
+                sa.select(*_METADATA, content.label("content"))
+                .where(documents.c.version_id == version_id)
+                .order_by(documents.c.assembled_order, documents.c.created_at)
+            )
+        ).all()
+    )
+
+
+async def apply_returned(
+    conn: AsyncConnection,
+    version: sa.Row[Any],
+    replacements: Mapping[str, NewDocument],
+    arranged: Sequence[str | NewDocument],
+    *,
+    now: datetime,
+) -> None:
+    """Write a checked inline post-processing reply: each of `replacements` (by document
+    id) takes over its document's bytes, type and names; `arranged` is the version's new
+    assembled order, an existing document by its id and an added one as itself."""
+    for document_id, new in replacements.items():
+        await conn.execute(
+            documents.update()
+            .where(documents.c.version_id == version.id, documents.c.id == document_id)
+            .values(
+                name=new.name,
+                file_name=new.file_name,
+                content_type=new.content_type,
+                content=new.content,
+                size=len(new.content),
+                sha256=hashlib.sha256(new.content).hexdigest(),
+            )
+        )
+    for order, entry in enumerate(arranged):
+        if isinstance(entry, str):
+            await conn.execute(
+                documents.update()
+                .where(documents.c.version_id == version.id, documents.c.id == entry)
+                .values(assembled_order=order)
+            )
+            continue
+        await conn.execute(
+            documents.insert().values(
+                id=str(uuid.uuid4()),
+                version_id=version.id,
+                site_id=version.site_id,
+                name=entry.name,
+                file_name=entry.file_name,
+                content_type=entry.content_type,
+                size=len(entry.content),
+                sha256=hashlib.sha256(entry.content).hexdigest(),
+                content=entry.content,
+                assembled_order=order,
+                created_at=now,
+            )
+        )

@@ -1,29 +1,369 @@
-"""The post-processing step of finishing an interview (SPEC §6.3).
+"""Post-processing (SPEC §5.1, §5.4, §6.3), the pure half: what the PostProcessingEvent
+carries, what a receiver's reply means, where returned documents go, and what the version
+shows about it. No I/O here; `postprocessor` calls receivers and writes the results.
 
-Between assembly and completion, the site's PostProcessingEvent webhook may replace or add
-documents. That is a later piece of work; until it lands, this step passes the assembled
-documents through unchanged, so every caller already runs through the one place it will go.
+A reply is taken whole or not at all: one document that is not what its content type says,
+or a `replace` of a document the version does not have, refuses the reply and the version
+keeps the documents it was assembled with.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import json
+import secrets
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from docuhooks.core.events import format_timestamp
+from docuhooks.delivery.transport import ErrorClass, TransportResult
+from docuhooks.errors import DocuhooksError
+from docuhooks.identity.models import Principal
+from docuhooks.interview_hooks.replies import Outcome
+from docuhooks.interview_hooks.warnings import Problem
+from docuhooks.platform import documents
 
-from docuhooks.context import AppContext
+#: Documents up to this size travel in the event as base64; larger ones are fetched by `url`.
+INLINE_CONTENT_BYTES = 5 * 1024 * 1024
+#: The largest inline reply read: room for two documents of the 50 MiB maximum, base64
+#: encoded, and a few small ones. A receiver returning more uses the callback mode.
+MAX_REPLY_BYTES = 160 * 1024 * 1024
+#: Errors named in one refusal; the rest are counted.
+_MAX_ERRORS = 5
 
 
-async def post_process(
-    ctx: AppContext,
-    conn: AsyncConnection,
-    *,
-    version: sa.Row[Any],
-    documents: list[sa.Row[Any]],
-) -> list[sa.Row[Any]]:
-    """The version's documents after post-processing (metadata rows, in assembled order).
+class Mode(StrEnum):
+    INLINE = "inline"
+    CALLBACK = "callback"
 
-    `conn` is the finishing transaction; `documents` are already stored on `version`.
+
+class Status(StrEnum):
+    """Where a version's post-processing stands (`postProcessing.status` on the version)."""
+
+    #: Waiting for a driver to call the receiver.
+    PENDING = "pending"
+    #: A driver is calling the receiver.
+    CALLING = "calling"
+    #: The receiver answered 202 and has until the deadline to `PUT completeUrl`.
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+
+
+FINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.TIMED_OUT})
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnedDocument:
+    """One checked document of an inline reply."""
+
+    action: str
+    name: str
+    file_name: str
+    content_type: str
+    content: bytes = field(repr=False)
+    id: str | None = None
+    order: int | None = None
+
+    def as_new(self) -> documents.NewDocument:
+        return documents.NewDocument(self.name, self.file_name, self.content_type, self.content)
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """A receiver's reply, judged: the mode it chose and its documents, or why it failed."""
+
+    mode: Mode | None
+    documents: tuple[ReturnedDocument, ...] = ()
+    error_class: ErrorClass | None = None
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error_class is None
+
+    @property
+    def outcome(self) -> Outcome:
+        """The call as the delivery log records it."""
+        if self.error_class is None:
+            return Outcome(None, ())
+        message = self.error or str(self.error_class)
+        return Outcome(None, (Problem(str(self.error_class), message),), self.error_class, message)
+
+
+def _failed(error_class: ErrorClass, message: str) -> Judged:
+    return Judged(None, (), error_class, message)
+
+
+def judge_reply(result: TransportResult, document_ids: Collection[str] | None = None) -> Judged:
+    """What `result` means as a reply to a PostProcessingEvent (SPEC §5.4).
+
+    `document_ids` are the ids of the version's documents, which `replace` must name; None
+    skips that check (the test event's documents do not exist).
     """
+    if result.status is None or result.error_class is not None:
+        return _failed(result.error_class or ErrorClass.CONNECT, result.error or "no response")
+    if result.status == 202:
+        return Judged(Mode.CALLBACK)
+    if result.status != 200:
+        return _failed(
+            ErrorClass.INVALID_RESPONSE,
+            f"HTTP {result.status}: a post-processing webhook answers 200 with documents, or "
+            "202 to upload them and call completeUrl",
+        )
+    if result.body_truncated:
+        return _failed(
+            ErrorClass.INVALID_RESPONSE,
+            f"the reply is larger than {MAX_REPLY_BYTES // 1024 // 1024} MiB; return fewer "
+            "documents inline, or answer 202 and upload them through the REST API",
+        )
+    if not result.body.strip():
+        return _failed(
+            ErrorClass.INVALID_RESPONSE,
+            'the 200 reply is empty; answer {"documents": []} to keep the documents',
+        )
+    try:
+        body = json.loads(result.body)
+    except (ValueError, UnicodeDecodeError):
+        return _failed(ErrorClass.INVALID_RESPONSE, "the 200 reply is not JSON")
+    items = body.get("documents") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        return _failed(ErrorClass.INVALID_RESPONSE, 'the 200 reply has no "documents" list')
+    known = {i.lower() for i in document_ids} if document_ids is not None else None
+    returned: list[ReturnedDocument] = []
+    errors: list[str] = []
+    replaced: set[str] = set()
+    for index, item in enumerate(items):
+        try:
+            document = _document(item, known)
+        except _Refused as exc:
+            errors.append(f"documents[{index}]: {exc}")
+            continue
+        if document.id is not None:
+            if document.id in replaced:
+                errors.append(f"documents[{index}]: document {document.id} is replaced twice")
+            replaced.add(document.id)
+        returned.append(document)
+    if errors:
+        more = f" (and {len(errors) - _MAX_ERRORS} more)" if len(errors) > _MAX_ERRORS else ""
+        return _failed(
+            ErrorClass.INVALID_RESPONSE,
+            "the reply was refused and the documents kept: "
+            + "; ".join(errors[:_MAX_ERRORS])
+            + more,
+        )
+    return Judged(Mode.INLINE, tuple(returned))
+
+
+class _Refused(ValueError):
+    """One returned document that cannot be taken; the message says why."""
+
+
+def _document(item: Any, known: set[str] | None) -> ReturnedDocument:
+    if not isinstance(item, Mapping):
+        raise _Refused("must be an object")
+    action = item.get("action")
+    if action not in ("replace", "add"):
+        raise _Refused(f'"action" must be "replace" or "add", got {action!r}')
+    texts = {}
+    for key in ("name", "fileName", "contentType", "content"):
+        value = item.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise _Refused(f'"{key}" must be a non-empty string')
+        texts[key] = value
+    order = item.get("order")
+    if order is not None and (isinstance(order, bool) or not isinstance(order, int) or order < 0):
+        raise _Refused(f'"order" must be a whole number from 0, got {order!r}')
+    document_id = item.get("id")
+    if action == "replace":
+        if not isinstance(document_id, str) or not document_id:
+            raise _Refused('"replace" needs the "id" of one of the event\'s documents')
+        document_id = document_id.strip().lower()
+        if known is not None and document_id not in known:
+            raise _Refused(f"the version has no document {document_id} to replace")
+    elif document_id is not None:
+        raise _Refused('an added document gets a new id: leave "id" out, or use "replace"')
+    try:
+        content = base64.b64decode(texts["content"], validate=True)
+    except (binascii.Error, ValueError):
+        raise _Refused('"content" is not base64') from None
+    try:
+        name = texts["name"].strip()
+        if len(name) > 255:
+            raise _Refused('"name" may be at most 255 characters')
+        file_name = documents.clean_file_name(texts["fileName"])
+        content_type = documents.media_type(texts["contentType"])
+        documents.check_content(content_type, content)
+    except DocuhooksError as exc:
+        details = "; ".join(d.message for d in exc.details) or exc.message
+        raise _Refused(f"{texts['fileName']}: {details}") from None
+    return ReturnedDocument(
+        action,
+        name,
+        file_name,
+        content_type,
+        content,
+        document_id if action == "replace" else None,
+        order,
+    )
+
+
+def arrange(
+    current: Sequence[str], returned: Sequence[ReturnedDocument]
+) -> list[str | ReturnedDocument]:
+    """The version's documents after `returned` is applied, in assembled order: an existing
+    document by its id, an added one as itself.
+
+    Documents are applied in the order given: `add` goes in at `order` (default, or past the
+    end: last) and moves the documents from there on one place later; `replace` keeps the
+    document's place unless it gives an `order`, which moves it there.
+    """
+    arranged: list[str | ReturnedDocument] = list(current)
+    for document in returned:
+        entry: str | ReturnedDocument = document if document.id is None else document.id
+        if document.id is not None:
+            if document.order is None:
+                continue
+            arranged.remove(document.id)
+        position = len(arranged) if document.order is None else min(document.order, len(arranged))
+        arranged.insert(position, entry)
+    return arranged
+
+
+# --- the completion token -----------------------------------------------------------------
+
+
+def new_complete_token() -> str:
+    """A one-time token that lets a receiver complete the version it was called for."""
+    return "dhc_" + secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def complete_url(base_url: str, work_item_id: str, version_id: str, token: str) -> str:
+    """`completeUrl` (SPEC §5.1): the complete route with the version's one-time token. The
+    receiver still needs an API token of the site to call it."""
+    return (
+        f"{base_url.rstrip('/')}/api/v1/workitems/{work_item_id}/versions/{version_id}"
+        f"/complete?token={token}"
+    )
+
+
+# --- what the event carries, and what the version shows ------------------------------------
+
+
+def event_data(
+    *,
+    work_item: Any,
+    version: Any,
+    template: Any,
+    rows: Sequence[Any],
+    base_url: str,
+    deadline: datetime,
+    complete: str,
+) -> dict[str, Any]:
+    """The PostProcessingEvent's `data` (SPEC §5.1). `rows` are the version's documents in
+    assembled order; a row's `content` is None when it is too large to travel inline."""
+    return {
+        "workItemId": work_item.id,
+        "workItemVersionId": version.id,
+        "versionNumber": version.version_number,
+        "templateId": template.id,
+        "templateName": template.name,
+        "documents": [_event_document(row, base_url, work_item.id) for row in rows],
+        "callbackDeadline": format_timestamp(deadline),
+        "completeUrl": complete,
+    }
+
+
+def _event_document(row: Any, base_url: str, work_item_id: str) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": row.id,
+        "name": row.name,
+        "fileName": row.file_name,
+        "contentType": row.content_type,
+        "size": row.size,
+        "sha256": row.sha256,
+        "url": documents.content_url(base_url, work_item_id, row.version_id, row.id),
+    }
+    if row.content is not None:
+        item["content"] = base64.b64encode(row.content).decode("ascii")
+    return item
+
+
+def started_record(
+    *, webhook: Any, actor: Mapping[str, Any], deadline: datetime, now: datetime
+) -> dict[str, Any]:
+    """`postProcessing` on a version that has just entered PostProcessing."""
+    return {
+        "webhookId": webhook.id,
+        "webhookName": webhook.name,
+        "status": str(Status.PENDING),
+        "mode": None,
+        "error": None,
+        "errorClass": None,
+        "eventId": None,
+        "deliveryId": None,
+        "calls": 0,
+        "deadline": format_timestamp(deadline),
+        "startedDate": format_timestamp(now),
+        "finishedDate": None,
+        "finishedBy": dict(actor),
+    }
+
+
+def updated(record: Mapping[str, Any] | None, **changes: Any) -> dict[str, Any]:
+    """`record` with `changes` (enum values as their strings); a final status is dated."""
+    result = dict(record or {})
+    result.update({k: str(v) if isinstance(v, StrEnum) else v for k, v in changes.items()})
+    return result
+
+
+def finished(
+    record: Mapping[str, Any] | None,
+    status: Status,
+    now: datetime,
+    *,
+    error: str | None = None,
+    error_class: ErrorClass | str | None = None,
+    mode: Mode | None = None,
+) -> dict[str, Any]:
+    changes: dict[str, Any] = {
+        "status": status,
+        "error": error,
+        "errorClass": str(error_class) if error_class else None,
+        "finishedDate": format_timestamp(now),
+    }
+    if mode is not None:
+        changes["mode"] = mode
+    return updated(record, **changes)
+
+
+def finished_by(record: Mapping[str, Any] | None, site_id: str) -> Principal | None:
+    """Who finished the interview, as recorded when post-processing started: the
+    `createdBy` of the version's NewWorkItemVersionComplete, whoever completes it."""
+    actor = (record or {}).get("finishedBy")
+    if not isinstance(actor, Mapping) or not actor.get("id"):
+        return None
+    return Principal(
+        user_id=str(actor["id"]),
+        site_id=site_id,
+        login_name=str(actor.get("loginName", "")),
+        name=str(actor.get("name", "")),
+        email=str(actor.get("email", "")),
+        account_type=str(actor.get("accountType", "UserAccount")),
+        roles=frozenset(),
+    )
+
+
+async def post_process(ctx: Any, conn: Any, *, version: Any, documents: list[Any]) -> list[Any]:
+    """The pass-through `interviews.finish` calls until it starts post-processing for real."""
     return documents

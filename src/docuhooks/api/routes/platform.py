@@ -253,11 +253,21 @@ async def get_version(
     tags=["platform"],
 )
 async def complete_version(
-    work_item_id: str, version_id: str, ctx: Ctx, who: StandaloneCaller
+    work_item_id: str,
+    version_id: str,
+    ctx: Ctx,
+    who: StandaloneCaller,
+    token: Annotated[
+        str | None,
+        Query(description="The one-time token of the post-processing `completeUrl`"),
+    ] = None,
 ) -> dict[str, Any]:
-    """Complete a version that is InProgress or PostProcessing with the documents it has
-    (the post-processing callback's `completeUrl`); fires NewWorkItemVersionComplete."""
-    return await completion.complete(ctx, who, work_item_id, version_id)
+    """Complete a version with the documents it has; fires NewWorkItemVersionComplete.
+
+    A version InProgress needs only the API token. A version in PostProcessing is completed
+    through the `completeUrl` of its PostProcessingEvent, which carries `?token=`: the
+    receiver also needs an API token of the site (403 without the right `token`)."""
+    return await completion.complete(ctx, who, work_item_id, version_id, token=token)
 
 
 add_source_platform_aliases(router)
