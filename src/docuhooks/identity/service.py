@@ -162,7 +162,8 @@ class TokenCache:
     A token's own expiry is checked on every use, so an expired token stops at once;
     anything else that ends it (the token deleted, the user deactivated) is seen within
     `ttl_seconds`. Only tokens that worked are kept: a new token works on its first use.
-    `clock` is monotonic seconds; tests pass their own to move time."""
+    `clock` (monotonic seconds, for the TTL) and `now` (the wall clock, for expiry) are for
+    tests to move time."""
 
     def __init__(
         self,
@@ -170,10 +171,12 @@ class TokenCache:
         *,
         max_entries: int = MAX_CACHED_TOKENS,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = _now,
     ) -> None:
         self.ttl_seconds = ttl_seconds
         self.max_entries = max_entries
         self.clock = clock
+        self.now = now
         self._entries: dict[str, _CachedToken] = {}
 
     def lookup(self, token: str) -> Principal | None:
@@ -182,7 +185,8 @@ class TokenCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if self.clock() - entry.stored_at >= self.ttl_seconds or _expired(entry.expires_at):
+        expired = entry.expires_at is not None and entry.expires_at <= self.now()
+        if expired or self.clock() - entry.stored_at >= self.ttl_seconds:
             del self._entries[key]
             return None
         return entry.principal
@@ -195,9 +199,8 @@ class TokenCache:
     def clear(self) -> None:
         self._entries.clear()
 
-
-def _expired(expires_at: datetime | None) -> bool:
-    return expires_at is not None and expires_at <= _now()
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 async def authenticate_token(
@@ -217,7 +220,8 @@ async def authenticate_token(
         .where(api_tokens.c.token_hash == secrets.hash_token(token), users.c.active.is_(True))
     )
     row = (await conn.execute(query)).first()
-    if row is None or _expired(row.expires_at):
+    now = cache.now() if cache is not None else _now()
+    if row is None or (row.expires_at is not None and row.expires_at <= now):
         return None
     principal = _principal(row)
     if cache is not None:

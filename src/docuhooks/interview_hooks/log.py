@@ -6,9 +6,9 @@ attempt and is finished when it is written: `succeeded` or `failed`, nothing lef
 
 The log is written off the waiting path: with the app's `start_log_writer` component running,
 a step's rows go to a bounded queue and one background task writes them, many steps per
-transaction, after the person already has their interview. Stopping the component writes
-everything queued first. Without the component (a script, a test) each step is written in a
-transaction of its own before the step returns.
+transaction (gathered for `LINGER_SECONDS`), after the person already has their interview.
+Stopping the component writes everything queued first. Without the component (a script, a
+test) each step is written in a transaction of its own before the step returns.
 
 On SQLite one writer holds the lock at a time, and a writer that finds it taken sleeps in
 SQLite's busy handler (1, 2, 5, 10 ms …) instead of being woken when it frees. So the
@@ -44,6 +44,9 @@ QUEUE_STEPS = 1000
 BATCH_STEPS = 200
 #: How long stopping may take to write what is queued.
 STOP_TIMEOUT_SECONDS = 30.0
+#: How long the writer gathers steps after the first before it writes them: a step takes
+#: the write lock briefly, but once per batch, so this bounds the writer's share of it.
+LINGER_SECONDS = 0.05
 #: How long a batch waits for interview steps' transactions to end before it is written
 #: beside them anyway.
 YIELD_SECONDS = 0.2
@@ -212,6 +215,7 @@ class LogWriter:
         while True:
             batch = [await self._queue.get()]
             try:
+                await asyncio.sleep(LINGER_SECONDS)
                 await self._after_foreground()
                 while len(batch) < BATCH_STEPS and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
