@@ -170,6 +170,11 @@ class LogWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="interview-log-writer")
 
+    @property
+    def writing(self) -> bool:
+        """Whether a batch is being written (holding, or waiting for, the write lock)."""
+        return not self._idle.is_set()
+
     async def submit(self, step: StepLog) -> None:
         if self._task is None or self._task.done():
             await _write_alone(self._ctx, [step])
