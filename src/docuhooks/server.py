@@ -10,12 +10,14 @@ from docuhooks.settings import Settings
 
 
 def components(settings: Settings) -> list[Component]:
-    """Background parts `serve` runs beside the API (the delivery worker, the pruner)."""
+    """Background parts `serve` runs beside the API (the delivery worker, the pruner, the
+    interview log writer, the post-processing driver)."""
     from docuhooks.delivery.pruning import start_pruner
     from docuhooks.delivery.worker import start_worker
     from docuhooks.interview_hooks import start_log_writer
+    from docuhooks.platform.postprocessor import start_post_processor
 
-    parts: list[Component] = [start_pruner, start_log_writer]
+    parts: list[Component] = [start_pruner, start_log_writer, start_post_processor]
     if settings.worker_enabled:
         parts.append(start_worker)
     return parts

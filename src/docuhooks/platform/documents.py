@@ -370,7 +370,8 @@ async def rows_for_event(
     return list(
         (
             await conn.execute(
-                sa.select(*_METADATA, content.label("content"))
+                sa.select(*_METADATA)
+                .add_columns(content.label("content"))
                 .where(documents.c.version_id == version_id)
                 .order_by(documents.c.assembled_order, documents.c.created_at)
             )
