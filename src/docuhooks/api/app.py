@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
-from docuhooks import __version__
+from docuhooks import __version__, ui
 from docuhooks.api import errors
 from docuhooks.api.limits import BodyLimitMiddleware
 from docuhooks.api.routes import (
@@ -63,8 +64,10 @@ def create_app(
         documents.router,
         interviews.router,
         metrics.router,
+        ui.router,
     ):
         app.include_router(router)
+    app.mount("/ui/static", StaticFiles(directory=ui.STATIC_DIR), name="ui-static")
     app.add_middleware(
         BodyLimitMiddleware,
         json_limit=ctx.settings.max_json_body_bytes,

@@ -1,0 +1,26 @@
+"""The admin web UI (SPEC §9, §1.4): server-rendered pages with htmx for in-place actions,
+signed in with a password, each page calling the same services as the API.
+
+`router` holds every UI route (kept out of the OpenAPI document); `STATIC_DIR` is served at
+`/ui/static`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from docuhooks.ui import auth, deliveries, webhooks
+from docuhooks.ui.rendering import STATIC_DIR, UiRoute, redirect
+
+__all__ = ["STATIC_DIR", "router"]
+
+router = APIRouter(route_class=UiRoute, include_in_schema=False)
+
+
+@router.get("/")
+async def home() -> Response:
+    """A browser opening the server's address lands in the admin UI."""
+    return redirect("/ui/")
+
+
+for _part in (auth.router, webhooks.router, deliveries.router):
+    router.include_router(_part)

@@ -1,0 +1,105 @@
+"""Signing in and out of the admin UI with a login name and password (SPEC §9).
+
+The login form has its own CSRF token in a short cookie (there is no session yet), so
+another site cannot sign a browser in to an account of its choosing."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from docuhooks.api.deps import Ctx
+from docuhooks.identity import service as identity
+from docuhooks.ui import session as sessions
+from docuhooks.ui.rendering import UiRoute, redirect, render
+from docuhooks.ui.session import Checked
+
+router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
+
+HOME = "/ui/"
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path inside the UI: a `next` pointing elsewhere would make the login page an
+    open redirect."""
+    if (
+        target
+        and target.startswith("/ui/")
+        and not target.startswith("/ui//")
+        and not any(c in target for c in "\\\r\n")
+    ):
+        return target
+    return HOME
+
+
+def _login_page(
+    request: Request, ctx: Ctx, *, status_code: int = 200, error: str = "", login_name: str = ""
+) -> Response:
+    token = sessions.new_token()
+    response = render(
+        request,
+        "login.html",
+        status_code=status_code,
+        login_csrf=token,
+        error=error,
+        login_name=login_name,
+        next=safe_next(request.query_params.get("next") or None),
+    )
+    sessions.set_cookie(response, ctx, sessions.LOGIN_COOKIE, token)
+    return response
+
+
+@router.get("/login")
+async def login_form(request: Request, ctx: Ctx) -> Response:
+    if await sessions.find(ctx, request.cookies.get(sessions.COOKIE)) is not None:
+        return redirect(HOME)
+    return _login_page(request, ctx)
+
+
+@router.post("/login")
+async def login(request: Request, ctx: Ctx) -> Response:
+    form = await request.form()
+    login_name = str(form.get("login_name") or "").strip()
+    password = str(form.get("password") or "")
+    if not sessions.tokens_match(
+        request.cookies.get(sessions.LOGIN_COOKIE, ""), str(form.get(sessions.CSRF_FIELD) or "")
+    ):
+        return _login_page(
+            request,
+            ctx,
+            status_code=403,
+            error="The sign-in form expired or cookies are off. Try again (cookies are needed).",
+            login_name=login_name,
+        )
+    if not login_name or not password or len(login_name) > 320 or len(password) > 1024:
+        return _login_page(
+            request,
+            ctx,
+            status_code=422,
+            error="Enter your login name and password.",
+            login_name=login_name,
+        )
+    async with ctx.db.read() as conn:
+        who = await identity.login(conn, login_name, password)
+    if who is None:
+        return _login_page(
+            request,
+            ctx,
+            status_code=401,
+            error="The login name or password is wrong.",
+            login_name=login_name,
+        )
+    async with ctx.db.transaction() as conn:
+        token = await sessions.start(conn, who, ctx.now())
+    response = redirect(safe_next(str(form.get("next") or "") or None))
+    sessions.set_cookie(response, ctx, sessions.COOKIE, token)
+    sessions.clear_cookie(response, ctx, sessions.LOGIN_COOKIE)
+    return response
+
+
+@router.post("/logout")
+async def logout(ctx: Ctx, session: Checked) -> Response:
+    async with ctx.db.transaction() as conn:
+        await sessions.end(conn, session.id)
+    response = redirect("/ui/login?notice=signed-out")
+    sessions.clear_cookie(response, ctx, sessions.COOKIE)
+    return response

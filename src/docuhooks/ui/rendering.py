@@ -1,0 +1,205 @@
+"""Rendering for the admin UI: the template environment, pages and htmx fragments, the error
+pages every route shares, and the headers that keep pages out of caches and frames."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+import structlog
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+
+from docuhooks import __version__
+from docuhooks.errors import DocuhooksError
+from docuhooks.ui.session import CsrfRefused, LoginRequired, UiSession
+
+log = structlog.get_logger("docuhooks.ui")
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+
+#: Scripts and styles come only from /ui/static: no inline script can run, so markup that
+#: slipped past escaping still cannot execute.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "object-src 'none'"
+)
+
+#: Short messages a redirect names by key (never free text in a URL).
+NOTICES = {
+    "created": "Webhook created.",
+    "updated": "Changes saved.",
+    "deleted": "Webhook deleted.",
+    "activated": "Webhook activated.",
+    "deactivated": "Webhook deactivated: it sends nothing until activated again.",
+    "resumed": "Webhook resumed: its waiting deliveries are due now.",
+    "redelivered": "The event is queued to be sent again.",
+    "signed-out": "You are signed out.",
+}
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _static(path: str) -> str:
+    # The version in the URL lets browsers cache the files until an upgrade changes them.
+    return f"/ui/static/{path}?v={__version__}"
+
+
+def _details(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_details(v)}" for k, v in value.items() if v not in (None, []))
+    if isinstance(value, list):
+        return ", ".join(_details(v) for v in value)
+    return str(value)
+
+
+environment = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+environment.filters["when"] = _when
+environment.filters["details"] = _details
+environment.filters["urlquote"] = lambda value: quote(str(value), safe="")
+environment.globals["static"] = _static
+environment.globals["htmx_config"] = json.dumps(
+    {
+        # Our stylesheet styles the indicators: htmx's injected <style> would break the CSP.
+        "includeIndicatorStyles": False,
+        "allowEval": False,
+        "allowScriptTags": False,
+        "historyCacheSize": 0,
+        # Error fragments are swapped too: the server retargets them to the message area.
+        "responseHandling": [
+            {"code": "204", "swap": False},
+            {"code": "[23]..", "swap": True},
+            {"code": "[45]..", "swap": True, "error": True},
+        ],
+    }
+)
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def render(
+    request: Request,
+    template: str,
+    session: UiSession | None = None,
+    *,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    """A page or fragment; `session` supplies the user and CSRF token to the layout."""
+    notice = NOTICES.get(request.query_params.get("notice", ""))
+    html = environment.get_template(template).render(
+        request=request,
+        session=session,
+        user=session.principal if session else None,
+        csrf=session.csrf_token if session else "",
+        notice=notice,
+        **context,
+    )
+    return HTMLResponse(html, status_code=status_code, headers=headers)
+
+
+def redirect(url: str) -> RedirectResponse:
+    """After a form post: 303, so the browser follows with a GET."""
+    return RedirectResponse(url, status_code=303)
+
+
+def _error(request: Request, status: int, title: str, message: str) -> Response:
+    if is_htmx(request):
+        return render(
+            request,
+            "_error_message.html",
+            status_code=status,
+            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"},
+            title=title,
+            message=message,
+        )
+    return render(request, "error.html", status_code=status, title=title, message=message)
+
+
+_TITLES = {
+    400: "The request is not valid",
+    401: "Sign in first",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Not possible right now",
+    413: "Too large",
+    422: "The input is not valid",
+}
+
+
+def _login_required(request: Request) -> Response:
+    target = "/ui/login"
+    if request.method == "GET" and not is_htmx(request):
+        target += "?next=" + quote(
+            request.url.path + (f"?{request.url.query}" * bool(request.url.query)), safe=""
+        )
+        return redirect(target)
+    if is_htmx(request):
+        return Response(status_code=401, headers={"HX-Redirect": target})
+    return redirect(target)
+
+
+def harden(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    # Pages show a webhook's configuration, and once its secret: no cache may keep them.
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+class UiRoute(APIRoute):
+    """A UI route: the services' errors become HTML pages (or, for htmx, a message in the
+    page's message area) with the same status the API gives them."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except LoginRequired:
+                response = _login_required(request)
+            except CsrfRefused:
+                response = _error(
+                    request,
+                    403,
+                    "The form could not be checked",
+                    "This request did not carry the page's security token, so nothing was "
+                    "changed. Reload the page and try again.",
+                )
+            except DocuhooksError as exc:
+                title = _TITLES.get(exc.status, "Something went wrong")
+                response = _error(request, exc.status, title, exc.message)
+            except RequestValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg', '')}"
+                    for e in exc.errors()[:5]
+                )
+                response = _error(request, 400, _TITLES[400], problems)
+            return harden(response)
+
+        return route

@@ -1,0 +1,32 @@
+// Copy buttons: <button data-copy="ELEMENT_ID"> copies that input's value. Served as a file
+// because the Content-Security-Policy allows no inline script.
+(function () {
+  "use strict";
+
+  function announce(button, text) {
+    var status = document.getElementById(button.getAttribute("aria-describedby") || "");
+    if (status) { status.textContent = text; }
+  }
+
+  async function copy(button) {
+    var field = document.getElementById(button.getAttribute("data-copy"));
+    if (!field) { return; }
+    try {
+      await navigator.clipboard.writeText(field.value);
+    } catch (e) {
+      // No clipboard API (an insecure origin, or permission refused): select the text so
+      // the administrator can copy it by hand.
+      field.focus();
+      field.select();
+      announce(button, "Selected: press Ctrl+C (⌘C on a Mac) to copy.");
+      return;
+    }
+    button.textContent = "Copied";
+    announce(button, "The secret is on the clipboard.");
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("button[data-copy]");
+    if (button) { copy(button); }
+  });
+})();
