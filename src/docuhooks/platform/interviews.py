@@ -12,8 +12,10 @@ Every warning on an interview response has one shape (`interview_hooks.warnings`
 `{"source": "answers" | "webhook", "code", "message", "variable", "webhookId",
 "webhookName"}`.
 
-Finishing is one transaction: assemble → store documents → post-process → complete and
-write the NewWorkItemVersionComplete event (see `completion`).
+Finishing is one transaction: assemble → store documents → complete and write the
+NewWorkItemVersionComplete event (see `completion`), or, when the site's post-processing
+webhook selects the template, enter PostProcessing and leave the call and the completion to
+a driver (see `postprocessor`).
 """
 
 from __future__ import annotations
@@ -39,11 +41,10 @@ from docuhooks.interview_hooks import (
     match_interview_hooks,
     run_interview_hooks,
 )
-from docuhooks.platform import catalog, completion, workitems
+from docuhooks.platform import catalog, completion, postprocessor, workitems
 from docuhooks.platform import documents as documents_service
 from docuhooks.platform.access import parse_id
 from docuhooks.platform.assembly import AssemblyError, assemble
-from docuhooks.platform.postprocessing import post_process
 from docuhooks.platform.workitems import VersionStatus
 from docuhooks.store.schema import interviews, templates, work_item_versions, work_items
 from docuhooks.webhooks.targets import MatchedWebhooks
@@ -461,19 +462,33 @@ async def finish(ctx: AppContext, principal: Principal, interview_id: str) -> di
                 )
             ],
         )
-        final_documents = await post_process(ctx, conn, version=version, documents=stored)
         moment: datetime = ctx.now()
-        await completion.complete_version(
+        post_processing = await postprocessor.begin(
+            ctx,
             conn,
             principal,
             work_item=loaded.work_item,
             version=version,
             template=loaded.template,
-            documents=final_documents,
             now=moment,
         )
+        if not post_processing:
+            await completion.complete_version(
+                conn,
+                principal,
+                work_item=loaded.work_item,
+                version=version,
+                template=loaded.template,
+                documents=stored,
+                now=moment,
+            )
         result = await completion.version_with_documents(
             conn, principal, loaded.work_item, version.id
         )
     ctx.events_committed()
+    if post_processing:
+        # The receiver is called after the commit, in the background: nobody waits for it.
+        return await postprocessor.after_finish(
+            ctx, principal, loaded.work_item, version.id, result
+        )
     return result

@@ -362,8 +362,3 @@ def finished_by(record: Mapping[str, Any] | None, site_id: str) -> Principal | N
         account_type=str(actor.get("accountType", "UserAccount")),
         roles=frozenset(),
     )
-
-
-async def post_process(ctx: Any, conn: Any, *, version: Any, documents: list[Any]) -> list[Any]:
-    """The pass-through `interviews.finish` calls until it starts post-processing for real."""
-    return documents
