@@ -1,6 +1,7 @@
-"""HTML forms ↔ the API's shapes: a submitted webhook form becomes the same change dict the
-API's `WebhookCreate`/`WebhookFields` produce (checked by those very models), and the
-services' field errors come back keyed by the form field they belong to."""
+"""HTML forms ↔ the API's shapes: a submitted webhook form becomes the change dict the API's
+webhook routes pass to `webhooks.service` (typed values under the API's field names), and
+the service's field errors come back keyed by the form field they belong to. The rules
+themselves are the service's alone, so the form shows every problem the API would name."""
 
 from __future__ import annotations
 
@@ -8,10 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from docuhooks.api.routes.webhooks import WebhookCreate, WebhookFields
 from docuhooks.core.events import AuthMethod, EventType
 from docuhooks.errors import FieldError
 
@@ -157,15 +156,6 @@ def parse_webhook(submitted: FormData, *, creating: bool) -> WebhookForm:
             number = _whole_number(form, name, values[name])
             if number is not None:
                 changes[name] = number
-    if form.ok:
-        model = WebhookCreate if creating else WebhookFields
-        try:
-            changes = model.model_validate(changes).changes()
-        except ValidationError as exc:
-            form.add(
-                FieldError(".".join(str(p) for p in err["loc"]) or "form", err["msg"])
-                for err in exc.errors()
-            )
     form.changes = changes
     return form
 

@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute
 
 from docuhooks import __version__
 from docuhooks.errors import DocuhooksError
-from docuhooks.ui.session import CsrfRefused, LoginRequired, UiSession
+from docuhooks.ui.session import COOKIE, CsrfRefused, LoginRequired, UiSession, find
 
 log = structlog.get_logger("docuhooks.ui")
 
@@ -125,7 +125,7 @@ def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-def _error(request: Request, status: int, title: str, message: str) -> Response:
+async def _error(request: Request, status: int, title: str, message: str) -> Response:
     if is_htmx(request):
         return render(
             request,
@@ -135,7 +135,10 @@ def _error(request: Request, status: int, title: str, message: str) -> Response:
             title=title,
             message=message,
         )
-    return render(request, "error.html", status_code=status, title=title, message=message)
+    # The signed-in header (and its sign-out button) on error pages too: a User who may not
+    # use the UI can still sign out.
+    session = await find(request.app.state.ctx, request.cookies.get(COOKIE))
+    return render(request, "error.html", session, status_code=status, title=title, message=message)
 
 
 _TITLES = {
@@ -184,7 +187,7 @@ class UiRoute(APIRoute):
             except LoginRequired:
                 response = _login_required(request)
             except CsrfRefused:
-                response = _error(
+                response = await _error(
                     request,
                     403,
                     "The form could not be checked",
@@ -193,13 +196,13 @@ class UiRoute(APIRoute):
                 )
             except DocuhooksError as exc:
                 title = _TITLES.get(exc.status, "Something went wrong")
-                response = _error(request, exc.status, title, exc.message)
+                response = await _error(request, exc.status, title, exc.message)
             except RequestValidationError as exc:
                 problems = "; ".join(
                     f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg', '')}"
                     for e in exc.errors()[:5]
                 )
-                response = _error(request, 400, _TITLES[400], problems)
+                response = await _error(request, 400, _TITLES[400], problems)
             return harden(response)
 
         return route
