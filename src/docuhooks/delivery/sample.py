@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -43,9 +42,10 @@ from docuhooks.delivery.worker import USER_AGENT
 from docuhooks.errors import Conflict
 from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import log as call_log
-from docuhooks.interview_hooks.replies import MAX_REPLY_BYTES, Outcome, judge
-from docuhooks.interview_hooks.warnings import Problem, webhook_warning
+from docuhooks.interview_hooks.replies import MAX_REPLY_BYTES, judge
+from docuhooks.interview_hooks.warnings import webhook_warning
 from docuhooks.platform.documents import content_url
+from docuhooks.platform.postprocessing import judge_reply
 from docuhooks.store.schema import sites, templates
 from docuhooks.webhooks import service as webhook_service
 
@@ -246,7 +246,10 @@ async def _call(
     if EventType(hook.event_type) in INTERVIEW_EVENTS:
         outcome = judge(result, _variables(scope.variables))
     else:
-        outcome = judge_post_processing(result)
+        # Judged as the platform judges a real reply; the sample's document ids are the
+        # ones a `replace` may name.
+        ids = [document["id"] for document in payload["data"]["documents"]]
+        outcome = judge_reply(result, ids).outcome
     async with ctx.db.transaction() as conn:
         # Written before the reply (not queued like a live interview's log), so the link
         # the caller gets already shows the attempt.
@@ -288,31 +291,3 @@ def _variables(raw: list[dict[str, Any]]) -> dict[str, VariableDef] | None:
         )
     except (AnswerSetError, KeyError, TypeError, AttributeError):
         return None  # answers are then read as they come, without the template's types
-
-
-def judge_post_processing(result: TransportResult) -> Outcome:
-    """Whether a post-processing receiver answered as SPEC §5.4 asks: 202 (callback mode) or
-    200 with `{"documents": [...]}` (inline mode). The documents themselves are not applied:
-    the test's version does not exist."""
-    if result.status is None or result.error_class is not None:
-        return _failed(result.error_class or ErrorClass.CONNECT, result.error or "no response")
-    if result.status == 202:
-        return Outcome(None, ())
-    if result.status != 200:
-        return _failed(
-            ErrorClass.INVALID_RESPONSE,
-            f"HTTP {result.status}: a post-processing webhook answers 200 with documents, or "
-            "202 to upload them and call completeUrl",
-        )
-    try:
-        body = json.loads(result.body)
-    except (ValueError, UnicodeDecodeError):
-        return _failed(ErrorClass.INVALID_RESPONSE, "the 200 reply is not JSON")
-    documents = body.get("documents") if isinstance(body, dict) else None
-    if not isinstance(documents, list):
-        return _failed(ErrorClass.INVALID_RESPONSE, 'the 200 reply has no "documents" list')
-    return Outcome(None, ())
-
-
-def _failed(error_class: ErrorClass, message: str) -> Outcome:
-    return Outcome(None, (Problem(str(error_class), message),), error_class, message)
