@@ -494,12 +494,14 @@ async def release(ctx: AppContext, claimed: Claimed) -> None:
         )
 
 
-async def drive_due(ctx: AppContext, *, version_id: str | None = None) -> int:
-    """Claim every version due (or just `version_id`) and make their calls; returns how many
-    calls were made. What a driver does in one pass, awaited."""
+async def drive_due(
+    ctx: AppContext, *, version_id: str | None = None, limit: int = CONCURRENCY
+) -> int:
+    """Claim every version due (or just `version_id`), `limit` at a time, and make their
+    calls; returns how many calls were made. What a driver does in one pass, awaited."""
     made = 0
     while True:
-        batch = await claim_due(ctx, version_id=version_id)
+        batch = await claim_due(ctx, version_id=version_id, limit=limit)
         if not batch:
             return made
         await asyncio.gather(*(call(ctx, claimed) for claimed in batch))
