@@ -236,8 +236,8 @@ class WalkThrough:
             return
         hook = next(h for h in self.state.webhooks if h.event_type == "PostProcessingEvent")
         step.say(
-            "finishing did not call it: this build does not run post-processing yet. The "
-            "webhook's test event goes down the same signing path instead:"
+            "finishing did not call it (is the webhook inactive, or scoped to other "
+            "templates?). Its test event goes down the same signing path instead:"
         )
         sent = await self.api.call("POST", f"/webhooks/{hook.id}/test")
         seen = await self.log.wait_for(mark, _is("PostProcessingEvent"), 5)
