@@ -16,6 +16,7 @@ from docuhooks.core.signing import (
     WebhookTarget,
     build_request,
     generate_secret,
+    hmac_token,
     new_traceparent,
     redact_headers,
     redact_url,
@@ -169,6 +170,27 @@ class TestHmac:
             "nbf": iat,
             "exp": iat + TOKEN_LIFETIME_SECONDS,
         }
+
+    def test_token_is_byte_for_byte_what_pyjwt_encodes(self) -> None:
+        # The token is built by hand for speed; it must stay exactly PyJWT's, non-ASCII
+        # text (escaped by both) included.
+        target = make_target(AuthMethod.HMAC)
+        assert target.secret is not None
+        event = {**EVENT, "data": {**EVENT["data"], "workItemName": "Müller – 契約 😀"}}
+        iat = int(NOW.timestamp())
+        claims = {
+            **event,
+            "iss": ISSUER,
+            "aud": WEBHOOK_ID,
+            "iat": iat,
+            "nbf": iat,
+            "exp": iat + TOKEN_LIFETIME_SECONDS,
+            "jti": "f" * 32,
+        }
+        expected = jwt.encode(
+            claims, target.secret.value, algorithm="HS256", headers={"kid": target.secret.kid}
+        )
+        assert hmac_token(event, target, issued_at=iat, jti="f" * 32) == expected
 
     def test_header_is_exactly_alg_typ_kid(self) -> None:
         target = make_target(AuthMethod.HMAC)
