@@ -1,13 +1,17 @@
 """The `Database`: an async engine over SQLite or PostgreSQL, its transactions and migrations.
 
 SQLite is the embedded default: one file in WAL mode, every transaction `BEGIN IMMEDIATE` so
-concurrent writers queue on the busy timeout instead of failing on a lock upgrade.
+concurrent writers queue instead of failing on a lock upgrade. Writers in one process queue
+on an in-process FIFO lock before they ask SQLite: SQLite's own busy handler makes a waiter
+sleep in growing steps (up to 100 ms), so under contention a short transaction could wait far
+longer than the writes ahead of it took. Other processes still meet the busy timeout.
 PostgreSQL is for scale-out: many processes, row claims with `FOR UPDATE SKIP LOCKED`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -41,6 +45,11 @@ class Database:
         if backend not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported dialect {backend}")
         self.dialect: Dialect = backend  # type: ignore[assignment]
+        # One lock per event loop: an asyncio.Lock belongs to the loop it first waits on,
+        # and tests (and `asyncio.run` twice in a CLI) may use one Database from several.
+        self._write_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 10) -> Database:
@@ -64,9 +73,25 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One unit of work: committed when the block ends, rolled back if it raises."""
-        async with self.engine.begin() as conn:
+        """One unit of work: committed when the block ends, rolled back if it raises.
+
+        On SQLite, write transactions of this process run one at a time, first come first
+        served; a transaction must not open another inside itself (it would wait forever,
+        as it would wait on SQLite's lock without this one).
+        """
+        if not self.is_sqlite:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock(), self.engine.begin() as conn:
             yield conn
+
+    def _write_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._write_locks.get(loop)
+        if lock is None:
+            lock = self._write_locks[loop] = asyncio.Lock()
+        return lock
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
