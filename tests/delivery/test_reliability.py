@@ -160,6 +160,23 @@ async def eventually(check: Callable[[], bool], seconds: float, what: str) -> No
         await asyncio.sleep(0.1)
 
 
+async def all_recorded(ctx: AppContext, seconds: float) -> None:
+    """Wait until no delivery is pending: a worker writes an outcome after the receiver has
+    answered, so a receipt alone does not mean the attempt is in the log yet."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            async with ctx.db.read() as conn:
+                query = sa.select(sa.func.count()).where(deliveries.c.status == "pending")
+                if int((await conn.execute(query)).scalar_one()) == 0:
+                    return
+        except Exception:
+            pass  # the database is still coming back
+        if time.monotonic() > deadline:
+            raise AssertionError(f"deliveries still pending after {seconds} s")
+        await asyncio.sleep(0.1)
+
+
 async def leased_deliveries(ctx: AppContext) -> int:
     async with ctx.db.read() as conn:
         query = sa.select(sa.func.count()).where(
@@ -229,6 +246,7 @@ async def test_a_receiver_outage_is_retried_on_schedule_until_it_returns(
             await asyncio.sleep(0.1)
         receiver.start()
         await eventually(lambda: set(queued) <= set(receiver.event_ids()), 30, "the backlog")
+        await all_recorded(ctx, 10)
     finally:
         workers.stop_all()
 
@@ -380,6 +398,7 @@ async def test_workers_reconnect_after_a_database_restart(
         await eventually(
             lambda: set(queued) <= set(receiver.event_ids()), 50, "every event after the restart"
         )
+        await all_recorded(ctx, 20)
     finally:
         workers.stop_all()
     assert at_restart < len(queued), "the restart happened mid-run"

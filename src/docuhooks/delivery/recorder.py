@@ -7,15 +7,15 @@ transaction: one statement settles all the plain successes, one inserts every at
 one clears their webhooks' failure runs. Failures, 410s and probes, which each change their
 webhook's state in their own way, are written one by one, in the same transaction.
 
-A sender waits until its outcome is written (its worker slot, and its lease, stay held until
-then), but cancelling the sender does not cancel the write: the attempt happened and goes in
-the log. While nothing finishes, no task runs.
+The worker's senders hand an outcome over and move on to the next delivery; the worker keeps
+the delivery (and its lease) held until the outcome is written, and a cancelled caller never
+cancels a write: the attempt happened and goes in the log. While nothing finishes, no task
+runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -86,14 +86,12 @@ class Recorder:
         *,
         owner: str,
         policy: SuspensionPolicy,
-        write_lock: contextlib.AbstractAsyncContextManager[Any],
         retry_for_seconds: float,
         wake: Callable[[], None],
     ) -> None:
         self._db = db
         self._owner = owner
         self._policy = policy
-        self._write_lock = write_lock
         self._retry_for = retry_for_seconds
         self._wake = wake
         self._queue: list[Finished] = []
@@ -101,11 +99,15 @@ class Recorder:
 
     async def record(self, item: Finished) -> None:
         """Queue `item` and return once it is written (or, after retrying, given up on)."""
-        item.written = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self.submit(item))
+
+    def submit(self, item: Finished) -> asyncio.Future[None]:
+        """Queue `item`; the future is done once it is written (or given up on)."""
+        written = item.written = asyncio.get_running_loop().create_future()
         self._queue.append(item)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain(), name="docuhooks-recorder")
-        await asyncio.shield(item.written)
+        return written
 
     async def flush(self, timeout: float) -> None:  # noqa: ASYNC109 - bounded by design
         """Wait (at most `timeout`) until everything queued is written."""
@@ -130,7 +132,7 @@ class Recorder:
         delay = 0.2
         while True:
             try:
-                async with self._write_lock, self._db.transaction() as conn:
+                async with self._db.transaction() as conn:
                     await self._write(conn, batch)
                 return
             except Exception as exc:

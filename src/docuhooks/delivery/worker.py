@@ -1,10 +1,14 @@
 """The delivery worker: claim due deliveries, send them, record what happened (SPEC §7).
 
-One loop. Each turn it leases a batch of due deliveries (probes of suspended webhooks first),
-starts one task per delivery up to `worker_concurrency`, and sleeps until woken (a new event,
-a free slot) or until the next delivery falls due. A lease is `lease_owner` plus
-`lease_expires_at`; a heartbeat keeps the leases of in-flight deliveries fresh, so only a dead
-or cut-off worker's leases run out, and then any other worker takes those deliveries over.
+A claimer leases batches of due deliveries (probes of suspended webhooks first) into an
+in-memory queue, and `worker_concurrency` sender coroutines take them from it, send, and hand
+each outcome to the recorder, which writes everything that finished meanwhile in one
+transaction. The claimer claims ahead (up to a batch beyond what the senders hold) so the
+senders never wait for a claim under load, and sleeps until woken (a new event, room freed)
+or until the next delivery falls due. A delivery stays held, and its lease kept fresh by the
+heartbeat, from its claim until its outcome is written; a lease is `lease_owner` plus
+`lease_expires_at`, so only a dead or cut-off worker's leases run out, and then any other
+worker takes those deliveries over.
 
 Everything that depends on time asks the injected :class:`Clock`; everything random asks the
 injected `rng`; so tests drive the whole retry schedule with a FakeClock and never sleep.
@@ -36,7 +40,7 @@ from docuhooks.core.signing import (
     redact_url,
 )
 from docuhooks.delivery import metrics, queries
-from docuhooks.delivery.outcome import decide
+from docuhooks.delivery.outcome import Verdict, decide
 from docuhooks.delivery.queries import Job
 from docuhooks.delivery.recorder import Finished, Recorder, SuspensionPolicy, truncate
 from docuhooks.delivery.transport import DEFAULT_MAX_BODY, ErrorClass, TransportResult
@@ -103,20 +107,22 @@ class Worker:
         hostname = socket.gethostname()[:40]
         self.id = worker_id or f"{hostname}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._hostname = hostname
-        self._in_flight: dict[str, asyncio.Task[None]] = {}
-        # SQLite has one writer at a time; queueing here keeps 64 finished sends from
-        # each holding a pooled connection while they wait for the file lock.
-        self._write_lock: contextlib.AbstractAsyncContextManager[Any] = (
-            asyncio.Lock() if ctx.db.is_sqlite else contextlib.nullcontext()
-        )
+        #: Every delivery this worker leased and has not finished recording: queued for a
+        #: sender, being sent, or waiting for the recorder. The heartbeat extends these leases.
+        self._held: dict[str, Job] = {}
+        self._ready: asyncio.Queue[Job | None] = asyncio.Queue()
+        self._sending = 0
+        self._senders: list[asyncio.Task[None]] = []
+        #: Deliveries held at most: one per sender, plus a batch claimed ahead.
+        self._capacity = self.options.concurrency + self.options.batch_size
         self._stopping = False
         self._alarm: Alarm | None = None
         self._listener: PostgresListener | None = None
         self._background: list[asyncio.Task[None]] = []
         self._targets: dict[tuple[Any, ...], WebhookTarget] = {}
-        #: Free slots worth a claim. A claim is a write transaction whatever its size, so
-        #: under load the worker waits for a quarter of its slots rather than claim per slot.
-        self._claim_at = max(1, min(self.options.batch_size, self.options.concurrency // 4))
+        #: Room worth a claim. A claim is a write transaction whatever its size, so under
+        #: load the worker waits for room for a quarter batch rather than claim per delivery.
+        self._claim_at = max(1, self.options.batch_size // 4)
         self._recorder = Recorder(
             ctx.db,
             owner=self.id,
@@ -125,7 +131,6 @@ class Worker:
                 span=self.options.suspend_after,
                 probe_interval=self.options.probe_interval,
             ),
-            write_lock=self._write_lock,
             # About half a lease: the heartbeat keeps the leases while the writes are retried.
             retry_for_seconds=self.options.lease.total_seconds() / 2,
             wake=self.wake,
@@ -140,6 +145,12 @@ class Worker:
         if self.ctx.db.dialect == "postgresql":
             self._listener = PostgresListener(asyncpg_dsn(self.ctx.db.engine.url), self._alarm)
             self._listener.start()
+        # In the fleet before taking any work, so the metrics never show work without a worker.
+        await self._heartbeat()
+        self._senders = [
+            asyncio.create_task(self._sender(), name=f"docuhooks-sender-{i}")
+            for i in range(self.options.concurrency)
+        ]
         self._background = [
             asyncio.create_task(self._loop(), name="docuhooks-worker"),
             asyncio.create_task(self._heartbeat_loop(), name="docuhooks-heartbeat"),
@@ -160,13 +171,18 @@ class Worker:
         loop_task, heartbeat_task = self._background or (None, None)
         if loop_task is not None:
             await loop_task
-        if self._in_flight:
-            await asyncio.wait(
-                list(self._in_flight.values()), timeout=self.options.shutdown_grace_seconds
-            )
-        for task in list(self._in_flight.values()):
+        # Deliveries claimed but not started stay unsent; their leases are handed back below.
+        while not self._ready.empty():
+            job = self._ready.get_nowait()
+            if job is not None:
+                self._held.pop(job.delivery_id, None)
+        for _ in self._senders:
+            self._ready.put_nowait(None)
+        if self._senders:
+            await asyncio.wait(self._senders, timeout=self.options.shutdown_grace_seconds)
+        for task in self._senders:
             task.cancel()
-        await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
+        await asyncio.gather(*self._senders, return_exceptions=True)
         # Attempts that were made are written before their leases are handed back.
         await self._recorder.flush(self.options.shutdown_grace_seconds)
         if heartbeat_task is not None:
@@ -175,7 +191,7 @@ class Worker:
         if self._listener is not None:
             await self._listener.stop()
         try:
-            async with self._write_lock, self.ctx.db.transaction() as conn:
+            async with self.ctx.db.transaction() as conn:
                 released = await queries.release_leases(conn, owner=self.id)
                 await queries.forget_worker(conn, self.id)
             log.info("worker.stopped", worker_id=self.id, released=released)
@@ -200,15 +216,16 @@ class Worker:
         return [job.delivery_id for job in jobs]
 
     async def _loop(self) -> None:
+        """The claimer: keep the senders' queue fed."""
         assert self._alarm is not None
         while not self._stopping:
-            free = self.options.concurrency - len(self._in_flight)
-            if free < self._claim_at:
-                # Too few slots free to be worth a claim: the send that frees enough rings
-                # the alarm. Under load this claims in large batches, not one per slot.
+            room = self._capacity - len(self._held)
+            if room < self._claim_at:
+                # Too little room to be worth a claim: the recording that frees enough rings
+                # the alarm. Under load this claims in large batches, not one per delivery.
                 await self._alarm.wait(self.options.poll_seconds)
                 continue
-            wanted = min(free, self.options.batch_size)
+            wanted = min(room, self.options.batch_size)
             try:
                 jobs = await self._claim(wanted)
             except Exception as exc:
@@ -217,25 +234,43 @@ class Worker:
                 await self._alarm.wait(self.options.poll_seconds)
                 continue
             for job in jobs:
-                self._spawn(job)
+                self._held[job.delivery_id] = job
+                self._ready.put_nowait(job)
             if len(jobs) == wanted:
                 continue  # more may be waiting
             await self._alarm.wait(await self._idle_seconds())
 
-    def _spawn(self, job: Job) -> None:
-        task = asyncio.create_task(self._deliver(job), name=f"deliver-{job.delivery_id}")
-        self._in_flight[job.delivery_id] = task
-        metrics.IN_FLIGHT.set(len(self._in_flight))
+    async def _sender(self) -> None:
+        """One of `concurrency` senders: take a claimed delivery, send it, hand the outcome to
+        the recorder, take the next. The lease stays held until the outcome is written."""
+        while (job := await self._ready.get()) is not None:
+            self._sending += 1
+            metrics.IN_FLIGHT.set(self._sending)
+            try:
+                finished = await self._attempt(job)
+            except asyncio.CancelledError:
+                # Cancelled at shutdown: no outcome to write; the lease is handed back.
+                self._held.pop(job.delivery_id, None)
+                raise
+            except Exception:
+                # A bug, not a receiver's doing (those are outcomes): keep this sender alive;
+                # the lease runs out and the delivery is tried again.
+                log.exception("delivery.attempt_crashed", delivery_id=job.delivery_id)
+                self._held.pop(job.delivery_id, None)
+                continue
+            finally:
+                self._sending -= 1
+            self._recorder.submit(finished).add_done_callback(self._on_recorded(job))
 
-        def done(_: asyncio.Task[None]) -> None:
-            self._in_flight.pop(job.delivery_id, None)
-            metrics.IN_FLIGHT.set(len(self._in_flight))
-            enough_free = self.options.concurrency - len(self._in_flight) == self._claim_at
-            # An ordered webhook's next delivery, or a resumed backlog, may be claimable now.
-            if enough_free or job.webhook.ordered_delivery or job.probe:
-                self.wake()
+    def _on_recorded(self, job: Job) -> Callable[[asyncio.Future[None]], None]:
+        return lambda _: self._recorded(job)
 
-        task.add_done_callback(done)
+    def _recorded(self, job: Job) -> None:
+        self._held.pop(job.delivery_id, None)
+        room_now_enough = self._capacity - len(self._held) == self._claim_at
+        # An ordered webhook's next delivery, or a resumed backlog, may be claimable now.
+        if room_now_enough or job.webhook.ordered_delivery or job.probe:
+            self.wake()
 
     async def _idle_seconds(self) -> float:
         """Sleep until the next delivery is due, at most the poll interval."""
@@ -256,30 +291,33 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         interval = max(self.options.lease.total_seconds() / 3, 0.05)
         while True:
-            try:
-                now = self.clock.now()
-                async with self._write_lock, self.ctx.db.transaction() as conn:
-                    await queries.extend_leases(
-                        conn,
-                        owner=self.id,
-                        delivery_ids=list(self._in_flight),
-                        until=now + self.options.lease,
-                    )
-                    await queries.heartbeat(
-                        conn, worker_id=self.id, hostname=self._hostname, pid=os.getpid(), now=now
-                    )
-                    await queries.forget_dead_workers(
-                        conn, silent_since=now - self.options.lease * _FORGET_AFTER_LEASES
-                    )
-            except Exception as exc:
-                log.warning("worker.heartbeat_failed", worker_id=self.id, error=_describe(exc))
             await asyncio.sleep(interval)
+            await self._heartbeat()
+
+    async def _heartbeat(self) -> None:
+        try:
+            now = self.clock.now()
+            async with self.ctx.db.transaction() as conn:
+                await queries.extend_leases(
+                    conn,
+                    owner=self.id,
+                    delivery_ids=list(self._held),
+                    until=now + self.options.lease,
+                )
+                await queries.heartbeat(
+                    conn, worker_id=self.id, hostname=self._hostname, pid=os.getpid(), now=now
+                )
+                await queries.forget_dead_workers(
+                    conn, silent_since=now - self.options.lease * _FORGET_AFTER_LEASES
+                )
+        except Exception as exc:
+            log.warning("worker.heartbeat_failed", worker_id=self.id, error=_describe(exc))
 
     # --- one delivery ---------------------------------------------------------------------
 
     async def _claim(self, limit: int) -> list[Job]:
         now = self.clock.now()
-        async with self._write_lock, self.ctx.db.transaction() as conn:
+        async with self.ctx.db.transaction() as conn:
             ids = await queries.claim_probes(
                 conn,
                 owner=self.id,
@@ -320,6 +358,11 @@ class Worker:
         return target
 
     async def _deliver(self, job: Job) -> None:
+        """Send one delivery and wait until its outcome is written."""
+        await self._recorder.record(await self._attempt(job))
+
+    async def _attempt(self, job: Job) -> Finished:
+        """Send one delivery and decide what it means; the outcome is not written yet."""
         webhook = job.webhook
         attempt = job.attempts + 1
         started_at = self.clock.now()
@@ -359,7 +402,9 @@ class Worker:
             probe_interval=self.options.probe_interval,
         )
         metrics.DELIVERIES.labels(decision.verdict.value).inc()
-        log.info(
+        # Successes are counted by the metrics and kept in the attempt log; a line for each
+        # would cost more CPU than signing it. Failures are rarer and what an operator reads.
+        getattr(log, _LOG_LEVEL[decision.verdict])(
             "delivery.attempted",
             delivery_id=job.delivery_id,
             event_id=job.payload.get("eventId"),
@@ -369,15 +414,13 @@ class Worker:
             error_class=result.error_class,
             verdict=decision.verdict.value,
         )
-        await self._recorder.record(
-            Finished(
-                job=job,
-                attempt=attempt,
-                attempt_row=_attempt_row(job, attempt, started_at, request, result),
-                result=result,
-                decision=decision,
-                now=finished_at,
-            )
+        return Finished(
+            job=job,
+            attempt=attempt,
+            attempt_row=_attempt_row(job, attempt, started_at, request, result),
+            result=result,
+            decision=decision,
+            now=finished_at,
         )
 
 
@@ -411,6 +454,15 @@ def _attempt_row(
         "error_class": result.error_class.value if result.error_class else None,
         "error": truncate(result.error),
     }
+
+
+_LOG_LEVEL: dict[Verdict, str] = {
+    Verdict.SUCCEEDED: "debug",
+    Verdict.RETRYING: "info",
+    Verdict.PROBE_FAILED: "info",
+    Verdict.FAILED: "warning",
+    Verdict.GONE: "warning",
+}
 
 
 def _describe(exc: BaseException) -> str:
