@@ -9,11 +9,14 @@ Each iteration measures, in the same run:
 - the receivers' own latency: the five calls made directly with a plain aiohttp client,
   concurrently (so about the slowest receiver);
 - the open-interview service call (`platform.interviews.open_interview` on SQLite: the write
-  that opens it and matches the webhooks, signing, the five calls, the overlay, the write
-  that applies the answers; the delivery log goes to the app's background writer);
+  that opens it, the webhooks from the process's match cache (`webhooks.targets`; the store
+  is read again every few seconds), signing, the five calls, the overlay, the write that
+  applies the answers when they changed; the delivery log goes to the app's background
+  writer);
 - the same over HTTP, `POST /api/v1/workitems/{id}/interviews` on the running app (uvicorn on
   a loopback socket, in this process, with the log writer component), which is what a
-  person waits for: it adds authentication, routing and serialization.
+  person waits for: it adds authentication (a cached token after the first request),
+  routing and serialization.
 
 It prints the added overhead (call − direct) of both at p50 and p99. Targets: the step costs
 about the slowest receiver, not the sum; overhead p50 ≤ 2 ms, p99 ≤ 10 ms.
