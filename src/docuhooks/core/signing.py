@@ -250,7 +250,7 @@ def _hmac_request(
 ) -> OutboundRequest:
     # A random jti rather than one derived from delivery and attempt: a worker killed mid-request
     # re-runs the same attempt, and a receiver rejecting replayed jtis must still accept it.
-    token = hmac_token(event, target, issued_at=timestamp, jti=uuid.uuid4().hex)
+    token = hmac_token(event, target, issued_at=timestamp, jti=secrets.token_hex(16))
     if target.verb is Verb.GET:
         url = _with_query(target.url, [("token", token)])
         return OutboundRequest("GET", url, MappingProxyType(headers), None)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.events import Event, EventType
@@ -68,20 +69,17 @@ async def enqueue(
     else:
         target_ids = await _named_webhooks(conn, event.site_id, webhook_ids)
 
-    exists = (
-        await conn.execute(sa.select(events.c.id).where(events.c.id == event.event_id))
-    ).first()
-    if exists is None:
-        await conn.execute(
-            events.insert().values(
-                id=event.event_id,
-                site_id=event.site_id,
-                event_type=str(event.event_type),
-                payload=event.to_dict(),
-                work_item_id=work_item_id,
-                created_at=moment,
-            )
+    # One statement whether or not the event exists: a round trip fewer on every event.
+    await conn.execute(
+        _insert_new_event(conn.dialect.name).values(
+            id=event.event_id,
+            site_id=event.site_id,
+            event_type=str(event.event_type),
+            payload=event.to_dict(),
+            work_item_id=work_item_id,
+            created_at=moment,
         )
+    )
     if not target_ids:
         return []
 
@@ -103,6 +101,12 @@ async def enqueue(
     await conn.execute(deliveries.insert(), rows)
     await queries.notify_new_deliveries(conn)
     return [row["id"] for row in rows]
+
+
+def _insert_new_event(dialect: str) -> Any:
+    """`INSERT INTO events … ON CONFLICT (id) DO NOTHING` in the dialect's own words."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(events).on_conflict_do_nothing(index_elements=[events.c.id])
 
 
 async def _named_webhooks(

@@ -7,6 +7,7 @@ database's `now()`, so tests can move time without sleeping.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,7 +36,7 @@ async def notify_new_deliveries(conn: AsyncConnection) -> None:
 # --- claiming -------------------------------------------------------------------------------
 
 
-def _unleased(now: datetime) -> sa.ColumnElement[bool]:
+def _unleased(now: datetime | sa.BindParameter[datetime]) -> sa.ColumnElement[bool]:
     # A lease that ran out belongs to a worker that died or lost the database: take it over.
     return sa.or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at < now)
 
@@ -72,22 +73,35 @@ async def _lease(
     each take different rows without waiting on one another. SQLite: the caller's
     transaction is `BEGIN IMMEDIATE`, so one claim runs at a time and a plain subquery is safe.
     """
-    if conn.dialect.name == "postgresql":
+    statement = _lease_statement(conn.dialect.name, candidates)
+    return list((await conn.execute(statement, {"owner": owner, "until": until})).scalars())
+
+
+def _lease_statement(dialect: str, candidates: sa.Select[Any]) -> sa.UpdateBase:
+    if dialect == "postgresql":
         candidates = candidates.with_for_update(of=deliveries, skip_locked=True)
     chosen = candidates.cte("chosen")
-    statement = (
+    return (
         deliveries.update()
         .where(deliveries.c.id.in_(sa.select(chosen.c.id)))
-        .values(lease_owner=owner, lease_expires_at=until)
+        .values(lease_owner=sa.bindparam("owner"), lease_expires_at=sa.bindparam("until"))
         .returning(deliveries.c.id)
     )
-    return list((await conn.execute(statement)).scalars())
 
 
 async def claim_due(
     conn: AsyncConnection, *, owner: str, now: datetime, lease: timedelta, limit: int
 ) -> list[str]:
     """Lease up to `limit` due deliveries of active, unsuspended webhooks, oldest due first."""
+    statement = _claim_due_statement(conn.dialect.name)
+    params = {"now": now, "limit": limit, "owner": owner, "until": now + lease}
+    return list((await conn.execute(statement, params)).scalars())
+
+
+@functools.cache
+def _claim_due_statement(dialect: str) -> sa.UpdateBase:
+    # Built once: constructing this statement (and its cache key) costs more than running it.
+    now: sa.BindParameter[datetime] = sa.bindparam("now")
     candidates = (
         sa.select(deliveries.c.id)
         .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
@@ -100,9 +114,9 @@ async def claim_due(
             _first_in_order(),
         )
         .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
-        .limit(limit)
+        .limit(sa.bindparam("limit"))
     )
-    return await _lease(conn, candidates, owner, now + lease)
+    return _lease_statement(dialect, candidates)
 
 
 async def claim_probes(
@@ -173,29 +187,30 @@ class Job:
         return self.webhook.suspended_at is not None
 
 
+# Statements the worker runs for every batch, built once (see `_claim_due_statement`).
+_JOBS = (
+    sa.select(
+        deliveries.c.id,
+        deliveries.c.attempts,
+        deliveries.c.webhook_id,
+        events.c.payload,
+        sites.c.base_url,
+    )
+    .join(events, events.c.id == deliveries.c.event_id)
+    .join(sites, sites.c.id == deliveries.c.site_id)
+    .where(deliveries.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(deliveries.c.created_at, deliveries.c.id)
+)
+_WEBHOOKS = sa.select(webhooks).where(webhooks.c.id.in_(sa.bindparam("ids", expanding=True)))
+
+
 async def load_jobs(conn: AsyncConnection, delivery_ids: list[str]) -> list[Job]:
     if not delivery_ids:
         return []
-    rows = (
-        await conn.execute(
-            sa.select(
-                deliveries.c.id,
-                deliveries.c.attempts,
-                deliveries.c.webhook_id,
-                events.c.payload,
-                sites.c.base_url,
-            )
-            .join(events, events.c.id == deliveries.c.event_id)
-            .join(sites, sites.c.id == deliveries.c.site_id)
-            .where(deliveries.c.id.in_(delivery_ids))
-            .order_by(deliveries.c.created_at, deliveries.c.id)
-        )
-    ).all()
+    rows = (await conn.execute(_JOBS, {"ids": delivery_ids})).all()
     hooks = {
         row.id: row
-        for row in await conn.execute(
-            sa.select(webhooks).where(webhooks.c.id.in_({r.webhook_id for r in rows}))
-        )
+        for row in await conn.execute(_WEBHOOKS, {"ids": list({r.webhook_id for r in rows})})
     }
     return [
         Job(r.id, r.attempts, r.payload, hooks[r.webhook_id], r.base_url)
@@ -271,23 +286,29 @@ async def settle_succeeded(
     """
     if not delivery_ids:
         return set()
-    result = await conn.execute(
-        deliveries.update()
-        .where(deliveries.c.id.in_(delivery_ids), deliveries.c.lease_owner == owner)
-        .values(
-            status=SUCCEEDED,
-            attempts=deliveries.c.attempts + 1,
-            last_status_code=status_code,
-            last_error_class=None,
-            last_error=None,
-            next_attempt_at=None,
-            completed_at=now,
-            lease_owner=None,
-            lease_expires_at=None,
-        )
-        .returning(deliveries.c.id)
+    params = {"ids": delivery_ids, "owner": owner, "status_code": status_code, "now": now}
+    return set((await conn.execute(_SETTLE_SUCCEEDED, params)).scalars())
+
+
+_SETTLE_SUCCEEDED = (
+    deliveries.update()
+    .where(
+        deliveries.c.id.in_(sa.bindparam("ids", expanding=True)),
+        deliveries.c.lease_owner == sa.bindparam("owner"),
     )
-    return set(result.scalars())
+    .values(
+        status=SUCCEEDED,
+        attempts=deliveries.c.attempts + 1,
+        last_status_code=sa.bindparam("status_code"),
+        last_error_class=None,
+        last_error=None,
+        next_attempt_at=None,
+        completed_at=sa.bindparam("now"),
+        lease_owner=None,
+        lease_expires_at=None,
+    )
+    .returning(deliveries.c.id)
+)
 
 
 async def existing_deliveries(conn: AsyncConnection, delivery_ids: list[str]) -> set[str]:
@@ -333,6 +354,32 @@ async def suspend(
     )
 
 
+_RESET_FAILURES = (
+    webhooks.update()
+    .where(
+        webhooks.c.id.in_(sa.bindparam("ids", expanding=True)),
+        webhooks.c.suspended_at.is_(None),
+        webhooks.c.consecutive_failures > 0,
+    )
+    .values(consecutive_failures=0, first_failure_at=None)
+)
+_RESUME = (
+    webhooks.update()
+    .where(
+        webhooks.c.id.in_(sa.bindparam("ids", expanding=True)),
+        webhooks.c.suspended_at.is_not(None),
+    )
+    .values(
+        suspended_at=None,
+        next_probe_at=None,
+        status_reason=None,
+        consecutive_failures=0,
+        first_failure_at=None,
+    )
+    .returning(webhooks.c.id)
+)
+
+
 async def count_successes(
     conn: AsyncConnection, webhook_ids: list[str], now: datetime
 ) -> list[str]:
@@ -343,31 +390,8 @@ async def count_successes(
     """
     if not webhook_ids:
         return []
-    await conn.execute(
-        webhooks.update()
-        .where(
-            webhooks.c.id.in_(webhook_ids),
-            webhooks.c.suspended_at.is_(None),
-            webhooks.c.consecutive_failures > 0,
-        )
-        .values(consecutive_failures=0, first_failure_at=None)
-    )
-    resumed = list(
-        (
-            await conn.execute(
-                webhooks.update()
-                .where(webhooks.c.id.in_(webhook_ids), webhooks.c.suspended_at.is_not(None))
-                .values(
-                    suspended_at=None,
-                    next_probe_at=None,
-                    status_reason=None,
-                    consecutive_failures=0,
-                    first_failure_at=None,
-                )
-                .returning(webhooks.c.id)
-            )
-        ).scalars()
-    )
+    await conn.execute(_RESET_FAILURES, {"ids": webhook_ids})
+    resumed = list((await conn.execute(_RESUME, {"ids": webhook_ids})).scalars())
     if resumed:
         # Drain the backlog now, oldest first (the claim orders by due time, then id).
         await conn.execute(
