@@ -53,6 +53,7 @@ from typing import Any
 import aiohttp
 import psutil
 import structlog
+import uvloop
 from aiohttp import web
 
 from docuhooks.context import AppContext
@@ -317,7 +318,7 @@ async def end_to_end(
 
 
 def _quiet_logs() -> None:
-    """Production logging (JSON at info: a line per attempt), written to /dev/null."""
+    """Production logging (JSON at info: a line per failed attempt), written to /dev/null."""
     configure("info", json=True)
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(open(os.devnull, "w")))  # noqa: SIM115
 
@@ -696,7 +697,8 @@ def main() -> None:
     parser.add_argument("--skip-celery", action="store_true")
     parser.add_argument("--backlog", type=int, default=0, help="drain this many pending")
     parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
-    asyncio.run(_main(parser.parse_args()))
+    # uvloop, as `docuhooks serve` (uvicorn) and `docuhooks worker` run the worker.
+    uvloop.run(_main(parser.parse_args()))
 
 
 if __name__ == "__main__":

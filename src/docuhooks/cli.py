@@ -25,7 +25,12 @@ def _settings(config: str | None, **overrides: Any) -> Settings:
         raise click.UsageError(str(exc)) from exc
 
 
-def _run_with_db(settings: Settings, work: Callable[[AppContext], Awaitable[T]]) -> T:
+def _run_with_db(
+    settings: Settings,
+    work: Callable[[AppContext], Awaitable[T]],
+    *,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> T:
     async def main() -> T:
         ctx = AppContext.from_settings(settings)
         try:
@@ -35,7 +40,8 @@ def _run_with_db(settings: Settings, work: Callable[[AppContext], Awaitable[T]])
             await ctx.db.dispose()
 
     try:
-        return asyncio.run(main())
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(main())
     except DocuhooksError as exc:
         details = "".join(f"\n  {d.field}: {d.message}" for d in exc.details)
         raise click.ClickException(f"{exc.message}{details}") from exc
@@ -132,7 +138,10 @@ def worker(config: str | None, concurrency: int | None, metrics_port: int | None
             await delivery_worker.stop()
             await ctx.close()
 
-    _run_with_db(settings, run)
+    import uvloop
+
+    # The same loop `docuhooks serve` runs its in-process worker on (uvicorn's uvloop).
+    _run_with_db(settings, run, loop_factory=uvloop.new_event_loop)
 
 
 @main.command()
