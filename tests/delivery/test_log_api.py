@@ -3,6 +3,7 @@ events, and the test send, with the real worker (`Worker.run_once`) doing the se
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import re
@@ -530,6 +531,26 @@ async def test_test_send_of_post_processing_checks_the_reply(
         mock(ctx, answer(status, body, {"Content-Type": "application/json"}))
         response = await client.post(f"{API}/webhooks/{hook['id']}/test", headers=site.auth())
         assert response.json()["status"] == ("succeeded" if ok else "failed"), (status, body)
+
+    # A reply carrying documents is read whole, not cut at the interview replies' 1 MiB.
+    big_pdf = b"%PDF-1.7\n" + b"0" * (2 * 1024 * 1024)
+    replaced = {
+        "documents": [
+            {
+                "name": "Signed",
+                "fileName": "signed.pdf",
+                "contentType": "application/pdf",
+                "content": base64.b64encode(big_pdf).decode(),
+                "action": "add",
+            }
+        ]
+    }
+    transport = mock(
+        ctx, answer(200, json.dumps(replaced).encode(), {"Content-Type": "application/json"})
+    )
+    response = await client.post(f"{API}/webhooks/{hook['id']}/test", headers=site.auth())
+    assert response.json()["status"] == "succeeded", response.text
+    assert transport.sent[0].max_body > len(json.dumps(replaced))
 
 
 # --- who may see what -----------------------------------------------------------------------------

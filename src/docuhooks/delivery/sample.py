@@ -44,6 +44,7 @@ from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import log as call_log
 from docuhooks.interview_hooks.replies import MAX_REPLY_BYTES, judge
 from docuhooks.interview_hooks.warnings import webhook_warning
+from docuhooks.platform import postprocessing
 from docuhooks.platform.documents import content_url
 from docuhooks.platform.postprocessing import judge_reply
 from docuhooks.store.schema import sites, templates
@@ -240,7 +241,12 @@ async def _call(
             request,
             timeout=float(hook.timeout_seconds),
             verify_tls=not hook.accept_untrusted_ssl,
-            max_body=MAX_REPLY_BYTES,
+            # A post-processing reply carries documents; an interview reply only answers.
+            max_body=(
+                MAX_REPLY_BYTES
+                if EventType(hook.event_type) in INTERVIEW_EVENTS
+                else postprocessing.MAX_REPLY_BYTES
+            ),
         )
     finished = now + timedelta(seconds=time.perf_counter() - started)
     if EventType(hook.event_type) in INTERVIEW_EVENTS:
