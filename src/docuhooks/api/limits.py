@@ -1,5 +1,5 @@
 """Request body limits, enforced while the body streams in (a lying Content-Length cannot
-get past them)."""
+get past them); and the moment each request arrived, for the interview budget."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from docuhooks.api.errors import error_body
+from docuhooks.interview_hooks.budget import mark_waiting_since
 
 
 class BodyLimitMiddleware:
@@ -21,6 +22,8 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # Interview steps spend their budget from here: the person has been waiting since now.
+        mark_waiting_since()
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"").decode("latin-1").lower()
         limit = self.json_limit if "json" in content_type or not content_type else self.upload_limit

@@ -27,6 +27,7 @@ from docuhooks.core.signing import OutboundRequest, build_request
 from docuhooks.delivery.transport import ErrorClass, TransportResult
 from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import log
+from docuhooks.interview_hooks.budget import remaining
 from docuhooks.interview_hooks.replies import INVALID_ANSWERS, MAX_REPLY_BYTES, judge
 from docuhooks.interview_hooks.warnings import Problem, webhook_warning
 from docuhooks.webhooks import service as webhooks
@@ -148,7 +149,7 @@ async def run_interview_hooks(
         if call.request is not None
     }
     if tasks:
-        await asyncio.wait(tasks.values(), timeout=budget)
+        await asyncio.wait(tasks.values(), timeout=remaining(budget))
     for task in tasks.values():
         if not task.done():
             task.cancel()
