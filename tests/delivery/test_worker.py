@@ -360,6 +360,86 @@ async def test_graceful_stop_releases_what_it_holds(ctx: AppContext, site: SiteU
     assert await other.run_once() == [delivery_id], "taken at once, no lease to wait out"
 
 
+async def test_stop_hands_back_what_was_claimed_ahead_unsent(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL)
+    ids = [
+        (await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{i}"))[1][0]
+        for i in range(5)
+    ]
+    started = asyncio.Event()
+    release = asyncio.Event()
+    sent: list[str] = []
+
+    async def one_at_a_time(request: OutboundRequest) -> TransportResult:
+        sent.append(request.headers["X-Docuhooks-Delivery-Id"])
+        started.set()
+        await release.wait()
+        return TransportResult.response(200)
+
+    # One sender, a batch of ten: four deliveries wait in the worker's queue, leased.
+    worker, _ = worker_with(
+        ctx,
+        one_at_a_time,  # type: ignore[arg-type]
+        clock,
+        concurrency=1,
+        batch_size=10,
+        shutdown_grace_seconds=5,
+    )
+    await worker.start()
+    await asyncio.wait_for(started.wait(), 10)
+    assert {(await delivery(ctx, i)).lease_owner for i in ids} == {"w1"}
+    stopping = asyncio.create_task(worker.stop())
+    await asyncio.sleep(0.05)
+    release.set()  # the one in flight answers within the grace period
+    await asyncio.wait_for(stopping, 10)
+
+    assert len(sent) == 1, "nothing claimed ahead is sent once stopping"
+    rows = {i: await delivery(ctx, i) for i in ids}
+    assert rows[sent[0]].status == "succeeded"
+    assert len(await attempts_of(ctx, sent[0])) == 1
+    for delivery_id in set(ids) - set(sent):
+        row = rows[delivery_id]
+        assert (row.status, row.lease_owner, row.attempts) == ("pending", None, 0)
+        assert await attempts_of(ctx, delivery_id) == []
+
+
+async def test_senders_do_not_wait_for_outcomes_to_be_written(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL)
+    for i in range(3):
+        await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{i}")
+    worker, transport = worker_with(ctx, answer(200), clock, concurrency=1, batch_size=10)
+    recorder = worker._recorder
+    hold_writes = asyncio.Event()
+    write = recorder._write_with_retries
+
+    async def slow_write(batch: list) -> None:  # type: ignore[type-arg]
+        await hold_writes.wait()
+        await write(batch)
+
+    recorder._write_with_retries = slow_write  # type: ignore[method-assign]
+    await worker.start()
+    try:
+        # The one sender sends all three while not a single outcome is written yet.
+        for _ in range(200):
+            if len(transport.sent) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert len(transport.sent) == 3
+        ids = [sent.request.headers["X-Docuhooks-Delivery-Id"] for sent in transport.sent]
+        # Unwritten outcomes keep their leases: the heartbeat extends them.
+        assert {(await delivery(ctx, i)).lease_owner for i in ids} == {"w1"}
+        hold_writes.set()
+    finally:
+        await worker.stop()
+    assert {(await delivery(ctx, i)).status for i in ids} == {"succeeded"}
+
+
 async def test_the_running_worker_is_woken_by_a_commit(ctx: AppContext, site: SiteUsers) -> None:
     await make_webhook(ctx, site, URL)
     arrived = asyncio.Event()
