@@ -9,9 +9,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import Field
 
-from docuhooks.api.deps import Caller, Conn, Ctx
+from docuhooks.api.deps import Caller, Conn, Ctx, StandaloneCaller
 from docuhooks.api.models import ERRORS, EventTypeName, Input, Output, Page
-from docuhooks.api.routes.platform_support import StandaloneCaller
 from docuhooks.delivery import log, sample
 from docuhooks.store import pagination
 

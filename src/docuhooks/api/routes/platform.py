@@ -14,14 +14,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from pydantic import Field
 
-from docuhooks.api.deps import Caller, Conn, Ctx
+from docuhooks.api.deps import Caller, Conn, Ctx, StandaloneCaller
 from docuhooks.api.models import ERRORS, Input, Output, Page
 from docuhooks.api.routes.documents import Document
-from docuhooks.api.routes.platform_support import (
-    StandaloneCaller,
-    add_source_platform_aliases,
-    attachment,
-)
+from docuhooks.api.routes.platform_support import add_source_platform_aliases, attachment
 from docuhooks.platform import catalog, completion, quick, workgroups, workitems
 from docuhooks.store import pagination
 

@@ -1,21 +1,14 @@
-"""What the platform's routers share: the source platform's path spellings, a caller
-authenticated outside the request's transaction, and download headers."""
+"""What the platform's routers share: the source platform's path spellings, query helpers,
+and download headers."""
 
 from __future__ import annotations
 
-from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from docuhooks.api.deps import Ctx, principal
 from docuhooks.errors import FieldError, ValidationFailed
-from docuhooks.identity.models import Principal
-
-_bearer = HTTPBearer(auto_error=False, description="An API token from POST /api/v1/auth/tokens")
-
 
 #: How the source platform's API spells the same paths. Its receivers call
 #: `/WorkItems/{id}/Versions/{vid}/Documents/{docId}/Content`, and its documentation also
@@ -60,19 +53,6 @@ def add_source_platform_aliases(router: APIRouter) -> None:
                 name=f"{route.name} (source platform spelling)",
                 include_in_schema=False,
             )
-
-
-async def _caller_outside_transaction(
-    ctx: Ctx,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    async with ctx.db.read() as conn:
-        return await principal(conn, credentials)
-
-
-#: The caller, for routes whose service runs its own transactions (because it calls
-#: receivers, or must act after its commit): no transaction stays open for the request.
-StandaloneCaller = Annotated[Principal, Depends(_caller_outside_transaction)]
 
 
 def query_param(request: Request, *names: str) -> str | None:
