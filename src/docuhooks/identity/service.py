@@ -131,7 +131,8 @@ async def create_token(
     return token
 
 
-def _principal(row: sa.Row[Any]) -> Principal:
+def principal_of(row: sa.Row[Any]) -> Principal:
+    """The Principal of a `users` row: how the API and the admin UI both see a user."""
     return Principal(
         user_id=row.id,
         site_id=row.site_id,
@@ -223,7 +224,7 @@ async def authenticate_token(
     now = cache.now() if cache is not None else _now()
     if row is None or (row.expires_at is not None and row.expires_at <= now):
         return None
-    principal = _principal(row)
+    principal = principal_of(row)
     if cache is not None:
         cache.remember(token, principal, row.expires_at)
     return principal
@@ -239,7 +240,7 @@ async def login(conn: AsyncConnection, login_name: str, password: str) -> Princi
     ).first()
     if not secrets.verify_password(row.password_hash if row else None, password) or row is None:
         return None
-    return _principal(row)
+    return principal_of(row)
 
 
 async def service_principal_login(
@@ -267,6 +268,6 @@ async def service_principal_login(
         if client_name.strip() in {row.client_name, row.site_name} and secrets.verify_password(
             row.password_hash, password
         ):
-            return _principal(row)
+            return principal_of(row)
     secrets.verify_password(None, password)
     return None

@@ -143,7 +143,7 @@ async def find(ctx: AppContext, token: str | None) -> UiSession | None:
                 ui_sessions.update().where(ui_sessions.c.id == session_id).values(last_seen_at=now)
             )
     # The same Principal the API builds from a token: roles and site come from the user row.
-    return UiSession(session_id, identity._principal(row), row.csrf_token)
+    return UiSession(session_id, identity.principal_of(row), row.csrf_token)
 
 
 async def signed_in(request: Request, ctx: Ctx) -> UiSession:
