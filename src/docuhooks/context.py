@@ -17,6 +17,7 @@ from docuhooks.webhooks.targets import TargetCache
 
 if TYPE_CHECKING:
     from docuhooks.interview_hooks.log import LogWriter
+    from docuhooks.platform.postprocessor import PostProcessor
 
 
 def utcnow() -> datetime:
@@ -37,6 +38,9 @@ class AppContext:
     #: The interview delivery-log writer while the app runs it (`start_log_writer`); without
     #: it each interview step writes its own log before returning.
     interview_log: LogWriter | None = None
+    #: The post-processing driver while the app runs it (`start_post_processor`); without it
+    #: finishing an interview calls the post-processing webhook before returning.
+    post_processor: PostProcessor | None = None
     #: Principals of recently used API tokens (a revoked token works for up to its TTL).
     tokens: TokenCache = field(default_factory=TokenCache)
     #: Interview webhooks matched and ready to sign (a change elsewhere is seen within its TTL).

@@ -48,9 +48,9 @@ async def receiver(ctx: AppContext) -> AsyncIterator[Receiver]:
 def idle_driver(ctx: AppContext) -> Iterator[None]:
     """A driver registered but not yet running: finishing leaves versions to it, as in a
     process that has not taken them yet."""
-    postprocessor._drivers[id(ctx)] = postprocessor.PostProcessor(ctx)
+    ctx.post_processor = postprocessor.PostProcessor(ctx)
     yield
-    postprocessor._drivers.pop(id(ctx), None)
+    ctx.post_processor = None
 
 
 async def completion_count(ctx: AppContext) -> int:
@@ -97,7 +97,7 @@ async def test_a_call_a_crashed_process_left_is_made_again(
     # The crashed process claimed the version, then died before calling.
     (crashed,) = await postprocessor.claim_due(ctx)
     assert await postprocessor.drive_due(ctx) == 0, "claimed: nobody else calls it"
-    postprocessor._drivers.pop(id(ctx))
+    ctx.post_processor = None
 
     real_now = ctx.now
     ctx.now = lambda: real_now() + timedelta(seconds=5 + postprocessor.LEASE_MARGIN_SECONDS + 1)

@@ -128,7 +128,7 @@ async def after_finish(
 ) -> dict[str, Any]:
     """After the finishing transaction committed a version in PostProcessing: hand it to the
     app's driver and return `result` at once; without a driver, drive it now."""
-    driver = _drivers.get(id(ctx))
+    driver = ctx.post_processor
     if driver is not None:
         driver.submit(version_id)
         return result
@@ -584,19 +584,15 @@ class PostProcessor:
             logger.exception("post-processing call failed", version_id=claimed.version_id)
 
 
-#: The running driver of each context (one per app).
-_drivers: dict[int, PostProcessor] = {}
-
-
 async def start_post_processor(ctx: AppContext) -> Callable[[], Awaitable[None]]:
     """The app component that calls post-processing webhooks in the background."""
     driver = PostProcessor(ctx)
     driver.start()
-    _drivers[id(ctx)] = driver
+    ctx.post_processor = driver
 
     async def stop() -> None:
-        if _drivers.get(id(ctx)) is driver:
-            del _drivers[id(ctx)]
+        if ctx.post_processor is driver:
+            ctx.post_processor = None
         await driver.stop()
 
     return stop
