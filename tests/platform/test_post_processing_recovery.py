@@ -194,3 +194,19 @@ async def test_two_drivers_never_call_one_version_twice(
         version = await version_of(client, site, each, version_id)
         assert version["postProcessing"]["status"] == "completed"
     assert await completion_count(ctx) == 4
+
+
+async def test_editing_again_during_post_processing_starts_from_the_finished_answers(
+    client: httpx.AsyncClient, site: SiteUsers, receiver: Receiver, idle_driver: None
+) -> None:
+    item = await work_item(client, site.auth())
+    await post_processing_webhook(client, site, receiver, template_ids=[])
+    first = (await finish(client, site, item)).json()
+    assert first["status"] == "PostProcessing"
+    reopened = await client.post(
+        f"/api/v1/workitems/{item['id']}/interviews", headers=site.auth("User")
+    )
+    assert reopened.status_code == 201, reopened.text
+    assert reopened.json()["versionNumber"] == first["versionNumber"] + 1
+    names = {answer["name"]: answer["value"] for answer in reopened.json()["answers"]["answers"]}
+    assert names["Client Name"] == "Jane Doe"

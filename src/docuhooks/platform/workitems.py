@@ -221,7 +221,8 @@ async def start_version(
     conn: AsyncConnection, principal: Principal, work_item: sa.Row[Any]
 ) -> sa.Row[Any]:
     """A new InProgress version, numbered after the last one, starting from the answers of
-    the newest Completed version (editing a work item continues from where it was).
+    the newest finished version, Completed or still in PostProcessing (editing a work item
+    continues from where it was; post-processing changes documents, never answers).
 
     The caller holds the work item locked (`get_row(..., lock=True)`)."""
     newest = (
@@ -232,12 +233,14 @@ async def start_version(
             .limit(1)
         )
     ).scalar()
-    completed = (
+    finished = (
         await conn.execute(
             sa.select(work_item_versions.c.answers)
             .where(
                 work_item_versions.c.work_item_id == work_item.id,
-                work_item_versions.c.status == VersionStatus.COMPLETED,
+                work_item_versions.c.status.in_(
+                    (VersionStatus.COMPLETED, VersionStatus.POST_PROCESSING)
+                ),
             )
             .order_by(work_item_versions.c.version_number.desc())
             .limit(1)
@@ -251,7 +254,7 @@ async def start_version(
             site_id=work_item.site_id,
             version_number=(newest or 0) + 1,
             status=VersionStatus.IN_PROGRESS,
-            answers=completed if completed is not None else AnswerSet().to_json(),
+            answers=finished if finished is not None else AnswerSet().to_json(),
             created_at=datetime.now(UTC),
             created_by=principal.user_id,
         )
