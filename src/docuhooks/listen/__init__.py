@@ -40,7 +40,6 @@ __all__ = [
 ]
 
 
-
 def build_listener(
     *,
     secrets: Sequence[str] = (),
