@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
@@ -36,6 +36,7 @@ from docuhooks.core.events import EventType
 from docuhooks.errors import Conflict, FieldError, NotFound, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import (
+    HookResult,
     answer_warning,
     foreground_transaction,
     match_interview_hooks,
@@ -47,74 +48,11 @@ from docuhooks.platform.access import parse_id
 from docuhooks.platform.assembly import AssemblyError, assemble
 from docuhooks.platform.workitems import VersionStatus
 from docuhooks.store.schema import interviews, templates, work_item_versions, work_items
-from docuhooks.webhooks.targets import MatchedWebhooks
 
 OPEN = "open"
 FINISHED = completion.INTERVIEW_FINISHED
 #: An interview left open when another was opened on the same version.
 REPLACED = "replaced"
-
-
-@dataclass(frozen=True, slots=True)
-class HookOutcome:
-    """What the interview webhooks made of the answers: the overlay result and warnings."""
-
-    answers: AnswerSet
-    warnings: list[dict[str, Any]] = field(default_factory=list)
-
-
-async def _on_interview_open(
-    ctx: AppContext,
-    principal: Principal,
-    *,
-    interview_id: str,
-    work_item: sa.Row[Any],
-    version_id: str,
-    template: sa.Row[Any],
-    current_answers: AnswerSet,
-    matched: MatchedWebhooks,
-) -> HookOutcome:
-    """Where InterviewLoadEvent webhooks run (SPEC §6.2)."""
-    result = await run_interview_hooks(
-        ctx,
-        principal=principal,
-        event_type=EventType.INTERVIEW_LOAD_EVENT,
-        interview_id=interview_id,
-        work_item=work_item,
-        version_id=version_id,
-        template=template,
-        current_answers=current_answers,
-        matched=matched,
-    )
-    return HookOutcome(result.answers, result.warnings)
-
-
-async def _on_interview_event(
-    ctx: AppContext,
-    principal: Principal,
-    *,
-    interview_id: str,
-    work_item: sa.Row[Any],
-    version_id: str,
-    template: sa.Row[Any],
-    current_answers: AnswerSet,
-    interview_event_name: str,
-    matched: MatchedWebhooks,
-) -> HookOutcome:
-    """Where CustomInterviewEvent webhooks run (SPEC §6.2)."""
-    result = await run_interview_hooks(
-        ctx,
-        principal=principal,
-        event_type=EventType.CUSTOM_INTERVIEW_EVENT,
-        interview_id=interview_id,
-        work_item=work_item,
-        version_id=version_id,
-        template=template,
-        current_answers=current_answers,
-        interview_event_name=interview_event_name,
-        matched=matched,
-    )
-    return HookOutcome(result.answers, result.warnings)
 
 
 def to_api(
@@ -302,9 +240,10 @@ async def open_interview(
     if not matched.webhooks:
         return to_api(row, version, template)
     current = workitems.answers_of(version)
-    outcome = await _on_interview_open(
+    outcome = await run_interview_hooks(
         ctx,
-        principal,
+        principal=principal,
+        event_type=EventType.INTERVIEW_LOAD_EVENT,
         interview_id=row.id,
         work_item=item,
         version_id=version.id,
@@ -342,9 +281,10 @@ async def fire_event(
     if not matched.webhooks:
         return to_api(loaded.interview, loaded.version, loaded.template)
     current = workitems.answers_of(loaded.interview)
-    outcome = await _on_interview_event(
+    outcome = await run_interview_hooks(
         ctx,
-        principal,
+        principal=principal,
+        event_type=EventType.CUSTOM_INTERVIEW_EVENT,
         interview_id=loaded.interview.id,
         work_item=loaded.work_item,
         version_id=loaded.version.id,
@@ -357,7 +297,7 @@ async def fire_event(
 
 
 async def _apply_hook_outcome(
-    ctx: AppContext, loaded: _Loaded, before: AnswerSet, outcome: HookOutcome
+    ctx: AppContext, loaded: _Loaded, before: AnswerSet, outcome: HookResult
 ) -> dict[str, Any]:
     """Overlay what the webhooks changed (relative to `before`) onto the answers as they
     are now. The engine has already fitted them to the template; nothing changed, nothing
