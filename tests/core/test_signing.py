@@ -374,6 +374,13 @@ class TestRedaction:
             "X-Docuhooks-Event-Id": "evt-1",
         }
 
+    def test_a_receivers_cookies_stay_out_of_the_attempt_log(self) -> None:
+        response = {"Set-Cookie": "session=abc", "Content-Type": "application/json"}
+        assert redact_headers(response) == {
+            "Set-Cookie": "[redacted]",
+            "Content-Type": "application/json",
+        }
+
     def test_redacting_a_built_request_leaves_no_secret(self) -> None:
         request = build(make_target(AuthMethod.ACCESS_TOKEN))
         assert "tok-123" not in json.dumps(redact_headers(request.headers))

@@ -30,7 +30,11 @@ REDACTED = "[redacted]"
 
 _HMAC_SECRET_BYTES = 32
 _STANDARD_WEBHOOKS_SECRET_BYTES = 32
-_SECRET_HEADERS = frozenset({"authorization", "webhook-signature"})
+#: Headers never written to the attempt log: our credentials on requests, and a receiver's
+#: cookies on responses.
+_SECRET_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "webhook-signature", "cookie", "set-cookie"}
+)
 _JSON_CONTENT_TYPE = "application/json"
 _FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 #: Flattened GET parameters that AccessToken adds besides the scalar `data` fields (SPEC §5.3).

@@ -144,7 +144,7 @@ def _rows_of(
                 "request_url": redact_url(call.request.url),
                 "request_headers": redact_headers(call.request.headers),
                 "status_code": status_code,
-                "response_headers": dict(result.headers) if result is not None else None,
+                "response_headers": redact_headers(result.headers) if result is not None else None,
                 "response_body": _body_text(result),
                 "error_class": str(outcome.error_class) if outcome.error_class else None,
                 "error": _clip(outcome.error),
