@@ -509,6 +509,37 @@ async def list_page(
 # --- used by the senders ------------------------------------------------------------------------
 
 
+def _scoped(kind: str) -> sa.ColumnElement[bool]:
+    """The webhook has no `kind` scope, or has the event's (`:<kind>_id`, NULL matching none)."""
+    any_scope = sa.exists().where(
+        webhook_scopes.c.webhook_id == webhooks.c.id, webhook_scopes.c.kind == kind
+    )
+    this_scope = sa.exists().where(
+        webhook_scopes.c.webhook_id == webhooks.c.id,
+        webhook_scopes.c.kind == kind,
+        webhook_scopes.c.scope_id == sa.bindparam(f"{kind}_id", type_=sa.String),
+    )
+    return sa.or_(~any_scope, this_scope)
+
+
+#: Built once: matching runs for every event, and building the statement cost more than
+#: running it.
+_MATCHING = (
+    sa.select(webhooks)
+    .where(
+        webhooks.c.site_id == sa.bindparam("site_id"),
+        webhooks.c.event_type == sa.bindparam("event_type"),
+        webhooks.c.active.is_(True),
+        _scoped("workgroup"),
+        _scoped("template"),
+    )
+    .order_by(webhooks.c.sort_order, webhooks.c.created_at, webhooks.c.id)
+)
+_MATCHING_NAMED = _MATCHING.where(
+    webhooks.c.interview_event_name == sa.bindparam("interview_event_name")
+)
+
+
 async def matching(
     conn: AsyncConnection,
     *,
@@ -522,31 +553,16 @@ async def matching(
 
     Starts from the (site, event type, active) index and checks scopes by primary key, so
     the cost follows the webhooks of this site and type, never the whole table."""
-
-    def scoped(kind: str, value: str | None) -> sa.ColumnElement[bool]:
-        any_scope = sa.exists().where(
-            webhook_scopes.c.webhook_id == webhooks.c.id, webhook_scopes.c.kind == kind
-        )
-        if value is None:
-            return ~any_scope
-        this_scope = sa.exists().where(
-            webhook_scopes.c.webhook_id == webhooks.c.id,
-            webhook_scopes.c.kind == kind,
-            webhook_scopes.c.scope_id == value,
-        )
-        return sa.or_(~any_scope, this_scope)
-
-    query = sa.select(webhooks).where(
-        webhooks.c.site_id == site_id,
-        webhooks.c.event_type == event_type.value,
-        webhooks.c.active.is_(True),
-        scoped("workgroup", work_group_id),
-        scoped("template", template_id),
-    )
+    params = {
+        "site_id": site_id,
+        "event_type": event_type.value,
+        "workgroup_id": work_group_id,
+        "template_id": template_id,
+    }
     if event_type is EventType.CUSTOM_INTERVIEW_EVENT:
-        query = query.where(webhooks.c.interview_event_name == (interview_event_name or "").strip())
-    query = query.order_by(webhooks.c.sort_order, webhooks.c.created_at, webhooks.c.id)
-    return list((await conn.execute(query)).all())
+        named = {**params, "interview_event_name": (interview_event_name or "").strip()}
+        return list((await conn.execute(_MATCHING_NAMED, named)).all())
+    return list((await conn.execute(_MATCHING, params)).all())
 
 
 def signing_target(ctx: AppContext, row: sa.Row[Any], issuer: str, now: datetime) -> WebhookTarget:
