@@ -149,8 +149,13 @@ def _row(name: str, values: list[float]) -> str:
     )
 
 
-async def _run(iterations: int, delay: float, base: str, data_dir: Path) -> None:
-    settings = Settings(data_dir=data_dir, dev_mode=True, secret_key="bench-key-0123456789")
+async def _run(iterations: int, delay: float, base: str, data_dir: Path, database_url: str) -> None:
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        dev_mode=True,
+        secret_key="bench-key-0123456789",
+    )
     db = Database.from_url(settings.resolved_database_url)
     await db.upgrade()
     ctx = AppContext(settings=settings, db=db, box=SecretBox(settings.secret_key))
@@ -211,7 +216,7 @@ async def _run(iterations: int, delay: float, base: str, data_dir: Path) -> None
     total = sum(delay * (i + 1) for i in range(HOOKS)) * 1000
     print(
         f"{HOOKS} webhooks, receiver delays {delay * 1000:g}..{slowest:g} ms "
-        f"(sum {total:g} ms), {iterations} iterations, SQLite"
+        f"(sum {total:g} ms), {iterations} iterations, {ctx.db.dialect}"
     )
     print(_row("receivers direct", direct_ms))
     print(_row("open interview (service)", service_ms))
@@ -225,6 +230,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--delay-ms", type=float, default=20.0)
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="an empty PostgreSQL database to measure on (default: SQLite in a temp folder)",
+    )
     args = parser.parse_args()
     delay = args.delay_ms / 1000
     port = _free_port()
@@ -239,7 +249,7 @@ def main() -> None:
             time.sleep(0.05)
     try:
         with tempfile.TemporaryDirectory() as folder:
-            asyncio.run(_run(args.iterations, delay, base, Path(folder)))
+            asyncio.run(_run(args.iterations, delay, base, Path(folder), args.database_url))
     finally:
         process.terminate()
         process.join()
