@@ -14,14 +14,19 @@ from docuhooks.identity import service as identity
 
 @dataclass(frozen=True)
 class SiteUsers:
-    """A site with one user per role, and each user's API token."""
+    """A site with one user per role, and each user's API token and login name (only the
+    SiteAdministrator has a password: "correct horse battery")."""
 
     site_id: str
     tokens: dict[str, str]
     user_ids: dict[str, str]
+    logins: dict[str, str]
 
     def auth(self, role: str = "SiteAdministrator") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    def login(self, role: str) -> str:
+        return self.logins[role]
 
 
 ROLES = ("SiteAdministrator", "IntegrationAdministrator", "User")
@@ -33,9 +38,9 @@ async def make_site(ctx: AppContext, name: str = "Acme") -> SiteUsers:
         site_id = await identity.create_site(
             conn, name=f"{name} {tag}", base_url=f"https://{tag}.example"
         )
-        tokens, users = {}, {}
+        tokens, users, logins = {}, {}, {}
         for role in ROLES:
-            login = f"{role.lower()}-{tag}@example.com"
+            login = logins[role] = f"{role.lower()}-{tag}@example.com"
             users[role] = await identity.create_user(
                 conn,
                 site_id=site_id,
@@ -45,7 +50,7 @@ async def make_site(ctx: AppContext, name: str = "Acme") -> SiteUsers:
                 password="correct horse battery" if role == "SiteAdministrator" else None,
             )
             tokens[role] = await identity.create_token(conn, login_name=login)
-    return SiteUsers(site_id, tokens, users)
+    return SiteUsers(site_id, tokens, users, logins)
 
 
 class LiveServer:

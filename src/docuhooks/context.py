@@ -11,6 +11,7 @@ from docuhooks.delivery.address_policy import AddressPolicy
 from docuhooks.delivery.transport import AiohttpTransport, Transport
 from docuhooks.identity.secrets import SecretBox
 from docuhooks.identity.service import TokenCache
+from docuhooks.identity.throttle import LoginThrottle
 from docuhooks.settings import Settings
 from docuhooks.store.database import Database
 from docuhooks.webhooks.targets import TargetCache
@@ -41,6 +42,8 @@ class AppContext:
     #: The post-processing driver while the app runs it (`start_post_processor`); without it
     #: finishing an interview calls the post-processing webhook before returning.
     post_processor: PostProcessor | None = None
+    #: Wrong-password counts per login name and client address (sign-in throttling).
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     #: Principals of recently used API tokens (a revoked token works for up to its TTL).
     tokens: TokenCache = field(default_factory=TokenCache)
     #: Interview webhooks matched and ready to sign (a change elsewhere is seen within its TTL).

@@ -75,3 +75,12 @@ class Conflict(DocuhooksError):
 class PayloadTooLarge(DocuhooksError):
     status = 413
     code = "payload_too_large"
+
+
+class TooManyRequests(DocuhooksError):
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after + 0.999))

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from docuhooks.errors import DocuhooksError
+from docuhooks.errors import DocuhooksError, TooManyRequests
 
 log = structlog.get_logger("docuhooks.api")
 
@@ -46,6 +46,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DocuhooksError)
     async def _domain(_: Request, exc: DocuhooksError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        if isinstance(exc, TooManyRequests):
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse(exc.to_body(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

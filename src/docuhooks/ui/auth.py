@@ -8,7 +8,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from docuhooks.api.deps import Ctx
+from docuhooks.errors import TooManyRequests
 from docuhooks.identity import service as identity
+from docuhooks.identity.models import Principal
+from docuhooks.identity.throttle import guarded
 from docuhooks.ui import session as sessions
 from docuhooks.ui.rendering import UiRoute, redirect, render
 from docuhooks.ui.session import Checked
@@ -78,8 +81,18 @@ async def login(request: Request, ctx: Ctx) -> Response:
             error="Enter your login name and password.",
             login_name=login_name,
         )
-    async with ctx.db.read() as conn:
-        who = await identity.login(conn, login_name, password)
+
+    async def attempt() -> Principal | None:
+        async with ctx.db.read() as conn:
+            return await identity.login(conn, login_name, password)
+
+    client = request.client.host if request.client else None
+    try:
+        who = await guarded(ctx.login_throttle, login_name, client, attempt)
+    except TooManyRequests as exc:
+        return _login_page(
+            request, ctx, status_code=429, error=f"{exc.message[0].upper()}{exc.message[1:]}."
+        )
     if who is None:
         return _login_page(
             request,

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import Field
 
-from docuhooks.api.deps import Conn
-from docuhooks.api.models import ERRORS, Input, Output
+from docuhooks.api.deps import Conn, Ctx
+from docuhooks.api.models import ERRORS, ErrorResponse, Input, Output
 from docuhooks.errors import Unauthorized
 from docuhooks.identity import service as identity
+from docuhooks.identity.throttle import guarded
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=ERRORS)
+router = APIRouter(
+    prefix="/api/v1/auth",
+    tags=["auth"],
+    responses={
+        **ERRORS,
+        429: {"model": ErrorResponse, "description": "Too many wrong passwords; see Retry-After"},
+    },
+)
 
 
 class TokenRequest(Input):
@@ -33,8 +41,13 @@ class TokenResponse(Output):
 
 
 @router.post("/tokens", status_code=201, response_model=TokenResponse)
-async def create_token(body: TokenRequest, conn: Conn) -> TokenResponse:
-    who = await identity.login(conn, body.loginName, body.password)
+async def create_token(body: TokenRequest, request: Request, ctx: Ctx, conn: Conn) -> TokenResponse:
+    who = await guarded(
+        ctx.login_throttle,
+        body.loginName,
+        _client(request),
+        lambda: identity.login(conn, body.loginName, body.password),
+    )
     if who is None:
         raise Unauthorized("login name or password is wrong")
     token = await identity.create_token(conn, login_name=who.login_name, name=body.name)
@@ -42,11 +55,22 @@ async def create_token(body: TokenRequest, conn: Conn) -> TokenResponse:
 
 
 @router.post("/service-principal-login", status_code=201, response_model=TokenResponse)
-async def service_principal_login(body: ServicePrincipalLogin, conn: Conn) -> TokenResponse:
-    who = await identity.service_principal_login(
-        conn, body.clientName, body.principalName, body.password
+async def service_principal_login(
+    body: ServicePrincipalLogin, request: Request, ctx: Ctx, conn: Conn
+) -> TokenResponse:
+    who = await guarded(
+        ctx.login_throttle,
+        f"{body.clientName}/{body.principalName}",
+        _client(request),
+        lambda: identity.service_principal_login(
+            conn, body.clientName, body.principalName, body.password
+        ),
     )
     if who is None:
         raise Unauthorized("client name, principal name or password is wrong")
     token = await identity.create_token(conn, login_name=who.login_name, name="service principal")
     return TokenResponse(token=token, userId=who.user_id, siteId=who.site_id)
+
+
+def _client(request: Request) -> str | None:
+    return request.client.host if request.client else None
