@@ -36,3 +36,30 @@ async def test_upgrading_twice_changes_nothing(ctx: AppContext) -> None:
     before = await ctx.db.current_revision()
     await ctx.db.upgrade()
     assert await ctx.db.current_revision() == before
+
+
+async def test_processes_starting_together_on_postgres_migrate_once(
+    postgres_url: str,
+) -> None:
+    """Several servers started at once against a new PostgreSQL database all come up."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    from docuhooks.store.database import Database
+
+    name = f"docuhooks_race_{uuid.uuid4().hex[:10]}"
+    base = postgres_url.rsplit("/", 1)[0]
+    admin = await asyncpg.connect(postgres_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    databases = [Database.from_url(f"{base}/{name}") for _ in range(4)]
+    try:
+        await asyncio.gather(*(db.upgrade() for db in databases))
+        heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+        assert [await db.current_revision() for db in databases] == [heads[0]] * 4
+    finally:
+        for db in databases:
+            await db.dispose()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

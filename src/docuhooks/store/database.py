@@ -25,6 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 Dialect = Literal["sqlite", "postgresql"]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: The advisory lock key migrations take on PostgreSQL ("dhmigrat" as a 64-bit number).
+_MIGRATION_LOCK = int.from_bytes(b"dhmigrat", "big") - 2**63
 
 
 def normalize_url(url: str) -> str:
@@ -102,8 +104,16 @@ class Database:
                 yield conn
 
     async def upgrade(self) -> None:
-        """Apply every pending migration (Alembic), as `docuhooks db upgrade` does."""
+        """Apply every pending migration (Alembic), as `docuhooks db upgrade` does.
+
+        On PostgreSQL, processes starting together (several `serve` behind a load balancer)
+        take turns on an advisory lock held to the end of the migration's transaction: the
+        first migrates, the others then find the database at head."""
         async with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                await conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+                )
             await conn.run_sync(_run_upgrade)
 
     async def current_revision(self) -> str | None:
