@@ -18,6 +18,7 @@ from docuhooks.api.routes import (
     documents,
     events,
     health,
+    identity,
     interviews,
     metrics,
     platform,
@@ -56,6 +57,7 @@ def create_app(
     for router in (
         health.router,
         auth.router,
+        identity.router,
         webhooks.router,
         deliveries.router,
         events.router,

@@ -197,6 +197,10 @@ class TokenCache:
             del self._entries[next(iter(self._entries))]
         self._entries[secrets.hash_token(token)] = _CachedToken(principal, expires_at, self.clock())
 
+    def forget(self, token_hash: str) -> None:
+        """Drop a revoked token at once (other processes drop it within the TTL)."""
+        self._entries.pop(token_hash, None)
+
     def clear(self) -> None:
         self._entries.clear()
 

@@ -1,0 +1,100 @@
+"""A site's users and the caller's API tokens (SPEC §11 "admin")."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response
+from pydantic import Field
+
+from docuhooks.api.deps import Caller, Conn, Ctx
+from docuhooks.api.models import ERRORS, Input, Output, Page
+from docuhooks.identity import admin
+from docuhooks.store import pagination
+
+router = APIRouter(prefix="/api/v1", tags=["admin"], responses=ERRORS)
+
+RoleName = Literal["SiteAdministrator", "IntegrationAdministrator", "User"]
+
+
+class UserCreate(Input):
+    loginName: str = Field(min_length=3, max_length=320, description="An email address")
+    name: str = Field(min_length=1, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    roles: list[RoleName] = Field(min_length=1, max_length=3)
+    password: str | None = Field(default=None, min_length=8, max_length=1024)
+    accountType: Literal["UserAccount", "ServicePrincipal"] = "UserAccount"
+    clientName: str | None = Field(
+        default=None, max_length=200, description="Service principals: the client name"
+    )
+
+
+class User(Output):
+    id: str
+    loginName: str
+    name: str
+    email: str
+    accountType: str
+    clientName: str | None
+    roles: list[str]
+    active: bool
+    createdDate: datetime
+
+
+class TokenCreate(Input):
+    name: str = Field(default="", max_length=200, description="A label for the token")
+    expiresInDays: int | None = Field(default=None, ge=1, le=admin.MAX_TOKEN_DAYS)
+
+
+class Token(Output):
+    id: str
+    userId: str
+    name: str
+    createdDate: datetime
+    expiresDate: datetime | None
+
+
+class NewToken(Token):
+    token: str = Field(description="The token itself: shown only in this response")
+
+
+@router.get("/users", response_model=Page[User])
+async def list_users(
+    conn: Conn,
+    who: Caller,
+    limit: Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> dict[str, Any]:
+    """The site's users (SiteAdministrator)."""
+    page = await admin.list_users(conn, who, limit=limit, cursor=cursor)
+    return {"items": page.items, "nextCursor": page.next_cursor}
+
+
+@router.post("/users", status_code=201, response_model=User)
+async def create_user(body: UserCreate, conn: Conn, who: Caller) -> dict[str, Any]:
+    """A user or service principal of the caller's site (SiteAdministrator)."""
+    return await admin.create_user(conn, who, body.model_dump())
+
+
+@router.get("/tokens", response_model=list[Token])
+async def list_tokens(conn: Conn, who: Caller) -> list[dict[str, Any]]:
+    """The caller's own API tokens (never the tokens themselves)."""
+    return await admin.list_tokens(conn, who)
+
+
+@router.post("/tokens", status_code=201, response_model=NewToken)
+async def create_token(body: TokenCreate, conn: Conn, who: Caller) -> dict[str, Any]:
+    """A new API token for the caller, shown once."""
+    listed, token = await admin.create_token(
+        conn, who, name=body.name, expires_in_days=body.expiresInDays
+    )
+    return {**listed, "token": token}
+
+
+@router.delete("/tokens/{token_id}", status_code=204, response_class=Response)
+async def revoke_token(token_id: str, ctx: Ctx, conn: Conn, who: Caller) -> Response:
+    """Revoke a token: the caller's own, or (SiteAdministrator) any of the site's."""
+    token_hash = await admin.revoke_token(conn, who, token_id)
+    ctx.tokens.forget(token_hash)
+    return Response(status_code=204)
