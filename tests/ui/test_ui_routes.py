@@ -562,6 +562,40 @@ async def test_test_event_delivery_attempts_and_redelivery(
     assert len(api.json()["items"]) == 2
 
 
+async def test_failed_deliveries_since_a_time_are_sent_again(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    hook = await api_hook(client, site)
+    csrf = await admin(ctx, client, site)
+    base = f"/ui/webhooks/{hook['id']}"
+    assert 'action="' + base + '/recover"' in (await client.get(base)).text
+    await client.post(f"{base}/test", headers={"HX-Request": "true", "X-CSRF-Token": csrf})
+    ctx.transport_override = MockTransport(lambda _request: TransportResult.response(500))
+    worker = Worker(
+        ctx,
+        WorkerOptions(schedule=RetrySchedule(delays=(0,))),
+        rng=random.Random(1),
+        worker_id="ui-recover",
+    )
+    (failed,) = await worker.run_once()
+
+    later = await client.post(
+        f"{base}/recover", data={"csrf_token": csrf, "since": "2999-01-01T00:00"}
+    )
+    assert later.headers["location"].endswith("notice=nothing-to-recover")
+    sent = await client.post(
+        f"{base}/recover", data={"csrf_token": csrf, "since": "2000-01-01T00:00"}
+    )
+    assert sent.status_code == 303 and sent.headers["location"].endswith("notice=recovered")
+    api = await client.get(f"/api/v1/webhooks/{hook['id']}/deliveries", headers=site.auth())
+    statuses = {d["id"]: d["status"] for d in api.json()["items"]}
+    assert statuses.pop(failed) == "failed" and list(statuses.values()) == ["pending"]
+    garbage = await client.post(f"{base}/recover", data={"csrf_token": csrf, "since": "soon"})
+    assert garbage.status_code == 422 and "give a date and time" in garbage.text
+    forged = await client.post(f"{base}/recover", data={"since": "2000-01-01T00:00"})
+    assert forged.status_code == 403
+
+
 async def test_root_redirects_and_ui_stays_out_of_openapi(client: httpx.AsyncClient) -> None:
     root = await client.get("/")
     assert root.status_code == 303 and root.headers["location"] == "/ui/"

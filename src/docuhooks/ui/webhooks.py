@@ -4,6 +4,7 @@ calls, with the signed-in principal, so the site and role rules are the API's ow
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -298,6 +299,22 @@ async def send_test(request: Request, webhook_id: str, ctx: Ctx, session: Checke
             **context,
         )
     return render(request, "test_result.html", session, **context)
+
+
+@router.post("/webhooks/{webhook_id}/recover")
+async def recover(request: Request, webhook_id: str, ctx: Ctx, session: Checked) -> Response:
+    """Re-send the failed deliveries since a time, as `POST /webhooks/{id}/recover` does."""
+    form = await request.form()
+    try:
+        since = datetime.fromisoformat(str(form.get("since") or ""))
+    except ValueError:
+        raise ValidationFailed.of(
+            [FieldError("since", "give a date and time, e.g. 2026-11-29T09:00")]
+        ) from None
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    queued = await log.recover(ctx, session.principal, webhook_id, since=since)
+    return _page(request, webhook_id, "recovered" if queued else "nothing-to-recover")
 
 
 @router.get("/webhooks/{webhook_id}/deliveries")
