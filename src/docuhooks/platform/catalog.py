@@ -19,12 +19,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.answers import AnswerSetError, AnswerType, VariableDef, template_variables
-from docuhooks.errors import Conflict, FieldError, NotFound, ValidationFailed
+from docuhooks.errors import FieldError, ValidationFailed
 from docuhooks.identity.models import Principal
-from docuhooks.platform.access import parse_id, require_site_admin
+from docuhooks.platform.access import require_site_admin
 from docuhooks.platform.templates import TemplateError, check_declarations, inspect_template
 from docuhooks.store import pagination
 from docuhooks.store.schema import templates
+from docuhooks.store.scoped import fetch_in_site, insert_named
 
 DOCX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 _VARIABLE_KEYS = frozenset({"name", "type", "repeatDepth", "options"})
@@ -173,49 +174,26 @@ async def create(
     name = definition.name or PurePath(file_name).stem or file_name
     if len(name) > 200 or len(file_name) > 255:
         raise ValidationFailed.of([FieldError("name", "must be at most 200 characters")])
-    taken = (
-        await conn.execute(
-            sa.select(templates.c.id).where(
-                templates.c.site_id == principal.site_id, templates.c.name == name
-            )
-        )
-    ).first()
-    if taken is not None:
-        raise Conflict(f"a template named {name!r} already exists (id {taken.id})")
     row_id = str(uuid.uuid4())
-    try:
-        await conn.execute(
-            templates.insert().values(
-                id=row_id,
-                site_id=principal.site_id,
-                name=name,
-                file_name=file_name,
-                content=content,
-                sha256=hashlib.sha256(content).hexdigest(),
-                variables=[variable_to_json(v) for v in definition.variables],
-                event_elements=list(definition.event_elements),
-                created_at=datetime.now(UTC),
-                created_by=principal.user_id,
-            )
-        )
-    except sa.exc.IntegrityError:
-        raise Conflict(f"a template named {name!r} already exists") from None
+    values = {
+        "id": row_id,
+        "site_id": principal.site_id,
+        "name": name,
+        "file_name": file_name,
+        "content": content,
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "variables": [variable_to_json(v) for v in definition.variables],
+        "event_elements": list(definition.event_elements),
+        "created_at": datetime.now(UTC),
+        "created_by": principal.user_id,
+    }
+    await insert_named(conn, templates, values, "template")
     return to_api(await get_row(conn, principal, row_id), check.warnings)
 
 
 async def get_row(conn: AsyncConnection, principal: Principal, template_id: str) -> sa.Row[Any]:
     """The template, if it is in the caller's site; another site's does not exist."""
-    template_id = parse_id(template_id, "template")
-    row = (
-        await conn.execute(
-            sa.select(templates).where(
-                templates.c.id == template_id, templates.c.site_id == principal.site_id
-            )
-        )
-    ).first()
-    if row is None:
-        raise NotFound(f"template {template_id} does not exist")
-    return row
+    return await fetch_in_site(conn, templates, template_id, principal.site_id, "template")
 
 
 async def list_page(

@@ -9,12 +9,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.errors import Conflict, FieldError, ValidationFailed
+from docuhooks.errors import FieldError, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.platform.access import require_site_admin
 from docuhooks.store import pagination
 from docuhooks.store.schema import work_groups
-from docuhooks.store.scoped import fetch_in_site
+from docuhooks.store.scoped import fetch_in_site, insert_named
 
 
 def to_api(row: sa.Row[Any]) -> dict[str, Any]:
@@ -33,29 +33,15 @@ async def create(
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise ValidationFailed.of([FieldError("name", "must be 1 to 200 characters")])
-    taken = (
-        await conn.execute(
-            sa.select(work_groups.c.id).where(
-                work_groups.c.site_id == principal.site_id, work_groups.c.name == name
-            )
-        )
-    ).first()
-    if taken is not None:
-        raise Conflict(f"a work group named {name!r} already exists (id {taken.id})")
     row_id = str(uuid.uuid4())
-    try:
-        await conn.execute(
-            work_groups.insert().values(
-                id=row_id,
-                site_id=principal.site_id,
-                name=name,
-                description=description,
-                created_at=datetime.now(UTC),
-            )
-        )
-    except sa.exc.IntegrityError:
-        # Another request took the name between the check and the insert.
-        raise Conflict(f"a work group named {name!r} already exists") from None
+    values = {
+        "id": row_id,
+        "site_id": principal.site_id,
+        "name": name,
+        "description": description,
+        "created_at": datetime.now(UTC),
+    }
+    await insert_named(conn, work_groups, values, "work group")
     return to_api(await get_row(conn, principal, row_id))
 
 

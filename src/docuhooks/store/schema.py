@@ -7,6 +7,7 @@ UTC; lists and small documents are JSON. Secrets are stored only encrypted (`*_e
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
@@ -337,20 +338,28 @@ work_item_versions = sa.Table(
     sa.Index("ix_work_item_versions_due", "status", "post_processing_due_at"),
 )
 
+
+def _document_columns() -> list[sa.Column[Any]]:
+    """A stored document: `documents` and the originals kept during post-processing."""
+    return [
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("file_name", sa.String(255), nullable=False),
+        sa.Column("content_type", sa.String(255), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("content", sa.LargeBinary(), nullable=False),
+        sa.Column("assembled_order", sa.Integer(), nullable=False),
+        _ts("created_at"),
+    ]
+
+
 documents = sa.Table(
     "documents",
     metadata,
     _id(),
     _fk("version_id", "work_item_versions.id"),
     _fk("site_id", "sites.id"),
-    sa.Column("name", sa.String(255), nullable=False),
-    sa.Column("file_name", sa.String(255), nullable=False),
-    sa.Column("content_type", sa.String(255), nullable=False),
-    sa.Column("size", sa.BigInteger(), nullable=False),
-    sa.Column("sha256", sa.String(64), nullable=False),
-    sa.Column("content", sa.LargeBinary(), nullable=False),
-    sa.Column("assembled_order", sa.Integer(), nullable=False),
-    _ts("created_at"),
+    *_document_columns(),
     sa.Index("ix_documents_version_order", "version_id", "assembled_order"),
 )
 
@@ -362,14 +371,7 @@ post_processing_originals = sa.Table(
     sa.Column("id", sa.String(36), nullable=False),
     _fk("version_id", "work_item_versions.id"),
     _fk("site_id", "sites.id"),
-    sa.Column("name", sa.String(255), nullable=False),
-    sa.Column("file_name", sa.String(255), nullable=False),
-    sa.Column("content_type", sa.String(255), nullable=False),
-    sa.Column("size", sa.BigInteger(), nullable=False),
-    sa.Column("sha256", sa.String(64), nullable=False),
-    sa.Column("content", sa.LargeBinary(), nullable=False),
-    sa.Column("assembled_order", sa.Integer(), nullable=False),
-    _ts("created_at"),
+    *_document_columns(),
     sa.PrimaryKeyConstraint("version_id", "id"),
 )
 

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.errors import NotFound
+from docuhooks.errors import Conflict, NotFound
 
 
 def parse_id(value: str, what: str) -> str:
@@ -35,3 +35,22 @@ async def fetch_in_site(
     if row is None:
         raise NotFound(f"{what} {row_id} does not exist")
     return row
+
+
+async def insert_named(
+    conn: AsyncConnection, table: sa.Table, values: dict[str, Any], what: str
+) -> None:
+    """Insert a row whose `name` is unique in its site: a taken name is a Conflict naming the
+    row that has it, and a name taken between the check and the insert is one too."""
+    name = values["name"]
+    taken = (
+        await conn.execute(
+            sa.select(table.c.id).where(table.c.site_id == values["site_id"], table.c.name == name)
+        )
+    ).first()
+    if taken is not None:
+        raise Conflict(f"a {what} named {name!r} already exists (id {taken.id})")
+    try:
+        await conn.execute(table.insert().values(**values))
+    except sa.exc.IntegrityError:
+        raise Conflict(f"a {what} named {name!r} already exists") from None
