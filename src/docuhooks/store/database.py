@@ -1,10 +1,11 @@
 """The `Database`: an async engine over SQLite or PostgreSQL, its transactions and migrations.
 
-SQLite is the embedded default: one file in WAL mode, every transaction `BEGIN IMMEDIATE` so
-concurrent writers queue instead of failing on a lock upgrade. Writers in one process queue
-on an in-process FIFO lock before they ask SQLite: SQLite's own busy handler makes a waiter
-sleep in growing steps (up to 100 ms), so under contention a short transaction could wait far
-longer than the writes ahead of it took. Other processes still meet the busy timeout.
+SQLite is the embedded default: one file in WAL mode, every write transaction `BEGIN
+IMMEDIATE` so concurrent writers queue instead of failing on a lock upgrade. Statements run
+on the event loop's thread (`sqlite_inline`: no thread hop per statement) and a background
+thread checkpoints the WAL. Writers in one process queue on an in-process FIFO lock before
+they ask SQLite; a writer of another process holding the lock is waited for with
+`asyncio.sleep`, never by blocking the loop.
 PostgreSQL is for scale-out: many processes, row claims with `FOR UPDATE SKIP LOCKED`.
 """
 
@@ -22,6 +23,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from docuhooks.store import sqlite_inline
+
 Dialect = Literal["sqlite", "postgresql"]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -36,13 +39,16 @@ def normalize_url(url: str) -> str:
     if backend in {"postgresql", "postgres"}:
         return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
     if backend == "sqlite":
-        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
+        return parsed.set(drivername="sqlite+docuhooks").render_as_string(hide_password=False)
     raise ValueError(f"unsupported database {backend!r}: use sqlite:///path or postgresql://…")
 
 
 class Database:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, checkpointer: sqlite_inline.Checkpointer | None = None
+    ) -> None:
         self.engine = engine
+        self._checkpointer = checkpointer
         backend = engine.dialect.name
         if backend not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported dialect {backend}")
@@ -57,17 +63,18 @@ class Database:
     def from_url(cls, url: str, *, pool_size: int = 10) -> Database:
         async_url = normalize_url(url)
         kwargs: dict[str, Any] = {}
+        checkpointer = None
         if async_url.startswith("sqlite"):
             path = make_url(async_url).database
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 30}
+                checkpointer = sqlite_inline.Checkpointer(path)
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         engine = create_async_engine(async_url, **kwargs)
         if engine.dialect.name == "sqlite":
-            _configure_sqlite(engine)
-        return cls(engine)
+            _configure_sqlite(engine, checkpointer)
+        return cls(engine, checkpointer=checkpointer)
 
     @property
     def is_sqlite(self) -> bool:
@@ -130,26 +137,27 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._checkpointer is not None:
+            # Off the loop: the last checkpoint may take a moment.
+            await asyncio.to_thread(self._checkpointer.stop)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, checkpointer: sqlite_inline.Checkpointer | None) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Take transaction control from the driver so the "begin" hook below decides.
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
+        # Takes transaction control from the driver so the "begin" hook below decides.
+        sqlite_inline.configure_connection(dbapi_conn)
+        if checkpointer is not None:
+            checkpointer.start()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         # Readers take no write lock (WAL lets them run beside the writer); writers take it
         # up front, so two writers queue instead of deadlocking on a lock upgrade.
-        readonly = conn.get_execution_options().get("docuhooks_readonly", False)
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        if conn.get_execution_options().get("docuhooks_readonly", False):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            sqlite_inline.begin_immediate(conn.connection.driver_connection)
 
 
 def alembic_config(connection: sa.Connection | None = None) -> Any:

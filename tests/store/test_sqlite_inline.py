@@ -1,0 +1,148 @@
+"""The inline SQLite driver: statements on the loop's thread, yet the loop never waits on
+another process's lock or on a checkpoint."""
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from docuhooks.store import sqlite_inline
+from docuhooks.store.database import Database
+
+
+async def _table(db: Database) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(sa.text("CREATE TABLE t (n INTEGER PRIMARY KEY, s TEXT)"))
+
+
+def _hold_write_lock(path: Path, seconds: float, holding: threading.Event) -> None:
+    """Another process's writer, as far as SQLite can tell: its own connection, its lock."""
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t (n, s) VALUES (1, 'other')")
+        holding.set()
+        time.sleep(seconds)
+        other.execute("COMMIT")
+    finally:
+        other.close()
+
+
+async def test_a_writer_waits_for_another_connections_lock_without_blocking_the_loop(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "locked.db"
+    db = Database.from_url(f"sqlite:///{path}")
+    try:
+        await _table(db)
+        holding = threading.Event()
+        holder = threading.Thread(target=_hold_write_lock, args=(path, 0.4, holding))
+        holder.start()
+        await asyncio.to_thread(holding.wait, 5)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticking = asyncio.create_task(ticker())
+        started = time.monotonic()
+        async with db.transaction() as conn:
+            waited = time.monotonic() - started
+            await conn.execute(sa.text("INSERT INTO t (n, s) VALUES (2, 'ours')"))
+        ticking.cancel()
+        holder.join()
+        assert waited >= 0.3, "the transaction began only once the other writer committed"
+        # Blocking the loop for the wait would have let the ticker run about once.
+        assert ticks >= 15, f"the loop turned only {ticks} times while the writer waited"
+        async with db.read() as conn:
+            rows = (await conn.execute(sa.text("SELECT s FROM t ORDER BY n"))).scalars().all()
+        assert rows == ["other", "ours"]
+    finally:
+        await db.dispose()
+
+
+async def test_a_writer_gives_up_after_the_busy_timeout_with_sqlites_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_inline, "BUSY_TIMEOUT", 0.2)
+    path = tmp_path / "stuck.db"
+    db = Database.from_url(f"sqlite:///{path}")
+    try:
+        await _table(db)
+        holding = threading.Event()
+        holder = threading.Thread(target=_hold_write_lock, args=(path, 1.0, holding))
+        holder.start()
+        await asyncio.to_thread(holding.wait, 5)
+        with pytest.raises(sa.exc.OperationalError, match="locked"):
+            async with db.transaction() as conn:
+                await conn.execute(sa.text("INSERT INTO t (n, s) VALUES (2, 'late')"))
+        await asyncio.to_thread(holder.join)
+        # Nothing half-done is left behind: the connection is usable and the row absent.
+        async with db.transaction() as conn:
+            await conn.execute(sa.text("INSERT INTO t (n, s) VALUES (3, 'after')"))
+        async with db.read() as conn:
+            rows = (await conn.execute(sa.text("SELECT s FROM t ORDER BY n"))).scalars().all()
+        assert rows == ["other", "after"]
+    finally:
+        await db.dispose()
+
+
+async def test_results_read_like_any_driver(tmp_path: Path) -> None:
+    db = Database.from_url(f"sqlite:///{tmp_path / 'rows.db'}")
+    try:
+        await _table(db)
+        async with db.transaction() as conn:
+            inserted = await conn.execute(
+                sa.text("INSERT INTO t (n, s) VALUES (:n, :s)"),
+                [{"n": n, "s": f"row {n}"} for n in range(10)],
+            )
+            assert inserted.rowcount == 10
+            updated = await conn.execute(sa.text("UPDATE t SET s = 'even' WHERE n % 2 = 0"))
+            assert updated.rowcount == 5
+            returned = await conn.execute(
+                sa.text("INSERT INTO t (n, s) VALUES (100, 'new') RETURNING n, s")
+            )
+            assert returned.one() == (100, "new")
+        async with db.read() as conn:
+            result = await conn.execute(sa.text("SELECT n, s FROM t ORDER BY n"))
+            assert result.keys() == ["n", "s"]
+            assert result.fetchone() == (0, "even")
+            assert result.fetchmany(2) == [(1, "row 1"), (2, "even")]
+            assert [row.n for row in result.fetchall()] == [3, 4, 5, 6, 7, 8, 9, 100]
+            assert (await conn.execute(sa.text("SELECT n FROM t WHERE n < 0"))).first() is None
+    finally:
+        await db.dispose()
+
+
+async def test_commits_do_not_checkpoint_the_checkpointer_does(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    db = Database.from_url(f"sqlite:///{path}")
+    wal = Path(f"{path}-wal")
+    try:
+        await _table(db)
+        for n in range(200):
+            async with db.transaction() as conn:
+                await conn.execute(
+                    sa.text("INSERT INTO t (n, s) VALUES (:n, :s)"), {"n": n, "s": "x" * 2000}
+                )
+        wal_size = wal.stat().st_size  # noqa: ASYNC240
+        assert wal_size > 400_000, "the commits appended to the WAL"
+        checker = sqlite3.connect(path, isolation_level=None)
+        try:
+            checkpointer = sqlite_inline.Checkpointer(str(path), truncate_pages=10)
+            checkpointer.checkpoint(checker)
+        finally:
+            checker.close()
+        wal_size = wal.stat().st_size  # noqa: ASYNC240
+        assert wal_size == 0, "a WAL past the threshold is copied back and truncated"
+        async with db.read() as conn:
+            assert (await conn.execute(sa.text("SELECT count(*) FROM t"))).scalar() == 200
+    finally:
+        await db.dispose()
