@@ -28,7 +28,7 @@ from docuhooks.delivery.transport import ErrorClass, TransportResult
 from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import log
 from docuhooks.interview_hooks.budget import remaining
-from docuhooks.interview_hooks.replies import INVALID_ANSWERS, MAX_REPLY_BYTES, judge
+from docuhooks.interview_hooks.replies import INVALID_ANSWERS, MAX_REPLY_BYTES, Outcome, judge
 from docuhooks.interview_hooks.warnings import Problem, webhook_warning
 from docuhooks.webhooks import service as webhooks
 from docuhooks.webhooks.targets import MatchedWebhooks, PreparedWebhook
@@ -143,8 +143,9 @@ async def run_interview_hooks(
     calls = [_prepare(webhook, event, matched.issuer, created) for webhook in matched.webhooks]
     budget = ctx.settings.interview_budget_seconds
     started = time.perf_counter()
+    # Each reply is judged as it arrives, so when the slowest is in only its own is left.
     tasks = {
-        call.delivery_id: asyncio.create_task(_send(ctx, call))
+        call.delivery_id: asyncio.create_task(_send_and_judge(ctx, call, variables))
         for call in calls
         if call.request is not None
     }
@@ -160,8 +161,9 @@ async def run_interview_hooks(
     warnings: list[dict[str, Any]] = []
     records: list[log.CallRecord] = []
     for call in calls:
-        result = _result_of(tasks.get(call.delivery_id), call, budget, waited_ms)
-        outcome = judge(result, variables)
+        result, outcome = _result_of(
+            tasks.get(call.delivery_id), call, budget, waited_ms, variables
+        )
         # Unreadable variables mean nothing a receiver sends can be checked: none of it applies.
         if outcome.answers and variables is not None:
             answers = answers.overlay(outcome.answers)
@@ -223,24 +225,37 @@ async def _send(ctx: AppContext, call: _Call) -> TransportResult:
     )
 
 
+async def _send_and_judge(
+    ctx: AppContext, call: _Call, variables: Mapping[str, VariableDef] | None
+) -> tuple[TransportResult, Outcome]:
+    result = await _send(ctx, call)
+    return result, judge(result, variables)
+
+
 def _result_of(
-    task: asyncio.Task[TransportResult] | None, call: _Call, budget: float, waited_ms: float
-) -> TransportResult:
+    task: asyncio.Task[tuple[TransportResult, Outcome]] | None,
+    call: _Call,
+    budget: float,
+    waited_ms: float,
+    variables: Mapping[str, VariableDef] | None,
+) -> tuple[TransportResult, Outcome]:
+    """The call's reply and what it means; a call without one gets a failure saying why."""
     if task is None:
-        return TransportResult.failure(ErrorClass.CONNECT, call.build_error or "not sent")
-    if not task.done() or task.cancelled():
-        return TransportResult.failure(
+        result = TransportResult.failure(ErrorClass.CONNECT, call.build_error or "not sent")
+    elif not task.done() or task.cancelled():
+        result = TransportResult.failure(
             ErrorClass.TIMEOUT,
             f"no reply within the {budget:g} s budget of the interview step",
             duration_ms=waited_ms,
         )
-    exc = task.exception()
-    if exc is not None:
+    elif (exc := task.exception()) is not None:
         # Transports report network outcomes as results; an exception is a bug, not the
         # receiver's doing, but the person waiting still gets the interview.
         logger.error("interview webhook transport raised", webhook_id=call.webhook.id, exc_info=exc)
-        return TransportResult.failure(ErrorClass.CONNECT, f"internal error: {exc!r}")
-    return task.result()
+        result = TransportResult.failure(ErrorClass.CONNECT, f"internal error: {exc!r}")
+    else:
+        return task.result()
+    return result, judge(result, variables)
 
 
 def _variables(template: Any) -> tuple[Mapping[str, VariableDef] | None, Problem | None]:
