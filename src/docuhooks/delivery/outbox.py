@@ -5,7 +5,6 @@ committed is ever lost (SPEC §6.1, §7.1). Workers pick the deliveries up from 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.events import Event, EventType
+from docuhooks.core.ids import uuid7
 from docuhooks.delivery import queries
 from docuhooks.store.schema import deliveries, events, webhooks
 from docuhooks.webhooks import service as webhook_service
@@ -71,21 +71,22 @@ async def enqueue(
 
     # One statement whether or not the event exists: a round trip fewer on every event.
     await conn.execute(
-        _insert_new_event(conn.dialect.name).values(
-            id=event.event_id,
-            site_id=event.site_id,
-            event_type=str(event.event_type),
-            payload=event.to_dict(),
-            work_item_id=work_item_id,
-            created_at=moment,
-        )
+        _INSERT_NEW_EVENT[conn.dialect.name],
+        {
+            "id": event.event_id,
+            "site_id": event.site_id,
+            "event_type": str(event.event_type),
+            "payload": event.to_dict(),
+            "work_item_id": work_item_id,
+            "created_at": moment,
+        },
     )
     if not target_ids:
         return []
 
     rows: list[dict[str, Any]] = [
         {
-            "id": str(uuid.uuid4()),
+            "id": uuid7(),
             "event_id": event.event_id,
             "webhook_id": webhook_id,
             "site_id": event.site_id,
@@ -103,10 +104,12 @@ async def enqueue(
     return [row["id"] for row in rows]
 
 
-def _insert_new_event(dialect: str) -> Any:
-    """`INSERT INTO events … ON CONFLICT (id) DO NOTHING` in the dialect's own words."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(events).on_conflict_do_nothing(index_elements=[events.c.id])
+#: `INSERT INTO events … ON CONFLICT (id) DO NOTHING` in each dialect's own words, built once:
+#: building it (and its cache key) per event cost more than running it.
+_INSERT_NEW_EVENT: dict[str, Any] = {
+    name: insert(events).on_conflict_do_nothing(index_elements=[events.c.id])
+    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
 
 
 async def _named_webhooks(
