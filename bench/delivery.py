@@ -58,6 +58,7 @@ from aiohttp import web
 
 from docuhooks.context import AppContext
 from docuhooks.core.events import Actor, Event, EventType
+from docuhooks.core.ids import uuid7
 from docuhooks.core.signing import SigningSecret, WebhookTarget, build_request
 from docuhooks.delivery import outbox
 from docuhooks.delivery.worker import USER_AGENT, Worker
@@ -576,7 +577,7 @@ async def _bulk_insert(ctx: AppContext, site_id: str, webhook_id: str, n: int) -
             )
             delivery_rows.append(
                 {
-                    "id": str(uuid.uuid4()),
+                    "id": uuid7(),  # as the outbox makes them
                     "event_id": event.event_id,
                     "webhook_id": webhook_id,
                     "site_id": site_id,

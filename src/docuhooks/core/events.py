@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from docuhooks.core.ids import uuid7
 
 
 class EventType(StrEnum):
@@ -66,7 +67,7 @@ class Event:
     site_id: str
     created_by: Actor
     data: dict[str, Any]
-    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    event_id: str = field(default_factory=uuid7)
     created_date: datetime = field(default_factory=lambda: datetime.now(UTC))
     test: bool = False
 

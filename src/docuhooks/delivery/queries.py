@@ -8,7 +8,6 @@ database's `now()`, so tests can move time without sleeping.
 from __future__ import annotations
 
 import functools
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from docuhooks.core.ids import uuid7
 from docuhooks.store.schema import attempts, deliveries, events, sites, webhooks, workers
 
 #: The PostgreSQL channel workers LISTEN on; the outbox NOTIFYs it.
@@ -437,7 +437,7 @@ async def insert_redeliveries(
         return []
     rows = [
         {
-            "id": str(uuid.uuid4()),
+            "id": uuid7(),
             "event_id": original.event_id,
             "webhook_id": original.webhook_id,
             "site_id": original.site_id,

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from docuhooks.answers import AnswerSetError, VariableDef, variable_map
 from docuhooks.context import AppContext
 from docuhooks.core.events import INTERVIEW_EVENTS, Event, EventType
+from docuhooks.core.ids import uuid7
 from docuhooks.core.signing import OutboundRequest, build_request
 from docuhooks.delivery import outbox
 from docuhooks.delivery.transport import ErrorClass, TransportResult
@@ -224,7 +225,7 @@ async def _call(
     now: datetime,
 ) -> TestSend:
     payload = event.to_dict()
-    delivery_id = str(uuid.uuid4())
+    delivery_id = uuid7()
     request: OutboundRequest | None = None
     started = time.perf_counter()
     try:

@@ -31,6 +31,7 @@ import structlog
 
 from docuhooks import __version__
 from docuhooks.context import AppContext
+from docuhooks.core.ids import uuid7
 from docuhooks.core.retry import Clock, RetrySchedule, SystemClock
 from docuhooks.core.signing import (
     OutboundRequest,
@@ -441,7 +442,7 @@ def _attempt_row(
     """The attempt log entry (SPEC §7.3): secrets and tokens redacted, body capped."""
     webhook = job.webhook
     return {
-        "id": str(uuid.uuid4()),
+        "id": uuid7(),
         "delivery_id": job.delivery_id,
         "webhook_id": webhook.id,
         "site_id": webhook.site_id,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ from docuhooks import __version__
 from docuhooks.answers import AnswerSet, AnswerSetError, VariableDef, template_variables
 from docuhooks.context import AppContext
 from docuhooks.core.events import INTERVIEW_EVENTS, Event, EventType
+from docuhooks.core.ids import uuid7
 from docuhooks.core.signing import OutboundRequest, build_request
 from docuhooks.delivery.transport import ErrorClass, TransportResult
 from docuhooks.identity.models import Principal
@@ -202,7 +202,7 @@ def _check_event(event_type: EventType, interview_event_name: str | None) -> Non
 def _prepare(
     webhook: PreparedWebhook, event: Mapping[str, Any], issuer: str, now: datetime
 ) -> _Call:
-    delivery_id = str(uuid.uuid4())
+    delivery_id = uuid7()
     try:
         target = webhook.target(issuer, now)
         request = build_request(

@@ -21,7 +21,6 @@ written waits for its commit on the event loop.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.context import AppContext
+from docuhooks.core.ids import uuid7
 from docuhooks.core.signing import OutboundRequest, redact_headers, redact_url
 from docuhooks.delivery.transport import DEFAULT_MAX_BODY, TransportResult
 from docuhooks.interview_hooks.replies import Outcome
@@ -133,7 +133,7 @@ def _rows_of(
             continue
         attempt_rows.append(
             {
-                "id": str(uuid.uuid4()),
+                "id": uuid7(),
                 "delivery_id": call.delivery_id,
                 "webhook_id": call.webhook_id,
                 "site_id": site_id,

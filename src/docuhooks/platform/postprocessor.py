@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.context import AppContext
 from docuhooks.core.events import Actor, Event, EventType
+from docuhooks.core.ids import uuid7
 from docuhooks.core.signing import OutboundRequest, build_request, redact_url
 from docuhooks.delivery.transport import ErrorClass, TransportResult
 from docuhooks.identity.models import Principal
@@ -247,7 +247,7 @@ async def _claim(
         )
     ).one()
     token = pp.new_complete_token()
-    delivery_id = str(uuid.uuid4())
+    delivery_id = uuid7()
     deadline: datetime = version.post_processing_deadline
     timeout = max(0.1, min(float(hook.timeout_seconds), (deadline - now).total_seconds()))
     base_url = await documents.site_base_url(conn, item.site_id)
