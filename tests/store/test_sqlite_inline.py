@@ -146,3 +146,61 @@ async def test_commits_do_not_checkpoint_the_checkpointer_does(tmp_path: Path) -
             assert (await conn.execute(sa.text("SELECT count(*) FROM t"))).scalar() == 200
     finally:
         await db.dispose()
+
+
+async def _driver(conn: sa.ext.asyncio.AsyncConnection) -> object:
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
+
+
+async def test_transactions_reuse_kept_connections_and_a_failure_is_rolled_back(
+    tmp_path: Path,
+) -> None:
+    db = Database.from_url(f"sqlite:///{tmp_path / 'kept.db'}")
+    try:
+        await _table(db)
+        async with db.transaction() as conn:
+            first = await _driver(conn)
+        async with db.transaction() as conn:
+            assert await _driver(conn) is first, "the writer's connection is kept"
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as conn:
+                await conn.execute(sa.text("INSERT INTO t (n, s) VALUES (1, 'undone')"))
+                raise RuntimeError("the unit of work fails")
+        # The failed unit's connection went back through the pool's reset (a rollback).
+        async with db.transaction() as conn:
+            await conn.execute(sa.text("INSERT INTO t (n, s) VALUES (2, 'kept')"))
+        async with db.read() as conn:
+            reader = await _driver(conn)
+            rows = (await conn.execute(sa.text("SELECT s FROM t"))).scalars().all()
+        assert rows == ["kept"], "the failed transaction was rolled back"
+        async with db.read() as conn:
+            assert await _driver(conn) is reader, "an idle reader is used again"
+    finally:
+        await db.dispose()
+
+
+async def test_a_cancelled_transaction_leaves_nothing_open_for_the_next(tmp_path: Path) -> None:
+    db = Database.from_url(f"sqlite:///{tmp_path / 'cancel.db'}")
+    try:
+        await _table(db)
+        inside = asyncio.Event()
+
+        async def stuck() -> None:
+            async with db.transaction() as conn:
+                await conn.execute(sa.text("INSERT INTO t (n, s) VALUES (1, 'never')"))
+                inside.set()
+                await asyncio.sleep(60)
+
+        task = asyncio.create_task(stuck())
+        await inside.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with asyncio.timeout(5), db.transaction() as conn:
+            await conn.execute(sa.text("INSERT INTO t (n, s) VALUES (2, 'next')"))
+        async with db.read() as conn:
+            rows = (await conn.execute(sa.text("SELECT s FROM t"))).scalars().all()
+        assert rows == ["next"]
+    finally:
+        await db.dispose()

@@ -58,6 +58,10 @@ class Database:
         self._write_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
+        # On SQLite: the connections kept between transactions, per loop likewise.
+        self._kept: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, sqlite_inline.KeptConnections
+        ] = weakref.WeakKeyDictionary()
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 10) -> Database:
@@ -73,6 +77,7 @@ class Database:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         engine = create_async_engine(async_url, **kwargs)
         if engine.dialect.name == "sqlite":
+            engine = sqlite_inline.InlineAsyncEngine(engine.sync_engine)
             _configure_sqlite(engine, checkpointer)
         return cls(engine, checkpointer=checkpointer)
 
@@ -92,8 +97,15 @@ class Database:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        async with self._write_lock(), self.engine.begin() as conn:
-            yield conn
+        async with self._write_lock():
+            kept = self._kept_connections()
+            conn = await kept.writer()
+            try:
+                async with conn.begin():
+                    yield conn
+            except BaseException:
+                await kept.writer_failed()
+                raise
 
     def _write_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -102,13 +114,31 @@ class Database:
             lock = self._write_locks[loop] = asyncio.Lock()
         return lock
 
+    def _kept_connections(self) -> sqlite_inline.KeptConnections:
+        loop = asyncio.get_running_loop()
+        kept = self._kept.get(loop)
+        if kept is None:
+            kept = self._kept[loop] = sqlite_inline.KeptConnections(self.engine)
+        return kept
+
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read-only unit of work: on SQLite it runs beside a writer instead of queueing."""
-        async with self.engine.connect() as conn:
-            await conn.execution_options(docuhooks_readonly=True)
+        if not self.is_sqlite:
+            async with self.engine.connect() as conn:
+                await conn.execution_options(docuhooks_readonly=True)
+                async with conn.begin():
+                    yield conn
+            return
+        kept = self._kept_connections()
+        conn = await kept.reader()
+        failed = True
+        try:
             async with conn.begin():
                 yield conn
+            failed = False
+        finally:
+            await kept.done_reading(conn, failed=failed)
 
     async def upgrade(self) -> None:
         """Apply every pending migration (Alembic), as `docuhooks db upgrade` does.
@@ -124,18 +154,21 @@ class Database:
             await conn.run_sync(_run_upgrade)
 
     async def current_revision(self) -> str | None:
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             return await conn.run_sync(_current_revision)
 
     async def ping(self) -> bool:
         try:
-            async with asyncio.timeout(5), self.engine.connect() as conn:
+            async with asyncio.timeout(5), self.read() as conn:
                 await conn.execute(sa.text("SELECT 1"))
             return True
         except Exception:
             return False
 
     async def dispose(self) -> None:
+        for kept in list(self._kept.values()):
+            await kept.close()
+        self._kept.clear()
         await self.engine.dispose()
         if self._checkpointer is not None:
             # Off the loop: the last checkpoint may take a moment.
