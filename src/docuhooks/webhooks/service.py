@@ -7,6 +7,8 @@ call; other processes see it within the cache's TTL."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -141,9 +143,24 @@ def _site_changed(ctx: AppContext, conn: AsyncConnection, site_id: str) -> None:
     ctx.webhook_targets.site_changed(site_id)
     sync = conn.sync_connection
     assert sync is not None
+    ended = False
 
     def again(_conn: Any) -> None:
+        nonlocal ended
+        if ended:
+            return
+        ended = True
         ctx.webhook_targets.site_changed(site_id)
+        # The connection outlives the transaction (the store keeps connections between
+        # transactions), so the listeners come off once it ends; not from inside the
+        # dispatch that is calling them.
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().call_soon(unlisten)
+
+    def unlisten() -> None:
+        for name in ("commit", "rollback"):
+            if sa.event.contains(sync, name, again):
+                sa.event.remove(sync, name, again)
 
     sa.event.listen(sync, "commit", again)
     sa.event.listen(sync, "rollback", again)
