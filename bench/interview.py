@@ -38,6 +38,7 @@ from pathlib import Path
 
 import aiohttp
 import uvicorn
+import uvloop
 from aiohttp import web
 
 from docuhooks.api.app import create_app
@@ -249,7 +250,9 @@ def main() -> None:
             time.sleep(0.05)
     try:
         with tempfile.TemporaryDirectory() as folder:
-            asyncio.run(_run(args.iterations, delay, base, Path(folder), args.database_url))
+            # uvloop, as `docuhooks serve` runs (uvicorn's loop="uvloop"); the direct calls
+            # run on the same loop, so the comparison stays like for like.
+            uvloop.run(_run(args.iterations, delay, base, Path(folder), args.database_url))
     finally:
         process.terminate()
         process.join()
