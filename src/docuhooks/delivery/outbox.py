@@ -57,7 +57,7 @@ async def enqueue(
     """
     moment = now or datetime.now(UTC)
     if webhook_ids is None:
-        targets = await webhook_service.matching(
+        target_ids = await webhook_service.matching_ids(
             conn,
             site_id=event.site_id,
             event_type=EventType(event.event_type),
@@ -65,7 +65,6 @@ async def enqueue(
             template_id=template_id,
             interview_event_name=interview_event_name,
         )
-        target_ids = [row.id for row in targets]
     else:
         target_ids = await _named_webhooks(conn, event.site_id, webhook_ids)
 

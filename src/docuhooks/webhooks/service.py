@@ -555,6 +555,10 @@ _MATCHING = (
 _MATCHING_NAMED = _MATCHING.where(
     webhooks.c.interview_event_name == sa.bindparam("interview_event_name")
 )
+#: The same selections, ids only: the outbox needs nothing else of each webhook, and every
+#: column read is a column converted, per webhook, per event.
+_MATCHING_IDS = _MATCHING.with_only_columns(webhooks.c.id)
+_MATCHING_NAMED_IDS = _MATCHING_NAMED.with_only_columns(webhooks.c.id)
 
 
 async def matching(
@@ -570,6 +574,49 @@ async def matching(
 
     Starts from the (site, event type, active) index and checks scopes by primary key, so
     the cost follows the webhooks of this site and type, never the whole table."""
+    statement, params = _matching(
+        _MATCHING,
+        _MATCHING_NAMED,
+        site_id,
+        event_type,
+        work_group_id,
+        template_id,
+        interview_event_name,
+    )
+    return list((await conn.execute(statement, params)).all())
+
+
+async def matching_ids(
+    conn: AsyncConnection,
+    *,
+    site_id: str,
+    event_type: EventType,
+    work_group_id: str | None,
+    template_id: str | None,
+    interview_event_name: str | None = None,
+) -> list[str]:
+    """The ids of the webhooks `matching` selects, in the same order."""
+    statement, params = _matching(
+        _MATCHING_IDS,
+        _MATCHING_NAMED_IDS,
+        site_id,
+        event_type,
+        work_group_id,
+        template_id,
+        interview_event_name,
+    )
+    return list((await conn.execute(statement, params)).scalars())
+
+
+def _matching(
+    plain: sa.Select[Any],
+    named: sa.Select[Any],
+    site_id: str,
+    event_type: EventType,
+    work_group_id: str | None,
+    template_id: str | None,
+    interview_event_name: str | None,
+) -> tuple[sa.Select[Any], dict[str, Any]]:
     params = {
         "site_id": site_id,
         "event_type": event_type.value,
@@ -577,9 +624,9 @@ async def matching(
         "template_id": template_id,
     }
     if event_type is EventType.CUSTOM_INTERVIEW_EVENT:
-        named = {**params, "interview_event_name": (interview_event_name or "").strip()}
-        return list((await conn.execute(_MATCHING_NAMED, named)).all())
-    return list((await conn.execute(_MATCHING, params)).all())
+        params["interview_event_name"] = (interview_event_name or "").strip()
+        return named, params
+    return plain, params
 
 
 def signing_target(ctx: AppContext, row: sa.Row[Any], issuer: str, now: datetime) -> WebhookTarget:
