@@ -215,7 +215,13 @@ class InlineAsyncConnection(AsyncConnection):
     await its I/O; `sqlite3` has no I/O to await, so the greenlet (and the check that the
     driver awaited) is pure cost: about a third of a cached statement's overhead. Beginning,
     committing and closing still go through the greenlet: the pool and `begin_immediate`
-    may wait on the loop. The results are the same buffered `CursorResult`s."""
+    may wait on the loop. The results are the same buffered `CursorResult`s. `stream()` is
+    not offered: SQLite's results are read whole anyway, so `execute()` is the one to use."""
+
+    async def stream(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        raise NotImplementedError(
+            "stream() is not supported on SQLite here: results are read whole; use execute()"
+        )
 
     async def execute(
         self,
