@@ -293,6 +293,8 @@ async def test_two_postgres_workers_never_send_one_delivery_at_once(
         workers.start()
         queued = await feed(ctx, site.site_id, 400, batch=50)
         await eventually(lambda: set(queued) <= set(receiver.event_ids()), 50, "every event")
+        # The receiver logs as it answers; the worker writes the attempt after that.
+        await all_recorded(ctx, 20)
     finally:
         workers.stop_all()
         receiver.stop()
