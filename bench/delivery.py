@@ -66,6 +66,7 @@ from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal, Role
 from docuhooks.identity.secrets import SecretBox
 from docuhooks.logs import configure
+from docuhooks.memory import freeze_long_lived
 from docuhooks.settings import Settings
 from docuhooks.store.database import Database
 from docuhooks.store.schema import deliveries, events
@@ -408,6 +409,7 @@ async def docuhooks(
             await receiver.reset()
             worker = Worker(ctx)
             await worker.start()
+            freeze_long_lived()  # as `docuhooks serve` does once its components have started
             try:
                 await receiver.wait_for(n, timeout=max(120.0, n / 50))
                 times, _ = await receiver.arrivals()

@@ -46,6 +46,7 @@ from docuhooks.context import AppContext
 from docuhooks.identity import service as identity
 from docuhooks.identity.secrets import SecretBox
 from docuhooks.interview_hooks import start_log_writer
+from docuhooks.memory import start_frozen
 from docuhooks.platform import interviews
 from docuhooks.settings import Settings
 from docuhooks.store.database import Database
@@ -164,7 +165,8 @@ async def _run(iterations: int, delay: float, base: str, data_dir: Path, databas
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(ctx, components=[start_log_writer], migrate=False),
+            # The log writer, and the start-up freeze, as `docuhooks serve` runs them.
+            create_app(ctx, components=[start_log_writer, start_frozen], migrate=False),
             host="127.0.0.1",
             port=port,
             log_level="warning",

@@ -113,6 +113,7 @@ def worker(config: str | None, concurrency: int | None, metrics_port: int | None
     from docuhooks.delivery.pruning import start_pruner
     from docuhooks.delivery.worker import Worker
     from docuhooks.logs import configure
+    from docuhooks.memory import freeze_long_lived
 
     settings = _settings(config, worker_concurrency=concurrency)
     configure(settings.log_level, json=settings.log_json)
@@ -129,6 +130,7 @@ def worker(config: str | None, concurrency: int | None, metrics_port: int | None
         delivery_worker = Worker(ctx)
         await delivery_worker.start()
         stop_pruner = await start_pruner(ctx)
+        freeze_long_lived()
         click.echo(f"worker {delivery_worker.id} running", err=True)
         try:
             await stop.wait()

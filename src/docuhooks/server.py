@@ -15,11 +15,14 @@ def components(settings: Settings) -> list[Component]:
     from docuhooks.delivery.pruning import start_pruner
     from docuhooks.delivery.worker import start_worker
     from docuhooks.interview_hooks import start_log_writer
+    from docuhooks.memory import start_frozen
     from docuhooks.platform.postprocessor import start_post_processor
 
     parts: list[Component] = [start_pruner, start_log_writer, start_post_processor]
     if settings.worker_enabled:
         parts.append(start_worker)
+    # Last: everything start-up built is in place, and none of it will be garbage.
+    parts.append(start_frozen)
     return parts
 
 
