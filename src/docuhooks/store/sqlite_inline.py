@@ -5,10 +5,11 @@ event loop: each `execute`, `fetchall`, `commit` is a queue put, a thread wake-u
 future resolved, about 0.1–0.2 ms of scheduling for a statement SQLite itself answers in
 tens of microseconds. A transaction of 16 statements paid about 3 ms for it.
 
-This dialect runs the standard `sqlite3` module on the event loop's own thread. SQLAlchemy's
-async engine still works unchanged (its greenlet bridge simply never has to wait), so every
-query in docuhooks stays the same. What running inline must not do is block the loop on
-something slow, and the two slow things SQLite does are handled here:
+This dialect runs the standard `sqlite3` module on the event loop's own thread, under
+SQLAlchemy's async engine, so every query in docuhooks stays the same; its connections
+(`InlineAsyncConnection`) run statements without the greenlet an awaiting driver needs, and
+`KeptConnections` spares a transaction the pool round trip. What running inline must not do
+is block the loop on something slow, and the two slow things SQLite does are handled here:
 
 - **Waiting for another process's write lock.** `BEGIN IMMEDIATE` is tried without SQLite's
   busy handler (which would sleep on the loop's thread); when the database is locked, the
@@ -276,8 +277,9 @@ def configure_connection(dbapi_conn: sqlite3.Connection) -> None:
     dbapi_conn.execute("PRAGMA synchronous=NORMAL")
     dbapi_conn.execute("PRAGMA foreign_keys=ON")
     dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
-    # Statements inside a transaction that holds the write lock never wait for it; a read
-    # waits only in rare moments (WAL recovery after a crash), briefly, so a short timeout.
+    # For statements: one inside a transaction holding the write lock never waits for it,
+    # and a read waits only in rare moments (recovering the WAL after a crash). Beginning a
+    # write transaction, the one wait that is common, is `begin_immediate`'s, on the loop.
     dbapi_conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
 
 
