@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -63,3 +64,23 @@ async def test_processes_starting_together_on_postgres_migrate_once(
             await db.dispose()
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_deliveries_pages_keep_room_for_the_claims_update_on_postgres(
+    ctx: AppContext,
+) -> None:
+    """A claim changes only unindexed lease columns: with room on the page it is a HOT
+    update, which adds no index entry where the next claim starts reading."""
+    async with ctx.db.read() as conn:
+        options = (
+            await conn.execute(
+                sa.text("SELECT reloptions FROM pg_class WHERE relname = 'deliveries'")
+            )
+        ).scalar_one()
+    assert options == ["fillfactor=70"]
+    # Which holds only while no index covers the lease.
+    from docuhooks.store.schema import deliveries
+
+    indexed = {column.name for index in deliveries.indexes for column in index.columns}
+    assert not indexed & {"lease_owner", "lease_expires_at"}
