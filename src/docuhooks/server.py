@@ -11,14 +11,20 @@ from docuhooks.settings import Settings
 
 def components(settings: Settings) -> list[Component]:
     """Background parts `serve` runs beside the API (the delivery worker, the pruner, the
-    interview log writer, the post-processing driver)."""
+    interview log writer, the post-processing driver, the token revocation listener)."""
     from docuhooks.delivery.pruning import start_pruner
     from docuhooks.delivery.worker import start_worker
+    from docuhooks.identity.revocations import start_revocation_listener
     from docuhooks.interview_hooks import start_log_writer
     from docuhooks.memory import start_frozen
     from docuhooks.platform.postprocessor import start_post_processor
 
-    parts: list[Component] = [start_pruner, start_log_writer, start_post_processor]
+    parts: list[Component] = [
+        start_pruner,
+        start_log_writer,
+        start_post_processor,
+        start_revocation_listener,
+    ]
     if settings.worker_enabled:
         parts.append(start_worker)
     # Last: everything start-up built is in place, and none of it will be garbage.

@@ -1,8 +1,9 @@
 """Request dependencies: the application context, a transaction, and the caller.
 
 Callers are authenticated through the context's token cache (`identity.service.TokenCache`):
-a token used within its TTL costs no query, so a token revoked in the store keeps working
-for up to that TTL (its own expiry is checked on every request)."""
+a token used within its TTL costs no query. A token revoked through the API is dropped at
+once in every process (`identity.revocations`); one deleted from the store by other means
+keeps working for up to that TTL (its own expiry is checked on every request)."""
 
 from __future__ import annotations
 

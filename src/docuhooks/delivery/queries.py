@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.ids import uuid7
+from docuhooks.store.notify import notify
 from docuhooks.store.schema import attempts, deliveries, events, sites, webhooks, workers
 
 #: The PostgreSQL channel workers LISTEN on; the outbox NOTIFYs it.
@@ -29,8 +30,7 @@ FAILED = "failed"
 
 async def notify_new_deliveries(conn: AsyncConnection) -> None:
     """Wake PostgreSQL workers; the server sends the notification only if the caller commits."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+    await notify(conn, CHANNEL)
 
 
 # --- claiming -------------------------------------------------------------------------------

@@ -10,18 +10,11 @@ a lost wake-up only delays a delivery, never strands it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-
-import structlog
-from sqlalchemy.engine import URL
 
 from docuhooks.delivery.queries import CHANNEL
+from docuhooks.store.notify import ChannelListener, asyncpg_dsn
 
-log = structlog.get_logger(__name__)
-
-#: How often the listening connection checks that it is still alive.
-_LIVENESS_SECONDS = 5.0
-_MAX_BACKOFF_SECONDS = 10.0
+__all__ = ["Alarm", "PostgresListener", "asyncpg_dsn"]
 
 
 class Alarm:
@@ -53,59 +46,11 @@ class Alarm:
         return True
 
 
-def asyncpg_dsn(url: URL) -> str:
-    """The plain `postgresql://` DSN asyncpg wants, from the engine's `postgresql+asyncpg` URL."""
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-class PostgresListener:
-    """`LISTEN docuhooks_deliveries` on a dedicated connection that heals itself."""
+class PostgresListener(ChannelListener):
+    """The worker's `LISTEN docuhooks_deliveries`: every notification, and every reconnect
+    (notifications may have been missed meanwhile), rings the worker's alarm."""
 
     def __init__(self, dsn: str, alarm: Alarm) -> None:
-        self._dsn = dsn
-        self._alarm = alarm
-        self._task: asyncio.Task[None] | None = None
-        #: Set while a connection is listening: tests wait on it.
-        self.listening = asyncio.Event()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="docuhooks-listen")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        import asyncpg
-
-        backoff = 0.5
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self._dsn, timeout=10)
-                await conn.add_listener(CHANNEL, self._on_notify)
-                self.listening.set()
-                # Notifications sent while we were away are gone: look at the table once.
-                self._alarm.ring()
-                backoff = 0.5
-                log.info("worker.listening", channel=CHANNEL)
-                while not conn.is_closed():
-                    await asyncio.sleep(_LIVENESS_SECONDS)
-                    # A server restart can leave a socket that looks open; a query finds out.
-                    await conn.fetchval("SELECT 1", timeout=_LIVENESS_SECONDS)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("worker.listen_lost", error=f"{type(exc).__name__}: {exc}")
-            finally:
-                self.listening.clear()
-                if conn is not None and not conn.is_closed():
-                    conn.terminate()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
-
-    def _on_notify(self, *_args: object) -> None:
-        self._alarm.ring()
+        super().__init__(
+            dsn, CHANNEL, on_notify=lambda _payload: alarm.ring(), on_connect=alarm.ring
+        )

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import audit
 from docuhooks.errors import FieldError, Forbidden, NotFound, ValidationFailed
-from docuhooks.identity import secrets
+from docuhooks.identity import revocations, secrets
 from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal
 from docuhooks.store import pagination
@@ -150,4 +150,5 @@ async def revoke_token(conn: AsyncConnection, principal: Principal, token_id: st
         object_id=row.id,
         details={"userId": row.user_id},
     )
+    await revocations.announce(conn, row.token_hash)
     return str(row.token_hash)

@@ -198,7 +198,7 @@ class TokenCache:
         self._entries[secrets.hash_token(token)] = _CachedToken(principal, expires_at, self.clock())
 
     def forget(self, token_hash: str) -> None:
-        """Drop a revoked token at once (other processes drop it within the TTL)."""
+        """Drop a revoked token at once (`identity.revocations` tells the other processes)."""
         self._entries.pop(token_hash, None)
 
     def clear(self) -> None:

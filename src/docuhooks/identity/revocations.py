@@ -1,0 +1,51 @@
+"""Revoked API tokens stop working in every process at once, not when a cache runs out.
+
+Each process keeps the tokens that worked for a while (`TokenCache`), so that an API call
+costs no query to authenticate. The process that revokes a token drops it from its own
+cache; on PostgreSQL, where several processes serve the API, it also notifies the
+`docuhooks_tokens` channel in the revoking transaction, and every `serve` process listens
+there and drops the token too. A process that lost its listening connection forgets every
+cached token when it listens again, since a revocation may have gone by meanwhile. The
+cache's TTL remains the bound when the database cannot deliver notifications at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from docuhooks.context import AppContext
+from docuhooks.store.notify import ChannelListener, asyncpg_dsn, notify
+
+CHANNEL = "docuhooks_tokens"
+
+
+async def announce(conn: AsyncConnection, token_hash: str) -> None:
+    """Tell the other processes, when `conn`'s transaction commits, that the token is gone."""
+    await notify(conn, CHANNEL, token_hash)
+
+
+def revocation_listener(ctx: AppContext) -> ChannelListener | None:
+    """The listener that drops revoked tokens from `ctx`'s cache; None on SQLite."""
+    if ctx.db.dialect != "postgresql":
+        return None
+    return ChannelListener(
+        asyncpg_dsn(ctx.db.engine.url),
+        CHANNEL,
+        on_notify=ctx.tokens.forget,
+        on_connect=ctx.tokens.clear,
+    )
+
+
+async def start_revocation_listener(ctx: AppContext) -> Callable[[], Awaitable[None]]:
+    """The app component that drops tokens other processes revoke (PostgreSQL)."""
+    listener = revocation_listener(ctx)
+    if listener is None:
+
+        async def nothing_to_stop() -> None:
+            return None
+
+        return nothing_to_stop
+    listener.start()
+    return listener.stop

@@ -1,0 +1,104 @@
+"""PostgreSQL notifications: one process tells the others that something changed.
+
+`notify` queues a notification in the caller's transaction (PostgreSQL sends it only if that
+transaction commits); a `ChannelListener` keeps a connection of its own that `LISTEN`s on a
+channel and heals itself when the server goes away. Notifications sent while a listener was
+away are lost, so it calls `on_connect` every time it starts listening again: the owner
+then looks at the store (or forgets what it cached) instead of trusting it missed nothing.
+SQLite has one process, which acts on its own changes directly: `notify` does nothing there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+log = structlog.get_logger(__name__)
+
+#: How often a listening connection checks that it is still alive.
+_LIVENESS_SECONDS = 5.0
+_MAX_BACKOFF_SECONDS = 10.0
+
+
+async def notify(conn: AsyncConnection, channel: str, payload: str = "") -> None:
+    """Notify `channel`'s listeners when the caller's transaction commits (PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            sa.text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": channel, "payload": payload},
+        )
+
+
+def asyncpg_dsn(url: URL) -> str:
+    """The plain `postgresql://` DSN asyncpg wants, from the engine's `postgresql+asyncpg` URL."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class ChannelListener:
+    """`LISTEN <channel>` on a dedicated connection that reconnects by itself."""
+
+    def __init__(
+        self,
+        dsn: str,
+        channel: str,
+        *,
+        on_notify: Callable[[str], None],
+        on_connect: Callable[[], None],
+    ) -> None:
+        self._dsn = dsn
+        self._channel = channel
+        self._on_notify = on_notify
+        self._on_connect = on_connect
+        self._task: asyncio.Task[None] | None = None
+        #: Set while a connection is listening: tests wait on it.
+        self.listening = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"docuhooks-listen-{self._channel}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        import asyncpg
+
+        backoff = 0.5
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self._dsn, timeout=10)
+                await conn.add_listener(self._channel, self._notified)
+                self.listening.set()
+                # Whatever was sent while nobody listened is gone: the owner catches up.
+                self._on_connect()
+                backoff = 0.5
+                log.info("listen.started", channel=self._channel)
+                while not conn.is_closed():
+                    await asyncio.sleep(_LIVENESS_SECONDS)
+                    # A server restart can leave a socket that looks open; a query finds out.
+                    await conn.fetchval("SELECT 1", timeout=_LIVENESS_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "listen.lost", channel=self._channel, error=f"{type(exc).__name__}: {exc}"
+                )
+            finally:
+                self.listening.clear()
+                if conn is not None and not conn.is_closed():
+                    conn.terminate()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        self._on_notify(payload)
