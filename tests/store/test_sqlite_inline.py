@@ -134,6 +134,10 @@ async def test_commits_do_not_checkpoint_the_checkpointer_does(tmp_path: Path) -
                 )
         wal_size = wal.stat().st_size  # noqa: ASYNC240
         assert wal_size > 400_000, "the commits appended to the WAL"
+        # The WAL's size alone would not tell (a checkpoint reuses the file without
+        # shrinking it): the connections that commit must have SQLite's own checkpoints off.
+        async with db.transaction() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar() == 0
         checker = sqlite3.connect(path, isolation_level=None)
         try:
             checkpointer = sqlite_inline.Checkpointer(str(path), truncate_pages=10)

@@ -53,12 +53,9 @@ class Database:
         if backend not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported dialect {backend}")
         self.dialect: Dialect = backend  # type: ignore[assignment]
-        # One lock per event loop: an asyncio.Lock belongs to the loop it first waits on,
-        # and tests (and `asyncio.run` twice in a CLI) may use one Database from several.
-        self._write_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
-        # On SQLite: the connections kept between transactions, per loop likewise.
+        # On SQLite: the writers' lock and the connections kept between transactions, one set
+        # per event loop: an asyncio.Lock belongs to the loop it first waits on, and tests
+        # (and `asyncio.run` twice in a CLI) may use one Database from several.
         self._kept: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, sqlite_inline.KeptConnections
         ] = weakref.WeakKeyDictionary()
@@ -97,8 +94,8 @@ class Database:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        async with self._write_lock():
-            kept = self._kept_connections()
+        kept = self._kept_connections()
+        async with kept.write_lock:
             conn = await kept.writer()
             try:
                 async with conn.begin():
@@ -106,13 +103,6 @@ class Database:
             except BaseException:
                 await kept.writer_failed()
                 raise
-
-    def _write_lock(self) -> asyncio.Lock:
-        loop = asyncio.get_running_loop()
-        lock = self._write_locks.get(loop)
-        if lock is None:
-            lock = self._write_locks[loop] = asyncio.Lock()
-        return lock
 
     def _kept_connections(self) -> sqlite_inline.KeptConnections:
         loop = asyncio.get_running_loop()

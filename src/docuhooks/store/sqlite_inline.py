@@ -359,18 +359,22 @@ class Checkpointer:
 
 
 class KeptConnections:
-    """Connections a `Database` keeps checked out between transactions, for one event loop.
+    """Connections a `Database` keeps checked out between transactions, for one event loop,
+    and the lock its writers take turns on.
 
     Taking a connection from the pool and handing it back costs two greenlet round trips and
     the pool's bookkeeping, more than a short transaction's statements. On SQLite writers
     take turns anyway, so one connection serves them all; read transactions can overlap, so
     up to `idle_readers` connections wait for the next one and any beyond come from the pool.
-    A connection left mid-transaction (its task cancelled during the rollback) is rolled back
-    before its next use; a broken one is closed and replaced."""
+    A connection that may still be in a transaction (its unit of work failed, or its task was
+    cancelled during the rollback) or is broken is not used again: it goes back to the pool,
+    whose reset rolls back whatever it left open, and a fresh one takes its place."""
 
     def __init__(self, engine: AsyncEngine, *, idle_readers: int = 4) -> None:
         self._engine = engine
         self._idle_readers = idle_readers
+        #: Writers of this process queue here, first come first served, before SQLite's lock.
+        self.write_lock = asyncio.Lock()
         self._writer: AsyncConnection | None = None
         self._readers: list[AsyncConnection] = []
 

@@ -574,15 +574,8 @@ async def matching(
 
     Starts from the (site, event type, active) index and checks scopes by primary key, so
     the cost follows the webhooks of this site and type, never the whole table."""
-    statement, params = _matching(
-        _MATCHING,
-        _MATCHING_NAMED,
-        site_id,
-        event_type,
-        work_group_id,
-        template_id,
-        interview_event_name,
-    )
+    params = _matching_params(site_id, event_type, work_group_id, template_id, interview_event_name)
+    statement = _MATCHING_NAMED if "interview_event_name" in params else _MATCHING
     return list((await conn.execute(statement, params)).all())
 
 
@@ -596,27 +589,20 @@ async def matching_ids(
     interview_event_name: str | None = None,
 ) -> list[str]:
     """The ids of the webhooks `matching` selects, in the same order."""
-    statement, params = _matching(
-        _MATCHING_IDS,
-        _MATCHING_NAMED_IDS,
-        site_id,
-        event_type,
-        work_group_id,
-        template_id,
-        interview_event_name,
-    )
+    params = _matching_params(site_id, event_type, work_group_id, template_id, interview_event_name)
+    statement = _MATCHING_NAMED_IDS if "interview_event_name" in params else _MATCHING_IDS
     return list((await conn.execute(statement, params)).scalars())
 
 
-def _matching(
-    plain: sa.Select[Any],
-    named: sa.Select[Any],
+def _matching_params(
     site_id: str,
     event_type: EventType,
     work_group_id: str | None,
     template_id: str | None,
     interview_event_name: str | None,
-) -> tuple[sa.Select[Any], dict[str, Any]]:
+) -> dict[str, Any]:
+    """The bound values of the matching statements; the interview event name only for the
+    CustomInterviewEvent ones, which select on it."""
     params = {
         "site_id": site_id,
         "event_type": event_type.value,
@@ -625,8 +611,7 @@ def _matching(
     }
     if event_type is EventType.CUSTOM_INTERVIEW_EVENT:
         params["interview_event_name"] = (interview_event_name or "").strip()
-        return named, params
-    return plain, params
+    return params
 
 
 def signing_target(ctx: AppContext, row: sa.Row[Any], issuer: str, now: datetime) -> WebhookTarget:
