@@ -388,4 +388,9 @@ interviews = sa.Table(
     _ts("created_at"),
     sa.Column("created_by", sa.String(36), nullable=True),
     _ts("finished_at", nullable=True),
+    # Opening, finishing and post-processing look up a version's open interview; without
+    # this every interview open scanned the whole table.
+    sa.Index("ix_interviews_version_status", "version_id", "status"),
+    # Deleting a work item removes its interviews (PostgreSQL's cascade looks them up).
+    sa.Index("ix_interviews_work_item", "work_item_id"),
 )
