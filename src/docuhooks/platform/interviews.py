@@ -47,6 +47,7 @@ from docuhooks.platform import documents as documents_service
 from docuhooks.platform.access import parse_id
 from docuhooks.platform.assembly import AssemblyError, assemble
 from docuhooks.platform.workitems import VersionStatus
+from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import interviews, templates, work_item_versions, work_items
 
 OPEN = "open"
@@ -56,7 +57,7 @@ REPLACED = "replaced"
 
 
 def to_api(
-    row: sa.Row[Any],
+    row: Any,
     version: sa.Row[Any],
     template: sa.Row[Any],
     warnings: list[dict[str, Any]] | None = None,
@@ -78,7 +79,7 @@ def to_api(
 
 @dataclass(frozen=True, slots=True)
 class _Loaded:
-    interview: sa.Row[Any]
+    interview: Any
     version: sa.Row[Any]
     work_item: sa.Row[Any]
     template: sa.Row[Any]
@@ -136,7 +137,7 @@ async def _save_answers(conn: AsyncConnection, loaded: _Loaded, answers: AnswerS
 # in one query, the work item held (PostgreSQL) so two opens cannot both number a version.
 _ITEM, _TEMPLATE, _VERSION = "item_", "template_", "version_"
 _TEMPLATE_COLUMNS = [column for column in templates.c if column.name != "content"]
-_OPENING = (
+_OPENING = Prepared(
     sa.select(
         *(column.label(_ITEM + column.name) for column in work_items.c),
         *(column.label(_TEMPLATE + column.name) for column in _TEMPLATE_COLUMNS),
@@ -165,7 +166,7 @@ _OPENING = (
     .limit(1)
     .with_for_update(of=work_items)
 )
-_REPLACE_OPEN = (
+_REPLACE_OPEN = Prepared(
     interviews.update()
     .where(
         interviews.c.version_id == sa.bindparam("replaced_version_id"),
@@ -173,12 +174,13 @@ _REPLACE_OPEN = (
     )
     .values(status=REPLACED, finished_at=sa.bindparam("replaced_at"))
 )
-_INSERT = interviews.insert().returning(*interviews.c)
+_INSERT = Prepared(interviews.insert())
 
 
-def _part(row: sa.Row[Any], prefix: str, columns: Any) -> Any:
-    mapping = row._mapping
-    return SimpleNamespace(**{column.name: mapping[prefix + column.name] for column in columns})
+def _part(row: Any, prefix: str, columns: Any) -> Any:
+    return SimpleNamespace(
+        **{column.name: getattr(row, prefix + column.name) for column in columns}
+    )
 
 
 async def _opening(
@@ -186,16 +188,14 @@ async def _opening(
 ) -> tuple[Any, Any, Any | None]:
     """The work item, its template and its version in progress (None if there is none)."""
     work_item_id = parse_id(work_item_id, "work item")
-    found = (
-        await conn.execute(_OPENING, {"work_item_id": work_item_id, "site_id": principal.site_id})
-    ).first()
+    found = await _OPENING.first(conn, {"work_item_id": work_item_id, "site_id": principal.site_id})
     if found is None:
         raise NotFound(f"work item {work_item_id} does not exist")
     item = _part(found, _ITEM, work_items.c)
-    if found._mapping[_TEMPLATE + "id"] is None:
+    if getattr(found, _TEMPLATE + "id") is None:
         raise NotFound(f"template {item.template_id} does not exist")
     template = _part(found, _TEMPLATE, _TEMPLATE_COLUMNS)
-    if found._mapping[_VERSION + "id"] is None:
+    if getattr(found, _VERSION + "id") is None:
         return item, template, None
     return item, template, _part(found, _VERSION, work_item_versions.c)
 
@@ -210,24 +210,21 @@ async def open_interview(
         if version is None:
             version = await workitems.start_version(conn, principal, item)
         moment = ctx.now()
-        await conn.execute(
-            _REPLACE_OPEN, {"replaced_version_id": version.id, "replaced_at": moment}
+        await _REPLACE_OPEN.execute(
+            conn, {"replaced_version_id": version.id, "replaced_at": moment}
         )
-        row = (
-            await conn.execute(
-                _INSERT,
-                {
-                    "id": str(uuid.uuid4()),
-                    "site_id": principal.site_id,
-                    "work_item_id": item.id,
-                    "version_id": version.id,
-                    "answers": version.answers,
-                    "status": OPEN,
-                    "created_at": moment,
-                    "created_by": principal.user_id,
-                },
-            )
-        ).one()
+        row = SimpleNamespace(
+            id=str(uuid.uuid4()),
+            site_id=principal.site_id,
+            work_item_id=item.id,
+            version_id=version.id,
+            answers=version.answers,
+            status=OPEN,
+            created_at=moment,
+            created_by=principal.user_id,
+            finished_at=None,
+        )
+        await _INSERT.execute(conn, vars(row))
         matched = await match_interview_hooks(
             ctx,
             conn,

@@ -1,0 +1,135 @@
+"""Prepared statements: on SQLite they run on the driver directly, yet what reaches the
+database and what comes back are what SQLAlchemy's own execution gives; elsewhere they are
+SQLAlchemy's execution."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from docuhooks.context import AppContext
+from docuhooks.store.prepared import Prepared
+from docuhooks.store.schema import UtcDateTime
+
+_table = sa.Table(
+    "prepared_probe",
+    sa.MetaData(),
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("doc", sa.JSON(), nullable=False),
+    sa.Column("at", UtcDateTime(timezone=True), nullable=True),
+    sa.Column("n", sa.Integer(), nullable=False),
+)
+_INSERT = Prepared(_table.insert())
+# Literals in the statement ("a", LIMIT 2) alongside the caller's parameters.
+_SELECT = Prepared(
+    sa.select(_table.c.id.label("the_id"), _table.c.doc, _table.c.at, _table.c.n)
+    .where(_table.c.kind == "a", _table.c.n >= sa.bindparam("least"))
+    .order_by(_table.c.n)
+    .limit(2)
+)
+_BUMP = Prepared(
+    _table.update().where(_table.c.id == sa.bindparam("which")).values(n=_table.c.n + 1, kind="b")
+)
+_MOMENT = datetime(2026, 11, 30, 1, 2, 3, 456789, tzinfo=UTC)
+
+
+@pytest.fixture
+async def probe(ctx: AppContext) -> AppContext:
+    async with ctx.db.transaction() as conn:
+        await conn.run_sync(lambda sync: _table.create(sync, checkfirst=True))
+    yield ctx
+    async with ctx.db.transaction() as conn:
+        await conn.run_sync(lambda sync: _table.drop(sync))
+
+
+async def _insert_three(ctx: AppContext) -> None:
+    async with ctx.db.transaction() as conn:
+        for i, kind in enumerate(["a", "a", "a"]):
+            await _INSERT.execute(
+                conn,
+                {
+                    "id": f"row-{i}",
+                    "kind": kind,
+                    "doc": {"i": i, "nested": ["x", None]},
+                    "at": _MOMENT if i else None,
+                    "n": i * 10,
+                },
+            )
+
+
+async def test_rows_read_back_as_sqlalchemy_reads_them(probe: AppContext) -> None:
+    ctx = probe
+    await _insert_three(ctx)
+    async with ctx.db.transaction() as conn:
+        prepared = await _SELECT.all(conn, {"least": 5})
+        plain = (await conn.execute(_SELECT.statement, {"least": 5})).all()
+    assert [tuple(row) for row in prepared] == [tuple(row) for row in plain]
+    assert [row.the_id for row in prepared] == ["row-1", "row-2"]
+    assert prepared[0].doc == {"i": 1, "nested": ["x", None]}
+    assert prepared[0].at == _MOMENT
+    assert prepared[0].at.tzinfo is not None
+
+
+async def test_writes_store_what_sqlalchemy_would(probe: AppContext) -> None:
+    ctx = probe
+    await _insert_three(ctx)
+    async with ctx.db.transaction() as conn:
+        await _BUMP.execute(conn, {"which": "row-0"})
+    async with ctx.db.read() as conn:
+        stored = (await conn.execute(sa.select(_table).order_by(_table.c.n))).all()
+    assert [(r.id, r.kind, r.n) for r in stored] == [
+        ("row-0", "b", 1),
+        ("row-1", "a", 10),
+        ("row-2", "a", 20),
+    ]
+    assert stored[1].at == _MOMENT
+    assert stored[0].at is None
+
+
+async def test_first_and_one(probe: AppContext) -> None:
+    ctx = probe
+    await _insert_three(ctx)
+    async with ctx.db.transaction() as conn:
+        assert (await _SELECT.first(conn, {"least": 100})) is None
+        assert (await _SELECT.first(conn, {"least": 15})).the_id == "row-2"
+        assert (await _SELECT.one(conn, {"least": 15})).n == 20
+        with pytest.raises(sa_exc.NoResultFound):
+            await _SELECT.one(conn, {"least": 0})
+
+
+async def test_a_missing_parameter_is_named(probe: AppContext) -> None:
+    async with probe.db.transaction() as conn:
+        with pytest.raises(sa_exc.SQLAlchemyError, match="least"):
+            await _SELECT.all(conn, {})
+
+
+async def test_a_failed_statement_is_reported_as_sqlalchemy_reports_it(probe: AppContext) -> None:
+    ctx = probe
+    await _insert_three(ctx)
+    with pytest.raises(sa_exc.IntegrityError):
+        async with ctx.db.transaction() as conn:
+            await _INSERT.execute(conn, {"id": "row-0", "kind": "a", "doc": {}, "at": None, "n": 0})
+    # The failed transaction changed nothing, and the next one works.
+    async with ctx.db.transaction() as conn:
+        assert len(await _SELECT.all(conn, {"least": 0})) == 2
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_on_sqlite_a_statement_outside_a_transaction_is_refused(probe: AppContext) -> None:
+    async with probe.db.engine.connect() as conn:
+        with pytest.raises(RuntimeError, match="inside the caller's transaction"):
+            await _SELECT.all(conn, {"least": 0})
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_an_expanding_parameter_is_refused_when_compiled(probe: AppContext) -> None:
+    statement = Prepared(
+        sa.select(_table.c.id).where(_table.c.id.in_(sa.bindparam("ids", expanding=True)))
+    )
+    async with probe.db.transaction() as conn:
+        with pytest.raises(ValueError, match="expands"):
+            await statement.all(conn, {"ids": ["row-0"]})
