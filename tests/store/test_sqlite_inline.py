@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncTransaction
 
 from docuhooks.store import sqlite_inline
 from docuhooks.store.database import Database
@@ -64,6 +65,46 @@ async def test_a_writer_waits_for_another_connections_lock_without_blocking_the_
         async with db.read() as conn:
             rows = (await conn.execute(sa.text("SELECT s FROM t ORDER BY n"))).scalars().all()
         assert rows == ["other", "ours"]
+    finally:
+        await db.dispose()
+
+
+async def test_transactions_begin_on_the_loop_unless_they_must_wait_for_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLAlchemy's greenlet begins a transaction only when another process holds the lock."""
+    through_greenlet: list[bool] = []
+    greenlet_start = AsyncTransaction.start
+
+    async def counted(self: AsyncTransaction, is_ctxmanager: bool = False) -> AsyncTransaction:
+        through_greenlet.append(True)
+        return await greenlet_start(self, is_ctxmanager)
+
+    monkeypatch.setattr(AsyncTransaction, "start", counted)
+    path = tmp_path / "begin.db"
+    db = Database.from_url(f"sqlite:///{path}")
+    try:
+        await _table(db)
+        through_greenlet.clear()
+        async with db.transaction() as conn:
+            await conn.execute(sa.text("INSERT INTO t (n, s) VALUES (5, 'free')"))
+        async with db.read() as conn:
+            assert (await conn.execute(sa.text("SELECT count(*) FROM t"))).scalar() == 1
+        assert through_greenlet == []
+        holding = threading.Event()
+        holder = threading.Thread(target=_hold_write_lock, args=(path, 0.2, holding))
+        holder.start()
+        await asyncio.to_thread(holding.wait, 5)
+        async with db.read() as conn:  # a reader needs no lock: it begins at once
+            assert (await conn.execute(sa.text("SELECT count(*) FROM t"))).scalar() == 1
+        assert through_greenlet == []
+        async with db.transaction() as conn:
+            await conn.execute(sa.text("INSERT INTO t (n, s) VALUES (6, 'waited')"))
+        await asyncio.to_thread(holder.join)
+        assert through_greenlet == [True]
+        async with db.read() as conn:
+            rows = (await conn.execute(sa.text("SELECT s FROM t ORDER BY n"))).scalars().all()
+        assert rows == ["other", "free", "waited"]
     finally:
         await db.dispose()
 

@@ -173,14 +173,7 @@ def _configure_sqlite(engine: AsyncEngine, checkpointer: sqlite_inline.Checkpoin
         if checkpointer is not None:
             checkpointer.start()
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        # Readers take no write lock (WAL lets them run beside the writer); writers take it
-        # up front, so two writers queue instead of deadlocking on a lock upgrade.
-        if conn.get_execution_options().get("docuhooks_readonly", False):
-            conn.exec_driver_sql("BEGIN")
-        else:
-            sqlite_inline.begin_immediate(conn.connection.driver_connection)
+    event.listen(engine.sync_engine, "begin", sqlite_inline.on_begin)
 
 
 def alembic_config(connection: sa.Connection | None = None) -> Any:
