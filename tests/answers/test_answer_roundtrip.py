@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from docuhooks.answers import AnswerSet, parse_canonical, parse_hotdocs_xml, to_hotdocs_xml
+from docuhooks.answers.model import Answer
 
 
 @given(canonical_json())
@@ -61,3 +62,12 @@ def test_overlay_is_associative_and_idempotent(
     assert a.overlay(b).overlay(b) == a.overlay(b)
     assert a.overlay(AnswerSet()) == a
     assert AnswerSet().overlay(a) == a
+
+
+@given(canonical_json())
+def test_parsing_builds_the_answers_the_checking_constructor_builds(data: dict[str, Any]) -> None:
+    """parse_canonical checks each entry once and skips Answer()'s own checks: same result."""
+    parsed = parse_canonical(data)
+    rebuilt = [Answer(a.name, a.type, a.value) for a in parsed.answers]
+    assert list(parsed.answers) == rebuilt
+    assert [type(a.type) for a in parsed.answers] == [type(a.type) for a in rebuilt]

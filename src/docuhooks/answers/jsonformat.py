@@ -99,30 +99,39 @@ def parse_canonical(data: Any) -> AnswerSet:
         where = f"answers[{index}]"
         if not isinstance(entry, dict):
             raise AnswerSetError(f"must be an object, not {_json_kind(entry)}", where)
-        missing = sorted(_ENTRY_KEYS - set(entry))
-        if missing:
-            raise AnswerSetError(
-                f'missing {", ".join(map(repr, missing))} (use "value": null for unanswered)',
-                where,
-            )
-        extra = sorted(set(entry) - _ENTRY_KEYS)
-        if extra:
-            raise AnswerSetError(f"unexpected key(s) {', '.join(map(repr, extra))}", where)
+        if entry.keys() != _ENTRY_KEYS:
+            _check_entry_keys(entry, where)
         name = check_name(entry["name"], f"{where}.name")
         if name in seen:
             raise AnswerSetError(f"answer {name!r} appears more than once", f"{where}.name")
         seen.add(name)
         raw_type = entry["type"]
-        if not isinstance(raw_type, str) or raw_type not in set(AnswerType):
+        answer_type = _ANSWER_TYPES.get(raw_type) if isinstance(raw_type, str) else None
+        if answer_type is None:
             raise AnswerSetError(
                 f"unknown type {raw_type!r}; expected one of "
                 + ", ".join(t.value for t in AnswerType),
                 f"{where}.type",
             )
-        answer_type = AnswerType(raw_type)
         value = value_from_json(answer_type, entry["value"], f"{where}.value")
-        answers.append(Answer(name, answer_type, value))
+        # Name checked and value normalised just above: Answer() would do both again.
+        answers.append(Answer.checked(name, answer_type, value))
     return AnswerSet(answers)
+
+
+_ANSWER_TYPES = {answer_type.value: answer_type for answer_type in AnswerType}
+
+
+def _check_entry_keys(entry: dict[str, Any], where: str) -> None:
+    missing = sorted(_ENTRY_KEYS - set(entry))
+    if missing:
+        raise AnswerSetError(
+            f'missing {", ".join(map(repr, missing))} (use "value": null for unanswered)',
+            where,
+        )
+    extra = sorted(set(entry) - _ENTRY_KEYS)
+    if extra:
+        raise AnswerSetError(f"unexpected key(s) {', '.join(map(repr, extra))}", where)
 
 
 def parse_shorthand(data: Mapping[str, Any], variables: Mapping[str, VariableDef]) -> ParseResult:

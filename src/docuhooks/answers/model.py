@@ -243,6 +243,16 @@ class Answer:
             self, "value", normalize_value(answer_type, self.value, f"answer {self.name!r}")
         )
 
+    @classmethod
+    def checked(cls, name: str, answer_type: AnswerType, value: Value) -> Answer:
+        """An answer from parts the caller has already checked (`check_name`) and
+        normalised (`normalize_value`): the same answer, without doing that work twice."""
+        answer = object.__new__(cls)
+        object.__setattr__(answer, "name", name)
+        object.__setattr__(answer, "type", answer_type)
+        object.__setattr__(answer, "value", value)
+        return answer
+
     @property
     def answered(self) -> bool:
         return self.value is not None
