@@ -92,7 +92,7 @@ async def test_transactions_begin_on_the_loop_unless_they_must_wait_for_the_lock
             assert (await conn.execute(sa.text("SELECT count(*) FROM t"))).scalar() == 1
         assert through_greenlet == []
         holding = threading.Event()
-        holder = threading.Thread(target=_hold_write_lock, args=(path, 0.2, holding))
+        holder = threading.Thread(target=_hold_write_lock, args=(path, 1.0, holding))
         holder.start()
         await asyncio.to_thread(holding.wait, 5)
         async with db.read() as conn:  # a reader needs no lock: it begins at once
