@@ -133,3 +133,25 @@ async def test_an_expanding_parameter_is_refused_when_compiled(probe: AppContext
     async with probe.db.transaction() as conn:
         with pytest.raises(ValueError, match="expands"):
             await statement.all(conn, {"ids": ["row-0"]})
+
+
+async def test_executemany_writes_every_row_or_none(probe: AppContext) -> None:
+    ctx = probe
+    rows = [
+        {"id": f"many-{i}", "kind": "a", "doc": {"i": i}, "at": _MOMENT, "n": 100 + i}
+        for i in range(3)
+    ]
+    async with ctx.db.transaction() as conn:
+        await _INSERT.executemany(conn, rows)
+        await _INSERT.executemany(conn, [])
+    async with ctx.db.transaction() as conn:
+        assert [row.the_id for row in await _SELECT.all(conn, {"least": 100})] == [
+            "many-0",
+            "many-1",
+        ]
+    with pytest.raises(sa_exc.IntegrityError):
+        async with ctx.db.transaction() as conn:
+            await _INSERT.executemany(conn, [{**rows[0], "id": "many-new"}, rows[1]])
+    async with ctx.db.read() as conn:
+        count = (await conn.execute(sa.select(sa.func.count()).select_from(_table))).scalar()
+    assert count == 3

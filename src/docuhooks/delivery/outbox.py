@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from docuhooks.core.events import Event, EventType
 from docuhooks.core.ids import uuid7
 from docuhooks.delivery import queries
+from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import deliveries, events, webhooks
 from docuhooks.webhooks import service as webhook_service
 
@@ -69,8 +70,8 @@ async def enqueue(
         target_ids = await _named_webhooks(conn, event.site_id, webhook_ids)
 
     # One statement whether or not the event exists: a round trip fewer on every event.
-    await conn.execute(
-        _INSERT_NEW_EVENT[conn.dialect.name],
+    await _INSERT_NEW_EVENT[conn.dialect.name].execute(
+        conn,
         {
             "id": event.event_id,
             "site_id": event.site_id,
@@ -98,17 +99,37 @@ async def enqueue(
         }
         for webhook_id in target_ids
     ]
-    await conn.execute(deliveries.insert(), rows)
+    await _INSERT_DELIVERIES.executemany(conn, rows)
     await queries.notify_new_deliveries(conn)
     return [row["id"] for row in rows]
 
 
 #: `INSERT INTO events … ON CONFLICT (id) DO NOTHING` in each dialect's own words, built once:
 #: building it (and its cache key) per event cost more than running it.
-_INSERT_NEW_EVENT: dict[str, Any] = {
-    name: insert(events).on_conflict_do_nothing(index_elements=[events.c.id])
+_EVENT_FIELDS = ("id", "site_id", "event_type", "payload", "work_item_id", "created_at")
+_INSERT_NEW_EVENT: dict[str, Prepared] = {
+    name: Prepared(
+        insert(events)
+        .values({field: sa.bindparam(field) for field in _EVENT_FIELDS})
+        .on_conflict_do_nothing(index_elements=[events.c.id])
+    )
     for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
 }
+_DELIVERY_FIELDS = (
+    "id",
+    "event_id",
+    "webhook_id",
+    "site_id",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "ordering_key",
+    "ordering_seq",
+    "created_at",
+)
+_INSERT_DELIVERIES = Prepared(
+    deliveries.insert().values({field: sa.bindparam(field) for field in _DELIVERY_FIELDS})
+)
 
 
 async def _named_webhooks(

@@ -12,7 +12,8 @@ the transaction the caller holds, with the same bind and result processors SQLAl
 apply, so what reaches SQLite and what comes back are the same. On any other dialect (and
 for anything this module does not take on) it is simply executed through SQLAlchemy.
 
-Only the interview path uses it: most queries are not worth a second way to run them.
+Only the paths a person or the delivery rate waits on use it (opening an interview, the
+outbox): most queries are not worth a second way to run them.
 """
 
 from __future__ import annotations
@@ -84,7 +85,24 @@ class Prepared:
             return
         self._run(conn, params)
 
-    def _run(self, conn: InlineAsyncConnection, params: Mapping[str, Any]) -> list[Any]:
+    async def executemany(self, conn: AsyncConnection, params: Sequence[Mapping[str, Any]]) -> None:
+        """Run a statement that returns nothing once per parameter set (one INSERT of many
+        rows, say)."""
+        if not params:
+            return
+        if not isinstance(conn, InlineAsyncConnection):
+            await conn.execute(self.statement, list(params))
+            return
+        compiled = self._prepare(conn)
+        if compiled.row_type is not None:
+            raise ValueError("executemany runs statements that return no rows")
+        values = [_values(compiled, one) for one in params]
+        try:
+            _driver(conn).executemany(compiled.sql, values)
+        except sqlite3.Error as exc:
+            raise _reported(compiled, values, exc, conn) from exc
+
+    def _prepare(self, conn: InlineAsyncConnection) -> _Compiled:
         if not conn.in_transaction():
             # sqlite3 runs a statement outside a transaction on its own: a caller that
             # forgot to begin one would lose its atomicity without noticing.
@@ -92,27 +110,16 @@ class Prepared:
         compiled = self._compiled
         if compiled is None:
             compiled = self._compiled = _compile(self.statement, conn.sync_engine.dialect)
-        values = []
-        for name, fixed, process in compiled.binds:
-            if fixed is not None:
-                value = fixed.value
-            else:
-                try:
-                    value = params[name]
-                except KeyError:
-                    raise sa_exc.InvalidRequestError(
-                        f"A value is required for bind parameter {name!r}"
-                    ) from None
-            values.append(value if process is None else process(value))
-        driver: sqlite3.Connection = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr,assignment]
+        return compiled
+
+    def _run(self, conn: InlineAsyncConnection, params: Mapping[str, Any]) -> list[Any]:
+        compiled = self._prepare(conn)
+        values = _values(compiled, params)
         try:
-            cursor = driver.execute(compiled.sql, values)
+            cursor = _driver(conn).execute(compiled.sql, values)
             fetched = cursor.fetchall() if compiled.row_type is not None else []
         except sqlite3.Error as exc:
-            # As SQLAlchemy reports a failed statement, so callers catch one kind of error.
-            raise sa_exc.DBAPIError.instance(
-                compiled.sql, values, exc, sqlite3.Error, dialect=conn.sync_engine.dialect
-            ) from exc
+            raise _reported(compiled, values, exc, conn) from exc
         if compiled.row_type is None:
             return []
         make, processors = compiled.row_type, compiled.results
@@ -120,6 +127,36 @@ class Prepared:
             make(*(v if p is None else p(v) for v, p in zip(row, processors, strict=True)))
             for row in fetched
         ]
+
+
+def _values(compiled: _Compiled, params: Mapping[str, Any]) -> list[Any]:
+    values = []
+    for name, fixed, process in compiled.binds:
+        if fixed is not None:
+            value = fixed.value
+        else:
+            try:
+                value = params[name]
+            except KeyError:
+                raise sa_exc.InvalidRequestError(
+                    f"A value is required for bind parameter {name!r}"
+                ) from None
+        values.append(value if process is None else process(value))
+    return values
+
+
+def _driver(conn: InlineAsyncConnection) -> sqlite3.Connection:
+    driver: sqlite3.Connection = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr,assignment]
+    return driver
+
+
+def _reported(
+    compiled: _Compiled, values: Any, exc: sqlite3.Error, conn: InlineAsyncConnection
+) -> sa_exc.StatementError:
+    """The error as SQLAlchemy reports a failed statement, so callers catch one kind."""
+    return sa_exc.DBAPIError.instance(
+        compiled.sql, values, exc, sqlite3.Error, dialect=conn.sync_engine.dialect
+    )
 
 
 def _compile(statement: Executable, dialect: Dialect) -> _Compiled:

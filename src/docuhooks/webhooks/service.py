@@ -24,6 +24,7 @@ from docuhooks.core.signing import SigningSecret, WebhookTarget, generate_secret
 from docuhooks.errors import BadRequest, Conflict, FieldError, Forbidden, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.store import pagination
+from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import (
     deliveries,
     sites,
@@ -557,8 +558,9 @@ _MATCHING_NAMED = _MATCHING.where(
 )
 #: The same selections, ids only: the outbox needs nothing else of each webhook, and every
 #: column read is a column converted, per webhook, per event.
-_MATCHING_IDS = _MATCHING.with_only_columns(webhooks.c.id)
-_MATCHING_NAMED_IDS = _MATCHING_NAMED.with_only_columns(webhooks.c.id)
+# Every event written through the outbox runs one of these: prepared (`store.prepared`).
+_MATCHING_IDS = Prepared(_MATCHING.with_only_columns(webhooks.c.id))
+_MATCHING_NAMED_IDS = Prepared(_MATCHING_NAMED.with_only_columns(webhooks.c.id))
 
 
 async def matching(
@@ -591,7 +593,7 @@ async def matching_ids(
     """The ids of the webhooks `matching` selects, in the same order."""
     params = _matching_params(site_id, event_type, work_group_id, template_id, interview_event_name)
     statement = _MATCHING_NAMED_IDS if "interview_event_name" in params else _MATCHING_IDS
-    return list((await conn.execute(statement, params)).scalars())
+    return [row.id for row in await statement.all(conn, params)]
 
 
 def _matching_params(
