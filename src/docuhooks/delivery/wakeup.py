@@ -34,6 +34,12 @@ class Alarm:
         elif not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._event.set)
 
+    def take(self) -> bool:
+        """Whether it rang since the last wait or take; either way it is quiet afterwards."""
+        rung = self._event.is_set()
+        self._event.clear()
+        return rung
+
     async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bounded sleep, by design
         """Sleep until rung or `timeout` passes; True if rung. Each ring wakes one wait."""
         try:

@@ -241,6 +241,10 @@ class Worker:
                 self._ready.put_nowait(job)
             if len(jobs) == wanted:
                 continue  # more may be waiting
+            if self._alarm.take():
+                # Rung while claiming (an event committed meanwhile): claim again now, as
+                # waiting would, without first asking the store when to wake.
+                continue
             await self._alarm.wait(await self._idle_seconds())
 
     async def _sender(self) -> None:
