@@ -35,6 +35,9 @@ log = structlog.get_logger(__name__)
 
 #: Outcomes written in one transaction at most.
 MAX_BATCH = 500
+#: How long the first outcome of a batch waits for others, unless this many are queued.
+LINGER_SECONDS = 0.005
+LINGER_UNTIL = 32
 _MAX_ERROR = 1000
 
 
@@ -115,6 +118,10 @@ class Recorder:
             await asyncio.wait([self._task], timeout=timeout)
 
     async def _drain(self) -> None:
+        if len(self._queue) < LINGER_UNTIL:
+            # Outcomes gather for a moment: a commit costs about the same for one attempt as
+            # for dozens (its pages, not its rows), and the receivers already have theirs.
+            await asyncio.sleep(LINGER_SECONDS)
         while self._queue:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
             try:
