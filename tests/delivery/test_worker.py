@@ -22,6 +22,7 @@ from docuhooks.context import AppContext
 from docuhooks.core.retry import FakeClock, RetrySchedule, SystemClock
 from docuhooks.core.signing import OutboundRequest
 from docuhooks.delivery import pruning
+from docuhooks.delivery import worker as worker_module
 from docuhooks.delivery.transport import ErrorClass, MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
 
@@ -477,3 +478,26 @@ async def test_pruning_deletes_only_attempts_past_retention(
     assert deleted == 1
     assert await attempts_of(ctx, old) == []
     assert len(await attempts_of(ctx, recent)) == 1
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_claims_are_spaced_out_only_while_busy_after_a_short_claim(
+    ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a stream of single events, claims share a gap; an idle worker claims at once."""
+    slept: list[float] = []
+
+    async def record_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    worker = Worker(ctx, WorkerOptions())
+    monkeypatch.setattr(asyncio, "sleep", record_sleep)
+    now = asyncio.get_running_loop().time()
+    worker._last_claim_at, worker._last_claim_short = now, True
+    await worker._space_out_claims()  # nothing in hand: idle, claim at once
+    worker._held["d"] = None  # type: ignore[assignment]
+    await worker._space_out_claims()
+    worker._last_claim_short = False
+    await worker._space_out_claims()  # the last claim was full: more may be due right away
+    assert len(slept) == 1
+    assert 0 < slept[0] <= worker_module.CLAIM_GAP_SECONDS

@@ -61,6 +61,11 @@ _MAX_CACHED_TARGETS = 1000
 _FORGET_AFTER_LEASES = 10
 
 
+#: Claims come at most this often while deliveries are in hand and the last claim came back
+#: short (see `Worker._space_out_claims`).
+CLAIM_GAP_SECONDS = 0.002
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
     concurrency: int = 64
@@ -126,6 +131,8 @@ class Worker:
         #: Room worth a claim. A claim is a write transaction whatever its size, so under
         #: load the worker waits for room for a quarter batch rather than claim per delivery.
         self._claim_at = max(1, self.options.batch_size // 4)
+        self._last_claim_short = False
+        self._last_claim_at = 0.0
         self._recorder = Recorder(
             ctx.db,
             owner=self.id,
@@ -221,6 +228,7 @@ class Worker:
     async def _loop(self) -> None:
         """The claimer: keep the senders' queue fed."""
         assert self._alarm is not None
+        loop = asyncio.get_running_loop()
         while not self._stopping:
             room = self._capacity - len(self._held)
             if room < self._claim_at:
@@ -229,6 +237,7 @@ class Worker:
                 await self._alarm.wait(self.options.poll_seconds)
                 continue
             wanted = min(room, self.options.batch_size)
+            await self._space_out_claims()
             try:
                 jobs = await self._claim(wanted)
             except Exception as exc:
@@ -239,6 +248,8 @@ class Worker:
             for job in jobs:
                 self._held[job.delivery_id] = job
                 self._ready.put_nowait(job)
+            self._last_claim_short = len(jobs) < wanted
+            self._last_claim_at = loop.time()
             if len(jobs) == wanted:
                 continue  # more may be waiting
             if self._alarm.take():
@@ -246,6 +257,17 @@ class Worker:
                 # waiting would, without first asking the store when to wake.
                 continue
             await self._alarm.wait(await self._idle_seconds())
+
+    async def _space_out_claims(self) -> None:
+        """While deliveries are in hand and the last claim found fewer than it could take,
+        claims come at most every `CLAIM_GAP_SECONDS`: events committed one at a time then
+        share a claim (a write transaction whatever its size) instead of each taking one.
+        An idle worker claims at once."""
+        if not (self._last_claim_short and self._held):
+            return
+        wait = self._last_claim_at + CLAIM_GAP_SECONDS - asyncio.get_running_loop().time()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _sender(self) -> None:
         """One of `concurrency` senders: take a claimed delivery, send it, hand the outcome to
