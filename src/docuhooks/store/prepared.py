@@ -1,10 +1,11 @@
-"""Statements on a waiting person's path, compiled once and run on SQLite's driver directly.
+"""Statements on the hottest paths, compiled once and run on SQLite's driver directly.
 
 Through SQLAlchemy a cached statement on SQLite costs about 30 µs, of which `sqlite3`
 itself takes about 7: the rest is the execution context, the parameter and result
-processing set up again for each call, and the events. That is most of the cost of the
-transaction that opens an interview, and it grows when the process has just been idle,
-because SQLAlchemy's execution path is a lot of code to bring back into the CPU's caches.
+processing set up again for each call, and the events. That was most of the cost of the
+transaction that opens an interview, and about half of writing an event through the outbox;
+it grows when the process has just been idle, because SQLAlchemy's execution path is a lot
+of code to bring back into the CPU's caches.
 
 A `Prepared` statement is an ordinary Core statement, written once where it is used. On the
 `sqlite+docuhooks` dialect it is compiled once and executed on the `sqlite3` connection of
