@@ -4,9 +4,10 @@ A worker's sends finish one at a time, but writing each outcome in a transaction
 costs more than the send (SQLite has one writer at a time; every statement is a round trip).
 So finished attempts queue here and one task writes everything that queued meanwhile in one
 transaction (the first waits up to `LINGER_SECONDS` for company, as a commit costs about
-the same for one row as for dozens): one statement settles all the plain successes, one inserts every attempt row,
-one clears their webhooks' failure runs. Failures, 410s and probes, which each change their
-webhook's state in their own way, are written one by one, in the same transaction.
+the same for one row as for dozens): one statement settles all the plain successes, one
+inserts every attempt row, one clears their webhooks' failure runs. Failures, 410s and
+probes, which each change their webhook's state in their own way, are written one by one, in
+the same transaction.
 
 The worker's senders hand an outcome over and move on to the next delivery; the worker keeps
 the delivery (and its lease) held until the outcome is written, and a cancelled caller never
