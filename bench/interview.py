@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import multiprocessing
 import socket
 import statistics
@@ -60,9 +61,28 @@ from docuhooks.store.schema import templates, work_groups, work_items
 from docuhooks.webhooks import service as webhooks
 
 HOOKS = 5
-VARIABLES = [
-    {"name": f"Answer {i}", "type": "text", "repeatDepth": 0, "options": []} for i in range(HOOKS)
-]
+
+
+def _variables(fields: int) -> list[dict[str, object]]:
+    """The hooks' five variables, and `fields` more that the interview has answers for."""
+    names = [f"Answer {i}" for i in range(HOOKS)] + [f"Field {i}" for i in range(fields)]
+    return [{"name": name, "type": "text", "repeatDepth": 0, "options": []} for name in names]
+
+
+async def _answer_fields(ctx: AppContext, user: object, item_id: str, fields: int) -> None:
+    """Open the interview once (starting its version) and answer the `fields` variables."""
+    if not fields:
+        return
+    opened = await interviews.open_interview(ctx, user, item_id)  # type: ignore[arg-type]
+    body = {f"Field {i}": f"an answer of some length, number {i}" for i in range(fields)}
+    async with ctx.db.transaction() as conn:
+        await interviews.update_answers(
+            conn,
+            user,  # type: ignore[arg-type]
+            opened["id"],
+            body=json.dumps(body).encode(),
+            content_type="application/json",
+        )
 
 
 def _receiver(port: int, delay: float) -> None:
@@ -86,7 +106,7 @@ def _free_port() -> int:
     return port
 
 
-async def _setup(ctx: AppContext, base: str) -> tuple[object, str, str]:
+async def _setup(ctx: AppContext, base: str, fields: int) -> tuple[object, str, str]:
     now = ctx.now()
     async with ctx.db.transaction() as conn:
         site_id = await identity.create_site(conn, name="Bench", base_url="https://bench.example")
@@ -115,7 +135,7 @@ async def _setup(ctx: AppContext, base: str) -> tuple[object, str, str]:
                 file_name="t.docx",
                 content=b"x",
                 sha256=hashlib.sha256(b"x").hexdigest(),
-                variables=VARIABLES,
+                variables=_variables(fields),
                 event_elements=[],
                 created_at=now,
             )
@@ -157,7 +177,9 @@ def _row(name: str, values: list[float]) -> str:
     )
 
 
-async def _run(iterations: int, delay: float, base: str, data_dir: Path, database_url: str) -> None:
+async def _run(
+    iterations: int, delay: float, base: str, data_dir: Path, database_url: str, fields: int
+) -> None:
     settings = Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -167,7 +189,8 @@ async def _run(iterations: int, delay: float, base: str, data_dir: Path, databas
     db = Database.from_url(settings.resolved_database_url)
     await db.upgrade()
     ctx = AppContext(settings=settings, db=db, box=SecretBox(settings.secret_key))
-    user, item_id, token = await _setup(ctx, base)
+    user, item_id, token = await _setup(ctx, base, fields)
+    await _answer_fields(ctx, user, item_id, fields)
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -213,7 +236,7 @@ async def _run(iterations: int, delay: float, base: str, data_dir: Path, databas
             opened = await interviews.open_interview(ctx, user, item_id)  # type: ignore[arg-type]
             service_ms.append((time.perf_counter() - started) * 1000)
             assert not opened["warnings"], opened["warnings"]
-            assert len(opened["answers"]["answers"]) == HOOKS
+            assert len(opened["answers"]["answers"]) == HOOKS + fields
             started = time.perf_counter()
             body = await over_http()
             http_ms.append((time.perf_counter() - started) * 1000)
@@ -227,7 +250,7 @@ async def _run(iterations: int, delay: float, base: str, data_dir: Path, databas
     total = sum(delay * (i + 1) for i in range(HOOKS)) * 1000
     print(
         f"{HOOKS} webhooks, receiver delays {delay * 1000:g}..{slowest:g} ms "
-        f"(sum {total:g} ms), {iterations} iterations, {ctx.db.dialect}"
+        f"(sum {total:g} ms), {HOOKS + fields} answers, {iterations} iterations, {ctx.db.dialect}"
     )
     print(_row("receivers direct", direct_ms))
     print(_row("open interview (service)", service_ms))
@@ -300,6 +323,12 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--delay-ms", type=float, default=20.0)
     parser.add_argument(
+        "--answers",
+        type=int,
+        default=0,
+        help="answers the interview already has besides the hooks' five (a large interview)",
+    )
+    parser.add_argument(
         "--database-url",
         default="",
         help="an empty PostgreSQL database to measure on (default: SQLite in a temp folder)",
@@ -320,7 +349,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             # uvloop, as `docuhooks serve` runs (uvicorn's loop="uvloop"); the direct calls
             # run on the same loop, so the comparison stays like for like.
-            uvloop.run(_run(args.iterations, delay, base, Path(folder), args.database_url))
+            uvloop.run(
+                _run(args.iterations, delay, base, Path(folder), args.database_url, args.answers)
+            )
     finally:
         process.terminate()
         process.join()

@@ -5,11 +5,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from answer_strategies import TYPES, canonical_json, values
 from hypothesis import given
 from hypothesis import strategies as st
 
-from docuhooks.answers import AnswerSet, parse_canonical, parse_hotdocs_xml, to_hotdocs_xml
+from docuhooks.answers import (
+    AnswerSet,
+    AnswerSetError,
+    parse_canonical,
+    parse_hotdocs_xml,
+    parse_stored,
+    to_hotdocs_xml,
+)
 from docuhooks.answers.model import Answer
 
 
@@ -71,3 +79,36 @@ def test_parsing_builds_the_answers_the_checking_constructor_builds(data: dict[s
     rebuilt = [Answer(a.name, a.type, a.value) for a in parsed.answers]
     assert list(parsed.answers) == rebuilt
     assert [type(a.type) for a in parsed.answers] == [type(a.type) for a in rebuilt]
+
+
+@given(canonical_json())
+def test_stored_answers_read_back_as_parse_canonical_reads_them(data: dict[str, Any]) -> None:
+    stored = parse_canonical(data).to_json()
+    assert parse_stored(stored) == parse_canonical(stored)
+    assert parse_stored(stored).to_json() == data
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [],
+        {"answers": {}},
+        {"answers": [], "extra": 1},
+        {"answers": [{"name": "A", "type": "text"}]},
+        {"answers": [{"name": "A", "type": "colour", "value": "red"}]},
+        {"answers": [{"name": 7, "type": "text", "value": "x"}]},
+        {"answers": [{"name": "A", "type": "text", "value": 5}]},
+        {"answers": [{"name": "A", "type": "number", "value": "5"}]},
+        {"answers": [{"name": "A", "type": "date", "value": "31/12/2026"}]},
+        {"answers": [{"name": "A", "type": "text", "value": "x"}] * 2},
+        {"answers": ["A"]},
+    ],
+)
+def test_stored_answers_in_any_other_shape_are_refused_as_parse_canonical_refuses_them(
+    data: Any,
+) -> None:
+    with pytest.raises(AnswerSetError) as canonical:
+        parse_canonical(data)
+    with pytest.raises(AnswerSetError) as stored:
+        parse_stored(data)
+    assert str(stored.value) == str(canonical.value)

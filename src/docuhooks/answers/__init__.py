@@ -8,6 +8,7 @@ from docuhooks.answers.jsonformat import (
     parse_answer_json,
     parse_canonical,
     parse_shorthand,
+    parse_stored,
 )
 from docuhooks.answers.model import (
     MAX_REPEAT_DEPTH,
@@ -47,6 +48,7 @@ __all__ = [
     "parse_canonical",
     "parse_hotdocs_xml",
     "parse_shorthand",
+    "parse_stored",
     "template_variables",
     "to_hotdocs_xml",
     "validate_against",

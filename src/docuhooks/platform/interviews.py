@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.answers import AnswerSet, parse_answer_payload, parse_canonical, template_variables
+from docuhooks.answers import AnswerSet, parse_answer_payload, parse_stored, template_variables
 from docuhooks.context import AppContext
 from docuhooks.core.events import EventType
 from docuhooks.errors import Conflict, FieldError, NotFound, ValidationFailed
@@ -318,7 +318,7 @@ async def _apply_hook_outcome(
             # Replaced or finished while the webhooks ran: their answers come too late.
             body["answers"] = now.answers
             return body
-        answers = parse_canonical(now.answers).overlay(changed).to_json()
+        answers = parse_stored(now.answers).overlay(changed).to_json()
         await _write_answers(conn, loaded, answers)
     body["answers"] = answers
     return body

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.answers import AnswerSet, parse_canonical
+from docuhooks.answers import AnswerSet, parse_stored
 from docuhooks.errors import FieldError, NotFound, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.platform import catalog, workgroups
@@ -70,7 +70,7 @@ def version_to_api(
 
 def answers_of(row: sa.Row[Any]) -> AnswerSet:
     """The answer set stored on a version or an interview (canonical answer JSON)."""
-    return parse_canonical(row.answers)
+    return parse_stored(row.answers)
 
 
 async def create(
