@@ -12,7 +12,7 @@ from platform_client import work_item
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
-from docuhooks.platform import completion
+from docuhooks.platform import completion, interviews
 from docuhooks.store.schema import documents, events, work_item_versions
 
 
@@ -186,3 +186,33 @@ async def test_a_completion_whose_event_cannot_be_written_completes_nothing(
         f"/api/v1/interviews/{interview['id']}/finish", headers=site.auth("User")
     )
     assert retried.status_code == 200 and len(retried.json()["documents"]) == 1
+
+
+async def test_opening_reads_a_templates_variables_only_until_they_are_kept(
+    client: httpx.AsyncClient, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large template's variable list is not decoded on every open once it is kept."""
+    reads: list[str] = []
+    statement = interviews._TEMPLATE_VARIABLES
+
+    class Counted:
+        async def one(self, conn: Any, params: Any) -> Any:
+            reads.append(params["template_id"])
+            return await statement.one(conn, params)
+
+    monkeypatch.setattr(interviews, "_TEMPLATE_VARIABLES", Counted())
+    item = await work_item(client, site.auth())
+    first = await open_interview(client, site, item)
+    assert reads == [item["templateId"]]
+    # Checking answers against the template keeps its variables.
+    changed = await client.put(
+        f"/api/v1/interviews/{first['id']}/answers",
+        json={"Client Name": "Jane"},
+        headers=site.auth("User"),
+    )
+    assert changed.status_code == 200, changed.text
+    second = await open_interview(client, site, item)
+    assert reads == [item["templateId"]]
+    assert second["answers"]["answers"] == [
+        {"name": "Client Name", "type": "text", "value": "Jane"}
+    ]

@@ -23,6 +23,7 @@ from docuhooks.answers.payload import parse_answer_payload
 from docuhooks.answers.validate import (
     AnswerWarning,
     WarningCode,
+    cached_template_variables,
     fit_answers,
     template_variables,
     validate_against,
@@ -42,6 +43,7 @@ __all__ = [
     "Value",
     "VariableDef",
     "WarningCode",
+    "cached_template_variables",
     "fit_answers",
     "parse_answer_json",
     "parse_answer_payload",

@@ -97,6 +97,11 @@ def template_variables(
     return found
 
 
+def cached_template_variables(template_id: str, sha256: str) -> Mapping[str, VariableDef] | None:
+    """The variables `template_variables` keeps for this template, or None if it has none."""
+    return _TEMPLATE_VARIABLES.get((template_id, sha256))
+
+
 def validate_against(
     answers: AnswerSet, variables: Mapping[str, VariableDef]
 ) -> tuple[AnswerSet, tuple[str, ...]]:

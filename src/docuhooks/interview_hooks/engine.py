@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import structlog
@@ -259,12 +260,16 @@ def _result_of(
 
 
 def _variables(template: Any) -> tuple[Mapping[str, VariableDef] | None, Problem | None]:
-    """The template's variables by name, or None and why when they cannot be read."""
+    """The template's variables by name, or None and why when they cannot be read.
+
+    `variables` is the stored definitions, or the variable map itself (read-only, as
+    `template_variables` returns it) when the caller already has it."""
     try:
+        variables = _field(template, "variables")
+        if isinstance(variables, MappingProxyType):
+            return variables, None
         return template_variables(
-            str(_field(template, "id")),
-            str(_field(template, "sha256")),
-            _field(template, "variables"),
+            str(_field(template, "id")), str(_field(template, "sha256")), variables
         ), None
     except (AnswerSetError, KeyError, TypeError, AttributeError) as exc:
         logger.error(

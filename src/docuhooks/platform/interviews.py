@@ -30,7 +30,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.answers import AnswerSet, parse_answer_payload, parse_stored, template_variables
+from docuhooks.answers import (
+    AnswerSet,
+    cached_template_variables,
+    parse_answer_payload,
+    parse_stored,
+    template_variables,
+)
 from docuhooks.context import AppContext
 from docuhooks.core.events import EventType
 from docuhooks.errors import Conflict, FieldError, NotFound, ValidationFailed
@@ -136,7 +142,14 @@ async def _save_answers(conn: AsyncConnection, loaded: _Loaded, answers: AnswerS
 # the work item, its template (without the document) and its version in progress are read
 # in one query, the work item held (PostgreSQL) so two opens cannot both number a version.
 _ITEM, _TEMPLATE, _VERSION = "item_", "template_", "version_"
-_TEMPLATE_COLUMNS = [column for column in templates.c if column.name != "content"]
+# Not the document, and not the variables: those are read once per template and kept
+# (`template_variables`), and a large template's list is not decoded again on every open.
+_TEMPLATE_COLUMNS = [
+    column for column in templates.c if column.name not in ("content", "variables")
+]
+_TEMPLATE_VARIABLES = Prepared(
+    sa.select(templates.c.variables).where(templates.c.id == sa.bindparam("template_id"))
+)
 _OPENING = Prepared(
     sa.select(
         *(column.label(_ITEM + column.name) for column in work_items.c),
@@ -174,7 +187,21 @@ _REPLACE_OPEN = Prepared(
     )
     .values(status=REPLACED, finished_at=sa.bindparam("replaced_at"))
 )
-_INSERT = Prepared(interviews.insert())
+# The new interview starts from its version's answers, copied by the database: a large
+# interview's answers are not encoded to JSON again to write what is already there.
+_INSERT = Prepared(
+    interviews.insert().from_select(
+        [column.name for column in interviews.c],
+        sa.select(
+            *(
+                work_item_versions.c.answers
+                if column.name == "answers"
+                else sa.bindparam(column.name, type_=column.type)
+                for column in interviews.c
+            )
+        ).where(work_item_versions.c.id == sa.bindparam("version_id", type_=sa.String)),
+    )
+)
 
 
 def _part(row: Any, prefix: str, columns: Any) -> Any:
@@ -195,6 +222,12 @@ async def _opening(
     if getattr(found, _TEMPLATE + "id") is None:
         raise NotFound(f"template {item.template_id} does not exist")
     template = _part(found, _TEMPLATE, _TEMPLATE_COLUMNS)
+    # The variable map when it is kept, else the stored definitions, which the interview
+    # hooks read (and keep) as before.
+    template.variables = cached_template_variables(template.id, template.sha256)
+    if template.variables is None:
+        stored = await _TEMPLATE_VARIABLES.one(conn, {"template_id": template.id})
+        template.variables = stored.variables
     if getattr(found, _VERSION + "id") is None:
         return item, template, None
     return item, template, _part(found, _VERSION, work_item_versions.c)
