@@ -1,9 +1,11 @@
 """What opening an interview costs on top of its webhooks' receivers.
 
-    .venv/bin/python bench/interview.py [--iterations 300] [--delay-ms 20]
+    .venv/bin/python bench/interview.py [--iterations 300] [--delay-ms 20] [--answers 300]
 
 Five InterviewLoadEvent webhooks (HMAC, GET, the default) point at a receiver process whose
 five routes wait `delay`, 2×, 3×, 4× and 5× `delay` before answering a shorthand answer set.
+With `--answers N` the template has N more variables and the interview already has an
+answer for each, as a large interview does.
 Each iteration measures, in the same run:
 
 - the receivers' own latency: the five calls made directly with a plain aiohttp client,
