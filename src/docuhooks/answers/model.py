@@ -305,7 +305,10 @@ class AnswerSet(Mapping[str, Answer]):
         """
         merged = dict(self._by_name)
         merged.update(incoming._by_name)
-        return AnswerSet(merged.values())
+        # Keyed by name already: no name can appear twice, so nothing to check again.
+        overlaid = AnswerSet.__new__(AnswerSet)
+        overlaid._by_name = merged
+        return overlaid
 
     def to_json(self) -> dict[str, Any]:
         """The canonical answer JSON (SPEC §8)."""
