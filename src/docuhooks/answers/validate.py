@@ -89,7 +89,9 @@ def template_variables(
     Raises as `variables_from_json` and `variable_map` do; a failure is not remembered."""
     key = (template_id, sha256)
     found = _TEMPLATE_VARIABLES.get(key)
-    if found is None:
+    if found is not None:
+        _TEMPLATE_VARIABLES.move_to_end(key)  # least recently used goes first
+    else:
         found = MappingProxyType(variable_map(variables_from_json(raw)))
         _TEMPLATE_VARIABLES[key] = found
         if len(_TEMPLATE_VARIABLES) > _TEMPLATE_VARIABLES_KEPT:
@@ -99,7 +101,11 @@ def template_variables(
 
 def cached_template_variables(template_id: str, sha256: str) -> Mapping[str, VariableDef] | None:
     """The variables `template_variables` keeps for this template, or None if it has none."""
-    return _TEMPLATE_VARIABLES.get((template_id, sha256))
+    key = (template_id, sha256)
+    found = _TEMPLATE_VARIABLES.get(key)
+    if found is not None:
+        _TEMPLATE_VARIABLES.move_to_end(key)
+    return found
 
 
 def validate_against(
