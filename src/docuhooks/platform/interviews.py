@@ -332,8 +332,12 @@ async def _apply_hook_outcome(
     """Overlay what the webhooks changed (relative to `before`) onto the answers as they
     are now. The engine has already fitted them to the template; nothing changed, nothing
     written."""
+    # The answers the webhooks left alone are the very objects `before` holds: only the
+    # others need comparing, which matters when the interview has hundreds.
     changed = AnswerSet(
-        answer for answer in outcome.answers.answers if before.get(answer.name) != answer
+        answer
+        for answer in outcome.answers.answers
+        if (was := before.get(answer.name)) is not answer and was != answer
     )
     body = to_api(loaded.interview, loaded.version, loaded.template, outcome.warnings)
     if not changed:
