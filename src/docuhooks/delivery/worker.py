@@ -238,6 +238,8 @@ class Worker:
                 continue
             wanted = min(room, self.options.batch_size)
             await self._space_out_claims()
+            if self._stopping:
+                break  # stop() came during the pause: claim nothing more
             try:
                 jobs = await self._claim(wanted)
             except Exception as exc:
