@@ -1,0 +1,37 @@
+"""Start-up leaves nothing for the first request to build: FastAPI's table of each included
+router's routes is made before the app serves (a request no route matches reaches them all)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fastapi.routing
+import httpx
+import pytest
+
+from docuhooks.api.app import create_app
+from docuhooks.context import AppContext
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_the_first_requests_find_every_route_table_built(
+    ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[Any] = []
+    build = fastapi.routing._IncludedRouter._build_effective_context
+
+    def counted(self: Any, route: Any) -> Any:
+        built.append(route)
+        return build(self, route)
+
+    monkeypatch.setattr(fastapi.routing._IncludedRouter, "_build_effective_context", counted)
+    app = create_app(ctx, migrate=False)
+    async with app.router.lifespan_context(app):
+        at_start = len(built)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            # The last router (the admin UI), and a path no route has.
+            assert (await http.get("/ui/login")).status_code == 200
+            assert (await http.get("/no/such/route")).status_code == 404
+    assert at_start > 50, "the route tables were built at start-up"
+    assert len(built) == at_start, "a request had to build a route table"
