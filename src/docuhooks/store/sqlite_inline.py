@@ -324,14 +324,21 @@ def begin_at_once(dbapi_conn: sqlite3.Connection, *, readonly: bool) -> bool:
     if readonly:
         dbapi_conn.execute("BEGIN")
         return True
+    return _try_begin_immediate(dbapi_conn) is None
+
+
+def _try_begin_immediate(dbapi_conn: sqlite3.Connection) -> sqlite3.OperationalError | None:
+    """One `BEGIN IMMEDIATE` without SQLite's busy handler (which would sleep on the loop's
+    thread): None if it began, SQLite's error if another connection holds the lock."""
     dbapi_conn.execute("PRAGMA busy_timeout=0")
     try:
         dbapi_conn.execute("BEGIN IMMEDIATE")
-        return True
+        return None
     except sqlite3.OperationalError as exc:
         if "locked" not in str(exc):
+            # As SQLAlchemy reports any statement's failure, so callers see one kind.
             raise sa_exc.OperationalError("BEGIN IMMEDIATE", None, exc) from exc
-        return False
+        return exc
     finally:
         dbapi_conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
 
@@ -374,27 +381,18 @@ def begin_immediate(dbapi_conn: sqlite3.Connection) -> None:
     Runs inside SQLAlchemy's greenlet (the `begin` event), so it can await `asyncio.sleep`.
     """
     deadline = time.monotonic() + BUSY_TIMEOUT
-    dbapi_conn.execute("PRAGMA busy_timeout=0")
-    try:
-        attempt = 0
-        while True:
-            try:
-                dbapi_conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() >= deadline:
-                    # As SQLAlchemy reports any statement's failure, so callers see one kind.
-                    raise sa_exc.OperationalError("BEGIN IMMEDIATE", None, exc) from exc
-            pause = _BUSY_BACKOFF[min(attempt, len(_BUSY_BACKOFF) - 1)]
-            if in_greenlet():
-                await_(asyncio.sleep(pause))
-            else:
-                # Begun by a statement outside any transaction block (autobegin): no loop to
-                # yield to from here. Only rare paths do this; wait as SQLite itself would.
-                time.sleep(pause)
-            attempt += 1
-    finally:
-        dbapi_conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+    attempt = 0
+    while (locked := _try_begin_immediate(dbapi_conn)) is not None:
+        if time.monotonic() >= deadline:
+            raise sa_exc.OperationalError("BEGIN IMMEDIATE", None, locked) from locked
+        pause = _BUSY_BACKOFF[min(attempt, len(_BUSY_BACKOFF) - 1)]
+        if in_greenlet():
+            await_(asyncio.sleep(pause))
+        else:
+            # Begun by a statement outside any transaction block (autobegin): no loop to
+            # yield to from here. Only rare paths do this; wait as SQLite itself would.
+            time.sleep(pause)
+        attempt += 1
 
 
 class Checkpointer:
