@@ -155,3 +155,14 @@ async def test_executemany_writes_every_row_or_none(probe: AppContext) -> None:
     async with ctx.db.read() as conn:
         count = (await conn.execute(sa.select(sa.func.count()).select_from(_table))).scalar()
     assert count == 3
+
+
+async def test_an_insert_writes_the_columns_it_is_given_values_for(probe: AppContext) -> None:
+    """As SQLAlchemy compiles an INSERT: a column left out takes its default (here NULL)."""
+    ctx = probe
+    async with ctx.db.transaction() as conn:
+        await _INSERT.execute(conn, {"id": "short", "kind": "a", "doc": [], "n": 7})
+        await _INSERT.execute(conn, {"id": "long", "kind": "a", "doc": [], "n": 8, "at": _MOMENT})
+    async with ctx.db.read() as conn:
+        rows = (await conn.execute(sa.select(_table.c.id, _table.c.at).order_by(_table.c.n))).all()
+    assert [tuple(row) for row in rows] == [("short", None), ("long", _MOMENT)]

@@ -106,30 +106,11 @@ async def enqueue(
 
 #: `INSERT INTO events … ON CONFLICT (id) DO NOTHING` in each dialect's own words, built once:
 #: building it (and its cache key) per event cost more than running it.
-_EVENT_FIELDS = ("id", "site_id", "event_type", "payload", "work_item_id", "created_at")
 _INSERT_NEW_EVENT: dict[str, Prepared] = {
-    name: Prepared(
-        insert(events)
-        .values({field: sa.bindparam(field) for field in _EVENT_FIELDS})
-        .on_conflict_do_nothing(index_elements=[events.c.id])
-    )
+    name: Prepared(insert(events).on_conflict_do_nothing(index_elements=[events.c.id]))
     for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
 }
-_DELIVERY_FIELDS = (
-    "id",
-    "event_id",
-    "webhook_id",
-    "site_id",
-    "status",
-    "attempts",
-    "next_attempt_at",
-    "ordering_key",
-    "ordering_seq",
-    "created_at",
-)
-_INSERT_DELIVERIES = Prepared(
-    deliveries.insert().values({field: sa.bindparam(field) for field in _DELIVERY_FIELDS})
-)
+_INSERT_DELIVERIES = Prepared(deliveries.insert())
 
 
 async def _named_webhooks(

@@ -8,10 +8,12 @@ it grows when the process has just been idle, because SQLAlchemy's execution pat
 of code to bring back into the CPU's caches.
 
 A `Prepared` statement is an ordinary Core statement, written once where it is used. On the
-`sqlite+docuhooks` dialect it is compiled once and executed on the `sqlite3` connection of
-the transaction the caller holds, with the same bind and result processors SQLAlchemy would
-apply, so what reaches SQLite and what comes back are the same. On any other dialect (and
-for anything this module does not take on) it is simply executed through SQLAlchemy.
+`sqlite+docuhooks` dialect it is compiled once per set of parameter names (as SQLAlchemy
+compiles: an INSERT writes the columns it is given values for) and executed on the `sqlite3`
+connection of the transaction the caller holds, with the same bind and result processors
+SQLAlchemy would apply, so what reaches SQLite and what comes back are the same. On any
+other dialect (and for anything this module does not take on) it is simply executed
+through SQLAlchemy.
 
 Only the paths a person or the delivery rate waits on use it (opening an interview, the
 outbox): most queries are not worth a second way to run them.
@@ -62,7 +64,9 @@ class Prepared:
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
-        self._compiled: _Compiled | None = None
+        #: By the names of the parameters passed, as SQLAlchemy compiles: an INSERT writes
+        #: exactly the columns it is given values for.
+        self._compiled: dict[frozenset[str], _Compiled] = {}
 
     async def all(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Sequence[Any]:
         if not isinstance(conn, InlineAsyncConnection):
@@ -94,7 +98,7 @@ class Prepared:
         if not isinstance(conn, InlineAsyncConnection):
             await conn.execute(self.statement, list(params))
             return
-        compiled = self._prepare(conn)
+        compiled = self._prepare(conn, params[0])
         if compiled.row_type is not None:
             raise ValueError("executemany runs statements that return no rows")
         values = [_values(compiled, one) for one in params]
@@ -103,18 +107,21 @@ class Prepared:
         except sqlite3.Error as exc:
             raise _reported(compiled, values, exc, conn) from exc
 
-    def _prepare(self, conn: InlineAsyncConnection) -> _Compiled:
+    def _prepare(self, conn: InlineAsyncConnection, params: Mapping[str, Any]) -> _Compiled:
         if not conn.in_transaction():
             # sqlite3 runs a statement outside a transaction on its own: a caller that
             # forgot to begin one would lose its atomicity without noticing.
             raise RuntimeError("a Prepared statement runs inside the caller's transaction")
-        compiled = self._compiled
+        keys = frozenset(params)
+        compiled = self._compiled.get(keys)
         if compiled is None:
-            compiled = self._compiled = _compile(self.statement, conn.sync_engine.dialect)
+            compiled = self._compiled[keys] = _compile(
+                self.statement, conn.sync_engine.dialect, keys
+            )
         return compiled
 
     def _run(self, conn: InlineAsyncConnection, params: Mapping[str, Any]) -> list[Any]:
-        compiled = self._prepare(conn)
+        compiled = self._prepare(conn, params)
         values = _values(compiled, params)
         try:
             cursor = _driver(conn).execute(compiled.sql, values)
@@ -160,10 +167,13 @@ def _reported(
     )
 
 
-def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
+def _compile(statement: Executable, dialect: Dialect, keys: frozenset[str]) -> _Compiled:
     assert isinstance(statement, ClauseElement)
-    compiled = statement.compile(dialect=dialect)
+    compiled = statement.compile(dialect=dialect, column_keys=sorted(keys))
     assert isinstance(compiled, SQLCompiler)
+    if compiled.insert_prefetch or compiled.update_prefetch:
+        # SQLAlchemy computes those values while executing; this module does not.
+        raise ValueError("column defaults computed in Python are not supported here")
     if compiled.positiontup is None:
         raise ValueError(f"{dialect.name} does not use positional parameters")
     processors = compiled._bind_processors
