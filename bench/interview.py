@@ -44,6 +44,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import uvicorn
@@ -214,17 +215,10 @@ async def _run(
     async with aiohttp.ClientSession() as client:
 
         async def direct() -> None:
-            async def one(index: int) -> None:
-                async with client.get(f"{base}/hook/{index}") as response:
-                    await response.read()
+            await _call_receivers(client, base)
 
-            await asyncio.gather(*(one(i) for i in range(HOOKS)))
-
-        async def over_http() -> dict[str, object]:
-            async with client.post(url, headers=headers) as response:
-                assert response.status == 201, await response.text()
-                body: dict[str, object] = await response.json()
-                return body
+        async def over_http() -> dict[str, Any]:
+            return await _open_over_http(client, url, headers)
 
         for _ in range(5):  # warm up: connections, pools, caches
             await direct()
@@ -268,6 +262,25 @@ async def _run(
         print(_row(f"added ({name})", added))
 
 
+async def _call_receivers(client: aiohttp.ClientSession, base: str) -> None:
+    """The five receivers called directly, at once: the baseline of each measurement."""
+
+    async def one(index: int) -> None:
+        async with client.get(f"{base}/hook/{index}") as response:
+            await response.read()
+
+    await asyncio.gather(*(one(i) for i in range(HOOKS)))
+
+
+async def _open_over_http(
+    client: aiohttp.ClientSession, url: str, headers: dict[str, str]
+) -> dict[str, Any]:
+    async with client.post(url, headers=headers) as response:
+        assert response.status == 201, await response.text()
+        body: dict[str, Any] = await response.json()
+        return body
+
+
 def _measure_from_own_process(
     iterations: int, base: str, url: str, token: str
 ) -> tuple[list[float], list[float]]:
@@ -295,23 +308,13 @@ def _client_process(
         http_ms: list[float] = []
         headers = {"Authorization": f"Bearer {token}"}
         async with aiohttp.ClientSession() as client:
-
-            async def one(index: int) -> None:
-                async with client.get(f"{base}/hook/{index}") as response:
-                    await response.read()
-
-            async def open_interview() -> None:
-                async with client.post(url, headers=headers) as response:
-                    assert response.status == 201, await response.text()
-                    body = await response.json()
-                    assert not body["warnings"], body["warnings"]
-
             for index in range(iterations + 5):
                 started = time.perf_counter()
-                await asyncio.gather(*(one(i) for i in range(HOOKS)))
+                await _call_receivers(client, base)
                 direct = (time.perf_counter() - started) * 1000
                 started = time.perf_counter()
-                await open_interview()
+                body = await _open_over_http(client, url, headers)
+                assert not body["warnings"], body["warnings"]
                 if index >= 5:  # the first few warm up connections and caches
                     direct_ms.append(direct)
                     http_ms.append((time.perf_counter() - started) * 1000)
