@@ -557,8 +557,8 @@ _MATCHING_NAMED = _MATCHING.where(
     webhooks.c.interview_event_name == sa.bindparam("interview_event_name")
 )
 #: The same selections, ids only: the outbox needs nothing else of each webhook, and every
-#: column read is a column converted, per webhook, per event.
-# Every event written through the outbox runs one of these: prepared (`store.prepared`).
+#: column read is a column converted, per webhook, per event. Every event written through
+#: the outbox runs one of them, so they are prepared (`store.prepared`).
 _MATCHING_IDS = Prepared(_MATCHING.with_only_columns(webhooks.c.id))
 _MATCHING_NAMED_IDS = Prepared(_MATCHING_NAMED.with_only_columns(webhooks.c.id))
 
