@@ -4,6 +4,7 @@ SQLAlchemy's execution."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -38,7 +39,7 @@ _MOMENT = datetime(2026, 11, 30, 1, 2, 3, 456789, tzinfo=UTC)
 
 
 @pytest.fixture
-async def probe(ctx: AppContext) -> AppContext:
+async def probe(ctx: AppContext) -> AsyncIterator[AppContext]:
     async with ctx.db.transaction() as conn:
         await conn.run_sync(lambda sync: _table.create(sync, checkfirst=True))
     yield ctx
