@@ -276,7 +276,8 @@ class _InlineTransaction(AsyncTransaction):
     Beginning tries SQLite once (`begin_at_once`); only when another process holds the
     write lock does it take SQLAlchemy's way, in a greenlet, where `begin_immediate` can
     wait with `asyncio.sleep`. Committing and rolling back never wait: this connection
-    holds the lock (or, reading, needs none), and checkpoints are another connection's."""
+    holds the lock (or, reading, needs none), and checkpoints are another connection's.
+    Only `begin()` makes one: a savepoint (`begin_nested()`) stays SQLAlchemy's own."""
 
     __slots__ = ()
 
@@ -284,7 +285,7 @@ class _InlineTransaction(AsyncTransaction):
         sync_connection = self.connection._proxied
         driver: sqlite3.Connection = sync_connection.connection.driver_connection  # type: ignore[assignment]
         readonly = bool(sync_connection.get_execution_options().get(READONLY_OPTION, False))
-        if self.nested or not begin_at_once(driver, readonly=readonly):
+        if not begin_at_once(driver, readonly=readonly):
             return await super().start(is_ctxmanager)
         token = _BEGUN.set(True)
         try:
