@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from docuhooks.delivery.address_policy import AddressPolicy
-from docuhooks.delivery.transport import AiohttpTransport, Transport
+from docuhooks.delivery.transport import HttpTransport, Transport
 from docuhooks.identity.secrets import SecretBox
 from docuhooks.identity.service import TokenCache
 from docuhooks.identity.throttle import LoginThrottle
@@ -67,7 +67,7 @@ class AppContext:
     def transport(self) -> Transport:
         """One pooled transport per process, shared by the worker and the interview hooks."""
         if self.transport_override is None:
-            self.transport_override = AiohttpTransport(self.address_policy)
+            self.transport_override = HttpTransport(self.address_policy)
         return self.transport_override
 
     async def close(self) -> None:

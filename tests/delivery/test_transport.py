@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.abc import AbstractResolver, ResolveResult
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -27,8 +26,8 @@ from cryptography.x509.oid import NameOID
 from docuhooks.core.signing import OutboundRequest
 from docuhooks.delivery.address_policy import AddressPolicy
 from docuhooks.delivery.transport import (
-    AiohttpTransport,
     ErrorClass,
+    HttpTransport,
     MockTransport,
     Transport,
     TransportResult,
@@ -45,7 +44,7 @@ DEFAULT_POLICY = AddressPolicy()
 def connect_guard(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Records every address the event loop connects to; refuses non-loopback outright."""
     attempts: list[str] = []
-    # aiohttp connects through aiohappyeyeballs, which calls loop.sock_connect.
+    # loop.create_connection connects with loop.sock_connect.
     loop_class = asyncio.selector_events.BaseSelectorEventLoop
     original = loop_class.sock_connect
 
@@ -174,10 +173,10 @@ async def receiver(other: Receiver) -> AsyncIterator[Receiver]:
 
 
 @pytest.fixture
-async def transport() -> AsyncIterator[AiohttpTransport]:
+async def transport() -> AsyncIterator[HttpTransport]:
     # The connect guard only sees connections made by the standard selector loop.
     assert isinstance(asyncio.get_running_loop(), asyncio.selector_events.BaseSelectorEventLoop)
-    t = AiohttpTransport(LOOPBACK_ALLOWED)
+    t = HttpTransport(LOOPBACK_ALLOWED)
     yield t
     await t.close()
 
@@ -194,7 +193,7 @@ def get(url: str) -> OutboundRequest:
 
 
 async def test_200_carries_status_headers_body_and_peer(
-    transport: AiohttpTransport, receiver: Receiver
+    transport: HttpTransport, receiver: Receiver
 ) -> None:
     result = await transport.send(post(f"{receiver.url}/ok", X_Test="yes"), timeout=5)
     assert result.ok
@@ -208,14 +207,14 @@ async def test_200_carries_status_headers_body_and_peer(
     assert receiver.hits[0].headers["X_Test"] == "yes"
 
 
-async def test_get_without_body(transport: AiohttpTransport, receiver: Receiver) -> None:
+async def test_get_without_body(transport: HttpTransport, receiver: Receiver) -> None:
     result = await transport.send(get(f"{receiver.url}/ok?token=abc"), timeout=5)
     assert result.status == 200
     assert result.headers["X-Seen-Method"] == "GET"
     assert receiver.hits[0].query["token"] == "abc"
 
 
-async def test_204_is_success(transport: AiohttpTransport, receiver: Receiver) -> None:
+async def test_204_is_success(transport: HttpTransport, receiver: Receiver) -> None:
     result = await transport.send(post(f"{receiver.url}/no-content"), timeout=5)
     assert result.ok and result.status == 204 and result.body == b""
     assert result.error_class is None
@@ -223,7 +222,7 @@ async def test_204_is_success(transport: AiohttpTransport, receiver: Receiver) -
 
 @pytest.mark.parametrize(("path", "status"), [("/error", 500), ("/gone", 410)])
 async def test_non_2xx_is_http_status(
-    transport: AiohttpTransport, receiver: Receiver, path: str, status: int
+    transport: HttpTransport, receiver: Receiver, path: str, status: int
 ) -> None:
     result = await transport.send(post(f"{receiver.url}{path}"), timeout=5)
     assert not result.ok
@@ -233,7 +232,7 @@ async def test_non_2xx_is_http_status(
     assert result.body  # the receiver's explanation is kept for the attempt log
 
 
-async def test_connections_are_reused(transport: AiohttpTransport, receiver: Receiver) -> None:
+async def test_connections_are_reused(transport: HttpTransport, receiver: Receiver) -> None:
     for _ in range(3):
         assert (await transport.send(post(f"{receiver.url}/ok"), timeout=5)).ok
     assert len(set(receiver.peers)) == 1, receiver.peers
@@ -243,7 +242,7 @@ async def test_connections_are_reused(transport: AiohttpTransport, receiver: Rec
 
 
 async def test_redirect_to_private_address_is_a_failed_attempt_never_followed(
-    transport: AiohttpTransport, receiver: Receiver, connect_guard: list[str]
+    transport: HttpTransport, receiver: Receiver, connect_guard: list[str]
 ) -> None:
     result = await transport.send(post(f"{receiver.url}/to-private"), timeout=5)
     assert result.status == 302
@@ -256,7 +255,7 @@ async def test_redirect_to_private_address_is_a_failed_attempt_never_followed(
 
 
 async def test_redirect_to_a_reachable_listener_is_not_followed(
-    transport: AiohttpTransport, receiver: Receiver, other: Receiver
+    transport: HttpTransport, receiver: Receiver, other: Receiver
 ) -> None:
     result = await transport.send(post(f"{receiver.url}/to-other"), timeout=5)
     assert result.status == 301
@@ -267,14 +266,14 @@ async def test_redirect_to_a_reachable_listener_is_not_followed(
 # --- failures -------------------------------------------------------------------------------
 
 
-async def test_timeout(transport: AiohttpTransport, receiver: Receiver) -> None:
+async def test_timeout(transport: HttpTransport, receiver: Receiver) -> None:
     result = await transport.send(post(f"{receiver.url}/slow"), timeout=0.2)
     assert result.status is None
     assert result.error_class is ErrorClass.TIMEOUT
     assert 150 < result.duration_ms < 2000
 
 
-async def test_connection_refused(transport: AiohttpTransport) -> None:
+async def test_connection_refused(transport: HttpTransport) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -284,7 +283,7 @@ async def test_connection_refused(transport: AiohttpTransport) -> None:
     assert result.error
 
 
-async def test_garbage_response_is_invalid_response(transport: AiohttpTransport) -> None:
+async def test_garbage_response_is_invalid_response(transport: HttpTransport) -> None:
     async def babble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"THIS IS NOT HTTP\r\n\r\n")
@@ -300,7 +299,7 @@ async def test_garbage_response_is_invalid_response(transport: AiohttpTransport)
 
 
 async def test_oversized_body_is_capped_and_connection_stays_usable(
-    transport: AiohttpTransport, receiver: Receiver
+    transport: HttpTransport, receiver: Receiver
 ) -> None:
     result = await transport.send(get(f"{receiver.url}/big"), timeout=5, max_body=1000)
     assert result.ok
@@ -311,7 +310,7 @@ async def test_oversized_body_is_capped_and_connection_stays_usable(
     assert (await transport.send(post(f"{receiver.url}/ok"), timeout=5)).body == b"got payload"
 
 
-async def test_unsupported_scheme_is_refused(transport: AiohttpTransport) -> None:
+async def test_unsupported_scheme_is_refused(transport: HttpTransport) -> None:
     result = await transport.send(get("ftp://127.0.0.1/file"), timeout=5)
     assert result.error_class is ErrorClass.CONNECT
     assert result.status is None
@@ -366,7 +365,7 @@ async def tls_receiver(self_signed: ssl.SSLContext) -> AsyncIterator[Receiver]:
 
 
 async def test_self_signed_certificate_fails_with_tls_by_default(
-    transport: AiohttpTransport, tls_receiver: Receiver
+    transport: HttpTransport, tls_receiver: Receiver
 ) -> None:
     result = await transport.send(get(f"{tls_receiver.url}/"), timeout=5)
     assert result.error_class is ErrorClass.TLS
@@ -375,7 +374,7 @@ async def test_self_signed_certificate_fails_with_tls_by_default(
 
 
 async def test_accept_untrusted_ssl_only_when_asked(
-    transport: AiohttpTransport, tls_receiver: Receiver
+    transport: HttpTransport, tls_receiver: Receiver
 ) -> None:
     trusting = await transport.send(get(f"{tls_receiver.url}/"), timeout=5, verify_tls=False)
     assert trusting.ok and trusting.body == b"secure"
@@ -409,7 +408,7 @@ async def test_accept_untrusted_ssl_only_when_asked(
 async def test_loopback_in_any_spelling_is_blocked_and_never_reached(
     receiver: Receiver, connect_guard: list[str], host: str
 ) -> None:
-    async with AiohttpTransport(DEFAULT_POLICY) as transport:
+    async with HttpTransport(DEFAULT_POLICY) as transport:
         result = await transport.send(post(f"http://{host}:{receiver.port}/ok"), timeout=5)
     assert result.error_class is ErrorClass.BLOCKED, result.error
     assert result.status is None
@@ -418,38 +417,20 @@ async def test_loopback_in_any_spelling_is_blocked_and_never_reached(
     assert connect_guard == []
 
 
-class FakeResolver(AbstractResolver):
+class FakeResolver:
     """A DNS double: answers every name with fixed addresses, one list per lookup."""
 
     def __init__(self, *answers: list[str]) -> None:
         self._answers = list(answers)
         self.lookups: list[str] = []
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
+    async def resolve(self, host: str, port: int) -> list[str]:
         self.lookups.append(host)
-        addresses = self._answers.pop(0) if len(self._answers) > 1 else self._answers[0]
-        return [
-            {
-                "hostname": host,
-                "host": ip,
-                "port": port,
-                "family": socket.AF_INET6 if ":" in ip else socket.AF_INET,
-                "proto": 0,
-                "flags": socket.AI_NUMERICHOST,
-            }
-            for ip in addresses
-        ]
-
-    async def close(self) -> None:
-        pass
+        return self._answers.pop(0) if len(self._answers) > 1 else self._answers[0]
 
 
 class FailingResolver(FakeResolver):
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
+    async def resolve(self, host: str, port: int) -> list[str]:
         self.lookups.append(host)
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
@@ -461,7 +442,7 @@ async def test_name_resolving_to_private_address_is_blocked_before_connecting(
     connect_guard: list[str], addresses: list[str]
 ) -> None:
     resolver = FakeResolver(addresses)
-    async with AiohttpTransport(LOOPBACK_ALLOWED, resolver=resolver) as transport:
+    async with HttpTransport(LOOPBACK_ALLOWED, resolver=resolver) as transport:
         result = await transport.send(post("http://hooks.example.com/in"), timeout=5)
     assert result.error_class is ErrorClass.BLOCKED
     assert result.error is not None and "hooks.example.com resolves to" in result.error
@@ -475,7 +456,7 @@ async def test_public_looking_name_connects_only_to_the_allowed_address_it_resol
     # A name answering with a private address and an allowed one: only the allowed one is
     # used, and the request still names the host it was sent to.
     resolver = FakeResolver(["10.0.0.5", "127.0.0.1"])
-    async with AiohttpTransport(LOOPBACK_ALLOWED, resolver=resolver) as transport:
+    async with HttpTransport(LOOPBACK_ALLOWED, resolver=resolver) as transport:
         result = await transport.send(
             post(f"http://hooks.example.com:{receiver.port}/ok"), timeout=5
         )
@@ -491,7 +472,7 @@ async def test_every_new_resolution_is_checked_again(
     # the receiver closes each connection, so the second call must resolve again.
     resolver = FakeResolver(["127.0.0.1"], ["10.0.0.5"])
     policy = AddressPolicy.from_setting("127.0.0.1/32")
-    async with AiohttpTransport(policy, resolver=resolver, dns_cache_ttl=0) as transport:
+    async with HttpTransport(policy, resolver=resolver, dns_cache_ttl=0) as transport:
         first = await transport.send(
             get(f"http://rebind.example:{receiver.port}/closing"), timeout=5
         )
@@ -508,14 +489,14 @@ async def test_every_new_resolution_is_checked_again(
 
 async def test_dns_failure_is_dns(connect_guard: list[str]) -> None:
     resolver = FailingResolver()
-    async with AiohttpTransport(DEFAULT_POLICY, resolver=resolver) as transport:
+    async with HttpTransport(DEFAULT_POLICY, resolver=resolver) as transport:
         result = await transport.send(post("http://no-such-host.example/"), timeout=5)
     assert result.error_class is ErrorClass.DNS
     assert connect_guard == []
 
 
 async def test_closed_transport_refuses_to_send() -> None:
-    transport = AiohttpTransport(DEFAULT_POLICY)
+    transport = HttpTransport(DEFAULT_POLICY)
     await transport.close()
     with pytest.raises(RuntimeError):
         await transport.send(post("http://hooks.example.com/"), timeout=1)

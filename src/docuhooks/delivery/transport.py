@@ -1,8 +1,9 @@
 """The seam where webhook calls leave the process: one request in, one recorded outcome out.
 
 :class:`Transport` is the interface the delivery worker and the interview engine call.
-:class:`AiohttpTransport` is the real one; :class:`MockTransport` answers from a function,
-for tests that need a receiver without a socket.
+:class:`HttpTransport` is the real one (over :mod:`docuhooks.delivery.http`);
+:class:`MockTransport` answers from a function, for tests that need a receiver without a
+socket.
 
 A transport never raises for anything the receiver or the network does: every outcome,
 refusals by the address policy included, comes back as a :class:`TransportResult` with one
@@ -22,21 +23,20 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import Protocol
 
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from multidict import CIMultiDictProxy
 from yarl import URL
 
 from docuhooks.core.signing import OutboundRequest
+from docuhooks.delivery import http
 from docuhooks.delivery.address_policy import AddressPolicy, BlockedAddress, parse_ip_host
 
 __all__ = [
-    "AiohttpTransport",
     "ErrorClass",
+    "HttpTransport",
     "MockTransport",
     "PolicyResolver",
+    "Resolver",
     "SentRequest",
     "Transport",
     "TransportResult",
@@ -44,7 +44,6 @@ __all__ = [
 
 #: How much of a response body is kept when the caller does not say (SPEC §7.3: 16 KiB).
 DEFAULT_MAX_BODY = 16 * 1024
-_READ_CHUNK = 64 * 1024
 
 
 class ErrorClass(StrEnum):
@@ -154,32 +153,44 @@ class Transport(ABC):
         await self.close()
 
 
-class PolicyResolver(AbstractResolver):
+class Resolver(Protocol):
+    """Looks a host name up: its addresses, as text, in the order to try them."""
+
+    async def resolve(self, host: str, port: int) -> list[str]: ...
+
+
+class SystemResolver:
+    """The system's resolver (``getaddrinfo``, on the loop's thread pool)."""
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class PolicyResolver:
     """Resolves a host and returns only the addresses the policy allows.
 
-    This is what pins the address: aiohttp's connector connects to exactly the addresses a
-    resolver returns (and caches exactly those for ``ttl_dns_cache``), so a name cannot be
-    checked against one answer and then connected to another (DNS rebinding).
+    This is what pins the address: the transport connects to exactly the addresses this
+    returns (and caches exactly those), so a name cannot be checked against one answer and
+    then connected to another (DNS rebinding).
     """
 
-    def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
+    def __init__(self, policy: AddressPolicy, inner: Resolver | None = None) -> None:
         self._policy = policy
-        self._inner: AbstractResolver = inner or aiohttp.ThreadedResolver()
+        self._inner: Resolver = inner or SystemResolver()
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
+    async def resolve(self, host: str, port: int) -> list[str]:
         literal = parse_ip_host(host)
         if literal is not None:
-            # An odd IPv4 spelling such as 0x7f.1 reaches here as a "name"; libc would
-            # read it as an address, so it is judged as one and never looked up.
+            # An odd IPv4 spelling such as 0x7f.1 is an address to libc: it is judged as
+            # one, and connected to as the address it means, never looked up.
             self._policy.check(literal)
-            return [_resolve_result(host, str(literal), port)]
-        answers = await self._inner.resolve(host, port, family)
-        allowed: list[ResolveResult] = []
+            return [str(literal)]
+        answers = await self._inner.resolve(host, port)
+        allowed: list[str] = []
         refusals: list[str] = []
         for answer in answers:
-            reason = self._policy.blocked_reason(answer["host"])
+            reason = self._policy.blocked_reason(answer)
             if reason is None:
                 allowed.append(answer)
             else:
@@ -189,62 +200,33 @@ class PolicyResolver(AbstractResolver):
             raise BlockedAddress(host, f"{host} resolves to {detail}")
         return allowed
 
-    async def close(self) -> None:
-        await self._inner.close()
 
-
-def _resolve_result(hostname: str, ip: str, port: int) -> ResolveResult:
-    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    return {
-        "hostname": hostname,
-        "host": ip,
-        "port": port,
-        "family": family,
-        "proto": 0,
-        "flags": socket.AI_NUMERICHOST,
-    }
-
-
-class AiohttpTransport(Transport):
-    """The real transport: one pooled aiohttp session, the address policy in its resolver."""
+class HttpTransport(Transport):
+    """The real transport: pooled keep-alive connections (:mod:`docuhooks.delivery.http`),
+    every address judged by the policy before anything connects to it."""
 
     def __init__(
         self,
         policy: AddressPolicy,
         *,
-        resolver: AbstractResolver | None = None,
+        resolver: Resolver | None = None,
         limit: int = 200,
         limit_per_host: int = 20,
-        dns_cache_ttl: int = 10,
+        dns_cache_ttl: float = 10.0,
         keepalive_timeout: float = 30.0,
     ) -> None:
         self.policy = policy
         self._resolver = PolicyResolver(policy, resolver)
-        self._connector_options: dict[str, Any] = {
-            "limit": limit,
-            "limit_per_host": limit_per_host,
-            "ttl_dns_cache": dns_cache_ttl,
-            "keepalive_timeout": keepalive_timeout,
-        }
-        self._session: aiohttp.ClientSession | None = None
+        self._dns_cache_ttl = dns_cache_ttl
+        self._addresses: dict[tuple[str, int], tuple[float, list[str]]] = {}
+        self._pool = http.ConnectionPool(
+            limit=limit, limit_per_host=limit_per_host, keepalive_timeout=keepalive_timeout
+        )
+        self._tls = {True: http.tls_context(True), False: http.tls_context(False)}
         self._closed = False
         # The verdict on a literal host never changes for a frozen policy, and webhooks
         # call the same few hosts over and over: judge each one once.
         self._refuse_literal_host = functools.lru_cache(maxsize=4096)(self._judge_literal_host)
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        # Created on first use: a session belongs to the running event loop.
-        if self._session is None:
-            connector = aiohttp.TCPConnector(resolver=self._resolver, **self._connector_options)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                # Proxy settings from the environment would connect somewhere the policy
-                # never saw, and cookies set by one receiver must not reach another.
-                trust_env=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=True,
-            )
-        return self._session
 
     async def send(
         self,
@@ -262,134 +244,155 @@ class AiohttpTransport(Transport):
             return (time.perf_counter() - started) * 1000.0
 
         try:
-            url = _parse_url(request.url)
-        except (ValueError, TypeError) as exc:
-            return TransportResult.failure(ErrorClass.CONNECT, f"invalid URL: {exc}")
-        if url.scheme not in ("http", "https") or not url.raw_host:
-            return TransportResult.failure(
-                ErrorClass.CONNECT, f"not an absolute http(s) URL: {request.url}"
+            target = _target(request.url, verify_tls)
+            data = http.encode_request(
+                request.method, target.path, target.host_header, request.headers, request.body
             )
-        refusal = self._refuse_literal_host(url.raw_host)
+        except (ValueError, TypeError) as exc:
+            return TransportResult.failure(ErrorClass.CONNECT, f"invalid request: {exc}")
+        refusal = self._refuse_literal_host(target.origin.host)
         if refusal is not None:
             return TransportResult.failure(ErrorClass.BLOCKED, refusal, duration_ms=elapsed())
-
         try:
-            async with self._get_session().request(
-                request.method,
-                url,
-                headers=request.headers,
-                data=request.body,
-                allow_redirects=False,
-                timeout=_timeout(timeout),
-                ssl=verify_tls,
-            ) as response:
-                remote_ip = _peer_ip(response)
-                body, truncated = await _read_capped(response, max_body)
-                headers = _flatten(response.headers)
-                status = response.status
-                if truncated:
-                    # Unread bytes are still on the wire; the connection cannot be reused.
-                    response.close()
-        except BlockedAddress as exc:
-            return TransportResult.failure(ErrorClass.BLOCKED, exc.reason, duration_ms=elapsed())
+            async with asyncio.timeout(timeout):
+                response = await self._exchange(target, data, max_body)
         except Exception as exc:
             error_class, message = classify_exception(exc)
             return TransportResult.failure(error_class, message, duration_ms=elapsed())
-
         result = TransportResult.response(
-            status, body, headers, duration_ms=elapsed(), remote_ip=remote_ip
+            response.status,
+            response.body,
+            response.headers,
+            duration_ms=elapsed(),
+            remote_ip=response.remote_ip,
         )
-        return replace(result, body_truncated=truncated) if truncated else result
+        return replace(result, body_truncated=True) if response.truncated else result
+
+    async def _exchange(self, target: _Target, data: bytes, max_body: int) -> http.Response:
+        origin = target.origin
+        retried = False
+        while True:
+            connection, reused = await self._pool.acquire(origin, lambda: self._connect(origin))
+            try:
+                response = await connection.exchange(data, max_body)
+            except http.Disconnected as exc:
+                self._pool.discard(connection)
+                if retried or not (reused and exc.before_response):
+                    raise
+                # The server closed this idle connection as the request went out: nothing
+                # of it was answered, so it goes again, once.
+                retried = True
+                continue
+            except BaseException:
+                self._pool.discard(connection)  # mid-exchange: its state is unknown
+                raise
+            self._pool.release(connection)
+            return response
+
+    async def _connect(self, origin: http.Origin) -> http.Connection:
+        addresses = await self._resolve(origin.host, origin.port)
+        loop = asyncio.get_running_loop()
+        tls = self._tls[origin.verify_tls] if origin.scheme == "https" else None
+        last: Exception | None = None
+        for address in addresses:
+            try:
+                _, connection = await loop.create_connection(
+                    lambda address=address: self._pool.connection(origin, address),
+                    address,
+                    origin.port,
+                    ssl=tls,
+                    server_hostname=origin.host if tls is not None else None,
+                )
+            except ssl.SSLError:
+                raise  # the same certificate would fail on every address
+            except OSError as exc:
+                last = exc
+                continue
+            return connection
+        assert last is not None
+        raise last
+
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        key = (host, port)
+        now = time.monotonic()
+        cached = self._addresses.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        addresses = await self._resolver.resolve(host, port)
+        if self._dns_cache_ttl > 0:
+            if len(self._addresses) >= _MAX_CACHED_HOSTS:
+                self._addresses.clear()
+            self._addresses[key] = (now + self._dns_cache_ttl, addresses)
+        return addresses
 
     def _judge_literal_host(self, raw_host: str) -> str | None:
-        # aiohttp hands IP literals straight to the socket without asking the resolver, so
-        # they are judged here, before any connection exists. Names go to PolicyResolver.
+        # Judged before any lookup, so that an address in an odd spelling is refused
+        # without a connection and without asking DNS about it.
         literal = parse_ip_host(raw_host)
         if literal is not None:
             return self.policy.blocked_reason(literal)
         if ":" in raw_host or raw_host.replace(".", "").isdigit():
-            # Looks like an address to aiohttp but is not one we can read: fail closed.
+            # Looks like an address but is not one we can read: fail closed.
             return f"{raw_host} is not a valid IP address"
         return None
 
     async def close(self) -> None:
         self._closed = True
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        await self._pool.close()
 
 
-# A worker sends to the same few URLs with the same few timeouts over and over; parsing the
-# URL and building the timeout once each, not per request, is measurable at thousands a second.
+_MAX_CACHED_HOSTS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    origin: http.Origin
+    #: The request target: path and query, as sent.
+    path: str
+    host_header: str
+
+
+# A worker sends to the same few URLs over and over; reading each URL once, not per
+# request, is measurable at thousands a second.
 @functools.lru_cache(maxsize=4096)
-def _parse_url(url: str) -> URL:
-    return URL(url)
+def _parsed(url: str) -> tuple[str, str, int, str, str]:
+    parsed = URL(url)
+    scheme = parsed.scheme
+    host = parsed.raw_host
+    if scheme not in ("http", "https") or not host or parsed.port is None:
+        raise ValueError(f"not an absolute http(s) URL: {url}")
+    if parsed.user is not None or parsed.password is not None:
+        raise ValueError("credentials in the URL are not sent")
+    bracketed = f"[{host}]" if ":" in host else host
+    host_header = bracketed if parsed.is_default_port() else f"{bracketed}:{parsed.port}"
+    path = parsed.raw_path_qs or "/"
+    if any(c in path for c in " \r\n\0"):
+        raise ValueError("the URL's path holds a space or a line break")
+    return scheme, host, parsed.port, path, host_header
 
 
-@functools.lru_cache(maxsize=64)
-def _timeout(total: float) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=total)
-
-
-async def _read_capped(response: aiohttp.ClientResponse, max_body: int) -> tuple[bytes, bool]:
-    """Read at most ``max_body`` bytes; report whether the body was longer."""
-    chunks: list[bytes] = []
-    size = 0
-    # One byte past the cap is enough to know the body was cut.
-    while size <= max_body:
-        chunk = await response.content.read(min(_READ_CHUNK, max_body + 1 - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    body = b"".join(chunks)
-    return body[:max_body], size > max_body
-
-
-def _peer_ip(response: aiohttp.ClientResponse) -> str | None:
-    # A small body arrives with the headers and aiohttp hands the connection back to the
-    # pool before we see the response, so `response.connection` is often None already; the
-    # protocol (private, hence getattr) still holds the socket. Informational only.
-    protocol = getattr(response, "_protocol", None)
-    transport = getattr(protocol, "transport", None)
-    if transport is None and response.connection is not None:
-        transport = response.connection.transport
-    peer = transport.get_extra_info("peername") if transport is not None else None
-    if isinstance(peer, tuple) and peer:
-        return str(peer[0])
-    return None
-
-
-def _flatten(headers: CIMultiDictProxy[str]) -> dict[str, str]:
-    flat: dict[str, str] = {}
-    for key, value in headers.items():
-        flat[key] = f"{flat[key]}, {value}" if key in flat else value
-    return flat
+def _target(url: str, verify_tls: bool = True) -> _Target:
+    scheme, host, port, path, host_header = _parsed(url)
+    return _Target(http.Origin(scheme, host, port, verify_tls), path, host_header)
 
 
 def classify_exception(exc: BaseException) -> tuple[ErrorClass, str]:
-    """Map an aiohttp/asyncio failure onto a §7.3 error class and a readable message."""
-    # Order matters: several aiohttp errors inherit from more than one of these.
+    """Map a failure of the exchange onto a §7.3 error class and a readable message."""
+    # Order matters: the ssl errors are OSErrors too.
     if isinstance(exc, BlockedAddress):
         return ErrorClass.BLOCKED, exc.reason
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+    if isinstance(exc, TimeoutError):
         return ErrorClass.TIMEOUT, "timed out" + (f": {exc}" if str(exc) else "")
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return ErrorClass.TLS, f"TLS certificate not trusted: {exc.certificate_error}"
-    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ErrorClass.TLS, f"TLS certificate not trusted: {exc.verify_message or exc}"
+    if isinstance(exc, ssl.SSLError):
         return ErrorClass.TLS, f"TLS handshake failed: {exc}"
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return ErrorClass.DNS, f"could not resolve host: {exc.os_error}"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return ErrorClass.CONNECT, f"could not connect: {exc.os_error}"
-    if isinstance(exc, aiohttp.InvalidURL):
-        return ErrorClass.CONNECT, f"invalid URL: {exc}"
-    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ClientPayloadError):
+    if isinstance(exc, socket.gaierror):
+        return ErrorClass.DNS, f"could not resolve host: {exc}"
+    if isinstance(exc, http.HttpError):
         return ErrorClass.INVALID_RESPONSE, f"invalid response: {exc}"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return ErrorClass.INVALID_RESPONSE, "server closed the connection without a response"
-    if isinstance(exc, aiohttp.ClientError | OSError):
-        return ErrorClass.CONNECT, f"connection failed: {exc}"
+    if isinstance(exc, ConnectionError | OSError):
+        return ErrorClass.CONNECT, f"could not connect: {exc}"
     return ErrorClass.CONNECT, f"unexpected {type(exc).__name__}: {exc}"
 
 

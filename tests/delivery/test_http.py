@@ -1,0 +1,356 @@
+"""The HTTP/1.1 client under the transport, against servers that send exactly the bytes a
+test chooses: keep-alive and its races, body framings, interim responses, content codings,
+the pool's limits and idle timeout, and the same exchange under uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+import uvloop
+
+from docuhooks.core.signing import OutboundRequest
+from docuhooks.delivery.address_policy import AddressPolicy
+from docuhooks.delivery.http import encode_request
+from docuhooks.delivery.transport import ErrorClass, HttpTransport
+
+LOOPBACK = AddressPolicy.from_setting("127.0.0.0/8")
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+#: Reads one request (head and a Content-Length body) from a connection; None at EOF.
+ReadRequest = Callable[[], Awaitable[bytes | None]]
+
+
+@dataclass
+class Server:
+    port: int
+    connections: int = 0
+    requests: list[bytes] = field(default_factory=list)
+    open_now: int = 0
+    most_open: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook?x=1"
+
+
+Script = Callable[[Server, ReadRequest, asyncio.StreamWriter, int], Awaitable[None]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Script], Awaitable[Server]]]:
+    """Starts a server that runs `script(server, read, writer, nth_connection)` per
+    connection; the script writes raw bytes."""
+    servers: list[asyncio.Server] = []
+
+    async def start(script: Script) -> Server:
+        state = Server(port=0)
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            state.connections += 1
+            state.open_now += 1
+            state.most_open = max(state.most_open, state.open_now)
+
+            async def read() -> bytes | None:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    return None
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                request = head + await reader.readexactly(length)
+                state.requests.append(request)
+                return request
+
+            try:
+                await script(state, read, writer, state.connections)
+            finally:
+                state.open_now -= 1
+                writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        servers.append(server)
+        state.port = server.sockets[0].getsockname()[1]
+        return state
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def post(url: str, body: bytes = b"payload") -> OutboundRequest:
+    return OutboundRequest(method="POST", url=url, headers={"X-Test": "1"}, body=body)
+
+
+async def answer_all(server: Server, read: ReadRequest, writer: asyncio.StreamWriter, _: int):
+    while await read() is not None:
+        writer.write(OK)
+        await writer.drain()
+
+
+# --- the request's bytes ------------------------------------------------------------------
+
+
+def test_request_bytes_set_host_and_length_and_drop_the_callers_copies() -> None:
+    data = encode_request(
+        "POST",
+        "/in?a=1",
+        "hooks.example:8443",
+        {"host": "evil.example", "Content-Length": "999", "X-Sig": "abc"},
+        b"body",
+    )
+    assert data == (
+        b"POST /in?a=1 HTTP/1.1\r\nHost: hooks.example:8443\r\nX-Sig: abc\r\n"
+        b"Accept-Encoding: identity\r\nContent-Length: 4\r\n\r\nbody"
+    )
+
+
+def test_a_get_without_body_has_no_length() -> None:
+    assert encode_request("GET", "/", "h", {"Accept-Encoding": "gzip"}, None) == (
+        b"GET / HTTP/1.1\r\nHost: h\r\nAccept-Encoding: gzip\r\n\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-A": "one\r\nX-Injected: yes"},
+        {"X-A": "one\nsplit"},
+        {"X-A": "nul\0"},
+        {"Bad Name": "v"},
+        {"X-A\r\nX-B": "v"},
+        {"X-A": "not latin-1: \u2603"},
+    ],
+)
+def test_a_header_that_could_split_the_request_is_refused(headers: dict[str, str]) -> None:
+    with pytest.raises(ValueError):
+        encode_request("POST", "/", "h", headers, b"")
+
+
+async def test_a_refused_header_is_a_failed_attempt_that_sends_nothing(serve) -> None:
+    server = await serve(answer_all)
+    async with HttpTransport(LOOPBACK) as transport:
+        request = OutboundRequest("POST", server.url, {"X-A": "a\r\nb"}, b"")
+        result = await transport.send(request, timeout=5)
+    assert result.error_class is ErrorClass.CONNECT
+    assert result.error is not None and "line break" in result.error
+    assert server.connections == 0
+
+
+# --- keep-alive ---------------------------------------------------------------------------
+
+
+async def test_one_connection_carries_many_requests(serve) -> None:
+    server = await serve(answer_all)
+    async with HttpTransport(LOOPBACK) as transport:
+        for _ in range(5):
+            assert (await transport.send(post(server.url), timeout=5)).ok
+    assert server.connections == 1
+    assert len(server.requests) == 5
+    assert server.requests[0].startswith(b"POST /hook?x=1 HTTP/1.1\r\nHost: 127.0.0.1:")
+
+
+async def test_a_request_on_a_connection_the_server_dropped_idle_goes_again_once(serve) -> None:
+    # The server answers a connection's first request, then closes it without answering the
+    # next: what a client sees when a server's idle timeout and a new request cross.
+    async def one_per_connection(server: Server, read: ReadRequest, writer, _: int) -> None:
+        await read()
+        writer.write(OK)
+        await writer.drain()
+        await read()
+
+    server = await serve(one_per_connection)
+    async with HttpTransport(LOOPBACK) as transport:
+        first = await transport.send(post(server.url), timeout=5)
+        second = await transport.send(post(server.url), timeout=5)
+    assert first.ok and second.ok
+    assert server.connections == 2
+    assert len(server.requests) == 3  # the dropped one, then again on a new connection
+
+
+async def test_a_new_connection_closed_without_an_answer_is_not_sent_again(serve) -> None:
+    async def hang_up(server: Server, read: ReadRequest, writer, _: int) -> None:
+        await read()
+
+    server = await serve(hang_up)
+    async with HttpTransport(LOOPBACK) as transport:
+        result = await transport.send(post(server.url), timeout=5)
+    assert result.error_class is ErrorClass.INVALID_RESPONSE
+    assert result.error is not None and "without a response" in result.error
+    assert len(server.requests) == 1
+
+
+async def test_connection_close_is_honoured(serve) -> None:
+    async def closing(server: Server, read: ReadRequest, writer, _: int) -> None:
+        while await read() is not None:
+            writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+
+    server = await serve(closing)
+    async with HttpTransport(LOOPBACK) as transport:
+        for _ in range(3):
+            assert (await transport.send(post(server.url), timeout=5)).ok
+    assert server.connections == 3
+
+
+# --- what a response can look like --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "body"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+            b"abcde",
+        ),
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\nx", b"x"),
+        (b"HTTP/1.0 200 OK\r\n\r\nuntil the close", b"until the close"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
+            % len(gzip.compress(b"zipped"))
+            + gzip.compress(b"zipped"),
+            b"zipped",
+        ),
+    ],
+    ids=["chunked", "interim-100", "until-close", "gzip"],
+)
+async def test_response_framings(serve, raw: bytes, body: bytes) -> None:
+    async def once(server: Server, read: ReadRequest, writer, _: int) -> None:
+        await read()
+        writer.write(raw)
+        await writer.drain()
+        if b"HTTP/1.0" in raw:
+            writer.close()
+        else:
+            await read()
+
+    server = await serve(once)
+    async with HttpTransport(LOOPBACK) as transport:
+        result = await transport.send(post(server.url), timeout=5)
+    assert result.ok, result.error
+    assert result.body == body
+
+
+async def test_a_compressed_body_is_capped_after_expanding(serve) -> None:
+    bomb = gzip.compress(b"0" * 5_000_000)
+
+    async def once(server: Server, read: ReadRequest, writer, _: int) -> None:
+        await read()
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(bomb)
+            + bomb
+        )
+        await writer.drain()
+
+    server = await serve(once)
+    async with HttpTransport(LOOPBACK) as transport:
+        result = await transport.send(post(server.url), timeout=5, max_body=1000)
+    assert result.ok
+    assert result.body == b"0" * 1000
+    assert result.body_truncated
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"SSH-2.0-OpenSSH_9.6\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"],
+    ids=["not-http", "bad-length"],
+)
+async def test_garbage_is_an_invalid_response(serve, raw: bytes) -> None:
+    async def once(server: Server, read: ReadRequest, writer, _: int) -> None:
+        await read()
+        writer.write(raw)
+        await writer.drain()
+        await read()
+
+    server = await serve(once)
+    async with HttpTransport(LOOPBACK) as transport:
+        result = await transport.send(post(server.url), timeout=5)
+    assert result.error_class is ErrorClass.INVALID_RESPONSE
+
+
+# --- the pool -----------------------------------------------------------------------------
+
+
+async def test_at_most_limit_per_host_connections_and_the_rest_wait(serve) -> None:
+    async def slow(server: Server, read: ReadRequest, writer, _: int) -> None:
+        while await read() is not None:
+            await asyncio.sleep(0.05)
+            writer.write(OK)
+            await writer.drain()
+
+    server = await serve(slow)
+    async with HttpTransport(LOOPBACK, limit_per_host=2) as transport:
+        results = await asyncio.gather(
+            *(transport.send(post(server.url), timeout=5) for _ in range(7))
+        )
+    assert all(r.ok for r in results)
+    assert server.most_open == 2
+
+
+async def test_idle_connections_close_after_the_keepalive_timeout(serve) -> None:
+    server = await serve(answer_all)
+    async with HttpTransport(LOOPBACK, keepalive_timeout=0.1) as transport:
+        await asyncio.gather(*(transport.send(post(server.url), timeout=5) for _ in range(3)))
+        assert transport._pool.open_connections == 3
+        for _ in range(50):
+            await asyncio.sleep(0.05)
+            if transport._pool.open_connections == 0 and server.open_now == 0:
+                break
+        assert transport._pool.open_connections == 0
+        assert server.open_now == 0
+
+
+async def test_a_timed_out_exchange_closes_its_connection_and_the_next_one_works(serve) -> None:
+    async def first_slow(server: Server, read: ReadRequest, writer, nth: int) -> None:
+        while await read() is not None:
+            if nth == 1:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\npart")
+                await writer.drain()
+                await asyncio.sleep(5)
+            writer.write(OK)
+            await writer.drain()
+
+    server = await serve(first_slow)
+    async with HttpTransport(LOOPBACK) as transport:
+        late = await transport.send(post(server.url), timeout=0.2)
+        after = await transport.send(post(server.url), timeout=5)
+        assert transport._pool.open_connections == 1
+    assert late.error_class is ErrorClass.TIMEOUT
+    assert after.ok
+    assert server.connections == 2
+
+
+# --- under uvloop, as `docuhooks serve` and `docuhooks worker` run -------------------------
+
+
+def test_the_exchange_under_uvloop() -> None:
+    async def main() -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                try:
+                    await reader.readuntil(b"\r\n\r\n")
+                    await reader.readexactly(7)
+                except asyncio.IncompleteReadError:
+                    break
+                writer.write(OK)
+                await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with HttpTransport(LOOPBACK) as transport:
+            results = await asyncio.gather(
+                *(transport.send(post(f"http://127.0.0.1:{port}/"), timeout=5) for _ in range(20))
+            )
+            again = await transport.send(post(f"http://127.0.0.1:{port}/"), timeout=5)
+        server.close()
+        assert all(r.ok and r.body == b"ok" for r in results)
+        assert again.ok and again.remote_ip == "127.0.0.1"
+
+    uvloop.run(main())
