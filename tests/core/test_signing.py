@@ -171,12 +171,19 @@ class TestHmac:
             "exp": iat + TOKEN_LIFETIME_SECONDS,
         }
 
-    def test_token_is_byte_for_byte_what_pyjwt_encodes(self) -> None:
-        # The token is built by hand for speed; it must stay exactly PyJWT's, non-ASCII
-        # text (escaped by both) included.
+    @pytest.mark.parametrize(
+        "name",
+        ["Matter 1", "Müller – 契約 😀", "lone \ud800 surrogate"],
+        ids=["ascii", "non-ascii", "lone-surrogate"],
+    )
+    def test_token_is_what_pyjwt_encodes(self, name: str) -> None:
+        # The token is built by hand for speed. PyJWT must read it as its own: the same
+        # header bytes, the same claims, a signature that verifies. Text is written as
+        # UTF-8 (PyJWT escapes non-ASCII; both are JSON), and what orjson refuses, such as
+        # a lone surrogate or an integer past 64 bits, as the standard library writes it.
         target = make_target(AuthMethod.HMAC)
         assert target.secret is not None
-        event = {**EVENT, "data": {**EVENT["data"], "workItemName": "Müller – 契約 😀"}}
+        event = {**EVENT, "data": {**EVENT["data"], "workItemName": name, "big": 2**70}}
         iat = int(NOW.timestamp())
         claims = {
             **event,
@@ -190,7 +197,16 @@ class TestHmac:
         expected = jwt.encode(
             claims, target.secret.value, algorithm="HS256", headers={"kid": target.secret.kid}
         )
-        assert hmac_token(event, target, issued_at=iat, jti="f" * 32) == expected
+        token = hmac_token(event, target, issued_at=iat, jti="f" * 32)
+        assert token.split(".")[0] == expected.split(".")[0]
+        decoded = jwt.decode(
+            token,
+            target.secret.value,
+            algorithms=["HS256"],
+            audience=WEBHOOK_ID,
+            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False},
+        )
+        assert decoded == claims
 
     def test_header_is_exactly_alg_typ_kid(self) -> None:
         target = make_target(AuthMethod.HMAC)
@@ -397,3 +413,22 @@ class TestRedaction:
         values = {new_traceparent() for _ in range(10)}
         assert len(values) == 10
         assert all(re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", v) for v in values)
+
+
+def test_random_values_are_never_handed_out_twice_even_in_a_forked_child() -> None:
+    import os
+
+    from docuhooks.core.signing import _random_bytes
+
+    seen = {_random_bytes(16) for _ in range(1000)}  # several refills of the page
+    assert len(seen) == 1000
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next value, and leave at once
+        os.write(write, _random_bytes(16))
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 16)
+    os.close(read)
+    os.close(write)
+    assert child != _random_bytes(16)

@@ -222,7 +222,8 @@ class HttpTransport(Transport):
         self._pool = http.ConnectionPool(
             limit=limit, limit_per_host=limit_per_host, keepalive_timeout=keepalive_timeout
         )
-        self._tls = {True: http.tls_context(True), False: http.tls_context(False)}
+        #: Built on first use: loading the system's trust store takes tens of milliseconds.
+        self._tls: dict[bool, ssl.SSLContext] = {}
         self._closed = False
         # The verdict on a literal host never changes for a frozen policy, and webhooks
         # call the same few hosts over and over: judge each one once.
@@ -292,7 +293,11 @@ class HttpTransport(Transport):
     async def _connect(self, origin: http.Origin) -> http.Connection:
         addresses = await self._resolve(origin.host, origin.port)
         loop = asyncio.get_running_loop()
-        tls = self._tls[origin.verify_tls] if origin.scheme == "https" else None
+        tls = None
+        if origin.scheme == "https":
+            tls = self._tls.get(origin.verify_tls)
+            if tls is None:
+                tls = self._tls[origin.verify_tls] = http.tls_context(origin.verify_tls)
         last: Exception | None = None
         for address in addresses:
             try:
