@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.ids import uuid7
 from docuhooks.store.notify import notify
+from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import attempts, deliveries, events, sites, webhooks, workers
 
 #: The PostgreSQL channel workers LISTEN on; the outbox NOTIFYs it.
@@ -255,8 +256,13 @@ async def next_due_at(conn: AsyncConnection) -> datetime | None:
 
 
 async def insert_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        await conn.execute(attempts.insert(), rows)
+    """Write attempt log rows, all with the same keys (`worker._attempt_row`'s)."""
+    await _INSERT_ATTEMPTS.executemany(conn, rows)
+
+
+# Every outcome the worker records writes one of these: through SQLAlchemy, setting up the
+# execution (and each row's parameters) cost more than SQLite's own insert.
+_INSERT_ATTEMPTS = Prepared(attempts.insert())
 
 
 async def settle(
