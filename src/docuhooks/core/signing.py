@@ -275,6 +275,8 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 def redact_url(url: str) -> str:
     """`url` with the value of any `token` query parameter replaced by `[redacted]`."""
+    if "?" not in url:
+        return url  # no query (the attempt log's usual case): nothing to split
     parts = urlsplit(url)
     if not parts.query:
         return url

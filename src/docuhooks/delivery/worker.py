@@ -437,7 +437,7 @@ class Worker:
             probe=job.probe,
             probe_interval=self.options.probe_interval,
         )
-        metrics.DELIVERIES.labels(decision.verdict.value).inc()
+        _OUTCOMES[decision.verdict].inc()
         # Successes are counted by the metrics and kept in the attempt log; a line for each
         # would cost more CPU than signing it. Failures are rarer and what an operator reads.
         getattr(log, _LOG_LEVEL[decision.verdict])(
@@ -491,6 +491,9 @@ def _attempt_row(
         "error": truncate(result.error),
     }
 
+
+#: Each outcome's counter, looked up once (`labels()` takes a lock and a dict lookup per call).
+_OUTCOMES = {verdict: metrics.DELIVERIES.labels(verdict.value) for verdict in Verdict}
 
 _LOG_LEVEL: dict[Verdict, str] = {
     Verdict.SUCCEEDED: "debug",
