@@ -8,6 +8,7 @@ database's `now()`, so tests can move time without sleeping.
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -96,11 +97,15 @@ async def claim_due(
     """Lease up to `limit` due deliveries of active, unsuspended webhooks, oldest due first."""
     statement = _claim_due_statement(conn.dialect.name)
     params = {"now": now, "limit": limit, "owner": owner, "until": now + lease}
-    return list((await conn.execute(statement, params)).scalars())
+    return [row.id for row in await statement.all(conn, params)]
 
 
 @functools.cache
-def _claim_due_statement(dialect: str) -> sa.UpdateBase:
+def _claim_due_statement(dialect: str) -> Prepared:
+    return Prepared(_claim_due(dialect))
+
+
+def _claim_due(dialect: str) -> sa.UpdateBase:
     # Built once: constructing this statement (and its cache key) costs more than running it.
     now: sa.BindParameter[datetime] = sa.bindparam("now")
     candidates = (
@@ -189,30 +194,48 @@ class Job:
 
 
 # Statements the worker runs for every batch, built once (see `_claim_due_statement`).
-_JOBS = (
-    sa.select(
-        deliveries.c.id,
-        deliveries.c.attempts,
-        deliveries.c.webhook_id,
-        events.c.payload,
-        sites.c.base_url,
+def _jobs(ids: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    return (
+        sa.select(
+            deliveries.c.id,
+            deliveries.c.attempts,
+            deliveries.c.webhook_id,
+            events.c.payload,
+            sites.c.base_url,
+        )
+        .join(events, events.c.id == deliveries.c.event_id)
+        .join(sites, sites.c.id == deliveries.c.site_id)
+        .where(ids)
+        .order_by(deliveries.c.created_at, deliveries.c.id)
     )
-    .join(events, events.c.id == deliveries.c.event_id)
-    .join(sites, sites.c.id == deliveries.c.site_id)
-    .where(deliveries.c.id.in_(sa.bindparam("ids", expanding=True)))
-    .order_by(deliveries.c.created_at, deliveries.c.id)
-)
+
+
+def _in_json_array(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """`column IN (the elements of the JSON array passed as "ids")`: on SQLite, one statement
+    for any number of ids, compiled once; an expanding IN is compiled again for every run."""
+    elements = sa.func.json_each(sa.bindparam("ids", type_=sa.String)).table_valued("value")
+    return column.in_(sa.select(elements.c.value))
+
+
+_JOBS = _jobs(deliveries.c.id.in_(sa.bindparam("ids", expanding=True)))
 _WEBHOOKS = sa.select(webhooks).where(webhooks.c.id.in_(sa.bindparam("ids", expanding=True)))
+_JOBS_SQLITE = Prepared(_jobs(_in_json_array(deliveries.c.id)))
+_WEBHOOKS_SQLITE = Prepared(sa.select(webhooks).where(_in_json_array(webhooks.c.id)))
 
 
 async def load_jobs(conn: AsyncConnection, delivery_ids: list[str]) -> list[Job]:
     if not delivery_ids:
         return []
-    rows = (await conn.execute(_JOBS, {"ids": delivery_ids})).all()
-    hooks = {
-        row.id: row
-        for row in await conn.execute(_WEBHOOKS, {"ids": list({r.webhook_id for r in rows})})
-    }
+    if conn.dialect.name == "sqlite":
+        rows = await _JOBS_SQLITE.all(conn, {"ids": json.dumps(delivery_ids)})
+        webhook_ids = json.dumps(list({r.webhook_id for r in rows}))
+        hooks = {row.id: row for row in await _WEBHOOKS_SQLITE.all(conn, {"ids": webhook_ids})}
+    else:
+        rows = (await conn.execute(_JOBS, {"ids": delivery_ids})).all()
+        hooks = {
+            row.id: row
+            for row in await conn.execute(_WEBHOOKS, {"ids": list({r.webhook_id for r in rows})})
+        }
     return [
         Job(r.id, r.attempts, r.payload, hooks[r.webhook_id], r.base_url)
         for r in rows
