@@ -216,3 +216,25 @@ async def test_opening_reads_a_templates_variables_only_until_they_are_kept(
     assert second["answers"]["answers"] == [
         {"name": "Client Name", "type": "text", "value": "Jane"}
     ]
+
+
+async def test_the_interview_calls_answer_in_their_response_models_shape(
+    client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    # These two routes write their JSON without FastAPI's response-model pass; what they
+    # write must still be exactly what that pass would have let through and written.
+    from docuhooks.api.routes.interviews import Interview
+
+    item = await work_item(client, site.auth())
+    opened = await client.post(
+        f"/api/v1/workitems/{item['id']}/interviews", headers=site.auth("User")
+    )
+    fired = await client.post(
+        f"/api/v1/interviews/{opened.json()['id']}/events/Look up client",
+        headers=site.auth("User"),
+    )
+    for response in (opened, fired):
+        assert response.headers["content-type"] == "application/json"
+        model = Interview.model_validate_json(response.content)  # extra keys are refused
+        assert model.model_dump(mode="json") == response.json()
+        assert response.json()["createdDate"].endswith("Z")

@@ -13,6 +13,7 @@ from pydantic import Field
 from docuhooks.answers import to_hotdocs_xml
 from docuhooks.api.deps import Caller, Conn, Ctx, ReadConn, StandaloneCaller
 from docuhooks.api.models import ERRORS, Output
+from docuhooks.api.responses import FastJSONResponse
 from docuhooks.api.routes.platform import Version
 from docuhooks.api.routes.platform_support import add_source_platform_aliases
 from docuhooks.platform import interviews
@@ -70,10 +71,11 @@ class Interview(Output):
 
 
 @router.post("/workitems/{work_item_id}/interviews", status_code=201, response_model=Interview)
-async def open_interview(work_item_id: str, ctx: Ctx, who: StandaloneCaller) -> dict[str, Any]:
+async def open_interview(work_item_id: str, ctx: Ctx, who: StandaloneCaller) -> Response:
     """Open an interview: continues the version in progress or starts the next one, then
     runs the InterviewLoadEvent webhooks and overlays their answers."""
-    return await interviews.open_interview(ctx, who, work_item_id)
+    opened = await interviews.open_interview(ctx, who, work_item_id)
+    return FastJSONResponse(opened, status_code=201)  # a person waits on this one
 
 
 @router.get("/interviews/{interview_id}", response_model=Interview)
@@ -121,10 +123,10 @@ async def put_answers(
 @router.post("/interviews/{interview_id}/events/{event_name}", response_model=Interview)
 async def fire_interview_event(
     interview_id: str, event_name: str, ctx: Ctx, who: StandaloneCaller
-) -> dict[str, Any]:
+) -> Response:
     """Activate the interview event element `event_name` (one of the template's
     `eventElements`): runs the matching CustomInterviewEvent webhooks."""
-    return await interviews.fire_event(ctx, who, interview_id, event_name)
+    return FastJSONResponse(await interviews.fire_event(ctx, who, interview_id, event_name))
 
 
 @router.post("/interviews/{interview_id}/finish", response_model=Version)
