@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncTransaction
 
 from docuhooks.store import sqlite_inline
 from docuhooks.store.database import Database
+from docuhooks.store.sqlite_inline import WriteLock
 
 
 async def _table(db: Database) -> None:
@@ -249,3 +250,68 @@ async def test_a_cancelled_transaction_leaves_nothing_open_for_the_next(tmp_path
         assert rows == ["next"]
     finally:
         await db.dispose()
+
+
+# --- the writers' lock ------------------------------------------------------------------------
+
+
+async def _queue_up(lock: WriteLock, order: list[str], name: str, *, urgent: bool = False) -> None:
+    async with lock.hold(urgent=urgent):
+        order.append(name)
+        await asyncio.sleep(0)
+
+
+async def test_writers_take_turns_in_arrival_order_and_an_urgent_one_goes_first() -> None:
+    lock = WriteLock()
+    order: list[str] = []
+    await lock.acquire()  # a writer is in its transaction; the others queue
+    tasks = [asyncio.create_task(_queue_up(lock, order, name)) for name in ("a", "b", "c")]
+    await asyncio.sleep(0)
+    tasks.append(asyncio.create_task(_queue_up(lock, order, "claim", urgent=True)))
+    await asyncio.sleep(0)
+    lock.release()
+    await asyncio.gather(*tasks)
+    assert order == ["claim", "a", "b", "c"]
+    assert not lock.locked()
+
+
+async def test_a_newcomer_cannot_take_the_lock_handed_to_a_waiter() -> None:
+    lock = WriteLock()
+    order: list[str] = []
+    await lock.acquire()
+    waiter = asyncio.create_task(_queue_up(lock, order, "waiter"))
+    await asyncio.sleep(0)
+    lock.release()  # handed to the waiter, which has not resumed yet
+    newcomer = asyncio.create_task(_queue_up(lock, order, "newcomer"))
+    await asyncio.gather(waiter, newcomer)
+    assert order == ["waiter", "newcomer"]
+
+
+async def test_a_cancelled_waiter_loses_its_turn_and_blocks_nobody() -> None:
+    lock = WriteLock()
+    order: list[str] = []
+    await lock.acquire()
+    gone = asyncio.create_task(_queue_up(lock, order, "gone"))
+    after = asyncio.create_task(_queue_up(lock, order, "after"))
+    await asyncio.sleep(0)
+    gone.cancel()
+    await asyncio.sleep(0)
+    lock.release()
+    await after
+    assert order == ["after"]
+    assert not lock.locked()
+
+
+async def test_a_waiter_cancelled_as_its_turn_came_passes_the_lock_on() -> None:
+    lock = WriteLock()
+    order: list[str] = []
+    await lock.acquire()
+    unlucky = asyncio.create_task(_queue_up(lock, order, "unlucky"))
+    after = asyncio.create_task(_queue_up(lock, order, "after"))
+    await asyncio.sleep(0)
+    lock.release()  # the turn is handed over...
+    unlucky.cancel()  # ...and the cancel arrives before the task resumes
+    await after
+    assert order == ["after"]
+    assert unlucky.cancelled()
+    assert not lock.locked()

@@ -348,7 +348,9 @@ class Worker:
 
     async def _claim(self, limit: int) -> list[Job]:
         now = self.clock.now()
-        async with self.ctx.db.transaction() as conn:
+        # Urgent: on SQLite the claim goes before other writers still waiting for their turn,
+        # since it serves every event already committed (see `WriteLock`).
+        async with self.ctx.db.transaction(urgent=True) as conn:
             ids: list[str] = []
             # Probes are minutes apart, so looking for due ones once a second is soon enough,
             # and spares every other claim (each new event's, at low load) a statement.

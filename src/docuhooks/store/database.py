@@ -83,19 +83,20 @@ class Database:
         return self.dialect == "sqlite"
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+    async def transaction(self, *, urgent: bool = False) -> AsyncIterator[AsyncConnection]:
         """One unit of work: committed when the block ends, rolled back if it raises.
 
         On SQLite, write transactions of this process run one at a time, first come first
-        served; a transaction must not open another inside itself (it would wait forever,
-        as it would wait on SQLite's lock without this one).
+        served, except that an `urgent` one (the delivery worker's claim) goes before those
+        still waiting; a transaction must not open another inside itself (it would wait
+        forever, as it would wait on SQLite's lock without this one).
         """
         if not self.is_sqlite:
             async with self.engine.begin() as conn:
                 yield conn
             return
         kept = self._kept_connections()
-        async with kept.write_lock:
+        async with kept.write_lock.hold(urgent=urgent):
             conn = await kept.writer()
             try:
                 async with conn.begin():
