@@ -354,3 +354,21 @@ def test_the_exchange_under_uvloop() -> None:
         assert again.ok and again.remote_ip == "127.0.0.1"
 
     uvloop.run(main())
+
+
+async def test_the_timeout_covers_waiting_for_a_connection(serve) -> None:
+    async def slow(server: Server, read: ReadRequest, writer, _: int) -> None:
+        while await read() is not None:
+            await asyncio.sleep(0.5)
+            writer.write(OK)
+            await writer.drain()
+
+    server = await serve(slow)
+    async with HttpTransport(LOOPBACK, limit_per_host=1) as transport:
+        holder = asyncio.create_task(transport.send(post(server.url), timeout=5))
+        await asyncio.sleep(0.05)
+        waited = await transport.send(post(server.url), timeout=0.1)
+        assert (await holder).ok
+    assert waited.error_class is ErrorClass.TIMEOUT
+    assert waited.duration_ms < 400
+    assert len(server.requests) == 1

@@ -255,8 +255,8 @@ class HttpTransport(Transport):
         if refusal is not None:
             return TransportResult.failure(ErrorClass.BLOCKED, refusal, duration_ms=elapsed())
         try:
-            async with asyncio.timeout(timeout):
-                response = await self._exchange(target, data, max_body)
+            deadline = asyncio.get_running_loop().time() + timeout
+            response = await self._exchange(target, data, max_body, deadline)
         except Exception as exc:
             error_class, message = classify_exception(exc)
             return TransportResult.failure(error_class, message, duration_ms=elapsed())
@@ -269,13 +269,23 @@ class HttpTransport(Transport):
         )
         return replace(result, body_truncated=True) if response.truncated else result
 
-    async def _exchange(self, target: _Target, data: bytes, max_body: int) -> http.Response:
+    async def _exchange(
+        self, target: _Target, data: bytes, max_body: int, deadline: float
+    ) -> http.Response:
+        """The exchange, all of it (waiting for a connection, resolving, connecting, the
+        request and its response) done by ``deadline``."""
         origin = target.origin
         retried = False
         while True:
-            connection, reused = await self._pool.acquire(origin, lambda: self._connect(origin))
+            connection = self._pool.idle(origin)
+            reused = connection is not None
+            if connection is None:
+                async with asyncio.timeout_at(deadline):
+                    connection, reused = await self._pool.acquire(
+                        origin, lambda: self._connect(origin)
+                    )
             try:
-                response = await connection.exchange(data, max_body)
+                response = await connection.exchange(data, max_body, deadline)
             except http.Disconnected as exc:
                 self._pool.discard(connection)
                 if retried or not (reused and exc.before_response):
