@@ -13,6 +13,7 @@ from docuhooks.core.signing import (
     TOKEN_LIFETIME_SECONDS,
     OutboundRequest,
     SigningSecret,
+    StoredEvent,
     WebhookTarget,
     build_request,
     generate_secret,
@@ -432,3 +433,78 @@ def test_random_values_are_never_handed_out_twice_even_in_a_forked_child() -> No
     os.close(read)
     os.close(write)
     assert child != _random_bytes(16)
+
+
+class TestStoredEvent:
+    """The worker signs events as the store keeps them, as JSON text; the requests must be
+    the ones the decoded event gives."""
+
+    @staticmethod
+    def stored(text: str | None = None) -> StoredEvent:
+        return StoredEvent("evt-1", str(EVENT["eventType"]), text or json.dumps(EVENT))
+
+    @staticmethod
+    def claims(request: OutboundRequest) -> dict[str, object]:
+        decoded: dict[str, object] = jwt.decode(
+            token_of(request), options={"verify_signature": False}
+        )
+        decoded.pop("jti")
+        return decoded
+
+    @pytest.mark.parametrize("verb", [Verb.POST, Verb.GET])
+    @pytest.mark.parametrize(
+        "text",
+        [
+            json.dumps(EVENT),  # as SQLAlchemy's JSON type writes it
+            json.dumps(EVENT, separators=(",", ":"), ensure_ascii=False),
+            json.dumps(EVENT, indent=2) + "\n  ",
+        ],
+        ids=["spaced", "compact", "indented"],
+    )
+    def test_hmac_claims_are_the_decoded_events(self, verb: Verb, text: str) -> None:
+        target = make_target(AuthMethod.HMAC, verb)
+        from_text = build(target, self.stored(text))  # type: ignore[arg-type]
+        from_dict = build(target)
+        assert self.claims(from_text) == self.claims(from_dict)
+        assert {k: v for k, v in from_text.headers.items() if k != "traceparent"} == {
+            k: v for k, v in from_dict.headers.items() if k != "traceparent"
+        }
+        assert target.secret is not None
+        jwt.decode(
+            token_of(from_text),
+            target.secret.value,
+            algorithms=["HS256"],
+            audience=WEBHOOK_ID,
+            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False},
+        )
+
+    def test_an_event_naming_a_claim_is_merged_not_spliced(self) -> None:
+        # Never produced by the platform, but a claim must not appear twice in a token.
+        odd = {**EVENT, "iss": "spoofed", "data": {"jti": "x"}}
+        target = make_target(AuthMethod.HMAC)
+        token = token_of(build(target, self.stored(json.dumps(odd))))  # type: ignore[arg-type]
+        payload = base64.urlsafe_b64decode(token.split(".")[1] + "==")
+        assert payload.count(b'"iss"') == 1
+        assert json.loads(payload)["iss"] == ISSUER
+
+    def test_an_empty_object_gets_just_the_claims(self) -> None:
+        target = make_target(AuthMethod.HMAC)
+        token = hmac_token(StoredEvent("e", "t", " { } "), target, issued_at=1, jti="j")
+        claims = jwt.decode(token, options={"verify_signature": False})
+        assert set(claims) == {"iss", "aud", "iat", "nbf", "exp", "jti"}
+
+    @pytest.mark.parametrize(
+        ("method", "verb"),
+        [
+            (AuthMethod.ACCESS_TOKEN, Verb.POST),
+            (AuthMethod.ACCESS_TOKEN, Verb.GET),
+            (AuthMethod.STANDARD_WEBHOOKS, Verb.POST),
+        ],
+    )
+    def test_other_methods_send_what_the_decoded_event_gives(
+        self, method: AuthMethod, verb: Verb
+    ) -> None:
+        target = make_target(method, verb)
+        from_text = build(target, self.stored(), traceparent="t")  # type: ignore[arg-type]
+        from_dict = build(target, traceparent="t")
+        assert from_text == from_dict

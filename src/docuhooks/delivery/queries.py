@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.ids import uuid7
+from docuhooks.core.signing import StoredEvent
 from docuhooks.store.notify import notify
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import attempts, deliveries, events, sites, webhooks, workers
@@ -184,7 +185,7 @@ class Job:
 
     delivery_id: str
     attempts: int
-    payload: dict[str, Any]
+    event: StoredEvent
     webhook: sa.Row[Any]
     issuer: str
 
@@ -200,7 +201,10 @@ def _jobs(ids: sa.ColumnElement[bool]) -> sa.Select[Any]:
             deliveries.c.id,
             deliveries.c.attempts,
             deliveries.c.webhook_id,
-            events.c.payload,
+            events.c.id.label("event_id"),
+            events.c.event_type,
+            # As text: signing splices the JWT's claims onto it (`signing.StoredEvent`).
+            sa.cast(events.c.payload, sa.Text).label("payload_text"),
             sites.c.base_url,
         )
         .join(events, events.c.id == deliveries.c.event_id)
@@ -237,7 +241,13 @@ async def load_jobs(conn: AsyncConnection, delivery_ids: list[str]) -> list[Job]
             for row in await conn.execute(_WEBHOOKS, {"ids": list({r.webhook_id for r in rows})})
         }
     return [
-        Job(r.id, r.attempts, r.payload, hooks[r.webhook_id], r.base_url)
+        Job(
+            r.id,
+            r.attempts,
+            StoredEvent(r.event_id, r.event_type, r.payload_text),
+            hooks[r.webhook_id],
+            r.base_url,
+        )
         for r in rows
         if r.webhook_id in hooks
     ]

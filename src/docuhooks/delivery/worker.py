@@ -408,7 +408,7 @@ class Worker:
         try:
             target = self._target(webhook, job.issuer, started_at)
             request = build_request(
-                job.payload,
+                job.event,
                 target,
                 delivery_id=job.delivery_id,
                 attempt=attempt,
@@ -445,7 +445,7 @@ class Worker:
         getattr(log, _LOG_LEVEL[decision.verdict])(
             "delivery.attempted",
             delivery_id=job.delivery_id,
-            event_id=job.payload.get("eventId"),
+            event_id=job.event.event_id,
             webhook_id=webhook.id,
             attempt=attempt,
             status=result.status,
