@@ -372,3 +372,34 @@ async def test_the_timeout_covers_waiting_for_a_connection(serve) -> None:
     assert waited.error_class is ErrorClass.TIMEOUT
     assert waited.duration_ms < 400
     assert len(server.requests) == 1
+
+
+async def test_bytes_after_a_response_make_the_connection_unusable(serve) -> None:
+    async def chatty(server: Server, read: ReadRequest, writer, _: int) -> None:
+        while await read() is not None:
+            writer.write(OK)
+            await writer.drain()
+            await asyncio.sleep(0.02)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Le")  # unasked, and cut off
+
+    server = await serve(chatty)
+    async with HttpTransport(LOOPBACK) as transport:
+        first = await transport.send(post(server.url), timeout=5)
+        await asyncio.sleep(0.1)
+        second = await transport.send(post(server.url), timeout=5)
+    assert first.ok and second.ok
+    assert server.connections == 2  # the first connection was not used again
+
+
+async def test_bytes_that_came_with_a_response_are_not_read_into_the_next_one(serve) -> None:
+    async def chatty(server: Server, read: ReadRequest, writer, _: int) -> None:
+        while await read() is not None:
+            writer.write(OK + b"HTTP/1.1 200 OK\r\nContent-Le")  # one write: both arrive together
+            await writer.drain()
+
+    server = await serve(chatty)
+    async with HttpTransport(LOOPBACK) as transport:
+        first = await transport.send(post(server.url), timeout=5)
+        second = await transport.send(post(server.url), timeout=5)
+    assert first.ok, first.error
+    assert second.ok, second.error

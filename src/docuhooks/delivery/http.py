@@ -156,8 +156,9 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._received = True
-        if self._waiter is None:
-            # Bytes while no request is out: a server talking out of turn. Unusable.
+        if self._waiter is None or self._waiter.done():
+            # Bytes while no request is out, or after its response: a server talking out of
+            # turn. Nothing it says on this connection can be trusted to frame a response.
             self.close()
             return
         try:
@@ -268,6 +269,9 @@ class Connection(asyncio.Protocol):
         than a timeout context, which the delivery worker would pay for every request."""
         assert self.transport is not None and self._waiter is None
         self._reset()
+        # A parser per exchange: whatever the last response left unparsed is not read as
+        # the start of this one.
+        self._parser = httptools.HttpResponseParser(self)
         self._max_body = max_body
         self.keep_alive = False
         loop = asyncio.get_running_loop()
