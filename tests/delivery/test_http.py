@@ -403,3 +403,29 @@ async def test_bytes_that_came_with_a_response_are_not_read_into_the_next_one(se
         second = await transport.send(post(server.url), timeout=5)
     assert first.ok, first.error
     assert second.ok, second.error
+
+
+async def test_callers_waiting_for_a_connection_get_it_in_turn_and_a_cancelled_one_skips(
+    serve,
+) -> None:
+    async def slowish(server: Server, read: ReadRequest, writer, _: int) -> None:
+        while await read() is not None:
+            await asyncio.sleep(0.02)
+            writer.write(OK)
+            await writer.drain()
+
+    server = await serve(slowish)
+    async with HttpTransport(LOOPBACK, limit_per_host=1) as transport:
+        calls = []
+        for n in range(5):
+            calls.append(
+                asyncio.create_task(transport.send(post(server.url, b"%d" % n), timeout=5))
+            )
+            await asyncio.sleep(0)  # queued in this order
+        calls[2].cancel()
+        done = await asyncio.gather(*calls, return_exceptions=True)
+        assert transport._pool.open_connections == 1
+    assert isinstance(done[2], asyncio.CancelledError)
+    assert all(r.ok for i, r in enumerate(done) if i != 2)
+    assert [r.rsplit(b"\r\n\r\n", 1)[1] for r in server.requests] == [b"0", b"1", b"3", b"4"]
+    assert server.connections == 1

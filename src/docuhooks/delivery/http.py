@@ -343,7 +343,7 @@ class ConnectionPool:
         self._idle: dict[Origin, list[Connection]] = {}
         self._open: dict[Origin, int] = {}
         self._total = 0
-        self._waiters: dict[Origin, deque[asyncio.Future[None]]] = {}
+        self._waiters: dict[Origin, deque[asyncio.Future[Connection | None]]] = {}
         self._all: set[Connection] = set()
         self._sweep: asyncio.TimerHandle | None = None
         self._closed = False
@@ -385,15 +385,26 @@ class ConnectionPool:
                 return connection, False
             if self._total >= self.limit and self._close_an_idle_connection():
                 continue
-            waiter = asyncio.get_running_loop().create_future()
+            waiter: asyncio.Future[Connection | None] = asyncio.get_running_loop().create_future()
             queue = self._waiters.setdefault(origin, deque())
             queue.append(waiter)
             try:
-                await waiter
-            finally:
-                if not waiter.done() or waiter.cancelled():
+                handed = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    # Handed a connection (or a turn) as the cancel came: pass it on.
+                    given = waiter.result()
+                    if given is not None:
+                        self.release(given)
+                    else:
+                        self._wake_any(origin)
+                else:
                     with contextlib.suppress(ValueError):
                         queue.remove(waiter)
+                raise
+            if handed is not None:
+                return handed, True
+            # None: a slot came free; go round and open a connection in it.
 
     def connection(self, origin: Origin, remote_ip: str) -> Connection:
         return Connection(origin, remote_ip, self._lost)
@@ -403,12 +414,20 @@ class ConnectionPool:
         if not connection.reusable or self._closed:
             connection.close()  # its connection_lost gives back the slot
             return
+        # Straight to the longest waiting caller, if any: were it parked as idle, the
+        # releasing task's next request would take it first and the woken waiter would
+        # queue again, a wasted wake-up per request while callers outnumber connections.
+        queue = self._waiters.get(connection.origin)
+        while queue:
+            waiter = queue.popleft()
+            if not waiter.done():
+                waiter.set_result(connection)
+                return
         loop = asyncio.get_running_loop()
         connection.idle_since = loop.time()
         self._idle.setdefault(connection.origin, []).append(connection)
         if self._sweep is None:
             self._sweep = loop.call_later(self.keepalive_timeout / 2, self._sweep_idle)
-        self._wake(connection.origin)
 
     def discard(self, connection: Connection) -> None:
         """Close a connection whose exchange did not finish (timeout, cancellation)."""
@@ -427,8 +446,12 @@ class ConnectionPool:
         else:
             self._open.pop(origin, None)
         self._total -= 1
+        self._wake_any(origin)
+
+    def _wake_any(self, origin: Origin) -> None:
+        """A slot is free: the next waiter for ``origin`` opens a connection in it, or,
+        when none waits there, any origin's waiter may (the overall limit freed a place)."""
         if not self._wake(origin):
-            # A slot under the overall limit is free: any origin's waiter may use it.
             for other in list(self._waiters):
                 if self._wake(other):
                     break
