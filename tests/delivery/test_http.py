@@ -429,3 +429,22 @@ async def test_callers_waiting_for_a_connection_get_it_in_turn_and_a_cancelled_o
     assert all(r.ok for i, r in enumerate(done) if i != 2)
     assert [r.rsplit(b"\r\n\r\n", 1)[1] for r in server.requests] == [b"0", b"1", b"3", b"4"]
     assert server.connections == 1
+
+
+async def test_an_unasked_protocol_switch_is_reported_and_the_connection_dropped(serve) -> None:
+    async def switching(server: Server, read: ReadRequest, writer, _: int) -> None:
+        while await read() is not None:
+            writer.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\n\r\n\x81\x05hello"
+            )
+            await writer.drain()
+
+    server = await serve(switching)
+    async with HttpTransport(LOOPBACK) as transport:
+        first = await transport.send(post(server.url), timeout=5)
+        second = await transport.send(post(server.url), timeout=5)
+    assert first.error_class is ErrorClass.INVALID_RESPONSE
+    assert first.status == 101
+    assert second.status == 101
+    assert server.connections == 2

@@ -134,6 +134,8 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
+        #: Whether the last response allows another request on this connection.
+        self.keep_alive = False
         self._on_lost = on_lost
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[Response] | None = None
@@ -224,6 +226,11 @@ class Connection(asyncio.Protocol):
             # An interim response (100 Continue, 103 Early Hints): the real one follows.
             self._reset()
             self._received = True
+            return
+        if status == 101:
+            # Switching protocols, unasked: what follows is not HTTP. Reported, not reused.
+            self._complete(keep_alive=False)
+            self.close()
             return
         self._complete(keep_alive=self._parser.should_keep_alive())
 
