@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import threading
 import uuid
@@ -191,8 +192,8 @@ class StoredEvent:
         return value
 
 
-#: The claims `hmac_token` adds to the event's own fields.
-_CLAIM_NAMES = ("iss", "aud", "iat", "nbf", "exp", "jti")
+#: Any of the claims `hmac_token` adds to the event's own fields, as a JSON string.
+_A_CLAIM_NAME = re.compile(r'"(?:iss|aud|iat|nbf|exp|jti)"')
 
 
 def build_request(
@@ -284,7 +285,7 @@ def _spliced_claims(event: StoredEvent, own: dict[str, Any]) -> bytes:
     should: the names are not fields of SPEC §5.1) is decoded and merged instead, so a
     claim can never appear twice."""
     text = event.json_text.rstrip()
-    if not text.endswith("}") or any(f'"{name}"' in text for name in _CLAIM_NAMES):
+    if not text.endswith("}") or _A_CLAIM_NAME.search(text) is not None:
         return compact_json({**event.decoded(), **own})
     head = text[:-1].rstrip()
     separator = b"" if head.endswith("{") else b","

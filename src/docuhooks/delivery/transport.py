@@ -386,6 +386,7 @@ def _parsed(url: str) -> tuple[str, str, int, str, str]:
     return scheme, host, parsed.port, path, host_header
 
 
+@functools.lru_cache(maxsize=4096)
 def _target(url: str, verify_tls: bool = True) -> _Target:
     scheme, host, port, path, host_header = _parsed(url)
     return _Target(http.Origin(scheme, host, port, verify_tls), path, host_header)
