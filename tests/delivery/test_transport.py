@@ -539,3 +539,40 @@ def test_result_statuses() -> None:
     assert not TransportResult.response(299 + 1).ok
     assert TransportResult.response(429).error_class is ErrorClass.HTTP_STATUS
     assert not TransportResult.failure(ErrorClass.TIMEOUT, "slow").ok
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://h:8080/p?token=abc.def-_&x=1",
+        "https://h/p",
+        "http://h/p?a=b#frag",
+        "http://h/p#f?x",
+        "http://h/p?q=é",
+        "http://h/p?q=a b",
+        "http://h?x=1",
+        "http://[::1]:9/x?y=2",
+        "https://h/a%20b/?c=%2F",
+    ],
+)
+def test_the_request_target_is_what_yarl_reads(url: str) -> None:
+    from yarl import URL
+
+    from docuhooks.delivery.transport import _target
+
+    # The same path and the same decoded query (the query may keep an escape yarl undoes,
+    # such as %2F, which means the same).
+    sent = URL("http://x" + _target(url).path)
+    assert sent.raw_path == URL(url).raw_path
+    assert sent.query == URL(url).query
+    assert _target(url).origin.host == URL(url).raw_host
+
+
+def test_urls_that_differ_only_in_their_query_are_read_once() -> None:
+    # A GET webhook's token makes every request's URL new; the cache must not fill with them.
+    from docuhooks.delivery.transport import _cached_target, _target
+
+    _cached_target.cache_clear()
+    for n in range(200):
+        assert _target(f"https://hooks.example/in?token=t{n}").path == f"/in?token=t{n}"
+    assert _cached_target.cache_info().currsize == 1

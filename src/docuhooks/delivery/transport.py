@@ -387,9 +387,23 @@ def _parsed(url: str) -> tuple[str, str, int, str, str]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _target(url: str, verify_tls: bool = True) -> _Target:
+def _cached_target(url: str, verify_tls: bool) -> _Target:
     scheme, host, port, path, host_header = _parsed(url)
     return _Target(http.Origin(scheme, host, port, verify_tls), path, host_header)
+
+
+def _target(url: str, verify_tls: bool = True) -> _Target:
+    """Where `url` goes. A GET webhook's URL carries its token in the query, a URL of its own
+    for every request, so the URL is read, and kept, without its query, which is appended
+    as it is when it is plain ASCII with nothing that could split the request line."""
+    base, mark, query = url.partition("?")
+    query = query.partition("#")[0]
+    if not mark or "#" in base or not query.isascii() or any(c in query for c in " \r\n\0"):
+        return _cached_target(url, verify_tls)  # read whole: yarl quotes what needs it
+    target = _cached_target(base, verify_tls)
+    if "?" in target.path:
+        return _cached_target(url, verify_tls)
+    return _Target(target.origin, f"{target.path}?{query}", target.host_header)
 
 
 def classify_exception(exc: BaseException) -> tuple[ErrorClass, str]:
