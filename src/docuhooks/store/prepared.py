@@ -16,7 +16,8 @@ other dialect (and for anything this module does not take on) it is simply execu
 through SQLAlchemy.
 
 Only the paths a person or the delivery rate waits on use it (opening an interview, the
-outbox): most queries are not worth a second way to run them.
+outbox, the delivery worker's claim and attempt log): most queries are not worth a second
+way to run them.
 """
 
 from __future__ import annotations
