@@ -24,8 +24,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote_plus, urlencode, urlsplit, urlunsplit
 
-import orjson
-
+from docuhooks.core import jsontext
 from docuhooks.core.events import AuthMethod, Verb
 
 #: Seconds between a JWT's `iat` and its `exp` (SPEC §5.2).
@@ -293,13 +292,8 @@ def _spliced_claims(event: StoredEvent, own: dict[str, Any]) -> bytes:
 
 
 def compact_json(value: Any) -> bytes:
-    """``value`` as compact UTF-8 JSON, keys in insertion order. orjson writes it about ten
-    times faster than the standard library; what orjson refuses (integers past 64 bits, a
-    lone surrogate) the standard library writes, as before."""
-    try:
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError:
-        return json.dumps(value, separators=(",", ":")).encode("ascii")
+    """``value`` as compact UTF-8 JSON, keys in insertion order (`jsontext.dumpb`)."""
+    return jsontext.dumpb(value)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -23,6 +23,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from docuhooks.core import jsontext
 from docuhooks.store import sqlite_inline
 
 Dialect = Literal["sqlite", "postgresql"]
@@ -72,7 +73,8 @@ class Database:
                 checkpointer = sqlite_inline.Checkpointer(path)
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
-        engine = create_async_engine(async_url, **kwargs)
+        # JSON columns (events, attempts, answers) are written with orjson: see `jsontext`.
+        engine = create_async_engine(async_url, json_serializer=jsontext.dumps, **kwargs)
         if engine.dialect.name == "sqlite":
             engine = sqlite_inline.InlineAsyncEngine(engine.sync_engine)
             _configure_sqlite(engine, checkpointer)
