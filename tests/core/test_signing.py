@@ -508,3 +508,14 @@ class TestStoredEvent:
         from_text = build(target, self.stored(), traceparent="t")  # type: ignore[arg-type]
         from_dict = build(target, traceparent="t")
         assert from_text == from_dict
+
+
+def test_a_get_tokens_url_is_what_url_encoding_the_token_gives() -> None:
+    # The token goes into the query unencoded: it must need no encoding.
+    from docuhooks.core.signing import _with_query
+
+    target = make_target(AuthMethod.HMAC, Verb.GET, url="https://r.example/hook?a=1&b=x%20y")
+    request = build(target)
+    token = token_of(request)
+    assert request.url == _with_query(target.url, [("token", token)])
+    assert request.url.startswith("https://r.example/hook?a=1&b=x%20y&token=")

@@ -22,7 +22,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import (
+    SplitResult,
+    parse_qsl,
+    quote,
+    unquote_plus,
+    urlencode,
+    urlsplit,
+    urlunsplit,
+)
 
 from docuhooks.core import jsontext
 from docuhooks.core.events import AuthMethod, Verb
@@ -353,7 +361,8 @@ def _hmac_request(
     # re-runs the same attempt, and a receiver rejecting replayed jtis must still accept it.
     token = hmac_token(event, target, issued_at=timestamp, jti=_random_bytes(16).hex())
     if target.verb is Verb.GET:
-        url = _with_query(target.url, [("token", token)])
+        # A JWT is URL-safe base64 and dots, all unreserved: encoding it would change nothing.
+        url = _with_query(target.url, [("token", token)], encoded=f"token={token}")
         return OutboundRequest("GET", url, MappingProxyType(headers), None)
     headers["Content-Type"] = _FORM_CONTENT_TYPE
     # A JWT is made of URL-safe base64 and dots only, so it needs no form escaping.
@@ -436,18 +445,25 @@ def _scalar_text(value: Any) -> str:
     return str(value)
 
 
-def _with_query(url: str, params: list[tuple[str, str]]) -> str:
-    parts = urlsplit(url)
-    existing = {name for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
+def _with_query(url: str, params: list[tuple[str, str]], *, encoded: str | None = None) -> str:
+    """`url` with `params` added to its query (`encoded`: the same, already encoded)."""
+    parts, existing = _split_query(url)
     clashes = sorted(existing.intersection(name for name, _ in params))
     if clashes:
         raise ValueError(
             f"the webhook URL already has the query parameter(s) {', '.join(clashes)}, "
             "which the request itself must carry"
         )
-    added = urlencode(params, quote_via=quote)
+    added = encoded if encoded is not None else urlencode(params, quote_via=quote)
     query = f"{parts.query}&{added}" if parts.query else added
     return urlunsplit(parts._replace(query=query))
+
+
+@functools.lru_cache(maxsize=1024)
+def _split_query(url: str) -> tuple[SplitResult, frozenset[str]]:
+    # A GET webhook's URL is the same for every call: split it and read its names once.
+    parts = urlsplit(url)
+    return parts, frozenset(name for name, _ in parse_qsl(parts.query, keep_blank_values=True))
 
 
 def _json_body(event: Mapping[str, Any]) -> bytes:
