@@ -370,12 +370,14 @@ class ConnectionPool:
         return None
 
     async def acquire(
-        self, origin: Origin, connect: Callable[[], Awaitable[Connection]]
+        self, origin: Origin, connect: Callable[[], Awaitable[Connection]], deadline: float
     ) -> tuple[Connection, bool]:
         """A connection to ``origin`` and whether it was reused; opens one with ``connect``
-        (which builds it with :meth:`connection`) when none is idle and the limits allow."""
+        (which builds it with :meth:`connection`) when none is idle and the limits allow.
+        Raises TimeoutError at ``deadline`` (the loop's clock)."""
         if self._closed:
             raise RuntimeError("connection pool is closed")
+        loop = asyncio.get_running_loop()
         while True:
             connection = self.idle(origin)
             if connection is not None:
@@ -384,7 +386,8 @@ class ConnectionPool:
                 self._open[origin] = self._open.get(origin, 0) + 1
                 self._total += 1
                 try:
-                    connection = await connect()
+                    async with asyncio.timeout_at(deadline):
+                        connection = await connect()
                 except BaseException:
                     self._release_slot(origin)
                     raise
@@ -392,9 +395,12 @@ class ConnectionPool:
                 return connection, False
             if self._total >= self.limit and self._close_an_idle_connection():
                 continue
-            waiter: asyncio.Future[Connection | None] = asyncio.get_running_loop().create_future()
+            # Callers outnumbering connections wait here all the time under load (the
+            # worker's senders, say): a timer on the turn, not a timeout context each.
+            waiter: asyncio.Future[Connection | None] = loop.create_future()
             queue = self._waiters.setdefault(origin, deque())
             queue.append(waiter)
+            timer = loop.call_at(deadline, _expire, waiter)
             try:
                 handed = await waiter
             except asyncio.CancelledError:
@@ -409,6 +415,12 @@ class ConnectionPool:
                     with contextlib.suppress(ValueError):
                         queue.remove(waiter)
                 raise
+            except TimeoutError:
+                with contextlib.suppress(ValueError):
+                    queue.remove(waiter)
+                raise
+            finally:
+                timer.cancel()
             if handed is not None:
                 return handed, True
             # None: a slot came free; go round and open a connection in it.
@@ -514,6 +526,11 @@ class ConnectionPool:
                     waiter.set_exception(RuntimeError("connection pool is closed"))
         self._waiters.clear()
         await asyncio.sleep(0)  # let the transports' close callbacks run
+
+
+def _expire(waiter: asyncio.Future[Connection | None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 def tls_context(verify: bool) -> ssl.SSLContext:

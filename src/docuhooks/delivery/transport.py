@@ -277,13 +277,9 @@ class HttpTransport(Transport):
         origin = target.origin
         retried = False
         while True:
-            connection = self._pool.idle(origin)
-            reused = connection is not None
-            if connection is None:
-                async with asyncio.timeout_at(deadline):
-                    connection, reused = await self._pool.acquire(
-                        origin, lambda: self._connect(origin)
-                    )
+            connection, reused = await self._pool.acquire(
+                origin, lambda: self._connect(origin), deadline
+            )
             try:
                 response = await connection.exchange(data, max_body, deadline)
             except http.Disconnected as exc:
