@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -221,25 +222,45 @@ def _in_json_array(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
     return column.in_(sa.select(elements.c.value))
 
 
-_JOBS = _jobs(deliveries.c.id.in_(sa.bindparam("ids", expanding=True)))
-_WEBHOOKS = sa.select(webhooks).where(webhooks.c.id.in_(sa.bindparam("ids", expanding=True)))
-_JOBS_SQLITE = Prepared(_jobs(_in_json_array(deliveries.c.id)))
-_WEBHOOKS_SQLITE = Prepared(sa.select(webhooks).where(_in_json_array(webhooks.c.id)))
+def _in_expanding(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    return column.in_(sa.bindparam("ids", expanding=True))
+
+
+class _ByIds:
+    """A statement over a list of ids passed as "ids", in two forms built once: on SQLite
+    prepared, the ids as one JSON array (`_in_json_array`); elsewhere an expanding IN.
+    The worker runs these for every batch, so the per-run compile of an expanding IN
+    and SQLAlchemy's execution setup were a good part of its time."""
+
+    def __init__(
+        self, build: Callable[[Callable[[sa.ColumnElement[Any]], Any]], sa.Executable]
+    ) -> None:
+        self._expanding = build(_in_expanding)
+        self._sqlite = Prepared(build(_in_json_array))
+
+    async def all(self, conn: AsyncConnection, params: dict[str, Any]) -> Sequence[Any]:
+        if conn.dialect.name == "sqlite":
+            return await self._sqlite.all(conn, {**params, "ids": json.dumps(params["ids"])})
+        return (await conn.execute(self._expanding, params)).all()
+
+    async def execute(self, conn: AsyncConnection, params: dict[str, Any]) -> None:
+        """Run a statement whose rows (if any) are not wanted."""
+        if conn.dialect.name == "sqlite":
+            await self._sqlite.execute(conn, {**params, "ids": json.dumps(params["ids"])})
+        else:
+            await conn.execute(self._expanding, params)
+
+
+_JOBS = _ByIds(lambda ids_in: _jobs(ids_in(deliveries.c.id)))
+_WEBHOOKS = _ByIds(lambda ids_in: sa.select(webhooks).where(ids_in(webhooks.c.id)))
 
 
 async def load_jobs(conn: AsyncConnection, delivery_ids: list[str]) -> list[Job]:
     if not delivery_ids:
         return []
-    if conn.dialect.name == "sqlite":
-        rows = await _JOBS_SQLITE.all(conn, {"ids": json.dumps(delivery_ids)})
-        webhook_ids = json.dumps(list({r.webhook_id for r in rows}))
-        hooks = {row.id: row for row in await _WEBHOOKS_SQLITE.all(conn, {"ids": webhook_ids})}
-    else:
-        rows = (await conn.execute(_JOBS, {"ids": delivery_ids})).all()
-        hooks = {
-            row.id: row
-            for row in await conn.execute(_WEBHOOKS, {"ids": list({r.webhook_id for r in rows})})
-        }
+    rows = await _JOBS.all(conn, {"ids": delivery_ids})
+    webhook_ids = list({r.webhook_id for r in rows})
+    hooks = {row.id: row for row in await _WEBHOOKS.all(conn, {"ids": webhook_ids})}
     return [
         Job(
             r.id,
@@ -326,27 +347,26 @@ async def settle_succeeded(
     if not delivery_ids:
         return set()
     params = {"ids": delivery_ids, "owner": owner, "status_code": status_code, "now": now}
-    return set((await conn.execute(_SETTLE_SUCCEEDED, params)).scalars())
+    return {row.id for row in await _SETTLE_SUCCEEDED.all(conn, params)}
 
 
-_SETTLE_SUCCEEDED = (
-    deliveries.update()
-    .where(
-        deliveries.c.id.in_(sa.bindparam("ids", expanding=True)),
-        deliveries.c.lease_owner == sa.bindparam("owner"),
+_SETTLE_SUCCEEDED = _ByIds(
+    lambda ids_in: (
+        deliveries.update()
+        .where(ids_in(deliveries.c.id), deliveries.c.lease_owner == sa.bindparam("owner"))
+        .values(
+            status=SUCCEEDED,
+            attempts=deliveries.c.attempts + 1,
+            last_status_code=sa.bindparam("status_code"),
+            last_error_class=None,
+            last_error=None,
+            next_attempt_at=None,
+            completed_at=sa.bindparam("now"),
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        .returning(deliveries.c.id)
     )
-    .values(
-        status=SUCCEEDED,
-        attempts=deliveries.c.attempts + 1,
-        last_status_code=sa.bindparam("status_code"),
-        last_error_class=None,
-        last_error=None,
-        next_attempt_at=None,
-        completed_at=sa.bindparam("now"),
-        lease_owner=None,
-        lease_expires_at=None,
-    )
-    .returning(deliveries.c.id)
 )
 
 
@@ -393,29 +413,30 @@ async def suspend(
     )
 
 
-_RESET_FAILURES = (
-    webhooks.update()
-    .where(
-        webhooks.c.id.in_(sa.bindparam("ids", expanding=True)),
-        webhooks.c.suspended_at.is_(None),
-        webhooks.c.consecutive_failures > 0,
+_RESET_FAILURES = _ByIds(
+    lambda ids_in: (
+        webhooks.update()
+        .where(
+            ids_in(webhooks.c.id),
+            webhooks.c.suspended_at.is_(None),
+            webhooks.c.consecutive_failures > 0,
+        )
+        .values(consecutive_failures=0, first_failure_at=None)
     )
-    .values(consecutive_failures=0, first_failure_at=None)
 )
-_RESUME = (
-    webhooks.update()
-    .where(
-        webhooks.c.id.in_(sa.bindparam("ids", expanding=True)),
-        webhooks.c.suspended_at.is_not(None),
+_RESUME = _ByIds(
+    lambda ids_in: (
+        webhooks.update()
+        .where(ids_in(webhooks.c.id), webhooks.c.suspended_at.is_not(None))
+        .values(
+            suspended_at=None,
+            next_probe_at=None,
+            status_reason=None,
+            consecutive_failures=0,
+            first_failure_at=None,
+        )
+        .returning(webhooks.c.id)
     )
-    .values(
-        suspended_at=None,
-        next_probe_at=None,
-        status_reason=None,
-        consecutive_failures=0,
-        first_failure_at=None,
-    )
-    .returning(webhooks.c.id)
 )
 
 
@@ -429,8 +450,8 @@ async def count_successes(
     """
     if not webhook_ids:
         return []
-    await conn.execute(_RESET_FAILURES, {"ids": webhook_ids})
-    resumed = list((await conn.execute(_RESUME, {"ids": webhook_ids})).scalars())
+    await _RESET_FAILURES.execute(conn, {"ids": webhook_ids})
+    resumed = [row.id for row in await _RESUME.all(conn, {"ids": webhook_ids})]
     if resumed:
         # Drain the backlog now, oldest first (the claim orders by due time, then id).
         await conn.execute(
