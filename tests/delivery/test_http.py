@@ -448,3 +448,15 @@ async def test_an_unasked_protocol_switch_is_reported_and_the_connection_dropped
     assert first.status == 101
     assert second.status == 101
     assert server.connections == 2
+
+
+async def test_at_the_overall_limit_one_idle_connection_elsewhere_makes_room(serve) -> None:
+    first, second = await serve(answer_all), await serve(answer_all)
+    async with HttpTransport(LOOPBACK, limit=2) as transport:
+        await asyncio.gather(*(transport.send(post(first.url), timeout=5) for _ in range(2)))
+        assert transport._pool.open_connections == 2  # both idle, to the first server
+        other = await transport.send(post(second.url), timeout=5)
+        assert other.ok
+        await asyncio.sleep(0.05)
+        assert transport._pool.open_connections == 2  # one of the first server's was closed
+    assert first.connections == 2 and second.connections == 1

@@ -393,8 +393,11 @@ class ConnectionPool:
                     raise
                 self._all.add(connection)
                 return connection, False
-            if self._total >= self.limit and self._close_an_idle_connection():
-                continue
+            if self._total >= self.limit:
+                # At the overall limit with connections idle to other origins: close the
+                # longest idle one. Its slot comes free when the close completes, and then
+                # wakes a waiter (this one, unless one waits on the closed one's origin).
+                self._close_an_idle_connection()
             # Callers outnumbering connections wait here all the time under load (the
             # worker's senders, say): a timer on the turn, not a timeout context each.
             waiter: asyncio.Future[Connection | None] = loop.create_future()
