@@ -460,3 +460,22 @@ async def test_at_the_overall_limit_one_idle_connection_elsewhere_makes_room(ser
         await asyncio.sleep(0.05)
         assert transport._pool.open_connections == 2  # one of the first server's was closed
     assert first.connections == 2 and second.connections == 1
+
+
+async def test_a_connection_closed_before_its_next_exchange_is_not_waited_on(serve) -> None:
+    from docuhooks.delivery.http import Disconnected
+
+    server = await serve(answer_all)
+    async with HttpTransport(LOOPBACK) as transport:
+        assert (await transport.send(post(server.url), timeout=5)).ok
+        [connection] = transport._pool._all
+        connection.close()  # closed after it was handed over, before its exchange
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(Disconnected) as failed:
+            await connection.exchange(b"GET / HTTP/1.1\r\n\r\n", 100, loop.time() + 5)
+        assert failed.value.before_response  # so the transport sends it again
+        assert loop.time() - started < 1  # at once, not at the deadline
+        result = await transport.send(post(server.url), timeout=5)
+    assert result.ok, result.error
+    assert server.connections == 2

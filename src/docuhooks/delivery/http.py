@@ -275,6 +275,9 @@ class Connection(asyncio.Protocol):
         TimeoutError at ``deadline`` (the loop's clock). One timer per exchange: cheaper
         than a timeout context, which the delivery worker would pay for every request."""
         assert self.transport is not None and self._waiter is None
+        if self.closed or self.transport.is_closing():
+            # Closed by the server between its last exchange and this one.
+            raise Disconnected("server had closed the connection", before_response=True)
         self._reset()
         # A parser per exchange: whatever the last response left unparsed is not read as
         # the start of this one.
@@ -424,9 +427,10 @@ class ConnectionPool:
                 raise
             finally:
                 timer.cancel()
-            if handed is not None:
+            if handed is not None and not (handed.closed or handed.transport_is_closing()):
                 return handed, True
-            # None: a slot came free; go round and open a connection in it.
+            # None: a slot came free (or the connection handed over closed meanwhile, which
+            # frees its slot too); go round.
 
     def connection(self, origin: Origin, remote_ip: str) -> Connection:
         return Connection(origin, remote_ip, self._lost)
