@@ -87,10 +87,34 @@ def post(url: str, body: bytes = b"payload") -> OutboundRequest:
     return OutboundRequest(method="POST", url=url, headers={"X-Test": "1"}, body=body)
 
 
-async def answer_all(server: Server, read: ReadRequest, writer: asyncio.StreamWriter, _: int):
-    while await read() is not None:
-        writer.write(OK)
+def answering(raw: bytes = OK, *, delay: float = 0.0) -> Script:
+    """A script answering every request on a connection with `raw`, after `delay` seconds."""
+
+    async def script(server: Server, read: ReadRequest, writer: asyncio.StreamWriter, _: int):
+        while await read() is not None:
+            if delay:
+                await asyncio.sleep(delay)
+            writer.write(raw)
+            await writer.drain()
+
+    return script
+
+
+def answering_once(raw: bytes, *, hold_open: bool = True) -> Script:
+    """A script answering a connection's first request with `raw`; then, with `hold_open`,
+    it reads the next one without answering it, and otherwise closes the connection."""
+
+    async def script(server: Server, read: ReadRequest, writer: asyncio.StreamWriter, _: int):
+        await read()
+        writer.write(raw)
         await writer.drain()
+        if hold_open:
+            await read()
+
+    return script
+
+
+answer_all = answering()
 
 
 # --- the request's bytes ------------------------------------------------------------------
@@ -158,13 +182,7 @@ async def test_one_connection_carries_many_requests(serve) -> None:
 async def test_a_request_on_a_connection_the_server_dropped_idle_goes_again_once(serve) -> None:
     # The server answers a connection's first request, then closes it without answering the
     # next: what a client sees when a server's idle timeout and a new request cross.
-    async def one_per_connection(server: Server, read: ReadRequest, writer, _: int) -> None:
-        await read()
-        writer.write(OK)
-        await writer.drain()
-        await read()
-
-    server = await serve(one_per_connection)
+    server = await serve(answering_once(OK))
     async with HttpTransport(LOOPBACK) as transport:
         first = await transport.send(post(server.url), timeout=5)
         second = await transport.send(post(server.url), timeout=5)
@@ -186,12 +204,9 @@ async def test_a_new_connection_closed_without_an_answer_is_not_sent_again(serve
 
 
 async def test_connection_close_is_honoured(serve) -> None:
-    async def closing(server: Server, read: ReadRequest, writer, _: int) -> None:
-        while await read() is not None:
-            writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-            await writer.drain()
-
-    server = await serve(closing)
+    server = await serve(
+        answering(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+    )
     async with HttpTransport(LOOPBACK) as transport:
         for _ in range(3):
             assert (await transport.send(post(server.url), timeout=5)).ok
@@ -221,16 +236,7 @@ async def test_connection_close_is_honoured(serve) -> None:
     ids=["chunked", "interim-100", "until-close", "gzip"],
 )
 async def test_response_framings(serve, raw: bytes, body: bytes) -> None:
-    async def once(server: Server, read: ReadRequest, writer, _: int) -> None:
-        await read()
-        writer.write(raw)
-        await writer.drain()
-        if b"HTTP/1.0" in raw:
-            writer.close()
-        else:
-            await read()
-
-    server = await serve(once)
+    server = await serve(answering_once(raw, hold_open=b"HTTP/1.0" not in raw))
     async with HttpTransport(LOOPBACK) as transport:
         result = await transport.send(post(server.url), timeout=5)
     assert result.ok, result.error
@@ -240,15 +246,8 @@ async def test_response_framings(serve, raw: bytes, body: bytes) -> None:
 async def test_a_compressed_body_is_capped_after_expanding(serve) -> None:
     bomb = gzip.compress(b"0" * 5_000_000)
 
-    async def once(server: Server, read: ReadRequest, writer, _: int) -> None:
-        await read()
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(bomb)
-            + bomb
-        )
-        await writer.drain()
-
-    server = await serve(once)
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(bomb)
+    server = await serve(answering_once(head + bomb, hold_open=False))
     async with HttpTransport(LOOPBACK) as transport:
         result = await transport.send(post(server.url), timeout=5, max_body=1000)
     assert result.ok
@@ -262,13 +261,7 @@ async def test_a_compressed_body_is_capped_after_expanding(serve) -> None:
     ids=["not-http", "bad-length"],
 )
 async def test_garbage_is_an_invalid_response(serve, raw: bytes) -> None:
-    async def once(server: Server, read: ReadRequest, writer, _: int) -> None:
-        await read()
-        writer.write(raw)
-        await writer.drain()
-        await read()
-
-    server = await serve(once)
+    server = await serve(answering_once(raw))
     async with HttpTransport(LOOPBACK) as transport:
         result = await transport.send(post(server.url), timeout=5)
     assert result.error_class is ErrorClass.INVALID_RESPONSE
@@ -278,13 +271,7 @@ async def test_garbage_is_an_invalid_response(serve, raw: bytes) -> None:
 
 
 async def test_at_most_limit_per_host_connections_and_the_rest_wait(serve) -> None:
-    async def slow(server: Server, read: ReadRequest, writer, _: int) -> None:
-        while await read() is not None:
-            await asyncio.sleep(0.05)
-            writer.write(OK)
-            await writer.drain()
-
-    server = await serve(slow)
+    server = await serve(answering(delay=0.05))
     async with HttpTransport(LOOPBACK, limit_per_host=2) as transport:
         results = await asyncio.gather(
             *(transport.send(post(server.url), timeout=5) for _ in range(7))
@@ -357,13 +344,7 @@ def test_the_exchange_under_uvloop() -> None:
 
 
 async def test_the_timeout_covers_waiting_for_a_connection(serve) -> None:
-    async def slow(server: Server, read: ReadRequest, writer, _: int) -> None:
-        while await read() is not None:
-            await asyncio.sleep(0.5)
-            writer.write(OK)
-            await writer.drain()
-
-    server = await serve(slow)
+    server = await serve(answering(delay=0.5))
     async with HttpTransport(LOOPBACK, limit_per_host=1) as transport:
         holder = asyncio.create_task(transport.send(post(server.url), timeout=5))
         await asyncio.sleep(0.05)
@@ -392,12 +373,8 @@ async def test_bytes_after_a_response_make_the_connection_unusable(serve) -> Non
 
 
 async def test_bytes_that_came_with_a_response_are_not_read_into_the_next_one(serve) -> None:
-    async def chatty(server: Server, read: ReadRequest, writer, _: int) -> None:
-        while await read() is not None:
-            writer.write(OK + b"HTTP/1.1 200 OK\r\nContent-Le")  # one write: both arrive together
-            await writer.drain()
-
-    server = await serve(chatty)
+    # One write: the response and the start of another arrive together.
+    server = await serve(answering(OK + b"HTTP/1.1 200 OK\r\nContent-Le"))
     async with HttpTransport(LOOPBACK) as transport:
         first = await transport.send(post(server.url), timeout=5)
         second = await transport.send(post(server.url), timeout=5)
@@ -408,13 +385,7 @@ async def test_bytes_that_came_with_a_response_are_not_read_into_the_next_one(se
 async def test_callers_waiting_for_a_connection_get_it_in_turn_and_a_cancelled_one_skips(
     serve,
 ) -> None:
-    async def slowish(server: Server, read: ReadRequest, writer, _: int) -> None:
-        while await read() is not None:
-            await asyncio.sleep(0.02)
-            writer.write(OK)
-            await writer.drain()
-
-    server = await serve(slowish)
+    server = await serve(answering(delay=0.02))
     async with HttpTransport(LOOPBACK, limit_per_host=1) as transport:
         calls = []
         for n in range(5):
@@ -432,15 +403,12 @@ async def test_callers_waiting_for_a_connection_get_it_in_turn_and_a_cancelled_o
 
 
 async def test_an_unasked_protocol_switch_is_reported_and_the_connection_dropped(serve) -> None:
-    async def switching(server: Server, read: ReadRequest, writer, _: int) -> None:
-        while await read() is not None:
-            writer.write(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\n\r\n\x81\x05hello"
-            )
-            await writer.drain()
-
-    server = await serve(switching)
+    server = await serve(
+        answering(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n\r\n\x81\x05hello"
+        )
+    )
     async with HttpTransport(LOOPBACK) as transport:
         first = await transport.send(post(server.url), timeout=5)
         second = await transport.send(post(server.url), timeout=5)
