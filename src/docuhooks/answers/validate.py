@@ -87,13 +87,10 @@ def template_variables(
     """A stored template's variables by name (read-only), read from `raw` the first time.
 
     Raises as `variables_from_json` and `variable_map` do; a failure is not remembered."""
-    key = (template_id, sha256)
-    found = _TEMPLATE_VARIABLES.get(key)
-    if found is not None:
-        _TEMPLATE_VARIABLES.move_to_end(key)  # least recently used goes first
-    else:
+    found = cached_template_variables(template_id, sha256)
+    if found is None:
         found = MappingProxyType(variable_map(variables_from_json(raw)))
-        _TEMPLATE_VARIABLES[key] = found
+        _TEMPLATE_VARIABLES[(template_id, sha256)] = found
         if len(_TEMPLATE_VARIABLES) > _TEMPLATE_VARIABLES_KEPT:
             _TEMPLATE_VARIABLES.popitem(last=False)
     return found
@@ -104,7 +101,7 @@ def cached_template_variables(template_id: str, sha256: str) -> Mapping[str, Var
     key = (template_id, sha256)
     found = _TEMPLATE_VARIABLES.get(key)
     if found is not None:
-        _TEMPLATE_VARIABLES.move_to_end(key)
+        _TEMPLATE_VARIABLES.move_to_end(key)  # least recently used goes first
     return found
 
 

@@ -366,7 +366,7 @@ class _Target:
 # A worker sends to the same few URLs over and over; reading each URL once, not per
 # request, is measurable at thousands a second.
 @functools.lru_cache(maxsize=4096)
-def _parsed(url: str) -> tuple[str, str, int, str, str]:
+def _cached_target(url: str, verify_tls: bool) -> _Target:
     parsed = URL(url)
     scheme = parsed.scheme
     host = parsed.raw_host
@@ -379,13 +379,7 @@ def _parsed(url: str) -> tuple[str, str, int, str, str]:
     path = parsed.raw_path_qs or "/"
     if any(c in path for c in " \r\n\0"):
         raise ValueError("the URL's path holds a space or a line break")
-    return scheme, host, parsed.port, path, host_header
-
-
-@functools.lru_cache(maxsize=4096)
-def _cached_target(url: str, verify_tls: bool) -> _Target:
-    scheme, host, port, path, host_header = _parsed(url)
-    return _Target(http.Origin(scheme, host, port, verify_tls), path, host_header)
+    return _Target(http.Origin(scheme, host, parsed.port, verify_tls), path, host_header)
 
 
 def _target(url: str, verify_tls: bool = True) -> _Target:
