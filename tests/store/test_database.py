@@ -1,10 +1,14 @@
-"""SQLite write transactions of one process queue in order on the Database's own lock."""
+"""SQLite write transactions of one process queue in order on the Database's own lock;
+PostgreSQL's pooled connections are checked for life without a round trip when busy."""
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
+from docuhooks.store import database
 from docuhooks.store.database import Database
 
 
@@ -56,3 +60,66 @@ async def test_a_failed_transaction_lets_the_next_writer_in(tmp_path: Path) -> N
             await conn.execute(sa.text("CREATE TABLE t (n INTEGER)"))
     finally:
         await db.dispose()
+
+
+# --- PostgreSQL: pooled connections are checked without a round trip ---------------------------
+
+
+async def _backend_pid(db: Database) -> int:
+    async with db.transaction() as conn:
+        return int((await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def test_a_connection_the_server_ended_is_replaced_before_use(postgres_url: str) -> None:
+    """The server ends a pooled connection's session (as a restart does): the next
+    transaction gets a live connection instead of failing, with no ping before it."""
+    db = Database.from_url(postgres_url, pool_size=1)
+    try:
+        first = await _backend_pid(db)
+        other = Database.from_url(postgres_url, pool_size=1)
+        try:
+            async with other.transaction() as conn:
+                await conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        finally:
+            await other.dispose()
+        await asyncio.sleep(0.2)  # the loop reads the server's goodbye
+        assert await _backend_pid(db) != first
+    finally:
+        await db.dispose()
+
+
+async def test_a_busy_connection_is_not_pinged_and_an_idle_one_is(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database.from_url(postgres_url, pool_size=1)
+    statements: list[str] = []
+
+    @sa.event.listens_for(db.engine.sync_engine, "before_cursor_execute")
+    def _seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    pings = 0
+    real_ping = type(await _raw_connection(db)).ping
+
+    def counting_ping(self: object) -> None:
+        nonlocal pings
+        pings += 1
+        real_ping(self)
+
+    monkeypatch.setattr(type(await _raw_connection(db)), "ping", counting_ping)
+    try:
+        await _backend_pid(db)
+        await _backend_pid(db)
+        assert pings == 0
+        monkeypatch.setattr(database, "IDLE_PING_SECONDS", 0.0)
+        await asyncio.sleep(0.01)
+        await _backend_pid(db)
+        assert pings == 1
+        assert statements == ["SELECT pg_backend_pid()"] * 3
+    finally:
+        await db.dispose()
+
+
+async def _raw_connection(db: Database) -> Any:
+    async with db.engine.connect() as conn:
+        return (await conn.get_raw_connection()).dbapi_connection

@@ -12,6 +12,7 @@ PostgreSQL is for scale-out: many processes, row claims with `FOR UPDATE SKIP LO
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -31,6 +33,8 @@ Dialect = Literal["sqlite", "postgresql"]
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: The advisory lock key migrations take on PostgreSQL ("dhmigrat" as a 64-bit number).
 _MIGRATION_LOCK = int.from_bytes(b"dhmigrat", "big") - 2**63
+#: A pooled PostgreSQL connection idle longer than this is pinged before it is used again.
+IDLE_PING_SECONDS = 10.0
 
 
 def normalize_url(url: str) -> str:
@@ -72,12 +76,14 @@ class Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
                 checkpointer = sqlite_inline.Checkpointer(path)
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
         # JSON columns (events, attempts, answers) are written with orjson: see `jsontext`.
         engine = create_async_engine(async_url, json_serializer=jsontext.dumps, **kwargs)
         if engine.dialect.name == "sqlite":
             engine = sqlite_inline.InlineAsyncEngine(engine.sync_engine)
             _configure_sqlite(engine, checkpointer)
+        else:
+            _check_liveness_on_checkout(engine)
         return cls(engine, checkpointer=checkpointer)
 
     @property
@@ -177,6 +183,34 @@ def _configure_sqlite(engine: AsyncEngine, checkpointer: sqlite_inline.Checkpoin
             checkpointer.start()
 
     event.listen(engine.sync_engine, "begin", sqlite_inline.on_begin)
+
+
+def _check_liveness_on_checkout(engine: AsyncEngine) -> None:
+    """Hand out only live PostgreSQL connections, without a round trip for a busy one.
+
+    SQLAlchemy's `pool_pre_ping` costs three round trips on asyncpg (a ping inside its own
+    transaction) before every transaction: more than most of our transactions themselves.
+    A server that restarts or ends a session closes its socket, which asyncpg notices as soon
+    as the loop runs, so a connection is first checked locally; only one idle longer than
+    `IDLE_PING_SECONDS` (which a firewall may have dropped without a word) is pinged. A dead
+    one is discarded and the pool hands out another (`DisconnectionError`).
+    """
+    idle_since = "docuhooks_idle_since"
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info[idle_since] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        if dbapi_conn.driver_connection.is_closed():
+            raise sa_exc.DisconnectionError("the server closed the connection")
+        since = record.info.get(idle_since)
+        if since is not None and time.monotonic() - since > IDLE_PING_SECONDS:
+            try:
+                dbapi_conn.ping()
+            except Exception as exc:
+                raise sa_exc.DisconnectionError(f"ping failed: {exc}") from exc
 
 
 def alembic_config(connection: sa.Connection | None = None) -> Any:
