@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Callable
 from datetime import timedelta
 
 import jwt
 import pytest
+import sqlalchemy as sa
 from tests.delivery.delivery_support import (
     attempts_of,
     delivery,
@@ -21,10 +23,11 @@ from tests.support import SiteUsers
 from docuhooks.context import AppContext
 from docuhooks.core.retry import FakeClock, RetrySchedule, SystemClock
 from docuhooks.core.signing import OutboundRequest
-from docuhooks.delivery import pruning
+from docuhooks.delivery import pruning, queries
 from docuhooks.delivery import worker as worker_module
 from docuhooks.delivery.transport import ErrorClass, MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
+from docuhooks.store.schema import sites
 
 URL = "https://receiver.example/hook"
 SCHEDULE = RetrySchedule(delays=(0, 10, 60, 300))
@@ -501,3 +504,46 @@ async def test_claims_are_spaced_out_only_while_busy_after_a_short_claim(
     await worker._space_out_claims()  # the last claim was full: more may be due right away
     assert len(slept) == 1
     assert 0 < slept[0] <= worker_module.CLAIM_GAP_SECONDS
+
+
+async def test_a_claim_leases_due_deliveries_and_carries_what_sending_needs(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """The claim (one statement on PostgreSQL, three on SQLite) leases the due deliveries,
+    oldest first, up to the limit, and returns each with its event and its webhook's row."""
+    clock = FakeClock()
+    hook_a, _ = await make_webhook(ctx, site, URL, name="a")
+    hook_b, _ = await make_webhook(ctx, site, URL + "/b", name="b")
+    queued = []
+    for _ in range(3):
+        queued.append(await queue_event(ctx, site.site_id, now=clock.now()))
+        clock.advance(timedelta(seconds=1))
+    async with ctx.db.autocommit() as conn:
+        jobs = await queries.claim_due_jobs(
+            conn, owner="w1", now=clock.now(), lease=timedelta(seconds=30), limit=4
+        )
+    first_two_events = [queued[0][0], queued[0][0], queued[1][0], queued[1][0]]
+    assert [job.event.event_id for job in jobs] == [e.event_id for e in first_two_events]
+    assert {job.delivery_id for job in jobs} == {*queued[0][1], *queued[1][1]}
+    assert {job.webhook.id for job in jobs} == {hook_a, hook_b}
+    events = {event.event_id: event for event, _ in queued}
+    async with ctx.db.read() as conn:
+        base_url = (
+            await conn.execute(sa.select(sites.c.base_url).where(sites.c.id == site.site_id))
+        ).scalar_one()
+    for job in jobs:
+        assert json.loads(job.event.json_text) == events[job.event.event_id].to_dict()
+        stored = await webhook(ctx, job.webhook.id)
+        assert tuple(job.webhook) == tuple(stored), "the webhook's whole row, as stored"
+        assert job.issuer == base_url
+        row = await delivery(ctx, job.delivery_id)
+        assert (row.lease_owner, row.lease_expires_at) == (
+            "w1",
+            clock.now() + timedelta(seconds=30),
+        )
+
+    async with ctx.db.autocommit() as conn:
+        rest = await queries.claim_due_jobs(
+            conn, owner="w2", now=clock.now(), lease=timedelta(seconds=30), limit=10
+        )
+    assert {job.delivery_id for job in rest} == set(queued[2][1]), "leased ones stay leased"

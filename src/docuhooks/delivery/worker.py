@@ -348,14 +348,12 @@ class Worker:
 
     async def _claim(self, limit: int) -> list[Job]:
         now = self.clock.now()
-        # Urgent: on SQLite the claim goes before other writers still waiting for their turn,
-        # since it serves every event already committed (see `WriteLock`).
-        async with self.ctx.db.transaction(urgent=True) as conn:
-            ids: list[str] = []
-            # Probes are minutes apart, so looking for due ones once a second is soon enough,
-            # and spares every other claim (each new event's, at low load) a statement.
-            if now >= self._next_probe_check:
-                self._next_probe_check = now + self._probe_check_every
+        jobs: list[Job] = []
+        # Probes are minutes apart, so looking for due ones once a second is soon enough,
+        # and spares every other claim (each new event's, at low load) a statement.
+        if now >= self._next_probe_check:
+            self._next_probe_check = now + self._probe_check_every
+            async with self.ctx.db.transaction(urgent=True) as conn:
                 ids = await queries.claim_probes(
                     conn,
                     owner=self.id,
@@ -364,11 +362,16 @@ class Worker:
                     probe_interval=self.options.probe_interval,
                     limit=limit,
                 )
-            if len(ids) < limit:
-                ids += await queries.claim_due(
-                    conn, owner=self.id, now=now, lease=self.options.lease, limit=limit - len(ids)
+                jobs = await queries.load_jobs(conn, ids)
+        if len(jobs) < limit:
+            # Urgent: on SQLite the claim goes before other writers still waiting for their
+            # turn, since it serves every event already committed (see `WriteLock`). On
+            # PostgreSQL the claim is one statement, run without a transaction around it.
+            async with self.ctx.db.autocommit(urgent=True) as conn:
+                jobs += await queries.claim_due_jobs(
+                    conn, owner=self.id, now=now, lease=self.options.lease, limit=limit - len(jobs)
                 )
-            return await queries.load_jobs(conn, ids)
+        return jobs
 
     def _target(self, webhook: Any, issuer: str, now: datetime) -> WebhookTarget:
         """The webhook's signing target, decrypted once per version of the webhook rather

@@ -113,6 +113,21 @@ class Database:
                 await kept.writer_failed()
                 raise
 
+    @asynccontextmanager
+    async def autocommit(self, *, urgent: bool = False) -> AsyncIterator[AsyncConnection]:
+        """For work that is a single statement, atomic by itself: on PostgreSQL it runs with
+        no transaction around it, sparing the BEGIN and COMMIT round trips (each statement
+        commits on its own, so never use it for two that belong together). On SQLite it is
+        `transaction(urgent=…)`, where a transaction costs no round trip.
+        """
+        if self.is_sqlite:
+            async with self.transaction(urgent=urgent) as conn:
+                yield conn
+            return
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+
     def _kept_connections(self) -> sqlite_inline.KeptConnections:
         loop = asyncio.get_running_loop()
         kept = self._kept.get(loop)
