@@ -40,3 +40,22 @@ def test_the_random_bits_are_spread_over_the_whole_random_field() -> None:
         assert len(field) > 2000
     # And the fields are not copies of each other (the bug this guards against).
     assert sum(((v >> 64) & 0xFFF) == (v & 0xFFF) for v in values) < 20
+
+
+def test_random_values_are_never_handed_out_twice_even_in_a_forked_child() -> None:
+    import os
+
+    from docuhooks.core.ids import random_bytes
+
+    seen = {random_bytes(16) for _ in range(1000)}  # several refills of the page
+    assert len(seen) == 1000
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next value, and leave at once
+        os.write(write, random_bytes(16))
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 16)
+    os.close(read)
+    os.close(write)
+    assert child != random_bytes(16)

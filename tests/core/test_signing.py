@@ -416,25 +416,6 @@ class TestRedaction:
         assert all(re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", v) for v in values)
 
 
-def test_random_values_are_never_handed_out_twice_even_in_a_forked_child() -> None:
-    import os
-
-    from docuhooks.core.signing import _random_bytes
-
-    seen = {_random_bytes(16) for _ in range(1000)}  # several refills of the page
-    assert len(seen) == 1000
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report its next value, and leave at once
-        os.write(write, _random_bytes(16))
-        os._exit(0)
-    os.waitpid(pid, 0)
-    child = os.read(read, 16)
-    os.close(read)
-    os.close(write)
-    assert child != _random_bytes(16)
-
-
 class TestStoredEvent:
     """The worker signs events as the store keeps them, as JSON text; the requests must be
     the ones the decoded event gives."""

@@ -17,19 +17,54 @@ object was created, to the millisecond, which the object's own `createdAt` says 
 from __future__ import annotations
 
 import os
+import threading
 import time
 
-__all__ = ["uuid7"]
+__all__ = ["random_bytes", "uuid7"]
 
 _VERSION_7 = 0x7 << 76
 _VARIANT_RFC = 0b10 << 62
 _RAND_B = (1 << 62) - 1
 
 
+class _RandomBytes:
+    """The operating system's random bytes, fetched a page at a time: every delivery needs
+    four fresh random values (its JWT's jti, its trace ids, its attempt's id), and one
+    ``getrandom`` call per value cost more than the rest of their handling. Bytes are
+    handed out once each, under a lock, so two threads never share a value. For
+    identifiers, never for secrets (those come from `secrets`)."""
+
+    _PAGE = 4096
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Start afresh; a forked child does this, so it never hands out its parent's bytes
+        (and never waits on a lock some other thread of the parent held)."""
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._offset = 0
+
+    def __call__(self, count: int) -> bytes:
+        with self._lock:
+            if self._offset + count > len(self._buffer):
+                self._buffer = os.urandom(max(self._PAGE, count))
+                self._offset = 0
+            start = self._offset
+            self._offset = start + count
+            return self._buffer[start : start + count]
+
+
+random_bytes = _RandomBytes()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=random_bytes.reset)
+
+
 def uuid7() -> str:
     """A new version 7 UUID in canonical text form (lower-case, hyphenated)."""
     millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")  # 80 bits: 62 for rand_b, 12 for rand_a
+    rand = int.from_bytes(random_bytes(10), "big")  # 80 bits: 62 for rand_b, 12 for rand_a
     value = (
         (millis & 0xFFFF_FFFF_FFFF) << 80
         | _VERSION_7

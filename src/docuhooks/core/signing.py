@@ -12,10 +12,8 @@ import functools
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
-import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from urllib.parse import (
 
 from docuhooks.core import jsontext
 from docuhooks.core.events import AuthMethod, Verb
+from docuhooks.core.ids import random_bytes
 
 #: Seconds between a JWT's `iat` and its `exp` (SPEC §5.2).
 TOKEN_LIFETIME_SECONDS = 300
@@ -140,41 +139,8 @@ def generate_secret(method: AuthMethod) -> SigningSecret:
 
 def new_traceparent() -> str:
     """A fresh W3C trace context header for a request that starts a trace."""
-    ids = _random_bytes(24).hex()
+    ids = random_bytes(24).hex()
     return f"00-{ids[:32]}-{ids[32:]}-01"
-
-
-class _RandomBytes:
-    """The operating system's random bytes, fetched a page at a time: every request needs
-    three fresh random values (its JWT's jti and its trace ids), and one ``getrandom`` call
-    per value cost more than the rest of the request's randomness handling. Bytes are
-    handed out once each, under a lock, so two threads never share a value."""
-
-    _PAGE = 4096
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        """Start afresh; a forked child does this, so it never hands out its parent's bytes
-        (and never waits on a lock some other thread of the parent held)."""
-        self._lock = threading.Lock()
-        self._buffer = b""
-        self._offset = 0
-
-    def __call__(self, count: int) -> bytes:
-        with self._lock:
-            if self._offset + count > len(self._buffer):
-                self._buffer = os.urandom(max(self._PAGE, count))
-                self._offset = 0
-            start = self._offset
-            self._offset = start + count
-            return self._buffer[start : start + count]
-
-
-_random_bytes = _RandomBytes()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_random_bytes.reset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,7 +335,7 @@ def _hmac_request(
 ) -> OutboundRequest:
     # A random jti rather than one derived from delivery and attempt: a worker killed mid-request
     # re-runs the same attempt, and a receiver rejecting replayed jtis must still accept it.
-    token = hmac_token(event, target, issued_at=timestamp, jti=_random_bytes(16).hex())
+    token = hmac_token(event, target, issued_at=timestamp, jti=random_bytes(16).hex())
     if target.verb is Verb.GET:
         # A JWT is URL-safe base64 and dots, all unreserved: encoding it would change nothing.
         url = _with_query(target.url, [("token", token)], encoded=f"token={token}")
