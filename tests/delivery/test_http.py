@@ -313,6 +313,31 @@ async def test_a_timed_out_exchange_closes_its_connection_and_the_next_one_works
     assert server.connections == 2
 
 
+async def test_each_exchange_on_a_connection_keeps_its_own_deadline(serve) -> None:
+    """One timer per connection, not per exchange: an earlier exchange's shorter deadline
+    does not cut a later one short, and a later exchange's shorter one still holds."""
+
+    async def slow_second(server: Server, read: ReadRequest, writer, _: int) -> None:
+        delays = iter([0.0, 0.4, 0.0, 2.0])
+        while await read() is not None:
+            await asyncio.sleep(next(delays, 0.0))
+            writer.write(OK)
+            await writer.drain()
+
+    server = await serve(slow_second)
+    async with HttpTransport(LOOPBACK) as transport:
+        quick = await transport.send(post(server.url), timeout=0.2)
+        patient = await transport.send(post(server.url), timeout=3)
+        long_first = await transport.send(post(server.url), timeout=10)
+        started = asyncio.get_running_loop().time()
+        cut = await transport.send(post(server.url), timeout=0.3)
+        took = asyncio.get_running_loop().time() - started
+    assert quick.ok and patient.ok and long_first.ok
+    assert server.connections == 1, "all three on one kept-alive connection"
+    assert cut.error_class is ErrorClass.TIMEOUT
+    assert 0.25 < took < 1.5, "the shorter deadline holds though a longer timer was set"
+
+
 # --- under uvloop, as `docuhooks serve` and `docuhooks worker` run -------------------------
 
 
