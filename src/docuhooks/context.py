@@ -67,7 +67,12 @@ class AppContext:
     def transport(self) -> Transport:
         """One pooled transport per process, shared by the worker and the interview hooks."""
         if self.transport_override is None:
-            self.transport_override = HttpTransport(self.address_policy)
+            per_host = self.settings.connections_per_host
+            if per_host < 1:
+                raise ValueError("connections_per_host must be at least 1")
+            self.transport_override = HttpTransport(
+                self.address_policy, limit_per_host=per_host, limit=max(200, per_host)
+            )
         return self.transport_override
 
     async def close(self) -> None:

@@ -40,6 +40,9 @@ class Settings:
     max_json_body_bytes: int = 1024 * 1024
     #: Largest upload (templates, documents) the API accepts.
     max_upload_bytes: int = 60 * 1024 * 1024
+    #: Outbound calls (notifications, interview and post-processing hooks): keep-alive
+    #: connections to one receiver's origin at most, per process.
+    connections_per_host: int = 20
     #: Delivery worker.
     worker_enabled: bool = True
     worker_concurrency: int = 64

@@ -576,3 +576,30 @@ def test_urls_that_differ_only_in_their_query_are_read_once() -> None:
     for n in range(200):
         assert _target(f"https://hooks.example/in?token=t{n}").path == f"/in?token=t{n}"
     assert _cached_target.cache_info().currsize == 1
+
+
+async def test_the_process_transport_takes_its_per_host_limit_from_the_settings(
+    tmp_path: Path,
+) -> None:
+    from docuhooks.context import AppContext
+    from docuhooks.identity.secrets import SecretBox
+    from docuhooks.settings import Settings
+    from docuhooks.store.database import Database
+
+    def context(per_host: int) -> AppContext:
+        settings = Settings(data_dir=tmp_path, secret_key="k" * 32, connections_per_host=per_host)
+        db = Database.from_url(settings.resolved_database_url)
+        return AppContext(settings=settings, db=db, box=SecretBox(settings.secret_key))
+
+    ctx = context(64)
+    try:
+        pool = ctx.transport._pool  # type: ignore[attr-defined]
+        assert (pool.limit_per_host, pool.limit) == (64, 200)
+    finally:
+        await ctx.close()
+    ctx = context(0)
+    try:
+        with pytest.raises(ValueError, match="connections_per_host must be at least 1"):
+            _ = ctx.transport
+    finally:
+        await ctx.close()
