@@ -5,14 +5,17 @@ SQLAlchemy's execution."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from docuhooks.context import AppContext
-from docuhooks.store.prepared import Prepared
+from docuhooks.store.prepared import Prepared, sqlite_utc_text
 from docuhooks.store.schema import UtcDateTime
 
 _table = sa.Table(
@@ -167,3 +170,26 @@ async def test_an_insert_writes_the_columns_it_is_given_values_for(probe: AppCon
     async with ctx.db.read() as conn:
         rows = (await conn.execute(sa.select(_table.c.id, _table.c.at).order_by(_table.c.n))).all()
     assert [tuple(row) for row in rows] == [("short", None), ("long", _MOMENT)]
+
+
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1000, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from(
+            [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-11))]
+        ),
+    )
+)
+def test_utc_datetimes_are_bound_as_the_text_sqlalchemy_writes(moment: datetime) -> None:
+    """SQLite compares stored datetimes as text: the fast bind must write the same bytes."""
+    dialect = sqlite_dialect.dialect()
+    sqlalchemy_writes = UtcDateTime(timezone=True)._cached_bind_processor(dialect)
+    assert sqlalchemy_writes is not None
+    assert sqlite_utc_text(moment) == sqlalchemy_writes(moment)
+
+
+def test_a_naive_datetime_is_refused_by_the_fast_bind() -> None:
+    with pytest.raises(ValueError, match="naive datetime"):
+        sqlite_utc_text(datetime(2026, 11, 30, 1, 2, 3))
+    assert sqlite_utc_text(None) is None

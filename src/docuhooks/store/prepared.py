@@ -25,6 +25,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import exc as sa_exc
@@ -33,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from docuhooks.store.schema import UtcDateTime
 from docuhooks.store.sqlite_inline import InlineAsyncConnection
 
 _Processor = Callable[[Any], Any] | None
@@ -187,6 +189,8 @@ def _compile(statement: Executable, dialect: Dialect, keys: frozenset[str]) -> _
         # a literal in the statement (status == "open", LIMIT 1) has its value here.
         fixed = None if bind.required else _Fixed(bind.effective_value)
         process = processors.get(name)
+        if dialect.name == "sqlite" and isinstance(bind.type, UtcDateTime):
+            process = sqlite_utc_text
         if process is not None and not callable(process):
             # A tuple type's processors, one per element: none of ours has them.
             raise ValueError(f"parameter {name!r} is a tuple: not supported here")
@@ -199,3 +203,17 @@ def _compile(statement: Executable, dialect: Dialect, keys: frozenset[str]) -> _
     )
     results = tuple(column[3]._cached_result_processor(dialect, None) for column in columns)
     return _Compiled(str(compiled), tuple(binds), row_type, results)
+
+
+def sqlite_utc_text(value: datetime | None) -> str | None:
+    """A `UtcDateTime` as SQLite stores it: the text SQLAlchemy writes (UTC, no offset,
+    always six digits of microseconds), from one C call instead of a dictionary formatted
+    through a chain of Python processors. Columns are compared as text, so it must be the
+    same text to the byte (a property test checks it against SQLAlchemy's)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
