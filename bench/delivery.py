@@ -11,8 +11,9 @@ A receiver process answers every POST with 200 at once and records when each eve
    every time, `--concurrency` requests at once;
 2. **docuhooks** on SQLite and on PostgreSQL (a throwaway `bench_<random>` database on
    127.0.0.1:5432, dropped after): `--events` events written through the outbox
-   (`outbox.enqueue`, 500 per transaction, untimed), then the real `Worker` (defaults:
-   concurrency 64, batch 100) started in this process, as `docuhooks serve` runs it, and timed
+   (`outbox.enqueue`, 500 per transaction, untimed), then the real `Worker` (concurrency
+   `--concurrency` with as many connections to the receiver, as the ceiling's client opens;
+   batch 100) started in this process, as `docuhooks serve` runs it, and timed
    until the receiver has every one; each delivery is signed (HMAC JWT), sent, and its attempt
    and outcome written to the store;
 3. **celery**: `bench/celery_delivery.py`, a Celery task that signs and POSTs with requests,
@@ -357,6 +358,9 @@ def _settings(url: str, data_dir: Path, concurrency: int) -> Settings:
         base_url="https://bench.example",
         dev_mode=True,  # the address policy lets loopback through
         worker_concurrency=concurrency,
+        # The same concurrency on the wire as the ceiling's client, which opens a connection
+        # per lane (the default, 20 to one receiver, would leave senders waiting their turn).
+        connections_per_host=concurrency,
     )
 
 
@@ -522,6 +526,7 @@ async def backlog(kind: str, receiver: Receiver, n: int, concurrency: int, tmp: 
             "DOCUHOOKS_DATA_DIR": str(tmp / kind),
             "DOCUHOOKS_DEV_MODE": "true",
             "DOCUHOOKS_WORKER_CONCURRENCY": str(concurrency),
+            "DOCUHOOKS_CONNECTIONS_PER_HOST": str(concurrency),
         }
         worker = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -26,6 +26,11 @@ and then by a client in a process of its own, as a person's browser is, which ma
 direct calls too, so each pair is measured by the same client. The second is what docuhooks
 adds to the person's wait; the first also holds the client's work.
 
+For scale, each iteration also times `GET /healthz` on the same app with the same client,
+right after the direct calls (the process has just waited on the slowest receiver, as
+before each of the other calls): what any request costs here (uvicorn, FastAPI, the
+middleware, the client's own work) before a route does anything.
+
 It prints the added overhead (call − direct) of each at p50 and p99. Targets: the step costs
 about the slowest receiver, not the sum; overhead p50 ≤ 2 ms, p99 ≤ 10 ms.
 """
@@ -209,9 +214,11 @@ async def _run(
         await asyncio.sleep(0.01)
     url = f"http://127.0.0.1:{port}/api/v1/workitems/{item_id}/interviews"
     headers = {"Authorization": f"Bearer {token}"}
+    floor_url = f"http://127.0.0.1:{port}/healthz"
     direct_ms: list[float] = []
     service_ms: list[float] = []
     http_ms: list[float] = []
+    floor_ms: list[float] = []
     async with aiohttp.ClientSession() as client:
 
         async def direct() -> None:
@@ -228,6 +235,11 @@ async def _run(
             started = time.perf_counter()
             await direct()
             direct_ms.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            async with client.get(floor_url) as response:
+                await response.read()
+            floor_ms.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(delay)  # idle again, as before the other calls
             started = time.perf_counter()
             opened = await interviews.open_interview(ctx, user, item_id)  # type: ignore[arg-type]
             service_ms.append((time.perf_counter() - started) * 1000)
@@ -251,6 +263,7 @@ async def _run(
     print(_row("receivers direct", direct_ms))
     print(_row("open interview (service)", service_ms))
     print(_row("open interview (HTTP)", http_ms))
+    print(_row("GET /healthz (the floor)", floor_ms))
     print(_row("receivers direct, own proc", outside[0]))
     print(_row("open interview, own proc", outside[1]))
     for name, values, baseline in (
