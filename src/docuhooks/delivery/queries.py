@@ -200,8 +200,8 @@ def _claim_due_jobs_postgresql() -> sa.Select[Any]:
 
 
 _CLAIM_DUE_JOBS_POSTGRESQL = _claim_due_jobs_postgresql()
-#: Where the webhook's columns start in a row of `_CLAIM_DUE_JOBS_POSTGRESQL`.
-_WEBHOOK_COLUMNS_FROM = 7
+#: Where the webhook's columns start in a row of `_CLAIM_DUE_JOBS_POSTGRESQL` (they end it).
+_WEBHOOK_COLUMNS_FROM = len(_CLAIM_DUE_JOBS_POSTGRESQL.selected_columns) - len(webhooks.c)
 
 
 async def claim_probes(
