@@ -547,3 +547,29 @@ async def test_a_claim_leases_due_deliveries_and_carries_what_sending_needs(
             conn, owner="w2", now=clock.now(), lease=timedelta(seconds=30), limit=10
         )
     assert {job.delivery_id for job in rest} == set(queued[2][1]), "leased ones stay leased"
+
+
+async def test_probes_already_leased_are_sent_when_the_due_claim_fails(
+    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probes and due deliveries are claimed in two steps; if the second fails, the probes
+    the first leased are still sent rather than left to wait out their lease."""
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL)
+    _, (probe_id,) = await queue_event(ctx, site.site_id, now=clock.now())
+    async with ctx.db.transaction() as conn:
+        await queries.suspend(
+            conn, hook, now=clock.now(), next_probe_at=clock.now(), reason="suspended: test"
+        )
+    clock.advance(timedelta(seconds=1))
+    worker, transport = worker_with(ctx, answer(200), clock)
+
+    async def database_away(*_args: object, **_kwargs: object) -> list[queries.Job]:
+        raise ConnectionError("the database went away")
+
+    monkeypatch.setattr(queries, "claim_due_jobs", database_away)
+    assert await worker.run_once() == [probe_id]
+    assert len(transport.sent) == 1
+    assert (await webhook(ctx, hook)).suspended_at is None, "the probe succeeded: resumed"
+    with pytest.raises(ConnectionError):
+        await worker.run_once()  # nothing else in hand: the failure is the claim's to report

@@ -367,10 +367,20 @@ class Worker:
             # Urgent: on SQLite the claim goes before other writers still waiting for their
             # turn, since it serves every event already committed (see `WriteLock`). On
             # PostgreSQL the claim is one statement, run without a transaction around it.
-            async with self.ctx.db.autocommit(urgent=True) as conn:
-                jobs += await queries.claim_due_jobs(
-                    conn, owner=self.id, now=now, lease=self.options.lease, limit=limit - len(jobs)
-                )
+            try:
+                async with self.ctx.db.autocommit(urgent=True) as conn:
+                    jobs += await queries.claim_due_jobs(
+                        conn,
+                        owner=self.id,
+                        now=now,
+                        lease=self.options.lease,
+                        limit=limit - len(jobs),
+                    )
+            except Exception as exc:
+                if not jobs:
+                    raise
+                # The probes are leased to this worker already: send them, not wait a lease.
+                log.warning("worker.claim_failed", worker_id=self.id, error=_describe(exc))
         return jobs
 
     def _target(self, webhook: Any, issuer: str, now: datetime) -> WebhookTarget:
