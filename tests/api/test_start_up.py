@@ -1,5 +1,6 @@
 """Start-up leaves nothing for the first request to build: FastAPI's table of each included
-router's routes is made before the app serves (a request no route matches reaches them all)."""
+router's routes is made before the app serves (a request no route matches reaches them all),
+and on PostgreSQL a few pooled connections are open before the first request needs one."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import fastapi.routing
 import httpx
 import pytest
 
-from docuhooks.api.app import create_app
+from docuhooks.api.app import WARM_CONNECTIONS, create_app
 from docuhooks.context import AppContext
 
 
@@ -35,3 +36,12 @@ async def test_the_first_requests_find_every_route_table_built(
             assert (await http.get("/no/such/route")).status_code == 404
     assert at_start > 50, "the route tables were built at start-up"
     assert len(built) == at_start, "a request had to build a route table"
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_start_up_opens_database_connections_on_postgresql(ctx: AppContext) -> None:
+    await ctx.db.engine.dispose()  # a fresh pool: what the fixture's set-up opened is gone
+    assert ctx.db.engine.pool.checkedin() == 0  # type: ignore[attr-defined]
+    app = create_app(ctx, migrate=False)
+    async with app.router.lifespan_context(app):
+        assert ctx.db.engine.pool.checkedin() == WARM_CONNECTIONS  # type: ignore[attr-defined]

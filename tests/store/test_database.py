@@ -123,3 +123,18 @@ async def test_a_busy_connection_is_not_pinged_and_an_idle_one_is(
 async def _raw_connection(db: Database) -> Any:
     async with db.engine.connect() as conn:
         return (await conn.get_raw_connection()).dbapi_connection
+
+
+async def test_warming_up_opens_pooled_connections_before_any_request(postgres_url: str) -> None:
+    db = Database.from_url(postgres_url, pool_size=5)
+    try:
+        await db.warm_up(3)
+        pool: Any = db.engine.pool
+        assert (pool.checkedin(), pool.checkedout()) == (3, 0)
+        await db.warm_up(50)  # never more than the pool keeps
+        assert pool.checkedin() == 5
+        async with db.transaction() as conn:
+            assert (await conn.execute(sa.text("SELECT 1"))).scalar_one() == 1
+        assert pool.checkedin() == 5, "a request takes a warm connection, opens none"
+    finally:
+        await db.dispose()

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
@@ -27,6 +28,11 @@ from docuhooks.api.routes import (
 )
 from docuhooks.context import AppContext
 
+log = structlog.get_logger(__name__)
+
+#: Database connections a PostgreSQL-backed app opens at start-up (`Database.warm_up`).
+WARM_CONNECTIONS = 4
+
 #: Background parts started with the app and stopped with it (the worker registers here).
 Component = Callable[[AppContext], Awaitable[Callable[[], Awaitable[None]]]]
 
@@ -39,6 +45,7 @@ def create_app(
         if migrate:
             await ctx.db.upgrade()
         await _build_route_tables(app)
+        await _warm_up(ctx)
         stops = [await start(ctx) for start in components or []]
         try:
             yield
@@ -80,6 +87,15 @@ def create_app(
         upload_limit=ctx.settings.max_upload_bytes,
     )
     return app
+
+
+async def _warm_up(ctx: AppContext) -> None:
+    """Open a few database connections before the first request needs one (PostgreSQL)."""
+    try:
+        await ctx.db.warm_up(WARM_CONNECTIONS)
+    except Exception as exc:
+        # Not fatal: the first requests will connect for themselves, or report the outage.
+        log.warning("database.warm_up_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 async def _build_route_tables(app: FastAPI) -> None:

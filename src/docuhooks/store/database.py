@@ -128,6 +128,21 @@ class Database:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
+    async def warm_up(self, connections: int) -> None:
+        """On PostgreSQL, open up to `connections` pooled connections now, together, so the
+        first requests after start-up do not each wait for one (a new connection costs
+        several round trips: TCP, authentication, the driver's type set-up). Nothing to do on
+        SQLite. Opened connections stay in the pool; if the server refuses, the first
+        requests connect as they would have."""
+        if self.is_sqlite or connections < 1:
+            return
+        wanted = min(connections, self.engine.pool.size())  # type: ignore[attr-defined]
+        opened = [self.engine.connect() for _ in range(wanted)]
+        try:
+            await asyncio.gather(*(conn.start() for conn in opened))
+        finally:
+            await asyncio.gather(*(conn.close() for conn in opened), return_exceptions=True)
+
     def _kept_connections(self) -> sqlite_inline.KeptConnections:
         loop = asyncio.get_running_loop()
         kept = self._kept.get(loop)
