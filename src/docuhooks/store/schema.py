@@ -122,6 +122,18 @@ ui_sessions = sa.Table(
     sa.Index("ix_ui_sessions_expires", "expires_at"),
 )
 
+#: Wrong passwords, one row per throttling key (`login:<name>`, `client:<address>`) per
+#: attempt, kept for the throttle's window: shared by every process on the database.
+sign_in_failures = sa.Table(
+    "sign_in_failures",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(400), nullable=False),
+    _ts("failed_at"),
+    sa.Index("ix_sign_in_failures_key", "key", "failed_at"),
+    sa.Index("ix_sign_in_failures_failed_at", "failed_at"),
+)
+
 audit_log = sa.Table(
     "audit_log",
     metadata,

@@ -88,7 +88,7 @@ async def login(request: Request, ctx: Ctx) -> Response:
 
     client = request.client.host if request.client else None
     try:
-        who = await guarded(ctx.login_throttle, login_name, client, attempt)
+        who = await guarded(ctx.login_throttle, ctx.db, login_name, client, attempt)
     except TooManyRequests as exc:
         return _login_page(
             request, ctx, status_code=429, error=f"{exc.message[0].upper()}{exc.message[1:]}."

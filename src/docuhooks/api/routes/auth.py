@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import Field
 
-from docuhooks.api.deps import Conn, Ctx
+from docuhooks.api.deps import Ctx
 from docuhooks.api.models import ERRORS, ErrorResponse, Input, Output
 from docuhooks.errors import Unauthorized
 from docuhooks.identity import service as identity
+from docuhooks.identity.models import Principal
 from docuhooks.identity.throttle import guarded
 
 router = APIRouter(
@@ -41,34 +42,44 @@ class TokenResponse(Output):
 
 
 @router.post("/tokens", status_code=201, response_model=TokenResponse)
-async def create_token(body: TokenRequest, request: Request, ctx: Ctx, conn: Conn) -> TokenResponse:
-    who = await guarded(
-        ctx.login_throttle,
-        body.loginName,
-        _client(request),
-        lambda: identity.login(conn, body.loginName, body.password),
-    )
+async def create_token(body: TokenRequest, request: Request, ctx: Ctx) -> TokenResponse:
+    async def attempt() -> Principal | None:
+        async with ctx.db.read() as conn:
+            return await identity.login(conn, body.loginName, body.password)
+
+    # No transaction is held while the password is checked: a wrong one is counted in a
+    # transaction of its own (`guarded`), which must not wait on the request's.
+    who = await guarded(ctx.login_throttle, ctx.db, body.loginName, _client(request), attempt)
     if who is None:
         raise Unauthorized("login name or password is wrong")
-    token = await identity.create_token(conn, login_name=who.login_name, name=body.name)
+    async with ctx.db.transaction() as conn:
+        token = await identity.create_token(conn, login_name=who.login_name, name=body.name)
     return TokenResponse(token=token, userId=who.user_id, siteId=who.site_id)
 
 
 @router.post("/service-principal-login", status_code=201, response_model=TokenResponse)
 async def service_principal_login(
-    body: ServicePrincipalLogin, request: Request, ctx: Ctx, conn: Conn
+    body: ServicePrincipalLogin, request: Request, ctx: Ctx
 ) -> TokenResponse:
+    async def attempt() -> Principal | None:
+        async with ctx.db.read() as conn:
+            return await identity.service_principal_login(
+                conn, body.clientName, body.principalName, body.password
+            )
+
     who = await guarded(
         ctx.login_throttle,
+        ctx.db,
         f"{body.clientName}/{body.principalName}",
         _client(request),
-        lambda: identity.service_principal_login(
-            conn, body.clientName, body.principalName, body.password
-        ),
+        attempt,
     )
     if who is None:
         raise Unauthorized("client name, principal name or password is wrong")
-    token = await identity.create_token(conn, login_name=who.login_name, name="service principal")
+    async with ctx.db.transaction() as conn:
+        token = await identity.create_token(
+            conn, login_name=who.login_name, name="service principal"
+        )
     return TokenResponse(token=token, userId=who.user_id, siteId=who.site_id)
 
 
