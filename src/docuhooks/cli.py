@@ -391,5 +391,27 @@ def create_token(login_name: str, name: str, config: str | None) -> None:
     click.echo(_run_with_db(_settings(config), work))
 
 
+@admin.command("set-password")
+@click.option("--login", "login_name", required=True, help="The user's login name.")
+@click.option(
+    "--password",
+    prompt="New password",
+    hide_input=True,
+    confirmation_prompt=True,
+    help="The new password (asked for, unseen, when omitted).",
+)
+@config_option
+def set_password(login_name: str, password: str, config: str | None) -> None:
+    """Set a user's password (a reset: the current one is not needed). Their admin UI
+    sessions end; their API tokens stay valid. Prints the user's id."""
+    from docuhooks.identity import admin as identity_admin
+
+    async def work(ctx: AppContext) -> str:
+        async with ctx.db.transaction() as conn:
+            return await identity_admin.reset_password(conn, login_name, password)
+
+    click.echo(_run_with_db(_settings(config), work))
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -3,8 +3,22 @@ everyone manages their own tokens; another site's are not found."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+from pathlib import Path
+
 import httpx
+import sqlalchemy as sa
+from click.testing import CliRunner
 from tests.support import SiteUsers
+
+from docuhooks import cli
+from docuhooks.context import AppContext
+from docuhooks.identity import service as identity
+from docuhooks.identity.throttle import LoginThrottle
+from docuhooks.store.database import Database
+from docuhooks.store.schema import audit_log, ui_sessions
+from docuhooks.ui import session as sessions
 
 API = "/api/v1"
 
@@ -84,3 +98,160 @@ async def test_a_site_administrator_revokes_any_token_of_the_site(
     assert (await client.get(f"{API}/tokens", headers=site.auth("User"))).status_code == 401
     log = await client.get(f"{API}/audit", params={"objectId": token["id"]}, headers=site.auth())
     assert [e["action"] for e in log.json()] == ["token.revoked"]
+
+
+# --- passwords ---------------------------------------------------------------------------------
+
+ADMIN_PASSWORD = "correct horse battery"
+
+
+async def _sign_in(client: httpx.AsyncClient, login: str, password: str) -> int:
+    body = {"loginName": login, "password": password}
+    return (await client.post(f"{API}/auth/tokens", json=body)).status_code
+
+
+async def _audit_actions(ctx: AppContext, user_id: str) -> list[str]:
+    async with ctx.db.read() as conn:
+        rows = await conn.execute(
+            sa.select(audit_log.c.action).where(audit_log.c.object_id == user_id)
+        )
+        return list(rows.scalars())
+
+
+async def test_a_user_changes_their_own_password_given_the_current_one(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    login, me = site.login("SiteAdministrator"), site.auth()
+    url = f"{API}/users/me/password"
+    wrong = await client.put(
+        url, json={"currentPassword": "not it", "newPassword": "a new long password"}, headers=me
+    )
+    assert wrong.status_code == 422
+    assert wrong.json()["error"]["details"][0]["field"] == "currentPassword"
+    short = await client.put(
+        url, json={"currentPassword": ADMIN_PASSWORD, "newPassword": "short"}, headers=me
+    )
+    assert short.status_code == 422
+    assert "newPassword" in short.text
+    assert await _sign_in(client, login, ADMIN_PASSWORD) == 201, "nothing changed yet"
+
+    changed = await client.put(
+        url,
+        json={"currentPassword": ADMIN_PASSWORD, "newPassword": "a new long password"},
+        headers=me,
+    )
+    assert changed.status_code == 204, changed.text
+    assert await _sign_in(client, login, ADMIN_PASSWORD) == 401
+    assert await _sign_in(client, login, "a new long password") == 201
+    assert (await client.get(f"{API}/tokens", headers=me)).status_code == 200, "tokens stay"
+    assert "user.password_changed" in await _audit_actions(ctx, site.user_ids["SiteAdministrator"])
+    assert (await client.put(url, json={"newPassword": "x" * 10}, headers=me)).status_code == 422
+    assert (await client.put(url, json={})).status_code == 401
+
+
+async def test_wrong_current_passwords_count_towards_the_sign_in_throttle(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """A stolen API token cannot be used to guess the account's password."""
+    ctx.login_throttle = LoginThrottle(max_failures=2, window_seconds=600)
+    body = {"currentPassword": "a guess", "newPassword": "a new long password"}
+    statuses = [
+        (await client.put(f"{API}/users/me/password", json=body, headers=site.auth())).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [422, 422, 429]
+    assert await _sign_in(client, site.login("SiteAdministrator"), ADMIN_PASSWORD) == 429
+
+
+async def test_a_site_administrator_sets_a_password_of_their_own_sites_users(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    user_id, login = site.user_ids["User"], site.login("User")
+    url = f"{API}/users/{user_id}/password"
+    async with ctx.db.transaction() as conn:
+        who = await identity.login(conn, site.login("SiteAdministrator"), ADMIN_PASSWORD)
+        assert who is not None
+        # The user has an admin UI session open somewhere: a reset ends it.
+        user = dataclasses.replace(who, user_id=user_id, login_name=login)
+        await sessions.start(conn, user, ctx.now())
+    assert await _sign_in(client, login, "a password set by the admin") == 401
+
+    for role in ("IntegrationAdministrator", "User"):
+        refused = await client.put(
+            url, json={"newPassword": "a password set by them"}, headers=site.auth(role)
+        )
+        assert refused.status_code == 403
+    elsewhere = await client.put(
+        url, json={"newPassword": "a password set elsewhere"}, headers=other_site.auth()
+    )
+    assert elsewhere.status_code == 404
+    missing = await client.put(
+        f"{API}/users/not-an-id/password", json={"newPassword": "long enough"}, headers=site.auth()
+    )
+    assert missing.status_code == 404
+
+    done = await client.put(
+        url, json={"newPassword": "a password set by the admin"}, headers=site.auth()
+    )
+    assert done.status_code == 204, done.text
+    assert await _sign_in(client, login, "a password set by the admin") == 201
+    async with ctx.db.read() as conn:
+        left = await conn.execute(sa.select(ui_sessions).where(ui_sessions.c.user_id == user_id))
+        assert left.all() == [], "the user's admin UI sessions ended"
+    assert "user.password_set" in await _audit_actions(ctx, user_id)
+
+
+def test_the_operator_sets_a_password_from_the_command_line(tmp_path: Path) -> None:
+    env = {
+        "DOCUHOOKS_DATA_DIR": str(tmp_path),
+        "DOCUHOOKS_SECRET_KEY": "cli-test-key-0123456789abcdef",
+    }
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None) -> str:
+        result = runner.invoke(cli.main, list(args), env=env, input=input)
+        assert result.exit_code == 0, result.output
+        return result.output.strip().splitlines()[-1]
+
+    site_id = run("admin", "create-site", "Acme", "--base-url", "https://acme.example")
+    user_id = run(
+        "admin", "create-user", "--site", site_id, "--login", "ann@example.com",
+        "--name", "Ann", "--role", "User", "--password", "the first password",
+    )  # fmt: skip
+    assert run("admin", "set-password", "--login", "Ann@Example.com", "--password", "x" * 12) == (
+        user_id
+    )
+    # Asked for, unseen and twice, when not on the command line.
+    assert (
+        run(
+            "admin",
+            "set-password",
+            "--login",
+            "ann@example.com",
+            input="y" * 12 + "\n" + "y" * 12 + "\n",
+        )
+        == user_id
+    )
+    refused = runner.invoke(
+        cli.main,
+        ["admin", "set-password", "--login", "ann@example.com", "--password", "short"],
+        env=env,
+    )
+    assert refused.exit_code != 0 and "at least 8 characters" in refused.output
+    unknown = runner.invoke(
+        cli.main,
+        ["admin", "set-password", "--login", "bob@example.com", "--password", "long enough"],
+        env=env,
+    )
+    assert unknown.exit_code != 0 and "no user has the login name" in unknown.output
+
+    async def signs_in(password: str) -> bool:
+        db = Database.from_url(f"sqlite:///{tmp_path / 'docuhooks.db'}")
+        try:
+            async with db.read() as conn:
+                return await identity.login(conn, "ann@example.com", password) is not None
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(signs_in("y" * 12))
+    assert not asyncio.run(signs_in("the first password"))

@@ -612,3 +612,56 @@ async def test_malformed_ids_are_404_pages(
     await admin(ctx, client, site)
     page = await client.get(path)
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+
+
+async def test_change_your_own_password(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    login = await make_user(ctx, site.site_id, "IntegrationAdministrator")
+    csrf = await sign_in(client, login)
+    elsewhere = httpx.AsyncClient(transport=client._transport, base_url="http://testserver")
+    try:
+        await sign_in(elsewhere, login)  # the same person in another browser
+        page = await client.get("/ui/account")
+        assert page.status_code == 200 and login in page.text
+        assert 'href="/ui/account"' in page.text, "the header links to the account"
+
+        async def change(current: str, new: str, again: str | None = None) -> httpx.Response:
+            fields = {
+                "csrf_token": csrf,
+                "current_password": current,
+                "new_password": new,
+                "confirm_password": new if again is None else again,
+            }
+            return await client.post("/ui/account/password", data=fields)
+
+        wrong = await change("not my password", "a brand new password")
+        assert wrong.status_code == 422
+        assert field_error(wrong.text, "current_password") == "The current password is wrong."
+        short = await change(PASSWORD, "short")
+        assert field_error(short.text, "new_password") == "A password needs at least 8 characters."
+        differ = await change(PASSWORD, "a brand new password", "a brand new passw0rd")
+        assert field_error(differ.text, "confirm_password") == "The two new passwords differ."
+        for refused in (wrong, short, differ):
+            assert "a brand new" not in refused.text and PASSWORD not in refused.text
+        no_csrf = await client.post(
+            "/ui/account/password",
+            data={
+                "current_password": PASSWORD,
+                "new_password": "x" * 12,
+                "confirm_password": "x" * 12,
+            },
+        )
+        assert no_csrf.status_code == 403
+
+        done = await change(PASSWORD, "a brand new password")
+        assert (done.status_code, done.headers["location"]) == (
+            303,
+            "/ui/account?notice=password-changed",
+        )
+        assert "Your password is changed" in (await client.get(done.headers["location"])).text
+        assert (await elsewhere.get("/ui/")).status_code in (303, 307), "the other browser is out"
+        assert (await client.get("/ui/")).status_code == 200, "this browser stays in"
+        await sign_in(elsewhere, login, "a brand new password")
+    finally:
+        await elsewhere.aclose()

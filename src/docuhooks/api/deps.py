@@ -53,6 +53,12 @@ async def read_transaction(ctx: Ctx) -> AsyncIterator[AsyncConnection]:
 ReadConn = Annotated[AsyncConnection, Depends(read_transaction, scope="function")]
 
 
+def client_address(request: Request) -> str | None:
+    """Where the request came from (the peer, or what a trusted proxy said it was), for
+    sign-in throttling."""
+    return request.client.host if request.client else None
+
+
 def _token(credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is None:
         raise Unauthorized("this route needs an API token: Authorization: Bearer <token>")

@@ -15,10 +15,13 @@ from docuhooks.identity import revocations, secrets
 from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal
 from docuhooks.store import pagination
-from docuhooks.store.schema import api_tokens, users
+from docuhooks.store.schema import api_tokens, ui_sessions, users
 from docuhooks.store.scoped import fetch_in_site, parse_id
 
 MAX_TOKEN_DAYS = 3650
+#: New passwords: as long as people choose, within reason.
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
 
 
 def _require_site_admin(principal: Principal, action: str) -> None:
@@ -152,3 +155,87 @@ async def revoke_token(conn: AsyncConnection, principal: Principal, token_id: st
     )
     await revocations.announce(conn, row.token_hash)
     return str(row.token_hash)
+
+
+def password_problem(password: str) -> str | None:
+    """What is wrong with `password` as a new password, or None."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"a password needs at least {MIN_PASSWORD_LENGTH} characters"
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"a password has at most {MAX_PASSWORD_LENGTH} characters"
+    return None
+
+
+async def change_own_password(
+    conn: AsyncConnection,
+    principal: Principal,
+    new_password: str,
+    *,
+    keep_session_id: str | None = None,
+) -> None:
+    """The caller's own new password, once the caller has checked the current one (through
+    the sign-in throttle, outside any transaction). Their admin UI sessions end, except
+    `keep_session_id` (the one changing it); API tokens are separate credentials and stay."""
+    row = await fetch_in_site(conn, users, principal.user_id, principal.site_id, "user")
+    await _store_password(
+        conn,
+        principal,
+        row,
+        new_password,
+        action="user.password_changed",
+        keep_session_id=keep_session_id,
+    )
+
+
+async def set_password(
+    conn: AsyncConnection, principal: Principal, user_id: str, new_password: str
+) -> None:
+    """A SiteAdministrator sets a password of a user of their site, without the current one
+    (a reset; their own included). The user's admin UI sessions end; API tokens stay."""
+    _require_site_admin(principal, "setting a password without the current one")
+    row = await fetch_in_site(conn, users, user_id, principal.site_id, "user")
+    await _store_password(conn, principal, row, new_password, action="user.password_set")
+
+
+async def reset_password(conn: AsyncConnection, login_name: str, new_password: str) -> str:
+    """`docuhooks admin set-password`: the operator sets any user's password by login name
+    (audited with no actor). Returns the user's id."""
+    row = (
+        await conn.execute(sa.select(users).where(users.c.login_name == login_name.strip().lower()))
+    ).first()
+    if row is None:
+        raise NotFound(f"no user has the login name {login_name!r}")
+    await _store_password(conn, None, row, new_password, action="user.password_set")
+    return str(row.id)
+
+
+async def _store_password(
+    conn: AsyncConnection,
+    principal: Principal | None,
+    row: sa.Row[Any],
+    new_password: str,
+    *,
+    action: str,
+    keep_session_id: str | None = None,
+) -> None:
+    problem = password_problem(new_password)
+    if problem:
+        raise ValidationFailed.of([FieldError("newPassword", problem)])
+    await conn.execute(
+        users.update()
+        .where(users.c.id == row.id)
+        .values(password_hash=secrets.hash_password(new_password))
+    )
+    ended = ui_sessions.delete().where(ui_sessions.c.user_id == row.id)
+    if keep_session_id is not None:
+        ended = ended.where(ui_sessions.c.id != keep_session_id)
+    await conn.execute(ended)
+    await audit.record(
+        conn,
+        principal,
+        site_id=row.site_id,
+        action=action,
+        object_type="user",
+        object_id=row.id,
+        details={"loginName": row.login_name},
+    )

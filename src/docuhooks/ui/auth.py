@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from docuhooks.api.deps import Ctx
+from docuhooks.api.deps import Ctx, client_address
 from docuhooks.errors import TooManyRequests
 from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal
@@ -86,7 +86,7 @@ async def login(request: Request, ctx: Ctx) -> Response:
         async with ctx.db.read() as conn:
             return await identity.login(conn, login_name, password)
 
-    client = request.client.host if request.client else None
+    client = client_address(request)
     try:
         who = await guarded(ctx.login_throttle, ctx.db, login_name, client, attempt)
     except TooManyRequests as exc:

@@ -47,6 +47,7 @@ NOTICES = {
     "(once each).",
     "nothing-to-recover": "No delivery failed since then: nothing to re-send.",
     "signed-out": "You are signed out.",
+    "password-changed": "Your password is changed. Your other browsers are signed out.",
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import Field
 
-from docuhooks.api.deps import Ctx
+from docuhooks.api.deps import Ctx, client_address
 from docuhooks.api.models import ERRORS, ErrorResponse, Input, Output
 from docuhooks.errors import Unauthorized
 from docuhooks.identity import service as identity
@@ -49,7 +49,9 @@ async def create_token(body: TokenRequest, request: Request, ctx: Ctx) -> TokenR
 
     # No transaction is held while the password is checked: a wrong one is counted in a
     # transaction of its own (`guarded`), which must not wait on the request's.
-    who = await guarded(ctx.login_throttle, ctx.db, body.loginName, _client(request), attempt)
+    who = await guarded(
+        ctx.login_throttle, ctx.db, body.loginName, client_address(request), attempt
+    )
     if who is None:
         raise Unauthorized("login name or password is wrong")
     async with ctx.db.transaction() as conn:
@@ -71,7 +73,7 @@ async def service_principal_login(
         ctx.login_throttle,
         ctx.db,
         f"{body.clientName}/{body.principalName}",
-        _client(request),
+        client_address(request),
         attempt,
     )
     if who is None:
@@ -81,7 +83,3 @@ async def service_principal_login(
             conn, login_name=who.login_name, name="service principal"
         )
     return TokenResponse(token=token, userId=who.user_id, siteId=who.site_id)
-
-
-def _client(request: Request) -> str | None:
-    return request.client.host if request.client else None

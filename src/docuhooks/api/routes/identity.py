@@ -5,12 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
 
-from docuhooks.api.deps import Caller, Conn, Ctx
+from docuhooks.api.deps import Caller, Conn, Ctx, StandaloneCaller, client_address
 from docuhooks.api.models import ERRORS, Input, Output, Page
+from docuhooks.errors import FieldError, ValidationFailed
 from docuhooks.identity import admin
+from docuhooks.identity import service as identity
+from docuhooks.identity.models import Principal
+from docuhooks.identity.throttle import guarded
 from docuhooks.store import pagination
 
 router = APIRouter(prefix="/api/v1", tags=["admin"], responses=ERRORS)
@@ -75,6 +79,50 @@ async def list_users(
 async def create_user(body: UserCreate, conn: Conn, who: Caller) -> dict[str, Any]:
     """A user or service principal of the caller's site (SiteAdministrator)."""
     return await admin.create_user(conn, who, body.model_dump())
+
+
+class PasswordChange(Input):
+    currentPassword: str = Field(min_length=1, max_length=admin.MAX_PASSWORD_LENGTH)
+    newPassword: str = Field(
+        min_length=admin.MIN_PASSWORD_LENGTH, max_length=admin.MAX_PASSWORD_LENGTH
+    )
+
+
+class PasswordSet(Input):
+    newPassword: str = Field(
+        min_length=admin.MIN_PASSWORD_LENGTH, max_length=admin.MAX_PASSWORD_LENGTH
+    )
+
+
+# Before /users/{user_id}/password, which would otherwise take "me" for an id.
+@router.put("/users/me/password", status_code=204, response_class=Response)
+async def change_own_password(
+    body: PasswordChange, request: Request, ctx: Ctx, who: StandaloneCaller
+) -> Response:
+    """Change the caller's own password. The current one must be given, and wrong ones count
+    towards the sign-in throttle (429 past it), so a stolen API token cannot take over the
+    account's password. The caller's admin UI sessions end; API tokens stay valid."""
+
+    async def attempt() -> Principal | None:
+        async with ctx.db.read() as conn:
+            return await identity.login(conn, who.login_name, body.currentPassword)
+
+    if (
+        await guarded(ctx.login_throttle, ctx.db, who.login_name, client_address(request), attempt)
+        is None
+    ):
+        raise ValidationFailed.of([FieldError("currentPassword", "the current password is wrong")])
+    async with ctx.db.transaction() as conn:
+        await admin.change_own_password(conn, who, body.newPassword)
+    return Response(status_code=204)
+
+
+@router.put("/users/{user_id}/password", status_code=204, response_class=Response)
+async def set_user_password(user_id: str, body: PasswordSet, conn: Conn, who: Caller) -> Response:
+    """Set a user's password (SiteAdministrator; a user of the caller's site): for a reset,
+    without the current one. The user's admin UI sessions end; API tokens stay valid."""
+    await admin.set_password(conn, who, user_id, body.newPassword)
+    return Response(status_code=204)
 
 
 @router.get("/tokens", response_model=list[Token])

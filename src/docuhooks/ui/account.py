@@ -1,0 +1,64 @@
+"""The signed-in person's account: who they are, and a new password (the current one is
+checked, and counted by the sign-in throttle as a sign-in is)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from docuhooks.api.deps import Ctx, client_address
+from docuhooks.errors import TooManyRequests
+from docuhooks.identity import admin
+from docuhooks.identity import service as identity
+from docuhooks.identity.models import Principal
+from docuhooks.identity.throttle import guarded
+from docuhooks.ui.rendering import UiRoute, redirect, render
+from docuhooks.ui.session import Checked, SignedIn, UiSession
+
+router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
+
+
+@router.get("/account")
+async def account(request: Request, session: SignedIn) -> Response:
+    return _page(request, session)
+
+
+@router.post("/account/password")
+async def change_password(request: Request, ctx: Ctx, session: Checked) -> Response:
+    form = await request.form()
+    current = str(form.get("current_password") or "")
+    new = str(form.get("new_password") or "")
+    confirmation = str(form.get("confirm_password") or "")
+    if not current or len(current) > admin.MAX_PASSWORD_LENGTH:
+        return _page(request, session, current_error="Enter your current password.")
+    problem = admin.password_problem(new)
+    if problem:
+        return _page(request, session, new_error=f"{problem[0].upper()}{problem[1:]}.")
+    if new != confirmation:
+        return _page(request, session, confirm_error="The two new passwords differ.")
+    who = session.principal
+
+    async def attempt() -> Principal | None:
+        async with ctx.db.read() as conn:
+            return await identity.login(conn, who.login_name, current)
+
+    try:
+        checked = await guarded(
+            ctx.login_throttle, ctx.db, who.login_name, client_address(request), attempt
+        )
+    except TooManyRequests as exc:
+        message = f"{exc.message[0].upper()}{exc.message[1:]}."
+        return _page(request, session, current_error=message, status_code=429)
+    if checked is None:
+        return _page(request, session, current_error="The current password is wrong.")
+    async with ctx.db.transaction() as conn:
+        await admin.change_own_password(conn, who, new, keep_session_id=session.id)
+    return redirect("/ui/account?notice=password-changed")
+
+
+def _page(
+    request: Request, session: UiSession, *, status_code: int | None = None, **errors: str
+) -> Response:
+    """The account page; with an error, a 422 (or the given status) naming the field."""
+    code = status_code or (422 if errors else 200)
+    fields = {"current_error": "", "new_error": "", "confirm_error": "", **errors}
+    return render(request, "account.html", session, status_code=code, **fields)
