@@ -3,6 +3,8 @@ checked, and counted by the sign-in throttle as a sign-in is)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 
 from docuhooks.api.deps import Ctx, client_address
@@ -60,5 +62,5 @@ def _page(
 ) -> Response:
     """The account page; with an error, a 422 (or the given status) naming the field."""
     code = status_code or (422 if errors else 200)
-    fields = {"current_error": "", "new_error": "", "confirm_error": "", **errors}
+    fields: dict[str, Any] = {"current_error": "", "new_error": "", "confirm_error": "", **errors}
     return render(request, "account.html", session, status_code=code, **fields)
