@@ -231,5 +231,19 @@ def test_an_administrators_session(live: tuple[LiveServer, str], tmp_path: Path)
         expect(page.get_by_text("Webhook deleted.")).to_be_visible()
         expect(page.get_by_text("No webhooks yet.")).to_be_visible()
 
+        # A new password from the account page, then signing in with it.
+        page.locator("a.who").click()
+        expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+        page.get_by_label("Current password", exact=True).fill(PASSWORD)
+        page.get_by_label("New password", exact=True).fill("a brand new password")
+        page.get_by_label("New password, again", exact=True).fill("a brand new password")
+        page.get_by_role("button", name="Change password").click()
+        expect(page.get_by_text("Your password is changed.")).to_be_visible()
+        page.get_by_role("button", name="Sign out").click()
+        page.get_by_label("Login name (email)").fill(login)
+        page.get_by_label("Password").fill("a brand new password")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
+
         browser.close()
     assert problems == []
