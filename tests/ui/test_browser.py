@@ -201,6 +201,14 @@ def test_an_administrators_session(live: tuple[LiveServer, str], tmp_path: Path)
         first = _claims(receiver.calls[0], secret)  # the shown secret verifies the call
         assert first["test"] is True
 
+        # The site's events: the test event, its payload, and where it went.
+        page.get_by_role("link", name="Events", exact=True).click()
+        expect(page.get_by_role("heading", name="Events")).to_be_visible()
+        page.locator("table.list tbody a").first.click()
+        expect(page.get_by_role("heading", name="Where it went")).to_be_visible()
+        expect(page.locator("pre.body")).to_contain_text(first["eventId"])
+        expect(page.get_by_role("link", name="Archive")).to_be_visible()
+
         page.goto(server.url + "/ui/")
         expect(page.get_by_role("link", name="Archive")).to_be_visible()
         page.screenshot(path=str(tmp_path / "webhook-list.png"), full_page=True)

@@ -665,3 +665,48 @@ async def test_change_your_own_password(
         await sign_in(elsewhere, login, "a brand new password")
     finally:
         await elsewhere.aclose()
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+async def test_the_sites_events_and_where_each_went(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    hook = await api_hook(client, site)
+    sent = await client.post(f"/api/v1/webhooks/{hook['id']}/test", headers=site.auth())
+    event_id = (
+        await client.get(f"/api/v1/deliveries/{sent.json()['deliveryId']}", headers=site.auth())
+    ).json()["eventId"]
+    foreign = await api_hook(client, other_site)
+    await client.post(f"/api/v1/webhooks/{foreign['id']}/test", headers=other_site.auth())
+    await admin(ctx, client, site)
+
+    listed = await client.get("/ui/events")
+    assert listed.status_code == 200
+    assert f'href="/ui/events/{event_id}"' in listed.text
+    assert listed.text.count('href="/ui/events/') == 1, "only this site's events"
+    assert 'href="/ui/events"' in listed.text, "the header links to the events"
+    other_type = await client.get("/ui/events", params={"type": "InterviewLoadEvent"})
+    assert "No events of type InterviewLoadEvent" in other_type.text
+    later = await client.get("/ui/events", params={"since": "2999-01-01T00:00"})
+    assert later.status_code == 200 and "No events" in later.text
+    for params, message in (
+        ({"since": "last tuesday"}, "Enter a date and time"),
+        ({"type": "NoSuchEvent"}, "Choose an event type"),
+    ):
+        refused = await client.get("/ui/events", params=params)
+        assert refused.status_code == 422 and message in refused.text
+
+    page = await client.get(f"/ui/events/{event_id}")
+    assert page.status_code == 200
+    assert f'href="/ui/webhooks/{hook["id"]}">Orders</a>' in page.text
+    assert f'href="/ui/deliveries/{sent.json()["deliveryId"]}"' in page.text
+    assert f"&#34;eventId&#34;: &#34;{event_id}&#34;" in page.text, "the payload, escaped"
+    foreign_events = (await client.get("/api/v1/events", headers=other_site.auth())).json()
+    foreign_id = foreign_events["items"][0]["id"]
+    assert (await client.get(f"/ui/events/{foreign_id}")).status_code == 404
+    assert (await client.get("/ui/events/not-an-id")).status_code == 404
+
+    await sign_in(client, await make_user(ctx, site.site_id, "User"))
+    assert (await client.get("/ui/events")).status_code == 403
