@@ -14,7 +14,9 @@ from docuhooks.errors import FieldError, Forbidden, NotFound, ValidationFailed
 from docuhooks.identity import revocations, secrets
 from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal
+from docuhooks.identity.throttle import LoginThrottle, guarded
 from docuhooks.store import pagination
+from docuhooks.store.database import Database
 from docuhooks.store.schema import api_tokens, ui_sessions, users
 from docuhooks.store.scoped import fetch_in_site, parse_id
 
@@ -164,6 +166,20 @@ def password_problem(password: str) -> str | None:
     if len(password) > MAX_PASSWORD_LENGTH:
         return f"a password has at most {MAX_PASSWORD_LENGTH} characters"
     return None
+
+
+async def current_password_matches(
+    db: Database, throttle: LoginThrottle, principal: Principal, password: str, client: str | None
+) -> bool:
+    """Whether `password` is the caller's current one, checked as a sign-in is: a wrong one
+    counts towards the sign-in throttle (TooManyRequests past it), so a stolen token or an
+    unattended browser cannot be used to guess it. Call it outside any write transaction."""
+
+    async def attempt() -> Principal | None:
+        async with db.read() as conn:
+            return await identity.login(conn, principal.login_name, password)
+
+    return await guarded(throttle, db, principal.login_name, client, attempt) is not None
 
 
 async def change_own_password(

@@ -10,9 +10,6 @@ from fastapi import APIRouter, Request, Response
 from docuhooks.api.deps import Ctx, client_address
 from docuhooks.errors import TooManyRequests
 from docuhooks.identity import admin
-from docuhooks.identity import service as identity
-from docuhooks.identity.models import Principal
-from docuhooks.identity.throttle import guarded
 from docuhooks.ui.rendering import UiRoute, redirect, render
 from docuhooks.ui.session import Checked, SignedIn, UiSession
 
@@ -38,19 +35,14 @@ async def change_password(request: Request, ctx: Ctx, session: Checked) -> Respo
     if new != confirmation:
         return _page(request, session, confirm_error="The two new passwords differ.")
     who = session.principal
-
-    async def attempt() -> Principal | None:
-        async with ctx.db.read() as conn:
-            return await identity.login(conn, who.login_name, current)
-
     try:
-        checked = await guarded(
-            ctx.login_throttle, ctx.db, who.login_name, client_address(request), attempt
+        matches = await admin.current_password_matches(
+            ctx.db, ctx.login_throttle, who, current, client_address(request)
         )
     except TooManyRequests as exc:
         message = f"{exc.message[0].upper()}{exc.message[1:]}."
         return _page(request, session, current_error=message, status_code=429)
-    if checked is None:
+    if not matches:
         return _page(request, session, current_error="The current password is wrong.")
     async with ctx.db.transaction() as conn:
         await admin.change_own_password(conn, who, new, keep_session_id=session.id)

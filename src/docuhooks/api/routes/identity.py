@@ -12,9 +12,6 @@ from docuhooks.api.deps import Caller, Conn, Ctx, StandaloneCaller, client_addre
 from docuhooks.api.models import ERRORS, Input, Output, Page
 from docuhooks.errors import FieldError, ValidationFailed
 from docuhooks.identity import admin
-from docuhooks.identity import service as identity
-from docuhooks.identity.models import Principal
-from docuhooks.identity.throttle import guarded
 from docuhooks.store import pagination
 
 router = APIRouter(prefix="/api/v1", tags=["admin"], responses=ERRORS)
@@ -103,14 +100,10 @@ async def change_own_password(
     towards the sign-in throttle (429 past it), so a stolen API token cannot take over the
     account's password. The caller's admin UI sessions end; API tokens stay valid."""
 
-    async def attempt() -> Principal | None:
-        async with ctx.db.read() as conn:
-            return await identity.login(conn, who.login_name, body.currentPassword)
-
-    if (
-        await guarded(ctx.login_throttle, ctx.db, who.login_name, client_address(request), attempt)
-        is None
-    ):
+    matches = await admin.current_password_matches(
+        ctx.db, ctx.login_throttle, who, body.currentPassword, client_address(request)
+    )
+    if not matches:
         raise ValidationFailed.of([FieldError("currentPassword", "the current password is wrong")])
     async with ctx.db.transaction() as conn:
         await admin.change_own_password(conn, who, body.newPassword)
