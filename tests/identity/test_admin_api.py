@@ -255,3 +255,72 @@ def test_the_operator_sets_a_password_from_the_command_line(tmp_path: Path) -> N
 
     assert asyncio.run(signs_in("y" * 12))
     assert not asyncio.run(signs_in("the first password"))
+
+
+# --- changing users ----------------------------------------------------------------------------
+
+
+async def test_new_roles_and_deactivation_hold_at_once_for_cached_tokens(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    user_id, theirs = site.user_ids["User"], site.auth("User")
+    assert (await client.get(f"{API}/webhooks", headers=theirs)).status_code == 403  # cached now
+    url = f"{API}/users/{user_id}"
+    promoted = await client.patch(
+        url, json={"roles": ["IntegrationAdministrator"]}, headers=site.auth()
+    )
+    assert promoted.status_code == 200, promoted.text
+    assert promoted.json()["roles"] == ["IntegrationAdministrator"]
+    assert (await client.get(f"{API}/webhooks", headers=theirs)).status_code == 200
+
+    off = await client.patch(url, json={"active": False}, headers=site.auth())
+    assert off.status_code == 200 and off.json()["active"] is False
+    assert (await client.get(f"{API}/tokens", headers=theirs)).status_code == 401
+    back = await client.patch(url, json={"active": True}, headers=site.auth())
+    assert back.json()["active"] is True
+    assert (await client.get(f"{API}/tokens", headers=theirs)).status_code == 200
+    assert (await client.get(url, headers=site.auth())).json()["roles"] == [
+        "IntegrationAdministrator"
+    ]
+    assert (await _audit_actions(ctx, user_id)).count("user.updated") == 3
+
+
+async def test_changing_users_is_for_their_sites_administrators_and_checked(
+    client: httpx.AsyncClient, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    user_id = site.user_ids["User"]
+    url = f"{API}/users/{user_id}"
+    renamed = await client.patch(
+        url, json={"name": "Ann Lee", "email": "ann.lee@example.com"}, headers=site.auth()
+    )
+    assert renamed.status_code == 200
+    assert (renamed.json()["name"], renamed.json()["email"]) == ("Ann Lee", "ann.lee@example.com")
+    for role in ("IntegrationAdministrator", "User"):
+        refused = await client.patch(url, json={"name": "X"}, headers=site.auth(role))
+        assert refused.status_code == 403
+        assert (await client.get(url, headers=site.auth(role))).status_code == 403
+    assert (
+        await client.patch(url, json={"name": "X"}, headers=other_site.auth())
+    ).status_code == 404
+    assert (await client.get(url, headers=other_site.auth())).status_code == 404
+    for bad in ({"roles": []}, {"roles": ["Owner"]}, {"email": "not an email"}, {"name": ""}):
+        assert (await client.patch(url, json=bad, headers=site.auth())).status_code == 422, bad
+    assert (
+        await client.patch(url, json={"loginName": "x@example.com"}, headers=site.auth())
+    ).status_code == 422
+    assert (await client.get(url, headers=site.auth())).json()["name"] == "Ann Lee"
+
+
+async def test_administrators_cannot_lock_themselves_out(
+    client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    me = f"{API}/users/{site.user_ids['SiteAdministrator']}"
+    for change in ({"active": False}, {"roles": ["IntegrationAdministrator"]}):
+        refused = await client.patch(me, json=change, headers=site.auth())
+        assert refused.status_code == 409, change
+        assert "another site administrator" in refused.json()["error"]["message"]
+    kept = await client.patch(
+        me, json={"roles": ["SiteAdministrator", "User"], "name": "Boss"}, headers=site.auth()
+    )
+    assert kept.status_code == 200
+    assert (await client.get(f"{API}/users", headers=site.auth())).status_code == 200

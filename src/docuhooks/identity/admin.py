@@ -10,10 +10,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import audit
-from docuhooks.errors import FieldError, Forbidden, NotFound, ValidationFailed
+from docuhooks.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from docuhooks.identity import revocations, secrets
 from docuhooks.identity import service as identity
-from docuhooks.identity.models import Principal
+from docuhooks.identity.models import Principal, Role
 from docuhooks.identity.throttle import LoginThrottle, guarded
 from docuhooks.store import pagination
 from docuhooks.store.database import Database
@@ -98,6 +98,87 @@ async def create_user(
         details={"loginName": fields["loginName"], "roles": list(fields["roles"])},
     )
     return user_to_api(await fetch_in_site(conn, users, user_id, principal.site_id, "user"))
+
+
+async def get_user(conn: AsyncConnection, principal: Principal, user_id: str) -> dict[str, Any]:
+    _require_site_admin(principal, "reading users")
+    return user_to_api(await fetch_in_site(conn, users, user_id, principal.site_id, "user"))
+
+
+async def update_user(
+    conn: AsyncConnection, principal: Principal, user_id: str, changes: dict[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """Change a user of the caller's site (SiteAdministrator): `name`, `email`, `roles`,
+    `active`. Returns the user, and the hashes of their API tokens when what a token grants
+    changed (roles, or active): the caller drops those from its token cache, and the other
+    processes are told when this transaction commits (`revocations`), so the change holds at
+    once everywhere rather than when cached principals run out. A deactivated user's admin UI
+    sessions end. Administrators cannot deactivate themselves or drop their own
+    SiteAdministrator role (another administrator can), so a site keeps one."""
+    _require_site_admin(principal, "changing users")
+    row = await fetch_in_site(conn, users, user_id, principal.site_id, "user")
+    values: dict[str, Any] = {}
+    errors: list[FieldError] = []
+    if changes.get("name") is not None:
+        name = str(changes["name"]).strip()
+        if not 1 <= len(name) <= 200:
+            errors.append(FieldError("name", "must be 1 to 200 characters"))
+        values["name"] = name
+    if changes.get("email") is not None:
+        email = str(changes["email"]).strip()
+        if not identity.EMAIL.match(email) or len(email) > 320:
+            errors.append(FieldError("email", "must be an email address"))
+        values["email"] = email
+    if changes.get("roles") is not None:
+        roles = list(dict.fromkeys(changes["roles"]))
+        known = {r.value for r in Role}
+        if not roles:
+            errors.append(FieldError("roles", "must name at least one role"))
+        for i, role in enumerate(roles):
+            if role not in known:
+                errors.append(
+                    FieldError(f"roles.{i}", f"must be one of {', '.join(sorted(known))}")
+                )
+        values["roles"] = roles
+    if changes.get("active") is not None:
+        values["active"] = bool(changes["active"])
+    if errors:
+        raise ValidationFailed.of(errors)
+    values = {k: v for k, v in values.items() if v != getattr(row, k)}
+    if row.id == principal.user_id and (
+        values.get("active") is False
+        or ("roles" in values and Role.SITE_ADMINISTRATOR.value not in values["roles"])
+    ):
+        raise Conflict(
+            "you cannot deactivate yourself or drop your own SiteAdministrator role: another "
+            "site administrator can"
+        )
+    revoked: list[str] = []
+    if values:
+        await conn.execute(users.update().where(users.c.id == row.id).values(**values))
+        if "roles" in values or "active" in values:
+            hashes = await conn.execute(
+                sa.select(api_tokens.c.token_hash).where(api_tokens.c.user_id == row.id)
+            )
+            revoked = list(hashes.scalars())
+            for token_hash in revoked:
+                await revocations.announce(conn, token_hash)
+        if values.get("active") is False:
+            await conn.execute(ui_sessions.delete().where(ui_sessions.c.user_id == row.id))
+        await audit.record(
+            conn,
+            principal,
+            site_id=principal.site_id,
+            action="user.updated",
+            object_type="user",
+            object_id=row.id,
+            details={
+                "changed": sorted(values),
+                **{k: values[k] for k in ("roles", "active") if k in values},
+            },
+        )
+    updated = await fetch_in_site(conn, users, row.id, principal.site_id, "user")
+    return user_to_api(updated), revoked
 
 
 async def list_tokens(conn: AsyncConnection, principal: Principal) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from docuhooks.identity import secrets
 from docuhooks.identity.models import Principal, Role
 from docuhooks.store.schema import api_tokens, sites, users
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def _now() -> datetime:
@@ -69,10 +69,10 @@ async def create_user(
     await get_site(conn, site_id)
     errors: list[FieldError] = []
     login_name = login_name.strip().lower()
-    if not _EMAIL.match(login_name) or len(login_name) > 320:
+    if not EMAIL.match(login_name) or len(login_name) > 320:
         errors.append(FieldError("loginName", "must be an email address"))
     email = (email or login_name).strip()
-    if not _EMAIL.match(email):
+    if not EMAIL.match(email):
         errors.append(FieldError("email", "must be an email address"))
     if not 1 <= len(name.strip()) <= 200:
         errors.append(FieldError("name", "must be 1 to 200 characters"))

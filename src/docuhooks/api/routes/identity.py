@@ -78,6 +78,33 @@ async def create_user(body: UserCreate, conn: Conn, who: Caller) -> dict[str, An
     return await admin.create_user(conn, who, body.model_dump())
 
 
+class UserUpdate(Input):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    roles: list[RoleName] | None = Field(default=None, min_length=1, max_length=3)
+    active: bool | None = Field(
+        default=None, description="false: the user can no longer sign in or use API tokens"
+    )
+
+
+@router.get("/users/{user_id}", response_model=User)
+async def get_user(user_id: str, conn: Conn, who: Caller) -> dict[str, Any]:
+    """One user of the caller's site (SiteAdministrator)."""
+    return await admin.get_user(conn, who, user_id)
+
+
+@router.patch("/users/{user_id}", response_model=User)
+async def update_user(
+    user_id: str, body: UserUpdate, ctx: Ctx, conn: Conn, who: Caller
+) -> dict[str, Any]:
+    """Change a user's name, email, roles or whether they are active (SiteAdministrator).
+    New roles and deactivation hold at once for the user's API tokens, in every process."""
+    user, revoked = await admin.update_user(conn, who, user_id, body.model_dump(exclude_unset=True))
+    for token_hash in revoked:
+        ctx.tokens.forget(token_hash)
+    return user
+
+
 class PasswordChange(Input):
     currentPassword: str = Field(min_length=1, max_length=admin.MAX_PASSWORD_LENGTH)
     newPassword: str = Field(
