@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from tests.delivery.delivery_support import (
@@ -145,5 +146,44 @@ async def test_postgres_notifies_listeners_only_when_the_transaction_commits(
                 conn, version_event(site.site_id), work_group_id=None, template_id=None
             )
         assert await asyncio.wait_for(heard.get(), 5) == CHANNEL
+    finally:
+        await listener.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_postgres_workers_hear_of_deliveries_made_due_again(
+    ctx: AppContext, site: SiteUsers, client: httpx.AsyncClient
+) -> None:
+    """Not only new deliveries: a resumed or reactivated webhook's waiting ones, and a
+    pending delivery redelivered now, wake the workers of every process at once."""
+    import asyncpg
+
+    from docuhooks.delivery.queries import CHANNEL
+    from docuhooks.delivery.wakeup import asyncpg_dsn
+
+    hook, _ = await make_webhook(ctx, site, "https://a.example/hook")
+    async with ctx.db.transaction() as conn:
+        (pending,) = await outbox.enqueue(
+            conn, version_event(site.site_id), work_group_id=None, template_id=None
+        )
+        await conn.execute(deliveries.update().where(deliveries.c.id == pending).values(attempts=1))
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(asyncpg_dsn(ctx.db.engine.url))
+    await listener.add_listener(CHANNEL, lambda *args: heard.put_nowait(args[2]))
+    api = "/api/v1"
+    try:
+        for method, path in (
+            ("POST", f"{api}/webhooks/{hook}/deactivate"),
+            ("POST", f"{api}/webhooks/{hook}/activate"),
+            ("POST", f"{api}/webhooks/{hook}/resume"),
+            ("POST", f"{api}/deliveries/{pending}/redeliver"),
+        ):
+            answered = await client.request(method, path, headers=site.auth())
+            assert answered.status_code in (200, 201, 202), answered.text
+            if path.endswith("deactivate"):
+                await asyncio.sleep(0.2)
+                assert heard.empty(), "deactivating makes nothing claimable"
+            else:
+                assert await asyncio.wait_for(heard.get(), 5) == CHANNEL, path
     finally:
         await listener.close()

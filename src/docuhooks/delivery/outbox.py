@@ -43,8 +43,9 @@ async def enqueue(
       never commits. If the transaction rolls back, the event and its deliveries vanish with
       it and nothing is ever sent.
     * After the commit, the caller calls `ctx.events_committed()`: that wakes the in-process
-      worker (SQLite). On PostgreSQL this function also issues `NOTIFY docuhooks_deliveries`,
-      which the server delivers to listening workers only when the transaction commits.
+      worker (SQLite). On PostgreSQL the insert raises `NOTIFY docuhooks_deliveries` (a
+      trigger), which the server delivers to listening workers only when the transaction
+      commits.
 
     The webhooks are those `webhooks.service.matching` selects (SPEC §4, index-driven), the
     suspended ones included: their deliveries queue and drain when they resume (§7.4).
@@ -99,8 +100,8 @@ async def enqueue(
         }
         for webhook_id in target_ids
     ]
+    # On PostgreSQL the insert wakes the workers itself (a trigger, migration 0008).
     await _INSERT_DELIVERIES.executemany(conn, rows)
-    await queries.notify_new_deliveries(conn)
     return [row["id"] for row in rows]
 
 

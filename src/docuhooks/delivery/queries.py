@@ -33,8 +33,10 @@ SUCCEEDED = "succeeded"
 FAILED = "failed"
 
 
-async def notify_new_deliveries(conn: AsyncConnection) -> None:
-    """Wake PostgreSQL workers; the server sends the notification only if the caller commits."""
+async def notify_due_deliveries(conn: AsyncConnection) -> None:
+    """Wake PostgreSQL workers because existing deliveries became due (an UPDATE); the server
+    sends the notification only if the caller commits. New rows need no call: a trigger on
+    `deliveries` (migration 0008) notifies from inside the INSERT."""
     await notify(conn, CHANNEL)
 
 
@@ -560,7 +562,10 @@ async def make_due(conn: AsyncConnection, delivery_id: str, *, now: datetime) ->
         .where(deliveries.c.id == delivery_id, deliveries.c.status == PENDING, _unleased(now))
         .values(next_attempt_at=now)
     )
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        return False
+    await notify_due_deliveries(conn)
+    return True
 
 
 async def insert_redeliveries(
@@ -589,8 +594,7 @@ async def insert_redeliveries(
         }
         for original in originals
     ]
-    await conn.execute(deliveries.insert(), rows)
-    await notify_new_deliveries(conn)
+    await conn.execute(deliveries.insert(), rows)  # the insert trigger wakes the workers
     return [row["id"] for row in rows]
 
 

@@ -21,6 +21,7 @@ from docuhooks import audit
 from docuhooks.context import AppContext
 from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import SigningSecret, WebhookTarget, generate_secret
+from docuhooks.delivery import queries
 from docuhooks.errors import BadRequest, Conflict, FieldError, Forbidden, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.store import pagination
@@ -382,6 +383,8 @@ async def set_active(
         values["status_reason"] = f"deactivated by {principal.login_name}"
     _site_changed(ctx, conn, principal.site_id)
     await conn.execute(webhooks.update().where(webhooks.c.id == row.id).values(**values))
+    if active and not row.active:
+        await _wake_workers(ctx, conn)  # its waiting deliveries may be claimed again
     await audit.record(
         conn,
         principal,
@@ -418,6 +421,7 @@ async def resume(
         .where(deliveries.c.webhook_id == row.id, deliveries.c.status == "pending")
         .values(next_attempt_at=now)
     )
+    await _wake_workers(ctx, conn)
     await audit.record(
         conn,
         principal,
@@ -428,6 +432,14 @@ async def resume(
         details={"wasSuspended": row.suspended_at is not None},
     )
     return to_api(await _reload(conn, row.id))
+
+
+async def _wake_workers(ctx: AppContext, conn: AsyncConnection) -> None:
+    """Deliveries became claimable: PostgreSQL workers hear it when `conn` commits; the
+    in-process worker is rung now (on SQLite its claim then waits for this transaction's
+    write lock, so it sees what the transaction changed)."""
+    await queries.notify_due_deliveries(conn)
+    ctx.events_committed()
 
 
 async def delete(
