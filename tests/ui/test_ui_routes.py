@@ -710,3 +710,69 @@ async def test_the_sites_events_and_where_each_went(
 
     await sign_in(client, await make_user(ctx, site.site_id, "User"))
     assert (await client.get("/ui/events")).status_code == 403
+
+
+# --- users -------------------------------------------------------------------------------------
+
+
+async def test_site_administrators_manage_their_sites_users(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    admin_login = await make_user(ctx, site.site_id, "SiteAdministrator")
+    csrf = await sign_in(client, admin_login)
+    home = await client.get("/ui/")
+    assert 'href="/ui/users"' in home.text, "site administrators see the users link"
+    listed = await client.get("/ui/users")
+    assert listed.status_code == 200
+    user_id = site.user_ids["User"]
+    assert f'href="/ui/users/{user_id}"' in listed.text
+    assert other_site.user_ids["User"] not in listed.text
+    page = await client.get(f"/ui/users/{user_id}")
+    assert page.status_code == 200 and site.login("User") in page.text
+
+    form = {"csrf_token": csrf, "name": "Ann Lee", "email": "ann@example.com"}
+    saved = await client.post(
+        f"/ui/users/{user_id}",
+        data={**form, "roles": ["User", "IntegrationAdministrator"], "active": "true"},
+    )
+    assert (saved.status_code, saved.headers["location"]) == (
+        303,
+        f"/ui/users/{user_id}?notice=user-saved",
+    )
+    read = (await client.get(f"/api/v1/users/{user_id}", headers=site.auth())).json()
+    assert (read["name"], sorted(read["roles"]), read["active"]) == (
+        "Ann Lee",
+        ["IntegrationAdministrator", "User"],
+        True,
+    )
+    # Unticking Active deactivates: the user's API token stops at once.
+    await client.post(f"/ui/users/{user_id}", data={**form, "roles": ["User"]})
+    assert (await client.get("/api/v1/tokens", headers=site.auth("User"))).status_code == 401
+
+    no_roles = await client.post(f"/ui/users/{user_id}", data={**form, "active": "true"})
+    assert no_roles.status_code == 422 and "Nothing was changed" in no_roles.text
+    me = (await client.get("/api/v1/users", headers=site.auth())).json()["items"]
+    my_id = next(u["id"] for u in me if u["loginName"] == admin_login)
+    locked_out = await client.post(
+        f"/ui/users/{my_id}", data={**form, "roles": ["SiteAdministrator"]}
+    )
+    assert locked_out.status_code == 409 and "another site administrator" in locked_out.text
+
+    short = await client.post(
+        f"/ui/users/{user_id}/password", data={"csrf_token": csrf, "new_password": "short"}
+    )
+    assert short.status_code == 422
+    assert field_error(short.text, "new_password") == "A password needs at least 8 characters."
+    reset = await client.post(
+        f"/ui/users/{user_id}/password",
+        data={"csrf_token": csrf, "new_password": "a reset password"},
+    )
+    assert reset.headers["location"] == f"/ui/users/{user_id}?notice=password-set"
+    no_csrf = await client.post(f"/ui/users/{user_id}/password", data={"new_password": "x" * 9})
+    assert no_csrf.status_code == 403
+    assert (await client.get(f"/ui/users/{other_site.user_ids['User']}")).status_code == 404
+
+    await sign_in(client, await make_user(ctx, site.site_id, "IntegrationAdministrator"))
+    assert 'href="/ui/users"' not in (await client.get("/ui/")).text
+    assert (await client.get("/ui/users")).status_code == 403
+    assert (await client.get(f"/ui/users/{user_id}")).status_code == 403

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from docuhooks.ui import account, auth, deliveries, events, webhooks
+from docuhooks.ui import account, auth, deliveries, events, users, webhooks
 from docuhooks.ui.rendering import STATIC_DIR, UiRoute, redirect
 
 __all__ = ["STATIC_DIR", "router"]
@@ -22,5 +22,12 @@ async def home() -> Response:
     return redirect("/ui/")
 
 
-for _part in (auth.router, webhooks.router, deliveries.router, events.router, account.router):
+for _part in (
+    auth.router,
+    webhooks.router,
+    deliveries.router,
+    events.router,
+    users.router,
+    account.router,
+):
     router.include_router(_part)

@@ -48,6 +48,8 @@ NOTICES = {
     "nothing-to-recover": "No delivery failed since then: nothing to re-send.",
     "signed-out": "You are signed out.",
     "password-changed": "Your password is changed. Your other browsers are signed out.",
+    "user-saved": "User saved.",
+    "password-set": "Password set. Their signed-in browsers are signed out.",
 }
 
 
