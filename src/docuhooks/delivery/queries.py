@@ -126,15 +126,7 @@ async def claim_due_jobs(
         hook = hooks.get(r.webhook_id)
         if hook is None:
             hook = hooks[r.webhook_id] = WebhookRow._make(r[_WEBHOOK_COLUMNS_FROM:])
-        jobs.append(
-            Job(
-                r.id,
-                r.attempts,
-                StoredEvent(r.event_id, r.event_type, r.payload_text),
-                hook,
-                r.base_url,
-            )
-        )
+        jobs.append(_job(r, hook))
     return jobs
 
 
@@ -182,28 +174,9 @@ def _claim_due_jobs_postgresql() -> sa.Select[Any]:
         )
         .cte("leased")
     )
-    return (
-        sa.select(
-            leased.c.id,
-            leased.c.attempts,
-            leased.c.webhook_id,
-            events.c.id.label("event_id"),
-            events.c.event_type,
-            sa.cast(events.c.payload, sa.Text).label("payload_text"),
-            sites.c.base_url,
-            *(column.label(f"webhook__{column.name}") for column in webhooks.c),
-        )
-        .select_from(leased)
-        .join(events, events.c.id == leased.c.event_id)
-        .join(sites, sites.c.id == leased.c.site_id)
-        .join(webhooks, webhooks.c.id == leased.c.webhook_id)
-        .order_by(leased.c.created_at, leased.c.id)
-    )
-
-
-_CLAIM_DUE_JOBS_POSTGRESQL = _claim_due_jobs_postgresql()
-#: Where the webhook's columns start in a row of `_CLAIM_DUE_JOBS_POSTGRESQL` (they end it).
-_WEBHOOK_COLUMNS_FROM = len(_CLAIM_DUE_JOBS_POSTGRESQL.selected_columns) - len(webhooks.c)
+    return _jobs_from(
+        leased, *(column.label(f"webhook__{column.name}") for column in webhooks.c)
+    ).join(webhooks, webhooks.c.id == leased.c.webhook_id)
 
 
 async def claim_probes(
@@ -276,23 +249,36 @@ class Job:
         return self.webhook.suspended_at is not None
 
 
-# Statements the worker runs for every batch, built once (see `_claim_due_statement`).
-def _jobs(ids: sa.ColumnElement[bool]) -> sa.Select[Any]:
+def _jobs_from(source: Any, *more: sa.ColumnElement[Any]) -> sa.Select[Any]:
+    """What sending needs of each delivery in `source` (the deliveries table, or the claim's
+    leased rows), then `more` columns, in the order the deliveries were made."""
     return (
         sa.select(
-            deliveries.c.id,
-            deliveries.c.attempts,
-            deliveries.c.webhook_id,
+            source.c.id,
+            source.c.attempts,
+            source.c.webhook_id,
             events.c.id.label("event_id"),
             events.c.event_type,
             # As text: signing splices the JWT's claims onto it (`signing.StoredEvent`).
             sa.cast(events.c.payload, sa.Text).label("payload_text"),
             sites.c.base_url,
+            *more,
         )
-        .join(events, events.c.id == deliveries.c.event_id)
-        .join(sites, sites.c.id == deliveries.c.site_id)
-        .where(ids)
-        .order_by(deliveries.c.created_at, deliveries.c.id)
+        .select_from(source)
+        .join(events, events.c.id == source.c.event_id)
+        .join(sites, sites.c.id == source.c.site_id)
+        .order_by(source.c.created_at, source.c.id)
+    )
+
+
+def _job(row: Any, webhook: Any) -> Job:
+    """A row of `_jobs_from` and its webhook's row, as the worker takes it."""
+    return Job(
+        row.id,
+        row.attempts,
+        StoredEvent(row.event_id, row.event_type, row.payload_text),
+        webhook,
+        row.base_url,
     )
 
 
@@ -332,8 +318,12 @@ class _ByIds:
             await conn.execute(self._expanding, params)
 
 
-_JOBS = _ByIds(lambda ids_in: _jobs(ids_in(deliveries.c.id)))
+# Statements the worker runs for every batch, built once (see `_claim_due_statement`).
+_JOBS = _ByIds(lambda ids_in: _jobs_from(deliveries).where(ids_in(deliveries.c.id)))
 _WEBHOOKS = _ByIds(lambda ids_in: sa.select(webhooks).where(ids_in(webhooks.c.id)))
+_CLAIM_DUE_JOBS_POSTGRESQL = _claim_due_jobs_postgresql()
+#: Where the webhook's columns start in a row of `_CLAIM_DUE_JOBS_POSTGRESQL` (they end it).
+_WEBHOOK_COLUMNS_FROM = len(_CLAIM_DUE_JOBS_POSTGRESQL.selected_columns) - len(webhooks.c)
 
 
 async def load_jobs(conn: AsyncConnection, delivery_ids: list[str]) -> list[Job]:
@@ -342,17 +332,7 @@ async def load_jobs(conn: AsyncConnection, delivery_ids: list[str]) -> list[Job]
     rows = await _JOBS.all(conn, {"ids": delivery_ids})
     webhook_ids = list({r.webhook_id for r in rows})
     hooks = {row.id: row for row in await _WEBHOOKS.all(conn, {"ids": webhook_ids})}
-    return [
-        Job(
-            r.id,
-            r.attempts,
-            StoredEvent(r.event_id, r.event_type, r.payload_text),
-            hooks[r.webhook_id],
-            r.base_url,
-        )
-        for r in rows
-        if r.webhook_id in hooks
-    ]
+    return [_job(r, hooks[r.webhook_id]) for r in rows if r.webhook_id in hooks]
 
 
 async def extend_leases(
