@@ -1,9 +1,10 @@
 """Request dependencies: the application context, a transaction, and the caller.
 
 Callers are authenticated through the context's token cache (`identity.service.TokenCache`):
-a token used within its TTL costs no query. A token revoked through the API is dropped at
-once in every process (`identity.revocations`); one deleted from the store by other means
-keeps working for up to that TTL (its own expiry is checked on every request)."""
+a token used within its TTL costs no query. A token revoked through the API, or its user
+deactivated or given other roles there, is dropped at once in every process
+(`identity.revocations`); one deleted from the store by other means keeps working for up to
+that TTL (its own expiry is checked on every request)."""
 
 from __future__ import annotations
 

@@ -131,14 +131,9 @@ async def update_user(
         values["email"] = email
     if changes.get("roles") is not None:
         roles = list(dict.fromkeys(changes["roles"]))
-        known = {r.value for r in Role}
         if not roles:
             errors.append(FieldError("roles", "must name at least one role"))
-        for i, role in enumerate(roles):
-            if role not in known:
-                errors.append(
-                    FieldError(f"roles.{i}", f"must be one of {', '.join(sorted(known))}")
-                )
+        errors += identity.role_errors(roles)
         values["roles"] = roles
     if changes.get("active") is not None:
         values["active"] = bool(changes["active"])

@@ -54,6 +54,17 @@ async def get_site(conn: AsyncConnection, site_id: str) -> sa.Row[Any]:
     return row
 
 
+def role_errors(roles: list[str]) -> list[FieldError]:
+    """A problem for each of `roles` that is not a role."""
+    known = {r.value for r in Role}
+    allowed = ", ".join(sorted(known))
+    return [
+        FieldError(f"roles.{i}", f"must be one of {allowed}")
+        for i, role in enumerate(roles)
+        if role not in known
+    ]
+
+
 async def create_user(
     conn: AsyncConnection,
     *,
@@ -76,10 +87,7 @@ async def create_user(
         errors.append(FieldError("email", "must be an email address"))
     if not 1 <= len(name.strip()) <= 200:
         errors.append(FieldError("name", "must be 1 to 200 characters"))
-    known = {r.value for r in Role}
-    for i, role in enumerate(roles):
-        if role not in known:
-            errors.append(FieldError(f"roles.{i}", f"must be one of {', '.join(sorted(known))}"))
+    errors += role_errors(roles)
     if account_type not in ("UserAccount", "ServicePrincipal"):
         errors.append(FieldError("accountType", "must be UserAccount or ServicePrincipal"))
     if password is not None and len(password) < 8:
@@ -160,8 +168,9 @@ class _CachedToken:
 class TokenCache:
     """The principals of recently used API tokens, by token hash, for `ttl_seconds`.
 
-    A token's own expiry is checked on every use, so an expired token stops at once;
-    anything else that ends it (the token deleted, the user deactivated) is seen within
+    A token's own expiry is checked on every use, so an expired token stops at once. A
+    token revoked, or its user deactivated or given other roles, through the API is dropped
+    at once (`identity.revocations`); done in the store by other means, it is seen within
     `ttl_seconds`. Only tokens that worked are kept: a new token works on its first use.
     `clock` (monotonic seconds, for the TTL) and `now` (the wall clock, for expiry) are for
     tests to move time."""

@@ -11,15 +11,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from docuhooks.api.deps import Ctx
-from docuhooks.core.events import EventType
 from docuhooks.delivery import log
+from docuhooks.ui.forms import EVENT_TYPES
 from docuhooks.ui.rendering import UiRoute, render
 from docuhooks.ui.session import SignedIn
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 
 LIST_SIZE = 50
-EVENT_TYPES = [t.value for t in EventType]
 
 
 @router.get("/events")
