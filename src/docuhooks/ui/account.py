@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from docuhooks.api.deps import Ctx, client_address
 from docuhooks.errors import TooManyRequests
 from docuhooks.identity import admin
-from docuhooks.ui.rendering import UiRoute, redirect, render
+from docuhooks.ui.rendering import UiRoute, redirect, render, sentence
 from docuhooks.ui.session import Checked, SignedIn, UiSession
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
@@ -31,7 +31,7 @@ async def change_password(request: Request, ctx: Ctx, session: Checked) -> Respo
         return _page(request, session, current_error="Enter your current password.")
     problem = admin.password_problem(new)
     if problem:
-        return _page(request, session, new_error=f"{problem[0].upper()}{problem[1:]}.")
+        return _page(request, session, new_error=sentence(problem))
     if new != confirmation:
         return _page(request, session, confirm_error="The two new passwords differ.")
     who = session.principal
@@ -40,8 +40,7 @@ async def change_password(request: Request, ctx: Ctx, session: Checked) -> Respo
             ctx.db, ctx.login_throttle, who, current, client_address(request)
         )
     except TooManyRequests as exc:
-        message = f"{exc.message[0].upper()}{exc.message[1:]}."
-        return _page(request, session, current_error=message, status_code=429)
+        return _page(request, session, current_error=sentence(exc.message), status_code=429)
     if not matches:
         return _page(request, session, current_error="The current password is wrong.")
     async with ctx.db.transaction() as conn:

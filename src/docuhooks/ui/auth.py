@@ -13,7 +13,7 @@ from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal
 from docuhooks.identity.throttle import guarded
 from docuhooks.ui import session as sessions
-from docuhooks.ui.rendering import UiRoute, redirect, render
+from docuhooks.ui.rendering import UiRoute, redirect, render, sentence
 from docuhooks.ui.session import Checked
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
@@ -90,9 +90,7 @@ async def login(request: Request, ctx: Ctx) -> Response:
     try:
         who = await guarded(ctx.login_throttle, ctx.db, login_name, client, attempt)
     except TooManyRequests as exc:
-        return _login_page(
-            request, ctx, status_code=429, error=f"{exc.message[0].upper()}{exc.message[1:]}."
-        )
+        return _login_page(request, ctx, status_code=429, error=sentence(exc.message))
     if who is None:
         return _login_page(
             request,

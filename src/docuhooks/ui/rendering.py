@@ -126,6 +126,11 @@ def render(
     return HTMLResponse(html, status_code=status_code, headers=headers)
 
 
+def sentence(message: str) -> str:
+    """A service's message ("a password needs …") as a sentence on a page."""
+    return f"{message[:1].upper()}{message[1:]}."
+
+
 def redirect(url: str) -> RedirectResponse:
     """After a form post: 303, so the browser follows with a GET."""
     return RedirectResponse(url, status_code=303)

@@ -14,7 +14,7 @@ from docuhooks.errors import Conflict, ValidationFailed
 from docuhooks.identity import admin
 from docuhooks.identity.models import Role
 from docuhooks.store import pagination
-from docuhooks.ui.rendering import UiRoute, redirect, render
+from docuhooks.ui.rendering import UiRoute, redirect, render, sentence
 from docuhooks.ui.session import Checked, SignedIn, UiSession
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
@@ -71,10 +71,7 @@ async def set_password(request: Request, user_id: str, ctx: Ctx, session: Checke
         async with ctx.db.read() as conn:
             user = await admin.get_user(conn, session.principal, user_id)
         message = exc.details[0].message if exc.details else exc.message
-        return _page(
-            request, session, user, password_error=f"{message[0].upper()}{message[1:]}.",
-            status_code=422,
-        )  # fmt: skip
+        return _page(request, session, user, password_error=sentence(message), status_code=422)
     return redirect(f"/ui/users/{user_id}?notice=password-set")
 
 
