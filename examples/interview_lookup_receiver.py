@@ -92,6 +92,7 @@ def make_handler(
             except VerificationError as exc:
                 self._send(401, "text/plain", str(exc).encode())
                 return
+            log.info("%s %s received", event.__class__.__name__, event.event_id)
             if delay:
                 time.sleep(delay)
             reply = answers.reply_to(event)
