@@ -4,10 +4,14 @@ everyone manages their own tokens; another site's are not found."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from tests.support import SiteUsers
@@ -283,6 +287,45 @@ async def test_new_roles_and_deactivation_hold_at_once_for_cached_tokens(
         "IntegrationAdministrator"
     ]
     assert (await _audit_actions(ctx, user_id)).count("user.updated") == 3
+
+
+async def test_cached_tokens_are_dropped_only_once_the_change_has_committed(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dropped while the change is still uncommitted, a request in between would read the old
+    roles and cache them again for the whole TTL: the cache must be told after the commit."""
+    open_writes = 0
+    transaction = ctx.db.transaction
+
+    @contextlib.asynccontextmanager
+    async def counted(**kwargs: Any) -> AsyncIterator[Any]:
+        nonlocal open_writes
+        open_writes += 1
+        try:
+            async with transaction(**kwargs) as conn:
+                yield conn
+        finally:  # after the commit (or the rollback)
+            open_writes -= 1
+
+    forgotten_while_open: list[int] = []
+    forget = ctx.tokens.forget
+
+    def forget_and_note(token_hash: str) -> None:
+        forgotten_while_open.append(open_writes)
+        forget(token_hash)
+
+    monkeypatch.setattr(ctx.db, "transaction", counted)
+    monkeypatch.setattr(ctx.tokens, "forget", forget_and_note)
+    user_id, theirs = site.user_ids["User"], site.auth("User")
+    changed = await client.patch(
+        f"{API}/users/{user_id}", json={"roles": ["IntegrationAdministrator"]}, headers=site.auth()
+    )
+    assert changed.status_code == 200, changed.text
+    token = await client.post(f"{API}/tokens", json={"name": "short-lived"}, headers=theirs)
+    assert token.status_code == 201, token.text
+    revoked = await client.delete(f"{API}/tokens/{token.json()['id']}", headers=theirs)
+    assert revoked.status_code == 204
+    assert len(forgotten_while_open) == 2 and set(forgotten_while_open) == {0}
 
 
 async def test_changing_users_is_for_their_sites_administrators_and_checked(

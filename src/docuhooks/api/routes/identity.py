@@ -95,11 +95,16 @@ async def get_user(user_id: str, conn: Conn, who: Caller) -> dict[str, Any]:
 
 @router.patch("/users/{user_id}", response_model=User)
 async def update_user(
-    user_id: str, body: UserUpdate, ctx: Ctx, conn: Conn, who: Caller
+    user_id: str, body: UserUpdate, ctx: Ctx, who: StandaloneCaller
 ) -> dict[str, Any]:
     """Change a user's name, email, roles or whether they are active (SiteAdministrator).
     New roles and deactivation hold at once for the user's API tokens, in every process."""
-    user, revoked = await admin.update_user(conn, who, user_id, body.model_dump(exclude_unset=True))
+    async with ctx.db.transaction() as conn:
+        user, revoked = await admin.update_user(
+            conn, who, user_id, body.model_dump(exclude_unset=True)
+        )
+    # After the commit: dropped before it, a request in between would read the old roles and
+    # cache them again for the token cache's TTL.
     for token_hash in revoked:
         ctx.tokens.forget(token_hash)
     return user
@@ -161,8 +166,9 @@ async def create_token(body: TokenCreate, conn: Conn, who: Caller) -> dict[str, 
 
 
 @router.delete("/tokens/{token_id}", status_code=204, response_class=Response)
-async def revoke_token(token_id: str, ctx: Ctx, conn: Conn, who: Caller) -> Response:
+async def revoke_token(token_id: str, ctx: Ctx, who: StandaloneCaller) -> Response:
     """Revoke a token: the caller's own, or (SiteAdministrator) any of the site's."""
-    token_hash = await admin.revoke_token(conn, who, token_id)
-    ctx.tokens.forget(token_hash)
+    async with ctx.db.transaction() as conn:
+        token_hash = await admin.revoke_token(conn, who, token_id)
+    ctx.tokens.forget(token_hash)  # after the commit, as in `update_user`
     return Response(status_code=204)
