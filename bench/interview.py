@@ -250,7 +250,9 @@ async def _run(
             http_ms.append((time.perf_counter() - started) * 1000)
             assert not body["warnings"], body["warnings"]
     # The same HTTP call from a client in a process of its own, with its own direct calls.
-    outside = await asyncio.to_thread(_measure_from_own_process, iterations, base, url, token)
+    outside = await asyncio.to_thread(
+        _measure_from_own_process, iterations, base, url, token, floor_url, delay
+    )
     server.should_exit = True
     await serving  # stops the log writer, which writes what is still queued
     await ctx.close()
@@ -266,6 +268,7 @@ async def _run(
     print(_row("GET /healthz (the floor)", floor_ms))
     print(_row("receivers direct, own proc", outside[0]))
     print(_row("open interview, own proc", outside[1]))
+    print(_row("GET /healthz, own proc", outside[2]))
     for name, values, baseline in (
         ("service", service_ms, direct_ms),
         ("HTTP, client here", http_ms, direct_ms),
@@ -294,14 +297,20 @@ async def _open_over_http(
         return body
 
 
+_Measured = tuple[list[float], list[float], list[float]]
+
+
 def _measure_from_own_process(
-    iterations: int, base: str, url: str, token: str
-) -> tuple[list[float], list[float]]:
+    iterations: int, base: str, url: str, token: str, floor_url: str, delay: float
+) -> _Measured:
+    """(direct, open interview, floor) times from a client in a process of its own."""
     # Spawned, not forked: this process has a running loop, threads and open databases.
     spawn = multiprocessing.get_context("spawn")
-    results: multiprocessing.Queue[tuple[list[float], list[float]]] = spawn.Queue()
+    results: multiprocessing.Queue[_Measured] = spawn.Queue()
     process = spawn.Process(
-        target=_client_process, args=(iterations, base, url, token, results), daemon=True
+        target=_client_process,
+        args=(iterations, base, url, token, floor_url, delay, results),
+        daemon=True,
     )
     process.start()
     measured = results.get(timeout=iterations * 5 + 60)
@@ -314,11 +323,14 @@ def _client_process(
     base: str,
     url: str,
     token: str,
-    results: multiprocessing.Queue[tuple[list[float], list[float]]],
+    floor_url: str,
+    delay: float,
+    results: multiprocessing.Queue[_Measured],
 ) -> None:
-    async def measure() -> tuple[list[float], list[float]]:
+    async def measure() -> _Measured:
         direct_ms: list[float] = []
         http_ms: list[float] = []
+        floor_ms: list[float] = []
         headers = {"Authorization": f"Bearer {token}"}
         async with aiohttp.ClientSession() as client:
             for index in range(iterations + 5):
@@ -327,11 +339,17 @@ def _client_process(
                 direct = (time.perf_counter() - started) * 1000
                 started = time.perf_counter()
                 body = await _open_over_http(client, url, headers)
+                opened = (time.perf_counter() - started) * 1000
                 assert not body["warnings"], body["warnings"]
+                await asyncio.sleep(delay)  # idle, as before the call above
+                started = time.perf_counter()
+                async with client.get(floor_url) as response:
+                    await response.read()
                 if index >= 5:  # the first few warm up connections and caches
                     direct_ms.append(direct)
-                    http_ms.append((time.perf_counter() - started) * 1000)
-        return direct_ms, http_ms
+                    http_ms.append(opened)
+                    floor_ms.append((time.perf_counter() - started) * 1000)
+        return direct_ms, http_ms, floor_ms
 
     results.put(uvloop.run(measure()))
 
