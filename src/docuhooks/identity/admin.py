@@ -22,11 +22,13 @@ from docuhooks.store.scoped import fetch_in_site, parse_id
 
 MAX_TOKEN_DAYS = 3650
 #: New passwords: as long as people choose, within reason.
-MIN_PASSWORD_LENGTH = 8
-MAX_PASSWORD_LENGTH = 1024
+# The password rules are the identity service's, which creating a user applies too.
+MIN_PASSWORD_LENGTH = identity.MIN_PASSWORD_LENGTH
+MAX_PASSWORD_LENGTH = identity.MAX_PASSWORD_LENGTH
+password_problem = identity.password_problem
 
 
-def _require_site_admin(principal: Principal, action: str) -> None:
+def require_site_admin(principal: Principal, action: str) -> None:
     if not principal.is_site_admin:
         raise Forbidden(f"{action} needs the SiteAdministrator role")
 
@@ -60,7 +62,7 @@ def token_to_api(row: sa.Row[Any]) -> dict[str, Any]:
 async def list_users(
     conn: AsyncConnection, principal: Principal, *, limit: int, cursor: str | None
 ) -> pagination.Page[dict[str, Any]]:
-    _require_site_admin(principal, "listing users")
+    require_site_admin(principal, "listing users")
     query = pagination.apply(
         sa.select(users).where(users.c.site_id == principal.site_id),
         users.c.created_at,
@@ -76,7 +78,7 @@ async def create_user(
     conn: AsyncConnection, principal: Principal, fields: dict[str, Any]
 ) -> dict[str, Any]:
     """A user of the caller's own site (never another's), as `docuhooks admin create-user`."""
-    _require_site_admin(principal, "creating users")
+    require_site_admin(principal, "creating users")
     user_id = await identity.create_user(
         conn,
         site_id=principal.site_id,
@@ -101,7 +103,7 @@ async def create_user(
 
 
 async def get_user(conn: AsyncConnection, principal: Principal, user_id: str) -> dict[str, Any]:
-    _require_site_admin(principal, "reading users")
+    require_site_admin(principal, "reading users")
     return user_to_api(await fetch_in_site(conn, users, user_id, principal.site_id, "user"))
 
 
@@ -115,7 +117,7 @@ async def update_user(
     once everywhere rather than when cached principals run out. A deactivated user's admin UI
     sessions end. Administrators cannot deactivate themselves or drop their own
     SiteAdministrator role (another administrator can), so a site keeps one."""
-    _require_site_admin(principal, "changing users")
+    require_site_admin(principal, "changing users")
     row = await fetch_in_site(conn, users, user_id, principal.site_id, "user")
     values: dict[str, Any] = {}
     errors: list[FieldError] = []
@@ -131,8 +133,6 @@ async def update_user(
         values["email"] = email
     if changes.get("roles") is not None:
         roles = list(dict.fromkeys(changes["roles"]))
-        if not roles:
-            errors.append(FieldError("roles", "must name at least one role"))
         errors += identity.role_errors(roles)
         values["roles"] = roles
     if changes.get("active") is not None:
@@ -235,15 +235,6 @@ async def revoke_token(conn: AsyncConnection, principal: Principal, token_id: st
     return str(row.token_hash)
 
 
-def password_problem(password: str) -> str | None:
-    """What is wrong with `password` as a new password, or None."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        return f"a password needs at least {MIN_PASSWORD_LENGTH} characters"
-    if len(password) > MAX_PASSWORD_LENGTH:
-        return f"a password has at most {MAX_PASSWORD_LENGTH} characters"
-    return None
-
-
 async def current_password_matches(
     db: Database, throttle: LoginThrottle, principal: Principal, password: str, client: str | None
 ) -> bool:
@@ -284,7 +275,7 @@ async def set_password(
 ) -> None:
     """A SiteAdministrator sets a password of a user of their site, without the current one
     (a reset; their own included). The user's admin UI sessions end; API tokens stay."""
-    _require_site_admin(principal, "setting a password without the current one")
+    require_site_admin(principal, "setting a password without the current one")
     row = await fetch_in_site(conn, users, user_id, principal.site_id, "user")
     await _store_password(conn, principal, row, new_password, action="user.password_set")
 

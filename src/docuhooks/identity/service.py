@@ -55,7 +55,9 @@ async def get_site(conn: AsyncConnection, site_id: str) -> sa.Row[Any]:
 
 
 def role_errors(roles: list[str]) -> list[FieldError]:
-    """A problem for each of `roles` that is not a role."""
+    """A problem for each of `roles` that is not a role, or for naming none."""
+    if not roles:
+        return [FieldError("roles", "must name at least one role")]
     known = {r.value for r in Role}
     allowed = ", ".join(sorted(known))
     return [
@@ -63,6 +65,19 @@ def role_errors(roles: list[str]) -> list[FieldError]:
         for i, role in enumerate(roles)
         if role not in known
     ]
+
+
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+
+
+def password_problem(password: str) -> str | None:
+    """What is wrong with `password` as a new password, or None."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"a password needs at least {MIN_PASSWORD_LENGTH} characters"
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"a password has at most {MAX_PASSWORD_LENGTH} characters"
+    return None
 
 
 async def create_user(
@@ -90,8 +105,8 @@ async def create_user(
     errors += role_errors(roles)
     if account_type not in ("UserAccount", "ServicePrincipal"):
         errors.append(FieldError("accountType", "must be UserAccount or ServicePrincipal"))
-    if password is not None and len(password) < 8:
-        errors.append(FieldError("password", "must be at least 8 characters"))
+    if password is not None and (problem := password_problem(password)):
+        errors.append(FieldError("password", problem))
     if errors:
         raise ValidationFailed.of(errors)
     existing = await conn.scalar(sa.select(users.c.id).where(users.c.login_name == login_name))
