@@ -97,8 +97,9 @@ def _context(settings: Settings) -> AppContext:
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[tuple[LiveServer, str]]:
-    """The server on SQLite with its worker, and an administrator's login name."""
+def live(tmp_path: Path) -> Iterator[tuple[LiveServer, str, str]]:
+    """The server on SQLite with its worker, an integration administrator's login name and a
+    site administrator's."""
     _require_chromium()
     settings = Settings(
         data_dir=tmp_path / "data",
@@ -109,7 +110,7 @@ def live(tmp_path: Path) -> Iterator[tuple[LiveServer, str]]:
         log_json=False,
     )
 
-    async def bootstrap() -> str:
+    async def bootstrap() -> tuple[str, str]:
         ctx = _context(settings)
         await ctx.db.upgrade()
         try:
@@ -117,13 +118,16 @@ def live(tmp_path: Path) -> Iterator[tuple[LiveServer, str]]:
                 site_id = await identity.create_site(
                     conn, name="Acme Legal", base_url="http://127.0.0.1"
                 )
-            return await make_user(ctx, site_id, "IntegrationAdministrator")
+            return (
+                await make_user(ctx, site_id, "IntegrationAdministrator"),
+                await make_user(ctx, site_id, "SiteAdministrator"),
+            )
         finally:
             await ctx.db.dispose()
 
-    login = asyncio.run(bootstrap())
+    login, site_admin = asyncio.run(bootstrap())
     with LiveServer(_context(settings), components=[start_worker]) as server:
-        yield server, login
+        yield server, login, site_admin
 
 
 def _claims(call: dict[str, Any], secret: str) -> dict[str, Any]:
@@ -135,10 +139,10 @@ def _claims(call: dict[str, Any], secret: str) -> dict[str, Any]:
     return claims
 
 
-def test_an_administrators_session(live: tuple[LiveServer, str], tmp_path: Path) -> None:
+def test_an_administrators_session(live: tuple[LiveServer, str, str], tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    server, login = live
+    server, login, site_admin = live
     expect.set_options(timeout=WAIT_MS)  # the delivery list refreshes every 5 s
     problems: list[str] = []
     with Receiver() as receiver, sync_playwright() as playwright:
@@ -250,6 +254,27 @@ def test_an_administrators_session(live: tuple[LiveServer, str], tmp_path: Path)
         page.get_by_role("button", name="Sign out").click()
         page.get_by_label("Login name (email)").fill(login)
         page.get_by_label("Password").fill("a brand new password")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
+
+        # A site administrator adds a person, who then signs in with the password given.
+        page.get_by_role("button", name="Sign out").click()
+        page.get_by_label("Login name (email)").fill(site_admin)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("link", name="Users", exact=True).click()
+        page.get_by_role("link", name="New user").click()
+        page.get_by_label("Login name (an email address)").fill("sam@example.com")
+        page.get_by_label("Name", exact=True).fill("Sam Okafor")
+        page.get_by_label("IntegrationAdministrator").check()
+        page.get_by_label("User", exact=True).uncheck()
+        page.get_by_label("Password", exact=True).fill("sam's first password")
+        page.get_by_role("button", name="Create user").click()
+        expect(page.get_by_text("User created.")).to_be_visible()
+        expect(page.get_by_role("heading", name="Sam Okafor")).to_be_visible()
+        page.get_by_role("button", name="Sign out").click()
+        page.get_by_label("Login name (email)").fill("sam@example.com")
+        page.get_by_label("Password").fill("sam's first password")
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
 

@@ -776,3 +776,65 @@ async def test_site_administrators_manage_their_sites_users(
     assert 'href="/ui/users"' not in (await client.get("/ui/")).text
     assert (await client.get("/ui/users")).status_code == 403
     assert (await client.get(f"/ui/users/{user_id}")).status_code == 403
+
+
+async def test_site_administrators_create_users_who_can_then_sign_in(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    csrf = await sign_in(client, await make_user(ctx, site.site_id, "SiteAdministrator"))
+    assert 'href="/ui/users/new"' in (await client.get("/ui/users")).text
+    form = await client.get("/ui/users/new")
+    assert form.status_code == 200 and 'action="/ui/users"' in form.text
+    person = {
+        "csrf_token": csrf,
+        "accountType": "UserAccount",
+        "loginName": "New.Person@Example.com",
+        "name": "New Person",
+        "roles": ["IntegrationAdministrator"],
+        "password": "their first password",
+    }
+    created = await client.post("/ui/users", data=person)
+    assert created.status_code == 303, created.text
+    location = created.headers["location"]
+    assert re.fullmatch(r"/ui/users/[0-9a-f-]{36}\?notice=user-created", location), location
+    page = await client.get(location)
+    assert "User created." in page.text and "new.person@example.com" in page.text
+    users = (await client.get("/api/v1/users", headers=site.auth())).json()["items"]
+    made = next(u for u in users if u["loginName"] == "new.person@example.com")
+    assert (made["roles"], made["email"], made["accountType"]) == (
+        ["IntegrationAdministrator"],
+        "new.person@example.com",
+        "UserAccount",
+    )
+    theirs = (await client.get("/api/v1/users", headers=other_site.auth())).json()["items"]
+    assert made["id"] not in [u["id"] for u in theirs], "made in the administrator's own site"
+
+    # Bad input: every problem named at its field; nothing made; the password not echoed.
+    bad = await client.post(
+        "/ui/users",
+        data={**person, "loginName": "not an email", "roles": [], "password": "short"},
+    )
+    assert bad.status_code == 422
+    assert field_error(bad.text, "loginName") == "Must be an email address."
+    assert field_error(bad.text, "password") == "A password needs at least 8 characters."
+    assert field_error(bad.text, "roles")
+    assert 'value="not an email"' in bad.text and "short" not in bad.text.split("<form", 1)[1]
+    again = await client.post("/ui/users", data=person)
+    assert again.status_code == 409 and "already exists" in again.text
+    robot = await client.post(
+        "/ui/users",
+        data={**person, "accountType": "ServicePrincipal", "loginName": "robot@example.com"},
+    )
+    assert robot.status_code == 422 and field_error(robot.text, "clientName")
+    after = (await client.get("/api/v1/users", headers=site.auth())).json()["items"]
+    assert len(after) == len(users), "nothing made by the refused forms"
+    no_csrf = await client.post(
+        "/ui/users", data={k: v for k, v in person.items() if k != "csrf_token"}
+    )
+    assert no_csrf.status_code == 403
+
+    # The new person signs in with the password they were given.
+    await sign_in(client, "new.person@example.com", "their first password")
+    assert (await client.get("/ui/")).status_code == 200
+    # Not a site administrator: no users pages, no creating.
+    assert (await client.get("/ui/users/new")).status_code == 403

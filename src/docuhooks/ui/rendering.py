@@ -49,6 +49,8 @@ NOTICES = {
     "signed-out": "You are signed out.",
     "password-changed": "Your password is changed. Your other browsers are signed out.",
     "user-saved": "User saved.",
+    "user-created": "User created. Give them their password: they can change it on their "
+    "account page once signed in.",
     "password-set": "Password set. Their signed-in browsers are signed out.",
 }
 

@@ -1,7 +1,7 @@
-"""The site's users, for its administrators: the list, and one user's name, email, roles and
-whether they are active, and a new password for them. Each page calls the service function
-the API's user routes call, so the rules (SiteAdministrator only, own site, no locking
-oneself out) are the API's own."""
+"""The site's users, for its administrators: the list, a new user, and one user's name,
+email, roles and whether they are active, and a new password for them. Each page calls the
+service function the API's user routes call, so the rules (SiteAdministrator only, own site,
+no locking oneself out) are the API's own."""
 
 from __future__ import annotations
 
@@ -29,6 +29,55 @@ async def user_list(request: Request, ctx: Ctx, session: SignedIn, cursor: str =
             conn, session.principal, limit=pagination.MAX_LIMIT, cursor=cursor or None
         )
     return render(request, "users.html", session, page=page)
+
+
+# Before /users/{user_id}, which would otherwise take "new" for an id.
+@router.get("/users/new")
+async def new_user(request: Request, session: SignedIn) -> Response:
+    admin.require_site_admin(session.principal, "creating users")
+    return _new_page(request, session, {"accountType": "UserAccount", "roles": ["User"]})
+
+
+@router.post("/users")
+async def create_user(request: Request, ctx: Ctx, session: Checked) -> Response:
+    admin.require_site_admin(session.principal, "creating users")
+    form = await request.form()
+    service_principal = form.get("accountType") == "ServicePrincipal"
+    fields: dict[str, Any] = {
+        "loginName": str(form.get("loginName") or ""),
+        "name": str(form.get("name") or ""),
+        "email": str(form.get("email") or "").strip() or None,
+        "roles": [str(role) for role in form.getlist("roles")],
+        "password": str(form.get("password") or ""),
+        "accountType": "ServicePrincipal" if service_principal else "UserAccount",
+        "clientName": (str(form.get("clientName") or "").strip() or None)
+        if service_principal
+        else None,
+    }
+    errors: dict[str, list[str]] = {}
+    if service_principal and not fields["clientName"]:
+        # Service principals sign in with their client's name (`service-principal-login`).
+        errors["clientName"] = [sentence("a service principal needs its client's name")]
+    problem = ""
+    if not errors:
+        try:
+            async with ctx.db.transaction() as conn:
+                created = await admin.create_user(conn, session.principal, fields)
+        except ValidationFailed as exc:
+            for error in exc.details:
+                errors.setdefault(error.field, []).append(sentence(error.message))
+        except Conflict as exc:
+            problem = sentence(exc.message)
+        else:
+            return redirect(f"/ui/users/{created['id']}?notice=user-created")
+    return _new_page(
+        request,
+        session,
+        {**fields, "password": ""},  # never sent back to the browser
+        errors=errors,
+        problem=problem,
+        status_code=409 if problem else 422,
+    )
 
 
 @router.get("/users/{user_id}")
@@ -93,4 +142,26 @@ def _page(
         roles=ROLES,
         error=error,
         password_error=password_error,
+    )
+
+
+def _new_page(
+    request: Request,
+    session: UiSession,
+    values: dict[str, Any],
+    *,
+    errors: dict[str, list[str]] | None = None,
+    problem: str = "",
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "user_new.html",
+        session,
+        status_code=status_code,
+        values=values,
+        roles=ROLES,
+        errors=errors or {},
+        problem=problem,
+        min_password=admin.MIN_PASSWORD_LENGTH,
     )
