@@ -4,8 +4,10 @@ limit, attempts are refused with 429 and Retry-After until the window has passed
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from tests.support import SiteUsers
 
@@ -68,6 +70,32 @@ async def test_a_right_password_clears_the_account_but_not_the_address(ctx: AppC
     await throttle.succeeded(ctx.db, ann[0])
     assert await throttle.retry_after(ctx.db, [ann[0]]) is None
     assert await throttle.retry_after(ctx.db, [ann[1]]) is not None
+
+
+async def test_a_sign_in_with_no_wrong_passwords_writes_nothing(
+    ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The usual sign-in follows no failure: it must not take the write lock (on SQLite it
+    would queue behind the delivery worker's writes) to delete nothing."""
+    writes = 0
+    transaction = ctx.db.transaction
+
+    def counted(**kwargs: Any) -> Any:
+        nonlocal writes
+        writes += 1
+        return transaction(**kwargs)
+
+    monkeypatch.setattr(ctx.db, "transaction", counted)
+    throttle = LoginThrottle(max_failures=2, window_seconds=60, clock=Clock())
+    ann, bob = login_keys("ann@example.com", "10.1.2.3"), login_keys("bob@example.com", None)
+    await throttle.failed(ctx.db, bob)
+    writes = 0
+    await throttle.succeeded(ctx.db, ann[0])
+    assert writes == 0
+    await throttle.succeeded(ctx.db, bob[0])  # bob's failure is cleared: that one writes
+    assert writes == 1
+    async with ctx.db.read() as conn:
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(sign_in_failures)) == 0
 
 
 async def test_failures_past_the_window_are_deleted(ctx: AppContext) -> None:

@@ -7,7 +7,7 @@ same database counts them together: N API processes behind a load balancer do no
 guesser N times the attempts. Each wrong password writes a row per key in a transaction of
 its own, so it counts even though the sign-in that failed changes nothing else; rows older
 than the window are deleted as new ones come. A sign-in reads the counts first, without the
-write lock.
+write lock, and a right password writes only when its account has failures to clear.
 """
 
 from __future__ import annotations
@@ -88,9 +88,15 @@ class LoginThrottle:
 
     async def succeeded(self, db: Database, login_key: str) -> None:
         """A right password clears its account's count (not its address's: one good account
-        must not reset the count of guesses at others from the same place)."""
+        must not reset the count of guesses at others from the same place). Most sign-ins
+        follow no wrong password: they read, and write nothing."""
+        of_login = sign_in_failures.c.key == login_key
+        async with db.read() as conn:
+            counted = await conn.scalar(sa.select(sa.literal(1)).where(of_login).limit(1))
+        if counted is None:
+            return
         async with db.transaction() as conn:
-            await conn.execute(sign_in_failures.delete().where(sign_in_failures.c.key == login_key))
+            await conn.execute(sign_in_failures.delete().where(of_login))
 
 
 def login_keys(login_name: str, client: str | None) -> list[str]:
