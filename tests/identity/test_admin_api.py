@@ -261,6 +261,27 @@ def test_the_operator_sets_a_password_from_the_command_line(tmp_path: Path) -> N
     assert not asyncio.run(signs_in("the first password"))
 
 
+async def test_a_service_principal_needs_its_client_name(
+    client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """It signs in with its client's name; made without one, it could never sign in."""
+    body = {
+        "loginName": "nameless-robot@example.com",
+        "name": "Robot",
+        "roles": ["User"],
+        "password": "long enough password",
+        "accountType": "ServicePrincipal",
+    }
+    for missing in ({}, {"clientName": "  "}):
+        refused = await client.post(f"{API}/users", json={**body, **missing}, headers=site.auth())
+        assert refused.status_code == 422, refused.text
+        assert "clientName" in refused.text
+    made = await client.post(
+        f"{API}/users", json={**body, "clientName": " archive "}, headers=site.auth()
+    )
+    assert made.status_code == 201 and made.json()["clientName"] == "archive"
+
+
 # --- changing users ----------------------------------------------------------------------------
 
 

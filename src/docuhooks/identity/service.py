@@ -105,6 +105,10 @@ async def create_user(
     errors += role_errors(roles)
     if account_type not in ("UserAccount", "ServicePrincipal"):
         errors.append(FieldError("accountType", "must be UserAccount or ServicePrincipal"))
+    client_name = (client_name or "").strip() or None
+    if account_type == "ServicePrincipal" and client_name is None:
+        # It signs in with its client's name (`POST /auth/service-principal-login`).
+        errors.append(FieldError("clientName", "a service principal needs its client's name"))
     if password is not None and (problem := password_problem(password)):
         errors.append(FieldError("password", problem))
     if errors:

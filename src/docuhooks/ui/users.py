@@ -50,26 +50,20 @@ async def create_user(request: Request, ctx: Ctx, session: Checked) -> Response:
         "roles": [str(role) for role in form.getlist("roles")],
         "password": str(form.get("password") or ""),
         "accountType": "ServicePrincipal" if service_principal else "UserAccount",
-        "clientName": (str(form.get("clientName") or "").strip() or None)
-        if service_principal
-        else None,
+        "clientName": str(form.get("clientName") or "") if service_principal else None,
     }
     errors: dict[str, list[str]] = {}
-    if service_principal and not fields["clientName"]:
-        # Service principals sign in with their client's name (`service-principal-login`).
-        errors["clientName"] = [sentence("a service principal needs its client's name")]
     problem = ""
-    if not errors:
-        try:
-            async with ctx.db.transaction() as conn:
-                created = await admin.create_user(conn, session.principal, fields)
-        except ValidationFailed as exc:
-            for error in exc.details:
-                errors.setdefault(error.field, []).append(sentence(error.message))
-        except Conflict as exc:
-            problem = sentence(exc.message)
-        else:
-            return redirect(f"/ui/users/{created['id']}?notice=user-created")
+    try:
+        async with ctx.db.transaction() as conn:
+            created = await admin.create_user(conn, session.principal, fields)
+    except ValidationFailed as exc:
+        for error in exc.details:
+            errors.setdefault(error.field, []).append(sentence(error.message))
+    except Conflict as exc:
+        problem = sentence(exc.message)
+    else:
+        return redirect(f"/ui/users/{created['id']}?notice=user-created")
     return _new_page(
         request,
         session,
