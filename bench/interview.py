@@ -26,10 +26,12 @@ and then by a client in a process of its own, as a person's browser is, which ma
 direct calls too, so each pair is measured by the same client. The second is what docuhooks
 adds to the person's wait; the first also holds the client's work.
 
-For scale, each iteration also times `GET /healthz` on the same app with the same client,
-right after the direct calls (the process has just waited on the slowest receiver, as
-before each of the other calls): what any request costs here (uvicorn, FastAPI, the
-middleware, the client's own work) before a route does anything.
+For scale, each iteration also times `GET /healthz` on the same app, with each client:
+what any request costs here (uvicorn, FastAPI, the middleware, the client's own work)
+before a route does anything. The client here sends it right after its direct calls (the
+process has just waited on the slowest receiver, as before each of the other calls); the
+one in its own process after an idle wait as long as the shortest receiver delay, following
+its interview call.
 
 It prints the added overhead (call − direct) of each at p50 and p99. Targets: the step costs
 about the slowest receiver, not the sum; overhead p50 ≤ 2 ms, p99 ≤ 10 ms.

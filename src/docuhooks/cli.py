@@ -345,7 +345,11 @@ def create_site(name: str, base_url: str, config: str | None) -> None:
     "--password", default=None, help="Password (argon2-hashed). Omit for token-only users."
 )
 @click.option("--service-principal", is_flag=True, help="A machine user for receivers.")
-@click.option("--client-name", default=None, help="Service principal's client name.")
+@click.option(
+    "--client-name",
+    default=None,
+    help="Service principal's client name (required with --service-principal).",
+)
 @config_option
 def create_user(
     site_id: str,

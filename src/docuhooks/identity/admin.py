@@ -21,7 +21,6 @@ from docuhooks.store.schema import api_tokens, ui_sessions, users
 from docuhooks.store.scoped import fetch_in_site, parse_id
 
 MAX_TOKEN_DAYS = 3650
-#: New passwords: as long as people choose, within reason.
 # The password rules are the identity service's, which creating a user applies too.
 MIN_PASSWORD_LENGTH = identity.MIN_PASSWORD_LENGTH
 MAX_PASSWORD_LENGTH = identity.MAX_PASSWORD_LENGTH

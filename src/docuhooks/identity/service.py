@@ -67,6 +67,7 @@ def role_errors(roles: list[str]) -> list[FieldError]:
     ]
 
 
+#: New passwords: as long as people choose, within reason.
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 
