@@ -32,8 +32,10 @@ class AppContext:
     box: SecretBox
     #: The wall clock; tests replace it to move time without sleeping.
     now: Callable[[], datetime] = utcnow
-    #: The outbound HTTP transport; built on first use (it needs the running event loop).
+    #: A transport for every outbound call, in place of the real ones (a test seam).
     transport_override: Transport | None = None
+    #: The real transports, built on first use (they need the running event loop).
+    _transports: dict[str, Transport] = field(default_factory=dict, init=False, repr=False)
     #: Hooks other parts register at start-up (e.g. "wake the worker after an event commits").
     on_events_committed: list[Callable[[], Any]] = field(default_factory=list)
     #: The interview delivery-log writer while the app runs it (`start_log_writer`); without
@@ -65,17 +67,37 @@ class AppContext:
 
     @property
     def transport(self) -> Transport:
-        """One pooled transport per process, shared by the worker and the interview hooks."""
-        if self.transport_override is None:
+        """Notification deliveries (the worker): one pooled transport per process."""
+        return self._transport("notifications")
+
+    @property
+    def interactive_transport(self) -> Transport:
+        """Calls a person or a version waits for (interview hooks, post-processing, test
+        sends): a connection pool of their own, so that a notification backlog to the same
+        host never holds the connections they need."""
+        return self._transport("interactive")
+
+    def _transport(self, purpose: str) -> Transport:
+        if self.transport_override is not None:
+            return self.transport_override
+        transport = self._transports.get(purpose)
+        if transport is None:
             per_host = self.settings.connections_per_host
             if per_host < 1:
                 raise ValueError("connections_per_host must be at least 1")
-            self.transport_override = HttpTransport(
+            transport = self._transports[purpose] = HttpTransport(
                 self.address_policy, limit_per_host=per_host, limit=max(200, per_host)
             )
-        return self.transport_override
+        return transport
+
+    async def close_transports(self) -> None:
+        """Close the real transports' pools; the next call builds fresh ones."""
+        transports, self._transports = self._transports, {}
+        for transport in transports.values():
+            await transport.close()
 
     async def close(self) -> None:
+        await self.close_transports()
         if self.transport_override is not None:
             await self.transport_override.close()
             self.transport_override = None

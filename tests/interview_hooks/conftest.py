@@ -12,6 +12,4 @@ from docuhooks.context import AppContext
 @pytest.fixture
 async def ctx(ctx: AppContext) -> AsyncIterator[AppContext]:
     yield ctx
-    if ctx.transport_override is not None:
-        await ctx.transport_override.close()
-        ctx.transport_override = None
+    await ctx.close_transports()  # the calls' connection pools

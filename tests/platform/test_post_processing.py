@@ -45,9 +45,7 @@ from docuhooks.store.schema import deliveries, events, post_processing_originals
 async def receiver(ctx: AppContext) -> AsyncIterator[Receiver]:
     async with running_receiver() as running:
         yield running
-    if ctx.transport_override is not None:  # the calls' connection pool
-        await ctx.transport_override.close()
-        ctx.transport_override = None
+    await ctx.close_transports()  # the calls' connection pools
 
 
 async def completions(ctx: AppContext) -> list[dict[str, Any]]:

@@ -39,9 +39,7 @@ from docuhooks.store.schema import events
 async def receiver(ctx: AppContext) -> AsyncIterator[Receiver]:
     async with running_receiver() as running:
         yield running
-    if ctx.transport_override is not None:
-        await ctx.transport_override.close()
-        ctx.transport_override = None
+    await ctx.close_transports()  # the calls' connection pools
 
 
 @pytest.fixture

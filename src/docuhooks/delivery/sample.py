@@ -238,7 +238,7 @@ async def _call(
             ErrorClass.CONNECT, f"the request could not be built: {exc}"
         )
     else:
-        result = await ctx.transport.send(
+        result = await ctx.interactive_transport.send(
             request,
             timeout=float(hook.timeout_seconds),
             verify_tls=not hook.accept_untrusted_ssl,

@@ -218,7 +218,7 @@ def _prepare(
 
 async def _send(ctx: AppContext, call: _Call) -> TransportResult:
     assert call.request is not None
-    return await ctx.transport.send(
+    return await ctx.interactive_transport.send(
         call.request,
         timeout=float(call.webhook.timeout_seconds),
         verify_tls=not call.webhook.accept_untrusted_ssl,
