@@ -54,6 +54,12 @@ class Settings:
     suspend_after_failures: int = 20
     suspend_after_hours: float = 24.0
     probe_interval_seconds: int = 600
+    #: Isolation: a destination's circuit breaker opens after this many consecutive
+    #: failures, and then lets one probe call through per interval.
+    breaker_failure_threshold: int = 5
+    breaker_probe_seconds: float = 30.0
+    #: /metrics: per-webhook series (in flight, due backlog) as well as the totals.
+    metrics_per_webhook: bool = False
     #: Interview webhooks: the whole step's budget.
     interview_budget_seconds: float = 8.0
     #: Post-processing callback deadline.

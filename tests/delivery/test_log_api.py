@@ -22,7 +22,7 @@ from tests.support import SiteUsers
 from docuhooks.context import AppContext
 from docuhooks.core.retry import RetrySchedule
 from docuhooks.core.signing import OutboundRequest
-from docuhooks.delivery import queries
+from docuhooks.delivery import claims as claiming
 from docuhooks.delivery.transport import MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
 from docuhooks.store.schema import deliveries
@@ -320,10 +320,15 @@ async def test_redeliver_a_pending_delivery_makes_it_due_and_refuses_one_in_flig
     assert due <= datetime.now(UTC)
 
     async with ctx.db.transaction() as conn:
-        leased = await queries.claim_due(
-            conn, owner="elsewhere", now=datetime.now(UTC), lease=timedelta(minutes=1), limit=10
+        leased = await claiming.claim(
+            conn,
+            owner="elsewhere",
+            now=datetime.now(UTC),
+            lease=timedelta(minutes=1),
+            limit=10,
+            probe_interval=timedelta(seconds=30),
         )
-    assert leased == [waiting]
+    assert [job.delivery_id for job in leased] == [waiting]
     listed = (await client.get(f"{API}/webhooks/{hook}/deliveries", headers=site.auth())).json()[
         "items"
     ]

@@ -21,9 +21,10 @@ from tests.delivery.delivery_support import (
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
+from docuhooks.core.destinations import BreakerPolicy
 from docuhooks.core.retry import FakeClock, RetrySchedule, SystemClock
 from docuhooks.core.signing import OutboundRequest
-from docuhooks.delivery import pruning, queries
+from docuhooks.delivery import claims, pruning, queries
 from docuhooks.delivery import worker as worker_module
 from docuhooks.delivery.transport import ErrorClass, MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
@@ -235,9 +236,11 @@ async def test_suspension_probes_and_resume_drains_the_backlog(
     receiver_up = False
 
     def receiver(_: OutboundRequest) -> TransportResult:
-        return TransportResult.response(200 if receiver_up else 503)
+        # 500, not 503: a 503 would also lower the destination's adaptive limit.
+        return TransportResult.response(200 if receiver_up else 500)
 
-    worker, transport = worker_with(ctx, receiver, clock)
+    # Suspension alone: the destination's circuit breaker (tested on its own) stays closed.
+    worker, transport = worker_with(ctx, receiver, clock, breaker=BreakerPolicy(10**6))
     ids = []
     for version in range(1, 4):
         _, (delivery_id,) = await queue_event(ctx, site.site_id, now=clock.now(), version=version)
@@ -509,8 +512,9 @@ async def test_claims_are_spaced_out_only_while_busy_after_a_short_claim(
 async def test_a_claim_leases_due_deliveries_and_carries_what_sending_needs(
     ctx: AppContext, site: SiteUsers
 ) -> None:
-    """The claim (one statement on PostgreSQL, three on SQLite) leases the due deliveries,
-    oldest first, up to the limit, and returns each with its event and its webhook's row."""
+    """The claim leases the due deliveries, oldest first within each webhook and shared
+    between the webhooks, up to the limit, and returns each with its event and its webhook's
+    row."""
     clock = FakeClock()
     hook_a, _ = await make_webhook(ctx, site, URL, name="a")
     hook_b, _ = await make_webhook(ctx, site, URL + "/b", name="b")
@@ -518,9 +522,14 @@ async def test_a_claim_leases_due_deliveries_and_carries_what_sending_needs(
     for _ in range(3):
         queued.append(await queue_event(ctx, site.site_id, now=clock.now()))
         clock.advance(timedelta(seconds=1))
-    async with ctx.db.autocommit() as conn:
-        jobs = await queries.claim_due_jobs(
-            conn, owner="w1", now=clock.now(), lease=timedelta(seconds=30), limit=4
+    async with ctx.db.transaction() as conn:
+        jobs = await claims.claim(
+            conn,
+            owner="w1",
+            now=clock.now(),
+            lease=timedelta(seconds=30),
+            limit=4,
+            probe_interval=timedelta(seconds=30),
         )
     first_two_events = [queued[0][0], queued[0][0], queued[1][0], queued[1][0]]
     assert [job.event.event_id for job in jobs] == [e.event_id for e in first_two_events]
@@ -542,9 +551,14 @@ async def test_a_claim_leases_due_deliveries_and_carries_what_sending_needs(
             clock.now() + timedelta(seconds=30),
         )
 
-    async with ctx.db.autocommit() as conn:
-        rest = await queries.claim_due_jobs(
-            conn, owner="w2", now=clock.now(), lease=timedelta(seconds=30), limit=10
+    async with ctx.db.transaction() as conn:
+        rest = await claims.claim(
+            conn,
+            owner="w2",
+            now=clock.now(),
+            lease=timedelta(seconds=30),
+            limit=10,
+            probe_interval=timedelta(seconds=30),
         )
     assert {job.delivery_id for job in rest} == set(queued[2][1]), "leased ones stay leased"
 
@@ -567,7 +581,7 @@ async def test_probes_already_leased_are_sent_when_the_due_claim_fails(
     async def database_away(*_args: object, **_kwargs: object) -> list[queries.Job]:
         raise ConnectionError("the database went away")
 
-    monkeypatch.setattr(queries, "claim_due_jobs", database_away)
+    monkeypatch.setattr(claims, "claim", database_away)
     assert await worker.run_once() == [probe_id]
     assert len(transport.sent) == 1
     assert (await webhook(ctx, hook)).suspended_at is None, "the probe succeeded: resumed"

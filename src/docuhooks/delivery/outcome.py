@@ -71,14 +71,15 @@ def decide(
         return Decision(Verdict.PROBE_FAILED, now + probe_interval)
     retry_after = None
     if result.status in RETRY_AFTER_STATUSES:
-        retry_after = parse_retry_after(_header(result, "retry-after"), now)
+        retry_after = parse_retry_after(response_header(result, "retry-after"), now)
     delay = schedule.next_delay(attempts_made, rng, retry_after=retry_after)
     if delay is None:
         return Decision(Verdict.FAILED)
     return Decision(Verdict.RETRYING, now + timedelta(seconds=delay))
 
 
-def _header(result: TransportResult, name: str) -> str | None:
+def response_header(result: TransportResult, name: str) -> str | None:
+    """A response header by name, whatever its case."""
     for key, value in result.headers.items():
         if key.lower() == name:
             return value

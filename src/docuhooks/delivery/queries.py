@@ -7,9 +7,7 @@ database's `now()`, so tests can move time without sleeping.
 
 from __future__ import annotations
 
-import functools
 import json
-from collections import namedtuple
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +20,15 @@ from docuhooks.core.ids import uuid7
 from docuhooks.core.signing import StoredEvent
 from docuhooks.store.notify import notify
 from docuhooks.store.prepared import Prepared
-from docuhooks.store.schema import attempts, deliveries, events, sites, webhooks, workers
+from docuhooks.store.schema import (
+    attempts,
+    deliveries,
+    events,
+    flights,
+    sites,
+    webhooks,
+    workers,
+)
 
 #: The PostgreSQL channel workers LISTEN on; the outbox NOTIFYs it.
 CHANNEL = "docuhooks_deliveries"
@@ -43,12 +49,12 @@ async def notify_due_deliveries(conn: AsyncConnection) -> None:
 # --- claiming -------------------------------------------------------------------------------
 
 
-def _unleased(now: datetime | sa.BindParameter[datetime]) -> sa.ColumnElement[bool]:
+def unleased(now: datetime | sa.BindParameter[datetime]) -> sa.ColumnElement[bool]:
     # A lease that ran out belongs to a worker that died or lost the database: take it over.
     return sa.or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at < now)
 
 
-def _first_in_order() -> sa.ColumnElement[bool]:
+def first_in_order() -> sa.ColumnElement[bool]:
     """For `orderedDelivery` webhooks: no earlier delivery of the same work item is pending."""
     earlier = deliveries.alias("earlier")
     blocked = sa.exists().where(
@@ -80,11 +86,11 @@ async def _lease(
     each take different rows without waiting on one another. SQLite: the caller's
     transaction is `BEGIN IMMEDIATE`, so one claim runs at a time and a plain subquery is safe.
     """
-    statement = _lease_statement(conn.dialect.name, candidates)
+    statement = lease_statement(conn.dialect.name, candidates)
     return list((await conn.execute(statement, {"owner": owner, "until": until})).scalars())
 
 
-def _lease_statement(dialect: str, candidates: sa.Select[Any]) -> sa.UpdateBase:
+def lease_statement(dialect: str, candidates: sa.Select[Any]) -> sa.UpdateBase:
     if dialect == "postgresql":
         candidates = candidates.with_for_update(of=deliveries, skip_locked=True)
     chosen = candidates.cte("chosen")
@@ -94,89 +100,6 @@ def _lease_statement(dialect: str, candidates: sa.Select[Any]) -> sa.UpdateBase:
         .values(lease_owner=sa.bindparam("owner"), lease_expires_at=sa.bindparam("until"))
         .returning(deliveries.c.id)
     )
-
-
-async def claim_due(
-    conn: AsyncConnection, *, owner: str, now: datetime, lease: timedelta, limit: int
-) -> list[str]:
-    """Lease up to `limit` due deliveries of active, unsuspended webhooks, oldest due first."""
-    statement = _claim_due_statement(conn.dialect.name)
-    params = {"now": now, "limit": limit, "owner": owner, "until": now + lease}
-    return [row.id for row in await statement.all(conn, params)]
-
-
-async def claim_due_jobs(
-    conn: AsyncConnection, *, owner: str, now: datetime, lease: timedelta, limit: int
-) -> list[Job]:
-    """`claim_due`, then `load_jobs`: the worker's claim.
-
-    On PostgreSQL it is one statement (lease, then join what sending needs to the leased
-    rows), atomic by itself, so the caller may run it without a transaction
-    (`Database.autocommit`): one round trip instead of a transaction's four. Elsewhere,
-    three statements in the caller's transaction.
-    """
-    if conn.dialect.name != "postgresql":
-        ids = await claim_due(conn, owner=owner, now=now, lease=lease, limit=limit)
-        return await load_jobs(conn, ids)
-    params = {"now": now, "limit": limit, "owner": owner, "until": now + lease}
-    rows = (await conn.execute(_CLAIM_DUE_JOBS_POSTGRESQL, params)).all()
-    hooks: dict[str, WebhookRow] = {}
-    jobs = []
-    for r in rows:
-        hook = hooks.get(r.webhook_id)
-        if hook is None:
-            hook = hooks[r.webhook_id] = WebhookRow._make(r[_WEBHOOK_COLUMNS_FROM:])
-        jobs.append(_job(r, hook))
-    return jobs
-
-
-@functools.cache
-def _claim_due_statement(dialect: str) -> Prepared:
-    return Prepared(_lease_statement(dialect, _due_candidates()))
-
-
-def _due_candidates() -> sa.Select[Any]:
-    # Built once: constructing this statement (and its cache key) costs more than running it.
-    now: sa.BindParameter[datetime] = sa.bindparam("now")
-    return (
-        sa.select(deliveries.c.id)
-        .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
-        .where(
-            deliveries.c.status == PENDING,
-            deliveries.c.next_attempt_at <= now,
-            _unleased(now),
-            webhooks.c.active.is_(True),
-            webhooks.c.suspended_at.is_(None),
-            _first_in_order(),
-        )
-        .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
-        .limit(sa.bindparam("limit"))
-    )
-
-
-#: A webhook's row as `Job.webhook` carries it when the claim joined it to its deliveries.
-WebhookRow = namedtuple("WebhookRow", [column.name for column in webhooks.c])  # type: ignore[misc]
-
-
-def _claim_due_jobs_postgresql() -> sa.Select[Any]:
-    chosen = _due_candidates().with_for_update(of=deliveries, skip_locked=True).cte("chosen")
-    leased = (
-        deliveries.update()
-        .where(deliveries.c.id.in_(sa.select(chosen.c.id)))
-        .values(lease_owner=sa.bindparam("owner"), lease_expires_at=sa.bindparam("until"))
-        .returning(
-            deliveries.c.id,
-            deliveries.c.attempts,
-            deliveries.c.webhook_id,
-            deliveries.c.event_id,
-            deliveries.c.site_id,
-            deliveries.c.created_at,
-        )
-        .cte("leased")
-    )
-    return _jobs_from(
-        leased, *(column.label(f"webhook__{column.name}") for column in webhooks.c)
-    ).join(webhooks, webhooks.c.id == leased.c.webhook_id)
 
 
 async def claim_probes(
@@ -217,8 +140,8 @@ async def claim_probes(
             .where(
                 deliveries.c.webhook_id == webhook_id,
                 deliveries.c.status == PENDING,
-                _unleased(now),
-                _first_in_order(),
+                unleased(now),
+                first_in_order(),
             )
             .order_by(deliveries.c.ordering_seq, deliveries.c.created_at, deliveries.c.id)
             .limit(1)
@@ -239,7 +162,7 @@ class Job:
     delivery_id: str
     attempts: int
     event: StoredEvent
-    #: The webhook's row (`sa.Row`, a named tuple from `Prepared`, or a `WebhookRow`): read
+    #: The webhook's row (`sa.Row`, or a named tuple from `Prepared`): read
     #: by attribute.
     webhook: Any
     issuer: str
@@ -293,7 +216,7 @@ def _in_expanding(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
     return column.in_(sa.bindparam("ids", expanding=True))
 
 
-class _ByIds:
+class ByIds:
     """A statement over a list of ids passed as "ids", in two forms built once: on SQLite
     prepared, the ids as one JSON array (`_in_json_array`); elsewhere an expanding IN.
     The worker runs these for every batch, so the per-run compile of an expanding IN
@@ -319,11 +242,8 @@ class _ByIds:
 
 
 # Statements the worker runs for every batch, built once (see `_claim_due_statement`).
-_JOBS = _ByIds(lambda ids_in: _jobs_from(deliveries).where(ids_in(deliveries.c.id)))
-_WEBHOOKS = _ByIds(lambda ids_in: sa.select(webhooks).where(ids_in(webhooks.c.id)))
-_CLAIM_DUE_JOBS_POSTGRESQL = _claim_due_jobs_postgresql()
-#: Where the webhook's columns start in a row of `_CLAIM_DUE_JOBS_POSTGRESQL` (they end it).
-_WEBHOOK_COLUMNS_FROM = len(_CLAIM_DUE_JOBS_POSTGRESQL.selected_columns) - len(webhooks.c)
+_JOBS = ByIds(lambda ids_in: _jobs_from(deliveries).where(ids_in(deliveries.c.id)))
+_WEBHOOKS = ByIds(lambda ids_in: sa.select(webhooks).where(ids_in(webhooks.c.id)))
 
 
 async def load_jobs(conn: AsyncConnection, delivery_ids: list[str]) -> list[Job]:
@@ -344,6 +264,11 @@ async def extend_leases(
             .where(deliveries.c.id.in_(delivery_ids), deliveries.c.lease_owner == owner)
             .values(lease_expires_at=until)
         )
+        await conn.execute(
+            flights.update()
+            .where(flights.c.delivery_id.in_(delivery_ids), flights.c.owner == owner)
+            .values(expires_at=until)
+        )
 
 
 async def release_leases(conn: AsyncConnection, *, owner: str) -> int:
@@ -353,6 +278,7 @@ async def release_leases(conn: AsyncConnection, *, owner: str) -> int:
         .where(deliveries.c.lease_owner == owner, deliveries.c.status == PENDING)
         .values(lease_owner=None, lease_expires_at=None)
     )
+    await conn.execute(flights.delete().where(flights.c.owner == owner))
     return result.rowcount
 
 
@@ -411,7 +337,7 @@ async def settle_succeeded(
     return {row.id for row in await _SETTLE_SUCCEEDED.all(conn, params)}
 
 
-_SETTLE_SUCCEEDED = _ByIds(
+_SETTLE_SUCCEEDED = ByIds(
     lambda ids_in: (
         deliveries.update()
         .where(ids_in(deliveries.c.id), deliveries.c.lease_owner == sa.bindparam("owner"))
@@ -474,7 +400,7 @@ async def suspend(
     )
 
 
-_RESET_FAILURES = _ByIds(
+_RESET_FAILURES = ByIds(
     lambda ids_in: (
         webhooks.update()
         .where(
@@ -485,7 +411,7 @@ _RESET_FAILURES = _ByIds(
         .values(consecutive_failures=0, first_failure_at=None)
     )
 )
-_RESUME = _ByIds(
+_RESUME = ByIds(
     lambda ids_in: (
         webhooks.update()
         .where(ids_in(webhooks.c.id), webhooks.c.suspended_at.is_not(None))
@@ -539,7 +465,7 @@ async def make_due(conn: AsyncConnection, delivery_id: str, *, now: datetime) ->
     longer pending or a worker took it meanwhile."""
     result = await conn.execute(
         deliveries.update()
-        .where(deliveries.c.id == delivery_id, deliveries.c.status == PENDING, _unleased(now))
+        .where(deliveries.c.id == delivery_id, deliveries.c.status == PENDING, unleased(now))
         .values(next_attempt_at=now)
     )
     if result.rowcount != 1:
@@ -641,3 +567,5 @@ async def forget_worker(conn: AsyncConnection, worker_id: str) -> None:
 
 async def forget_dead_workers(conn: AsyncConnection, *, silent_since: datetime) -> None:
     await conn.execute(workers.delete().where(workers.c.heartbeat_at < silent_since))
+    # Their calls in flight ran out with their leases; the rows count for nothing now.
+    await conn.execute(flights.delete().where(flights.c.expires_at < silent_since))

@@ -26,9 +26,10 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.core.retry import should_suspend
-from docuhooks.delivery import metrics, queries
-from docuhooks.delivery.outcome import Decision, Verdict
+from docuhooks.core.destinations import BreakerPolicy, signal_of
+from docuhooks.core.retry import parse_retry_after, should_suspend
+from docuhooks.delivery import claims, destinations, metrics, queries
+from docuhooks.delivery.outcome import RETRY_AFTER_STATUSES, Decision, Verdict, response_header
 from docuhooks.delivery.queries import Job
 from docuhooks.delivery.transport import TransportResult
 from docuhooks.store.database import Database
@@ -62,6 +63,18 @@ class Finished:
     now: datetime
     written: asyncio.Future[None] | None = field(default=None)
 
+    def destination_outcome(self) -> destinations.Outcome:
+        result = self.result
+        retry_after = None
+        if result.status in RETRY_AFTER_STATUSES:
+            retry_after = parse_retry_after(response_header(result, "retry-after"), self.now)
+        return destinations.Outcome(
+            self.job.webhook.destination,
+            signal_of(result.status, result.error_class.value if result.error_class else None),
+            self.now,
+            retry_after,
+        )
+
     @property
     def plain_success(self) -> bool:
         """A success that changes nothing but its delivery (no suspended webhook resumes)."""
@@ -91,12 +104,14 @@ class Recorder:
         *,
         owner: str,
         policy: SuspensionPolicy,
+        breaker: BreakerPolicy,
         retry_for_seconds: float,
         wake: Callable[[], None],
     ) -> None:
         self._db = db
         self._owner = owner
         self._policy = policy
+        self._breaker = breaker
         self._retry_for = retry_for_seconds
         self._wake = wake
         self._queue: list[Finished] = []
@@ -160,9 +175,20 @@ class Recorder:
         plain = [item for item in batch if item.plain_success]
         if plain:
             await self._write_successes(conn, plain)
-        for item in batch:
+        # By webhook (stable, so each webhook's outcomes keep their order): PostgreSQL locks
+        # webhook rows in id order here as claims do, so the two never wait on each other.
+        for item in sorted(batch, key=lambda item: item.job.webhook.id):
             if not item.plain_success:
                 await self._write_one(conn, item)
+        await claims.forget_flights(
+            conn, owner=self._owner, delivery_ids=[item.job.delivery_id for item in batch]
+        )
+        await destinations.record(
+            conn,
+            [item.destination_outcome() for item in batch],
+            self._breaker,
+            max(item.now for item in batch),
+        )
 
     async def _write_successes(self, conn: AsyncConnection, items: list[Finished]) -> None:
         by_status: dict[int | None, list[Finished]] = {}

@@ -31,6 +31,7 @@ import structlog
 
 from docuhooks import __version__
 from docuhooks.context import AppContext
+from docuhooks.core.destinations import BreakerPolicy
 from docuhooks.core.ids import uuid7
 from docuhooks.core.retry import Clock, RetrySchedule, SystemClock
 from docuhooks.core.signing import (
@@ -40,7 +41,7 @@ from docuhooks.core.signing import (
     redact_headers,
     redact_url,
 )
-from docuhooks.delivery import metrics, queries
+from docuhooks.delivery import claims, metrics, queries
 from docuhooks.delivery.outcome import Verdict, decide
 from docuhooks.delivery.queries import Job
 from docuhooks.delivery.recorder import Finished, Recorder, SuspensionPolicy, truncate
@@ -76,6 +77,7 @@ class WorkerOptions:
     probe_interval: timedelta = timedelta(minutes=10)
     suspend_after_failures: int = 20
     suspend_after: timedelta = timedelta(hours=24)
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     #: How long a graceful stop waits for in-flight sends before handing their leases back.
     shutdown_grace_seconds: float = 10.0
 
@@ -92,6 +94,10 @@ class WorkerOptions:
             probe_interval=timedelta(seconds=settings.probe_interval_seconds),
             suspend_after_failures=settings.suspend_after_failures,
             suspend_after=timedelta(hours=settings.suspend_after_hours),
+            breaker=BreakerPolicy(
+                failure_threshold=settings.breaker_failure_threshold,
+                probe_interval=timedelta(seconds=settings.breaker_probe_seconds),
+            ),
             shutdown_grace_seconds=min(10.0, settings.worker_lease_seconds / 2),
         )
 
@@ -141,6 +147,7 @@ class Worker:
                 span=self.options.suspend_after,
                 probe_interval=self.options.probe_interval,
             ),
+            breaker=self.options.breaker,
             # About half a lease: the heartbeat keeps the leases while the writes are retried.
             retry_for_seconds=self.options.lease.total_seconds() / 2,
             wake=self.wake,
@@ -299,8 +306,10 @@ class Worker:
     def _recorded(self, job: Job) -> None:
         self._held.pop(job.delivery_id, None)
         room_now_enough = self._capacity - len(self._held) == self._claim_at
-        # An ordered webhook's next delivery, or a resumed backlog, may be claimable now.
-        if room_now_enough or job.webhook.ordered_delivery or job.probe:
+        # After a short claim, what held deliveries back (a webhook at its `maxConcurrency`,
+        # a destination at its limit, an ordered webhook's turn, a suspended backlog) may
+        # have just made room: claim again (spaced out, see `_space_out_claims`).
+        if room_now_enough or self._last_claim_short:
             self.wake()
 
     async def _idle_seconds(self) -> float:
@@ -363,18 +372,21 @@ class Worker:
                     limit=limit,
                 )
                 jobs = await queries.load_jobs(conn, ids)
+                await claims.record_flights(
+                    conn, jobs, owner=self.id, until=now + self.options.lease
+                )
         if len(jobs) < limit:
             # Urgent: on SQLite the claim goes before other writers still waiting for their
-            # turn, since it serves every event already committed (see `WriteLock`). On
-            # PostgreSQL the claim is one statement, run without a transaction around it.
+            # turn, since it serves every event already committed (see `WriteLock`).
             try:
-                async with self.ctx.db.autocommit(urgent=True) as conn:
-                    jobs += await queries.claim_due_jobs(
+                async with self.ctx.db.transaction(urgent=True) as conn:
+                    jobs += await claims.claim(
                         conn,
                         owner=self.id,
                         now=now,
                         lease=self.options.lease,
                         limit=limit - len(jobs),
+                        probe_interval=self.options.breaker.probe_interval,
                     )
             except Exception as exc:
                 if not jobs:

@@ -178,6 +178,14 @@ webhooks = sa.Table(
     sa.Column("sort_order", sa.Integer(), nullable=False),
     sa.Column("timeout_seconds", sa.Integer(), nullable=False),
     sa.Column("ordered_delivery", sa.Boolean(), nullable=False),
+    #: Calls in flight to this webhook at most, across every worker.
+    sa.Column("max_concurrency", sa.Integer(), nullable=False, server_default="10"),
+    #: `scheme://host:port` of `url` (`core.destinations.destination_of`): whose breaker
+    #: and adaptive limit this webhook's calls obey.
+    sa.Column("destination", sa.String(2100), nullable=False, server_default=""),
+    #: When a claim last took deliveries of this webhook: claims serve webhooks in turn,
+    #: the longest unserved first, so no webhook's backlog holds another's deliveries back.
+    _ts("claimed_at", nullable=True),
     sa.Column("consecutive_failures", sa.Integer(), nullable=False, server_default="0"),
     _ts("first_failure_at", nullable=True),
     #: While suspended: when the next probe attempt may go (SPEC §7.4).
@@ -192,6 +200,27 @@ webhooks = sa.Table(
     sa.Index("ix_webhooks_match", "site_id", "event_type", "active", "interview_event_name"),
     # Workers look for suspended webhooks due a probe without reading the others.
     sa.Index("ix_webhooks_next_probe", "next_probe_at"),
+    sa.Index("ix_webhooks_destination", "destination"),
+    sa.Index("ix_webhooks_claimed", "claimed_at"),
+)
+
+#: The health of each destination that has shown any trouble (`core.destinations`); one with
+#: no row is healthy: closed breaker, full limit, no pause.
+destinations = sa.Table(
+    "destinations",
+    metadata,
+    sa.Column("origin", sa.String(2100), primary_key=True),
+    #: "closed", "open" or "half_open".
+    sa.Column("state", sa.String(16), nullable=False),
+    #: Consecutive failures that count toward opening the breaker.
+    sa.Column("failures", sa.Integer(), nullable=False),
+    _ts("since", nullable=True),
+    _ts("next_probe_at", nullable=True),
+    #: The adaptive limit on calls in flight to this destination.
+    sa.Column("concurrency", sa.Integer(), nullable=False),
+    #: A `Retry-After` holds the whole destination back until then.
+    _ts("paused_until", nullable=True),
+    _ts("updated_at"),
 )
 
 #: One row per (webhook, scope value): matching joins here instead of scanning JSON lists.
@@ -246,6 +275,38 @@ deliveries = sa.Table(
     sa.Index("ix_deliveries_webhook_created", "webhook_id", "created_at"),
     sa.Index("ix_deliveries_event", "event_id"),
     sa.Index("ix_deliveries_ordering", "webhook_id", "ordering_key", "ordering_seq"),
+    # A webhook's due deliveries in the order a claim takes them.
+    sa.Index(
+        "ix_deliveries_webhook_due",
+        "webhook_id",
+        "next_attempt_at",
+        "id",
+        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
+)
+
+#: The calls in flight: one row per leased delivery, written with its lease and removed when
+#: its outcome is written, so a claim counts a webhook's (and a destination's) calls in flight
+#: from a small table. The lease itself stays on `deliveries`, whose pages are kept for HOT
+#: updates: no index there may hold a lease column.
+flights = sa.Table(
+    "flights",
+    metadata,
+    sa.Column(
+        "delivery_id",
+        sa.String(36),
+        sa.ForeignKey("deliveries.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("webhook_id", sa.String(36), nullable=False),
+    sa.Column("destination", sa.String(2100), nullable=False),
+    sa.Column("owner", sa.String(64), nullable=False),
+    #: The lease's end: a row past it belongs to a dead worker and counts for nothing.
+    _ts("expires_at"),
+    sa.Index("ix_flights_webhook", "webhook_id", "expires_at"),
+    sa.Index("ix_flights_destination", "destination", "expires_at"),
+    sa.Index("ix_flights_owner", "owner"),
 )
 
 attempts = sa.Table(

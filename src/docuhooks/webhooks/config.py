@@ -22,6 +22,9 @@ DEFAULT_TIMEOUTS = {
     EventType.CUSTOM_INTERVIEW_EVENT: 5,
     EventType.POST_PROCESSING_EVENT: 60,
 }
+#: Calls in flight to one webhook at most, across all workers, unless it says otherwise.
+DEFAULT_MAX_CONCURRENCY = 10
+MAX_CONCURRENCY_RANGE = (1, 100)
 #: Event types whose calls are always POST: they carry documents.
 POST_ONLY = frozenset({EventType.NEW_WORK_ITEM_VERSION_COMPLETE, EventType.POST_PROCESSING_EVENT})
 
@@ -43,6 +46,7 @@ class WebhookConfig:
     order: int
     timeout_seconds: int
     ordered_delivery: bool
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
 
 
 #: API field name → WebhookConfig attribute.
@@ -60,6 +64,7 @@ API_FIELDS = {
     "order": "order",
     "timeoutSeconds": "timeout_seconds",
     "orderedDelivery": "ordered_delivery",
+    "maxConcurrency": "max_concurrency",
 }
 
 
@@ -119,6 +124,9 @@ def resolve(
     timeout = take("timeoutSeconds", timeout_default)
     order = take("order", existing.order if existing else 0)
     ordered = take("orderedDelivery", existing.ordered_delivery if existing else False)
+    max_concurrency = take(
+        "maxConcurrency", existing.max_concurrency if existing else DEFAULT_MAX_CONCURRENCY
+    )
 
     if event_type is not None:
         if event_type is EventType.CUSTOM_INTERVIEW_EVENT:
@@ -159,6 +167,13 @@ def resolve(
         )
     if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 120:
         errors.append(FieldError("timeoutSeconds", "must be a whole number from 1 to 120"))
+    low, high = MAX_CONCURRENCY_RANGE
+    if (
+        not isinstance(max_concurrency, int)
+        or isinstance(max_concurrency, bool)
+        or not low <= max_concurrency <= high
+    ):
+        errors.append(FieldError("maxConcurrency", f"must be a whole number from {low} to {high}"))
     if not isinstance(order, int) or isinstance(order, bool) or not INT32[0] <= order <= INT32[1]:
         errors.append(FieldError("order", "must be a whole number (32-bit)"))
     work_groups = _ids(
@@ -194,6 +209,7 @@ def resolve(
             order=order,
             timeout_seconds=timeout,
             ordered_delivery=ordered,
+            max_concurrency=max_concurrency,
         ),
         errors,
     )

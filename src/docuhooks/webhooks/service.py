@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import audit
 from docuhooks.context import AppContext
+from docuhooks.core.destinations import destination_of
 from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import SigningSecret, WebhookTarget, generate_secret
 from docuhooks.delivery import queries
@@ -64,6 +65,7 @@ def config_of(row: sa.Row[Any]) -> WebhookConfig:
         order=row.sort_order,
         timeout_seconds=row.timeout_seconds,
         ordered_delivery=row.ordered_delivery,
+        max_concurrency=row.max_concurrency,
     )
 
 
@@ -103,6 +105,7 @@ def to_api(row: sa.Row[Any]) -> dict[str, Any]:
         "order": row.sort_order,
         "timeoutSeconds": row.timeout_seconds,
         "orderedDelivery": row.ordered_delivery,
+        "maxConcurrency": row.max_concurrency,
         "consecutiveFailures": row.consecutive_failures,
         "createdDate": row.created_at,
         "createdBy": row.created_by,
@@ -126,6 +129,8 @@ def _config_columns(cfg: WebhookConfig) -> dict[str, Any]:
         "sort_order": cfg.order,
         "timeout_seconds": cfg.timeout_seconds,
         "ordered_delivery": cfg.ordered_delivery,
+        "max_concurrency": cfg.max_concurrency,
+        "destination": destination_of(cfg.url),
     }
 
 

@@ -37,6 +37,12 @@ class WebhookFields(Input):
     order: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
     timeoutSeconds: int | None = Field(default=None, ge=1, le=120)
     orderedDelivery: bool | None = None
+    maxConcurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="Calls in flight to this webhook at most, across all workers (default 10)",
+    )
 
     def changes(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True)
@@ -73,6 +79,7 @@ class Webhook(Output):
     order: int
     timeoutSeconds: int
     orderedDelivery: bool
+    maxConcurrency: int
     consecutiveFailures: int
     createdDate: datetime
     createdBy: str | None

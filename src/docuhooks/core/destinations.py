@@ -1,0 +1,182 @@
+"""A destination's health: its circuit breaker and its adaptive concurrency limit. Pure.
+
+A *destination* is where calls go: scheme, host and port. Every webhook that points there
+shares its state, because a host that is down or overloaded is so for all of them.
+
+- **Circuit breaker.** After `failure_threshold` consecutive failures that say the host is
+  unreachable or broken (`connect`, `dns`, `tls`, `timeout`, or a 5xx status) the breaker
+  *opens*: the destination's deliveries are postponed (left due in the store, not attempted,
+  so they spend none of their retries) and one *probe* call goes out per `probe_interval`
+  (the breaker is *half open* while it is in flight). The probe's success closes the breaker;
+  its failure opens it for another interval.
+- **Adaptive concurrency** (additive increase, multiplicative decrease). A 429, a 503 or a
+  timeout halves the destination's limit on calls in flight; every success raises it by one,
+  up to `MAX_CONCURRENCY`. A breaker that closes starts again from one call at a time, so
+  a recovered host's backlog drains at a rate it shows it can take.
+- **Pause.** A `Retry-After` on a 429 or 503 holds the whole destination back that long,
+  not only the delivery that carried it.
+
+The worker classifies each attempt with :func:`signal_of` and folds the signals into the
+stored state with :func:`advance`; the claim reads the state to decide what may go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from urllib.parse import urlsplit
+
+__all__ = [
+    "MAX_CONCURRENCY",
+    "BreakerPolicy",
+    "BreakerState",
+    "DestinationState",
+    "Signal",
+    "advance",
+    "destination_of",
+    "signal_of",
+]
+
+#: The most calls in flight a destination's adaptive limit allows (a webhook's own
+#: `maxConcurrency` is at most this too).
+MAX_CONCURRENCY = 100
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def destination_of(url: str) -> str:
+    """The destination key of a webhook URL: ``scheme://host:port``, lower-cased, with the
+    default port written out, so ``HTTPS://Example.com/a`` and ``https://example.com:443/b``
+    share one."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    except ValueError:
+        port = 0
+    bracketed = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{bracketed}:{port}"
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class Signal(StrEnum):
+    """What one attempt says about its destination."""
+
+    #: The destination answered as a working server does (2xx, or a 4xx other than 429).
+    HEALTHY = "healthy"
+    #: Unreachable or broken: counts toward opening the breaker.
+    FAILURE = "failure"
+    #: Overloaded and saying so (429): lower the limit, but it is up.
+    THROTTLED = "throttled"
+    #: Overloaded and failing (503, timeout): both of the above.
+    FAILING_SLOWLY = "failing_slowly"
+    #: Says nothing about the destination (the address policy refused it, say).
+    NONE = "none"
+
+
+_UNREACHABLE = frozenset({"connect", "dns", "tls"})
+
+
+def signal_of(status: int | None, error_class: str | None) -> Signal:
+    """Classify an attempt by its status code and error class (the attempt log's)."""
+    if status is None:
+        if error_class == "timeout":
+            return Signal.FAILING_SLOWLY
+        return Signal.FAILURE if error_class in _UNREACHABLE else Signal.NONE
+    if status == 429:
+        return Signal.THROTTLED
+    if status == 503:
+        return Signal.FAILING_SLOWLY
+    if status >= 500:
+        return Signal.FAILURE
+    if status < 200 or error_class == "invalid_response":
+        return Signal.NONE
+    return Signal.HEALTHY
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    failure_threshold: int = 5
+    probe_interval: timedelta = timedelta(seconds=30)
+
+    def __post_init__(self) -> None:
+        if self.failure_threshold < 1:
+            raise ValueError("the breaker's failure threshold must be at least 1")
+        if self.probe_interval <= timedelta(0):
+            raise ValueError("the breaker's probe interval must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationState:
+    """A destination's stored state; a destination with no row is `DestinationState()`."""
+
+    state: BreakerState = BreakerState.CLOSED
+    failures: int = 0
+    #: When the breaker last changed state (opened, or closed again).
+    since: datetime | None = None
+    next_probe_at: datetime | None = None
+    concurrency: int = MAX_CONCURRENCY
+    paused_until: datetime | None = None
+
+    @property
+    def at_rest(self) -> bool:
+        """Nothing to remember: closed, no failure run, full limit, not paused."""
+        return (
+            self.state is BreakerState.CLOSED
+            and self.failures == 0
+            and self.concurrency >= MAX_CONCURRENCY
+            and self.paused_until is None
+        )
+
+
+def advance(
+    current: DestinationState,
+    signal: Signal,
+    now: datetime,
+    policy: BreakerPolicy,
+    *,
+    retry_after: float | None = None,
+) -> DestinationState:
+    """The state after one attempt that ended at `now` with `signal`."""
+    state = current
+    if state.paused_until is not None and state.paused_until <= now:
+        state = replace(state, paused_until=None)
+    if retry_after is not None and retry_after > 0:
+        until = now + timedelta(seconds=retry_after)
+        if state.paused_until is None or until > state.paused_until:
+            state = replace(state, paused_until=until)
+    if signal in (Signal.THROTTLED, Signal.FAILING_SLOWLY):
+        state = replace(state, concurrency=max(1, state.concurrency // 2))
+    if signal is Signal.HEALTHY:
+        if state.state is not BreakerState.CLOSED:
+            # The probe got through: close, and start again from one call at a time.
+            return replace(
+                state,
+                state=BreakerState.CLOSED,
+                failures=0,
+                since=now,
+                next_probe_at=None,
+                concurrency=1,
+            )
+        return replace(state, failures=0, concurrency=min(MAX_CONCURRENCY, state.concurrency + 1))
+    if signal in (Signal.FAILURE, Signal.FAILING_SLOWLY):
+        failures = state.failures + 1
+        if state.state is not BreakerState.CLOSED or failures >= policy.failure_threshold:
+            reopened = state.state is not BreakerState.CLOSED
+            return replace(
+                state,
+                state=BreakerState.OPEN,
+                failures=failures,
+                since=state.since if reopened else now,
+                next_probe_at=now + policy.probe_interval,
+                concurrency=1,
+            )
+        return replace(state, failures=failures)
+    return state

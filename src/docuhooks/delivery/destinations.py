@@ -1,0 +1,145 @@
+"""Destination health in the store: what each attempt's outcome does to its destination's
+circuit breaker, adaptive limit and pause (the rules are `core.destinations`).
+
+The recorder calls :func:`record` with every outcome it writes, in the same transaction. A
+destination that has never shown trouble has no row and costs one primary-key read per
+batch; a row is written only when something changed. On PostgreSQL the rows are read
+`FOR UPDATE` (in key order), so two workers' outcomes for one destination add up instead of
+overwriting each other.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from docuhooks.core.destinations import (
+    BreakerPolicy,
+    BreakerState,
+    DestinationState,
+    Signal,
+    advance,
+)
+from docuhooks.store.prepared import Prepared
+from docuhooks.store.schema import destinations
+
+__all__ = ["Outcome", "Transition", "load", "record"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One attempt, as far as its destination is concerned."""
+
+    destination: str
+    signal: Signal
+    at: datetime
+    #: Seconds a 429 or 503 asked for in `Retry-After`, if it did.
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    destination: str
+    before: DestinationState
+    after: DestinationState
+
+
+async def load(
+    conn: AsyncConnection, origins: Iterable[str], *, lock: bool = False
+) -> dict[str, DestinationState]:
+    """The stored state of each destination that has a row."""
+    keys = sorted(set(origins))
+    if not keys:
+        return {}
+    statement = sa.select(destinations).where(destinations.c.origin.in_(keys))
+    if lock and conn.dialect.name == "postgresql":
+        statement = statement.order_by(destinations.c.origin).with_for_update()
+    rows = (await conn.execute(statement)).all()
+    return {row.origin: _state(row) for row in rows}
+
+
+async def record(
+    conn: AsyncConnection, outcomes: Sequence[Outcome], policy: BreakerPolicy, now: datetime
+) -> list[Transition]:
+    """Fold `outcomes` (in the order they ended) into their destinations' stored state;
+    return the destinations whose breaker changed state."""
+    meaningful = [o for o in outcomes if o.signal is not Signal.NONE or o.retry_after]
+    if not meaningful:
+        return []
+    stored = await load(conn, (o.destination for o in meaningful), lock=True)
+    before = dict(stored)
+    current = dict(stored)
+    for outcome in sorted(meaningful, key=lambda o: o.at):
+        state = current.get(outcome.destination, DestinationState())
+        current[outcome.destination] = advance(
+            state, outcome.signal, outcome.at, policy, retry_after=outcome.retry_after
+        )
+    rows = []
+    transitions = []
+    for origin, state in sorted(current.items()):
+        old = before.get(origin)
+        if state == (old or DestinationState()):
+            continue
+        if old is None and state.at_rest:
+            continue
+        rows.append(_row(origin, state, now))
+        if state.state is not (old or DestinationState()).state:
+            transitions.append(Transition(origin, old or DestinationState(), state))
+    if rows:
+        await _upsert(conn.dialect.name).executemany(conn, rows)
+    for t in transitions:
+        getattr(log, "warning" if t.after.state is BreakerState.OPEN else "info")(
+            f"destination.breaker_{t.after.state.value}",
+            destination=t.destination,
+            failures=t.after.failures,
+            next_probe_at=t.after.next_probe_at.isoformat() if t.after.next_probe_at else None,
+        )
+    return transitions
+
+
+def _state(row: Any) -> DestinationState:
+    return DestinationState(
+        state=BreakerState(row.state),
+        failures=row.failures,
+        since=row.since,
+        next_probe_at=row.next_probe_at,
+        concurrency=row.concurrency,
+        paused_until=row.paused_until,
+    )
+
+
+def _row(origin: str, state: DestinationState, now: datetime) -> dict[str, Any]:
+    return {
+        "origin": origin,
+        "state": state.state.value,
+        "failures": state.failures,
+        "since": state.since,
+        "next_probe_at": state.next_probe_at,
+        "concurrency": state.concurrency,
+        "paused_until": state.paused_until,
+        "updated_at": now,
+    }
+
+
+@functools.cache
+def _upsert(dialect: str) -> Prepared:
+    insert: Any = (
+        postgresql.insert(destinations) if dialect == "postgresql" else sqlite.insert(destinations)
+    )
+    columns = ("state", "failures", "since", "next_probe_at", "concurrency", "paused_until")
+    return Prepared(
+        insert.on_conflict_do_update(
+            index_elements=[destinations.c.origin],
+            set_={name: getattr(insert.excluded, name) for name in (*columns, "updated_at")},
+        )
+    )
