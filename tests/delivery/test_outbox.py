@@ -131,7 +131,7 @@ async def test_postgres_notifies_listeners_only_when_the_transaction_commits(
     await make_webhook(ctx, site, "https://a.example/hook")
     heard: asyncio.Queue[str] = asyncio.Queue()
     listener = await asyncpg.connect(asyncpg_dsn(ctx.db.engine.url))
-    await listener.add_listener(CHANNEL, lambda *args: heard.put_nowait(args[2]))
+    await listener.add_listener(CHANNEL, lambda *args: heard.put_nowait(args[3]))
     try:
         with pytest.raises(RuntimeError):
             async with ctx.db.transaction() as conn:
@@ -139,13 +139,15 @@ async def test_postgres_notifies_listeners_only_when_the_transaction_commits(
                     conn, version_event(site.site_id), work_group_id=None, template_id=None
                 )
                 raise RuntimeError("rolled back")
-        await asyncio.sleep(0.2)
-        assert heard.empty()
+        # Notifications arrive in commit order: had the rollback notified, it would come
+        # before this marker.
+        await send_marker(ctx, CHANNEL)
+        assert await asyncio.wait_for(heard.get(), 5) == MARKER
         async with ctx.db.transaction() as conn:
             await outbox.enqueue(
                 conn, version_event(site.site_id), work_group_id=None, template_id=None
             )
-        assert await asyncio.wait_for(heard.get(), 5) == CHANNEL
+        assert await asyncio.wait_for(heard.get(), 5) == ""
     finally:
         await listener.close()
 
@@ -169,7 +171,7 @@ async def test_postgres_workers_hear_of_deliveries_made_due_again(
         await conn.execute(deliveries.update().where(deliveries.c.id == pending).values(attempts=1))
     heard: asyncio.Queue[str] = asyncio.Queue()
     listener = await asyncpg.connect(asyncpg_dsn(ctx.db.engine.url))
-    await listener.add_listener(CHANNEL, lambda *args: heard.put_nowait(args[2]))
+    await listener.add_listener(CHANNEL, lambda *args: heard.put_nowait(args[3]))
     api = "/api/v1"
     try:
         for method, path in (
@@ -181,9 +183,22 @@ async def test_postgres_workers_hear_of_deliveries_made_due_again(
             answered = await client.request(method, path, headers=site.auth())
             assert answered.status_code in (200, 201, 202), answered.text
             if path.endswith("deactivate"):
-                await asyncio.sleep(0.2)
-                assert heard.empty(), "deactivating makes nothing claimable"
+                await send_marker(ctx, CHANNEL)
+                heard_first = await asyncio.wait_for(heard.get(), 5)
+                assert heard_first == MARKER, "deactivating makes nothing claimable"
             else:
-                assert await asyncio.wait_for(heard.get(), 5) == CHANNEL, path
+                assert await asyncio.wait_for(heard.get(), 5) == "", path
     finally:
         await listener.close()
+
+
+#: The payload of a notification a test sends after something that must not notify.
+MARKER = "marker"
+
+
+async def send_marker(ctx: AppContext, channel: str) -> None:
+    async with ctx.db.transaction() as conn:
+        await conn.execute(
+            sa.text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": channel, "payload": MARKER},
+        )

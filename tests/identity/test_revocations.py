@@ -74,16 +74,26 @@ async def test_a_revocation_rolled_back_is_never_announced(
     token = site.tokens["User"]
     listener = await listening(elsewhere)
     try:
+        marker = site.tokens["SiteAdministrator"]
         await authenticate_cached(elsewhere, token)
+        await authenticate_cached(elsewhere, marker)
         async with ctx.db.read() as conn:
             user = await identity.authenticate_token(conn, token)
-        assert user is not None
+            marker_user = await identity.authenticate_token(conn, marker)
+        assert user is not None and marker_user is not None
         with pytest.raises(RuntimeError):
             async with ctx.db.transaction() as conn:
                 rows = await admin_token_ids(conn, user.user_id)
                 await admin.revoke_token(conn, user, rows[0])
                 raise RuntimeError("the request fails after all")
-        await asyncio.sleep(0.5)
+        # A revocation that commits afterwards: announcements arrive in commit order, so
+        # once this one has reached the other process, the rolled-back one never will.
+        async with ctx.db.transaction() as conn:
+            rows = await admin_token_ids(conn, marker_user.user_id)
+            await admin.revoke_token(conn, marker_user, rows[0])
+        async with asyncio.timeout(5):
+            while elsewhere.tokens.lookup(marker) is not None:  # noqa: ASYNC110 (a cache, no event)
+                await asyncio.sleep(0.02)
         assert elsewhere.tokens.lookup(token) is not None, "nothing was revoked"
     finally:
         await listener.stop()
