@@ -232,7 +232,8 @@ def _introduce(
     write(
         f"  the receiver   is `docuhooks listen` running in this process; on its own:\n"
         f"                 docuhooks listen --port {state.receiver_port} "
-        f"--secret-file {data_dir / SECRETS_FILE} {ids} --answers {answers_path}"
+        f"--auth-method {state.auth_method} --secret-file {data_dir / SECRETS_FILE} {ids} "
+        f"--answers {answers_path}"
     )
     write("")
 
