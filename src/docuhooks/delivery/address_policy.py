@@ -112,7 +112,6 @@ _BLOCKED_V6 = _nets(
 )
 
 
-
 def _low_32_bits(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address:
     return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
 
@@ -237,7 +236,6 @@ class AddressPolicy:
         if not ip.is_global:
             return "not a globally routable address"
         return None
-
 
     def _embedded_reason(self, ip: ipaddress.IPv6Address) -> str | None:
         """The verdict on an IPv6 address that embeds IPv4: a reason to refuse it, "" to let
