@@ -820,7 +820,7 @@ async def test_site_administrators_create_users_who_can_then_sign_in(
     assert field_error(bad.text, "roles")
     assert 'value="not an email"' in bad.text and "short" not in bad.text.split("<form", 1)[1]
     again = await client.post("/ui/users", data=person)
-    assert again.status_code == 409 and "already exists" in again.text
+    assert again.status_code == 409 and "this login name is not available" in again.text
     robot = await client.post(
         "/ui/users",
         data={**person, "accountType": "ServicePrincipal", "loginName": "robot@example.com"},
