@@ -828,7 +828,8 @@ async def test_site_administrators_create_users_who_can_then_sign_in(
     assert field_error(bad.text, "roles")
     assert 'value="not an email"' in bad.text and "short" not in bad.text.split("<form", 1)[1]
     again = await client.post("/ui/users", data=person)
-    assert again.status_code == 409 and "This login name is not available: choose another." in again.text
+    assert again.status_code == 409
+    assert "This login name is not available: choose another." in again.text
     robot = await client.post(
         "/ui/users",
         data={**person, "accountType": "ServicePrincipal", "loginName": "robot@example.com"},
