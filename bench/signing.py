@@ -28,7 +28,8 @@ from docuhooks.core.signing import (
     build_request,
     generate_secret,
 )
-from docuhooks.receiver import Verifier
+from docuhooks.receiver import AccessToken, HmacSecret, StandardWebhooksSecret, Verifier
+from docuhooks.receiver.credentials import Secret
 
 WEBHOOK_ID = str(uuid.uuid4())
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -69,7 +70,7 @@ def notification() -> dict[str, Any]:
     return Event(EventType.NEW_WORK_ITEM_VERSION_COMPLETE, str(uuid.uuid4()), actor, data).to_dict()
 
 
-def target(method: AuthMethod, verb: Verb) -> tuple[WebhookTarget, list[str]]:
+def target(method: AuthMethod, verb: Verb) -> tuple[WebhookTarget, list[Secret]]:
     """A webhook for `method`, and the secrets its receiver is configured with."""
     secret = None if method is AuthMethod.ACCESS_TOKEN else generate_secret(method)
     webhook = WebhookTarget(
@@ -81,7 +82,10 @@ def target(method: AuthMethod, verb: Verb) -> tuple[WebhookTarget, list[str]]:
         secret=secret,
         access_token="legacy-access-token-0123456789abcdef" if secret is None else None,
     )
-    return webhook, [secret.value if secret else "legacy-access-token-0123456789abcdef"]
+    if secret is None:
+        return webhook, [AccessToken("legacy-access-token-0123456789abcdef")]
+    kind = HmacSecret if method is AuthMethod.HMAC else StandardWebhooksSecret
+    return webhook, [kind(secret.value)]
 
 
 def rate(operation: Callable[[], object], seconds: float, rounds: int) -> float:

@@ -2,6 +2,7 @@
 CustomInterviewEvent. Standard library and `docuhooks.receiver` only, so it runs anywhere.
 
     DOCUHOOKS_WEBHOOK_SECRETS=<secret>[,<secret>...] \\
+    DOCUHOOKS_WEBHOOK_AUTH_METHOD=HMAC \\
     DOCUHOOKS_WEBHOOK_IDS=<webhook id>[,<webhook id>...] \\
     INTERVIEW_DATA=examples/interview_data.json \\
     PORT=8003 python examples/interview_lookup_receiver.py
@@ -136,12 +137,14 @@ def main() -> None:
     if not secrets:
         raise SystemExit("set DOCUHOOKS_WEBHOOK_SECRETS to the webhooks' secrets or tokens")
     ids = [i for i in os.environ.get("DOCUHOOKS_WEBHOOK_IDS", "").split(",") if i]
+    # The secrets are all of this one method, so none can verify a request of another.
+    method = os.environ.get("DOCUHOOKS_WEBHOOK_AUTH_METHOD", "HMAC")
     default_data = Path(__file__).with_name("interview_data.json")
     data_file = os.environ.get("INTERVIEW_DATA", str(default_data))
     answers = Answers(json.loads(Path(data_file).read_text(encoding="utf-8")))
     host = os.environ.get("HOST", "127.0.0.1")
     server = serve(
-        Verifier(secrets=secrets, audience=ids or None),
+        Verifier(secrets=secrets, audience=ids or None, auth_method=method),
         answers,
         host=host,
         port=int(os.environ.get("PORT", "8003")),

@@ -3,6 +3,7 @@
 Run it (one endpoint may serve several webhooks: list their secrets and ids):
 
     DOCUHOOKS_WEBHOOK_SECRETS=<secret>[,<secret>...] \\
+    DOCUHOOKS_WEBHOOK_AUTH_METHOD=HMAC \\
     DOCUHOOKS_WEBHOOK_IDS=<webhook id>[,<webhook id>...] \\
     PORT=8002 python examples/receiver_fastapi.py
 
@@ -84,7 +85,12 @@ def verifier_from_environment() -> Verifier:
     if not secrets:
         raise SystemExit("set DOCUHOOKS_WEBHOOK_SECRETS to the webhook's secret (or several)")
     ids = [i for i in os.environ.get("DOCUHOOKS_WEBHOOK_IDS", "").split(",") if i]
-    return Verifier(secrets=secrets, audience=ids or None)
+    # The secrets are all of this one method, so none can verify a request of another.
+    method = os.environ.get("DOCUHOOKS_WEBHOOK_AUTH_METHOD", "HMAC")
+    try:
+        return Verifier(secrets=secrets, audience=ids or None, auth_method=method)
+    except ValueError as exc:  # a blank secret, a whsec_ secret for HMAC, an unknown method
+        raise SystemExit(f"DOCUHOOKS_WEBHOOK_SECRETS / _AUTH_METHOD: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from docuhooks.listen import (
     Printer,
     build_listener,
 )
-from docuhooks.receiver import VerificationError
+from docuhooks.receiver import AccessToken, HmacSecret, StandardWebhooksSecret, VerificationError
 
 WEBHOOK_ID = "7e5c1d2a-0b7c-4a55-9b4e-1f1f7d0e2c11"
 HMAC = generate_secret(AuthMethod.HMAC)
@@ -112,8 +112,12 @@ def signed(
     return response, event["eventId"]
 
 
-def all_secrets() -> list[str]:
-    return [HMAC.value, WHSEC.value, ACCESS_TOKEN]
+def all_secrets() -> dict[str, list[str]]:
+    return {
+        "hmac_secrets": [HMAC.value],
+        "whsec_secrets": [WHSEC.value],
+        "access_tokens": [ACCESS_TOKEN],
+    }
 
 
 @contextmanager
@@ -133,7 +137,7 @@ def make_listener(as_json: bool = True, **options: Any) -> tuple[Listener, io.St
     out = io.StringIO()
     printer = Printer(out, as_json=as_json)
     answers = options.pop("answers", None)
-    listener = build_listener(secrets=all_secrets(), webhook_ids=[WEBHOOK_ID], **options)
+    listener = build_listener(**all_secrets(), webhook_ids=[WEBHOOK_ID], **options)
     listener.answers = answers
     listener.on_request = printer.received
     listener.on_note = printer.note
@@ -422,14 +426,33 @@ def test_post_processing_callback_completes_with_the_api_token() -> None:
 
 def test_build_listener_reads_secret_files_and_refuses_no_secret(tmp_path: Path) -> None:
     secrets_file = tmp_path / "secrets.txt"
-    secrets_file.write_text(f"{HMAC.value}\n\n{WHSEC.value}\n")
-    listener = build_listener(secrets=[ACCESS_TOKEN], secret_file=secrets_file)
-    # One Verifier holds them all: each method uses the secrets that fit it, so one listener
-    # serves webhooks of every method.
-    assert listener.verifier.secrets == (ACCESS_TOKEN, HMAC.value, WHSEC.value)
+    secrets_file.write_text(f"{WHSEC.value}\n\n")
+    listener = build_listener(
+        secret_file=secrets_file, hmac_secrets=[HMAC.value], access_tokens=[ACCESS_TOKEN]
+    )
+    # One Verifier holds them all, each typed, so one listener serves webhooks of every
+    # method, and no secret checks a request of another method.
+    assert listener.verifier.secrets == (
+        StandardWebhooksSecret(WHSEC.value),
+        HmacSecret(HMAC.value),
+        AccessToken(ACCESS_TOKEN),
+    )
     assert listener.verifier.audience is None
     with pytest.raises(ListenError, match="--secret"):
         build_listener()
+
+
+def test_plain_secrets_take_the_method_auth_method_names(tmp_path: Path) -> None:
+    secrets_file = tmp_path / "secrets.txt"
+    secrets_file.write_text(f"{HMAC.value}\n{ACCESS_TOKEN}\n")
+    with pytest.raises(ValueError, match="could be an HMAC secret or an access token"):
+        build_listener(secret_file=secrets_file)
+    pinned = build_listener(secret_file=secrets_file, auth_method="HMAC")
+    assert pinned.verifier.secrets == (HmacSecret(HMAC.value), HmacSecret(ACCESS_TOKEN))
+    with pytest.raises(ValueError, match="marks a Standard Webhooks secret"):
+        build_listener(secrets=[WHSEC.value], auth_method="HMAC")
+    with pytest.raises(ValueError, match="blank"):
+        build_listener(hmac_secrets=["  "])
 
 
 def free_port() -> int:
@@ -450,7 +473,7 @@ def test_the_command_prints_json_lines_and_stops_cleanly_on_ctrl_c(tmp_path: Pat
         "--port",
         str(port),
         "--json",
-        "--secret",
+        "--hmac-secret",
         HMAC.value,
         "--webhook-id",
         WEBHOOK_ID,
@@ -488,7 +511,9 @@ def test_the_command_refuses_unusable_options(tmp_path: Path) -> None:
     bad.write_text("{")
     for arguments, message in (
         ([], "--secret"),
-        (["--secret", "s" * 32, "--answers", str(bad)], "neither HotDocs answer XML nor JSON"),
+        (["--secret", "s" * 32], "could be an HMAC secret or an access token"),
+        (["--hmac-secret", "whsec_AAAA"], "marks a Standard Webhooks secret"),
+        (["--hmac-secret", "s" * 32, "--answers", str(bad)], "neither HotDocs answer XML nor JSON"),
     ):
         result = subprocess.run(
             [sys.executable, "-m", "docuhooks", "listen", *arguments],

@@ -150,17 +150,34 @@ def worker(config: str | None, concurrency: int | None, metrics_port: int | None
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=int, default=9000, show_default=True, help="Port to listen on.")
 @click.option(
+    "--hmac-secret",
+    "hmac_secrets",
+    multiple=True,
+    help="An HMAC webhook's secret; repeat during a rotation or for several webhooks.",
+)
+@click.option(
+    "--whsec-secret",
+    "whsec_secrets",
+    multiple=True,
+    help="A Standard Webhooks webhook's whsec_ secret; repeatable.",
+)
+@click.option(
+    "--access-token",
+    "access_tokens",
+    multiple=True,
+    help="An AccessToken webhook's token; repeatable.",
+)
+@click.option(
     "--secret",
     "secrets",
     multiple=True,
-    help="The webhook's HMAC or whsec_ secret, or its access token; repeat during a rotation "
-    "or for several webhooks.",
+    help="A secret of the method --auth-method names (or a whsec_ secret); repeatable.",
 )
 @click.option(
     "--secret-file",
     type=click.Path(dir_okay=False),
     default=None,
-    help="A file of secrets, one a line (keeps them off the command line).",
+    help="A file of --secret values, one a line (keeps them off the command line).",
 )
 @click.option(
     "--webhook-id",
@@ -211,6 +228,9 @@ def worker(config: str | None, concurrency: int | None, metrics_port: int | None
 def listen(
     host: str,
     port: int,
+    hmac_secrets: tuple[str, ...],
+    whsec_secrets: tuple[str, ...],
+    access_tokens: tuple[str, ...],
     secrets: tuple[str, ...],
     secret_file: str | None,
     webhook_ids: tuple[str, ...],
@@ -230,6 +250,9 @@ def listen(
         listener = listening.build_listener(
             secrets=secrets,
             secret_file=secret_file,
+            hmac_secrets=hmac_secrets,
+            whsec_secrets=whsec_secrets,
+            access_tokens=access_tokens,
             webhook_ids=webhook_ids,
             auth_method=auth_method,
             issuer=issuer,

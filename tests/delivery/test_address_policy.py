@@ -55,10 +55,10 @@ HOSTILE_HOSTS = [
     ("ff02::1", "multicast"),
     ("2001:db8::1", "documentation"),
     ("2001::1", "Teredo"),
-    ("64:ff9b::10.0.0.5", "IPv6 form of 10.0.0.5"),
+    ("64:ff9b::10.0.0.5", "NAT64 address embedding 10.0.0.5, a private"),
     ("64:ff9b::169.254.169.254", "cloud metadata"),
     ("64:ff9b:1::1", "local-use NAT64"),
-    ("2002:7f00:1::", "IPv6 form of 127.0.0.1"),
+    ("2002:7f00:1::", "6to4 address embedding 127.0.0.1, a loopback"),
     ("2002:a9fe:a9fe::", "cloud metadata"),
     ("100::1", "discard-only"),
     # Odd IPv4 spellings that inet_aton, curl and browsers all read as 127.0.0.1 / 10.0.0.1.
@@ -88,6 +88,54 @@ def test_hostile_hosts_are_refused_with_a_reason(host: str, words: str) -> None:
     with pytest.raises(BlockedAddress) as refused:
         DEFAULT.check(address)
     assert words in refused.value.reason
+
+
+# Every IPv6 range that embeds an IPv4 address, carrying the metadata address: the refusal names
+# the embedded address and why the IPv4 rules refuse it.
+EMBEDDED_METADATA = [
+    ("[::ffff:0:a9fe:a9fe]", "IPv4-translated"),  # SIIT, ::ffff:0:0:0/96
+    ("::ffff:0:169.254.169.254", "IPv4-translated"),
+    ("::ffff:169.254.169.254", "IPv4-mapped"),
+    ("::169.254.169.254", "IPv4-compatible"),
+    ("64:ff9b::a9fe:a9fe", "NAT64"),
+    ("64:ff9b:1:a9fe:a9:fe00::", "local-use NAT64"),  # RFC 6052 /48: the u byte is skipped
+    ("2002:a9fe:a9fe::1", "6to4"),
+    ("2001:0:808:808:0:0:5601:5601", "Teredo"),  # client 169.254.169.254, stored inverted
+]
+
+
+@pytest.mark.parametrize(("host", "kind"), EMBEDDED_METADATA)
+def test_every_ipv6_range_embedding_ipv4_is_judged_by_the_ipv4_rules(host: str, kind: str) -> None:
+    address = parse_ip_host(host)
+    assert address is not None
+    reason = DEFAULT.blocked_reason(address)
+    assert reason is not None and kind in reason
+    assert "169.254.169.254" in reason and "cloud metadata" in reason
+
+
+@pytest.mark.parametrize(
+    ("host", "kind"),
+    [
+        ("::ffff:0:8.8.8.8", "IPv4-translated"),
+        ("::8.8.8.8", "IPv4-compatible"),
+        ("64:ff9b:1:808:8:800::", "local-use NAT64"),
+        ("2001:0:808:808:0:0:f7f7:f7f7", "Teredo"),  # client 8.8.8.8
+    ],
+)
+def test_ranges_with_no_use_as_a_destination_are_refused_even_around_a_public_ipv4(
+    host: str, kind: str
+) -> None:
+    reason = DEFAULT.blocked_reason(host)
+    assert reason is not None and kind in reason and "embedding 8.8.8.8" in reason
+
+
+def test_an_ipv4_allow_list_reaches_through_mapped_nat64_and_6to4_only() -> None:
+    policy = AddressPolicy.from_setting("169.254.0.0/16")
+    for opened in ["::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1"]:
+        assert not policy.is_blocked(opened), opened
+    for still_refused in ["::ffff:0:a9fe:a9fe", "::a9fe:a9fe", "2001:0:808:808::5601:5601"]:
+        assert policy.is_blocked(still_refused), still_refused
+    assert not AddressPolicy.from_setting("::ffff:0:0:0/96").is_blocked("::ffff:0:a9fe:a9fe")
 
 
 def test_there_are_at_least_25_hostile_targets() -> None:

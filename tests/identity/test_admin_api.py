@@ -55,6 +55,17 @@ async def test_a_site_administrator_creates_users_of_their_own_site(
     assert token.status_code == 201
     again = await client.post(f"{API}/users", json=body, headers=site.auth())
     assert again.status_code == 409
+    # Taken here or on another site: the same words, naming no site, so an administrator learns
+    # nothing about another site's users beyond the name being unavailable.
+    elsewhere_too = await client.post(
+        f"{API}/users", json={**body, "loginName": "ROBOT@example.com"}, headers=other_site.auth()
+    )
+    assert elsewhere_too.status_code == 409
+    for refusal in (again.json()["error"], elsewhere_too.json()["error"]):
+        assert refusal["message"] == "this login name is not available: choose another"
+        assert refusal["details"] == [{"field": "loginName", "message": "is not available"}]
+        assert site.site_id not in str(refusal) and other_site.site_id not in str(refusal)
+        assert "exist" not in str(refusal) and "site" not in str(refusal)
     for role in ("IntegrationAdministrator", "User"):
         refused = await client.post(
             f"{API}/users",
@@ -222,6 +233,15 @@ def test_the_operator_sets_a_password_from_the_command_line(tmp_path: Path) -> N
         "admin", "create-user", "--site", site_id, "--login", "ann@example.com",
         "--name", "Ann", "--role", "User", "--password", "the first password",
     )  # fmt: skip
+    other_site = run("admin", "create-site", "Other", "--base-url", "https://other.example")
+    taken = runner.invoke(
+        cli.main,
+        ["admin", "create-user", "--site", other_site, "--login", "ANN@example.com",
+         "--name", "Ann", "--role", "User"],
+        env=env,
+    )  # fmt: skip
+    assert taken.exit_code != 0 and "this login name is not available" in taken.output
+    assert site_id not in taken.output and "exist" not in taken.output
     assert run("admin", "set-password", "--login", "Ann@Example.com", "--password", "x" * 12) == (
         user_id
     )

@@ -121,7 +121,15 @@ class Hook:
     def verifier(self) -> Verifier:
         secret = self.secret or self.access_token
         assert secret is not None
-        return Verifier(secrets=[secret], audience=self.id)
+        return Verifier(secrets=[secret], audience=self.id, auth_method=self.auth_method)
+
+    @property
+    def auth_method(self) -> str:
+        """The hook's method, as its secret shows it; a receiver's secrets are typed by it."""
+        if self.access_token is not None:
+            return "AccessToken"
+        assert self.secret is not None
+        return "StandardWebhooks" if self.secret.startswith("whsec_") else "HMAC"
 
 
 async def make_hook(

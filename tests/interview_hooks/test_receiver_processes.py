@@ -53,6 +53,7 @@ def receiver_process(
     env = {
         **os.environ,
         "DOCUHOOKS_WEBHOOK_SECRETS": secret,
+        "DOCUHOOKS_WEBHOOK_AUTH_METHOD": hook.auth_method,
         "DOCUHOOKS_WEBHOOK_IDS": hook.id,
         "INTERVIEW_DATA": str(data_file),
         "PORT": "0",

@@ -16,7 +16,7 @@ from docx_factory import make_docx
 from platform_client import upload_template, work_item
 from tests.support import SiteUsers
 
-from docuhooks.receiver import PostProcessingEvent, Verifier
+from docuhooks.receiver import HmacSecret, PostProcessingEvent, Verifier
 
 API = "/api/v1"
 PDF = b"%PDF-1.7\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
@@ -91,7 +91,7 @@ async def post_processing_webhook(
     )
     assert response.status_code == 201, response.text
     hook: dict[str, Any] = response.json()
-    receiver.verifier = Verifier(secrets=[hook["secret"]], audience=hook["id"])
+    receiver.verifier = Verifier(secrets=[HmacSecret(hook["secret"])], audience=hook["id"])
     return hook
 
 

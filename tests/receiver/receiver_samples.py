@@ -9,6 +9,8 @@ from typing import Any
 
 from docuhooks.core.events import Actor, AuthMethod, Event, EventType, Verb
 from docuhooks.core.signing import SigningSecret, WebhookTarget, generate_secret
+from docuhooks.receiver import AccessToken, HmacSecret, StandardWebhooksSecret
+from docuhooks.receiver.credentials import Secret
 
 WEBHOOK_ID = "5d4f2a3e-0b7c-4a55-9b4e-1f1f7d0e2c11"
 ISSUER = "https://acme.docuhooks.example"
@@ -109,8 +111,10 @@ def target(
     )
 
 
-def accepted_secrets(webhook: WebhookTarget) -> list[str]:
-    """What the receiver is configured with for `webhook`: every secret it may be signed with."""
+def accepted_secrets(webhook: WebhookTarget) -> list[Secret]:
+    """What the receiver is configured with for `webhook`: every secret it may be signed with,
+    typed by the webhook's method."""
     if webhook.access_token is not None:
-        return [webhook.access_token]
-    return [s.value for s in (webhook.secret, webhook.previous_secret) if s is not None]
+        return [AccessToken(webhook.access_token)]
+    kind = HmacSecret if webhook.auth_method is AuthMethod.HMAC else StandardWebhooksSecret
+    return [kind(s.value) for s in (webhook.secret, webhook.previous_secret) if s is not None]

@@ -21,7 +21,7 @@ from receiver_samples import PDF, WEBHOOK_ID, accepted_secrets, sample_event, ta
 
 from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import OutboundRequest, WebhookTarget, build_request
-from docuhooks.receiver import Verifier
+from docuhooks.receiver import HmacSecret, Verifier
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -108,11 +108,13 @@ def test_examples_answer_every_event_type(app_type: Any, method: AuthMethod, ver
 def test_examples_refuse_a_bad_signature_with_the_reason(app_type: Any) -> None:
     webhook = target(AuthMethod.HMAC, url="http://testserver/hooks")
     app = app_type(
-        Verifier(secrets=["somebody-elses-secret-of-32-bytes-or-more"], audience=WEBHOOK_ID)
+        Verifier(
+            secrets=[HmacSecret("somebody-elses-secret-of-32-bytes-or-more")], audience=WEBHOOK_ID
+        )
     )
     status, _, body = app.send(signed(EventType.INTERVIEW_LOAD_EVENT, webhook))
     assert status == 401
-    assert b"BadSignature" in body and b"matches none of the 1 configured" in body
+    assert b"BadSignature" in body and b"matches none of the 1 configured HMAC" in body
 
 
 def free_port() -> int:
@@ -128,7 +130,7 @@ def test_example_runs_as_a_script(script: str) -> None:
     environment = {
         **os.environ,
         "PORT": str(port),
-        "DOCUHOOKS_WEBHOOK_SECRETS": ",".join(accepted_secrets(webhook)),
+        "DOCUHOOKS_WEBHOOK_SECRETS": ",".join(s.value for s in accepted_secrets(webhook)),
         "DOCUHOOKS_WEBHOOK_IDS": WEBHOOK_ID,
     }
     process = subprocess.Popen(

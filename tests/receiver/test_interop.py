@@ -12,7 +12,7 @@ from standardwebhooks import Webhook
 
 from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import build_request, generate_secret
-from docuhooks.receiver import Verifier, parse_event
+from docuhooks.receiver import HmacSecret, Verifier, parse_event
 
 
 def sent(event_type: EventType, method: AuthMethod, verb: Verb = Verb.POST):  # type: ignore[no-untyped-def]
@@ -47,7 +47,7 @@ def test_sdk_verifies_tokens_made_by_plain_pyjwt(event_type: EventType) -> None:
     secret = "an-integrator-chose-this-secret-0123456789"
     claims = {**sample_event(event_type), "aud": WEBHOOK_ID, "exp": int(time.time()) + 60}
     token = jwt.encode(claims, secret, algorithm="HS256")
-    verifier = Verifier(secrets=[secret], audience=WEBHOOK_ID)
+    verifier = Verifier(secrets=[HmacSecret(secret)], audience=WEBHOOK_ID)
     body = urlencode({"token": token}).encode()
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
     event = verifier.verify("POST", "https://r/h", headers, body)

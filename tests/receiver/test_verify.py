@@ -8,8 +8,10 @@ from receiver_samples import WEBHOOK_ID, accepted_secrets, sample_event, target
 from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import OutboundRequest, build_request, generate_secret
 from docuhooks.receiver import (
+    AccessToken,
     BadSignature,
     CustomInterviewEvent,
+    HmacSecret,
     InterviewLoadEvent,
     MalformedRequest,
     MissingToken,
@@ -122,7 +124,9 @@ def test_receiver_that_only_knows_the_new_secret_fails_during_hmac_grace(
     if method is AuthMethod.HMAC:
         # The old secret signs during the grace period, so the new one alone cannot verify yet.
         with pytest.raises(BadSignature, match="matches none of the 1 configured"):
-            receive(request, secrets=[webhook.secret.value], audience=WEBHOOK_ID)
+            receive(
+                request, secrets=[webhook.secret.value], audience=WEBHOOK_ID, auth_method="HMAC"
+            )
     else:
         receive(request, secrets=[webhook.secret.value], audience=None)
 
@@ -132,7 +136,7 @@ def test_wrong_secret_is_a_bad_signature(method: AuthMethod, verb: Verb) -> None
     webhook = target(method, verb)
     other = "not-the-token" if method is AuthMethod.ACCESS_TOKEN else generate_secret(method).value
     with pytest.raises(BadSignature, match="configured"):
-        receive(send(webhook), secrets=[other], audience=WEBHOOK_ID)
+        receive(send(webhook), secrets=[other], audience=WEBHOOK_ID, auth_method=method.value)
 
 
 def test_wrong_audience_names_both_webhooks() -> None:
@@ -201,17 +205,27 @@ class TestMissingAndMalformed:
         with pytest.raises(
             MissingToken, match=r"no 'token' parameter.*webhook-signature.*Authorization"
         ):
-            verify_request("POST", "https://r/h", {}, b"{}", secrets=["s"], audience=None)
+            verify_request(
+                "POST", "https://r/h", {}, b"{}", secrets=[HmacSecret("s")], audience=None
+            )
 
     def test_hmac_without_token(self) -> None:
         with pytest.raises(MissingToken, match="form body \\(POST\\) or the query string"):
             verify_request(
-                "GET", "https://r/h?x=1", {}, None, secrets=["s"], audience=None, auth_method="HMAC"
+                "GET",
+                "https://r/h?x=1",
+                {},
+                None,
+                secrets=[HmacSecret("s")],
+                audience=None,
+                auth_method="HMAC",
             )
 
     def test_hmac_token_that_is_not_a_jwt(self) -> None:
         with pytest.raises(MalformedRequest, match="not a well-formed JWT"):
-            verify_request("GET", "/h?token=abc", {}, None, secrets=["s"], audience=None)
+            verify_request(
+                "GET", "/h?token=abc", {}, None, secrets=[HmacSecret("s")], audience=None
+            )
 
     def test_hmac_post_with_json_body(self) -> None:
         with pytest.raises(MalformedRequest, match="x-www-form-urlencoded"):
@@ -220,29 +234,37 @@ class TestMissingAndMalformed:
                 "/h",
                 {"Content-Type": "application/json"},
                 b'{"token": "x"}',
-                secrets=["s"],
+                secrets=[HmacSecret("s")],
                 audience=None,
                 auth_method=AuthMethod.HMAC,
             )
 
     def test_token_given_twice(self) -> None:
         with pytest.raises(MalformedRequest, match="'token' appears twice"):
-            verify_request("GET", "/h?token=a&token=b", {}, None, secrets=["s"], audience=None)
+            verify_request(
+                "GET", "/h?token=a&token=b", {}, None, secrets=[HmacSecret("s")], audience=None
+            )
 
     def test_other_algorithms_are_refused(self) -> None:
         token = jwt.encode({"exp": time.time() + 60}, "s" * 64, algorithm="HS512")
         with pytest.raises(BadSignature, match="only HS256"):
-            verify_request("GET", f"/h?token={token}", {}, None, secrets=["s" * 64], audience=None)
+            verify_request(
+                "GET", f"/h?token={token}", {}, None, secrets=[HmacSecret("s" * 64)], audience=None
+            )
 
     def test_unsigned_tokens_are_refused(self) -> None:
         token = jwt.encode({"exp": time.time() + 60}, None, algorithm="none")
         with pytest.raises(BadSignature, match="only HS256"):
-            verify_request("GET", f"/h?token={token}", {}, None, secrets=["s"], audience=None)
+            verify_request(
+                "GET", f"/h?token={token}", {}, None, secrets=[HmacSecret("s")], audience=None
+            )
 
     def test_token_without_expiry(self) -> None:
         token = jwt.encode({"eventId": "e"}, "s" * 32, algorithm="HS256")
         with pytest.raises(MalformedRequest, match=r"lacks a claim.*exp"):
-            verify_request("GET", f"/h?token={token}", {}, None, secrets=["s" * 32], audience=None)
+            verify_request(
+                "GET", f"/h?token={token}", {}, None, secrets=[HmacSecret("s" * 32)], audience=None
+            )
 
     def test_standard_webhooks_missing_headers_are_named(self) -> None:
         with pytest.raises(MissingToken, match="webhook-id, webhook-timestamp are missing"):
@@ -268,7 +290,12 @@ class TestMissingAndMalformed:
     def test_access_token_with_basic_scheme(self) -> None:
         with pytest.raises(MalformedRequest, match="'Bearer <token>'"):
             verify_request(
-                "POST", "/h", {"Authorization": "Basic abc"}, b"{}", secrets=["abc"], audience=None
+                "POST",
+                "/h",
+                {"Authorization": "Basic abc"},
+                b"{}",
+                secrets=[AccessToken("abc")],
+                audience=None,
             )
 
     def test_access_token_body_not_json(self) -> None:
@@ -278,7 +305,7 @@ class TestMissingAndMalformed:
                 "/h",
                 {"Authorization": "Bearer abc"},
                 b"<xml/>",
-                secrets=["abc"],
+                secrets=[AccessToken("abc")],
                 audience=None,
             )
 
@@ -290,7 +317,7 @@ class TestMissingAndMalformed:
 
 class TestConfiguration:
     def test_one_string_instead_of_a_list_is_caught(self) -> None:
-        with pytest.raises(TypeError, match="list of strings"):
+        with pytest.raises(TypeError, match="list of secrets"):
             Verifier(secrets="secret", audience=None)  # type: ignore[arg-type]
 
     def test_no_secrets(self) -> None:
@@ -299,11 +326,11 @@ class TestConfiguration:
 
     def test_negative_leeway(self) -> None:
         with pytest.raises(ValueError, match="leeway"):
-            Verifier(secrets=["s"], audience=None, leeway=-1)
+            Verifier(secrets=[HmacSecret("s")], audience=None, leeway=-1)
 
     def test_unknown_method(self) -> None:
         with pytest.raises(ValueError, match="Basic"):
-            Verifier(secrets=["s"], audience=None, auth_method="Basic")
+            Verifier(secrets=[HmacSecret("s")], audience=None, auth_method="Basic")
 
 
 def test_one_endpoint_may_serve_several_webhooks() -> None:
@@ -343,9 +370,12 @@ def test_standard_webhooks_requests_verify_beside_other_kinds_of_secret() -> Non
     request = build_request(
         event, target, delivery_id="d", attempt=1, now=datetime.now(UTC), user_agent="t"
     )
-    mixed = Verifier(secrets=["an-hmac-secret!", "legacy token", secret.value], audience=None)
+    mixed = Verifier(
+        secrets=[HmacSecret("an-hmac-secret!"), AccessToken("legacy token"), secret.value],
+        audience=None,
+    )
     payload = mixed.verify_payload(request.method, request.url, request.headers, request.body)
     assert payload["eventId"] == "e1"
-    only_others = Verifier(secrets=["an-hmac-secret!"], audience=None)
-    with pytest.raises(BadSignature, match="none of the configured secrets"):
+    only_others = Verifier(secrets=[HmacSecret("an-hmac-secret!")], audience=None)
+    with pytest.raises(BadSignature, match="no secret of that kind"):
         only_others.verify_payload(request.method, request.url, request.headers, request.body)

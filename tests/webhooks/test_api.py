@@ -117,6 +117,38 @@ async def test_invalid_webhooks_are_refused_naming_the_field(
     assert listed["items"] == []
 
 
+@pytest.mark.parametrize(
+    "token",
+    [
+        "café-token-0123456789",  # non-ASCII: every call would fail in the Authorization header
+        "token with spaces",
+        " leading-space",
+        "trailing-tab\t",
+        "line\nbreak",
+        "nul\x00",
+        "del\x7f",
+        "   ",
+        "",
+        "x" * 4097,
+    ],
+)
+async def test_access_tokens_must_be_visible_ascii(
+    client: httpx.AsyncClient, site: SiteUsers, token: str
+) -> None:
+    response = await create(client, site, authenticationMethod="AccessToken", accessToken=token)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert [d["field"] for d in error["details"]] == ["accessToken"], error
+    made = await create(
+        client, site, authenticationMethod="AccessToken", accessToken="!~" + "Az09" * 1023 + "!~"
+    )
+    assert made.status_code == 201, made.text
+    patched = await client.patch(
+        f"/api/v1/webhooks/{made.json()['id']}", json={"accessToken": token}, headers=site.auth()
+    )
+    assert patched.status_code == 422, patched.text
+
+
 async def test_defaults_follow_the_event_type(client: httpx.AsyncClient, site: SiteUsers) -> None:
     load = (await create(client, site, name="Load", eventType="InterviewLoadEvent")).json()
     assert (load["requestVerb"], load["timeoutSeconds"]) == ("GET", 5)

@@ -6,14 +6,20 @@ checked is the address used.
 
 Decisions worth knowing (the SPEC leaves them open):
 
+- Every IPv6 range that embeds an IPv4 address has that address read out and judged by the
+  IPv4 rules; what those refuse, the IPv6 form is refused for too, and the reason names the
+  IPv4 address. Beyond that:
 - IPv4-mapped IPv6 (``::ffff:a.b.c.d``) *is* the IPv4 address on a dual-stack socket, so it
   is judged exactly as ``a.b.c.d``, allow-list included.
 - 6to4 (``2002::/16``) and the well-known NAT64 prefix (``64:ff9b::/96``) carry an IPv4
   address that a relay or gateway will reach on our behalf; they are judged by that embedded
-  address (allow-list included). The local-use NAT64 prefix ``64:ff9b:1::/48`` is refused
-  outright: it only exists inside an operator's own network.
-- IPv4-compatible IPv6 (``::a.b.c.d``, deprecated by RFC 4291) and Teredo (``2001::/32``)
-  have no legitimate use as a webhook destination and are refused outright.
+  address (allow-list included), and are otherwise ordinary public addresses.
+- IPv4-translated IPv6 (``::ffff:0:a.b.c.d``, SIIT, RFC 2765), IPv4-compatible IPv6
+  (``::a.b.c.d``, deprecated by RFC 4291), the local-use NAT64 prefix ``64:ff9b:1::/48``
+  (RFC 8215: it only exists inside an operator's own network) and Teredo (``2001::/32``,
+  whose client address is stored inverted) have no legitimate use as a webhook destination
+  and are refused whatever they embed. Only an allow-listed IPv6 network opens them: an
+  allow-listed IPv4 network does not reach through them.
 - Anything Python's ``ipaddress`` does not consider globally routable is refused as a
   backstop, so a special-purpose range missing from the table below still fails closed.
 - An allow-listed network wins over every rule, including the metadata addresses; operators
@@ -24,7 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -93,10 +99,7 @@ _BLOCKED_V4 = _nets(
 _BLOCKED_V6 = _nets(
     ("::/128", "an unspecified address"),
     ("::1/128", "a loopback address"),
-    ("::/96", "an IPv4-compatible IPv6 address (deprecated, RFC 4291)"),
-    ("64:ff9b:1::/48", "a local-use NAT64 address (RFC 8215)"),
     ("100::/64", "a discard-only address (RFC 6666)"),
-    ("2001::/32", "a Teredo tunnelling address"),
     ("2001:2::/48", "a benchmarking address (RFC 5180)"),
     ("2001:db8::/32", "a documentation address (RFC 3849)"),
     ("3fff::/20", "a documentation address (RFC 9637)"),
@@ -108,8 +111,70 @@ _BLOCKED_V6 = _nets(
     ("ff00::/8", "a multicast address"),
 )
 
-_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
-_SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
+
+def _low_32_bits(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+
+
+def _sixtofour(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address((int(ip) >> 80) & 0xFFFFFFFF)
+
+
+def _local_nat64(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address:
+    # RFC 6052 with a /48 prefix: two bytes of the IPv4 address before the reserved "u" byte
+    # (bits 64-71), two after it.
+    value = int(ip)
+    return ipaddress.IPv4Address(((value >> 64) & 0xFFFF) << 16 | (value >> 40) & 0xFFFF)
+
+
+def _teredo_client(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address:
+    # The client's public address is the last 32 bits, inverted (RFC 4380).
+    return ipaddress.IPv4Address((int(ip) & 0xFFFFFFFF) ^ 0xFFFFFFFF)
+
+
+@dataclass(frozen=True, slots=True)
+class _Embedding:
+    """An IPv6 range that carries an IPv4 address, and how to read it out."""
+
+    network: ipaddress.IPv6Network
+    what: str
+    extract: Callable[[ipaddress.IPv6Address], ipaddress.IPv4Address]
+    #: Refused whatever it embeds (no legitimate webhook destination lies there).
+    refused: bool
+
+
+# ::/96 contains ::/128 and ::1/128, which _BLOCKED_V6 names better, so they are left to it.
+_EMBEDDINGS = (
+    _Embedding(
+        ipaddress.IPv6Network("::ffff:0:0:0/96"),
+        "an IPv4-translated IPv6 address (SIIT, RFC 2765)",
+        _low_32_bits,
+        refused=True,
+    ),
+    _Embedding(
+        ipaddress.IPv6Network("::/96"),
+        "an IPv4-compatible IPv6 address (deprecated, RFC 4291)",
+        _low_32_bits,
+        refused=True,
+    ),
+    _Embedding(
+        ipaddress.IPv6Network("64:ff9b::/96"), "a NAT64 address", _low_32_bits, refused=False
+    ),
+    _Embedding(
+        ipaddress.IPv6Network("64:ff9b:1::/48"),
+        "a local-use NAT64 address (RFC 8215)",
+        _local_nat64,
+        refused=True,
+    ),
+    _Embedding(ipaddress.IPv6Network("2002::/16"), "a 6to4 address", _sixtofour, refused=False),
+    _Embedding(
+        ipaddress.IPv6Network("2001::/32"),
+        "a Teredo tunnelling address",
+        _teredo_client,
+        refused=True,
+    ),
+)
+_UNSPECIFIED_OR_LOOPBACK = ipaddress.IPv6Network("::/127")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,10 +227,9 @@ class AddressPolicy:
         if metadata is not None:
             return f"a cloud metadata address ({metadata})"
         if isinstance(ip, ipaddress.IPv6Address):
-            embedded = _embedded_ipv4(ip)
+            embedded = self._embedded_reason(ip)
             if embedded is not None:
-                inner = self._reason(embedded)
-                return None if inner is None else f"an IPv6 form of {embedded}, {inner}"
+                return embedded or None
         for network, what in _BLOCKED_V4 if ip.version == 4 else _BLOCKED_V6:
             if ip in network:
                 return what
@@ -173,13 +237,22 @@ class AddressPolicy:
             return "not a globally routable address"
         return None
 
-
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if ip in _NAT64_WELL_KNOWN:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    if ip in _SIX_TO_FOUR:
-        return ip.sixtofour
-    return None
+    def _embedded_reason(self, ip: ipaddress.IPv6Address) -> str | None:
+        """The verdict on an IPv6 address that embeds IPv4: a reason to refuse it, "" to let
+        it through, or None when `ip` embeds nothing and the IPv6 rules decide."""
+        if ip in _UNSPECIFIED_OR_LOOPBACK:
+            return None
+        for embedding in _EMBEDDINGS:
+            if ip not in embedding.network:
+                continue
+            inner_ip = embedding.extract(ip)
+            inner = self._reason(inner_ip)
+            if inner is not None:
+                return f"{embedding.what} embedding {inner_ip}, {inner}"
+            if embedding.refused:
+                return f"{embedding.what}, embedding {inner_ip}"
+            return ""
+        return None
 
 
 def _as_address(ip: str | IPAddress) -> IPAddress:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import threading
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from docuhooks.demo.walkthrough import ReceiverLog, WalkThrough
 from docuhooks.listen import AnswerFile, Listener, ListenServer
 from docuhooks.receiver import Verifier
 from docuhooks.settings import Settings
+from docuhooks.store.private_files import write_private_file
 
 __all__ = ["DemoError", "DemoOptions", "run"]
 
@@ -197,9 +197,7 @@ async def _set_up(
         await bootstrap.create_webhooks(api, state, receiver_url)
     state.write(data_dir)
     secrets_path = data_dir / SECRETS_FILE
-    fd = os.open(secrets_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.writelines(f"{hook.secret}\n" for hook in state.webhooks)
+    write_private_file(secrets_path, "".join(f"{hook.secret}\n" for hook in state.webhooks))
     return api
 
 
@@ -232,7 +230,8 @@ def _introduce(
     write(
         f"  the receiver   is `docuhooks listen` running in this process; on its own:\n"
         f"                 docuhooks listen --port {state.receiver_port} "
-        f"--secret-file {data_dir / SECRETS_FILE} {ids} --answers {answers_path}"
+        f"--auth-method {state.auth_method} --secret-file {data_dir / SECRETS_FILE} {ids} "
+        f"--answers {answers_path}"
     )
     write("")
 

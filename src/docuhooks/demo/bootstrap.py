@@ -8,7 +8,6 @@ data directory's `demo-state.json`, so a second `docuhooks demo` continues the s
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ import aiohttp
 from docuhooks.context import AppContext
 from docuhooks.demo import template
 from docuhooks.identity import service as identity
+from docuhooks.store.private_files import make_private_dir, write_private_file
 
 STATE_FILE = "demo-state.json"
 ANSWERS_FILE = "receiver-answers.json"
@@ -75,9 +75,7 @@ class DemoState:
     def write(self, data_dir: Path) -> None:
         path = data_dir / STATE_FILE
         # It holds a password, an API token and webhook secrets: readable by the owner only.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(asdict(self), out, indent=2)
+        write_private_file(path, json.dumps(asdict(self), indent=2))
 
     @property
     def bootstrapped(self) -> bool:
@@ -100,7 +98,7 @@ def prepare_data_dir(data_dir: Path, *, reset: bool) -> None:
         shutil.rmtree(data_dir)
     if not reset and present and STATE_FILE not in present:
         raise DemoError(f"{data_dir} holds an unfinished demo; start over with --reset")
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir)
 
 
 def write_receiver_answers(data_dir: Path) -> Path:
@@ -131,7 +129,7 @@ def write_receiver_answers(data_dir: Path) -> Path:
                 },
             },
         }
-        path.write_text(json.dumps(answers, indent=2) + "\n", encoding="utf-8")
+        write_private_file(path, json.dumps(answers, indent=2) + "\n")
     return path
 
 

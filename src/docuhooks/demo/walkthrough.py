@@ -21,6 +21,7 @@ from docuhooks.demo import template
 from docuhooks.demo.bootstrap import Api, DemoError, DemoState
 from docuhooks.listen import Received
 from docuhooks.receiver import NewWorkItemVersionComplete, PostProcessingEvent
+from docuhooks.store.private_files import write_private_file
 
 #: How long the worker may take to deliver NewWorkItemVersionComplete (it is woken at commit).
 DELIVERY_WAIT_SECONDS = 30.0
@@ -216,7 +217,7 @@ class WalkThrough:
         digest = hashlib.sha256(content).hexdigest()
         number = self.completion.work_item.version_number
         saved = self.data_dir / f"letter-v{number}.docx"
-        saved.write_bytes(content)
+        write_private_file(saved, content)
         step.say(f"GET {document.url}")
         verdict = "matches" if digest == document.sha256 else "DIFFERS"
         step.say(f"{len(content)} bytes, sha256 {verdict}; saved as {saved}")

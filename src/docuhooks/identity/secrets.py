@@ -12,6 +12,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet, InvalidToken
 
+from docuhooks.store.private_files import PRIVATE_FILE_MODE, make_private_dir
+
 _hasher = PasswordHasher()
 
 TOKEN_PREFIX = "dht_"
@@ -73,8 +75,11 @@ class SecretBox:
             return cls(configured)
         path = data_dir / "secret.key"
         if not path.exists():
-            data_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            make_private_dir(data_dir)
+            # O_EXCL: of two processes starting at once, one writes the key, the other fails
+            # loudly rather than overwriting it.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
             with os.fdopen(fd, "w") as fh:
+                os.fchmod(fd, PRIVATE_FILE_MODE)
                 fh.write(secrets.token_urlsafe(48))
         return cls(path.read_text().strip())

@@ -116,7 +116,13 @@ async def create_user(
         raise ValidationFailed.of(errors)
     existing = await conn.scalar(sa.select(users.c.id).where(users.c.login_name == login_name))
     if existing:
-        raise Conflict(f"a user with login name {login_name} already exists")
+        # Login names are unique across the installation (sign-in by login name must find one
+        # user), so the name may be taken on another site. One message for both cases, naming
+        # no site, so an administrator learns nothing about other sites' users.
+        raise Conflict(
+            "this login name is not available: choose another",
+            details=[FieldError("loginName", "is not available")],
+        )
     user_id = str(uuid.uuid4())
     await conn.execute(
         users.insert().values(

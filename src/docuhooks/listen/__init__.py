@@ -20,7 +20,8 @@ from docuhooks.listen.answers import ANY_EVENT, AnswerFile, AnswerReply, ListenE
 from docuhooks.listen.listener import Listener, PostProcessingMode, Reply
 from docuhooks.listen.report import Printer, Received
 from docuhooks.listen.server import MAX_BODY_BYTES, ListenServer
-from docuhooks.receiver import Verifier
+from docuhooks.receiver import AccessToken, HmacSecret, StandardWebhooksSecret, Verifier
+from docuhooks.receiver.credentials import Secret
 
 __all__ = [
     "ANY_EVENT",
@@ -44,6 +45,9 @@ def build_listener(
     *,
     secrets: Sequence[str] = (),
     secret_file: str | Path | None = None,
+    hmac_secrets: Sequence[str] = (),
+    whsec_secrets: Sequence[str] = (),
+    access_tokens: Sequence[str] = (),
     webhook_ids: Sequence[str] = (),
     auth_method: str | None = None,
     issuer: str | None = None,
@@ -53,21 +57,30 @@ def build_listener(
     post_processing: PostProcessingMode = "passthrough",
     api_token: str | None = None,
 ) -> Listener:
-    """A listener from command-line style options; ListenError says what cannot be used."""
-    all_secrets = list(secrets)
+    """A listener from command-line style options; ListenError says what cannot be used.
+
+    `secrets` and the file's lines are of the method `auth_method` names (or `whsec_` secrets
+    without it); the other three lists are typed, so they may be mixed. The SDK's Verifier
+    refuses (ValueError) a plain secret it cannot type, a blank one, or one of the wrong kind.
+    """
+    all_secrets: list[Secret | str] = list(secrets)
     if secret_file is not None:
         try:
             lines = Path(secret_file).read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             raise ListenError(f"secret file {secret_file}: {exc.strerror or exc}") from None
         all_secrets += [line.strip() for line in lines if line.strip()]
+    all_secrets += [HmacSecret(value) for value in hmac_secrets]
+    all_secrets += [StandardWebhooksSecret(value) for value in whsec_secrets]
+    all_secrets += [AccessToken(value) for value in access_tokens]
     if not all_secrets:
         raise ListenError(
-            "give the webhook's secret with --secret (HMAC or whsec_ secret, or access token), "
-            "or a file of them, one a line, with --secret-file"
+            "give the webhook's secret with --hmac-secret, --whsec-secret or --access-token, "
+            "or with --secret (or a file of them, one a line, with --secret-file) and "
+            "--auth-method"
         )
     audience = list(webhook_ids) or None
-    # One Verifier holds every secret: each method uses the kinds of secret that fit it.
+    # One Verifier holds every secret; each is typed, and only checks requests of its method.
     verifier = Verifier(
         secrets=all_secrets, audience=audience, auth_method=auth_method, issuer=issuer
     )

@@ -1,8 +1,8 @@
 """The receiver SDK: verify a call from docuhooks and answer it, in a few lines.
 
-    from docuhooks.receiver import Verifier, InterviewLoadEvent
+    from docuhooks.receiver import HmacSecret, Verifier, InterviewLoadEvent
 
-    verifier = Verifier(secrets=[os.environ["WEBHOOK_SECRET"]], audience=WEBHOOK_ID)
+    verifier = Verifier(secrets=[HmacSecret(os.environ["WEBHOOK_SECRET"])], audience=WEBHOOK_ID)
     event = verifier.verify(method, url, headers, body)   # raises VerificationError
 
 It depends only on the standard library and PyJWT, never on the docuhooks server, so an
@@ -26,6 +26,7 @@ from docuhooks.receiver.answers import (
     shorthand,
     write_hotdocs_xml,
 )
+from docuhooks.receiver.credentials import AccessToken, HmacSecret, StandardWebhooksSecret
 from docuhooks.receiver.events import (
     CustomInterviewEvent,
     Document,
@@ -44,11 +45,13 @@ from docuhooks.receiver.verify import DEFAULT_LEEWAY, AuthMethod, Verifier, veri
 __all__ = [
     "ANSWER_TYPES",
     "DEFAULT_LEEWAY",
+    "AccessToken",
     "AnswerSetBuilder",
     "AuthMethod",
     "BadSignature",
     "CustomInterviewEvent",
     "Document",
+    "HmacSecret",
     "InterviewLoadEvent",
     "MalformedRequest",
     "MissingToken",
@@ -56,6 +59,7 @@ __all__ = [
     "PostProcessingEvent",
     "PostProcessingResult",
     "ReturnedDocument",
+    "StandardWebhooksSecret",
     "Template",
     "TokenExpired",
     "TokenNotYetValid",

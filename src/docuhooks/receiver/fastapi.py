@@ -1,6 +1,6 @@
 """A FastAPI dependency that verifies a docuhooks call and hands the route its typed event.
 
-    verifier = Verifier(secrets=[SECRET], audience=WEBHOOK_ID)
+    verifier = Verifier(secrets=[HmacSecret(SECRET)], audience=WEBHOOK_ID)
 
     @app.post("/hooks")
     async def hook(event: Annotated[WebhookEvent, Depends(verified_event(verifier))]): ...

@@ -1,6 +1,6 @@
 """A Flask decorator that verifies a docuhooks call and passes the view its typed event.
 
-    verifier = Verifier(secrets=[SECRET], audience=WEBHOOK_ID)
+    verifier = Verifier(secrets=[HmacSecret(SECRET)], audience=WEBHOOK_ID)
 
     @app.post("/hooks")
     @verified(verifier)

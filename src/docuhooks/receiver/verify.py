@@ -12,9 +12,9 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -30,6 +30,14 @@ from docuhooks.receiver._errors import (
     WrongAudience,
     WrongIssuer,
 )
+from docuhooks.receiver.credentials import (
+    AccessToken,
+    AuthMethod,
+    HmacSecret,
+    Secret,
+    StandardWebhooksSecret,
+    typed_secret,
+)
 from docuhooks.receiver.events import WebhookEvent, parse_event
 
 #: Clock difference tolerated between platform and receiver, in seconds.
@@ -38,23 +46,20 @@ DEFAULT_LEEWAY = 60.0
 STANDARD_WEBHOOKS_TOLERANCE = 300.0
 
 _JWT_CLAIMS = frozenset({"iss", "aud", "iat", "nbf", "exp", "jti", "sub"})
-_WHSEC_PREFIX = "whsec_"
-
-
-class AuthMethod(StrEnum):
-    """How a webhook authenticates its calls; the values are those of the webhook settings."""
-
-    HMAC = "HMAC"
-    ACCESS_TOKEN = "AccessToken"
-    STANDARD_WEBHOOKS = "StandardWebhooks"
+# Plain ASCII decimal, no sign, no leading zero, no spaces: one number has one spelling, so the
+# header can only be the text the sender signed. Sixteen digits outlast any real clock.
+_STANDARD_WEBHOOKS_TIMESTAMP = re.compile(r"0|[1-9][0-9]{0,15}")
 
 
 class Verifier:
     """Verifies requests for one webhook.
 
-    `secrets` are the accepted HMAC secrets, `whsec_…` Standard Webhooks secrets, or access
-    tokens, depending on the method. Give two during a secret rotation: the platform keeps
-    signing with the old one for the grace period, and the receiver can deploy the new one first.
+    `secrets` are typed: `HmacSecret`, `StandardWebhooksSecret` or `AccessToken`, and each is
+    only ever tried on requests of its own method. A plain string is the pinned
+    `auth_method`'s secret; with no method pinned, a plain string must be a `whsec_` secret
+    (anything else could be an HMAC secret or an access token, and is refused). Give two during
+    a secret rotation: the platform keeps signing with the old one for the grace period, and the
+    receiver can deploy the new one first.
 
     `audience` is the webhook's id (or a list of ids, when one endpoint serves several
     webhooks); HMAC tokens made for another webhook are refused. Standard
@@ -62,33 +67,47 @@ class Verifier:
 
     `auth_method` may be left out: the method is then recognised from the request itself
     (a `webhook-signature` header, a `token` parameter, an `Authorization: Bearer` header).
+    Pinned, only that method's requests are accepted, and a typed secret of another method is
+    refused here, since it could never be used.
     """
 
     def __init__(
         self,
         *,
-        secrets: Sequence[str],
+        secrets: Sequence[Secret | str],
         audience: str | Sequence[str] | None,
         auth_method: AuthMethod | str | None = None,
         issuer: str | None = None,
         leeway: float = DEFAULT_LEEWAY,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if isinstance(secrets, str):
-            raise TypeError("secrets must be a list of strings, not one string")
-        if not secrets or not all(isinstance(s, str) and s for s in secrets):
-            raise ValueError("give at least one secret, each a non-empty string")
+        if isinstance(secrets, str | HmacSecret | StandardWebhooksSecret | AccessToken):
+            raise TypeError("secrets must be a list of secrets, not one secret")
+        if not secrets:
+            raise ValueError("give at least one secret")
         if leeway < 0:
             raise ValueError(f"leeway must not be negative, got {leeway}")
-        self.secrets = tuple(secrets)
+        self.auth_method = AuthMethod(auth_method) if auth_method is not None else None
+        self.secrets: tuple[Secret, ...] = tuple(
+            typed_secret(secret, self.auth_method) for secret in secrets
+        )
+        if self.auth_method is not None:
+            _refuse_other_methods(self.secrets, self.auth_method)
         self.audience: str | list[str] | None = (
             audience if audience is None or isinstance(audience, str) else list(audience)
         )
-        self.auth_method = AuthMethod(auth_method) if auth_method is not None else None
         self.issuer = issuer
         self.leeway = leeway
         self._clock = clock
-        self._standard_webhooks_keys: tuple[bytes, ...] | None = None
+        self._hmac_keys = tuple(
+            s.value.encode("utf-8") for s in self.secrets if isinstance(s, HmacSecret)
+        )
+        self._standard_webhooks_keys = tuple(
+            s.key for s in self.secrets if isinstance(s, StandardWebhooksSecret)
+        )
+        self._access_tokens = tuple(
+            s.value.encode("utf-8") for s in self.secrets if isinstance(s, AccessToken)
+        )
 
     def verify(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
@@ -110,6 +129,8 @@ class Verifier:
         return self._verify_access_token(method, lowered, query, body)
 
     def _verify_hmac(self, token: str) -> dict[str, Any]:
+        if not self._hmac_keys:
+            raise BadSignature(_no_secret_of_kind("an HMAC", "HmacSecret"))
         header = _jwt_header(token)
         if header.get("alg") != "HS256":
             raise BadSignature(
@@ -123,18 +144,17 @@ class Verifier:
         secret = next(
             (
                 candidate
-                for candidate in self.secrets
+                for candidate in self._hmac_keys
                 if hmac.compare_digest(
-                    hmac.new(candidate.encode("utf-8"), message, hashlib.sha256).digest(),
-                    signature,
+                    hmac.new(candidate, message, hashlib.sha256).digest(), signature
                 )
             ),
             None,
         )
         if secret is None:
             raise BadSignature(
-                f"the token's signature matches none of the {len(self.secrets)} configured "
-                f"secret(s) (token kid {header.get('kid')!r}); check the webhook's current "
+                f"the token's signature matches none of the {len(self._hmac_keys)} configured "
+                f"HMAC secret(s) (token kid {header.get('kid')!r}); check the webhook's current "
                 "HMAC secret"
             )
         options = {
@@ -214,46 +234,33 @@ class Verifier:
         if missing:
             raise MissingToken(f"the Standard Webhooks header(s) {', '.join(missing)} are missing")
         assert msg_id and timestamp_text and signature_header
-        try:
-            timestamp = int(timestamp_text)
-        except ValueError:
+        if not self._standard_webhooks_keys:
+            raise BadSignature(
+                _no_secret_of_kind("a Standard Webhooks", "StandardWebhooksSecret ('whsec_…')")
+            )
+        if not _STANDARD_WEBHOOKS_TIMESTAMP.fullmatch(timestamp_text):
             raise MalformedRequest(
-                f"webhook-timestamp must be whole seconds since 1970, got {timestamp_text!r}"
-            ) from None
+                "webhook-timestamp must be whole seconds since 1970 in plain digits (no sign, "
+                f"no leading zero, no spaces), got {timestamp_text!r:.40}"
+            )
+        timestamp = int(timestamp_text)
         payload = body or b""
-        signed = b"%s.%d.%s" % (msg_id.encode("utf-8"), timestamp, payload)
+        # The header's own text is signed: with one spelling per number, it is what was sent.
+        signed = b"%s.%s.%s" % (msg_id.encode("utf-8"), timestamp_text.encode("ascii"), payload)
         offered = _offered_signatures(signature_header)
         if not any(
             hmac.compare_digest(hmac.new(key, signed, hashlib.sha256).digest(), candidate)
-            for key in self._whsec_keys()
+            for key in self._standard_webhooks_keys
             for candidate in offered
         ):
             raise BadSignature(
-                f"no v1 signature in webhook-signature matches any of the {len(self.secrets)} "
-                "configured secret(s); check the webhook's current whsec_ secret"
+                "no v1 signature in webhook-signature matches any of the "
+                f"{len(self._standard_webhooks_keys)} configured Standard Webhooks secret(s); "
+                "check the webhook's current whsec_ secret"
             )
         # Checked after the signature, so the message can trust the timestamp it talks about.
         self._check_times({"exp": timestamp + STANDARD_WEBHOOKS_TOLERANCE, "iat": timestamp})
         return _json_object(payload)
-
-    def _whsec_keys(self) -> tuple[bytes, ...]:
-        """The configured secrets that can be Standard Webhooks keys (`whsec_` + base64, or
-        bare base64). Others (HMAC secrets, access tokens of other webhooks served by the same
-        endpoint) are skipped, so one Verifier can hold every webhook's secret."""
-        if self._standard_webhooks_keys is None:
-            keys = []
-            for secret in self.secrets:
-                try:
-                    keys.append(base64.b64decode(secret.removeprefix(_WHSEC_PREFIX), validate=True))
-                except binascii.Error:
-                    continue
-            self._standard_webhooks_keys = tuple(key for key in keys if key)
-        if not self._standard_webhooks_keys:
-            raise BadSignature(
-                "this is a Standard Webhooks request, but none of the configured secrets is a "
-                "Standard Webhooks secret ('whsec_' followed by base64)"
-            )
-        return self._standard_webhooks_keys
 
     def _verify_access_token(
         self,
@@ -262,6 +269,8 @@ class Verifier:
         query: Mapping[str, str],
         body: bytes | None,
     ) -> dict[str, Any]:
+        if not self._access_tokens:
+            raise BadSignature(_no_secret_of_kind("an access-token", "AccessToken"))
         authorization = headers.get("authorization")
         if not authorization:
             raise MissingToken("the Authorization header is missing; expected 'Bearer <token>'")
@@ -270,7 +279,7 @@ class Verifier:
             raise MalformedRequest("the Authorization header must read 'Bearer <token>'")
         offered = token.strip().encode("utf-8")
         # Every configured token is compared, so the time taken does not reveal which one matched.
-        matches = [hmac.compare_digest(offered, s.encode("utf-8")) for s in self.secrets]
+        matches = [hmac.compare_digest(offered, token) for token in self._access_tokens]
         if not any(matches):
             raise BadSignature(
                 "the bearer token matches none of the configured access tokens; check the "
@@ -287,7 +296,7 @@ def verify_request(
     headers: Mapping[str, str],
     body: bytes | None,
     *,
-    secrets: Sequence[str],
+    secrets: Sequence[Secret | str],
     audience: str | Sequence[str] | None,
     auth_method: AuthMethod | str | None = None,
     issuer: str | None = None,
@@ -298,6 +307,22 @@ def verify_request(
         secrets=secrets, audience=audience, auth_method=auth_method, issuer=issuer, leeway=leeway
     )
     return verifier.verify(method, url, headers, body)
+
+
+def _refuse_other_methods(secrets: Sequence[Secret], pinned: AuthMethod) -> None:
+    others = sorted({type(s).__name__ for s in secrets if s.method is not pinned})
+    if others:
+        raise ValueError(
+            f"auth_method is {pinned.value!r}, but {' and '.join(others)} secret(s) were given "
+            "too; they would never be used: leave auth_method out to accept several methods"
+        )
+
+
+def _no_secret_of_kind(kind: str, type_name: str) -> str:
+    return (
+        f"this is {kind} request, but no secret of that kind is configured; a secret only "
+        f"verifies requests of its own method: add the webhook's secret as {type_name}"
+    )
 
 
 def _detect_method(
@@ -452,4 +477,13 @@ def _number_claim(claims: Mapping[str, Any], name: str) -> float | None:
     return float(value)
 
 
-__all__ = ["DEFAULT_LEEWAY", "AuthMethod", "VerificationError", "Verifier", "verify_request"]
+__all__ = [
+    "DEFAULT_LEEWAY",
+    "AccessToken",
+    "AuthMethod",
+    "HmacSecret",
+    "StandardWebhooksSecret",
+    "VerificationError",
+    "Verifier",
+    "verify_request",
+]

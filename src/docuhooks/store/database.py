@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from docuhooks.core import jsontext
 from docuhooks.store import sqlite_inline
+from docuhooks.store.private_files import create_private_file, make_private_dir
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -73,7 +74,10 @@ class Database:
         if async_url.startswith("sqlite"):
             path = make_url(async_url).database
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                # Created here, 0600, before SQLite opens it: SQLite gives its -wal, -shm and
+                # journal files the database file's own mode, so they are private too.
+                make_private_dir(Path(path).parent)
+                create_private_file(Path(path))
                 checkpointer = sqlite_inline.Checkpointer(path)
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size)

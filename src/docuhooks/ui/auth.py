@@ -5,6 +5,10 @@ another site cannot sign a browser in to an account of its choosing."""
 
 from __future__ import annotations
 
+import posixpath
+import re
+from urllib.parse import quote, unquote, urlsplit
+
 from fastapi import APIRouter, Request, Response
 
 from docuhooks.api.deps import Ctx, client_address
@@ -22,16 +26,37 @@ HOME = "/ui/"
 
 
 def safe_next(target: str | None) -> str:
-    """Only a path inside the UI: a `next` pointing elsewhere would make the login page an
-    open redirect."""
-    if (
-        target
-        and target.startswith("/ui/")
-        and not target.startswith("/ui//")
-        and not any(c in target for c in "\\\r\n")
-    ):
-        return target
-    return HOME
+    """Where to go after signing in: `target` normalised, if it stays inside the UI; else home.
+
+    A `next` pointing elsewhere would make the login page an open redirect, and a browser
+    resolves what it is given: `..` segments, percent-encoded dots and slashes, backslashes
+    (read as slashes), tabs and line breaks (dropped) could all lead a path that starts with
+    `/ui/` out of it. So the path is decoded once, resolved as the browser would resolve it,
+    and judged as resolved; anything doubtful (another scheme or host, a backslash, an empty
+    segment, a control or non-ASCII character, an encoding within an encoding) falls back to
+    the UI's home.
+    """
+    if not target or len(target) > _MAX_NEXT or not _VISIBLE_ASCII.fullmatch(target):
+        return HOME
+    if "\\" in target:
+        return HOME
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/"):
+        return HOME
+    decoded = unquote(parts.path)
+    if not _VISIBLE_ASCII.fullmatch(decoded) or any(c in decoded for c in ("%", "\\", "//")):
+        return HOME
+    resolved = posixpath.normpath(decoded)
+    if decoded.endswith("/") and not resolved.endswith("/"):
+        resolved += "/"
+    if not resolved.startswith("/ui/") or resolved.startswith("//"):
+        return HOME
+    query = f"?{parts.query}" if parts.query else ""
+    return quote(resolved, safe="/-._~!$&'()*+,;=:@") + query
+
+
+_MAX_NEXT = 2048
+_VISIBLE_ASCII = re.compile(r"[!-~]+")
 
 
 def _login_page(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -41,6 +42,7 @@ from docuhooks.webhooks.targets import MatchedWebhooks, MatchKey, PreparedWebhoo
 
 MAX_GRACE = timedelta(days=7)
 MAX_ACCESS_TOKEN = 4096
+_VISIBLE_ASCII = re.compile(r"[!-~]+")
 
 
 def require_admin(principal: Principal) -> None:
@@ -242,13 +244,21 @@ def _access_token(changes: dict[str, Any]) -> str | None:
     token = changes.get("accessToken")
     if token is None:
         return None
-    if not isinstance(token, str) or not token.strip() or len(token) > MAX_ACCESS_TOKEN:
+    if not isinstance(token, str) or not token or len(token) > MAX_ACCESS_TOKEN:
         raise ValidationFailed.of(
             [FieldError("accessToken", f"must be 1 to {MAX_ACCESS_TOKEN} characters")]
         )
-    if any(c in token for c in "\r\n\x00"):
+    if not _VISIBLE_ASCII.fullmatch(token):
+        # It travels as `Authorization: Bearer <token>`: anything else (a space, a line break,
+        # an accented letter) is mangled or refused on the way, and every call then fails.
         raise ValidationFailed.of(
-            [FieldError("accessToken", "must not contain line breaks or NUL characters")]
+            [
+                FieldError(
+                    "accessToken",
+                    "must be visible ASCII characters only (letters, digits and punctuation, "
+                    "no spaces)",
+                )
+            ]
         )
     return token
 
