@@ -8,8 +8,15 @@ from typing import Any
 
 from docuhooks.answers.errors import AnswerSetError
 from docuhooks.answers.hotdocs import parse_hotdocs_xml
-from docuhooks.answers.jsonformat import ParseResult, parse_answer_json
-from docuhooks.answers.model import VariableDef
+from docuhooks.answers.jsonformat import ParseResult, is_canonical, parse_answer_json
+from docuhooks.answers.limits import (
+    DEFAULT_LIMITS,
+    AnswerLimits,
+    check_answer_count,
+    check_answers,
+    check_document_size,
+)
+from docuhooks.answers.model import AnswerSet, VariableDef
 from docuhooks.answers.validate import fit_answers
 
 JSON_TYPES = frozenset({"application/json"})
@@ -17,7 +24,10 @@ XML_TYPES = frozenset({"application/xml", "text/xml"})
 
 
 def parse_answer_payload(
-    body: bytes, content_type: str, variables: Mapping[str, VariableDef] | None = None
+    body: bytes,
+    content_type: str,
+    variables: Mapping[str, VariableDef] | None = None,
+    limits: AnswerLimits = DEFAULT_LIMITS,
 ) -> ParseResult:
     """Answer JSON or HotDocs answer XML, chosen by `content_type`, fitted to `variables`.
 
@@ -26,20 +36,49 @@ def parse_answer_payload(
     parameter decodes JSON; XML is decoded as its own declaration (or byte order mark) says,
     as XML parsers do. Raises `AnswerSetError` for an unknown type or a body that is not a
     valid answer set; answers that merely do not fit the template become warnings.
+
+    `limits` are checked on the way: the body's size before anything reads it, the number of
+    answers before each is read, and every other limit on what was read, before it is
+    fitted to the template (`AnswerLimitExceeded`, a 413 or 422 naming the limit).
     """
+    check_document_size(len(body), limits)
     media_type, charset = _media_type(content_type)
     if media_type in JSON_TYPES or media_type.endswith("+json"):
-        return parse_answer_json(_decode_json(body, charset), variables)
+        return _parse_json(_decode_json(body, charset), variables, limits)
     if media_type in XML_TYPES or media_type.endswith("+xml"):
-        answers = parse_hotdocs_xml(body)
-        if variables is None:
-            return ParseResult(answers)
-        return ParseResult(*fit_answers(answers, variables))
+        answers = parse_hotdocs_xml(body, max_answers=limits.answers)
+        return _fitted(answers, variables, limits)
     raise AnswerSetError(
         f"unsupported content type {content_type!r}; answer sets are application/json, "
         "application/xml or text/xml",
         "Content-Type",
     )
+
+
+def _parse_json(
+    data: Any, variables: Mapping[str, VariableDef] | None, limits: AnswerLimits
+) -> ParseResult:
+    if is_canonical(data, variables):
+        check_answer_count(len(data["answers"]), limits.answers)
+        return _fitted(parse_answer_json(data).answers, variables, limits)
+    if isinstance(data, dict):
+        check_answer_count(len(data), limits.answers)
+    # Shorthand: typed by the template as it is read, so only what was kept can be measured;
+    # what was dropped was bounded by the document's size.
+    parsed = parse_answer_json(data, variables)
+    check_answers(parsed.answers, limits)
+    return parsed
+
+
+def _fitted(
+    answers: AnswerSet, variables: Mapping[str, VariableDef] | None, limits: AnswerLimits
+) -> ParseResult:
+    """Check `answers` as sent (a value too large is refused even if the template would
+    drop it), then fit them to the template."""
+    check_answers(answers, limits)
+    if variables is None:
+        return ParseResult(answers)
+    return ParseResult(*fit_answers(answers, variables))
 
 
 def _media_type(content_type: str) -> tuple[str, str | None]:
