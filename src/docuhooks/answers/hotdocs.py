@@ -32,7 +32,7 @@ import defusedxml
 import defusedxml.ElementTree as SafeElementTree
 
 from docuhooks.answers.errors import AnswerSetError
-from docuhooks.answers.limits import check_answer_count
+from docuhooks.answers.limits import AnswerLimits, ValueCounter, check_answer_count
 from docuhooks.answers.model import (
     MAX_REPEAT_DEPTH,
     Answer,
@@ -72,9 +72,12 @@ def to_hotdocs_xml(answers: AnswerSet) -> bytes:
     return write_hotdocs_xml(answers.to_json())
 
 
-def parse_hotdocs_xml(data: bytes | str, *, max_answers: int | None = None) -> AnswerSet:
-    """Read HotDocs answer XML. Raises `AnswerSetError` for hostile or malformed input, and
-    `AnswerLimitExceeded` for more than `max_answers` answers (counted before any is read)."""
+def parse_hotdocs_xml(data: bytes | str, *, limits: AnswerLimits | None = None) -> AnswerSet:
+    """Read HotDocs answer XML. Raises `AnswerSetError` for hostile or malformed input.
+
+    With `limits`, the answers are counted before any is read and the values as they are
+    read (`AnswerLimitExceeded` at the first one too many); the caller checks the rest
+    (`check_answers`)."""
     root = _parse_safely(data)
     if _local(root.tag) != "AnswerSet":
         raise AnswerSetError(
@@ -87,8 +90,10 @@ def parse_hotdocs_xml(data: bytes | str, *, max_answers: int | None = None) -> A
             "AnswerSet",
         )
     _refuse_text(root, "AnswerSet")
-    if max_answers is not None:
-        check_answer_count(len(root), max_answers, "AnswerSet")
+    counter = None
+    if limits is not None:
+        check_answer_count(len(root), limits.answers, "AnswerSet")
+        counter = ValueCounter(limits)
     answers: list[Answer] = []
     seen: set[str] = set()
     for index, element in enumerate(root):
@@ -105,7 +110,9 @@ def parse_hotdocs_xml(data: bytes | str, *, max_answers: int | None = None) -> A
         if name in seen:
             raise AnswerSetError("appears more than once", where)
         seen.add(name)
-        answers.append(_read_answer(name, element, where))
+        if counter is not None:
+            counter.next_answer()
+        answers.append(_read_answer(name, element, where, counter))
     return AnswerSet(answers)
 
 
@@ -192,7 +199,9 @@ def _refuse_text(element: ElementTree.Element, where: str) -> None:
             )
 
 
-def _read_answer(name: str, element: ElementTree.Element, where: str) -> Answer:
+def _read_answer(
+    name: str, element: ElementTree.Element, where: str, counter: ValueCounter | None
+) -> Answer:
     _refuse_text(element, where)
     children = list(element)
     if len(children) != 1:
@@ -200,7 +209,9 @@ def _read_answer(name: str, element: ElementTree.Element, where: str) -> Answer:
             f"an <Answer> holds exactly one value element, found {len(children)}", where
         )
     found_types: set[AnswerType] = set()
-    value = _read_value(children[0], f"{where}/{_local(children[0].tag)}", found_types, 0)
+    value = _read_value(
+        children[0], f"{where}/{_local(children[0].tag)}", found_types, 0, (where, counter)
+    )
     if not found_types:
         raise AnswerSetError(
             "the repeat holds no value element, so its type cannot be known", where
@@ -218,15 +229,24 @@ def _read_answer(name: str, element: ElementTree.Element, where: str) -> Answer:
 
 
 def _read_value(
-    element: ElementTree.Element, where: str, found_types: set[AnswerType], level: int
+    element: ElementTree.Element,
+    where: str,
+    found_types: set[AnswerType],
+    level: int,
+    counting: tuple[str, ValueCounter | None],
 ) -> Value:
     tag = _local(element.tag)
+    answer, counter = counting
+    if counter is not None and (tag != "RptValue" or not len(element)):
+        counter.add(answer)
     if tag == "RptValue":
         if level == MAX_REPEAT_DEPTH:
             raise AnswerSetError(f"repeats nest deeper than {MAX_REPEAT_DEPTH} levels", where)
         _refuse_text(element, where)
         items = tuple(
-            _read_value(child, f"{where}[{i + 1}]/{_local(child.tag)}", found_types, level + 1)
+            _read_value(
+                child, f"{where}[{i + 1}]/{_local(child.tag)}", found_types, level + 1, counting
+            )
             for i, child in enumerate(element)
         )
         return items or None

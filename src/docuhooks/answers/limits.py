@@ -196,20 +196,97 @@ def _measure(answer: Answer, limits: AnswerLimits | None) -> tuple[int, int]:
         if limits is None:
             continue
         if one > limits.value_bytes:
-            raise AnswerSetTooLarge(
-                f"a value is {one} bytes; at most {limits.value_bytes} are accepted "
-                f"({_SETTING['value_bytes']})",
-                where,
-                limit=_SETTING["value_bytes"],
-            )
+            raise _value_too_large(one, where, limits)
         if values > limits.values_per_answer:
-            raise AnswerLimitExceeded(
-                f"the answer holds more than {limits.values_per_answer} values (counting every "
-                f"repeat iteration) ({_SETTING['values_per_answer']})",
-                where,
-                limit=_SETTING["values_per_answer"],
-            )
+            raise too_many_values_in_answer(where, limits)
     return values, size
+
+
+def too_many_values_in_answer(where: str, limits: AnswerLimits) -> AnswerLimitExceeded:
+    return AnswerLimitExceeded(
+        f"the answer holds more than {limits.values_per_answer} values (counting every "
+        f"repeat iteration) ({_SETTING['values_per_answer']})",
+        where,
+        limit=_SETTING["values_per_answer"],
+    )
+
+
+def too_many_values(limits: AnswerLimits) -> AnswerLimitExceeded:
+    return AnswerLimitExceeded(
+        f"the answer set holds more than {limits.values} values (counting every repeat "
+        f"iteration) ({_SETTING['values']})",
+        "body",
+        limit=_SETTING["values"],
+    )
+
+
+class ValueCounter:
+    """Counts values while an answer set is read, so that a document of a million tiny
+    values is refused after `limits.values` of them, not after all were built."""
+
+    __slots__ = ("_in_answer", "_limits", "_total")
+
+    def __init__(self, limits: AnswerLimits) -> None:
+        self._limits = limits
+        self._total = 0
+        self._in_answer = 0
+
+    def next_answer(self) -> None:
+        self._in_answer = 0
+
+    def add(self, where: str, count: int = 1) -> None:
+        self._in_answer += count
+        self._total += count
+        if self._in_answer > self._limits.values_per_answer:
+            raise too_many_values_in_answer(where, self._limits)
+        if self._total > self._limits.values:
+            raise too_many_values(self._limits)
+
+
+def check_raw_json(entries: Iterable[tuple[str, bool, Any]], limits: AnswerLimits) -> None:
+    """Count the values of decoded answer JSON before any is converted: `entries` are
+    (name, is multiple choice, raw value). A list of strings of a multiple-choice answer is
+    one selection; its options are measured against `value_bytes` as they are counted.
+    Touches at most about `limits.values` items, however long the lists are."""
+    counter = ValueCounter(limits)
+    for name, choice, raw in entries:
+        where = f'answer "{name}"'
+        counter.next_answer()
+        # Every item is at least one value, so each is counted when its list is opened
+        # (before the list is walked), and a list that is a repeat adds its items less
+        # itself. An empty list is one value: unanswered, as the model reads it.
+        counter.add(where)
+        stack = [raw]
+        while stack:
+            value = stack.pop()
+            if isinstance(value, list):
+                if choice and _selection_size(value, where, limits) is not None:
+                    continue
+                counter.add(where, max(0, len(value) - 1))
+                stack.extend(value)
+            elif isinstance(value, str) and _utf8_size(value) > limits.value_bytes:
+                raise _value_too_large(_utf8_size(value), where, limits)
+
+
+def _selection_size(items: list[Any], where: str, limits: AnswerLimits) -> int | None:
+    """The size of a list of option strings, or None if it is not one (a repeat)."""
+    size = 0
+    for item in items:
+        if not isinstance(item, str):
+            return None
+        size += _utf8_size(item) + 1
+        if size > limits.value_bytes:
+            raise _value_too_large(size, where, limits)
+    return size
+
+
+def _value_too_large(size: int, where: str, limits: AnswerLimits) -> AnswerSetTooLarge:
+    return AnswerSetTooLarge(
+        f"a value is {size} bytes; at most {limits.value_bytes} are accepted "
+        f"({_SETTING['value_bytes']})",
+        where,
+        limit=_SETTING["value_bytes"],
+    )
 
 
 def _value_size(value: Value) -> int:

@@ -15,8 +15,9 @@ from docuhooks.answers.limits import (
     check_answer_count,
     check_answers,
     check_document_size,
+    check_raw_json,
 )
-from docuhooks.answers.model import AnswerSet, VariableDef
+from docuhooks.answers.model import AnswerSet, AnswerType, VariableDef
 from docuhooks.answers.validate import fit_answers
 
 JSON_TYPES = frozenset({"application/json"})
@@ -46,7 +47,7 @@ def parse_answer_payload(
     if media_type in JSON_TYPES or media_type.endswith("+json"):
         return _parse_json(_decode_json(body, charset), variables, limits)
     if media_type in XML_TYPES or media_type.endswith("+xml"):
-        answers = parse_hotdocs_xml(body, max_answers=limits.answers)
+        answers = parse_hotdocs_xml(body, limits=limits)
         return _fitted(answers, variables, limits)
     raise AnswerSetError(
         f"unsupported content type {content_type!r}; answer sets are application/json, "
@@ -59,15 +60,41 @@ def _parse_json(
     data: Any, variables: Mapping[str, VariableDef] | None, limits: AnswerLimits
 ) -> ParseResult:
     if is_canonical(data, variables):
-        check_answer_count(len(data["answers"]), limits.answers)
+        entries = data["answers"]
+        check_answer_count(len(entries), limits.answers)
+        check_raw_json(
+            (
+                (
+                    _name_of(entry.get("name")),
+                    entry.get("type") == "multiplechoice",
+                    entry.get("value"),
+                )
+                for entry in entries
+                if isinstance(entry, dict)
+            ),
+            limits,
+        )
         return _fitted(parse_answer_json(data).answers, variables, limits)
     if isinstance(data, dict):
         check_answer_count(len(data), limits.answers)
+        choices = {
+            name
+            for name, variable in (variables or {}).items()
+            if variable.type is AnswerType.MULTIPLECHOICE
+        }
+        check_raw_json(
+            ((_name_of(name), name in choices, raw) for name, raw in data.items()), limits
+        )
     # Shorthand: typed by the template as it is read, so only what was kept can be measured;
     # what was dropped was bounded by the document's size.
     parsed = parse_answer_json(data, variables)
     check_answers(parsed.answers, limits)
     return parsed
+
+
+def _name_of(name: object) -> str:
+    # Only for naming an answer in a limit's error: names are checked when read.
+    return name[:100] if isinstance(name, str) else "?"
 
 
 def _fitted(
