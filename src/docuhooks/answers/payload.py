@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +22,22 @@ from docuhooks.answers.model import AnswerSet, AnswerType, VariableDef
 from docuhooks.answers.validate import fit_answers
 
 JSON_TYPES = frozenset({"application/json"})
+#: Codec names (as `codecs.lookup` spells them) a JSON body's charset may name: the Unicode
+#: encodings JSON allows, and the two single-byte ones clients still send.
+_JSON_CHARSETS = frozenset(
+    {
+        "utf-8",
+        "utf-16",
+        "utf-16-le",
+        "utf-16-be",
+        "utf-32",
+        "utf-32-le",
+        "utf-32-be",
+        "ascii",
+        "iso8859-1",
+        "latin-1",
+    }
+)
 XML_TYPES = frozenset({"application/xml", "text/xml"})
 
 
@@ -121,6 +138,16 @@ def _media_type(content_type: str) -> tuple[str, str | None]:
 def _decode_json(body: bytes, charset: str | None) -> Any:
     if not body.strip():
         raise AnswerSetError("the answer JSON is empty", "body")
+    try:
+        codec = codecs.lookup(charset).name if charset else None
+    except LookupError:
+        raise AnswerSetError(f"unknown charset {charset!r}", "Content-Type") from None
+    if codec is not None and codec not in _JSON_CHARSETS:
+        raise AnswerSetError(
+            f"the charset {charset!r} is not supported; answer JSON is UTF-8 (UTF-16, UTF-32, "
+            "US-ASCII and ISO-8859-1 are read too)",
+            "Content-Type",
+        )
     try:
         text: str | bytes = body.decode(charset) if charset else body
     except LookupError:
