@@ -9,7 +9,10 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from aiohttp import web
+from tests.answers.test_answer_limits import HOSTILE
 from tests.interview_hooks.hooks_support import (
+    Handler,
     answer_json,
     hook_over_api,
     open_over_api,
@@ -36,9 +39,7 @@ def by_webhook(opened: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 async def test_a_reply_over_a_limit_is_a_failed_call_and_the_interview_opens(
     ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
 ) -> None:
-    ctx.settings = dataclasses.replace(
-        ctx.settings, max_answers=3, max_answer_values_per_answer=5
-    )
+    ctx.settings = dataclasses.replace(ctx.settings, max_answers=3, max_answer_values_per_answer=5)
     item = await work_item_over_api(client, site)
     stop_log_writer = await start_log_writer(ctx)
     async with serve() as receiver:
@@ -96,3 +97,30 @@ async def test_a_reply_that_would_take_the_answers_over_a_limit_contributes_noth
     [warning] = opened["warnings"]
     assert warning["webhookId"] == second.id and warning["code"] == "answer_limit_exceeded"
     assert "max_answer_set_bytes" in warning["message"]
+
+
+def replying(body: bytes, content_type: str) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    return handler
+
+
+async def test_hostile_replies_are_failed_calls_and_the_interview_opens(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    item = await work_item_over_api(client, site)
+    async with serve() as receiver:
+        hooks = set()
+        for index, (body, content_type) in enumerate(HOSTILE):
+            path = f"/hostile/{index}"
+            made = await hook_over_api(client, site, f"{receiver.base}{path}")
+            receiver.route(path, made.verifier(), replying(body, content_type))
+            hooks.add(made.id)
+        opened = await open_over_api(client, site, item)
+    assert values_of(opened) == {}
+    warned = by_webhook(opened)
+    # Every reply was refused as a whole (one warning) or left out answer by answer.
+    assert set(warned) == hooks
+    for warnings in warned.values():
+        assert all(w["code"] != "connect" and w["message"] for w in warnings), warnings
