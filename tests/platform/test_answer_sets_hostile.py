@@ -1,6 +1,7 @@
 """Hostile answer sets against every route that takes one, with the default limits: each is
-a 4xx with a reason (or left out with a warning), never a 5xx; and while the largest answer set allowed is being read,
-the server answers other requests (it is read in a parsing thread, not on the event loop)."""
+a 4xx with a reason (or left out with a warning), never a 5xx; and while the largest answer
+set allowed is being read, the server answers other requests (it is read in a parsing
+thread, not on the event loop)."""
 
 from __future__ import annotations
 
