@@ -45,8 +45,10 @@ class InterviewWarning(Output):
     )
     code: str = Field(
         description="unknown_variable, type_mismatch, unknown_option, repeat_depth (one answer "
-        "left out); for webhooks also invalid_answers (not an answer set) or the delivery "
-        "log's error class: timeout, connect, dns, tls, blocked, http_status, invalid_response"
+        "left out); for webhooks also invalid_answers (not an answer set), "
+        "answer_limit_exceeded (an answer set over a limit, which contributes nothing) or the "
+        "delivery log's error class: timeout, connect, dns, tls, blocked, http_status, "
+        "invalid_response"
     )
     message: str
     variable: str | None = Field(description="The answer's variable, when about one answer")
