@@ -1,4 +1,5 @@
-"""Hypothesis strategies for canonical answer JSON, shared by the answer-set property tests."""
+"""Hypothesis strategies for canonical answer JSON, and hostile answer sets, shared by the
+answer-set tests and the route tests that send them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 from hypothesis import strategies as st
 
 TYPES = ("text", "number", "date", "truefalse", "multiplechoice")
+JSON = "application/json"
+XML = "application/xml"
 
 # Every character XML 1.0 can carry, including the white space parsers like to normalise.
 xml_characters = st.characters(
@@ -51,3 +54,54 @@ def canonical_json(name: st.SearchStrategy[str] = names) -> st.SearchStrategy[di
     return st.lists(answer_entries(name), unique_by=lambda entry: entry["name"], max_size=6).map(
         lambda entries: {"answers": entries}
     )
+
+
+# --- hostile answer sets ---------------------------------------------------------------------
+# Each must be refused as the sender's error (a 4xx with a reason) wherever it is sent.
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;">]>
+<AnswerSet><Answer name="Name"><TextValue>&lol2;</TextValue></Answer></AnswerSet>"""
+
+HOSTILE: list[tuple[bytes, str]] = [
+    (b'{"answers": [{"name": "N", "type": "number", "value": 1e400}]}', JSON),
+    (b'{"answers": [{"name": "N", "type": "number", "value": -1e400}]}', JSON),
+    (b'{"answers": [{"name": "N", "type": "number", "value": NaN}]}', JSON),
+    (b'{"answers": [{"name": "N", "type": "number", "value": Infinity}]}', JSON),
+    (b'{"answers": [{"name": "N", "type": "number", "value": ' + b"9" * 5000 + b"}]}", JSON),
+    (b'{"Grid": ' + b"1" * 5000 + b"}", JSON),
+    (b'{"answers": [{"name": "N", "type": "date", "value": "2026-02-30"}]}', JSON),
+    (b'{"answers": [{"name": "N", "type": "date", "value": "9999-99-99"}]}', JSON),
+    (b'{"answers": [{"name": "' + b"n" * 300 + b'", "type": "text", "value": "x"}]}', JSON),
+    (b'{"answers": [{"name": "N", "type": "text", "value": "\\ud800"}]}', JSON),
+    (b'{"answers": [{"name": "N", "type": "text", "value": "\\u0000"}]}', JSON),
+    (b"[" * 200_000 + b"]" * 200_000, JSON),
+    (b'{"answers": ' + b"[" * 200_000 + b"]" * 200_000 + b"}", JSON),
+    (b'{"a": ' * 100_000 + b"1" + b"}" * 100_000, JSON),
+    (b"\xff\xfe\xfd", JSON),
+    (b"{}", "application/json; charset=utf-7"),
+    (b"{}", "application/json; charset=rot13"),
+    (b"\x00\x00\x00{", "application/json; charset=utf-32"),
+    (BILLION_LAUGHS, XML),
+    (b'<!DOCTYPE x SYSTEM "http://169.254.169.254/">\n<AnswerSet/>', XML),
+    (b"<AnswerSet>" + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</AnswerSet>", XML),
+    (
+        b'<AnswerSet><Answer name="N"><NumValue>'
+        + b"9" * 5000
+        + b"</NumValue></Answer></AnswerSet>",
+        XML,
+    ),
+    (b'<AnswerSet><Answer name="N"><NumValue>1e400</NumValue></Answer></AnswerSet>', XML),
+    (b'<AnswerSet><Answer name="N"><NumValue>NaN</NumValue></Answer></AnswerSet>', XML),
+    (b'<AnswerSet><Answer name="N"><DateValue>31/02/2026</DateValue></Answer></AnswerSet>', XML),
+    (b'<AnswerSet><Answer name="N"><DateValue>1/1/99999</DateValue></Answer></AnswerSet>', XML),
+    (
+        b'<AnswerSet><Answer name="'
+        + b"n" * 300
+        + b'"><TFValue>true</TFValue></Answer></AnswerSet>',
+        XML,
+    ),
+    (b"<AnswerSet><Answer name='N'><TextValue>&#0;</TextValue></Answer></AnswerSet>", XML),
+    (b"\xef\xbb\xbf\xff\xfe<AnswerSet/>", XML),
+    (b"<AnswerSet>\xc3\x28</AnswerSet>", XML),
+]

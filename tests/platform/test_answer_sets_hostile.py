@@ -14,7 +14,7 @@ import httpx
 import pytest
 from platform_client import work_item
 from test_interviews_api import open_interview
-from tests.answers.test_answer_limits import HOSTILE
+from tests.answers.answer_strategies import HOSTILE
 from tests.support import SiteUsers
 
 from docuhooks.answers import DEFAULT_LIMITS, parse_answer_payload

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 from aiohttp import web
-from tests.answers.test_answer_limits import HOSTILE
+from tests.answers.answer_strategies import HOSTILE
 from tests.interview_hooks.hooks_support import (
     Handler,
     answer_json,
