@@ -181,8 +181,14 @@ def _measure_all(answers: Iterable[Answer], limits: AnswerLimits | None) -> Tota
 
 def _measure(answer: Answer, limits: AnswerLimits | None) -> tuple[int, int]:
     """(values, bytes) of one answer, checked against the per-answer limits when given."""
-    where = f'answer "{answer.name}"'
-    stack: list[Value] = [answer.value]
+    value = answer.value
+    if not isinstance(value, tuple):
+        # Most answers are one value: measured without building anything.
+        one = _value_size(value)
+        if limits is not None and one > limits.value_bytes:
+            raise _value_too_large(one, f'answer "{answer.name}"', limits)
+        return 1, _utf8_size(answer.name) + one
+    stack: list[Value] = [value]
     values = 0
     size = _utf8_size(answer.name)
     while stack:
@@ -196,9 +202,9 @@ def _measure(answer: Answer, limits: AnswerLimits | None) -> tuple[int, int]:
         if limits is None:
             continue
         if one > limits.value_bytes:
-            raise _value_too_large(one, where, limits)
+            raise _value_too_large(one, f'answer "{answer.name}"', limits)
         if values > limits.values_per_answer:
-            raise too_many_values_in_answer(where, limits)
+            raise too_many_values_in_answer(f'answer "{answer.name}"', limits)
     return values, size
 
 
