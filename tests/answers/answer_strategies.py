@@ -3,6 +3,7 @@ answer-set tests and the route tests that send them."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from hypothesis import strategies as st
@@ -105,3 +106,42 @@ HOSTILE: list[tuple[bytes, str]] = [
     (b"\xef\xbb\xbf\xff\xfe<AnswerSet/>", XML),
     (b"<AnswerSet>\xc3\x28</AnswerSet>", XML),
 ]
+
+
+def hostile_variants(seed: int, count: int) -> list[tuple[bytes, str]]:
+    """`count` broken answer sets, the same for the same seed: valid documents in both
+    formats, then cut short, spliced with random bytes, given an unsupported encoding, or
+    with a value swapped for something out of range. For route tests, where Hypothesis
+    cannot drive an async client; `test_answer_limits` runs the same mutations under it."""
+    rng = random.Random(seed)
+    valid = [
+        b'{"answers": [{"name": "Client Name", "type": "text", "value": "Jane"},'
+        b' {"name": "Child Name", "type": "text", "value": ["Ann", null, "Bob"]},'
+        b' {"name": "Fee", "type": "number", "value": 1500.5}]}',
+        b'{"Client Name": "Jane", "Fee": 1500, "Start Date": "2026-12-01", "Colours": ["Red"]}',
+        b'<?xml version="1.0" encoding="UTF-8"?><AnswerSet version="1.1">'
+        b'<Answer name="Client Name"><TextValue>Jane</TextValue></Answer>'
+        b'<Answer name="Child Name"><RptValue><TextValue>Ann</TextValue></RptValue></Answer>'
+        b'<Answer name="Start Date"><DateValue>1/12/2026</DateValue></Answer></AnswerSet>',
+    ]
+    swaps = [b"1e400", b"9" * 5000, b"NaN", b"-Infinity", b'"2026-02-30"', b"[" * 3000]
+    encodings = [b"UTF-7", b"UTF-32", b"Shift_JIS", b"EUC-JP", b"x-unknown", b"utf-16"]
+    variants: list[tuple[bytes, str]] = []
+    for _ in range(count):
+        body = rng.choice(valid)
+        content_type = XML if body.startswith(b"<") else JSON
+        how = rng.choice(["cut", "splice", "encoding", "swap"])
+        if how == "cut":
+            body = body[: rng.randrange(len(body))]
+        elif how == "splice":
+            at = rng.randrange(len(body) + 1)
+            body = body[:at] + rng.randbytes(rng.randint(1, 12)) + body[at:]
+        elif how == "encoding" and content_type == XML:
+            body = body.replace(b"UTF-8", rng.choice(encodings))
+        else:
+            for old in (b"1500.5", b"1500", b'"Jane"', b"Jane", b"1/12/2026"):
+                if old in body:
+                    body = body.replace(old, rng.choice(swaps), 1)
+                    break
+        variants.append((body, content_type))
+    return variants

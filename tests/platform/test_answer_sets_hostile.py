@@ -14,7 +14,7 @@ import httpx
 import pytest
 from platform_client import work_item
 from test_interviews_api import open_interview
-from tests.answers.answer_strategies import HOSTILE
+from tests.answers.answer_strategies import HOSTILE, hostile_variants
 from tests.support import SiteUsers
 
 from docuhooks.answers import DEFAULT_LIMITS, parse_answer_payload
@@ -59,6 +59,15 @@ async def test_no_hostile_answer_set_is_a_5xx_on_any_route(
     # Nothing got in.
     read = await client.get(f"/api/v1/interviews/{opened['id']}/answers", headers=user)
     assert read.json() == {"answers": []}
+    # Broken variants of valid answer sets: some are still valid, none is a 5xx.
+    for body, content_type in hostile_variants(seed=13, count=60):
+        for method, url in routes:
+            response = await client.request(
+                method, url, content=body, headers=user | {"Content-Type": content_type}
+            )
+            assert response.status_code < 500, (url, body[:60], response.text[:300])
+            if response.status_code >= 400:
+                assert response.json()["error"]["message"]
 
 
 def maximal_answer_set() -> bytes:
