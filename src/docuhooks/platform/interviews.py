@@ -266,7 +266,7 @@ async def open_interview(
     loaded = _Loaded(row, version, item, template)
     if not matched.webhooks:
         return to_api(row, version, template)
-    current = workitems.answers_of(version)
+    current = await _stored_answers(ctx, version.answers)
     outcome = await run_interview_hooks(
         ctx,
         principal=principal,
@@ -307,7 +307,7 @@ async def fire_event(
         )
     if not matched.webhooks:
         return to_api(loaded.interview, loaded.version, loaded.template)
-    current = workitems.answers_of(loaded.interview)
+    current = await _stored_answers(ctx, loaded.interview.answers)
     outcome = await run_interview_hooks(
         ctx,
         principal=principal,
@@ -423,6 +423,14 @@ def _overlaid(stored: Any, incoming: AnswerSet, limits: AnswerLimits) -> dict[st
     current = parse_stored(stored)
     check_overlay(current, measure(current), incoming, limits)
     return current.overlay(incoming).to_json()
+
+
+async def _stored_answers(ctx: AppContext, stored: Any) -> AnswerSet:
+    """The stored answers, read in the parsing threads when there are many: a person waits
+    on every interview step, and so do the other requests this process serves."""
+    return await off_loop(
+        _stored_size(stored), ctx.settings.answer_parse_threads, parse_stored, stored
+    )
 
 
 def _stored_size(stored: Any) -> int:
