@@ -206,6 +206,16 @@ def test_an_overlay_over_the_values_or_bytes_is_refused() -> None:
     assert values.value.limit == "max_answer_values"
 
 
+def test_answers_already_over_a_limit_take_only_changes_that_leave_them_within_it() -> None:
+    limits = AnswerLimits(document_bytes=200)
+    stored = AnswerSet(Answer(f"V{i}", AnswerType.TEXT, "x" * 90) for i in range(3))
+    totals = measure(stored)  # 276 bytes: stored before the limit was lowered
+    with pytest.raises(AnswerSetTooLarge):
+        check_overlay(stored, totals, AnswerSet([Answer("V5", AnswerType.TEXT, "y")]), limits)
+    smaller = AnswerSet([Answer("V0", AnswerType.TEXT, "y")])
+    assert check_overlay(stored, totals, smaller, limits).bytes < 200
+
+
 # --- encodings -------------------------------------------------------------------------------
 
 ANSWER = (
