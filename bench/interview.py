@@ -85,14 +85,13 @@ async def _answer_fields(ctx: AppContext, user: object, item_id: str, fields: in
         return
     opened = await interviews.open_interview(ctx, user, item_id)  # type: ignore[arg-type]
     body = {f"Field {i}": f"an answer of some length, number {i}" for i in range(fields)}
-    async with ctx.db.transaction() as conn:
-        await interviews.update_answers(
-            conn,
-            user,  # type: ignore[arg-type]
-            opened["id"],
-            body=json.dumps(body).encode(),
-            content_type="application/json",
-        )
+    await interviews.update_answers(
+        ctx,
+        user,  # type: ignore[arg-type]
+        opened["id"],
+        body=json.dumps(body).encode(),
+        content_type="application/json",
+    )
 
 
 def _receiver(port: int, delay: float) -> None:

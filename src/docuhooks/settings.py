@@ -65,6 +65,24 @@ class Settings:
     #: Post-processing callback deadline.
     post_processing_deadline_seconds: int = 600
 
+    # --- Answer sets: what one answer set may hold (see `docuhooks.answers.limits`). ---
+    # Sent to an interview or a quick document, or answered by an interview receiver; an
+    # interview's answers after an overlay are held to the same limits.
+    #: Largest answer-set document (JSON or XML; 413 beyond), and an interview's answers
+    #: after an overlay; also the largest reply read from an interview receiver.
+    max_answer_set_bytes: int = 5 * 1024 * 1024
+    #: Largest single value (a text, or one selection's options together), as UTF-8 (413).
+    max_answer_value_bytes: int = 64 * 1024
+    #: Most answers in one answer set (422).
+    max_answers: int = 5_000
+    #: Most values in one answer, counting every repeat iteration at every level (422).
+    max_answer_values_per_answer: int = 10_000
+    #: Most values in one answer set, counted the same way (422).
+    max_answer_values: int = 100_000
+    #: Threads that read large answer sets off the event loop, per process.
+    answer_parse_threads: int = 2
+    # --- end of answer sets ---
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

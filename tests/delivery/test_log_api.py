@@ -514,6 +514,21 @@ async def test_test_send_of_interview_events_calls_at_once_and_reads_the_answers
     assert response.status_code == 409 and "/test" in response.json()["error"]["message"]
 
 
+async def test_test_send_of_an_interview_event_holds_the_reply_to_the_answer_limits(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    load = await create_hook(client, site, "InterviewLoadEvent")
+    reply = json.dumps({"Client Name": "x" * (64 * 1024 + 1)}).encode()
+    mock(ctx, answer(200, reply, {"Content-Type": "application/json"}))
+    response = await client.post(f"{API}/webhooks/{load['id']}/test", headers=site.auth())
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["status"], body["answers"]) == ("failed", None)
+    (warning,) = body["warnings"]
+    assert warning["code"] == "answer_limit_exceeded"
+    assert "max_answer_value_bytes" in warning["message"]
+
+
 async def test_test_send_of_post_processing_checks_the_reply(
     ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
 ) -> None:

@@ -134,7 +134,7 @@ async def test_bad_receivers_never_break_the_interview(
     assert variables["unknown"] == ["Shoe Size"] and variables["unknown option"] == ["Colours"]
     assert variables["500"] == [""]  # a failed call is about no one answer
     assert "2 s budget" in by_hook["past budget"][0]["message"]
-    assert "1 MiB" in by_hook["huge"][0]["message"]
+    assert "max_answer_set_bytes" in by_hook["huge"][0]["message"]
     assert "10.0.0.1" in by_hook["redirect"][0]["message"]
     assert "Purple" in by_hook["unknown option"][0]["message"]
     # The redirect was not followed: nothing but loopback was ever contacted.

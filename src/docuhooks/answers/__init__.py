@@ -10,6 +10,17 @@ from docuhooks.answers.jsonformat import (
     parse_shorthand,
     parse_stored,
 )
+from docuhooks.answers.limits import (
+    DEFAULT_LIMITS,
+    AnswerLimitExceeded,
+    AnswerLimits,
+    AnswerSetTooLarge,
+    Totals,
+    check_answers,
+    check_document_size,
+    check_overlay,
+    measure,
+)
 from docuhooks.answers.model import (
     MAX_REPEAT_DEPTH,
     Answer,
@@ -19,6 +30,7 @@ from docuhooks.answers.model import (
     Value,
     VariableDef,
 )
+from docuhooks.answers.offload import off_loop
 from docuhooks.answers.payload import parse_answer_payload
 from docuhooks.answers.validate import (
     AnswerWarning,
@@ -32,19 +44,29 @@ from docuhooks.answers.validate import (
 )
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "MAX_REPEAT_DEPTH",
     "Answer",
+    "AnswerLimitExceeded",
+    "AnswerLimits",
     "AnswerSet",
     "AnswerSetError",
+    "AnswerSetTooLarge",
     "AnswerType",
     "AnswerWarning",
     "ParseResult",
     "Selection",
+    "Totals",
     "Value",
     "VariableDef",
     "WarningCode",
     "cached_template_variables",
+    "check_answers",
+    "check_document_size",
+    "check_overlay",
     "fit_answers",
+    "measure",
+    "off_loop",
     "parse_answer_json",
     "parse_answer_payload",
     "parse_canonical",

@@ -3,6 +3,10 @@
 Reading rules (the writer, shared with the receiver SDK, produces exactly these):
 - The XML comes from outside: it is parsed with defusedxml and any DTD is refused, so no
   entity expansion ("billion laughs") and no external entity or DTD is ever fetched.
+- Encodings: UTF-8 and UTF-16 (told by a byte order mark or the declaration), and US-ASCII
+  and ISO-8859-1 when declared. Any other declared encoding is refused by name before the
+  parser sees the bytes: what HotDocs writes is UTF-8 or UTF-16, and every other codec is
+  one more decoder running on a stranger's bytes.
 - `TextValue` and `SelValue` keep their text exactly, white space included (CDATA is just
   text). `NumValue`, `DateValue` and `TFValue` are trimmed first.
 - `NumValue`: plain decimal (`1500`, `-3`, `12.5`, `.5`, `1e3`); whole numbers become `int`
@@ -19,6 +23,7 @@ Reading rules (the writer, shared with the receiver SDK, produces exactly these)
 
 from __future__ import annotations
 
+import codecs
 import re
 import xml.etree.ElementTree as ElementTree
 from datetime import date
@@ -27,6 +32,7 @@ import defusedxml
 import defusedxml.ElementTree as SafeElementTree
 
 from docuhooks.answers.errors import AnswerSetError
+from docuhooks.answers.limits import AnswerLimits, ValueCounter, check_answer_count
 from docuhooks.answers.model import (
     MAX_REPEAT_DEPTH,
     Answer,
@@ -46,6 +52,19 @@ _TYPE_OF_ELEMENT = {
 }
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _DAY_MONTH_YEAR = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
+#: The declaration's encoding, in the ASCII-compatible bytes that can carry it.
+_DECLARED_ENCODING = re.compile(
+    rb"\A\s*<\?xml\s[^>]*?\bencoding\s*=\s*(?:\"([^\"]*)\"|'([^']*)')", re.DOTALL
+)
+#: Codec names (as `codecs.lookup` spells them) of the encodings answer XML may declare.
+_SUPPORTED_ENCODINGS = frozenset(
+    {"utf-8", "utf-16", "utf-16-le", "utf-16-be", "ascii", "iso8859-1", "latin-1"}
+)
+_UTF32_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+#: Bytes handed to the parser at a time: between two pieces the parsing thread lets others
+#: run (a single large `feed` would hold the interpreter lock for the whole document).
+_FEED_BYTES = 64 * 1024
 
 
 def to_hotdocs_xml(answers: AnswerSet) -> bytes:
@@ -53,8 +72,12 @@ def to_hotdocs_xml(answers: AnswerSet) -> bytes:
     return write_hotdocs_xml(answers.to_json())
 
 
-def parse_hotdocs_xml(data: bytes | str) -> AnswerSet:
-    """Read HotDocs answer XML. Raises `AnswerSetError` for hostile or malformed input."""
+def parse_hotdocs_xml(data: bytes | str, *, limits: AnswerLimits | None = None) -> AnswerSet:
+    """Read HotDocs answer XML. Raises `AnswerSetError` for hostile or malformed input.
+
+    With `limits`, the answers are counted before any is read and the values as they are
+    read (`AnswerLimitExceeded` at the first one too many); the caller checks the rest
+    (`check_answers`)."""
     root = _parse_safely(data)
     if _local(root.tag) != "AnswerSet":
         raise AnswerSetError(
@@ -67,6 +90,10 @@ def parse_hotdocs_xml(data: bytes | str) -> AnswerSet:
             "AnswerSet",
         )
     _refuse_text(root, "AnswerSet")
+    counter = None
+    if limits is not None:
+        check_answer_count(len(root), limits.answers, "AnswerSet")
+        counter = ValueCounter(limits)
     answers: list[Answer] = []
     seen: set[str] = set()
     for index, element in enumerate(root):
@@ -83,7 +110,9 @@ def parse_hotdocs_xml(data: bytes | str) -> AnswerSet:
         if name in seen:
             raise AnswerSetError("appears more than once", where)
         seen.add(name)
-        answers.append(_read_answer(name, element, where))
+        if counter is not None:
+            counter.next_answer()
+        answers.append(_read_answer(name, element, where, counter))
     return AnswerSet(answers)
 
 
@@ -93,8 +122,18 @@ def _parse_safely(data: bytes | str) -> ElementTree.Element:
         data = re.sub(r"^\s*<\?xml[^>]*\?>", "", data, count=1).encode("utf-8")
     if not data.strip():
         raise AnswerSetError("the answer XML is empty", "body")
+    _check_encoding(data)
+    parser = SafeElementTree.DefusedXMLParser(
+        target=ElementTree.TreeBuilder(),
+        forbid_dtd=True,
+        forbid_entities=True,
+        forbid_external=True,
+    )
     try:
-        return SafeElementTree.fromstring(data, forbid_dtd=True)
+        for start in range(0, len(data), _FEED_BYTES):
+            parser.feed(data[start : start + _FEED_BYTES])
+        root: ElementTree.Element = parser.close()
+        return root
     except defusedxml.DTDForbidden:
         raise AnswerSetError(
             "a DTD (<!DOCTYPE>) is not allowed in answer XML; entities are never expanded",
@@ -112,6 +151,36 @@ def _parse_safely(data: bytes | str) -> ElementTree.Element:
             f"not well-formed XML: {exc.msg if hasattr(exc, 'msg') else exc}",
             f"line {line}, column {column + 1}",
         ) from None
+    except (ValueError, LookupError, RecursionError) as exc:
+        # The parser's own refusals that are not parse errors (an encoding it cannot
+        # decode, say): still the sender's input, so still the sender's error.
+        raise AnswerSetError(f"the answer XML cannot be read: {exc}", "body") from None
+
+
+def _check_encoding(data: bytes) -> None:
+    """Refuse, by name, an encoding answer XML may not use (see the module's docstring)."""
+    if data.startswith(_UTF32_BOMS):
+        raise _unsupported_encoding("UTF-32 (byte order mark)")
+    if data.startswith(_UTF16_BOMS) or data[:2] in (b"\x00<", b"<\x00"):
+        return  # UTF-16: the parser checks that a declaration agrees
+    match = _DECLARED_ENCODING.match(data.removeprefix(codecs.BOM_UTF8), 0, 200)
+    if match is None:
+        return  # no declaration: UTF-8
+    declared = (match.group(1) or match.group(2) or b"").decode("ascii", "replace").strip()
+    try:
+        codec = codecs.lookup(declared).name
+    except LookupError:
+        codec = ""
+    if codec not in _SUPPORTED_ENCODINGS:
+        raise _unsupported_encoding(repr(declared))
+
+
+def _unsupported_encoding(declared: str) -> AnswerSetError:
+    return AnswerSetError(
+        f"the encoding {declared} is not supported; answer XML must be UTF-8 or UTF-16 "
+        "(US-ASCII and ISO-8859-1 are read too)",
+        "body",
+    )
 
 
 def _local(tag: object) -> str:
@@ -130,7 +199,9 @@ def _refuse_text(element: ElementTree.Element, where: str) -> None:
             )
 
 
-def _read_answer(name: str, element: ElementTree.Element, where: str) -> Answer:
+def _read_answer(
+    name: str, element: ElementTree.Element, where: str, counter: ValueCounter | None
+) -> Answer:
     _refuse_text(element, where)
     children = list(element)
     if len(children) != 1:
@@ -138,7 +209,9 @@ def _read_answer(name: str, element: ElementTree.Element, where: str) -> Answer:
             f"an <Answer> holds exactly one value element, found {len(children)}", where
         )
     found_types: set[AnswerType] = set()
-    value = _read_value(children[0], f"{where}/{_local(children[0].tag)}", found_types, 0)
+    value = _read_value(
+        children[0], f"{where}/{_local(children[0].tag)}", found_types, 0, (where, counter)
+    )
     if not found_types:
         raise AnswerSetError(
             "the repeat holds no value element, so its type cannot be known", where
@@ -156,15 +229,24 @@ def _read_answer(name: str, element: ElementTree.Element, where: str) -> Answer:
 
 
 def _read_value(
-    element: ElementTree.Element, where: str, found_types: set[AnswerType], level: int
+    element: ElementTree.Element,
+    where: str,
+    found_types: set[AnswerType],
+    level: int,
+    counting: tuple[str, ValueCounter | None],
 ) -> Value:
     tag = _local(element.tag)
+    answer, counter = counting
+    if counter is not None and (tag != "RptValue" or not len(element)):
+        counter.add(answer)
     if tag == "RptValue":
         if level == MAX_REPEAT_DEPTH:
             raise AnswerSetError(f"repeats nest deeper than {MAX_REPEAT_DEPTH} levels", where)
         _refuse_text(element, where)
         items = tuple(
-            _read_value(child, f"{where}[{i + 1}]/{_local(child.tag)}", found_types, level + 1)
+            _read_value(
+                child, f"{where}[{i + 1}]/{_local(child.tag)}", found_types, level + 1, counting
+            )
             for i, child in enumerate(element)
         )
         return items or None
@@ -212,12 +294,15 @@ def _read_selection(element: ElementTree.Element, where: str) -> Selection:
 
 def _read_number(text: str, where: str) -> int | float:
     if not _NUMBER.fullmatch(text):
-        raise AnswerSetError(f"not a number: {text!r} (expected e.g. 1500 or 12.5)", where)
+        raise AnswerSetError(f"not a number: {text[:40]!r} (expected e.g. 1500 or 12.5)", where)
     if re.fullmatch(r"[+-]?\d+", text):
-        return int(text)
+        try:
+            return int(text)
+        except ValueError:  # more digits than Python converts (4300 by default)
+            raise AnswerSetError(f"number out of range: {len(text)} digits", where) from None
     number = float(text)
     if number != number or number in (float("inf"), float("-inf")):
-        raise AnswerSetError(f"number out of range: {text!r}", where)
+        raise AnswerSetError(f"number out of range: {text[:40]!r}", where)
     return int(number) if number.is_integer() else number
 
 

@@ -85,6 +85,7 @@ def create_app(
         BodyLimitMiddleware,
         json_limit=ctx.settings.max_json_body_bytes,
         upload_limit=ctx.settings.max_upload_bytes,
+        answer_set_limit=ctx.settings.max_answer_set_bytes,
     )
     return app
 

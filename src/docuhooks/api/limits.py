@@ -11,12 +11,30 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from docuhooks.api.errors import error_body
 from docuhooks.interview_hooks.budget import mark_waiting_since
 
+#: (method, path ending) of the routes whose body is an answer set, in any spelling: they
+#: take JSON and XML alike, up to the answer-set limit, whatever the other limits are.
+_ANSWER_SET_ROUTES = (("PUT", "/answers"), ("POST", "/assemble"))
+
+
+def takes_answer_set(scope: Scope) -> bool:
+    path = str(scope.get("path", "")).rstrip("/").lower()
+    method = scope.get("method", "")
+    return any(method == m and path.endswith(end) for m, end in _ANSWER_SET_ROUTES)
+
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, json_limit: int, upload_limit: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        json_limit: int,
+        upload_limit: int,
+        answer_set_limit: int | None = None,
+    ) -> None:
         self.app = app
         self.json_limit = json_limit
         self.upload_limit = upload_limit
+        self.answer_set_limit = answer_set_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -27,6 +45,14 @@ class BodyLimitMiddleware:
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"").decode("latin-1").lower()
         limit = self.json_limit if "json" in content_type or not content_type else self.upload_limit
+        too_large = _message(limit)
+        if self.answer_set_limit is not None and takes_answer_set(scope):
+            # Cut off while streaming in, long before the 60 MiB an upload may be.
+            limit = self.answer_set_limit
+            too_large = (
+                f"the answer set is larger than {limit} bytes, the most accepted "
+                "(max_answer_set_bytes)"
+            )
         declared = headers.get(b"content-length")
         if declared is not None:
             try:
@@ -35,7 +61,7 @@ class BodyLimitMiddleware:
                 await _reject(send, 400, "bad_request", "Content-Length is not a number")
                 return
             if too_big:
-                await _reject(send, 413, "payload_too_large", _message(limit))
+                await _reject(send, 413, "payload_too_large", too_large)
                 return
         received = 0
         started = False
@@ -59,7 +85,7 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await _reject(send, 413, "payload_too_large", _message(limit))
+                await _reject(send, 413, "payload_too_large", too_large)
 
 
 class _TooLarge(Exception):

@@ -32,7 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.answers import AnswerSetError, VariableDef, variable_map
+from docuhooks.answers import AnswerLimits, AnswerSetError, VariableDef, variable_map
 from docuhooks.context import AppContext
 from docuhooks.core.events import INTERVIEW_EVENTS, Event, EventType
 from docuhooks.core.ids import uuid7
@@ -43,7 +43,7 @@ from docuhooks.delivery.worker import USER_AGENT
 from docuhooks.errors import Conflict
 from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import log as call_log
-from docuhooks.interview_hooks.replies import MAX_REPLY_BYTES, judge
+from docuhooks.interview_hooks.replies import judge_off_loop
 from docuhooks.interview_hooks.warnings import webhook_warning
 from docuhooks.platform import postprocessing
 from docuhooks.platform.documents import content_url
@@ -244,14 +244,19 @@ async def _call(
             verify_tls=not hook.accept_untrusted_ssl,
             # A post-processing reply carries documents; an interview reply only answers.
             max_body=(
-                MAX_REPLY_BYTES
+                ctx.settings.max_answer_set_bytes
                 if EventType(hook.event_type) in INTERVIEW_EVENTS
                 else postprocessing.MAX_REPLY_BYTES
             ),
         )
     finished = now + timedelta(seconds=time.perf_counter() - started)
     if EventType(hook.event_type) in INTERVIEW_EVENTS:
-        outcome = judge(result, _variables(scope.variables))
+        outcome = await judge_off_loop(
+            result,
+            _variables(scope.variables),
+            AnswerLimits.from_settings(ctx.settings),
+            ctx.settings.answer_parse_threads,
+        )
     else:
         # Judged as the platform judges a real reply; the sample's document ids are the
         # ones a `replace` may name.

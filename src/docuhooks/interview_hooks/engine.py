@@ -20,7 +20,18 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import __version__
-from docuhooks.answers import AnswerSet, AnswerSetError, VariableDef, template_variables
+from docuhooks.answers import (
+    AnswerLimitExceeded,
+    AnswerLimits,
+    AnswerSet,
+    AnswerSetError,
+    Totals,
+    VariableDef,
+    check_overlay,
+    measure,
+    off_loop,
+    template_variables,
+)
 from docuhooks.context import AppContext
 from docuhooks.core.events import INTERVIEW_EVENTS, Event, EventType
 from docuhooks.core.ids import uuid7
@@ -29,7 +40,13 @@ from docuhooks.delivery.transport import ErrorClass, TransportResult
 from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import log
 from docuhooks.interview_hooks.budget import remaining
-from docuhooks.interview_hooks.replies import INVALID_ANSWERS, MAX_REPLY_BYTES, Outcome, judge
+from docuhooks.interview_hooks.replies import (
+    INVALID_ANSWERS,
+    Outcome,
+    judge,
+    judge_off_loop,
+    over_limit,
+)
 from docuhooks.interview_hooks.warnings import Problem, webhook_warning
 from docuhooks.webhooks import service as webhooks
 from docuhooks.webhooks.targets import MatchedWebhooks, PreparedWebhook
@@ -159,6 +176,8 @@ async def run_interview_hooks(
     finished = created + timedelta(milliseconds=waited_ms)
 
     answers = current_answers
+    totals: Totals | None = None
+    limits = AnswerLimits.from_settings(ctx.settings)
     warnings: list[dict[str, Any]] = []
     records: list[log.CallRecord] = []
     for call in calls:
@@ -166,8 +185,21 @@ async def run_interview_hooks(
             tasks.get(call.delivery_id), call, budget, waited_ms, variables
         )
         # Unreadable variables mean nothing a receiver sends can be checked: none of it applies.
-        if outcome.answers and variables is not None:
-            answers = answers.overlay(outcome.answers)
+        replied = outcome.answers
+        if replied and variables is not None:
+            if totals is None:
+                # Measured once a step, in the parsing threads when the interview is large.
+                totals = await off_loop(
+                    100 * len(answers), ctx.settings.answer_parse_threads, measure, answers
+                )
+            try:
+                # Each reply is within the limits alone; together with the answers before it
+                # it must be too, or it is a failed call that contributes nothing.
+                totals = check_overlay(answers, totals, replied, limits)
+            except AnswerLimitExceeded as exc:
+                outcome = over_limit(exc)
+            else:
+                answers = answers.overlay(replied)
         problems = list(outcome.problems)
         if variable_problem and outcome.succeeded and result.status == 200:
             problems.append(variable_problem)
@@ -222,7 +254,7 @@ async def _send(ctx: AppContext, call: _Call) -> TransportResult:
         call.request,
         timeout=float(call.webhook.timeout_seconds),
         verify_tls=not call.webhook.accept_untrusted_ssl,
-        max_body=MAX_REPLY_BYTES,
+        max_body=ctx.settings.max_answer_set_bytes,
     )
 
 
@@ -230,7 +262,10 @@ async def _send_and_judge(
     ctx: AppContext, call: _Call, variables: Mapping[str, VariableDef] | None
 ) -> tuple[TransportResult, Outcome]:
     result = await _send(ctx, call)
-    return result, judge(result, variables)
+    limits = AnswerLimits.from_settings(ctx.settings)
+    return result, await judge_off_loop(
+        result, variables, limits, ctx.settings.answer_parse_threads
+    )
 
 
 def _result_of(

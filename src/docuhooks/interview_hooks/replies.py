@@ -10,12 +10,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from docuhooks.answers import AnswerSet, AnswerSetError, VariableDef, parse_answer_payload
+from docuhooks.answers import (
+    DEFAULT_LIMITS,
+    AnswerLimitExceeded,
+    AnswerLimits,
+    AnswerSet,
+    AnswerSetError,
+    VariableDef,
+    off_loop,
+    parse_answer_payload,
+)
 from docuhooks.delivery.transport import ErrorClass, TransportResult
 from docuhooks.interview_hooks.warnings import Problem
 
-#: Largest reply read from a receiver; anything longer is refused, not cut and parsed.
-MAX_REPLY_BYTES = 1024 * 1024
+#: Largest reply read from a receiver by default (`max_answer_set_bytes`); anything longer
+#: is refused, not cut and parsed.
+MAX_REPLY_BYTES = DEFAULT_LIMITS.document_bytes
+
+#: Warning code for a 200 whose answer set is over one of the answer-set limits.
+ANSWER_LIMIT = "answer_limit_exceeded"
 
 #: Warning code for a 200 whose body is not an answer set at all.
 INVALID_ANSWERS = "invalid_answers"
@@ -39,8 +52,25 @@ class Outcome:
         return self.error_class is None
 
 
-def judge(result: TransportResult, variables: Mapping[str, VariableDef] | None) -> Outcome:
-    """The meaning of `result` as a reply to an InterviewLoadEvent or CustomInterviewEvent."""
+async def judge_off_loop(
+    result: TransportResult,
+    variables: Mapping[str, VariableDef] | None,
+    limits: AnswerLimits,
+    threads: int,
+) -> Outcome:
+    """`judge`, with a large reply read in the answer-parsing threads (`answers.offload`)."""
+    return await off_loop(len(result.body or b""), threads, judge, result, variables, limits)
+
+
+def judge(
+    result: TransportResult,
+    variables: Mapping[str, VariableDef] | None,
+    limits: AnswerLimits = DEFAULT_LIMITS,
+) -> Outcome:
+    """The meaning of `result` as a reply to an InterviewLoadEvent or CustomInterviewEvent.
+
+    A reply over an answer-set limit is a failed call that contributes nothing, with a
+    warning naming the limit (`answer_limit_exceeded`)."""
     if result.status is None or result.error_class is not None:
         return _failed(result.error_class or ErrorClass.CONNECT, result.error or "no response")
     if result.status == 204:
@@ -54,7 +84,8 @@ def judge(result: TransportResult, variables: Mapping[str, VariableDef] | None) 
     if result.body_truncated:
         return _failed(
             ErrorClass.INVALID_RESPONSE,
-            f"the reply is larger than {MAX_REPLY_BYTES // 1024 // 1024} MiB; ignored",
+            f"the reply is larger than {limits.document_bytes} bytes, the most read "
+            "(max_answer_set_bytes); ignored",
         )
     content_type = _header(result.headers, "content-type")
     if not result.body.strip():
@@ -66,7 +97,9 @@ def judge(result: TransportResult, variables: Mapping[str, VariableDef] | None) 
             "application/xml or text/xml"
         )
     try:
-        parsed = parse_answer_payload(result.body, content_type, variables)
+        parsed = parse_answer_payload(result.body, content_type, variables, limits)
+    except AnswerLimitExceeded as exc:
+        return over_limit(exc)
     except AnswerSetError as exc:
         return _invalid(f"not a valid answer set: {exc}")
     return Outcome(parsed.answers, tuple(Problem.of_answer(w) for w in parsed.dropped))
@@ -77,6 +110,17 @@ def _failed(error_class: ErrorClass, message: str) -> Outcome:
         None,
         (Problem(str(error_class), message),),
         error_class=error_class,
+        error=message,
+    )
+
+
+def over_limit(exc: AnswerLimitExceeded) -> Outcome:
+    """A reply over an answer-set limit, alone or overlaid on the answers before it."""
+    message = f"the answer set is over a limit, so none of it applies: {exc}"
+    return Outcome(
+        None,
+        (Problem(ANSWER_LIMIT, message),),
+        error_class=ErrorClass.INVALID_RESPONSE,
         error=message,
     )
 

@@ -31,8 +31,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.answers import (
+    AnswerLimits,
     AnswerSet,
     cached_template_variables,
+    check_overlay,
+    measure,
+    off_loop,
     parse_answer_payload,
     parse_stored,
     template_variables,
@@ -129,13 +133,6 @@ async def _write_answers(conn: AsyncConnection, loaded: _Loaded, body: dict[str,
         .where(work_item_versions.c.id == loaded.version.id)
         .values(answers=body)
     )
-
-
-async def _save_answers(conn: AsyncConnection, loaded: _Loaded, answers: AnswerSet) -> sa.Row[Any]:
-    await _write_answers(conn, loaded, answers.to_json())
-    return (
-        await conn.execute(sa.select(interviews).where(interviews.c.id == loaded.interview.id))
-    ).one()
 
 
 # Opening an interview is on a waiting person's path: its statements are built once, and
@@ -269,7 +266,7 @@ async def open_interview(
     loaded = _Loaded(row, version, item, template)
     if not matched.webhooks:
         return to_api(row, version, template)
-    current = workitems.answers_of(version)
+    current = await _stored_answers(ctx, version.answers)
     outcome = await run_interview_hooks(
         ctx,
         principal=principal,
@@ -310,7 +307,7 @@ async def fire_event(
         )
     if not matched.webhooks:
         return to_api(loaded.interview, loaded.version, loaded.template)
-    current = workitems.answers_of(loaded.interview)
+    current = await _stored_answers(ctx, loaded.interview.answers)
     outcome = await run_interview_hooks(
         ctx,
         principal=principal,
@@ -373,7 +370,7 @@ async def current_answers(
 
 
 async def update_answers(
-    conn: AsyncConnection,
+    ctx: AppContext,
     principal: Principal,
     interview_id: str,
     *,
@@ -382,17 +379,65 @@ async def update_answers(
 ) -> dict[str, Any]:
     """Overlay an answer set (canonical or shorthand JSON, or HotDocs XML, by
     `content_type`) onto the interview's answers (SPEC §8). Answers that do not fit the
-    template are left out, each with a warning naming its variable."""
-    loaded = await _load(conn, principal, interview_id, lock=True)
-    _require_open(loaded)
+    template are left out, each with a warning naming its variable.
+
+    The answer set is read before the interview is locked, off the event loop when it is
+    large (`answers.offload`): a large upload holds neither the loop nor the database's
+    write lock while it is parsed. It and the answers it makes are held to the answer-set
+    limits (`AnswerLimitExceeded`: 413 or 422 naming the limit); over one, nothing changes.
+    """
+    limits = AnswerLimits.from_settings(ctx.settings)
+    threads = ctx.settings.answer_parse_threads
+    async with ctx.db.read() as conn:
+        loaded = await _load(conn, principal, interview_id)
+        _require_open(loaded)
     variables = template_variables(
         loaded.template.id, loaded.template.sha256, loaded.template.variables
     )
-    parsed = parse_answer_payload(body, content_type or "application/json", variables)
-    current = workitems.answers_of(loaded.interview)
-    row = await _save_answers(conn, loaded, current.overlay(parsed.answers))
+    parsed = await off_loop(
+        len(body),
+        threads,
+        parse_answer_payload,
+        body,
+        content_type or "application/json",
+        variables,
+        limits,
+    )
+    async with ctx.db.transaction() as conn:
+        loaded = await _load(conn, principal, interview_id, lock=True)
+        _require_open(loaded)
+        stored = loaded.interview.answers
+        merged = await off_loop(
+            _stored_size(stored) + len(body), threads, _overlaid, stored, parsed.answers, limits
+        )
+        await _write_answers(conn, loaded, merged)
+        row = (
+            await conn.execute(sa.select(interviews).where(interviews.c.id == loaded.interview.id))
+        ).one()
     warnings = [answer_warning(warning) for warning in parsed.dropped]
     return to_api(row, loaded.version, loaded.template, warnings)
+
+
+def _overlaid(stored: Any, incoming: AnswerSet, limits: AnswerLimits) -> dict[str, Any]:
+    """The stored answers with `incoming` overlaid, as canonical JSON, within `limits`."""
+    current = parse_stored(stored)
+    check_overlay(current, measure(current), incoming, limits)
+    return current.overlay(incoming).to_json()
+
+
+async def _stored_answers(ctx: AppContext, stored: Any) -> AnswerSet:
+    """The stored answers, read in the parsing threads when there are many: a person waits
+    on every interview step, and so do the other requests this process serves."""
+    return await off_loop(
+        _stored_size(stored), ctx.settings.answer_parse_threads, parse_stored, stored
+    )
+
+
+def _stored_size(stored: Any) -> int:
+    """About how many bytes the stored answers are: 100 a value is generous enough to send
+    a large interview's answers to the parsing threads."""
+    entries = stored.get("answers") if isinstance(stored, dict) else None
+    return 100 * len(entries) if isinstance(entries, list) else 0
 
 
 async def finish(ctx: AppContext, principal: Principal, interview_id: str) -> dict[str, Any]:

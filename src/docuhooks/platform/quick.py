@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.answers import parse_answer_payload, variable_map
+from docuhooks.answers import AnswerLimits, off_loop, parse_answer_payload, variable_map
 from docuhooks.errors import FieldError, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.platform import catalog
 from docuhooks.platform.assembly import AssemblyError, assemble
+from docuhooks.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +33,21 @@ async def assemble_quick_document(
     *,
     body: bytes,
     content_type: str,
+    settings: Settings,
 ) -> QuickDocument:
+    """The answer set is held to the answer-set limits (`AnswerLimitExceeded`: 413 or 422
+    naming the limit) and read off the event loop when it is large."""
     template = await catalog.get_row(conn, principal, template_id)
     variables = catalog.variables_of(template)
-    parsed = parse_answer_payload(body, content_type, variable_map(variables))
+    parsed = await off_loop(
+        len(body),
+        settings.answer_parse_threads,
+        parse_answer_payload,
+        body,
+        content_type,
+        variable_map(variables),
+        AnswerLimits.from_settings(settings),
+    )
     try:
         content = await asyncio.to_thread(assemble, template.content, parsed.answers, variables)
     except AssemblyError as exc:

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from docuhooks.answers import to_hotdocs_xml
-from docuhooks.api.deps import Caller, Conn, Ctx, ReadConn, StandaloneCaller
+from docuhooks.api.deps import Ctx, ReadConn, StandaloneCaller
 from docuhooks.api.models import ERRORS, Output
 from docuhooks.api.responses import FastJSONResponse
 from docuhooks.api.routes.platform import Version
@@ -45,8 +45,10 @@ class InterviewWarning(Output):
     )
     code: str = Field(
         description="unknown_variable, type_mismatch, unknown_option, repeat_depth (one answer "
-        "left out); for webhooks also invalid_answers (not an answer set) or the delivery "
-        "log's error class: timeout, connect, dns, tls, blocked, http_status, invalid_response"
+        "left out); for webhooks also invalid_answers (not an answer set), "
+        "answer_limit_exceeded (an answer set over a limit, which contributes nothing) or the "
+        "delivery log's error class: timeout, connect, dns, tls, blocked, http_status, "
+        "invalid_response"
     )
     message: str
     variable: str | None = Field(description="The answer's variable, when about one answer")
@@ -105,14 +107,16 @@ async def get_answers(
     openapi_extra={"requestBody": _ANSWER_BODY},
 )
 async def put_answers(
-    interview_id: str, request: Request, conn: Conn, who: Caller
+    interview_id: str, request: Request, ctx: Ctx, who: StandaloneCaller
 ) -> dict[str, Any]:
     """Overlay answers onto the interview's: canonical or shorthand answer JSON
     (`application/json`) or HotDocs answer XML (`application/xml`, `text/xml`). Each answer
     replaces the one of the same name whole; answers that do not fit the template are left
-    out with a warning naming the variable."""
+    out with a warning naming the variable. An answer set over a limit (its size, a value's
+    size: 413; the number of answers or values: 422) changes nothing; the error names the
+    limit and, where it is about one answer, the answer."""
     return await interviews.update_answers(
-        conn,
+        ctx,
         who,
         interview_id,
         body=await request.body(),

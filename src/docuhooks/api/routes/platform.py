@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from pydantic import Field
 
-from docuhooks.api.deps import Caller, Conn, Ctx, StandaloneCaller
+from docuhooks.api.deps import Caller, Conn, Ctx, ReadConn, StandaloneCaller
 from docuhooks.api.models import ERRORS, Input, Output, Page
 from docuhooks.api.routes.documents import Document
 from docuhooks.api.routes.platform_support import add_source_platform_aliases, attachment
@@ -173,16 +173,18 @@ async def get_template_content(template_id: str, conn: Conn, who: Caller) -> Res
     tags=["platform"],
 )
 async def assemble_quick_document(
-    template_id: str, request: Request, conn: Conn, who: Caller
+    template_id: str, request: Request, ctx: Ctx, conn: ReadConn, who: StandaloneCaller
 ) -> Response:
     """A quick document: assemble the template from an answer set (JSON or HotDocs XML by
-    Content-Type) without a work item. Nothing is stored and no webhook fires (SPEC §2)."""
+    Content-Type) without a work item. Nothing is stored and no webhook fires (SPEC §2).
+    Only reads: no write lock is held while the answers are read and the document built."""
     document = await quick.assemble_quick_document(
         conn,
         who,
         template_id,
         body=await request.body(),
         content_type=request.headers.get("content-type", "application/json"),
+        settings=ctx.settings,
     )
     headers = {"Content-Disposition": attachment(document.file_name)}
     if document.warnings:
