@@ -5,16 +5,12 @@ Nothing is stored and no event is written: quick documents never fire webhooks.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from docuhooks.answers import parse_answer_payload, variable_map
-from docuhooks.errors import FieldError, ValidationFailed
+from docuhooks.context import AppContext
 from docuhooks.identity.models import Principal
 from docuhooks.platform import catalog
-from docuhooks.platform.assembly import AssemblyError, assemble
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,18 +22,17 @@ class QuickDocument:
 
 
 async def assemble_quick_document(
-    conn: AsyncConnection,
+    ctx: AppContext,
     principal: Principal,
     template_id: str,
     *,
     body: bytes,
     content_type: str,
 ) -> QuickDocument:
-    template = await catalog.get_row(conn, principal, template_id)
+    """Render in the render pool, bounded by its limits; no transaction is held meanwhile."""
+    async with ctx.db.read() as conn:
+        template = await catalog.get_row(conn, principal, template_id)
     variables = catalog.variables_of(template)
     parsed = parse_answer_payload(body, content_type, variable_map(variables))
-    try:
-        content = await asyncio.to_thread(assemble, template.content, parsed.answers, variables)
-    except AssemblyError as exc:
-        raise ValidationFailed.of([FieldError("answers", str(exc))]) from None
+    content = await ctx.render_pool.assemble(template.content, parsed.answers, variables)
     return QuickDocument(content, catalog.docx_file_name(template.file_name), parsed.warnings)
