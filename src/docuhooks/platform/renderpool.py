@@ -181,7 +181,12 @@ class _Worker:
         """Send one job and wait for its outcome (on a pool thread). A killed worker ends
         the wait with EOFError."""
         self.conn.send(request)
-        outcome: Outcome = self.conn.recv()
+        try:
+            outcome: Outcome = self.conn.recv()
+        except EOFError:
+            if not self.killed:  # it died by itself: wait, so that its exit code is known
+                self.process.join(5)
+            raise
         return outcome
 
     def kill(self) -> None:
@@ -213,6 +218,11 @@ class RenderPool:
         self._busy: set[_Worker] = set()
         self._lock = threading.Lock()
         self._closed = False
+
+    @property
+    def busy(self) -> int:
+        """How many jobs are running now."""
+        return len(self._busy)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RenderPool:
@@ -298,9 +308,9 @@ class RenderPool:
                 "and was stopped; that is the limit (render_time_limit_seconds)",
             )
         except (EOFError, OSError):
+            code = worker.process.exitcode
             self._retire(worker)
             self._check_open()
-            code = worker.process.exitcode
             log.warning("render.worker_died", pid=worker.process.pid, exitcode=code)
             return (
                 "limit",
@@ -366,9 +376,9 @@ class RenderPool:
         """Stop for good: kill every worker and wait for the threads to let go."""
         self.abort()
         with self._lock:
-            workers = [*self._busy, *self._idle]
+            # A busy worker's pipe is closed by its own job once that sees the worker die.
+            workers = list(self._idle)
             self._idle.clear()
-            self._busy.clear()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._shutdown, workers)
 
