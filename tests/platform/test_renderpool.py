@@ -155,7 +155,9 @@ async def test_a_closed_pool_answers_unavailable_and_leaves_no_worker(pool: Rend
     await pool.start()
     pids = worker_pids(pool)
     looping = asyncio.create_task(pool.assemble(template(LOOPING), AnswerSet(), ()))
-    while not pool.busy:
+    for _ in range(1000):
+        if pool.busy:
+            break
         await asyncio.sleep(0.01)
     await pool.close()
     with pytest.raises(Exception) as stopped:
