@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import ctypes
 import multiprocessing
+import os
 import resource
 import signal
 import threading
@@ -160,10 +161,26 @@ def _serve(conn: Connection, limits: RenderLimits) -> None:
 
 
 def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this worker when the process that forked it ends."""
+    """Ask Linux to SIGKILL this worker when the forkserver that forked it ends, which it
+    does when the server does.
+
+    The forkserver hands each child its "server alive" pipe end, so that it outlives the
+    server while any child lives; a worker looping in a template would then keep both alive
+    after the server is killed. The worker closes that end: the forkserver's life is the
+    server's, and the worker's the forkserver's."""
+    from multiprocessing import forkserver
+
+    alive = getattr(forkserver._forkserver, "_forkserver_alive_fd", None)
+    if alive is not None:
+        with contextlib.suppress(OSError):
+            os.close(alive)
+        setattr(forkserver._forkserver, "_forkserver_alive_fd", None)  # noqa: B010
+    parent = os.getppid()
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the forkserver ended before the request was made
+        os._exit(1)
 
 
 # --- the pool: the server's side ----------------------------------------------------------
