@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
+import uuid
+import zipfile
 from typing import Any
 
 import httpx
@@ -16,6 +19,7 @@ from hostile_docx import (
     OUTPUT_BLOW_UP,
     RANGE_OVERFLOW,
     RECURSION,
+    archive,
     document_bomb,
     lying_directory,
     template,
@@ -170,6 +174,25 @@ async def test_a_bomb_is_refused_as_a_template_and_as_a_document(
     )
     assert added.status_code == status, added.text
     assert error_of(added)["code"] == code
+    put = await client.put(
+        f"/api/v1/workitems/{item['id']}/versions/active/documents/{uuid.uuid4()}/content"
+        "?fileName=bomb.docx",
+        content=bomb,
+        headers={**site.auth("User"), "Content-Type": DOCX},
+    )
+    assert put.status_code == status, put.text
+    assert error_of(put)["code"] == code
+
+
+async def test_a_damaged_document_part_is_a_422_naming_it(
+    client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    with zipfile.ZipFile(io.BytesIO(standard_template())) as original:
+        parts = {name: original.read(name) for name in original.namelist()}
+    damaged = archive({**parts, "word/document.xml": b"<w:document><w:body"})
+    uploaded = await upload_template(client, site.auth(), content=damaged)
+    assert uploaded.status_code == 422, uploaded.text
+    assert "cannot be read as a template" in error_of(uploaded)["message"]
 
 
 async def test_a_receiver_returning_a_bomb_has_its_reply_refused(ctx: AppContext) -> None:

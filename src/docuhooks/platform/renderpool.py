@@ -94,7 +94,14 @@ class RenderLimits:
 
 
 def inspect_job(limits: RenderLimits, content: bytes) -> TemplateInfo:
-    return inspect_template(content, limits.docx)
+    try:
+        return inspect_template(content, limits.docx)
+    except (TemplateError, DocxLimitExceeded, MemoryError, RecursionError):
+        raise
+    except Exception as exc:  # lxml's errors on a damaged part, and whatever else docx raises
+        raise TemplateError(
+            f"the document cannot be read as a template: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def assemble_job(
