@@ -113,6 +113,8 @@ async def ctx(settings: Settings) -> AsyncIterator[AppContext]:
     await db.upgrade()
     context = AppContext(settings=settings, db=db, box=SecretBox(settings.secret_key))
     yield context
+    if context.render_pool_override is not None:
+        await context.render_pool_override.close()
     await db.dispose()
 
 

@@ -83,15 +83,31 @@ def serve(
     from docuhooks.server import build_app
 
     app = build_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        log_level=settings.log_level,
-        access_log=False,
+    ctx = app.state.ctx
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Stop renders at once: uvicorn waits for requests in flight before shutting
+            # down, and a render may otherwise run to its time limit. Those requests then
+            # answer 503 (see `RenderPool.abort`).
+            if ctx.render_pool_override is not None:
+                ctx.render_pool_override.abort()
+            super().handle_exit(sig, frame)
+
+    server = Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            loop="uvloop",
+            http="httptools",
+            log_level=settings.log_level,
+            access_log=False,
+        )
     )
+    server.run()
+    if not server.started:
+        sys.exit(3)  # what uvicorn.run exits with when start-up fails
 
 
 @main.command()

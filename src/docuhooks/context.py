@@ -19,6 +19,7 @@ from docuhooks.webhooks.targets import TargetCache
 if TYPE_CHECKING:
     from docuhooks.interview_hooks.log import LogWriter
     from docuhooks.platform.postprocessor import PostProcessor
+    from docuhooks.platform.renderpool import RenderPool
 
 
 def utcnow() -> datetime:
@@ -44,6 +45,8 @@ class AppContext:
     #: The post-processing driver while the app runs it (`start_post_processor`); without it
     #: finishing an interview calls the post-processing webhook before returning.
     post_processor: PostProcessor | None = None
+    #: Worker processes that inspect and render templates (`render_pool`); built on first use.
+    render_pool_override: RenderPool | None = None
     #: Wrong-password counts per login name and client address (sign-in throttling).
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     #: Principals of recently used API tokens (a revoked token works for up to its TTL).
@@ -96,7 +99,20 @@ class AppContext:
         for transport in transports.values():
             await transport.close()
 
+    @property
+    def render_pool(self) -> RenderPool:
+        """The process's render pool: templates from users are inspected and rendered only
+        there, bounded in time, memory and output (`platform.renderpool`)."""
+        if self.render_pool_override is None:
+            from docuhooks.platform.renderpool import RenderPool
+
+            self.render_pool_override = RenderPool.from_settings(self.settings)
+        return self.render_pool_override
+
     async def close(self) -> None:
+        if self.render_pool_override is not None:
+            await self.render_pool_override.close()
+            self.render_pool_override = None
         await self.close_transports()
         if self.transport_override is not None:
             await self.transport_override.close()

@@ -77,6 +77,33 @@ class PayloadTooLarge(DocuhooksError):
     code = "payload_too_large"
 
 
+class LimitExceeded(DocuhooksError):
+    """Input over one of the server's resource limits (a render's time, memory or output, a
+    DOCX's expanded size); `code` names the limit, as the message does with its setting."""
+
+    status = 422
+    code = "limit_exceeded"
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        status: int = 422,
+        details: list[FieldError] | None = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        self.code = code
+        self.status = status
+
+
+class Unavailable(DocuhooksError):
+    """The server cannot do this now (it is shutting down); the same request may work later."""
+
+    status = 503
+    code = "unavailable"
+
+
 class TooManyRequests(DocuhooksError):
     status = 429
     code = "too_many_requests"

@@ -18,11 +18,13 @@ def components(settings: Settings) -> list[Component]:
     from docuhooks.interview_hooks import start_log_writer
     from docuhooks.memory import start_frozen
     from docuhooks.platform.postprocessor import start_post_processor
+    from docuhooks.platform.renderpool import start_render_pool
 
     parts: list[Component] = [
         start_pruner,
         start_log_writer,
         start_post_processor,
+        start_render_pool,
         start_revocation_listener,
     ]
     if settings.worker_enabled:

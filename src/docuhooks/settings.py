@@ -83,6 +83,27 @@ class Settings:
     answer_parse_threads: int = 2
     # --- end of answer sets ---
 
+    # --- Render isolation and DOCX limits -------------------------------------------------
+    # Templates are inspected and rendered in worker processes, each job bounded in time,
+    # memory and output; every DOCX (template, uploaded or returned document) is checked
+    # against the docx_* limits before anything expands it. See docs/operations.md.
+    #: Worker processes that inspect and render templates.
+    render_workers: int = 2
+    #: Wall-clock time one render or inspection may take before its worker is killed.
+    render_time_limit_seconds: float = 20.0
+    #: Address space (RLIMIT_AS) of each render worker.
+    render_memory_limit_bytes: int = 1024 * 1024 * 1024
+    #: Most a render may produce: the text its template outputs, and the document saved.
+    render_output_limit_bytes: int = 64 * 1024 * 1024
+    #: Most entries a DOCX archive may hold.
+    docx_max_entries: int = 5000
+    #: Largest size one DOCX entry may expand to.
+    docx_max_entry_bytes: int = 32 * 1024 * 1024
+    #: Largest size all of a DOCX's entries may expand to together.
+    docx_max_total_bytes: int = 256 * 1024 * 1024
+    #: Most an entry of over 1 MiB may expand, as a multiple of its compressed size.
+    docx_max_compression_ratio: float = 100.0
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

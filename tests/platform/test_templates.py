@@ -10,10 +10,12 @@ from docx_factory import STANDARD_VARIABLES, make_docx, standard_template
 
 from docuhooks.answers import AnswerType, VariableDef
 from docuhooks.platform.templates import (
+    OutputTooLarge,
     TemplateError,
     TemplateInfo,
     check_declarations,
     inspect_template,
+    sandboxed_environment,
     template_identifier,
 )
 
@@ -129,3 +131,31 @@ def test_colliding_duplicate_and_reserved_names_are_errors() -> None:
     assert any('"loop"' in e and "reserved" in e for e in check.errors)
     assert 'interview event element "Look up client": declared more than once' in check.errors
     assert "interview event element 3: the name is empty" in check.errors
+
+
+def test_string_repetition_past_the_output_budget_is_refused_before_it_is_built() -> None:
+    environment = sandboxed_environment(output_limit=1000)
+    with pytest.raises(OutputTooLarge, match="render_output_limit_bytes"):
+        environment.from_string("{{ name * times }}").render(name="abc", times=10**9)
+    with pytest.raises(OutputTooLarge):
+        environment.from_string("{{ [1, 2] * 10**6 }}").render()
+    assert environment.from_string("{{ 'ab' * 3 }}{{ 2 * 3 }}").render() == "ababab6"
+
+
+def test_the_output_budget_counts_every_part_rendered_with_the_environment() -> None:
+    environment = sandboxed_environment(output_limit=100)
+    loop = environment.from_string("{% for i in range(30) %}x{% endfor %}")
+    for _ in range(3):
+        assert loop.render() == "x" * 30
+    with pytest.raises(OutputTooLarge):
+        loop.render()  # 90 characters so far: the next 30 pass the budget of 100
+    assert sandboxed_environment().from_string("{{ 'x' * 5000 }}").render() == "x" * 5000
+
+
+def test_huge_powers_and_ranges_are_refused_by_the_sandbox() -> None:
+    environment = sandboxed_environment()
+    with pytest.raises(OverflowError, match="exponents"):
+        environment.from_string("{{ 10 ** 100000 }}").render()
+    assert environment.from_string("{{ 2 ** 10 }}").render() == "1024"
+    with pytest.raises(OverflowError, match="MAX_RANGE"):
+        environment.from_string("{% for i in range(10**8) %}{% endfor %}").render()

@@ -25,7 +25,13 @@ import jinja2
 from docxtpl import DocxTemplate, Listing
 
 from docuhooks.answers.model import AnswerSet, Selection, Value, VariableDef
-from docuhooks.platform.templates import check_docx, sandboxed_environment, template_identifier
+from docuhooks.platform.docxcheck import DocxLimits
+from docuhooks.platform.templates import (
+    OutputTooLarge,
+    check_docx,
+    sandboxed_environment,
+    template_identifier,
+)
 
 _MONTHS = (
     "January", "February", "March", "April", "May", "June",
@@ -51,20 +57,33 @@ class Choices(list[str]):
         return ", ".join(self)
 
 
-def assemble(template_docx: bytes, answers: AnswerSet, variables: Sequence[VariableDef]) -> bytes:
-    """Render `template_docx` with `answers`; return the assembled DOCX bytes."""
-    check_docx(template_docx)
+def assemble(
+    template_docx: bytes,
+    answers: AnswerSet,
+    variables: Sequence[VariableDef],
+    *,
+    docx_limits: DocxLimits | None = None,
+    output_limit: int | None = None,
+) -> bytes:
+    """Render `template_docx` with `answers`; return the assembled DOCX bytes.
+
+    The template must pass the DOCX checks (`docx_limits`); the text the render produces,
+    and the document it saves, are held to `output_limit` (`OutputTooLarge`). Time and
+    memory are not bounded here: the render pool runs this in a process that bounds them."""
+    check_docx(template_docx, docx_limits)
     template = DocxTemplate(io.BytesIO(template_docx))
     try:
         template.render(
             template_context(answers, variables),
-            jinja_env=sandboxed_environment(),
+            jinja_env=sandboxed_environment(output_limit),
             autoescape=True,
         )
     except jinja2.TemplateError as exc:
         raise AssemblyError(f"the template could not be rendered: {exc}") from None
     out = io.BytesIO()
     template.save(out)
+    if output_limit is not None and out.tell() > output_limit:
+        raise OutputTooLarge(output_limit)
     return out.getvalue()
 
 

@@ -19,10 +19,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.answers import AnswerSetError, AnswerType, VariableDef, template_variables
+from docuhooks.context import AppContext
 from docuhooks.errors import FieldError, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.platform.access import require_site_admin
-from docuhooks.platform.templates import TemplateError, check_declarations, inspect_template
+from docuhooks.platform.templates import check_declarations
 from docuhooks.store import pagination
 from docuhooks.store.schema import templates
 from docuhooks.store.scoped import fetch_in_site, insert_named
@@ -149,7 +150,7 @@ def to_api(row: sa.Row[Any], warnings: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 async def create(
-    conn: AsyncConnection,
+    ctx: AppContext,
     principal: Principal,
     *,
     file_name: str,
@@ -160,14 +161,12 @@ async def create(
 
     A document that is not a DOCX, whose placeholders do not parse, or that uses a
     placeholder no variable declares, is refused with the reason; declared variables the
-    document does not use are allowed, with a warning in the response.
+    document does not use are allowed, with a warning in the response. The document is
+    inspected in the render pool, within its limits, before any transaction is opened.
     """
     require_site_admin(principal, "uploading a template")
     file_name = PurePath(file_name.replace("\\", "/")).name.strip() or "template.docx"
-    try:
-        info = inspect_template(content)
-    except TemplateError as exc:
-        raise ValidationFailed.of([FieldError("file", str(exc))]) from None
+    info = await ctx.render_pool.inspect(content, field="file")
     check = check_declarations(info, definition.variables, definition.event_elements)
     if not check.ok:
         raise ValidationFailed.of([FieldError("definition", error) for error in check.errors])
@@ -187,8 +186,9 @@ async def create(
         "created_at": datetime.now(UTC),
         "created_by": principal.user_id,
     }
-    await insert_named(conn, templates, values, "template")
-    return to_api(await get_row(conn, principal, row_id), check.warnings)
+    async with ctx.db.transaction() as conn:
+        await insert_named(conn, templates, values, "template")
+        return to_api(await get_row(conn, principal, row_id), check.warnings)
 
 
 async def get_row(conn: AsyncConnection, principal: Principal, template_id: str) -> sa.Row[Any]:

@@ -20,7 +20,6 @@ a driver (see `postprocessor`).
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,7 +42,7 @@ from docuhooks.answers import (
 )
 from docuhooks.context import AppContext
 from docuhooks.core.events import EventType
-from docuhooks.errors import Conflict, FieldError, NotFound, ValidationFailed
+from docuhooks.errors import Conflict, NotFound
 from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import (
     HookResult,
@@ -55,7 +54,6 @@ from docuhooks.interview_hooks import (
 from docuhooks.platform import catalog, completion, postprocessor, workitems
 from docuhooks.platform import documents as documents_service
 from docuhooks.platform.access import parse_id
-from docuhooks.platform.assembly import AssemblyError, assemble
 from docuhooks.platform.workitems import VersionStatus
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import interviews, templates, work_item_versions, work_items
@@ -445,25 +443,54 @@ async def finish(ctx: AppContext, principal: Principal, interview_id: str) -> di
     complete it: the NewWorkItemVersionComplete event is written in the same transaction.
 
     A template that cannot be rendered with these answers is a 422 and changes nothing: the
-    interview stays open so the answers can be corrected.
+    interview stays open so the answers can be corrected. The render runs in the render pool
+    before the transaction (a render may take up to its time limit, and no lock is held that
+    long); answers saved meanwhile mean the render is done again with them.
     """
+    for _ in range(_FINISH_ATTEMPTS):
+        async with ctx.db.read() as conn:
+            rendered = await _load(conn, principal, interview_id)
+        _require_open(rendered)
+        if rendered.version.status != VersionStatus.IN_PROGRESS:
+            raise Conflict(
+                f"version {rendered.version.version_number} is already {rendered.version.status}"
+            )
+        answers = workitems.answers_of(rendered.interview)
+        assembled = await ctx.render_pool.assemble(
+            rendered.template.content, answers, catalog.variables_of(rendered.template)
+        )
+        result = await _finish_assembled(ctx, principal, interview_id, rendered, assembled)
+        if result is not None:
+            return result
+    raise Conflict(
+        f"the answers of interview {interview_id} kept changing while it was being finished; "
+        "finish it again"
+    )
+
+
+#: Renders `finish` does before giving up on answers that keep changing under it.
+_FINISH_ATTEMPTS = 3
+
+
+async def _finish_assembled(
+    ctx: AppContext, principal: Principal, interview_id: str, rendered: _Loaded, assembled: bytes
+) -> dict[str, Any] | None:
+    """Store `assembled` and complete (or post-process) the version; None when the answers
+    changed since `rendered` was read, so `assembled` is out of date."""
     async with ctx.db.transaction() as conn:
         loaded = await _load(conn, principal, interview_id, lock=True)
         _require_open(loaded)
+        if (
+            loaded.interview.answers != rendered.interview.answers
+            or loaded.template.sha256 != rendered.template.sha256
+        ):
+            return None
         _, version = await workitems.get_version_row(
             conn, principal, loaded.work_item.id, loaded.version.id, lock=True
         )
         if version.status != VersionStatus.IN_PROGRESS:
             raise Conflict(f"version {version.version_number} is already {version.status}")
         answers = workitems.answers_of(loaded.interview)
-        variables = catalog.variables_of(loaded.template)
-        try:
-            # docxtpl is CPU-bound: keep the event loop free for other requests meanwhile.
-            assembled = await asyncio.to_thread(
-                assemble, loaded.template.content, answers, variables
-            )
-        except AssemblyError as exc:
-            raise ValidationFailed.of([FieldError("answers", str(exc))]) from None
         await conn.execute(
             work_item_versions.update()
             .where(work_item_versions.c.id == version.id)

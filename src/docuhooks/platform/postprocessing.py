@@ -101,6 +101,14 @@ def _failed(error_class: ErrorClass, message: str) -> Judged:
     return Judged(None, (), error_class, message)
 
 
+def refused(message: str) -> Judged:
+    """A reply refused whole (the documents are kept), for a reason found outside
+    `judge_reply` (a returned DOCX over the `docx_*` limits)."""
+    return _failed(
+        ErrorClass.INVALID_RESPONSE, f"the reply was refused and the documents kept: {message}"
+    )
+
+
 def judge_reply(result: TransportResult, document_ids: Collection[str] | None = None) -> Judged:
     """What `result` means as a reply to a PostProcessingEvent (SPEC §5.4).
 

@@ -44,6 +44,7 @@ from docuhooks.core.events import Actor, Event, EventType
 from docuhooks.core.ids import uuid7
 from docuhooks.core.signing import OutboundRequest, build_request, redact_url
 from docuhooks.delivery.transport import ErrorClass, TransportResult
+from docuhooks.errors import DocuhooksError
 from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import log as call_log
 from docuhooks.interview_hooks.engine import USER_AGENT
@@ -372,6 +373,7 @@ async def _settle(
     finished: datetime,
 ) -> None:
     completed = False
+    over_limits = await _returned_docx_refusal(ctx, result)
     async with ctx.db.transaction() as conn:
         version = (
             await conn.execute(
@@ -379,7 +381,7 @@ async def _settle(
             )
         ).one()
         current = [row.id for row in await documents.rows_of_version(conn, version.id)]
-        judged = pp.judge_reply(result, current)
+        judged = over_limits or pp.judge_reply(result, current)
         await call_log.write(
             conn,
             [
@@ -462,6 +464,20 @@ async def _settle(
             completed = True
     if completed:
         ctx.events_committed()
+
+
+async def _returned_docx_refusal(ctx: AppContext, result: TransportResult) -> pp.Judged | None:
+    """The refusal of a reply returning a DOCX over the `docx_*` limits, checked in the
+    render pool before the transaction (inflating an archive holds no lock); None if none."""
+    judged = pp.judge_reply(result)
+    if not judged.succeeded:
+        return None
+    for index, document in enumerate(judged.documents):
+        try:
+            await documents.verify_content(ctx.render_pool, document.content_type, document.content)
+        except DocuhooksError as exc:
+            return pp.refused(f"documents[{index}]: {document.file_name}: {exc.message}")
+    return None
 
 
 async def release(ctx: AppContext, claimed: Claimed) -> None:

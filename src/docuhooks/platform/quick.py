@@ -5,17 +5,12 @@ Nothing is stored and no event is written: quick documents never fire webhooks.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from docuhooks.answers import AnswerLimits, off_loop, parse_answer_payload, variable_map
-from docuhooks.errors import FieldError, ValidationFailed
+from docuhooks.context import AppContext
 from docuhooks.identity.models import Principal
 from docuhooks.platform import catalog
-from docuhooks.platform.assembly import AssemblyError, assemble
-from docuhooks.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,29 +22,27 @@ class QuickDocument:
 
 
 async def assemble_quick_document(
-    conn: AsyncConnection,
+    ctx: AppContext,
     principal: Principal,
     template_id: str,
     *,
     body: bytes,
     content_type: str,
-    settings: Settings,
 ) -> QuickDocument:
     """The answer set is held to the answer-set limits (`AnswerLimitExceeded`: 413 or 422
-    naming the limit) and read off the event loop when it is large."""
-    template = await catalog.get_row(conn, principal, template_id)
+    naming the limit) and read off the event loop when it is large; the render runs in the
+    render pool, bounded by its limits. No transaction is held meanwhile."""
+    async with ctx.db.read() as conn:
+        template = await catalog.get_row(conn, principal, template_id)
     variables = catalog.variables_of(template)
     parsed = await off_loop(
         len(body),
-        settings.answer_parse_threads,
+        ctx.settings.answer_parse_threads,
         parse_answer_payload,
         body,
         content_type,
         variable_map(variables),
-        AnswerLimits.from_settings(settings),
+        AnswerLimits.from_settings(ctx.settings),
     )
-    try:
-        content = await asyncio.to_thread(assemble, template.content, parsed.answers, variables)
-    except AssemblyError as exc:
-        raise ValidationFailed.of([FieldError("answers", str(exc))]) from None
+    content = await ctx.render_pool.assemble(template.content, parsed.answers, variables)
     return QuickDocument(content, catalog.docx_file_name(template.file_name), parsed.warnings)

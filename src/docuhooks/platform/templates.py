@@ -6,7 +6,10 @@ that cannot be in an identifier becomes one `_`, and a name starting with a digi
 leading `_`. So `Client Name` is `{{ Client_Name }}`, `Child's Name` is `{{ Child_s_Name }}`,
 `1st Party` is `{{ _1st_Party }}`.
 
-Templates come from users, so they are parsed and rendered only in Jinja's sandbox.
+Templates come from users, so they are parsed and rendered only in Jinja's sandbox, with
+the sandbox's own `range()` cap (100,000 items) and a budget on what a render may produce;
+the render pool (`platform.renderpool`) adds the time and memory limits only a separate
+process can enforce.
 """
 
 from __future__ import annotations
@@ -14,14 +17,16 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jinja2
 from docxtpl import DocxTemplate
 from jinja2.sandbox import SandboxedEnvironment
 
 from docuhooks.answers.model import VariableDef
+from docuhooks.platform.docxcheck import DocxError, DocxLimitExceeded, DocxLimits, verify_docx
 
 REQUIRED_PARTS = ("[Content_Types].xml", "word/document.xml")
 # Names Jinja gives a meaning of its own; a variable cannot be called that in a template.
@@ -55,6 +60,17 @@ class TemplateError(ValueError):
     """The upload is not a usable template; the message says why."""
 
 
+class OutputTooLarge(Exception):
+    """A render would produce more than its output budget (`render_output_limit_bytes`)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the template would produce more than {limit} characters; that is the limit "
+            "(render_output_limit_bytes)"
+        )
+        self.limit = limit
+
+
 @dataclass(frozen=True, slots=True)
 class TemplateInfo:
     """What a template document asks for: the identifiers of its placeholders, sorted."""
@@ -82,17 +98,69 @@ def template_identifier(name: str) -> str:
     return identifier
 
 
-def sandboxed_environment() -> jinja2.Environment:
-    """The Jinja environment every template is parsed and rendered with."""
-    return SandboxedEnvironment(autoescape=True)
+#: Past this exponent `a ** b` is refused: a few characters of template could ask for an
+#: integer of millions of digits.
+MAX_POWER_EXPONENT = 1000
 
 
-def inspect_template(docx_bytes: bytes) -> TemplateInfo:
+class _BudgetedEnvironment(SandboxedEnvironment):
+    """The sandbox, with every rendered part counted against one output budget, and `*`
+    and `**` refused when their result would blow that budget (`"x" * 10**9`) before it is
+    built."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self, output_limit: int | None) -> None:
+        super().__init__(autoescape=True)
+        self.output_limit = output_limit
+        self.produced = 0
+
+    def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
+        if operator_ == "*":
+            self._check_repeat(left, right)
+            self._check_repeat(right, left)
+        elif (
+            isinstance(left, int)
+            and isinstance(right, int)
+            and abs(left) > 1
+            and right > MAX_POWER_EXPONENT
+        ):
+            raise OverflowError(
+                f"{left} ** {right}: exponents above {MAX_POWER_EXPONENT} are refused"
+            )
+        return super().call_binop(context, operator_, left, right)
+
+    def _check_repeat(self, sequence: Any, times: Any) -> None:
+        if self.output_limit is None or isinstance(times, bool) or not isinstance(times, int):
+            return
+        if isinstance(sequence, str | list | tuple) and len(sequence) * times > self.output_limit:
+            raise OutputTooLarge(self.output_limit)
+
+    def concat(self, parts: Iterable[str]) -> str:
+        # Template.render joins its parts with `environment.concat`: count them as they come.
+        return "".join(self._counted(parts))
+
+    def _counted(self, parts: Iterable[str]) -> Iterator[str]:
+        for part in parts:
+            self.produced += len(part)
+            if self.output_limit is not None and self.produced > self.output_limit:
+                raise OutputTooLarge(self.output_limit)
+            yield part
+
+
+def sandboxed_environment(output_limit: int | None = None) -> jinja2.Environment:
+    """The Jinja environment every template is parsed and rendered with; one per render, as
+    it counts what the render produces against `output_limit` characters (None: no budget)."""
+    return _BudgetedEnvironment(output_limit)
+
+
+def inspect_template(docx_bytes: bytes, limits: DocxLimits | None = None) -> TemplateInfo:
     """Check that `docx_bytes` is a DOCX whose placeholders parse; list them.
 
-    Raises `TemplateError` naming the missing part or giving Jinja's syntax error.
+    Raises `TemplateError` naming the missing part or giving Jinja's syntax error, and
+    `DocxLimitExceeded` for an archive over `limits`.
     """
-    check_docx(docx_bytes)
+    check_docx(docx_bytes, limits)
     environment = sandboxed_environment()
     try:
         found = DocxTemplate(io.BytesIO(docx_bytes)).get_undeclared_template_variables(
@@ -107,13 +175,24 @@ def inspect_template(docx_bytes: bytes) -> TemplateInfo:
     return TemplateInfo(tuple(placeholders))
 
 
-def check_docx(docx_bytes: bytes) -> None:
-    """A DOCX is a zip archive holding at least `[Content_Types].xml` and the main document."""
+def check_docx(
+    docx_bytes: bytes, limits: DocxLimits | None = None, *, inflate: bool = True
+) -> None:
+    """A DOCX is a zip archive holding at least `[Content_Types].xml` and the main document,
+    and expanding within `limits` (default: `DocxLimits()`).
+
+    `inflate=False` reads the zip directory only, without limits: for a document the render
+    pool has already checked in full (`RenderPool.verify_docx`).
+    Raises `DocxLimitExceeded` naming the limit, `TemplateError` for anything else."""
     try:
-        with zipfile.ZipFile(io.BytesIO(docx_bytes)) as archive:
-            names = set(archive.namelist())
-    except zipfile.BadZipFile:
-        raise TemplateError("not a DOCX: the file is not a zip archive") from None
+        if inflate:
+            names = verify_docx(docx_bytes, limits or DocxLimits())
+        else:
+            names = verify_docx(docx_bytes, None, inflate=False)
+    except DocxLimitExceeded:
+        raise
+    except DocxError as exc:
+        raise TemplateError(str(exc)) from None
     missing = [part for part in REQUIRED_PARTS if part not in names]
     if missing:
         raise TemplateError(f"not a DOCX: the archive has no {', '.join(missing)}")

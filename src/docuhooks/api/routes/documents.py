@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import Field
 from starlette.datastructures import UploadFile
 
-from docuhooks.api.deps import Caller, Conn
+from docuhooks.api.deps import Caller, Conn, Ctx, StandaloneCaller
 from docuhooks.api.models import ERRORS, Output
 from docuhooks.api.routes.platform_support import (
     add_source_platform_aliases,
@@ -59,16 +59,21 @@ async def list_documents(
     DOCUMENTS, status_code=201, response_model=Document, openapi_extra={"requestBody": _BYTES}
 )
 async def add_document(
-    work_item_id: str, version_id: str, request: Request, conn: Conn, who: Caller
+    work_item_id: str, version_id: str, request: Request, ctx: Ctx, who: StandaloneCaller
 ) -> dict[str, Any]:
     """Add a document at `assembledOrder` (from 0; default and past the end: last); the
     documents at that position and after move on one place.
 
     Send either `multipart/form-data` with a `file` part (and optional `name`, `fileName`,
     `assembledOrder` fields), or the raw bytes with their `Content-Type` and the same names
-    as query parameters (`fileName` is then required)."""
+    as query parameters (`fileName` is then required).
+
+    A DOCX over the `docx_*` limits is refused (413 or 422) naming the limit."""
     new, order = await _incoming_document(request)
-    return await documents.add(conn, who, work_item_id, version_id, new, assembled_order=order)
+    # Checked before the transaction: no lock is held while the archive is inflated.
+    await documents.verify_content(ctx.render_pool, new.content_type, new.content)
+    async with ctx.db.transaction() as conn:
+        return await documents.add(conn, who, work_item_id, version_id, new, assembled_order=order)
 
 
 @router.get(DOCUMENTS + "/{document_id}", response_model=Document)
@@ -103,8 +108,8 @@ async def put_document_content(
     document_id: str,
     request: Request,
     response: Response,
-    conn: Conn,
-    who: Caller,
+    ctx: Ctx,
+    who: StandaloneCaller,
 ) -> dict[str, Any]:
     """Replace the document's bytes with the request body (its `Content-Type` is the new
     content type); `name` and `fileName` query parameters rename it.
@@ -114,18 +119,21 @@ async def put_document_content(
     content_type = request.headers.get("content-type")
     if not content_type:
         raise BadRequest("send the document's Content-Type (e.g. application/pdf)")
-    body, created = await documents.put_content(
-        conn,
-        who,
-        work_item_id,
-        version_id,
-        document_id,
-        content_type=content_type,
-        content=await request.body(),
-        name=query_param(request, "name"),
-        file_name=query_param(request, "fileName"),
-        assembled_order=int_param(query_param(request, "assembledOrder"), "assembledOrder"),
-    )
+    content = await request.body()
+    await documents.verify_content(ctx.render_pool, content_type, content)
+    async with ctx.db.transaction() as conn:
+        body, created = await documents.put_content(
+            conn,
+            who,
+            work_item_id,
+            version_id,
+            document_id,
+            content_type=content_type,
+            content=content,
+            name=query_param(request, "name"),
+            file_name=query_param(request, "fileName"),
+            assembled_order=int_param(query_param(request, "assembledOrder"), "assembledOrder"),
+        )
     if created:
         response.status_code = 201
     return body

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from pydantic import Field
 
-from docuhooks.api.deps import Caller, Conn, Ctx, ReadConn, StandaloneCaller
+from docuhooks.api.deps import Caller, Conn, Ctx, StandaloneCaller
 from docuhooks.api.models import ERRORS, Input, Output, Page
 from docuhooks.api.routes.documents import Document
 from docuhooks.api.routes.platform_support import add_source_platform_aliases, attachment
@@ -122,8 +122,8 @@ async def list_templates(
 
 @router.post("/templates", status_code=201, response_model=Template, tags=["platform"])
 async def upload_template(
-    conn: Conn,
-    who: Caller,
+    ctx: Ctx,
+    who: StandaloneCaller,
     file: Annotated[UploadFile, File(description="The template, a .docx with Jinja placeholders")],
     definition: Annotated[
         str,
@@ -136,9 +136,10 @@ async def upload_template(
     """Upload a DOCX template with its variable declarations (SiteAdministrator only).
 
     Refused with the reason when the file is not a DOCX, a placeholder cannot be parsed, or
-    a placeholder matches no declared variable."""
+    a placeholder matches no declared variable; a DOCX over the `docx_*` limits, or whose
+    inspection passes the render limits, with 413 or 422 naming the limit."""
     return await catalog.create(
-        conn,
+        ctx,
         who,
         file_name=file.filename or "template.docx",
         content=await file.read(),
@@ -173,18 +174,20 @@ async def get_template_content(template_id: str, conn: Conn, who: Caller) -> Res
     tags=["platform"],
 )
 async def assemble_quick_document(
-    template_id: str, request: Request, ctx: Ctx, conn: ReadConn, who: StandaloneCaller
+    template_id: str, request: Request, ctx: Ctx, who: StandaloneCaller
 ) -> Response:
     """A quick document: assemble the template from an answer set (JSON or HotDocs XML by
-    Content-Type) without a work item. Nothing is stored and no webhook fires (SPEC §2).
-    Only reads: no write lock is held while the answers are read and the document built."""
+    Content-Type) without a work item. Nothing is stored and no webhook fires.
+
+    The answer set is held to the answer-set limits, and the render is bounded (`render_*`
+    settings): past a limit the answer is 413 or 422 naming it (`render_time_limit`,
+    `render_memory_limit`, `render_output_too_large`). No transaction is held meanwhile."""
     document = await quick.assemble_quick_document(
-        conn,
+        ctx,
         who,
         template_id,
         body=await request.body(),
         content_type=request.headers.get("content-type", "application/json"),
-        settings=ctx.settings,
     )
     headers = {"Content-Disposition": attachment(document.file_name)}
     if document.warnings:
