@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from docuhooks.delivery.address_policy import AddressPolicy
+from docuhooks.delivery.proxy import ProxyRoutes
 from docuhooks.delivery.transport import HttpTransport, Transport
 from docuhooks.identity.secrets import SecretBox
 from docuhooks.identity.service import TokenCache
@@ -82,11 +84,21 @@ class AppContext:
             return self.transport_override
         transport = self._transports.get(purpose)
         if transport is None:
-            per_host = self.settings.connections_per_host
+            settings = self.settings
+            per_host = settings.connections_per_host
             if per_host < 1:
                 raise ValueError("connections_per_host must be at least 1")
+            if settings.connect_timeout_seconds <= 0:
+                raise ValueError("connect_timeout_seconds must be positive")
+            proxies = ProxyRoutes.configure(
+                settings.outbound_proxy, settings.outbound_no_proxy, os.environ
+            )
             transport = self._transports[purpose] = HttpTransport(
-                self.address_policy, limit_per_host=per_host, limit=max(200, per_host)
+                self.address_policy,
+                limit_per_host=per_host,
+                limit=max(200, per_host),
+                connect_timeout=settings.connect_timeout_seconds,
+                proxies=proxies,
             )
         return transport
 
