@@ -165,7 +165,7 @@ def test_a_header_that_could_split_the_request_is_refused(headers: dict[str, str
 
 
 async def test_a_refused_header_is_a_failed_attempt_that_sends_nothing(
-    make_transport: MakeTransport, serve
+    make_transport: MakeTransport, transport_kind: str, serve
 ) -> None:
     server = await serve(answer_all)
     async with make_transport(LOOPBACK) as transport:
@@ -173,7 +173,9 @@ async def test_a_refused_header_is_a_failed_attempt_that_sends_nothing(
         result = await transport.send(request, timeout=5)
     assert result.error_class is ErrorClass.CONNECT
     assert result.error is not None and "header" in result.error
-    assert server.connections == 0
+    assert server.requests == []
+    if transport_kind == "ours":  # aiohttp connects first and refuses the header on writing
+        assert server.connections == 0
 
 
 # --- keep-alive ---------------------------------------------------------------------------
