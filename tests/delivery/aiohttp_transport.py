@@ -206,6 +206,10 @@ def _classify(exc: BaseException) -> tuple[ErrorClass, str]:
         return classify_exception(exc.os_error)
     if isinstance(exc, aiohttp.ClientConnectorError):
         return classify_exception(exc.os_error)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        # Its connect timeout (sock_connect), not the call's: a failure to connect, as ours
+        # reports an address that did not accept within its connect timeout.
+        return ErrorClass.CONNECT, f"could not connect: {exc}"
     if isinstance(exc, asyncio.TimeoutError):
         return ErrorClass.TIMEOUT, f"timed out: {exc}" if str(exc) else "timed out"
     if isinstance(
