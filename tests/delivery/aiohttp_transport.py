@@ -151,7 +151,7 @@ class AiohttpTransport(Transport):
             data=request.body,
             headers=headers,
             allow_redirects=False,
-            ssl=None if verify_tls else False,
+            ssl=verify_tls,  # True: the default checks; False: none
             timeout=limits,
             skip_auto_headers=("User-Agent", "Accept"),
         ) as response:

@@ -106,12 +106,15 @@ async def servers() -> AsyncIterator[Callable[..., Awaitable[asyncio.Server]]]:
         server.close()
 
 
+StartServer = Callable[..., Awaitable[asyncio.Server]]
+
+
 def post(url: str) -> OutboundRequest:
     return OutboundRequest(method="POST", url=url, headers={}, body=b"payload")
 
 
 async def test_a_blackholed_first_address_does_not_hold_up_the_next(
-    make_transport: MakeTransport, connect_guard: list[str], servers
+    make_transport: MakeTransport, connect_guard: list[str], servers: StartServer
 ) -> None:
     with blackhole("127.0.0.2") as hole:
         port = hole.getsockname()[1]
@@ -127,7 +130,7 @@ async def test_a_blackholed_first_address_does_not_hold_up_the_next(
 
 
 async def test_the_first_address_is_not_abandoned_when_the_next_one_starts(
-    make_transport: MakeTransport, connect_guard: list[str], servers
+    make_transport: MakeTransport, connect_guard: list[str], servers: StartServer
 ) -> None:
     # Both addresses drop SYNs; once the second attempt has started, the first address
     # opens. The first attempt, still running, connects (its SYN is sent again) and wins.

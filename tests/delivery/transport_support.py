@@ -54,7 +54,9 @@ def connect_guard(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     loop_class = asyncio.selector_events.BaseSelectorEventLoop
     original = loop_class.sock_connect
 
-    async def guarded(self: asyncio.AbstractEventLoop, sock: socket.socket, address: Any) -> None:
+    async def guarded(
+        self: asyncio.selector_events.BaseSelectorEventLoop, sock: socket.socket, address: Any
+    ) -> None:
         host = str(address[0])
         attempts.append(host)
         if not ipaddress.ip_address(host.split("%")[0]).is_loopback:

@@ -56,8 +56,11 @@ class Proxy:
         try:
             url = URL(text)
             port = url.port
-        except ValueError as exc:
-            raise ValueError(f"{source} is not a proxy URL: {exc}") from None
+        except ValueError:
+            # Not the parser's words: they may quote the URL, and with it a password.
+            raise ValueError(
+                f"{source} is not a proxy URL (expected http://[user:password@]host:port)"
+            ) from None
         if url.scheme != "http":
             raise ValueError(
                 f"{source}: only http:// proxies are supported (https webhooks still use "
