@@ -529,3 +529,48 @@ async def test_a_connection_closed_before_its_next_exchange_is_not_waited_on(
         result = await transport.send(post(server.url), timeout=5)
     assert result.ok, result.error
     assert server.connections == 2
+
+
+# --- guards that hold under python -O ------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", ["http", "transport", "connect", "proxy"])
+def test_the_clients_guards_are_not_asserts(module: str) -> None:
+    # `python -O` strips asserts: a guard written as one would silently vanish in production.
+    import ast
+    from pathlib import Path
+
+    import docuhooks.delivery
+
+    source = Path(docuhooks.delivery.__file__).parent / f"{module}.py"
+    asserts = [
+        node.lineno
+        for node in ast.walk(ast.parse(source.read_text()))
+        if isinstance(node, ast.Assert)
+    ]
+    assert asserts == [], f"{source.name} guards with assert on lines {asserts}"
+
+
+async def test_an_exchange_on_an_unready_connection_is_a_classified_error(serve) -> None:
+    from docuhooks.delivery.http import Connection, ConnectionStateError, Origin
+    from docuhooks.delivery.transport import classify_exception
+
+    origin = Origin("http", "127.0.0.1", 80, True)
+    loop = asyncio.get_running_loop()
+    never_made = Connection(origin, "127.0.0.1", lambda _: None)
+    with pytest.raises(ConnectionStateError) as unmade:
+        await never_made.exchange(b"GET / HTTP/1.1\r\n\r\n", 100, loop.time() + 5)
+    assert classify_exception(unmade.value) == (
+        ErrorClass.CONNECT,
+        "internal error: exchange on a connection that was never made",
+    )
+
+    server = await serve(answering_once(OK))
+    busy = Connection(origin, "127.0.0.1", lambda _: None)
+    await loop.create_connection(lambda: busy, "127.0.0.1", server.port)
+    first = asyncio.create_task(busy.exchange(b"GET / HTTP/1.1\r\n\r\n", 100, loop.time() + 5))
+    await asyncio.sleep(0)
+    with pytest.raises(ConnectionStateError, match="already carrying one"):
+        await busy.exchange(b"GET / HTTP/1.1\r\n\r\n", 100, loop.time() + 5)
+    assert (await first).status == 200  # the exchange in flight is untouched
+    busy.close()
