@@ -71,8 +71,9 @@ class Settings:
     connect_timeout_seconds: float = 5.0
     #: Outbound calls go through this HTTP forward proxy (``http://[user:password@]host:port``)
     #: for http and https webhooks alike; empty means the ``HTTPS_PROXY``/``HTTP_PROXY``
-    #: environment variables (and ``NO_PROXY``) decide, as for curl.
-    outbound_proxy: str = ""
+    #: environment variables (and ``NO_PROXY``) decide, as for curl. Kept out of ``repr``:
+    #: it may carry the proxy's password.
+    outbound_proxy: str = field(default="", repr=False)
     #: With ``outbound_proxy``: the hosts that bypass it, comma-separated, as ``NO_PROXY``.
     outbound_no_proxy: str = ""
     # --- end outbound connections -------------------------------------------------------------

@@ -543,3 +543,38 @@ def test_a_v6_destination_is_bracketed_for_the_proxy() -> None:
         b"Host: hooks.test:8080\r\nContent-Length: 0\r\n\r\n"
     )
     assert ipaddress.ip_address("2001:db8::7")  # the address form used above is valid
+
+
+def test_through_the_proxy_under_uvloop(
+    start_tinyproxy: StartProxy, test_ca: TrustedCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `docuhooks serve` and `docuhooks worker` run on uvloop: its sockets, tunnels and TLS
+    # over an opened socket must work the same.
+    import uvloop
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(test_ca.cert_file))
+
+    async def main() -> list[str | None]:
+        runners: list[web.AppRunner] = []
+        ports: list[int] = []
+        for context in (None, test_ca.server_context):
+            app = web.Application()
+            app[SEEN] = []
+            app.router.add_route("*", "/{tail:.*}", _echo)
+            runner = web.AppRunner(app, shutdown_timeout=0.1)
+            await runner.setup()
+            ports.append(_free_port("127.0.0.1"))
+            await web.TCPSite(runner, "127.0.0.1", ports[-1], ssl_context=context).start()
+            runners.append(runner)
+        tinyproxy = start_tinyproxy([ports[1]])
+        try:
+            async with transport(tinyproxy.proxy()) as client:
+                plain = await client.send(post(f"http://hooks.test:{ports[0]}/"), timeout=10)
+                secure = await client.send(post(f"https://hooks.test:{ports[1]}/"), timeout=10)
+            assert "tinyproxy" in plain.headers.get("X-Seen-Via", "")
+            return [None if r.ok else r.error for r in (plain, secure)]
+        finally:
+            for runner in runners:
+                await runner.cleanup()
+
+    assert uvloop.run(main()) == [None, None]
