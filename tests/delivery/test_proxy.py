@@ -173,6 +173,30 @@ async def test_the_process_transports_take_the_proxy_from_settings_or_environmen
     assert await routes() is None
 
 
+def test_an_unusable_outbound_setting_stops_the_process_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from docuhooks.context import AppContext
+    from docuhooks.settings import Settings, SettingsError
+
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+    def start(**values: object) -> None:
+        settings = Settings(data_dir=tmp_path, secret_key="k" * 32, **values)  # type: ignore[arg-type]
+        AppContext.from_settings(settings)
+
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://user:pw-in-env@proxy:1080")
+    with pytest.raises(SettingsError, match="HTTPS_PROXY: only http:// proxies") as env:
+        start()
+    assert "pw-in-env" not in str(env.value)
+    monkeypatch.delenv("HTTPS_PROXY")
+    with pytest.raises(SettingsError, match="DOCUHOOKS_OUTBOUND_PROXY is not a proxy URL"):
+        start(outbound_proxy="http://:3128")
+    with pytest.raises(SettingsError, match="DOCUHOOKS_CONNECT_TIMEOUT_SECONDS: must be"):
+        start(connect_timeout_seconds=0)
+
+
 # --- through a real proxy ---------------------------------------------------------------
 
 

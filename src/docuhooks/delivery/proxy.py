@@ -147,7 +147,7 @@ class ProxyRoutes:
         then not read at all), else from the environment. Raises ValueError for a proxy
         URL that cannot be used."""
         if proxy_setting.strip():
-            proxy = Proxy.from_url(proxy_setting, source="outbound_proxy")
+            proxy = Proxy.from_url(proxy_setting, source="DOCUHOOKS_OUTBOUND_PROXY")
             return cls(proxy, proxy, _entries(no_proxy_setting))
 
         def variable(name: str) -> tuple[str, str] | None:
