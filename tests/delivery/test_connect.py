@@ -46,13 +46,13 @@ class FixedResolver:
 def blackhole(host: str, port: int = 0) -> Iterator[socket.socket]:
     """A listener on ``host`` whose accept queue is full: connection attempts to it get no
     answer at all. The listener is yielded (serving from it opens the hole)."""
-    listener = socket.socket()
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     filler: socket.socket | None = None
     try:
         listener.bind((host, port))
         listener.listen(0)
-        filler = socket.create_connection(listener.getsockname(), timeout=5)
-        probe = socket.socket()
+        filler = socket.create_connection(listener.getsockname()[:2], timeout=5)
+        probe = socket.socket(listener.family)
         probe.setblocking(False)
         try:
             probe.connect_ex(listener.getsockname())
@@ -113,20 +113,21 @@ def post(url: str) -> OutboundRequest:
     return OutboundRequest(method="POST", url=url, headers={}, body=b"payload")
 
 
+@pytest.mark.parametrize("dropping", ["127.0.0.2", "::1"], ids=["ipv4", "ipv6-then-ipv4"])
 async def test_a_blackholed_first_address_does_not_hold_up_the_next(
-    make_transport: MakeTransport, connect_guard: list[str], servers: StartServer
+    make_transport: MakeTransport, connect_guard: list[str], servers: StartServer, dropping: str
 ) -> None:
-    with blackhole("127.0.0.2") as hole:
+    with blackhole(dropping) as hole:
         port = hole.getsockname()[1]
         await servers("127.0.0.3", port)
-        resolver = FixedResolver(["127.0.0.2", "127.0.0.3"])
+        resolver = FixedResolver([dropping, "127.0.0.3"])
         # The connect timeout and the call's timeout are long: what gets the call through
         # is the second address starting while the first still waits.
         async with make_transport(LOOPBACK, resolver=resolver, connect_timeout=60) as transport:
             result = await transport.send(post(f"http://hooks.test:{port}/"), timeout=60)
     assert result.ok, result.error
     assert result.remote_ip == "127.0.0.3"
-    assert connect_guard == ["127.0.0.2", "127.0.0.3"]
+    assert connect_guard == [dropping, "127.0.0.3"]
 
 
 async def test_the_first_address_is_not_abandoned_when_the_next_one_starts(

@@ -6,6 +6,9 @@ The proxy is asked for the address the policy judged, never for the name: the na
 here (``hooks.test``) resolve only through the test's fake resolver, so a proxy that were
 given the name could not reach the receiver at all.
 
+These run on our transport alone: aiohttp's proxy support sends ``CONNECT`` with the host
+name, leaving the name to the proxy to resolve, which is what the policy must not allow.
+
 Without tinyproxy these tests skip, or fail with ``DOCUHOOKS_REQUIRE_POSTGRES=1`` (CI,
 which installs it).
 """
