@@ -605,3 +605,23 @@ def test_through_the_proxy_under_uvloop(
                 await runner.cleanup()
 
     assert uvloop.run(main()) == [None, None]
+
+
+async def test_a_proxy_name_that_does_not_resolve_is_a_connect_error_naming_the_proxy(
+    connect_guard: list[str],
+) -> None:
+    class NoSuchName:
+        async def resolve(self, host: str, port: int) -> list[str]:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    routes = ProxyRoutes(https=Proxy("proxy.corp", 3128))
+    async with HttpTransport(
+        LOOPBACK, resolver=FixedResolver(["127.0.0.1"]), proxies=routes, proxy_resolver=NoSuchName()
+    ) as client:
+        result = await client.send(post("https://hooks.test:8443/"), timeout=10)
+    assert result.error_class is ErrorClass.CONNECT, result.error
+    assert result.error == (
+        "could not connect: could not resolve the proxy proxy.corp:3128: "
+        "[Errno -2] Name or service not known"
+    )
+    assert connect_guard == []

@@ -211,7 +211,8 @@ class HttpTransport(Transport):
     Each resolved address gets ``connect_timeout`` seconds to accept a connection (the
     call's own timeout still bounds everything), and the next one is tried alongside after
     ``happy_eyeballs_delay`` (see :mod:`docuhooks.delivery.connect`). With ``proxies``, calls
-    go through a forward proxy, still only to the addresses the policy judged.
+    go through a forward proxy, still only to the addresses the policy judged; the proxy's
+    own name is looked up with ``proxy_resolver`` (the system's), and not judged.
     """
 
     def __init__(
@@ -226,6 +227,7 @@ class HttpTransport(Transport):
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         happy_eyeballs_delay: float = connect.HAPPY_EYEBALLS_DELAY,
         proxies: ProxyRoutes | None = None,
+        proxy_resolver: Resolver | None = None,
     ) -> None:
         if connect_timeout <= 0:
             raise ValueError("connect_timeout must be positive")
@@ -239,7 +241,7 @@ class HttpTransport(Transport):
         # The proxy decision per origin, made once: webhooks call the same few origins.
         self._routed = functools.lru_cache(maxsize=4096)(self._route)
         #: The proxies' own addresses: operator configuration, looked up but not judged.
-        self._proxy_resolver = SystemResolver()
+        self._proxy_resolver: Resolver = proxy_resolver or SystemResolver()
         self._pool = http.ConnectionPool(
             limit=limit, limit_per_host=limit_per_host, keepalive_timeout=keepalive_timeout
         )
@@ -375,7 +377,12 @@ class HttpTransport(Transport):
         literal = parse_ip_host(proxy.host)
         if literal is not None:
             return [str(literal)]
-        return connect.interleave(await self._proxy_resolver.resolve(proxy.host, proxy.port))
+        try:
+            found = await self._proxy_resolver.resolve(proxy.host, proxy.port)
+        except OSError as exc:
+            # Not the webhook's name that failed (`dns`): the proxy could not be reached.
+            raise ConnectionError(f"could not resolve the proxy {proxy.address}: {exc}") from None
+        return connect.interleave(found)
 
     async def _resolve(self, host: str, port: int) -> list[str]:
         key = (host, port)
