@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from docuhooks.delivery.address_policy import AddressPolicy
+from docuhooks.delivery.proxy import ProxyRoutes
 from docuhooks.delivery.transport import HttpTransport, Transport
 from docuhooks.identity.secrets import SecretBox
 from docuhooks.identity.service import TokenCache
 from docuhooks.identity.throttle import LoginThrottle
-from docuhooks.settings import Settings
+from docuhooks.settings import Settings, SettingsError
 from docuhooks.store.database import Database
 from docuhooks.webhooks.targets import TargetCache
 
@@ -56,6 +58,9 @@ class AppContext:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:
+        # An unusable proxy (setting or environment) or connect timeout stops the process at
+        # start, naming what is wrong, rather than failing the first outbound call.
+        _outbound_options(settings)
         db = Database.from_url(settings.resolved_database_url)
         box = SecretBox.for_data_dir(settings.secret_key, settings.data_dir)
         return cls(settings=settings, db=db, box=box)
@@ -85,11 +90,17 @@ class AppContext:
             return self.transport_override
         transport = self._transports.get(purpose)
         if transport is None:
-            per_host = self.settings.connections_per_host
+            settings = self.settings
+            per_host = settings.connections_per_host
             if per_host < 1:
                 raise ValueError("connections_per_host must be at least 1")
+            proxies = _outbound_options(settings)
             transport = self._transports[purpose] = HttpTransport(
-                self.address_policy, limit_per_host=per_host, limit=max(200, per_host)
+                self.address_policy,
+                limit_per_host=per_host,
+                limit=max(200, per_host),
+                connect_timeout=settings.connect_timeout_seconds,
+                proxies=proxies,
             )
         return transport
 
@@ -122,3 +133,16 @@ class AppContext:
     def events_committed(self) -> None:
         for hook in self.on_events_committed:
             hook()
+
+
+def _outbound_options(settings: Settings) -> ProxyRoutes:
+    """The egress proxy routes (from the settings, else the environment), after checking the
+    outbound settings; raises SettingsError naming the setting or variable at fault."""
+    if settings.connect_timeout_seconds <= 0:
+        raise SettingsError("setting DOCUHOOKS_CONNECT_TIMEOUT_SECONDS: must be positive")
+    try:
+        return ProxyRoutes.configure(
+            settings.outbound_proxy, settings.outbound_no_proxy, os.environ
+        )
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None

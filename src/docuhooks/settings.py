@@ -64,6 +64,19 @@ class Settings:
     interview_budget_seconds: float = 8.0
     #: Post-processing callback deadline.
     post_processing_deadline_seconds: int = 600
+    # --- Outbound connections: connect timeout per address, egress proxy -------------------
+    #: Outbound calls: how long one resolved address may take to accept a connection before
+    #: it counts as failed (the next address is tried alongside after 250 ms regardless);
+    #: the call's own timeout still bounds the whole call.
+    connect_timeout_seconds: float = 5.0
+    #: Outbound calls go through this HTTP forward proxy (``http://[user:password@]host:port``)
+    #: for http and https webhooks alike; empty means the ``HTTPS_PROXY``/``HTTP_PROXY``
+    #: environment variables (and ``NO_PROXY``) decide, as for curl. Kept out of ``repr``:
+    #: it may carry the proxy's password.
+    outbound_proxy: str = field(default="", repr=False)
+    #: With ``outbound_proxy``: the hosts that bypass it, comma-separated, as ``NO_PROXY``.
+    outbound_no_proxy: str = ""
+    # --- end outbound connections -------------------------------------------------------------
 
     # --- Answer sets: what one answer set may hold (see `docuhooks.answers.limits`). ---
     # Sent to an interview or a quick document, or answered by an interview receiver; an

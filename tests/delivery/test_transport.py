@@ -1,5 +1,9 @@
 """The real transport against real HTTP servers on 127.0.0.1, and the mock transport.
 
+The real transport's tests run twice: on ours (:class:`HttpTransport`) and on a reference
+built on aiohttp (`tests/delivery/aiohttp_transport.py`), so that our client is held to a
+maintained library's behaviour. Tests of what only ours does say why with `ours_only`.
+
 Every test here runs under `connect_guard`: the event loop's connect is wrapped so that a
 connection attempt to anything but loopback fails the test instead of leaving the machine.
 """
@@ -14,7 +18,6 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
@@ -22,12 +25,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from tests.delivery import transport_support
+from tests.delivery.transport_support import MakeTransport
 
 from docuhooks.core.signing import OutboundRequest
 from docuhooks.delivery.address_policy import AddressPolicy
 from docuhooks.delivery.transport import (
     ErrorClass,
-    HttpTransport,
     MockTransport,
     Transport,
     TransportResult,
@@ -36,28 +40,10 @@ from docuhooks.delivery.transport import (
 LOOPBACK_ALLOWED = AddressPolicy.from_setting("127.0.0.0/8, ::1/128")
 DEFAULT_POLICY = AddressPolicy()
 
-
-# --- guard: nothing leaves loopback -----------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def connect_guard(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records every address the event loop connects to; refuses non-loopback outright."""
-    attempts: list[str] = []
-    # loop.create_connection connects with loop.sock_connect.
-    loop_class = asyncio.selector_events.BaseSelectorEventLoop
-    original = loop_class.sock_connect
-
-    async def guarded(self: asyncio.AbstractEventLoop, sock: socket.socket, address: Any) -> None:
-        host = str(address[0])
-        attempts.append(host)
-        if not ipaddress.ip_address(host.split("%")[0]).is_loopback:
-            raise AssertionError(f"test tried to connect to {host}")
-        await original(self, sock, address)
-
-    monkeypatch.setattr(loop_class, "sock_connect", guarded)
-    return attempts
-
+# Every test here runs with the loopback guard, and on both transports where it takes one.
+connect_guard = transport_support.connect_guard
+transport_kind = transport_support.transport_kind
+make_transport = transport_support.make_transport
 
 # --- servers ------------------------------------------------------------------------------
 
@@ -173,10 +159,10 @@ async def receiver(other: Receiver) -> AsyncIterator[Receiver]:
 
 
 @pytest.fixture
-async def transport() -> AsyncIterator[HttpTransport]:
+async def transport(make_transport: MakeTransport) -> AsyncIterator[Transport]:
     # The connect guard only sees connections made by the standard selector loop.
     assert isinstance(asyncio.get_running_loop(), asyncio.selector_events.BaseSelectorEventLoop)
-    t = HttpTransport(LOOPBACK_ALLOWED)
+    t = make_transport(LOOPBACK_ALLOWED)
     yield t
     await t.close()
 
@@ -193,7 +179,7 @@ def get(url: str) -> OutboundRequest:
 
 
 async def test_200_carries_status_headers_body_and_peer(
-    transport: HttpTransport, receiver: Receiver
+    transport: Transport, receiver: Receiver
 ) -> None:
     result = await transport.send(post(f"{receiver.url}/ok", X_Test="yes"), timeout=5)
     assert result.ok
@@ -207,14 +193,14 @@ async def test_200_carries_status_headers_body_and_peer(
     assert receiver.hits[0].headers["X_Test"] == "yes"
 
 
-async def test_get_without_body(transport: HttpTransport, receiver: Receiver) -> None:
+async def test_get_without_body(transport: Transport, receiver: Receiver) -> None:
     result = await transport.send(get(f"{receiver.url}/ok?token=abc"), timeout=5)
     assert result.status == 200
     assert result.headers["X-Seen-Method"] == "GET"
     assert receiver.hits[0].query["token"] == "abc"
 
 
-async def test_204_is_success(transport: HttpTransport, receiver: Receiver) -> None:
+async def test_204_is_success(transport: Transport, receiver: Receiver) -> None:
     result = await transport.send(post(f"{receiver.url}/no-content"), timeout=5)
     assert result.ok and result.status == 204 and result.body == b""
     assert result.error_class is None
@@ -222,7 +208,7 @@ async def test_204_is_success(transport: HttpTransport, receiver: Receiver) -> N
 
 @pytest.mark.parametrize(("path", "status"), [("/error", 500), ("/gone", 410)])
 async def test_non_2xx_is_http_status(
-    transport: HttpTransport, receiver: Receiver, path: str, status: int
+    transport: Transport, receiver: Receiver, path: str, status: int
 ) -> None:
     result = await transport.send(post(f"{receiver.url}{path}"), timeout=5)
     assert not result.ok
@@ -232,7 +218,7 @@ async def test_non_2xx_is_http_status(
     assert result.body  # the receiver's explanation is kept for the attempt log
 
 
-async def test_connections_are_reused(transport: HttpTransport, receiver: Receiver) -> None:
+async def test_connections_are_reused(transport: Transport, receiver: Receiver) -> None:
     for _ in range(3):
         assert (await transport.send(post(f"{receiver.url}/ok"), timeout=5)).ok
     assert len(set(receiver.peers)) == 1, receiver.peers
@@ -242,7 +228,7 @@ async def test_connections_are_reused(transport: HttpTransport, receiver: Receiv
 
 
 async def test_redirect_to_private_address_is_a_failed_attempt_never_followed(
-    transport: HttpTransport, receiver: Receiver, connect_guard: list[str]
+    transport: Transport, receiver: Receiver, connect_guard: list[str]
 ) -> None:
     result = await transport.send(post(f"{receiver.url}/to-private"), timeout=5)
     assert result.status == 302
@@ -255,7 +241,7 @@ async def test_redirect_to_private_address_is_a_failed_attempt_never_followed(
 
 
 async def test_redirect_to_a_reachable_listener_is_not_followed(
-    transport: HttpTransport, receiver: Receiver, other: Receiver
+    transport: Transport, receiver: Receiver, other: Receiver
 ) -> None:
     result = await transport.send(post(f"{receiver.url}/to-other"), timeout=5)
     assert result.status == 301
@@ -266,14 +252,14 @@ async def test_redirect_to_a_reachable_listener_is_not_followed(
 # --- failures -------------------------------------------------------------------------------
 
 
-async def test_timeout(transport: HttpTransport, receiver: Receiver) -> None:
+async def test_timeout(transport: Transport, receiver: Receiver) -> None:
     result = await transport.send(post(f"{receiver.url}/slow"), timeout=0.2)
     assert result.status is None
     assert result.error_class is ErrorClass.TIMEOUT
     assert 150 < result.duration_ms < 2000
 
 
-async def test_connection_refused(transport: HttpTransport) -> None:
+async def test_connection_refused(transport: Transport) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -283,7 +269,7 @@ async def test_connection_refused(transport: HttpTransport) -> None:
     assert result.error
 
 
-async def test_garbage_response_is_invalid_response(transport: HttpTransport) -> None:
+async def test_garbage_response_is_invalid_response(transport: Transport) -> None:
     async def babble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"THIS IS NOT HTTP\r\n\r\n")
@@ -299,7 +285,7 @@ async def test_garbage_response_is_invalid_response(transport: HttpTransport) ->
 
 
 async def test_oversized_body_is_capped_and_connection_stays_usable(
-    transport: HttpTransport, receiver: Receiver
+    transport: Transport, receiver: Receiver
 ) -> None:
     result = await transport.send(get(f"{receiver.url}/big"), timeout=5, max_body=1000)
     assert result.ok
@@ -310,7 +296,7 @@ async def test_oversized_body_is_capped_and_connection_stays_usable(
     assert (await transport.send(post(f"{receiver.url}/ok"), timeout=5)).body == b"got payload"
 
 
-async def test_unsupported_scheme_is_refused(transport: HttpTransport) -> None:
+async def test_unsupported_scheme_is_refused(transport: Transport) -> None:
     result = await transport.send(get("ftp://127.0.0.1/file"), timeout=5)
     assert result.error_class is ErrorClass.CONNECT
     assert result.status is None
@@ -365,7 +351,7 @@ async def tls_receiver(self_signed: ssl.SSLContext) -> AsyncIterator[Receiver]:
 
 
 async def test_self_signed_certificate_fails_with_tls_by_default(
-    transport: HttpTransport, tls_receiver: Receiver
+    transport: Transport, tls_receiver: Receiver
 ) -> None:
     result = await transport.send(get(f"{tls_receiver.url}/"), timeout=5)
     assert result.error_class is ErrorClass.TLS
@@ -374,7 +360,7 @@ async def test_self_signed_certificate_fails_with_tls_by_default(
 
 
 async def test_accept_untrusted_ssl_only_when_asked(
-    transport: HttpTransport, tls_receiver: Receiver
+    transport: Transport, tls_receiver: Receiver
 ) -> None:
     trusting = await transport.send(get(f"{tls_receiver.url}/"), timeout=5, verify_tls=False)
     assert trusting.ok and trusting.body == b"secure"
@@ -406,9 +392,9 @@ async def test_accept_untrusted_ssl_only_when_asked(
     ],
 )
 async def test_loopback_in_any_spelling_is_blocked_and_never_reached(
-    receiver: Receiver, connect_guard: list[str], host: str
+    make_transport: MakeTransport, receiver: Receiver, connect_guard: list[str], host: str
 ) -> None:
-    async with HttpTransport(DEFAULT_POLICY) as transport:
+    async with make_transport(DEFAULT_POLICY) as transport:
         result = await transport.send(post(f"http://{host}:{receiver.port}/ok"), timeout=5)
     assert result.error_class is ErrorClass.BLOCKED, result.error
     assert result.status is None
@@ -439,10 +425,10 @@ class FailingResolver(FakeResolver):
     "addresses", [["10.0.0.5"], ["169.254.169.254"], ["fd00::5", "192.168.0.9"], []]
 )
 async def test_name_resolving_to_private_address_is_blocked_before_connecting(
-    connect_guard: list[str], addresses: list[str]
+    make_transport: MakeTransport, connect_guard: list[str], addresses: list[str]
 ) -> None:
     resolver = FakeResolver(addresses)
-    async with HttpTransport(LOOPBACK_ALLOWED, resolver=resolver) as transport:
+    async with make_transport(LOOPBACK_ALLOWED, resolver=resolver) as transport:
         result = await transport.send(post("http://hooks.example.com/in"), timeout=5)
     assert result.error_class is ErrorClass.BLOCKED
     assert result.error is not None and "hooks.example.com resolves to" in result.error
@@ -451,12 +437,12 @@ async def test_name_resolving_to_private_address_is_blocked_before_connecting(
 
 
 async def test_public_looking_name_connects_only_to_the_allowed_address_it_resolved_to(
-    receiver: Receiver, connect_guard: list[str]
+    make_transport: MakeTransport, receiver: Receiver, connect_guard: list[str]
 ) -> None:
     # A name answering with a private address and an allowed one: only the allowed one is
     # used, and the request still names the host it was sent to.
     resolver = FakeResolver(["10.0.0.5", "127.0.0.1"])
-    async with HttpTransport(LOOPBACK_ALLOWED, resolver=resolver) as transport:
+    async with make_transport(LOOPBACK_ALLOWED, resolver=resolver) as transport:
         result = await transport.send(
             post(f"http://hooks.example.com:{receiver.port}/ok"), timeout=5
         )
@@ -466,13 +452,13 @@ async def test_public_looking_name_connects_only_to_the_allowed_address_it_resol
 
 
 async def test_every_new_resolution_is_checked_again(
-    receiver: Receiver, connect_guard: list[str]
+    make_transport: MakeTransport, receiver: Receiver, connect_guard: list[str]
 ) -> None:
     # DNS rebinding: first answer allowed, the next one private. The DNS cache is off and
     # the receiver closes each connection, so the second call must resolve again.
     resolver = FakeResolver(["127.0.0.1"], ["10.0.0.5"])
     policy = AddressPolicy.from_setting("127.0.0.1/32")
-    async with HttpTransport(policy, resolver=resolver, dns_cache_ttl=0) as transport:
+    async with make_transport(policy, resolver=resolver, dns_cache_ttl=0) as transport:
         first = await transport.send(
             get(f"http://rebind.example:{receiver.port}/closing"), timeout=5
         )
@@ -487,16 +473,16 @@ async def test_every_new_resolution_is_checked_again(
     assert len(receiver.hits) == 1
 
 
-async def test_dns_failure_is_dns(connect_guard: list[str]) -> None:
+async def test_dns_failure_is_dns(make_transport: MakeTransport, connect_guard: list[str]) -> None:
     resolver = FailingResolver()
-    async with HttpTransport(DEFAULT_POLICY, resolver=resolver) as transport:
+    async with make_transport(DEFAULT_POLICY, resolver=resolver) as transport:
         result = await transport.send(post("http://no-such-host.example/"), timeout=5)
     assert result.error_class is ErrorClass.DNS
     assert connect_guard == []
 
 
-async def test_closed_transport_refuses_to_send() -> None:
-    transport = HttpTransport(DEFAULT_POLICY)
+async def test_closed_transport_refuses_to_send(make_transport: MakeTransport) -> None:
+    transport = make_transport(DEFAULT_POLICY)
     await transport.close()
     with pytest.raises(RuntimeError):
         await transport.send(post("http://hooks.example.com/"), timeout=1)

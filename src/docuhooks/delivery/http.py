@@ -1,7 +1,7 @@
 """A small HTTP/1.1 client for webhook calls: pooled keep-alive connections, one request each.
 
 Webhook calls are all alike: one request with a complete body, one response read up to a
-cap, no redirects, no cookies, no proxies. A general client (aiohttp) pays for everything
+cap, no redirects, no cookies. A general client (aiohttp) pays for everything
 else on every call: `bench/transport.py` measured 194–210 µs of CPU per request for
 aiohttp's client against 84–86 µs for this one behind the transport, and a webhook sender
 pays that cost times its rate. So the exchange itself is this module: an
@@ -9,10 +9,12 @@ pays that cost times its rate. So the exchange itself is this module: an
 reading the response, and a pool that hands connections back and forth.
 
 What it does not do is just as deliberate: the caller (:mod:`docuhooks.delivery.transport`)
-resolves names and judges addresses before anything here connects, and passes the address
-to connect to; the host name is only used for ``Host`` and for TLS (SNI and the certificate
-check). Nothing here raises for what a server does except :class:`HttpError` subclasses and
-TimeoutError at a caller's deadline, so the transport can classify every failure.
+resolves names, judges addresses and opens the socket (directly or through a proxy, see
+:mod:`docuhooks.delivery.connect`); the host name is only used for ``Host`` and for TLS
+(SNI and the certificate check). Nothing here raises for what a server does except
+:class:`HttpError` subclasses and TimeoutError at a caller's deadline (and
+:class:`ConnectionStateError` for a caller's mistake), so the transport can classify every
+failure.
 """
 
 from __future__ import annotations
@@ -26,13 +28,17 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import httptools
+
+if TYPE_CHECKING:
+    from docuhooks.delivery.proxy import Proxy
 
 __all__ = [
     "Connection",
     "ConnectionPool",
+    "ConnectionStateError",
     "Disconnected",
     "HttpError",
     "InvalidResponse",
@@ -66,14 +72,23 @@ class Disconnected(HttpError):
         self.before_response = before_response
 
 
+class ConnectionStateError(RuntimeError):
+    """An exchange was asked of a connection not in a state to carry one (not connected, or
+    busy with another): a bug in the caller, reported rather than asserted, so that it holds
+    under ``python -O`` too."""
+
+
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """Where a pooled connection goes: connections are shared only within one origin."""
+    """Where a pooled connection goes: connections are shared only within one origin, so a
+    connection through a proxy never carries a call meant to go direct, or the reverse."""
 
     scheme: str
     host: str
     port: int
     verify_tls: bool
+    #: The forward proxy the connection goes through; None for a direct one.
+    proxy: Proxy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +319,10 @@ class Connection(asyncio.Protocol):
     async def exchange(self, data: bytes, max_body: int, deadline: float) -> Response:
         """Send one request; the response, its body cut at ``max_body`` bytes. Raises
         TimeoutError at ``deadline`` (the loop's clock)."""
-        assert self.transport is not None and self._waiter is None
+        if self.transport is None:
+            raise ConnectionStateError("exchange on a connection that was never made")
+        if self._waiter is not None:
+            raise ConnectionStateError("exchange on a connection already carrying one")
         if self.closed or self.transport.is_closing():
             # Closed by the server between its last exchange and this one.
             raise Disconnected("server had closed the connection", before_response=True)

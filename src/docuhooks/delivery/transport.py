@@ -28,8 +28,9 @@ from typing import Protocol
 from yarl import URL
 
 from docuhooks.core.signing import OutboundRequest
-from docuhooks.delivery import http
+from docuhooks.delivery import connect, http
 from docuhooks.delivery.address_policy import AddressPolicy, BlockedAddress, parse_ip_host
+from docuhooks.delivery.proxy import Proxy, ProxyRoutes
 
 __all__ = [
     "ErrorClass",
@@ -44,6 +45,8 @@ __all__ = [
 
 #: How much of a response body is kept when the caller does not say (SPEC §7.3: 16 KiB).
 DEFAULT_MAX_BODY = 16 * 1024
+#: How long one address may take to accept a connection unless the caller says.
+DEFAULT_CONNECT_TIMEOUT = 5.0
 
 
 class ErrorClass(StrEnum):
@@ -203,7 +206,14 @@ class PolicyResolver:
 
 class HttpTransport(Transport):
     """The real transport: pooled keep-alive connections (:mod:`docuhooks.delivery.http`),
-    every address judged by the policy before anything connects to it."""
+    every address judged by the policy before anything connects to it.
+
+    Each resolved address gets ``connect_timeout`` seconds to accept a connection (the
+    call's own timeout still bounds everything), and the next one is tried alongside after
+    ``happy_eyeballs_delay`` (see :mod:`docuhooks.delivery.connect`). With ``proxies``, calls
+    go through a forward proxy, still only to the addresses the policy judged; the proxy's
+    own name is looked up with ``proxy_resolver`` (the system's), and not judged.
+    """
 
     def __init__(
         self,
@@ -214,11 +224,24 @@ class HttpTransport(Transport):
         limit_per_host: int = 20,
         dns_cache_ttl: float = 10.0,
         keepalive_timeout: float = 30.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        happy_eyeballs_delay: float = connect.HAPPY_EYEBALLS_DELAY,
+        proxies: ProxyRoutes | None = None,
+        proxy_resolver: Resolver | None = None,
     ) -> None:
+        if connect_timeout <= 0:
+            raise ValueError("connect_timeout must be positive")
         self.policy = policy
         self._resolver = PolicyResolver(policy, resolver)
         self._dns_cache_ttl = dns_cache_ttl
         self._addresses: dict[tuple[str, int], tuple[float, list[str]]] = {}
+        self._connect_timeout = connect_timeout
+        self._delay = happy_eyeballs_delay
+        self._proxies = proxies if proxies else None
+        # The proxy decision per origin, made once: webhooks call the same few origins.
+        self._routed = functools.lru_cache(maxsize=4096)(self._route)
+        #: The proxies' own addresses: operator configuration, looked up but not judged.
+        self._proxy_resolver: Resolver = proxy_resolver or SystemResolver()
         self._pool = http.ConnectionPool(
             limit=limit, limit_per_host=limit_per_host, keepalive_timeout=keepalive_timeout
         )
@@ -254,9 +277,10 @@ class HttpTransport(Transport):
         refusal = self._refuse_literal_host(target.origin.host)
         if refusal is not None:
             return TransportResult.failure(ErrorClass.BLOCKED, refusal, duration_ms=elapsed())
+        origin = target.origin if self._proxies is None else self._routed(target.origin)
         try:
             deadline = asyncio.get_running_loop().time() + timeout
-            response = await self._exchange(target, data, max_body, deadline)
+            response = await self._exchange(origin, data, max_body, deadline)
         except Exception as exc:
             error_class, message = classify_exception(exc)
             return TransportResult.failure(error_class, message, duration_ms=elapsed())
@@ -269,19 +293,26 @@ class HttpTransport(Transport):
         )
         return replace(result, body_truncated=True) if response.truncated else result
 
+    def _route(self, origin: http.Origin) -> http.Origin:
+        if self._proxies is None:
+            return origin
+        proxy = self._proxies.for_destination(origin.scheme, origin.host, origin.port)
+        return origin if proxy is None else replace(origin, proxy=proxy)
+
     async def _exchange(
-        self, target: _Target, data: bytes, max_body: int, deadline: float
+        self, origin: http.Origin, data: bytes, max_body: int, deadline: float
     ) -> http.Response:
         """The exchange, all of it (waiting for a connection, resolving, connecting, the
         request and its response) done by ``deadline``."""
-        origin = target.origin
         retried = False
+        absolute = origin.proxy is not None and origin.scheme == "http"
         while True:
             connection, reused = await self._pool.acquire(
                 origin, lambda: self._connect(origin), deadline
             )
+            payload = _absolute_form(data, origin, connection.remote_ip) if absolute else data
             try:
-                response = await connection.exchange(data, max_body, deadline)
+                response = await connection.exchange(payload, max_body, deadline)
             except http.Disconnected as exc:
                 self._pool.discard(connection)
                 if retried or not (reused and exc.before_response):
@@ -297,31 +328,61 @@ class HttpTransport(Transport):
             return response
 
     async def _connect(self, origin: http.Origin) -> http.Connection:
-        addresses = await self._resolve(origin.host, origin.port)
-        loop = asyncio.get_running_loop()
+        """A new connection to one of the origin's judged addresses: the first to accept,
+        directly or through the origin's proxy; then TLS to the webhook's host name."""
+        addresses = connect.interleave(await self._resolve(origin.host, origin.port))
+        sock, address = await self._open_socket(origin, addresses)
         tls = None
         if origin.scheme == "https":
             tls = self._tls.get(origin.verify_tls)
             if tls is None:
                 tls = self._tls[origin.verify_tls] = http.tls_context(origin.verify_tls)
-        last: Exception | None = None
-        for address in addresses:
-            try:
-                _, connection = await loop.create_connection(
-                    lambda address=address: self._pool.connection(origin, address),
-                    address,
-                    origin.port,
-                    ssl=tls,
-                    server_hostname=origin.host if tls is not None else None,
-                )
-            except ssl.SSLError:
-                raise  # the same certificate would fail on every address
-            except OSError as exc:
-                last = exc
-                continue
-            return connection
-        assert last is not None
-        raise last
+        try:
+            _, connection = await asyncio.get_running_loop().create_connection(
+                lambda: self._pool.connection(origin, address),
+                sock=sock,
+                ssl=tls,
+                server_hostname=origin.host if tls is not None else None,
+            )
+        except BaseException:
+            sock.close()
+            raise
+        return connection
+
+    async def _open_socket(
+        self, origin: http.Origin, addresses: list[str]
+    ) -> tuple[socket.socket, str]:
+        """A connected socket, and the judged address whose server is at its other end."""
+        timeout, delay, proxy = self._connect_timeout, self._delay, origin.proxy
+        if proxy is None:
+            return await connect.first_connected(
+                addresses, lambda a: connect.tcp_connect(a, origin.port, timeout), delay=delay
+            )
+        proxy_addresses = await self._proxy_addresses(proxy)
+        if origin.scheme == "https":
+            # A tunnel per attempt: the proxy tries the destination's addresses for us,
+            # each in its own CONNECT, and the first tunnel open wins.
+            return await connect.first_connected(
+                addresses,
+                lambda a: connect.tunnel(proxy, proxy_addresses, a, origin.port, timeout),
+                delay=delay,
+            )
+        # Plain http: each request names the judged address in its request line.
+        sock, _ = await connect.first_connected(
+            proxy_addresses, lambda a: connect.tcp_connect(a, proxy.port, timeout), delay=delay
+        )
+        return sock, addresses[0]
+
+    async def _proxy_addresses(self, proxy: Proxy) -> list[str]:
+        literal = parse_ip_host(proxy.host)
+        if literal is not None:
+            return [str(literal)]
+        try:
+            found = await self._proxy_resolver.resolve(proxy.host, proxy.port)
+        except OSError as exc:
+            # Not the webhook's name that failed (`dns`): the proxy could not be reached.
+            raise ConnectionError(f"could not resolve the proxy {proxy.address}: {exc}") from None
+        return connect.interleave(found)
 
     async def _resolve(self, host: str, port: int) -> list[str]:
         key = (host, port)
@@ -361,6 +422,25 @@ class _Target:
     #: The request target: path and query, as sent.
     path: str
     host_header: str
+
+
+def _absolute_form(data: bytes, origin: http.Origin, address: str) -> bytes:
+    """The request as a proxy takes it: the request line names the judged address (so the
+    proxy connects to it, not to whatever the name resolves to where it stands), and the
+    proxy's credentials follow it. ``Host`` still names the webhook's host."""
+    line, _, rest = data.partition(b"\r\n")
+    method, _, path_and_version = line.partition(b" ")
+    authority = f"[{address}]" if ":" in address else address
+    head = b"%s http://%s:%d%s\r\n" % (
+        method,
+        authority.encode("ascii"),
+        origin.port,
+        path_and_version,
+    )
+    proxy = origin.proxy
+    if proxy is not None and proxy.authorization is not None:
+        head += f"Proxy-Authorization: {proxy.authorization}\r\n".encode("latin-1")
+    return head + rest
 
 
 # A worker sends to the same few URLs over and over; reading each URL once, not per
@@ -411,6 +491,8 @@ def classify_exception(exc: BaseException) -> tuple[ErrorClass, str]:
         return ErrorClass.DNS, f"could not resolve host: {exc}"
     if isinstance(exc, http.HttpError):
         return ErrorClass.INVALID_RESPONSE, f"invalid response: {exc}"
+    if isinstance(exc, http.ConnectionStateError):
+        return ErrorClass.CONNECT, f"internal error: {exc}"
     if isinstance(exc, ConnectionError | OSError):
         return ErrorClass.CONNECT, f"could not connect: {exc}"
     return ErrorClass.CONNECT, f"unexpected {type(exc).__name__}: {exc}"
