@@ -120,10 +120,16 @@ async def _candidates(conn: AsyncConnection, now: datetime, limit: int) -> list[
 async def _locked(
     conn: AsyncConnection, candidates: list[_Candidate], now: datetime
 ) -> list[_Candidate]:
-    """Lock the candidates' rows and count their calls in flight again, now that no other
-    claim can add to them."""
+    """Lock the candidates' rows, then count their calls in flight again, now that no other
+    claim can add to them.
+
+    The count is a statement of its own, after the lock: a statement sees what was committed
+    when it began (READ COMMITTED), and the locking one began before the claim it waited for
+    committed its flights, so a count in it would miss them and let both claims fill the
+    same room."""
     ids = sorted(candidate.webhook_id for candidate in candidates)
-    rows = (await conn.execute(_LOCK_WEBHOOKS, {"ids": ids, "now": now})).all()
+    await conn.execute(_LOCK_WEBHOOKS, {"ids": ids})
+    rows = (await conn.execute(_ROOM, {"ids": ids, "now": now})).all()
     room = {row.id: row.max_concurrency - row.in_flight for row in rows}
     for candidate in candidates:
         candidate.room = room.get(candidate.webhook_id, 0)
@@ -301,13 +307,19 @@ def _candidates_statement() -> sa.Select[Any]:
 
 
 def _lock_webhooks_statement() -> sa.Select[Any]:
-    now: sa.BindParameter[datetime] = sa.bindparam("now")
     return (
-        sa.select(webhooks.c.id, webhooks.c.max_concurrency, _in_flight(now).label("in_flight"))
+        sa.select(webhooks.c.id)
         .where(webhooks.c.id.in_(sa.bindparam("ids", expanding=True)))
         .order_by(webhooks.c.id)
         .with_for_update(of=webhooks, key_share=True)
     )
+
+
+def _room_statement() -> sa.Select[Any]:
+    now: sa.BindParameter[datetime] = sa.bindparam("now")
+    return sa.select(
+        webhooks.c.id, webhooks.c.max_concurrency, _in_flight(now).label("in_flight")
+    ).where(webhooks.c.id.in_(sa.bindparam("ids", expanding=True)))
 
 
 @functools.cache
@@ -331,6 +343,7 @@ def _lease_by_webhook(dialect: str) -> Prepared:
 
 _CANDIDATES = Prepared(_candidates_statement())
 _LOCK_WEBHOOKS = _lock_webhooks_statement()
+_ROOM = _room_statement()
 _SERVED = queries.ByIds(
     lambda ids_in: (
         webhooks.update().where(ids_in(webhooks.c.id)).values(claimed_at=sa.bindparam("now"))
