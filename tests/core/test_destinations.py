@@ -82,9 +82,7 @@ def test_the_threshold_opens_the_breaker_at_one_call_with_a_probe_an_interval_la
 
 
 def test_a_success_between_failures_starts_the_count_again() -> None:
-    state = run(
-        DestinationState(), Signal.FAILURE, Signal.FAILURE, Signal.HEALTHY, Signal.FAILURE
-    )
+    state = run(DestinationState(), Signal.FAILURE, Signal.FAILURE, Signal.HEALTHY, Signal.FAILURE)
     assert (state.state, state.failures) == (BreakerState.CLOSED, 1)
 
 
@@ -184,9 +182,7 @@ def test_a_fresh_destination_is_at_rest_and_changes_only_when_something_happened
     assert not DestinationState(failures=1).at_rest
 
 
-@pytest.mark.parametrize(
-    ("threshold", "interval"), [(0, timedelta(seconds=1)), (1, timedelta(0))]
-)
+@pytest.mark.parametrize(("threshold", "interval"), [(0, timedelta(seconds=1)), (1, timedelta(0))])
 def test_a_policy_must_make_sense(threshold: int, interval: timedelta) -> None:
     with pytest.raises(ValueError):
         BreakerPolicy(failure_threshold=threshold, probe_interval=interval)

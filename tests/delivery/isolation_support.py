@@ -16,9 +16,10 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.delivery.delivery_support import version_event
+
 from docuhooks.context import AppContext
 from docuhooks.delivery import outbox
-from tests.delivery.delivery_support import version_event
 
 
 class Blackhole:
