@@ -7,16 +7,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from tests.delivery.delivery_support import make_webhook
+from tests.delivery.delivery_support import make_webhook, version_event
 from tests.delivery.isolation_support import pile_up
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.core.destinations import BreakerState, destination_of
 from docuhooks.core.retry import FakeClock
-from docuhooks.delivery import claims
+from docuhooks.delivery import claims, outbox
 from docuhooks.delivery.queries import Job
-from docuhooks.store.schema import deliveries, destinations
+from docuhooks.store.schema import deliveries, destinations, webhooks
 
 URL = "https://receiver.example/hook"
 OTHER = "https://elsewhere.example/hook"
@@ -176,3 +176,67 @@ async def test_a_destination_below_its_full_limit_is_shared_by_its_webhooks(
     await set_destination(ctx, URL, clock.now(), concurrency=3)
     assert len(await claim(ctx, clock, "w1")) == 3
     assert await claim(ctx, clock, "w2") == [], "the limit counts every worker's calls"
+
+
+async def served_at(ctx: AppContext, hooks: list[str], when: datetime) -> None:
+    """As if these webhooks were last served by a claim at `when`."""
+    async with ctx.db.transaction() as conn:
+        await conn.execute(
+            webhooks.update().where(webhooks.c.id.in_(hooks)).values(claimed_at=when)
+        )
+
+
+async def test_webhooks_held_back_by_their_destinations_limit_do_not_block_the_claim(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """Many webhooks on one throttled host (one call at a time, and that one in flight)
+    must not fill the claim's candidates while another webhook's delivery waits."""
+    clock = FakeClock()
+    shared = [(await make_webhook(ctx, site, f"{URL}/{i}"))[0] for i in range(30)]
+    for hook in shared:
+        await pile_up(ctx, site.site_id, hook, 2, now=clock.now())
+    await set_destination(ctx, URL, clock.now(), concurrency=1)
+    assert len(await claim(ctx, clock, "w0", limit=1)) == 1  # the host's one call
+    healthy, _ = await make_webhook(ctx, site, OTHER)
+    await pile_up(ctx, site.site_id, healthy, 1, now=clock.now())
+    await served_at(ctx, shared, clock.now() - timedelta(hours=1))
+    await served_at(ctx, [healthy], clock.now() - timedelta(seconds=1))
+    assert by_hook(await claim(ctx, clock, "w1", limit=25)) == {healthy: 1}
+
+
+async def test_ordered_webhooks_waiting_for_their_turn_do_not_block_the_claim(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """Ordered webhooks whose next version waits for the one in flight must not fill the
+    claim's candidates while another webhook's delivery waits."""
+    clock = FakeClock()
+    ordered = [
+        (await make_webhook(ctx, site, f"{URL}/{i}", orderedDelivery=True))[0] for i in range(30)
+    ]
+    first_versions = []
+    for version in (1, 2):
+        async with ctx.db.transaction() as conn:
+            for i, hook in enumerate(ordered):
+                event = version_event(site.site_id, f"wi-{i}", version)
+                if version == 1:
+                    first_versions.append(event.event_id)
+                await outbox.enqueue(
+                    conn,
+                    event,
+                    work_group_id=None,
+                    template_id=None,
+                    work_item_id=f"wi-{i}",
+                    ordering_seq=version,
+                    webhook_ids=[hook],
+                    now=clock.now(),
+                )
+    firsts = await claim(ctx, clock, "w0", limit=30)
+    assert len(firsts) == 30 and {job.event.event_id for job in firsts} == set(first_versions)
+    healthy, _ = await make_webhook(ctx, site, OTHER)
+    await pile_up(ctx, site.site_id, healthy, 1, now=clock.now())
+    await served_at(ctx, ordered, clock.now() - timedelta(hours=1))
+    await served_at(ctx, [healthy], clock.now() - timedelta(seconds=1))
+    # A claim for 25 comes to 25 of the waiting webhooks (nothing to take), the next to the
+    # other five and then the healthy one.
+    assert await claim(ctx, clock, "w1", limit=25) == []
+    assert by_hook(await claim(ctx, clock, "w1", limit=25)) == {healthy: 1}
