@@ -25,7 +25,7 @@ from docuhooks.core.signing import OutboundRequest
 from docuhooks.delivery import claims as claiming
 from docuhooks.delivery.transport import MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
-from docuhooks.store.schema import deliveries
+from docuhooks.store.schema import deliveries, destinations
 
 URL = "https://receiver.example/hook"
 API = "/api/v1"
@@ -178,8 +178,11 @@ async def test_attempt_log_has_every_field_and_no_credentials(
     )
     run = worker(ctx, attempts=2)
     await run.run_once()
-    async with ctx.db.transaction() as conn:  # the retry is due now, without waiting
+    # The retry is due now, without waiting; so is the destination, which the 503's
+    # Retry-After paused for a second.
+    async with ctx.db.transaction() as conn:
         await conn.execute(deliveries.update().values(next_attempt_at=datetime.now(UTC)))
+        await conn.execute(destinations.update().values(paused_until=None))
     await run.run_once()
 
     by_webhook = {}

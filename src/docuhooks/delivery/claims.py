@@ -3,10 +3,11 @@
 A claim takes due deliveries *webhook by webhook*, not oldest-first over the whole table:
 
 1. **Candidates**: active, unsuspended webhooks with a due, unleased delivery, below their
-   `maxConcurrency` in flight, whose destination is not paused by a `Retry-After` and whose
-   breaker is closed or due a probe; the longest unserved first (`webhooks.claimed_at`), so
-   claims go round the webhooks, and so round the sites. Its cost grows with the number of
-   webhooks that have work, never with the number of deliveries waiting.
+   `maxConcurrency` in flight, whose destination is not paused by a `Retry-After`, not at its
+   adaptive limit, and whose breaker is closed or due a probe; the longest unserved first
+   (`webhooks.claimed_at`, set for every candidate a claim comes to, whether it took any
+   delivery or not), so claims go round the webhooks, and so round the sites. Its cost grows
+   with the number of webhooks that have work, never with the number of deliveries waiting.
 2. **Shares**: each candidate may take an equal share of the claim, at most its room under
    `maxConcurrency` and under its destination's adaptive limit (both counted from `flights`,
    the table of calls in flight, across all workers). A destination whose breaker is open
@@ -74,7 +75,7 @@ async def claim(
         return []
     if conn.dialect.name == "postgresql":
         candidates = await _locked(conn, candidates, now)
-    shares = await _shares(conn, candidates, now, limit, probe_interval)
+    shares, considered = await _shares(conn, candidates, now, limit, probe_interval)
     leased: list[str] = []
     lease_statement = _lease_by_webhook(conn.dialect.name)
     for candidate, share in shares:
@@ -89,11 +90,13 @@ async def claim(
             },
         )
         leased += [row.id for row in rows]
+    # Every candidate this claim came to has had its turn, whether it took anything or not
+    # (an ordered webhook waiting for the version in flight, a destination whose room went to
+    # another of its webhooks): the next claim starts with the ones after it.
+    if considered:
+        await _SERVED.execute(conn, {"ids": considered, "now": now})
     if not leased:
         return []
-    await _SERVED.execute(
-        conn, {"ids": [candidate.webhook_id for candidate, _ in shares], "now": now}
-    )
     jobs = await queries.load_jobs(conn, leased)
     await record_flights(conn, jobs, owner=owner, until=until)
     return jobs
@@ -120,10 +123,16 @@ async def _candidates(conn: AsyncConnection, now: datetime, limit: int) -> list[
 async def _locked(
     conn: AsyncConnection, candidates: list[_Candidate], now: datetime
 ) -> list[_Candidate]:
-    """Lock the candidates' rows and count their calls in flight again, now that no other
-    claim can add to them."""
+    """Lock the candidates' rows, then count their calls in flight again, now that no other
+    claim can add to them.
+
+    The count is a statement of its own, after the lock: a statement sees what was committed
+    when it began (READ COMMITTED), and the locking one began before the claim it waited for
+    committed its flights, so a count in it would miss them and let both claims fill the
+    same room."""
     ids = sorted(candidate.webhook_id for candidate in candidates)
-    rows = (await conn.execute(_LOCK_WEBHOOKS, {"ids": ids, "now": now})).all()
+    await conn.execute(_LOCK_WEBHOOKS, {"ids": ids})
+    rows = (await conn.execute(_ROOM, {"ids": ids, "now": now})).all()
     room = {row.id: row.max_concurrency - row.in_flight for row in rows}
     for candidate in candidates:
         candidate.room = room.get(candidate.webhook_id, 0)
@@ -136,8 +145,9 @@ async def _shares(
     now: datetime,
     limit: int,
     probe_interval: timedelta,
-) -> list[tuple[_Candidate, int]]:
-    """How many deliveries each candidate takes, in the candidates' order."""
+) -> tuple[list[tuple[_Candidate, int]], list[str]]:
+    """How many deliveries each candidate takes, in the candidates' order; and the
+    candidates the claim came to (those after the last share are left for the next)."""
     limited = {c.destination for c in candidates if c.destination_limit is not None}
     destination_room: dict[str, int] = {}
     if limited:
@@ -149,9 +159,11 @@ async def _shares(
     left = limit
     probed: set[str] = set()
     shares: list[tuple[_Candidate, int]] = []
+    considered: list[str] = []
     for c in candidates:
         if left <= 0:
             break
+        considered.append(c.webhook_id)
         if c.probe:
             if c.destination in probed or not await _take_probe_turn(
                 conn, c.destination, now, probe_interval
@@ -167,7 +179,7 @@ async def _shares(
         if share > 0:
             shares.append((c, share))
             left -= share
-    return shares
+    return shares, considered
 
 
 async def _destination_in_flight(
@@ -260,6 +272,21 @@ def _in_flight(now: sa.BindParameter[datetime]) -> sa.ScalarSelect[int]:
 def _candidates_statement() -> sa.Select[Any]:
     now: sa.BindParameter[datetime] = sa.bindparam("now")
     in_flight = _in_flight(now)
+    at_destination = (
+        sa.select(sa.func.count())
+        .select_from(flights)
+        .where(flights.c.destination == destinations.c.origin, flights.c.expires_at >= now)
+        .scalar_subquery()
+    )
+    # A destination at its adaptive limit has no room for any of its webhooks: they are not
+    # candidates, or many webhooks on one throttled host would fill every claim's list and
+    # leave other webhooks waiting. (A probe is one call whatever the limit.)
+    room_at_destination = sa.or_(
+        destinations.c.origin.is_(None),
+        destinations.c.state != BreakerState.CLOSED.value,
+        destinations.c.concurrency >= MAX_CONCURRENCY,
+        at_destination < destinations.c.concurrency,
+    )
     has_due = sa.exists().where(
         deliveries.c.webhook_id == webhooks.c.id,
         deliveries.c.status == PENDING,
@@ -292,6 +319,7 @@ def _candidates_statement() -> sa.Select[Any]:
             webhooks.c.active.is_(True),
             webhooks.c.suspended_at.is_(None),
             open_to_calls,
+            room_at_destination,
             has_due,
             in_flight < webhooks.c.max_concurrency,
         )
@@ -301,13 +329,19 @@ def _candidates_statement() -> sa.Select[Any]:
 
 
 def _lock_webhooks_statement() -> sa.Select[Any]:
-    now: sa.BindParameter[datetime] = sa.bindparam("now")
     return (
-        sa.select(webhooks.c.id, webhooks.c.max_concurrency, _in_flight(now).label("in_flight"))
+        sa.select(webhooks.c.id)
         .where(webhooks.c.id.in_(sa.bindparam("ids", expanding=True)))
         .order_by(webhooks.c.id)
         .with_for_update(of=webhooks, key_share=True)
     )
+
+
+def _room_statement() -> sa.Select[Any]:
+    now: sa.BindParameter[datetime] = sa.bindparam("now")
+    return sa.select(
+        webhooks.c.id, webhooks.c.max_concurrency, _in_flight(now).label("in_flight")
+    ).where(webhooks.c.id.in_(sa.bindparam("ids", expanding=True)))
 
 
 @functools.cache
@@ -331,6 +365,7 @@ def _lease_by_webhook(dialect: str) -> Prepared:
 
 _CANDIDATES = Prepared(_candidates_statement())
 _LOCK_WEBHOOKS = _lock_webhooks_statement()
+_ROOM = _room_statement()
 _SERVED = queries.ByIds(
     lambda ids_in: (
         webhooks.update().where(ids_in(webhooks.c.id)).values(claimed_at=sa.bindparam("now"))

@@ -1,0 +1,242 @@
+"""The fair claim on both stores, called directly with a FakeClock: what it may take, and what
+it must leave in the store (a webhook at its limit, an open breaker between probes, a paused
+destination)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from tests.delivery.delivery_support import make_webhook, version_event
+from tests.delivery.isolation_support import pile_up
+from tests.support import SiteUsers
+
+from docuhooks.context import AppContext
+from docuhooks.core.destinations import BreakerState, destination_of
+from docuhooks.core.retry import FakeClock
+from docuhooks.delivery import claims, outbox
+from docuhooks.delivery.queries import Job
+from docuhooks.store.schema import deliveries, destinations, webhooks
+
+URL = "https://receiver.example/hook"
+OTHER = "https://elsewhere.example/hook"
+LEASE = timedelta(seconds=60)
+INTERVAL = timedelta(seconds=30)
+
+
+async def claim(ctx: AppContext, clock: FakeClock, owner: str, limit: int = 100) -> list[Job]:
+    async with ctx.db.transaction() as conn:
+        return await claims.claim(
+            conn,
+            owner=owner,
+            now=clock.now(),
+            lease=LEASE,
+            limit=limit,
+            probe_interval=INTERVAL,
+        )
+
+
+async def set_destination(ctx: AppContext, url: str, now: datetime, **values: object) -> None:
+    row: dict[str, object] = {
+        "origin": destination_of(url),
+        "state": BreakerState.CLOSED.value,
+        "failures": 0,
+        "concurrency": 100,
+        "updated_at": now,
+        **values,
+    }
+    async with ctx.db.transaction() as conn:
+        await conn.execute(destinations.insert().values(**row))
+
+
+def by_hook(jobs: list[Job]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for job in jobs:
+        counts[job.webhook.id] = counts.get(job.webhook.id, 0) + 1
+    return counts
+
+
+async def test_a_webhook_at_its_limit_is_not_a_candidate_and_others_are_claimed_instead(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    clock = FakeClock()
+    busy, _ = await make_webhook(ctx, site, URL, maxConcurrency=2)
+    other, _ = await make_webhook(ctx, site, OTHER)
+    await pile_up(ctx, site.site_id, busy, 5, now=clock.now())
+    clock.advance(1)
+    await pile_up(ctx, site.site_id, other, 3, now=clock.now())
+
+    first = await claim(ctx, clock, "w1")
+    assert by_hook(first) == {busy: 2, other: 3}
+    # Another worker finds the busy webhook at its limit: nothing of it is leased.
+    assert await claim(ctx, clock, "w2") == []
+    async with ctx.db.read() as conn:
+        unleased = (
+            await conn.execute(
+                sa.select(sa.func.count()).where(
+                    deliveries.c.webhook_id == busy, deliveries.c.lease_owner.is_(None)
+                )
+            )
+        ).scalar_one()
+    assert unleased == 3, "the rest stay in the store, unleased"
+
+    # One call's outcome is written: room for exactly one more.
+    done = next(job for job in first if job.webhook.id == busy)
+    async with ctx.db.transaction() as conn:
+        await claims.forget_flights(conn, owner="w1", delivery_ids=[done.delivery_id])
+    assert by_hook(await claim(ctx, clock, "w2")) == {busy: 1}
+
+
+async def test_the_calls_in_flight_of_a_dead_worker_stop_counting_when_its_lease_ends(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL, maxConcurrency=2)
+    await pile_up(ctx, site.site_id, hook, 4, now=clock.now())
+    assert len(await claim(ctx, clock, "dead")) == 2
+    assert await claim(ctx, clock, "w2") == []
+    clock.advance(LEASE + timedelta(seconds=1))
+    # The dead worker's two and two more are due and unleased, but two at a time.
+    assert len(await claim(ctx, clock, "w2")) == 2
+
+
+async def test_claims_share_the_limit_round_the_webhooks(ctx: AppContext, site: SiteUsers) -> None:
+    clock = FakeClock()
+    old, _ = await make_webhook(ctx, site, URL, maxConcurrency=100)
+    await pile_up(ctx, site.site_id, old, 200, now=clock.now())
+    clock.advance(60)
+    new, _ = await make_webhook(ctx, site, OTHER, maxConcurrency=100)
+    await pile_up(ctx, site.site_id, new, 1, now=clock.now())
+    # Oldest-first would give all ten to the older backlog; each webhook has an equal share.
+    assert by_hook(await claim(ctx, clock, "w1", limit=10)) == {old: 5, new: 1}
+    # The newer webhook was served last time: the older one's turn comes first now.
+    assert by_hook(await claim(ctx, clock, "w1", limit=10)) == {old: 10}
+
+
+async def test_an_open_breaker_lets_one_probe_through_per_interval_across_owners(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    clock = FakeClock()
+    dead, _ = await make_webhook(ctx, site, URL)
+    same_host, _ = await make_webhook(ctx, site, URL + "/other")
+    healthy, _ = await make_webhook(ctx, site, OTHER)
+    for hook in (dead, same_host, healthy):
+        await pile_up(ctx, site.site_id, hook, 5, now=clock.now())
+    await set_destination(
+        ctx,
+        URL,
+        clock.now(),
+        state=BreakerState.OPEN.value,
+        failures=5,
+        since=clock.now(),
+        next_probe_at=clock.now(),
+        concurrency=1,
+    )
+
+    first = await claim(ctx, clock, "w1")
+    probes = [job for job in first if job.webhook.id in (dead, same_host)]
+    assert len(probes) == 1, "one probe for the destination, whichever webhook it is from"
+    assert by_hook(first)[healthy] == 5, "other destinations go on as usual"
+    assert await claim(ctx, clock, "w2") == []
+    async with ctx.db.read() as conn:
+        row = (await conn.execute(sa.select(destinations))).one()
+    assert row.state == BreakerState.HALF_OPEN.value
+    assert row.next_probe_at == clock.now() + INTERVAL
+
+    clock.advance(INTERVAL - timedelta(milliseconds=1))
+    assert await claim(ctx, clock, "w2") == []
+    assert await claim(ctx, clock, "w1") == []
+    clock.advance(timedelta(milliseconds=1))
+    second = await claim(ctx, clock, "w2")
+    assert len(second) == 1 and second[0].webhook.id in (dead, same_host)
+    assert await claim(ctx, clock, "w1") == []
+
+
+async def test_a_paused_destination_yields_nothing_until_its_pause_ends(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL)
+    await pile_up(ctx, site.site_id, hook, 3, now=clock.now())
+    await set_destination(ctx, URL, clock.now(), paused_until=clock.now() + timedelta(seconds=60))
+    assert await claim(ctx, clock, "w1") == []
+    clock.advance(timedelta(seconds=60) - timedelta(milliseconds=1))
+    assert await claim(ctx, clock, "w1") == []
+    clock.advance(timedelta(milliseconds=1))
+    assert len(await claim(ctx, clock, "w1")) == 3
+
+
+async def test_a_destination_below_its_full_limit_is_shared_by_its_webhooks(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    clock = FakeClock()
+    hooks = [(await make_webhook(ctx, site, f"{URL}/{i}"))[0] for i in range(2)]
+    for hook in hooks:
+        await pile_up(ctx, site.site_id, hook, 10, now=clock.now())
+    await set_destination(ctx, URL, clock.now(), concurrency=3)
+    assert len(await claim(ctx, clock, "w1")) == 3
+    assert await claim(ctx, clock, "w2") == [], "the limit counts every worker's calls"
+
+
+async def served_at(ctx: AppContext, hooks: list[str], when: datetime) -> None:
+    """As if these webhooks were last served by a claim at `when`."""
+    async with ctx.db.transaction() as conn:
+        await conn.execute(
+            webhooks.update().where(webhooks.c.id.in_(hooks)).values(claimed_at=when)
+        )
+
+
+async def test_webhooks_held_back_by_their_destinations_limit_do_not_block_the_claim(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """Many webhooks on one throttled host (one call at a time, and that one in flight)
+    must not fill the claim's candidates while another webhook's delivery waits."""
+    clock = FakeClock()
+    shared = [(await make_webhook(ctx, site, f"{URL}/{i}"))[0] for i in range(30)]
+    for hook in shared:
+        await pile_up(ctx, site.site_id, hook, 2, now=clock.now())
+    await set_destination(ctx, URL, clock.now(), concurrency=1)
+    assert len(await claim(ctx, clock, "w0", limit=1)) == 1  # the host's one call
+    healthy, _ = await make_webhook(ctx, site, OTHER)
+    await pile_up(ctx, site.site_id, healthy, 1, now=clock.now())
+    await served_at(ctx, shared, clock.now() - timedelta(hours=1))
+    await served_at(ctx, [healthy], clock.now() - timedelta(seconds=1))
+    assert by_hook(await claim(ctx, clock, "w1", limit=25)) == {healthy: 1}
+
+
+async def test_ordered_webhooks_waiting_for_their_turn_do_not_block_the_claim(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """Ordered webhooks whose next version waits for the one in flight must not fill the
+    claim's candidates while another webhook's delivery waits."""
+    clock = FakeClock()
+    ordered = [
+        (await make_webhook(ctx, site, f"{URL}/{i}", orderedDelivery=True))[0] for i in range(30)
+    ]
+    first_versions = []
+    for version in (1, 2):
+        async with ctx.db.transaction() as conn:
+            for i, hook in enumerate(ordered):
+                event = version_event(site.site_id, f"wi-{i}", version)
+                if version == 1:
+                    first_versions.append(event.event_id)
+                await outbox.enqueue(
+                    conn,
+                    event,
+                    work_group_id=None,
+                    template_id=None,
+                    work_item_id=f"wi-{i}",
+                    ordering_seq=version,
+                    webhook_ids=[hook],
+                    now=clock.now(),
+                )
+    firsts = await claim(ctx, clock, "w0", limit=30)
+    assert len(firsts) == 30 and {job.event.event_id for job in firsts} == set(first_versions)
+    healthy, _ = await make_webhook(ctx, site, OTHER)
+    await pile_up(ctx, site.site_id, healthy, 1, now=clock.now())
+    await served_at(ctx, ordered, clock.now() - timedelta(hours=1))
+    await served_at(ctx, [healthy], clock.now() - timedelta(seconds=1))
+    # A claim for 25 comes to 25 of the waiting webhooks (nothing to take), the next to the
+    # other five and then the healthy one.
+    assert await claim(ctx, clock, "w1", limit=25) == []
+    assert by_hook(await claim(ctx, clock, "w1", limit=25)) == {healthy: 1}
