@@ -529,11 +529,18 @@ class QueueState:
     workers_alive: int
 
 
-async def queue_state(conn: AsyncConnection, *, now: datetime, alive_since: datetime) -> QueueState:
+async def queue_state(
+    conn: AsyncConnection, *, now: datetime, alive_since: datetime, due_cap: int = 100_000
+) -> QueueState:
+    due = sa.and_(deliveries.c.status == PENDING, deliveries.c.next_attempt_at <= now)
+    # Counted up to `due_cap` (a scrape must stay cheap at a million pending); the oldest is
+    # one seek of `ix_deliveries_due`.
+    some = sa.select(sa.literal(1).label("one")).where(due).limit(due_cap).subquery()
     due_row = (
         await conn.execute(
-            sa.select(sa.func.count(), sa.func.min(deliveries.c.next_attempt_at)).where(
-                deliveries.c.status == PENDING, deliveries.c.next_attempt_at <= now
+            sa.select(
+                sa.select(sa.func.count()).select_from(some).scalar_subquery(),
+                sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(due).scalar_subquery(),
             )
         )
     ).one()
