@@ -395,7 +395,10 @@ async def plans(kind: str, pending: int) -> None:
 
             async def scrape(conn: AsyncConnection) -> None:
                 await metrics.refresh_queue_gauges(
-                    _Borrowed(conn), now=NOW, lease_seconds=60, per_webhook=True
+                    _Borrowed(conn),  # type: ignore[arg-type]
+                    now=NOW,
+                    lease_seconds=60,
+                    per_webhook=True,
                 )
 
             await run(db, "claim (limit 100)", claim)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.destinations import BreakerState, DestinationState
 from docuhooks.delivery import destinations as destination_store
-from docuhooks.delivery.queries import PENDING
+from docuhooks.delivery import queries
 from docuhooks.store.schema import deliveries, destinations, flights, webhooks
 
 __all__ = [
@@ -121,7 +121,7 @@ def _due(webhook_id: str, now: datetime) -> list[sa.ColumnElement[bool]]:
     # Exactly the predicate of the partial index `ix_deliveries_webhook_due`.
     return [
         deliveries.c.webhook_id == webhook_id,
-        deliveries.c.status == PENDING,
+        queries.is_pending(),
         deliveries.c.next_attempt_at <= now,
     ]
 
@@ -192,7 +192,7 @@ async def backlog(conn: AsyncConnection, *, now: datetime, cap: int = DUE_CAP) -
 
 
 async def _capped(conn: AsyncConnection, when: sa.ColumnElement[bool], cap: int) -> int:
-    some = sa.select(sa.literal(1).label("one")).where(deliveries.c.status == PENDING, when)
+    some = sa.select(sa.literal(1).label("one")).where(queries.is_pending(), when)
     statement = sa.select(sa.func.count()).select_from(some.limit(cap).subquery())
     return int((await conn.execute(statement)).scalar_one())
 

@@ -49,6 +49,16 @@ async def notify_due_deliveries(conn: AsyncConnection) -> None:
 # --- claiming -------------------------------------------------------------------------------
 
 
+def is_pending(table: sa.TableClause | sa.Table = deliveries) -> sa.ColumnElement[bool]:
+    """`status = 'pending'` with the value written into the SQL: the predicate of the partial
+    index `ix_deliveries_webhook_due`, which a query can use only if it states that
+    predicate itself. As a bound parameter, PostgreSQL's *generic* plan of the prepared
+    statement (asyncpg prepares every statement, and after five runs PostgreSQL may keep a
+    generic plan) could not prove it, and read a webhook's deliveries through another
+    index, settled ones included."""
+    return table.c.status == sa.literal_column(f"'{PENDING}'")
+
+
 def unleased(now: datetime | sa.BindParameter[datetime]) -> sa.ColumnElement[bool]:
     # A lease that ran out belongs to a worker that died or lost the database: take it over.
     return sa.or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at < now)
