@@ -1,25 +1,33 @@
 """The query plans of the worker's claim and of the health and metrics reads, at 1,000,000
 pending deliveries, on SQLite and PostgreSQL.
 
-    .venv/bin/python bench/claim_plans.py [--pending 1000000] [--store sqlite|postgresql|both]
+    .venv/bin/python bench/claim_plans.py [--pending 1000000] [--settled 1000000]
+                                          [--store sqlite|postgresql|both]
 
 For each store it builds a database (a SQLite file in a temporary directory; a throwaway
 `plans_<random>` PostgreSQL database on 127.0.0.1:5432, dropped after) with two sites and
-four webhooks, and `--pending` pending deliveries inserted in bulk (SQLite: `executemany` on
-the driver; PostgreSQL: `INSERT … SELECT` from `generate_series`):
+five webhooks, `--pending` pending deliveries and `--settled` succeeded ones, inserted in
+bulk (SQLite: `executemany` on the driver; PostgreSQL: `INSERT … SELECT` from
+`generate_series`):
 
 - A (site 1): half of them, nine tenths due, one tenth scheduled later; 3 calls in flight;
 - B (site 1): a quarter, all due; its destination has an adaptive limit of 4;
 - C (site 1): the rest but one, all due; its destination's breaker is open, a probe due;
-- D (site 2): one due delivery.
+- D (site 2): one due delivery;
+- E (site 1): the settled history: `--settled` succeeded deliveries, and one pending
+  delivery scheduled for later (nothing due), as most webhooks are most of the time.
 
 Then it runs the real code: one `claims.claim` (limit 100, rolled back), `forget_flights`,
 `health.of_webhooks` for the four webhooks (as `GET /webhooks/{id}` and the list read them),
 and everything a `/metrics` scrape reads (`metrics.refresh_queue_gauges`, with the
-per-webhook series). Every statement they send to the database is captured (SQLite: the
+per-webhook series). Each call runs 8 times (rolled back each time); the time of the first
+run and the median of the last three are printed: asyncpg prepares every statement, and from
+the sixth run PostgreSQL may execute a prepared statement with a *generic* plan, made
+without the parameters' values. Every statement of the last run is captured (SQLite: the
 driver's trace callback, with the parameters filled in; PostgreSQL: SQLAlchemy's cursor
-event, with the parameters as sent) and printed with its plan (`EXPLAIN QUERY PLAN` /
-`EXPLAIN`), and the time each call took. PostgreSQL is `VACUUM ANALYZE`d first, as
+event) and printed with its plan: SQLite's `EXPLAIN QUERY PLAN`, and PostgreSQL's generic
+plan (`PREPARE` and `EXPLAIN EXECUTE` under `plan_cache_mode = force_generic_plan`, the
+worst a prepared statement can settle on). PostgreSQL is `VACUUM ANALYZE`d first, as
 autovacuum would; SQLite is left without statistics, as docuhooks leaves it.
 """
 
@@ -30,6 +38,7 @@ import asyncio
 import os
 import re
 import sqlite3
+import statistics
 import tempfile
 import time
 import uuid
@@ -52,7 +61,7 @@ POSTGRES_ADMIN = os.environ.get(
     "DOCUHOOKS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
-HOOKS = ("A", "B", "C", "D")
+HOOKS = ("A", "B", "C", "D", "E")
 CHUNK = 50_000
 
 
@@ -87,16 +96,22 @@ async def store(kind: str, directory: Path) -> AsyncIterator[Database]:
 
 
 def _hook_id(letter: str) -> str:
-    return f"00000000-0000-7000-8000-00000000000{'ABCD'.index(letter) + 1}"
+    return f"00000000-0000-7000-8000-00000000000{HOOKS.index(letter) + 1}"
 
 
 def _shares(pending: int) -> dict[str, tuple[int, int]]:
     """(due, scheduled) deliveries of each webhook."""
     a, b = pending // 2, pending // 4
-    return {"A": (a - a // 10, a // 10), "B": (b, 0), "C": (pending - a - b - 1, 0), "D": (1, 0)}
+    return {
+        "A": (a - a // 10, a // 10),
+        "B": (b, 0),
+        "C": (pending - a - b - 1, 0),
+        "D": (1, 0),
+        "E": (0, 1),
+    }
 
 
-async def populate(db: Database, pending: int) -> None:
+async def populate(db: Database, pending: int, settled: int) -> None:
     async with db.transaction() as conn:
         for n in (1, 2):
             await conn.execute(
@@ -168,6 +183,10 @@ async def populate(db: Database, pending: int) -> None:
             await _series_postgresql(db, letter, due, scheduled)
         else:
             await _rows_sqlite(db, letter, due, scheduled)
+    if db.dialect == "postgresql":
+        await _series_postgresql(db, "E", settled, 0, status="succeeded")
+    else:
+        await _rows_sqlite(db, "E", settled, 0, status="succeeded")
     async with db.transaction() as conn:
         ids = (
             await conn.execute(
@@ -196,7 +215,9 @@ async def populate(db: Database, pending: int) -> None:
             await conn.exec_driver_sql("VACUUM ANALYZE")
 
 
-async def _rows_sqlite(db: Database, letter: str, due: int, scheduled: int) -> None:
+async def _rows_sqlite(
+    db: Database, letter: str, due: int, scheduled: int, *, status: str = "pending"
+) -> None:
     async with db.transaction() as conn:
         stamp = deliveries.c.next_attempt_at.type.dialect_impl(conn.dialect).bind_processor(
             conn.dialect
@@ -214,30 +235,34 @@ async def _rows_sqlite(db: Database, letter: str, due: int, scheduled: int) -> N
                 created = stamp(at - timedelta(minutes=1))
                 rows.append(
                     (
-                        f"{'ABCD'.index(letter) + 1:08x}-0000-7000-8000-{i:012x}",
+                        f"{HOOKS.index(letter) + 1:04x}{status[0]:0>4}-0000-7000-8000-{i:012x}",
                         f"event-{site[-1]}",
                         _hook_id(letter),
                         site,
-                        stamp(at),
+                        status,
+                        stamp(at) if status == "pending" else None,
                         created,
                     )
                 )
             driver.executemany(
                 "INSERT INTO deliveries (id, event_id, webhook_id, site_id, status, attempts, "
-                "next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
+                "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
                 rows,
             )
 
 
-async def _series_postgresql(db: Database, letter: str, due: int, scheduled: int) -> None:
+async def _series_postgresql(
+    db: Database, letter: str, due: int, scheduled: int, *, status: str = "pending"
+) -> None:
     site = "site-2" if letter == "D" else "site-1"
     async with db.transaction() as conn:
         await conn.execute(
             sa.text(
                 "INSERT INTO deliveries (id, event_id, webhook_id, site_id, status, attempts, "
                 "next_attempt_at, created_at) "
-                "SELECT md5(:letter || i::text)::uuid::text, :event, :hook, :site, 'pending', 0, "
-                "  CASE WHEN i < :due "
+                "SELECT md5(:letter || :status || i::text)::uuid::text, :event, :hook, :site, "
+                "  :status, 0, "
+                "  CASE WHEN :status <> 'pending' THEN NULL WHEN i < :due "
                 "    THEN CAST(:now AS timestamptz) "
                 "         - interval '1 day' + interval '1 day' * i / greatest(:due, 1) "
                 "    ELSE CAST(:now AS timestamptz) + interval '1 second' * (60 + i - :due) END, "
@@ -246,6 +271,7 @@ async def _series_postgresql(db: Database, letter: str, due: int, scheduled: int
             ),
             {
                 "letter": letter,
+                "status": status,
                 "event": f"event-{site[-1]}",
                 "hook": _hook_id(letter),
                 "site": site,
@@ -285,6 +311,15 @@ class Capture:
             self.statements.append((statement, parameters))
 
 
+def _literal(value: Any) -> str:
+    """A value for `EXECUTE`, which takes no parameters: quoted text that PostgreSQL casts
+    to the prepared statement's parameter type."""
+    if value is None:
+        return "NULL"
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    return "'" + text.replace("'", "''") + "'"
+
+
 async def explain(db: Database, sql: str, parameters: Any) -> str:
     async with db.engine.connect() as conn:
         if db.dialect == "sqlite":
@@ -301,8 +336,12 @@ async def explain(db: Database, sql: str, parameters: Any) -> str:
         assert pg is not None
         # An executemany's parameters are a list of rows: the plan is the first row's.
         params = parameters[0] if isinstance(parameters, list) else parameters or ()
-        plan = await pg.fetch(f"EXPLAIN {sql}", *params)
-        await conn.rollback()
+        await pg.execute("SET plan_cache_mode = force_generic_plan")
+        await pg.execute(f"PREPARE shown AS {sql}")
+        arguments = f"({', '.join(_literal(p) for p in params)})" if params else ""
+        plan = await pg.fetch(f"EXPLAIN EXECUTE shown{arguments}")
+        await pg.execute("DEALLOCATE shown")
+        await pg.execute("RESET plan_cache_mode")
         return "\n".join(row[0] for row in plan)
 
 
@@ -319,47 +358,51 @@ def _collapsed(statements: list[tuple[str, Any]]) -> list[tuple[str, Any, int]]:
     return shown
 
 
-async def run(
-    db: Database,
-    title: str,
-    call: Callable[[AsyncConnection], Awaitable[Any]],
-    *,
-    keep: bool = False,
-) -> None:
+RUNS = 8
+
+
+async def run(db: Database, title: str, call: Callable[[AsyncConnection], Awaitable[Any]]) -> None:
+    """Run `call` `RUNS` times on one connection, each in a transaction rolled back; print
+    the times and the statements of the last run with their plans."""
     capture = Capture(db)
+    took = []
     async with db.engine.connect() as conn:
         capture.attach(conn)
-        await conn.begin()
-        capture.on = True
-        started = time.perf_counter()
-        await call(conn)
-        took = time.perf_counter() - started
-        capture.on = False
-        await (conn.commit() if keep else conn.rollback())
+        for attempt in range(RUNS):
+            await conn.begin()
+            capture.on = attempt == RUNS - 1
+            started = time.perf_counter()
+            await call(conn)
+            took.append((time.perf_counter() - started) * 1000)
+            capture.on = False
+            await conn.rollback()
     print(
-        f"\n### {title} ({db.dialect}): {took * 1000:.1f} ms, {len(capture.statements)} statements"
+        f"\n### {title} ({db.dialect}): first run {took[0]:.1f} ms, runs 6-8 "
+        f"{statistics.median(took[5:]):.1f} ms (median); {len(capture.statements)} statements"
     )
     for sql, parameters, times in _collapsed(capture.statements):
         print("\n" + " ".join(sql.split()) + (f"  -- ×{times}" if times > 1 else ""))
-        if db.dialect == "postgresql" and parameters:
-            print(f"  -- parameters: {parameters}")
         print("  -> plan:")
         for line in (await explain(db, sql, parameters)).splitlines():
             print(f"     {line}")
 
 
-async def plans(kind: str, pending: int) -> None:
+async def plans(kind: str, pending: int, settled: int) -> None:
     with tempfile.TemporaryDirectory() as directory:
         async with store(kind, Path(directory)) as db:
             started = time.perf_counter()
-            await populate(db, pending)
+            await populate(db, pending, settled)
             shares = ", ".join(
                 f"{k} {d:,} due + {s:,} later" for k, (d, s) in _shares(pending).items()
             )
             print(
-                f"\n## {kind}: {pending:,} pending deliveries ({shares}), "
+                f"\n## {kind}: {pending:,} pending deliveries ({shares}) and {settled:,} "
+                "settled (E), "
                 f"built in {time.perf_counter() - started:.0f} s"
             )
+
+            # What the last run of a call found (each call runs several times).
+            said: dict[str, str] = {}
 
             async def claim(conn: AsyncConnection) -> None:
                 jobs = await claims.claim(
@@ -373,7 +416,7 @@ async def plans(kind: str, pending: int) -> None:
                 taken: dict[str, int] = {}
                 for job in jobs:
                     taken[job.webhook.name] = taken.get(job.webhook.name, 0) + 1
-                print(f"\nclaimed {len(jobs)}: {dict(sorted(taken.items()))}")
+                said["claim"] = f"claimed {len(jobs)}: {dict(sorted(taken.items()))}"
 
             async def forget(conn: AsyncConnection) -> None:
                 await claims.forget_flights(conn, owner="plans", delivery_ids=["x", "y"])
@@ -383,8 +426,8 @@ async def plans(kind: str, pending: int) -> None:
                     await conn.execute(sa.select(webhooks).where(webhooks.c.id == _hook_id("A")))
                 ).one()
                 found = (await health.of_webhooks(conn, [row], now=NOW))[row.id]
-                print(
-                    f"\nhealth of A: in flight {found.in_flight}, limit {found.concurrency_limit}, "
+                said["health"] = (
+                    f"health of A: in flight {found.in_flight}, limit {found.concurrency_limit}, "
                     f"due {found.due_backlog} (capped: {found.due_backlog_capped}), "
                     f"oldest due {found.oldest_due_age_seconds(NOW):.0f} s"
                 )
@@ -402,8 +445,10 @@ async def plans(kind: str, pending: int) -> None:
                 )
 
             await run(db, "claim (limit 100)", claim)
+            print(f"\n{said['claim']}")
             await run(db, "forget_flights", forget)
             await run(db, "GET /webhooks/{id}: health", one_webhook)
+            print(f"\n{said['health']}")
             await run(db, "the webhook list: health of a page", page)
             await run(db, "/metrics scrape (per-webhook series on)", scrape)
 
@@ -422,12 +467,13 @@ class _Borrowed:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pending", type=int, default=1_000_000)
+    parser.add_argument("--settled", type=int, default=1_000_000)
     parser.add_argument("--store", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args()
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(open(os.devnull, "w")))  # noqa: SIM115
     kinds = ["sqlite", "postgresql"] if args.store == "both" else [args.store]
     for kind in kinds:
-        asyncio.run(plans(kind, args.pending))
+        asyncio.run(plans(kind, args.pending, args.settled))
 
 
 if __name__ == "__main__":
