@@ -167,6 +167,8 @@ class Backlog:
 
     due: int
     due_capped: bool
+    #: Due deliveries, those in flight included (up to the cap).
+    due_total: int
     scheduled: int
     scheduled_capped: bool
     in_flight: int
@@ -185,6 +187,7 @@ async def backlog(conn: AsyncConnection, *, now: datetime, cap: int = DUE_CAP) -
     return Backlog(
         due=due if due >= cap else max(0, due - in_flight),
         due_capped=due >= cap,
+        due_total=due,
         scheduled=scheduled,
         scheduled_capped=scheduled >= cap,
         in_flight=in_flight,

@@ -110,15 +110,12 @@ async def refresh_queue_gauges(
 ) -> None:
     async with db.read() as conn:
         state = await queries.queue_state(
-            conn,
-            now=now,
-            alive_since=now - timedelta(seconds=lease_seconds),
-            due_cap=health.DUE_CAP,
+            conn, now=now, alive_since=now - timedelta(seconds=lease_seconds)
         )
         backlog = await health.backlog(conn, now=now, cap=health.DUE_CAP)
         breakers = await health.breaker_counts(conn)
         webhooks = await health.per_webhook(conn, now=now) if per_webhook else []
-    DUE.set(state.due)
+    DUE.set(backlog.due_total)
     age = (now - state.oldest_due_at).total_seconds() if state.oldest_due_at else 0.0
     OLDEST_DUE_AGE.set(max(age, 0.0))
     WORKERS_ALIVE.set(state.workers_alive)

@@ -534,26 +534,20 @@ async def prune_attempts(conn: AsyncConnection, *, older_than: datetime, limit: 
 
 @dataclass(frozen=True, slots=True)
 class QueueState:
-    due: int
     oldest_due_at: datetime | None
     workers_alive: int
 
 
-async def queue_state(
-    conn: AsyncConnection, *, now: datetime, alive_since: datetime, due_cap: int = 100_000
-) -> QueueState:
-    due = sa.and_(deliveries.c.status == PENDING, deliveries.c.next_attempt_at <= now)
-    # Counted up to `due_cap` (a scrape must stay cheap at a million pending); the oldest is
-    # one seek of `ix_deliveries_due`.
-    some = sa.select(sa.literal(1).label("one")).where(due).limit(due_cap).subquery()
-    due_row = (
+async def queue_state(conn: AsyncConnection, *, now: datetime, alive_since: datetime) -> QueueState:
+    """The oldest due delivery (one seek of `ix_deliveries_due`) and the workers alive; the
+    counts of the queue are `delivery.health.backlog`'s."""
+    oldest = (
         await conn.execute(
-            sa.select(
-                sa.select(sa.func.count()).select_from(some).scalar_subquery(),
-                sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(due).scalar_subquery(),
+            sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
+                deliveries.c.status == PENDING, deliveries.c.next_attempt_at <= now
             )
         )
-    ).one()
+    ).scalar_one()
     alive = (
         await conn.execute(
             sa.select(sa.func.count())
@@ -561,7 +555,7 @@ async def queue_state(
             .where(workers.c.heartbeat_at >= alive_since)
         )
     ).scalar_one()
-    return QueueState(due=due_row[0], oldest_due_at=due_row[1], workers_alive=alive)
+    return QueueState(oldest_due_at=oldest, workers_alive=alive)
 
 
 async def heartbeat(
