@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 
 import httpx
+import pytest
+import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 from tests.delivery.delivery_support import make_webhook, queue_event
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
+from docuhooks.delivery import health
 from docuhooks.delivery.transport import MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker
+from docuhooks.store.schema import deliveries, destinations, flights
 
 
 async def scrape(client: httpx.AsyncClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -77,3 +82,100 @@ async def test_a_running_worker_is_counted_and_its_outcomes_too(
     latency = ("docuhooks_delivery_attempt_duration_seconds_count", ())
     assert after[latency] == before[latency] + 1
     assert after[("docuhooks_deliveries_due", ())] == 0
+
+
+async def arrange_backlog(ctx: AppContext, site: SiteUsers) -> tuple[str, str]:
+    """Webhook A: 4 pending (3 due, one of them in flight, and 1 scheduled later); webhook B:
+    none. Destinations: one open, one half open, one closed with a failure run. Returns the
+    two webhooks' ids."""
+    hook_a, _ = await make_webhook(ctx, site, "https://a.example/hook")
+    start = ctx.now()
+    for _ in range(4):
+        await queue_event(ctx, site.site_id, now=start)
+    hook_b, _ = await make_webhook(ctx, site, "https://b.example/hook")
+    async with ctx.db.transaction() as conn:
+        ids = list(
+            (
+                await conn.execute(
+                    sa.select(deliveries.c.id).where(deliveries.c.webhook_id == hook_a)
+                )
+            ).scalars()
+        )
+        await conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id == ids[0])
+            .values(next_attempt_at=start + timedelta(hours=1))
+        )
+        await conn.execute(
+            flights.insert().values(
+                delivery_id=ids[1],
+                webhook_id=hook_a,
+                destination="https://a.example:443",
+                owner="w1",
+                expires_at=start + timedelta(minutes=5),
+            )
+        )
+        for origin, state in (
+            ("https://x.example:443", "open"),
+            ("https://y.example:443", "half_open"),
+            ("https://z.example:443", "closed"),
+        ):
+            await conn.execute(
+                destinations.insert().values(
+                    origin=origin, state=state, failures=2, concurrency=1, updated_at=start
+                )
+            )
+    return hook_a, hook_b
+
+
+async def test_backlog_by_state_and_destinations_by_breaker_state(
+    ctx: AppContext, site: SiteUsers, client: httpx.AsyncClient
+) -> None:
+    await arrange_backlog(ctx, site)
+
+    samples = await scrape(client)
+
+    assert samples[("docuhooks_deliveries_backlog", (("state", "due"),))] == 2
+    assert samples[("docuhooks_deliveries_backlog", (("state", "scheduled"),))] == 1
+    assert samples[("docuhooks_deliveries_backlog", (("state", "in_flight"),))] == 1
+    assert samples[("docuhooks_deliveries_due", ())] == 3, "in flight and still due"
+    for state in ("open", "half_open", "closed"):
+        assert samples[("docuhooks_destinations", (("state", state),))] == 1
+    assert not any(name.startswith("docuhooks_webhook_") for name, _ in samples), (
+        "per-webhook series only when an operator turns them on"
+    )
+
+
+async def test_counts_stop_at_the_cap(
+    ctx: AppContext, site: SiteUsers, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await arrange_backlog(ctx, site)
+    monkeypatch.setattr(health, "DUE_CAP", 2)
+
+    samples = await scrape(client)
+
+    assert samples[("docuhooks_deliveries_due", ())] == 2
+    assert samples[("docuhooks_deliveries_backlog", (("state", "due"),))] == 2, (
+        "a capped count means at least that many: nothing is taken off it"
+    )
+    assert samples[("docuhooks_deliveries_backlog", (("state", "scheduled"),))] == 1
+
+
+async def test_per_webhook_series_when_turned_on_and_gone_with_their_webhook(
+    ctx: AppContext, site: SiteUsers, client: httpx.AsyncClient
+) -> None:
+    hook_a, hook_b = await arrange_backlog(ctx, site)
+    ctx.settings = dataclasses.replace(ctx.settings, metrics_per_webhook=True)
+
+    samples = await scrape(client)
+
+    assert samples[("docuhooks_webhook_in_flight", (("webhook_id", hook_a),))] == 1
+    assert samples[("docuhooks_webhook_due_backlog", (("webhook_id", hook_a),))] == 2
+    assert samples[("docuhooks_webhook_in_flight", (("webhook_id", hook_b),))] == 0
+    assert samples[("docuhooks_webhook_due_backlog", (("webhook_id", hook_b),))] == 0
+
+    deleted = await client.delete(f"/api/v1/webhooks/{hook_b}", headers=site.auth())
+    assert deleted.status_code == 204
+    after = await scrape(client)
+    assert ("docuhooks_webhook_in_flight", (("webhook_id", hook_b),)) not in after
+    assert after[("docuhooks_webhook_due_backlog", (("webhook_id", hook_a),))] == 2

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from tests.delivery.delivery_support import queue_event
 from tests.support import SiteUsers
 from tests.ui.ui_support import PASSWORD, csrf_of, field_error, make_user, sign_in
 
@@ -21,7 +22,7 @@ from docuhooks.core.retry import RetrySchedule
 from docuhooks.delivery import queries
 from docuhooks.delivery.transport import MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
-from docuhooks.store.schema import ui_sessions, webhooks
+from docuhooks.store.schema import destinations, ui_sessions, webhooks
 from docuhooks.ui import session as sessions
 
 HOOK = {
@@ -847,3 +848,89 @@ async def test_site_administrators_create_users_who_can_then_sign_in(
     assert (await client.get("/ui/")).status_code == 200
     # Not a site administrator: no users pages, no creating.
     assert (await client.get("/ui/users/new")).status_code == 403
+
+
+# --- isolation: health at a glance, the concurrency limit -------------------------------------
+
+
+async def test_an_open_breaker_is_obvious_in_the_list_and_on_the_page(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    broken = await api_hook(client, site, url="https://down.example/hook")
+    healthy = await api_hook(client, site, name="Healthy", url="https://up.example/hook")
+    start = ctx.now().replace(microsecond=0)
+    probe_at = start + timedelta(seconds=25)
+    async with ctx.db.transaction() as conn:
+        await conn.execute(
+            destinations.insert().values(
+                origin="https://down.example:443",
+                state="open",
+                failures=6,
+                since=start,
+                next_probe_at=probe_at,
+                concurrency=1,
+                updated_at=start,
+            )
+        )
+    await queue_event(ctx, site.site_id, now=start)
+    await admin(ctx, client, site)
+
+    listing = await client.get("/ui/")
+    assert listing.status_code == 200
+    rows = {
+        name: row
+        for row in listing.text.split("<tr>")[2:]
+        for name in ("Orders", "Healthy")
+        if f">{name}</a>" in row
+    }
+    assert 'class="badge breaker-open">breaker open</span>' in rows["Orders"]
+    assert f"next probe {probe_at:%Y-%m-%d %H:%M:%S} UTC" in rows["Orders"]
+    assert "0/1 in flight · 1 due" in rows["Orders"], "the destination's limit on open is 1"
+    assert "breaker" not in rows["Healthy"]
+    assert "0/10 in flight · 1 due" in rows["Healthy"]
+
+    page = await client.get(f"/ui/webhooks/{broken['id']}")
+    assert page.status_code == 200
+    assert "Delivery health" in page.text and "breaker open" in page.text
+    assert "https://down.example:443 failed 6 times in a row" in page.text
+    assert "spending no retries" in page.text
+    assert "the destination's adaptive limit; the webhook allows 10" in page.text
+    calm = await client.get(f"/ui/webhooks/{healthy['id']}")
+    assert "Delivery health" in calm.text and "breaker open" not in calm.text
+    assert "<dt>Circuit breaker</dt><dd>closed</dd>" in calm.text
+
+
+async def test_max_concurrency_in_the_webhook_form(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    csrf = await admin(ctx, client, site)
+    new = await client.get("/ui/webhooks/new")
+    assert 'id="maxConcurrency"' in new.text and "1 to 100." in new.text
+    created = await client.post("/ui/webhooks", data={**FORM, "csrf_token": csrf})
+    assert created.status_code == 200
+    listed = (await client.get("/api/v1/webhooks", headers=site.auth())).json()["items"]
+    assert listed[0]["maxConcurrency"] == 10, "empty means the default"
+    base = f"/ui/webhooks/{listed[0]['id']}"
+
+    saved = await client.post(
+        f"{base}/edit", data={**FORM, "csrf_token": csrf, "maxConcurrency": "25"}
+    )
+    assert saved.status_code == 303
+    assert (await api_read(client, site, listed[0]["id"])).json()["maxConcurrency"] == 25
+    edit = (await client.get(f"{base}/edit")).text
+    assert re.search(r'name="maxConcurrency" type="number" min="1" max="100"[^>]* value="25"', edit)
+    assert "<dt>Concurrent calls at most</dt><dd>25</dd>" in (await client.get(base)).text
+
+    for typed, problem in (
+        ("0", "must be a whole number from 1 to 100"),
+        ("101", "must be a whole number from 1 to 100"),
+        ("many", "must be a whole number"),
+    ):
+        refused = await client.post(
+            f"{base}/edit", data={**FORM, "csrf_token": csrf, "maxConcurrency": typed}
+        )
+        assert refused.status_code == 422, typed
+        assert field_error(refused.text, "maxConcurrency") == problem
+    kept = await client.post(f"{base}/edit", data={**FORM, "csrf_token": csrf, "name": "Again"})
+    assert kept.status_code == 303
+    assert (await api_read(client, site, listed[0]["id"])).json()["maxConcurrency"] == 25

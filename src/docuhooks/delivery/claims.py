@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.destinations import MAX_CONCURRENCY, BreakerState
 from docuhooks.delivery import queries
-from docuhooks.delivery.queries import PENDING, Job
+from docuhooks.delivery.queries import Job
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import deliveries, destinations, flights, webhooks
 
@@ -289,7 +289,7 @@ def _candidates_statement() -> sa.Select[Any]:
     )
     has_due = sa.exists().where(
         deliveries.c.webhook_id == webhooks.c.id,
-        deliveries.c.status == PENDING,
+        queries.is_pending(),
         deliveries.c.next_attempt_at <= now,
         queries.unleased(now),
     )
@@ -352,7 +352,7 @@ def _lease_by_webhook(dialect: str) -> Prepared:
         .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
         .where(
             deliveries.c.webhook_id == sa.bindparam("hook"),
-            deliveries.c.status == PENDING,
+            queries.is_pending(),
             deliveries.c.next_attempt_at <= now,
             queries.unleased(now),
             queries.first_in_order(),

@@ -1,8 +1,11 @@
 """Prometheus metrics of delivery (SPEC §10), in a registry of this process's own.
 
 Counters and the latency histogram are what this process did; the queue gauges (due depth,
-age of the oldest due delivery, workers alive) are read from the database when scraped, so
-any process's `/metrics` shows the whole fleet's queue.
+age of the oldest due delivery, workers alive, the backlog by state, destinations by breaker
+state) are read from the database when scraped, so any process's `/metrics` shows the whole
+fleet's queue. A scrape stays bounded at any queue size: counts of pending deliveries stop
+at `health.DUE_CAP` (a value at the cap means "at least that many"), and the per-webhook
+series, one pair per webhook, exist only when an operator turns them on.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-from docuhooks.delivery import queries
+from docuhooks.core.destinations import BreakerState
+from docuhooks.delivery import health, queries
 from docuhooks.store.database import Database
 
 __all__ = ["CONTENT_TYPE_LATEST", "REGISTRY", "refresh_queue_gauges", "render"]
@@ -50,7 +54,8 @@ LEASES_LOST = Counter(
 )
 DUE = Gauge(
     "docuhooks_deliveries_due",
-    "Pending deliveries whose next attempt is due now (the queue workers have not caught up).",
+    "Pending deliveries whose next attempt is due now, those in flight included (the queue "
+    "workers have not caught up); counted up to 100000.",
     registry=REGISTRY,
 )
 OLDEST_DUE_AGE = Gauge(
@@ -64,19 +69,67 @@ WORKERS_ALIVE = Gauge(
     registry=REGISTRY,
 )
 
+DESTINATIONS = Gauge(
+    "docuhooks_destinations",
+    "Destinations (scheme://host:port) by circuit breaker state. Only destinations that have "
+    "shown trouble have a stored state and are counted; every other one is closed too.",
+    ["state"],
+    registry=REGISTRY,
+)
+BACKLOG = Gauge(
+    "docuhooks_deliveries_backlog",
+    "Pending deliveries by state: due (waiting for a sender), scheduled (a later attempt), "
+    "in_flight (being sent by some worker). due and scheduled are counted up to 100000.",
+    ["state"],
+    registry=REGISTRY,
+)
+WEBHOOK_IN_FLIGHT = Gauge(
+    "docuhooks_webhook_in_flight",
+    "Calls of each webhook in flight, from every worker (only with metrics_per_webhook).",
+    ["webhook_id"],
+    registry=REGISTRY,
+)
+WEBHOOK_DUE_BACKLOG = Gauge(
+    "docuhooks_webhook_due_backlog",
+    "Each webhook's due deliveries waiting for a sender, counted up to 1000 (only with "
+    "metrics_per_webhook).",
+    ["webhook_id"],
+    registry=REGISTRY,
+)
+
 for _outcome in ("succeeded", "retrying", "failed", "gone", "probe_failed"):
     DELIVERIES.labels(_outcome)
+for _state in ("due", "scheduled", "in_flight"):
+    BACKLOG.labels(_state)
+for _breaker in BreakerState:
+    DESTINATIONS.labels(_breaker.value)
 
 
-async def refresh_queue_gauges(db: Database, *, now: datetime, lease_seconds: float) -> None:
+async def refresh_queue_gauges(
+    db: Database, *, now: datetime, lease_seconds: float, per_webhook: bool = False
+) -> None:
     async with db.read() as conn:
         state = await queries.queue_state(
             conn, now=now, alive_since=now - timedelta(seconds=lease_seconds)
         )
-    DUE.set(state.due)
+        backlog = await health.backlog(conn, now=now, cap=health.DUE_CAP)
+        breakers = await health.breaker_counts(conn)
+        webhooks = await health.per_webhook(conn, now=now) if per_webhook else []
+    DUE.set(backlog.due_total)
     age = (now - state.oldest_due_at).total_seconds() if state.oldest_due_at else 0.0
     OLDEST_DUE_AGE.set(max(age, 0.0))
     WORKERS_ALIVE.set(state.workers_alive)
+    BACKLOG.labels("due").set(backlog.due)
+    BACKLOG.labels("scheduled").set(backlog.scheduled)
+    BACKLOG.labels("in_flight").set(backlog.in_flight)
+    for breaker, count in breakers.items():
+        DESTINATIONS.labels(breaker.value).set(count)
+    # Webhooks deleted since the last scrape must not linger.
+    WEBHOOK_IN_FLIGHT.clear()
+    WEBHOOK_DUE_BACKLOG.clear()
+    for hook in webhooks:
+        WEBHOOK_IN_FLIGHT.labels(hook.webhook_id).set(hook.in_flight)
+        WEBHOOK_DUE_BACKLOG.labels(hook.webhook_id).set(hook.due_backlog)
 
 
 def render() -> bytes:

@@ -49,6 +49,16 @@ async def notify_due_deliveries(conn: AsyncConnection) -> None:
 # --- claiming -------------------------------------------------------------------------------
 
 
+def is_pending(table: sa.TableClause | sa.Table = deliveries) -> sa.ColumnElement[bool]:
+    """`status = 'pending'` with the value written into the SQL: the predicate of the partial
+    index `ix_deliveries_webhook_due`, which a query can use only if it states that
+    predicate itself. As a bound parameter, PostgreSQL's *generic* plan of the prepared
+    statement (asyncpg prepares every statement, and after five runs PostgreSQL may keep a
+    generic plan) could not prove it, and read a webhook's deliveries through another
+    index, settled ones included."""
+    return table.c.status == sa.literal_column(f"'{PENDING}'")
+
+
 def unleased(now: datetime | sa.BindParameter[datetime]) -> sa.ColumnElement[bool]:
     # A lease that ran out belongs to a worker that died or lost the database: take it over.
     return sa.or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at < now)
@@ -524,19 +534,20 @@ async def prune_attempts(conn: AsyncConnection, *, older_than: datetime, limit: 
 
 @dataclass(frozen=True, slots=True)
 class QueueState:
-    due: int
     oldest_due_at: datetime | None
     workers_alive: int
 
 
 async def queue_state(conn: AsyncConnection, *, now: datetime, alive_since: datetime) -> QueueState:
-    due_row = (
+    """The oldest due delivery (one seek of `ix_deliveries_due`) and the workers alive; the
+    counts of the queue are `delivery.health.backlog`'s."""
+    oldest = (
         await conn.execute(
-            sa.select(sa.func.count(), sa.func.min(deliveries.c.next_attempt_at)).where(
+            sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
                 deliveries.c.status == PENDING, deliveries.c.next_attempt_at <= now
             )
         )
-    ).one()
+    ).scalar_one()
     alive = (
         await conn.execute(
             sa.select(sa.func.count())
@@ -544,7 +555,7 @@ async def queue_state(conn: AsyncConnection, *, now: datetime, alive_since: date
             .where(workers.c.heartbeat_at >= alive_since)
         )
     ).scalar_one()
-    return QueueState(due=due_row[0], oldest_due_at=due_row[1], workers_alive=alive)
+    return QueueState(oldest_due_at=oldest, workers_alive=alive)
 
 
 async def heartbeat(

@@ -28,6 +28,8 @@ HELP = {
     "requestVerb": "Default: GET for InterviewLoadEvent, POST for the rest.",
     "timeoutSeconds": "1 to 120. Empty: 15 for notifications, 5 for interview events, 60 for "
     "post-processing.",
+    "maxConcurrency": "1 to 100. Calls in flight to this webhook at most, across every worker; "
+    "its other due deliveries wait in the queue. Empty: 10 (new) or unchanged (edit).",
     "order": "The order in which interview answers are overlaid (lowest first).",
     "orderedDelivery": "NewWorkItemVersionComplete only: deliver each work item's versions "
     "strictly in order.",
@@ -74,6 +76,7 @@ def blank_values() -> dict[str, Any]:
         "templateIds": [],
         "order": "0",
         "timeoutSeconds": "",
+        "maxConcurrency": "",
         "orderedDelivery": False,
     }
 
@@ -94,6 +97,7 @@ def values_of(webhook: dict[str, Any]) -> dict[str, Any]:
         "templateIds": list(webhook["templateIds"]),
         "order": str(webhook["order"]),
         "timeoutSeconds": str(webhook["timeoutSeconds"]),
+        "maxConcurrency": str(webhook["maxConcurrency"]),
         "orderedDelivery": webhook["orderedDelivery"],
     }
 
@@ -126,6 +130,7 @@ def parse_webhook(submitted: FormData, *, creating: bool) -> WebhookForm:
             "requestVerb",
             "order",
             "timeoutSeconds",
+            "maxConcurrency",
         )
     }
     # Activation has its own buttons (and audit entries) once a webhook exists.
@@ -151,7 +156,7 @@ def parse_webhook(submitted: FormData, *, creating: bool) -> WebhookForm:
     token = submitted.get("accessToken")
     if isinstance(token, str) and token:
         changes["accessToken"] = token
-    for name in ("order", "timeoutSeconds"):
+    for name in ("order", "timeoutSeconds", "maxConcurrency"):
         if values[name]:
             number = _whole_number(form, name, values[name])
             if number is not None:

@@ -53,7 +53,12 @@ async def webhook_list(
 ) -> Response:
     async with ctx.db.read() as conn:
         page = await service.list_page(
-            conn, session.principal, limit=LIST_SIZE, cursor=cursor or None, status=status or None
+            conn,
+            session.principal,
+            limit=LIST_SIZE,
+            cursor=cursor or None,
+            status=status or None,
+            health_at=ctx.now(),
         )
     return render(request, "webhooks.html", session, page=page, status=status)
 
@@ -128,7 +133,7 @@ async def create_webhook(request: Request, ctx: Ctx, session: Checked) -> Respon
 async def webhook_page(request: Request, webhook_id: str, ctx: Ctx, session: SignedIn) -> Response:
     who = session.principal
     async with ctx.db.read() as conn:
-        webhook = service.to_api(await service.get_row(conn, who, webhook_id))
+        webhook = await service.read(conn, who, webhook_id, now=ctx.now())
         deliveries = await log.list_deliveries(
             conn, who, webhook["id"], now=ctx.now(), limit=RECENT_DELIVERIES
         )

@@ -23,7 +23,7 @@ from docuhooks.context import AppContext
 from docuhooks.core.destinations import destination_of
 from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import SigningSecret, WebhookTarget, generate_secret
-from docuhooks.delivery import queries
+from docuhooks.delivery import health, queries
 from docuhooks.errors import BadRequest, Conflict, FieldError, Forbidden, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.store import pagination
@@ -114,6 +114,35 @@ def to_api(row: sa.Row[Any]) -> dict[str, Any]:
         "modifiedDate": row.modified_at,
         "modifiedBy": row.modified_by,
     }
+
+
+def health_to_api(state: health.WebhookHealth, now: datetime) -> dict[str, Any]:
+    """A webhook's `health` object: isolation's view of it now (see `delivery.health`)."""
+    breaker = state.breaker
+    return {
+        "destination": state.destination,
+        "inFlight": state.in_flight,
+        "concurrencyLimit": state.concurrency_limit,
+        "breaker": {
+            "state": breaker.state.value,
+            "since": breaker.since,
+            "nextProbeAt": breaker.next_probe_at,
+            "consecutiveFailures": breaker.failures,
+        },
+        "pausedUntil": state.paused_until(now),
+        "dueBacklog": state.due_backlog,
+        "dueBacklogCapped": state.due_backlog_capped,
+        "oldestDueAgeSeconds": state.oldest_due_age_seconds(now),
+    }
+
+
+async def read(
+    conn: AsyncConnection, principal: Principal, webhook_id: str, *, now: datetime
+) -> dict[str, Any]:
+    """The webhook as `GET /webhooks/{id}` returns it: with its health."""
+    row = await get_row(conn, principal, webhook_id)
+    state = await health.of_webhooks(conn, [row], now=now)
+    return {**to_api(row), "health": health_to_api(state[row.id], now)}
 
 
 def _config_columns(cfg: WebhookConfig) -> dict[str, Any]:
@@ -526,7 +555,10 @@ async def list_page(
     cursor: str | None = None,
     event_type: str | None = None,
     status: str | None = None,
+    health_at: datetime | None = None,
 ) -> pagination.Page[dict[str, Any]]:
+    """A page of the site's webhooks, oldest first; with `health_at`, each with its health
+    then (a due backlog counted up to `health.LIST_DUE_CAP`, in three statements a page)."""
     require_admin(principal)
     query = sa.select(webhooks).where(webhooks.c.site_id == principal.site_id)
     if event_type is not None:
@@ -548,7 +580,13 @@ async def list_page(
         query, webhooks.c.created_at, webhooks.c.id, limit=limit, cursor=cursor, newest_first=False
     )
     rows = list((await conn.execute(query)).all())
-    return pagination.page_of(rows, limit, to_api)
+    page = pagination.page_of(rows, limit, to_api)
+    if health_at is not None and page.items:
+        shown = rows[: len(page.items)]
+        states = await health.of_webhooks(conn, shown, now=health_at, due_cap=health.LIST_DUE_CAP)
+        for item in page.items:
+            item["health"] = health_to_api(states[item["id"]], health_at)
+    return page
 
 
 # --- used by the senders ------------------------------------------------------------------------

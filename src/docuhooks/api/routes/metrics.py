@@ -20,6 +20,9 @@ async def metrics_endpoint(ctx: Ctx) -> Response:
     # gauges keep their last values, and /readyz tells the outage.
     with contextlib.suppress(Exception):
         await metrics.refresh_queue_gauges(
-            ctx.db, now=ctx.now(), lease_seconds=ctx.settings.worker_lease_seconds
+            ctx.db,
+            now=ctx.now(),
+            lease_seconds=ctx.settings.worker_lease_seconds,
+            per_webhook=ctx.settings.metrics_per_webhook,
         )
     return Response(metrics.render(), media_type=metrics.CONTENT_TYPE_LATEST)

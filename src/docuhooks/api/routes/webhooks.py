@@ -59,6 +59,36 @@ class SecretRotation(Output):
     previousSecretExpires: datetime
 
 
+class Breaker(Output):
+    state: str = Field(description="closed, open or half_open (a probe call is in flight)")
+    since: datetime | None = Field(description="When the breaker last opened or closed")
+    nextProbeAt: datetime | None = Field(description="While not closed: the next probe call")
+    consecutiveFailures: int = Field(
+        description="The destination's current run of failures (connect, timeout, TLS, 5xx)"
+    )
+
+
+class WebhookHealth(Output):
+    destination: str = Field(description="scheme://host:port, whose breaker this webhook obeys")
+    inFlight: int = Field(description="Calls of this webhook in flight now, from every worker")
+    concurrencyLimit: int = Field(
+        description="Calls in flight allowed now: maxConcurrency, or the destination's adaptive "
+        "limit if lower"
+    )
+    breaker: Breaker
+    pausedUntil: datetime | None = Field(
+        description="The destination is paused until then by a Retry-After"
+    )
+    dueBacklog: int = Field(
+        description="Due deliveries waiting for a sender (not in flight); counted up to "
+        "100,000 on a read of one webhook, 1,000 in a list"
+    )
+    dueBacklogCapped: bool = Field(description="dueBacklog reached its cap: there are more")
+    oldestDueAgeSeconds: float | None = Field(
+        description="Seconds since the oldest due delivery became due; null when none is"
+    )
+
+
 class Webhook(Output):
     id: str
     name: str
@@ -81,6 +111,11 @@ class Webhook(Output):
     orderedDelivery: bool
     maxConcurrency: int
     consecutiveFailures: int
+    health: WebhookHealth | None = Field(
+        default=None,
+        description="Isolation's view of the webhook now; in reads (one webhook, the list), "
+        "null in the answers of writes",
+    )
     createdDate: datetime
     createdBy: str | None
     modifiedDate: datetime
@@ -120,6 +155,7 @@ def _with_secret(webhook: dict[str, Any], secret: str | None) -> WebhookWithSecr
 
 @router.get("", response_model=Page[Webhook])
 async def list_webhooks(
+    ctx: Ctx,
     conn: Conn,
     who: Caller,
     limit: Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)] = 50,
@@ -128,7 +164,13 @@ async def list_webhooks(
     status: Annotated[str | None, Query(pattern="^(active|inactive|suspended)$")] = None,
 ) -> dict[str, Any]:
     page = await service.list_page(
-        conn, who, limit=limit, cursor=cursor, event_type=eventType, status=status
+        conn,
+        who,
+        limit=limit,
+        cursor=cursor,
+        event_type=eventType,
+        status=status,
+        health_at=ctx.now(),
     )
     return {"items": page.items, "nextCursor": page.next_cursor}
 
@@ -142,8 +184,8 @@ async def create_webhook(
 
 
 @router.get("/{webhook_id}", response_model=Webhook)
-async def get_webhook(webhook_id: str, conn: Conn, who: Caller) -> dict[str, Any]:
-    return service.to_api(await service.get_row(conn, who, webhook_id))
+async def get_webhook(webhook_id: str, ctx: Ctx, conn: Conn, who: Caller) -> dict[str, Any]:
+    return await service.read(conn, who, webhook_id, now=ctx.now())
 
 
 @router.patch("/{webhook_id}", response_model=WebhookWithSecret)

@@ -1,0 +1,108 @@
+"""The claim and the health reads stay on the partial index of due deliveries in the plan a
+prepared statement settles on.
+
+asyncpg prepares every statement, and after five runs PostgreSQL may keep a *generic* plan,
+made without the parameters' values. A partial index can serve such a plan only if the query
+states the index's predicate (`status = 'pending'`) literally; with the status as a
+parameter, the claim read a webhook's deliveries through `ix_deliveries_webhook_created`,
+settled ones included (about 300 ms a claim with a million settled deliveries, in
+`bench/claim_plans.py`). These tests make PostgreSQL show the generic plans.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from tests.delivery.delivery_support import make_webhook
+from tests.support import SiteUsers
+
+from docuhooks.context import AppContext
+from docuhooks.delivery import claims, health
+
+SETTLED = 20_000
+
+
+def literal(value: Any) -> str:
+    """A value for `EXECUTE` (which takes no parameters): PostgreSQL casts the quoted text
+    to the prepared statement's parameter type."""
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    return "'" + text.replace("'", "''") + "'"
+
+
+async def generic_plan(ctx: AppContext, statement: Any, values: dict[str, Any]) -> str:
+    async with ctx.db.engine.connect() as conn:
+        compiled = statement.compile(dialect=conn.dialect)
+        params = compiled.construct_params(values)
+        order = compiled.positiontup
+        raw = await conn.get_raw_connection()
+        pg = raw.driver_connection
+        await pg.execute("SET plan_cache_mode = force_generic_plan")
+        await pg.execute(f"PREPARE shown AS {compiled.string}")
+        arguments = ", ".join(literal(params[name]) for name in order)
+        rows = await pg.fetch(
+            f"EXPLAIN EXECUTE shown({arguments})" if order else "EXPLAIN EXECUTE shown"
+        )
+        await pg.execute("DEALLOCATE shown")
+        await pg.execute("RESET plan_cache_mode")
+        return "\n".join(row[0] for row in rows)
+
+
+@pytest.fixture
+async def history(ctx: AppContext, site: SiteUsers) -> str:
+    """A webhook with a long settled history and one delivery due."""
+    if ctx.db.dialect != "postgresql":
+        pytest.skip("generic plans of prepared statements are PostgreSQL's")
+    hook, _ = await make_webhook(ctx, site, "https://receiver.example/hook")
+    async with ctx.db.transaction() as conn:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO events (id, site_id, event_type, payload, created_at) "
+                "VALUES ('e', :site, 'NewWorkItemVersionComplete', '{}', now())"
+            ),
+            {"site": site.site_id},
+        )
+        await conn.execute(
+            sa.text(
+                "INSERT INTO deliveries (id, event_id, webhook_id, site_id, status, attempts, "
+                "next_attempt_at, created_at) "
+                "SELECT 'd' || i, 'e', :hook, :site, "
+                "  CASE WHEN i = :n THEN 'pending' ELSE 'succeeded' END, 1, "
+                "  CASE WHEN i = :n THEN now() END, now() - interval '1 day' + i * interval '1 s' "
+                "FROM generate_series(1, :n) AS i"
+            ),
+            {"hook": hook, "site": site.site_id, "n": SETTLED},
+        )
+    async with ctx.db.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.exec_driver_sql("ANALYZE deliveries")
+    return hook
+
+
+async def test_the_claims_generic_plans_use_the_partial_index(
+    ctx: AppContext, history: str
+) -> None:
+    now = ctx.now()
+    candidates = await generic_plan(
+        ctx, claims._CANDIDATES.statement, {"now": now, "webhooks": 100}
+    )
+    lease = await generic_plan(
+        ctx,
+        claims._lease_by_webhook("postgresql").statement,
+        {"hook": history, "now": now, "n": 10, "owner": "w", "until": now},
+    )
+
+    for plan in (candidates, lease):
+        assert "ix_deliveries_webhook_due" in plan, plan
+        assert "ix_deliveries_webhook_created" not in plan, plan
+
+
+async def test_the_health_reads_generic_plan_uses_the_partial_index(
+    ctx: AppContext, history: str
+) -> None:
+    plan = await generic_plan(ctx, health._due_arm(history, ctx.now(), health.DUE_CAP), {})
+
+    assert "ix_deliveries_webhook_due" in plan, plan
+    assert "ix_deliveries_webhook_created" not in plan, plan
