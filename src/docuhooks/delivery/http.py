@@ -333,7 +333,8 @@ class Connection(asyncio.Protocol):
         self._max_body = max_body
         self.keep_alive = False
         loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
+        waiter: asyncio.Future[Response] = loop.create_future()
+        self._waiter = waiter
         self._arm(loop, deadline)
         try:
             self.transport.write(data)

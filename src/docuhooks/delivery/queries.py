@@ -294,13 +294,14 @@ async def release_leases(conn: AsyncConnection, *, owner: str) -> int:
 
 async def next_due_at(conn: AsyncConnection) -> datetime | None:
     """When the earliest pending delivery falls due: how long an idle worker may sleep."""
-    return (
+    due: datetime | None = (
         await conn.execute(
             sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
                 deliveries.c.status == PENDING
             )
         )
     ).scalar()
+    return due
 
 
 # --- recording an attempt's outcome ---------------------------------------------------------

@@ -277,14 +277,14 @@ def _name(value: Any, errors: list[FieldError]) -> str | None:
     if not isinstance(value, str):
         errors.append(FieldError("name", "must be a string"))
         return None
-    value = value.strip()
-    if not 1 <= len(value) <= 200:
+    name: str = value.strip()
+    if not 1 <= len(name) <= 200:
         errors.append(FieldError("name", "must be 1 to 200 characters"))
         return None
-    if _CONTROL.search(value):
+    if _CONTROL.search(name):
         errors.append(FieldError("name", "must not contain control characters"))
         return None
-    return value
+    return name
 
 
 def validate_url(value: Any, field: str = "url") -> tuple[str | None, str | None]:
