@@ -58,7 +58,7 @@ import uvicorn
 import uvloop
 from aiohttp import web
 
-from docuhooks.api.app import create_app
+from docuhooks.app import create_app
 from docuhooks.context import AppContext
 from docuhooks.identity import service as identity
 from docuhooks.identity.secrets import SecretBox

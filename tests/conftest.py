@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from tests.support import SiteUsers, make_site
 
-from docuhooks.api.app import create_app
+from docuhooks.app import create_app
 from docuhooks.context import AppContext
 from docuhooks.identity.secrets import SecretBox
 from docuhooks.settings import Settings

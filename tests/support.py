@@ -6,9 +6,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from docuhooks.context import AppContext
+from docuhooks.core.clock import SystemClock
 from docuhooks.identity import service as identity
 
 
@@ -59,7 +61,7 @@ class LiveServer:
     def __init__(self, ctx: AppContext, *, components: list[Any] | None = None) -> None:
         import socket
 
-        from docuhooks.api.app import create_app
+        from docuhooks.app import create_app
 
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -89,3 +91,16 @@ class LiveServer:
         self._server.should_exit = True
         assert self._thread is not None
         self._thread.join(timeout=20)
+
+
+class MovedClock(SystemClock):
+    """The system clock with its wall time moved (`ctx.clock = MovedClock(...)`): set to a
+    fixed moment, or shifted by an offset from the real time. Durations and sleeps stay
+    real, so the background parts keep running as they do in production."""
+
+    def __init__(self, at: datetime | None = None, *, shift: timedelta = timedelta()) -> None:
+        self.at = at
+        self.shift = shift
+
+    def now(self) -> datetime:
+        return (self.at if self.at is not None else super().now()) + self.shift

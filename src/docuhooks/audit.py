@@ -3,27 +3,40 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.identity.models import Principal
+from docuhooks.core.clock import utcnow
 from docuhooks.store.schema import audit_log
+
+
+class Actor(Protocol):
+    """Who made a change, as the log records it (an `identity.Principal`): the audit log
+    sits below identity, so it names only the two attributes it writes."""
+
+    @property
+    def user_id(self) -> str: ...
+
+    @property
+    def login_name(self) -> str: ...
 
 
 async def record(
     conn: AsyncConnection,
-    principal: Principal | None,
+    principal: Actor | None,
     *,
     site_id: str,
     action: str,
     object_type: str,
     object_id: str,
     details: dict[str, Any] | None = None,
+    now: datetime | None = None,
 ) -> None:
-    """Written in the caller's transaction, so an entry exists exactly when the change does."""
+    """Written in the caller's transaction, so an entry exists exactly when the change does.
+    `now` is the caller's clock reading (`ctx.now()`); without one, the system clock's."""
     await conn.execute(
         audit_log.insert().values(
             id=str(uuid.uuid4()),
@@ -34,7 +47,7 @@ async def record(
             object_type=object_type,
             object_id=object_id,
             details=details or {},
-            created_at=datetime.now(UTC),
+            created_at=now or utcnow(),
         )
     )
 

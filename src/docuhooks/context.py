@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from docuhooks.core.clock import Clock, SystemClock
 from docuhooks.delivery.address_policy import AddressPolicy
 from docuhooks.delivery.proxy import ProxyRoutes
 from docuhooks.delivery.transport import HttpTransport, Transport
@@ -24,17 +25,14 @@ if TYPE_CHECKING:
     from docuhooks.platform.renderpool import RenderPool
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass
 class AppContext:
     settings: Settings
     db: Database
     box: SecretBox
-    #: The wall clock; tests replace it to move time without sleeping.
-    now: Callable[[], datetime] = utcnow
+    #: The one clock every part reads (`core.clock`); tests put a `FakeClock` here to move
+    #: time without sleeping.
+    clock: Clock = field(default_factory=SystemClock)
     #: A transport for every outbound call, in place of the real ones (a test seam).
     transport_override: Transport | None = None
     #: The real transports, built on first use (they need the running event loop).
@@ -50,11 +48,27 @@ class AppContext:
     #: Worker processes that inspect and render templates (`render_pool`); built on first use.
     render_pool_override: RenderPool | None = None
     #: Wrong-password counts per login name and client address (sign-in throttling).
-    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    login_throttle: LoginThrottle = field(init=False)
     #: Principals of recently used API tokens (a revoked token works for up to its TTL).
-    tokens: TokenCache = field(default_factory=TokenCache)
+    tokens: TokenCache = field(init=False)
     #: Interview webhooks matched and ready to sign (a change elsewhere is seen within its TTL).
-    webhook_targets: TargetCache = field(default_factory=TargetCache)
+    webhook_targets: TargetCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        # The caches read time through the context, so replacing `clock` moves theirs too.
+        self.login_throttle = LoginThrottle(clock=self)
+        self.tokens = TokenCache(clock=self)
+        self.webhook_targets = TargetCache(clock=self)
+
+    def now(self) -> datetime:
+        """The wall clock's time now (aware UTC)."""
+        return self.clock.now()
+
+    def monotonic(self) -> float:
+        return self.clock.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await self.clock.sleep(seconds)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from docuhooks.api.app import Component, create_app
+from docuhooks.app import Component, create_app
 from docuhooks.context import AppContext
 from docuhooks.settings import Settings
 

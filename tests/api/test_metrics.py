@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 from tests.delivery.delivery_support import make_webhook, queue_event
-from tests.support import SiteUsers
+from tests.support import MovedClock, SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.delivery import health
@@ -38,7 +38,7 @@ async def test_queue_depth_and_the_age_of_the_oldest_due_delivery(
     start = ctx.now()
     for _ in range(3):
         await queue_event(ctx, site.site_id, now=start)
-    ctx.now = lambda: start + timedelta(seconds=90)
+    ctx.clock = MovedClock(start + timedelta(seconds=90))
 
     samples = await scrape(client)
 

@@ -10,7 +10,7 @@ import fastapi.routing
 import httpx
 import pytest
 
-from docuhooks.api.app import WARM_CONNECTIONS, create_app
+from docuhooks.app import WARM_CONNECTIONS, create_app
 from docuhooks.context import AppContext
 
 

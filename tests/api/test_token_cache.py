@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
+from docuhooks.core.clock import FakeClock
 from docuhooks.identity import secrets
 from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal, Role
@@ -27,21 +28,13 @@ ROUTES = {
 }
 
 
-class Clocks:
-    def __init__(self) -> None:
-        self.monotonic = 500.0
-        self.wall = datetime.now(UTC)
-
-    def advance(self, seconds: float) -> None:
-        self.monotonic += seconds
-        self.wall += timedelta(seconds=seconds)
+def Clocks() -> FakeClock:
+    return FakeClock(datetime.now(UTC))
 
 
-def cached(ctx: AppContext) -> Clocks:
+def cached(ctx: AppContext) -> FakeClock:
     clocks = Clocks()
-    ctx.tokens = identity.TokenCache(
-        ttl_seconds=30.0, clock=lambda: clocks.monotonic, now=lambda: clocks.wall
-    )
+    ctx.tokens = identity.TokenCache(ttl_seconds=30.0, clock=clocks)
     return clocks
 
 
@@ -95,12 +88,12 @@ async def test_an_expired_token_stops_at_once(
         token = await identity.create_token(
             conn,
             login_name=await login_of(ctx, site, "SiteAdministrator"),
-            expires_at=clocks.wall + timedelta(seconds=5),
+            expires_at=clocks.now() + timedelta(seconds=5),
         )
     assert await status(client, route, token) == ROUTES[route][1]
     assert len(ctx.tokens) == 1
     # Expiry is checked on every use: no waiting for the TTL.
-    clocks.wall += timedelta(seconds=5)
+    clocks.advance(5)
     assert await status(client, route, token) == 401
     assert len(ctx.tokens) == 0
 

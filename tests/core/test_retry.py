@@ -5,12 +5,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from docuhooks.core.clock import FakeClock, SystemClock
 from docuhooks.core.retry import (
     DEFAULT_DELAYS,
     MAX_RETRY_AFTER,
-    FakeClock,
     RetrySchedule,
-    SystemClock,
     parse_retry_after,
     should_suspend,
 )

@@ -12,8 +12,8 @@ from tests.delivery.isolation_support import pile_up
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
+from docuhooks.core.clock import FakeClock
 from docuhooks.core.destinations import BreakerState, destination_of
-from docuhooks.core.retry import FakeClock
 from docuhooks.delivery import claims, outbox
 from docuhooks.delivery.queries import Job
 from docuhooks.store.schema import deliveries, destinations, webhooks

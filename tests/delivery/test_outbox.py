@@ -16,7 +16,7 @@ from tests.delivery.delivery_support import (
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
-from docuhooks.core.retry import FakeClock
+from docuhooks.core.clock import FakeClock
 from docuhooks.delivery import outbox
 from docuhooks.store.schema import deliveries, events, webhooks, work_groups
 

@@ -21,8 +21,9 @@ from tests.delivery.delivery_support import (
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
+from docuhooks.core.clock import FakeClock, SystemClock
 from docuhooks.core.destinations import BreakerPolicy
-from docuhooks.core.retry import FakeClock, RetrySchedule, SystemClock
+from docuhooks.core.retry import RetrySchedule
 from docuhooks.core.signing import OutboundRequest
 from docuhooks.delivery import claims, pruning, queries
 from docuhooks.delivery import worker as worker_module

@@ -3,7 +3,7 @@ limit, attempts are refused with 429 and Retry-After until the window has passed
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
+from docuhooks.core.clock import FakeClock
 from docuhooks.identity.secrets import SecretBox
 from docuhooks.identity.throttle import LoginThrottle, login_keys
 from docuhooks.settings import Settings
@@ -19,15 +20,8 @@ from docuhooks.store.database import Database
 from docuhooks.store.schema import sign_in_failures
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+def Clock() -> FakeClock:
+    return FakeClock(datetime(2026, 11, 30, 12, 0, tzinfo=UTC))
 
 
 async def test_the_limit_holds_for_the_window_then_lifts(ctx: AppContext) -> None:

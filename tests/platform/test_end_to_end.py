@@ -19,7 +19,7 @@ import uvicorn
 from docx_factory import document_text
 from platform_client import DOCX, upload_template
 
-from docuhooks.api.app import create_app
+from docuhooks.app import create_app
 from docuhooks.context import AppContext
 from docuhooks.identity import service as identity
 from docuhooks.store.schema import deliveries, events, webhooks

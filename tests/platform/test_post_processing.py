@@ -33,7 +33,7 @@ from post_processing_support import (
     version_of,
     work_item,
 )
-from tests.support import SiteUsers
+from tests.support import MovedClock, SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.platform import postprocessor
@@ -284,8 +284,7 @@ async def test_the_deadline_restores_the_originals_after_a_partial_callback(
     assert replaced.status_code == 200
     assert await postprocessor.drive_due(ctx) == 0, "not due before its deadline"
 
-    real_now = ctx.now
-    ctx.now = lambda: real_now() + timedelta(minutes=10, seconds=1)
+    ctx.clock = MovedClock(shift=timedelta(minutes=10, seconds=1))
     assert await postprocessor.drive_due(ctx) == 0
     version = await version_of(client, site, item, waiting["id"])
     assert version["status"] == "Completed"

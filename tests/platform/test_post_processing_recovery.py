@@ -26,7 +26,7 @@ from post_processing_support import (
     version_of,
     work_item,
 )
-from tests.support import SiteUsers
+from tests.support import MovedClock, SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.platform import postprocessor
@@ -97,8 +97,7 @@ async def test_a_call_a_crashed_process_left_is_made_again(
     assert await postprocessor.drive_due(ctx) == 0, "claimed: nobody else calls it"
     ctx.post_processor = None
 
-    real_now = ctx.now
-    ctx.now = lambda: real_now() + timedelta(seconds=5 + postprocessor.LEASE_MARGIN_SECONDS + 1)
+    ctx.clock = MovedClock(shift=timedelta(seconds=5 + postprocessor.LEASE_MARGIN_SECONDS + 1))
     stop = await postprocessor.start_post_processor(ctx)
     try:
         done = await until_completed(client, site, item, version["id"])

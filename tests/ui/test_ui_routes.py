@@ -14,7 +14,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from tests.delivery.delivery_support import queue_event
-from tests.support import SiteUsers
+from tests.support import MovedClock, SiteUsers
 from tests.ui.ui_support import PASSWORD, csrf_of, field_error, make_user, sign_in
 
 from docuhooks.context import AppContext
@@ -152,27 +152,27 @@ async def test_session_ends_after_idle_time_and_lifetime(
     ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
 ) -> None:
     start = ctx.now()
-    ctx.now = lambda: start
+    ctx.clock = MovedClock(start)
     await admin(ctx, client, site)
 
     # Each visit within the idle time keeps the session going...
     for hours in (11, 22, 33):
-        ctx.now = lambda hours=hours: start + timedelta(hours=hours)
+        ctx.clock = MovedClock(start + timedelta(hours=hours))
         assert (await client.get("/ui/")).status_code == 200, hours
     # ...until it is left idle longer than that.
-    ctx.now = lambda: start + timedelta(hours=33) + sessions.IDLE_TIMEOUT
+    ctx.clock = MovedClock(start + timedelta(hours=33) + sessions.IDLE_TIMEOUT)
     assert (await client.get("/ui/")).status_code == 303
 
     # A busy session still ends at its lifetime.
-    ctx.now = lambda: start
+    ctx.clock = MovedClock(start)
     await admin(ctx, client, site)
     step = sessions.IDLE_TIMEOUT - timedelta(hours=1)
     moment = start
     while moment + step < start + sessions.MAX_LIFETIME:
         moment += step
-        ctx.now = lambda moment=moment: moment
+        ctx.clock = MovedClock(moment)
         assert (await client.get("/ui/")).status_code == 200
-    ctx.now = lambda: start + sessions.MAX_LIFETIME
+    ctx.clock = MovedClock(start + sessions.MAX_LIFETIME)
     htmx = await client.post("/ui/logout", headers={"HX-Request": "true"})
     assert htmx.status_code == 401 and htmx.headers["HX-Redirect"] == "/ui/login"
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from tests.delivery.delivery_support import make_webhook, queue_event
-from tests.support import SiteUsers
+from tests.support import MovedClock, SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.delivery import health
@@ -123,7 +123,7 @@ async def arrange_trouble(ctx: AppContext, site: SiteUsers) -> tuple[str, str, d
                 updated_at=now,
             )
         )
-    ctx.now = lambda: now
+    ctx.clock = MovedClock(now)
     return troubled, healthy, now
 
 
@@ -156,7 +156,7 @@ async def test_in_flight_breaker_pause_and_backlog_are_reported(
     page = await listed(client, site)
     assert page[troubled] == body and page[healthy] == other
 
-    ctx.now = lambda: now + timedelta(seconds=61)
+    ctx.clock = MovedClock(now + timedelta(seconds=61))
     later = (await read(client, site, troubled))["health"]
     assert later["pausedUntil"] is None, "a pause that has ended is not reported"
     assert later["inFlight"] == 0 and later["dueBacklog"] == 5

@@ -11,6 +11,7 @@ from tests.interview_hooks.hooks_support import Platform, make_hook, make_platfo
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
+from docuhooks.core.clock import FakeClock
 from docuhooks.core.events import EventType
 from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal
@@ -21,18 +22,11 @@ from docuhooks.webhooks.targets import MatchedWebhooks, PreparedWebhook, TargetC
 URL = "http://127.0.0.1:9"
 
 
-class Monotonic:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+def Monotonic() -> FakeClock:
+    return FakeClock()
 
 
-def cached(ctx: AppContext) -> Monotonic:
+def cached(ctx: AppContext) -> FakeClock:
     clock = Monotonic()
     ctx.webhook_targets = TargetCache(ttl_seconds=5.0, settle_seconds=1.0, clock=clock)
     return clock
@@ -69,7 +63,7 @@ def urls(matched: MatchedWebhooks) -> list[str]:
     return [hook.url for hook in matched.webhooks]
 
 
-async def kept(ctx: AppContext, clock: Monotonic, platform: Platform) -> MatchedWebhooks:
+async def kept(ctx: AppContext, clock: FakeClock, platform: Platform) -> MatchedWebhooks:
     """Match once the last change has settled, so the answer is kept, and check it is."""
     clock.advance(2.0)
     matched = await match(ctx, platform)
@@ -202,18 +196,18 @@ def test_a_read_that_may_predate_a_commit_is_not_kept() -> None:
     cache = TargetCache(ttl_seconds=5.0, settle_seconds=1.0, clock=clock)
     key = ("site", "InterviewLoadEvent", "group", "template", None)
     value = MatchedWebhooks((), "https://issuer.example")
-    read_at = clock()
+    read_at = clock.monotonic()
     cache.site_changed("site")
     cache.put(key, value, read_at=read_at)
     assert cache.get(key) is None
     clock.advance(0.5)
-    cache.put(key, value, read_at=clock())
+    cache.put(key, value, read_at=clock.monotonic())
     assert cache.get(key) is None  # still settling
     clock.advance(0.6)
-    cache.put(key, value, read_at=clock())
+    cache.put(key, value, read_at=clock.monotonic())
     assert cache.get(key) is value
     other = ("other site", *key[1:])
-    cache.put(other, value, read_at=clock())  # type: ignore[arg-type]
+    cache.put(other, value, read_at=clock.monotonic())  # type: ignore[arg-type]
     cache.site_changed("site")
     assert cache.get(key) is None and cache.get(other) is value  # type: ignore[arg-type]
 

@@ -151,14 +151,7 @@ def _normalize_leaf(answer_type: AnswerType, value: object, location: str) -> Le
             check_xml_text(value, location)
             return value
         case AnswerType.NUMBER:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise AnswerSetError(f"a number value must be a number, not {kind}", location)
-            if isinstance(value, float):
-                if not math.isfinite(value):
-                    raise AnswerSetError(f"a number value must be finite, not {value}", location)
-                if value.is_integer():
-                    return int(value)
-            return value
+            return _number(value, kind, location)
         case AnswerType.DATE:
             if isinstance(value, datetime) or not isinstance(value, date):
                 raise AnswerSetError(f"a date value must be a date, not {kind}", location)
@@ -170,22 +163,39 @@ def _normalize_leaf(answer_type: AnswerType, value: object, location: str) -> Le
                 )
             return value
         case AnswerType.MULTIPLECHOICE:
-            options = value.options if isinstance(value, Selection) else value
-            if not isinstance(options, list | tuple):
-                raise AnswerSetError(
-                    f"a multiplechoice value must be a list of options, not {kind}", location
-                )
-            seen: set[str] = set()
-            for index, option in enumerate(options):
-                where = f"{location}[{index}]"
-                if not isinstance(option, str) or not option:
-                    raise AnswerSetError("an option must be a non-empty string", where)
-                check_xml_text(option, where)
-                if option in seen:
-                    raise AnswerSetError(f"option {option!r} is selected twice", where)
-                seen.add(option)
-            return Selection(tuple(options))
+            return _selection(value, kind, location)
     raise AnswerSetError(f"unknown answer type {answer_type!r}", location)  # pragma: no cover
+
+
+def _number(value: object, kind: str, location: str) -> int | float:
+    """A finite number; a float with no fraction becomes an int."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AnswerSetError(f"a number value must be a number, not {kind}", location)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise AnswerSetError(f"a number value must be finite, not {value}", location)
+        if value.is_integer():
+            return int(value)
+    return value
+
+
+def _selection(value: object, kind: str, location: str) -> Selection:
+    """Options chosen: non-empty strings, each once."""
+    options = value.options if isinstance(value, Selection) else value
+    if not isinstance(options, list | tuple):
+        raise AnswerSetError(
+            f"a multiplechoice value must be a list of options, not {kind}", location
+        )
+    seen: set[str] = set()
+    for index, option in enumerate(options):
+        where = f"{location}[{index}]"
+        if not isinstance(option, str) or not option:
+            raise AnswerSetError("an option must be a non-empty string", where)
+        check_xml_text(option, where)
+        if option in seen:
+            raise AnswerSetError(f"option {option!r} is selected twice", where)
+        seen.add(option)
+    return Selection(tuple(options))
 
 
 def repeat_depth(value: Value) -> int:

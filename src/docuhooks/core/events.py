@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from docuhooks.core.clock import utcnow
 from docuhooks.core.ids import uuid7
 
 
@@ -68,7 +69,7 @@ class Event:
     created_by: Actor
     data: dict[str, Any]
     event_id: str = field(default_factory=uuid7)
-    created_date: datetime = field(default_factory=lambda: datetime.now(UTC))
+    created_date: datetime = field(default_factory=utcnow)
     test: bool = False
 
     def to_dict(self) -> dict[str, Any]:

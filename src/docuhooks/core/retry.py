@@ -1,27 +1,21 @@
 """When to try a notification again, when to give up, and when to suspend (SPEC §7.2, §7.4).
 
-Everything here is pure except the clocks, and the clocks are injected: the worker asks a
-:class:`Clock` for the time, so tests drive a :class:`FakeClock` and never sleep.
+Everything here is pure: the time comes in as arguments, read from the injected
+`core.clock.Clock`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
 import re
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Protocol
 
 __all__ = [
     "DEFAULT_DELAYS",
     "MAX_RETRY_AFTER",
-    "Clock",
-    "FakeClock",
     "RetrySchedule",
-    "SystemClock",
     "parse_retry_after",
     "should_suspend",
 ]
@@ -127,62 +121,3 @@ def should_suspend(
     a day for a month is a flaky receiver, neither a dead one.
     """
     return consecutive_failures >= threshold and now - first_failure_at >= span
-
-
-class Clock(Protocol):
-    def now(self) -> datetime:
-        """Aware UTC wall-clock time: for timestamps and scheduling."""
-        ...
-
-    def monotonic(self) -> float:
-        """Seconds on a clock that never goes back: for durations and deadlines."""
-        ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
-_EPOCH_FOR_TESTS = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-class FakeClock:
-    """A clock that only moves when told to; ``sleep`` moves it instead of waiting."""
-
-    def __init__(self, start: datetime = _EPOCH_FOR_TESTS) -> None:
-        if start.tzinfo is None:
-            raise ValueError("FakeClock needs an aware datetime")
-        self._now = start.astimezone(UTC)
-        self._monotonic = 0.0
-
-    def now(self) -> datetime:
-        return self._now
-
-    def monotonic(self) -> float:
-        return self._monotonic
-
-    def advance(self, by: float | timedelta) -> None:
-        seconds = by.total_seconds() if isinstance(by, timedelta) else float(by)
-        if seconds < 0:
-            raise ValueError("time does not go back")
-        self._now += timedelta(seconds=seconds)
-        self._monotonic += seconds
-
-    def set(self, moment: datetime) -> None:
-        if moment.tzinfo is None:
-            raise ValueError("FakeClock needs an aware datetime")
-        self.advance(moment - self._now)
-
-    async def sleep(self, seconds: float) -> None:
-        self.advance(max(seconds, 0.0))
-        # Yield once so other tasks run, as a real sleep would let them.
-        await asyncio.sleep(0)

@@ -22,9 +22,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import audit
-from docuhooks.context import AppContext
 from docuhooks.core.events import NOTIFICATION_EVENTS, EventType
 from docuhooks.delivery import queries
+from docuhooks.delivery.interfaces import DeliveryContext
 from docuhooks.errors import Conflict, FieldError, NotFound, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.store import pagination
@@ -207,7 +207,7 @@ async def _sendable_webhook(conn: AsyncConnection, webhook_id: str) -> sa.Row[An
     return hook
 
 
-async def redeliver(ctx: AppContext, principal: Principal, delivery_id: str) -> dict[str, Any]:
+async def redeliver(ctx: DeliveryContext, principal: Principal, delivery_id: str) -> dict[str, Any]:
     """Send a delivery's event to its webhook again (SPEC §7.5); returns the delivery that will.
 
     A finished delivery (succeeded or failed) gets a new delivery, due now. A pending one that
@@ -238,6 +238,7 @@ async def redeliver(ctx: AppContext, principal: Principal, delivery_id: str) -> 
             conn,
             principal,
             site_id=principal.site_id,
+            now=now,
             action="delivery.redelivered",
             object_type="webhook",
             object_id=hook.id,
@@ -253,7 +254,7 @@ async def redeliver(ctx: AppContext, principal: Principal, delivery_id: str) -> 
 
 
 async def recover(
-    ctx: AppContext,
+    ctx: DeliveryContext,
     principal: Principal,
     webhook_id: str,
     *,

@@ -6,13 +6,14 @@ committed is ever lost (SPEC §6.1, §7.1). Workers pick the deliveries up from 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from docuhooks.core.clock import utcnow
 from docuhooks.core.events import Event, EventType
 from docuhooks.core.ids import uuid7
 from docuhooks.delivery import queries
@@ -57,7 +58,7 @@ async def enqueue(
     `work_item_id` and `ordering_seq` (the version number) let a webhook with
     `orderedDelivery` receive a work item's events strictly in sequence.
     """
-    moment = now or datetime.now(UTC)
+    moment = now or utcnow()
     if webhook_ids is None:
         target_ids = await webhook_service.matching_ids(
             conn,

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from docuhooks.context import AppContext
 from docuhooks.delivery import queries
+from docuhooks.delivery.interfaces import DeliveryContext
 from docuhooks.store.database import Database
 
 __all__ = ["prune_attempts", "start_pruner"]
@@ -37,7 +37,7 @@ async def prune_attempts(db: Database, *, now: datetime, retention_days: int) ->
             return total
 
 
-async def start_pruner(ctx: AppContext) -> Callable[[], Awaitable[None]]:
+async def start_pruner(ctx: DeliveryContext) -> Callable[[], Awaitable[None]]:
     """Prune now and then every hour, in the background; returns the stop function."""
 
     async def loop() -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.ids import uuid7
 from docuhooks.core.signing import StoredEvent
-from docuhooks.store.notify import notify
+from docuhooks.store.notify import DELIVERIES_CHANNEL, notify_due_deliveries
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import (
     attempts,
@@ -31,19 +31,12 @@ from docuhooks.store.schema import (
 )
 
 #: The PostgreSQL channel workers LISTEN on; the outbox NOTIFYs it.
-CHANNEL = "docuhooks_deliveries"
+CHANNEL = DELIVERIES_CHANNEL
 
 #: Delivery statuses. `sync` rows record interview and post-processing calls, never claimed.
 PENDING = "pending"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
-
-
-async def notify_due_deliveries(conn: AsyncConnection) -> None:
-    """Wake PostgreSQL workers because existing deliveries became due (an UPDATE); the server
-    sends the notification only if the caller commits. New rows need no call: a trigger on
-    `deliveries` (migration 0008) notifies from inside the INSERT."""
-    await notify(conn, CHANNEL)
 
 
 # --- claiming -------------------------------------------------------------------------------
@@ -308,7 +301,7 @@ async def next_due_at(conn: AsyncConnection) -> datetime | None:
 
 
 async def insert_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Write attempt log rows, all with the same keys (`worker._attempt_row`'s)."""
+    """Write attempt log rows, all with the same keys (`attempt_log.attempt_row`'s)."""
     await _INSERT_ATTEMPTS.executemany(conn, rows)
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.destinations import BreakerPolicy, signal_of
 from docuhooks.core.retry import parse_retry_after, should_suspend
-from docuhooks.delivery import claims, destinations, metrics, queries
+from docuhooks.delivery import attempt_log, claims, destinations, metrics, queries
 from docuhooks.delivery.outcome import RETRY_AFTER_STATUSES, Decision, Verdict, response_header
 from docuhooks.delivery.queries import Job
 from docuhooks.delivery.transport import TransportResult
@@ -41,7 +41,6 @@ MAX_BATCH = 500
 #: How long the first outcome of a batch waits for others, unless this many are queued.
 LINGER_SECONDS = 0.005
 LINGER_UNTIL = 32
-_MAX_ERROR = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +85,7 @@ class Finished:
             "attempts": self.attempt,
             "last_status_code": result.status,
             "last_error_class": result.error_class.value if result.error_class else None,
-            "last_error": truncate(result.error),
+            "last_error": attempt_log.clip(result.error),
             "next_attempt_at": decision.next_attempt_at,
         }
         if decision.finished:
@@ -160,7 +159,7 @@ class Recorder:
                     await self._write(conn, batch)
                 return
             except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]
+                error = f"{type(exc).__name__}: {exc}"[: attempt_log.MAX_ERROR]
                 if loop.time() + delay > deadline:
                     for item in batch:
                         log.error(
@@ -274,7 +273,3 @@ class Recorder:
             log.info("webhook.resumed", webhook_id=webhook_id)
         if webhook_ids:
             self._wake()
-
-
-def truncate(text: str | None) -> str | None:
-    return text if text is None or len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"

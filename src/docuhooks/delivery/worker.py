@@ -30,21 +30,19 @@ from typing import Any
 import structlog
 
 from docuhooks import __version__
-from docuhooks.context import AppContext
+from docuhooks.core.clock import Clock
 from docuhooks.core.destinations import BreakerPolicy
-from docuhooks.core.ids import uuid7
-from docuhooks.core.retry import Clock, RetrySchedule, SystemClock
+from docuhooks.core.retry import RetrySchedule
 from docuhooks.core.signing import (
     OutboundRequest,
     WebhookTarget,
     build_request,
-    redact_headers,
-    redact_url,
 )
-from docuhooks.delivery import claims, metrics, queries
+from docuhooks.delivery import attempt_log, claims, metrics, queries
+from docuhooks.delivery.interfaces import DeliveryContext
 from docuhooks.delivery.outcome import Verdict, decide
 from docuhooks.delivery.queries import Job
-from docuhooks.delivery.recorder import Finished, Recorder, SuspensionPolicy, truncate
+from docuhooks.delivery.recorder import Finished, Recorder, SuspensionPolicy
 from docuhooks.delivery.transport import DEFAULT_MAX_BODY, ErrorClass, TransportResult
 from docuhooks.delivery.wakeup import Alarm, PostgresListener, asyncpg_dsn
 from docuhooks.settings import Settings
@@ -55,7 +53,6 @@ __all__ = ["Worker", "WorkerOptions", "start_worker"]
 log = structlog.get_logger(__name__)
 
 USER_AGENT = f"docuhooks/{__version__}"
-_MAX_ERROR = 1000
 #: Decrypted signing targets kept at most (one per webhook version in use).
 _MAX_CACHED_TARGETS = 1000
 #: A dead worker's heartbeat row is removed after this many leases of silence.
@@ -105,7 +102,7 @@ class WorkerOptions:
 class Worker:
     def __init__(
         self,
-        ctx: AppContext,
+        ctx: DeliveryContext,
         options: WorkerOptions | None = None,
         *,
         clock: Clock | None = None,
@@ -114,7 +111,7 @@ class Worker:
     ) -> None:
         self.ctx = ctx
         self.options = options or WorkerOptions.from_settings(ctx.settings)
-        self.clock: Clock = clock or SystemClock()
+        self.clock: Clock = clock or ctx.clock
         self.rng = rng or random.Random()
         hostname = socket.gethostname()[:40]
         self.id = worker_id or f"{hostname}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -494,29 +491,22 @@ def _attempt_row(
     request: OutboundRequest | None,
     result: TransportResult,
 ) -> dict[str, Any]:
-    """The attempt log entry (SPEC §7.3): secrets and tokens redacted, body capped."""
+    """The attempt log entry (`delivery.attempt_log`): secrets and tokens redacted, body
+    capped. A request that could not be built logs the webhook's verb and URL."""
     webhook = job.webhook
-    return {
-        "id": uuid7(),
-        "delivery_id": job.delivery_id,
-        "webhook_id": webhook.id,
-        "site_id": webhook.site_id,
-        "attempt_number": attempt,
-        "started_at": started_at,
-        "duration_ms": result.duration_ms,
-        "request_method": request.method if request else webhook.request_verb,
-        "request_url": redact_url(request.url if request else webhook.url),
-        "request_headers": redact_headers(request.headers) if request else {},
-        "status_code": result.status,
-        "response_headers": redact_headers(result.headers) if result.status is not None else None,
-        "response_body": (
-            result.body[:DEFAULT_MAX_BODY].decode("utf-8", errors="replace")
-            if result.status is not None
-            else None
-        ),
-        "error_class": result.error_class.value if result.error_class else None,
-        "error": truncate(result.error),
-    }
+    return attempt_log.attempt_row(
+        delivery_id=job.delivery_id,
+        webhook_id=webhook.id,
+        site_id=webhook.site_id,
+        attempt_number=attempt,
+        started_at=started_at,
+        method=request.method if request else webhook.request_verb,
+        url=request.url if request else webhook.url,
+        request_headers=request.headers if request else None,
+        result=result,
+        error_class=result.error_class,
+        error=result.error,
+    )
 
 
 #: Each outcome's counter, looked up once (`labels()` takes a lock and a dict lookup per call).
@@ -532,10 +522,10 @@ _LOG_LEVEL: dict[Verdict, str] = {
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]
+    return f"{type(exc).__name__}: {exc}"[: attempt_log.MAX_ERROR]
 
 
-async def start_worker(ctx: AppContext) -> Callable[[], Awaitable[None]]:
+async def start_worker(ctx: DeliveryContext) -> Callable[[], Awaitable[None]]:
     """The in-process worker as an app component: start it, return its `stop`."""
     worker = Worker(ctx)
     await worker.start()

@@ -3,13 +3,14 @@ as the `docuhooks admin` commands, for a site's own administrators."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import audit
+from docuhooks.core.clock import utcnow
 from docuhooks.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from docuhooks.identity import revocations, secrets
 from docuhooks.identity import service as identity
@@ -193,9 +194,7 @@ async def create_token(
         raise ValidationFailed.of(
             [FieldError("expiresInDays", f"must be from 1 to {MAX_TOKEN_DAYS}")]
         )
-    expires = (
-        datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days is not None else None
-    )
+    expires = utcnow() + timedelta(days=expires_in_days) if expires_in_days is not None else None
     token = await identity.create_token(
         conn, login_name=principal.login_name, name=name, expires_at=expires
     )

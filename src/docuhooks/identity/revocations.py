@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.context import AppContext
+from docuhooks.identity.interfaces import IdentityContext
 from docuhooks.store.notify import ChannelListener, asyncpg_dsn, notify
 
 CHANNEL = "docuhooks_tokens"
@@ -26,7 +26,7 @@ async def announce(conn: AsyncConnection, token_hash: str) -> None:
     await notify(conn, CHANNEL, token_hash)
 
 
-def revocation_listener(ctx: AppContext) -> ChannelListener | None:
+def revocation_listener(ctx: IdentityContext) -> ChannelListener | None:
     """The listener that drops revoked tokens from `ctx`'s cache; None on SQLite."""
     if ctx.db.dialect != "postgresql":
         return None
@@ -38,7 +38,7 @@ def revocation_listener(ctx: AppContext) -> ChannelListener | None:
     )
 
 
-async def start_revocation_listener(ctx: AppContext) -> Callable[[], Awaitable[None]]:
+async def start_revocation_listener(ctx: IdentityContext) -> Callable[[], Awaitable[None]]:
     """The app component that drops tokens other processes revoke (PostgreSQL)."""
     listener = revocation_listener(ctx)
     if listener is None:

@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import re
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from docuhooks.core.clock import Clock, SystemClock, utcnow
 from docuhooks.errors import Conflict, FieldError, NotFound, ValidationFailed
 from docuhooks.identity import secrets
 from docuhooks.identity.models import Principal, Role
 from docuhooks.store.schema import api_tokens, sites, users
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def validate_base_url(value: str, field: str = "baseUrl") -> str:
@@ -41,7 +36,7 @@ async def create_site(conn: AsyncConnection, *, name: str, base_url: str) -> str
     site_id = str(uuid.uuid4())
     await conn.execute(
         sites.insert().values(
-            id=site_id, name=name, base_url=validate_base_url(base_url), created_at=_now()
+            id=site_id, name=name, base_url=validate_base_url(base_url), created_at=utcnow()
         )
     )
     return site_id
@@ -136,7 +131,7 @@ async def create_user(
             password_hash=secrets.hash_password(password) if password else None,
             roles=sorted(set(roles)),
             active=True,
-            created_at=_now(),
+            created_at=utcnow(),
         )
     )
     return user_id
@@ -158,7 +153,7 @@ async def create_token(
             user_id=user_id,
             token_hash=secrets.hash_token(token),
             name=name,
-            created_at=_now(),
+            created_at=utcnow(),
             expires_at=expires_at,
         )
     )
@@ -198,21 +193,18 @@ class TokenCache:
     token revoked, or its user deactivated or given other roles, through the API is dropped
     at once (`identity.revocations`); done in the store by other means, it is seen within
     `ttl_seconds`. Only tokens that worked are kept: a new token works on its first use.
-    `clock` (monotonic seconds, for the TTL) and `now` (the wall clock, for expiry) are for
-    tests to move time."""
+    `clock` reads monotonic seconds for the TTL and the wall clock for expiry."""
 
     def __init__(
         self,
         ttl_seconds: float = TOKEN_TTL_SECONDS,
         *,
         max_entries: int = MAX_CACHED_TOKENS,
-        clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = _now,
+        clock: Clock | None = None,
     ) -> None:
         self.ttl_seconds = ttl_seconds
         self.max_entries = max_entries
-        self.clock = clock
-        self.now = now
+        self.clock: Clock = clock or SystemClock()
         self._entries: dict[str, _CachedToken] = {}
 
     def lookup(self, token: str) -> Principal | None:
@@ -221,8 +213,8 @@ class TokenCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        expired = entry.expires_at is not None and entry.expires_at <= self.now()
-        if expired or self.clock() - entry.stored_at >= self.ttl_seconds:
+        expired = entry.expires_at is not None and entry.expires_at <= self.clock.now()
+        if expired or self.clock.monotonic() - entry.stored_at >= self.ttl_seconds:
             del self._entries[key]
             return None
         return entry.principal
@@ -230,7 +222,9 @@ class TokenCache:
     def remember(self, token: str, principal: Principal, expires_at: datetime | None) -> None:
         if len(self._entries) >= self.max_entries:
             del self._entries[next(iter(self._entries))]
-        self._entries[secrets.hash_token(token)] = _CachedToken(principal, expires_at, self.clock())
+        self._entries[secrets.hash_token(token)] = _CachedToken(
+            principal, expires_at, self.clock.monotonic()
+        )
 
     def forget(self, token_hash: str) -> None:
         """Drop a revoked token at once (`identity.revocations` tells the other processes)."""
@@ -260,7 +254,7 @@ async def authenticate_token(
         .where(api_tokens.c.token_hash == secrets.hash_token(token), users.c.active.is_(True))
     )
     row = (await conn.execute(query)).first()
-    now = cache.now() if cache is not None else _now()
+    now = cache.clock.now() if cache is not None else utcnow()
     if row is None or (row.expires_at is not None and row.expires_at <= now):
         return None
     principal = principal_of(row)

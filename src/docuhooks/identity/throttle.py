@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TypeVar
 
 import sqlalchemy as sa
 
+from docuhooks.core.clock import Clock, SystemClock
 from docuhooks.errors import TooManyRequests
 from docuhooks.store.database import Database
 from docuhooks.store.schema import sign_in_failures
@@ -30,10 +31,6 @@ MAX_FAILURES = 10
 WINDOW_SECONDS = 15 * 60
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class LoginThrottle:
     """The policy (how many wrong passwords, over how long) over the shared failure rows."""
 
@@ -42,11 +39,11 @@ class LoginThrottle:
         *,
         max_failures: int = MAX_FAILURES,
         window_seconds: float = WINDOW_SECONDS,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Clock | None = None,
     ) -> None:
         self.max_failures = max_failures
         self.window = timedelta(seconds=window_seconds)
-        self._clock = clock
+        self._clock: Clock = clock or SystemClock()
 
     async def retry_after(self, db: Database, keys: Iterable[str]) -> float | None:
         """Seconds until every one of `keys` may try again, or None when none is throttled.
@@ -54,7 +51,7 @@ class LoginThrottle:
         A key is throttled while `max_failures` of its failures lie within the window: it
         may try again once the oldest of its latest `max_failures` has left it.
         """
-        now = self._clock()
+        now = self._clock.now()
         waits = []
         async with db.read() as conn:
             for key in keys:
@@ -77,7 +74,7 @@ class LoginThrottle:
     async def failed(self, db: Database, keys: Iterable[str]) -> None:
         """Count a wrong password against each of `keys`. Call it outside any transaction
         of the caller's: it commits on its own, whatever becomes of the caller's work."""
-        now = self._clock()
+        now = self._clock.now()
         rows = [{"key": key, "failed_at": now} for key in keys]
         async with db.transaction() as conn:
             await conn.execute(

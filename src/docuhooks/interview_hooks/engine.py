@@ -32,7 +32,6 @@ from docuhooks.answers import (
     off_loop,
     template_variables,
 )
-from docuhooks.context import AppContext
 from docuhooks.core.events import INTERVIEW_EVENTS, Event, EventType
 from docuhooks.core.ids import uuid7
 from docuhooks.core.signing import OutboundRequest, build_request
@@ -40,6 +39,7 @@ from docuhooks.delivery.transport import ErrorClass, TransportResult
 from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import log
 from docuhooks.interview_hooks.budget import remaining
+from docuhooks.interview_hooks.interfaces import InterviewContext
 from docuhooks.interview_hooks.replies import (
     INVALID_ANSWERS,
     Outcome,
@@ -74,7 +74,7 @@ class _Call:
 
 
 async def match_interview_hooks(
-    ctx: AppContext,
+    ctx: InterviewContext,
     conn: AsyncConnection,
     *,
     site_id: str,
@@ -99,7 +99,7 @@ async def match_interview_hooks(
 
 
 async def run_interview_hooks(
-    ctx: AppContext,
+    ctx: InterviewContext,
     *,
     principal: Principal,
     event_type: EventType,
@@ -136,30 +136,88 @@ async def run_interview_hooks(
     if not matched.webhooks:
         return HookResult(current_answers, [])
 
+    created = ctx.now()
+    event = _step_event(
+        principal,
+        event_type,
+        interview_event_name,
+        interview_id=interview_id,
+        work_item=work_item,
+        version_id=version_id,
+        template=template,
+        current_answers=current_answers,
+        created=created,
+    )
+    variables, variable_problem = _variables(template)
+
+    calls = [_prepare(webhook, event, matched.issuer, created) for webhook in matched.webhooks]
+    budget = ctx.settings.interview_budget_seconds
+    tasks, waited_ms = await _call_within(ctx, calls, variables, budget)
+    step = _Step(
+        current_answers, variable_problem, created, AnswerLimits.from_settings(ctx.settings)
+    )
+    for call in calls:
+        result, outcome = _result_of(
+            tasks.get(call.delivery_id), call, budget, waited_ms, variables
+        )
+        await step.take(ctx, call, result, outcome, variables)
+    await log.submit(
+        ctx,
+        log.StepLog(
+            event=event,
+            site_id=principal.site_id,
+            work_item_id=str(_field(work_item, "id")),
+            calls=step.records,
+            created_at=created,
+            finished_at=created + timedelta(milliseconds=waited_ms),
+        ),
+    )
+    return HookResult(step.answers, step.warnings)
+
+
+def _step_event(
+    principal: Principal,
+    event_type: EventType,
+    interview_event_name: str | None,
+    *,
+    interview_id: str,
+    work_item: Any,
+    version_id: str,
+    template: Any,
+    current_answers: AnswerSet,
+    created: datetime,
+) -> dict[str, Any]:
+    """The event every webhook of the step receives (a CustomInterviewEvent carries the
+    answers so far)."""
     data: dict[str, Any] = {
         "interviewId": interview_id,
         "workItemId": str(_field(work_item, "id")),
         "workItemName": _field(work_item, "name"),
         "workItemVersionId": version_id,
-        "workGroupId": work_group_id,
-        "templateId": template_id,
+        "workGroupId": str(_field(work_item, "work_group_id")),
+        "templateId": str(_field(template, "id")),
         "templateName": _field(template, "name"),
     }
     if event_type is EventType.CUSTOM_INTERVIEW_EVENT:
         data["interviewEventName"] = (interview_event_name or "").strip()
         data["answers"] = current_answers.to_json()
-    created = ctx.now()
-    event = Event(
+    return Event(
         event_type=event_type,
         site_id=principal.site_id,
         created_by=principal.as_actor(),
         data=data,
         created_date=created,
     ).to_dict()
-    variables, variable_problem = _variables(template)
 
-    calls = [_prepare(webhook, event, matched.issuer, created) for webhook in matched.webhooks]
-    budget = ctx.settings.interview_budget_seconds
+
+async def _call_within(
+    ctx: InterviewContext,
+    calls: list[_Call],
+    variables: Mapping[str, VariableDef] | None,
+    budget: float,
+) -> tuple[dict[str, asyncio.Task[tuple[TransportResult, Outcome]]], float]:
+    """Call every callable webhook at once and wait for their replies within the step's
+    budget; those still out then are cancelled. Returns the tasks and the time waited (ms)."""
     started = time.perf_counter()
     # Each reply is judged as it arrives, so when the slowest is in only its own is left.
     tasks = {
@@ -172,57 +230,70 @@ async def run_interview_hooks(
     for task in tasks.values():
         if not task.done():
             task.cancel()
-    waited_ms = (time.perf_counter() - started) * 1000.0
-    finished = created + timedelta(milliseconds=waited_ms)
+    return tasks, (time.perf_counter() - started) * 1000.0
 
-    answers = current_answers
-    totals: Totals | None = None
-    limits = AnswerLimits.from_settings(ctx.settings)
-    warnings: list[dict[str, Any]] = []
-    records: list[log.CallRecord] = []
-    for call in calls:
-        result, outcome = _result_of(
-            tasks.get(call.delivery_id), call, budget, waited_ms, variables
-        )
+
+class _Step:
+    """The replies of one step taken in webhook order: each overlays the answers so far,
+    within the answer limits, and leaves its warnings and its delivery-log record."""
+
+    def __init__(
+        self,
+        answers: AnswerSet,
+        variable_problem: Problem | None,
+        created: datetime,
+        limits: AnswerLimits,
+    ) -> None:
+        self.answers = answers
+        self._limits = limits
+        self.warnings: list[dict[str, Any]] = []
+        self.records: list[log.CallRecord] = []
+        self._totals: Totals | None = None
+        self._variable_problem = variable_problem
+        self._created = created
+
+    async def take(
+        self,
+        ctx: InterviewContext,
+        call: _Call,
+        result: TransportResult,
+        outcome: Outcome,
+        variables: Mapping[str, VariableDef] | None,
+    ) -> None:
         # Unreadable variables mean nothing a receiver sends can be checked: none of it applies.
         replied = outcome.answers
         if replied and variables is not None:
-            if totals is None:
-                # Measured once a step, in the parsing threads when the interview is large.
-                totals = await off_loop(
-                    100 * len(answers), ctx.settings.answer_parse_threads, measure, answers
-                )
-            try:
-                # Each reply is within the limits alone; together with the answers before it
-                # it must be too, or it is a failed call that contributes nothing.
-                totals = check_overlay(answers, totals, replied, limits)
-            except AnswerLimitExceeded as exc:
-                outcome = over_limit(exc)
-            else:
-                answers = answers.overlay(replied)
+            outcome = await self._overlay(ctx, replied, outcome)
         problems = list(outcome.problems)
-        if variable_problem and outcome.succeeded and result.status == 200:
-            problems.append(variable_problem)
-        warnings.extend(
+        if self._variable_problem and outcome.succeeded and result.status == 200:
+            problems.append(self._variable_problem)
+        self.warnings.extend(
             webhook_warning(call.webhook.id, call.webhook.name, problem) for problem in problems
         )
-        records.append(
+        self.records.append(
             log.CallRecord(
-                call.delivery_id, call.webhook.id, created, call.request, result, outcome
+                call.delivery_id, call.webhook.id, self._created, call.request, result, outcome
             )
         )
-    await log.submit(
-        ctx,
-        log.StepLog(
-            event=event,
-            site_id=principal.site_id,
-            work_item_id=str(_field(work_item, "id")),
-            calls=records,
-            created_at=created,
-            finished_at=finished,
-        ),
-    )
-    return HookResult(answers, warnings)
+
+    async def _overlay(
+        self, ctx: InterviewContext, replied: AnswerSet, outcome: Outcome
+    ) -> Outcome:
+        """Lay `replied` over the answers so far; a reply that would take them past the
+        limits is a failed call that contributes nothing."""
+        if self._totals is None:
+            # Measured once a step, in the parsing threads when the interview is large.
+            self._totals = await off_loop(
+                100 * len(self.answers), ctx.settings.answer_parse_threads, measure, self.answers
+            )
+        try:
+            # Each reply is within the limits alone; together with the answers before it it
+            # must be too, or it is a failed call that contributes nothing.
+            self._totals = check_overlay(self.answers, self._totals, replied, self._limits)
+        except AnswerLimitExceeded as exc:
+            return over_limit(exc)
+        self.answers = self.answers.overlay(replied)
+        return outcome
 
 
 def _check_event(event_type: EventType, interview_event_name: str | None) -> None:
@@ -248,7 +319,7 @@ def _prepare(
     return _Call(webhook, delivery_id, request, None)
 
 
-async def _send(ctx: AppContext, call: _Call) -> TransportResult:
+async def _send(ctx: InterviewContext, call: _Call) -> TransportResult:
     assert call.request is not None
     return await ctx.interactive_transport.send(
         call.request,
@@ -259,7 +330,7 @@ async def _send(ctx: AppContext, call: _Call) -> TransportResult:
 
 
 async def _send_and_judge(
-    ctx: AppContext, call: _Call, variables: Mapping[str, VariableDef] | None
+    ctx: InterviewContext, call: _Call, variables: Mapping[str, VariableDef] | None
 ) -> tuple[TransportResult, Outcome]:
     result = await _send(ctx, call)
     limits = AnswerLimits.from_settings(ctx.settings)

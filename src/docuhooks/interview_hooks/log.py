@@ -30,14 +30,13 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.context import AppContext
-from docuhooks.core.ids import uuid7
-from docuhooks.core.signing import OutboundRequest, redact_headers, redact_url
-from docuhooks.delivery.transport import DEFAULT_MAX_BODY, TransportResult
+from docuhooks.core.signing import OutboundRequest
+from docuhooks.delivery import attempt_log
+from docuhooks.delivery.transport import TransportResult
+from docuhooks.interview_hooks.interfaces import InterviewContext
 from docuhooks.interview_hooks.replies import Outcome
 from docuhooks.store.schema import attempts, deliveries, events
 
-_MAX_ERROR = 1000
 #: Steps queued before a step's caller waits for the writer (back-pressure, never loss).
 QUEUE_STEPS = 1000
 #: Steps written in one transaction at most.
@@ -122,7 +121,7 @@ def _rows_of(
                 "next_attempt_at": None,
                 "last_status_code": status_code,
                 "last_error_class": str(outcome.error_class) if outcome.error_class else None,
-                "last_error": _clip(outcome.error),
+                "last_error": attempt_log.clip(outcome.error),
                 "created_at": call.started_at,
                 "completed_at": finished_at,
             }
@@ -132,30 +131,26 @@ def _rows_of(
             # delivery says why, and there is no attempt to show.
             continue
         attempt_rows.append(
-            {
-                "id": uuid7(),
-                "delivery_id": call.delivery_id,
-                "webhook_id": call.webhook_id,
-                "site_id": site_id,
-                "attempt_number": 1,
-                "started_at": call.started_at,
-                "duration_ms": result.duration_ms if result is not None else 0.0,
-                "request_method": call.request.method,
-                "request_url": redact_url(call.request.url),
-                "request_headers": redact_headers(call.request.headers),
-                "status_code": status_code,
-                "response_headers": redact_headers(result.headers) if result is not None else None,
-                "response_body": _body_text(result),
-                "error_class": str(outcome.error_class) if outcome.error_class else None,
-                "error": _clip(outcome.error),
-            }
+            attempt_log.attempt_row(
+                delivery_id=call.delivery_id,
+                webhook_id=call.webhook_id,
+                site_id=site_id,
+                attempt_number=1,
+                started_at=call.started_at,
+                method=call.request.method,
+                url=call.request.url,
+                request_headers=call.request.headers,
+                result=result,
+                error_class=outcome.error_class,
+                error=outcome.error,
+            )
         )
 
 
 class LogWriter:
     """Writes queued steps in the background, a batch per transaction."""
 
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: InterviewContext) -> None:
         self._ctx = ctx
         self._queue: asyncio.Queue[StepLog] = asyncio.Queue(QUEUE_STEPS)
         self._task: asyncio.Task[None] | None = None
@@ -243,7 +238,7 @@ class LogWriter:
             pass
 
 
-async def _write_alone(ctx: AppContext, steps: Sequence[StepLog]) -> None:
+async def _write_alone(ctx: InterviewContext, steps: Sequence[StepLog]) -> None:
     """Write `steps` in one transaction; if that fails, each on its own, so one bad step
     cannot take the others with it. Never raises: the person has their interview."""
     try:
@@ -266,7 +261,7 @@ def _event_id(step: StepLog) -> Any:
     return step.event.get("eventId")
 
 
-async def submit(ctx: AppContext, step: StepLog) -> None:
+async def submit(ctx: InterviewContext, step: StepLog) -> None:
     """Log `step`: queued for the app's writer when it runs, else written now."""
     if ctx.interview_log is None:
         await _write_alone(ctx, [step])
@@ -274,7 +269,7 @@ async def submit(ctx: AppContext, step: StepLog) -> None:
         await ctx.interview_log.submit(step)
 
 
-def foreground_transaction(ctx: AppContext) -> AbstractAsyncContextManager[AsyncConnection]:
+def foreground_transaction(ctx: InterviewContext) -> AbstractAsyncContextManager[AsyncConnection]:
     """A write transaction for an interview step a person waits on: the log writer does not
     start a batch beside it (see the module's notes)."""
     if ctx.interview_log is None or ctx.db.dialect != "sqlite":
@@ -282,7 +277,7 @@ def foreground_transaction(ctx: AppContext) -> AbstractAsyncContextManager[Async
     return ctx.interview_log.foreground()
 
 
-async def start_log_writer(ctx: AppContext) -> Callable[[], Awaitable[None]]:
+async def start_log_writer(ctx: InterviewContext) -> Callable[[], Awaitable[None]]:
     """The app component that writes interview delivery logs after the reply."""
     writer = LogWriter(ctx)
     writer.start()
@@ -294,15 +289,3 @@ async def start_log_writer(ctx: AppContext) -> Callable[[], Awaitable[None]]:
         await writer.stop()
 
     return stop
-
-
-def _body_text(result: TransportResult | None) -> str | None:
-    if result is None or result.status is None:
-        return None
-    text = result.body[:DEFAULT_MAX_BODY].decode("utf-8", errors="replace")
-    # PostgreSQL text cannot hold NUL; a hostile receiver must not make the log unwritable.
-    return text.replace("\x00", "\ufffd")
-
-
-def _clip(text: str | None) -> str | None:
-    return text if text is None or len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"

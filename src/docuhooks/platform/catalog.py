@@ -11,7 +11,6 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any
 
@@ -19,10 +18,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.answers import AnswerSetError, AnswerType, VariableDef, template_variables
-from docuhooks.context import AppContext
 from docuhooks.errors import FieldError, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.platform.access import require_site_admin
+from docuhooks.platform.interfaces import PlatformContext
 from docuhooks.platform.templates import check_declarations
 from docuhooks.store import pagination
 from docuhooks.store.schema import templates
@@ -63,37 +62,9 @@ def parse_definition(raw: str | bytes) -> TemplateDefinition:
         errors.append(FieldError("definition.variables", "must be a list"))
         raw_variables = []
     for index, entry in enumerate(raw_variables):
-        where = f"definition.variables[{index}]"
-        if not isinstance(entry, dict):
-            errors.append(FieldError(where, "must be an object {name, type, repeatDepth, options}"))
-            continue
-        unknown = sorted(set(entry) - _VARIABLE_KEYS)
-        if unknown:
-            errors.append(FieldError(where, f"unknown field(s) {', '.join(unknown)}"))
-            continue
-        if "name" not in entry or "type" not in entry:
-            errors.append(FieldError(where, "needs a name and a type"))
-            continue
-        if entry["type"] not in {t.value for t in AnswerType}:
-            errors.append(
-                FieldError(
-                    f"{where}.type",
-                    f"unknown type {entry['type']!r}; expected one of "
-                    + ", ".join(t.value for t in AnswerType),
-                )
-            )
-            continue
-        try:
-            variables.append(
-                VariableDef(
-                    entry["name"],
-                    AnswerType(entry["type"]),
-                    entry.get("repeatDepth", 0),
-                    entry.get("options", ()),
-                )
-            )
-        except AnswerSetError as exc:
-            errors.append(FieldError(where, exc.message))
+        variable = _variable(entry, f"definition.variables[{index}]", errors)
+        if variable is not None:
+            variables.append(variable)
     raw_events = data.get("eventElements", [])
     if not isinstance(raw_events, list) or not all(isinstance(e, str) for e in raw_events):
         errors.append(FieldError("definition.eventElements", "must be a list of names"))
@@ -110,6 +81,39 @@ def parse_definition(raw: str | bytes) -> TemplateDefinition:
         variables=tuple(variables),
         event_elements=tuple(e.strip() for e in raw_events),
     )
+
+
+def _variable(entry: Any, where: str, errors: list[FieldError]) -> VariableDef | None:
+    """One entry of the definition's `variables`, or None with its problem in `errors`."""
+    if not isinstance(entry, dict):
+        errors.append(FieldError(where, "must be an object {name, type, repeatDepth, options}"))
+        return None
+    unknown = sorted(set(entry) - _VARIABLE_KEYS)
+    if unknown:
+        errors.append(FieldError(where, f"unknown field(s) {', '.join(unknown)}"))
+        return None
+    if "name" not in entry or "type" not in entry:
+        errors.append(FieldError(where, "needs a name and a type"))
+        return None
+    if entry["type"] not in {t.value for t in AnswerType}:
+        errors.append(
+            FieldError(
+                f"{where}.type",
+                f"unknown type {entry['type']!r}; expected one of "
+                + ", ".join(t.value for t in AnswerType),
+            )
+        )
+        return None
+    try:
+        return VariableDef(
+            entry["name"],
+            AnswerType(entry["type"]),
+            entry.get("repeatDepth", 0),
+            entry.get("options", ()),
+        )
+    except AnswerSetError as exc:
+        errors.append(FieldError(where, exc.message))
+        return None
 
 
 def docx_file_name(template_file_name: str) -> str:
@@ -150,7 +154,7 @@ def to_api(row: sa.Row[Any], warnings: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 async def create(
-    ctx: AppContext,
+    ctx: PlatformContext,
     principal: Principal,
     *,
     file_name: str,
@@ -183,7 +187,7 @@ async def create(
         "sha256": hashlib.sha256(content).hexdigest(),
         "variables": [variable_to_json(v) for v in definition.variables],
         "event_elements": list(definition.event_elements),
-        "created_at": datetime.now(UTC),
+        "created_at": ctx.now(),
         "created_by": principal.user_id,
     }
     async with ctx.db.transaction() as conn:

@@ -5,19 +5,19 @@ event exists exactly when the version is Completed."""
 from __future__ import annotations
 
 import hmac
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.context import AppContext
 from docuhooks.core.events import Event, EventType
 from docuhooks.delivery import outbox
 from docuhooks.errors import Conflict, Forbidden
 from docuhooks.identity.models import Principal
 from docuhooks.platform import catalog, postprocessing, workitems
 from docuhooks.platform import documents as documents_service
+from docuhooks.platform.interfaces import PlatformContext
 from docuhooks.platform.workitems import VersionStatus
 from docuhooks.store.schema import interviews, work_item_versions
 
@@ -74,7 +74,7 @@ async def complete_version(
     version: sa.Row[Any],
     template: sa.Row[Any],
     documents: list[sa.Row[Any]],
-    now: datetime | None = None,
+    now: datetime,
     post_processing: dict[str, Any] | None = None,
 ) -> Event:
     """Mark `version` Completed, close its interviews, and write the event to the outbox.
@@ -86,7 +86,7 @@ async def complete_version(
     """
     if version.status not in workitems.OPEN_STATUSES:
         raise Conflict(f"version {version.version_number} is already {version.status}")
-    moment = now or datetime.now(UTC)
+    moment = now
     changes: dict[str, Any] = {
         "status": VersionStatus.COMPLETED,
         "completed_at": moment,
@@ -127,7 +127,7 @@ async def complete_version(
 
 
 async def complete(
-    ctx: AppContext,
+    ctx: PlatformContext,
     principal: Principal,
     work_item_id: str,
     version_id: str,

@@ -15,13 +15,14 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from docuhooks.core.clock import utcnow
 from docuhooks.errors import Conflict, FieldError, NotFound, PayloadTooLarge, ValidationFailed
 from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal
@@ -328,7 +329,7 @@ async def _insert(
             sha256=hashlib.sha256(document.content).hexdigest(),
             content=document.content,
             assembled_order=order,
-            created_at=datetime.now(UTC),
+            created_at=utcnow(),
         )
     )
     row = await _document_row(conn, version.id, row_id, content=False)

@@ -40,7 +40,6 @@ from docuhooks.answers import (
     parse_stored,
     template_variables,
 )
-from docuhooks.context import AppContext
 from docuhooks.core.events import EventType
 from docuhooks.errors import Conflict, NotFound
 from docuhooks.identity.models import Principal
@@ -54,6 +53,7 @@ from docuhooks.interview_hooks import (
 from docuhooks.platform import catalog, completion, postprocessor, workitems
 from docuhooks.platform import documents as documents_service
 from docuhooks.platform.access import parse_id
+from docuhooks.platform.interfaces import PlatformContext
 from docuhooks.platform.workitems import VersionStatus
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import interviews, templates, work_item_versions, work_items
@@ -229,7 +229,7 @@ async def _opening(
 
 
 async def open_interview(
-    ctx: AppContext, principal: Principal, work_item_id: str
+    ctx: PlatformContext, principal: Principal, work_item_id: str
 ) -> dict[str, Any]:
     """Open an interview on the work item: it continues the version in progress, or starts
     the next one; then the InterviewLoadEvent webhooks may add answers."""
@@ -280,7 +280,7 @@ async def open_interview(
 
 
 async def fire_event(
-    ctx: AppContext, principal: Principal, interview_id: str, event_name: str
+    ctx: PlatformContext, principal: Principal, interview_id: str, event_name: str
 ) -> dict[str, Any]:
     """The user activated the interview event element `event_name`: the matching
     CustomInterviewEvent webhooks may add answers."""
@@ -322,7 +322,7 @@ async def fire_event(
 
 
 async def _apply_hook_outcome(
-    ctx: AppContext, loaded: _Loaded, before: AnswerSet, outcome: HookResult
+    ctx: PlatformContext, loaded: _Loaded, before: AnswerSet, outcome: HookResult
 ) -> dict[str, Any]:
     """Overlay what the webhooks changed (relative to `before`) onto the answers as they
     are now. The engine has already fitted them to the template; nothing changed, nothing
@@ -368,7 +368,7 @@ async def current_answers(
 
 
 async def update_answers(
-    ctx: AppContext,
+    ctx: PlatformContext,
     principal: Principal,
     interview_id: str,
     *,
@@ -423,7 +423,7 @@ def _overlaid(stored: Any, incoming: AnswerSet, limits: AnswerLimits) -> dict[st
     return current.overlay(incoming).to_json()
 
 
-async def _stored_answers(ctx: AppContext, stored: Any) -> AnswerSet:
+async def _stored_answers(ctx: PlatformContext, stored: Any) -> AnswerSet:
     """The stored answers, read in the parsing threads when there are many: a person waits
     on every interview step, and so do the other requests this process serves."""
     return await off_loop(
@@ -438,7 +438,7 @@ def _stored_size(stored: Any) -> int:
     return 100 * len(entries) if isinstance(entries, list) else 0
 
 
-async def finish(ctx: AppContext, principal: Principal, interview_id: str) -> dict[str, Any]:
+async def finish(ctx: PlatformContext, principal: Principal, interview_id: str) -> dict[str, Any]:
     """Assemble the version from the interview's answers, post-process its documents, and
     complete it: the NewWorkItemVersionComplete event is written in the same transaction.
 
@@ -473,7 +473,11 @@ _FINISH_ATTEMPTS = 3
 
 
 async def _finish_assembled(
-    ctx: AppContext, principal: Principal, interview_id: str, rendered: _Loaded, assembled: bytes
+    ctx: PlatformContext,
+    principal: Principal,
+    interview_id: str,
+    rendered: _Loaded,
+    assembled: bytes,
 ) -> dict[str, Any] | None:
     """Store `assembled` and complete (or post-process) the version; None when the answers
     changed since `rendered` was read, so `assembled` is out of date."""

@@ -39,7 +39,6 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.context import AppContext
 from docuhooks.core.events import Actor, Event, EventType
 from docuhooks.core.ids import uuid7
 from docuhooks.core.signing import OutboundRequest, build_request, redact_url
@@ -50,6 +49,7 @@ from docuhooks.interview_hooks import log as call_log
 from docuhooks.interview_hooks.engine import USER_AGENT
 from docuhooks.platform import completion, documents
 from docuhooks.platform import postprocessing as pp
+from docuhooks.platform.interfaces import PlatformContext
 from docuhooks.platform.workitems import VersionStatus
 from docuhooks.store.schema import interviews, templates, webhooks, work_item_versions, work_items
 from docuhooks.webhooks import service as webhook_service
@@ -74,7 +74,7 @@ _versions = work_item_versions
 
 
 async def begin(
-    ctx: AppContext,
+    ctx: PlatformContext,
     conn: AsyncConnection,
     principal: Principal,
     *,
@@ -121,7 +121,7 @@ async def begin(
 
 
 async def after_finish(
-    ctx: AppContext,
+    ctx: PlatformContext,
     principal: Principal,
     work_item: Any,
     version_id: str,
@@ -166,7 +166,7 @@ class Claimed:
 
 
 async def claim_due(
-    ctx: AppContext, *, version_id: str | None = None, limit: int = CONCURRENCY
+    ctx: PlatformContext, *, version_id: str | None = None, limit: int = CONCURRENCY
 ) -> list[Claimed]:
     """Claim up to `limit` versions due (or just `version_id`): each is either completed at
     once (its deadline passed, or it cannot be called) or claimed for a call."""
@@ -198,7 +198,7 @@ async def claim_due(
 
 
 async def _claim(
-    ctx: AppContext, conn: AsyncConnection, version: Any, now: datetime
+    ctx: PlatformContext, conn: AsyncConnection, version: Any, now: datetime
 ) -> Claimed | None:
     record = dict(version.post_processing or {})
     item = (
@@ -334,7 +334,7 @@ async def _complete(
 # --- calling and settling ------------------------------------------------------------------------
 
 
-async def call(ctx: AppContext, claimed: Claimed) -> None:
+async def call(ctx: PlatformContext, claimed: Claimed) -> None:
     """Call the receiver for a claimed version and settle what it answered."""
     started = ctx.now()
     clock = time.perf_counter()
@@ -365,7 +365,7 @@ async def call(ctx: AppContext, claimed: Claimed) -> None:
 
 
 async def _settle(
-    ctx: AppContext,
+    ctx: PlatformContext,
     claimed: Claimed,
     request: OutboundRequest | None,
     result: TransportResult,
@@ -466,7 +466,7 @@ async def _settle(
         ctx.events_committed()
 
 
-async def _returned_docx_refusal(ctx: AppContext, result: TransportResult) -> pp.Judged | None:
+async def _returned_docx_refusal(ctx: PlatformContext, result: TransportResult) -> pp.Judged | None:
     """The refusal of a reply returning a DOCX over the `docx_*` limits, checked in the
     render pool before the transaction (inflating an archive holds no lock); None if none."""
     judged = pp.judge_reply(result)
@@ -480,7 +480,7 @@ async def _returned_docx_refusal(ctx: AppContext, result: TransportResult) -> pp
     return None
 
 
-async def release(ctx: AppContext, claimed: Claimed) -> None:
+async def release(ctx: PlatformContext, claimed: Claimed) -> None:
     """Hand back a claimed call that was stopped before its answer: the version is due
     again at once, for this process's successor or another one."""
     async with ctx.db.transaction() as conn:
@@ -511,7 +511,7 @@ async def release(ctx: AppContext, claimed: Claimed) -> None:
 
 
 async def drive_due(
-    ctx: AppContext, *, version_id: str | None = None, limit: int = CONCURRENCY
+    ctx: PlatformContext, *, version_id: str | None = None, limit: int = CONCURRENCY
 ) -> int:
     """Claim every version due (or just `version_id`), `limit` at a time, and make their
     calls; returns how many calls were made. What a driver does in one pass, awaited."""
@@ -530,7 +530,7 @@ async def drive_due(
 class PostProcessor:
     """Takes finished versions as they come, and looks for due ones every `SWEEP_SECONDS`."""
 
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: PlatformContext) -> None:
         self._ctx = ctx
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -600,7 +600,7 @@ class PostProcessor:
             logger.exception("post-processing call failed", version_id=claimed.version_id)
 
 
-async def start_post_processor(ctx: AppContext) -> Callable[[], Awaitable[None]]:
+async def start_post_processor(ctx: PlatformContext) -> Callable[[], Awaitable[None]]:
     """The app component that calls post-processing webhooks in the background."""
     driver = PostProcessor(ctx)
     driver.start()

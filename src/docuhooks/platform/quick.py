@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from docuhooks.answers import AnswerLimits, off_loop, parse_answer_payload, variable_map
-from docuhooks.context import AppContext
 from docuhooks.identity.models import Principal
 from docuhooks.platform import catalog
+from docuhooks.platform.interfaces import PlatformContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +22,7 @@ class QuickDocument:
 
 
 async def assemble_quick_document(
-    ctx: AppContext,
+    ctx: PlatformContext,
     principal: Principal,
     template_id: str,
     *,

@@ -54,7 +54,7 @@ from docuhooks.platform.templates import TemplateInfo
 from docuhooks.settings import Settings
 
 if TYPE_CHECKING:
-    from docuhooks.context import AppContext
+    from docuhooks.platform.interfaces import PlatformContext
 
 log = structlog.get_logger(__name__)
 
@@ -284,7 +284,7 @@ class RenderPool:
         self._threads.shutdown(wait=True)
 
 
-async def start_render_pool(ctx: AppContext) -> Callable[[], Awaitable[None]]:
+async def start_render_pool(ctx: PlatformContext) -> Callable[[], Awaitable[None]]:
     """The app component: start the workers with the server, kill them when it stops."""
     pool = ctx.render_pool
     await pool.start()

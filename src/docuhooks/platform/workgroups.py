@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from docuhooks.core.clock import utcnow
 from docuhooks.errors import FieldError, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.platform.access import require_site_admin
@@ -39,7 +39,7 @@ async def create(
         "site_id": principal.site_id,
         "name": name,
         "description": description,
-        "created_at": datetime.now(UTC),
+        "created_at": utcnow(),
     }
     await insert_named(conn, work_groups, values, "work group")
     return to_api(await get_row(conn, principal, row_id))

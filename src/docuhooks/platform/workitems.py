@@ -9,7 +9,6 @@ Completed or Failed.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -17,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.answers import AnswerSet, parse_stored
+from docuhooks.core.clock import utcnow
 from docuhooks.errors import FieldError, NotFound, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.platform import catalog, workgroups
@@ -113,7 +113,7 @@ async def create(
             work_group_id=parse_id(work_group_id, "work group"),
             template_id=parse_id(template_id, "template"),
             name=name,
-            created_at=datetime.now(UTC),
+            created_at=utcnow(),
             created_by=principal.user_id,
         )
     )
@@ -255,7 +255,7 @@ async def start_version(
             version_number=(newest or 0) + 1,
             status=VersionStatus.IN_PROGRESS,
             answers=finished if finished is not None else AnswerSet().to_json(),
-            created_at=datetime.now(UTC),
+            created_at=utcnow(),
             created_by=principal.user_id,
         )
     )

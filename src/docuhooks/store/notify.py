@@ -35,6 +35,21 @@ async def notify(conn: AsyncConnection, channel: str, payload: str = "") -> None
         )
 
 
+#: The channel the delivery workers LISTEN on (`delivery.wakeup`); a trigger on `deliveries`
+#: (migration 0008) notifies it from inside every INSERT.
+DELIVERIES_CHANNEL = "docuhooks_deliveries"
+
+
+async def notify_due_deliveries(conn: AsyncConnection) -> None:
+    """Wake PostgreSQL workers because existing deliveries became due (an UPDATE); the server
+    sends the notification only if the caller commits. New rows need no call: a trigger on
+    `deliveries` (migration 0008) notifies from inside the INSERT.
+
+    Here, below both, because webhook administration (resuming a webhook) wakes the workers
+    as the delivery layer does."""
+    await notify(conn, DELIVERIES_CHANNEL)
+
+
 def asyncpg_dsn(url: URL) -> str:
     """The plain `postgresql://` DSN asyncpg wants, from the engine's `postgresql+asyncpg` URL."""
     return url.set(drivername="postgresql").render_as_string(hide_password=False)

@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from docuhooks import audit
 from docuhooks.api.deps import Ctx
 from docuhooks.core.events import NOTIFICATION_EVENTS, AuthMethod
-from docuhooks.delivery import log, sample
+from docuhooks.delivery import log, webhook_views
 from docuhooks.errors import Conflict, FieldError, ValidationFailed
 from docuhooks.identity.models import Principal
-from docuhooks.platform import catalog, workgroups
+from docuhooks.platform import catalog, sample_sends, workgroups
 from docuhooks.store import pagination
 from docuhooks.ui import forms
 from docuhooks.ui.rendering import UiRoute, is_htmx, redirect, render
@@ -52,7 +52,7 @@ async def webhook_list(
     request: Request, ctx: Ctx, session: SignedIn, status: str = "", cursor: str = ""
 ) -> Response:
     async with ctx.db.read() as conn:
-        page = await service.list_page(
+        page = await webhook_views.list_page(
             conn,
             session.principal,
             limit=LIST_SIZE,
@@ -133,7 +133,7 @@ async def create_webhook(request: Request, ctx: Ctx, session: Checked) -> Respon
 async def webhook_page(request: Request, webhook_id: str, ctx: Ctx, session: SignedIn) -> Response:
     who = session.principal
     async with ctx.db.read() as conn:
-        webhook = await service.read(conn, who, webhook_id, now=ctx.now())
+        webhook = await webhook_views.read(conn, who, webhook_id, now=ctx.now())
         deliveries = await log.list_deliveries(
             conn, who, webhook["id"], now=ctx.now(), limit=RECENT_DELIVERIES
         )
@@ -293,7 +293,7 @@ async def regenerate_secret(
 @router.post("/webhooks/{webhook_id}/test")
 async def send_test(request: Request, webhook_id: str, ctx: Ctx, session: Checked) -> Response:
     # No transaction is held here: the test send runs its own, and calls the receiver.
-    sent = await sample.send_test(ctx, session.principal, webhook_id)
+    sent = await sample_sends.send_test(ctx, session.principal, webhook_id)
     context: dict[str, Any] = {"sent": sent, "webhook_id": webhook_id}
     if is_htmx(request):
         return render(

@@ -78,7 +78,8 @@ def resolve(
     """Apply API-shaped `changes` to `existing` (or to the defaults, for a new webhook).
 
     Returns the complete configuration, or None with every problem found (not only the first),
-    each naming its field.
+    each naming its field. Each field is read and checked on its own first, then the rules
+    that tie fields together (`_event_type_rules`, `_get_rules`).
     """
     errors: list[FieldError] = []
     unknown = sorted(set(changes) - set(API_FIELDS))
@@ -101,15 +102,7 @@ def resolve(
         "authenticationMethod",
         errors,
     )
-    verb_input = changes.get("requestVerb")
-    if verb_input is None:
-        type_changed = (
-            existing is not None and event_type is not None and event_type != existing.event_type
-        )
-        if existing is not None and not type_changed:
-            verb_input = existing.request_verb
-        elif event_type is not None:
-            verb_input = default_verb(event_type)
+    verb_input = _verb_input(changes.get("requestVerb"), existing, event_type)
     verb = _enum(Verb, verb_input, "requestVerb", errors) if verb_input is not None else None
 
     interview_event_name = take(
@@ -129,53 +122,14 @@ def resolve(
     )
 
     if event_type is not None:
-        if event_type is EventType.CUSTOM_INTERVIEW_EVENT:
-            if not interview_event_name:
-                errors.append(
-                    FieldError("interviewEventName", "is required for CustomInterviewEvent")
-                )
-            elif len(interview_event_name) > 200 or _CONTROL.search(interview_event_name):
-                errors.append(
-                    FieldError("interviewEventName", "must be 1 to 200 printable characters")
-                )
-        elif interview_event_name:
-            errors.append(
-                FieldError(
-                    "interviewEventName", f"applies only to CustomInterviewEvent, not {event_type}"
-                )
-            )
-            interview_event_name = None
-        if verb is not None and event_type in POST_ONLY and verb is Verb.GET:
-            errors.append(FieldError("requestVerb", f"{event_type} webhooks are always POST"))
-        if ordered and event_type is not EventType.NEW_WORK_ITEM_VERSION_COMPLETE:
-            errors.append(
-                FieldError("orderedDelivery", "applies only to NewWorkItemVersionComplete")
-            )
-    if url is not None and verb is Verb.GET and auth is not None:
-        clashes = sorted(_query_names(url) & _GET_PARAMETERS[auth])
-        if clashes:
-            errors.append(
-                FieldError(
-                    "url",
-                    f"must not already carry the query parameter(s) {', '.join(clashes)}: "
-                    f"a {auth} GET request adds them itself",
-                )
-            )
-    if auth is AuthMethod.STANDARD_WEBHOOKS and verb is Verb.GET:
-        errors.append(
-            FieldError("requestVerb", "StandardWebhooks signs a body, so it is POST only")
+        interview_event_name = _event_type_rules(
+            event_type, interview_event_name, verb, ordered, errors
         )
-    if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 120:
-        errors.append(FieldError("timeoutSeconds", "must be a whole number from 1 to 120"))
+    _get_rules(url, verb, auth, errors)
+    _whole_number(timeout, (1, 120), "timeoutSeconds", "from 1 to 120", errors)
     low, high = MAX_CONCURRENCY_RANGE
-    if (
-        not isinstance(max_concurrency, int)
-        or isinstance(max_concurrency, bool)
-        or not low <= max_concurrency <= high
-    ):
-        errors.append(FieldError("maxConcurrency", f"must be a whole number from {low} to {high}"))
-    if not isinstance(order, int) or isinstance(order, bool) or not INT32[0] <= order <= INT32[1]:
-        errors.append(FieldError("order", "must be a whole number (32-bit)"))
+    _whole_number(max_concurrency, (low, high), "maxConcurrency", f"from {low} to {high}", errors)
+    _whole_number(order, INT32, "order", "(32-bit)", errors)
     work_groups = _ids(
         take("workGroupIds", existing.work_group_ids if existing else ()), "workGroupIds", errors
     )
@@ -213,6 +167,79 @@ def resolve(
         ),
         errors,
     )
+
+
+def _verb_input(given: Any, existing: WebhookConfig | None, event_type: EventType | None) -> Any:
+    """The request verb to check: the one given, else the webhook's own unless its event type
+    changes, else the new event type's default (None when there is no type to go by)."""
+    if given is not None:
+        return given
+    type_changed = (
+        existing is not None and event_type is not None and event_type != existing.event_type
+    )
+    if existing is not None and not type_changed:
+        return existing.request_verb
+    if event_type is not None:
+        return default_verb(event_type)
+    return None
+
+
+def _event_type_rules(
+    event_type: EventType,
+    interview_event_name: str | None,
+    verb: Verb | None,
+    ordered: Any,
+    errors: list[FieldError],
+) -> str | None:
+    """The fields that only some event types take; returns the interview event name kept
+    (None where the type takes none)."""
+    if event_type is EventType.CUSTOM_INTERVIEW_EVENT:
+        if not interview_event_name:
+            errors.append(FieldError("interviewEventName", "is required for CustomInterviewEvent"))
+        elif len(interview_event_name) > 200 or _CONTROL.search(interview_event_name):
+            errors.append(FieldError("interviewEventName", "must be 1 to 200 printable characters"))
+    elif interview_event_name:
+        errors.append(
+            FieldError(
+                "interviewEventName", f"applies only to CustomInterviewEvent, not {event_type}"
+            )
+        )
+        interview_event_name = None
+    if verb is not None and event_type in POST_ONLY and verb is Verb.GET:
+        errors.append(FieldError("requestVerb", f"{event_type} webhooks are always POST"))
+    if ordered and event_type is not EventType.NEW_WORK_ITEM_VERSION_COMPLETE:
+        errors.append(FieldError("orderedDelivery", "applies only to NewWorkItemVersionComplete"))
+    return interview_event_name
+
+
+def _get_rules(
+    url: str | None, verb: Verb | None, auth: AuthMethod | None, errors: list[FieldError]
+) -> None:
+    """What a GET request cannot do: carry a body to sign, or reuse the query parameters it
+    adds to the URL itself."""
+    if url is not None and verb is Verb.GET and auth is not None:
+        clashes = sorted(_query_names(url) & _GET_PARAMETERS[auth])
+        if clashes:
+            errors.append(
+                FieldError(
+                    "url",
+                    f"must not already carry the query parameter(s) {', '.join(clashes)}: "
+                    f"a {auth} GET request adds them itself",
+                )
+            )
+    if auth is AuthMethod.STANDARD_WEBHOOKS and verb is Verb.GET:
+        errors.append(
+            FieldError("requestVerb", "StandardWebhooks signs a body, so it is POST only")
+        )
+
+
+def _whole_number(
+    value: Any, bounds: tuple[int, int], field: str, range_text: str, errors: list[FieldError]
+) -> None:
+    """`value` must be an int (a bool is not one) within `bounds`, both included."""
+    low, high = bounds
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        errors.append(FieldError(field, f"must be a whole number {range_text}"))
 
 
 _NULLABLE = frozenset({"interviewEventName"})

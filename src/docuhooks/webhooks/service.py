@@ -19,14 +19,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import audit
-from docuhooks.context import AppContext
 from docuhooks.core.destinations import destination_of
 from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import SigningSecret, WebhookTarget, generate_secret
-from docuhooks.delivery import health, queries
 from docuhooks.errors import BadRequest, Conflict, FieldError, Forbidden, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.store import pagination
+from docuhooks.store.notify import notify_due_deliveries
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import (
     deliveries,
@@ -38,6 +37,7 @@ from docuhooks.store.schema import (
 )
 from docuhooks.store.scoped import fetch_in_site
 from docuhooks.webhooks.config import WebhookConfig, changed_fields, resolve
+from docuhooks.webhooks.interfaces import WebhookContext
 from docuhooks.webhooks.targets import MatchedWebhooks, MatchKey, PreparedWebhook
 
 MAX_GRACE = timedelta(days=7)
@@ -116,35 +116,6 @@ def to_api(row: sa.Row[Any]) -> dict[str, Any]:
     }
 
 
-def health_to_api(state: health.WebhookHealth, now: datetime) -> dict[str, Any]:
-    """A webhook's `health` object: isolation's view of it now (see `delivery.health`)."""
-    breaker = state.breaker
-    return {
-        "destination": state.destination,
-        "inFlight": state.in_flight,
-        "concurrencyLimit": state.concurrency_limit,
-        "breaker": {
-            "state": breaker.state.value,
-            "since": breaker.since,
-            "nextProbeAt": breaker.next_probe_at,
-            "consecutiveFailures": breaker.failures,
-        },
-        "pausedUntil": state.paused_until(now),
-        "dueBacklog": state.due_backlog,
-        "dueBacklogCapped": state.due_backlog_capped,
-        "oldestDueAgeSeconds": state.oldest_due_age_seconds(now),
-    }
-
-
-async def read(
-    conn: AsyncConnection, principal: Principal, webhook_id: str, *, now: datetime
-) -> dict[str, Any]:
-    """The webhook as `GET /webhooks/{id}` returns it: with its health."""
-    row = await get_row(conn, principal, webhook_id)
-    state = await health.of_webhooks(conn, [row], now=now)
-    return {**to_api(row), "health": health_to_api(state[row.id], now)}
-
-
 def _config_columns(cfg: WebhookConfig) -> dict[str, Any]:
     return {
         "name": cfg.name,
@@ -175,7 +146,7 @@ async def _reload(conn: AsyncConnection, webhook_id: str) -> sa.Row[Any]:
     return (await conn.execute(sa.select(webhooks).where(webhooks.c.id == webhook_id))).one()
 
 
-def _site_changed(ctx: AppContext, conn: AsyncConnection, site_id: str) -> None:
+def _site_changed(ctx: WebhookContext, conn: AsyncConnection, site_id: str) -> None:
     """Forget the site's cached interview matches now, and again when this transaction
     commits or rolls back: a step that matched in between read the old rows."""
     ctx.webhook_targets.site_changed(site_id)
@@ -292,7 +263,7 @@ def _access_token(changes: dict[str, Any]) -> str | None:
     return token
 
 
-def _secret_columns(ctx: AppContext, secret: SigningSecret | None) -> dict[str, Any]:
+def _secret_columns(ctx: WebhookContext, secret: SigningSecret | None) -> dict[str, Any]:
     return {
         "secret_kid": secret.kid if secret else None,
         "secret_enc": ctx.box.encrypt(secret.value) if secret else None,
@@ -303,7 +274,7 @@ def _secret_columns(ctx: AppContext, secret: SigningSecret | None) -> dict[str, 
 
 
 async def create(
-    ctx: AppContext, conn: AsyncConnection, principal: Principal, changes: dict[str, Any]
+    ctx: WebhookContext, conn: AsyncConnection, principal: Principal, changes: dict[str, Any]
 ) -> tuple[dict[str, Any], str | None]:
     """Create a webhook; returns it and, for HMAC and StandardWebhooks, its secret (once)."""
     require_admin(principal)
@@ -340,6 +311,7 @@ async def create(
         conn,
         principal,
         site_id=principal.site_id,
+        now=ctx.now(),
         action="webhook.created",
         object_type="webhook",
         object_id=webhook_id,
@@ -357,7 +329,7 @@ def _auth_errors(method: AuthMethod, token: str | None, *, had_token: bool) -> l
 
 
 async def update(
-    ctx: AppContext,
+    ctx: WebhookContext,
     conn: AsyncConnection,
     principal: Principal,
     webhook_id: str,
@@ -404,6 +376,7 @@ async def update(
         conn,
         principal,
         site_id=principal.site_id,
+        now=ctx.now(),
         action="webhook.updated",
         object_type="webhook",
         object_id=row.id,
@@ -413,7 +386,7 @@ async def update(
 
 
 async def set_active(
-    ctx: AppContext, conn: AsyncConnection, principal: Principal, webhook_id: str, active: bool
+    ctx: WebhookContext, conn: AsyncConnection, principal: Principal, webhook_id: str, active: bool
 ) -> dict[str, Any]:
     row = await get_row(conn, principal, webhook_id)
     values: dict[str, Any] = {
@@ -433,6 +406,7 @@ async def set_active(
         conn,
         principal,
         site_id=principal.site_id,
+        now=ctx.now(),
         action="webhook.activated" if active else "webhook.deactivated",
         object_type="webhook",
         object_id=row.id,
@@ -441,7 +415,7 @@ async def set_active(
 
 
 async def resume(
-    ctx: AppContext, conn: AsyncConnection, principal: Principal, webhook_id: str
+    ctx: WebhookContext, conn: AsyncConnection, principal: Principal, webhook_id: str
 ) -> dict[str, Any]:
     """Lift a suspension (or reactivate): pending deliveries become due at once, oldest first."""
     row = await get_row(conn, principal, webhook_id)
@@ -470,6 +444,7 @@ async def resume(
         conn,
         principal,
         site_id=principal.site_id,
+        now=ctx.now(),
         action="webhook.resumed",
         object_type="webhook",
         object_id=row.id,
@@ -478,16 +453,16 @@ async def resume(
     return to_api(await _reload(conn, row.id))
 
 
-async def _wake_workers(ctx: AppContext, conn: AsyncConnection) -> None:
+async def _wake_workers(ctx: WebhookContext, conn: AsyncConnection) -> None:
     """Deliveries became claimable: PostgreSQL workers hear it when `conn` commits; the
     in-process worker is rung now (on SQLite its claim then waits for this transaction's
     write lock, so it sees what the transaction changed)."""
-    await queries.notify_due_deliveries(conn)
+    await notify_due_deliveries(conn)
     ctx.events_committed()
 
 
 async def delete(
-    ctx: AppContext, conn: AsyncConnection, principal: Principal, webhook_id: str
+    ctx: WebhookContext, conn: AsyncConnection, principal: Principal, webhook_id: str
 ) -> None:
     row = await get_row(conn, principal, webhook_id)
     _site_changed(ctx, conn, principal.site_id)
@@ -496,6 +471,7 @@ async def delete(
         conn,
         principal,
         site_id=principal.site_id,
+        now=ctx.now(),
         action="webhook.deleted",
         object_type="webhook",
         object_id=row.id,
@@ -504,7 +480,7 @@ async def delete(
 
 
 async def regenerate_secret(
-    ctx: AppContext,
+    ctx: WebhookContext,
     conn: AsyncConnection,
     principal: Principal,
     webhook_id: str,
@@ -539,6 +515,7 @@ async def regenerate_secret(
         conn,
         principal,
         site_id=principal.site_id,
+        now=ctx.now(),
         action="webhook.secret_rotated",
         object_type="webhook",
         object_id=row.id,
@@ -555,10 +532,9 @@ async def list_page(
     cursor: str | None = None,
     event_type: str | None = None,
     status: str | None = None,
-    health_at: datetime | None = None,
-) -> pagination.Page[dict[str, Any]]:
-    """A page of the site's webhooks, oldest first; with `health_at`, each with its health
-    then (a due backlog counted up to `health.LIST_DUE_CAP`, in three statements a page)."""
+) -> tuple[pagination.Page[dict[str, Any]], list[sa.Row[Any]]]:
+    """A page of the site's webhooks, oldest first, with the rows it shows (from which
+    `delivery.webhook_views` reads each one's health)."""
     require_admin(principal)
     query = sa.select(webhooks).where(webhooks.c.site_id == principal.site_id)
     if event_type is not None:
@@ -581,12 +557,7 @@ async def list_page(
     )
     rows = list((await conn.execute(query)).all())
     page = pagination.page_of(rows, limit, to_api)
-    if health_at is not None and page.items:
-        shown = rows[: len(page.items)]
-        states = await health.of_webhooks(conn, shown, now=health_at, due_cap=health.LIST_DUE_CAP)
-        for item in page.items:
-            item["health"] = health_to_api(states[item["id"]], health_at)
-    return page
+    return page, rows[: len(page.items)]
 
 
 # --- used by the senders ------------------------------------------------------------------------
@@ -681,7 +652,9 @@ def _matching_params(
     return params
 
 
-def signing_target(ctx: AppContext, row: sa.Row[Any], issuer: str, now: datetime) -> WebhookTarget:
+def signing_target(
+    ctx: WebhookContext, row: sa.Row[Any], issuer: str, now: datetime
+) -> WebhookTarget:
     """Everything the request builder needs, with secrets decrypted only for this call."""
     secret = (
         SigningSecret(row.secret_kid, ctx.box.decrypt(row.secret_enc)) if row.secret_enc else None
@@ -706,7 +679,7 @@ def signing_target(ctx: AppContext, row: sa.Row[Any], issuer: str, now: datetime
 
 
 async def interview_targets(
-    ctx: AppContext,
+    ctx: WebhookContext,
     conn: AsyncConnection,
     *,
     site_id: str,
@@ -724,7 +697,7 @@ async def interview_targets(
     cached = cache.get(key)
     if cached is not None:
         return cached
-    read_at = cache.clock()
+    read_at = cache.clock.monotonic()
     rows = await matching(
         conn,
         site_id=site_id,
@@ -741,7 +714,7 @@ async def interview_targets(
     return matched
 
 
-def prepare(ctx: AppContext, row: sa.Row[Any]) -> PreparedWebhook:
+def prepare(ctx: WebhookContext, row: sa.Row[Any]) -> PreparedWebhook:
     """The webhook with its secrets decrypted; one that cannot be decrypted is `unusable`."""
     grace_ends = row.previous_secret_expires_at
     prepared = PreparedWebhook(

@@ -20,11 +20,10 @@ never in a `repr` (see `core.signing.SigningSecret`).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from docuhooks.core.clock import Clock, SystemClock
 from docuhooks.core.events import AuthMethod, Verb
 from docuhooks.core.signing import SigningSecret, WebhookTarget
 
@@ -96,7 +95,7 @@ class _Entry:
 class TargetCache:
     """Matches by key for `ttl_seconds`; `site_changed` forgets a site's at once.
 
-    `clock` is monotonic seconds; tests pass their own to move time."""
+    Time is the `clock`'s monotonic seconds; tests pass a `FakeClock` to move it."""
 
     def __init__(
         self,
@@ -104,12 +103,12 @@ class TargetCache:
         *,
         settle_seconds: float = SETTLE_SECONDS,
         max_entries: int = MAX_ENTRIES,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         self.ttl_seconds = ttl_seconds
         self.settle_seconds = settle_seconds
         self.max_entries = max_entries
-        self.clock = clock
+        self.clock: Clock = clock or SystemClock()
         self._entries: dict[MatchKey, _Entry] = {}
         self._changed_at: dict[str, float] = {}
 
@@ -117,7 +116,7 @@ class TargetCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if self.clock() - entry.stored_at >= self.ttl_seconds:
+        if self.clock.monotonic() - entry.stored_at >= self.ttl_seconds:
             del self._entries[key]
             return None
         return entry.value
@@ -131,11 +130,11 @@ class TargetCache:
         if len(self._entries) >= self.max_entries:
             # The oldest entry goes: dicts keep insertion order.
             del self._entries[next(iter(self._entries))]
-        self._entries[key] = _Entry(value, self.clock())
+        self._entries[key] = _Entry(value, self.clock.monotonic())
 
     def site_changed(self, site_id: str) -> None:
         """A webhook of the site changed (or is about to commit a change): forget its matches."""
-        self._changed_at[site_id] = self.clock()
+        self._changed_at[site_id] = self.clock.monotonic()
         for key in [key for key in self._entries if key[0] == site_id]:
             del self._entries[key]
 

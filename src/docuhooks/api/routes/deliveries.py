@@ -11,7 +11,8 @@ from pydantic import Field
 
 from docuhooks.api.deps import Caller, Conn, Ctx, StandaloneCaller
 from docuhooks.api.models import ERRORS, EventTypeName, Input, Output, Page
-from docuhooks.delivery import log, sample
+from docuhooks.delivery import log
+from docuhooks.platform import sample_sends
 from docuhooks.store import pagination
 
 router = APIRouter(prefix="/api/v1", tags=["deliveries"], responses=ERRORS)
@@ -155,7 +156,7 @@ async def test_webhook(
 ) -> TestSent:
     """Send a sample event of the webhook's type, marked `"test": true`, down the real path:
     queued (202) for NewWorkItemVersionComplete; called at once (200) for the others."""
-    sent = await sample.send_test(ctx, who, webhook_id)
+    sent = await sample_sends.send_test(ctx, who, webhook_id)
     call = None
     if sent.result is not None:
         call = TestCall(

@@ -12,6 +12,7 @@ from pydantic import Field
 from docuhooks import audit
 from docuhooks.api.deps import Caller, Conn, Ctx
 from docuhooks.api.models import ERRORS, AuthMethodName, EventTypeName, Input, Output, Page
+from docuhooks.delivery import webhook_views
 from docuhooks.store import pagination
 from docuhooks.webhooks import service
 
@@ -163,7 +164,7 @@ async def list_webhooks(
     eventType: EventTypeName | None = None,
     status: Annotated[str | None, Query(pattern="^(active|inactive|suspended)$")] = None,
 ) -> dict[str, Any]:
-    page = await service.list_page(
+    page = await webhook_views.list_page(
         conn,
         who,
         limit=limit,
@@ -185,7 +186,7 @@ async def create_webhook(
 
 @router.get("/{webhook_id}", response_model=Webhook)
 async def get_webhook(webhook_id: str, ctx: Ctx, conn: Conn, who: Caller) -> dict[str, Any]:
-    return await service.read(conn, who, webhook_id, now=ctx.now())
+    return await webhook_views.read(conn, who, webhook_id, now=ctx.now())
 
 
 @router.patch("/{webhook_id}", response_model=WebhookWithSecret)

@@ -19,7 +19,7 @@ down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-#: The channel `delivery.queries.CHANNEL` names; workers LISTEN on it.
+#: The channel `store.notify.DELIVERIES_CHANNEL` names; workers LISTEN on it.
 _CHANNEL = "docuhooks_deliveries"
 
 

@@ -33,7 +33,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.answers import AnswerLimits, AnswerSetError, VariableDef, variable_map
-from docuhooks.context import AppContext
 from docuhooks.core.events import INTERVIEW_EVENTS, Event, EventType
 from docuhooks.core.ids import uuid7
 from docuhooks.core.signing import OutboundRequest, build_request
@@ -47,6 +46,7 @@ from docuhooks.interview_hooks.replies import judge_off_loop
 from docuhooks.interview_hooks.warnings import webhook_warning
 from docuhooks.platform import postprocessing
 from docuhooks.platform.documents import content_url
+from docuhooks.platform.interfaces import PlatformContext
 from docuhooks.platform.postprocessing import judge_reply
 from docuhooks.store.schema import sites, templates
 from docuhooks.webhooks import service as webhook_service
@@ -154,7 +154,7 @@ def sample_event(
     )
 
 
-async def send_test(ctx: AppContext, principal: Principal, webhook_id: str) -> TestSend:
+async def send_test(ctx: PlatformContext, principal: Principal, webhook_id: str) -> TestSend:
     """Send a sample event to the webhook (see the module docstring for how each type goes)."""
     now = ctx.now()
     async with ctx.db.read() as conn:
@@ -200,7 +200,7 @@ async def _scope(conn: AsyncConnection, hook: sa.Row[Any]) -> SampleScope:
     )
 
 
-async def _queue(ctx: AppContext, hook: sa.Row[Any], event: Event, now: datetime) -> TestSend:
+async def _queue(ctx: PlatformContext, hook: sa.Row[Any], event: Event, now: datetime) -> TestSend:
     if hook.suspended_at is not None:
         raise Conflict(
             f"webhook {hook.name!r} is suspended: its deliveries wait for a successful probe. "
@@ -217,7 +217,7 @@ async def _queue(ctx: AppContext, hook: sa.Row[Any], event: Event, now: datetime
 
 
 async def _call(
-    ctx: AppContext,
+    ctx: PlatformContext,
     hook: sa.Row[Any],
     event: Event,
     scope: SampleScope,

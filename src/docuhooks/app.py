@@ -1,4 +1,6 @@
-"""The ASGI application: routers, error handling, limits, and start-up/shutdown."""
+"""The ASGI application: the REST API's routers and the admin UI mounted together, error
+handling, limits, and start-up/shutdown. Above both `api` and `ui` (the UI uses the API's
+dependencies), so neither imports the other's way up."""
 
 from __future__ import annotations
 
