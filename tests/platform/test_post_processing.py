@@ -1,4 +1,4 @@
-"""Post-processing (SPEC §6.3) against a real receiver on a loopback socket, on both stores:
+"""Post-processing against a real receiver on a loopback socket, on both stores:
 inline replies applied or refused whole, the callback mode through the REST API and
 `completeUrl`, failures and the deadline restoring the originals, and
 NewWorkItemVersionComplete written exactly once, after post-processing."""

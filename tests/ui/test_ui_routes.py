@@ -299,7 +299,7 @@ async def test_create_with_errors_shows_them_at_their_fields_and_writes_nothing(
     page = await client.post("/ui/webhooks", data=bad)
     assert page.status_code == 422
     assert field_error(page.text, "order") == "must be a whole number"
-    # The number problem is found first; fix it and the rules of SPEC §3 speak.
+    # The number problem is found first; fix it and the configuration rules speak.
     page = await client.post("/ui/webhooks", data={**bad, "order": "2"})
     assert page.status_code == 422
     assert field_error(page.text, "url") == "must be an absolute http or https URL"

@@ -1,4 +1,4 @@
-"""Answer sets (SPEC §8): the model, canonical and shorthand JSON, HotDocs answer XML,
+"""Answer sets: the model, canonical and shorthand JSON, HotDocs answer XML,
 fitting to a template's variables, and overlay. Pure: bytes and objects in, objects out."""
 
 from docuhooks.answers.errors import AnswerSetError

@@ -1,4 +1,4 @@
-"""Which IP addresses a webhook call may connect to (SPEC §9, "Outbound address policy").
+"""Which IP addresses a webhook call may connect to (the outbound address policy).
 
 The policy is pure: it judges an address and knows nothing about sockets. The transport
 applies it to every address it is about to connect to, after resolution, so the address

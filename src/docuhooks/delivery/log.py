@@ -1,4 +1,4 @@
-"""The delivery log (SPEC §7.3, §7.5, §11): what was sent where, what came back, and the
+"""The delivery log: what was sent where, what came back, and the
 administrator's two repairs: redeliver one delivery, recover a webhook's failures since a time.
 
 Every function is confined to the caller's site and needs a webhook-admin role; another site's
@@ -187,7 +187,7 @@ async def _delivery_row(
 async def get_delivery(
     conn: AsyncConnection, principal: Principal, delivery_id: str, *, now: datetime
 ) -> dict[str, Any]:
-    """One delivery with every attempt (SPEC §7.3), oldest attempt first."""
+    """One delivery with every attempt, oldest attempt first."""
     row = await _delivery_row(conn, principal, delivery_id)
     tries = await conn.execute(
         sa.select(attempts)
@@ -208,7 +208,7 @@ async def _sendable_webhook(conn: AsyncConnection, webhook_id: str) -> sa.Row[An
 
 
 async def redeliver(ctx: AppContext, principal: Principal, delivery_id: str) -> dict[str, Any]:
-    """Send a delivery's event to its webhook again (SPEC §7.5); returns the delivery that will.
+    """Send a delivery's event to its webhook again; returns the delivery that will.
 
     A finished delivery (succeeded or failed) gets a new delivery, due now. A pending one that
     waits for its next retry is made due now instead (a second delivery would only duplicate
@@ -261,7 +261,7 @@ async def recover(
     until: datetime | None = None,
 ) -> int:
     """Redeliver every event whose delivery to this webhook failed, created since `since`
-    (and before `until`); returns how many were queued (SPEC §7.5).
+    (and before `until`); returns how many were queued.
 
     An event is queued once however many of its deliveries failed, and not at all when
     another delivery of it to this webhook succeeded or is still pending (an earlier recovery

@@ -121,7 +121,7 @@ async def claim_probes(
     probe_interval: timedelta,
     limit: int,
 ) -> list[str]:
-    """Lease one probe delivery per suspended webhook whose probe is due (SPEC §7.4).
+    """Lease one probe delivery per suspended webhook whose probe is due.
 
     The probe is the webhook's oldest pending delivery (in order, for ordered webhooks),
     whatever its own schedule says. Moving the webhook's `next_probe_at` in the same
@@ -468,7 +468,7 @@ async def deactivate(conn: AsyncConnection, webhook_id: str, *, now: datetime, r
     )
 
 
-# --- administrators' redelivery (SPEC §7.5) -------------------------------------------------
+# --- administrators' redelivery -------------------------------------------------
 
 
 async def make_due(conn: AsyncConnection, delivery_id: str, *, now: datetime) -> bool:

@@ -1,4 +1,4 @@
-"""`POST /webhooks/{id}/test` (SPEC §11): a sample event of the webhook's type, marked
+"""`POST /webhooks/{id}/test`: a sample event of the webhook's type, marked
 `"test": true`, sent down the same path a real one takes.
 
 * `NewWorkItemVersionComplete` goes through the outbox to this webhook alone, so the worker
@@ -9,7 +9,7 @@
   platform would, writes it to the delivery log with the interview engine's own log writer,
   and returns what happened.
 
-An inactive webhook sends nothing (SPEC §3), a test included: it is a 409 that says to
+An inactive webhook sends nothing, a test included: it is a 409 that says to
 activate it. So is a suspended notification webhook, whose queue waits for a probe; resuming
 it is the way to find out whether its receiver is back.
 
@@ -103,7 +103,7 @@ def sample_event(
     interview_event_name: str | None,
     now: datetime,
 ) -> Event:
-    """A realistic event of `event_type` (SPEC §5.1) for a test, with `"test": true`."""
+    """A realistic event of `event_type` for a test, with `"test": true`."""
     work_item_id, version_id, document_id = (str(uuid.uuid4()) for _ in range(3))
     document = {
         "id": document_id,

@@ -1,4 +1,4 @@
-"""The delivery worker: claim due deliveries, send them, record what happened (SPEC §7).
+"""The delivery worker: claim due deliveries, send them, record what happened.
 
 A claimer leases batches of due deliveries (probes of suspended webhooks first) into an
 in-memory queue, and `worker_concurrency` sender coroutines take them from it, send, and hand
@@ -494,7 +494,7 @@ def _attempt_row(
     request: OutboundRequest | None,
     result: TransportResult,
 ) -> dict[str, Any]:
-    """The attempt log entry (SPEC §7.3): secrets and tokens redacted, body capped."""
+    """The attempt log entry: secrets and tokens redacted, body capped."""
     webhook = job.webhook
     return {
         "id": uuid7(),

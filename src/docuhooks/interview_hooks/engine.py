@@ -1,4 +1,4 @@
-"""Run the interview webhooks of one step (SPEC §6.2): call every matching webhook at once,
+"""Run the interview webhooks of one step: call every matching webhook at once,
 wait no longer than the budget, and overlay the answers in the webhooks' `order`.
 
 The order of the overlay is fixed by matching (order, then creation) before any call leaves,
@@ -83,7 +83,7 @@ async def match_interview_hooks(
     template_id: str,
     interview_event_name: str | None = None,
 ) -> MatchedWebhooks:
-    """The active webhooks of `event_type` that this work item's step reaches (SPEC §4),
+    """The active webhooks of `event_type` that this work item's step reaches,
     ready to sign. Pass a transaction the caller holds anyway: it is read only when the
     process's match cache (`webhooks.targets`) has no fresh answer."""
     _check_event(event_type, interview_event_name)

@@ -1,4 +1,4 @@
-"""Templates (SPEC §2): upload a DOCX with its variable declarations, read them back.
+"""Templates: upload a DOCX with its variable declarations, read them back.
 
 The document itself is checked by `platform.templates` (it must be a DOCX whose placeholders
 parse, and every placeholder must map to a declared variable); this module reads the

@@ -1,4 +1,4 @@
-"""Completing a work item version (SPEC §6.1): the status change and the
+"""Completing a work item version: the status change and the
 NewWorkItemVersionComplete event are written in one transaction, through the outbox, so the
 event exists exactly when the version is Completed."""
 
@@ -34,7 +34,7 @@ def completion_event(
     base_url: str,
     now: datetime,
 ) -> Event:
-    """The NewWorkItemVersionComplete event of SPEC §5.1."""
+    """The NewWorkItemVersionComplete event object, as receivers get it."""
     return Event(
         event_type=EventType.NEW_WORK_ITEM_VERSION_COMPLETE,
         site_id=work_item.site_id,
@@ -139,7 +139,7 @@ async def complete(
 
     A version InProgress needs only the caller's API token. A version in PostProcessing is
     completed by the receiver it was sent to: `token` must be the one-time token of its
-    `completeUrl` (SPEC §6.3), and its event names the user who finished the interview.
+    `completeUrl`, and its event names the user who finished the interview.
     """
     async with ctx.db.transaction() as conn:
         item, version = await workitems.get_version_row(

@@ -1,4 +1,4 @@
-"""A version's documents (SPEC §2, §6.3, §11): stored bytes with their metadata, listed in
+"""A version's documents: stored bytes with their metadata, listed in
 assembled order, fetched, replaced and added through the REST API.
 
 Assembled order counts from 0, as the source platform's does: adding a document at order
@@ -65,7 +65,7 @@ def media_type(content_type: str) -> str:
 
 
 def check_content(content_type: str, content: bytes) -> None:
-    """The bytes must be what the content type says (SPEC §6.3) and at most 50 MiB.
+    """The bytes must be what the content type says and at most 50 MiB.
 
     A DOCX must be a zip holding the DOCX parts, a PDF must start with `%PDF`; other types
     are taken as given. Only the DOCX's zip directory is read here: its expansion is checked
@@ -109,7 +109,7 @@ def clean_file_name(file_name: str, field: str = "fileName") -> str:
 
 
 def content_url(base_url: str, work_item_id: str, version_id: str, document_id: str) -> str:
-    """Where a receiver holding an API token downloads the document (SPEC §5.1)."""
+    """Where a receiver holding an API token downloads the document."""
     return (
         f"{base_url.rstrip('/')}/api/v1/workitems/{work_item_id}"
         f"/versions/{version_id}/documents/{document_id}/content"
@@ -336,7 +336,7 @@ async def _insert(
     return row
 
 
-# --- post-processing (SPEC §6.3) --------------------------------------------------------------
+# --- post-processing --------------------------------------------------------------
 
 #: The columns a snapshot of the original documents keeps (all of them).
 _SNAPSHOT = [c.name for c in documents.c]

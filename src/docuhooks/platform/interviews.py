@@ -1,4 +1,4 @@
-"""Interviews (SPEC §2, §6.2, §8): open on a work item, change answers, fire interview
+"""Interviews: open on a work item, change answers, fire interview
 events, finish into a new completed version.
 
 Opening and interview events call receivers (InterviewLoadEvent, CustomInterviewEvent) for
@@ -376,7 +376,7 @@ async def update_answers(
     content_type: str,
 ) -> dict[str, Any]:
     """Overlay an answer set (canonical or shorthand JSON, or HotDocs XML, by
-    `content_type`) onto the interview's answers (SPEC §8). Answers that do not fit the
+    `content_type`) onto the interview's answers. Answers that do not fit the
     template are left out, each with a warning naming its variable.
 
     The answer set is read before the interview is locked, off the event loop when it is

@@ -1,4 +1,4 @@
-"""Post-processing (SPEC §5.1, §5.4, §6.3), the pure half: what the PostProcessingEvent
+"""Post-processing, the pure half: what the PostProcessingEvent
 carries, what a receiver's reply means, where returned documents go, and what the version
 shows about it. No I/O here; `postprocessor` calls receivers and writes the results.
 
@@ -110,7 +110,7 @@ def refused(message: str) -> Judged:
 
 
 def judge_reply(result: TransportResult, document_ids: Collection[str] | None = None) -> Judged:
-    """What `result` means as a reply to a PostProcessingEvent (SPEC §5.4).
+    """What `result` means as a reply to a PostProcessingEvent.
 
     `document_ids` are the ids of the version's documents, which `replace` must name; None
     skips that check (the test event's documents do not exist).
@@ -257,7 +257,7 @@ def token_hash(token: str) -> str:
 
 
 def complete_url(base_url: str, work_item_id: str, version_id: str, token: str) -> str:
-    """`completeUrl` (SPEC §5.1): the complete route with the version's one-time token. The
+    """`completeUrl`: the complete route with the version's one-time token. The
     receiver still needs an API token of the site to call it."""
     return (
         f"{base_url.rstrip('/')}/api/v1/workitems/{work_item_id}/versions/{version_id}"
@@ -278,7 +278,7 @@ def event_data(
     deadline: datetime,
     complete: str,
 ) -> dict[str, Any]:
-    """The PostProcessingEvent's `data` (SPEC §5.1). `rows` are the version's documents in
+    """The PostProcessingEvent's `data`. `rows` are the version's documents in
     assembled order; a row's `content` is None when it is too large to travel inline."""
     return {
         "workItemId": work_item.id,

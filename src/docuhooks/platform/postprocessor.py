@@ -1,4 +1,4 @@
-"""Post-processing calls (SPEC §6.3), made in the background and durable by the version row.
+"""Post-processing calls, made in the background and durable by the version row.
 
 Finishing an interview whose template the site's PostProcessingEvent webhook selects puts the
 version in `PostProcessing` (`begin`, in the finishing transaction) and returns: nobody waits

@@ -1,4 +1,4 @@
-"""Quick documents (SPEC §2): assemble a template from an answer set without a work item.
+"""Quick documents: assemble a template from an answer set without a work item.
 
 Nothing is stored and no event is written: quick documents never fire webhooks.
 """

@@ -1,4 +1,4 @@
-"""Work items and their versions (SPEC §2).
+"""Work items and their versions.
 
 A version's status moves InProgress → (PostProcessing) → Completed, or to Failed; version
 numbers count 1, 2, 3… per work item. The version a receiver is working on can be named

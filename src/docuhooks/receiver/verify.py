@@ -1,4 +1,4 @@
-"""Checking that a request came from the platform, for each authentication method (SPEC §5.2, §5.3).
+"""Checking that a request came from the platform, for each authentication method.
 
 A `Verifier` is built once from the receiver's configuration and checks raw requests: the HTTP
 method, the URL (or just its query), the headers and the body bytes. It needs no web framework,
@@ -118,7 +118,7 @@ class Verifier:
     def verify_payload(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
     ) -> dict[str, Any]:
-        """The event object in the request as a dict (SPEC §5.1), without the JWT claims."""
+        """The event object in the request as a dict, without the JWT claims."""
         lowered = {name.lower(): value for name, value in headers.items()}
         query = _query_params(url)
         auth_method = self.auth_method or _detect_method(lowered, query, body)

@@ -106,7 +106,7 @@ api_tokens = sa.Table(
     _ts("last_used_at", nullable=True),
 )
 
-#: Admin UI sign-ins (SPEC §9). The id is the sha256 of the cookie's random token, as for API
+#: Admin UI sign-ins. The id is the sha256 of the cookie's random token, as for API
 #: tokens, so a copy of the table cannot sign anyone in; the CSRF token is per session.
 ui_sessions = sa.Table(
     "ui_sessions",
@@ -169,7 +169,7 @@ webhooks = sa.Table(
     _ts("previous_secret_expires_at", nullable=True),
     sa.Column("request_verb", sa.String(8), nullable=False),
     sa.Column("active", sa.Boolean(), nullable=False),
-    #: Set while the webhook is suspended after repeated failures (SPEC §7.4).
+    #: Set while the webhook is suspended after repeated failures.
     _ts("suspended_at", nullable=True),
     sa.Column("status_reason", sa.String(500), nullable=True),
     sa.Column("accept_untrusted_ssl", sa.Boolean(), nullable=False),
@@ -188,14 +188,14 @@ webhooks = sa.Table(
     _ts("claimed_at", nullable=True),
     sa.Column("consecutive_failures", sa.Integer(), nullable=False, server_default="0"),
     _ts("first_failure_at", nullable=True),
-    #: While suspended: when the next probe attempt may go (SPEC §7.4).
+    #: While suspended: when the next probe attempt may go.
     _ts("next_probe_at", nullable=True),
     _ts("created_at"),
     sa.Column("created_by", sa.String(36), nullable=True),
     _ts("modified_at"),
     sa.Column("modified_by", sa.String(36), nullable=True),
     sa.UniqueConstraint("site_id", "name"),
-    # Matching (SPEC §4) starts from this index, so it never reads another site's or another
+    # Matching starts from this index, so it never reads another site's or another
     # event type's webhooks.
     sa.Index("ix_webhooks_match", "site_id", "event_type", "active", "interview_event_name"),
     # Workers look for suspended webhooks due a probe without reading the others.
@@ -243,7 +243,7 @@ events = sa.Table(
     _id(),
     _fk("site_id", "sites.id"),
     sa.Column("event_type", sa.String(64), nullable=False),
-    #: The event object of SPEC §5.1, exactly as receivers get it.
+    #: The event object, exactly as receivers get it.
     sa.Column("payload", sa.JSON(), nullable=False),
     sa.Column("work_item_id", sa.String(36), nullable=True),
     _ts("created_at"),
@@ -396,7 +396,7 @@ work_item_versions = sa.Table(
     #: InProgress, PostProcessing, Completed, Failed.
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("answers", sa.JSON(), nullable=False),
-    #: What happened in post-processing, shown on the version (SPEC §6.3).
+    #: What happened in post-processing, shown on the version.
     sa.Column("post_processing", sa.JSON(), nullable=True),
     _ts("post_processing_deadline", nullable=True),
     sa.Column("complete_token_hash", sa.String(64), nullable=True),

@@ -1,4 +1,4 @@
-"""Delivery routes (SPEC §7.3, §7.5, §11): a webhook's deliveries, one delivery with its
+"""Delivery routes: a webhook's deliveries, one delivery with its
 attempts, redelivery, recovery since a time, and the test send."""
 
 from __future__ import annotations

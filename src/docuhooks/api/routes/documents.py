@@ -1,4 +1,4 @@
-"""The document REST API (SPEC §6.3, §11): what receivers use to fetch, replace and add a
+"""The document REST API: what receivers use to fetch, replace and add a
 version's documents. `{version_id}` may be `active` (the version in progress), and the
 source platform's spellings (`/WorkItems/{id}/Versions/{vid}/Documents/{docId}/Content`)
 are served too, so its receivers work unchanged."""

@@ -1,4 +1,4 @@
-"""Interview routes (SPEC §6.2, §8, §11): open, read and change answers, fire interview
+"""Interview routes: open, read and change answers, fire interview
 events, finish. Any role of the site may run interviews."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Document-platform routes (SPEC §11): work groups, templates, work items and versions.
+"""Document-platform routes: work groups, templates, work items and versions.
 
 Documents and interviews have routers of their own. Every platform route is also served
 under the source platform's spelling (`/WorkItems/{id}/Versions/{vid}/…`), so receivers
@@ -79,7 +79,7 @@ class Version(Output):
     workItemId: str
     versionNumber: int
     status: str = Field(description="InProgress, PostProcessing, Completed or Failed")
-    answers: dict[str, Any] = Field(description="Canonical answer JSON (SPEC §8)")
+    answers: dict[str, Any] = Field(description="Canonical answer JSON")
     postProcessing: dict[str, Any] | None
     createdDate: datetime
     createdBy: str | None

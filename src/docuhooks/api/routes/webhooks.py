@@ -1,4 +1,4 @@
-"""Webhook administration routes (SPEC §11). Delivery-related webhook routes (deliveries,
+"""Webhook administration routes. Delivery-related webhook routes (deliveries,
 test, recover) live with the delivery engine."""
 
 from __future__ import annotations
