@@ -2,8 +2,8 @@
 waits on.
 
 Returning a dict from a route with a `response_model` makes FastAPI validate it against the
-model, walk it with `jsonable_encoder` and then encode it with the standard library: about
-50 µs for an interview with ten answers, growing with every answer, on the path of the
+model, walk it with `jsonable_encoder` and then encode it with the standard library: a cost
+that grows with every answer (docs/performance.md), on the path of the
 interview call whose overhead is held to 2 ms. The interview service already builds exactly
 the model's shape (the API tests check responses against it), so those routes hand their
 dict to :class:`FastJSONResponse`, which writes the same bytes with orjson (UTC as `Z`, as

@@ -218,7 +218,7 @@ def build_request(
 def hmac_token(
     event: Mapping[str, Any] | StoredEvent, target: WebhookTarget, *, issued_at: int, jti: str
 ) -> str:
-    """The HS256 JWT of HMAC authentication; signed by the previous secret while a grace period runs.
+    """The HS256 JWT of the HMAC method; signed by the previous secret while a grace period runs.
 
     The old secret signs during the grace period because the receiver deploys the new secret
     first and only then is the rotation finished; until then only the old one is known to work.

@@ -2,9 +2,9 @@
 
 Webhook calls are all alike: one request with a complete body, one response read up to a
 cap, no redirects, no cookies. A general client (aiohttp) pays for everything
-else on every call: `bench/transport.py` measured 194–210 µs of CPU per request for
-aiohttp's client against 84–86 µs for this one behind the transport, and a webhook sender
-pays that cost times its rate. So the exchange itself is this module: an
+else on every call: `bench/transport.py` measured more than twice the CPU per request for
+aiohttp's client as for this one behind the transport (see docs/performance.md), and a
+webhook sender pays that cost times its rate. So the exchange itself is this module: an
 :class:`asyncio.Protocol` per connection, `httptools` (llhttp, the parser uvicorn uses)
 reading the response, and a pool that hands connections back and forth.
 

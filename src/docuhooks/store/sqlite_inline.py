@@ -2,8 +2,8 @@
 
 aiosqlite runs every statement on its own thread and hands the result back through the
 event loop: each `execute`, `fetchall`, `commit` is a queue put, a thread wake-up and a
-future resolved, about 0.1–0.2 ms of scheduling for a statement SQLite itself answers in
-tens of microseconds. A transaction of 16 statements paid about 3 ms for it.
+future resolved: more scheduling than SQLite takes to answer the statement itself, paid
+again for every statement of a transaction (docs/performance.md has the figures).
 
 This dialect runs the standard `sqlite3` module on the event loop's own thread, under
 SQLAlchemy's async engine, so every query in docuhooks stays the same; its connections
