@@ -289,6 +289,17 @@ def _access_token(changes: dict[str, Any]) -> str | None:
                 )
             ]
         )
+    if token.startswith("whsec_"):
+        # The prefix marks a Standard Webhooks signing secret; receivers (the SDK among them)
+        # would take this for one, and a bearer token must never look like a signing key.
+        raise ValidationFailed.of(
+            [
+                FieldError(
+                    "accessToken",
+                    "must not start with 'whsec_', which marks a Standard Webhooks secret",
+                )
+            ]
+        )
     return token
 
 
