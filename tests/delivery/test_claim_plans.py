@@ -53,8 +53,6 @@ async def generic_plan(ctx: AppContext, statement: Any, values: dict[str, Any]) 
 @pytest.fixture
 async def history(ctx: AppContext, site: SiteUsers) -> str:
     """A webhook with a long settled history and one delivery due."""
-    if ctx.db.dialect != "postgresql":
-        pytest.skip("generic plans of prepared statements are PostgreSQL's")
     hook, _ = await make_webhook(ctx, site, "https://receiver.example/hook")
     async with ctx.db.transaction() as conn:
         await conn.execute(
@@ -81,6 +79,8 @@ async def history(ctx: AppContext, site: SiteUsers) -> str:
     return hook
 
 
+# Generic plans of prepared statements are PostgreSQL's.
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 async def test_the_claims_generic_plans_use_the_partial_index(
     ctx: AppContext, history: str
 ) -> None:
@@ -99,6 +99,7 @@ async def test_the_claims_generic_plans_use_the_partial_index(
         assert "ix_deliveries_webhook_created" not in plan, plan
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 async def test_the_health_reads_generic_plan_uses_the_partial_index(
     ctx: AppContext, history: str
 ) -> None:
