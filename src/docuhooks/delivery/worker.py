@@ -510,7 +510,10 @@ def _attempt_row(
         "status_code": result.status,
         "response_headers": redact_headers(result.headers) if result.status is not None else None,
         "response_body": (
-            result.body[:DEFAULT_MAX_BODY].decode("utf-8", errors="replace")
+            # PostgreSQL text cannot hold NUL: a receiver must not make the log unwritable.
+            result.body[:DEFAULT_MAX_BODY]
+            .decode("utf-8", errors="replace")
+            .replace("\x00", "\ufffd")
             if result.status is not None
             else None
         ),
