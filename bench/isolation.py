@@ -334,11 +334,19 @@ class Healthy:
     noise: dict[str, int] = field(default_factory=dict)
 
 
-async def _no_noise(ctx: AppContext, noise: Noise) -> Callable[[dict[str, int]], bool] | None:
+@dataclass(frozen=True)
+class Started:
+    """What a scenario's noise looks like once it is going, and the counters it moves."""
+
+    ready: Callable[[dict[str, int]], bool]
+    counters: tuple[str, ...]
+
+
+async def _no_noise(ctx: AppContext, noise: Noise) -> Started | None:
     return None
 
 
-async def _stalled(ctx: AppContext, noise: Noise) -> Callable[[dict[str, int]], bool] | None:
+async def _stalled(ctx: AppContext, noise: Noise) -> Started | None:
     site_id, (blackhole, slow) = await _site(
         ctx,
         "Stalled",
@@ -347,16 +355,19 @@ async def _stalled(ctx: AppContext, noise: Noise) -> Callable[[dict[str, int]], 
     await _pending(ctx, site_id, blackhole, BLACKHOLE_PENDING)
     await _pending(ctx, site_id, slow, SLOW_PENDING)
     # Both hold their ten calls: every one of the blackhole's waits for its 15 s timeout.
-    return lambda s: s["blackhole_open"] >= 10 and s["slow_in_flight"] >= 10
+    return Started(
+        lambda s: s["blackhole_open"] >= 10 and s["slow_in_flight"] >= 10,
+        ("blackhole_connections", "slow_answered"),
+    )
 
 
-async def _throttled(ctx: AppContext, noise: Noise) -> Callable[[dict[str, int]], bool] | None:
+async def _throttled(ctx: AppContext, noise: Noise) -> Started | None:
     site_id, (throttle,) = await _site(ctx, "Throttled", [_notification("429", noise.throttle)])
     await _pending(ctx, site_id, throttle, THROTTLED_PENDING)
-    return lambda s: s["throttled"] >= 1
+    return Started(lambda s: s["throttled"] >= 1, ("throttled",))
 
 
-Scenario = Callable[[AppContext, Noise], Awaitable[Callable[[dict[str, int]], bool] | None]]
+Scenario = Callable[[AppContext, Noise], Awaitable[Started | None]]
 
 
 async def healthy(
@@ -374,14 +385,14 @@ async def healthy(
         ctx = await _context(_settings(url, data_dir))
         try:
             site_id, (hook,) = await _site(ctx, "Healthy", [_notification("healthy", receiver.url)])
-            ready = await scenario(ctx, noise)
+            started = await scenario(ctx, noise)
             before = await noise.stats()
             worker = _worker(ctx)
             await worker.start()
             freeze_long_lived()
             try:
-                if ready is not None:
-                    await noise.wait_until(ready, timeout=30)
+                if started is not None:
+                    await noise.wait_until(started.ready, timeout=30)
                 result = Healthy(name)
                 await receiver.reset()
                 await _pending(ctx, site_id, hook, args.drain, analyze=False)
@@ -404,10 +415,8 @@ async def healthy(
                 _, arrived = await receiver.arrivals()
                 result.p50_ms, result.p99_ms = bench._latencies(sent, arrived)
                 after = await noise.stats()
-                result.noise = {
-                    key: after[key] - before[key]
-                    for key in ("blackhole_connections", "slow_answered", "throttled")
-                }
+                counters = started.counters if started is not None else ()
+                result.noise = {key: after[key] - before[key] for key in counters}
             finally:
                 await worker.stop()
         finally:
