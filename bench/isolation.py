@@ -3,7 +3,7 @@
     .venv/bin/python bench/isolation.py [--quick] [--rate 200] [--latency-seconds 10]
                                         [--drain 2000] [--iterations 100] [--delay-ms 20]
                                         [--rss-backlog 1000000] [--rss-seconds 30]
-                                        [--skip-postgres] [--skip-rss]
+                                        [--max-concurrency 10] [--skip-postgres] [--skip-rss]
 
 Receivers run in processes of their own: the healthy one (`bench/delivery.py`'s: answers 200
 at once and records each event's arrival), and one process serving the noise: a *blackhole*
@@ -15,7 +15,10 @@ On SQLite and on PostgreSQL (a throwaway `bench_<random>` database on 127.0.0.1:
 `bench/delivery.py` makes them), each scenario gets a fresh store and the real `Worker` in
 this process with the default settings (64 senders, 20 connections per host), and every
 webhook with the defaults (`maxConcurrency` 10, the default timeouts), as a new operator
-would run it. Noise backlogs are written with bulk SQL, due at once, before the worker starts.
+would run it; `--max-concurrency` sets the healthy webhook's. A webhook's calls in flight
+include the deliveries claimed ahead for it and last until their outcomes are written, so
+its limit also caps its rate: at 10, a few hundred deliveries a second on this machine.
+Noise backlogs are written with bulk SQL, due at once, before the worker starts.
 
 1. **healthy webhook**, with (a) no other work, (b) 10,000 deliveries pending to the
    blackhole and 1,000 to the slow receiver (measured from the moment the blackhole holds
@@ -384,7 +387,10 @@ async def healthy(
     async with bench.store(kind, data_dir) as url:
         ctx = await _context(_settings(url, data_dir))
         try:
-            site_id, (hook,) = await _site(ctx, "Healthy", [_notification("healthy", receiver.url)])
+            healthy_hook = _notification(
+                "healthy", receiver.url, maxConcurrency=args.max_concurrency
+            )
+            site_id, (hook,) = await _site(ctx, "Healthy", [healthy_hook])
             started = await scenario(ctx, noise)
             before = await noise.stats()
             worker = _worker(ctx)
@@ -595,7 +601,8 @@ def _verdict(ok: bool) -> str:
 
 def _report(results: list[StoreResults], args: argparse.Namespace) -> None:
     print(
-        f"\nhealthy webhook: drain of {args.drain}; latency at {args.rate:g} events/s for "
+        f"\nhealthy webhook (maxConcurrency {args.max_concurrency}): drain of {args.drain}; "
+        f"latency at {args.rate:g} events/s for "
         f"{args.latency_seconds:g} s; noise {BLACKHOLE_PENDING} to a blackhole + "
         f"{SLOW_PENDING} to a {SLOW_SECONDS:g} s receiver (b), {THROTTLED_PENDING} to a 429 (c)"
     )
@@ -658,6 +665,9 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=20.0, help="interview receiver delay")
     parser.add_argument("--rss-backlog", type=int, default=1_000_000)
     parser.add_argument("--rss-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--max-concurrency", type=int, default=10, help="the healthy webhook's maxConcurrency"
+    )
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-rss", action="store_true")
     args = parser.parse_args()
