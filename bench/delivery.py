@@ -371,7 +371,8 @@ async def _context(settings: Settings) -> AppContext:
 
 
 async def _webhook(ctx: AppContext, url: str) -> tuple[str, str, str]:
-    """A site and one HMAC NewWorkItemVersionComplete webhook; (site, webhook, secret)."""
+    """A site and one HMAC NewWorkItemVersionComplete webhook, allowed the most calls in
+    flight; (site, webhook, secret)."""
     async with ctx.db.transaction() as conn:
         site_id = await identity.create_site(conn, name="Bench", base_url="https://bench.example")
         admin = Principal(
@@ -387,7 +388,14 @@ async def _webhook(ctx: AppContext, url: str) -> tuple[str, str, str]:
             ctx,
             conn,
             admin,
-            {"name": "bench", "url": url, "eventType": "NewWorkItemVersionComplete"},
+            # The most calls in flight a webhook may have (claimed ahead included): one webhook
+            # here stands for the whole load, and the default (10) would cap the senders.
+            {
+                "name": "bench",
+                "url": url,
+                "eventType": "NewWorkItemVersionComplete",
+                "maxConcurrency": 100,
+            },
         )
     assert secret is not None
     return site_id, created["id"], secret

@@ -73,6 +73,10 @@ async def claim(
     candidates = await _candidates(conn, now, limit)
     if not candidates:
         return []
+    # Only one webhook has claimable work (the candidates were not cut at the limit): no
+    # other waits its turn, so the round-robin cursor is not worth a statement. It moves at
+    # the next claim where webhooks share, which puts this one at most one claim early.
+    alone = len(candidates) == 1 and limit > 1
     if conn.dialect.name == "postgresql":
         candidates = await _locked(conn, candidates, now)
     shares, considered = await _shares(conn, candidates, now, limit, probe_interval)
@@ -93,7 +97,7 @@ async def claim(
     # Every candidate this claim came to has had its turn, whether it took anything or not
     # (an ordered webhook waiting for the version in flight, a destination whose room went to
     # another of its webhooks): the next claim starts with the ones after it.
-    if considered:
+    if considered and not alone:
         await _SERVED.execute(conn, {"ids": considered, "now": now})
     if not leased:
         return []
@@ -258,6 +262,12 @@ def _upsert_flights(dialect: str) -> Prepared:
 
 
 # --- statements, built once ---------------------------------------------------------------------
+
+#: `status = 'pending'` written into the statement, not bound: a partial index is used only
+#: where the query's condition implies the index's own, which a parameter never does (SQLite
+#: then scans every due delivery of every webhook in `ix_deliveries_due`; PostgreSQL cannot
+#: use the index in a generic plan). See `ix_deliveries_webhook_due` in the schema.
+_IS_PENDING = deliveries.c.status == sa.literal_column(f"'{PENDING}'")
 
 
 def _in_flight(now: sa.BindParameter[datetime]) -> sa.ScalarSelect[int]:
