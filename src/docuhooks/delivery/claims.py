@@ -263,12 +263,6 @@ def _upsert_flights(dialect: str) -> Prepared:
 
 # --- statements, built once ---------------------------------------------------------------------
 
-#: `status = 'pending'` written into the statement, not bound: a partial index is used only
-#: where the query's condition implies the index's own, which a parameter never does (SQLite
-#: then scans every due delivery of every webhook in `ix_deliveries_due`; PostgreSQL cannot
-#: use the index in a generic plan). See `ix_deliveries_webhook_due` in the schema.
-_IS_PENDING = deliveries.c.status == sa.literal_column(f"'{PENDING}'")
-
 
 def _in_flight(now: sa.BindParameter[datetime]) -> sa.ScalarSelect[int]:
     return (
