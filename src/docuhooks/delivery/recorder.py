@@ -114,6 +114,7 @@ class Recorder:
         self._owner = owner
         self._policy = policy
         self._breaker = breaker
+        self._destinations = destinations.Tracker()
         self._retry_for = retry_for_seconds
         self._wake = wake
         self._queue: list[Finished] = []
@@ -213,11 +214,12 @@ class Recorder:
         await claims.forget_flights(
             conn, owner=self._owner, delivery_ids=[item.job.delivery_id for item in batch]
         )
-        await destinations.record(
+        await self._destinations.record(
             conn,
             [item.destination_outcome() for item in batch],
             self._breaker,
             max(item.now for item in batch),
+            clock=asyncio.get_running_loop().time(),
         )
 
     async def _write_successes(self, conn: AsyncConnection, items: list[Finished]) -> None:
