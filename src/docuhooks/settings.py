@@ -78,6 +78,14 @@ class Settings:
     outbound_no_proxy: str = ""
     # --- end outbound connections -------------------------------------------------------------
 
+    # --- Interactive calls per site ----------------------------------------------------------
+    #: Interview hooks, post-processing calls and test sends of one site in flight at once, per
+    #: process; a call past it waits for one of its site's calls to finish, within its own
+    #: timeout. A quarter of the interactive pool's 200 connections: one site calling receivers
+    #: that never answer leaves the other sites most of the pool.
+    interactive_calls_per_site: int = 50
+    # --- end interactive calls per site ---
+
     # --- Answer sets: what one answer set may hold (see `docuhooks.answers.limits`). ---
     # Sent to an interview or a quick document, or answered by an interview receiver; an
     # interview's answers after an overlay are held to the same limits.

@@ -238,7 +238,8 @@ async def _call(
             ErrorClass.CONNECT, f"the request could not be built: {exc}"
         )
     else:
-        result = await ctx.interactive_transport.send(
+        result = await ctx.interactive_send(
+            hook.site_id,
             request,
             timeout=float(hook.timeout_seconds),
             verify_tls=not hook.accept_untrusted_ssl,

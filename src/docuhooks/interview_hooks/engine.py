@@ -36,6 +36,7 @@ from docuhooks.context import AppContext
 from docuhooks.core.events import INTERVIEW_EVENTS, Event, EventType
 from docuhooks.core.ids import uuid7
 from docuhooks.core.signing import OutboundRequest, build_request
+from docuhooks.delivery.site_slots import SiteLimitReached
 from docuhooks.delivery.transport import ErrorClass, TransportResult
 from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import log
@@ -162,8 +163,12 @@ async def run_interview_hooks(
     budget = ctx.settings.interview_budget_seconds
     started = time.perf_counter()
     # Each reply is judged as it arrives, so when the slowest is in only its own is left.
+    # `queued`: the calls still waiting for one of the site's interactive slots.
+    queued: set[str] = set()
     tasks = {
-        call.delivery_id: asyncio.create_task(_send_and_judge(ctx, call, variables))
+        call.delivery_id: asyncio.create_task(
+            _send_and_judge(ctx, call, variables, principal.site_id, queued)
+        )
         for call in calls
         if call.request is not None
     }
@@ -182,7 +187,7 @@ async def run_interview_hooks(
     records: list[log.CallRecord] = []
     for call in calls:
         result, outcome = _result_of(
-            tasks.get(call.delivery_id), call, budget, waited_ms, variables
+            tasks.get(call.delivery_id), call, budget, waited_ms, variables, ctx, queued
         )
         # Unreadable variables mean nothing a receiver sends can be checked: none of it applies.
         replied = outcome.answers
@@ -248,20 +253,39 @@ def _prepare(
     return _Call(webhook, delivery_id, request, None)
 
 
-async def _send(ctx: AppContext, call: _Call) -> TransportResult:
+async def _send(ctx: AppContext, call: _Call, site_id: str, queued: set[str]) -> TransportResult:
+    """Send once one of the site's interactive slots is free; the wait counts against the
+    webhook's timeout (and the step's budget, which cancels the call: `queued` tells it
+    that the call was still waiting for a slot)."""
     assert call.request is not None
-    return await ctx.interactive_transport.send(
-        call.request,
-        timeout=float(call.webhook.timeout_seconds),
-        verify_tls=not call.webhook.accept_untrusted_ssl,
-        max_body=ctx.settings.max_answer_set_bytes,
-    )
+    timeout = float(call.webhook.timeout_seconds)
+    started = time.perf_counter()
+    queued.add(call.delivery_id)
+    try:
+        async with ctx.interactive_slots.slot(site_id, timeout):
+            queued.discard(call.delivery_id)
+            return await ctx.interactive_transport.send(
+                call.request,
+                timeout=max(0.001, timeout - (time.perf_counter() - started)),
+                verify_tls=not call.webhook.accept_untrusted_ssl,
+                max_body=ctx.settings.max_answer_set_bytes,
+            )
+    except SiteLimitReached:
+        return TransportResult.failure(
+            ErrorClass.TIMEOUT,
+            ctx.interactive_slots.limit_message(timeout),
+            duration_ms=(time.perf_counter() - started) * 1000.0,
+        )
 
 
 async def _send_and_judge(
-    ctx: AppContext, call: _Call, variables: Mapping[str, VariableDef] | None
+    ctx: AppContext,
+    call: _Call,
+    variables: Mapping[str, VariableDef] | None,
+    site_id: str,
+    queued: set[str],
 ) -> tuple[TransportResult, Outcome]:
-    result = await _send(ctx, call)
+    result = await _send(ctx, call, site_id, queued)
     limits = AnswerLimits.from_settings(ctx.settings)
     return result, await judge_off_loop(
         result, variables, limits, ctx.settings.answer_parse_threads
@@ -274,10 +298,19 @@ def _result_of(
     budget: float,
     waited_ms: float,
     variables: Mapping[str, VariableDef] | None,
+    ctx: AppContext,
+    queued: set[str],
 ) -> tuple[TransportResult, Outcome]:
     """The call's reply and what it means; a call without one gets a failure saying why."""
     if task is None:
         result = TransportResult.failure(ErrorClass.CONNECT, call.build_error or "not sent")
+    elif call.delivery_id in queued:
+        # Cancelled at the end of the budget before one of the site's slots freed.
+        result = TransportResult.failure(
+            ErrorClass.TIMEOUT,
+            ctx.interactive_slots.limit_message(budget),
+            duration_ms=waited_ms,
+        )
     elif not task.done() or task.cancelled():
         result = TransportResult.failure(
             ErrorClass.TIMEOUT,

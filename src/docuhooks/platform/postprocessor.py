@@ -354,7 +354,8 @@ async def call(ctx: AppContext, claimed: Claimed) -> None:
             ErrorClass.CONNECT, f"the request could not be built: {exc}"
         )
     else:
-        result = await ctx.interactive_transport.send(
+        result = await ctx.interactive_send(
+            claimed.site_id,
             request,
             timeout=claimed.timeout,
             verify_tls=not claimed.webhook.accept_untrusted_ssl,
