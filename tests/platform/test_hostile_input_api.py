@@ -20,6 +20,7 @@ from hostile_docx import (
     RANGE_OVERFLOW,
     RECURSION,
     archive,
+    directory_only,
     document_bomb,
     lying_directory,
     template,
@@ -29,7 +30,7 @@ from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.delivery.transport import TransportResult
-from docuhooks.platform.postprocessor import _returned_docx_refusal
+from docuhooks.platform.postprocessing import judge_in_pool
 from docuhooks.platform.renderpool import RenderLimits, RenderPool
 
 MiB = 1024 * 1024
@@ -206,7 +207,15 @@ async def test_a_receiver_returning_a_bomb_has_its_reply_refused(ctx: AppContext
         }
         return TransportResult.response(200, json.dumps({"documents": [document]}).encode())
 
-    refusal = await _returned_docx_refusal(ctx, reply(document_bomb(40 * MiB)))
-    assert refusal is not None and not refusal.succeeded
+    pool = ctx.render_pool
+    refusal = await judge_in_pool(pool, reply(document_bomb(40 * MiB)), site_id="site-a")
+    assert not refusal.succeeded
     assert "docx_max_entry_bytes" in (refusal.error or "")
-    assert await _returned_docx_refusal(ctx, reply(standard_template())) is None
+    # 100,001 bare directory entries: refused at the 5,001st, in a render worker.
+    refusal = await judge_in_pool(pool, reply(directory_only(100_001)), site_id="site-a")
+    assert not refusal.succeeded and refusal.error_class == "invalid_response"
+    assert "documents[0]: signed.docx" in (refusal.error or "")
+    assert "docx_max_entries" in (refusal.error or "")
+    kept = await judge_in_pool(pool, reply(standard_template()), site_id="site-a")
+    assert kept.succeeded and kept.documents[0].content == standard_template()
+    assert [job for _, job in pool.started] == ["judge_reply_job"] * 3

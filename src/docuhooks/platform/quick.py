@@ -54,7 +54,9 @@ async def assemble_quick_document(
         variable_map(variables),
         AnswerLimits.from_settings(ctx.settings),
     )
-    content = await ctx.render_pool.assemble(template.content, parsed.answers, variables)
+    content = await ctx.render_pool.assemble(
+        template.content, parsed.answers, variables, site_id=principal.site_id
+    )
     return QuickDocument(content, catalog.docx_file_name(template.file_name), parsed.warnings)
 
 
