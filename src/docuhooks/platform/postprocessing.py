@@ -148,8 +148,9 @@ async def judge_in_pool(
             judge_reply_job, result, ids, site_id=site_id, field="documents"
         )
     except (LimitExceeded, ValidationFailed) as exc:
+        # The pool words its limits for templates; say what was being done.
         details = "; ".join(d.message for d in exc.details) or exc.message
-        return refused(details)
+        return refused(f"it could not be read within the render limits ({exc.code}): {details}")
     return judged
 
 
