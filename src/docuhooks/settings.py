@@ -125,6 +125,13 @@ class Settings:
     #: Most an entry of over 1 MiB may expand, as a multiple of its compressed size.
     docx_max_compression_ratio: float = 100.0
 
+    # --- Render fairness between sites ----------------------------------------------------
+    # One site's renders (looping templates, post-processing replies judged in the pool)
+    # must not keep every other site's waiting: see docs/operations.md.
+    #: Most render workers one site may hold at once; 0: all but one (at least one).
+    render_workers_per_site: int = 0
+    # --- end of render fairness ---
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

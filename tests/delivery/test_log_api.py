@@ -7,6 +7,7 @@ import base64
 import json
 import random
 import re
+import struct
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -574,6 +575,31 @@ async def test_test_send_of_post_processing_checks_the_reply(
     response = await client.post(f"{API}/webhooks/{hook['id']}/test", headers=site.auth())
     assert response.json()["status"] == "succeeded", response.text
     assert transport.sent[0].max_body > len(json.dumps(replaced))
+
+
+async def test_test_send_of_post_processing_refuses_a_docx_of_100_000_entries(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """The reply is judged in a render worker, as a live one is: a DOCX of 100,001 bare
+    zip-directory records is refused at the entry limit, not walked to its end."""
+    hook = await create_hook(client, site, "PostProcessingEvent")
+    record = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", *[0] * 9, 1, 0, 0, 0, 0, 0, 0) + b"a"
+    directory = record * 100_001
+    archive = directory + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0, 0, len(directory), 0, 0)
+    document = {
+        "name": "Signed",
+        "fileName": "signed.docx",
+        "contentType": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "content": base64.b64encode(archive).decode(),
+        "action": "add",
+    }
+    body = json.dumps({"documents": [document, document]}).encode()
+    mock(ctx, answer(200, body, {"Content-Type": "application/json"}))
+    response = await client.post(f"{API}/webhooks/{hook['id']}/test", headers=site.auth())
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "failed"
+    assert "docx_max_entries" in response.text and "documents[1]: signed.docx" in response.text
+    assert [job for _, job in ctx.render_pool.started] == ["judge_reply_job"]
 
 
 # --- who may see what -----------------------------------------------------------------------------

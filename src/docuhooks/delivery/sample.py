@@ -47,7 +47,7 @@ from docuhooks.interview_hooks.replies import judge_off_loop
 from docuhooks.interview_hooks.warnings import webhook_warning
 from docuhooks.platform import postprocessing
 from docuhooks.platform.documents import content_url
-from docuhooks.platform.postprocessing import judge_reply
+from docuhooks.platform.postprocessing import judge_in_pool
 from docuhooks.store.schema import sites, templates
 from docuhooks.webhooks import service as webhook_service
 
@@ -262,7 +262,10 @@ async def _call(
         # Judged as the platform judges a real reply; the sample's document ids are the
         # ones a `replace` may name.
         ids = [document["id"] for document in payload["data"]["documents"]]
-        outcome = judge_reply(result, ids).outcome
+        judged = await judge_in_pool(
+            ctx.render_pool, result, site_id=hook.site_id, document_ids=ids
+        )
+        outcome = judged.outcome
     async with ctx.db.transaction() as conn:
         # Written before the reply (not queued like a live interview's log), so the link
         # the caller gets already shows the attempt.

@@ -22,12 +22,20 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.errors import Conflict, FieldError, NotFound, PayloadTooLarge, ValidationFailed
+from docuhooks.errors import (
+    Conflict,
+    FieldError,
+    LimitExceeded,
+    NotFound,
+    PayloadTooLarge,
+    ValidationFailed,
+)
 from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal
 from docuhooks.platform import workitems
 from docuhooks.platform.access import parse_id
 from docuhooks.platform.catalog import DOCX_CONTENT_TYPE
+from docuhooks.platform.docxcheck import DocxLimitExceeded, DocxLimits
 from docuhooks.platform.templates import TemplateError, check_docx
 
 if TYPE_CHECKING:
@@ -64,12 +72,14 @@ def media_type(content_type: str) -> str:
     return f"{value}; {parameters.strip()}" if parameters.strip() else value
 
 
-def check_content(content_type: str, content: bytes) -> None:
+def check_content(content_type: str, content: bytes, docx_limits: DocxLimits | None = None) -> None:
     """The bytes must be what the content type says and at most 50 MiB.
 
     A DOCX must be a zip holding the DOCX parts, a PDF must start with `%PDF`; other types
-    are taken as given. Only the DOCX's zip directory is read here: its expansion is checked
-    first, in the render pool (`verify_content`), by every caller.
+    are taken as given. Without `docx_limits`, only the DOCX's zip directory is read here:
+    its expansion is checked first, in the render pool (`verify_content`), by every caller.
+    With them (in a render worker), the DOCX is checked in full against them, the directory
+    read no further than `max_entries` (`LimitExceeded` naming the limit).
     """
     content_type = content_type.partition(";")[0].strip().lower()
     if len(content) > MAX_DOCUMENT_BYTES:
@@ -78,7 +88,12 @@ def check_content(content_type: str, content: bytes) -> None:
         raise ValidationFailed.of([FieldError("content", "the document is empty")])
     if content_type == DOCX:
         try:
-            check_docx(content, inflate=False)
+            if docx_limits is None:
+                check_docx(content, inflate=False)
+            else:
+                check_docx(content, docx_limits)
+        except DocxLimitExceeded as exc:
+            raise LimitExceeded(exc.code, str(exc), status=exc.status) from None
         except TemplateError as exc:
             raise ValidationFailed.of(
                 [FieldError("content", f"Content-Type is DOCX, but {exc}")]
@@ -89,15 +104,18 @@ def check_content(content_type: str, content: bytes) -> None:
         )
 
 
-async def verify_content(pool: RenderPool, content_type: str, content: bytes) -> None:
-    """A DOCX is checked against the `docx_*` limits, in the render pool, before anything
-    stores it (or holds a transaction for it): inflating it there costs the event loop
-    nothing, whatever the archive claims. Over a limit: 413/422 naming it."""
+async def verify_content(
+    pool: RenderPool, content_type: str, content: bytes, *, site_id: str
+) -> None:
+    """A DOCX is checked against the `docx_*` limits, in the render pool (in `site_id`'s
+    share of it), before anything stores it (or holds a transaction for it): inflating it
+    there costs the event loop nothing, whatever the archive claims. Over a limit: 413/422
+    naming it."""
     if (
         content_type.partition(";")[0].strip().lower() == DOCX
         and len(content) <= MAX_DOCUMENT_BYTES
     ):
-        await pool.verify_docx(content)
+        await pool.verify_docx(content, site_id=site_id)
 
 
 def clean_file_name(file_name: str, field: str = "fileName") -> str:

@@ -457,7 +457,10 @@ async def finish(ctx: AppContext, principal: Principal, interview_id: str) -> di
             )
         answers = workitems.answers_of(rendered.interview)
         assembled = await ctx.render_pool.assemble(
-            rendered.template.content, answers, catalog.variables_of(rendered.template)
+            rendered.template.content,
+            answers,
+            catalog.variables_of(rendered.template),
+            site_id=principal.site_id,
         )
         result = await _finish_assembled(ctx, principal, interview_id, rendered, assembled)
         if result is not None:

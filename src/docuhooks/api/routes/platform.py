@@ -7,7 +7,6 @@ written for it work unchanged.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -191,8 +190,9 @@ async def assemble_quick_document(
     )
     headers = {"Content-Disposition": attachment(document.file_name)}
     if document.warnings:
-        # The body is the document, so answers left out are reported in a header (ASCII JSON).
-        headers["X-Docuhooks-Warnings"] = json.dumps(list(document.warnings))
+        # The body is the document, so answers left out are reported in a header (ASCII JSON,
+        # capped: the first warnings and how many more).
+        headers["X-Docuhooks-Warnings"] = quick.warnings_header(document.warnings)
     return Response(document.content, media_type=catalog.DOCX_CONTENT_TYPE, headers=headers)
 
 
