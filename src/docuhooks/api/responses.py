@@ -9,9 +9,9 @@ the model's shape (the API tests check responses against it), so those routes ha
 dict to :class:`FastJSONResponse`, which writes the same bytes with orjson (UTC as `Z`, as
 pydantic writes it). The `response_model` stays on the route for the OpenAPI document.
 
-A body that holds a large answer set (megabytes, at the answer-set limits) is encoded in the
-answer-parsing threads instead (`encoded_off_loop`), under the caller's site's share of
-them (`answers.offload`), so encoding it does not hold every other request up.
+Routes that show stored answers (a version, an interview) put them in the dict as the
+stored JSON text, an `orjson.Fragment`, which orjson copies out as it is: megabytes of
+answers are then neither decoded nor encoded on the event loop.
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ from typing import Any
 
 import orjson
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse, Response
-
-from docuhooks.answers import off_loop
+from fastapi.responses import JSONResponse
 
 _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
 
@@ -34,24 +32,3 @@ class FastJSONResponse(JSONResponse):
         except TypeError:
             # What orjson refuses (an integer past 64 bits): FastAPI's own way.
             return super().render(jsonable_encoder(content))
-
-
-def encode(content: Any) -> bytes:
-    """`content` as `FastJSONResponse` writes it."""
-    return bytes(FastJSONResponse(content).body)
-
-
-def answers_size(answers: Any) -> int:
-    """About how many bytes stored answers (canonical answer JSON) encode to: 100 an answer
-    is generous enough that a large set is encoded in the threads."""
-    entries = answers.get("answers") if isinstance(answers, dict) else None
-    return 100 * len(entries) if isinstance(entries, list) else 0
-
-
-async def encoded_off_loop(
-    content: Any, *, size: int, threads: int, site: str, status_code: int = 200
-) -> Response:
-    """`content` as JSON, encoded in the answer-parsing threads when `size` (about the
-    bytes it encodes to) is large, else right here."""
-    body = await off_loop(size, threads, encode, content, site=site)
-    return Response(body, status_code=status_code, media_type="application/json")

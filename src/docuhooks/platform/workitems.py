@@ -77,6 +77,11 @@ def version_to_api(
 #: Every column of a version but its answers: what lists and interview steps that do not
 #: show the answers read, so megabytes of stored answers are not decoded for nothing.
 SUMMARY_COLUMNS = [column for column in work_item_versions.c if column.name != "answers"]
+#: Every column, the answers as their stored JSON text, to be passed on as they are.
+TEXT_COLUMNS = [
+    *SUMMARY_COLUMNS,
+    sa.cast(work_item_versions.c.answers, sa.Text).label("answers"),
+]
 
 
 def answers_of(row: sa.Row[Any]) -> AnswerSet:
@@ -201,11 +206,13 @@ async def get_version_row(
     *,
     lock: bool = False,
     answers: bool = True,
+    text: bool = False,
 ) -> tuple[sa.Row[Any], sa.Row[Any]]:
     """The work item and its version `version_id` (or `active`); 404 for anything else.
-    Without `answers`, the version's row has no `answers` (nor their cost)."""
+    Without `answers`, the version's row has no `answers` (nor their cost); with `text`,
+    they are the stored JSON text, not decoded."""
     item = await get_row(conn, principal, work_item_id)
-    columns = work_item_versions.c if answers else SUMMARY_COLUMNS
+    columns = SUMMARY_COLUMNS if not answers else TEXT_COLUMNS if text else work_item_versions.c
     query = sa.select(*columns).where(work_item_versions.c.work_item_id == item.id)
     if version_id.lower() == ACTIVE:
         query = query.where(work_item_versions.c.status.in_(list(OPEN_STATUSES))).order_by(

@@ -89,12 +89,14 @@ async def get_interview(interview_id: str, conn: ReadConn, who: StandaloneCaller
     responses={200: {"content": {"application/json": {}, "application/xml": {}}}},
 )
 async def get_answers(
-    interview_id: str, request: Request, ctx: Ctx, conn: ReadConn, who: StandaloneCaller
+    interview_id: str, request: Request, ctx: Ctx, who: StandaloneCaller
 ) -> Response:
     """The current answers: canonical answer JSON, or HotDocs answer XML when the `Accept`
     header asks for `application/xml` or `text/xml`. Large answer sets are encoded off the
     event loop, a few of one site's at a time (see docs/operations.md, "Answer sets")."""
-    stored = await interviews.stored_answers_text(conn, who, interview_id)
+    # No database connection is held while the request waits its site's turn.
+    async with ctx.db.read() as conn:
+        stored = await interviews.stored_answers_text(conn, who, interview_id)
     accept = request.headers.get("accept", "").lower()
     xml = "xml" in accept and "json" not in accept
     document = await interviews.answers_document(ctx, who, stored, xml=xml)

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from docuhooks.api.deps import Caller, Conn, Ctx, StandaloneCaller
 from docuhooks.api.models import ERRORS, Input, Output, Page
-from docuhooks.api.responses import answers_size, encoded_off_loop
+from docuhooks.api.responses import FastJSONResponse
 from docuhooks.api.routes.documents import Document
 from docuhooks.api.routes.platform_support import add_source_platform_aliases, attachment
 from docuhooks.platform import catalog, completion, quick, workgroups, workitems
@@ -251,20 +251,14 @@ async def list_versions(
 @router.get(
     "/workitems/{work_item_id}/versions/{version_id}", response_model=Version, tags=["platform"]
 )
-async def get_version(
-    work_item_id: str, version_id: str, ctx: Ctx, conn: Conn, who: Caller
-) -> Response:
-    """One version with its answers and documents; `active` names the version in progress."""
+async def get_version(work_item_id: str, version_id: str, conn: Conn, who: Caller) -> Response:
+    """One version with its answers and documents; `active` names the version in progress.
+    The answers are written out as stored: nothing to decode or encode, however large."""
     item, version = await workitems.get_version_row(
         conn, who, work_item_id, version_id, answers=False
     )
-    body = await completion.version_with_documents(conn, who, item, version.id)
-    return await encoded_off_loop(
-        body,
-        size=answers_size(body["answers"]),
-        threads=ctx.settings.answer_parse_threads,
-        site=who.site_id,
-    )
+    body = await completion.version_with_documents(conn, who, item, version.id, as_stored=True)
+    return FastJSONResponse(body)
 
 
 @router.put(
