@@ -289,7 +289,7 @@ async def open_interview(
     loaded = _Loaded(row, version, item, template)
     if not matched.webhooks:
         return to_api(row, version, template)
-    current = await _stored_answers(ctx, version.answers)
+    current = await _stored_answers(ctx, principal.site_id, version.answers)
     outcome = await run_interview_hooks(
         ctx,
         principal=principal,
@@ -330,7 +330,7 @@ async def fire_event(
         )
     if not matched.webhooks:
         return to_api(loaded.interview, loaded.version, loaded.template)
-    current = await _stored_answers(ctx, loaded.interview.answers)
+    current = await _stored_answers(ctx, principal.site_id, loaded.interview.answers)
     outcome = await run_interview_hooks(
         ctx,
         principal=principal,
@@ -512,11 +512,11 @@ def _overlaid(stored: str, incoming: AnswerSet, limits: AnswerLimits) -> bytes:
     return jsontext.dumpb(current.overlay(incoming).to_json())
 
 
-async def _stored_answers(ctx: AppContext, stored: Any) -> AnswerSet:
+async def _stored_answers(ctx: AppContext, site: str, stored: Any) -> AnswerSet:
     """The stored answers, read in the parsing threads when there are many: a person waits
     on every interview step, and so do the other requests this process serves."""
     return await off_loop(
-        _stored_size(stored), ctx.settings.answer_parse_threads, parse_stored, stored
+        _stored_size(stored), ctx.settings.answer_parse_threads, parse_stored, stored, site=site
     )
 
 

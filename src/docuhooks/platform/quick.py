@@ -43,6 +43,7 @@ async def assemble_quick_document(
         content_type,
         variable_map(variables),
         AnswerLimits.from_settings(ctx.settings),
+        site=principal.site_id,
     )
     content = await ctx.render_pool.assemble(template.content, parsed.answers, variables)
     return QuickDocument(content, catalog.docx_file_name(template.file_name), parsed.warnings)
