@@ -101,7 +101,7 @@ async def test_work_items_and_versions(client: httpx.AsyncClient, site: SiteUser
     )
     assert [w["id"] for w in filtered.json()["items"]] == [item["id"]]
     versions = await client.get(f"/api/v1/workitems/{item['id']}/versions", headers=site.auth())
-    assert versions.json() == []
+    assert versions.json() == {"items": [], "nextCursor": None}
     active = await client.get(
         f"/api/v1/workitems/{item['id']}/versions/active", headers=site.auth()
     )

@@ -8,6 +8,10 @@ interview call whose overhead is held to 2 ms. The interview service already bui
 the model's shape (the API tests check responses against it), so those routes hand their
 dict to :class:`FastJSONResponse`, which writes the same bytes with orjson (UTC as `Z`, as
 pydantic writes it). The `response_model` stays on the route for the OpenAPI document.
+
+Routes that show stored answers (a version, an interview) put them in the dict as the
+stored JSON text, an `orjson.Fragment`, which orjson copies out as it is: megabytes of
+answers are then neither decoded nor encoded on the event loop.
 """
 
 from __future__ import annotations

@@ -195,7 +195,11 @@ async def run_interview_hooks(
             if totals is None:
                 # Measured once a step, in the parsing threads when the interview is large.
                 totals = await off_loop(
-                    100 * len(answers), ctx.settings.answer_parse_threads, measure, answers
+                    100 * len(answers),
+                    ctx.settings.answer_parse_threads,
+                    measure,
+                    answers,
+                    site=principal.site_id,
                 )
             try:
                 # Each reply is within the limits alone; together with the answers before it

@@ -53,6 +53,7 @@ async def assemble_quick_document(
         content_type,
         variable_map(variables),
         AnswerLimits.from_settings(ctx.settings),
+        site=principal.site_id,
     )
     content = await ctx.render_pool.assemble(
         template.content, parsed.answers, variables, site_id=principal.site_id
