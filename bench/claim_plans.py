@@ -412,6 +412,7 @@ async def plans(kind: str, pending: int, settled: int) -> None:
                     lease=timedelta(seconds=60),
                     limit=100,
                     probe_interval=timedelta(seconds=30),
+                    caps=claims.Caps(),
                 )
                 taken: dict[str, int] = {}
                 for job in jobs:

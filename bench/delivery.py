@@ -361,6 +361,9 @@ def _settings(url: str, data_dir: Path, concurrency: int) -> Settings:
         # The same concurrency on the wire as the ceiling's client, which opens a connection
         # per lane (the default, 20 to one receiver, would leave senders waiting their turn).
         connections_per_host=concurrency,
+        # One site: let it use every sender (the default, half of them, keeps the other half
+        # for other sites, and there are none here).
+        site_max_in_flight=concurrency,
     )
 
 

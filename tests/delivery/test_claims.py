@@ -24,7 +24,13 @@ LEASE = timedelta(seconds=60)
 INTERVAL = timedelta(seconds=30)
 
 
-async def claim(ctx: AppContext, clock: FakeClock, owner: str, limit: int = 100) -> list[Job]:
+async def claim(
+    ctx: AppContext,
+    clock: FakeClock,
+    owner: str,
+    limit: int = 100,
+    caps: claims.Caps = claims.Caps(destination=100, site=100),
+) -> list[Job]:
     async with ctx.db.transaction() as conn:
         return await claims.claim(
             conn,
@@ -33,6 +39,7 @@ async def claim(ctx: AppContext, clock: FakeClock, owner: str, limit: int = 100)
             lease=LEASE,
             limit=limit,
             probe_interval=INTERVAL,
+            caps=caps,
         )
 
 

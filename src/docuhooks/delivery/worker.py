@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import random
 import socket
@@ -50,7 +51,7 @@ from docuhooks.delivery.wakeup import Alarm, PostgresListener, asyncpg_dsn
 from docuhooks.settings import Settings
 from docuhooks.webhooks.service import signing_target
 
-__all__ = ["Worker", "WorkerOptions", "start_worker"]
+__all__ = ["Worker", "WorkerOptions", "caps_of", "start_worker"]
 
 log = structlog.get_logger(__name__)
 
@@ -78,6 +79,8 @@ class WorkerOptions:
     suspend_after_failures: int = 20
     suspend_after: timedelta = timedelta(hours=24)
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    #: Calls in flight at most to one destination and for one site, installation-wide.
+    caps: claims.Caps = field(default_factory=claims.Caps)
     #: How long a graceful stop waits for in-flight sends before handing their leases back.
     shutdown_grace_seconds: float = 10.0
 
@@ -85,6 +88,7 @@ class WorkerOptions:
     def from_settings(cls, settings: Settings) -> WorkerOptions:
         if settings.worker_concurrency < 1 or settings.worker_batch_size < 1:
             raise ValueError("worker_concurrency and worker_batch_size must be at least 1")
+        caps = caps_of(settings)
         return cls(
             concurrency=settings.worker_concurrency,
             batch_size=settings.worker_batch_size,
@@ -98,8 +102,26 @@ class WorkerOptions:
                 failure_threshold=settings.breaker_failure_threshold,
                 probe_interval=timedelta(seconds=settings.breaker_probe_seconds),
             ),
+            caps=caps,
             shutdown_grace_seconds=min(10.0, settings.worker_lease_seconds / 2),
         )
+
+
+def caps_of(settings: Settings) -> claims.Caps:
+    """The caps on calls in flight, with their defaults filled in.
+
+    A destination's default is `connections_per_host`: more calls to one host than the
+    worker's pool has connections for would wait for one, and a wait its timeout ends is
+    recorded as a `timeout`, a breaker failure, though nothing was sent. A site's default is
+    half of `worker_concurrency`: one site can always use half a worker's senders, and the
+    other sites always have the other half, however many webhooks or dead hosts it has."""
+    for name in ("destination_max_in_flight", "site_max_in_flight"):
+        if getattr(settings, name) < 0:
+            raise ValueError(f"{name} must be 0 (the default) or more")
+    return claims.Caps(
+        destination=settings.destination_max_in_flight or max(1, settings.connections_per_host),
+        site=settings.site_max_in_flight or max(1, settings.worker_concurrency // 2),
+    )
 
 
 class Worker:
@@ -147,7 +169,10 @@ class Worker:
                 span=self.options.suspend_after,
                 probe_interval=self.options.probe_interval,
             ),
-            breaker=self.options.breaker,
+            # The adaptive limit grows no higher than the claim would let calls go anyway.
+            breaker=dataclasses.replace(
+                self.options.breaker, max_concurrency=self.options.caps.ceiling
+            ),
             # About half a lease: the heartbeat keeps the leases while the writes are retried.
             retry_for_seconds=self.options.lease.total_seconds() / 2,
             wake=self.wake,
@@ -387,6 +412,7 @@ class Worker:
                         lease=self.options.lease,
                         limit=limit - len(jobs),
                         probe_interval=self.options.breaker.probe_interval,
+                        caps=self.options.caps,
                     )
             except Exception as exc:
                 if not jobs:
