@@ -54,6 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from docuhooks.core.destinations import MAX_CONCURRENCY, BreakerState
 from docuhooks.delivery import queries
 from docuhooks.delivery.queries import Job
+from docuhooks.settings import Settings
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import deliveries, destinations, flights, sites, webhooks
 
@@ -70,6 +71,24 @@ class Caps:
     def __post_init__(self) -> None:
         if self.destination < 1 or self.site < 1:
             raise ValueError("the caps on calls in flight must be at least 1")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Caps:
+        """The caps, with their defaults filled in.
+
+        A destination's default is `connections_per_host`: more calls to one host than a
+        worker's pool has connections for would wait for one, and a wait its timeout ends is
+        recorded as a `timeout`, a breaker failure, though nothing was sent. A site's default
+        is half of `worker_concurrency`: one site may use half a worker's senders, and the
+        other sites always have the other half, however many webhooks or dead hosts it has
+        (all of them would leave nothing; less would slow a busy site while others idle)."""
+        for name in ("destination_max_in_flight", "site_max_in_flight"):
+            if getattr(settings, name) < 0:
+                raise ValueError(f"{name} must be 0 (the default) or more")
+        return cls(
+            destination=settings.destination_max_in_flight or max(1, settings.connections_per_host),
+            site=settings.site_max_in_flight or max(1, settings.worker_concurrency // 2),
+        )
 
     @property
     def ceiling(self) -> int:

@@ -51,7 +51,7 @@ from docuhooks.delivery.wakeup import Alarm, PostgresListener, asyncpg_dsn
 from docuhooks.settings import Settings
 from docuhooks.webhooks.service import signing_target
 
-__all__ = ["Worker", "WorkerOptions", "caps_of", "start_worker"]
+__all__ = ["Worker", "WorkerOptions", "start_worker"]
 
 log = structlog.get_logger(__name__)
 
@@ -88,7 +88,6 @@ class WorkerOptions:
     def from_settings(cls, settings: Settings) -> WorkerOptions:
         if settings.worker_concurrency < 1 or settings.worker_batch_size < 1:
             raise ValueError("worker_concurrency and worker_batch_size must be at least 1")
-        caps = caps_of(settings)
         return cls(
             concurrency=settings.worker_concurrency,
             batch_size=settings.worker_batch_size,
@@ -102,26 +101,9 @@ class WorkerOptions:
                 failure_threshold=settings.breaker_failure_threshold,
                 probe_interval=timedelta(seconds=settings.breaker_probe_seconds),
             ),
-            caps=caps,
+            caps=claims.Caps.from_settings(settings),
             shutdown_grace_seconds=min(10.0, settings.worker_lease_seconds / 2),
         )
-
-
-def caps_of(settings: Settings) -> claims.Caps:
-    """The caps on calls in flight, with their defaults filled in.
-
-    A destination's default is `connections_per_host`: more calls to one host than the
-    worker's pool has connections for would wait for one, and a wait its timeout ends is
-    recorded as a `timeout`, a breaker failure, though nothing was sent. A site's default is
-    half of `worker_concurrency`: one site can always use half a worker's senders, and the
-    other sites always have the other half, however many webhooks or dead hosts it has."""
-    for name in ("destination_max_in_flight", "site_max_in_flight"):
-        if getattr(settings, name) < 0:
-            raise ValueError(f"{name} must be 0 (the default) or more")
-    return claims.Caps(
-        destination=settings.destination_max_in_flight or max(1, settings.connections_per_host),
-        site=settings.site_max_in_flight or max(1, settings.worker_concurrency // 2),
-    )
 
 
 class Worker:
