@@ -530,6 +530,7 @@ async def backlog(kind: str, receiver: Receiver, n: int, concurrency: int, tmp: 
             "DOCUHOOKS_DEV_MODE": "true",
             "DOCUHOOKS_WORKER_CONCURRENCY": str(concurrency),
             "DOCUHOOKS_CONNECTIONS_PER_HOST": str(concurrency),
+            "DOCUHOOKS_SITE_MAX_IN_FLIGHT": str(concurrency),
         }
         worker = await asyncio.create_subprocess_exec(
             sys.executable,
