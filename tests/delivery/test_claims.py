@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from tests.delivery.delivery_support import make_webhook, version_event
 from tests.delivery.isolation_support import pile_up
@@ -17,6 +18,7 @@ from docuhooks.core.destinations import BreakerState, destination_of
 from docuhooks.core.retry import FakeClock
 from docuhooks.delivery import claims, outbox
 from docuhooks.delivery.queries import Job
+from docuhooks.settings import Settings, SettingsError
 from docuhooks.store.schema import deliveries, destinations, flights, webhooks
 
 URL = "https://receiver.example/hook"
@@ -368,3 +370,17 @@ async def test_claims_go_round_the_sites_before_their_webhooks(
     assert not {j.webhook.id for j in first} & {
         j.webhook.id for j in second if j.webhook.id in many
     }
+
+
+def test_the_caps_follow_the_pool_and_the_senders_unless_set() -> None:
+    """By default a destination gets what one worker's pool has connections for (so the
+    delivery bench, with 64 connections per host, keeps its 64 calls to its one receiver)
+    and a site half the senders."""
+    assert claims.Caps.from_settings(Settings()) == claims.Caps(destination=20, site=32)
+    bench = Settings(worker_concurrency=64, connections_per_host=64)
+    assert claims.Caps.from_settings(bench) == claims.Caps(destination=64, site=32)
+    chosen = Settings(destination_max_in_flight=150, site_max_in_flight=64)
+    caps = claims.Caps.from_settings(chosen)
+    assert caps == claims.Caps(destination=150, site=64) and caps.ceiling == 100
+    with pytest.raises(SettingsError, match="DOCUHOOKS_SITE_MAX_IN_FLIGHT"):
+        claims.Caps.from_settings(Settings(site_max_in_flight=-1))

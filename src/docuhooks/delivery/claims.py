@@ -54,7 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from docuhooks.core.destinations import MAX_CONCURRENCY, BreakerState
 from docuhooks.delivery import queries
 from docuhooks.delivery.queries import Job
-from docuhooks.settings import Settings
+from docuhooks.settings import Settings, SettingsError
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import deliveries, destinations, flights, sites, webhooks
 
@@ -84,7 +84,9 @@ class Caps:
         (all of them would leave nothing; less would slow a busy site while others idle)."""
         for name in ("destination_max_in_flight", "site_max_in_flight"):
             if getattr(settings, name) < 0:
-                raise ValueError(f"{name} must be 0 (the default) or more")
+                raise SettingsError(
+                    f"setting DOCUHOOKS_{name.upper()}: must be 0 (the default) or more"
+                )
         return cls(
             destination=settings.destination_max_in_flight or max(1, settings.connections_per_host),
             site=settings.site_max_in_flight or max(1, settings.worker_concurrency // 2),
