@@ -361,6 +361,9 @@ def _settings(url: str, data_dir: Path, concurrency: int) -> Settings:
         # The same concurrency on the wire as the ceiling's client, which opens a connection
         # per lane (the default, 20 to one receiver, would leave senders waiting their turn).
         connections_per_host=concurrency,
+        # One site: let it use every sender (the default, half of them, keeps the other half
+        # for other sites, and there are none here).
+        site_max_in_flight=concurrency,
     )
 
 
@@ -535,6 +538,7 @@ async def backlog(kind: str, receiver: Receiver, n: int, concurrency: int, tmp: 
             "DOCUHOOKS_DEV_MODE": "true",
             "DOCUHOOKS_WORKER_CONCURRENCY": str(concurrency),
             "DOCUHOOKS_CONNECTIONS_PER_HOST": str(concurrency),
+            "DOCUHOOKS_SITE_MAX_IN_FLIGHT": str(concurrency),
         }
         worker = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -60,6 +60,15 @@ class Settings:
     breaker_probe_seconds: float = 30.0
     #: /metrics: per-webhook series (in flight, due backlog) as well as the totals.
     metrics_per_webhook: bool = False
+    # --- Isolation: caps on calls in flight, installation-wide (see docs/operations.md) ---
+    #: Calls in flight to one destination (scheme, host and port) at most, across every
+    #: worker; 0 means `connections_per_host`, so a worker's senders never wait for a pooled
+    #: connection (a wait its timeout would record as a `timeout`).
+    destination_max_in_flight: int = 0
+    #: Calls in flight for one site's webhooks at most, across every worker and whatever
+    #: its number of webhooks or destinations; 0 means half of `worker_concurrency`.
+    site_max_in_flight: int = 0
+    # --- end of isolation caps ---
     #: Interview webhooks: the whole step's budget.
     interview_budget_seconds: float = 8.0
     #: Post-processing callback deadline.

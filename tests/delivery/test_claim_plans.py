@@ -86,7 +86,9 @@ async def test_the_claims_generic_plans_use_the_partial_index(
 ) -> None:
     now = ctx.now()
     candidates = await generic_plan(
-        ctx, claims._CANDIDATES.statement, {"now": now, "webhooks": 100}
+        ctx,
+        claims._CANDIDATES.statement,
+        {"now": now, "webhooks": 100, "site_cap": 32, "destination_cap": 20, "ceiling": 20},
     )
     lease = await generic_plan(
         ctx,

@@ -331,6 +331,7 @@ async def test_redeliver_a_pending_delivery_makes_it_due_and_refuses_one_in_flig
             lease=timedelta(minutes=1),
             limit=10,
             probe_interval=timedelta(seconds=30),
+            caps=claiming.Caps(),
         )
     assert [job.delivery_id for job in leased] == [waiting]
     listed = (await client.get(f"{API}/webhooks/{hook}/deliveries", headers=site.auth())).json()[

@@ -530,6 +530,7 @@ async def test_a_claim_leases_due_deliveries_and_carries_what_sending_needs(
             lease=timedelta(seconds=30),
             limit=4,
             probe_interval=timedelta(seconds=30),
+            caps=claims.Caps(),
         )
     first_two_events = [queued[0][0], queued[0][0], queued[1][0], queued[1][0]]
     assert [job.event.event_id for job in jobs] == [e.event_id for e in first_two_events]
@@ -559,6 +560,7 @@ async def test_a_claim_leases_due_deliveries_and_carries_what_sending_needs(
             lease=timedelta(seconds=30),
             limit=10,
             probe_interval=timedelta(seconds=30),
+            caps=claims.Caps(),
         )
     assert {job.delivery_id for job in rest} == set(queued[2][1]), "leased ones stay leased"
 

@@ -894,7 +894,7 @@ async def test_an_open_breaker_is_obvious_in_the_list_and_on_the_page(
     assert "Delivery health" in page.text and "breaker open" in page.text
     assert "https://down.example:443 failed 6 times in a row" in page.text
     assert "spending no retries" in page.text
-    assert "the destination's adaptive limit; the webhook allows 10" in page.text
+    assert "the destination's limit; the webhook allows 10" in page.text
     calm = await client.get(f"/ui/webhooks/{healthy['id']}")
     assert "Delivery health" in calm.text and "breaker open" not in calm.text
     assert "<dt>Circuit breaker</dt><dd>closed</dd>" in calm.text

@@ -140,7 +140,7 @@ async def record(
         old = before.get(origin)
         if state == (old or DestinationState()):
             continue
-        if old is None and state.at_rest:
+        if old is None and state.at_rest(policy.max_concurrency):
             continue
         rows.append(_row(origin, state, now))
         if state.state is not (old or DestinationState()).state:

@@ -300,11 +300,13 @@ flights = sa.Table(
         primary_key=True,
     ),
     sa.Column("webhook_id", sa.String(36), nullable=False),
+    sa.Column("site_id", sa.String(36), nullable=False),
     sa.Column("destination", sa.String(2100), nullable=False),
     sa.Column("owner", sa.String(64), nullable=False),
     #: The lease's end: a row past it belongs to a dead worker and counts for nothing.
     _ts("expires_at"),
     sa.Index("ix_flights_webhook", "webhook_id", "expires_at"),
+    sa.Index("ix_flights_site", "site_id", "expires_at"),
     sa.Index("ix_flights_destination", "destination", "expires_at"),
     sa.Index("ix_flights_owner", "owner"),
 )

@@ -14,6 +14,7 @@ from docuhooks import audit
 from docuhooks.api.deps import Ctx
 from docuhooks.core.events import NOTIFICATION_EVENTS, AuthMethod
 from docuhooks.delivery import log, sample
+from docuhooks.delivery.claims import Caps
 from docuhooks.errors import Conflict, FieldError, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.platform import catalog, workgroups
@@ -59,6 +60,7 @@ async def webhook_list(
             cursor=cursor or None,
             status=status or None,
             health_at=ctx.now(),
+            destination_cap=Caps.from_settings(ctx.settings).destination,
         )
     return render(request, "webhooks.html", session, page=page, status=status)
 
@@ -133,7 +135,13 @@ async def create_webhook(request: Request, ctx: Ctx, session: Checked) -> Respon
 async def webhook_page(request: Request, webhook_id: str, ctx: Ctx, session: SignedIn) -> Response:
     who = session.principal
     async with ctx.db.read() as conn:
-        webhook = await service.read(conn, who, webhook_id, now=ctx.now())
+        webhook = await service.read(
+            conn,
+            who,
+            webhook_id,
+            now=ctx.now(),
+            destination_cap=Caps.from_settings(ctx.settings).destination,
+        )
         deliveries = await log.list_deliveries(
             conn, who, webhook["id"], now=ctx.now(), limit=RECENT_DELIVERIES
         )

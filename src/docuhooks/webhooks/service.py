@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import audit
 from docuhooks.context import AppContext
-from docuhooks.core.destinations import destination_of
+from docuhooks.core.destinations import MAX_CONCURRENCY, destination_of
 from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import SigningSecret, WebhookTarget, generate_secret
 from docuhooks.delivery import health, queries
@@ -137,11 +137,17 @@ def health_to_api(state: health.WebhookHealth, now: datetime) -> dict[str, Any]:
 
 
 async def read(
-    conn: AsyncConnection, principal: Principal, webhook_id: str, *, now: datetime
+    conn: AsyncConnection,
+    principal: Principal,
+    webhook_id: str,
+    *,
+    now: datetime,
+    destination_cap: int = MAX_CONCURRENCY,
 ) -> dict[str, Any]:
-    """The webhook as `GET /webhooks/{id}` returns it: with its health."""
+    """The webhook as `GET /webhooks/{id}` returns it: with its health (the limit on its
+    calls in flight counts `destination_cap`, the installation's cap per destination)."""
     row = await get_row(conn, principal, webhook_id)
-    state = await health.of_webhooks(conn, [row], now=now)
+    state = await health.of_webhooks(conn, [row], now=now, destination_cap=destination_cap)
     return {**to_api(row), "health": health_to_api(state[row.id], now)}
 
 
@@ -567,6 +573,7 @@ async def list_page(
     event_type: str | None = None,
     status: str | None = None,
     health_at: datetime | None = None,
+    destination_cap: int = MAX_CONCURRENCY,
 ) -> pagination.Page[dict[str, Any]]:
     """A page of the site's webhooks, oldest first; with `health_at`, each with its health
     then (a due backlog counted up to `health.LIST_DUE_CAP`, in three statements a page)."""
@@ -594,7 +601,13 @@ async def list_page(
     page = pagination.page_of(rows, limit, to_api)
     if health_at is not None and page.items:
         shown = rows[: len(page.items)]
-        states = await health.of_webhooks(conn, shown, now=health_at, due_cap=health.LIST_DUE_CAP)
+        states = await health.of_webhooks(
+            conn,
+            shown,
+            now=health_at,
+            due_cap=health.LIST_DUE_CAP,
+            destination_cap=destination_cap,
+        )
         for item in page.items:
             item["health"] = health_to_api(states[item["id"]], health_at)
     return page

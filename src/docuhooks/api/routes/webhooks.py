@@ -12,6 +12,7 @@ from pydantic import Field
 from docuhooks import audit
 from docuhooks.api.deps import Caller, Conn, Ctx
 from docuhooks.api.models import ERRORS, AuthMethodName, EventTypeName, Input, Output, Page
+from docuhooks.delivery.claims import Caps
 from docuhooks.store import pagination
 from docuhooks.webhooks import service
 
@@ -72,8 +73,8 @@ class WebhookHealth(Output):
     destination: str = Field(description="scheme://host:port, whose breaker this webhook obeys")
     inFlight: int = Field(description="Calls of this webhook in flight now, from every worker")
     concurrencyLimit: int = Field(
-        description="Calls in flight allowed now: maxConcurrency, or the destination's adaptive "
-        "limit if lower"
+        description="Calls in flight allowed now: maxConcurrency, or the destination's limit "
+        "(the installation's cap on calls to one destination, or its adaptive limit) if lower"
     )
     breaker: Breaker
     pausedUntil: datetime | None = Field(
@@ -171,6 +172,7 @@ async def list_webhooks(
         event_type=eventType,
         status=status,
         health_at=ctx.now(),
+        destination_cap=Caps.from_settings(ctx.settings).destination,
     )
     return {"items": page.items, "nextCursor": page.next_cursor}
 
@@ -185,7 +187,13 @@ async def create_webhook(
 
 @router.get("/{webhook_id}", response_model=Webhook)
 async def get_webhook(webhook_id: str, ctx: Ctx, conn: Conn, who: Caller) -> dict[str, Any]:
-    return await service.read(conn, who, webhook_id, now=ctx.now())
+    return await service.read(
+        conn,
+        who,
+        webhook_id,
+        now=ctx.now(),
+        destination_cap=Caps.from_settings(ctx.settings).destination,
+    )
 
 
 @router.patch("/{webhook_id}", response_model=WebhookWithSecret)
