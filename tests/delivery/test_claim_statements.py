@@ -27,6 +27,7 @@ async def claim(ctx: AppContext, clock: FakeClock, limit: int) -> list[Job]:
             lease=timedelta(minutes=5),
             limit=limit,
             probe_interval=timedelta(seconds=30),
+            caps=claims.Caps(destination=100, site=100),
         )
 
 

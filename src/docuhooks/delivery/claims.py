@@ -133,7 +133,7 @@ async def claim(
     alone = len(candidates) == 1 and limit > 1
     if conn.dialect.name == "postgresql":
         candidates = await _locked(conn, candidates, now)
-    shares, considered = await _shares(conn, candidates, now, limit, probe_interval, caps)
+    shares, _ = await _shares(conn, candidates, now, limit, probe_interval, caps)
     leased: list[str] = []
     lease_statement = _lease_by_webhook(conn.dialect.name)
     for candidate, share in shares:
@@ -148,11 +148,13 @@ async def claim(
             },
         )
         leased += [row.id for row in rows]
-    # Every candidate this claim came to has had its turn, whether it took anything or not
-    # (an ordered webhook waiting for the version in flight, a destination whose room went to
-    # another of its webhooks): the next claim starts with the ones after it.
-    if considered and not alone:
-        await _SERVED.execute(conn, {"ids": considered, "now": now})
+    # Every candidate given a share has had its turn, whether its lease found anything or not
+    # (an ordered webhook waiting for the version in flight): the next claim starts with the
+    # ones after it. One left without a share (its destination's or site's room went to
+    # another candidate of this claim) keeps its place, so that room alternates.
+    served = [candidate.webhook_id for candidate, _ in shares]
+    if served and not alone:
+        await _SERVED.execute(conn, {"ids": served, "now": now})
     if not leased:
         return []
     jobs = await queries.load_jobs(conn, leased)

@@ -22,7 +22,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.destinations import (
-    MAX_CONCURRENCY,
     BreakerPolicy,
     BreakerState,
     DestinationState,
@@ -96,7 +95,7 @@ class Tracker:
         """`record`, skipped when every outcome is a success (or says nothing) to a
         destination at rest. `clock` is a monotonic time for the refresh."""
         if clock >= self._refreshed_at + self._refresh_seconds:
-            self._unsettled = await unsettled(conn)
+            self._unsettled = await unsettled(conn, policy.max_concurrency)
             self._refreshed_at = clock
         if all(
             o.signal in (Signal.HEALTHY, Signal.NONE)
@@ -106,15 +105,16 @@ class Tracker:
         ):
             return
         for origin, state in (await record(conn, outcomes, policy, now)).items():
-            if state.at_rest:
+            if state.at_rest(policy.max_concurrency):
                 self._unsettled.discard(origin)
             else:
                 self._unsettled.add(origin)
 
 
-async def unsettled(conn: AsyncConnection) -> set[str]:
-    """The destinations whose stored state is not at rest (a small set: the troubled ones)."""
-    rows = await _UNSETTLED.all(conn, {})
+async def unsettled(conn: AsyncConnection, ceiling: int) -> set[str]:
+    """The destinations whose stored state is not at rest (a small set: the troubled ones),
+    `ceiling` being the adaptive limit's ceiling."""
+    rows = await _UNSETTLED.all(conn, {"ceiling": ceiling})
     return {row.origin for row in rows}
 
 
@@ -200,7 +200,7 @@ _UNSETTLED = Prepared(
         sa.or_(
             destinations.c.state != BreakerState.CLOSED.value,
             destinations.c.failures > 0,
-            destinations.c.concurrency < MAX_CONCURRENCY,
+            destinations.c.concurrency < sa.bindparam("ceiling"),
             destinations.c.paused_until.is_not(None),
         )
     )
