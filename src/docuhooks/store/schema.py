@@ -284,6 +284,16 @@ deliveries = sa.Table(
         sqlite_where=sa.text("status = 'pending'"),
         postgresql_where=sa.text("status = 'pending'"),
     ),
+    # A webhook's failed deliveries by creation: a recovery's batches and its count read
+    # exactly the entries they use, however many others the window holds.
+    sa.Index(
+        "ix_deliveries_webhook_failed",
+        "webhook_id",
+        "created_at",
+        "id",
+        sqlite_where=sa.text("status = 'failed'"),
+        postgresql_where=sa.text("status = 'failed'"),
+    ),
 )
 
 #: Recoveries (`POST /webhooks/{id}/recover`): re-sending a webhook's failed deliveries of a

@@ -3,7 +3,8 @@
 `POST /webhooks/{id}/recover` used to load every failed delivery of its window in one
 transaction, which on SQLite runs on the server's event loop and grows with the log. The
 request now records a job here; a background task works through the window in short
-batches, recording its progress (and its place, so another process can take it over).
+batches, recording its progress (and its place, so another process can take it over). A
+partial index of each webhook's failed deliveries lets each batch read only what it uses.
 
 Revision ID: 0010
 Revises: 0009
@@ -27,7 +28,18 @@ def _ts(name: str, *, nullable: bool = False) -> sa.Column[object]:
     return sa.Column(name, docuhooks.store.schema.UtcDateTime(timezone=True), nullable=nullable)
 
 
+_FAILED = sa.text("status = 'failed'")
+
+
 def upgrade() -> None:
+    op.create_index(
+        "ix_deliveries_webhook_failed",
+        "deliveries",
+        ["webhook_id", "created_at", "id"],
+        unique=False,
+        sqlite_where=_FAILED,
+        postgresql_where=_FAILED,
+    )
     op.create_table(
         "recovery_jobs",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -71,3 +83,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("recovery_jobs")
+    op.drop_index("ix_deliveries_webhook_failed", table_name="deliveries")
