@@ -361,11 +361,17 @@ def _settings(url: str, data_dir: Path, concurrency: int) -> Settings:
         # The same concurrency on the wire as the ceiling's client, which opens a connection
         # per lane (the default, 20 to one receiver, would leave senders waiting their turn).
         connections_per_host=concurrency,
+        # SQLite's durability, as `serve` reads it: `full` shows what an fsync per commit costs.
+        sqlite_synchronous=os.environ.get("DOCUHOOKS_SQLITE_SYNCHRONOUS", "normal"),
     )
 
 
 async def _context(settings: Settings) -> AppContext:
-    db = Database.from_url(settings.resolved_database_url, pool_size=20)
+    db = Database.from_url(
+        settings.resolved_database_url,
+        pool_size=20,
+        sqlite_synchronous=settings.sqlite_synchronous,
+    )
     await db.upgrade()
     return AppContext(settings=settings, db=db, box=SecretBox(settings.secret_key))
 

@@ -26,8 +26,10 @@ is block the loop on something slow, and the two slow things SQLite does are han
   the durability the `sqlite_synchronous` setting chooses).
 
 Every statement docuhooks runs on SQLite is an indexed lookup, a bounded batch (claims, the
-recorder, pruning) or a single-row write, so running them inline costs the loop less than
-the hops it saves. PostgreSQL keeps asyncpg, which is asynchronous all the way down.
+recorder, pruning, recovery jobs), a count that stops at a cap (`/metrics`) or a single-row
+write, so running them inline costs the loop less than the hops it saves; a test holds the
+loop to 50 ms at most during a drain with scrapes and a recovery (test_loop_lag.py).
+PostgreSQL keeps asyncpg, which is asynchronous all the way down.
 """
 
 from __future__ import annotations
