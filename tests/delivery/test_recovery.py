@@ -172,3 +172,35 @@ async def test_the_app_component_runs_a_job_as_soon_as_it_is_made(
         await stop()
     assert status["redelivered"] == 3
     assert await _pending_events(ctx) == sorted(failed)
+
+
+async def test_on_sqlite_a_batch_reads_only_the_failed_deliveries_index(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """The plans that keep each batch bounded however large the log: failed deliveries by
+    the partial index, starting at the cursor, and settled events by event id."""
+    if not ctx.db.is_sqlite:
+        return
+    hook, _ = await make_webhook(ctx, site, URL)
+    job = await recovery.start_recovery(
+        ctx, admin_of(site), hook, since=datetime.now(UTC) - timedelta(days=1)
+    )
+    runner = RecoveryRunner(ctx)
+    claimed = await runner._claim()
+    assert claimed is not None and claimed.id == job["id"]
+    batch = (
+        sa.select(deliveries.c.id)
+        .where(*runner._window(claimed), *runner._after((datetime.now(UTC), "x")))
+        .order_by(deliveries.c.created_at, deliveries.c.id)
+        .limit(recovery.BATCH)
+    )
+    settled = sa.select(deliveries.c.event_id).where(deliveries.c.event_id.in_(["a", "b"]))
+    async with ctx.db.read() as conn:
+        plans = []
+        for query in (batch, settled):
+            compiled = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+            rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}")
+            plans.append(" ".join(str(row[3]) for row in rows.all()))
+    assert "ix_deliveries_webhook_failed (webhook_id=? AND created_at>? AND" in plans[0]
+    assert "TEMP B-TREE" not in plans[0]
+    assert "ix_deliveries_event (event_id=?)" in plans[1]
