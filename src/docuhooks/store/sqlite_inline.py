@@ -396,7 +396,9 @@ SYNCHRONOUS = ("normal", "full")
 def configure_connection(dbapi_conn: sqlite3.Connection, *, synchronous: str = "normal") -> None:
     """Pragmas for a docuhooks connection: WAL, no busy handler, no inline checkpoint, and
     the chosen durability: `NORMAL` (in WAL mode, a commit survives the process crashing but
-    the last ones may be lost if the machine loses power) or `FULL` (an fsync per commit)."""
+    the last ones may be lost if the machine loses power) or `FULL` (an fsync of the WAL per
+    commit, which the loop waits for: the one wait on the loop left by choice, bounded by the
+    disk, documented with the setting)."""
     if synchronous not in SYNCHRONOUS:
         raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}: {synchronous!r}")
     dbapi_conn.isolation_level = None  # transactions are begun by `on_begin`/`begin_at_once`
