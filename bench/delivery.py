@@ -364,11 +364,17 @@ def _settings(url: str, data_dir: Path, concurrency: int) -> Settings:
         # One site: let it use every sender (the default, half of them, keeps the other half
         # for other sites, and there are none here).
         site_max_in_flight=concurrency,
+        # SQLite's durability, as `serve` reads it: `full` shows what an fsync per commit costs.
+        sqlite_synchronous=os.environ.get("DOCUHOOKS_SQLITE_SYNCHRONOUS", "normal"),
     )
 
 
 async def _context(settings: Settings) -> AppContext:
-    db = Database.from_url(settings.resolved_database_url, pool_size=20)
+    db = Database.from_url(
+        settings.resolved_database_url,
+        pool_size=20,
+        sqlite_synchronous=settings.sqlite_synchronous,
+    )
     await db.upgrade()
     return AppContext(settings=settings, db=db, box=SecretBox(settings.secret_key))
 

@@ -70,7 +70,12 @@ class AppContext:
         # An unusable proxy (setting or environment) or connect timeout stops the process at
         # start, naming what is wrong, rather than failing the first outbound call.
         _outbound_options(settings)
-        db = Database.from_url(settings.resolved_database_url)
+        try:
+            db = Database.from_url(
+                settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
+            )
+        except ValueError as exc:
+            raise SettingsError(f"setting DOCUHOOKS_SQLITE_SYNCHRONOUS: {exc}") from exc
         box = SecretBox.for_data_dir(settings.secret_key, settings.data_dir)
         return cls(settings=settings, db=db, box=box)
 

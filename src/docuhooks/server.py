@@ -11,8 +11,10 @@ from docuhooks.settings import Settings
 
 def components(settings: Settings) -> list[Component]:
     """Background parts `serve` runs beside the API (the delivery worker, the pruner, the
-    interview log writer, the post-processing driver, the token revocation listener)."""
+    interview log writer, the post-processing driver, the token revocation listener, the
+    recovery jobs' runner)."""
     from docuhooks.delivery.pruning import start_pruner
+    from docuhooks.delivery.recovery import start_recoveries
     from docuhooks.delivery.worker import start_worker
     from docuhooks.identity.revocations import start_revocation_listener
     from docuhooks.interview_hooks import start_log_writer
@@ -26,6 +28,7 @@ def components(settings: Settings) -> list[Component]:
         start_post_processor,
         start_render_pool,
         start_revocation_listener,
+        start_recoveries,
     ]
     if settings.worker_enabled:
         parts.append(start_worker)

@@ -95,6 +95,14 @@ class Settings:
     interactive_calls_per_site: int = 50
     # --- end interactive calls per site ---
 
+    # --- SQLite durability ----------------------------------------------------------------
+    #: `PRAGMA synchronous` on every SQLite connection: `normal` (in WAL mode a commit
+    #: survives the process crashing, but the last commits may be lost if the machine loses
+    #: power) or `full` (an fsync per commit: survives power loss, costs throughput).
+    #: PostgreSQL ignores it.
+    sqlite_synchronous: str = "normal"
+    # --- end SQLite durability ---
+
     # --- Answer sets: what one answer set may hold (see `docuhooks.answers.limits`). ---
     # Sent to an interview or a quick document, or answered by an interview receiver; an
     # interview's answers after an overlay are held to the same limits.

@@ -24,6 +24,7 @@ from docuhooks.context import AppContext
 from docuhooks.core.retry import RetrySchedule
 from docuhooks.core.signing import OutboundRequest
 from docuhooks.delivery import claims as claiming
+from docuhooks.delivery.recovery import RecoveryRunner
 from docuhooks.delivery.transport import MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
 from docuhooks.store.schema import deliveries, destinations
@@ -370,7 +371,13 @@ async def test_recover_resends_failed_deliveries_since_a_time_once(
             f"{API}/webhooks/{hook}/recover", json=body, headers=site.auth()
         )
         assert response.status_code == 202, response.text
-        count: int = response.json()["redelivered"]
+        job = response.json()
+        assert job["status"] == "queued" and job["done"] == 0 and job["total"] is None
+        assert await RecoveryRunner(ctx).run_once() == 1
+        finished = (await client.get(job["link"], headers=site.auth())).json()
+        assert finished["status"] == "succeeded" and finished["id"] == job["id"]
+        assert finished["done"] == finished["total"]
+        count: int = finished["redelivered"]
         return count
 
     since = (start + timedelta(minutes=30)).isoformat()

@@ -20,6 +20,7 @@ from tests.ui.ui_support import PASSWORD, csrf_of, field_error, make_user, sign_
 from docuhooks.context import AppContext
 from docuhooks.core.retry import RetrySchedule
 from docuhooks.delivery import queries
+from docuhooks.delivery.recovery import RecoveryRunner
 from docuhooks.delivery.transport import MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
 from docuhooks.store.schema import destinations, ui_sessions, webhooks
@@ -591,11 +592,19 @@ async def test_failed_deliveries_since_a_time_are_sent_again(
     later = await client.post(
         f"{base}/recover", data={"csrf_token": csrf, "since": "2999-01-01T00:00"}
     )
-    assert later.headers["location"].endswith("notice=nothing-to-recover")
+    assert later.status_code == 303 and "/recoveries/" in later.headers["location"]
+    waiting = await client.get(later.headers["location"])
+    assert "Waiting to start" in waiting.text and 'hx-trigger="every 1s"' in waiting.text
+    assert await RecoveryRunner(ctx).run_once() == 1
+    done = await client.get(later.headers["location"], headers={"HX-Request": "true"})
+    assert "nothing to re-send" in done.text and "hx-trigger" not in done.text
     sent = await client.post(
         f"{base}/recover", data={"csrf_token": csrf, "since": "2000-01-01T00:00"}
     )
-    assert sent.status_code == 303 and sent.headers["location"].endswith("notice=recovered")
+    assert sent.status_code == 303 and "/recoveries/" in sent.headers["location"]
+    assert await RecoveryRunner(ctx).run_once() == 1
+    page = await client.get(sent.headers["location"])
+    assert "Done: 1 event whose delivery failed is queued to be sent again" in page.text
     api = await client.get(f"/api/v1/webhooks/{hook['id']}/deliveries", headers=site.auth())
     statuses = {d["id"]: d["status"] for d in api.json()["items"]}
     assert statuses.pop(failed) == "failed" and list(statuses.values()) == ["pending"]

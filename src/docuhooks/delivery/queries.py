@@ -59,6 +59,12 @@ def is_pending(table: sa.TableClause | sa.Table = deliveries) -> sa.ColumnElemen
     return table.c.status == sa.literal_column(f"'{PENDING}'")
 
 
+def is_failed(table: sa.TableClause | sa.Table = deliveries) -> sa.ColumnElement[bool]:
+    """`status = 'failed'` written into the SQL: the predicate of the partial index
+    `ix_deliveries_webhook_failed` (see `is_pending` for why it must be a literal)."""
+    return table.c.status == sa.literal_column(f"'{FAILED}'")
+
+
 def unleased(now: datetime | sa.BindParameter[datetime]) -> sa.ColumnElement[bool]:
     # A lease that ran out belongs to a worker that died or lost the database: take it over.
     return sa.or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at < now)

@@ -284,6 +284,50 @@ deliveries = sa.Table(
         sqlite_where=sa.text("status = 'pending'"),
         postgresql_where=sa.text("status = 'pending'"),
     ),
+    # A webhook's failed deliveries by creation: a recovery's batches and its count read
+    # exactly the entries they use, however many others the window holds.
+    sa.Index(
+        "ix_deliveries_webhook_failed",
+        "webhook_id",
+        "created_at",
+        "id",
+        sqlite_where=sa.text("status = 'failed'"),
+        postgresql_where=sa.text("status = 'failed'"),
+    ),
+)
+
+#: Recoveries (`POST /webhooks/{id}/recover`): re-sending a webhook's failed deliveries of a
+#: time window, done by a background job in short batches so no transaction grows with the
+#: log. `cursor_*` is the last delivery examined (the keyset the next batch starts after);
+#: the lease lets any process take over a job whose process died.
+recovery_jobs = sa.Table(
+    "recovery_jobs",
+    metadata,
+    _id(),
+    _fk("site_id", "sites.id"),
+    _fk("webhook_id", "webhooks.id"),
+    _ts("since"),
+    #: The end of the window: as asked, else when the job was made (never later, so the
+    #: job does not chase failures of the deliveries it queued itself).
+    _ts("until"),
+    #: queued → running → succeeded | failed
+    sa.Column("status", sa.String(16), nullable=False),
+    #: Failed deliveries in the window, once counted; examined so far; queued again so far.
+    sa.Column("total", sa.Integer(), nullable=True),
+    sa.Column("done", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("redelivered", sa.Integer(), nullable=False, server_default="0"),
+    _ts("cursor_created_at", nullable=True),
+    sa.Column("cursor_id", sa.String(36), nullable=True),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    _ts("lease_expires_at", nullable=True),
+    sa.Column("error", sa.String(1000), nullable=True),
+    sa.Column("created_by_id", sa.String(36), nullable=True),
+    sa.Column("created_by_login", sa.String(255), nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
+    _ts("finished_at", nullable=True),
+    sa.Index("ix_recovery_jobs_webhook_created", "webhook_id", "created_at"),
+    sa.Index("ix_recovery_jobs_status", "status", "lease_expires_at"),
 )
 
 #: The calls in flight: one row per leased delivery, written with its lease and removed when
