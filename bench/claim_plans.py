@@ -202,6 +202,7 @@ async def populate(db: Database, pending: int, settled: int) -> None:
                 {
                     "delivery_id": delivery_id,
                     "webhook_id": _hook_id("A"),
+                    "site_id": "site-1",
                     "destination": "https://a.example:443",
                     "owner": "other-worker",
                     "expires_at": NOW + timedelta(minutes=5),
@@ -412,6 +413,7 @@ async def plans(kind: str, pending: int, settled: int) -> None:
                     lease=timedelta(seconds=60),
                     limit=100,
                     probe_interval=timedelta(seconds=30),
+                    caps=claims.Caps(),
                 )
                 taken: dict[str, int] = {}
                 for job in jobs:

@@ -361,17 +361,27 @@ def _settings(url: str, data_dir: Path, concurrency: int) -> Settings:
         # The same concurrency on the wire as the ceiling's client, which opens a connection
         # per lane (the default, 20 to one receiver, would leave senders waiting their turn).
         connections_per_host=concurrency,
+        # One site: let it use every sender (the default, half of them, keeps the other half
+        # for other sites, and there are none here).
+        site_max_in_flight=concurrency,
+        # SQLite's durability, as `serve` reads it: `full` shows what an fsync per commit costs.
+        sqlite_synchronous=os.environ.get("DOCUHOOKS_SQLITE_SYNCHRONOUS", "normal"),
     )
 
 
 async def _context(settings: Settings) -> AppContext:
-    db = Database.from_url(settings.resolved_database_url, pool_size=20)
+    db = Database.from_url(
+        settings.resolved_database_url,
+        pool_size=20,
+        sqlite_synchronous=settings.sqlite_synchronous,
+    )
     await db.upgrade()
     return AppContext(settings=settings, db=db, box=SecretBox(settings.secret_key))
 
 
 async def _webhook(ctx: AppContext, url: str) -> tuple[str, str, str]:
-    """A site and one HMAC NewWorkItemVersionComplete webhook; (site, webhook, secret)."""
+    """A site and one HMAC NewWorkItemVersionComplete webhook, allowed the most calls in
+    flight; (site, webhook, secret)."""
     async with ctx.db.transaction() as conn:
         site_id = await identity.create_site(conn, name="Bench", base_url="https://bench.example")
         admin = Principal(
@@ -387,7 +397,14 @@ async def _webhook(ctx: AppContext, url: str) -> tuple[str, str, str]:
             ctx,
             conn,
             admin,
-            {"name": "bench", "url": url, "eventType": "NewWorkItemVersionComplete"},
+            # The most calls in flight a webhook may have (claimed ahead included): one webhook
+            # here stands for the whole load, and the default (10) would cap the senders.
+            {
+                "name": "bench",
+                "url": url,
+                "eventType": "NewWorkItemVersionComplete",
+                "maxConcurrency": 100,
+            },
         )
     assert secret is not None
     return site_id, created["id"], secret
@@ -527,6 +544,7 @@ async def backlog(kind: str, receiver: Receiver, n: int, concurrency: int, tmp: 
             "DOCUHOOKS_DEV_MODE": "true",
             "DOCUHOOKS_WORKER_CONCURRENCY": str(concurrency),
             "DOCUHOOKS_CONNECTIONS_PER_HOST": str(concurrency),
+            "DOCUHOOKS_SITE_MAX_IN_FLIGHT": str(concurrency),
         }
         worker = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -65,7 +65,7 @@ def create_app(
     )
     app.state.ctx = ctx
     errors.install(app)
-    # Routes are matched in order, at about 1 µs each: the interview routes, where a person
+    # Routes are matched in order, one by one: the interview routes, where a person
     # waits on every request, come first (no other router's paths overlap theirs).
     for router in (
         interviews.router,

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 from docuhooks.core.clock import Clock, SystemClock
 from docuhooks.delivery.address_policy import AddressPolicy
 from docuhooks.delivery.proxy import ProxyRoutes
-from docuhooks.delivery.transport import HttpTransport, Transport
+from docuhooks.delivery.site_slots import SiteSlots
+from docuhooks.delivery.transport import (
+    DEFAULT_MAX_BODY,
+    HttpTransport,
+    Transport,
+    TransportResult,
+)
 from docuhooks.identity.secrets import SecretBox
 from docuhooks.identity.service import TokenCache
 from docuhooks.identity.throttle import LoginThrottle
@@ -20,6 +26,7 @@ from docuhooks.store.database import Database
 from docuhooks.webhooks.targets import TargetCache
 
 if TYPE_CHECKING:
+    from docuhooks.core.signing import OutboundRequest
     from docuhooks.interview_hooks.log import LogWriter
     from docuhooks.platform.postprocessor import PostProcessor
     from docuhooks.platform.renderpool import RenderPool
@@ -35,6 +42,8 @@ class AppContext:
     clock: Clock = field(default_factory=SystemClock)
     #: A transport for every outbound call, in place of the real ones (a test seam).
     transport_override: Transport | None = None
+    #: Each site's interactive calls in flight (`interactive_calls_per_site`); built on first use.
+    _interactive_slots: SiteSlots | None = field(default=None, init=False, repr=False)
     #: The real transports, built on first use (they need the running event loop).
     _transports: dict[str, Transport] = field(default_factory=dict, init=False, repr=False)
     #: Hooks other parts register at start-up (e.g. "wake the worker after an event commits").
@@ -75,7 +84,12 @@ class AppContext:
         # An unusable proxy (setting or environment) or connect timeout stops the process at
         # start, naming what is wrong, rather than failing the first outbound call.
         _outbound_options(settings)
-        db = Database.from_url(settings.resolved_database_url)
+        try:
+            db = Database.from_url(
+                settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
+            )
+        except ValueError as exc:
+            raise SettingsError(f"setting DOCUHOOKS_SQLITE_SYNCHRONOUS: {exc}") from exc
         box = SecretBox.for_data_dir(settings.secret_key, settings.data_dir)
         return cls(settings=settings, db=db, box=box)
 
@@ -98,6 +112,35 @@ class AppContext:
         sends): a connection pool of their own, so that a notification backlog to the same
         host never holds the connections they need."""
         return self._transport("interactive")
+
+    @property
+    def interactive_slots(self) -> SiteSlots:
+        """The per-site limit every interactive send passes (`interactive_send`): one site's
+        calls to receivers that never answer cannot hold the pool the other sites need."""
+        if self._interactive_slots is None:
+            self._interactive_slots = SiteSlots(self.settings.interactive_calls_per_site)
+        return self._interactive_slots
+
+    async def interactive_send(
+        self,
+        site_id: str,
+        request: OutboundRequest,
+        *,
+        timeout: float,  # noqa: ASYNC109 - the call's own timeout, a wait for a slot included
+        verify_tls: bool = True,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> TransportResult:
+        """Send an interactive call of `site_id`'s over `interactive_transport` once one of
+        the site's slots is free; a call that finds none within `timeout` is a ``timeout``
+        failure naming the limit (`delivery.site_slots`)."""
+        return await self.interactive_slots.send(
+            self.interactive_transport,
+            site_id,
+            request,
+            timeout=timeout,
+            verify_tls=verify_tls,
+            max_body=max_body,
+        )
 
     def _transport(self, purpose: str) -> Transport:
         if self.transport_override is not None:
@@ -154,6 +197,8 @@ def _outbound_options(settings: Settings) -> ProxyRoutes:
     outbound settings; raises SettingsError naming the setting or variable at fault."""
     if settings.connect_timeout_seconds <= 0:
         raise SettingsError("setting DOCUHOOKS_CONNECT_TIMEOUT_SECONDS: must be positive")
+    if settings.interactive_calls_per_site < 1:
+        raise SettingsError("setting DOCUHOOKS_INTERACTIVE_CALLS_PER_SITE: must be at least 1")
     try:
         return ProxyRoutes.configure(
             settings.outbound_proxy, settings.outbound_no_proxy, os.environ

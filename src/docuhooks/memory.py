@@ -3,7 +3,7 @@
 CPython's full (oldest-generation) collection walks every tracked object. A server holds a
 few hundred thousand of them from start-up on (modules, classes, the app's routes and
 compiled statements, SQLAlchemy's caches), none of which will ever be garbage, and each full
-collection walked them all again: a 60 ms pause in a delivery benchmark's run, during which
+collection walked them all again: a pause long enough to show in a delivery benchmark, in which
 nothing was sent and no request answered. `gc.freeze()` moves everything alive at that
 moment to a permanent generation the collector no longer walks, so a full collection covers
 only what was created since. It is called once, when start-up is over.

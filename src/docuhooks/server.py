@@ -11,8 +11,10 @@ from docuhooks.settings import Settings
 
 def components(settings: Settings) -> list[Component]:
     """Background parts `serve` runs beside the API (the delivery worker, the pruner, the
-    interview log writer, the post-processing driver, the token revocation listener)."""
+    interview log writer, the post-processing driver, the token revocation listener, the
+    recovery jobs' runner)."""
     from docuhooks.delivery.pruning import start_pruner
+    from docuhooks.delivery.recovery import start_recoveries
     from docuhooks.delivery.worker import start_worker
     from docuhooks.identity.revocations import start_revocation_listener
     from docuhooks.interview_hooks import start_log_writer
@@ -26,6 +28,7 @@ def components(settings: Settings) -> list[Component]:
         start_post_processor,
         start_render_pool,
         start_revocation_listener,
+        start_recoveries,
     ]
     if settings.worker_enabled:
         parts.append(start_worker)
@@ -35,5 +38,9 @@ def components(settings: Settings) -> list[Component]:
 
 
 def build_app(settings: Settings, ctx: AppContext | None = None) -> FastAPI:
+    from docuhooks.delivery.claims import Caps
+
+    # The API reads the caps too (a webhook's health): refuse bad ones at start, not per call.
+    Caps.from_settings(settings)
     ctx = ctx or AppContext.from_settings(settings)
     return create_app(ctx, components=components(settings))

@@ -60,6 +60,15 @@ class Settings:
     breaker_probe_seconds: float = 30.0
     #: /metrics: per-webhook series (in flight, due backlog) as well as the totals.
     metrics_per_webhook: bool = False
+    # --- Isolation: caps on calls in flight, installation-wide (see docs/operations.md) ---
+    #: Calls in flight to one destination (scheme, host and port) at most, across every
+    #: worker; 0 means `connections_per_host`, so a worker's senders never wait for a pooled
+    #: connection (a wait its timeout would record as a `timeout`).
+    destination_max_in_flight: int = 0
+    #: Calls in flight for one site's webhooks at most, across every worker and whatever
+    #: its number of webhooks or destinations; 0 means half of `worker_concurrency`.
+    site_max_in_flight: int = 0
+    # --- end of isolation caps ---
     #: Interview webhooks: the whole step's budget.
     interview_budget_seconds: float = 8.0
     #: Post-processing callback deadline.
@@ -77,6 +86,22 @@ class Settings:
     #: With ``outbound_proxy``: the hosts that bypass it, comma-separated, as ``NO_PROXY``.
     outbound_no_proxy: str = ""
     # --- end outbound connections -------------------------------------------------------------
+
+    # --- Interactive calls per site ----------------------------------------------------------
+    #: Interview hooks, post-processing calls and test sends of one site in flight at once, per
+    #: process; a call past it waits for one of its site's calls to finish, within its own
+    #: timeout. A quarter of the interactive pool's 200 connections: one site calling receivers
+    #: that never answer leaves the other sites most of the pool.
+    interactive_calls_per_site: int = 50
+    # --- end interactive calls per site ---
+
+    # --- SQLite durability ----------------------------------------------------------------
+    #: `PRAGMA synchronous` on every SQLite connection: `normal` (in WAL mode a commit
+    #: survives the process crashing, but the last commits may be lost if the machine loses
+    #: power) or `full` (an fsync per commit: survives power loss, costs throughput).
+    #: PostgreSQL ignores it.
+    sqlite_synchronous: str = "normal"
+    # --- end SQLite durability ---
 
     # --- Answer sets: what one answer set may hold (see `docuhooks.answers.limits`). ---
     # Sent to an interview or a quick document, or answered by an interview receiver; an
@@ -116,6 +141,13 @@ class Settings:
     docx_max_total_bytes: int = 256 * 1024 * 1024
     #: Most an entry of over 1 MiB may expand, as a multiple of its compressed size.
     docx_max_compression_ratio: float = 100.0
+
+    # --- Render fairness between sites ----------------------------------------------------
+    # One site's renders (looping templates, post-processing replies judged in the pool)
+    # must not keep every other site's waiting: see docs/operations.md.
+    #: Most render workers one site may hold at once; 0: all but one (at least one).
+    render_workers_per_site: int = 0
+    # --- end of render fairness ---
 
     @property
     def resolved_database_url(self) -> str:

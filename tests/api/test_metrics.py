@@ -110,6 +110,7 @@ async def arrange_backlog(ctx: AppContext, site: SiteUsers) -> tuple[str, str]:
             flights.insert().values(
                 delivery_id=ids[1],
                 webhook_id=hook_a,
+                site_id=site.site_id,
                 destination="https://a.example:443",
                 owner="w1",
                 expires_at=start + timedelta(minutes=5),

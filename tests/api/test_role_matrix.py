@@ -1,6 +1,6 @@
 """Every webhook route × every role × own site / another site / no token.
 
-The rule (SPEC §9): no or bad token → 401; a role that may not manage webhooks → 403;
+The rule: no or bad token → 401; a role that may not manage webhooks → 403;
 another site's object → 404, exactly as if it did not exist."""
 
 from __future__ import annotations

@@ -141,7 +141,26 @@ def test_successes_grow_the_limit_by_one_up_to_the_maximum() -> None:
     assert limits[:3] == [2, 3, 4]
     assert limits[MAX_CONCURRENCY - 2] == MAX_CONCURRENCY
     assert max(limits) == MAX_CONCURRENCY == limits[-1]
-    assert state.at_rest
+    assert state.at_rest()
+
+
+def test_the_limit_grows_only_to_the_policys_ceiling_and_halves_from_there() -> None:
+    """Under a ceiling of 20 (the installation's cap on calls to one destination) a fresh
+    destination's first 429 halves what can really go out, 20 to 10, not 100 to 50."""
+    capped = BreakerPolicy(failure_threshold=1000, max_concurrency=20)
+    state = advance(DestinationState(), Signal.THROTTLED, at(0), capped)
+    assert state.concurrency == 10
+    for i in range(30):
+        state = advance(state, Signal.HEALTHY, at(1 + i), capped)
+    assert state.concurrency == 20
+    assert state.at_rest(20) and not state.at_rest()
+    assert advance(DestinationState(), Signal.HEALTHY, at(0), capped).at_rest(20)
+
+
+@pytest.mark.parametrize("ceiling", [0, MAX_CONCURRENCY + 1])
+def test_the_ceiling_must_be_within_the_maximum(ceiling: int) -> None:
+    with pytest.raises(ValueError):
+        BreakerPolicy(max_concurrency=ceiling)
 
 
 @pytest.mark.parametrize("signal", [Signal.THROTTLED, Signal.FAILING_SLOWLY])
@@ -176,10 +195,10 @@ def test_no_or_a_non_positive_retry_after_does_not_pause(retry_after: float | No
 
 
 def test_a_fresh_destination_is_at_rest_and_changes_only_when_something_happened() -> None:
-    assert DestinationState().at_rest
+    assert DestinationState().at_rest()
     assert advance(DestinationState(), Signal.HEALTHY, at(0), POLICY) == DestinationState()
     assert advance(DestinationState(), Signal.NONE, at(0), POLICY) == DestinationState()
-    assert not DestinationState(failures=1).at_rest
+    assert not DestinationState(failures=1).at_rest()
 
 
 @pytest.mark.parametrize(("threshold", "interval"), [(0, timedelta(seconds=1)), (1, timedelta(0))])

@@ -17,11 +17,11 @@ from docuhooks.core.retry import (
 NOW = datetime(2026, 11, 29, 10, 15, tzinfo=UTC)
 
 
-def test_default_schedule_is_the_spec_schedule() -> None:
+def test_default_schedule_is_the_documented_schedule() -> None:
     schedule = RetrySchedule()
     assert schedule.delays == (0, 10, 60, 300, 1800, 7200, 21600, 43200, 86400)
     assert schedule.max_attempts == 9
-    # "about 45 h in all" (SPEC §7.2)
+    # "about 45 h in all", as docs/design.md promises
     assert 44 * 3600 < sum(schedule.delays) < 46 * 3600
 
 

@@ -53,8 +53,6 @@ async def generic_plan(ctx: AppContext, statement: Any, values: dict[str, Any]) 
 @pytest.fixture
 async def history(ctx: AppContext, site: SiteUsers) -> str:
     """A webhook with a long settled history and one delivery due."""
-    if ctx.db.dialect != "postgresql":
-        pytest.skip("generic plans of prepared statements are PostgreSQL's")
     hook, _ = await make_webhook(ctx, site, "https://receiver.example/hook")
     async with ctx.db.transaction() as conn:
         await conn.execute(
@@ -81,12 +79,16 @@ async def history(ctx: AppContext, site: SiteUsers) -> str:
     return hook
 
 
+# Generic plans of prepared statements are PostgreSQL's.
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 async def test_the_claims_generic_plans_use_the_partial_index(
     ctx: AppContext, history: str
 ) -> None:
     now = ctx.now()
     candidates = await generic_plan(
-        ctx, claims._CANDIDATES.statement, {"now": now, "webhooks": 100}
+        ctx,
+        claims._CANDIDATES.statement,
+        {"now": now, "webhooks": 100, "site_cap": 32, "destination_cap": 20, "ceiling": 20},
     )
     lease = await generic_plan(
         ctx,
@@ -99,6 +101,7 @@ async def test_the_claims_generic_plans_use_the_partial_index(
         assert "ix_deliveries_webhook_created" not in plan, plan
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 async def test_the_health_reads_generic_plan_uses_the_partial_index(
     ctx: AppContext, history: str
 ) -> None:

@@ -4,8 +4,10 @@ destination)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from tests.delivery.delivery_support import make_webhook, version_event
 from tests.delivery.isolation_support import pile_up
@@ -16,7 +18,8 @@ from docuhooks.core.clock import FakeClock
 from docuhooks.core.destinations import BreakerState, destination_of
 from docuhooks.delivery import claims, outbox
 from docuhooks.delivery.queries import Job
-from docuhooks.store.schema import deliveries, destinations, webhooks
+from docuhooks.settings import Settings, SettingsError
+from docuhooks.store.schema import deliveries, destinations, flights, webhooks
 
 URL = "https://receiver.example/hook"
 OTHER = "https://elsewhere.example/hook"
@@ -24,7 +27,13 @@ LEASE = timedelta(seconds=60)
 INTERVAL = timedelta(seconds=30)
 
 
-async def claim(ctx: AppContext, clock: FakeClock, owner: str, limit: int = 100) -> list[Job]:
+async def claim(
+    ctx: AppContext,
+    clock: FakeClock,
+    owner: str,
+    limit: int = 100,
+    caps: claims.Caps = claims.Caps(destination=100, site=100),
+) -> list[Job]:
     async with ctx.db.transaction() as conn:
         return await claims.claim(
             conn,
@@ -33,6 +42,7 @@ async def claim(ctx: AppContext, clock: FakeClock, owner: str, limit: int = 100)
             lease=LEASE,
             limit=limit,
             probe_interval=INTERVAL,
+            caps=caps,
         )
 
 
@@ -240,3 +250,137 @@ async def test_ordered_webhooks_waiting_for_their_turn_do_not_block_the_claim(
     # other five and then the healthy one.
     assert await claim(ctx, clock, "w1", limit=25) == []
     assert by_hook(await claim(ctx, clock, "w1", limit=25)) == {healthy: 1}
+
+
+# --- the caps: a destination's and a site's calls in flight ------------------------------------
+
+
+def by_site(jobs: list[Job]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for job in jobs:
+        counts[job.webhook.site_id] = counts.get(job.webhook.site_id, 0) + 1
+    return counts
+
+
+async def forget(ctx: AppContext, owner: str, jobs: list[Job]) -> None:
+    async with ctx.db.transaction() as conn:
+        await claims.forget_flights(conn, owner=owner, delivery_ids=[j.delivery_id for j in jobs])
+
+
+async def test_a_destination_with_no_stored_state_is_held_to_the_destination_cap(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """A healthy host has no `destinations` row: the cap alone keeps its webhooks together
+    within what one worker's pool has connections for."""
+    clock = FakeClock()
+    caps = claims.Caps(destination=5, site=100)
+    hooks = [(await make_webhook(ctx, site, f"{URL}/{i}", maxConcurrency=100))[0] for i in (1, 2)]
+    elsewhere, _ = await make_webhook(ctx, site, OTHER)
+    for hook in hooks:
+        await pile_up(ctx, site.site_id, hook, 20, now=clock.now())
+    await pile_up(ctx, site.site_id, elsewhere, 3, now=clock.now())
+
+    first = await claim(ctx, clock, "w1", caps=caps)
+    assert sum(n for hook, n in by_hook(first).items() if hook in hooks) == 5
+    assert by_hook(first)[elsewhere] == 3, "another destination is not held back"
+    assert await claim(ctx, clock, "w2", caps=caps) == [], "the cap counts every worker's"
+    await forget(ctx, "w1", [job for job in first if job.webhook.id in hooks][:2])
+    assert len(await claim(ctx, clock, "w2", caps=caps)) == 2
+
+
+async def test_a_destinations_adaptive_limit_counts_only_below_the_cap(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    clock = FakeClock()
+    caps = claims.Caps(destination=5, site=100)
+    hook, _ = await make_webhook(ctx, site, URL, maxConcurrency=100)
+    await pile_up(ctx, site.site_id, hook, 20, now=clock.now())
+    # A limit grown to the old maximum is no licence beyond the cap ...
+    await set_destination(ctx, URL, clock.now(), concurrency=100)
+    assert len(await claim(ctx, clock, "w1", caps=caps)) == 5
+    # ... and one halved below it is the limit.
+    async with ctx.db.transaction() as conn:
+        await conn.execute(destinations.update().values(concurrency=7))
+        await conn.execute(sa.delete(flights))
+    assert len(await claim(ctx, clock, "w2", caps=caps)) == 5
+    async with ctx.db.transaction() as conn:
+        await conn.execute(destinations.update().values(concurrency=3))
+        await conn.execute(sa.delete(flights))
+    assert len(await claim(ctx, clock, "w3", caps=caps)) == 3
+
+
+async def test_a_site_is_held_to_its_cap_across_its_webhooks_and_destinations(
+    ctx: AppContext, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    clock = FakeClock()
+    caps = claims.Caps(destination=100, site=7)
+    hooks = [(await make_webhook(ctx, site, f"https://host{i}.example/hook"))[0] for i in range(10)]
+    for hook in hooks:
+        await pile_up(ctx, site.site_id, hook, 5, now=clock.now())
+    neighbour, _ = await make_webhook(ctx, other_site, OTHER)
+    await pile_up(ctx, other_site.site_id, neighbour, 3, now=clock.now())
+
+    first = await claim(ctx, clock, "w1", caps=caps)
+    assert by_site(first) == {site.site_id: 7, other_site.site_id: 3}
+    clock.advance(1)
+    await pile_up(ctx, other_site.site_id, neighbour, 2, now=clock.now())
+    # Another worker: the site is at its cap, wherever its calls go; its neighbour is not.
+    assert by_site(await claim(ctx, clock, "w2", caps=caps)) == {other_site.site_id: 2}
+    await forget(ctx, "w1", [job for job in first if job.webhook.site_id == site.site_id][:3])
+    assert by_site(await claim(ctx, clock, "w2", caps=caps)) == {site.site_id: 3}
+
+
+async def test_concurrent_claims_together_keep_a_site_within_its_cap(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """Two claims at once for different webhooks of one site (on PostgreSQL, transactions
+    that really overlap): the second counts the first's calls."""
+    clock = FakeClock()
+    caps = claims.Caps(destination=100, site=7)
+    hooks = [(await make_webhook(ctx, site, f"https://host{i}.example/hook"))[0] for i in range(10)]
+    for hook in hooks:
+        await pile_up(ctx, site.site_id, hook, 5, now=clock.now())
+    results = await asyncio.gather(
+        *(claim(ctx, clock, f"w{i}", limit=10, caps=caps) for i in range(4))
+    )
+    assert sum(len(jobs) for jobs in results) == 7
+
+
+async def test_claims_go_round_the_sites_before_their_webhooks(
+    ctx: AppContext, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    """A site with a hundred webhooks with work has one turn in a round, as a site with one
+    has, and an equal part of the claim."""
+    clock = FakeClock()
+    many = [(await make_webhook(ctx, site, f"{URL}/{i}"))[0] for i in range(100)]
+    for hook in many:
+        await pile_up(ctx, site.site_id, hook, 3, now=clock.now())
+    single, _ = await make_webhook(ctx, other_site, OTHER)
+    await pile_up(ctx, other_site.site_id, single, 20, now=clock.now())
+    # Webhook by webhook, the hundred, served longer ago, would take the whole claim.
+    await served_at(ctx, many, clock.now() - timedelta(hours=1))
+    await served_at(ctx, [single], clock.now() - timedelta(seconds=1))
+
+    first = await claim(ctx, clock, "w1", limit=10)
+    assert by_site(first) == {site.site_id: 5, other_site.site_id: 5}
+    clock.advance(1)
+    second = await claim(ctx, clock, "w1", limit=10)
+    assert by_site(second) == {site.site_id: 5, other_site.site_id: 5}
+    # The busy site's part goes round its own webhooks too.
+    assert not {j.webhook.id for j in first} & {
+        j.webhook.id for j in second if j.webhook.id in many
+    }
+
+
+def test_the_caps_follow_the_pool_and_the_senders_unless_set() -> None:
+    """By default a destination gets what one worker's pool has connections for (so the
+    delivery bench, with 64 connections per host, keeps its 64 calls to its one receiver)
+    and a site half the senders."""
+    assert claims.Caps.from_settings(Settings()) == claims.Caps(destination=20, site=32)
+    bench = Settings(worker_concurrency=64, connections_per_host=64)
+    assert claims.Caps.from_settings(bench) == claims.Caps(destination=64, site=32)
+    chosen = Settings(destination_max_in_flight=150, site_max_in_flight=64)
+    caps = claims.Caps.from_settings(chosen)
+    assert caps == claims.Caps(destination=150, site=64) and caps.ceiling == 100
+    with pytest.raises(SettingsError, match="DOCUHOOKS_SITE_MAX_IN_FLIGHT"):
+        claims.Caps.from_settings(Settings(site_max_in_flight=-1))

@@ -294,6 +294,44 @@ async def test_garbage_is_an_invalid_response(
     assert result.error_class is ErrorClass.INVALID_RESPONSE
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"".join(b"X-Pad-%d: v\r\n" % i for i in range(101)),  # too many fields
+        b"X-Pad: " + b"v" * (64 * 1024) + b"\r\n",  # too many bytes in one
+        b"".join(b"X-Pad: " + b"v" * 1000 + b"\r\n" for _ in range(70)),  # too many in all
+    ],
+    ids=["count", "one-large", "repeated"],
+)
+@ours_only("our header limits: aiohttp's are its own (8190 bytes a line)")
+async def test_a_response_with_too_many_header_bytes_is_refused(
+    make_transport: MakeTransport, serve, headers: bytes
+) -> None:
+    """Megabytes of headers would hold the process's memory and, joined, its event loop."""
+    raw = b"HTTP/1.1 200 OK\r\n" + headers + b"Content-Length: 2\r\n\r\nok"
+    server = await serve(answering_once(raw))
+    async with make_transport(LOOPBACK) as transport:
+        result = await transport.send(post(server.url), timeout=5)
+    assert result.error_class is ErrorClass.INVALID_RESPONSE
+    assert "headers exceed" in (result.error or "")
+
+
+async def test_repeated_headers_are_joined_and_nul_is_never_passed_on(
+    make_transport: MakeTransport, serve
+) -> None:
+    raw = b"HTTP/1.1 200 OK\r\nX-Tag: a\r\nX-Tag: b\r\nX-Odd: 1\x002\r\nContent-Length: 2\r\n\r\nok"
+    server = await serve(answering_once(raw))
+    async with make_transport(LOOPBACK) as transport:
+        result = await transport.send(post(server.url), timeout=5)
+    if result.status is None:
+        # A parser that refuses a NUL in a header value outright is as good.
+        assert result.error_class is ErrorClass.INVALID_RESPONSE
+        return
+    headers = {name.lower(): value for name, value in result.headers.items()}
+    assert headers["x-tag"] == "a, b"
+    assert "\x00" not in "".join(result.headers.values())
+
+
 # --- the pool -----------------------------------------------------------------------------
 
 

@@ -4,7 +4,8 @@
 * shared host: a notification backlog to a host never holds the connections interviews need;
 * breaker: two PostgreSQL workers together send an open breaker's destination one probe per
   interval, and everything postponed arrives once it is back;
-* fairness: one site's backlog does not delay another site's event;
+* fairness: one site's backlog does not delay another site's event, nor does a site with
+  many webhooks on many dead hosts;
 * limit across workers: two PostgreSQL workers keep a webhook within its `maxConcurrency`.
 
 Every claim is shown by the order in which things happened (what a receiver had seen when
@@ -302,6 +303,7 @@ async def scalar_all(ctx: AppContext, query: sa.Select[Any]) -> list[Any]:
 # --- fairness ------------------------------------------------------------------------------
 
 BACKLOG = 5000
+HEALTHY_EVENTS_B = 20
 
 
 async def test_one_sites_backlog_does_not_delay_another_sites_event(
@@ -325,6 +327,54 @@ async def test_one_sites_backlog_does_not_delay_another_sites_event(
     # Oldest first, site B's event would come after all of site A's 5,000; claimed fairly,
     # it goes in the next claim, behind at most what the worker held already.
     assert before < BACKLOG * 0.2, before
+
+
+DEAD_HOSTS = 30
+
+
+async def test_a_site_with_many_dead_hosts_holds_no_more_than_its_cap(
+    ctx: AppContext, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    """Thirty webhooks of one site on thirty blackholes (ten calls each allowed, three
+    hundred in all) would take every sender, webhook by webhook; the site's cap leaves the
+    other site's events their senders."""
+    blackholes = [Blackhole() for _ in range(DEAD_HOSTS)]
+    cap = WorkerOptions.from_settings(ctx.settings).caps.site
+    seen: dict[str, int] = {}
+
+    def on_healthy_arrival(_: Arrival, count: int) -> None:
+        if count == HEALTHY_EVENTS_B:
+            seen.update(
+                open=sum(b.open for b in blackholes), closed=sum(b.closed for b in blackholes)
+            )
+
+    healthy = Receiver(on_arrival=on_healthy_arrival)
+    try:
+        dead = [(await make_webhook(ctx, site, b.url(), timeoutSeconds=30))[0] for b in blackholes]
+        for hook in dead:
+            await pile_up(ctx, site.site_id, hook, 20)
+        fine, _ = await make_webhook(ctx, other_site, healthy.url())
+        async with running_worker(ctx):
+            await eventually(
+                lambda: sum(b.open for b in blackholes) == cap,
+                30,
+                "the dead hosts' site to hold its whole cap",
+            )
+            for _ in range(HEALTHY_EVENTS_B):
+                await pile_up(ctx, other_site.site_id, fine, 1)
+            await eventually(
+                lambda: len(healthy.arrived()) >= HEALTHY_EVENTS_B, 60, "the other site's events"
+            )
+            # Attempts are written only when they end: none to a blackhole now means none had
+            # ended (timed out) when the other site's last event arrived, either.
+            recorded = sa.select(sa.func.count()).where(attempts.c.site_id == site.site_id)
+            assert await scalar(ctx, recorded) == 0
+    finally:
+        for blackhole in blackholes:
+            blackhole.stop()
+        healthy.stop()
+    assert seen == {"open": cap, "closed": 0}, "the dead hosts held their cap throughout"
+    assert max(b.max_open for b in blackholes) <= DEFAULT_LIMIT
 
 
 # --- the limit across workers --------------------------------------------------------------

@@ -7,6 +7,7 @@ import base64
 import json
 import random
 import re
+import struct
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from docuhooks.context import AppContext
 from docuhooks.core.retry import RetrySchedule
 from docuhooks.core.signing import OutboundRequest
 from docuhooks.delivery import claims as claiming
+from docuhooks.delivery.recovery import RecoveryRunner
 from docuhooks.delivery.transport import MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
 from docuhooks.store.schema import deliveries, destinations
@@ -330,6 +332,7 @@ async def test_redeliver_a_pending_delivery_makes_it_due_and_refuses_one_in_flig
             lease=timedelta(minutes=1),
             limit=10,
             probe_interval=timedelta(seconds=30),
+            caps=claiming.Caps(),
         )
     assert [job.delivery_id for job in leased] == [waiting]
     listed = (await client.get(f"{API}/webhooks/{hook}/deliveries", headers=site.auth())).json()[
@@ -368,7 +371,13 @@ async def test_recover_resends_failed_deliveries_since_a_time_once(
             f"{API}/webhooks/{hook}/recover", json=body, headers=site.auth()
         )
         assert response.status_code == 202, response.text
-        count: int = response.json()["redelivered"]
+        job = response.json()
+        assert job["status"] == "queued" and job["done"] == 0 and job["total"] is None
+        assert await RecoveryRunner(ctx).run_once() == 1
+        finished = (await client.get(job["link"], headers=site.auth())).json()
+        assert finished["status"] == "succeeded" and finished["id"] == job["id"]
+        assert finished["done"] == finished["total"]
+        count: int = finished["redelivered"]
         return count
 
     since = (start + timedelta(minutes=30)).isoformat()
@@ -574,6 +583,31 @@ async def test_test_send_of_post_processing_checks_the_reply(
     response = await client.post(f"{API}/webhooks/{hook['id']}/test", headers=site.auth())
     assert response.json()["status"] == "succeeded", response.text
     assert transport.sent[0].max_body > len(json.dumps(replaced))
+
+
+async def test_test_send_of_post_processing_refuses_a_docx_of_100_000_entries(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """The reply is judged in a render worker, as a live one is: a DOCX of 100,001 bare
+    zip-directory records is refused at the entry limit, not walked to its end."""
+    hook = await create_hook(client, site, "PostProcessingEvent")
+    record = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", *[0] * 9, 1, 0, 0, 0, 0, 0, 0) + b"a"
+    directory = record * 100_001
+    archive = directory + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0, 0, len(directory), 0, 0)
+    document = {
+        "name": "Signed",
+        "fileName": "signed.docx",
+        "contentType": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "content": base64.b64encode(archive).decode(),
+        "action": "add",
+    }
+    body = json.dumps({"documents": [document, document]}).encode()
+    mock(ctx, answer(200, body, {"Content-Type": "application/json"}))
+    response = await client.post(f"{API}/webhooks/{hook['id']}/test", headers=site.auth())
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "failed"
+    assert "docx_max_entries" in response.text and "documents[1]: signed.docx" in response.text
+    assert [job for _, job in ctx.render_pool.started] == ["judge_reply_job"]
 
 
 # --- who may see what -----------------------------------------------------------------------------

@@ -531,6 +531,7 @@ async def test_a_claim_leases_due_deliveries_and_carries_what_sending_needs(
             lease=timedelta(seconds=30),
             limit=4,
             probe_interval=timedelta(seconds=30),
+            caps=claims.Caps(),
         )
     first_two_events = [queued[0][0], queued[0][0], queued[1][0], queued[1][0]]
     assert [job.event.event_id for job in jobs] == [e.event_id for e in first_two_events]
@@ -560,6 +561,7 @@ async def test_a_claim_leases_due_deliveries_and_carries_what_sending_needs(
             lease=timedelta(seconds=30),
             limit=10,
             probe_interval=timedelta(seconds=30),
+            caps=claims.Caps(),
         )
     assert {job.delivery_id for job in rest} == set(queued[2][1]), "leased ones stay leased"
 
@@ -588,3 +590,59 @@ async def test_probes_already_leased_are_sent_when_the_due_claim_fails(
     assert (await webhook(ctx, hook)).suspended_at is None, "the probe succeeded: resumed"
     with pytest.raises(ConnectionError):
         await worker.run_once()  # nothing else in hand: the failure is the claim's to report
+
+
+async def test_what_a_database_refuses_in_one_outcome_never_holds_the_others(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """A NUL is no character PostgreSQL's text takes: a receiver's NUL must neither make its
+    own outcome unwritable (sent again at every lease) nor sink the batch it was written in."""
+    clock = FakeClock()
+    hostile, _ = await make_webhook(ctx, site, URL + "/hostile", name="hostile")
+    healthy, _ = await make_webhook(ctx, site, URL + "/healthy", name="healthy")
+    _, ids = await queue_event(ctx, site.site_id, now=clock.now())
+
+    def receiver(request: OutboundRequest) -> TransportResult:
+        if request.url.endswith("/hostile"):
+            # Past what the transport sanitises: a NUL in the body and in the error text.
+            return TransportResult.response(200, b"ok\x00", {"X-Odd": "1\x002"})
+        return TransportResult.failure(ErrorClass.CONNECT, "refused\x00 by a NUL")
+
+    worker, _ = worker_with(ctx, receiver, clock)
+    assert sorted(await worker.run_once()) == sorted(ids)
+    for delivery_id in ids:
+        row = await delivery(ctx, delivery_id)
+        assert row.lease_owner is None, "written, not left to run out its lease"
+        (attempt,) = await attempts_of(ctx, delivery_id)
+        assert "\x00" not in (attempt.response_body or "") + (attempt.error or "")
+    statuses = {(await delivery(ctx, i)).webhook_id: (await delivery(ctx, i)).status for i in ids}
+    assert statuses == {hostile: "succeeded", healthy: "pending"}
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite takes any text
+async def test_an_outcome_the_database_refuses_is_written_plainer_and_alone(
+    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever a database refuses in one attempt row (here a NUL that no sanitising caught),
+    the other outcomes of its batch are written, and it is written without the refused text
+    rather than left to run out its lease and be sent again."""
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL + "/a", name="a")
+    await make_webhook(ctx, site, URL + "/b", name="b")
+    _, ids = await queue_event(ctx, site.site_id, now=clock.now())
+    build = worker_module._attempt_row
+
+    def with_a_nul(*args: object, **kwargs: object) -> dict[str, object]:
+        row = build(*args, **kwargs)  # type: ignore[arg-type]
+        if str(row["request_url"]).endswith("/a"):
+            row["request_url"] = str(row["request_url"]) + "\x00"
+        return row
+
+    monkeypatch.setattr(worker_module, "_attempt_row", with_a_nul)
+    worker, _ = worker_with(ctx, answer(200), clock)
+    assert sorted(await worker.run_once()) == sorted(ids)
+    for delivery_id in ids:
+        row = await delivery(ctx, delivery_id)
+        assert (row.status, row.lease_owner) == ("succeeded", None)
+        (attempt,) = await attempts_of(ctx, delivery_id)
+        assert "\x00" not in attempt.request_url

@@ -75,6 +75,18 @@ async def test_a_site_administrator_creates_users_of_their_own_site(
         assert refused.status_code == 403
     bad = await client.post(f"{API}/users", json={**body, "roles": ["Owner"]}, headers=site.auth())
     assert bad.status_code == 422
+    # Lookalikes of a taken name: an invisible character, a dotless i, a Cyrillic a.
+    for lookalike in (
+        "robot@example.com\u200b",
+        "r\u200bobot@example.com",
+        "robot@ex\u0430mple.com",
+        "rob\u0131t@example.com",
+    ):
+        refused = await client.post(
+            f"{API}/users", json={**body, "loginName": lookalike}, headers=other_site.auth()
+        )
+        assert refused.status_code == 422, (lookalike, refused.text)
+        assert "ASCII" in refused.json()["error"]["details"][0]["message"]
 
 
 async def test_tokens_are_shown_once_listed_without_secrets_and_revoked(

@@ -65,3 +65,15 @@ def lying_directory(real_bytes: int, declared_bytes: int) -> bytes:
             return bytes(data)
         central = data.find(b"PK\x01\x02", central + 4)
     raise AssertionError("no central directory entry for word/document.xml")
+
+
+def directory_only(count: int) -> bytes:
+    """A "zip" of nothing but `count` bare central-directory records (1-byte names, no local
+    headers, no data), whose end record claims none: 47 bytes an entry, so 100,000 entries
+    fit in 4.7 MB. Whoever walks the directory without an entry limit builds `count`
+    entries before noticing anything wrong."""
+    record = struct.Struct("<4s6H3L5H2L")
+    one = record.pack(b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0) + b"a"
+    directory = one * count
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0, 0, len(directory), 0, 0)
+    return directory + end

@@ -4,6 +4,8 @@ SDK, and the API steps the post-processing tests share."""
 from __future__ import annotations
 
 import base64
+import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,6 +18,9 @@ from docx_factory import make_docx
 from platform_client import upload_template, work_item
 from tests.support import SiteUsers
 
+from docuhooks.delivery.transport import TransportResult
+from docuhooks.platform.postprocessing import judge_reply_job
+from docuhooks.platform.renderjobs import RenderLimits
 from docuhooks.receiver import HmacSecret, PostProcessingEvent, Verifier
 
 API = "/api/v1"
@@ -172,6 +177,18 @@ async def second_template(client: httpx.AsyncClient, site: SiteUsers) -> str:
     assert response.status_code == 201, response.text
     template_id: str = response.json()["id"]
     return template_id
+
+
+def gated_judge_reply_job(
+    gate: str, limits: RenderLimits, result: TransportResult, document_ids: Any
+) -> Any:
+    """`judge_reply_job` that first waits (in the render worker) until the file `gate`
+    exists: holds a reply's judging under way for as long as a test needs."""
+    for _ in range(3000):
+        if os.path.exists(gate):
+            break
+        time.sleep(0.01)
+    return judge_reply_job(limits, result, document_ids)
 
 
 __all__ = ["finish", "work_item"]

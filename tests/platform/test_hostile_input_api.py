@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import io
 import json
 import uuid
@@ -20,16 +21,19 @@ from hostile_docx import (
     RANGE_OVERFLOW,
     RECURSION,
     archive,
+    directory_only,
     document_bomb,
     lying_directory,
     template,
 )
 from platform_client import DOCX, upload_template, work_item
+from post_processing_support import gated_judge_reply_job
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.delivery.transport import TransportResult
-from docuhooks.platform.postprocessor import _returned_docx_refusal
+from docuhooks.platform import postprocessing
+from docuhooks.platform.postprocessing import judge_in_pool
 from docuhooks.platform.renderpool import RenderLimits, RenderPool
 
 MiB = 1024 * 1024
@@ -206,7 +210,37 @@ async def test_a_receiver_returning_a_bomb_has_its_reply_refused(ctx: AppContext
         }
         return TransportResult.response(200, json.dumps({"documents": [document]}).encode())
 
-    refusal = await _returned_docx_refusal(ctx, reply(document_bomb(40 * MiB)))
-    assert refusal is not None and not refusal.succeeded
+    pool = ctx.render_pool
+    refusal = await judge_in_pool(pool, reply(document_bomb(40 * MiB)), site_id="site-a")
+    assert not refusal.succeeded
     assert "docx_max_entry_bytes" in (refusal.error or "")
-    assert await _returned_docx_refusal(ctx, reply(standard_template())) is None
+    # 100,001 bare directory entries: refused at the 5,001st, in a render worker.
+    refusal = await judge_in_pool(pool, reply(directory_only(100_001)), site_id="site-a")
+    assert not refusal.succeeded and refusal.error_class == "invalid_response"
+    assert "documents[0]: signed.docx" in (refusal.error or "")
+    assert "docx_max_entries" in (refusal.error or "")
+    kept = await judge_in_pool(pool, reply(standard_template()), site_id="site-a")
+    assert kept.succeeded and kept.documents[0].content == standard_template()
+    assert [job for _, job in pool.started] == ["judge_reply_job"] * 3
+
+
+async def test_a_reply_the_worker_cannot_read_in_time_is_refused_naming_the_limit(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The judging job held past the render time limit (its gate never opens): the reply is
+    refused, the documents kept, and the refusal names the limit."""
+    monkeypatch.setattr(
+        postprocessing,
+        "judge_reply_job",
+        functools.partial(gated_judge_reply_job, str(tmp_path / "never")),
+    )
+    pool = RenderPool(1, RenderLimits(time_seconds=1, output_bytes=MiB))
+    try:
+        reply = TransportResult.response(200, b'{"documents": []}')
+        judged = await judge_in_pool(pool, reply, site_id="site-a")
+    finally:
+        await pool.close()
+    assert not judged.succeeded and judged.error_class == "invalid_response"
+    error = judged.error or ""
+    assert error.startswith("the reply was refused and the documents kept")
+    assert "render_time_limit" in error

@@ -3,6 +3,8 @@ boundary, id validation, and templates refused with the reason."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -11,6 +13,7 @@ from platform_client import standard_definition, upload_template, work_item
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
+from docuhooks.platform import quick
 from docuhooks.store.schema import events
 
 
@@ -98,7 +101,7 @@ async def test_work_items_and_versions(client: httpx.AsyncClient, site: SiteUser
     )
     assert [w["id"] for w in filtered.json()["items"]] == [item["id"]]
     versions = await client.get(f"/api/v1/workitems/{item['id']}/versions", headers=site.auth())
-    assert versions.json() == []
+    assert versions.json() == {"items": [], "nextCursor": None}
     active = await client.get(
         f"/api/v1/workitems/{item['id']}/versions/active", headers=site.auth()
     )
@@ -171,3 +174,31 @@ async def test_quick_documents_assemble_without_events(
     assert "Fee" in response.headers["x-docuhooks-warnings"]
     async with ctx.db.read() as conn:
         assert (await conn.execute(sa.select(sa.func.count()).select_from(events))).scalar() == 0
+
+
+async def test_the_warnings_header_is_capped_and_counts_the_rest(
+    client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """5,000 answers the template does not know: the header names the first 20 and says
+    how many more were left out, instead of growing to megabytes."""
+    template = (await upload_template(client, site.auth())).json()
+    answers = {f"Unknown answer {n}": "x" for n in range(5000)}
+    response = await client.post(
+        f"/api/v1/templates/{template['id']}/assemble", json=answers, headers=site.auth("User")
+    )
+    assert response.status_code == 200, response.text
+    header = response.headers["x-docuhooks-warnings"]
+    assert len(header.encode()) <= quick.MAX_HEADER_BYTES
+    warned = json.loads(header)
+    assert len(warned) == quick.MAX_HEADER_WARNINGS + 1
+    assert "Unknown answer 0" in warned[0]
+    assert warned[-1] == f"... and {5000 - quick.MAX_HEADER_WARNINGS} more warnings left out"
+
+
+def test_long_warnings_are_held_to_the_header_size() -> None:
+    header = quick.warnings_header([f"{n}: " + "é" * 2000 for n in range(50)])
+    warned = json.loads(header)
+    assert len(header.encode()) <= quick.MAX_HEADER_BYTES
+    assert 1 <= len(warned) - 1 < quick.MAX_HEADER_WARNINGS
+    assert warned[-1] == f"... and {50 - (len(warned) - 1)} more warnings left out"
+    assert quick.warnings_header(["one", "two"]) == '["one", "two"]'

@@ -1,4 +1,4 @@
-"""Post-processing (SPEC §6.3) against a real receiver on a loopback socket, on both stores:
+"""Post-processing against a real receiver on a loopback socket, on both stores:
 inline replies applied or refused whole, the callback mode through the REST API and
 `completeUrl`, failures and the deadline restoring the originals, and
 NewWorkItemVersionComplete written exactly once, after post-processing."""
@@ -6,6 +6,7 @@ NewWorkItemVersionComplete written exactly once, after post-processing."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import socket
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 from docx_factory import make_docx
+from hostile_docx import directory_only
 from platform_client import DOCX
 from post_processing_support import (
     API,
@@ -24,6 +26,7 @@ from post_processing_support import (
     Receiver,
     content_of,
     finish,
+    gated_judge_reply_job,
     local,
     post_processing_webhook,
     returned,
@@ -36,7 +39,7 @@ from post_processing_support import (
 from tests.support import MovedClock, SiteUsers
 
 from docuhooks.context import AppContext
-from docuhooks.platform import postprocessor
+from docuhooks.platform import postprocessing, postprocessor
 from docuhooks.receiver import PostProcessingEvent, PostProcessingResult
 from docuhooks.store.schema import deliveries, events, post_processing_originals
 
@@ -162,6 +165,52 @@ async def test_a_reply_with_one_bad_document_is_refused_whole(
     assert delivery["status"] == "failed" and delivery["lastError"] == post["error"]
     (completed,) = await completions(ctx)
     assert completed["data"]["documents"][0]["sha256"] == document["sha256"]
+
+
+async def test_a_reply_of_100_000_zip_entries_is_refused_off_the_loop(
+    ctx: AppContext,
+    client: httpx.AsyncClient,
+    site: SiteUsers,
+    other_site: SiteUsers,
+    receiver: Receiver,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A DOCX of 100,001 bare zip-directory entries is refused naming docx_max_entries; it
+    is judged in a render worker (held there by a gate) while the server answers others."""
+    item = await work_item(client, site.auth())
+    await post_processing_webhook(client, site, receiver, template_ids=[])
+
+    async def directory(event: PostProcessingEvent) -> web.StreamResponse:
+        document = returned("add", "Signed", "signed.docx", DOCX, directory_only(100_001))
+        return web.json_response({"documents": [document]})
+
+    receiver.reply = directory
+    gate = tmp_path / "gate"
+    monkeypatch.setattr(
+        postprocessing, "judge_reply_job", functools.partial(gated_judge_reply_job, str(gate))
+    )
+    pool = ctx.render_pool
+    finishing = asyncio.create_task(finish(client, site, item))
+    for _ in range(3000):
+        if (site.site_id, "partial") in pool.started and pool.busy:
+            break
+        await asyncio.sleep(0.01)
+    assert pool.started[-1] == (site.site_id, "partial") and pool.busy == 1
+    # Proven by order: answered while the reply's judging is held in the worker.
+    assert (await client.get("/healthz")).status_code == 200
+    listing = await client.get(f"{API}/templates", headers=other_site.auth())
+    assert listing.status_code == 200
+    assert not finishing.done()
+    gate.touch()
+    version = (await finishing).json()
+    assert version["status"] == "Completed"
+    post = version["postProcessing"]
+    assert (post["status"], post["errorClass"]) == ("failed", "invalid_response")
+    assert "documents[0]: signed.docx" in post["error"]
+    assert "docx_max_entries" in post["error"]
+    (document,) = version["documents"]
+    assert document["fileName"] == "engagement.docx"
 
 
 @pytest.mark.parametrize("failure", ["down", "500", "timeout"])

@@ -1,4 +1,4 @@
-"""The post-processing reply parser and document arrangement (pure, SPEC §5.4, §6.3)."""
+"""The post-processing reply parser and document arrangement (pure)."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import time
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlencode
 
 import jwt
@@ -237,3 +238,48 @@ class TestStandardWebhooksTimestamp:
         verifier = Verifier(secrets=[WHSEC_SECRET], audience=None)
         with pytest.raises(Exception, match="expired"):
             verifier.verify("POST", "/hooks", headers, body)
+
+
+class TestWhatAnUnauthenticatedSenderCanCost:
+    def test_a_header_offering_many_signatures_is_refused_before_any_hmac(
+        self, request_and_verifier_of_standard_webhooks: tuple[tuple[Any, ...], Verifier]
+    ) -> None:
+        (method, url, headers, body), verifier = request_and_verifier_of_standard_webhooks
+        name = next(n for n in headers if n.lower() == "webhook-signature")
+        fake = "v1," + base64.b64encode(b"\0" * 32).decode()
+        many = {**headers, name: " ".join([headers[name], *[fake] * 1300])}
+        with pytest.raises(MalformedRequest, match="at most 8"):
+            verifier.verify(method, url, many, body)
+        # A rotation's two signatures, and a few more, are still read.
+        few = {**headers, name: " ".join([fake, fake, headers[name]])}
+        verifier.verify(method, url, few, body)
+
+    @pytest.mark.parametrize("exp", [float("inf"), float("nan")])
+    def test_a_token_whose_expiry_is_not_a_finite_number_is_refused(self, exp: float) -> None:
+        claims = {**sample_event(EventType.INTERVIEW_LOAD_EVENT), "aud": WEBHOOK_ID, "exp": exp}
+        body = urlencode({"token": jwt.encode(claims, HMAC_SECRET, algorithm="HS256")}).encode()
+        verifier = Verifier(secrets=[HmacSecret(HMAC_SECRET)], audience=WEBHOOK_ID)
+        with pytest.raises(MalformedRequest, match="finite"):
+            verifier.verify(
+                "POST", "/hooks", {"Content-Type": "application/x-www-form-urlencoded"}, body
+            )
+
+
+class TestSecretsThePlatformNeverMakes:
+    @pytest.mark.parametrize("value", ["tök-0123456789", "two words", "tab\there"])
+    def test_an_access_token_is_visible_ascii(self, value: str) -> None:
+        with pytest.raises(ValueError):
+            AccessToken(value)
+
+    @pytest.mark.parametrize("value", ["line\nbreak" * 4, "nul\0byte" * 4, "del\x7f" * 8])
+    def test_no_secret_holds_a_control_character(self, value: str) -> None:
+        with pytest.raises(ValueError, match="control character"):
+            HmacSecret(value)
+
+
+@pytest.fixture
+def request_and_verifier_of_standard_webhooks() -> tuple[tuple[Any, ...], Verifier]:
+    webhook = target(AuthMethod.STANDARD_WEBHOOKS, Verb.POST)
+    assert webhook.secret is not None
+    verifier = Verifier(secrets=[StandardWebhooksSecret(webhook.secret.value)], audience=None)
+    return sent(webhook), verifier

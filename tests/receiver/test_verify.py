@@ -371,7 +371,7 @@ def test_standard_webhooks_requests_verify_beside_other_kinds_of_secret() -> Non
         event, target, delivery_id="d", attempt=1, now=datetime.now(UTC), user_agent="t"
     )
     mixed = Verifier(
-        secrets=[HmacSecret("an-hmac-secret!"), AccessToken("legacy token"), secret.value],
+        secrets=[HmacSecret("an-hmac-secret!"), AccessToken("legacy-token"), secret.value],
         audience=None,
     )
     payload = mixed.verify_payload(request.method, request.url, request.headers, request.body)

@@ -315,3 +315,60 @@ async def test_a_waiter_cancelled_as_its_turn_came_passes_the_lock_on() -> None:
     assert order == ["after"]
     assert unlucky.cancelled()
     assert not lock.locked()
+
+
+async def test_a_statement_that_begins_its_own_transaction_waits_without_blocking_the_loop(
+    tmp_path: Path,
+) -> None:
+    """Autobegin (a statement outside any `begin()`) waits for another process's lock in the
+    greenlet, as `begin()` does: no busy handler or `time.sleep` puts the loop to sleep."""
+    path = tmp_path / "autobegin.db"
+    db = Database.from_url(f"sqlite:///{path}")
+    try:
+        await _table(db)
+        holding = threading.Event()
+        holder = threading.Thread(target=_hold_write_lock, args=(path, 0.4, holding))
+        holder.start()
+        await asyncio.to_thread(holding.wait, 5)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticking = asyncio.create_task(ticker())
+        async with db.engine.connect() as conn:
+            await conn.execute(sa.text("INSERT INTO t (n, s) VALUES (2, 'autobegun')"))
+            await conn.commit()
+        ticking.cancel()
+        await asyncio.to_thread(holder.join)
+        assert ticks >= 15, f"the loop turned only {ticks} times while the statement waited"
+        async with db.read() as conn:
+            rows = (await conn.execute(sa.text("SELECT s FROM t ORDER BY n"))).scalars().all()
+        assert rows == ["other", "autobegun"]
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.parametrize(("setting", "pragma"), [("normal", 1), ("full", 2)])
+async def test_durability_is_the_setting_and_no_connection_has_a_busy_handler(
+    tmp_path: Path, setting: str, pragma: int
+) -> None:
+    db = Database.from_url(f"sqlite:///{tmp_path / 'sync.db'}", sqlite_synchronous=setting)
+    try:
+        await _table(db)
+        for unit in (db.read(), db.transaction()):
+            async with unit as conn:
+                assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == pragma
+                assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar() == 0
+                mode = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar()
+                assert mode == "wal"
+    finally:
+        await db.dispose()
+
+
+def test_an_unknown_durability_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="sqlite_synchronous must be one of normal, full"):
+        Database.from_url("sqlite:///:memory:", sqlite_synchronous="off")

@@ -130,6 +130,8 @@ async def test_invalid_webhooks_are_refused_naming_the_field(
         "   ",
         "",
         "x" * 4097,
+        # The prefix of a Standard Webhooks secret: receivers would read it as one.
+        "whsec_" + "A" * 32,
     ],
 )
 async def test_access_tokens_must_be_visible_ascii(

@@ -100,6 +100,7 @@ async def arrange_trouble(ctx: AppContext, site: SiteUsers) -> tuple[str, str, d
                 {
                     "delivery_id": delivery_id,
                     "webhook_id": troubled,
+                    "site_id": site.site_id,
                     "destination": ORIGIN,
                     "owner": "w1",
                     "expires_at": now + expires,
@@ -212,3 +213,13 @@ async def test_a_page_of_webhooks_costs_the_same_statements_as_one(
     assert len(statements) == single == 3
     assert len(many) == 12 and set(one) <= set(many)
     assert sum(h.due_backlog for h in many.values()) == 12, "every webhook matched the event"
+
+
+async def test_the_limit_shown_counts_the_installations_cap_on_one_destination(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """A webhook may allow 100 calls, but no destination gets more than
+    `destination_max_in_flight` (by default `connections_per_host`, 20) from the claim."""
+    hook, _ = await make_webhook(ctx, site, URL, maxConcurrency=100)
+    assert (await read(client, site, hook))["health"]["concurrencyLimit"] == 20
+    assert (await listed(client, site))[hook]["concurrencyLimit"] == 20

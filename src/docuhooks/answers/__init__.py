@@ -1,4 +1,4 @@
-"""Answer sets (SPEC §8): the model, canonical and shorthand JSON, HotDocs answer XML,
+"""Answer sets: the model, canonical and shorthand JSON, HotDocs answer XML,
 fitting to a template's variables, and overlay. Pure: bytes and objects in, objects out."""
 
 from docuhooks.answers.errors import AnswerSetError
@@ -30,7 +30,7 @@ from docuhooks.answers.model import (
     Value,
     VariableDef,
 )
-from docuhooks.answers.offload import off_loop
+from docuhooks.answers.offload import heavy, off_loop
 from docuhooks.answers.payload import parse_answer_payload
 from docuhooks.answers.validate import (
     AnswerWarning,
@@ -65,6 +65,7 @@ __all__ = [
     "check_document_size",
     "check_overlay",
     "fit_answers",
+    "heavy",
     "measure",
     "off_loop",
     "parse_answer_json",

@@ -1,4 +1,4 @@
-"""HotDocs answer XML (`<AnswerSet version="1.1">`), read and written (SPEC §8).
+"""HotDocs answer XML (`<AnswerSet version="1.1">`), read and written.
 
 Reading rules (the writer, shared with the receiver SDK, produces exactly these):
 - The XML comes from outside: it is parsed with defusedxml and any DTD is refused, so no

@@ -1,4 +1,4 @@
-"""Answer JSON (SPEC §8): the canonical form, the shorthand form, and picking between them.
+"""Answer JSON: the canonical form, the shorthand form, and picking between them.
 
 - Canonical: `{"answers": [{"name", "type", "value"}, …]}`. Strict: a malformed entry, an
   unknown type or a value that is not of its own declared type is an `AnswerSetError` with

@@ -1,4 +1,4 @@
-"""Answers, answer sets and template variable definitions (SPEC §2, §8).
+"""Answers, answer sets and template variable definitions.
 
 Values are held as plain, immutable Python objects so that two answer sets compare equal
 exactly when they mean the same thing:
@@ -308,7 +308,7 @@ class AnswerSet(Mapping[str, Answer]):
         return tuple(self._by_name.values())
 
     def overlay(self, incoming: AnswerSet) -> AnswerSet:
-        """SPEC §8: each incoming answer replaces the answer of the same name whole (every
+        """Overlay: each incoming answer replaces the answer of the same name whole (every
         repeat iteration, and its type); answers not mentioned stay as they were.
 
         A replaced answer keeps its place; new answers follow, in incoming order.
@@ -321,13 +321,13 @@ class AnswerSet(Mapping[str, Answer]):
         return overlaid
 
     def to_json(self) -> dict[str, Any]:
-        """The canonical answer JSON (SPEC §8)."""
+        """The canonical answer JSON."""
         return {"answers": [answer.to_json() for answer in self._by_name.values()]}
 
 
 @dataclass(frozen=True, slots=True)
 class VariableDef:
-    """A template variable as declared with the template (SPEC §2)."""
+    """A template variable as declared with the template."""
 
     name: str
     type: AnswerType

@@ -18,14 +18,25 @@ request meanwhile. Threads, not processes, because:
 The pool is bounded (`answer_parse_threads`, 2 by default): a burst of large answer sets
 queues for a thread instead of all competing for the interpreter at once, so memory is
 bounded by threads × one answer set, and the loop always competes with at most that many.
+
+One site may not take all of that for itself: heavy answer work (reading, overlaying,
+measuring and encoding a large answer set) is also held to `answer_parse_threads` operations
+per site at a time (`heavy`, and `off_loop(..., site=)`). A tenant's further requests wait in
+their own site's queue, in order, before they touch the loop or the pool: eight clients of
+one site looping on its largest interview queue behind each other, while another site's
+requests, large or small, go on being served. A request that holds its site's slot
+(`heavy`) does all its steps under it, so it never waits for a slot twice, nor for one it
+holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from functools import partial
 from typing import TypeVar
 
@@ -48,10 +59,88 @@ def _pool(threads: int) -> ThreadPoolExecutor:
         return pool
 
 
-async def off_loop(size: int, threads: int, work: Callable[..., T], *args: object) -> T:
+class SiteLimiter:
+    """At most `size` heavy operations of one site at a time; the others wait, first come
+    first served, in that site's own queue. A site's entry exists only while it has
+    operations running or waiting, so idle sites cost nothing."""
+
+    def __init__(self) -> None:
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._running: dict[str, int] = {}
+        self._waiting: dict[str, int] = {}
+
+    @asynccontextmanager
+    async def slot(self, site: str, size: int) -> AsyncIterator[None]:
+        semaphore = self._slots.get(site)
+        if semaphore is None:
+            semaphore = self._slots[site] = asyncio.Semaphore(max(1, size))
+        self._waiting[site] = self._waiting.get(site, 0) + 1
+        acquired = False
+        try:
+            await semaphore.acquire()
+            acquired = True
+            self._waiting[site] -= 1
+            self._running[site] = self._running.get(site, 0) + 1
+            yield
+        finally:
+            if acquired:
+                self._running[site] -= 1
+                semaphore.release()
+            else:
+                self._waiting[site] -= 1
+            if not self._running.get(site) and not self._waiting[site]:
+                del self._slots[site], self._waiting[site]
+                self._running.pop(site, None)
+
+    def running(self, site: str) -> int:
+        """How many of `site`'s operations hold a slot now."""
+        return self._running.get(site, 0)
+
+    def waiting(self, site: str) -> int:
+        """How many of `site`'s operations wait for a slot now."""
+        return self._waiting.get(site, 0)
+
+    def sites(self) -> int:
+        """How many sites have operations running or waiting (the others cost nothing)."""
+        return len(self._slots)
+
+
+#: The process's limiter: every heavy answer operation of every site goes through it.
+LIMITER = SiteLimiter()
+
+#: The site whose slot the current task holds (`heavy`), so its steps do not wait again.
+_held: ContextVar[str | None] = ContextVar("answer_site_slot", default=None)
+
+
+@asynccontextmanager
+async def heavy(site: str, threads: int) -> AsyncIterator[None]:
+    """Hold one of `site`'s `threads` slots for heavy answer work: every step inside, on the
+    loop or in the pool, runs under it (`off_loop(..., site=site)` does not wait again)."""
+    if _held.get() == site:
+        yield
+        return
+    async with LIMITER.slot(site, threads):
+        token = _held.set(site)
+        try:
+            yield
+        finally:
+            _held.reset(token)
+
+
+async def off_loop(
+    size: int, threads: int, work: Callable[..., T], *args: object, site: str | None = None
+) -> T:
     """`work(*args)`, in the answer-parsing pool when `size` (bytes of input) is above
-    `INLINE_BYTES`, else right here."""
+    `INLINE_BYTES`, else right here. With `site`, large work also holds one of that site's
+    slots (`heavy`) while it waits for a thread and runs."""
     if size <= INLINE_BYTES:
         return work(*args)
+    if site is None:
+        return await _in_pool(threads, work, *args)
+    async with heavy(site, threads):
+        return await _in_pool(threads, work, *args)
+
+
+async def _in_pool(threads: int, work: Callable[..., T], *args: object) -> T:
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_pool(threads), partial(work, *args))

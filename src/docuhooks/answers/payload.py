@@ -1,4 +1,4 @@
-"""Read an answer set from an HTTP body: a receiver's reply (SPEC §5.4) or an upload."""
+"""Read an answer set from an HTTP body: a receiver's reply or an upload."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fit an answer set to a template's variables (SPEC §8): what does not fit is dropped with a
+"""Fit an answer set to a template's variables: what does not fit is dropped with a
 warning that names the variable; everything else still applies."""
 
 from __future__ import annotations

@@ -11,8 +11,10 @@ shares its state, because a host that is down or overloaded is so for all of the
   its failure opens it for another interval.
 - **Adaptive concurrency** (additive increase, multiplicative decrease). A 429, a 503 or a
   timeout halves the destination's limit on calls in flight; every success raises it by one,
-  up to `MAX_CONCURRENCY`. A breaker that closes starts again from one call at a time, so
-  a recovered host's backlog drains at a rate it shows it can take.
+  up to the policy's `max_concurrency` (the installation's cap on calls in flight to one
+  destination, so that a halving always lowers what is really sent). A breaker that closes
+  starts again from one call at a time, so a recovered host's backlog drains at a rate it
+  shows it can take.
 - **Pause.** A `Retry-After` on a 429 or 503 holds the whole destination back that long,
   not only the delivery that carried it.
 
@@ -38,8 +40,8 @@ __all__ = [
     "signal_of",
 ]
 
-#: The most calls in flight a destination's adaptive limit allows (a webhook's own
-#: `maxConcurrency` is at most this too).
+#: The most calls in flight a destination's adaptive limit may ever allow (a webhook's own
+#: `maxConcurrency` is at most this too); a policy's `max_concurrency` is at most this.
 MAX_CONCURRENCY = 100
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -105,12 +107,17 @@ def signal_of(status: int | None, error_class: str | None) -> Signal:
 class BreakerPolicy:
     failure_threshold: int = 5
     probe_interval: timedelta = timedelta(seconds=30)
+    #: The adaptive limit's ceiling: the claim never lets more than this many calls go to one
+    #: destination anyway, so a limit above it would take several halvings to mean anything.
+    max_concurrency: int = MAX_CONCURRENCY
 
     def __post_init__(self) -> None:
         if self.failure_threshold < 1:
             raise ValueError("the breaker's failure threshold must be at least 1")
         if self.probe_interval <= timedelta(0):
             raise ValueError("the breaker's probe interval must be positive")
+        if not 1 <= self.max_concurrency <= MAX_CONCURRENCY:
+            raise ValueError(f"the adaptive limit's ceiling must be 1 to {MAX_CONCURRENCY}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +132,13 @@ class DestinationState:
     concurrency: int = MAX_CONCURRENCY
     paused_until: datetime | None = None
 
-    @property
-    def at_rest(self) -> bool:
-        """Nothing to remember: closed, no failure run, full limit, not paused."""
+    def at_rest(self, ceiling: int = MAX_CONCURRENCY) -> bool:
+        """Nothing to remember: closed, no failure run, limit at the `ceiling` (the policy's
+        `max_concurrency`), not paused."""
         return (
             self.state is BreakerState.CLOSED
             and self.failures == 0
-            and self.concurrency >= MAX_CONCURRENCY
+            and self.concurrency >= ceiling
             and self.paused_until is None
         )
 
@@ -145,7 +152,9 @@ def advance(
     retry_after: float | None = None,
 ) -> DestinationState:
     """The state after one attempt that ended at `now` with `signal`."""
-    state = current
+    ceiling = policy.max_concurrency
+    # A limit stored under a higher ceiling (or a destination's first row) starts from this one.
+    state = current if current.concurrency <= ceiling else replace(current, concurrency=ceiling)
     if state.paused_until is not None and state.paused_until <= now:
         state = replace(state, paused_until=None)
     if retry_after is not None and retry_after > 0:
@@ -165,7 +174,7 @@ def advance(
                 next_probe_at=None,
                 concurrency=1,
             )
-        return replace(state, failures=0, concurrency=min(MAX_CONCURRENCY, state.concurrency + 1))
+        return replace(state, failures=0, concurrency=min(ceiling, state.concurrency + 1))
     if signal in (Signal.FAILURE, Signal.FAILING_SLOWLY):
         failures = state.failures + 1
         if state.state is not BreakerState.CLOSED or failures >= policy.failure_threshold:

@@ -1,4 +1,4 @@
-"""Event and webhook vocabulary shared by every layer, and the event object of SPEC §5.1."""
+"""Event and webhook vocabulary shared by every layer, and the event object on the wire."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ class Actor:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One occurrence on the platform, as it goes over the wire (SPEC §5.1)."""
+    """One occurrence on the platform, as it goes over the wire."""
 
     event_type: EventType
     site_id: str

@@ -1,4 +1,4 @@
-"""When to try a notification again, when to give up, and when to suspend (SPEC §7.2, §7.4).
+"""When to try a notification again, when to give up, and when to suspend.
 
 Everything here is pure: the time comes in as arguments, read from the injected
 `core.clock.Clock`.
@@ -20,9 +20,9 @@ __all__ = [
     "should_suspend",
 ]
 
-#: Seconds to wait before each attempt: the first at once, then after each failure (§7.2).
+#: Seconds to wait before each attempt: the first at once, then after each failure.
 DEFAULT_DELAYS: tuple[float, ...] = (0, 10, 60, 300, 1800, 7200, 21600, 43200, 86400)
-#: The longest a receiver's ``Retry-After`` may hold a delivery back (§5.4).
+#: The longest a receiver's ``Retry-After`` may hold a delivery back.
 MAX_RETRY_AFTER: float = 24 * 3600.0
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -115,7 +115,7 @@ def should_suspend(
     threshold: int = 20,
     span: timedelta = timedelta(hours=24),
 ) -> bool:
-    """Whether a webhook has failed long and often enough to be suspended (§7.4).
+    """Whether a webhook has failed long and often enough to be suspended.
 
     Both conditions are needed: many failures in a short burst is a blip, and one failure
     a day for a month is a flaky receiver, neither a dead one.

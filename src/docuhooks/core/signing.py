@@ -1,4 +1,4 @@
-"""Turning an event into a signed, ready-to-send request (SPEC §5, §5.2, §5.3).
+"""Turning an event into a signed, ready-to-send request.
 
 Everything here is pure: the delivery worker and the interview engine hand over an event, the
 webhook's target and the attempt's identity, and get back a complete request description. The
@@ -34,7 +34,7 @@ from docuhooks.core import jsontext
 from docuhooks.core.events import AuthMethod, Verb
 from docuhooks.core.ids import random_bytes
 
-#: Seconds between a JWT's `iat` and its `exp` (SPEC §5.2).
+#: Seconds between a JWT's `iat` and its `exp`.
 TOKEN_LIFETIME_SECONDS = 300
 STANDARD_WEBHOOKS_SECRET_PREFIX = "whsec_"
 REDACTED = "[redacted]"
@@ -48,7 +48,7 @@ _SECRET_HEADERS = frozenset(
 )
 _JSON_CONTENT_TYPE = "application/json"
 _FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
-#: Flattened GET parameters that AccessToken adds besides the scalar `data` fields (SPEC §5.3).
+#: Flattened GET parameters that AccessToken adds besides the scalar `data` fields.
 _ACCESS_TOKEN_USER_PARAMS = (
     ("userId", "id"),
     ("userLoginName", "loginName"),
@@ -145,7 +145,7 @@ def new_traceparent() -> str:
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
-    """An event as the store keeps it: the JSON text of its SPEC §5.1 object, and the two
+    """An event as the store keeps it: the JSON text of its event object, and the two
     fields every request names in its headers.
 
     The delivery worker hands this to `build_request` rather than the decoded object: for
@@ -179,7 +179,7 @@ def build_request(
     user_agent: str,
     traceparent: str | None = None,
 ) -> OutboundRequest:
-    """The signed request that delivers `event` (a SPEC §5.1 event object) to `target`.
+    """The signed request that delivers `event` (an event object) to `target`.
 
     `attempt` counts from 1. `now` must be timezone-aware: it becomes the JWT `iat` and the
     Standard Webhooks timestamp. Raises ValueError when the target cannot carry the event (a
@@ -218,7 +218,7 @@ def build_request(
 def hmac_token(
     event: Mapping[str, Any] | StoredEvent, target: WebhookTarget, *, issued_at: int, jti: str
 ) -> str:
-    """The HS256 JWT of SPEC §5.2; signed by the previous secret while a grace period runs.
+    """The HS256 JWT of the HMAC method; signed by the previous secret while a grace period runs.
 
     The old secret signs during the grace period because the receiver deploys the new secret
     first and only then is the rotation finished; until then only the old one is known to work.
@@ -265,7 +265,7 @@ def _keyed_sha256(secret: str) -> hmac.HMAC:
 def _spliced_claims(event: StoredEvent, own: dict[str, Any]) -> bytes:
     """The event's JSON object with `own`'s members added at its end: the same claims as
     `{**event, **own}`. An event whose text mentions a claim's name anywhere (it never
-    should: the names are not fields of SPEC §5.1) is decoded and merged instead, so a
+    should: the names are not fields of the event object) is decoded and merged instead, so a
     claim can never appear twice."""
     text = event.json_text.rstrip()
     if not text.endswith("}") or _A_CLAIM_NAME.search(text) is not None:
@@ -387,7 +387,7 @@ def _standard_webhooks_request(
 
 
 def flatten_for_query(event: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The GET query parameters of an AccessToken call (SPEC §5.3).
+    """The GET query parameters of an AccessToken call.
 
     Nested `data` values (lists, objects) cannot be flattened faithfully, so they are left out;
     nulls are left out too, so a receiver never has to tell "null" from the string "null".

@@ -1,10 +1,10 @@
-"""Which IP addresses a webhook call may connect to (SPEC §9, "Outbound address policy").
+"""Which IP addresses a webhook call may connect to (the outbound address policy).
 
 The policy is pure: it judges an address and knows nothing about sockets. The transport
 applies it to every address it is about to connect to, after resolution, so the address
 checked is the address used.
 
-Decisions worth knowing (the SPEC leaves them open):
+Decisions worth knowing, beyond the ranges everyone refuses:
 
 - Every IPv6 range that embeds an IPv4 address has that address read out and judged by the
   IPv4 rules; what those refuse, the IPv6 form is refused for too, and the reason names the

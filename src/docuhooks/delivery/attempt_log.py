@@ -24,8 +24,12 @@ MAX_ERROR = 1000
 
 
 def clip(text: str | None) -> str | None:
-    """`text` cut to `MAX_ERROR` characters, the cut marked with an ellipsis."""
-    return text if text is None or len(text) <= MAX_ERROR else text[: MAX_ERROR - 1] + "…"
+    """`text` cut to `MAX_ERROR` characters, the cut marked with an ellipsis, and without NUL
+    (a receiver's words can reach an error, and PostgreSQL's text refuses NUL)."""
+    if text is None:
+        return None
+    text = text.replace("\x00", "\ufffd")
+    return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 1] + "…"
 
 
 def response_text(result: TransportResult | None) -> str | None:

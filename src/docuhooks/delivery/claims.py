@@ -1,25 +1,38 @@
 """The worker's claim: which due deliveries go next, fairly and within every limit.
 
-A claim takes due deliveries *webhook by webhook*, not oldest-first over the whole table:
+A claim takes due deliveries *site by site, then webhook by webhook*, not oldest-first over
+the whole table:
 
 1. **Candidates**: active, unsuspended webhooks with a due, unleased delivery, below their
-   `maxConcurrency` in flight, whose destination is not paused by a `Retry-After`, not at its
-   adaptive limit, and whose breaker is closed or due a probe; the longest unserved first
-   (`webhooks.claimed_at`, set for every candidate a claim comes to, whether it took any
-   delivery or not), so claims go round the webhooks, and so round the sites. Its cost grows
-   with the number of webhooks that have work, never with the number of deliveries waiting.
-2. **Shares**: each candidate may take an equal share of the claim, at most its room under
-   `maxConcurrency` and under its destination's adaptive limit (both counted from `flights`,
-   the table of calls in flight, across all workers). A destination whose breaker is open
-   and due a probe gives one delivery, to one worker: the probe's turn is taken by a
-   conditional update of its row, so the whole installation sends one probe per interval.
+   `maxConcurrency` in flight, whose site is below `site_max_in_flight`, whose destination
+   is below `destination_max_in_flight` and its adaptive limit, not paused by a
+   `Retry-After`, and whose breaker is closed or due a probe. They come *round the sites*:
+   first each site's longest unserved webhook (`webhooks.claimed_at`, set for every
+   candidate a claim comes to, whether it took any delivery or not), then each site's
+   second, and so on; so a site with a hundred webhooks has one turn in a round, as a site
+   with one has. Its cost grows with the number of webhooks that have work, never with the
+   number of deliveries waiting.
+2. **Shares**: each site may take an equal share of the claim, and each of its candidates an
+   equal share of the site's, at most its room under `maxConcurrency`, under its site's cap
+   and under its destination's limit (the lower of `destination_max_in_flight` and the
+   adaptive limit; all counted from `flights`, the table of calls in flight, across all
+   workers). A destination whose breaker is open and due a probe gives one delivery, to one
+   worker: the probe's turn is taken by a conditional update of its row, so the whole
+   installation sends one probe per interval.
 3. **Leases**: each share is taken from the webhook's oldest due deliveries (in order, for an
    ordered webhook) through a partial index, leased, and written to `flights`.
 
-On PostgreSQL the candidates are locked (`FOR NO KEY UPDATE`, in id order, so two claims
-never deadlock) and their calls in flight counted again under the lock: two workers cannot
-both see room for the same call. Producers' inserts take only a key-share lock on a webhook,
-which this does not block. On SQLite a claim is a write transaction, one at a time.
+On PostgreSQL the candidates' *sites* are locked (`FOR NO KEY UPDATE`, in id order, so two
+claims never deadlock) and the webhooks' calls in flight counted again under the lock: every
+claim that could add a call to a webhook or a site holds that site's row, so two workers
+cannot both see room for the same call, even for two webhooks of one site. (Locking the
+webhook rows would not do: two claims for different webhooks of one site would each see the
+site's room.) Nothing else writes a `sites` row, and producers' inserts take only a key-share
+lock on it, which this does not block. A destination shared by several sites is not
+serialised (it may have no row to lock): two workers claiming at the same instant for
+different sites may together go over its cap by a claim's share, but no one worker ever
+holds more than the cap, as each sees its own calls: so its senders never wait for one of
+its pool's connections. On SQLite a claim is a write transaction, one at a time.
 
 Deliveries left unclaimed stay in the store, holding no sender, connection or memory.
 """
@@ -41,21 +54,61 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from docuhooks.core.destinations import MAX_CONCURRENCY, BreakerState
 from docuhooks.delivery import queries
 from docuhooks.delivery.queries import Job
+from docuhooks.settings import Settings, SettingsError
 from docuhooks.store.prepared import Prepared
-from docuhooks.store.schema import deliveries, destinations, flights, webhooks
+from docuhooks.store.schema import deliveries, destinations, flights, sites, webhooks
 
-__all__ = ["claim", "forget_flights", "record_flights"]
+__all__ = ["Caps", "claim", "forget_flights", "record_flights"]
+
+
+@dataclass(frozen=True, slots=True)
+class Caps:
+    """Calls in flight at most, installation-wide: to one destination, and for one site."""
+
+    destination: int = 20
+    site: int = 32
+
+    def __post_init__(self) -> None:
+        if self.destination < 1 or self.site < 1:
+            raise ValueError("the caps on calls in flight must be at least 1")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Caps:
+        """The caps, with their defaults filled in.
+
+        A destination's default is `connections_per_host`: more calls to one host than a
+        worker's pool has connections for would wait for one, and a wait its timeout ends is
+        recorded as a `timeout`, a breaker failure, though nothing was sent. A site's default
+        is half of `worker_concurrency`: one site may use half a worker's senders, and the
+        other sites always have the other half, however many webhooks or dead hosts it has
+        (all of them would leave nothing; less would slow a busy site while others idle)."""
+        for name in ("destination_max_in_flight", "site_max_in_flight"):
+            if getattr(settings, name) < 0:
+                raise SettingsError(
+                    f"setting DOCUHOOKS_{name.upper()}: must be 0 (the default) or more"
+                )
+        return cls(
+            destination=settings.destination_max_in_flight or max(1, settings.connections_per_host),
+            site=settings.site_max_in_flight or max(1, settings.worker_concurrency // 2),
+        )
+
+    @property
+    def ceiling(self) -> int:
+        """The adaptive limit's ceiling (`BreakerPolicy.max_concurrency`): a stored limit
+        at or above it is no limit beyond the destination cap."""
+        return min(self.destination, MAX_CONCURRENCY)
 
 
 @dataclass(slots=True)
 class _Candidate:
     webhook_id: str
+    site_id: str
     destination: str
     room: int
     #: The destination's breaker is open or half open: this would be its probe.
     probe: bool
-    #: The destination's adaptive limit, when it has one below the maximum.
-    destination_limit: int | None
+    #: The destination's limit: the cap, or its adaptive limit when that is lower.
+    destination_limit: int
 
 
 async def claim(
@@ -66,16 +119,21 @@ async def claim(
     lease: timedelta,
     limit: int,
     probe_interval: timedelta,
+    caps: Caps,
 ) -> list[Job]:
-    """Lease up to `limit` due deliveries fairly across webhooks (see the module notes);
-    run it in a transaction."""
+    """Lease up to `limit` due deliveries fairly across sites and their webhooks (see the
+    module notes); run it in a transaction."""
     until = now + lease
-    candidates = await _candidates(conn, now, limit)
+    candidates = await _candidates(conn, now, limit, caps)
     if not candidates:
         return []
+    # Only one webhook has claimable work (the candidates were not cut at the limit): no
+    # other waits its turn, so the round-robin cursor is not worth a statement. It moves at
+    # the next claim where webhooks share, which puts this one at most one claim early.
+    alone = len(candidates) == 1 and limit > 1
     if conn.dialect.name == "postgresql":
         candidates = await _locked(conn, candidates, now)
-    shares, considered = await _shares(conn, candidates, now, limit, probe_interval)
+    shares, _ = await _shares(conn, candidates, now, limit, probe_interval, caps)
     leased: list[str] = []
     lease_statement = _lease_by_webhook(conn.dialect.name)
     for candidate, share in shares:
@@ -90,11 +148,13 @@ async def claim(
             },
         )
         leased += [row.id for row in rows]
-    # Every candidate this claim came to has had its turn, whether it took anything or not
-    # (an ordered webhook waiting for the version in flight, a destination whose room went to
-    # another of its webhooks): the next claim starts with the ones after it.
-    if considered:
-        await _SERVED.execute(conn, {"ids": considered, "now": now})
+    # Every candidate given a share has had its turn, whether its lease found anything or not
+    # (an ordered webhook waiting for the version in flight): the next claim starts with the
+    # ones after it. One left without a share (its destination's or site's room went to
+    # another candidate of this claim) keeps its place, so that room alternates.
+    served = [candidate.webhook_id for candidate, _ in shares]
+    if served and not alone:
+        await _SERVED.execute(conn, {"ids": served, "now": now})
     if not leased:
         return []
     jobs = await queries.load_jobs(conn, leased)
@@ -102,18 +162,30 @@ async def claim(
     return jobs
 
 
-async def _candidates(conn: AsyncConnection, now: datetime, limit: int) -> list[_Candidate]:
-    rows = await _CANDIDATES.all(conn, {"now": now, "webhooks": limit})
+async def _candidates(
+    conn: AsyncConnection, now: datetime, limit: int, caps: Caps
+) -> list[_Candidate]:
+    rows = await _CANDIDATES.all(
+        conn,
+        {
+            "now": now,
+            "webhooks": limit,
+            "site_cap": caps.site,
+            "destination_cap": caps.destination,
+            "ceiling": caps.ceiling,
+        },
+    )
     return [
         _Candidate(
             webhook_id=row.id,
+            site_id=row.site_id,
             destination=row.destination,
             room=row.max_concurrency - row.in_flight,
             probe=row.state is not None and row.state != BreakerState.CLOSED,
             destination_limit=(
-                row.concurrency
-                if row.concurrency is not None and row.concurrency < MAX_CONCURRENCY
-                else None
+                min(caps.destination, row.concurrency)
+                if row.concurrency is not None and row.concurrency < caps.ceiling
+                else caps.destination
             ),
         )
         for row in rows
@@ -123,15 +195,15 @@ async def _candidates(conn: AsyncConnection, now: datetime, limit: int) -> list[
 async def _locked(
     conn: AsyncConnection, candidates: list[_Candidate], now: datetime
 ) -> list[_Candidate]:
-    """Lock the candidates' rows, then count their calls in flight again, now that no other
-    claim can add to them.
+    """Lock the candidates' sites' rows, then count the webhooks' calls in flight again, now
+    that no other claim can add to them (nor to their sites', counted in `_shares`).
 
     The count is a statement of its own, after the lock: a statement sees what was committed
     when it began (READ COMMITTED), and the locking one began before the claim it waited for
     committed its flights, so a count in it would miss them and let both claims fill the
     same room."""
+    await conn.execute(_LOCK_SITES, {"ids": sorted({c.site_id for c in candidates})})
     ids = sorted(candidate.webhook_id for candidate in candidates)
-    await conn.execute(_LOCK_WEBHOOKS, {"ids": ids})
     rows = (await conn.execute(_ROOM, {"ids": ids, "now": now})).all()
     room = {row.id: row.max_concurrency - row.in_flight for row in rows}
     for candidate in candidates:
@@ -145,17 +217,22 @@ async def _shares(
     now: datetime,
     limit: int,
     probe_interval: timedelta,
+    caps: Caps,
 ) -> tuple[list[tuple[_Candidate, int]], list[str]]:
     """How many deliveries each candidate takes, in the candidates' order; and the
-    candidates the claim came to (those after the last share are left for the next)."""
-    limited = {c.destination for c in candidates if c.destination_limit is not None}
-    destination_room: dict[str, int] = {}
-    if limited:
-        busy = await _destination_in_flight(conn, sorted(limited), now)
-        for c in candidates:
-            if c.destination_limit is not None:
-                destination_room[c.destination] = c.destination_limit - busy[c.destination]
-    fair = max(1, math.ceil(limit / len(candidates)))
+    candidates the claim came to (those after the last share, or whose site's share is
+    spent, are left for the next).
+
+    Each site has an equal part of the claim, split equally among its candidates; no share
+    goes beyond the webhook's, the site's or the destination's room."""
+    limits = {c.destination: c.destination_limit for c in candidates}
+    at_destination = await _in_flight_by(conn, flights.c.destination, sorted(limits), now)
+    destination_room = {origin: n - at_destination[origin] for origin, n in limits.items()}
+    per_site = Counter(c.site_id for c in candidates)
+    at_site = await _in_flight_by(conn, flights.c.site_id, sorted(per_site), now)
+    site_room = {site: caps.site - at_site[site] for site in per_site}
+    site_part = max(1, math.ceil(limit / len(per_site)))
+    site_taken: Counter[str] = Counter()
     left = limit
     probed: set[str] = set()
     shares: list[tuple[_Candidate, int]] = []
@@ -163,6 +240,9 @@ async def _shares(
     for c in candidates:
         if left <= 0:
             break
+        site_left = min(site_part - site_taken[c.site_id], site_room[c.site_id])
+        if site_left <= 0:
+            continue  # its site has had its part: this webhook keeps its turn
         considered.append(c.webhook_id)
         if c.probe:
             if c.destination in probed or not await _take_probe_turn(
@@ -172,25 +252,27 @@ async def _shares(
             probed.add(c.destination)
             share = 1
         else:
-            share = min(fair, c.room, left)
-            if c.destination in destination_room:
-                share = min(share, destination_room[c.destination])
-                destination_room[c.destination] -= max(share, 0)
+            fair = max(1, math.ceil(site_part / per_site[c.site_id]))
+            share = min(fair, c.room, left, site_left, destination_room[c.destination])
         if share > 0:
             shares.append((c, share))
             left -= share
+            site_taken[c.site_id] += share
+            site_room[c.site_id] -= share
+            destination_room[c.destination] -= share
     return shares, considered
 
 
-async def _destination_in_flight(
-    conn: AsyncConnection, origins: list[str], now: datetime
+async def _in_flight_by(
+    conn: AsyncConnection, column: sa.Column[str], keys: list[str], now: datetime
 ) -> Counter[str]:
+    """Calls in flight for each of `keys` (sites or destinations), across all workers."""
     rows = await conn.execute(
-        sa.select(flights.c.destination, sa.func.count())
-        .where(flights.c.destination.in_(origins), flights.c.expires_at >= now)
-        .group_by(flights.c.destination)
+        sa.select(column, sa.func.count())
+        .where(column.in_(keys), flights.c.expires_at >= now)
+        .group_by(column)
     )
-    return Counter({origin: count for origin, count in rows.all()})
+    return Counter({key: count for key, count in rows.all()})
 
 
 async def _take_probe_turn(
@@ -226,6 +308,7 @@ async def record_flights(
         {
             "delivery_id": job.delivery_id,
             "webhook_id": job.webhook.id,
+            "site_id": job.webhook.site_id,
             "destination": job.webhook.destination,
             "owner": owner,
             "expires_at": until,
@@ -251,6 +334,7 @@ def _upsert_flights(dialect: str) -> Prepared:
                 "owner": insert.excluded.owner,
                 "expires_at": insert.excluded.expires_at,
                 "webhook_id": insert.excluded.webhook_id,
+                "site_id": insert.excluded.site_id,
                 "destination": insert.excluded.destination,
             },
         )
@@ -269,23 +353,31 @@ def _in_flight(now: sa.BindParameter[datetime]) -> sa.ScalarSelect[int]:
     )
 
 
+def _counted(where: sa.ColumnElement[bool]) -> sa.ScalarSelect[int]:
+    return sa.select(sa.func.count()).select_from(flights).where(where).scalar_subquery()
+
+
 def _candidates_statement() -> sa.Select[Any]:
     now: sa.BindParameter[datetime] = sa.bindparam("now")
+    live = flights.c.expires_at >= now
     in_flight = _in_flight(now)
-    at_destination = (
-        sa.select(sa.func.count())
-        .select_from(flights)
-        .where(flights.c.destination == destinations.c.origin, flights.c.expires_at >= now)
-        .scalar_subquery()
-    )
-    # A destination at its adaptive limit has no room for any of its webhooks: they are not
-    # candidates, or many webhooks on one throttled host would fill every claim's list and
-    # leave other webhooks waiting. (A probe is one call whatever the limit.)
+    at_destination = _counted(sa.and_(flights.c.destination == webhooks.c.destination, live))
+    at_site = _counted(sa.and_(flights.c.site_id == webhooks.c.site_id, live))
+    # A destination at its limit has no room for any of its webhooks, nor a site at its cap
+    # for any of its own: they are not candidates, or many webhooks on one throttled host (or
+    # of one busy site) would fill every claim's list and leave other webhooks waiting. The
+    # limit is the cap, or the adaptive limit when that is lower. (A probe is one call
+    # whatever the limit.)
     room_at_destination = sa.or_(
-        destinations.c.origin.is_(None),
         destinations.c.state != BreakerState.CLOSED.value,
-        destinations.c.concurrency >= MAX_CONCURRENCY,
-        at_destination < destinations.c.concurrency,
+        sa.and_(
+            at_destination < sa.bindparam("destination_cap"),
+            sa.or_(
+                destinations.c.concurrency.is_(None),
+                destinations.c.concurrency >= sa.bindparam("ceiling"),
+                at_destination < destinations.c.concurrency,
+            ),
+        ),
     )
     has_due = sa.exists().where(
         deliveries.c.webhook_id == webhooks.c.id,
@@ -303,14 +395,21 @@ def _candidates_statement() -> sa.Select[Any]:
             ),
         ),
     )
-    return (
+    served = (webhooks.c.claimed_at.nulls_first(), webhooks.c.id)
+    eligible = (
         sa.select(
             webhooks.c.id,
+            webhooks.c.site_id,
             webhooks.c.destination,
             webhooks.c.max_concurrency,
+            webhooks.c.claimed_at,
             in_flight.label("in_flight"),
             destinations.c.state,
             destinations.c.concurrency,
+            # Its place in its site's round: the site's longest unserved webhook is 1.
+            sa.func.row_number()
+            .over(partition_by=webhooks.c.site_id, order_by=served)
+            .label("turn"),
         )
         .select_from(
             webhooks.outerjoin(destinations, destinations.c.origin == webhooks.c.destination)
@@ -320,20 +419,25 @@ def _candidates_statement() -> sa.Select[Any]:
             webhooks.c.suspended_at.is_(None),
             open_to_calls,
             room_at_destination,
+            at_site < sa.bindparam("site_cap"),
             has_due,
             in_flight < webhooks.c.max_concurrency,
         )
-        .order_by(webhooks.c.claimed_at.nulls_first(), webhooks.c.id)
+        .subquery("eligible")
+    )
+    return (
+        sa.select(eligible)
+        .order_by(eligible.c.turn, eligible.c.claimed_at.nulls_first(), eligible.c.id)
         .limit(sa.bindparam("webhooks"))
     )
 
 
-def _lock_webhooks_statement() -> sa.Select[Any]:
+def _lock_sites_statement() -> sa.Select[Any]:
     return (
-        sa.select(webhooks.c.id)
-        .where(webhooks.c.id.in_(sa.bindparam("ids", expanding=True)))
-        .order_by(webhooks.c.id)
-        .with_for_update(of=webhooks, key_share=True)
+        sa.select(sites.c.id)
+        .where(sites.c.id.in_(sa.bindparam("ids", expanding=True)))
+        .order_by(sites.c.id)
+        .with_for_update(key_share=True)
     )
 
 
@@ -364,7 +468,7 @@ def _lease_by_webhook(dialect: str) -> Prepared:
 
 
 _CANDIDATES = Prepared(_candidates_statement())
-_LOCK_WEBHOOKS = _lock_webhooks_statement()
+_LOCK_SITES = _lock_sites_statement()
 _ROOM = _room_statement()
 _SERVED = queries.ByIds(
     lambda ids_in: (

@@ -31,7 +31,7 @@ from docuhooks.core.destinations import (
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import destinations
 
-__all__ = ["Outcome", "Transition", "load", "record"]
+__all__ = ["Outcome", "Tracker", "Transition", "load", "record", "unsettled"]
 
 log = structlog.get_logger(__name__)
 
@@ -68,14 +68,64 @@ async def load(
     return {row.origin: _state(row) for row in rows}
 
 
+class Tracker:
+    """What one process knows of which destinations have a stored state that is not at rest,
+    so that a batch of plain successes to healthy destinations costs no statement at all.
+
+    Its knowledge is refreshed from the store every `refresh_seconds` (another worker may have
+    opened a breaker or lowered a limit meanwhile) and updated by every write of its own; a
+    success this process does not fold in for that reason is one a probe or the next refresh
+    makes up for (the breaker closes on its probe; the limit grows by the next successes).
+    """
+
+    def __init__(self, *, refresh_seconds: float = 1.0) -> None:
+        self._refresh_seconds = refresh_seconds
+        self._unsettled: set[str] = set()
+        self._refreshed_at = float("-inf")
+
+    async def record(
+        self,
+        conn: AsyncConnection,
+        outcomes: Sequence[Outcome],
+        policy: BreakerPolicy,
+        now: datetime,
+        *,
+        clock: float,
+    ) -> None:
+        """`record`, skipped when every outcome is a success (or says nothing) to a
+        destination at rest. `clock` is a monotonic time for the refresh."""
+        if clock >= self._refreshed_at + self._refresh_seconds:
+            self._unsettled = await unsettled(conn, policy.max_concurrency)
+            self._refreshed_at = clock
+        if all(
+            o.signal in (Signal.HEALTHY, Signal.NONE)
+            and not o.retry_after
+            and o.destination not in self._unsettled
+            for o in outcomes
+        ):
+            return
+        for origin, state in (await record(conn, outcomes, policy, now)).items():
+            if state.at_rest(policy.max_concurrency):
+                self._unsettled.discard(origin)
+            else:
+                self._unsettled.add(origin)
+
+
+async def unsettled(conn: AsyncConnection, ceiling: int) -> set[str]:
+    """The destinations whose stored state is not at rest (a small set: the troubled ones),
+    `ceiling` being the adaptive limit's ceiling."""
+    rows = await _UNSETTLED.all(conn, {"ceiling": ceiling})
+    return {row.origin for row in rows}
+
+
 async def record(
     conn: AsyncConnection, outcomes: Sequence[Outcome], policy: BreakerPolicy, now: datetime
-) -> list[Transition]:
+) -> dict[str, DestinationState]:
     """Fold `outcomes` (in the order they ended) into their destinations' stored state;
-    return the destinations whose breaker changed state."""
+    return each such destination's state now."""
     meaningful = [o for o in outcomes if o.signal is not Signal.NONE or o.retry_after]
     if not meaningful:
-        return []
+        return {}
     stored = await load(conn, (o.destination for o in meaningful), lock=True)
     before = dict(stored)
     current = dict(stored)
@@ -90,7 +140,7 @@ async def record(
         old = before.get(origin)
         if state == (old or DestinationState()):
             continue
-        if old is None and state.at_rest:
+        if old is None and state.at_rest(policy.max_concurrency):
             continue
         rows.append(_row(origin, state, now))
         if state.state is not (old or DestinationState()).state:
@@ -104,7 +154,7 @@ async def record(
             failures=t.after.failures,
             next_probe_at=t.after.next_probe_at.isoformat() if t.after.next_probe_at else None,
         )
-    return transitions
+    return current
 
 
 def _state(row: Any) -> DestinationState:
@@ -143,3 +193,15 @@ def _upsert(dialect: str) -> Prepared:
             set_={name: getattr(insert.excluded, name) for name in (*columns, "updated_at")},
         )
     )
+
+
+_UNSETTLED = Prepared(
+    sa.select(destinations.c.origin).where(
+        sa.or_(
+            destinations.c.state != BreakerState.CLOSED.value,
+            destinations.c.failures > 0,
+            destinations.c.concurrency < sa.bindparam("ceiling"),
+            destinations.c.paused_until.is_not(None),
+        )
+    )
+)

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.core.destinations import BreakerState, DestinationState
+from docuhooks.core.destinations import MAX_CONCURRENCY, BreakerState, DestinationState
 from docuhooks.delivery import destinations as destination_store
 from docuhooks.delivery import queries
 from docuhooks.store.schema import deliveries, destinations, flights, webhooks
@@ -50,7 +50,8 @@ class WebhookHealth:
     destination: str
     #: Calls of this webhook in flight now, from every worker.
     in_flight: int
-    #: The limit on them now: `maxConcurrency`, or the destination's adaptive limit if lower.
+    #: The limit on them now: `maxConcurrency`, or the destination's limit (the cap on calls
+    #: to one destination, or its adaptive limit) if lower.
     concurrency_limit: int
     #: The destination's stored state (`DestinationState()` when it has shown no trouble).
     breaker: DestinationState
@@ -76,6 +77,7 @@ async def of_webhooks(
     *,
     now: datetime,
     due_cap: int = DUE_CAP,
+    destination_cap: int = MAX_CONCURRENCY,
 ) -> dict[str, WebhookHealth]:
     """The health of each webhook row in `hooks` (rows of `webhooks`: `id`, `destination`,
     `max_concurrency`), keyed by id; each webhook's due count stops at `due_cap`."""
@@ -95,7 +97,7 @@ async def of_webhooks(
             webhook_id=hook.id,
             destination=hook.destination,
             in_flight=in_flight,
-            concurrency_limit=min(hook.max_concurrency, state.concurrency),
+            concurrency_limit=min(hook.max_concurrency, state.concurrency, destination_cap),
             breaker=state,
             # The deliveries in flight are still pending and due until their outcome is
             # written; what is left is what waits for a sender.

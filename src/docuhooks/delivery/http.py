@@ -2,9 +2,9 @@
 
 Webhook calls are all alike: one request with a complete body, one response read up to a
 cap, no redirects, no cookies. A general client (aiohttp) pays for everything
-else on every call: `bench/transport.py` measured 194–210 µs of CPU per request for
-aiohttp's client against 84–86 µs for this one behind the transport, and a webhook sender
-pays that cost times its rate. So the exchange itself is this module: an
+else on every call: `bench/transport.py` measured more than twice the CPU per request for
+aiohttp's client as for this one behind the transport (see docs/performance.md), and a
+webhook sender pays that cost times its rate. So the exchange itself is this module: an
 :class:`asyncio.Protocol` per connection, `httptools` (llhttp, the parser uvicorn uses)
 reading the response, and a pool that hands connections back and forth.
 
@@ -53,6 +53,12 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FORBIDDEN_IN_VALUE = re.compile(r"[\r\n\0]")
 #: Set by the client itself, so the caller's copies (in any case) are dropped.
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+
+
+#: A response's header fields at most, and their names and values together at most: a
+#: webhook reply needs a handful (browsers' own limits are about this size).
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 64 * 1024
 
 
 class HttpError(Exception):
@@ -167,6 +173,7 @@ class Connection(asyncio.Protocol):
 
     def _reset(self) -> None:
         self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
         self._chunks: list[bytes] = []
         self._size = 0
         self._received = False
@@ -220,6 +227,20 @@ class Connection(asyncio.Protocol):
     # httptools callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._waiter is None or self._waiter.done():
+            return  # refused already: the parser is only finishing the buffer it was fed
+        self._header_bytes += len(name) + len(value)
+        if len(self._headers) >= MAX_HEADERS or self._header_bytes > MAX_HEADER_BYTES:
+            # A receiver that sends megabytes of headers would hold this process's memory
+            # and, joined into a dict, its event loop.
+            self._fail(
+                InvalidResponse(
+                    f"the response's headers exceed {MAX_HEADERS} fields or "
+                    f"{MAX_HEADER_BYTES // 1024} KiB"
+                )
+            )
+            self.close()
+            return
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -273,14 +294,15 @@ class Connection(asyncio.Protocol):
         self.keep_alive = keep_alive
         truncated = self._size > self._max_body
         body = b"".join(self._chunks)[: self._max_body]
-        headers: dict[str, str] = {}
+        fields: dict[str, list[str]] = {}
         for raw_name, raw_value in self._headers:
-            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+            # NUL is no character a database's text column takes (PostgreSQL refuses it).
+            value = raw_value.decode("latin-1").replace("\x00", "\ufffd")
+            fields.setdefault(raw_name.decode("latin-1"), []).append(value)
         waiter.set_result(
             Response(
                 status=self._parser.get_status_code(),
-                headers=headers,
+                headers={name: ", ".join(values) for name, values in fields.items()},
                 body=body,
                 truncated=truncated,
                 remote_ip=self.remote_ip,

@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from docuhooks.delivery.transport import Transport
+from docuhooks.core.signing import OutboundRequest
+from docuhooks.delivery.site_slots import SiteSlots
+from docuhooks.delivery.transport import DEFAULT_MAX_BODY, Transport, TransportResult
 from docuhooks.settings import Settings
 from docuhooks.store.database import Database
 from docuhooks.webhooks.interfaces import WebhookContext
@@ -28,6 +30,23 @@ class DeliveryContext(WebhookContext, Protocol):
     @property
     def interactive_transport(self) -> Transport:
         """Calls someone waits for (interview hooks, post-processing, test sends)."""
+        ...
+
+    @property
+    def interactive_slots(self) -> SiteSlots:
+        """Each site's interactive calls in flight, limited per site."""
+        ...
+
+    async def interactive_send(
+        self,
+        site_id: str,
+        request: OutboundRequest,
+        *,
+        timeout: float,  # noqa: ASYNC109 - the call's own timeout, a wait for a slot included
+        verify_tls: bool = True,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> TransportResult:
+        """An interactive call of `site_id`'s, sent once one of the site's slots is free."""
         ...
 
     @property

@@ -1,5 +1,6 @@
-"""The delivery log (SPEC §7.3, §7.5, §11): what was sent where, what came back, and the
-administrator's two repairs: redeliver one delivery, recover a webhook's failures since a time.
+"""The delivery log: what was sent where, what came back, and the administrator's repairs:
+redeliver one delivery here; recovering a webhook's failures since a time is a background job
+(`delivery.recovery`), which uses this module's checks.
 
 Every function is confined to the caller's site and needs a webhook-admin role; another site's
 delivery or event is not found, exactly as if it did not exist. Reads take the caller's
@@ -37,12 +38,11 @@ __all__ = [
     "get_event",
     "list_deliveries",
     "list_events",
-    "recover",
     "redeliver",
 ]
 
 DELIVERY_STATUSES = (queries.PENDING, queries.SUCCEEDED, queries.FAILED)
-_NOTIFICATION_TYPES = sorted(str(t) for t in NOTIFICATION_EVENTS)
+NOTIFICATION_TYPES = sorted(str(t) for t in NOTIFICATION_EVENTS)
 
 
 # --- input checks -----------------------------------------------------------------------------
@@ -72,12 +72,16 @@ def _uuid(value: str, what: str) -> str:
         raise NotFound(f"{what} {value} does not exist") from None
 
 
+def check_window(start: datetime | None, end: datetime | None) -> None:
+    if start is not None and end is not None and end < start:
+        raise ValidationFailed.of([FieldError("until", "is before since")])
+
+
 def _window(
     column: sa.ColumnElement[Any], since: datetime | None, until: datetime | None
 ) -> list[sa.ColumnElement[bool]]:
     start, end = aware(since, "since"), aware(until, "until")
-    if start is not None and end is not None and end < start:
-        raise ValidationFailed.of([FieldError("until", "is before since")])
+    check_window(start, end)
     conditions = []
     if start is not None:
         conditions.append(column >= start)
@@ -157,7 +161,11 @@ async def list_deliveries(
             raise ValidationFailed.of(
                 [FieldError("status", f"must be one of {', '.join(DELIVERY_STATUSES)}")]
             )
-        query = query.where(deliveries.c.status == status)
+        # Failed ones read through the partial index `ix_deliveries_webhook_failed` (its
+        # predicate stated as a literal), in the page's own order: a page of a webhook's few
+        # failures among a million successes reads only those failures.
+        failed = status == queries.FAILED
+        query = query.where(queries.is_failed() if failed else deliveries.c.status == status)
     if _event_type(event_type) is not None:
         query = query.where(events.c.event_type == event_type)
     query = pagination.apply(
@@ -187,7 +195,7 @@ async def _delivery_row(
 async def get_delivery(
     conn: AsyncConnection, principal: Principal, delivery_id: str, *, now: datetime
 ) -> dict[str, Any]:
-    """One delivery with every attempt (SPEC §7.3), oldest attempt first."""
+    """One delivery with every attempt, oldest attempt first."""
     row = await _delivery_row(conn, principal, delivery_id)
     tries = await conn.execute(
         sa.select(attempts)
@@ -197,7 +205,7 @@ async def get_delivery(
     return {**_delivery(row, now), "attempts": [_attempt(a) for a in tries]}
 
 
-async def _sendable_webhook(conn: AsyncConnection, webhook_id: str) -> sa.Row[Any]:
+async def sendable_webhook(conn: AsyncConnection, webhook_id: str) -> sa.Row[Any]:
     hook = (await conn.execute(sa.select(webhooks).where(webhooks.c.id == webhook_id))).one()
     if not hook.active:
         raise Conflict(
@@ -208,7 +216,7 @@ async def _sendable_webhook(conn: AsyncConnection, webhook_id: str) -> sa.Row[An
 
 
 async def redeliver(ctx: DeliveryContext, principal: Principal, delivery_id: str) -> dict[str, Any]:
-    """Send a delivery's event to its webhook again (SPEC §7.5); returns the delivery that will.
+    """Send a delivery's event to its webhook again; returns the delivery that will.
 
     A finished delivery (succeeded or failed) gets a new delivery, due now. A pending one that
     waits for its next retry is made due now instead (a second delivery would only duplicate
@@ -218,13 +226,13 @@ async def redeliver(ctx: DeliveryContext, principal: Principal, delivery_id: str
     now = ctx.now()
     async with ctx.db.transaction() as conn:
         original = await _delivery_row(conn, principal, delivery_id)
-        if original.event_type not in _NOTIFICATION_TYPES:
+        if original.event_type not in NOTIFICATION_TYPES:
             raise Conflict(
                 f"a {original.event_type} call is made while a person or the platform waits "
                 "for its answer and cannot be redelivered; use POST "
                 f"/api/v1/webhooks/{original.webhook_id}/test to call the receiver again"
             )
-        hook = await _sendable_webhook(conn, original.webhook_id)
+        hook = await sendable_webhook(conn, original.webhook_id)
         if original.status == queries.PENDING:
             if not await queries.make_due(conn, original.id, now=now):
                 raise Conflict(
@@ -251,66 +259,6 @@ async def redeliver(ctx: DeliveryContext, principal: Principal, delivery_id: str
         result = await get_delivery(conn, principal, target_id, now=now)
     ctx.events_committed()
     return result
-
-
-async def recover(
-    ctx: DeliveryContext,
-    principal: Principal,
-    webhook_id: str,
-    *,
-    since: datetime,
-    until: datetime | None = None,
-) -> int:
-    """Redeliver every event whose delivery to this webhook failed, created since `since`
-    (and before `until`); returns how many were queued (SPEC §7.5).
-
-    An event is queued once however many of its deliveries failed, and not at all when
-    another delivery of it to this webhook succeeded or is still pending (an earlier recovery
-    or redelivery): recovering twice does not send anything twice.
-    """
-    now = ctx.now()
-    async with ctx.db.transaction() as conn:
-        hook = await webhook_service.get_row(conn, principal, webhook_id)
-        await _sendable_webhook(conn, hook.id)
-        other = deliveries.alias("other")
-        settled_elsewhere = sa.exists().where(
-            other.c.webhook_id == deliveries.c.webhook_id,
-            other.c.event_id == deliveries.c.event_id,
-            other.c.status.in_([queries.PENDING, queries.SUCCEEDED]),
-        )
-        failed = (
-            await conn.execute(
-                sa.select(deliveries)
-                .join(events, events.c.id == deliveries.c.event_id)
-                .where(
-                    deliveries.c.webhook_id == hook.id,
-                    deliveries.c.status == queries.FAILED,
-                    events.c.event_type.in_(_NOTIFICATION_TYPES),
-                    *_window(deliveries.c.created_at, since, until),
-                    ~settled_elsewhere,
-                )
-                .order_by(deliveries.c.created_at, deliveries.c.id)
-            )
-        ).all()
-        latest = {row.event_id: row for row in failed}  # one per event: its last failure
-        originals = sorted(latest.values(), key=lambda row: (row.created_at, row.id))
-        queued = await queries.insert_redeliveries(conn, originals, now=now)
-        await audit.record(
-            conn,
-            principal,
-            site_id=principal.site_id,
-            action="webhook.recovered",
-            object_type="webhook",
-            object_id=hook.id,
-            details={
-                "since": aware(since, "since").isoformat(),  # type: ignore[union-attr]
-                "until": until.isoformat() if until else None,
-                "redelivered": len(queued),
-            },
-        )
-    if queued:
-        ctx.events_committed()
-    return len(queued)
 
 
 # --- events ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Prometheus metrics of delivery (SPEC §10), in a registry of this process's own.
+"""Prometheus metrics of delivery, in a registry of this process's own.
 
 Counters and the latency histogram are what this process did; the queue gauges (due depth,
 age of the oldest due delivery, workers alive, the backlog by state, destinations by breaker

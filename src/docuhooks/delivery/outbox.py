@@ -1,6 +1,6 @@
 """The transactional outbox: an event and its deliveries are written with the change that caused
 them, in the same transaction, so nothing is sent for a change that rolled back and nothing
-committed is ever lost (SPEC §6.1, §7.1). Workers pick the deliveries up from the table.
+committed is ever lost. Workers pick the deliveries up from the table.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ async def enqueue(
       trigger), which the server delivers to listening workers only when the transaction
       commits.
 
-    The webhooks are those `webhooks.service.matching` selects (SPEC §4, index-driven), the
-    suspended ones included: their deliveries queue and drain when they resume (§7.4).
+    The webhooks are those `webhooks.service.matching` selects (index-driven), the
+    suspended ones included: their deliveries queue and drain when they resume.
     `webhook_ids` instead names the webhooks outright (the test endpoint, redelivery): they
     must belong to the event's site and be active, but their scopes and type are not checked
     again, because an administrator chose them. Writing an event that already exists (same

@@ -1,4 +1,4 @@
-"""What one notification attempt's result means for its delivery (SPEC §5.4, §7.2): pure.
+"""What one notification attempt's result means for its delivery: pure.
 
 The worker sends, asks :func:`decide`, and writes down the answer; keeping the decision free
 of I/O is what lets every branch of the retry policy be tested in microseconds.
@@ -14,7 +14,7 @@ from enum import StrEnum
 from docuhooks.core.retry import RetrySchedule, parse_retry_after
 from docuhooks.delivery.transport import TransportResult
 
-#: Statuses whose `Retry-After` a receiver may use to slow us down (§5.4).
+#: Statuses whose `Retry-After` a receiver may use to slow us down.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
@@ -61,7 +61,7 @@ def decide(
     """The next step for a delivery whose attempt number `attempts_made` just ended in `result`.
 
     A suspended webhook's probe never exhausts its delivery: suspension exists so that a
-    long outage queues events instead of losing them (§7.4); they drain when a probe succeeds.
+    long outage queues events instead of losing them (suspension); they drain when a probe succeeds.
     """
     if result.ok:
         return Decision(Verdict.SUCCEEDED)

@@ -1,4 +1,4 @@
-"""Attempt log retention (SPEC §7.3): attempts older than `attempt_retention_days` go.
+"""Attempt log retention: attempts older than `attempt_retention_days` go.
 
 Deleted in bounded batches, each its own transaction, so pruning a month of a busy log never
 holds one long lock that workers recording attempts would queue behind.

@@ -52,6 +52,12 @@ def is_pending(table: sa.TableClause | sa.Table = deliveries) -> sa.ColumnElemen
     return table.c.status == sa.literal_column(f"'{PENDING}'")
 
 
+def is_failed(table: sa.TableClause | sa.Table = deliveries) -> sa.ColumnElement[bool]:
+    """`status = 'failed'` written into the SQL: the predicate of the partial index
+    `ix_deliveries_webhook_failed` (see `is_pending` for why it must be a literal)."""
+    return table.c.status == sa.literal_column(f"'{FAILED}'")
+
+
 def unleased(now: datetime | sa.BindParameter[datetime]) -> sa.ColumnElement[bool]:
     # A lease that ran out belongs to a worker that died or lost the database: take it over.
     return sa.or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at < now)
@@ -114,7 +120,7 @@ async def claim_probes(
     probe_interval: timedelta,
     limit: int,
 ) -> list[str]:
-    """Lease one probe delivery per suspended webhook whose probe is due (SPEC §7.4).
+    """Lease one probe delivery per suspended webhook whose probe is due.
 
     The probe is the webhook's oldest pending delivery (in order, for ordered webhooks),
     whatever its own schedule says. Moving the webhook's `next_probe_at` in the same
@@ -461,7 +467,7 @@ async def deactivate(conn: AsyncConnection, webhook_id: str, *, now: datetime, r
     )
 
 
-# --- administrators' redelivery (SPEC §7.5) -------------------------------------------------
+# --- administrators' redelivery -------------------------------------------------
 
 
 async def make_due(conn: AsyncConnection, delivery_id: str, *, now: datetime) -> bool:

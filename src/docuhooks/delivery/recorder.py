@@ -18,12 +18,14 @@ runs.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.destinations import BreakerPolicy, signal_of
@@ -111,6 +113,7 @@ class Recorder:
         self._owner = owner
         self._policy = policy
         self._breaker = breaker
+        self._destinations = destinations.Tracker()
         self._retry_for = retry_for_seconds
         self._wake = wake
         self._queue: list[Finished] = []
@@ -159,6 +162,10 @@ class Recorder:
                     await self._write(conn, batch)
                 return
             except Exception as exc:
+                if isinstance(exc, sa_exc.DBAPIError) and _refused_as_data(exc):
+                    if await self._write_refused(batch, exc):
+                        continue
+                    return
                 error = f"{type(exc).__name__}: {exc}"[: attempt_log.MAX_ERROR]
                 if loop.time() + delay > deadline:
                     for item in batch:
@@ -169,6 +176,30 @@ class Recorder:
                 log.warning("delivery.record_retry", deliveries=len(batch), error=error)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _write_refused(self, batch: list[Finished], exc: sa_exc.DBAPIError) -> bool:
+        """The database refused a value of `batch`, which no retry of the same rows cures.
+        Write a batch's outcomes one by one, so only the refused one is affected; for that
+        one, make its record plain (True: write it again) so its delivery is not sent again,
+        or give up on it (False)."""
+        if len(batch) > 1:
+            for item in batch:
+                await self._write_with_retries([item])
+            return False
+        (item,) = batch
+        error = f"{type(exc).__name__}: {exc}"[: attempt_log.MAX_ERROR]
+        log.error("delivery.record_refused", delivery_id=item.job.delivery_id, error=error)
+        # What the receiver sent is what a database refuses: keep the outcome without it, and
+        # without any NUL (which PostgreSQL's text refuses).
+        plain = {
+            key: value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+            for key, value in item.attempt_row.items()
+        } | {"response_body": None, "response_headers": None}
+        if plain == item.attempt_row:
+            return False  # the plainest record is refused too; the lease runs out
+        item.attempt_row = plain
+        item.result = dataclasses.replace(item.result, headers={}, body=b"")
+        return True
 
     async def _write(self, conn: AsyncConnection, batch: list[Finished]) -> None:
         plain = [item for item in batch if item.plain_success]
@@ -182,11 +213,12 @@ class Recorder:
         await claims.forget_flights(
             conn, owner=self._owner, delivery_ids=[item.job.delivery_id for item in batch]
         )
-        await destinations.record(
+        await self._destinations.record(
             conn,
             [item.destination_outcome() for item in batch],
             self._breaker,
             max(item.now for item in batch),
+            clock=asyncio.get_running_loop().time(),
         )
 
     async def _write_successes(self, conn: AsyncConnection, items: list[Finished]) -> None:
@@ -273,3 +305,12 @@ class Recorder:
             log.info("webhook.resumed", webhook_id=webhook_id)
         if webhook_ids:
             self._wake()
+
+
+def _refused_as_data(exc: sa_exc.DBAPIError) -> bool:
+    """Whether the database refused a value (SQLSTATE class 22, "data exception"), which no
+    retry of the same statement can cure, rather than the connection or the server."""
+    if isinstance(exc, sa_exc.DataError):
+        return True
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(state, str) and state.startswith("22")

@@ -7,7 +7,7 @@ socket.
 
 A transport never raises for anything the receiver or the network does: every outcome,
 refusals by the address policy included, comes back as a :class:`TransportResult` with one
-of the error classes of SPEC §7.3. What a status *means* (410 deactivates, 429 waits, 204 is
+of the attempt log's error classes. What a status *means* (410 deactivates, 429 waits, 204 is
 "no answers") is the caller's business; the transport only says whether it was 2xx.
 """
 
@@ -43,14 +43,14 @@ __all__ = [
     "TransportResult",
 ]
 
-#: How much of a response body is kept when the caller does not say (SPEC §7.3: 16 KiB).
+#: How much of a response body is kept when the caller does not say (the attempt log's 16 KiB).
 DEFAULT_MAX_BODY = 16 * 1024
 #: How long one address may take to accept a connection unless the caller says.
 DEFAULT_CONNECT_TIMEOUT = 5.0
 
 
 class ErrorClass(StrEnum):
-    """Why an attempt failed, as the attempt log records it (SPEC §7.3)."""
+    """Why an attempt failed, as the attempt log records it."""
 
     TIMEOUT = "timeout"
     CONNECT = "connect"
@@ -477,7 +477,7 @@ def _target(url: str, verify_tls: bool = True) -> _Target:
 
 
 def classify_exception(exc: BaseException) -> tuple[ErrorClass, str]:
-    """Map a failure of the exchange onto a §7.3 error class and a readable message."""
+    """Map a failure of the exchange onto an attempt log error class and a readable message."""
     # Order matters: the ssl errors are OSErrors too.
     if isinstance(exc, BlockedAddress):
         return ErrorClass.BLOCKED, exc.reason

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from docuhooks.core.destinations import MAX_CONCURRENCY
 from docuhooks.delivery import health
 from docuhooks.identity.models import Principal
 from docuhooks.store import pagination
@@ -38,11 +39,17 @@ def health_to_api(state: health.WebhookHealth, now: datetime) -> dict[str, Any]:
 
 
 async def read(
-    conn: AsyncConnection, principal: Principal, webhook_id: str, *, now: datetime
+    conn: AsyncConnection,
+    principal: Principal,
+    webhook_id: str,
+    *,
+    now: datetime,
+    destination_cap: int = MAX_CONCURRENCY,
 ) -> dict[str, Any]:
-    """The webhook as `GET /webhooks/{id}` returns it: with its health."""
+    """The webhook as `GET /webhooks/{id}` returns it: with its health (the limit on its
+    calls in flight counts `destination_cap`, the installation's cap per destination)."""
     row = await service.get_row(conn, principal, webhook_id)
-    state = await health.of_webhooks(conn, [row], now=now)
+    state = await health.of_webhooks(conn, [row], now=now, destination_cap=destination_cap)
     return {**service.to_api(row), "health": health_to_api(state[row.id], now)}
 
 
@@ -55,6 +62,7 @@ async def list_page(
     event_type: str | None = None,
     status: str | None = None,
     health_at: datetime | None = None,
+    destination_cap: int = MAX_CONCURRENCY,
 ) -> pagination.Page[dict[str, Any]]:
     """A page of the site's webhooks, oldest first; with `health_at`, each with its health
     then (a due backlog counted up to `health.LIST_DUE_CAP`, in three statements a page)."""
@@ -62,7 +70,13 @@ async def list_page(
         conn, principal, limit=limit, cursor=cursor, event_type=event_type, status=status
     )
     if health_at is not None and page.items:
-        states = await health.of_webhooks(conn, shown, now=health_at, due_cap=health.LIST_DUE_CAP)
+        states = await health.of_webhooks(
+            conn,
+            shown,
+            now=health_at,
+            due_cap=health.LIST_DUE_CAP,
+            destination_cap=destination_cap,
+        )
         for item in page.items:
             item["health"] = health_to_api(states[item["id"]], health_at)
     return page

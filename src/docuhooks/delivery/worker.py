@@ -1,4 +1,4 @@
-"""The delivery worker: claim due deliveries, send them, record what happened (SPEC §7).
+"""The delivery worker: claim due deliveries, send them, record what happened.
 
 A claimer leases batches of due deliveries (probes of suspended webhooks first) into an
 in-memory queue, and `worker_concurrency` sender coroutines take them from it, send, and hand
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import random
 import socket
@@ -75,6 +76,8 @@ class WorkerOptions:
     suspend_after_failures: int = 20
     suspend_after: timedelta = timedelta(hours=24)
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    #: Calls in flight at most to one destination and for one site, installation-wide.
+    caps: claims.Caps = field(default_factory=claims.Caps)
     #: How long a graceful stop waits for in-flight sends before handing their leases back.
     shutdown_grace_seconds: float = 10.0
 
@@ -95,6 +98,7 @@ class WorkerOptions:
                 failure_threshold=settings.breaker_failure_threshold,
                 probe_interval=timedelta(seconds=settings.breaker_probe_seconds),
             ),
+            caps=claims.Caps.from_settings(settings),
             shutdown_grace_seconds=min(10.0, settings.worker_lease_seconds / 2),
         )
 
@@ -144,7 +148,10 @@ class Worker:
                 span=self.options.suspend_after,
                 probe_interval=self.options.probe_interval,
             ),
-            breaker=self.options.breaker,
+            # The adaptive limit grows no higher than the claim would let calls go anyway.
+            breaker=dataclasses.replace(
+                self.options.breaker, max_concurrency=self.options.caps.ceiling
+            ),
             # About half a lease: the heartbeat keeps the leases while the writes are retried.
             retry_for_seconds=self.options.lease.total_seconds() / 2,
             wake=self.wake,
@@ -384,6 +391,7 @@ class Worker:
                         lease=self.options.lease,
                         limit=limit - len(jobs),
                         probe_interval=self.options.breaker.probe_interval,
+                        caps=self.options.caps,
                     )
             except Exception as exc:
                 if not jobs:

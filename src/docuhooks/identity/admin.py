@@ -1,4 +1,4 @@
-"""Managing a site's users and API tokens over the API (SPEC §11 "admin"): the same rules
+"""Managing a site's users and API tokens over the API: the same rules
 as the `docuhooks admin` commands, for a site's own administrators."""
 
 from __future__ import annotations

@@ -17,7 +17,10 @@ from docuhooks.identity import secrets
 from docuhooks.identity.models import Principal, Role
 from docuhooks.store.schema import api_tokens, sites, users
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+#: An email address, in ASCII: an internationalised domain in its `xn--` form. Non-ASCII
+#: letters would let `vıc@x.com` (a dotless i) or an invisible character pass for another
+#: person's login name.
+EMAIL = re.compile(r"^[!-?A-~]+@[!-?A-~]+\.[!-?A-~]+$")
 
 
 def validate_base_url(value: str, field: str = "baseUrl") -> str:
@@ -92,7 +95,12 @@ async def create_user(
     errors: list[FieldError] = []
     login_name = login_name.strip().lower()
     if not EMAIL.match(login_name) or len(login_name) > 320:
-        errors.append(FieldError("loginName", "must be an email address"))
+        errors.append(
+            FieldError(
+                "loginName",
+                "must be an email address in ASCII (an internationalised domain in its xn-- form)",
+            )
+        )
     email = (email or login_name).strip()
     if not EMAIL.match(email):
         errors.append(FieldError("email", "must be an email address"))

@@ -1,4 +1,4 @@
-"""Interview webhooks (SPEC §6.2): the synchronous calls a waiting person's interview makes
+"""Interview webhooks: the synchronous calls a waiting person's interview makes
 when it opens (InterviewLoadEvent) and when an interview event element is used
 (CustomInterviewEvent)."""
 

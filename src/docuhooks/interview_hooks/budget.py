@@ -1,4 +1,4 @@
-"""When the person started waiting. The budget of an interview step (SPEC §6.2) counts from
+"""When the person started waiting. The budget of an interview step counts from
 the moment their request arrived, not from when the calls go out, so whatever comes before
 the calls (authentication, the database) is spent from the same budget and the interview
 opens within the budget however busy the server is."""

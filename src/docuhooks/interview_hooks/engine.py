@@ -1,4 +1,4 @@
-"""Run the interview webhooks of one step (SPEC §6.2): call every matching webhook at once,
+"""Run the interview webhooks of one step: call every matching webhook at once,
 wait no longer than the budget, and overlay the answers in the webhooks' `order`.
 
 The order of the overlay is fixed by matching (order, then creation) before any call leaves,
@@ -35,6 +35,7 @@ from docuhooks.answers import (
 from docuhooks.core.events import INTERVIEW_EVENTS, Event, EventType
 from docuhooks.core.ids import uuid7
 from docuhooks.core.signing import OutboundRequest, build_request
+from docuhooks.delivery.site_slots import SiteLimitReached
 from docuhooks.delivery.transport import ErrorClass, TransportResult
 from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import log
@@ -83,7 +84,7 @@ async def match_interview_hooks(
     template_id: str,
     interview_event_name: str | None = None,
 ) -> MatchedWebhooks:
-    """The active webhooks of `event_type` that this work item's step reaches (SPEC §4),
+    """The active webhooks of `event_type` that this work item's step reaches,
     ready to sign. Pass a transaction the caller holds anyway: it is read only when the
     process's match cache (`webhooks.targets`) has no fresh answer."""
     _check_event(event_type, interview_event_name)
@@ -152,13 +153,18 @@ async def run_interview_hooks(
 
     calls = [_prepare(webhook, event, matched.issuer, created) for webhook in matched.webhooks]
     budget = ctx.settings.interview_budget_seconds
-    tasks, waited_ms = await _call_within(ctx, calls, variables, budget)
+    site_id = principal.site_id
+    tasks, queued, waited_ms = await _call_within(ctx, calls, variables, budget, site_id)
     step = _Step(
-        current_answers, variable_problem, created, AnswerLimits.from_settings(ctx.settings)
+        current_answers,
+        variable_problem,
+        created,
+        AnswerLimits.from_settings(ctx.settings),
+        site_id,
     )
     for call in calls:
         result, outcome = _result_of(
-            tasks.get(call.delivery_id), call, budget, waited_ms, variables
+            tasks.get(call.delivery_id), call, budget, waited_ms, variables, ctx, queued
         )
         await step.take(ctx, call, result, outcome, variables)
     await log.submit(
@@ -215,13 +221,19 @@ async def _call_within(
     calls: list[_Call],
     variables: Mapping[str, VariableDef] | None,
     budget: float,
-) -> tuple[dict[str, asyncio.Task[tuple[TransportResult, Outcome]]], float]:
+    site_id: str,
+) -> tuple[dict[str, asyncio.Task[tuple[TransportResult, Outcome]]], set[str], float]:
     """Call every callable webhook at once and wait for their replies within the step's
-    budget; those still out then are cancelled. Returns the tasks and the time waited (ms)."""
+    budget; those still out then are cancelled. Returns the tasks, the calls still waiting
+    for one of the site's interactive slots, and the time waited (ms)."""
     started = time.perf_counter()
     # Each reply is judged as it arrives, so when the slowest is in only its own is left.
+    # `queued`: the calls still waiting for one of the site's interactive slots.
+    queued: set[str] = set()
     tasks = {
-        call.delivery_id: asyncio.create_task(_send_and_judge(ctx, call, variables))
+        call.delivery_id: asyncio.create_task(
+            _send_and_judge(ctx, call, variables, site_id, queued)
+        )
         for call in calls
         if call.request is not None
     }
@@ -230,7 +242,7 @@ async def _call_within(
     for task in tasks.values():
         if not task.done():
             task.cancel()
-    return tasks, (time.perf_counter() - started) * 1000.0
+    return tasks, queued, (time.perf_counter() - started) * 1000.0
 
 
 class _Step:
@@ -243,8 +255,10 @@ class _Step:
         variable_problem: Problem | None,
         created: datetime,
         limits: AnswerLimits,
+        site_id: str,
     ) -> None:
         self.answers = answers
+        self._site_id = site_id
         self._limits = limits
         self.warnings: list[dict[str, Any]] = []
         self.records: list[log.CallRecord] = []
@@ -284,7 +298,11 @@ class _Step:
         if self._totals is None:
             # Measured once a step, in the parsing threads when the interview is large.
             self._totals = await off_loop(
-                100 * len(self.answers), ctx.settings.answer_parse_threads, measure, self.answers
+                100 * len(self.answers),
+                ctx.settings.answer_parse_threads,
+                measure,
+                self.answers,
+                site=self._site_id,
             )
         try:
             # Each reply is within the limits alone; together with the answers before it it
@@ -319,20 +337,41 @@ def _prepare(
     return _Call(webhook, delivery_id, request, None)
 
 
-async def _send(ctx: InterviewContext, call: _Call) -> TransportResult:
+async def _send(
+    ctx: InterviewContext, call: _Call, site_id: str, queued: set[str]
+) -> TransportResult:
+    """Send once one of the site's interactive slots is free; the wait counts against the
+    webhook's timeout (and the step's budget, which cancels the call: `queued` tells it
+    that the call was still waiting for a slot)."""
     assert call.request is not None
-    return await ctx.interactive_transport.send(
-        call.request,
-        timeout=float(call.webhook.timeout_seconds),
-        verify_tls=not call.webhook.accept_untrusted_ssl,
-        max_body=ctx.settings.max_answer_set_bytes,
-    )
+    timeout = float(call.webhook.timeout_seconds)
+    started = time.perf_counter()
+    queued.add(call.delivery_id)
+    try:
+        async with ctx.interactive_slots.slot(site_id, timeout):
+            queued.discard(call.delivery_id)
+            return await ctx.interactive_transport.send(
+                call.request,
+                timeout=max(0.001, timeout - (time.perf_counter() - started)),
+                verify_tls=not call.webhook.accept_untrusted_ssl,
+                max_body=ctx.settings.max_answer_set_bytes,
+            )
+    except SiteLimitReached:
+        return TransportResult.failure(
+            ErrorClass.TIMEOUT,
+            ctx.interactive_slots.limit_message(timeout),
+            duration_ms=(time.perf_counter() - started) * 1000.0,
+        )
 
 
 async def _send_and_judge(
-    ctx: InterviewContext, call: _Call, variables: Mapping[str, VariableDef] | None
+    ctx: InterviewContext,
+    call: _Call,
+    variables: Mapping[str, VariableDef] | None,
+    site_id: str,
+    queued: set[str],
 ) -> tuple[TransportResult, Outcome]:
-    result = await _send(ctx, call)
+    result = await _send(ctx, call, site_id, queued)
     limits = AnswerLimits.from_settings(ctx.settings)
     return result, await judge_off_loop(
         result, variables, limits, ctx.settings.answer_parse_threads
@@ -345,10 +384,19 @@ def _result_of(
     budget: float,
     waited_ms: float,
     variables: Mapping[str, VariableDef] | None,
+    ctx: InterviewContext,
+    queued: set[str],
 ) -> tuple[TransportResult, Outcome]:
     """The call's reply and what it means; a call without one gets a failure saying why."""
     if task is None:
         result = TransportResult.failure(ErrorClass.CONNECT, call.build_error or "not sent")
+    elif call.delivery_id in queued:
+        # Cancelled at the end of the budget before one of the site's slots freed.
+        result = TransportResult.failure(
+            ErrorClass.TIMEOUT,
+            ctx.interactive_slots.limit_message(budget),
+            duration_ms=waited_ms,
+        )
     elif not task.done() or task.cancelled():
         result = TransportResult.failure(
             ErrorClass.TIMEOUT,

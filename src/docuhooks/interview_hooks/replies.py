@@ -1,4 +1,4 @@
-"""What one receiver's reply to an interview event means (SPEC §5.4, §8). Pure: a transport
+"""What one receiver's reply to an interview event means. Pure: a transport
 result and the template's variables in, the answers that apply and the warnings out.
 
 A person is waiting, so nothing here raises for what a receiver does: every way a reply can

@@ -1,4 +1,4 @@
-"""The one shape of every warning on an interview response (SPEC §6.2, §8).
+"""The one shape of every warning on an interview response.
 
     {"source": "answers" | "webhook", "code", "message",
      "variable": str | null, "webhookId": str | null, "webhookName": str | null}

@@ -1,4 +1,4 @@
-"""Assembly: render a template DOCX from an answer set with docxtpl (SPEC §2, §6).
+"""Assembly: render a template DOCX from an answer set with docxtpl.
 
 How answers appear to the template, by the identifiers of `templates.template_identifier`:
 - text: the string; text with line breaks keeps them as line breaks in the document;

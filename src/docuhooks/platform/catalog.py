@@ -1,4 +1,4 @@
-"""Templates (SPEC §2): upload a DOCX with its variable declarations, read them back.
+"""Templates: upload a DOCX with its variable declarations, read them back.
 
 The document itself is checked by `platform.templates` (it must be a DOCX whose placeholders
 parse, and every placeholder must map to a declared variable); this module reads the
@@ -170,7 +170,7 @@ async def create(
     """
     require_site_admin(principal, "uploading a template")
     file_name = PurePath(file_name.replace("\\", "/")).name.strip() or "template.docx"
-    info = await ctx.render_pool.inspect(content, field="file")
+    info = await ctx.render_pool.inspect(content, site_id=principal.site_id, field="file")
     check = check_declarations(info, definition.variables, definition.event_elements)
     if not check.ok:
         raise ValidationFailed.of([FieldError("definition", error) for error in check.errors])

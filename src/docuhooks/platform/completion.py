@@ -1,4 +1,4 @@
-"""Completing a work item version (SPEC §6.1): the status change and the
+"""Completing a work item version: the status change and the
 NewWorkItemVersionComplete event are written in one transaction, through the outbox, so the
 event exists exactly when the version is Completed."""
 
@@ -8,6 +8,7 @@ import hmac
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,7 +35,7 @@ def completion_event(
     base_url: str,
     now: datetime,
 ) -> Event:
-    """The NewWorkItemVersionComplete event of SPEC §5.1."""
+    """The NewWorkItemVersionComplete event object, as receivers get it."""
     return Event(
         event_type=EventType.NEW_WORK_ITEM_VERSION_COMPLETE,
         site_id=work_item.site_id,
@@ -139,7 +140,7 @@ async def complete(
 
     A version InProgress needs only the caller's API token. A version in PostProcessing is
     completed by the receiver it was sent to: `token` must be the one-time token of its
-    `completeUrl` (SPEC §6.3), and its event names the user who finished the interview.
+    `completeUrl`, and its event names the user who finished the interview.
     """
     async with ctx.db.transaction() as conn:
         item, version = await workitems.get_version_row(
@@ -190,12 +191,24 @@ def _check_complete_token(version: sa.Row[Any], token: str | None) -> None:
 
 
 async def version_with_documents(
-    conn: AsyncConnection, principal: Principal, work_item: sa.Row[Any], version_id: str
+    conn: AsyncConnection,
+    principal: Principal,
+    work_item: sa.Row[Any],
+    version_id: str,
+    *,
+    as_stored: bool = False,
 ) -> dict[str, Any]:
-    """The version as the API shows it, with its documents."""
-    _, version = await workitems.get_version_row(conn, principal, work_item.id, version_id)
+    """The version as the API shows it, with its documents. `as_stored`: its answers are
+    the stored JSON text as an `orjson.Fragment`, written out as they are (megabytes of
+    answers are then neither decoded nor encoded on the event loop)."""
+    _, version = await workitems.get_version_row(
+        conn, principal, work_item.id, version_id, text=as_stored
+    )
     base_url = await documents_service.site_base_url(conn, principal.site_id)
     rows = await documents_service.rows_of_version(conn, version.id)
-    return workitems.version_to_api(
+    body = workitems.version_to_api(
         version, [documents_service.to_api(row, base_url, work_item.id) for row in rows]
     )
+    if as_stored:
+        body["answers"] = orjson.Fragment(version.answers)
+    return body

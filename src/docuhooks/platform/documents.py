@@ -1,4 +1,4 @@
-"""A version's documents (SPEC §2, §6.3, §11): stored bytes with their metadata, listed in
+"""A version's documents: stored bytes with their metadata, listed in
 assembled order, fetched, replaced and added through the REST API.
 
 Assembled order counts from 0, as the source platform's does: adding a document at order
@@ -23,12 +23,20 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.clock import utcnow
-from docuhooks.errors import Conflict, FieldError, NotFound, PayloadTooLarge, ValidationFailed
+from docuhooks.errors import (
+    Conflict,
+    FieldError,
+    LimitExceeded,
+    NotFound,
+    PayloadTooLarge,
+    ValidationFailed,
+)
 from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal
 from docuhooks.platform import workitems
 from docuhooks.platform.access import parse_id
 from docuhooks.platform.catalog import DOCX_CONTENT_TYPE
+from docuhooks.platform.docxcheck import DocxLimitExceeded, DocxLimits
 from docuhooks.platform.templates import TemplateError, check_docx
 
 if TYPE_CHECKING:
@@ -65,12 +73,14 @@ def media_type(content_type: str) -> str:
     return f"{value}; {parameters.strip()}" if parameters.strip() else value
 
 
-def check_content(content_type: str, content: bytes) -> None:
-    """The bytes must be what the content type says (SPEC §6.3) and at most 50 MiB.
+def check_content(content_type: str, content: bytes, docx_limits: DocxLimits | None = None) -> None:
+    """The bytes must be what the content type says and at most 50 MiB.
 
     A DOCX must be a zip holding the DOCX parts, a PDF must start with `%PDF`; other types
-    are taken as given. Only the DOCX's zip directory is read here: its expansion is checked
-    first, in the render pool (`verify_content`), by every caller.
+    are taken as given. Without `docx_limits`, only the DOCX's zip directory is read here:
+    its expansion is checked first, in the render pool (`verify_content`), by every caller.
+    With them (in a render worker), the DOCX is checked in full against them, the directory
+    read no further than `max_entries` (`LimitExceeded` naming the limit).
     """
     content_type = content_type.partition(";")[0].strip().lower()
     if len(content) > MAX_DOCUMENT_BYTES:
@@ -79,7 +89,12 @@ def check_content(content_type: str, content: bytes) -> None:
         raise ValidationFailed.of([FieldError("content", "the document is empty")])
     if content_type == DOCX:
         try:
-            check_docx(content, inflate=False)
+            if docx_limits is None:
+                check_docx(content, inflate=False)
+            else:
+                check_docx(content, docx_limits)
+        except DocxLimitExceeded as exc:
+            raise LimitExceeded(exc.code, str(exc), status=exc.status) from None
         except TemplateError as exc:
             raise ValidationFailed.of(
                 [FieldError("content", f"Content-Type is DOCX, but {exc}")]
@@ -90,15 +105,18 @@ def check_content(content_type: str, content: bytes) -> None:
         )
 
 
-async def verify_content(pool: RenderPool, content_type: str, content: bytes) -> None:
-    """A DOCX is checked against the `docx_*` limits, in the render pool, before anything
-    stores it (or holds a transaction for it): inflating it there costs the event loop
-    nothing, whatever the archive claims. Over a limit: 413/422 naming it."""
+async def verify_content(
+    pool: RenderPool, content_type: str, content: bytes, *, site_id: str
+) -> None:
+    """A DOCX is checked against the `docx_*` limits, in the render pool (in `site_id`'s
+    share of it), before anything stores it (or holds a transaction for it): inflating it
+    there costs the event loop nothing, whatever the archive claims. Over a limit: 413/422
+    naming it."""
     if (
         content_type.partition(";")[0].strip().lower() == DOCX
         and len(content) <= MAX_DOCUMENT_BYTES
     ):
-        await pool.verify_docx(content)
+        await pool.verify_docx(content, site_id=site_id)
 
 
 def clean_file_name(file_name: str, field: str = "fileName") -> str:
@@ -110,7 +128,7 @@ def clean_file_name(file_name: str, field: str = "fileName") -> str:
 
 
 def content_url(base_url: str, work_item_id: str, version_id: str, document_id: str) -> str:
-    """Where a receiver holding an API token downloads the document (SPEC §5.1)."""
+    """Where a receiver holding an API token downloads the document."""
     return (
         f"{base_url.rstrip('/')}/api/v1/workitems/{work_item_id}"
         f"/versions/{version_id}/documents/{document_id}/content"
@@ -337,7 +355,7 @@ async def _insert(
     return row
 
 
-# --- post-processing (SPEC §6.3) --------------------------------------------------------------
+# --- post-processing --------------------------------------------------------------
 
 #: The columns a snapshot of the original documents keeps (all of them).
 _SNAPSHOT = [c.name for c in documents.c]

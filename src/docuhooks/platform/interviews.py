@@ -1,4 +1,4 @@
-"""Interviews (SPEC §2, §6.2, §8): open on a work item, change answers, fire interview
+"""Interviews: open on a work item, change answers, fire interview
 events, finish into a new completed version.
 
 Opening and interview events call receivers (InterviewLoadEvent, CustomInterviewEvent) for
@@ -20,12 +20,14 @@ a driver (see `postprocessor`).
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,12 +36,16 @@ from docuhooks.answers import (
     AnswerSet,
     cached_template_variables,
     check_overlay,
+    heavy,
     measure,
     off_loop,
     parse_answer_payload,
     parse_stored,
     template_variables,
+    to_hotdocs_xml,
 )
+from docuhooks.answers.offload import INLINE_BYTES
+from docuhooks.core import jsontext
 from docuhooks.core.events import EventType
 from docuhooks.errors import Conflict, NotFound
 from docuhooks.identity.models import Principal
@@ -93,11 +99,26 @@ class _Loaded:
     template: sa.Row[Any]
 
 
+#: The interview's columns with its answers as the stored JSON text, not decoded: a large
+#: answer set is decoded (or passed on as it is) where it is used, off the event loop.
+_RAW_COLUMNS = [
+    sa.cast(column, sa.Text).label(column.name) if column.name == "answers" else column
+    for column in interviews.c
+]
+
+
 async def _load(
-    conn: AsyncConnection, principal: Principal, interview_id: str, *, lock: bool = False
+    conn: AsyncConnection,
+    principal: Principal,
+    interview_id: str,
+    *,
+    lock: bool = False,
+    raw: bool = False,
 ) -> _Loaded:
+    """The interview with its work item, version and template. `raw`: the interview's
+    answers are their stored JSON text (`_RAW_COLUMNS`), and the version's are not read."""
     interview_id = parse_id(interview_id, "interview")
-    query = sa.select(interviews).where(
+    query = sa.select(*(_RAW_COLUMNS if raw else interviews.c)).where(
         interviews.c.id == interview_id, interviews.c.site_id == principal.site_id
     )
     if lock:
@@ -106,7 +127,9 @@ async def _load(
     if row is None:
         raise NotFound(f"interview {interview_id} does not exist")
     item = await workitems.get_row(conn, principal, row.work_item_id)
-    _, version = await workitems.get_version_row(conn, principal, item.id, row.version_id)
+    _, version = await workitems.get_version_row(
+        conn, principal, item.id, row.version_id, answers=not raw
+    )
     template = await catalog.get_row(conn, principal, item.template_id)
     return _Loaded(row, version, item, template)
 
@@ -121,7 +144,9 @@ def _require_open(loaded: _Loaded) -> None:
         raise Conflict(f"interview {loaded.interview.id} is already {loaded.interview.status}")
 
 
-async def _write_answers(conn: AsyncConnection, loaded: _Loaded, body: dict[str, Any]) -> None:
+async def _write_answers(
+    conn: AsyncConnection, loaded: _Loaded, body: dict[str, Any] | orjson.Fragment
+) -> None:
     """The interview's answers are also the version's: both are written together."""
     await conn.execute(
         interviews.update().where(interviews.c.id == loaded.interview.id).values(answers=body)
@@ -264,7 +289,7 @@ async def open_interview(
     loaded = _Loaded(row, version, item, template)
     if not matched.webhooks:
         return to_api(row, version, template)
-    current = await _stored_answers(ctx, version.answers)
+    current = await _stored_answers(ctx, principal.site_id, version.answers)
     outcome = await run_interview_hooks(
         ctx,
         principal=principal,
@@ -305,7 +330,7 @@ async def fire_event(
         )
     if not matched.webhooks:
         return to_api(loaded.interview, loaded.version, loaded.template)
-    current = await _stored_answers(ctx, loaded.interview.answers)
+    current = await _stored_answers(ctx, principal.site_id, loaded.interview.answers)
     outcome = await run_interview_hooks(
         ctx,
         principal=principal,
@@ -357,14 +382,52 @@ async def _apply_hook_outcome(
 
 
 async def get(conn: AsyncConnection, principal: Principal, interview_id: str) -> dict[str, Any]:
-    loaded = await _load(conn, principal, interview_id)
-    return to_api(loaded.interview, loaded.version, loaded.template)
+    """The interview as the API shows it. Its answers are the stored JSON, passed on as
+    they are (an `orjson.Fragment`): they were canonical answer JSON when written, and a
+    large interview's answers are neither decoded nor encoded again to be shown."""
+    loaded = await _load(conn, principal, interview_id, raw=True)
+    body = to_api(loaded.interview, loaded.version, loaded.template)
+    body["answers"] = orjson.Fragment(loaded.interview.answers)
+    return body
 
 
-async def current_answers(
+async def stored_answers_text(
     conn: AsyncConnection, principal: Principal, interview_id: str
-) -> AnswerSet:
-    return workitems.answers_of((await _load(conn, principal, interview_id)).interview)
+) -> str:
+    """The interview's answers as the stored JSON text, undecoded (decode it with
+    `encode_answers`, off the loop when it is large)."""
+    interview_id = parse_id(interview_id, "interview")
+    text = (
+        await conn.execute(
+            sa.select(sa.cast(interviews.c.answers, sa.Text)).where(
+                interviews.c.id == interview_id, interviews.c.site_id == principal.site_id
+            )
+        )
+    ).scalar()
+    if text is None:
+        raise NotFound(f"interview {interview_id} does not exist")
+    return str(text)
+
+
+def encode_answers(stored: str, xml: bool) -> bytes:
+    """Stored answers (JSON text) as canonical answer JSON, or HotDocs answer XML."""
+    answers = parse_stored(json.loads(stored))
+    return to_hotdocs_xml(answers) if xml else jsontext.dumpb(answers.to_json())
+
+
+async def answers_document(
+    ctx: PlatformContext, principal: Principal, stored: str, *, xml: bool
+) -> bytes:
+    """`encode_answers`, in the answer-parsing threads under the site's share of them when
+    the answers are large (`answers.offload`)."""
+    return await off_loop(
+        len(stored),
+        ctx.settings.answer_parse_threads,
+        encode_answers,
+        stored,
+        xml,
+        site=principal.site_id,
+    )
 
 
 async def update_answers(
@@ -376,19 +439,40 @@ async def update_answers(
     content_type: str,
 ) -> dict[str, Any]:
     """Overlay an answer set (canonical or shorthand JSON, or HotDocs XML, by
-    `content_type`) onto the interview's answers (SPEC §8). Answers that do not fit the
+    `content_type`) onto the interview's answers. Answers that do not fit the
     template are left out, each with a warning naming its variable.
 
     The answer set is read before the interview is locked, off the event loop when it is
     large (`answers.offload`): a large upload holds neither the loop nor the database's
-    write lock while it is parsed. It and the answers it makes are held to the answer-set
-    limits (`AnswerLimitExceeded`: 413 or 422 naming the limit); over one, nothing changes.
+    write lock while it is parsed. So is the rest of the heavy work when the upload or the
+    interview's answers are large: the stored answers are read as JSON text and decoded,
+    overlaid, measured and encoded again in the parsing threads, written as that text, and
+    the response carries it as it is. All of it holds one of the site's slots (`heavy`), so
+    one site's concurrent uploads wait for each other, not every site for them.
+
+    It and the answers it makes are held to the answer-set limits (`AnswerLimitExceeded`:
+    413 or 422 naming the limit); over one, nothing changes.
     """
+    async with ctx.db.read() as conn:
+        loaded = await _load(conn, principal, interview_id, raw=True)
+        _require_open(loaded)
+    size = len(body) + len(loaded.interview.answers)
+    if size <= INLINE_BYTES:
+        return await _update_answers(ctx, principal, interview_id, loaded, body, content_type)
+    async with heavy(principal.site_id, ctx.settings.answer_parse_threads):
+        return await _update_answers(ctx, principal, interview_id, loaded, body, content_type)
+
+
+async def _update_answers(
+    ctx: PlatformContext,
+    principal: Principal,
+    interview_id: str,
+    loaded: _Loaded,
+    body: bytes,
+    content_type: str,
+) -> dict[str, Any]:
     limits = AnswerLimits.from_settings(ctx.settings)
     threads = ctx.settings.answer_parse_threads
-    async with ctx.db.read() as conn:
-        loaded = await _load(conn, principal, interview_id)
-        _require_open(loaded)
     variables = template_variables(
         loaded.template.id, loaded.template.sha256, loaded.template.variables
     )
@@ -402,32 +486,37 @@ async def update_answers(
         limits,
     )
     async with ctx.db.transaction() as conn:
-        loaded = await _load(conn, principal, interview_id, lock=True)
+        loaded = await _load(conn, principal, interview_id, lock=True, raw=True)
         _require_open(loaded)
         stored = loaded.interview.answers
         merged = await off_loop(
-            _stored_size(stored) + len(body), threads, _overlaid, stored, parsed.answers, limits
+            len(stored) + len(body), threads, _overlaid, stored, parsed.answers, limits
         )
-        await _write_answers(conn, loaded, merged)
-        row = (
-            await conn.execute(sa.select(interviews).where(interviews.c.id == loaded.interview.id))
-        ).one()
-    warnings = [answer_warning(warning) for warning in parsed.dropped]
-    return to_api(row, loaded.version, loaded.template, warnings)
+        # Written as the text it is: `jsontext` passes a fragment on without encoding it.
+        await _write_answers(conn, loaded, orjson.Fragment(merged))
+    result = to_api(
+        loaded.interview,
+        loaded.version,
+        loaded.template,
+        [answer_warning(warning) for warning in parsed.dropped],
+    )
+    result["answers"] = orjson.Fragment(merged)
+    return result
 
 
-def _overlaid(stored: Any, incoming: AnswerSet, limits: AnswerLimits) -> dict[str, Any]:
-    """The stored answers with `incoming` overlaid, as canonical JSON, within `limits`."""
-    current = parse_stored(stored)
+def _overlaid(stored: str, incoming: AnswerSet, limits: AnswerLimits) -> bytes:
+    """The stored answers (JSON text) with `incoming` overlaid, as canonical answer JSON
+    text, within `limits`."""
+    current = parse_stored(json.loads(stored))
     check_overlay(current, measure(current), incoming, limits)
-    return current.overlay(incoming).to_json()
+    return jsontext.dumpb(current.overlay(incoming).to_json())
 
 
-async def _stored_answers(ctx: PlatformContext, stored: Any) -> AnswerSet:
+async def _stored_answers(ctx: PlatformContext, site: str, stored: Any) -> AnswerSet:
     """The stored answers, read in the parsing threads when there are many: a person waits
     on every interview step, and so do the other requests this process serves."""
     return await off_loop(
-        _stored_size(stored), ctx.settings.answer_parse_threads, parse_stored, stored
+        _stored_size(stored), ctx.settings.answer_parse_threads, parse_stored, stored, site=site
     )
 
 
@@ -457,7 +546,10 @@ async def finish(ctx: PlatformContext, principal: Principal, interview_id: str) 
             )
         answers = workitems.answers_of(rendered.interview)
         assembled = await ctx.render_pool.assemble(
-            rendered.template.content, answers, catalog.variables_of(rendered.template)
+            rendered.template.content,
+            answers,
+            catalog.variables_of(rendered.template),
+            site_id=principal.site_id,
         )
         result = await _finish_assembled(ctx, principal, interview_id, rendered, assembled)
         if result is not None:

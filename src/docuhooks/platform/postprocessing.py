@@ -1,10 +1,21 @@
-"""Post-processing (SPEC §5.1, §5.4, §6.3), the pure half: what the PostProcessingEvent
+"""Post-processing, the pure half: what the PostProcessingEvent
 carries, what a receiver's reply means, where returned documents go, and what the version
-shows about it. No I/O here; `postprocessor` calls receivers and writes the results.
+shows about it. No I/O here but the render pool's; `postprocessor` calls receivers and
+writes the results.
 
 A reply is taken whole or not at all: one document that is not what its content type says,
 or a `replace` of a document the version does not have, refuses the reply and the version
 keeps the documents it was assembled with.
+
+A reply can be 160 MiB of JSON whose documents are zip archives claiming anything; reading
+it (`json.loads`, base64, the zip directories) takes long single calls that hold the
+interpreter lock, and memory several times the reply. So a reply with a body is judged in a
+render worker (`judge_in_pool`), never on the event loop nor in a server thread: the loop
+only waits, the worker is held to the render time and memory limits, every returned DOCX is
+checked there in full against the `docx_*` limits (its zip directory read no further than
+`docx_max_entries` entries), and the job counts against the receiving site's share of the
+workers, so a hostile receiver slows its own site only. Judging happens once, before the
+settling transaction; inside it only the cheap `check_replaced` runs.
 """
 
 from __future__ import annotations
@@ -18,15 +29,20 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from docuhooks.core.events import format_timestamp
 from docuhooks.delivery.transport import ErrorClass, TransportResult
-from docuhooks.errors import DocuhooksError
+from docuhooks.errors import DocuhooksError, LimitExceeded, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks.replies import Outcome
 from docuhooks.interview_hooks.warnings import Problem
 from docuhooks.platform import documents
+from docuhooks.platform.docxcheck import DocxLimits
+
+if TYPE_CHECKING:
+    from docuhooks.platform.renderjobs import RenderLimits
+    from docuhooks.platform.renderpool import RenderPool
 
 #: Documents up to this size travel in the event as base64; larger ones are fetched by `url`.
 INLINE_CONTENT_BYTES = 5 * 1024 * 1024
@@ -103,17 +119,60 @@ def _failed(error_class: ErrorClass, message: str) -> Judged:
 
 def refused(message: str) -> Judged:
     """A reply refused whole (the documents are kept), for a reason found outside
-    `judge_reply` (a returned DOCX over the `docx_*` limits)."""
+    `judge_reply` (the render worker judging it went past a render limit)."""
     return _failed(
         ErrorClass.INVALID_RESPONSE, f"the reply was refused and the documents kept: {message}"
     )
 
 
-def judge_reply(result: TransportResult, document_ids: Collection[str] | None = None) -> Judged:
-    """What `result` means as a reply to a PostProcessingEvent (SPEC §5.4).
+async def judge_in_pool(
+    pool: RenderPool,
+    result: TransportResult,
+    *,
+    site_id: str,
+    document_ids: Collection[str] | None = None,
+) -> Judged:
+    """`judge_reply`, in a render worker of `site_id`'s share when the reply has a body to
+    read (see the module docstring); a reply the worker could not judge within the render
+    limits is refused, naming the limit."""
+    if (
+        result.status != 200
+        or result.error_class is not None
+        or result.body_truncated
+        or not result.body
+    ):
+        return judge_reply(result, document_ids)  # nothing to read
+    ids = tuple(document_ids) if document_ids is not None else None
+    try:
+        judged: Judged = await pool.run(
+            judge_reply_job, result, ids, site_id=site_id, field="documents"
+        )
+    except (LimitExceeded, ValidationFailed) as exc:
+        # The pool words its limits for templates; say what was being done.
+        details = "; ".join(d.message for d in exc.details) or exc.message
+        return refused(f"it could not be read within the render limits ({exc.code}): {details}")
+    return judged
+
+
+def judge_reply_job(
+    limits: RenderLimits, result: TransportResult, document_ids: Collection[str] | None
+) -> Judged:
+    """`judge_reply` as a render job (run in the worker), held to the `docx_*` limits."""
+    return judge_reply(result, document_ids, limits.docx)
+
+
+def judge_reply(
+    result: TransportResult,
+    document_ids: Collection[str] | None = None,
+    docx_limits: DocxLimits | None = None,
+) -> Judged:
+    """What `result` means as a reply to a PostProcessingEvent.
 
     `document_ids` are the ids of the version's documents, which `replace` must name; None
-    skips that check (the test event's documents do not exist).
+    skips that check (the test event's documents do not exist, and a live reply is judged
+    before its transaction: `check_replaced` there). Every returned DOCX is checked in full
+    against `docx_limits` (default `DocxLimits()`). CPU-heavy on a large reply: call it
+    through `judge_in_pool`.
     """
     if result.status is None or result.error_class is not None:
         return _failed(result.error_class or ErrorClass.CONNECT, result.error or "no response")
@@ -144,12 +203,13 @@ def judge_reply(result: TransportResult, document_ids: Collection[str] | None = 
     if not isinstance(items, list):
         return _failed(ErrorClass.INVALID_RESPONSE, 'the 200 reply has no "documents" list')
     known = {i.lower() for i in document_ids} if document_ids is not None else None
+    limits = docx_limits or DocxLimits()
     returned: list[ReturnedDocument] = []
     errors: list[str] = []
     replaced: set[str] = set()
     for index, item in enumerate(items):
         try:
-            document = _document(item, known)
+            document = _document(item, known, limits)
         except _Refused as exc:
             errors.append(f"documents[{index}]: {exc}")
             continue
@@ -159,21 +219,37 @@ def judge_reply(result: TransportResult, document_ids: Collection[str] | None = 
             replaced.add(document.id)
         returned.append(document)
     if errors:
-        more = f" (and {len(errors) - _MAX_ERRORS} more)" if len(errors) > _MAX_ERRORS else ""
-        return _failed(
-            ErrorClass.INVALID_RESPONSE,
-            "the reply was refused and the documents kept: "
-            + "; ".join(errors[:_MAX_ERRORS])
-            + more,
-        )
+        return _refused_for(errors)
     return Judged(Mode.INLINE, tuple(returned))
+
+
+def check_replaced(judged: Judged, document_ids: Collection[str]) -> Judged:
+    """`judged`, refused if a `replace` names a document the version does not have (cheap:
+    for the settling transaction, which knows the version's documents)."""
+    if not judged.succeeded:
+        return judged
+    known = {i.lower() for i in document_ids}
+    errors = [
+        f"documents[{index}]: the version has no document {document.id} to replace"
+        for index, document in enumerate(judged.documents)
+        if document.id is not None and document.id not in known
+    ]
+    return _refused_for(errors) if errors else judged
+
+
+def _refused_for(errors: Sequence[str]) -> Judged:
+    more = f" (and {len(errors) - _MAX_ERRORS} more)" if len(errors) > _MAX_ERRORS else ""
+    return _failed(
+        ErrorClass.INVALID_RESPONSE,
+        "the reply was refused and the documents kept: " + "; ".join(errors[:_MAX_ERRORS]) + more,
+    )
 
 
 class _Refused(ValueError):
     """One returned document that cannot be taken; the message says why."""
 
 
-def _document(item: Any, known: set[str] | None) -> ReturnedDocument:
+def _document(item: Any, known: set[str] | None, limits: DocxLimits) -> ReturnedDocument:
     if not isinstance(item, Mapping):
         raise _Refused("must be an object")
     action = item.get("action")
@@ -207,7 +283,7 @@ def _document(item: Any, known: set[str] | None) -> ReturnedDocument:
             raise _Refused('"name" may be at most 255 characters')
         file_name = documents.clean_file_name(texts["fileName"])
         content_type = documents.media_type(texts["contentType"])
-        documents.check_content(content_type, content)
+        documents.check_content(content_type, content, limits)
     except DocuhooksError as exc:
         details = "; ".join(d.message for d in exc.details) or exc.message
         raise _Refused(f"{texts['fileName']}: {details}") from None
@@ -257,7 +333,7 @@ def token_hash(token: str) -> str:
 
 
 def complete_url(base_url: str, work_item_id: str, version_id: str, token: str) -> str:
-    """`completeUrl` (SPEC §5.1): the complete route with the version's one-time token. The
+    """`completeUrl`: the complete route with the version's one-time token. The
     receiver still needs an API token of the site to call it."""
     return (
         f"{base_url.rstrip('/')}/api/v1/workitems/{work_item_id}/versions/{version_id}"
@@ -278,7 +354,7 @@ def event_data(
     deadline: datetime,
     complete: str,
 ) -> dict[str, Any]:
-    """The PostProcessingEvent's `data` (SPEC §5.1). `rows` are the version's documents in
+    """The PostProcessingEvent's `data`. `rows` are the version's documents in
     assembled order; a row's `content` is None when it is too large to travel inline."""
     return {
         "workItemId": work_item.id,

@@ -1,4 +1,4 @@
-"""Post-processing calls (SPEC §6.3), made in the background and durable by the version row.
+"""Post-processing calls, made in the background and durable by the version row.
 
 Finishing an interview whose template the site's PostProcessingEvent webhook selects puts the
 version in `PostProcessing` (`begin`, in the finishing transaction) and returns: nobody waits
@@ -10,6 +10,8 @@ for the receiver. A driver then takes the version:
   until that time passes, so two drivers never call the same version at once.
 * **call**: signed and sent like every other webhook call, bounded by the webhook's
   `timeoutSeconds` and the version's deadline.
+* **judge** (no transaction): the reply is read and its documents checked in a render
+  worker (`postprocessing.judge_in_pool`), never on the event loop.
 * **settle** (one transaction, with the call's delivery log): an inline reply's documents are
   applied and the version completed; a 202 leaves it waiting for `PUT completeUrl` until the
   deadline; a failure puts the original documents back and completes it. A reply that comes
@@ -43,7 +45,6 @@ from docuhooks.core.events import Actor, Event, EventType
 from docuhooks.core.ids import uuid7
 from docuhooks.core.signing import OutboundRequest, build_request, redact_url
 from docuhooks.delivery.transport import ErrorClass, TransportResult
-from docuhooks.errors import DocuhooksError
 from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import log as call_log
 from docuhooks.interview_hooks.engine import USER_AGENT
@@ -354,7 +355,8 @@ async def call(ctx: PlatformContext, claimed: Claimed) -> None:
             ErrorClass.CONNECT, f"the request could not be built: {exc}"
         )
     else:
-        result = await ctx.interactive_transport.send(
+        result = await ctx.interactive_send(
+            claimed.site_id,
             request,
             timeout=claimed.timeout,
             verify_tls=not claimed.webhook.accept_untrusted_ssl,
@@ -373,7 +375,8 @@ async def _settle(
     finished: datetime,
 ) -> None:
     completed = False
-    over_limits = await _returned_docx_refusal(ctx, result)
+    # Judged once, before the transaction: reading a large reply holds no lock.
+    judged = await pp.judge_in_pool(ctx.render_pool, result, site_id=claimed.site_id)
     async with ctx.db.transaction() as conn:
         version = (
             await conn.execute(
@@ -381,7 +384,7 @@ async def _settle(
             )
         ).one()
         current = [row.id for row in await documents.rows_of_version(conn, version.id)]
-        judged = over_limits or pp.judge_reply(result, current)
+        judged = pp.check_replaced(judged, current)
         await call_log.write(
             conn,
             [
@@ -464,20 +467,6 @@ async def _settle(
             completed = True
     if completed:
         ctx.events_committed()
-
-
-async def _returned_docx_refusal(ctx: PlatformContext, result: TransportResult) -> pp.Judged | None:
-    """The refusal of a reply returning a DOCX over the `docx_*` limits, checked in the
-    render pool before the transaction (inflating an archive holds no lock); None if none."""
-    judged = pp.judge_reply(result)
-    if not judged.succeeded:
-        return None
-    for index, document in enumerate(judged.documents):
-        try:
-            await documents.verify_content(ctx.render_pool, document.content_type, document.content)
-        except DocuhooksError as exc:
-            return pp.refused(f"documents[{index}]: {document.file_name}: {exc.message}")
-    return None
 
 
 async def release(ctx: PlatformContext, claimed: Claimed) -> None:

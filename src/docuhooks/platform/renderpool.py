@@ -24,6 +24,12 @@ and event loop a fork would copy in an unknown state) that has the rendering lib
 loaded once, so replacing a worker costs milliseconds. A worker dies with its parent (Linux
 `PR_SET_PDEATHSIG`): a server killed outright leaves no render running behind it. The event
 loop only waits: sending a job and reading its answer happen on threads of the pool's own.
+
+The workers are shared by every site, fairly (`FairSlots`): one site holds at most
+`render_workers_per_site` workers at once (by default all but one, so another site always
+finds one free or about to be), and the jobs waiting are started round-robin across sites,
+not first come first served. A site queueing looping templates therefore waits behind its
+own jobs; another site's job waits at most for one worker to free.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import threading
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -98,16 +105,108 @@ class _Worker:
         self.conn.close()
 
 
-class RenderPool:
-    """`size` worker processes, started on demand, each running one job at a time."""
+class FairSlots:
+    """`size` slots shared by sites: a site holds at most `per_site` at once, and waiting
+    sites are served round-robin (each site's own jobs in the order they came).
 
-    def __init__(self, size: int, limits: RenderLimits) -> None:
+    Used from the event loop only (no lock): `acquire` and `release` never await while they
+    change the counts."""
+
+    def __init__(self, size: int, per_site: int) -> None:
+        self.size = size
+        self.per_site = per_site
+        self._free = size
+        self._running: dict[str, int] = {}
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
+        #: Sites with jobs waiting, in the order they are served next.
+        self._turns: deque[str] = deque()
+
+    def running(self, site_id: str) -> int:
+        return self._running.get(site_id, 0)
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(queue) for queue in self._waiting.values())
+
+    async def acquire(self, site_id: str) -> None:
+        if self._free > 0 and self.running(site_id) < self.per_site:
+            # Every waiter is at its site's cap (else `_dispatch` would have started it).
+            self._take(site_id)
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._waiting.setdefault(site_id, deque())
+        queue.append(waiter)
+        if site_id not in self._turns:
+            self._turns.append(site_id)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release(site_id)  # granted, then cancelled before it could start
+            else:
+                self._forget(site_id, waiter)
+            raise
+
+    def release(self, site_id: str) -> None:
+        self._free += 1
+        left = self._running[site_id] - 1
+        if left:
+            self._running[site_id] = left
+        else:
+            del self._running[site_id]
+        self._dispatch()
+
+    def _take(self, site_id: str) -> None:
+        self._free -= 1
+        self._running[site_id] = self.running(site_id) + 1
+
+    def _dispatch(self) -> None:
+        """Start waiters while slots are free: the first site in turn under its cap goes,
+        then to the back of the turn."""
+        while self._free > 0:
+            site_id = next((s for s in self._turns if self.running(s) < self.per_site), None)
+            if site_id is None:
+                return
+            self._turns.remove(site_id)
+            queue = self._waiting[site_id]
+            waiter = queue.popleft()
+            if queue:
+                self._turns.append(site_id)
+            else:
+                del self._waiting[site_id]
+            self._take(site_id)
+            waiter.set_result(None)
+
+    def _forget(self, site_id: str, waiter: asyncio.Future[None]) -> None:
+        queue = self._waiting.get(site_id)
+        if queue is None or waiter not in queue:
+            return
+        queue.remove(waiter)
+        if not queue:
+            del self._waiting[site_id]
+            self._turns.remove(site_id)
+
+
+class RenderPool:
+    """`size` worker processes, started on demand, each running one job at a time, shared
+    fairly by sites (`FairSlots`, at most `per_site` jobs of one site at once; 0: all but
+    one worker, at least one)."""
+
+    #: The sites of the last jobs started, oldest first (for diagnostics and tests).
+    STARTED_KEPT = 256
+
+    def __init__(self, size: int, limits: RenderLimits, per_site: int = 0) -> None:
         if size < 1:
             raise ValueError("render_workers must be at least 1")
+        if per_site < 0:
+            raise ValueError("render_workers_per_site must be 0 (automatic) or more")
         self.size = size
         self.limits = limits
+        self.per_site = min(size, per_site) if per_site else max(1, size - 1)
         self._context = multiprocessing.get_context("forkserver")
-        self._slots = asyncio.Semaphore(size)
+        self._slots = FairSlots(size, self.per_site)
+        #: (site id, job name) of each job as it starts, the newest last.
+        self.started: deque[tuple[str, str]] = deque(maxlen=self.STARTED_KEPT)
         # Two threads per worker: one waiting on its pipe, one starting or reaping a process.
         self._threads = ThreadPoolExecutor(max_workers=2 * size, thread_name_prefix="render")
         self._idle: list[_Worker] = []
@@ -122,7 +221,11 @@ class RenderPool:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RenderPool:
-        return cls(settings.render_workers, RenderLimits.from_settings(settings))
+        return cls(
+            settings.render_workers,
+            RenderLimits.from_settings(settings),
+            settings.render_workers_per_site,
+        )
 
     async def start(self) -> None:
         """Start every worker now rather than on the first render (the first start also
@@ -134,8 +237,8 @@ class RenderPool:
         with self._lock:
             self._idle.extend(started)
 
-    async def inspect(self, content: bytes, *, field: str = "file") -> TemplateInfo:
-        info: TemplateInfo = await self.run(inspect_job, content, field=field)
+    async def inspect(self, content: bytes, *, site_id: str, field: str = "file") -> TemplateInfo:
+        info: TemplateInfo = await self.run(inspect_job, content, site_id=site_id, field=field)
         return info
 
     async def assemble(
@@ -144,23 +247,34 @@ class RenderPool:
         answers: AnswerSet,
         variables: Sequence[VariableDef],
         *,
+        site_id: str,
         field: str = "answers",
     ) -> bytes:
         document: bytes = await self.run(
-            assemble_job, content, answers, tuple(variables), field=field
+            assemble_job, content, answers, tuple(variables), site_id=site_id, field=field
         )
         return document
 
-    async def verify_docx(self, content: bytes, *, field: str = "content") -> None:
-        await self.run(verify_docx_job, content, field=field)
+    async def verify_docx(self, content: bytes, *, site_id: str, field: str = "content") -> None:
+        await self.run(verify_docx_job, content, site_id=site_id, field=field)
 
-    async def run(self, func: Callable[..., Any], *args: Any, field: str = "template") -> Any:
-        """Run `func(limits, *args)` in a worker (`func` must be importable by name) and
-        return its result; raise `LimitExceeded` or `ValidationFailed` (with `field` in the
-        details) for what the job was refused for, `Unavailable` when the pool is closing."""
-        async with self._slots:
+    async def run(
+        self, func: Callable[..., Any], *args: Any, site_id: str, field: str = "template"
+    ) -> Any:
+        """Run `func(limits, *args)` in a worker (`func` must be importable by name) for
+        `site_id`, when its turn comes, and return its result; raise `LimitExceeded` or
+        `ValidationFailed` (with `field` in the details) for what the job was refused for,
+        `Unavailable` when the pool is closing."""
+        self._check_open()
+        await self._slots.acquire(site_id)
+        try:
             worker = await self._take()
+            job = getattr(func, "__name__", None) or type(func).__name__
+            self.started.append((site_id, job))
+            log.debug("render.job_started", site_id=site_id, job=job)
             outcome = await self._exchange(worker, (func, args))
+        finally:
+            self._slots.release(site_id)
         if outcome[0] == "ok":
             return outcome[1]
         kind, code, status, message = outcome

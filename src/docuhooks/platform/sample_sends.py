@@ -1,4 +1,4 @@
-"""`POST /webhooks/{id}/test` (SPEC §11): a sample event of the webhook's type, marked
+"""`POST /webhooks/{id}/test`: a sample event of the webhook's type, marked
 `"test": true`, sent down the same path a real one takes.
 
 * `NewWorkItemVersionComplete` goes through the outbox to this webhook alone, so the worker
@@ -9,7 +9,7 @@
   platform would, writes it to the delivery log with the interview engine's own log writer,
   and returns what happened.
 
-An inactive webhook sends nothing (SPEC §3), a test included: it is a 409 that says to
+An inactive webhook sends nothing, a test included: it is a 409 that says to
 activate it. So is a suspended notification webhook, whose queue waits for a probe; resuming
 it is the way to find out whether its receiver is back.
 
@@ -47,7 +47,7 @@ from docuhooks.interview_hooks.warnings import webhook_warning
 from docuhooks.platform import postprocessing
 from docuhooks.platform.documents import content_url
 from docuhooks.platform.interfaces import PlatformContext
-from docuhooks.platform.postprocessing import judge_reply
+from docuhooks.platform.postprocessing import judge_in_pool
 from docuhooks.store.schema import sites, templates
 from docuhooks.webhooks import service as webhook_service
 
@@ -103,7 +103,7 @@ def sample_event(
     interview_event_name: str | None,
     now: datetime,
 ) -> Event:
-    """A realistic event of `event_type` (SPEC §5.1) for a test, with `"test": true`."""
+    """A realistic event of `event_type` for a test, with `"test": true`."""
     work_item_id, version_id, document_id = (str(uuid.uuid4()) for _ in range(3))
     document = {
         "id": document_id,
@@ -238,7 +238,8 @@ async def _call(
             ErrorClass.CONNECT, f"the request could not be built: {exc}"
         )
     else:
-        result = await ctx.interactive_transport.send(
+        result = await ctx.interactive_send(
+            hook.site_id,
             request,
             timeout=float(hook.timeout_seconds),
             verify_tls=not hook.accept_untrusted_ssl,
@@ -261,7 +262,10 @@ async def _call(
         # Judged as the platform judges a real reply; the sample's document ids are the
         # ones a `replace` may name.
         ids = [document["id"] for document in payload["data"]["documents"]]
-        outcome = judge_reply(result, ids).outcome
+        judged = await judge_in_pool(
+            ctx.render_pool, result, site_id=hook.site_id, document_ids=ids
+        )
+        outcome = judged.outcome
     async with ctx.db.transaction() as conn:
         # Written before the reply (not queued like a live interview's log), so the link
         # the caller gets already shows the attempt.

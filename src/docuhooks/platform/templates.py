@@ -1,4 +1,4 @@
-"""Template documents: check that an upload is a DOCX and find its placeholders (SPEC §2).
+"""Template documents: check that an upload is a DOCX and find its placeholders.
 
 Variable names may contain spaces ("Client Name"), Jinja identifiers may not. One rule maps
 a name to the identifier a template uses, here and in assembly: every run of characters

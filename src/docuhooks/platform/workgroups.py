@@ -1,4 +1,4 @@
-"""Work groups (SPEC §2): named groups of work items, one site each."""
+"""Work groups: named groups of work items, one site each."""
 
 from __future__ import annotations
 

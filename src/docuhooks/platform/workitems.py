@@ -1,4 +1,4 @@
-"""Work items and their versions (SPEC §2).
+"""Work items and their versions.
 
 A version's status moves InProgress → (PostProcessing) → Completed, or to Failed; version
 numbers count 1, 2, 3… per work item. The version a receiver is working on can be named
@@ -49,23 +49,39 @@ def to_api(row: sa.Row[Any]) -> dict[str, Any]:
     }
 
 
-def version_to_api(
-    row: sa.Row[Any], documents: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
+def version_summary(row: sa.Row[Any]) -> dict[str, Any]:
+    """A version as lists show it: without its answers, which may be megabytes each (a
+    version's answers are read from the version itself, `version_to_api`)."""
+    return {
         "id": row.id,
         "workItemId": row.work_item_id,
         "versionNumber": row.version_number,
         "status": row.status,
-        "answers": row.answers,
         "postProcessing": row.post_processing,
         "createdDate": row.created_at,
         "createdBy": row.created_by,
         "completedDate": row.completed_at,
     }
+
+
+def version_to_api(
+    row: sa.Row[Any], documents: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    body = version_summary(row)
+    body["answers"] = row.answers
     if documents is not None:
         body["documents"] = documents
     return body
+
+
+#: Every column of a version but its answers: what lists and interview steps that do not
+#: show the answers read, so megabytes of stored answers are not decoded for nothing.
+SUMMARY_COLUMNS = [column for column in work_item_versions.c if column.name != "answers"]
+#: Every column, the answers as their stored JSON text, to be passed on as they are.
+TEXT_COLUMNS = [
+    *SUMMARY_COLUMNS,
+    sa.cast(work_item_versions.c.answers, sa.Text).label("answers"),
+]
 
 
 def answers_of(row: sa.Row[Any]) -> AnswerSet:
@@ -161,18 +177,25 @@ async def list_page(
 
 
 async def list_versions(
-    conn: AsyncConnection, principal: Principal, work_item_id: str
-) -> list[dict[str, Any]]:
-    """Every version of the work item, newest first (a work item has few)."""
+    conn: AsyncConnection,
+    principal: Principal,
+    work_item_id: str,
+    *,
+    limit: int,
+    cursor: str | None,
+) -> pagination.Page[dict[str, Any]]:
+    """The work item's versions, newest first, a page at a time, without their answers: a
+    work item edited many times holds many versions, each with up to a whole answer set."""
     item = await get_row(conn, principal, work_item_id)
-    rows = (
-        await conn.execute(
-            sa.select(work_item_versions)
-            .where(work_item_versions.c.work_item_id == item.id)
-            .order_by(work_item_versions.c.version_number.desc())
-        )
-    ).all()
-    return [version_to_api(row) for row in rows]
+    query = pagination.apply(
+        sa.select(*SUMMARY_COLUMNS).where(work_item_versions.c.work_item_id == item.id),
+        work_item_versions.c.created_at,
+        work_item_versions.c.id,
+        limit=limit,
+        cursor=cursor,
+    )
+    rows = list((await conn.execute(query)).all())
+    return pagination.page_of(rows, limit, version_summary)
 
 
 async def get_version_row(
@@ -182,10 +205,15 @@ async def get_version_row(
     version_id: str,
     *,
     lock: bool = False,
+    answers: bool = True,
+    text: bool = False,
 ) -> tuple[sa.Row[Any], sa.Row[Any]]:
-    """The work item and its version `version_id` (or `active`); 404 for anything else."""
+    """The work item and its version `version_id` (or `active`); 404 for anything else.
+    Without `answers`, the version's row has no `answers` (nor their cost); with `text`,
+    they are the stored JSON text, not decoded."""
     item = await get_row(conn, principal, work_item_id)
-    query = sa.select(work_item_versions).where(work_item_versions.c.work_item_id == item.id)
+    columns = SUMMARY_COLUMNS if not answers else TEXT_COLUMNS if text else work_item_versions.c
+    query = sa.select(*columns).where(work_item_versions.c.work_item_id == item.id)
     if version_id.lower() == ACTIVE:
         query = query.where(work_item_versions.c.status.in_(list(OPEN_STATUSES))).order_by(
             work_item_versions.c.version_number.desc()

@@ -1,4 +1,4 @@
-"""Build the answer set an interview webhook replies with (SPEC §5.4, §8).
+"""Build the answer set an interview webhook replies with.
 
 Standard library only, so a receiver can use it without the server installed::
 

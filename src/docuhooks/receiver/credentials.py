@@ -42,6 +42,11 @@ def checked_secret_text(kind: str, value: object) -> str:
             f"{kind} starts or ends with whitespace (a line read from a file keeps its "
             "newline): strip it, the platform never puts whitespace there"
         )
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError(
+            f"{kind} holds a control character (a line break, say): the platform never "
+            "makes such secrets; check the variable or file it is read from"
+        )
     return value
 
 
@@ -106,6 +111,12 @@ class AccessToken:
     def __post_init__(self) -> None:
         checked_secret_text("an access token", self.value)
         _not_whsec("an access token", self.value, "an access token")
+        if not all("!" <= c <= "~" for c in self.value):
+            # The platform accepts only these: anything else cannot travel in the header.
+            raise ValueError(
+                "an access token is visible ASCII only (letters, digits and punctuation, no "
+                "spaces), as the platform requires"
+            )
 
     def __repr__(self) -> str:
         return "AccessToken(<hidden>)"

@@ -1,4 +1,4 @@
-"""The four event types as typed objects, read from the event object of SPEC §5.1.
+"""The four event types as typed objects, read from the event object on the wire.
 
 Parsing is strict about what a receiver relies on (ids, names, documents) and tolerant of fields
 it does not know, so a receiver keeps working when the platform adds a field.
@@ -98,7 +98,7 @@ class InterviewLoadEvent(_Common):
 class CustomInterviewEvent(_Common):
     """A user pressed an interview event button. Reply 200 with an answer set, or 204.
 
-    `answers` is the interview's current answer set as sent (answer JSON, SPEC §8); it is empty
+    `answers` is the interview's current answer set as sent (answer JSON); it is empty
     when the event came as GET parameters, which cannot carry it.
     """
 
@@ -130,7 +130,7 @@ WebhookEvent: TypeAlias = (
 
 
 def parse_event(event: Mapping[str, Any]) -> WebhookEvent:
-    """The typed event for a SPEC §5.1 event object; MalformedRequest names the bad field."""
+    """The typed event for an event object; MalformedRequest names the bad field."""
     if not isinstance(event, Mapping):
         raise MalformedRequest(f"the event must be a JSON object, got {type(event).__name__}")
     reader = _Reader(event, "")

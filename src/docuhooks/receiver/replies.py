@@ -1,4 +1,4 @@
-"""Replies to post-processing events: the inline result of SPEC §5.4.
+"""Replies to post-processing events: the inline result (a 200 reply).
 
 Answer sets, the reply to interview events, are built with the helpers in `answers`.
 """
@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-#: The largest document the platform accepts back (SPEC §6.3).
+#: The largest document the platform accepts back.
 MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
 
 

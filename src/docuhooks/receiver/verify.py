@@ -1,4 +1,4 @@
-"""Checking that a request came from the platform, for each authentication method (SPEC §5.2, §5.3).
+"""Checking that a request came from the platform, for each authentication method.
 
 A `Verifier` is built once from the receiver's configuration and checks raw requests: the HTTP
 method, the URL (or just its query), the headers and the body bytes. It needs no web framework,
@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -118,7 +119,7 @@ class Verifier:
     def verify_payload(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
     ) -> dict[str, Any]:
-        """The event object in the request as a dict (SPEC §5.1), without the JWT claims."""
+        """The event object in the request as a dict, without the JWT claims."""
         lowered = {name.lower(): value for name, value in headers.items()}
         query = _query_params(url)
         auth_method = self.auth_method or _detect_method(lowered, query, body)
@@ -248,10 +249,12 @@ class Verifier:
         # The header's own text is signed: with one spelling per number, it is what was sent.
         signed = b"%s.%s.%s" % (msg_id.encode("utf-8"), timestamp_text.encode("ascii"), payload)
         offered = _offered_signatures(signature_header)
+        # One HMAC of the body per key, however many signatures the header offers.
+        expected = [
+            hmac.new(key, signed, hashlib.sha256).digest() for key in self._standard_webhooks_keys
+        ]
         if not any(
-            hmac.compare_digest(hmac.new(key, signed, hashlib.sha256).digest(), candidate)
-            for key in self._standard_webhooks_keys
-            for candidate in offered
+            hmac.compare_digest(digest, candidate) for digest in expected for candidate in offered
         ):
             raise BadSignature(
                 "no v1 signature in webhook-signature matches any of the "
@@ -408,9 +411,20 @@ def _b64url_decode(encoded: str) -> bytes:
     return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
 
 
+#: Signatures one `webhook-signature` header may offer: the platform sends one, or two during
+#: a secret rotation; more only cost the receiver work.
+MAX_OFFERED_SIGNATURES = 8
+
+
 def _offered_signatures(header: str) -> list[bytes]:
     offered = []
-    for item in header.split():
+    items = header.split()
+    if len(items) > MAX_OFFERED_SIGNATURES:
+        raise MalformedRequest(
+            f"webhook-signature offers {len(items)} signatures; at most "
+            f"{MAX_OFFERED_SIGNATURES} are read"
+        )
+    for item in items:
         version, _, encoded = item.partition(",")
         if version != "v1":
             continue
@@ -474,7 +488,11 @@ def _number_claim(claims: Mapping[str, Any], name: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise MalformedRequest(f"the token's {name} must be a number of seconds, got {value!r}")
-    return float(value)
+    seconds = float(value)
+    if not math.isfinite(seconds):
+        # An `exp` of infinity (JSON 1e400) would make a token that never expires.
+        raise MalformedRequest(f"the token's {name} must be a finite number, got {value!r}")
+    return seconds
 
 
 __all__ = [

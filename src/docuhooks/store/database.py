@@ -67,7 +67,16 @@ class Database:
         ] = weakref.WeakKeyDictionary()
 
     @classmethod
-    def from_url(cls, url: str, *, pool_size: int = 10) -> Database:
+    def from_url(
+        cls, url: str, *, pool_size: int = 10, sqlite_synchronous: str = "normal"
+    ) -> Database:
+        """`sqlite_synchronous` is SQLite's durability (`normal` or `full`, see
+        `sqlite_inline.configure_connection`); PostgreSQL ignores it."""
+        if sqlite_synchronous not in sqlite_inline.SYNCHRONOUS:
+            raise ValueError(
+                f"sqlite_synchronous must be one of {', '.join(sqlite_inline.SYNCHRONOUS)}, "
+                f"not {sqlite_synchronous!r}"
+            )
         async_url = normalize_url(url)
         kwargs: dict[str, Any] = {}
         checkpointer = None
@@ -85,7 +94,7 @@ class Database:
         engine = create_async_engine(async_url, json_serializer=jsontext.dumps, **kwargs)
         if engine.dialect.name == "sqlite":
             engine = sqlite_inline.InlineAsyncEngine(engine.sync_engine)
-            _configure_sqlite(engine, checkpointer)
+            _configure_sqlite(engine, checkpointer, sqlite_synchronous)
         else:
             _check_liveness_on_checkout(engine)
         return cls(engine, checkpointer=checkpointer)
@@ -208,11 +217,13 @@ class Database:
             await asyncio.to_thread(self._checkpointer.stop)
 
 
-def _configure_sqlite(engine: AsyncEngine, checkpointer: sqlite_inline.Checkpointer | None) -> None:
+def _configure_sqlite(
+    engine: AsyncEngine, checkpointer: sqlite_inline.Checkpointer | None, synchronous: str
+) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Takes transaction control from the driver so the "begin" hook below decides.
-        sqlite_inline.configure_connection(dbapi_conn)
+        sqlite_inline.configure_connection(dbapi_conn, synchronous=synchronous)
         if checkpointer is not None:
             checkpointer.start()
 

@@ -1,7 +1,7 @@
 """Statements on the hottest paths, compiled once and run on SQLite's driver directly.
 
-Through SQLAlchemy a cached statement on SQLite costs about 30 µs, of which `sqlite3`
-itself takes about 7: the rest is the execution context, the parameter and result
+Through SQLAlchemy a cached statement on SQLite costs several times what `sqlite3`
+itself takes (docs/performance.md): the rest is the execution context, the parameter and result
 processing set up again for each call, and the events. That was most of the cost of the
 transaction that opens an interview, and about half of writing an event through the outbox;
 it grows when the process has just been idle, because SQLAlchemy's execution path is a lot

@@ -106,7 +106,7 @@ api_tokens = sa.Table(
     _ts("last_used_at", nullable=True),
 )
 
-#: Admin UI sign-ins (SPEC §9). The id is the sha256 of the cookie's random token, as for API
+#: Admin UI sign-ins. The id is the sha256 of the cookie's random token, as for API
 #: tokens, so a copy of the table cannot sign anyone in; the CSRF token is per session.
 ui_sessions = sa.Table(
     "ui_sessions",
@@ -169,7 +169,7 @@ webhooks = sa.Table(
     _ts("previous_secret_expires_at", nullable=True),
     sa.Column("request_verb", sa.String(8), nullable=False),
     sa.Column("active", sa.Boolean(), nullable=False),
-    #: Set while the webhook is suspended after repeated failures (SPEC §7.4).
+    #: Set while the webhook is suspended after repeated failures.
     _ts("suspended_at", nullable=True),
     sa.Column("status_reason", sa.String(500), nullable=True),
     sa.Column("accept_untrusted_ssl", sa.Boolean(), nullable=False),
@@ -188,14 +188,14 @@ webhooks = sa.Table(
     _ts("claimed_at", nullable=True),
     sa.Column("consecutive_failures", sa.Integer(), nullable=False, server_default="0"),
     _ts("first_failure_at", nullable=True),
-    #: While suspended: when the next probe attempt may go (SPEC §7.4).
+    #: While suspended: when the next probe attempt may go.
     _ts("next_probe_at", nullable=True),
     _ts("created_at"),
     sa.Column("created_by", sa.String(36), nullable=True),
     _ts("modified_at"),
     sa.Column("modified_by", sa.String(36), nullable=True),
     sa.UniqueConstraint("site_id", "name"),
-    # Matching (SPEC §4) starts from this index, so it never reads another site's or another
+    # Matching starts from this index, so it never reads another site's or another
     # event type's webhooks.
     sa.Index("ix_webhooks_match", "site_id", "event_type", "active", "interview_event_name"),
     # Workers look for suspended webhooks due a probe without reading the others.
@@ -243,7 +243,7 @@ events = sa.Table(
     _id(),
     _fk("site_id", "sites.id"),
     sa.Column("event_type", sa.String(64), nullable=False),
-    #: The event object of SPEC §5.1, exactly as receivers get it.
+    #: The event object, exactly as receivers get it.
     sa.Column("payload", sa.JSON(), nullable=False),
     sa.Column("work_item_id", sa.String(36), nullable=True),
     _ts("created_at"),
@@ -284,6 +284,50 @@ deliveries = sa.Table(
         sqlite_where=sa.text("status = 'pending'"),
         postgresql_where=sa.text("status = 'pending'"),
     ),
+    # A webhook's failed deliveries by creation: a recovery's batches and its count read
+    # exactly the entries they use, however many others the window holds.
+    sa.Index(
+        "ix_deliveries_webhook_failed",
+        "webhook_id",
+        "created_at",
+        "id",
+        sqlite_where=sa.text("status = 'failed'"),
+        postgresql_where=sa.text("status = 'failed'"),
+    ),
+)
+
+#: Recoveries (`POST /webhooks/{id}/recover`): re-sending a webhook's failed deliveries of a
+#: time window, done by a background job in short batches so no transaction grows with the
+#: log. `cursor_*` is the last delivery examined (the keyset the next batch starts after);
+#: the lease lets any process take over a job whose process died.
+recovery_jobs = sa.Table(
+    "recovery_jobs",
+    metadata,
+    _id(),
+    _fk("site_id", "sites.id"),
+    _fk("webhook_id", "webhooks.id"),
+    _ts("since"),
+    #: The end of the window: as asked, else when the job was made (never later, so the
+    #: job does not chase failures of the deliveries it queued itself).
+    _ts("until"),
+    #: queued → running → succeeded | failed
+    sa.Column("status", sa.String(16), nullable=False),
+    #: Failed deliveries in the window, once counted; examined so far; queued again so far.
+    sa.Column("total", sa.Integer(), nullable=True),
+    sa.Column("done", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("redelivered", sa.Integer(), nullable=False, server_default="0"),
+    _ts("cursor_created_at", nullable=True),
+    sa.Column("cursor_id", sa.String(36), nullable=True),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    _ts("lease_expires_at", nullable=True),
+    sa.Column("error", sa.String(1000), nullable=True),
+    sa.Column("created_by_id", sa.String(36), nullable=True),
+    sa.Column("created_by_login", sa.String(255), nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
+    _ts("finished_at", nullable=True),
+    sa.Index("ix_recovery_jobs_webhook_created", "webhook_id", "created_at"),
+    sa.Index("ix_recovery_jobs_status", "status", "lease_expires_at"),
 )
 
 #: The calls in flight: one row per leased delivery, written with its lease and removed when
@@ -300,11 +344,13 @@ flights = sa.Table(
         primary_key=True,
     ),
     sa.Column("webhook_id", sa.String(36), nullable=False),
+    sa.Column("site_id", sa.String(36), nullable=False),
     sa.Column("destination", sa.String(2100), nullable=False),
     sa.Column("owner", sa.String(64), nullable=False),
     #: The lease's end: a row past it belongs to a dead worker and counts for nothing.
     _ts("expires_at"),
     sa.Index("ix_flights_webhook", "webhook_id", "expires_at"),
+    sa.Index("ix_flights_site", "site_id", "expires_at"),
     sa.Index("ix_flights_destination", "destination", "expires_at"),
     sa.Index("ix_flights_owner", "owner"),
 )
@@ -396,7 +442,7 @@ work_item_versions = sa.Table(
     #: InProgress, PostProcessing, Completed, Failed.
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("answers", sa.JSON(), nullable=False),
-    #: What happened in post-processing, shown on the version (SPEC §6.3).
+    #: What happened in post-processing, shown on the version.
     sa.Column("post_processing", sa.JSON(), nullable=True),
     _ts("post_processing_deadline", nullable=True),
     sa.Column("complete_token_hash", sa.String(64), nullable=True),

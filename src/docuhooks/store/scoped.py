@@ -1,5 +1,5 @@
 """The site boundary for reads by id: another site's object, or an id that is not a UUID, is
-simply not found (SPEC §9), so ids never reveal what exists elsewhere."""
+simply not found, so ids never reveal what exists elsewhere."""
 
 from __future__ import annotations
 

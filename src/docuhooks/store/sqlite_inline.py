@@ -2,8 +2,8 @@
 
 aiosqlite runs every statement on its own thread and hands the result back through the
 event loop: each `execute`, `fetchall`, `commit` is a queue put, a thread wake-up and a
-future resolved, about 0.1–0.2 ms of scheduling for a statement SQLite itself answers in
-tens of microseconds. A transaction of 16 statements paid about 3 ms for it.
+future resolved: more scheduling than SQLite takes to answer the statement itself, paid
+again for every statement of a transaction (docs/performance.md has the figures).
 
 This dialect runs the standard `sqlite3` module on the event loop's own thread, under
 SQLAlchemy's async engine, so every query in docuhooks stays the same; its connections
@@ -11,18 +11,25 @@ SQLAlchemy's async engine, so every query in docuhooks stays the same; its conne
 `KeptConnections` spares a transaction the pool round trip. What running inline must not do
 is block the loop on something slow, and the two slow things SQLite does are handled here:
 
-- **Waiting for another process's write lock.** `BEGIN IMMEDIATE` is tried without SQLite's
-  busy handler (which would sleep on the loop's thread); when the database is locked, the
-  transaction waits with `asyncio.sleep` and tries again, up to the busy timeout. Writers
+- **Waiting for another process's lock.** SQLite's busy handler sleeps on the calling
+  thread, so it is off (`busy_timeout=0`) on every connection the loop uses. The waits that
+  remain are taken where a transaction begins, the only place one can start: a writer's
+  `BEGIN IMMEDIATE`, and a reader's first read (its WAL snapshot, taken at `BEGIN`, which
+  waits only while another process recovers the WAL after a crash). When the database is
+  locked the transaction waits with `asyncio.sleep` in SQLAlchemy's greenlet and tries
+  again, up to the busy timeout; once begun, its statements never wait for a lock. Writers
   of the same process never get here: `Database.transaction` queues them first.
 - **Checkpoints.** SQLite normally copies the WAL back into the database (and fsyncs it) in
   whichever commit crosses 1,000 pages. Here automatic checkpoints are off and a
   `Checkpointer` thread with its own connection runs them, so a commit only appends to the
-  WAL (with `synchronous=NORMAL`, no fsync).
+  WAL (with `synchronous=NORMAL`, no fsync; with `FULL`, one fsync of the WAL, which is
+  the durability the `sqlite_synchronous` setting chooses).
 
 Every statement docuhooks runs on SQLite is an indexed lookup, a bounded batch (claims, the
-recorder, pruning) or a single-row write, so running them inline costs the loop less than
-the hops it saves. PostgreSQL keeps asyncpg, which is asynchronous all the way down.
+recorder, pruning, recovery jobs), a count that stops at a cap (`/metrics`) or a single-row
+write, so running them inline costs the loop less than the hops it saves; a test holds the
+loop to 50 ms at most during a drain with scrapes and a recovery (test_loop_lag.py).
+PostgreSQL keeps asyncpg, which is asynchronous all the way down.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ import sqlite3
 import threading
 import time
 import types
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -239,6 +246,10 @@ class InlineAsyncConnection(AsyncConnection):
         *,
         execution_options: Any = None,
     ) -> Any:
+        if not self._proxied.in_transaction():
+            # The statement would begin a transaction itself (autobegin), which may have to
+            # wait for another process's lock: it goes through the greenlet, where it can.
+            return await super().execute(statement, parameters, execution_options=execution_options)
         return self._proxied.execute(statement, parameters, execution_options=execution_options)
 
     async def exec_driver_sql(
@@ -247,6 +258,8 @@ class InlineAsyncConnection(AsyncConnection):
         parameters: Any = None,
         execution_options: Any = None,
     ) -> Any:
+        if not self._proxied.in_transaction():  # autobegin: see `execute`
+            return await super().exec_driver_sql(statement, parameters, execution_options)
         return self._proxied.exec_driver_sql(
             statement, parameters, execution_options=execution_options
         )
@@ -276,7 +289,7 @@ class _InlineTransaction(AsyncTransaction):
     """A transaction begun and ended on the loop's thread, without a greenlet.
 
     Beginning tries SQLite once (`begin_at_once`); only when another process holds the
-    write lock does it take SQLAlchemy's way, in a greenlet, where `begin_immediate` can
+    write lock does it take SQLAlchemy's way, in a greenlet, where `on_begin` can
     wait with `asyncio.sleep`. Committing and rolling back never wait: this connection
     holds the lock (or, reading, needs none), and checkpoints are another connection's.
     Only `begin()` makes one: a savepoint (`begin_nested()`) stays SQLAlchemy's own."""
@@ -322,28 +335,41 @@ _BEGUN: contextvars.ContextVar[bool] = contextvars.ContextVar("sqlite_begun", de
 
 
 def begin_at_once(dbapi_conn: sqlite3.Connection, *, readonly: bool) -> bool:
-    """Begin now if no waiting is needed: `BEGIN` for a reader, `BEGIN IMMEDIATE` for a
-    writer whose lock is free. False when another process holds the write lock."""
-    if readonly:
-        dbapi_conn.execute("BEGIN")
-        return True
-    return _try_begin_immediate(dbapi_conn) is None
+    """Begin now if no waiting is needed: `BEGIN` and the snapshot for a reader, `BEGIN
+    IMMEDIATE` for a writer whose lock is free. False when another process holds the lock."""
+    return _try_begin(dbapi_conn, readonly=readonly) is None
 
 
-def _try_begin_immediate(dbapi_conn: sqlite3.Connection) -> sqlite3.OperationalError | None:
-    """One `BEGIN IMMEDIATE` without SQLite's busy handler (which would sleep on the loop's
-    thread): None if it began, SQLite's error if another connection holds the lock."""
-    dbapi_conn.execute("PRAGMA busy_timeout=0")
+def _try_begin(
+    dbapi_conn: sqlite3.Connection, *, readonly: bool
+) -> sqlite3.OperationalError | None:
+    """One try at beginning, without SQLite's busy handler (off on these connections: it would
+    sleep on the loop's thread): None if it began, SQLite's error if another connection holds
+    the lock (nothing is left open then).
+
+    A reader takes its WAL snapshot here (`PRAGMA schema_version` reads the database header)
+    rather than at its first query, so the one moment a reader can meet a lock (another
+    process recovering the WAL) is met where it can be waited for without blocking."""
     try:
-        dbapi_conn.execute("BEGIN IMMEDIATE")
+        if not readonly:
+            dbapi_conn.execute("BEGIN IMMEDIATE")
+            return None
+        dbapi_conn.execute("BEGIN")
+        try:
+            dbapi_conn.execute("PRAGMA schema_version")
+        except BaseException:
+            dbapi_conn.rollback()
+            raise
         return None
     except sqlite3.OperationalError as exc:
-        if "locked" not in str(exc):
+        if not _is_locked(exc):
             # As SQLAlchemy reports any statement's failure, so callers see one kind.
-            raise sa_exc.OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+            raise sa_exc.OperationalError("BEGIN", None, exc) from exc
         return exc
-    finally:
-        dbapi_conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+
+
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def on_begin(conn: Any) -> None:
@@ -353,10 +379,8 @@ def on_begin(conn: Any) -> None:
     if _BEGUN.get():
         return
     driver = conn.connection.driver_connection
-    if conn.get_execution_options().get(READONLY_OPTION, False):
-        driver.execute("BEGIN")
-    else:
-        begin_immediate(driver)
+    readonly = bool(conn.get_execution_options().get(READONLY_OPTION, False))
+    _wait_for_lock(lambda: _try_begin(driver, readonly=readonly), "BEGIN")
 
 
 class InlineAsyncEngine(AsyncEngine):
@@ -365,37 +389,56 @@ class InlineAsyncEngine(AsyncEngine):
     _connection_cls = InlineAsyncConnection
 
 
-def configure_connection(dbapi_conn: sqlite3.Connection) -> None:
-    """Pragmas for a docuhooks connection: WAL, no fsync per commit, no inline checkpoint."""
-    dbapi_conn.isolation_level = None  # transactions are begun by `begin_immediate`
-    dbapi_conn.execute("PRAGMA journal_mode=WAL")
-    dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+#: `PRAGMA synchronous` values the `sqlite_synchronous` setting may choose.
+SYNCHRONOUS = ("normal", "full")
+
+
+def configure_connection(dbapi_conn: sqlite3.Connection, *, synchronous: str = "normal") -> None:
+    """Pragmas for a docuhooks connection: WAL, no busy handler, no inline checkpoint, and
+    the chosen durability: `NORMAL` (in WAL mode, a commit survives the process crashing but
+    the last ones may be lost if the machine loses power) or `FULL` (an fsync of the WAL per
+    commit, which the loop waits for: the one wait on the loop left by choice, bounded by the
+    disk, documented with the setting)."""
+    if synchronous not in SYNCHRONOUS:
+        raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}: {synchronous!r}")
+    dbapi_conn.isolation_level = None  # transactions are begun by `on_begin`/`begin_at_once`
+    # No busy handler: SQLite's sleeps on the calling thread, the event loop's here. A lock is
+    # waited for only where a transaction begins (`_wait_for_lock`); once begun, a writer
+    # holds the write lock and a reader its snapshot, and their statements never wait.
+    dbapi_conn.execute("PRAGMA busy_timeout=0")
+    # Runs as the pool connects, inside SQLAlchemy's greenlet: the one pragma that can meet
+    # another process's lock (switching a new file to WAL) waits without blocking the loop.
+    _wait_for_lock(lambda: _try_pragma(dbapi_conn, "PRAGMA journal_mode=WAL"), "journal_mode")
+    dbapi_conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
     dbapi_conn.execute("PRAGMA foreign_keys=ON")
     dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
-    # For statements: one inside a transaction holding the write lock never waits for it,
-    # and a read waits only in rare moments (recovering the WAL after a crash). Beginning a
-    # write transaction, the one wait that is common, is `begin_immediate`'s, on the loop.
-    dbapi_conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
 
 
-def begin_immediate(dbapi_conn: sqlite3.Connection) -> None:
-    """`BEGIN IMMEDIATE`, waiting for another process's write lock without blocking the loop.
+def _try_pragma(dbapi_conn: sqlite3.Connection, pragma: str) -> sqlite3.OperationalError | None:
+    try:
+        dbapi_conn.execute(pragma)
+        return None
+    except sqlite3.OperationalError as exc:
+        if not _is_locked(exc):
+            raise
+        return exc
 
-    Runs inside SQLAlchemy's greenlet (the `begin` event), so it can await `asyncio.sleep`.
-    """
+
+def _wait_for_lock(attempt: Callable[[], sqlite3.OperationalError | None], what: str) -> None:
+    """Run `attempt` until it gets the lock, waiting between tries with `asyncio.sleep` up to
+    `BUSY_TIMEOUT`; SQLite's error when it gives up.
+
+    The wait needs SQLAlchemy's greenlet (the `begin` and `connect` events run in it, and
+    `InlineAsyncConnection` sends statements that would begin a transaction there). Outside
+    one there is no way to wait without blocking the thread, so the lock error is raised at
+    once, as SQLite itself would with no busy timeout: the loop is never put to sleep."""
     deadline = time.monotonic() + BUSY_TIMEOUT
-    attempt = 0
-    while (locked := _try_begin_immediate(dbapi_conn)) is not None:
-        if time.monotonic() >= deadline:
-            raise sa_exc.OperationalError("BEGIN IMMEDIATE", None, locked) from locked
-        pause = _BUSY_BACKOFF[min(attempt, len(_BUSY_BACKOFF) - 1)]
-        if in_greenlet():
-            await_(asyncio.sleep(pause))
-        else:
-            # Begun by a statement outside any transaction block (autobegin): no loop to
-            # yield to from here. Only rare paths do this; wait as SQLite itself would.
-            time.sleep(pause)
-        attempt += 1
+    tries = 0
+    while (locked := attempt()) is not None:
+        if time.monotonic() >= deadline or not in_greenlet():
+            raise sa_exc.OperationalError(what, None, locked) from locked
+        await_(asyncio.sleep(_BUSY_BACKOFF[min(tries, len(_BUSY_BACKOFF) - 1)]))
+        tries += 1
 
 
 class Checkpointer:

@@ -1,4 +1,4 @@
-"""The admin web UI (SPEC §9, §1.4): server-rendered pages with htmx for in-place actions,
+"""The admin web UI: server-rendered pages with htmx for in-place actions,
 signed in with a password, each page calling the same services as the API.
 
 `router` holds every UI route (kept out of the OpenAPI document); `STATIC_DIR` is served at

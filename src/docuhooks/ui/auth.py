@@ -1,4 +1,4 @@
-"""Signing in and out of the admin UI with a login name and password (SPEC §9).
+"""Signing in and out of the admin UI with a login name and password.
 
 The login form has its own CSRF token in a short cookie (there is no session yet), so
 another site cannot sign a browser in to an account of its choosing."""

@@ -19,7 +19,7 @@ AUTH_METHODS = [m.value for m in AuthMethod]
 CHECKBOXES = ("active", "acceptUntrustedSsl", "orderedDelivery")
 MAX_GRACE_HOURS = 168
 
-#: Explanations shown under the fields, from SPEC §3.
+#: Explanations shown under the fields: the webhook configuration rules.
 HELP = {
     "interviewEventName": "CustomInterviewEvent only: the interview button's event name.",
     "authenticationMethod": "HMAC signs every call with a secret shown once after saving.",
@@ -62,7 +62,7 @@ def form_field(api_field: str) -> str:
 
 
 def blank_values() -> dict[str, Any]:
-    """A new webhook's form: the defaults of SPEC §3."""
+    """A new webhook's form: the configuration defaults of docs/api.md."""
     return {
         "name": "",
         "url": "",

@@ -43,9 +43,6 @@ NOTICES = {
     "deactivated": "Webhook deactivated: it sends nothing until activated again.",
     "resumed": "Webhook resumed: its waiting deliveries are due now.",
     "redelivered": "The event is queued to be sent again.",
-    "recovered": "Every event whose delivery failed since then is queued to be sent again "
-    "(once each).",
-    "nothing-to-recover": "No delivery failed since then: nothing to re-send.",
     "signed-out": "You are signed out.",
     "password-changed": "Your password is changed. Your other browsers are signed out.",
     "user-saved": "User saved.",

@@ -1,4 +1,4 @@
-"""Admin UI sign-in sessions (SPEC §9): a random cookie token whose sha256 names a row of
+"""Admin UI sign-in sessions: a random cookie token whose sha256 names a row of
 `ui_sessions`, a CSRF token per session, and expiry after idleness or a fixed lifetime.
 
 The cookie is `HttpOnly` (no script reads it), `SameSite=Lax` (other sites' forms do not

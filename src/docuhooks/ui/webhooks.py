@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from docuhooks import audit
 from docuhooks.api.deps import Ctx
 from docuhooks.core.events import NOTIFICATION_EVENTS, AuthMethod
-from docuhooks.delivery import log, webhook_views
+from docuhooks.delivery import log, recovery, webhook_views
+from docuhooks.delivery.claims import Caps
 from docuhooks.errors import Conflict, FieldError, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.platform import catalog, sample_sends, workgroups
@@ -59,6 +60,7 @@ async def webhook_list(
             cursor=cursor or None,
             status=status or None,
             health_at=ctx.now(),
+            destination_cap=Caps.from_settings(ctx.settings).destination,
         )
     return render(request, "webhooks.html", session, page=page, status=status)
 
@@ -133,7 +135,13 @@ async def create_webhook(request: Request, ctx: Ctx, session: Checked) -> Respon
 async def webhook_page(request: Request, webhook_id: str, ctx: Ctx, session: SignedIn) -> Response:
     who = session.principal
     async with ctx.db.read() as conn:
-        webhook = await webhook_views.read(conn, who, webhook_id, now=ctx.now())
+        webhook = await webhook_views.read(
+            conn,
+            who,
+            webhook_id,
+            now=ctx.now(),
+            destination_cap=Caps.from_settings(ctx.settings).destination,
+        )
         deliveries = await log.list_deliveries(
             conn, who, webhook["id"], now=ctx.now(), limit=RECENT_DELIVERIES
         )
@@ -308,7 +316,8 @@ async def send_test(request: Request, webhook_id: str, ctx: Ctx, session: Checke
 
 @router.post("/webhooks/{webhook_id}/recover")
 async def recover(request: Request, webhook_id: str, ctx: Ctx, session: Checked) -> Response:
-    """Re-send the failed deliveries since a time, as `POST /webhooks/{id}/recover` does."""
+    """Re-send the failed deliveries since a time, as `POST /webhooks/{id}/recover` does: the
+    job runs in the background, and its page follows its progress."""
     form = await request.form()
     try:
         since = datetime.fromisoformat(str(form.get("since") or ""))
@@ -318,8 +327,19 @@ async def recover(request: Request, webhook_id: str, ctx: Ctx, session: Checked)
         ) from None
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    queued = await log.recover(ctx, session.principal, webhook_id, since=since)
-    return _page(request, webhook_id, "recovered" if queued else "nothing-to-recover")
+    job = await recovery.start_recovery(ctx, session.principal, webhook_id, since=since)
+    return redirect(f"/ui/webhooks/{webhook_id}/recoveries/{job['id']}")
+
+
+@router.get("/webhooks/{webhook_id}/recoveries/{recovery_id}")
+async def recovery_page(
+    request: Request, webhook_id: str, recovery_id: str, ctx: Ctx, session: SignedIn
+) -> Response:
+    """A recovery's progress: the page, or (for htmx, every second until it ends) its panel."""
+    async with ctx.db.read() as conn:
+        job = await recovery.get_recovery(conn, session.principal, webhook_id, recovery_id)
+    template = "_recovery.html" if is_htmx(request) else "recovery.html"
+    return render(request, template, session, job=job, webhook_id=webhook_id)
 
 
 @router.get("/webhooks/{webhook_id}/deliveries")

@@ -1,4 +1,4 @@
-"""The configuration rules of SPEC §3 as one pure function, shared by create and update."""
+"""The webhook configuration rules as one pure function, shared by create and update."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Webhook administration (SPEC §3, §11): create, read, update, delete, activate, deactivate,
-resume, rotate secrets; and matching (SPEC §4) for everything that sends events.
+"""Webhook administration: create, read, update, delete, activate, deactivate,
+resume, rotate secrets; and matching for everything that sends events.
 
 Every change here tells the context's interview match cache (`webhooks.targets`) at once and
 again when its transaction ends, so interview steps in this process see it on their next
@@ -260,6 +260,17 @@ def _access_token(changes: dict[str, Any]) -> str | None:
                 )
             ]
         )
+    if token.startswith("whsec_"):
+        # The prefix marks a Standard Webhooks signing secret; receivers (the SDK among them)
+        # would take this for one, and a bearer token must never look like a signing key.
+        raise ValidationFailed.of(
+            [
+                FieldError(
+                    "accessToken",
+                    "must not start with 'whsec_', which marks a Standard Webhooks secret",
+                )
+            ]
+        )
     return token
 
 
@@ -487,7 +498,7 @@ async def regenerate_secret(
     grace_period_seconds: int = 0,
 ) -> tuple[dict[str, Any], str]:
     """A new secret, returned once. With a grace period the old one keeps signing until it
-    ends, so the receiver can deploy the new secret first (SPEC §5.2)."""
+    ends, so the receiver can deploy the new secret first."""
     row = await get_row(conn, principal, webhook_id)
     if row.auth_method == AuthMethod.ACCESS_TOKEN.value:
         raise Conflict(
@@ -608,7 +619,7 @@ async def matching(
     template_id: str | None,
     interview_event_name: str | None = None,
 ) -> list[sa.Row[Any]]:
-    """The active webhooks an event reaches (SPEC §4), in overlay order (order, created).
+    """The active webhooks an event reaches, in overlay order (order, created).
 
     Starts from the (site, event type, active) index and checks scopes by primary key, so
     the cost follows the webhooks of this site and type, never the whole table."""

@@ -1,4 +1,4 @@
-"""Delivery routes (SPEC §7.3, §7.5, §11): a webhook's deliveries, one delivery with its
+"""Delivery routes: a webhook's deliveries, one delivery with its
 attempts, redelivery, recovery since a time, and the test send."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pydantic import Field
 
 from docuhooks.api.deps import Caller, Conn, Ctx, StandaloneCaller
 from docuhooks.api.models import ERRORS, EventTypeName, Input, Output, Page
-from docuhooks.delivery import log
+from docuhooks.delivery import log, recovery
 from docuhooks.platform import sample_sends
 from docuhooks.store import pagination
 
@@ -68,8 +68,23 @@ class Recover(Input):
     until: datetime | None = Field(default=None, strict=False, description="…and before this")
 
 
-class Recovered(Output):
-    redelivered: int = Field(description="How many events were queued again")
+class Recovery(Output):
+    id: str
+    webhookId: str
+    status: str = Field(description="queued, running, succeeded or failed")
+    since: datetime
+    until: datetime = Field(description="The window's end: as asked, else when it was asked")
+    total: int | None = Field(
+        description="Failed deliveries in the window, once counted (null until then)"
+    )
+    done: int = Field(description="Failed deliveries examined so far")
+    redelivered: int = Field(description="Events queued again so far")
+    error: str | None
+    createdBy: str = Field(description="Login name of who asked")
+    createdDate: datetime
+    updatedDate: datetime
+    finishedDate: datetime | None
+    link: str = Field(description="Where to follow its progress")
 
 
 class TestCall(Output):
@@ -139,11 +154,21 @@ async def redeliver(delivery_id: str, ctx: Ctx, who: StandaloneCaller) -> dict[s
     return await log.redeliver(ctx, who, delivery_id)
 
 
-@router.post("/webhooks/{webhook_id}/recover", status_code=202, response_model=Recovered)
-async def recover(webhook_id: str, body: Recover, ctx: Ctx, who: StandaloneCaller) -> Recovered:
-    """Re-send every event whose delivery to this webhook failed, within the time window."""
-    count = await log.recover(ctx, who, webhook_id, since=body.since, until=body.until)
-    return Recovered(redelivered=count)
+@router.post("/webhooks/{webhook_id}/recover", status_code=202, response_model=Recovery)
+async def recover(
+    webhook_id: str, body: Recover, ctx: Ctx, who: StandaloneCaller
+) -> dict[str, Any]:
+    """Re-send every event whose delivery to this webhook failed, within the time window: a
+    background job does it in batches; follow it at `link`."""
+    return await recovery.start_recovery(ctx, who, webhook_id, since=body.since, until=body.until)
+
+
+@router.get("/webhooks/{webhook_id}/recoveries/{recovery_id}", response_model=Recovery)
+async def get_recovery(
+    webhook_id: str, recovery_id: str, conn: Conn, who: Caller
+) -> dict[str, Any]:
+    """A recovery's status and progress."""
+    return await recovery.get_recovery(conn, who, webhook_id, recovery_id)
 
 
 @router.post(

@@ -1,4 +1,4 @@
-"""The document REST API (SPEC §6.3, §11): what receivers use to fetch, replace and add a
+"""The document REST API: what receivers use to fetch, replace and add a
 version's documents. `{version_id}` may be `active` (the version in progress), and the
 source platform's spellings (`/WorkItems/{id}/Versions/{vid}/Documents/{docId}/Content`)
 are served too, so its receivers work unchanged."""
@@ -71,7 +71,9 @@ async def add_document(
     A DOCX over the `docx_*` limits is refused (413 or 422) naming the limit."""
     new, order = await _incoming_document(request)
     # Checked before the transaction: no lock is held while the archive is inflated.
-    await documents.verify_content(ctx.render_pool, new.content_type, new.content)
+    await documents.verify_content(
+        ctx.render_pool, new.content_type, new.content, site_id=who.site_id
+    )
     async with ctx.db.transaction() as conn:
         return await documents.add(conn, who, work_item_id, version_id, new, assembled_order=order)
 
@@ -120,7 +122,7 @@ async def put_document_content(
     if not content_type:
         raise BadRequest("send the document's Content-Type (e.g. application/pdf)")
     content = await request.body()
-    await documents.verify_content(ctx.render_pool, content_type, content)
+    await documents.verify_content(ctx.render_pool, content_type, content, site_id=who.site_id)
     async with ctx.db.transaction() as conn:
         body, created = await documents.put_content(
             conn,

@@ -1,4 +1,4 @@
-"""Event routes (SPEC §11): what the platform emitted, and where each event went."""
+"""Event routes: what the platform emitted, and where each event went."""
 
 from __future__ import annotations
 

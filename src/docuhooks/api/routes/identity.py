@@ -1,4 +1,4 @@
-"""A site's users and the caller's API tokens (SPEC §11 "admin")."""
+"""A site's users and the caller's API tokens."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Interview routes (SPEC §6.2, §8, §11): open, read and change answers, fire interview
+"""Interview routes: open, read and change answers, fire interview
 events, finish. Any role of the site may run interviews."""
 
 from __future__ import annotations
@@ -7,10 +7,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from docuhooks.answers import to_hotdocs_xml
 from docuhooks.api.deps import Ctx, ReadConn, StandaloneCaller
 from docuhooks.api.models import ERRORS, Output
 from docuhooks.api.responses import FastJSONResponse
@@ -81,8 +79,9 @@ async def open_interview(work_item_id: str, ctx: Ctx, who: StandaloneCaller) -> 
 
 
 @router.get("/interviews/{interview_id}", response_model=Interview)
-async def get_interview(interview_id: str, conn: ReadConn, who: StandaloneCaller) -> dict[str, Any]:
-    return await interviews.get(conn, who, interview_id)
+async def get_interview(interview_id: str, conn: ReadConn, who: StandaloneCaller) -> Response:
+    # The stored answers go out as they are: nothing to encode (`interviews.get`).
+    return FastJSONResponse(await interviews.get(conn, who, interview_id))
 
 
 @router.get(
@@ -90,15 +89,18 @@ async def get_interview(interview_id: str, conn: ReadConn, who: StandaloneCaller
     responses={200: {"content": {"application/json": {}, "application/xml": {}}}},
 )
 async def get_answers(
-    interview_id: str, request: Request, conn: ReadConn, who: StandaloneCaller
+    interview_id: str, request: Request, ctx: Ctx, who: StandaloneCaller
 ) -> Response:
     """The current answers: canonical answer JSON, or HotDocs answer XML when the `Accept`
-    header asks for `application/xml` or `text/xml`."""
-    answers = await interviews.current_answers(conn, who, interview_id)
+    header asks for `application/xml` or `text/xml`. Large answer sets are encoded off the
+    event loop, a few of one site's at a time (see docs/operations.md, "Answer sets")."""
+    # No database connection is held while the request waits its site's turn.
+    async with ctx.db.read() as conn:
+        stored = await interviews.stored_answers_text(conn, who, interview_id)
     accept = request.headers.get("accept", "").lower()
-    if "xml" in accept and "json" not in accept:
-        return Response(to_hotdocs_xml(answers), media_type="application/xml")
-    return JSONResponse(answers.to_json())
+    xml = "xml" in accept and "json" not in accept
+    document = await interviews.answers_document(ctx, who, stored, xml=xml)
+    return Response(document, media_type="application/xml" if xml else "application/json")
 
 
 @router.put(
@@ -108,20 +110,23 @@ async def get_answers(
 )
 async def put_answers(
     interview_id: str, request: Request, ctx: Ctx, who: StandaloneCaller
-) -> dict[str, Any]:
+) -> Response:
     """Overlay answers onto the interview's: canonical or shorthand answer JSON
     (`application/json`) or HotDocs answer XML (`application/xml`, `text/xml`). Each answer
     replaces the one of the same name whole; answers that do not fit the template are left
     out with a warning naming the variable. An answer set over a limit (its size, a value's
     size: 413; the number of answers or values: 422) changes nothing; the error names the
-    limit and, where it is about one answer, the answer."""
-    return await interviews.update_answers(
+    limit and, where it is about one answer, the answer. A large answer set is read, overlaid
+    and encoded off the event loop, a few of one site's at a time."""
+    updated = await interviews.update_answers(
         ctx,
         who,
         interview_id,
         body=await request.body(),
         content_type=request.headers.get("content-type", "application/json"),
     )
+    # The answers are already JSON text (`interviews.update_answers`): nothing to encode.
+    return FastJSONResponse(updated)
 
 
 @router.post("/interviews/{interview_id}/events/{event_name}", response_model=Interview)

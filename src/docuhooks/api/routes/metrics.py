@@ -1,4 +1,4 @@
-"""Prometheus metrics (SPEC §10): delivery outcomes and latency, queue depth, the worker fleet."""
+"""Prometheus metrics: delivery outcomes and latency, queue depth, the worker fleet."""
 
 from __future__ import annotations
 

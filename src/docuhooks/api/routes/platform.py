@@ -1,4 +1,4 @@
-"""Document-platform routes (SPEC §11): work groups, templates, work items and versions.
+"""Document-platform routes: work groups, templates, work items and versions.
 
 Documents and interviews have routers of their own. Every platform route is also served
 under the source platform's spelling (`/WorkItems/{id}/Versions/{vid}/…`), so receivers
@@ -7,7 +7,6 @@ written for it work unchanged.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -16,6 +15,7 @@ from pydantic import Field
 
 from docuhooks.api.deps import Caller, Conn, Ctx, StandaloneCaller
 from docuhooks.api.models import ERRORS, Input, Output, Page
+from docuhooks.api.responses import FastJSONResponse
 from docuhooks.api.routes.documents import Document
 from docuhooks.api.routes.platform_support import add_source_platform_aliases, attachment
 from docuhooks.platform import catalog, completion, quick, workgroups, workitems
@@ -74,16 +74,21 @@ class WorkItem(Output):
     createdBy: str | None
 
 
-class Version(Output):
+class VersionSummary(Output):
+    """A version as the versions list shows it: its answers are read from the version."""
+
     id: str
     workItemId: str
     versionNumber: int
     status: str = Field(description="InProgress, PostProcessing, Completed or Failed")
-    answers: dict[str, Any] = Field(description="Canonical answer JSON (SPEC §8)")
     postProcessing: dict[str, Any] | None
     createdDate: datetime
     createdBy: str | None
     completedDate: datetime | None
+
+
+class Version(VersionSummary):
+    answers: dict[str, Any] = Field(description="Canonical answer JSON")
     documents: list[Document] | None = None
 
 
@@ -191,8 +196,9 @@ async def assemble_quick_document(
     )
     headers = {"Content-Disposition": attachment(document.file_name)}
     if document.warnings:
-        # The body is the document, so answers left out are reported in a header (ASCII JSON).
-        headers["X-Docuhooks-Warnings"] = json.dumps(list(document.warnings))
+        # The body is the document, so answers left out are reported in a header (ASCII JSON,
+        # capped: the first warnings and how many more).
+        headers["X-Docuhooks-Warnings"] = quick.warnings_header(document.warnings)
     return Response(document.content, media_type=catalog.DOCX_CONTENT_TYPE, headers=headers)
 
 
@@ -231,21 +237,28 @@ async def get_work_item(work_item_id: str, conn: Conn, who: Caller) -> dict[str,
     return workitems.to_api(await workitems.get_row(conn, who, work_item_id))
 
 
-@router.get("/workitems/{work_item_id}/versions", response_model=list[Version], tags=["platform"])
-async def list_versions(work_item_id: str, conn: Conn, who: Caller) -> list[dict[str, Any]]:
-    """Every version, newest first."""
-    return await workitems.list_versions(conn, who, work_item_id)
+@router.get(
+    "/workitems/{work_item_id}/versions", response_model=Page[VersionSummary], tags=["platform"]
+)
+async def list_versions(
+    work_item_id: str, conn: Conn, who: Caller, limit: Limit = 50, cursor: Cursor = None
+) -> dict[str, Any]:
+    """The versions, newest first, without their answers (read them from the version)."""
+    page = await workitems.list_versions(conn, who, work_item_id, limit=limit, cursor=cursor)
+    return {"items": page.items, "nextCursor": page.next_cursor}
 
 
 @router.get(
     "/workitems/{work_item_id}/versions/{version_id}", response_model=Version, tags=["platform"]
 )
-async def get_version(
-    work_item_id: str, version_id: str, conn: Conn, who: Caller
-) -> dict[str, Any]:
-    """One version with its documents; `active` names the version in progress."""
-    item, version = await workitems.get_version_row(conn, who, work_item_id, version_id)
-    return await completion.version_with_documents(conn, who, item, version.id)
+async def get_version(work_item_id: str, version_id: str, conn: Conn, who: Caller) -> Response:
+    """One version with its answers and documents; `active` names the version in progress.
+    The answers are written out as stored: nothing to decode or encode, however large."""
+    item, version = await workitems.get_version_row(
+        conn, who, work_item_id, version_id, answers=False
+    )
+    body = await completion.version_with_documents(conn, who, item, version.id, as_stored=True)
+    return FastJSONResponse(body)
 
 
 @router.put(

@@ -1,4 +1,4 @@
-"""Webhook administration routes (SPEC §11). Delivery-related webhook routes (deliveries,
+"""Webhook administration routes. Delivery-related webhook routes (deliveries,
 test, recover) live with the delivery engine."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from docuhooks import audit
 from docuhooks.api.deps import Caller, Conn, Ctx
 from docuhooks.api.models import ERRORS, AuthMethodName, EventTypeName, Input, Output, Page
 from docuhooks.delivery import webhook_views
+from docuhooks.delivery.claims import Caps
 from docuhooks.store import pagination
 from docuhooks.webhooks import service
 
@@ -73,8 +74,8 @@ class WebhookHealth(Output):
     destination: str = Field(description="scheme://host:port, whose breaker this webhook obeys")
     inFlight: int = Field(description="Calls of this webhook in flight now, from every worker")
     concurrencyLimit: int = Field(
-        description="Calls in flight allowed now: maxConcurrency, or the destination's adaptive "
-        "limit if lower"
+        description="Calls in flight allowed now: maxConcurrency, or the destination's limit "
+        "(the installation's cap on calls to one destination, or its adaptive limit) if lower"
     )
     breaker: Breaker
     pausedUntil: datetime | None = Field(
@@ -172,6 +173,7 @@ async def list_webhooks(
         event_type=eventType,
         status=status,
         health_at=ctx.now(),
+        destination_cap=Caps.from_settings(ctx.settings).destination,
     )
     return {"items": page.items, "nextCursor": page.next_cursor}
 
@@ -186,7 +188,13 @@ async def create_webhook(
 
 @router.get("/{webhook_id}", response_model=Webhook)
 async def get_webhook(webhook_id: str, ctx: Ctx, conn: Conn, who: Caller) -> dict[str, Any]:
-    return await webhook_views.read(conn, who, webhook_id, now=ctx.now())
+    return await webhook_views.read(
+        conn,
+        who,
+        webhook_id,
+        now=ctx.now(),
+        destination_cap=Caps.from_settings(ctx.settings).destination,
+    )
 
 
 @router.patch("/{webhook_id}", response_model=WebhookWithSecret)

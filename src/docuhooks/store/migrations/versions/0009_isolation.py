@@ -5,8 +5,9 @@ Webhooks now carry `max_concurrency` (calls in flight at most, across workers) a
 `destination` (scheme, host and port, whose circuit breaker and adaptive limit they obey);
 `claimed_at` lets claims serve webhooks in turn. `destinations` holds the health of each
 destination that has shown trouble; `flights` one row per leased delivery, so a claim counts
-calls in flight without an index on the lease columns of `deliveries` (kept free of them for
-HOT updates). A partial index lets a claim take a webhook's oldest due deliveries directly.
+calls in flight (per webhook, per site and per destination) without an index on the lease
+columns of `deliveries` (kept free of them for HOT updates). A partial index lets a claim
+take a webhook's oldest due deliveries directly.
 
 Revision ID: 0009
 Revises: 0008
@@ -76,6 +77,7 @@ def upgrade() -> None:
         "flights",
         sa.Column("delivery_id", sa.String(length=36), nullable=False),
         sa.Column("webhook_id", sa.String(length=36), nullable=False),
+        sa.Column("site_id", sa.String(length=36), nullable=False),
         sa.Column("destination", sa.String(length=2100), nullable=False),
         sa.Column("owner", sa.String(length=64), nullable=False),
         sa.Column("expires_at", docuhooks.store.schema.UtcDateTime(timezone=True), nullable=False),
@@ -88,6 +90,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("delivery_id", name=op.f("pk_flights")),
     )
     op.create_index("ix_flights_webhook", "flights", ["webhook_id", "expires_at"], unique=False)
+    op.create_index("ix_flights_site", "flights", ["site_id", "expires_at"], unique=False)
     op.create_index(
         "ix_flights_destination", "flights", ["destination", "expires_at"], unique=False
     )

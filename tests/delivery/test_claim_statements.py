@@ -1,0 +1,99 @@
+"""The claim's statements: a webhook's due deliveries found through its own index whatever
+the backlog elsewhere, and webhooks served in turn even when the cursor is not written."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.dialects import sqlite
+from tests.delivery.delivery_support import make_webhook, queue_event, webhook
+from tests.support import SiteUsers
+
+from docuhooks.context import AppContext
+from docuhooks.core.clock import FakeClock
+from docuhooks.delivery import claims
+from docuhooks.delivery.queries import Job
+
+URL = "https://receiver.example/hook"
+
+
+async def claim(ctx: AppContext, clock: FakeClock, limit: int) -> list[Job]:
+    async with ctx.db.transaction() as conn:
+        return await claims.claim(
+            conn,
+            owner="w1",
+            now=clock.now(),
+            lease=timedelta(minutes=5),
+            limit=limit,
+            probe_interval=timedelta(seconds=30),
+            caps=claims.Caps(destination=100, site=100),
+        )
+
+
+async def test_a_webhook_claimed_alone_keeps_its_cursor_and_another_still_gets_its_turn(
+    ctx: AppContext, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    """With one webhook holding work no other waits, so its claim does not write the
+    round-robin cursor; the next claim where another has work still serves both."""
+    clock = FakeClock()
+    busy, _ = await make_webhook(ctx, site, URL, name="busy", maxConcurrency=100)
+    quiet, _ = await make_webhook(ctx, other_site, URL + "/b", name="quiet")
+    for version in range(30):
+        await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{version}")
+    clock.advance(timedelta(seconds=1))
+
+    first = await claim(ctx, clock, limit=10)
+    assert [job.webhook.id for job in first] == [busy] * 10
+    assert (await webhook(ctx, busy)).claimed_at is None, "alone: no cursor written"
+
+    _, (quiet_delivery,) = await queue_event(ctx, other_site.site_id, now=clock.now())
+    clock.advance(timedelta(seconds=1))
+    second = await claim(ctx, clock, limit=10)
+    assert quiet_delivery in [job.delivery_id for job in second], "20 more of busy's wait"
+    assert {job.webhook.id for job in second} == {busy, quiet}
+    for hook in (busy, quiet):
+        assert (await webhook(ctx, hook)).claimed_at is not None, "shared: both stamped"
+
+
+async def test_claims_of_one_still_take_turns(
+    ctx: AppContext, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    """A claim of one sees one candidate because of its limit, not because the webhook is
+    alone: the cursor is written, so the webhooks alternate."""
+    clock = FakeClock()
+    hooks = {
+        (await make_webhook(ctx, site, URL, name="a"))[0],
+        (await make_webhook(ctx, other_site, URL + "/b", name="b"))[0],
+    }
+    for version in range(3):
+        for owner in (site, other_site):
+            await queue_event(ctx, owner.site_id, now=clock.now(), work_item_id=f"wi-{version}")
+    served = []
+    for _ in range(4):
+        clock.advance(timedelta(seconds=1))
+        (job,) = await claim(ctx, clock, limit=1)
+        served.append(job.webhook.id)
+    assert set(served[:2]) == hooks and served[2:] == served[:2]
+
+
+@pytest.mark.parametrize("statement", ["candidates", "lease"])
+# The plan is SQLite's; PostgreSQL's generic plans are tested in test_claim_plans.py.
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_on_sqlite_a_claim_reads_the_webhooks_own_due_index(
+    ctx: AppContext, site: SiteUsers, statement: str
+) -> None:
+    """`status = 'pending'` is written into the statements, so SQLite uses the partial index
+    of a webhook's due deliveries; with the status bound as a parameter it scanned every due
+    delivery of every webhook (`ix_deliveries_due`), a cost that grew with a dead
+    receiver's backlog."""
+    await make_webhook(ctx, site, URL)
+    built = claims._CANDIDATES if statement == "candidates" else claims._lease_by_webhook("sqlite")
+    sql = str(built.statement.compile(dialect=sqlite.dialect()))
+    async with ctx.db.read() as conn:
+        plan = (
+            await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, (None,) * sql.count("?"))
+        ).all()
+    details = " | ".join(str(row[-1]) for row in plan)
+    assert "ix_deliveries_webhook_due" in details, details
+    assert "ix_deliveries_due " not in details, details

@@ -1,0 +1,206 @@
+"""Recovery jobs on both stores: batches that queue each failed event once, progress, the
+audit entry, a job taken over from a process that stopped renewing its lease, and the app
+component that runs jobs as they are made."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import sqlalchemy as sa
+from tests.delivery.delivery_support import admin_of, make_webhook, queue_event
+from tests.support import SiteUsers
+
+from docuhooks.context import AppContext
+from docuhooks.core.retry import RetrySchedule
+from docuhooks.delivery import recovery
+from docuhooks.delivery.recovery import RecoveryRunner
+from docuhooks.delivery.transport import MockTransport, TransportResult
+from docuhooks.delivery.worker import Worker, WorkerOptions
+from docuhooks.store.schema import deliveries, recovery_jobs
+
+URL = "https://receiver.example/hook"
+API = "/api/v1"
+
+
+async def _failed_events(ctx: AppContext, site: SiteUsers, count: int) -> list[str]:
+    """`count` events whose one delivery failed (one attempt, answered 500); their ids."""
+    start = datetime.now(UTC) - timedelta(hours=1)
+    ids = []
+    for n in range(count):
+        event, _ = await queue_event(
+            ctx, site.site_id, now=start + timedelta(seconds=n), work_item_id=f"wi-{n}"
+        )
+        ids.append(event.event_id)
+    ctx.transport_override = MockTransport(lambda _request: TransportResult.response(500))
+    worker = Worker(ctx, WorkerOptions(schedule=RetrySchedule(delays=(0,))), rng=random.Random(2))
+    assert len(await worker.run_once()) == count
+    return ids
+
+
+async def _pending_events(ctx: AppContext) -> list[str]:
+    async with ctx.db.read() as conn:
+        rows = await conn.execute(
+            sa.select(deliveries.c.event_id).where(deliveries.c.status == "pending")
+        )
+        return sorted(rows.scalars().all())
+
+
+async def test_a_job_queues_each_failed_event_once_in_batches_with_progress_and_audit(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    hook, _ = await make_webhook(ctx, site, URL)
+    failed = await _failed_events(ctx, site, 7)
+    since = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    made = await client.post(
+        f"{API}/webhooks/{hook}/recover", json={"since": since}, headers=site.auth()
+    )
+    assert made.status_code == 202, made.text
+    job = made.json()
+    assert job["status"] == "queued" and job["createdBy"] == site.logins["SiteAdministrator"]
+
+    runner = RecoveryRunner(ctx, batch=3)
+    claimed = await runner._claim()
+    assert claimed is not None and claimed.id == job["id"]
+    assert await runner._count(claimed)
+    progress = []
+    cursor = None
+    while True:
+        step = await runner._batch(claimed, cursor)
+        assert step is not None
+        cursor, finished = step
+        progress.append((await client.get(job["link"], headers=site.auth())).json())
+        if finished:
+            break
+    assert [(p["status"], p["done"], p["redelivered"]) for p in progress] == [
+        ("running", 3, 3),
+        ("running", 6, 6),
+        ("succeeded", 7, 7),
+    ]
+    assert {p["total"] for p in progress} == {7}
+    assert await _pending_events(ctx) == sorted(failed)
+
+    audit = (await client.get(f"{API}/webhooks/{hook}/audit", headers=site.auth())).json()
+    assert audit[0]["action"] == "webhook.recovered"
+    assert audit[0]["details"]["redelivered"] == 7
+    assert audit[0]["details"]["recoveryId"] == job["id"]
+
+    again = await client.post(
+        f"{API}/webhooks/{hook}/recover", json={"since": since}, headers=site.auth()
+    )
+    assert await RecoveryRunner(ctx, batch=3).run_once() == 1
+    second = (await client.get(again.json()["link"], headers=site.auth())).json()
+    assert (second["done"], second["redelivered"]) == (7, 0), "nothing is queued twice"
+
+
+async def test_a_job_whose_lease_ran_out_is_finished_by_another_runner_where_it_stopped(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    hook, _ = await make_webhook(ctx, site, URL)
+    failed = await _failed_events(ctx, site, 5)
+    job = await recovery.start_recovery(
+        ctx, admin_of(site), hook, since=datetime.now(UTC) - timedelta(days=1)
+    )
+    first = RecoveryRunner(ctx, owner="first", batch=2)
+    claimed = await first._claim()
+    assert claimed is not None and await first._count(claimed)
+    step = await first._batch(claimed, None)
+    assert step is not None and step[1] is False
+    # The first process stops renewing (it died, or stalled past its lease).
+    async with ctx.db.transaction() as conn:
+        await conn.execute(
+            recovery_jobs.update().values(lease_expires_at=datetime.now(UTC) - timedelta(1))
+        )
+    assert await RecoveryRunner(ctx, owner="second", batch=2).run_once() == 1
+    assert await first._batch(claimed, step[0]) is None, "the lease is the second's now"
+    async with ctx.db.read() as conn:
+        row = (await conn.execute(sa.select(recovery_jobs))).one()
+    assert (row.status, row.done, row.redelivered, row.lease_owner) == (
+        "succeeded",
+        5,
+        5,
+        "second",
+    )
+    assert row.id == job["id"]
+    assert await _pending_events(ctx) == sorted(failed), "each event once, none lost"
+
+
+async def test_bad_requests_name_the_problem(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    hook, _ = await make_webhook(ctx, site, URL)
+    missing = await client.get(
+        f"{API}/webhooks/{hook}/recoveries/0190c0de-0000-7000-8000-000000000000",
+        headers=site.auth(),
+    )
+    assert missing.status_code == 404 and "recovery" in missing.json()["error"]["message"]
+    backwards = await client.post(
+        f"{API}/webhooks/{hook}/recover",
+        json={"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+        headers=site.auth(),
+    )
+    assert backwards.status_code == 422 and "until" in backwards.text
+    await client.post(f"{API}/webhooks/{hook}/deactivate", headers=site.auth())
+    inactive = await client.post(
+        f"{API}/webhooks/{hook}/recover",
+        json={"since": "2026-01-01T00:00:00Z"},
+        headers=site.auth(),
+    )
+    assert inactive.status_code == 409 and "inactive" in inactive.text
+
+
+async def test_the_app_component_runs_a_job_as_soon_as_it_is_made(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    hook, _ = await make_webhook(ctx, site, URL)
+    failed = await _failed_events(ctx, site, 3)
+    stop = await recovery.start_recoveries(ctx)
+    try:
+        job = await recovery.start_recovery(
+            ctx, admin_of(site), hook, since=datetime.now(UTC) - timedelta(days=1)
+        )
+        async with asyncio.timeout(30):  # woken at once; the bound only stops a hang
+            while True:
+                async with ctx.db.read() as conn:
+                    status = await recovery.get_recovery(conn, admin_of(site), hook, job["id"])
+                if status["status"] == "succeeded":
+                    break
+                await asyncio.sleep(0.01)
+    finally:
+        await stop()
+    assert status["redelivered"] == 3
+    assert await _pending_events(ctx) == sorted(failed)
+
+
+async def test_on_sqlite_a_batch_reads_only_the_failed_deliveries_index(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """The plans that keep each batch bounded however large the log: failed deliveries by
+    the partial index, starting at the cursor, and settled events by event id."""
+    if not ctx.db.is_sqlite:
+        return
+    hook, _ = await make_webhook(ctx, site, URL)
+    job = await recovery.start_recovery(
+        ctx, admin_of(site), hook, since=datetime.now(UTC) - timedelta(days=1)
+    )
+    runner = RecoveryRunner(ctx)
+    claimed = await runner._claim()
+    assert claimed is not None and claimed.id == job["id"]
+    batch = (
+        sa.select(deliveries.c.id)
+        .where(*runner._window(claimed), *runner._after((datetime.now(UTC), "x")))
+        .order_by(deliveries.c.created_at, deliveries.c.id)
+        .limit(recovery.BATCH)
+    )
+    settled = sa.select(deliveries.c.event_id).where(deliveries.c.event_id.in_(["a", "b"]))
+    async with ctx.db.read() as conn:
+        plans = []
+        for query in (batch, settled):
+            compiled = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+            rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}")
+            plans.append(" ".join(str(row[3]) for row in rows.all()))
+    assert "ix_deliveries_webhook_failed (webhook_id=? AND created_at>? AND" in plans[0]
+    assert "TEMP B-TREE" not in plans[0]
+    assert "ix_deliveries_event (event_id=?)" in plans[1]
