@@ -5,6 +5,7 @@ import asyncio
 import sqlite3
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,32 @@ def _hold_write_lock(path: Path, seconds: float, holding: threading.Event) -> No
         other.close()
 
 
+async def _loop_turns_while_another_writer_holds_the_lock(
+    path: Path, write: Callable[[], Awaitable[None]]
+) -> int:
+    """Run `write` while another connection holds the write lock for 0.4 s; how many times the
+    event loop turned meanwhile (blocking it for the wait would let it turn about once)."""
+    holding = threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(path, 0.4, holding))
+    holder.start()
+    await asyncio.to_thread(holding.wait, 5)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        await write()
+    finally:
+        ticking.cancel()
+        await asyncio.to_thread(holder.join)
+    return ticks
+
+
 async def test_a_writer_waits_for_another_connections_lock_without_blocking_the_loop(
     tmp_path: Path,
 ) -> None:
@@ -41,25 +68,16 @@ async def test_a_writer_waits_for_another_connections_lock_without_blocking_the_
     db = Database.from_url(f"sqlite:///{path}")
     try:
         await _table(db)
-        holding = threading.Event()
-        holder = threading.Thread(target=_hold_write_lock, args=(path, 0.4, holding))
-        holder.start()
-        await asyncio.to_thread(holding.wait, 5)
-        ticks = 0
+        waited = 0.0
 
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
+        async def write() -> None:
+            nonlocal waited
+            started = time.monotonic()
+            async with db.transaction() as conn:
+                waited = time.monotonic() - started
+                await conn.execute(sa.text("INSERT INTO t (n, s) VALUES (2, 'ours')"))
 
-        ticking = asyncio.create_task(ticker())
-        started = time.monotonic()
-        async with db.transaction() as conn:
-            waited = time.monotonic() - started
-            await conn.execute(sa.text("INSERT INTO t (n, s) VALUES (2, 'ours')"))
-        ticking.cancel()
-        holder.join()
+        ticks = await _loop_turns_while_another_writer_holds_the_lock(path, write)
         assert waited >= 0.3, "the transaction began only once the other writer committed"
         # Blocking the loop for the wait would have let the ticker run about once.
         assert ticks >= 15, f"the loop turned only {ticks} times while the writer waited"
@@ -326,24 +344,13 @@ async def test_a_statement_that_begins_its_own_transaction_waits_without_blockin
     db = Database.from_url(f"sqlite:///{path}")
     try:
         await _table(db)
-        holding = threading.Event()
-        holder = threading.Thread(target=_hold_write_lock, args=(path, 0.4, holding))
-        holder.start()
-        await asyncio.to_thread(holding.wait, 5)
-        ticks = 0
 
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
+        async def write() -> None:
+            async with db.engine.connect() as conn:
+                await conn.execute(sa.text("INSERT INTO t (n, s) VALUES (2, 'autobegun')"))
+                await conn.commit()
 
-        ticking = asyncio.create_task(ticker())
-        async with db.engine.connect() as conn:
-            await conn.execute(sa.text("INSERT INTO t (n, s) VALUES (2, 'autobegun')"))
-            await conn.commit()
-        ticking.cancel()
-        await asyncio.to_thread(holder.join)
+        ticks = await _loop_turns_while_another_writer_holds_the_lock(path, write)
         assert ticks >= 15, f"the loop turned only {ticks} times while the statement waited"
         async with db.read() as conn:
             rows = (await conn.execute(sa.text("SELECT s FROM t ORDER BY n"))).scalars().all()
