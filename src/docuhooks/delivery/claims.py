@@ -133,7 +133,7 @@ async def claim(
     alone = len(candidates) == 1 and limit > 1
     if conn.dialect.name == "postgresql":
         candidates = await _locked(conn, candidates, now)
-    shares, _ = await _shares(conn, candidates, now, limit, probe_interval, caps)
+    shares = await _shares(conn, candidates, now, limit, probe_interval, caps)
     leased: list[str] = []
     lease_statement = _lease_by_webhook(conn.dialect.name)
     for candidate, share in shares:
@@ -218,10 +218,9 @@ async def _shares(
     limit: int,
     probe_interval: timedelta,
     caps: Caps,
-) -> tuple[list[tuple[_Candidate, int]], list[str]]:
-    """How many deliveries each candidate takes, in the candidates' order; and the
-    candidates the claim came to (those after the last share, or whose site's share is
-    spent, are left for the next).
+) -> list[tuple[_Candidate, int]]:
+    """How many deliveries each candidate takes, in the candidates' order (those after the
+    last share, or whose site's part is spent, are left for the next claim).
 
     Each site has an equal part of the claim, split equally among its candidates; no share
     goes beyond the webhook's, the site's or the destination's room."""
@@ -236,14 +235,12 @@ async def _shares(
     left = limit
     probed: set[str] = set()
     shares: list[tuple[_Candidate, int]] = []
-    considered: list[str] = []
     for c in candidates:
         if left <= 0:
             break
         site_left = min(site_part - site_taken[c.site_id], site_room[c.site_id])
         if site_left <= 0:
             continue  # its site has had its part: this webhook keeps its turn
-        considered.append(c.webhook_id)
         if c.probe:
             if c.destination in probed or not await _take_probe_turn(
                 conn, c.destination, now, probe_interval
@@ -260,7 +257,7 @@ async def _shares(
             site_taken[c.site_id] += share
             site_room[c.site_id] -= share
             destination_room[c.destination] -= share
-    return shares, considered
+    return shares
 
 
 async def _in_flight_by(
