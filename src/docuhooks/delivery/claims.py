@@ -8,7 +8,8 @@ the whole table:
    is below `destination_max_in_flight` and its adaptive limit, not paused by a
    `Retry-After`, and whose breaker is closed or due a probe. They come *round the sites*:
    first each site's longest unserved webhook (`webhooks.claimed_at`, set for every
-   candidate a claim comes to, whether it took any delivery or not), then each site's
+   candidate given a share, whether its lease found a delivery or not; one left without a
+   share keeps its place, so a shared destination's room alternates), then each site's
    second, and so on; so a site with a hundred webhooks has one turn in a round, as a site
    with one has. Its cost grows with the number of webhooks that have work, never with the
    number of deliveries waiting.
