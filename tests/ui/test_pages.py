@@ -1,0 +1,245 @@
+"""Every page of the web UI in real Chromium, at desktop (1280×800) and phone (390×844) width:
+axe-core finds no `serious` or `critical` accessibility violation, nothing makes the page
+scroll sideways on a phone (wide tables scroll inside their own box), and a screenshot of
+each is left in `screenshots/` (ignored by git) for a reviewer.
+
+The pages are read from the UI's router, so a new page is checked without being listed here.
+A page whose path takes an id this module does not know how to make fails with a message
+saying where to add one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from tests.platform.docx_factory import STANDARD_VARIABLES, standard_template
+from tests.support import LiveServer, SiteUsers, make_site
+from tests.ui.browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    PHONE,
+    SCREENSHOTS,
+    WAIT_MS,
+    axe_problems,
+    axe_source,
+    require_chromium,
+)
+from tests.ui.test_browser import Receiver
+
+from docuhooks import ui
+from docuhooks.context import AppContext
+from docuhooks.delivery.worker import start_worker
+from docuhooks.identity.secrets import SecretBox
+from docuhooks.platform.catalog import variable_to_json
+from docuhooks.settings import Settings
+from docuhooks.store.database import Database
+
+pytestmark = pytest.mark.slow
+
+SITE_ADMIN_PASSWORD = "correct horse battery"  # tests.support.make_site's
+#: Pages a signed-out visitor sees; every other page is visited signed in as a
+#: SiteAdministrator, who may open all of them.
+SIGNED_OUT = {"/ui/login"}
+#: Pages that are not routes of their own: what a visitor sees on a missing object, and what
+#: a User sees on an administrators' page.
+EXTRA_PAGES = {
+    "not-found": "/ui/webhooks/0190f000-0000-7000-8000-000000000000",
+}
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+def ui_pages() -> dict[str, str]:
+    """Every GET route of the UI: name → path (with `{parameters}`)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # FastAPI before 0.130 lists the included routes flat
+        routes: Any = ui.router.routes
+    else:
+        routes = iter_route_contexts(ui.router.routes)
+    return {
+        route.name: route.path
+        for route in routes
+        if "GET" in (route.methods or ()) and route.path.startswith("/ui")
+    }
+
+
+PAGES = {**ui_pages(), **EXTRA_PAGES}
+
+
+def _context(settings: Settings) -> AppContext:
+    return AppContext(
+        settings=settings,
+        db=Database.from_url(settings.resolved_database_url),
+        box=SecretBox(settings.secret_key),
+    )
+
+
+def _made(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code in (200, 201, 202), response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _sample_objects(url: str, site: SiteUsers, receiver_url: str) -> dict[str, str]:
+    """One object of each kind a page shows, made through the API; their ids by the name of
+    the path parameter that takes them."""
+    with httpx.Client(base_url=url, headers=site.auth(), timeout=30) as api:
+        hook = _made(
+            api.post(
+                "/api/v1/webhooks",
+                json={
+                    "name": "Archive",
+                    "url": receiver_url,
+                    "eventType": "NewWorkItemVersionComplete",
+                },
+            )
+        )
+        _made(api.post(f"/api/v1/webhooks/{hook['id']}/test"))
+        deliveries = _made(api.get(f"/api/v1/webhooks/{hook['id']}/deliveries"))["items"]
+        recovery = _made(
+            api.post(
+                f"/api/v1/webhooks/{hook['id']}/recover",
+                json={"since": (datetime.now(UTC) - timedelta(hours=1)).isoformat()},
+            )
+        )
+        group = _made(api.post("/api/v1/workgroups", json={"name": "Clients"}))
+        definition = {
+            "name": "Engagement letter",
+            "variables": [variable_to_json(v) for v in STANDARD_VARIABLES],
+            "eventElements": ["Look up client"],
+        }
+        template = _made(
+            api.post(
+                "/api/v1/templates",
+                files={"file": ("engagement.docx", standard_template(), DOCX)},
+                data={"definition": json.dumps(definition)},
+            )
+        )
+        item = _made(
+            api.post(
+                "/api/v1/workitems",
+                json={
+                    "workGroupId": group["id"],
+                    "templateId": template["id"],
+                    "name": "Jane's engagement",
+                },
+            )
+        )
+    return {
+        "webhook_id": hook["id"],
+        "delivery_id": deliveries[0]["id"],
+        "event_id": deliveries[0]["eventId"],
+        "recovery_id": recovery["id"],
+        "user_id": site.user_ids["User"],
+        "work_group_id": group["id"],
+        "template_id": template["id"],
+        "work_item_id": item["id"],
+    }
+
+
+@pytest.fixture(scope="module")
+def site_in_browser(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, Any, dict[str, str], str]]:
+    """The server on SQLite with its worker and a site holding one of everything; a browser
+    signed in as its SiteAdministrator. Yields (server URL, browser, sample ids, axe)."""
+    require_chromium()
+    axe = axe_source()
+    from playwright.sync_api import sync_playwright
+
+    folder = tmp_path_factory.mktemp("pages")
+    settings = Settings(
+        data_dir=folder / "data",
+        database_url=f"sqlite:///{folder / 'docuhooks.db'}",
+        secret_key="browser-test-secret-key-0123456789",
+        base_url="http://127.0.0.1",
+        dev_mode=True,  # lets the worker reach the receiver on loopback
+        log_json=False,
+    )
+
+    async def bootstrap() -> SiteUsers:
+        ctx = _context(settings)
+        await ctx.db.upgrade()
+        try:
+            return await make_site(ctx, "Acme Legal")
+        finally:
+            await ctx.db.dispose()
+
+    site = asyncio.run(bootstrap())
+    SCREENSHOTS.mkdir(exist_ok=True)
+    with (
+        Receiver() as receiver,
+        LiveServer(_context(settings), components=[start_worker]) as server,
+        sync_playwright() as playwright,
+    ):
+        ids = _sample_objects(server.url, site, receiver.url)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        signed_in = browser.new_context()
+        page = signed_in.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.goto(server.url + "/ui/login")
+        page.get_by_label("Login name (email)").fill(site.login("SiteAdministrator"))
+        page.get_by_label("Password").fill(SITE_ADMIN_PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(server.url + "/ui/")
+        page.close()
+        yield server.url, (browser, signed_in), ids, axe
+        browser.close()
+
+
+def _url(name: str, path: str, ids: dict[str, str]) -> str:
+    def fill(match: re.Match[str]) -> str:
+        parameter = match.group(1)
+        if parameter not in ids:
+            pytest.fail(
+                f"the page {name!r} ({path}) takes {{{parameter}}}, and this test cannot make "
+                "one: create a sample object in _sample_objects (tests/ui/test_pages.py) and "
+                f"return its id under {parameter!r}"
+            )
+        return ids[parameter]
+
+    return re.sub(r"\{([^}:]+)(?::[^}]*)?\}", fill, path)
+
+
+@pytest.mark.parametrize("name", sorted(PAGES))
+def test_every_page_is_accessible_at_desktop_and_phone_width(
+    name: str, site_in_browser: tuple[str, Any, dict[str, str], str]
+) -> None:
+    url, (browser, signed_in), ids, axe = site_in_browser
+    path = PAGES[name]
+    context = browser.new_context() if path in SIGNED_OUT else signed_in
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"script error: {e}"))
+    try:
+        for width, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+            page.set_viewport_size(viewport)
+            response = page.goto(url + _url(name, path, ids))
+            assert response is not None
+            if name not in EXTRA_PAGES:
+                assert response.status < 400, f"{path}: HTTP {response.status}"
+            page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True)
+            problems += [f"{width}: {p}" for p in axe_problems(page, axe)]
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            if overflow > 0:
+                problems.append(f"{width}: the page scrolls sideways by {overflow}px")
+    finally:
+        page.close()
+        if context is not signed_in:
+            context.close()
+    assert problems == [], f"{name} ({path}):\n" + "\n".join(problems)
+
+
+def test_every_page_is_known_to_the_test() -> None:
+    """The list comes from the router: the UI's core pages are all in it."""
+    assert {"/ui/", "/ui/login", "/ui/events", "/ui/users", "/ui/account"} <= set(PAGES.values())
