@@ -1,5 +1,6 @@
-"""The admin web UI: server-rendered pages with htmx for in-place actions,
-signed in with a password, each page calling the same services as the API.
+"""The web UI: server-rendered pages with htmx for in-place actions, signed in with a
+password, each page calling the same services as the API. The webhook administration pages
+are modules here; the document platform's pages are in `ui.routes`.
 
 `router` holds every UI route (kept out of the OpenAPI document); `STATIC_DIR` is served at
 `/ui/static`."""
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Response
 
 from docuhooks.ui import account, auth, deliveries, events, users, webhooks
 from docuhooks.ui.rendering import STATIC_DIR, UiRoute, redirect
+from docuhooks.ui.routes import templates, workgroups
 
 __all__ = ["STATIC_DIR", "router"]
 
@@ -29,5 +31,7 @@ for _part in (
     events.router,
     users.router,
     account.router,
+    templates.router,
+    workgroups.router,
 ):
     router.include_router(_part)

@@ -49,6 +49,8 @@ NOTICES = {
     "user-created": "User created. Give them their password: they can change it on their "
     "account page once signed in.",
     "password-set": "Password set. Their signed-in browsers are signed out.",
+    "template-uploaded": "Template uploaded.",
+    "workgroup-created": "Work group created.",
 }
 
 

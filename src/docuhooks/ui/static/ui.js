@@ -30,3 +30,16 @@
     if (button) { copy(button); }
   });
 })();
+
+// A row added in place (htmx): the keyboard moves on to its first field, not back to the top.
+(function () {
+  "use strict";
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail && event.detail.target;
+    if (!target || target.id !== "variable-rows") { return; }
+    var rows = target.querySelectorAll(".variable-row");
+    var last = rows[rows.length - 1];
+    var field = last && last.querySelector("input, select, textarea");
+    if (field) { field.focus(); }
+  });
+})();
