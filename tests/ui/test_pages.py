@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +32,7 @@ from tests.ui.browser_support import (
     require_chromium,
 )
 from tests.ui.test_browser import Receiver
+from tests.ui.ui_support import PASSWORD, make_user
 
 from docuhooks import ui
 from docuhooks.context import AppContext
@@ -164,22 +165,23 @@ def site_in_browser(
         log_json=False,
     )
 
-    async def bootstrap() -> SiteUsers:
+    async def bootstrap() -> tuple[SiteUsers, str]:
         ctx = _context(settings)
         await ctx.db.upgrade()
         try:
-            return await make_site(ctx, "Acme Legal")
+            site = await make_site(ctx, "Acme Legal")
+            return site, await make_user(ctx, site.site_id, "User")
         finally:
             await ctx.db.dispose()
 
-    site = asyncio.run(bootstrap())
+    site, user_login = asyncio.run(bootstrap())
     SCREENSHOTS.mkdir(exist_ok=True)
     with (
         Receiver() as receiver,
         LiveServer(_context(settings), components=[start_worker]) as server,
         sync_playwright() as playwright,
     ):
-        ids = _sample_objects(server.url, site, receiver.url)
+        ids = {**_sample_objects(server.url, site, receiver.url), "user_login": user_login}
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         signed_in = browser.new_context()
         page = signed_in.new_page()
@@ -208,6 +210,22 @@ def _url(name: str, path: str, ids: dict[str, str]) -> str:
     return re.sub(r"\{([^}:]+)(?::[^}]*)?\}", fill, path)
 
 
+def _check(page: Any, name: str, width: str, axe: str) -> list[str]:
+    """Screenshot the page as it is, and what is wrong with it: axe-core's serious and
+    critical violations, and sideways scrolling."""
+    page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True)
+    problems = [f"{width}: {p}" for p in axe_problems(page, axe)]
+    overflow = page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    if overflow > 0:
+        problems.append(f"{width}: the page scrolls sideways by {overflow}px")
+    return problems
+
+
+WIDTHS = (("desktop", DESKTOP), ("phone", PHONE))
+
+
 @pytest.mark.parametrize("name", sorted(PAGES))
 def test_every_page_is_accessible_at_desktop_and_phone_width(
     name: str, site_in_browser: tuple[str, Any, dict[str, str], str]
@@ -231,24 +249,98 @@ def test_every_page_is_accessible_at_desktop_and_phone_width(
                 "<!doctype html"
             ):
                 return
-        for width, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        for width, viewport in WIDTHS:
             page.set_viewport_size(viewport)
             response = page.goto(target)
             assert response is not None
             if name not in EXTRA_PAGES:
                 assert response.status < 400, f"{path}: HTTP {response.status}"
-            page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True)
-            problems += [f"{width}: {p}" for p in axe_problems(page, axe)]
-            overflow = page.evaluate(
-                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-            )
-            if overflow > 0:
-                problems.append(f"{width}: the page scrolls sideways by {overflow}px")
+            problems.extend(_check(page, name, width, axe))
     finally:
         page.close()
         if context is not signed_in:
             context.close()
     assert problems == [], f"{name} ({path}):\n" + "\n".join(problems)
+
+
+# --- pages reached by an action, not by a link ---------------------------------------------
+
+
+def _secret_once(page: Any, url: str, ids: dict[str, str], width: str) -> None:
+    page.goto(url + "/ui/webhooks/new")
+    page.get_by_label("Name (required)").fill(f"Shown once ({width})")
+    page.get_by_label("URL (required)").fill("https://receiver.example/hook")
+    page.get_by_role("button", name="Create webhook").click()
+    page.get_by_text("Store this secret now").wait_for()
+
+
+def _webhook_form_refused(page: Any, url: str, ids: dict[str, str], width: str) -> None:
+    page.goto(url + "/ui/webhooks/new")
+    page.get_by_role("button", name="Create webhook").click()
+    page.locator(".field-error").first.wait_for()
+
+
+def _upload_refused(page: Any, url: str, ids: dict[str, str], width: str) -> None:
+    page.goto(url + "/ui/templates/new")
+    page.locator("#var-0-options").fill("Only for multiple choice")
+    page.get_by_role("button", name="Upload template").click()
+    page.locator("#form-problems").wait_for()
+
+
+def _assemble_warnings(page: Any, url: str, ids: dict[str, str], width: str) -> None:
+    page.goto(url + f"/ui/templates/{ids['template_id']}")
+    page.get_by_label("Sample answers").fill('{"Fee": "a lot", "Nobody": "x"}')
+    page.get_by_role("button", name="Test assemble").click()
+    page.locator("#assemble-warnings").wait_for()
+
+
+def _work_group_refused(page: Any, url: str, ids: dict[str, str], width: str) -> None:
+    page.goto(url + "/ui/workgroups")
+    page.get_by_role("button", name="Create work group").click()
+    page.locator("#name-error").wait_for()
+
+
+def _forbidden_to_a_user(page: Any, url: str, ids: dict[str, str], width: str) -> None:
+    page.goto(url + "/ui/login")
+    page.get_by_label("Login name (email)").fill(ids["user_login"])
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.goto(url + "/ui/templates")
+    page.get_by_text("SiteAdministrator").first.wait_for()
+
+
+#: name → the steps that reach it, and whether they need a browser of their own (signed out).
+ACTIONS: dict[str, tuple[Callable[[Any, str, dict[str, str], str], None], bool]] = {
+    "secret-once": (_secret_once, False),
+    "webhook-form-refused": (_webhook_form_refused, False),
+    "template-upload-refused": (_upload_refused, False),
+    "test-assemble-warnings": (_assemble_warnings, False),
+    "work-group-refused": (_work_group_refused, False),
+    "forbidden-to-a-user": (_forbidden_to_a_user, True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ACTIONS))
+def test_pages_reached_by_an_action_are_accessible(
+    name: str, site_in_browser: tuple[str, Any, dict[str, str], str]
+) -> None:
+    url, (browser, signed_in), ids, axe = site_in_browser
+    steps, own_browser = ACTIONS[name]
+    problems: list[str] = []
+    for width, viewport in WIDTHS:
+        context = browser.new_context() if own_browser else signed_in
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.on("pageerror", lambda e: problems.append(f"script error: {e}"))
+        try:
+            page.set_viewport_size(viewport)
+            steps(page, url, ids, width)
+            problems.extend(_check(page, name, width, axe))
+        finally:
+            page.close()
+            if context is not signed_in:
+                context.close()
+    assert problems == [], f"{name}:\n" + "\n".join(problems)
 
 
 def test_every_page_is_known_to_the_test() -> None:
