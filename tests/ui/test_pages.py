@@ -64,11 +64,14 @@ def ui_pages() -> dict[str, str]:
         routes: Any = ui.router.routes
     else:
         routes = iter_route_contexts(ui.router.routes)
-    return {
-        route.name: route.path
-        for route in routes
-        if "GET" in (route.methods or ()) and route.path.startswith("/ui")
-    }
+    pages: dict[str, str] = {}
+    for route in routes:
+        if "GET" not in (route.methods or ()) or not route.path.startswith("/ui"):
+            continue
+        # Screenshots are named after the route; two routes of one name keep both.
+        name = route.name if route.name not in pages else f"{route.name}-{len(pages)}"
+        pages[name] = route.path
+    return pages
 
 
 PAGES = {**ui_pages(), **EXTRA_PAGES}
@@ -345,4 +348,5 @@ def test_pages_reached_by_an_action_are_accessible(
 
 def test_every_page_is_known_to_the_test() -> None:
     """The list comes from the router: the UI's core pages are all in it."""
-    assert {"/ui/", "/ui/login", "/ui/events", "/ui/users", "/ui/account"} <= set(PAGES.values())
+    core = {"/ui/", "/ui/login", "/ui/events", "/ui/users", "/ui/account", "/ui/templates"}
+    assert core | {"/ui/workgroups", "/ui/templates/{template_id}"} <= set(PAGES.values())
