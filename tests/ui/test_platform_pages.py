@@ -149,9 +149,12 @@ async def test_a_file_that_is_not_a_docx_is_refused_at_the_file_field(
         assert 'aria-invalid="true" aria-describedby="file-error"' in refused.text
         # What was typed is still there; only the file must be chosen again.
         assert 'value="Fee"' in refused.text and "Choose the file again" in refused.text
-    missing = await client.post("/ui/templates", data={"csrf_token": csrf, **form_of(STANDARD)})
+    # No file, and a row that is wrong too: both are shown at once.
+    money = [STANDARD[0], {**STANDARD[1], "type": "money"}]
+    missing = await client.post("/ui/templates", data={"csrf_token": csrf, **form_of(money)})
     assert missing.status_code == 422
     assert field_error(missing.text, "file") == "Choose the template&#39;s .docx file."
+    assert "Unknown type" in field_error(missing.text, "var-1-type")
     assert await api_templates(client, site) == []
 
 
@@ -181,11 +184,18 @@ async def test_declarations_that_do_not_fit_are_shown_at_their_fields(
     assert "more than once" in field_error(twice.text, "events")
     assert await api_templates(client, site) == []
 
+    # A declared variable the document does not use is allowed, and said once.
+    extra = [*STANDARD, {"name": "Matter Number", "type": "text", "repeatDepth": 0}]
+    warned = await upload(client, csrf, form_of(extra, name="With an extra variable"))
+    assert warned.status_code == 200
+    assert "Template uploaded." in warned.text and "Matter Number" in warned.text
+    assert [t["name"] for t in await api_templates(client, site)] == ["With an extra variable"]
+
     # A template name already taken is a 409 at the name.
     assert (await upload(client, csrf, form_of(STANDARD))).status_code == 303
     taken = await upload(client, csrf, form_of(STANDARD))
     assert taken.status_code == 409 and "already exists" in field_error(taken.text, "name")
-    assert len(await api_templates(client, site)) == 1
+    assert len(await api_templates(client, site)) == 2
 
 
 async def test_work_groups(ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers) -> None:

@@ -19,7 +19,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from docuhooks.api.deps import Ctx
 from docuhooks.api.routes.platform_support import attachment
-from docuhooks.errors import DocuhooksError, FieldError
+from docuhooks.errors import DocuhooksError, FieldError, ValidationFailed
 from docuhooks.platform import catalog, quick
 from docuhooks.platform.access import require_site_admin
 from docuhooks.platform.templates import template_identifier
@@ -81,17 +81,22 @@ async def upload_template(request: Request, ctx: Ctx, session: Checked) -> Respo
     values = _form_values(form)
     upload = form.get("file")
     errors: dict[str, list[str]] = {}
-    if not isinstance(upload, UploadFile) or not upload.filename:
-        errors["file"] = ["Choose the template's .docx file."]
-        return _upload_page(request, session, values, errors=errors, status_code=422)
     definition, row_of = _definition(values)
-    problem = ""
+    parsed: catalog.TemplateDefinition | None = None
     try:
         parsed = catalog.parse_definition(json.dumps(definition))
+    except ValidationFailed as exc:
+        _place_errors(exc, values, row_of, errors)
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        errors.setdefault("file", []).append("Choose the template's .docx file.")
+    if parsed is None or errors or not isinstance(upload, UploadFile):
+        return _upload_page(request, session, values, errors=errors, status_code=422)
+    problem = ""
+    try:
         created = await catalog.create(
             ctx,
             session.principal,
-            file_name=upload.filename,
+            file_name=upload.filename or "template.docx",
             content=await upload.read(),
             definition=parsed,
         )
