@@ -44,3 +44,9 @@ async def test_the_header_links_follow_the_roles(
     header = (await client.get("/ui/")).text.split("</header>")[0]
     assert not any(link in header for link in site_only)
     assert 'href="/ui/events"' in header and "Sign out" in header
+
+    # A User is shown no link to a page that would only answer 403.
+    await sign_in(client, await make_user(ctx, site.site_id, "User"))
+    header = (await client.get("/ui/account")).text.split("</header>")[0]
+    assert not any(link in header for link in (*site_only, 'href="/ui/events"'))
+    assert '<li><a href="/ui/">Webhooks</a></li>' not in header and "Sign out" in header
