@@ -18,7 +18,7 @@ from docuhooks.identity.models import Principal, Role
 from docuhooks.identity.throttle import LoginThrottle, guarded
 from docuhooks.store import pagination
 from docuhooks.store.database import Database
-from docuhooks.store.schema import api_tokens, ui_sessions, users
+from docuhooks.store.schema import api_tokens, sites, ui_sessions, users
 from docuhooks.store.scoped import fetch_in_site, parse_id
 
 MAX_TOKEN_DAYS = 3650
@@ -105,6 +105,21 @@ async def create_user(
 async def get_user(conn: AsyncConnection, principal: Principal, user_id: str) -> dict[str, Any]:
     require_site_admin(principal, "reading users")
     return user_to_api(await fetch_in_site(conn, users, user_id, principal.site_id, "user"))
+
+
+async def own_account(conn: AsyncConnection, principal: Principal) -> dict[str, Any]:
+    """The caller's own user, with their site: any role may read it (never a password hash,
+    which `user_to_api` leaves out)."""
+    row = await fetch_in_site(conn, users, principal.user_id, principal.site_id, "user")
+    site = (
+        await conn.execute(
+            sa.select(sites.c.name, sites.c.base_url).where(sites.c.id == principal.site_id)
+        )
+    ).one()
+    return {
+        **user_to_api(row),
+        "site": {"id": principal.site_id, "name": site.name, "baseUrl": site.base_url},
+    }
 
 
 async def update_user(

@@ -87,6 +87,23 @@ class UserUpdate(Input):
     )
 
 
+class SiteSummary(Output):
+    id: str
+    name: str
+    baseUrl: str
+
+
+class Me(User):
+    site: SiteSummary
+
+
+# Before /users/{user_id}, which would otherwise take "me" for an id.
+@router.get("/users/me", response_model=Me)
+async def read_own_account(conn: Conn, who: Caller) -> dict[str, Any]:
+    """The caller: their user (any role, service principals included) and their site."""
+    return await admin.own_account(conn, who)
+
+
 @router.get("/users/{user_id}", response_model=User)
 async def get_user(user_id: str, conn: Conn, who: Caller) -> dict[str, Any]:
     """One user of the caller's site (SiteAdministrator)."""
