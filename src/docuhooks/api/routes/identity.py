@@ -52,6 +52,10 @@ class Token(Output):
     id: str
     userId: str
     name: str
+    prefix: str | None = Field(
+        description="The token's first characters (`dht_` and 6 more), to tell tokens apart; "
+        "null for tokens made before prefixes were kept"
+    )
     createdDate: datetime
     expiresDate: datetime | None
 
