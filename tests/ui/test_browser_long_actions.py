@@ -105,12 +105,12 @@ def test_a_test_call_shows_its_progress_then_one_outcome(
         assert receiver.arrived.wait(timeout=WAIT_MS / 1000)
         expect(progress).to_be_visible()
         expect(progress).to_have_text("Sending test event… (up to 60 s)")
-        expect(button).to_be_disabled()
+        expect(button).to_be_focused()
         receiver.release.set()
         result = page.locator("#test-result")
         expect(result).to_contain_text("Test call succeeded: HTTP 204 in ")
         expect(progress).to_be_hidden()
-        expect(button).to_be_enabled()
+        expect(button).to_be_focused()  # a keyboard user is where they were
         assert result.inner_text().count("Test call") == 1
 
         # A receiver that answers too late: the webhook's own timeout ends the call, and

@@ -24,17 +24,28 @@ async def test_each_long_action_names_its_progress(
     ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
 ) -> None:
     hook = await _hook(client, site, eventType="NewWorkItemVersionComplete")
-    await sign_in(client, await make_user(ctx, site.site_id, "IntegrationAdministrator"))
-    page = (await client.get(f"/ui/webhooks/{hook}")).text
-    for form, indicator, text in [
-        ("test", "test-progress", "Sending test event… (up to 15 s)"),
-        ("recover", "recover-progress", "Starting the re-send…"),
+    csrf = await sign_in(client, await make_user(ctx, site.site_id, "IntegrationAdministrator"))
+    queued = await client.post(
+        f"/ui/webhooks/{hook}/test", headers={"HX-Request": "true", "X-CSRF-Token": csrf}
+    )
+    delivery = re.search(r"/ui/deliveries/([0-9a-f-]{36})", queued.text)
+    assert delivery is not None
+    hook_page = (await client.get(f"/ui/webhooks/{hook}")).text
+    delivery_page = (await client.get(f"/ui/deliveries/{delivery.group(1)}")).text
+    for page, action, indicator, text in [
+        (hook_page, f"webhooks/{hook}/test", "test-progress", "Sending test event… (up to 15 s)"),
+        (hook_page, f"webhooks/{hook}/recover", "recover-progress", "Starting the re-send…"),
+        (
+            delivery_page,
+            f"deliveries/{delivery.group(1)}/redeliver",
+            "redeliver-progress",
+            "Queuing the event again…",
+        ),
     ]:
-        opening = re.search(rf'<form[^>]*hx-post="/ui/webhooks/{hook}/{form}"[^>]*>', page)
-        assert opening is not None, form
-        assert f'hx-indicator="#{indicator}"' in opening.group(0)
-        assert 'hx-disabled-elt="find button"' in opening.group(0)
-        assert f'<span id="{indicator}" class="progress">{text}</span>' in page
+        # Inside the htmx form, whose `htmx-request` class shows it while the request runs.
+        inside = re.search(rf'<form[^>]*hx-post="/ui/{action}"[^>]*>(.*?)</form>', page, re.S)
+        assert inside is not None, action
+        assert f'<span id="{indicator}" class="progress">{text}</span>' in inside.group(1)
 
 
 async def test_recovery_starts_in_place(
