@@ -36,6 +36,10 @@ def test_a_token_is_made_shown_once_copied_used_and_revoked(
         page.get_by_role("link", name="Tokens", exact=True).click()
         expect(page.get_by_role("heading", name="API tokens")).to_be_visible()
         expect(page.get_by_text("You have no API tokens.")).to_be_visible()
+        # A mistake: said at the top, with the focus there, and at its field.
+        page.get_by_role("button", name="Create token").click()
+        expect(page.locator("#form-problems")).to_be_focused()
+        expect(page.get_by_label("Name")).to_have_attribute("aria-invalid", "true")
         page.get_by_label("Name").fill("Archive receiver")
         page.get_by_label("Expires after").select_option(label="90 days")
         page.get_by_role("button", name="Create token").click()
@@ -67,4 +71,7 @@ def test_a_token_is_made_shown_once_copied_used_and_revoked(
         expect(page.get_by_text("You have no API tokens.")).to_be_visible()
         assert api.get("/api/v1/users/me", headers=auth).status_code == 401
         browser.close()
-    assert problems == []
+    # The one mistake's 422 page is logged by the browser; nothing else may be.
+    assert problems == [
+        "Failed to load resource: the server responded with a status of 422 (Unprocessable Entity)"
+    ]
