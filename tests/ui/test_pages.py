@@ -113,6 +113,7 @@ def _sample_objects(url: str, site: SiteUsers, receiver_url: str) -> dict[str, s
                 json={"since": (datetime.now(UTC) - timedelta(hours=1)).isoformat()},
             )
         )
+        token = _made(api.post("/api/v1/tokens", json={"name": "Archive receiver"}))
         group = _made(api.post("/api/v1/workgroups", json={"name": "Clients"}))
         definition = {
             "name": "Engagement letter",
@@ -145,6 +146,7 @@ def _sample_objects(url: str, site: SiteUsers, receiver_url: str) -> dict[str, s
         "work_group_id": group["id"],
         "template_id": template["id"],
         "work_item_id": item["id"],
+        "token_id": token["id"],
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from docuhooks.ui import account, auth, deliveries, events, users, webhooks
+from docuhooks.ui import account, auth, deliveries, events, tokens, users, webhooks
 from docuhooks.ui.rendering import STATIC_DIR, UiRoute, redirect
 from docuhooks.ui.routes import templates, workgroups
 
@@ -31,6 +31,7 @@ for _part in (
     events.router,
     users.router,
     account.router,
+    tokens.router,
     templates.router,
     workgroups.router,
 ):

@@ -49,6 +49,7 @@ NOTICES = {
     "user-created": "User created. Give them their password: they can change it on their "
     "account page once signed in.",
     "password-set": "Password set. Their signed-in browsers are signed out.",
+    "token-revoked": "Token revoked: it no longer works anywhere.",
     "template-uploaded": "Template uploaded.",
     "workgroup-created": "Work group created.",
 }
