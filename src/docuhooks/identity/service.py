@@ -45,6 +45,14 @@ async def create_site(conn: AsyncConnection, *, name: str, base_url: str) -> str
     return site_id
 
 
+async def set_site_base_url(conn: AsyncConnection, site_id: str, base_url: str) -> None:
+    """Move a site to another address (its JWT issuer and the host of its document URLs)."""
+    await get_site(conn, site_id)
+    await conn.execute(
+        sites.update().where(sites.c.id == site_id).values(base_url=validate_base_url(base_url))
+    )
+
+
 async def get_site(conn: AsyncConnection, site_id: str) -> sa.Row[Any]:
     row = (await conn.execute(sa.select(sites).where(sites.c.id == site_id))).first()
     if row is None:
