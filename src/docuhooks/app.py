@@ -10,8 +10,8 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI
-from fastapi_offline import FastAPIOffline
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from docuhooks import __version__, ui
 from docuhooks.api import errors
