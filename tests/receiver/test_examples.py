@@ -14,8 +14,8 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
-from urllib.parse import parse_qs, urlsplit
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
