@@ -148,12 +148,19 @@ def serve(
         worker_enabled=False if no_worker else None,
     )
     configure(settings.log_level, json=settings.log_json)
-    from docuhooks.server import build_app
+    from docuhooks.server import announce_start, build_app
 
     app = build_app(settings)
     ctx = app.state.ctx
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{host}:{settings.port}"
 
     class Server(uvicorn.Server):
+        async def startup(self, sockets: list[Any] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started and not self.should_exit:
+                await announce_start(ctx, url)
+
         def handle_exit(self, sig: int, frame: Any) -> None:
             # Stop renders at once: uvicorn waits for requests in flight before shutting
             # down, and a render may otherwise run to its time limit. Those requests then
@@ -170,10 +177,15 @@ def serve(
             loop="uvloop",
             http="httptools",
             log_level=settings.log_level,
+            # uvicorn's records go through the handler `configure` set up: one format.
+            log_config=None,
             access_log=False,
         )
     )
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn raises Ctrl-C again once it has shut down cleanly
+        sys.exit(130)
     if not server.started:
         sys.exit(3)  # what uvicorn.run exits with when start-up fails
 
@@ -472,7 +484,14 @@ def create_site(name: str, base_url: str, config: str | None, data_dir: Path | N
     help="A role; repeat for several.",
 )
 @click.option(
-    "--password", default=None, help="Password (argon2-hashed). Omit for token-only users."
+    "--password",
+    default=None,
+    prompt="Password",
+    prompt_required=False,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="Password (argon2-hashed); --password alone asks for it, unseen. "
+    "Omit for a token-only user.",
 )
 @click.option("--service-principal", is_flag=True, help="A machine user for receivers.")
 @click.option(

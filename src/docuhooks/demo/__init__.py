@@ -133,7 +133,9 @@ async def _main(options: DemoOptions, write: Callable[[str], None], outcome: lis
         ) from None
     ctx = AppContext.from_settings(settings)
     server = uvicorn.Server(
-        uvicorn.Config(build_app(settings, ctx), log_level="warning", access_log=False)
+        uvicorn.Config(
+            build_app(settings, ctx), log_level="warning", log_config=None, access_log=False
+        )
     )
     serving = asyncio.create_task(server.serve(sockets=[server_socket]))
     log = ReceiverLog(write)

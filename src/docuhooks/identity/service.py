@@ -53,6 +53,12 @@ async def set_site_base_url(conn: AsyncConnection, site_id: str, base_url: str) 
     )
 
 
+async def has_users(conn: AsyncConnection) -> bool:
+    """Whether anyone can sign in yet: a new installation has no user until an operator
+    makes the first administrator (`docuhooks admin create-user`)."""
+    return (await conn.execute(sa.select(users.c.id).limit(1))).first() is not None
+
+
 async def get_site(conn: AsyncConnection, site_id: str) -> sa.Row[Any]:
     row = (await conn.execute(sa.select(sites).where(sites.c.id == site_id))).first()
     if row is None:
