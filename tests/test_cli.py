@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from docuhooks import cli
+from docuhooks.settings import Settings, SettingsError
 
 #: Variables that would point a command somewhere else than the test says.
 _ENV = {name: None for name in os.environ if name.startswith("DOCUHOOKS_")}
@@ -140,3 +141,12 @@ def test_an_empty_postgresql_database_is_not_an_installation() -> None:
         assert made.exit_code == 0, made.output
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_log_json_is_true_false_or_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    for raw, expected in (("auto", None), ("", None), ("true", True), ("false", False)):
+        monkeypatch.setenv("DOCUHOOKS_LOG_JSON", raw)
+        assert Settings.load().log_json is expected
+    monkeypatch.setenv("DOCUHOOKS_LOG_JSON", "sometimes")
+    with pytest.raises(SettingsError, match="LOG_JSON: expected true, false or auto"):
+        Settings.load()

@@ -125,7 +125,7 @@ def test_on_a_terminal_the_banner_and_every_log_line_are_readable(tmp_path: Path
     assert "  worker    off: deliveries wait for `docuhooks worker`" in text
     assert "  dev mode  on: webhooks may call loopback addresses" in text
     # The data directory is not the default one: the commands name it.
-    assert f"--base-url http://127.0.0.1:{port} --data-dir elsewhere)" in text
+    assert f"--base-url http://127.0.0.1:{port} --data-dir {data_dir})" in text
     assert not any(line.startswith("{") for line in text.splitlines()), text
     assert re.search(r"^\S+Z \[info +\] Shutting down +\[uvicorn\.error\]$", text, re.M), text
     assert "setup plugin" not in text and "Traceback" not in text and "Aborted" not in text

@@ -99,7 +99,15 @@ async def announce_start(ctx: AppContext, url: str) -> None:
 def first_administrator_commands(data_dir: Path, url: str) -> list[str]:
     """The commands that make a site and its first administrator on this installation
     (`--password` alone asks for the password, unseen)."""
-    option = "" if data_dir == Path("docuhooks-data") else f" --data-dir {data_dir}"
+    import shlex
+
+    # The default is found from the same directory; any other is named whole, so the
+    # commands work from anywhere.
+    option = (
+        ""
+        if data_dir == Path("docuhooks-data")
+        else f" --data-dir {shlex.quote(str(data_dir.resolve()))}"
+    )
     return [
         f'SITE=$(docuhooks admin create-site "My site" --base-url {url}{option})',
         f'docuhooks admin create-user --site "$SITE" --login you@example.com --name "Your Name"'
