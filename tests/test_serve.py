@@ -129,3 +129,27 @@ def test_on_a_terminal_the_banner_and_every_log_line_are_readable(tmp_path: Path
     assert not any(line.startswith("{") for line in text.splitlines()), text
     assert re.search(r"^\S+Z \[info +\] Shutting down +\[uvicorn\.error\]$", text, re.M), text
     assert "setup plugin" not in text and "Traceback" not in text and "Aborted" not in text
+
+
+def test_a_worker_logs_in_the_same_one_format(tmp_path: Path) -> None:
+    log = tmp_path / "worker.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "docuhooks", "worker", "--data-dir", "data"],
+            cwd=tmp_path,
+            env=clean_env(),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "worker.started" not in log.read_text():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+    finally:
+        process.terminate()
+        process.wait(20)
+    events = json_lines(log.read_text())
+    assert [e["event"] for e in events] == ["worker.started", "worker.stopped"], events
+    assert (tmp_path / "data" / "docuhooks.db").exists()

@@ -231,8 +231,7 @@ def worker(
         delivery_worker = Worker(ctx)
         await delivery_worker.start()
         stop_pruner = await start_pruner(ctx)
-        freeze_long_lived()
-        click.echo(f"worker {delivery_worker.id} running", err=True)
+        freeze_long_lived()  # it has logged `worker.started`, in the one log format
         try:
             await stop.wait()
         finally:
