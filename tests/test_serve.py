@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from tests.docs.shell_docs import clean_env, free_port, start_server, stop
 
 
@@ -32,6 +33,7 @@ def json_lines(text: str) -> list[dict[str, Any]]:
     return events
 
 
+@pytest.mark.slow
 def test_first_start_logs_json_lines_with_the_banner_and_the_next_step(tmp_path: Path) -> None:
     env = clean_env()
     server, port, log = start_server(tmp_path, env)
@@ -83,6 +85,7 @@ def test_first_start_logs_json_lines_with_the_banner_and_the_next_step(tmp_path:
     assert "next" not in again
 
 
+@pytest.mark.slow
 def test_on_a_terminal_the_banner_and_every_log_line_are_readable(tmp_path: Path) -> None:
     port = free_port()
     primary, secondary = pty.openpty()

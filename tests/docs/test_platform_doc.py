@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from tests.docs.shell_docs import ROOT, clean_env, free_port, run_blocks, shell_blocks
 
 DOC = ROOT / "docs" / "platform.md"
@@ -13,6 +14,7 @@ DOC = ROOT / "docs" / "platform.md"
 RECEIVER_SIDE = ("RECEIVER_TOKEN", "$RAUTH")
 
 
+@pytest.mark.slow
 def test_the_platform_guide_runs_as_written(tmp_path: Path) -> None:
     blocks = [b for b in shell_blocks(DOC) if not any(m in b for m in RECEIVER_SIDE)]
     assert len(blocks) >= 12, "the guide lost its commands"

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from tests.docs.shell_docs import ROOT, clean_env, run_blocks, shell_blocks, start_server, stop
 
 README = ROOT / "README.md"
 SECTION = "Bootstrap a site and manage webhooks with curl"
 
 
+@pytest.mark.slow
 def test_the_curl_section_runs_as_written(tmp_path: Path) -> None:
     blocks = shell_blocks(README, SECTION)
     assert blocks, "the README lost its curl section"
