@@ -5,6 +5,7 @@ on one."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import pty
@@ -41,9 +42,12 @@ def test_first_start_logs_json_lines_with_the_banner_and_the_next_step(tmp_path:
         login = httpx.get(f"http://127.0.0.1:{port}/ui/login")
         assert login.status_code == 200
         assert "No one can sign in yet" in login.text
-        assert "docuhooks admin create-user" in login.text
     finally:
         stop(server)
+    # The login page shows the banner's commands (lines continued with a backslash).
+    shown = re.search(r"<pre[^>]*><code>(.*?)</code></pre>", login.text, re.S)
+    assert shown is not None, login.text
+    page_commands = html.unescape(shown.group(1)).replace("\\\n    ", "").splitlines()
     events = json_lines(log.read_text())
     (started,) = [e for e in events if e["event"] == "server.started"]
     data_dir = (tmp_path / "docuhooks-data").resolve()
@@ -52,6 +56,7 @@ def test_first_start_logs_json_lines_with_the_banner_and_the_next_step(tmp_path:
     assert started["database"] == f"sqlite:///{data_dir / 'docuhooks.db'}"
     assert started["worker"] is True and started["dev_mode"] is False
     assert "docuhooks admin create-site" in started["next"]
+    assert " && ".join(page_commands) == started["next"]
     # uvicorn's lines are JSON too; Alembic's set-up and migration steps are debug detail.
     assert any(e.get("logger") == "uvicorn.error" for e in events), events
     assert not any("alembic" in str(e.get("logger")) or "plugin" in e["event"] for e in events)
