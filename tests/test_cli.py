@@ -105,6 +105,21 @@ def test_admin_commands_work_on_the_installation_data_dir_names(tmp_path: Path) 
     assert token.output.strip() and not (tmp_path / "nowhere").exists()
 
 
+def test_an_admin_command_without_the_servers_secret_key_makes_none(tmp_path: Path) -> None:
+    """The server's key is set in its environment, not in the data directory: an admin
+    command run without it would make a key of its own and store tokens the server cannot
+    read."""
+    data = tmp_path / "data"
+    assert invoke("db", "upgrade", "--data-dir", str(data)).exit_code == 0
+    refused = invoke(
+        "admin", "create-site", "Acme", "--base-url", "https://acme.example",
+        "--data-dir", str(data), env={"DOCUHOOKS_SECRET_KEY": ""},
+    )  # fmt: skip
+    assert refused.exit_code == 1, refused.output
+    assert "secret key is neither set (DOCUHOOKS_SECRET_KEY) nor in" in refused.output
+    assert not (data / "secret.key").exists()
+
+
 def test_an_empty_postgresql_database_is_not_an_installation() -> None:
     from tests.conftest import POSTGRES_ADMIN_URL, _postgres_available
 

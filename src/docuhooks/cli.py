@@ -85,6 +85,14 @@ async def _missing_installation(settings: Settings) -> str | None:
         await db.dispose()
     if revision is None:
         return f"no docuhooks installation in {where}: it holds no docuhooks tables. {advice}"
+    key = settings.data_dir / "secret.key"
+    if not settings.secret_key and not key.exists():
+        # A new key would encrypt what this command stores (tokens) so the server cannot
+        # read it back.
+        return (
+            f"the installation's secret key is neither set (DOCUHOOKS_SECRET_KEY) nor in "
+            f"{key.resolve()}: give this command the key the server uses."
+        )
     return None
 
 
