@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from docuhooks import __version__, ui
 from docuhooks.api import errors
@@ -35,6 +36,9 @@ log = structlog.get_logger(__name__)
 #: Database connections a PostgreSQL-backed app opens at start-up (`Database.warm_up`).
 WARM_CONNECTIONS = 4
 
+#: Where the API reference's assets are served.
+API_DOCS_ASSETS = "/api-docs/static"
+
 #: Background parts started with the app and stopped with it (the worker registers here).
 Component = Callable[[AppContext], Awaitable[Callable[[], Awaitable[None]]]]
 
@@ -56,7 +60,11 @@ def create_app(
                 await stop()
             await ctx.close()
 
-    app = FastAPI(
+    # The API reference (/docs, /redoc) with its scripts, styles and icon served from the
+    # package (`fastapi-offline` ships them) rather than a CDN: it works offline and behind
+    # a firewall, as the admin UI does.
+    app = FastAPIOffline(
+        static_url=API_DOCS_ASSETS,
         title="docuhooks",
         version=__version__,
         description="Webhooks for document automation: administration, deliveries, and the "

@@ -261,6 +261,7 @@ def test_the_operator_sets_a_password_from_the_command_line(tmp_path: Path) -> N
         assert result.exit_code == 0, result.output
         return result.output.strip().splitlines()[-1]
 
+    run("db", "upgrade")  # admin commands never create an installation
     site_id = run("admin", "create-site", "Acme", "--base-url", "https://acme.example")
     user_id = run(
         "admin", "create-user", "--site", site_id, "--login", "ann@example.com",

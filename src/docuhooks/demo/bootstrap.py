@@ -24,12 +24,15 @@ from docuhooks.store.private_files import make_private_dir, write_private_file
 
 STATE_FILE = "demo-state.json"
 ANSWERS_FILE = "receiver-answers.json"
+#: The receiver's secrets, one a line, for running `docuhooks listen --secret-file` alone.
+SECRETS_FILE = "receiver-secrets.txt"
 ADMIN_LOGIN = "ann@demo.example"
 ADMIN_NAME = "Ann Lee"
 #: Files a demo directory may hold; --reset deletes nothing else.
 _DEMO_FILES = {
     STATE_FILE,
     ANSWERS_FILE,
+    SECRETS_FILE,
     "secret.key",
     "docuhooks.db",
     "docuhooks.db-wal",
@@ -170,6 +173,12 @@ async def create_site_and_admin(ctx: AppContext, state: DemoState, base_url: str
             password=state.password,
         )
         state.token = await identity.create_token(conn, login_name=ADMIN_LOGIN, name="demo")
+
+
+async def move_site(ctx: AppContext, state: DemoState, base_url: str) -> None:
+    """Another --port on a later run: the site's address (its JWT issuer) follows it."""
+    async with ctx.db.transaction() as conn:
+        await identity.set_site_base_url(conn, state.site_id, base_url)
 
 
 async def create_platform_objects(api: Api, state: DemoState) -> None:

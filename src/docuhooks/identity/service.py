@@ -45,6 +45,20 @@ async def create_site(conn: AsyncConnection, *, name: str, base_url: str) -> str
     return site_id
 
 
+async def set_site_base_url(conn: AsyncConnection, site_id: str, base_url: str) -> None:
+    """Move a site to another address (its JWT issuer and the host of its document URLs)."""
+    await get_site(conn, site_id)
+    await conn.execute(
+        sites.update().where(sites.c.id == site_id).values(base_url=validate_base_url(base_url))
+    )
+
+
+async def has_users(conn: AsyncConnection) -> bool:
+    """Whether anyone can sign in yet: a new installation has no user until an operator
+    makes the first administrator (`docuhooks admin create-user`)."""
+    return (await conn.execute(sa.select(users.c.id).limit(1))).first() is not None
+
+
 async def get_site(conn: AsyncConnection, site_id: str) -> sa.Row[Any]:
     row = (await conn.execute(sa.select(sites).where(sites.c.id == site_id))).first()
     if row is None:

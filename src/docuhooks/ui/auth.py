@@ -59,10 +59,13 @@ _MAX_NEXT = 2048
 _VISIBLE_ASCII = re.compile(r"[!-~]+")
 
 
-def _login_page(
+async def _login_page(
     request: Request, ctx: Ctx, *, status_code: int = 200, error: str = "", login_name: str = ""
 ) -> Response:
     token = sessions.new_token()
+    async with ctx.db.read() as conn:
+        # A new installation: nobody can sign in until the operator makes an administrator.
+        no_user_yet = not await identity.has_users(conn)
     response = render(
         request,
         "login.html",
@@ -70,6 +73,7 @@ def _login_page(
         login_csrf=token,
         error=error,
         login_name=login_name,
+        no_user_yet=no_user_yet,
         next=safe_next(request.query_params.get("next") or None),
     )
     sessions.set_cookie(response, ctx, sessions.LOGIN_COOKIE, token)
@@ -80,7 +84,7 @@ def _login_page(
 async def login_form(request: Request, ctx: Ctx) -> Response:
     if await sessions.find(ctx, request.cookies.get(sessions.COOKIE)) is not None:
         return redirect(HOME)
-    return _login_page(request, ctx)
+    return await _login_page(request, ctx)
 
 
 @router.post("/login")
@@ -91,7 +95,7 @@ async def login(request: Request, ctx: Ctx) -> Response:
     if not sessions.tokens_match(
         request.cookies.get(sessions.LOGIN_COOKIE, ""), str(form.get(sessions.CSRF_FIELD) or "")
     ):
-        return _login_page(
+        return await _login_page(
             request,
             ctx,
             status_code=403,
@@ -99,7 +103,7 @@ async def login(request: Request, ctx: Ctx) -> Response:
             login_name=login_name,
         )
     if not login_name or not password or len(login_name) > 320 or len(password) > 1024:
-        return _login_page(
+        return await _login_page(
             request,
             ctx,
             status_code=422,
@@ -115,9 +119,9 @@ async def login(request: Request, ctx: Ctx) -> Response:
     try:
         who = await guarded(ctx.login_throttle, ctx.db, login_name, client, attempt)
     except TooManyRequests as exc:
-        return _login_page(request, ctx, status_code=429, error=sentence(exc.message))
+        return await _login_page(request, ctx, status_code=429, error=sentence(exc.message))
     if who is None:
-        return _login_page(
+        return await _login_page(
             request,
             ctx,
             status_code=401,
