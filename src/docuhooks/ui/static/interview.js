@@ -1,0 +1,79 @@
+// The work item and interview pages: progress while services are asked, focus moved to the
+// result of an action, and the interview's own URL after opening it. Served as a file
+// because the Content-Security-Policy allows no inline script.
+(function () {
+  "use strict";
+
+  function focusTarget(root) {
+    var holder = root && root.closest ? (root.matches("[data-focus]") ? root : root.querySelector("[data-focus]")) : null;
+    if (!holder) { holder = document.querySelector("[data-focus]"); }
+    if (!holder) { return; }
+    var target = document.getElementById(holder.getAttribute("data-focus"));
+    holder.removeAttribute("data-focus");
+    if (!target) { return; }
+    if (target.tabIndex < 0 && !target.hasAttribute("tabindex")) { target.setAttribute("tabindex", "-1"); }
+    target.focus();
+  }
+
+  function progress(text, near) {
+    var scope = (near && near.closest("form")) || document;
+    var region = scope.querySelector("[data-progress-text]") || document.querySelector("[data-progress-text]");
+    if (region) { region.textContent = text; }
+  }
+
+  // Field messages arrive out of band after a save: mark their fields to match, in words
+  // and for assistive technology (aria-invalid), not by colour alone.
+  function syncInvalid() {
+    document.querySelectorAll("#interview-form .field").forEach(function (field) {
+      var error = field.querySelector(":scope > .field-error");
+      if (!error) { return; }
+      var bad = (error.getAttribute("data-invalid") || "").split(" ").filter(Boolean);
+      field.classList.toggle("invalid", error.textContent.trim() !== "");
+      field.querySelectorAll("input, select, textarea").forEach(function (input) {
+        if (bad.indexOf(input.id) >= 0) {
+          input.setAttribute("aria-invalid", "true");
+        } else {
+          input.removeAttribute("aria-invalid");
+        }
+      });
+    });
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("button[data-progress]");
+    if (button) { progress(button.getAttribute("data-progress"), button); }
+  });
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (form.matches("form[data-progress]")) {
+      progress(form.getAttribute("data-progress"), null);
+      form.setAttribute("aria-busy", "true");
+    }
+  });
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var form = document.getElementById("interview-form");
+    if (form) { form.setAttribute("aria-busy", "true"); }
+  });
+
+  document.addEventListener("htmx:afterRequest", function () {
+    var form = document.getElementById("interview-form");
+    if (form) { form.removeAttribute("aria-busy"); }
+    progress("", null);
+  });
+
+  document.addEventListener("htmx:afterSettle", function (event) {
+    syncInvalid();
+    focusTarget(event.detail.elt);
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var title = document.querySelector("[data-url]");
+    if (title && window.location.pathname !== title.getAttribute("data-url")) {
+      // Opened by a post: a reload shows the saved interview rather than opening it again.
+      window.history.replaceState(null, "", title.getAttribute("data-url"));
+    }
+    focusTarget(document.body);
+  });
+})();
