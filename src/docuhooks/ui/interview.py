@@ -91,12 +91,14 @@ def _context(
     fields = interview_form.fields_of(state["variables"], state["interview"]["answers"])
     interview_form.apply_problems(fields, submitted, warnings, sources or {})
     problems = sum(1 for f in fields if f.errors)
+    named = {f.variable.name for f in fields}
     return {
         **state,
         "fields": fields,
         "webhook_warnings": [w for w in warnings if w.get("source") == "webhook"],
+        # Answers to no field of the form (a name the template lacks) are said above it.
         "other_warnings": [
-            w for w in warnings if w.get("source") != "webhook" and not w.get("variable")
+            w for w in warnings if w.get("source") != "webhook" and w.get("variable") not in named
         ],
         "problems": problems,
         "message": message,
