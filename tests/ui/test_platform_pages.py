@@ -292,4 +292,5 @@ async def test_a_replaced_interview_cannot_change(
     assert step.headers["HX-Retarget"] == "#flash"
     home = await client.get(f"/ui/workitems/{platform.work_item['id']}")
     assert "Continue interview" in home.text and "InProgress" in home.text
+    assert "by User person" in home.text  # who started the version, by name
     assert csrf_of(home.text) == csrf

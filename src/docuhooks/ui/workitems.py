@@ -15,6 +15,7 @@ from docuhooks.api.deps import Ctx
 from docuhooks.api.routes.platform_support import attachment
 from docuhooks.core.events import EventType
 from docuhooks.errors import FieldError, ValidationFailed
+from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import match_interview_hooks
 from docuhooks.platform import catalog, completion, documents, workgroups, workitems
@@ -168,6 +169,9 @@ async def work_item_page(
             conn, who, item.id, limit=VERSIONS_SHOWN, cursor=None
         )
         docs = await _documents_of(conn, item.id, versions.items)
+        people = await identity.user_names(
+            conn, who.site_id, [v["createdBy"] for v in versions.items]
+        )
         loads = await match_interview_hooks(
             ctx,
             conn,
@@ -188,6 +192,7 @@ async def work_item_page(
         documents=docs,
         in_progress=in_progress,
         load_hooks=len(loads.webhooks),
+        people=people,
     )
 
 
@@ -196,6 +201,8 @@ async def _version(ctx: Ctx, who: Principal, work_item_id: str, version_id: str)
         item = await workitems.get_row(conn, who, work_item_id)
         version = await completion.version_with_documents(conn, who, item, version_id)
         version["workItem"] = workitems.to_api(item)
+        names = await identity.user_names(conn, who.site_id, [version["createdBy"]])
+        version["createdByName"] = names.get(version["createdBy"] or "", "")
     return version
 
 
