@@ -253,13 +253,19 @@ def _journey(site: Site, viewport: dict[str, int], *, slow: bool) -> list[str]:
         expect(page.get_by_text("1 answer filled in for you.")).to_be_visible()
         expect(page).to_have_url(re.compile(r"/ui/interviews/[0-9a-f-]{36}$"))
         interview_url = page.url
+        # The fields are in the template's order for the keyboard too.
+        page.get_by_label(re.compile("^Client Name")).focus()
+        page.keyboard.press("Tab")
+        expect(page.get_by_label("Letter Date")).to_be_focused()
         _shot(page, "interview-opened", width)
 
         # The lookup button: the CustomInterviewEvent receiver fills the fields in place.
         page.evaluate("window.stillTheSamePage = true")
         lookup = page.get_by_role("button", name=demo.LOOKUP_BUTTON)
         if slow:
-            lookup.click()
+            # By keyboard; the progress says how many services are asked while they work.
+            lookup.focus()
+            page.keyboard.press("Enter")
             expect(page.get_by_text("Asking 2 services…")).to_be_visible()
         else:
             lookup.click()

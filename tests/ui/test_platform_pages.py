@@ -234,6 +234,14 @@ async def test_saving_rows_and_bad_numbers(
     assert "Not finished: correct the answers marked below first." in refused.text
     assert 'id="f4" name="f4" type="text" inputmode="decimal" value="lots"' in refused.text
 
+    # Without script: a save is a post and a redirect; a problem is the whole page, at 422.
+    plain = await client.post(url, data={"csrf_token": csrf, "fields": "4", "f4": "1600"})
+    assert plain.status_code == 303 and plain.headers["location"] == url
+    plain = await client.post(url, data={"csrf_token": csrf, "fields": "4", "f4": "x"})
+    assert plain.status_code == 422 and "<h1" in plain.text
+    assert "Problem: “x” is not a number" in plain.text
+    assert (await _answers(ctx, site, interview_id))["Fee"] == 1600
+
 
 async def test_answer_files_in_and_out(
     ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers

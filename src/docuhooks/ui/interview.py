@@ -214,7 +214,8 @@ async def interview_step(
     if action == "finish":
         message = "Not finished: correct the answers marked below first."
         focus = "interview-result"
-    if not is_htmx(request):
+    quiet = not (problems or warnings or action.startswith("event:"))
+    if not is_htmx(request) and quiet:
         return redirect(f"/ui/interviews/{interview_id}")
     state = await _state(ctx, session, interview_id)
     context = _context(
@@ -226,6 +227,9 @@ async def interview_step(
         focus=focus,
     )
     status = 422 if problems else 200
+    if not is_htmx(request):
+        # Without script: the whole page, with what needs saying at its place.
+        return _full_page(request, session, context, status)
     if action == "save":
         return render(
             request,
@@ -297,15 +301,25 @@ async def upload_answers(
                 )
             else:
                 warnings = list(updated["warnings"])
-    if not is_htmx(request):
-        return redirect(f"/ui/interviews/{interview_id}")
     state = await _state(ctx, session, interview_id)
     if problem:
         context = _context(state, upload_error=problem, focus=ANSWER_FILE_FIELD)
+        if not is_htmx(request):
+            return _full_page(request, session, context, 422)
         return render(request, "platform/_interview_body.html", session, status_code=422, **context)
     name = upload.filename if isinstance(upload, UploadFile) else ""
     message = f"The answers of {name} are in."
     if warnings:
         message += " Some could not be used: see the fields marked below."
     context = _context(state, warnings=warnings, message=message, focus="interview-result")
+    if not is_htmx(request):
+        return _full_page(request, session, context, 200)
     return render(request, "platform/_interview_body.html", session, **context)
+
+
+def _full_page(
+    request: Request, session: UiSession, context: dict[str, Any], status: int
+) -> Response:
+    """The interview page as the answer to a post without htmx; its script (when it runs)
+    gives it the interview's own address, so a reload does not post again."""
+    return render(request, "platform/interview.html", session, status_code=status, **context)
