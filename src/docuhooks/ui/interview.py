@@ -50,7 +50,7 @@ async def _state(ctx: Ctx, session: UiSession, interview_id: str) -> dict[str, A
     async with ctx.db.read() as conn:
         interview = await interviews.get(conn, who, interview_id)
         item = await workitems.get_row(conn, who, interview["workItemId"])
-        template = await catalog.get_row(conn, who, item.template_id)
+        template = await catalog.get_declarations(conn, who, item.template_id)
         asking = {}
         for name in template.event_elements:
             matched = await match_interview_hooks(

@@ -19,7 +19,6 @@ from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import match_interview_hooks
 from docuhooks.platform import catalog, completion, documents, workgroups, workitems
-from docuhooks.platform.workitems import VersionStatus
 from docuhooks.store import pagination
 from docuhooks.ui.rendering import UiRoute, is_htmx, redirect, render
 from docuhooks.ui.session import Checked, SignedIn, UiSession
@@ -158,17 +157,22 @@ async def _documents_of(
 
 @router.get("/workitems/{work_item_id}")
 async def work_item_page(
-    request: Request, work_item_id: str, ctx: Ctx, session: SignedIn
+    request: Request,
+    work_item_id: str,
+    ctx: Ctx,
+    session: SignedIn,
+    cursor: Annotated[str, Query(max_length=500)] = "",
 ) -> Response:
     who = session.principal
     async with ctx.db.read() as conn:
         item = await workitems.get_row(conn, who, work_item_id)
         group = await workgroups.get_row(conn, who, item.work_group_id)
-        template = await catalog.get_row(conn, who, item.template_id)
+        template = await catalog.get_declarations(conn, who, item.template_id)
         versions = await workitems.list_versions(
-            conn, who, item.id, limit=VERSIONS_SHOWN, cursor=None
+            conn, who, item.id, limit=VERSIONS_SHOWN, cursor=cursor or None
         )
         docs = await _documents_of(conn, item.id, versions.items)
+        in_progress = await workitems.version_in_progress(conn, item.id) is not None
         people = await identity.user_names(
             conn, who.site_id, [v["createdBy"] for v in versions.items]
         )
@@ -180,7 +184,6 @@ async def work_item_page(
             work_group_id=item.work_group_id,
             template_id=template.id,
         )
-    in_progress = any(v["status"] == VersionStatus.IN_PROGRESS for v in versions.items)
     return render(
         request,
         "platform/workitem.html",
