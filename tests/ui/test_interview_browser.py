@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -218,14 +219,7 @@ def _journey(site: Site, viewport: dict[str, int], *, slow: bool) -> list[str]:
     with _receivers(site, slow=slow) as (events, release), sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         context = browser.new_context(viewport=viewport, accept_downloads=True)
-        page = context.new_page()
-        page.set_default_timeout(WAIT_MS)
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        page.on(
-            "response",
-            lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
-        )
+        page = _watched(context.new_page(), problems)
 
         # A User signs in and starts at the work items.
         page.goto(site.server.url + "/ui/login")
@@ -327,6 +321,17 @@ def _journey(site: Site, viewport: dict[str, int], *, slow: bool) -> list[str]:
         expect(page.get_by_label("Contact Name, row 2")).to_have_value("Cy Diaz")
         expect(page.get_by_label("Contact Name, row 3")).to_have_count(0)
 
+        # Typing still in a field when the page goes away is saved too.
+        page.get_by_label("Contact Name, row 2").fill("Cy Diaz-Moreno")
+        page.close(run_before_unload=True)
+        _wait_for_answer(site, interview_url, "Contact Name", ["Ann Lee", "Cy Diaz-Moreno"])
+        page = _watched(context.new_page(), problems)
+        page.goto(interview_url)
+        expect(page.get_by_label("Contact Name, row 2")).to_have_value("Cy Diaz-Moreno")
+        page.get_by_label("Contact Name, row 2").fill("Cy Diaz")
+        with _saved(page, interview_url):
+            page.keyboard.press("Tab")
+
         # Answer files: one that is not an answer set changes nothing and says so at the field.
         upload = page.get_by_label("Answer file to add (HotDocs .xml or JSON)")
         upload.set_input_files(
@@ -407,6 +412,32 @@ def _journey(site: Site, viewport: dict[str, int], *, slow: bool) -> list[str]:
         assert sorted(completed["documents"]) == ["cover.pdf", "engagement-letter.docx"]
         browser.close()
     return problems
+
+
+def _watched(page: Any, problems: list[str]) -> Any:
+    """`page`, with what the browser complains of (script errors, CSP violations, 4xx and
+    5xx responses) added to `problems`."""
+    page.set_default_timeout(WAIT_MS)
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on(
+        "response",
+        lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+    )
+    return page
+
+
+def _wait_for_answer(site: Site, interview_url: str, name: str, value: Any) -> None:
+    """Waits until the interview's saved answer `name` is `value` (read through the API)."""
+    interview_id = interview_url.rsplit("/", 1)[-1]
+    auth = {"Authorization": f"Bearer {site.admin_token}"}
+    with httpx.Client(base_url=site.server.url, headers=auth) as api:
+        for _ in range(200):
+            answers = api.get(f"/api/v1/interviews/{interview_id}").json()["answers"]
+            if {a["name"]: a["value"] for a in answers["answers"]}.get(name) == value:
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"{name} was never saved as {value!r}")
 
 
 def _wait_for_line(page: Any, events: Path) -> dict[str, Any]:

@@ -52,9 +52,25 @@
     }
   });
 
+  // Typing not yet saved (the field not left yet) when the page goes away: send it anyway,
+  // as a plain post of the form, which the browser delivers after the page is gone.
+  var unsaved = false;
+  document.addEventListener("input", function (event) {
+    if (event.target.closest("#interview-form")) { unsaved = true; }
+  });
+
+  window.addEventListener("pagehide", function () {
+    var form = document.getElementById("interview-form");
+    if (form && unsaved && navigator.sendBeacon) {
+      unsaved = false;
+      navigator.sendBeacon(form.getAttribute("action"), new FormData(form));
+    }
+  });
+
   document.addEventListener("htmx:beforeRequest", function (event) {
     var form = document.getElementById("interview-form");
     if (form) { form.setAttribute("aria-busy", "true"); }
+    if (event.detail.elt === form) { unsaved = false; }
   });
 
   document.addEventListener("htmx:afterRequest", function () {
