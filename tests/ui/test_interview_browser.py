@@ -320,6 +320,12 @@ def _journey(site: Site, viewport: dict[str, int], *, slow: bool) -> list[str]:
         expect(page.get_by_label("Contact Name, row 1")).to_have_value("Ann Lee")
         expect(page.get_by_label("Contact Name, row 2")).to_have_value("Cy Diaz")
         expect(page.get_by_label("Contact Name, row 3")).to_have_count(0)
+        # The marks stay on the answers as the webhooks supplied them, and go from those the
+        # person changed (the fee typed over, the rows edited).
+        expect(page.locator("#f0-field .source")).to_have_text("filled in by Client register")
+        expect(page.locator("#f2-field .source")).to_have_text("filled in by Client lookup")
+        expect(page.locator("#f4-field .source")).to_have_count(0)
+        expect(page.locator("#f5-field .source")).to_have_count(0)
 
         # Typing still in a field when the page goes away is saved too.
         page.get_by_label("Contact Name, row 2").fill("Cy Diaz-Moreno")

@@ -86,6 +86,7 @@ def _context(
     message: str = "",
     focus: str = "",
     upload_error: str = "",
+    clear_marks: bool = False,
 ) -> dict[str, Any]:
     warnings = warnings or []
     fields = interview_form.fields_of(state["variables"], state["interview"]["answers"])
@@ -105,6 +106,7 @@ def _context(
         "focus": focus,
         "upload_error": upload_error,
         "upload_field": ANSWER_FILE_FIELD,
+        "clear_marks": clear_marks,
     }
 
 
@@ -311,7 +313,10 @@ async def upload_answers(
     message = f"The answers of {name} are in."
     if warnings:
         message += " Some could not be used: see the fields marked below."
-    context = _context(state, warnings=warnings, message=message, focus="interview-result")
+    # The file may have replaced answers a webhook supplied: their marks no longer hold.
+    context = _context(
+        state, warnings=warnings, message=message, focus="interview-result", clear_marks=True
+    )
     if not is_htmx(request):
         return _full_page(request, session, context, 200)
     return render(request, "platform/_interview_body.html", session, **context)

@@ -39,7 +39,62 @@
     });
   }
 
+  // "filled in by" marks: the server marks the answers a webhook supplied in the step it
+  // answers; this tab keeps them (sessionStorage) across steps and reloads until the person
+  // changes that answer, or an answer file may have replaced it.
+  function marksKey() {
+    var form = document.getElementById("interview-form");
+    return form ? "docuhooks-marks:" + form.getAttribute("action") : null;
+  }
+
+  function readMarks(key) {
+    try { return JSON.parse(window.sessionStorage.getItem(key) || "{}"); } catch (e) { return {}; }
+  }
+
+  function writeMarks(key, marks) {
+    try { window.sessionStorage.setItem(key, JSON.stringify(marks)); } catch (e) { /* private mode */ }
+  }
+
+  function showMark(slot, name) {
+    slot.textContent = name ? "filled in by " + name : "";
+    if (name) { slot.className = "source"; } else { slot.removeAttribute("class"); }
+  }
+
+  function syncMarks() {
+    var key = marksKey();
+    if (!key) { return; }
+    var body = document.getElementById("interview-body");
+    var marks = body && body.hasAttribute("data-clear-marks") ? {} : readMarks(key);
+    document.querySelectorAll("#interview-form [data-source]").forEach(function (slot) {
+      var name = slot.getAttribute("data-source");
+      if (name) {
+        marks[slot.id] = name;
+      } else if (marks[slot.id]) {
+        showMark(slot, marks[slot.id]);
+      }
+    });
+    writeMarks(key, marks);
+  }
+
+  function dropMark(event) {
+    if (!event.isTrusted) { return; }
+    var field = event.target.closest("#interview-form .field");
+    var slot = field && field.querySelector("[data-source]");
+    var key = marksKey();
+    if (!slot || !key) { return; }
+    var marks = readMarks(key);
+    delete marks[slot.id];
+    writeMarks(key, marks);
+    slot.setAttribute("data-source", "");
+    showMark(slot, "");
+  }
+
+  document.addEventListener("input", dropMark);
+  document.addEventListener("change", dropMark);
+
   document.addEventListener("click", function (event) {
+    var rows = event.target.closest("#interview-form button[value^='add:'], #interview-form button[value^='remove:']");
+    if (rows) { dropMark({ isTrusted: event.isTrusted, target: rows }); }
     var button = event.target.closest("button[data-progress]");
     if (button) { progress(button.getAttribute("data-progress"), button); }
   });
@@ -81,6 +136,7 @@
 
   document.addEventListener("htmx:afterSettle", function (event) {
     syncInvalid();
+    syncMarks();
     focusTarget(event.detail.elt);
   });
 
@@ -90,6 +146,7 @@
       // Opened by a post: a reload shows the saved interview rather than opening it again.
       window.history.replaceState(null, "", title.getAttribute("data-url"));
     }
+    syncMarks();
     focusTarget(document.body);
   });
 })();
