@@ -58,6 +58,8 @@ LOOKUP = {
                     "Fee": 2400,
                     "Is Company": True,
                     "Contact Name": ["Ann Lee", "Bob Chan"],
+                    # Not a variable of the template: a warning, and no obstacle to finishing.
+                    "Region": "North",
                 }
             },
         }
@@ -270,6 +272,9 @@ def _journey(site: Site, viewport: dict[str, int], *, slow: bool) -> list[str]:
         # Focus moved to the result, which says what happened.
         expect(page.locator("#interview-result")).to_be_focused()
         expect(page.locator("#interview-result")).to_contain_text("Look up client:")
+        warnings = page.locator("#interview-result .warning")
+        expect(warnings).to_contain_text("Client lookup")
+        expect(warnings).to_contain_text("Region")
         if slow:
             warning = page.locator("#interview-result .warning")
             expect(warning).to_contain_text("Slow credit check")

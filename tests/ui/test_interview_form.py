@@ -133,8 +133,12 @@ def test_warnings_and_sources_land_at_their_fields() -> None:
     forms.apply_problems(
         fields,
         None,
-        [{"source": "answers", "variable": "Fee", "message": "not a number"}],
+        [
+            {"source": "answers", "variable": "Fee", "message": "not a number"},
+            {"source": "webhook", "variable": "Start", "message": "not a date"},
+        ],
         {"Name": {"webhookId": "w1", "webhookName": "Client register"}},
     )
     assert fields[0].source == "Client register"
     assert fields[1].errors == {"f1": "not a number"}
+    assert fields[2].errors == {}  # a webhook's misfit is listed with its warnings instead

@@ -206,7 +206,11 @@ async def interview_step(
         if fired["warnings"]:
             message += " See the warnings below."
         focus = "interview-result"
-    problems = bool(submitted.errors) or any(w.get("variable") for w in warnings)
+    # What the person's answers could not take blocks finishing; a webhook's misfit does not
+    # (it is listed with the webhook's warnings).
+    problems = bool(submitted.errors) or any(
+        w.get("variable") and w.get("source") != "webhook" for w in warnings
+    )
     if action == "finish" and not problems:
         version = await interviews.finish(ctx, session.principal, interview_id)
         target = f"/ui/workitems/{version['workItemId']}/versions/{version['id']}?notice=finished"

@@ -237,7 +237,8 @@ def apply_problems(
     sources: Mapping[str, Mapping[str, str]],
 ) -> None:
     """Put what could not be saved back at its field (as typed, with the reason), the
-    warnings about one answer at that answer's field, and each webhook's mark."""
+    warnings about one of the person's answers at that answer's field, and each webhook's
+    mark."""
     by_name = {f.variable.name: f for f in fields}
     if submitted is not None:
         for f in fields:
@@ -247,6 +248,8 @@ def apply_problems(
                 if key == f.id or key.startswith(f"{f.id}-"):
                     f.errors[key] = problem
     for warning in warnings:
+        if warning.get("source") == "webhook":
+            continue  # said with the webhook's other warnings, naming the answer
         target = by_name.get(str(warning.get("variable") or ""))
         if target is not None:
             target.errors.setdefault(target.id, str(warning.get("message", "")))
