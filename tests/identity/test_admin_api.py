@@ -127,6 +127,27 @@ async def test_a_site_administrator_revokes_any_token_of_the_site(
     assert [e["action"] for e in log.json()] == ["token.revoked"]
 
 
+async def test_every_caller_reads_their_own_account(
+    client: httpx.AsyncClient, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    for role in ("User", "IntegrationAdministrator", "SiteAdministrator"):
+        me = await client.get(f"{API}/users/me", headers=site.auth(role))
+        assert me.status_code == 200, me.text
+        body = me.json()
+        assert body["id"] == site.user_ids[role] and body["loginName"] == site.logins[role]
+        assert body["roles"] == [role] and body["active"] is True
+        assert body["site"]["id"] == site.site_id and body["site"]["name"].startswith("Acme")
+        assert not any("password" in key.lower() for key in body)
+        assert "correct horse" not in me.text and "argon2" not in me.text
+    theirs = (await client.get(f"{API}/users/me", headers=other_site.auth("User"))).json()
+    assert theirs["id"] == other_site.user_ids["User"]
+    assert theirs["site"]["id"] == other_site.site_id
+    assert (await client.get(f"{API}/users/me")).status_code == 401
+    # Another user's record stays the site administrator's business.
+    peer = await client.get(f"{API}/users/{site.user_ids['User']}", headers=site.auth("User"))
+    assert peer.status_code == 403
+
+
 # --- passwords ---------------------------------------------------------------------------------
 
 ADMIN_PASSWORD = "correct horse battery"

@@ -18,7 +18,7 @@ from docuhooks.identity.models import Principal, Role
 from docuhooks.identity.throttle import LoginThrottle, guarded
 from docuhooks.store import pagination
 from docuhooks.store.database import Database
-from docuhooks.store.schema import api_tokens, ui_sessions, users
+from docuhooks.store.schema import api_tokens, sites, ui_sessions, users
 from docuhooks.store.scoped import fetch_in_site, parse_id
 
 MAX_TOKEN_DAYS = 3650
@@ -54,6 +54,7 @@ def token_to_api(row: sa.Row[Any]) -> dict[str, Any]:
         "id": row.id,
         "userId": row.user_id,
         "name": row.name,
+        "prefix": row.prefix,
         "createdDate": row.created_at,
         "expiresDate": row.expires_at,
     }
@@ -105,6 +106,21 @@ async def create_user(
 async def get_user(conn: AsyncConnection, principal: Principal, user_id: str) -> dict[str, Any]:
     require_site_admin(principal, "reading users")
     return user_to_api(await fetch_in_site(conn, users, user_id, principal.site_id, "user"))
+
+
+async def own_account(conn: AsyncConnection, principal: Principal) -> dict[str, Any]:
+    """The caller's own user, with their site: any role may read it (never a password hash,
+    which `user_to_api` leaves out)."""
+    row = await fetch_in_site(conn, users, principal.user_id, principal.site_id, "user")
+    site = (
+        await conn.execute(
+            sa.select(sites.c.name, sites.c.base_url).where(sites.c.id == principal.site_id)
+        )
+    ).one()
+    return {
+        **user_to_api(row),
+        "site": {"id": principal.site_id, "name": site.name, "baseUrl": site.base_url},
+    }
 
 
 async def update_user(
@@ -206,12 +222,14 @@ async def create_token(
     return token_to_api(row), token
 
 
-async def revoke_token(conn: AsyncConnection, principal: Principal, token_id: str) -> str:
-    """Revoke one of the caller's tokens, or (SiteAdministrator) any token of the site's
-    users. Returns the revoked token's hash, for the caller to drop from caches."""
+async def _revocable_token(
+    conn: AsyncConnection, principal: Principal, token_id: str
+) -> sa.Row[Any]:
+    """A token the caller may revoke: their own, or (SiteAdministrator) any of the site's
+    users'. Any other is a 404, as if it did not exist."""
     token_id = parse_id(token_id, "token")
     query = (
-        sa.select(api_tokens.c.id, api_tokens.c.user_id, api_tokens.c.token_hash)
+        sa.select(api_tokens)
         .join(users, users.c.id == api_tokens.c.user_id)
         .where(api_tokens.c.id == token_id, users.c.site_id == principal.site_id)
     )
@@ -219,6 +237,20 @@ async def revoke_token(conn: AsyncConnection, principal: Principal, token_id: st
     if row is None or (row.user_id != principal.user_id and not principal.is_site_admin):
         # Another user's token is not the caller's business: as if it did not exist.
         raise NotFound(f"token {token_id} does not exist")
+    return row
+
+
+async def get_revocable_token(
+    conn: AsyncConnection, principal: Principal, token_id: str
+) -> dict[str, Any]:
+    """A token as lists show it, if the caller may revoke it (see `revoke_token`)."""
+    return token_to_api(await _revocable_token(conn, principal, token_id))
+
+
+async def revoke_token(conn: AsyncConnection, principal: Principal, token_id: str) -> str:
+    """Revoke one of the caller's tokens, or (SiteAdministrator) any token of the site's
+    users. Returns the revoked token's hash, for the caller to drop from caches."""
+    row = await _revocable_token(conn, principal, token_id)
     await conn.execute(sa.delete(api_tokens).where(api_tokens.c.id == row.id))
     await audit.record(
         conn,

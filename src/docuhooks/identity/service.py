@@ -161,6 +161,7 @@ async def create_token(
             id=str(uuid.uuid4()),
             user_id=user_id,
             token_hash=secrets.hash_token(token),
+            prefix=secrets.token_prefix(token),
             name=name,
             created_at=utcnow(),
             expires_at=expires_at,

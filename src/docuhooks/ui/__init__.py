@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from docuhooks.ui import account, auth, deliveries, events, interview, users, webhooks, workitems
+from docuhooks.ui import (
+    account,
+    auth,
+    deliveries,
+    events,
+    interview,
+    tokens,
+    users,
+    webhooks,
+    workitems,
+)
 from docuhooks.ui.rendering import STATIC_DIR, UiRoute, redirect
 
 __all__ = ["STATIC_DIR", "router"]
@@ -29,6 +39,7 @@ for _part in (
     events.router,
     users.router,
     account.router,
+    tokens.router,
     workitems.router,
     interview.router,
 ):

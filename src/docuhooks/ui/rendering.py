@@ -49,6 +49,7 @@ NOTICES = {
     "user-created": "User created. Give them their password: they can change it on their "
     "account page once signed in.",
     "password-set": "Password set. Their signed-in browsers are signed out.",
+    "token-revoked": "Token revoked: it no longer works anywhere.",
     "work-item-created": "Work item created. Open its interview to start version 1.",
     "finished": "Interview finished: the documents are assembled.",
 }

@@ -52,6 +52,10 @@ class Token(Output):
     id: str
     userId: str
     name: str
+    prefix: str | None = Field(
+        description="The token's first characters (`dht_` and 6 more), to tell tokens apart; "
+        "null for tokens made before prefixes were kept"
+    )
     createdDate: datetime
     expiresDate: datetime | None
 
@@ -85,6 +89,23 @@ class UserUpdate(Input):
     active: bool | None = Field(
         default=None, description="false: the user can no longer sign in or use API tokens"
     )
+
+
+class SiteSummary(Output):
+    id: str
+    name: str
+    baseUrl: str
+
+
+class Me(User):
+    site: SiteSummary
+
+
+# Before /users/{user_id}, which would otherwise take "me" for an id.
+@router.get("/users/me", response_model=Me)
+async def read_own_account(conn: Conn, who: Caller) -> dict[str, Any]:
+    """The caller: their user (any role, service principals included) and their site."""
+    return await admin.own_account(conn, who)
 
 
 @router.get("/users/{user_id}", response_model=User)

@@ -1,4 +1,5 @@
-// Copy buttons: <button data-copy="ELEMENT_ID"> copies that input's value. Served as a file
+// Copy buttons: <button data-copy="ELEMENT_ID"> copies that input's value (and announces
+// its data-copied text, if any). Served as a file
 // because the Content-Security-Policy allows no inline script.
 (function () {
   "use strict";
@@ -22,7 +23,7 @@
       return;
     }
     button.textContent = "Copied";
-    announce(button, "The secret is on the clipboard.");
+    announce(button, button.getAttribute("data-copied") || "The secret is on the clipboard.");
   }
 
   document.addEventListener("click", function (event) {
