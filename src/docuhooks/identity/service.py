@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -327,3 +328,19 @@ async def service_principal_login(
             return principal_of(row)
     secrets.verify_password(None, password)
     return None
+
+
+async def user_names(
+    conn: AsyncConnection, site_id: str, user_ids: Iterable[str | None]
+) -> dict[str, str]:
+    """The names of the site's users among `user_ids`, for pages that say who did what (a
+    version's author); ids of another site, or of deleted users, are left out."""
+    wanted = sorted({user_id for user_id in user_ids if user_id})
+    if not wanted:
+        return {}
+    rows = await conn.execute(
+        sa.select(users.c.id, users.c.name).where(
+            users.c.site_id == site_id, users.c.id.in_(wanted)
+        )
+    )
+    return {row.id: row.name for row in rows}

@@ -254,10 +254,11 @@ async def _opening(
 
 
 async def open_interview(
-    ctx: PlatformContext, principal: Principal, work_item_id: str
+    ctx: PlatformContext, principal: Principal, work_item_id: str, *, sources: bool = False
 ) -> dict[str, Any]:
     """Open an interview on the work item: it continues the version in progress, or starts
-    the next one; then the InterviewLoadEvent webhooks may add answers."""
+    the next one; then the InterviewLoadEvent webhooks may add answers. `sources` adds
+    `answerSources`: which webhook supplied each answer (the web UI marks them)."""
     async with foreground_transaction(ctx) as conn:
         item, template, version = await _opening(conn, principal, work_item_id)
         if version is None:
@@ -301,14 +302,19 @@ async def open_interview(
         current_answers=current,
         matched=matched,
     )
-    return await _apply_hook_outcome(ctx, loaded, current, outcome)
+    return await _apply_hook_outcome(ctx, loaded, current, outcome, sources=sources)
 
 
 async def fire_event(
-    ctx: PlatformContext, principal: Principal, interview_id: str, event_name: str
+    ctx: PlatformContext,
+    principal: Principal,
+    interview_id: str,
+    event_name: str,
+    *,
+    sources: bool = False,
 ) -> dict[str, Any]:
     """The user activated the interview event element `event_name`: the matching
-    CustomInterviewEvent webhooks may add answers."""
+    CustomInterviewEvent webhooks may add answers (`sources`: as `open_interview`)."""
     async with ctx.db.read() as conn:
         loaded = await _load(conn, principal, interview_id)
         _require_open(loaded)
@@ -343,11 +349,16 @@ async def fire_event(
         interview_event_name=name,
         matched=matched,
     )
-    return await _apply_hook_outcome(ctx, loaded, current, outcome)
+    return await _apply_hook_outcome(ctx, loaded, current, outcome, sources=sources)
 
 
 async def _apply_hook_outcome(
-    ctx: PlatformContext, loaded: _Loaded, before: AnswerSet, outcome: HookResult
+    ctx: PlatformContext,
+    loaded: _Loaded,
+    before: AnswerSet,
+    outcome: HookResult,
+    *,
+    sources: bool = False,
 ) -> dict[str, Any]:
     """Overlay what the webhooks changed (relative to `before`) onto the answers as they
     are now. The engine has already fitted them to the template; nothing changed, nothing
@@ -360,6 +371,8 @@ async def _apply_hook_outcome(
         if (was := before.get(answer.name)) is not answer and was != answer
     )
     body = to_api(loaded.interview, loaded.version, loaded.template, outcome.warnings)
+    if sources:
+        body["answerSources"] = outcome.sources
     if not changed:
         return body
     async with foreground_transaction(ctx) as conn:

@@ -161,8 +161,15 @@ async def list_page(
     cursor: str | None,
     work_group_id: str | None = None,
     template_id: str | None = None,
+    name_contains: str | None = None,
 ) -> pagination.Page[dict[str, Any]]:
+    """Newest first; `name_contains` keeps the work items whose name holds it, in any
+    letter case (`%` and `_` are plain characters)."""
     query = sa.select(work_items).where(work_items.c.site_id == principal.site_id)
+    if name_contains:
+        query = query.where(
+            sa.func.lower(work_items.c.name).contains(name_contains.lower(), autoescape=True)
+        )
     if work_group_id is not None:
         group = await workgroups.get_row(conn, principal, work_group_id)
         query = query.where(work_items.c.work_group_id == group.id)

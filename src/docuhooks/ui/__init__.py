@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from docuhooks.ui import account, auth, deliveries, events, tokens, users, webhooks
+from docuhooks.ui import (
+    account,
+    auth,
+    deliveries,
+    events,
+    interview,
+    tokens,
+    users,
+    webhooks,
+    workitems,
+)
 from docuhooks.ui.rendering import STATIC_DIR, UiRoute, redirect
 from docuhooks.ui.routes import templates, workgroups
 
@@ -34,5 +44,7 @@ for _part in (
     tokens.router,
     templates.router,
     workgroups.router,
+    workitems.router,
+    interview.router,
 ):
     router.include_router(_part)

@@ -23,6 +23,7 @@ from docuhooks.ui.session import Checked
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 
 HOME = "/ui/"
+WORK_ITEMS = "/ui/workitems"
 
 
 def safe_next(target: str | None) -> str:
@@ -130,7 +131,12 @@ async def login(request: Request, ctx: Ctx) -> Response:
         )
     async with ctx.db.transaction() as conn:
         token = await sessions.start(conn, who, ctx.now())
-    response = redirect(safe_next(str(form.get("next") or "") or None))
+    target = safe_next(str(form.get("next") or "") or None)
+    if target == HOME and not who.can_admin_webhooks:
+        # The webhook pages are not theirs: people who assemble documents start at their
+        # work items.
+        target = WORK_ITEMS
+    response = redirect(target)
     sessions.set_cookie(response, ctx, sessions.COOKIE, token)
     sessions.clear_cookie(response, ctx, sessions.LOGIN_COOKIE)
     return response
