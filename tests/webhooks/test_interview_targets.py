@@ -16,6 +16,7 @@ from docuhooks.core.events import EventType
 from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal
 from docuhooks.store.schema import webhooks as webhooks_table
+from docuhooks.webhooks import matching
 from docuhooks.webhooks import service as webhooks
 from docuhooks.webhooks.targets import MatchedWebhooks, PreparedWebhook, TargetCache
 
@@ -34,7 +35,7 @@ def cached(ctx: AppContext) -> FakeClock:
 
 async def match(ctx: AppContext, platform: Platform) -> MatchedWebhooks:
     async with ctx.db.read() as conn:
-        return await webhooks.interview_targets(
+        return await matching.interview_targets(
             ctx,
             conn,
             site_id=platform.principal.site_id,

@@ -19,7 +19,7 @@ from docuhooks.core.ids import uuid7
 from docuhooks.delivery import queries
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import deliveries, events, webhooks
-from docuhooks.webhooks import service as webhook_service
+from docuhooks.webhooks import matching
 
 __all__ = ["enqueue"]
 
@@ -48,7 +48,7 @@ async def enqueue(
       trigger), which the server delivers to listening workers only when the transaction
       commits.
 
-    The webhooks are those `webhooks.service.matching` selects (index-driven), the
+    The webhooks are those `webhooks.matching.matching` selects (index-driven), the
     suspended ones included: their deliveries queue and drain when they resume.
     `webhook_ids` instead names the webhooks outright (the test endpoint, redelivery): they
     must belong to the event's site and be active, but their scopes and type are not checked
@@ -60,7 +60,7 @@ async def enqueue(
     """
     moment = now or utcnow()
     if webhook_ids is None:
-        target_ids = await webhook_service.matching_ids(
+        target_ids = await matching.matching_ids(
             conn,
             site_id=event.site_id,
             event_type=EventType(event.event_type),

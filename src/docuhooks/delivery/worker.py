@@ -47,7 +47,7 @@ from docuhooks.delivery.recorder import Finished, Recorder, SuspensionPolicy
 from docuhooks.delivery.transport import DEFAULT_MAX_BODY, ErrorClass, TransportResult
 from docuhooks.delivery.wakeup import Alarm, PostgresListener, asyncpg_dsn
 from docuhooks.settings import Settings
-from docuhooks.webhooks.service import signing_target
+from docuhooks.webhooks.matching import signing_target
 
 __all__ = ["Worker", "WorkerOptions", "start_worker"]
 

@@ -53,7 +53,7 @@ from docuhooks.platform import postprocessing as pp
 from docuhooks.platform.interfaces import PlatformContext
 from docuhooks.platform.workitems import VersionStatus
 from docuhooks.store.schema import interviews, templates, webhooks, work_item_versions, work_items
-from docuhooks.webhooks import service as webhook_service
+from docuhooks.webhooks import matching
 
 logger = structlog.get_logger("docuhooks.platform.postprocessor")
 
@@ -87,7 +87,7 @@ async def begin(
     """In the transaction that stored the assembled documents: when the site's
     post-processing webhook selects this template, put the version in PostProcessing and
     keep its documents; True then (the version is completed later, by a driver)."""
-    hooks = await webhook_service.matching(
+    hooks = await matching.matching(
         conn,
         site_id=work_item.site_id,
         event_type=EventType.POST_PROCESSING_EVENT,
@@ -341,7 +341,7 @@ async def call(ctx: PlatformContext, claimed: Claimed) -> None:
     clock = time.perf_counter()
     request: OutboundRequest | None = None
     try:
-        target = webhook_service.signing_target(ctx, claimed.webhook, claimed.issuer, started)
+        target = matching.signing_target(ctx, claimed.webhook, claimed.issuer, started)
         request = build_request(
             claimed.event,
             target,

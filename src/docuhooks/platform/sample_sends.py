@@ -49,6 +49,7 @@ from docuhooks.platform.documents import content_url
 from docuhooks.platform.interfaces import PlatformContext
 from docuhooks.platform.postprocessing import judge_in_pool
 from docuhooks.store.schema import sites, templates
+from docuhooks.webhooks import matching
 from docuhooks.webhooks import service as webhook_service
 
 __all__ = ["TestSend", "sample_event", "send_test"]
@@ -229,7 +230,7 @@ async def _call(
     request: OutboundRequest | None = None
     started = time.perf_counter()
     try:
-        target = webhook_service.signing_target(ctx, hook, base_url, now)
+        target = matching.signing_target(ctx, hook, base_url, now)
         request = build_request(
             payload, target, delivery_id=delivery_id, attempt=1, now=now, user_agent=USER_AGENT
         )
