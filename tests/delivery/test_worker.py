@@ -25,7 +25,7 @@ from docuhooks.core.clock import FakeClock, SystemClock
 from docuhooks.core.destinations import BreakerPolicy
 from docuhooks.core.retry import RetrySchedule
 from docuhooks.core.signing import OutboundRequest
-from docuhooks.delivery import claims, pruning, queries
+from docuhooks.delivery import claims, pruning, queries, recorder_queries
 from docuhooks.delivery import worker as worker_module
 from docuhooks.delivery.transport import ErrorClass, MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
@@ -575,7 +575,7 @@ async def test_probes_already_leased_are_sent_when_the_due_claim_fails(
     hook, _ = await make_webhook(ctx, site, URL)
     _, (probe_id,) = await queue_event(ctx, site.site_id, now=clock.now())
     async with ctx.db.transaction() as conn:
-        await queries.suspend(
+        await recorder_queries.suspend(
             conn, hook, now=clock.now(), next_probe_at=clock.now(), reason="suspended: test"
         )
     clock.advance(timedelta(seconds=1))

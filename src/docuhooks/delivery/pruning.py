@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from docuhooks.delivery import queries
+from docuhooks.delivery import upkeep_queries
 from docuhooks.delivery.interfaces import DeliveryContext
 from docuhooks.store.database import Database
 
@@ -31,7 +31,7 @@ async def prune_attempts(db: Database, *, now: datetime, retention_days: int) ->
     total = 0
     while True:
         async with db.transaction() as conn:
-            deleted = await queries.prune_attempts(conn, older_than=cutoff, limit=BATCH)
+            deleted = await upkeep_queries.prune_attempts(conn, older_than=cutoff, limit=BATCH)
         total += deleted
         if deleted < BATCH:
             return total

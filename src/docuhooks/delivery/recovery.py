@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from docuhooks import audit
 from docuhooks.core.ids import uuid7
 from docuhooks.delivery import log as delivery_log
-from docuhooks.delivery import queries
+from docuhooks.delivery import queries, upkeep_queries
 from docuhooks.delivery.interfaces import DeliveryContext
 from docuhooks.errors import NotFound
 from docuhooks.identity.models import Principal
@@ -357,7 +357,9 @@ class RecoveryRunner:
                 }
                 originals = sorted(latest.values(), key=lambda row: (row.created_at, row.id))
                 queued = (
-                    await queries.insert_redeliveries(conn, originals, now=now) if active else []
+                    await upkeep_queries.insert_redeliveries(conn, originals, now=now)
+                    if active
+                    else []
                 )
                 if rows:
                     cursor = (rows[-1].created_at, rows[-1].id)
