@@ -32,8 +32,8 @@ from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.delivery.transport import TransportResult
-from docuhooks.platform import postprocessing
-from docuhooks.platform.postprocessing import judge_in_pool
+from docuhooks.platform.postprocessing import replies
+from docuhooks.platform.postprocessing.replies import judge_in_pool
 from docuhooks.platform.renderpool import RenderLimits, RenderPool
 
 MiB = 1024 * 1024
@@ -230,7 +230,7 @@ async def test_a_reply_the_worker_cannot_read_in_time_is_refused_naming_the_limi
     """The judging job held past the render time limit (its gate never opens): the reply is
     refused, the documents kept, and the refusal names the limit."""
     monkeypatch.setattr(
-        postprocessing,
+        replies,
         "judge_reply_job",
         functools.partial(gated_judge_reply_job, str(tmp_path / "never")),
     )

@@ -15,7 +15,7 @@ Every warning on an interview response has one shape (`interview_hooks.warnings`
 Finishing is one transaction: assemble → store documents → complete and write the
 NewWorkItemVersionComplete event (see `completion`), or, when the site's post-processing
 webhook selects the template, enter PostProcessing and leave the call and the completion to
-a driver (see `postprocessor`).
+a driver (see `platform.postprocessing`).
 """
 
 from __future__ import annotations
@@ -56,10 +56,11 @@ from docuhooks.interview_hooks import (
     match_interview_hooks,
     run_interview_hooks,
 )
-from docuhooks.platform import catalog, completion, postprocessor, workitems
+from docuhooks.platform import catalog, completion, workitems
 from docuhooks.platform import documents as documents_service
 from docuhooks.platform.access import parse_id
 from docuhooks.platform.interfaces import PlatformContext
+from docuhooks.platform.postprocessing import driver as post_processing_driver
 from docuhooks.platform.workitems import VersionStatus
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import interviews, templates, work_item_versions, work_items
@@ -605,7 +606,7 @@ async def _finish_assembled(
             ],
         )
         moment: datetime = ctx.now()
-        post_processing = await postprocessor.begin(
+        post_processing = await post_processing_driver.begin(
             ctx,
             conn,
             principal,
@@ -630,7 +631,7 @@ async def _finish_assembled(
     ctx.events_committed()
     if post_processing:
         # The receiver is called after the commit, in the background: nobody waits for it.
-        return await postprocessor.after_finish(
+        return await post_processing_driver.after_finish(
             ctx, principal, loaded.work_item, version.id, result
         )
     return result

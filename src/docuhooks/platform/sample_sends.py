@@ -44,10 +44,9 @@ from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import log as call_log
 from docuhooks.interview_hooks.replies import judge_off_loop
 from docuhooks.interview_hooks.warnings import webhook_warning
-from docuhooks.platform import postprocessing
 from docuhooks.platform.documents import content_url
 from docuhooks.platform.interfaces import PlatformContext
-from docuhooks.platform.postprocessing import judge_in_pool
+from docuhooks.platform.postprocessing.replies import MAX_REPLY_BYTES, judge_in_pool
 from docuhooks.store.schema import sites, templates
 from docuhooks.webhooks import matching
 from docuhooks.webhooks import service as webhook_service
@@ -248,7 +247,7 @@ async def _call(
             max_body=(
                 ctx.settings.max_answer_set_bytes
                 if EventType(hook.event_type) in INTERVIEW_EVENTS
-                else postprocessing.MAX_REPLY_BYTES
+                else MAX_REPLY_BYTES
             ),
         )
     finished = now + timedelta(seconds=time.perf_counter() - started)
