@@ -1,8 +1,8 @@
 """The admin web UI: server-rendered pages with htmx for in-place actions,
 signed in with a password, each page calling the same services as the API.
 
-`router` holds every UI route (kept out of the OpenAPI document); `STATIC_DIR` is served at
-`/ui/static`."""
+`routers` holds every UI router, in the order the app matches their routes (all kept out
+of the OpenAPI document); `STATIC_DIR` is served at `/ui/static`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fastapi import APIRouter, Response
 from docuhooks.ui import account, auth, deliveries, events, users, webhooks
 from docuhooks.ui.rendering import STATIC_DIR, UiRoute, redirect
 
-__all__ = ["STATIC_DIR", "router"]
+__all__ = ["STATIC_DIR", "routers"]
 
 router = APIRouter(route_class=UiRoute, include_in_schema=False)
 
@@ -22,12 +22,14 @@ async def home() -> Response:
     return redirect("/ui/")
 
 
-for _part in (
+#: The app serves these routers' routes itself rather than including the routers (see
+#: `docuhooks.app`): a UI part is added here, not included into `router`.
+routers: tuple[APIRouter, ...] = (
+    router,
     auth.router,
     webhooks.router,
     deliveries.router,
     events.router,
     users.router,
     account.router,
-):
-    router.include_router(_part)
+)
