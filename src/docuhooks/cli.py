@@ -363,7 +363,7 @@ def create_site(name: str, base_url: str, config: str | None) -> None:
 
     async def work(ctx: AppContext) -> str:
         async with ctx.db.transaction() as conn:
-            return await service.create_site(conn, name=name, base_url=base_url)
+            return await service.create_site(conn, name=name, base_url=base_url, now=ctx.now())
 
     click.echo(_run_with_db(_settings(config), work))
 
@@ -415,6 +415,7 @@ def create_user(
                 password=password,
                 account_type="ServicePrincipal" if service_principal else "UserAccount",
                 client_name=client_name,
+                now=ctx.now(),
             )
 
     click.echo(_run_with_db(_settings(config), work))
@@ -429,7 +430,7 @@ def create_token(login_name: str, name: str, config: str | None) -> None:
 
     async def work(ctx: AppContext) -> str:
         async with ctx.db.transaction() as conn:
-            return await service.create_token(conn, login_name=login_name, name=name)
+            return await service.create_token(conn, login_name=login_name, name=name, now=ctx.now())
 
     click.echo(_run_with_db(_settings(config), work))
 
@@ -451,7 +452,7 @@ def set_password(login_name: str, password: str, config: str | None) -> None:
 
     async def work(ctx: AppContext) -> str:
         async with ctx.db.transaction() as conn:
-            return await identity_admin.reset_password(conn, login_name, password)
+            return await identity_admin.reset_password(conn, login_name, password, now=ctx.now())
 
     click.echo(_run_with_db(_settings(config), work))
 

@@ -81,6 +81,7 @@ async def test_success_signs_the_event_and_records_the_attempt(
     assert sent.request.headers["X-Docuhooks-Delivery-Id"] == delivery_id
     assert sent.request.headers["X-Docuhooks-Attempt"] == "1"
     token = sent.request.body.decode().removeprefix("token=")  # type: ignore[union-attr]
+    assert secret is not None
     claims = jwt.decode(
         token,
         secret,

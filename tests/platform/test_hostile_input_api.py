@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from docx_factory import standard_template
-from hostile_docx import (
+from tests.platform.docx_factory import standard_template
+from tests.platform.hostile_docx import (
     LOOPING,
     OUTPUT_BLOW_UP,
     RANGE_OVERFLOW,
@@ -26,15 +26,16 @@ from hostile_docx import (
     lying_directory,
     template,
 )
-from platform_client import DOCX, upload_template, work_item
-from post_processing_support import gated_judge_reply_job
+from tests.platform.platform_client import DOCX, upload_template, work_item
+from tests.platform.post_processing_support import gated_judge_reply_job
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.delivery.transport import TransportResult
 from docuhooks.platform.postprocessing import replies
 from docuhooks.platform.postprocessing.replies import judge_in_pool
-from docuhooks.platform.renderpool import RenderLimits, RenderPool
+from docuhooks.platform.renderjobs import RenderLimits
+from docuhooks.platform.renderpool import RenderPool
 
 MiB = 1024 * 1024
 VARIABLES = [

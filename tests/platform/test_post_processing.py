@@ -17,10 +17,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from aiohttp import web
-from docx_factory import make_docx
-from hostile_docx import directory_only
-from platform_client import DOCX
-from post_processing_support import (
+from tests.platform.docx_factory import make_docx
+from tests.platform.hostile_docx import directory_only
+from tests.platform.platform_client import DOCX
+from tests.platform.post_processing_support import (
     API,
     PDF,
     Receiver,
@@ -110,6 +110,7 @@ async def test_inline_reply_replaces_and_adds_in_the_given_order(
     )
     assert "?token=dhc_" in event.complete_url
     # The deadline runs from finishing, the event from the call just after.
+    assert event.created_date is not None
     deadline = event.callback_deadline - event.created_date
     assert timedelta(minutes=9, seconds=50) < deadline <= timedelta(minutes=10)
 

@@ -14,8 +14,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from aiohttp import web
-from platform_client import DOCX
-from post_processing_support import (
+from tests.platform.platform_client import DOCX
+from tests.platform.post_processing_support import (
     PDF,
     Receiver,
     finish,

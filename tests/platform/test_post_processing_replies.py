@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 import pytest
-from docx_factory import make_docx
-from platform_client import DOCX
+from tests.platform.docx_factory import make_docx
+from tests.platform.platform_client import DOCX
 
 from docuhooks.delivery.transport import ErrorClass, TransportResult
 from docuhooks.platform.postprocessing.replies import Mode, ReturnedDocument, arrange, judge_reply

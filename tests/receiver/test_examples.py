@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from receiver_samples import PDF, WEBHOOK_ID, accepted_secrets, sample_event, target
+from tests.receiver.receiver_samples import PDF, WEBHOOK_ID, accepted_secrets, sample_event, target
 
 from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import OutboundRequest, WebhookTarget, build_request

@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.core.clock import utcnow
 from docuhooks.core.events import Event, EventType
 from docuhooks.core.ids import uuid7
 from docuhooks.delivery import queries
@@ -34,7 +33,7 @@ async def enqueue(
     ordering_seq: int | None = None,
     webhook_ids: Sequence[str] | None = None,
     interview_event_name: str | None = None,
-    now: datetime | None = None,
+    now: datetime,
 ) -> list[str]:
     """Write `event` and one pending delivery per webhook it reaches; return the delivery ids.
 
@@ -58,7 +57,6 @@ async def enqueue(
     `work_item_id` and `ordering_seq` (the version number) let a webhook with
     `orderedDelivery` receive a work item's events strictly in sequence.
     """
-    moment = now or utcnow()
     if webhook_ids is None:
         target_ids = await matching.matching_ids(
             conn,
@@ -80,7 +78,7 @@ async def enqueue(
             "event_type": str(event.event_type),
             "payload": event.to_dict(),
             "work_item_id": work_item_id,
-            "created_at": moment,
+            "created_at": now,
         },
     )
     if not target_ids:
@@ -94,10 +92,10 @@ async def enqueue(
             "site_id": event.site_id,
             "status": queries.PENDING,
             "attempts": 0,
-            "next_attempt_at": moment,
+            "next_attempt_at": now,
             "ordering_key": work_item_id if ordering_seq is not None else None,
             "ordering_seq": ordering_seq,
-            "created_at": moment,
+            "created_at": now,
         }
         for webhook_id in target_ids
     ]

@@ -407,6 +407,7 @@ class RecoveryRunner:
             conn,
             actor if job.created_by_id else None,
             site_id=job.site_id,
+            now=self.ctx.now(),
             action="webhook.recovered",
             object_type="webhook",
             object_id=job.webhook_id,

@@ -261,9 +261,9 @@ async def open_interview(
     the next one; then the InterviewLoadEvent webhooks may add answers."""
     async with foreground_transaction(ctx) as conn:
         item, template, version = await _opening(conn, principal, work_item_id)
-        if version is None:
-            version = await workitems.start_version(conn, principal, item)
         moment = ctx.now()
+        if version is None:
+            version = await workitems.start_version(conn, principal, item, now=moment)
         await _REPLACE_OPEN.execute(
             conn, {"replaced_version_id": version.id, "replaced_at": moment}
         )
@@ -593,6 +593,7 @@ async def _finish_assembled(
             .where(work_item_versions.c.id == version.id)
             .values(answers=answers.to_json())
         )
+        moment: datetime = ctx.now()
         stored = await documents_service.store_assembled(
             conn,
             version,
@@ -604,8 +605,8 @@ async def _finish_assembled(
                     content=assembled,
                 )
             ],
+            now=moment,
         )
-        moment: datetime = ctx.now()
         post_processing = await post_processing_driver.begin(
             ctx,
             conn,
