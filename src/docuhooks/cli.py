@@ -472,7 +472,7 @@ def create_site(name: str, base_url: str, config: str | None, data_dir: Path | N
 
     async def work(ctx: AppContext) -> str:
         async with ctx.db.transaction() as conn:
-            return await service.create_site(conn, name=name, base_url=base_url)
+            return await service.create_site(conn, name=name, base_url=base_url, now=ctx.now())
 
     click.echo(_run_with_db(_settings(config, data_dir=data_dir), work, create=False))
 
@@ -538,6 +538,7 @@ def create_user(
                 password=password,
                 account_type="ServicePrincipal" if service_principal else "UserAccount",
                 client_name=client_name,
+                now=ctx.now(),
             )
 
     click.echo(_run_with_db(_settings(config, data_dir=data_dir), work, create=False))
@@ -556,7 +557,7 @@ def create_token(login_name: str, name: str, config: str | None, data_dir: Path 
 
     async def work(ctx: AppContext) -> str:
         async with ctx.db.transaction() as conn:
-            return await service.create_token(conn, login_name=login_name, name=name)
+            return await service.create_token(conn, login_name=login_name, name=name, now=ctx.now())
 
     click.echo(_run_with_db(_settings(config, data_dir=data_dir), work, create=False))
 
@@ -580,7 +581,7 @@ def set_password(login_name: str, password: str, config: str | None, data_dir: P
 
     async def work(ctx: AppContext) -> str:
         async with ctx.db.transaction() as conn:
-            return await identity_admin.reset_password(conn, login_name, password)
+            return await identity_admin.reset_password(conn, login_name, password, now=ctx.now())
 
     click.echo(_run_with_db(_settings(config, data_dir=data_dir), work, create=False))
 

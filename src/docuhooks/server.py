@@ -22,7 +22,7 @@ def components(settings: Settings) -> list[Component]:
     from docuhooks.identity.revocations import start_revocation_listener
     from docuhooks.interview_hooks import start_log_writer
     from docuhooks.memory import start_frozen
-    from docuhooks.platform.postprocessor import start_post_processor
+    from docuhooks.platform.postprocessing.driver import start_post_processor
     from docuhooks.platform.renderpool import start_render_pool
 
     parts: list[Component] = [

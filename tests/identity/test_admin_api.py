@@ -421,6 +421,7 @@ async def test_changing_users_is_for_their_sites_administrators_and_checked(
         await client.patch(url, json={"name": "X"}, headers=other_site.auth())
     ).status_code == 404
     assert (await client.get(url, headers=other_site.auth())).status_code == 404
+    bad: dict[str, Any]
     for bad in ({"roles": []}, {"roles": ["Owner"]}, {"email": "not an email"}, {"name": ""}):
         assert (await client.patch(url, json=bad, headers=site.auth())).status_code == 422, bad
     assert (

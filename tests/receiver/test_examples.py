@@ -19,11 +19,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
-from receiver_samples import PDF, WEBHOOK_ID, accepted_secrets, sample_event, target
+from tests.receiver.receiver_samples import PDF, WEBHOOK_ID, accepted_secrets, sample_event, target
 
 from docuhooks.answers.hotdocs import parse_hotdocs_xml
-from docuhooks.answers.jsonformat import fit_answers, parse_answer_json
+from docuhooks.answers.jsonformat import parse_answer_json
 from docuhooks.answers.model import AnswerType, VariableDef
+from docuhooks.answers.validate import fit_answers
 from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import OutboundRequest, WebhookTarget, build_request
 from docuhooks.receiver import HmacSecret, Verifier

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import ViewportSize
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -34,8 +35,8 @@ AXE_VERSION = "4.14.1"
 #: The impacts that fail the test; `moderate` and `minor` are reported, not failed.
 AXE_FAILING_IMPACTS = ("serious", "critical")
 
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 #: Where the browser tests leave screenshots for a reviewer (ignored by git).
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
 

@@ -95,7 +95,7 @@ def live(tmp_path: Path) -> Iterator[tuple[LiveServer, str, str]]:
         try:
             async with ctx.db.transaction() as conn:
                 site_id = await identity.create_site(
-                    conn, name="Acme Legal", base_url="http://127.0.0.1"
+                    conn, name="Acme Legal", base_url="http://127.0.0.1", now=ctx.now()
                 )
             return (
                 await make_user(ctx, site_id, "IntegrationAdministrator"),

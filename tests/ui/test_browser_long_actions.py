@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 from tests.support import LiveServer
-from tests.ui.test_browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, live  # noqa: F401
+from tests.ui.browser_support import CHROMIUM, CHROMIUM_ARGS, WAIT_MS
+from tests.ui.test_browser import live  # noqa: F401
 from tests.ui.ui_support import PASSWORD
 
 pytestmark = pytest.mark.slow

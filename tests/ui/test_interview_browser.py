@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -29,7 +29,15 @@ from docx import Document
 from tests.interview_hooks.hooks_support import Hook
 from tests.interview_hooks.test_receiver_processes import receiver_process
 from tests.support import LiveServer
-from tests.ui.test_browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, _context, _require_chromium
+from tests.ui.browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    PHONE,
+    WAIT_MS,
+    require_chromium,
+)
+from tests.ui.test_browser import _context
 from tests.ui.ui_support import PASSWORD, make_user
 
 from docuhooks.demo import template as demo
@@ -37,13 +45,14 @@ from docuhooks.identity import service as identity
 from docuhooks.server import components
 from docuhooks.settings import Settings
 
+if TYPE_CHECKING:
+    from playwright.sync_api import ViewportSize
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "screenshots"
 RECEIVER = Path(__file__).with_name("platform_receiver.py")
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
 #: The interview budget of these servers; the slow receiver replies well after it.
 BUDGET_SECONDS = 2.0
 SLOW_REPLY_SECONDS = 6.0
@@ -83,7 +92,7 @@ class Site:
 def site(tmp_path: Path) -> Iterator[Site]:
     """The server as `docuhooks serve` runs it (worker, post-processing driver, interview
     log writer), on SQLite, with a User who signs in and a site administrator's API token."""
-    _require_chromium()
+    require_chromium()
     settings = Settings(
         data_dir=tmp_path / "data",
         database_url=f"sqlite:///{tmp_path / 'docuhooks.db'}",
@@ -100,11 +109,11 @@ def site(tmp_path: Path) -> Iterator[Site]:
         try:
             async with ctx.db.transaction() as conn:
                 site_id = await identity.create_site(
-                    conn, name="Lee & Haddad", base_url="http://127.0.0.1"
+                    conn, name="Lee & Haddad", base_url="http://127.0.0.1", now=ctx.now()
                 )
             admin = await make_user(ctx, site_id, "SiteAdministrator")
             async with ctx.db.transaction() as conn:
-                token = await identity.create_token(conn, login_name=admin)
+                token = await identity.create_token(conn, login_name=admin, now=ctx.now())
             return await make_user(ctx, site_id, "User"), token
         finally:
             await ctx.db.dispose()
@@ -211,7 +220,7 @@ def _saved(page: Any, interview_url: str) -> Any:
     )
 
 
-def _journey(site: Site, viewport: dict[str, int], *, slow: bool) -> list[str]:
+def _journey(site: Site, viewport: ViewportSize, *, slow: bool) -> list[str]:
     """The whole journey at `viewport`; returns the problems the browser reported."""
     from playwright.sync_api import expect, sync_playwright
 

@@ -6,16 +6,17 @@ from __future__ import annotations
 from starlette.datastructures import FormData
 
 from docuhooks.answers import VariableDef
+from docuhooks.answers.model import AnswerType
 from docuhooks.ui import interview_form as forms
 
 VARIABLES = (
-    VariableDef("Name", "text"),
-    VariableDef("Fee", "number"),
-    VariableDef("Start", "date"),
-    VariableDef("Urgent", "truefalse"),
-    VariableDef("Colour", "multiplechoice", options=("Red", "Blue")),
-    VariableDef("Parties", "text", repeat_depth=1),
-    VariableDef("Grid", "number", repeat_depth=2),
+    VariableDef("Name", AnswerType.TEXT),
+    VariableDef("Fee", AnswerType.NUMBER),
+    VariableDef("Start", AnswerType.DATE),
+    VariableDef("Urgent", AnswerType.TRUEFALSE),
+    VariableDef("Colour", AnswerType.MULTIPLECHOICE, options=("Red", "Blue")),
+    VariableDef("Parties", AnswerType.TEXT, repeat_depth=1),
+    VariableDef("Grid", AnswerType.NUMBER, repeat_depth=2),
 )
 
 
@@ -104,7 +105,7 @@ def test_what_cannot_be_read_stays_at_its_field() -> None:
 
 
 def test_a_bad_row_keeps_the_whole_repeat_as_it_was() -> None:
-    variables = (VariableDef("Amounts", "number", repeat_depth=1),)
+    variables = (VariableDef("Amounts", AnswerType.NUMBER, repeat_depth=1),)
     submitted = forms.read_form(
         form(("fields", "0"), ("rows.0", "2"), ("f0.0", "1"), ("f0.1", "two")), variables
     )

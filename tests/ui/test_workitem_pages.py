@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import httpx
 import orjson
@@ -36,7 +37,7 @@ async def _open(client: httpx.AsyncClient, csrf: str, work_item_id: str) -> tupl
 async def _answers(ctx: AppContext, site: SiteUsers, interview_id: str) -> dict[str, object]:
     """The interview's saved answers, by name, as the API reads them."""
     async with ctx.db.read() as conn:
-        who = await identity.authenticate_token(conn, site.tokens["User"])
+        who = await identity.authenticate_token(conn, site.tokens["User"], now=ctx.now())
         assert who is not None
         body = await interviews.get(conn, who, interview_id)
     stored = orjson.loads(orjson.dumps(body["answers"]))
@@ -251,7 +252,7 @@ async def test_answer_files_in_and_out(
     interview_id, _ = await _open(client, csrf, platform.work_item["id"])
     url = f"/ui/interviews/{interview_id}/answers-file"
 
-    def upload(name: str, content: bytes) -> dict[str, object]:
+    def upload(name: str, content: bytes) -> dict[str, Any]:
         return {"data": {"csrf_token": csrf}, "files": {"file": (name, content)}, "headers": HX}
 
     good = await client.post(url, **upload("a.json", b'{"Client Name": "Jane", "Nope": 1}'))

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from docuhooks.core.pacing import Pacer
-from docuhooks.delivery import queries
+from docuhooks.delivery import upkeep_queries
 from docuhooks.delivery.interfaces import DeliveryContext
 from docuhooks.store.database import Database
 
@@ -39,7 +39,7 @@ async def prune_attempts(db: Database, *, now: datetime, retention_days: int) ->
     while True:
         size, started = pacer.size, time.perf_counter()
         async with db.transaction() as conn:
-            deleted = await queries.prune_attempts(conn, older_than=cutoff, limit=size)
+            deleted = await upkeep_queries.prune_attempts(conn, older_than=cutoff, limit=size)
         pacer.took(deleted, time.perf_counter() - started)
         total += deleted
         if deleted < size:

@@ -38,7 +38,7 @@ from docuhooks import audit
 from docuhooks.core.ids import uuid7
 from docuhooks.core.pacing import Pacer
 from docuhooks.delivery import log as delivery_log
-from docuhooks.delivery import queries
+from docuhooks.delivery import queries, upkeep_queries
 from docuhooks.delivery.interfaces import DeliveryContext
 from docuhooks.errors import NotFound
 from docuhooks.identity.models import Principal
@@ -368,7 +368,9 @@ class RecoveryRunner:
                 }
                 originals = sorted(latest.values(), key=lambda row: (row.created_at, row.id))
                 queued = (
-                    await queries.insert_redeliveries(conn, originals, now=now) if active else []
+                    await upkeep_queries.insert_redeliveries(conn, originals, now=now)
+                    if active
+                    else []
                 )
                 if rows:
                     cursor = (rows[-1].created_at, rows[-1].id)
@@ -417,6 +419,7 @@ class RecoveryRunner:
             conn,
             actor if job.created_by_id else None,
             site_id=job.site_id,
+            now=self.ctx.now(),
             action="webhook.recovered",
             object_type="webhook",
             object_id=job.webhook_id,

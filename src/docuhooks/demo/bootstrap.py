@@ -163,7 +163,8 @@ async def create_site_and_admin(ctx: AppContext, state: DemoState, base_url: str
     """The site, its administrator (with a password for logging in) and an API token."""
     state.password = secrets.token_urlsafe(12)
     async with ctx.db.transaction() as conn:
-        state.site_id = await identity.create_site(conn, name="Demo", base_url=base_url)
+        now = ctx.now()
+        state.site_id = await identity.create_site(conn, name="Demo", base_url=base_url, now=now)
         await identity.create_user(
             conn,
             site_id=state.site_id,
@@ -171,8 +172,11 @@ async def create_site_and_admin(ctx: AppContext, state: DemoState, base_url: str
             name=ADMIN_NAME,
             roles=["SiteAdministrator"],
             password=state.password,
+            now=now,
         )
-        state.token = await identity.create_token(conn, login_name=ADMIN_LOGIN, name="demo")
+        state.token = await identity.create_token(
+            conn, login_name=ADMIN_LOGIN, name="demo", now=now
+        )
 
 
 async def move_site(ctx: AppContext, state: DemoState, base_url: str) -> None:

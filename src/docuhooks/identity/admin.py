@@ -3,14 +3,13 @@ as the `docuhooks admin` commands, for a site's own administrators."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import audit
-from docuhooks.core.clock import utcnow
 from docuhooks.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from docuhooks.identity import revocations, secrets
 from docuhooks.identity import service as identity
@@ -76,7 +75,7 @@ async def list_users(
 
 
 async def create_user(
-    conn: AsyncConnection, principal: Principal, fields: dict[str, Any]
+    conn: AsyncConnection, principal: Principal, fields: dict[str, Any], *, now: datetime
 ) -> dict[str, Any]:
     """A user of the caller's own site (never another's), as `docuhooks admin create-user`."""
     require_site_admin(principal, "creating users")
@@ -90,11 +89,13 @@ async def create_user(
         password=fields.get("password"),
         account_type=fields.get("accountType") or "UserAccount",
         client_name=fields.get("clientName"),
+        now=now,
     )
     await audit.record(
         conn,
         principal,
         site_id=principal.site_id,
+        now=now,
         action="user.created",
         object_type="user",
         object_id=user_id,
@@ -124,7 +125,12 @@ async def own_account(conn: AsyncConnection, principal: Principal) -> dict[str, 
 
 
 async def update_user(
-    conn: AsyncConnection, principal: Principal, user_id: str, changes: dict[str, Any]
+    conn: AsyncConnection,
+    principal: Principal,
+    user_id: str,
+    changes: dict[str, Any],
+    *,
+    now: datetime,
 ) -> tuple[dict[str, Any], list[str]]:
     """Change a user of the caller's site (SiteAdministrator): `name`, `email`, `roles`,
     `active`. Returns the user, and the hashes of their API tokens when what a token grants
@@ -180,6 +186,7 @@ async def update_user(
             conn,
             principal,
             site_id=principal.site_id,
+            now=now,
             action="user.updated",
             object_type="user",
             object_id=row.id,
@@ -203,16 +210,21 @@ async def list_tokens(conn: AsyncConnection, principal: Principal) -> list[dict[
 
 
 async def create_token(
-    conn: AsyncConnection, principal: Principal, *, name: str, expires_in_days: int | None
+    conn: AsyncConnection,
+    principal: Principal,
+    *,
+    name: str,
+    expires_in_days: int | None,
+    now: datetime,
 ) -> tuple[dict[str, Any], str]:
     """A new token for the caller; returned here once, stored only hashed."""
     if expires_in_days is not None and not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
         raise ValidationFailed.of(
             [FieldError("expiresInDays", f"must be from 1 to {MAX_TOKEN_DAYS}")]
         )
-    expires = utcnow() + timedelta(days=expires_in_days) if expires_in_days is not None else None
+    expires = now + timedelta(days=expires_in_days) if expires_in_days is not None else None
     token = await identity.create_token(
-        conn, login_name=principal.login_name, name=name, expires_at=expires
+        conn, login_name=principal.login_name, name=name, expires_at=expires, now=now
     )
     row = (
         await conn.execute(
@@ -247,7 +259,9 @@ async def get_revocable_token(
     return token_to_api(await _revocable_token(conn, principal, token_id))
 
 
-async def revoke_token(conn: AsyncConnection, principal: Principal, token_id: str) -> str:
+async def revoke_token(
+    conn: AsyncConnection, principal: Principal, token_id: str, *, now: datetime
+) -> str:
     """Revoke one of the caller's tokens, or (SiteAdministrator) any token of the site's
     users. Returns the revoked token's hash, for the caller to drop from caches."""
     row = await _revocable_token(conn, principal, token_id)
@@ -256,6 +270,7 @@ async def revoke_token(conn: AsyncConnection, principal: Principal, token_id: st
         conn,
         principal,
         site_id=principal.site_id,
+        now=now,
         action="token.revoked",
         object_type="token",
         object_id=row.id,
@@ -284,6 +299,7 @@ async def change_own_password(
     principal: Principal,
     new_password: str,
     *,
+    now: datetime,
     keep_session_id: str | None = None,
 ) -> None:
     """The caller's own new password, once the caller has checked the current one (through
@@ -296,21 +312,24 @@ async def change_own_password(
         row,
         new_password,
         action="user.password_changed",
+        now=now,
         keep_session_id=keep_session_id,
     )
 
 
 async def set_password(
-    conn: AsyncConnection, principal: Principal, user_id: str, new_password: str
+    conn: AsyncConnection, principal: Principal, user_id: str, new_password: str, *, now: datetime
 ) -> None:
     """A SiteAdministrator sets a password of a user of their site, without the current one
     (a reset; their own included). The user's admin UI sessions end; API tokens stay."""
     require_site_admin(principal, "setting a password without the current one")
     row = await fetch_in_site(conn, users, user_id, principal.site_id, "user")
-    await _store_password(conn, principal, row, new_password, action="user.password_set")
+    await _store_password(conn, principal, row, new_password, action="user.password_set", now=now)
 
 
-async def reset_password(conn: AsyncConnection, login_name: str, new_password: str) -> str:
+async def reset_password(
+    conn: AsyncConnection, login_name: str, new_password: str, *, now: datetime
+) -> str:
     """`docuhooks admin set-password`: the operator sets any user's password by login name
     (audited with no actor). Returns the user's id."""
     row = (
@@ -318,7 +337,7 @@ async def reset_password(conn: AsyncConnection, login_name: str, new_password: s
     ).first()
     if row is None:
         raise NotFound(f"no user has the login name {login_name!r}")
-    await _store_password(conn, None, row, new_password, action="user.password_set")
+    await _store_password(conn, None, row, new_password, action="user.password_set", now=now)
     return str(row.id)
 
 
@@ -329,6 +348,7 @@ async def _store_password(
     new_password: str,
     *,
     action: str,
+    now: datetime,
     keep_session_id: str | None = None,
 ) -> None:
     problem = password_problem(new_password)
@@ -347,6 +367,7 @@ async def _store_password(
         conn,
         principal,
         site_id=row.site_id,
+        now=now,
         action=action,
         object_type="user",
         object_id=row.id,

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.core.clock import Clock, SystemClock, utcnow
+from docuhooks.core.clock import Clock, SystemClock
 from docuhooks.errors import Conflict, FieldError, NotFound, ValidationFailed
 from docuhooks.identity import secrets
 from docuhooks.identity.models import Principal, Role
@@ -33,14 +33,14 @@ def validate_base_url(value: str, field: str = "baseUrl") -> str:
     return value.rstrip("/")
 
 
-async def create_site(conn: AsyncConnection, *, name: str, base_url: str) -> str:
+async def create_site(conn: AsyncConnection, *, name: str, base_url: str, now: datetime) -> str:
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise ValidationFailed.of([FieldError("name", "must be 1 to 200 characters")])
     site_id = str(uuid.uuid4())
     await conn.execute(
         sites.insert().values(
-            id=site_id, name=name, base_url=validate_base_url(base_url), created_at=utcnow()
+            id=site_id, name=name, base_url=validate_base_url(base_url), created_at=now
         )
     )
     return site_id
@@ -101,6 +101,7 @@ async def create_user(
     login_name: str,
     name: str,
     roles: list[str],
+    now: datetime,
     email: str | None = None,
     password: str | None = None,
     account_type: str = "UserAccount",
@@ -154,14 +155,19 @@ async def create_user(
             password_hash=secrets.hash_password(password) if password else None,
             roles=sorted(set(roles)),
             active=True,
-            created_at=utcnow(),
+            created_at=now,
         )
     )
     return user_id
 
 
 async def create_token(
-    conn: AsyncConnection, *, login_name: str, name: str = "", expires_at: datetime | None = None
+    conn: AsyncConnection,
+    *,
+    login_name: str,
+    now: datetime,
+    name: str = "",
+    expires_at: datetime | None = None,
 ) -> str:
     """A new API token for the user; the token is returned here once and stored only hashed."""
     user_id = await conn.scalar(
@@ -177,7 +183,7 @@ async def create_token(
             token_hash=secrets.hash_token(token),
             prefix=secrets.token_prefix(token),
             name=name,
-            created_at=utcnow(),
+            created_at=now,
             expires_at=expires_at,
         )
     )
@@ -262,10 +268,10 @@ class TokenCache:
 
 
 async def authenticate_token(
-    conn: AsyncConnection, token: str, *, cache: TokenCache | None = None
+    conn: AsyncConnection, token: str, *, now: datetime, cache: TokenCache | None = None
 ) -> Principal | None:
-    """The principal of an API token, or None (unknown, expired, user inactive). With
-    `cache`, a token used within its TTL needs no query."""
+    """The principal of an API token, or None (unknown, expired at `now`, user inactive).
+    With `cache`, a token used within its TTL needs no query."""
     if not token.startswith(secrets.TOKEN_PREFIX) or len(token) > 200:
         return None
     if cache is not None:
@@ -278,7 +284,6 @@ async def authenticate_token(
         .where(api_tokens.c.token_hash == secrets.hash_token(token), users.c.active.is_(True))
     )
     row = (await conn.execute(query)).first()
-    now = cache.clock.now() if cache is not None else utcnow()
     if row is None or (row.expires_at is not None and row.expires_at <= now):
         return None
     principal = principal_of(row)

@@ -49,7 +49,7 @@ from docuhooks.interview_hooks.replies import (
     over_limit,
 )
 from docuhooks.interview_hooks.warnings import Problem, webhook_warning
-from docuhooks.webhooks import service as webhooks
+from docuhooks.webhooks import matching
 from docuhooks.webhooks.targets import MatchedWebhooks, PreparedWebhook
 
 logger = structlog.get_logger("docuhooks.interview_hooks")
@@ -91,7 +91,7 @@ async def match_interview_hooks(
     ready to sign. Pass a transaction the caller holds anyway: it is read only when the
     process's match cache (`webhooks.targets`) has no fresh answer."""
     _check_event(event_type, interview_event_name)
-    return await webhooks.interview_targets(
+    return await matching.interview_targets(
         ctx,
         conn,
         site_id=site_id,

@@ -2,8 +2,8 @@
 password, each page calling the same services as the API. The webhook administration pages
 are modules here; the document platform's pages are in `ui.routes`.
 
-`router` holds every UI route (kept out of the OpenAPI document); `STATIC_DIR` is served at
-`/ui/static`."""
+`routers` holds every UI router, in the order the app matches their routes (all kept out
+of the OpenAPI document); `STATIC_DIR` is served at `/ui/static`."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from docuhooks.ui import (
 from docuhooks.ui.rendering import STATIC_DIR, UiRoute, redirect
 from docuhooks.ui.routes import templates, workgroups
 
-__all__ = ["STATIC_DIR", "router"]
+__all__ = ["STATIC_DIR", "routers"]
 
 router = APIRouter(route_class=UiRoute, include_in_schema=False)
 
@@ -34,7 +34,10 @@ async def home() -> Response:
     return redirect("/ui/")
 
 
-for _part in (
+#: The app serves these routers' routes itself rather than including the routers (see
+#: `docuhooks.app`): a UI part is added here, not included into `router`.
+routers: tuple[APIRouter, ...] = (
+    router,
     auth.router,
     webhooks.router,
     deliveries.router,
@@ -46,5 +49,4 @@ for _part in (
     workgroups.router,
     workitems.router,
     interview.router,
-):
-    router.include_router(_part)
+)

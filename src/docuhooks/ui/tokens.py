@@ -47,7 +47,7 @@ async def create_token(request: Request, ctx: Ctx, session: Checked) -> Response
     if not errors:
         async with ctx.db.transaction() as conn:
             made, token = await admin.create_token(
-                conn, session.principal, name=name, expires_in_days=days
+                conn, session.principal, name=name, expires_in_days=days, now=ctx.now()
             )
         # Rendered here rather than after a redirect: the token must not travel in a URL,
         # and this answer is the only place it is ever shown (pages are `no-store`).
@@ -72,7 +72,7 @@ async def confirm_revoke(request: Request, token_id: str, ctx: Ctx, session: Sig
 @router.post("/tokens/{token_id}/revoke")
 async def revoke(request: Request, token_id: str, ctx: Ctx, session: Checked) -> Response:
     async with ctx.db.transaction() as conn:
-        token_hash = await admin.revoke_token(conn, session.principal, token_id)
+        token_hash = await admin.revoke_token(conn, session.principal, token_id, now=ctx.now())
     ctx.tokens.forget(token_hash)  # after the commit, as the API route does
     return redirect("/ui/tokens?notice=token-revoked")
 

@@ -124,6 +124,7 @@ async def create_work_item(request: Request, ctx: Ctx, session: Checked) -> Resp
                     work_group_id=values["workGroupId"],
                     template_id=values["templateId"],
                     name=values["name"],
+                    now=ctx.now(),
                 )
         except ValidationFailed as exc:
             errors = _field_errors(exc.details)

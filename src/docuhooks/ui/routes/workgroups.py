@@ -41,7 +41,7 @@ async def create_work_group(request: Request, ctx: Ctx, session: Checked) -> Res
         return await _page(request, ctx, session, values=values, errors=errors, status=422)
     try:
         async with ctx.db.transaction() as conn:
-            await workgroups.create(conn, session.principal, **values)
+            await workgroups.create(conn, session.principal, now=ctx.now(), **values)
     except ValidationFailed as exc:
         for detail in exc.details:
             errors.setdefault(detail.field, []).append(f"The name {detail.message}.")
