@@ -27,6 +27,7 @@ from docuhooks.api.routes import (
     interviews,
     metrics,
     platform,
+    reference,
     webhooks,
 )
 from docuhooks.context import AppContext
@@ -37,7 +38,7 @@ log = structlog.get_logger(__name__)
 WARM_CONNECTIONS = 4
 
 #: Where the API reference's assets are served.
-API_DOCS_ASSETS = "/api-docs/static"
+API_DOCS_ASSETS = reference.ASSETS
 
 #: Background parts started with the app and stopped with it (the worker registers here).
 Component = Callable[[AppContext], Awaitable[Callable[[], Awaitable[None]]]]
@@ -59,10 +60,12 @@ def create_app(
                 await stop()
             await ctx.close()
 
-    # The API reference (/docs, /redoc) with its scripts, styles and icon served from the
-    # package (`fastapi-offline` ships them) rather than a CDN: it works offline and behind
-    # a firewall, as the admin UI does.
+    # The API reference's scripts, styles and icon are served from the package
+    # (`fastapi-offline` ships them, and mounts them here) rather than a CDN: it works offline
+    # and behind a firewall, as the admin UI does. Its pages are `api.routes.reference`.
     app = FastAPIOffline(
+        docs_url=None,
+        redoc_url=None,
         static_url=API_DOCS_ASSETS,
         title="docuhooks",
         version=__version__,
@@ -108,6 +111,7 @@ def _routes() -> list[BaseRoute]:
         platform.router,
         documents.router,
         metrics.router,
+        reference.router,
         *ui.routers,
     )
     return [route for router in routers for route in router.routes]

@@ -228,7 +228,7 @@ async def hook_over_api(
     created = await http.post("/api/v1/webhooks", json=body, headers=site.auth())
     assert created.status_code == 201, created.text
     made = created.json()
-    return Hook(made["id"], made["name"], made["secret"], fields.get("accessToken"))
+    return Hook(made["id"], made["name"], made.get("secret"), fields.get("accessToken"))
 
 
 async def open_over_api(
