@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from tests.support import LiveServer
-from tests.ui.test_browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, _context, _require_chromium
+from tests.ui.browser_support import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, require_chromium
+from tests.ui.test_browser import _context
 
 from docuhooks.settings import Settings
 
@@ -45,7 +46,7 @@ async def test_the_reference_loads_only_what_the_server_serves(
 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[LiveServer]:
-    _require_chromium()
+    require_chromium()
     settings = Settings(
         data_dir=tmp_path / "data",
         database_url=f"sqlite:///{tmp_path / 'docuhooks.db'}",

@@ -29,7 +29,16 @@ from docx import Document
 from tests.interview_hooks.hooks_support import Hook
 from tests.interview_hooks.test_receiver_processes import receiver_process
 from tests.support import LiveServer
-from tests.ui.test_browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, _context, _require_chromium
+from tests.ui.browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    PHONE,
+    SCREENSHOTS,
+    WAIT_MS,
+    require_chromium,
+)
+from tests.ui.test_browser import _context
 from tests.ui.ui_support import PASSWORD, make_user
 
 from docuhooks.demo import template as demo
@@ -39,11 +48,7 @@ from docuhooks.settings import Settings
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "screenshots"
 RECEIVER = Path(__file__).with_name("platform_receiver.py")
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
 #: The interview budget of these servers; the slow receiver replies well after it.
 BUDGET_SECONDS = 2.0
 SLOW_REPLY_SECONDS = 6.0
@@ -83,7 +88,7 @@ class Site:
 def site(tmp_path: Path) -> Iterator[Site]:
     """The server as `docuhooks serve` runs it (worker, post-processing driver, interview
     log writer), on SQLite, with a User who signs in and a site administrator's API token."""
-    _require_chromium()
+    require_chromium()
     settings = Settings(
         data_dir=tmp_path / "data",
         database_url=f"sqlite:///{tmp_path / 'docuhooks.db'}",
