@@ -34,6 +34,7 @@ from tests.ui.browser_support import (
     CHROMIUM_ARGS,
     DESKTOP,
     PHONE,
+    SCREENSHOTS,
     WAIT_MS,
     require_chromium,
 )
@@ -50,8 +51,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "screenshots"
 RECEIVER = Path(__file__).with_name("platform_receiver.py")
 #: The interview budget of these servers; the slow receiver replies well after it.
 BUDGET_SECONDS = 2.0

@@ -32,11 +32,12 @@ from tests.ui.browser_support import (
     require_chromium,
 )
 from tests.ui.test_browser import Receiver
-from tests.ui.ui_support import PASSWORD, make_user
+from tests.ui.ui_support import PASSWORD
 
 from docuhooks import ui
 from docuhooks.context import AppContext
 from docuhooks.delivery.worker import start_worker
+from docuhooks.identity import service as identity
 from docuhooks.identity.secrets import SecretBox
 from docuhooks.platform.catalog import variable_to_json
 from docuhooks.settings import Settings
@@ -45,6 +46,8 @@ from docuhooks.store.database import Database
 pytestmark = pytest.mark.slow
 
 SITE_ADMIN_PASSWORD = "correct horse battery"  # tests.support.make_site's
+#: The User's login name, as long as a real one can be.
+LONG_LOGIN = "maximilian.featherstonehaugh-wolfeschlegelsteinhausenberger@engagements.example.com"
 #: Pages a signed-out visitor sees; every other page is visited signed in as a
 #: SiteAdministrator, who may open all of them.
 SIGNED_OUT = {"/ui/login"}
@@ -54,6 +57,9 @@ EXTRA_PAGES = {
     "not-found": "/ui/webhooks/0190f000-0000-7000-8000-000000000000",
 }
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+#: Path parameters that name no object (a file kind, say): each page taking one is visited
+#: once with each of its values.
+VALUES = {"kind": ("xml", "json")}
 
 
 def ui_pages() -> dict[str, str]:
@@ -70,8 +76,22 @@ def ui_pages() -> dict[str, str]:
             continue
         # Screenshots are named after the route; two routes of one name keep both.
         name = route.name if route.name not in pages else f"{route.name}-{len(pages)}"
-        pages[name] = route.path
+        pages.update(_with_values(name, route.path))
     return pages
+
+
+def _with_values(name: str, path: str) -> dict[str, str]:
+    """`path`, once for each value of each parameter in VALUES it takes (name-value)."""
+    for parameter, values in VALUES.items():
+        if "{" + parameter + "}" in path:
+            return {
+                named: filled
+                for value in values
+                for named, filled in _with_values(
+                    f"{name}-{value}", path.replace("{" + parameter + "}", value)
+                ).items()
+            }
+    return {name: path}
 
 
 PAGES = {**ui_pages(), **EXTRA_PAGES}
@@ -137,6 +157,18 @@ def _sample_objects(url: str, site: SiteUsers, receiver_url: str) -> dict[str, s
                 },
             )
         )
+        # A finished interview (version 1, completed, with its document), then the interview
+        # of version 2, still open: the interview page shows one a person is working on.
+        finished = _made(api.post(f"/api/v1/workitems/{item['id']}/interviews"))
+        _made(
+            api.put(
+                f"/api/v1/interviews/{finished['id']}/answers",
+                json={"Client Name": "Jane Smith", "Fee": 2400, "Child Name": ["Ann", "Bob"]},
+            )
+        )
+        version = _made(api.post(f"/api/v1/interviews/{finished['id']}/finish"))
+        assert version["status"] == "Completed", version
+        interview = _made(api.post(f"/api/v1/workitems/{item['id']}/interviews"))
     return {
         "webhook_id": hook["id"],
         "delivery_id": deliveries[0]["id"],
@@ -146,6 +178,10 @@ def _sample_objects(url: str, site: SiteUsers, receiver_url: str) -> dict[str, s
         "work_group_id": group["id"],
         "template_id": template["id"],
         "work_item_id": item["id"],
+        "version_id": version["id"],
+        "document_id": version["documents"][0]["id"],
+        "interview_id": interview["id"],
+        "finished_interview_id": finished["id"],
         "token_id": token["id"],
     }
 
@@ -175,7 +211,19 @@ def site_in_browser(
         await ctx.db.upgrade()
         try:
             site = await make_site(ctx, "Acme Legal")
-            return site, await make_user(ctx, site.site_id, "User")
+            # A name and login name with long unbroken words: the header and the pages that
+            # show them must still fit a phone.
+            async with ctx.db.transaction() as conn:
+                await identity.create_user(
+                    conn,
+                    site_id=site.site_id,
+                    login_name=LONG_LOGIN,
+                    name="Maximilian Featherstonehaugh-Wolfeschlegelsteinhausenberger",
+                    roles=["User"],
+                    password=PASSWORD,
+                    now=ctx.now(),
+                )
+            return site, LONG_LOGIN
         finally:
             await ctx.db.dispose()
 
@@ -305,13 +353,63 @@ def _work_group_refused(page: Any, url: str, ids: dict[str, str], width: str) ->
     page.locator("#name-error").wait_for()
 
 
-def _forbidden_to_a_user(page: Any, url: str, ids: dict[str, str], width: str) -> None:
+def _sign_in_the_user(page: Any, url: str, ids: dict[str, str]) -> None:
     page.goto(url + "/ui/login")
     page.get_by_label("Login name (email)").fill(ids["user_login"])
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(url + "/ui/workitems")
+
+
+def _forbidden_to_a_user(page: Any, url: str, ids: dict[str, str], width: str) -> None:
+    _sign_in_the_user(page, url, ids)
     page.goto(url + "/ui/templates")
     page.get_by_text("SiteAdministrator").first.wait_for()
+    # The way back is to where a User starts, not to the webhooks they may not see.
+    back = page.get_by_role("link", name="Back to the work items")
+    assert back.get_attribute("href") == "/ui/workitems"
+
+
+def _a_users_home(page: Any, url: str, ids: dict[str, str], width: str) -> None:
+    _sign_in_the_user(page, url, ids)
+    page.get_by_role("heading", name="Work items").wait_for()
+
+
+def _work_item_refused(page: Any, url: str, ids: dict[str, str], width: str) -> None:
+    page.goto(url + "/ui/workitems/new")
+    page.get_by_label("Template").select_option(label="Engagement letter")
+    page.get_by_label("Work group").select_option(label="Clients")
+    page.get_by_label("Name").fill("   ")  # the browser lets it through; the server does not
+    page.get_by_role("button", name="Create work item").click()
+    page.locator("#new-name-error").wait_for()
+
+
+def _interview_field_refused(page: Any, url: str, ids: dict[str, str], width: str) -> None:
+    page.goto(url + f"/ui/interviews/{ids['interview_id']}")
+    fee = page.get_by_label("Fee")
+    fee.fill("24OO")
+    fee.press("Tab")
+    page.locator(".field-error", has_text="is not a number").wait_for()
+
+
+def _answer_file_refused(page: Any, url: str, ids: dict[str, str], width: str) -> None:
+    page.goto(url + f"/ui/interviews/{ids['interview_id']}")
+    page.get_by_label("Answer file to add (HotDocs .xml or JSON)").set_input_files(
+        files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"call Jane"}]
+    )
+    page.get_by_role("button", name="Add the answers").click()
+    page.locator(".field-error", has_text="nothing changed").wait_for()
+
+
+def _interview_event_result(page: Any, url: str, ids: dict[str, str], width: str) -> None:
+    page.goto(url + f"/ui/interviews/{ids['interview_id']}")
+    page.get_by_role("button", name="Look up client").click()
+    page.locator("#interview-result:focus").wait_for()
+
+
+def _finished_interview(page: Any, url: str, ids: dict[str, str], width: str) -> None:
+    page.goto(url + f"/ui/interviews/{ids['finished_interview_id']}")
+    page.get_by_text("This interview is finished").wait_for()
 
 
 #: name → the steps that reach it, and whether they need a browser of their own (signed out).
@@ -322,6 +420,12 @@ ACTIONS: dict[str, tuple[Callable[[Any, str, dict[str, str], str], None], bool]]
     "test-assemble-warnings": (_assemble_warnings, False),
     "work-group-refused": (_work_group_refused, False),
     "forbidden-to-a-user": (_forbidden_to_a_user, True),
+    "a-users-home": (_a_users_home, True),
+    "work-item-form-refused": (_work_item_refused, False),
+    "interview-field-refused": (_interview_field_refused, False),
+    "interview-answer-file-refused": (_answer_file_refused, False),
+    "interview-event-result": (_interview_event_result, False),
+    "interview-finished": (_finished_interview, False),
 }
 
 

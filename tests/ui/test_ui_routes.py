@@ -250,6 +250,9 @@ async def test_user_role_gets_a_403_page(
         assert page.status_code == 403, path
         assert "SiteAdministrator or IntegrationAdministrator" in page.text
         assert "Sign out" in page.text
+        # The way back is to where a User starts, not to another 403.
+        assert '<a href="/ui/workitems">Back to the work items</a>' in page.text
+        assert "Back to the webhooks" not in page.text
     refused = await client.post(f"/ui/webhooks/{hook['id']}/deactivate", data={"csrf_token": csrf})
     assert refused.status_code == 403
     created = await client.post("/ui/webhooks", data={**FORM, "csrf_token": csrf})
@@ -271,6 +274,7 @@ async def test_another_sites_objects_are_404(
         page = await client.get(path)
         assert page.status_code == 404, path
         assert "does not exist" in page.text
+        assert '<a href="/ui/">Back to the webhooks</a>' in page.text  # an administrator's start
     assert (await client.get(f"/ui/deliveries/{foreign_delivery}")).status_code == 404
     for path in (f"{base}/deactivate", f"{base}/delete", f"{base}/test", f"{base}/resume"):
         assert (await client.post(path, data={"csrf_token": csrf})).status_code == 404, path
