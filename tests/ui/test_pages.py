@@ -64,12 +64,7 @@ VALUES = {"kind": ("xml", "json")}
 
 def ui_pages() -> dict[str, str]:
     """Every GET route of the UI: name → path (with `{parameters}`)."""
-    try:
-        from fastapi.routing import iter_route_contexts
-    except ImportError:  # FastAPI before 0.130 lists the included routes flat
-        routes: Any = ui.router.routes
-    else:
-        routes = iter_route_contexts(ui.router.routes)
+    routes: list[Any] = [route for router in ui.routers for route in router.routes]
     pages: dict[str, str] = {}
     for route in routes:
         if "GET" not in (route.methods or ()) or not route.path.startswith("/ui"):
