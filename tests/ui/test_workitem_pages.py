@@ -125,6 +125,15 @@ async def test_another_sites_work_items_and_interviews_do_not_exist(
         data={"csrf_token": csrf, "fields": "0", "f0": "Mallory"},
     )
     assert step.status_code == 404
+    upload = await client.post(
+        f"/ui/interviews/{interview_id}/answers-file",
+        data={"csrf_token": csrf},
+        files={"file": ("a.json", b'{"Client Name": "Mallory"}')},
+        headers=HX,
+    )
+    # The error page's 404, not a problem with the file at the upload field.
+    assert upload.status_code == 404
+    assert "answer set" not in upload.text
     assert (await _answers(ctx, other_site, interview_id)).get("Client Name") is None
 
 

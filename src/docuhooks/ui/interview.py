@@ -24,7 +24,14 @@ from starlette.datastructures import UploadFile
 from docuhooks.api.deps import Ctx
 from docuhooks.api.routes.platform_support import attachment
 from docuhooks.core.events import EventType
-from docuhooks.errors import DocuhooksError
+from docuhooks.errors import (
+    DocuhooksError,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+)
 from docuhooks.interview_hooks import match_interview_hooks
 from docuhooks.platform import catalog, interviews, workitems
 from docuhooks.ui import interview_form
@@ -38,6 +45,10 @@ router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 #: still apply below it).
 MAX_ANSWER_FILE = 20 * 1024 * 1024
 ANSWER_FILE_FIELD = "answer-file"
+
+#: Errors of the request, not of the uploaded file: raised on to the error page (a 404 for
+#: another site's interview), never shown as a problem with the file.
+_NOT_ABOUT_THE_FILE = (Unauthorized, Forbidden, NotFound, Unavailable, TooManyRequests)
 
 
 def _services(count: int) -> str:
@@ -299,6 +310,8 @@ async def upload_answers(
                     body=content,
                     content_type=_answer_file_type(upload, content),
                 )
+            except _NOT_ABOUT_THE_FILE:
+                raise  # the error page says these, not the upload field
             except DocuhooksError as exc:
                 text = exc.message.rstrip(".")
                 problem = (
