@@ -18,7 +18,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Response
 from fastapi.responses import JSONResponse
 
-from docuhooks.receiver import (
+from docuhooks_receiver import (
     AnswerSetBuilder,
     CustomInterviewEvent,
     InterviewLoadEvent,
@@ -28,7 +28,7 @@ from docuhooks.receiver import (
     Verifier,
     WebhookEvent,
 )
-from docuhooks.receiver.fastapi import verified_event
+from docuhooks_receiver.fastapi import verified_event
 
 log = logging.getLogger("receiver")
 

@@ -18,7 +18,7 @@ import os
 from flask import Flask, Response
 from flask.typing import ResponseReturnValue
 
-from docuhooks.receiver import (
+from docuhooks_receiver import (
     AnswerSetBuilder,
     CustomInterviewEvent,
     InterviewLoadEvent,
@@ -28,7 +28,7 @@ from docuhooks.receiver import (
     Verifier,
     WebhookEvent,
 )
-from docuhooks.receiver.flask import verified
+from docuhooks_receiver.flask import verified
 
 log = logging.getLogger("receiver")
 

@@ -21,7 +21,7 @@ from receiver_samples import PDF, WEBHOOK_ID, accepted_secrets, sample_event, ta
 
 from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import OutboundRequest, WebhookTarget, build_request
-from docuhooks.receiver import HmacSecret, Verifier
+from docuhooks_receiver import HmacSecret, Verifier
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

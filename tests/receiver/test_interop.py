@@ -12,7 +12,7 @@ from standardwebhooks import Webhook
 
 from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import build_request, generate_secret
-from docuhooks.receiver import HmacSecret, Verifier, parse_event
+from docuhooks_receiver import HmacSecret, Verifier, parse_event
 
 
 def sent(event_type: EventType, method: AuthMethod, verb: Verb = Verb.POST):  # type: ignore[no-untyped-def]

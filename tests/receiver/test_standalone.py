@@ -7,8 +7,8 @@ PROBE = """
 import sys
 import jwt  # whatever PyJWT itself loads (cryptography, when installed) is PyJWT's business
 before = set(sys.modules)
-import docuhooks.receiver
-from docuhooks.receiver import *
+import docuhooks_receiver
+from docuhooks_receiver import *
 loaded = sorted(
     name.split(".")[0] if not name.startswith("docuhooks") else name
     for name in set(sys.modules) - before
@@ -24,11 +24,11 @@ def test_receiver_imports_only_the_standard_library_and_pyjwt() -> None:
     foreign = {
         name
         for name in out
-        if not name.startswith("docuhooks.receiver")
+        if not name.startswith("docuhooks_receiver")
         and name not in {"docuhooks", "jwt"}
         and name.split(".")[0] not in sys.stdlib_module_names
         and not name.startswith("_")
     }
     assert foreign == set(), f"the receiver SDK pulled in {sorted(foreign)}"
-    assert "docuhooks.receiver.fastapi" not in out
-    assert "docuhooks.receiver.flask" not in out
+    assert "docuhooks_receiver.fastapi" not in out
+    assert "docuhooks_receiver.flask" not in out
