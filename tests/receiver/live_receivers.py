@@ -48,8 +48,9 @@ class LiveReceiver:
             stderr=subprocess.PIPE,
             text=True,
         )
-        first = self._line()
-        self.url: str = first["listening"]
+        #: The receiver's first line: where it listens, and whatever else it reports.
+        self.started = self._line()
+        self.url: str = self.started["listening"]
 
     def _line(self) -> dict[str, Any]:
         assert self.process.stdout is not None
