@@ -32,7 +32,7 @@ from docuhooks.context import AppContext
 from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal
 from docuhooks.platform.catalog import variable_to_json
-from docuhooks_receiver import Verifier, WebhookEvent
+from docuhooks.receiver import Verifier, WebhookEvent
 from docuhooks.store.schema import templates, work_groups, work_items
 from docuhooks.webhooks import service as webhooks
 

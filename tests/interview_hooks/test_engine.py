@@ -22,7 +22,7 @@ from docuhooks.answers import Answer, AnswerSet, AnswerType
 from docuhooks.context import AppContext
 from docuhooks.core.events import EventType
 from docuhooks.interview_hooks import HookResult, run_interview_hooks
-from docuhooks_receiver import InterviewLoadEvent
+from docuhooks.receiver import InterviewLoadEvent
 from docuhooks.store.schema import attempts, deliveries, events
 
 

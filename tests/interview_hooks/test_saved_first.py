@@ -15,7 +15,7 @@ from tests.interview_hooks.hooks_support import (
 )
 from tests.support import SiteUsers
 
-from docuhooks_receiver import InterviewLoadEvent
+from docuhooks.receiver import InterviewLoadEvent
 
 
 async def test_a_load_hook_can_read_the_interview_it_is_called_about(

@@ -21,7 +21,7 @@ from tests.support import SiteUsers
 from docuhooks.delivery.transport import TransportResult
 from docuhooks.platform.postprocessing import judge_reply_job
 from docuhooks.platform.renderjobs import RenderLimits
-from docuhooks_receiver import HmacSecret, PostProcessingEvent, Verifier
+from docuhooks.receiver import HmacSecret, PostProcessingEvent, Verifier
 
 API = "/api/v1"
 PDF = b"%PDF-1.7\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"

@@ -40,7 +40,7 @@ from tests.support import MovedClock, SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.platform import postprocessing, postprocessor
-from docuhooks_receiver import PostProcessingEvent, PostProcessingResult
+from docuhooks.receiver import PostProcessingEvent, PostProcessingResult
 from docuhooks.store.schema import deliveries, events, post_processing_originals
 
 

@@ -30,7 +30,7 @@ from tests.support import MovedClock, SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.platform import postprocessor
-from docuhooks_receiver import PostProcessingEvent, PostProcessingResult
+from docuhooks.receiver import PostProcessingEvent, PostProcessingResult
 from docuhooks.store.database import Database
 from docuhooks.store.schema import events
 
