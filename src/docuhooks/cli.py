@@ -286,6 +286,10 @@ def listen(
         raise click.ClickException(str(exc)) from exc
 
 
+#: What the `demo` extra adds to the server's dependencies (pyproject.toml), by module name.
+_DEMO_EXTRA = frozenset({"aiohttp", "docx"})
+
+
 @main.command()
 @click.option(
     "--data-dir",
@@ -315,7 +319,15 @@ def demo(
     no_wait: bool,
 ) -> None:
     """A ready site, a sample template and a local receiver: watch all four event types."""
-    from docuhooks import demo as demonstration
+    try:
+        from docuhooks import demo as demonstration
+    except ModuleNotFoundError as exc:
+        if exc.name not in _DEMO_EXTRA:
+            raise
+        raise click.ClickException(
+            f"the demo needs {exc.name}, which the server alone does not install: "
+            "pip install 'docuhooks[demo]'"
+        ) from None
 
     options = demonstration.DemoOptions(
         data_dir=data_dir,
