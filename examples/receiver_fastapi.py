@@ -7,8 +7,8 @@ Run it (one endpoint may serve several webhooks: list their secrets and ids):
     DOCUHOOKS_WEBHOOK_IDS=<webhook id>[,<webhook id>...] \\
     PORT=8002 python examples/receiver_fastapi.py
 
-and point the webhooks at http://127.0.0.1:8002/hooks. Needs `pip install 'docuhooks[fastapi]'`
-and uvicorn.
+and point the webhooks at http://127.0.0.1:8002/hooks. Needs the receiver SDK with
+FastAPI, and uvicorn: `pip install './receiver[fastapi]' uvicorn` from a docuhooks checkout.
 """
 
 import logging

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -189,3 +190,13 @@ def test_the_node_example_without_secrets_says_what_to_set(
     )
     assert result.returncode == 2
     assert "set DOCUHOOKS_HMAC_SECRETS" in result.stderr
+
+
+def test_the_node_snippets_in_the_guide_are_the_examples_own_code() -> None:
+    """docs/receiving.md quotes the example's verification code; the tests above run it."""
+    guide = (EXAMPLE.parents[1] / "docs" / "receiving.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```js\n(.*?)^```", guide, flags=re.S | re.M)
+    assert len(blocks) == 3, "the guide shows one snippet per authentication method"
+    source = (EXAMPLE / "server.mjs").read_text(encoding="utf-8")
+    for block in blocks:
+        assert block in source, f"the guide's snippet is not in server.mjs:\n{block}"
