@@ -18,14 +18,21 @@ from docuhooks.context import AppContext
 async def test_the_first_requests_find_every_route_table_built(
     ctx: AppContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # FastAPI's own (private) builder, counted; it came with the lazy tables in 0.137.
+    included_router = getattr(fastapi.routing, "_IncludedRouter", None)
+    if included_router is None:
+        pytest.skip(
+            "this FastAPI (before 0.137) builds every route table when a router is "
+            "included: none is left for a request to build"
+        )
     built: list[Any] = []
-    build = fastapi.routing._IncludedRouter._build_effective_context
+    build = included_router._build_effective_context
 
     def counted(self: Any, route: Any) -> Any:
         built.append(route)
         return build(self, route)
 
-    monkeypatch.setattr(fastapi.routing._IncludedRouter, "_build_effective_context", counted)
+    monkeypatch.setattr(included_router, "_build_effective_context", counted)
     app = create_app(ctx, migrate=False)
     async with app.router.lifespan_context(app):
         at_start = len(built)
