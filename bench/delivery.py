@@ -58,6 +58,7 @@ import uvloop
 from aiohttp import web
 
 from docuhooks.context import AppContext
+from docuhooks.core.clock import utcnow
 from docuhooks.core.events import Actor, Event, EventType
 from docuhooks.core.ids import uuid7
 from docuhooks.core.signing import SigningSecret, WebhookTarget, build_request
@@ -262,6 +263,7 @@ def _sample_event(site_id: str, index: int, base: str = "https://bench.example")
                 }
             ],
         },
+        created_date=utcnow(),
     )
 
 
@@ -383,7 +385,9 @@ async def _webhook(ctx: AppContext, url: str) -> tuple[str, str, str]:
     """A site and one HMAC NewWorkItemVersionComplete webhook, allowed the most calls in
     flight; (site, webhook, secret)."""
     async with ctx.db.transaction() as conn:
-        site_id = await identity.create_site(conn, name="Bench", base_url="https://bench.example")
+        site_id = await identity.create_site(
+            conn, name="Bench", base_url="https://bench.example", now=ctx.now()
+        )
         admin = Principal(
             user_id=str(uuid.uuid4()),
             site_id=site_id,
@@ -415,7 +419,11 @@ async def _enqueue(ctx: AppContext, site_id: str, n: int) -> None:
         async with ctx.db.transaction() as conn:
             for index in range(start, min(n, start + OUTBOX_CHUNK)):
                 await outbox.enqueue(
-                    conn, _sample_event(site_id, index), work_group_id=None, template_id=None
+                    conn,
+                    _sample_event(site_id, index),
+                    work_group_id=None,
+                    template_id=None,
+                    now=ctx.now(),
                 )
 
 
@@ -439,7 +447,9 @@ async def docuhooks(
                 async def produce(i: int) -> tuple[str, float]:
                     event = _sample_event(site_id, i)
                     async with ctx.db.transaction() as conn:
-                        await outbox.enqueue(conn, event, work_group_id=None, template_id=None)
+                        await outbox.enqueue(
+                            conn, event, work_group_id=None, template_id=None, now=ctx.now()
+                        )
                     moment = time.time()
                     ctx.events_committed()
                     return event.event_id, moment

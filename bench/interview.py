@@ -118,19 +118,29 @@ def _free_port() -> int:
 async def _setup(ctx: AppContext, base: str, fields: int) -> tuple[object, str, str]:
     now = ctx.now()
     async with ctx.db.transaction() as conn:
-        site_id = await identity.create_site(conn, name="Bench", base_url="https://bench.example")
+        site_id = await identity.create_site(
+            conn, name="Bench", base_url="https://bench.example", now=now
+        )
         for login, role in (
             ("admin@bench.example", "SiteAdministrator"),
             ("u@bench.example", "User"),
         ):
             await identity.create_user(
-                conn, site_id=site_id, login_name=login, name=login, roles=[role], password=None
+                conn,
+                site_id=site_id,
+                login_name=login,
+                name=login,
+                roles=[role],
+                password=None,
+                now=now,
             )
         admin = await identity.authenticate_token(
-            conn, await identity.create_token(conn, login_name="admin@bench.example")
+            conn,
+            await identity.create_token(conn, login_name="admin@bench.example", now=now),
+            now=now,
         )
-        token = await identity.create_token(conn, login_name="u@bench.example")
-        user = await identity.authenticate_token(conn, token)
+        token = await identity.create_token(conn, login_name="u@bench.example", now=now)
+        user = await identity.authenticate_token(conn, token, now=now)
         assert admin is not None and user is not None
         group_id, template_id, item_id = (str(uuid.uuid4()) for _ in range(3))
         await conn.execute(

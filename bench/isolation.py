@@ -248,7 +248,9 @@ async def _context(settings: Settings) -> AppContext:
 async def _site(ctx: AppContext, name: str, hooks: list[dict[str, Any]]) -> tuple[str, list[str]]:
     """A site with these webhooks (API bodies); (site id, webhook ids)."""
     async with ctx.db.transaction() as conn:
-        site_id = await identity.create_site(conn, name=name, base_url="https://bench.example")
+        site_id = await identity.create_site(
+            conn, name=name, base_url="https://bench.example", now=ctx.now()
+        )
         admin = Principal(
             user_id=str(uuid.uuid4()),
             site_id=site_id,
@@ -423,7 +425,9 @@ async def healthy(
                 async def produce(i: int) -> tuple[str, float]:
                     event = bench._sample_event(site_id, i)
                     async with ctx.db.transaction() as conn:
-                        await outbox.enqueue(conn, event, work_group_id=None, template_id=None)
+                        await outbox.enqueue(
+                            conn, event, work_group_id=None, template_id=None, now=ctx.now()
+                        )
                     moment = time.time()
                     ctx.events_committed()
                     return event.event_id, moment

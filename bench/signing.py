@@ -21,6 +21,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from docuhooks.core.clock import utcnow
 from docuhooks.core.events import Actor, AuthMethod, Event, EventType, Verb
 from docuhooks.core.signing import (
     OutboundRequest,
@@ -67,7 +68,13 @@ def notification() -> dict[str, Any]:
         "documents": [document("Lease"), document("Schedule")],
     }
     actor = Actor(str(uuid.uuid4()), "ann@example.com", "Ann Lee", "ann@example.com")
-    return Event(EventType.NEW_WORK_ITEM_VERSION_COMPLETE, str(uuid.uuid4()), actor, data).to_dict()
+    return Event(
+        EventType.NEW_WORK_ITEM_VERSION_COMPLETE,
+        str(uuid.uuid4()),
+        actor,
+        data,
+        created_date=utcnow(),
+    ).to_dict()
 
 
 def target(method: AuthMethod, verb: Verb) -> tuple[WebhookTarget, list[Secret]]:

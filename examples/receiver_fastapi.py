@@ -13,6 +13,8 @@ FastAPI, and uvicorn: `pip install './receiver[fastapi]' uvicorn` from a docuhoo
 
 import logging
 import os
+import re
+from datetime import date
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Response
@@ -31,6 +33,22 @@ from docuhooks_receiver import (
 from docuhooks_receiver.fastapi import verified_event
 
 log = logging.getLogger("receiver")
+
+
+class RedactTokens(logging.Filter):
+    """An HMAC webhook sent as GET carries its signed JWT in the query string (`?token=…`),
+    a credential until it expires; the server's access log prints each request's target.
+    Keep the token out of the log, as `docuhooks listen` does."""
+
+    TOKEN = re.compile(r"(\btoken=)[^&\s\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self.TOKEN.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
 
 
 def create_app(verifier: Verifier) -> FastAPI:
@@ -54,13 +72,13 @@ def create_app(verifier: Verifier) -> FastAPI:
         if isinstance(event, InterviewLoadEvent):
             # Prefill the interview: answer JSON, overlaid before the user starts.
             answers = AnswerSetBuilder().text("Client Name", event.user.name)
-            answers.text("Client Email", event.user.email)
+            answers.date("Start Date", date.today())
             return JSONResponse(answers.to_json())
         if isinstance(event, CustomInterviewEvent):
             if event.interview_event_name != "Look up client":
                 return Response(status_code=204)  # no answers
             # Answers may also go back as HotDocs answer XML.
-            xml = AnswerSetBuilder().text("Client Address", "1 High Street").to_xml()
+            xml = AnswerSetBuilder().number("Fee", 1500).truefalse("Is Company", False).to_xml()
             return Response(xml, media_type="application/xml")
         if isinstance(event, PostProcessingEvent):
             result = PostProcessingResult()
@@ -97,8 +115,11 @@ if __name__ == "__main__":
     import uvicorn
 
     logging.basicConfig(level=logging.INFO)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(verifier_from_environment()),
         host=os.environ.get("HOST", "127.0.0.1"),
         port=int(os.environ.get("PORT", "8002")),
     )
+    # After the Config: it sets uvicorn's loggers up.
+    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
+    uvicorn.Server(config).run()

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from datetime import date
 
 from flask import Flask, Response
 from flask.typing import ResponseReturnValue
@@ -32,6 +34,22 @@ from docuhooks_receiver import (
 from docuhooks_receiver.flask import verified
 
 log = logging.getLogger("receiver")
+
+
+class RedactTokens(logging.Filter):
+    """An HMAC webhook sent as GET carries its signed JWT in the query string (`?token=…`),
+    a credential until it expires; the server's access log prints each request's target.
+    Keep the token out of the log, as `docuhooks listen` does."""
+
+    TOKEN = re.compile(r"(\btoken=)[^&\s\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self.TOKEN.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
 
 
 def create_app(verifier: Verifier) -> Flask:
@@ -54,12 +72,12 @@ def create_app(verifier: Verifier) -> Flask:
         if isinstance(event, InterviewLoadEvent):
             # Prefill the interview: answer JSON, overlaid before the user starts.
             answers = AnswerSetBuilder().text("Client Name", event.user.name)
-            return answers.text("Client Email", event.user.email).to_json(), 200
+            return answers.date("Start Date", date.today()).to_json(), 200
         if isinstance(event, CustomInterviewEvent):
             if event.interview_event_name != "Look up client":
                 return "", 204  # no answers
             # Answers may also go back as HotDocs answer XML.
-            xml = AnswerSetBuilder().text("Client Address", "1 High Street").to_xml()
+            xml = AnswerSetBuilder().number("Fee", 1500).truefalse("Is Company", False).to_xml()
             return Response(xml, status=200, mimetype="application/xml")
         if isinstance(event, PostProcessingEvent):
             result = PostProcessingResult()
@@ -94,5 +112,6 @@ def verifier_from_environment() -> Verifier:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
+    logging.getLogger("werkzeug").addFilter(RedactTokens())  # the development server's log
     app = create_app(verifier_from_environment())
     app.run(host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get("PORT", "8001")))

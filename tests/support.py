@@ -38,7 +38,7 @@ async def make_site(ctx: AppContext, name: str = "Acme") -> SiteUsers:
     tag = uuid.uuid4().hex[:8]
     async with ctx.db.transaction() as conn:
         site_id = await identity.create_site(
-            conn, name=f"{name} {tag}", base_url=f"https://{tag}.example"
+            conn, name=f"{name} {tag}", base_url=f"https://{tag}.example", now=ctx.now()
         )
         tokens, users, logins = {}, {}, {}
         for role in ROLES:
@@ -50,8 +50,9 @@ async def make_site(ctx: AppContext, name: str = "Acme") -> SiteUsers:
                 name=f"{role} {tag}",
                 roles=[role],
                 password="correct horse battery" if role == "SiteAdministrator" else None,
+                now=ctx.now(),
             )
-            tokens[role] = await identity.create_token(conn, login_name=login)
+            tokens[role] = await identity.create_token(conn, login_name=login, now=ctx.now())
     return SiteUsers(site_id, tokens, users, logins)
 
 

@@ -86,6 +86,15 @@ def test_the_demo_shows_all_four_event_types_then_continues_on_a_second_run(
     assert f"server http://127.0.0.1:{port}" in second.stdout
     assert (data_dir / "letter-v2.docx").exists()
 
+    # Port taken? --port moves the existing demo: the site's address follows, so the
+    # document URL the completion event carries (fetched in the last step) is the new one.
+    moved = free_port()
+    third = run_demo(data_dir, "--port", str(moved))
+    assert_every_step_worked(third)
+    assert f"server http://127.0.0.1:{moved}" in third.stdout
+    assert f"GET http://127.0.0.1:{moved}/api/v1/workitems/" in third.stdout
+    assert (data_dir / "letter-v3.docx").exists()
+
 
 @pytest.mark.slow
 def test_the_demo_runs_with_standard_webhooks_after_a_reset(tmp_path: Path) -> None:
@@ -101,6 +110,12 @@ def test_the_demo_runs_with_standard_webhooks_after_a_reset(tmp_path: Path) -> N
     assert_every_step_worked(result)
     assert set(receiver_saw(result.stdout)) == set(EVENT_TYPES)
     assert "(StandardWebhooks)" in result.stdout
+
+    # --reset after a complete run: everything that run wrote is the demo's own.
+    again = run_demo(data_dir, "--port", str(free_port()), "--reset")
+    assert_every_step_worked(again)
+    assert "(HMAC)" in again.stdout
+    assert not (data_dir / "letter-v2.docx").exists()
 
 
 def test_the_demo_never_deletes_a_directory_that_is_not_its_own(tmp_path: Path) -> None:

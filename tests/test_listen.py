@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from docuhooks.core.clock import utcnow
 from docuhooks.core.events import Actor, AuthMethod, Event, EventType, Verb
 from docuhooks.core.signing import SigningSecret, WebhookTarget, build_request, generate_secret
 from docuhooks.listen import (
@@ -97,7 +98,9 @@ def signed(
         secret=secret,
         access_token=ACCESS_TOKEN if auth is AuthMethod.ACCESS_TOKEN else None,
     )
-    event = Event(event_type=event_type, site_id="51e5", created_by=ANN, data=data).to_dict()
+    event = Event(
+        event_type=event_type, site_id="51e5", created_by=ANN, data=data, created_date=utcnow()
+    ).to_dict()
     request = build_request(
         event,
         target,
@@ -112,7 +115,7 @@ def signed(
     return response, event["eventId"]
 
 
-def all_secrets() -> dict[str, list[str]]:
+def all_secrets() -> dict[str, Any]:
     return {
         "hmac_secrets": [HMAC.value],
         "whsec_secrets": [WHSEC.value],

@@ -2,6 +2,7 @@
 
 import gc
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -29,7 +30,7 @@ def test_freezing_moves_everything_alive_out_of_the_collectors_walk(unfrozen: No
 
 
 async def test_serve_freezes_last_once_everything_has_started(
-    unfrozen: None, tmp_path: object
+    unfrozen: None, tmp_path: Path
 ) -> None:
     parts = components(Settings(data_dir=tmp_path, secret_key="k" * 20))
     assert parts[-1] is start_frozen

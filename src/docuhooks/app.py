@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import structlog
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+from starlette.routing import BaseRoute
 
 from docuhooks import __version__, ui
 from docuhooks.api import errors
@@ -35,6 +36,9 @@ log = structlog.get_logger(__name__)
 #: Database connections a PostgreSQL-backed app opens at start-up (`Database.warm_up`).
 WARM_CONNECTIONS = 4
 
+#: Where the API reference's assets are served.
+API_DOCS_ASSETS = "/api-docs/static"
+
 #: Background parts started with the app and stopped with it (the worker registers here).
 Component = Callable[[AppContext], Awaitable[Callable[[], Awaitable[None]]]]
 
@@ -46,7 +50,6 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate:
             await ctx.db.upgrade()
-        await _build_route_tables(app)
         await _warm_up(ctx)
         stops = [await start(ctx) for start in components or []]
         try:
@@ -56,18 +59,44 @@ def create_app(
                 await stop()
             await ctx.close()
 
-    app = FastAPI(
+    # The API reference (/docs, /redoc) with its scripts, styles and icon served from the
+    # package (`fastapi-offline` ships them) rather than a CDN: it works offline and behind
+    # a firewall, as the admin UI does.
+    app = FastAPIOffline(
+        static_url=API_DOCS_ASSETS,
         title="docuhooks",
         version=__version__,
         description="Webhooks for document automation: administration, deliveries, and the "
         "document platform that produces the events.",
+        routes=_routes(),
         lifespan=lifespan,
     )
     app.state.ctx = ctx
     errors.install(app)
-    # Routes are matched in order, one by one: the interview routes, where a person
-    # waits on every request, come first (no other router's paths overlap theirs).
-    for router in (
+    app.mount("/ui/static", StaticFiles(directory=ui.STATIC_DIR), name="ui-static")
+    app.add_middleware(
+        BodyLimitMiddleware,
+        json_limit=ctx.settings.max_json_body_bytes,
+        upload_limit=ctx.settings.max_upload_bytes,
+        answer_set_limit=ctx.settings.max_answer_set_bytes,
+    )
+    return app
+
+
+def _routes() -> list[BaseRoute]:
+    """Every route of the REST API and the admin UI, in the order they are matched.
+
+    The app is given the routers' routes (`FastAPI(routes=...)`) instead of including the
+    routers: FastAPI builds an included router's table of routes on the first request that
+    reaches it (a request no route matches reaches them all): 0.3 to 1 s for ours on a busy
+    two-core machine, which start-up or the first unlucky request would pay. A route an
+    `APIRouter` makes already carries that router's prefix, tags, responses and dependencies,
+    so nothing is lost (but `app.dependency_overrides`, which nothing here uses);
+    `tests/api/test_start_up.py` fails if an included router comes back.
+
+    Routes are matched one by one: the interview routes, where a person waits on every
+    request, come first (no other router's paths overlap theirs)."""
+    routers = (
         interviews.router,
         health.router,
         auth.router,
@@ -79,17 +108,9 @@ def create_app(
         platform.router,
         documents.router,
         metrics.router,
-        ui.router,
-    ):
-        app.include_router(router)
-    app.mount("/ui/static", StaticFiles(directory=ui.STATIC_DIR), name="ui-static")
-    app.add_middleware(
-        BodyLimitMiddleware,
-        json_limit=ctx.settings.max_json_body_bytes,
-        upload_limit=ctx.settings.max_upload_bytes,
-        answer_set_limit=ctx.settings.max_answer_set_bytes,
+        *ui.routers,
     )
-    return app
+    return [route for router in routers for route in router.routes]
 
 
 async def _warm_up(ctx: AppContext) -> None:
@@ -99,33 +120,3 @@ async def _warm_up(ctx: AppContext) -> None:
     except Exception as exc:
         # Not fatal: the first requests will connect for themselves, or report the outage.
         log.warning("database.warm_up_failed", error=f"{type(exc).__name__}: {exc}")
-
-
-async def _build_route_tables(app: FastAPI) -> None:
-    """FastAPI builds each included router's table of routes on the first request that
-    reaches it, about 0.1 s for all of ours, which the first unlucky request would wait for.
-    A request that no route matches reaches every router: it is sent to the router (not
-    through the middleware) once at start-up, and its 404 goes nowhere."""
-    path = "/.docuhooks/start-up"
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [],
-        "client": None,
-        "server": None,
-    }
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(_: Any) -> None:
-        return None
-
-    await app.router(scope, receive, send)

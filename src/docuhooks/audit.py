@@ -9,7 +9,6 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.core.clock import utcnow
 from docuhooks.store.schema import audit_log
 
 
@@ -33,10 +32,10 @@ async def record(
     object_type: str,
     object_id: str,
     details: dict[str, Any] | None = None,
-    now: datetime | None = None,
+    now: datetime,
 ) -> None:
     """Written in the caller's transaction, so an entry exists exactly when the change does.
-    `now` is the caller's clock reading (`ctx.now()`); without one, the system clock's."""
+    `now` is the caller's clock reading (`ctx.now()`)."""
     await conn.execute(
         audit_log.insert().values(
             id=str(uuid.uuid4()),
@@ -47,7 +46,7 @@ async def record(
             object_type=object_type,
             object_id=object_id,
             details=details or {},
-            created_at=now or utcnow(),
+            created_at=now,
         )
     )
 

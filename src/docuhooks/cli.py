@@ -29,9 +29,20 @@ def _run_with_db(
     settings: Settings,
     work: Callable[[AppContext], Awaitable[T]],
     *,
+    create: bool = True,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
 ) -> T:
+    """Run `work` on the installation `settings` name, migrated to the current schema.
+
+    With `create=False` (the admin commands) a missing installation is an error naming where
+    it was looked for: run from the wrong directory, an admin command would otherwise make a
+    second, empty installation and report success."""
+
     async def main() -> T:
+        if not create:
+            problem = await _missing_installation(settings)
+            if problem is not None:
+                raise click.ClickException(problem)
         ctx = AppContext.from_settings(settings)
         try:
             await ctx.db.upgrade()
@@ -47,19 +58,69 @@ def _run_with_db(
         raise click.ClickException(f"{exc.message}{details}") from exc
 
 
+async def _missing_installation(settings: Settings) -> str | None:
+    """Why `settings` name no installation yet, or None when they do. Creates nothing."""
+    from docuhooks.store.database import Database, display_url, sqlite_file
+
+    url = settings.resolved_database_url
+    path = sqlite_file(url)
+    if settings.database_url:
+        where = f"the database {display_url(url)} (DOCUHOOKS_DATABASE_URL)"
+        flag = ""
+    else:
+        where = f"{settings.data_dir.resolve()} (the data directory)"
+        flag = f" --data-dir {settings.data_dir}"
+    advice = (
+        "Run the command where `docuhooks serve` runs, or name the installation with "
+        "--data-dir (or DOCUHOOKS_DATA_DIR, DOCUHOOKS_DATABASE_URL). "
+        f"To create a new one there, run `docuhooks db upgrade{flag}` once "
+        "(`docuhooks serve` also creates it on first start)."
+    )
+    if path is not None and not path.exists():
+        return f"no docuhooks installation in {where}: {path} does not exist. {advice}"
+    db = Database.from_url(url)
+    try:
+        revision = await db.current_revision()
+    finally:
+        await db.dispose()
+    if revision is None:
+        return f"no docuhooks installation in {where}: it holds no docuhooks tables. {advice}"
+    key = settings.data_dir / "secret.key"
+    if not settings.secret_key and not key.exists():
+        # A new key would encrypt what this command stores (tokens) so the server cannot
+        # read it back.
+        return (
+            f"the installation's secret key is neither set (DOCUHOOKS_SECRET_KEY) nor in "
+            f"{key.resolve()}: give this command the key the server uses."
+        )
+    return None
+
+
 config_option = click.option(
     "--config", type=click.Path(dir_okay=False), default=None, help="A TOML settings file."
+)
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The installation's data directory: its SQLite database and secret key "
+    "(default ./docuhooks-data, or DOCUHOOKS_DATA_DIR).",
 )
 
 
 @click.group()
 @click.version_option(__version__, prog_name="docuhooks")
 def main() -> None:
-    """docuhooks: webhooks for document automation."""
+    """docuhooks: webhooks for document automation.
+
+    An installation keeps its data in one directory, ./docuhooks-data unless --data-dir or
+    DOCUHOOKS_DATA_DIR says otherwise (or in the database DOCUHOOKS_DATABASE_URL names).
+    Start with `docuhooks serve`, or `docuhooks demo` to see every event type at work."""
 
 
 @main.command()
 @config_option
+@data_dir_option
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 8000).")
 @click.option(
@@ -69,23 +130,45 @@ def main() -> None:
     "--no-worker", is_flag=True, help="Serve the API only; deliveries wait for `docuhooks worker`."
 )
 def serve(
-    config: str | None, host: str | None, port: int | None, dev: bool | None, no_worker: bool
+    config: str | None,
+    data_dir: Path | None,
+    host: str | None,
+    port: int | None,
+    dev: bool | None,
+    no_worker: bool,
 ) -> None:
-    """Run the API and admin UI, with a delivery worker in the same process."""
+    """Run the server: API, admin UI and a delivery worker.
+
+    The data (an SQLite database and the secret key) lives in ./docuhooks-data, or the
+    directory --data-dir or DOCUHOOKS_DATA_DIR names, created on first start; with
+    DOCUHOOKS_DATABASE_URL set, in that database. The first lines printed say where, and
+    what to run next."""
     import uvicorn
 
     from docuhooks.logs import configure
 
     settings = _settings(
-        config, host=host, port=port, dev_mode=dev, worker_enabled=False if no_worker else None
+        config,
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        dev_mode=dev,
+        worker_enabled=False if no_worker else None,
     )
     configure(settings.log_level, json=settings.log_json)
-    from docuhooks.server import build_app
+    from docuhooks.server import announce_start, build_app
 
     app = build_app(settings)
     ctx = app.state.ctx
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{host}:{settings.port}"
 
     class Server(uvicorn.Server):
+        async def startup(self, sockets: list[Any] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started and not self.should_exit:
+                await announce_start(ctx, url)
+
         def handle_exit(self, sig: int, frame: Any) -> None:
             # Stop renders at once: uvicorn waits for requests in flight before shutting
             # down, and a render may otherwise run to its time limit. Those requests then
@@ -102,16 +185,22 @@ def serve(
             loop="uvloop",
             http="httptools",
             log_level=settings.log_level,
+            # uvicorn's records go through the handler `configure` set up: one format.
+            log_config=None,
             access_log=False,
         )
     )
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn raises Ctrl-C again once it has shut down cleanly
+        sys.exit(130)
     if not server.started:
         sys.exit(3)  # what uvicorn.run exits with when start-up fails
 
 
 @main.command()
 @config_option
+@data_dir_option
 @click.option(
     "--concurrency", type=int, default=None, help="Deliveries in flight at once (default 64)."
 )
@@ -121,8 +210,12 @@ def serve(
     default=None,
     help="Serve this worker's Prometheus metrics on 127.0.0.1 at this port.",
 )
-def worker(config: str | None, concurrency: int | None, metrics_port: int | None) -> None:
-    """Run a delivery worker alone; start as many as you like against one PostgreSQL."""
+def worker(
+    config: str | None, data_dir: Path | None, concurrency: int | None, metrics_port: int | None
+) -> None:
+    """Run a delivery worker on its own.
+
+    Start as many as you like against one PostgreSQL database (DOCUHOOKS_DATABASE_URL)."""
     import signal
 
     from docuhooks.delivery import metrics
@@ -131,7 +224,7 @@ def worker(config: str | None, concurrency: int | None, metrics_port: int | None
     from docuhooks.logs import configure
     from docuhooks.memory import freeze_long_lived
 
-    settings = _settings(config, worker_concurrency=concurrency)
+    settings = _settings(config, data_dir=data_dir, worker_concurrency=concurrency)
     configure(settings.log_level, json=settings.log_json)
     if metrics_port is not None:
         from prometheus_client import start_http_server
@@ -146,8 +239,7 @@ def worker(config: str | None, concurrency: int | None, metrics_port: int | None
         delivery_worker = Worker(ctx)
         await delivery_worker.start()
         stop_pruner = await start_pruner(ctx)
-        freeze_long_lived()
-        click.echo(f"worker {delivery_worker.id} running", err=True)
+        freeze_long_lived()  # it has logged `worker.started`, in the one log format
         try:
             await stop.wait()
         finally:
@@ -259,7 +351,9 @@ def listen(
     api_token: str | None,
     as_json: bool,
 ) -> None:
-    """Receive webhook calls locally: verify, print, and answer them."""
+    """Receive webhook calls locally: verify, print, answer.
+
+    A stand-in for your application while you set webhooks up; it keeps no data."""
     from docuhooks import listen as listening
 
     try:
@@ -318,7 +412,10 @@ def demo(
     reset: bool,
     no_wait: bool,
 ) -> None:
-    """A ready site, a sample template and a local receiver: watch all four event types."""
+    """Watch all four event types work, in one command.
+
+    Sets up a site, a sample template and a local receiver in its own data directory
+    (./docuhooks-demo), walks an interview through, and keeps running until Ctrl-C."""
     try:
         from docuhooks import demo as demonstration
     except ModuleNotFoundError as exc:
@@ -346,38 +443,50 @@ def demo(
 
 @main.group()
 def db() -> None:
-    """Database maintenance."""
+    """Database maintenance: create or migrate the schema."""
 
 
 @db.command("upgrade")
 @config_option
-def db_upgrade(config: str | None) -> None:
-    """Apply pending migrations."""
+@data_dir_option
+def db_upgrade(config: str | None, data_dir: Path | None) -> None:
+    """Create the database, or apply pending migrations.
+
+    Creates a new installation where none is (the data directory, or the database
+    DOCUHOOKS_DATABASE_URL names); `serve` and `worker` also migrate at start."""
 
     async def work(ctx: AppContext) -> str | None:
         return await ctx.db.current_revision()
 
-    revision = _run_with_db(_settings(config), work)
+    revision = _run_with_db(_settings(config, data_dir=data_dir), work)
     click.echo(f"database at revision {revision}", err=True)
 
 
 @main.group()
 def admin() -> None:
-    """Bootstrap sites, users and tokens. Each command prints only the new id or token."""
+    """Bootstrap sites, users and tokens.
+
+    Each command prints only the new id or token, so they compose in scripts. They work on
+    an existing installation (see --data-dir) and never create one: start `docuhooks serve`
+    (or run `docuhooks db upgrade`) there once first."""
 
 
 @admin.command("create-site")
 @click.argument("name")
 @click.option("--base-url", required=True, help="The site's public base URL (JWT issuer).")
 @config_option
-def create_site(name: str, base_url: str, config: str | None) -> None:
+@data_dir_option
+def create_site(name: str, base_url: str, config: str | None, data_dir: Path | None) -> None:
+    """Create a site (a tenant) called NAME.
+
+    Prints the site's id, for `create-user --site`."""
     from docuhooks.identity import service
 
     async def work(ctx: AppContext) -> str:
         async with ctx.db.transaction() as conn:
-            return await service.create_site(conn, name=name, base_url=base_url)
+            return await service.create_site(conn, name=name, base_url=base_url, now=ctx.now())
 
-    click.echo(_run_with_db(_settings(config), work))
+    click.echo(_run_with_db(_settings(config, data_dir=data_dir), work, create=False))
 
 
 @admin.command("create-user")
@@ -391,9 +500,17 @@ def create_site(name: str, base_url: str, config: str | None) -> None:
     multiple=True,
     required=True,
     type=click.Choice(["SiteAdministrator", "IntegrationAdministrator", "User"]),
+    help="A role; repeat for several.",
 )
 @click.option(
-    "--password", default=None, help="Password (argon2-hashed). Omit for token-only users."
+    "--password",
+    default=None,
+    prompt="Password",
+    prompt_required=False,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="Password (argon2-hashed); --password alone asks for it, unseen. "
+    "Omit for a token-only user.",
 )
 @click.option("--service-principal", is_flag=True, help="A machine user for receivers.")
 @click.option(
@@ -402,6 +519,7 @@ def create_site(name: str, base_url: str, config: str | None) -> None:
     help="Service principal's client name (required with --service-principal).",
 )
 @config_option
+@data_dir_option
 def create_user(
     site_id: str,
     login_name: str,
@@ -412,7 +530,12 @@ def create_user(
     service_principal: bool,
     client_name: str | None,
     config: str | None,
+    data_dir: Path | None,
 ) -> None:
+    """Create a user of a site, or a service principal.
+
+    A SiteAdministrator with a password can sign in to the admin UI (/ui/) and create
+    everything else there or through the API. Prints the user's id."""
     from docuhooks.identity import service
 
     async def work(ctx: AppContext) -> str:
@@ -427,23 +550,28 @@ def create_user(
                 password=password,
                 account_type="ServicePrincipal" if service_principal else "UserAccount",
                 client_name=client_name,
+                now=ctx.now(),
             )
 
-    click.echo(_run_with_db(_settings(config), work))
+    click.echo(_run_with_db(_settings(config, data_dir=data_dir), work, create=False))
 
 
 @admin.command("create-token")
-@click.option("--login", "login_name", required=True)
-@click.option("--name", default="cli", help="A label for the token.")
+@click.option("--login", "login_name", required=True, help="The user's login name.")
+@click.option("--name", default="cli", show_default=True, help="A label for the token.")
 @config_option
-def create_token(login_name: str, name: str, config: str | None) -> None:
+@data_dir_option
+def create_token(login_name: str, name: str, config: str | None, data_dir: Path | None) -> None:
+    """Create an API token for a user.
+
+    Prints the token (shown only this once), for `Authorization: Bearer <token>`."""
     from docuhooks.identity import service
 
     async def work(ctx: AppContext) -> str:
         async with ctx.db.transaction() as conn:
-            return await service.create_token(conn, login_name=login_name, name=name)
+            return await service.create_token(conn, login_name=login_name, name=name, now=ctx.now())
 
-    click.echo(_run_with_db(_settings(config), work))
+    click.echo(_run_with_db(_settings(config, data_dir=data_dir), work, create=False))
 
 
 @admin.command("set-password")
@@ -456,16 +584,18 @@ def create_token(login_name: str, name: str, config: str | None) -> None:
     help="The new password (asked for, unseen, when omitted).",
 )
 @config_option
-def set_password(login_name: str, password: str, config: str | None) -> None:
-    """Set a user's password (a reset: the current one is not needed). Their admin UI
-    sessions end; their API tokens stay valid. Prints the user's id."""
+@data_dir_option
+def set_password(login_name: str, password: str, config: str | None, data_dir: Path | None) -> None:
+    """Set a user's password, without the current one.
+
+    Their admin UI sessions end; their API tokens stay valid. Prints the user's id."""
     from docuhooks.identity import admin as identity_admin
 
     async def work(ctx: AppContext) -> str:
         async with ctx.db.transaction() as conn:
-            return await identity_admin.reset_password(conn, login_name, password)
+            return await identity_admin.reset_password(conn, login_name, password, now=ctx.now())
 
-    click.echo(_run_with_db(_settings(config), work))
+    click.echo(_run_with_db(_settings(config, data_dir=data_dir), work, create=False))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,7 +28,7 @@ from docuhooks.webhooks.targets import TargetCache
 if TYPE_CHECKING:
     from docuhooks.core.signing import OutboundRequest
     from docuhooks.interview_hooks.log import LogWriter
-    from docuhooks.platform.postprocessor import PostProcessor
+    from docuhooks.platform.postprocessing.driver import PostProcessor
     from docuhooks.platform.renderpool import RenderPool
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from fastapi import FastAPI
 
 from docuhooks.app import Component, create_app
@@ -19,7 +22,7 @@ def components(settings: Settings) -> list[Component]:
     from docuhooks.identity.revocations import start_revocation_listener
     from docuhooks.interview_hooks import start_log_writer
     from docuhooks.memory import start_frozen
-    from docuhooks.platform.postprocessor import start_post_processor
+    from docuhooks.platform.postprocessing.driver import start_post_processor
     from docuhooks.platform.renderpool import start_render_pool
 
     parts: list[Component] = [
@@ -44,3 +47,69 @@ def build_app(settings: Settings, ctx: AppContext | None = None) -> FastAPI:
     Caps.from_settings(settings)
     ctx = ctx or AppContext.from_settings(settings)
     return create_app(ctx, components=components(settings))
+
+
+async def announce_start(ctx: AppContext, url: str) -> None:
+    """The start banner: where the server answers, where its data is, what runs in it, and,
+    on an installation nobody can sign in to yet, the commands that make the first
+    administrator. Readable lines on a terminal, one `server.started` event in JSON."""
+    from docuhooks import __version__
+    from docuhooks.identity import service as identity
+    from docuhooks.logs import announce
+    from docuhooks.store.database import display_url
+
+    settings = ctx.settings
+    async with ctx.db.read() as conn:
+        no_user_yet = not await identity.has_users(conn)
+    data_dir = settings.data_dir.resolve()
+    facts: dict[str, Any] = {
+        "version": __version__,
+        "url": url,
+        "data_dir": str(data_dir),
+        "database": display_url(settings.resolved_database_url),
+        "worker": settings.worker_enabled,
+        "dev_mode": settings.dev_mode,
+    }
+    lines = [f"docuhooks {__version__} is serving {url}  (admin UI /ui/, API reference /docs)"]
+    if settings.database_url:
+        lines.append(f"  database  {facts['database']}")
+        lines.append(f"  data      {data_dir}  (the secret key, unless secret_key is set)")
+    else:
+        lines.append(f"  data      {data_dir}  (SQLite database docuhooks.db, secret key)")
+    if settings.worker_enabled:
+        lines.append(f"  worker    on: up to {settings.worker_concurrency} deliveries at once")
+    else:
+        lines.append("  worker    off: deliveries wait for `docuhooks worker`")
+    if settings.dev_mode:
+        lines.append("  dev mode  on: webhooks may call loopback addresses")
+    if no_user_yet:
+        commands = first_administrator_commands(settings.data_dir, url)
+        facts["next"] = " && ".join(commands)
+        if settings.database_url:
+            where = "with the same DOCUHOOKS_DATABASE_URL"
+        elif settings.data_dir == Path("docuhooks-data"):
+            where = "in another terminal, from this directory"
+        else:
+            where = "in another terminal"
+        lines.append(f"  no user yet: make the first administrator ({where}), then sign in:")
+        lines.extend(f"    {command}" for command in commands)
+    announce("server.started", lines, **facts)
+
+
+def first_administrator_commands(data_dir: Path, url: str) -> list[str]:
+    """The commands that make a site and its first administrator on this installation
+    (`--password` alone asks for the password, unseen)."""
+    import shlex
+
+    # The default is found from the same directory; any other is named whole, so the
+    # commands work from anywhere.
+    option = (
+        ""
+        if data_dir == Path("docuhooks-data")
+        else f" --data-dir {shlex.quote(str(data_dir.resolve()))}"
+    )
+    return [
+        f'SITE=$(docuhooks admin create-site "My site" --base-url {url}{option})',
+        f'docuhooks admin create-user --site "$SITE" --login you@example.com --name "Your Name"'
+        f" --role SiteAdministrator --password{option}",
+    ]

@@ -35,7 +35,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
-    log_json: bool = True
+    #: JSON log lines (True), readable ones (False), or None (`auto`): JSON unless standard
+    #: error is a terminal.
+    log_json: bool | None = None
     #: Largest JSON request body the API accepts.
     max_json_body_bytes: int = 1024 * 1024
     #: Largest upload (templates, documents) the API accepts.
@@ -194,6 +196,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _convert(name: str, f: dataclasses.Field[Any], raw: Any) -> Any:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     try:
+        if kind == "bool | None":
+            if raw is None or str(raw).strip().lower() in ("", "auto"):
+                return None
+            kind = "bool"
         if kind == "bool":
             if isinstance(raw, bool):
                 return raw
@@ -202,7 +208,8 @@ def _convert(name: str, f: dataclasses.Field[Any], raw: Any) -> Any:
                 return True
             if text in {"0", "false", "no", "off", ""}:
                 return False
-            raise ValueError(f"expected true or false, got {raw!r}")
+            expected = "true, false or auto" if f.type == "bool | None" else "true or false"
+            raise ValueError(f"expected {expected}, got {raw!r}")
         if kind == "int":
             return int(raw)
         if kind == "float":

@@ -178,9 +178,9 @@ def test_malformed_canonical_json_is_an_error_with_a_path(
 def test_validate_drops_misfits_and_keeps_the_rest() -> None:
     answers = AnswerSet(
         [
-            Answer("Child Name", AnswerType.TEXT, [["nested"]]),
-            Answer("Tags", AnswerType.MULTIPLECHOICE, []),
-            Answer("Colours", AnswerType.MULTIPLECHOICE, [["Red"]]),
+            Answer("Child Name", AnswerType.TEXT, (("nested",),)),
+            Answer("Tags", AnswerType.MULTIPLECHOICE, ()),
+            Answer("Colours", AnswerType.MULTIPLECHOICE, (("Red",),)),
             Answer("Fee", AnswerType.NUMBER, None),
         ]
     )
@@ -291,7 +291,7 @@ def test_answer_values_are_checked_on_construction(
 
 def test_normalisation() -> None:
     assert Answer("A", AnswerType.NUMBER, 2.0).value == 2
-    assert Answer("A", AnswerType.TEXT, []).value is None
-    assert Answer("A", AnswerType.TEXT, [[], None]).value == (None, None)
-    assert Answer("A", AnswerType.MULTIPLECHOICE, []).value == Selection(())
-    assert Answer("A", AnswerType.TEXT, [[None], [["deep"]]]).repeat_depth == 3
+    assert Answer("A", AnswerType.TEXT, ()).value is None
+    assert Answer("A", AnswerType.TEXT, ((), None)).value == (None, None)
+    assert Answer("A", AnswerType.MULTIPLECHOICE, ()).value == Selection(())
+    assert Answer("A", AnswerType.TEXT, ((None,), (("deep",),))).repeat_depth == 3

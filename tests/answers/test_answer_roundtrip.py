@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 import pytest
-from answer_strategies import TYPES, canonical_json, values
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.answers.answer_strategies import TYPES, canonical_json, values
 
 from docuhooks.answers import (
     AnswerSet,

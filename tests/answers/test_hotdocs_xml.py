@@ -203,9 +203,9 @@ def test_writer_output_is_exactly_the_hotdocs_shape() -> None:
             Answer("Rate", AnswerType.NUMBER, 1e-7),
             Answer("Start Date", AnswerType.DATE, date(2026, 11, 29)),
             Answer("Is Company", AnswerType.TRUEFALSE, False),
-            Answer("Colours", AnswerType.MULTIPLECHOICE, ["Red", "Blue"]),
-            Answer("None Picked", AnswerType.MULTIPLECHOICE, []),
-            Answer("Kids", AnswerType.TEXT, ["Ann", None]),
+            Answer("Colours", AnswerType.MULTIPLECHOICE, ("Red", "Blue")),
+            Answer("None Picked", AnswerType.MULTIPLECHOICE, ()),
+            Answer("Kids", AnswerType.TEXT, ("Ann", None)),
             Answer("Missing", AnswerType.DATE, None),
         ]
     )

@@ -57,7 +57,7 @@ async def test_a_running_worker_is_counted_and_its_outcomes_too(
         delivered.set()
         return TransportResult.response(200, duration_ms=12.0)
 
-    ctx.transport_override = MockTransport(receiver)  # type: ignore[arg-type]
+    ctx.transport_override = MockTransport(receiver)
     worker = Worker(ctx)
     await worker.start()
     try:

@@ -36,4 +36,4 @@ def test_the_same_json_as_fastapis_response_for_text_numbers_and_nesting() -> No
 
 def test_what_orjson_refuses_falls_back_to_fastapis_encoding() -> None:
     content = {"big": 2**70}
-    assert json.loads(FastJSONResponse(content).body) == content
+    assert json.loads(bytes(FastJSONResponse(content).body)) == content

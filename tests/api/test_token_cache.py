@@ -33,7 +33,9 @@ def Clocks() -> FakeClock:
 
 
 def cached(ctx: AppContext) -> FakeClock:
+    """The app's clock, which the token cache and token expiry read, made a fake one."""
     clocks = Clocks()
+    ctx.clock = clocks
     ctx.tokens = identity.TokenCache(ttl_seconds=30.0, clock=clocks)
     return clocks
 
@@ -89,6 +91,7 @@ async def test_an_expired_token_stops_at_once(
             conn,
             login_name=await login_of(ctx, site, "SiteAdministrator"),
             expires_at=clocks.now() + timedelta(seconds=5),
+            now=clocks.now(),
         )
     assert await status(client, route, token) == ROUTES[route][1]
     assert len(ctx.tokens) == 1
@@ -107,7 +110,7 @@ async def test_only_tokens_that_worked_are_kept(
     assert len(ctx.tokens) == 0
     async with ctx.db.transaction() as conn:
         fresh = await identity.create_token(
-            conn, login_name=await login_of(ctx, site, "User"), name="new"
+            conn, login_name=await login_of(ctx, site, "User"), name="new", now=ctx.now()
         )
     assert await status(client, "outside", fresh) == 404  # works on its first use
 
@@ -124,9 +127,10 @@ def test_the_cache_stays_bounded() -> None:
 
 async def login_of(ctx: AppContext, site: SiteUsers, role: str) -> str:
     async with ctx.db.read() as conn:
-        login: str = await conn.scalar(
+        login = await conn.scalar(
             sa.select(users.c.login_name).where(users.c.id == site.user_ids[role])
         )
+    assert isinstance(login, str)
     return login
 
 

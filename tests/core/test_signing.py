@@ -2,6 +2,7 @@ import base64
 import json
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import jwt
@@ -64,7 +65,9 @@ def make_target(
     return WebhookTarget(**fields)  # type: ignore[arg-type]
 
 
-def build(target: WebhookTarget, event: dict = EVENT, **kwargs: object) -> OutboundRequest:
+def build(
+    target: WebhookTarget, event: dict[str, Any] = EVENT, **kwargs: object
+) -> OutboundRequest:
     options: dict[str, object] = {
         "delivery_id": "dlv-1",
         "attempt": 2,
@@ -361,7 +364,7 @@ class TestBadInput:
 
     def test_unknown_verb_or_method_is_refused(self) -> None:
         with pytest.raises(ValueError, match="verb must be GET or POST, got 'PUT'"):
-            make_target(AuthMethod.HMAC, verb="PUT")
+            make_target(AuthMethod.HMAC, verb="PUT")  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="auth_method must be one of HMAC, AccessToken"):
             make_target(AuthMethod.HMAC, auth_method="Basic")
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
+from docuhooks.core.clock import utcnow
 from docuhooks.core.events import Actor, Event, EventType
 from docuhooks.delivery import outbox
 from docuhooks.identity.models import Principal, Role
@@ -52,6 +53,7 @@ def version_event(site_id: str, work_item_id: str = "wi-1", version: int = 1) ->
         site_id=site_id,
         created_by=ACTOR,
         data={"workItemId": work_item_id, "versionNumber": version, "documents": []},
+        created_date=utcnow(),
     )
 
 

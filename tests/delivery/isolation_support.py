@@ -215,7 +215,7 @@ async def pile_up(
                     work_group_id=None,
                     template_id=None,
                     webhook_ids=[webhook_id],
-                    now=now,
+                    now=now or ctx.now(),
                 )
         queued += [event.event_id for event in events]
     ctx.events_committed()

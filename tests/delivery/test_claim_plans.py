@@ -39,6 +39,7 @@ async def generic_plan(ctx: AppContext, statement: Any, values: dict[str, Any]) 
         order = compiled.positiontup
         raw = await conn.get_raw_connection()
         pg = raw.driver_connection
+        assert pg is not None
         await pg.execute("SET plan_cache_mode = force_generic_plan")
         await pg.execute(f"PREPARE shown AS {compiled.string}")
         arguments = ", ".join(literal(params[name]) for name in order)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from tests.delivery.delivery_support import make_webhook, queue_event, webhook
 from tests.support import SiteUsers
@@ -89,6 +90,7 @@ async def test_on_sqlite_a_claim_reads_the_webhooks_own_due_index(
     receiver's backlog."""
     await make_webhook(ctx, site, URL)
     built = claims._CANDIDATES if statement == "candidates" else claims._lease_by_webhook("sqlite")
+    assert isinstance(built.statement, sa.ClauseElement)
     sql = str(built.statement.compile(dialect=sqlite.dialect()))
     async with ctx.db.read() as conn:
         plan = (

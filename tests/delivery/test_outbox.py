@@ -54,7 +54,7 @@ async def test_a_rolled_back_transaction_leaves_nothing(ctx: AppContext, site: S
 
     with pytest.raises(RuntimeError):
         async with ctx.db.transaction() as conn:
-            await outbox.enqueue(conn, event, work_group_id=None, template_id=None)
+            await outbox.enqueue(conn, event, work_group_id=None, template_id=None, now=ctx.now())
             raise RuntimeError("the change that caused the event failed")
 
     async with ctx.db.read() as conn:
@@ -70,7 +70,7 @@ async def test_suspended_webhooks_still_queue(ctx: AppContext, site: SiteUsers) 
             webhooks.update().where(webhooks.c.id == hook).values(suspended_at=FakeClock().now())
         )
         ids = await outbox.enqueue(
-            conn, version_event(site.site_id), work_group_id=None, template_id=None
+            conn, version_event(site.site_id), work_group_id=None, template_id=None, now=ctx.now()
         )
     assert [(await delivery(ctx, i)).webhook_id for i in ids] == [hook]
 
@@ -84,11 +84,16 @@ async def test_named_webhooks_and_a_second_enqueue_of_the_same_event(
     event = version_event(site.site_id)
     async with ctx.db.transaction() as conn:
         once = await outbox.enqueue(
-            conn, event, work_group_id=None, template_id=None, webhook_ids=[first, foreign]
+            conn,
+            event,
+            work_group_id=None,
+            template_id=None,
+            webhook_ids=[first, foreign],
+            now=ctx.now(),
         )
     async with ctx.db.transaction() as conn:
         again = await outbox.enqueue(
-            conn, event, work_group_id=None, template_id=None, webhook_ids=[first]
+            conn, event, work_group_id=None, template_id=None, webhook_ids=[first], now=ctx.now()
         )
     assert [(await delivery(ctx, i)).webhook_id for i in once + again] == [first, first]
     async with ctx.db.read() as conn:
@@ -110,10 +115,18 @@ async def test_scoped_webhooks_are_matched_by_work_group(ctx: AppContext, site: 
     everywhere, _ = await make_webhook(ctx, site, "https://b.example/h", name="b")
     async with ctx.db.transaction() as conn:
         in_group = await outbox.enqueue(
-            conn, version_event(site.site_id), work_group_id=group_1, template_id=None
+            conn,
+            version_event(site.site_id),
+            work_group_id=group_1,
+            template_id=None,
+            now=ctx.now(),
         )
         elsewhere = await outbox.enqueue(
-            conn, version_event(site.site_id), work_group_id=group_2, template_id=None
+            conn,
+            version_event(site.site_id),
+            work_group_id=group_2,
+            template_id=None,
+            now=ctx.now(),
         )
     assert {(await delivery(ctx, i)).webhook_id for i in in_group} == {scoped, everywhere}
     assert {(await delivery(ctx, i)).webhook_id for i in elsewhere} == {everywhere}
@@ -136,7 +149,11 @@ async def test_postgres_notifies_listeners_only_when_the_transaction_commits(
         with pytest.raises(RuntimeError):
             async with ctx.db.transaction() as conn:
                 await outbox.enqueue(
-                    conn, version_event(site.site_id), work_group_id=None, template_id=None
+                    conn,
+                    version_event(site.site_id),
+                    work_group_id=None,
+                    template_id=None,
+                    now=ctx.now(),
                 )
                 raise RuntimeError("rolled back")
         # Notifications arrive in commit order: had the rollback notified, it would come
@@ -145,7 +162,11 @@ async def test_postgres_notifies_listeners_only_when_the_transaction_commits(
         assert await asyncio.wait_for(heard.get(), 5) == MARKER
         async with ctx.db.transaction() as conn:
             await outbox.enqueue(
-                conn, version_event(site.site_id), work_group_id=None, template_id=None
+                conn,
+                version_event(site.site_id),
+                work_group_id=None,
+                template_id=None,
+                now=ctx.now(),
             )
         assert await asyncio.wait_for(heard.get(), 5) == ""
     finally:
@@ -166,7 +187,7 @@ async def test_postgres_workers_hear_of_deliveries_made_due_again(
     hook, _ = await make_webhook(ctx, site, "https://a.example/hook")
     async with ctx.db.transaction() as conn:
         (pending,) = await outbox.enqueue(
-            conn, version_event(site.site_id), work_group_id=None, template_id=None
+            conn, version_event(site.site_id), work_group_id=None, template_id=None, now=ctx.now()
         )
         await conn.execute(deliveries.update().where(deliveries.c.id == pending).values(attempts=1))
     heard: asyncio.Queue[str] = asyncio.Queue()

@@ -200,7 +200,7 @@ async def test_on_sqlite_a_batch_reads_only_the_failed_deliveries_index(
         for query in (batch, settled):
             compiled = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
             rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}")
-            plans.append(" ".join(str(row[3]) for row in rows.all()))
+            plans.append(" ".join(str(tuple(row)[3]) for row in rows.all()))
     assert "ix_deliveries_webhook_failed (webhook_id=? AND created_at>? AND" in plans[0]
     assert "TEMP B-TREE" not in plans[0]
     assert "ix_deliveries_event (event_id=?)" in plans[1]

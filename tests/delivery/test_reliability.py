@@ -143,7 +143,9 @@ async def feed(
         try:
             async with ctx.db.transaction() as conn:
                 for event in events:
-                    await outbox.enqueue(conn, event, work_group_id=None, template_id=None)
+                    await outbox.enqueue(
+                        conn, event, work_group_id=None, template_id=None, now=ctx.now()
+                    )
         except Exception:
             await asyncio.sleep(0.2)  # the database is restarting: write the batch again
             continue

@@ -70,7 +70,8 @@ async def _serve(
         async def wrapper(request: web.Request) -> web.StreamResponse:
             receiver.hits.append(request)
             peer = request.transport.get_extra_info("peername") if request.transport else None
-            receiver.peers.append(peer)
+            if peer is not None:
+                receiver.peers.append(peer)
             return await handler(request)
 
         return wrapper

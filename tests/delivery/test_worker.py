@@ -25,7 +25,7 @@ from docuhooks.core.clock import FakeClock, SystemClock
 from docuhooks.core.destinations import BreakerPolicy
 from docuhooks.core.retry import RetrySchedule
 from docuhooks.core.signing import OutboundRequest
-from docuhooks.delivery import claims, pruning, queries
+from docuhooks.delivery import claims, pruning, queries, recorder_queries
 from docuhooks.delivery import worker as worker_module
 from docuhooks.delivery.transport import ErrorClass, MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
@@ -81,6 +81,7 @@ async def test_success_signs_the_event_and_records_the_attempt(
     assert sent.request.headers["X-Docuhooks-Delivery-Id"] == delivery_id
     assert sent.request.headers["X-Docuhooks-Attempt"] == "1"
     token = sent.request.body.decode().removeprefix("token=")  # type: ignore[union-attr]
+    assert secret is not None
     claims = jwt.decode(
         token,
         secret,
@@ -575,7 +576,7 @@ async def test_probes_already_leased_are_sent_when_the_due_claim_fails(
     hook, _ = await make_webhook(ctx, site, URL)
     _, (probe_id,) = await queue_event(ctx, site.site_id, now=clock.now())
     async with ctx.db.transaction() as conn:
-        await queries.suspend(
+        await recorder_queries.suspend(
             conn, hook, now=clock.now(), next_probe_at=clock.now(), reason="suspended: test"
         )
     clock.advance(timedelta(seconds=1))

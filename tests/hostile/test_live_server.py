@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from hostile_docx import (
+from tests.platform.hostile_docx import (
     CONTENT_TYPES,
     LOOPING,
     OUTPUT_BLOW_UP,

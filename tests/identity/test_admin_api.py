@@ -127,6 +127,27 @@ async def test_a_site_administrator_revokes_any_token_of_the_site(
     assert [e["action"] for e in log.json()] == ["token.revoked"]
 
 
+async def test_every_caller_reads_their_own_account(
+    client: httpx.AsyncClient, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    for role in ("User", "IntegrationAdministrator", "SiteAdministrator"):
+        me = await client.get(f"{API}/users/me", headers=site.auth(role))
+        assert me.status_code == 200, me.text
+        body = me.json()
+        assert body["id"] == site.user_ids[role] and body["loginName"] == site.logins[role]
+        assert body["roles"] == [role] and body["active"] is True
+        assert body["site"]["id"] == site.site_id and body["site"]["name"].startswith("Acme")
+        assert not any("password" in key.lower() for key in body)
+        assert "correct horse" not in me.text and "argon2" not in me.text
+    theirs = (await client.get(f"{API}/users/me", headers=other_site.auth("User"))).json()
+    assert theirs["id"] == other_site.user_ids["User"]
+    assert theirs["site"]["id"] == other_site.site_id
+    assert (await client.get(f"{API}/users/me")).status_code == 401
+    # Another user's record stays the site administrator's business.
+    peer = await client.get(f"{API}/users/{site.user_ids['User']}", headers=site.auth("User"))
+    assert peer.status_code == 403
+
+
 # --- passwords ---------------------------------------------------------------------------------
 
 ADMIN_PASSWORD = "correct horse battery"
@@ -240,6 +261,7 @@ def test_the_operator_sets_a_password_from_the_command_line(tmp_path: Path) -> N
         assert result.exit_code == 0, result.output
         return result.output.strip().splitlines()[-1]
 
+    run("db", "upgrade")  # admin commands never create an installation
     site_id = run("admin", "create-site", "Acme", "--base-url", "https://acme.example")
     user_id = run(
         "admin", "create-user", "--site", site_id, "--login", "ann@example.com",
@@ -399,6 +421,7 @@ async def test_changing_users_is_for_their_sites_administrators_and_checked(
         await client.patch(url, json={"name": "X"}, headers=other_site.auth())
     ).status_code == 404
     assert (await client.get(url, headers=other_site.auth())).status_code == 404
+    bad: dict[str, Any]
     for bad in ({"roles": []}, {"roles": ["Owner"]}, {"email": "not an email"}, {"name": ""}):
         assert (await client.patch(url, json=bad, headers=site.auth())).status_code == 422, bad
     assert (

@@ -42,7 +42,10 @@ async def listening(ctx: AppContext) -> ChannelListener:
 
 async def authenticate_cached(ctx: AppContext, token: str) -> None:
     async with ctx.db.read() as conn:
-        assert await identity.authenticate_token(conn, token, cache=ctx.tokens) is not None
+        assert (
+            await identity.authenticate_token(conn, token, cache=ctx.tokens, now=ctx.now())
+            is not None
+        )
     assert ctx.tokens.lookup(token) is not None, "the other process now has it cached"
 
 
@@ -54,16 +57,21 @@ async def test_a_revocation_reaches_the_other_processes_caches_at_once(
     try:
         await authenticate_cached(elsewhere, token)
         async with ctx.db.read() as conn:
-            user = await identity.authenticate_token(conn, token)
+            user = await identity.authenticate_token(conn, token, now=ctx.now())
         assert user is not None
         async with ctx.db.transaction() as conn:
             rows = await admin_token_ids(conn, user.user_id)
-            await admin.revoke_token(conn, user, rows[0])
+            await admin.revoke_token(conn, user, rows[0], now=ctx.now())
         async with asyncio.timeout(5):
             while elsewhere.tokens.lookup(token) is not None:  # noqa: ASYNC110 (a cache, no event)
                 await asyncio.sleep(0.02)
         async with elsewhere.db.read() as conn:
-            assert await identity.authenticate_token(conn, token, cache=elsewhere.tokens) is None
+            assert (
+                await identity.authenticate_token(
+                    conn, token, cache=elsewhere.tokens, now=elsewhere.now()
+                )
+                is None
+            )
     finally:
         await listener.stop()
 
@@ -78,19 +86,19 @@ async def test_a_revocation_rolled_back_is_never_announced(
         await authenticate_cached(elsewhere, token)
         await authenticate_cached(elsewhere, marker)
         async with ctx.db.read() as conn:
-            user = await identity.authenticate_token(conn, token)
-            marker_user = await identity.authenticate_token(conn, marker)
+            user = await identity.authenticate_token(conn, token, now=ctx.now())
+            marker_user = await identity.authenticate_token(conn, marker, now=ctx.now())
         assert user is not None and marker_user is not None
         with pytest.raises(RuntimeError):
             async with ctx.db.transaction() as conn:
                 rows = await admin_token_ids(conn, user.user_id)
-                await admin.revoke_token(conn, user, rows[0])
+                await admin.revoke_token(conn, user, rows[0], now=ctx.now())
                 raise RuntimeError("the request fails after all")
         # A revocation that commits afterwards: announcements arrive in commit order, so
         # once this one has reached the other process, the rolled-back one never will.
         async with ctx.db.transaction() as conn:
             rows = await admin_token_ids(conn, marker_user.user_id)
-            await admin.revoke_token(conn, marker_user, rows[0])
+            await admin.revoke_token(conn, marker_user, rows[0], now=ctx.now())
         async with asyncio.timeout(5):
             while elsewhere.tokens.lookup(marker) is not None:  # noqa: ASYNC110 (a cache, no event)
                 await asyncio.sleep(0.02)

@@ -67,7 +67,7 @@ async def make_platform(ctx: AppContext, site: SiteUsers, role: str = "User") ->
     now = ctx.now()
     group_id, template_id, item_id = (str(uuid.uuid4()) for _ in range(3))
     async with ctx.db.transaction() as conn:
-        principal = await identity.authenticate_token(conn, site.tokens[role])
+        principal = await identity.authenticate_token(conn, site.tokens[role], now=ctx.now())
         assert principal is not None
         await conn.execute(
             work_groups.insert().values(
@@ -141,7 +141,9 @@ async def make_hook(
     **fields: Any,
 ) -> Hook:
     async with ctx.db.transaction() as conn:
-        admin = await identity.authenticate_token(conn, site.tokens["SiteAdministrator"])
+        admin = await identity.authenticate_token(
+            conn, site.tokens["SiteAdministrator"], now=ctx.now()
+        )
         assert admin is not None
         changes: dict[str, Any] = {
             "name": fields.pop("name", f"hook {uuid.uuid4().hex[:8]}"),

@@ -126,3 +126,20 @@ async def test_no_matching_webhook_writes_nothing(ctx: AppContext, site: SiteUse
     assert result == HookResult(current, [])
     async with ctx.db.read() as conn:
         assert (await conn.scalar(sa.select(sa.func.count()).select_from(events))) == 0
+
+
+async def test_each_answer_names_the_webhook_that_supplied_it(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    platform = await make_platform(ctx, site)
+    async with serve() as receiver:
+        first = await hook_at(
+            ctx, site, receiver, "/first", answer_json({"Fee": 1, "Client Name": "Jane"})
+        )
+        second = await hook_at(ctx, site, receiver, "/second", answer_json({"Fee": 2}), order=1)
+        result = await run(ctx, platform)
+    # The later webhook in the overlay order supplied the answer both sent.
+    assert result.sources == {
+        "Client Name": {"webhookId": first.id, "webhookName": first.name},
+        "Fee": {"webhookId": second.id, "webhookName": second.name},
+    }

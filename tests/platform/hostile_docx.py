@@ -7,7 +7,7 @@ import io
 import struct
 import zipfile
 
-from docx_factory import make_docx
+from tests.platform.docx_factory import make_docx
 
 CONTENT_TYPES = (
     b'<?xml version="1.0" encoding="UTF-8"?>'

@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 import httpx
-from docx_factory import STANDARD_VARIABLES, standard_template
+from tests.platform.docx_factory import STANDARD_VARIABLES, standard_template
+from tests.support import SiteUsers
 
 from docuhooks.platform.catalog import variable_to_json
 
@@ -59,4 +60,15 @@ async def work_item(
     )
     assert item.status_code == 201, item.text
     body: dict[str, Any] = item.json()
+    return body
+
+
+async def open_interview(
+    client: httpx.AsyncClient, site: SiteUsers, item: dict[str, Any]
+) -> dict[str, Any]:
+    opened = await client.post(
+        f"/api/v1/workitems/{item['id']}/interviews", headers=site.auth("User")
+    )
+    assert opened.status_code == 201, opened.text
+    body: dict[str, Any] = opened.json()
     return body

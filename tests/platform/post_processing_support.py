@@ -14,12 +14,12 @@ from urllib.parse import urlsplit
 
 import httpx
 from aiohttp import web
-from docx_factory import make_docx
-from platform_client import upload_template, work_item
+from tests.platform.docx_factory import make_docx
+from tests.platform.platform_client import upload_template, work_item
 from tests.support import SiteUsers
 
 from docuhooks.delivery.transport import TransportResult
-from docuhooks.platform.postprocessing import judge_reply_job
+from docuhooks.platform.postprocessing.replies import judge_reply_job
 from docuhooks.platform.renderjobs import RenderLimits
 from docuhooks.receiver import HmacSecret, PostProcessingEvent, Verifier
 

@@ -10,8 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from platform_client import work_item
-from test_interviews_api import open_interview
+from tests.platform.platform_client import open_interview, work_item
 from tests.support import SiteUsers
 
 from docuhooks.settings import Settings

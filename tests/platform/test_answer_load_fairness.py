@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-from platform_client import work_item
-from test_interviews_api import open_interview
+from tests.platform.platform_client import open_interview, work_item
 from tests.support import SiteUsers
 
+from docuhooks.answers import parse_answer_payload
 from docuhooks.answers.offload import INLINE_BYTES, LIMITER
 from docuhooks.context import AppContext
 from docuhooks.platform import interviews
@@ -161,7 +161,7 @@ async def test_one_sites_heavy_writes_queue_behind_each_other(
     small, _ = await interview_with(client, other_site, {"Client Name": "Bo"})
     body = httpx.Request("PUT", "/", json=LARGE).content
     assert len(body) > INLINE_BYTES
-    gate = Gate(interviews.parse_answer_payload, lambda payload, *_: payload == body)
+    gate = Gate(parse_answer_payload, lambda payload, *_: payload == body)
     monkeypatch.setattr(interviews, "parse_answer_payload", gate)
 
     def put(interview: dict[str, Any], users: SiteUsers, content: bytes) -> Any:

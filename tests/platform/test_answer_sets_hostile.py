@@ -12,9 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from platform_client import work_item
-from test_interviews_api import open_interview
 from tests.answers.answer_strategies import HOSTILE, hostile_variants
+from tests.platform.platform_client import open_interview, work_item
 from tests.support import SiteUsers
 
 from docuhooks.answers import DEFAULT_LIMITS, parse_answer_payload

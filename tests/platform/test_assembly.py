@@ -5,7 +5,12 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from docx_factory import STANDARD_VARIABLES, document_text, make_docx, standard_template
+from tests.platform.docx_factory import (
+    STANDARD_VARIABLES,
+    document_text,
+    make_docx,
+    standard_template,
+)
 
 from docuhooks.answers import Answer, AnswerSet, AnswerType, VariableDef
 from docuhooks.platform.assembly import AssemblyError, assemble, template_context
@@ -17,8 +22,8 @@ FULL = AnswerSet(
         Answer("Fee", AnswerType.NUMBER, 1500),
         Answer("Start Date", AnswerType.DATE, date(2026, 11, 29)),
         Answer("Is Company", AnswerType.TRUEFALSE, True),
-        Answer("Colours", AnswerType.MULTIPLECHOICE, ["Red", "Blue"]),
-        Answer("Child Name", AnswerType.TEXT, ["Ann", "Bob", None, "Dé"]),
+        Answer("Colours", AnswerType.MULTIPLECHOICE, ("Red", "Blue")),
+        Answer("Child Name", AnswerType.TEXT, ("Ann", "Bob", None, "Dé")),
     ]
 )
 
@@ -78,7 +83,7 @@ def test_numbers_dates_and_choices_keep_their_python_behaviour() -> None:
             Answer("Fee", AnswerType.NUMBER, 1500),
             Answer("Rate", AnswerType.NUMBER, 12.5),
             Answer("Start Date", AnswerType.DATE, date(2026, 1, 5)),
-            Answer("Colours", AnswerType.MULTIPLECHOICE, ["Blue", "Red"]),
+            Answer("Colours", AnswerType.MULTIPLECHOICE, ("Blue", "Red")),
         ]
     )
     paragraphs, _ = document_text(assemble(docx, answers, variables))
@@ -90,7 +95,7 @@ def test_nested_repeats_render_as_nested_lists() -> None:
         ["{% for family in Kids %}[{% for kid in family %}{{ kid }};{% endfor %}]{% endfor %}"]
     )
     variables = [VariableDef("Kids", AnswerType.TEXT, repeat_depth=2)]
-    answers = AnswerSet([Answer("Kids", AnswerType.TEXT, [["Ann", "Bob"], None, ["Cy"]])])
+    answers = AnswerSet([Answer("Kids", AnswerType.TEXT, (("Ann", "Bob"), None, ("Cy",)))])
     paragraphs, _ = document_text(assemble(docx, answers, variables))
     assert paragraphs == ["[Ann;Bob;][][Cy;]"]
 

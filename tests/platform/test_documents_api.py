@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
-from docx_factory import make_docx
-from platform_client import DOCX, work_item
+from tests.platform.docx_factory import make_docx
+from tests.platform.platform_client import DOCX, work_item
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext

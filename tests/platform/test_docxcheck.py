@@ -7,8 +7,14 @@ import io
 import zipfile
 
 import pytest
-from docx_factory import standard_template
-from hostile_docx import CONTENT_TYPES, archive, document_bomb, lying_directory, many_entries
+from tests.platform.docx_factory import standard_template
+from tests.platform.hostile_docx import (
+    CONTENT_TYPES,
+    archive,
+    document_bomb,
+    lying_directory,
+    many_entries,
+)
 
 from docuhooks.platform.docxcheck import DocxError, DocxLimitExceeded, DocxLimits, verify_docx
 from docuhooks.platform.templates import TemplateError, check_docx, inspect_template

@@ -16,8 +16,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import uvicorn
-from docx_factory import document_text
-from platform_client import DOCX, upload_template
+from tests.platform.docx_factory import document_text
+from tests.platform.platform_client import DOCX, upload_template
 
 from docuhooks.app import create_app
 from docuhooks.context import AppContext
@@ -51,14 +51,14 @@ async def live(ctx: AppContext) -> AsyncIterator[Live]:
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     async with ctx.db.transaction() as conn:
-        site_id = await identity.create_site(conn, name="Live", base_url=url)
+        site_id = await identity.create_site(conn, name="Live", base_url=url, now=ctx.now())
         headers = {}
         for role in ("SiteAdministrator", "User"):
             login = f"{role.lower()}@live.example"
             await identity.create_user(
-                conn, site_id=site_id, login_name=login, name=role, roles=[role]
+                conn, site_id=site_id, login_name=login, name=role, roles=[role], now=ctx.now()
             )
-            token = await identity.create_token(conn, login_name=login)
+            token = await identity.create_token(conn, login_name=login, now=ctx.now())
             headers[role] = {"Authorization": f"Bearer {token}"}
         await identity.create_user(
             conn,
@@ -69,6 +69,7 @@ async def live(ctx: AppContext) -> AsyncIterator[Live]:
             account_type="ServicePrincipal",
             client_name="live-client",
             password="receiver password",
+            now=ctx.now(),
         )
     server = uvicorn.Server(
         uvicorn.Config(

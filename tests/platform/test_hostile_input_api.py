@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from docx_factory import standard_template
-from hostile_docx import (
+from tests.platform.docx_factory import standard_template
+from tests.platform.hostile_docx import (
     LOOPING,
     OUTPUT_BLOW_UP,
     RANGE_OVERFLOW,
@@ -26,15 +26,16 @@ from hostile_docx import (
     lying_directory,
     template,
 )
-from platform_client import DOCX, upload_template, work_item
-from post_processing_support import gated_judge_reply_job
+from tests.platform.platform_client import DOCX, upload_template, work_item
+from tests.platform.post_processing_support import gated_judge_reply_job
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.delivery.transport import TransportResult
-from docuhooks.platform import postprocessing
-from docuhooks.platform.postprocessing import judge_in_pool
-from docuhooks.platform.renderpool import RenderLimits, RenderPool
+from docuhooks.platform.postprocessing import replies
+from docuhooks.platform.postprocessing.replies import judge_in_pool
+from docuhooks.platform.renderjobs import RenderLimits
+from docuhooks.platform.renderpool import RenderPool
 
 MiB = 1024 * 1024
 VARIABLES = [
@@ -230,7 +231,7 @@ async def test_a_reply_the_worker_cannot_read_in_time_is_refused_naming_the_limi
     """The judging job held past the render time limit (its gate never opens): the reply is
     refused, the documents kept, and the refusal names the limit."""
     monkeypatch.setattr(
-        postprocessing,
+        replies,
         "judge_reply_job",
         functools.partial(gated_judge_reply_job, str(tmp_path / "never")),
     )

@@ -8,23 +8,13 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from platform_client import work_item
+from tests.platform.platform_client import open_interview, work_item
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
-from docuhooks.platform import completion, interviews
+from docuhooks.delivery import outbox
+from docuhooks.platform import interviews
 from docuhooks.store.schema import documents, events, work_item_versions
-
-
-async def open_interview(
-    client: httpx.AsyncClient, site: SiteUsers, item: dict[str, Any]
-) -> dict[str, Any]:
-    opened = await client.post(
-        f"/api/v1/workitems/{item['id']}/interviews", headers=site.auth("User")
-    )
-    assert opened.status_code == 201, opened.text
-    body: dict[str, Any] = opened.json()
-    return body
 
 
 async def test_opening_continues_the_version_in_progress(
@@ -175,7 +165,7 @@ async def test_a_completion_whose_event_cannot_be_written_completes_nothing(
     async def outbox_down(*args: object, **kwargs: object) -> list[str]:
         raise RuntimeError("the outbox is unavailable")
 
-    monkeypatch.setattr(completion.outbox, "enqueue", outbox_down)
+    monkeypatch.setattr(outbox, "enqueue", outbox_down)
     failed = await client.post(
         f"/api/v1/interviews/{interview['id']}/finish", headers=site.auth("User")
     )

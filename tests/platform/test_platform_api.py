@@ -8,8 +8,8 @@ import json
 import httpx
 import pytest
 import sqlalchemy as sa
-from docx_factory import document_text, make_docx, standard_template
-from platform_client import standard_definition, upload_template, work_item
+from tests.platform.docx_factory import document_text, make_docx, standard_template
+from tests.platform.platform_client import standard_definition, upload_template, work_item
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext

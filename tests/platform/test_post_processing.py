@@ -17,10 +17,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from aiohttp import web
-from docx_factory import make_docx
-from hostile_docx import directory_only
-from platform_client import DOCX
-from post_processing_support import (
+from tests.platform.docx_factory import make_docx
+from tests.platform.hostile_docx import directory_only
+from tests.platform.platform_client import DOCX
+from tests.platform.post_processing_support import (
     API,
     PDF,
     Receiver,
@@ -39,7 +39,7 @@ from post_processing_support import (
 from tests.support import MovedClock, SiteUsers
 
 from docuhooks.context import AppContext
-from docuhooks.platform import postprocessing, postprocessor
+from docuhooks.platform.postprocessing import driver, replies
 from docuhooks.receiver import PostProcessingEvent, PostProcessingResult
 from docuhooks.store.schema import deliveries, events, post_processing_originals
 
@@ -110,6 +110,7 @@ async def test_inline_reply_replaces_and_adds_in_the_given_order(
     )
     assert "?token=dhc_" in event.complete_url
     # The deadline runs from finishing, the event from the call just after.
+    assert event.created_date is not None
     deadline = event.callback_deadline - event.created_date
     assert timedelta(minutes=9, seconds=50) < deadline <= timedelta(minutes=10)
 
@@ -188,7 +189,7 @@ async def test_a_reply_of_100_000_zip_entries_is_refused_off_the_loop(
     receiver.reply = directory
     gate = tmp_path / "gate"
     monkeypatch.setattr(
-        postprocessing, "judge_reply_job", functools.partial(gated_judge_reply_job, str(gate))
+        replies, "judge_reply_job", functools.partial(gated_judge_reply_job, str(gate))
     )
     pool = ctx.render_pool
     finishing = asyncio.create_task(finish(client, site, item))
@@ -331,10 +332,10 @@ async def test_the_deadline_restores_the_originals_after_a_partial_callback(
         headers={**site.auth("User"), "Content-Type": "application/pdf"},
     )
     assert replaced.status_code == 200
-    assert await postprocessor.drive_due(ctx) == 0, "not due before its deadline"
+    assert await driver.drive_due(ctx) == 0, "not due before its deadline"
 
     ctx.clock = MovedClock(shift=timedelta(minutes=10, seconds=1))
-    assert await postprocessor.drive_due(ctx) == 0
+    assert await driver.drive_due(ctx) == 0
     version = await version_of(client, site, item, waiting["id"])
     assert version["status"] == "Completed"
     (document,) = version["documents"]
@@ -386,7 +387,7 @@ async def test_finishing_with_the_driver_running_returns_before_the_receiver_ans
         return web.json_response({"documents": []})
 
     receiver.reply = slow
-    stop = await postprocessor.start_post_processor(ctx)
+    stop = await driver.start_post_processor(ctx)
     try:
         version = (await finish(client, site, item)).json()
         assert version["status"] == "PostProcessing"

@@ -14,8 +14,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from aiohttp import web
-from platform_client import DOCX
-from post_processing_support import (
+from tests.platform.platform_client import DOCX
+from tests.platform.post_processing_support import (
     PDF,
     Receiver,
     finish,
@@ -29,7 +29,7 @@ from post_processing_support import (
 from tests.support import MovedClock, SiteUsers
 
 from docuhooks.context import AppContext
-from docuhooks.platform import postprocessor
+from docuhooks.platform.postprocessing import claiming, driver
 from docuhooks.receiver import PostProcessingEvent, PostProcessingResult
 from docuhooks.store.database import Database
 from docuhooks.store.schema import events
@@ -46,7 +46,7 @@ async def receiver(ctx: AppContext) -> AsyncIterator[Receiver]:
 def idle_driver(ctx: AppContext) -> Iterator[None]:
     """A driver registered but not yet running: finishing leaves versions to it, as in a
     process that has not taken them yet."""
-    ctx.post_processor = postprocessor.PostProcessor(ctx)
+    ctx.post_processor = driver.PostProcessor(ctx)
     yield
     ctx.post_processor = None
 
@@ -93,12 +93,12 @@ async def test_a_call_a_crashed_process_left_is_made_again(
     version = (await finish(client, site, item)).json()
     assert version["postProcessing"]["status"] == "pending"
     # The crashed process claimed the version, then died before calling.
-    (crashed,) = await postprocessor.claim_due(ctx)
-    assert await postprocessor.drive_due(ctx) == 0, "claimed: nobody else calls it"
+    (crashed,) = await claiming.claim_due(ctx)
+    assert await driver.drive_due(ctx) == 0, "claimed: nobody else calls it"
     ctx.post_processor = None
 
-    ctx.clock = MovedClock(shift=timedelta(seconds=5 + postprocessor.LEASE_MARGIN_SECONDS + 1))
-    stop = await postprocessor.start_post_processor(ctx)
+    ctx.clock = MovedClock(shift=timedelta(seconds=5 + claiming.LEASE_MARGIN_SECONDS + 1))
+    stop = await driver.start_post_processor(ctx)
     try:
         done = await until_completed(client, site, item, version["id"])
     finally:
@@ -129,8 +129,8 @@ async def test_stopping_mid_call_hands_the_version_to_the_next_driver(
         return web.Response(status=202)
 
     receiver.reply = stuck
-    monkeypatch.setattr(postprocessor, "STOP_TIMEOUT_SECONDS", 0.2)
-    stop = await postprocessor.start_post_processor(ctx)
+    monkeypatch.setattr(driver, "STOP_TIMEOUT_SECONDS", 0.2)
+    stop = await driver.start_post_processor(ctx)
     version = (await finish(client, site, item)).json()
     await asyncio.wait_for(called.wait(), 10)
     await stop()
@@ -140,7 +140,7 @@ async def test_stopping_mid_call_hands_the_version_to_the_next_driver(
     assert handed_back["postProcessing"]["status"] == "pending"
 
     receiver.reply = sign
-    stop = await postprocessor.start_post_processor(ctx)
+    stop = await driver.start_post_processor(ctx)
     try:
         done = await until_completed(client, site, item, version["id"])
     finally:
@@ -179,7 +179,7 @@ async def test_two_drivers_never_call_one_version_twice(
     try:
         # One version per claim, so the two drivers take turns and race for each.
         made = await asyncio.gather(
-            postprocessor.drive_due(ctx, limit=1), postprocessor.drive_due(other, limit=1)
+            driver.drive_due(ctx, limit=1), driver.drive_due(other, limit=1)
         )
     finally:
         await other.close()

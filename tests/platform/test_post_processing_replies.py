@@ -7,11 +7,11 @@ import json
 from typing import Any
 
 import pytest
-from docx_factory import make_docx
-from platform_client import DOCX
+from tests.platform.docx_factory import make_docx
+from tests.platform.platform_client import DOCX
 
 from docuhooks.delivery.transport import ErrorClass, TransportResult
-from docuhooks.platform.postprocessing import Mode, ReturnedDocument, arrange, judge_reply
+from docuhooks.platform.postprocessing.replies import Mode, ReturnedDocument, arrange, judge_reply
 
 PDF = b"%PDF-1.7\n%%EOF\n"
 LETTER = "6f1c2a9e-8d3b-4c5e-9f00-1a2b3c4d5e6f"

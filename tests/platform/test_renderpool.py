@@ -8,12 +8,13 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-from docx_factory import standard_template
-from hostile_docx import LOOPING, OUTPUT_BLOW_UP, RECURSION, document_bomb, template
+from tests.platform.docx_factory import standard_template
+from tests.platform.hostile_docx import LOOPING, OUTPUT_BLOW_UP, RECURSION, document_bomb, template
 
 from docuhooks.answers import Answer, AnswerSet, AnswerType, VariableDef
 from docuhooks.errors import LimitExceeded, ValidationFailed
-from docuhooks.platform.renderpool import FairSlots, RenderLimits, RenderPool, worker_pids
+from docuhooks.platform.renderjobs import RenderLimits
+from docuhooks.platform.renderpool import FairSlots, RenderPool, worker_pids
 
 MiB = 1024 * 1024
 SITE = "site-a"

@@ -6,7 +6,7 @@ import io
 import zipfile
 
 import pytest
-from docx_factory import STANDARD_VARIABLES, make_docx, standard_template
+from tests.platform.docx_factory import STANDARD_VARIABLES, make_docx, standard_template
 
 from docuhooks.answers import AnswerType, VariableDef
 from docuhooks.platform.templates import (

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "answers"))
-from answer_strategies import canonical_json
+from tests.answers.answer_strategies import canonical_json
 
 from docuhooks.answers import parse_answer_payload, parse_canonical, parse_hotdocs_xml
 from docuhooks_receiver.answers import AnswerSetBuilder, shorthand, write_hotdocs_xml

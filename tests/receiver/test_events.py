@@ -1,7 +1,7 @@
 from datetime import UTC, datetime
 
 import pytest
-from receiver_samples import PDF, sample_event
+from tests.receiver.receiver_samples import PDF, sample_event
 
 from docuhooks.core.events import EventType
 from docuhooks_receiver import (
@@ -86,7 +86,7 @@ def test_unknown_fields_are_kept_in_raw_and_ignored() -> None:
         (lambda e: e.update(data=[]), "data: expected an object"),
     ],
 )
-def test_bad_events_name_the_field(change, message) -> None:  # type: ignore[no-untyped-def]
+def test_bad_events_name_the_field(change, message) -> None:
     raw = sample_event(EventType.NEW_WORK_ITEM_VERSION_COMPLETE)
     change(raw)
     with pytest.raises(MalformedRequest, match=message):

@@ -4,6 +4,7 @@ import base64
 import importlib.util
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -14,11 +15,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
-from receiver_samples import PDF, WEBHOOK_ID, accepted_secrets, sample_event, target
+from tests.receiver.receiver_samples import PDF, WEBHOOK_ID, accepted_secrets, sample_event, target
 
+from docuhooks.answers.hotdocs import parse_hotdocs_xml
+from docuhooks.answers.jsonformat import parse_answer_json
+from docuhooks.answers.model import AnswerType, VariableDef
+from docuhooks.answers.validate import fit_answers
 from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import OutboundRequest, WebhookTarget, build_request
 from docuhooks_receiver import HmacSecret, Verifier
@@ -95,7 +101,7 @@ def test_examples_answer_every_event_type(app_type: Any, method: AuthMethod, ver
 
     status, content_type, body = app.send(signed(EventType.CUSTOM_INTERVIEW_EVENT, webhook))
     assert (status, content_type.split(";")[0]) == (200, "application/xml")
-    assert b"<AnswerSet" in body and b"1 High Street" in body
+    assert b"<AnswerSet" in body and b'<Answer name="Fee">' in body
 
     status, content_type, body = app.send(signed(EventType.POST_PROCESSING_EVENT, webhook))
     assert (status, content_type) == (200, "application/json")
@@ -124,23 +130,27 @@ def free_port() -> int:
 
 
 @pytest.mark.parametrize("script", ["receiver_flask", "receiver_fastapi"])
-def test_example_runs_as_a_script(script: str) -> None:
+def test_example_runs_as_a_script(script: str, tmp_path: Path) -> None:
     port = free_port()
-    webhook = target(AuthMethod.HMAC, url=f"http://127.0.0.1:{port}/hooks")
+    # An HMAC GET: the signed token travels in the query string, which servers log.
+    webhook = target(AuthMethod.HMAC, Verb.GET, url=f"http://127.0.0.1:{port}/hooks")
     environment = {
         **os.environ,
         "PORT": str(port),
         "DOCUHOOKS_WEBHOOK_SECRETS": ",".join(s.value for s in accepted_secrets(webhook)),
         "DOCUHOOKS_WEBHOOK_IDS": WEBHOOK_ID,
     }
-    process = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / f"{script}.py")],
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = tmp_path / "log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, str(EXAMPLES / f"{script}.py")],
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    request = signed(EventType.INTERVIEW_LOAD_EVENT, webhook)
+    token = parse_qs(urlsplit(request.url).query)["token"][0]
     try:
-        request = signed(EventType.INTERVIEW_LOAD_EVENT, webhook)
         outbound = urllib.request.Request(
             request.url, data=request.body, headers=dict(request.headers), method=request.method
         )
@@ -158,6 +168,9 @@ def test_example_runs_as_a_script(script: str) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+    printed = log.read_text()
+    assert "GET /hooks?token=[redacted]" in printed, printed
+    assert token not in printed
 
 
 def test_example_without_secrets_says_what_to_set() -> None:
@@ -171,3 +184,69 @@ def test_example_without_secrets_says_what_to_set() -> None:
     )
     assert result.returncode != 0
     assert "set DOCUHOOKS_WEBHOOK_SECRETS" in result.stderr
+
+
+def platform_guide_template() -> dict[str, VariableDef]:
+    """The variables of the template docs/platform.md builds, which the examples answer."""
+    guide = (EXAMPLES.parent / "docs" / "platform.md").read_text()
+    definition = json.loads(re.search(r"definition=(\{.*?\n\})'", guide, re.S).group(1))  # type: ignore[union-attr]
+    assert "Look up client" in definition["eventElements"]
+    return {
+        v["name"]: VariableDef(
+            v["name"],
+            AnswerType(v["type"]),
+            v.get("repeatDepth", 0),
+            tuple(v.get("options", ())),
+        )
+        for v in definition["variables"]
+    }
+
+
+def warnings_for(content_type: str, body: bytes) -> tuple[str, ...]:
+    """What the platform would warn about, applying this reply to the guide's template."""
+    variables = platform_guide_template()
+    if content_type.split(";")[0] == "application/xml":
+        _, misfits = fit_answers(parse_hotdocs_xml(body), variables)
+        return tuple(w.message for w in misfits)
+    return parse_answer_json(json.loads(body), variables).warnings
+
+
+@pytest.mark.parametrize("app_type", [FlaskApp, FastAPIApp])
+def test_the_framework_examples_answer_the_guides_template_without_warnings(
+    app_type: Any,
+) -> None:
+    webhook = target(AuthMethod.HMAC, url="http://testserver/hooks")
+    app = app_type(Verifier(secrets=accepted_secrets(webhook), audience=WEBHOOK_ID))
+    for event_type in (EventType.INTERVIEW_LOAD_EVENT, EventType.CUSTOM_INTERVIEW_EVENT):
+        status, content_type, body = app.send(signed(event_type, webhook))
+        assert status == 200
+        assert warnings_for(content_type, body) == (), event_type
+
+
+def test_the_lookup_examples_data_fits_the_guides_template() -> None:
+    """interview_data.json prefills the guide's interview and looks up the client name the
+    guide types ("Jane Doe"), answering only variables of that template."""
+    module = load("interview_lookup_receiver")
+    answers = module.Answers(json.loads((EXAMPLES / "interview_data.json").read_text()))
+    webhook = target(AuthMethod.HMAC, url="http://testserver/interview")
+    verifier = Verifier(secrets=accepted_secrets(webhook), audience=WEBHOOK_ID)
+
+    def reply(event: dict[str, Any]) -> dict[str, Any] | None:
+        request = build_request(
+            event, webhook, delivery_id="d", attempt=1, now=datetime.now(UTC), user_agent="t"
+        )
+        result: dict[str, Any] | None = answers.reply_to(
+            verifier.verify(request.method, request.url, dict(request.headers), request.body)
+        )
+        return result
+
+    prefill = reply(sample_event(EventType.INTERVIEW_LOAD_EVENT))
+    assert prefill is not None
+    lookup_event = sample_event(EventType.CUSTOM_INTERVIEW_EVENT)
+    lookup_event["data"]["answers"] = {
+        "answers": [{"name": "Client Name", "type": "text", "value": "Jane Doe"}]
+    }
+    looked_up = reply(lookup_event)
+    assert looked_up is not None, "the lookup finds the client the guide types"
+    for answered in (prefill, looked_up):
+        assert parse_answer_json(answered, platform_guide_template()).warnings == ()

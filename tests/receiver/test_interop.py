@@ -7,15 +7,21 @@ from urllib.parse import parse_qs, urlencode
 
 import jwt
 import pytest
-from receiver_samples import ISSUER, WEBHOOK_ID, accepted_secrets, sample_event, target
 from standardwebhooks import Webhook
+from tests.receiver.receiver_samples import (
+    ISSUER,
+    WEBHOOK_ID,
+    accepted_secrets,
+    sample_event,
+    target,
+)
 
 from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import build_request, generate_secret
 from docuhooks_receiver import HmacSecret, Verifier, parse_event
 
 
-def sent(event_type: EventType, method: AuthMethod, verb: Verb = Verb.POST):  # type: ignore[no-untyped-def]
+def sent(event_type: EventType, method: AuthMethod, verb: Verb = Verb.POST):
     webhook = target(method, verb)
     request = build_request(
         sample_event(event_type),

@@ -7,13 +7,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from receiver_samples import WEBHOOK_ID, accepted_secrets, target
+from tests.receiver.receiver_samples import WEBHOOK_ID, accepted_secrets, target
 
 from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import OutboundRequest, build_request
 from docuhooks_receiver import TokenExpired, VerificationError, Verifier
 
-text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+text = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
 json_scalars = (
     st.none()
     | st.booleans()
@@ -73,7 +73,9 @@ def mutate(text: str, index: int, replacement: str) -> str:
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}-{s[1]}")
 @given(event=events)
-def test_sign_then_verify_returns_the_event(shape: tuple[AuthMethod, Verb], event: dict) -> None:
+def test_sign_then_verify_returns_the_event(
+    shape: tuple[AuthMethod, Verb], event: dict[str, Any]
+) -> None:
     request = send(event, shape, datetime.now(UTC))
     received = verifier(shape).verify_payload(
         request.method, request.url, request.headers, request.body
@@ -85,7 +87,7 @@ def test_sign_then_verify_returns_the_event(shape: tuple[AuthMethod, Verb], even
 @given(event=events, index=st.integers(min_value=0), byte=st.integers(0, 255))
 @settings(suppress_health_check=[HealthCheck.too_slow])
 def test_any_changed_byte_of_a_signed_body_fails(
-    shape: tuple[AuthMethod, Verb], event: dict, index: int, byte: int
+    shape: tuple[AuthMethod, Verb], event: dict[str, Any], index: int, byte: int
 ) -> None:
     request = send(event, shape, datetime.now(UTC))
     check = verifier(shape)
@@ -109,7 +111,7 @@ def test_any_changed_byte_of_a_signed_body_fails(
     char=st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/="),
 )
 def test_any_changed_character_of_a_token_or_signature_fails(
-    shape: tuple[AuthMethod, Verb], event: dict, index: int, char: str
+    shape: tuple[AuthMethod, Verb], event: dict[str, Any], index: int, char: str
 ) -> None:
     request = send(event, shape, datetime.now(UTC))
     check = verifier(shape)
@@ -129,7 +131,7 @@ def test_any_changed_character_of_a_token_or_signature_fails(
 @pytest.mark.parametrize("shape", SIGNED_SHAPES, ids=lambda s: f"{s[0]}-{s[1]}")
 @given(event=events, late=st.integers(min_value=1, max_value=10**7))
 def test_an_expired_request_fails_with_the_expiry_message(
-    shape: tuple[AuthMethod, Verb], event: dict, late: int
+    shape: tuple[AuthMethod, Verb], event: dict[str, Any], late: int
 ) -> None:
     lifetime, leeway = 300, 30
     sent = datetime.fromtimestamp(time.time() - lifetime - leeway - late, UTC)

@@ -64,7 +64,7 @@ def test_document_content_stays_out_of_repr() -> None:
         ),
     ],
 )
-def test_bad_documents_are_refused(call, error, message) -> None:  # type: ignore[no-untyped-def]
+def test_bad_documents_are_refused(call, error, message) -> None:
     result = PostProcessingResult()
     with pytest.raises(error, match=message):
         call(result)

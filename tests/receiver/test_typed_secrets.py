@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 import jwt
 import pytest
-from receiver_samples import WEBHOOK_ID, sample_event, target
+from tests.receiver.receiver_samples import WEBHOOK_ID, sample_event, target
 
 from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import (
@@ -166,7 +166,7 @@ class TestBlankSecrets:
             assert secret.value not in repr(Verifier(secrets=[secret], audience=None).secrets)
 
 
-def sent(webhook) -> tuple[str, str, dict[str, str], bytes | None]:  # type: ignore[no-untyped-def]
+def sent(webhook) -> tuple[str, str, dict[str, str], bytes | None]:
     request: OutboundRequest = build_request(
         sample_event(EventType.NEW_WORK_ITEM_VERSION_COMPLETE),
         webhook,
@@ -188,7 +188,7 @@ class TestStandardWebhooksTimestamp:
         verifier = Verifier(secrets=[StandardWebhooksSecret(webhook.secret.value)], audience=None)
         return sent(webhook), verifier
 
-    def test_the_original_timestamp_verifies(self, request_and_verifier) -> None:  # type: ignore[no-untyped-def]
+    def test_the_original_timestamp_verifies(self, request_and_verifier) -> None:
         request, verifier = request_and_verifier
         verifier.verify(*request)
 
@@ -213,7 +213,7 @@ class TestStandardWebhooksTimestamp:
             "non-ascii-digits",
         ],
     )
-    def test_another_spelling_of_the_same_time_is_refused(  # type: ignore[no-untyped-def]
+    def test_another_spelling_of_the_same_time_is_refused(
         self, request_and_verifier, respell
     ) -> None:
         (method, url, headers, body), verifier = request_and_verifier

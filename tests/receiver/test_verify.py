@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 
 import jwt
 import pytest
-from receiver_samples import WEBHOOK_ID, accepted_secrets, sample_event, target
+from tests.receiver.receiver_samples import WEBHOOK_ID, accepted_secrets, sample_event, target
 
 from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import OutboundRequest, build_request, generate_secret
@@ -24,7 +24,7 @@ from docuhooks_receiver import (
 )
 
 
-def send(webhook, event_type=EventType.INTERVIEW_LOAD_EVENT, now=None) -> OutboundRequest:  # type: ignore[no-untyped-def]
+def send(webhook, event_type=EventType.INTERVIEW_LOAD_EVENT, now=None) -> OutboundRequest:
     return build_request(
         sample_event(event_type),
         webhook,
@@ -35,7 +35,7 @@ def send(webhook, event_type=EventType.INTERVIEW_LOAD_EVENT, now=None) -> Outbou
     )
 
 
-def receive(request: OutboundRequest, **options):  # type: ignore[no-untyped-def]
+def receive(request: OutboundRequest, **options):
     return Verifier(**options).verify(request.method, request.url, request.headers, request.body)
 
 
@@ -253,7 +253,7 @@ class TestMissingAndMalformed:
             )
 
     def test_unsigned_tokens_are_refused(self) -> None:
-        token = jwt.encode({"exp": time.time() + 60}, None, algorithm="none")
+        token = jwt.encode({"exp": time.time() + 60}, None, algorithm="none")  # type: ignore[arg-type]
         with pytest.raises(BadSignature, match="only HS256"):
             verify_request(
                 "GET", f"/h?token={token}", {}, None, secrets=[HmacSecret("s")], audience=None
@@ -318,7 +318,7 @@ class TestMissingAndMalformed:
 class TestConfiguration:
     def test_one_string_instead_of_a_list_is_caught(self) -> None:
         with pytest.raises(TypeError, match="list of secrets"):
-            Verifier(secrets="secret", audience=None)  # type: ignore[arg-type]
+            Verifier(secrets="secret", audience=None)
 
     def test_no_secrets(self) -> None:
         with pytest.raises(ValueError, match="at least one secret"):

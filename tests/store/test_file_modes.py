@@ -83,6 +83,8 @@ def test_a_whole_installation_made_from_the_command_line_is_private(
 ) -> None:
     data = tmp_path / "docuhooks-data"
     env = {"DOCUHOOKS_DATA_DIR": str(data), "DOCUHOOKS_SECRET_KEY": ""}
+    created = CliRunner().invoke(cli.main, ["db", "upgrade"], env=env)
+    assert created.exit_code == 0, created.output
     result = CliRunner().invoke(
         cli.main,
         ["admin", "create-site", "Acme", "--base-url", "https://acme.example"],

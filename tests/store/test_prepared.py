@@ -99,7 +99,8 @@ async def test_first_and_one(probe: AppContext) -> None:
     await _insert_three(ctx)
     async with ctx.db.transaction() as conn:
         assert (await _SELECT.first(conn, {"least": 100})) is None
-        assert (await _SELECT.first(conn, {"least": 15})).the_id == "row-2"
+        row = await _SELECT.first(conn, {"least": 15})
+        assert row is not None and row.the_id == "row-2"
         assert (await _SELECT.one(conn, {"least": 15})).n == 20
         with pytest.raises(sa_exc.NoResultFound):
             await _SELECT.one(conn, {"least": 0})

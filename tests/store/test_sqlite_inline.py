@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncTransaction
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
 from docuhooks.store import sqlite_inline
 from docuhooks.store.database import Database
@@ -212,7 +212,7 @@ async def test_commits_do_not_checkpoint_the_checkpointer_does(tmp_path: Path) -
         await db.dispose()
 
 
-async def _driver(conn: sa.ext.asyncio.AsyncConnection) -> object:
+async def _driver(conn: AsyncConnection) -> object:
     raw = await conn.get_raw_connection()
     return raw.driver_connection
 

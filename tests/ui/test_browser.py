@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +19,7 @@ from urllib.parse import parse_qs
 import jwt
 import pytest
 from tests.support import LiveServer
+from tests.ui.browser_support import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, require_chromium
 from tests.ui.ui_support import PASSWORD, make_user
 
 from docuhooks.context import AppContext
@@ -29,28 +29,7 @@ from docuhooks.identity.secrets import SecretBox
 from docuhooks.settings import Settings
 from docuhooks.store.database import Database
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-WAIT_MS = 20_000
-
 pytestmark = pytest.mark.slow
-
-
-def _require_chromium() -> None:
-    if CHROMIUM.exists():
-        return
-    reason = f"{CHROMIUM} is missing (apt-get install chromium)"
-    if os.environ.get("CI") == "true" or os.environ.get("DOCUHOOKS_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"the browser tests are required here, but {reason}")
-    pytest.skip(reason)
 
 
 class Receiver:
@@ -100,7 +79,7 @@ def _context(settings: Settings) -> AppContext:
 def live(tmp_path: Path) -> Iterator[tuple[LiveServer, str, str]]:
     """The server on SQLite with its worker, an integration administrator's login name and a
     site administrator's."""
-    _require_chromium()
+    require_chromium()
     settings = Settings(
         data_dir=tmp_path / "data",
         database_url=f"sqlite:///{tmp_path / 'docuhooks.db'}",
@@ -116,7 +95,7 @@ def live(tmp_path: Path) -> Iterator[tuple[LiveServer, str, str]]:
         try:
             async with ctx.db.transaction() as conn:
                 site_id = await identity.create_site(
-                    conn, name="Acme Legal", base_url="http://127.0.0.1"
+                    conn, name="Acme Legal", base_url="http://127.0.0.1", now=ctx.now()
                 )
             return (
                 await make_user(ctx, site_id, "IntegrationAdministrator"),

@@ -19,7 +19,7 @@ from tests.ui.ui_support import PASSWORD, csrf_of, field_error, make_user, sign_
 
 from docuhooks.context import AppContext
 from docuhooks.core.retry import RetrySchedule
-from docuhooks.delivery import queries
+from docuhooks.delivery import recorder_queries
 from docuhooks.delivery.recovery import RecoveryRunner
 from docuhooks.delivery.transport import MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
@@ -463,7 +463,7 @@ async def test_resume_a_suspended_webhook(
     hook = await api_hook(client, site)
     now = ctx.now()
     async with ctx.db.transaction() as conn:
-        await queries.suspend(
+        await recorder_queries.suspend(
             conn,
             hook["id"],
             now=now,

@@ -25,6 +25,7 @@ async def make_user(ctx: AppContext, site_id: str, role: str) -> str:
             name=f"{role} person",
             roles=[role],
             password=PASSWORD,
+            now=ctx.now(),
         )
     return login
 

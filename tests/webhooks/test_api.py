@@ -34,7 +34,9 @@ async def test_life_of_a_webhook(client: httpx.AsyncClient, site: SiteUsers) -> 
 
     patched = await client.patch(hook, json={"url": "https://other.example/x"}, headers=site.auth())
     assert patched.status_code == 200 and patched.json()["url"] == "https://other.example/x"
-    assert patched.json()["secret"] is None
+    # Reads and writes that make no secret have one shape: no `secret` key at all.
+    assert "secret" not in patched.json()
+    assert sorted(patched.json()) == sorted(read)
 
     off = await client.post(f"{hook}/deactivate", headers=site.auth())
     assert off.json()["status"] == "inactive" and off.json()["active"] is False
@@ -190,7 +192,7 @@ async def test_access_token_is_write_only(client: httpx.AsyncClient, site: SiteU
     )
     assert created.status_code == 201
     body = created.json()
-    assert body["secret"] is None and body["hasAccessToken"] is True
+    assert "secret" not in body and body["hasAccessToken"] is True
     read = await client.get(f"/api/v1/webhooks/{body['id']}", headers=site.auth())
     assert "tok-123-abc" not in read.text
     # Switching to HMAC hands out a secret, as the source platform does.
@@ -282,3 +284,26 @@ async def test_a_failed_commit_is_never_reported_as_success(
     assert response.status_code == 500
     listed = (await client.get("/api/v1/webhooks", headers=site.auth())).json()
     assert [w["name"] for w in listed["items"]] == []
+
+
+async def test_the_openapi_document_says_when_secret_is_present(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+
+    def answer_of(path: str, method: str) -> dict[str, Any]:
+        responses = document["paths"][path][method]["responses"]
+        ref = next(r for code, r in responses.items() if code.startswith("2"))
+        name = ref["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+        schema: dict[str, Any] = schemas[name]
+        return schema
+
+    for path, method in [
+        ("/api/v1/webhooks", "post"),
+        ("/api/v1/webhooks/{webhook_id}", "patch"),
+        ("/api/v1/webhooks/{webhook_id}/regenerate-secret", "post"),
+    ]:
+        with_secret = answer_of(path, method)
+        assert with_secret["properties"]["secret"]["type"] == "string", path
+        assert "secret" not in with_secret.get("required", []), path
+        assert "present only" in with_secret["properties"]["secret"]["description"]
+    assert "secret" not in answer_of("/api/v1/webhooks/{webhook_id}", "get")["properties"]

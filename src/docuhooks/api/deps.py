@@ -70,16 +70,10 @@ def _invalid() -> Unauthorized:
     return Unauthorized("the API token is not valid (unknown, expired or revoked)")
 
 
-async def principal(conn: AsyncConnection, credentials: Credentials) -> Principal:
-    """The caller, looked up in `conn` without the token cache."""
-    who = await identity.authenticate_token(conn, _token(credentials))
-    if who is None:
-        raise _invalid()
-    return who
-
-
 async def caller(ctx: Ctx, conn: Conn, credentials: Credentials) -> Principal:
-    who = await identity.authenticate_token(conn, _token(credentials), cache=ctx.tokens)
+    who = await identity.authenticate_token(
+        conn, _token(credentials), now=ctx.now(), cache=ctx.tokens
+    )
     if who is None:
         raise _invalid()
     return who
@@ -94,7 +88,7 @@ async def caller_outside_transaction(ctx: Ctx, credentials: Credentials) -> Prin
     who = ctx.tokens.lookup(token)
     if who is None:
         async with ctx.db.read() as conn:
-            who = await identity.authenticate_token(conn, token, cache=ctx.tokens)
+            who = await identity.authenticate_token(conn, token, now=ctx.now(), cache=ctx.tokens)
     if who is None:
         raise _invalid()
     return who

@@ -2,7 +2,13 @@
 
 The application's clock is `AppContext.clock` (a `SystemClock`); the worker, the login
 throttle and the services below the context read it through their context or take one as
-an argument. Tests put a `FakeClock` there and move time without sleeping.
+an argument, and a service that receives only a connection takes the time as a `now`
+argument from its caller. Tests put a `FakeClock` there and move time without sleeping.
+
+Nothing else under `docuhooks` reads the wall clock (`tests/core/test_clock_seam.py` checks
+it). Monotonic timers that measure how long a real call took, or bound a wait on real I/O
+(`time.perf_counter`, `loop.time()`), are the exception: a `FakeClock` cannot make a socket
+answer sooner.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ __all__ = ["Clock", "FakeClock", "SystemClock", "utcnow"]
 
 
 def utcnow() -> datetime:
-    """Aware UTC wall-clock time, for defaults where no clock is passed in."""
+    """Aware UTC wall-clock time: `SystemClock.now`, and for tests and scripts."""
     return datetime.now(UTC)
 
 

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from docuhooks.core.clock import utcnow
 from docuhooks.core.ids import uuid7
 
 
@@ -69,7 +68,8 @@ class Event:
     created_by: Actor
     data: dict[str, Any]
     event_id: str = field(default_factory=uuid7)
-    created_date: datetime = field(default_factory=utcnow)
+    #: When it happened, by the caller's clock (`ctx.now()`): core reads no clock itself.
+    created_date: datetime = field(kw_only=True)
     test: bool = False
 
     def to_dict(self) -> dict[str, Any]:

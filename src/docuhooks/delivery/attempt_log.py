@@ -4,8 +4,9 @@ interview hooks, post-processing and test sends (the last three through
 tokens and URL credentials never reach the table), so the log reads the same whichever part
 of the program made the call.
 
-The worker inserts its rows in batches through a prepared statement (`queries.insert_attempts`),
-so the builder returns plain dicts with the table's columns and does nothing else."""
+The worker inserts its rows in batches through a prepared statement
+(`recorder_queries.insert_attempts`), so the builder returns plain dicts with the table's
+columns and does nothing else."""
 
 from __future__ import annotations
 

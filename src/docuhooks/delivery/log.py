@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import audit
 from docuhooks.core.events import NOTIFICATION_EVENTS, EventType
-from docuhooks.delivery import queries
+from docuhooks.delivery import queries, upkeep_queries
 from docuhooks.delivery.interfaces import DeliveryContext
 from docuhooks.errors import Conflict, FieldError, NotFound, ValidationFailed
 from docuhooks.identity.models import Principal
@@ -234,14 +234,14 @@ async def redeliver(ctx: DeliveryContext, principal: Principal, delivery_id: str
             )
         hook = await sendable_webhook(conn, original.webhook_id)
         if original.status == queries.PENDING:
-            if not await queries.make_due(conn, original.id, now=now):
+            if not await upkeep_queries.make_due(conn, original.id, now=now):
                 raise Conflict(
                     f"delivery {original.id} is being sent right now; wait for the outcome "
                     "of this attempt, then redeliver it if it fails"
                 )
             target_id = original.id
         else:
-            (target_id,) = await queries.insert_redeliveries(conn, [original], now=now)
+            (target_id,) = await upkeep_queries.insert_redeliveries(conn, [original], now=now)
         await audit.record(
             conn,
             principal,

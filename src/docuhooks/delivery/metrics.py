@@ -22,7 +22,7 @@ from prometheus_client import (
 )
 
 from docuhooks.core.destinations import BreakerState
-from docuhooks.delivery import health, queries
+from docuhooks.delivery import health, upkeep_queries
 from docuhooks.store.database import Database
 
 __all__ = ["CONTENT_TYPE_LATEST", "REGISTRY", "refresh_queue_gauges", "render"]
@@ -109,7 +109,7 @@ async def refresh_queue_gauges(
     db: Database, *, now: datetime, lease_seconds: float, per_webhook: bool = False
 ) -> None:
     async with db.read() as conn:
-        state = await queries.queue_state(
+        state = await upkeep_queries.queue_state(
             conn, now=now, alive_since=now - timedelta(seconds=lease_seconds)
         )
         backlog = await health.backlog(conn, now=now, cap=health.DUE_CAP)

@@ -13,13 +13,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.core.clock import utcnow
 from docuhooks.core.events import Event, EventType
 from docuhooks.core.ids import uuid7
 from docuhooks.delivery import queries
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import deliveries, events, webhooks
-from docuhooks.webhooks import service as webhook_service
+from docuhooks.webhooks import matching
 
 __all__ = ["enqueue"]
 
@@ -34,7 +33,7 @@ async def enqueue(
     ordering_seq: int | None = None,
     webhook_ids: Sequence[str] | None = None,
     interview_event_name: str | None = None,
-    now: datetime | None = None,
+    now: datetime,
 ) -> list[str]:
     """Write `event` and one pending delivery per webhook it reaches; return the delivery ids.
 
@@ -48,7 +47,7 @@ async def enqueue(
       trigger), which the server delivers to listening workers only when the transaction
       commits.
 
-    The webhooks are those `webhooks.service.matching` selects (index-driven), the
+    The webhooks are those `webhooks.matching.matching` selects (index-driven), the
     suspended ones included: their deliveries queue and drain when they resume.
     `webhook_ids` instead names the webhooks outright (the test endpoint, redelivery): they
     must belong to the event's site and be active, but their scopes and type are not checked
@@ -58,9 +57,8 @@ async def enqueue(
     `work_item_id` and `ordering_seq` (the version number) let a webhook with
     `orderedDelivery` receive a work item's events strictly in sequence.
     """
-    moment = now or utcnow()
     if webhook_ids is None:
-        target_ids = await webhook_service.matching_ids(
+        target_ids = await matching.matching_ids(
             conn,
             site_id=event.site_id,
             event_type=EventType(event.event_type),
@@ -80,7 +78,7 @@ async def enqueue(
             "event_type": str(event.event_type),
             "payload": event.to_dict(),
             "work_item_id": work_item_id,
-            "created_at": moment,
+            "created_at": now,
         },
     )
     if not target_ids:
@@ -94,10 +92,10 @@ async def enqueue(
             "site_id": event.site_id,
             "status": queries.PENDING,
             "attempts": 0,
-            "next_attempt_at": moment,
+            "next_attempt_at": now,
             "ordering_key": work_item_id if ordering_seq is not None else None,
             "ordering_seq": ordering_seq,
-            "created_at": moment,
+            "created_at": now,
         }
         for webhook_id in target_ids
     ]

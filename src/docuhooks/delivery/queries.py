@@ -1,8 +1,11 @@
-"""Every statement the outbox and the worker run against the deliveries, in one place.
+"""The deliveries' statuses and the statements that claim them: leasing due deliveries,
+loading what a claimed one needs to send, renewing and releasing leases.
 
-Where SQLite and PostgreSQL differ (claiming, waking workers) the difference is made here, so
-the worker reads the same on both. Times are parameters from the worker's clock, never the
-database's `now()`, so tests can move time without sleeping.
+Recording an outcome is `delivery.recorder_queries`; redelivery, pruning, the metrics and
+the worker fleet are `delivery.upkeep_queries`. Where SQLite and PostgreSQL differ (claiming,
+waking workers) the difference is made here, so the worker reads the same on both. Times
+are parameters from the worker's clock, never the database's `now()`, so tests can move time
+without sleeping.
 """
 
 from __future__ import annotations
@@ -16,18 +19,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.core.ids import uuid7
 from docuhooks.core.signing import StoredEvent
-from docuhooks.store.notify import DELIVERIES_CHANNEL, notify_due_deliveries
+from docuhooks.store.notify import DELIVERIES_CHANNEL
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import (
-    attempts,
     deliveries,
     events,
     flights,
     sites,
     webhooks,
-    workers,
 )
 
 #: The PostgreSQL channel workers LISTEN on; the outbox NOTIFYs it.
@@ -301,282 +301,3 @@ async def next_due_at(conn: AsyncConnection) -> datetime | None:
         )
     ).scalar()
     return due
-
-
-# --- recording an attempt's outcome ---------------------------------------------------------
-
-
-async def insert_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Write attempt log rows, all with the same keys (`attempt_log.attempt_row`'s)."""
-    await _INSERT_ATTEMPTS.executemany(conn, rows)
-
-
-# Every outcome the worker records writes one of these: through SQLAlchemy, setting up the
-# execution (and each row's parameters) cost more than SQLite's own insert.
-_INSERT_ATTEMPTS = Prepared(attempts.insert())
-
-
-async def settle(
-    conn: AsyncConnection, *, delivery_id: str, owner: str, values: dict[str, Any]
-) -> bool:
-    """Write a delivery's new state and drop the lease; False if the lease was lost meanwhile."""
-    result = await conn.execute(
-        deliveries.update()
-        .where(deliveries.c.id == delivery_id, deliveries.c.lease_owner == owner)
-        .values(lease_owner=None, lease_expires_at=None, **values)
-    )
-    return result.rowcount == 1
-
-
-async def settle_succeeded(
-    conn: AsyncConnection,
-    *,
-    owner: str,
-    delivery_ids: list[str],
-    status_code: int | None,
-    now: datetime,
-) -> set[str]:
-    """Mark many deliveries succeeded in one statement; the ids whose lease we still held.
-
-    The same as `settle` for each, with the attempt count taken from the row (the worker
-    sent attempt `attempts + 1`, since it holds the lease).
-    """
-    if not delivery_ids:
-        return set()
-    params = {"ids": delivery_ids, "owner": owner, "status_code": status_code, "now": now}
-    return {row.id for row in await _SETTLE_SUCCEEDED.all(conn, params)}
-
-
-_SETTLE_SUCCEEDED = ByIds(
-    lambda ids_in: (
-        deliveries.update()
-        .where(ids_in(deliveries.c.id), deliveries.c.lease_owner == sa.bindparam("owner"))
-        .values(
-            status=SUCCEEDED,
-            attempts=deliveries.c.attempts + 1,
-            last_status_code=sa.bindparam("status_code"),
-            last_error_class=None,
-            last_error=None,
-            next_attempt_at=None,
-            completed_at=sa.bindparam("now"),
-            lease_owner=None,
-            lease_expires_at=None,
-        )
-        .returning(deliveries.c.id)
-    )
-)
-
-
-async def existing_deliveries(conn: AsyncConnection, delivery_ids: list[str]) -> set[str]:
-    if not delivery_ids:
-        return set()
-    found = await conn.execute(sa.select(deliveries.c.id).where(deliveries.c.id.in_(delivery_ids)))
-    return set(found.scalars())
-
-
-@dataclass(frozen=True, slots=True)
-class FailureCount:
-    consecutive_failures: int
-    first_failure_at: datetime
-    suspended: bool
-
-
-async def count_failure(conn: AsyncConnection, webhook_id: str, now: datetime) -> FailureCount:
-    row = (
-        await conn.execute(
-            webhooks.update()
-            .where(webhooks.c.id == webhook_id)
-            .values(
-                consecutive_failures=webhooks.c.consecutive_failures + 1,
-                first_failure_at=sa.func.coalesce(webhooks.c.first_failure_at, now),
-            )
-            .returning(
-                webhooks.c.consecutive_failures,
-                webhooks.c.first_failure_at,
-                webhooks.c.suspended_at,
-            )
-        )
-    ).one()
-    return FailureCount(row[0], row[1], row[2] is not None)
-
-
-async def suspend(
-    conn: AsyncConnection, webhook_id: str, *, now: datetime, next_probe_at: datetime, reason: str
-) -> None:
-    await conn.execute(
-        webhooks.update()
-        .where(webhooks.c.id == webhook_id, webhooks.c.suspended_at.is_(None))
-        .values(suspended_at=now, next_probe_at=next_probe_at, status_reason=reason)
-    )
-
-
-_RESET_FAILURES = ByIds(
-    lambda ids_in: (
-        webhooks.update()
-        .where(
-            ids_in(webhooks.c.id),
-            webhooks.c.suspended_at.is_(None),
-            webhooks.c.consecutive_failures > 0,
-        )
-        .values(consecutive_failures=0, first_failure_at=None)
-    )
-)
-_RESUME = ByIds(
-    lambda ids_in: (
-        webhooks.update()
-        .where(ids_in(webhooks.c.id), webhooks.c.suspended_at.is_not(None))
-        .values(
-            suspended_at=None,
-            next_probe_at=None,
-            status_reason=None,
-            consecutive_failures=0,
-            first_failure_at=None,
-        )
-        .returning(webhooks.c.id)
-    )
-)
-
-
-async def count_successes(
-    conn: AsyncConnection, webhook_ids: list[str], now: datetime
-) -> list[str]:
-    """Reset these webhooks' failure runs; resume those that were suspended, and return them.
-
-    Most successes change nothing here, and the `WHERE` keeps them from writing (and
-    locking) the webhook row, which every concurrent delivery to it would queue behind.
-    """
-    if not webhook_ids:
-        return []
-    await _RESET_FAILURES.execute(conn, {"ids": webhook_ids})
-    resumed = [row.id for row in await _RESUME.all(conn, {"ids": webhook_ids})]
-    if resumed:
-        # Drain the backlog now, oldest first (the claim orders by due time, then id).
-        await conn.execute(
-            deliveries.update()
-            .where(deliveries.c.webhook_id.in_(resumed), deliveries.c.status == PENDING)
-            .values(next_attempt_at=now)
-        )
-    return resumed
-
-
-async def deactivate(conn: AsyncConnection, webhook_id: str, *, now: datetime, reason: str) -> None:
-    await conn.execute(
-        webhooks.update()
-        .where(webhooks.c.id == webhook_id)
-        .values(active=False, status_reason=reason, modified_at=now)
-    )
-
-
-# --- administrators' redelivery -------------------------------------------------
-
-
-async def make_due(conn: AsyncConnection, delivery_id: str, *, now: datetime) -> bool:
-    """Bring a pending, unleased delivery's next attempt forward to `now`; False if it is no
-    longer pending or a worker took it meanwhile."""
-    result = await conn.execute(
-        deliveries.update()
-        .where(deliveries.c.id == delivery_id, deliveries.c.status == PENDING, unleased(now))
-        .values(next_attempt_at=now)
-    )
-    if result.rowcount != 1:
-        return False
-    await notify_due_deliveries(conn)
-    return True
-
-
-async def insert_redeliveries(
-    conn: AsyncConnection, originals: list[sa.Row[Any]], *, now: datetime
-) -> list[str]:
-    """A new pending delivery, due now, for the event and webhook of each original delivery.
-
-    A fresh row rather than a reopened one: it gets the whole retry schedule and counts its
-    attempts from 1, and the original keeps its attempt history exactly as it ended. The
-    ordering key carries over, so an ordered webhook still gets a work item's versions in turn.
-    """
-    if not originals:
-        return []
-    rows = [
-        {
-            "id": uuid7(),
-            "event_id": original.event_id,
-            "webhook_id": original.webhook_id,
-            "site_id": original.site_id,
-            "status": PENDING,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "ordering_key": original.ordering_key,
-            "ordering_seq": original.ordering_seq,
-            "created_at": now,
-        }
-        for original in originals
-    ]
-    await conn.execute(deliveries.insert(), rows)  # the insert trigger wakes the workers
-    return [row["id"] for row in rows]
-
-
-# --- pruning ----------------------------------------------------------------------------------
-
-
-async def prune_attempts(conn: AsyncConnection, *, older_than: datetime, limit: int) -> int:
-    """Delete up to `limit` attempts that started before `older_than`; the count deleted."""
-    old = (
-        sa.select(attempts.c.id)
-        .where(attempts.c.started_at < older_than)
-        .order_by(attempts.c.started_at)
-        .limit(limit)
-    )
-    result = await conn.execute(attempts.delete().where(attempts.c.id.in_(old.scalar_subquery())))
-    return result.rowcount
-
-
-# --- metrics and the worker fleet -----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class QueueState:
-    oldest_due_at: datetime | None
-    workers_alive: int
-
-
-async def queue_state(conn: AsyncConnection, *, now: datetime, alive_since: datetime) -> QueueState:
-    """The oldest due delivery (one seek of `ix_deliveries_due`) and the workers alive; the
-    counts of the queue are `delivery.health.backlog`'s."""
-    oldest = (
-        await conn.execute(
-            sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
-                deliveries.c.status == PENDING, deliveries.c.next_attempt_at <= now
-            )
-        )
-    ).scalar_one()
-    alive = (
-        await conn.execute(
-            sa.select(sa.func.count())
-            .select_from(workers)
-            .where(workers.c.heartbeat_at >= alive_since)
-        )
-    ).scalar_one()
-    return QueueState(oldest_due_at=oldest, workers_alive=alive)
-
-
-async def heartbeat(
-    conn: AsyncConnection, *, worker_id: str, hostname: str, pid: int, now: datetime
-) -> None:
-    updated = await conn.execute(
-        workers.update().where(workers.c.id == worker_id).values(heartbeat_at=now)
-    )
-    if updated.rowcount == 0:
-        await conn.execute(
-            workers.insert().values(
-                id=worker_id, hostname=hostname, pid=pid, started_at=now, heartbeat_at=now
-            )
-        )
-
-
-async def forget_worker(conn: AsyncConnection, worker_id: str) -> None:
-    await conn.execute(workers.delete().where(workers.c.id == worker_id))
-
-
-async def forget_dead_workers(conn: AsyncConnection, *, silent_since: datetime) -> None:
-    await conn.execute(workers.delete().where(workers.c.heartbeat_at < silent_since))
-    # Their calls in flight ran out with their leases; the rows count for nothing now.
-    await conn.execute(flights.delete().where(flights.c.expires_at < silent_since))

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.destinations import BreakerPolicy, signal_of
 from docuhooks.core.retry import parse_retry_after, should_suspend
-from docuhooks.delivery import attempt_log, claims, destinations, metrics, queries
+from docuhooks.delivery import attempt_log, claims, destinations, metrics, queries, recorder_queries
 from docuhooks.delivery.outcome import RETRY_AFTER_STATUSES, Decision, Verdict, response_header
 from docuhooks.delivery.queries import Job
 from docuhooks.delivery.transport import TransportResult
@@ -227,7 +227,7 @@ class Recorder:
             by_status.setdefault(item.result.status, []).append(item)
         settled: set[str] = set()
         for status, group in by_status.items():
-            settled |= await queries.settle_succeeded(
+            settled |= await recorder_queries.settle_succeeded(
                 conn,
                 owner=self._owner,
                 delivery_ids=[item.job.delivery_id for item in group],
@@ -235,11 +235,11 @@ class Recorder:
                 now=max(item.now for item in group),
             )
         unsettled = [item.job.delivery_id for item in items if item.job.delivery_id not in settled]
-        existing = await queries.existing_deliveries(conn, unsettled)
+        existing = await recorder_queries.existing_deliveries(conn, unsettled)
         for delivery_id in existing:
             self._lost_lease(delivery_id)
         # An attempt of a delivery deleted meanwhile (with its webhook) has nowhere to go.
-        await queries.insert_attempts(
+        await recorder_queries.insert_attempts(
             conn,
             [
                 item.attempt_row
@@ -247,28 +247,28 @@ class Recorder:
                 if item.job.delivery_id in settled or item.job.delivery_id in existing
             ],
         )
-        resumed = await queries.count_successes(
+        resumed = await recorder_queries.count_successes(
             conn, list({item.job.webhook.id for item in items}), max(item.now for item in items)
         )
         self._resumed(resumed)
 
     async def _write_one(self, conn: AsyncConnection, item: Finished) -> None:
         delivery_id, webhook_id, now = item.job.delivery_id, item.job.webhook.id, item.now
-        ours = await queries.settle(
+        ours = await recorder_queries.settle(
             conn, delivery_id=delivery_id, owner=self._owner, values=item.delivery_values()
         )
         if not ours:
-            if not await queries.existing_deliveries(conn, [delivery_id]):
+            if not await recorder_queries.existing_deliveries(conn, [delivery_id]):
                 return  # the webhook (and with it the delivery) was deleted meanwhile
             # Our lease ran out and another worker holds the delivery; it decides what
             # happens next, but this attempt still happened and goes in the log.
             self._lost_lease(delivery_id)
-        await queries.insert_attempts(conn, [item.attempt_row])
+        await recorder_queries.insert_attempts(conn, [item.attempt_row])
         verdict = item.decision.verdict
         if verdict is Verdict.SUCCEEDED:
-            self._resumed(await queries.count_successes(conn, [webhook_id], now))
+            self._resumed(await recorder_queries.count_successes(conn, [webhook_id], now))
         elif verdict is Verdict.GONE:
-            await queries.deactivate(
+            await recorder_queries.deactivate(
                 conn,
                 webhook_id,
                 now=now,
@@ -276,7 +276,7 @@ class Recorder:
             )
             log.info("webhook.deactivated_gone", webhook_id=webhook_id)
         elif item.decision.counts_as_failure:
-            failures = await queries.count_failure(conn, webhook_id, now)
+            failures = await recorder_queries.count_failure(conn, webhook_id, now)
             if not failures.suspended and should_suspend(
                 failures.consecutive_failures,
                 failures.first_failure_at,
@@ -284,7 +284,7 @@ class Recorder:
                 threshold=self._policy.failures,
                 span=self._policy.span,
             ):
-                await queries.suspend(
+                await recorder_queries.suspend(
                     conn,
                     webhook_id,
                     now=now,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,8 +36,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import audit
 from docuhooks.core.ids import uuid7
+from docuhooks.core.pacing import Pacer
 from docuhooks.delivery import log as delivery_log
-from docuhooks.delivery import queries
+from docuhooks.delivery import queries, upkeep_queries
 from docuhooks.delivery.interfaces import DeliveryContext
 from docuhooks.errors import NotFound
 from docuhooks.identity.models import Principal
@@ -54,12 +56,15 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-#: Failed deliveries one batch examines (one short transaction). A batch's three statements
-#: run on the event loop on SQLite: at 500 a batch held the loop up to ~50 ms on the 2-core
-#: test machine under a drain (tests/delivery/test_loop_lag.py), at 200 under 30 ms.
+#: Failed deliveries one batch examines (one short transaction), on PostgreSQL.
 BATCH = 200
-#: Deliveries one counting step reads (a read transaction of keys only).
+#: Deliveries one counting step reads (a read transaction of keys only), on PostgreSQL.
 COUNT_BATCH = 2000
+#: On SQLite a batch's statements run on the event loop, so batches are sized by time
+#: instead (`core.pacing`): each aims at this long, whatever the machine's speed or load.
+#: A fixed 200 held the loop from 10 to 54 ms on the same 2-core test machine under a drain
+#: (tests/delivery/test_loop_lag.py bounds it at 50 ms).
+BATCH_SECONDS = 0.010
 #: How long a claim holds a job without a batch renewing it.
 LEASE_SECONDS = 60.0
 #: How often an idle runner looks for jobs another process made (its own wake it at once).
@@ -182,11 +187,14 @@ class _Claimed:
 class RecoveryRunner:
     """Claims recovery jobs and works through them a batch at a time (see the module)."""
 
-    def __init__(self, ctx: DeliveryContext, *, owner: str | None = None, batch: int = BATCH):
+    def __init__(self, ctx: DeliveryContext, *, owner: str | None = None, batch: int | None = None):
+        """`batch` fixes the batch size; without it batches are paced on SQLite (see
+        `BATCH_SECONDS`) and `BATCH` on PostgreSQL."""
         self.ctx = ctx
         self.db: Database = ctx.db
         self.owner = owner or f"recovery-{uuid7()}"
-        self.batch = batch
+        self.batches = _pacer(self.db, batch, BATCH)
+        self.counts = _pacer(self.db, None, COUNT_BATCH)
 
     async def run_once(self) -> int:
         """Run every job that can be claimed now to its end; how many were finished."""
@@ -286,22 +294,24 @@ class RecoveryRunner:
         ]
 
     async def _count(self, job: _Claimed) -> bool:
-        """The failed deliveries of the window, counted in read transactions of at most
-        `COUNT_BATCH` keys each (a count in one statement grows with the window)."""
+        """The failed deliveries of the window, counted in read transactions of a bounded
+        number of keys each (a count in one statement grows with the window)."""
         total = 0
         cursor: tuple[datetime, str] | None = None
         while True:
+            size, started = self.counts.size, time.perf_counter()
             async with self.db.read() as conn:
                 keys = (
                     await conn.execute(
                         sa.select(deliveries.c.created_at, deliveries.c.id)
                         .where(*self._window(job), *self._after(cursor))
                         .order_by(deliveries.c.created_at, deliveries.c.id)
-                        .limit(COUNT_BATCH)
+                        .limit(size)
                     )
                 ).all()
+            self.counts.took(len(keys), time.perf_counter() - started)
             total += len(keys)
-            if len(keys) < COUNT_BATCH:
+            if len(keys) < size:
                 break
             cursor = (keys[-1].created_at, keys[-1].id)
             await asyncio.sleep(0)
@@ -333,6 +343,7 @@ class RecoveryRunner:
         lease was lost (nothing of the batch is then committed)."""
         now = self.ctx.now()
         notification = events.c.event_type.in_(delivery_log.NOTIFICATION_TYPES).label("sendable")
+        size, started = self.batches.size, time.perf_counter()
         try:
             async with self.db.transaction() as conn:
                 rows = (
@@ -341,7 +352,7 @@ class RecoveryRunner:
                         .join(events, events.c.id == deliveries.c.event_id)
                         .where(*self._window(job), *self._after(cursor))
                         .order_by(deliveries.c.created_at, deliveries.c.id)
-                        .limit(self.batch)
+                        .limit(size)
                     )
                 ).all()
                 settled = await _settled(conn, job.webhook_id, {row.event_id for row in rows})
@@ -357,11 +368,13 @@ class RecoveryRunner:
                 }
                 originals = sorted(latest.values(), key=lambda row: (row.created_at, row.id))
                 queued = (
-                    await queries.insert_redeliveries(conn, originals, now=now) if active else []
+                    await upkeep_queries.insert_redeliveries(conn, originals, now=now)
+                    if active
+                    else []
                 )
                 if rows:
                     cursor = (rows[-1].created_at, rows[-1].id)
-                finished = len(rows) < self.batch or not active
+                finished = len(rows) < size or not active
                 values: dict[str, Any] = {
                     "done": recovery_jobs.c.done + len(rows),
                     "redelivered": recovery_jobs.c.redelivered + len(queued),
@@ -378,6 +391,7 @@ class RecoveryRunner:
                     await self._audit(conn, job)
         except _LeaseLost:
             return None
+        self.batches.took(len(rows), time.perf_counter() - started)
         if queued:
             self.ctx.events_committed()
         return cursor, finished
@@ -405,6 +419,7 @@ class RecoveryRunner:
             conn,
             actor if job.created_by_id else None,
             site_id=job.site_id,
+            now=self.ctx.now(),
             action="webhook.recovered",
             object_type="webhook",
             object_id=job.webhook_id,
@@ -423,6 +438,14 @@ class RecoveryRunner:
                 await self._renew(
                     conn, job, status=FAILED, error=error[:1000], finished_at=self.ctx.now()
                 )
+
+
+def _pacer(db: Database, fixed: int | None, default: int) -> Pacer:
+    if fixed is not None:
+        return Pacer.fixed(fixed)
+    if db.is_sqlite:
+        return Pacer.aiming(BATCH_SECONDS, start=min(50, default))
+    return Pacer.fixed(default)
 
 
 async def _settled(conn: AsyncConnection, webhook_id: str, event_ids: set[str]) -> set[str]:

@@ -39,7 +39,7 @@ from docuhooks.core.signing import (
     WebhookTarget,
     build_request,
 )
-from docuhooks.delivery import attempt_log, claims, metrics, queries
+from docuhooks.delivery import attempt_log, claims, metrics, queries, upkeep_queries
 from docuhooks.delivery.interfaces import DeliveryContext
 from docuhooks.delivery.outcome import Verdict, decide
 from docuhooks.delivery.queries import Job
@@ -47,7 +47,7 @@ from docuhooks.delivery.recorder import Finished, Recorder, SuspensionPolicy
 from docuhooks.delivery.transport import DEFAULT_MAX_BODY, ErrorClass, TransportResult
 from docuhooks.delivery.wakeup import Alarm, PostgresListener, asyncpg_dsn
 from docuhooks.settings import Settings
-from docuhooks.webhooks.service import signing_target
+from docuhooks.webhooks.matching import signing_target
 
 __all__ = ["Worker", "WorkerOptions", "start_worker"]
 
@@ -214,7 +214,7 @@ class Worker:
         try:
             async with self.ctx.db.transaction() as conn:
                 released = await queries.release_leases(conn, owner=self.id)
-                await queries.forget_worker(conn, self.id)
+                await upkeep_queries.forget_worker(conn, self.id)
             log.info("worker.stopped", worker_id=self.id, released=released)
         except Exception as exc:
             # The leases will simply run out; another worker takes over then.
@@ -348,10 +348,10 @@ class Worker:
                     delivery_ids=list(self._held),
                     until=now + self.options.lease,
                 )
-                await queries.heartbeat(
+                await upkeep_queries.heartbeat(
                     conn, worker_id=self.id, hostname=self._hostname, pid=os.getpid(), now=now
                 )
-                await queries.forget_dead_workers(
+                await upkeep_queries.forget_dead_workers(
                     conn, silent_since=now - self.options.lease * _FORGET_AFTER_LEASES
                 )
         except Exception as exc:

@@ -22,7 +22,7 @@ import uvicorn
 
 from docuhooks.context import AppContext
 from docuhooks.demo import bootstrap
-from docuhooks.demo.bootstrap import Api, DemoError, DemoState
+from docuhooks.demo.bootstrap import SECRETS_FILE, Api, DemoError, DemoState
 from docuhooks.demo.walkthrough import ReceiverLog, WalkThrough
 from docuhooks.listen import AnswerFile, Listener, ListenServer
 from docuhooks.receiver import Verifier
@@ -33,7 +33,6 @@ __all__ = ["DemoError", "DemoOptions", "run"]
 
 DEFAULT_PORT = 8000
 DEFAULT_RECEIVER_PORT = 9000
-SECRETS_FILE = "receiver-secrets.txt"
 HOST = "127.0.0.1"
 
 
@@ -79,11 +78,8 @@ def _state(options: DemoOptions) -> DemoState:
             receiver_port=options.receiver_port or DEFAULT_RECEIVER_PORT,
             auth_method=options.auth_method or "HMAC",
         )
-    if options.port is not None and options.port != state.server_port:
-        raise DemoError(
-            f"the demo in {options.data_dir} runs on port {state.server_port} (its site's "
-            f"address); leave out --port, or start over with --reset"
-        )
+    # Another --port moves the site with it (`_set_up`), as --receiver-port moves the webhooks.
+    state.server_port = options.port or state.server_port
     if options.auth_method is not None and options.auth_method != state.auth_method:
         raise DemoError(
             f"the demo in {options.data_dir} uses {state.auth_method}; start over with --reset "
@@ -137,7 +133,9 @@ async def _main(options: DemoOptions, write: Callable[[str], None], outcome: lis
         ) from None
     ctx = AppContext.from_settings(settings)
     server = uvicorn.Server(
-        uvicorn.Config(build_app(settings, ctx), log_level="warning", access_log=False)
+        uvicorn.Config(
+            build_app(settings, ctx), log_level="warning", log_config=None, access_log=False
+        )
     )
     serving = asyncio.create_task(server.serve(sockets=[server_socket]))
     log = ReceiverLog(write)
@@ -187,6 +185,7 @@ async def _set_up(
 ) -> Api:
     if state.bootstrapped:
         api = Api(session, base_url, state.token)
+        await bootstrap.move_site(ctx, state, base_url)
         await bootstrap.point_webhooks_at(api, state, receiver_url)
         write(f"continuing the demo set up earlier in {data_dir} (--reset starts over)")
     else:

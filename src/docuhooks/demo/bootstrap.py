@@ -24,12 +24,15 @@ from docuhooks.store.private_files import make_private_dir, write_private_file
 
 STATE_FILE = "demo-state.json"
 ANSWERS_FILE = "receiver-answers.json"
+#: The receiver's secrets, one a line, for running `docuhooks listen --secret-file` alone.
+SECRETS_FILE = "receiver-secrets.txt"
 ADMIN_LOGIN = "ann@demo.example"
 ADMIN_NAME = "Ann Lee"
 #: Files a demo directory may hold; --reset deletes nothing else.
 _DEMO_FILES = {
     STATE_FILE,
     ANSWERS_FILE,
+    SECRETS_FILE,
     "secret.key",
     "docuhooks.db",
     "docuhooks.db-wal",
@@ -160,7 +163,8 @@ async def create_site_and_admin(ctx: AppContext, state: DemoState, base_url: str
     """The site, its administrator (with a password for logging in) and an API token."""
     state.password = secrets.token_urlsafe(12)
     async with ctx.db.transaction() as conn:
-        state.site_id = await identity.create_site(conn, name="Demo", base_url=base_url)
+        now = ctx.now()
+        state.site_id = await identity.create_site(conn, name="Demo", base_url=base_url, now=now)
         await identity.create_user(
             conn,
             site_id=state.site_id,
@@ -168,8 +172,17 @@ async def create_site_and_admin(ctx: AppContext, state: DemoState, base_url: str
             name=ADMIN_NAME,
             roles=["SiteAdministrator"],
             password=state.password,
+            now=now,
         )
-        state.token = await identity.create_token(conn, login_name=ADMIN_LOGIN, name="demo")
+        state.token = await identity.create_token(
+            conn, login_name=ADMIN_LOGIN, name="demo", now=now
+        )
+
+
+async def move_site(ctx: AppContext, state: DemoState, base_url: str) -> None:
+    """Another --port on a later run: the site's address (its JWT issuer) follows it."""
+    async with ctx.db.transaction() as conn:
+        await identity.set_site_base_url(conn, state.site_id, base_url)
 
 
 async def create_platform_objects(api: Api, state: DemoState) -> None:

@@ -3,14 +3,13 @@ as the `docuhooks admin` commands, for a site's own administrators."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import audit
-from docuhooks.core.clock import utcnow
 from docuhooks.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from docuhooks.identity import revocations, secrets
 from docuhooks.identity import service as identity
@@ -18,7 +17,7 @@ from docuhooks.identity.models import Principal, Role
 from docuhooks.identity.throttle import LoginThrottle, guarded
 from docuhooks.store import pagination
 from docuhooks.store.database import Database
-from docuhooks.store.schema import api_tokens, ui_sessions, users
+from docuhooks.store.schema import api_tokens, sites, ui_sessions, users
 from docuhooks.store.scoped import fetch_in_site, parse_id
 
 MAX_TOKEN_DAYS = 3650
@@ -54,6 +53,7 @@ def token_to_api(row: sa.Row[Any]) -> dict[str, Any]:
         "id": row.id,
         "userId": row.user_id,
         "name": row.name,
+        "prefix": row.prefix,
         "createdDate": row.created_at,
         "expiresDate": row.expires_at,
     }
@@ -75,7 +75,7 @@ async def list_users(
 
 
 async def create_user(
-    conn: AsyncConnection, principal: Principal, fields: dict[str, Any]
+    conn: AsyncConnection, principal: Principal, fields: dict[str, Any], *, now: datetime
 ) -> dict[str, Any]:
     """A user of the caller's own site (never another's), as `docuhooks admin create-user`."""
     require_site_admin(principal, "creating users")
@@ -89,11 +89,13 @@ async def create_user(
         password=fields.get("password"),
         account_type=fields.get("accountType") or "UserAccount",
         client_name=fields.get("clientName"),
+        now=now,
     )
     await audit.record(
         conn,
         principal,
         site_id=principal.site_id,
+        now=now,
         action="user.created",
         object_type="user",
         object_id=user_id,
@@ -107,8 +109,28 @@ async def get_user(conn: AsyncConnection, principal: Principal, user_id: str) ->
     return user_to_api(await fetch_in_site(conn, users, user_id, principal.site_id, "user"))
 
 
+async def own_account(conn: AsyncConnection, principal: Principal) -> dict[str, Any]:
+    """The caller's own user, with their site: any role may read it (never a password hash,
+    which `user_to_api` leaves out)."""
+    row = await fetch_in_site(conn, users, principal.user_id, principal.site_id, "user")
+    site = (
+        await conn.execute(
+            sa.select(sites.c.name, sites.c.base_url).where(sites.c.id == principal.site_id)
+        )
+    ).one()
+    return {
+        **user_to_api(row),
+        "site": {"id": principal.site_id, "name": site.name, "baseUrl": site.base_url},
+    }
+
+
 async def update_user(
-    conn: AsyncConnection, principal: Principal, user_id: str, changes: dict[str, Any]
+    conn: AsyncConnection,
+    principal: Principal,
+    user_id: str,
+    changes: dict[str, Any],
+    *,
+    now: datetime,
 ) -> tuple[dict[str, Any], list[str]]:
     """Change a user of the caller's site (SiteAdministrator): `name`, `email`, `roles`,
     `active`. Returns the user, and the hashes of their API tokens when what a token grants
@@ -164,6 +186,7 @@ async def update_user(
             conn,
             principal,
             site_id=principal.site_id,
+            now=now,
             action="user.updated",
             object_type="user",
             object_id=row.id,
@@ -187,16 +210,21 @@ async def list_tokens(conn: AsyncConnection, principal: Principal) -> list[dict[
 
 
 async def create_token(
-    conn: AsyncConnection, principal: Principal, *, name: str, expires_in_days: int | None
+    conn: AsyncConnection,
+    principal: Principal,
+    *,
+    name: str,
+    expires_in_days: int | None,
+    now: datetime,
 ) -> tuple[dict[str, Any], str]:
     """A new token for the caller; returned here once, stored only hashed."""
     if expires_in_days is not None and not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
         raise ValidationFailed.of(
             [FieldError("expiresInDays", f"must be from 1 to {MAX_TOKEN_DAYS}")]
         )
-    expires = utcnow() + timedelta(days=expires_in_days) if expires_in_days is not None else None
+    expires = now + timedelta(days=expires_in_days) if expires_in_days is not None else None
     token = await identity.create_token(
-        conn, login_name=principal.login_name, name=name, expires_at=expires
+        conn, login_name=principal.login_name, name=name, expires_at=expires, now=now
     )
     row = (
         await conn.execute(
@@ -206,12 +234,14 @@ async def create_token(
     return token_to_api(row), token
 
 
-async def revoke_token(conn: AsyncConnection, principal: Principal, token_id: str) -> str:
-    """Revoke one of the caller's tokens, or (SiteAdministrator) any token of the site's
-    users. Returns the revoked token's hash, for the caller to drop from caches."""
+async def _revocable_token(
+    conn: AsyncConnection, principal: Principal, token_id: str
+) -> sa.Row[Any]:
+    """A token the caller may revoke: their own, or (SiteAdministrator) any of the site's
+    users'. Any other is a 404, as if it did not exist."""
     token_id = parse_id(token_id, "token")
     query = (
-        sa.select(api_tokens.c.id, api_tokens.c.user_id, api_tokens.c.token_hash)
+        sa.select(api_tokens)
         .join(users, users.c.id == api_tokens.c.user_id)
         .where(api_tokens.c.id == token_id, users.c.site_id == principal.site_id)
     )
@@ -219,11 +249,28 @@ async def revoke_token(conn: AsyncConnection, principal: Principal, token_id: st
     if row is None or (row.user_id != principal.user_id and not principal.is_site_admin):
         # Another user's token is not the caller's business: as if it did not exist.
         raise NotFound(f"token {token_id} does not exist")
+    return row
+
+
+async def get_revocable_token(
+    conn: AsyncConnection, principal: Principal, token_id: str
+) -> dict[str, Any]:
+    """A token as lists show it, if the caller may revoke it (see `revoke_token`)."""
+    return token_to_api(await _revocable_token(conn, principal, token_id))
+
+
+async def revoke_token(
+    conn: AsyncConnection, principal: Principal, token_id: str, *, now: datetime
+) -> str:
+    """Revoke one of the caller's tokens, or (SiteAdministrator) any token of the site's
+    users. Returns the revoked token's hash, for the caller to drop from caches."""
+    row = await _revocable_token(conn, principal, token_id)
     await conn.execute(sa.delete(api_tokens).where(api_tokens.c.id == row.id))
     await audit.record(
         conn,
         principal,
         site_id=principal.site_id,
+        now=now,
         action="token.revoked",
         object_type="token",
         object_id=row.id,
@@ -252,6 +299,7 @@ async def change_own_password(
     principal: Principal,
     new_password: str,
     *,
+    now: datetime,
     keep_session_id: str | None = None,
 ) -> None:
     """The caller's own new password, once the caller has checked the current one (through
@@ -264,21 +312,24 @@ async def change_own_password(
         row,
         new_password,
         action="user.password_changed",
+        now=now,
         keep_session_id=keep_session_id,
     )
 
 
 async def set_password(
-    conn: AsyncConnection, principal: Principal, user_id: str, new_password: str
+    conn: AsyncConnection, principal: Principal, user_id: str, new_password: str, *, now: datetime
 ) -> None:
     """A SiteAdministrator sets a password of a user of their site, without the current one
     (a reset; their own included). The user's admin UI sessions end; API tokens stay."""
     require_site_admin(principal, "setting a password without the current one")
     row = await fetch_in_site(conn, users, user_id, principal.site_id, "user")
-    await _store_password(conn, principal, row, new_password, action="user.password_set")
+    await _store_password(conn, principal, row, new_password, action="user.password_set", now=now)
 
 
-async def reset_password(conn: AsyncConnection, login_name: str, new_password: str) -> str:
+async def reset_password(
+    conn: AsyncConnection, login_name: str, new_password: str, *, now: datetime
+) -> str:
     """`docuhooks admin set-password`: the operator sets any user's password by login name
     (audited with no actor). Returns the user's id."""
     row = (
@@ -286,7 +337,7 @@ async def reset_password(conn: AsyncConnection, login_name: str, new_password: s
     ).first()
     if row is None:
         raise NotFound(f"no user has the login name {login_name!r}")
-    await _store_password(conn, None, row, new_password, action="user.password_set")
+    await _store_password(conn, None, row, new_password, action="user.password_set", now=now)
     return str(row.id)
 
 
@@ -297,6 +348,7 @@ async def _store_password(
     new_password: str,
     *,
     action: str,
+    now: datetime,
     keep_session_id: str | None = None,
 ) -> None:
     problem = password_problem(new_password)
@@ -315,6 +367,7 @@ async def _store_password(
         conn,
         principal,
         site_id=row.site_id,
+        now=now,
         action=action,
         object_type="user",
         object_id=row.id,

@@ -38,6 +38,16 @@ def new_api_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
+#: Random characters of a token kept in the clear, to show beside its name: 36 of its 256
+#: random bits, too few to help guess the rest.
+SHOWN_RANDOM_CHARACTERS = 6
+
+
+def token_prefix(token: str) -> str:
+    """What lists show of a token: `dht_` and its first random characters."""
+    return token[: len(TOKEN_PREFIX) + SHOWN_RANDOM_CHARACTERS]
+
+
 def hash_token(token: str) -> str:
     """API tokens are random and long, so a fast hash is enough (no dictionary to attack)."""
     return hashlib.sha256(token.encode()).hexdigest()

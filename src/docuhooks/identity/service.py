@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.core.clock import Clock, SystemClock, utcnow
+from docuhooks.core.clock import Clock, SystemClock
 from docuhooks.errors import Conflict, FieldError, NotFound, ValidationFailed
 from docuhooks.identity import secrets
 from docuhooks.identity.models import Principal, Role
@@ -32,17 +33,31 @@ def validate_base_url(value: str, field: str = "baseUrl") -> str:
     return value.rstrip("/")
 
 
-async def create_site(conn: AsyncConnection, *, name: str, base_url: str) -> str:
+async def create_site(conn: AsyncConnection, *, name: str, base_url: str, now: datetime) -> str:
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise ValidationFailed.of([FieldError("name", "must be 1 to 200 characters")])
     site_id = str(uuid.uuid4())
     await conn.execute(
         sites.insert().values(
-            id=site_id, name=name, base_url=validate_base_url(base_url), created_at=utcnow()
+            id=site_id, name=name, base_url=validate_base_url(base_url), created_at=now
         )
     )
     return site_id
+
+
+async def set_site_base_url(conn: AsyncConnection, site_id: str, base_url: str) -> None:
+    """Move a site to another address (its JWT issuer and the host of its document URLs)."""
+    await get_site(conn, site_id)
+    await conn.execute(
+        sites.update().where(sites.c.id == site_id).values(base_url=validate_base_url(base_url))
+    )
+
+
+async def has_users(conn: AsyncConnection) -> bool:
+    """Whether anyone can sign in yet: a new installation has no user until an operator
+    makes the first administrator (`docuhooks admin create-user`)."""
+    return (await conn.execute(sa.select(users.c.id).limit(1))).first() is not None
 
 
 async def get_site(conn: AsyncConnection, site_id: str) -> sa.Row[Any]:
@@ -86,6 +101,7 @@ async def create_user(
     login_name: str,
     name: str,
     roles: list[str],
+    now: datetime,
     email: str | None = None,
     password: str | None = None,
     account_type: str = "UserAccount",
@@ -139,14 +155,19 @@ async def create_user(
             password_hash=secrets.hash_password(password) if password else None,
             roles=sorted(set(roles)),
             active=True,
-            created_at=utcnow(),
+            created_at=now,
         )
     )
     return user_id
 
 
 async def create_token(
-    conn: AsyncConnection, *, login_name: str, name: str = "", expires_at: datetime | None = None
+    conn: AsyncConnection,
+    *,
+    login_name: str,
+    now: datetime,
+    name: str = "",
+    expires_at: datetime | None = None,
 ) -> str:
     """A new API token for the user; the token is returned here once and stored only hashed."""
     user_id = await conn.scalar(
@@ -160,8 +181,9 @@ async def create_token(
             id=str(uuid.uuid4()),
             user_id=user_id,
             token_hash=secrets.hash_token(token),
+            prefix=secrets.token_prefix(token),
             name=name,
-            created_at=utcnow(),
+            created_at=now,
             expires_at=expires_at,
         )
     )
@@ -246,10 +268,10 @@ class TokenCache:
 
 
 async def authenticate_token(
-    conn: AsyncConnection, token: str, *, cache: TokenCache | None = None
+    conn: AsyncConnection, token: str, *, now: datetime, cache: TokenCache | None = None
 ) -> Principal | None:
-    """The principal of an API token, or None (unknown, expired, user inactive). With
-    `cache`, a token used within its TTL needs no query."""
+    """The principal of an API token, or None (unknown, expired at `now`, user inactive).
+    With `cache`, a token used within its TTL needs no query."""
     if not token.startswith(secrets.TOKEN_PREFIX) or len(token) > 200:
         return None
     if cache is not None:
@@ -262,7 +284,6 @@ async def authenticate_token(
         .where(api_tokens.c.token_hash == secrets.hash_token(token), users.c.active.is_(True))
     )
     row = (await conn.execute(query)).first()
-    now = cache.clock.now() if cache is not None else utcnow()
     if row is None or (row.expires_at is not None and row.expires_at <= now):
         return None
     principal = principal_of(row)
@@ -312,3 +333,19 @@ async def service_principal_login(
             return principal_of(row)
     secrets.verify_password(None, password)
     return None
+
+
+async def user_names(
+    conn: AsyncConnection, site_id: str, user_ids: Iterable[str | None]
+) -> dict[str, str]:
+    """The names of the site's users among `user_ids`, for pages that say who did what (a
+    version's author); ids of another site, or of deleted users, are left out."""
+    wanted = sorted({user_id for user_id in user_ids if user_id})
+    if not wanted:
+        return {}
+    rows = await conn.execute(
+        sa.select(users.c.id, users.c.name).where(
+            users.c.site_id == site_id, users.c.id.in_(wanted)
+        )
+    )
+    return {row.id: row.name for row in rows}

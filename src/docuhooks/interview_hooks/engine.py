@@ -49,7 +49,7 @@ from docuhooks.interview_hooks.replies import (
     over_limit,
 )
 from docuhooks.interview_hooks.warnings import Problem, webhook_warning
-from docuhooks.webhooks import service as webhooks
+from docuhooks.webhooks import matching
 from docuhooks.webhooks.targets import MatchedWebhooks, PreparedWebhook
 
 logger = structlog.get_logger("docuhooks.interview_hooks")
@@ -64,6 +64,9 @@ class HookResult:
 
     answers: AnswerSet
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    #: Which webhook supplied each answer a reply set, by variable name (the last in the
+    #: overlay order, when several did): `{"webhookId", "webhookName"}`.
+    sources: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +91,7 @@ async def match_interview_hooks(
     ready to sign. Pass a transaction the caller holds anyway: it is read only when the
     process's match cache (`webhooks.targets`) has no fresh answer."""
     _check_event(event_type, interview_event_name)
-    return await webhooks.interview_targets(
+    return await matching.interview_targets(
         ctx,
         conn,
         site_id=site_id,
@@ -178,7 +181,7 @@ async def run_interview_hooks(
             finished_at=created + timedelta(milliseconds=waited_ms),
         ),
     )
-    return HookResult(step.answers, step.warnings)
+    return HookResult(step.answers, step.warnings, step.sources)
 
 
 def _step_event(
@@ -262,6 +265,7 @@ class _Step:
         self._limits = limits
         self.warnings: list[dict[str, Any]] = []
         self.records: list[log.CallRecord] = []
+        self.sources: dict[str, dict[str, str]] = {}
         self._totals: Totals | None = None
         self._variable_problem = variable_problem
         self._created = created
@@ -278,6 +282,9 @@ class _Step:
         replied = outcome.answers
         if replied and variables is not None:
             outcome = await self._overlay(ctx, replied, outcome)
+            if outcome.answers is replied:  # overlaid (not refused as over a limit)
+                source = {"webhookId": call.webhook.id, "webhookName": call.webhook.name}
+                self.sources.update((name, source) for name in replied)
         problems = list(outcome.problems)
         if self._variable_problem and outcome.succeeded and result.status == 200:
             problems.append(self._variable_problem)

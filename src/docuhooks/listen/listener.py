@@ -14,10 +14,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from docuhooks.core.clock import Clock, SystemClock
 from docuhooks.listen.answers import AnswerFile
 from docuhooks.listen.report import Received
 from docuhooks_receiver import (
@@ -57,13 +57,15 @@ class Listener:
     api_token: str | None = None
     on_request: Callable[[Received], None] = field(default=lambda record: None)
     on_note: Callable[[str], None] = field(default=lambda text: None)
+    #: When requests arrive, shown in local time.
+    clock: Clock = field(default_factory=SystemClock)
 
     def handle(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[Reply, Received]:
         lowered = {name.lower(): value for name, value in headers.items()}
         arrived = Received(
-            at=datetime.now().astimezone(),
+            at=self.clock.now().astimezone(),
             method=method,
             path=redacted(target),
             status=0,

@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.answers import AnswerSetError, AnswerType, VariableDef, template_variables
-from docuhooks.errors import FieldError, ValidationFailed
+from docuhooks.errors import FieldError, NotFound, ValidationFailed
 from docuhooks.identity.models import Principal
-from docuhooks.platform.access import require_site_admin
+from docuhooks.platform.access import parse_id, require_site_admin
 from docuhooks.platform.interfaces import PlatformContext
 from docuhooks.platform.templates import check_declarations
 from docuhooks.store import pagination
@@ -198,6 +198,24 @@ async def create(
 async def get_row(conn: AsyncConnection, principal: Principal, template_id: str) -> sa.Row[Any]:
     """The template, if it is in the caller's site; another site's does not exist."""
     return await fetch_in_site(conn, templates, template_id, principal.site_id, "template")
+
+
+async def get_declarations(
+    conn: AsyncConnection, principal: Principal, template_id: str
+) -> sa.Row[Any]:
+    """The template without its document: its name, variables and event elements, for
+    pages that show an interview on every step and need not read the DOCX each time."""
+    template_id = parse_id(template_id, "template")
+    row = (
+        await conn.execute(
+            sa.select(*(c for c in templates.c if c.name != "content")).where(
+                templates.c.id == template_id, templates.c.site_id == principal.site_id
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"template {template_id} does not exist")
+    return row
 
 
 async def list_page(

@@ -16,9 +16,11 @@ from docuhooks.core.events import Event, EventType
 from docuhooks.delivery import outbox
 from docuhooks.errors import Conflict, Forbidden
 from docuhooks.identity.models import Principal
-from docuhooks.platform import catalog, postprocessing, workitems
+from docuhooks.platform import catalog, workitems
 from docuhooks.platform import documents as documents_service
 from docuhooks.platform.interfaces import PlatformContext
+from docuhooks.platform.postprocessing import records
+from docuhooks.platform.postprocessing.replies import Mode
 from docuhooks.platform.workitems import VersionStatus
 from docuhooks.store.schema import interviews, work_item_versions
 
@@ -151,13 +153,13 @@ async def complete(
         actor = principal
         if version.status == VersionStatus.POST_PROCESSING:
             _check_complete_token(version, token)
-            record = postprocessing.finished(
+            record = records.finished(
                 version.post_processing,
-                postprocessing.Status.COMPLETED,
+                records.Status.COMPLETED,
                 ctx.now(),
-                mode=postprocessing.Mode.CALLBACK,
+                mode=Mode.CALLBACK,
             )
-            actor = postprocessing.finished_by(version.post_processing, item.site_id) or principal
+            actor = records.finished_by(version.post_processing, item.site_id) or principal
         rows = await documents_service.rows_of_version(conn, version.id)
         await complete_version(
             conn,
@@ -182,7 +184,7 @@ def _check_complete_token(version: sa.Row[Any], token: str | None) -> None:
             "carries ?token=)"
         )
     expected = version.complete_token_hash or ""
-    if not hmac.compare_digest(postprocessing.token_hash(token), expected):
+    if not hmac.compare_digest(records.token_hash(token), expected):
         raise Forbidden(
             f"the token is not the completion token of version {version.version_number}: use "
             "the completeUrl of the PostProcessingEvent sent for this version (a later call "

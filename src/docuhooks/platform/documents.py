@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.core.clock import utcnow
 from docuhooks.errors import (
     Conflict,
     FieldError,
@@ -227,6 +226,7 @@ async def put_content(
     name: str | None = None,
     file_name: str | None = None,
     assembled_order: int | None = None,
+    now: datetime,
 ) -> tuple[dict[str, Any], bool]:
     """Replace a document's bytes; returns (document, created).
 
@@ -249,7 +249,7 @@ async def put_content(
                 "id, give its file name (?fileName=…)"
             )
         new = NewDocument(name or PurePath(file_name).stem, file_name, kind, content)
-        row = await _insert(conn, version, new, assembled_order, document_id=document_id)
+        row = await _insert(conn, version, new, assembled_order, now=now, document_id=document_id)
         return to_api(row, base_url, item.id), True
     changes: dict[str, Any] = {
         "content": content,
@@ -275,6 +275,7 @@ async def add(
     document: NewDocument,
     *,
     assembled_order: int | None = None,
+    now: datetime,
 ) -> dict[str, Any]:
     """Add a document at `assembled_order` (default: the end); later ones move on one place."""
     item, version = await workitems.get_version_row(
@@ -288,16 +289,21 @@ async def add(
         version,
         NewDocument(document.name, document.file_name, kind, document.content),
         assembled_order,
+        now=now,
     )
     return to_api(row, await site_base_url(conn, principal.site_id), item.id)
 
 
 async def store_assembled(
-    conn: AsyncConnection, version: sa.Row[Any], new_documents: list[NewDocument]
+    conn: AsyncConnection,
+    version: sa.Row[Any],
+    new_documents: list[NewDocument],
+    *,
+    now: datetime,
 ) -> list[sa.Row[Any]]:
     """Store freshly assembled documents at the end of the version, in the order given."""
     for document in new_documents:
-        await _insert(conn, version, document, None)
+        await _insert(conn, version, document, None, now=now)
     return await rows_of_version(conn, version.id)
 
 
@@ -314,6 +320,7 @@ async def _insert(
     document: NewDocument,
     assembled_order: int | None,
     *,
+    now: datetime,
     document_id: str | None = None,
 ) -> sa.Row[Any]:
     if assembled_order is not None and assembled_order < 0:
@@ -347,7 +354,7 @@ async def _insert(
             sha256=hashlib.sha256(document.content).hexdigest(),
             content=document.content,
             assembled_order=order,
-            created_at=utcnow(),
+            created_at=now,
         )
     )
     row = await _document_row(conn, version.id, row_id, content=False)

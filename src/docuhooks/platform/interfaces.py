@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 from docuhooks.interview_hooks.interfaces import InterviewContext
 
 if TYPE_CHECKING:
-    from docuhooks.platform.postprocessor import PostProcessor
+    from docuhooks.platform.postprocessing.driver import PostProcessor
     from docuhooks.platform.renderpool import RenderPool
 
 

@@ -15,7 +15,7 @@ Every warning on an interview response has one shape (`interview_hooks.warnings`
 Finishing is one transaction: assemble → store documents → complete and write the
 NewWorkItemVersionComplete event (see `completion`), or, when the site's post-processing
 webhook selects the template, enter PostProcessing and leave the call and the completion to
-a driver (see `postprocessor`).
+a driver (see `platform.postprocessing`).
 """
 
 from __future__ import annotations
@@ -56,10 +56,11 @@ from docuhooks.interview_hooks import (
     match_interview_hooks,
     run_interview_hooks,
 )
-from docuhooks.platform import catalog, completion, postprocessor, workitems
+from docuhooks.platform import catalog, completion, workitems
 from docuhooks.platform import documents as documents_service
 from docuhooks.platform.access import parse_id
 from docuhooks.platform.interfaces import PlatformContext
+from docuhooks.platform.postprocessing import driver as post_processing_driver
 from docuhooks.platform.workitems import VersionStatus
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import interviews, templates, work_item_versions, work_items
@@ -254,15 +255,16 @@ async def _opening(
 
 
 async def open_interview(
-    ctx: PlatformContext, principal: Principal, work_item_id: str
+    ctx: PlatformContext, principal: Principal, work_item_id: str, *, sources: bool = False
 ) -> dict[str, Any]:
     """Open an interview on the work item: it continues the version in progress, or starts
-    the next one; then the InterviewLoadEvent webhooks may add answers."""
+    the next one; then the InterviewLoadEvent webhooks may add answers. `sources` adds
+    `answerSources`: which webhook supplied each answer (the web UI marks them)."""
     async with foreground_transaction(ctx) as conn:
         item, template, version = await _opening(conn, principal, work_item_id)
-        if version is None:
-            version = await workitems.start_version(conn, principal, item)
         moment = ctx.now()
+        if version is None:
+            version = await workitems.start_version(conn, principal, item, now=moment)
         await _REPLACE_OPEN.execute(
             conn, {"replaced_version_id": version.id, "replaced_at": moment}
         )
@@ -301,14 +303,19 @@ async def open_interview(
         current_answers=current,
         matched=matched,
     )
-    return await _apply_hook_outcome(ctx, loaded, current, outcome)
+    return await _apply_hook_outcome(ctx, loaded, current, outcome, sources=sources)
 
 
 async def fire_event(
-    ctx: PlatformContext, principal: Principal, interview_id: str, event_name: str
+    ctx: PlatformContext,
+    principal: Principal,
+    interview_id: str,
+    event_name: str,
+    *,
+    sources: bool = False,
 ) -> dict[str, Any]:
     """The user activated the interview event element `event_name`: the matching
-    CustomInterviewEvent webhooks may add answers."""
+    CustomInterviewEvent webhooks may add answers (`sources`: as `open_interview`)."""
     async with ctx.db.read() as conn:
         loaded = await _load(conn, principal, interview_id)
         _require_open(loaded)
@@ -343,11 +350,16 @@ async def fire_event(
         interview_event_name=name,
         matched=matched,
     )
-    return await _apply_hook_outcome(ctx, loaded, current, outcome)
+    return await _apply_hook_outcome(ctx, loaded, current, outcome, sources=sources)
 
 
 async def _apply_hook_outcome(
-    ctx: PlatformContext, loaded: _Loaded, before: AnswerSet, outcome: HookResult
+    ctx: PlatformContext,
+    loaded: _Loaded,
+    before: AnswerSet,
+    outcome: HookResult,
+    *,
+    sources: bool = False,
 ) -> dict[str, Any]:
     """Overlay what the webhooks changed (relative to `before`) onto the answers as they
     are now. The engine has already fitted them to the template; nothing changed, nothing
@@ -360,6 +372,8 @@ async def _apply_hook_outcome(
         if (was := before.get(answer.name)) is not answer and was != answer
     )
     body = to_api(loaded.interview, loaded.version, loaded.template, outcome.warnings)
+    if sources:
+        body["answerSources"] = outcome.sources
     if not changed:
         return body
     async with foreground_transaction(ctx) as conn:
@@ -592,6 +606,7 @@ async def _finish_assembled(
             .where(work_item_versions.c.id == version.id)
             .values(answers=answers.to_json())
         )
+        moment: datetime = ctx.now()
         stored = await documents_service.store_assembled(
             conn,
             version,
@@ -603,9 +618,9 @@ async def _finish_assembled(
                     content=assembled,
                 )
             ],
+            now=moment,
         )
-        moment: datetime = ctx.now()
-        post_processing = await postprocessor.begin(
+        post_processing = await post_processing_driver.begin(
             ctx,
             conn,
             principal,
@@ -630,7 +645,7 @@ async def _finish_assembled(
     ctx.events_committed()
     if post_processing:
         # The receiver is called after the commit, in the background: nobody waits for it.
-        return await postprocessor.after_finish(
+        return await post_processing_driver.after_finish(
             ctx, principal, loaded.work_item, version.id, result
         )
     return result

@@ -44,11 +44,11 @@ from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import log as call_log
 from docuhooks.interview_hooks.replies import judge_off_loop
 from docuhooks.interview_hooks.warnings import webhook_warning
-from docuhooks.platform import postprocessing
 from docuhooks.platform.documents import content_url
 from docuhooks.platform.interfaces import PlatformContext
-from docuhooks.platform.postprocessing import judge_in_pool
+from docuhooks.platform.postprocessing.replies import MAX_REPLY_BYTES, judge_in_pool
 from docuhooks.store.schema import sites, templates
+from docuhooks.webhooks import matching
 from docuhooks.webhooks import service as webhook_service
 
 __all__ = ["TestSend", "sample_event", "send_test"]
@@ -229,7 +229,7 @@ async def _call(
     request: OutboundRequest | None = None
     started = time.perf_counter()
     try:
-        target = webhook_service.signing_target(ctx, hook, base_url, now)
+        target = matching.signing_target(ctx, hook, base_url, now)
         request = build_request(
             payload, target, delivery_id=delivery_id, attempt=1, now=now, user_agent=USER_AGENT
         )
@@ -247,7 +247,7 @@ async def _call(
             max_body=(
                 ctx.settings.max_answer_set_bytes
                 if EventType(hook.event_type) in INTERVIEW_EVENTS
-                else postprocessing.MAX_REPLY_BYTES
+                else MAX_REPLY_BYTES
             ),
         )
     finished = now + timedelta(seconds=time.perf_counter() - started)

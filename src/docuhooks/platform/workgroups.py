@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.core.clock import utcnow
 from docuhooks.errors import FieldError, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.platform.access import require_site_admin
@@ -27,7 +27,12 @@ def to_api(row: sa.Row[Any]) -> dict[str, Any]:
 
 
 async def create(
-    conn: AsyncConnection, principal: Principal, *, name: str, description: str = ""
+    conn: AsyncConnection,
+    principal: Principal,
+    *,
+    name: str,
+    now: datetime,
+    description: str = "",
 ) -> dict[str, Any]:
     require_site_admin(principal, "creating a work group")
     name = name.strip()
@@ -39,7 +44,7 @@ async def create(
         "site_id": principal.site_id,
         "name": name,
         "description": description,
-        "created_at": utcnow(),
+        "created_at": now,
     }
     await insert_named(conn, work_groups, values, "work group")
     return to_api(await get_row(conn, principal, row_id))

@@ -9,6 +9,7 @@ Completed or Failed.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -16,7 +17,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.answers import AnswerSet, parse_stored
-from docuhooks.core.clock import utcnow
 from docuhooks.errors import FieldError, NotFound, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.platform import catalog, workgroups
@@ -96,6 +96,7 @@ async def create(
     work_group_id: str,
     template_id: str,
     name: str,
+    now: datetime,
 ) -> dict[str, Any]:
     name = name.strip()
     errors: list[FieldError] = []
@@ -129,7 +130,7 @@ async def create(
             work_group_id=parse_id(work_group_id, "work group"),
             template_id=parse_id(template_id, "template"),
             name=name,
-            created_at=utcnow(),
+            created_at=now,
             created_by=principal.user_id,
         )
     )
@@ -161,8 +162,15 @@ async def list_page(
     cursor: str | None,
     work_group_id: str | None = None,
     template_id: str | None = None,
+    name_contains: str | None = None,
 ) -> pagination.Page[dict[str, Any]]:
+    """Newest first; `name_contains` keeps the work items whose name holds it, in any
+    letter case (`%` and `_` are plain characters)."""
     query = sa.select(work_items).where(work_items.c.site_id == principal.site_id)
+    if name_contains:
+        query = query.where(
+            sa.func.lower(work_items.c.name).contains(name_contains.lower(), autoescape=True)
+        )
     if work_group_id is not None:
         group = await workgroups.get_row(conn, principal, work_group_id)
         query = query.where(work_items.c.work_group_id == group.id)
@@ -246,7 +254,7 @@ async def version_in_progress(conn: AsyncConnection, work_item_id: str) -> sa.Ro
 
 
 async def start_version(
-    conn: AsyncConnection, principal: Principal, work_item: sa.Row[Any]
+    conn: AsyncConnection, principal: Principal, work_item: sa.Row[Any], *, now: datetime
 ) -> sa.Row[Any]:
     """A new InProgress version, numbered after the last one, starting from the answers of
     the newest finished version, Completed or still in PostProcessing (editing a work item
@@ -283,7 +291,7 @@ async def start_version(
             version_number=(newest or 0) + 1,
             status=VersionStatus.IN_PROGRESS,
             answers=finished if finished is not None else AnswerSet().to_json(),
-            created_at=utcnow(),
+            created_at=now,
             created_by=principal.user_id,
         )
     )

@@ -49,6 +49,19 @@ def normalize_url(url: str) -> str:
     raise ValueError(f"unsupported database {backend!r}: use sqlite:///path or postgresql://…")
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file an SQLite URL names (None for PostgreSQL or an in-memory database)."""
+    parsed = make_url(normalize_url(url))
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def display_url(url: str) -> str:
+    """The URL as people may see it: without its password."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
 class Database:
     def __init__(
         self, engine: AsyncEngine, *, checkpointer: sqlite_inline.Checkpointer | None = None

@@ -104,6 +104,9 @@ api_tokens = sa.Table(
     _ts("created_at"),
     _ts("expires_at", nullable=True),
     _ts("last_used_at", nullable=True),
+    #: The token's first characters (`secrets.token_prefix`), shown so people can tell their
+    #: tokens apart; null for tokens made before it was kept.
+    sa.Column("prefix", sa.String(16), nullable=True),
 )
 
 #: Admin UI sign-ins. The id is the sha256 of the cookie's random token, as for API

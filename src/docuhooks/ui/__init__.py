@@ -1,17 +1,29 @@
-"""The admin web UI: server-rendered pages with htmx for in-place actions,
-signed in with a password, each page calling the same services as the API.
+"""The web UI: server-rendered pages with htmx for in-place actions, signed in with a
+password, each page calling the same services as the API. The webhook administration pages
+are modules here; the document platform's pages are in `ui.routes`.
 
-`router` holds every UI route (kept out of the OpenAPI document); `STATIC_DIR` is served at
-`/ui/static`."""
+`routers` holds every UI router, in the order the app matches their routes (all kept out
+of the OpenAPI document); `STATIC_DIR` is served at `/ui/static`."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from docuhooks.ui import account, auth, deliveries, events, users, webhooks
+from docuhooks.ui import (
+    account,
+    auth,
+    deliveries,
+    events,
+    interview,
+    tokens,
+    users,
+    webhooks,
+    workitems,
+)
 from docuhooks.ui.rendering import STATIC_DIR, UiRoute, redirect
+from docuhooks.ui.routes import templates, workgroups
 
-__all__ = ["STATIC_DIR", "router"]
+__all__ = ["STATIC_DIR", "routers"]
 
 router = APIRouter(route_class=UiRoute, include_in_schema=False)
 
@@ -22,12 +34,19 @@ async def home() -> Response:
     return redirect("/ui/")
 
 
-for _part in (
+#: The app serves these routers' routes itself rather than including the routers (see
+#: `docuhooks.app`): a UI part is added here, not included into `router`.
+routers: tuple[APIRouter, ...] = (
+    router,
     auth.router,
     webhooks.router,
     deliveries.router,
     events.router,
     users.router,
     account.router,
-):
-    router.include_router(_part)
+    tokens.router,
+    templates.router,
+    workgroups.router,
+    workitems.router,
+    interview.router,
+)

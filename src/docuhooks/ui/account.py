@@ -44,7 +44,7 @@ async def change_password(request: Request, ctx: Ctx, session: Checked) -> Respo
     if not matches:
         return _page(request, session, current_error="The current password is wrong.")
     async with ctx.db.transaction() as conn:
-        await admin.change_own_password(conn, who, new, keep_session_id=session.id)
+        await admin.change_own_password(conn, who, new, now=ctx.now(), keep_session_id=session.id)
     return redirect("/ui/account?notice=password-changed")
 
 

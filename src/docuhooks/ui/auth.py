@@ -23,6 +23,7 @@ from docuhooks.ui.session import Checked
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 
 HOME = "/ui/"
+WORK_ITEMS = "/ui/workitems"
 
 
 def safe_next(target: str | None) -> str:
@@ -59,10 +60,13 @@ _MAX_NEXT = 2048
 _VISIBLE_ASCII = re.compile(r"[!-~]+")
 
 
-def _login_page(
+async def _login_page(
     request: Request, ctx: Ctx, *, status_code: int = 200, error: str = "", login_name: str = ""
 ) -> Response:
     token = sessions.new_token()
+    async with ctx.db.read() as conn:
+        # A new installation: nobody can sign in until the operator makes an administrator.
+        no_user_yet = not await identity.has_users(conn)
     response = render(
         request,
         "login.html",
@@ -70,6 +74,7 @@ def _login_page(
         login_csrf=token,
         error=error,
         login_name=login_name,
+        no_user_yet=no_user_yet,
         next=safe_next(request.query_params.get("next") or None),
     )
     sessions.set_cookie(response, ctx, sessions.LOGIN_COOKIE, token)
@@ -80,7 +85,7 @@ def _login_page(
 async def login_form(request: Request, ctx: Ctx) -> Response:
     if await sessions.find(ctx, request.cookies.get(sessions.COOKIE)) is not None:
         return redirect(HOME)
-    return _login_page(request, ctx)
+    return await _login_page(request, ctx)
 
 
 @router.post("/login")
@@ -91,7 +96,7 @@ async def login(request: Request, ctx: Ctx) -> Response:
     if not sessions.tokens_match(
         request.cookies.get(sessions.LOGIN_COOKIE, ""), str(form.get(sessions.CSRF_FIELD) or "")
     ):
-        return _login_page(
+        return await _login_page(
             request,
             ctx,
             status_code=403,
@@ -99,7 +104,7 @@ async def login(request: Request, ctx: Ctx) -> Response:
             login_name=login_name,
         )
     if not login_name or not password or len(login_name) > 320 or len(password) > 1024:
-        return _login_page(
+        return await _login_page(
             request,
             ctx,
             status_code=422,
@@ -115,9 +120,9 @@ async def login(request: Request, ctx: Ctx) -> Response:
     try:
         who = await guarded(ctx.login_throttle, ctx.db, login_name, client, attempt)
     except TooManyRequests as exc:
-        return _login_page(request, ctx, status_code=429, error=sentence(exc.message))
+        return await _login_page(request, ctx, status_code=429, error=sentence(exc.message))
     if who is None:
-        return _login_page(
+        return await _login_page(
             request,
             ctx,
             status_code=401,
@@ -126,7 +131,12 @@ async def login(request: Request, ctx: Ctx) -> Response:
         )
     async with ctx.db.transaction() as conn:
         token = await sessions.start(conn, who, ctx.now())
-    response = redirect(safe_next(str(form.get("next") or "") or None))
+    target = safe_next(str(form.get("next") or "") or None)
+    if target == HOME and not who.can_admin_webhooks:
+        # The webhook pages are not theirs: people who assemble documents start at their
+        # work items.
+        target = WORK_ITEMS
+    response = redirect(target)
     sessions.set_cookie(response, ctx, sessions.COOKIE, token)
     sessions.clear_cookie(response, ctx, sessions.LOGIN_COOKIE)
     return response

@@ -49,6 +49,11 @@ NOTICES = {
     "user-created": "User created. Give them their password: they can change it on their "
     "account page once signed in.",
     "password-set": "Password set. Their signed-in browsers are signed out.",
+    "token-revoked": "Token revoked: it no longer works anywhere.",
+    "template-uploaded": "Template uploaded.",
+    "workgroup-created": "Work group created.",
+    "work-item-created": "Work item created. Open its interview to start version 1.",
+    "finished": "Interview finished: the documents are assembled.",
 }
 
 
@@ -89,6 +94,9 @@ environment.globals["htmx_config"] = json.dumps(
         "allowEval": False,
         "allowScriptTags": False,
         "historyCacheSize": 0,
+        # Not "style": carrying an element's style attribute over a swap is an inline style,
+        # which the CSP refuses (Chromium gives form inputs an empty one).
+        "attributesToSettle": ["class", "width", "height"],
         # Error fragments are swapped too: the server retargets them to the message area.
         "responseHandling": [
             {"code": "204", "swap": False},

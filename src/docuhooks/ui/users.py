@@ -56,7 +56,7 @@ async def create_user(request: Request, ctx: Ctx, session: Checked) -> Response:
     problem = ""
     try:
         async with ctx.db.transaction() as conn:
-            created = await admin.create_user(conn, session.principal, fields)
+            created = await admin.create_user(conn, session.principal, fields, now=ctx.now())
     except ValidationFailed as exc:
         for error in exc.details:
             errors.setdefault(error.field, []).append(sentence(error.message))
@@ -92,7 +92,9 @@ async def update_user(request: Request, user_id: str, ctx: Ctx, session: Checked
     }
     try:
         async with ctx.db.transaction() as conn:
-            _, revoked = await admin.update_user(conn, session.principal, user_id, changes)
+            _, revoked = await admin.update_user(
+                conn, session.principal, user_id, changes, now=ctx.now()
+            )
     except (ValidationFailed, Conflict) as exc:
         async with ctx.db.read() as conn:
             user = await admin.get_user(conn, session.principal, user_id)
@@ -109,7 +111,7 @@ async def set_password(request: Request, user_id: str, ctx: Ctx, session: Checke
     password = str(form.get("new_password") or "")
     try:
         async with ctx.db.transaction() as conn:
-            await admin.set_password(conn, session.principal, user_id, password)
+            await admin.set_password(conn, session.principal, user_id, password, now=ctx.now())
     except ValidationFailed as exc:
         async with ctx.db.read() as conn:
             user = await admin.get_user(conn, session.principal, user_id)

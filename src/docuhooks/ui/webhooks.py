@@ -20,6 +20,7 @@ from docuhooks.identity.models import Principal
 from docuhooks.platform import catalog, sample_sends, workgroups
 from docuhooks.store import pagination
 from docuhooks.ui import forms
+from docuhooks.ui.outcomes import describe_call
 from docuhooks.ui.rendering import UiRoute, is_htmx, redirect, render
 from docuhooks.ui.session import Checked, SignedIn, UiSession
 from docuhooks.webhooks import service
@@ -302,7 +303,12 @@ async def regenerate_secret(
 async def send_test(request: Request, webhook_id: str, ctx: Ctx, session: Checked) -> Response:
     # No transaction is held here: the test send runs its own, and calls the receiver.
     sent = await sample_sends.send_test(ctx, session.principal, webhook_id)
-    context: dict[str, Any] = {"sent": sent, "webhook_id": webhook_id}
+    outcome = (
+        None
+        if sent.result is None
+        else describe_call(sent.status == "succeeded", sent.result, sent.warnings)
+    )
+    context: dict[str, Any] = {"sent": sent, "outcome": outcome, "webhook_id": webhook_id}
     if is_htmx(request):
         return render(
             request,
@@ -328,6 +334,9 @@ async def recover(request: Request, webhook_id: str, ctx: Ctx, session: Checked)
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     job = await recovery.start_recovery(ctx, session.principal, webhook_id, since=since)
+    if is_htmx(request):
+        # In place: the panel follows the job's progress itself, as on its own page.
+        return render(request, "_recovery.html", session, job=job, webhook_id=webhook_id)
     return redirect(f"/ui/webhooks/{webhook_id}/recoveries/{job['id']}")
 
 

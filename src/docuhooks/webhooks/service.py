@@ -1,18 +1,15 @@
-"""Webhook administration: create, read, update, delete, activate, deactivate,
-resume, rotate secrets; and matching for everything that sends events.
+"""Webhook administration: create, read, update, delete, activate, deactivate, resume,
+rotate secrets.
 
 Every change here tells the context's interview match cache (`webhooks.targets`) at once and
 again when its transaction ends, so interview steps in this process see it on their next
-call; other processes see it within the cache's TTL."""
+call; other processes see it within the cache's TTL. Matching an event to webhooks, for the
+senders, is `webhooks.matching`; the checks a change must pass are `webhooks.validation`."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import re
 import uuid
-from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,29 +17,25 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import audit
 from docuhooks.core.destinations import destination_of
-from docuhooks.core.events import AuthMethod, EventType, Verb
-from docuhooks.core.signing import SigningSecret, WebhookTarget, generate_secret
+from docuhooks.core.events import AuthMethod, EventType
+from docuhooks.core.signing import SigningSecret, generate_secret
 from docuhooks.errors import BadRequest, Conflict, FieldError, Forbidden, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.store import pagination
 from docuhooks.store.notify import notify_due_deliveries
-from docuhooks.store.prepared import Prepared
-from docuhooks.store.schema import (
-    deliveries,
-    sites,
-    templates,
-    webhook_scopes,
-    webhooks,
-    work_groups,
-)
+from docuhooks.store.schema import deliveries, webhook_scopes, webhooks
 from docuhooks.store.scoped import fetch_in_site
 from docuhooks.webhooks.config import WebhookConfig, changed_fields, resolve
 from docuhooks.webhooks.interfaces import WebhookContext
-from docuhooks.webhooks.targets import MatchedWebhooks, MatchKey, PreparedWebhook
+from docuhooks.webhooks.targets import forget_site
+from docuhooks.webhooks.validation import (
+    access_token_of,
+    auth_errors,
+    check_references,
+    check_unique,
+)
 
 MAX_GRACE = timedelta(days=7)
-MAX_ACCESS_TOKEN = 4096
-_VISIBLE_ASCII = re.compile(r"[!-~]+")
 
 
 def require_admin(principal: Principal) -> None:
@@ -146,88 +139,6 @@ async def _reload(conn: AsyncConnection, webhook_id: str) -> sa.Row[Any]:
     return (await conn.execute(sa.select(webhooks).where(webhooks.c.id == webhook_id))).one()
 
 
-def _site_changed(ctx: WebhookContext, conn: AsyncConnection, site_id: str) -> None:
-    """Forget the site's cached interview matches now, and again when this transaction
-    commits or rolls back: a step that matched in between read the old rows."""
-    ctx.webhook_targets.site_changed(site_id)
-    sync = conn.sync_connection
-    assert sync is not None
-    ended = False
-
-    def again(_conn: Any) -> None:
-        nonlocal ended
-        if ended:
-            return
-        ended = True
-        ctx.webhook_targets.site_changed(site_id)
-        # The connection outlives the transaction (the store keeps connections between
-        # transactions), so the listeners come off once it ends; not from inside the
-        # dispatch that is calling them.
-        with contextlib.suppress(RuntimeError):
-            asyncio.get_running_loop().call_soon(unlisten)
-
-    def unlisten() -> None:
-        for name in ("commit", "rollback"):
-            if sa.event.contains(sync, name, again):
-                sa.event.remove(sync, name, again)
-
-    sa.event.listen(sync, "commit", again)
-    sa.event.listen(sync, "rollback", again)
-
-
-async def _check_references(conn: AsyncConnection, site_id: str, cfg: WebhookConfig) -> None:
-    errors: list[FieldError] = []
-    for field, table, ids in (
-        ("workGroupIds", work_groups, cfg.work_group_ids),
-        ("templateIds", templates, cfg.template_ids),
-    ):
-        if not ids:
-            continue
-        found = set(
-            (
-                await conn.execute(
-                    sa.select(table.c.id).where(table.c.site_id == site_id, table.c.id.in_(ids))
-                )
-            ).scalars()
-        )
-        errors += [
-            FieldError(
-                f"{field}.{i}",
-                f"no such {'work group' if field == 'workGroupIds' else 'template'} in this site",
-            )
-            for i, item in enumerate(ids)
-            if item not in found
-        ]
-    if errors:
-        raise ValidationFailed.of(errors)
-
-
-async def _check_unique(
-    conn: AsyncConnection, site_id: str, cfg: WebhookConfig, webhook_id: str | None
-) -> None:
-    others = sa.true() if webhook_id is None else webhooks.c.id != webhook_id
-    same_name = await conn.scalar(
-        sa.select(webhooks.c.id).where(
-            webhooks.c.site_id == site_id, webhooks.c.name == cfg.name, others
-        )
-    )
-    if same_name:
-        raise Conflict(f"a webhook named {cfg.name!r} already exists in this site")
-    if cfg.event_type is EventType.POST_PROCESSING_EVENT:
-        existing = await conn.scalar(
-            sa.select(webhooks.c.name).where(
-                webhooks.c.site_id == site_id,
-                webhooks.c.event_type == EventType.POST_PROCESSING_EVENT.value,
-                others,
-            )
-        )
-        if existing:
-            raise Conflict(
-                f"this site already has a PostProcessingEvent webhook ({existing!r}); a site "
-                "has only one: edit that one, or delete it first"
-            )
-
-
 async def _write_scopes(conn: AsyncConnection, webhook_id: str, cfg: WebhookConfig) -> None:
     await conn.execute(webhook_scopes.delete().where(webhook_scopes.c.webhook_id == webhook_id))
     rows = [
@@ -238,40 +149,6 @@ async def _write_scopes(conn: AsyncConnection, webhook_id: str, cfg: WebhookConf
     ]
     if rows:
         await conn.execute(webhook_scopes.insert(), rows)
-
-
-def _access_token(changes: dict[str, Any]) -> str | None:
-    token = changes.get("accessToken")
-    if token is None:
-        return None
-    if not isinstance(token, str) or not token or len(token) > MAX_ACCESS_TOKEN:
-        raise ValidationFailed.of(
-            [FieldError("accessToken", f"must be 1 to {MAX_ACCESS_TOKEN} characters")]
-        )
-    if not _VISIBLE_ASCII.fullmatch(token):
-        # It travels as `Authorization: Bearer <token>`: anything else (a space, a line break,
-        # an accented letter) is mangled or refused on the way, and every call then fails.
-        raise ValidationFailed.of(
-            [
-                FieldError(
-                    "accessToken",
-                    "must be visible ASCII characters only (letters, digits and punctuation, "
-                    "no spaces)",
-                )
-            ]
-        )
-    if token.startswith("whsec_"):
-        # The prefix marks a Standard Webhooks signing secret; receivers (the SDK among them)
-        # would take this for one, and a bearer token must never look like a signing key.
-        raise ValidationFailed.of(
-            [
-                FieldError(
-                    "accessToken",
-                    "must not start with 'whsec_', which marks a Standard Webhooks secret",
-                )
-            ]
-        )
-    return token
 
 
 def _secret_columns(ctx: WebhookContext, secret: SigningSecret | None) -> dict[str, Any]:
@@ -291,19 +168,19 @@ async def create(
     require_admin(principal)
     fields = {k: v for k, v in changes.items() if k != "accessToken"}
     cfg, errors = resolve(fields)
-    token = _access_token(changes)
+    token = access_token_of(changes)
     if cfg is not None:
-        errors += _auth_errors(cfg.auth_method, token, had_token=False)
+        errors += auth_errors(cfg.auth_method, token, had_token=False)
     if cfg is None or errors:
         raise ValidationFailed.of(errors)
-    await _check_references(conn, principal.site_id, cfg)
-    await _check_unique(conn, principal.site_id, cfg, None)
+    await check_references(conn, principal.site_id, cfg)
+    await check_unique(conn, principal.site_id, cfg, None)
     secret = (
         None if cfg.auth_method is AuthMethod.ACCESS_TOKEN else generate_secret(cfg.auth_method)
     )
     now = ctx.now()
     webhook_id = str(uuid.uuid4())
-    _site_changed(ctx, conn, principal.site_id)
+    forget_site(ctx.webhook_targets, conn, principal.site_id)
     await conn.execute(
         webhooks.insert().values(
             id=webhook_id,
@@ -331,14 +208,6 @@ async def create(
     return to_api(await _reload(conn, webhook_id)), secret.value if secret else None
 
 
-def _auth_errors(method: AuthMethod, token: str | None, *, had_token: bool) -> list[FieldError]:
-    if method is AuthMethod.ACCESS_TOKEN and token is None and not had_token:
-        return [FieldError("accessToken", "is required for AccessToken authentication")]
-    if method is not AuthMethod.ACCESS_TOKEN and token is not None:
-        return [FieldError("accessToken", f"applies only to AccessToken, not {method}")]
-    return []
-
-
 async def update(
     ctx: WebhookContext,
     conn: AsyncConnection,
@@ -352,18 +221,18 @@ async def update(
     old = config_of(row)
     fields = {k: v for k, v in changes.items() if k != "accessToken"}
     cfg, errors = resolve(fields, old)
-    token = _access_token(changes)
+    token = access_token_of(changes)
     if cfg is not None:
         keeps_token = (
             cfg.auth_method is AuthMethod.ACCESS_TOKEN and row.access_token_enc is not None
         )
-        errors += _auth_errors(cfg.auth_method, token, had_token=keeps_token)
+        errors += auth_errors(cfg.auth_method, token, had_token=keeps_token)
     if cfg is None or errors:
         raise ValidationFailed.of(errors)
     if not changes:
         raise BadRequest("nothing to change: send at least one field")
-    await _check_references(conn, principal.site_id, cfg)
-    await _check_unique(conn, principal.site_id, cfg, row.id)
+    await check_references(conn, principal.site_id, cfg)
+    await check_unique(conn, principal.site_id, cfg, row.id)
     values = _config_columns(cfg)
     secret: SigningSecret | None = None
     if cfg.auth_method != old.auth_method:
@@ -378,7 +247,7 @@ async def update(
     if cfg.active and not old.active:
         values.update(status_reason=None)
     values.update(modified_at=ctx.now(), modified_by=principal.user_id)
-    _site_changed(ctx, conn, principal.site_id)
+    forget_site(ctx.webhook_targets, conn, principal.site_id)
     await conn.execute(webhooks.update().where(webhooks.c.id == row.id).values(**values))
     if (cfg.work_group_ids, cfg.template_ids) != (old.work_group_ids, old.template_ids):
         await _write_scopes(conn, row.id, cfg)
@@ -409,7 +278,7 @@ async def set_active(
         values["status_reason"] = None
     else:
         values["status_reason"] = f"deactivated by {principal.login_name}"
-    _site_changed(ctx, conn, principal.site_id)
+    forget_site(ctx.webhook_targets, conn, principal.site_id)
     await conn.execute(webhooks.update().where(webhooks.c.id == row.id).values(**values))
     if active and not row.active:
         await _wake_workers(ctx, conn)  # its waiting deliveries may be claimed again
@@ -431,7 +300,7 @@ async def resume(
     """Lift a suspension (or reactivate): pending deliveries become due at once, oldest first."""
     row = await get_row(conn, principal, webhook_id)
     now = ctx.now()
-    _site_changed(ctx, conn, principal.site_id)
+    forget_site(ctx.webhook_targets, conn, principal.site_id)
     await conn.execute(
         webhooks.update()
         .where(webhooks.c.id == row.id)
@@ -476,7 +345,7 @@ async def delete(
     ctx: WebhookContext, conn: AsyncConnection, principal: Principal, webhook_id: str
 ) -> None:
     row = await get_row(conn, principal, webhook_id)
-    _site_changed(ctx, conn, principal.site_id)
+    forget_site(ctx.webhook_targets, conn, principal.site_id)
     await conn.execute(webhooks.delete().where(webhooks.c.id == row.id))
     await audit.record(
         conn,
@@ -520,7 +389,7 @@ async def regenerate_secret(
             previous_secret_expires_at=now + grace,
         )
     values.update(modified_at=now, modified_by=principal.user_id)
-    _site_changed(ctx, conn, principal.site_id)
+    forget_site(ctx.webhook_targets, conn, principal.site_id)
     await conn.execute(webhooks.update().where(webhooks.c.id == row.id).values(**values))
     await audit.record(
         conn,
@@ -569,189 +438,3 @@ async def list_page(
     rows = list((await conn.execute(query)).all())
     page = pagination.page_of(rows, limit, to_api)
     return page, rows[: len(page.items)]
-
-
-# --- used by the senders ------------------------------------------------------------------------
-
-
-def _scoped(kind: str) -> sa.ColumnElement[bool]:
-    """The webhook has no `kind` scope, or has the event's (`:<kind>_id`, NULL matching none)."""
-    any_scope = sa.exists().where(
-        webhook_scopes.c.webhook_id == webhooks.c.id, webhook_scopes.c.kind == kind
-    )
-    this_scope = sa.exists().where(
-        webhook_scopes.c.webhook_id == webhooks.c.id,
-        webhook_scopes.c.kind == kind,
-        webhook_scopes.c.scope_id == sa.bindparam(f"{kind}_id", type_=sa.String),
-    )
-    return sa.or_(~any_scope, this_scope)
-
-
-#: Built once: matching runs for every event, and building the statement cost more than
-#: running it.
-_MATCHING = (
-    sa.select(webhooks)
-    .where(
-        webhooks.c.site_id == sa.bindparam("site_id"),
-        webhooks.c.event_type == sa.bindparam("event_type"),
-        webhooks.c.active.is_(True),
-        _scoped("workgroup"),
-        _scoped("template"),
-    )
-    .order_by(webhooks.c.sort_order, webhooks.c.created_at, webhooks.c.id)
-)
-_MATCHING_NAMED = _MATCHING.where(
-    webhooks.c.interview_event_name == sa.bindparam("interview_event_name")
-)
-#: The same selections, ids only: the outbox needs nothing else of each webhook, and every
-#: column read is a column converted, per webhook, per event. Every event written through
-#: the outbox runs one of them, so they are prepared (`store.prepared`).
-_MATCHING_IDS = Prepared(_MATCHING.with_only_columns(webhooks.c.id))
-_MATCHING_NAMED_IDS = Prepared(_MATCHING_NAMED.with_only_columns(webhooks.c.id))
-
-
-async def matching(
-    conn: AsyncConnection,
-    *,
-    site_id: str,
-    event_type: EventType,
-    work_group_id: str | None,
-    template_id: str | None,
-    interview_event_name: str | None = None,
-) -> list[sa.Row[Any]]:
-    """The active webhooks an event reaches, in overlay order (order, created).
-
-    Starts from the (site, event type, active) index and checks scopes by primary key, so
-    the cost follows the webhooks of this site and type, never the whole table."""
-    params = _matching_params(site_id, event_type, work_group_id, template_id, interview_event_name)
-    statement = _MATCHING_NAMED if "interview_event_name" in params else _MATCHING
-    return list((await conn.execute(statement, params)).all())
-
-
-async def matching_ids(
-    conn: AsyncConnection,
-    *,
-    site_id: str,
-    event_type: EventType,
-    work_group_id: str | None,
-    template_id: str | None,
-    interview_event_name: str | None = None,
-) -> list[str]:
-    """The ids of the webhooks `matching` selects, in the same order."""
-    params = _matching_params(site_id, event_type, work_group_id, template_id, interview_event_name)
-    statement = _MATCHING_NAMED_IDS if "interview_event_name" in params else _MATCHING_IDS
-    return [row.id for row in await statement.all(conn, params)]
-
-
-def _matching_params(
-    site_id: str,
-    event_type: EventType,
-    work_group_id: str | None,
-    template_id: str | None,
-    interview_event_name: str | None,
-) -> dict[str, Any]:
-    """The bound values of the matching statements; the interview event name only for the
-    CustomInterviewEvent ones, which select on it."""
-    params = {
-        "site_id": site_id,
-        "event_type": event_type.value,
-        "workgroup_id": work_group_id,
-        "template_id": template_id,
-    }
-    if event_type is EventType.CUSTOM_INTERVIEW_EVENT:
-        params["interview_event_name"] = (interview_event_name or "").strip()
-    return params
-
-
-def signing_target(
-    ctx: WebhookContext, row: sa.Row[Any], issuer: str, now: datetime
-) -> WebhookTarget:
-    """Everything the request builder needs, with secrets decrypted only for this call."""
-    secret = (
-        SigningSecret(row.secret_kid, ctx.box.decrypt(row.secret_enc)) if row.secret_enc else None
-    )
-    previous = None
-    if (
-        row.previous_secret_enc
-        and row.previous_secret_expires_at
-        and row.previous_secret_expires_at > now
-    ):
-        previous = SigningSecret(row.previous_secret_kid, ctx.box.decrypt(row.previous_secret_enc))
-    return WebhookTarget(
-        webhook_id=row.id,
-        url=row.url,
-        verb=Verb(row.request_verb),
-        auth_method=AuthMethod(row.auth_method),
-        issuer=issuer,
-        secret=secret,
-        previous_secret=previous,
-        access_token=ctx.box.decrypt(row.access_token_enc) if row.access_token_enc else None,
-    )
-
-
-async def interview_targets(
-    ctx: WebhookContext,
-    conn: AsyncConnection,
-    *,
-    site_id: str,
-    event_type: EventType,
-    work_group_id: str | None,
-    template_id: str | None,
-    interview_event_name: str | None = None,
-) -> MatchedWebhooks:
-    """The webhooks an interview step calls, prepared for signing, through the context's
-    match cache (`webhooks.targets`): a step within the cache's TTL of the last one with the
-    same key reads nothing. On a miss they are matched in `conn`."""
-    name = (interview_event_name or "").strip() or None
-    key: MatchKey = (site_id, event_type.value, work_group_id, template_id, name)
-    cache = ctx.webhook_targets
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
-    read_at = cache.clock.monotonic()
-    rows = await matching(
-        conn,
-        site_id=site_id,
-        event_type=event_type,
-        work_group_id=work_group_id,
-        template_id=template_id,
-        interview_event_name=interview_event_name,
-    )
-    issuer = ""
-    if rows:
-        issuer = str(await conn.scalar(sa.select(sites.c.base_url).where(sites.c.id == site_id)))
-    matched = MatchedWebhooks(tuple(prepare(ctx, row) for row in rows), issuer)
-    cache.put(key, matched, read_at=read_at)
-    return matched
-
-
-def prepare(ctx: WebhookContext, row: sa.Row[Any]) -> PreparedWebhook:
-    """The webhook with its secrets decrypted; one that cannot be decrypted is `unusable`."""
-    grace_ends = row.previous_secret_expires_at
-    prepared = PreparedWebhook(
-        id=row.id,
-        name=row.name,
-        url=row.url,
-        verb=Verb(row.request_verb),
-        auth_method=AuthMethod(row.auth_method),
-        timeout_seconds=row.timeout_seconds,
-        accept_untrusted_ssl=row.accept_untrusted_ssl,
-    )
-    try:
-        return replace(
-            prepared,
-            secret=(
-                SigningSecret(row.secret_kid, ctx.box.decrypt(row.secret_enc))
-                if row.secret_enc
-                else None
-            ),
-            previous_secret=(
-                SigningSecret(row.previous_secret_kid, ctx.box.decrypt(row.previous_secret_enc))
-                if row.previous_secret_enc and grace_ends and grace_ends > ctx.now()
-                else None
-            ),
-            previous_secret_expires_at=grace_ends,
-            access_token=(ctx.box.decrypt(row.access_token_enc) if row.access_token_enc else None),
-        )
-    except ValueError as exc:
-        return replace(prepared, unusable=str(exc))

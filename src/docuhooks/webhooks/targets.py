@@ -20,8 +20,14 @@ never in a `repr` (see `core.signing.SigningSecret`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.clock import Clock, SystemClock
 from docuhooks.core.events import AuthMethod, Verb
@@ -143,3 +149,33 @@ class TargetCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def forget_site(cache: TargetCache, conn: AsyncConnection, site_id: str) -> None:
+    """Forget the site's cached interview matches now (a change to its webhooks is under
+    way), and again when `conn`'s transaction commits or rolls back: a step that matched in
+    between read the old rows."""
+    cache.site_changed(site_id)
+    sync = conn.sync_connection
+    assert sync is not None
+    ended = False
+
+    def again(_conn: Any) -> None:
+        nonlocal ended
+        if ended:
+            return
+        ended = True
+        cache.site_changed(site_id)
+        # The connection outlives the transaction (the store keeps connections between
+        # transactions), so the listeners come off once it ends; not from inside the
+        # dispatch that is calling them.
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().call_soon(unlisten)
+
+    def unlisten() -> None:
+        for name in ("commit", "rollback"):
+            if sa.event.contains(sync, name, again):
+                sa.event.remove(sync, name, again)
+
+    sa.event.listen(sync, "commit", again)
+    sa.event.listen(sync, "rollback", again)

@@ -55,7 +55,9 @@ async def create_token(body: TokenRequest, request: Request, ctx: Ctx) -> TokenR
     if who is None:
         raise Unauthorized("login name or password is wrong")
     async with ctx.db.transaction() as conn:
-        token = await identity.create_token(conn, login_name=who.login_name, name=body.name)
+        token = await identity.create_token(
+            conn, login_name=who.login_name, name=body.name, now=ctx.now()
+        )
     return TokenResponse(token=token, userId=who.user_id, siteId=who.site_id)
 
 
@@ -80,6 +82,6 @@ async def service_principal_login(
         raise Unauthorized("client name, principal name or password is wrong")
     async with ctx.db.transaction() as conn:
         token = await identity.create_token(
-            conn, login_name=who.login_name, name="service principal"
+            conn, login_name=who.login_name, name="service principal", now=ctx.now()
         )
     return TokenResponse(token=token, userId=who.user_id, siteId=who.site_id)

@@ -75,7 +75,9 @@ async def add_document(
         ctx.render_pool, new.content_type, new.content, site_id=who.site_id
     )
     async with ctx.db.transaction() as conn:
-        return await documents.add(conn, who, work_item_id, version_id, new, assembled_order=order)
+        return await documents.add(
+            conn, who, work_item_id, version_id, new, assembled_order=order, now=ctx.now()
+        )
 
 
 @router.get(DOCUMENTS + "/{document_id}", response_model=Document)
@@ -135,6 +137,7 @@ async def put_document_content(
             name=query_param(request, "name"),
             file_name=query_param(request, "fileName"),
             assembled_order=int_param(query_param(request, "assembledOrder"), "assembledOrder"),
+            now=ctx.now(),
         )
     if created:
         response.status_code = 201

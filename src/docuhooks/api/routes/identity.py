@@ -52,6 +52,10 @@ class Token(Output):
     id: str
     userId: str
     name: str
+    prefix: str | None = Field(
+        description="The token's first characters (`dht_` and 6 more), to tell tokens apart; "
+        "null for tokens made before prefixes were kept"
+    )
     createdDate: datetime
     expiresDate: datetime | None
 
@@ -73,9 +77,9 @@ async def list_users(
 
 
 @router.post("/users", status_code=201, response_model=User)
-async def create_user(body: UserCreate, conn: Conn, who: Caller) -> dict[str, Any]:
+async def create_user(body: UserCreate, ctx: Ctx, conn: Conn, who: Caller) -> dict[str, Any]:
     """A user or service principal of the caller's site (SiteAdministrator)."""
-    return await admin.create_user(conn, who, body.model_dump())
+    return await admin.create_user(conn, who, body.model_dump(), now=ctx.now())
 
 
 class UserUpdate(Input):
@@ -85,6 +89,23 @@ class UserUpdate(Input):
     active: bool | None = Field(
         default=None, description="false: the user can no longer sign in or use API tokens"
     )
+
+
+class SiteSummary(Output):
+    id: str
+    name: str
+    baseUrl: str
+
+
+class Me(User):
+    site: SiteSummary
+
+
+# Before /users/{user_id}, which would otherwise take "me" for an id.
+@router.get("/users/me", response_model=Me)
+async def read_own_account(conn: Conn, who: Caller) -> dict[str, Any]:
+    """The caller: their user (any role, service principals included) and their site."""
+    return await admin.own_account(conn, who)
 
 
 @router.get("/users/{user_id}", response_model=User)
@@ -101,7 +122,7 @@ async def update_user(
     New roles and deactivation hold at once for the user's API tokens, in every process."""
     async with ctx.db.transaction() as conn:
         user, revoked = await admin.update_user(
-            conn, who, user_id, body.model_dump(exclude_unset=True)
+            conn, who, user_id, body.model_dump(exclude_unset=True), now=ctx.now()
         )
     # After the commit: dropped before it, a request in between would read the old roles and
     # cache them again for the token cache's TTL.
@@ -138,15 +159,17 @@ async def change_own_password(
     if not matches:
         raise ValidationFailed.of([FieldError("currentPassword", "the current password is wrong")])
     async with ctx.db.transaction() as conn:
-        await admin.change_own_password(conn, who, body.newPassword)
+        await admin.change_own_password(conn, who, body.newPassword, now=ctx.now())
     return Response(status_code=204)
 
 
 @router.put("/users/{user_id}/password", status_code=204, response_class=Response)
-async def set_user_password(user_id: str, body: PasswordSet, conn: Conn, who: Caller) -> Response:
+async def set_user_password(
+    user_id: str, body: PasswordSet, ctx: Ctx, conn: Conn, who: Caller
+) -> Response:
     """Set a user's password (SiteAdministrator; a user of the caller's site): for a reset,
     without the current one. The user's admin UI sessions end; API tokens stay valid."""
-    await admin.set_password(conn, who, user_id, body.newPassword)
+    await admin.set_password(conn, who, user_id, body.newPassword, now=ctx.now())
     return Response(status_code=204)
 
 
@@ -157,10 +180,10 @@ async def list_tokens(conn: Conn, who: Caller) -> list[dict[str, Any]]:
 
 
 @router.post("/tokens", status_code=201, response_model=NewToken)
-async def create_token(body: TokenCreate, conn: Conn, who: Caller) -> dict[str, Any]:
+async def create_token(body: TokenCreate, ctx: Ctx, conn: Conn, who: Caller) -> dict[str, Any]:
     """A new API token for the caller, shown once."""
     listed, token = await admin.create_token(
-        conn, who, name=body.name, expires_in_days=body.expiresInDays
+        conn, who, name=body.name, expires_in_days=body.expiresInDays, now=ctx.now()
     )
     return {**listed, "token": token}
 
@@ -169,6 +192,6 @@ async def create_token(body: TokenCreate, conn: Conn, who: Caller) -> dict[str, 
 async def revoke_token(token_id: str, ctx: Ctx, who: StandaloneCaller) -> Response:
     """Revoke a token: the caller's own, or (SiteAdministrator) any of the site's."""
     async with ctx.db.transaction() as conn:
-        token_hash = await admin.revoke_token(conn, who, token_id)
+        token_hash = await admin.revoke_token(conn, who, token_id, now=ctx.now())
     ctx.tokens.forget(token_hash)  # after the commit, as in `update_user`
     return Response(status_code=204)

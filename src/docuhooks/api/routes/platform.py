@@ -104,9 +104,13 @@ async def list_work_groups(
 
 
 @router.post("/workgroups", status_code=201, response_model=WorkGroup, tags=["platform"])
-async def create_work_group(body: WorkGroupCreate, conn: Conn, who: Caller) -> dict[str, Any]:
+async def create_work_group(
+    body: WorkGroupCreate, ctx: Ctx, conn: Conn, who: Caller
+) -> dict[str, Any]:
     """SiteAdministrator only."""
-    return await workgroups.create(conn, who, name=body.name, description=body.description)
+    return await workgroups.create(
+        conn, who, name=body.name, description=body.description, now=ctx.now()
+    )
 
 
 @router.get("/workgroups/{work_group_id}", response_model=WorkGroup, tags=["platform"])
@@ -226,9 +230,16 @@ async def list_work_items(
 
 
 @router.post("/workitems", status_code=201, response_model=WorkItem, tags=["platform"])
-async def create_work_item(body: WorkItemCreate, conn: Conn, who: Caller) -> dict[str, Any]:
+async def create_work_item(
+    body: WorkItemCreate, ctx: Ctx, conn: Conn, who: Caller
+) -> dict[str, Any]:
     return await workitems.create(
-        conn, who, work_group_id=body.workGroupId, template_id=body.templateId, name=body.name
+        conn,
+        who,
+        work_group_id=body.workGroupId,
+        template_id=body.templateId,
+        name=body.name,
+        now=ctx.now(),
     )
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, WithJsonSchema, model_serializer
 
 from docuhooks import audit
 from docuhooks.api.deps import Caller, Conn, Ctx
@@ -124,12 +124,32 @@ class Webhook(Output):
     modifiedBy: str | None
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
 class WebhookWithSecret(Webhook):
-    secret: str | None = Field(
+    """The answer of a write that may make a secret: creation, an edit that switches to a
+    signing method, and regeneration. `secret` is present only when this call made one."""
+
+    # In the schema a string that may be absent, as on the wire: it is never null there.
+    secret: Annotated[str | None, WithJsonSchema({"type": "string"})] = Field(
         default=None,
-        description="The HMAC / StandardWebhooks secret. Returned only by the call that "
-        "creates it; store it now, it is never shown again.",
+        json_schema_extra=_no_default,
+        description="The HMAC / StandardWebhooks secret, present only in the answer of the "
+        "call that made it (creation, a change to a signing method, regeneration), never "
+        "null: store it now, it is never shown again.",
     )
+
+    # No return annotation: the OpenAPI schema stays the model's own, with `secret` optional.
+    @model_serializer(mode="wrap")
+    def _secret_only_when_made(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        # One shape for every answer without a new secret, as reads have: no `secret` key,
+        # rather than `"secret": null` beside them.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("secret") is None:
+            data.pop("secret", None)
+        return data
 
 
 class RegenerateSecret(Input):

@@ -1,4 +1,5 @@
-// Copy buttons: <button data-copy="ELEMENT_ID"> copies that input's value. Served as a file
+// Copy buttons: <button data-copy="ELEMENT_ID"> copies that input's value (and announces
+// its data-copied text, if any). Served as a file
 // because the Content-Security-Policy allows no inline script.
 (function () {
   "use strict";
@@ -22,11 +23,24 @@
       return;
     }
     button.textContent = "Copied";
-    announce(button, "The secret is on the clipboard.");
+    announce(button, button.getAttribute("data-copied") || "The secret is on the clipboard.");
   }
 
   document.addEventListener("click", function (event) {
     var button = event.target.closest("button[data-copy]");
     if (button) { copy(button); }
+  });
+})();
+
+// A row added in place (htmx): the keyboard moves on to its first field, not back to the top.
+(function () {
+  "use strict";
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail && event.detail.target;
+    if (!target || target.id !== "variable-rows") { return; }
+    var rows = target.querySelectorAll(".variable-row");
+    var last = rows[rows.length - 1];
+    var field = last && last.querySelector("input, select, textarea");
+    if (field) { field.focus(); }
   });
 })();

@@ -1,0 +1,192 @@
+"""Calling a claimed post-processing version's receiver, and settling what it answered in
+one transaction with the call's delivery log: an inline reply's documents applied and the
+version completed, a 202 left waiting for `completeUrl`, a failure completed with the
+original documents. `release` hands back a call stopped before its answer."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+import structlog
+
+from docuhooks.core.signing import OutboundRequest, build_request
+from docuhooks.delivery.transport import ErrorClass, TransportResult
+from docuhooks.interview_hooks import log as call_log
+from docuhooks.interview_hooks.engine import USER_AGENT
+from docuhooks.platform import documents
+from docuhooks.platform.interfaces import PlatformContext
+from docuhooks.platform.postprocessing import records, replies
+from docuhooks.platform.postprocessing.claiming import Claimed, complete, give_up
+from docuhooks.platform.workitems import VersionStatus
+from docuhooks.store.schema import work_item_versions, work_items
+from docuhooks.webhooks import matching
+
+logger = structlog.get_logger("docuhooks.platform.postprocessing")
+
+_versions = work_item_versions
+
+
+async def call(ctx: PlatformContext, claimed: Claimed) -> None:
+    """Call the receiver for a claimed version and settle what it answered."""
+    started = ctx.now()
+    clock = time.perf_counter()
+    request: OutboundRequest | None = None
+    try:
+        target = matching.signing_target(ctx, claimed.webhook, claimed.issuer, started)
+        request = build_request(
+            claimed.event,
+            target,
+            delivery_id=claimed.delivery_id,
+            attempt=1,
+            now=started,
+            user_agent=USER_AGENT,
+        )
+    except Exception as exc:
+        result = TransportResult.failure(
+            ErrorClass.CONNECT, f"the request could not be built: {exc}"
+        )
+    else:
+        result = await ctx.interactive_send(
+            claimed.site_id,
+            request,
+            timeout=claimed.timeout,
+            verify_tls=not claimed.webhook.accept_untrusted_ssl,
+            max_body=replies.MAX_REPLY_BYTES,
+        )
+    finished = started + timedelta(seconds=time.perf_counter() - clock)
+    await _settle(ctx, claimed, request, result, started, finished)
+
+
+async def _settle(
+    ctx: PlatformContext,
+    claimed: Claimed,
+    request: OutboundRequest | None,
+    result: TransportResult,
+    started: datetime,
+    finished: datetime,
+) -> None:
+    completed = False
+    # Judged once, before the transaction: reading a large reply holds no lock.
+    judged = await replies.judge_in_pool(ctx.render_pool, result, site_id=claimed.site_id)
+    async with ctx.db.transaction() as conn:
+        version = (
+            await conn.execute(
+                sa.select(_versions).where(_versions.c.id == claimed.version_id).with_for_update()
+            )
+        ).one()
+        current = [row.id for row in await documents.rows_of_version(conn, version.id)]
+        judged = replies.check_replaced(judged, current)
+        await call_log.write(
+            conn,
+            [
+                call_log.StepLog(
+                    event=claimed.logged_event,
+                    site_id=claimed.site_id,
+                    work_item_id=claimed.work_item_id,
+                    calls=[
+                        call_log.CallRecord(
+                            claimed.delivery_id,
+                            claimed.webhook.id,
+                            started,
+                            request,
+                            result,
+                            judged.outcome,
+                        )
+                    ],
+                    created_at=started,
+                    finished_at=finished,
+                )
+            ],
+        )
+        record = dict(version.post_processing or {})
+        if (
+            version.status != VersionStatus.POST_PROCESSING
+            or record.get("deliveryId") != claimed.delivery_id
+        ):
+            # Completed through completeUrl meanwhile, or taken over after the lease ran out.
+            logger.info(
+                "post-processing reply not applied: the version moved on",
+                version_id=version.id,
+                delivery_id=claimed.delivery_id,
+            )
+            return
+        now = ctx.now()
+        item = (
+            await conn.execute(sa.select(work_items).where(work_items.c.id == version.work_item_id))
+        ).one()
+        if not judged.succeeded:
+            await give_up(
+                conn,
+                version,
+                item,
+                record,
+                records.Status.FAILED,
+                now,
+                error=judged.error or "the call failed",
+                error_class=judged.error_class,
+            )
+            completed = True
+        elif judged.mode is replies.Mode.CALLBACK:
+            await conn.execute(
+                _versions.update()
+                .where(_versions.c.id == version.id)
+                .values(
+                    post_processing=records.updated(
+                        record, status=records.Status.WAITING, mode=replies.Mode.CALLBACK
+                    ),
+                    post_processing_due_at=version.post_processing_deadline,
+                )
+            )
+        else:
+            await documents.apply_returned(
+                conn,
+                version,
+                {d.id: d.as_new() for d in judged.documents if d.id is not None},
+                [
+                    entry if isinstance(entry, str) else entry.as_new()
+                    for entry in replies.arrange(current, judged.documents)
+                ],
+                now=now,
+            )
+            await complete(
+                conn,
+                version,
+                item,
+                records.finished(record, records.Status.COMPLETED, now, mode=replies.Mode.INLINE),
+                now,
+            )
+            completed = True
+    if completed:
+        ctx.events_committed()
+
+
+async def release(ctx: PlatformContext, claimed: Claimed) -> None:
+    """Hand back a claimed call that was stopped before its answer: the version is due
+    again at once, for this process's successor or another one."""
+    async with ctx.db.transaction() as conn:
+        version = (
+            await conn.execute(
+                sa.select(_versions).where(_versions.c.id == claimed.version_id).with_for_update()
+            )
+        ).first()
+        record = dict(version.post_processing or {}) if version is not None else {}
+        if (
+            version is None
+            or version.status != VersionStatus.POST_PROCESSING
+            or record.get("deliveryId") != claimed.delivery_id
+        ):
+            return
+        await conn.execute(
+            _versions.update()
+            .where(_versions.c.id == version.id)
+            .values(
+                post_processing=records.updated(
+                    record,
+                    status=records.Status.PENDING,
+                    error="the platform stopped during the call; the receiver is called again",
+                ),
+                post_processing_due_at=ctx.now(),
+            )
+        )

@@ -1,0 +1,167 @@
+"""The `docuhooks` command as a newcomer meets it: help that says what each command does, and
+admin commands that find the installation or say where they looked, never make a new one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+
+from docuhooks import cli
+from docuhooks.settings import Settings, SettingsError
+
+#: Variables that would point a command somewhere else than the test says.
+_ENV = {name: None for name in os.environ if name.startswith("DOCUHOOKS_")}
+
+
+def invoke(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:
+    merged: dict[str, str | None] = {**_ENV, "DOCUHOOKS_SECRET_KEY": "cli-test-key-0123456789ab"}
+    merged.update(env or {})
+    return CliRunner().invoke(cli.main, list(args), env=merged, input=input)
+
+
+def commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for name, command in group.commands.items():
+        yield (*prefix, name)
+        if isinstance(command, click.Group):
+            yield from commands(command, (*prefix, name))
+
+
+def test_every_command_has_a_description_shown_whole() -> None:
+    every = list(commands(cli.main))
+    assert ("admin", "create-site") in every and ("serve",) in every
+    for path in every:
+        command: click.Command = cli.main
+        for name in path:
+            assert isinstance(command, click.Group)
+            command = command.commands[name]
+        assert command.help and len(command.help.split()) >= 4, f"{path} has no description"
+        summary = command.help.split("\n\n")[0].strip()
+        assert summary.endswith("."), f"{path}: the first line is a sentence"
+        # Its parent's listing shows that sentence whole, not cut off with "...".
+        listing = invoke(*path[:-1], "--help").output
+        row = re.search(rf"^  {re.escape(path[-1])} +(.+)$", listing, re.MULTILINE)
+        assert row is not None, listing
+        assert row.group(1) == " ".join(summary.split()), listing
+        own = invoke(*path, "--help")
+        assert own.exit_code == 0 and " ".join(summary.split()) in " ".join(own.output.split())
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name != "help":
+                assert param.help, f"{path}: {param.opts} has no help"
+
+
+def test_serve_help_says_where_the_data_lives() -> None:
+    text = " ".join(invoke("serve", "--help").output.split())
+    assert "--data-dir" in text and "./docuhooks-data" in text and "DOCUHOOKS_DATA_DIR" in text
+
+
+def test_an_admin_command_elsewhere_names_the_directory_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        cli.main, ["admin", "create-site", "Acme", "--base-url", "https://acme.example"], env=_ENV
+    )
+    assert result.exit_code == 1, result.output
+    looked_in = str((tmp_path / "docuhooks-data").resolve())
+    assert f"no docuhooks installation in {looked_in}" in result.output
+    assert "docuhooks db upgrade --data-dir docuhooks-data" in result.output
+    assert "--data-dir" in result.output and "DOCUHOOKS_DATA_DIR" in result.output
+    assert os.listdir(tmp_path) == [], "nothing was created"
+
+
+def test_admin_commands_work_on_the_installation_data_dir_names(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    missing = invoke("admin", "create-token", "--login", "ann@example.com", "--data-dir", str(data))
+    assert missing.exit_code == 1 and str(data.resolve()) in missing.output
+    assert not data.exists()
+
+    created = invoke("db", "upgrade", "--data-dir", str(data))
+    assert created.exit_code == 0, created.output
+    assert (data / "docuhooks.db").exists()
+    site = invoke("admin", "create-site", "Acme", "--base-url", "https://acme.example",
+                  "--data-dir", str(data))  # fmt: skip
+    assert site.exit_code == 0, site.output
+    site_id = site.output.strip()
+    uuid.UUID(site_id)
+    # DOCUHOOKS_DATA_DIR names it as well; --data-dir wins over it.
+    user = invoke(
+        "admin", "create-user", "--site", site_id, "--login", "ann@example.com",
+        "--name", "Ann", "--role", "User", env={"DOCUHOOKS_DATA_DIR": str(data)},
+    )  # fmt: skip
+    assert user.exit_code == 0, user.output
+    token = invoke(
+        "admin", "create-token", "--login", "ann@example.com", "--data-dir", str(data),
+        env={"DOCUHOOKS_DATA_DIR": str(tmp_path / "nowhere")},
+    )  # fmt: skip
+    assert token.exit_code == 0, token.output
+    assert token.output.strip() and not (tmp_path / "nowhere").exists()
+
+
+def test_an_admin_command_without_the_servers_secret_key_makes_none(tmp_path: Path) -> None:
+    """The server's key is set in its environment, not in the data directory: an admin
+    command run without it would make a key of its own and store tokens the server cannot
+    read."""
+    data = tmp_path / "data"
+    assert invoke("db", "upgrade", "--data-dir", str(data)).exit_code == 0
+    refused = invoke(
+        "admin", "create-site", "Acme", "--base-url", "https://acme.example",
+        "--data-dir", str(data), env={"DOCUHOOKS_SECRET_KEY": ""},
+    )  # fmt: skip
+    assert refused.exit_code == 1, refused.output
+    assert "secret key is neither set (DOCUHOOKS_SECRET_KEY) nor in" in refused.output
+    assert not (data / "secret.key").exists()
+
+
+def test_an_empty_postgresql_database_is_not_an_installation() -> None:
+    from tests.conftest import POSTGRES_ADMIN_URL, _postgres_available
+
+    problem = _postgres_available()
+    if problem:
+        pytest.skip(problem)
+    import asyncpg
+
+    name = f"docuhooks_empty_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        url = f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+        refused = invoke(
+            "admin", "create-site", "Acme", "--base-url", "https://acme.example",
+            env={"DOCUHOOKS_DATABASE_URL": url},
+        )  # fmt: skip
+        assert refused.exit_code == 1, refused.output
+        assert f"no docuhooks installation in the database {url}" in refused.output
+        assert "holds no docuhooks tables" in refused.output
+        assert "docuhooks db upgrade`" in refused.output
+        assert invoke("db", "upgrade", env={"DOCUHOOKS_DATABASE_URL": url}).exit_code == 0
+        made = invoke(
+            "admin", "create-site", "Acme", "--base-url", "https://acme.example",
+            env={"DOCUHOOKS_DATABASE_URL": url},
+        )  # fmt: skip
+        assert made.exit_code == 0, made.output
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_log_json_is_true_false_or_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    for raw, expected in (("auto", None), ("", None), ("true", True), ("false", False)):
+        monkeypatch.setenv("DOCUHOOKS_LOG_JSON", raw)
+        assert Settings.load().log_json is expected
+    monkeypatch.setenv("DOCUHOOKS_LOG_JSON", "sometimes")
+    with pytest.raises(SettingsError, match="LOG_JSON: expected true, false or auto"):
+        Settings.load()
