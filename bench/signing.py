@@ -29,8 +29,8 @@ from docuhooks.core.signing import (
     build_request,
     generate_secret,
 )
-from docuhooks.receiver import AccessToken, HmacSecret, StandardWebhooksSecret, Verifier
-from docuhooks.receiver.credentials import Secret
+from docuhooks_receiver import AccessToken, HmacSecret, StandardWebhooksSecret, Verifier
+from docuhooks_receiver.credentials import Secret
 
 WEBHOOK_ID = str(uuid.uuid4())
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"

@@ -1,5 +1,5 @@
 """A receiver for the two interview events: prefill on InterviewLoadEvent, look up on
-CustomInterviewEvent. Standard library and `docuhooks.receiver` only, so it runs anywhere.
+CustomInterviewEvent. Standard library and `docuhooks_receiver` only, so it runs anywhere.
 
     DOCUHOOKS_WEBHOOK_SECRETS=<secret>[,<secret>...] \\
     DOCUHOOKS_WEBHOOK_AUTH_METHOD=HMAC \\
@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from docuhooks.receiver import (
+from docuhooks_receiver import (
     CustomInterviewEvent,
     InterviewLoadEvent,
     VerificationError,

@@ -7,8 +7,8 @@ Run it (one endpoint may serve several webhooks: list their secrets and ids):
     DOCUHOOKS_WEBHOOK_IDS=<webhook id>[,<webhook id>...] \\
     PORT=8002 python examples/receiver_fastapi.py
 
-and point the webhooks at http://127.0.0.1:8002/hooks. Needs `pip install 'docuhooks[fastapi]'`
-and uvicorn.
+and point the webhooks at http://127.0.0.1:8002/hooks. Needs the receiver SDK with
+FastAPI, and uvicorn: `pip install './receiver[fastapi]' uvicorn` from a docuhooks checkout.
 """
 
 import logging
@@ -20,7 +20,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Response
 from fastapi.responses import JSONResponse
 
-from docuhooks.receiver import (
+from docuhooks_receiver import (
     AnswerSetBuilder,
     CustomInterviewEvent,
     InterviewLoadEvent,
@@ -30,7 +30,7 @@ from docuhooks.receiver import (
     Verifier,
     WebhookEvent,
 )
-from docuhooks.receiver.fastapi import verified_event
+from docuhooks_receiver.fastapi import verified_event
 
 log = logging.getLogger("receiver")
 

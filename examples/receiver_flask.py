@@ -7,7 +7,8 @@ Run it (one endpoint may serve several webhooks: list their secrets and ids):
     DOCUHOOKS_WEBHOOK_IDS=<webhook id>[,<webhook id>...] \\
     PORT=8001 python examples/receiver_flask.py
 
-and point the webhooks at http://127.0.0.1:8001/hooks. Needs `pip install 'docuhooks[flask]'`.
+and point the webhooks at http://127.0.0.1:8001/hooks. Needs the receiver SDK with Flask:
+`pip install './receiver[flask]'` from a docuhooks checkout.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datetime import date
 from flask import Flask, Response
 from flask.typing import ResponseReturnValue
 
-from docuhooks.receiver import (
+from docuhooks_receiver import (
     AnswerSetBuilder,
     CustomInterviewEvent,
     InterviewLoadEvent,
@@ -30,7 +31,7 @@ from docuhooks.receiver import (
     Verifier,
     WebhookEvent,
 )
-from docuhooks.receiver.flask import verified
+from docuhooks_receiver.flask import verified
 
 log = logging.getLogger("receiver")
 

@@ -1,7 +1,7 @@
-"""The layer contract (`[tool.importlinter]` in pyproject.toml) holds on the tree, and it
-really bites: the same check on a copy with one import turned upside down fails, naming it.
+"""The import contracts (`[tool.importlinter]` in pyproject.toml) hold on the tree, and they
+really bite: the same check on a copy with one import turned upside down fails, naming it.
 
-`lint-imports` runs on a copy of the package in a temporary directory, put first on the
+`lint-imports` runs on a copy of the packages in a temporary directory, put first on the
 path, so the check reads the copy and the working tree is never touched."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "docuhooks"
+RECEIVER = ROOT / "receiver" / "src" / "docuhooks_receiver"
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
@@ -34,14 +35,17 @@ def _lint(tree: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    shutil.copytree(PACKAGE, tmp_path / "docuhooks", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in (PACKAGE, RECEIVER):
+        shutil.copytree(
+            package, tmp_path / package.name, ignore=shutil.ignore_patterns("__pycache__")
+        )
     return tmp_path
 
 
-def test_the_tree_keeps_both_contracts(tree: Path) -> None:
+def test_the_tree_keeps_every_contract(tree: Path) -> None:
     result = _lint(tree)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 kept, 0 broken" in result.stdout
+    assert "3 kept, 0 broken" in result.stdout
 
 
 def test_an_import_from_a_lower_layer_up_breaks_the_layers(tree: Path) -> None:
@@ -63,3 +67,14 @@ def test_a_cycle_between_packages_breaks_the_acyclic_contract(tree: Path) -> Non
     result = _lint(tree)
     assert result.returncode != 0
     assert "No import cycles between the packages of docuhooks BROKEN" in result.stdout
+
+
+def test_an_import_of_the_server_breaks_the_receiver_sdk(tree: Path) -> None:
+    """The SDK installs alone (the docuhooks-receiver distribution): one import of the server
+    would make it fail there."""
+    verify = tree / "docuhooks_receiver" / "verify.py"
+    verify.write_text(verify.read_text() + "\nimport docuhooks.core.signing  # noqa: E402, F401\n")
+    result = _lint(tree)
+    assert result.returncode != 0
+    assert "The receiver SDK imports nothing of the server BROKEN" in result.stdout
+    assert "docuhooks_receiver.verify -> docuhooks.core.signing" in result.stdout

@@ -34,7 +34,7 @@ from docuhooks.listen import (
     Printer,
     build_listener,
 )
-from docuhooks.receiver import AccessToken, HmacSecret, StandardWebhooksSecret, VerificationError
+from docuhooks_receiver import AccessToken, HmacSecret, StandardWebhooksSecret, VerificationError
 
 WEBHOOK_ID = "7e5c1d2a-0b7c-4a55-9b4e-1f1f7d0e2c11"
 HMAC = generate_secret(AuthMethod.HMAC)

@@ -380,6 +380,10 @@ def listen(
         raise click.ClickException(str(exc)) from exc
 
 
+#: What the `demo` extra adds to the server's dependencies (pyproject.toml), by module name.
+_DEMO_EXTRA = frozenset({"aiohttp", "docx"})
+
+
 @main.command()
 @click.option(
     "--data-dir",
@@ -412,7 +416,15 @@ def demo(
 
     Sets up a site, a sample template and a local receiver in its own data directory
     (./docuhooks-demo), walks an interview through, and keeps running until Ctrl-C."""
-    from docuhooks import demo as demonstration
+    try:
+        from docuhooks import demo as demonstration
+    except ModuleNotFoundError as exc:
+        if exc.name not in _DEMO_EXTRA:
+            raise
+        raise click.ClickException(
+            f"the demo needs {exc.name}, which the server alone does not install: "
+            "pip install 'docuhooks[demo]'"
+        ) from None
 
     options = demonstration.DemoOptions(
         data_dir=data_dir,

@@ -9,8 +9,8 @@ from typing import Any
 
 from docuhooks.core.events import Actor, AuthMethod, Event, EventType, Verb
 from docuhooks.core.signing import SigningSecret, WebhookTarget, generate_secret
-from docuhooks.receiver import AccessToken, HmacSecret, StandardWebhooksSecret
-from docuhooks.receiver.credentials import Secret
+from docuhooks_receiver import AccessToken, HmacSecret, StandardWebhooksSecret
+from docuhooks_receiver.credentials import Secret
 
 WEBHOOK_ID = "5d4f2a3e-0b7c-4a55-9b4e-1f1f7d0e2c11"
 ISSUER = "https://acme.docuhooks.example"

@@ -16,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "answers"))
 from tests.answers.answer_strategies import canonical_json
 
 from docuhooks.answers import parse_answer_payload, parse_canonical, parse_hotdocs_xml
-from docuhooks.receiver.answers import AnswerSetBuilder, shorthand, write_hotdocs_xml
+from docuhooks_receiver.answers import AnswerSetBuilder, shorthand, write_hotdocs_xml
 
-SOURCE = Path(__file__).parents[2] / "src" / "docuhooks" / "receiver" / "answers.py"
+SOURCE = Path(__file__).parents[2] / "receiver" / "src" / "docuhooks_receiver" / "answers.py"
 
 
 def test_the_builder_imports_only_the_standard_library() -> None:

@@ -4,7 +4,7 @@ import pytest
 from tests.receiver.receiver_samples import PDF, sample_event
 
 from docuhooks.core.events import EventType
-from docuhooks.receiver import (
+from docuhooks_receiver import (
     CustomInterviewEvent,
     InterviewLoadEvent,
     MalformedRequest,

@@ -27,7 +27,7 @@ from docuhooks.answers.model import AnswerType, VariableDef
 from docuhooks.answers.validate import fit_answers
 from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import OutboundRequest, WebhookTarget, build_request
-from docuhooks.receiver import HmacSecret, Verifier
+from docuhooks_receiver import HmacSecret, Verifier
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -18,7 +18,7 @@ from tests.receiver.receiver_samples import (
 
 from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import build_request, generate_secret
-from docuhooks.receiver import HmacSecret, Verifier, parse_event
+from docuhooks_receiver import HmacSecret, Verifier, parse_event
 
 
 def sent(event_type: EventType, method: AuthMethod, verb: Verb = Verb.POST):

@@ -11,7 +11,7 @@ from tests.receiver.receiver_samples import WEBHOOK_ID, accepted_secrets, target
 
 from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import OutboundRequest, build_request
-from docuhooks.receiver import TokenExpired, VerificationError, Verifier
+from docuhooks_receiver import TokenExpired, VerificationError, Verifier
 
 text = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
 json_scalars = (

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from docuhooks.receiver import PostProcessingResult
-from docuhooks.receiver.replies import MAX_DOCUMENT_BYTES
+from docuhooks_receiver import PostProcessingResult
+from docuhooks_receiver.replies import MAX_DOCUMENT_BYTES
 
 
 def test_replace_and_add_make_the_inline_reply_of_spec_5_4() -> None:

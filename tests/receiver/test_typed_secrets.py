@@ -23,7 +23,7 @@ from docuhooks.core.signing import (
     build_request,
     generate_secret,
 )
-from docuhooks.receiver import (
+from docuhooks_receiver import (
     AccessToken,
     BadSignature,
     HmacSecret,

@@ -7,7 +7,7 @@ from tests.receiver.receiver_samples import WEBHOOK_ID, accepted_secrets, sample
 
 from docuhooks.core.events import AuthMethod, EventType, Verb
 from docuhooks.core.signing import OutboundRequest, build_request, generate_secret
-from docuhooks.receiver import (
+from docuhooks_receiver import (
     AccessToken,
     BadSignature,
     CustomInterviewEvent,
@@ -348,7 +348,7 @@ def test_standard_webhooks_requests_verify_beside_other_kinds_of_secret() -> Non
     from docuhooks.core.events import AuthMethod as SenderMethod
     from docuhooks.core.events import Verb
     from docuhooks.core.signing import WebhookTarget, build_request, generate_secret
-    from docuhooks.receiver import BadSignature, Verifier
+    from docuhooks_receiver import BadSignature, Verifier
 
     secret = generate_secret(SenderMethod.STANDARD_WEBHOOKS)
     target = WebhookTarget(

@@ -41,7 +41,7 @@ from docuhooks.answers.model import (
     Selection,
     Value,
 )
-from docuhooks.receiver.answers import write_hotdocs_xml
+from docuhooks_receiver.answers import write_hotdocs_xml
 
 _TYPE_OF_ELEMENT = {
     "TextValue": AnswerType.TEXT,

@@ -1,6 +1,6 @@
 """`docuhooks listen`: a local receiver that verifies, prints and answers webhook calls.
 
-It is built the way an integrator's receiver would be: the receiver SDK (`docuhooks.receiver`)
+It is built the way an integrator's receiver would be: the receiver SDK (`docuhooks_receiver`)
 verifies each request and types its event, and the standard library's HTTP server carries it.
 Nothing here reaches into the server, so what it shows is what a real receiver would see.
 
@@ -20,8 +20,8 @@ from docuhooks.listen.answers import ANY_EVENT, AnswerFile, AnswerReply, ListenE
 from docuhooks.listen.listener import Listener, PostProcessingMode, Reply
 from docuhooks.listen.report import Printer, Received
 from docuhooks.listen.server import MAX_BODY_BYTES, ListenServer
-from docuhooks.receiver import AccessToken, HmacSecret, StandardWebhooksSecret, Verifier
-from docuhooks.receiver.credentials import Secret
+from docuhooks_receiver import AccessToken, HmacSecret, StandardWebhooksSecret, Verifier
+from docuhooks_receiver.credentials import Secret
 
 __all__ = [
     "ANY_EVENT",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from docuhooks.receiver import (
+from docuhooks_receiver import (
     CustomInterviewEvent,
     InterviewLoadEvent,
     shorthand,

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from docuhooks.core.clock import Clock, SystemClock
 from docuhooks.listen.answers import AnswerFile
 from docuhooks.listen.report import Received
-from docuhooks.receiver import (
+from docuhooks_receiver import (
     CustomInterviewEvent,
     InterviewLoadEvent,
     PostProcessingEvent,

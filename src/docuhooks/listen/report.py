@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
 
-from docuhooks.receiver import (
+from docuhooks_receiver import (
     CustomInterviewEvent,
     InterviewLoadEvent,
     NewWorkItemVersionComplete,

@@ -1,77 +1,10 @@
-"""The receiver SDK: verify a call from docuhooks and answer it, in a few lines.
+"""The receiver SDK under the server's name: `docuhooks.receiver` is `docuhooks_receiver`.
 
-    from docuhooks.receiver import HmacSecret, Verifier, InterviewLoadEvent
-
-    verifier = Verifier(secrets=[HmacSecret(os.environ["WEBHOOK_SECRET"])], audience=WEBHOOK_ID)
-    event = verifier.verify(method, url, headers, body)   # raises VerificationError
-
-It depends only on the standard library and PyJWT, never on the docuhooks server, so an
-integrator's application can install it alone. Framework adapters live in
-`docuhooks.receiver.fastapi` and `docuhooks.receiver.flask` and are imported only on demand.
+The SDK is its own package, `docuhooks_receiver`, so that an integrator's application can
+install it alone (the `docuhooks-receiver` distribution, built from `receiver/` in this
+repository) without the server. The server's distribution ships it too; this module re-exports
+its public names so that code written against `docuhooks.receiver` keeps working.
 """
 
-from docuhooks.receiver._errors import (
-    BadSignature,
-    MalformedRequest,
-    MissingToken,
-    TokenExpired,
-    TokenNotYetValid,
-    VerificationError,
-    WrongAudience,
-    WrongIssuer,
-)
-from docuhooks.receiver.answers import (
-    ANSWER_TYPES,
-    AnswerSetBuilder,
-    shorthand,
-    write_hotdocs_xml,
-)
-from docuhooks.receiver.credentials import AccessToken, HmacSecret, StandardWebhooksSecret
-from docuhooks.receiver.events import (
-    CustomInterviewEvent,
-    Document,
-    InterviewLoadEvent,
-    NewWorkItemVersionComplete,
-    PostProcessingEvent,
-    Template,
-    User,
-    WebhookEvent,
-    WorkItem,
-    parse_event,
-)
-from docuhooks.receiver.replies import PostProcessingResult, ReturnedDocument
-from docuhooks.receiver.verify import DEFAULT_LEEWAY, AuthMethod, Verifier, verify_request
-
-__all__ = [
-    "ANSWER_TYPES",
-    "DEFAULT_LEEWAY",
-    "AccessToken",
-    "AnswerSetBuilder",
-    "AuthMethod",
-    "BadSignature",
-    "CustomInterviewEvent",
-    "Document",
-    "HmacSecret",
-    "InterviewLoadEvent",
-    "MalformedRequest",
-    "MissingToken",
-    "NewWorkItemVersionComplete",
-    "PostProcessingEvent",
-    "PostProcessingResult",
-    "ReturnedDocument",
-    "StandardWebhooksSecret",
-    "Template",
-    "TokenExpired",
-    "TokenNotYetValid",
-    "User",
-    "VerificationError",
-    "Verifier",
-    "WebhookEvent",
-    "WorkItem",
-    "WrongAudience",
-    "WrongIssuer",
-    "parse_event",
-    "shorthand",
-    "verify_request",
-    "write_hotdocs_xml",
-]
+from docuhooks_receiver import *  # noqa: F403
+from docuhooks_receiver import __all__ as __all__

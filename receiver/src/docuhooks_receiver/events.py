@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeAlias, overload
 
-from docuhooks.receiver._errors import MalformedRequest
+from docuhooks_receiver._errors import MalformedRequest
 
 
 @dataclass(frozen=True, slots=True)

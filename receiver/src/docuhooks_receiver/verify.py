@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import jwt
 
-from docuhooks.receiver._errors import (
+from docuhooks_receiver._errors import (
     BadSignature,
     MalformedRequest,
     MissingToken,
@@ -31,7 +31,7 @@ from docuhooks.receiver._errors import (
     WrongAudience,
     WrongIssuer,
 )
-from docuhooks.receiver.credentials import (
+from docuhooks_receiver.credentials import (
     AccessToken,
     AuthMethod,
     HmacSecret,
@@ -39,7 +39,7 @@ from docuhooks.receiver.credentials import (
     StandardWebhooksSecret,
     typed_secret,
 )
-from docuhooks.receiver.events import WebhookEvent, parse_event
+from docuhooks_receiver.events import WebhookEvent, parse_event
 
 #: Clock difference tolerated between platform and receiver, in seconds.
 DEFAULT_LEEWAY = 60.0

@@ -148,6 +148,6 @@ def typed_secret(secret: Secret | str, pinned: AuthMethod | None) -> Secret:
         return StandardWebhooksSecret(text)
     raise ValueError(
         "a plain-string secret could be an HMAC secret or an access token: say which, with "
-        "HmacSecret(...) or AccessToken(...) from docuhooks.receiver, or pin the method with "
+        "HmacSecret(...) or AccessToken(...) from docuhooks_receiver, or pin the method with "
         "auth_method='HMAC' (or 'AccessToken'); a 'whsec_' secret needs neither"
     )
