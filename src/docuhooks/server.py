@@ -70,7 +70,7 @@ async def announce_start(ctx: AppContext, url: str) -> None:
         "worker": settings.worker_enabled,
         "dev_mode": settings.dev_mode,
     }
-    lines = [f"docuhooks {__version__} is serving {url}  (admin UI /ui/, API reference /docs)"]
+    lines = [f"docuhooks {__version__} is serving {url}  (web UI /ui/, API reference /docs)"]
     if settings.database_url:
         lines.append(f"  database  {facts['database']}")
         lines.append(f"  data      {data_dir}  (the secret key, unless secret_key is set)")

@@ -245,7 +245,9 @@ async def test_user_role_gets_a_403_page(
 ) -> None:
     hook = await api_hook(client, site)
     csrf = await sign_in(client, await make_user(ctx, site.site_id, "User"))
-    for path in ("/ui/", f"/ui/webhooks/{hook['id']}", "/ui/webhooks/new"):
+    # The UI's root is their home's way in (work items); the webhook pages proper say 403.
+    assert (await client.get("/ui/")).headers["location"] == "/ui/workitems"
+    for path in (f"/ui/webhooks/{hook['id']}", "/ui/webhooks/new", "/ui/events"):
         page = await client.get(path)
         assert page.status_code == 403, path
         assert "SiteAdministrator or IntegrationAdministrator" in page.text

@@ -49,7 +49,14 @@ async def test_a_user_lists_creates_and_finds_work_items(
 ) -> None:
     platform = await make_platform(ctx, site)
     csrf = await _signed_in(ctx, client, site, "User")
-    # A User's home is the work items, not the webhooks they may not manage.
+    # A User's home is the work items, not the webhooks they may not manage: the UI's root
+    # and the server's address lead there, and the pages every role sees start from it.
+    for home in ("/", "/ui/"):
+        landed = await client.get(home, follow_redirects=True)
+        assert landed.status_code == 200 and landed.url.path == "/ui/workitems", home
+    for page in ("/ui/tokens", "/ui/account"):
+        crumbs = (await client.get(page)).text.split('aria-label="Breadcrumb">', 1)[1]
+        assert crumbs.startswith('<a href="/ui/workitems">Work items</a>'), page
     listing = await client.get("/ui/workitems")
     assert listing.status_code == 200
     assert "Smith engagement" in listing.text

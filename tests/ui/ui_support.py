@@ -51,7 +51,7 @@ async def sign_in(client: httpx.AsyncClient, login: str, password: str = PASSWOR
         },
     )
     assert done.status_code == 303, done.text
-    home = await client.get("/ui/")
+    home = await client.get("/ui/", follow_redirects=True)  # a User lands on work items
     return csrf_of(home.text)
 
 

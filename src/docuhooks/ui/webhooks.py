@@ -53,6 +53,10 @@ async def ui_root() -> Response:
 async def webhook_list(
     request: Request, ctx: Ctx, session: SignedIn, status: str = "", cursor: str = ""
 ) -> Response:
+    if not session.principal.can_admin_webhooks:
+        # The UI's home (and the server's address) for people who assemble documents is
+        # their work items, not a page they may not see.
+        return redirect("/ui/workitems")
     async with ctx.db.read() as conn:
         page = await webhook_views.list_page(
             conn,
