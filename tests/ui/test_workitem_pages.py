@@ -54,9 +54,9 @@ async def test_a_user_lists_creates_and_finds_work_items(
     for home in ("/", "/ui/"):
         landed = await client.get(home, follow_redirects=True)
         assert landed.status_code == 200 and landed.url.path == "/ui/workitems", home
-    for page in ("/ui/tokens", "/ui/account"):
-        crumbs = (await client.get(page)).text.split('aria-label="Breadcrumb">', 1)[1]
-        assert crumbs.startswith('<a href="/ui/workitems">Work items</a>'), page
+    for path in ("/ui/tokens", "/ui/account"):
+        crumbs = (await client.get(path)).text.split('aria-label="Breadcrumb">', 1)[1]
+        assert crumbs.startswith('<a href="/ui/workitems">Work items</a>'), path
     listing = await client.get("/ui/workitems")
     assert listing.status_code == 200
     assert "Smith engagement" in listing.text
