@@ -4,13 +4,15 @@ dependencies), so neither imports the other's way up."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
 from docuhooks import __version__, ui
@@ -31,6 +33,7 @@ from docuhooks.api.routes import (
     webhooks,
 )
 from docuhooks.context import AppContext
+from docuhooks.ui.rendering import unrouted_page
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +79,7 @@ def create_app(
     )
     app.state.ctx = ctx
     errors.install(app)
+    _answer_unrouted_ui_addresses_in_html(app)
     app.mount("/ui/static", StaticFiles(directory=ui.STATIC_DIR), name="ui-static")
     app.add_middleware(
         BodyLimitMiddleware,
@@ -84,6 +88,23 @@ def create_app(
         answer_set_limit=ctx.settings.max_answer_set_bytes,
     )
     return app
+
+
+def _answer_unrouted_ui_addresses_in_html(app: FastAPI) -> None:
+    """An address under `/ui/` that no route answers gets the UI's error page, with its
+    header and a way back; everything else (the API, the UI's static files) keeps the API's
+    JSON error. Here because the API sits below the UI and cannot render its pages."""
+    api_answer = app.exception_handlers[StarletteHTTPException]
+
+    async def answer(request: Request, exc: Exception) -> Response:
+        path = request.url.path
+        ui_page = path.startswith("/ui/") and not path.startswith("/ui/static/")
+        if ui_page and isinstance(exc, StarletteHTTPException):
+            return await unrouted_page(request, exc.status_code, str(exc.detail))
+        response = api_answer(request, exc)
+        return await response if inspect.isawaitable(response) else response
+
+    app.add_exception_handler(StarletteHTTPException, answer)
 
 
 def _routes() -> list[BaseRoute]:

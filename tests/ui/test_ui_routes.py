@@ -949,3 +949,23 @@ async def test_max_concurrency_in_the_webhook_form(
     kept = await client.post(f"{base}/edit", data={**FORM, "csrf_token": csrf, "name": "Again"})
     assert kept.status_code == 303
     assert (await api_read(client, site, listed[0]["id"])).json()["maxConcurrency"] == 25
+
+
+async def test_an_address_no_ui_page_answers_is_a_ui_page_not_json(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    await sign_in(client, await make_user(ctx, site.site_id, "SiteAdministrator"))
+    missing = await client.get("/ui/nope")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("text/html")
+    assert "There is no page at this address." in missing.text and "Sign out" in missing.text
+    assert "frame-ancestors 'none'" in missing.headers["content-security-policy"]
+    # The form's target, opened as a page (the list is /ui/).
+    form_only = await client.get("/ui/webhooks")
+    assert form_only.status_code == 405
+    assert "it only takes a form" in form_only.text
+    # The API and the UI's files keep their own answers.
+    api = await client.get("/api/v1/nope", headers=site.auth())
+    assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"
+    asset = await client.get("/ui/static/nope.js")
+    assert asset.status_code == 404 and not asset.headers["content-type"].startswith("text/html")

@@ -182,6 +182,21 @@ def _login_required(request: Request) -> Response:
     return redirect(target)
 
 
+#: What the page says when no UI route answered the address.
+_UNROUTED = {
+    404: "There is no page at this address.",
+    405: "This address is not a page: it only takes a form's submission. Open the page "
+    "the form is on.",
+}
+
+
+async def unrouted_page(request: Request, status: int, detail: str) -> Response:
+    """The UI's error page for a `/ui/` address no UI route answers (a mistyped address, a
+    GET of a form's target), instead of the API's JSON."""
+    title = _TITLES.get(status, "Something went wrong")
+    return harden(await _error(request, status, title, _UNROUTED.get(status, detail)))
+
+
 def harden(response: Response) -> Response:
     response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
