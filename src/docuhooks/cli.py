@@ -34,9 +34,9 @@ def _run_with_db(
 ) -> T:
     """Run `work` on the installation `settings` name, migrated to the current schema.
 
-    With `create=False` (the admin commands, `worker`) a missing installation is an error naming where
-    it was looked for: run from the wrong directory, such a command would otherwise make a
-    second, empty installation and report success (or work on it)."""
+    With `create=False` (the admin commands, `worker`) a missing installation is an error
+    naming where it was looked for: run from the wrong directory, such a command would
+    otherwise make a second, empty installation and report success (or work on it)."""
 
     async def main() -> T:
         if not create:
