@@ -407,7 +407,11 @@ _DEMO_EXTRA = frozenset({"aiohttp", "docx"})
     default=None,
     help="How the demo's webhooks authenticate (default HMAC).",
 )
-@click.option("--reset", is_flag=True, help="Delete the demo's data and start over.")
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Delete the demo's data and start over (on the same ports, unless given others).",
+)
 @click.option("--no-wait", is_flag=True, help="Exit after the walk-through.")
 def demo(
     data_dir: Path,
