@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,6 +104,64 @@ def test_admin_commands_work_on_the_installation_data_dir_names(tmp_path: Path) 
     )  # fmt: skip
     assert token.exit_code == 0, token.output
     assert token.output.strip() and not (tmp_path / "nowhere").exists()
+
+
+def test_the_admin_group_takes_data_dir_for_its_commands(tmp_path: Path) -> None:
+    """`admin --help` points at --data-dir: given to the group it names the installation for
+    the command, and the command's own wins over it."""
+    data = tmp_path / "data"
+    missing = invoke("admin", "--data-dir", str(data), "create-token", "--login", "a@b.example")
+    assert missing.exit_code == 1 and f"no docuhooks installation in {data.resolve()}" in (
+        missing.output
+    )
+    assert not data.exists()
+    assert invoke("db", "upgrade", "--data-dir", str(data)).exit_code == 0
+    site = invoke("admin", "--data-dir", str(data), "create-site", "Acme",
+                  "--base-url", "https://acme.example")  # fmt: skip
+    assert site.exit_code == 0, site.output
+    uuid.UUID(site.output.strip())
+    nowhere = tmp_path / "nowhere"
+    own_wins = invoke("admin", "--data-dir", str(nowhere), "create-site", "Beta",
+                      "--base-url", "https://beta.example", "--data-dir", str(data))  # fmt: skip
+    assert own_wins.exit_code == 0, own_wins.output
+    assert not nowhere.exists()
+
+
+def test_a_worker_elsewhere_refuses_as_the_admin_commands_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli.main, ["worker"], env=_ENV)
+    assert result.exit_code == 1, result.output
+    looked_in = str((tmp_path / "docuhooks-data").resolve())
+    assert f"no docuhooks installation in {looked_in}" in result.output
+    assert "docuhooks db upgrade --data-dir docuhooks-data" in result.output
+    assert os.listdir(tmp_path) == [], "nothing was created"
+
+
+def test_serve_on_a_busy_port_says_so_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli.main, ["serve", "--port", str(port)], env=_ENV)
+    assert result.exit_code == 1, result.output
+    assert result.output == (
+        f"Error: the server cannot listen on 127.0.0.1:{port} (Address already in use); "
+        "try --port\n"
+    )
+    assert os.listdir(tmp_path) == [], "nothing was created"
+
+
+def test_listen_says_which_options_type_a_plain_secret() -> None:
+    result = invoke("listen", "--secret", "foo", "--port", "0")
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "--hmac-secret or --access-token" in text and "--auth-method HMAC" in text
+    assert "HmacSecret(" not in text
 
 
 def test_an_admin_command_without_the_servers_secret_key_makes_none(tmp_path: Path) -> None:

@@ -125,3 +125,42 @@ def test_the_demo_never_deletes_a_directory_that_is_not_its_own(tmp_path: Path) 
     assert result.returncode == 1
     assert "not the demo's (precious.txt)" in result.stderr
     assert precious.read_text() == "keep me"
+
+
+def _remembered(data_dir: Path, server_port: int, receiver_port: int) -> None:
+    from docuhooks.demo.bootstrap import DemoState
+
+    data_dir.mkdir()
+    DemoState(server_port=server_port, receiver_port=receiver_port, auth_method="HMAC").write(
+        data_dir
+    )
+
+
+def test_reset_checks_the_remembered_ports_before_deleting_anything(tmp_path: Path) -> None:
+    data_dir = tmp_path / "demo"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        _remembered(data_dir, port, free_port())
+        command = [sys.executable, "-m", "docuhooks", "demo", "--no-wait", "--reset"]
+        result = subprocess.run(
+            [*command, "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=90
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"the server cannot listen on 127.0.0.1:{port} (Address already in use)" in (
+        result.stderr
+    )
+    assert json.loads((data_dir / "demo-state.json").read_text())["server_port"] == port
+
+
+def test_reset_keeps_the_remembered_ports_unless_new_ones_are_given(tmp_path: Path) -> None:
+    from docuhooks.demo import DemoOptions, _state
+
+    data_dir = tmp_path / "demo"
+    _remembered(data_dir, 8123, 9123)
+    kept = _state(DemoOptions(data_dir=data_dir, reset=True, auth_method="AccessToken"))
+    assert (kept.server_port, kept.receiver_port, kept.auth_method) == (8123, 9123, "AccessToken")
+    assert not kept.bootstrapped
+    moved = _state(DemoOptions(data_dir=data_dir, port=8124, reset=True))
+    assert (moved.server_port, moved.receiver_port, moved.auth_method) == (8124, 9123, "HMAC")

@@ -140,6 +140,13 @@ def test_on_a_terminal_the_banner_and_every_log_line_are_readable(tmp_path: Path
 
 
 def test_a_worker_logs_in_the_same_one_format(tmp_path: Path) -> None:
+    created = subprocess.run(
+        [sys.executable, "-m", "docuhooks", "db", "upgrade", "--data-dir", "data"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+    )
+    assert created.returncode == 0, created.stderr
     log = tmp_path / "worker.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
@@ -160,4 +167,5 @@ def test_a_worker_logs_in_the_same_one_format(tmp_path: Path) -> None:
         process.wait(20)
     events = json_lines(log.read_text())
     assert [e["event"] for e in events] == ["worker.started", "worker.stopped"], events
-    assert (tmp_path / "data" / "docuhooks.db").exists()
+    database = (tmp_path / "data" / "docuhooks.db").resolve()
+    assert events[0]["database"] == f"sqlite:///{database}"

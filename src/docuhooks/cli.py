@@ -34,9 +34,9 @@ def _run_with_db(
 ) -> T:
     """Run `work` on the installation `settings` name, migrated to the current schema.
 
-    With `create=False` (the admin commands) a missing installation is an error naming where
-    it was looked for: run from the wrong directory, an admin command would otherwise make a
-    second, empty installation and report success."""
+    With `create=False` (the admin commands, `worker`) a missing installation is an error
+    naming where it was looked for: run from the wrong directory, such a command would
+    otherwise make a second, empty installation and report success (or work on it)."""
 
     async def main() -> T:
         if not create:
@@ -156,8 +156,12 @@ def serve(
         worker_enabled=False if no_worker else None,
     )
     configure(settings.log_level, json=settings.log_json)
-    from docuhooks.server import announce_start, build_app
+    from docuhooks.server import BindError, announce_start, bind, build_app
 
+    try:  # before the data directory is created, as `docuhooks demo` checks its ports
+        listening = bind(settings.host, settings.port)
+    except BindError as exc:
+        raise click.ClickException(f"the server {exc}; try --port") from None
     app = build_app(settings)
     ctx = app.state.ctx
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
@@ -191,7 +195,7 @@ def serve(
         )
     )
     try:
-        server.run()
+        server.run(sockets=[listening])
     except KeyboardInterrupt:  # uvicorn raises Ctrl-C again once it has shut down cleanly
         sys.exit(130)
     if not server.started:
@@ -215,7 +219,8 @@ def worker(
 ) -> None:
     """Run a delivery worker on its own.
 
-    Start as many as you like against one PostgreSQL database (DOCUHOOKS_DATABASE_URL)."""
+    It works on an existing installation (--data-dir, or DOCUHOOKS_DATABASE_URL) and never
+    creates one. Start as many as you like against one PostgreSQL database."""
     import signal
 
     from docuhooks.delivery import metrics
@@ -251,7 +256,7 @@ def worker(
     import uvloop
 
     # The same loop `docuhooks serve` runs its in-process worker on (uvicorn's uvloop).
-    _run_with_db(settings, run, loop_factory=uvloop.new_event_loop)
+    _run_with_db(settings, run, create=False, loop_factory=uvloop.new_event_loop)
 
 
 @main.command()
@@ -402,7 +407,11 @@ _DEMO_EXTRA = frozenset({"aiohttp", "docx"})
     default=None,
     help="How the demo's webhooks authenticate (default HMAC).",
 )
-@click.option("--reset", is_flag=True, help="Delete the demo's data and start over.")
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Delete the demo's data and start over (on the same ports, unless given others).",
+)
 @click.option("--no-wait", is_flag=True, help="Exit after the walk-through.")
 def demo(
     data_dir: Path,
@@ -463,12 +472,21 @@ def db_upgrade(config: str | None, data_dir: Path | None) -> None:
 
 
 @main.group()
-def admin() -> None:
+@config_option
+@data_dir_option
+def admin(config: str | None, data_dir: Path | None) -> None:
     """Bootstrap sites, users and tokens.
 
     Each command prints only the new id or token, so they compose in scripts. They work on
-    an existing installation (see --data-dir) and never create one: start `docuhooks serve`
-    (or run `docuhooks db upgrade`) there once first."""
+    an existing installation (--data-dir, given here or to the command) and never create one:
+    start `docuhooks serve` (or run `docuhooks db upgrade`) there once first."""
+
+
+def _admin_settings(config: str | None, data_dir: Path | None) -> Settings:
+    """An admin command's settings: its own --config and --data-dir, else the `admin` group's."""
+    group = click.get_current_context().parent
+    given = group.params if group is not None else {}
+    return _settings(config or given.get("config"), data_dir=data_dir or given.get("data_dir"))
 
 
 @admin.command("create-site")
@@ -486,7 +504,7 @@ def create_site(name: str, base_url: str, config: str | None, data_dir: Path | N
         async with ctx.db.transaction() as conn:
             return await service.create_site(conn, name=name, base_url=base_url, now=ctx.now())
 
-    click.echo(_run_with_db(_settings(config, data_dir=data_dir), work, create=False))
+    click.echo(_run_with_db(_admin_settings(config, data_dir), work, create=False))
 
 
 @admin.command("create-user")
@@ -553,7 +571,7 @@ def create_user(
                 now=ctx.now(),
             )
 
-    click.echo(_run_with_db(_settings(config, data_dir=data_dir), work, create=False))
+    click.echo(_run_with_db(_admin_settings(config, data_dir), work, create=False))
 
 
 @admin.command("create-token")
@@ -571,7 +589,7 @@ def create_token(login_name: str, name: str, config: str | None, data_dir: Path 
         async with ctx.db.transaction() as conn:
             return await service.create_token(conn, login_name=login_name, name=name, now=ctx.now())
 
-    click.echo(_run_with_db(_settings(config, data_dir=data_dir), work, create=False))
+    click.echo(_run_with_db(_admin_settings(config, data_dir), work, create=False))
 
 
 @admin.command("set-password")
@@ -595,7 +613,7 @@ def set_password(login_name: str, password: str, config: str | None, data_dir: P
         async with ctx.db.transaction() as conn:
             return await identity_admin.reset_password(conn, login_name, password, now=ctx.now())
 
-    click.echo(_run_with_db(_settings(config, data_dir=data_dir), work, create=False))
+    click.echo(_run_with_db(_admin_settings(config, data_dir), work, create=False))
 
 
 if __name__ == "__main__":  # pragma: no cover

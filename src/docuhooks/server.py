@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,29 @@ from fastapi import FastAPI
 from docuhooks.app import Component, create_app
 from docuhooks.context import AppContext
 from docuhooks.settings import Settings
+
+
+class BindError(Exception):
+    """An address the server cannot listen on; the message says which and why."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to `host`:`port`, for uvicorn to serve on (`Server.serve(sockets=...)`).
+
+    Bound before anything is created, so a busy port fails with a sentence, not a traceback
+    after a data directory has appeared."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    # As uvicorn binds: a restart need not wait out the old connections' TIME_WAIT.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        shown = f"[{host}]" if family == socket.AF_INET6 else host
+        raise BindError(f"cannot listen on {shown}:{port} ({exc.strerror})") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def components(settings: Settings) -> list[Component]:

@@ -47,6 +47,7 @@ from docuhooks.delivery.recorder import Finished, Recorder, SuspensionPolicy
 from docuhooks.delivery.transport import DEFAULT_MAX_BODY, ErrorClass, TransportResult
 from docuhooks.delivery.wakeup import Alarm, PostgresListener, asyncpg_dsn
 from docuhooks.settings import Settings
+from docuhooks.store.database import display_url
 from docuhooks.webhooks.matching import signing_target
 
 __all__ = ["Worker", "WorkerOptions", "start_worker"]
@@ -176,7 +177,12 @@ class Worker:
             asyncio.create_task(self._loop(), name="docuhooks-worker"),
             asyncio.create_task(self._heartbeat_loop(), name="docuhooks-heartbeat"),
         ]
-        log.info("worker.started", worker_id=self.id, concurrency=self.options.concurrency)
+        log.info(
+            "worker.started",
+            worker_id=self.id,
+            concurrency=self.options.concurrency,
+            database=display_url(self.ctx.settings.resolved_database_url),
+        )
 
     def wake(self) -> None:
         """Look for due deliveries now (called after a commit that wrote events)."""

@@ -26,6 +26,7 @@ from docuhooks.demo.bootstrap import SECRETS_FILE, Api, DemoError, DemoState
 from docuhooks.demo.walkthrough import ReceiverLog, WalkThrough
 from docuhooks.listen import AnswerFile, Listener, ListenServer
 from docuhooks.receiver import Verifier
+from docuhooks.server import BindError, bind
 from docuhooks.settings import Settings
 from docuhooks.store.private_files import write_private_file
 
@@ -70,36 +71,36 @@ def _printer() -> Callable[[str], None]:
 
 
 def _state(options: DemoOptions) -> DemoState:
-    bootstrap.prepare_data_dir(options.data_dir, reset=options.reset)
-    state = DemoState.read(options.data_dir)
-    if state is None:
+    """What this run starts from: the earlier run's state (its ports kept across --reset
+    unless new ones are given), with `options` applied. Reads, creates nothing."""
+    data_dir = options.data_dir
+    earlier = DemoState.read(data_dir) if data_dir.is_dir() else None
+    server_port = options.port or (earlier.server_port if earlier else DEFAULT_PORT)
+    receiver_port = options.receiver_port or (
+        earlier.receiver_port if earlier else DEFAULT_RECEIVER_PORT
+    )
+    if earlier is None or options.reset:
         return DemoState(
-            server_port=options.port or DEFAULT_PORT,
-            receiver_port=options.receiver_port or DEFAULT_RECEIVER_PORT,
+            server_port=server_port,
+            receiver_port=receiver_port,
             auth_method=options.auth_method or "HMAC",
         )
-    # Another --port moves the site with it (`_set_up`), as --receiver-port moves the webhooks.
-    state.server_port = options.port or state.server_port
-    if options.auth_method is not None and options.auth_method != state.auth_method:
+    if options.auth_method is not None and options.auth_method != earlier.auth_method:
         raise DemoError(
-            f"the demo in {options.data_dir} uses {state.auth_method}; start over with --reset "
+            f"the demo in {data_dir} uses {earlier.auth_method}; start over with --reset "
             "to try another authentication method"
         )
-    state.receiver_port = options.receiver_port or state.receiver_port
-    return state
+    # Another --port moves the site with it (`_set_up`), as --receiver-port moves the webhooks.
+    earlier.server_port = server_port
+    earlier.receiver_port = receiver_port
+    return earlier
 
 
 def _bind(port: int, what: str, flag: str) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((HOST, port))
-    except OSError as exc:
-        sock.close()
-        raise DemoError(
-            f"{what} cannot listen on {HOST}:{port} ({exc.strerror}); try {flag}"
-        ) from None
-    return sock
+        return bind(HOST, port)
+    except BindError as exc:
+        raise DemoError(f"{what} {exc}; try {flag}") from None
 
 
 async def _main(options: DemoOptions, write: Callable[[str], None], outcome: list[bool]) -> None:
@@ -108,6 +109,22 @@ async def _main(options: DemoOptions, write: Callable[[str], None], outcome: lis
 
     state = _state(options)
     data_dir = options.data_dir
+    # Both ports first: a busy one must not cost the demo's data (--reset) or create any.
+    server_socket = _bind(state.server_port, "the server", "--port")
+    try:
+        receiver = ListenServer(HOST, state.receiver_port)
+    except OSError as exc:
+        server_socket.close()
+        raise DemoError(
+            f"the receiver cannot listen on {HOST}:{state.receiver_port} ({exc.strerror}); "
+            "try --receiver-port"
+        ) from None
+    try:
+        bootstrap.prepare_data_dir(data_dir, reset=options.reset)
+    except BaseException:
+        server_socket.close()
+        receiver.server_close()
+        raise
     base_url = f"http://{HOST}:{state.server_port}"
     settings = Settings.load(
         None,
@@ -122,15 +139,6 @@ async def _main(options: DemoOptions, write: Callable[[str], None], outcome: lis
         log_json=False,
     )
     configure(settings.log_level, json=False)
-    server_socket = _bind(state.server_port, "the server", "--port")
-    try:
-        receiver = ListenServer(HOST, state.receiver_port)
-    except OSError as exc:
-        server_socket.close()
-        raise DemoError(
-            f"the receiver cannot listen on {HOST}:{state.receiver_port} ({exc.strerror}); "
-            "try --receiver-port"
-        ) from None
     ctx = AppContext.from_settings(settings)
     server = uvicorn.Server(
         uvicorn.Config(

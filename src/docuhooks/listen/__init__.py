@@ -21,7 +21,7 @@ from docuhooks.listen.listener import Listener, PostProcessingMode, Reply
 from docuhooks.listen.report import Printer, Received
 from docuhooks.listen.server import MAX_BODY_BYTES, ListenServer
 from docuhooks_receiver import AccessToken, HmacSecret, StandardWebhooksSecret, Verifier
-from docuhooks_receiver.credentials import Secret
+from docuhooks_receiver.credentials import WHSEC_PREFIX, Secret
 
 __all__ = [
     "ANY_EVENT",
@@ -70,6 +70,16 @@ def build_listener(
         except OSError as exc:
             raise ListenError(f"secret file {secret_file}: {exc.strerror or exc}") from None
         all_secrets += [line.strip() for line in lines if line.strip()]
+    if auth_method is None and any(
+        isinstance(value, str) and value.strip() and not value.strip().startswith(WHSEC_PREFIX)
+        for value in all_secrets
+    ):
+        # The SDK would refuse it too, in words for code (HmacSecret(...)); these are the CLI's.
+        raise ListenError(
+            "a --secret (or --secret-file line) not starting with whsec_ could be an HMAC "
+            "secret or an access token: give it with --hmac-secret or --access-token instead, "
+            "or say which with --auth-method HMAC (or AccessToken)"
+        )
     all_secrets += [HmacSecret(value) for value in hmac_secrets]
     all_secrets += [StandardWebhooksSecret(value) for value in whsec_secrets]
     all_secrets += [AccessToken(value) for value in access_tokens]
