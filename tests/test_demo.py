@@ -75,6 +75,7 @@ def test_the_demo_shows_all_four_event_types_then_continues_on_a_second_run(
     assert (data_dir / "letter-v1.docx").read_bytes()[:2] == b"PK"
 
     state = json.loads((data_dir / "demo-state.json").read_text())
+    assert f"site           Demo  {state['site_id']}" in first.stdout  # for `admin --site`
     assert state["auth_method"] == "HMAC"
     assert len(state["webhooks"]) == 4
     assert (data_dir / "demo-state.json").stat().st_mode & 0o077 == 0

@@ -229,6 +229,7 @@ def _introduce(
     receiver_url: str,
     write: Callable[[str], None],
 ) -> None:
+    write(f"  site           Demo  {state.site_id}")
     write(f"  administrator  {bootstrap.ADMIN_LOGIN} / {state.password}")
     write(f"  API token      {state.token}")
     for hook in state.webhooks:
@@ -273,6 +274,9 @@ The server and the receiver keep running; Ctrl-C stops both. Try:
   curl -s {api}/webhooks/{completion.id}/deliveries -H "Authorization: Bearer $TOKEN"
   # send a test event
   curl -s -X POST {api}/webhooks/{completion.id}/test -H "Authorization: Bearer $TOKEN"
+
+In a browser: {base_url}/ui/ (sign in as {bootstrap.ADMIN_LOGIN} with the password above) for the
+webhooks and their deliveries, and the work items, where an interview opens prefilled.
 
 The API is documented at {base_url}/docs. What the receiver answers is in {answers_path}
 (edit it and run the demo again). Requests the receiver gets from now on are printed below.
