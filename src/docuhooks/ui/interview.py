@@ -329,7 +329,7 @@ async def upload_answers(
     name = upload.filename if isinstance(upload, UploadFile) else ""
     message = f"The answers of {name} are in."
     if warnings:
-        message += " Some could not be used: see the fields marked below."
+        message += " Some could not be used: they are listed below."
     # The file may have replaced answers a webhook supplied: their marks no longer hold.
     context = _context(
         state, warnings=warnings, message=message, focus="interview-result", clear_marks=True
