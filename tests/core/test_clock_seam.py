@@ -26,7 +26,13 @@ ALLOWED = {SOURCE / "core" / "clock.py"}
 ALLOWED_PACKAGES = {SOURCE / "receiver"}
 #: Calls that read the wall clock. Monotonic timers (`time.monotonic`, `perf_counter`,
 #: `loop.time`) measure durations and bound waits on real I/O, and are not on this list.
-WALL_CLOCK = {("datetime", "now"), ("datetime", "utcnow"), ("datetime", "today"), ("time", "time")}
+WALL_CLOCK = {
+    ("datetime", "now"),
+    ("datetime", "utcnow"),
+    ("datetime", "today"),
+    ("date", "today"),
+    ("time", "time"),
+}
 
 
 def wall_clock_reads(path: Path) -> list[str]:

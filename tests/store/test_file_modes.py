@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -98,7 +99,7 @@ def test_a_whole_installation_made_from_the_command_line_is_private(
 def test_the_demo_directory_is_private(tmp_path: Path, umask: int) -> None:
     demo = tmp_path / "docuhooks-demo"
     prepare_data_dir(demo, reset=False)
-    write_receiver_answers(demo)
+    write_receiver_answers(demo, date(2026, 1, 31))
     DemoState(server_port=1, receiver_port=2, auth_method="HMAC").write(demo)
     write_private_file(demo / "letter-v1.docx", b"PK\x03\x04")
     assert assert_private_tree(demo) == [

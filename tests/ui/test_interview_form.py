@@ -80,6 +80,16 @@ def test_empty_inputs_are_unanswered_and_unlisted_fields_untouched() -> None:
     assert submitted.answers == {"Name": None, "Colour": None, "Parties": None}
 
 
+def test_a_repeat_with_more_rows_than_the_form_edits_is_left_as_saved() -> None:
+    rows = forms.MAX_ROWS + 100
+    fields = [("fields", "5"), ("rows.5", str(rows))]
+    typed = [(f"f5.{n}", "x") for n in range(10)]
+    submitted = forms.read_form(form(*fields, *typed), VARIABLES)
+    # Not cut to the form's bound (which would delete the rest of the saved rows): untouched.
+    assert "Parties" not in submitted.answers
+    assert submitted.errors == {}
+
+
 def test_what_cannot_be_read_stays_at_its_field() -> None:
     submitted = forms.read_form(
         form(

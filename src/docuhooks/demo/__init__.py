@@ -157,7 +157,7 @@ async def _main(options: DemoOptions, write: Callable[[str], None], outcome: lis
         write(f"docuhooks demo: server {base_url}, receiver {receiver.url}, data in {data_dir}")
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             api = await _set_up(ctx, session, state, data_dir, base_url, receiver.url, write)
-            answers_path = bootstrap.write_receiver_answers(data_dir)
+            answers_path = bootstrap.write_receiver_answers(data_dir, ctx.now().date())
             receiver.listener = _listener(state, answers_path, log)
             receiver_thread.start()
             _introduce(state, data_dir, answers_path, receiver.url, write)

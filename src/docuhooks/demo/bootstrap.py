@@ -104,7 +104,7 @@ def prepare_data_dir(data_dir: Path, *, reset: bool) -> None:
     make_private_dir(data_dir)
 
 
-def write_receiver_answers(data_dir: Path) -> Path:
+def write_receiver_answers(data_dir: Path, today: date) -> Path:
     """The receiver's answer file (the format of `docuhooks listen --answers`): a prefill for
     InterviewLoadEvent, and a client table the "Look up client" button looks up by name."""
     path = data_dir / ANSWERS_FILE
@@ -112,7 +112,7 @@ def write_receiver_answers(data_dir: Path) -> Path:
         answers = {
             "InterviewLoadEvent": {
                 "Client Name": "Jane Smith",
-                "Letter Date": date.today().isoformat(),
+                "Letter Date": today.isoformat(),
             },
             template.LOOKUP_BUTTON: {
                 "lookup": "Client Name",

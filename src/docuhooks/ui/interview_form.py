@@ -197,7 +197,11 @@ def read_form(form: FormData, variables: Sequence[VariableDef]) -> Submitted:
             else:
                 answers[variable.name] = value
             continue
-        count = min(max(_whole(form.get(f"rows.{index}")), 0), MAX_ROWS)
+        count = max(_whole(form.get(f"rows.{index}")), 0)
+        if count > MAX_ROWS:
+            # More rows than this form edits (an answer set from the API or a file may
+            # hold more): left out, so the saved answer stays whole rather than cut short.
+            continue
         raws = [_input(form, f"{key}.{row}", variable) for row in range(count)]
         values = []
         for row, raw in enumerate(raws):

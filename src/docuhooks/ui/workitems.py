@@ -109,7 +109,7 @@ async def new_work_item(
 async def create_work_item(request: Request, ctx: Ctx, session: Checked) -> Response:
     form = await request.form()
     values = {
-        key: str(form.get(key) or "").strip()[:200] for key in ("name", "workGroupId", "templateId")
+        key: str(form.get(key) or "").strip() for key in ("name", "workGroupId", "templateId")
     }
     errors: dict[str, str] = {}
     for key, what in (("workGroupId", "a work group"), ("templateId", "a template")):

@@ -109,7 +109,9 @@ async def upload_template(request: Request, ctx: Ctx, session: Checked) -> Respo
         if not created["warnings"]:
             return redirect(f"/ui/templates/{created['id']}?notice=template-uploaded")
         # Stored, with declarations the document does not use: say which, once.
-        sample = json.dumps(_sample_answers(created["variables"]), indent=2, ensure_ascii=False)
+        sample = json.dumps(
+            _sample_answers(created["variables"], ctx.now().date()), indent=2, ensure_ascii=False
+        )
         return _template_page(
             request, session, created, answers=sample, upload_warnings=created["warnings"]
         )
@@ -125,7 +127,9 @@ async def template_page(
     require_site_admin(session.principal, "managing templates")
     async with ctx.db.read() as conn:
         template = catalog.to_api(await catalog.get_row(conn, session.principal, template_id))
-    sample = json.dumps(_sample_answers(template["variables"]), indent=2, ensure_ascii=False)
+    sample = json.dumps(
+        _sample_answers(template["variables"], ctx.now().date()), indent=2, ensure_ascii=False
+    )
     return _template_page(request, session, template, answers=sample)
 
 
@@ -298,11 +302,11 @@ def _upload_page(
 # --- one template and Test assemble ----------------------------------------------------------
 
 
-def _sample_value(variable: dict[str, Any]) -> Any:
+def _sample_value(variable: dict[str, Any], today: date) -> Any:
     samples: dict[str, Any] = {
         "text": f"Sample {variable['name']}",
         "number": 1500,
-        "date": date.today().isoformat(),
+        "date": today.isoformat(),
         "truefalse": True,
         "multiplechoice": variable["options"][:1],
     }
@@ -312,12 +316,13 @@ def _sample_value(variable: dict[str, Any]) -> Any:
     return value
 
 
-def _sample_answers(variables: list[dict[str, Any]]) -> dict[str, Any]:
+def _sample_answers(variables: list[dict[str, Any]], today: date) -> dict[str, Any]:
     """Canonical answer JSON with a sample answer for each variable (two iterations per
     repeat level), for the administrator to edit before *Test assemble*."""
     return {
         "answers": [
-            {"name": v["name"], "type": v["type"], "value": _sample_value(v)} for v in variables
+            {"name": v["name"], "type": v["type"], "value": _sample_value(v, today)}
+            for v in variables
         ]
     }
 
