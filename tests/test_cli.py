@@ -180,10 +180,12 @@ def test_an_admin_command_without_the_servers_secret_key_makes_none(tmp_path: Pa
 
 
 def test_an_empty_postgresql_database_is_not_an_installation() -> None:
-    from tests.conftest import POSTGRES_ADMIN_URL, _postgres_available
+    from tests.conftest import POSTGRES_ADMIN_URL, REQUIRE_POSTGRES, _postgres_available
 
     problem = _postgres_available()
     if problem:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"DOCUHOOKS_REQUIRE_POSTGRES=1 but {problem}")
         pytest.skip(problem)
     import asyncpg
 
