@@ -287,6 +287,17 @@ async def test_answer_files_in_and_out(
         assert re.search(r'id="answer-file-error" role="alert">Problem: ', bad.text), name
         assert await _answers(ctx, site, interview_id) == {"Client Name": "Jane"}, name
 
+    # Past the answer-set limit, a file or a step's form is cut off as it streams in.
+    most = ctx.settings.max_answer_set_bytes
+    huge = await client.post(url, **upload("big.json", b'{"Client Name": "' + b"x" * most + b'"}'))
+    assert huge.status_code == 413
+    step = await client.post(
+        f"/ui/interviews/{interview_id}",
+        data={"csrf_token": csrf, "fields": "0", "f0": "y" * most},
+    )
+    assert step.status_code == 413
+    assert await _answers(ctx, site, interview_id) == {"Client Name": "Jane"}
+
     xml = await client.get(f"/ui/interviews/{interview_id}/answers.xml")
     assert xml.status_code == 200
     assert xml.headers["content-disposition"].startswith('attachment; filename="Smith engagement')

@@ -14,12 +14,17 @@ from docuhooks.interview_hooks.budget import mark_waiting_since
 #: (method, path ending) of the routes whose body is an answer set, in any spelling: they
 #: take JSON and XML alike, up to the answer-set limit, whatever the other limits are.
 _ANSWER_SET_ROUTES = (("PUT", "/answers"), ("POST", "/assemble"))
+#: (method, path start) of the web UI's interview posts: a step's form or an answer file,
+#: both an answer set at most.
+_ANSWER_SET_PAGES = (("POST", "/ui/interviews/"),)
 
 
 def takes_answer_set(scope: Scope) -> bool:
     path = str(scope.get("path", "")).rstrip("/").lower()
     method = scope.get("method", "")
-    return any(method == m and path.endswith(end) for m, end in _ANSWER_SET_ROUTES)
+    return any(method == m and path.endswith(end) for m, end in _ANSWER_SET_ROUTES) or any(
+        method == m and path.startswith(start) for m, start in _ANSWER_SET_PAGES
+    )
 
 
 class BodyLimitMiddleware:

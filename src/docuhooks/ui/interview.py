@@ -41,9 +41,6 @@ from docuhooks.ui.session import Checked, SignedIn, UiSession
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 
-#: An answer file larger than this is refused before it is read (the answer-set limits
-#: still apply below it).
-MAX_ANSWER_FILE = 20 * 1024 * 1024
 ANSWER_FILE_FIELD = "answer-file"
 
 #: Errors of the request, not of the uploaded file: raised on to the error page (a 404 for
@@ -296,11 +293,12 @@ async def upload_answers(
     if not isinstance(upload, UploadFile) or not upload.filename:
         problem = "Choose an answer file (.xml or .json) first."
     else:
-        content = await upload.read(MAX_ANSWER_FILE + 1)
+        most = ctx.settings.max_answer_set_bytes
+        content = await upload.read(most + 1)
         if not content.strip():
             problem = "The file is empty: it holds no answers."
-        elif len(content) > MAX_ANSWER_FILE:
-            problem = f"The file is over {MAX_ANSWER_FILE // (1024 * 1024)} MiB."
+        elif len(content) > most:
+            problem = f"The file is over {most} bytes, the most an answer set may be."
         else:
             try:
                 updated = await interviews.update_answers(
