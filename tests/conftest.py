@@ -5,6 +5,7 @@ PostgreSQL half skips with the reason; with DOCUHOOKS_REQUIRE_POSTGRES=1 (as in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -43,9 +44,10 @@ def _postgres_available() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A database of its own for this test session, dropped at the end."""
+@contextlib.contextmanager
+def new_postgres_database(prefix: str) -> Iterator[str]:
+    """An empty PostgreSQL database of its own (its URL), dropped afterwards; skips with the
+    reason where there is no server, or fails where one is required."""
     problem = _postgres_available()
     if problem:
         if REQUIRE_POSTGRES:
@@ -53,7 +55,7 @@ def postgres_url() -> Iterator[str]:
         pytest.skip(problem)
     import asyncpg
 
-    name = f"docuhooks_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
 
     async def admin(sql: str) -> None:
         conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
@@ -63,17 +65,24 @@ def postgres_url() -> Iterator[str]:
             await conn.close()
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-    url = f"{base}/{name}"
+    try:
+        yield f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
-    async def migrate() -> None:
-        db = Database.from_url(url)
-        await db.upgrade()
-        await db.dispose()
 
-    asyncio.run(migrate())
-    yield url
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of its own for this test session, dropped at the end."""
+    with new_postgres_database("docuhooks_test") as url:
+
+        async def migrate() -> None:
+            db = Database.from_url(url)
+            await db.upgrade()
+            await db.dispose()
+
+        asyncio.run(migrate())
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

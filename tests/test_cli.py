@@ -3,7 +3,6 @@ admin commands that find the installation or say where they looked, never make a
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import socket
@@ -180,27 +179,9 @@ def test_an_admin_command_without_the_servers_secret_key_makes_none(tmp_path: Pa
 
 
 def test_an_empty_postgresql_database_is_not_an_installation() -> None:
-    from tests.conftest import POSTGRES_ADMIN_URL, REQUIRE_POSTGRES, _postgres_available
+    from tests.conftest import new_postgres_database
 
-    problem = _postgres_available()
-    if problem:
-        if REQUIRE_POSTGRES:
-            pytest.fail(f"DOCUHOOKS_REQUIRE_POSTGRES=1 but {problem}")
-        pytest.skip(problem)
-    import asyncpg
-
-    name = f"docuhooks_empty_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        url = f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    with new_postgres_database("docuhooks_empty") as url:
         refused = invoke(
             "admin", "create-site", "Acme", "--base-url", "https://acme.example",
             env={"DOCUHOOKS_DATABASE_URL": url},
@@ -215,8 +196,6 @@ def test_an_empty_postgresql_database_is_not_an_installation() -> None:
             env={"DOCUHOOKS_DATABASE_URL": url},
         )  # fmt: skip
         assert made.exit_code == 0, made.output
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def test_log_json_is_true_false_or_auto(monkeypatch: pytest.MonkeyPatch) -> None:
