@@ -14,6 +14,7 @@ from docuhooks import __version__
 from docuhooks.context import AppContext
 from docuhooks.errors import DocuhooksError
 from docuhooks.settings import Settings, SettingsError
+from docuhooks.store.database import DirectConnectionNeeded
 
 T = TypeVar("T")
 
@@ -45,7 +46,10 @@ def _run_with_db(
                 raise click.ClickException(problem)
         ctx = AppContext.from_settings(settings)
         try:
-            await ctx.db.upgrade()
+            try:
+                await ctx.db.upgrade()
+            except DirectConnectionNeeded as exc:
+                raise click.ClickException(str(exc)) from exc
             return await work(ctx)
         finally:
             await ctx.db.dispose()
@@ -60,7 +64,8 @@ def _run_with_db(
 
 async def _missing_installation(settings: Settings) -> str | None:
     """Why `settings` name no installation yet, or None when they do. Creates nothing."""
-    from docuhooks.store.database import Database, display_url, sqlite_file
+    from docuhooks.context import database_of
+    from docuhooks.store.database import display_url, sqlite_file
 
     url = settings.resolved_database_url
     path = sqlite_file(url)
@@ -78,7 +83,7 @@ async def _missing_installation(settings: Settings) -> str | None:
     )
     if path is not None and not path.exists():
         return f"no docuhooks installation in {where}: {path} does not exist. {advice}"
-    db = Database.from_url(url)
+    db = database_of(settings)
     try:
         revision = await db.current_revision()
     finally:

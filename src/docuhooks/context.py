@@ -84,12 +84,7 @@ class AppContext:
         # An unusable proxy (setting or environment) or connect timeout stops the process at
         # start, naming what is wrong, rather than failing the first outbound call.
         _outbound_options(settings)
-        try:
-            db = Database.from_url(
-                settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
-            )
-        except ValueError as exc:
-            raise SettingsError(f"setting DOCUHOOKS_SQLITE_SYNCHRONOUS: {exc}") from exc
+        db = database_of(settings)
         box = SecretBox.for_data_dir(settings.secret_key, settings.data_dir)
         return cls(settings=settings, db=db, box=box)
 
@@ -205,3 +200,27 @@ def _outbound_options(settings: Settings) -> ProxyRoutes:
         )
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
+
+
+def database_of(settings: Settings) -> Database:
+    """The installation's database as `settings` describe it; a setting it cannot use
+    stops the process at start, named."""
+    try:
+        return Database.from_url(
+            settings.resolved_database_url,
+            sqlite_synchronous=settings.sqlite_synchronous,
+            pooler=settings.database_pooler,
+            listen_url=settings.database_listen_url,
+            direct_url=settings.database_direct_url,
+        )
+    except ValueError as exc:
+        text = str(exc)
+        name = next(
+            (
+                n
+                for n in ("database_pooler", "database_listen_url", "database_direct_url")
+                if text.startswith(n)
+            ),
+            "sqlite_synchronous",
+        )
+        raise SettingsError(f"setting DOCUHOOKS_{name.upper()}: {exc}") from exc

@@ -25,6 +25,19 @@ class Settings:
     data_dir: Path = Path("docuhooks-data")
     #: Empty means an SQLite file in `data_dir`.
     database_url: str = ""
+    # --- PostgreSQL behind a connection pooler (see docs/operations.md, "PgBouncer") -----
+    #: What `database_url` goes through: `none` (the server itself, or a pooler in session
+    #: mode) or `transaction` (PgBouncer's `pool_mode = transaction`): then no statement is
+    #: kept prepared across transactions, and nothing `LISTEN`s through the pooler.
+    database_pooler: str = "none"
+    #: A `postgresql://` URL that reaches the server directly, for the `LISTEN` connections
+    #: (workers' wake-ups, token revocations); empty means `database_direct_url`, else
+    #: `database_url` unless `database_pooler = transaction` (then workers poll).
+    database_listen_url: str = field(default="", repr=False)
+    #: A `postgresql://` URL that reaches the server directly, for migrations; empty means
+    #: `database_listen_url`, else migrations go through `database_url`.
+    database_direct_url: str = field(default="", repr=False)
+    # --- end of connection pooler ---
     #: Key for encrypting secrets at rest; empty means one generated into `data_dir`.
     secret_key: str = ""
     #: Comma-separated CIDRs the outbound address policy lets through.

@@ -45,7 +45,7 @@ from docuhooks.delivery.outcome import Verdict, decide
 from docuhooks.delivery.queries import Job
 from docuhooks.delivery.recorder import Finished, Recorder, SuspensionPolicy
 from docuhooks.delivery.transport import DEFAULT_MAX_BODY, ErrorClass, TransportResult
-from docuhooks.delivery.wakeup import Alarm, PostgresListener, asyncpg_dsn
+from docuhooks.delivery.wakeup import Alarm, PostgresListener
 from docuhooks.settings import Settings
 from docuhooks.store.database import display_url
 from docuhooks.webhooks.matching import signing_target
@@ -164,9 +164,18 @@ class Worker:
         """Run the loop in the background; `stop()` ends it."""
         self._alarm = Alarm()
         self.ctx.on_events_committed.append(self.wake)
-        if self.ctx.db.dialect == "postgresql":
-            self._listener = PostgresListener(asyncpg_dsn(self.ctx.db.engine.url), self._alarm)
+        listen = self.ctx.db.listen_dsn()
+        if listen is not None:
+            self._listener = PostgresListener(listen, self._alarm)
             self._listener.start()
+        elif self.ctx.db.dialect == "postgresql":
+            log.warning(
+                "worker.polling",
+                reason="database_pooler = transaction and no database_listen_url: a LISTEN "
+                "through the pooler would hear nothing",
+                poll_seconds=self.options.poll_seconds,
+                fix="set DOCUHOOKS_DATABASE_LISTEN_URL to a direct postgresql:// URL",
+            )
         # In the fleet before taking any work, so the metrics never show work without a worker.
         await self._heartbeat()
         self._senders = [

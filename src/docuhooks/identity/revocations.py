@@ -13,10 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import structlog
+
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.identity.interfaces import IdentityContext
-from docuhooks.store.notify import ChannelListener, asyncpg_dsn, notify
+from docuhooks.store.notify import ChannelListener, notify
+
+log = structlog.get_logger(__name__)
 
 CHANNEL = "docuhooks_tokens"
 
@@ -27,11 +31,21 @@ async def announce(conn: AsyncConnection, token_hash: str) -> None:
 
 
 def revocation_listener(ctx: IdentityContext) -> ChannelListener | None:
-    """The listener that drops revoked tokens from `ctx`'s cache; None on SQLite."""
-    if ctx.db.dialect != "postgresql":
+    """The listener that drops revoked tokens from `ctx`'s cache; None on SQLite, and
+    behind a pooler in transaction mode without a direct URL to listen on (then the cache's
+    TTL bounds how long another process accepts a revoked token)."""
+    listen = ctx.db.listen_dsn()
+    if listen is None:
+        if ctx.db.dialect == "postgresql":
+            log.warning(
+                "tokens.not_listening",
+                reason="database_pooler = transaction and no database_listen_url: other "
+                "processes' revocations take effect here when the token cache expires",
+                fix="set DOCUHOOKS_DATABASE_LISTEN_URL to a direct postgresql:// URL",
+            )
         return None
     return ChannelListener(
-        asyncpg_dsn(ctx.db.engine.url),
+        listen,
         CHANNEL,
         on_notify=ctx.tokens.forget,
         on_connect=ctx.tokens.clear,

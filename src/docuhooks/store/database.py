@@ -7,12 +7,20 @@ thread checkpoints the WAL. Writers in one process queue on an in-process FIFO l
 they ask SQLite; a writer of another process holding the lock is waited for with
 `asyncio.sleep`, never by blocking the loop.
 PostgreSQL is for scale-out: many processes, row claims with `FOR UPDATE SKIP LOCKED`.
+
+Behind a pooler in transaction mode (PgBouncer's `pool_mode = transaction`), consecutive
+transactions of one client connection may run on different server connections, so nothing
+may outlive a transaction: `POOLERS` says how the engine is then set up (no named prepared
+statement kept, `Database.listen_dsn` names no connection to `LISTEN` on unless a direct one
+is configured, migrations run on the direct connection when there is one). The code keeps no
+session state anywhere (docs/design.md, "PostgreSQL session state").
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,6 +44,13 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = int.from_bytes(b"dhmigrat", "big") - 2**63
 #: A pooled PostgreSQL connection idle longer than this is pinged before it is used again.
 IDLE_PING_SECONDS = 10.0
+#: What stands between docuhooks and PostgreSQL (`database_pooler`): nothing, or a pooler
+#: that hands each transaction whichever server connection is free.
+POOLERS = ("none", "transaction")
+
+
+class DirectConnectionNeeded(RuntimeError):
+    """A pending migration cannot run through a pooler in transaction mode."""
 
 
 def normalize_url(url: str) -> str:
@@ -64,10 +79,20 @@ def display_url(url: str) -> str:
 
 class Database:
     def __init__(
-        self, engine: AsyncEngine, *, checkpointer: sqlite_inline.Checkpointer | None = None
+        self,
+        engine: AsyncEngine,
+        *,
+        checkpointer: sqlite_inline.Checkpointer | None = None,
+        pooler: str = "none",
+        listen_url: str = "",
+        direct_url: str = "",
     ) -> None:
         self.engine = engine
         self._checkpointer = checkpointer
+        self.pooler = pooler
+        #: A direct connection (not through the pooler) for `LISTEN`, and for migrations.
+        self._listen_url = listen_url
+        self._direct_url = direct_url
         backend = engine.dialect.name
         if backend not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported dialect {backend}")
@@ -81,15 +106,29 @@ class Database:
 
     @classmethod
     def from_url(
-        cls, url: str, *, pool_size: int = 10, sqlite_synchronous: str = "normal"
+        cls,
+        url: str,
+        *,
+        pool_size: int = 10,
+        sqlite_synchronous: str = "normal",
+        pooler: str = "none",
+        listen_url: str = "",
+        direct_url: str = "",
     ) -> Database:
         """`sqlite_synchronous` is SQLite's durability (`normal` or `full`, see
-        `sqlite_inline.configure_connection`); PostgreSQL ignores it."""
+        `sqlite_inline.configure_connection`); PostgreSQL ignores it. `pooler` is what
+        `url` goes through (`POOLERS`); `listen_url` and `direct_url` reach PostgreSQL
+        directly, for `LISTEN` and for migrations (each defaults to the other)."""
         if sqlite_synchronous not in sqlite_inline.SYNCHRONOUS:
             raise ValueError(
                 f"sqlite_synchronous must be one of {', '.join(sqlite_inline.SYNCHRONOUS)}, "
                 f"not {sqlite_synchronous!r}"
             )
+        if pooler not in POOLERS:
+            raise ValueError(f"database_pooler must be one of {', '.join(POOLERS)}, not {pooler!r}")
+        for name, other in (("database_listen_url", listen_url), ("database_direct_url", direct_url)):
+            if other and make_url(normalize_url(other)).get_backend_name() != "postgresql":
+                raise ValueError(f"{name} must be a postgresql:// URL")
         async_url = normalize_url(url)
         kwargs: dict[str, Any] = {}
         checkpointer = None
@@ -103,6 +142,8 @@ class Database:
                 checkpointer = sqlite_inline.Checkpointer(path)
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+            if pooler == "transaction":
+                kwargs["connect_args"] = _transaction_pooler_args()
         # JSON columns (events, attempts, answers) are written with orjson: see `jsontext`.
         engine = create_async_engine(async_url, json_serializer=jsontext.dumps, **kwargs)
         if engine.dialect.name == "sqlite":
@@ -110,11 +151,32 @@ class Database:
             _configure_sqlite(engine, checkpointer, sqlite_synchronous)
         else:
             _check_liveness_on_checkout(engine)
-        return cls(engine, checkpointer=checkpointer)
+        return cls(
+            engine,
+            checkpointer=checkpointer,
+            pooler=pooler,
+            listen_url=listen_url or direct_url,
+            direct_url=direct_url or listen_url,
+        )
 
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
+
+    def listen_dsn(self) -> str | None:
+        """The plain `postgresql://` DSN a `LISTEN` connection opens, or None where there is
+        none: on SQLite, and behind a pooler in transaction mode without a direct URL (the
+        pooler would hand the `LISTEN` to whichever server connection is free, and the
+        notifications would go nowhere); the callers then poll."""
+        if self.is_sqlite:
+            return None
+        if self._listen_url:
+            url = make_url(self._listen_url)
+        elif self.pooler == "transaction":
+            return None
+        else:
+            url = self.engine.url
+        return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     @asynccontextmanager
     async def transaction(self, *, urgent: bool = False) -> AsyncIterator[AsyncConnection]:
@@ -144,9 +206,12 @@ class Database:
         """For work that is a single statement, atomic by itself: on PostgreSQL it runs with
         no transaction around it, sparing the BEGIN and COMMIT round trips (each statement
         commits on its own, so never use it for two that belong together). On SQLite it is
-        `transaction(urgent=…)`, where a transaction costs no round trip.
+        `transaction(urgent=…)`, where a transaction costs no round trip, and so it is
+        behind a pooler in transaction mode, where SQLAlchemy's prepared statement (which it
+        always names) and its execution, outside a transaction, may reach two different
+        server connections.
         """
-        if self.is_sqlite:
+        if self.is_sqlite or self.pooler == "transaction":
             async with self.transaction(urgent=urgent) as conn:
                 yield conn
             return
@@ -200,13 +265,21 @@ class Database:
 
         On PostgreSQL, processes starting together (several `serve` behind a load balancer)
         take turns on an advisory lock held to the end of the migration's transaction: the
-        first migrates, the others then find the database at head."""
-        async with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
-                await conn.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
-                )
-            await conn.run_sync(_run_upgrade)
+        first migrates, the others then find the database at head.
+
+        With `direct_url` the migrations run there, not through the pooler; without one,
+        behind a pooler in transaction mode, they run through it (the whole upgrade is one
+        transaction, which the pooler keeps on one server connection), unless a pending
+        migration declares `needs_direct_connection` (DDL that cannot run in a transaction,
+        such as `CREATE INDEX CONCURRENTLY`): then `DirectConnectionNeeded` names the fix."""
+        if self._direct_url:
+            direct = create_async_engine(normalize_url(self._direct_url), poolclass=sa.NullPool)
+            try:
+                await _upgrade(direct, needs_direct_ok=True)
+            finally:
+                await direct.dispose()
+            return
+        await _upgrade(self.engine, needs_direct_ok=self.pooler != "transaction")
 
     async def current_revision(self) -> str | None:
         async with self.read() as conn:
@@ -228,6 +301,38 @@ class Database:
         if self._checkpointer is not None:
             # Off the loop: the last checkpoint may take a moment.
             await asyncio.to_thread(self._checkpointer.stop)
+
+
+async def _upgrade(engine: AsyncEngine, *, needs_direct_ok: bool) -> None:
+    async with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Transaction-scoped: the one kind of advisory lock a transaction pooler keeps.
+            await conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+            )
+        if not needs_direct_ok:
+            needing = await conn.run_sync(_needing_direct_connection)
+            if needing:
+                raise DirectConnectionNeeded(
+                    f"migration {', '.join(needing)} cannot run through a connection pooler "
+                    "in transaction mode (database_pooler = transaction): set "
+                    "DOCUHOOKS_DATABASE_DIRECT_URL (database_direct_url) to a postgresql:// "
+                    "URL that reaches the server directly, and run `docuhooks db upgrade` "
+                    "(or start `docuhooks serve`) again"
+                )
+        await conn.run_sync(_run_upgrade)
+
+
+def _transaction_pooler_args() -> dict[str, Any]:
+    """asyncpg behind a pooler in transaction mode: no statement cache (its named
+    statements would be looked for on whichever server connection the next transaction
+    gets), and SQLAlchemy's own prepared statements, which it always names, under a unique
+    name each, so that two clients never collide on one server connection."""
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": lambda: f"__docuhooks_{uuid.uuid4().hex}__",
+    }
 
 
 def _configure_sqlite(
@@ -285,6 +390,19 @@ def _run_upgrade(connection: sa.Connection) -> None:
     from alembic import command
 
     command.upgrade(alembic_config(connection), "head")
+
+
+def _needing_direct_connection(connection: sa.Connection) -> list[str]:
+    """The pending migrations whose module says `needs_direct_connection = True`."""
+    from alembic.script import ScriptDirectory
+
+    current = _current_revision(connection)
+    script = ScriptDirectory.from_config(alembic_config())
+    return sorted(
+        revision.revision
+        for revision in script.iterate_revisions("heads", current)
+        if getattr(revision.module, "needs_direct_connection", False)
+    )
 
 
 def _current_revision(connection: sa.Connection) -> str | None:
