@@ -310,17 +310,36 @@ async def _upgrade(engine: AsyncEngine, *, needs_direct_ok: bool) -> None:
             await conn.execute(
                 sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
             )
-        if not needs_direct_ok:
-            needing = await conn.run_sync(_needing_direct_connection)
-            if needing:
-                raise DirectConnectionNeeded(
-                    f"migration {', '.join(needing)} cannot run through a connection pooler "
-                    "in transaction mode (database_pooler = transaction): set "
-                    "DOCUHOOKS_DATABASE_DIRECT_URL (database_direct_url) to a postgresql:// "
-                    "URL that reaches the server directly, and run `docuhooks db upgrade` "
-                    "(or start `docuhooks serve`) again"
-                )
-        await conn.run_sync(_run_upgrade)
+        needing = (
+            await conn.run_sync(_needing_direct_connection)
+            if engine.dialect.name == "postgresql"
+            else []
+        )
+        if needing and not needs_direct_ok:
+            raise DirectConnectionNeeded(
+                f"migration {', '.join(needing)} cannot run through a connection pooler "
+                "in transaction mode (database_pooler = transaction): set "
+                "DOCUHOOKS_DATABASE_DIRECT_URL (database_direct_url) to a postgresql:// "
+                "URL that reaches the server directly, and run `docuhooks db upgrade` "
+                "(or start `docuhooks serve`) again"
+            )
+        if not needing:
+            await conn.run_sync(_run_upgrade)
+            return
+    # A migration that needs the session (an index built CONCURRENTLY, outside any
+    # transaction): each migration in a transaction of its own, under a session-level
+    # lock, which this direct connection keeps.
+    async with engine.connect() as conn:
+        await conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
+        await conn.commit()
+        try:
+            await conn.run_sync(_run_upgrade, per_migration=True)
+        finally:
+            await conn.rollback()
+            await conn.execute(
+                sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK}
+            )
+            await conn.commit()
 
 
 def _transaction_pooler_args() -> dict[str, Any]:
@@ -386,10 +405,12 @@ def alembic_config(connection: sa.Connection | None = None) -> Any:
     return cfg
 
 
-def _run_upgrade(connection: sa.Connection) -> None:
+def _run_upgrade(connection: sa.Connection, *, per_migration: bool = False) -> None:
     from alembic import command
 
-    command.upgrade(alembic_config(connection), "head")
+    cfg = alembic_config(connection)
+    cfg.attributes["transaction_per_migration"] = per_migration
+    command.upgrade(cfg, "head")
 
 
 def _needing_direct_connection(connection: sa.Connection) -> list[str]:

@@ -17,6 +17,9 @@ def _run(connection: sa.Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # Set by `Database.upgrade` for a migration that needs its own transactions (one
+        # that builds an index CONCURRENTLY in an `autocommit_block`).
+        transaction_per_migration=config.attributes.get("transaction_per_migration", False),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,255 @@
+"""PostgreSQL through a real PgBouncer in transaction pooling mode (`database_pooler =
+transaction`): migrations, the delivery path (outbox, claim, send, record) and the API, with
+more clients than the pooler has server connections, so that consecutive transactions of one
+client land on different server connections; LISTEN only on a direct URL; a migration that
+needs a direct connection says so.
+
+The pooler is Debian's pgbouncer 1.18, which keeps no prepared statement of a client: any
+statement left prepared across transactions would fail here ("prepared statement … does not
+exist"), as would anything else that relies on the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from tests.conftest import new_postgres_database
+from tests.delivery.delivery_support import make_webhook, queue_event
+from tests.pgbouncer import PgBouncer, running_pgbouncer
+from tests.support import make_site
+
+from docuhooks.app import create_app
+from docuhooks.context import AppContext, database_of
+from docuhooks.core.clock import FakeClock
+from docuhooks.core.retry import RetrySchedule
+from docuhooks.delivery.transport import MockTransport, TransportResult
+from docuhooks.delivery.worker import Worker, WorkerOptions
+from docuhooks.identity.secrets import SecretBox
+from docuhooks.settings import Settings, SettingsError
+from docuhooks.store import database as database_module
+from docuhooks.store.database import Database, DirectConnectionNeeded
+from docuhooks.store.schema import attempts, deliveries
+
+
+@pytest.fixture
+def direct_url() -> Iterator[str]:
+    with new_postgres_database("docuhooks_pgbouncer") as url:
+        yield url
+
+
+@pytest.fixture
+def bouncer(direct_url: str) -> Iterator[PgBouncer]:
+    # Two server connections for the database: a dozen clients share them.
+    with running_pgbouncer(direct_url, pool_size=2) as running:
+        yield running
+
+
+def pooled_settings(tmp_path: Path, url: str, **more: str) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=url,
+        database_pooler="transaction",
+        secret_key="test-secret-key-0123456789",
+        dev_mode=True,
+        log_json=False,
+        **more,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+async def pooled_ctx(
+    tmp_path: Path, direct_url: str, bouncer: PgBouncer
+) -> AsyncIterator[AppContext]:
+    """A context whose every statement goes through the pooler; migrated through it too."""
+    settings = pooled_settings(tmp_path, bouncer.url_for(direct_url))
+    db = database_of(settings)
+    await db.upgrade()
+    ctx = AppContext(settings=settings, db=db, box=SecretBox(settings.secret_key))
+    yield ctx
+    await db.dispose()
+
+
+async def test_delivery_and_the_api_work_through_pgbouncer(pooled_ctx: AppContext) -> None:
+    ctx = pooled_ctx
+    assert ctx.db.listen_dsn() is None  # nothing to LISTEN on: the worker polls
+    site = await make_site(ctx)
+    clock = FakeClock()
+    hook, _secret = await make_webhook(ctx, site, "https://receiver.example/hook")
+    # Every event is a new work item version: (12 producers × 5) deliveries.
+    sent: list[str] = []
+
+    def receive(request: object) -> TransportResult:
+        sent.append(str(getattr(request, "body", b"")))
+        return TransportResult.response(200, b"ok", {})
+
+    ctx.transport_override = MockTransport(receive)  # type: ignore[arg-type]
+    worker = Worker(
+        ctx,
+        WorkerOptions(
+            schedule=RetrySchedule(delays=(0, 10)),
+            lease=timedelta(seconds=30),
+            probe_interval=timedelta(minutes=10),
+            suspend_after_failures=3,
+            suspend_after=timedelta(minutes=5),
+            poll_seconds=0.05,
+        ),
+        clock=clock,
+        rng=random.Random(7),
+        worker_id="pooled",
+    )
+
+    async def producer(n: int) -> list[str]:
+        ids: list[str] = []
+        for version in range(1, 6):
+            _event, queued = await queue_event(
+                ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{n}", version=version
+            )
+            ids += queued
+        return ids
+
+    # Twelve producers over two server connections, interleaved with the worker's claims.
+    queued = [i for ids in await asyncio.gather(*(producer(n) for n in range(12))) for i in ids]
+    delivered: list[str] = []
+    while len(delivered) < len(queued):
+        done = await worker.run_once()
+        assert done, "the worker found nothing to deliver"
+        delivered += done
+    assert sorted(delivered) == sorted(queued)
+    async with ctx.db.read() as conn:
+        statuses = set((await conn.execute(sa.select(deliveries.c.status))).scalars())
+        recorded = (await conn.execute(sa.select(sa.func.count()).select_from(attempts))).scalar()
+    assert statuses == {"succeeded"}
+    assert recorded == len(queued) == len(sent)
+
+    # The API: listing deliveries, redelivering one (a transaction, then a NOTIFY).
+    app = create_app(ctx, migrate=False)
+    transport = httpx.ASGITransport(app=app)
+    headers = site.auth()
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        pages = await asyncio.gather(
+            *(
+                http.get(f"/api/v1/webhooks/{hook}/deliveries", headers=headers)
+                for _ in range(8)
+            )
+        )
+        assert {page.status_code for page in pages} == {200}
+        assert len(pages[0].json()["items"]) == 50
+        again = await http.post(f"/api/v1/deliveries/{queued[0]}/redeliver", headers=headers)
+        assert again.status_code == 202, again.text
+        one = await http.get(f"/api/v1/deliveries/{queued[0]}", headers=headers)
+        assert len(one.json()["attempts"]) == 1
+
+
+async def test_listen_takes_the_direct_url(
+    tmp_path: Path, direct_url: str, bouncer: PgBouncer
+) -> None:
+    via = bouncer.url_for(direct_url)
+    listening = database_of(pooled_settings(tmp_path, via, database_listen_url=direct_url))
+    plain = database_of(dataclasses.replace(pooled_settings(tmp_path, via), database_pooler="none"))
+    try:
+        assert listening.listen_dsn() == direct_url
+        # Without a pooler in transaction mode the main URL is listened on, as always.
+        assert plain.listen_dsn() == via
+    finally:
+        await listening.dispose()
+        await plain.dispose()
+    with pytest.raises(SettingsError, match="DOCUHOOKS_DATABASE_POOLER"):
+        database_of(dataclasses.replace(pooled_settings(tmp_path, via), database_pooler="session"))
+    with pytest.raises(SettingsError, match="DOCUHOOKS_DATABASE_DIRECT_URL"):
+        database_of(pooled_settings(tmp_path, via, database_direct_url="sqlite:///x.db"))
+
+
+@pytest.fixture
+def migrations_with_a_concurrent_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """The real migrations, and after them one that builds an index CONCURRENTLY (which
+    cannot run inside a transaction) and so declares `needs_direct_connection`."""
+    folder = tmp_path / "migrations"
+    shutil.copytree(
+        database_module.MIGRATIONS_DIR, folder, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    versions = folder / "versions"
+    head = max(p.name.split("_", 1)[0] for p in versions.glob("[0-9]*.py"))
+    (versions / "9999_concurrent_index.py").write_text(
+        f'''"""an index built without blocking writes
+
+Revision ID: 9999
+Revises: {head}
+"""
+
+from alembic import op
+
+revision = "9999"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+needs_direct_connection = True
+
+
+def upgrade() -> None:
+    with op.get_context().autocommit_block():
+        op.execute("CREATE INDEX CONCURRENTLY ix_test_concurrent ON attempts (status_code)")
+
+
+def downgrade() -> None:
+    op.execute("DROP INDEX ix_test_concurrent")
+'''
+    )
+    monkeypatch.setattr(database_module, "MIGRATIONS_DIR", folder)
+    yield
+
+
+@pytest.mark.usefixtures("migrations_with_a_concurrent_index")
+async def test_a_migration_that_needs_a_direct_connection_names_the_setting(
+    tmp_path: Path, direct_url: str, bouncer: PgBouncer
+) -> None:
+    via = bouncer.url_for(direct_url)
+    pooled = database_of(pooled_settings(tmp_path, via))
+    try:
+        with pytest.raises(DirectConnectionNeeded, match="DOCUHOOKS_DATABASE_DIRECT_URL") as err:
+            await pooled.upgrade()
+        assert "9999" in str(err.value)
+        assert await pooled.current_revision() is None  # nothing half-done
+    finally:
+        await pooled.dispose()
+
+    direct = database_of(pooled_settings(tmp_path, via, database_direct_url=direct_url))
+    try:
+        await direct.upgrade()  # on the direct connection
+        assert await direct.current_revision() == "9999"
+        async with direct.read() as conn:  # and the rest still through the pooler
+            found = await conn.execute(
+                sa.text("SELECT 1 FROM pg_indexes WHERE indexname = 'ix_test_concurrent'")
+            )
+            assert found.scalar() == 1
+    finally:
+        await direct.dispose()
+
+
+async def test_without_the_setting_pgbouncer_breaks_prepared_statements(
+    direct_url: str, bouncer: PgBouncer
+) -> None:
+    """Why the setting exists: asyncpg's statement cache, as on a direct connection, fails
+    through the pooler as soon as two clients share its server connections."""
+    db = Database.from_url(bouncer.url_for(direct_url))
+    try:
+
+        async def client(n: int) -> None:
+            for _ in range(20):
+                async with db.autocommit() as conn:
+                    await conn.execute(sa.text("SELECT CAST(:n AS int)"), {"n": n})
+
+        with pytest.raises(Exception, match="prepared statement"):
+            await asyncio.gather(*(client(n) for n in range(8)))
+    finally:
+        await db.dispose()
