@@ -182,8 +182,7 @@ async def explain(db: Database, statement: str, **params: Any) -> tuple[str, flo
 
 
 DELIVERY_ATTEMPTS = (
-    "SELECT * FROM {table} WHERE delivery_id = :delivery "
-    "ORDER BY attempt_number, started_at, id"
+    "SELECT * FROM {table} WHERE delivery_id = :delivery ORDER BY attempt_number, started_at, id"
 )
 
 
@@ -204,7 +203,9 @@ async def plans(db: Database, rows: int) -> str:
         )
 
     await claim_plans.run(db, "claim (limit 100)", claim)
-    (delivery,) = await sql(db, "SELECT md5('E' || 'succeeded' || :i)::uuid::text", i=str(rows // 8))
+    (delivery,) = await sql(
+        db, "SELECT md5('E' || 'succeeded' || :i)::uuid::text", i=str(rows // 8)
+    )
     plan, took = await explain(db, DELIVERY_ATTEMPTS.format(table="attempts"), delivery=delivery[0])
     print(f"\n### a delivery's attempts (GET /deliveries/{{id}}): {took:.2f} ms\n{plan}")
     # The first page of webhook E's deliveries as `log.list_deliveries` builds it.
@@ -314,8 +315,7 @@ async def partitions(db: Database, days: int, retention: int, delivery: str) -> 
         )
     await sql(
         db,
-        "CREATE INDEX ix_attempts_by_day_delivery ON attempts_by_day "
-        "(delivery_id, attempt_number)",
+        "CREATE INDEX ix_attempts_by_day_delivery ON attempts_by_day (delivery_id, attempt_number)",
     )
     started = time.perf_counter()
     await sql(db, "INSERT INTO attempts_by_day SELECT * FROM attempts")
@@ -330,9 +330,7 @@ async def partitions(db: Database, days: int, retention: int, delivery: str) -> 
     print(f"(the same read on the single table: {single:.2f} ms)")
 
     cutoff = NOW - timedelta(days=retention)
-    old = [
-        n for n in range(days + 2) if first_day + timedelta(days=n + 1) <= cutoff
-    ]
+    old = [n for n in range(days + 2) if first_day + timedelta(days=n + 1) <= cutoff]
     beside = Beside(db, "attempts_by_day", delivery)
     await baseline(beside, "read", "insert")
     beside.start("read", "insert")
@@ -373,9 +371,7 @@ async def batched(db: Database, retention: int, delivery: str) -> None:
     while True:
         one = time.perf_counter()
         async with db.transaction() as conn:
-            deleted = await upkeep_queries.prune_attempts(
-                conn, older_than=cutoff, limit=pacer.size
-            )
+            deleted = await upkeep_queries.prune_attempts(conn, older_than=cutoff, limit=pacer.size)
         batches.append((time.perf_counter() - one) * 1000)
         total += deleted
         if deleted < pacer.size:

@@ -11,6 +11,7 @@ receiver in its own process (tests/delivery/receiver_process.py), which logs eve
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import glob
 import itertools
 import os
@@ -29,9 +30,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from tests.delivery.delivery_support import make_webhook, version_event
+from tests.pgbouncer import running_pgbouncer
 from tests.support import SiteUsers, make_site
 
-from docuhooks.context import AppContext
+from docuhooks.context import AppContext, database_of
 from docuhooks.core.retry import RetrySchedule
 from docuhooks.delivery import outbox
 from docuhooks.identity.secrets import SecretBox
@@ -197,12 +199,45 @@ def receiver(tmp_path: Path) -> Iterator[Receiver]:
 async def test_a_killed_worker_loses_nothing(
     ctx: AppContext, site: SiteUsers, settings: Settings, tmp_path: Path, receiver: Receiver
 ) -> None:
+    workers = Workers(settings, tmp_path, settings.resolved_database_url)
+    await kill_mid_run(ctx, site, workers, receiver)
+
+
+# PgBouncer in transaction mode, in front of PostgreSQL: the workers and the producer go
+# through it; the workers LISTEN on the direct URL (docs/operations.md, "PgBouncer").
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_killed_worker_loses_nothing_through_pgbouncer(
+    ctx: AppContext, site: SiteUsers, settings: Settings, tmp_path: Path, receiver: Receiver
+) -> None:
+    direct = settings.resolved_database_url
+    with running_pgbouncer(direct, pool_size=4) as bouncer:
+        pooled_settings = dataclasses.replace(
+            settings, database_url=bouncer.url_for(direct), database_pooler="transaction"
+        )
+        pooled = AppContext(settings=pooled_settings, db=database_of(pooled_settings), box=ctx.box)
+        workers = Workers(
+            pooled_settings,
+            tmp_path,
+            pooled_settings.database_url,
+            DOCUHOOKS_DATABASE_POOLER="transaction",
+            DOCUHOOKS_DATABASE_LISTEN_URL=direct,
+        )
+        try:
+            await kill_mid_run(pooled, site, workers, receiver)
+        finally:
+            await pooled.db.dispose()
+
+
+async def kill_mid_run(
+    ctx: AppContext, site: SiteUsers, workers: Workers, receiver: Receiver
+) -> None:
+    """SIGKILL a worker mid-run, start another; every event arrives, and duplicates are at
+    most the deliveries the dead worker held."""
     total = 2000
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     receiver.start()
     await make_webhook(ctx, site, receiver.url)
-    workers = Workers(settings, tmp_path, settings.resolved_database_url)
     try:
         first = workers.start()
         feeder = asyncio.create_task(feed(ctx, site.site_id, total))

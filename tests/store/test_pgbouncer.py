@@ -136,10 +136,7 @@ async def test_delivery_and_the_api_work_through_pgbouncer(pooled_ctx: AppContex
     headers = site.auth()
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         pages = await asyncio.gather(
-            *(
-                http.get(f"/api/v1/webhooks/{hook}/deliveries", headers=headers)
-                for _ in range(8)
-            )
+            *(http.get(f"/api/v1/webhooks/{hook}/deliveries", headers=headers) for _ in range(8))
         )
         assert {page.status_code for page in pages} == {200}
         assert len(pages[0].json()["items"]) == 50

@@ -126,7 +126,10 @@ class Database:
             )
         if pooler not in POOLERS:
             raise ValueError(f"database_pooler must be one of {', '.join(POOLERS)}, not {pooler!r}")
-        for name, other in (("database_listen_url", listen_url), ("database_direct_url", direct_url)):
+        for name, other in (
+            ("database_listen_url", listen_url),
+            ("database_direct_url", direct_url),
+        ):
             if other and make_url(normalize_url(other)).get_backend_name() != "postgresql":
                 raise ValueError(f"{name} must be a postgresql:// URL")
         async_url = normalize_url(url)
@@ -336,9 +339,7 @@ async def _upgrade(engine: AsyncEngine, *, needs_direct_ok: bool) -> None:
             await conn.run_sync(_run_upgrade, per_migration=True)
         finally:
             await conn.rollback()
-            await conn.execute(
-                sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK}
-            )
+            await conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
             await conn.commit()
 
 
