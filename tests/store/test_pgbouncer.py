@@ -1,5 +1,6 @@
 """PostgreSQL through a real PgBouncer in transaction pooling mode (`database_pooler =
-transaction`): migrations, the delivery path (outbox, claim, send, record) and the API, with
+transaction`): migrations, the delivery path (outbox, claim, send, record), an interview
+step and the API, with
 more clients than the pooler has server connections, so that consecutive transactions of one
 client land on different server connections; LISTEN only on a direct URL; a migration that
 needs a direct connection says so.
@@ -23,17 +24,21 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from tests.conftest import new_postgres_database
+from tests.interview_hooks.hooks_support import answer_json, hook_at, make_platform, serve
 from tests.delivery.delivery_support import make_webhook, queue_event
 from tests.pgbouncer import PgBouncer, running_pgbouncer
 from tests.support import make_site
 
+from docuhooks.answers import Answer, AnswerSet, AnswerType
 from docuhooks.app import create_app
 from docuhooks.context import AppContext, database_of
 from docuhooks.core.clock import FakeClock
+from docuhooks.core.events import EventType
 from docuhooks.core.retry import RetrySchedule
 from docuhooks.delivery.transport import MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
 from docuhooks.identity.secrets import SecretBox
+from docuhooks.interview_hooks import run_interview_hooks
 from docuhooks.settings import Settings, SettingsError
 from docuhooks.store import database as database_module
 from docuhooks.store.database import Database, DirectConnectionNeeded
@@ -144,6 +149,38 @@ async def test_delivery_and_the_api_work_through_pgbouncer(pooled_ctx: AppContex
         assert again.status_code == 202, again.text
         one = await http.get(f"/api/v1/deliveries/{queued[0]}", headers=headers)
         assert len(one.json()["attempts"]) == 1
+
+
+async def test_an_interview_step_works_through_pgbouncer(pooled_ctx: AppContext) -> None:
+    ctx = pooled_ctx
+    site = await make_site(ctx)
+    platform = await make_platform(ctx, site)
+    try:
+        async with serve() as receiver:
+            await hook_at(ctx, site, receiver, "/load", answer_json({"Client Name": "Jane"}))
+
+            async def step() -> AnswerSet:
+                result = await run_interview_hooks(
+                    ctx,
+                    principal=platform.principal,
+                    event_type=EventType.INTERVIEW_LOAD_EVENT,
+                    interview_id=platform.interview_id,
+                    work_item=platform.work_item,
+                    version_id=platform.version_id,
+                    template=platform.template,
+                    current_answers=AnswerSet(),
+                )
+                assert result.warnings == []
+                return result.answers
+
+            # Several at once, over the pooler's two server connections.
+            answers = await asyncio.gather(*(step() for _ in range(6)))
+    finally:
+        await ctx.close_transports()
+    assert answers == [AnswerSet([Answer("Client Name", AnswerType.TEXT, "Jane")])] * 6
+    async with ctx.db.read() as conn:
+        statuses = list((await conn.execute(sa.select(deliveries.c.status))).scalars())
+    assert statuses == ["succeeded"] * 6
 
 
 async def test_listen_takes_the_direct_url(
