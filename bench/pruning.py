@@ -52,12 +52,12 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 sys.path.insert(0, str(Path(__file__).parent))
-import claim_plans  # noqa: E402  (the sibling benchmark's data and plan printer)
+import claim_plans
 
-from docuhooks.core.pacing import Pacer  # noqa: E402
-from docuhooks.delivery import claims, pruning, upkeep_queries  # noqa: E402
-from docuhooks.store.database import Database  # noqa: E402
-from docuhooks.store.schema import deliveries, events  # noqa: E402
+from docuhooks.core.pacing import Pacer
+from docuhooks.delivery import claims, pruning, upkeep_queries
+from docuhooks.store.database import Database
+from docuhooks.store.schema import deliveries, events
 
 NOW = claim_plans.NOW
 CHUNK = 500_000
@@ -164,7 +164,8 @@ async def sizes(db: Database, table: str) -> str:
         return f"{total[0] / 2**30:.2f} GiB (all partitions, with indexes)"
     (total,) = await sql(
         db,
-        "SELECT pg_relation_size(CAST(:t AS regclass)), pg_total_relation_size(CAST(:t AS regclass))",
+        "SELECT pg_relation_size(CAST(:t AS regclass)), "
+        "pg_total_relation_size(CAST(:t AS regclass))",
         t=table,
     )
     return f"{total[0] / 2**30:.2f} GiB heap, {total[1] / 2**30:.2f} GiB with indexes"
@@ -392,7 +393,7 @@ async def batched(db: Database, retention: int, delivery: str) -> None:
         f"  VACUUM in {time.perf_counter() - started:.0f} s (a plain VACUUM: no lock that "
         f"blocks reads or writes); after: {await sizes(db, 'attempts')}"
     )
-    plan, took = await explain(db, DELIVERY_ATTEMPTS.format(table="attempts"), delivery=delivery)
+    _plan, took = await explain(db, DELIVERY_ATTEMPTS.format(table="attempts"), delivery=delivery)
     print(f"  a delivery's attempts after pruning: {took:.2f} ms")
 
 

@@ -24,8 +24,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from tests.conftest import new_postgres_database
-from tests.interview_hooks.hooks_support import answer_json, hook_at, make_platform, serve
 from tests.delivery.delivery_support import make_webhook, queue_event
+from tests.interview_hooks.hooks_support import answer_json, hook_at, make_platform, serve
 from tests.pgbouncer import PgBouncer, running_pgbouncer
 from tests.support import make_site
 
@@ -35,6 +35,7 @@ from docuhooks.context import AppContext, database_of
 from docuhooks.core.clock import FakeClock
 from docuhooks.core.events import EventType
 from docuhooks.core.retry import RetrySchedule
+from docuhooks.core.signing import OutboundRequest
 from docuhooks.delivery.transport import MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
 from docuhooks.identity.secrets import SecretBox
@@ -90,13 +91,13 @@ async def test_delivery_and_the_api_work_through_pgbouncer(pooled_ctx: AppContex
     clock = FakeClock()
     hook, _secret = await make_webhook(ctx, site, "https://receiver.example/hook")
     # Every event is a new work item version: (12 producers × 5) deliveries.
-    sent: list[str] = []
+    sent: list[OutboundRequest] = []
 
-    def receive(request: object) -> TransportResult:
-        sent.append(str(getattr(request, "body", b"")))
+    def receive(request: OutboundRequest) -> TransportResult:
+        sent.append(request)
         return TransportResult.response(200, b"ok", {})
 
-    ctx.transport_override = MockTransport(receive)  # type: ignore[arg-type]
+    ctx.transport_override = MockTransport(receive)
     worker = Worker(
         ctx,
         WorkerOptions(

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import structlog
-
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.identity.interfaces import IdentityContext
