@@ -7,11 +7,11 @@ dropping time partitions, and the plans of the claim and of the delivery log's r
 It creates a throwaway `prune_<random>` database on 127.0.0.1:5432 (dropped after, unless
 `--keep`; `--database` reuses one a `--keep` run left, skipping the build) with
 `bench/claim_plans.py`'s sites, webhooks and 100,000 pending deliveries, `--rows / 4`
-succeeded deliveries of webhook E, and `--rows` attempts of those (four each, with the
-headers and a short body a real attempt has), started evenly over the last `--days` days,
-all inserted with `INSERT … SELECT` from `generate_series` in chunks of 500,000, then
-`VACUUM ANALYZE`d (this server runs without autovacuum, so the script vacuums where
-autovacuum would).
+succeeded deliveries of webhook E (created at random times over the last `--days` days),
+and `--rows` attempts of those (four each, with the headers and a short body a real attempt
+has), started evenly over the last `--days` days, all inserted with `INSERT … SELECT` from
+`generate_series` in chunks of 500,000, then `VACUUM ANALYZE`d (the development server runs
+without autovacuum, so the script vacuums where autovacuum would).
 
 Then:
 
@@ -115,6 +115,10 @@ SELECT md5('attempt' || i::text)::uuid::text,
        CASE WHEN i % 4 = 3 THEN NULL ELSE 'the receiver answered 503' END
 FROM generate_series(CAST(:low AS bigint), CAST(:high AS bigint) - 1) AS i
 """
+SPREAD_CREATED = (
+    "UPDATE deliveries SET created_at = CAST(:start AS timestamptz) "
+    "+ interval '1 second' * floor(random() * :seconds) WHERE webhook_id = :hook"
+)
 ATTEMPT_COLUMNS = (
     "id, delivery_id, webhook_id, site_id, attempt_number, started_at, duration_ms, "
     "request_method, request_url, request_headers, status_code, response_headers, "
@@ -125,8 +129,10 @@ ATTEMPT_COLUMNS = (
 async def build(db: Database, rows: int, days: int) -> None:
     started = time.perf_counter()
     await claim_plans.populate(db, 100_000, rows // 4)
-    print(f"deliveries built in {time.perf_counter() - started:.0f} s", flush=True)
     start = NOW - timedelta(days=days)
+    # claim_plans creates them all at one time; a real log's are spread over the days.
+    await sql(db, SPREAD_CREATED, hook=HOOK_E, start=start, seconds=days * 86_400)
+    print(f"deliveries built in {time.perf_counter() - started:.0f} s", flush=True)
     for low in range(0, rows, CHUNK):
         async with db.transaction() as conn:
             await conn.execute(
