@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import os
 import random
 import shutil
+import signal
+import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -288,3 +292,48 @@ async def test_without_the_setting_pgbouncer_breaks_prepared_statements(
             await asyncio.gather(*(client(n) for n in range(8)))
     finally:
         await db.dispose()
+
+
+async def test_a_worker_without_a_listen_url_polls_and_says_why(
+    tmp_path: Path, direct_url: str, bouncer: PgBouncer
+) -> None:
+    """`docuhooks worker` through the pooler with no direct URL: no LISTEN (it would hear
+    nothing), a log line naming the setting that would give it one."""
+    settings = pooled_settings(tmp_path, bouncer.url_for(direct_url))
+    db = database_of(settings)
+    await db.upgrade()
+    await db.dispose()
+    env = {
+        **os.environ,
+        "DOCUHOOKS_DATABASE_URL": settings.database_url,
+        "DOCUHOOKS_DATABASE_POOLER": "transaction",
+        "DOCUHOOKS_DATA_DIR": str(settings.data_dir),
+        "DOCUHOOKS_SECRET_KEY": settings.secret_key,
+        "DOCUHOOKS_LOG_JSON": "true",
+    }
+    env.pop("DOCUHOOKS_DATABASE_LISTEN_URL", None)
+    env.pop("DOCUHOOKS_DATABASE_DIRECT_URL", None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "docuhooks",
+        "worker",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    seen: list[dict[str, object]] = []
+    try:
+        async with asyncio.timeout(60):
+            while not any(line.get("event") == "worker.started" for line in seen):
+                raw = await process.stdout.readline()
+                assert raw, f"the worker exited: {seen}"
+                if raw.startswith(b"{"):
+                    seen.append(json.loads(raw))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await process.wait()
+    (polling,) = [line for line in seen if line.get("event") == "worker.polling"]
+    assert "DOCUHOOKS_DATABASE_LISTEN_URL" in str(polling["fix"])
+    assert not any(line.get("event") == "listen.started" for line in seen)
