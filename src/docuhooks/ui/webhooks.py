@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from docuhooks import audit
 from docuhooks.api.deps import Ctx
 from docuhooks.core.events import NOTIFICATION_EVENTS, AuthMethod
-from docuhooks.delivery import log, recovery, webhook_views
+from docuhooks.delivery import log, operational, recovery, webhook_views
 from docuhooks.delivery.claims import Caps
 from docuhooks.errors import Conflict, FieldError, ValidationFailed
 from docuhooks.identity.models import Principal
@@ -205,7 +205,7 @@ async def _status_change(
     who = session.principal
     async with ctx.db.transaction() as conn:
         if action == "resumed":
-            webhook = await service.resume(ctx, conn, who, webhook_id)
+            webhook = await operational.resume(ctx, conn, who, webhook_id)
         else:
             webhook = await service.set_active(ctx, conn, who, webhook_id, action == "activated")
     if is_htmx(request):
