@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from collections import Counter
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
 import pytest
 import sqlalchemy as sa
 from tests.delivery.delivery_support import admin_of, make_webhook, queue_event, webhook
+from tests.delivery.isolation_support import eventually
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
@@ -27,6 +30,7 @@ from docuhooks.delivery.transport import MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
 from docuhooks.store.schema import deliveries, events
 from docuhooks.webhooks import service
+from docuhooks_receiver import HmacSecret, OperationalEvent, Verifier
 
 DEAD = "https://dead.example/hook"
 OPS = "https://ops.example"
@@ -417,3 +421,70 @@ async def test_no_subscriber_no_event(ctx: AppContext, site: SiteUsers) -> None:
     assert await operational_events(ctx, EventType.WEBHOOK_SUSPENDED) == []
     async with ctx.db.read() as conn:
         assert await conn.scalar(sa.select(sa.func.count()).select_from(deliveries)) == 3
+
+
+# --- over real HTTP -----------------------------------------------------------------------
+
+
+class RecordingReceiver:
+    """A real HTTP receiver on loopback: `/gone` answers 410, everything else 200; it keeps
+    every request whole, for the SDK to verify."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.requests.append((self.path, dict(self.headers.items()), body))
+                self.send_response(410 if self.path == "/gone" else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def at(self, path: str) -> list[tuple[str, dict[str, str], bytes]]:
+        return [r for r in self.requests if r[0] == path]
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+async def test_a_running_worker_delivers_an_operational_event_the_sdk_verifies(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    receiver = RecordingReceiver()
+    receivers = Receivers()  # only to keep the secret
+    ops_url = receiver.url("/ops")
+    ops = await subscribe(ctx, site, receivers, EventType.WEBHOOK_DEACTIVATED, ops_url)
+    hook, _ = await make_webhook(ctx, site, receiver.url("/gone"), name="gone")
+    w = Worker(ctx, options(poll_seconds=0.05))
+    await w.start()
+    try:
+        await queue_event(ctx, site.site_id, now=ctx.now())
+        await eventually(lambda: receiver.at("/ops"), 30, "the operational event")
+    finally:
+        await w.stop()
+        receiver.stop()
+
+    ((_, headers, body),) = receiver.at("/ops")
+    verifier = Verifier(secrets=[HmacSecret(receivers.secrets[ops_url][1])], audience=ops)
+    event = verifier.verify("POST", ops_url, headers, body)
+    assert isinstance(event, OperationalEvent)
+    assert event.event_type == "WebhookDeactivated" == headers["X-Docuhooks-Event-Type"]
+    assert event.webhook is not None
+    assert (event.webhook.id, event.webhook.status) == (hook, "inactive")
+    assert event.data["cause"] == "gone" and event.user.account_type == "System"

@@ -93,13 +93,14 @@ async def test_operational_webhooks_take_no_scope_and_post_only(
     client: httpx.AsyncClient, site: SiteUsers
 ) -> None:
     group = "00000000-0000-4000-8000-000000000001"
-    for fields, field in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"workGroupIds": [group]}, "workGroupIds"),
         ({"templateIds": [group]}, "templateIds"),
         ({"requestVerb": "GET"}, "requestVerb"),
         ({"interviewEventName": "x"}, "interviewEventName"),
         ({"orderedDelivery": True}, "orderedDelivery"),
-    ]:
+    ]
+    for fields, field in cases:
         response = await create(client, site, **fields)
         assert response.status_code == 422, (fields, response.text)
         assert field in str(response.json()["error"]["details"])
