@@ -235,17 +235,18 @@ def sample_data(event_type: EventType, now: datetime) -> dict[str, Any]:
         status_reason=None,
     )
     later = now + timedelta(minutes=10)
+    first_failure = now - timedelta(hours=25)
     samples: dict[EventType, Event] = {
         EventType.WEBHOOK_SUSPENDED: webhook_suspended(
             "",
             replace(
                 webhook,
                 status="suspended",
-                status_reason="suspended: 20 consecutive "
-                "failed attempts since 2026-11-28T09:00:00+00:00",
+                status_reason="suspended: 20 consecutive failed attempts since "
+                f"{first_failure.isoformat()}",
             ),
             consecutive_failures=20,
-            first_failure_at=now - timedelta(hours=25),
+            first_failure_at=first_failure,
             next_probe_at=later,
             now=now,
         ),
