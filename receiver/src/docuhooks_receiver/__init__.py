@@ -28,10 +28,10 @@ from docuhooks_receiver.answers import (
 )
 from docuhooks_receiver.credentials import AccessToken, HmacSecret, StandardWebhooksSecret
 from docuhooks_receiver.events import (
+    OPERATIONAL_EVENT_TYPES,
     CustomInterviewEvent,
     Document,
     InterviewLoadEvent,
-    OPERATIONAL_EVENT_TYPES,
     NewWorkItemVersionComplete,
     OperationalEvent,
     PostProcessingEvent,
@@ -48,6 +48,7 @@ from docuhooks_receiver.verify import DEFAULT_LEEWAY, AuthMethod, Verifier, veri
 __all__ = [
     "ANSWER_TYPES",
     "DEFAULT_LEEWAY",
+    "OPERATIONAL_EVENT_TYPES",
     "AccessToken",
     "AnswerSetBuilder",
     "AuthMethod",
@@ -59,7 +60,6 @@ __all__ = [
     "MalformedRequest",
     "MissingToken",
     "NewWorkItemVersionComplete",
-    "OPERATIONAL_EVENT_TYPES",
     "OperationalEvent",
     "PostProcessingEvent",
     "PostProcessingResult",

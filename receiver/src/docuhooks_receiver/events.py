@@ -1,4 +1,5 @@
-"""The four event types, and the platform's operational events, as typed objects, read from the event object on the wire.
+"""The four event types, and the platform's operational events, as typed objects, read from
+the event object on the wire.
 
 Parsing is strict about what a receiver relies on (ids, names, documents) and tolerant of fields
 it does not know, so a receiver keeps working when the platform adds a field.
