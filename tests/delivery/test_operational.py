@@ -377,6 +377,8 @@ async def test_a_breaker_opening_and_closing_is_announced_once_per_site(
     await subscribe(ctx, other_site, receivers, EventType.DESTINATION_BREAKER_OPENED, other_opened)
     hook, _ = await make_webhook(ctx, site, DEAD, name="dead")
     other_hook, _ = await make_webhook(ctx, other_site, "https://DEAD.example:443/b", name="b")
+    # An inactive webhook there makes no calls for the breaker to hold: not listed.
+    await make_webhook(ctx, site, "https://dead.example/old", name="old", active=False)
     w = worker(
         ctx,
         receivers,

@@ -191,11 +191,12 @@ async def announce_breaker(
     now: datetime,
 ) -> int:
     """A destination's breaker has just opened (`opened`) or closed, in this transaction:
-    one event per site with webhooks at `destination`, listing them."""
+    one event per site with active webhooks at `destination` (those whose calls the breaker
+    holds back, suspended ones included), listing them."""
     rows = (
         await conn.execute(
             sa.select(*_SUMMARY_COLUMNS)
-            .where(webhooks.c.destination == destination)
+            .where(webhooks.c.destination == destination, webhooks.c.active.is_(True))
             .order_by(webhooks.c.site_id, webhooks.c.created_at, webhooks.c.id)
         )
     ).all()
