@@ -490,3 +490,31 @@ async def test_a_running_worker_delivers_an_operational_event_the_sdk_verifies(
     assert event.webhook is not None
     assert (event.webhook.id, event.webhook.status) == (hook, "inactive")
     assert event.data["cause"] == "gone" and event.user.account_type == "System"
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_two_postgres_workers_announce_each_breaker_transition_once(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    clock, receivers = FakeClock(), Receivers()
+    opened_url, closed_url = f"{OPS}/opened", f"{OPS}/closed"
+    await subscribe(ctx, site, receivers, EventType.DESTINATION_BREAKER_OPENED, opened_url)
+    await subscribe(ctx, site, receivers, EventType.DESTINATION_BREAKER_CLOSED, closed_url)
+    hooks = [(await make_webhook(ctx, site, f"{DEAD}/{n}", name=f"d{n}"))[0] for n in range(4)]
+    for version in range(1, 11):
+        await queue_event(ctx, site.site_id, now=clock.now(), version=version)
+    breaker = BreakerPolicy(failure_threshold=2, probe_interval=timedelta(seconds=30))
+    both = [worker(ctx, receivers, clock, f"w{n}", batch_size=5, breaker=breaker) for n in (1, 2)]
+    await drain(both)
+    receivers.dead_status = 200
+    clock.advance(timedelta(seconds=30))
+    await drain(both)
+    clock.advance(timedelta(seconds=30))
+    await drain(both)
+
+    (opened,) = receivers.received(opened_url)
+    (closed,) = receivers.received(closed_url)
+    for event in (opened, closed):
+        assert {item["id"] for item in event["data"]["webhooks"]} == set(hooks)
+    assert len(await operational_events(ctx, EventType.DESTINATION_BREAKER_OPENED)) == 1
+    assert len(await operational_events(ctx, EventType.DESTINATION_BREAKER_CLOSED)) == 1
