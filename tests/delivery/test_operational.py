@@ -25,7 +25,7 @@ from docuhooks.core.destinations import BreakerPolicy
 from docuhooks.core.events import EventType
 from docuhooks.core.retry import RetrySchedule
 from docuhooks.core.signing import OutboundRequest
-from docuhooks.delivery import operational
+from docuhooks.delivery import grace_notices, operational
 from docuhooks.delivery.transport import MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
 from docuhooks.store.schema import deliveries, events
@@ -518,3 +518,26 @@ async def test_two_postgres_workers_announce_each_breaker_transition_once(
         assert {item["id"] for item in event["data"]["webhooks"]} == set(hooks)
     assert len(await operational_events(ctx, EventType.DESTINATION_BREAKER_OPENED)) == 1
     assert len(await operational_events(ctx, EventType.DESTINATION_BREAKER_CLOSED)) == 1
+
+
+async def test_the_upkeep_announces_grace_endings_as_soon_as_it_starts(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    receivers = Receivers()
+    await subscribe(ctx, site, receivers, EventType.WEBHOOK_SECRET_GRACE_ENDING, f"{OPS}/g")
+    hook, _ = await make_webhook(ctx, site, "https://receiver.example/hook", name="rotated")
+    async with ctx.db.transaction() as conn:
+        await service.regenerate_secret(ctx, conn, admin_of(site), hook, 3600)
+    found: list[dict[str, Any]] = []
+    stop = await grace_notices.start_grace_notices(ctx)
+    try:
+        # Its first look is at start (the next a minute later); the 30 s bound is for a
+        # broken upkeep, not the property under test.
+        deadline = asyncio.get_running_loop().time() + 30
+        while not found:
+            assert asyncio.get_running_loop().time() < deadline, "no announcement"
+            await asyncio.sleep(0.05)
+            found = await operational_events(ctx, EventType.WEBHOOK_SECRET_GRACE_ENDING)
+    finally:
+        await stop()
+    assert [event["data"]["webhook"]["id"] for event in found] == [hook]
