@@ -42,6 +42,8 @@ class Received:
 
     @property
     def event_type(self) -> str | None:
+        if isinstance(self.event, OperationalEvent):
+            return self.event.event_type  # one class for the six operational types
         return type(self.event).__name__ if self.event is not None else self.claimed_type
 
     def to_json(self) -> dict[str, Any]:
