@@ -229,6 +229,7 @@ def worker(
     import signal
 
     from docuhooks.delivery import metrics
+    from docuhooks.delivery.grace_notices import start_grace_notices
     from docuhooks.delivery.pruning import start_pruner
     from docuhooks.delivery.worker import Worker
     from docuhooks.logs import configure
@@ -249,12 +250,14 @@ def worker(
         delivery_worker = Worker(ctx)
         await delivery_worker.start()
         stop_pruner = await start_pruner(ctx)
+        stop_grace_notices = await start_grace_notices(ctx)
         freeze_long_lived()  # it has logged `worker.started`, in the one log format
         try:
             await stop.wait()
         finally:
             # Finish or hand back what this worker holds, so nothing waits out a lease.
             await stop_pruner()
+            await stop_grace_notices()
             await delivery_worker.stop()
             await ctx.close()
 

@@ -116,12 +116,14 @@ async def count_failure(conn: AsyncConnection, webhook_id: str, now: datetime) -
 
 async def suspend(
     conn: AsyncConnection, webhook_id: str, *, now: datetime, next_probe_at: datetime, reason: str
-) -> None:
-    await conn.execute(
+) -> bool:
+    """Suspend the webhook; True if this call did (it was not suspended already)."""
+    result = await conn.execute(
         webhooks.update()
         .where(webhooks.c.id == webhook_id, webhooks.c.suspended_at.is_(None))
         .values(suspended_at=now, next_probe_at=next_probe_at, status_reason=reason)
     )
+    return result.rowcount == 1
 
 
 _RESET_FAILURES = ByIds(
@@ -173,9 +175,11 @@ async def count_successes(
     return resumed
 
 
-async def deactivate(conn: AsyncConnection, webhook_id: str, *, now: datetime, reason: str) -> None:
-    await conn.execute(
+async def deactivate(conn: AsyncConnection, webhook_id: str, *, now: datetime, reason: str) -> bool:
+    """Deactivate the webhook; True if this call did (it was active)."""
+    result = await conn.execute(
         webhooks.update()
-        .where(webhooks.c.id == webhook_id)
+        .where(webhooks.c.id == webhook_id, webhooks.c.active.is_(True))
         .values(active=False, status_reason=reason, modified_at=now)
     )
+    return result.rowcount == 1

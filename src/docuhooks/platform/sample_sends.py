@@ -33,8 +33,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.answers import AnswerLimits, AnswerSetError, VariableDef, variable_map
-from docuhooks.core.events import INTERVIEW_EVENTS, Event, EventType
+from docuhooks.core.events import (
+    INTERVIEW_EVENTS,
+    NOTIFICATION_EVENTS,
+    OPERATIONAL_EVENTS,
+    Event,
+    EventType,
+)
 from docuhooks.core.ids import uuid7
+from docuhooks.core.operational import sample_data as sample_operational_data
 from docuhooks.core.signing import OutboundRequest, build_request
 from docuhooks.delivery import outbox
 from docuhooks.delivery.transport import ErrorClass, TransportResult
@@ -123,7 +130,9 @@ def sample_event(
         "templateName": scope.template_name,
     }
     data: dict[str, Any]
-    if event_type is EventType.NEW_WORK_ITEM_VERSION_COMPLETE:
+    if event_type in OPERATIONAL_EVENTS:
+        data = sample_operational_data(event_type, now)
+    elif event_type is EventType.NEW_WORK_ITEM_VERSION_COMPLETE:
         data = {**item, "versionNumber": 1, "documents": [document]}
     elif event_type in INTERVIEW_EVENTS:
         data = {"interviewId": str(uuid.uuid4()), **item}
@@ -177,7 +186,7 @@ async def send_test(ctx: PlatformContext, principal: Principal, webhook_id: str)
         interview_event_name=hook.interview_event_name,
         now=now,
     )
-    if event_type is EventType.NEW_WORK_ITEM_VERSION_COMPLETE:
+    if event_type in NOTIFICATION_EVENTS:
         return await _queue(ctx, hook, event, now)
     return await _call(ctx, hook, event, scope, base_url, now)
 

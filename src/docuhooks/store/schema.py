@@ -170,6 +170,9 @@ webhooks = sa.Table(
     sa.Column("previous_secret_kid", sa.String(64), nullable=True),
     sa.Column("previous_secret_enc", sa.Text(), nullable=True),
     _ts("previous_secret_expires_at", nullable=True),
+    #: The previous secret whose grace period's end has been announced
+    #: (`WebhookSecretGraceEnding`, `delivery.operational`): once per rotation.
+    sa.Column("grace_notice_kid", sa.String(64), nullable=True),
     sa.Column("request_verb", sa.String(8), nullable=False),
     sa.Column("active", sa.Boolean(), nullable=False),
     #: Set while the webhook is suspended after repeated failures.
@@ -205,6 +208,8 @@ webhooks = sa.Table(
     sa.Index("ix_webhooks_next_probe", "next_probe_at"),
     sa.Index("ix_webhooks_destination", "destination"),
     sa.Index("ix_webhooks_claimed", "claimed_at"),
+    # The upkeep finds secret rotations by the end of their grace period.
+    sa.Index("ix_webhooks_grace_ends", "previous_secret_expires_at"),
 )
 
 #: The health of each destination that has shown any trouble (`core.destinations`); one with
