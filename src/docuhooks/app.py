@@ -32,6 +32,7 @@ from docuhooks.api.routes import (
     reference,
     webhooks,
 )
+from docuhooks.api.trace_middleware import TraceMiddleware
 from docuhooks.context import AppContext
 from docuhooks.ui.rendering import unrouted_page
 
@@ -87,6 +88,8 @@ def create_app(
         upload_limit=ctx.settings.max_upload_bytes,
         answer_set_limit=ctx.settings.max_answer_set_bytes,
     )
+    # Outermost: the whole request, body limits and errors included, is in its trace.
+    app.add_middleware(TraceMiddleware)
     return app
 
 
