@@ -77,6 +77,10 @@ def create_app(
         "document platform that produces the events.",
         routes=_routes(),
         lifespan=lifespan,
+        # Requests are traced by `TraceMiddleware`, with every FastAPI release: FastAPI's own
+        # request spans (recent releases make them once a tracer provider is set) would be
+        # a second server span for each request. Older releases keep this as `extra`.
+        telemetry={"tracing": False},
     )
     app.state.ctx = ctx
     errors.install(app)
