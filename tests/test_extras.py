@@ -1,6 +1,7 @@
 """The server runs on its runtime dependencies alone: what only the demo, the benchmarks or
-exported traces use lives in extras (`demo`, `bench`, `otel` in pyproject.toml), and `docuhooks demo` without its extra
-says how to install it instead of failing with a traceback."""
+exported traces use lives in extras (`demo`, `bench`, `otel` in pyproject.toml), and
+`docuhooks demo` without its extra says how to install it instead of failing with a
+traceback."""
 
 from __future__ import annotations
 
