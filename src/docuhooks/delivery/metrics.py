@@ -2,10 +2,11 @@
 
 Counters and the latency histogram are what this process did; the queue gauges (due depth,
 age of the oldest due delivery, workers alive, the backlog by state, destinations by breaker
-state, suspended webhooks) are read from the database when scraped, so any process's `/metrics` shows the whole
-fleet's queue. A scrape stays bounded at any queue size: counts of pending deliveries stop
-at `health.DUE_CAP` (a value at the cap means "at least that many"), and the per-webhook
-series, one pair per webhook, exist only when an operator turns them on.
+state, suspended webhooks) are read from the database when scraped, so any process's
+`/metrics` shows the whole fleet's queue. A scrape stays bounded at any queue size: counts
+of pending deliveries stop at `health.DUE_CAP` (a value at the cap means "at least that
+many"), and the per-webhook series, one pair per webhook, exist only when an operator turns
+them on.
 """
 
 from __future__ import annotations
