@@ -13,6 +13,8 @@ from docuhooks.core.tracecontext import (
     MAX_TRACESTATE,
     SAMPLED,
     TraceContext,
+    checked,
+    child_traceparent,
     from_headers,
     from_stored,
     new_span_id,
@@ -192,3 +194,25 @@ class TestContexts:
         assert from_stored(context.traceparent, context.state) == context
         assert from_stored(None) is None
         assert from_stored(context.traceparent, None) == TraceContext(TRACE_ID, SPAN_ID)
+
+
+class TestTheWorkersFastPath:
+    """What a delivery attempt does with its event's stored context when spans are off."""
+
+    def test_only_a_traceparent_as_we_write_it_passes(self) -> None:
+        assert checked(VALID) == VALID
+        assert checked(f"00-{TRACE_ID}-{SPAN_ID}-00") is not None
+        for bad in (None, "", VALID.upper(), f"00-{'0' * 32}-{SPAN_ID}-01", VALID + " "):
+            assert checked(bad) is None
+        assert checked(f"00-{TRACE_ID}-{'0' * 16}-01") is None
+
+    def test_a_child_keeps_the_trace_and_flags_with_a_new_span(self) -> None:
+        for flags in ("00", "01"):
+            child = parse_traceparent(child_traceparent(f"00-{TRACE_ID}-{SPAN_ID}-{flags}"))
+            assert child is not None
+            assert (child.trace_id, child.flags) == (TRACE_ID, int(flags))
+            assert child.span_id != SPAN_ID
+
+    def test_without_a_stored_context_a_new_trace_starts(self) -> None:
+        first, second = child_traceparent(None), child_traceparent(None)
+        assert WELL_FORMED.fullmatch(first) and first[3:35] != second[3:35]

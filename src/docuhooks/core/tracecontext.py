@@ -22,6 +22,8 @@ from docuhooks.core.ids import random_bytes
 __all__ = [
     "SAMPLED",
     "TraceContext",
+    "checked",
+    "child_traceparent",
     "from_headers",
     "from_stored",
     "new_span_id",
@@ -165,6 +167,27 @@ def from_headers(
         return None
     state = parse_tracestate(tracestate)
     return TraceContext(parent.trace_id, parent.span_id, parent.flags, state) if state else parent
+
+
+#: A `traceparent` as we write it (version 00, only the sampled flag), for `checked`.
+_AS_WRITTEN = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-0[01]")
+
+
+def checked(traceparent: str | None) -> str | None:
+    """A stored `traceparent` if it is exactly one we write, else None: the cheap check the
+    delivery worker makes of each job it loads (the full reading is `from_stored`)."""
+    if traceparent is None or _AS_WRITTEN.fullmatch(traceparent) is None:
+        return None
+    return traceparent
+
+
+def child_traceparent(traceparent: str | None) -> str:
+    """The `traceparent` of a call in the trace `traceparent` names (one `checked` let
+    through): its trace id and flags with a new span id; a new trace's for None. What a
+    delivery attempt sends when spans are off: string work only, as cheap as a fresh one."""
+    if traceparent is None:
+        return new_trace().traceparent
+    return f"{traceparent[:36]}{new_span_id()}{traceparent[52:]}"
 
 
 def from_stored(traceparent: str | None, tracestate: str | None = None) -> TraceContext | None:

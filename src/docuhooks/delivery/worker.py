@@ -40,7 +40,7 @@ from docuhooks.core.signing import (
     build_request,
     redact_url,
 )
-from docuhooks.core.tracecontext import TraceContext
+from docuhooks.core.tracecontext import TraceContext, child_traceparent
 from docuhooks.delivery import attempt_log, claims, metrics, queries, upkeep_queries
 from docuhooks.delivery.interfaces import DeliveryContext
 from docuhooks.delivery.outcome import Verdict, decide
@@ -464,16 +464,12 @@ class Worker:
         started_at = self.clock.now()
         request: OutboundRequest | None = None
         # The attempt continues the trace its event was written in; its span's id is the
-        # parent id the receiver sees.
-        claimed_in = self._claimed_in.pop(job.delivery_id, None)
-        span = tracing.start_span(
-            "docuhooks.delivery.attempt",
-            parent=job.trace,
-            kind=tracing.Kind.CLIENT,
-            links=(claimed_in,) if claimed_in is not None else (),
-            propagated=True,
-        )
-        assert span.context is not None  # a propagated span always has one
+        # parent id the receiver sees. Without spans, only a new span id is made.
+        span = self._attempt_span(job) if tracing.enabled() else None
+        if span is not None and span.context is not None:
+            traceparent, tracestate = span.context.traceparent, span.context.state
+        else:
+            traceparent, tracestate = child_traceparent(job.traceparent), job.tracestate or ""
         try:
             target = self._target(webhook, job.issuer, started_at)
             request = build_request(
@@ -483,8 +479,8 @@ class Worker:
                 attempt=attempt,
                 now=started_at,
                 user_agent=USER_AGENT,
-                traceparent=span.context.traceparent,
-                tracestate=span.context.state,
+                traceparent=traceparent,
+                tracestate=tracestate,
             )
         except Exception as exc:
             # A missing or undecryptable secret: nothing can go out, but the attempt is
@@ -523,9 +519,10 @@ class Worker:
             error_class=result.error_class,
             verdict=decision.verdict.value,
         )
-        if span.recording:
-            _describe_attempt(span, job, attempt, request, result, decision.verdict)
-        span.end()
+        if span is not None:
+            if span.recording:
+                _describe_attempt(span, job, attempt, request, result, decision.verdict)
+            span.end()
         return Finished(
             job=job,
             attempt=attempt,
@@ -533,7 +530,17 @@ class Worker:
             result=result,
             decision=decision,
             now=finished_at,
-            trace=span.context,
+            trace=span.context if span is not None else None,
+        )
+
+    def _attempt_span(self, job: Job) -> tracing.Span:
+        claimed_in = self._claimed_in.pop(job.delivery_id, None)
+        return tracing.start_span(
+            "docuhooks.delivery.attempt",
+            parent=job.trace,
+            kind=tracing.Kind.CLIENT,
+            links=(claimed_in,) if claimed_in is not None else (),
+            propagated=True,
         )
 
 
