@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from docuhooks import tracing
 from docuhooks.core.events import Event, EventType
 from docuhooks.core.ids import uuid7
-from docuhooks.core.tracecontext import TraceContext
+from docuhooks.core.tracecontext import TraceContext, new_trace
 from docuhooks.delivery import queries
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import deliveries, events, webhooks
@@ -72,13 +72,13 @@ async def enqueue(
             "docuhooks.event.id": event.event_id,
             "docuhooks.event.type": str(event.event_type),
         },
-        propagated=True,
     ) as span:
-        assert span.context is not None  # a propagated span always has one
+        # Without spans the event keeps the context it was written in (a new trace when
+        # there is none): its attempts are children of that span, which costs no new id.
         return await _write(
             conn,
             event,
-            span.context,
+            span.context or new_trace(),
             work_group_id=work_group_id,
             template_id=template_id,
             work_item_id=work_item_id,
