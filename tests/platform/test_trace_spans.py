@@ -161,3 +161,14 @@ async def test_an_interview_step_and_each_of_its_calls_are_spans(
     assert received.trace.trace_id == hex_trace(request)
     assert received.trace.span_id == hex_span(call)
     assert named(spans, "docuhooks.outbox.write") == []  # nothing is queued by opening
+
+
+async def test_probes_and_scrapes_make_no_spans(
+    client: httpx.AsyncClient, exported: InMemorySpanExporter
+) -> None:
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert (await client.get(path)).status_code == 200
+    assert exported.get_finished_spans() == ()
+    assert (await client.get("/api/v1/webhooks")).status_code == 401
+    (unauthorised,) = exported.get_finished_spans()
+    assert unauthorised.name == "GET /api/v1/webhooks"

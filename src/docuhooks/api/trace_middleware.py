@@ -12,12 +12,17 @@ from docuhooks import tracing
 from docuhooks.core.tracecontext import from_headers
 
 
+#: Probes and scrapes cause no call to a receiver, and a span for each every few seconds
+#: would bury the requests that do.
+UNTRACED = frozenset({"/metrics", "/healthz", "/readyz"})
+
+
 class TraceMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in UNTRACED:
             await self.app(scope, receive, send)
             return
         traceparent: list[str] = []
