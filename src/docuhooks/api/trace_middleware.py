@@ -11,7 +11,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from docuhooks import tracing
 from docuhooks.core.tracecontext import from_headers
 
-
 #: Probes and scrapes cause no call to a receiver, and a span for each every few seconds
 #: would bury the requests that do.
 UNTRACED = frozenset({"/metrics", "/healthz", "/readyz"})
