@@ -8,6 +8,7 @@ them just the same."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -130,3 +131,31 @@ async def test_without_a_valid_traceparent_a_new_trace_runs_through_every_call(
     # A new trace each time: the interview's opening (no traceparent) had another one.
     (opened,) = receivers.of("InterviewLoadEvent")
     assert opened.trace.trace_id != started
+
+
+async def test_a_callback_completion_continues_the_finishing_requests_trace(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, receivers: Receivers
+) -> None:
+    """The receiver answers 202 and later calls `completeUrl` in a trace of its own: the
+    notification is still in the trace of the request that finished the interview."""
+    receivers.post_processing_status = 202
+    item = await webhooks_for_every_step(client, site, receivers)
+    user = site.auth("User")
+    opened = await client.post(f"/api/v1/workitems/{item['id']}/interviews", headers=user)
+    assert opened.status_code == 201, opened.text
+    finished = await client.post(
+        f"/api/v1/interviews/{opened.json()['id']}/finish",
+        headers={**user, "traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01"},
+    )
+    assert finished.status_code == 200 and finished.json()["status"] == "PostProcessing"
+    (post_processing,) = receivers.of("PostProcessingEvent")
+    assert post_processing.trace.trace_id == TRACE_ID
+    complete_url = urlsplit(post_processing.event["data"]["completeUrl"])
+    completed = await client.put(
+        f"{complete_url.path}?{complete_url.query}",
+        headers={**site.auth(), "traceparent": f"00-{'1' * 32}-{CALLER_SPAN}-01"},
+    )
+    assert completed.status_code == 200, completed.text
+    await deliver(ctx)
+    (notification,) = receivers.of(NOTIFICATION)
+    assert notification.trace.trace_id == TRACE_ID

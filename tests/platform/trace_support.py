@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import jwt
 from aiohttp import web
 from tests.platform.platform_client import work_item
 from tests.support import SiteUsers
@@ -24,6 +25,9 @@ class Call:
     event_type: str
     traceparent: str | None
     tracestate: str | None
+    #: The event as sent (read from the HMAC token, unverified: these tests are not about
+    #: signing).
+    event: dict[str, Any] = field(default_factory=dict)
 
     @property
     def trace(self) -> TraceContext:
@@ -38,6 +42,8 @@ class Receivers:
 
     base: str = ""
     calls: list[Call] = field(default_factory=list)
+    #: 202: post-processing in callback mode (the test then calls `completeUrl`).
+    post_processing_status: int = 200
 
     def url(self, event_type: str) -> str:
         return f"{self.base}/{event_type}"
@@ -47,11 +53,19 @@ class Receivers:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         event_type = request.match_info["event_type"]
-        await request.read()
+        token = (await request.post()).get("token") or request.query.get("token")
+        event = jwt.decode(str(token), options={"verify_signature": False}) if token else {}
         self.calls.append(
-            Call(event_type, request.headers.get("traceparent"), request.headers.get("tracestate"))
+            Call(
+                event_type,
+                request.headers.get("traceparent"),
+                request.headers.get("tracestate"),
+                event,
+            )
         )
         if event_type == "PostProcessingEvent":
+            if self.post_processing_status == 202:
+                return web.Response(status=202)
             return web.json_response({"documents": []})  # keep the documents as they are
         if event_type == "InterviewLoadEvent":
             return web.Response(status=204)
