@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import sqlalchemy as sa
+import structlog
 from tests.platform.trace_support import (
     Receivers,
     run_interview,
@@ -92,7 +93,10 @@ async def test_an_unsampled_caller_stays_unsampled(
     await run_interview(
         client, site, item, finishing={"traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-00"}
     )
-    await deliver(ctx)
+    with structlog.testing.capture_logs() as logged:
+        await deliver(ctx)
+    (attempted,) = [line for line in logged if line["event"] == "delivery.attempted"]
+    assert attempted["trace_id"] == TRACE_ID  # logs and traces meet on it
     (notification,) = receivers.of(NOTIFICATION)
     assert notification.trace.trace_id == TRACE_ID and not notification.trace.sampled
     assert notification.tracestate is None

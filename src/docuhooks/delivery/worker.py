@@ -518,6 +518,7 @@ class Worker:
             status=result.status,
             error_class=result.error_class,
             verdict=decision.verdict.value,
+            trace_id=traceparent[3:35],
         )
         if span is not None:
             if span.recording:
