@@ -31,7 +31,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from docuhooks import tracing
 from docuhooks.core.destinations import BreakerPolicy, signal_of
 from docuhooks.core.retry import parse_retry_after, should_suspend
-from docuhooks.core.tracecontext import TraceContext
 from docuhooks.delivery import attempt_log, claims, destinations, metrics, queries, recorder_queries
 from docuhooks.delivery.outcome import RETRY_AFTER_STATUSES, Decision, Verdict, response_header
 from docuhooks.delivery.queries import Job
@@ -65,8 +64,8 @@ class Finished:
     decision: Decision
     now: datetime
     written: asyncio.Future[None] | None = field(default=None)
-    #: The attempt's trace context, and (with traces on) the span of its record.
-    trace: TraceContext | None = None
+    #: With spans on: the attempt's span, and the span of its record (a child of it).
+    attempt_span: tracing.Span | None = None
     record_span: tracing.Span | None = None
 
     def destination_outcome(self) -> destinations.Outcome:
@@ -132,7 +131,9 @@ class Recorder:
         """Queue `item`; the future is done once it is written (or given up on)."""
         written = item.written = asyncio.get_running_loop().create_future()
         if tracing.enabled():
-            item.record_span = tracing.start_span("docuhooks.delivery.record", parent=item.trace)
+            item.record_span = tracing.start_span(
+                "docuhooks.delivery.record", parent=item.attempt_span
+            )
         self._queue.append(item)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain(), name="docuhooks-recorder")

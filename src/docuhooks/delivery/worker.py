@@ -531,7 +531,7 @@ class Worker:
             result=result,
             decision=decision,
             now=finished_at,
-            trace=span.context if span is not None else None,
+            attempt_span=span,
         )
 
     def _attempt_span(self, job: Job) -> tracing.Span:
