@@ -26,6 +26,9 @@ time: docuhooks commits each event in a transaction of its own (then wakes the w
 API does), Celery's producer calls `.delay()`, the ceiling just sends. Latency is the
 receiver's arrival time minus the producer's commit (or send) time.
 
+With the `otel` extra and `OTEL_*` set (as for `docuhooks serve`), the worker records its
+spans: `OTEL_TRACES_EXPORTER=none` measures what recording them costs.
+
 `--backlog N` inserts N pending deliveries with bulk SQL (no outbox, no API), then starts
 `docuhooks worker` as a subprocess and reports the drain rate of the first and the last 10 %
 of the deliveries and the worker process's peak RSS (sampled every 0.2 s with psutil).
@@ -57,6 +60,7 @@ import structlog
 import uvloop
 from aiohttp import web
 
+from docuhooks import tracing
 from docuhooks.context import AppContext
 from docuhooks.core.clock import utcnow
 from docuhooks.core.events import Actor, Event, EventType
@@ -733,8 +737,14 @@ def main() -> None:
     parser.add_argument("--skip-celery", action="store_true")
     parser.add_argument("--backlog", type=int, default=0, help="drain this many pending")
     parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
-    # uvloop, as `docuhooks serve` (uvicorn) and `docuhooks worker` run the worker.
-    uvloop.run(_main(parser.parse_args()))
+    # Spans as `docuhooks serve` records them: on when OTEL_* asks (e.g.
+    # OTEL_TRACES_EXPORTER=none to measure their cost without an exporter), else off.
+    stop_tracing = tracing.configure()
+    try:
+        # uvloop, as `docuhooks serve` (uvicorn) and `docuhooks worker` run the worker.
+        uvloop.run(_main(parser.parse_args()))
+    finally:
+        stop_tracing()
 
 
 if __name__ == "__main__":

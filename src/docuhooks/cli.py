@@ -26,6 +26,16 @@ def _settings(config: str | None, **overrides: Any) -> Settings:
         raise click.UsageError(str(exc)) from exc
 
 
+def _start_tracing() -> Callable[[], None]:
+    """Spans on when the `otel` extra is installed and `OTEL_*` asks for them."""
+    from docuhooks import tracing
+
+    try:
+        return tracing.configure()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
 def _run_with_db(
     settings: Settings,
     work: Callable[[AppContext], Awaitable[T]],
@@ -161,6 +171,7 @@ def serve(
         worker_enabled=False if no_worker else None,
     )
     configure(settings.log_level, json=settings.log_json)
+    stop_tracing = _start_tracing()
     from docuhooks.server import BindError, announce_start, bind, build_app
 
     try:  # before the data directory is created, as `docuhooks demo` checks its ports
@@ -203,6 +214,8 @@ def serve(
         server.run(sockets=[listening])
     except KeyboardInterrupt:  # uvicorn raises Ctrl-C again once it has shut down cleanly
         sys.exit(130)
+    finally:
+        stop_tracing()  # the spans still batched go out
     if not server.started:
         sys.exit(3)  # what uvicorn.run exits with when start-up fails
 
@@ -237,6 +250,7 @@ def worker(
 
     settings = _settings(config, data_dir=data_dir, worker_concurrency=concurrency)
     configure(settings.log_level, json=settings.log_json)
+    stop_tracing = _start_tracing()
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
@@ -260,6 +274,7 @@ def worker(
             await stop_grace_notices()
             await delivery_worker.stop()
             await ctx.close()
+            stop_tracing()
 
     import uvloop
 

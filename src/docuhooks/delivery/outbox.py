@@ -13,8 +13,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from docuhooks import tracing
 from docuhooks.core.events import Event, EventType
 from docuhooks.core.ids import uuid7
+from docuhooks.core.tracecontext import TraceContext, new_trace
 from docuhooks.delivery import queries
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import deliveries, events, webhooks
@@ -33,6 +35,7 @@ async def enqueue(
     ordering_seq: int | None = None,
     webhook_ids: Sequence[str] | None = None,
     interview_event_name: str | None = None,
+    trace: TraceContext | None = tracing.CURRENT,
     now: datetime,
 ) -> list[str]:
     """Write `event` and one pending delivery per webhook it reaches; return the delivery ids.
@@ -56,7 +59,49 @@ async def enqueue(
 
     `work_item_id` and `ordering_seq` (the version number) let a webhook with
     `orderedDelivery` receive a work item's events strictly in sequence.
+
+    The event keeps the trace context it is written in (`trace`: the current one by
+    default), so every attempt continues that trace; an event that already exists keeps
+    its own.
     """
+    with tracing.span(
+        "docuhooks.outbox.write",
+        parent=trace,
+        kind=tracing.Kind.PRODUCER,
+        attributes={
+            "docuhooks.event.id": event.event_id,
+            "docuhooks.event.type": str(event.event_type),
+        },
+    ) as span:
+        # Without spans the event keeps the context it was written in (a new trace when
+        # there is none): its attempts are children of that span, which costs no new id.
+        return await _write(
+            conn,
+            event,
+            span.context or new_trace(),
+            work_group_id=work_group_id,
+            template_id=template_id,
+            work_item_id=work_item_id,
+            ordering_seq=ordering_seq,
+            webhook_ids=webhook_ids,
+            interview_event_name=interview_event_name,
+            now=now,
+        )
+
+
+async def _write(
+    conn: AsyncConnection,
+    event: Event,
+    trace: TraceContext,
+    *,
+    work_group_id: str | None,
+    template_id: str | None,
+    work_item_id: str | None,
+    ordering_seq: int | None,
+    webhook_ids: Sequence[str] | None,
+    interview_event_name: str | None,
+    now: datetime,
+) -> list[str]:
     if webhook_ids is None:
         target_ids = await matching.matching_ids(
             conn,
@@ -79,6 +124,8 @@ async def enqueue(
             "payload": event.to_dict(),
             "work_item_id": work_item_id,
             "created_at": now,
+            "traceparent": trace.traceparent,
+            "tracestate": trace.state or None,
         },
     )
     if not target_ids:

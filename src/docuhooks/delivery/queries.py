@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.signing import StoredEvent
+from docuhooks.core.tracecontext import TraceContext, checked, from_stored
 from docuhooks.store.notify import DELIVERIES_CHANNEL
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import (
@@ -175,6 +176,14 @@ class Job:
     #: by attribute.
     webhook: Any
     issuer: str
+    #: The trace context the event was written in (`tracecontext.checked`); None for events
+    #: from before it was kept.
+    traceparent: str | None = None
+    tracestate: str | None = None
+
+    @property
+    def trace(self) -> TraceContext | None:
+        return from_stored(self.traceparent, self.tracestate)
 
     @property
     def probe(self) -> bool:
@@ -194,6 +203,8 @@ def _jobs_from(source: Any, *more: sa.ColumnElement[Any]) -> sa.Select[Any]:
             # As text: signing splices the JWT's claims onto it (`signing.StoredEvent`).
             sa.cast(events.c.payload, sa.Text).label("payload_text"),
             sites.c.base_url,
+            events.c.traceparent,
+            events.c.tracestate,
             *more,
         )
         .select_from(source)
@@ -211,6 +222,8 @@ def _job(row: Any, webhook: Any) -> Job:
         StoredEvent(row.event_id, row.event_type, row.payload_text),
         webhook,
         row.base_url,
+        checked(row.traceparent),
+        row.tracestate,
     )
 
 

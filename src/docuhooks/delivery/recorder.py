@@ -28,6 +28,7 @@ import structlog
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from docuhooks import tracing
 from docuhooks.core.destinations import BreakerPolicy, signal_of
 from docuhooks.core.retry import parse_retry_after, should_suspend
 from docuhooks.delivery import (
@@ -71,6 +72,9 @@ class Finished:
     decision: Decision
     now: datetime
     written: asyncio.Future[None] | None = field(default=None)
+    #: With spans on: the attempt's span, and the span of its record (a child of it).
+    attempt_span: tracing.Span | None = None
+    record_span: tracing.Span | None = None
 
     def destination_outcome(self) -> destinations.Outcome:
         result = self.result
@@ -134,6 +138,10 @@ class Recorder:
     def submit(self, item: Finished) -> asyncio.Future[None]:
         """Queue `item`; the future is done once it is written (or given up on)."""
         written = item.written = asyncio.get_running_loop().create_future()
+        if tracing.enabled():
+            item.record_span = tracing.start_span(
+                "docuhooks.delivery.record", parent=item.attempt_span
+            )
         self._queue.append(item)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain(), name="docuhooks-recorder")
@@ -157,6 +165,9 @@ class Recorder:
                 for item in batch:
                     if item.written is not None and not item.written.done():
                         item.written.set_result(None)
+                    if item.record_span is not None:
+                        item.record_span.set_attribute("docuhooks.record.batch", len(batch))
+                        item.record_span.end()
 
     async def _write_with_retries(self, batch: list[Finished]) -> None:
         # A database restart should not turn a delivered event into a duplicate: keep trying

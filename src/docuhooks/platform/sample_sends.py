@@ -32,6 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from docuhooks import tracing
 from docuhooks.answers import AnswerLimits, AnswerSetError, VariableDef, variable_map
 from docuhooks.core.events import (
     INTERVIEW_EVENTS,
@@ -237,10 +238,25 @@ async def _call(
     delivery_id = uuid7()
     request: OutboundRequest | None = None
     started = time.perf_counter()
+    # The test call continues the trace of the request that asked for it.
+    call = tracing.start_span(
+        "docuhooks.test_send.call",
+        kind=tracing.Kind.CLIENT,
+        attributes={"docuhooks.webhook.id": hook.id, "docuhooks.delivery.id": delivery_id},
+        propagated=True,
+    )
+    assert call.context is not None  # a propagated span always has one
     try:
         target = matching.signing_target(ctx, hook, base_url, now)
         request = build_request(
-            payload, target, delivery_id=delivery_id, attempt=1, now=now, user_agent=USER_AGENT
+            payload,
+            target,
+            delivery_id=delivery_id,
+            attempt=1,
+            now=now,
+            user_agent=USER_AGENT,
+            traceparent=call.context.traceparent,
+            tracestate=call.context.state,
         )
     except Exception as exc:
         result = TransportResult.failure(
@@ -260,6 +276,9 @@ async def _call(
             ),
         )
     finished = now + timedelta(seconds=time.perf_counter() - started)
+    if result.status is not None:
+        call.set_attribute("http.response.status_code", result.status)
+    call.end()
     if EventType(hook.event_type) in INTERVIEW_EVENTS:
         outcome = await judge_off_loop(
             result,
@@ -290,6 +309,7 @@ async def _call(
                     ],
                     created_at=now,
                     finished_at=finished,
+                    trace=tracing.current(),
                 )
             ],
         )

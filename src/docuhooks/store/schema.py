@@ -255,6 +255,10 @@ events = sa.Table(
     sa.Column("payload", sa.JSON(), nullable=False),
     sa.Column("work_item_id", sa.String(36), nullable=True),
     _ts("created_at"),
+    #: The W3C trace context the event was written in (`core.tracecontext`): every call it
+    #: causes continues that trace. None for events written before it was kept.
+    sa.Column("traceparent", sa.String(55), nullable=True),
+    sa.Column("tracestate", sa.String(512), nullable=True),
     sa.Index("ix_events_site_created", "site_id", "created_at"),
 )
 
@@ -461,6 +465,10 @@ work_item_versions = sa.Table(
     _ts("created_at"),
     sa.Column("created_by", sa.String(36), nullable=True),
     _ts("completed_at", nullable=True),
+    #: The trace context of the request that finished the interview, kept for the
+    #: post-processing call and the completion event that follow it in the background.
+    sa.Column("traceparent", sa.String(55), nullable=True),
+    sa.Column("tracestate", sa.String(512), nullable=True),
     sa.UniqueConstraint("work_item_id", "version_number"),
     sa.Index("ix_work_item_versions_due", "status", "post_processing_due_at"),
 )
