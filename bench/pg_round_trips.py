@@ -1,0 +1,115 @@
+"""Count a PostgreSQL client's round trips: a TCP relay between the client and the server that
+reads the client's side of the wire protocol.
+
+A client waits for the server once per `Sync` (the extended protocol: parse, bind, execute,
+then sync) and once per `Query` (the simple protocol: `BEGIN`, `COMMIT`); those are the
+round trips, whatever the driver does around them. asyncpg's `executemany` sends every
+row's bind and execute and one sync: one round trip. `bench/delivery.py` relays its
+databases through this to report round trips per event and per delivery; the tests count
+the outbox's with it.
+
+    relay = RoundTripRelay("127.0.0.1", 5432)
+    await relay.start()
+    url = relay.url("postgresql://postgres@127.0.0.1:5432/db")   # through the relay
+    ...
+    relay.reset(); <work>; relay.round_trips
+
+TLS would hide the messages, so the URL it gives turns it off (`ssl=disable`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections import Counter
+
+from sqlalchemy.engine import make_url
+
+#: The untyped requests a client may send before its startup message.
+_SSL_REQUEST, _GSSENC_REQUEST = 80877103, 80877104
+
+
+class RoundTripRelay:
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._server: asyncio.Server | None = None
+        self.port = 0
+        #: Every message type the clients sent, by its type byte ("P", "B", "S", "Q", …).
+        self.messages: Counter[str] = Counter()
+        self._relays: set[asyncio.Task[None]] = set()
+
+    @property
+    def round_trips(self) -> int:
+        return self.messages["S"] + self.messages["Q"]
+
+    def reset(self) -> None:
+        self.messages.clear()
+
+    def url(self, url: str) -> str:
+        """`url` (a PostgreSQL URL) through the relay, without TLS."""
+        parsed = make_url(url).set(host="127.0.0.1", port=self.port)
+        return parsed.update_query_dict({"ssl": "disable"}).render_as_string(hide_password=False)
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._relays):
+            task.cancel()
+        await asyncio.gather(*self._relays, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.close()
+            return
+        tasks = [
+            asyncio.create_task(self._client_to_server(reader, up_writer)),
+            asyncio.create_task(_pipe(up_reader, writer)),
+        ]
+        self._relays.update(tasks)
+        for task in tasks:
+            task.add_done_callback(self._relays.discard)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            task.cancel()
+        writer.close()
+        up_writer.close()
+
+    async def _client_to_server(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            # Untyped: the optional TLS / GSS requests (refused by a server without them,
+            # and `ssl=disable` sends none), then the startup message.
+            while True:
+                header = await reader.readexactly(8)
+                length, code = struct.unpack("!ii", header)
+                writer.write(header + await reader.readexactly(length - 8))
+                if code not in (_SSL_REQUEST, _GSSENC_REQUEST):
+                    break
+            while True:
+                header = await reader.readexactly(5)
+                (length,) = struct.unpack("!i", header[1:])
+                body = await reader.readexactly(length - 4)
+                self.messages[chr(header[0])] += 1
+                writer.write(header + body)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while chunk := await reader.read(65536):
+            writer.write(chunk)
+            await writer.drain()
+    except ConnectionError:
+        return
+
+
+__all__ = ["RoundTripRelay"]
