@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 import sqlalchemy as sa
+from bench.pg_round_trips import RoundTripRelay
 from sqlalchemy.engine import make_url
 from tests.delivery.delivery_support import make_webhook, version_event
 from tests.support import SiteUsers
 
-from bench.pg_round_trips import RoundTripRelay
 from docuhooks.context import AppContext
 from docuhooks.core.events import Event, EventType
 from docuhooks.delivery import outbox, queries

@@ -160,7 +160,6 @@ class Prepared:
             for row in fetched
         ]
 
-
     # --- PostgreSQL, on asyncpg ---------------------------------------------------------------
 
     def _prepare_asyncpg(self, conn: AsyncConnection, params: Mapping[str, Any]) -> _Compiled:
