@@ -26,6 +26,16 @@ time: docuhooks commits each event in a transaction of its own (then wakes the w
 API does), Celery's producer calls `.delay()`, the ceiling just sends. Latency is the
 receiver's arrival time minus the producer's commit (or send) time.
 
+`--workers N [M …]` runs, after SQLite and PostgreSQL in process, the PostgreSQL store with N
+(then M, …) `docuhooks worker` processes on one database, as a scaled-out installation runs:
+the events are committed in one transaction once every worker listens, the drain timed as
+above, then the end-to-end run with this process's producers. It reports each worker's CPU
+per delivery and the CPU of the database's backends for this database (psutil on their
+pids), the load average, and, with `--count-round-trips`, the round trips per delivery
+(workers) and per event (producers), counted on the wire by a relay
+(`bench/pg_round_trips.py`; the relay's own work slows the run, so rates are read from a
+run without it).
+
 `--backlog N` inserts N pending deliveries with bulk SQL (no outbox, no API), then starts
 `docuhooks worker` as a subprocess and reports the drain rate of the first and the last 10 %
 of the deliveries and the worker process's peak RSS (sampled every 0.2 s with psutil).
@@ -46,7 +56,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -56,6 +66,7 @@ import psutil
 import structlog
 import uvloop
 from aiohttp import web
+from sqlalchemy.engine import make_url
 
 from docuhooks.context import AppContext
 from docuhooks.core.clock import utcnow
@@ -191,6 +202,8 @@ class Result:
     #: Commit-to-receipt latency at half `e2e_rate`.
     p50_ms: float | None = None
     p99_ms: float | None = None
+    #: For worker processes: what the drain cost, by who paid it (a line each).
+    costs: list[str] = field(default_factory=list)
 
 
 def _rate(times: list[float]) -> float:
@@ -462,6 +475,179 @@ async def docuhooks(
     return result
 
 
+# --- worker processes on PostgreSQL -------------------------------------------------------------
+
+
+def _worker_env(url: str, data_dir: Path, concurrency: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DOCUHOOKS_DATABASE_URL": url,
+        "DOCUHOOKS_SECRET_KEY": SECRET_KEY,
+        "DOCUHOOKS_DATA_DIR": str(data_dir),
+        "DOCUHOOKS_DEV_MODE": "true",
+        "DOCUHOOKS_WORKER_CONCURRENCY": str(concurrency),
+        "DOCUHOOKS_CONNECTIONS_PER_HOST": str(concurrency),
+        "DOCUHOOKS_SITE_MAX_IN_FLIGHT": str(concurrency),
+    }
+
+
+async def _listening_workers(admin: Any) -> int:
+    return int(
+        await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query ILIKE 'LISTEN%'"
+        )
+    )
+
+
+async def _backend_pids(admin: Any) -> set[int]:
+    """The server processes of this database's sessions, but the benchmark's own."""
+    rows = await admin.fetch(
+        "SELECT pid FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    return {row["pid"] for row in rows}
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
+
+
+class _CpuMeter:
+    """CPU seconds spent by processes between `start` and `stop`; a process first seen at
+    `stop` (a connection opened meanwhile) counts from zero."""
+
+    def __init__(self) -> None:
+        self._start: dict[int, float] = {}
+
+    def start(self, pids: set[int]) -> None:
+        self._start = {pid: _cpu_seconds(pid) for pid in pids}
+
+    def stop(self, pids: set[int]) -> float:
+        return sum(_cpu_seconds(pid) - self._start.get(pid, 0.0) for pid in pids | set(self._start))
+
+
+async def worker_processes(
+    receiver: Receiver,
+    n: int,
+    concurrency: int,
+    seconds: float,
+    tmp: Path,
+    workers: int,
+    count_round_trips: bool,
+) -> Result:
+    import asyncpg
+    from pg_round_trips import RoundTripRelay
+
+    async with store("postgresql", tmp) as url:
+        data_dir = tmp / f"workers-{workers}"
+        ctx = await _context(_settings(url, data_dir, concurrency))
+        worker_relay = producer_relay = None
+        if count_round_trips:
+            target = make_url(url)
+            worker_relay = RoundTripRelay(target.host or "127.0.0.1", target.port or 5432)
+            producer_relay = RoundTripRelay(target.host or "127.0.0.1", target.port or 5432)
+            await worker_relay.start()
+            await producer_relay.start()
+        producers: AppContext | None = None
+        admin = await asyncpg.connect(url)
+        processes: list[asyncio.subprocess.Process] = []
+        try:
+            site_id, _, _ = await _webhook(ctx, receiver.url)
+            worker_url = worker_relay.url(url) if worker_relay else url
+            for _ in range(workers):
+                processes.append(
+                    await asyncio.create_subprocess_exec(
+                        sys.executable,
+                        "-m",
+                        "docuhooks",
+                        "worker",
+                        env=_worker_env(worker_url, data_dir, concurrency),
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+            deadline = time.monotonic() + 120
+            while await _listening_workers(admin) < workers:
+                if time.monotonic() > deadline or any(p.returncode is not None for p in processes):
+                    raise RuntimeError("the worker processes did not start listening")
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(1.0)  # their first, empty claims
+            await receiver.reset()
+            async with ctx.db.transaction() as conn:  # all at once, when every worker listens
+                for index in range(n):
+                    await outbox.enqueue(
+                        conn,
+                        _sample_event(site_id, index),
+                        work_group_id=None,
+                        template_id=None,
+                        now=ctx.now(),
+                    )
+                workers_cpu, backends_cpu = _CpuMeter(), _CpuMeter()
+                workers_cpu.start({p.pid for p in processes})
+                backends = await _backend_pids(admin)
+                backends_cpu.start(backends)
+                if worker_relay:
+                    worker_relay.reset()
+            await receiver.wait_for(n, timeout=max(120.0, n / 50))
+            worker_seconds = workers_cpu.stop({p.pid for p in processes})
+            backend_seconds = backends_cpu.stop(backends | await _backend_pids(admin))
+            times, _ = await receiver.arrivals()
+            label = "process" if workers == 1 else "processes"
+            result = Result(f"postgresql, {workers} worker {label}", _rate(times))
+            result.costs.append(
+                f"workers {worker_seconds / n * 1e6:.0f} µs CPU per delivery in all"
+                f" ({worker_seconds / n * 1e6 / workers:.0f} each); database backends"
+                f" {backend_seconds / n * 1e6:.0f} µs per delivery; load average"
+                f" {' '.join(f'{v:.1f}' for v in os.getloadavg())}"
+            )
+            if worker_relay:
+                result.costs.append(
+                    f"workers' round trips {worker_relay.round_trips / n:.2f} per delivery"
+                )
+
+            producers = await _context(
+                _settings(producer_relay.url(url) if producer_relay else url, data_dir, concurrency)
+            )
+            producers_ctx = producers
+
+            async def produce(i: int) -> tuple[str, float]:
+                event = _sample_event(site_id, i)
+                async with producers_ctx.db.transaction() as conn:
+                    await outbox.enqueue(
+                        conn, event, work_group_id=None, template_id=None, now=producers_ctx.now()
+                    )
+                return event.event_id, time.time()
+
+            if producer_relay:
+                producer_relay.reset()
+            await end_to_end(receiver, result, n, seconds, produce)
+            if producer_relay:
+                events_written = n + int(result.e2e_rate / 2 * seconds) if result.e2e_rate else n
+                result.costs.append(
+                    f"producers' round trips {producer_relay.round_trips / events_written:.2f}"
+                    " per event"
+                )
+        finally:
+            for process in processes:
+                if process.returncode is None:
+                    process.terminate()
+            for process in processes:
+                await process.wait()
+            await admin.close()
+            if producers is not None:
+                await producers.close()
+            await ctx.close()
+            for relay in (worker_relay, producer_relay):
+                if relay is not None:
+                    await relay.stop()
+    return result
+
+
 # --- celery -----------------------------------------------------------------------------------
 
 
@@ -692,6 +878,18 @@ async def _main(args: argparse.Namespace) -> None:
                         kind, receiver, args.events, args.concurrency, args.latency_seconds, tmp
                     )
                 )
+            for workers in args.workers:
+                results.append(
+                    await worker_processes(
+                        receiver,
+                        args.events,
+                        args.concurrency,
+                        args.latency_seconds,
+                        tmp,
+                        workers,
+                        args.count_round_trips,
+                    ),
+                )
             if not args.skip_celery:
                 results.append(
                     await celery_baseline(
@@ -715,6 +913,9 @@ def _report(results: list[Result], args: argparse.Namespace) -> None:
         p50 = f"{r.p50_ms:>9.1f}" if r.p50_ms is not None else f"{'—':>9}"
         p99 = f"{r.p99_ms:>9.1f}" if r.p99_ms is not None else f"{'—':>9}"
         print(f"{r.name:<26}{r.rate:>9.0f}{r.rate / top:>11.2f}{e2e}{p50}{p99}")
+    for r in results:
+        for line in r.costs:
+            print(f"{r.name}: {line}")
     celery = next((r for r in results if r.name.startswith("celery")), None)
     if celery is not None and celery.rate:
         for r in results[1:-1]:
@@ -731,6 +932,18 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=8.0)
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-celery", action="store_true")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also run PostgreSQL with this many `docuhooks worker` processes (each given)",
+    )
+    parser.add_argument(
+        "--count-round-trips",
+        action="store_true",
+        help="with --workers: count round trips on the wire (slows the run)",
+    )
     parser.add_argument("--backlog", type=int, default=0, help="drain this many pending")
     parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
     # uvloop, as `docuhooks serve` (uvicorn) and `docuhooks worker` run the worker.

@@ -14,7 +14,8 @@ the outbox's with it.
     ...
     relay.reset(); <work>; relay.round_trips
 
-TLS would hide the messages, so the URL it gives turns it off (`ssl=disable`).
+TLS would hide the messages: the relay answers a client's TLS request itself, with "no", as
+a server without TLS does, and the client goes on in plain text.
 """
 
 from __future__ import annotations
@@ -46,9 +47,8 @@ class RoundTripRelay:
         self.messages.clear()
 
     def url(self, url: str) -> str:
-        """`url` (a PostgreSQL URL) through the relay, without TLS."""
-        parsed = make_url(url).set(host="127.0.0.1", port=self.port)
-        return parsed.update_query_dict({"ssl": "disable"}).render_as_string(hide_password=False)
+        """`url` (a PostgreSQL URL) through the relay."""
+        return make_url(url).set(host="127.0.0.1", port=self.port).render_as_string(False)
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -68,7 +68,7 @@ class RoundTripRelay:
             writer.close()
             return
         tasks = [
-            asyncio.create_task(self._client_to_server(reader, up_writer)),
+            asyncio.create_task(self._client_to_server(reader, up_writer, writer)),
             asyncio.create_task(_pipe(up_reader, writer)),
         ]
         self._relays.update(tasks)
@@ -81,17 +81,21 @@ class RoundTripRelay:
         up_writer.close()
 
     async def _client_to_server(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        client: asyncio.StreamWriter,
     ) -> None:
         try:
-            # Untyped: the optional TLS / GSS requests (refused by a server without them,
-            # and `ssl=disable` sends none), then the startup message.
+            # Untyped: the optional TLS / GSS requests, refused here, then the startup message.
             while True:
                 header = await reader.readexactly(8)
                 length, code = struct.unpack("!ii", header)
-                writer.write(header + await reader.readexactly(length - 8))
+                rest = await reader.readexactly(length - 8)
                 if code not in (_SSL_REQUEST, _GSSENC_REQUEST):
+                    writer.write(header + rest)
                     break
+                client.write(b"N")
             while True:
                 header = await reader.readexactly(5)
                 (length,) = struct.unpack("!i", header[1:])
