@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -267,13 +267,41 @@ _JOBS = ByIds(lambda ids_in: _jobs_from(deliveries).where(ids_in(deliveries.c.id
 _WEBHOOKS = ByIds(lambda ids_in: sa.select(webhooks).where(ids_in(webhooks.c.id)))
 
 
+#: PostgreSQL, where each statement is a round trip: the jobs with their webhooks' rows in
+#: one statement, each webhook column under this prefix.
+_WEBHOOK_PREFIX = "webhook__"
+_JOBS_WITH_WEBHOOKS = Prepared(
+    _jobs_from(deliveries, *(c.label(_WEBHOOK_PREFIX + c.name) for c in webhooks.c))
+    .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
+    .where(_in_array(deliveries.c.id))
+)
+_WebhookRow = NamedTuple(  # type: ignore[misc]
+    "WebhookRow", [(column.name, Any) for column in webhooks.c]
+)
+
+
 async def load_jobs(conn: AsyncConnection, delivery_ids: list[str]) -> list[Job]:
     if not delivery_ids:
         return []
+    if conn.dialect.name == "postgresql":
+        return _jobs_with_webhooks(await _JOBS_WITH_WEBHOOKS.all(conn, {"ids": delivery_ids}))
     rows = await _JOBS.all(conn, {"ids": delivery_ids})
     webhook_ids = list({r.webhook_id for r in rows})
     hooks = {row.id: row for row in await _WEBHOOKS.all(conn, {"ids": webhook_ids})}
     return [_job(r, hooks[r.webhook_id]) for r in rows if r.webhook_id in hooks]
+
+
+def _jobs_with_webhooks(rows: Sequence[Any]) -> list[Job]:
+    """Jobs from `_JOBS_WITH_WEBHOOKS`' rows, one webhook row shared by its jobs."""
+    hooks: dict[str, Any] = {}
+    names = [(_WEBHOOK_PREFIX + name) for name in _WebhookRow._fields]
+    jobs = []
+    for row in rows:
+        hook = hooks.get(row.webhook_id)
+        if hook is None:
+            hook = hooks[row.webhook_id] = _WebhookRow(*(getattr(row, n) for n in names))
+        jobs.append(_job(row, hook))
+    return jobs
 
 
 async def extend_leases(
