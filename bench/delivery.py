@@ -531,6 +531,67 @@ class _CpuMeter:
         return sum(_cpu_seconds(pid) - self._start.get(pid, 0.0) for pid in pids | set(self._start))
 
 
+async def _start_workers(
+    admin: Any, url: str, data_dir: Path, concurrency: int, workers: int
+) -> list[asyncio.subprocess.Process]:
+    """`workers` `docuhooks worker` processes on `url`, returned once each listens."""
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "docuhooks",
+            "worker",
+            env=_worker_env(url, data_dir, concurrency),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(workers)
+    ]
+    deadline = time.monotonic() + 120
+    while await _listening_workers(admin) < workers:
+        if time.monotonic() > deadline or any(p.returncode is not None for p in processes):
+            await _stop_workers(processes)
+            raise RuntimeError("the worker processes did not start listening")
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)  # their first, empty claims
+    return processes
+
+
+async def _stop_workers(processes: list[asyncio.subprocess.Process]) -> None:
+    for process in processes:
+        if process.returncode is None:
+            process.terminate()
+    for process in processes:
+        await process.wait()
+
+
+def _transaction_lines(relay: Any, per: int, unit: str) -> list[str]:
+    """The relay's transactions by shape, the most frequent first."""
+    lines = [f"round trips {relay.round_trips / per:.2f} per {unit}; by transaction:"]
+    for (label, trips), count in relay.transactions.most_common(8):
+        lines.append(f"  {count / per:7.3f} per {unit} × {trips:2d} round trips: {label}")
+    return lines
+
+
+@asynccontextmanager
+async def _relays(url: str, count: bool) -> AsyncIterator[tuple[Any, Any]]:
+    """Relays counting the workers' and the producers' round trips, or (None, None)."""
+    if not count:
+        yield None, None
+        return
+    from pg_round_trips import RoundTripRelay
+
+    target = make_url(url)
+    relays = [RoundTripRelay(target.host or "127.0.0.1", target.port or 5432) for _ in "wp"]
+    for relay in relays:
+        await relay.start()
+    try:
+        yield relays[0], relays[1]
+    finally:
+        for relay in relays:
+            await relay.stop()
+
+
 async def worker_processes(
     receiver: Receiver,
     n: int,
@@ -541,43 +602,26 @@ async def worker_processes(
     count_round_trips: bool,
 ) -> Result:
     import asyncpg
-    from pg_round_trips import RoundTripRelay
 
-    async with store("postgresql", tmp) as url:
-        data_dir = tmp / f"workers-{workers}"
+    data_dir = tmp / f"workers-{workers}"
+    async with (
+        store("postgresql", tmp) as url,
+        _relays(url, count_round_trips) as (worker_relay, producer_relay),
+    ):
         ctx = await _context(_settings(url, data_dir, concurrency))
-        worker_relay = producer_relay = None
-        if count_round_trips:
-            target = make_url(url)
-            worker_relay = RoundTripRelay(target.host or "127.0.0.1", target.port or 5432)
-            producer_relay = RoundTripRelay(target.host or "127.0.0.1", target.port or 5432)
-            await worker_relay.start()
-            await producer_relay.start()
-        producers: AppContext | None = None
         admin = await asyncpg.connect(url)
         processes: list[asyncio.subprocess.Process] = []
         try:
             site_id, _, _ = await _webhook(ctx, receiver.url)
-            worker_url = worker_relay.url(url) if worker_relay else url
-            for _ in range(workers):
-                processes.append(
-                    await asyncio.create_subprocess_exec(
-                        sys.executable,
-                        "-m",
-                        "docuhooks",
-                        "worker",
-                        env=_worker_env(worker_url, data_dir, concurrency),
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                )
-            deadline = time.monotonic() + 120
-            while await _listening_workers(admin) < workers:
-                if time.monotonic() > deadline or any(p.returncode is not None for p in processes):
-                    raise RuntimeError("the worker processes did not start listening")
-                await asyncio.sleep(0.2)
-            await asyncio.sleep(1.0)  # their first, empty claims
+            processes = await _start_workers(
+                admin,
+                worker_relay.url(url) if worker_relay else url,
+                data_dir,
+                concurrency,
+                workers,
+            )
             await receiver.reset()
+            workers_cpu, backends_cpu = _CpuMeter(), _CpuMeter()
             async with ctx.db.transaction() as conn:  # all at once, when every worker listens
                 for index in range(n):
                     await outbox.enqueue(
@@ -587,7 +631,6 @@ async def worker_processes(
                         template_id=None,
                         now=ctx.now(),
                     )
-                workers_cpu, backends_cpu = _CpuMeter(), _CpuMeter()
                 workers_cpu.start({p.pid for p in processes})
                 backends = await _backend_pids(admin)
                 backends_cpu.start(backends)
@@ -600,52 +643,55 @@ async def worker_processes(
             label = "process" if workers == 1 else "processes"
             result = Result(f"postgresql, {workers} worker {label}", _rate(times))
             result.costs.append(
-                f"workers {worker_seconds / n * 1e6:.0f} µs CPU per delivery in all"
-                f" ({worker_seconds / n * 1e6 / workers:.0f} each); database backends"
-                f" {backend_seconds / n * 1e6:.0f} µs per delivery; load average"
-                f" {' '.join(f'{v:.1f}' for v in os.getloadavg())}"
+                f"workers' CPU {worker_seconds / n * 1e6:.0f} µs per delivery (all {workers});"
+                f" the database's backends {backend_seconds / n * 1e6:.0f} µs per delivery;"
+                f" load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}"
             )
             if worker_relay:
-                result.costs.append(
-                    f"workers' round trips {worker_relay.round_trips / n:.2f} per delivery"
-                )
-
-            producers = await _context(
-                _settings(producer_relay.url(url) if producer_relay else url, data_dir, concurrency)
+                result.costs += _transaction_lines(worker_relay, n, "delivery")
+            await _end_to_end_with_workers(
+                receiver, result, n, seconds, site_id, producer_relay, url, data_dir, concurrency
             )
-            producers_ctx = producers
-
-            async def produce(i: int) -> tuple[str, float]:
-                event = _sample_event(site_id, i)
-                async with producers_ctx.db.transaction() as conn:
-                    await outbox.enqueue(
-                        conn, event, work_group_id=None, template_id=None, now=producers_ctx.now()
-                    )
-                return event.event_id, time.time()
-
-            if producer_relay:
-                producer_relay.reset()
-            await end_to_end(receiver, result, n, seconds, produce)
-            if producer_relay:
-                events_written = n + int(result.e2e_rate / 2 * seconds) if result.e2e_rate else n
-                result.costs.append(
-                    f"producers' round trips {producer_relay.round_trips / events_written:.2f}"
-                    " per event"
-                )
         finally:
-            for process in processes:
-                if process.returncode is None:
-                    process.terminate()
-            for process in processes:
-                await process.wait()
+            await _stop_workers(processes)
             await admin.close()
-            if producers is not None:
-                await producers.close()
             await ctx.close()
-            for relay in (worker_relay, producer_relay):
-                if relay is not None:
-                    await relay.stop()
     return result
+
+
+async def _end_to_end_with_workers(
+    receiver: Receiver,
+    result: Result,
+    n: int,
+    seconds: float,
+    site_id: str,
+    relay: Any,
+    url: str,
+    data_dir: Path,
+    concurrency: int,
+) -> None:
+    """The end-to-end run with the worker processes running: this process's producers
+    commit each event in a transaction of its own; the trigger's NOTIFY wakes the workers."""
+    producers = await _context(_settings(relay.url(url) if relay else url, data_dir, concurrency))
+    try:
+
+        async def produce(i: int) -> tuple[str, float]:
+            event = _sample_event(site_id, i)
+            async with producers.db.transaction() as conn:
+                await outbox.enqueue(
+                    conn, event, work_group_id=None, template_id=None, now=producers.now()
+                )
+            return event.event_id, time.time()
+
+        if relay:
+            relay.reset()
+        await end_to_end(receiver, result, n, seconds, produce)
+        if relay and result.e2e_rate:
+            # `end_to_end`'s events: n, then its latency run's (`_paced` at half the rate).
+            events = n + max(1, int(result.e2e_rate / 2 * seconds))
+            result.costs += _transaction_lines(relay, events, "event (end to end)")
+    finally:
+        await producers.close()
 
 
 # --- celery -----------------------------------------------------------------------------------

@@ -14,6 +14,11 @@ the outbox's with it.
     ...
     relay.reset(); <work>; relay.round_trips
 
+It also groups them by transaction (`transactions`): from a `BEGIN` to its `COMMIT` or
+`ROLLBACK` on one connection, or a lone statement outside one (autocommit), labelled by the
+first words of its first statement, so a report can say what a claim or a recorder batch
+costs.
+
 TLS would hide the messages: the relay answers a client's TLS request itself, with "no", as
 a server without TLS does, and the client goes on in plain text.
 """
@@ -23,11 +28,29 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections import Counter
+from dataclasses import dataclass, field
 
 from sqlalchemy.engine import make_url
 
 #: The untyped requests a client may send before its startup message.
 _SSL_REQUEST, _GSSENC_REQUEST = 80877103, 80877104
+
+
+#: How many characters of a transaction's first statement label it.
+LABEL_LENGTH = 48
+
+
+@dataclass
+class _Session:
+    """What the relay knows of one client connection."""
+
+    #: Prepared statement name → its SQL (asyncpg names the statements it caches).
+    statements: dict[bytes, bytes] = field(default_factory=dict)
+    #: The statements bound since the last Sync.
+    bound: list[bytes] = field(default_factory=list)
+    #: In a transaction: its statements so far and its round trips (BEGIN counted).
+    in_transaction: list[bytes] | None = None
+    round_trips: int = 0
 
 
 class RoundTripRelay:
@@ -37,6 +60,8 @@ class RoundTripRelay:
         self.port = 0
         #: Every message type the clients sent, by its type byte ("P", "B", "S", "Q", …).
         self.messages: Counter[str] = Counter()
+        #: (label, round trips) → how many transactions of that shape ran.
+        self.transactions: Counter[tuple[str, int]] = Counter()
         self._relays: set[asyncio.Task[None]] = set()
 
     @property
@@ -45,6 +70,38 @@ class RoundTripRelay:
 
     def reset(self) -> None:
         self.messages.clear()
+        self.transactions.clear()
+
+    def _observe(self, session: _Session, kind: str, body: bytes) -> None:
+        if kind == "P":
+            name, rest = body.split(b"\0", 1)
+            session.statements[name] = rest.split(b"\0", 1)[0]
+        elif kind == "B":
+            statement = body.split(b"\0", 2)[1]
+            session.bound.append(session.statements.get(statement, b"?"))
+        elif kind == "S":
+            if session.in_transaction is None:
+                self._ended(session.bound, 1)
+            else:
+                session.in_transaction += session.bound
+                session.round_trips += 1
+            session.bound = []
+        elif kind == "Q":
+            text = body.rstrip(b"\0").strip().upper()
+            if text.startswith(b"BEGIN"):
+                session.in_transaction, session.round_trips = [], 1
+            elif session.in_transaction is not None and text.startswith((b"COMMIT", b"ROLLBACK")):
+                self._ended(session.in_transaction, session.round_trips + 1)
+                session.in_transaction = None
+            elif session.in_transaction is not None:
+                session.in_transaction.append(text)
+                session.round_trips += 1
+            else:
+                self._ended([text], 1)
+
+    def _ended(self, statements: list[bytes], round_trips: int) -> None:
+        first = b" ".join(statements[0].split()).decode(errors="replace") if statements else ""
+        self.transactions[(first[:LABEL_LENGTH], round_trips)] += 1
 
     def url(self, url: str) -> str:
         """`url` (a PostgreSQL URL) through the relay."""
@@ -86,6 +143,7 @@ class RoundTripRelay:
         writer: asyncio.StreamWriter,
         client: asyncio.StreamWriter,
     ) -> None:
+        session = _Session()
         try:
             # Untyped: the optional TLS / GSS requests, refused here, then the startup message.
             while True:
@@ -100,7 +158,9 @@ class RoundTripRelay:
                 header = await reader.readexactly(5)
                 (length,) = struct.unpack("!i", header[1:])
                 body = await reader.readexactly(length - 4)
-                self.messages[chr(header[0])] += 1
+                kind = chr(header[0])
+                self.messages[kind] += 1
+                self._observe(session, kind, body)
                 writer.write(header + body)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
