@@ -203,14 +203,20 @@ class Prepared:
 
 async def _asyncpg_driver(conn: AsyncConnection) -> Any | None:
     """The asyncpg connection under `conn`, inside the caller's transaction; None where a
-    statement goes through SQLAlchemy instead (another dialect, or no transaction begun:
-    SQLAlchemy's own `execute` begins one, which this must not do behind its back).
+    statement goes through SQLAlchemy instead (another dialect, or neither a transaction
+    begun nor `AUTOCOMMIT`: SQLAlchemy's own `execute` begins one, which this must not do
+    behind its back).
 
     SQLAlchemy's asyncpg adapter sends `BEGIN` with the transaction's first statement, not
     when the transaction begins; if none has run yet it is sent here, as the adapter would.
     On an `AUTOCOMMIT` connection (`Database.autocommit`) each statement commits itself."""
-    if conn.dialect.driver != "asyncpg" or not conn.in_transaction():
+    if conn.dialect.driver != "asyncpg":
         return None
+    if not conn.in_transaction():
+        if conn.sync_connection is None or (
+            conn.sync_connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT"
+        ):
+            return None
     # In a transaction the pooled connection is there (or the transaction is invalid, which
     # this raises as SQLAlchemy would), so this reads it without a trip through a greenlet.
     fairy = conn.sync_connection.connection  # type: ignore[union-attr]
