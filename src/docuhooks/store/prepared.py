@@ -212,11 +212,8 @@ async def _asyncpg_driver(conn: AsyncConnection) -> Any | None:
     On an `AUTOCOMMIT` connection (`Database.autocommit`) each statement commits itself."""
     if conn.dialect.driver != "asyncpg":
         return None
-    if not conn.in_transaction():
-        if conn.sync_connection is None or (
-            conn.sync_connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT"
-        ):
-            return None
+    if not conn.in_transaction() and not _autocommit(conn):
+        return None
     # In a transaction the pooled connection is there (or the transaction is invalid, which
     # this raises as SQLAlchemy would), so this reads it without a trip through a greenlet.
     fairy = conn.sync_connection.connection  # type: ignore[union-attr]
@@ -224,6 +221,11 @@ async def _asyncpg_driver(conn: AsyncConnection) -> Any | None:
     if adapter._transaction is None and not adapter.autocommit:
         await adapter._start_transaction()
     return fairy.driver_connection
+
+
+def _autocommit(conn: AsyncConnection) -> bool:
+    sync = conn.sync_connection
+    return sync is not None and sync.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 
 def _asyncpg_reported(
