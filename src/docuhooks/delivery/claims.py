@@ -489,7 +489,7 @@ def _lock_sites_statement() -> sa.Select[Any]:
 _ROOM_OF_WEBHOOK, _AT_DESTINATION, _AT_SITE = "webhook", "destination", "site"
 
 
-def _counted_after_lock_statement() -> sa.CompoundSelect:
+def _counted_after_lock_statement() -> sa.CompoundSelect[Any]:
     """PostgreSQL, under the sites' locks: each candidate webhook's room under its
     `maxConcurrency`, and the calls in flight to each destination and for each site, as
     rows of (kind, key, n)."""
@@ -499,7 +499,7 @@ def _counted_after_lock_statement() -> sa.CompoundSelect:
     def kind(name: str) -> sa.ColumnElement[str]:
         return sa.literal_column(f"'{name}'", sa.String).label("kind")
 
-    def counted(column: sa.Column[str], name: str, keys: str) -> sa.Select[Any]:
+    def counted(column: sa.Column[str], name: str, keys: str) -> sa.Select[str, str, int]:
         return (
             sa.select(kind(name), column.label("key"), sa.func.count().label("n"))
             .where(column == _any_of(keys), live)

@@ -294,7 +294,7 @@ async def load_jobs(conn: AsyncConnection, delivery_ids: list[str]) -> list[Job]
 def _jobs_with_webhooks(rows: Sequence[Any]) -> list[Job]:
     """Jobs from `_JOBS_WITH_WEBHOOKS`' rows, one webhook row shared by its jobs."""
     hooks: dict[str, Any] = {}
-    names = [(_WEBHOOK_PREFIX + name) for name in _WebhookRow._fields]
+    names = [_WEBHOOK_PREFIX + column.name for column in webhooks.c]
     jobs = []
     for row in rows:
         hook = hooks.get(row.webhook_id)

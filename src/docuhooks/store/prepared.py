@@ -238,9 +238,10 @@ def _asyncpg_reported(
     try:
         adapter._handle_exception(exc)
     except adapter.dbapi.Error as translated:
-        return sa_exc.DBAPIError.instance(
+        reported: BaseException = sa_exc.DBAPIError.instance(
             compiled.sql, values, translated, adapter.dbapi.Error, dialect=conn.dialect
         )
+        return reported
     except BaseException as same:
         return same
     return exc
