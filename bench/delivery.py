@@ -500,6 +500,23 @@ async def _listening_workers(admin: Any) -> int:
     )
 
 
+async def _database_counters(admin: Any) -> tuple[int, int]:
+    """The server's WAL position (bytes) and this database's commits so far. The commit
+    count is the statistics collector's, flushed by each session at least every second or
+    so: read it after a pause."""
+    await asyncio.sleep(1.5)
+    row = await admin.fetchrow(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS wal,"
+        " (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())"
+        " AS commits"
+    )
+    return int(row["wal"]), int(row["commits"])
+
+
+def _minus(after: tuple[int, int], before: tuple[int, int]) -> tuple[int, int]:
+    return after[0] - before[0], after[1] - before[1]
+
+
 async def _backend_pids(admin: Any) -> set[int]:
     """The server processes of this database's sessions, but the benchmark's own."""
     rows = await admin.fetch(
@@ -634,11 +651,13 @@ async def worker_processes(
                 workers_cpu.start({p.pid for p in processes})
                 backends = await _backend_pids(admin)
                 backends_cpu.start(backends)
+                database_before = await _database_counters(admin)
                 if worker_relay:
                     worker_relay.reset()
             await receiver.wait_for(n, timeout=max(120.0, n / 50))
             worker_seconds = workers_cpu.stop({p.pid for p in processes})
             backend_seconds = backends_cpu.stop(backends | await _backend_pids(admin))
+            wal_bytes, commits = _minus(await _database_counters(admin), database_before)
             times, _ = await receiver.arrivals()
             label = "process" if workers == 1 else "processes"
             result = Result(f"postgresql, {workers} worker {label}", _rate(times))
@@ -646,6 +665,10 @@ async def worker_processes(
                 f"workers' CPU {worker_seconds / n * 1e6:.0f} µs per delivery (all {workers});"
                 f" the database's backends {backend_seconds / n * 1e6:.0f} µs per delivery;"
                 f" load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}"
+            )
+            result.costs.append(
+                f"WAL {wal_bytes / n:.0f} bytes per delivery (server-wide: other databases'"
+                f" writes included); {commits / n:.3f} commits per delivery (this database)"
             )
             if worker_relay:
                 result.costs += _transaction_lines(worker_relay, n, "delivery")
