@@ -708,10 +708,16 @@ async def _end_to_end_with_workers(
 
         if relay:
             relay.reset()
+        started = time.process_time()
         await end_to_end(receiver, result, n, seconds, produce)
-        if relay and result.e2e_rate:
-            # `end_to_end`'s events: n, then its latency run's (`_paced` at half the rate).
-            events = n + max(1, int(result.e2e_rate / 2 * seconds))
+        producing = time.process_time() - started
+        # `end_to_end`'s events: n, then its latency run's (`_paced` at half the rate).
+        events = n + max(1, int((result.e2e_rate or 0) / 2 * seconds))
+        result.costs.append(
+            f"producers' CPU {producing / events * 1e6:.0f} µs per event (this process,"
+            " end to end and latency runs)"
+        )
+        if relay:
             result.costs += _transaction_lines(relay, events, "event (end to end)")
     finally:
         await producers.close()
