@@ -673,7 +673,16 @@ async def worker_processes(
             if worker_relay:
                 result.costs += _transaction_lines(worker_relay, n, "delivery")
             await _end_to_end_with_workers(
-                receiver, result, n, seconds, site_id, producer_relay, url, data_dir, concurrency
+                receiver,
+                result,
+                n,
+                seconds,
+                site_id,
+                producer_relay,
+                url,
+                data_dir,
+                concurrency,
+                admin,
             )
         finally:
             await _stop_workers(processes)
@@ -692,6 +701,7 @@ async def _end_to_end_with_workers(
     url: str,
     data_dir: Path,
     concurrency: int,
+    admin: Any,
 ) -> None:
     """The end-to-end run with the worker processes running: this process's producers
     commit each event in a transaction of its own; the trigger's NOTIFY wakes the workers."""
@@ -708,14 +718,18 @@ async def _end_to_end_with_workers(
 
         if relay:
             relay.reset()
+        backends_cpu = _CpuMeter()
+        backends_cpu.start(backends := await _backend_pids(admin))
         started = time.process_time()
         await end_to_end(receiver, result, n, seconds, produce)
         producing = time.process_time() - started
+        backend_seconds = backends_cpu.stop(backends | await _backend_pids(admin))
         # `end_to_end`'s events: n, then its latency run's (`_paced` at half the rate).
         events = n + max(1, int((result.e2e_rate or 0) / 2 * seconds))
         result.costs.append(
             f"producers' CPU {producing / events * 1e6:.0f} µs per event (this process,"
-            " end to end and latency runs)"
+            " end to end and latency runs); the database's backends"
+            f" {backend_seconds / events * 1e6:.0f} µs per event and its delivery"
         )
         if relay:
             result.costs += _transaction_lines(relay, events, "event (end to end)")
