@@ -513,6 +513,18 @@ async def _database_counters(admin: Any) -> tuple[int, int]:
     return int(row["wal"]), int(row["commits"])
 
 
+async def _sample_in_flight(admin: Any) -> list[int]:
+    """The `flights` rows (calls claimed and not yet recorded, all workers), every 0.1 s
+    until cancelled."""
+    samples: list[int] = []
+    try:
+        while True:
+            samples.append(int(await admin.fetchval("SELECT count(*) FROM flights")))
+            await asyncio.sleep(0.1)
+    except asyncio.CancelledError:
+        return samples
+
+
 def _minus(after: tuple[int, int], before: tuple[int, int]) -> tuple[int, int]:
     return after[0] - before[0], after[1] - before[1]
 
@@ -654,7 +666,12 @@ async def worker_processes(
                 database_before = await _database_counters(admin)
                 if worker_relay:
                     worker_relay.reset()
-            await receiver.wait_for(n, timeout=max(120.0, n / 50))
+            sampling = asyncio.create_task(_sample_in_flight(admin))
+            try:
+                await receiver.wait_for(n, timeout=max(120.0, n / 50))
+            finally:
+                sampling.cancel()
+            in_flight = await sampling
             worker_seconds = workers_cpu.stop({p.pid for p in processes})
             backend_seconds = backends_cpu.stop(backends | await _backend_pids(admin))
             wal_bytes, commits = _minus(await _database_counters(admin), database_before)
@@ -670,6 +687,13 @@ async def worker_processes(
                 f"WAL {wal_bytes / n:.0f} bytes per delivery (server-wide: other databases'"
                 f" writes included); {commits / n:.3f} commits per delivery (this database)"
             )
+            if in_flight:
+                average = statistics.mean(in_flight)
+                result.costs.append(
+                    f"calls in flight (flights rows) {average:.0f} on average, at most"
+                    f" {max(in_flight)}: each delivery in flight {average / result.rate * 1000:.0f}"
+                    " ms (Little's law)"
+                )
             if worker_relay:
                 result.costs += _transaction_lines(worker_relay, n, "delivery")
             await _end_to_end_with_workers(
