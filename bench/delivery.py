@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import socket
@@ -513,16 +514,15 @@ async def _database_counters(admin: Any) -> tuple[int, int]:
     return int(row["wal"]), int(row["commits"])
 
 
-async def _sample_in_flight(admin: Any) -> list[int]:
+async def _sample_in_flight(admin: Any, done: asyncio.Event) -> list[int]:
     """The `flights` rows (calls claimed and not yet recorded, all workers), every 0.1 s
-    until cancelled."""
+    until `done`."""
     samples: list[int] = []
-    try:
-        while True:
-            samples.append(int(await admin.fetchval("SELECT count(*) FROM flights")))
-            await asyncio.sleep(0.1)
-    except asyncio.CancelledError:
-        return samples
+    while not done.is_set():
+        samples.append(int(await admin.fetchval("SELECT count(*) FROM flights")))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), 0.1)
+    return samples
 
 
 def _minus(after: tuple[int, int], before: tuple[int, int]) -> tuple[int, int]:
@@ -666,11 +666,12 @@ async def worker_processes(
                 database_before = await _database_counters(admin)
                 if worker_relay:
                     worker_relay.reset()
-            sampling = asyncio.create_task(_sample_in_flight(admin))
+            drained = asyncio.Event()
+            sampling = asyncio.create_task(_sample_in_flight(admin, drained))
             try:
                 await receiver.wait_for(n, timeout=max(120.0, n / 50))
             finally:
-                sampling.cancel()
+                drained.set()
             in_flight = await sampling
             worker_seconds = workers_cpu.stop({p.pid for p in processes})
             backend_seconds = backends_cpu.stop(backends | await _backend_pids(admin))
