@@ -1,6 +1,7 @@
-"""PostgreSQL: what an event written through the outbox costs in round trips, counted on the
-wire (`bench.pg_round_trips`), and what the one-statement outbox relies on in the database
-(delivery ids made by `docuhooks_uuid7()`, a wake-up only for an insert that wrote a row)."""
+"""PostgreSQL: what an event written through the outbox and a worker's claim cost in round
+trips, counted on the wire (`bench.pg_round_trips`), and what the one-statement outbox relies
+on in the database (delivery ids made by `docuhooks_uuid7()`, a wake-up only for an insert
+that wrote a row)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -20,7 +21,7 @@ from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.core.events import Event, EventType
-from docuhooks.delivery import outbox, queries
+from docuhooks.delivery import claims, outbox, queries
 from docuhooks.store.database import Database
 from docuhooks.store.schema import deliveries
 
@@ -157,3 +158,33 @@ async def test_the_workers_are_woken_only_by_an_event_with_deliveries(
     finally:
         await listener.close()
     assert heard == ["", "marker"]
+
+
+async def test_a_claim_is_six_round_trips_however_many_it_leases(
+    ctx: AppContext, site: SiteUsers, relayed: tuple[RoundTripRelay, Database]
+) -> None:
+    """BEGIN, the candidates, the sites' lock, the counts under it, one statement per
+    webhook that leases, records the flights and loads the jobs, COMMIT."""
+    relay, db = relayed
+    await make_webhook(ctx, site, "https://a.example/hook")
+    now = datetime.now(UTC)
+    queued = [await _write(db, site.site_id) for _ in range(6)]
+
+    async def claim(owner: str, limit: int) -> list[str]:
+        async with db.transaction() as conn:
+            jobs = await claims.claim(
+                conn,
+                owner=owner,
+                now=now + timedelta(seconds=1),
+                lease=timedelta(seconds=30),
+                limit=limit,
+                probe_interval=timedelta(seconds=30),
+                caps=claims.Caps(),
+            )
+        return [job.delivery_id for job in jobs]
+
+    first = await claim("w1", 1)  # prepares the statements on this connection
+    relay.reset()
+    rest = await claim("w2", 10)
+    assert relay.round_trips == 6, relay.transactions
+    assert sorted(first + rest) == sorted(i for ids in queued for i in ids)
