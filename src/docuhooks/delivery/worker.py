@@ -339,7 +339,7 @@ class Worker:
     async def _idle_seconds(self) -> float:
         """Sleep until the next delivery is due, at most the poll interval."""
         try:
-            async with self.ctx.db.read() as conn:
+            async with self.ctx.db.read(single_statement=True) as conn:
                 due = await queries.next_due_at(conn)
         except Exception:
             return self.options.poll_seconds
