@@ -30,6 +30,7 @@ from docuhooks.api.routes import (
     metrics,
     platform,
     reference,
+    stats,
     webhooks,
 )
 from docuhooks.context import AppContext
@@ -127,6 +128,7 @@ def _routes() -> list[BaseRoute]:
         identity.router,
         webhooks.router,
         deliveries.router,
+        stats.router,
         events.router,
         audit.router,
         platform.router,

@@ -20,9 +20,10 @@ __all__ = [
     "BINS",
     "LAST_FINITE",
     "RELATIVE_ERROR",
-    "bin_of",
     "bin_bounds",
+    "bin_of",
     "quantile",
+    "representative",
 ]
 
 #: Bins per doubling of the duration.

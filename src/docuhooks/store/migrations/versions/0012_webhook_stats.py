@@ -60,7 +60,9 @@ def upgrade() -> None:
             name=op.f("fk_webhook_stats_webhook_id_webhooks"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("webhook_id", "grain", "bucket_start", name=op.f("pk_webhook_stats")),
+        sa.PrimaryKeyConstraint(
+            "webhook_id", "grain", "bucket_start", name=op.f("pk_webhook_stats")
+        ),
     )
     op.create_index("ix_webhook_stats_site", "webhook_stats", ["site_id", "grain", "bucket_start"])
     op.create_index("ix_webhook_stats_bucket", "webhook_stats", ["grain", "bucket_start"])

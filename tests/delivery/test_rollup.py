@@ -1,0 +1,179 @@
+"""The delivery roll-up against the attempt log it summarises, on both stores: exact counts,
+latency quantiles within the histogram's error, and a size that stays bounded."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from tests.delivery.delivery_support import make_webhook, queue_event
+from tests.delivery.test_worker import worker_with
+from tests.support import SiteUsers
+
+from docuhooks.context import AppContext
+from docuhooks.core import latency
+from docuhooks.core.clock import FakeClock
+from docuhooks.core.signing import OutboundRequest
+from docuhooks.delivery import pruning, rollup, stats
+from docuhooks.delivery.transport import ErrorClass, TransportResult
+from docuhooks.store.schema import attempts, webhook_stats
+
+OUTCOMES = ["ok", "ok", "ok", "ok", 500, 503, 404, ErrorClass.TIMEOUT, ErrorClass.CONNECT]
+
+
+def flaky_receiver(seed: int) -> Any:
+    rng = random.Random(seed)
+
+    def handle(_request: OutboundRequest) -> TransportResult:
+        outcome = rng.choice(OUTCOMES)
+        duration = math.exp(rng.uniform(0, math.log(20_000)))  # 1 ms to 20 s
+        if outcome == "ok":
+            return TransportResult.response(200, b"ok", duration_ms=duration)
+        if isinstance(outcome, int):
+            return TransportResult.response(outcome, b"no", duration_ms=duration)
+        return TransportResult.failure(outcome, "down", duration_ms=duration)
+
+    return handle
+
+
+def nearest_rank(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q * len(ordered) - 1e-9)) - 1]
+
+
+async def test_the_roll_up_matches_the_attempt_log(ctx: AppContext, site: SiteUsers) -> None:
+    # Start late in a day, so the run spans two days and several hours.
+    clock = FakeClock(datetime(2026, 3, 1, 22, 30, tzinfo=UTC))
+    hooks = [(await make_webhook(ctx, site, f"https://r{i}.example/hook"))[0] for i in range(2)]
+    worker, _ = worker_with(ctx, flaky_receiver(5), clock, suspend_after_failures=10_000)
+    for _hour in range(3):
+        for n in range(15):
+            await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{_hour}-{n}")
+        for _round in range(6):  # every retry of the schedule (0, 10, 60, 300 s)
+            await worker.run_once()
+            clock.advance(301)
+        clock.advance(timedelta(minutes=35))
+
+    async with ctx.db.read() as conn:
+        logged = (await conn.execute(sa.select(attempts))).all()
+        rolled = (await conn.execute(sa.select(webhook_stats))).all()
+    assert {row.webhook_id for row in logged} == set(hooks)
+
+    expected: dict[tuple[str, str, datetime], dict[str, Any]] = defaultdict(
+        lambda: {"succeeded": 0, "failed": 0, "classes": defaultdict(int), "durations": []}
+    )
+    for row in logged:
+        for grain, start in (
+            (rollup.HOUR, rollup.hour_of(row.started_at)),
+            (rollup.DAY, rollup.day_of(row.started_at)),
+        ):
+            tally = expected[(row.webhook_id, grain, start)]
+            if row.status_code == 200:
+                tally["succeeded"] += 1
+            else:
+                tally["failed"] += 1
+                tally["classes"][row.error_class] += 1
+            tally["durations"].append(row.duration_ms)
+    assert {(r.webhook_id, r.grain, r.bucket_start) for r in rolled} == set(expected)
+    assert len({r.bucket_start for r in rolled if r.grain == rollup.DAY}) == 2
+    assert len({r.bucket_start for r in rolled if r.grain == rollup.HOUR}) >= 3
+    for row in rolled:
+        tally = expected[(row.webhook_id, row.grain, row.bucket_start)]
+        assert (row.succeeded, row.failed) == (tally["succeeded"], tally["failed"])
+        by_class = {c: getattr(row, f"failed_{c}") for c in ("http_status", "timeout", "connect")}
+        assert by_class == {c: tally["classes"].get(c, 0) for c in by_class}
+        assert row.failed == sum(by_class.values())
+        bucket = stats.Bucket(
+            row.bucket_start,
+            latency=tuple(getattr(row, name) for name in rollup.LATENCY_COLUMNS),
+        )
+        for q, reported in ((0.5, bucket.p50_ms), (0.99, bucket.p99_ms)):
+            true = nearest_rank(tally["durations"], q)
+            assert reported is not None
+            assert abs(reported / true - 1) <= latency.RELATIVE_ERROR + 1e-9
+
+    # The read API sums the same rows: the webhook's history and the site's.
+    async with ctx.db.read() as conn:
+        history = await stats.webhook_history(conn, hooks[0], now=clock.now())
+        summary = await stats.site_summary(conn, site.site_id, now=clock.now(), destination_cap=50)
+    assert len(history.hours) == rollup.HOURS and len(history.days) == rollup.DAYS
+    mine = [r for r in logged if r.webhook_id == hooks[0]]
+    assert sum(b.total for b in history.days) == len(mine)
+    assert sum(b.total for b in history.hours) == len(mine)
+    assert sum(b.failed for b in summary.history.days) == sum(
+        1 for r in logged if r.status_code != 200
+    )
+    assert sum(b.succeeded for b in summary.history.hours) == sum(
+        1 for r in logged if r.status_code == 200
+    )
+    assert {t.webhook_id for t in summary.failing} == set(hooks)
+
+
+async def test_the_roll_up_keeps_48_hours_and_30_days(ctx: AppContext, site: SiteUsers) -> None:
+    hook, _ = await make_webhook(ctx, site, "https://r.example/hook")
+    now = datetime(2026, 3, 10, 12, 15, tzinfo=UTC)
+    calls = [
+        rollup.Call(hook, site.site_id, now - timedelta(hours=back), 10.0, None)
+        for back in range(0, 24 * 40, 1)
+    ]
+    async with ctx.db.transaction() as conn:
+        await rollup.add_calls(conn, calls)
+    assert await pruning.prune_rollup(ctx.db, now=now) > 0
+    async with ctx.db.read() as conn:
+        rows = (await conn.execute(sa.select(webhook_stats))).all()
+    hours = sorted(r.bucket_start for r in rows if r.grain == rollup.HOUR)
+    days = sorted(r.bucket_start for r in rows if r.grain == rollup.DAY)
+    assert hours[0] == datetime(2026, 3, 8, 13, tzinfo=UTC) and len(hours) == rollup.HOURS
+    assert days[0] == datetime(2026, 2, 9, tzinfo=UTC) and len(days) == rollup.DAYS
+    assert await pruning.prune_rollup(ctx.db, now=now) == 0
+
+
+@pytest.mark.slow
+async def test_100000_deliveries_keep_the_roll_up_bounded(ctx: AppContext, site: SiteUsers) -> None:
+    """Through the recorder's write path (`rollup.add_attempts` on attempt rows, a batch of
+    500 per transaction), spread over 40 days and pruned hourly as the pruner does."""
+    hooks = [(await make_webhook(ctx, site, f"https://r{i}.example/hook"))[0] for i in range(4)]
+    rng = random.Random(3)
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    total, batch_size, step = 100_000, 500, timedelta(days=40) / 100_000
+    bound = len(hooks) * (rollup.HOURS + rollup.DAYS + 2)
+    last_prune = start
+    sent: dict[str, int] = defaultdict(int)
+    for first in range(0, total, batch_size):
+        rows = []
+        for n in range(first, first + batch_size):
+            hook = hooks[n % len(hooks)]
+            failed = rng.random() < 0.2
+            rows.append(
+                {
+                    "webhook_id": hook,
+                    "site_id": site.site_id,
+                    "started_at": start + step * n,
+                    "duration_ms": rng.uniform(1, 3000),
+                    "status_code": 500 if failed else 200,
+                    "error_class": "http_status" if failed else None,
+                }
+            )
+            sent[hook] += 1
+        now = rows[-1]["started_at"]
+        async with ctx.db.transaction() as conn:
+            await rollup.add_attempts(conn, rows)
+        if now - last_prune >= timedelta(hours=1):
+            await pruning.prune_rollup(ctx.db, now=now)
+            last_prune = now
+            async with ctx.db.read() as conn:
+                count = (
+                    await conn.execute(sa.select(sa.func.count()).select_from(webhook_stats))
+                ).scalar_one()
+            assert count <= bound
+    assert sum(sent.values()) == total
+    async with ctx.db.read() as conn:
+        history = await stats.webhook_history(conn, hooks[0], now=now)
+    # The last 30 days hold what was sent in them (3/4 of the 40 days, give or take a day).
+    in_window = sum(b.total for b in history.days)
+    assert abs(in_window - sent[hooks[0]] * 30 / 40) <= sent[hooks[0]] / 40 + 1
