@@ -3,6 +3,7 @@ latency quantiles within the histogram's error, and a size that stays bounded.""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from collections import defaultdict
@@ -177,3 +178,47 @@ async def test_100000_deliveries_keep_the_roll_up_bounded(ctx: AppContext, site:
     # The last 30 days hold what was sent in them (3/4 of the 40 days, give or take a day).
     in_window = sum(b.total for b in history.days)
     assert abs(in_window - sent[hooks[0]] * 30 / 40) <= sent[hooks[0]] / 40 + 1
+
+
+async def test_concurrent_writers_take_the_rows_in_one_order(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """Two batches touching the same webhooks in opposite orders, on PostgreSQL's row locks:
+    each batch's upsert goes in key order, so the second waits for the first instead of
+    holding a row the first needs next (a deadlock, one of them aborted)."""
+    if ctx.db.is_sqlite:
+        pytest.skip("SQLite has one writer at a time: no row locks to order")
+    hooks = sorted([(await make_webhook(ctx, site, f"https://r{i}.example/"))[0] for i in (1, 2)])
+    first, last = hooks
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+    def call(hook: str) -> rollup.Call:
+        return rollup.Call(hook, site.site_id, now, 5.0, None)
+
+    async with ctx.db.transaction() as holder:
+        await rollup.add_calls(holder, [call(first)])  # holds the first webhook's rows
+        waiter_pid: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def other_batch() -> None:
+            async with ctx.db.transaction() as conn:
+                waiter_pid.set_result(
+                    (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+                )
+                # Given last-first: in key order it waits on the first and holds nothing else.
+                await rollup.add_calls(conn, [call(last), call(first)])
+
+        other = asyncio.create_task(other_batch())
+        pid = await waiter_pid
+        waiting = sa.text("SELECT count(*) FROM pg_locks WHERE pid = :pid AND NOT granted")
+        async with ctx.db.read() as watcher:
+            # PostgreSQL tells no one when a lock wait starts: its lock table is polled.
+            while not (await watcher.execute(waiting, {"pid": pid})).scalar_one():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        # The other batch waits for our first row; our next row is free.
+        await rollup.add_calls(holder, [call(last)])
+    await other
+    async with ctx.db.read() as conn:
+        rows = (await conn.execute(sa.select(webhook_stats))).all()
+    assert {(r.webhook_id, r.grain): r.succeeded for r in rows} == {
+        (hook, grain): 2 for hook in hooks for grain in (rollup.HOUR, rollup.DAY)
+    }
