@@ -24,7 +24,17 @@ from docuhooks.delivery import pruning, rollup, stats
 from docuhooks.delivery.transport import ErrorClass, TransportResult
 from docuhooks.store.schema import attempts, webhook_stats
 
-OUTCOMES = ["ok", "ok", "ok", "ok", 500, 503, 404, ErrorClass.TIMEOUT, ErrorClass.CONNECT]
+OUTCOMES: list[str | int | ErrorClass] = [
+    "ok",
+    "ok",
+    "ok",
+    "ok",
+    500,
+    503,
+    404,
+    ErrorClass.TIMEOUT,
+    ErrorClass.CONNECT,
+]
 
 
 def flaky_receiver(seed: int) -> Any:
@@ -35,9 +45,10 @@ def flaky_receiver(seed: int) -> Any:
         duration = math.exp(rng.uniform(0, math.log(20_000)))  # 1 ms to 20 s
         if outcome == "ok":
             return TransportResult.response(200, b"ok", duration_ms=duration)
-        if isinstance(outcome, int):
-            return TransportResult.response(outcome, b"no", duration_ms=duration)
-        return TransportResult.failure(outcome, "down", duration_ms=duration)
+        if isinstance(outcome, ErrorClass):
+            return TransportResult.failure(outcome, "down", duration_ms=duration)
+        assert isinstance(outcome, int)
+        return TransportResult.response(outcome, b"no", duration_ms=duration)
 
     return handle
 
@@ -146,7 +157,7 @@ async def test_100000_deliveries_keep_the_roll_up_bounded(ctx: AppContext, site:
     last_prune = start
     sent: dict[str, int] = defaultdict(int)
     for first in range(0, total, batch_size):
-        rows = []
+        rows: list[dict[str, Any]] = []
         for n in range(first, first + batch_size):
             hook = hooks[n % len(hooks)]
             failed = rng.random() < 0.2
@@ -161,7 +172,7 @@ async def test_100000_deliveries_keep_the_roll_up_bounded(ctx: AppContext, site:
                 }
             )
             sent[hook] += 1
-        now = rows[-1]["started_at"]
+        now: datetime = rows[-1]["started_at"]
         async with ctx.db.transaction() as conn:
             await rollup.add_attempts(conn, rows)
         if now - last_prune >= timedelta(hours=1):
