@@ -91,57 +91,82 @@ async def test_the_roll_up_matches_the_attempt_log(ctx: AppContext, site: SiteUs
                 tally["failed"] += 1
                 tally["classes"][row.error_class] += 1
             tally["durations"].append(row.duration_ms)
-    assert {(r.webhook_id, r.grain, r.bucket_start) for r in rolled} == set(expected)
-    assert len({r.bucket_start for r in rolled if r.grain == rollup.DAY}) == 2
-    assert len({r.bucket_start for r in rolled if r.grain == rollup.HOUR}) >= 3
-    for row in rolled:
-        tally = expected[(row.webhook_id, row.grain, row.bucket_start)]
-        assert (row.succeeded, row.failed) == (tally["succeeded"], tally["failed"])
-        by_class = {c: getattr(row, f"failed_{c}") for c in ("http_status", "timeout", "connect")}
-        assert by_class == {c: tally["classes"].get(c, 0) for c in by_class}
-        assert row.failed == sum(by_class.values())
-        bucket = stats.Bucket(
-            row.bucket_start,
-            latency=tuple(getattr(row, name) for name in rollup.LATENCY_COLUMNS),
-        )
+
+    def check(bucket: stats.Bucket, key: tuple[str, str, datetime]) -> None:
+        tally = expected[key]
+        assert (bucket.succeeded, bucket.failed) == (tally["succeeded"], tally["failed"]), key
+        assert bucket.failed_by_class == tally["classes"], key
         for q, reported in ((0.5, bucket.p50_ms), (0.99, bucket.p99_ms)):
             true = nearest_rank(tally["durations"], q)
             assert reported is not None
             assert abs(reported / true - 1) <= latency.RELATIVE_ERROR + 1e-9
 
-    # The read API sums the same rows: the webhook's history and the site's.
+    # The batches write hours: one row per webhook and hour, each exactly its attempts.
+    hours = {k for k in expected if k[1] == rollup.HOUR}
+    assert {(r.webhook_id, r.grain, r.bucket_start) for r in rolled} == hours
+    assert len({start for (_, grain, start) in expected if grain == rollup.DAY}) == 2
+    assert len({start for (_, _, start) in hours}) >= 3
+    for row in rolled:
+        counts = [getattr(row, name) for name in rollup.COUNT_COLUMNS]
+        check(
+            stats.from_counts(row.bucket_start, counts),
+            (row.webhook_id, row.grain, row.bucket_start),
+        )
+
+    async def days_match(now: datetime) -> None:
+        async with ctx.db.read() as conn:
+            for hook in hooks:
+                history = await stats.webhook_history(conn, hook, now=now)
+                for bucket in history.days:
+                    if (hook, rollup.DAY, bucket.start) in expected:
+                        check(bucket, (hook, rollup.DAY, bucket.start))
+                    else:
+                        assert bucket.total == 0
+
+    # Days, read from the hours not yet folded; then again once the pruner has folded them.
+    await days_match(clock.now())
+    later = clock.now() + timedelta(hours=50)
+    assert await pruning.prune_rollup(ctx.db, now=later) == len(hours)
     async with ctx.db.read() as conn:
-        history = await stats.webhook_history(conn, hooks[0], now=clock.now())
-        summary = await stats.site_summary(conn, site.site_id, now=clock.now(), destination_cap=50)
-    assert len(history.hours) == rollup.HOURS and len(history.days) == rollup.DAYS
-    mine = [r for r in logged if r.webhook_id == hooks[0]]
-    assert sum(b.total for b in history.days) == len(mine)
-    assert sum(b.total for b in history.hours) == len(mine)
+        grains = {r.grain for r in (await conn.execute(sa.select(webhook_stats))).all()}
+    assert grains == {rollup.DAY}
+    await days_match(later)
+
+    # The site's summary sums the same rows.
+    async with ctx.db.read() as conn:
+        summary = await stats.site_summary(conn, site.site_id, now=later, destination_cap=50)
+    assert len(summary.history.hours) == rollup.HOURS and len(summary.history.days) == rollup.DAYS
     assert sum(b.failed for b in summary.history.days) == sum(
         1 for r in logged if r.status_code != 200
     )
-    assert sum(b.succeeded for b in summary.history.hours) == sum(
+    assert sum(b.succeeded for b in summary.history.days) == sum(
         1 for r in logged if r.status_code == 200
     )
-    assert {t.webhook_id for t in summary.failing} == set(hooks)
+    assert sum(b.total for b in summary.history.hours) == 0  # all folded into days
 
 
 async def test_the_roll_up_keeps_48_hours_and_30_days(ctx: AppContext, site: SiteUsers) -> None:
     hook, _ = await make_webhook(ctx, site, "https://r.example/hook")
     now = datetime(2026, 3, 10, 12, 15, tzinfo=UTC)
-    calls = [
-        rollup.Call(hook, site.site_id, now - timedelta(hours=back), 10.0, None)
-        for back in range(0, 24 * 40, 1)
-    ]
+    starts = [now - timedelta(hours=back) for back in range(24 * 40)]
     async with ctx.db.transaction() as conn:
-        await rollup.add_calls(conn, calls)
+        await rollup.add_calls(
+            conn, [rollup.Call(hook, site.site_id, at, 10.0, None) for at in starts]
+        )
     assert await pruning.prune_rollup(ctx.db, now=now) > 0
     async with ctx.db.read() as conn:
         rows = (await conn.execute(sa.select(webhook_stats))).all()
+        history = await stats.webhook_history(conn, hook, now=now)
     hours = sorted(r.bucket_start for r in rows if r.grain == rollup.HOUR)
     days = sorted(r.bucket_start for r in rows if r.grain == rollup.DAY)
     assert hours[0] == datetime(2026, 3, 8, 13, tzinfo=UTC) and len(hours) == rollup.HOURS
-    assert days[0] == datetime(2026, 2, 9, tzinfo=UTC) and len(days) == rollup.DAYS
+    # Folded hours made days, from the oldest kept to the day of the oldest hour kept.
+    assert days == [datetime(2026, 2, 9, tzinfo=UTC) + timedelta(days=n) for n in range(28)]
+    per_day = defaultdict(int)
+    for at in starts:
+        per_day[rollup.day_of(at)] += 1
+    assert [b.total for b in history.days] == [per_day[b.start] for b in history.days]
+    assert sum(b.total for b in history.hours) == rollup.HOURS
     assert await pruning.prune_rollup(ctx.db, now=now) == 0
 
 
@@ -231,5 +256,5 @@ async def test_concurrent_writers_take_the_rows_in_one_order(
     async with ctx.db.read() as conn:
         rows = (await conn.execute(sa.select(webhook_stats))).all()
     assert {(r.webhook_id, r.grain): r.succeeded for r in rows} == {
-        (hook, grain): 2 for hook in hooks for grain in (rollup.HOUR, rollup.DAY)
+        (hook, rollup.HOUR): 2 for hook in hooks
     }

@@ -14,6 +14,7 @@ value is within a factor of 2^(1/6) of the true sample, a relative error of at m
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Sequence
 
 __all__ = [
@@ -39,22 +40,6 @@ RELATIVE_ERROR = 2 ** (1 / (2 * STEPS_PER_DOUBLING)) - 1
 _TOP_MS = 2.0**_TOP_EXPONENT
 
 
-def bin_of(duration_ms: float) -> int:
-    """The bin a duration falls in (negative and NaN durations count as 0 ms)."""
-    if not duration_ms >= 1.0:  # also NaN
-        return 0
-    if duration_ms >= _TOP_MS:
-        return BINS - 1
-    index = int(math.log2(duration_ms) * STEPS_PER_DOUBLING) + 1
-    # log2 rounds: a duration on a bin's edge must land in the bin it starts.
-    low, high = bin_bounds(index)
-    if duration_ms < low:
-        index -= 1
-    elif duration_ms >= high:
-        index += 1
-    return min(index, LAST_FINITE)
-
-
 def bin_bounds(index: int) -> tuple[float, float]:
     """The durations bin `index` covers, [low, high) in ms (`inf` for the last)."""
     if index <= 0:
@@ -62,6 +47,18 @@ def bin_bounds(index: int) -> tuple[float, float]:
     if index > LAST_FINITE:
         return _TOP_MS, math.inf
     return 2 ** ((index - 1) / STEPS_PER_DOUBLING), 2 ** (index / STEPS_PER_DOUBLING)
+
+
+#: The lower edge of bins 1 to the last (1 ms … 131,072 ms), exactly as `bin_bounds` says.
+_LOWER_EDGES = tuple(bin_bounds(index)[0] for index in range(1, BINS))
+
+
+def bin_of(duration_ms: float) -> int:
+    """The bin a duration falls in (negative and NaN durations count as 0 ms)."""
+    if not duration_ms >= 1.0:  # also NaN
+        return 0
+    # The number of bin edges at or below the duration is its bin: one C call.
+    return bisect_right(_LOWER_EDGES, duration_ms)
 
 
 def representative(index: int) -> float:

@@ -5,14 +5,18 @@ latency histogram (`core.latency`), in `webhook_stats`. Charts and the stats API
 Written where attempts are written and in the same transaction, so its counts are exact and
 commit (or not) with the attempt rows: the notification recorder's batch
 (`delivery.recorder`) and the interview log's batch (`interview_hooks.log`). A batch is
-tallied in memory first and written as one upsert (`n = n + excluded.n`), a row per
-webhook and bucket it touched, so its cost is per batch and per webhook, not per attempt.
-Rows go in key order: concurrent workers on PostgreSQL then take the rows' locks in the same
-order and never deadlock on each other.
+tallied in memory first and written as one upsert (`n = n + excluded.n`) of hourly rows, a
+row per webhook and hour it touched, so its cost is per batch and per webhook, not per
+attempt. Rows go in key order: concurrent workers on PostgreSQL then take the rows' locks in
+the same order and never deadlock on each other.
 
-Bounded: hourly rows are kept `HOURS` hours and daily rows `DAYS` days (`prune`, from the
-attempt pruner's hourly round), so the table holds at most about `HOURS + DAYS` rows per
-webhook (and one more of each until the next prune) whatever the traffic.
+Days are not written on that path: an hour's row is folded into its day's row when it ages
+out of the `HOURS` kept (`prune`, from the attempt pruner's hourly round: each hourly row
+it deletes is added to its day in the same transaction, so nothing is counted twice or
+lost), and a day is read as its row plus the hours of it still kept (`delivery.stats`).
+That halves what the hot path writes. Daily rows go after `DAYS`, so the table holds at
+most about `HOURS + DAYS` rows per webhook (one or two more until the next prune) whatever
+the traffic.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -86,82 +89,113 @@ class Call:
 
 
 class Tally:
-    """A batch's calls, counted by webhook and bucket before they are written."""
+    """A batch's calls, counted by webhook and hour before they are written. Counting costs a
+    few dictionary and list operations per call: it runs for every attempt the worker
+    records."""
 
-    __slots__ = ("_rows", "_site")
+    __slots__ = ("_hours", "_site")
 
     def __init__(self) -> None:
-        self._rows: dict[tuple[str, str, datetime], list[int]] = {}
+        self._hours: dict[tuple[str, datetime], list[int]] = {}
         self._site: dict[str, str] = {}
 
     def __bool__(self) -> bool:
-        return bool(self._rows)
+        return bool(self._hours)
 
-    def add(self, call: Call) -> None:
-        hour = hour_of(call.started_at)
-        webhook_id = call.webhook_id
-        self._site[webhook_id] = call.site_id
-        for key in ((webhook_id, HOUR, hour), (webhook_id, DAY, hour.replace(hour=0))):
-            counts = self._rows.get(key)
-            if counts is None:
-                counts = self._rows[key] = [0] * _WIDTH
-            if call.error_class is None:
-                counts[_SUCCEEDED] += 1
-            else:
-                counts[_FAILED] += 1
-                # An error class this version does not know still counts as failed.
-                at = _FAILED_AT.get(call.error_class)
-                if at is not None:
-                    counts[at] += 1
-            if call.budget_cut:
-                counts[_BUDGET_CUT] += 1
-            if call.duration_ms is not None:
-                counts[_LATENCY_AT + latency.bin_of(call.duration_ms)] += 1
+    def add(
+        self,
+        webhook_id: str,
+        site_id: str,
+        started_at: datetime,
+        duration_ms: float | None,
+        error_class: str | None,
+        budget_cut: bool = False,
+    ) -> None:
+        """Count one call (see `Call` for what the arguments mean)."""
+        if started_at.tzinfo is not UTC:
+            started_at = started_at.astimezone(UTC)
+        key = (webhook_id, started_at.replace(minute=0, second=0, microsecond=0))
+        counts = self._hours.get(key)
+        if counts is None:
+            counts = self._hours[key] = [0] * _WIDTH
+            self._site[webhook_id] = site_id
+        if error_class is None:
+            counts[_SUCCEEDED] += 1
+        else:
+            counts[_FAILED] += 1
+            # An error class this version does not know still counts as failed.
+            at = _FAILED_AT.get(error_class)
+            if at is not None:
+                counts[at] += 1
+        if budget_cut:
+            counts[_BUDGET_CUT] += 1
+        if duration_ms is not None:
+            counts[_LATENCY_AT + latency.bin_of(duration_ms)] += 1
+
+    def add_call(self, call: Call) -> None:
+        self.add(
+            call.webhook_id,
+            call.site_id,
+            call.started_at,
+            call.duration_ms,
+            call.error_class,
+            call.budget_cut,
+        )
 
     def rows(self) -> list[dict[str, Any]]:
         """The upsert's rows, in key order (see the module's notes on locks)."""
-        rows = []
-        for key in sorted(self._rows):
-            webhook_id, grain, start = key
-            row: dict[str, Any] = dict(zip(COUNT_COLUMNS, self._rows[key], strict=True))
-            row.update(
-                webhook_id=webhook_id,
-                grain=grain,
-                bucket_start=start,
-                site_id=self._site[webhook_id],
-            )
-            rows.append(row)
-        return rows
+        return _rows(
+            {
+                (webhook_id, HOUR, hour): counts
+                for (webhook_id, hour), counts in self._hours.items()
+            },
+            self._site,
+        )
 
 
-def attempt_call(row: Mapping[str, Any]) -> Call:
-    """An attempt log row (`delivery.attempt_log.attempt_row`) as the roll-up counts it: a
-    success is a 2xx without an error class, any other attempt a failure of its class (an
-    HTTP status when it has none)."""
-    status, error_class = row["status_code"], row["error_class"]
-    if error_class is None and not (status is not None and 200 <= status < 300):
-        error_class = "http_status"
-    return Call(
-        row["webhook_id"], row["site_id"], row["started_at"], row["duration_ms"], error_class
-    )
+def _rows(
+    buckets: Mapping[tuple[str, str, datetime], list[int]], sites: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    rows = []
+    for key in sorted(buckets):
+        webhook_id, grain, start = key
+        row: dict[str, Any] = dict(zip(COUNT_COLUMNS, buckets[key], strict=True))
+        row.update(
+            webhook_id=webhook_id, grain=grain, bucket_start=start, site_id=sites[webhook_id]
+        )
+        rows.append(row)
+    return rows
 
 
 async def add_attempts(conn: AsyncConnection, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Count attempt log rows written in this transaction."""
-    await add_calls(conn, (attempt_call(row) for row in rows))
+    """Count attempt log rows (`delivery.attempt_log.attempt_row`) written in this
+    transaction: a success is a 2xx without an error class, any other attempt a failure of
+    its class (an HTTP status when it has none). One upsert however many there are."""
+    tally = Tally()
+    add = tally.add
+    for row in rows:
+        status, error_class = row["status_code"], row["error_class"]
+        if error_class is None and not (status is not None and 200 <= status < 300):
+            error_class = "http_status"
+        add(row["webhook_id"], row["site_id"], row["started_at"], row["duration_ms"], error_class)
+    if tally:
+        await write(conn, tally)
 
 
 async def add_calls(conn: AsyncConnection, calls: Iterable[Call]) -> None:
     """Count `calls` in this transaction: one upsert however many there are."""
     tally = Tally()
     for call in calls:
-        tally.add(call)
+        tally.add_call(call)
     if tally:
         await write(conn, tally)
 
 
 async def write(conn: AsyncConnection, tally: Tally) -> None:
-    rows = tally.rows()
+    await _upsert_rows(conn, tally.rows())
+
+
+async def _upsert_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     if conn.dialect.name == "postgresql":
         await conn.execute(_UPSERT_POSTGRESQL, rows)
     else:
@@ -191,15 +225,40 @@ def oldest_kept(now: datetime) -> tuple[datetime, datetime]:
 
 
 async def prune(conn: AsyncConnection, *, now: datetime) -> int:
-    """Delete the buckets older than the roll-up keeps; how many rows went. At most a
-    webhook's worth of rows per hour since the last prune, so one statement."""
+    """Fold the hours older than the roll-up keeps into their days, and delete the days past
+    it; how many rows went. Each hourly row deleted is added to its day in this transaction
+    (`DELETE … RETURNING`: what is folded is exactly what was deleted, whatever a late
+    writer did meanwhile). At most an hour's worth of rows per webhook since the last round,
+    so one short transaction."""
     oldest_hour, oldest_day = oldest_kept(now)
-    result = await conn.execute(
-        webhook_stats.delete().where(
-            sa.or_(
-                sa.and_(webhook_stats.c.grain == HOUR, webhook_stats.c.bucket_start < oldest_hour),
-                sa.and_(webhook_stats.c.grain == DAY, webhook_stats.c.bucket_start < oldest_day),
+    aged = (
+        await conn.execute(
+            webhook_stats.delete()
+            .where(webhook_stats.c.grain == HOUR, webhook_stats.c.bucket_start < oldest_hour)
+            .returning(
+                webhook_stats.c.webhook_id,
+                webhook_stats.c.site_id,
+                webhook_stats.c.bucket_start,
+                *(webhook_stats.c[name] for name in COUNT_COLUMNS),
             )
         )
+    ).all()
+    days: dict[tuple[str, str, datetime], list[int]] = {}
+    sites: dict[str, str] = {}
+    for webhook_id, site_id, start, *counts in aged:
+        sites[webhook_id] = site_id
+        key = (webhook_id, DAY, day_of(start))
+        day = days.get(key)
+        days[key] = (
+            list(counts) if day is None else [a + b for a, b in zip(day, counts, strict=True)]
+        )
+    # A day already past what is kept is not worth writing only to be deleted below.
+    rows = [row for row in _rows(days, sites) if row["bucket_start"] >= oldest_day]
+    if rows:
+        await _upsert_rows(conn, rows)
+    result = await conn.execute(
+        webhook_stats.delete().where(
+            webhook_stats.c.grain == DAY, webhook_stats.c.bucket_start < oldest_day
+        )
     )
-    return int(result.rowcount)
+    return len(aged) + int(result.rowcount)

@@ -28,6 +28,7 @@ __all__ = [
     "History",
     "SiteSummary",
     "WebhookTotals",
+    "from_counts",
     "read_site_summary",
     "read_webhook_stats",
     "site_summary",
@@ -77,7 +78,8 @@ class History:
         return merge(self.hours[-24:], self.hours[-24].start)
 
 
-def _bucket(start: datetime, counts: Sequence[int]) -> Bucket:
+def from_counts(start: datetime, counts: Sequence[int]) -> Bucket:
+    """A bucket from a row's counters, in `rollup.COUNT_COLUMNS` order."""
     values = dict(zip(rollup.COUNT_COLUMNS, counts, strict=True))
     by_class = {c: int(values[f"failed_{c}"]) for c in STATS_ERROR_CLASSES}
     return Bucket(
@@ -120,6 +122,21 @@ def _fill(starts: list[datetime], found: dict[datetime, Bucket]) -> list[Bucket]
     return [found.get(start) or Bucket(start) for start in starts]
 
 
+def _history(
+    hour_starts: list[datetime],
+    day_starts: list[datetime],
+    hours: dict[datetime, Bucket],
+    days: dict[datetime, Bucket],
+) -> History:
+    """The hours kept, and each day as its row plus its hours not yet folded into it (every
+    hourly row, not only the window's: one past 48 hours waits for the next prune)."""
+    by_day: dict[datetime, list[Bucket]] = {}
+    for start, bucket in [*hours.items(), *days.items()]:
+        by_day.setdefault(rollup.day_of(start), []).append(bucket)
+    merged = {day: merge(parts, day) for day, parts in by_day.items()}
+    return History(_fill(hour_starts, hours), _fill(day_starts, merged))
+
+
 _COUNTS = [webhook_stats.c[name] for name in rollup.COUNT_COLUMNS]
 
 
@@ -134,7 +151,7 @@ async def webhook_history(conn: AsyncConnection, webhook_id: str, *, now: dateti
         sa.select(webhook_stats.c.grain, webhook_stats.c.bucket_start, *_COUNTS).where(
             webhook_stats.c.webhook_id == webhook_id,
             sa.or_(
-                sa.and_(*_window(rollup.HOUR, hour_starts[0])),
+                webhook_stats.c.grain == rollup.HOUR,
                 sa.and_(*_window(rollup.DAY, day_starts[0])),
             ),
         )
@@ -143,8 +160,8 @@ async def webhook_history(conn: AsyncConnection, webhook_id: str, *, now: dateti
     days: dict[datetime, Bucket] = {}
     for row in rows:
         target = hours if row[0] == rollup.HOUR else days
-        target[row[1]] = _bucket(row[1], row[2:])
-    return History(_fill(hour_starts, hours), _fill(day_starts, days))
+        target[row[1]] = from_counts(row[1], row[2:])
+    return _history(hour_starts, day_starts, hours, days)
 
 
 async def sparklines(
@@ -312,7 +329,7 @@ async def _site_history(conn: AsyncConnection, site_id: str, now: datetime) -> H
         .where(
             webhook_stats.c.site_id == site_id,
             sa.or_(
-                sa.and_(*_window(rollup.HOUR, hour_starts[0])),
+                webhook_stats.c.grain == rollup.HOUR,
                 sa.and_(*_window(rollup.DAY, day_starts[0])),
             ),
         )
@@ -327,8 +344,8 @@ async def _site_history(conn: AsyncConnection, site_id: str, now: datetime) -> H
         if not isinstance(start, datetime) and process is not None:
             start = process(start)  # SQLite loses the column's type through GROUP BY
         target = hours if row[0] == rollup.HOUR else days
-        target[start] = _bucket(start, row[2:])
-    return History(_fill(hour_starts, hours), _fill(day_starts, days))
+        target[start] = from_counts(start, row[2:])
+    return _history(hour_starts, day_starts, hours, days)
 
 
 async def _last_24_hours(conn: AsyncConnection, site_id: str, now: datetime) -> dict[str, Bucket]:
@@ -339,7 +356,7 @@ async def _last_24_hours(conn: AsyncConnection, site_id: str, now: datetime) -> 
         .where(webhook_stats.c.site_id == site_id, *_window(rollup.HOUR, since))
         .group_by(webhook_stats.c.webhook_id)
     )
-    return {row[0]: _bucket(since, row[1:]) for row in rows}
+    return {row[0]: from_counts(since, row[1:]) for row in rows}
 
 
 def bucket_to_api(bucket: Bucket, *, with_latency: bool = True) -> dict[str, Any]:

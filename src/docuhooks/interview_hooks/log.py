@@ -100,7 +100,7 @@ async def write(conn: AsyncConnection, steps: Sequence[StepLog]) -> None:
         )
         _rows_of(step, delivery_rows, attempt_rows)
         for call in step.calls:
-            tally.add(_rollup_call(step, call))
+            tally.add_call(_rollup_call(step, call))
     if event_rows:
         await conn.execute(events.insert(), event_rows)
     if delivery_rows:

@@ -394,7 +394,8 @@ attempts = sa.Table(
 )
 
 #: Each webhook's attempts by hour (48 h) and by day (30 days): counts by outcome and a latency
-#: histogram (`core.latency`), added to in the recorder's batch transaction (`delivery.rollup`).
+#: histogram (`core.latency`). Hours are added to in the recorder's batch transaction; an
+#: hour is folded into its day when it ages out (`delivery.rollup`).
 webhook_stats = sa.Table(
     "webhook_stats",
     metadata,

@@ -1,7 +1,8 @@
 """webhook stats: each webhook's attempts by hour and by day, for charts
 
 A roll-up the recorder adds to in the transaction that writes a batch of attempts: per
-webhook, per UTC hour (kept 48 hours) and per UTC day (kept 30 days), the attempts that
+webhook, per UTC hour (kept 48 hours, then folded into its day) and per UTC day (kept 30
+days), the attempts that
 succeeded and failed (by error class), interview calls the budget cut off, and a fixed
 log-spaced latency histogram (`core.latency`, 53 bins). Charts read it instead of the
 attempt log, and its size is bounded by the number of webhooks, whatever the traffic.
