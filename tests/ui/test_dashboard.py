@@ -53,7 +53,7 @@ async def test_the_dashboard_shows_the_sites_health(
     assert failing_row is not None and failing_row.groups() == ("4", "3", "connect 4")
     assert "Client lookup" in html and "timeout 1" in html
     # Hover text on the bar of the current hour, and the same numbers in the table.
-    hour = rollup.hour_of(now).strftime("%H:00")
+    hour = rollup.hour_of(now).strftime("%m-%d %H:00")
     assert f"<title>{hour}: 3 succeeded, 4 failed</title>" in html
     assert "Site attempts by hour as a table" in html
     assert "<script" not in html.split("<main", 1)[1]  # the charts need no script

@@ -14,6 +14,7 @@ import json
 import random
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -279,9 +280,14 @@ def site_in_browser(
         sync_playwright() as playwright,
     ):
         ids = {**_sample_objects(server.url, site, receiver.url), "user_login": user_login}
-        asyncio.run(
-            _seed_history(settings, site.site_id, ids["webhook_id"], ids["interview_webhook_id"])
-        )
+        # Playwright's loop runs in this thread: the seeding gets a thread (and loop) of its own.
+        with ThreadPoolExecutor(1) as seeder:
+            seeder.submit(
+                asyncio.run,
+                _seed_history(
+                    settings, site.site_id, ids["webhook_id"], ids["interview_webhook_id"]
+                ),
+            ).result()
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         signed_in = browser.new_context()
         page = signed_in.new_page()

@@ -21,7 +21,7 @@ __all__ = ["Bars", "Line", "bar_chart", "line_chart", "sparkline"]
 
 WIDTH = 640
 HEIGHT = 180
-_LEFT, _RIGHT, _TOP, _BOTTOM = 48, 8, 10, 24
+_LEFT, _RIGHT, _TOP, _BOTTOM = 48, 8, 22, 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +79,7 @@ def _axes(peak: float, unit: str, labels: Sequence[str]) -> list[str]:
             f'<text class="axis" x="{_LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">'
             f"{escape(_number(peak * fraction))}</text>"
         )
-    parts.append(
-        f'<text class="axis" x="4" y="{_TOP + 8}" text-anchor="start">{escape(unit)}</text>'
-    )
+    parts.append(f'<text class="axis" x="4" y="12" text-anchor="start">{escape(unit)}</text>')
     n = len(labels)
     if n:
         slot = (WIDTH - _LEFT - _RIGHT) / n

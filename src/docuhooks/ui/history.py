@@ -22,7 +22,8 @@ def bucket_label(bucket: Bucket, grain: str) -> str:
 
 
 def _axis_labels(buckets: Sequence[Bucket], grain: str) -> list[str]:
-    return [b.start.strftime("%H:00" if grain == "hour" else "%m-%d") for b in buckets]
+    # An hour's label names its day too: 48 hours show the same hour twice.
+    return [b.start.strftime("%m-%d %H:00" if grain == "hour" else "%m-%d") for b in buckets]
 
 
 def outcome_chart(chart_id: str, buckets: Sequence[Bucket], grain: str) -> Markup:
