@@ -162,7 +162,7 @@ async def test_the_roll_up_keeps_48_hours_and_30_days(ctx: AppContext, site: Sit
     assert hours[0] == datetime(2026, 3, 8, 13, tzinfo=UTC) and len(hours) == rollup.HOURS
     # Folded hours made days, from the oldest kept to the day of the oldest hour kept.
     assert days == [datetime(2026, 2, 9, tzinfo=UTC) + timedelta(days=n) for n in range(28)]
-    per_day = defaultdict(int)
+    per_day: dict[datetime, int] = defaultdict(int)
     for at in starts:
         per_day[rollup.day_of(at)] += 1
     assert [b.total for b in history.days] == [per_day[b.start] for b in history.days]
