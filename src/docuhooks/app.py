@@ -30,6 +30,7 @@ from docuhooks.api.routes import (
     metrics,
     platform,
     reference,
+    stats,
     webhooks,
 )
 from docuhooks.api.trace_middleware import TraceMiddleware
@@ -134,6 +135,7 @@ def _routes() -> list[BaseRoute]:
         identity.router,
         webhooks.router,
         deliveries.router,
+        stats.router,
         events.router,
         audit.router,
         platform.router,

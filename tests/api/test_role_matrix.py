@@ -29,6 +29,7 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, int]] = [
     ("POST", "/{id}/resume", None, 200),
     ("POST", "/{id}/regenerate-secret", {"gracePeriodSeconds": 60}, 200),
     ("GET", "/{id}/audit", None, 200),
+    ("GET", "/{id}/stats", None, 200),
     ("GET", "/{id}/deliveries", None, 200),
     ("POST", "/{id}/recover", {"since": "2020-01-01T00:00:00Z"}, 202),
     ("POST", "/{id}/test", None, 202),

@@ -21,6 +21,7 @@ DOC_IMAGES = ROOT / "docs" / "images"
 SHOWN = (
     "webhook_list-desktop.png",
     "webhook_page-desktop.png",
+    "dashboard-desktop.png",
     "event_list-phone.png",
     "template_page-desktop.png",
     "new_template-phone.png",

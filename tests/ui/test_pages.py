@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,6 +38,7 @@ from tests.ui.ui_support import PASSWORD
 
 from docuhooks import ui
 from docuhooks.context import AppContext
+from docuhooks.delivery import rollup
 from docuhooks.delivery.worker import start_worker
 from docuhooks.identity import service as identity
 from docuhooks.identity.secrets import SecretBox
@@ -106,6 +109,40 @@ def _made(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
+async def _seed_history(settings: Settings, site_id: str, hook_id: str, lookup_id: str) -> None:
+    """30 days of attempts in the roll-up (through its write path), with failures and a
+    slow spell, so the charts have something to draw."""
+    rng = random.Random(11)
+    now = datetime.now(UTC)
+    calls = []
+    for hours_back in range(30 * 24):
+        at = now - timedelta(hours=hours_back, minutes=1)
+        slow = 30 <= hours_back < 36
+        for _ in range(rng.randint(2, 12)):
+            failed = rng.random() < (0.6 if slow else 0.08)
+            duration = rng.uniform(400, 4000) if slow else rng.uniform(20, 300)
+            error = rng.choice(["timeout", "http_status", "connect"]) if failed else None
+            calls.append(rollup.Call(hook_id, site_id, at, duration, error))
+        if hours_back < 48:
+            cut = rng.random() < 0.1
+            calls.append(
+                rollup.Call(
+                    lookup_id,
+                    site_id,
+                    at,
+                    2000.0 if cut else 150.0,
+                    "timeout" if cut else None,
+                    cut,
+                )
+            )
+    ctx = _context(settings)
+    try:
+        async with ctx.db.transaction() as conn:
+            await rollup.add_calls(conn, calls)
+    finally:
+        await ctx.db.dispose()
+
+
 def _sample_objects(url: str, site: SiteUsers, receiver_url: str) -> dict[str, str]:
     """One object of each kind a page shows, made through the API; their ids by the name of
     the path parameter that takes them."""
@@ -121,6 +158,18 @@ def _sample_objects(url: str, site: SiteUsers, receiver_url: str) -> dict[str, s
             )
         )
         _made(api.post(f"/api/v1/webhooks/{hook['id']}/test"))
+        # An interview webhook for an event no template fires: the dashboard lists its calls.
+        lookup = _made(
+            api.post(
+                "/api/v1/webhooks",
+                json={
+                    "name": "Conflict check",
+                    "url": receiver_url,
+                    "eventType": "CustomInterviewEvent",
+                    "interviewEventName": "Check conflicts",
+                },
+            )
+        )
         deliveries = _made(api.get(f"/api/v1/webhooks/{hook['id']}/deliveries"))["items"]
         recovery = _made(
             api.post(
@@ -166,6 +215,7 @@ def _sample_objects(url: str, site: SiteUsers, receiver_url: str) -> dict[str, s
         interview = _made(api.post(f"/api/v1/workitems/{item['id']}/interviews"))
     return {
         "webhook_id": hook["id"],
+        "interview_webhook_id": lookup["id"],
         "delivery_id": deliveries[0]["id"],
         "event_id": deliveries[0]["eventId"],
         "recovery_id": recovery["id"],
@@ -230,6 +280,14 @@ def site_in_browser(
         sync_playwright() as playwright,
     ):
         ids = {**_sample_objects(server.url, site, receiver.url), "user_login": user_login}
+        # Playwright's loop runs in this thread: the seeding gets a thread (and loop) of its own.
+        with ThreadPoolExecutor(1) as seeder:
+            seeder.submit(
+                asyncio.run,
+                _seed_history(
+                    settings, site.site_id, ids["webhook_id"], ids["interview_webhook_id"]
+                ),
+            ).result()
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         signed_in = browser.new_context()
         page = signed_in.new_page()

@@ -1,4 +1,5 @@
-"""Attempt log retention: attempts older than `attempt_retention_days` go.
+"""Attempt log retention: attempts older than `attempt_retention_days` go; so do the
+roll-up's buckets past what it keeps (`delivery.rollup`), in the same hourly round.
 
 Deleted in bounded batches, each its own transaction, so pruning a month of a busy log never
 holds one long lock that workers recording attempts would queue behind. On SQLite, where the
@@ -16,11 +17,11 @@ from datetime import datetime, timedelta
 import structlog
 
 from docuhooks.core.pacing import Pacer
-from docuhooks.delivery import upkeep_queries
+from docuhooks.delivery import rollup, upkeep_queries
 from docuhooks.delivery.interfaces import DeliveryContext
 from docuhooks.store.database import Database
 
-__all__ = ["prune_attempts", "start_pruner"]
+__all__ = ["prune_attempts", "prune_rollup", "start_pruner"]
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +48,13 @@ async def prune_attempts(db: Database, *, now: datetime, retention_days: int) ->
         await asyncio.sleep(0)  # between batches, whatever else waits goes first
 
 
+async def prune_rollup(db: Database, *, now: datetime) -> int:
+    """Delete the roll-up's buckets past its retention: at most one hour's worth of rows per
+    webhook since the last round, so one short transaction."""
+    async with db.transaction() as conn:
+        return await rollup.prune(conn, now=now)
+
+
 async def start_pruner(ctx: DeliveryContext) -> Callable[[], Awaitable[None]]:
     """Prune now and then every hour, in the background; returns the stop function."""
 
@@ -60,6 +68,10 @@ async def start_pruner(ctx: DeliveryContext) -> Callable[[], Awaitable[None]]:
                     log.info("attempts.pruned", deleted=deleted)
             except Exception as exc:
                 log.warning("attempts.prune_failed", error=f"{type(exc).__name__}: {exc}")
+            try:
+                await prune_rollup(ctx.db, now=ctx.now())
+            except Exception as exc:
+                log.warning("stats.prune_failed", error=f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
 
     task = asyncio.create_task(loop(), name="docuhooks-pruner")

@@ -7,7 +7,8 @@ transaction (the first waits up to `LINGER_SECONDS` for company, as a commit cos
 the same for one row as for dozens): one statement settles all the plain successes, one
 inserts every attempt row, one clears their webhooks' failure runs. Failures, 410s and
 probes, which each change their webhook's state in their own way, are written one by one, in
-the same transaction.
+the same transaction; one upsert then counts every attempt written in the charts' roll-up
+(`delivery.rollup`).
 
 The worker's senders hand an outcome over and move on to the next delivery; the worker keeps
 the delivery (and its lease) held until the outcome is written, and a cancelled caller never
@@ -39,6 +40,7 @@ from docuhooks.delivery import (
     operational,
     queries,
     recorder_queries,
+    rollup,
 )
 from docuhooks.delivery.outcome import RETRY_AFTER_STATUSES, Decision, Verdict, response_header
 from docuhooks.delivery.queries import Job
@@ -222,13 +224,14 @@ class Recorder:
 
     async def _write(self, conn: AsyncConnection, batch: list[Finished]) -> None:
         plain = [item for item in batch if item.plain_success]
-        if plain:
-            await self._write_successes(conn, plain)
+        logged = await self._write_successes(conn, plain) if plain else []
         # By webhook (stable, so each webhook's outcomes keep their order): PostgreSQL locks
         # webhook rows in id order here as claims do, so the two never wait on each other.
         for item in sorted(batch, key=lambda item: item.job.webhook.id):
-            if not item.plain_success:
-                await self._write_one(conn, item)
+            if not item.plain_success and await self._write_one(conn, item):
+                logged.append(item.attempt_row)
+        # The charts' counts, with the attempt rows they count (one upsert a batch).
+        await rollup.add_attempts(conn, logged)
         await claims.forget_flights(
             conn, owner=self._owner, delivery_ids=[item.job.delivery_id for item in batch]
         )
@@ -242,7 +245,10 @@ class Recorder:
         if announced:
             self._wake()  # a breaker's operational events are due now
 
-    async def _write_successes(self, conn: AsyncConnection, items: list[Finished]) -> None:
+    async def _write_successes(
+        self, conn: AsyncConnection, items: list[Finished]
+    ) -> list[dict[str, Any]]:
+        """Write the plain successes; the attempt rows written."""
         by_status: dict[int | None, list[Finished]] = {}
         for item in items:
             by_status.setdefault(item.result.status, []).append(item)
@@ -260,28 +266,28 @@ class Recorder:
         for delivery_id in existing:
             self._lost_lease(delivery_id)
         # An attempt of a delivery deleted meanwhile (with its webhook) has nowhere to go.
-        await recorder_queries.insert_attempts(
-            conn,
-            [
-                item.attempt_row
-                for item in items
-                if item.job.delivery_id in settled or item.job.delivery_id in existing
-            ],
-        )
+        logged = [
+            item.attempt_row
+            for item in items
+            if item.job.delivery_id in settled or item.job.delivery_id in existing
+        ]
+        await recorder_queries.insert_attempts(conn, logged)
         now = max(item.now for item in items)
         resumed = await recorder_queries.count_successes(
             conn, list({item.job.webhook.id for item in items}), now
         )
         await self._resumed(conn, resumed, None, now)
+        return logged
 
-    async def _write_one(self, conn: AsyncConnection, item: Finished) -> None:
+    async def _write_one(self, conn: AsyncConnection, item: Finished) -> bool:
+        """Write one outcome; False if its delivery was deleted meanwhile (nothing written)."""
         delivery_id, webhook_id, now = item.job.delivery_id, item.job.webhook.id, item.now
         ours = await recorder_queries.settle(
             conn, delivery_id=delivery_id, owner=self._owner, values=item.delivery_values()
         )
         if not ours:
             if not await recorder_queries.existing_deliveries(conn, [delivery_id]):
-                return  # the webhook (and with it the delivery) was deleted meanwhile
+                return False  # the webhook (and with it the delivery) was deleted meanwhile
             # Our lease ran out and another worker holds the delivery; it decides what
             # happens next, but this attempt still happened and goes in the log.
             self._lost_lease(delivery_id)
@@ -334,6 +340,7 @@ class Recorder:
                             now=now,
                         )
                     )
+        return True
 
     def _lost_lease(self, delivery_id: str) -> None:
         metrics.LEASES_LOST.inc()

@@ -206,10 +206,9 @@ async def _run_step(
         site_id,
     )
     for call in calls:
-        result, outcome = _result_of(
-            tasks.get(call.delivery_id), call, budget, waited_ms, variables, ctx, queued
-        )
-        await step.take(ctx, call, result, outcome, variables)
+        task = tasks.get(call.delivery_id)
+        result, outcome = _result_of(task, call, budget, waited_ms, variables, ctx, queued)
+        await step.take(ctx, call, result, outcome, variables, _cut_by_budget(task, call, queued))
     await log.submit(
         ctx,
         log.StepLog(
@@ -318,6 +317,7 @@ class _Step:
         result: TransportResult,
         outcome: Outcome,
         variables: Mapping[str, VariableDef] | None,
+        budget_cut: bool = False,
     ) -> None:
         # Unreadable variables mean nothing a receiver sends can be checked: none of it applies.
         replied = outcome.answers
@@ -334,7 +334,13 @@ class _Step:
         )
         self.records.append(
             log.CallRecord(
-                call.delivery_id, call.webhook.id, self._created, call.request, result, outcome
+                call.delivery_id,
+                call.webhook.id,
+                self._created,
+                call.request,
+                result,
+                outcome,
+                budget_cut,
             )
         )
         _end_call_span(call.span, result, outcome)
@@ -471,7 +477,7 @@ def _result_of(
             ctx.interactive_slots.limit_message(budget),
             duration_ms=waited_ms,
         )
-    elif not task.done() or task.cancelled():
+    elif _cut_by_budget(task, call, queued):
         result = TransportResult.failure(
             ErrorClass.TIMEOUT,
             f"no reply within the {budget:g} s budget of the interview step",
@@ -485,6 +491,16 @@ def _result_of(
     else:
         return task.result()
     return result, judge(result, variables)
+
+
+def _cut_by_budget(
+    task: asyncio.Task[tuple[TransportResult, Outcome]] | None, call: _Call, queued: set[str]
+) -> bool:
+    """Whether the step's budget ended the call: still waiting for a slot, or cancelled
+    while out."""
+    if task is None:
+        return False
+    return call.delivery_id in queued or not task.done() or task.cancelled()
 
 
 def _variables(template: Any) -> tuple[Mapping[str, VariableDef] | None, Problem | None]:

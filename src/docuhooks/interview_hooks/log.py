@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.signing import OutboundRequest
 from docuhooks.core.tracecontext import TraceContext
-from docuhooks.delivery import attempt_log
+from docuhooks.delivery import attempt_log, rollup
 from docuhooks.delivery.transport import TransportResult
 from docuhooks.interview_hooks.interfaces import InterviewContext
 from docuhooks.interview_hooks.replies import Outcome
@@ -64,6 +64,8 @@ class CallRecord:
     request: OutboundRequest | None
     result: TransportResult | None
     outcome: Outcome
+    #: The step's budget ended before the reply came (or before the call could go out).
+    budget_cut: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +83,13 @@ class StepLog:
 
 
 async def write(conn: AsyncConnection, steps: Sequence[StepLog]) -> None:
-    """Insert each step's event, and one finished delivery with its one attempt per call:
-    three statements however many steps there are."""
+    """Insert each step's event, and one finished delivery with its one attempt per call,
+    and count the calls in the charts' roll-up: four statements however many steps there
+    are."""
     event_rows: list[dict[str, Any]] = []
     delivery_rows: list[dict[str, Any]] = []
     attempt_rows: list[dict[str, Any]] = []
+    tally = rollup.Tally()
     for step in steps:
         event_rows.append(
             {
@@ -100,12 +104,31 @@ async def write(conn: AsyncConnection, steps: Sequence[StepLog]) -> None:
             }
         )
         _rows_of(step, delivery_rows, attempt_rows)
+        for call in step.calls:
+            tally.add_call(_rollup_call(step, call))
     if event_rows:
         await conn.execute(events.insert(), event_rows)
     if delivery_rows:
         await conn.execute(deliveries.insert(), delivery_rows)
     if attempt_rows:
         await conn.execute(attempts.insert(), attempt_rows)
+    if tally:
+        await rollup.write(conn, tally)
+
+
+def _rollup_call(step: StepLog, call: CallRecord) -> rollup.Call:
+    """A call as the roll-up counts it: every call (one never sent too, without a
+    latency), failed when its outcome did (a 200 with unusable answers is a failure)."""
+    error_class = call.outcome.error_class
+    sent = call.request is not None and call.result is not None
+    return rollup.Call(
+        call.webhook_id,
+        step.site_id,
+        call.started_at,
+        call.result.duration_ms if sent and call.result is not None else None,
+        str(error_class) if error_class else None,
+        call.budget_cut,
+    )
 
 
 def _rows_of(

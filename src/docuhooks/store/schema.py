@@ -12,6 +12,19 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 
+from docuhooks.core.latency import BINS as LATENCY_BINS
+
+#: The error classes the roll-up counts failures by (`delivery.transport.ErrorClass`'s values).
+STATS_ERROR_CLASSES = (
+    "timeout",
+    "connect",
+    "dns",
+    "tls",
+    "blocked",
+    "http_status",
+    "invalid_response",
+)
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -387,6 +400,34 @@ attempts = sa.Table(
     sa.Column("error", sa.String(1000), nullable=True),
     sa.Index("ix_attempts_delivery", "delivery_id", "attempt_number"),
     sa.Index("ix_attempts_started", "started_at"),
+)
+
+#: Each webhook's attempts by hour (48 h) and by day (30 days): counts by outcome and a latency
+#: histogram (`core.latency`). Hours are added to in the recorder's batch transaction; an
+#: hour is folded into its day when it ages out (`delivery.rollup`).
+webhook_stats = sa.Table(
+    "webhook_stats",
+    metadata,
+    _fk("webhook_id", "webhooks.id"),
+    #: "hour" or "day"; `bucket_start` is the UTC hour or day the attempts started in.
+    sa.Column("grain", sa.String(4), nullable=False),
+    _ts("bucket_start"),
+    sa.Column("site_id", sa.String(36), nullable=False),
+    sa.Column("succeeded", sa.BigInteger(), nullable=False),
+    sa.Column("failed", sa.BigInteger(), nullable=False),
+    *(
+        sa.Column(f"failed_{error_class}", sa.BigInteger(), nullable=False)
+        for error_class in STATS_ERROR_CLASSES
+    ),
+    #: Interview calls the step's budget ended (also counted as failed timeouts).
+    sa.Column("budget_cut", sa.BigInteger(), nullable=False),
+    *(
+        sa.Column(f"latency_{index:02d}", sa.BigInteger(), nullable=False)
+        for index in range(LATENCY_BINS)
+    ),
+    sa.PrimaryKeyConstraint("webhook_id", "grain", "bucket_start"),
+    sa.Index("ix_webhook_stats_site", "site_id", "grain", "bucket_start"),
+    sa.Index("ix_webhook_stats_bucket", "grain", "bucket_start"),
 )
 
 #: Delivery workers that are running, each refreshing its heartbeat: the fleet, for metrics.

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Response
 from docuhooks.ui import (
     account,
     auth,
+    dashboard,
     deliveries,
     events,
     interview,
@@ -40,6 +41,7 @@ routers: tuple[APIRouter, ...] = (
     router,
     auth.router,
     webhooks.router,
+    dashboard.router,
     deliveries.router,
     events.router,
     users.router,

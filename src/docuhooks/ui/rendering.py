@@ -19,6 +19,7 @@ from fastapi.routing import APIRoute
 
 from docuhooks import __version__
 from docuhooks.errors import DocuhooksError
+from docuhooks.ui import history
 from docuhooks.ui.session import COOKIE, CsrfRefused, LoginRequired, UiSession, find
 
 log = structlog.get_logger("docuhooks.ui")
@@ -87,6 +88,7 @@ environment.filters["when"] = _when
 environment.filters["details"] = _details
 environment.filters["urlquote"] = lambda value: quote(str(value), safe="")
 environment.globals["static"] = _static
+environment.globals.update(history.GLOBALS)
 environment.globals["htmx_config"] = json.dumps(
     {
         # Our stylesheet styles the indicators: htmx's injected <style> would break the CSP.

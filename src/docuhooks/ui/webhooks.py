@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import audit
 from docuhooks.api.deps import Ctx
-from docuhooks.core.events import NOTIFICATION_EVENTS, AuthMethod
-from docuhooks.delivery import log, operational, recovery, webhook_views
+from docuhooks.core.events import INTERVIEW_EVENTS, NOTIFICATION_EVENTS, AuthMethod
+from docuhooks.delivery import log, operational, recovery, stats, webhook_views
 from docuhooks.delivery.claims import Caps
 from docuhooks.errors import Conflict, FieldError, Forbidden, ValidationFailed
 from docuhooks.identity.models import Principal
@@ -30,6 +30,7 @@ router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 LIST_SIZE = 50
 RECENT_DELIVERIES = 20
 NOTIFICATION_TYPES = frozenset(str(t) for t in NOTIFICATION_EVENTS)
+INTERVIEW_TYPES = frozenset(str(t) for t in INTERVIEW_EVENTS)
 
 
 def _page(request: Request, webhook_id: str, notice: str) -> Response:
@@ -67,7 +68,8 @@ async def webhook_list(
             health_at=ctx.now(),
             destination_cap=Caps.from_settings(ctx.settings).destination,
         )
-    return render(request, "webhooks.html", session, page=page, status=status)
+        sparks = await stats.sparklines(conn, [item["id"] for item in page.items], now=ctx.now())
+    return render(request, "webhooks.html", session, page=page, status=status, sparks=sparks)
 
 
 def _form_page(
@@ -160,6 +162,7 @@ async def webhook_page(request: Request, webhook_id: str, ctx: Ctx, session: Sig
         deliveries = await log.list_deliveries(
             conn, who, webhook["id"], now=ctx.now(), limit=RECENT_DELIVERIES
         )
+        history = await stats.webhook_history(conn, webhook["id"], now=ctx.now())
         choices = await _choices(conn, who)
     names = {item["id"]: item["name"] for items in choices.values() for item in items}
     return render(
@@ -172,6 +175,8 @@ async def webhook_page(request: Request, webhook_id: str, ctx: Ctx, session: Sig
         live=True,
         names=names,
         can_redeliver=webhook["eventType"] in NOTIFICATION_TYPES,
+        history=history,
+        interview=webhook["eventType"] in INTERVIEW_TYPES,
     )
 
 

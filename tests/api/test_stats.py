@@ -1,0 +1,78 @@
+"""The stats routes: a webhook's history and the site's summary, from the roll-up, each
+for webhook administrators of the caller's site only."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+from tests.support import SiteUsers
+
+from docuhooks.context import AppContext
+from docuhooks.delivery import rollup
+
+WEBHOOK = {
+    "name": "Stats",
+    "url": "https://receiver.example/hook",
+    "eventType": "NewWorkItemVersionComplete",
+}
+
+
+async def _webhook(client: httpx.AsyncClient, site: SiteUsers, **fields: str) -> str:
+    response = await client.post("/api/v1/webhooks", json=WEBHOOK | fields, headers=site.auth())
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def test_stats_count_the_sites_own_attempts(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    mine = await _webhook(client, site)
+    interview = await _webhook(
+        client, site, name="Load", eventType="InterviewLoadEvent", url="https://i.example/x"
+    )
+    theirs = await _webhook(client, other_site)
+    now = ctx.now()
+    calls = [
+        rollup.Call(mine, site.site_id, now, 12.0, None),
+        rollup.Call(mine, site.site_id, now - timedelta(hours=2), 40.0, "timeout"),
+        rollup.Call(mine, site.site_id, now - timedelta(days=3), 40.0, "http_status"),
+        rollup.Call(interview, site.site_id, now, 3000.0, "timeout", budget_cut=True),
+        rollup.Call(theirs, other_site.site_id, now, 5.0, "connect"),
+    ]
+    async with ctx.db.transaction() as conn:
+        await rollup.add_calls(conn, calls)
+
+    response = await client.get(f"/api/v1/webhooks/{mine}/stats", headers=site.auth())
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (len(body["hours"]), len(body["days"])) == (48, 30)
+    day = body["last24Hours"]
+    assert (day["succeeded"], day["failed"], day["failedByClass"]) == (1, 1, {"timeout": 1})
+    assert sum(b["failed"] for b in body["days"]) == 2
+    assert body["hours"][-1]["p50Ms"] is not None and body["hours"][0]["p50Ms"] is None
+
+    summary = (await client.get("/api/v1/stats", headers=site.auth())).json()
+    assert summary["webhookCount"] == 2
+    assert sum(b["failed"] for b in summary["days"]) == 3  # not the other site's
+    # One failure each in the last 24 hours: by name then.
+    assert [f["webhookId"] for f in summary["failingMost"]] == [interview, mine]
+    (load,) = summary["interviewWebhooks"]
+    assert (load["webhookId"], load["budgetCutOff"], load["failedByClass"]) == (
+        interview,
+        1,
+        {"timeout": 1},
+    )
+
+    foreign = await client.get(f"/api/v1/webhooks/{theirs}/stats", headers=site.auth())
+    assert foreign.status_code == 404
+    assert (await client.get("/api/v1/stats", headers=site.auth("User"))).status_code == 403
+    assert (await client.get("/api/v1/stats")).status_code == 401
+    integration = await client.get("/api/v1/stats", headers=site.auth("IntegrationAdministrator"))
+    assert integration.status_code == 200
+
+
+async def test_the_stats_routes_are_in_the_openapi_schema(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert "get" in paths["/api/v1/webhooks/{webhook_id}/stats"]
+    assert "get" in paths["/api/v1/stats"]
