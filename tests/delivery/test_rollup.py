@@ -216,14 +216,15 @@ async def test_100000_deliveries_keep_the_roll_up_bounded(ctx: AppContext, site:
     assert abs(in_window - sent[hooks[0]] * 30 / 40) <= sent[hooks[0]] / 40 + 1
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 async def test_concurrent_writers_take_the_rows_in_one_order(
     ctx: AppContext, site: SiteUsers
 ) -> None:
     """Two batches touching the same webhooks in opposite orders, on PostgreSQL's row locks:
     each batch's upsert goes in key order, so the second waits for the first instead of
-    holding a row the first needs next (a deadlock, one of them aborted)."""
-    if ctx.db.is_sqlite:
-        pytest.skip("SQLite has one writer at a time: no row locks to order")
+    holding a row the first needs next (a deadlock, one of them aborted). PostgreSQL only:
+    SQLite has one writer at a time, so no row locks to order."""
     hooks = sorted([(await make_webhook(ctx, site, f"https://r{i}.example/"))[0] for i in (1, 2)])
     first, last = hooks
     now = datetime(2026, 3, 1, 12, tzinfo=UTC)
