@@ -318,6 +318,14 @@ async def record_flights(
     """Write a `flights` row for each job just leased (replacing a dead worker's)."""
     if not jobs:
         return
+    if conn.dialect.name == "sqlite":
+        # One statement that reads each row's webhook, site and destination from the store
+        # (this transaction's, as the jobs were loaded), rather than a row of parameters
+        # per job, each converted for the driver.
+        await _FLIGHTS_OF.execute(
+            conn, {"ids": [job.delivery_id for job in jobs], "owner": owner, "until": until}
+        )
+        return
     rows = [
         {
             "delivery_id": job.delivery_id,
@@ -352,6 +360,30 @@ def _upsert_flights(dialect: str) -> Prepared:
                 "destination": insert.excluded.destination,
             },
         )
+    )
+
+
+def _flights_of(ids_in: Any) -> sa.Insert:
+    """The `flights` rows of the deliveries `ids_in` picks, leased to "owner" until "until"."""
+    insert = sqlite.insert(flights).from_select(
+        ["delivery_id", "webhook_id", "site_id", "destination", "owner", "expires_at"],
+        sa.select(
+            deliveries.c.id,
+            webhooks.c.id,
+            webhooks.c.site_id,
+            webhooks.c.destination,
+            sa.bindparam("owner", type_=flights.c.owner.type),
+            sa.bindparam("until", type_=flights.c.expires_at.type),
+        )
+        .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
+        .where(ids_in(deliveries.c.id)),
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[flights.c.delivery_id],
+        set_={
+            name: getattr(insert.excluded, name)
+            for name in ("owner", "expires_at", "webhook_id", "site_id", "destination")
+        },
     )
 
 
@@ -491,6 +523,8 @@ _SERVED = queries.ByIds(
         webhooks.update().where(ids_in(webhooks.c.id)).values(claimed_at=sa.bindparam("now"))
     )
 )
+#: SQLite's form is the one used (`record_flights`).
+_FLIGHTS_OF = queries.ByIds(_flights_of)
 _FORGET = queries.ByIds(
     lambda ids_in: flights.delete().where(
         ids_in(flights.c.delivery_id), flights.c.owner == sa.bindparam("owner")
