@@ -293,11 +293,13 @@ async def release_leases(conn: AsyncConnection, *, owner: str) -> int:
 
 async def next_due_at(conn: AsyncConnection) -> datetime | None:
     """When the earliest pending delivery falls due: how long an idle worker may sleep."""
-    due: datetime | None = (
-        await conn.execute(
-            sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
-                deliveries.c.status == PENDING
-            )
-        )
-    ).scalar()
-    return due
+    row = await _NEXT_DUE.first(conn, {})
+    return row.due if row is not None else None
+
+
+# Built once: a worker asks after every claim that comes back short.
+_NEXT_DUE = Prepared(
+    sa.select(sa.func.min(deliveries.c.next_attempt_at).label("due")).where(
+        deliveries.c.status == PENDING
+    )
+)

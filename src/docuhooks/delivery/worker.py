@@ -61,6 +61,12 @@ _MAX_CACHED_TARGETS = 1000
 _FORGET_AFTER_LEASES = 10
 
 
+class _Unknown:
+    """Not asked (`Worker._next_due`)."""
+
+
+_UNKNOWN = _Unknown()
+
 #: Claims come at most this often while deliveries are in hand and the last claim came back
 #: short (see `Worker._space_out_claims`).
 CLAIM_GAP_SECONDS = 0.002
@@ -141,6 +147,8 @@ class Worker:
         self._claim_at = max(1, self.options.batch_size // 4)
         self._last_claim_short = False
         self._last_claim_at = 0.0
+        #: When the next delivery falls due, as the last claim that came back short saw it.
+        self._next_due: datetime | None | _Unknown = _UNKNOWN
         self._recorder = Recorder(
             ctx.db,
             owner=self.id,
@@ -324,11 +332,13 @@ class Worker:
 
     async def _idle_seconds(self) -> float:
         """Sleep until the next delivery is due, at most the poll interval."""
-        try:
-            async with self.ctx.db.read() as conn:
-                due = await queries.next_due_at(conn)
-        except Exception:
-            return self.options.poll_seconds
+        due = self._next_due
+        if isinstance(due, _Unknown):
+            try:
+                async with self.ctx.db.read() as conn:
+                    due = await queries.next_due_at(conn)
+            except Exception:
+                return self.options.poll_seconds
         if due is None:
             return self.options.poll_seconds
         wait = (due - self.clock.now()).total_seconds()
@@ -368,6 +378,7 @@ class Worker:
     async def _claim(self, limit: int) -> list[Job]:
         now = self.clock.now()
         jobs: list[Job] = []
+        self._next_due = _UNKNOWN
         # Probes are minutes apart, so looking for due ones once a second is soon enough,
         # and spares every other claim (each new event's, at low load) a statement.
         if now >= self._next_probe_check:
@@ -399,6 +410,10 @@ class Worker:
                         probe_interval=self.options.breaker.probe_interval,
                         caps=self.options.caps,
                     )
+                    if len(jobs) < limit:
+                        # The loop waits next, until the next delivery falls due: asked
+                        # here, it costs no transaction of its own.
+                        self._next_due = await queries.next_due_at(conn)
             except Exception as exc:
                 if not jobs:
                     raise
