@@ -29,7 +29,7 @@ from docuhooks.delivery import claims, pruning, queries, recorder_queries
 from docuhooks.delivery import worker as worker_module
 from docuhooks.delivery.transport import ErrorClass, MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
-from docuhooks.store.schema import sites
+from docuhooks.store.schema import flights, sites
 
 URL = "https://receiver.example/hook"
 SCHEDULE = RetrySchedule(delays=(0, 10, 60, 300))
@@ -647,3 +647,49 @@ async def test_an_outcome_the_database_refuses_is_written_plainer_and_alone(
         assert (row.status, row.lease_owner) == ("succeeded", None)
         (attempt,) = await attempts_of(ctx, delivery_id)
         assert "\x00" not in attempt.request_url
+
+
+async def test_a_call_that_ended_leaves_room_before_its_outcome_is_written(
+    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call counts against its webhook's `maxConcurrency` until it ends, not until its
+    outcome is written: the worker's next claim may take another delivery of the webhook
+    while the recorder still holds the first outcome. Before the call ends, it may not."""
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL, maxConcurrency=1)
+    for version in range(2):
+        await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{version}")
+    clock.advance(timedelta(seconds=1))
+    worker = Worker(ctx, WorkerOptions(), clock=clock)
+    call_started, call_ends, submitted = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def attempt(job: queries.Job) -> object:
+        call_started.set()
+        await call_ends.wait()
+        return job
+
+    def submit(_: object) -> asyncio.Future[None]:
+        submitted.set()
+        return asyncio.get_running_loop().create_future()  # never written, for this test
+
+    monkeypatch.setattr(worker, "_attempt", attempt)
+    monkeypatch.setattr(worker._recorder, "submit", submit)
+
+    (first,) = await worker._claim(10)
+    worker._held[first.delivery_id] = first
+    worker._ready.put_nowait(first)
+    sender = asyncio.create_task(worker._sender())
+    try:
+        await call_started.wait()
+        assert await worker._claim(10) == [], "the webhook's one call is in flight"
+
+        call_ends.set()
+        await submitted.wait()
+        (second,) = await worker._claim(10)
+        assert second.delivery_id != first.delivery_id
+        in_flight = sa.select(flights.c.delivery_id).where(flights.c.webhook_id == hook)
+        async with ctx.db.read() as conn:
+            assert (await conn.execute(in_flight)).scalars().all() == [second.delivery_id]
+    finally:
+        worker._ready.put_nowait(None)
+        await sender

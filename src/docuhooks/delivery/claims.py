@@ -17,9 +17,10 @@ the whole table:
    equal share of the site's, at most its room under `maxConcurrency`, under its site's cap
    and under its destination's limit (the lower of `destination_max_in_flight` and the
    adaptive limit; all counted from `flights`, the table of calls in flight, across all
-   workers). A destination whose breaker is open and due a probe gives one delivery, to one
-   worker: the probe's turn is taken by a conditional update of its row, so the whole
-   installation sends one probe per interval.
+   workers: a row from a delivery's lease, claimed ahead included, until its worker's next
+   claim or its recorder sees that its call has ended). A destination whose breaker is open
+   and due a probe gives one delivery, to one worker: the probe's turn is taken by a
+   conditional update of its row, so the whole installation sends one probe per interval.
 3. **Leases**: each share is taken from the webhook's oldest due deliveries (in order, for an
    ordered webhook) through a partial index, leased, and written to `flights`.
 
@@ -341,7 +342,8 @@ async def record_flights(
 
 
 async def forget_flights(conn: AsyncConnection, *, owner: str, delivery_ids: list[str]) -> None:
-    """The outcomes of these deliveries are written: they are no longer in flight."""
+    """The calls of these deliveries have ended (their outcomes may not be written yet):
+    they are no longer in flight."""
     if delivery_ids:
         await _FORGET.execute(conn, {"ids": delivery_ids, "owner": owner})
 

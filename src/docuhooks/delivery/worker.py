@@ -131,6 +131,9 @@ class Worker:
         #: sender, being sent, or waiting for the recorder. The heartbeat extends these leases.
         self._held: dict[str, Job] = {}
         self._ready: asyncio.Queue[Job | None] = asyncio.Queue()
+        #: Held deliveries whose call has ended and whose outcome is not written yet: the next
+        #: claim removes their `flights` rows first (see `_claim`); the recorder would too.
+        self._ended: list[str] = []
         self._sending = 0
         self._senders: list[asyncio.Task[None]] = []
         #: Deliveries held at most: one per sender, plus a batch claimed ahead.
@@ -148,7 +151,7 @@ class Worker:
         self._last_claim_short = False
         self._last_claim_at = 0.0
         #: When the next delivery falls due, as the last claim that came back short saw it.
-        self._next_due: datetime | None | _Unknown = _UNKNOWN
+        self._next_due: datetime | _Unknown | None = _UNKNOWN
         self._recorder = Recorder(
             ctx.db,
             owner=self.id,
@@ -316,6 +319,7 @@ class Worker:
                 continue
             finally:
                 self._sending -= 1
+            self._ended.append(job.delivery_id)
             self._recorder.submit(finished).add_done_callback(self._on_recorded(job))
 
     def _on_recorded(self, job: Job) -> Callable[[asyncio.Future[None]], None]:
@@ -379,11 +383,19 @@ class Worker:
         now = self.clock.now()
         jobs: list[Job] = []
         self._next_due = _UNKNOWN
+        # The calls that ended since the last claim are no longer in flight, though their
+        # outcomes may wait a few milliseconds for the recorder: counted, they would keep
+        # their room under the caps (their webhook's `maxConcurrency`, their destination's
+        # and their site's) from this claim. Their rows go in the claim's first transaction,
+        # before anything is leased (so never a row of a delivery leased again since).
+        ended, self._ended = self._ended, []
         # Probes are minutes apart, so looking for due ones once a second is soon enough,
         # and spares every other claim (each new event's, at low load) a statement.
         if now >= self._next_probe_check:
             self._next_probe_check = now + self._probe_check_every
             async with self.ctx.db.transaction(urgent=True) as conn:
+                await claims.forget_flights(conn, owner=self.id, delivery_ids=ended)
+                ended = []
                 ids = await queries.claim_probes(
                     conn,
                     owner=self.id,
@@ -401,6 +413,7 @@ class Worker:
             # turn, since it serves every event already committed (see `WriteLock`).
             try:
                 async with self.ctx.db.transaction(urgent=True) as conn:
+                    await claims.forget_flights(conn, owner=self.id, delivery_ids=ended)
                     jobs += await claims.claim(
                         conn,
                         owner=self.id,
