@@ -388,7 +388,9 @@ class Worker:
         # their room under the caps (their webhook's `maxConcurrency`, their destination's
         # and their site's) from this claim. Their rows go in the claim's first transaction,
         # before anything is leased (so never a row of a delivery leased again since).
-        ended, self._ended = self._ended, []
+        # (Those no longer held have had their outcome written, and their rows deleted with it.)
+        ended = [delivery_id for delivery_id in self._ended if delivery_id in self._held]
+        self._ended = []
         # Probes are minutes apart, so looking for due ones once a second is soon enough,
         # and spares every other claim (each new event's, at low load) a statement.
         if now >= self._next_probe_check:
