@@ -6,7 +6,7 @@ import asyncio
 import json
 import random
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
@@ -22,11 +22,12 @@ from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.core.clock import FakeClock, SystemClock
-from docuhooks.core.destinations import BreakerPolicy
+from docuhooks.core.destinations import BreakerPolicy, Signal, signal_of
 from docuhooks.core.retry import RetrySchedule
 from docuhooks.core.signing import OutboundRequest
 from docuhooks.delivery import claims, pruning, queries, recorder_queries
 from docuhooks.delivery import worker as worker_module
+from docuhooks.delivery.recorder import Finished
 from docuhooks.delivery.transport import ErrorClass, MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
 from docuhooks.store.schema import flights, sites
@@ -693,3 +694,22 @@ async def test_a_call_that_ended_leaves_room_before_its_outcome_is_written(
     finally:
         worker._ready.put_nowait(None)
         await sender
+
+
+def test_an_outcome_is_quiet_exactly_when_its_signal_tells_a_destination_at_rest_nothing() -> None:
+    """The recorder skips the destinations' bookkeeping for a batch of quiet outcomes to
+    destinations at rest without classifying each: its shortcut agrees with `signal_of` for
+    every status and error class."""
+    for status in [None, *range(100, 600)]:
+        for error_class in [None, *ErrorClass]:
+            finished = Finished(
+                job=None,  # type: ignore[arg-type]
+                attempt=1,
+                attempt_row={},
+                result=TransportResult(status=status, error_class=error_class),
+                decision=None,  # type: ignore[arg-type]
+                now=datetime(2026, 1, 1, tzinfo=UTC),
+            )
+            signal = signal_of(status, error_class.value if error_class else None)
+            quiet = signal in (Signal.HEALTHY, Signal.NONE)
+            assert finished.quiet == quiet, (status, error_class)
