@@ -1,5 +1,6 @@
 """The claim's statements: a webhook's due deliveries found through its own index whatever
-the backlog elsewhere, and webhooks served in turn even when the cursor is not written."""
+the backlog elsewhere, webhooks served in turn even when the cursor is not written, and how
+many statements a worker's claim runs."""
 
 from __future__ import annotations
 
