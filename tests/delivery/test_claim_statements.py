@@ -1,8 +1,10 @@
 """The claim's statements: a webhook's due deliveries found through its own index whatever
-the backlog elsewhere, and webhooks served in turn even when the cursor is not written."""
+the backlog elsewhere, webhooks served in turn even when the cursor is not written, and how
+many statements a worker's claim runs."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
 
 import pytest
@@ -15,6 +17,7 @@ from docuhooks.context import AppContext
 from docuhooks.core.clock import FakeClock
 from docuhooks.delivery import claims
 from docuhooks.delivery.queries import Job
+from docuhooks.delivery.worker import Worker, WorkerOptions
 
 URL = "https://receiver.example/hook"
 
@@ -99,3 +102,34 @@ async def test_on_sqlite_a_claim_reads_the_webhooks_own_due_index(
     details = " | ".join(str(row[-1]) for row in plan)
     assert "ix_deliveries_webhook_due" in details, details
     assert "ix_deliveries_due " not in details, details
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_on_sqlite_a_workers_claim_is_one_transaction_of_six_statements(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """The worker's claim of one webhook's due deliveries, counted by what reaches SQLite:
+    the candidates (with the calls in flight they count), the lease, the jobs and their
+    webhooks, the flights rows in one statement, and when the next delivery falls due, in
+    one transaction. (Each statement more is paid once per claim, several times a second
+    under load.)"""
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL, maxConcurrency=100)
+    for version in range(5):
+        await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{version}")
+    clock.advance(timedelta(seconds=1))
+    worker = Worker(ctx, WorkerOptions(), clock=clock)
+    worker._next_probe_check = clock.now() + timedelta(hours=1)  # probes are not counted here
+    async with ctx.db.transaction() as conn:
+        driver = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+    assert isinstance(driver, sqlite3.Connection)
+    seen: list[str] = []
+    driver.set_trace_callback(seen.append)
+    try:
+        jobs = await worker._claim(10)
+    finally:
+        driver.set_trace_callback(None)
+    assert len(jobs) == 5
+    statements = [sql.split()[0].upper() for sql in seen]
+    assert statements[0] == "BEGIN" and statements[-1] == "COMMIT", seen
+    assert statements[1:-1] == ["SELECT", "WITH", "SELECT", "SELECT", "INSERT", "SELECT"], seen

@@ -6,7 +6,7 @@ import asyncio
 import json
 import random
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
@@ -22,14 +22,15 @@ from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.core.clock import FakeClock, SystemClock
-from docuhooks.core.destinations import BreakerPolicy
+from docuhooks.core.destinations import BreakerPolicy, Signal, signal_of
 from docuhooks.core.retry import RetrySchedule
 from docuhooks.core.signing import OutboundRequest
 from docuhooks.delivery import claims, pruning, queries, recorder_queries
 from docuhooks.delivery import worker as worker_module
+from docuhooks.delivery.recorder import Finished
 from docuhooks.delivery.transport import ErrorClass, MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
-from docuhooks.store.schema import sites
+from docuhooks.store.schema import flights, sites
 
 URL = "https://receiver.example/hook"
 SCHEDULE = RetrySchedule(delays=(0, 10, 60, 300))
@@ -647,3 +648,68 @@ async def test_an_outcome_the_database_refuses_is_written_plainer_and_alone(
         assert (row.status, row.lease_owner) == ("succeeded", None)
         (attempt,) = await attempts_of(ctx, delivery_id)
         assert "\x00" not in attempt.request_url
+
+
+async def test_a_call_that_ended_leaves_room_before_its_outcome_is_written(
+    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call counts against its webhook's `maxConcurrency` until it ends, not until its
+    outcome is written: the worker's next claim may take another delivery of the webhook
+    while the recorder still holds the first outcome. Before the call ends, it may not."""
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL, maxConcurrency=1)
+    for version in range(2):
+        await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{version}")
+    clock.advance(timedelta(seconds=1))
+    worker = Worker(ctx, WorkerOptions(), clock=clock)
+    call_started, call_ends, submitted = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def attempt(job: queries.Job) -> object:
+        call_started.set()
+        await call_ends.wait()
+        return job
+
+    def submit(_: object) -> asyncio.Future[None]:
+        submitted.set()
+        return asyncio.get_running_loop().create_future()  # never written, for this test
+
+    monkeypatch.setattr(worker, "_attempt", attempt)
+    monkeypatch.setattr(worker._recorder, "submit", submit)
+
+    (first,) = await worker._claim(10)
+    worker._held[first.delivery_id] = first
+    worker._ready.put_nowait(first)
+    sender = asyncio.create_task(worker._sender())
+    try:
+        await call_started.wait()
+        assert await worker._claim(10) == [], "the webhook's one call is in flight"
+
+        call_ends.set()
+        await submitted.wait()
+        (second,) = await worker._claim(10)
+        assert second.delivery_id != first.delivery_id
+        in_flight = sa.select(flights.c.delivery_id).where(flights.c.webhook_id == hook)
+        async with ctx.db.read() as conn:
+            assert (await conn.execute(in_flight)).scalars().all() == [second.delivery_id]
+    finally:
+        worker._ready.put_nowait(None)
+        await sender
+
+
+def test_an_outcome_is_quiet_exactly_when_its_signal_tells_a_destination_at_rest_nothing() -> None:
+    """The recorder skips the destinations' bookkeeping for a batch of quiet outcomes to
+    destinations at rest without classifying each: its shortcut agrees with `signal_of` for
+    every status and error class."""
+    for status in [None, *range(100, 600)]:
+        for error_class in [None, *ErrorClass]:
+            finished = Finished(
+                job=None,  # type: ignore[arg-type]
+                attempt=1,
+                attempt_row={},
+                result=TransportResult(status=status, error_class=error_class),
+                decision=None,  # type: ignore[arg-type]
+                now=datetime(2026, 1, 1, tzinfo=UTC),
+            )
+            signal = signal_of(status, error_class.value if error_class else None)
+            quiet = signal in (Signal.HEALTHY, Signal.NONE)
+            assert finished.quiet == quiet, (status, error_class)

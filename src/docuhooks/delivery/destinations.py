@@ -11,7 +11,7 @@ overwriting each other.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -87,18 +87,27 @@ class Tracker:
     async def record(
         self,
         conn: AsyncConnection,
-        outcomes: Sequence[Outcome],
+        outcomes: Sequence[Outcome] | Callable[[], Sequence[Outcome]],
         policy: BreakerPolicy,
         now: datetime,
         *,
         clock: float,
+        quiet: Callable[[set[str]], bool] | None = None,
     ) -> int:
         """`record`, skipped when every outcome is a success (or says nothing) to a
         destination at rest. `clock` is a monotonic time for the refresh. Returns the
-        operational events' deliveries its breaker transitions queued."""
+        operational events' deliveries its breaker transitions queued.
+
+        `outcomes` may be a function that makes them, and `quiet` one that tells, given the
+        destinations not at rest, whether the outcomes would all be skipped: the recorder
+        then makes no `Outcome` for a batch of plain successes to healthy destinations."""
         if clock >= self._refreshed_at + self._refresh_seconds:
             self._unsettled = await unsettled(conn, policy.max_concurrency)
             self._refreshed_at = clock
+        if quiet is not None and quiet(self._unsettled):
+            return 0
+        if callable(outcomes):
+            outcomes = outcomes()
         if all(
             o.signal in (Signal.HEALTHY, Signal.NONE)
             and not o.retry_after

@@ -294,15 +294,18 @@ class Connection(asyncio.Protocol):
         self.keep_alive = keep_alive
         truncated = self._size > self._max_body
         body = b"".join(self._chunks)[: self._max_body]
-        fields: dict[str, list[str]] = {}
+        headers: dict[str, str] = {}
         for raw_name, raw_value in self._headers:
-            # NUL is no character a database's text column takes (PostgreSQL refuses it).
-            value = raw_value.decode("latin-1").replace("\x00", "\ufffd")
-            fields.setdefault(raw_name.decode("latin-1"), []).append(value)
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+            if "\x00" in value:
+                # NUL is no character a database's text column takes (PostgreSQL refuses it).
+                value = value.replace("\x00", "\ufffd")
+            # A repeated field's values joined in order, as one field with a list would be.
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
         waiter.set_result(
             Response(
                 status=self._parser.get_status_code(),
-                headers={name: ", ".join(values) for name, values in fields.items()},
+                headers=headers,
                 body=body,
                 truncated=truncated,
                 remote_ip=self.remote_ip,

@@ -30,7 +30,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import tracing
-from docuhooks.core.destinations import BreakerPolicy, signal_of
+from docuhooks.core.destinations import BreakerPolicy, Signal, signal_of
 from docuhooks.core.retry import parse_retry_after, should_suspend
 from docuhooks.delivery import (
     attempt_log,
@@ -89,6 +89,16 @@ class Finished:
             self.now,
             retry_after,
         )
+
+    @property
+    def quiet(self) -> bool:
+        """Whether this attempt tells its destination nothing new if the destination is at
+        rest: a success, or an answer that says nothing of its health (`signal_of`)."""
+        result = self.result
+        if result.status is not None and result.status < 500 and result.status != 429:
+            return True  # the common case, without `signal_of`'s other questions
+        error_class = result.error_class.value if result.error_class else None
+        return signal_of(result.status, error_class) in (Signal.HEALTHY, Signal.NONE)
 
     @property
     def plain_success(self) -> bool:
@@ -227,8 +237,9 @@ class Recorder:
         logged = await self._write_successes(conn, plain) if plain else []
         # By webhook (stable, so each webhook's outcomes keep their order): PostgreSQL locks
         # webhook rows in id order here as claims do, so the two never wait on each other.
-        for item in sorted(batch, key=lambda item: item.job.webhook.id):
-            if not item.plain_success and await self._write_one(conn, item):
+        others = [item for item in batch if not item.plain_success]
+        for item in sorted(others, key=lambda item: item.job.webhook.id):
+            if await self._write_one(conn, item):
                 logged.append(item.attempt_row)
         # The charts' counts, with the attempt rows they count (one upsert a batch).
         await rollup.add_attempts(conn, logged)
@@ -237,10 +248,13 @@ class Recorder:
         )
         announced = await self._destinations.record(
             conn,
-            [item.destination_outcome() for item in batch],
+            lambda: [item.destination_outcome() for item in batch],
             self._breaker,
             max(item.now for item in batch),
             clock=asyncio.get_running_loop().time(),
+            quiet=lambda unsettled: all(
+                item.quiet and item.job.webhook.destination not in unsettled for item in batch
+            ),
         )
         if announced:
             self._wake()  # a breaker's operational events are due now

@@ -63,6 +63,12 @@ _MAX_CACHED_TARGETS = 1000
 _FORGET_AFTER_LEASES = 10
 
 
+class _Unknown:
+    """Not asked (`Worker._next_due`)."""
+
+
+_UNKNOWN = _Unknown()
+
 #: Claims come at most this often while deliveries are in hand and the last claim came back
 #: short (see `Worker._space_out_claims`).
 CLAIM_GAP_SECONDS = 0.002
@@ -127,6 +133,9 @@ class Worker:
         #: sender, being sent, or waiting for the recorder. The heartbeat extends these leases.
         self._held: dict[str, Job] = {}
         self._ready: asyncio.Queue[Job | None] = asyncio.Queue()
+        #: Held deliveries whose call has ended and whose outcome is not written yet: the next
+        #: claim removes their `flights` rows first (see `_claim`); the recorder would too.
+        self._ended: list[str] = []
         self._sending = 0
         self._senders: list[asyncio.Task[None]] = []
         #: Deliveries held at most: one per sender, plus a batch claimed ahead.
@@ -145,6 +154,8 @@ class Worker:
         self._claim_at = max(1, self.options.batch_size // 4)
         self._last_claim_short = False
         self._last_claim_at = 0.0
+        #: When the next delivery falls due, as the last claim that came back short saw it.
+        self._next_due: datetime | _Unknown | None = _UNKNOWN
         self._recorder = Recorder(
             ctx.db,
             owner=self.id,
@@ -322,6 +333,7 @@ class Worker:
                 continue
             finally:
                 self._sending -= 1
+            self._ended.append(job.delivery_id)
             self._recorder.submit(finished).add_done_callback(self._on_recorded(job))
 
     def _on_recorded(self, job: Job) -> Callable[[asyncio.Future[None]], None]:
@@ -338,11 +350,13 @@ class Worker:
 
     async def _idle_seconds(self) -> float:
         """Sleep until the next delivery is due, at most the poll interval."""
-        try:
-            async with self.ctx.db.read(single_statement=True) as conn:
-                due = await queries.next_due_at(conn)
-        except Exception:
-            return self.options.poll_seconds
+        due = self._next_due
+        if isinstance(due, _Unknown):
+            try:
+                async with self.ctx.db.read(single_statement=True) as conn:
+                    due = await queries.next_due_at(conn)
+            except Exception:
+                return self.options.poll_seconds
         if due is None:
             return self.options.poll_seconds
         wait = (due - self.clock.now()).total_seconds()
@@ -399,11 +413,22 @@ class Worker:
     async def _claim_untraced(self, limit: int) -> list[Job]:
         now = self.clock.now()
         jobs: list[Job] = []
+        self._next_due = _UNKNOWN
+        # The calls that ended since the last claim are no longer in flight, though their
+        # outcomes may wait a few milliseconds for the recorder: counted, they would keep
+        # their room under the caps (their webhook's `maxConcurrency`, their destination's
+        # and their site's) from this claim. Their rows go in the claim's first transaction,
+        # before anything is leased (so never a row of a delivery leased again since).
+        # (Those no longer held have had their outcome written, and their rows deleted with it.)
+        ended = [delivery_id for delivery_id in self._ended if delivery_id in self._held]
+        self._ended = []
         # Probes are minutes apart, so looking for due ones once a second is soon enough,
         # and spares every other claim (each new event's, at low load) a statement.
         if now >= self._next_probe_check:
             self._next_probe_check = now + self._probe_check_every
             async with self.ctx.db.transaction(urgent=True) as conn:
+                await claims.forget_flights(conn, owner=self.id, delivery_ids=ended)
+                ended = []
                 ids = await queries.claim_probes(
                     conn,
                     owner=self.id,
@@ -421,6 +446,7 @@ class Worker:
             # turn, since it serves every event already committed (see `WriteLock`).
             try:
                 async with self.ctx.db.transaction(urgent=True) as conn:
+                    await claims.forget_flights(conn, owner=self.id, delivery_ids=ended)
                     jobs += await claims.claim(
                         conn,
                         owner=self.id,
@@ -430,6 +456,10 @@ class Worker:
                         probe_interval=self.options.breaker.probe_interval,
                         caps=self.options.caps,
                     )
+                    if len(jobs) < limit:
+                        # The loop waits next, until the next delivery falls due: asked
+                        # here, it costs no transaction of its own.
+                        self._next_due = await queries.next_due_at(conn)
             except Exception as exc:
                 if not jobs:
                     raise
