@@ -1,5 +1,6 @@
-"""The statements beside the send path: administrators' redelivery, pruning the attempt
-log, the queue's state for the metrics, and the worker fleet's heartbeats.
+"""The statements beside the send path: administrators' redelivery, retention (pruning
+attempts, finished deliveries and events left without deliveries), the queue's state for
+the metrics, and the worker fleet's heartbeats.
 
 Times are parameters from the caller's clock, never the database's `now()`.
 """
@@ -14,9 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.ids import uuid7
-from docuhooks.delivery.queries import PENDING, unleased
+from docuhooks.delivery.queries import FINISHED, PENDING, unleased
 from docuhooks.store.notify import notify_due_deliveries
-from docuhooks.store.schema import attempts, deliveries, flights, workers
+from docuhooks.store.schema import attempts, deliveries, events, flights, workers
 
 # --- administrators' redelivery -------------------------------------------------
 
@@ -78,6 +79,75 @@ async def prune_attempts(conn: AsyncConnection, *, older_than: datetime, limit: 
     )
     result = await conn.execute(attempts.delete().where(attempts.c.id.in_(old.scalar_subquery())))
     return result.rowcount
+
+
+async def prune_deliveries(conn: AsyncConnection, *, older_than: datetime, limit: int) -> int:
+    """Delete up to `limit` finished deliveries that finished before `older_than`, the oldest
+    first (a seek of `ix_deliveries_completed`); their attempts and flights go with them (the
+    foreign keys cascade). A pending delivery has no `completed_at` and is never chosen,
+    however old; the status is checked as well, so only `FINISHED` ones ever go."""
+    old = (
+        sa.select(deliveries.c.id)
+        .where(deliveries.c.completed_at < older_than, deliveries.c.status.in_(FINISHED))
+        .order_by(deliveries.c.completed_at)
+        .limit(limit)
+    )
+    result = await conn.execute(
+        deliveries.delete().where(deliveries.c.id.in_(old.scalar_subquery()))
+    )
+    return result.rowcount
+
+
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    #: Events found with no delivery left (and, on PostgreSQL, not locked by anyone).
+    found: int
+    deleted: int
+    #: `(created_at, id)` of the last event found: the next batch starts after it.
+    last: tuple[datetime, str] | None
+
+
+def _no_delivery_left() -> sa.ColumnElement[bool]:
+    # Any delivery, pending or finished, keeps its event (a seek of `ix_deliveries_event`).
+    return ~sa.exists().where(deliveries.c.event_id == events.c.id)
+
+
+async def prune_events(
+    conn: AsyncConnection,
+    *,
+    older_than: datetime,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> EventBatch:
+    """Delete up to `limit` events made before `older_than` that no delivery refers to any
+    more, the oldest first, starting after `after` (a walk of `ix_events_created`: the old
+    events that keep a delivery are read once per prune, not once per batch).
+
+    Two statements, so a delivery written for an event meanwhile keeps it: the first finds
+    the events and (PostgreSQL) locks them, skipping any a writer holds; the second deletes
+    them, checking again under the lock with a snapshot taken after it. Without the second
+    check an event whose redelivery committed between the two would go, and the foreign
+    key's cascade would take the new delivery with it.
+    """
+    found_query = (
+        sa.select(events.c.id, events.c.created_at)
+        .where(events.c.created_at < older_than, _no_delivery_left())
+        .order_by(events.c.created_at, events.c.id)
+        .limit(limit)
+        .with_for_update(of=events, skip_locked=True)
+    )
+    if after is not None:
+        found_query = found_query.where(
+            sa.tuple_(events.c.created_at, events.c.id) > sa.tuple_(*after)
+        )
+    found = (await conn.execute(found_query)).all()
+    if not found:
+        return EventBatch(found=0, deleted=0, last=None)
+    result = await conn.execute(
+        events.delete().where(events.c.id.in_([row.id for row in found]), _no_delivery_left())
+    )
+    last = found[-1]
+    return EventBatch(found=len(found), deleted=result.rowcount, last=(last.created_at, last.id))
 
 
 # --- metrics and the worker fleet -----------------------------------------------------------

@@ -251,6 +251,8 @@ events = sa.Table(
     sa.Column("work_item_id", sa.String(36), nullable=True),
     _ts("created_at"),
     sa.Index("ix_events_site_created", "site_id", "created_at"),
+    # Retention: the oldest events first, whatever their site (`delivery.pruning`).
+    sa.Index("ix_events_created", "created_at", "id"),
 )
 
 deliveries = sa.Table(
@@ -286,6 +288,14 @@ deliveries = sa.Table(
         "id",
         sqlite_where=sa.text("status = 'pending'"),
         postgresql_where=sa.text("status = 'pending'"),
+    ),
+    # Retention: finished deliveries by when they finished, the oldest first
+    # (`delivery.pruning`); pending ones have no `completed_at` and stay out of it.
+    sa.Index(
+        "ix_deliveries_completed",
+        "completed_at",
+        sqlite_where=sa.text("completed_at IS NOT NULL"),
+        postgresql_where=sa.text("completed_at IS NOT NULL"),
     ),
     # A webhook's failed deliveries by creation: a recovery's batches and its count read
     # exactly the entries they use, however many others the window holds.
