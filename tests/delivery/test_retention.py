@@ -259,3 +259,35 @@ async def test_pruning_beside_a_worker_and_redeliveries_loses_nothing(
     # The old deliveries not redelivered went; the copies' events stay while they do.
     assert await prune(ctx) == pruning.Pruned(attempts=0, deliveries=0, events=0)
     assert len(await existing(ctx, deliveries, old)) == 0
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_an_event_whose_delivery_is_being_written_is_not_pruned(
+    ctx: AppContext, site: SiteUsers, clock: FakeClock
+) -> None:
+    """Two old events without deliveries; a transaction is writing a delivery for one of
+    them. Pruning skips that event (it does not wait for the writer, nor delete the event
+    and with it the delivery about to commit) and prunes the other."""
+    taken, _ = await queue_event(ctx, site.site_id, now=clock.now(), work_item_id="t")
+    free, _ = await queue_event(ctx, site.site_id, now=clock.now(), work_item_id="f")
+    hook, _ = await make_webhook(ctx, site, OK_URL, name="ok")
+    clock.advance(timedelta(days=31))
+    row = {
+        "id": "01900000-0000-7000-8000-000000000001",
+        "event_id": taken.event_id,
+        "webhook_id": hook,
+        "site_id": site.site_id,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": clock.now(),
+        "created_at": clock.now(),
+    }
+    async with ctx.db.engine.connect() as writer:
+        await writer.begin()
+        await writer.execute(deliveries.insert().values(row))
+        pruned = await asyncio.wait_for(prune(ctx), timeout=60)
+        await writer.commit()
+
+    assert pruned.events == 1
+    assert await existing(ctx, events, [taken.event_id, free.event_id]) == {taken.event_id}
+    assert await statuses(ctx, [row["id"]]) == {row["id"]: "pending"}
