@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import random
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -25,6 +26,7 @@ from docuhooks.delivery import pruning
 from docuhooks.delivery.transport import MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
 from docuhooks.errors import NotFound
+from docuhooks.settings import Settings, SettingsError
 from docuhooks.store.schema import deliveries, events
 
 API = "/api/v1"
@@ -291,3 +293,23 @@ async def test_an_event_whose_delivery_is_being_written_is_not_pruned(
     assert pruned.events == 1
     assert await existing(ctx, events, [taken.event_id, free.event_id]) == {taken.event_id}
     assert await statuses(ctx, [row["id"]]) == {row["id"]: "pending"}
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"attempt_retention_days": 0}, "DOCUHOOKS_ATTEMPT_RETENTION_DAYS"),
+        ({"delivery_retention_days": -1}, "DOCUHOOKS_DELIVERY_RETENTION_DAYS"),
+    ],
+)
+def test_a_retention_that_would_prune_everything_stops_the_process_at_start(
+    tmp_path: Path, values: dict[str, int], named: str
+) -> None:
+    settings = Settings(data_dir=tmp_path, secret_key="test-secret-key-0123456789", **values)  # type: ignore[arg-type]
+    with pytest.raises(SettingsError, match=named):
+        AppContext.from_settings(settings)
+
+
+def test_deliveries_are_kept_as_long_as_attempts_unless_set() -> None:
+    assert Settings(attempt_retention_days=7).kept_delivery_days == 7
+    assert Settings(attempt_retention_days=7, delivery_retention_days=90).kept_delivery_days == 90
