@@ -86,16 +86,19 @@ async def prune_deliveries(conn: AsyncConnection, *, older_than: datetime, limit
     first (a seek of `ix_deliveries_completed`); their attempts and flights go with them (the
     foreign keys cascade). A pending delivery has no `completed_at` and is never chosen,
     however old; the status is checked as well, so only `FINISHED` ones ever go."""
+    result = await conn.execute(finished_deliveries_delete(older_than, limit))
+    return result.rowcount
+
+
+def finished_deliveries_delete(older_than: datetime, limit: int) -> sa.Delete:
+    """`prune_deliveries`' statement (also for `bench/pruning.py`'s plans)."""
     old = (
         sa.select(deliveries.c.id)
         .where(deliveries.c.completed_at < older_than, deliveries.c.status.in_(FINISHED))
         .order_by(deliveries.c.completed_at)
         .limit(limit)
     )
-    result = await conn.execute(
-        deliveries.delete().where(deliveries.c.id.in_(old.scalar_subquery()))
-    )
-    return result.rowcount
+    return deliveries.delete().where(deliveries.c.id.in_(old.scalar_subquery()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +132,19 @@ async def prune_events(
     check an event whose redelivery committed between the two would go, and the foreign
     key's cascade would take the new delivery with it.
     """
-    found_query = (
+    found = (await conn.execute(unreferenced_events_select(older_than, after, limit))).all()
+    if not found:
+        return EventBatch(found=0, deleted=0, last=None)
+    result = await conn.execute(unreferenced_events_delete([row.id for row in found]))
+    last = found[-1]
+    return EventBatch(found=len(found), deleted=result.rowcount, last=(last.created_at, last.id))
+
+
+def unreferenced_events_select(
+    older_than: datetime, after: tuple[datetime, str] | None, limit: int
+) -> sa.Select[tuple[str, datetime]]:
+    """`prune_events`' first statement (also for `bench/pruning.py`'s plans)."""
+    query = (
         sa.select(events.c.id, events.c.created_at)
         .where(events.c.created_at < older_than, _no_delivery_left())
         .order_by(events.c.created_at, events.c.id)
@@ -137,17 +152,13 @@ async def prune_events(
         .with_for_update(of=events, skip_locked=True)
     )
     if after is not None:
-        found_query = found_query.where(
-            sa.tuple_(events.c.created_at, events.c.id) > sa.tuple_(*after)
-        )
-    found = (await conn.execute(found_query)).all()
-    if not found:
-        return EventBatch(found=0, deleted=0, last=None)
-    result = await conn.execute(
-        events.delete().where(events.c.id.in_([row.id for row in found]), _no_delivery_left())
-    )
-    last = found[-1]
-    return EventBatch(found=len(found), deleted=result.rowcount, last=(last.created_at, last.id))
+        query = query.where(sa.tuple_(events.c.created_at, events.c.id) > sa.tuple_(*after))
+    return query
+
+
+def unreferenced_events_delete(ids: list[str]) -> sa.Delete:
+    """`prune_events`' second statement: the events found, if still without a delivery."""
+    return events.delete().where(events.c.id.in_(ids), _no_delivery_left())
 
 
 # --- metrics and the worker fleet -----------------------------------------------------------
