@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.ids import uuid7
@@ -86,19 +87,29 @@ async def prune_deliveries(conn: AsyncConnection, *, older_than: datetime, limit
     first (a seek of `ix_deliveries_completed`); their attempts and flights go with them (the
     foreign keys cascade). A pending delivery has no `completed_at` and is never chosen,
     however old; the status is checked as well, so only `FINISHED` ones ever go."""
-    result = await conn.execute(finished_deliveries_delete(older_than, limit))
+    postgresql = conn.dialect.name == "postgresql"
+    result = await conn.execute(finished_deliveries_delete(older_than, limit, postgresql))
     return result.rowcount
 
 
-def finished_deliveries_delete(older_than: datetime, limit: int) -> sa.Delete:
-    """`prune_deliveries`' statement (also for `bench/pruning.py`'s plans)."""
+def finished_deliveries_delete(older_than: datetime, limit: int, postgresql: bool) -> sa.Delete:
+    """`prune_deliveries`' statement (also for `bench/pruning.py`'s plans).
+
+    On PostgreSQL `id = ANY(ARRAY(subquery))`: the batch's ids are found first (an InitPlan)
+    and then deleted by primary key. As `id IN (subquery)` the generic plan that asyncpg's
+    prepared statement ends up with may join the batch to a sequential scan of the whole
+    table (measured at 200,000 deliveries: `bench/pruning.py`)."""
     old = (
         sa.select(deliveries.c.id)
         .where(deliveries.c.completed_at < older_than, deliveries.c.status.in_(FINISHED))
         .order_by(deliveries.c.completed_at)
         .limit(limit)
     )
-    return deliveries.delete().where(deliveries.c.id.in_(old.scalar_subquery()))
+    if postgresql:
+        chosen = deliveries.c.id == sa.any_(sa.func.array(old.scalar_subquery()))
+    else:
+        chosen = deliveries.c.id.in_(old.scalar_subquery())
+    return deliveries.delete().where(chosen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +146,8 @@ async def prune_events(
     found = (await conn.execute(unreferenced_events_select(older_than, after, limit))).all()
     if not found:
         return EventBatch(found=0, deleted=0, last=None)
-    result = await conn.execute(unreferenced_events_delete([row.id for row in found]))
+    postgresql = conn.dialect.name == "postgresql"
+    result = await conn.execute(unreferenced_events_delete([row.id for row in found], postgresql))
     last = found[-1]
     return EventBatch(found=len(found), deleted=result.rowcount, last=(last.created_at, last.id))
 
@@ -156,9 +168,15 @@ def unreferenced_events_select(
     return query
 
 
-def unreferenced_events_delete(ids: list[str]) -> sa.Delete:
-    """`prune_events`' second statement: the events found, if still without a delivery."""
-    return events.delete().where(events.c.id.in_(ids), _no_delivery_left())
+def unreferenced_events_delete(ids: list[str], postgresql: bool) -> sa.Delete:
+    """`prune_events`' second statement: the events found, if still without a delivery. On
+    PostgreSQL the ids are one array parameter: one prepared statement whatever their
+    number, where `IN` would make one per batch size."""
+    if postgresql:
+        chosen = events.c.id == sa.any_(sa.bindparam("ids", ids, type_=ARRAY(sa.String())))
+    else:
+        chosen = events.c.id.in_(ids)
+    return events.delete().where(chosen, _no_delivery_left())
 
 
 # --- metrics and the worker fleet -----------------------------------------------------------
