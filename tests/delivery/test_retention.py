@@ -274,8 +274,9 @@ async def test_an_event_whose_delivery_is_being_written_is_not_pruned(
     free, _ = await queue_event(ctx, site.site_id, now=clock.now(), work_item_id="f")
     hook, _ = await make_webhook(ctx, site, OK_URL, name="ok")
     clock.advance(timedelta(days=31))
+    written = "01900000-0000-7000-8000-000000000001"
     row = {
-        "id": "01900000-0000-7000-8000-000000000001",
+        "id": written,
         "event_id": taken.event_id,
         "webhook_id": hook,
         "site_id": site.site_id,
@@ -292,7 +293,7 @@ async def test_an_event_whose_delivery_is_being_written_is_not_pruned(
 
     assert pruned.events == 1
     assert await existing(ctx, events, [taken.event_id, free.event_id]) == {taken.event_id}
-    assert await statuses(ctx, [row["id"]]) == {row["id"]: "pending"}
+    assert await statuses(ctx, [written]) == {written: "pending"}
 
 
 @pytest.mark.parametrize(
