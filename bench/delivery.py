@@ -26,6 +26,19 @@ time: docuhooks commits each event in a transaction of its own (then wakes the w
 API does), Celery's producer calls `.delay()`, the ceiling just sends. Latency is the
 receiver's arrival time minus the producer's commit (or send) time.
 
+With the `otel` extra and `OTEL_*` set (as for `docuhooks serve`), the worker records its
+spans: `OTEL_TRACES_EXPORTER=none` measures what recording them costs.
+
+`--workers N [M …]` runs, after SQLite and PostgreSQL in process, the PostgreSQL store with N
+(then M, …) `docuhooks worker` processes on one database, as a scaled-out installation runs:
+the events are committed in one transaction once every worker listens, the drain timed as
+above, then the end-to-end run with this process's producers. It reports each worker's CPU
+per delivery and the CPU of the database's backends for this database (psutil on their
+pids), the load average, and, with `--count-round-trips`, the round trips per delivery
+(workers) and per event (producers), counted on the wire by a relay
+(`bench/pg_round_trips.py`; the relay's own work slows the run, so rates are read from a
+run without it).
+
 `--backlog N` inserts N pending deliveries with bulk SQL (no outbox, no API), then starts
 `docuhooks worker` as a subprocess and reports the drain rate of the first and the last 10 %
 of the deliveries and the worker process's peak RSS (sampled every 0.2 s with psutil).
@@ -35,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import socket
@@ -46,7 +60,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -56,7 +70,9 @@ import psutil
 import structlog
 import uvloop
 from aiohttp import web
+from sqlalchemy.engine import make_url
 
+from docuhooks import tracing
 from docuhooks.context import AppContext
 from docuhooks.core.clock import utcnow
 from docuhooks.core.events import Actor, Event, EventType
@@ -191,6 +207,8 @@ class Result:
     #: Commit-to-receipt latency at half `e2e_rate`.
     p50_ms: float | None = None
     p99_ms: float | None = None
+    #: For worker processes: what the drain cost, by who paid it (a line each).
+    costs: list[str] = field(default_factory=list)
 
 
 def _rate(times: list[float]) -> float:
@@ -462,6 +480,292 @@ async def docuhooks(
     return result
 
 
+# --- worker processes on PostgreSQL -------------------------------------------------------------
+
+
+def _worker_env(url: str, data_dir: Path, concurrency: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DOCUHOOKS_DATABASE_URL": url,
+        "DOCUHOOKS_SECRET_KEY": SECRET_KEY,
+        "DOCUHOOKS_DATA_DIR": str(data_dir),
+        "DOCUHOOKS_DEV_MODE": "true",
+        "DOCUHOOKS_WORKER_CONCURRENCY": str(concurrency),
+        "DOCUHOOKS_CONNECTIONS_PER_HOST": str(concurrency),
+        "DOCUHOOKS_SITE_MAX_IN_FLIGHT": str(concurrency),
+    }
+
+
+async def _listening_workers(admin: Any) -> int:
+    return int(
+        await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query ILIKE 'LISTEN%'"
+        )
+    )
+
+
+async def _database_counters(admin: Any) -> tuple[int, int]:
+    """The server's WAL position (bytes) and this database's commits so far. The commit
+    count is the statistics collector's, flushed by each session at least every second or
+    so: read it after a pause."""
+    await asyncio.sleep(1.5)
+    row = await admin.fetchrow(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS wal,"
+        " (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())"
+        " AS commits"
+    )
+    return int(row["wal"]), int(row["commits"])
+
+
+async def _sample_in_flight(admin: Any, done: asyncio.Event) -> list[int]:
+    """The `flights` rows (calls claimed and not yet recorded, all workers), every 0.1 s
+    until `done`."""
+    samples: list[int] = []
+    while not done.is_set():
+        samples.append(int(await admin.fetchval("SELECT count(*) FROM flights")))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), 0.1)
+    return samples
+
+
+def _minus(after: tuple[int, int], before: tuple[int, int]) -> tuple[int, int]:
+    return after[0] - before[0], after[1] - before[1]
+
+
+async def _backend_pids(admin: Any) -> set[int]:
+    """The server processes of this database's sessions, but the benchmark's own."""
+    rows = await admin.fetch(
+        "SELECT pid FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    return {row["pid"] for row in rows}
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
+
+
+class _CpuMeter:
+    """CPU seconds spent by processes between `start` and `stop`; a process first seen at
+    `stop` (a connection opened meanwhile) counts from zero."""
+
+    def __init__(self) -> None:
+        self._start: dict[int, float] = {}
+
+    def start(self, pids: set[int]) -> None:
+        self._start = {pid: _cpu_seconds(pid) for pid in pids}
+
+    def stop(self, pids: set[int]) -> float:
+        return sum(_cpu_seconds(pid) - self._start.get(pid, 0.0) for pid in pids | set(self._start))
+
+
+async def _start_workers(
+    admin: Any, url: str, data_dir: Path, concurrency: int, workers: int
+) -> list[asyncio.subprocess.Process]:
+    """`workers` `docuhooks worker` processes on `url`, returned once each listens."""
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "docuhooks",
+            "worker",
+            env=_worker_env(url, data_dir, concurrency),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(workers)
+    ]
+    deadline = time.monotonic() + 120
+    while await _listening_workers(admin) < workers:
+        if time.monotonic() > deadline or any(p.returncode is not None for p in processes):
+            await _stop_workers(processes)
+            raise RuntimeError("the worker processes did not start listening")
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)  # their first, empty claims
+    return processes
+
+
+async def _stop_workers(processes: list[asyncio.subprocess.Process]) -> None:
+    for process in processes:
+        if process.returncode is None:
+            process.terminate()
+    for process in processes:
+        await process.wait()
+
+
+def _transaction_lines(relay: Any, per: int, unit: str) -> list[str]:
+    """The relay's transactions by shape, the most frequent first."""
+    lines = [f"round trips {relay.round_trips / per:.2f} per {unit}; by transaction:"]
+    for (label, trips), count in relay.transactions.most_common(8):
+        lines.append(f"  {count / per:7.3f} per {unit} × {trips:2d} round trips: {label}")
+    return lines
+
+
+@asynccontextmanager
+async def _relays(url: str, count: bool) -> AsyncIterator[tuple[Any, Any]]:
+    """Relays counting the workers' and the producers' round trips, or (None, None)."""
+    if not count:
+        yield None, None
+        return
+    from pg_round_trips import RoundTripRelay
+
+    target = make_url(url)
+    relays = [RoundTripRelay(target.host or "127.0.0.1", target.port or 5432) for _ in "wp"]
+    for relay in relays:
+        await relay.start()
+    try:
+        yield relays[0], relays[1]
+    finally:
+        for relay in relays:
+            await relay.stop()
+
+
+async def worker_processes(
+    receiver: Receiver,
+    n: int,
+    concurrency: int,
+    seconds: float,
+    tmp: Path,
+    workers: int,
+    count_round_trips: bool,
+) -> Result:
+    import asyncpg
+
+    data_dir = tmp / f"workers-{workers}"
+    async with (
+        store("postgresql", tmp) as url,
+        _relays(url, count_round_trips) as (worker_relay, producer_relay),
+    ):
+        ctx = await _context(_settings(url, data_dir, concurrency))
+        admin = await asyncpg.connect(url)
+        processes: list[asyncio.subprocess.Process] = []
+        try:
+            site_id, _, _ = await _webhook(ctx, receiver.url)
+            processes = await _start_workers(
+                admin,
+                worker_relay.url(url) if worker_relay else url,
+                data_dir,
+                concurrency,
+                workers,
+            )
+            await receiver.reset()
+            workers_cpu, backends_cpu = _CpuMeter(), _CpuMeter()
+            async with ctx.db.transaction() as conn:  # all at once, when every worker listens
+                for index in range(n):
+                    await outbox.enqueue(
+                        conn,
+                        _sample_event(site_id, index),
+                        work_group_id=None,
+                        template_id=None,
+                        now=ctx.now(),
+                    )
+                workers_cpu.start({p.pid for p in processes})
+                backends = await _backend_pids(admin)
+                backends_cpu.start(backends)
+                database_before = await _database_counters(admin)
+                if worker_relay:
+                    worker_relay.reset()
+            drained = asyncio.Event()
+            sampling = asyncio.create_task(_sample_in_flight(admin, drained))
+            try:
+                await receiver.wait_for(n, timeout=max(120.0, n / 50))
+            finally:
+                drained.set()
+            in_flight = await sampling
+            worker_seconds = workers_cpu.stop({p.pid for p in processes})
+            backend_seconds = backends_cpu.stop(backends | await _backend_pids(admin))
+            wal_bytes, commits = _minus(await _database_counters(admin), database_before)
+            times, _ = await receiver.arrivals()
+            label = "process" if workers == 1 else "processes"
+            result = Result(f"postgresql, {workers} worker {label}", _rate(times))
+            result.costs.append(
+                f"workers' CPU {worker_seconds / n * 1e6:.0f} µs per delivery (all {workers});"
+                f" the database's backends {backend_seconds / n * 1e6:.0f} µs per delivery;"
+                f" load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}"
+            )
+            result.costs.append(
+                f"WAL {wal_bytes / n:.0f} bytes per delivery (server-wide: other databases'"
+                f" writes included); {commits / n:.3f} commits per delivery (this database)"
+            )
+            if in_flight:
+                average = statistics.mean(in_flight)
+                result.costs.append(
+                    f"calls in flight (flights rows) {average:.0f} on average, at most"
+                    f" {max(in_flight)}: each delivery in flight {average / result.rate * 1000:.0f}"
+                    " ms (Little's law)"
+                )
+            if worker_relay:
+                result.costs += _transaction_lines(worker_relay, n, "delivery")
+            await _end_to_end_with_workers(
+                receiver,
+                result,
+                n,
+                seconds,
+                site_id,
+                producer_relay,
+                url,
+                data_dir,
+                concurrency,
+                admin,
+            )
+        finally:
+            await _stop_workers(processes)
+            await admin.close()
+            await ctx.close()
+    return result
+
+
+async def _end_to_end_with_workers(
+    receiver: Receiver,
+    result: Result,
+    n: int,
+    seconds: float,
+    site_id: str,
+    relay: Any,
+    url: str,
+    data_dir: Path,
+    concurrency: int,
+    admin: Any,
+) -> None:
+    """The end-to-end run with the worker processes running: this process's producers
+    commit each event in a transaction of its own; the trigger's NOTIFY wakes the workers."""
+    producers = await _context(_settings(relay.url(url) if relay else url, data_dir, concurrency))
+    try:
+
+        async def produce(i: int) -> tuple[str, float]:
+            event = _sample_event(site_id, i)
+            async with producers.db.transaction() as conn:
+                await outbox.enqueue(
+                    conn, event, work_group_id=None, template_id=None, now=producers.now()
+                )
+            return event.event_id, time.time()
+
+        if relay:
+            relay.reset()
+        backends_cpu = _CpuMeter()
+        backends_cpu.start(backends := await _backend_pids(admin))
+        started = time.process_time()
+        await end_to_end(receiver, result, n, seconds, produce)
+        producing = time.process_time() - started
+        backend_seconds = backends_cpu.stop(backends | await _backend_pids(admin))
+        # `end_to_end`'s events: n, then its latency run's (`_paced` at half the rate).
+        events = n + max(1, int((result.e2e_rate or 0) / 2 * seconds))
+        result.costs.append(
+            f"producers' CPU {producing / events * 1e6:.0f} µs per event (this process,"
+            " end to end and latency runs); the database's backends"
+            f" {backend_seconds / events * 1e6:.0f} µs per event and its delivery"
+        )
+        if relay:
+            result.costs += _transaction_lines(relay, events, "event (end to end)")
+    finally:
+        await producers.close()
+
+
 # --- celery -----------------------------------------------------------------------------------
 
 
@@ -692,6 +996,18 @@ async def _main(args: argparse.Namespace) -> None:
                         kind, receiver, args.events, args.concurrency, args.latency_seconds, tmp
                     )
                 )
+            for workers in args.workers:
+                results.append(
+                    await worker_processes(
+                        receiver,
+                        args.events,
+                        args.concurrency,
+                        args.latency_seconds,
+                        tmp,
+                        workers,
+                        args.count_round_trips,
+                    ),
+                )
             if not args.skip_celery:
                 results.append(
                     await celery_baseline(
@@ -715,6 +1031,9 @@ def _report(results: list[Result], args: argparse.Namespace) -> None:
         p50 = f"{r.p50_ms:>9.1f}" if r.p50_ms is not None else f"{'—':>9}"
         p99 = f"{r.p99_ms:>9.1f}" if r.p99_ms is not None else f"{'—':>9}"
         print(f"{r.name:<26}{r.rate:>9.0f}{r.rate / top:>11.2f}{e2e}{p50}{p99}")
+    for r in results:
+        for line in r.costs:
+            print(f"{r.name}: {line}")
     celery = next((r for r in results if r.name.startswith("celery")), None)
     if celery is not None and celery.rate:
         for r in results[1:-1]:
@@ -731,10 +1050,28 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=8.0)
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-celery", action="store_true")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also run PostgreSQL with this many `docuhooks worker` processes (each given)",
+    )
+    parser.add_argument(
+        "--count-round-trips",
+        action="store_true",
+        help="with --workers: count round trips on the wire (slows the run)",
+    )
     parser.add_argument("--backlog", type=int, default=0, help="drain this many pending")
     parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
-    # uvloop, as `docuhooks serve` (uvicorn) and `docuhooks worker` run the worker.
-    uvloop.run(_main(parser.parse_args()))
+    # Spans as `docuhooks serve` records them: on when OTEL_* asks (e.g.
+    # OTEL_TRACES_EXPORTER=none to measure their cost without an exporter), else off.
+    stop_tracing = tracing.configure()
+    try:
+        # uvloop, as `docuhooks serve` (uvicorn) and `docuhooks worker` run the worker.
+        uvloop.run(_main(parser.parse_args()))
+    finally:
+        stop_tracing()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""A docuhooks receiver in FastAPI that verifies and answers all four event types.
+"""A docuhooks receiver in FastAPI that verifies and answers all four event types,
+and takes the operational events.
 
 Run it (one endpoint may serve several webhooks: list their secrets and ids):
 
@@ -25,6 +26,7 @@ from docuhooks_receiver import (
     CustomInterviewEvent,
     InterviewLoadEvent,
     NewWorkItemVersionComplete,
+    OperationalEvent,
     PostProcessingEvent,
     PostProcessingResult,
     Verifier,
@@ -93,6 +95,12 @@ def create_app(verifier: Verifier) -> FastAPI:
                         document.content,
                     )
             return Response(result.to_json(), media_type="application/json")
+        if isinstance(event, OperationalEvent):
+            # The platform about its own webhooks (a SiteAdministrator subscribes to these):
+            # tell whoever runs the receivers. `event.data` has each type's details.
+            about = event.webhook.name if event.webhook else event.destination
+            log.warning("%s: %s", event.event_type, about)
+            return Response(status_code=204)
         raise AssertionError(f"unhandled event type {type(event).__name__}")
 
     return app

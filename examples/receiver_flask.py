@@ -1,4 +1,5 @@
-"""A docuhooks receiver in Flask that verifies and answers all four event types.
+"""A docuhooks receiver in Flask that verifies and answers all four event types,
+and takes the operational events.
 
 Run it (one endpoint may serve several webhooks: list their secrets and ids):
 
@@ -26,6 +27,7 @@ from docuhooks_receiver import (
     CustomInterviewEvent,
     InterviewLoadEvent,
     NewWorkItemVersionComplete,
+    OperationalEvent,
     PostProcessingEvent,
     PostProcessingResult,
     Verifier,
@@ -92,6 +94,12 @@ def create_app(verifier: Verifier) -> Flask:
                         document.content,
                     )
             return result.to_dict(), 200
+        if isinstance(event, OperationalEvent):
+            # The platform about its own webhooks (a SiteAdministrator subscribes to these):
+            # tell whoever runs the receivers. `event.data` has each type's details.
+            about = event.webhook.name if event.webhook else event.destination
+            log.warning("%s: %s", event.event_type, about)
+            return "", 204
         raise AssertionError(f"unhandled event type {type(event).__name__}")
 
     return app

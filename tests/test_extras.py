@@ -1,6 +1,7 @@
-"""The server runs on its runtime dependencies alone: what only the demo or the benchmarks use
-lives in extras (`demo`, `bench` in pyproject.toml), and `docuhooks demo` without its extra
-says how to install it instead of failing with a traceback."""
+"""The server runs on its runtime dependencies alone: what only the demo, the benchmarks or
+exported traces use lives in extras (`demo`, `bench`, `otel` in pyproject.toml), and
+`docuhooks demo` without its extra says how to install it instead of failing with a
+traceback."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import sys
 from pathlib import Path
 
 #: The extras' modules, made unimportable in the probe below (python-docx, which the demo
-#: imports, is also what docxtpl renders with, so the server has it anyway).
-EXTRAS_ONLY = ("aiohttp", "celery", "redis", "requests", "psutil")
+#: imports, is also what docxtpl renders with, so the server has it anyway; recent FastAPI
+#: releases depend on OpenTelemetry's API, but its SDK comes only with the `otel` extra).
+EXTRAS_ONLY = ("aiohttp", "celery", "redis", "requests", "psutil", "opentelemetry.sdk")
 
 PROBE = f"""
 import importlib, pkgutil, sys

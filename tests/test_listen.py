@@ -25,6 +25,7 @@ import pytest
 
 from docuhooks.core.clock import utcnow
 from docuhooks.core.events import Actor, AuthMethod, Event, EventType, Verb
+from docuhooks.core.operational import sample_data
 from docuhooks.core.signing import SigningSecret, WebhookTarget, build_request, generate_secret
 from docuhooks.listen import (
     AnswerFile,
@@ -539,3 +540,25 @@ def test_a_failure_while_answering_is_still_answered_and_reported() -> None:
     assert "answer table unavailable" in response.json()["error"]["message"]
     [line] = json_lines(out)
     assert line["note"].startswith("GET /hooks?token=[redacted]: answered 500")
+
+
+def test_operational_events_are_verified_answered_and_printed() -> None:
+    listener, out = make_listener()
+    pretty, shown = make_listener(as_json=False)
+    for target in (listener, pretty):
+        with listening(target) as url:
+            for event_type in (
+                EventType.WEBHOOK_SUSPENDED,
+                EventType.DESTINATION_BREAKER_OPENED,
+            ):
+                response, _ = signed(url, event_type, sample_data(event_type, utcnow()))
+                assert response.status_code == 204, response.text
+    suspended, opened = json_lines(out)
+    assert suspended["verified"] is True and suspended["eventType"] == "WebhookSuspended"
+    assert suspended["about"].startswith("webhook Sample webhook (00000000-")
+    assert "suspended: https://receiver.example/hooks/docuhooks" in suspended["about"]
+    assert opened["about"] == "destination https://receiver.example:443 (Sample webhook)"
+    assert "workItem" not in suspended
+    text = shown.getvalue()
+    assert "POST /hooks  WebhookSuspended  verified  -> 204" in text
+    assert "about      destination https://receiver.example:443 (Sample webhook)" in text

@@ -32,6 +32,7 @@ from docuhooks.api.routes import (
     reference,
     webhooks,
 )
+from docuhooks.api.trace_middleware import TraceMiddleware
 from docuhooks.context import AppContext
 from docuhooks.ui.rendering import unrouted_page
 
@@ -76,6 +77,10 @@ def create_app(
         "document platform that produces the events.",
         routes=_routes(),
         lifespan=lifespan,
+        # Requests are traced by `TraceMiddleware`, with every FastAPI release: FastAPI's own
+        # request spans (recent releases make them once a tracer provider is set) would be
+        # a second server span for each request. Older releases keep this as `extra`.
+        telemetry={"tracing": False},
     )
     app.state.ctx = ctx
     errors.install(app)
@@ -87,6 +92,8 @@ def create_app(
         upload_limit=ctx.settings.max_upload_bytes,
         answer_set_limit=ctx.settings.max_answer_set_bytes,
     )
+    # Outermost: the whole request, body limits and errors included, is in its trace.
+    app.add_middleware(TraceMiddleware)
     return app
 
 

@@ -26,6 +26,16 @@ def _settings(config: str | None, **overrides: Any) -> Settings:
         raise click.UsageError(str(exc)) from exc
 
 
+def _start_tracing() -> Callable[[], None]:
+    """Spans on when the `otel` extra is installed and `OTEL_*` asks for them."""
+    from docuhooks import tracing
+
+    try:
+        return tracing.configure()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
 def _run_with_db(
     settings: Settings,
     work: Callable[[AppContext], Awaitable[T]],
@@ -161,6 +171,7 @@ def serve(
         worker_enabled=False if no_worker else None,
     )
     configure(settings.log_level, json=settings.log_json)
+    stop_tracing = _start_tracing()
     from docuhooks.server import BindError, announce_start, bind, build_app
 
     try:  # before the data directory is created, as `docuhooks demo` checks its ports
@@ -204,6 +215,8 @@ def serve(
         server.run(sockets=[listening])
     except KeyboardInterrupt:  # uvicorn raises Ctrl-C again once it has shut down cleanly
         sys.exit(130)
+    finally:
+        stop_tracing()  # the spans still batched go out
     if not server.started:
         sys.exit(3)  # what uvicorn.run exits with when start-up fails
 
@@ -252,6 +265,7 @@ def worker(
     import signal
 
     from docuhooks.delivery import metrics
+    from docuhooks.delivery.grace_notices import start_grace_notices
     from docuhooks.delivery.pruning import start_pruner
     from docuhooks.delivery.worker import Worker
     from docuhooks.logs import configure
@@ -259,6 +273,7 @@ def worker(
 
     settings = _settings(config, data_dir=data_dir, worker_concurrency=concurrency)
     configure(settings.log_level, json=settings.log_json)
+    stop_tracing = _start_tracing()
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
@@ -272,14 +287,17 @@ def worker(
         delivery_worker = Worker(ctx)
         await delivery_worker.start()
         stop_pruner = await start_pruner(ctx)
+        stop_grace_notices = await start_grace_notices(ctx)
         freeze_long_lived()  # it has logged `worker.started`, in the one log format
         try:
             await stop.wait()
         finally:
             # Finish or hand back what this worker holds, so nothing waits out a lease.
             await stop_pruner()
+            await stop_grace_notices()
             await delivery_worker.stop()
             await ctx.close()
+            stop_tracing()
 
     import uvloop
 

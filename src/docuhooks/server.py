@@ -37,9 +37,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def components(settings: Settings) -> list[Component]:
-    """Background parts `serve` runs beside the API (the delivery worker, the pruner, the
-    interview log writer, the post-processing driver, the token revocation listener, the
-    recovery jobs' runner)."""
+    """Background parts `serve` runs beside the API (the delivery worker and its grace
+    notices, the pruner, the interview log writer, the post-processing driver, the token
+    revocation listener, the recovery jobs' runner)."""
+    from docuhooks.delivery.grace_notices import start_grace_notices
     from docuhooks.delivery.pruning import start_pruner
     from docuhooks.delivery.recovery import start_recoveries
     from docuhooks.delivery.worker import start_worker
@@ -59,6 +60,7 @@ def components(settings: Settings) -> list[Component]:
     ]
     if settings.worker_enabled:
         parts.append(start_worker)
+        parts.append(start_grace_notices)
     # Last: everything start-up built is in place, and none of it will be garbage.
     parts.append(start_frozen)
     return parts

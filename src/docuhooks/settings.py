@@ -73,6 +73,9 @@ class Settings:
     suspend_after_failures: int = 20
     suspend_after_hours: float = 24.0
     probe_interval_seconds: int = 600
+    #: Operational events: how long before a rotated secret's grace period ends its
+    #: `WebhookSecretGraceEnding` goes out.
+    secret_grace_notice_hours: float = 24.0
     #: Isolation: a destination's circuit breaker opens after this many consecutive
     #: failures, and then lets one probe call through per interval.
     breaker_failure_threshold: int = 5

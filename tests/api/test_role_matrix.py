@@ -96,3 +96,42 @@ async def test_errors_have_the_documented_shape(client: httpx.AsyncClient, site:
     ):
         error = response.json()["error"]
         assert set(error) == {"code", "message", "details"} and error["message"]
+
+
+#: The routes that change an operational webhook: a SiteAdministrator's alone.
+OPERATIONAL_CHANGES = {
+    ("POST", ""),
+    ("PATCH", "/{id}"),
+    ("DELETE", "/{id}"),
+    ("POST", "/{id}/activate"),
+    ("POST", "/{id}/deactivate"),
+    ("POST", "/{id}/resume"),
+    ("POST", "/{id}/regenerate-secret"),
+}
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_role_matrix_of_operational_webhooks(
+    client: httpx.AsyncClient, site: SiteUsers, role: str
+) -> None:
+    """An operational webhook reports on every webhook of the site: an IntegrationAdministrator
+    may read it, test it and re-send its deliveries, not create or change it."""
+    operational = {**WEBHOOK, "eventType": "WebhookSuspended"}
+    failures = []
+    for route in ROUTES:
+        created = await client.post("/api/v1/webhooks", json=operational, headers=site.auth())
+        assert created.status_code == 201, created.text
+        own_id = created.json()["id"]
+        method, url, body = _request(route, own_id)
+        if body is not None and method == "POST" and route[1] == "":
+            body = {**operational, "name": "Another"}
+        changes = (method, route[1]) in OPERATIONAL_CHANGES
+        allowed = role == "SiteAdministrator" or (role in ADMIN_ROLES and not changes)
+        expected = route[3] if allowed else 403
+        got = (await client.request(method, url, json=body, headers=site.auth(role))).status_code
+        if got != expected:
+            failures.append(f"{role} {method} {route[1]}: {got} != {expected}")
+        listed = (await client.get("/api/v1/webhooks", headers=site.auth())).json()["items"]
+        for leftover in listed:
+            await client.delete(f"/api/v1/webhooks/{leftover['id']}", headers=site.auth())
+    assert not failures, "\n".join(failures)

@@ -7,7 +7,8 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
-from docuhooks.core.events import Actor, AuthMethod, Event, EventType, Verb
+from docuhooks.core.events import OPERATIONAL_EVENTS, Actor, AuthMethod, Event, EventType, Verb
+from docuhooks.core.operational import sample_data
 from docuhooks.core.signing import SigningSecret, WebhookTarget, generate_secret
 from docuhooks_receiver import AccessToken, HmacSecret, StandardWebhooksSecret
 from docuhooks_receiver.credentials import Secret
@@ -73,6 +74,9 @@ DATA: dict[EventType, dict[str, Any]] = {
         "completeUrl": f"{ISSUER}/api/v1/workitems/w1/versions/v2/complete",
     },
 }
+
+
+DATA.update({event_type: sample_data(event_type, NOW) for event_type in OPERATIONAL_EVENTS})
 
 
 def sample_event(event_type: EventType, *, test: bool = False) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from docuhooks.answers.hotdocs import parse_hotdocs_xml
 from docuhooks.answers.jsonformat import parse_answer_json
 from docuhooks.answers.model import AnswerType, VariableDef
 from docuhooks.answers.validate import fit_answers
-from docuhooks.core.events import AuthMethod, EventType, Verb
+from docuhooks.core.events import OPERATIONAL_EVENTS, AuthMethod, EventType, Verb
 from docuhooks.core.signing import OutboundRequest, WebhookTarget, build_request
 from docuhooks_receiver import HmacSecret, Verifier
 
@@ -108,6 +108,11 @@ def test_examples_answer_every_event_type(app_type: Any, method: AuthMethod, ver
     (document,) = json.loads(body)["documents"]
     assert document["action"] == "replace"
     assert base64.b64decode(document["content"]) == PDF
+
+    if verb is Verb.POST:  # operational webhooks are POST only
+        for event_type in sorted(OPERATIONAL_EVENTS):
+            status, _, _ = app.send(signed(event_type, webhook))
+            assert status == 204, event_type
 
 
 @pytest.mark.parametrize("app_type", [FlaskApp, FastAPIApp])

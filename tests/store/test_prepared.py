@@ -1,6 +1,6 @@
-"""Prepared statements: on SQLite they run on the driver directly, yet what reaches the
-database and what comes back are what SQLAlchemy's own execution gives; elsewhere they are
-SQLAlchemy's execution."""
+"""Prepared statements: on SQLite and on PostgreSQL (asyncpg) they run on the driver directly,
+in the caller's transaction, yet what reaches the database and what comes back are what
+SQLAlchemy's own execution gives; elsewhere they are SQLAlchemy's execution."""
 
 from __future__ import annotations
 
@@ -121,6 +121,52 @@ async def test_a_failed_statement_is_reported_as_sqlalchemy_reports_it(probe: Ap
     # The failed transaction changed nothing, and the next one works.
     async with ctx.db.transaction() as conn:
         assert len(await _SELECT.all(conn, {"least": 0})) == 2
+
+
+async def test_a_transactions_first_statement_prepared_rolls_back_with_it(
+    probe: AppContext,
+) -> None:
+    """On PostgreSQL SQLAlchemy sends BEGIN with a transaction's first statement; a prepared
+    one that comes first must still be inside the transaction."""
+    ctx = probe
+    with pytest.raises(RuntimeError):
+        async with ctx.db.transaction() as conn:
+            await _INSERT.execute(conn, {"id": "gone", "kind": "a", "doc": {}, "n": 1})
+            raise RuntimeError("the caller's change failed")
+    async with ctx.db.read() as conn:
+        count = (await conn.execute(sa.select(sa.func.count()).select_from(_table))).scalar()
+    assert count == 0
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_on_postgresql_statements_bypass_sqlalchemys_execution(probe: AppContext) -> None:
+    ctx = probe
+    executed: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        executed.append(statement)
+
+    sync_engine = ctx.db.engine.sync_engine
+    sa.event.listen(sync_engine, "before_cursor_execute", seen)
+    try:
+        await _insert_three(ctx)
+        async with ctx.db.transaction() as conn:
+            assert len(await _SELECT.all(conn, {"least": 0})) == 2
+            await _BUMP.execute(conn, {"which": "row-0"})
+    finally:
+        sa.event.remove(sync_engine, "before_cursor_execute", seen)
+    assert executed == []
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_on_postgresql_an_autocommit_statement_commits_by_itself(probe: AppContext) -> None:
+    ctx = probe
+    async with ctx.db.autocommit() as conn:
+        await _INSERT.execute(conn, {"id": "alone", "kind": "a", "doc": {}, "n": 1})
+        # Not committed with anything else: another connection sees it at once.
+        async with ctx.db.read() as other:
+            ids = (await other.execute(sa.select(_table.c.id))).scalars().all()
+    assert ids == ["alone"]
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -969,3 +969,37 @@ async def test_an_address_no_ui_page_answers_is_a_ui_page_not_json(
     assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"
     asset = await client.get("/ui/static/nope.js")
     assert asset.status_code == 404 and not asset.headers["content-type"].startswith("text/html")
+
+
+# --- operational webhooks ----------------------------------------------------------------
+
+
+async def test_the_form_offers_operational_events_to_site_administrators_only(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    operational = {**FORM, "name": "Ops", "eventType": "WebhookSuspended"}
+    integration = await make_user(ctx, site.site_id, "IntegrationAdministrator")
+    csrf = await sign_in(client, integration)
+    form = (await client.get("/ui/webhooks/new")).text
+    for event_type in ("WebhookSuspended", "DestinationBreakerClosed"):
+        assert f"<option>{event_type}</option>" in form, event_type
+    assert '<optgroup label="Operational events (site administrators only)">' in form
+    refused = await client.post("/ui/webhooks", data={**operational, "csrf_token": csrf})
+    assert refused.status_code == 403
+    assert "SiteAdministrators only" in field_error(refused.text, "eventType")
+    assert (await client.get("/api/v1/webhooks", headers=site.auth())).json()["items"] == []
+
+    csrf = await admin(ctx, client, site)
+    created = await client.post("/ui/webhooks", data={**operational, "csrf_token": csrf})
+    assert created.status_code == 200, created.text  # the secret's page
+    (hook,) = (await client.get("/api/v1/webhooks", headers=site.auth())).json()["items"]
+    assert (hook["eventType"], hook["requestVerb"]) == ("WebhookSuspended", "POST")
+
+    csrf = await sign_in(client, integration)
+    edited = await client.post(
+        f"/ui/webhooks/{hook['id']}/edit",
+        data={**operational, "name": "Renamed", "csrf_token": csrf},
+    )
+    assert edited.status_code == 403
+    assert "SiteAdministrators only" in field_error(edited.text, "eventType")
+    assert (await api_read(client, site, hook["id"])).json()["name"] == "Ops"

@@ -28,14 +28,17 @@ from docuhooks_receiver.answers import (
 )
 from docuhooks_receiver.credentials import AccessToken, HmacSecret, StandardWebhooksSecret
 from docuhooks_receiver.events import (
+    OPERATIONAL_EVENT_TYPES,
     CustomInterviewEvent,
     Document,
     InterviewLoadEvent,
     NewWorkItemVersionComplete,
+    OperationalEvent,
     PostProcessingEvent,
     Template,
     User,
     WebhookEvent,
+    WebhookSummary,
     WorkItem,
     parse_event,
 )
@@ -45,6 +48,7 @@ from docuhooks_receiver.verify import DEFAULT_LEEWAY, AuthMethod, Verifier, veri
 __all__ = [
     "ANSWER_TYPES",
     "DEFAULT_LEEWAY",
+    "OPERATIONAL_EVENT_TYPES",
     "AccessToken",
     "AnswerSetBuilder",
     "AuthMethod",
@@ -56,6 +60,7 @@ __all__ = [
     "MalformedRequest",
     "MissingToken",
     "NewWorkItemVersionComplete",
+    "OperationalEvent",
     "PostProcessingEvent",
     "PostProcessingResult",
     "ReturnedDocument",
@@ -67,6 +72,7 @@ __all__ = [
     "VerificationError",
     "Verifier",
     "WebhookEvent",
+    "WebhookSummary",
     "WorkItem",
     "WrongAudience",
     "WrongIssuer",

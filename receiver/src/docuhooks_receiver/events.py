@@ -1,4 +1,5 @@
-"""The four event types as typed objects, read from the event object on the wire.
+"""The four event types, and the platform's operational events, as typed objects, read from
+the event object on the wire.
 
 Parsing is strict about what a receiver relies on (ids, names, documents) and tolerant of fields
 it does not know, so a receiver keeps working when the platform adds a field.
@@ -124,8 +125,54 @@ class PostProcessingEvent(_Common):
     complete_url: str
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookSummary:
+    """A webhook as an operational event describes it."""
+
+    id: str
+    name: str
+    url: str
+    event_type: str
+    #: active, inactive or suspended, after the change the event reports.
+    status: str
+    status_reason: str | None = None
+
+
+#: The platform's events about its own webhooks and their destinations.
+OPERATIONAL_EVENT_TYPES = frozenset(
+    {
+        "WebhookSuspended",
+        "WebhookResumed",
+        "WebhookDeactivated",
+        "WebhookSecretGraceEnding",
+        "DestinationBreakerOpened",
+        "DestinationBreakerClosed",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OperationalEvent(_Common):
+    """One of `OPERATIONAL_EVENT_TYPES`: the platform telling a site's administrators about
+    one of its webhooks (`webhook`) or about a destination (`destination`, with the site's
+    `webhooks` that point at it). The rest of each type's fields are in `data`."""
+
+    event_type: str
+    #: The webhook the event is about; None for the breaker events.
+    webhook: WebhookSummary | None
+    #: The breaker events: `scheme://host:port`.
+    destination: str | None
+    #: The breaker events: the site's webhooks at the destination (at most 100).
+    webhooks: tuple[WebhookSummary, ...]
+    data: Mapping[str, Any] = field(repr=False)
+
+
 WebhookEvent: TypeAlias = (
-    NewWorkItemVersionComplete | InterviewLoadEvent | CustomInterviewEvent | PostProcessingEvent
+    NewWorkItemVersionComplete
+    | InterviewLoadEvent
+    | CustomInterviewEvent
+    | PostProcessingEvent
+    | OperationalEvent
 )
 
 
@@ -144,6 +191,16 @@ def parse_event(event: Mapping[str, Any]) -> WebhookEvent:
         "test": reader.flag("test"),
         "raw": event,
     }
+    if event_type in OPERATIONAL_EVENT_TYPES:
+        is_breaker = event_type.startswith("Destination")
+        return OperationalEvent(
+            **common,
+            event_type=event_type,
+            webhook=None if is_breaker else _webhook(data.mapping("webhook"), "data.webhook."),
+            destination=data.text("destination") if is_breaker else None,
+            webhooks=_webhooks(data) if is_breaker else (),
+            data=data.source,
+        )
     template = Template(id=data.text("templateId"), name=data.text("templateName"))
     if event_type == "NewWorkItemVersionComplete":
         return NewWorkItemVersionComplete(
@@ -192,8 +249,31 @@ def parse_event(event: Mapping[str, Any]) -> WebhookEvent:
         )
     raise MalformedRequest(
         f"eventType {event_type!r} is not one of NewWorkItemVersionComplete, "
-        "InterviewLoadEvent, CustomInterviewEvent, PostProcessingEvent"
+        "InterviewLoadEvent, CustomInterviewEvent, PostProcessingEvent, "
+        + ", ".join(sorted(OPERATIONAL_EVENT_TYPES))
     )
+
+
+def _webhook(source: Mapping[str, Any], path: str) -> WebhookSummary:
+    reader = _Reader(source, path)
+    return WebhookSummary(
+        id=reader.text("id"),
+        name=reader.text("name"),
+        url=reader.text("url"),
+        event_type=reader.text("eventType"),
+        status=reader.text("status"),
+        status_reason=reader.text("statusReason", required=False) or None,
+    )
+
+
+def _webhooks(data: _Reader) -> tuple[WebhookSummary, ...]:
+    summaries = []
+    for index, item in enumerate(data.sequence("webhooks")):
+        path = f"data.webhooks[{index}]."
+        if not isinstance(item, Mapping):
+            raise MalformedRequest(f"{path[:-1]}: expected an object, got {type(item).__name__}")
+        summaries.append(_webhook(item, path))
+    return tuple(summaries)
 
 
 def _user(reader: _Reader) -> User:

@@ -14,6 +14,12 @@ EventTypeName = Literal[
     "CustomInterviewEvent",
     "InterviewLoadEvent",
     "PostProcessingEvent",
+    "WebhookSuspended",
+    "WebhookResumed",
+    "WebhookDeactivated",
+    "WebhookSecretGraceEnding",
+    "DestinationBreakerOpened",
+    "DestinationBreakerClosed",
 ]
 AuthMethodName = Literal["HMAC", "AccessToken", "StandardWebhooks"]
 

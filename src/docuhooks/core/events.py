@@ -15,6 +15,13 @@ class EventType(StrEnum):
     CUSTOM_INTERVIEW_EVENT = "CustomInterviewEvent"
     INTERVIEW_LOAD_EVENT = "InterviewLoadEvent"
     POST_PROCESSING_EVENT = "PostProcessingEvent"
+    # Operational events: the platform's own events about webhooks (`core.operational`).
+    WEBHOOK_SUSPENDED = "WebhookSuspended"
+    WEBHOOK_RESUMED = "WebhookResumed"
+    WEBHOOK_DEACTIVATED = "WebhookDeactivated"
+    WEBHOOK_SECRET_GRACE_ENDING = "WebhookSecretGraceEnding"
+    DESTINATION_BREAKER_OPENED = "DestinationBreakerOpened"
+    DESTINATION_BREAKER_CLOSED = "DestinationBreakerClosed"
 
 
 class AuthMethod(StrEnum):
@@ -28,8 +35,21 @@ class Verb(StrEnum):
     POST = "POST"
 
 
+#: The platform's events about its own webhooks and destinations. Only a SiteAdministrator
+#: may subscribe a webhook to them; they take no scopes and are delivered like any
+#: notification.
+OPERATIONAL_EVENTS = frozenset(
+    {
+        EventType.WEBHOOK_SUSPENDED,
+        EventType.WEBHOOK_RESUMED,
+        EventType.WEBHOOK_DEACTIVATED,
+        EventType.WEBHOOK_SECRET_GRACE_ENDING,
+        EventType.DESTINATION_BREAKER_OPENED,
+        EventType.DESTINATION_BREAKER_CLOSED,
+    }
+)
 #: Event types whose calls are notifications: durable, retried, delivered by workers.
-NOTIFICATION_EVENTS = frozenset({EventType.NEW_WORK_ITEM_VERSION_COMPLETE})
+NOTIFICATION_EVENTS = frozenset({EventType.NEW_WORK_ITEM_VERSION_COMPLETE} | OPERATIONAL_EVENTS)
 #: Event types whose calls a person waits for: synchronous, never retried.
 INTERVIEW_EVENTS = frozenset({EventType.INTERVIEW_LOAD_EVENT, EventType.CUSTOM_INTERVIEW_EVENT})
 

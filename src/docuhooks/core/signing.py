@@ -178,11 +178,14 @@ def build_request(
     now: datetime,
     user_agent: str,
     traceparent: str | None = None,
+    tracestate: str = "",
 ) -> OutboundRequest:
     """The signed request that delivers `event` (an event object) to `target`.
 
     `attempt` counts from 1. `now` must be timezone-aware: it becomes the JWT `iat` and the
-    Standard Webhooks timestamp. Raises ValueError when the target cannot carry the event (a
+    Standard Webhooks timestamp. `traceparent` (and `tracestate`, when not empty) are the
+    W3C trace context headers (`core.tracecontext`); without one the request starts a new
+    trace. Raises ValueError when the target cannot carry the event (a
     missing secret or token, Standard Webhooks over GET, a URL that already has a parameter the
     request needs).
     """
@@ -204,6 +207,8 @@ def build_request(
         "X-Docuhooks-Attempt": str(attempt),
         "traceparent": traceparent if traceparent is not None else new_traceparent(),
     }
+    if tracestate:
+        headers["tracestate"] = tracestate
     timestamp = int(now.timestamp())
     if target.auth_method is AuthMethod.HMAC:
         return _hmac_request(event, target, headers, timestamp)

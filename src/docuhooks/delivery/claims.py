@@ -133,8 +133,14 @@ async def claim(
     # the next claim where webhooks share, which puts this one at most one claim early.
     alone = len(candidates) == 1 and limit > 1
     if conn.dialect.name == "postgresql":
-        candidates = await _locked(conn, candidates, now)
-    shares = await _shares(conn, candidates, now, limit, probe_interval, caps)
+        candidates, in_flight = await _locked(conn, candidates, now)
+    else:
+        in_flight = await _in_flight_at(conn, candidates, now)
+    shares = await _shares(conn, candidates, in_flight, now, limit, probe_interval, caps)
+    if conn.dialect.name == "postgresql":
+        return await _lease_shares_in_one_statement_each(
+            conn, shares, alone=alone, owner=owner, now=now, until=until
+        )
     leased: list[str] = []
     lease_statement = _lease_by_webhook(conn.dialect.name)
     for candidate, share in shares:
@@ -161,6 +167,34 @@ async def claim(
     jobs = await queries.load_jobs(conn, leased)
     await record_flights(conn, jobs, owner=owner, until=until)
     return jobs
+
+
+async def _lease_shares_in_one_statement_each(
+    conn: AsyncConnection,
+    shares: list[tuple[_Candidate, int]],
+    *,
+    alone: bool,
+    owner: str,
+    now: datetime,
+    until: datetime,
+) -> list[Job]:
+    """`claim`'s leases on PostgreSQL: each share leased, its flights written and its jobs
+    loaded by one statement (`queries.leased_jobs_statement`), the candidates' turns moved
+    first (as on SQLite, every candidate given a share). The jobs come in the order the
+    deliveries were made, as there."""
+    # The turns first, so the webhook rows the jobs carry are as the claim leaves them.
+    served = [candidate.webhook_id for candidate, _ in shares]
+    if served and not alone:
+        await _SERVED.execute(conn, {"ids": served, "now": now})
+    statement = _leased_jobs_by_webhook()
+    jobs: list[tuple[Any, Job]] = []
+    for candidate, share in shares:
+        params = {"hook": candidate.webhook_id, "now": now, "n": share}
+        jobs += await queries.leased_jobs(
+            conn, statement, params | {"owner": owner, "until": until}
+        )
+    jobs.sort(key=lambda keyed: keyed[0])
+    return [job for _, job in jobs]
 
 
 async def _candidates(
@@ -193,28 +227,67 @@ async def _candidates(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    """Calls in flight across all workers, to the candidates' destinations and for their
+    sites."""
+
+    at_destination: Counter[str]
+    at_site: Counter[str]
+
+
 async def _locked(
     conn: AsyncConnection, candidates: list[_Candidate], now: datetime
-) -> list[_Candidate]:
-    """Lock the candidates' sites' rows, then count the webhooks' calls in flight again, now
-    that no other claim can add to them (nor to their sites', counted in `_shares`).
+) -> tuple[list[_Candidate], _InFlight]:
+    """Lock the candidates' sites' rows, then count the calls in flight again, now that no
+    other claim can add to them: each webhook's room, and its destination's and site's calls
+    (for `_shares`), in one statement.
 
     The count is a statement of its own, after the lock: a statement sees what was committed
     when it began (READ COMMITTED), and the locking one began before the claim it waited for
     committed its flights, so a count in it would miss them and let both claims fill the
     same room."""
-    await conn.execute(_LOCK_SITES, {"ids": sorted({c.site_id for c in candidates})})
-    ids = sorted(candidate.webhook_id for candidate in candidates)
-    rows = (await conn.execute(_ROOM, {"ids": ids, "now": now})).all()
-    room = {row.id: row.max_concurrency - row.in_flight for row in rows}
+    await _LOCK_SITES.execute(conn, {"ids": sorted({c.site_id for c in candidates})})
+    rows = await _COUNTED_AFTER_LOCK.all(
+        conn,
+        {
+            "ids": sorted(c.webhook_id for c in candidates),
+            "destinations": sorted({c.destination for c in candidates}),
+            "sites": sorted({c.site_id for c in candidates}),
+            "now": now,
+        },
+    )
+    room: dict[str, int] = {}
+    in_flight = _InFlight(Counter(), Counter())
+    for row in rows:
+        if row.kind == _ROOM_OF_WEBHOOK:
+            room[row.key] = row.n
+        elif row.kind == _AT_DESTINATION:
+            in_flight.at_destination[row.key] = row.n
+        else:
+            in_flight.at_site[row.key] = row.n
     for candidate in candidates:
         candidate.room = room.get(candidate.webhook_id, 0)
-    return [candidate for candidate in candidates if candidate.room > 0]
+    return [candidate for candidate in candidates if candidate.room > 0], in_flight
+
+
+async def _in_flight_at(
+    conn: AsyncConnection, candidates: list[_Candidate], now: datetime
+) -> _InFlight:
+    """The calls in flight to the candidates' destinations and for their sites (SQLite: the
+    claim holds the only write lock, so nothing is counted twice)."""
+    return _InFlight(
+        await _in_flight_by(
+            conn, flights.c.destination, sorted({c.destination for c in candidates}), now
+        ),
+        await _in_flight_by(conn, flights.c.site_id, sorted({c.site_id for c in candidates}), now),
+    )
 
 
 async def _shares(
     conn: AsyncConnection,
     candidates: list[_Candidate],
+    in_flight: _InFlight,
     now: datetime,
     limit: int,
     probe_interval: timedelta,
@@ -226,11 +299,11 @@ async def _shares(
     Each site has an equal part of the claim, split equally among its candidates; no share
     goes beyond the webhook's, the site's or the destination's room."""
     limits = {c.destination: c.destination_limit for c in candidates}
-    at_destination = await _in_flight_by(conn, flights.c.destination, sorted(limits), now)
-    destination_room = {origin: n - at_destination[origin] for origin, n in limits.items()}
+    destination_room = {
+        origin: n - in_flight.at_destination[origin] for origin, n in limits.items()
+    }
     per_site = Counter(c.site_id for c in candidates)
-    at_site = await _in_flight_by(conn, flights.c.site_id, sorted(per_site), now)
-    site_room = {site: caps.site - at_site[site] for site in per_site}
+    site_room = {site: caps.site - in_flight.at_site[site] for site in per_site}
     site_part = max(1, math.ceil(limit / len(per_site)))
     site_taken: Counter[str] = Counter()
     left = limit
@@ -430,26 +503,57 @@ def _candidates_statement() -> sa.Select[Any]:
     )
 
 
+def _any_of(name: str) -> Any:
+    """`= ANY(:name)`'s right side: a list passed as one PostgreSQL array."""
+    return sa.func.any(sa.bindparam(name, type_=postgresql.ARRAY(sa.String)))
+
+
 def _lock_sites_statement() -> sa.Select[Any]:
     return (
         sa.select(sites.c.id)
-        .where(sites.c.id.in_(sa.bindparam("ids", expanding=True)))
+        .where(sites.c.id == _any_of("ids"))
         .order_by(sites.c.id)
         .with_for_update(key_share=True)
     )
 
 
-def _room_statement() -> sa.Select[Any]:
-    now: sa.BindParameter[datetime] = sa.bindparam("now")
-    return sa.select(
-        webhooks.c.id, webhooks.c.max_concurrency, _in_flight(now).label("in_flight")
-    ).where(webhooks.c.id.in_(sa.bindparam("ids", expanding=True)))
+#: The kinds of count `_COUNTED_AFTER_LOCK` returns.
+_ROOM_OF_WEBHOOK, _AT_DESTINATION, _AT_SITE = "webhook", "destination", "site"
 
 
-@functools.cache
-def _lease_by_webhook(dialect: str) -> Prepared:
+def _counted_after_lock_statement() -> sa.CompoundSelect[Any]:
+    """PostgreSQL, under the sites' locks: each candidate webhook's room under its
+    `maxConcurrency`, and the calls in flight to each destination and for each site, as
+    rows of (kind, key, n)."""
     now: sa.BindParameter[datetime] = sa.bindparam("now")
-    candidates = (
+    live = flights.c.expires_at >= now
+
+    def kind(name: str) -> sa.ColumnElement[str]:
+        return sa.literal_column(f"'{name}'", sa.String).label("kind")
+
+    def counted(column: sa.Column[str], name: str, keys: str) -> sa.Select[str, str, int]:
+        return (
+            sa.select(kind(name), column.label("key"), sa.func.count().label("n"))
+            .where(column == _any_of(keys), live)
+            .group_by(column)
+        )
+
+    return sa.union_all(
+        sa.select(
+            kind(_ROOM_OF_WEBHOOK),
+            webhooks.c.id.label("key"),
+            (webhooks.c.max_concurrency - _in_flight(now)).label("n"),
+        ).where(webhooks.c.id == _any_of("ids")),
+        counted(flights.c.destination, _AT_DESTINATION, "destinations"),
+        counted(flights.c.site_id, _AT_SITE, "sites"),
+    )
+
+
+def _due_of_webhook() -> sa.Select[Any]:
+    """A webhook's ("hook") oldest "n" due deliveries a claim may take (in order, for an
+    ordered webhook), through the partial index."""
+    now: sa.BindParameter[datetime] = sa.bindparam("now")
+    return (
         sa.select(deliveries.c.id)
         .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
         .where(
@@ -462,12 +566,21 @@ def _lease_by_webhook(dialect: str) -> Prepared:
         .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
         .limit(sa.bindparam("n"))
     )
-    return Prepared(queries.lease_statement(dialect, candidates))
+
+
+@functools.cache
+def _lease_by_webhook(dialect: str) -> Prepared:
+    return Prepared(queries.lease_statement(dialect, _due_of_webhook()))
+
+
+@functools.cache
+def _leased_jobs_by_webhook() -> Prepared:
+    return Prepared(queries.leased_jobs_statement(_due_of_webhook()))
 
 
 _CANDIDATES = Prepared(_candidates_statement())
-_LOCK_SITES = _lock_sites_statement()
-_ROOM = _room_statement()
+_LOCK_SITES = Prepared(_lock_sites_statement())
+_COUNTED_AFTER_LOCK = Prepared(_counted_after_lock_statement())
 _SERVED = queries.ByIds(
     lambda ids_in: (
         webhooks.update().where(ids_in(webhooks.c.id)).values(claimed_at=sa.bindparam("now"))

@@ -28,6 +28,7 @@ from docuhooks.core.destinations import (
     Signal,
     advance,
 )
+from docuhooks.delivery import operational
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import destinations
 
@@ -91,9 +92,10 @@ class Tracker:
         now: datetime,
         *,
         clock: float,
-    ) -> None:
+    ) -> int:
         """`record`, skipped when every outcome is a success (or says nothing) to a
-        destination at rest. `clock` is a monotonic time for the refresh."""
+        destination at rest. `clock` is a monotonic time for the refresh. Returns the
+        operational events' deliveries its breaker transitions queued."""
         if clock >= self._refreshed_at + self._refresh_seconds:
             self._unsettled = await unsettled(conn, policy.max_concurrency)
             self._refreshed_at = clock
@@ -103,12 +105,14 @@ class Tracker:
             and o.destination not in self._unsettled
             for o in outcomes
         ):
-            return
-        for origin, state in (await record(conn, outcomes, policy, now)).items():
+            return 0
+        states, announced = await record(conn, outcomes, policy, now)
+        for origin, state in states.items():
             if state.at_rest(policy.max_concurrency):
                 self._unsettled.discard(origin)
             else:
                 self._unsettled.add(origin)
+        return announced
 
 
 async def unsettled(conn: AsyncConnection, ceiling: int) -> set[str]:
@@ -120,12 +124,17 @@ async def unsettled(conn: AsyncConnection, ceiling: int) -> set[str]:
 
 async def record(
     conn: AsyncConnection, outcomes: Sequence[Outcome], policy: BreakerPolicy, now: datetime
-) -> dict[str, DestinationState]:
+) -> tuple[dict[str, DestinationState], int]:
     """Fold `outcomes` (in the order they ended) into their destinations' stored state;
-    return each such destination's state now."""
+    return each such destination's state now, and the deliveries of the operational events
+    (`DestinationBreakerOpened`, `DestinationBreakerClosed`) its transitions queued.
+
+    The rows are read locked (PostgreSQL), so of two workers folding outcomes into one
+    destination, the second sees the first's state: a transition is made, and announced,
+    by one of them only."""
     meaningful = [o for o in outcomes if o.signal is not Signal.NONE or o.retry_after]
     if not meaningful:
-        return {}
+        return {}, 0
     stored = await load(conn, (o.destination for o in meaningful), lock=True)
     before = dict(stored)
     current = dict(stored)
@@ -147,6 +156,7 @@ async def record(
             transitions.append(Transition(origin, old or DestinationState(), state))
     if rows:
         await _upsert(conn.dialect.name).executemany(conn, rows)
+    announced = 0
     for t in transitions:
         getattr(log, "warning" if t.after.state is BreakerState.OPEN else "info")(
             f"destination.breaker_{t.after.state.value}",
@@ -154,7 +164,19 @@ async def record(
             failures=t.after.failures,
             next_probe_at=t.after.next_probe_at.isoformat() if t.after.next_probe_at else None,
         )
-    return current
+        # Opened from closed, or closed again; a failed probe (half open → open) is neither.
+        opened = t.before.state is BreakerState.CLOSED and t.after.state is BreakerState.OPEN
+        if opened or t.after.state is BreakerState.CLOSED:
+            announced += await operational.announce_breaker(
+                conn,
+                t.destination,
+                opened=opened,
+                failures=t.after.failures,
+                next_probe_at=t.after.next_probe_at,
+                opened_at=t.before.since,
+                now=t.after.since or now,
+            )
+    return current, announced
 
 
 def _state(row: Any) -> DestinationState:

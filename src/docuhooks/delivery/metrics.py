@@ -2,10 +2,11 @@
 
 Counters and the latency histogram are what this process did; the queue gauges (due depth,
 age of the oldest due delivery, workers alive, the backlog by state, destinations by breaker
-state) are read from the database when scraped, so any process's `/metrics` shows the whole
-fleet's queue. A scrape stays bounded at any queue size: counts of pending deliveries stop
-at `health.DUE_CAP` (a value at the cap means "at least that many"), and the per-webhook
-series, one pair per webhook, exist only when an operator turns them on.
+state, suspended webhooks) are read from the database when scraped, so any process's
+`/metrics` shows the whole fleet's queue. A scrape stays bounded at any queue size: counts
+of pending deliveries stop at `health.DUE_CAP` (a value at the cap means "at least that
+many"), and the per-webhook series, one pair per webhook, exist only when an operator turns
+them on.
 """
 
 from __future__ import annotations
@@ -63,6 +64,12 @@ OLDEST_DUE_AGE = Gauge(
     "How long the oldest due delivery has been waiting for a worker (0 when none is due).",
     registry=REGISTRY,
 )
+WEBHOOKS_SUSPENDED = Gauge(
+    "docuhooks_webhooks_suspended",
+    "Active webhooks suspended after a run of failed attempts: their deliveries queue, and "
+    "a probe is sent every probe interval until one succeeds or an administrator resumes it.",
+    registry=REGISTRY,
+)
 WORKERS_ALIVE = Gauge(
     "docuhooks_workers_alive",
     "Delivery workers, in any process, whose heartbeat is fresher than one lease.",
@@ -114,11 +121,13 @@ async def refresh_queue_gauges(
         )
         backlog = await health.backlog(conn, now=now, cap=health.DUE_CAP)
         breakers = await health.breaker_counts(conn)
+        suspended = await upkeep_queries.suspended_webhooks(conn)
         webhooks = await health.per_webhook(conn, now=now) if per_webhook else []
     DUE.set(backlog.due_total)
     age = (now - state.oldest_due_at).total_seconds() if state.oldest_due_at else 0.0
     OLDEST_DUE_AGE.set(max(age, 0.0))
     WORKERS_ALIVE.set(state.workers_alive)
+    WEBHOOKS_SUSPENDED.set(suspended)
     BACKLOG.labels("due").set(backlog.due)
     BACKLOG.labels("scheduled").set(backlog.scheduled)
     BACKLOG.labels("in_flight").set(backlog.in_flight)

@@ -14,12 +14,14 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.signing import StoredEvent
+from docuhooks.core.tracecontext import TraceContext, checked, from_stored
 from docuhooks.store.notify import DELIVERIES_CHANNEL
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import (
@@ -177,6 +179,14 @@ class Job:
     #: by attribute.
     webhook: Any
     issuer: str
+    #: The trace context the event was written in (`tracecontext.checked`); None for events
+    #: from before it was kept.
+    traceparent: str | None = None
+    tracestate: str | None = None
+
+    @property
+    def trace(self) -> TraceContext | None:
+        return from_stored(self.traceparent, self.tracestate)
 
     @property
     def probe(self) -> bool:
@@ -196,6 +206,8 @@ def _jobs_from(source: Any, *more: sa.ColumnElement[Any]) -> sa.Select[Any]:
             # As text: signing splices the JWT's claims onto it (`signing.StoredEvent`).
             sa.cast(events.c.payload, sa.Text).label("payload_text"),
             sites.c.base_url,
+            events.c.traceparent,
+            events.c.tracestate,
             *more,
         )
         .select_from(source)
@@ -213,6 +225,8 @@ def _job(row: Any, webhook: Any) -> Job:
         StoredEvent(row.event_id, row.event_type, row.payload_text),
         webhook,
         row.base_url,
+        checked(row.traceparent),
+        row.tracestate,
     )
 
 
@@ -227,27 +241,38 @@ def _in_expanding(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
     return column.in_(sa.bindparam("ids", expanding=True))
 
 
+def _in_array(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """`column = ANY(:ids)`, the ids as one PostgreSQL array: compiled once for any number."""
+    return column == sa.func.any(sa.bindparam("ids", type_=postgresql.ARRAY(sa.String)))
+
+
 class ByIds:
-    """A statement over a list of ids passed as "ids", in two forms built once: on SQLite
-    prepared, the ids as one JSON array (`_in_json_array`); elsewhere an expanding IN.
-    The worker runs these for every batch, so the per-run compile of an expanding IN
-    and SQLAlchemy's execution setup were a good part of its time."""
+    """A statement over a list of ids passed as "ids", in forms built once and prepared
+    (`store.prepared`): on SQLite the ids as one JSON array (`_in_json_array`), on
+    PostgreSQL as one array (`_in_array`); elsewhere an expanding IN. The worker runs these
+    for every batch, so the per-run compile of an expanding IN and SQLAlchemy's execution
+    setup were a good part of its time."""
 
     def __init__(
         self, build: Callable[[Callable[[sa.ColumnElement[Any]], Any]], sa.Executable]
     ) -> None:
         self._expanding = build(_in_expanding)
         self._sqlite = Prepared(build(_in_json_array))
+        self._postgresql = Prepared(build(_in_array))
 
     async def all(self, conn: AsyncConnection, params: dict[str, Any]) -> Sequence[Any]:
         if conn.dialect.name == "sqlite":
             return await self._sqlite.all(conn, {**params, "ids": json.dumps(params["ids"])})
+        if conn.dialect.name == "postgresql":
+            return await self._postgresql.all(conn, params)
         return (await conn.execute(self._expanding, params)).all()
 
     async def execute(self, conn: AsyncConnection, params: dict[str, Any]) -> None:
         """Run a statement whose rows (if any) are not wanted."""
         if conn.dialect.name == "sqlite":
             await self._sqlite.execute(conn, {**params, "ids": json.dumps(params["ids"])})
+        elif conn.dialect.name == "postgresql":
+            await self._postgresql.execute(conn, params)
         else:
             await conn.execute(self._expanding, params)
 
@@ -257,13 +282,91 @@ _JOBS = ByIds(lambda ids_in: _jobs_from(deliveries).where(ids_in(deliveries.c.id
 _WEBHOOKS = ByIds(lambda ids_in: sa.select(webhooks).where(ids_in(webhooks.c.id)))
 
 
+#: PostgreSQL, where each statement is a round trip: the jobs with their webhooks' rows in
+#: one statement, each webhook column under this prefix.
+_WEBHOOK_PREFIX = "webhook__"
+_JOBS_WITH_WEBHOOKS = Prepared(
+    _jobs_from(deliveries, *(c.label(_WEBHOOK_PREFIX + c.name) for c in webhooks.c))
+    .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
+    .where(_in_array(deliveries.c.id))
+)
+_WebhookRow = NamedTuple(  # type: ignore[misc]
+    "WebhookRow", [(column.name, Any) for column in webhooks.c]
+)
+
+
 async def load_jobs(conn: AsyncConnection, delivery_ids: list[str]) -> list[Job]:
     if not delivery_ids:
         return []
+    if conn.dialect.name == "postgresql":
+        return _jobs_with_webhooks(await _JOBS_WITH_WEBHOOKS.all(conn, {"ids": delivery_ids}))
     rows = await _JOBS.all(conn, {"ids": delivery_ids})
     webhook_ids = list({r.webhook_id for r in rows})
     hooks = {row.id: row for row in await _WEBHOOKS.all(conn, {"ids": webhook_ids})}
     return [_job(r, hooks[r.webhook_id]) for r in rows if r.webhook_id in hooks]
+
+
+def leased_jobs_statement(candidates: sa.Select[Any]) -> sa.Select[Any]:
+    """PostgreSQL: lease `candidates` (their ids; locked `FOR UPDATE SKIP LOCKED`), write
+    each one's `flights` row (replacing a dead worker's) and return the jobs, as
+    `_jobs_from` with the webhook's columns (`_jobs_with_webhooks` reads them) and the
+    delivery's `created_at`: one statement, where leasing, loading and recording the
+    flights were three. Parameters: those of `candidates`, "owner" and "until"."""
+    owner = sa.bindparam("owner", type_=deliveries.c.lease_owner.type)
+    until = sa.bindparam("until", type_=deliveries.c.lease_expires_at.type)
+    chosen = candidates.with_for_update(of=deliveries, skip_locked=True).cte("chosen")
+    leased = (
+        deliveries.update()
+        .where(deliveries.c.id.in_(sa.select(chosen.c.id)))
+        .values(lease_owner=owner, lease_expires_at=until)
+        .returning(*deliveries.c)
+        .cte("leased")
+    )
+    insert = postgresql.insert(flights).from_select(
+        ["delivery_id", "webhook_id", "site_id", "destination", "owner", "expires_at"],
+        sa.select(
+            leased.c.id, leased.c.webhook_id, leased.c.site_id, webhooks.c.destination, owner, until
+        ).join(webhooks, webhooks.c.id == leased.c.webhook_id),
+    )
+    flown = insert.on_conflict_do_update(
+        index_elements=[flights.c.delivery_id],
+        set_={
+            name: insert.excluded[name]
+            for name in ("owner", "expires_at", "webhook_id", "site_id", "destination")
+        },
+    ).cte("flown")
+    return (
+        _jobs_from(
+            leased,
+            leased.c.created_at,
+            *(c.label(_WEBHOOK_PREFIX + c.name) for c in webhooks.c),
+        )
+        .join(webhooks, webhooks.c.id == leased.c.webhook_id)
+        .add_cte(flown)
+    )
+
+
+async def leased_jobs(
+    conn: AsyncConnection, statement: Prepared, params: dict[str, Any]
+) -> list[tuple[Any, Job]]:
+    """Run a `leased_jobs_statement`; each job with its sort key (created, id)."""
+    rows = await statement.all(conn, params)
+    return list(
+        zip([(row.created_at, row.id) for row in rows], _jobs_with_webhooks(rows), strict=True)
+    )
+
+
+def _jobs_with_webhooks(rows: Sequence[Any]) -> list[Job]:
+    """Jobs from `_JOBS_WITH_WEBHOOKS`' rows, one webhook row shared by its jobs."""
+    hooks: dict[str, Any] = {}
+    names = [_WEBHOOK_PREFIX + column.name for column in webhooks.c]
+    jobs = []
+    for row in rows:
+        hook = hooks.get(row.webhook_id)
+        if hook is None:
+            hook = hooks[row.webhook_id] = _WebhookRow(*(getattr(row, n) for n in names))
+        jobs.append(_job(row, hook))
+    return jobs
 
 
 async def extend_leases(
@@ -293,13 +396,17 @@ async def release_leases(conn: AsyncConnection, *, owner: str) -> int:
     return result.rowcount
 
 
+#: Built once and prepared: a worker whose claim came back short (its webhooks at their
+#: limits) asks this before it waits, many times a second under load.
+_NEXT_DUE_AT = Prepared(
+    sa.select(sa.func.min(deliveries.c.next_attempt_at).label("due")).where(
+        deliveries.c.status == PENDING
+    )
+)
+
+
 async def next_due_at(conn: AsyncConnection) -> datetime | None:
     """When the earliest pending delivery falls due: how long an idle worker may sleep."""
-    due: datetime | None = (
-        await conn.execute(
-            sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
-                deliveries.c.status == PENDING
-            )
-        )
-    ).scalar()
+    row = await _NEXT_DUE_AT.one(conn, {})
+    due: datetime | None = row.due
     return due

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,9 +28,18 @@ import structlog
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from docuhooks import tracing
 from docuhooks.core.destinations import BreakerPolicy, signal_of
 from docuhooks.core.retry import parse_retry_after, should_suspend
-from docuhooks.delivery import attempt_log, claims, destinations, metrics, queries, recorder_queries
+from docuhooks.delivery import (
+    attempt_log,
+    claims,
+    destinations,
+    metrics,
+    operational,
+    queries,
+    recorder_queries,
+)
 from docuhooks.delivery.outcome import RETRY_AFTER_STATUSES, Decision, Verdict, response_header
 from docuhooks.delivery.queries import Job
 from docuhooks.delivery.transport import TransportResult
@@ -63,6 +72,9 @@ class Finished:
     decision: Decision
     now: datetime
     written: asyncio.Future[None] | None = field(default=None)
+    #: With spans on: the attempt's span, and the span of its record (a child of it).
+    attempt_span: tracing.Span | None = None
+    record_span: tracing.Span | None = None
 
     def destination_outcome(self) -> destinations.Outcome:
         result = self.result
@@ -126,6 +138,10 @@ class Recorder:
     def submit(self, item: Finished) -> asyncio.Future[None]:
         """Queue `item`; the future is done once it is written (or given up on)."""
         written = item.written = asyncio.get_running_loop().create_future()
+        if tracing.enabled():
+            item.record_span = tracing.start_span(
+                "docuhooks.delivery.record", parent=item.attempt_span
+            )
         self._queue.append(item)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain(), name="docuhooks-recorder")
@@ -149,6 +165,9 @@ class Recorder:
                 for item in batch:
                     if item.written is not None and not item.written.done():
                         item.written.set_result(None)
+                    if item.record_span is not None:
+                        item.record_span.set_attribute("docuhooks.record.batch", len(batch))
+                        item.record_span.end()
 
     async def _write_with_retries(self, batch: list[Finished]) -> None:
         # A database restart should not turn a delivered event into a duplicate: keep trying
@@ -213,13 +232,15 @@ class Recorder:
         await claims.forget_flights(
             conn, owner=self._owner, delivery_ids=[item.job.delivery_id for item in batch]
         )
-        await self._destinations.record(
+        announced = await self._destinations.record(
             conn,
             [item.destination_outcome() for item in batch],
             self._breaker,
             max(item.now for item in batch),
             clock=asyncio.get_running_loop().time(),
         )
+        if announced:
+            self._wake()  # a breaker's operational events are due now
 
     async def _write_successes(self, conn: AsyncConnection, items: list[Finished]) -> None:
         by_status: dict[int | None, list[Finished]] = {}
@@ -247,10 +268,11 @@ class Recorder:
                 if item.job.delivery_id in settled or item.job.delivery_id in existing
             ],
         )
+        now = max(item.now for item in items)
         resumed = await recorder_queries.count_successes(
-            conn, list({item.job.webhook.id for item in items}), max(item.now for item in items)
+            conn, list({item.job.webhook.id for item in items}), now
         )
-        self._resumed(resumed)
+        await self._resumed(conn, resumed, None, now)
 
     async def _write_one(self, conn: AsyncConnection, item: Finished) -> None:
         delivery_id, webhook_id, now = item.job.delivery_id, item.job.webhook.id, item.now
@@ -266,15 +288,21 @@ class Recorder:
         await recorder_queries.insert_attempts(conn, [item.attempt_row])
         verdict = item.decision.verdict
         if verdict is Verdict.SUCCEEDED:
-            self._resumed(await recorder_queries.count_successes(conn, [webhook_id], now))
+            resumed = await recorder_queries.count_successes(conn, [webhook_id], now)
+            await self._resumed(conn, resumed, item.job.webhook.suspended_at, now)
         elif verdict is Verdict.GONE:
-            await recorder_queries.deactivate(
+            if await recorder_queries.deactivate(
                 conn,
                 webhook_id,
                 now=now,
                 reason=f"deactivated: the receiver answered 410 Gone at {now.isoformat()}",
-            )
-            log.info("webhook.deactivated_gone", webhook_id=webhook_id)
+            ):
+                log.info("webhook.deactivated_gone", webhook_id=webhook_id)
+                await self._announced(
+                    operational.webhook_deactivated(
+                        conn, webhook_id, status_code=item.result.status or 410, now=now
+                    )
+                )
         elif item.decision.counts_as_failure:
             failures = await recorder_queries.count_failure(conn, webhook_id, now)
             if not failures.suspended and should_suspend(
@@ -284,26 +312,51 @@ class Recorder:
                 threshold=self._policy.failures,
                 span=self._policy.span,
             ):
-                await recorder_queries.suspend(
+                next_probe_at = now + self._policy.probe_interval
+                if await recorder_queries.suspend(
                     conn,
                     webhook_id,
                     now=now,
-                    next_probe_at=now + self._policy.probe_interval,
+                    next_probe_at=next_probe_at,
                     reason=(
                         f"suspended: {failures.consecutive_failures} consecutive failed "
                         f"attempts since {failures.first_failure_at.isoformat()}"
                     ),
-                )
-                log.warning("webhook.suspended", webhook_id=webhook_id)
+                ):
+                    log.warning("webhook.suspended", webhook_id=webhook_id)
+                    await self._announced(
+                        operational.webhook_suspended(
+                            conn,
+                            webhook_id,
+                            consecutive_failures=failures.consecutive_failures,
+                            first_failure_at=failures.first_failure_at,
+                            next_probe_at=next_probe_at,
+                            now=now,
+                        )
+                    )
 
     def _lost_lease(self, delivery_id: str) -> None:
         metrics.LEASES_LOST.inc()
         log.warning("delivery.lease_lost", delivery_id=delivery_id, worker_id=self._owner)
 
-    def _resumed(self, webhook_ids: list[str]) -> None:
+    async def _resumed(
+        self,
+        conn: AsyncConnection,
+        webhook_ids: list[str],
+        suspended_at: datetime | None,
+        now: datetime,
+    ) -> None:
         for webhook_id in webhook_ids:
             log.info("webhook.resumed", webhook_id=webhook_id)
+            await operational.webhook_resumed(
+                conn, webhook_id, resumed_by="probe", suspended_at=suspended_at, now=now
+            )
         if webhook_ids:
+            self._wake()
+
+    async def _announced(self, queued: Awaitable[int]) -> None:
+        """Wake the workers if an operational event was queued (it is due now)."""
+        if await queued:
             self._wake()
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.delivery.queries import PENDING, SUCCEEDED, ByIds
@@ -116,12 +117,14 @@ async def count_failure(conn: AsyncConnection, webhook_id: str, now: datetime) -
 
 async def suspend(
     conn: AsyncConnection, webhook_id: str, *, now: datetime, next_probe_at: datetime, reason: str
-) -> None:
-    await conn.execute(
+) -> bool:
+    """Suspend the webhook; True if this call did (it was not suspended already)."""
+    result = await conn.execute(
         webhooks.update()
         .where(webhooks.c.id == webhook_id, webhooks.c.suspended_at.is_(None))
         .values(suspended_at=now, next_probe_at=next_probe_at, status_reason=reason)
     )
+    return result.rowcount == 1
 
 
 _RESET_FAILURES = ByIds(
@@ -151,6 +154,36 @@ _RESUME = ByIds(
 )
 
 
+def _reset_or_resume_statement() -> sa.Select[Any]:
+    """PostgreSQL: `_RESET_FAILURES` and `_RESUME` as one statement (a round trip where they
+    were two), returning the resumed webhooks' ids. The two updates touch disjoint rows (not
+    suspended, suspended), so neither sees the other's."""
+    ids_in = webhooks.c.id == sa.func.any(sa.bindparam("ids", type_=postgresql.ARRAY(sa.String)))
+    reset = (
+        webhooks.update()
+        .where(ids_in, webhooks.c.suspended_at.is_(None), webhooks.c.consecutive_failures > 0)
+        .values(consecutive_failures=0, first_failure_at=None)
+        .cte("reset")
+    )
+    resumed = (
+        webhooks.update()
+        .where(ids_in, webhooks.c.suspended_at.is_not(None))
+        .values(
+            suspended_at=None,
+            next_probe_at=None,
+            status_reason=None,
+            consecutive_failures=0,
+            first_failure_at=None,
+        )
+        .returning(webhooks.c.id)
+        .cte("resumed")
+    )
+    return sa.select(resumed.c.id).add_cte(reset)
+
+
+_RESET_OR_RESUME = Prepared(_reset_or_resume_statement())
+
+
 async def count_successes(
     conn: AsyncConnection, webhook_ids: list[str], now: datetime
 ) -> list[str]:
@@ -161,8 +194,12 @@ async def count_successes(
     """
     if not webhook_ids:
         return []
-    await _RESET_FAILURES.execute(conn, {"ids": webhook_ids})
-    resumed = [row.id for row in await _RESUME.all(conn, {"ids": webhook_ids})]
+    if conn.dialect.name == "postgresql":
+        rows = await _RESET_OR_RESUME.all(conn, {"ids": webhook_ids})
+    else:
+        await _RESET_FAILURES.execute(conn, {"ids": webhook_ids})
+        rows = await _RESUME.all(conn, {"ids": webhook_ids})
+    resumed = [row.id for row in rows]
     if resumed:
         # Drain the backlog now, oldest first (the claim orders by due time, then id).
         await conn.execute(
@@ -173,9 +210,11 @@ async def count_successes(
     return resumed
 
 
-async def deactivate(conn: AsyncConnection, webhook_id: str, *, now: datetime, reason: str) -> None:
-    await conn.execute(
+async def deactivate(conn: AsyncConnection, webhook_id: str, *, now: datetime, reason: str) -> bool:
+    """Deactivate the webhook; True if this call did (it was active)."""
+    result = await conn.execute(
         webhooks.update()
-        .where(webhooks.c.id == webhook_id)
+        .where(webhooks.c.id == webhook_id, webhooks.c.active.is_(True))
         .values(active=False, status_reason=reason, modified_at=now)
     )
+    return result.rowcount == 1

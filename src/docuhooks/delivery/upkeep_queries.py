@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from docuhooks.core.ids import uuid7
 from docuhooks.delivery.queries import FINISHED, PENDING, unleased
 from docuhooks.store.notify import notify_due_deliveries
-from docuhooks.store.schema import attempts, deliveries, events, flights, workers
+from docuhooks.store.schema import attempts, deliveries, events, flights, webhooks, workers
 
 # --- administrators' redelivery -------------------------------------------------
 
@@ -210,6 +210,18 @@ async def queue_state(conn: AsyncConnection, *, now: datetime, alive_since: date
         )
     ).scalar_one()
     return QueueState(oldest_due_at=oldest, workers_alive=alive)
+
+
+async def suspended_webhooks(conn: AsyncConnection) -> int:
+    """Active webhooks that are suspended (inactive ones send nothing either way)."""
+    count: int = (
+        await conn.execute(
+            sa.select(sa.func.count())
+            .select_from(webhooks)
+            .where(webhooks.c.suspended_at.is_not(None), webhooks.c.active.is_(True))
+        )
+    ).scalar_one()
+    return count
 
 
 async def heartbeat(

@@ -30,7 +30,7 @@ from typing import Any
 
 import structlog
 
-from docuhooks import __version__
+from docuhooks import __version__, tracing
 from docuhooks.core.clock import Clock
 from docuhooks.core.destinations import BreakerPolicy
 from docuhooks.core.retry import RetrySchedule
@@ -38,7 +38,9 @@ from docuhooks.core.signing import (
     OutboundRequest,
     WebhookTarget,
     build_request,
+    redact_url,
 )
+from docuhooks.core.tracecontext import TraceContext, child_traceparent
 from docuhooks.delivery import attempt_log, claims, metrics, queries, upkeep_queries
 from docuhooks.delivery.interfaces import DeliveryContext
 from docuhooks.delivery.outcome import Verdict, decide
@@ -134,6 +136,8 @@ class Worker:
         self._listener: PostgresListener | None = None
         self._background: list[asyncio.Task[None]] = []
         self._targets: dict[tuple[Any, ...], WebhookTarget] = {}
+        #: With traces on: the claim span each held delivery came in, for its attempt's link.
+        self._claimed_in: dict[str, TraceContext] = {}
         self._probe_check_every = min(self.options.probe_interval, timedelta(seconds=1))
         self._next_probe_check = datetime.min.replace(tzinfo=UTC)
         #: Room worth a claim. A claim is a write transaction whatever its size, so under
@@ -212,6 +216,7 @@ class Worker:
             job = self._ready.get_nowait()
             if job is not None:
                 self._held.pop(job.delivery_id, None)
+                self._claimed_in.pop(job.delivery_id, None)
         for _ in self._senders:
             self._ready.put_nowait(None)
         if self._senders:
@@ -334,7 +339,7 @@ class Worker:
     async def _idle_seconds(self) -> float:
         """Sleep until the next delivery is due, at most the poll interval."""
         try:
-            async with self.ctx.db.read() as conn:
+            async with self.ctx.db.read(single_statement=True) as conn:
                 due = await queries.next_due_at(conn)
         except Exception:
             return self.options.poll_seconds
@@ -375,6 +380,23 @@ class Worker:
     # --- one delivery ---------------------------------------------------------------------
 
     async def _claim(self, limit: int) -> list[Job]:
+        if not tracing.enabled():
+            return await self._claim_untraced(limit)
+        # A claim serves many events' traces: a trace of its own, which each attempt links.
+        with tracing.span(
+            "docuhooks.delivery.claim",
+            parent=None,
+            kind=tracing.Kind.CONSUMER,
+            attributes={"docuhooks.worker.id": self.id, "docuhooks.claim.limit": limit},
+        ) as span:
+            jobs = await self._claim_untraced(limit)
+            span.set_attribute("docuhooks.claim.deliveries", len(jobs))
+        if span.context is not None:
+            for job in jobs:
+                self._claimed_in[job.delivery_id] = span.context
+        return jobs
+
+    async def _claim_untraced(self, limit: int) -> list[Job]:
         now = self.clock.now()
         jobs: list[Job] = []
         # Probes are minutes apart, so looking for due ones once a second is soon enough,
@@ -450,6 +472,13 @@ class Worker:
         attempt = job.attempts + 1
         started_at = self.clock.now()
         request: OutboundRequest | None = None
+        # The attempt continues the trace its event was written in; its span's id is the
+        # parent id the receiver sees. Without spans, only a new span id is made.
+        span = self._attempt_span(job) if tracing.enabled() else None
+        if span is not None and span.context is not None:
+            traceparent, tracestate = span.context.traceparent, span.context.state
+        else:
+            traceparent, tracestate = child_traceparent(job.traceparent), job.tracestate or ""
         try:
             target = self._target(webhook, job.issuer, started_at)
             request = build_request(
@@ -459,6 +488,8 @@ class Worker:
                 attempt=attempt,
                 now=started_at,
                 user_agent=USER_AGENT,
+                traceparent=traceparent,
+                tracestate=tracestate,
             )
         except Exception as exc:
             # A missing or undecryptable secret: nothing can go out, but the attempt is
@@ -496,7 +527,12 @@ class Worker:
             status=result.status,
             error_class=result.error_class,
             verdict=decision.verdict.value,
+            trace_id=traceparent[3:35],
         )
+        if span is not None:
+            if span.recording:
+                _describe_attempt(span, job, attempt, request, result, decision.verdict)
+            span.end()
         return Finished(
             job=job,
             attempt=attempt,
@@ -504,7 +540,44 @@ class Worker:
             result=result,
             decision=decision,
             now=finished_at,
+            attempt_span=span,
         )
+
+    def _attempt_span(self, job: Job) -> tracing.Span:
+        claimed_in = self._claimed_in.pop(job.delivery_id, None)
+        return tracing.start_span(
+            "docuhooks.delivery.attempt",
+            parent=job.trace,
+            kind=tracing.Kind.CLIENT,
+            links=(claimed_in,) if claimed_in is not None else (),
+            propagated=True,
+        )
+
+
+def _describe_attempt(
+    span: tracing.Span,
+    job: Job,
+    attempt: int,
+    request: OutboundRequest | None,
+    result: TransportResult,
+    verdict: Verdict,
+) -> None:
+    span.set_attribute("docuhooks.delivery.id", job.delivery_id)
+    span.set_attribute("docuhooks.delivery.attempt", attempt)
+    span.set_attribute("docuhooks.delivery.verdict", verdict.value)
+    span.set_attribute("docuhooks.event.id", job.event.event_id)
+    span.set_attribute("docuhooks.event.type", job.event.event_type)
+    span.set_attribute("docuhooks.webhook.id", job.webhook.id)
+    if request is not None:
+        span.set_attribute("http.request.method", request.method)
+        span.set_attribute("url.full", redact_url(request.url))
+    if result.status is not None:
+        span.set_attribute("http.response.status_code", result.status)
+    if result.error_class is not None:
+        span.set_attribute("error.type", result.error_class.value)
+        span.fail(result.error or result.error_class.value)
+    elif verdict is not Verdict.SUCCEEDED:
+        span.fail(f"the receiver answered {result.status}")
 
 
 def _attempt_row(

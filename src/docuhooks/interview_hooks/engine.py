@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks import __version__
+from docuhooks import __version__, tracing
 from docuhooks.answers import (
     AnswerLimitExceeded,
     AnswerLimits,
@@ -35,6 +35,7 @@ from docuhooks.answers import (
 from docuhooks.core.events import INTERVIEW_EVENTS, Event, EventType
 from docuhooks.core.ids import uuid7
 from docuhooks.core.signing import OutboundRequest, build_request
+from docuhooks.core.tracecontext import TraceContext
 from docuhooks.delivery.site_slots import SiteLimitReached
 from docuhooks.delivery.transport import ErrorClass, TransportResult
 from docuhooks.identity.models import Principal
@@ -75,6 +76,8 @@ class _Call:
     delivery_id: str
     request: OutboundRequest | None
     build_error: str | None
+    #: The call's span: its id is the parent id of the `traceparent` the call sends.
+    span: tracing.Span
 
 
 async def match_interview_hooks(
@@ -139,7 +142,44 @@ async def run_interview_hooks(
             )
     if not matched.webhooks:
         return HookResult(current_answers, [])
+    with tracing.span(
+        "docuhooks.interview.step",
+        attributes={
+            "docuhooks.event.type": str(event_type),
+            "docuhooks.interview.id": interview_id,
+            "docuhooks.webhooks": len(matched.webhooks),
+        },
+    ) as step_span:
+        return await _run_step(
+            ctx,
+            principal,
+            event_type,
+            interview_event_name,
+            interview_id=interview_id,
+            work_item=work_item,
+            version_id=version_id,
+            template=template,
+            current_answers=current_answers,
+            matched=matched,
+            trace=step_span.context,
+        )
 
+
+async def _run_step(
+    ctx: InterviewContext,
+    principal: Principal,
+    event_type: EventType,
+    interview_event_name: str | None,
+    *,
+    interview_id: str,
+    work_item: Any,
+    version_id: str,
+    template: Any,
+    current_answers: AnswerSet,
+    matched: MatchedWebhooks,
+    trace: TraceContext | None,
+) -> HookResult:
+    """One step's calls, in its span: call, judge, overlay in order, log."""
     created = ctx.now()
     event = _step_event(
         principal,
@@ -179,6 +219,7 @@ async def run_interview_hooks(
             calls=step.records,
             created_at=created,
             finished_at=created + timedelta(milliseconds=waited_ms),
+            trace=trace,
         ),
     )
     return HookResult(step.answers, step.warnings, step.sources)
@@ -296,6 +337,7 @@ class _Step:
                 call.delivery_id, call.webhook.id, self._created, call.request, result, outcome
             )
         )
+        _end_call_span(call.span, result, outcome)
 
     async def _overlay(
         self, ctx: InterviewContext, replied: AnswerSet, outcome: Outcome
@@ -321,6 +363,17 @@ class _Step:
         return outcome
 
 
+def _end_call_span(span: tracing.Span, result: TransportResult, outcome: Outcome) -> None:
+    if span.recording:
+        if result.status is not None:
+            span.set_attribute("http.response.status_code", result.status)
+        if not outcome.succeeded:
+            if outcome.error_class is not None:
+                span.set_attribute("error.type", str(outcome.error_class))
+            span.fail(outcome.error or "the call failed")
+    span.end()
+
+
 def _check_event(event_type: EventType, interview_event_name: str | None) -> None:
     if event_type not in INTERVIEW_EVENTS:
         raise ValueError(f"{event_type} is not an interview event")
@@ -332,16 +385,30 @@ def _prepare(
     webhook: PreparedWebhook, event: Mapping[str, Any], issuer: str, now: datetime
 ) -> _Call:
     delivery_id = uuid7()
+    span = tracing.start_span(
+        "docuhooks.interview.call",
+        kind=tracing.Kind.CLIENT,
+        attributes={"docuhooks.webhook.id": webhook.id, "docuhooks.delivery.id": delivery_id},
+        propagated=True,
+    )
+    assert span.context is not None  # a propagated span always has one
     try:
         target = webhook.target(issuer, now)
         request = build_request(
-            event, target, delivery_id=delivery_id, attempt=1, now=now, user_agent=USER_AGENT
+            event,
+            target,
+            delivery_id=delivery_id,
+            attempt=1,
+            now=now,
+            user_agent=USER_AGENT,
+            traceparent=span.context.traceparent,
+            tracestate=span.context.state,
         )
     except Exception as exc:
         # A webhook that cannot be signed (its secret unreadable, say) fails alone.
         logger.warning("interview webhook not callable", webhook_id=webhook.id, error=str(exc))
-        return _Call(webhook, delivery_id, None, f"the request could not be built: {exc}")
-    return _Call(webhook, delivery_id, request, None)
+        return _Call(webhook, delivery_id, None, f"the request could not be built: {exc}", span)
+    return _Call(webhook, delivery_id, request, None, span)
 
 
 async def _send(

@@ -31,6 +31,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.signing import OutboundRequest
+from docuhooks.core.tracecontext import TraceContext
 from docuhooks.delivery import attempt_log
 from docuhooks.delivery.transport import TransportResult
 from docuhooks.interview_hooks.interfaces import InterviewContext
@@ -75,6 +76,8 @@ class StepLog:
     calls: Sequence[CallRecord]
     created_at: datetime
     finished_at: datetime
+    #: The trace context the step ran in, kept with its event.
+    trace: TraceContext | None = None
 
 
 async def write(conn: AsyncConnection, steps: Sequence[StepLog]) -> None:
@@ -92,6 +95,8 @@ async def write(conn: AsyncConnection, steps: Sequence[StepLog]) -> None:
                 "payload": dict(step.event),
                 "work_item_id": step.work_item_id,
                 "created_at": step.created_at,
+                "traceparent": step.trace.traceparent if step.trace else None,
+                "tracestate": step.trace.state or None if step.trace else None,
             }
         )
         _rows_of(step, delivery_rows, attempt_rows)

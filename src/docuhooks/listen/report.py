@@ -14,6 +14,7 @@ from docuhooks_receiver import (
     CustomInterviewEvent,
     InterviewLoadEvent,
     NewWorkItemVersionComplete,
+    OperationalEvent,
     PostProcessingEvent,
     VerificationError,
     WebhookEvent,
@@ -41,6 +42,8 @@ class Received:
 
     @property
     def event_type(self) -> str | None:
+        if isinstance(self.event, OperationalEvent):
+            return self.event.event_type  # one class for the six operational types
         return type(self.event).__name__ if self.event is not None else self.claimed_type
 
     def to_json(self) -> dict[str, Any]:
@@ -67,6 +70,9 @@ class Received:
                 "name": event.user.name,
                 "email": event.user.email,
             }
+        if isinstance(event, OperationalEvent):
+            record["about"] = _about(event)
+        elif event is not None:
             work_item = event.work_item
             record["workItem"] = {
                 "id": work_item.id,
@@ -107,6 +113,11 @@ class Received:
             test = "  [test event]" if event.test else ""
             row("event", f"{event.event_id} (delivery {self.delivery_id}, attempt {self.attempt})")
             row("user", f"{event.user.name} <{event.user.email}> ({event.user.account_type}){test}")
+            if isinstance(event, OperationalEvent):
+                row("about", _about(event))
+                if self.note:
+                    row("note", self.note)
+                return "\n".join(lines)
             item = event.work_item
             number = f"v{item.version_number}" if item.version_number is not None else None
             named = " ".join(part for part in (item.name, number) if part)
@@ -156,3 +167,12 @@ class Printer:
     def _write(self, text: str) -> None:
         with self._lock:
             print(text, file=self.out, flush=True)
+
+
+def _about(event: OperationalEvent) -> str:
+    """What an operational event is about: its webhook, or its destination and webhooks."""
+    if event.webhook is not None:
+        hook = event.webhook
+        return f"webhook {hook.name} ({hook.id}) {hook.status}: {hook.url}"
+    names = ", ".join(hook.name for hook in event.webhooks)
+    return f"destination {event.destination} ({names})"

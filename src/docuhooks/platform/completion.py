@@ -12,7 +12,9 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from docuhooks import tracing
 from docuhooks.core.events import Event, EventType
+from docuhooks.core.tracecontext import TraceContext, from_stored
 from docuhooks.delivery import outbox
 from docuhooks.errors import Conflict, Forbidden
 from docuhooks.identity.models import Principal
@@ -124,9 +126,23 @@ async def complete_version(
         template_id=work_item.template_id,
         work_item_id=work_item.id,
         ordering_seq=version.version_number,
+        trace=continued_trace(version),
         now=moment,
     )
     return event
+
+
+def continued_trace(version: Any) -> TraceContext | None:
+    """The trace a version's completion event continues: the one kept when it entered
+    post-processing (the request that finished its interview), whoever completes it (the
+    driver, a deadline, the receiver's `completeUrl`), unless the work at hand is already
+    in that trace (the post-processing call's span, or a receiver that passed our
+    `traceparent` on); the current one for a version without post-processing."""
+    current = tracing.current()
+    kept = from_stored(getattr(version, "traceparent", None), getattr(version, "tracestate", None))
+    if kept is None or (current is not None and current.trace_id == kept.trace_id):
+        return current
+    return kept
 
 
 async def complete(

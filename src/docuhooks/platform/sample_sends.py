@@ -32,9 +32,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from docuhooks import tracing
 from docuhooks.answers import AnswerLimits, AnswerSetError, VariableDef, variable_map
-from docuhooks.core.events import INTERVIEW_EVENTS, Event, EventType
+from docuhooks.core.events import (
+    INTERVIEW_EVENTS,
+    NOTIFICATION_EVENTS,
+    OPERATIONAL_EVENTS,
+    Event,
+    EventType,
+)
 from docuhooks.core.ids import uuid7
+from docuhooks.core.operational import sample_data as sample_operational_data
 from docuhooks.core.signing import OutboundRequest, build_request
 from docuhooks.delivery import outbox
 from docuhooks.delivery.transport import ErrorClass, TransportResult
@@ -123,7 +131,9 @@ def sample_event(
         "templateName": scope.template_name,
     }
     data: dict[str, Any]
-    if event_type is EventType.NEW_WORK_ITEM_VERSION_COMPLETE:
+    if event_type in OPERATIONAL_EVENTS:
+        data = sample_operational_data(event_type, now)
+    elif event_type is EventType.NEW_WORK_ITEM_VERSION_COMPLETE:
         data = {**item, "versionNumber": 1, "documents": [document]}
     elif event_type in INTERVIEW_EVENTS:
         data = {"interviewId": str(uuid.uuid4()), **item}
@@ -177,7 +187,7 @@ async def send_test(ctx: PlatformContext, principal: Principal, webhook_id: str)
         interview_event_name=hook.interview_event_name,
         now=now,
     )
-    if event_type is EventType.NEW_WORK_ITEM_VERSION_COMPLETE:
+    if event_type in NOTIFICATION_EVENTS:
         return await _queue(ctx, hook, event, now)
     return await _call(ctx, hook, event, scope, base_url, now)
 
@@ -228,10 +238,25 @@ async def _call(
     delivery_id = uuid7()
     request: OutboundRequest | None = None
     started = time.perf_counter()
+    # The test call continues the trace of the request that asked for it.
+    call = tracing.start_span(
+        "docuhooks.test_send.call",
+        kind=tracing.Kind.CLIENT,
+        attributes={"docuhooks.webhook.id": hook.id, "docuhooks.delivery.id": delivery_id},
+        propagated=True,
+    )
+    assert call.context is not None  # a propagated span always has one
     try:
         target = matching.signing_target(ctx, hook, base_url, now)
         request = build_request(
-            payload, target, delivery_id=delivery_id, attempt=1, now=now, user_agent=USER_AGENT
+            payload,
+            target,
+            delivery_id=delivery_id,
+            attempt=1,
+            now=now,
+            user_agent=USER_AGENT,
+            traceparent=call.context.traceparent,
+            tracestate=call.context.state,
         )
     except Exception as exc:
         result = TransportResult.failure(
@@ -251,6 +276,9 @@ async def _call(
             ),
         )
     finished = now + timedelta(seconds=time.perf_counter() - started)
+    if result.status is not None:
+        call.set_attribute("http.response.status_code", result.status)
+    call.end()
     if EventType(hook.event_type) in INTERVIEW_EVENTS:
         outcome = await judge_off_loop(
             result,
@@ -281,6 +309,7 @@ async def _call(
                     ],
                     created_at=now,
                     finished_at=finished,
+                    trace=tracing.current(),
                 )
             ],
         )

@@ -245,8 +245,16 @@ class Database:
         return kept
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A read-only unit of work: on SQLite it runs beside a writer instead of queueing."""
+    async def read(self, *, single_statement: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A read-only unit of work: on SQLite it runs beside a writer instead of queueing.
+
+        `single_statement`: the work is one statement, consistent by itself; on PostgreSQL it
+        then runs with no transaction around it (`autocommit`), one round trip where BEGIN
+        and COMMIT made it three."""
+        if not self.is_sqlite and single_statement:
+            async with self.autocommit() as conn:
+                yield conn
+            return
         if not self.is_sqlite:
             async with self.engine.connect() as conn:
                 await conn.execution_options(docuhooks_readonly=True)

@@ -1,4 +1,4 @@
-"""Statements on the hottest paths, compiled once and run on SQLite's driver directly.
+"""Statements on the hottest paths, compiled once and run on the database's driver directly.
 
 Through SQLAlchemy a cached statement on SQLite costs several times what `sqlite3`
 itself takes (docs/performance.md): the rest is the execution context, the parameter and result
@@ -14,6 +14,15 @@ connection of the transaction the caller holds, with the same bind and result pr
 SQLAlchemy would apply, so what reaches SQLite and what comes back are the same. On any
 other dialect (and for anything this module does not take on) it is simply executed
 through SQLAlchemy.
+
+On PostgreSQL (`postgresql+asyncpg`) it is the same idea: compiled once with SQLAlchemy's
+asyncpg dialect (its `$n` parameters and casts) and run with asyncpg's own `fetch`,
+`execute` and `executemany` on the connection of the caller's transaction. A statement still
+costs one round trip; what goes is SQLAlchemy's execution context around it, about half a
+worker's CPU per statement. asyncpg's statement cache (whose size the engine's connect
+arguments set, 0 behind PgBouncer in transaction pooling) decides whether the statement is
+named; nothing here keeps a statement or any other session state of its own. Errors come
+back as SQLAlchemy's, as they do through it.
 
 Only the paths a person or the delivery rate waits on use it (opening an interview, the
 outbox, the delivery worker's claim and attempt log): most queries are not worth a second
@@ -63,17 +72,21 @@ class Prepared:
     attribute (`row.id`), which both offer.
     """
 
-    __slots__ = ("_compiled", "statement")
+    __slots__ = ("_compiled", "_compiled_asyncpg", "statement")
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
         #: By the names of the parameters passed, as SQLAlchemy compiles: an INSERT writes
         #: exactly the columns it is given values for.
         self._compiled: dict[frozenset[str], _Compiled] = {}
+        self._compiled_asyncpg: dict[frozenset[str], _Compiled] = {}
 
     async def all(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Sequence[Any]:
         if not isinstance(conn, InlineAsyncConnection):
-            return (await conn.execute(self.statement, params)).all()
+            driver = await _asyncpg_driver(conn)
+            if driver is None:
+                return (await conn.execute(self.statement, params)).all()
+            return await self._run_asyncpg(conn, driver, params)
         return self._run(conn, params)
 
     async def first(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Any | None:
@@ -89,7 +102,11 @@ class Prepared:
     async def execute(self, conn: AsyncConnection, params: Mapping[str, Any]) -> None:
         """Run a statement whose rows (if any) are not wanted."""
         if not isinstance(conn, InlineAsyncConnection):
-            await conn.execute(self.statement, params)
+            driver = await _asyncpg_driver(conn)
+            if driver is None:
+                await conn.execute(self.statement, params)
+            else:
+                await self._run_asyncpg(conn, driver, params)
             return
         self._run(conn, params)
 
@@ -99,7 +116,11 @@ class Prepared:
         if not params:
             return
         if not isinstance(conn, InlineAsyncConnection):
-            await conn.execute(self.statement, list(params))
+            driver = await _asyncpg_driver(conn)
+            if driver is None:
+                await conn.execute(self.statement, list(params))
+            else:
+                await self._executemany_asyncpg(conn, driver, params)
             return
         compiled = self._prepare(conn, params[0])
         if compiled.row_type is not None:
@@ -138,6 +159,92 @@ class Prepared:
             make(*(v if p is None else p(v) for v, p in zip(row, processors, strict=True)))
             for row in fetched
         ]
+
+    # --- PostgreSQL, on asyncpg ---------------------------------------------------------------
+
+    def _prepare_asyncpg(self, conn: AsyncConnection, params: Mapping[str, Any]) -> _Compiled:
+        keys = frozenset(params)
+        compiled = self._compiled_asyncpg.get(keys)
+        if compiled is None:
+            compiled = self._compiled_asyncpg[keys] = _compile(self.statement, conn.dialect, keys)
+        return compiled
+
+    async def _run_asyncpg(
+        self, conn: AsyncConnection, driver: Any, params: Mapping[str, Any]
+    ) -> list[Any]:
+        compiled = self._prepare_asyncpg(conn, params)
+        values = _values(compiled, params)
+        try:
+            if compiled.row_type is None:
+                await driver.execute(compiled.sql, *values)
+                return []
+            fetched = await driver.fetch(compiled.sql, *values)
+        except Exception as exc:
+            raise _asyncpg_reported(conn, compiled, values, exc) from exc
+        make, processors = compiled.row_type, compiled.results
+        return [
+            make(*(v if p is None else p(v) for v, p in zip(row, processors, strict=True)))
+            for row in fetched
+        ]
+
+    async def _executemany_asyncpg(
+        self, conn: AsyncConnection, driver: Any, params: Sequence[Mapping[str, Any]]
+    ) -> None:
+        compiled = self._prepare_asyncpg(conn, params[0])
+        if compiled.row_type is not None:
+            raise ValueError("executemany runs statements that return no rows")
+        values = [_values(compiled, one) for one in params]
+        try:
+            # asyncpg sends every row's Bind and Execute, then one Sync: one round trip.
+            await driver.executemany(compiled.sql, values)
+        except Exception as exc:
+            raise _asyncpg_reported(conn, compiled, values, exc) from exc
+
+
+async def _asyncpg_driver(conn: AsyncConnection) -> Any | None:
+    """The asyncpg connection under `conn`, inside the caller's transaction; None where a
+    statement goes through SQLAlchemy instead (another dialect, or neither a transaction
+    begun nor `AUTOCOMMIT`: SQLAlchemy's own `execute` begins one, which this must not do
+    behind its back).
+
+    SQLAlchemy's asyncpg adapter sends `BEGIN` with the transaction's first statement, not
+    when the transaction begins; if none has run yet it is sent here, as the adapter would.
+    On an `AUTOCOMMIT` connection (`Database.autocommit`) each statement commits itself."""
+    if conn.dialect.driver != "asyncpg":
+        return None
+    if not conn.in_transaction() and not _autocommit(conn):
+        return None
+    # In a transaction the pooled connection is there (or the transaction is invalid, which
+    # this raises as SQLAlchemy would), so this reads it without a trip through a greenlet.
+    fairy = conn.sync_connection.connection  # type: ignore[union-attr]
+    adapter: Any = fairy.dbapi_connection
+    if adapter._transaction is None and not adapter.autocommit:
+        await adapter._start_transaction()
+    return fairy.driver_connection
+
+
+def _autocommit(conn: AsyncConnection) -> bool:
+    sync = conn.sync_connection
+    return sync is not None and sync.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
+
+def _asyncpg_reported(
+    conn: AsyncConnection, compiled: _Compiled, values: Any, exc: Exception
+) -> BaseException:
+    """asyncpg's error as SQLAlchemy reports it through its adapter (`IntegrityError`,
+    `DataError`, … with the SQLSTATE on `orig`), so callers catch one kind; anything that is
+    not a database error (a cancellation, say) as it was."""
+    adapter: Any = conn.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
+    try:
+        adapter._handle_exception(exc)
+    except adapter.dbapi.Error as translated:
+        reported: BaseException = sa_exc.DBAPIError.instance(
+            compiled.sql, values, translated, adapter.dbapi.Error, dialect=conn.dialect
+        )
+        return reported
+    except BaseException as same:
+        return same
+    return exc
 
 
 def _values(compiled: _Compiled, params: Mapping[str, Any]) -> list[Any]:

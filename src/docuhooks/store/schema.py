@@ -170,6 +170,9 @@ webhooks = sa.Table(
     sa.Column("previous_secret_kid", sa.String(64), nullable=True),
     sa.Column("previous_secret_enc", sa.Text(), nullable=True),
     _ts("previous_secret_expires_at", nullable=True),
+    #: The previous secret whose grace period's end has been announced
+    #: (`WebhookSecretGraceEnding`, `delivery.operational`): once per rotation.
+    sa.Column("grace_notice_kid", sa.String(64), nullable=True),
     sa.Column("request_verb", sa.String(8), nullable=False),
     sa.Column("active", sa.Boolean(), nullable=False),
     #: Set while the webhook is suspended after repeated failures.
@@ -205,6 +208,8 @@ webhooks = sa.Table(
     sa.Index("ix_webhooks_next_probe", "next_probe_at"),
     sa.Index("ix_webhooks_destination", "destination"),
     sa.Index("ix_webhooks_claimed", "claimed_at"),
+    # The upkeep finds secret rotations by the end of their grace period.
+    sa.Index("ix_webhooks_grace_ends", "previous_secret_expires_at"),
 )
 
 #: The health of each destination that has shown any trouble (`core.destinations`); one with
@@ -250,6 +255,10 @@ events = sa.Table(
     sa.Column("payload", sa.JSON(), nullable=False),
     sa.Column("work_item_id", sa.String(36), nullable=True),
     _ts("created_at"),
+    #: The W3C trace context the event was written in (`core.tracecontext`): every call it
+    #: causes continues that trace. None for events written before it was kept.
+    sa.Column("traceparent", sa.String(55), nullable=True),
+    sa.Column("tracestate", sa.String(512), nullable=True),
     sa.Index("ix_events_site_created", "site_id", "created_at"),
     # Retention: the oldest events first, whatever their site (`delivery.pruning`).
     sa.Index("ix_events_created", "created_at", "id"),
@@ -466,6 +475,10 @@ work_item_versions = sa.Table(
     _ts("created_at"),
     sa.Column("created_by", sa.String(36), nullable=True),
     _ts("completed_at", nullable=True),
+    #: The trace context of the request that finished the interview, kept for the
+    #: post-processing call and the completion event that follow it in the background.
+    sa.Column("traceparent", sa.String(55), nullable=True),
+    sa.Column("tracestate", sa.String(512), nullable=True),
     sa.UniqueConstraint("work_item_id", "version_number"),
     sa.Index("ix_work_item_versions_due", "status", "post_processing_due_at"),
 )

@@ -11,16 +11,19 @@ from typing import Any
 
 from starlette.datastructures import FormData
 
-from docuhooks.core.events import AuthMethod, EventType
+from docuhooks.core.events import OPERATIONAL_EVENTS, AuthMethod, EventType
 from docuhooks.errors import FieldError
 
 EVENT_TYPES = [t.value for t in EventType]
+OPERATIONAL_TYPES = [t.value for t in EventType if t in OPERATIONAL_EVENTS]
 AUTH_METHODS = [m.value for m in AuthMethod]
 CHECKBOXES = ("active", "acceptUntrustedSsl", "orderedDelivery")
 MAX_GRACE_HOURS = 168
 
 #: Explanations shown under the fields: the webhook configuration rules.
 HELP = {
+    "eventType": "Operational events report on this site's webhooks and their destinations; "
+    "only a site administrator may choose one. They take no work groups or templates.",
     "interviewEventName": "CustomInterviewEvent only: the interview button's event name.",
     "authenticationMethod": "HMAC signs every call with a secret shown once after saving.",
     "accessToken": "AccessToken only. Write-only: it is never shown again. Leave empty to keep "

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from docuhooks import audit
 from docuhooks.api.deps import Ctx
 from docuhooks.core.events import NOTIFICATION_EVENTS, AuthMethod
-from docuhooks.delivery import log, recovery, webhook_views
+from docuhooks.delivery import log, operational, recovery, webhook_views
 from docuhooks.delivery.claims import Caps
-from docuhooks.errors import Conflict, FieldError, ValidationFailed
+from docuhooks.errors import Conflict, FieldError, Forbidden, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.platform import catalog, sample_sends, workgroups
 from docuhooks.store import pagination
@@ -89,6 +89,7 @@ def _form_page(
         webhook=webhook,
         problem=problem,
         event_types=forms.EVENT_TYPES,
+        operational_types=forms.OPERATIONAL_TYPES,
         auth_methods=forms.AUTH_METHODS,
         help=forms.HELP,
         **choices,
@@ -116,7 +117,7 @@ def _secret_page(
 async def create_webhook(request: Request, ctx: Ctx, session: Checked) -> Response:
     who = session.principal
     form = forms.parse_webhook(await request.form(), creating=True)
-    problem = ""
+    problem, status_code = "", 422
     if form.ok:
         try:
             async with ctx.db.transaction() as conn:
@@ -125,6 +126,9 @@ async def create_webhook(request: Request, ctx: Ctx, session: Checked) -> Respon
             form.add(exc.details)
         except Conflict as exc:
             problem = exc.message
+        except Forbidden as exc:  # an operational event type, for a SiteAdministrator only
+            form.add([FieldError("eventType", exc.message)])
+            status_code = 403
         else:
             if secret:
                 return _secret_page(request, session, webhook, secret, "created")
@@ -132,7 +136,13 @@ async def create_webhook(request: Request, ctx: Ctx, session: Checked) -> Respon
     async with ctx.db.read() as conn:
         choices = await _choices(conn, who)
     return _form_page(
-        request, session, form, choices, webhook=None, problem=problem, status_code=422
+        request,
+        session,
+        form,
+        choices,
+        webhook=None,
+        problem=problem,
+        status_code=status_code,
     )
 
 
@@ -178,7 +188,7 @@ async def edit_webhook(request: Request, webhook_id: str, ctx: Ctx, session: Sig
 async def update_webhook(request: Request, webhook_id: str, ctx: Ctx, session: Checked) -> Response:
     who = session.principal
     form = forms.parse_webhook(await request.form(), creating=False)
-    problem = ""
+    problem, status_code = "", 422
     if form.ok:
         try:
             async with ctx.db.transaction() as conn:
@@ -187,6 +197,9 @@ async def update_webhook(request: Request, webhook_id: str, ctx: Ctx, session: C
             form.add(exc.details)
         except Conflict as exc:
             problem = exc.message
+        except Forbidden as exc:  # an operational event type, for a SiteAdministrator only
+            form.add([FieldError("eventType", exc.message)])
+            status_code = 403
         else:
             if secret:
                 return _secret_page(request, session, webhook, secret, "issued")
@@ -195,7 +208,13 @@ async def update_webhook(request: Request, webhook_id: str, ctx: Ctx, session: C
         webhook = service.to_api(await service.get_row(conn, who, webhook_id))
         choices = await _choices(conn, who)
     return _form_page(
-        request, session, form, choices, webhook=webhook, problem=problem, status_code=422
+        request,
+        session,
+        form,
+        choices,
+        webhook=webhook,
+        problem=problem,
+        status_code=status_code,
     )
 
 
@@ -205,7 +224,7 @@ async def _status_change(
     who = session.principal
     async with ctx.db.transaction() as conn:
         if action == "resumed":
-            webhook = await service.resume(ctx, conn, who, webhook_id)
+            webhook = await operational.resume(ctx, conn, who, webhook_id)
         else:
             webhook = await service.set_active(ctx, conn, who, webhook_id, action == "activated")
     if is_htmx(request):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from docuhooks.core.events import AuthMethod, EventType, Verb
+from docuhooks.core.events import OPERATIONAL_EVENTS, AuthMethod, EventType, Verb
 from docuhooks.errors import FieldError
 
 INT32 = (-(2**31), 2**31 - 1)
@@ -21,12 +21,15 @@ DEFAULT_TIMEOUTS = {
     EventType.INTERVIEW_LOAD_EVENT: 5,
     EventType.CUSTOM_INTERVIEW_EVENT: 5,
     EventType.POST_PROCESSING_EVENT: 60,
+    **dict.fromkeys(OPERATIONAL_EVENTS, 15),
 }
 #: Calls in flight to one webhook at most, across all workers, unless it says otherwise.
 DEFAULT_MAX_CONCURRENCY = 10
 MAX_CONCURRENCY_RANGE = (1, 100)
-#: Event types whose calls are always POST: they carry documents.
-POST_ONLY = frozenset({EventType.NEW_WORK_ITEM_VERSION_COMPLETE, EventType.POST_PROCESSING_EVENT})
+#: Event types whose calls are always POST: they carry documents, or a structured body.
+POST_ONLY = frozenset(
+    {EventType.NEW_WORK_ITEM_VERSION_COMPLETE, EventType.POST_PROCESSING_EVENT} | OPERATIONAL_EVENTS
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,13 @@ def resolve(
         errors,
     )
     ordered = _bool(ordered, "orderedDelivery", errors)
+    if event_type in OPERATIONAL_EVENTS:
+        # An operational event concerns webhooks, not work items: a scope would match nothing.
+        errors += [
+            FieldError(field, f"does not apply to {event_type}: it concerns no work item")
+            for field, ids in (("workGroupIds", work_groups), ("templateIds", templates))
+            if ids
+        ]
 
     if errors or None in (name, url, event_type, auth, verb):
         return None, errors

@@ -33,6 +33,9 @@ def _scoped(kind: str) -> sa.ColumnElement[bool]:
     return sa.or_(~any_scope, this_scope)
 
 
+#: Overlay order: the order matching returns webhooks in.
+_OVERLAY_ORDER = (webhooks.c.sort_order, webhooks.c.created_at, webhooks.c.id)
+
 #: Built once: matching runs for every event, and building the statement cost more than
 #: running it.
 _MATCHING = (
@@ -44,7 +47,7 @@ _MATCHING = (
         _scoped("workgroup"),
         _scoped("template"),
     )
-    .order_by(webhooks.c.sort_order, webhooks.c.created_at, webhooks.c.id)
+    .order_by(*_OVERLAY_ORDER)
 )
 _MATCHING_NAMED = _MATCHING.where(
     webhooks.c.interview_event_name == sa.bindparam("interview_event_name")
@@ -54,6 +57,16 @@ _MATCHING_NAMED = _MATCHING.where(
 #: the outbox runs one of them, so they are prepared (`store.prepared`).
 _MATCHING_IDS = Prepared(_MATCHING.with_only_columns(webhooks.c.id))
 _MATCHING_NAMED_IDS = Prepared(_MATCHING_NAMED.with_only_columns(webhooks.c.id))
+
+
+def ranked_selection(*, interview_event_name: bool) -> sa.Select[Any]:
+    """The selection `matching_ids` runs, as a part for a larger statement (the outbox's one
+    statement on PostgreSQL): each webhook's id and its `place` in overlay order, unordered.
+    Its parameters are those `matching_params` gives; `interview_event_name` for the
+    CustomInterviewEvent ones."""
+    selection = _MATCHING_NAMED if interview_event_name else _MATCHING
+    place = sa.func.row_number().over(order_by=_OVERLAY_ORDER).label("place")
+    return selection.with_only_columns(webhooks.c.id, place).order_by(None)
 
 
 async def matching(
@@ -69,7 +82,7 @@ async def matching(
 
     Starts from the (site, event type, active) index and checks scopes by primary key, so
     the cost follows the webhooks of this site and type, never the whole table."""
-    params = _matching_params(site_id, event_type, work_group_id, template_id, interview_event_name)
+    params = matching_params(site_id, event_type, work_group_id, template_id, interview_event_name)
     statement = _MATCHING_NAMED if "interview_event_name" in params else _MATCHING
     return list((await conn.execute(statement, params)).all())
 
@@ -84,20 +97,20 @@ async def matching_ids(
     interview_event_name: str | None = None,
 ) -> list[str]:
     """The ids of the webhooks `matching` selects, in the same order."""
-    params = _matching_params(site_id, event_type, work_group_id, template_id, interview_event_name)
+    params = matching_params(site_id, event_type, work_group_id, template_id, interview_event_name)
     statement = _MATCHING_NAMED_IDS if "interview_event_name" in params else _MATCHING_IDS
     return [row.id for row in await statement.all(conn, params)]
 
 
-def _matching_params(
+def matching_params(
     site_id: str,
     event_type: EventType,
     work_group_id: str | None,
     template_id: str | None,
     interview_event_name: str | None,
 ) -> dict[str, Any]:
-    """The bound values of the matching statements; the interview event name only for the
-    CustomInterviewEvent ones, which select on it."""
+    """The bound values of the matching statements (`ranked_selection` too); the interview
+    event name only for the CustomInterviewEvent ones, which select on it."""
     params = {
         "site_id": site_id,
         "event_type": event_type.value,

@@ -9,7 +9,8 @@ senders, is `webhooks.matching`; the checks a change must pass are `webhooks.val
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import audit
 from docuhooks.core.destinations import destination_of
-from docuhooks.core.events import AuthMethod, EventType
+from docuhooks.core.events import OPERATIONAL_EVENTS, AuthMethod, EventType
 from docuhooks.core.signing import SigningSecret, generate_secret
 from docuhooks.errors import BadRequest, Conflict, FieldError, Forbidden, ValidationFailed
 from docuhooks.identity.models import Principal
@@ -43,6 +44,22 @@ def require_admin(principal: Principal) -> None:
         raise Forbidden(
             "managing webhooks needs the SiteAdministrator or IntegrationAdministrator role"
         )
+
+
+def require_site_admin_for(principal: Principal, event_type: str) -> None:
+    """Operational webhooks receive the platform's events about every webhook of the site:
+    only a SiteAdministrator may create, change, rotate, resume or delete one."""
+    if EventType(event_type) in OPERATIONAL_EVENTS and not principal.is_site_admin:
+        raise Forbidden(f"{event_type} webhooks are managed by SiteAdministrators only")
+
+
+async def _row_to_change(
+    conn: AsyncConnection, principal: Principal, webhook_id: str
+) -> sa.Row[Any]:
+    """`get_row`, for a change: an operational webhook needs a SiteAdministrator."""
+    row = await get_row(conn, principal, webhook_id)
+    require_site_admin_for(principal, row.event_type)
+    return row
 
 
 def config_of(row: sa.Row[Any]) -> WebhookConfig:
@@ -173,6 +190,7 @@ async def create(
         errors += auth_errors(cfg.auth_method, token, had_token=False)
     if cfg is None or errors:
         raise ValidationFailed.of(errors)
+    require_site_admin_for(principal, cfg.event_type)
     await check_references(conn, principal.site_id, cfg)
     await check_unique(conn, principal.site_id, cfg, None)
     secret = (
@@ -217,7 +235,7 @@ async def update(
 ) -> tuple[dict[str, Any], str | None]:
     """PATCH: change only the fields given. Switching to HMAC or StandardWebhooks issues a new
     secret (returned once); switching to AccessToken needs the token and drops the secret."""
-    row = await get_row(conn, principal, webhook_id)
+    row = await _row_to_change(conn, principal, webhook_id)
     old = config_of(row)
     fields = {k: v for k, v in changes.items() if k != "accessToken"}
     cfg, errors = resolve(fields, old)
@@ -231,6 +249,7 @@ async def update(
         raise ValidationFailed.of(errors)
     if not changes:
         raise BadRequest("nothing to change: send at least one field")
+    require_site_admin_for(principal, cfg.event_type)
     await check_references(conn, principal.site_id, cfg)
     await check_unique(conn, principal.site_id, cfg, row.id)
     values = _config_columns(cfg)
@@ -268,7 +287,7 @@ async def update(
 async def set_active(
     ctx: WebhookContext, conn: AsyncConnection, principal: Principal, webhook_id: str, active: bool
 ) -> dict[str, Any]:
-    row = await get_row(conn, principal, webhook_id)
+    row = await _row_to_change(conn, principal, webhook_id)
     values: dict[str, Any] = {
         "active": active,
         "modified_at": ctx.now(),
@@ -294,13 +313,40 @@ async def set_active(
     return to_api(await _reload(conn, row.id))
 
 
+@dataclass(frozen=True, slots=True)
+class Resumption:
+    webhook: dict[str, Any]
+    #: This call lifted a suspension.
+    lifted: bool
+    #: When the suspension began, as this call read the webhook.
+    suspended_at: datetime | None
+
+
 async def resume(
     ctx: WebhookContext, conn: AsyncConnection, principal: Principal, webhook_id: str
 ) -> dict[str, Any]:
-    """Lift a suspension (or reactivate): pending deliveries become due at once, oldest first."""
-    row = await get_row(conn, principal, webhook_id)
+    """Lift a suspension (or reactivate): pending deliveries become due at once, oldest first.
+
+    The API and the web UI resume through `delivery.operational.resume`, which also
+    announces a lifted suspension (`WebhookResumed`)."""
+    return (await resume_webhook(ctx, conn, principal, webhook_id)).webhook
+
+
+async def resume_webhook(
+    ctx: WebhookContext, conn: AsyncConnection, principal: Principal, webhook_id: str
+) -> Resumption:
+    """`resume`, saying whether this call lifted a suspension (not if the webhook was not
+    suspended, or a concurrent resume or probe lifted it first)."""
+    row = await _row_to_change(conn, principal, webhook_id)
     now = ctx.now()
     forget_site(ctx.webhook_targets, conn, principal.site_id)
+    # Conditional, so that of two resumes (or a resume and a probe's success) racing, one
+    # lifts the suspension and the other finds nothing to lift.
+    lifted = await conn.execute(
+        webhooks.update()
+        .where(webhooks.c.id == row.id, webhooks.c.suspended_at.is_not(None))
+        .values(suspended_at=None, next_probe_at=None)
+    )
     await conn.execute(
         webhooks.update()
         .where(webhooks.c.id == row.id)
@@ -328,9 +374,13 @@ async def resume(
         action="webhook.resumed",
         object_type="webhook",
         object_id=row.id,
-        details={"wasSuspended": row.suspended_at is not None},
+        details={"wasSuspended": lifted.rowcount == 1},
     )
-    return to_api(await _reload(conn, row.id))
+    return Resumption(
+        to_api(await _reload(conn, row.id)),
+        lifted=lifted.rowcount == 1,
+        suspended_at=row.suspended_at,
+    )
 
 
 async def _wake_workers(ctx: WebhookContext, conn: AsyncConnection) -> None:
@@ -344,7 +394,7 @@ async def _wake_workers(ctx: WebhookContext, conn: AsyncConnection) -> None:
 async def delete(
     ctx: WebhookContext, conn: AsyncConnection, principal: Principal, webhook_id: str
 ) -> None:
-    row = await get_row(conn, principal, webhook_id)
+    row = await _row_to_change(conn, principal, webhook_id)
     forget_site(ctx.webhook_targets, conn, principal.site_id)
     await conn.execute(webhooks.delete().where(webhooks.c.id == row.id))
     await audit.record(
@@ -368,7 +418,7 @@ async def regenerate_secret(
 ) -> tuple[dict[str, Any], str]:
     """A new secret, returned once. With a grace period the old one keeps signing until it
     ends, so the receiver can deploy the new secret first."""
-    row = await get_row(conn, principal, webhook_id)
+    row = await _row_to_change(conn, principal, webhook_id)
     if row.auth_method == AuthMethod.ACCESS_TOKEN.value:
         raise Conflict(
             "this webhook uses AccessToken authentication, which has no HMAC secret; change "

@@ -12,7 +12,7 @@ from pydantic import Field, SerializerFunctionWrapHandler, WithJsonSchema, model
 from docuhooks import audit
 from docuhooks.api.deps import Caller, Conn, Ctx
 from docuhooks.api.models import ERRORS, AuthMethodName, EventTypeName, Input, Output, Page
-from docuhooks.delivery import webhook_views
+from docuhooks.delivery import operational, webhook_views
 from docuhooks.delivery.claims import Caps
 from docuhooks.store import pagination
 from docuhooks.webhooks import service
@@ -243,8 +243,9 @@ async def deactivate(webhook_id: str, ctx: Ctx, conn: Conn, who: Caller) -> dict
 
 @router.post("/{webhook_id}/resume", response_model=Webhook)
 async def resume(webhook_id: str, ctx: Ctx, conn: Conn, who: Caller) -> dict[str, Any]:
-    """Lift a suspension: pending deliveries become due at once."""
-    return await service.resume(ctx, conn, who, webhook_id)
+    """Lift a suspension: pending deliveries become due at once; the site's WebhookResumed
+    webhooks hear of it."""
+    return await operational.resume(ctx, conn, who, webhook_id)
 
 
 @router.post("/{webhook_id}/regenerate-secret", response_model=WebhookWithSecret)

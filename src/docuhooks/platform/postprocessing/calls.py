@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 import structlog
 
+from docuhooks import tracing
 from docuhooks.core.signing import OutboundRequest, build_request
 from docuhooks.delivery.transport import ErrorClass, TransportResult
 from docuhooks.interview_hooks import log as call_log
@@ -29,7 +30,24 @@ _versions = work_item_versions
 
 
 async def call(ctx: PlatformContext, claimed: Claimed) -> None:
-    """Call the receiver for a claimed version and settle what it answered."""
+    """Call the receiver for a claimed version and settle what it answered, in the trace
+    of the request that finished the interview."""
+    with tracing.span(
+        "docuhooks.post_processing.call",
+        parent=claimed.trace if claimed.trace is not None else tracing.CURRENT,
+        kind=tracing.Kind.CLIENT,
+        attributes={
+            "docuhooks.webhook.id": claimed.webhook.id,
+            "docuhooks.delivery.id": claimed.delivery_id,
+            "docuhooks.work_item_version.id": claimed.version_id,
+        },
+        propagated=True,
+    ) as span:
+        await _call(ctx, claimed, span)
+
+
+async def _call(ctx: PlatformContext, claimed: Claimed, span: tracing.Span) -> None:
+    assert span.context is not None  # a propagated span always has one
     started = ctx.now()
     clock = time.perf_counter()
     request: OutboundRequest | None = None
@@ -42,6 +60,8 @@ async def call(ctx: PlatformContext, claimed: Claimed) -> None:
             attempt=1,
             now=started,
             user_agent=USER_AGENT,
+            traceparent=span.context.traceparent,
+            tracestate=span.context.state,
         )
     except Exception as exc:
         result = TransportResult.failure(
@@ -56,6 +76,10 @@ async def call(ctx: PlatformContext, claimed: Claimed) -> None:
             max_body=replies.MAX_REPLY_BYTES,
         )
     finished = started + timedelta(seconds=time.perf_counter() - clock)
+    if result.status is not None:
+        span.set_attribute("http.response.status_code", result.status)
+    if result.error_class is not None:
+        span.fail(result.error or str(result.error_class))
     await _settle(ctx, claimed, request, result, started, finished)
 
 
@@ -97,6 +121,7 @@ async def _settle(
                     ],
                     created_at=started,
                     finished_at=finished,
+                    trace=tracing.current(),
                 )
             ],
         )

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from docuhooks.core.events import Actor, Event, EventType
 from docuhooks.core.ids import uuid7
 from docuhooks.core.signing import redact_url
+from docuhooks.core.tracecontext import TraceContext, from_stored
 from docuhooks.delivery.transport import ErrorClass
 from docuhooks.platform import completion, documents
 from docuhooks.platform.interfaces import PlatformContext
@@ -44,6 +45,8 @@ class Claimed:
     event: dict[str, Any]
     delivery_id: str
     timeout: float
+    #: The trace of the request that finished the interview (None for older versions).
+    trace: TraceContext | None = None
 
     @property
     def logged_event(self) -> dict[str, Any]:
@@ -179,7 +182,17 @@ async def _claim(
             post_processing_due_at=now + timedelta(seconds=timeout + LEASE_MARGIN_SECONDS),
         )
     )
-    return Claimed(version.id, item.site_id, item.id, hook, base_url, event, delivery_id, timeout)
+    return Claimed(
+        version.id,
+        item.site_id,
+        item.id,
+        hook,
+        base_url,
+        event,
+        delivery_id,
+        timeout,
+        from_stored(version.traceparent, version.tracestate),
+    )
 
 
 async def give_up(

@@ -14,7 +14,9 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from docuhooks import tracing
 from docuhooks.core.events import EventType
+from docuhooks.core.tracecontext import TraceContext
 from docuhooks.identity.models import Principal
 from docuhooks.platform import completion, documents
 from docuhooks.platform.interfaces import PlatformContext
@@ -71,6 +73,9 @@ async def begin(
             post_processing_deadline=deadline,
             post_processing_due_at=now,
             complete_token_hash=None,
+            # The call and the completion event happen later, elsewhere: they continue the
+            # trace of the request that finished the interview.
+            **_trace_columns(tracing.current()),
         )
     )
     # The person has finished: their answers are what was assembled.
@@ -80,6 +85,12 @@ async def begin(
         .values(status=completion.INTERVIEW_FINISHED, finished_at=now)
     )
     return True
+
+
+def _trace_columns(trace: TraceContext | None) -> dict[str, str | None]:
+    if trace is None:
+        return {"traceparent": None, "tracestate": None}
+    return {"traceparent": trace.traceparent, "tracestate": trace.state or None}
 
 
 async def after_finish(

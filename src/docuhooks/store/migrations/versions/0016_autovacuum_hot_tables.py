@@ -16,7 +16,7 @@ rounds instead (docs/operations.md, "Autovacuum"):
 SQLite has no autovacuum of this kind: nothing to do there.
 
 Revision ID: 0016
-Revises: 0011
+Revises: 0015
 Create Date: 2026-12-06 02:00:00.000000
 """
 
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0016"
-down_revision: str | None = "0011"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
