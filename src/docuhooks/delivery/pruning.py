@@ -145,7 +145,7 @@ async def start_pruner(ctx: DeliveryContext) -> Callable[[], Awaitable[None]]:
                         "deliveries.pruned", deliveries=pruned.deliveries, events=pruned.events
                     )
             except Exception as exc:
-                log.warning("attempts.prune_failed", error=f"{type(exc).__name__}: {exc}")
+                log.warning("retention.prune_failed", error=f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
 
     task = asyncio.create_task(loop(), name="docuhooks-pruner")
