@@ -10,6 +10,7 @@ import dataclasses
 import random
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -314,3 +315,31 @@ def test_a_retention_that_would_prune_everything_stops_the_process_at_start(
 def test_deliveries_are_kept_as_long_as_attempts_unless_set() -> None:
     assert Settings(attempt_retention_days=7).kept_delivery_days == 7
     assert Settings(attempt_retention_days=7, delivery_retention_days=90).kept_delivery_days == 90
+
+
+async def test_the_background_pruner_prunes_deliveries_and_events_at_start(
+    ctx: AppContext, site: SiteUsers, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve` and `worker` run `start_pruner`: its first round, at start, covers deliveries
+    and events as well as attempts."""
+    await make_webhook(ctx, site, OK_URL, name="ok")
+    event, (sent,) = await queue_event(ctx, site.site_id, now=clock.now())
+    await worker(ctx, clock, Receivers(), ONCE).run_once()
+    clock.advance(timedelta(days=31))
+    rounds: asyncio.Queue[pruning.Pruned] = asyncio.Queue()
+    real_prune = pruning.prune
+
+    async def prune_and_tell(*args: Any, **kwargs: Any) -> pruning.Pruned:
+        pruned = await real_prune(*args, **kwargs)
+        rounds.put_nowait(pruned)
+        return pruned
+
+    monkeypatch.setattr(pruning, "prune", prune_and_tell)
+    stop = await pruning.start_pruner(ctx)
+    try:
+        first = await asyncio.wait_for(rounds.get(), timeout=60)
+    finally:
+        await stop()
+    assert first == pruning.Pruned(attempts=1, deliveries=1, events=1)
+    assert await existing(ctx, deliveries, [sent]) == set()
+    assert await existing(ctx, events, [event.event_id]) == set()
