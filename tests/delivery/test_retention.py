@@ -343,3 +343,30 @@ async def test_the_background_pruner_prunes_deliveries_and_events_at_start(
     assert first == pruning.Pruned(attempts=1, deliveries=1, events=1)
     assert await existing(ctx, deliveries, [sent]) == set()
     assert await existing(ctx, events, [event.event_id]) == set()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_pruning_skips_a_delivery_being_redelivered_instead_of_waiting(
+    ctx: AppContext, site: SiteUsers, clock: FakeClock
+) -> None:
+    """A redelivery holds its original under a share lock until its copy is written. The
+    prune neither waits for it (it could then be one side of a deadlock with a recovery)
+    nor deletes it: it prunes the rest, and that one in the next round."""
+    await make_webhook(ctx, site, OK_URL, name="ok")
+    _, (held,) = await queue_event(ctx, site.site_id, now=clock.now(), work_item_id="h")
+    _, (other,) = await queue_event(ctx, site.site_id, now=clock.now(), work_item_id="o")
+    await worker(ctx, clock, Receivers(), ONCE).run_once()
+    clock.advance(timedelta(days=31))
+
+    async with ctx.db.engine.connect() as holder:
+        await holder.begin()
+        await holder.execute(
+            sa.select(deliveries.c.id).where(deliveries.c.id == held).with_for_update(read=True)
+        )
+        pruned = await asyncio.wait_for(prune(ctx), timeout=60)
+        await holder.rollback()
+
+    assert (pruned.deliveries, pruned.events) == (1, 1)
+    assert await statuses(ctx, [held, other]) == {held: "succeeded"}
+    assert (await prune(ctx)).deliveries == 1
+    assert await statuses(ctx, [held]) == {}

@@ -110,6 +110,10 @@ def finished_deliveries_delete(older_than: datetime, limit: int, postgresql: boo
         .limit(limit)
     )
     if postgresql:
+        # Skipping the rows another transaction holds (a redelivery or recovery copying
+        # them, under a share lock): the prune never waits, so it can never be one side of a
+        # deadlock; what it skipped goes in the next round.
+        old = old.with_for_update(skip_locked=True)
         chosen = deliveries.c.id == sa.any_(sa.func.array(old.scalar_subquery()))
     else:
         chosen = deliveries.c.id.in_(old.scalar_subquery())
