@@ -13,8 +13,10 @@ workers recording attempts would queue behind. On SQLite, where the deletes run 
 loop, batches are sized by time (`core.pacing`) rather than count.
 
 Redelivery and recovery read the deliveries they copy with a share lock (PostgreSQL), held
-until the copies are written: a delivery being redelivered is pruned only after its copy
-exists, and the copy then keeps the event.
+until the copies are written, and the prune skips rows so held rather than wait for them: a
+delivery being redelivered is pruned only after its copy exists (in a later round), and the
+copy then keeps the event. Events are found and locked first, then deleted only if still
+without a delivery (`upkeep_queries.prune_events`).
 """
 
 from __future__ import annotations
