@@ -370,3 +370,26 @@ async def test_pruning_skips_a_delivery_being_redelivered_instead_of_waiting(
     assert await statuses(ctx, [held, other]) == {held: "succeeded"}
     assert (await prune(ctx)).deliveries == 1
     assert await statuses(ctx, [held]) == {}
+
+
+async def test_interview_call_records_go_the_same_way(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, clock: FakeClock
+) -> None:
+    """Interview, post-processing and test calls are logged as finished deliveries: pruned
+    with their events once past the retention."""
+    body = {"name": "load", "url": OK_URL, "eventType": "InterviewLoadEvent"}
+    created = await client.post(f"{API}/webhooks", json=body, headers=site.auth())
+    assert created.status_code == 201, created.text
+    ctx.transport_override = MockTransport(lambda _r: TransportResult.response(204, b""))
+    sent = await client.post(f"{API}/webhooks/{created.json()['id']}/test", headers=site.auth())
+    assert sent.status_code == 200, sent.text
+    call, event = sent.json()["deliveryId"], sent.json()["eventId"]
+    assert await statuses(ctx, [call]) == {call: "succeeded"}
+
+    clock.advance(timedelta(days=29))
+    assert await prune(ctx) == pruning.Pruned(attempts=0, deliveries=0, events=0)
+    clock.advance(timedelta(days=2))
+    assert await prune(ctx) == pruning.Pruned(attempts=1, deliveries=1, events=1)
+    assert await existing(ctx, events, [event]) == set()
+    gone = await client.get(f"{API}/deliveries/{call}", headers=site.auth())
+    assert gone.status_code == 404 and "kept for 30 days" in gone.text
