@@ -7,8 +7,9 @@ deliveries' `completed_at` (pending ones have none, and stay out of it) and one 
 events' `created_at` across sites.
 
 Built inside the migration's transaction, as the other indexes were: PostgreSQL holds off
-writes to the table while it builds (1–2 s per million rows
-here: 2.4 s and 3.4 s at 2,000,000), once, at the upgrade.
+writes to the table while it builds, once, at the upgrade (1–2 s per million rows: 2.4 s
+and 3.4 s at 2,000,000 here). `CREATE INDEX CONCURRENTLY` would not, but would need a
+direct connection behind PgBouncer (`needs_direct_connection`) on every installation.
 
 Revision ID: 0017
 Revises: 0016
