@@ -317,6 +317,8 @@ def _literal(value: Any) -> str:
     to the prepared statement's parameter type."""
     if value is None:
         return "NULL"
+    if isinstance(value, list | tuple):  # an array parameter, as an array literal's text
+        return _literal("{" + ",".join('"' + str(v).replace('"', '\\"') + '"' for v in value) + "}")
     text = value.isoformat() if isinstance(value, datetime) else str(value)
     return "'" + text.replace("'", "''") + "'"
 

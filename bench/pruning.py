@@ -1,8 +1,10 @@
 """Pruning the attempt log at 10,000,000 attempts on PostgreSQL: batched deletes against
-dropping time partitions, and the plans of the claim and of the delivery log's reads there.
+dropping time partitions, and the plans of the claim and of the delivery log's reads there;
+and the retention of finished deliveries and their events at millions of each.
 
     .venv/bin/python bench/pruning.py [--rows 10000000] [--days 40] [--retention 30]
                                       [--database NAME] [--keep] [--skip-partitions]
+                                      [--skip-delete] [--deliveries N] [--skip-attempts]
 
 It creates a throwaway `prune_<random>` database on 127.0.0.1:5432 (dropped after, unless
 `--keep`; `--database` reuses one a `--keep` run left, skipping the build) with
@@ -30,6 +32,14 @@ Then:
    and writer and a claim loop beside it: the longest batch (every lock a batch takes is
    held until its commit, so that is the longest lock), rows per second, the side loops'
    latency before and during, and the table's size before, after, and after `VACUUM`.
+4. **Retention of deliveries and events** (with `--deliveries N`): N events over the last
+   `--days` days, each with a finished delivery of webhook E (one in 33 failed, the others
+   succeeded, finished up to two minutes after they were made), and one event in 1,000 with
+   a second delivery, still pending, of webhook B (a suspended webhook's old backlog). The
+   plans of a batch of `delivery.pruning`'s statements (generic plans, as asyncpg's prepared
+   statements end up with) and their times, then its loops, timed batch by batch with the
+   claim, a read and an insert beside them, then the tables' sizes. `--skip-attempts` leaves
+   out 1-3 (and builds no attempts).
 """
 
 from __future__ import annotations
@@ -403,16 +413,180 @@ async def batched(db: Database, retention: int, delivery: str) -> None:
     print(f"  a delivery's attempts after pruning: {took:.2f} ms")
 
 
+# --- retention of deliveries and events ------------------------------------------------------
+
+EVENTS_SELECT = """
+SELECT md5('ev' || i::text)::uuid::text, 'site-1', 'NewWorkItemVersionComplete',
+       json_build_object('id', md5('ev' || i::text)::uuid::text,
+                         'eventType', 'NewWorkItemVersionComplete', 'siteId', 'site-1',
+                         'createdBy', json_build_object('id', 'user-1', 'name', 'Ann Lee'),
+                         'data', json_build_object('workItemId', md5('wi' || i::text)::uuid::text,
+                                                   'versionNumber', 1,
+                                                   'documents', json_build_array())),
+       md5('wi' || i::text)::uuid::text,
+       CAST(:start AS timestamptz) + interval '1 second' * (:seconds * i / :rows)
+FROM generate_series(CAST(:low AS bigint), CAST(:high AS bigint) - 1) AS i
+"""
+FINISHED_SELECT = """
+SELECT md5('dv' || i::text)::uuid::text, md5('ev' || i::text)::uuid::text, :hook, 'site-1',
+       CASE WHEN i % 33 = 0 THEN 'failed' ELSE 'succeeded' END,
+       CASE WHEN i % 33 = 0 THEN 9 ELSE 1 END,
+       CASE WHEN i % 33 = 0 THEN 503 ELSE 200 END,
+       CASE WHEN i % 33 = 0 THEN 'http_status' END,
+       made, made + interval '1 second' * (i % 120)
+FROM (SELECT i, CAST(:start AS timestamptz) + interval '1 second' * (:seconds * i / :rows) AS made
+      FROM generate_series(CAST(:low AS bigint), CAST(:high AS bigint) - 1) AS i) AS s
+"""
+BACKLOG_SELECT = """
+SELECT md5('backlog' || i::text)::uuid::text, md5('ev' || i::text)::uuid::text, :hook,
+       'site-1', 'pending', 20, made + interval '1 day', made
+FROM (SELECT i, CAST(:start AS timestamptz) + interval '1 second' * (:seconds * i / :rows) AS made
+      FROM generate_series(CAST(:low AS bigint), CAST(:high AS bigint) - 1, 1000) AS i) AS s
+"""
+
+
+async def build_retention(db: Database, count: int, days: int) -> None:
+    started = time.perf_counter()
+    start = NOW - timedelta(days=days)
+    shape = {"start": start, "seconds": days * 86_400, "rows": count}
+    for low in range(0, count, CHUNK):
+        span = {**shape, "low": low, "high": min(count, low + CHUNK)}
+        async with db.transaction() as conn:
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO events (id, site_id, event_type, payload, work_item_id, "
+                    f"created_at) {EVENTS_SELECT}"
+                ),
+                span,
+            )
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO deliveries (id, event_id, webhook_id, site_id, status, "
+                    "attempts, last_status_code, last_error_class, created_at, completed_at) "
+                    f"{FINISHED_SELECT}"
+                ),
+                {**span, "hook": HOOK_E},
+            )
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO deliveries (id, event_id, webhook_id, site_id, status, "
+                    f"attempts, next_attempt_at, created_at) {BACKLOG_SELECT}"
+                ),
+                {**span, "hook": claim_plans._hook_id("B")},
+            )
+        print(f"  {span['high']:,} events, {time.perf_counter() - started:.0f} s", flush=True)
+    await sql(db, "VACUUM ANALYZE")
+    print(f"built in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+async def timed_batches(
+    db: Database, title: str, batch: Callable[[AsyncConnection, int], Awaitable[tuple[int, int]]]
+) -> None:
+    """`pruning._in_batches`' loop at its PostgreSQL size, each batch timed."""
+    size = pruning.DELIVERY_BATCH if "deliveries" in title else pruning.EVENT_BATCH
+    times: list[float] = []
+    total = 0
+    started = time.perf_counter()
+    while True:
+        one = time.perf_counter()
+        async with db.transaction() as conn:
+            examined, deleted = await batch(conn, size)
+        times.append((time.perf_counter() - one) * 1000)
+        total += deleted
+        if examined < size:
+            break
+        await asyncio.sleep(0)
+    took = time.perf_counter() - started
+    quantile = statistics.quantiles(times, n=100)[98] if len(times) > 1 else times[0]
+    print(
+        f"  {title}: deleted {total:,} in {took:.0f} s ({total / took:,.0f} rows/s), "
+        f"{len(times)} batches of {size}: longest {max(times):.0f} ms, p99 {quantile:.0f} ms, "
+        f"median {statistics.median(times):.0f} ms",
+        flush=True,
+    )
+
+
+async def retention(db: Database, retention_days: int) -> None:
+    print(f"\n## retention of deliveries and events ({retention_days} days)", flush=True)
+    for table in ("deliveries", "events"):
+        print(f"  {table}: {await sizes(db, table)}")
+    cutoff = NOW - timedelta(days=retention_days)
+    (counts,) = await sql(
+        db,
+        "SELECT (SELECT count(*) FROM deliveries WHERE completed_at < :c), "
+        "(SELECT count(*) FROM deliveries WHERE status = 'pending'), "
+        "(SELECT count(*) FROM events WHERE created_at < :c)",
+        c=cutoff,
+    )
+    print(
+        f"  {counts[0]:,} deliveries finished before the cutoff, {counts[1]:,} pending in "
+        f"all; {counts[2]:,} events made before it"
+    )
+
+    async def one_delivery_batch(conn: AsyncConnection) -> None:
+        await upkeep_queries.prune_deliveries(conn, older_than=cutoff, limit=pruning.DELIVERY_BATCH)
+
+    async def one_event_batch(conn: AsyncConnection) -> None:
+        await upkeep_queries.prune_events(
+            conn, older_than=cutoff, after=None, limit=pruning.EVENT_BATCH
+        )
+
+    await claim_plans.run(db, "a batch of finished deliveries (rolled back)", one_delivery_batch)
+    (delivery,) = await sql(
+        db, "SELECT id FROM deliveries WHERE status = 'pending' ORDER BY id LIMIT 1"
+    )
+    beside = Beside(db, "attempts", str(delivery[0]))
+    await baseline(beside, "claim", "read", "insert")
+
+    async def deliveries_batch(conn: AsyncConnection, size: int) -> tuple[int, int]:
+        deleted = await upkeep_queries.prune_deliveries(conn, older_than=cutoff, limit=size)
+        return deleted, deleted
+
+    after: tuple[datetime, str] | None = None
+
+    async def events_batch(conn: AsyncConnection, size: int) -> tuple[int, int]:
+        nonlocal after
+        found = await upkeep_queries.prune_events(conn, older_than=cutoff, after=after, limit=size)
+        after = found.last or after
+        return found.found, found.deleted
+
+    beside.start("claim", "read", "insert")
+    await timed_batches(db, "finished deliveries", deliveries_batch)
+    print(f"  beside, pruning deliveries: {await beside.stop()}", flush=True)
+    await claim_plans.run(db, "a batch of events (rolled back)", one_event_batch)
+    beside.start("claim", "read", "insert")
+    await timed_batches(db, "events", events_batch)
+    print(f"  beside, pruning events: {await beside.stop()}", flush=True)
+    (left,) = await sql(
+        db,
+        "SELECT (SELECT count(*) FROM deliveries), (SELECT count(*) FROM events), "
+        "(SELECT count(*) FROM events WHERE created_at < :c)",
+        c=cutoff,
+    )
+    print(f"  left: {left[0]:,} deliveries, {left[1]:,} events ({left[2]:,} older: backlog's)")
+    started = time.perf_counter()
+    await sql(db, "VACUUM deliveries")
+    await sql(db, "VACUUM events")
+    print(f"  VACUUM of both in {time.perf_counter() - started:.0f} s")
+    for table in ("deliveries", "events"):
+        print(f"  {table} after: {await sizes(db, table)}")
+
+
 async def main_async(args: argparse.Namespace) -> None:
     async with database(args.database, args.keep) as (db, fresh):
         if fresh:
-            await build(db, args.rows, args.days)
-        print(f"attempts: {await sizes(db, 'attempts')}")
-        delivery = await plans(db, args.rows)
-        if not args.skip_partitions:
-            await partitions(db, args.days, args.retention, delivery)
-        if not args.skip_delete:
-            await batched(db, args.retention, delivery)
+            await build(db, 0 if args.skip_attempts else args.rows, args.days)
+            if args.deliveries:
+                await build_retention(db, args.deliveries, args.days)
+        if not args.skip_attempts:
+            print(f"attempts: {await sizes(db, 'attempts')}")
+            delivery = await plans(db, args.rows)
+            if not args.skip_partitions:
+                await partitions(db, args.days, args.retention, delivery)
+            if not args.skip_delete:
+                await batched(db, args.retention, delivery)
+        if args.deliveries:
+            await retention(db, args.retention)
 
 
 def main() -> None:
@@ -424,6 +598,10 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="leave the database")
     parser.add_argument("--skip-partitions", action="store_true")
     parser.add_argument("--skip-delete", action="store_true")
+    parser.add_argument(
+        "--deliveries", type=int, default=0, help="events (and finished deliveries) to prune"
+    )
+    parser.add_argument("--skip-attempts", action="store_true", help="only the retention part")
     args = parser.parse_args()
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(open(os.devnull, "w")))  # noqa: SIM115
     asyncio.run(main_async(args))

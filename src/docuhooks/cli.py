@@ -179,6 +179,7 @@ def serve(
     except BindError as exc:
         raise click.ClickException(f"the server {exc}; try --port") from None
     app = build_app(settings)
+    _migrate_before_serving(settings)
     ctx = app.state.ctx
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{host}:{settings.port}"
@@ -218,6 +219,28 @@ def serve(
         stop_tracing()  # the spans still batched go out
     if not server.started:
         sys.exit(3)  # what uvicorn.run exits with when start-up fails
+
+
+def _migrate_before_serving(settings: Settings) -> None:
+    """Migrate before uvicorn starts, so that a migration that cannot run through the pooler
+    stops `serve` with the same message as `db upgrade` and `worker` (inside the app's
+    start-up it would show only in uvicorn's traceback). Any other failure is left to the
+    app's start-up, which migrates again (a no-op after this) and reports it as before."""
+    from docuhooks.context import database_of
+
+    async def upgrade() -> None:
+        db = database_of(settings)
+        try:
+            await db.upgrade()
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(upgrade())
+    except DirectConnectionNeeded as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception:
+        pass  # the app's start-up meets it again, and reports it
 
 
 @main.command()

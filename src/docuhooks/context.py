@@ -84,6 +84,7 @@ class AppContext:
         # An unusable proxy (setting or environment) or connect timeout stops the process at
         # start, naming what is wrong, rather than failing the first outbound call.
         _outbound_options(settings)
+        _check_retention(settings)
         db = database_of(settings)
         box = SecretBox.for_data_dir(settings.secret_key, settings.data_dir)
         return cls(settings=settings, db=db, box=box)
@@ -185,6 +186,16 @@ class AppContext:
     def events_committed(self) -> None:
         for hook in self.on_events_committed:
             hook()
+
+
+def _check_retention(settings: Settings) -> None:
+    """A retention of no days would prune what was just written: stop at start instead."""
+    if settings.attempt_retention_days < 1:
+        raise SettingsError("setting DOCUHOOKS_ATTEMPT_RETENTION_DAYS: must be at least 1")
+    if settings.delivery_retention_days < 0:
+        raise SettingsError(
+            "setting DOCUHOOKS_DELIVERY_RETENTION_DAYS: must be 0 (as attempts) or more"
+        )
 
 
 def _outbound_options(settings: Settings) -> ProxyRoutes:

@@ -66,6 +66,10 @@ class Settings:
     worker_poll_seconds: float = 2.0
     retry_schedule: str = "0,10s,1m,5m,30m,2h,6h,12h,24h"
     attempt_retention_days: int = 30
+    #: Finished (succeeded or failed) deliveries are pruned this many days after they
+    #: finished, with their attempts, and then events left without deliveries; 0 means
+    #: `attempt_retention_days`. Pending deliveries are kept, however old.
+    delivery_retention_days: int = 0
     suspend_after_failures: int = 20
     suspend_after_hours: float = 24.0
     probe_interval_seconds: int = 600
@@ -166,6 +170,12 @@ class Settings:
     #: Most render workers one site may hold at once; 0: all but one (at least one).
     render_workers_per_site: int = 0
     # --- end of render fairness ---
+
+    @property
+    def kept_delivery_days(self) -> int:
+        """How long finished deliveries and their events are kept (`delivery_retention_days`,
+        else `attempt_retention_days`)."""
+        return self.delivery_retention_days or self.attempt_retention_days
 
     @property
     def resolved_database_url(self) -> str:

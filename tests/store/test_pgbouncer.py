@@ -19,6 +19,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -27,6 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 from tests.conftest import new_postgres_database
 from tests.delivery.delivery_support import make_webhook, queue_event
 from tests.interview_hooks.hooks_support import answer_json, hook_at, make_platform, serve
@@ -35,6 +37,7 @@ from tests.support import make_site
 
 from docuhooks.answers import Answer, AnswerSet, AnswerType
 from docuhooks.app import create_app
+from docuhooks.cli import main
 from docuhooks.context import AppContext, database_of
 from docuhooks.core.clock import FakeClock
 from docuhooks.core.events import EventType
@@ -273,6 +276,32 @@ async def test_a_migration_that_needs_a_direct_connection_names_the_setting(
             assert found.scalar() == 1
     finally:
         await direct.dispose()
+
+
+@pytest.mark.usefixtures("migrations_with_a_concurrent_index")
+def test_serve_stops_with_the_same_message_when_a_migration_needs_a_direct_connection(
+    tmp_path: Path, direct_url: str, bouncer: PgBouncer
+) -> None:
+    """`serve` migrates at start: the error is the one `db upgrade` prints (naming the
+    setting), with no traceback, and it exits non-zero before it listens."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    where = ["--data-dir", str(tmp_path / "data"), "--host", "127.0.0.1", "--port", str(port)]
+    result = CliRunner().invoke(
+        main,
+        ["serve", *where],
+        env={
+            "DOCUHOOKS_DATABASE_URL": bouncer.url_for(direct_url),
+            "DOCUHOOKS_DATABASE_POOLER": "transaction",
+            "DOCUHOOKS_DATABASE_DIRECT_URL": None,
+            "DOCUHOOKS_LOG_JSON": "true",
+        },
+    )
+    assert result.exit_code == 1, result.output
+    assert "Error: migration 9999 cannot run through a connection pooler" in result.output
+    assert "DOCUHOOKS_DATABASE_DIRECT_URL" in result.output
+    assert "Traceback" not in result.output
 
 
 async def test_without_the_setting_pgbouncer_breaks_prepared_statements(

@@ -175,28 +175,51 @@ async def list_deliveries(
     return pagination.page_of(rows, limit, lambda row: _delivery(row, now))
 
 
+def _missing(what: str, given: str, kept_days: int | None) -> NotFound:
+    if kept_days is None:
+        return NotFound(f"{what} {given} does not exist")
+    return NotFound(
+        f"{what} {given} does not exist: finished deliveries, and then their events, are "
+        f"kept for {kept_days} days and then pruned"
+    )
+
+
 async def _delivery_row(
-    conn: AsyncConnection, principal: Principal, delivery_id: str
+    conn: AsyncConnection,
+    principal: Principal,
+    delivery_id: str,
+    *,
+    kept_days: int | None = None,
+    lock: bool = False,
 ) -> sa.Row[Any]:
     webhook_service.require_admin(principal)
     wanted = _uuid(delivery_id, "delivery")
-    row = (
-        await conn.execute(
-            sa.select(*_DELIVERY_COLUMNS)
-            .join(events, events.c.id == deliveries.c.event_id)
-            .where(deliveries.c.id == wanted, deliveries.c.site_id == principal.site_id)
-        )
-    ).first()
+    query = (
+        sa.select(*_DELIVERY_COLUMNS)
+        .join(events, events.c.id == deliveries.c.event_id)
+        .where(deliveries.c.id == wanted, deliveries.c.site_id == principal.site_id)
+    )
+    if lock:
+        # Held to the transaction's end, so retention cannot prune the delivery (and then
+        # its event) while a redelivery of it is being written.
+        query = query.with_for_update(read=True, of=deliveries)
+    row = (await conn.execute(query)).first()
     if row is None:
-        raise NotFound(f"delivery {delivery_id} does not exist")
+        raise _missing("delivery", delivery_id, kept_days)
     return row
 
 
 async def get_delivery(
-    conn: AsyncConnection, principal: Principal, delivery_id: str, *, now: datetime
+    conn: AsyncConnection,
+    principal: Principal,
+    delivery_id: str,
+    *,
+    now: datetime,
+    kept_days: int | None = None,
 ) -> dict[str, Any]:
-    """One delivery with every attempt, oldest attempt first."""
-    row = await _delivery_row(conn, principal, delivery_id)
+    """One delivery with every attempt, oldest attempt first; `kept_days` (the retention)
+    goes into the 404 of one that does not exist, since it may have been pruned."""
+    row = await _delivery_row(conn, principal, delivery_id, kept_days=kept_days)
     tries = await conn.execute(
         sa.select(attempts)
         .where(attempts.c.delivery_id == row.id)
@@ -225,7 +248,9 @@ async def redeliver(ctx: DeliveryContext, principal: Principal, delivery_id: str
     """
     now = ctx.now()
     async with ctx.db.transaction() as conn:
-        original = await _delivery_row(conn, principal, delivery_id)
+        original = await _delivery_row(
+            conn, principal, delivery_id, kept_days=ctx.settings.kept_delivery_days, lock=True
+        )
         if original.event_type not in NOTIFICATION_TYPES:
             raise Conflict(
                 f"a {original.event_type} call is made while a person or the platform waits "
@@ -301,9 +326,15 @@ async def list_events(
 
 
 async def get_event(
-    conn: AsyncConnection, principal: Principal, event_id: str, *, now: datetime
+    conn: AsyncConnection,
+    principal: Principal,
+    event_id: str,
+    *,
+    now: datetime,
+    kept_days: int | None = None,
 ) -> dict[str, Any]:
-    """One event with its payload (exactly as receivers get it) and its deliveries' states."""
+    """One event with its payload (exactly as receivers get it) and its deliveries' states;
+    `kept_days` as for `get_delivery`."""
     webhook_service.require_admin(principal)
     wanted = _uuid(event_id, "event")
     row = (
@@ -312,7 +343,7 @@ async def get_event(
         )
     ).first()
     if row is None:
-        raise NotFound(f"event {event_id} does not exist")
+        raise _missing("event", event_id, kept_days)
     sent: list[sa.Row[Any]] = await _rows(
         conn,
         sa.select(*_DELIVERY_COLUMNS, webhooks.c.name.label("webhook_name"))

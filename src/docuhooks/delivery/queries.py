@@ -39,6 +39,8 @@ CHANNEL = DELIVERIES_CHANNEL
 PENDING = "pending"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
+#: The statuses nothing changes any more: retention prunes these, and only these.
+FINISHED = (SUCCEEDED, FAILED)
 
 
 # --- claiming -------------------------------------------------------------------------------

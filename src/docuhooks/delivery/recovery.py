@@ -353,6 +353,9 @@ class RecoveryRunner:
                         .where(*self._window(job), *self._after(cursor))
                         .order_by(deliveries.c.created_at, deliveries.c.id)
                         .limit(size)
+                        # Held until the redeliveries are in: retention cannot prune an
+                        # original (and then its event) in between (`delivery.pruning`).
+                        .with_for_update(read=True, of=deliveries)
                     )
                 ).all()
                 settled = await _settled(conn, job.webhook_id, {row.event_id for row in rows})

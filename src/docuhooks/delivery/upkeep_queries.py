@@ -1,5 +1,6 @@
-"""The statements beside the send path: administrators' redelivery, pruning the attempt
-log, the queue's state for the metrics, and the worker fleet's heartbeats.
+"""The statements beside the send path: administrators' redelivery, retention (pruning
+attempts, finished deliveries and events left without deliveries), the queue's state for
+the metrics, and the worker fleet's heartbeats.
 
 Times are parameters from the caller's clock, never the database's `now()`.
 """
@@ -11,12 +12,13 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.ids import uuid7
-from docuhooks.delivery.queries import PENDING, unleased
+from docuhooks.delivery.queries import FINISHED, PENDING, unleased
 from docuhooks.store.notify import notify_due_deliveries
-from docuhooks.store.schema import attempts, deliveries, flights, webhooks, workers
+from docuhooks.store.schema import attempts, deliveries, events, flights, webhooks, workers
 
 # --- administrators' redelivery -------------------------------------------------
 
@@ -78,6 +80,111 @@ async def prune_attempts(conn: AsyncConnection, *, older_than: datetime, limit: 
     )
     result = await conn.execute(attempts.delete().where(attempts.c.id.in_(old.scalar_subquery())))
     return result.rowcount
+
+
+async def prune_deliveries(conn: AsyncConnection, *, older_than: datetime, limit: int) -> int:
+    """Delete up to `limit` finished deliveries that finished before `older_than`, the oldest
+    first (a seek of `ix_deliveries_completed`); their attempts and flights go with them (the
+    foreign keys cascade). A pending delivery has no `completed_at` and is never chosen,
+    however old; the status is checked as well, so only `FINISHED` ones ever go."""
+    postgresql = conn.dialect.name == "postgresql"
+    result = await conn.execute(finished_deliveries_delete(older_than, limit, postgresql))
+    return result.rowcount
+
+
+def finished_deliveries_delete(older_than: datetime, limit: int, postgresql: bool) -> sa.Delete:
+    """`prune_deliveries`' statement (also for `bench/pruning.py`'s plans).
+
+    On PostgreSQL `id = ANY(ARRAY(subquery))`: the batch's ids are found first (an InitPlan)
+    and then deleted by primary key. As `id IN (subquery)` the generic plan that asyncpg's
+    prepared statement ends up with may join the batch to a sequential scan of the whole
+    table (measured at 200,000 deliveries: `bench/pruning.py`)."""
+    # The status is checked through `coalesce` (it is never null): as a plain `IN`, SQLite,
+    # which keeps no statistics here, would read every finished delivery through
+    # `ix_deliveries_due`'s status and sort them, instead of the oldest few in order.
+    finished = sa.func.coalesce(deliveries.c.status, "").in_(FINISHED)
+    old = (
+        sa.select(deliveries.c.id)
+        .where(deliveries.c.completed_at < older_than, finished)
+        .order_by(deliveries.c.completed_at)
+        .limit(limit)
+    )
+    if postgresql:
+        # Skipping the rows another transaction holds (a redelivery or recovery copying
+        # them, under a share lock): the prune never waits, so it can never be one side of a
+        # deadlock; what it skipped goes in the next round.
+        old = old.with_for_update(skip_locked=True)
+        chosen = deliveries.c.id == sa.any_(sa.func.array(old.scalar_subquery()))
+    else:
+        chosen = deliveries.c.id.in_(old.scalar_subquery())
+    return deliveries.delete().where(chosen)
+
+
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    #: Events found with no delivery left (and, on PostgreSQL, not locked by anyone).
+    found: int
+    deleted: int
+    #: `(created_at, id)` of the last event found: the next batch starts after it.
+    last: tuple[datetime, str] | None
+
+
+def _no_delivery_left() -> sa.ColumnElement[bool]:
+    # Any delivery, pending or finished, keeps its event (a seek of `ix_deliveries_event`).
+    return ~sa.exists().where(deliveries.c.event_id == events.c.id)
+
+
+async def prune_events(
+    conn: AsyncConnection,
+    *,
+    older_than: datetime,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> EventBatch:
+    """Delete up to `limit` events made before `older_than` that no delivery refers to any
+    more, the oldest first, starting after `after` (a walk of `ix_events_created`: the old
+    events that keep a delivery are read once per prune, not once per batch).
+
+    Two statements, so a delivery written for an event meanwhile keeps it: the first finds
+    the events and (PostgreSQL) locks them, skipping any a writer holds; the second deletes
+    them, checking again under the lock with a snapshot taken after it. Without the second
+    check an event whose redelivery committed between the two would go, and the foreign
+    key's cascade would take the new delivery with it.
+    """
+    found = (await conn.execute(unreferenced_events_select(older_than, after, limit))).all()
+    if not found:
+        return EventBatch(found=0, deleted=0, last=None)
+    postgresql = conn.dialect.name == "postgresql"
+    result = await conn.execute(unreferenced_events_delete([row.id for row in found], postgresql))
+    last = found[-1]
+    return EventBatch(found=len(found), deleted=result.rowcount, last=(last.created_at, last.id))
+
+
+def unreferenced_events_select(
+    older_than: datetime, after: tuple[datetime, str] | None, limit: int
+) -> sa.Select[tuple[str, datetime]]:
+    """`prune_events`' first statement (also for `bench/pruning.py`'s plans)."""
+    query = (
+        sa.select(events.c.id, events.c.created_at)
+        .where(events.c.created_at < older_than, _no_delivery_left())
+        .order_by(events.c.created_at, events.c.id)
+        .limit(limit)
+        .with_for_update(of=events, skip_locked=True)
+    )
+    if after is not None:
+        query = query.where(sa.tuple_(events.c.created_at, events.c.id) > sa.tuple_(*after))
+    return query
+
+
+def unreferenced_events_delete(ids: list[str], postgresql: bool) -> sa.Delete:
+    """`prune_events`' second statement: the events found, if still without a delivery. On
+    PostgreSQL the ids are one array parameter: one prepared statement whatever their
+    number, where `IN` would make one per batch size."""
+    if postgresql:
+        chosen = events.c.id == sa.any_(sa.bindparam("ids", ids, type_=ARRAY(sa.String())))
+    else:
+        chosen = events.c.id.in_(ids)
+    return events.delete().where(chosen, _no_delivery_left())
 
 
 # --- metrics and the worker fleet -----------------------------------------------------------

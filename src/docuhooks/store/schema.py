@@ -273,6 +273,8 @@ events = sa.Table(
     sa.Column("traceparent", sa.String(55), nullable=True),
     sa.Column("tracestate", sa.String(512), nullable=True),
     sa.Index("ix_events_site_created", "site_id", "created_at"),
+    # Retention: the oldest events first, whatever their site (`delivery.pruning`).
+    sa.Index("ix_events_created", "created_at", "id"),
 )
 
 deliveries = sa.Table(
@@ -308,6 +310,14 @@ deliveries = sa.Table(
         "id",
         sqlite_where=sa.text("status = 'pending'"),
         postgresql_where=sa.text("status = 'pending'"),
+    ),
+    # Retention: finished deliveries by when they finished, the oldest first
+    # (`delivery.pruning`); pending ones have no `completed_at` and stay out of it.
+    sa.Index(
+        "ix_deliveries_completed",
+        "completed_at",
+        sqlite_where=sa.text("completed_at IS NOT NULL"),
+        postgresql_where=sa.text("completed_at IS NOT NULL"),
     ),
     # A webhook's failed deliveries by creation: a recovery's batches and its count read
     # exactly the entries they use, however many others the window holds.

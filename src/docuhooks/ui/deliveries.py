@@ -22,7 +22,9 @@ async def delivery_page(
 ) -> Response:
     who = session.principal
     async with ctx.db.read() as conn:
-        delivery = await log.get_delivery(conn, who, delivery_id, now=ctx.now())
+        delivery = await log.get_delivery(
+            conn, who, delivery_id, now=ctx.now(), kept_days=ctx.settings.kept_delivery_days
+        )
         try:
             webhook = service.to_api(await service.get_row(conn, who, delivery["webhookId"]))
         except NotFound:

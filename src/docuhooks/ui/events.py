@@ -71,6 +71,12 @@ async def event_list(
 @router.get("/events/{event_id}")
 async def event_page(request: Request, event_id: str, ctx: Ctx, session: SignedIn) -> Response:
     async with ctx.db.read() as conn:
-        event = await log.get_event(conn, session.principal, event_id, now=ctx.now())
+        event = await log.get_event(
+            conn,
+            session.principal,
+            event_id,
+            now=ctx.now(),
+            kept_days=ctx.settings.kept_delivery_days,
+        )
     payload = json.dumps(event["payload"], indent=2, ensure_ascii=False)
     return render(request, "event.html", session, event=event, payload=payload)

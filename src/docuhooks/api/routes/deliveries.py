@@ -142,7 +142,9 @@ async def list_deliveries(
 
 @router.get("/deliveries/{delivery_id}", response_model=DeliveryWithAttempts)
 async def get_delivery(delivery_id: str, ctx: Ctx, conn: Conn, who: Caller) -> dict[str, Any]:
-    return await log.get_delivery(conn, who, delivery_id, now=ctx.now())
+    return await log.get_delivery(
+        conn, who, delivery_id, now=ctx.now(), kept_days=ctx.settings.kept_delivery_days
+    )
 
 
 @router.post(

@@ -53,4 +53,6 @@ async def list_events(
 
 @router.get("/{event_id}", response_model=EventDetail)
 async def get_event(event_id: str, ctx: Ctx, conn: Conn, who: Caller) -> dict[str, Any]:
-    return await log.get_event(conn, who, event_id, now=ctx.now())
+    return await log.get_event(
+        conn, who, event_id, now=ctx.now(), kept_days=ctx.settings.kept_delivery_days
+    )
