@@ -98,3 +98,11 @@ async def test_the_summary_counts_every_suspended_webhook_beyond_those_it_lists(
     assert len(summary["suspended"]) == stats.LISTED
     assert summary["suspendedCount"] == many
     assert summary["openBreakerCount"] == 0
+
+    # A suspended webhook an administrator then deactivated is inactive, as its status, the
+    # list's status filter and the suspended-webhooks metric say: not counted as suspended.
+    deactivated = await client.post(f"/api/v1/webhooks/{ids[0]}/deactivate", headers=site.auth())
+    assert deactivated.json()["status"] == "inactive"
+    summary = (await client.get("/api/v1/stats", headers=site.auth())).json()
+    assert summary["suspendedCount"] == many - 1
+    assert ids[0] not in {item["webhookId"] for item in summary["suspended"]}

@@ -256,6 +256,7 @@ async def site_summary(
                 webhooks.c.event_type,
                 webhooks.c.destination,
                 webhooks.c.max_concurrency,
+                webhooks.c.active,
                 webhooks.c.suspended_at,
                 webhooks.c.status_reason,
             )
@@ -296,7 +297,8 @@ async def site_summary(
     suspended = [
         SuspendedWebhook(row.id, row.name, row.suspended_at, row.status_reason)
         for row in hook_rows
-        if row.suspended_at is not None
+        # An inactive webhook is inactive, suspended or not (as its status says).
+        if row.active and row.suspended_at is not None
     ]
     breakers: dict[str, OpenBreaker] = {}
     for row in hook_rows:
