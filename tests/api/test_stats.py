@@ -9,7 +9,8 @@ import httpx
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
-from docuhooks.delivery import rollup
+from docuhooks.delivery import rollup, stats
+from docuhooks.store.schema import webhooks
 
 WEBHOOK = {
     "name": "Stats",
@@ -76,3 +77,32 @@ async def test_the_stats_routes_are_in_the_openapi_schema(client: httpx.AsyncCli
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert "get" in paths["/api/v1/webhooks/{webhook_id}/stats"]
     assert "get" in paths["/api/v1/stats"]
+
+
+async def test_the_summary_counts_every_suspended_webhook_beyond_those_it_lists(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    many = stats.LISTED + 5
+    ids = [
+        await _webhook(client, site, name=f"Hook {n:02d}", url=f"https://r{n}.example/hook")
+        for n in range(many)
+    ]
+    async with ctx.db.transaction() as conn:
+        await conn.execute(
+            webhooks.update()
+            .where(webhooks.c.id.in_(ids))
+            .values(suspended_at=ctx.now(), status_reason="suspended: test")
+        )
+    summary = (await client.get("/api/v1/stats", headers=site.auth())).json()
+    # The list stays bounded; the count is every suspended webhook, not the list's length.
+    assert len(summary["suspended"]) == stats.LISTED
+    assert summary["suspendedCount"] == many
+    assert summary["openBreakerCount"] == 0
+
+    # A suspended webhook an administrator then deactivated is inactive, as its status, the
+    # list's status filter and the suspended-webhooks metric say: not counted as suspended.
+    deactivated = await client.post(f"/api/v1/webhooks/{ids[0]}/deactivate", headers=site.auth())
+    assert deactivated.json()["status"] == "inactive"
+    summary = (await client.get("/api/v1/stats", headers=site.auth())).json()
+    assert summary["suspendedCount"] == many - 1
+    assert ids[0] not in {item["webhookId"] for item in summary["suspended"]}

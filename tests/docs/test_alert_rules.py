@@ -80,3 +80,18 @@ def test_the_operations_guide_explains_every_rule() -> None:
     guide = GUIDE.read_text()
     for rule in rules():
         assert f"`{rule['alert']}`" in guide, f"docs/operations.md does not explain {rule['alert']}"
+
+
+def test_the_breaker_rule_counts_a_breaker_being_probed_as_open() -> None:
+    # A probe turns an open breaker `half_open` until its outcome is recorded (a timeout's
+    # worth of seconds, every probe interval): a scrape then sees no `open` destination. A
+    # rule on `state="open"` alone resets its `for` timer at such a scrape, and for a dead
+    # host probed every 30 s it might never fire.
+    (rule,) = [rule for rule in rules() if rule["alert"] == "DocuhooksBreakerOpen"]
+    selectors = [selector for metric, selector in _METRIC.findall(rule["expr"])]
+    (selector,) = selectors
+    ((label, operator, value),) = _MATCHER.findall(selector)
+    assert (label, operator) == ("state", "=~")
+    assert set(value.split("|")) == {"open", "half_open"}
+    # Per process, summed over the two states; then the largest of the processes' values.
+    assert "sum without (state)" in rule["expr"]

@@ -11,7 +11,8 @@ from tests.support import SiteUsers
 from tests.ui.ui_support import make_user, sign_in
 
 from docuhooks.context import AppContext
-from docuhooks.delivery import rollup
+from docuhooks.delivery import rollup, stats
+from docuhooks.store.schema import webhooks
 from docuhooks.ui import charts
 
 
@@ -94,3 +95,22 @@ def test_charts_mark_failures_and_lines_without_colour() -> None:
     assert "<script" not in bars + lines and "style=" not in bars + lines
     hostile = charts.bar_chart("c3", "<b>x</b>", ["<i>"], [charts.Bars("n", [1])], unit="u")
     assert "<b>" not in hostile and "<i>" not in hostile
+
+
+async def test_the_dashboard_counts_every_suspended_webhook(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    many = stats.LISTED + 3
+    ids = [
+        await _hook(client, site, f"Hook {n:02d}", url=f"https://r{n}.example/h")
+        for n in range(many)
+    ]
+    async with ctx.db.transaction() as conn:
+        await conn.execute(
+            webhooks.update().where(webhooks.c.id.in_(ids)).values(suspended_at=ctx.now())
+        )
+    await sign_in(client, await make_user(ctx, site.site_id, "SiteAdministrator"))
+    html = (await client.get("/ui/dashboard")).text
+    assert f"<dt>Suspended webhooks</dt><dd>{many}</dd>" in html
+    assert html.count('<li><a href="/ui/webhooks/') == stats.LISTED
+    assert f"The first {stats.LISTED} of {many}" in html

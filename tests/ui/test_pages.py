@@ -45,6 +45,7 @@ from docuhooks.identity.secrets import SecretBox
 from docuhooks.platform.catalog import variable_to_json
 from docuhooks.settings import Settings
 from docuhooks.store.database import Database
+from docuhooks.store.schema import webhooks
 
 pytestmark = pytest.mark.slow
 
@@ -109,9 +110,12 @@ def _made(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-async def _seed_history(settings: Settings, site_id: str, hook_id: str, lookup_id: str) -> None:
+async def _seed_history(
+    settings: Settings, site_id: str, hook_id: str, lookup_id: str, unbroken_id: str
+) -> None:
     """30 days of attempts in the roll-up (through its write path), with failures and a
-    slow spell, so the charts have something to draw."""
+    slow spell, so the charts have something to draw; and `unbroken_id` suspended, with a
+    long reason, so the dashboard lists it."""
     rng = random.Random(11)
     now = datetime.now(UTC)
     calls = []
@@ -139,6 +143,11 @@ async def _seed_history(settings: Settings, site_id: str, hook_id: str, lookup_i
     try:
         async with ctx.db.transaction() as conn:
             await rollup.add_calls(conn, calls)
+            await conn.execute(
+                webhooks.update()
+                .where(webhooks.c.id == unbroken_id)
+                .values(suspended_at=now, status_reason="suspended: " + "y" * 200)
+            )
     finally:
         await ctx.db.dispose()
 
@@ -167,6 +176,18 @@ def _sample_objects(url: str, site: SiteUsers, receiver_url: str) -> dict[str, s
                     "url": receiver_url,
                     "eventType": "CustomInterviewEvent",
                     "interviewEventName": "Check conflicts",
+                },
+            )
+        )
+        # A name as long as allowed, in one word: lists and panels must wrap it, not grow
+        # past a phone's width (the dashboard lists it as suspended, see `_seed_history`).
+        unbroken = _made(
+            api.post(
+                "/api/v1/webhooks",
+                json={
+                    "name": "Matter-intake-" + "x" * 186,
+                    "url": "https://unreachable.example/" + "p" * 120,
+                    "eventType": "NewWorkItemVersionComplete",
                 },
             )
         )
@@ -216,6 +237,7 @@ def _sample_objects(url: str, site: SiteUsers, receiver_url: str) -> dict[str, s
     return {
         "webhook_id": hook["id"],
         "interview_webhook_id": lookup["id"],
+        "unbroken_webhook_id": unbroken["id"],
         "delivery_id": deliveries[0]["id"],
         "event_id": deliveries[0]["eventId"],
         "recovery_id": recovery["id"],
@@ -285,7 +307,11 @@ def site_in_browser(
             seeder.submit(
                 asyncio.run,
                 _seed_history(
-                    settings, site.site_id, ids["webhook_id"], ids["interview_webhook_id"]
+                    settings,
+                    site.site_id,
+                    ids["webhook_id"],
+                    ids["interview_webhook_id"],
+                    ids["unbroken_webhook_id"],
                 ),
             ).result()
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

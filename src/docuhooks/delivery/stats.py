@@ -230,9 +230,13 @@ class SiteSummary:
     due_backlog: int
     due_backlog_capped: bool
     oldest_due_at: datetime | None
+    #: The first `LISTED` suspended webhooks and open breakers (by name, by destination);
+    #: the counts are of all of them.
     suspended: list[SuspendedWebhook]
     breakers: list[OpenBreaker]
     webhook_count: int
+    suspended_count: int
+    breaker_count: int
 
     def oldest_due_age_seconds(self, now: datetime) -> float | None:
         if self.oldest_due_at is None:
@@ -252,6 +256,7 @@ async def site_summary(
                 webhooks.c.event_type,
                 webhooks.c.destination,
                 webhooks.c.max_concurrency,
+                webhooks.c.active,
                 webhooks.c.suspended_at,
                 webhooks.c.status_reason,
             )
@@ -292,8 +297,9 @@ async def site_summary(
     suspended = [
         SuspendedWebhook(row.id, row.name, row.suspended_at, row.status_reason)
         for row in hook_rows
-        if row.suspended_at is not None
-    ][:LISTED]
+        # An inactive webhook is inactive, suspended or not (as its status says).
+        if row.active and row.suspended_at is not None
+    ]
     breakers: dict[str, OpenBreaker] = {}
     for row in hook_rows:
         state = states[row.id].breaker
@@ -312,9 +318,11 @@ async def site_summary(
         due_backlog=due,
         due_backlog_capped=any(state.due_backlog_capped for state in states.values()),
         oldest_due_at=oldest,
-        suspended=suspended,
+        suspended=suspended[:LISTED],
         breakers=sorted(breakers.values(), key=lambda b: b.destination)[:LISTED],
         webhook_count=len(hook_rows),
+        suspended_count=len(suspended),
+        breaker_count=len(breakers),
     )
 
 
@@ -406,6 +414,7 @@ def summary_to_api(summary: SiteSummary, now: datetime) -> dict[str, Any]:
             {"webhookId": s.webhook_id, "name": s.name, "since": s.since, "reason": s.reason}
             for s in summary.suspended
         ],
+        "suspendedCount": summary.suspended_count,
         "openBreakers": [
             {
                 "destination": b.destination,
@@ -416,6 +425,7 @@ def summary_to_api(summary: SiteSummary, now: datetime) -> dict[str, Any]:
             }
             for b in summary.breakers
         ],
+        "openBreakerCount": summary.breaker_count,
         "webhookCount": summary.webhook_count,
     }
 

@@ -80,8 +80,15 @@ class SiteStats(Output):
         description="A webhook's due count stopped at its cap (1000): the backlog is larger"
     )
     oldestDueAgeSeconds: float | None
-    suspended: list[SuspendedWebhook]
-    openBreakers: list[OpenBreaker]
+    suspended: list[SuspendedWebhook] = Field(
+        description="The first 20 suspended webhooks, by name (suspendedCount counts them all)"
+    )
+    suspendedCount: int = Field(description="The site's suspended webhooks, all of them")
+    openBreakers: list[OpenBreaker] = Field(
+        description="The first 20 destinations whose breaker is open or half open, "
+        "by destination (openBreakerCount counts them all)"
+    )
+    openBreakerCount: int = Field(description="Destinations whose breaker is not closed")
     webhookCount: int
 
 
