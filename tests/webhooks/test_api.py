@@ -248,6 +248,11 @@ async def test_malformed_and_oversized_bodies(client: httpx.AsyncClient, site: S
     assert not_object.status_code == 422
     nul = await create(client, site, name="bad\x00name")
     assert nul.status_code == 422
+    # C1 controls too: `\x9b` is a terminal's CSI, and `docuhooks listen` prints names.
+    for control in ("\x1b[2J", "\x7f", "\x85", "\x9b2J"):
+        refused = await create(client, site, name=f"bad{control}name")
+        assert refused.status_code == 422, repr(control)
+        assert "control characters" in refused.text
 
 
 async def test_tokens_are_required_and_checked(client: httpx.AsyncClient, site: SiteUsers) -> None:

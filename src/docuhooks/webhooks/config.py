@@ -14,7 +14,9 @@ from docuhooks.errors import FieldError
 
 INT32 = (-(2**31), 2**31 - 1)
 MAX_SCOPE_IDS = 500
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: C0 and C1 controls and DEL: a name or event name is shown on pages and printed to
+#: terminals (`docuhooks listen`), where `\x1b` and `\x9b` start escape sequences.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 DEFAULT_TIMEOUTS = {
     EventType.NEW_WORK_ITEM_VERSION_COMPLETE: 15,
