@@ -11,13 +11,14 @@ import sqlalchemy as sa
 from tests.delivery.delivery_support import (
     delivery,
     make_webhook,
+    queue_event,
     version_event,
 )
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.core.clock import FakeClock
-from docuhooks.delivery import outbox
+from docuhooks.delivery import outbox, queries
 from docuhooks.store.schema import deliveries, events, webhooks, work_groups
 
 
@@ -223,3 +224,23 @@ async def send_marker(ctx: AppContext, channel: str) -> None:
             sa.text("SELECT pg_notify(:channel, :payload)"),
             {"channel": channel, "payload": MARKER},
         )
+
+
+async def test_a_tampered_stored_traceparent_starts_a_new_trace_without_its_tracestate(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """A `tracestate` belongs to the trace its `traceparent` names: when the stored
+    `traceparent` fails its check (a row changed by hand), the job sends a new trace and
+    none of the old one's vendor state."""
+    await make_webhook(ctx, site, "https://receiver.example/hook")
+    event, ids = await queue_event(ctx, site.site_id, now=ctx.now())
+    async with ctx.db.transaction() as conn:
+        await conn.execute(
+            events.update()
+            .where(events.c.id == event.event_id)
+            .values(traceparent="00-not-a-trace", tracestate="vendor=secret")
+        )
+    async with ctx.db.read() as conn:
+        (job,) = await queries.load_jobs(conn, ids)
+    assert job.traceparent is None and job.tracestate is None
+    assert job.trace is None

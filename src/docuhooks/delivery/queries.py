@@ -218,15 +218,18 @@ def _jobs_from(source: Any, *more: sa.ColumnElement[Any]) -> sa.Select[Any]:
 
 
 def _job(row: Any, webhook: Any) -> Job:
-    """A row of `_jobs_from` and its webhook's row, as the worker takes it."""
+    """A row of `_jobs_from` and its webhook's row, as the worker takes it. A stored
+    `traceparent` that fails its check starts a new trace, and its `tracestate` (which
+    belongs to the trace it named) is dropped with it."""
+    traceparent = checked(row.traceparent)
     return Job(
         row.id,
         row.attempts,
         StoredEvent(row.event_id, row.event_type, row.payload_text),
         webhook,
         row.base_url,
-        checked(row.traceparent),
-        row.tracestate,
+        traceparent,
+        row.tracestate if traceparent is not None else None,
     )
 
 
