@@ -223,3 +223,51 @@ async def send_marker(ctx: AppContext, channel: str) -> None:
             sa.text("SELECT pg_notify(:channel, :payload)"),
             {"channel": channel, "payload": MARKER},
         )
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite has one writer
+@pytest.mark.parametrize("named", [False, True], ids=["matched", "named"])
+async def test_postgres_a_webhook_deleted_while_the_event_is_written_is_left_out(
+    ctx: AppContext, site: SiteUsers, named: bool
+) -> None:
+    """An administrator deleting a webhook must not fail the change that writes an event
+    (an interview step, a finished work item) at the same moment: the deleted webhook gets no
+    delivery and the others get theirs."""
+    doomed, _ = await make_webhook(ctx, site, "https://a.example/hook", name="a")
+    kept, _ = await make_webhook(ctx, site, "https://b.example/hook", name="b")
+    event = version_event(site.site_id)
+    async with ctx.db.engine.connect() as deleter:
+        await deleter.begin()
+        await deleter.execute(webhooks.delete().where(webhooks.c.id == doomed))
+        deleter_pid = (await deleter.execute(sa.select(sa.func.pg_backend_pid()))).scalar()
+
+        async def write() -> list[str]:
+            async with ctx.db.transaction() as conn:
+                return await outbox.enqueue(
+                    conn,
+                    event,
+                    work_group_id=None,
+                    template_id=None,
+                    webhook_ids=[doomed, kept] if named else None,
+                    now=ctx.now(),
+                )
+
+        writing = asyncio.create_task(write())
+        # The write has read the webhook as it was and now waits for the delete's lock.
+        while not writing.done():
+            async with ctx.db.read() as conn:
+                blocked = (
+                    await conn.execute(
+                        sa.text(
+                            "SELECT count(*) FROM pg_stat_activity "
+                            "WHERE :pid = ANY(pg_blocking_pids(pid))"
+                        ),
+                        {"pid": deleter_pid},
+                    )
+                ).scalar()
+            if blocked:
+                break
+            await asyncio.sleep(0.01)
+        await deleter.commit()
+    ids = await writing
+    assert [(await delivery(ctx, i)).webhook_id for i in ids] == [kept]
