@@ -142,8 +142,8 @@ class Database:
                 # A LISTEN through the pooler hears nothing, and a migration through it may
                 # be split across server connections: the pooler's own address is a mistake.
                 raise ValueError(
-                    f"{name} is database_url's address, which goes through the pooler; "
-                    "give PostgreSQL's own address (or leave it empty)"
+                    f"{name} is database_url's address, which database_pooler = transaction "
+                    "says is the pooler; give PostgreSQL's own address (or leave it empty)"
                 )
         async_url = normalize_url(url)
         kwargs: dict[str, Any] = {}
