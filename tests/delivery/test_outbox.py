@@ -244,3 +244,125 @@ async def test_a_tampered_stored_traceparent_starts_a_new_trace_without_its_trac
         (job,) = await queries.load_jobs(conn, ids)
     assert job.traceparent is None and job.tracestate is None
     assert job.trace is None
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite has one writer
+@pytest.mark.parametrize("named", [False, True], ids=["matched", "named"])
+async def test_postgres_a_webhook_deleted_while_the_event_is_written_is_left_out(
+    ctx: AppContext, site: SiteUsers, named: bool
+) -> None:
+    """An administrator deleting a webhook must not fail the change that writes an event
+    (an interview step, a finished work item) at the same moment: the deleted webhook gets no
+    delivery and the others get theirs."""
+    doomed, _ = await make_webhook(ctx, site, "https://a.example/hook", name="a")
+    kept, _ = await make_webhook(ctx, site, "https://b.example/hook", name="b")
+    event = version_event(site.site_id)
+    async with ctx.db.engine.connect() as deleter:
+        await deleter.begin()
+        await deleter.execute(webhooks.delete().where(webhooks.c.id == doomed))
+        deleter_pid = (await deleter.execute(sa.select(sa.func.pg_backend_pid()))).scalar()
+
+        async def write() -> list[str]:
+            async with ctx.db.transaction() as conn:
+                return await outbox.enqueue(
+                    conn,
+                    event,
+                    work_group_id=None,
+                    template_id=None,
+                    webhook_ids=[doomed, kept] if named else None,
+                    now=ctx.now(),
+                )
+
+        writing = asyncio.create_task(write())
+        # The write has read the webhook as it was and now waits for the delete's lock.
+        while not writing.done():
+            async with ctx.db.read() as conn:
+                blocked = (
+                    await conn.execute(
+                        sa.text(
+                            "SELECT count(*) FROM pg_stat_activity "
+                            "WHERE :pid = ANY(pg_blocking_pids(pid))"
+                        ),
+                        {"pid": deleter_pid},
+                    )
+                ).scalar()
+            if blocked:
+                break
+            await asyncio.sleep(0.01)
+        await deleter.commit()
+    ids = await writing
+    assert [(await delivery(ctx, i)).webhook_id for i in ids] == [kept]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite does not wait
+async def test_postgres_a_write_cancelled_mid_statement_leaves_the_pool_clean(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """A request cancelled (a client gone, a timeout) while the outbox's statement runs on
+    asyncpg directly: nothing is written, and the connection goes back to the pool fit for
+    the next transaction, not inside the cancelled one."""
+    await make_webhook(ctx, site, "https://a.example/hook")
+    event = version_event(site.site_id)
+    async with ctx.db.engine.connect() as holder:
+        # The same event id, uncommitted: the outbox's insert waits for it.
+        await holder.begin()
+        await holder.execute(
+            events.insert().values(
+                id=event.event_id,
+                site_id=site.site_id,
+                event_type=str(event.event_type),
+                payload={},
+                created_at=ctx.now(),
+            )
+        )
+        holder_pid = (await holder.execute(sa.select(sa.func.pg_backend_pid()))).scalar()
+
+        async def write() -> None:
+            async with ctx.db.transaction() as conn:
+                await conn.execute(sa.select(1))
+                await outbox.enqueue(
+                    conn, event, work_group_id=None, template_id=None, now=ctx.now()
+                )
+
+        writing = asyncio.create_task(write())
+        while True:
+            async with ctx.db.read() as conn:
+                blocked = (
+                    await conn.execute(
+                        sa.text(
+                            "SELECT count(*) FROM pg_stat_activity "
+                            "WHERE :pid = ANY(pg_blocking_pids(pid))"
+                        ),
+                        {"pid": holder_pid},
+                    )
+                ).scalar()
+            if blocked:
+                break
+            await asyncio.sleep(0.01)
+        writing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await writing
+        await holder.rollback()
+    # Every pooled connection is usable, outside any transaction, and nothing was written.
+    pool_size = ctx.db.engine.pool.size()  # type: ignore[attr-defined]
+    for i in range(pool_size + 1):
+        async with ctx.db.transaction() as conn:
+            await outbox.enqueue(
+                conn,
+                version_event(site.site_id, f"wi-{i}"),
+                work_group_id=None,
+                template_id=None,
+                now=ctx.now(),
+            )
+    async with ctx.db.read() as conn:
+        written = (await conn.execute(sa.select(events.c.id))).scalars().all()
+        idle_in_transaction = (
+            await conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
+                )
+            )
+        ).scalar()
+    assert event.event_id not in written and len(written) == pool_size + 1
+    assert idle_in_transaction == 0

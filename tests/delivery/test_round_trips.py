@@ -188,3 +188,18 @@ async def test_a_claim_is_six_round_trips_however_many_it_leases(
     rest = await claim("w2", 10)
     assert relay.round_trips == 6, relay.transactions
     assert sorted(first + rest) == sorted(i for ids in queued for i in ids)
+
+
+async def test_an_idle_workers_next_due_check_is_one_round_trip(
+    ctx: AppContext, site: SiteUsers, relayed: tuple[RoundTripRelay, Database]
+) -> None:
+    """No BEGIN or COMMIT around it: the one statement commits by itself."""
+    relay, db = relayed
+    await make_webhook(ctx, site, "https://a.example/hook")
+    await _write(db, site.site_id)
+    for _ in range(2):  # the first prepares the statement on this connection
+        relay.reset()
+        async with db.read(single_statement=True) as conn:
+            due = await queries.next_due_at(conn)
+    assert relay.round_trips == 1, relay.messages
+    assert due is not None

@@ -366,3 +366,20 @@ async def test_a_worker_without_a_listen_url_polls_and_says_why(
     (polling,) = [line for line in seen if line.get("event") == "worker.polling"]
     assert "DOCUHOOKS_DATABASE_LISTEN_URL" in str(polling["fix"])
     assert not any(line.get("event") == "listen.started" for line in seen)
+
+
+def test_a_direct_url_that_is_the_pooler_itself_is_refused(tmp_path: Path) -> None:
+    """A LISTEN through the pooler hears nothing and a migration through it may split across
+    server connections: the same address as `database_url` is a mistake, not a direct URL."""
+    via = "postgresql://app@pgbouncer.internal:6432/docuhooks"
+    for setting in ("database_listen_url", "database_direct_url"):
+        with pytest.raises(SettingsError, match=f"DOCUHOOKS_{setting.upper()}.*pooler"):
+            database_of(pooled_settings(tmp_path, via, **{setting: via}))
+    # Another address is taken as given, and without a pooler in transaction mode anything is.
+    direct = "postgresql://app@db.internal:5432/docuhooks"
+    database_of(pooled_settings(tmp_path, via, database_listen_url=direct))
+    database_of(
+        dataclasses.replace(
+            pooled_settings(tmp_path, via, database_listen_url=via), database_pooler="none"
+        )
+    )

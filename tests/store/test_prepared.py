@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -240,3 +241,27 @@ def test_a_naive_datetime_is_refused_by_the_fast_bind() -> None:
     with pytest.raises(ValueError, match="naive datetime"):
         sqlite_utc_text(datetime(2026, 11, 30, 1, 2, 3))
     assert sqlite_utc_text(None) is None
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_on_postgresql_a_begin_that_fails_is_reported_as_sqlalchemy_reports_it(
+    probe: AppContext,
+) -> None:
+    """A transaction's first statement sends its BEGIN; when the server has gone meanwhile
+    (a restart, an administrator's pg_terminate_backend), the caller gets SQLAlchemy's
+    error, as from any statement, and the pool a fresh connection afterwards."""
+    import asyncpg
+
+    from docuhooks.delivery.wakeup import asyncpg_dsn
+
+    ctx = probe
+    with pytest.raises(sa_exc.DBAPIError):
+        async with ctx.db.transaction() as conn:
+            driver: Any = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+            admin = await asyncpg.connect(asyncpg_dsn(ctx.db.engine.url))
+            try:
+                await admin.execute("SELECT pg_terminate_backend($1)", driver.get_server_pid())
+            finally:
+                await admin.close()
+            await _INSERT.execute(conn, {"id": "lost", "kind": "a", "doc": {}, "n": 1})
+    await _insert_three(ctx)

@@ -270,6 +270,18 @@ def _one_statement_enqueue(targets: str) -> Prepared:
     else:
         selection = matching.ranked_selection(interview_event_name=targets == _MATCHED_NAMED)
     matched = selection.cte("matched")
+    # The webhooks written to, locked as the deliveries' foreign key check would lock them,
+    # but first: a webhook deleted by a transaction that commits while this statement runs is
+    # left out (READ COMMITTED skips a row deleted while it waited for its lock) instead of
+    # failing the foreign key check at the statement's end, which would roll back the
+    # caller's change (an interview step, a finished work item) for an unrelated edit. A
+    # delete that comes later waits for the caller's commit and cascades to its deliveries.
+    locked = (
+        sa.select(webhooks.c.id)
+        .where(webhooks.c.id.in_(sa.select(matched.c.id).scalar_subquery()))
+        .with_for_update(read=True, key_share=True)
+        .cte("locked")
+    )
     new_deliveries = (
         deliveries.insert()
         .from_select(
@@ -296,7 +308,7 @@ def _one_statement_enqueue(targets: str) -> Prepared:
                 sa.bindparam("ordering_key", type_=deliveries.c.ordering_key.type),
                 sa.bindparam("ordering_seq", type_=deliveries.c.ordering_seq.type),
                 now,
-            ),
+            ).join(locked, locked.c.id == matched.c.id),
         )
         .returning(deliveries.c.id, deliveries.c.webhook_id)
         .cte("new_deliveries")

@@ -53,6 +53,12 @@ class DirectConnectionNeeded(RuntimeError):
     """A pending migration cannot run through a pooler in transaction mode."""
 
 
+def _same_server(one: str, other: str) -> bool:
+    """Whether two database URLs reach the same host, port and database."""
+    a, b = make_url(normalize_url(one)), make_url(normalize_url(other))
+    return (a.host, a.port or 5432, a.database) == (b.host, b.port or 5432, b.database)
+
+
 def normalize_url(url: str) -> str:
     """Accept the URLs people write (`postgresql://…`, `sqlite:///…`) and pick the async driver."""
     parsed = make_url(url)
@@ -132,6 +138,13 @@ class Database:
         ):
             if other and make_url(normalize_url(other)).get_backend_name() != "postgresql":
                 raise ValueError(f"{name} must be a postgresql:// URL")
+            if other and pooler == "transaction" and _same_server(other, url):
+                # A LISTEN through the pooler hears nothing, and a migration through it may
+                # be split across server connections: the pooler's own address is a mistake.
+                raise ValueError(
+                    f"{name} is database_url's address, which database_pooler = transaction "
+                    "says is the pooler; give PostgreSQL's own address (or leave it empty)"
+                )
         async_url = normalize_url(url)
         kwargs: dict[str, Any] = {}
         checkpointer = None

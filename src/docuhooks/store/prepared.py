@@ -219,7 +219,14 @@ async def _asyncpg_driver(conn: AsyncConnection) -> Any | None:
     fairy = conn.sync_connection.connection  # type: ignore[union-attr]
     adapter: Any = fairy.dbapi_connection
     if adapter._transaction is None and not adapter.autocommit:
-        await adapter._start_transaction()
+        try:
+            await adapter._start_transaction()
+        except adapter.dbapi.Error as exc:
+            # The adapter's own error (the server gone, say): reported as SQLAlchemy
+            # reports a failed statement, so callers catch one kind here too.
+            raise sa_exc.DBAPIError.instance(
+                "BEGIN", None, exc, adapter.dbapi.Error, dialect=conn.dialect
+            ) from exc
     return fairy.driver_connection
 
 
