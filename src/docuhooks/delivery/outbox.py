@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,19 @@ from docuhooks.store.schema import deliveries, events, webhooks
 from docuhooks.webhooks import matching
 
 __all__ = ["enqueue"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Reach:
+    """Which webhooks an event reaches (matched by site, type and scopes, or named outright),
+    and its place in its work item's order (`enqueue`'s arguments of that name)."""
+
+    work_group_id: str | None
+    template_id: str | None
+    work_item_id: str | None
+    ordering_seq: int | None
+    webhook_ids: Sequence[str] | None
+    interview_event_name: str | None
 
 
 async def enqueue(
@@ -77,56 +91,42 @@ async def enqueue(
             "docuhooks.event.type": str(event.event_type),
         },
     ) as span:
+        reach = _Reach(
+            work_group_id,
+            template_id,
+            work_item_id,
+            ordering_seq,
+            webhook_ids,
+            interview_event_name,
+        )
         # Without spans the event keeps the context it was written in (a new trace when
         # there is none): its attempts are children of that span, which costs no new id.
-        return await _write(
-            conn,
-            event,
-            span.context or new_trace(),
-            work_group_id=work_group_id,
-            template_id=template_id,
-            work_item_id=work_item_id,
-            ordering_seq=ordering_seq,
-            webhook_ids=webhook_ids,
-            interview_event_name=interview_event_name,
-            now=now,
-        )
+        return await _write(conn, event, span.context or new_trace(), reach, now=now)
 
 
 async def _write(
     conn: AsyncConnection,
     event: Event,
     trace: TraceContext,
+    reach: _Reach,
     *,
-    work_group_id: str | None,
-    template_id: str | None,
-    work_item_id: str | None,
-    ordering_seq: int | None,
-    webhook_ids: Sequence[str] | None,
-    interview_event_name: str | None,
     now: datetime,
 ) -> list[str]:
     if conn.dialect.name == "postgresql":
-        return await _enqueue_in_one_statement(
-            conn,
-            event,
-            trace,
-            work_group_id=work_group_id,
-            template_id=template_id,
-            work_item_id=work_item_id,
-            ordering_seq=ordering_seq,
-            webhook_ids=webhook_ids,
-            interview_event_name=interview_event_name,
-            now=now,
-        )
+        return await _enqueue_in_one_statement(conn, event, trace, reach, now=now)
+    work_item_id, ordering_seq, webhook_ids = (
+        reach.work_item_id,
+        reach.ordering_seq,
+        reach.webhook_ids,
+    )
     if webhook_ids is None:
         target_ids = await matching.matching_ids(
             conn,
             site_id=event.site_id,
             event_type=EventType(event.event_type),
-            work_group_id=work_group_id,
-            template_id=template_id,
-            interview_event_name=interview_event_name,
+            work_group_id=reach.work_group_id,
+            template_id=reach.template_id,
+            interview_event_name=reach.interview_event_name,
         )
     else:
         target_ids = await _named_webhooks(conn, event.site_id, webhook_ids)
@@ -181,17 +181,17 @@ async def _enqueue_in_one_statement(
     conn: AsyncConnection,
     event: Event,
     trace: TraceContext,
+    reach: _Reach,
     *,
-    work_group_id: str | None,
-    template_id: str | None,
-    work_item_id: str | None,
-    ordering_seq: int | None,
-    webhook_ids: Sequence[str] | None,
-    interview_event_name: str | None,
     now: datetime,
 ) -> list[str]:
     """`enqueue` on PostgreSQL: match, write the event and its deliveries in one statement,
     run on asyncpg in the caller's transaction (`store.prepared`)."""
+    work_item_id, ordering_seq, webhook_ids = (
+        reach.work_item_id,
+        reach.ordering_seq,
+        reach.webhook_ids,
+    )
     params: dict[str, Any] = {
         "event_id": event.event_id,
         "payload": event.to_dict(),
@@ -206,9 +206,9 @@ async def _enqueue_in_one_statement(
         params |= matching.matching_params(
             event.site_id,
             EventType(event.event_type),
-            work_group_id,
-            template_id,
-            interview_event_name,
+            reach.work_group_id,
+            reach.template_id,
+            reach.interview_event_name,
         )
         statement = _one_statement_enqueue(
             _MATCHED_NAMED if "interview_event_name" in params else _MATCHED
