@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
+from tests.support import debian_program, free_loopback_port
 
 
 @dataclass(frozen=True)
@@ -36,33 +37,15 @@ class PgBouncer:
         )
 
 
-def _binary() -> str:
-    found = shutil.which("pgbouncer") or next(
-        (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if os.path.exists(p)), None
-    )
-    if found is None:
-        problem = "pgbouncer is not installed (apt-get install pgbouncer)"
-        if os.environ.get("DOCUHOOKS_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"DOCUHOOKS_REQUIRE_POSTGRES=1 (CI) but {problem}")
-        pytest.skip(problem)
-    return found
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def running_pgbouncer(server_url: str, *, pool_size: int = 8) -> Iterator[PgBouncer]:
     """A pgbouncer on a free loopback port, `pool_mode = transaction`, passing every database
     through to `server_url`'s host and port, with trust authentication (as the test server
     has). PgBouncer refuses to run as root, so as root it drops to the `postgres` user."""
-    binary = _binary()
+    binary = debian_program("pgbouncer")
     server = make_url(server_url)
     folder = Path(tempfile.mkdtemp(prefix="docuhooks-pgbouncer-"))
-    port = _free_port()
+    port = free_loopback_port()
     user = server.username or "postgres"
     (folder / "userlist.txt").write_text(f'"{user}" ""\n')
     config = folder / "pgbouncer.ini"

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+import pytest
 
 from docuhooks.context import AppContext
 from docuhooks.core.clock import SystemClock
@@ -105,3 +110,25 @@ class MovedClock(SystemClock):
 
     def now(self) -> datetime:
         return (self.at if self.at is not None else super().now()) + self.shift
+
+
+def debian_program(name: str, *, package: str | None = None) -> str:
+    """The path of a program from a Debian package that tests start (tinyproxy, pgbouncer).
+    Missing, the test skips, or fails where `DOCUHOOKS_REQUIRE_POSTGRES=1` (CI, which
+    installs it)."""
+    found = shutil.which(name) or next(
+        (p for p in (f"/usr/bin/{name}", f"/usr/sbin/{name}") if os.path.exists(p)), None
+    )
+    if found is None:
+        problem = f"{name} is not installed (apt-get install {package or name})"
+        if os.environ.get("DOCUHOOKS_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"DOCUHOOKS_REQUIRE_POSTGRES=1 (CI) but {problem}")
+        pytest.skip(problem)
+    return found
+
+
+def free_loopback_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import re
-import shutil
 import socket
 import ssl
 import subprocess
@@ -35,6 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from tests.delivery import transport_support
+from tests.support import debian_program
 
 from docuhooks.core.signing import OutboundRequest
 from docuhooks.delivery.address_policy import AddressPolicy
@@ -217,18 +216,6 @@ class Tinyproxy:
         return [line.split("): ", 1)[1] for line in text.splitlines() if "Request (file" in line]
 
 
-def _tinyproxy_binary() -> str:
-    found = shutil.which("tinyproxy") or next(
-        (p for p in ("/usr/bin/tinyproxy", "/usr/sbin/tinyproxy") if os.path.exists(p)), None
-    )
-    if found is None:
-        problem = "tinyproxy is not installed (apt-get install tinyproxy)"
-        if os.environ.get("DOCUHOOKS_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"DOCUHOOKS_REQUIRE_POSTGRES=1 (CI) but {problem}")
-        pytest.skip(problem)
-    return found
-
-
 def _free_port(host: str) -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
@@ -240,7 +227,7 @@ def start_tinyproxy(tmp_path: Path) -> Iterator[Callable[..., Tinyproxy]]:
     """``start(connect_ports, basic_auth="user pass")``: a tinyproxy on PROXY_HOST that lets
     CONNECT through to the given ports only. Waits (blocking: it is set-up, and a probe
     through the event loop would show in the connect guard) until it listens."""
-    binary = _tinyproxy_binary()
+    binary = debian_program("tinyproxy")
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(connect_ports: list[int], basic_auth: str | None = None) -> Tinyproxy:
