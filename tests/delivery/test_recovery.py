@@ -9,6 +9,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from tests.delivery.delivery_support import admin_of, make_webhook, queue_event
 from tests.support import SiteUsers
@@ -172,6 +173,26 @@ async def test_the_app_component_runs_a_job_as_soon_as_it_is_made(
         await stop()
     assert status["redelivered"] == 3
     assert await _pending_events(ctx) == sorted(failed)
+
+
+async def test_stopping_the_app_component_ends_it_even_as_a_job_wakes_it(
+    ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job made while a run is under way wakes the loop at once; a stop that lands at that
+    moment still ends it. (`asyncio.wait_for` on Python 3.11 took the wake-up and dropped the
+    cancellation, and the loop ran on while `stop()` waited for it.)"""
+    ran = asyncio.Event()
+
+    async def run_once(self: RecoveryRunner) -> None:
+        if not ran.is_set():  # as start_recovery does for a job made during the first run
+            recovery._wakeups[id(ctx)].set()
+            ran.set()
+
+    monkeypatch.setattr(RecoveryRunner, "run_once", run_once)
+    stop = await recovery.start_recoveries(ctx)
+    await ran.wait()
+    async with asyncio.timeout(30):  # ends at once; the bound only turns a hang into a failure
+        await stop()
 
 
 async def test_on_sqlite_a_batch_reads_only_the_failed_deliveries_index(

@@ -10,12 +10,12 @@ than the lead time is announced within a minute of its rotation.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import structlog
 
+from docuhooks.core.tasks import stop_task
 from docuhooks.delivery import operational
 from docuhooks.delivery.interfaces import DeliveryContext
 
@@ -43,8 +43,6 @@ async def start_grace_notices(ctx: DeliveryContext) -> Callable[[], Awaitable[No
     task = asyncio.create_task(loop(), name="docuhooks-grace-notices")
 
     async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task)
 
     return stop

@@ -24,7 +24,6 @@ without a delivery (`upkeep_queries.prune_events`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.pacing import Pacer
+from docuhooks.core.tasks import stop_task
 from docuhooks.delivery import rollup, upkeep_queries
 from docuhooks.delivery.interfaces import DeliveryContext
 from docuhooks.settings import Settings
@@ -167,8 +167,6 @@ async def start_pruner(ctx: DeliveryContext) -> Callable[[], Awaitable[None]]:
     task = asyncio.create_task(loop(), name="docuhooks-pruner")
 
     async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task)
 
     return stop

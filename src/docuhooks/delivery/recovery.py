@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from docuhooks import audit
 from docuhooks.core.ids import uuid7
 from docuhooks.core.pacing import Pacer
+from docuhooks.core.tasks import stop_task
 from docuhooks.delivery import log as delivery_log
 from docuhooks.delivery import queries, upkeep_queries
 from docuhooks.delivery.interfaces import DeliveryContext
@@ -484,14 +485,13 @@ async def start_recoveries(ctx: DeliveryContext) -> Callable[[], Awaitable[None]
             except Exception as exc:
                 log.warning("recovery.run_failed", error=f"{type(exc).__name__}: {exc}")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), POLL_SECONDS)
+                async with asyncio.timeout(POLL_SECONDS):
+                    await wake.wait()
 
     task = asyncio.create_task(loop(), name="docuhooks-recoveries")
 
     async def stop() -> None:
         _wakeups.pop(id(ctx), None)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task)
 
     return stop

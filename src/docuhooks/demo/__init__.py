@@ -176,7 +176,8 @@ async def _main(options: DemoOptions, write: Callable[[str], None], outcome: lis
     finally:
         server.should_exit = True
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(serving, 15)
+            async with asyncio.timeout(15):
+                await serving
         if receiver_thread.is_alive():
             receiver.shutdown()
         receiver.server_close()

@@ -304,9 +304,8 @@ class RenderPool:
     ) -> Outcome:
         worker.pending = self._threads.submit(worker.exchange, request)
         try:
-            outcome = await asyncio.wait_for(
-                asyncio.wrap_future(worker.pending), self.limits.time_seconds
-            )
+            async with asyncio.timeout(self.limits.time_seconds):
+                outcome = await asyncio.wrap_future(worker.pending)
         except TimeoutError:
             self._retire(worker)
             log.warning("render.time_limit", pid=worker.process.pid)

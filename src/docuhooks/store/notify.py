@@ -11,13 +11,14 @@ SQLite has one process, which acts on its own changes directly: `notify` does no
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from docuhooks.core.tasks import stop_task
 
 log = structlog.get_logger(__name__)
 
@@ -79,9 +80,7 @@ class ChannelListener:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
 
     async def _run(self) -> None:

@@ -171,9 +171,8 @@ class PostProcessor:
         while True:
             version_id: str | None = None
             with contextlib.suppress(TimeoutError):
-                version_id = await asyncio.wait_for(
-                    self._queue.get(), max(0.0, next_sweep - time.monotonic())
-                )
+                async with asyncio.timeout(max(0.0, next_sweep - time.monotonic())):
+                    version_id = await self._queue.get()
             try:
                 if version_id is not None:
                     self._spawn(await claim_due(self._ctx, version_id=version_id))
