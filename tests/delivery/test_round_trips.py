@@ -160,11 +160,11 @@ async def test_the_workers_are_woken_only_by_an_event_with_deliveries(
     assert heard == ["", "marker"]
 
 
-async def test_a_claim_is_six_round_trips_however_many_it_leases(
+async def test_a_claim_is_five_round_trips_however_many_it_leases(
     ctx: AppContext, site: SiteUsers, relayed: tuple[RoundTripRelay, Database]
 ) -> None:
-    """BEGIN, the candidates, the sites' lock, the counts under it, one statement per
-    webhook that leases, records the flights and loads the jobs, COMMIT."""
+    """BEGIN, the candidates, the sites' lock with the counts under it (one function), one
+    statement per webhook that leases, records the flights and loads the jobs, COMMIT."""
     relay, db = relayed
     await make_webhook(ctx, site, "https://a.example/hook")
     now = datetime.now(UTC)
@@ -186,7 +186,7 @@ async def test_a_claim_is_six_round_trips_however_many_it_leases(
     first = await claim("w1", 1)  # prepares the statements on this connection
     relay.reset()
     rest = await claim("w2", 10)
-    assert relay.round_trips == 6, relay.transactions
+    assert relay.round_trips == 5, relay.transactions
     assert sorted(first + rest) == sorted(i for ids in queued for i in ids)
 
 

@@ -58,7 +58,7 @@ from docuhooks.delivery import queries
 from docuhooks.delivery.queries import Job
 from docuhooks.settings import Settings, SettingsError
 from docuhooks.store.prepared import Prepared
-from docuhooks.store.schema import deliveries, destinations, flights, sites, webhooks
+from docuhooks.store.schema import deliveries, destinations, flights, webhooks
 
 __all__ = ["Caps", "claim", "forget_flights", "record_flights"]
 
@@ -248,19 +248,19 @@ async def _locked(
 ) -> tuple[list[_Candidate], _InFlight]:
     """Lock the candidates' sites' rows, then count the calls in flight again, now that no
     other claim can add to them: each webhook's room, and its destination's and site's calls
-    (for `_shares`), in one statement.
+    (for `_shares`).
 
-    The count is a statement of its own, after the lock: a statement sees what was committed
-    when it began (READ COMMITTED), and the locking one began before the claim it waited for
-    committed its flights, so a count in it would miss them and let both claims fill the
-    same room."""
-    await _LOCK_SITES.execute(conn, {"ids": sorted({c.site_id for c in candidates})})
-    rows = await _COUNTED_AFTER_LOCK.all(
+    One round trip: `docuhooks_lock_and_count` (migration 0018) takes the locks and then
+    counts in a statement of its own, which sees every claim committed before the lock was
+    granted. (A count in the locking statement would not: a statement sees what was
+    committed when it began, before the claim it waited for committed its flights, and both
+    claims would fill the same room.)"""
+    rows = await _LOCK_AND_COUNT.all(
         conn,
         {
+            "sites": sorted({c.site_id for c in candidates}),
             "ids": sorted(c.webhook_id for c in candidates),
             "destinations": sorted({c.destination for c in candidates}),
-            "sites": sorted({c.site_id for c in candidates}),
             "now": now,
         },
     )
@@ -338,18 +338,6 @@ async def _shares(
             site_room[c.site_id] -= share
             destination_room[c.destination] -= share
     return shares
-
-
-async def _in_flight_by(
-    conn: AsyncConnection, column: sa.Column[str], keys: list[str], now: datetime
-) -> Counter[str]:
-    """Calls in flight for each of `keys` (sites or destinations), across all workers."""
-    rows = await conn.execute(
-        sa.select(column, sa.func.count())
-        .where(column.in_(keys), flights.c.expires_at >= now)
-        .group_by(column)
-    )
-    return Counter({key: count for key, count in rows.all()})
 
 
 async def _take_probe_turn(
@@ -544,50 +532,27 @@ def _candidates_statement() -> sa.Select[Any]:
     )
 
 
-def _any_of(name: str) -> Any:
-    """`= ANY(:name)`'s right side: a list passed as one PostgreSQL array."""
-    return sa.func.any(sa.bindparam(name, type_=postgresql.ARRAY(sa.String)))
+def _array(name: str) -> sa.BindParameter[Any]:
+    """A list passed as one PostgreSQL array."""
+    return sa.bindparam(name, type_=postgresql.ARRAY(sa.String))
 
 
-def _lock_sites_statement() -> sa.Select[Any]:
-    return (
-        sa.select(sites.c.id)
-        .where(sites.c.id == _any_of("ids"))
-        .order_by(sites.c.id)
-        .with_for_update(key_share=True)
-    )
-
-
-#: The kinds of count `_COUNTED_AFTER_LOCK` returns.
+#: The kinds of count `docuhooks_lock_and_count` returns.
 _ROOM_OF_WEBHOOK, _AT_DESTINATION, _AT_SITE = "webhook", "destination", "site"
 
 
-def _counted_after_lock_statement() -> sa.CompoundSelect[Any]:
-    """PostgreSQL, under the sites' locks: each candidate webhook's room under its
-    `maxConcurrency`, and the calls in flight to each destination and for each site, as
-    rows of (kind, key, n)."""
-    now: sa.BindParameter[datetime] = sa.bindparam("now")
-    live = flights.c.expires_at >= now
-
-    def kind(name: str) -> sa.ColumnElement[str]:
-        return sa.literal_column(f"'{name}'", sa.String).label("kind")
-
-    def counted(column: sa.Column[str], name: str, keys: str) -> sa.Select[str, str, int]:
-        return (
-            sa.select(kind(name), column.label("key"), sa.func.count().label("n"))
-            .where(column == _any_of(keys), live)
-            .group_by(column)
-        )
-
-    return sa.union_all(
-        sa.select(
-            kind(_ROOM_OF_WEBHOOK),
-            webhooks.c.id.label("key"),
-            (webhooks.c.max_concurrency - _in_flight(now)).label("n"),
-        ).where(webhooks.c.id == _any_of("ids")),
-        counted(flights.c.destination, _AT_DESTINATION, "destinations"),
-        counted(flights.c.site_id, _AT_SITE, "sites"),
+def _lock_and_count_statement() -> sa.Select[Any]:
+    """PostgreSQL: the sites' locks, then under them each candidate webhook's room and the
+    calls in flight to each destination and for each site, as rows of (kind, key, n)."""
+    counted = sa.func.docuhooks_lock_and_count(
+        _array("sites"),
+        _array("ids"),
+        _array("destinations"),
+        sa.bindparam("now", type_=flights.c.expires_at.type),
+    ).table_valued(
+        sa.column("kind", sa.String), sa.column("key", sa.String), sa.column("n", sa.Integer)
     )
+    return sa.select(counted.c.kind, counted.c.key, counted.c.n)
 
 
 def _due_of_webhook() -> sa.Select[Any]:
@@ -620,8 +585,7 @@ def _leased_jobs_by_webhook() -> Prepared:
 
 
 _CANDIDATES = Prepared(_candidates_statement())
-_LOCK_SITES = Prepared(_lock_sites_statement())
-_COUNTED_AFTER_LOCK = Prepared(_counted_after_lock_statement())
+_LOCK_AND_COUNT = Prepared(_lock_and_count_statement())
 _SERVED = queries.ByIds(
     lambda ids_in: (
         webhooks.update().where(ids_in(webhooks.c.id)).values(claimed_at=sa.bindparam("now"))
