@@ -28,7 +28,12 @@ SETTLED = 20_000
 def literal(value: Any) -> str:
     """A value for `EXECUTE` (which takes no parameters): PostgreSQL casts the quoted text
     to the prepared statement's parameter type."""
-    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    if isinstance(value, datetime):
+        text = value.isoformat()
+    elif isinstance(value, list):
+        text = "{" + ",".join(f'"{item}"' for item in value) + "}"  # an array's text form
+    else:
+        text = str(value)
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -88,8 +93,16 @@ async def test_the_claims_generic_plans_use_the_partial_index(
     now = ctx.now()
     candidates = await generic_plan(
         ctx,
-        claims._CANDIDATES.statement,
-        {"now": now, "webhooks": 100, "site_cap": 32, "destination_cap": 20, "ceiling": 20},
+        claims._CANDIDATES_NOT_ENDED.statement,
+        {
+            "now": now,
+            "webhooks": 100,
+            "site_cap": 32,
+            "destination_cap": 20,
+            "ceiling": 20,
+            "owner": "w",
+            "ended": ["00000000-0000-7000-8000-000000000000"],
+        },
     )
     lease = await generic_plan(
         ctx,

@@ -97,6 +97,38 @@ async def test_a_webhook_at_its_limit_is_not_a_candidate_and_others_are_claimed_
     assert by_hook(await claim(ctx, clock, "w2")) == {busy: 1}
 
 
+async def test_a_claim_first_forgets_the_calls_its_worker_saw_end(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """A worker's calls that ended before their outcomes were written no longer count in its
+    next claim: their room is taken again at once. Only that worker's own rows go."""
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL, maxConcurrency=2)
+    await pile_up(ctx, site.site_id, hook, 5, now=clock.now())
+    first = await claim(ctx, clock, "w1")
+    assert len(first) == 2
+
+    async def claim_after(owner: str, ended: list[str]) -> list[Job]:
+        async with ctx.db.transaction() as conn:
+            return await claims.claim(
+                conn,
+                owner=owner,
+                now=clock.now(),
+                lease=LEASE,
+                limit=100,
+                probe_interval=INTERVAL,
+                caps=claims.Caps(destination=100, site=100),
+                ended=ended,
+            )
+
+    # Another worker cannot forget w1's calls: the webhook stays at its limit.
+    assert await claim_after("w2", [first[0].delivery_id]) == []
+    assert len(await claim_after("w1", [first[0].delivery_id])) == 1
+    async with ctx.db.read() as conn:
+        owners = sorted((await conn.execute(sa.select(flights.c.owner))).scalars().all())
+    assert owners == ["w1", "w1"], "the ended call's row went; the other call and the new one stay"
+
+
 async def test_the_calls_in_flight_of_a_dead_worker_stop_counting_when_its_lease_ends(
     ctx: AppContext, site: SiteUsers
 ) -> None:
@@ -344,6 +376,46 @@ async def test_concurrent_claims_together_keep_a_site_within_its_cap(
         *(claim(ctx, clock, f"w{i}", limit=10, caps=caps) for i in range(4))
     )
     assert sum(len(jobs) for jobs in results) == 7
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_claim_that_waited_for_the_lock_and_found_no_room_left_claims_nothing(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """The second claim sees room before the lock, waits for the first, then counts again
+    and finds none: it leases nothing, and fails nothing."""
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL, maxConcurrency=2)
+    await pile_up(ctx, site.site_id, hook, 5, now=clock.now())
+    async with ctx.db.transaction() as first:
+        taken = await claims.claim(
+            first,
+            owner="w1",
+            now=clock.now(),
+            lease=LEASE,
+            limit=100,
+            probe_interval=INTERVAL,
+            caps=claims.Caps(destination=100, site=100),
+        )
+        assert len(taken) == 2
+        second = asyncio.create_task(claim(ctx, clock, "w2"))
+        async with asyncio.timeout(30):  # seen waiting; the bound only turns a hang into a failure
+            while True:
+                if await _waiting_for_a_lock(ctx):
+                    break
+                await asyncio.sleep(0.01)
+    assert await second == []
+
+
+async def _waiting_for_a_lock(ctx: AppContext) -> bool:
+    async with ctx.db.engine.connect() as conn:
+        waiting = await conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+        return bool(waiting.scalar_one())
 
 
 async def test_claims_go_round_the_sites_before_their_webhooks(

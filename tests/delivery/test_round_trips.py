@@ -23,7 +23,7 @@ from docuhooks.context import AppContext
 from docuhooks.core.events import Event, EventType
 from docuhooks.delivery import claims, outbox, queries
 from docuhooks.store.database import Database
-from docuhooks.store.schema import deliveries
+from docuhooks.store.schema import deliveries, flights
 
 pytestmark = [
     pytest.mark.postgres,
@@ -163,14 +163,15 @@ async def test_the_workers_are_woken_only_by_an_event_with_deliveries(
 async def test_a_claim_is_five_round_trips_however_many_it_leases(
     ctx: AppContext, site: SiteUsers, relayed: tuple[RoundTripRelay, Database]
 ) -> None:
-    """BEGIN, the candidates, the sites' lock with the counts under it (one function), one
-    statement per webhook that leases, records the flights and loads the jobs, COMMIT."""
+    """BEGIN, the candidates, the worker's ended calls forgotten with the sites' lock and the
+    counts under it (one function), one statement per webhook that leases, records the
+    flights and loads the jobs, COMMIT."""
     relay, db = relayed
     await make_webhook(ctx, site, "https://a.example/hook")
     now = datetime.now(UTC)
     queued = [await _write(db, site.site_id) for _ in range(6)]
 
-    async def claim(owner: str, limit: int) -> list[str]:
+    async def claim(owner: str, limit: int, ended: list[str]) -> list[str]:
         async with db.transaction() as conn:
             jobs = await claims.claim(
                 conn,
@@ -180,14 +181,19 @@ async def test_a_claim_is_five_round_trips_however_many_it_leases(
                 limit=limit,
                 probe_interval=timedelta(seconds=30),
                 caps=claims.Caps(),
+                ended=ended,
             )
         return [job.delivery_id for job in jobs]
 
-    first = await claim("w1", 1)  # prepares the statements on this connection
+    first = await claim("w1", 1, [])  # prepares the statements on this connection
     relay.reset()
-    rest = await claim("w2", 10)
+    # The first call has ended: its row goes in the same round trip as the sites' lock.
+    rest = await claim("w1", 10, first)
     assert relay.round_trips == 5, relay.transactions
     assert sorted(first + rest) == sorted(i for ids in queued for i in ids)
+    async with db.read() as conn:
+        in_flight = (await conn.execute(sa.select(flights.c.delivery_id))).scalars().all()
+    assert sorted(in_flight) == sorted(rest)
 
 
 async def test_an_idle_workers_next_due_check_is_one_round_trip(

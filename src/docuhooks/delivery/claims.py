@@ -126,23 +126,36 @@ async def claim(
     limit: int,
     probe_interval: timedelta,
     caps: Caps,
+    ended: Sequence[str] = (),
 ) -> list[Job]:
     """Lease up to `limit` due deliveries fairly across sites and their webhooks (see the
-    module notes); run it in a transaction."""
+    module notes); run it in a transaction.
+
+    `ended` are deliveries of `owner` whose calls have ended though their outcomes are not
+    written yet: their `flights` rows go first, so they no longer count. (On PostgreSQL
+    with the sites' lock, in the same round trip, and the candidates' statement before it
+    leaves them out of its counts.)"""
     until = now + lease
-    candidates = await _candidates(conn, now, limit, caps)
+    postgres = conn.dialect.name == "postgresql"
+    if not postgres:
+        await forget_flights(conn, owner=owner, delivery_ids=list(ended))
+    candidates = await _candidates(conn, now, limit, caps, owner, ended if postgres else None)
     if not candidates:
+        if postgres:
+            await forget_flights(conn, owner=owner, delivery_ids=list(ended))
         return []
     # Only one webhook has claimable work (the candidates were not cut at the limit): no
     # other waits its turn, so the round-robin cursor is not worth a statement. It moves at
     # the next claim where webhooks share, which puts this one at most one claim early.
     alone = len(candidates) == 1 and limit > 1
-    if conn.dialect.name == "postgresql":
-        candidates, in_flight = await _locked(conn, candidates, now)
+    if postgres:
+        candidates, in_flight = await _locked(conn, candidates, now, owner, ended)
+        if not candidates:
+            return []  # claims that held the lock first took the room the candidates had
     else:
         in_flight = _in_flight_at(candidates)
     shares = await _shares(conn, candidates, in_flight, now, limit, probe_interval, caps)
-    if conn.dialect.name == "postgresql":
+    if postgres:
         return await _lease_shares_in_one_statement_each(
             conn, shares, alone=alone, owner=owner, now=now, until=until
         )
@@ -203,18 +216,26 @@ async def _lease_shares_in_one_statement_each(
 
 
 async def _candidates(
-    conn: AsyncConnection, now: datetime, limit: int, caps: Caps
+    conn: AsyncConnection,
+    now: datetime,
+    limit: int,
+    caps: Caps,
+    owner: str,
+    ended: Sequence[str] | None,
 ) -> list[_Candidate]:
-    rows = await _CANDIDATES.all(
-        conn,
-        {
-            "now": now,
-            "webhooks": limit,
-            "site_cap": caps.site,
-            "destination_cap": caps.destination,
-            "ceiling": caps.ceiling,
-        },
-    )
+    params = {
+        "now": now,
+        "webhooks": limit,
+        "site_cap": caps.site,
+        "destination_cap": caps.destination,
+        "ceiling": caps.ceiling,
+    }
+    if ended is None:
+        rows = await _CANDIDATES.all(conn, params)
+    else:
+        rows = await _CANDIDATES_NOT_ENDED.all(
+            conn, params | {"owner": owner, "ended": list(ended)}
+        )
     return [
         _Candidate(
             webhook_id=row.id,
@@ -244,20 +265,26 @@ class _InFlight:
 
 
 async def _locked(
-    conn: AsyncConnection, candidates: list[_Candidate], now: datetime
+    conn: AsyncConnection,
+    candidates: list[_Candidate],
+    now: datetime,
+    owner: str,
+    ended: Sequence[str],
 ) -> tuple[list[_Candidate], _InFlight]:
-    """Lock the candidates' sites' rows, then count the calls in flight again, now that no
-    other claim can add to them: each webhook's room, and its destination's and site's calls
-    (for `_shares`).
+    """Forget the `ended` calls' rows, lock the candidates' sites' rows, then count the
+    calls in flight again, now that no other claim can add to them: each webhook's room, and
+    its destination's and site's calls (for `_shares`).
 
-    One round trip: `docuhooks_lock_and_count` (migration 0018) takes the locks and then
-    counts in a statement of its own, which sees every claim committed before the lock was
-    granted. (A count in the locking statement would not: a statement sees what was
-    committed when it began, before the claim it waited for committed its flights, and both
-    claims would fill the same room.)"""
+    One round trip: `docuhooks_lock_and_count` (migration 0018) does each in a statement of
+    its own, and the count sees every claim committed before the lock was granted. (A count
+    in the locking statement would not: a statement sees what was committed when it began,
+    before the claim it waited for committed its flights, and both claims would fill the
+    same room.)"""
     rows = await _LOCK_AND_COUNT.all(
         conn,
         {
+            "owner": owner,
+            "ended": list(ended),
             "sites": sorted({c.site_id for c in candidates}),
             "ids": sorted(c.webhook_id for c in candidates),
             "destinations": sorted({c.destination for c in candidates}),
@@ -442,11 +469,11 @@ def _flights_of(ids_in: Any) -> sa.Insert:
 # --- statements, built once ---------------------------------------------------------------------
 
 
-def _in_flight(now: sa.BindParameter[datetime]) -> sa.ScalarSelect[int]:
+def _in_flight(live: sa.ColumnElement[bool]) -> sa.ScalarSelect[int]:
     return (
         sa.select(sa.func.count())
         .select_from(flights)
-        .where(flights.c.webhook_id == webhooks.c.id, flights.c.expires_at >= now)
+        .where(flights.c.webhook_id == webhooks.c.id, live)
         .scalar_subquery()
     )
 
@@ -455,10 +482,19 @@ def _counted(where: sa.ColumnElement[bool]) -> sa.ScalarSelect[int]:
     return sa.select(sa.func.count()).select_from(flights).where(where).scalar_subquery()
 
 
-def _candidates_statement() -> sa.Select[Any]:
+def _candidates_statement(*, not_ended: bool = False) -> sa.Select[Any]:
+    """The candidates, with the calls in flight each counts; `not_ended` (PostgreSQL) leaves
+    out of the counts the calls "ended" of the worker "owner", whose rows the claim deletes
+    later."""
     now: sa.BindParameter[datetime] = sa.bindparam("now")
     live = flights.c.expires_at >= now
-    in_flight = _in_flight(now)
+    if not_ended:
+        ended = sa.and_(
+            flights.c.owner == sa.bindparam("owner"),
+            flights.c.delivery_id == sa.func.any(_array("ended")),
+        )
+        live = sa.and_(live, sa.not_(ended))
+    in_flight = _in_flight(live)
     at_destination = _counted(sa.and_(flights.c.destination == webhooks.c.destination, live))
     at_site = _counted(sa.and_(flights.c.site_id == webhooks.c.site_id, live))
     # A destination at its limit has no room for any of its webhooks, nor a site at its cap
@@ -542,9 +578,12 @@ _ROOM_OF_WEBHOOK, _AT_DESTINATION, _AT_SITE = "webhook", "destination", "site"
 
 
 def _lock_and_count_statement() -> sa.Select[Any]:
-    """PostgreSQL: the sites' locks, then under them each candidate webhook's room and the
-    calls in flight to each destination and for each site, as rows of (kind, key, n)."""
+    """PostgreSQL: the ended calls' rows deleted, the sites' locks, then under them each
+    candidate webhook's room and the calls in flight to each destination and for each site,
+    as rows of (kind, key, n)."""
     counted = sa.func.docuhooks_lock_and_count(
+        sa.bindparam("owner", type_=flights.c.owner.type),
+        _array("ended"),
         _array("sites"),
         _array("ids"),
         _array("destinations"),
@@ -585,6 +624,7 @@ def _leased_jobs_by_webhook() -> Prepared:
 
 
 _CANDIDATES = Prepared(_candidates_statement())
+_CANDIDATES_NOT_ENDED = Prepared(_candidates_statement(not_ended=True))
 _LOCK_AND_COUNT = Prepared(_lock_and_count_statement())
 _SERVED = queries.ByIds(
     lambda ids_in: (

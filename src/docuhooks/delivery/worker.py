@@ -446,7 +446,6 @@ class Worker:
             # turn, since it serves every event already committed (see `WriteLock`).
             try:
                 async with self.ctx.db.transaction(urgent=True) as conn:
-                    await claims.forget_flights(conn, owner=self.id, delivery_ids=ended)
                     jobs += await claims.claim(
                         conn,
                         owner=self.id,
@@ -455,6 +454,7 @@ class Worker:
                         limit=limit - len(jobs),
                         probe_interval=self.options.breaker.probe_interval,
                         caps=self.options.caps,
+                        ended=ended,
                     )
                     if len(jobs) < limit and self.ctx.db.is_sqlite:
                         # The loop waits next, until the next delivery falls due: asked

@@ -1,4 +1,4 @@
-"""claim: the sites' lock and the counts under it in one round trip
+"""claim: the ended calls forgotten, the sites' lock and the counts under it in one round trip
 
 On PostgreSQL a worker's claim locks the sites of its candidate webhooks, then counts the
 calls in flight again (`delivery.claims._locked`). The count has to see what a claim that
@@ -8,7 +8,9 @@ every claim. `docuhooks_lock_and_count` does both in one call: in a volatile fun
 statement takes a new snapshot under READ COMMITTED, so the count after the lock sees every
 claim committed before the lock was granted, as the second statement did.
 
-It returns rows of (kind, key, n): for each webhook in `webhook_ids` its room under
+It first deletes the `flights` rows of `ended_ids`, calls of the worker `ended_owner` that
+have ended though their outcomes are not yet written (that too was a statement of its own),
+and returns rows of (kind, key, n): for each webhook in `webhook_ids` its room under
 `maxConcurrency` ('webhook'), and the calls in flight to each of `destination_keys`
 ('destination') and for each of `site_ids` ('site'); a call is in flight while its
 `flights` row's lease (`expires_at`) has not ended at `in_flight_at`. SQLite has no such
@@ -30,10 +32,14 @@ depends_on: str | Sequence[str] | None = None
 
 _FUNCTION = """
 CREATE FUNCTION docuhooks_lock_and_count(
+    ended_owner text, ended_ids text[],
     site_ids text[], webhook_ids text[], destination_keys text[], in_flight_at timestamptz
 ) RETURNS TABLE (kind text, key text, n bigint)
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
+    IF cardinality(ended_ids) > 0 THEN
+        DELETE FROM flights f WHERE f.owner = ended_owner AND f.delivery_id = ANY(ended_ids);
+    END IF;
     -- In id order, so two claims never deadlock; the lock a producer's insert takes
     -- (KEY SHARE) is not blocked by it.
     PERFORM 1 FROM sites WHERE sites.id = ANY(site_ids) ORDER BY sites.id FOR NO KEY UPDATE;
@@ -65,4 +71,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    op.execute("DROP FUNCTION docuhooks_lock_and_count(text[], text[], text[], timestamptz)")
+    op.execute(
+        "DROP FUNCTION docuhooks_lock_and_count(text, text[], text[], text[], text[], timestamptz)"
+    )
