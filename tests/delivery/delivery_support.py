@@ -103,3 +103,16 @@ async def attempts_of(ctx: AppContext, delivery_id: str) -> list[sa.Row[Any]]:
                 )
             ).all()
         )
+
+
+async def waiting_for_a_lock(ctx: AppContext) -> bool:
+    """PostgreSQL: whether a connection to the test database waits for a lock (a test's way
+    to see that a transaction it started has reached the lock another one holds)."""
+    async with ctx.db.engine.connect() as conn:
+        waiting = await conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+        return bool(waiting.scalar_one())

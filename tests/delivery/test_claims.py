@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from tests.delivery.delivery_support import make_webhook, version_event
+from tests.delivery.delivery_support import make_webhook, version_event, waiting_for_a_lock
 from tests.delivery.isolation_support import pile_up
 from tests.support import SiteUsers
 
@@ -401,21 +401,10 @@ async def test_a_claim_that_waited_for_the_lock_and_found_no_room_left_claims_no
         second = asyncio.create_task(claim(ctx, clock, "w2"))
         async with asyncio.timeout(30):  # seen waiting; the bound only turns a hang into a failure
             while True:
-                if await _waiting_for_a_lock(ctx):
+                if await waiting_for_a_lock(ctx):
                     break
                 await asyncio.sleep(0.01)
     assert await second == []
-
-
-async def _waiting_for_a_lock(ctx: AppContext) -> bool:
-    async with ctx.db.engine.connect() as conn:
-        waiting = await conn.execute(
-            sa.text(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        )
-        return bool(waiting.scalar_one())
 
 
 async def test_claims_go_round_the_sites_before_their_webhooks(

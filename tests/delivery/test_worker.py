@@ -16,6 +16,7 @@ from tests.delivery.delivery_support import (
     delivery,
     make_webhook,
     queue_event,
+    waiting_for_a_lock,
     webhook,
 )
 from tests.support import SiteUsers
@@ -25,7 +26,7 @@ from docuhooks.core.clock import FakeClock, SystemClock
 from docuhooks.core.destinations import BreakerPolicy, Signal, signal_of
 from docuhooks.core.retry import RetrySchedule
 from docuhooks.core.signing import OutboundRequest
-from docuhooks.delivery import claims, pruning, queries, recorder_queries
+from docuhooks.delivery import claims, pruning, queries, recorder_queries, rollup
 from docuhooks.delivery import worker as worker_module
 from docuhooks.delivery.recorder import Finished
 from docuhooks.delivery.transport import ErrorClass, MockTransport, TransportResult
@@ -694,6 +695,69 @@ async def test_a_call_that_ended_leaves_room_before_its_outcome_is_written(
     finally:
         worker._ready.put_nowait(None)
         await sender
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_claim_never_deadlocks_with_the_recorder_of_a_failed_call(
+    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorder of a failed call updates its webhook's row and deletes the call's
+    `flights` row; a claim of the same worker deletes that row too (the call has ended) and
+    updates the webhook's turn. Both delete the `flights` row first, so the claim waits for
+    the recorder instead of each waiting for the other (PostgreSQL then aborted one)."""
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL + "/a", name="a")
+    await make_webhook(ctx, site, URL + "/b", name="b")
+    for version in range(3):
+        await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{version}")
+    worker, _ = worker_with(ctx, answer(500), clock)
+    job = next(job for job in await worker._claim(2) if job.webhook.id == hook)
+    finished = await worker._attempt(job)
+
+    paused, release = asyncio.Event(), asyncio.Event()
+    add_attempts = rollup.add_attempts
+
+    async def pausing(conn: object, rows: object) -> None:
+        paused.set()
+        await release.wait()
+        await add_attempts(conn, rows)  # type: ignore[arg-type]
+
+    writes = 0
+    write = worker._recorder._write
+
+    async def counted(conn: object, batch: object) -> None:
+        nonlocal writes
+        writes += 1
+        await write(conn, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rollup, "add_attempts", pausing)
+    monkeypatch.setattr(worker._recorder, "_write", counted)
+    recording = asyncio.create_task(worker._recorder._write_with_retries([finished]))
+    await paused.wait()  # mid-transaction: the webhook's failure counted, its row locked
+
+    async def claim() -> list[queries.Job]:
+        async with ctx.db.transaction() as conn:
+            return await claims.claim(
+                conn,
+                owner=worker.id,
+                now=clock.now(),
+                lease=timedelta(seconds=30),
+                limit=4,
+                probe_interval=timedelta(minutes=10),
+                caps=claims.Caps(),
+                ended=[job.delivery_id],
+            )
+
+    claiming = asyncio.create_task(claim())
+    async with asyncio.timeout(30):  # seen waiting; the bound only turns a hang into a failure
+        while True:
+            if await waiting_for_a_lock(ctx):
+                break
+            await asyncio.sleep(0.01)
+    release.set()
+    assert len(await claiming) == 4  # not aborted as a deadlock's victim
+    await recording
+    assert writes == 1, "the recorder's transaction was not aborted and tried again"
 
 
 def test_an_outcome_is_quiet_exactly_when_its_signal_tells_a_destination_at_rest_nothing() -> None:
