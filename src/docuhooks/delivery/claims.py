@@ -25,7 +25,9 @@ the whole table:
    ordered webhook) through a partial index, leased, and written to `flights`.
 
 On PostgreSQL the candidates' *sites* are locked (`FOR NO KEY UPDATE`, in id order, so two
-claims never deadlock) and the webhooks' calls in flight counted again under the lock: every
+claims never deadlock) and the webhooks' calls in flight counted again under the lock, in one
+round trip (`docuhooks_lock_and_count`, which first deletes the rows of the worker's calls
+that have ended): every
 claim that could add a call to a webhook or a site holds that site's row, so two workers
 cannot both see room for the same call, even for two webhooks of one site. (Locking the
 webhook rows would not do: two claims for different webhooks of one site would each see the
