@@ -445,6 +445,17 @@ async def _enqueue(ctx: AppContext, site_id: str, n: int) -> None:
                 )
 
 
+async def commit_event(ctx: AppContext, site_id: str, index: int) -> tuple[str, float]:
+    """Write one event through the outbox in a transaction of its own, as a request does, and
+    wake the in-process worker; (the event's id, when its transaction committed)."""
+    event = _sample_event(site_id, index)
+    async with ctx.db.transaction() as conn:
+        await outbox.enqueue(conn, event, work_group_id=None, template_id=None, now=ctx.now())
+    moment = time.time()
+    ctx.events_committed()
+    return event.event_id, moment
+
+
 async def docuhooks(
     kind: str, receiver: Receiver, n: int, concurrency: int, seconds: float, tmp: Path
 ) -> Result:
@@ -463,14 +474,7 @@ async def docuhooks(
                 result = Result(f"docuhooks, {kind}", _rate(times))
 
                 async def produce(i: int) -> tuple[str, float]:
-                    event = _sample_event(site_id, i)
-                    async with ctx.db.transaction() as conn:
-                        await outbox.enqueue(
-                            conn, event, work_group_id=None, template_id=None, now=ctx.now()
-                        )
-                    moment = time.time()
-                    ctx.events_committed()
-                    return event.event_id, moment
+                    return await commit_event(ctx, site_id, i)
 
                 await end_to_end(receiver, result, n, seconds, produce)
             finally:

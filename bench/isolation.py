@@ -78,7 +78,6 @@ import interview as interview_bench
 
 import delivery as bench
 from docuhooks.context import AppContext
-from docuhooks.delivery import outbox
 from docuhooks.delivery.worker import Worker, WorkerOptions
 from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal, Role
@@ -423,14 +422,7 @@ async def healthy(
                 result.drain = bench._rate(times)
 
                 async def produce(i: int) -> tuple[str, float]:
-                    event = bench._sample_event(site_id, i)
-                    async with ctx.db.transaction() as conn:
-                        await outbox.enqueue(
-                            conn, event, work_group_id=None, template_id=None, now=ctx.now()
-                        )
-                    moment = time.time()
-                    ctx.events_committed()
-                    return event.event_id, moment
+                    return await bench.commit_event(ctx, site_id, i)
 
                 await receiver.reset(track=True)
                 sent = await bench._paced(args.rate, args.latency_seconds, produce)

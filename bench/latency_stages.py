@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import delivery as bench
 
-from docuhooks.delivery import outbox
 from docuhooks.delivery.queries import Job
 from docuhooks.delivery.worker import Worker
 
@@ -64,15 +63,9 @@ async def run(kind: str, receiver: bench.Receiver, rate: float, seconds: float) 
                 await receiver.reset(track=True)
 
                 async def produce(i: int) -> tuple[str, float]:
-                    event = bench._sample_event(site_id, i)
-                    async with ctx.db.transaction() as conn:
-                        await outbox.enqueue(
-                            conn, event, work_group_id=None, template_id=None, now=ctx.now()
-                        )
-                    moment = time.time()
-                    ctx.events_committed()
-                    worker.marks.setdefault(event.event_id, {})["commit"] = moment
-                    return event.event_id, moment
+                    event_id, moment = await bench.commit_event(ctx, site_id, i)
+                    worker.marks.setdefault(event_id, {})["commit"] = moment
+                    return event_id, moment
 
                 sent = await bench._paced(rate, seconds, produce)
                 await receiver.wait_for(len(sent), timeout=120)
