@@ -760,6 +760,54 @@ async def test_a_claim_never_deadlocks_with_the_recorder_of_a_failed_call(
     assert writes == 1, "the recorder's transaction was not aborted and tried again"
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_heartbeat_never_deadlocks_with_the_recorder(
+    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorder deletes its calls' `flights` rows, then settles their deliveries; the
+    heartbeat extends the same rows' leases. Both take the `flights` rows first, so the
+    heartbeat waits for the recorder instead of each waiting for the other (PostgreSQL then
+    aborted one, and an aborted heartbeat let leases run out with their calls in flight)."""
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL)
+    await queue_event(ctx, site.site_id, now=clock.now())
+    worker, _ = worker_with(ctx, answer(200), clock)
+    (job,) = await worker._claim(10)
+    finished = await worker._attempt(job)
+
+    forgotten, release = asyncio.Event(), asyncio.Event()
+    forget = claims.forget_flights
+
+    async def pausing(conn: object, *, owner: str, delivery_ids: list[str]) -> None:
+        await forget(conn, owner=owner, delivery_ids=delivery_ids)  # type: ignore[arg-type]
+        forgotten.set()
+        await release.wait()
+
+    monkeypatch.setattr(claims, "forget_flights", pausing)
+    recording = asyncio.create_task(worker._recorder._write_with_retries([finished]))
+    await forgotten.wait()  # mid-transaction: the call's flights row deleted, not yet settled
+
+    async def heartbeat() -> None:
+        async with ctx.db.transaction() as conn:
+            await queries.extend_leases(
+                conn,
+                owner=worker.id,
+                delivery_ids=[job.delivery_id],
+                until=clock.now() + timedelta(seconds=30),
+            )
+
+    beating = asyncio.create_task(heartbeat())
+    async with asyncio.timeout(30):  # seen waiting; the bound only turns a hang into a failure
+        while True:
+            if await waiting_for_a_lock(ctx):
+                break
+            await asyncio.sleep(0.01)
+    release.set()
+    await beating  # not aborted as a deadlock's victim
+    await recording
+    assert (await delivery(ctx, job.delivery_id)).status == "succeeded"
+
+
 def test_an_outcome_is_quiet_exactly_when_its_signal_tells_a_destination_at_rest_nothing() -> None:
     """The recorder skips the destinations' bookkeeping for a batch of quiet outcomes to
     destinations at rest without classifying each: its shortcut agrees with `signal_of` for

@@ -234,8 +234,9 @@ class Recorder:
 
     async def _write(self, conn: AsyncConnection, batch: list[Finished]) -> None:
         # The calls' `flights` rows first, as this worker's claim deletes them first (the
-        # calls that ended since its last claim) before it updates webhook rows: in the
-        # other order each could wait for the other, and PostgreSQL would abort one.
+        # calls that ended since its last claim) before it updates webhook rows, and its
+        # heartbeat extends them before the deliveries' rows: in another order two of these
+        # could each wait for the other, and PostgreSQL would abort one.
         await claims.forget_flights(
             conn, owner=self._owner, delivery_ids=[item.job.delivery_id for item in batch]
         )
