@@ -764,8 +764,8 @@ async def test_a_claim_never_deadlocks_with_the_recorder_of_a_failed_call(
 async def test_a_heartbeat_never_deadlocks_with_the_recorder(
     ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The recorder deletes its calls' `flights` rows, then settles their deliveries; the
-    heartbeat extends the same rows' leases. Both take the `flights` rows first, so the
+    """The recorder settles its calls' deliveries, then deletes their `flights` rows; the
+    heartbeat extends the same rows' leases. Both take the deliveries' rows first, so the
     heartbeat waits for the recorder instead of each waiting for the other (PostgreSQL then
     aborted one, and an aborted heartbeat let leases run out with their calls in flight)."""
     clock = FakeClock()
@@ -775,17 +775,17 @@ async def test_a_heartbeat_never_deadlocks_with_the_recorder(
     (job,) = await worker._claim(10)
     finished = await worker._attempt(job)
 
-    forgotten, release = asyncio.Event(), asyncio.Event()
-    forget = claims.forget_flights
+    paused, release = asyncio.Event(), asyncio.Event()
+    add_attempts = rollup.add_attempts
 
-    async def pausing(conn: object, *, owner: str, delivery_ids: list[str]) -> None:
-        await forget(conn, owner=owner, delivery_ids=delivery_ids)  # type: ignore[arg-type]
-        forgotten.set()
+    async def pausing(conn: object, rows: object) -> None:
+        paused.set()
         await release.wait()
+        await add_attempts(conn, rows)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(claims, "forget_flights", pausing)
+    monkeypatch.setattr(rollup, "add_attempts", pausing)
     recording = asyncio.create_task(worker._recorder._write_with_retries([finished]))
-    await forgotten.wait()  # mid-transaction: the call's flights row deleted, not yet settled
+    await paused.wait()  # mid-transaction: the delivery settled, its flights row not yet gone
 
     async def heartbeat() -> None:
         async with ctx.db.transaction() as conn:

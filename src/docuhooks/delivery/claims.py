@@ -26,8 +26,8 @@ the whole table:
 
 On PostgreSQL the candidates' *sites* are locked (`FOR NO KEY UPDATE`, in id order, so two
 claims never deadlock) and the webhooks' calls in flight counted again under the lock, in one
-round trip (`docuhooks_lock_and_count`, which first deletes the rows of the worker's calls
-that have ended): every
+round trip (`docuhooks_lock_and_count`, which also locks the candidate webhooks' rows and
+then deletes the rows of the worker's calls that have ended): every
 claim that could add a call to a webhook or a site holds that site's row, so two workers
 cannot both see room for the same call, even for two webhooks of one site. (Locking the
 webhook rows would not do: two claims for different webhooks of one site would each see the
@@ -273,9 +273,10 @@ async def _locked(
     owner: str,
     ended: Sequence[str],
 ) -> tuple[list[_Candidate], _InFlight]:
-    """Forget the `ended` calls' rows, lock the candidates' sites' rows, then count the
-    calls in flight again, now that no other claim can add to them: each webhook's room, and
-    its destination's and site's calls (for `_shares`).
+    """Lock the candidates' sites' rows and their own, forget the `ended` calls' rows, then
+    count the calls in flight again, now that no other claim can add to them: each webhook's
+    room, and its destination's and site's calls (for `_shares`). (The webhooks' rows before
+    any `flights` row, as the recorder takes them: see migration 0018.)
 
     One round trip: `docuhooks_lock_and_count` (migration 0018) does each in a statement of
     its own, and the count sees every claim committed before the lock was granted. (A count

@@ -382,20 +382,20 @@ async def extend_leases(
 ) -> None:
     """Extend `owner`'s leases on these deliveries and their `flights` rows.
 
-    The `flights` rows first: the recorder and the claim take them before the deliveries'
-    and webhooks' rows, and on PostgreSQL two transactions that take the same rows in
-    opposite orders can each wait for the other (one is aborted; a heartbeat aborted so
-    lets leases run out while their calls are still in flight)."""
+    The deliveries' rows first, then the `flights` rows: the order in which the recorder
+    takes them too. On PostgreSQL two transactions that take the same rows in opposite
+    orders can each wait for the other, and one is aborted; a heartbeat aborted so lets
+    leases run out while their calls are still in flight."""
     if delivery_ids:
-        await conn.execute(
-            flights.update()
-            .where(flights.c.delivery_id.in_(delivery_ids), flights.c.owner == owner)
-            .values(expires_at=until)
-        )
         await conn.execute(
             deliveries.update()
             .where(deliveries.c.id.in_(delivery_ids), deliveries.c.lease_owner == owner)
             .values(lease_expires_at=until)
+        )
+        await conn.execute(
+            flights.update()
+            .where(flights.c.delivery_id.in_(delivery_ids), flights.c.owner == owner)
+            .values(expires_at=until)
         )
 
 

@@ -233,13 +233,6 @@ class Recorder:
         return True
 
     async def _write(self, conn: AsyncConnection, batch: list[Finished]) -> None:
-        # The calls' `flights` rows first, as this worker's claim deletes them first (the
-        # calls that ended since its last claim) before it updates webhook rows, and its
-        # heartbeat extends them before the deliveries' rows: in another order two of these
-        # could each wait for the other, and PostgreSQL would abort one.
-        await claims.forget_flights(
-            conn, owner=self._owner, delivery_ids=[item.job.delivery_id for item in batch]
-        )
         plain = [item for item in batch if item.plain_success]
         logged = await self._write_successes(conn, plain) if plain else []
         # By webhook (stable, so each webhook's outcomes keep their order): PostgreSQL locks
@@ -250,6 +243,12 @@ class Recorder:
                 logged.append(item.attempt_row)
         # The charts' counts, with the attempt rows they count (one upsert a batch).
         await rollup.add_attempts(conn, logged)
+        # The calls' `flights` rows after their deliveries' and webhooks' rows: the order in
+        # which the heartbeat and the claim take them too (`docuhooks_lock_and_count`), so on
+        # PostgreSQL no two of them each wait for the other.
+        await claims.forget_flights(
+            conn, owner=self._owner, delivery_ids=[item.job.delivery_id for item in batch]
+        )
         announced = await self._destinations.record(
             conn,
             lambda: [item.destination_outcome() for item in batch],

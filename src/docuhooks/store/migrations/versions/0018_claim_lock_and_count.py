@@ -8,9 +8,11 @@ every claim. `docuhooks_lock_and_count` does both in one call: in a volatile fun
 statement takes a new snapshot under READ COMMITTED, so the count after the lock sees every
 claim committed before the lock was granted, as the second statement did.
 
-It first deletes the `flights` rows of `ended_ids`, calls of the worker `ended_owner` that
-have ended though their outcomes are not yet written (that too was a statement of its own),
-and returns rows of (kind, key, n): for each webhook in `webhook_ids` its room under
+After the sites it locks the candidate webhooks' rows, then deletes the `flights` rows of
+`ended_ids`, calls of the worker `ended_owner` that have ended though their outcomes are not
+yet written (that too was a statement of its own): a webhook's row before a call's `flights`
+row, the order in which the recorder takes them, so a claim and a recorder never each wait
+for the other. It returns rows of (kind, key, n): for each webhook in `webhook_ids` its room under
 `maxConcurrency` ('webhook'), and the calls in flight to each of `destination_keys`
 ('destination') and for each of `site_ids` ('site'); a call is in flight while its
 `flights` row's lease (`expires_at`) has not ended at `in_flight_at`. SQLite has no such
@@ -37,12 +39,16 @@ CREATE FUNCTION docuhooks_lock_and_count(
 ) RETURNS TABLE (kind text, key text, n bigint)
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-    IF cardinality(ended_ids) > 0 THEN
-        DELETE FROM flights f WHERE f.owner = ended_owner AND f.delivery_id = ANY(ended_ids);
-    END IF;
     -- In id order, so two claims never deadlock; the lock a producer's insert takes
     -- (KEY SHARE) is not blocked by it.
     PERFORM 1 FROM sites WHERE sites.id = ANY(site_ids) ORDER BY sites.id FOR NO KEY UPDATE;
+    -- The candidate webhooks' rows before any `flights` row, the order the recorder takes
+    -- them in (a delivery's row, its webhook's, then its call's `flights` row).
+    PERFORM 1 FROM webhooks WHERE webhooks.id = ANY(webhook_ids)
+        ORDER BY webhooks.id FOR NO KEY UPDATE;
+    IF cardinality(ended_ids) > 0 THEN
+        DELETE FROM flights f WHERE f.owner = ended_owner AND f.delivery_id = ANY(ended_ids);
+    END IF;
     RETURN QUERY
         SELECT 'webhook'::text, w.id::text, (w.max_concurrency - (
             SELECT count(*) FROM flights f
