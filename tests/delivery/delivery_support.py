@@ -3,6 +3,7 @@ through the real outbox, and reads of what the worker wrote."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -105,14 +106,18 @@ async def attempts_of(ctx: AppContext, delivery_id: str) -> list[sa.Row[Any]]:
         )
 
 
-async def waiting_for_a_lock(ctx: AppContext) -> bool:
-    """PostgreSQL: whether a connection to the test database waits for a lock (a test's way
-    to see that a transaction it started has reached the lock another one holds)."""
-    async with ctx.db.engine.connect() as conn:
-        waiting = await conn.execute(
-            sa.text(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+async def a_lock_is_awaited(ctx: AppContext) -> None:
+    """PostgreSQL: return once a connection to the test database waits for a lock (a test's
+    way to see that a transaction it started has reached the lock another one holds). The
+    bound only turns a hang into a failure."""
+    async with asyncio.timeout(30), ctx.db.engine.connect() as conn:
+        while True:
+            waiting = await conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
             )
-        )
-        return bool(waiting.scalar_one())
+            if waiting.scalar_one():
+                return
+            await asyncio.sleep(0.01)

@@ -12,11 +12,11 @@ import jwt
 import pytest
 import sqlalchemy as sa
 from tests.delivery.delivery_support import (
+    a_lock_is_awaited,
     attempts_of,
     delivery,
     make_webhook,
     queue_event,
-    waiting_for_a_lock,
     webhook,
 )
 from tests.support import SiteUsers
@@ -697,14 +697,35 @@ async def test_a_call_that_ended_leaves_room_before_its_outcome_is_written(
         await sender
 
 
+async def _recording_paused(
+    worker: Worker, finished: Finished, monkeypatch: pytest.MonkeyPatch
+) -> tuple[asyncio.Task[None], asyncio.Event]:
+    """Start writing `finished` and hold the recorder's transaction just before its roll-up
+    (its deliveries settled and webhooks updated, its `flights` rows not yet deleted); the
+    task writing, and the event that lets it go on."""
+    paused, release = asyncio.Event(), asyncio.Event()
+    add_attempts = rollup.add_attempts
+
+    async def pausing(conn: object, rows: object) -> None:
+        paused.set()
+        await release.wait()
+        await add_attempts(conn, rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rollup, "add_attempts", pausing)
+    recording = asyncio.create_task(worker._recorder._write_with_retries([finished]))
+    await paused.wait()
+    return recording, release
+
+
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 async def test_a_claim_never_deadlocks_with_the_recorder_of_a_failed_call(
     ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The recorder of a failed call updates its webhook's row and deletes the call's
     `flights` row; a claim of the same worker deletes that row too (the call has ended) and
-    updates the webhook's turn. Both delete the `flights` row first, so the claim waits for
-    the recorder instead of each waiting for the other (PostgreSQL then aborted one)."""
+    updates the webhook's turn. Both take the webhook's row first (the claim locks its
+    candidates' rows before deleting any `flights` row), so the claim waits for the recorder
+    instead of each waiting for the other (PostgreSQL then aborted one)."""
     clock = FakeClock()
     hook, _ = await make_webhook(ctx, site, URL + "/a", name="a")
     await make_webhook(ctx, site, URL + "/b", name="b")
@@ -714,14 +735,6 @@ async def test_a_claim_never_deadlocks_with_the_recorder_of_a_failed_call(
     job = next(job for job in await worker._claim(2) if job.webhook.id == hook)
     finished = await worker._attempt(job)
 
-    paused, release = asyncio.Event(), asyncio.Event()
-    add_attempts = rollup.add_attempts
-
-    async def pausing(conn: object, rows: object) -> None:
-        paused.set()
-        await release.wait()
-        await add_attempts(conn, rows)  # type: ignore[arg-type]
-
     writes = 0
     write = worker._recorder._write
 
@@ -730,10 +743,9 @@ async def test_a_claim_never_deadlocks_with_the_recorder_of_a_failed_call(
         writes += 1
         await write(conn, batch)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(rollup, "add_attempts", pausing)
     monkeypatch.setattr(worker._recorder, "_write", counted)
-    recording = asyncio.create_task(worker._recorder._write_with_retries([finished]))
-    await paused.wait()  # mid-transaction: the webhook's failure counted, its row locked
+    # Mid-transaction: the webhook's failure counted, its row locked.
+    recording, release = await _recording_paused(worker, finished, monkeypatch)
 
     async def claim() -> list[queries.Job]:
         async with ctx.db.transaction() as conn:
@@ -749,11 +761,7 @@ async def test_a_claim_never_deadlocks_with_the_recorder_of_a_failed_call(
             )
 
     claiming = asyncio.create_task(claim())
-    async with asyncio.timeout(30):  # seen waiting; the bound only turns a hang into a failure
-        while True:
-            if await waiting_for_a_lock(ctx):
-                break
-            await asyncio.sleep(0.01)
+    await a_lock_is_awaited(ctx)
     release.set()
     assert len(await claiming) == 4  # not aborted as a deadlock's victim
     await recording
@@ -775,17 +783,8 @@ async def test_a_heartbeat_never_deadlocks_with_the_recorder(
     (job,) = await worker._claim(10)
     finished = await worker._attempt(job)
 
-    paused, release = asyncio.Event(), asyncio.Event()
-    add_attempts = rollup.add_attempts
-
-    async def pausing(conn: object, rows: object) -> None:
-        paused.set()
-        await release.wait()
-        await add_attempts(conn, rows)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(rollup, "add_attempts", pausing)
-    recording = asyncio.create_task(worker._recorder._write_with_retries([finished]))
-    await paused.wait()  # mid-transaction: the delivery settled, its flights row not yet gone
+    # Mid-transaction: the delivery settled, its flights row not yet gone.
+    recording, release = await _recording_paused(worker, finished, monkeypatch)
 
     async def heartbeat() -> None:
         async with ctx.db.transaction() as conn:
@@ -797,11 +796,7 @@ async def test_a_heartbeat_never_deadlocks_with_the_recorder(
             )
 
     beating = asyncio.create_task(heartbeat())
-    async with asyncio.timeout(30):  # seen waiting; the bound only turns a hang into a failure
-        while True:
-            if await waiting_for_a_lock(ctx):
-                break
-            await asyncio.sleep(0.01)
+    await a_lock_is_awaited(ctx)
     release.set()
     await beating  # not aborted as a deadlock's victim
     await recording

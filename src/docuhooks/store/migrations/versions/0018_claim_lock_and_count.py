@@ -1,4 +1,4 @@
-"""claim: the ended calls forgotten, the sites' lock and the counts under it in one round trip
+"""claim: the sites' and webhooks' locks, the ended calls forgotten and the counts, one trip
 
 On PostgreSQL a worker's claim locks the sites of its candidate webhooks, then counts the
 calls in flight again (`delivery.claims._locked`). The count has to see what a claim that
@@ -12,7 +12,9 @@ After the sites it locks the candidate webhooks' rows, then deletes the `flights
 `ended_ids`, calls of the worker `ended_owner` that have ended though their outcomes are not
 yet written (that too was a statement of its own): a webhook's row before a call's `flights`
 row, the order in which the recorder takes them, so a claim and a recorder never each wait
-for the other. It returns rows of (kind, key, n): for each webhook in `webhook_ids` its room under
+for the other.
+
+It returns rows of (kind, key, n): for each webhook in `webhook_ids` its room under
 `maxConcurrency` ('webhook'), and the calls in flight to each of `destination_keys`
 ('destination') and for each of `site_ids` ('site'); a call is in flight while its
 `flights` row's lease (`expires_at`) has not ended at `in_flight_at`. SQLite has no such
