@@ -73,7 +73,7 @@ def first_in_order() -> sa.ColumnElement[bool]:
     blocked = sa.exists().where(
         earlier.c.webhook_id == deliveries.c.webhook_id,
         earlier.c.ordering_key == deliveries.c.ordering_key,
-        earlier.c.status == PENDING,
+        is_pending(earlier),
         sa.or_(
             earlier.c.ordering_seq < deliveries.c.ordering_seq,
             sa.and_(
@@ -142,7 +142,7 @@ async def claim_probes(
     for webhook_id in webhook_ids:
         busy = sa.exists().where(
             deliveries.c.webhook_id == webhook_id,
-            deliveries.c.status == PENDING,
+            is_pending(),
             deliveries.c.lease_expires_at >= now,
         )
         if (await conn.execute(sa.select(busy))).scalar():
@@ -152,7 +152,7 @@ async def claim_probes(
             .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
             .where(
                 deliveries.c.webhook_id == webhook_id,
-                deliveries.c.status == PENDING,
+                is_pending(),
                 unleased(now),
                 first_in_order(),
             )
@@ -403,7 +403,7 @@ async def release_leases(conn: AsyncConnection, *, owner: str) -> int:
     """Hand back every pending delivery `owner` holds, so another worker takes it at once."""
     result = await conn.execute(
         deliveries.update()
-        .where(deliveries.c.lease_owner == owner, deliveries.c.status == PENDING)
+        .where(deliveries.c.lease_owner == owner, is_pending())
         .values(lease_owner=None, lease_expires_at=None)
     )
     await conn.execute(flights.delete().where(flights.c.owner == owner))
@@ -413,9 +413,7 @@ async def release_leases(conn: AsyncConnection, *, owner: str) -> int:
 #: Built once and prepared: a worker whose claim came back short (its webhooks at their
 #: limits) asks this before it waits, many times a second under load.
 _NEXT_DUE_AT = Prepared(
-    sa.select(sa.func.min(deliveries.c.next_attempt_at).label("due")).where(
-        deliveries.c.status == PENDING
-    )
+    sa.select(sa.func.min(deliveries.c.next_attempt_at).label("due")).where(is_pending())
 )
 
 

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.delivery.queries import PENDING, SUCCEEDED, ByIds
+from docuhooks.delivery.queries import SUCCEEDED, ByIds, is_pending
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import attempts, deliveries, webhooks
 
@@ -204,7 +204,7 @@ async def count_successes(
         # Drain the backlog now, oldest first (the claim orders by due time, then id).
         await conn.execute(
             deliveries.update()
-            .where(deliveries.c.webhook_id.in_(resumed), deliveries.c.status == PENDING)
+            .where(deliveries.c.webhook_id.in_(resumed), is_pending())
             .values(next_attempt_at=now)
         )
     return resumed

@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.ids import uuid7
-from docuhooks.delivery.queries import FINISHED, PENDING, unleased
+from docuhooks.delivery.queries import FINISHED, PENDING, is_pending, unleased
 from docuhooks.store.notify import notify_due_deliveries
 from docuhooks.store.schema import attempts, deliveries, events, flights, webhooks, workers
 
@@ -28,7 +28,7 @@ async def make_due(conn: AsyncConnection, delivery_id: str, *, now: datetime) ->
     longer pending or a worker took it meanwhile."""
     result = await conn.execute(
         deliveries.update()
-        .where(deliveries.c.id == delivery_id, deliveries.c.status == PENDING, unleased(now))
+        .where(deliveries.c.id == delivery_id, is_pending(), unleased(now))
         .values(next_attempt_at=now)
     )
     if result.rowcount != 1:
@@ -202,7 +202,7 @@ async def queue_state(conn: AsyncConnection, *, now: datetime, alive_since: date
     oldest = (
         await conn.execute(
             sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
-                deliveries.c.status == PENDING, deliveries.c.next_attempt_at <= now
+                is_pending(), deliveries.c.next_attempt_at <= now
             )
         )
     ).scalar_one()
