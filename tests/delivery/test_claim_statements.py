@@ -146,9 +146,9 @@ def _delivery_statements() -> list[tuple[str, sa.ClauseElement]]:
     from docuhooks.delivery.queries import ByIds
     from docuhooks.store.prepared import Prepared
 
-    found: list[tuple[str, sa.ClauseElement]] = [
-        ("claims._lease_by_webhook", claims._lease_by_webhook("sqlite").statement)
-    ]
+    lease = claims._lease_by_webhook("sqlite").statement
+    assert isinstance(lease, sa.ClauseElement)
+    found: list[tuple[str, sa.ClauseElement]] = [("claims._lease_by_webhook", lease)]
     for info in pkgutil.iter_modules(docuhooks.delivery.__path__):
         module = importlib.import_module(f"docuhooks.delivery.{info.name}")
         for name, value in vars(module).items():
@@ -161,11 +161,11 @@ def _delivery_statements() -> list[tuple[str, sa.ClauseElement]]:
 
 def test_no_prepared_delivery_statement_binds_a_status_it_compares() -> None:
     """A delivery's status is compared with a value written into the SQL (`is_pending`),
-    never a bound parameter (a value it is set to may be one). SQLite re-prepares a statement on every run when a bound
-    parameter decides whether a partial index applies, and the deliveries' partial indexes
-    are on their status: the claim's lease (whose ordered-webhook rule compared an earlier
-    delivery's status with a parameter) cost 54 µs to run where 3 µs was SQLite's work,
-    most of a claim's time with one delivery to take."""
+    never a bound parameter (a value it is set to may be one). SQLite re-prepares a
+    statement on every run when a bound parameter decides whether a partial index applies,
+    and the deliveries' partial indexes are on their status: the claim's lease (whose
+    ordered-webhook rule compared an earlier delivery's status with a parameter) cost 54 µs
+    to run where 3 µs was SQLite's work, most of a claim's time with one delivery to take."""
     statements = _delivery_statements()
     assert len(statements) > 10, "the scan finds the worker's statements"
     bound = [

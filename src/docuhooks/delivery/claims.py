@@ -24,10 +24,11 @@ the whole table:
 3. **Leases**: each share is taken from the webhook's oldest due deliveries (in order, for an
    ordered webhook) through a partial index, leased, and written to `flights`.
 
-On PostgreSQL the candidates' *sites* are locked (`FOR NO KEY UPDATE`, in id order, so two
-claims never deadlock) and the webhooks' calls in flight counted again under the lock, in one
-round trip (`docuhooks_lock_and_count`, which also locks the candidate webhooks' rows and
-then deletes the rows of the worker's calls that have ended): every
+On PostgreSQL everything after the candidates is one call of `docuhooks_claim` (migration
+0019), run with no transaction around it: it locks the sites of the webhooks given a share
+(`FOR NO KEY UPDATE`, in id order, so two claims never deadlock), then their webhooks' rows,
+deletes the rows of the worker's calls that have ended, and holds each share to the room it
+counts again under the locks before leasing it: every
 claim that could add a call to a webhook or a site holds that site's row, so two workers
 cannot both see room for the same call, even for two webhooks of one site. (Locking the
 webhook rows would not do: two claims for different webhooks of one site would each see the
@@ -46,7 +47,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -138,29 +139,29 @@ async def claim(
     with the sites' lock, in the same round trip, and the candidates' statement before it
     leaves them out of its counts.)"""
     until = now + lease
-    postgres = conn.dialect.name == "postgresql"
-    if not postgres:
-        await forget_flights(conn, owner=owner, delivery_ids=list(ended))
-    candidates = await _candidates(conn, now, limit, caps, owner, ended if postgres else None)
-    if not candidates:
-        if postgres:
-            await forget_flights(conn, owner=owner, delivery_ids=list(ended))
-        return []
-    # Only one webhook has claimable work (the candidates were not cut at the limit): no
-    # other waits its turn, so the round-robin cursor is not worth a statement. It moves at
-    # the next claim where webhooks share, which puts this one at most one claim early.
-    alone = len(candidates) == 1 and limit > 1
-    if postgres:
-        candidates, in_flight = await _locked(conn, candidates, now, owner, ended)
-        if not candidates:
-            return []  # claims that held the lock first took the room the candidates had
-    else:
-        in_flight = _in_flight_at(candidates)
-    shares = await _shares(conn, candidates, in_flight, now, limit, probe_interval, caps)
-    if postgres:
-        return await _lease_shares_in_one_statement_each(
-            conn, shares, alone=alone, owner=owner, now=now, until=until
+    if conn.dialect.name == "postgresql":
+        return await _claim_on_postgresql(
+            conn,
+            owner=owner,
+            now=now,
+            until=until,
+            limit=limit,
+            probe_interval=probe_interval,
+            caps=caps,
+            ended=ended,
         )
+    await forget_flights(conn, owner=owner, delivery_ids=list(ended))
+    candidates = await _candidates(conn, now, limit, caps, owner, None)
+    if not candidates:
+        return []
+    alone = _alone(candidates, limit)
+    shares = await _shares(
+        candidates,
+        _in_flight_at(candidates),
+        limit,
+        caps,
+        functools.partial(_take_probe_turn, conn, now=now, probe_interval=probe_interval),
+    )
     leased: list[str] = []
     lease_statement = _lease_by_webhook(conn.dialect.name)
     for candidate, share in shares:
@@ -189,32 +190,65 @@ async def claim(
     return jobs
 
 
-async def _lease_shares_in_one_statement_each(
+def _alone(candidates: list[_Candidate], limit: int) -> bool:
+    """Only one webhook has claimable work (the candidates were not cut at the limit): no
+    other waits its turn, so the round-robin cursor is not worth a write. It moves at the
+    next claim where webhooks share, which puts this one at most one claim early."""
+    return len(candidates) == 1 and limit > 1
+
+
+async def _claim_on_postgresql(
     conn: AsyncConnection,
-    shares: list[tuple[_Candidate, int]],
     *,
-    alone: bool,
     owner: str,
     now: datetime,
     until: datetime,
+    limit: int,
+    probe_interval: timedelta,
+    caps: Caps,
+    ended: Sequence[str],
 ) -> list[Job]:
-    """`claim`'s leases on PostgreSQL: each share leased, its flights written and its jobs
-    loaded by one statement (`queries.leased_jobs_statement`), the candidates' turns moved
-    first (as on SQLite, every candidate given a share). The jobs come in the order the
-    deliveries were made, as there."""
-    # The turns first, so the webhook rows the jobs carry are as the claim leaves them.
-    served = [candidate.webhook_id for candidate, _ in shares]
-    if served and not alone:
-        await _SERVED.execute(conn, {"ids": served, "now": now})
-    statement = _leased_jobs_by_webhook()
-    jobs: list[tuple[Any, Job]] = []
-    for candidate, share in shares:
-        params = {"hook": candidate.webhook_id, "now": now, "n": share}
-        jobs += await queries.leased_jobs(
-            conn, statement, params | {"owner": owner, "until": until}
-        )
-    jobs.sort(key=lambda keyed: keyed[0])
-    return [job for _, job in jobs]
+    """`claim` on PostgreSQL, in three statements that need no transaction around them (the
+    worker runs them in `Database.autocommit`): the candidates, read without locks; one call
+    of `docuhooks_claim` (migration 0019), which takes the shares decided from them; the
+    leased jobs' rows.
+
+    The call locks the candidates' sites, then their webhooks' rows, forgets the `ended`
+    calls' `flights` rows, moves the turns, and holds each share to the room it counts under
+    the locks (a claim that held them first may have taken what the candidates showed)
+    before it leases it and writes its `flights` rows; a destination's probe turn is taken
+    there too. So every cap holds across workers, the sites stay locked only while the call
+    runs on the server, and a claim that finds nothing costs one round trip. (The `ended`
+    rows are then left to the recorder, which deletes them with the outcomes.)"""
+    candidates = await _candidates(conn, now, limit, caps, owner, ended)
+    if not candidates:
+        return []
+
+    async def taken_in_the_call(_origin: str) -> bool:
+        return True  # `docuhooks_claim` takes the probe's turn, or leases nothing for it
+
+    shares = await _shares(candidates, _in_flight_at(candidates), limit, caps, taken_in_the_call)
+    if not shares:
+        return []
+    served = [] if _alone(candidates, limit) else [c.webhook_id for c, _ in shares]
+    rows = await _CLAIM.all(
+        conn,
+        {
+            "owner": owner,
+            "ended": list(ended),
+            "sites": sorted({c.site_id for c, _ in shares}),
+            "hooks": [c.webhook_id for c, _ in shares],
+            "shares": [share for _, share in shares],
+            "destination_limits": [c.destination_limit for c, _ in shares],
+            "probes": [c.probe for c, _ in shares],
+            "site_cap": caps.site,
+            "served": served,
+            "now": now,
+            "until": until,
+            "probe_interval": probe_interval,
+        },
+    )
+    return await queries.load_jobs(conn, [row.id for row in rows])
 
 
 async def _candidates(
@@ -266,54 +300,11 @@ class _InFlight:
     at_site: Counter[str]
 
 
-async def _locked(
-    conn: AsyncConnection,
-    candidates: list[_Candidate],
-    now: datetime,
-    owner: str,
-    ended: Sequence[str],
-) -> tuple[list[_Candidate], _InFlight]:
-    """Lock the candidates' sites' rows and their own, forget the `ended` calls' rows, then
-    count the calls in flight again, now that no other claim can add to them: each webhook's
-    room, and its destination's and site's calls (for `_shares`). (The webhooks' rows before
-    any `flights` row, as the recorder takes them: see migration 0018.)
-
-    One round trip: `docuhooks_lock_and_count` (migration 0018) does each in a statement of
-    its own, and the count sees every claim committed before the lock was granted. (A count
-    in the locking statement would not: a statement sees what was committed when it began,
-    before the claim it waited for committed its flights, and both claims would fill the
-    same room.)"""
-    rows = await _LOCK_AND_COUNT.all(
-        conn,
-        {
-            "owner": owner,
-            "ended": list(ended),
-            "sites": sorted({c.site_id for c in candidates}),
-            "ids": sorted(c.webhook_id for c in candidates),
-            "destinations": sorted({c.destination for c in candidates}),
-            "now": now,
-        },
-    )
-    room: dict[str, int] = {}
-    in_flight = _InFlight(Counter(), Counter())
-    for row in rows:
-        if row.kind == _ROOM_OF_WEBHOOK:
-            room[row.key] = row.n
-        elif row.kind == _AT_DESTINATION:
-            in_flight.at_destination[row.key] = row.n
-        else:
-            in_flight.at_site[row.key] = row.n
-    for candidate in candidates:
-        candidate.room = room.get(candidate.webhook_id, 0)
-    return [candidate for candidate in candidates if candidate.room > 0], in_flight
-
-
 def _in_flight_at(candidates: list[_Candidate]) -> _InFlight:
     """The calls in flight to the candidates' destinations and for their sites, as the
-    candidates' statement counted them. SQLite only: the claim is the only writer from its
-    first statement on, so those counts are still true; two more statements would cost each
-    claim about a fifth of its time. (PostgreSQL counts again once the sites are locked,
-    `_locked`.)"""
+    candidates' statement counted them. On SQLite the claim is the only writer from its
+    first statement on, so those counts are still true; on PostgreSQL `docuhooks_claim`
+    holds each share to what it counts again under the locks."""
     return _InFlight(
         Counter({c.destination: c.at_destination for c in candidates}),
         Counter({c.site_id: c.at_site for c in candidates}),
@@ -321,19 +312,19 @@ def _in_flight_at(candidates: list[_Candidate]) -> _InFlight:
 
 
 async def _shares(
-    conn: AsyncConnection,
     candidates: list[_Candidate],
     in_flight: _InFlight,
-    now: datetime,
     limit: int,
-    probe_interval: timedelta,
     caps: Caps,
+    take_probe_turn: Callable[[str], Awaitable[bool]],
 ) -> list[tuple[_Candidate, int]]:
     """How many deliveries each candidate takes, in the candidates' order (those after the
     last share, or whose site's part is spent, are left for the next claim).
 
     Each site has an equal part of the claim, split equally among its candidates; no share
-    goes beyond the webhook's, the site's or the destination's room."""
+    goes beyond the webhook's, the site's or the destination's room. A destination open to
+    a probe gives one delivery, to its first candidate, if `take_probe_turn` (given the
+    destination) wins this interval's turn."""
     limits = {c.destination: c.destination_limit for c in candidates}
     destination_room = {
         origin: n - in_flight.at_destination[origin] for origin, n in limits.items()
@@ -352,9 +343,7 @@ async def _shares(
         if site_left <= 0:
             continue  # its site has had its part: this webhook keeps its turn
         if c.probe:
-            if c.destination in probed or not await _take_probe_turn(
-                conn, c.destination, now, probe_interval
-            ):
+            if c.destination in probed or not await take_probe_turn(c.destination):
                 continue
             probed.add(c.destination)
             share = 1
@@ -371,7 +360,7 @@ async def _shares(
 
 
 async def _take_probe_turn(
-    conn: AsyncConnection, origin: str, now: datetime, probe_interval: timedelta
+    conn: AsyncConnection, origin: str, *, now: datetime, probe_interval: timedelta
 ) -> bool:
     """Take the destination's probe for this interval; False if another claim has it."""
     result = await conn.execute(
@@ -576,25 +565,28 @@ def _array(name: str) -> sa.BindParameter[Any]:
     return sa.bindparam(name, type_=postgresql.ARRAY(sa.String))
 
 
-#: The kinds of count `docuhooks_lock_and_count` returns.
-_ROOM_OF_WEBHOOK, _AT_DESTINATION, _AT_SITE = "webhook", "destination", "site"
+def _claim_statement() -> sa.Select[Any]:
+    """PostgreSQL: one call of `docuhooks_claim` (migration 0019), a row per leased
+    delivery's id."""
 
+    def array(name: str, of: Any) -> sa.BindParameter[Any]:
+        return sa.bindparam(name, type_=postgresql.ARRAY(of))
 
-def _lock_and_count_statement() -> sa.Select[Any]:
-    """PostgreSQL: the ended calls' rows deleted, the sites' locks, then under them each
-    candidate webhook's room and the calls in flight to each destination and for each site,
-    as rows of (kind, key, n)."""
-    counted = sa.func.docuhooks_lock_and_count(
+    called = sa.func.docuhooks_claim(
         sa.bindparam("owner", type_=flights.c.owner.type),
-        _array("ended"),
-        _array("sites"),
-        _array("ids"),
-        _array("destinations"),
+        array("ended", sa.String),
+        array("sites", sa.String),
+        array("hooks", sa.String),
+        array("shares", sa.Integer),
+        array("destination_limits", sa.Integer),
+        array("probes", sa.Boolean),
+        sa.bindparam("site_cap", type_=sa.Integer),
+        array("served", sa.String),
         sa.bindparam("now", type_=flights.c.expires_at.type),
-    ).table_valued(
-        sa.column("kind", sa.String), sa.column("key", sa.String), sa.column("n", sa.Integer)
+        sa.bindparam("until", type_=flights.c.expires_at.type),
+        sa.bindparam("probe_interval", type_=sa.Interval),
     )
-    return sa.select(counted.c.kind, counted.c.key, counted.c.n)
+    return sa.select(called.label("id"))
 
 
 def _due_of_webhook() -> sa.Select[Any]:
@@ -621,14 +613,9 @@ def _lease_by_webhook(dialect: str) -> Prepared:
     return Prepared(queries.lease_statement(dialect, _due_of_webhook()))
 
 
-@functools.cache
-def _leased_jobs_by_webhook() -> Prepared:
-    return Prepared(queries.leased_jobs_statement(_due_of_webhook()))
-
-
 _CANDIDATES = Prepared(_candidates_statement())
 _CANDIDATES_NOT_ENDED = Prepared(_candidates_statement(not_ended=True))
-_LOCK_AND_COUNT = Prepared(_lock_and_count_statement())
+_CLAIM = Prepared(_claim_statement())
 _SERVED = queries.ByIds(
     lambda ids_in: (
         webhooks.update().where(ids_in(webhooks.c.id)).values(claimed_at=sa.bindparam("now"))

@@ -46,7 +46,7 @@ FINISHED = (SUCCEEDED, FAILED)
 # --- claiming -------------------------------------------------------------------------------
 
 
-def is_pending(table: sa.TableClause | sa.Table = deliveries) -> sa.ColumnElement[bool]:
+def is_pending(table: sa.FromClause = deliveries) -> sa.ColumnElement[bool]:
     """`status = 'pending'` with the value written into the SQL: the predicate of the partial
     index `ix_deliveries_webhook_due`, which a query can use only if it states that
     predicate itself. As a bound parameter, PostgreSQL's *generic* plan of the prepared
@@ -312,56 +312,6 @@ async def load_jobs(conn: AsyncConnection, delivery_ids: list[str]) -> list[Job]
     webhook_ids = list({r.webhook_id for r in rows})
     hooks = {row.id: row for row in await _WEBHOOKS.all(conn, {"ids": webhook_ids})}
     return [_job(r, hooks[r.webhook_id]) for r in rows if r.webhook_id in hooks]
-
-
-def leased_jobs_statement(candidates: sa.Select[Any]) -> sa.Select[Any]:
-    """PostgreSQL: lease `candidates` (their ids; locked `FOR UPDATE SKIP LOCKED`), write
-    each one's `flights` row (replacing a dead worker's) and return the jobs, as
-    `_jobs_from` with the webhook's columns (`_jobs_with_webhooks` reads them) and the
-    delivery's `created_at`: one statement, where leasing, loading and recording the
-    flights were three. Parameters: those of `candidates`, "owner" and "until"."""
-    owner = sa.bindparam("owner", type_=deliveries.c.lease_owner.type)
-    until = sa.bindparam("until", type_=deliveries.c.lease_expires_at.type)
-    chosen = candidates.with_for_update(of=deliveries, skip_locked=True).cte("chosen")
-    leased = (
-        deliveries.update()
-        .where(deliveries.c.id.in_(sa.select(chosen.c.id)))
-        .values(lease_owner=owner, lease_expires_at=until)
-        .returning(*deliveries.c)
-        .cte("leased")
-    )
-    insert = postgresql.insert(flights).from_select(
-        ["delivery_id", "webhook_id", "site_id", "destination", "owner", "expires_at"],
-        sa.select(
-            leased.c.id, leased.c.webhook_id, leased.c.site_id, webhooks.c.destination, owner, until
-        ).join(webhooks, webhooks.c.id == leased.c.webhook_id),
-    )
-    flown = insert.on_conflict_do_update(
-        index_elements=[flights.c.delivery_id],
-        set_={
-            name: insert.excluded[name]
-            for name in ("owner", "expires_at", "webhook_id", "site_id", "destination")
-        },
-    ).cte("flown")
-    return (
-        _jobs_from(
-            leased,
-            leased.c.created_at,
-            *(c.label(_WEBHOOK_PREFIX + c.name) for c in webhooks.c),
-        )
-        .join(webhooks, webhooks.c.id == leased.c.webhook_id)
-        .add_cte(flown)
-    )
-
-
-async def leased_jobs(
-    conn: AsyncConnection, statement: Prepared, params: dict[str, Any]
-) -> list[tuple[Any, Job]]:
-    """Run a `leased_jobs_statement`; each job with its sort key (created, id)."""
-    rows = await statement.all(conn, params)
-    return list(
-        zip([(row.created_at, row.id) for row in rows], _jobs_with_webhooks(rows), strict=True)
-    )
 
 
 def _jobs_with_webhooks(rows: Sequence[Any]) -> list[Job]:

@@ -244,7 +244,7 @@ class Recorder:
         # The charts' counts, with the attempt rows they count (one upsert a batch).
         await rollup.add_attempts(conn, logged)
         # The calls' `flights` rows after their deliveries' and webhooks' rows: the order in
-        # which the heartbeat and the claim take them too (`docuhooks_lock_and_count`), so on
+        # which the heartbeat and the claim take them too (`docuhooks_claim`), so on
         # PostgreSQL no two of them each wait for the other.
         await claims.forget_flights(
             conn, owner=self._owner, delivery_ids=[item.job.delivery_id for item in batch]
