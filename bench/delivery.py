@@ -370,6 +370,24 @@ async def store(kind: str, data_dir: Path) -> AsyncIterator[str]:
             await admin.close()
 
 
+#: `--caps`: the destination's and the site's cap on calls in flight; None for `caps`' default.
+_CAPS: int | None = None
+#: The worker's batch (`worker_batch_size`'s default).
+WORKER_BATCH = 100
+
+
+def caps(concurrency: int) -> int:
+    """The caps on calls in flight to the one destination and for the one site.
+
+    A delivery counts toward them from its claim, so caps equal to the senders would leave
+    nothing claimed ahead: each sender whose call ended would wait for the next claim, and
+    the run would measure the claim's cadence under a binding cap rather than the engine.
+    By default they let the senders be busy and a batch wait for them (the webhook's own
+    `maxConcurrency`, 100, binds first), as with no caps at all; `--caps N` measures a
+    destination held to N (`--caps 64`: held to the senders' number)."""
+    return _CAPS if _CAPS is not None else concurrency + WORKER_BATCH
+
+
 def _settings(url: str, data_dir: Path, concurrency: int) -> Settings:
     return Settings(
         data_dir=data_dir,
@@ -378,12 +396,14 @@ def _settings(url: str, data_dir: Path, concurrency: int) -> Settings:
         base_url="https://bench.example",
         dev_mode=True,  # the address policy lets loopback through
         worker_concurrency=concurrency,
+        worker_batch_size=WORKER_BATCH,
         # The same concurrency on the wire as the ceiling's client, which opens a connection
         # per lane (the default, 20 to one receiver, would leave senders waiting their turn).
         connections_per_host=concurrency,
-        # One site: let it use every sender (the default, half of them, keeps the other half
-        # for other sites, and there are none here).
-        site_max_in_flight=concurrency,
+        # One site and one destination: let them use every sender, and a batch claimed ahead
+        # (`caps`).
+        destination_max_in_flight=caps(concurrency),
+        site_max_in_flight=caps(concurrency),
         # SQLite's durability, as `serve` reads it: `full` shows what an fsync per commit costs.
         sqlite_synchronous=os.environ.get("DOCUHOOKS_SQLITE_SYNCHRONOUS", "normal"),
     )
@@ -496,7 +516,8 @@ def _worker_env(url: str, data_dir: Path, concurrency: int) -> dict[str, str]:
         "DOCUHOOKS_DEV_MODE": "true",
         "DOCUHOOKS_WORKER_CONCURRENCY": str(concurrency),
         "DOCUHOOKS_CONNECTIONS_PER_HOST": str(concurrency),
-        "DOCUHOOKS_SITE_MAX_IN_FLIGHT": str(concurrency),
+        "DOCUHOOKS_DESTINATION_MAX_IN_FLIGHT": str(caps(concurrency)),
+        "DOCUHOOKS_SITE_MAX_IN_FLIGHT": str(caps(concurrency)),
     }
 
 
@@ -862,7 +883,8 @@ async def backlog(kind: str, receiver: Receiver, n: int, concurrency: int, tmp: 
             "DOCUHOOKS_DEV_MODE": "true",
             "DOCUHOOKS_WORKER_CONCURRENCY": str(concurrency),
             "DOCUHOOKS_CONNECTIONS_PER_HOST": str(concurrency),
-            "DOCUHOOKS_SITE_MAX_IN_FLIGHT": str(concurrency),
+            "DOCUHOOKS_DESTINATION_MAX_IN_FLIGHT": str(caps(concurrency)),
+            "DOCUHOOKS_SITE_MAX_IN_FLIGHT": str(caps(concurrency)),
         }
         worker = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -1026,7 +1048,8 @@ async def _main(args: argparse.Namespace) -> None:
 def _report(results: list[Result], args: argparse.Namespace) -> None:
     top = results[0].rate
     print(
-        f"\n{args.events} events, concurrency {args.concurrency}, {PRODUCERS} producers; "
+        f"\n{args.events} events, concurrency {args.concurrency} (caps on calls in flight "
+        f"{caps(args.concurrency)}), {PRODUCERS} producers; "
         f"latency at half the end-to-end rate for {args.latency_seconds:g} s\n"
     )
     print(f"{'':<26}{'drain/s':>9}{'× ceiling':>11}{'end-to-end/s':>14}{'p50 ms':>9}{'p99 ms':>9}")
@@ -1066,14 +1089,24 @@ def main() -> None:
         action="store_true",
         help="with --workers: count round trips on the wire (slows the run)",
     )
+    parser.add_argument(
+        "--caps",
+        type=int,
+        default=None,
+        help="the destination's and the site's cap on calls in flight (default: the "
+        "concurrency plus a batch, so that they do not bind)",
+    )
     parser.add_argument("--backlog", type=int, default=0, help="drain this many pending")
     parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
     # Spans as `docuhooks serve` records them: on when OTEL_* asks (e.g.
     # OTEL_TRACES_EXPORTER=none to measure their cost without an exporter), else off.
+    args = parser.parse_args()
+    global _CAPS
+    _CAPS = args.caps
     stop_tracing = tracing.configure()
     try:
         # uvloop, as `docuhooks serve` (uvicorn) and `docuhooks worker` run the worker.
-        uvloop.run(_main(parser.parse_args()))
+        uvloop.run(_main(args))
     finally:
         stop_tracing()
 
