@@ -11,6 +11,8 @@ settled ones included (about 300 ms a claim with a million settled deliveries, i
 
 from __future__ import annotations
 
+import importlib.util
+import re
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +23,7 @@ from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.delivery import claims, health
+from docuhooks.store.database import MIGRATIONS_DIR
 
 SETTLED = 20_000
 
@@ -54,6 +57,43 @@ async def generic_plan(ctx: AppContext, statement: Any, values: dict[str, Any]) 
         await pg.execute("DEALLOCATE shown")
         await pg.execute("RESET plan_cache_mode")
         return "\n".join(row[0] for row in rows)
+
+
+async def generic_plan_of_sql(ctx: AppContext, sql: str, values: list[Any]) -> str:
+    """`generic_plan` for SQL with `$n` parameters."""
+    async with ctx.db.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        pg = raw.driver_connection
+        assert pg is not None
+        await pg.execute("SET plan_cache_mode = force_generic_plan")
+        await pg.execute(f"PREPARE shown AS {sql}")
+        arguments = ", ".join(literal(value) for value in values)
+        rows = await pg.fetch(f"EXPLAIN EXECUTE shown({arguments})")
+        await pg.execute("DEALLOCATE shown")
+        await pg.execute("RESET plan_cache_mode")
+        return "\n".join(row[0] for row in rows)
+
+
+def _lease_in_docuhooks_claim() -> str:
+    """The query by which `docuhooks_claim` (migration 0019) chooses a webhook's deliveries
+    to lease, its PL/pgSQL variables as parameters: PL/pgSQL too keeps a generic plan of a
+    statement it has run five times."""
+    path = MIGRATIONS_DIR / "versions" / "0019_claim_in_one_call.py"
+    spec = importlib.util.spec_from_file_location("migration_0019", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    chosen = re.search(r"WITH chosen AS \((.*?)\), leased AS", module._FUNCTION, re.S)
+    assert chosen is not None
+    sql = chosen.group(1).replace("FOR UPDATE OF d SKIP LOCKED", "")
+    for variable, parameter in [
+        ("hook.id", "$1::varchar"),
+        ("claim_at", "$2::timestamptz"),
+        ("LIMIT share", "LIMIT $3::integer"),
+    ]:
+        assert variable in sql, variable
+        sql = sql.replace(variable, parameter)
+    return sql
 
 
 @pytest.fixture
@@ -104,11 +144,7 @@ async def test_the_claims_generic_plans_use_the_partial_index(
             "ended": ["00000000-0000-7000-8000-000000000000"],
         },
     )
-    lease = await generic_plan(
-        ctx,
-        claims._lease_by_webhook("postgresql").statement,
-        {"hook": history, "now": now, "n": 10, "owner": "w", "until": now},
-    )
+    lease = await generic_plan_of_sql(ctx, _lease_in_docuhooks_claim(), [history, now, 10])
 
     for plan in (candidates, lease):
         assert "ix_deliveries_webhook_due" in plan, plan
