@@ -16,10 +16,10 @@ from tests.support import SiteUsers
 from docuhooks.context import AppContext
 from docuhooks.core.clock import FakeClock
 from docuhooks.core.destinations import BreakerState, destination_of
-from docuhooks.delivery import claims, outbox
+from docuhooks.delivery import claims, outbox, queries
 from docuhooks.delivery.queries import Job
 from docuhooks.settings import Settings, SettingsError
-from docuhooks.store.schema import deliveries, destinations, flights, webhooks
+from docuhooks.store.schema import deliveries, destinations, flights, sites, webhooks
 
 URL = "https://receiver.example/hook"
 OTHER = "https://elsewhere.example/hook"
@@ -35,7 +35,7 @@ async def claim(
     caps: claims.Caps = claims.Caps(destination=100, site=100),
     ended: tuple[str, ...] = (),
 ) -> list[Job]:
-    async with ctx.db.transaction() as conn:
+    async with ctx.db.autocommit() as conn:  # as the worker claims
         return await claims.claim(
             conn,
             owner=owner,
@@ -391,6 +391,158 @@ async def test_a_claim_that_waited_for_the_lock_and_found_no_room_left_claims_no
         second = asyncio.create_task(claim(ctx, clock, "w2"))
         await a_lock_is_awaited(ctx)
     assert await second == []
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("change", ["suspended", "deactivated", "breaker opened", "paused"])
+async def test_a_webhook_changed_while_a_claim_waited_for_its_row_gives_nothing(
+    ctx: AppContext, site: SiteUsers, change: str
+) -> None:
+    """The candidates are read without locks; what a claim leases is decided under them. A
+    webhook suspended or deactivated, or whose destination's breaker opened or a
+    `Retry-After` paused it, by a transaction the claim waited for (a recorder's, which
+    holds the webhook's row) gives nothing."""
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL, maxConcurrency=5)
+    await pile_up(ctx, site.site_id, hook, 5, now=clock.now())
+    later = clock.now() + INTERVAL
+    async with ctx.db.transaction() as recorder:
+        values: dict[str, object] = {"consecutive_failures": 5}
+        if change == "suspended":
+            values = {"suspended_at": clock.now(), "next_probe_at": later}
+        elif change == "deactivated":
+            values = {"active": False}
+        await recorder.execute(webhooks.update().where(webhooks.c.id == hook).values(**values))
+        if change in ("breaker opened", "paused"):
+            breaker = (
+                {"state": BreakerState.OPEN.value, "next_probe_at": later}
+                if change == "breaker opened"
+                else {"state": BreakerState.CLOSED.value, "paused_until": later}
+            )
+            await recorder.execute(
+                destinations.insert().values(
+                    origin=destination_of(URL),
+                    failures=5,
+                    concurrency=100,
+                    updated_at=clock.now(),
+                    **breaker,
+                )
+            )
+        waiting = asyncio.create_task(claim(ctx, clock, "w1"))
+        await a_lock_is_awaited(ctx)
+    assert await waiting == []
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_probe_goes_out_only_where_the_locks_show_room(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """A destination's probe counts under its site's cap like any call: a claim that waited
+    for the site's lock while another filled the cap neither sends the probe nor spends the
+    interval's turn."""
+    clock = FakeClock()
+    caps = claims.Caps(destination=100, site=2)
+    probed, _ = await make_webhook(ctx, site, URL, maxConcurrency=5)
+    other, _ = await make_webhook(ctx, site, OTHER, maxConcurrency=5)
+    await pile_up(ctx, site.site_id, probed, 2, now=clock.now())
+    await pile_up(ctx, site.site_id, other, 5, now=clock.now())
+    await set_destination(
+        ctx, URL, clock.now(), state=BreakerState.OPEN.value, failures=5, next_probe_at=clock.now()
+    )
+    async with ctx.db.transaction() as conn:  # the probe's webhook has the first turn
+        await conn.execute(
+            webhooks.update().where(webhooks.c.id == other).values(claimed_at=clock.now())
+        )
+    async with ctx.db.transaction() as first:  # another claim, filling the site's cap
+        await first.execute(
+            sa.select(sites.c.id).where(sites.c.id == site.site_id).with_for_update()
+        )
+        waiting = asyncio.create_task(claim(ctx, clock, "w1", limit=4, caps=caps))
+        await a_lock_is_awaited(ctx)
+        taken = (
+            (
+                await first.execute(
+                    sa.select(deliveries.c.id).where(deliveries.c.webhook_id == other).limit(2)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        until = clock.now() + LEASE
+        await first.execute(
+            deliveries.update()
+            .where(deliveries.c.id.in_(taken))
+            .values(lease_owner="w2", lease_expires_at=until)
+        )
+        await first.execute(
+            flights.insert(),
+            [
+                {
+                    "delivery_id": delivery_id,
+                    "webhook_id": other,
+                    "site_id": site.site_id,
+                    "destination": destination_of(OTHER),
+                    "owner": "w2",
+                    "expires_at": until,
+                }
+                for delivery_id in taken
+            ],
+        )
+    assert await waiting == []
+    async with ctx.db.read() as conn:
+        turn = (
+            await conn.execute(
+                sa.select(destinations.c.next_probe_at).where(
+                    destinations.c.origin == destination_of(URL)
+                )
+            )
+        ).scalar_one()
+    assert turn == clock.now(), "the interval's probe is still to be sent"
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_claim_whose_jobs_cannot_be_read_hands_its_leases_back(
+    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the leases commit before the jobs' rows are read: if that read fails,
+    the claim hands them back, so they are claimed again at once rather than held, and
+    counted against the webhook's limit, until the lease runs out."""
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL, maxConcurrency=1)
+    await pile_up(ctx, site.site_id, hook, 3, now=clock.now())
+
+    async def lost(conn: object, ids: object) -> list[Job]:
+        raise ConnectionResetError("the connection was lost")
+
+    monkeypatch.setattr(queries, "load_jobs", lost)
+    with pytest.raises(ConnectionResetError):
+        await claim(ctx, clock, "w1")
+    monkeypatch.undo()
+    assert len(await claim(ctx, clock, "w2")) == 1
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_claim_refuses_an_isolation_its_counts_would_be_wrong_under(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """Under REPEATABLE READ every statement of the claim would count from one snapshot,
+    blind to claims committed while it waited for the locks: it fails, saying so, rather
+    than go over a cap."""
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL)
+    await pile_up(ctx, site.site_id, hook, 1, now=clock.now())
+    async with ctx.db.transaction() as conn:
+        await conn.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        with pytest.raises(sa.exc.DBAPIError, match="needs READ COMMITTED"):
+            await claims.claim(
+                conn,
+                owner="w1",
+                now=clock.now(),
+                lease=LEASE,
+                limit=10,
+                probe_interval=INTERVAL,
+                caps=claims.Caps(),
+            )
 
 
 async def test_claims_go_round_the_sites_before_their_webhooks(

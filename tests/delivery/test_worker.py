@@ -7,10 +7,12 @@ import json
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 from tests.delivery.delivery_support import (
     a_lock_is_awaited,
     attempts_of,
@@ -32,6 +34,7 @@ from docuhooks.delivery.recorder import Finished
 from docuhooks.delivery.transport import ErrorClass, MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
 from docuhooks.store.schema import flights, sites
+from docuhooks.store.schema import webhooks as webhooks_table
 
 URL = "https://receiver.example/hook"
 SCHEDULE = RetrySchedule(delays=(0, 10, 60, 300))
@@ -765,6 +768,87 @@ async def test_a_claim_never_deadlocks_with_the_recorder_of_a_failed_call(
     release.set()
     assert len(await claiming) == 4  # not aborted as a deadlock's victim
     await recording
+    assert writes == 1, "the recorder's transaction was not aborted and tried again"
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_claim_never_deadlocks_with_a_recorder_batch_of_a_success_and_a_failure(
+    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch with a success on one webhook that resets its failure run and a failure on
+    another takes both webhooks' rows, in id order, as a claim does; so a claim that wants
+    both waits for the recorder instead of each holding one (the batch reset the success's
+    webhook first, whatever its id, and PostgreSQL aborted the claim)."""
+    clock = FakeClock()
+    one, _ = await make_webhook(ctx, site, URL + "/one", name="one")
+    two, _ = await make_webhook(ctx, site, URL + "/two", name="two")
+    first, second = sorted([one, two])
+    for version in range(3):
+        await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{version}")
+    url_of = {one: URL + "/one", two: URL + "/two"}
+    failing = url_of[first]
+    worker, _ = worker_with(
+        ctx,
+        lambda request: TransportResult.response(500 if request.url == failing else 200, b""),
+        clock,
+    )
+    jobs = {job.webhook.id: job for job in await worker._claim(2)}
+    assert set(jobs) == {first, second}
+    async with ctx.db.transaction() as conn:  # the success will end a failure run
+        await conn.execute(
+            sa.update(webhooks_table)
+            .where(webhooks_table.c.id == second)
+            .values(consecutive_failures=1, first_failure_at=clock.now())
+        )
+    batch = [await worker._attempt(jobs[second]), await worker._attempt(jobs[first])]
+    assert [item.plain_success for item in batch] == [True, False]
+
+    # Hold the recorder's transaction as soon as it has taken one webhook's row.
+    holding_a_webhook, release = asyncio.Event(), asyncio.Event()
+    write, write_one = worker._recorder._write, worker._recorder._write_one
+    count_successes = recorder_queries.count_successes
+    writes = 0
+
+    async def counted(conn: AsyncConnection, items: list[Finished]) -> None:
+        nonlocal writes
+        writes += 1
+        await write(conn, items)
+
+    async def took_a_webhook(*args: Any, **kwargs: Any) -> list[str]:
+        resumed = await count_successes(*args, **kwargs)
+        holding_a_webhook.set()
+        return resumed
+
+    async def one_by_one(conn: AsyncConnection, item: Finished) -> bool:
+        if holding_a_webhook.is_set():
+            await release.wait()
+        written = await write_one(conn, item)
+        holding_a_webhook.set()
+        return written
+
+    monkeypatch.setattr(worker._recorder, "_write", counted)
+    monkeypatch.setattr(worker._recorder, "_write_one", one_by_one)
+    monkeypatch.setattr(recorder_queries, "count_successes", took_a_webhook)
+    recording = asyncio.create_task(worker._recorder._write_with_retries(batch))
+    await holding_a_webhook.wait()
+
+    async def claim() -> list[queries.Job]:
+        async with ctx.db.autocommit() as conn:
+            return await claims.claim(
+                conn,
+                owner="w2",
+                now=clock.now(),
+                lease=timedelta(seconds=30),
+                limit=4,
+                probe_interval=timedelta(minutes=10),
+                caps=claims.Caps(),
+            )
+
+    claiming = asyncio.create_task(claim())
+    await a_lock_is_awaited(ctx)
+    release.set()
+    await recording
+    assert {job.webhook.id for job in await claiming} == {first, second}  # not aborted
     assert writes == 1, "the recorder's transaction was not aborted and tried again"
 
 

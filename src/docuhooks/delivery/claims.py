@@ -44,6 +44,7 @@ Deliveries left unclaimed stay in the store, holding no sender, connection or me
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections import Counter
@@ -230,7 +231,6 @@ async def _claim_on_postgresql(
     shares = await _shares(candidates, _in_flight_at(candidates), limit, caps, taken_in_the_call)
     if not shares:
         return []
-    served = [] if _alone(candidates, limit) else [c.webhook_id for c, _ in shares]
     rows = await _CLAIM.all(
         conn,
         {
@@ -239,16 +239,26 @@ async def _claim_on_postgresql(
             "sites": sorted({c.site_id for c, _ in shares}),
             "hooks": [c.webhook_id for c, _ in shares],
             "shares": [share for _, share in shares],
-            "destination_limits": [c.destination_limit for c, _ in shares],
             "probes": [c.probe for c, _ in shares],
             "site_cap": caps.site,
-            "served": served,
+            "destination_cap": caps.destination,
+            "ceiling": caps.ceiling,
+            "stamp_turns": not _alone(candidates, limit),
             "now": now,
             "until": until,
             "probe_interval": probe_interval,
         },
     )
-    return await queries.load_jobs(conn, [row.id for row in rows])
+    leased = [row.id for row in rows]
+    try:
+        return await queries.load_jobs(conn, leased)
+    except Exception:
+        # The leases are committed, and this worker will not hold them: hand them back, so
+        # neither they nor their `flights` rows wait out the lease (counted against the
+        # caps meanwhile). If the database is away this fails too, and the leases run out.
+        with contextlib.suppress(Exception):
+            await queries.release(conn, owner=owner, delivery_ids=leased)
+        raise
 
 
 async def _candidates(
@@ -578,10 +588,11 @@ def _claim_statement() -> sa.Select[Any]:
         array("sites", sa.String),
         array("hooks", sa.String),
         array("shares", sa.Integer),
-        array("destination_limits", sa.Integer),
         array("probes", sa.Boolean),
         sa.bindparam("site_cap", type_=sa.Integer),
-        array("served", sa.String),
+        sa.bindparam("destination_cap", type_=sa.Integer),
+        sa.bindparam("ceiling", type_=sa.Integer),
+        sa.bindparam("stamp_turns", type_=sa.Boolean),
         sa.bindparam("now", type_=flights.c.expires_at.type),
         sa.bindparam("until", type_=flights.c.expires_at.type),
         sa.bindparam("probe_interval", type_=sa.Interval),

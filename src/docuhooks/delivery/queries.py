@@ -360,6 +360,21 @@ async def release_leases(conn: AsyncConnection, *, owner: str) -> int:
     return result.rowcount
 
 
+async def release(conn: AsyncConnection, *, owner: str, delivery_ids: list[str]) -> None:
+    """Hand back these deliveries of `owner`'s, and their calls' `flights` rows (in that
+    order, the one every writer takes them in)."""
+    if not delivery_ids:
+        return
+    await conn.execute(
+        deliveries.update()
+        .where(deliveries.c.id.in_(delivery_ids), deliveries.c.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+    await conn.execute(
+        flights.delete().where(flights.c.delivery_id.in_(delivery_ids), flights.c.owner == owner)
+    )
+
+
 #: Built once and prepared: a worker whose claim came back short (its webhooks at their
 #: limits) asks this before it waits, many times a second under load.
 _NEXT_DUE_AT = Prepared(

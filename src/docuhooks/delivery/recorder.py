@@ -233,11 +233,17 @@ class Recorder:
         return True
 
     async def _write(self, conn: AsyncConnection, batch: list[Finished]) -> None:
-        plain = [item for item in batch if item.plain_success]
+        # A batch of plain successes only is written in a few statements for all of it.
+        # Beside any other outcome, every outcome is written one by one, by webhook (stable,
+        # so each webhook's outcomes keep their order): the webhooks' rows are then taken in
+        # id order across the whole batch, as claims take them, so on PostgreSQL the two
+        # never each wait for the other (a success's reset of a failure run took its
+        # webhook's row before the others were written, out of that order).
+        if all(item.plain_success for item in batch):
+            plain, others = batch, []
+        else:
+            plain, others = [], batch
         logged = await self._write_successes(conn, plain) if plain else []
-        # By webhook (stable, so each webhook's outcomes keep their order): PostgreSQL locks
-        # webhook rows in id order here as claims do, so the two never wait on each other.
-        others = [item for item in batch if not item.plain_success]
         for item in sorted(others, key=lambda item: item.job.webhook.id):
             if await self._write_one(conn, item):
                 logged.append(item.attempt_row)
@@ -291,7 +297,7 @@ class Recorder:
         await recorder_queries.insert_attempts(conn, logged)
         now = max(item.now for item in items)
         resumed = await recorder_queries.count_successes(
-            conn, list({item.job.webhook.id for item in items}), now
+            conn, sorted({item.job.webhook.id for item in items}), now
         )
         await self._resumed(conn, resumed, None, now)
         return logged

@@ -9,31 +9,36 @@ then three round trips (the candidates, this call, the jobs' rows), one when not
 due, and the sites stay locked only while the call runs on the server.
 
 The worker decides the shares from the candidates' statement, read without locks
-(`delivery.claims._shares`, the same code as on SQLite); the function then holds each share
-to the room it finds under the locks, so the caps hold across workers whatever those counts
+(`delivery.claims._shares`, the same code as on SQLite); the function holds each share to
+what it finds under the locks, so the caps hold across workers whatever those counts
 missed:
 
-1. it locks the sites of `hook_ids` (`site_ids`, in id order), then the webhooks' rows (in
-   id order): as 0018 did, and in the order the recorder takes a webhook's row before a
-   call's `flights` row;
-2. deletes the `flights` rows of `ended_ids`, calls of `claim_owner` that have ended though
-   their outcomes are not written yet;
-3. stamps the turn (`claimed_at`) of `served_ids`;
-4. for each webhook of `hook_ids` in order: counts its calls in flight, its destination's
-   and its site's, each in a statement of its own (in a volatile function each statement
-   takes a new snapshot under READ COMMITTED, so a count sees every claim committed before
-   the locks were granted, and the leases this call has made for the webhooks before it);
-   its share is at most `hook_shares[i]` and the room left under its `maxConcurrency`,
-   under `hook_destination_limits[i]` and under `site_cap`. A webhook of `hook_probes` is
-   its destination's probe instead: one delivery, if the conditional update of the
-   destination's row gives this call the interval's turn;
+1. it refuses to run under any isolation but READ COMMITTED: in a volatile function each
+   statement then takes a new snapshot, so a count below sees every claim committed
+   before the locks were granted (and this call's own leases before it);
+2. it locks the sites of `hook_ids` (`site_ids`, in id order), then the webhooks' rows (in
+   id order): in the order the recorder takes a webhook's row before a call's `flights`
+   row; and deletes the `flights` rows of `ended_ids`, calls of `claim_owner` that have
+   ended though their outcomes are not written yet;
+3. takes the probe turns of the webhooks of `hook_probes` (each its destination's probe),
+   in the destinations' order, each only if its webhook and its site have room: a
+   conditional update of the destination's row gives the interval's one probe;
+4. for each webhook of `hook_ids` in order, as it is now (one deleted, deactivated or
+   suspended since, or whose destination's breaker opened or was paused since, takes
+   nothing): a probe whose turn was won takes one delivery; any other takes at most
+   `hook_shares[i]`, the room left under its `maxConcurrency`, under its destination's
+   limit (`destination_cap`, or the adaptive limit when it is lower and below
+   `limit_ceiling`) and under `site_cap`, each counted in a statement of its own;
 5. leases the share from the webhook's oldest due deliveries (`FOR UPDATE SKIP LOCKED`,
    through the partial index, an ordered webhook's in order) and writes their `flights`
-   rows, replacing a dead worker's.
+   rows, replacing a dead worker's;
+6. with `stamp_turns`, marks the turn (`claimed_at`) of every webhook given a share; one
+   left without room keeps its place.
 
 It returns the leased deliveries' ids. The rule for what a claim may take is the one
 `delivery.queries.first_in_order` and `delivery.claims._due_of_webhook` state for SQLite;
-tests run the claim on both stores. 0018's function is no longer called and goes.
+tests run the claim on both stores. 0018's function stays, unused, for workers of the
+previous version still running during a rolling upgrade; a later migration drops it.
 
 Revision ID: 0019
 Revises: 0018
@@ -50,23 +55,33 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _SIGNATURE = (
-    "docuhooks_claim(text, text[], text[], text[], integer[], integer[], boolean[], integer,"
-    " text[], timestamptz, timestamptz, interval)"
+    "docuhooks_claim(text, text[], text[], text[], integer[], boolean[], integer, integer,"
+    " integer, boolean, timestamptz, timestamptz, interval)"
 )
 
 _FUNCTION = """
 CREATE FUNCTION docuhooks_claim(
     claim_owner text, ended_ids text[], site_ids text[],
-    hook_ids text[], hook_shares integer[], hook_destination_limits integer[],
-    hook_probes boolean[], site_cap integer, served_ids text[],
+    hook_ids text[], hook_shares integer[], hook_probes boolean[],
+    site_cap integer, destination_cap integer, limit_ceiling integer, stamp_turns boolean,
     claim_at timestamptz, lease_until timestamptz, probe_interval interval
 ) RETURNS SETOF text
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
+    probe record;
     hook record;
     share integer;
     in_flight bigint;
+    destination_limit integer;
+    probes_won text[] := '{}';
+    served text[] := '{}';
 BEGIN
+    -- Each count below must see the claims committed while this call waited for its locks.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'docuhooks_claim needs READ COMMITTED, not %',
+            current_setting('transaction_isolation')
+            USING HINT = 'reset default_transaction_isolation for the docuhooks database role';
+    END IF;
     -- In id order, so two claims never deadlock; the lock a producer's insert takes
     -- (KEY SHARE) is not blocked by it.
     PERFORM 1 FROM sites WHERE sites.id = ANY(site_ids) ORDER BY sites.id FOR NO KEY UPDATE;
@@ -77,34 +92,64 @@ BEGIN
     IF cardinality(ended_ids) > 0 THEN
         DELETE FROM flights f WHERE f.owner = claim_owner AND f.delivery_id = ANY(ended_ids);
     END IF;
-    IF cardinality(served_ids) > 0 THEN
-        UPDATE webhooks SET claimed_at = claim_at WHERE webhooks.id = ANY(served_ids);
-    END IF;
+    -- Probe turns first, in the destinations' order (two claims never take two turns in
+    -- opposite orders), each only where its webhook and its site have room.
+    FOR probe IN
+        SELECT w.id, w.site_id, w.destination, w.max_concurrency
+        FROM unnest(hook_ids, hook_probes) AS h(id, probe)
+        JOIN webhooks w ON w.id = h.id
+        WHERE h.probe AND w.active AND w.suspended_at IS NULL
+        ORDER BY w.destination, w.id
+    LOOP
+        SELECT count(*) INTO in_flight FROM flights f
+            WHERE f.webhook_id = probe.id AND f.expires_at >= claim_at;
+        CONTINUE WHEN in_flight >= probe.max_concurrency;
+        SELECT count(*) INTO in_flight FROM flights f
+            WHERE f.site_id = probe.site_id AND f.expires_at >= claim_at;
+        CONTINUE WHEN in_flight >= site_cap;
+        UPDATE destinations d
+            SET state = 'half_open', next_probe_at = claim_at + probe_interval,
+                updated_at = claim_at
+            WHERE d.origin = probe.destination AND d.state <> 'closed'
+                AND d.next_probe_at <= claim_at;
+        IF FOUND THEN
+            probes_won := probes_won || probe.id::text;
+        END IF;
+    END LOOP;
     FOR i IN 1 .. coalesce(cardinality(hook_ids), 0) LOOP
-        SELECT w.id, w.site_id, w.destination, w.max_concurrency INTO hook
-            FROM webhooks w WHERE w.id = hook_ids[i];
-        CONTINUE WHEN NOT FOUND;  -- deleted since the candidates were read
+        -- As the webhook and its destination are now: deleted, deactivated or suspended
+        -- since the candidates were read, it takes nothing.
+        SELECT w.id, w.site_id, w.destination, w.max_concurrency,
+                d.state, d.paused_until, d.concurrency
+            INTO hook
+            FROM webhooks w LEFT JOIN destinations d ON d.origin = w.destination
+            WHERE w.id = hook_ids[i] AND w.active AND w.suspended_at IS NULL;
+        CONTINUE WHEN NOT FOUND;
         IF hook_probes[i] THEN
-            UPDATE destinations d
-                SET state = 'half_open', next_probe_at = claim_at + probe_interval,
-                    updated_at = claim_at
-                WHERE d.origin = hook.destination AND d.state <> 'closed'
-                    AND d.next_probe_at <= claim_at;
-            CONTINUE WHEN NOT FOUND;  -- another claim has this interval's probe
+            CONTINUE WHEN NOT hook.id::text = ANY(probes_won);
             share := 1;
         ELSE
+            -- Its breaker opened, or a Retry-After paused it, since the candidates were read.
+            CONTINUE WHEN hook.state IS NOT NULL AND hook.state <> 'closed';
+            CONTINUE WHEN hook.paused_until IS NOT NULL AND hook.paused_until > claim_at;
+            destination_limit := destination_cap;
+            IF hook.concurrency IS NOT NULL AND hook.concurrency < limit_ceiling THEN
+                destination_limit := least(destination_cap, hook.concurrency);
+            END IF;
             share := hook_shares[i];
             SELECT count(*) INTO in_flight FROM flights f
                 WHERE f.webhook_id = hook.id AND f.expires_at >= claim_at;
             share := least(share, hook.max_concurrency - in_flight);
             SELECT count(*) INTO in_flight FROM flights f
                 WHERE f.destination = hook.destination AND f.expires_at >= claim_at;
-            share := least(share, hook_destination_limits[i] - in_flight);
+            share := least(share, destination_limit - in_flight);
             SELECT count(*) INTO in_flight FROM flights f
                 WHERE f.site_id = hook.site_id AND f.expires_at >= claim_at;
             share := least(share, site_cap - in_flight);
         END IF;
+        -- One left without room keeps its turn, so a shared room alternates.
         CONTINUE WHEN share <= 0;
+        served := served || hook.id::text;
         RETURN QUERY
             WITH chosen AS (
                 SELECT d.id FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
@@ -141,38 +186,11 @@ BEGIN
             )
             SELECT leased.id::text FROM leased;
     END LOOP;
-END
-$$
-"""
-
-#: 0018's function, as it made it: the downgrade puts it back.
-_LOCK_AND_COUNT = """
-CREATE FUNCTION docuhooks_lock_and_count(
-    ended_owner text, ended_ids text[],
-    site_ids text[], webhook_ids text[], destination_keys text[], in_flight_at timestamptz
-) RETURNS TABLE (kind text, key text, n bigint)
-LANGUAGE plpgsql VOLATILE AS $$
-BEGIN
-    PERFORM 1 FROM sites WHERE sites.id = ANY(site_ids) ORDER BY sites.id FOR NO KEY UPDATE;
-    PERFORM 1 FROM webhooks WHERE webhooks.id = ANY(webhook_ids)
-        ORDER BY webhooks.id FOR NO KEY UPDATE;
-    IF cardinality(ended_ids) > 0 THEN
-        DELETE FROM flights f WHERE f.owner = ended_owner AND f.delivery_id = ANY(ended_ids);
+    -- Every webhook given a share has had its turn, whether its lease found anything or not
+    -- (an ordered webhook waiting for the version in flight).
+    IF stamp_turns AND cardinality(served) > 0 THEN
+        UPDATE webhooks SET claimed_at = claim_at WHERE webhooks.id = ANY(served);
     END IF;
-    RETURN QUERY
-        SELECT 'webhook'::text, w.id::text, (w.max_concurrency - (
-            SELECT count(*) FROM flights f
-            WHERE f.webhook_id = w.id AND f.expires_at >= in_flight_at
-        ))::bigint
-        FROM webhooks w WHERE w.id = ANY(webhook_ids)
-        UNION ALL
-        SELECT 'destination'::text, f.destination::text, count(*)::bigint
-        FROM flights f WHERE f.destination = ANY(destination_keys) AND f.expires_at >= in_flight_at
-        GROUP BY f.destination
-        UNION ALL
-        SELECT 'site'::text, f.site_id::text, count(*)::bigint
-        FROM flights f WHERE f.site_id = ANY(site_ids) AND f.expires_at >= in_flight_at
-        GROUP BY f.site_id;
 END
 $$
 """
@@ -182,13 +200,9 @@ def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute(_FUNCTION)
-    op.execute(
-        "DROP FUNCTION docuhooks_lock_and_count(text, text[], text[], text[], text[], timestamptz)"
-    )
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    op.execute(_LOCK_AND_COUNT)
     op.execute(f"DROP FUNCTION {_SIGNATURE}")
