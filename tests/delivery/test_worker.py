@@ -71,6 +71,24 @@ def answer(status: int, headers: dict[str, str] | None = None) -> Handler:
     return lambda _request: TransportResult.response(status, b"ok", headers)
 
 
+async def claim_directly(
+    ctx: AppContext, clock: FakeClock, owner: str, *, limit: int = 4, ended: list[str] | None = None
+) -> list[queries.Job]:
+    """`claims.claim` with the default caps, as the worker runs it (outside a transaction on
+    PostgreSQL)."""
+    async with ctx.db.autocommit() as conn:
+        return await claims.claim(
+            conn,
+            owner=owner,
+            now=clock.now(),
+            lease=timedelta(seconds=30),
+            limit=limit,
+            probe_interval=timedelta(seconds=30),
+            caps=claims.Caps(),
+            ended=ended or [],
+        )
+
+
 async def test_success_signs_the_event_and_records_the_attempt(
     ctx: AppContext, site: SiteUsers
 ) -> None:
@@ -529,16 +547,7 @@ async def test_a_claim_leases_due_deliveries_and_carries_what_sending_needs(
     for _ in range(3):
         queued.append(await queue_event(ctx, site.site_id, now=clock.now()))
         clock.advance(timedelta(seconds=1))
-    async with ctx.db.transaction() as conn:
-        jobs = await claims.claim(
-            conn,
-            owner="w1",
-            now=clock.now(),
-            lease=timedelta(seconds=30),
-            limit=4,
-            probe_interval=timedelta(seconds=30),
-            caps=claims.Caps(),
-        )
+    jobs = await claim_directly(ctx, clock, "w1")
     first_two_events = [queued[0][0], queued[0][0], queued[1][0], queued[1][0]]
     assert [job.event.event_id for job in jobs] == [e.event_id for e in first_two_events]
     assert {job.delivery_id for job in jobs} == {*queued[0][1], *queued[1][1]}
@@ -750,20 +759,7 @@ async def test_a_claim_never_deadlocks_with_the_recorder_of_a_failed_call(
     # Mid-transaction: the webhook's failure counted, its row locked.
     recording, release = await _recording_paused(worker, finished, monkeypatch)
 
-    async def claim() -> list[queries.Job]:
-        async with ctx.db.transaction() as conn:
-            return await claims.claim(
-                conn,
-                owner=worker.id,
-                now=clock.now(),
-                lease=timedelta(seconds=30),
-                limit=4,
-                probe_interval=timedelta(minutes=10),
-                caps=claims.Caps(),
-                ended=[job.delivery_id],
-            )
-
-    claiming = asyncio.create_task(claim())
+    claiming = asyncio.create_task(claim_directly(ctx, clock, worker.id, ended=[job.delivery_id]))
     await a_lock_is_awaited(ctx)
     release.set()
     assert len(await claiming) == 4  # not aborted as a deadlock's victim
@@ -785,8 +781,7 @@ async def test_a_claim_never_deadlocks_with_a_recorder_batch_of_a_success_and_a_
     first, second = sorted([one, two])
     for version in range(3):
         await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{version}")
-    url_of = {one: URL + "/one", two: URL + "/two"}
-    failing = url_of[first]
+    failing = {one: URL + "/one", two: URL + "/two"}[first]
     worker, _ = worker_with(
         ctx,
         lambda request: TransportResult.response(500 if request.url == failing else 200, b""),
@@ -832,19 +827,7 @@ async def test_a_claim_never_deadlocks_with_a_recorder_batch_of_a_success_and_a_
     recording = asyncio.create_task(worker._recorder._write_with_retries(batch))
     await holding_a_webhook.wait()
 
-    async def claim() -> list[queries.Job]:
-        async with ctx.db.autocommit() as conn:
-            return await claims.claim(
-                conn,
-                owner="w2",
-                now=clock.now(),
-                lease=timedelta(seconds=30),
-                limit=4,
-                probe_interval=timedelta(minutes=10),
-                caps=claims.Caps(),
-            )
-
-    claiming = asyncio.create_task(claim())
+    claiming = asyncio.create_task(claim_directly(ctx, clock, "w2"))
     await a_lock_is_awaited(ctx)
     release.set()
     await recording
