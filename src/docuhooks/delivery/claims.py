@@ -133,12 +133,14 @@ async def claim(
     ended: Sequence[str] = (),
 ) -> list[Job]:
     """Lease up to `limit` due deliveries fairly across sites and their webhooks (see the
-    module notes); run it in a transaction.
+    module notes). On SQLite run it in a transaction; on PostgreSQL it needs none
+    (`Database.autocommit`, as the worker runs it: `_claim_on_postgresql`), and a caller's
+    transaction only holds the locks longer.
 
     `ended` are deliveries of `owner` whose calls have ended though their outcomes are not
-    written yet: their `flights` rows go first, so they no longer count. (On PostgreSQL
-    with the sites' lock, in the same round trip, and the candidates' statement before it
-    leaves them out of its counts.)"""
+    written yet: their `flights` rows go first, so they no longer count. (On PostgreSQL the
+    candidates' statement leaves them out of its counts, and `docuhooks_claim` deletes them
+    once it holds the locks.)"""
     until = now + lease
     if conn.dialect.name == "postgresql":
         return await _claim_on_postgresql(
