@@ -810,6 +810,8 @@ async def test_a_claim_never_deadlocks_with_a_recorder_batch_of_a_success_and_a_
         await write(conn, items)
 
     async def took_a_webhook(*args: Any, **kwargs: Any) -> list[str]:
+        if holding_a_webhook.is_set():
+            await release.wait()
         resumed = await count_successes(*args, **kwargs)
         holding_a_webhook.set()
         return resumed

@@ -233,20 +233,23 @@ class Recorder:
         return True
 
     async def _write(self, conn: AsyncConnection, batch: list[Finished]) -> None:
-        # A batch of plain successes only is written in a few statements for all of it.
-        # Beside any other outcome, every outcome is written one by one, by webhook (stable,
-        # so each webhook's outcomes keep their order): the webhooks' rows are then taken in
-        # id order across the whole batch, as claims take them, so on PostgreSQL the two
-        # never each wait for the other (a success's reset of a failure run took its
-        # webhook's row before the others were written, out of that order).
-        if all(item.plain_success for item in batch):
-            plain, others = batch, []
-        else:
-            plain, others = [], batch
+        plain = [item for item in batch if item.plain_success]
         logged = await self._write_successes(conn, plain) if plain else []
-        for item in sorted(others, key=lambda item: item.job.webhook.id):
+        # The webhooks' rows in id order across the whole batch, as claims take them, so on
+        # PostgreSQL the two never each wait for the other: the other outcomes by webhook
+        # (stable, so each webhook's outcomes keep their order), and each plain success's
+        # reset of its webhook's failure run just before the outcomes of webhooks after it.
+        to_reset = sorted({item.job.webhook.id for item in plain})
+        now = max((item.now for item in plain), default=batch[0].now)
+        for item in sorted(
+            (item for item in batch if not item.plain_success), key=lambda item: item.job.webhook.id
+        ):
+            hook = item.job.webhook.id
+            await self._count_successes(conn, [h for h in to_reset if h <= hook], now)
+            to_reset = [h for h in to_reset if h > hook]
             if await self._write_one(conn, item):
                 logged.append(item.attempt_row)
+        await self._count_successes(conn, to_reset, now)
         # The charts' counts, with the attempt rows they count (one upsert a batch).
         await rollup.add_attempts(conn, logged)
         # The calls' `flights` rows after their deliveries' and webhooks' rows: the order in
@@ -271,7 +274,8 @@ class Recorder:
     async def _write_successes(
         self, conn: AsyncConnection, items: list[Finished]
     ) -> list[dict[str, Any]]:
-        """Write the plain successes; the attempt rows written."""
+        """Write the plain successes' deliveries and attempts (their webhooks' failure runs
+        are `_write`'s); the attempt rows written."""
         by_status: dict[int | None, list[Finished]] = {}
         for item in items:
             by_status.setdefault(item.result.status, []).append(item)
@@ -295,12 +299,15 @@ class Recorder:
             if item.job.delivery_id in settled or item.job.delivery_id in existing
         ]
         await recorder_queries.insert_attempts(conn, logged)
-        now = max(item.now for item in items)
-        resumed = await recorder_queries.count_successes(
-            conn, sorted({item.job.webhook.id for item in items}), now
-        )
-        await self._resumed(conn, resumed, None, now)
         return logged
+
+    async def _count_successes(
+        self, conn: AsyncConnection, webhook_ids: list[str], now: datetime
+    ) -> None:
+        """End these webhooks' failure runs (a success each), resuming the suspended."""
+        if webhook_ids:
+            resumed = await recorder_queries.count_successes(conn, webhook_ids, now)
+            await self._resumed(conn, resumed, None, now)
 
     async def _write_one(self, conn: AsyncConnection, item: Finished) -> bool:
         """Write one outcome; False if its delivery was deleted meanwhile (nothing written)."""
