@@ -340,6 +340,14 @@ async def resume_webhook(
     row = await _row_to_change(conn, principal, webhook_id)
     now = ctx.now()
     forget_site(ctx.webhook_targets, conn, principal.site_id)
+    # The deliveries' rows before the webhook's: the order in which a worker's recorder takes
+    # them (a delivery's outcome, then its webhook's failure run), so on PostgreSQL a resume
+    # and a recorder never each hold a row the other waits for (one would be aborted).
+    await conn.execute(
+        deliveries.update()
+        .where(deliveries.c.webhook_id == row.id, deliveries.c.status == "pending")
+        .values(next_attempt_at=now)
+    )
     # Conditional, so that of two resumes (or a resume and a probe's success) racing, one
     # lifts the suspension and the other finds nothing to lift.
     lifted = await conn.execute(
@@ -359,11 +367,6 @@ async def resume_webhook(
             modified_at=now,
             modified_by=principal.user_id,
         )
-    )
-    await conn.execute(
-        deliveries.update()
-        .where(deliveries.c.webhook_id == row.id, deliveries.c.status == "pending")
-        .values(next_attempt_at=now)
     )
     await _wake_workers(ctx, conn)
     await audit.record(
@@ -396,6 +399,11 @@ async def delete(
 ) -> None:
     row = await _row_to_change(conn, principal, webhook_id)
     forget_site(ctx.webhook_targets, conn, principal.site_id)
+    # Its deliveries first (with their attempts and calls' rows, by their foreign keys),
+    # then the webhook, rather than the webhook's cascade alone: a recorder takes a
+    # delivery's row before its webhook's, so on PostgreSQL deleting in the other order
+    # could leave each holding a row the other waits for, and one would be aborted.
+    await conn.execute(deliveries.delete().where(deliveries.c.webhook_id == row.id))
     await conn.execute(webhooks.delete().where(webhooks.c.id == row.id))
     await audit.record(
         conn,
