@@ -26,6 +26,8 @@ from docuhooks.delivery import claims, health
 from docuhooks.store.database import MIGRATIONS_DIR
 
 SETTLED = 20_000
+#: The neighbour's due deliveries.
+BACKLOG = 5_000
 
 
 def literal(value: Any) -> str:
@@ -98,8 +100,11 @@ def _lease_in_docuhooks_claim() -> str:
 
 @pytest.fixture
 async def history(ctx: AppContext, site: SiteUsers) -> str:
-    """A webhook with a long settled history and one delivery due."""
+    """A webhook with a long settled history and one delivery due, beside a neighbour with a
+    backlog of older due deliveries (which a read of the installation's due deliveries,
+    filtered by webhook, would have to step over)."""
     hook, _ = await make_webhook(ctx, site, "https://receiver.example/hook")
+    neighbour, _ = await make_webhook(ctx, site, "https://neighbour.example/hook")
     async with ctx.db.transaction() as conn:
         await conn.execute(
             sa.text(
@@ -118,6 +123,16 @@ async def history(ctx: AppContext, site: SiteUsers) -> str:
                 "FROM generate_series(1, :n) AS i"
             ),
             {"hook": hook, "site": site.site_id, "n": SETTLED},
+        )
+        await conn.execute(
+            sa.text(
+                "INSERT INTO deliveries (id, event_id, webhook_id, site_id, status, attempts, "
+                "next_attempt_at, created_at) "
+                "SELECT 'n' || i, 'e', :hook, :site, 'pending', 0, "
+                "  now() - interval '2 days' + i * interval '1 s', now() - interval '2 days' "
+                "FROM generate_series(1, :n) AS i"
+            ),
+            {"hook": neighbour, "site": site.site_id, "n": BACKLOG},
         )
     async with ctx.db.engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -159,3 +174,31 @@ async def test_the_health_reads_generic_plan_uses_the_partial_index(
 
     assert "ix_deliveries_webhook_due" in plan, plan
     assert "ix_deliveries_webhook_created" not in plan, plan
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_the_ordered_delivery_rule_reads_the_pending_ordered_index(
+    ctx: AppContext, history: str
+) -> None:
+    """`docuhooks_claim`'s lease looks for an earlier pending delivery of the same work
+    item through `ix_deliveries_ordering` (pending ordered deliveries only) in its generic
+    plan: the rule states the index's predicate."""
+    async with ctx.db.transaction() as conn:
+        await conn.execute(
+            sa.text("UPDATE webhooks SET ordered_delivery = true WHERE id = :hook"),
+            {"hook": history},
+        )
+        await conn.execute(
+            sa.text(
+                "UPDATE deliveries SET ordering_key = 'wi-' || (length(id) % 7), "
+                "ordering_seq = length(id) WHERE webhook_id = :hook"
+            ),
+            {"hook": history},
+        )
+    async with ctx.db.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.exec_driver_sql("ANALYZE deliveries")
+
+    plan = await generic_plan_of_sql(ctx, _lease_in_docuhooks_claim(), [history, ctx.now(), 10])
+
+    assert "ix_deliveries_ordering" in plan, plan

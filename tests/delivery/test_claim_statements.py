@@ -106,6 +106,25 @@ async def test_on_sqlite_a_claim_reads_the_webhooks_own_due_index(
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_on_sqlite_the_ordered_delivery_rule_reads_the_pending_ordered_index(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """The lease looks for an earlier pending delivery of the same work item through
+    `ix_deliveries_ordering`, which holds pending ordered deliveries only: the rule states
+    its predicate (the status as a literal, and an equal `ordering_key`)."""
+    await make_webhook(ctx, site, URL, orderedDelivery=True)
+    built = claims._lease_by_webhook("sqlite")
+    assert isinstance(built.statement, sa.ClauseElement)
+    sql = str(built.statement.compile(dialect=sqlite.dialect()))
+    async with ctx.db.read() as conn:
+        plan = (
+            await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, (None,) * sql.count("?"))
+        ).all()
+    details = " | ".join(str(row[-1]) for row in plan)
+    assert "SEARCH earlier USING INDEX ix_deliveries_ordering" in details, details
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_on_sqlite_a_workers_claim_is_one_transaction_of_six_statements(
     ctx: AppContext, site: SiteUsers
 ) -> None:

@@ -301,7 +301,16 @@ deliveries = sa.Table(
     sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
     sa.Index("ix_deliveries_webhook_created", "webhook_id", "created_at"),
     sa.Index("ix_deliveries_event", "event_id"),
-    sa.Index("ix_deliveries_ordering", "webhook_id", "ordering_key", "ordering_seq"),
+    # An ordered webhook's pending deliveries of one work item, by version
+    # (`queries.first_in_order`).
+    sa.Index(
+        "ix_deliveries_ordering",
+        "webhook_id",
+        "ordering_key",
+        "ordering_seq",
+        sqlite_where=sa.text("status = 'pending' AND ordering_key IS NOT NULL"),
+        postgresql_where=sa.text("status = 'pending' AND ordering_key IS NOT NULL"),
+    ),
     # A webhook's due deliveries in the order a claim takes them.
     sa.Index(
         "ix_deliveries_webhook_due",
@@ -387,7 +396,6 @@ flights = sa.Table(
     sa.Index("ix_flights_webhook", "webhook_id", "expires_at"),
     sa.Index("ix_flights_site", "site_id", "expires_at"),
     sa.Index("ix_flights_destination", "destination", "expires_at"),
-    sa.Index("ix_flights_owner", "owner"),
 )
 
 attempts = sa.Table(
