@@ -21,7 +21,8 @@ from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.core.events import Event, EventType
-from docuhooks.delivery import claims, outbox, queries
+from docuhooks.delivery import attempt_log, claims, outbox, queries, recorder_queries, rollup
+from docuhooks.delivery.transport import TransportResult
 from docuhooks.store.database import Database
 from docuhooks.store.schema import deliveries, flights
 
@@ -219,3 +220,68 @@ async def test_an_idle_workers_next_due_check_is_one_round_trip(
             due = await queries.next_due_at(conn)
     assert relay.round_trips == 1, relay.messages
     assert due is not None
+
+
+async def test_a_batch_of_plain_successes_is_one_round_trip(
+    ctx: AppContext, site: SiteUsers, relayed: tuple[RoundTripRelay, Database]
+) -> None:
+    """The recorder's common batch, with no transaction around it: one call of
+    `docuhooks_record_successes` settles the deliveries, writes their attempt rows and the
+    roll-up, ends the webhooks' failure runs and forgets the calls' `flights` rows."""
+    relay, db = relayed
+    await make_webhook(ctx, site, "https://a.example/hook")
+    await make_webhook(ctx, site, "https://b.example/hook")
+    now = datetime.now(UTC)
+    for _ in range(3):
+        await _write(db, site.site_id)
+    async with db.autocommit() as conn:
+        jobs = await claims.claim(
+            conn,
+            owner="w1",
+            now=now + timedelta(seconds=1),
+            lease=timedelta(seconds=30),
+            limit=20,
+            probe_interval=timedelta(seconds=30),
+            caps=claims.Caps(),
+        )
+    assert len(jobs) == 6
+
+    def successes(some: list[queries.Job]) -> list[recorder_queries.Success]:
+        rows = [
+            attempt_log.attempt_row(
+                delivery_id=job.delivery_id,
+                webhook_id=job.webhook.id,
+                site_id=job.webhook.site_id,
+                attempt_number=1,
+                started_at=now,
+                method="POST",
+                url=job.webhook.url,
+                request_headers={"Content-Type": "application/json"},
+                result=TransportResult.response(200, b"ok"),
+                error_class=None,
+                error=None,
+            )
+            for job in some
+        ]
+        return [recorder_queries.Success(row["delivery_id"], 200, now, row) for row in rows]
+
+    async def record(some: list[queries.Job]) -> None:
+        batch = successes(some)
+        stats = rollup.tally_of_attempts(s.attempt_row for s in batch).rows()
+        async with db.autocommit() as conn:
+            await recorder_queries.record_successes(
+                conn, owner="w1", successes=batch, stat_rows=stats
+            )
+
+    await record(jobs[:1])  # prepares the statement on this connection
+    relay.reset()
+    await record(jobs[1:])
+    assert relay.round_trips == 1, relay.transactions
+    async with db.read() as conn:
+        settled = (
+            await conn.execute(
+                sa.select(deliveries.c.status).where(deliveries.c.status == "succeeded")
+            )
+        ).all()
+        in_flight = (await conn.execute(sa.select(flights.c.delivery_id))).all()
+    assert (len(settled), in_flight) == (6, [])

@@ -84,6 +84,21 @@ class Tracker:
         self._unsettled: set[str] = set()
         self._refreshed_at = float("-inf")
 
+    async def quiet(
+        self,
+        conn: AsyncConnection,
+        policy: BreakerPolicy,
+        *,
+        clock: float,
+        quiet: Callable[[set[str]], bool],
+    ) -> bool:
+        """Whether `record` would skip a batch that `quiet` (given the destinations not at
+        rest) says is quiet, refreshing what this process knows first if it is due."""
+        if clock >= self._refreshed_at + self._refresh_seconds:
+            self._unsettled = await unsettled(conn, policy.max_concurrency)
+            self._refreshed_at = clock
+        return quiet(self._unsettled)
+
     async def record(
         self,
         conn: AsyncConnection,
@@ -101,10 +116,7 @@ class Tracker:
         `outcomes` may be a function that makes them, and `quiet` one that tells, given the
         destinations not at rest, whether the outcomes would all be skipped: the recorder
         then makes no `Outcome` for a batch of plain successes to healthy destinations."""
-        if clock >= self._refreshed_at + self._refresh_seconds:
-            self._unsettled = await unsettled(conn, policy.max_concurrency)
-            self._refreshed_at = clock
-        if quiet is not None and quiet(self._unsettled):
+        if quiet is not None and await self.quiet(conn, policy, clock=clock, quiet=quiet):
             return 0
         if callable(outcomes):
             outcomes = outcomes()

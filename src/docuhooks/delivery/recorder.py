@@ -182,6 +182,8 @@ class Recorder:
                         item.record_span.end()
 
     async def _write_with_retries(self, batch: list[Finished]) -> None:
+        if await self._written_in_one_call(batch):
+            return
         # A database restart should not turn a delivered event into a duplicate: keep trying
         # to write the outcomes for a while (the heartbeat keeps their leases meanwhile).
         loop = asyncio.get_running_loop()
@@ -207,6 +209,46 @@ class Recorder:
                 log.warning("delivery.record_retry", deliveries=len(batch), error=error)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _written_in_one_call(self, batch: list[Finished]) -> bool:
+        """PostgreSQL: write a batch of plain successes to destinations at rest in one round
+        trip (`recorder_queries.record_successes`), outside a transaction; False, having
+        written nothing, if the batch is anything else or the call fails (the batch is then
+        written statement by statement, which retries)."""
+        if self._db.dialect != "postgresql" or not all(item.plain_success for item in batch):
+            return False
+        try:
+            async with self._db.autocommit() as conn:
+                quiet = await self._destinations.quiet(
+                    conn,
+                    self._breaker,
+                    clock=asyncio.get_running_loop().time(),
+                    quiet=lambda unsettled: all(
+                        item.quiet and item.job.webhook.destination not in unsettled
+                        for item in batch
+                    ),
+                )
+                if not quiet:
+                    return False  # a destination's state changes: in the batch's transaction
+                await recorder_queries.record_successes(
+                    conn,
+                    owner=self._owner,
+                    successes=_successes(batch),
+                    stat_rows=rollup.tally_of_attempts(item.attempt_row for item in batch).rows(),
+                )
+        except recorder_queries.NotPlain:
+            return False
+        except Exception as exc:
+            # A value the database refuses (a receiver's NUL byte, say) is the next path's
+            # to deal with, and to log; anything else is worth a line here too.
+            refused = isinstance(exc, sa_exc.DBAPIError) and _refused_as_data(exc)
+            (log.debug if refused else log.warning)(
+                "delivery.record_in_one_call_failed",
+                deliveries=len(batch),
+                error=f"{type(exc).__name__}: {exc}"[: attempt_log.MAX_ERROR],
+            )
+            return False
+        return True
 
     async def _write_refused(self, batch: list[Finished], exc: sa_exc.DBAPIError) -> bool:
         """The database refused a value of `batch`, which no retry of the same rows cures.
@@ -395,6 +437,25 @@ class Recorder:
         """Wake the workers if an operational event was queued (it is due now)."""
         if await queued:
             self._wake()
+
+
+def _successes(batch: list[Finished]) -> list[recorder_queries.Success]:
+    """The batch's plain successes as `record_successes` takes them, each settled at the
+    latest time of those with its status code (as `_write_successes` settles them)."""
+    latest: dict[int | None, datetime] = {}
+    for item in batch:
+        status = item.result.status
+        if status not in latest or item.now > latest[status]:
+            latest[status] = item.now
+    return [
+        recorder_queries.Success(
+            item.job.delivery_id,
+            item.result.status,
+            latest[item.result.status],
+            item.attempt_row,
+        )
+        for item in batch
+    ]
 
 
 def _refused_as_data(exc: sa_exc.DBAPIError) -> bool:

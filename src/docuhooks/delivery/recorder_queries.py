@@ -8,10 +8,12 @@ are parameters from the caller's clock, never the database's `now()`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -218,3 +220,75 @@ async def deactivate(conn: AsyncConnection, webhook_id: str, *, now: datetime, r
         .values(active=False, status_reason=reason, modified_at=now)
     )
     return result.rowcount == 1
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    """A plain success to record (`record_successes`): its delivery, the status code its
+    receiver answered, when it is settled, and its attempt row."""
+
+    delivery_id: str
+    status_code: int | None
+    settled_at: datetime
+    attempt_row: dict[str, Any]
+
+
+class NotPlain(Exception):
+    """`record_successes` wrote nothing: a lease of the batch was lost, or a webhook of it is
+    suspended. Write the batch statement by statement."""
+
+
+#: `docuhooks_record_successes`' own errors (migration 0021), which mean `NotPlain`.
+_NOT_PLAIN_STATES = frozenset({"DH001", "DH002"})
+
+
+async def record_successes(
+    conn: AsyncConnection,
+    *,
+    owner: str,
+    successes: Sequence[Success],
+    stat_rows: list[dict[str, Any]],
+) -> None:
+    """PostgreSQL, outside a transaction: settle these deliveries, write their attempt rows
+    and the roll-up's rows (`rollup.Tally.rows`), end their webhooks' failure runs and
+    forget their calls' `flights` rows, in one call of `docuhooks_record_successes`
+    (migration 0021): one round trip where the statements were seven. Raises `NotPlain`,
+    having written nothing, when the batch needs `settle_succeeded` and the rest."""
+    params = {
+        "owner": owner,
+        "ids": [s.delivery_id for s in successes],
+        "codes": [s.status_code for s in successes],
+        "times": [s.settled_at for s in successes],
+        "attempts": orjson.dumps([s.attempt_row for s in successes]).decode(),
+        "stats": orjson.dumps(stat_rows).decode(),
+        "hooks": sorted({s.attempt_row["webhook_id"] for s in successes}),
+    }
+    try:
+        await _RECORD_SUCCESSES.execute(conn, params)
+    except sa.exc.DBAPIError as exc:
+        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if state in _NOT_PLAIN_STATES:
+            raise NotPlain(str(exc.orig)) from exc
+        raise
+
+
+def _record_successes_statement() -> sa.Select[Any]:
+    def array(name: str, of: Any) -> sa.BindParameter[Any]:
+        return sa.bindparam(name, type_=postgresql.ARRAY(of))
+
+    def json(name: str) -> sa.Cast[Any]:
+        return sa.cast(sa.bindparam(name, type_=sa.Text), postgresql.JSONB)
+
+    called = sa.func.docuhooks_record_successes(
+        sa.bindparam("owner", type_=sa.String),
+        array("ids", sa.String),
+        array("codes", sa.Integer),
+        array("times", deliveries.c.completed_at.type),
+        json("attempts"),
+        json("stats"),
+        array("hooks", sa.String),
+    )
+    return sa.select(called.label("settled"))
+
+
+_RECORD_SUCCESSES = Prepared(_record_successes_statement())

@@ -169,8 +169,16 @@ def _rows(
 
 async def add_attempts(conn: AsyncConnection, rows: Iterable[Mapping[str, Any]]) -> None:
     """Count attempt log rows (`delivery.attempt_log.attempt_row`) written in this
-    transaction: a success is a 2xx without an error class, any other attempt a failure of
-    its class (an HTTP status when it has none). One upsert however many there are."""
+    transaction (`tally_of_attempts`). One upsert however many there are."""
+    tally = tally_of_attempts(rows)
+    if tally:
+        await write(conn, tally)
+
+
+def tally_of_attempts(rows: Iterable[Mapping[str, Any]]) -> Tally:
+    """Attempt log rows (`delivery.attempt_log.attempt_row`) counted: a success is a 2xx
+    without an error class, any other attempt a failure of its class (an HTTP status when it
+    has none)."""
     tally = Tally()
     add = tally.add
     for row in rows:
@@ -178,8 +186,7 @@ async def add_attempts(conn: AsyncConnection, rows: Iterable[Mapping[str, Any]])
         if error_class is None and not (status is not None and 200 <= status < 300):
             error_class = "http_status"
         add(row["webhook_id"], row["site_id"], row["started_at"], row["duration_ms"], error_class)
-    if tally:
-        await write(conn, tally)
+    return tally
 
 
 async def add_calls(conn: AsyncConnection, calls: Iterable[Call]) -> None:
