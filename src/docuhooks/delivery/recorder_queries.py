@@ -259,8 +259,8 @@ async def record_successes(
         "ids": [s.delivery_id for s in successes],
         "codes": [s.status_code for s in successes],
         "times": [s.settled_at for s in successes],
-        "attempts": orjson.dumps([s.attempt_row for s in successes]).decode(),
-        "stats": orjson.dumps(stat_rows).decode(),
+        "attempts": _json([s.attempt_row for s in successes]),
+        "stats": _json(stat_rows),
         "hooks": sorted({s.attempt_row["webhook_id"] for s in successes}),
     }
     try:
@@ -270,6 +270,12 @@ async def record_successes(
         if state in _NOT_PLAIN_STATES:
             raise NotPlain(str(exc.orig)) from exc
         raise
+
+
+def _json(rows: list[dict[str, Any]]) -> str:
+    # A time without a zone is UTC, as asyncpg sends one (PostgreSQL would read it in the
+    # session's zone).
+    return orjson.dumps(rows, option=orjson.OPT_NAIVE_UTC).decode()
 
 
 def _record_successes_statement() -> sa.Select[Any]:
