@@ -112,6 +112,10 @@ async def a_lock_is_awaited(ctx: AppContext) -> None:
     bound only turns a hang into a failure."""
     async with asyncio.timeout(30), ctx.db.engine.connect() as conn:
         while True:
+            # The server's activity view is read once per transaction: without a fresh
+            # snapshot each time, a connection that began waiting after the first read (one
+            # the pool opened meanwhile) would never be seen.
+            await conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
             waiting = await conn.execute(
                 sa.text(
                     "SELECT count(*) FROM pg_stat_activity "

@@ -19,13 +19,14 @@ session state anywhere (docs/design.md, "PostgreSQL session state").
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -81,6 +82,20 @@ def sqlite_file(url: str) -> Path | None:
 def display_url(url: str) -> str:
     """The URL as people may see it: without its password."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+_T = TypeVar("_T")
+
+#: SQLSTATEs of a transaction PostgreSQL aborted to let another go on: a deadlock, a
+#: serialization failure.
+_CONFLICT_STATES = frozenset({"40P01", "40001"})
+
+
+def aborted_by_a_conflict(exc: sa_exc.DBAPIError) -> bool:
+    """Whether PostgreSQL aborted the transaction to end a deadlock or a serialization
+    failure: it is safe, and usually enough, to run it again."""
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return state in _CONFLICT_STATES
 
 
 class Database:
@@ -216,6 +231,29 @@ class Database:
             except BaseException:
                 await kept.writer_failed()
                 raise
+
+    async def retried(
+        self, work: Callable[[AsyncConnection], Awaitable[_T]], *, attempts: int = 5
+    ) -> _T:
+        """`work` in a transaction of its own, run again from the start (up to `attempts`
+        times in all) when PostgreSQL aborted it to end a deadlock or a serialization
+        failure: nothing of it was committed, and running it again is what its caller would
+        do. For work that takes rows other writers take in another order, such as an
+        administrator's change to a webhook and its deliveries beside workers recording
+        their outcomes (a delivery's row, its webhook's, and for a resumed webhook its other
+        deliveries'): no one order keeps clear of all of them. `work` must do nothing
+        outside the transaction that a second run would repeat wrongly."""
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self.transaction() as conn:
+                    return await work(conn)
+            except sa_exc.DBAPIError as exc:
+                if attempt == attempts or not aborted_by_a_conflict(exc):
+                    raise
+            # The other side is finishing: a short, spread wait, so two retried ones do not
+            # meet again in step.
+            await asyncio.sleep(random.uniform(0.0, 0.02 * attempt))
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     @asynccontextmanager
     async def autocommit(self, *, urgent: bool = False) -> AsyncIterator[AsyncConnection]:

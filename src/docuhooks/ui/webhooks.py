@@ -227,10 +227,11 @@ async def _status_change(
     request: Request, ctx: Ctx, session: UiSession, webhook_id: str, action: str
 ) -> Response:
     who = session.principal
-    async with ctx.db.transaction() as conn:
-        if action == "resumed":
-            webhook = await operational.resume(ctx, conn, who, webhook_id)
-        else:
+    if action == "resumed":
+        # Run again if PostgreSQL ends a deadlock with a worker recording outcomes.
+        webhook = await ctx.db.retried(lambda conn: operational.resume(ctx, conn, who, webhook_id))
+    else:
+        async with ctx.db.transaction() as conn:
             webhook = await service.set_active(ctx, conn, who, webhook_id, action == "activated")
     if is_htmx(request):
         return render(request, "_status.html", session, webhook=webhook, changed=action)
@@ -263,8 +264,8 @@ async def confirm_delete(
 
 @router.post("/webhooks/{webhook_id}/delete")
 async def delete_webhook(webhook_id: str, ctx: Ctx, session: Checked) -> Response:
-    async with ctx.db.transaction() as conn:
-        await service.delete(ctx, conn, session.principal, webhook_id)
+    # Run again if PostgreSQL ends a deadlock with a worker recording outcomes.
+    await ctx.db.retried(lambda conn: service.delete(ctx, conn, session.principal, webhook_id))
     return redirect("/ui/?notice=deleted")
 
 

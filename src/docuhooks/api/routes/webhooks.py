@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import Field, SerializerFunctionWrapHandler, WithJsonSchema, model_serializer
 
 from docuhooks import audit
-from docuhooks.api.deps import Caller, Conn, Ctx
+from docuhooks.api.deps import Caller, Conn, Ctx, StandaloneCaller
 from docuhooks.api.models import ERRORS, AuthMethodName, EventTypeName, Input, Output, Page
 from docuhooks.delivery import operational, webhook_views
 from docuhooks.delivery.claims import Caps
@@ -226,8 +226,9 @@ async def update_webhook(
 
 
 @router.delete("/{webhook_id}", status_code=204, response_class=Response)
-async def delete_webhook(webhook_id: str, ctx: Ctx, conn: Conn, who: Caller) -> Response:
-    await service.delete(ctx, conn, who, webhook_id)
+async def delete_webhook(webhook_id: str, ctx: Ctx, who: StandaloneCaller) -> Response:
+    # Run again if PostgreSQL ends a deadlock with a worker recording outcomes by aborting it.
+    await ctx.db.retried(lambda conn: service.delete(ctx, conn, who, webhook_id))
     return Response(status_code=204)
 
 
@@ -242,10 +243,11 @@ async def deactivate(webhook_id: str, ctx: Ctx, conn: Conn, who: Caller) -> dict
 
 
 @router.post("/{webhook_id}/resume", response_model=Webhook)
-async def resume(webhook_id: str, ctx: Ctx, conn: Conn, who: Caller) -> dict[str, Any]:
+async def resume(webhook_id: str, ctx: Ctx, who: StandaloneCaller) -> dict[str, Any]:
     """Lift a suspension: pending deliveries become due at once; the site's WebhookResumed
     webhooks hear of it."""
-    return await operational.resume(ctx, conn, who, webhook_id)
+    # Run again if PostgreSQL ends a deadlock with a worker recording outcomes by aborting it.
+    return await ctx.db.retried(lambda conn: operational.resume(ctx, conn, who, webhook_id))
 
 
 @router.post("/{webhook_id}/regenerate-secret", response_model=WebhookWithSecret)
