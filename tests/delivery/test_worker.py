@@ -712,11 +712,18 @@ async def test_a_call_that_ended_leaves_room_before_its_outcome_is_written(
 async def _recording_paused(
     worker: Worker, finished: Finished, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[asyncio.Task[None], asyncio.Event]:
-    """Start writing `finished` and hold the recorder's transaction just before its roll-up
-    (its deliveries settled and webhooks updated, its `flights` rows not yet deleted); the
-    task writing, and the event that lets it go on."""
+    """Start writing `finished` statement by statement and hold the recorder's transaction
+    just before its roll-up (its deliveries settled and webhooks updated, its `flights` rows
+    not yet deleted); the task writing, and the event that lets it go on. (On PostgreSQL a
+    batch of successes is otherwise one call of `docuhooks_record_successes`, which takes
+    the rows in the same order but cannot be held half way.)"""
     paused, release = asyncio.Event(), asyncio.Event()
     add_attempts = rollup.add_attempts
+
+    async def not_in_one_call(_batch: object) -> bool:
+        return False
+
+    monkeypatch.setattr(worker._recorder, "_written_in_one_call", not_in_one_call)
 
     async def pausing(conn: object, rows: object) -> None:
         paused.set()
