@@ -106,10 +106,10 @@ async def attempts_of(ctx: AppContext, delivery_id: str) -> list[sa.Row[Any]]:
         )
 
 
-async def a_lock_is_awaited(ctx: AppContext) -> None:
-    """PostgreSQL: return once a connection to the test database waits for a lock (a test's
-    way to see that a transaction it started has reached the lock another one holds). The
-    bound only turns a hang into a failure."""
+async def a_lock_is_awaited(ctx: AppContext, *, by: int = 1) -> None:
+    """PostgreSQL: return once a connection to the test database waits for a lock (`by`:
+    at least that many connections; a test's way to see that a transaction it started has
+    reached the lock another one holds). The bound only turns a hang into a failure."""
     async with asyncio.timeout(30), ctx.db.engine.connect() as conn:
         while True:
             # The server's activity view is read once per transaction: without a fresh
@@ -122,6 +122,6 @@ async def a_lock_is_awaited(ctx: AppContext) -> None:
                     "WHERE datname = current_database() AND wait_event_type = 'Lock'"
                 )
             )
-            if waiting.scalar_one():
+            if waiting.scalar_one() >= by:
                 return
             await asyncio.sleep(0.01)

@@ -7,6 +7,7 @@ check the same rows on SQLite (statement by statement) and PostgreSQL (one call)
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import random
 from datetime import timedelta
@@ -15,14 +16,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
-from tests.delivery.delivery_support import make_webhook, queue_event
+from tests.delivery.delivery_support import a_lock_is_awaited, make_webhook, queue_event
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.core.clock import FakeClock
 from docuhooks.core.signing import OutboundRequest
-from docuhooks.delivery import claims, rollup
-from docuhooks.delivery.recorder import Finished
+from docuhooks.delivery import claims, queries, recorder_queries, rollup
+from docuhooks.delivery.recorder import Finished, _successes
 from docuhooks.delivery.transport import MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
 from docuhooks.store.database import MIGRATIONS_DIR
@@ -228,3 +229,89 @@ def test_the_calls_columns_are_the_tables() -> None:
     assert migration.COUNT_COLUMNS == rollup.COUNT_COLUMNS
     assert tuple(column.name for column in attempts.c) == migration.ATTEMPT_COLUMNS
     assert tuple(c.name for c in webhook_stats.c)[4:] == rollup.COUNT_COLUMNS
+
+
+async def test_headers_are_stored_as_they_were_sent_and_received(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """The attempt log shows a response's headers in the order the receiver sent them, the
+    same whichever way the batch was written (`jsonb` on the way would reorder them)."""
+    setup = await _two_webhooks_with_two_deliveries_each(ctx, site)
+    sent = {"Zeta": "1", "alpha": "2", "B": "\u00e9\u00ff", "content-type": "a/b"}
+    ctx.transport_override = MockTransport(
+        lambda _request: TransportResult.response(200, b"fine", dict(sent))
+    )
+    await setup.record(await setup.batch())
+
+    assert setup.statement_by_statement == (0 if ctx.db.dialect == "postgresql" else 1)
+    for row in await _rows(ctx, attempts):
+        assert list(row.response_headers.items()) == list(sent.items())
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_the_call_takes_the_deliveries_rows_in_id_order_as_the_heartbeat_does(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """Sends end in any order, and a batch comes in that order; the call locks its
+    deliveries in id order, as the heartbeat (and every statement over many of them) does, so
+    the two never each hold a row the other waits for. Another transaction holds the third
+    delivery, so the call waits there holding the first two, and the heartbeat waits for the
+    first; on a table large enough for the planner to read the batch's ids in array order,
+    the call took them as they came and deadlocked with the heartbeat."""
+    setup = await _two_webhooks_with_two_deliveries_each(ctx, site)
+    async with ctx.db.transaction() as conn:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO deliveries (id, event_id, webhook_id, site_id, status, attempts, "
+                "created_at) SELECT 'settled-' || i, d.event_id, d.webhook_id, d.site_id, "
+                "'succeeded', 1, d.created_at FROM deliveries d, generate_series(1, 20000) i "
+                "WHERE d.id = :one"
+            ),
+            {"one": setup.jobs[0].delivery_id},
+        )
+    async with ctx.db.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.exec_driver_sql("ANALYZE deliveries")
+    batch = sorted(await setup.batch(), key=lambda item: item.job.delivery_id)[:3]
+    a, b, c = (item.job.delivery_id for item in batch)
+    batch = [batch[1], batch[2], batch[0]]  # the order the sends ended in
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_third() -> None:
+        async with ctx.db.transaction() as conn:
+            await conn.execute(
+                sa.select(deliveries.c.id).where(deliveries.c.id == c).with_for_update()
+            )
+            held.set()
+            await release.wait()
+
+    async def record() -> None:
+        async with ctx.db.autocommit() as conn:
+            await recorder_queries.record_successes(
+                conn,
+                owner="w1",
+                successes=_successes(batch),
+                stat_rows=rollup.tally_of_attempts(i.attempt_row for i in batch).rows(),
+            )
+
+    async def heartbeat() -> None:
+        async with ctx.db.transaction() as conn:
+            await queries.extend_leases(
+                conn,
+                owner="w1",
+                delivery_ids=[a, b, c],
+                until=setup.clock.now() + timedelta(minutes=1),
+            )
+
+    holder = asyncio.create_task(hold_the_third())
+    await held.wait()
+    recording = asyncio.create_task(record())
+    await a_lock_is_awaited(ctx)  # the call waits for the third delivery
+    beating = asyncio.create_task(heartbeat())
+    await a_lock_is_awaited(ctx, by=2)  # the heartbeat waits too
+    release.set()
+    await asyncio.gather(holder, recording, beating)  # neither aborted
+    rows = {
+        row.id: row.status for row in await _rows(ctx, deliveries, deliveries.c.id.in_([a, b, c]))
+    }
+    assert rows == {a: "succeeded", b: "succeeded", c: "succeeded"}

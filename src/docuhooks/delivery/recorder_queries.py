@@ -254,6 +254,7 @@ async def record_successes(
     forget their calls' `flights` rows, in one call of `docuhooks_record_successes`
     (migration 0021): one round trip where the statements were seven. Raises `NotPlain`,
     having written nothing, when the batch needs `settle_succeeded` and the rest."""
+    successes = sorted(successes, key=lambda s: s.delivery_id)  # the order rows are locked in
     params = {
         "owner": owner,
         "ids": [s.delivery_id for s in successes],
@@ -283,7 +284,7 @@ def _record_successes_statement() -> sa.Select[Any]:
         return sa.bindparam(name, type_=postgresql.ARRAY(of))
 
     def json(name: str) -> sa.Cast[Any]:
-        return sa.cast(sa.bindparam(name, type_=sa.Text), postgresql.JSONB)
+        return sa.cast(sa.bindparam(name, type_=sa.Text), postgresql.JSON)
 
     called = sa.func.docuhooks_record_successes(
         sa.bindparam("owner", type_=sa.String),

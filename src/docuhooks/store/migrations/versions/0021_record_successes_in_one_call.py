@@ -17,7 +17,9 @@ writes the batch as before, in a transaction, statement by statement:
   `WebhookResumed` in the same transaction).
 
 The attempt rows and the roll-up's rows come as JSON arrays of the rows the recorder builds
-(`attempt_log.attempt_row`, `rollup.Tally.rows`), the columns named here. The roll-up's
+(`attempt_log.attempt_row`, `rollup.Tally.rows`), the columns named here: `json`, not
+`jsonb`, so the headers' objects are stored as they were sent and received (`jsonb` would
+reorder their keys). The roll-up's
 counts are this revision's `webhook_stats` columns: a migration that adds one must replace
 this function too (a test compares them with `delivery.rollup.COUNT_COLUMNS`).
 
@@ -38,7 +40,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _SIGNATURE = (
-    "docuhooks_record_successes(text, text[], integer[], timestamptz[], jsonb, jsonb, text[])"
+    "docuhooks_record_successes(text, text[], integer[], timestamptz[], json, json, text[])"
 )
 
 #: `attempts`' columns, as `attempt_log.attempt_row` writes them.
@@ -82,14 +84,17 @@ def _function() -> str:
     return f"""
 CREATE FUNCTION docuhooks_record_successes(
     claim_owner text, delivery_ids text[], status_codes integer[], settled_at timestamptz[],
-    attempt_rows jsonb, stat_rows jsonb, hook_ids text[]
+    attempt_rows json, stat_rows json, hook_ids text[]
 ) RETURNS integer
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     settled integer;
 BEGIN
-    -- The deliveries' rows, then the webhooks', then the calls' `flights` rows: the order
-    -- in which every writer takes them, so no two of them each wait for the other.
+    -- The deliveries' rows (in id order, as the heartbeat and the other writers of many
+    -- take them), then the webhooks', then the calls' `flights` rows: the order in which
+    -- every writer takes them, so no two of them each wait for the other.
+    PERFORM 1 FROM deliveries d WHERE d.id = ANY(delivery_ids) ORDER BY d.id
+        FOR NO KEY UPDATE;
     UPDATE deliveries d SET
         status = 'succeeded', attempts = d.attempts + 1, last_status_code = s.code,
         last_error_class = NULL, last_error = NULL, next_attempt_at = NULL,
@@ -102,7 +107,7 @@ BEGIN
     END IF;
     INSERT INTO attempts ({attempt_columns})
         SELECT {attempt_columns}
-        FROM jsonb_populate_recordset(NULL::attempts, attempt_rows);
+        FROM json_populate_recordset(NULL::attempts, attempt_rows);
     -- A success ends its webhook's failure run; one that would resume a suspended webhook
     -- is the statement-by-statement path's (it announces the resumption).
     UPDATE webhooks w SET consecutive_failures = 0, first_failure_at = NULL
@@ -113,7 +118,7 @@ BEGIN
     END IF;
     INSERT INTO webhook_stats AS s ({stat_columns})
         SELECT {stat_columns}
-        FROM jsonb_populate_recordset(NULL::webhook_stats, stat_rows)
+        FROM json_populate_recordset(NULL::webhook_stats, stat_rows)
         ON CONFLICT (webhook_id, grain, bucket_start) DO UPDATE SET
             {added};
     DELETE FROM flights f WHERE f.owner = claim_owner AND f.delivery_id = ANY(delivery_ids);
