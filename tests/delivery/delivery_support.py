@@ -4,16 +4,16 @@ through the real outbox, and reads of what the worker wrote."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
-from docuhooks.core.clock import utcnow
+from docuhooks.core.clock import FakeClock, utcnow
 from docuhooks.core.events import Actor, Event, EventType
-from docuhooks.delivery import outbox
+from docuhooks.delivery import claims, outbox, queries
 from docuhooks.identity.models import Principal, Role
 from docuhooks.store.schema import attempts, deliveries, webhooks
 from docuhooks.webhooks import service
@@ -125,3 +125,21 @@ async def a_lock_is_awaited(ctx: AppContext, *, by: int = 1) -> None:
             if waiting.scalar_one() >= by:
                 return
             await asyncio.sleep(0.01)
+
+
+async def claim_directly(
+    ctx: AppContext, clock: FakeClock, owner: str, *, limit: int = 4, ended: list[str] | None = None
+) -> list[queries.Job]:
+    """`claims.claim` with the default caps, as the worker runs it (outside a transaction on
+    PostgreSQL)."""
+    async with ctx.db.autocommit() as conn:
+        return await claims.claim(
+            conn,
+            owner=owner,
+            now=clock.now(),
+            lease=timedelta(seconds=30),
+            limit=limit,
+            probe_interval=timedelta(seconds=30),
+            caps=claims.Caps(),
+            ended=ended or [],
+        )

@@ -36,6 +36,17 @@ async def claim(ctx: AppContext, clock: FakeClock, limit: int) -> list[Job]:
         )
 
 
+async def _sqlite_plan(ctx: AppContext, statement: object) -> str:
+    """SQLite's plan of `statement`, its steps joined by " | "."""
+    assert isinstance(statement, sa.ClauseElement)
+    sql = str(statement.compile(dialect=sqlite.dialect()))
+    async with ctx.db.read() as conn:
+        plan = (
+            await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, (None,) * sql.count("?"))
+        ).all()
+    return " | ".join(str(row[-1]) for row in plan)
+
+
 async def test_a_webhook_claimed_alone_keeps_its_cursor_and_another_still_gets_its_turn(
     ctx: AppContext, site: SiteUsers, other_site: SiteUsers
 ) -> None:
@@ -94,13 +105,7 @@ async def test_on_sqlite_a_claim_reads_the_webhooks_own_due_index(
     receiver's backlog."""
     await make_webhook(ctx, site, URL)
     built = claims._CANDIDATES if statement == "candidates" else claims._lease_by_webhook("sqlite")
-    assert isinstance(built.statement, sa.ClauseElement)
-    sql = str(built.statement.compile(dialect=sqlite.dialect()))
-    async with ctx.db.read() as conn:
-        plan = (
-            await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, (None,) * sql.count("?"))
-        ).all()
-    details = " | ".join(str(row[-1]) for row in plan)
+    details = await _sqlite_plan(ctx, built.statement)
     assert "ix_deliveries_webhook_due" in details, details
     assert "ix_deliveries_due " not in details, details
 
@@ -113,14 +118,7 @@ async def test_on_sqlite_the_ordered_delivery_rule_reads_the_pending_ordered_ind
     `ix_deliveries_ordering`, which holds pending ordered deliveries only: the rule states
     its predicate (the status as a literal, and an equal `ordering_key`)."""
     await make_webhook(ctx, site, URL, orderedDelivery=True)
-    built = claims._lease_by_webhook("sqlite")
-    assert isinstance(built.statement, sa.ClauseElement)
-    sql = str(built.statement.compile(dialect=sqlite.dialect()))
-    async with ctx.db.read() as conn:
-        plan = (
-            await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, (None,) * sql.count("?"))
-        ).all()
-    details = " | ".join(str(row[-1]) for row in plan)
+    details = await _sqlite_plan(ctx, claims._lease_by_webhook("sqlite").statement)
     assert "SEARCH earlier USING INDEX ix_deliveries_ordering" in details, details
 
 

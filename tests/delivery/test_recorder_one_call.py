@@ -16,13 +16,18 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
-from tests.delivery.delivery_support import a_lock_is_awaited, make_webhook, queue_event
+from tests.delivery.delivery_support import (
+    a_lock_is_awaited,
+    claim_directly,
+    make_webhook,
+    queue_event,
+)
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.core.clock import FakeClock
 from docuhooks.core.signing import OutboundRequest
-from docuhooks.delivery import claims, queries, recorder_queries, rollup
+from docuhooks.delivery import queries, recorder_queries, rollup
 from docuhooks.delivery.recorder import Finished, _successes
 from docuhooks.delivery.transport import MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
@@ -79,16 +84,7 @@ async def _two_webhooks_with_two_deliveries_each(ctx: AppContext, site: SiteUser
     worker = Worker(
         ctx, WorkerOptions(batch_size=10), clock=clock, rng=random.Random(7), worker_id="w1"
     )
-    async with ctx.db.autocommit() as conn:
-        jobs = await claims.claim(
-            conn,
-            owner="w1",
-            now=clock.now(),
-            lease=timedelta(seconds=30),
-            limit=10,
-            probe_interval=timedelta(seconds=30),
-            caps=claims.Caps(),
-        )
+    jobs = await claim_directly(ctx, clock, "w1", limit=10)
     assert len(jobs) == 4
     return _Setup(worker, jobs, clock, [ok, nc])
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tests.delivery.delivery_support import (
     a_lock_is_awaited,
     attempts_of,
+    claim_directly,
     delivery,
     make_webhook,
     queue_event,
@@ -69,24 +70,6 @@ def worker_with(
 
 def answer(status: int, headers: dict[str, str] | None = None) -> Handler:
     return lambda _request: TransportResult.response(status, b"ok", headers)
-
-
-async def claim_directly(
-    ctx: AppContext, clock: FakeClock, owner: str, *, limit: int = 4, ended: list[str] | None = None
-) -> list[queries.Job]:
-    """`claims.claim` with the default caps, as the worker runs it (outside a transaction on
-    PostgreSQL)."""
-    async with ctx.db.autocommit() as conn:
-        return await claims.claim(
-            conn,
-            owner=owner,
-            now=clock.now(),
-            lease=timedelta(seconds=30),
-            limit=limit,
-            probe_interval=timedelta(seconds=30),
-            caps=claims.Caps(),
-            ended=ended or [],
-        )
 
 
 async def test_success_signs_the_event_and_records_the_attempt(
