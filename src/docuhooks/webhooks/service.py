@@ -322,6 +322,10 @@ class Resumption:
     suspended_at: datetime | None
 
 
+#: A delivery's pending status as a literal (`delivery.queries.is_pending` says why).
+_PENDING: sa.ColumnClause[str] = sa.literal_column("'pending'")
+
+
 async def resume(
     ctx: WebhookContext, conn: AsyncConnection, principal: Principal, webhook_id: str
 ) -> dict[str, Any]:
@@ -345,7 +349,9 @@ async def resume_webhook(
     # and a recorder never each hold a row the other waits for (one would be aborted).
     await conn.execute(
         deliveries.update()
-        .where(deliveries.c.webhook_id == row.id, deliveries.c.status == "pending")
+        # The status written into the SQL, as the partial index of a webhook's pending
+        # deliveries needs in a prepared statement's generic plan on PostgreSQL.
+        .where(deliveries.c.webhook_id == row.id, deliveries.c.status == _PENDING)
         .values(next_attempt_at=now)
     )
     # Conditional, so that of two resumes (or a resume and a probe's success) racing, one
