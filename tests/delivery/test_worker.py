@@ -879,3 +879,37 @@ def test_an_outcome_is_quiet_exactly_when_its_signal_tells_a_destination_at_rest
             signal = signal_of(status, error_class.value if error_class else None)
             quiet = signal in (Signal.HEALTHY, Signal.NONE)
             assert finished.quiet == quiet, (status, error_class)
+
+
+async def test_a_heartbeat_aborted_to_end_a_deadlock_runs_again(
+    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL aborts one side of a deadlock; if that is the heartbeat, it runs again at
+    once rather than leave the leases to run out until the next one (their calls are still
+    in flight: another worker would send them too)."""
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL)
+    await queue_event(ctx, site.site_id, now=clock.now())
+    worker, _ = worker_with(ctx, answer(200), clock)
+    (job,) = await worker._claim(10)
+    worker._held[job.delivery_id] = job
+    before = (await delivery(ctx, job.delivery_id)).lease_expires_at
+    extend_leases = queries.extend_leases
+    runs = 0
+
+    class _Deadlock(Exception):
+        sqlstate = "40P01"
+
+    async def aborted_once(conn: AsyncConnection, **kwargs: Any) -> None:
+        nonlocal runs
+        runs += 1
+        await extend_leases(conn, **kwargs)
+        if runs == 1:
+            raise sa.exc.DBAPIError("UPDATE deliveries …", None, _Deadlock("deadlock detected"))
+
+    monkeypatch.setattr(queries, "extend_leases", aborted_once)
+    clock.advance(timedelta(seconds=10))
+    await worker._heartbeat()
+
+    assert runs == 2
+    assert (await delivery(ctx, job.delivery_id)).lease_expires_at > before

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import __version__, tracing
 from docuhooks.core.clock import Clock
@@ -373,21 +374,27 @@ class Worker:
             await self._heartbeat()
 
     async def _heartbeat(self) -> None:
+        now = self.clock.now()
+
+        async def beat(conn: AsyncConnection) -> None:
+            await queries.extend_leases(
+                conn,
+                owner=self.id,
+                delivery_ids=list(self._held),
+                until=now + self.options.lease,
+            )
+            await upkeep_queries.heartbeat(
+                conn, worker_id=self.id, hostname=self._hostname, pid=os.getpid(), now=now
+            )
+            await upkeep_queries.forget_dead_workers(
+                conn, silent_since=now - self.options.lease * _FORGET_AFTER_LEASES
+            )
+
         try:
-            now = self.clock.now()
-            async with self.ctx.db.transaction() as conn:
-                await queries.extend_leases(
-                    conn,
-                    owner=self.id,
-                    delivery_ids=list(self._held),
-                    until=now + self.options.lease,
-                )
-                await upkeep_queries.heartbeat(
-                    conn, worker_id=self.id, hostname=self._hostname, pid=os.getpid(), now=now
-                )
-                await upkeep_queries.forget_dead_workers(
-                    conn, silent_since=now - self.options.lease * _FORGET_AFTER_LEASES
-                )
+            # Run again if PostgreSQL aborts it to end a deadlock with a writer that took the
+            # same deliveries in another order: a heartbeat missed lets leases run out while
+            # their calls are still in flight.
+            await self.ctx.db.retried(beat)
         except Exception as exc:
             log.warning("worker.heartbeat_failed", worker_id=self.id, error=_describe(exc))
 
