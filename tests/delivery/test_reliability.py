@@ -87,8 +87,11 @@ class Receiver:
             self.process.wait()
 
     def lines(self) -> list[tuple[str, str, float, float]]:
+        """The deliveries the receiver has logged, each a whole line: a line it is writing
+        as this reads (no newline yet) is left for the next read."""
         out = []
-        for line in self.log.read_text().splitlines():
+        text = self.log.read_text()
+        for line in text[: text.rfind("\n") + 1].splitlines():
             event_id, delivery_id, arrival, departure = line.split()
             out.append((event_id, delivery_id, float(arrival), float(departure)))
         return out
