@@ -45,7 +45,7 @@ from docuhooks.delivery import (
 from docuhooks.delivery.outcome import RETRY_AFTER_STATUSES, Decision, Verdict, response_header
 from docuhooks.delivery.queries import Job
 from docuhooks.delivery.transport import TransportResult
-from docuhooks.store.database import Database
+from docuhooks.store.database import Database, sqlstate
 
 log = structlog.get_logger(__name__)
 
@@ -463,5 +463,5 @@ def _refused_as_data(exc: sa_exc.DBAPIError) -> bool:
     retry of the same statement can cure, rather than the connection or the server."""
     if isinstance(exc, sa_exc.DataError):
         return True
-    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return isinstance(state, str) and state.startswith("22")
+    state = sqlstate(exc)
+    return state is not None and state.startswith("22")

@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.delivery.queries import SUCCEEDED, ByIds, is_pending
+from docuhooks.store.database import sqlstate
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import attempts, deliveries, webhooks
 
@@ -267,8 +268,7 @@ async def record_successes(
     try:
         await _RECORD_SUCCESSES.execute(conn, params)
     except sa.exc.DBAPIError as exc:
-        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        if state in _NOT_PLAIN_STATES:
+        if sqlstate(exc) in _NOT_PLAIN_STATES:
             raise NotPlain(str(exc.orig)) from exc
         raise
 

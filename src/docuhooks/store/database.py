@@ -91,11 +91,16 @@ _T = TypeVar("_T")
 _CONFLICT_STATES = frozenset({"40P01", "40001"})
 
 
-def aborted_by_a_conflict(exc: sa_exc.DBAPIError) -> bool:
+def sqlstate(exc: sa_exc.DBAPIError) -> str | None:
+    """The SQLSTATE the server gave for `exc` (asyncpg's or psycopg's name for it), if any."""
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return state if isinstance(state, str) else None
+
+
+def _aborted_by_a_conflict(exc: sa_exc.DBAPIError) -> bool:
     """Whether PostgreSQL aborted the transaction to end a deadlock or a serialization
     failure: it is safe, and usually enough, to run it again."""
-    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return state in _CONFLICT_STATES
+    return sqlstate(exc) in _CONFLICT_STATES
 
 
 class Database:
@@ -248,7 +253,7 @@ class Database:
                 async with self.transaction() as conn:
                     return await work(conn)
             except sa_exc.DBAPIError as exc:
-                if attempt == attempts or not aborted_by_a_conflict(exc):
+                if attempt == attempts or not _aborted_by_a_conflict(exc):
                     raise
             # The other side is finishing: a short, spread wait, so two retried ones do not
             # meet again in step.

@@ -344,9 +344,10 @@ async def resume_webhook(
     row = await _row_to_change(conn, principal, webhook_id)
     now = ctx.now()
     forget_site(ctx.webhook_targets, conn, principal.site_id)
-    # The deliveries' rows before the webhook's: the order in which a worker's recorder takes
-    # them (a delivery's outcome, then its webhook's failure run), so on PostgreSQL a resume
-    # and a recorder never each hold a row the other waits for (one would be aborted).
+    # The deliveries' rows before the webhook's: the order in which a worker's recorder
+    # usually takes them (a delivery's outcome, then its webhook's failure run). Its rarer
+    # orders (a resumed webhook's backlog after its row) can still meet this one, and
+    # PostgreSQL then aborts one side: callers run this in `Database.retried`.
     await conn.execute(
         deliveries.update()
         # The status written into the SQL, as the partial index of a webhook's pending
@@ -406,9 +407,9 @@ async def delete(
     row = await _row_to_change(conn, principal, webhook_id)
     forget_site(ctx.webhook_targets, conn, principal.site_id)
     # Its deliveries first (with their attempts and calls' rows, by their foreign keys),
-    # then the webhook, rather than the webhook's cascade alone: a recorder takes a
-    # delivery's row before its webhook's, so on PostgreSQL deleting in the other order
-    # could leave each holding a row the other waits for, and one would be aborted.
+    # then the webhook, rather than the webhook's cascade alone: a recorder usually takes a
+    # delivery's row before its webhook's. Its rarer orders can still meet this one, and
+    # PostgreSQL then aborts one side: callers run this in `Database.retried`.
     await conn.execute(deliveries.delete().where(deliveries.c.webhook_id == row.id))
     await conn.execute(webhooks.delete().where(webhooks.c.id == row.id))
     await audit.record(
