@@ -517,11 +517,22 @@ def _candidates_statement(*, not_ended: bool = False) -> sa.Select[Any]:
             ),
         ),
     )
-    has_due = sa.exists().where(
-        deliveries.c.webhook_id == webhooks.c.id,
-        queries.is_pending(),
-        deliveries.c.next_attempt_at <= now,
-        queries.unleased(now),
+    # One probe of the webhook's partial index per webhook, whatever the statistics say: as
+    # an EXISTS, PostgreSQL may join the other way round, reading every due delivery of the
+    # installation and grouping them by webhook (it did on tables not yet analyzed: 7 ms a
+    # claim at 5,000 due, and a backlog's size at a million). A scalar subquery stays a
+    # correlated probe.
+    has_due = (
+        sa.select(deliveries.c.id)
+        .where(
+            deliveries.c.webhook_id == webhooks.c.id,
+            queries.is_pending(),
+            deliveries.c.next_attempt_at <= now,
+            queries.unleased(now),
+        )
+        .limit(1)
+        .scalar_subquery()
+        .is_not(None)
     )
     open_to_calls = sa.or_(
         destinations.c.origin.is_(None),

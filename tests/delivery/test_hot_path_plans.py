@@ -1,0 +1,191 @@
+"""The claim and the recorder read rows by key on tables PostgreSQL has no statistics for.
+
+A new installation's tables have none until autovacuum analyzes them (and a server whose
+autovacuum is off, or behind a burst, may not for long). On such tables the planner took
+the claim's candidates from every due delivery of the installation, grouped by webhook, and
+leased and settled a batch by joining its ids to a scan of the whole `deliveries` table:
+milliseconds a call at a few thousand rows, growing with the backlog. These tests show the
+plans PostgreSQL chooses there: the candidates' generic plan, and the plans of the
+statements inside `docuhooks_claim` and `docuhooks_record_successes` as they run (through
+`auto_explain`, whose messages the session asks to receive).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from tests.conftest import new_postgres_database
+from tests.delivery.delivery_support import make_webhook
+from tests.delivery.test_claim_plans import generic_plan
+from tests.support import SiteUsers
+
+from docuhooks.context import AppContext
+from docuhooks.delivery import claims, recorder_queries
+
+
+@pytest.fixture
+def db_url() -> Iterator[str]:
+    """A PostgreSQL database of the test's own: the session's shared one has statistics
+    from earlier tests."""
+    with new_postgres_database("docuhooks_unanalyzed") as url:
+        yield url
+
+
+#: Due deliveries: few enough that, without statistics, a scan of the table looks cheap.
+DUE = 3_000
+
+
+@pytest.fixture
+async def backlog(ctx: AppContext, site: SiteUsers) -> str:
+    """A webhook with `DUE` due deliveries, its tables never analyzed."""
+    hook, _ = await make_webhook(ctx, site, "https://receiver.example/hook", maxConcurrency=100)
+    async with ctx.db.transaction() as conn:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO events (id, site_id, event_type, payload, created_at) "
+                "VALUES ('e', :site, 'NewWorkItemVersionComplete', '{}', now())"
+            ),
+            {"site": site.site_id},
+        )
+        await conn.execute(
+            sa.text(
+                "INSERT INTO deliveries (id, event_id, webhook_id, site_id, status, attempts, "
+                "next_attempt_at, created_at) "
+                "SELECT 'd' || lpad(i::text, 5, '0'), 'e', :hook, :site, 'pending', 0, "
+                "  now() - interval '1 hour' + i * interval '1 ms', now() - interval '1 hour' "
+                "FROM generate_series(1, :n) AS i"
+            ),
+            {"hook": hook, "site": site.site_id, "n": DUE},
+        )
+        analyzed = await conn.scalar(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_user_tables WHERE relname = 'deliveries' "
+                "AND (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL)"
+            )
+        )
+    assert analyzed == 0
+    return hook
+
+
+async def test_the_candidates_probe_each_webhooks_due_deliveries(
+    ctx: AppContext, backlog: str
+) -> None:
+    plan = await generic_plan(
+        ctx,
+        claims._CANDIDATES_NOT_ENDED.statement,
+        {
+            "now": ctx.now(),
+            "webhooks": 100,
+            "site_cap": 32,
+            "destination_cap": 20,
+            "ceiling": 20,
+            "owner": "w",
+            "ended": ["00000000-0000-7000-8000-000000000000"],
+        },
+    )
+
+    assert "ix_deliveries_webhook_due" in plan, plan
+    # Not every due delivery of the installation, grouped by webhook.
+    assert "ix_deliveries_due" not in plan, plan
+    assert "Group Key: (deliveries.webhook_id)" not in plan, plan
+    assert "Seq Scan on deliveries" not in plan, plan
+
+
+async def test_the_claim_and_the_recorder_read_deliveries_and_flights_by_key(
+    ctx: AppContext, site: SiteUsers, backlog: str
+) -> None:
+    plans: list[str] = []
+    now = ctx.now()
+    async with ctx.db.autocommit() as conn:
+        raw = await conn.get_raw_connection()
+        pg: Any = raw.driver_connection
+
+        def listener(_conn: Any, message: Any) -> None:
+            plans.append(message.message)
+
+        pg.add_log_listener(listener)
+        for statement in (
+            "LOAD 'auto_explain'",
+            "SET auto_explain.log_min_duration = 0",
+            "SET auto_explain.log_nested_statements = on",
+            "SET client_min_messages = log",
+        ):
+            await pg.execute(statement)
+        try:
+            jobs = await claims.claim(
+                conn,
+                owner="w",
+                now=now,
+                lease=timedelta(seconds=30),
+                limit=100,
+                probe_interval=timedelta(seconds=30),
+                caps=claims.Caps(destination=100, site=100),
+                ended=[],
+            )
+            assert len(jobs) == 100
+            await recorder_queries.record_successes(
+                conn,
+                owner="w",
+                successes=[_success(job, site.site_id, now) for job in jobs],
+                stat_rows=[],
+            )
+        finally:
+            await pg.execute("RESET client_min_messages")
+            pg.remove_log_listener(listener)
+
+    async with ctx.db.transaction() as conn:
+        bodies = await conn.scalar(
+            sa.text(
+                "SELECT string_agg(prosrc, ' ') FROM pg_proc "
+                "WHERE proname IN ('docuhooks_claim', 'docuhooks_record_successes')"
+            )
+        )
+    nested = "\n".join(plan for plan in plans if _query_text(plan) in bodies)
+    assert "Update on deliveries" in nested, nested  # the lease's and the settle's plans
+    assert "Delete on flights" in nested, nested
+    assert "Seq Scan on deliveries" not in nested, nested
+    assert "Seq Scan on flights" not in nested, nested
+    async with ctx.db.transaction() as conn:
+        settled = await conn.scalar(
+            sa.text("SELECT count(*) FROM deliveries WHERE status = 'succeeded'")
+        )
+        flying = await conn.scalar(sa.text("SELECT count(*) FROM flights"))
+    assert (settled, flying) == (100, 0)
+
+
+def _query_text(plan: str) -> str:
+    """The statement an `auto_explain` message shows the plan of."""
+    text = plan.split("Query Text: ", 1)[1]
+    lines = text.splitlines()
+    # The plan starts at the first line naming a plan node with its cost.
+    end = next(i for i, line in enumerate(lines) if "(cost=" in line)
+    return "\n".join(lines[:end]).strip()
+
+
+def _success(job: Any, site_id: str, now: Any) -> recorder_queries.Success:
+    return recorder_queries.Success(
+        delivery_id=job.delivery_id,
+        status_code=200,
+        settled_at=now,
+        attempt_row={
+            "id": f"a-{job.delivery_id}",
+            "delivery_id": job.delivery_id,
+            "webhook_id": job.webhook.id,
+            "site_id": site_id,
+            "attempt_number": 1,
+            "started_at": now,
+            "duration_ms": 1.0,
+            "request_method": "POST",
+            "request_url": "https://receiver.example/hook",
+            "request_headers": {},
+            "status_code": 200,
+            "response_headers": {},
+            "response_body": "",
+            "error_class": None,
+            "error": None,
+        },
+    )
