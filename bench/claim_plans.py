@@ -28,7 +28,9 @@ driver's trace callback, with the parameters filled in; PostgreSQL: SQLAlchemy's
 event) and printed with its plan: SQLite's `EXPLAIN QUERY PLAN`, and PostgreSQL's generic
 plan (`PREPARE` and `EXPLAIN EXECUTE` under `plan_cache_mode = force_generic_plan`, the
 worst a prepared statement can settle on). PostgreSQL is `VACUUM ANALYZE`d first, as
-autovacuum would; SQLite is left without statistics, as docuhooks leaves it.
+autovacuum would (`--unanalyzed` leaves its statistics empty, as on a new installation
+whose autovacuum has not yet caught up with a burst); SQLite is left without statistics, as
+docuhooks leaves it.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def _shares(pending: int) -> dict[str, tuple[int, int]]:
     }
 
 
-async def populate(db: Database, pending: int, settled: int) -> None:
+async def populate(db: Database, pending: int, settled: int, *, analyze: bool = True) -> None:
     async with db.transaction() as conn:
         for n in (1, 2):
             await conn.execute(
@@ -210,7 +212,7 @@ async def populate(db: Database, pending: int, settled: int) -> None:
                 for delivery_id in ids
             ],
         )
-    if db.dialect == "postgresql":
+    if db.dialect == "postgresql" and analyze:
         async with db.engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             await conn.exec_driver_sql("VACUUM ANALYZE")
@@ -390,17 +392,17 @@ async def run(db: Database, title: str, call: Callable[[AsyncConnection], Awaita
             print(f"     {line}")
 
 
-async def plans(kind: str, pending: int, settled: int) -> None:
+async def plans(kind: str, pending: int, settled: int, *, analyze: bool = True) -> None:
     with tempfile.TemporaryDirectory() as directory:
         async with store(kind, Path(directory)) as db:
             started = time.perf_counter()
-            await populate(db, pending, settled)
+            await populate(db, pending, settled, analyze=analyze)
             shares = ", ".join(
                 f"{k} {d:,} due + {s:,} later" for k, (d, s) in _shares(pending).items()
             )
             print(
                 f"\n## {kind}: {pending:,} pending deliveries ({shares}) and {settled:,} "
-                "settled (E), "
+                f"settled (E){'' if analyze or kind == 'sqlite' else ', not analyzed'}, "
                 f"built in {time.perf_counter() - started:.0f} s"
             )
 
@@ -473,11 +475,16 @@ def main() -> None:
     parser.add_argument("--pending", type=int, default=1_000_000)
     parser.add_argument("--settled", type=int, default=1_000_000)
     parser.add_argument("--store", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument(
+        "--unanalyzed",
+        action="store_true",
+        help="PostgreSQL: leave the tables without statistics (no VACUUM ANALYZE)",
+    )
     args = parser.parse_args()
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(open(os.devnull, "w")))  # noqa: SIM115
     kinds = ["sqlite", "postgresql"] if args.store == "both" else [args.store]
     for kind in kinds:
-        asyncio.run(plans(kind, args.pending, args.settled))
+        asyncio.run(plans(kind, args.pending, args.settled, analyze=not args.unanalyzed))
 
 
 if __name__ == "__main__":
