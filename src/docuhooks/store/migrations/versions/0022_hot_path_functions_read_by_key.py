@@ -15,7 +15,9 @@ settle from 30 to 22, the forgetting of flights from 19 to 7.
 Both functions now run with `enable_seqscan` off: a whole-table read is never the right
 plan for them, and the planner takes the index whatever its estimates. `jit` is off too:
 a plan that must still scan a table (none today) would carry the scan's penalty in its
-cost, well past `jit_above_cost`, and compile on every call.
+cost, well past `jit_above_cost`, and compile on every call. A migration that replaces
+either function (`CREATE OR REPLACE` drops its settings) must set them again;
+`tests/delivery/test_hot_path_plans.py` fails if it does not.
 
 Revision ID: 0022
 Revises: 0021
