@@ -517,22 +517,18 @@ def _candidates_statement(*, not_ended: bool = False) -> sa.Select[Any]:
             ),
         ),
     )
-    # One probe of the webhook's partial index per webhook, whatever the statistics say: as
-    # an EXISTS, PostgreSQL may join the other way round, reading every due delivery of the
-    # installation and grouping them by webhook. It did on tables without statistics that
-    # it took for small (3–7 ms a claim at 5,000 due; at a million it probed). A scalar
-    # subquery stays a correlated probe.
-    has_due = (
-        sa.select(deliveries.c.id)
-        .where(
-            deliveries.c.webhook_id == webhooks.c.id,
-            queries.is_pending(),
-            deliveries.c.next_attempt_at <= now,
-            queries.unleased(now),
-        )
-        .limit(1)
-        .scalar_subquery()
-        .is_not(None)
+    # An EXISTS, not a scalar subquery with `LIMIT 1`: given statistics that promise a
+    # webhook thousands of due deliveries (a few webhooks, one with a backlog), PostgreSQL
+    # planned such a probe as a scan of the table, or of `ix_deliveries_due`, for the first
+    # match it expected a few rows away, and stepped over a neighbour's whole backlog in
+    # every claim. As a semi-join it probes each webhook's partial index. (On tables without
+    # statistics that it takes for small, it may instead read their due deliveries grouped
+    # by webhook: a few milliseconds, until autovacuum analyzes them.)
+    has_due = sa.exists().where(
+        deliveries.c.webhook_id == webhooks.c.id,
+        queries.is_pending(),
+        deliveries.c.next_attempt_at <= now,
+        queries.unleased(now),
     )
     open_to_calls = sa.or_(
         destinations.c.origin.is_(None),
