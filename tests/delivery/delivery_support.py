@@ -143,3 +143,39 @@ async def claim_directly(
             caps=claims.Caps(),
             ended=ended or [],
         )
+
+
+async def event_in_bulk(conn: Any, site_id: str) -> None:
+    """PostgreSQL: the event `e`, with nothing in it, for `pending_in_bulk`'s deliveries."""
+    await conn.execute(
+        sa.text(
+            "INSERT INTO events (id, site_id, event_type, payload, created_at) "
+            "VALUES ('e', :site, 'NewWorkItemVersionComplete', '{}', now())"
+        ),
+        {"site": site_id},
+    )
+
+
+async def pending_in_bulk(
+    conn: Any,
+    *,
+    site_id: str,
+    hook: str,
+    n: int,
+    prefix: str,
+    since: timedelta,
+    step: timedelta,
+) -> None:
+    """PostgreSQL: `n` pending deliveries of the event `e` to `hook`, made `since` ago and
+    due from then on, `step` apart; their ids `prefix` and a number."""
+    await conn.execute(
+        sa.text(
+            "INSERT INTO deliveries (id, event_id, webhook_id, site_id, status, attempts, "
+            "next_attempt_at, created_at) "
+            "SELECT :prefix || lpad(i::text, 7, '0'), 'e', :hook, :site, 'pending', 0, "
+            "  now() - CAST(:since AS interval) + i * CAST(:step AS interval), "
+            "  now() - CAST(:since AS interval) "
+            "FROM generate_series(1, :n) AS i"
+        ),
+        {"prefix": prefix, "hook": hook, "site": site_id, "n": n, "since": since, "step": step},
+    )

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from tests.delivery.delivery_support import make_webhook
+from tests.delivery.delivery_support import event_in_bulk, make_webhook, pending_in_bulk
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
@@ -106,13 +106,7 @@ async def history(ctx: AppContext, site: SiteUsers) -> str:
     hook, _ = await make_webhook(ctx, site, "https://receiver.example/hook")
     neighbour, _ = await make_webhook(ctx, site, "https://neighbour.example/hook")
     async with ctx.db.transaction() as conn:
-        await conn.execute(
-            sa.text(
-                "INSERT INTO events (id, site_id, event_type, payload, created_at) "
-                "VALUES ('e', :site, 'NewWorkItemVersionComplete', '{}', now())"
-            ),
-            {"site": site.site_id},
-        )
+        await event_in_bulk(conn, site.site_id)
         await conn.execute(
             sa.text(
                 "INSERT INTO deliveries (id, event_id, webhook_id, site_id, status, attempts, "
@@ -124,15 +118,14 @@ async def history(ctx: AppContext, site: SiteUsers) -> str:
             ),
             {"hook": hook, "site": site.site_id, "n": SETTLED},
         )
-        await conn.execute(
-            sa.text(
-                "INSERT INTO deliveries (id, event_id, webhook_id, site_id, status, attempts, "
-                "next_attempt_at, created_at) "
-                "SELECT 'n' || i, 'e', :hook, :site, 'pending', 0, "
-                "  now() - interval '2 days' + i * interval '1 s', now() - interval '2 days' "
-                "FROM generate_series(1, :n) AS i"
-            ),
-            {"hook": neighbour, "site": site.site_id, "n": BACKLOG},
+        await pending_in_bulk(
+            conn,
+            site_id=site.site_id,
+            hook=neighbour,
+            n=BACKLOG,
+            prefix="n",
+            since=timedelta(days=2),
+            step=timedelta(seconds=1),
         )
     async with ctx.db.engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")

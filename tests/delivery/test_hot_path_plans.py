@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from tests.conftest import new_postgres_database
-from tests.delivery.delivery_support import make_webhook
+from tests.delivery.delivery_support import event_in_bulk, make_webhook, pending_in_bulk
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
@@ -47,34 +47,26 @@ async def hooks(ctx: AppContext, site: SiteUsers) -> tuple[str, str]:
     hook, _ = await make_webhook(ctx, site, "https://receiver.example/hook", maxConcurrency=100)
     neighbour, _ = await make_webhook(ctx, site, "https://neighbour.example/hook")
     async with ctx.db.transaction() as conn:
-        await conn.execute(
-            sa.text(
-                "INSERT INTO events (id, site_id, event_type, payload, created_at) "
-                "VALUES ('e', :site, 'NewWorkItemVersionComplete', '{}', now())"
-            ),
-            {"site": site.site_id},
-        )
-        await conn.execute(
-            sa.text(
-                "INSERT INTO deliveries (id, event_id, webhook_id, site_id, status, attempts, "
-                "next_attempt_at, created_at) "
-                "SELECT 'd' || lpad(i::text, 5, '0'), 'e', :hook, :site, 'pending', 0, "
-                "  now() - interval '1 hour' + i * interval '1 ms', now() - interval '1 hour' "
-                "FROM generate_series(1, :n) AS i"
-            ),
-            {"hook": hook, "site": site.site_id, "n": DUE},
+        await event_in_bulk(conn, site.site_id)
+        await pending_in_bulk(
+            conn,
+            site_id=site.site_id,
+            hook=hook,
+            n=DUE,
+            prefix="d",
+            since=timedelta(hours=1),
+            step=timedelta(milliseconds=1),
         )
         # A neighbour's older backlog: a read of due deliveries in their order, not the
         # webhook's, would step over it.
-        await conn.execute(
-            sa.text(
-                "INSERT INTO deliveries (id, event_id, webhook_id, site_id, status, attempts, "
-                "next_attempt_at, created_at) "
-                "SELECT 'n' || lpad(i::text, 5, '0'), 'e', :hook, :site, 'pending', 0, "
-                "  now() - interval '2 hours' + i * interval '1 ms', now() - interval '2 hours' "
-                "FROM generate_series(1, :n) AS i"
-            ),
-            {"hook": neighbour, "site": site.site_id, "n": BACKLOG},
+        await pending_in_bulk(
+            conn,
+            site_id=site.site_id,
+            hook=neighbour,
+            n=BACKLOG,
+            prefix="n",
+            since=timedelta(hours=2),
+            step=timedelta(milliseconds=1),
         )
         analyzed = await conn.scalar(
             sa.text(
