@@ -57,6 +57,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from docuhooks.core.destinations import destination_of
 from docuhooks.delivery import claims, health, metrics
 from docuhooks.store.database import Database
+from docuhooks.store.prepared import Prepared
+from docuhooks.store.prepared import _values as prepared_values
 from docuhooks.store.schema import deliveries, destinations, events, flights, sites, webhooks
 
 POSTGRES_ADMIN = os.environ.get(
@@ -307,6 +309,7 @@ class Capture:
             driver.set_trace_callback(self._traced)
         else:
             sa.event.listen(conn.sync_connection, "before_cursor_execute", self._executed)
+            _CAPTURES[:] = [self]  # and what `Prepared` sends on asyncpg's own calls
 
     def _traced(self, sql: str) -> None:
         if self.on and not sql.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK")):
@@ -317,6 +320,40 @@ class Capture:
     ) -> None:
         if self.on:
             self.statements.append((statement, parameters))
+
+
+#: The capture `Prepared`'s statements on asyncpg go to: they bypass SQLAlchemy's cursor,
+#: and so its events.
+_CAPTURES: list[Capture] = []
+
+
+def _capturing_prepared() -> None:
+    """Make `Prepared`'s asyncpg calls report their SQL and values to `_CAPTURES`."""
+    run, many = Prepared._run_asyncpg, Prepared._executemany_asyncpg
+
+    def report(prepared: Prepared, conn: AsyncConnection, params: Any) -> None:
+        for capture in _CAPTURES:
+            if capture.on:
+                compiled = prepared._prepare_asyncpg(conn, params)
+                capture.statements.append((compiled.sql, tuple(prepared_values(compiled, params))))
+
+    async def traced_run(
+        prepared: Prepared, conn: AsyncConnection, driver: Any, params: Any
+    ) -> Any:
+        report(prepared, conn, params)
+        return await run(prepared, conn, driver, params)
+
+    async def traced_many(
+        prepared: Prepared, conn: AsyncConnection, driver: Any, params: Any
+    ) -> None:
+        report(prepared, conn, params[0])
+        await many(prepared, conn, driver, params)
+
+    Prepared._run_asyncpg = traced_run  # type: ignore[method-assign]
+    Prepared._executemany_asyncpg = traced_many  # type: ignore[method-assign]
+
+
+_capturing_prepared()
 
 
 def _literal(value: Any) -> str:
