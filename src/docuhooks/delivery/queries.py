@@ -31,6 +31,7 @@ from docuhooks.store.schema import (
     sites,
     webhooks,
 )
+from docuhooks.store.schema import is_pending as is_pending  # the delivery queries' own
 
 #: The PostgreSQL channel workers LISTEN on; the outbox NOTIFYs it.
 CHANNEL = DELIVERIES_CHANNEL
@@ -44,16 +45,6 @@ FINISHED = (SUCCEEDED, FAILED)
 
 
 # --- claiming -------------------------------------------------------------------------------
-
-
-def is_pending(table: sa.FromClause = deliveries) -> sa.ColumnElement[bool]:
-    """`status = 'pending'` with the value written into the SQL: the predicate of the partial
-    index `ix_deliveries_webhook_due`, which a query can use only if it states that
-    predicate itself. As a bound parameter, PostgreSQL's *generic* plan of the prepared
-    statement (asyncpg prepares every statement, and after five runs PostgreSQL may keep a
-    generic plan) could not prove it, and read a webhook's deliveries through another
-    index, settled ones included."""
-    return table.c.status == sa.literal_column(f"'{PENDING}'")
 
 
 def is_failed(table: sa.TableClause | sa.Table = deliveries) -> sa.ColumnElement[bool]:

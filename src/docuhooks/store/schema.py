@@ -340,6 +340,16 @@ deliveries = sa.Table(
     ),
 )
 
+
+def is_pending(table: sa.FromClause = deliveries) -> sa.ColumnElement[bool]:
+    """`status = 'pending'` with the value written into the SQL: the predicate of the partial
+    indexes above, which a query can use only if it states that predicate itself. As a
+    bound parameter, PostgreSQL's *generic* plan of the prepared statement (asyncpg prepares
+    every statement, and after five runs PostgreSQL may keep a generic plan) could not prove
+    it, and read a webhook's deliveries through another index, settled ones included."""
+    return table.c.status == sa.literal_column("'pending'")
+
+
 #: Recoveries (`POST /webhooks/{id}/recover`): re-sending a webhook's failed deliveries of a
 #: time window, done by a background job in short batches so no transaction grows with the
 #: log. `cursor_*` is the last delivery examined (the keyset the next batch starts after);

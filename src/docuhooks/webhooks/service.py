@@ -24,7 +24,7 @@ from docuhooks.errors import BadRequest, Conflict, FieldError, Forbidden, Valida
 from docuhooks.identity.models import Principal
 from docuhooks.store import pagination
 from docuhooks.store.notify import notify_due_deliveries
-from docuhooks.store.schema import deliveries, webhook_scopes, webhooks
+from docuhooks.store.schema import deliveries, is_pending, webhook_scopes, webhooks
 from docuhooks.store.scoped import fetch_in_site
 from docuhooks.webhooks.config import WebhookConfig, changed_fields, resolve
 from docuhooks.webhooks.interfaces import WebhookContext
@@ -322,10 +322,6 @@ class Resumption:
     suspended_at: datetime | None
 
 
-#: A delivery's pending status as a literal (`delivery.queries.is_pending` says why).
-_PENDING: sa.ColumnClause[str] = sa.literal_column("'pending'")
-
-
 async def resume(
     ctx: WebhookContext, conn: AsyncConnection, principal: Principal, webhook_id: str
 ) -> dict[str, Any]:
@@ -350,9 +346,7 @@ async def resume_webhook(
     # PostgreSQL then aborts one side: callers run this in `Database.retried`.
     await conn.execute(
         deliveries.update()
-        # The status written into the SQL, as the partial index of a webhook's pending
-        # deliveries needs in a prepared statement's generic plan on PostgreSQL.
-        .where(deliveries.c.webhook_id == row.id, deliveries.c.status == _PENDING)
+        .where(deliveries.c.webhook_id == row.id, is_pending())
         .values(next_attempt_at=now)
     )
     # Conditional, so that of two resumes (or a resume and a probe's success) racing, one
