@@ -504,18 +504,19 @@ async def test_a_probe_goes_out_only_where_the_locks_show_room(
 async def test_a_claim_whose_jobs_cannot_be_read_hands_its_leases_back(
     ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On PostgreSQL the leases commit before the jobs' rows are read: if that read fails,
-    the claim hands them back, so they are claimed again at once rather than held, and
-    counted against the webhook's limit, until the lease runs out."""
+    """On PostgreSQL the leases commit with the call that returns the jobs' rows: if the
+    worker cannot make jobs of them, the claim hands them back, so they are claimed again
+    at once rather than held, and counted against the webhook's limit, until the lease runs
+    out."""
     clock = FakeClock()
     hook, _ = await make_webhook(ctx, site, URL, maxConcurrency=1)
     await pile_up(ctx, site.site_id, hook, 3, now=clock.now())
 
-    async def lost(conn: object, ids: object) -> list[Job]:
-        raise ConnectionResetError("the connection was lost")
+    def unreadable(rows: object) -> list[Job]:
+        raise ValueError("a row the worker cannot read")
 
-    monkeypatch.setattr(queries, "load_jobs", lost)
-    with pytest.raises(ConnectionResetError):
+    monkeypatch.setattr(queries, "jobs_of_claim", unreadable)
+    with pytest.raises(ValueError, match="cannot read"):
         await claim(ctx, clock, "w1")
     monkeypatch.undo()
     assert len(await claim(ctx, clock, "w2")) == 1
@@ -583,3 +584,53 @@ def test_the_caps_follow_the_pool_and_the_senders_unless_set() -> None:
     assert caps == claims.Caps(destination=150, site=64) and caps.ceiling == 100
     with pytest.raises(SettingsError, match="DOCUHOOKS_SITE_MAX_IN_FLIGHT"):
         claims.Caps.from_settings(Settings(site_max_in_flight=-1))
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_claims_jobs_are_the_rows_load_jobs_reads(ctx: AppContext, site: SiteUsers) -> None:
+    """On PostgreSQL the claim returns its jobs' rows, the webhook's as JSON: each job is
+    what `load_jobs` reads for the same delivery, value for value and type for type (times
+    in UTC to the microsecond, JSON lists, booleans, nulls)."""
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL, maxConcurrency=5, orderedDelivery=True)
+    moment = datetime(2026, 12, 6, 17, 59, 58, 123456, tzinfo=clock.now().tzinfo)
+    async with ctx.db.transaction() as conn:
+        # Every kind of column set: times with and without microseconds, a JSON list, nulls.
+        await conn.execute(
+            webhooks.update()
+            .where(webhooks.c.id == hook)
+            .values(
+                work_group_ids=["wg-1", "wg-2"],
+                previous_secret_expires_at=moment,
+                first_failure_at=moment.replace(microsecond=0),
+                consecutive_failures=2,
+                status_reason=None,
+            )
+        )
+    await pile_up(ctx, site.site_id, hook, 2, now=clock.now())
+
+    async with ctx.db.autocommit() as conn:
+        # `to_json` writes times with the session's offset: a server not on UTC.
+        await conn.execute(sa.text("SET TIME ZONE 'America/New_York'"))
+        try:
+            jobs = await claims.claim(
+                conn,
+                owner="w1",
+                now=clock.now(),
+                lease=LEASE,
+                limit=10,
+                probe_interval=INTERVAL,
+                caps=claims.Caps(),
+            )
+        finally:
+            await conn.execute(sa.text("RESET TIME ZONE"))
+
+    assert len(jobs) == 2
+    async with ctx.db.read() as conn:
+        read = await queries.load_jobs(conn, [job.delivery_id for job in jobs])
+    assert jobs == read
+    for claimed, loaded in zip(jobs, read, strict=True):
+        assert tuple(map(type, claimed.webhook)) == tuple(map(type, loaded.webhook))
+    expires = jobs[0].webhook.previous_secret_expires_at
+    assert (expires, expires.utcoffset()) == (moment, timedelta(0))
+    assert jobs[0].webhook.work_group_ids == ["wg-1", "wg-2"]

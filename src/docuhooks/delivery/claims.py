@@ -24,8 +24,9 @@ the whole table:
 3. **Leases**: each share is taken from the webhook's oldest due deliveries (in order, for an
    ordered webhook) through a partial index, leased, and written to `flights`.
 
-On PostgreSQL everything after the candidates is one call of `docuhooks_claim` (migration
-0019), run with no transaction around it: it locks the sites of the webhooks given a share
+On PostgreSQL everything after the candidates is one call of `docuhooks_claim_jobs`
+(migration 0024), which calls `docuhooks_claim` (0019) and then reads the leased jobs' rows,
+run with no transaction around it: it locks the sites of the webhooks given a share
 (`FOR NO KEY UPDATE`, in id order, so two claims never deadlock), then their webhooks' rows,
 deletes the rows of the worker's calls that have ended, and holds each share to the room it
 counts again under the locks before leasing it: every
@@ -211,10 +212,10 @@ async def _claim_on_postgresql(
     caps: Caps,
     ended: Sequence[str],
 ) -> list[Job]:
-    """`claim` on PostgreSQL, in three statements that need no transaction around them (the
+    """`claim` on PostgreSQL, in two statements that need no transaction around them (the
     worker runs them in `Database.autocommit`): the candidates, read without locks; one call
-    of `docuhooks_claim` (migration 0019), which takes the shares decided from them; the
-    leased jobs' rows.
+    of `docuhooks_claim_jobs` (migration 0024), which takes the shares decided from them
+    (`docuhooks_claim`, 0019) and returns the leased jobs' rows.
 
     The call locks the candidates' sites, then their webhooks' rows, forgets the `ended`
     calls' `flights` rows, moves the turns, and holds each share to the room it counts under
@@ -251,15 +252,14 @@ async def _claim_on_postgresql(
             "probe_interval": probe_interval,
         },
     )
-    leased = [row.id for row in rows]
     try:
-        return await queries.load_jobs(conn, leased)
+        return queries.jobs_of_claim(rows)
     except Exception:
         # The leases are committed, and this worker will not hold them: hand them back, so
         # neither they nor their `flights` rows wait out the lease (counted against the
         # caps meanwhile). If the database is away this fails too, and the leases run out.
         with contextlib.suppress(Exception):
-            await queries.release(conn, owner=owner, delivery_ids=leased)
+            await queries.release(conn, owner=owner, delivery_ids=[row.id for row in rows])
         raise
 
 
@@ -585,13 +585,14 @@ def _array(name: str) -> sa.BindParameter[Any]:
 
 
 def _claim_statement() -> sa.Select[Any]:
-    """PostgreSQL: one call of `docuhooks_claim` (migration 0019), a row per leased
-    delivery's id."""
+    """PostgreSQL: one call of `docuhooks_claim_jobs` (migration 0024), which calls
+    `docuhooks_claim` (0019) and returns a row per leased delivery, with what sending it
+    needs (`queries.jobs_of_claim`)."""
 
     def array(name: str, of: Any) -> sa.BindParameter[Any]:
         return sa.bindparam(name, type_=postgresql.ARRAY(of))
 
-    called = sa.func.docuhooks_claim(
+    called = sa.func.docuhooks_claim_jobs(
         sa.bindparam("owner", type_=flights.c.owner.type),
         array("ended", sa.String),
         array("sites", sa.String),
@@ -605,8 +606,23 @@ def _claim_statement() -> sa.Select[Any]:
         sa.bindparam("now", type_=flights.c.expires_at.type),
         sa.bindparam("until", type_=flights.c.expires_at.type),
         sa.bindparam("probe_interval", type_=sa.Interval),
-    )
-    return sa.select(called.label("id"))
+    ).table_valued(*_CLAIMED_COLUMNS)
+    return sa.select(called)
+
+
+#: `docuhooks_claim_jobs`' columns: `queries._jobs_from`'s, and the webhook's row as JSON.
+_CLAIMED_COLUMNS = (
+    "id",
+    "attempts",
+    "webhook_id",
+    "event_id",
+    "event_type",
+    "payload_text",
+    "base_url",
+    "traceparent",
+    "tracestate",
+    "webhook",
+)
 
 
 def _due_of_webhook() -> sa.Select[Any]:
