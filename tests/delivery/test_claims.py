@@ -634,3 +634,122 @@ async def test_a_claims_jobs_are_the_rows_load_jobs_reads(ctx: AppContext, site:
     expires = jobs[0].webhook.previous_secret_expires_at
     assert (expires, expires.utcoffset()) == (moment, timedelta(0))
     assert jobs[0].webhook.work_group_ids == ["wg-1", "wg-2"]
+
+
+async def leased_by(ctx: AppContext, owner: str) -> tuple[int, int]:
+    """(deliveries leased by `owner`, its `flights` rows), read from another connection."""
+    async with ctx.db.transaction() as conn:
+        leases = await conn.scalar(
+            sa.select(sa.func.count()).where(deliveries.c.lease_owner == owner)
+        )
+        rows = await conn.scalar(sa.select(sa.func.count()).where(flights.c.owner == owner))
+    return leases or 0, rows or 0
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_claim_releases_its_locks_before_its_jobs_are_read(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """The sites' and webhooks' locks last while the leases are taken, not while the jobs
+    are read and sent: a claim whose read waits (here for a lock on `events`) has committed
+    its leases and let go of its site, which another claim, the recorder or an edit can
+    take meanwhile."""
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL)
+    await pile_up(ctx, site.site_id, hook, 2, now=clock.now())
+    async with ctx.db.engine.connect() as blocker:
+        await blocker.execute(sa.text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))
+        claiming = asyncio.create_task(claim(ctx, clock, "w1"))
+        await a_lock_is_awaited(ctx)
+        assert not claiming.done()
+        assert await leased_by(ctx, "w1") == (2, 2)
+        async with ctx.db.transaction() as conn:
+            await conn.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
+            for table, key in ((sites, site.site_id), (webhooks, hook)):
+                locked = await conn.scalar(
+                    sa.select(table.c.id).where(table.c.id == key).with_for_update(nowait=True)
+                )
+                assert locked == key
+        await blocker.rollback()
+    assert len(await claiming) == 2
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_claim_whose_jobs_the_database_cannot_read_hands_its_leases_back(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """If reading the jobs fails after the leases were kept (here a lock timeout, on
+    `events` locked as a migration's `ALTER TABLE` would), the claim says why and hands the
+    leases and their `flights` rows back at once."""
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL)
+    await pile_up(ctx, site.site_id, hook, 2, now=clock.now())
+    async with ctx.db.engine.connect() as blocker, ctx.db.autocommit() as conn:
+        await blocker.execute(sa.text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))
+        await conn.execute(sa.text("SET lock_timeout = '200ms'"))
+        try:
+            with pytest.raises(queries.ClaimReadError, match="lock timeout"):
+                await claims.claim(
+                    conn,
+                    owner="w1",
+                    now=clock.now(),
+                    lease=LEASE,
+                    limit=10,
+                    probe_interval=INTERVAL,
+                    caps=claims.Caps(),
+                )
+        finally:
+            await conn.execute(sa.text("RESET lock_timeout"))
+            await blocker.rollback()
+    assert await leased_by(ctx, "w1") == (0, 0)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_claim_whose_webhook_row_cannot_be_decoded_hands_its_leases_back(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """A webhook's JSON column the worker cannot decode (an integer of 5,000 digits, past
+    Python's limit) fails the claim, and its leases and `flights` rows go back."""
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL)
+    await pile_up(ctx, site.site_id, hook, 2, now=clock.now())
+    async with ctx.db.transaction() as conn:
+        await conn.execute(
+            sa.text("UPDATE webhooks SET work_group_ids = CAST(:huge AS json) WHERE id = :id"),
+            {"huge": "9" * 5000, "id": hook},
+        )
+    with pytest.raises(ValueError, match="digits"):
+        await claim(ctx, clock, "w1")
+    assert await leased_by(ctx, "w1") == (0, 0)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_claims_jobs_read_infinite_times_as_load_jobs_does(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """PostgreSQL's `infinity` and `-infinity`, which `to_json` writes as words, are the
+    ends of Python's range, as asyncpg reads them."""
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL)
+    await pile_up(ctx, site.site_id, hook, 1, now=clock.now())
+    async with ctx.db.transaction() as conn:
+        await conn.execute(
+            sa.text(
+                "UPDATE webhooks SET previous_secret_expires_at = 'infinity', "
+                "first_failure_at = '-infinity' WHERE id = :id"
+            ),
+            {"id": hook},
+        )
+    (job,) = await claim(ctx, clock, "w1")
+    async with ctx.db.read() as conn:
+        (loaded,) = await queries.load_jobs(conn, [job.delivery_id])
+    assert job == loaded
+
+
+def test_every_webhook_column_is_of_a_kind_the_claim_reads_from_json() -> None:
+    """`to_json` writes a Numeric, an interval, a date or bytes in forms the claim's reader
+    does not convert: a column of such a kind needs it taught first."""
+    unreadable = [
+        column.name for column in webhooks.c if not isinstance(column.type, queries.JSON_READABLE)
+    ]
+    assert unreadable == []

@@ -139,7 +139,7 @@ async def test_the_claim_and_the_recorder_read_deliveries_and_flights_by_key(
             sa.text(
                 "SELECT string_agg(prosrc, ' ') FROM pg_proc "
                 "WHERE proname IN "
-                "('docuhooks_claim', 'docuhooks_claim_jobs', 'docuhooks_record_successes')"
+                "('docuhooks_claim', 'docuhooks_jobs', 'docuhooks_record_successes')"
             )
         )
     run = _as_run(bodies)
@@ -151,7 +151,7 @@ async def test_the_claim_and_the_recorder_read_deliveries_and_flights_by_key(
         "FOR NO KEY UPDATE",  # the locks (PERFORM, run as SELECT)
         "FROM flights f WHERE f.webhook_id",  # the counts (SELECT … INTO)
         "DELETE FROM flights",
-        "FROM deliveries d JOIN events e",  # the jobs' rows
+        "FROM deliveries d JOIN events e",  # the jobs' rows (`docuhooks_jobs`)
     ):
         assert part in statements, (part, statements)
     nested = "\n".join(kept)
@@ -194,7 +194,7 @@ async def test_the_functions_run_with_sequential_scans_and_jit_off_and_plans_kep
                 await conn.execute(
                     sa.text(
                         "SELECT proname, proconfig FROM pg_proc WHERE proname IN "
-                        "('docuhooks_claim', 'docuhooks_claim_jobs', "
+                        "('docuhooks_claim', 'docuhooks_jobs', "
                         "'docuhooks_record_successes')"
                     )
                 )
@@ -204,7 +204,7 @@ async def test_the_functions_run_with_sequential_scans_and_jit_off_and_plans_kep
     expected = {"enable_seqscan=off", "jit=off", "plan_cache_mode=force_generic_plan"}
     assert set(settings) == {
         "docuhooks_claim",
-        "docuhooks_claim_jobs",
+        "docuhooks_jobs",
         "docuhooks_record_successes",
     }
     assert all(expected <= set(config or []) for config in settings.values()), settings

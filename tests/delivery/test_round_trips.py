@@ -165,9 +165,9 @@ async def test_a_claim_is_two_round_trips_however_many_it_leases(
     ctx: AppContext, site: SiteUsers, relayed: tuple[RoundTripRelay, Database]
 ) -> None:
     """With no transaction around it, as the worker runs it: the candidates; one call of
-    `docuhooks_claim_jobs` that locks, forgets the worker's ended calls, counts under the
-    locks, leases each share with its `flights` rows and returns the jobs' rows. A claim
-    that finds nothing due is the candidates alone."""
+    `docuhooks_claim_and_read` that locks, forgets the worker's ended calls, counts under
+    the locks, leases each share with its `flights` rows, commits and returns the jobs. A
+    claim that finds nothing due is the candidates alone."""
     relay, db = relayed
     await make_webhook(ctx, site, "https://a.example/hook")
     await make_webhook(ctx, site, "https://b.example/hook")

@@ -24,9 +24,11 @@ the whole table:
 3. **Leases**: each share is taken from the webhook's oldest due deliveries (in order, for an
    ordered webhook) through a partial index, leased, and written to `flights`.
 
-On PostgreSQL everything after the candidates is one call of `docuhooks_claim_jobs`
-(migration 0024), which calls `docuhooks_claim` (0019) and then reads the leased jobs' rows,
-run with no transaction around it: it locks the sites of the webhooks given a share
+On PostgreSQL everything after the candidates is one call of the procedure
+`docuhooks_claim_and_read` (migration 0024), run with no transaction around it: it calls
+`docuhooks_claim` (0019), commits, and reads the leased jobs' rows (`docuhooks_jobs`), so
+the locks are released before the jobs are read and sent. `docuhooks_claim` locks the sites
+of the webhooks given a share
 (`FOR NO KEY UPDATE`, in id order, so two claims never deadlock), then their webhooks' rows,
 deletes the rows of the worker's calls that have ended, and holds each share to the room it
 counts again under the locks before leasing it: every
@@ -62,7 +64,7 @@ from docuhooks.core.destinations import MAX_CONCURRENCY, BreakerState
 from docuhooks.delivery import queries
 from docuhooks.delivery.queries import Job
 from docuhooks.settings import Settings, SettingsError
-from docuhooks.store.prepared import Prepared
+from docuhooks.store.prepared import Prepared, is_autocommit
 from docuhooks.store.schema import deliveries, destinations, flights, webhooks
 
 __all__ = ["Caps", "claim", "forget_flights", "record_flights"]
@@ -213,16 +215,19 @@ async def _claim_on_postgresql(
     ended: Sequence[str],
 ) -> list[Job]:
     """`claim` on PostgreSQL, in two statements that need no transaction around them (the
-    worker runs them in `Database.autocommit`): the candidates, read without locks; one call
-    of `docuhooks_claim_jobs` (migration 0024), which takes the shares decided from them
-    (`docuhooks_claim`, 0019) and returns the leased jobs' rows.
+    worker runs them in `Database.autocommit`): the candidates, read without locks; one
+    `CALL` of `docuhooks_claim_and_read` (migration 0024), which takes the shares decided
+    from them (`docuhooks_claim`, 0019), commits, and returns the leased jobs
+    (`docuhooks_jobs`). In a transaction (behind a pooler in transaction mode) the procedure
+    cannot commit, and the two functions are called one after the other.
 
     The call locks the candidates' sites, then their webhooks' rows, forgets the `ended`
     calls' `flights` rows, moves the turns, and holds each share to the room it counts under
     the locks (a claim that held them first may have taken what the candidates showed)
     before it leases it and writes its `flights` rows; a destination's probe turn is taken
-    there too. So every cap holds across workers, the sites stay locked only while the call
-    runs on the server, and a claim that finds nothing costs one round trip. (The `ended`
+    there too. So every cap holds across workers, the sites stay locked only while
+    `docuhooks_claim` runs on the server (not while the jobs are read and sent), and a claim
+    that finds nothing costs one round trip. (The `ended`
     rows are then left to the recorder, which deletes them with the outcomes.)"""
     candidates = await _candidates(conn, now, limit, caps, owner, ended)
     if not candidates:
@@ -234,32 +239,40 @@ async def _claim_on_postgresql(
     shares = await _shares(candidates, _in_flight_at(candidates), limit, caps, taken_in_the_call)
     if not shares:
         return []
-    rows = await _CLAIM.all(
-        conn,
-        {
-            "owner": owner,
-            "ended": list(ended),
-            "sites": sorted({c.site_id for c, _ in shares}),
-            "hooks": [c.webhook_id for c, _ in shares],
-            "shares": [share for _, share in shares],
-            "probes": [c.probe for c, _ in shares],
-            "site_cap": caps.site,
-            "destination_cap": caps.destination,
-            "ceiling": caps.ceiling,
-            "stamp_turns": not _alone(candidates, limit),
-            "now": now,
-            "until": until,
-            "probe_interval": probe_interval,
-        },
-    )
+    params = {
+        "owner": owner,
+        "ended": list(ended),
+        "sites": sorted({c.site_id for c, _ in shares}),
+        "hooks": [c.webhook_id for c, _ in shares],
+        "shares": [share for _, share in shares],
+        "probes": [c.probe for c, _ in shares],
+        "site_cap": caps.site,
+        "destination_cap": caps.destination,
+        "ceiling": caps.ceiling,
+        "stamp_turns": not _alone(candidates, limit),
+        "now": now,
+        "until": until,
+        "probe_interval": probe_interval,
+    }
+    if is_autocommit(conn):
+        (row,) = await _CLAIM_AND_READ.all(conn, params)
+        leased: list[str] = row.leased or []
+        text = row.jobs
+    else:
+        # The procedure's commit cannot end a caller's transaction (behind PgBouncer in
+        # transaction pooling, `Database.autocommit` is one): the two functions it calls.
+        leased = [row.id for row in await _CLAIM.all(conn, params)]
+        text = (await _READ_JOBS.all(conn, {"ids": leased}))[0][0] if leased else None
+    if not leased:
+        return []
     try:
-        return queries.jobs_of_claim(rows)
+        return queries.jobs_of_claim(text)
     except Exception:
         # The leases are committed, and this worker will not hold them: hand them back, so
         # neither they nor their `flights` rows wait out the lease (counted against the
         # caps meanwhile). If the database is away this fails too, and the leases run out.
         with contextlib.suppress(Exception):
-            await queries.release(conn, owner=owner, delivery_ids=[row.id for row in rows])
+            await queries.release(conn, owner=owner, delivery_ids=leased)
         raise
 
 
@@ -584,15 +597,13 @@ def _array(name: str) -> sa.BindParameter[Any]:
     return sa.bindparam(name, type_=postgresql.ARRAY(sa.String))
 
 
-def _claim_statement() -> sa.Select[Any]:
-    """PostgreSQL: one call of `docuhooks_claim_jobs` (migration 0024), which calls
-    `docuhooks_claim` (0019) and returns a row per leased delivery, with what sending it
-    needs (`queries.jobs_of_claim`)."""
+def _claim_arguments() -> list[Any]:
+    """`docuhooks_claim`'s arguments (migration 0019), as bound parameters."""
 
     def array(name: str, of: Any) -> sa.BindParameter[Any]:
         return sa.bindparam(name, type_=postgresql.ARRAY(of))
 
-    called = sa.func.docuhooks_claim_jobs(
+    return [
         sa.bindparam("owner", type_=flights.c.owner.type),
         array("ended", sa.String),
         array("sites", sa.String),
@@ -606,23 +617,26 @@ def _claim_statement() -> sa.Select[Any]:
         sa.bindparam("now", type_=flights.c.expires_at.type),
         sa.bindparam("until", type_=flights.c.expires_at.type),
         sa.bindparam("probe_interval", type_=sa.Interval),
-    ).table_valued(*_CLAIMED_COLUMNS)
-    return sa.select(called)
+    ]
 
 
-#: `docuhooks_claim_jobs`' columns: `queries._jobs_from`'s, and the webhook's row as JSON.
-_CLAIMED_COLUMNS = (
-    "id",
-    "attempts",
-    "webhook_id",
-    "event_id",
-    "event_type",
-    "payload_text",
-    "base_url",
-    "traceparent",
-    "tracestate",
-    "webhook",
-)
+def _claim_statement() -> sa.Select[Any]:
+    """PostgreSQL, in a transaction: one call of `docuhooks_claim` (migration 0019), a row
+    per leased delivery's id."""
+    return sa.select(sa.func.docuhooks_claim(*_claim_arguments()).label("id"))
+
+
+def _claim_and_read_statement() -> sa.TextualSelect:
+    """PostgreSQL, outside a transaction: `CALL docuhooks_claim_and_read` (migration 0024),
+    which leases through `docuhooks_claim`, commits, and reads the jobs
+    (`docuhooks_jobs`): one row of the leased ids and the jobs' JSON."""
+    arguments = _claim_arguments()
+    placeholders = ", ".join(f":{argument.key}" for argument in arguments)
+    return (
+        sa.text(f"CALL docuhooks_claim_and_read({placeholders}, NULL, NULL)")
+        .bindparams(*arguments)
+        .columns(sa.column("leased", postgresql.ARRAY(sa.String)), sa.column("jobs", sa.Text))
+    )
 
 
 def _due_of_webhook() -> sa.Select[Any]:
@@ -652,6 +666,11 @@ def _lease_by_webhook(dialect: str) -> Prepared:
 _CANDIDATES = Prepared(_candidates_statement())
 _CANDIDATES_NOT_ENDED = Prepared(_candidates_statement(not_ended=True))
 _CLAIM = Prepared(_claim_statement())
+_CLAIM_AND_READ = Prepared(_claim_and_read_statement())
+#: `docuhooks_jobs` (migration 0024): the leased deliveries' jobs as one JSON text.
+_READ_JOBS = Prepared(
+    sa.select(sa.func.docuhooks_jobs(sa.bindparam("ids", type_=postgresql.ARRAY(sa.String))))
+)
 _SERVED = queries.ByIds(
     lambda ids_in: (
         webhooks.update().where(ids_in(webhooks.c.id)).values(claimed_at=sa.bindparam("now"))

@@ -212,7 +212,7 @@ async def _asyncpg_driver(conn: AsyncConnection) -> Any | None:
     On an `AUTOCOMMIT` connection (`Database.autocommit`) each statement commits itself."""
     if conn.dialect.driver != "asyncpg":
         return None
-    if not conn.in_transaction() and not _autocommit(conn):
+    if not conn.in_transaction() and not is_autocommit(conn):
         return None
     # In a transaction the pooled connection is there (or the transaction is invalid, which
     # this raises as SQLAlchemy would), so this reads it without a trip through a greenlet.
@@ -230,7 +230,9 @@ async def _asyncpg_driver(conn: AsyncConnection) -> Any | None:
     return fairy.driver_connection
 
 
-def _autocommit(conn: AsyncConnection) -> bool:
+def is_autocommit(conn: AsyncConnection) -> bool:
+    """`conn` runs each statement in a transaction of its own (`Database.autocommit` on
+    PostgreSQL without a pooler in transaction mode)."""
     sync = conn.sync_connection
     return sync is not None and sync.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 

@@ -1,21 +1,29 @@
-"""a claim's leases and its jobs' rows in one call (PostgreSQL)
+"""a claim's leases and its jobs' rows in one round trip (PostgreSQL)
 
 A PostgreSQL worker's claim was three round trips: the candidates, `docuhooks_claim`
 (0019), then the jobs' rows, read by the leased ids in a statement of their own. Planned
 from the statistics, that read was planned again on every call (about 0.4 ms), and on
 tables without statistics it joined the ids to a scan of the whole `deliveries` table.
 
-`docuhooks_claim_jobs` takes `docuhooks_claim`'s arguments, calls it, and returns what the
-worker sends for each delivery it leased, in the order they were made: the delivery's id
-and attempts, its event (id, type, payload as text), its site's base URL, the trace context,
-and its webhook's row as JSON (`to_json`, so a column added to `webhooks` later needs no
-new function, and a worker that does not know the column ignores it). The read is a
-statement of its own after the leases, so it sees every row they took. It runs with
-`docuhooks_claim`'s settings (0022, 0023): sequential scans and JIT off, and one plan per
-statement kept for the connection. A claim is now two round trips.
+- `docuhooks_jobs(ids)` reads what the worker sends for each of those deliveries, as one
+  JSON text: `jobs`, an array per delivery in the order they were made (id, attempts,
+  webhook id, event id, event type, the payload as text, the site's base URL, traceparent,
+  tracestate), and `webhooks`, each webhook's row once (`to_json`, so a column added to
+  `webhooks` later needs no new function, and a worker that does not know it ignores it).
+  It runs with `docuhooks_claim`'s settings (0022, 0023): sequential scans and JIT off, one
+  plan per statement kept for the connection.
+- The procedure `docuhooks_claim_and_read` calls `docuhooks_claim`, commits, then calls
+  `docuhooks_jobs`, and returns the leased ids and the jobs. The commit releases the sites'
+  and webhooks' locks before the jobs are read and sent, so no claim waits for another
+  worker's payloads to cross the network or for its event loop to read them. If the read
+  fails, the procedure returns the leased ids with the error, and the worker hands the
+  leases back. A procedure that commits cannot have settings of its own, hence the two
+  functions it calls; and it can only be called outside a transaction, as the worker
+  claims (`Database.autocommit`): inside one (behind PgBouncer in transaction pooling, say)
+  the worker calls the two functions one after the other.
 
-`docuhooks_claim` stays as it is, for workers of the previous version still running during
-a rolling upgrade.
+A claim is two round trips. `docuhooks_claim` stays as it is, for workers of the previous
+version still running during a rolling upgrade.
 
 Revision ID: 0024
 Revises: 0023
@@ -31,30 +39,49 @@ down_revision: str | None = "0023"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_SIGNATURE = (
-    "docuhooks_claim_jobs(text, text[], text[], text[], integer[], boolean[], integer,"
-    " integer, integer, boolean, timestamptz, timestamptz, interval)"
+_CLAIM_ARGUMENTS = (
+    "text, text[], text[], text[], integer[], boolean[], integer, integer, integer, boolean,"
+    " timestamptz, timestamptz, interval"
 )
 
-_FUNCTION = """
-CREATE FUNCTION docuhooks_claim_jobs(
-    claim_owner text, ended_ids text[], site_ids text[],
-    hook_ids text[], hook_shares integer[], hook_probes boolean[],
-    site_cap integer, destination_cap integer, limit_ceiling integer, stamp_turns boolean,
-    claim_at timestamptz, lease_until timestamptz, probe_interval interval
-) RETURNS TABLE (
-    id varchar, attempts integer, webhook_id varchar, event_id varchar, event_type varchar,
-    payload_text text, base_url varchar, traceparent varchar, tracestate varchar,
-    webhook json
-)
-LANGUAGE plpgsql VOLATILE
+_JOBS = """
+CREATE FUNCTION docuhooks_jobs(ids text[]) RETURNS text
+LANGUAGE plpgsql STABLE
 SET enable_seqscan = off
 SET jit = off
 SET plan_cache_mode = force_generic_plan
 AS $$
-#variable_conflict use_column
-DECLARE
-    leased text[];
+BEGIN
+    RETURN json_build_object(
+        'jobs', coalesce(
+            (SELECT json_agg(
+                    json_build_array(d.id, d.attempts, d.webhook_id, e.id, e.event_type,
+                        e.payload::text, s.base_url, e.traceparent, e.tracestate)
+                    ORDER BY d.created_at, d.id)
+                FROM deliveries d
+                JOIN events e ON e.id = d.event_id
+                JOIN sites s ON s.id = d.site_id
+                WHERE d.id = ANY(ids)),
+            '[]'),
+        'webhooks', coalesce(
+            (SELECT json_object_agg(w.id, to_json(w))
+                FROM webhooks w
+                WHERE w.id IN (SELECT d.webhook_id FROM deliveries d WHERE d.id = ANY(ids))),
+            '{}')
+    )::text;
+END
+$$
+"""
+
+_CLAIM_AND_READ = """
+CREATE PROCEDURE docuhooks_claim_and_read(
+    claim_owner text, ended_ids text[], site_ids text[],
+    hook_ids text[], hook_shares integer[], hook_probes boolean[],
+    site_cap integer, destination_cap integer, limit_ceiling integer, stamp_turns boolean,
+    claim_at timestamptz, lease_until timestamptz, probe_interval interval,
+    INOUT leased text[] DEFAULT NULL, INOUT jobs text DEFAULT NULL
+)
+LANGUAGE plpgsql AS $$
 BEGIN
     leased := ARRAY(
         SELECT docuhooks_claim(
@@ -63,19 +90,18 @@ BEGIN
             claim_at, lease_until, probe_interval
         )
     );
+    -- The leases are kept, and the sites' and webhooks' locks released, before the jobs
+    -- are read and sent.
+    COMMIT;
     IF cardinality(leased) = 0 THEN
         RETURN;
     END IF;
-    -- A statement of its own, after the leases: its snapshot sees every row they took.
-    RETURN QUERY
-        SELECT d.id, d.attempts, d.webhook_id, e.id, e.event_type, e.payload::text,
-            s.base_url, e.traceparent, e.tracestate, to_json(w)
-        FROM deliveries d
-        JOIN events e ON e.id = d.event_id
-        JOIN sites s ON s.id = d.site_id
-        JOIN webhooks w ON w.id = d.webhook_id
-        WHERE d.id = ANY(leased)
-        ORDER BY d.created_at, d.id;
+    BEGIN
+        jobs := docuhooks_jobs(leased);
+    EXCEPTION WHEN OTHERS THEN
+        -- The worker hands the leases back, and reports this.
+        jobs := json_build_object('error', SQLERRM)::text;
+    END;
 END
 $$
 """
@@ -84,10 +110,12 @@ $$
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    op.execute(_FUNCTION)
+    op.execute(_JOBS)
+    op.execute(_CLAIM_AND_READ)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    op.execute(f"DROP FUNCTION {_SIGNATURE}")
+    op.execute(f"DROP PROCEDURE docuhooks_claim_and_read({_CLAIM_ARGUMENTS}, text[], text)")
+    op.execute("DROP FUNCTION docuhooks_jobs(text[])")
