@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 from tests.delivery.delivery_support import a_lock_is_awaited, make_webhook, version_event
 from tests.delivery.isolation_support import pile_up
 from tests.support import SiteUsers
@@ -25,6 +26,19 @@ URL = "https://receiver.example/hook"
 OTHER = "https://elsewhere.example/hook"
 LEASE = timedelta(seconds=60)
 INTERVAL = timedelta(seconds=30)
+
+
+async def claim_on(conn: AsyncConnection, clock: FakeClock, owner: str) -> list[Job]:
+    """`claims.claim` on a connection the test set up, with the default caps."""
+    return await claims.claim(
+        conn,
+        owner=owner,
+        now=clock.now(),
+        lease=LEASE,
+        limit=10,
+        probe_interval=INTERVAL,
+        caps=claims.Caps(),
+    )
 
 
 async def claim(
@@ -535,15 +549,7 @@ async def test_a_claim_refuses_an_isolation_its_counts_would_be_wrong_under(
     async with ctx.db.transaction() as conn:
         await conn.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
         with pytest.raises(sa.exc.DBAPIError, match="needs READ COMMITTED"):
-            await claims.claim(
-                conn,
-                owner="w1",
-                now=clock.now(),
-                lease=LEASE,
-                limit=10,
-                probe_interval=INTERVAL,
-                caps=claims.Caps(),
-            )
+            await claim_on(conn, clock, "w1")
 
 
 async def test_claims_go_round_the_sites_before_their_webhooks(
@@ -613,15 +619,7 @@ async def test_a_claims_jobs_are_the_rows_load_jobs_reads(ctx: AppContext, site:
         # `to_json` writes times with the session's offset: a server not on UTC.
         await conn.execute(sa.text("SET TIME ZONE 'America/New_York'"))
         try:
-            jobs = await claims.claim(
-                conn,
-                owner="w1",
-                now=clock.now(),
-                lease=LEASE,
-                limit=10,
-                probe_interval=INTERVAL,
-                caps=claims.Caps(),
-            )
+            jobs = await claim_on(conn, clock, "w1")
         finally:
             await conn.execute(sa.text("RESET TIME ZONE"))
 
@@ -689,15 +687,7 @@ async def test_a_claim_whose_jobs_the_database_cannot_read_hands_its_leases_back
         await conn.execute(sa.text("SET lock_timeout = '200ms'"))
         try:
             with pytest.raises(queries.ClaimReadError, match="lock timeout"):
-                await claims.claim(
-                    conn,
-                    owner="w1",
-                    now=clock.now(),
-                    lease=LEASE,
-                    limit=10,
-                    probe_interval=INTERVAL,
-                    caps=claims.Caps(),
-                )
+                await claim_on(conn, clock, "w1")
         finally:
             await conn.execute(sa.text("RESET lock_timeout"))
             await blocker.rollback()
