@@ -607,8 +607,12 @@ async def test_a_claims_jobs_are_the_rows_load_jobs_reads(ctx: AppContext, site:
             .where(webhooks.c.id == hook)
             .values(
                 work_group_ids=["wg-1", "wg-2"],
+                # An integer past 64 bits, which only a JSON column could hold.
+                template_ids=[123456789012345678901234567890, -18446744073709551616],
                 previous_secret_expires_at=moment,
                 first_failure_at=moment.replace(microsecond=0),
+                # The first second of the calendar: before it in New York's time.
+                next_probe_at=datetime(1, 1, 1, 0, 0, 1, tzinfo=moment.tzinfo),
                 consecutive_failures=2,
                 status_reason=None,
             )
@@ -673,23 +677,27 @@ async def test_a_claim_releases_its_locks_before_its_jobs_are_read(
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize(
+    ("setting", "reason"),
+    [("lock_timeout", "lock timeout"), ("statement_timeout", "statement timeout")],
+)
 async def test_a_claim_whose_jobs_the_database_cannot_read_hands_its_leases_back(
-    ctx: AppContext, site: SiteUsers
+    ctx: AppContext, site: SiteUsers, setting: str, reason: str
 ) -> None:
-    """If reading the jobs fails after the leases were kept (here a lock timeout, on
-    `events` locked as a migration's `ALTER TABLE` would), the claim says why and hands the
-    leases and their `flights` rows back at once."""
+    """If reading the jobs fails after the leases were kept (a timeout, on `events` locked
+    as a migration's `ALTER TABLE` would), the claim says why, and the leases and their
+    `flights` rows are back at once."""
     clock = FakeClock()
     hook, _ = await make_webhook(ctx, site, URL)
     await pile_up(ctx, site.site_id, hook, 2, now=clock.now())
     async with ctx.db.engine.connect() as blocker, ctx.db.autocommit() as conn:
         await blocker.execute(sa.text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))
-        await conn.execute(sa.text("SET lock_timeout = '200ms'"))
+        await conn.execute(sa.text(f"SET {setting} = '300ms'"))
         try:
-            with pytest.raises(queries.ClaimReadError, match="lock timeout"):
+            with pytest.raises(queries.ClaimReadError, match=reason):
                 await claim_on(conn, clock, "w1")
         finally:
-            await conn.execute(sa.text("RESET lock_timeout"))
+            await conn.execute(sa.text(f"RESET {setting}"))
             await blocker.rollback()
     assert await leased_by(ctx, "w1") == (0, 0)
 

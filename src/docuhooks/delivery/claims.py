@@ -27,7 +27,9 @@ the whole table:
 On PostgreSQL everything after the candidates is one call of the procedure
 `docuhooks_claim_and_read` (migration 0024), run with no transaction around it: it calls
 `docuhooks_claim` (0019), commits, and reads the leased jobs' rows (`docuhooks_jobs`), so
-the locks are released before the jobs are read and sent. `docuhooks_claim` locks the sites
+the locks are released before the jobs are read and sent (in a transaction, behind a
+pooler in transaction mode, the two functions run in it, and the locks last until it
+commits). `docuhooks_claim` locks the sites
 of the webhooks given a share
 (`FOR NO KEY UPDATE`, in id order, so two claims never deadlock), then their webhooks' rows,
 deletes the rows of the worker's calls that have ended, and holds each share to the room it
@@ -226,8 +228,9 @@ async def _claim_on_postgresql(
     the locks (a claim that held them first may have taken what the candidates showed)
     before it leases it and writes its `flights` rows; a destination's probe turn is taken
     there too. So every cap holds across workers, the sites stay locked only while
-    `docuhooks_claim` runs on the server (not while the jobs are read and sent), and a claim
-    that finds nothing costs one round trip. (The `ended`
+    `docuhooks_claim` runs on the server (not while the jobs are read and sent; in a
+    transaction, until it commits), and a claim that finds nothing costs one round
+    trip. (The `ended`
     rows are then left to the recorder, which deletes them with the outcomes.)"""
     candidates = await _candidates(conn, now, limit, caps, owner, ended)
     if not candidates:

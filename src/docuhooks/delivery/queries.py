@@ -329,14 +329,13 @@ def jobs_of_claim(text: str) -> list[Job]:
     webhook's row once (`to_json`), made into the row `load_jobs` gives. A column this
     schema does not know is left out; one the JSON lacks is an error (the database is
     older than the code)."""
-    try:
-        claimed = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        # An integer past 64 bits in a webhook's JSON column, which orjson refuses.
-        claimed = json.loads(text)
+    claimed = orjson.loads(text)
     if "error" in claimed:
         raise ClaimReadError(f"the claim's jobs could not be read: {claimed['error']}")
-    hooks = {hook_id: _webhook_of_json(row) for hook_id, row in claimed["webhooks"].items()}
+    # The webhooks' rows are JSON text of their own, decoded as SQLAlchemy decodes a JSON
+    # column (orjson would make an integer past 64 bits a float).
+    rows = json.loads(claimed["webhooks"])
+    hooks = {hook_id: _webhook_of_json(row) for hook_id, row in rows.items()}
     return [_job(_ClaimedRow(*row), hooks[row[2]]) for row in claimed["jobs"]]
 
 
@@ -368,7 +367,7 @@ def _webhook_of_json(fields: dict[str, Any]) -> Any:
 #: A test fails when `webhooks` gains a column of another kind.
 JSON_READABLE = (sa.String, sa.Integer, sa.Boolean, sa.JSON, UtcDateTime)
 
-#: The webhook columns `to_json` writes as ISO 8601 text (with the session's UTC offset).
+#: The webhook columns `to_json` writes as ISO 8601 text (in UTC: `docuhooks_jobs`' zone).
 _TIMES = frozenset(column.name for column in webhooks.c if isinstance(column.type, UtcDateTime))
 #: How `to_json` writes the times asyncpg reads as the ends of Python's range.
 _INFINITE = {

@@ -11,16 +11,21 @@ tables without statistics it joined the ids to a scan of the whole `deliveries` 
   tracestate), and `webhooks`, each webhook's row once (`to_json`, so a column added to
   `webhooks` later needs no new function, and a worker that does not know it ignores it).
   It runs with `docuhooks_claim`'s settings (0022, 0023): sequential scans and JIT off, one
-  plan per statement kept for the connection.
+  plan per statement kept for the connection; and in UTC, so its times read back whatever
+  the session's time zone (`to_json` writes them with the session's offset, which near the
+  ends of the calendar leaves Python's range). The webhooks' part is JSON text within the
+  text, which the worker decodes as SQLAlchemy decodes a JSON column.
 - The procedure `docuhooks_claim_and_read` calls `docuhooks_claim`, commits, then calls
   `docuhooks_jobs`, and returns the leased ids and the jobs. The commit releases the sites'
   and webhooks' locks before the jobs are read and sent, so no claim waits for another
   worker's payloads to cross the network or for its event loop to read them. If the read
-  fails, the procedure returns the leased ids with the error, and the worker hands the
-  leases back. A procedure that commits cannot have settings of its own, hence the two
-  functions it calls; and it can only be called outside a transaction, as the worker
-  claims (`Database.autocommit`): inside one (behind PgBouncer in transaction pooling, say)
-  the worker calls the two functions one after the other.
+  fails (a timeout or a cancel included), the procedure hands the leases and their
+  `flights` rows back itself and returns the error, which the worker reports. A procedure
+  that commits cannot have settings of its own, hence the two functions it calls; and it
+  can only be called outside a transaction, as the worker claims (`Database.autocommit`):
+  inside one (behind PgBouncer in transaction pooling, say) the worker calls the two
+  functions one after the other, in that transaction, and the locks last until it
+  commits, as they did before this migration.
 
 A claim is two round trips. `docuhooks_claim` stays as it is, for workers of the previous
 version still running during a rolling upgrade.
@@ -50,6 +55,7 @@ LANGUAGE plpgsql STABLE
 SET enable_seqscan = off
 SET jit = off
 SET plan_cache_mode = force_generic_plan
+SET TimeZone = 'UTC'
 AS $$
 BEGIN
     RETURN json_build_object(
@@ -63,11 +69,13 @@ BEGIN
                 JOIN sites s ON s.id = d.site_id
                 WHERE d.id = ANY(ids)),
             '[]'),
+        -- As text within the text: the worker decodes it as SQLAlchemy decodes a JSON
+        -- column, keeping integers of any size exact.
         'webhooks', coalesce(
             (SELECT json_object_agg(w.id, to_json(w))
                 FROM webhooks w
                 WHERE w.id IN (SELECT d.webhook_id FROM deliveries d WHERE d.id = ANY(ids))),
-            '{}')
+            '{}')::text
     )::text;
 END
 $$
@@ -98,8 +106,12 @@ BEGIN
     END IF;
     BEGIN
         jobs := docuhooks_jobs(leased);
-    EXCEPTION WHEN OTHERS THEN
-        -- The worker hands the leases back, and reports this.
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
+        -- The leases and their `flights` rows go back at once, whether or not the worker
+        -- is still there to hear why (a statement timeout or a cancel ends its wait too).
+        UPDATE deliveries d SET lease_owner = NULL, lease_expires_at = NULL
+            WHERE d.id = ANY(leased) AND d.lease_owner = claim_owner;
+        DELETE FROM flights f WHERE f.owner = claim_owner AND f.delivery_id = ANY(leased);
         jobs := json_build_object('error', SQLERRM)::text;
     END;
 END
