@@ -228,6 +228,8 @@ def test_payload_xml_by_content_type_is_fitted(content_type: str) -> None:
         (b"{nope", "application/json", "line 1, column 2", "not valid JSON"),
         (b"\xff\xfe\x00", "application/json", "body", "UTF"),
         (b"{}", "application/json; charset=klingon", "Content-Type", "unknown charset"),
+        # `codecs.lookup` refuses a name with a NUL in it with ValueError, not LookupError.
+        (b"{}", "application/json; charset=utf-8\x00", "Content-Type", "unknown charset"),
         (b"[" * 100000 + b"]" * 100000, "application/json", "body", "cannot be read"),
         (b"<AnswerSet", "application/xml", "line 1", "not well-formed"),
     ],

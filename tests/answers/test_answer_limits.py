@@ -242,6 +242,8 @@ def declared(encoding: str, codec: str | None = None) -> bytes:
         declared("x-no-such-encoding"),
         declared("rot13"),
         declared(""),
+        # A name `codecs.lookup` refuses with ValueError, not LookupError.
+        declared("\x00UTF-8"),
     ],
     ids=lambda body: repr(body[:45]),
 )

@@ -169,7 +169,7 @@ def _check_encoding(data: bytes) -> None:
     declared = (match.group(1) or match.group(2) or b"").decode("ascii", "replace").strip()
     try:
         codec = codecs.lookup(declared).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a name with a NUL in it
         codec = ""
     if codec not in _SUPPORTED_ENCODINGS:
         raise _unsupported_encoding(repr(declared))

@@ -140,7 +140,7 @@ def _decode_json(body: bytes, charset: str | None) -> Any:
         raise AnswerSetError("the answer JSON is empty", "body")
     try:
         codec = codecs.lookup(charset).name if charset else None
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a name with a NUL in it
         raise AnswerSetError(f"unknown charset {charset!r}", "Content-Type") from None
     if codec is not None and codec not in _JSON_CHARSETS:
         raise AnswerSetError(
