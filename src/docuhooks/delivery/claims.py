@@ -29,16 +29,15 @@ On PostgreSQL everything after the candidates is one call of the procedure
 `docuhooks_claim` (0019), commits, and reads the leased jobs' rows (`docuhooks_jobs`), so
 the locks are released before the jobs are read and sent (in a transaction, behind a
 pooler in transaction mode, the two functions run in it, and the locks last until it
-commits). `docuhooks_claim` locks the sites
-of the webhooks given a share
-(`FOR NO KEY UPDATE`, in id order, so two claims never deadlock), then their webhooks' rows,
-deletes the rows of the worker's calls that have ended, and holds each share to the room it
-counts again under the locks before leasing it: every
-claim that could add a call to a webhook or a site holds that site's row, so two workers
-cannot both see room for the same call, even for two webhooks of one site. (Locking the
-webhook rows would not do: two claims for different webhooks of one site would each see the
-site's room.) Nothing else writes a `sites` row, and producers' inserts take only a key-share
-lock on it, which this does not block. A destination shared by several sites is not
+commits). `docuhooks_claim` locks the sites of the webhooks given a share (`FOR NO KEY
+UPDATE`, in id order, so two claims never deadlock), then their webhooks' rows, deletes the
+rows of the worker's calls that have ended, and holds each share to the room it counts
+again under the locks before leasing it: every claim that could add a call to a webhook or
+a site holds that site's row, so two workers cannot both see room for the same call, even
+for two webhooks of one site. (Locking the webhook rows would not do: two claims for
+different webhooks of one site would each see the site's room.) Nothing else writes a
+`sites` row, and producers' inserts take only a key-share lock on it, which this does not
+block. A destination shared by several sites is not
 serialised (it may have no row to lock): two workers claiming at the same instant for
 different sites may together go over its cap by a claim's share, but no one worker ever
 holds more than the cap, as each sees its own calls: so its senders never wait for one of
@@ -229,9 +228,9 @@ async def _claim_on_postgresql(
     before it leases it and writes its `flights` rows; a destination's probe turn is taken
     there too. So every cap holds across workers, the sites stay locked only while
     `docuhooks_claim` runs on the server (not while the jobs are read and sent; in a
-    transaction, until it commits), and a claim that finds nothing costs one round
-    trip. (The `ended`
-    rows are then left to the recorder, which deletes them with the outcomes.)"""
+    transaction, until it commits), and a claim that finds nothing costs one round trip.
+    (The `ended` rows are then left to the recorder, which deletes them with the
+    outcomes.)"""
     candidates = await _candidates(conn, now, limit, caps, owner, ended)
     if not candidates:
         return []
