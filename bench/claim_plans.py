@@ -413,16 +413,22 @@ async def run(db: Database, title: str, call: Callable[[AsyncConnection], Awaita
     the times and the statements of the last run with their plans."""
     capture = Capture(db)
     took = []
+    nested: list[tuple[str, str]] = []
     async with db.engine.connect() as conn:
         capture.attach(conn)
         for attempt in range(RUNS):
             await conn.begin()
             capture.on = attempt == RUNS - 1
+            if capture.on and db.dialect == "postgresql":
+                await _explain_nested(conn, nested)
             started = time.perf_counter()
             await call(conn)
             took.append((time.perf_counter() - started) * 1000)
             capture.on = False
             await conn.rollback()
+        if nested or db.dialect == "postgresql":
+            raw = await conn.get_raw_connection()
+            await raw.driver_connection.execute("RESET ALL")  # type: ignore[union-attr]
     print(
         f"\n### {title} ({db.dialect}): first run {took[0]:.1f} ms, runs 6-8 "
         f"{statistics.median(took[5:]):.1f} ms (median); {len(capture.statements)} statements"
@@ -432,6 +438,45 @@ async def run(db: Database, title: str, call: Callable[[AsyncConnection], Awaita
         print("  -> plan:")
         for line in (await explain(db, sql, parameters)).splitlines():
             print(f"     {line}")
+    shown: list[tuple[str, str, str, int]] = []
+    for where, message in nested:
+        lines = message.split("Query Text: ", 1)[1].splitlines()
+        start = next(i for i, line in enumerate(lines) if "(cost=" in line)
+        query = " ".join(" ".join(re.sub(r"--.*", "", line) for line in lines[:start]).split())
+        if query.startswith('SELECT 1 FROM ONLY "public".'):
+            continue  # a foreign key's check, by the referenced table's primary key
+        if shown and shown[-1][:2] == (where, query):
+            shown[-1] = (*shown[-1][:3], shown[-1][3] + 1)
+        else:
+            shown.append((where, query, "\n".join(lines[start:]), 1))
+    for where, query, plan, times in shown:
+        print(f"\n(in {where}) {query}" + (f"  -- ×{times}" if times > 1 else ""))
+        print("  -> plan:")
+        for line in plan.splitlines():
+            print(f"     {line}")
+
+
+async def _explain_nested(conn: AsyncConnection, nested: list[tuple[str, str]]) -> None:
+    """Collect, through `auto_explain`, the plans of the statements the hot path's functions
+    run on the server (each function's kept plan), with the function they ran in; until
+    `RESET ALL`."""
+    raw = await conn.get_raw_connection()
+    pg: Any = raw.driver_connection
+    await pg.execute("LOAD 'auto_explain'")
+    for setting in (
+        "auto_explain.log_format = text",
+        "auto_explain.log_min_duration = 0",
+        "auto_explain.log_nested_statements = on",
+        "client_min_messages = log",
+    ):
+        await pg.execute(f"SET {setting}")
+
+    def listener(_conn: Any, message: Any) -> None:
+        function = re.search(r"PL/pgSQL function (\w+)\(", message.context or "")
+        if "Query Text: " in message.message and function is not None:
+            nested.append((function.group(1), message.message))
+
+    pg.add_log_listener(listener)
 
 
 async def plans(kind: str, pending: int, settled: int, *, analyze: bool = True) -> None:

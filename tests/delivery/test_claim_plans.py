@@ -22,7 +22,7 @@ from tests.delivery.delivery_support import event_in_bulk, make_webhook, pending
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
-from docuhooks.delivery import claims, health
+from docuhooks.delivery import health
 from docuhooks.store.database import MIGRATIONS_DIR
 
 SETTLED = 20_000
@@ -61,31 +61,71 @@ async def generic_plan(ctx: AppContext, statement: Any, values: dict[str, Any]) 
         return "\n".join(row[0] for row in rows)
 
 
-async def generic_plan_of_sql(ctx: AppContext, sql: str, values: list[Any]) -> str:
-    """`generic_plan` for SQL with `$n` parameters."""
+async def generic_plan_of_sql(
+    ctx: AppContext, sql: str, values: list[Any], *, settings: tuple[str, ...] = ()
+) -> str:
+    """`generic_plan` for SQL with `$n` parameters, under `settings` (`name = value`), as
+    a function declaring them runs it."""
     async with ctx.db.engine.connect() as conn:
         raw = await conn.get_raw_connection()
         pg = raw.driver_connection
         assert pg is not None
+        for setting in settings:
+            await pg.execute(f"SET {setting}")
         await pg.execute("SET plan_cache_mode = force_generic_plan")
         await pg.execute(f"PREPARE shown AS {sql}")
         arguments = ", ".join(literal(value) for value in values)
         rows = await pg.fetch(f"EXPLAIN EXECUTE shown({arguments})")
         await pg.execute("DEALLOCATE shown")
-        await pg.execute("RESET plan_cache_mode")
+        for setting in ("plan_cache_mode", *settings):
+            await pg.execute(f"RESET {setting.split('=')[0]}")
         return "\n".join(row[0] for row in rows)
+
+
+def _migration(name: str) -> Any:
+    path = MIGRATIONS_DIR / "versions" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"migration_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _candidates_in_docuhooks_candidates() -> tuple[str, tuple[str, ...]]:
+    """The query of `docuhooks_candidates` (migration 0025), its PL/pgSQL variables as
+    parameters, and the settings the function runs it with."""
+    module = _migration("0025_claim_plans_without_statistics")
+    body = re.search(r"RETURN QUERY(.*?);\s*END", module.CANDIDATES, re.S)
+    assert body is not None
+    sql = body.group(1)
+    for number, (variable, kind) in enumerate(
+        [
+            ("claim_at", "timestamptz"),
+            ("max_webhooks", "integer"),
+            ("site_cap", "integer"),
+            ("destination_cap", "integer"),
+            ("limit_ceiling", "integer"),
+            ("claim_owner", "text"),
+            ("ended_ids", "text[]"),
+        ],
+        start=1,
+    ):
+        sql, replaced = re.subn(rf"\b{variable}\b", f"${number}::{kind}", sql)
+        assert replaced, variable
+    settings = tuple(
+        line.removeprefix("SET ").strip()
+        for line in module.SETTINGS.strip().splitlines()
+        if "plan_cache_mode" not in line
+    )
+    return sql, settings
 
 
 def _lease_in_docuhooks_claim() -> str:
     """The query by which `docuhooks_claim` (migration 0019) chooses a webhook's deliveries
     to lease, its PL/pgSQL variables as parameters: PL/pgSQL too keeps a generic plan of a
     statement it has run five times."""
-    path = MIGRATIONS_DIR / "versions" / "0019_claim_in_one_call.py"
-    spec = importlib.util.spec_from_file_location("migration_0019", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    chosen = re.search(r"WITH chosen AS \((.*?)\), leased AS", module._FUNCTION, re.S)
+    module = _migration("0025_claim_plans_without_statistics")
+    chosen = re.search(r"WITH chosen AS \((.*?)\), leased AS", module.claim_function(), re.S)
     assert chosen is not None
     sql = chosen.group(1).replace("FOR UPDATE OF d SKIP LOCKED", "")
     for variable, parameter in [
@@ -139,24 +179,22 @@ async def test_the_claims_generic_plans_use_the_partial_index(
     ctx: AppContext, history: str
 ) -> None:
     now = ctx.now()
-    candidates = await generic_plan(
+    sql, settings = _candidates_in_docuhooks_candidates()
+    candidates = await generic_plan_of_sql(
         ctx,
-        claims._CANDIDATES_NOT_ENDED.statement,
-        {
-            "now": now,
-            "webhooks": 100,
-            "site_cap": 32,
-            "destination_cap": 20,
-            "ceiling": 20,
-            "owner": "w",
-            "ended": ["00000000-0000-7000-8000-000000000000"],
-        },
+        sql,
+        [now, 100, 32, 20, 20, "w", ["00000000-0000-7000-8000-000000000000"]],
+        settings=settings,
     )
     lease = await generic_plan_of_sql(ctx, _lease_in_docuhooks_claim(), [history, now, 10])
 
     for plan in (candidates, lease):
         assert "ix_deliveries_webhook_due" in plan, plan
         assert "ix_deliveries_webhook_created" not in plan, plan
+    # Each webhook's probe is a descent of its own index, not a walk of every due delivery
+    # that expects to meet one of this webhook's early.
+    assert "Seq Scan on deliveries" not in candidates, candidates
+    assert "ix_deliveries_due " not in candidates, candidates
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

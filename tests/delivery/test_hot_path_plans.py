@@ -4,8 +4,10 @@ A new installation's tables have none until autovacuum analyzes them (and a serv
 autovacuum is off, or behind a burst, may not for long). On such tables the planner joined
 the ids of a claim's share and of a batch of outcomes to a scan of the whole `deliveries`
 table, and scanned `flights` to forget ended calls: milliseconds a call at a few thousand
-rows, where the index takes a fraction of one. `docuhooks_claim` and
-`docuhooks_record_successes` now run with `enable_seqscan` and `jit` off (migration 0022).
+rows, where the index takes a fraction of one; and the claim's candidates read every due
+delivery to find the webhooks with one. `docuhooks_claim` and `docuhooks_record_successes`
+now run with `enable_seqscan` and `jit` off (migration 0022), as do the functions added since
+(`docuhooks_jobs`, 0024; `docuhooks_candidates`, 0025).
 They also keep one plan per statement, made without the parameters' values
 (`plan_cache_mode = force_generic_plan`, migration 0023): replanned on every call, as
 PostgreSQL's default did for them, the planning cost more than the statements. These tests
@@ -16,19 +18,22 @@ asks to receive.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 from tests.conftest import new_postgres_database
 from tests.delivery.delivery_support import event_in_bulk, make_webhook, pending_in_bulk
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.delivery import claims, recorder_queries
+from docuhooks.store import schema
 
 
 @pytest.fixture
@@ -89,63 +94,40 @@ async def hooks(ctx: AppContext, site: SiteUsers) -> tuple[str, str]:
 async def test_the_claim_and_the_recorder_read_deliveries_and_flights_by_key(
     ctx: AppContext, site: SiteUsers, hooks: tuple[str, str]
 ) -> None:
-    plans: list[str] = []
     now = ctx.now()
-    async with ctx.db.autocommit() as conn:
-        raw = await conn.get_raw_connection()
-        pg: Any = raw.driver_connection
-
-        def listener(_conn: Any, message: Any) -> None:
-            # `auto_explain`'s, not the server's own statement logging, if it has any.
-            if "Query Text: " in message.message:
-                plans.append(message.message)
-
-        try:
-            await pg.execute("LOAD 'auto_explain'")
-        except Exception as exc:  # not installed, or not allowed to this role
-            pytest.skip(f"auto_explain cannot be loaded here: {exc}")
-        pg.add_log_listener(listener)
-        for statement in (
-            "SET auto_explain.log_format = text",
-            "SET auto_explain.log_min_duration = 0",
-            "SET auto_explain.log_nested_statements = on",
-            "SET client_min_messages = log",
-        ):
-            await pg.execute(statement)
-        try:
-            jobs = await claims.claim(
-                conn,
-                owner="w",
-                now=now,
-                lease=timedelta(seconds=30),
-                limit=100,
-                probe_interval=timedelta(seconds=30),
-                caps=claims.Caps(destination=100, site=100),
-                ended=[],
-            )
-            assert {job.webhook.id for job in jobs} == set(hooks)
-            await recorder_queries.record_successes(
-                conn,
-                owner="w",
-                successes=[_success(job, site.site_id, now) for job in jobs],
-                stat_rows=[],
-            )
-        finally:
-            await pg.execute("RESET client_min_messages")
-            pg.remove_log_listener(listener)
+    async with ctx.db.autocommit() as conn, kept_plans(conn) as plans:
+        jobs = await claims.claim(
+            conn,
+            owner="w",
+            now=now,
+            lease=timedelta(seconds=30),
+            limit=100,
+            probe_interval=timedelta(seconds=30),
+            caps=claims.Caps(destination=100, site=100),
+            ended=[],
+        )
+        assert {job.webhook.id for job in jobs} == set(hooks)
+        await recorder_queries.record_successes(
+            conn,
+            owner="w",
+            successes=[_success(job, site.site_id, now) for job in jobs],
+            stat_rows=[],
+        )
 
     async with ctx.db.transaction() as conn:
         bodies = await conn.scalar(
             sa.text(
                 "SELECT string_agg(prosrc, ' ') FROM pg_proc "
                 "WHERE proname IN "
-                "('docuhooks_claim', 'docuhooks_jobs', 'docuhooks_record_successes')"
+                "('docuhooks_candidates', 'docuhooks_claim', 'docuhooks_jobs', "
+                "'docuhooks_record_successes')"
             )
         )
     run = _as_run(bodies)
     kept = [plan for plan in plans if _query_text(plan) in run]
     statements = " | ".join(_query_text(plan) for plan in kept)
     for part in (
+        "FROM deliveries due WHERE due.webhook_id",  # the candidates' probe
         "UPDATE deliveries d SET lease_owner",  # the lease
         "UPDATE deliveries d SET status = 'succeeded'",  # the settle
         "FOR NO KEY UPDATE",  # the locks (PERFORM, run as SELECT)
@@ -165,6 +147,84 @@ async def test_the_claim_and_the_recorder_read_deliveries_and_flights_by_key(
         )
         flying = await conn.scalar(sa.text("SELECT count(*) FROM flights"))
     assert (settled, flying) == (len(jobs), 0)
+
+
+@pytest.mark.parametrize("analyzed", [False, True], ids=["unanalyzed", "analyzed"])
+@pytest.mark.parametrize("idle", [0, 300], ids=["two_webhooks", "300_more"])
+async def test_the_candidates_ask_each_webhook_s_own_index(
+    ctx: AppContext, site: SiteUsers, hooks: tuple[str, str], idle: int, analyzed: bool
+) -> None:
+    """Whatever the statistics say and however many webhooks there are, the candidates ask
+    each active webhook's partial index for one due delivery: they never read the due
+    deliveries of the whole installation (on tables taken for small), nor walk them in time
+    order hoping to meet the webhook's early (on a backlog the statistics show)."""
+    hook, neighbour = hooks
+    async with ctx.db.transaction() as conn:
+        # Webhooks with nothing due, as most are most of the time: a copy of the neighbour.
+        columns = [c.name for c in schema.webhooks.columns if c.name not in ("id", "name")]
+        await conn.execute(
+            sa.text(
+                f"INSERT INTO webhooks (id, name, {', '.join(columns)}) "
+                f"SELECT 'idle-' || i, 'idle ' || i, {', '.join(columns)} "
+                "FROM webhooks, generate_series(1, :n) AS i WHERE id = :neighbour"
+            ),
+            {"n": idle, "neighbour": neighbour},
+        )
+    if analyzed:
+        async with ctx.db.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.exec_driver_sql("ANALYZE")
+
+    async with ctx.db.autocommit() as conn, kept_plans(conn) as plans:
+        jobs = await claims.claim(
+            conn,
+            owner="w",
+            now=ctx.now(),
+            lease=timedelta(seconds=30),
+            limit=20,
+            probe_interval=timedelta(seconds=30),
+            caps=claims.Caps(destination=100, site=100),
+        )
+
+    assert {job.webhook.id for job in jobs} == {hook, neighbour}
+    (candidates,) = [plan for plan in plans if "WITH busy AS" in _query_text(plan)]
+    assert "Index Scan using ix_deliveries_webhook_due on deliveries due" in candidates
+    assert "Seq Scan on deliveries" not in candidates, candidates
+    assert "ix_deliveries_due " not in candidates, candidates
+    assert "ix_deliveries_webhook_created" not in candidates, candidates
+
+
+@contextlib.asynccontextmanager
+async def kept_plans(conn: AsyncConnection) -> AsyncIterator[list[str]]:
+    """The plans (`auto_explain`'s messages) of every statement run on `conn` meanwhile,
+    those the functions run included."""
+    plans: list[str] = []
+    raw = await conn.get_raw_connection()
+    pg: Any = raw.driver_connection
+
+    def listener(_conn: Any, message: Any) -> None:
+        # `auto_explain`'s, not the server's own statement logging, if it has any.
+        if "Query Text: " in message.message:
+            plans.append(message.message)
+
+    try:
+        await pg.execute("LOAD 'auto_explain'")
+    except Exception as exc:  # not installed, or not allowed to this role
+        pytest.skip(f"auto_explain cannot be loaded here: {exc}")
+    pg.add_log_listener(listener)
+    for statement in (
+        "SET auto_explain.log_format = text",
+        "SET auto_explain.log_min_duration = 0",
+        "SET auto_explain.log_nested_statements = on",
+        "SET client_min_messages = log",
+    ):
+        await pg.execute(statement)
+    try:
+        yield plans
+    finally:
+        await pg.execute("RESET client_min_messages")
+        await pg.execute("RESET auto_explain.log_min_duration")
+        pg.remove_log_listener(listener)
 
 
 def _query_text(plan: str) -> str:
@@ -194,7 +254,7 @@ async def test_the_functions_run_with_sequential_scans_and_jit_off_and_plans_kep
                 await conn.execute(
                     sa.text(
                         "SELECT proname, proconfig FROM pg_proc WHERE proname IN "
-                        "('docuhooks_claim', 'docuhooks_jobs', "
+                        "('docuhooks_candidates', 'docuhooks_claim', 'docuhooks_jobs', "
                         "'docuhooks_record_successes')"
                     )
                 )
@@ -203,6 +263,7 @@ async def test_the_functions_run_with_sequential_scans_and_jit_off_and_plans_kep
 
     expected = {"enable_seqscan=off", "jit=off", "plan_cache_mode=force_generic_plan"}
     assert set(settings) == {
+        "docuhooks_candidates",
         "docuhooks_claim",
         "docuhooks_jobs",
         "docuhooks_record_successes",

@@ -1,0 +1,197 @@
+"""the claim's candidates and leases keep index plans whatever the statistics say (PostgreSQL)
+
+Two statements of a PostgreSQL claim were planned from the statistics, and the plans they
+got at a few thousand due deliveries cost a claim milliseconds:
+
+- **The candidates** (webhooks with due work, below their limits). On tables not yet
+  analyzed (a new installation, or a burst autovacuum has not caught up with), the planner
+  took `deliveries` for a small table: it read every due delivery, sorted them and kept one
+  per webhook, 3.3 ms a claim at 5,000 due (and 0.4–0.6 s at a million), instead of asking
+  each webhook's partial index for one. `docuhooks_candidates` runs the query with
+  `docuhooks_claim`'s settings (sequential scans and JIT off, one plan per statement kept
+  for the connection), and asks each active webhook for a due delivery in a probe fenced
+  off with `OFFSET 0`, which PostgreSQL never turns into a join: one descent of
+  `ix_deliveries_webhook_due` per active webhook. It then counts the calls in flight (each
+  count once) for the webhooks that have due work only.
+
+  Once the table is analyzed, one more thing decides that probe's plan. Made without the
+  parameters' values, a plan expects each webhook to hold one in `n_distinct` of the rows;
+  where two webhooks had all the deliveries, beside 300 with none, the probe walked every
+  due delivery in time order for each idle webhook, expecting one of its own every other
+  row (0.56 s a claim). `deliveries.webhook_id` is now declared to have a webhook per
+  hundred rows (`n_distinct = -0.01`, which `ANALYZE` keeps; one per thousand still lost
+  the test of two webhooks): a webhook's own index is then the cheap way to its rows in
+  every plan made without its id, and plans made with it still go by the webhooks'
+  sampled frequencies. A database that already has statistics is analyzed for that column
+  at once.
+- **The lease** in `docuhooks_claim` (0019). Its `UPDATE` joined the chosen deliveries to
+  `deliveries` by id; once analyzed at about 10,000 rows, the kept plan was a merge join
+  that read the whole primary key (4,800 entries for a share of 64: 4.8 ms instead of 2.3).
+  It now updates `WHERE id = ANY(ARRAY(…chosen…))`, a lookup per id whatever the plan.
+  `CREATE OR REPLACE` resets a function's settings, so they are stated with it.
+
+The worker calls `docuhooks_candidates` where it sent the candidates' query; SQLite keeps
+that query (`delivery.claims._candidates_statement`), and tests run both stores' claims on
+the same cases. A worker of the previous version, still running during a rolling upgrade,
+sends its query and calls the replaced `docuhooks_claim`, whose arguments and results are
+unchanged.
+
+Revision ID: 0025
+Revises: 0024
+Create Date: 2026-12-06 21:00:00.000000
+"""
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+
+from alembic import op
+
+revision: str = "0025"
+down_revision: str | None = "0024"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+#: The settings of every function on the worker's hot path (migrations 0022 and 0023).
+SETTINGS = """
+SET enable_seqscan = off
+SET jit = off
+SET plan_cache_mode = force_generic_plan
+"""
+
+CANDIDATES_SIGNATURE = (
+    "docuhooks_candidates(timestamptz, integer, integer, integer, integer, text, text[])"
+)
+
+CANDIDATES = f"""
+CREATE FUNCTION docuhooks_candidates(
+    claim_at timestamptz, max_webhooks integer, site_cap integer, destination_cap integer,
+    limit_ceiling integer, claim_owner text, ended_ids text[]
+) RETURNS TABLE (
+    id text, site_id text, destination text, max_concurrency integer,
+    claimed_at timestamptz, in_flight bigint, at_destination bigint, at_site bigint,
+    state text, concurrency integer
+)
+LANGUAGE plpgsql STABLE
+{SETTINGS}
+AS $$
+BEGIN
+    RETURN QUERY
+    WITH busy AS MATERIALIZED (
+        -- Active webhooks with a due delivery no worker holds: one descent of the
+        -- webhook's partial index each (OFFSET 0 keeps the probe a probe).
+        SELECT w.id, w.site_id, w.destination, w.max_concurrency, w.claimed_at
+        FROM webhooks w
+        WHERE w.active AND w.suspended_at IS NULL
+            AND EXISTS (
+                SELECT 1 FROM deliveries due
+                WHERE due.webhook_id = w.id AND due.status = 'pending'
+                    AND due.next_attempt_at <= claim_at
+                    AND (due.lease_expires_at IS NULL OR due.lease_expires_at < claim_at)
+                OFFSET 0)
+    ), counted AS (
+        -- Calls in flight across all workers, but those of `claim_owner` that have ended
+        -- (`ended_ids`), whose rows the claim deletes.
+        SELECT b.*, d.origin, d.state, d.concurrency, d.paused_until, d.next_probe_at,
+            (SELECT count(*) FROM flights f
+                WHERE f.webhook_id = b.id AND f.expires_at >= claim_at
+                    AND NOT (f.owner = claim_owner AND f.delivery_id = ANY(ended_ids))
+            ) AS in_flight,
+            (SELECT count(*) FROM flights f
+                WHERE f.destination = b.destination AND f.expires_at >= claim_at
+                    AND NOT (f.owner = claim_owner AND f.delivery_id = ANY(ended_ids))
+            ) AS at_destination,
+            (SELECT count(*) FROM flights f
+                WHERE f.site_id = b.site_id AND f.expires_at >= claim_at
+                    AND NOT (f.owner = claim_owner AND f.delivery_id = ANY(ended_ids))
+            ) AS at_site
+        FROM busy b LEFT JOIN destinations d ON d.origin = b.destination
+        OFFSET 0
+    ), eligible AS (
+        SELECT c.*,
+            -- Its place in its site's round: the site's longest unserved webhook is 1.
+            row_number() OVER (
+                PARTITION BY c.site_id ORDER BY c.claimed_at NULLS FIRST, c.id) AS turn
+        FROM counted c
+        WHERE c.in_flight < c.max_concurrency
+            AND c.at_site < site_cap
+            -- Not paused by a Retry-After, and its breaker closed or due a probe.
+            AND (c.origin IS NULL OR (
+                (c.paused_until IS NULL OR c.paused_until <= claim_at)
+                AND (c.state = 'closed' OR c.next_probe_at <= claim_at)))
+            -- Room at its destination (a probe is one call whatever the limit).
+            AND (c.state <> 'closed'
+                OR c.at_destination < destination_cap
+                    AND (c.concurrency IS NULL OR c.concurrency >= limit_ceiling
+                        OR c.at_destination < c.concurrency))
+    )
+    SELECT e.id::text, e.site_id::text, e.destination::text, e.max_concurrency,
+        e.claimed_at, e.in_flight, e.at_destination, e.at_site, e.state::text,
+        e.concurrency
+    FROM eligible e
+    ORDER BY e.turn, e.claimed_at NULLS FIRST, e.id
+    LIMIT max_webhooks;
+END
+$$
+"""
+
+CLAIM_SIGNATURE = (
+    "docuhooks_claim(text, text[], text[], text[], integer[], boolean[], integer, integer,"
+    " integer, boolean, timestamptz, timestamptz, interval)"
+)
+_JOINED = "                FROM chosen WHERE d.id = chosen.id\n"
+_BY_ID = "                WHERE d.id = ANY(ARRAY(SELECT chosen.id FROM chosen))\n"
+
+
+def _claim_of_0019() -> str:
+    """`docuhooks_claim` as migration 0019 wrote it."""
+    path = Path(__file__).with_name("0019_claim_in_one_call.py")
+    spec = importlib.util.spec_from_file_location("migration_0019", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    function: str = module._FUNCTION
+    assert function.count(_JOINED) == 1
+    return function
+
+
+def claim_function() -> str:
+    """`docuhooks_claim` with its lease by id, and its settings stated."""
+    return (
+        _claim_of_0019()
+        .replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+        .replace(_JOINED, _BY_ID)
+        .replace("LANGUAGE plpgsql VOLATILE AS $$", f"LANGUAGE plpgsql VOLATILE{SETTINGS}AS $$")
+    )
+
+
+#: Webhooks per delivery, for plans made without a webhook's id: one per hundred.
+N_DISTINCT = -0.01
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    op.execute(CANDIDATES)
+    op.execute(claim_function())
+    op.execute(f"ALTER TABLE deliveries ALTER COLUMN webhook_id SET (n_distinct = {N_DISTINCT})")
+    analyzed = bind.exec_driver_sql(
+        "SELECT 1 FROM pg_stats WHERE schemaname = current_schema()"
+        " AND tablename = 'deliveries' AND attname = 'webhook_id'"
+    ).first()
+    if analyzed is not None:
+        # The setting counts from the column's next ANALYZE, which samples it quickly.
+        op.execute("ANALYZE deliveries (webhook_id)")
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.execute(
+        _claim_of_0019()
+        .replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+        .replace("LANGUAGE plpgsql VOLATILE AS $$", f"LANGUAGE plpgsql VOLATILE{SETTINGS}AS $$")
+    )
+    op.execute(f"DROP FUNCTION {CANDIDATES_SIGNATURE}")
+    op.execute("ALTER TABLE deliveries ALTER COLUMN webhook_id RESET (n_distinct)")
