@@ -23,11 +23,13 @@ and everything a `/metrics` scrape reads (`metrics.refresh_queue_gauges`, with t
 per-webhook series). Each call runs 8 times (rolled back each time); the time of the first
 run and the median of the last three are printed: asyncpg prepares every statement, and from
 the sixth run PostgreSQL may execute a prepared statement with a *generic* plan, made
-without the parameters' values. Every statement of the last run is captured (SQLite: the
+without the parameters' values. A ninth run, untimed, captures every statement (SQLite: the
 driver's trace callback, with the parameters filled in; PostgreSQL: SQLAlchemy's cursor
-event) and printed with its plan: SQLite's `EXPLAIN QUERY PLAN`, and PostgreSQL's generic
+event), printed with its plan: SQLite's `EXPLAIN QUERY PLAN`, and PostgreSQL's generic
 plan (`PREPARE` and `EXPLAIN EXECUTE` under `plan_cache_mode = force_generic_plan`, the
-worst a prepared statement can settle on). PostgreSQL is `VACUUM ANALYZE`d first, as
+worst a prepared statement can settle on); on PostgreSQL it also prints, through
+`auto_explain`, the plan of each statement the claim's functions run on the server (marked
+"in" the function), the plans they keep. PostgreSQL is `VACUUM ANALYZE`d first, as
 autovacuum would (`--unanalyzed` leaves its statistics empty, as on a new installation
 whose autovacuum has not yet caught up with a burst); SQLite is left without statistics, as
 docuhooks leaves it.
@@ -409,23 +411,26 @@ RUNS = 8
 
 
 async def run(db: Database, title: str, call: Callable[[AsyncConnection], Awaitable[Any]]) -> None:
-    """Run `call` `RUNS` times on one connection, each in a transaction rolled back; print
-    the times and the statements of the last run with their plans."""
+    """Run `call` `RUNS` times on one connection, each in a transaction rolled back, then
+    once more to capture its statements; print the times and the statements with their
+    plans (on PostgreSQL, those the functions run too)."""
     capture = Capture(db)
     took = []
     nested: list[tuple[str, str]] = []
     async with db.engine.connect() as conn:
         capture.attach(conn)
-        for attempt in range(RUNS):
-            await conn.begin()
-            capture.on = attempt == RUNS - 1
+        for attempt in range(RUNS + 1):
+            # The last run, untimed, captures the statements and the functions' plans.
+            capture.on = attempt == RUNS
             if capture.on and db.dialect == "postgresql":
                 await _explain_nested(conn, nested)
+            await conn.begin()
             started = time.perf_counter()
             await call(conn)
             took.append((time.perf_counter() - started) * 1000)
             capture.on = False
             await conn.rollback()
+        took.pop()
         if nested or db.dialect == "postgresql":
             raw = await conn.get_raw_connection()
             await raw.driver_connection.execute("RESET ALL")  # type: ignore[union-attr]

@@ -160,7 +160,7 @@ async def claim(
             ended=ended,
         )
     await forget_flights(conn, owner=owner, delivery_ids=list(ended))
-    candidates = await _candidates(conn, now, limit, caps, owner, None)
+    candidates = await _candidates(conn, now, limit, caps, owner, ended)
     if not candidates:
         return []
     alone = _alone(candidates, limit)
@@ -286,7 +286,7 @@ async def _candidates(
     limit: int,
     caps: Caps,
     owner: str,
-    ended: Sequence[str] | None,
+    ended: Sequence[str],
 ) -> list[_Candidate]:
     params = {
         "now": now,
@@ -295,12 +295,13 @@ async def _candidates(
         "destination_cap": caps.destination,
         "ceiling": caps.ceiling,
     }
-    if ended is None:
-        rows = await _CANDIDATES.all(conn, params)
-    else:
-        rows = await _CANDIDATES_NOT_ENDED.all(
+    if conn.dialect.name == "postgresql":
+        # The calls `ended` are left out of the counts: their rows go in the claim's call.
+        rows = await _CANDIDATES_ON_POSTGRESQL.all(
             conn, params | {"owner": owner, "ended": list(ended)}
         )
+    else:
+        rows = await _CANDIDATES.all(conn, params)  # the ended calls' rows are gone already
     return [
         _Candidate(
             webhook_id=row.id,
@@ -688,7 +689,7 @@ def _lease_by_webhook(dialect: str) -> Prepared:
 
 
 _CANDIDATES = Prepared(_candidates_statement())
-_CANDIDATES_NOT_ENDED = Prepared(_candidates_of_postgresql())
+_CANDIDATES_ON_POSTGRESQL = Prepared(_candidates_of_postgresql())
 _CLAIM = Prepared(_claim_statement())
 _CLAIM_AND_READ = Prepared(_claim_and_read_statement())
 #: `docuhooks_jobs` (migration 0024): the leased deliveries' jobs as one JSON text.
