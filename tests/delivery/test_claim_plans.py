@@ -114,7 +114,7 @@ def _candidates_in_docuhooks_candidates() -> tuple[str, tuple[str, ...]]:
         assert replaced, variable
     settings = tuple(
         line.removeprefix("SET ").strip()
-        for line in module.SETTINGS.strip().splitlines()
+        for line in module.CANDIDATES_SETTINGS.strip().splitlines()
         if "plan_cache_mode" not in line
     )
     return sql, settings

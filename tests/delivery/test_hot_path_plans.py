@@ -54,6 +54,14 @@ BACKLOG = 10_000
 async def hooks(ctx: AppContext, site: SiteUsers) -> tuple[str, str]:
     """A webhook with `DUE` due deliveries and a neighbour with an older backlog, their
     tables never analyzed."""
+    return await busy_webhooks(ctx, site, due=DUE, backlog=BACKLOG)
+
+
+async def busy_webhooks(
+    ctx: AppContext, site: SiteUsers, *, due: int, backlog: int
+) -> tuple[str, str]:
+    """A webhook with `due` due deliveries and a neighbour with `backlog` older ones, their
+    tables never analyzed."""
     hook, _ = await make_webhook(ctx, site, "https://receiver.example/hook", maxConcurrency=100)
     neighbour, _ = await make_webhook(ctx, site, "https://neighbour.example/hook")
     async with ctx.db.transaction() as conn:
@@ -65,7 +73,7 @@ async def hooks(ctx: AppContext, site: SiteUsers) -> tuple[str, str]:
             conn,
             site_id=site.site_id,
             hook=hook,
-            n=DUE,
+            n=due,
             prefix="d",
             since=timedelta(hours=1),
             step=timedelta(milliseconds=1),
@@ -76,7 +84,7 @@ async def hooks(ctx: AppContext, site: SiteUsers) -> tuple[str, str]:
             conn,
             site_id=site.site_id,
             hook=neighbour,
-            n=BACKLOG,
+            n=backlog,
             prefix="n",
             since=timedelta(hours=2),
             step=timedelta(milliseconds=1),
@@ -151,14 +159,17 @@ async def test_the_claim_and_the_recorder_read_deliveries_and_flights_by_key(
 
 @pytest.mark.parametrize("analyzed", [False, True], ids=["unanalyzed", "analyzed"])
 @pytest.mark.parametrize("idle", [0, 300], ids=["two_webhooks", "300_more"])
+@pytest.mark.parametrize("pending", [(500, 500), (DUE, BACKLOG)], ids=["1000", "13000"])
 async def test_the_candidates_ask_each_webhook_s_own_index(
-    ctx: AppContext, site: SiteUsers, hooks: tuple[str, str], idle: int, analyzed: bool
+    ctx: AppContext, site: SiteUsers, idle: int, analyzed: bool, pending: tuple[int, int]
 ) -> None:
-    """Whatever the statistics say and however many webhooks there are, the candidates ask
-    each active webhook's partial index for one due delivery: they never read the due
-    deliveries of the whole installation (on tables taken for small), nor walk them in time
-    order hoping to meet the webhook's early (on a backlog the statistics show)."""
-    hook, neighbour = hooks
+    """Whatever the statistics say, and however many webhooks and deliveries there are, the
+    candidates ask each active webhook's partial index for one due delivery: they never
+    read the due deliveries of the whole installation (on tables taken for small), nor walk
+    them in time order hoping to meet the webhook's early (with statistics that show a few
+    webhooks holding every delivery), nor walk a webhook's settled ones."""
+    due, backlog = pending
+    hook, neighbour = await busy_webhooks(ctx, site, due=due, backlog=backlog)
     async with ctx.db.transaction() as conn:
         # Webhooks with nothing due, as most are most of the time: a copy of the neighbour.
         columns = [c.name for c in schema.webhooks.columns if c.name not in ("id", "name")]
@@ -269,6 +280,10 @@ async def test_the_functions_run_with_sequential_scans_and_jit_off_and_plans_kep
         "docuhooks_record_successes",
     }
     assert all(expected <= set(config or []) for config in settings.values()), settings
+    # Only the webhook's partial index gives the candidates' probe its order without a sort.
+    assert {"enable_sort=off", "enable_incremental_sort=off"} <= set(
+        settings["docuhooks_candidates"] or []
+    )
 
 
 def _success(job: Any, site_id: str, now: Any) -> recorder_queries.Success:

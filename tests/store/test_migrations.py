@@ -3,7 +3,6 @@ so a table or column added to one and not the other is caught here, not in produ
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -11,8 +10,6 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from tests.delivery.delivery_support import event_in_bulk, make_webhook, pending_in_bulk
-from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.store.database import alembic_config
@@ -99,43 +96,3 @@ async def test_deliveries_pages_keep_room_for_the_claims_update_on_postgres(
 
     indexed = {column.name for index in deliveries.indexes for column in index.columns}
     assert not indexed & {"lease_owner", "lease_expires_at"}
-
-
-@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-async def test_an_analyzed_deliveries_table_takes_the_webhooks_estimate_at_the_upgrade(
-    ctx: AppContext, site: SiteUsers
-) -> None:
-    """Migration 0025 declares a webhook per hundred deliveries, for plans made without a
-    webhook's id; on a database that already has statistics it analyzes the column, so the
-    claim's probe uses the webhook's own index from the upgrade on, not from autovacuum's
-    next round."""
-    from alembic import command
-
-    hooks = [(await make_webhook(ctx, site, f"https://receiver.example/{n}"))[0] for n in range(2)]
-
-    def downgrade(connection: sa.Connection) -> None:
-        command.downgrade(alembic_config(connection), "0024")
-
-    def upgrade(connection: sa.Connection) -> None:
-        command.upgrade(alembic_config(connection), "head")
-
-    statistic = sa.text(
-        "SELECT n_distinct FROM pg_stats WHERE tablename = 'deliveries' AND attname = 'webhook_id'"
-    )
-    async with ctx.db.engine.begin() as conn:
-        await conn.run_sync(downgrade)
-        await event_in_bulk(conn, site.site_id)
-        for n, hook in enumerate(hooks):
-            await pending_in_bulk(
-                conn,
-                site_id=site.site_id,
-                hook=hook,
-                n=500,
-                prefix=f"d{n}-",
-                since=timedelta(hours=1),
-                step=timedelta(seconds=1),
-            )
-        await conn.execute(sa.text("ANALYZE deliveries"))
-        assert (await conn.execute(statistic)).scalar_one() == 2  # two webhooks, as sampled
-        await conn.run_sync(upgrade)
-        assert (await conn.execute(statistic)).scalar_one() == pytest.approx(-0.01)

@@ -7,23 +7,21 @@ got at a few thousand due deliveries cost a claim milliseconds:
   analyzed (a new installation, or a burst autovacuum has not caught up with), the planner
   took `deliveries` for a small table: it read every due delivery, sorted them and kept one
   per webhook, 3.3 ms a claim at 5,000 due (and 0.4–0.6 s at a million), instead of asking
-  each webhook's partial index for one. `docuhooks_candidates` runs the query with
-  `docuhooks_claim`'s settings (sequential scans and JIT off, one plan per statement kept
-  for the connection), and asks each active webhook for a due delivery in a probe fenced
-  off with `OFFSET 0`, which PostgreSQL never turns into a join: one descent of
-  `ix_deliveries_webhook_due` per active webhook. It then counts the calls in flight (each
-  count once) for the webhooks that have due work only.
-
-  Once the table is analyzed, one more thing decides that probe's plan. Made without the
-  parameters' values, a plan expects each webhook to hold one in `n_distinct` of the rows;
-  where two webhooks had all the deliveries, beside 300 with none, the probe walked every
-  due delivery in time order for each idle webhook, expecting one of its own every other
-  row (0.56 s a claim). `deliveries.webhook_id` is now declared to have a webhook per
-  hundred rows (`n_distinct = -0.01`, which `ANALYZE` keeps; one per thousand still lost
-  the test of two webhooks): a webhook's own index is then the cheap way to its rows in
-  every plan made without its id, and plans made with it still go by the webhooks'
-  sampled frequencies. A database that already has statistics is analyzed for that column
-  at once.
+  each webhook's partial index for one. `docuhooks_candidates` asks each active webhook for
+  its first due delivery in the order of `ix_deliveries_webhook_due` (`webhook_id`,
+  `next_attempt_at`, `id`), in a probe fenced off with `OFFSET 0` (which PostgreSQL never
+  turns into a join), and runs with sorts off as well as `docuhooks_claim`'s settings
+  (sequential scans and JIT off, one plan per statement kept for the connection). Only that
+  index gives the probe its order without a sort, so it is the probe's plan whatever the
+  statistics say: one descent per active webhook. Without the order, the fenced probe's
+  kept plan followed the statistics: with two webhooks holding every delivery beside 300
+  idle ones, it walked every due delivery in time order (`ix_deliveries_due`) for each idle
+  webhook, expecting one of its own every other row (0.56 s a claim), and declaring more
+  webhooks to the planner (`n_distinct`) only moved the failure to other table sizes and
+  indexes. The query then counts the calls in flight (each count once) for the webhooks
+  with due work only. (The sorts the query needs, for its round and its order, are made
+  all the same: setting `enable_sort` off only makes the planner avoid one where a plan
+  without it exists.)
 - **The lease** in `docuhooks_claim` (0019). Its `UPDATE` joined the chosen deliveries to
   `deliveries` by id; once analyzed at about 10,000 rows, the kept plan was a merge join
   that read the whole primary key (4,800 entries for a share of 64: 4.8 ms instead of 2.3).
@@ -59,6 +57,9 @@ SET jit = off
 SET plan_cache_mode = force_generic_plan
 """
 
+#: `docuhooks_candidates`' settings: the probe's order keeps it on the webhook's index.
+CANDIDATES_SETTINGS = SETTINGS + "SET enable_sort = off\nSET enable_incremental_sort = off\n"
+
 CANDIDATES_SIGNATURE = (
     "docuhooks_candidates(timestamptz, integer, integer, integer, integer, text, text[])"
 )
@@ -73,13 +74,13 @@ CREATE FUNCTION docuhooks_candidates(
     state text, concurrency integer
 )
 LANGUAGE plpgsql STABLE
-{SETTINGS}
-AS $$
+{CANDIDATES_SETTINGS}AS $$
 BEGIN
     RETURN QUERY
     WITH busy AS MATERIALIZED (
         -- Active webhooks with a due delivery no worker holds: one descent of the
-        -- webhook's partial index each (OFFSET 0 keeps the probe a probe).
+        -- webhook's partial index each. OFFSET 0 keeps the probe a probe, and its order,
+        -- with sorts off, keeps it on that index.
         SELECT w.id, w.site_id, w.destination, w.max_concurrency, w.claimed_at
         FROM webhooks w
         WHERE w.active AND w.suspended_at IS NULL
@@ -88,6 +89,7 @@ BEGIN
                 WHERE due.webhook_id = w.id AND due.status = 'pending'
                     AND due.next_attempt_at <= claim_at
                     AND (due.lease_expires_at IS NULL OR due.lease_expires_at < claim_at)
+                ORDER BY due.webhook_id, due.next_attempt_at, due.id
                 OFFSET 0)
     ), counted AS (
         -- Calls in flight across all workers, but those of `claim_owner` that have ended
@@ -165,24 +167,11 @@ def claim_function() -> str:
     )
 
 
-#: Webhooks per delivery, for plans made without a webhook's id: one per hundred.
-N_DISTINCT = -0.01
-
-
 def upgrade() -> None:
-    bind = op.get_bind()
-    if bind.dialect.name != "postgresql":
+    if op.get_bind().dialect.name != "postgresql":
         return
     op.execute(CANDIDATES)
     op.execute(claim_function())
-    op.execute(f"ALTER TABLE deliveries ALTER COLUMN webhook_id SET (n_distinct = {N_DISTINCT})")
-    analyzed = bind.exec_driver_sql(
-        "SELECT 1 FROM pg_stats WHERE schemaname = current_schema()"
-        " AND tablename = 'deliveries' AND attname = 'webhook_id'"
-    ).first()
-    if analyzed is not None:
-        # The setting counts from the column's next ANALYZE, which samples it quickly.
-        op.execute("ANALYZE deliveries (webhook_id)")
 
 
 def downgrade() -> None:
@@ -194,4 +183,3 @@ def downgrade() -> None:
         .replace("LANGUAGE plpgsql VOLATILE AS $$", f"LANGUAGE plpgsql VOLATILE{SETTINGS}AS $$")
     )
     op.execute(f"DROP FUNCTION {CANDIDATES_SIGNATURE}")
-    op.execute("ALTER TABLE deliveries ALTER COLUMN webhook_id RESET (n_distinct)")
