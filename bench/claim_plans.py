@@ -17,7 +17,7 @@ bulk (SQLite: `executemany` on the driver; PostgreSQL: `INSERT … SELECT` from
 - E (site 1): the settled history: `--settled` succeeded deliveries, and one pending
   delivery scheduled for later (nothing due), as most webhooks are most of the time.
 
-Then it runs the real code: one `claims.claim` (limit 100, rolled back), `forget_flights`,
+Then it runs the real code: one `claims.claim` (limit 100, rolled back), `calls_in_flight.forget`,
 `health.of_webhooks` for the four webhooks (as `GET /webhooks/{id}` and the list read them),
 and everything a `/metrics` scrape reads (`metrics.refresh_queue_gauges`, with the
 per-webhook series). Each call runs 8 times (rolled back each time); the time of the first
@@ -57,7 +57,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.destinations import destination_of
-from docuhooks.delivery import claims, health, metrics
+from docuhooks.delivery import calls_in_flight, claims, health, metrics
 from docuhooks.store.database import Database
 from docuhooks.store.prepared import Prepared
 from docuhooks.store.prepared import _values as prepared_values
@@ -517,7 +517,7 @@ async def plans(kind: str, pending: int, settled: int, *, analyze: bool = True) 
                 said["claim"] = f"claimed {len(jobs)}: {dict(sorted(taken.items()))}"
 
             async def forget(conn: AsyncConnection) -> None:
-                await claims.forget_flights(conn, owner="plans", delivery_ids=["x", "y"])
+                await calls_in_flight.forget(conn, owner="plans", delivery_ids=["x", "y"])
 
             async def one_webhook(conn: AsyncConnection) -> None:
                 row = (
@@ -544,7 +544,7 @@ async def plans(kind: str, pending: int, settled: int, *, analyze: bool = True) 
 
             await run(db, "claim (limit 100)", claim)
             print(f"\n{said['claim']}")
-            await run(db, "forget_flights", forget)
+            await run(db, "calls_in_flight.forget", forget)
             await run(db, "GET /webhooks/{id}: health", one_webhook)
             print(f"\n{said['health']}")
             await run(db, "the webhook list: health of a page", page)

@@ -16,7 +16,7 @@ from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.core.clock import FakeClock
-from docuhooks.delivery import claims
+from docuhooks.delivery import claim_statements, claims
 from docuhooks.delivery.queries import Job
 from docuhooks.delivery.worker import Worker, WorkerOptions
 
@@ -104,7 +104,11 @@ async def test_on_sqlite_a_claim_reads_the_webhooks_own_due_index(
     delivery of every webhook (`ix_deliveries_due`), a cost that grew with a dead
     receiver's backlog."""
     await make_webhook(ctx, site, URL)
-    built = claims._CANDIDATES if statement == "candidates" else claims._lease_by_webhook("sqlite")
+    built = (
+        claim_statements.CANDIDATES
+        if statement == "candidates"
+        else claim_statements.lease_by_webhook("sqlite")
+    )
     details = await _sqlite_plan(ctx, built.statement)
     assert "ix_deliveries_webhook_due" in details, details
     assert "ix_deliveries_due " not in details, details
@@ -118,7 +122,7 @@ async def test_on_sqlite_the_ordered_delivery_rule_reads_the_pending_ordered_ind
     `ix_deliveries_ordering`, which holds pending ordered deliveries only: the rule states
     its predicate (the status as a literal, and an equal `ordering_key`)."""
     await make_webhook(ctx, site, URL, orderedDelivery=True)
-    details = await _sqlite_plan(ctx, claims._lease_by_webhook("sqlite").statement)
+    details = await _sqlite_plan(ctx, claim_statements.lease_by_webhook("sqlite").statement)
     assert "SEARCH earlier USING INDEX ix_deliveries_ordering" in details, details
 
 
@@ -163,9 +167,9 @@ def _delivery_statements() -> list[tuple[str, sa.ClauseElement]]:
     from docuhooks.delivery.queries import ByIds
     from docuhooks.store.prepared import Prepared
 
-    lease = claims._lease_by_webhook("sqlite").statement
+    lease = claim_statements.lease_by_webhook("sqlite").statement
     assert isinstance(lease, sa.ClauseElement)
-    found: list[tuple[str, sa.ClauseElement]] = [("claims._lease_by_webhook", lease)]
+    found: list[tuple[str, sa.ClauseElement]] = [("claim_statements.lease_by_webhook", lease)]
     for info in pkgutil.iter_modules(docuhooks.delivery.__path__):
         module = importlib.import_module(f"docuhooks.delivery.{info.name}")
         for name, value in vars(module).items():

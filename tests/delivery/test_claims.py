@@ -17,7 +17,7 @@ from tests.support import SiteUsers
 from docuhooks.context import AppContext
 from docuhooks.core.clock import FakeClock
 from docuhooks.core.destinations import BreakerState, destination_of
-from docuhooks.delivery import claims, outbox, queries
+from docuhooks.delivery import calls_in_flight, claims, outbox, queries
 from docuhooks.delivery.queries import Job
 from docuhooks.settings import Settings, SettingsError
 from docuhooks.store.schema import deliveries, destinations, flights, sites, webhooks
@@ -109,7 +109,7 @@ async def test_a_webhook_at_its_limit_is_not_a_candidate_and_others_are_claimed_
     # One call's outcome is written: room for exactly one more.
     done = next(job for job in first if job.webhook.id == busy)
     async with ctx.db.transaction() as conn:
-        await claims.forget_flights(conn, owner="w1", delivery_ids=[done.delivery_id])
+        await calls_in_flight.forget(conn, owner="w1", delivery_ids=[done.delivery_id])
     assert by_hook(await claim(ctx, clock, "w2")) == {busy: 1}
 
 
@@ -300,7 +300,7 @@ def by_site(jobs: list[Job]) -> dict[str, int]:
 
 async def forget(ctx: AppContext, owner: str, jobs: list[Job]) -> None:
     async with ctx.db.transaction() as conn:
-        await claims.forget_flights(conn, owner=owner, delivery_ids=[j.delivery_id for j in jobs])
+        await calls_in_flight.forget(conn, owner=owner, delivery_ids=[j.delivery_id for j in jobs])
 
 
 async def test_a_destination_with_no_stored_state_is_held_to_the_destination_cap(

@@ -46,6 +46,9 @@ holds more than the cap, as each sees its own calls: so its senders never wait f
 its pool's connections. On SQLite a claim is a write transaction, one at a time.
 
 Deliveries left unclaimed stay in the store, holding no sender, connection or memory.
+
+The statements are built once in `delivery.claim_statements`; the `flights` rows are
+written and deleted by `delivery.calls_in_flight`.
 """
 
 from __future__ import annotations
@@ -57,20 +60,18 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.destinations import MAX_CONCURRENCY, BreakerState
-from docuhooks.delivery import queries
+from docuhooks.delivery import calls_in_flight, queries
+from docuhooks.delivery import claim_statements as statements
 from docuhooks.delivery.queries import Job
 from docuhooks.settings import Settings, SettingsError
-from docuhooks.store.prepared import Prepared, is_autocommit
-from docuhooks.store.schema import deliveries, destinations, flights, webhooks
+from docuhooks.store.prepared import is_autocommit
+from docuhooks.store.schema import destinations
 
-__all__ = ["Caps", "claim", "forget_flights", "record_flights"]
+__all__ = ["Caps", "claim"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +160,7 @@ async def claim(
             caps=caps,
             ended=ended,
         )
-    await forget_flights(conn, owner=owner, delivery_ids=list(ended))
+    await calls_in_flight.forget(conn, owner=owner, delivery_ids=list(ended))
     candidates = await _candidates(conn, now, limit, caps, owner, ended)
     if not candidates:
         return []
@@ -172,7 +173,7 @@ async def claim(
         functools.partial(_take_probe_turn, conn, now=now, probe_interval=probe_interval),
     )
     leased: list[str] = []
-    lease_statement = _lease_by_webhook(conn.dialect.name)
+    lease_statement = statements.lease_by_webhook(conn.dialect.name)
     for candidate, share in shares:
         rows = await lease_statement.all(
             conn,
@@ -191,11 +192,11 @@ async def claim(
     # another candidate of this claim) keeps its place, so that room alternates.
     served = [candidate.webhook_id for candidate, _ in shares]
     if served and not alone:
-        await _SERVED.execute(conn, {"ids": served, "now": now})
+        await statements.SERVED.execute(conn, {"ids": served, "now": now})
     if not leased:
         return []
     jobs = await queries.load_jobs(conn, leased)
-    await record_flights(conn, jobs, owner=owner, until=until)
+    await calls_in_flight.record(conn, jobs, owner=owner, until=until)
     return jobs
 
 
@@ -259,14 +260,14 @@ async def _claim_on_postgresql(
         "probe_interval": probe_interval,
     }
     if is_autocommit(conn):
-        (row,) = await _CLAIM_AND_READ.all(conn, params)
+        (row,) = await statements.CLAIM_AND_READ.all(conn, params)
         leased: list[str] = row.leased or []
         text = row.jobs
     else:
         # The procedure's commit cannot end a caller's transaction (behind PgBouncer in
         # transaction pooling, `Database.autocommit` is one): the two functions it calls.
-        leased = [row.id for row in await _CLAIM.all(conn, params)]
-        text = (await _READ_JOBS.all(conn, {"ids": leased}))[0][0] if leased else None
+        leased = [row.id for row in await statements.CLAIM.all(conn, params)]
+        text = (await statements.READ_JOBS.all(conn, {"ids": leased}))[0][0] if leased else None
     if not leased:
         return []
     try:
@@ -297,11 +298,12 @@ async def _candidates(
     }
     if conn.dialect.name == "postgresql":
         # The calls `ended` are left out of the counts: their rows go in the claim's call.
-        rows = await _CANDIDATES_ON_POSTGRESQL.all(
+        rows = await statements.CANDIDATES_ON_POSTGRESQL.all(
             conn, params | {"owner": owner, "ended": list(ended)}
         )
     else:
-        rows = await _CANDIDATES.all(conn, params)  # the ended calls' rows are gone already
+        # The ended calls' rows are gone already (`claim`).
+        rows = await statements.CANDIDATES.all(conn, params)
     return [
         _Candidate(
             webhook_id=row.id,
@@ -407,304 +409,3 @@ async def _take_probe_turn(
         )
     )
     return result.rowcount == 1
-
-
-# --- flights: the calls in flight ------------------------------------------------------------
-
-
-async def record_flights(
-    conn: AsyncConnection, jobs: Sequence[Job], *, owner: str, until: datetime
-) -> None:
-    """Write a `flights` row for each job just leased (replacing a dead worker's)."""
-    if not jobs:
-        return
-    if conn.dialect.name == "sqlite":
-        # One statement that reads each row's webhook, site and destination from the store
-        # (this transaction's, as the jobs were loaded), rather than a row of parameters
-        # per job, each converted for the driver.
-        await _FLIGHTS_OF.execute(
-            conn, {"ids": [job.delivery_id for job in jobs], "owner": owner, "until": until}
-        )
-        return
-    rows = [
-        {
-            "delivery_id": job.delivery_id,
-            "webhook_id": job.webhook.id,
-            "site_id": job.webhook.site_id,
-            "destination": job.webhook.destination,
-            "owner": owner,
-            "expires_at": until,
-        }
-        for job in jobs
-    ]
-    await _upsert_flights(conn.dialect.name).executemany(conn, rows)
-
-
-async def forget_flights(conn: AsyncConnection, *, owner: str, delivery_ids: list[str]) -> None:
-    """The calls of these deliveries have ended (their outcomes may not be written yet):
-    they are no longer in flight."""
-    if delivery_ids:
-        await _FORGET.execute(conn, {"ids": delivery_ids, "owner": owner})
-
-
-@functools.cache
-def _upsert_flights(dialect: str) -> Prepared:
-    insert: Any = postgresql.insert(flights) if dialect == "postgresql" else sqlite.insert(flights)
-    return Prepared(
-        insert.on_conflict_do_update(
-            index_elements=[flights.c.delivery_id],
-            set_={
-                "owner": insert.excluded.owner,
-                "expires_at": insert.excluded.expires_at,
-                "webhook_id": insert.excluded.webhook_id,
-                "site_id": insert.excluded.site_id,
-                "destination": insert.excluded.destination,
-            },
-        )
-    )
-
-
-def _flights_of(ids_in: Any) -> sa.Insert:
-    """The `flights` rows of the deliveries `ids_in` picks, leased to "owner" until "until"."""
-    insert = sqlite.insert(flights).from_select(
-        ["delivery_id", "webhook_id", "site_id", "destination", "owner", "expires_at"],
-        sa.select(
-            deliveries.c.id,
-            webhooks.c.id,
-            webhooks.c.site_id,
-            webhooks.c.destination,
-            sa.bindparam("owner", type_=flights.c.owner.type),
-            sa.bindparam("until", type_=flights.c.expires_at.type),
-        )
-        .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
-        .where(ids_in(deliveries.c.id)),
-    )
-    return insert.on_conflict_do_update(
-        index_elements=[flights.c.delivery_id],
-        set_={
-            name: getattr(insert.excluded, name)
-            for name in ("owner", "expires_at", "webhook_id", "site_id", "destination")
-        },
-    )
-
-
-# --- statements, built once ---------------------------------------------------------------------
-
-
-def _in_flight(live: sa.ColumnElement[bool]) -> sa.ScalarSelect[int]:
-    return (
-        sa.select(sa.func.count())
-        .select_from(flights)
-        .where(flights.c.webhook_id == webhooks.c.id, live)
-        .scalar_subquery()
-    )
-
-
-def _counted(where: sa.ColumnElement[bool]) -> sa.ScalarSelect[int]:
-    return sa.select(sa.func.count()).select_from(flights).where(where).scalar_subquery()
-
-
-def _candidates_statement() -> sa.Select[Any]:
-    """The candidates, with the calls in flight each counts (SQLite; PostgreSQL's are
-    `docuhooks_candidates`, migration 0025, the same query planned without statistics)."""
-    now: sa.BindParameter[datetime] = sa.bindparam("now")
-    live = flights.c.expires_at >= now
-    in_flight = _in_flight(live)
-    at_destination = _counted(sa.and_(flights.c.destination == webhooks.c.destination, live))
-    at_site = _counted(sa.and_(flights.c.site_id == webhooks.c.site_id, live))
-    # A destination at its limit has no room for any of its webhooks, nor a site at its cap
-    # for any of its own: they are not candidates, or many webhooks on one throttled host (or
-    # of one busy site) would fill every claim's list and leave other webhooks waiting. The
-    # limit is the cap, or the adaptive limit when that is lower. (A probe is one call
-    # whatever the limit.)
-    room_at_destination = sa.or_(
-        destinations.c.state != BreakerState.CLOSED.value,
-        sa.and_(
-            at_destination < sa.bindparam("destination_cap"),
-            sa.or_(
-                destinations.c.concurrency.is_(None),
-                destinations.c.concurrency >= sa.bindparam("ceiling"),
-                at_destination < destinations.c.concurrency,
-            ),
-        ),
-    )
-    # SQLite probes each webhook's partial index for it (`EXPLAIN QUERY PLAN` in
-    # docs/operations.md). PostgreSQL's planner, left to its statistics, did not always:
-    # see `docuhooks_candidates` (migration 0025), which it runs instead.
-    has_due = sa.exists().where(
-        deliveries.c.webhook_id == webhooks.c.id,
-        queries.is_pending(),
-        deliveries.c.next_attempt_at <= now,
-        queries.unleased(now),
-    )
-    open_to_calls = sa.or_(
-        destinations.c.origin.is_(None),
-        sa.and_(
-            sa.or_(destinations.c.paused_until.is_(None), destinations.c.paused_until <= now),
-            sa.or_(
-                destinations.c.state == BreakerState.CLOSED.value,
-                destinations.c.next_probe_at <= now,
-            ),
-        ),
-    )
-    served = (webhooks.c.claimed_at.nulls_first(), webhooks.c.id)
-    eligible = (
-        sa.select(
-            webhooks.c.id,
-            webhooks.c.site_id,
-            webhooks.c.destination,
-            webhooks.c.max_concurrency,
-            webhooks.c.claimed_at,
-            in_flight.label("in_flight"),
-            at_destination.label("at_destination"),
-            at_site.label("at_site"),
-            destinations.c.state,
-            destinations.c.concurrency,
-            # Its place in its site's round: the site's longest unserved webhook is 1.
-            sa.func.row_number()
-            .over(partition_by=webhooks.c.site_id, order_by=served)
-            .label("turn"),
-        )
-        .select_from(
-            webhooks.outerjoin(destinations, destinations.c.origin == webhooks.c.destination)
-        )
-        .where(
-            webhooks.c.active.is_(True),
-            webhooks.c.suspended_at.is_(None),
-            open_to_calls,
-            room_at_destination,
-            at_site < sa.bindparam("site_cap"),
-            has_due,
-            in_flight < webhooks.c.max_concurrency,
-        )
-        .subquery("eligible")
-    )
-    return (
-        sa.select(eligible)
-        .order_by(eligible.c.turn, eligible.c.claimed_at.nulls_first(), eligible.c.id)
-        .limit(sa.bindparam("webhooks"))
-    )
-
-
-def _candidates_of_postgresql() -> sa.TextualSelect:
-    """PostgreSQL: the candidates, leaving out of the counts the calls "ended" of the worker
-    "owner", whose rows the claim deletes later (`docuhooks_candidates`, migration 0025)."""
-    arguments = [
-        sa.bindparam("now", type_=flights.c.expires_at.type),
-        sa.bindparam("webhooks", type_=sa.Integer),
-        sa.bindparam("site_cap", type_=sa.Integer),
-        sa.bindparam("destination_cap", type_=sa.Integer),
-        sa.bindparam("ceiling", type_=sa.Integer),
-        sa.bindparam("owner", type_=flights.c.owner.type),
-        _array("ended"),
-    ]
-    placeholders = ", ".join(f":{argument.key}" for argument in arguments)
-    return (
-        sa.text(f"SELECT * FROM docuhooks_candidates({placeholders})")
-        .bindparams(*arguments)
-        .columns(
-            sa.column("id", sa.String),
-            sa.column("site_id", sa.String),
-            sa.column("destination", sa.String),
-            sa.column("max_concurrency", sa.Integer),
-            sa.column("claimed_at", flights.c.expires_at.type),
-            sa.column("in_flight", sa.Integer),
-            sa.column("at_destination", sa.Integer),
-            sa.column("at_site", sa.Integer),
-            sa.column("state", sa.String),
-            sa.column("concurrency", sa.Integer),
-        )
-    )
-
-
-def _array(name: str) -> sa.BindParameter[Any]:
-    """A list passed as one PostgreSQL array."""
-    return sa.bindparam(name, type_=postgresql.ARRAY(sa.String))
-
-
-def _claim_arguments() -> list[Any]:
-    """`docuhooks_claim`'s arguments (migration 0019), as bound parameters."""
-
-    def array(name: str, of: Any) -> sa.BindParameter[Any]:
-        return sa.bindparam(name, type_=postgresql.ARRAY(of))
-
-    return [
-        sa.bindparam("owner", type_=flights.c.owner.type),
-        array("ended", sa.String),
-        array("sites", sa.String),
-        array("hooks", sa.String),
-        array("shares", sa.Integer),
-        array("probes", sa.Boolean),
-        sa.bindparam("site_cap", type_=sa.Integer),
-        sa.bindparam("destination_cap", type_=sa.Integer),
-        sa.bindparam("ceiling", type_=sa.Integer),
-        sa.bindparam("stamp_turns", type_=sa.Boolean),
-        sa.bindparam("now", type_=flights.c.expires_at.type),
-        sa.bindparam("until", type_=flights.c.expires_at.type),
-        sa.bindparam("probe_interval", type_=sa.Interval),
-    ]
-
-
-def _claim_statement() -> sa.Select[Any]:
-    """PostgreSQL, in a transaction: one call of `docuhooks_claim` (migration 0019), a row
-    per leased delivery's id."""
-    return sa.select(sa.func.docuhooks_claim(*_claim_arguments()).label("id"))
-
-
-def _claim_and_read_statement() -> sa.TextualSelect:
-    """PostgreSQL, outside a transaction: `CALL docuhooks_claim_and_read` (migration 0024),
-    which leases through `docuhooks_claim`, commits, and reads the jobs
-    (`docuhooks_jobs`): one row of the leased ids and the jobs' JSON."""
-    arguments = _claim_arguments()
-    placeholders = ", ".join(f":{argument.key}" for argument in arguments)
-    return (
-        sa.text(f"CALL docuhooks_claim_and_read({placeholders}, NULL, NULL)")
-        .bindparams(*arguments)
-        .columns(sa.column("leased", postgresql.ARRAY(sa.String)), sa.column("jobs", sa.Text))
-    )
-
-
-def _due_of_webhook() -> sa.Select[Any]:
-    """A webhook's ("hook") oldest "n" due deliveries a claim may take (in order, for an
-    ordered webhook), through the partial index."""
-    now: sa.BindParameter[datetime] = sa.bindparam("now")
-    return (
-        sa.select(deliveries.c.id)
-        .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
-        .where(
-            deliveries.c.webhook_id == sa.bindparam("hook"),
-            queries.is_pending(),
-            deliveries.c.next_attempt_at <= now,
-            queries.unleased(now),
-            queries.first_in_order(),
-        )
-        .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
-        .limit(sa.bindparam("n"))
-    )
-
-
-@functools.cache
-def _lease_by_webhook(dialect: str) -> Prepared:
-    return Prepared(queries.lease_statement(dialect, _due_of_webhook()))
-
-
-_CANDIDATES = Prepared(_candidates_statement())
-_CANDIDATES_ON_POSTGRESQL = Prepared(_candidates_of_postgresql())
-_CLAIM = Prepared(_claim_statement())
-_CLAIM_AND_READ = Prepared(_claim_and_read_statement())
-#: `docuhooks_jobs` (migration 0024): the leased deliveries' jobs as one JSON text.
-_READ_JOBS = Prepared(
-    sa.select(sa.func.docuhooks_jobs(sa.bindparam("ids", type_=postgresql.ARRAY(sa.String))))
-)
-_SERVED = queries.ByIds(
-    lambda ids_in: (
-        webhooks.update().where(ids_in(webhooks.c.id)).values(claimed_at=sa.bindparam("now"))
-    )
-)
-#: SQLite's form is the one used (`record_flights`).
-_FLIGHTS_OF = queries.ByIds(_flights_of)
-_FORGET = queries.ByIds(
-    lambda ids_in: flights.delete().where(
-        ids_in(flights.c.delivery_id), flights.c.owner == sa.bindparam("owner")
-    )
-)

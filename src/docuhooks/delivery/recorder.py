@@ -34,7 +34,7 @@ from docuhooks.core.destinations import BreakerPolicy, Signal, signal_of
 from docuhooks.core.retry import parse_retry_after, should_suspend
 from docuhooks.delivery import (
     attempt_log,
-    claims,
+    calls_in_flight,
     destinations,
     metrics,
     operational,
@@ -297,7 +297,7 @@ class Recorder:
         # The calls' `flights` rows after their deliveries' and webhooks' rows: the order in
         # which the heartbeat and the claim take them too (`docuhooks_claim`), so on
         # PostgreSQL no two of them each wait for the other.
-        await claims.forget_flights(
+        await calls_in_flight.forget(
             conn, owner=self._owner, delivery_ids=[item.job.delivery_id for item in batch]
         )
         announced = await self._destinations.record(

@@ -42,7 +42,14 @@ from docuhooks.core.signing import (
     redact_url,
 )
 from docuhooks.core.tracecontext import TraceContext, child_traceparent
-from docuhooks.delivery import attempt_log, claims, metrics, queries, upkeep_queries
+from docuhooks.delivery import (
+    attempt_log,
+    calls_in_flight,
+    claims,
+    metrics,
+    queries,
+    upkeep_queries,
+)
 from docuhooks.delivery.interfaces import DeliveryContext
 from docuhooks.delivery.outcome import Verdict, decide
 from docuhooks.delivery.queries import Job
@@ -434,7 +441,7 @@ class Worker:
         if now >= self._next_probe_check:
             self._next_probe_check = now + self._probe_check_every
             async with self.ctx.db.transaction(urgent=True) as conn:
-                await claims.forget_flights(conn, owner=self.id, delivery_ids=ended)
+                await calls_in_flight.forget(conn, owner=self.id, delivery_ids=ended)
                 ended = []
                 ids = await queries.claim_probes(
                     conn,
@@ -445,7 +452,7 @@ class Worker:
                     limit=limit,
                 )
                 jobs = await queries.load_jobs(conn, ids)
-                await claims.record_flights(
+                await calls_in_flight.record(
                     conn, jobs, owner=self.id, until=now + self.options.lease
                 )
         if len(jobs) < limit:

@@ -36,7 +36,7 @@ missed:
    left without room keeps its place.
 
 It returns the leased deliveries' ids. The rule for what a claim may take is the one
-`delivery.queries.first_in_order` and `delivery.claims._due_of_webhook` state for SQLite;
+`delivery.queries.first_in_order` and `delivery.claim_statements._due_of_webhook` state for SQLite;
 tests run the claim on both stores. 0018's function stays, unused, for workers of the
 previous version still running during a rolling upgrade; a later migration drops it.
 

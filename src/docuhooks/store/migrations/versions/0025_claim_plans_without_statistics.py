@@ -29,8 +29,8 @@ got at a few thousand due deliveries cost a claim milliseconds:
   `CREATE OR REPLACE` resets a function's settings, so they are stated with it.
 
 The worker calls `docuhooks_candidates` where it sent the candidates' query; SQLite keeps
-that query (`delivery.claims._candidates_statement`), and tests run both stores' claims on
-the same cases. A worker of the previous version, still running during a rolling upgrade,
+that query (`delivery.claim_statements.candidates_statement`), and tests run both stores'
+claims on the same cases. A worker of the previous version, still running during a rolling upgrade,
 sends its query and calls the replaced `docuhooks_claim`, whose arguments and results are
 unchanged.
 
