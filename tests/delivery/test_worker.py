@@ -590,6 +590,50 @@ async def test_probes_already_leased_are_sent_when_the_due_claim_fails(
         await worker.run_once()  # nothing else in hand: the failure is the claim's to report
 
 
+async def test_leases_a_claim_committed_but_never_answered_are_handed_back(
+    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim can commit its leases and lose its answer: the connection drops, or the call
+    is cancelled, after PostgreSQL's procedure has committed. The worker holds none of those
+    deliveries, and their calls count against every cap; they must not wait out the lease
+    (an hour here, which the fake clock never reaches). The next claim hands them back
+    first, and takes them again. (On SQLite the claim's transaction rolls back instead.)"""
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL)
+    ids = [
+        (await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{i}"))[1][0]
+        for i in range(3)
+    ]
+    real_claim = claims.claim
+    lost: list[str] = []
+
+    async def answer_lost(*args: Any, **kwargs: Any) -> list[queries.Job]:
+        jobs = await real_claim(*args, **kwargs)
+        if not lost and jobs:
+            lost.extend(job.delivery_id for job in jobs)
+            raise ConnectionResetError("the connection dropped after the claim committed")
+        return jobs
+
+    monkeypatch.setattr(claims, "claim", answer_lost)
+    worker, transport = worker_with(ctx, answer(200), clock, lease=timedelta(hours=1))
+    await worker.start()
+    try:
+        for _ in range(400):  # a bound on a broken worker's wait, not the property tested
+            if {(await delivery(ctx, i)).status for i in ids} == {"succeeded"}:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
+
+    assert sorted(lost) == sorted(ids), "the first claim took them all, and lost its answer"
+    assert [(await delivery(ctx, i)).status for i in ids] == ["succeeded"] * 3
+    assert sorted(sent.request.headers["X-Docuhooks-Delivery-Id"] for sent in transport.sent) == (
+        sorted(ids)
+    ), "each sent once"
+    async with ctx.db.read() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(flights))).scalar() == 0
+
+
 async def test_what_a_database_refuses_in_one_outcome_never_holds_the_others(
     ctx: AppContext, site: SiteUsers
 ) -> None:

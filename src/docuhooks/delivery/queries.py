@@ -431,6 +431,20 @@ async def release(conn: AsyncConnection, *, owner: str, delivery_ids: list[str])
     )
 
 
+async def release_unheld(conn: AsyncConnection, *, owner: str, held: list[str]) -> int:
+    """Hand back `owner`'s leases on deliveries other than `held`, and their calls'
+    `flights` rows; how many. Every lease has its `flights` row from the commit that took
+    it, and that table holds only the calls in flight, so it is the one read."""
+    rows = await conn.execute(
+        sa.select(flights.c.delivery_id).where(
+            flights.c.owner == owner, flights.c.delivery_id.not_in(held)
+        )
+    )
+    unheld = list(rows.scalars())
+    await release(conn, owner=owner, delivery_ids=unheld)
+    return len(unheld)
+
+
 #: Built once and prepared: a worker whose claim came back short (its webhooks at their
 #: limits) asks this before it waits, many times a second under load.
 _NEXT_DUE_AT = Prepared(

@@ -157,6 +157,10 @@ class Worker:
         self._claimed_in: dict[str, TraceContext] = {}
         self._probe_check_every = min(self.options.probe_interval, timedelta(seconds=1))
         self._next_probe_check = datetime.min.replace(tzinfo=UTC)
+        #: A claim failed: it may have committed leases whose answer never arrived (the
+        #: connection dropped, or the call was cancelled, after PostgreSQL's procedure
+        #: committed them). The next claim hands back what this worker leased but holds not.
+        self._claim_lost = False
         #: Room worth a claim. A claim is a write transaction whatever its size, so under
         #: load the worker waits for room for a quarter batch rather than claim per delivery.
         self._claim_at = max(1, self.options.batch_size // 4)
@@ -295,6 +299,7 @@ class Worker:
             except Exception as exc:
                 # The database is away (restart, network): keep trying at the poll interval.
                 log.warning("worker.claim_failed", worker_id=self.id, error=_describe(exc))
+                self._claim_lost = True
                 await self._alarm.wait(self.options.poll_seconds)
                 continue
             for job in jobs:
@@ -425,6 +430,8 @@ class Worker:
         return jobs
 
     async def _claim_untraced(self, limit: int) -> list[Job]:
+        if self._claim_lost:
+            await self._hand_back_lost_leases()
         now = self.clock.now()
         jobs: list[Job] = []
         self._next_due = _UNKNOWN
@@ -484,7 +491,19 @@ class Worker:
                     raise
                 # The probes are leased to this worker already: send them, not wait a lease.
                 log.warning("worker.claim_failed", worker_id=self.id, error=_describe(exc))
+                self._claim_lost = True
         return jobs
+
+    async def _hand_back_lost_leases(self) -> None:
+        """Hand back the leases a failed claim may have committed without this worker
+        hearing of them: they would otherwise wait out their lease, their calls counted
+        against every cap meanwhile (a webhook at its `maxConcurrency` would send nothing
+        for that long). Each lease has its `flights` row, written in the same commit."""
+        async with self.ctx.db.transaction(urgent=True) as conn:
+            count = await queries.release_unheld(conn, owner=self.id, held=list(self._held))
+        self._claim_lost = False
+        if count:
+            log.info("worker.lost_claim_handed_back", worker_id=self.id, deliveries=count)
 
     def _target(self, webhook: Any, issuer: str, now: datetime) -> WebhookTarget:
         """The webhook's signing target, decrypted once per version of the webhook rather
