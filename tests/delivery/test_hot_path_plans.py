@@ -198,8 +198,21 @@ async def test_the_candidates_ask_each_webhook_s_own_index(
         )
 
     assert {job.webhook.id for job in jobs} == {hook, neighbour}
-    (candidates,) = [plan for plan in plans if "WITH busy AS" in _query_text(plan)]
+    (candidates,) = [
+        _plan_only(plan) for plan in plans if "WITH RECURSIVE pending" in _query_text(plan)
+    ]
     assert "Index Scan using ix_deliveries_webhook_due on deliveries due" in candidates
+    # The webhooks with pending deliveries, found a step along the same index each.
+    assert re.search(
+        r"Index (Only )?Scan using ix_deliveries_webhook_due on deliveries p\b", candidates
+    )
+    # Each count of calls in flight on its own index.
+    for count, index in (
+        ("f ", "ix_flights_webhook"),
+        ("f_1", "ix_flights_destination"),
+        ("f_2", "ix_flights_site"),
+    ):
+        assert f"using {index} on flights {count}".rstrip() in candidates, candidates
     assert "Seq Scan on deliveries" not in candidates, candidates
     assert "ix_deliveries_due " not in candidates, candidates
     assert "ix_deliveries_webhook_created" not in candidates, candidates
@@ -236,6 +249,12 @@ async def kept_plans(conn: AsyncConnection) -> AsyncIterator[list[str]]:
         await pg.execute("RESET client_min_messages")
         await pg.execute("RESET auto_explain.log_min_duration")
         pg.remove_log_listener(listener)
+
+
+def _plan_only(message: str) -> str:
+    """An `auto_explain` message's plan, without the statement (and its comments)."""
+    lines = message.splitlines()
+    return "\n".join(lines[next(i for i, line in enumerate(lines) if "(cost=" in line) :])
 
 
 def _query_text(plan: str) -> str:
