@@ -1,6 +1,6 @@
 """The statements of a claim (`delivery.claims`), built once: the candidates, a webhook's
 share leased, the turns marked; and on PostgreSQL the calls of the functions that do the same
-on the server (migrations 0019, 0024, 0025)."""
+on the server (migrations 0019 and 0024)."""
 
 from __future__ import annotations
 
@@ -41,11 +41,18 @@ def _counted(where: sa.ColumnElement[bool]) -> sa.ScalarSelect[int]:
     return sa.select(sa.func.count()).select_from(flights).where(where).scalar_subquery()
 
 
-def candidates_statement() -> sa.Select[Any]:
-    """The candidates, with the calls in flight each counts (SQLite; PostgreSQL's are
-    `docuhooks_candidates`, migration 0025, the same query planned without statistics)."""
+def candidates_statement(*, not_ended: bool = False) -> sa.Select[Any]:
+    """The candidates, with the calls in flight each counts; `not_ended` (PostgreSQL) leaves
+    out of the counts the calls "ended" of the worker "owner", whose rows the claim deletes
+    later."""
     now: sa.BindParameter[datetime] = sa.bindparam("now")
     live = flights.c.expires_at >= now
+    if not_ended:
+        ended = sa.and_(
+            flights.c.owner == sa.bindparam("owner"),
+            flights.c.delivery_id == sa.func.any(_array("ended")),
+        )
+        live = sa.and_(live, sa.not_(ended))
     in_flight = _in_flight(live)
     at_destination = _counted(sa.and_(flights.c.destination == webhooks.c.destination, live))
     at_site = _counted(sa.and_(flights.c.site_id == webhooks.c.site_id, live))
@@ -65,9 +72,13 @@ def candidates_statement() -> sa.Select[Any]:
             ),
         ),
     )
-    # SQLite probes each webhook's partial index for it (`EXPLAIN QUERY PLAN` in
-    # docs/operations.md). PostgreSQL's planner, left to its statistics, did not always:
-    # see `docuhooks_candidates` (migration 0025), which it runs instead.
+    # An EXISTS, not a scalar subquery with `LIMIT 1`: given statistics that promise a
+    # webhook thousands of due deliveries (a few webhooks, one with a backlog), PostgreSQL
+    # planned such a probe as a scan of the table, or of `ix_deliveries_due`, for the first
+    # match it expected a few rows away, and stepped over a neighbour's whole backlog in
+    # every claim. As a semi-join it probes each webhook's partial index. (On tables without
+    # statistics that it takes for small, it may instead read their due deliveries grouped
+    # by webhook: a few milliseconds, until autovacuum analyzes them.)
     has_due = sa.exists().where(
         deliveries.c.webhook_id == webhooks.c.id,
         queries.is_pending(),
@@ -120,37 +131,6 @@ def candidates_statement() -> sa.Select[Any]:
         sa.select(eligible)
         .order_by(eligible.c.turn, eligible.c.claimed_at.nulls_first(), eligible.c.id)
         .limit(sa.bindparam("webhooks"))
-    )
-
-
-def _candidates_of_postgresql() -> sa.TextualSelect:
-    """PostgreSQL: the candidates, leaving out of the counts the calls "ended" of the worker
-    "owner", whose rows the claim deletes later (`docuhooks_candidates`, migration 0025)."""
-    arguments = [
-        sa.bindparam("now", type_=flights.c.expires_at.type),
-        sa.bindparam("webhooks", type_=sa.Integer),
-        sa.bindparam("site_cap", type_=sa.Integer),
-        sa.bindparam("destination_cap", type_=sa.Integer),
-        sa.bindparam("ceiling", type_=sa.Integer),
-        sa.bindparam("owner", type_=flights.c.owner.type),
-        _array("ended"),
-    ]
-    placeholders = ", ".join(f":{argument.key}" for argument in arguments)
-    return (
-        sa.text(f"SELECT * FROM docuhooks_candidates({placeholders})")
-        .bindparams(*arguments)
-        .columns(
-            sa.column("id", sa.String),
-            sa.column("site_id", sa.String),
-            sa.column("destination", sa.String),
-            sa.column("max_concurrency", sa.Integer),
-            sa.column("claimed_at", flights.c.expires_at.type),
-            sa.column("in_flight", sa.Integer),
-            sa.column("at_destination", sa.Integer),
-            sa.column("at_site", sa.Integer),
-            sa.column("state", sa.String),
-            sa.column("concurrency", sa.Integer),
-        )
     )
 
 
@@ -226,7 +206,7 @@ def lease_by_webhook(dialect: str) -> Prepared:
 
 
 CANDIDATES = Prepared(candidates_statement())
-CANDIDATES_ON_POSTGRESQL = Prepared(_candidates_of_postgresql())
+CANDIDATES_ON_POSTGRESQL = Prepared(candidates_statement(not_ended=True))
 CLAIM = Prepared(_claim_statement())
 CLAIM_AND_READ = Prepared(_claim_and_read_statement())
 #: `docuhooks_jobs` (migration 0024): the leased deliveries' jobs as one JSON text.

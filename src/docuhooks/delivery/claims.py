@@ -24,9 +24,7 @@ the whole table:
 3. **Leases**: each share is taken from the webhook's oldest due deliveries (in order, for an
    ordered webhook) through a partial index, leased, and written to `flights`.
 
-On PostgreSQL the candidates are one call of `docuhooks_candidates` (migration 0025): the
-same query, run with settings that keep every read on its index whatever the statistics
-say. Everything after the candidates is one call of the procedure
+On PostgreSQL everything after the candidates is one call of the procedure
 `docuhooks_claim_and_read` (migration 0024), run with no transaction around it: it calls
 `docuhooks_claim` (0019), commits, and reads the leased jobs' rows (`docuhooks_jobs`), so
 the locks are released before the jobs are read and sent (in a transaction, behind a
