@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 from collections.abc import Callable
@@ -632,6 +633,32 @@ async def test_leases_a_claim_committed_but_never_answered_are_handed_back(
     ), "each sent once"
     async with ctx.db.read() as conn:
         assert (await conn.execute(sa.select(sa.func.count()).select_from(flights))).scalar() == 0
+
+
+async def test_an_outcome_written_late_lets_go_of_its_own_claim_only(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """With a retry due at once, a delivery can be claimed again, and be sending, before
+    its first attempt's outcome is known to be written. That outcome lets go of the first
+    claim only: the second stays held, so the heartbeat keeps its lease and a hand-back
+    after a failed claim leaves it alone (it would otherwise be claimed and sent again while
+    its call is in flight)."""
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL)
+    _, (delivery_id,) = await queue_event(ctx, site.site_id, now=clock.now())
+    worker, _ = worker_with(ctx, answer(200), clock)
+    (first,) = await claim_directly(ctx, clock, "w1")
+    again = dataclasses.replace(first)  # the same delivery, claimed again
+    worker._held[delivery_id] = again
+
+    worker._recorded(first)
+    assert worker._held[delivery_id] is again
+    worker._claim_lost = True
+    await worker._hand_back_lost_leases()
+    assert (await delivery(ctx, delivery_id)).lease_owner == "w1"
+
+    worker._recorded(again)
+    assert delivery_id not in worker._held
 
 
 async def test_what_a_database_refuses_in_one_outcome_never_holds_the_others(

@@ -45,8 +45,9 @@ its pool's connections. On SQLite a claim is a write transaction, one at a time.
 
 Deliveries left unclaimed stay in the store, holding no sender, connection or memory.
 
-The statements are built once in `delivery.claim_statements`; the `flights` rows are
-written and deleted by `delivery.calls_in_flight`.
+The statements are built once in `delivery.claim_statements`; the claim writes and
+deletes its `flights` rows through `delivery.calls_in_flight` (the recorder, the heartbeat
+and the hand-backs in `delivery.queries` write them too).
 """
 
 from __future__ import annotations

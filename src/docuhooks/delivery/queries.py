@@ -433,8 +433,8 @@ async def release(conn: AsyncConnection, *, owner: str, delivery_ids: list[str])
 
 async def release_unheld(conn: AsyncConnection, *, owner: str, held: list[str]) -> int:
     """Hand back `owner`'s leases on deliveries other than `held`, and their calls'
-    `flights` rows; how many. Every lease has its `flights` row from the commit that took
-    it, and that table holds only the calls in flight, so it is the one read."""
+    `flights` rows; how many. A claim writes each lease's `flights` row in the commit that
+    takes it, and that table holds only the calls in flight, so it is the one read."""
     rows = await conn.execute(
         sa.select(flights.c.delivery_id).where(
             flights.c.owner == owner, flights.c.delivery_id.not_in(held)

@@ -238,7 +238,7 @@ class Worker:
         while not self._ready.empty():
             job = self._ready.get_nowait()
             if job is not None:
-                self._held.pop(job.delivery_id, None)
+                self._let_go(job)
                 self._claimed_in.pop(job.delivery_id, None)
         for _ in self._senders:
             self._ready.put_nowait(None)
@@ -299,7 +299,8 @@ class Worker:
             except Exception as exc:
                 # The database is away (restart, network): keep trying at the poll interval.
                 log.warning("worker.claim_failed", worker_id=self.id, error=_describe(exc))
-                self._claim_lost = True
+                # On SQLite a failed claim's transaction rolls back: nothing to hand back.
+                self._claim_lost = self.ctx.db.dialect == "postgresql"
                 await self._alarm.wait(self.options.poll_seconds)
                 continue
             for job in jobs:
@@ -336,13 +337,13 @@ class Worker:
                 finished = await self._attempt(job)
             except asyncio.CancelledError:
                 # Cancelled at shutdown: no outcome to write; the lease is handed back.
-                self._held.pop(job.delivery_id, None)
+                self._let_go(job)
                 raise
             except Exception:
                 # A bug, not a receiver's doing (those are outcomes): keep this sender alive;
                 # the lease runs out and the delivery is tried again.
                 log.exception("delivery.attempt_crashed", delivery_id=job.delivery_id)
-                self._held.pop(job.delivery_id, None)
+                self._let_go(job)
                 continue
             finally:
                 self._sending -= 1
@@ -353,13 +354,21 @@ class Worker:
         return lambda _: self._recorded(job)
 
     def _recorded(self, job: Job) -> None:
-        self._held.pop(job.delivery_id, None)
+        self._let_go(job)
         room_now_enough = self._capacity - len(self._held) == self._claim_at
         # After a short claim, what held deliveries back (a webhook at its `maxConcurrency`,
         # a destination at its limit, an ordered webhook's turn, a suspended backlog) may
         # have just made room: claim again (spaced out, see `_space_out_claims`).
         if room_now_enough or self._last_claim_short:
             self.wake()
+
+    def _let_go(self, job: Job) -> None:
+        """`job` is no longer held. Only that claim of its delivery: with a retry due at once,
+        the same delivery may have been claimed again, and be sent, before the first
+        attempt's outcome was written; that later claim is still held (its lease kept by the
+        heartbeat, and never handed back as lost)."""
+        if self._held.get(job.delivery_id) is job:
+            del self._held[job.delivery_id]
 
     async def _idle_seconds(self) -> float:
         """Sleep until the next delivery is due, at most the poll interval."""
@@ -431,7 +440,11 @@ class Worker:
 
     async def _claim_untraced(self, limit: int) -> list[Job]:
         if self._claim_lost:
-            await self._hand_back_lost_leases()
+            try:
+                await self._hand_back_lost_leases()
+            except Exception as exc:
+                # Tried again before the next claim; this one goes ahead meanwhile.
+                log.warning("worker.hand_back_failed", worker_id=self.id, error=_describe(exc))
         now = self.clock.now()
         jobs: list[Job] = []
         self._next_due = _UNKNOWN
@@ -491,14 +504,14 @@ class Worker:
                     raise
                 # The probes are leased to this worker already: send them, not wait a lease.
                 log.warning("worker.claim_failed", worker_id=self.id, error=_describe(exc))
-                self._claim_lost = True
+                self._claim_lost = self.ctx.db.dialect == "postgresql"
         return jobs
 
     async def _hand_back_lost_leases(self) -> None:
         """Hand back the leases a failed claim may have committed without this worker
         hearing of them: they would otherwise wait out their lease, their calls counted
         against every cap meanwhile (a webhook at its `maxConcurrency` would send nothing
-        for that long). Each lease has its `flights` row, written in the same commit."""
+        for that long). A claim writes each lease's `flights` row in the same commit."""
         async with self.ctx.db.transaction(urgent=True) as conn:
             count = await queries.release_unheld(conn, owner=self.id, held=list(self._held))
         self._claim_lost = False
