@@ -52,14 +52,6 @@ BACKLOG = 10_000
 async def hooks(ctx: AppContext, site: SiteUsers) -> tuple[str, str]:
     """A webhook with `DUE` due deliveries and a neighbour with an older backlog, their
     tables never analyzed."""
-    return await busy_webhooks(ctx, site, due=DUE, backlog=BACKLOG)
-
-
-async def busy_webhooks(
-    ctx: AppContext, site: SiteUsers, *, due: int, backlog: int
-) -> tuple[str, str]:
-    """A webhook with `due` due deliveries and a neighbour with `backlog` older ones, their
-    tables never analyzed."""
     hook, _ = await make_webhook(ctx, site, "https://receiver.example/hook", maxConcurrency=100)
     neighbour, _ = await make_webhook(ctx, site, "https://neighbour.example/hook")
     async with ctx.db.transaction() as conn:
@@ -71,7 +63,7 @@ async def busy_webhooks(
             conn,
             site_id=site.site_id,
             hook=hook,
-            n=due,
+            n=DUE,
             prefix="d",
             since=timedelta(hours=1),
             step=timedelta(milliseconds=1),
@@ -82,7 +74,7 @@ async def busy_webhooks(
             conn,
             site_id=site.site_id,
             hook=neighbour,
-            n=backlog,
+            n=BACKLOG,
             prefix="n",
             since=timedelta(hours=2),
             step=timedelta(milliseconds=1),
