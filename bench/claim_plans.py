@@ -417,13 +417,14 @@ async def run(db: Database, title: str, call: Callable[[AsyncConnection], Awaita
     capture = Capture(db)
     took = []
     nested: list[tuple[str, str]] = []
+    stop_explaining: Callable[[], Awaitable[None]] | None = None
     async with db.engine.connect() as conn:
         capture.attach(conn)
         for attempt in range(RUNS + 1):
             # The last run, untimed, captures the statements and the functions' plans.
             capture.on = attempt == RUNS
             if capture.on and db.dialect == "postgresql":
-                await _explain_nested(conn, nested)
+                stop_explaining = await _explain_nested(conn, nested)
             await conn.begin()
             started = time.perf_counter()
             await call(conn)
@@ -431,9 +432,8 @@ async def run(db: Database, title: str, call: Callable[[AsyncConnection], Awaita
             capture.on = False
             await conn.rollback()
         took.pop()
-        if nested or db.dialect == "postgresql":
-            raw = await conn.get_raw_connection()
-            await raw.driver_connection.execute("RESET ALL")  # type: ignore[union-attr]
+        if stop_explaining is not None:
+            await stop_explaining()
     print(
         f"\n### {title} ({db.dialect}): first run {took[0]:.1f} ms, runs 6-8 "
         f"{statistics.median(took[5:]):.1f} ms (median); {len(capture.statements)} statements"
@@ -461,10 +461,12 @@ async def run(db: Database, title: str, call: Callable[[AsyncConnection], Awaita
             print(f"     {line}")
 
 
-async def _explain_nested(conn: AsyncConnection, nested: list[tuple[str, str]]) -> None:
+async def _explain_nested(
+    conn: AsyncConnection, nested: list[tuple[str, str]]
+) -> Callable[[], Awaitable[None]]:
     """Collect, through `auto_explain`, the plans of the statements the hot path's functions
-    run on the server (each function's kept plan), with the function they ran in; until
-    `RESET ALL`."""
+    run on the server (each function's kept plan), with the function they ran in, until the
+    returned call stops it."""
     raw = await conn.get_raw_connection()
     pg: Any = raw.driver_connection
     await pg.execute("LOAD 'auto_explain'")
@@ -482,6 +484,12 @@ async def _explain_nested(conn: AsyncConnection, nested: list[tuple[str, str]]) 
             nested.append((function.group(1), message.message))
 
     pg.add_log_listener(listener)
+
+    async def stop() -> None:
+        pg.remove_log_listener(listener)
+        await pg.execute("RESET ALL")
+
+    return stop
 
 
 async def plans(kind: str, pending: int, settled: int, *, analyze: bool = True) -> None:

@@ -133,8 +133,8 @@ async def test_the_claim_and_the_recorder_read_deliveries_and_flights_by_key(
     ):
         assert part in statements, (part, statements)
     nested = "\n".join(kept)
-    # Each count of calls in flight reads its own index, whatever the table held when its
-    # plan was made (here: nothing).
+    # Each count of calls in flight reads its own index: the expiry, a filter, is no index
+    # condition for which another `flights` index could be scanned whole.
     for key, index in (
         ("webhook_id", "ix_flights_webhook"),
         ("destination", "ix_flights_destination"),

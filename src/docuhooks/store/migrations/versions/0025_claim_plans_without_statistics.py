@@ -41,10 +41,6 @@ SET jit = off
 SET plan_cache_mode = force_generic_plan
 """
 
-CLAIM_SIGNATURE = (
-    "docuhooks_claim(text, text[], text[], text[], integer[], boolean[], integer, integer,"
-    " integer, boolean, timestamptz, timestamptz, interval)"
-)
 _JOINED = "                FROM chosen WHERE d.id = chosen.id\n"
 _BY_ID = "                WHERE d.id = ANY(ARRAY(SELECT chosen.id FROM chosen))\n"
 
@@ -65,16 +61,20 @@ _COUNTED_LIVE = "AND f.expires_at >= claim_at;"
 _COUNTED_LIVE_BY_ITS_INDEX = "AND (f.expires_at >= claim_at) IS TRUE;"
 
 
+def _replacing(function: str) -> str:
+    """`function`'s definition as one that replaces it, with its settings stated."""
+    return function.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1).replace(
+        "LANGUAGE plpgsql VOLATILE AS $$", f"LANGUAGE plpgsql VOLATILE{SETTINGS}AS $$"
+    )
+
+
 def claim_function() -> str:
     """`docuhooks_claim` with its lease by id, its counts each on its own index, and its
     settings stated."""
     function = _claim_of_0019()
     assert function.count(_COUNTED_LIVE) == 5
-    return (
-        function.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
-        .replace(_JOINED, _BY_ID)
-        .replace(_COUNTED_LIVE, _COUNTED_LIVE_BY_ITS_INDEX)
-        .replace("LANGUAGE plpgsql VOLATILE AS $$", f"LANGUAGE plpgsql VOLATILE{SETTINGS}AS $$")
+    return _replacing(
+        function.replace(_JOINED, _BY_ID).replace(_COUNTED_LIVE, _COUNTED_LIVE_BY_ITS_INDEX)
     )
 
 
@@ -87,8 +87,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    op.execute(
-        _claim_of_0019()
-        .replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
-        .replace("LANGUAGE plpgsql VOLATILE AS $$", f"LANGUAGE plpgsql VOLATILE{SETTINGS}AS $$")
-    )
+    op.execute(_replacing(_claim_of_0019()))
