@@ -30,7 +30,7 @@ from docuhooks.core.clock import FakeClock, SystemClock
 from docuhooks.core.destinations import BreakerPolicy, Signal, signal_of
 from docuhooks.core.retry import RetrySchedule
 from docuhooks.core.signing import OutboundRequest
-from docuhooks.delivery import claims, pruning, queries, recorder_queries, rollup
+from docuhooks.delivery import claim_statements, claims, pruning, queries, recorder_queries, rollup
 from docuhooks.delivery import worker as worker_module
 from docuhooks.delivery.recorder import Finished
 from docuhooks.delivery.transport import ErrorClass, MockTransport, TransportResult
@@ -758,6 +758,63 @@ async def test_a_call_that_ended_leaves_room_before_its_outcome_is_written(
         in_flight = sa.select(flights.c.delivery_id).where(flights.c.webhook_id == hook)
         async with ctx.db.read() as conn:
             assert (await conn.execute(in_flight)).scalars().all() == [second.delivery_id]
+    finally:
+        worker._ready.put_nowait(None)
+        await sender
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_call_that_ends_while_the_candidates_are_read_leaves_its_room_to_that_claim(
+    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a claim reads its candidates, then leases in a second round trip, and
+    the worker's calls go on meanwhile. A call that ends in between leaves its room to this
+    claim, not the next: under load a claim would otherwise find most of the last claim's
+    calls still counted, and bring only what they left."""
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL, maxConcurrency=2)
+    for version in range(3):
+        await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{version}")
+    clock.advance(timedelta(seconds=1))
+    worker = Worker(ctx, WorkerOptions(), clock=clock)
+    call_started, call_ends, submitted = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def attempt(job: queries.Job) -> object:
+        call_started.set()
+        await call_ends.wait()
+        return job
+
+    def submit(_: object) -> asyncio.Future[None]:
+        submitted.set()
+        return asyncio.get_running_loop().create_future()  # never written, for this test
+
+    monkeypatch.setattr(worker, "_attempt", attempt)
+    monkeypatch.setattr(worker._recorder, "submit", submit)
+    candidates = claim_statements.CANDIDATES_ON_POSTGRESQL
+
+    class EndingMeanwhile:
+        """The candidates' statement, with the call ending before its answer is read."""
+
+        async def all(self, conn: AsyncConnection, params: dict[str, Any]) -> Any:
+            rows = await candidates.all(conn, params)
+            call_ends.set()
+            await submitted.wait()
+            return rows
+
+    (first,) = await worker._claim(1)
+    worker._held[first.delivery_id] = first
+    worker._ready.put_nowait(first)
+    sender = asyncio.create_task(worker._sender())
+    try:
+        await call_started.wait()
+        monkeypatch.setattr(claim_statements, "CANDIDATES_ON_POSTGRESQL", EndingMeanwhile())
+        claimed = await worker._claim(10)
+        assert len(claimed) == 2, "the call that ended gave its room to this claim"
+        assert first.delivery_id not in {job.delivery_id for job in claimed}
+        in_flight = sa.select(flights.c.delivery_id).where(flights.c.webhook_id == hook)
+        async with ctx.db.read() as conn:
+            rows = (await conn.execute(in_flight)).scalars().all()
+        assert sorted(rows) == sorted(job.delivery_id for job in claimed)
     finally:
         worker._ready.put_nowait(None)
         await sender

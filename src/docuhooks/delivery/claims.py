@@ -137,6 +137,7 @@ async def claim(
     probe_interval: timedelta,
     caps: Caps,
     ended: Sequence[str] = (),
+    ended_since: Callable[[], Sequence[Job]] = tuple,
 ) -> list[Job]:
     """Lease up to `limit` due deliveries fairly across sites and their webhooks (see the
     module notes). On SQLite run it in a transaction; on PostgreSQL it needs none
@@ -146,7 +147,9 @@ async def claim(
     `ended` are deliveries of `owner` whose calls have ended though their outcomes are not
     written yet: their `flights` rows go first, so they no longer count. (On PostgreSQL the
     candidates' statement leaves them out of its counts, and `docuhooks_claim` deletes them
-    once it holds the locks.)"""
+    once it holds the locks.) On PostgreSQL, `ended_since` is asked once the candidates are
+    read for the leased jobs of `owner` whose calls have ended since (the worker's calls go
+    on during the round trip): their room goes to this claim too, rather than the next."""
     until = now + lease
     if conn.dialect.name == "postgresql":
         return await _claim_on_postgresql(
@@ -158,6 +161,7 @@ async def claim(
             probe_interval=probe_interval,
             caps=caps,
             ended=ended,
+            ended_since=ended_since,
         )
     await calls_in_flight.forget(conn, owner=owner, delivery_ids=list(ended))
     candidates = await _candidates(conn, now, limit, caps, owner, ended)
@@ -216,6 +220,7 @@ async def _claim_on_postgresql(
     probe_interval: timedelta,
     caps: Caps,
     ended: Sequence[str],
+    ended_since: Callable[[], Sequence[Job]],
 ) -> list[Job]:
     """`claim` on PostgreSQL, in two statements that need no transaction around them (the
     worker runs them in `Database.autocommit`): the candidates, read without locks; one
@@ -232,10 +237,18 @@ async def _claim_on_postgresql(
     `docuhooks_claim` runs on the server (not while the jobs are read and sent; in a
     transaction, until it commits), and a claim that finds nothing costs one round trip.
     (The `ended` rows are then left to the recorder, which deletes them with the
-    outcomes.)"""
+    outcomes.)
+
+    The calls that end while the candidates are read (`ended_since`) join `ended`, and the
+    candidates' counts are lowered by them: under load a claim would otherwise find most
+    of the last claim's calls still counted, and bring only the room they left."""
     candidates = await _candidates(conn, now, limit, caps, owner, ended)
     if not candidates:
         return []
+    late = ended_since()
+    if late:
+        _without(candidates, late)
+        ended = [*ended, *(job.delivery_id for job in late)]
 
     async def taken_in_the_call(_origin: str) -> bool:
         return True  # `docuhooks_claim` takes the probe's turn, or leases nothing for it
@@ -320,6 +333,19 @@ async def _candidates(
         )
         for row in rows
     ]
+
+
+def _without(candidates: list[_Candidate], ended: Sequence[Job]) -> None:
+    """Lower the candidates' counts of calls in flight by the `ended` calls (of `owner`,
+    leased, so counted by the candidates' statement; if one was not, its share is too large
+    by one, and `docuhooks_claim`, counting again under the locks, holds it to the room)."""
+    by_webhook = Counter(job.webhook.id for job in ended)
+    by_destination = Counter(job.webhook.destination for job in ended)
+    by_site = Counter(job.webhook.site_id for job in ended)
+    for c in candidates:
+        c.room += by_webhook[c.webhook_id]
+        c.at_destination -= by_destination[c.destination]
+        c.at_site -= by_site[c.site_id]
 
 
 @dataclass(frozen=True, slots=True)

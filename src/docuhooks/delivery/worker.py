@@ -142,8 +142,9 @@ class Worker:
         self._held: dict[str, Job] = {}
         self._ready: asyncio.Queue[Job | None] = asyncio.Queue()
         #: Held deliveries whose call has ended and whose outcome is not written yet: the next
-        #: claim removes their `flights` rows first (see `_claim`); the recorder would too.
-        self._ended: list[str] = []
+        #: claim removes their `flights` rows first (see `_claim`; on PostgreSQL, a claim
+        #: reading its candidates takes those that end meanwhile too); the recorder would too.
+        self._ended: list[Job] = []
         self._sending = 0
         self._senders: list[asyncio.Task[None]] = []
         #: Deliveries held at most: one per sender, plus a batch claimed ahead.
@@ -347,7 +348,7 @@ class Worker:
                 continue
             finally:
                 self._sending -= 1
-            self._ended.append(job.delivery_id)
+            self._ended.append(job)
             self._recorder.submit(finished).add_done_callback(self._on_recorded(job))
 
     def _on_recorded(self, job: Job) -> Callable[[asyncio.Future[None]], None]:
@@ -453,9 +454,7 @@ class Worker:
         # their room under the caps (their webhook's `maxConcurrency`, their destination's
         # and their site's) from this claim. Their rows go in the claim's first transaction,
         # before anything is leased (so never a row of a delivery leased again since).
-        # (Those no longer held have had their outcome written, and their rows deleted with it.)
-        ended = [delivery_id for delivery_id in self._ended if delivery_id in self._held]
-        self._ended = []
+        ended = [job.delivery_id for job in self._ended_since()]
         # Probes are minutes apart, so looking for due ones once a second is soon enough,
         # and spares every other claim (each new event's, at low load) a statement.
         if now >= self._next_probe_check:
@@ -491,6 +490,7 @@ class Worker:
                         probe_interval=self.options.breaker.probe_interval,
                         caps=self.options.caps,
                         ended=ended,
+                        ended_since=self._ended_since,
                     )
                     if len(jobs) < limit and self.ctx.db.is_sqlite:
                         # The loop waits next, until the next delivery falls due: asked
@@ -506,6 +506,14 @@ class Worker:
                 log.warning("worker.claim_failed", worker_id=self.id, error=_describe(exc))
                 self._claim_lost = self.ctx.db.dialect == "postgresql"
         return jobs
+
+    def _ended_since(self) -> list[Job]:
+        """The held deliveries whose calls have ended since this was last asked. (Those no
+        longer held, or held by a later claim, have had their outcome written, and their
+        `flights` rows deleted with it.)"""
+        ended = [job for job in self._ended if self._held.get(job.delivery_id) is job]
+        self._ended = []
+        return ended
 
     async def _hand_back_lost_leases(self) -> None:
         """Hand back the leases a failed claim may have committed without this worker
