@@ -79,7 +79,8 @@ from docuhooks.core.events import Actor, Event, EventType
 from docuhooks.core.ids import uuid7
 from docuhooks.core.signing import SigningSecret, WebhookTarget, build_request
 from docuhooks.delivery import outbox
-from docuhooks.delivery.worker import USER_AGENT, Worker
+from docuhooks.delivery.attempts import USER_AGENT
+from docuhooks.delivery.worker import Worker
 from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal, Role
 from docuhooks.identity.secrets import SecretBox

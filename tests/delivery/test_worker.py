@@ -26,11 +26,19 @@ from tests.delivery.delivery_support import (
 from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
-from docuhooks.core.clock import FakeClock, SystemClock
+from docuhooks.core.clock import Clock, FakeClock, SystemClock
 from docuhooks.core.destinations import BreakerPolicy, Signal, signal_of
 from docuhooks.core.retry import RetrySchedule
 from docuhooks.core.signing import OutboundRequest
-from docuhooks.delivery import claim_statements, claims, pruning, queries, recorder_queries, rollup
+from docuhooks.delivery import (
+    attempts,
+    claim_statements,
+    claims,
+    pruning,
+    queries,
+    recorder_queries,
+    rollup,
+)
 from docuhooks.delivery import worker as worker_module
 from docuhooks.delivery.recorder import Finished
 from docuhooks.delivery.transport import ErrorClass, MockTransport, TransportResult
@@ -59,7 +67,7 @@ Handler = Callable[[OutboundRequest], TransportResult]
 
 
 def worker_with(
-    ctx: AppContext, handler: Handler, clock: FakeClock, *, worker_id: str = "w1", **opts: object
+    ctx: AppContext, handler: Handler, clock: Clock, *, worker_id: str = "w1", **opts: object
 ) -> tuple[Worker, MockTransport]:
     transport = MockTransport(handler)
     ctx.transport_override = transport
@@ -465,8 +473,7 @@ async def test_the_running_worker_is_woken_by_a_commit(ctx: AppContext, site: Si
         return TransportResult.response(204)
 
     # A long poll interval: only the wake-up can explain a quick delivery.
-    worker, _ = worker_with(ctx, receiver, FakeClock(), poll_seconds=60)
-    worker.clock = SystemClock()
+    worker, _ = worker_with(ctx, receiver, SystemClock(), poll_seconds=60)
     await worker.start()
     try:
         await asyncio.sleep(0.2)
@@ -699,7 +706,7 @@ async def test_an_outcome_the_database_refuses_is_written_plainer_and_alone(
     await make_webhook(ctx, site, URL + "/a", name="a")
     await make_webhook(ctx, site, URL + "/b", name="b")
     _, ids = await queue_event(ctx, site.site_id, now=clock.now())
-    build = worker_module._attempt_row
+    build = attempts._attempt_row
 
     def with_a_nul(*args: object, **kwargs: object) -> dict[str, object]:
         row = build(*args, **kwargs)  # type: ignore[arg-type]
@@ -707,7 +714,7 @@ async def test_an_outcome_the_database_refuses_is_written_plainer_and_alone(
             row["request_url"] = str(row["request_url"]) + "\x00"
         return row
 
-    monkeypatch.setattr(worker_module, "_attempt_row", with_a_nul)
+    monkeypatch.setattr(attempts, "_attempt_row", with_a_nul)
     worker, _ = worker_with(ctx, answer(200), clock)
     assert sorted(await worker.run_once()) == sorted(ids)
     for delivery_id in ids:

@@ -1,14 +1,14 @@
 """The delivery worker: claim due deliveries, send them, record what happened.
 
 A claimer leases batches of due deliveries (probes of suspended webhooks first) into an
-in-memory queue, and `worker_concurrency` sender coroutines take them from it, send, and hand
-each outcome to the recorder, which writes everything that finished meanwhile in one
-transaction. The claimer claims ahead (up to a batch beyond what the senders hold) so the
-senders never wait for a claim under load, and sleeps until woken (a new event, room freed)
-or until the next delivery falls due. A delivery stays held, and its lease kept fresh by the
-heartbeat, from its claim until its outcome is written; a lease is `lease_owner` plus
-`lease_expires_at`, so only a dead or cut-off worker's leases run out, and then any other
-worker takes those deliveries over.
+in-memory queue, and `worker_concurrency` sender coroutines take them from it, make each
+attempt (`delivery.attempts`), and hand each outcome to the recorder, which writes
+everything that finished meanwhile in one transaction. The claimer claims ahead (up to a
+batch beyond what the senders hold) so the senders never wait for a claim under load, and
+sleeps until woken (a new event, room freed) or until the next delivery falls due. A
+delivery stays held, and its lease kept fresh by the heartbeat, from its claim until its
+outcome is written; a lease is `lease_owner` plus `lease_expires_at`, so only a dead or
+cut-off worker's leases run out, and then any other worker takes those deliveries over.
 
 Everything that depends on time asks the injected :class:`Clock`; everything random asks the
 injected `rng`; so tests drive the whole retry schedule with a FakeClock and never sleep.
@@ -26,47 +26,34 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks import __version__, tracing
+from docuhooks import tracing
 from docuhooks.core.clock import Clock
 from docuhooks.core.destinations import BreakerPolicy
 from docuhooks.core.retry import RetrySchedule
-from docuhooks.core.signing import (
-    OutboundRequest,
-    WebhookTarget,
-    build_request,
-    redact_url,
-)
-from docuhooks.core.tracecontext import TraceContext, child_traceparent
+from docuhooks.core.tracecontext import TraceContext
 from docuhooks.delivery import (
-    attempt_log,
     calls_in_flight,
     claims,
     metrics,
     queries,
     upkeep_queries,
 )
+from docuhooks.delivery.attempts import Attempts, describe
 from docuhooks.delivery.interfaces import DeliveryContext
-from docuhooks.delivery.outcome import Verdict, decide
 from docuhooks.delivery.queries import Job
 from docuhooks.delivery.recorder import Finished, Recorder, SuspensionPolicy
-from docuhooks.delivery.transport import DEFAULT_MAX_BODY, ErrorClass, TransportResult
 from docuhooks.delivery.wakeup import Alarm, PostgresListener
 from docuhooks.settings import Settings
 from docuhooks.store.database import display_url
-from docuhooks.webhooks.matching import signing_target
 
 __all__ = ["Worker", "WorkerOptions", "start_worker"]
 
 log = structlog.get_logger(__name__)
 
-USER_AGENT = f"docuhooks/{__version__}"
-#: Decrypted signing targets kept at most (one per webhook version in use).
-_MAX_CACHED_TARGETS = 1000
 #: A dead worker's heartbeat row is removed after this many leases of silence.
 _FORGET_AFTER_LEASES = 10
 
@@ -153,7 +140,6 @@ class Worker:
         self._alarm: Alarm | None = None
         self._listener: PostgresListener | None = None
         self._background: list[asyncio.Task[None]] = []
-        self._targets: dict[tuple[Any, ...], WebhookTarget] = {}
         #: With traces on: the claim span each held delivery came in, for its attempt's link.
         self._claimed_in: dict[str, TraceContext] = {}
         self._probe_check_every = min(self.options.probe_interval, timedelta(seconds=1))
@@ -169,6 +155,13 @@ class Worker:
         self._last_claim_at = 0.0
         #: When the next delivery falls due, as the last claim that came back short saw it.
         self._next_due: datetime | _Unknown | None = _UNKNOWN
+        self._attempts = Attempts(
+            ctx,
+            clock=self.clock,
+            rng=self.rng,
+            schedule=self.options.schedule,
+            probe_interval=self.options.probe_interval,
+        )
         self._recorder = Recorder(
             ctx.db,
             owner=self.id,
@@ -299,7 +292,7 @@ class Worker:
                 jobs = await self._claim(wanted)
             except Exception as exc:
                 # The database is away (restart, network): keep trying at the poll interval.
-                log.warning("worker.claim_failed", worker_id=self.id, error=_describe(exc))
+                log.warning("worker.claim_failed", worker_id=self.id, error=describe(exc))
                 # On SQLite a failed claim's transaction rolls back: nothing to hand back.
                 self._claim_lost = self.ctx.db.dialect == "postgresql"
                 await self._alarm.wait(self.options.poll_seconds)
@@ -418,7 +411,7 @@ class Worker:
             # their calls are still in flight.
             await self.ctx.db.retried(beat)
         except Exception as exc:
-            log.warning("worker.heartbeat_failed", worker_id=self.id, error=_describe(exc))
+            log.warning("worker.heartbeat_failed", worker_id=self.id, error=describe(exc))
 
     # --- one delivery ---------------------------------------------------------------------
 
@@ -445,7 +438,7 @@ class Worker:
                 await self._hand_back_lost_leases()
             except Exception as exc:
                 # Tried again before the next claim; this one goes ahead meanwhile.
-                log.warning("worker.hand_back_failed", worker_id=self.id, error=_describe(exc))
+                log.warning("worker.hand_back_failed", worker_id=self.id, error=describe(exc))
         now = self.clock.now()
         jobs: list[Job] = []
         self._next_due = _UNKNOWN
@@ -503,7 +496,7 @@ class Worker:
                 if not jobs:
                     raise
                 # The probes are leased to this worker already: send them, not wait a lease.
-                log.warning("worker.claim_failed", worker_id=self.id, error=_describe(exc))
+                log.warning("worker.claim_failed", worker_id=self.id, error=describe(exc))
                 self._claim_lost = self.ctx.db.dialect == "postgresql"
         return jobs
 
@@ -526,188 +519,14 @@ class Worker:
         if count:
             log.info("worker.lost_claim_handed_back", worker_id=self.id, deliveries=count)
 
-    def _target(self, webhook: Any, issuer: str, now: datetime) -> WebhookTarget:
-        """The webhook's signing target, decrypted once per version of the webhook rather
-        than once per delivery (decryption costs more than signing)."""
-        previous_live = (
-            webhook.previous_secret_expires_at is not None
-            and webhook.previous_secret_expires_at > now
-        )
-        key = (
-            webhook.id,
-            webhook.url,
-            webhook.request_verb,
-            webhook.auth_method,
-            webhook.secret_kid,
-            webhook.secret_enc,
-            webhook.previous_secret_enc if previous_live else None,
-            webhook.access_token_enc,
-            issuer,
-        )
-        target = self._targets.get(key)
-        if target is None:
-            if len(self._targets) >= _MAX_CACHED_TARGETS:
-                self._targets.clear()
-            target = self._targets[key] = signing_target(self.ctx, webhook, issuer, now)
-        return target
-
     async def _deliver(self, job: Job) -> None:
         """Send one delivery and wait until its outcome is written."""
         await self._recorder.record(await self._attempt(job))
 
     async def _attempt(self, job: Job) -> Finished:
         """Send one delivery and decide what it means; the outcome is not written yet."""
-        webhook = job.webhook
-        attempt = job.attempts + 1
-        started_at = self.clock.now()
-        request: OutboundRequest | None = None
-        # The attempt continues the trace its event was written in; its span's id is the
-        # parent id the receiver sees. Without spans, only a new span id is made.
-        span = self._attempt_span(job) if tracing.enabled() else None
-        if span is not None and span.context is not None:
-            traceparent, tracestate = span.context.traceparent, span.context.state
-        else:
-            traceparent, tracestate = child_traceparent(job.traceparent), job.tracestate or ""
-        try:
-            target = self._target(webhook, job.issuer, started_at)
-            request = build_request(
-                job.event,
-                target,
-                delivery_id=job.delivery_id,
-                attempt=attempt,
-                now=started_at,
-                user_agent=USER_AGENT,
-                traceparent=traceparent,
-                tracestate=tracestate,
-            )
-        except Exception as exc:
-            # A missing or undecryptable secret: nothing can go out, but the attempt is
-            # recorded and retried like any other failure, so an admin sees why.
-            result = TransportResult.failure(
-                ErrorClass.CONNECT, f"could not build the request: {_describe(exc)}"
-            )
-        else:
-            result = await self.ctx.transport.send(
-                request,
-                timeout=float(webhook.timeout_seconds),
-                verify_tls=not webhook.accept_untrusted_ssl,
-                max_body=DEFAULT_MAX_BODY,
-            )
-        metrics.ATTEMPT_SECONDS.observe(result.duration_ms / 1000.0)
-        finished_at = self.clock.now()
-        decision = decide(
-            result,
-            attempts_made=attempt,
-            schedule=self.options.schedule,
-            rng=self.rng,
-            now=finished_at,
-            probe=job.probe,
-            probe_interval=self.options.probe_interval,
-        )
-        _OUTCOMES[decision.verdict].inc()
-        # Successes are counted by the metrics and kept in the attempt log; a line for each
-        # would cost more CPU than signing it. Failures are rarer and what an operator reads.
-        getattr(log, _LOG_LEVEL[decision.verdict])(
-            "delivery.attempted",
-            delivery_id=job.delivery_id,
-            event_id=job.event.event_id,
-            webhook_id=webhook.id,
-            attempt=attempt,
-            status=result.status,
-            error_class=result.error_class,
-            verdict=decision.verdict.value,
-            trace_id=traceparent[3:35],
-        )
-        if span is not None:
-            if span.recording:
-                _describe_attempt(span, job, attempt, request, result, decision.verdict)
-            span.end()
-        return Finished(
-            job=job,
-            attempt=attempt,
-            attempt_row=_attempt_row(job, attempt, started_at, request, result),
-            result=result,
-            decision=decision,
-            now=finished_at,
-            attempt_span=span,
-        )
-
-    def _attempt_span(self, job: Job) -> tracing.Span:
         claimed_in = self._claimed_in.pop(job.delivery_id, None)
-        return tracing.start_span(
-            "docuhooks.delivery.attempt",
-            parent=job.trace,
-            kind=tracing.Kind.CLIENT,
-            links=(claimed_in,) if claimed_in is not None else (),
-            propagated=True,
-        )
-
-
-def _describe_attempt(
-    span: tracing.Span,
-    job: Job,
-    attempt: int,
-    request: OutboundRequest | None,
-    result: TransportResult,
-    verdict: Verdict,
-) -> None:
-    span.set_attribute("docuhooks.delivery.id", job.delivery_id)
-    span.set_attribute("docuhooks.delivery.attempt", attempt)
-    span.set_attribute("docuhooks.delivery.verdict", verdict.value)
-    span.set_attribute("docuhooks.event.id", job.event.event_id)
-    span.set_attribute("docuhooks.event.type", job.event.event_type)
-    span.set_attribute("docuhooks.webhook.id", job.webhook.id)
-    if request is not None:
-        span.set_attribute("http.request.method", request.method)
-        span.set_attribute("url.full", redact_url(request.url))
-    if result.status is not None:
-        span.set_attribute("http.response.status_code", result.status)
-    if result.error_class is not None:
-        span.set_attribute("error.type", result.error_class.value)
-        span.fail(result.error or result.error_class.value)
-    elif verdict is not Verdict.SUCCEEDED:
-        span.fail(f"the receiver answered {result.status}")
-
-
-def _attempt_row(
-    job: Job,
-    attempt: int,
-    started_at: datetime,
-    request: OutboundRequest | None,
-    result: TransportResult,
-) -> dict[str, Any]:
-    """The attempt log entry (`delivery.attempt_log`): secrets and tokens redacted, body
-    capped. A request that could not be built logs the webhook's verb and URL."""
-    webhook = job.webhook
-    return attempt_log.attempt_row(
-        delivery_id=job.delivery_id,
-        webhook_id=webhook.id,
-        site_id=webhook.site_id,
-        attempt_number=attempt,
-        started_at=started_at,
-        method=request.method if request else webhook.request_verb,
-        url=request.url if request else webhook.url,
-        request_headers=request.headers if request else None,
-        result=result,
-        error_class=result.error_class,
-        error=result.error,
-    )
-
-
-#: Each outcome's counter, looked up once (`labels()` takes a lock and a dict lookup per call).
-_OUTCOMES = {verdict: metrics.DELIVERIES.labels(verdict.value) for verdict in Verdict}
-
-_LOG_LEVEL: dict[Verdict, str] = {
-    Verdict.SUCCEEDED: "debug",
-    Verdict.RETRYING: "info",
-    Verdict.PROBE_FAILED: "info",
-    Verdict.FAILED: "warning",
-    Verdict.GONE: "warning",
-}
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[: attempt_log.MAX_ERROR]
+        return await self._attempts.attempt(job, claimed_in=claimed_in)
 
 
 async def start_worker(ctx: DeliveryContext) -> Callable[[], Awaitable[None]]:

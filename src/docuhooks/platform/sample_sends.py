@@ -45,8 +45,8 @@ from docuhooks.core.ids import uuid7
 from docuhooks.core.operational import sample_data as sample_operational_data
 from docuhooks.core.signing import OutboundRequest, build_request
 from docuhooks.delivery import outbox
+from docuhooks.delivery.attempts import USER_AGENT
 from docuhooks.delivery.transport import ErrorClass, TransportResult
-from docuhooks.delivery.worker import USER_AGENT
 from docuhooks.errors import Conflict
 from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import log as call_log
