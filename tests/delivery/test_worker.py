@@ -642,6 +642,41 @@ async def test_leases_a_claim_committed_but_never_answered_are_handed_back(
         assert (await conn.execute(sa.select(sa.func.count()).select_from(flights))).scalar() == 0
 
 
+async def test_run_once_hands_back_the_leases_of_a_claim_that_lost_its_answer(
+    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run_once` (tests and tools) raises when its claim fails; the next `run_once` hands
+    back what that claim may have committed, as the running worker's next claim does."""
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL)
+    ids = [
+        (await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{i}"))[1][0]
+        for i in range(3)
+    ]
+    real_claim = claims.claim
+    lost: list[str] = []
+
+    async def answer_lost(*args: Any, **kwargs: Any) -> list[queries.Job]:
+        jobs = await real_claim(*args, **kwargs)
+        if not lost and jobs:
+            lost.extend(job.delivery_id for job in jobs)
+            raise ConnectionResetError("the connection dropped after the claim committed")
+        return jobs
+
+    monkeypatch.setattr(claims, "claim", answer_lost)
+    worker, transport = worker_with(ctx, answer(200), clock, lease=timedelta(hours=1))
+    with pytest.raises(ConnectionResetError):
+        await worker.run_once()
+    assert sorted(lost) == sorted(ids), "the claim took them all, and lost its answer"
+    # On PostgreSQL they stay leased to this worker (for an hour) unless handed back; on
+    # SQLite the claim's transaction rolled back.
+    assert sorted(await worker.run_once()) == sorted(ids)
+    assert [(await delivery(ctx, i)).status for i in ids] == ["succeeded"] * 3
+    assert len(transport.sent) == 3
+    async with ctx.db.read() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(flights))).scalar() == 0
+
+
 async def test_an_outcome_written_late_lets_go_of_its_own_claim_only(
     ctx: AppContext, site: SiteUsers
 ) -> None:

@@ -493,11 +493,12 @@ class Worker:
                         # `_idle_seconds` asks, in one statement, only before it waits.)
                         self._next_due = await queries.next_due_at(conn)
             except Exception as exc:
+                # It may have committed leases whose answer never came (see `_claim_lost`).
+                self._claim_lost = self.ctx.db.dialect == "postgresql"
                 if not jobs:
                     raise
                 # The probes are leased to this worker already: send them, not wait a lease.
                 log.warning("worker.claim_failed", worker_id=self.id, error=describe(exc))
-                self._claim_lost = self.ctx.db.dialect == "postgresql"
         return jobs
 
     def _ended_since(self) -> list[Job]:
