@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -759,6 +760,45 @@ async def test_an_outcome_the_database_refuses_is_written_plainer_and_alone(
         assert "\x00" not in attempt.request_url
 
 
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    started: asyncio.Event
+    ends: asyncio.Event
+    submitted: asyncio.Event
+
+
+def _calls_end_when_told(worker: Worker, monkeypatch: pytest.MonkeyPatch) -> _Call:
+    """The worker's calls start (`started`), wait for `ends`, and hand their outcome to a
+    recorder that never writes it (`submitted`)."""
+    call = _Call(asyncio.Event(), asyncio.Event(), asyncio.Event())
+
+    async def attempt(job: queries.Job) -> object:
+        call.started.set()
+        await call.ends.wait()
+        return job
+
+    def submit(_: object) -> asyncio.Future[None]:
+        call.submitted.set()
+        return asyncio.get_running_loop().create_future()
+
+    monkeypatch.setattr(worker, "_attempt", attempt)
+    monkeypatch.setattr(worker._recorder, "submit", submit)
+    return call
+
+
+@contextlib.asynccontextmanager
+async def _sending(worker: Worker, job: queries.Job) -> AsyncIterator[None]:
+    """`job` held by the worker and taken by one of its senders."""
+    worker._held[job.delivery_id] = job
+    worker._ready.put_nowait(job)
+    sender = asyncio.create_task(worker._sender())
+    try:
+        yield
+    finally:
+        worker._ready.put_nowait(None)
+        await sender
+
+
 async def test_a_call_that_ended_leaves_room_before_its_outcome_is_written(
     ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -771,38 +811,20 @@ async def test_a_call_that_ended_leaves_room_before_its_outcome_is_written(
         await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{version}")
     clock.advance(timedelta(seconds=1))
     worker = Worker(ctx, WorkerOptions(), clock=clock)
-    call_started, call_ends, submitted = asyncio.Event(), asyncio.Event(), asyncio.Event()
-
-    async def attempt(job: queries.Job) -> object:
-        call_started.set()
-        await call_ends.wait()
-        return job
-
-    def submit(_: object) -> asyncio.Future[None]:
-        submitted.set()
-        return asyncio.get_running_loop().create_future()  # never written, for this test
-
-    monkeypatch.setattr(worker, "_attempt", attempt)
-    monkeypatch.setattr(worker._recorder, "submit", submit)
+    call = _calls_end_when_told(worker, monkeypatch)
 
     (first,) = await worker._claim(10)
-    worker._held[first.delivery_id] = first
-    worker._ready.put_nowait(first)
-    sender = asyncio.create_task(worker._sender())
-    try:
-        await call_started.wait()
+    async with _sending(worker, first):
+        await call.started.wait()
         assert await worker._claim(10) == [], "the webhook's one call is in flight"
 
-        call_ends.set()
-        await submitted.wait()
+        call.ends.set()
+        await call.submitted.wait()
         (second,) = await worker._claim(10)
         assert second.delivery_id != first.delivery_id
         in_flight = sa.select(flights.c.delivery_id).where(flights.c.webhook_id == hook)
         async with ctx.db.read() as conn:
             assert (await conn.execute(in_flight)).scalars().all() == [second.delivery_id]
-    finally:
-        worker._ready.put_nowait(None)
-        await sender
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -819,19 +841,7 @@ async def test_a_call_that_ends_while_the_candidates_are_read_leaves_its_room_to
         await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{version}")
     clock.advance(timedelta(seconds=1))
     worker = Worker(ctx, WorkerOptions(), clock=clock)
-    call_started, call_ends, submitted = asyncio.Event(), asyncio.Event(), asyncio.Event()
-
-    async def attempt(job: queries.Job) -> object:
-        call_started.set()
-        await call_ends.wait()
-        return job
-
-    def submit(_: object) -> asyncio.Future[None]:
-        submitted.set()
-        return asyncio.get_running_loop().create_future()  # never written, for this test
-
-    monkeypatch.setattr(worker, "_attempt", attempt)
-    monkeypatch.setattr(worker._recorder, "submit", submit)
+    call = _calls_end_when_told(worker, monkeypatch)
     candidates = claim_statements.CANDIDATES_ON_POSTGRESQL
 
     class EndingMeanwhile:
@@ -839,16 +849,13 @@ async def test_a_call_that_ends_while_the_candidates_are_read_leaves_its_room_to
 
         async def all(self, conn: AsyncConnection, params: dict[str, Any]) -> Any:
             rows = await candidates.all(conn, params)
-            call_ends.set()
-            await submitted.wait()
+            call.ends.set()
+            await call.submitted.wait()
             return rows
 
     (first,) = await worker._claim(1)
-    worker._held[first.delivery_id] = first
-    worker._ready.put_nowait(first)
-    sender = asyncio.create_task(worker._sender())
-    try:
-        await call_started.wait()
+    async with _sending(worker, first):
+        await call.started.wait()
         monkeypatch.setattr(claim_statements, "CANDIDATES_ON_POSTGRESQL", EndingMeanwhile())
         claimed = await worker._claim(10)
         assert len(claimed) == 2, "the call that ended gave its room to this claim"
@@ -857,9 +864,6 @@ async def test_a_call_that_ends_while_the_candidates_are_read_leaves_its_room_to
         async with ctx.db.read() as conn:
             rows = (await conn.execute(in_flight)).scalars().all()
         assert sorted(rows) == sorted(job.delivery_id for job in claimed)
-    finally:
-        worker._ready.put_nowait(None)
-        await sender
 
 
 async def _recording_paused(
