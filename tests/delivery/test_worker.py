@@ -599,20 +599,17 @@ async def test_probes_already_leased_are_sent_when_the_due_claim_fails(
         await worker.run_once()  # nothing else in hand: the failure is the claim's to report
 
 
-async def test_leases_a_claim_committed_but_never_answered_are_handed_back(
-    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A claim can commit its leases and lose its answer: the connection drops, or the call
-    is cancelled, after PostgreSQL's procedure has committed. The worker holds none of those
-    deliveries, and their calls count against every cap; they must not wait out the lease
-    (an hour here, which the fake clock never reaches). The next claim hands them back
-    first, and takes them again. (On SQLite the claim's transaction rolls back instead.)"""
-    clock = FakeClock()
+async def _three_to_send(ctx: AppContext, site: SiteUsers, clock: FakeClock) -> list[str]:
     await make_webhook(ctx, site, URL)
-    ids = [
+    return [
         (await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{i}"))[1][0]
         for i in range(3)
     ]
+
+
+def _first_claim_loses_its_answer(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The first claim that leases anything raises after it has committed (the connection
+    dropped); the list it returns is filled with what that claim leased."""
     real_claim = claims.claim
     lost: list[str] = []
 
@@ -624,6 +621,20 @@ async def test_leases_a_claim_committed_but_never_answered_are_handed_back(
         return jobs
 
     monkeypatch.setattr(claims, "claim", answer_lost)
+    return lost
+
+
+async def test_leases_a_claim_committed_but_never_answered_are_handed_back(
+    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim can commit its leases and lose its answer: the connection drops, or the call
+    is cancelled, after PostgreSQL's procedure has committed. The worker holds none of those
+    deliveries, and their calls count against every cap; they must not wait out the lease
+    (an hour here, which the fake clock never reaches). The next claim hands them back
+    first, and takes them again. (On SQLite the claim's transaction rolls back instead.)"""
+    clock = FakeClock()
+    ids = await _three_to_send(ctx, site, clock)
+    lost = _first_claim_loses_its_answer(monkeypatch)
     worker, transport = worker_with(ctx, answer(200), clock, lease=timedelta(hours=1))
     await worker.start()
     try:
@@ -649,22 +660,8 @@ async def test_run_once_hands_back_the_leases_of_a_claim_that_lost_its_answer(
     """`run_once` (tests and tools) raises when its claim fails; the next `run_once` hands
     back what that claim may have committed, as the running worker's next claim does."""
     clock = FakeClock()
-    await make_webhook(ctx, site, URL)
-    ids = [
-        (await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{i}"))[1][0]
-        for i in range(3)
-    ]
-    real_claim = claims.claim
-    lost: list[str] = []
-
-    async def answer_lost(*args: Any, **kwargs: Any) -> list[queries.Job]:
-        jobs = await real_claim(*args, **kwargs)
-        if not lost and jobs:
-            lost.extend(job.delivery_id for job in jobs)
-            raise ConnectionResetError("the connection dropped after the claim committed")
-        return jobs
-
-    monkeypatch.setattr(claims, "claim", answer_lost)
+    ids = await _three_to_send(ctx, site, clock)
+    lost = _first_claim_loses_its_answer(monkeypatch)
     worker, transport = worker_with(ctx, answer(200), clock, lease=timedelta(hours=1))
     with pytest.raises(ConnectionResetError):
         await worker.run_once()
