@@ -44,7 +44,7 @@ from docuhooks.delivery import worker as worker_module
 from docuhooks.delivery.recorder import Finished
 from docuhooks.delivery.transport import ErrorClass, MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
-from docuhooks.store.schema import flights, sites
+from docuhooks.store.schema import deliveries, flights, sites
 from docuhooks.store.schema import webhooks as webhooks_table
 
 URL = "https://receiver.example/hook"
@@ -1084,3 +1084,136 @@ async def test_a_heartbeat_aborted_to_end_a_deadlock_runs_again(
 
     assert runs == 2
     assert (await delivery(ctx, job.delivery_id)).lease_expires_at > before
+
+
+async def _in_flight(ctx: AppContext, site_id: str) -> tuple[int, int]:
+    """(deliveries leased for the site, flights rows for the site)."""
+    async with ctx.db.read() as conn:
+        leased = (
+            await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(deliveries)
+                .where(deliveries.c.site_id == site_id, deliveries.c.lease_owner.is_not(None))
+            )
+        ).scalar_one()
+        rows = (
+            await conn.execute(
+                sa.select(sa.func.count()).select_from(flights).where(flights.c.site_id == site_id)
+            )
+        ).scalar_one()
+    return leased, rows
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_late_ended_call_never_deletes_the_row_of_a_probe_this_claim_just_leased(
+    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe's call ends once a claim has begun, and its outcome is written before the
+    claim's probes are leased (the worker not yet told, so it is still held). The claim
+    leases the same delivery as the next probe; the calls it then finds ended while its
+    candidates were read must not include the earlier one, whose `flights` row is the new
+    probe's: deleting it would let the site go over `site_max_in_flight`."""
+    clock = FakeClock()
+    probed, _ = await make_webhook(ctx, site, URL + "/a", name="a")
+    await make_webhook(ctx, site, URL + "/b", name="b", maxConcurrency=10)
+    for i in range(4):
+        await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{i}")
+    async with ctx.db.transaction() as conn:
+        await recorder_queries.suspend(
+            conn, probed, now=clock.now(), next_probe_at=clock.now(), reason="suspended: test"
+        )
+    worker, _ = worker_with(ctx, answer(500), clock, caps=claims.Caps(site=2))
+    (probe,) = await worker._claim(1)  # the probe only
+    assert probe.probe
+    worker._held[probe.delivery_id] = probe
+    finished = await worker._attempt(probe)  # the call ends (it failed: still suspended)
+    clock.advance(timedelta(minutes=10))  # the next probe is due
+    real_claim_probes = queries.claim_probes
+
+    async def outcome_written_meanwhile(*args: Any, **kwargs: Any) -> list[str]:
+        worker._ended.append(probe)  # the call ended after the claim began...
+        await worker._recorder.record(finished)  # ...its outcome committed, callback not run
+        return await real_claim_probes(*args, **kwargs)
+
+    monkeypatch.setattr(queries, "claim_probes", outcome_written_meanwhile)
+    claimed = await worker._claim(10)
+    assert probe.delivery_id in {job.delivery_id for job in claimed}, "probed again"
+    leased, rows = await _in_flight(ctx, site.site_id)
+    assert rows == leased, f"{leased} calls in flight for the site but {rows} flights rows"
+    assert leased <= 2, f"site_max_in_flight is 2, {leased} calls in flight"
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_an_earlier_claims_ended_call_never_deletes_the_row_of_its_delivery_claimed_again(
+    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a retry due at once, a delivery's first call ends, its outcome is written, and
+    it is claimed again and sent. A claim that then finds the first call among those
+    ended must leave it out: the `flights` row is the second call's now."""
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL, maxConcurrency=1)
+    _, (first_id,) = await queue_event(ctx, site.site_id, now=clock.now(), work_item_id="wi-0")
+    await queue_event(ctx, site.site_id, now=clock.now(), work_item_id="wi-1")
+    worker, _ = worker_with(
+        ctx,
+        answer(500),
+        clock,
+        schedule=RetrySchedule(delays=(0, 0, 10)),
+        suspend_after_failures=100,
+    )
+    (first,) = await worker._claim(1)
+    assert first.delivery_id == first_id
+    worker._held[first.delivery_id] = first
+    finished = await worker._attempt(first)
+    worker._ended.append(first)  # its call ended; the recorder writes it
+    written = worker._recorder.submit(finished)
+    written.add_done_callback(worker._on_recorded(first))
+    await written
+    await asyncio.sleep(0)  # the callback: no longer held
+    (again,) = await worker._claim(1)  # the retry, due at once, claimed again
+    assert again.delivery_id == first_id
+    worker._held[again.delivery_id] = again  # and being sent now
+    # (an earlier call of the same delivery, ended and listed, as a late `_ended` entry)
+    worker._ended.append(first)
+    assert await worker._claim(1) == [], "maxConcurrency 1: the retry is in flight"
+    async with ctx.db.read() as conn:
+        rows = (await conn.execute(sa.select(flights.c.delivery_id))).scalars().all()
+    assert rows == [first_id], "the second call's row stays"
+
+
+async def test_a_clock_set_on_the_worker_after_construction_is_the_attempts_clock(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """The attempts take the time from the worker's clock, whenever it was set."""
+    built_with, set_later = FakeClock(), FakeClock()
+    set_later.advance(timedelta(hours=1))
+    await make_webhook(ctx, site, URL)
+    _, (delivery_id,) = await queue_event(ctx, site.site_id, now=built_with.now())
+    worker, _ = worker_with(ctx, answer(200), built_with)
+    worker.clock = set_later
+    assert await worker.run_once() == [delivery_id]
+    (attempt,) = await attempts_of(ctx, delivery_id)
+    assert attempt.started_at == set_later.now(), "the attempt's clock is the worker's"
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_run_once_hands_back_the_leases_of_a_claim_cancelled_after_it_committed(
+    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim cancelled after its commit (`asyncio.wait_for(worker.run_once(), …)` timed
+    out, say) is handed back by the next claim, as one whose connection dropped is."""
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL)
+    _, (delivery_id,) = await queue_event(ctx, site.site_id, now=clock.now())
+    real_claim = claims.claim
+
+    async def cancelled_after_commit(*args: Any, **kwargs: Any) -> list[queries.Job]:
+        await real_claim(*args, **kwargs)
+        raise asyncio.CancelledError  # e.g. asyncio.wait_for(worker.run_once(), ...) timed out
+
+    monkeypatch.setattr(claims, "claim", cancelled_after_commit)
+    worker, _ = worker_with(ctx, answer(200), clock, lease=timedelta(hours=1))
+    with pytest.raises(asyncio.CancelledError):
+        await worker.run_once()
+    monkeypatch.setattr(claims, "claim", real_claim)
+    assert await worker.run_once() == [delivery_id], "handed back and sent, not leased an hour"

@@ -119,8 +119,13 @@ class Worker:
     ) -> None:
         self.ctx = ctx
         self.options = options or WorkerOptions.from_settings(ctx.settings)
-        self.clock: Clock = clock or ctx.clock
-        self.rng = rng or random.Random()
+        self._attempts = Attempts(
+            ctx,
+            clock=clock or ctx.clock,
+            rng=rng or random.Random(),
+            schedule=self.options.schedule,
+            probe_interval=self.options.probe_interval,
+        )
         hostname = socket.gethostname()[:40]
         self.id = worker_id or f"{hostname}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._hostname = hostname
@@ -155,13 +160,6 @@ class Worker:
         self._last_claim_at = 0.0
         #: When the next delivery falls due, as the last claim that came back short saw it.
         self._next_due: datetime | _Unknown | None = _UNKNOWN
-        self._attempts = Attempts(
-            ctx,
-            clock=self.clock,
-            rng=self.rng,
-            schedule=self.options.schedule,
-            probe_interval=self.options.probe_interval,
-        )
         self._recorder = Recorder(
             ctx.db,
             owner=self.id,
@@ -178,6 +176,24 @@ class Worker:
             retry_for_seconds=self.options.lease.total_seconds() / 2,
             wake=self.wake,
         )
+
+    @property
+    def clock(self) -> Clock:
+        """What the claims, the attempts and the heartbeat take the time from."""
+        return self._attempts.clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self._attempts.clock = clock
+
+    @property
+    def rng(self) -> random.Random:
+        """What the retry schedule's jitter is drawn from."""
+        return self._attempts.rng
+
+    @rng.setter
+    def rng(self, rng: random.Random) -> None:
+        self._attempts.rng = rng
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -262,7 +278,9 @@ class Worker:
 
     async def run_once(self) -> list[str]:
         """Claim one batch, send it, and wait for every send to be recorded (for tests and
-        tools). Returns the ids of the deliveries attempted."""
+        tools). Returns the ids of the deliveries attempted. One call at a time, and not
+        beside `start()`: its deliveries are not held, so a hand-back after a failed claim
+        would take them too."""
         jobs = await self._claim(self.options.batch_size)
         semaphore = asyncio.Semaphore(self.options.concurrency)
 
@@ -468,6 +486,14 @@ class Worker:
                     conn, jobs, owner=self.id, until=now + self.options.lease
                 )
         if len(jobs) < limit:
+            probed = {job.delivery_id for job in jobs}
+
+            def ended_meanwhile() -> list[Job]:
+                # Not a probe just leased: an earlier call of the same delivery may have
+                # ended meanwhile, its outcome written (and its row deleted with it) before
+                # the probe's lease; its `flights` row is the probe's now.
+                return [job for job in self._ended_since() if job.delivery_id not in probed]
+
             # Urgent: on SQLite the claim goes before other writers still waiting for their
             # turn, since it serves every event already committed (see `WriteLock`). On
             # PostgreSQL its statements need no transaction around them (`claims.claim`),
@@ -483,7 +509,7 @@ class Worker:
                         probe_interval=self.options.breaker.probe_interval,
                         caps=self.options.caps,
                         ended=ended,
-                        ended_since=self._ended_since,
+                        ended_since=ended_meanwhile,
                     )
                     if len(jobs) < limit and self.ctx.db.is_sqlite:
                         # The loop waits next, until the next delivery falls due: asked
@@ -492,10 +518,11 @@ class Worker:
                         # busy worker, rung while claiming, claims again without asking:
                         # `_idle_seconds` asks, in one statement, only before it waits.)
                         self._next_due = await queries.next_due_at(conn)
-            except Exception as exc:
-                # It may have committed leases whose answer never came (see `_claim_lost`).
+            except BaseException as exc:
+                # It may have committed leases whose answer never came (see `_claim_lost`):
+                # the connection dropped, or the claim was cancelled, after the commit.
                 self._claim_lost = self.ctx.db.dialect == "postgresql"
-                if not jobs:
+                if not jobs or not isinstance(exc, Exception):
                     raise
                 # The probes are leased to this worker already: send them, not wait a lease.
                 log.warning("worker.claim_failed", worker_id=self.id, error=describe(exc))
