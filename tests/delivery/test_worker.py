@@ -1217,3 +1217,74 @@ async def test_run_once_hands_back_the_leases_of_a_claim_cancelled_after_it_comm
         await worker.run_once()
     monkeypatch.setattr(claims, "claim", real_claim)
     assert await worker.run_once() == [delivery_id], "handed back and sent, not leased an hour"
+
+
+async def _flight_rows(ctx: AppContext) -> list[str]:
+    async with ctx.db.read() as conn:
+        return list((await conn.execute(sa.select(flights.c.delivery_id))).scalars())
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [asyncio.CancelledError, lambda: ConnectionResetError("dropped after the commit")],
+    ids=["cancelled", "connection_dropped"],
+)
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_probes_whose_transaction_committed_but_did_not_answer_are_handed_back(
+    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch, failure: Any
+) -> None:
+    """The probes' transaction commits, then its answer is lost (the claim is cancelled, or
+    the connection drops): the probe's lease and `flights` row are this worker's, and not
+    held. The next claim hands them back, as it does a lost `CALL`'s."""
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL)
+    _, (probe_id,) = await queue_event(ctx, site.site_id, now=clock.now())
+    async with ctx.db.transaction() as conn:
+        await recorder_queries.suspend(
+            conn, hook, now=clock.now(), next_probe_at=clock.now(), reason="suspended: test"
+        )
+    real = ctx.db.transaction
+    fired: list[bool] = []
+
+    @contextlib.asynccontextmanager
+    async def answer_lost(*, urgent: bool = False) -> AsyncIterator[Any]:
+        async with real(urgent=urgent) as conn:
+            yield conn
+        if urgent and not fired:  # the first urgent one is the probes' transaction
+            fired.append(True)
+            raise failure()
+
+    monkeypatch.setattr(ctx.db, "transaction", answer_lost)
+    worker, _ = worker_with(ctx, answer(200), clock, lease=timedelta(hours=1))
+    with pytest.raises((asyncio.CancelledError, ConnectionResetError)):
+        await worker.run_once()
+    assert (await delivery(ctx, probe_id)).lease_owner == "w1", "the probe was leased"
+    await worker.run_once()  # the next claim hands it back (and probes it again)
+    assert await _flight_rows(ctx) == []
+    assert (await delivery(ctx, probe_id)).lease_owner is None
+
+
+async def test_a_claim_whose_transaction_rolled_back_sends_nothing(
+    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite (and PostgreSQL behind a pooler in transaction mode) the claim is one
+    transaction: a failure after its leases rolls them back, and the claim fails with it
+    rather than return deliveries no one holds."""
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL)
+    _, (delivery_id,) = await queue_event(ctx, site.site_id, now=clock.now())
+
+    async def fails(*_args: Any, **_kwargs: Any) -> None:
+        raise ConnectionResetError("the database went away")
+
+    monkeypatch.setattr(queries, "next_due_at", fails)
+    worker, _ = worker_with(ctx, answer(200), clock)
+    if ctx.db.is_sqlite:
+        with pytest.raises(ConnectionResetError):
+            await worker._claim(10)
+        assert (await delivery(ctx, delivery_id)).lease_owner is None
+        assert await _flight_rows(ctx) == []
+    else:  # outside a transaction the claim does not ask, and its leases stand
+        (job,) = await worker._claim(10)
+        assert (await delivery(ctx, delivery_id)).lease_owner == "w1"
+        assert await _flight_rows(ctx) == [job.delivery_id]

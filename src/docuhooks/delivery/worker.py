@@ -23,7 +23,7 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -311,8 +311,6 @@ class Worker:
             except Exception as exc:
                 # The database is away (restart, network): keep trying at the poll interval.
                 log.warning("worker.claim_failed", worker_id=self.id, error=describe(exc))
-                # On SQLite a failed claim's transaction rolls back: nothing to hand back.
-                self._claim_lost = self.ctx.db.dialect == "postgresql"
                 await self._alarm.wait(self.options.poll_seconds)
                 continue
             for job in jobs:
@@ -470,37 +468,40 @@ class Worker:
         # and spares every other claim (each new event's, at low load) a statement.
         if now >= self._next_probe_check:
             self._next_probe_check = now + self._probe_check_every
-            async with self.ctx.db.transaction(urgent=True) as conn:
-                await calls_in_flight.forget(conn, owner=self.id, delivery_ids=ended)
-                ended = []
-                ids = await queries.claim_probes(
-                    conn,
-                    owner=self.id,
-                    now=now,
-                    lease=self.options.lease,
-                    probe_interval=self.options.probe_interval,
-                    limit=limit,
-                )
-                jobs = await queries.load_jobs(conn, ids)
-                await calls_in_flight.record(
-                    conn, jobs, owner=self.id, until=now + self.options.lease
-                )
-        if len(jobs) < limit:
-            probed = {job.delivery_id for job in jobs}
+            with self._answer_may_be_lost():
+                async with self.ctx.db.transaction(urgent=True) as conn:
+                    await calls_in_flight.forget(conn, owner=self.id, delivery_ids=ended)
+                    ended = []
+                    ids = await queries.claim_probes(
+                        conn,
+                        owner=self.id,
+                        now=now,
+                        lease=self.options.lease,
+                        probe_interval=self.options.probe_interval,
+                        limit=limit,
+                    )
+                    jobs = await queries.load_jobs(conn, ids)
+                    await calls_in_flight.record(
+                        conn, jobs, owner=self.id, until=now + self.options.lease
+                    )
+        if len(jobs) == limit:
+            return jobs
+        probed = {job.delivery_id for job in jobs}
 
-            def ended_meanwhile() -> list[Job]:
-                # Not a probe just leased: an earlier call of the same delivery may have
-                # ended meanwhile, its outcome written (and its row deleted with it) before
-                # the probe's lease; its `flights` row is the probe's now.
-                return [job for job in self._ended_since() if job.delivery_id not in probed]
+        def ended_meanwhile() -> list[Job]:
+            # Not a probe just leased: an earlier call of the same delivery may have ended
+            # meanwhile, its outcome written (and its row deleted with it) before the
+            # probe's lease; its `flights` row is the probe's now.
+            return [job for job in self._ended_since() if job.delivery_id not in probed]
 
-            # Urgent: on SQLite the claim goes before other writers still waiting for their
-            # turn, since it serves every event already committed (see `WriteLock`). On
-            # PostgreSQL its statements need no transaction around them (`claims.claim`),
-            # which spares two round trips.
-            try:
+        # Urgent: on SQLite the claim goes before other writers still waiting for their
+        # turn, since it serves every event already committed (see `WriteLock`). On
+        # PostgreSQL its statements need no transaction around them (`claims.claim`), which
+        # spares two round trips.
+        try:
+            with self._answer_may_be_lost():
                 async with self.ctx.db.autocommit(urgent=True) as conn:
-                    jobs += await claims.claim(
+                    claimed = await claims.claim(
                         conn,
                         owner=self.id,
                         now=now,
@@ -511,22 +512,34 @@ class Worker:
                         ended=ended,
                         ended_since=ended_meanwhile,
                     )
-                    if len(jobs) < limit and self.ctx.db.is_sqlite:
+                    if len(jobs) + len(claimed) < limit and self.ctx.db.is_sqlite:
                         # The loop waits next, until the next delivery falls due: asked
                         # here, it costs SQLite no transaction of its own. (On PostgreSQL it
                         # would cost this claim a round trip with the sites locked, and a
                         # busy worker, rung while claiming, claims again without asking:
                         # `_idle_seconds` asks, in one statement, only before it waits.)
                         self._next_due = await queries.next_due_at(conn)
-            except BaseException as exc:
-                # It may have committed leases whose answer never came (see `_claim_lost`):
-                # the connection dropped, or the claim was cancelled, after the commit.
-                self._claim_lost = self.ctx.db.dialect == "postgresql"
-                if not jobs or not isinstance(exc, Exception):
-                    raise
-                # The probes are leased to this worker already: send them, not wait a lease.
-                log.warning("worker.claim_failed", worker_id=self.id, error=describe(exc))
-        return jobs
+        except Exception as exc:
+            if not jobs:
+                raise
+            # The probes are leased to this worker already: send them, not wait a lease.
+            # Not what the claim returned: in a transaction (SQLite, or PostgreSQL behind a
+            # pooler), a failure after it rolled its leases back.
+            log.warning("worker.claim_failed", worker_id=self.id, error=describe(exc))
+            return jobs
+        return jobs + claimed
+
+    @contextlib.contextmanager
+    def _answer_may_be_lost(self) -> Iterator[None]:
+        """A claim's transaction can commit and its answer never come: the connection
+        drops, or the claim is cancelled, after the commit. If what it wraps fails, the
+        next claim hands back what this worker leased but holds not (`_claim_lost`; on
+        SQLite a failed transaction always rolls back)."""
+        try:
+            yield
+        except BaseException:
+            self._claim_lost = self.ctx.db.dialect == "postgresql"
+            raise
 
     def _ended_since(self) -> list[Job]:
         """The held deliveries whose calls have ended since this was last asked. (Those no
