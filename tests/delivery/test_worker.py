@@ -783,6 +783,20 @@ def _calls_end_when_told(worker: Worker, monkeypatch: pytest.MonkeyPatch) -> _Ca
     return call
 
 
+async def _calls_of_one_webhook(
+    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch, *, limit: int, events: int
+) -> tuple[str, Worker, _Call]:
+    """A webhook with `maxConcurrency` `limit` and `events` due deliveries, and a worker
+    whose calls end when told (`_calls_end_when_told`); (the webhook, the worker, its calls)."""
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL, maxConcurrency=limit)
+    for version in range(events):
+        await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{version}")
+    clock.advance(timedelta(seconds=1))
+    worker = Worker(ctx, WorkerOptions(), clock=clock)
+    return hook, worker, _calls_end_when_told(worker, monkeypatch)
+
+
 @contextlib.asynccontextmanager
 async def _sending(worker: Worker, job: queries.Job) -> AsyncIterator[None]:
     """`job` held by the worker and taken by one of its senders."""
@@ -802,13 +816,7 @@ async def test_a_call_that_ended_leaves_room_before_its_outcome_is_written(
     """A call counts against its webhook's `maxConcurrency` until it ends, not until its
     outcome is written: the worker's next claim may take another delivery of the webhook
     while the recorder still holds the first outcome. Before the call ends, it may not."""
-    clock = FakeClock()
-    hook, _ = await make_webhook(ctx, site, URL, maxConcurrency=1)
-    for version in range(2):
-        await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{version}")
-    clock.advance(timedelta(seconds=1))
-    worker = Worker(ctx, WorkerOptions(), clock=clock)
-    call = _calls_end_when_told(worker, monkeypatch)
+    hook, worker, call = await _calls_of_one_webhook(ctx, site, monkeypatch, limit=1, events=2)
 
     (first,) = await worker._claim(10)
     async with _sending(worker, first):
@@ -832,13 +840,7 @@ async def test_a_call_that_ends_while_the_candidates_are_read_leaves_its_room_to
     the worker's calls go on meanwhile. A call that ends in between leaves its room to this
     claim, not the next: under load a claim would otherwise find most of the last claim's
     calls still counted, and bring only what they left."""
-    clock = FakeClock()
-    hook, _ = await make_webhook(ctx, site, URL, maxConcurrency=2)
-    for version in range(3):
-        await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{version}")
-    clock.advance(timedelta(seconds=1))
-    worker = Worker(ctx, WorkerOptions(), clock=clock)
-    call = _calls_end_when_told(worker, monkeypatch)
+    hook, worker, call = await _calls_of_one_webhook(ctx, site, monkeypatch, limit=2, events=3)
     candidates = claim_statements.CANDIDATES_ON_POSTGRESQL
 
     class EndingMeanwhile:
