@@ -573,18 +573,28 @@ async def test_a_claim_leases_due_deliveries_and_carries_what_sending_needs(
     assert {job.delivery_id for job in rest} == set(queued[2][1]), "leased ones stay leased"
 
 
+async def _suspended_with_a_probe_due(ctx: AppContext, hook: str, clock: FakeClock) -> None:
+    async with ctx.db.transaction() as conn:
+        await recorder_queries.suspend(
+            conn, hook, now=clock.now(), next_probe_at=clock.now(), reason="suspended: test"
+        )
+
+
+async def _one_probe_due(ctx: AppContext, site: SiteUsers, clock: FakeClock) -> tuple[str, str]:
+    """A suspended webhook with one delivery, its probe due; (the webhook, the delivery)."""
+    hook, _ = await make_webhook(ctx, site, URL)
+    _, (probe_id,) = await queue_event(ctx, site.site_id, now=clock.now())
+    await _suspended_with_a_probe_due(ctx, hook, clock)
+    return hook, probe_id
+
+
 async def test_probes_already_leased_are_sent_when_the_due_claim_fails(
     ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Probes and due deliveries are claimed in two steps; if the second fails, the probes
     the first leased are still sent rather than left to wait out their lease."""
     clock = FakeClock()
-    hook, _ = await make_webhook(ctx, site, URL)
-    _, (probe_id,) = await queue_event(ctx, site.site_id, now=clock.now())
-    async with ctx.db.transaction() as conn:
-        await recorder_queries.suspend(
-            conn, hook, now=clock.now(), next_probe_at=clock.now(), reason="suspended: test"
-        )
+    hook, probe_id = await _one_probe_due(ctx, site, clock)
     clock.advance(timedelta(seconds=1))
     worker, transport = worker_with(ctx, answer(200), clock)
 
@@ -1120,10 +1130,7 @@ async def test_a_late_ended_call_never_deletes_the_row_of_a_probe_this_claim_jus
     await make_webhook(ctx, site, URL + "/b", name="b", maxConcurrency=10)
     for i in range(4):
         await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"wi-{i}")
-    async with ctx.db.transaction() as conn:
-        await recorder_queries.suspend(
-            conn, probed, now=clock.now(), next_probe_at=clock.now(), reason="suspended: test"
-        )
+    await _suspended_with_a_probe_due(ctx, probed, clock)
     worker, _ = worker_with(ctx, answer(500), clock, caps=claims.Caps(site=2))
     (probe,) = await worker._claim(1)  # the probe only
     assert probe.probe
@@ -1239,12 +1246,7 @@ async def test_probes_whose_transaction_committed_but_did_not_answer_are_handed_
     the connection drops): the probe's lease and `flights` row are this worker's, and not
     held. The next claim hands them back, as it does a lost `CALL`'s."""
     clock = FakeClock()
-    hook, _ = await make_webhook(ctx, site, URL)
-    _, (probe_id,) = await queue_event(ctx, site.site_id, now=clock.now())
-    async with ctx.db.transaction() as conn:
-        await recorder_queries.suspend(
-            conn, hook, now=clock.now(), next_probe_at=clock.now(), reason="suspended: test"
-        )
+    _, probe_id = await _one_probe_due(ctx, site, clock)
     real = ctx.db.transaction
     fired: list[bool] = []
 
