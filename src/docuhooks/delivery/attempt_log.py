@@ -18,10 +18,15 @@ from docuhooks.core.ids import uuid7
 from docuhooks.core.signing import redact_headers, redact_url
 from docuhooks.delivery.transport import DEFAULT_MAX_BODY, TransportResult
 
-__all__ = ["MAX_ERROR", "attempt_row", "clip", "response_text"]
+__all__ = ["MAX_ERROR", "attempt_row", "clip", "describe_error", "response_text"]
 
 #: Longest error text kept, in attempts and in a delivery's `last_error`.
 MAX_ERROR = 1000
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception as an attempt's (or a log line's) error: its type and message, capped."""
+    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
 
 
 def clip(text: str | None) -> str | None:

@@ -26,7 +26,7 @@ from docuhooks.delivery.recorder import Finished
 from docuhooks.delivery.transport import DEFAULT_MAX_BODY, ErrorClass, TransportResult
 from docuhooks.webhooks.matching import signing_target
 
-__all__ = ["USER_AGENT", "Attempts", "describe"]
+__all__ = ["USER_AGENT", "Attempts"]
 
 log = structlog.get_logger(__name__)
 
@@ -84,8 +84,9 @@ class Attempts:
         except Exception as exc:
             # A missing or undecryptable secret: nothing can go out, but the attempt is
             # recorded and retried like any other failure, so an admin sees why.
+            why = attempt_log.describe_error(exc)
             result = TransportResult.failure(
-                ErrorClass.CONNECT, f"could not build the request: {describe(exc)}"
+                ErrorClass.CONNECT, f"could not build the request: {why}"
             )
         else:
             result = await self.ctx.transport.send(
@@ -157,11 +158,6 @@ class Attempts:
                 self._targets.clear()
             target = self._targets[key] = signing_target(self.ctx, webhook, issuer, now)
         return target
-
-
-def describe(exc: BaseException) -> str:
-    """An exception as an attempt's (or a log line's) error: its type and message, capped."""
-    return f"{type(exc).__name__}: {exc}"[: attempt_log.MAX_ERROR]
 
 
 def _attempt_span(job: Job, claimed_in: TraceContext | None) -> tracing.Span:

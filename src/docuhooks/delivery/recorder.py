@@ -199,7 +199,7 @@ class Recorder:
                     if await self._write_refused(batch, exc):
                         continue
                     return
-                error = f"{type(exc).__name__}: {exc}"[: attempt_log.MAX_ERROR]
+                error = attempt_log.describe_error(exc)
                 if loop.time() + delay > deadline:
                     for item in batch:
                         log.error(
@@ -245,7 +245,7 @@ class Recorder:
             (log.debug if refused else log.warning)(
                 "delivery.record_in_one_call_failed",
                 deliveries=len(batch),
-                error=f"{type(exc).__name__}: {exc}"[: attempt_log.MAX_ERROR],
+                error=attempt_log.describe_error(exc),
             )
             return False
         return True
@@ -260,7 +260,7 @@ class Recorder:
                 await self._write_with_retries([item])
             return False
         (item,) = batch
-        error = f"{type(exc).__name__}: {exc}"[: attempt_log.MAX_ERROR]
+        error = attempt_log.describe_error(exc)
         log.error("delivery.record_refused", delivery_id=item.job.delivery_id, error=error)
         # What the receiver sent is what a database refuses: keep the outcome without it, and
         # without any NUL (which PostgreSQL's text refuses).

@@ -42,7 +42,8 @@ from docuhooks.delivery import (
     queries,
     upkeep_queries,
 )
-from docuhooks.delivery.attempts import Attempts, describe
+from docuhooks.delivery.attempt_log import describe_error
+from docuhooks.delivery.attempts import Attempts
 from docuhooks.delivery.interfaces import DeliveryContext
 from docuhooks.delivery.queries import Job
 from docuhooks.delivery.recorder import Finished, Recorder, SuspensionPolicy
@@ -310,7 +311,7 @@ class Worker:
                 jobs = await self._claim(wanted)
             except Exception as exc:
                 # The database is away (restart, network): keep trying at the poll interval.
-                log.warning("worker.claim_failed", worker_id=self.id, error=describe(exc))
+                log.warning("worker.claim_failed", worker_id=self.id, error=describe_error(exc))
                 await self._alarm.wait(self.options.poll_seconds)
                 continue
             for job in jobs:
@@ -427,7 +428,7 @@ class Worker:
             # their calls are still in flight.
             await self.ctx.db.retried(beat)
         except Exception as exc:
-            log.warning("worker.heartbeat_failed", worker_id=self.id, error=describe(exc))
+            log.warning("worker.heartbeat_failed", worker_id=self.id, error=describe_error(exc))
 
     # --- one delivery ---------------------------------------------------------------------
 
@@ -454,7 +455,7 @@ class Worker:
                 await self._hand_back_lost_leases()
             except Exception as exc:
                 # Tried again before the next claim; this one goes ahead meanwhile.
-                log.warning("worker.hand_back_failed", worker_id=self.id, error=describe(exc))
+                log.warning("worker.hand_back_failed", worker_id=self.id, error=describe_error(exc))
         now = self.clock.now()
         jobs: list[Job] = []
         self._next_due = _UNKNOWN
@@ -525,7 +526,7 @@ class Worker:
             # The probes are leased to this worker already: send them, not wait a lease.
             # Not what the claim returned: in a transaction (SQLite, or PostgreSQL behind a
             # pooler), a failure after it rolled its leases back.
-            log.warning("worker.claim_failed", worker_id=self.id, error=describe(exc))
+            log.warning("worker.claim_failed", worker_id=self.id, error=describe_error(exc))
             return jobs
         return jobs + claimed
 
