@@ -147,17 +147,27 @@ async def test_failures_follow_the_schedule_with_jitter_then_fail(
     assert len(transport.sent) == 4
 
 
-@pytest.mark.parametrize("status", [429, 503])
+@pytest.mark.parametrize(
+    ("status", "retry_after", "seconds"),
+    [
+        (429, "120", 120),
+        (503, "120", 120),
+        # Longer than Python reads as a number: capped like any long wait, not a crash
+        # that left the attempt unrecorded and the delivery sent again every lease.
+        (429, "9" * 5000, 24 * 3600),
+    ],
+)
 async def test_retry_after_replaces_the_schedule(
-    ctx: AppContext, site: SiteUsers, status: int
+    ctx: AppContext, site: SiteUsers, status: int, retry_after: str, seconds: int
 ) -> None:
     clock = FakeClock()
     await make_webhook(ctx, site, URL)
     _, (delivery_id,) = await queue_event(ctx, site.site_id, now=clock.now())
-    worker, _ = worker_with(ctx, answer(status, {"Retry-After": "120"}), clock)
+    worker, _ = worker_with(ctx, answer(status, {"Retry-After": retry_after}), clock)
     await worker.run_once()
     row = await delivery(ctx, delivery_id)
-    assert row.next_attempt_at == clock.now() + timedelta(seconds=120)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.next_attempt_at == clock.now() + timedelta(seconds=seconds)
 
 
 async def test_retry_after_is_ignored_on_other_statuses(ctx: AppContext, site: SiteUsers) -> None:

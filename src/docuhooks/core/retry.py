@@ -95,10 +95,14 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if not text:
         return None
     if text.isascii() and text.isdigit():
-        return min(float(int(text)), MAX_RETRY_AFTER)
+        # Past nine digits (31 years) it is over the cap whatever it says; so long a
+        # number is not parsed at all (Python refuses over 4,300 digits, and a receiver
+        # may send 60,000).
+        digits = text.lstrip("0")
+        return min(float(digits or 0) if len(digits) <= 9 else MAX_RETRY_AFTER, MAX_RETRY_AFTER)
     try:
         moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if moment.tzinfo is None:
         # The asctime form carries no zone; HTTP dates are always GMT.
