@@ -322,6 +322,59 @@ async def test_a_response_with_too_many_header_bytes_is_refused(
     assert "headers exceed" in (result.error or "")
 
 
+def streaming_head(start: bytes, total: int = 16 * 1024 * 1024) -> Script:
+    """A script answering with `start` and then a header line that never ends: `total`
+    bytes of it, or fewer if the client closes first; then it holds the connection."""
+
+    async def script(server: Server, read: ReadRequest, writer: asyncio.StreamWriter, _: int):
+        await read()
+        writer.write(start)
+        chunk = b"v" * 65536
+        try:
+            for _ in range(total // len(chunk)):
+                writer.write(chunk)
+                await writer.drain()
+        except ConnectionError:
+            return
+        await read()
+
+    return script
+
+
+@pytest.mark.parametrize(
+    "start", [b"HTTP/1.1 200 OK\r\nX-Pad: ", b"HTTP/1.1 200 OK\r\nX-Pad"], ids=["value", "name"]
+)
+@ours_only("our header limits: aiohttp's are its own (8190 bytes a line)")
+async def test_a_header_line_that_never_ends_is_refused_before_the_timeout(
+    make_transport: MakeTransport, serve, start: bytes
+) -> None:
+    """The parser keeps an unfinished line whole, copying it at every read, and never hands
+    it over as a header: counted as it arrives, it is refused at the limit on headers (the
+    call ends as an invalid response, not as the timeout the whole stream would reach), and
+    the event loop never copies megabytes."""
+    server = await serve(streaming_head(start))
+    async with make_transport(LOOPBACK) as transport:
+        result = await transport.send(post(server.url), timeout=60)
+    assert result.error_class is ErrorClass.INVALID_RESPONSE, result.error
+    assert "headers exceed" in (result.error or "")
+
+
+@pytest.mark.parametrize(("interim", "ok"), [(10, True), (11, False)])
+@ours_only("our limit on interim responses")
+async def test_interim_responses_are_read_up_to_a_limit(
+    make_transport: MakeTransport, serve, interim: int, ok: bool
+) -> None:
+    early = b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n"
+    server = await serve(answering_once(early * interim + OK))
+    async with make_transport(LOOPBACK) as transport:
+        result = await transport.send(post(server.url), timeout=5)
+    if ok:
+        assert result.status == 200
+    else:
+        assert result.error_class is ErrorClass.INVALID_RESPONSE
+        assert "interim responses" in (result.error or "")
+
+
 async def test_repeated_headers_are_joined_and_nul_is_never_passed_on(
     make_transport: MakeTransport, serve
 ) -> None:

@@ -59,6 +59,12 @@ _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connec
 #: webhook reply needs a handful (browsers' own limits are about this size).
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 64 * 1024
+#: What a response may send before its headers end (status line and line breaks
+#: included): a line that never ends, which the parser keeps whole (copying it at every
+#: read) and never hands over as a header, is cut here and not at the call's timeout.
+MAX_HEAD_BYTES = MAX_HEADER_BYTES + 8 * 1024
+#: Interim responses (100 Continue, 103 Early Hints) one exchange reads before its own.
+MAX_INTERIM_RESPONSES = 10
 
 
 class HttpError(Exception):
@@ -169,11 +175,13 @@ class Connection(asyncio.Protocol):
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._interim = 0
         self._reset()
 
     def _reset(self) -> None:
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
+        self._head_bytes = 0
         self._chunks: list[bytes] = []
         self._size = 0
         self._received = False
@@ -198,6 +206,17 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(InvalidResponse(f"not an HTTP response: {exc}"))
             self.close()
+            return
+        if not self._headers_done:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._fail(
+                    InvalidResponse(
+                        f"the response's headers exceed {MAX_HEADER_BYTES // 1024} KiB "
+                        "(a header line that does not end)"
+                    )
+                )
+                self.close()
 
     def eof_received(self) -> bool | None:
         return False  # close the transport: connection_lost follows
@@ -271,6 +290,11 @@ class Connection(asyncio.Protocol):
         status = self._parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             # An interim response (100 Continue, 103 Early Hints): the real one follows.
+            self._interim += 1
+            if self._interim > MAX_INTERIM_RESPONSES:
+                self._fail(InvalidResponse(f"more than {MAX_INTERIM_RESPONSES} interim responses"))
+                self.close()
+                return
             self._reset()
             self._received = True
             return
@@ -352,6 +376,7 @@ class Connection(asyncio.Protocol):
             # Closed by the server between its last exchange and this one.
             raise Disconnected("server had closed the connection", before_response=True)
         self._reset()
+        self._interim = 0
         # A parser per exchange: whatever the last response left unparsed is not read as
         # the start of this one.
         self._parser = httptools.HttpResponseParser(self)
