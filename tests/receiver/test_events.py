@@ -93,9 +93,10 @@ def test_bad_events_name_the_field(change, message) -> None:
         parse_event(raw)
 
 
-def test_bad_base64_content_is_named() -> None:
+@pytest.mark.parametrize("content", ["not base64!", "\xe9\xe9==", "\u0661\u0662=="])
+def test_bad_base64_content_is_named(content: str) -> None:
     raw = sample_event(EventType.POST_PROCESSING_EVENT)
-    raw["data"]["documents"][0]["content"] = "not base64!"
+    raw["data"]["documents"][0]["content"] = content
     with pytest.raises(MalformedRequest, match=r"data.documents\[0\].content: expected base64"):
         parse_event(raw)
 

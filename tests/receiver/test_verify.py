@@ -1,3 +1,4 @@
+import base64
 import time
 from datetime import UTC, datetime
 
@@ -305,6 +306,37 @@ class TestMissingAndMalformed:
                 "/h",
                 {"Authorization": "Bearer abc"},
                 b"<xml/>",
+                secrets=[AccessToken("abc")],
+                audience=None,
+            )
+
+    def test_a_token_whose_header_nests_past_the_stack_is_malformed(self) -> None:
+        """Before any signature is checked: anyone may send it, and it must be a 400, not
+        the receiver's 500."""
+        header = base64.urlsafe_b64encode(b"[" * 100_000).rstrip(b"=").decode()
+        with pytest.raises(MalformedRequest, match="header is unreadable"):
+            verify_request(
+                "GET",
+                f"/h?token={header}.e30.AAAA",
+                {},
+                None,
+                secrets=[HmacSecret("s" * 32)],
+                audience=None,
+            )
+
+    @pytest.mark.parametrize("value", ["v1,\xe9", "v1,\u0660\u0661==", "v1,AA==\x00"])
+    def test_a_signature_that_is_not_ascii_base64_is_malformed(self, value: str) -> None:
+        headers = {"webhook-id": "m", "webhook-timestamp": "1", "webhook-signature": value}
+        with pytest.raises(MalformedRequest, match="invalid base64"):
+            verify_request("POST", "/h", headers, b"{}", secrets=["whsec_AAAA"], audience=None)
+
+    def test_access_token_body_nested_past_the_stack(self) -> None:
+        with pytest.raises(MalformedRequest, match="nested too deeply"):
+            verify_request(
+                "POST",
+                "/h",
+                {"Authorization": "Bearer abc"},
+                b"[" * 100_000,
                 secrets=[AccessToken("abc")],
                 audience=None,
             )

@@ -393,5 +393,5 @@ class _Reader:
             raise self._wrong(name, "base64 text", value)
         try:
             return base64.b64decode(value, validate=True)
-        except binascii.Error:
+        except (binascii.Error, ValueError):  # ValueError: not ASCII
             raise self._wrong(name, "base64 text", value) from None

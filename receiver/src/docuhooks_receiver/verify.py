@@ -386,7 +386,7 @@ def _jwt_header(token: str) -> dict[str, Any]:
         )
     try:
         header = json.loads(_b64url_decode(segments[0]))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # nested past Python's stack
         raise MalformedRequest(
             "the token is not a well-formed JWT: its header is unreadable"
         ) from None
@@ -430,7 +430,7 @@ def _offered_signatures(header: str) -> list[bytes]:
             continue
         try:
             signature = base64.b64decode(encoded, validate=True)
-        except binascii.Error:
+        except (binascii.Error, ValueError):  # ValueError: not ASCII
             raise MalformedRequest(
                 f"webhook-signature holds invalid base64: {item!r:.40}"
             ) from None
@@ -448,6 +448,8 @@ def _json_object(body: bytes) -> dict[str, Any]:
         value = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedRequest(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedRequest("the body is not valid JSON: nested too deeply") from None
     if not isinstance(value, dict):
         raise MalformedRequest(f"the body must be a JSON object, got {type(value).__name__}")
     return value
