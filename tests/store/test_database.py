@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from docuhooks.store import database
+from docuhooks.store import postgres_connections
 from docuhooks.store.database import Database
 
 
@@ -111,7 +111,7 @@ async def test_a_busy_connection_is_not_pinged_and_an_idle_one_is(
         await _backend_pid(db)
         await _backend_pid(db)
         assert pings == 0
-        monkeypatch.setattr(database, "IDLE_PING_SECONDS", 0.0)
+        monkeypatch.setattr(postgres_connections, "IDLE_PING_SECONDS", 0.0)
         await asyncio.sleep(0.01)
         await _backend_pid(db)
         assert pings == 1
@@ -135,6 +135,155 @@ async def test_warming_up_opens_pooled_connections_before_any_request(postgres_u
         assert pool.checkedin() == 5
         async with db.transaction() as conn:
             assert (await conn.execute(sa.text("SELECT 1"))).scalar_one() == 1
-        assert pool.checkedin() == 5, "a request takes a warm connection, opens none"
+        # Kept out of the pool for the next transaction (below), but none opened.
+        assert pool.checkedin() + pool.checkedout() == 5, "a request takes a warm connection"
     finally:
         await db.dispose()
+
+
+# --- PostgreSQL: connections kept out of the pool between units of work -----------------------
+
+
+def _counting_checkouts(db: Database) -> list[int]:
+    checkouts: list[int] = []
+
+    @sa.event.listens_for(db.engine.sync_engine, "checkout")
+    def _counted(*_args: object) -> None:
+        checkouts.append(1)
+
+    return checkouts
+
+
+async def test_a_transaction_takes_the_connection_the_last_one_left(postgres_url: str) -> None:
+    db = Database.from_url(postgres_url, pool_size=4)
+    checkouts = _counting_checkouts(db)
+    try:
+        first = await _backend_pid(db)
+        assert [await _backend_pid(db) for _ in range(3)] == [first] * 3
+        assert len(checkouts) == 1, "one trip through the pool, for the first transaction"
+    finally:
+        await db.dispose()
+    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_a_failed_transactions_connection_goes_back_to_the_pool(postgres_url: str) -> None:
+    db = Database.from_url(postgres_url, pool_size=4)
+    checkouts = _counting_checkouts(db)
+    try:
+        async with db.transaction() as conn:
+            await conn.execute(sa.text("CREATE TABLE kept_t (n int)"))
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as conn:
+                await conn.execute(sa.text("INSERT INTO kept_t VALUES (1)"))
+                raise RuntimeError("the request failed")
+        assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        async with db.transaction() as conn:
+            assert (await conn.execute(sa.text("SELECT count(*) FROM kept_t"))).scalar() == 0
+        assert len(checkouts) == 2, "the transaction after the failed one took from the pool"
+    finally:
+        async with db.transaction() as conn:
+            await conn.execute(sa.text("DROP TABLE IF EXISTS kept_t"))
+        await db.dispose()
+
+
+async def test_a_cancelled_transaction_rolls_back_and_leaves_no_connection_out(
+    postgres_url: str,
+) -> None:
+    db = Database.from_url(postgres_url, pool_size=4)
+    try:
+        async with db.transaction() as conn:
+            await conn.execute(sa.text("CREATE TABLE kept_c (n int)"))
+        inside = asyncio.Event()
+
+        async def cancelled() -> None:
+            async with db.transaction() as conn:
+                await conn.execute(sa.text("INSERT INTO kept_c VALUES (1)"))
+                inside.set()
+                await asyncio.Event().wait()
+
+        task = asyncio.create_task(cancelled())
+        await inside.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        async with db.transaction() as conn:
+            assert (await conn.execute(sa.text("SELECT count(*) FROM kept_c"))).scalar() == 0
+    finally:
+        async with db.transaction() as conn:
+            await conn.execute(sa.text("DROP TABLE IF EXISTS kept_c"))
+        await db.dispose()
+
+
+async def test_autocommit_and_transactions_keep_connections_apart(postgres_url: str) -> None:
+    """A connection kept in autocommit never serves a transaction, whose statements must
+    roll back together."""
+    db = Database.from_url(postgres_url, pool_size=4)
+    try:
+        async with db.autocommit() as conn:
+            await conn.execute(sa.text("CREATE TABLE kept_a (n int)"))
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as conn:
+                await conn.execute(sa.text("INSERT INTO kept_a VALUES (1)"))
+                raise RuntimeError("rolled back")
+        async with db.autocommit() as conn:
+            await conn.execute(sa.text("INSERT INTO kept_a VALUES (2)"))
+        async with db.transaction() as conn:
+            await conn.execute(sa.text("INSERT INTO kept_a VALUES (3)"))
+            pid = sa.text("SELECT pg_backend_pid()")
+            async with db.autocommit() as other:
+                # Another connection, beside the open transaction, whose 3 it does not see.
+                assert (await other.execute(pid)).scalar() != (await conn.execute(pid)).scalar()
+                seen = await other.execute(sa.text("SELECT array_agg(n) FROM kept_a"))
+                assert seen.scalar() == [2]
+        async with db.read() as conn:
+            rows = (await conn.execute(sa.text("SELECT n FROM kept_a ORDER BY n"))).scalars()
+            assert list(rows) == [2, 3]
+    finally:
+        async with db.autocommit() as conn:
+            await conn.execute(sa.text("DROP TABLE IF EXISTS kept_a"))
+        await db.dispose()
+
+
+async def test_no_more_idle_connections_are_kept_than_half_the_pool(postgres_url: str) -> None:
+    db = Database.from_url(postgres_url, pool_size=4)
+    try:
+        release = asyncio.Event()
+        started = 0
+
+        async def one() -> None:
+            nonlocal started
+            async with db.transaction() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+                started += 1
+                if started == 4:
+                    release.set()
+                await release.wait()
+
+        await asyncio.gather(*(one() for _ in range(4)))
+        pool: Any = db.engine.pool
+        assert pool.checkedout() == 2, "two kept for the next transactions, two back in the pool"
+        assert pool.checkedin() == 2
+    finally:
+        await db.dispose()
+
+
+async def test_work_that_ends_after_the_database_is_disposed_of_keeps_no_connection(
+    postgres_url: str,
+) -> None:
+    db = Database.from_url(postgres_url, pool_size=4)
+    inside, finish = asyncio.Event(), asyncio.Event()
+
+    async def late() -> None:
+        async with db.transaction() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+            inside.set()
+            await finish.wait()
+
+    task = asyncio.create_task(late())
+    await inside.wait()
+    await db.dispose()
+    finish.set()
+    await task
+    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    await db.dispose()

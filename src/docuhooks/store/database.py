@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -35,7 +35,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from docuhooks.core import jsontext
-from docuhooks.store import sqlite_inline
+from docuhooks.store import postgres_connections, sqlite_inline
 from docuhooks.store.private_files import create_private_file, make_private_dir
 
 Dialect = Literal["sqlite", "postgresql"]
@@ -43,8 +43,6 @@ Dialect = Literal["sqlite", "postgresql"]
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: The advisory lock key migrations take on PostgreSQL ("dhmigrat" as a 64-bit number).
 _MIGRATION_LOCK = int.from_bytes(b"dhmigrat", "big") - 2**63
-#: A pooled PostgreSQL connection idle longer than this is pinged before it is used again.
-IDLE_PING_SECONDS = 10.0
 #: What stands between docuhooks and PostgreSQL (`database_pooler`): nothing, or a pooler
 #: that hands each transaction whichever server connection is free.
 POOLERS = ("none", "transaction")
@@ -129,6 +127,12 @@ class Database:
         self._kept: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, sqlite_inline.KeptConnections
         ] = weakref.WeakKeyDictionary()
+        # On PostgreSQL: the connections `transaction` and `autocommit` keep out of the pool
+        # between units of work (`postgres_connections`), per event loop too, since an
+        # asyncpg connection belongs to the loop that opened it.
+        self._postgres_kept: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _KeptByKind] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @classmethod
     def from_url(
@@ -186,7 +190,7 @@ class Database:
             engine = sqlite_inline.InlineAsyncEngine(engine.sync_engine)
             _configure_sqlite(engine, checkpointer, sqlite_synchronous)
         else:
-            _check_liveness_on_checkout(engine)
+            postgres_connections.check_liveness_on_checkout(engine)
         return cls(
             engine,
             checkpointer=checkpointer,
@@ -224,8 +228,15 @@ class Database:
         forever, as it would wait on SQLite's lock without this one).
         """
         if not self.is_sqlite:
-            async with self.engine.begin() as conn:
-                yield conn
+            kept_pg = self._postgres_connections().transactions
+            conn = await kept_pg.take()
+            clean = False
+            try:
+                async with conn.begin():
+                    yield conn
+                clean = True
+            finally:
+                await kept_pg.give_back(conn, clean=clean)
             return
         kept = self._kept_connections()
         async with kept.write_lock.hold(urgent=urgent):
@@ -274,9 +285,14 @@ class Database:
             async with self.transaction(urgent=urgent) as conn:
                 yield conn
             return
-        async with self.engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        kept = self._postgres_connections().autocommit
+        conn = await kept.take()
+        clean = False
+        try:
             yield conn
+            clean = True
+        finally:
+            await kept.give_back(conn, clean=clean)
 
     async def warm_up(self, connections: int) -> None:
         """On PostgreSQL, open up to `connections` pooled connections now, together, so the
@@ -292,6 +308,13 @@ class Database:
             await asyncio.gather(*(conn.start() for conn in opened))
         finally:
             await asyncio.gather(*(conn.close() for conn in opened), return_exceptions=True)
+
+    def _postgres_connections(self) -> _KeptByKind:
+        loop = asyncio.get_running_loop()
+        kept = self._postgres_kept.get(loop)
+        if kept is None:
+            kept = self._postgres_kept[loop] = _KeptByKind.of(self.engine)
+        return kept
 
     def _kept_connections(self) -> sqlite_inline.KeptConnections:
         loop = asyncio.get_running_loop()
@@ -312,10 +335,9 @@ class Database:
                 yield conn
             return
         if not self.is_sqlite:
-            async with self.engine.connect() as conn:
-                await conn.execution_options(docuhooks_readonly=True)
-                async with conn.begin():
-                    yield conn
+            # A transaction like any other: PostgreSQL's readers never wait for writers.
+            async with self.transaction() as conn:
+                yield conn
             return
         kept = self._kept_connections()
         conn = await kept.reader()
@@ -364,10 +386,47 @@ class Database:
         for kept in list(self._kept.values()):
             await kept.close()
         self._kept.clear()
+        # This loop's kept connections go back to the pool, to be closed with it; another
+        # loop's (one that has ended, in tests and CLIs that ran one before) cannot be used
+        # from this one, and are dropped.
+        kept_pg = self._postgres_kept.get(asyncio.get_running_loop())
+        if kept_pg is not None:
+            await kept_pg.close()
+        self._postgres_kept.clear()
         await self.engine.dispose()
         if self._checkpointer is not None:
             # Off the loop: the last checkpoint may take a moment.
             await asyncio.to_thread(self._checkpointer.stop)
+
+
+@dataclass(frozen=True, slots=True)
+class _KeptByKind:
+    """One event loop's kept PostgreSQL connections, by the kind of work they do."""
+
+    transactions: postgres_connections.KeptConnections
+    autocommit: postgres_connections.KeptConnections
+
+    @classmethod
+    def of(cls, engine: AsyncEngine) -> _KeptByKind:
+        # At most half the pool's size for transactions (reads among them) and a quarter for
+        # single statements: the pool opens as many again past its size, so work of the
+        # other kind still finds connections beside the idle ones kept here (a pool of one
+        # keeps none).
+        size: int = engine.pool.size()  # type: ignore[attr-defined]
+        return cls(
+            transactions=postgres_connections.KeptConnections(engine, capacity=size // 2),
+            autocommit=postgres_connections.KeptConnections(
+                engine, capacity=size // 4, prepare=_in_autocommit
+            ),
+        )
+
+    async def close(self) -> None:
+        await self.transactions.close()
+        await self.autocommit.close()
+
+
+async def _in_autocommit(conn: AsyncConnection) -> None:
+    await conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 async def _upgrade(engine: AsyncEngine, *, needs_direct_ok: bool) -> None:
@@ -430,34 +489,6 @@ def _configure_sqlite(
             checkpointer.start()
 
     event.listen(engine.sync_engine, "begin", sqlite_inline.on_begin)
-
-
-def _check_liveness_on_checkout(engine: AsyncEngine) -> None:
-    """Hand out only live PostgreSQL connections, without a round trip for a busy one.
-
-    SQLAlchemy's `pool_pre_ping` costs three round trips on asyncpg (a ping inside its own
-    transaction) before every transaction: more than most of our transactions themselves.
-    A server that restarts or ends a session closes its socket, which asyncpg notices as soon
-    as the loop runs, so a connection is first checked locally; only one idle longer than
-    `IDLE_PING_SECONDS` (which a firewall may have dropped without a word) is pinged. A dead
-    one is discarded and the pool hands out another (`DisconnectionError`).
-    """
-    idle_since = "docuhooks_idle_since"
-
-    @event.listens_for(engine.sync_engine, "checkin")
-    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
-        record.info[idle_since] = time.monotonic()
-
-    @event.listens_for(engine.sync_engine, "checkout")
-    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        if dbapi_conn.driver_connection.is_closed():
-            raise sa_exc.DisconnectionError("the server closed the connection")
-        since = record.info.get(idle_since)
-        if since is not None and time.monotonic() - since > IDLE_PING_SECONDS:
-            try:
-                dbapi_conn.ping()
-            except Exception as exc:
-                raise sa_exc.DisconnectionError(f"ping failed: {exc}") from exc
 
 
 def alembic_config(connection: sa.Connection | None = None) -> Any:
