@@ -148,10 +148,15 @@ class AppContext:
             if per_host < 1:
                 raise ValueError("connections_per_host must be at least 1")
             proxies = _outbound_options(settings)
+            limit = max(200, per_host)
             transport = self._transports[purpose] = HttpTransport(
                 self.address_policy,
-                limit_per_host=per_host,
-                limit=max(200, per_host),
+                # Interactive calls are held to their site's slots (`interactive_slots`), not
+                # to a number per host: one site's calls to its own path on a host many
+                # tenants share would otherwise take every connection to that host, and
+                # another site's interview would wait for one.
+                limit_per_host=limit if purpose == "interactive" else per_host,
+                limit=limit,
                 connect_timeout=settings.connect_timeout_seconds,
                 proxies=proxies,
             )

@@ -211,3 +211,55 @@ async def test_a_site_holding_its_limit_leaves_another_sites_interview_its_call(
             task.cancel()
         await ctx.close_transports()
     assert len(ctx.interactive_slots) == 0
+
+
+async def test_a_site_holding_its_limit_on_a_shared_host_leaves_another_sites_call_there(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    """One host serving both sites, each on its own path: site A holds all its slots with
+    calls that its path never answers; site B's interview call to its own path on the same
+    host still gets a connection (the interactive pool does not hold a host to
+    `CONNECTIONS_PER_HOST`, fewer than a site's slots), and B's interview gets its answers."""
+    per_site = ctx.settings.interactive_calls_per_site
+    assert per_site > ctx.settings.connections_per_host  # the defaults, 50 and 20
+    ctx.settings = dataclasses.replace(ctx.settings, interview_budget_seconds=5.0)
+    gate = asyncio.Semaphore(0)
+    order: list[str] = []
+
+    async def held(_: web.Request) -> web.Response:
+        order.append("A")
+        await gate.acquire()
+        return web.Response(status=200, body=b"{}", content_type="application/json")
+
+    async def test_send(hook_id: str) -> dict[str, Any]:
+        response = await client.post(f"{API}/webhooks/{hook_id}/test", headers=site.auth())
+        body: dict[str, Any] = response.json()
+        return body
+
+    sends: list[asyncio.Task[dict[str, Any]]] = []
+    try:
+        async with serve() as shared:
+            stuck = await hook_over_api(client, site, f"{shared.base}/a", timeoutSeconds=60)
+            shared.route("/a", stuck.verifier(), held)
+            sends = [asyncio.create_task(test_send(stuck.id)) for _ in range(per_site)]
+            await eventually(lambda: len(order) == per_site, 60, "A's calls to hold the host")
+            item_b = await work_item_over_api(client, other_site)
+            hook_b = await hook_over_api(client, other_site, f"{shared.base}/load")
+            answer = answer_json(PREFILL)
+
+            async def load(request: web.Request) -> web.StreamResponse:
+                order.append("B")
+                return await answer(request)
+
+            shared.route("/load", hook_b.verifier(), load)
+            interview = await open_over_api(client, other_site, item_b)
+            assert order == ["A"] * per_site + ["B"]
+            assert interview["warnings"] == []
+            assert values_of(interview) == PREFILL
+    finally:
+        for _ in range(per_site):
+            gate.release()
+        for task in sends:
+            task.cancel()
+        await asyncio.gather(*sends, return_exceptions=True)
+        await ctx.close_transports()
