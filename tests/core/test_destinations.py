@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from docuhooks.core.destinations import (
     MAX_CONCURRENCY,
@@ -36,6 +38,30 @@ def test_destinations_are_scheme_host_and_port_with_the_default_port_written_out
     assert destination_of("https://example.com:443/other") == "https://example.com:443"
     assert destination_of("http://example.com/x") == "http://example.com:80"
     assert destination_of("http://127.0.0.1:8080/x") == "http://127.0.0.1:8080"
+
+
+@pytest.mark.parametrize(
+    ("spelled", "host"),
+    [
+        ("http://127。0。0。1:8080/x", "http://127.0.0.1:8080"),  # ideographic full stops
+        ("http://１２７.0.0.1:8080/x", "http://127.0.0.1:8080"),  # full-width digits
+        ("http://127．0．0．1:8080/x", "http://127.0.0.1:8080"),
+        ("http://ſhared.example/x", "http://shared.example:80"),  # long s
+        ("http://shared.example./x", "http://shared.example:80"),  # the final dot
+        ("http://bücher.example/x", "http://xn--bcher-kva.example:80"),
+        ("http://xn--bcher-kva.example/x", "http://xn--bcher-kva.example:80"),
+        ("http://[0:0::1]:90/x", "http://[::1]:90"),
+    ],
+)
+def test_a_host_spelled_another_way_is_the_same_destination(spelled: str, host: str) -> None:
+    """The host as the HTTP client connects to it and pools its connections: another
+    spelling never escapes the caps on calls in flight to it."""
+    assert destination_of(spelled) == host
+
+
+@given(st.text())
+def test_any_text_has_a_destination_key(text: str) -> None:
+    assert isinstance(destination_of(text), str)
     assert destination_of("http://[::1]:9000/x") == "http://[::1]:9000"
     assert destination_of("http://a.example:8080/") != destination_of("http://a.example:8081/")
 

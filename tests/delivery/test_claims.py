@@ -16,7 +16,7 @@ from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.core.clock import FakeClock
-from docuhooks.core.destinations import BreakerState, destination_of
+from docuhooks.core.destinations import BreakerState, destination_of, state_key
 from docuhooks.delivery import calls_in_flight, claims, outbox, queries
 from docuhooks.delivery.queries import Job
 from docuhooks.settings import Settings, SettingsError
@@ -62,9 +62,12 @@ async def claim(
         )
 
 
-async def set_destination(ctx: AppContext, url: str, now: datetime, **values: object) -> None:
+async def set_destination(
+    ctx: AppContext, site_id: str, url: str, now: datetime, **values: object
+) -> None:
+    """The state `site_id` keeps of `url`'s destination."""
     row: dict[str, object] = {
-        "origin": destination_of(url),
+        "origin": state_key(site_id, destination_of(url)),
         "state": BreakerState.CLOSED.value,
         "failures": 0,
         "concurrency": 100,
@@ -170,6 +173,7 @@ async def test_an_open_breaker_lets_one_probe_through_per_interval_across_owners
         await pile_up(ctx, site.site_id, hook, 5, now=clock.now())
     await set_destination(
         ctx,
+        site.site_id,
         URL,
         clock.now(),
         state=BreakerState.OPEN.value,
@@ -204,7 +208,9 @@ async def test_a_paused_destination_yields_nothing_until_its_pause_ends(
     clock = FakeClock()
     hook, _ = await make_webhook(ctx, site, URL)
     await pile_up(ctx, site.site_id, hook, 3, now=clock.now())
-    await set_destination(ctx, URL, clock.now(), paused_until=clock.now() + timedelta(seconds=60))
+    await set_destination(
+        ctx, site.site_id, URL, clock.now(), paused_until=clock.now() + timedelta(seconds=60)
+    )
     assert await claim(ctx, clock, "w1") == []
     clock.advance(timedelta(seconds=60) - timedelta(milliseconds=1))
     assert await claim(ctx, clock, "w1") == []
@@ -219,9 +225,38 @@ async def test_a_destination_below_its_full_limit_is_shared_by_its_webhooks(
     hooks = [(await make_webhook(ctx, site, f"{URL}/{i}"))[0] for i in range(2)]
     for hook in hooks:
         await pile_up(ctx, site.site_id, hook, 10, now=clock.now())
-    await set_destination(ctx, URL, clock.now(), concurrency=3)
+    await set_destination(ctx, site.site_id, URL, clock.now(), concurrency=3)
     assert len(await claim(ctx, clock, "w1")) == 3
     assert await claim(ctx, clock, "w2") == [], "the limit counts every worker's calls"
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"concurrency": 1},
+        {"paused_until": "later"},
+        {"state": BreakerState.OPEN.value, "failures": 5, "next_probe_at": "later"},
+    ],
+    ids=["adaptive limit", "pause", "open breaker"],
+)
+async def test_a_sites_state_of_a_shared_host_holds_back_only_its_own_calls(
+    ctx: AppContext, site: SiteUsers, other_site: SiteUsers, state: dict[str, object]
+) -> None:
+    """Many hosts serve many tenants, each on a path of its own: one site's limit, pause or
+    open breaker there (its own path's 429s, or timeouts it set too short) is its own."""
+    clock = FakeClock()
+    throttled, _ = await make_webhook(ctx, site, f"{URL}/theirs")
+    other, _ = await make_webhook(ctx, other_site, f"{URL}/ours")
+    await pile_up(ctx, site.site_id, throttled, 3, now=clock.now())
+    await pile_up(ctx, other_site.site_id, other, 3, now=clock.now())
+    values = {
+        name: clock.now() + timedelta(hours=1) if value == "later" else value
+        for name, value in state.items()
+    }
+    await set_destination(ctx, site.site_id, URL, clock.now(), **values)
+    taken = by_hook(await claim(ctx, clock, "w1"))
+    assert taken[other] == 3, "the other site's calls go out as if the host had no trouble"
+    assert taken.get(throttled, 0) == (1 if "concurrency" in state else 0)
 
 
 async def served_at(ctx: AppContext, hooks: list[str], when: datetime) -> None:
@@ -241,7 +276,7 @@ async def test_webhooks_held_back_by_their_destinations_limit_do_not_block_the_c
     shared = [(await make_webhook(ctx, site, f"{URL}/{i}"))[0] for i in range(30)]
     for hook in shared:
         await pile_up(ctx, site.site_id, hook, 2, now=clock.now())
-    await set_destination(ctx, URL, clock.now(), concurrency=1)
+    await set_destination(ctx, site.site_id, URL, clock.now(), concurrency=1)
     assert len(await claim(ctx, clock, "w0", limit=1)) == 1  # the host's one call
     healthy, _ = await make_webhook(ctx, site, OTHER)
     await pile_up(ctx, site.site_id, healthy, 1, now=clock.now())
@@ -332,7 +367,7 @@ async def test_a_destinations_adaptive_limit_counts_only_below_the_cap(
     hook, _ = await make_webhook(ctx, site, URL, maxConcurrency=100)
     await pile_up(ctx, site.site_id, hook, 20, now=clock.now())
     # A limit grown to the old maximum is no licence beyond the cap ...
-    await set_destination(ctx, URL, clock.now(), concurrency=100)
+    await set_destination(ctx, site.site_id, URL, clock.now(), concurrency=100)
     assert len(await claim(ctx, clock, "w1", caps=caps)) == 5
     # ... and one halved below it is the limit.
     async with ctx.db.transaction() as conn:
@@ -435,7 +470,7 @@ async def test_a_webhook_changed_while_a_claim_waited_for_its_row_gives_nothing(
             )
             await recorder.execute(
                 destinations.insert().values(
-                    origin=destination_of(URL),
+                    origin=state_key(site.site_id, destination_of(URL)),
                     failures=5,
                     concurrency=100,
                     updated_at=clock.now(),
@@ -461,7 +496,13 @@ async def test_a_probe_goes_out_only_where_the_locks_show_room(
     await pile_up(ctx, site.site_id, probed, 2, now=clock.now())
     await pile_up(ctx, site.site_id, other, 5, now=clock.now())
     await set_destination(
-        ctx, URL, clock.now(), state=BreakerState.OPEN.value, failures=5, next_probe_at=clock.now()
+        ctx,
+        site.site_id,
+        URL,
+        clock.now(),
+        state=BreakerState.OPEN.value,
+        failures=5,
+        next_probe_at=clock.now(),
     )
     async with ctx.db.transaction() as conn:  # the probe's webhook has the first turn
         await conn.execute(
@@ -507,7 +548,7 @@ async def test_a_probe_goes_out_only_where_the_locks_show_room(
         turn = (
             await conn.execute(
                 sa.select(destinations.c.next_probe_at).where(
-                    destinations.c.origin == destination_of(URL)
+                    destinations.c.origin == state_key(site.site_id, destination_of(URL))
                 )
             )
         ).scalar_one()

@@ -26,6 +26,7 @@ from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.core.clock import FakeClock
+from docuhooks.core.destinations import state_key
 from docuhooks.core.signing import OutboundRequest
 from docuhooks.delivery import queries, recorder_queries, rollup
 from docuhooks.delivery.recorder import Finished, _successes
@@ -195,7 +196,7 @@ async def test_successes_to_a_destination_not_at_rest_go_in_the_batchs_transacti
     """A destination whose adaptive limit is below its ceiling grows it with the successes,
     in the transaction that records them."""
     setup = await _two_webhooks_with_two_deliveries_each(ctx, site)
-    origin = setup.jobs[0].webhook.destination
+    origin = state_key(setup.jobs[0].webhook.site_id, setup.jobs[0].webhook.destination)
     async with ctx.db.transaction() as conn:
         await conn.execute(
             sa.insert(destinations).values(

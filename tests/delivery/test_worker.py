@@ -28,7 +28,7 @@ from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.core.clock import Clock, FakeClock, SystemClock
-from docuhooks.core.destinations import BreakerPolicy, Signal, signal_of
+from docuhooks.core.destinations import BreakerPolicy, Signal, signal_of, state_key
 from docuhooks.core.retry import RetrySchedule
 from docuhooks.core.signing import OutboundRequest
 from docuhooks.delivery import (
@@ -44,7 +44,7 @@ from docuhooks.delivery import worker as worker_module
 from docuhooks.delivery.recorder import Finished
 from docuhooks.delivery.transport import ErrorClass, MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
-from docuhooks.store.schema import deliveries, flights, sites
+from docuhooks.store.schema import deliveries, destinations, flights, sites
 from docuhooks.store.schema import webhooks as webhooks_table
 
 URL = "https://receiver.example/hook"
@@ -168,6 +168,54 @@ async def test_retry_after_replaces_the_schedule(
     row = await delivery(ctx, delivery_id)
     assert (row.status, row.attempts) == ("pending", 1)
     assert row.next_attempt_at == clock.now() + timedelta(seconds=seconds)
+
+
+async def test_one_sites_answers_on_a_shared_host_never_hold_back_another_sites(
+    ctx: AppContext, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    """A host serving many tenants, each on its own path (a chat service's incoming
+    webhooks, an automation platform). One site's path answers 429 with a day's Retry-After
+    and its next events time out (its webhook's timeout set shorter than the host needs):
+    its own calls there pause, then its breaker opens; the other site's go out at once, in
+    the order the host saw them."""
+    clock = FakeClock()
+    await make_webhook(ctx, site, "https://shared.example/theirs", timeoutSeconds=1)
+    await make_webhook(ctx, other_site, "https://shared.example/ours")
+    answers = [TransportResult.response(429, b"", {"Retry-After": "86400"})]
+
+    def shared_host(request: OutboundRequest) -> TransportResult:
+        if request.url.endswith("/theirs"):
+            return answers[0]
+        return TransportResult.response(200, b"ok")
+
+    worker, transport = worker_with(ctx, shared_host, clock, suspend_after_failures=100)
+
+    def paths() -> list[str]:
+        return [sent.request.url.rsplit("/", 1)[1] for sent in transport.sent]
+
+    await queue_event(ctx, site.site_id, now=clock.now())
+    await worker.run_once()
+    await queue_event(ctx, site.site_id, now=clock.now())  # paused with its site
+    await queue_event(ctx, other_site.site_id, now=clock.now())
+    await worker.run_once()
+    assert paths() == ["theirs", "ours"]
+
+    clock.advance(timedelta(days=1, seconds=1))
+    answers[0] = TransportResult.failure(ErrorClass.TIMEOUT, "timed out after 1 s")
+    for _ in range(BreakerPolicy().failure_threshold):
+        await queue_event(ctx, site.site_id, now=clock.now())
+        await worker.run_once()
+    async with ctx.db.read() as conn:
+        states = dict(
+            (await conn.execute(sa.select(destinations.c.origin, destinations.c.state))).all()
+        )
+    theirs = state_key(site.site_id, "https://shared.example:443")
+    assert states == {theirs: "open"}, (
+        "the other site keeps no state of the host: it had no trouble"
+    )
+    await queue_event(ctx, other_site.site_id, now=clock.now())
+    await worker.run_once()
+    assert paths()[-1] == "ours"
 
 
 async def test_retry_after_is_ignored_on_other_statuses(ctx: AppContext, site: SiteUsers) -> None:

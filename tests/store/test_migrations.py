@@ -3,6 +3,9 @@ so a table or column added to one and not the other is caught here, not in produ
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -96,3 +99,101 @@ async def test_deliveries_pages_keep_room_for_the_claims_update_on_postgres(
 
     indexed = {column.name for index in deliveries.indexes for column in index.columns}
     assert not indexed & {"lease_owner", "lease_expires_at"}
+
+
+def _upgrade_to(connection: sa.Connection, revision: str) -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(connection), revision)
+
+
+@asynccontextmanager
+async def _new_database(db_url: str) -> AsyncIterator[str]:
+    """An empty database of `db_url`'s kind (the shared PostgreSQL one is migrated already)."""
+    if not db_url.startswith("postgresql"):
+        yield db_url
+        return
+    import asyncpg
+
+    name = f"docuhooks_migrate_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(db_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield db_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_destination_states_move_to_their_sites_and_hosts_are_read_as_the_client_does(
+    db_url: str,
+) -> None:
+    """Migration 0026: a destination's one state becomes a copy for each site with webhooks
+    there, and a host spelled another way (full-width digits) is keyed as the HTTP client
+    connects to it."""
+    async with _new_database(db_url) as url:
+        await _migrate_destination_states(url)
+
+
+async def _migrate_destination_states(url: str) -> None:
+    from datetime import UTC, datetime
+
+    from docuhooks.core.destinations import state_key
+    from docuhooks.store.database import Database
+    from docuhooks.store.schema import destinations, sites, webhooks
+
+    db = Database.from_url(url)
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_upgrade_to, "0025")
+            for site in ("s1", "s2", "s3"):
+                await conn.execute(
+                    sites.insert().values(id=site, name=site, base_url="https://x", created_at=now)
+                )
+            for hook, site, url, destination in (
+                ("h1", "s1", "https://shared.example/a", "https://shared.example:443"),
+                ("h2", "s2", "https://shared.example/b", "https://shared.example:443"),
+                ("h3", "s3", "http://１２７.0.0.1:8080/c", "http://１２７.0.0.1:8080"),
+            ):
+                await conn.execute(
+                    webhooks.insert().values(
+                        id=hook,
+                        site_id=site,
+                        name=hook,
+                        url=url,
+                        event_type="NewWorkItemVersionComplete",
+                        auth_method="HMAC",
+                        request_verb="POST",
+                        active=True,
+                        accept_untrusted_ssl=False,
+                        work_group_ids=[],
+                        template_ids=[],
+                        sort_order=0,
+                        timeout_seconds=15,
+                        ordered_delivery=False,
+                        destination=destination,
+                        created_at=now,
+                        modified_at=now,
+                    )
+                )
+            await conn.execute(
+                destinations.insert().values(
+                    origin="https://shared.example:443",
+                    state="open",
+                    failures=5,
+                    concurrency=1,
+                    next_probe_at=now,
+                    updated_at=now,
+                )
+            )
+            await conn.run_sync(_upgrade_to, "head")
+            rows = await conn.execute(sa.select(destinations.c.origin, destinations.c.state))
+            assert dict(rows.all()) == {
+                state_key("s1", "https://shared.example:443"): "open",
+                state_key("s2", "https://shared.example:443"): "open",
+            }
+            hosts = await conn.execute(sa.select(webhooks.c.id, webhooks.c.destination))
+            assert dict(hosts.all())["h3"] == "http://127.0.0.1:8080"
+    finally:
+        await db.dispose()

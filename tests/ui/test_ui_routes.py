@@ -18,6 +18,7 @@ from tests.support import MovedClock, SiteUsers
 from tests.ui.ui_support import PASSWORD, csrf_of, field_error, make_user, sign_in
 
 from docuhooks.context import AppContext
+from docuhooks.core.destinations import state_key
 from docuhooks.core.retry import RetrySchedule
 from docuhooks.delivery import recorder_queries
 from docuhooks.delivery.recovery import RecoveryRunner
@@ -878,7 +879,7 @@ async def test_an_open_breaker_is_obvious_in_the_list_and_on_the_page(
     async with ctx.db.transaction() as conn:
         await conn.execute(
             destinations.insert().values(
-                origin="https://down.example:443",
+                origin=state_key(site.site_id, "https://down.example:443"),
                 state="open",
                 failures=6,
                 since=start,

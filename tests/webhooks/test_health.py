@@ -13,6 +13,7 @@ from tests.delivery.delivery_support import make_webhook, queue_event
 from tests.support import MovedClock, SiteUsers
 
 from docuhooks.context import AppContext
+from docuhooks.core.destinations import state_key
 from docuhooks.delivery import health
 from docuhooks.store.schema import deliveries, destinations, flights, webhooks
 
@@ -114,7 +115,7 @@ async def arrange_trouble(ctx: AppContext, site: SiteUsers) -> tuple[str, str, d
         )
         await conn.execute(
             destinations.insert().values(
-                origin=ORIGIN,
+                origin=state_key(site.site_id, ORIGIN),
                 state="open",
                 failures=5,
                 since=start + timedelta(seconds=60),

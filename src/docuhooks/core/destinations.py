@@ -1,7 +1,13 @@
 """A destination's health: its circuit breaker and its adaptive concurrency limit. Pure.
 
-A *destination* is where calls go: scheme, host and port. Every webhook that points there
-shares its state, because a host that is down or overloaded is so for all of them.
+A *destination* is where calls go: scheme, host and port. Every webhook of a site that
+points there shares the site's state of it (`state_key`), because a host that is down or
+overloaded is so for all of them. Each site keeps its own: many hosts serve many tenants,
+each on a path of its own (a chat service's incoming webhooks, an automation platform), and
+a site's own path answering 429 with a day's `Retry-After`, or its webhooks' timeouts set
+shorter than the host needs, must not hold back another site's calls there. What protects
+the host from all sites together is the cap on calls in flight to it, which counts every
+site's calls.
 
 - **Circuit breaker.** After `failure_threshold` consecutive failures that say the host is
   unreachable or broken (`connect`, `dns`, `tls`, `timeout`, or a 5xx status) the breaker
@@ -29,6 +35,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from urllib.parse import urlsplit
 
+from yarl import URL
+
 __all__ = [
     "MAX_CONCURRENCY",
     "BreakerPolicy",
@@ -38,6 +46,8 @@ __all__ = [
     "advance",
     "destination_of",
     "signal_of",
+    "split_state_key",
+    "state_key",
 ]
 
 #: The most calls in flight a destination's adaptive limit may ever allow (a webhook's own
@@ -50,16 +60,42 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 def destination_of(url: str) -> str:
     """The destination key of a webhook URL: ``scheme://host:port``, lower-cased, with the
     default port written out, so ``HTTPS://Example.com/a`` and ``https://example.com:443/b``
-    share one."""
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
+    share one.
+
+    The host is the one the HTTP client connects to and pools connections by (yarl's, IDNA
+    applied): ``１２７.0.0.1``, ``127。0。0。1`` and ``127.0.0.1`` are one destination, as
+    are ``ſhared.example``, ``Shared.example`` and ``shared.example.``, so spelling a host
+    another way never escapes the caps on calls in flight to it, nor fills its connections
+    outside them."""
+    text = url.strip()
     try:
-        port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
-    except ValueError:
+        parsed = URL(text)
+        scheme = parsed.scheme.lower()
+        host = (parsed.raw_host or "").lower()
+        port = parsed.port or _DEFAULT_PORTS.get(scheme, 0)
+    except (ValueError, UnicodeError):
+        # Not a URL the client could call (a webhook's URL is checked when it is saved):
+        # keyed as written, so it shares nothing.
+        try:
+            parts = urlsplit(text)
+            scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+        except ValueError:
+            scheme, host = "", text.lower()
         port = 0
+    host = host.removesuffix(".")
     bracketed = f"[{host}]" if ":" in host else host
     return f"{scheme}://{bracketed}:{port}"
+
+
+def state_key(site_id: str, destination: str) -> str:
+    """Where a site's state of a destination is kept (the `destinations` table's `origin`)."""
+    return f"{site_id} {destination}"
+
+
+def split_state_key(key: str) -> tuple[str, str]:
+    """The site and the destination of a `state_key`."""
+    site_id, _, destination = key.partition(" ")
+    return site_id, destination
 
 
 class BreakerState(StrEnum):

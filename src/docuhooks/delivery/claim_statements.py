@@ -14,7 +14,13 @@ from sqlalchemy.dialects import postgresql
 from docuhooks.core.destinations import BreakerState
 from docuhooks.delivery import queries
 from docuhooks.store.prepared import Prepared
-from docuhooks.store.schema import deliveries, destinations, flights, webhooks
+from docuhooks.store.schema import (
+    deliveries,
+    destinations,
+    flights,
+    state_key_of_webhook,
+    webhooks,
+)
 
 __all__ = [
     "CANDIDATES",
@@ -56,20 +62,35 @@ def candidates_statement(*, not_ended: bool = False) -> sa.Select[Any]:
     in_flight = _in_flight(live)
     at_destination = _counted(sa.and_(flights.c.destination == webhooks.c.destination, live))
     at_site = _counted(sa.and_(flights.c.site_id == webhooks.c.site_id, live))
-    # A destination at its limit has no room for any of its webhooks, nor a site at its cap
-    # for any of its own: they are not candidates, or many webhooks on one throttled host (or
-    # of one busy site) would fill every claim's list and leave other webhooks waiting. The
-    # limit is the cap, or the adaptive limit when that is lower. (A probe is one call
-    # whatever the limit.)
+    # The adaptive limit is the site's own (`core.destinations`): it bounds the site's calls
+    # to the destination, counted only where there is one.
+    limited = sa.and_(
+        destinations.c.concurrency.is_not(None),
+        destinations.c.concurrency < sa.bindparam("ceiling"),
+    )
+    at_site_destination = sa.case(
+        (
+            limited,
+            _counted(
+                sa.and_(
+                    flights.c.destination == webhooks.c.destination,
+                    flights.c.site_id == webhooks.c.site_id,
+                    live,
+                )
+            ),
+        ),
+        else_=0,
+    )
+    # A destination at its cap has no room for any of its webhooks, a site at its adaptive
+    # limit there none for its own, nor a site at its cap for any of its own: they are not
+    # candidates, or many webhooks on one throttled host (or of one busy site) would fill
+    # every claim's list and leave other webhooks waiting. (A probe is one call whatever
+    # the limit.)
     room_at_destination = sa.or_(
         destinations.c.state != BreakerState.CLOSED.value,
         sa.and_(
             at_destination < sa.bindparam("destination_cap"),
-            sa.or_(
-                destinations.c.concurrency.is_(None),
-                destinations.c.concurrency >= sa.bindparam("ceiling"),
-                at_destination < destinations.c.concurrency,
-            ),
+            sa.or_(sa.not_(limited), at_site_destination < destinations.c.concurrency),
         ),
     )
     # An EXISTS, not a scalar subquery with `LIMIT 1`: given statistics that promise a
@@ -106,6 +127,7 @@ def candidates_statement(*, not_ended: bool = False) -> sa.Select[Any]:
             in_flight.label("in_flight"),
             at_destination.label("at_destination"),
             at_site.label("at_site"),
+            at_site_destination.label("at_site_destination"),
             destinations.c.state,
             destinations.c.concurrency,
             # Its place in its site's round: the site's longest unserved webhook is 1.
@@ -114,7 +136,7 @@ def candidates_statement(*, not_ended: bool = False) -> sa.Select[Any]:
             .label("turn"),
         )
         .select_from(
-            webhooks.outerjoin(destinations, destinations.c.origin == webhooks.c.destination)
+            webhooks.outerjoin(destinations, destinations.c.origin == state_key_of_webhook())
         )
         .where(
             webhooks.c.active.is_(True),

@@ -5,8 +5,10 @@ the whole table:
 
 1. **Candidates**: active, unsuspended webhooks with a due, unleased delivery, below their
    `maxConcurrency` in flight, whose site is below `site_max_in_flight`, whose destination
-   is below `destination_max_in_flight` and its adaptive limit, not paused by a
-   `Retry-After`, and whose breaker is closed or due a probe. They come *round the sites*:
+   is below `destination_max_in_flight` (all sites' calls) and whose site is below its
+   adaptive limit there, not paused by a `Retry-After` the site was given, and whose
+   site's breaker of it is closed or due a probe (each site keeps its own state of a
+   destination: `core.destinations`). They come *round the sites*:
    first each site's longest unserved webhook (`webhooks.claimed_at`, set for every
    candidate given a share, whether its lease found a delivery or not; one left without a
    share keeps its place, so a shared destination's room alternates), then each site's
@@ -15,12 +17,13 @@ the whole table:
    number of deliveries waiting.
 2. **Shares**: each site may take an equal share of the claim, and each of its candidates an
    equal share of the site's, at most its room under `maxConcurrency`, under its site's cap
-   and under its destination's limit (the lower of `destination_max_in_flight` and the
-   adaptive limit; all counted from `flights`, the table of calls in flight, across all
+   under its destination's `destination_max_in_flight` and under its site's adaptive
+   limit there (all counted from `flights`, the table of calls in flight, across all
    workers: a row from a delivery's lease, claimed ahead included, until its worker's next
-   claim or its recorder sees that its call has ended). A destination whose breaker is open
-   and due a probe gives one delivery, to one worker: the probe's turn is taken by a
-   conditional update of its row, so the whole installation sends one probe per interval.
+   claim or its recorder sees that its call has ended). A site's breaker of a destination
+   that is open and due a probe gives one delivery, to one worker: the probe's turn is
+   taken by a conditional update of its row, so the whole installation sends one probe per
+   interval for each site whose breaker of the destination is open.
 3. **Leases**: each share is taken from the webhook's oldest due deliveries (in order, for an
    ordered webhook) through a partial index, leased, and written to `flights`.
 
@@ -62,7 +65,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.core.destinations import MAX_CONCURRENCY, BreakerState
+from docuhooks.core.destinations import MAX_CONCURRENCY, BreakerState, state_key
 from docuhooks.delivery import calls_in_flight, queries
 from docuhooks.delivery import claim_statements as statements
 from docuhooks.delivery.queries import Job
@@ -117,14 +120,21 @@ class _Candidate:
     site_id: str
     destination: str
     room: int
-    #: The destination's breaker is open or half open: this would be its probe.
+    #: Its site's breaker of the destination is open or half open: this would be its probe.
     probe: bool
-    #: The destination's limit: the cap, or its adaptive limit when that is lower.
-    destination_limit: int
-    #: Calls in flight to its destination and for its site, as the candidates' statement
+    #: Its site's adaptive limit on calls to the destination, if one is below the ceiling.
+    adaptive_limit: int | None
+    #: Calls in flight to its destination, for its site, and for its site to its
+    #: destination (counted only with an adaptive limit), as the candidates' statement
     #: counted them (what `_shares` goes by on SQLite, where no other claim runs meanwhile).
     at_destination: int
     at_site: int
+    at_site_destination: int
+
+    @property
+    def state_key(self) -> str:
+        """Where its site's state of its destination is kept (the probe's turn, the limit)."""
+        return state_key(self.site_id, self.destination)
 
 
 async def claim(
@@ -323,13 +333,14 @@ async def _candidates(
             destination=row.destination,
             room=row.max_concurrency - row.in_flight,
             probe=row.state is not None and row.state != BreakerState.CLOSED,
-            destination_limit=(
-                min(caps.destination, row.concurrency)
+            adaptive_limit=(
+                row.concurrency
                 if row.concurrency is not None and row.concurrency < caps.ceiling
-                else caps.destination
+                else None
             ),
             at_destination=row.at_destination,
             at_site=row.at_site,
+            at_site_destination=row.at_site_destination,
         )
         for row in rows
     ]
@@ -342,19 +353,23 @@ def _without(candidates: list[_Candidate], ended: Sequence[Job]) -> None:
     by_webhook = Counter(job.webhook.id for job in ended)
     by_destination = Counter(job.webhook.destination for job in ended)
     by_site = Counter(job.webhook.site_id for job in ended)
+    by_key = Counter(state_key(job.webhook.site_id, job.webhook.destination) for job in ended)
     for c in candidates:
         c.room += by_webhook[c.webhook_id]
         c.at_destination -= by_destination[c.destination]
         c.at_site -= by_site[c.site_id]
+        if c.adaptive_limit is not None:
+            c.at_site_destination -= by_key[c.state_key]
 
 
 @dataclass(frozen=True, slots=True)
 class _InFlight:
-    """Calls in flight across all workers, to the candidates' destinations and for their
-    sites."""
+    """Calls in flight across all workers, to the candidates' destinations, for their
+    sites, and for their sites to their destinations (by `state_key`)."""
 
     at_destination: Counter[str]
     at_site: Counter[str]
+    at_site_destination: Counter[str]
 
 
 def _in_flight_at(candidates: list[_Candidate]) -> _InFlight:
@@ -365,6 +380,7 @@ def _in_flight_at(candidates: list[_Candidate]) -> _InFlight:
     return _InFlight(
         Counter({c.destination: c.at_destination for c in candidates}),
         Counter({c.site_id: c.at_site for c in candidates}),
+        Counter({c.state_key: c.at_site_destination for c in candidates}),
     )
 
 
@@ -379,12 +395,18 @@ async def _shares(
     last share, or whose site's part is spent, are left for the next claim).
 
     Each site has an equal part of the claim, split equally among its candidates; no share
-    goes beyond the webhook's, the site's or the destination's room. A destination open to
-    a probe gives one delivery, to its first candidate, if `take_probe_turn` (given the
-    destination) wins this interval's turn."""
-    limits = {c.destination: c.destination_limit for c in candidates}
+    goes beyond the webhook's, the site's, the destination's room, or the site's room under
+    its adaptive limit there. A site's breaker of a destination open to a probe gives one
+    delivery, to its first candidate, if `take_probe_turn` (given its `state_key`) wins
+    this interval's turn."""
     destination_room = {
-        origin: n - in_flight.at_destination[origin] for origin, n in limits.items()
+        c.destination: caps.destination - in_flight.at_destination[c.destination]
+        for c in candidates
+    }
+    adaptive_room = {
+        c.state_key: c.adaptive_limit - in_flight.at_site_destination[c.state_key]
+        for c in candidates
+        if c.adaptive_limit is not None
     }
     per_site = Counter(c.site_id for c in candidates)
     site_room = {site: caps.site - in_flight.at_site[site] for site in per_site}
@@ -399,27 +421,38 @@ async def _shares(
         site_left = min(site_part - site_taken[c.site_id], site_room[c.site_id])
         if site_left <= 0:
             continue  # its site has had its part: this webhook keeps its turn
+        key = c.state_key
         if c.probe:
-            if c.destination in probed or not await take_probe_turn(c.destination):
+            if key in probed or not await take_probe_turn(key):
                 continue
-            probed.add(c.destination)
+            probed.add(key)
             share = 1
         else:
             fair = max(1, math.ceil(site_part / per_site[c.site_id]))
-            share = min(fair, c.room, left, site_left, destination_room[c.destination])
+            share = min(
+                fair,
+                c.room,
+                left,
+                site_left,
+                destination_room[c.destination],
+                adaptive_room.get(key, left),
+            )
         if share > 0:
             shares.append((c, share))
             left -= share
             site_taken[c.site_id] += share
             site_room[c.site_id] -= share
             destination_room[c.destination] -= share
+            if key in adaptive_room:
+                adaptive_room[key] -= share
     return shares
 
 
 async def _take_probe_turn(
     conn: AsyncConnection, origin: str, *, now: datetime, probe_interval: timedelta
 ) -> bool:
-    """Take the destination's probe for this interval; False if another claim has it."""
+    """Take the probe of a site's breaker of a destination (`origin`, its `state_key`) for
+    this interval; False if another claim has it."""
     result = await conn.execute(
         destinations.update()
         .where(

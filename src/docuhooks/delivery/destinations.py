@@ -1,5 +1,7 @@
-"""Destination health in the store: what each attempt's outcome does to its destination's
-circuit breaker, adaptive limit and pause (the rules are `core.destinations`).
+"""Destination health in the store: what each attempt's outcome does to its site's state of
+its destination: circuit breaker, adaptive limit and pause (the rules are
+`core.destinations`; each site's state of a destination is a row of its own, keyed by
+`state_key`).
 
 The recorder calls :func:`record` with every outcome it writes, in the same transaction. A
 destination that has never shown trouble has no row and costs one primary-key read per
@@ -27,6 +29,7 @@ from docuhooks.core.destinations import (
     DestinationState,
     Signal,
     advance,
+    split_state_key,
 )
 from docuhooks.delivery import operational
 from docuhooks.store.prepared import Prepared
@@ -39,8 +42,9 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """One attempt, as far as its destination is concerned."""
+    """One attempt, as far as its site's state of its destination is concerned."""
 
+    #: `core.destinations.state_key`: the site and the destination.
     destination: str
     signal: Signal
     at: datetime
@@ -179,9 +183,11 @@ async def record(
         await _upsert(conn.dialect.name).executemany(conn, rows)
     announced = 0
     for t in transitions:
+        site_id, destination = split_state_key(t.destination)
         getattr(log, "warning" if t.after.state is BreakerState.OPEN else "info")(
             f"destination.breaker_{t.after.state.value}",
-            destination=t.destination,
+            site_id=site_id,
+            destination=destination,
             failures=t.after.failures,
             next_probe_at=t.after.next_probe_at.isoformat() if t.after.next_probe_at else None,
         )
@@ -190,7 +196,8 @@ async def record(
         if opened or t.after.state is BreakerState.CLOSED:
             announced += await operational.announce_breaker(
                 conn,
-                t.destination,
+                site_id,
+                destination,
                 opened=opened,
                 failures=t.after.failures,
                 next_probe_at=t.after.next_probe_at,

@@ -20,7 +20,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.core.destinations import MAX_CONCURRENCY, BreakerState, DestinationState
+from docuhooks.core.destinations import (
+    MAX_CONCURRENCY,
+    BreakerState,
+    DestinationState,
+    state_key,
+)
 from docuhooks.delivery import destinations as destination_store
 from docuhooks.delivery import queries
 from docuhooks.store.schema import deliveries, destinations, flights, webhooks
@@ -80,17 +85,19 @@ async def of_webhooks(
     due_cap: int = DUE_CAP,
     destination_cap: int = MAX_CONCURRENCY,
 ) -> dict[str, WebhookHealth]:
-    """The health of each webhook row in `hooks` (rows of `webhooks`: `id`, `destination`,
-    `max_concurrency`), keyed by id; each webhook's due count stops at `due_cap`."""
+    """The health of each webhook row in `hooks` (rows of `webhooks`: `id`, `site_id`,
+    `destination`, `max_concurrency`), keyed by id; each webhook's due count stops at
+    `due_cap`."""
     if not hooks:
         return {}
     ids = [hook.id for hook in hooks]
     busy = await _in_flight_by_webhook(conn, ids, now)
-    states = await destination_store.load(conn, {hook.destination for hook in hooks})
+    keys = {hook.id: state_key(hook.site_id, hook.destination) for hook in hooks}
+    states = await destination_store.load(conn, set(keys.values()))
     due = await _due_by_webhook(conn, ids, now, due_cap)
     health = {}
     for hook in hooks:
-        state = states.get(hook.destination, DestinationState())
+        state = states.get(keys[hook.id], DestinationState())
         count, oldest = due[hook.id]
         in_flight = busy[hook.id]
         capped = count >= due_cap
@@ -252,9 +259,12 @@ async def per_webhook(
     """The health of every webhook (for the opt-in per-webhook metrics)."""
     hooks = (
         await conn.execute(
-            sa.select(webhooks.c.id, webhooks.c.destination, webhooks.c.max_concurrency).order_by(
-                webhooks.c.id
-            )
+            sa.select(
+                webhooks.c.id,
+                webhooks.c.site_id,
+                webhooks.c.destination,
+                webhooks.c.max_concurrency,
+            ).order_by(webhooks.c.id)
         )
     ).all()
     health = await of_webhooks(conn, hooks, now=now, due_cap=cap)

@@ -182,6 +182,7 @@ async def resume(
 
 async def announce_breaker(
     conn: AsyncConnection,
+    site_id: str,
     destination: str,
     *,
     opened: bool,
@@ -190,13 +191,17 @@ async def announce_breaker(
     opened_at: datetime | None,
     now: datetime,
 ) -> int:
-    """A destination's breaker has just opened (`opened`) or closed, in this transaction:
-    one event per site with active webhooks at `destination` (those whose calls the breaker
-    holds back, suspended ones included), listing them."""
+    """A site's breaker of a destination has just opened (`opened`) or closed, in this
+    transaction: one event to the site, listing its active webhooks at `destination` (those
+    whose calls the breaker holds back, suspended ones included)."""
     rows = (
         await conn.execute(
             sa.select(*_SUMMARY_COLUMNS)
-            .where(webhooks.c.destination == destination, webhooks.c.active.is_(True))
+            .where(
+                webhooks.c.site_id == site_id,
+                webhooks.c.destination == destination,
+                webhooks.c.active.is_(True),
+            )
             .order_by(webhooks.c.site_id, webhooks.c.created_at, webhooks.c.id)
         )
     ).all()

@@ -30,7 +30,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import tracing
-from docuhooks.core.destinations import BreakerPolicy, Signal, signal_of
+from docuhooks.core.destinations import BreakerPolicy, Signal, signal_of, state_key
 from docuhooks.core.retry import parse_retry_after, should_suspend
 from docuhooks.delivery import (
     attempt_log,
@@ -78,13 +78,18 @@ class Finished:
     attempt_span: tracing.Span | None = None
     record_span: tracing.Span | None = None
 
+    @property
+    def state_key(self) -> str:
+        """Where its site's state of its destination is kept."""
+        return state_key(self.job.webhook.site_id, self.job.webhook.destination)
+
     def destination_outcome(self) -> destinations.Outcome:
         result = self.result
         retry_after = None
         if result.status in RETRY_AFTER_STATUSES:
             retry_after = parse_retry_after(response_header(result, "retry-after"), self.now)
         return destinations.Outcome(
-            self.job.webhook.destination,
+            self.state_key,
             signal_of(result.status, result.error_class.value if result.error_class else None),
             self.now,
             retry_after,
@@ -224,8 +229,7 @@ class Recorder:
                     self._breaker,
                     clock=asyncio.get_running_loop().time(),
                     quiet=lambda unsettled: all(
-                        item.quiet and item.job.webhook.destination not in unsettled
-                        for item in batch
+                        item.quiet and item.state_key not in unsettled for item in batch
                     ),
                 )
                 if not quiet:
@@ -307,7 +311,7 @@ class Recorder:
             max(item.now for item in batch),
             clock=asyncio.get_running_loop().time(),
             quiet=lambda unsettled: all(
-                item.quiet and item.job.webhook.destination not in unsettled for item in batch
+                item.quiet and item.state_key not in unsettled for item in batch
             ),
         )
         if announced:

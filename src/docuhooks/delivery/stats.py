@@ -252,6 +252,7 @@ async def site_summary(
         await conn.execute(
             sa.select(
                 webhooks.c.id,
+                webhooks.c.site_id,
                 webhooks.c.name,
                 webhooks.c.event_type,
                 webhooks.c.destination,

@@ -230,6 +230,9 @@ webhooks = sa.Table(
 destinations = sa.Table(
     "destinations",
     metadata,
+    #: A site's state of a destination: `core.destinations.state_key`, the site's id and the
+    #: destination's `scheme://host:port`, so that each site's breaker, adaptive limit and
+    #: pause of a host are its own (`state_key_of_webhook`).
     sa.Column("origin", sa.String(2100), primary_key=True),
     #: "closed", "open" or "half_open".
     sa.Column("state", sa.String(16), nullable=False),
@@ -239,10 +242,18 @@ destinations = sa.Table(
     _ts("next_probe_at", nullable=True),
     #: The adaptive limit on calls in flight to this destination.
     sa.Column("concurrency", sa.Integer(), nullable=False),
-    #: A `Retry-After` holds the whole destination back until then.
+    #: A `Retry-After` holds the whole destination back, for the site, until then.
     _ts("paused_until", nullable=True),
     _ts("updated_at"),
 )
+
+
+def state_key_of_webhook(table: sa.FromClause | None = None) -> sa.ColumnElement[str]:
+    """The `destinations.origin` of a webhook row's site and destination, in SQL
+    (`core.destinations.state_key`)."""
+    hooks = webhooks if table is None else table
+    return hooks.c.site_id.concat(" ").concat(hooks.c.destination)
+
 
 #: One row per (webhook, scope value): matching joins here instead of scanning JSON lists.
 webhook_scopes = sa.Table(
