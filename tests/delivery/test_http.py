@@ -342,7 +342,13 @@ def streaming_head(start: bytes, total: int = 16 * 1024 * 1024) -> Script:
 
 
 @pytest.mark.parametrize(
-    "start", [b"HTTP/1.1 200 OK\r\nX-Pad: ", b"HTTP/1.1 200 OK\r\nX-Pad"], ids=["value", "name"]
+    "start",
+    [
+        b"HTTP/1.1 200 OK\r\nX-Pad: ",
+        b"HTTP/1.1 200 OK\r\nX-Pad",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Trailer: ",
+    ],
+    ids=["value", "name", "trailer"],
 )
 @ours_only("our header limits: aiohttp's are its own (8190 bytes a line)")
 async def test_a_header_line_that_never_ends_is_refused_before_the_timeout(
@@ -357,6 +363,36 @@ async def test_a_header_line_that_never_ends_is_refused_before_the_timeout(
         result = await transport.send(post(server.url), timeout=60)
     assert result.error_class is ErrorClass.INVALID_RESPONSE, result.error
     assert "headers exceed" in (result.error or "")
+
+
+@ours_only("the count of header bytes must not take a chunk's data for a trailer")
+async def test_chunks_whose_data_comes_reads_after_their_size_line_are_body(
+    make_transport: MakeTransport, serve
+) -> None:
+    """A chunk's size line ends one write and its data comes in later ones: body, not a
+    trailer line, however much of it there is."""
+    chunk = b"v" * (256 * 1024)
+
+    async def script(server: Server, read: ReadRequest, writer: asyncio.StreamWriter, _: int):
+        await read()
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(4):
+            writer.write(b"%x\r\n" % len(chunk))
+            await writer.drain()
+            await asyncio.sleep(0.01)
+            for start in range(0, len(chunk), 16384):
+                writer.write(chunk[start : start + 16384])
+                await writer.drain()
+            writer.write(b"\r\n")
+        writer.write(b"0\r\nX-Trailer: fine\r\n\r\n")
+        await writer.drain()
+        await read()
+
+    server = await serve(script)
+    async with make_transport(LOOPBACK) as transport:
+        result = await transport.send(post(server.url), timeout=30, max_body=4 * len(chunk))
+    assert result.status == 200, result.error
+    assert len(result.body) == 4 * len(chunk)
 
 
 @pytest.mark.parametrize(("interim", "ok"), [(10, True), (11, False)])

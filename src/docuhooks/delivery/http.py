@@ -182,6 +182,10 @@ class Connection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
         self._head_bytes = 0
+        #: A chunk's header has been read and its data not finished (`on_chunk_*`), and how
+        #: much of its data came: the last chunk has none, and what follows it is trailers.
+        self._chunk_open = False
+        self._chunk_body = 0
         self._chunks: list[bytes] = []
         self._size = 0
         self._received = False
@@ -201,13 +205,16 @@ class Connection(asyncio.Protocol):
             # turn. Nothing it says on this connection can be trusted to frame a response.
             self.close()
             return
+        # Trailers (after the last chunk) are headers too: a line of them that never ends
+        # is kept whole by the parser just as a header's is.
+        in_trailers = self._chunk_open and self._chunk_body == 0
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(InvalidResponse(f"not an HTTP response: {exc}"))
             self.close()
             return
-        if not self._headers_done:
+        if not self._headers_done or (in_trailers and self._chunk_open and not self._chunk_body):
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._fail(
@@ -268,7 +275,14 @@ class Connection(asyncio.Protocol):
             if name.lower() == b"content-encoding":
                 self._decoder = _Decoder.for_coding(value.decode("latin-1"))
 
+    def on_chunk_header(self) -> None:
+        self._chunk_open, self._chunk_body = True, 0
+
+    def on_chunk_complete(self) -> None:
+        self._chunk_open = False
+
     def on_body(self, body: bytes) -> None:
+        self._chunk_body += len(body)
         room = self._max_body + 1 - self._size  # one byte past the cap tells it was cut
         if self._decoder is not None:
             # The cap is on what the body expands to (a small gzip can hold gigabytes).
