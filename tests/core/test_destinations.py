@@ -59,6 +59,17 @@ def test_a_host_spelled_another_way_is_the_same_destination(spelled: str, host: 
     assert destination_of(spelled) == host
 
 
+def test_a_host_longer_than_dns_resolves_has_a_key_of_bounded_length() -> None:
+    """Saved before such hosts were refused: the key, like a site's key of it, fits its
+    column, and stays its own."""
+    long = "https://" + ".".join(["é"] * 300) + "/x"
+    other = "https://" + ".".join(["é"] * 301) + "/x"
+    assert len(destination_of(long)) < 100
+    assert destination_of(long).endswith(".invalid:443")
+    assert destination_of(long) != destination_of(other)
+    assert destination_of("https://example.com:0/") == "https://example.com:0"
+
+
 @given(st.text())
 def test_any_text_has_a_destination_key(text: str) -> None:
     assert isinstance(destination_of(text), str)

@@ -101,6 +101,10 @@ async def test_deliveries_pages_keep_room_for_the_claims_update_on_postgres(
     assert not indexed & {"lease_owner", "lease_expires_at"}
 
 
+#: 300 labels of "é": 599 characters as written, 2,399 with IDNA applied.
+LONG_HOST = ".".join(["é"] * 300)
+
+
 def _upgrade_to(connection: sa.Connection, revision: str) -> None:
     from alembic import command
 
@@ -147,7 +151,7 @@ async def _migrate_destination_states(url: str) -> None:
     try:
         async with db.engine.begin() as conn:
             await conn.run_sync(_upgrade_to, "0025")
-            for site in ("s1", "s2", "s3"):
+            for site in ("s1", "s2", "s3", "s4"):
                 await conn.execute(
                     sites.insert().values(id=site, name=site, base_url="https://x", created_at=now)
                 )
@@ -155,6 +159,11 @@ async def _migrate_destination_states(url: str) -> None:
                 ("h1", "s1", "https://shared.example/a", "https://shared.example:443"),
                 ("h2", "s2", "https://shared.example/b", "https://shared.example:443"),
                 ("h3", "s3", "http://１２７.0.0.1:8080/c", "http://１２７.0.0.1:8080"),
+                # Written another way before: its state moves under the new spelling.
+                ("h4", "s4", "https://Shared.Example./d", "https://shared.example.:443"),
+                # A host longer than DNS resolves (no longer accepted), with IDNA applied
+                # longer still than the column: a key of bounded length.
+                ("h5", "s4", f"https://{LONG_HOST}/e", f"https://{LONG_HOST}:443"),
             ):
                 await conn.execute(
                     webhooks.insert().values(
@@ -177,23 +186,29 @@ async def _migrate_destination_states(url: str) -> None:
                         modified_at=now,
                     )
                 )
-            await conn.execute(
-                destinations.insert().values(
-                    origin="https://shared.example:443",
-                    state="open",
-                    failures=5,
-                    concurrency=1,
-                    next_probe_at=now,
-                    updated_at=now,
+            for origin in ("https://shared.example:443", "https://shared.example.:443"):
+                await conn.execute(
+                    destinations.insert().values(
+                        origin=origin,
+                        state="open",
+                        failures=5,
+                        concurrency=1,
+                        next_probe_at=now,
+                        updated_at=now,
+                    )
                 )
-            )
             await conn.run_sync(_upgrade_to, "head")
             rows = await conn.execute(sa.select(destinations.c.origin, destinations.c.state))
             assert dict(rows.all()) == {
                 state_key("s1", "https://shared.example:443"): "open",
                 state_key("s2", "https://shared.example:443"): "open",
+                state_key("s4", "https://shared.example:443"): "open",
             }
-            hosts = await conn.execute(sa.select(webhooks.c.id, webhooks.c.destination))
-            assert dict(hosts.all())["h3"] == "http://127.0.0.1:8080"
+            hosts = dict(
+                (await conn.execute(sa.select(webhooks.c.id, webhooks.c.destination))).all()
+            )
+            assert hosts["h3"] == "http://127.0.0.1:8080"
+            assert hosts["h4"] == "https://shared.example:443"
+            assert hosts["h5"].endswith(".invalid:443") and len(hosts["h5"]) < 100
     finally:
         await db.dispose()

@@ -78,6 +78,9 @@ async def test_life_of_a_webhook(client: httpx.AsyncClient, site: SiteUsers) -> 
         ({"url": "https://user:pw@example.com/"}, "url", 422),
         ({"url": "/relative"}, "url", 422),
         ({"url": "https://example.com/" + "a" * 2048}, "url", 422),
+        # 599 characters as written, 2,399 as sent (IDNA): longer than DNS resolves.
+        ({"url": "https://" + ".".join(["é"] * 300) + "/x"}, "url", 422),
+        ({"url": "https://example.com:0/"}, "url", 422),
         ({"eventType": "Nope"}, "eventType", 422),
         ({"eventType": "CustomInterviewEvent"}, "interviewEventName", 422),
         ({"interviewEventName": "Lookup"}, "interviewEventName", 422),

@@ -30,6 +30,7 @@ stored state with :func:`advance`; the claim reads the state to decide what may 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -55,6 +56,8 @@ __all__ = [
 MAX_CONCURRENCY = 100
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+#: The longest host name DNS resolves (RFC 1035).
+_LONGEST_HOST = 253
 
 
 def destination_of(url: str) -> str:
@@ -72,7 +75,7 @@ def destination_of(url: str) -> str:
         parsed = URL(text)
         scheme = parsed.scheme.lower()
         host = (parsed.raw_host or "").lower()
-        port = parsed.port or _DEFAULT_PORTS.get(scheme, 0)
+        port = parsed.port if parsed.port is not None else _DEFAULT_PORTS.get(scheme, 0)
     except (ValueError, UnicodeError):
         # Not a URL the client could call (a webhook's URL is checked when it is saved):
         # keyed as written, so it shares nothing.
@@ -83,6 +86,10 @@ def destination_of(url: str) -> str:
             scheme, host = "", text.lower()
         port = 0
     host = host.removesuffix(".")
+    if len(host) > _LONGEST_HOST:
+        # No name DNS resolves (a webhook's URL is held to 253 characters when it is saved;
+        # one saved before may be longer): a key of bounded length, its own still.
+        host = hashlib.sha256(host.encode()).hexdigest() + ".invalid"
     bracketed = f"[{host}]" if ":" in host else host
     return f"{scheme}://{bracketed}:{port}"
 

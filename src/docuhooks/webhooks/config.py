@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from yarl import URL
+
 from docuhooks.core.events import OPERATIONAL_EVENTS, AuthMethod, EventType, Verb
 from docuhooks.errors import FieldError
 
@@ -326,6 +328,10 @@ def _name(value: Any, errors: list[FieldError]) -> str | None:
     return name
 
 
+#: The longest name DNS resolves (RFC 1035): a longer host is no receiver's.
+MAX_HOST_LENGTH = 253
+
+
 def validate_url(value: Any, field: str = "url") -> tuple[str | None, str | None]:
     """(url, None) if acceptable, else (None, the reason)."""
     if not isinstance(value, str) or not value:
@@ -348,6 +354,18 @@ def validate_url(value: Any, field: str = "url") -> tuple[str | None, str | None
         return None, "must not contain a user name or password; use an authentication method"
     if parts.fragment:
         return None, "must not contain a #fragment"
+    if parts.port == 0:
+        return None, "must not name port 0"
+    try:
+        # The host as the HTTP client sends it and connects to it (IDNA applied).
+        host = URL(value).raw_host or ""
+    except (ValueError, UnicodeError) as exc:
+        return None, f"is not a valid URL ({exc})"
+    if len(host) > MAX_HOST_LENGTH:
+        return None, (
+            f"must name a host of at most {MAX_HOST_LENGTH} characters as it is sent "
+            f"(IDNA applied, this one has {len(host)})"
+        )
     return value, None
 
 

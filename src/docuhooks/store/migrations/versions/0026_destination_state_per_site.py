@@ -12,7 +12,8 @@ played a hostile tenant):
   destination), and `docuhooks_claim` reads a webhook's through its site: the probe turn's
   update, and each hook's state. The adaptive limit bounds the site's own calls there; the
   cap on calls in flight to the destination still counts every site's. The rows move to
-  their sites: each site with webhooks at a destination gets a copy of its row.
+  their sites: each site with webhooks at a destination gets a copy of its row, under the
+  destination as it is written from now on.
 - **Another spelling of the host.** `webhooks.destination` kept the host as written, while
   the HTTP client connects to (and pools connections by) the host with IDNA applied:
   `１２７.0.0.1` and `127.0.0.1` were two destinations with one pool, so calls over one cap
@@ -38,7 +39,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import op
 
-from docuhooks.core.destinations import destination_of
+from docuhooks.core.destinations import destination_of, state_key
 
 revision: str = "0026"
 down_revision: str | None = "0025"
@@ -104,44 +105,56 @@ def claim_function() -> str:
     return function
 
 
-_WEBHOOKS = sa.table("webhooks", sa.column("id"), sa.column("url"), sa.column("destination"))
-
-
-def _rewrite_destinations() -> None:
-    bind = op.get_bind()
-    for webhook_id, url, destination in bind.execute(
-        sa.select(_WEBHOOKS.c.id, _WEBHOOKS.c.url, _WEBHOOKS.c.destination)
-    ).all():
-        if destination_of(url) != destination:
-            bind.execute(
-                _WEBHOOKS.update()
-                .where(_WEBHOOKS.c.id == webhook_id)
-                .values(destination=destination_of(url))
-            )
-
-
-_COLUMNS = "state, failures, since, next_probe_at, concurrency, paused_until, updated_at"
+_WEBHOOKS = sa.table(
+    "webhooks",
+    sa.column("id"),
+    sa.column("site_id"),
+    sa.column("url"),
+    sa.column("destination"),
+)
+_STATE_COLUMNS = (
+    "state",
+    "failures",
+    "since",
+    "next_probe_at",
+    "concurrency",
+    "paused_until",
+    "updated_at",
+)
+_DESTINATIONS = sa.table(
+    "destinations", sa.column("origin"), *(sa.column(name) for name in _STATE_COLUMNS)
+)
 
 
 def upgrade() -> None:
-    # The states move to their sites before the destinations are written again, while a
-    # row's origin still matches its webhooks' destination.
     bind = op.get_bind()
-    hosts = [row[0] for row in bind.execute(sa.text("SELECT origin FROM destinations")).all()]
-    op.execute(
-        f"INSERT INTO destinations (origin, {_COLUMNS}) "
-        f"SELECT DISTINCT w.site_id || ' ' || d.origin, "
-        + ", ".join(f"d.{name.strip()}" for name in _COLUMNS.split(","))
-        + " FROM destinations d JOIN webhooks w ON w.destination = d.origin"
-    )
+    hosts = {
+        row.origin: {name: getattr(row, name) for name in _STATE_COLUMNS}
+        for row in bind.execute(sa.select(_DESTINATIONS)).all()
+    }
+    hooks = bind.execute(
+        sa.select(_WEBHOOKS.c.id, _WEBHOOKS.c.site_id, _WEBHOOKS.c.url, _WEBHOOKS.c.destination)
+    ).all()
+    # Each site with webhooks at a destination gets a copy of its state, under the
+    # destination as it is written from now on (two spellings of one host: the first's).
+    per_site: dict[str, dict[str, object]] = {}
+    for hook in hooks:
+        state = hosts.get(hook.destination)
+        if state is not None:
+            per_site.setdefault(state_key(hook.site_id, destination_of(hook.url)), state)
     if hosts:
+        bind.execute(_DESTINATIONS.delete().where(_DESTINATIONS.c.origin.in_(list(hosts))))
+    if per_site:
         bind.execute(
-            sa.text("DELETE FROM destinations WHERE origin IN :hosts").bindparams(
-                sa.bindparam("hosts", expanding=True)
-            ),
-            {"hosts": hosts},
+            _DESTINATIONS.insert(),
+            [{"origin": key, **state} for key, state in sorted(per_site.items())],
         )
-    _rewrite_destinations()
+    for hook in hooks:
+        destination = destination_of(hook.url)
+        if destination != hook.destination:
+            bind.execute(
+                _WEBHOOKS.update().where(_WEBHOOKS.c.id == hook.id).values(destination=destination)
+            )
     if bind.dialect.name == "postgresql":
         op.execute(claim_function())
 
