@@ -395,6 +395,34 @@ async def test_chunks_whose_data_comes_reads_after_their_size_line_are_body(
     assert len(result.body) == 4 * len(chunk)
 
 
+@ours_only("our pool's count of open connections")
+async def test_a_receiver_that_never_reads_does_not_keep_a_connection_after_its_call(
+    make_transport: MakeTransport, serve
+) -> None:
+    """The request is larger than the sockets' buffers and the receiver reads none of it:
+    the call times out, and its connection (its place in the pool) goes with it rather than
+    waiting to send the rest."""
+    accepted = asyncio.Event()
+
+    async def never_reads(
+        server: Server, read: ReadRequest, writer: asyncio.StreamWriter, _: int
+    ) -> None:
+        accepted.set()
+        await asyncio.Event().wait()
+
+    server = await serve(never_reads)
+    async with make_transport(LOOPBACK) as transport:
+        result = await transport.send(post(server.url, b"x" * (32 * 1024 * 1024)), timeout=1)
+        assert accepted.is_set()
+        assert result.error_class is ErrorClass.TIMEOUT
+        pool = transport._pool  # type: ignore[attr-defined]
+        for _ in range(100):
+            if not pool._all:
+                break
+            await asyncio.sleep(0.01)
+        assert not pool._all, "the connection stayed open to send what nobody reads"
+
+
 @pytest.mark.parametrize(("interim", "ok"), [(10, True), (11, False)])
 @ours_only("our limit on interim responses")
 async def test_interim_responses_are_read_up_to_a_limit(

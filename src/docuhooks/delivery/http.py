@@ -414,8 +414,13 @@ class Connection(asyncio.Protocol):
         return self.transport is None or self.transport.is_closing()
 
     def close(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        """Close now, dropping what is not sent yet: `transport.close()` would wait for it,
+        so a receiver that never reads a request would keep the connection, and its place
+        in the pool, however long after its call had ended. Nothing is ever closed that
+        still has something worth sending (a response is complete only after the request
+        was sent)."""
+        if self.transport is not None:
+            self.transport.abort()
 
 
 class _Decoder:
