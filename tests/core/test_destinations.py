@@ -242,3 +242,14 @@ def test_a_fresh_destination_is_at_rest_and_changes_only_when_something_happened
 def test_a_policy_must_make_sense(threshold: int, interval: timedelta) -> None:
     with pytest.raises(ValueError):
         BreakerPolicy(failure_threshold=threshold, probe_interval=interval)
+
+
+def test_a_host_of_253_characters_with_its_final_dot_is_a_receivers() -> None:
+    """The longest name DNS resolves, written fully qualified: accepted, and one
+    destination with the same name unqualified."""
+    from docuhooks.webhooks.config import validate_url
+
+    host = ".".join(["a" * 63] * 4)[:253]
+    assert validate_url(f"https://{host}./hook") == (f"https://{host}./hook", None)
+    assert validate_url(f"https://{host}a/hook")[1] is not None
+    assert destination_of(f"https://{host}./hook") == destination_of(f"https://{host}/hook")

@@ -159,8 +159,10 @@ async def _migrate_destination_states(url: str) -> None:
                 ("h1", "s1", "https://shared.example/a", "https://shared.example:443"),
                 ("h2", "s2", "https://shared.example/b", "https://shared.example:443"),
                 ("h3", "s3", "http://１２７.0.0.1:8080/c", "http://１２７.0.0.1:8080"),
-                # Written another way before: its state moves under the new spelling.
+                # Written another way before: its state moves under the new spelling, where
+                # the same site's other webhook's open breaker wins over its closed one.
                 ("h4", "s4", "https://Shared.Example./d", "https://shared.example.:443"),
+                ("h6", "s4", "https://shared.example/f", "https://shared.example:443"),
                 # A host longer than DNS resolves (no longer accepted), with IDNA applied
                 # longer still than the column: a key of bounded length.
                 ("h5", "s4", f"https://{LONG_HOST}/e", f"https://{LONG_HOST}:443"),
@@ -186,11 +188,14 @@ async def _migrate_destination_states(url: str) -> None:
                         modified_at=now,
                     )
                 )
-            for origin in ("https://shared.example:443", "https://shared.example.:443"):
+            for origin, state in (
+                ("https://shared.example.:443", "closed"),
+                ("https://shared.example:443", "open"),
+            ):
                 await conn.execute(
                     destinations.insert().values(
                         origin=origin,
-                        state="open",
+                        state=state,
                         failures=5,
                         concurrency=1,
                         next_probe_at=now,

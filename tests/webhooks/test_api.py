@@ -81,6 +81,7 @@ async def test_life_of_a_webhook(client: httpx.AsyncClient, site: SiteUsers) -> 
         # 599 characters as written, 2,399 as sent (IDNA): longer than DNS resolves.
         ({"url": "https://" + ".".join(["é"] * 300) + "/x"}, "url", 422),
         ({"url": "https://example.com:0/"}, "url", 422),
+        ({"url": "https://" + ".".join(["a" * 63] * 4)[:254] + "/"}, "url", 422),
         ({"eventType": "Nope"}, "eventType", 422),
         ({"eventType": "CustomInterviewEvent"}, "interviewEventName", 422),
         ({"interviewEventName": "Lookup"}, "interviewEventName", 422),

@@ -88,7 +88,8 @@ def destination_of(url: str) -> str:
     host = host.removesuffix(".")
     if len(host) > _LONGEST_HOST:
         # No name DNS resolves (a webhook's URL is held to 253 characters when it is saved;
-        # one saved before may be longer): a key of bounded length, its own still.
+        # one saved before may be longer): a key of bounded length that names no host any
+        # call can reach (`.invalid` is reserved for that).
         host = hashlib.sha256(host.encode()).hexdigest() + ".invalid"
     bracketed = f"[{host}]" if ":" in host else host
     return f"{scheme}://{bracketed}:{port}"

@@ -358,7 +358,8 @@ def validate_url(value: Any, field: str = "url") -> tuple[str | None, str | None
         return None, "must not name port 0"
     try:
         # The host as the HTTP client sends it and connects to it (IDNA applied).
-        host = URL(value).raw_host or ""
+        # The final dot of a fully qualified name is not counted, as DNS does not.
+        host = (URL(value).raw_host or "").removesuffix(".")
     except (ValueError, UnicodeError) as exc:
         return None, f"is not a valid URL ({exc})"
     if len(host) > MAX_HOST_LENGTH:

@@ -136,14 +136,19 @@ def upgrade() -> None:
         sa.select(_WEBHOOKS.c.id, _WEBHOOKS.c.site_id, _WEBHOOKS.c.url, _WEBHOOKS.c.destination)
     ).all()
     # Each site with webhooks at a destination gets a copy of its state, under the
-    # destination as it is written from now on (two spellings of one host: the first's).
+    # destination as it is written from now on; of two spellings of one host, a breaker
+    # not closed wins (the host was in trouble), then the first spelling in order.
     per_site: dict[str, dict[str, object]] = {}
-    for hook in hooks:
+    for hook in sorted(hooks, key=lambda hook: (hook.destination, hook.id)):
         state = hosts.get(hook.destination)
-        if state is not None:
-            per_site.setdefault(state_key(hook.site_id, destination_of(hook.url)), state)
-    if hosts:
-        bind.execute(_DESTINATIONS.delete().where(_DESTINATIONS.c.origin.in_(list(hosts))))
+        if state is None:
+            continue
+        key = state_key(hook.site_id, destination_of(hook.url))
+        kept = per_site.get(key)
+        if kept is None or (kept["state"] == "closed" and state["state"] != "closed"):
+            per_site[key] = state
+    # Every row is a host's: none is kept (one statement, however many rows).
+    bind.execute(_DESTINATIONS.delete())
     if per_site:
         bind.execute(
             _DESTINATIONS.insert(),
