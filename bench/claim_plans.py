@@ -56,7 +56,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.core.destinations import destination_of
+from docuhooks.core.destinations import destination_of, state_key
 from docuhooks.delivery import calls_in_flight, claims, health, metrics
 from docuhooks.store.database import Database
 from docuhooks.store.prepared import Prepared
@@ -170,7 +170,7 @@ async def populate(db: Database, pending: int, settled: int, *, analyze: bool = 
             destinations.insert(),
             [
                 {
-                    "origin": "https://b.example:443",
+                    "origin": state_key("site-1", "https://b.example:443"),
                     "state": "closed",
                     "failures": 0,
                     "since": None,
@@ -179,7 +179,7 @@ async def populate(db: Database, pending: int, settled: int, *, analyze: bool = 
                     "updated_at": NOW,
                 },
                 {
-                    "origin": "https://c.example:443",
+                    "origin": state_key("site-1", "https://c.example:443"),
                     "state": "open",
                     "failures": 7,
                     "since": NOW - timedelta(minutes=5),

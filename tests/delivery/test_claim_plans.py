@@ -86,10 +86,10 @@ def _migration(name: str) -> Any:
 
 
 def _lease_in_docuhooks_claim() -> str:
-    """The query by which `docuhooks_claim` (migration 0019) chooses a webhook's deliveries
+    """The query by which `docuhooks_claim` (migrations 0019 to 0026) chooses a webhook's deliveries
     to lease, its PL/pgSQL variables as parameters: PL/pgSQL too keeps a generic plan of a
     statement it has run five times."""
-    module = _migration("0025_claim_plans_without_statistics")
+    module = _migration("0026_destination_state_per_site")
     chosen = re.search(r"WITH chosen AS \((.*?)\), leased AS", module.claim_function(), re.S)
     assert chosen is not None
     sql = chosen.group(1).replace("FOR UPDATE OF d SKIP LOCKED", "")
