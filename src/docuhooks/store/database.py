@@ -228,15 +228,8 @@ class Database:
         forever, as it would wait on SQLite's lock without this one).
         """
         if not self.is_sqlite:
-            kept_pg = self._postgres_connections().transactions
-            conn = await kept_pg.take()
-            clean = False
-            try:
-                async with conn.begin():
-                    yield conn
-                clean = True
-            finally:
-                await kept_pg.give_back(conn, clean=clean)
+            async with self._postgres_transaction() as conn:
+                yield conn
             return
         kept = self._kept_connections()
         async with kept.write_lock.hold(urgent=urgent):
@@ -309,6 +302,20 @@ class Database:
         finally:
             await asyncio.gather(*(conn.close() for conn in opened), return_exceptions=True)
 
+    @asynccontextmanager
+    async def _postgres_transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction on a kept connection (`postgres_connections`), which goes back to
+        be kept only if the transaction committed."""
+        kept = self._postgres_connections().transactions
+        conn = await kept.take()
+        clean = False
+        try:
+            async with conn.begin():
+                yield conn
+            clean = True
+        finally:
+            await kept.give_back(conn, clean=clean)
+
     def _postgres_connections(self) -> _KeptByKind:
         loop = asyncio.get_running_loop()
         kept = self._postgres_kept.get(loop)
@@ -336,7 +343,7 @@ class Database:
             return
         if not self.is_sqlite:
             # A transaction like any other: PostgreSQL's readers never wait for writers.
-            async with self.transaction() as conn:
+            async with self._postgres_transaction() as conn:
                 yield conn
             return
         kept = self._kept_connections()
