@@ -75,7 +75,9 @@ def destination_of(url: str) -> str:
         parsed = URL(text)
         scheme = parsed.scheme.lower()
         host = (parsed.raw_host or "").lower()
-        port = parsed.port if parsed.port is not None else _DEFAULT_PORTS.get(scheme, 0)
+        # The port as written (yarl before 1.18 reads ":0" as no port at all).
+        written = urlsplit(text).port
+        port = written if written is not None else _DEFAULT_PORTS.get(scheme, 0)
     except (ValueError, UnicodeError):
         # Not a URL the client could call (a webhook's URL is checked when it is saved):
         # keyed as written, so it shares nothing.
