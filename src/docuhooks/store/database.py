@@ -278,14 +278,8 @@ class Database:
             async with self.transaction(urgent=urgent) as conn:
                 yield conn
             return
-        kept = self._postgres_connections().autocommit
-        conn = await kept.take()
-        clean = False
-        try:
+        async with self._postgres_connections().autocommit.lent() as conn:
             yield conn
-            clean = True
-        finally:
-            await kept.give_back(conn, clean=clean)
 
     async def warm_up(self, connections: int) -> None:
         """On PostgreSQL, open up to `connections` pooled connections now, together, so the
@@ -306,15 +300,8 @@ class Database:
     async def _postgres_transaction(self) -> AsyncIterator[AsyncConnection]:
         """A transaction on a kept connection (`postgres_connections`), which goes back to
         be kept only if the transaction committed."""
-        kept = self._postgres_connections().transactions
-        conn = await kept.take()
-        clean = False
-        try:
-            async with conn.begin():
-                yield conn
-            clean = True
-        finally:
-            await kept.give_back(conn, clean=clean)
+        async with self._postgres_connections().transactions.lent() as conn, conn.begin():
+            yield conn
 
     def _postgres_connections(self) -> _KeptByKind:
         loop = asyncio.get_running_loop()

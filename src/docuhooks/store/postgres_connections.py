@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
@@ -75,6 +76,18 @@ class KeptConnections:
         self._prepare = prepare
         #: Idle connections and when each went idle, the most recently used last.
         self._idle: list[tuple[AsyncConnection, float]] = []
+
+    @asynccontextmanager
+    async def lent(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one unit of work, kept again afterwards if the work ended
+        without an error."""
+        conn = await self.take()
+        clean = False
+        try:
+            yield conn
+            clean = True
+        finally:
+            await self.give_back(conn, clean=clean)
 
     async def take(self) -> AsyncConnection:
         """A connection for one unit of work: a kept one if a recent one is live, or one
