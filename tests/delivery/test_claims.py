@@ -16,8 +16,15 @@ from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.core.clock import FakeClock
-from docuhooks.core.destinations import BreakerState, destination_of, state_key
+from docuhooks.core.destinations import (
+    BreakerPolicy,
+    BreakerState,
+    Signal,
+    destination_of,
+    state_key,
+)
 from docuhooks.delivery import calls_in_flight, claims, outbox, queries
+from docuhooks.delivery import destinations as destination_states
 from docuhooks.delivery.queries import Job
 from docuhooks.settings import Settings, SettingsError
 from docuhooks.store.schema import deliveries, destinations, flights, sites, webhooks
@@ -200,6 +207,71 @@ async def test_an_open_breaker_lets_one_probe_through_per_interval_across_owners
     second = await claim(ctx, clock, "w2")
     assert len(second) == 1 and second[0].webhook.id in (dead, same_host)
     assert await claim(ctx, clock, "w1") == []
+
+
+async def test_a_host_failing_every_sites_probe_gets_one_per_interval_in_turn(
+    ctx: AppContext, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    """Each site keeps its own breaker of a shared host, but the host's probe turn is the
+    whole installation's: while the host fails every probe, the sites whose breakers of it
+    are open send one per interval between them, in turn; a probe that gets through gives
+    the turn back at once, and the other site probes without waiting for the interval."""
+    clock = FakeClock()
+    ours, _ = await make_webhook(ctx, site, f"{URL}/ours")
+    theirs, _ = await make_webhook(ctx, other_site, f"{URL}/theirs")
+    healthy, _ = await make_webhook(ctx, other_site, OTHER)
+    for owner, hook in ((site, ours), (other_site, theirs), (other_site, healthy)):
+        await pile_up(ctx, owner.site_id, hook, 5, now=clock.now())
+    for owner in (site, other_site):
+        await set_destination(
+            ctx,
+            owner.site_id,
+            URL,
+            clock.now(),
+            state=BreakerState.OPEN.value,
+            failures=5,
+            since=clock.now(),
+            next_probe_at=clock.now(),
+            concurrency=1,
+        )
+    probes = (ours, theirs)
+
+    turns = []
+    for interval in range(4):
+        taken = by_hook(await claim(ctx, clock, f"w{interval}"))
+        if not interval:
+            assert taken[healthy] == 5, "the other site's other host is served as usual"
+        probed = [hook for hook in probes if hook in taken]
+        assert len(probed) == 1, "one probe of the host, whichever site's"
+        assert taken[probed[0]] == 1
+        turns += probed
+        # Other workers, until the interval ends: the host's turn is taken. (The healthy
+        # webhook's calls, whose leases run out, are claimed again meanwhile.)
+        assert set(probes).isdisjoint(by_hook(await claim(ctx, clock, "other")))
+        clock.advance(INTERVAL - timedelta(milliseconds=1))
+        late = by_hook(await claim(ctx, clock, "other"))
+        assert set(probes).isdisjoint(late), "both sites wait for the interval"
+        clock.advance(timedelta(milliseconds=1))
+    assert turns in ([ours, theirs] * 2, [theirs, ours] * 2), "the sites take turns"
+
+    # The last probe succeeds: its site's breaker closes and the host's turn is given back,
+    # so the other site, due since the last interval, probes now.
+    last = turns[-1]
+    owner = site if last == ours else other_site
+    async with ctx.db.transaction() as conn:
+        await destination_states.record(
+            conn,
+            [
+                destination_states.Outcome(
+                    state_key(owner.site_id, destination_of(URL)), Signal.HEALTHY, clock.now()
+                )
+            ],
+            BreakerPolicy(probe_interval=INTERVAL),
+            clock.now(),
+        )
+    taken = by_hook(await claim(ctx, clock, "w4"))
+    waiting = theirs if last == ours else ours
+    assert taken.get(waiting) == 1, "the other site probes without waiting for the interval"
 
 
 async def test_a_paused_destination_yields_nothing_until_its_pause_ends(

@@ -18,6 +18,7 @@ from docuhooks.store.schema import (
     deliveries,
     destinations,
     flights,
+    probe_turns,
     state_key_of_webhook,
     webhooks,
 )
@@ -106,13 +107,17 @@ def candidates_statement(*, not_ended: bool = False) -> sa.Select[Any]:
         deliveries.c.next_attempt_at <= now,
         queries.unleased(now),
     )
+    # A site's breaker due a probe waits while another site has the host's turn.
+    host_turn_taken = sa.exists().where(
+        probe_turns.c.destination == webhooks.c.destination, probe_turns.c.next_at > now
+    )
     open_to_calls = sa.or_(
         destinations.c.origin.is_(None),
         sa.and_(
             sa.or_(destinations.c.paused_until.is_(None), destinations.c.paused_until <= now),
             sa.or_(
                 destinations.c.state == BreakerState.CLOSED.value,
-                destinations.c.next_probe_at <= now,
+                sa.and_(destinations.c.next_probe_at <= now, sa.not_(host_turn_taken)),
             ),
         ),
     )

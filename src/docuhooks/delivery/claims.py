@@ -22,8 +22,10 @@ the whole table:
    workers: a row from a delivery's lease, claimed ahead included, until its worker's next
    claim or its recorder sees that its call has ended). A site's breaker of a destination
    that is open and due a probe gives one delivery, to one worker: the probe's turn is
-   taken by a conditional update of its row, so the whole installation sends one probe per
-   interval for each site whose breaker of the destination is open.
+   taken by a conditional update of its row, with the host's turn (`probe_turns`), which
+   every site shares. So while a host fails every probe, the whole installation sends it
+   one per interval, the sites whose breakers of it are open taking turns (the round
+   above); a probe that succeeds gives the host's turn back at once (`delivery.destinations`).
 3. **Leases**: each share is taken from the webhook's oldest due deliveries (in order, for an
    ordered webhook) through a partial index, leased, and written to `flights`.
 
@@ -63,15 +65,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.core.destinations import MAX_CONCURRENCY, BreakerState, state_key
+from docuhooks.core.destinations import MAX_CONCURRENCY, BreakerState, split_state_key, state_key
 from docuhooks.delivery import calls_in_flight, queries
 from docuhooks.delivery import claim_statements as statements
 from docuhooks.delivery.queries import Job
 from docuhooks.settings import Settings, SettingsError
 from docuhooks.store.prepared import is_autocommit
-from docuhooks.store.schema import destinations
+from docuhooks.store.schema import destinations, probe_turns
 
 __all__ = ["Caps", "claim"]
 
@@ -398,7 +402,7 @@ async def _shares(
     goes beyond the webhook's, the site's, the destination's room, or the site's room under
     its adaptive limit there. A site's breaker of a destination open to a probe gives one
     delivery, to its first candidate, if `take_probe_turn` (given its `state_key`) wins
-    this interval's turn."""
+    this interval's turn; one site's probe of a destination per claim."""
     destination_room = {
         c.destination: caps.destination - in_flight.at_destination[c.destination]
         for c in candidates
@@ -423,9 +427,12 @@ async def _shares(
             continue  # its site has had its part: this webhook keeps its turn
         key = c.state_key
         if c.probe:
-            if key in probed or not await take_probe_turn(key):
+            # One probe of a host per claim: its turn is the whole installation's, so a
+            # second site's probe there would only lose it (the next claim's round gives
+            # it to the site whose turn is next).
+            if c.destination in probed or not await take_probe_turn(key):
                 continue
-            probed.add(key)
+            probed.add(c.destination)
             share = 1
         else:
             fair = max(1, math.ceil(site_part / per_site[c.site_id]))
@@ -452,7 +459,15 @@ async def _take_probe_turn(
     conn: AsyncConnection, origin: str, *, now: datetime, probe_interval: timedelta
 ) -> bool:
     """Take the probe of a site's breaker of a destination (`origin`, its `state_key`) for
-    this interval; False if another claim has it."""
+    this interval, with the host's turn, which every site shares; False if another claim
+    has either. (SQLite, where a claim is a write transaction, one at a time: on
+    PostgreSQL `docuhooks_claim` takes them, migration 0027.)"""
+    _, destination = split_state_key(origin)
+    host_turn = await conn.scalar(
+        sa.select(probe_turns.c.next_at).where(probe_turns.c.destination == destination)
+    )
+    if host_turn is not None and host_turn > now:
+        return False
     result = await conn.execute(
         destinations.update()
         .where(
@@ -466,4 +481,12 @@ async def _take_probe_turn(
             updated_at=now,
         )
     )
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        return False
+    taken = sqlite.insert(probe_turns).values(destination=destination, next_at=now + probe_interval)
+    await conn.execute(
+        taken.on_conflict_do_update(
+            index_elements=[probe_turns.c.destination], set_={"next_at": taken.excluded.next_at}
+        )
+    )
+    return True

@@ -3,7 +3,9 @@ its destination: circuit breaker, adaptive limit and pause (the rules are
 `core.destinations`; each site's state of a destination is a row of its own, keyed by
 `state_key`).
 
-The recorder calls :func:`record` with every outcome it writes, in the same transaction. A
+The recorder calls :func:`record` with every outcome it writes, in the same transaction; a
+breaker that closes gives its host's probe turn back (`probe_turns`), so other sites whose
+breakers of the host are open may probe it without waiting for the interval. A
 destination that has never shown trouble has no row and costs one primary-key read per
 batch; a row is written only when something changed. On PostgreSQL the rows are read
 `FOR UPDATE` (in key order), so two workers' outcomes for one destination add up instead of
@@ -33,7 +35,7 @@ from docuhooks.core.destinations import (
 )
 from docuhooks.delivery import operational
 from docuhooks.store.prepared import Prepared
-from docuhooks.store.schema import destinations
+from docuhooks.store.schema import destinations, probe_turns
 
 __all__ = ["Outcome", "Tracker", "Transition", "load", "record", "unsettled"]
 
@@ -181,6 +183,20 @@ async def record(
             transitions.append(Transition(origin, old or DestinationState(), state))
     if rows:
         await _upsert(conn.dialect.name).executemany(conn, rows)
+    # A probe got through: the host answers, and the other sites whose breakers of it are
+    # open need not wait for the host's turn (`delivery.claims`) to try theirs. (After the
+    # sites' rows, which a claim holding the turn skips if they are locked.)
+    reopened_hosts = sorted(
+        {
+            split_state_key(t.destination)[1]
+            for t in transitions
+            if t.after.state is BreakerState.CLOSED
+        }
+    )
+    if reopened_hosts:
+        await conn.execute(
+            probe_turns.delete().where(probe_turns.c.destination.in_(reopened_hosts))
+        )
     announced = 0
     for t in transitions:
         site_id, destination = split_state_key(t.destination)

@@ -255,6 +255,20 @@ def state_key_of_webhook(table: sa.FromClause | None = None) -> sa.ColumnElement
     return hooks.c.site_id.concat(" ").concat(hooks.c.destination)
 
 
+#: A destination's probe turn, shared by every site: while a host fails every probe, the
+#: sites whose breakers of it are open take one turn per interval between them, so it sees
+#: one probe per interval from the whole installation (`delivery.claims`). A probe that
+#: succeeds deletes the row, and each other site probes as soon as its own breaker is due.
+probe_turns = sa.Table(
+    "probe_turns",
+    metadata,
+    #: `scheme://host:port`, as `webhooks.destination` writes it.
+    sa.Column("destination", sa.String(2100), primary_key=True),
+    #: When the next probe of the destination may go, whichever site's it is.
+    _ts("next_at"),
+)
+
+
 #: One row per (webhook, scope value): matching joins here instead of scanning JSON lists.
 webhook_scopes = sa.Table(
     "webhook_scopes",
