@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tests.delivery.delivery_support import a_lock_is_awaited, make_webhook, version_event
 from tests.delivery.isolation_support import pile_up
-from tests.support import SiteUsers
+from tests.support import SiteUsers, make_site
 
 from docuhooks.context import AppContext
 from docuhooks.core.clock import FakeClock
@@ -27,7 +27,14 @@ from docuhooks.delivery import calls_in_flight, claims, outbox, queries
 from docuhooks.delivery import destinations as destination_states
 from docuhooks.delivery.queries import Job
 from docuhooks.settings import Settings, SettingsError
-from docuhooks.store.schema import deliveries, destinations, flights, sites, webhooks
+from docuhooks.store.schema import (
+    deliveries,
+    destinations,
+    flights,
+    probe_turns,
+    sites,
+    webhooks,
+)
 
 URL = "https://receiver.example/hook"
 OTHER = "https://elsewhere.example/hook"
@@ -257,21 +264,217 @@ async def test_a_host_failing_every_sites_probe_gets_one_per_interval_in_turn(
     # The last probe succeeds: its site's breaker closes and the host's turn is given back,
     # so the other site, due since the last interval, probes now.
     last = turns[-1]
-    owner = site if last == ours else other_site
+    await fold(ctx, site if last == ours else other_site, Signal.HEALTHY, clock, answered=True)
+    taken = by_hook(await claim(ctx, clock, "w4"))
+    waiting = theirs if last == ours else ours
+    assert taken.get(waiting) == 1, "the other site probes without waiting for the interval"
+
+
+async def fold(
+    ctx: AppContext, owner: SiteUsers, signal: Signal, clock: FakeClock, *, answered: bool
+) -> None:
+    """An outcome of `owner`'s call to `URL`'s host, folded into the site's state of it, as
+    the recorder does."""
     async with ctx.db.transaction() as conn:
         await destination_states.record(
             conn,
             [
                 destination_states.Outcome(
-                    state_key(owner.site_id, destination_of(URL)), Signal.HEALTHY, clock.now()
+                    state_key(owner.site_id, destination_of(URL)),
+                    signal,
+                    clock.now(),
+                    answered=answered,
                 )
             ],
             BreakerPolicy(probe_interval=INTERVAL),
             clock.now(),
         )
-    taken = by_hook(await claim(ctx, clock, "w4"))
-    waiting = theirs if last == ours else ours
-    assert taken.get(waiting) == 1, "the other site probes without waiting for the interval"
+
+
+async def test_a_host_that_answers_a_probe_is_up_and_gives_its_turn_back(
+    ctx: AppContext, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    """Only a host that does not answer is held to one probe per interval: a probe that
+    gets an answer, even an error of its site's own path, shows the host is up, and another
+    site's due probe goes in the same interval; one that times out keeps the turn."""
+    clock = FakeClock()
+    owners = {}
+    for owner, path in ((site, "ours"), (other_site, "theirs")):
+        hook, _ = await make_webhook(ctx, owner, f"{URL}/{path}")
+        owners[hook] = owner
+        await pile_up(ctx, owner.site_id, hook, 5, now=clock.now())
+        await set_destination(
+            ctx,
+            owner.site_id,
+            URL,
+            clock.now(),
+            state=BreakerState.OPEN.value,
+            failures=5,
+            since=clock.now(),
+            next_probe_at=clock.now(),
+            concurrency=1,
+        )
+
+    (first,) = by_hook(await claim(ctx, clock, "w1"))
+    await fold(ctx, owners[first], Signal.FAILING_SLOWLY, clock, answered=False)  # a timeout
+    assert await claim(ctx, clock, "w2") == [], "a host that did not answer keeps its turn"
+
+    clock.advance(INTERVAL)
+    (second,) = by_hook(await claim(ctx, clock, "w3"))
+    assert second != first, "the other site has the next turn"
+    await fold(ctx, owners[second], Signal.FAILURE, clock, answered=True)  # its path's 500
+    assert set(by_hook(await claim(ctx, clock, "w4"))) == {first}, (
+        "the host answered: the first site's due probe goes in the same interval"
+    )
+
+
+async def test_a_probe_that_finds_nothing_to_send_gives_the_hosts_turn_back(
+    ctx: AppContext, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    """An ordered webhook whose failed probe waits for its retry has later deliveries due
+    that may not go before it: its site's probe turn leases nothing, and the host's turn goes
+    to the other site in the same interval rather than being spent."""
+    clock = FakeClock()
+    ordered, _ = await make_webhook(ctx, site, f"{URL}/ours", orderedDelivery=True)
+    plain, _ = await make_webhook(ctx, other_site, f"{URL}/theirs")
+    await pile_up(ctx, site.site_id, ordered, 3, now=clock.now())
+    await pile_up(ctx, other_site.site_id, plain, 5, now=clock.now())
+    async with ctx.db.transaction() as conn:
+        await conn.execute(
+            deliveries.update()
+            .where(deliveries.c.webhook_id == ordered)
+            .values(ordering_key="work-item", ordering_seq=1)
+        )
+        first_in_order = (
+            await conn.execute(
+                sa.select(deliveries.c.id)
+                .where(deliveries.c.webhook_id == ordered)
+                .order_by(deliveries.c.created_at, deliveries.c.id)
+                .limit(1)
+            )
+        ).scalar_one()
+        await conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id == first_in_order)
+            .values(attempts=1, next_attempt_at=clock.now() + timedelta(hours=1))
+        )
+        # The ordered webhook has the first turn of the round.
+        await conn.execute(
+            webhooks.update()
+            .where(webhooks.c.id == plain)
+            .values(claimed_at=clock.now() - timedelta(seconds=1))
+        )
+    for owner in (site, other_site):
+        await set_destination(
+            ctx,
+            owner.site_id,
+            URL,
+            clock.now(),
+            state=BreakerState.OPEN.value,
+            failures=5,
+            since=clock.now(),
+            next_probe_at=clock.now(),
+            concurrency=1,
+        )
+
+    assert await claim(ctx, clock, "w1") == [], "the ordered webhook has nothing it may send"
+    assert by_hook(await claim(ctx, clock, "w2")) == {plain: 1}, "the turn went back"
+    async with ctx.db.read() as conn:
+        states = dict(
+            (await conn.execute(sa.select(destinations.c.origin, destinations.c.state))).all()
+        )
+    assert states[state_key(site.site_id, destination_of(URL))] == BreakerState.OPEN.value
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_recorder_giving_back_two_hosts_turns_never_deadlocks_with_a_claim(
+    ctx: AppContext,
+) -> None:
+    """A claim takes two hosts' probe turns in the destinations' order; a recorder whose
+    batch shows both hosts answering gives both turns back. It takes the rows in the same
+    order, so it waits for the claim rather than holding the turn the claim waits for.
+
+    The claim is held, by order not by time, right after it took the first host's turn: a
+    trigger on the breaker's update waits for an advisory lock the test holds."""
+    clock = FakeClock()
+    first_host, second_host = "https://a-host.example/hook", "https://b-host.example/hook"
+    owners = [await make_site(ctx, name) for name in ("One", "Two", "Three", "Four")]
+    # Sites One and Two each have a probe in flight (their outcomes are the recorder's
+    # batch); Three and Four are due a probe of the first and the second host.
+    plan = [
+        (owners[0], second_host, BreakerState.HALF_OPEN, clock.now() + INTERVAL),
+        (owners[1], first_host, BreakerState.HALF_OPEN, clock.now() + INTERVAL),
+        (owners[2], first_host, BreakerState.OPEN, clock.now()),
+        (owners[3], second_host, BreakerState.OPEN, clock.now()),
+    ]
+    for owner, url, state, due in plan:
+        hook, _ = await make_webhook(ctx, owner, url)
+        await pile_up(ctx, owner.site_id, hook, 2, now=clock.now())
+        await set_destination(
+            ctx,
+            owner.site_id,
+            url,
+            clock.now(),
+            state=state.value,
+            failures=5,
+            since=clock.now(),
+            next_probe_at=due,
+            concurrency=1,
+        )
+    held = state_key(owners[2].site_id, destination_of(first_host))
+    async with ctx.db.transaction() as conn:
+        # The second host's row first in the table, as a sequential delete would meet them.
+        for url in (second_host, first_host):
+            await conn.execute(
+                probe_turns.insert().values(
+                    destination=destination_of(url), next_at=clock.now() - INTERVAL
+                )
+            )
+        await conn.execute(
+            sa.text(
+                "CREATE FUNCTION hold_the_claim() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                f"BEGIN IF NEW.origin = '{held}' AND NEW.state = 'half_open' THEN "
+                "PERFORM pg_advisory_xact_lock(4242); END IF; RETURN NEW; END $$"
+            )
+        )
+        await conn.execute(
+            sa.text(
+                "CREATE TRIGGER hold_the_claim BEFORE UPDATE ON destinations "
+                "FOR EACH ROW EXECUTE FUNCTION hold_the_claim()"
+            )
+        )
+    async with ctx.db.engine.connect() as control:
+        await control.execute(sa.text("SELECT pg_advisory_lock(4242)"))
+        await control.commit()
+        claiming = asyncio.create_task(claim(ctx, clock, "w1"))
+        await a_lock_is_awaited(ctx)  # the claim holds the first host's turn
+
+        async def record() -> None:
+            async with ctx.db.transaction() as conn:
+                await destination_states.record(
+                    conn,
+                    [
+                        destination_states.Outcome(
+                            state_key(owner.site_id, destination_of(url)),
+                            Signal.HEALTHY,
+                            clock.now(),
+                            answered=True,
+                        )
+                        for owner, url, _, _ in plan[:2]
+                    ],
+                    BreakerPolicy(probe_interval=INTERVAL),
+                    clock.now(),
+                )
+
+        recording = asyncio.create_task(record())
+        await a_lock_is_awaited(ctx, by=2)  # the recorder waits for the first host's row
+        await control.execute(sa.text("SELECT pg_advisory_unlock(4242)"))
+        await control.commit()
+        claimed, _ = await asyncio.gather(claiming, recording)
+    assert len(claimed) == 2, "the claim took both hosts' probes"
+    async with ctx.db.read() as conn:
+        turns = (await conn.execute(sa.select(probe_turns))).all()
+    assert turns == [], "the recorder gave both turns back once the claim had committed"
 
 
 async def test_a_paused_destination_yields_nothing_until_its_pause_ends(

@@ -13,8 +13,9 @@ site's calls.
   unreachable or broken (`connect`, `dns`, `tls`, `timeout`, or a 5xx status) the breaker
   *opens*: the destination's deliveries are postponed (left due in the store, not attempted,
   so they spend none of their retries) and one *probe* call goes out per `probe_interval`
-  (the breaker is *half open* while it is in flight). The probe's success closes the breaker;
-  its failure opens it for another interval.
+  (the breaker is *half open* while it is in flight; to a host that does not answer, one for
+  all sites together: `delivery.claims`). The probe's success closes the breaker; its
+  failure opens it for another interval.
 - **Adaptive concurrency** (additive increase, multiplicative decrease). A 429, a 503 or a
   timeout halves the destination's limit on calls in flight; every success raises it by one,
   up to the policy's `max_concurrency` (the installation's cap on calls in flight to one

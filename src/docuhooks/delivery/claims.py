@@ -23,9 +23,11 @@ the whole table:
    claim or its recorder sees that its call has ended). A site's breaker of a destination
    that is open and due a probe gives one delivery, to one worker: the probe's turn is
    taken by a conditional update of its row, with the host's turn (`probe_turns`), which
-   every site shares. So while a host fails every probe, the whole installation sends it
-   one per interval, the sites whose breakers of it are open taking turns (the round
-   above); a probe that succeeds gives the host's turn back at once (`delivery.destinations`).
+   every site shares. So while a host does not answer, the whole installation sends it one
+   probe per interval, the sites whose breakers of it are open taking turns (the round
+   above). A probe that gets any answer from the host (even an error: the host is up)
+   gives the turn back at once (`delivery.destinations`), as does one whose lease finds
+   nothing it may send.
 3. **Leases**: each share is taken from the webhook's oldest due deliveries (in order, for an
    ordered webhook) through a partial index, leased, and written to `flights`.
 
@@ -202,6 +204,8 @@ async def claim(
                 "until": until,
             },
         )
+        if candidate.probe and not rows:
+            await _give_back_probe_turn(conn, candidate.state_key, now=now)
         leased += [row.id for row in rows]
     # Every candidate given a share has had its turn, whether its lease found anything or not
     # (an ordered webhook waiting for the version in flight): the next claim starts with the
@@ -490,3 +494,22 @@ async def _take_probe_turn(
         )
     )
     return True
+
+
+async def _give_back_probe_turn(conn: AsyncConnection, origin: str, *, now: datetime) -> None:
+    """A probe whose lease found nothing it may send (an ordered webhook's next delivery is
+    not due yet): the host's turn goes back to the other sites, and the site's breaker
+    (`origin`, its `state_key`) tries again at its next interval. (SQLite: on PostgreSQL
+    `docuhooks_claim` does the same, migration 0027.)"""
+    _, destination = split_state_key(origin)
+    await conn.execute(
+        probe_turns.update().where(probe_turns.c.destination == destination).values(next_at=now)
+    )
+    await conn.execute(
+        destinations.update()
+        .where(
+            destinations.c.origin == origin,
+            destinations.c.state == BreakerState.HALF_OPEN.value,
+        )
+        .values(state=BreakerState.OPEN.value, updated_at=now)
+    )

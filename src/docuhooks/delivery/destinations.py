@@ -4,8 +4,9 @@ its destination: circuit breaker, adaptive limit and pause (the rules are
 `state_key`).
 
 The recorder calls :func:`record` with every outcome it writes, in the same transaction; a
-breaker that closes gives its host's probe turn back (`probe_turns`), so other sites whose
-breakers of the host are open may probe it without waiting for the interval. A
+host that answers a site whose breaker of it is open gets its probe turn back
+(`probe_turns`), so other sites whose breakers of it are open may probe it without waiting
+for the interval. A
 destination that has never shown trouble has no row and costs one primary-key read per
 batch; a row is written only when something changed. On PostgreSQL the rows are read
 `FOR UPDATE` (in key order), so two workers' outcomes for one destination add up instead of
@@ -52,6 +53,8 @@ class Outcome:
     at: datetime
     #: Seconds a 429 or 503 asked for in `Retry-After`, if it did.
     retry_after: float | None = None
+    #: The host answered (any status): it is up, whatever the answer said of the site's path.
+    answered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +168,12 @@ async def record(
     stored = await load(conn, (o.destination for o in meaningful), lock=True)
     before = dict(stored)
     current = dict(stored)
+    # Hosts that answered a site whose breaker of them is open: they are up (`release`).
+    answering: set[str] = set()
     for outcome in sorted(meaningful, key=lambda o: o.at):
         state = current.get(outcome.destination, DestinationState())
+        if outcome.answered and state.state is not BreakerState.CLOSED:
+            answering.add(split_state_key(outcome.destination)[1])
         current[outcome.destination] = advance(
             state, outcome.signal, outcome.at, policy, retry_after=outcome.retry_after
         )
@@ -183,20 +190,8 @@ async def record(
             transitions.append(Transition(origin, old or DestinationState(), state))
     if rows:
         await _upsert(conn.dialect.name).executemany(conn, rows)
-    # A probe got through: the host answers, and the other sites whose breakers of it are
-    # open need not wait for the host's turn (`delivery.claims`) to try theirs. (After the
-    # sites' rows, which a claim holding the turn skips if they are locked.)
-    reopened_hosts = sorted(
-        {
-            split_state_key(t.destination)[1]
-            for t in transitions
-            if t.after.state is BreakerState.CLOSED
-        }
-    )
-    if reopened_hosts:
-        await conn.execute(
-            probe_turns.delete().where(probe_turns.c.destination.in_(reopened_hosts))
-        )
+    if answering:
+        await _release(conn, answering)
     announced = 0
     for t in transitions:
         site_id, destination = split_state_key(t.destination)
@@ -221,6 +216,25 @@ async def record(
                 now=t.after.since or now,
             )
     return current, announced
+
+
+async def _release(conn: AsyncConnection, hosts: set[str]) -> None:
+    """Give back the probe turns of `hosts` (`probe_turns`), which answered a probe: only a
+    host that does not answer is held to one probe per interval from the whole installation,
+    and the other sites whose breakers of it are open need not wait for its turn to try
+    theirs (`delivery.claims`).
+
+    The rows are locked in the order the claim takes them (`docuhooks_claim`: by
+    destination, in the database's collation), after the sites' rows this transaction holds:
+    a claim skips a site's row that is locked rather than wait for it while holding a turn."""
+    chosen = (
+        sa.select(probe_turns.c.destination)
+        .where(probe_turns.c.destination.in_(sorted(hosts)))
+        .order_by(probe_turns.c.destination)
+    )
+    if conn.dialect.name == "postgresql":
+        chosen = chosen.with_for_update()
+    await conn.execute(probe_turns.delete().where(probe_turns.c.destination.in_(chosen)))
 
 
 def _state(row: Any) -> DestinationState:

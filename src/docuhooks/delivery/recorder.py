@@ -93,6 +93,7 @@ class Finished:
             signal_of(result.status, result.error_class.value if result.error_class else None),
             self.now,
             retry_after,
+            answered=result.status is not None,
         )
 
     @property

@@ -1,18 +1,22 @@
-"""a host that fails every site's probes sees one probe per interval from the installation
+"""a host that does not answer sees one probe per interval from the whole installation
 
 Since 0026 each site keeps its own breaker of a destination, and each took its own probe
 turn: a dead host shared by ten sites whose breakers of it were open got ten probes per
 interval. `probe_turns` holds one turn per destination, shared by every site: a claim takes
 a site's probe only if it also takes the host's turn for the interval, so the sites whose
-breakers of a host are open take turns between them. A probe that succeeds deletes the
-host's row (`delivery.destinations`), and each other site probes as soon as its own breaker
-is due.
+breakers of a host are open take turns between them while it does not answer. A probe that
+gets any answer from the host (a success, or an error of the site's own path) deletes the
+host's row (`delivery.destinations`): the host is up, and each other site probes as soon as
+its own breaker is due. A probe that leases nothing (an ordered webhook whose next delivery
+is not due yet) gives the host's turn back.
 
 `docuhooks_claim` takes a site's breaker row first, skipping one that is locked (a
 recorder folding an outcome into it, which may then take the host's row to delete it: a
 claim must not wait for that row while it holds the host's turn), then the host's turn.
-`CREATE OR REPLACE` keeps the function's arguments and results, for workers of the previous
-version during a rolling upgrade (their claims take no host turn until they stop).
+`CREATE OR REPLACE` keeps the function's arguments and results: a worker of the previous
+version calls this function too during a rolling upgrade, so its claims take the host's
+turn; its candidates do not leave out a probe whose host's turn another site holds, so such
+a probe costs its claim a share that leases nothing, until it stops.
 
 Revision ID: 0027
 Revises: 0026
@@ -68,6 +72,27 @@ _SITE_AND_HOST_TURN = """\
 """
 
 
+#: The end of a webhook's lease in `docuhooks_claim`, and the same followed by giving back the
+#: turns of a probe that leased nothing.
+_LEASED = """\
+            SELECT leased.id::text FROM leased;
+    END LOOP;
+"""
+_LEASED_OR_TURN_GIVEN_BACK = """\
+            SELECT leased.id::text FROM leased;
+        IF hook_probes[i] AND NOT FOUND THEN
+            -- The probe found nothing it may send (an ordered webhook's next delivery is
+            -- not due yet): the host's turn goes back to the other sites, and this site's
+            -- breaker tries again at its next interval (0027).
+            UPDATE probe_turns t SET next_at = claim_at WHERE t.destination = hook.destination;
+            UPDATE destinations d SET state = 'open', updated_at = claim_at
+                WHERE d.origin = hook.site_id || ' ' || hook.destination
+                    AND d.state = 'half_open';
+        END IF;
+    END LOOP;
+"""
+
+
 def _migration_0026() -> object:
     path = Path(__file__).with_name("0026_destination_state_per_site.py")
     spec = importlib.util.spec_from_file_location("migration_0026", path)
@@ -80,8 +105,10 @@ def _migration_0026() -> object:
 def claim_function() -> str:
     """`docuhooks_claim` taking the host's probe turn with the site's."""
     function: str = _migration_0026().claim_function()  # type: ignore[attr-defined]
-    assert function.count(_SITE_TURN) == 1
-    return function.replace(_SITE_TURN, _SITE_AND_HOST_TURN)
+    for before, after in ((_SITE_TURN, _SITE_AND_HOST_TURN), (_LEASED, _LEASED_OR_TURN_GIVEN_BACK)):
+        assert function.count(before) == 1, before
+        function = function.replace(before, after)
+    return function
 
 
 def upgrade() -> None:
