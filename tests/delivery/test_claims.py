@@ -92,6 +92,21 @@ async def set_destination(
         await conn.execute(destinations.insert().values(**row))
 
 
+async def open_breaker(ctx: AppContext, site_id: str, url: str, now: datetime) -> None:
+    """`site_id`'s breaker of `url`'s destination open, due a probe at `now`."""
+    await set_destination(
+        ctx,
+        site_id,
+        url,
+        now,
+        state=BreakerState.OPEN.value,
+        failures=5,
+        since=now,
+        next_probe_at=now,
+        concurrency=1,
+    )
+
+
 def by_hook(jobs: list[Job]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for job in jobs:
@@ -185,17 +200,7 @@ async def test_an_open_breaker_lets_one_probe_through_per_interval_across_owners
     healthy, _ = await make_webhook(ctx, site, OTHER)
     for hook in (dead, same_host, healthy):
         await pile_up(ctx, site.site_id, hook, 5, now=clock.now())
-    await set_destination(
-        ctx,
-        site.site_id,
-        URL,
-        clock.now(),
-        state=BreakerState.OPEN.value,
-        failures=5,
-        since=clock.now(),
-        next_probe_at=clock.now(),
-        concurrency=1,
-    )
+    await open_breaker(ctx, site.site_id, URL, clock.now())
 
     first = await claim(ctx, clock, "w1")
     probes = [job for job in first if job.webhook.id in (dead, same_host)]
@@ -230,17 +235,7 @@ async def test_a_host_failing_every_sites_probe_gets_one_per_interval_in_turn(
     for owner, hook in ((site, ours), (other_site, theirs), (other_site, healthy)):
         await pile_up(ctx, owner.site_id, hook, 5, now=clock.now())
     for owner in (site, other_site):
-        await set_destination(
-            ctx,
-            owner.site_id,
-            URL,
-            clock.now(),
-            state=BreakerState.OPEN.value,
-            failures=5,
-            since=clock.now(),
-            next_probe_at=clock.now(),
-            concurrency=1,
-        )
+        await open_breaker(ctx, owner.site_id, URL, clock.now())
     probes = (ours, theirs)
 
     turns = []
@@ -303,17 +298,7 @@ async def test_a_host_that_answers_a_probe_is_up_and_gives_its_turn_back(
         hook, _ = await make_webhook(ctx, owner, f"{URL}/{path}")
         owners[hook] = owner
         await pile_up(ctx, owner.site_id, hook, 5, now=clock.now())
-        await set_destination(
-            ctx,
-            owner.site_id,
-            URL,
-            clock.now(),
-            state=BreakerState.OPEN.value,
-            failures=5,
-            since=clock.now(),
-            next_probe_at=clock.now(),
-            concurrency=1,
-        )
+        await open_breaker(ctx, owner.site_id, URL, clock.now())
 
     (first,) = by_hook(await claim(ctx, clock, "w1"))
     await fold(ctx, owners[first], Signal.FAILING_SLOWLY, clock, answered=False)  # a timeout
@@ -365,17 +350,7 @@ async def test_a_probe_that_finds_nothing_to_send_gives_the_hosts_turn_back(
             .values(claimed_at=clock.now() - timedelta(seconds=1))
         )
     for owner in (site, other_site):
-        await set_destination(
-            ctx,
-            owner.site_id,
-            URL,
-            clock.now(),
-            state=BreakerState.OPEN.value,
-            failures=5,
-            since=clock.now(),
-            next_probe_at=clock.now(),
-            concurrency=1,
-        )
+        await open_breaker(ctx, owner.site_id, URL, clock.now())
 
     assert await claim(ctx, clock, "w1") == [], "the ordered webhook has nothing it may send"
     assert by_hook(await claim(ctx, clock, "w2")) == {plain: 1}, "the turn went back"

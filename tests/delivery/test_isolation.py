@@ -232,6 +232,20 @@ WINDOWS = 5
 QUIET_WINDOWS = 8
 
 
+def probing_workers(settings: Settings, tmp_path: Path) -> Workers:
+    """Worker processes whose breakers open after three failures and probe every
+    `PROBE_SECONDS`, with quick retries, and enough of them that no delivery runs out
+    during a test."""
+    return Workers(
+        settings,
+        tmp_path,
+        settings.resolved_database_url,
+        DOCUHOOKS_BREAKER_FAILURE_THRESHOLD="3",
+        DOCUHOOKS_BREAKER_PROBE_SECONDS=str(PROBE_SECONDS),
+        DOCUHOOKS_RETRY_SCHEDULE=",".join(["0", *["0.2s"] * 11]),
+    )
+
+
 async def breaker_state(ctx: AppContext) -> str | None:
     async with ctx.db.read() as conn:
         states = (await conn.execute(sa.select(destinations.c.state))).scalars().all()
@@ -245,15 +259,7 @@ async def test_an_open_breaker_sends_one_probe_per_interval_from_all_workers(
     receiver = Receiver(status=500)
     hook, _ = await make_webhook(ctx, site, receiver.url())
     queued = await pile_up(ctx, site.site_id, hook, 300)
-    workers = Workers(
-        settings,
-        tmp_path,
-        settings.resolved_database_url,
-        DOCUHOOKS_BREAKER_FAILURE_THRESHOLD="3",
-        DOCUHOOKS_BREAKER_PROBE_SECONDS=str(PROBE_SECONDS),
-        # Quick retries, and enough of them that no delivery runs out during the test.
-        DOCUHOOKS_RETRY_SCHEDULE=",".join(["0", *["0.2s"] * 11]),
-    )
+    workers = probing_workers(settings, tmp_path)
     try:
         workers.start()
         workers.start()
@@ -317,14 +323,7 @@ async def test_a_host_that_does_not_answer_gets_one_probe_per_interval_from_all_
             ctx, owner, blackhole.url(f"/{owner.site_id}"), timeoutSeconds=1
         )
         await pile_up(ctx, owner.site_id, hook, 50)
-    workers = Workers(
-        settings,
-        tmp_path,
-        settings.resolved_database_url,
-        DOCUHOOKS_BREAKER_FAILURE_THRESHOLD="3",
-        DOCUHOOKS_BREAKER_PROBE_SECONDS=str(PROBE_SECONDS),
-        DOCUHOOKS_RETRY_SCHEDULE=",".join(["0", *["0.2s"] * 11]),
-    )
+    workers = probing_workers(settings, tmp_path)
     try:
         workers.start()
         workers.start()
