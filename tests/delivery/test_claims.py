@@ -21,6 +21,8 @@ from docuhooks.core.destinations import (
     BreakerState,
     Signal,
     destination_of,
+    host_answered,
+    signal_of,
     state_key,
 )
 from docuhooks.delivery import calls_in_flight, claims, outbox, queries
@@ -259,26 +261,31 @@ async def test_a_host_failing_every_sites_probe_gets_one_per_interval_in_turn(
     # The last probe succeeds: its site's breaker closes and the host's turn is given back,
     # so the other site, due since the last interval, probes now.
     last = turns[-1]
-    await fold(ctx, site if last == ours else other_site, Signal.HEALTHY, clock, answered=True)
+    await fold(ctx, site if last == ours else other_site, clock, status=200)
     taken = by_hook(await claim(ctx, clock, "w4"))
     waiting = theirs if last == ours else ours
     assert taken.get(waiting) == 1, "the other site probes without waiting for the interval"
 
 
 async def fold(
-    ctx: AppContext, owner: SiteUsers, signal: Signal, clock: FakeClock, *, answered: bool
+    ctx: AppContext,
+    owner: SiteUsers,
+    clock: FakeClock,
+    *,
+    status: int | None,
+    error_class: str | None = None,
 ) -> None:
-    """An outcome of `owner`'s call to `URL`'s host, folded into the site's state of it, as
-    the recorder does."""
+    """An outcome of `owner`'s call to `URL`'s host, folded into the site's state of it as the
+    recorder folds it (`Finished.destination_outcome`)."""
     async with ctx.db.transaction() as conn:
         await destination_states.record(
             conn,
             [
                 destination_states.Outcome(
                     state_key(owner.site_id, destination_of(URL)),
-                    signal,
+                    signal_of(status, error_class),
                     clock.now(),
-                    answered=answered,
+                    answered=host_answered(status),
                 )
             ],
             BreakerPolicy(probe_interval=INTERVAL),
@@ -286,12 +293,20 @@ async def fold(
         )
 
 
-async def test_a_host_that_answers_a_probe_is_up_and_gives_its_turn_back(
-    ctx: AppContext, site: SiteUsers, other_site: SiteUsers
+@pytest.mark.parametrize(
+    ("status", "error_class"), [(429, None), (101, "invalid_response")], ids=["429", "101"]
+)
+async def test_a_host_whose_server_answers_a_probe_is_up_and_gives_its_turn_back(
+    ctx: AppContext,
+    site: SiteUsers,
+    other_site: SiteUsers,
+    status: int,
+    error_class: str | None,
 ) -> None:
-    """Only a host that does not answer is held to one probe per interval: a probe that
-    gets an answer, even an error of its site's own path, shows the host is up, and another
-    site's due probe goes in the same interval; one that times out keeps the turn."""
+    """Only a host that fails every probe is held to one probe per interval: one whose own
+    server answers (a 429 of a site's own path, or a final 1xx: below 500) is up, and
+    another site's due probe goes in the same interval. A timeout keeps the turn, and so
+    does a 5xx, which may be a proxy or load balancer answering for a host that is down."""
     clock = FakeClock()
     owners = {}
     for owner, path in ((site, "ours"), (other_site, "theirs")):
@@ -301,15 +316,20 @@ async def test_a_host_that_answers_a_probe_is_up_and_gives_its_turn_back(
         await open_breaker(ctx, owner.site_id, URL, clock.now())
 
     (first,) = by_hook(await claim(ctx, clock, "w1"))
-    await fold(ctx, owners[first], Signal.FAILING_SLOWLY, clock, answered=False)  # a timeout
+    await fold(ctx, owners[first], clock, status=None, error_class="timeout")
     assert await claim(ctx, clock, "w2") == [], "a host that did not answer keeps its turn"
 
     clock.advance(INTERVAL)
     (second,) = by_hook(await claim(ctx, clock, "w3"))
     assert second != first, "the other site has the next turn"
-    await fold(ctx, owners[second], Signal.FAILURE, clock, answered=True)  # its path's 500
-    assert set(by_hook(await claim(ctx, clock, "w4"))) == {first}, (
-        "the host answered: the first site's due probe goes in the same interval"
+    await fold(ctx, owners[second], clock, status=502)  # a proxy's answer for a dead host
+    assert await claim(ctx, clock, "w4") == [], "a 5xx keeps the turn"
+
+    clock.advance(INTERVAL)
+    assert set(by_hook(await claim(ctx, clock, "w5"))) == {first}
+    await fold(ctx, owners[first], clock, status=status, error_class=error_class)
+    assert set(by_hook(await claim(ctx, clock, "w6"))) == {second}, (
+        "the host's server answered: the other site's due probe goes in the same interval"
     )
 
 

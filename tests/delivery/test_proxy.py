@@ -35,6 +35,7 @@ from cryptography.x509.oid import NameOID
 from tests.delivery import transport_support
 from tests.support import debian_program
 
+from docuhooks.core.destinations import Signal, host_answered, signal_of
 from docuhooks.core.signing import OutboundRequest
 from docuhooks.delivery.address_policy import AddressPolicy
 from docuhooks.delivery.proxy import Proxy, ProxyRoutes
@@ -431,6 +432,24 @@ async def test_an_http_webhook_goes_through_the_proxy_to_the_judged_address(
     assert set(connect_guard) == {PROXY_HOST}
     line = f"POST http://127.0.0.1:{receiver.port}/in?a=1 HTTP/1.1"
     assert tinyproxy.requests() == [line] * 3
+
+
+async def test_a_proxys_answer_for_a_host_it_cannot_reach_is_not_the_host_answering(
+    start_tinyproxy: StartProxy,
+) -> None:
+    """Through an egress proxy, a host that is down still gets a status: the proxy's 5xx.
+    That is not the host's own server answering (`host_answered`), so it keeps the host's
+    probe turn: a dead host behind the proxy gets one probe per interval from the whole
+    installation, not one from each site whose breaker of it is open."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]  # closed again: nothing listens there
+    tinyproxy = start_tinyproxy([])
+    async with transport(tinyproxy.proxy()) as client:
+        result = await client.send(post(f"http://hooks.test:{port}/hook"), timeout=10)
+    assert result.status is not None and result.status >= 500, (result.status, result.error)
+    assert not host_answered(result.status)
+    assert signal_of(result.status, None) is Signal.FAILURE  # and it counts for the breaker
 
 
 async def test_an_https_webhook_tunnels_to_the_judged_address_and_checks_the_certificate(

@@ -13,8 +13,8 @@ site's calls.
   unreachable or broken (`connect`, `dns`, `tls`, `timeout`, or a 5xx status) the breaker
   *opens*: the destination's deliveries are postponed (left due in the store, not attempted,
   so they spend none of their retries) and one *probe* call goes out per `probe_interval`
-  (the breaker is *half open* while it is in flight; to a host that does not answer, one for
-  all sites together: `delivery.claims`). The probe's success closes the breaker; its
+  (the breaker is *half open* while it is in flight; to a host that fails every probe, one
+  for all sites together: `delivery.claims`). The probe's success closes the breaker; its
   failure opens it for another interval.
 - **Adaptive concurrency** (additive increase, multiplicative decrease). A 429, a 503 or a
   timeout halves the destination's limit on calls in flight; every success raises it by one,
@@ -47,6 +47,7 @@ __all__ = [
     "Signal",
     "advance",
     "destination_of",
+    "host_answered",
     "signal_of",
     "split_state_key",
     "state_key",
@@ -131,6 +132,14 @@ class Signal(StrEnum):
 
 
 _UNREACHABLE = frozenset({"connect", "dns", "tls"})
+
+
+def host_answered(status: int | None) -> bool:
+    """Whether an attempt's answer shows the destination's own server is up: any status
+    below 500. A 5xx may be a proxy or load balancer answering for a host that is down (an
+    egress proxy answers 500 or 502 for a host it cannot reach), and no answer at all
+    (`connect`, `dns`, `tls`, `timeout`) says nothing of the kind."""
+    return status is not None and status < 500
 
 
 def signal_of(status: int | None, error_class: str | None) -> Signal:

@@ -23,11 +23,11 @@ the whole table:
    claim or its recorder sees that its call has ended). A site's breaker of a destination
    that is open and due a probe gives one delivery, to one worker: the probe's turn is
    taken by a conditional update of its row, with the host's turn (`probe_turns`), which
-   every site shares. So while a host does not answer, the whole installation sends it one
-   probe per interval, the sites whose breakers of it are open taking turns (the round
-   above). A probe that gets any answer from the host (even an error: the host is up)
-   gives the turn back at once (`delivery.destinations`), as does one whose lease finds
-   nothing it may send.
+   every site shares. So while a host fails every probe, the whole installation sends it
+   one per interval, the sites whose breakers of it are open taking turns (the round
+   above). A probe the host's own server answers (`core.destinations.host_answered`) gives
+   the turn back at once (`delivery.destinations`), as does one whose lease finds nothing
+   it may send.
 3. **Leases**: each share is taken from the webhook's oldest due deliveries (in order, for an
    ordered webhook) through a partial index, leased, and written to `flights`.
 

@@ -53,7 +53,8 @@ class Outcome:
     at: datetime
     #: Seconds a 429 or 503 asked for in `Retry-After`, if it did.
     retry_after: float | None = None
-    #: The host answered (any status): it is up, whatever the answer said of the site's path.
+    #: The destination's own server answered (`core.destinations.host_answered`): it is up,
+    #: whatever the answer said of the site's path.
     answered: bool = False
 
 
@@ -162,13 +163,15 @@ async def record(
     The rows are read locked (PostgreSQL), so of two workers folding outcomes into one
     destination, the second sees the first's state: a transition is made, and announced,
     by one of them only."""
-    meaningful = [o for o in outcomes if o.signal is not Signal.NONE or o.retry_after]
+    # An answer that says nothing of the destination's health (a final 1xx) still shows the
+    # host is up, which gives its probe turn back.
+    meaningful = [o for o in outcomes if o.signal is not Signal.NONE or o.retry_after or o.answered]
     if not meaningful:
         return {}, 0
     stored = await load(conn, (o.destination for o in meaningful), lock=True)
     before = dict(stored)
     current = dict(stored)
-    # Hosts that answered a site whose breaker of them is open: they are up (`release`).
+    # Hosts that answered a site whose breaker of them is open: they are up (`_release`).
     answering: set[str] = set()
     for outcome in sorted(meaningful, key=lambda o: o.at):
         state = current.get(outcome.destination, DestinationState())
@@ -219,10 +222,10 @@ async def record(
 
 
 async def _release(conn: AsyncConnection, hosts: set[str]) -> None:
-    """Give back the probe turns of `hosts` (`probe_turns`), which answered a probe: only a
-    host that does not answer is held to one probe per interval from the whole installation,
-    and the other sites whose breakers of it are open need not wait for its turn to try
-    theirs (`delivery.claims`).
+    """Give back the probe turns of `hosts` (`probe_turns`), whose servers answered a probe:
+    only a host that fails every probe is held to one probe per interval from the whole
+    installation, and the other sites whose breakers of it are open need not wait for its
+    turn to try theirs (`delivery.claims`).
 
     The rows are locked in the order the claim takes them (`docuhooks_claim`: by
     destination, in the database's collation), after the sites' rows this transaction holds:

@@ -30,7 +30,13 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import tracing
-from docuhooks.core.destinations import BreakerPolicy, Signal, signal_of, state_key
+from docuhooks.core.destinations import (
+    BreakerPolicy,
+    Signal,
+    host_answered,
+    signal_of,
+    state_key,
+)
 from docuhooks.core.retry import parse_retry_after, should_suspend
 from docuhooks.delivery import (
     attempt_log,
@@ -93,7 +99,7 @@ class Finished:
             signal_of(result.status, result.error_class.value if result.error_class else None),
             self.now,
             retry_after,
-            answered=result.status is not None,
+            answered=host_answered(result.status),
         )
 
     @property

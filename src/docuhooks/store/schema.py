@@ -255,10 +255,10 @@ def state_key_of_webhook(table: sa.FromClause | None = None) -> sa.ColumnElement
     return hooks.c.site_id.concat(" ").concat(hooks.c.destination)
 
 
-#: A destination's probe turn, shared by every site: while a host does not answer, the
+#: A destination's probe turn, shared by every site: while a host fails every probe, the
 #: sites whose breakers of it are open take one turn per interval between them, so it sees
-#: one probe per interval from the whole installation (`delivery.claims`). A probe it
-#: answers deletes the row (`delivery.destinations`), and each other site probes as soon as
+#: one probe per interval from the whole installation (`delivery.claims`). A probe its
+#: server answers deletes the row (`delivery.destinations`), and each other site probes as soon as
 #: its own breaker is due.
 probe_turns = sa.Table(
     "probe_turns",

@@ -1,14 +1,14 @@
-"""a host that does not answer sees one probe per interval from the whole installation
+"""a host that fails every probe sees one probe per interval from the whole installation
 
 Since 0026 each site keeps its own breaker of a destination, and each took its own probe
 turn: a dead host shared by ten sites whose breakers of it were open got ten probes per
 interval. `probe_turns` holds one turn per destination, shared by every site: a claim takes
 a site's probe only if it also takes the host's turn for the interval, so the sites whose
-breakers of a host are open take turns between them while it does not answer. A probe that
-gets any answer from the host (a success, or an error of the site's own path) deletes the
-host's row (`delivery.destinations`): the host is up, and each other site probes as soon as
-its own breaker is due. A probe that leases nothing (an ordered webhook whose next delivery
-is not due yet) gives the host's turn back.
+breakers of a host are open take turns between them while it fails every probe. A probe
+its own server answers (below 500: a 5xx may be a proxy's answer for a host that is down)
+deletes the host's row (`delivery.destinations`): the host is up, and each other site
+probes as soon as its own breaker is due. A probe that leases nothing (an ordered webhook
+whose next delivery is not due yet) gives the host's turn back.
 
 `docuhooks_claim` takes a site's breaker row first, skipping one that is locked (a
 recorder folding an outcome into it, which may then take the host's row to delete it: a
