@@ -988,39 +988,6 @@ async def test_a_claim_releases_its_locks_before_its_jobs_are_read(
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-async def test_only_the_claims_own_commit_skips_waiting_for_the_disk(
-    ctx: AppContext, site: SiteUsers
-) -> None:
-    """The claim's leases commit without waiting for the WAL to reach the disk (nothing in a
-    claim needs to survive a crash of the server: it is claimed again); the setting is the
-    claim transaction's own, so what the same connection commits next (an outcome, which
-    must survive) waits for the disk as before."""
-    async with ctx.db.read() as conn:
-        source = await conn.scalar(
-            sa.text("SELECT prosrc FROM pg_proc WHERE proname = 'docuhooks_claim_and_read'")
-        )
-    assert source is not None
-    before_commit = source[: source.index("COMMIT;")]
-    assert "set_config('synchronous_commit', 'off', true)" in before_commit
-
-    clock = FakeClock()
-    hook, _ = await make_webhook(ctx, site, URL)
-    await pile_up(ctx, site.site_id, hook, 2, now=clock.now())
-    async with ctx.db.autocommit() as conn:  # as the worker claims, then records
-        jobs = await claims.claim(
-            conn,
-            owner="w1",
-            now=clock.now(),
-            lease=LEASE,
-            limit=10,
-            probe_interval=INTERVAL,
-            caps=claims.Caps(),
-        )
-        assert len(jobs) == 2
-        assert await conn.scalar(sa.text("SHOW synchronous_commit")) == "on"
-
-
-@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 @pytest.mark.parametrize(
     ("setting", "reason"),
     [("lock_timeout", "lock timeout"), ("statement_timeout", "statement timeout")],
