@@ -3,14 +3,15 @@ its destination: circuit breaker, adaptive limit and pause (the rules are
 `core.destinations`; each site's state of a destination is a row of its own, keyed by
 `state_key`).
 
-The recorder calls :func:`record` with every outcome it writes, in the same transaction; a
-host that answers a site whose breaker of it is open gets its probe turn back
-(`probe_turns`), so other sites whose breakers of it are open may probe it without waiting
-for the interval. A
+The recorder calls :func:`record` with every outcome it writes, in the same transaction. A
 destination that has never shown trouble has no row and costs one primary-key read per
 batch; a row is written only when something changed. On PostgreSQL the rows are read
 `FOR UPDATE` (in key order), so two workers' outcomes for one destination add up instead of
 overwriting each other.
+
+A host whose own server answers a site whose breaker of it is open gets its probe turn back
+(`probe_turns`), so the other sites whose breakers of it are open may probe it without
+waiting for the interval.
 """
 
 from __future__ import annotations

@@ -50,8 +50,8 @@ _SITE_TURN = """\
 """
 _SITE_AND_HOST_TURN = """\
         -- The site's breaker, if it is due a probe and no recorder holds its row (one that
-        -- closes it takes the host's turn next, to delete it: waiting here while holding
-        -- the host's turn could deadlock with it).
+        -- folds the host's answer into it takes the host's turn next, to give it back:
+        -- waiting here while holding the host's turn could deadlock with it).
         PERFORM 1 FROM destinations d
             WHERE d.origin = probe.site_id || ' ' || probe.destination AND d.state <> 'closed'
                 AND d.next_probe_at <= claim_at
