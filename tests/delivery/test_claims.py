@@ -94,17 +94,26 @@ async def set_destination(
         await conn.execute(destinations.insert().values(**row))
 
 
-async def open_breaker(ctx: AppContext, site_id: str, url: str, now: datetime) -> None:
-    """`site_id`'s breaker of `url`'s destination open, due a probe at `now`."""
+async def open_breaker(
+    ctx: AppContext,
+    site_id: str,
+    url: str,
+    now: datetime,
+    *,
+    state: BreakerState = BreakerState.OPEN,
+    due: datetime | None = None,
+) -> None:
+    """`site_id`'s breaker of `url`'s destination open since `now` (or half open: its probe
+    in flight), due a probe at `due` (`now` unless given)."""
     await set_destination(
         ctx,
         site_id,
         url,
         now,
-        state=BreakerState.OPEN.value,
+        state=state.value,
         failures=5,
         since=now,
-        next_probe_at=now,
+        next_probe_at=now if due is None else due,
         concurrency=1,
     )
 
@@ -405,17 +414,7 @@ async def test_a_recorder_giving_back_two_hosts_turns_never_deadlocks_with_a_cla
     for owner, url, state, due in plan:
         hook, _ = await make_webhook(ctx, owner, url)
         await pile_up(ctx, owner.site_id, hook, 2, now=clock.now())
-        await set_destination(
-            ctx,
-            owner.site_id,
-            url,
-            clock.now(),
-            state=state.value,
-            failures=5,
-            since=clock.now(),
-            next_probe_at=due,
-            concurrency=1,
-        )
+        await open_breaker(ctx, owner.site_id, url, clock.now(), state=state, due=due)
     held = state_key(owners[2].site_id, destination_of(first_host))
     async with ctx.db.transaction() as conn:
         # The second host's row first in the table, as a sequential delete would meet them.
