@@ -900,6 +900,76 @@ async def test_a_call_that_ended_leaves_room_before_its_outcome_is_written(
             assert (await conn.execute(in_flight)).scalars().all() == [second.delivery_id]
 
 
+async def test_a_delivery_whose_lease_ran_out_in_flight_is_not_sent_again_by_its_worker(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """Heartbeats missed (the database away) let a lease run out while its call goes on;
+    the worker's next claim leases the delivery again. The worker does not send it a second
+    time beside the first call: one call of a delivery at a time, whose outcome settles it
+    and ends the second lease (both the worker's) and its `flights` row."""
+    clock = FakeClock()
+    hook, _ = await make_webhook(ctx, site, URL)
+    _, (delivery_id,) = await queue_event(ctx, site.site_id, now=clock.now())
+    started, ends = asyncio.Event(), asyncio.Event()
+
+    async def slow(_request: OutboundRequest) -> TransportResult:
+        started.set()
+        await ends.wait()
+        return TransportResult.response(200, b"ok")
+
+    worker, transport = worker_with(ctx, slow, clock)
+    (first,) = await worker._claim(10)
+    worker._take([first])
+    sender = asyncio.create_task(worker._sender())
+    await started.wait()
+
+    clock.advance(options().lease + timedelta(seconds=1))  # no heartbeat meanwhile
+    (again,) = await worker._claim(10)
+    assert again.delivery_id == delivery_id, "the lease ran out: the claim took it again"
+    worker._take([again])
+    assert worker._ready.empty(), "not queued for a second call"
+    assert worker._held[delivery_id] is first
+
+    ends.set()
+    while worker._held:  # until the first call's outcome is written and let go
+        await asyncio.sleep(0)
+    worker._ready.put_nowait(None)
+    await sender
+    assert len(transport.sent) == 1
+    row = await delivery(ctx, delivery_id)
+    assert (row.status, row.attempts, row.lease_owner) == ("succeeded", 1, None)
+    async with ctx.db.read() as conn:
+        left = sa.select(flights.c.delivery_id).where(flights.c.webhook_id == hook)
+        assert (await conn.execute(left)).all() == []
+
+
+async def test_a_claim_after_the_outcome_was_written_is_sent_before_the_first_is_let_go(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """A delivery whose outcome is written (a retry due at once, say) may be claimed again
+    before the worker has let go of the first claim: the new claim is sent, and the first
+    one's letting go leaves it held."""
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL)
+    _, (delivery_id,) = await queue_event(ctx, site.site_id, now=clock.now())
+    worker, _ = worker_with(ctx, answer(200), clock)
+    (first,) = await worker._claim(10)
+    worker._take([first])
+    assert worker._ready.get_nowait() is first
+    written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    worker._recording[delivery_id] = written
+    second = dataclasses.replace(first)
+    worker._take([second])
+    assert worker._ready.empty(), "the first claim's outcome is not written yet"
+
+    written.set_result(None)
+    worker._take([second])
+    assert worker._ready.get_nowait() is second
+    worker._let_go(first)
+    assert worker._held[delivery_id] is second
+    assert delivery_id not in worker._recording
+
+
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 async def test_a_call_that_ends_while_the_candidates_are_read_leaves_its_room_to_that_claim(
     ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch

@@ -138,6 +138,8 @@ class Worker:
         #: claim removes their `flights` rows first (see `_claim`; on PostgreSQL, a claim
         #: reading its candidates takes those that end meanwhile too); the recorder would too.
         self._ended: list[Job] = []
+        #: Held deliveries whose outcome the recorder has: done once it is written.
+        self._recording: dict[str, asyncio.Future[None]] = {}
         self._sending = 0
         self._senders: list[asyncio.Task[None]] = []
         #: Deliveries held at most: one per sender, plus a batch claimed ahead.
@@ -314,9 +316,7 @@ class Worker:
                 log.warning("worker.claim_failed", worker_id=self.id, error=describe_error(exc))
                 await self._alarm.wait(self.options.poll_seconds)
                 continue
-            for job in jobs:
-                self._held[job.delivery_id] = job
-                self._ready.put_nowait(job)
+            self._take(jobs)
             self._last_claim_short = len(jobs) < wanted
             self._last_claim_at = loop.time()
             if len(jobs) == wanted:
@@ -359,7 +359,9 @@ class Worker:
             finally:
                 self._sending -= 1
             self._ended.append(job)
-            self._recorder.submit(finished).add_done_callback(self._on_recorded(job))
+            recording = self._recorder.submit(finished)
+            self._recording[job.delivery_id] = recording
+            recording.add_done_callback(self._on_recorded(job))
 
     def _on_recorded(self, job: Job) -> Callable[[asyncio.Future[None]], None]:
         return lambda _: self._recorded(job)
@@ -375,11 +377,39 @@ class Worker:
 
     def _let_go(self, job: Job) -> None:
         """`job` is no longer held. Only that claim of its delivery: with a retry due at once,
-        the same delivery may have been claimed again, and be sent, before the first
-        attempt's outcome was written; that later claim is still held (its lease kept by the
-        heartbeat, and never handed back as lost)."""
+        the same delivery may have been claimed again, and be sent, once the first
+        attempt's outcome was written and before this ran; that later claim is still held
+        (its lease kept by the heartbeat, and never handed back as lost)."""
         if self._held.get(job.delivery_id) is job:
             del self._held[job.delivery_id]
+            self._recording.pop(job.delivery_id, None)
+
+    def _take(self, jobs: list[Job]) -> None:
+        """Hold what a claim leased and queue it for the senders, but for a delivery whose
+        earlier claim this worker still has in hand (`_in_hand`)."""
+        for job in jobs:
+            if self._in_hand(job.delivery_id):
+                log.warning(
+                    "worker.lease_ran_out_in_flight", worker_id=self.id, delivery_id=job.delivery_id
+                )
+                continue
+            self._recording.pop(job.delivery_id, None)  # an earlier claim's, written
+            self._held[job.delivery_id] = job
+            self._ready.put_nowait(job)
+
+    def _in_hand(self, delivery_id: str) -> bool:
+        """This worker's earlier claim of the delivery is still queued, being sent, or
+        having its outcome written. A claim takes it again only if its lease ran out
+        meanwhile (heartbeats missed while the database was away): the claim in hand goes
+        on, and its outcome settles the delivery, clearing the lease the new claim took
+        (both are this worker's). Sending it again would make two calls of one delivery at
+        once, which the caps would count as one, the first outcome ending both. An outcome
+        already written (its `_let_go` still to run) leaves the new claim to be sent: that is
+        a retry due again."""
+        if delivery_id not in self._held:
+            return False
+        recording = self._recording.get(delivery_id)
+        return recording is None or not recording.done()
 
     async def _idle_seconds(self) -> float:
         """Sleep until the next delivery is due, at most the poll interval."""
