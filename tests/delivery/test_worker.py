@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import json
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -64,7 +64,7 @@ def options(**overrides: object) -> WorkerOptions:
     return WorkerOptions(**values)  # type: ignore[arg-type]
 
 
-Handler = Callable[[OutboundRequest], TransportResult]
+Handler = Callable[[OutboundRequest], TransportResult | Awaitable[TransportResult]]
 
 
 def worker_with(
@@ -931,10 +931,9 @@ async def test_a_delivery_whose_lease_ran_out_in_flight_is_not_sent_again_by_its
     assert worker._held[delivery_id] is first
 
     ends.set()
-    while worker._held:  # until the first call's outcome is written and let go
-        await asyncio.sleep(0)
     worker._ready.put_nowait(None)
-    await sender
+    await sender  # the call has ended, its outcome handed to the recorder
+    await worker._recording[delivery_id]
     assert len(transport.sent) == 1
     row = await delivery(ctx, delivery_id)
     assert (row.status, row.attempts, row.lease_owner) == ("succeeded", 1, None)
