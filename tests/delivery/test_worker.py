@@ -400,7 +400,7 @@ async def test_expired_leases_are_taken_over(ctx: AppContext, site: SiteUsers) -
         await hanging.wait()
         return TransportResult.response(200)
 
-    dead, _ = worker_with(ctx, never_answers, clock, worker_id="dead")  # type: ignore[arg-type]
+    dead, _ = worker_with(ctx, never_answers, clock, worker_id="dead")
     stuck = asyncio.create_task(dead.run_once())
     for _ in range(100):
         if (await delivery(ctx, delivery_id)).lease_owner == "dead":
@@ -431,7 +431,7 @@ async def test_graceful_stop_releases_what_it_holds(ctx: AppContext, site: SiteU
         await asyncio.sleep(30)
         return TransportResult.response(200)
 
-    worker, _ = worker_with(ctx, slow, clock, shutdown_grace_seconds=0.1)  # type: ignore[arg-type]
+    worker, _ = worker_with(ctx, slow, clock, shutdown_grace_seconds=0.1)
     await worker.start()
     await asyncio.wait_for(started.wait(), 10)
     assert (await delivery(ctx, delivery_id)).lease_owner == "w1"
@@ -465,7 +465,7 @@ async def test_stop_hands_back_what_was_claimed_ahead_unsent(
     # One sender, a batch of ten: four deliveries wait in the worker's queue, leased.
     worker, _ = worker_with(
         ctx,
-        one_at_a_time,  # type: ignore[arg-type]
+        one_at_a_time,
         clock,
         concurrency=1,
         batch_size=10,
