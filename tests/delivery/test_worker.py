@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,11 +27,13 @@ from tests.delivery.delivery_support import (
 )
 from tests.support import SiteUsers
 
+from docuhooks import tracing
 from docuhooks.context import AppContext
 from docuhooks.core.clock import Clock, FakeClock, SystemClock
 from docuhooks.core.destinations import BreakerPolicy, Signal, signal_of, state_key
 from docuhooks.core.retry import RetrySchedule
 from docuhooks.core.signing import OutboundRequest
+from docuhooks.core.tracecontext import new_trace
 from docuhooks.delivery import (
     attempts,
     claim_statements,
@@ -900,73 +903,194 @@ async def test_a_call_that_ended_leaves_room_before_its_outcome_is_written(
             assert (await conn.execute(in_flight)).scalars().all() == [second.delivery_id]
 
 
+def _outcomes_written(worker: Worker) -> dict[str, asyncio.Future[None]]:
+    """A future for each delivery, done once the recorder has written the outcome the
+    worker's senders submitted for it (the worker's own callback, which lets the claim go,
+    runs before a task awaiting it resumes)."""
+    loop = asyncio.get_running_loop()
+    written: collections.defaultdict[str, asyncio.Future[None]] = collections.defaultdict(
+        loop.create_future
+    )
+    submit = worker._recorder.submit
+
+    def recorded(item: Finished) -> asyncio.Future[None]:
+        future = submit(item)
+        mark = written[item.job.delivery_id]
+
+        def done(_: object) -> None:
+            if not mark.done():  # a later outcome of the same delivery
+                mark.set_result(None)
+
+        future.add_done_callback(done)
+        return future
+
+    worker._recorder.submit = recorded  # type: ignore[method-assign]
+    return written
+
+
+class _SlowCall:
+    """A handler whose calls start (`started`) and answer `status` once `ends` is set."""
+
+    def __init__(self, status: int, headers: dict[str, str] | None = None) -> None:
+        self.started, self.ends = asyncio.Event(), asyncio.Event()
+        self.status, self.headers = status, headers
+
+    async def __call__(self, _request: OutboundRequest) -> TransportResult:
+        self.started.set()
+        await self.ends.wait()
+        return TransportResult.response(self.status, b"", self.headers)
+
+
+async def _in_flight_rows(ctx: AppContext) -> list[str]:
+    async with ctx.db.read() as conn:
+        return list((await conn.execute(sa.select(flights.c.delivery_id))).scalars())
+
+
+@pytest.mark.parametrize("written", ["before the claim is taken", "after it"])
+@pytest.mark.parametrize("status", [200, 500])
 async def test_a_delivery_whose_lease_ran_out_in_flight_is_not_sent_again_by_its_worker(
-    ctx: AppContext, site: SiteUsers
+    ctx: AppContext, site: SiteUsers, written: str, status: int
 ) -> None:
     """Heartbeats missed (the database away) let a lease run out while its call goes on;
-    the worker's next claim leases the delivery again. The worker does not send it a second
-    time beside the first call: one call of a delivery at a time, whose outcome settles it
-    and ends the second lease (both the worker's) and its `flights` row."""
-    clock = FakeClock()
-    hook, _ = await make_webhook(ctx, site, URL)
-    _, (delivery_id,) = await queue_event(ctx, site.site_id, now=clock.now())
-    started, ends = asyncio.Event(), asyncio.Event()
-
-    async def slow(_request: OutboundRequest) -> TransportResult:
-        started.set()
-        await ends.wait()
-        return TransportResult.response(200, b"ok")
-
-    worker, transport = worker_with(ctx, slow, clock)
-    (first,) = await worker._claim(10)
-    worker._take([first])
-    sender = asyncio.create_task(worker._sender())
-    await started.wait()
-
-    clock.advance(options().lease + timedelta(seconds=1))  # no heartbeat meanwhile
-    (again,) = await worker._claim(10)
-    assert again.delivery_id == delivery_id, "the lease ran out: the claim took it again"
-    worker._take([again])
-    assert worker._ready.empty(), "not queued for a second call"
-    assert worker._held[delivery_id] is first
-
-    ends.set()
-    worker._ready.put_nowait(None)
-    await sender  # the call has ended, its outcome handed to the recorder
-    await worker._recording[delivery_id]
-    assert len(transport.sent) == 1
-    row = await delivery(ctx, delivery_id)
-    assert (row.status, row.attempts, row.lease_owner) == ("succeeded", 1, None)
-    async with ctx.db.read() as conn:
-        left = sa.select(flights.c.delivery_id).where(flights.c.webhook_id == hook)
-        assert (await conn.execute(left)).all() == []
-
-
-async def test_a_claim_after_the_outcome_was_written_is_sent_before_the_first_is_let_go(
-    ctx: AppContext, site: SiteUsers
-) -> None:
-    """A delivery whose outcome is written (a retry due at once, say) may be claimed again
-    before the worker has let go of the first claim: the new claim is sent, and the first
-    one's letting go leaves it held."""
+    the worker's next claim leases the delivery again. Whether the first call's outcome is
+    written before the claimer takes that claim's answer or after, the worker does not send
+    the delivery again beside it: the first outcome settles the delivery (a success, or a
+    retry later), and no lease or `flights` row is left to a delivery nobody holds."""
     clock = FakeClock()
     await make_webhook(ctx, site, URL)
     _, (delivery_id,) = await queue_event(ctx, site.site_id, now=clock.now())
+    call = _SlowCall(status)
+    worker, transport = worker_with(ctx, call, clock)
+    outcomes = _outcomes_written(worker)
+    (first,) = await worker._claim(10)
+    worker._take([first], set())
+    sender = asyncio.create_task(worker._sender())
+    await call.started.wait()
+
+    clock.advance(options().lease + timedelta(seconds=1))  # no heartbeat meanwhile
+    held = set(worker._held)
+    (again,) = await worker._claim(10)
+    assert again.delivery_id == delivery_id, "the lease ran out: the claim took it again"
+    if written == "after it":
+        worker._take([again], held)
+        assert worker._ready.empty(), "not queued for a second call"
+    call.ends.set()
+    worker._ready.put_nowait(None)
+    await sender  # the call has ended, its outcome handed to the recorder
+    await outcomes[delivery_id]  # and the first claim let go
+    if written == "before the claim is taken":
+        worker._take([again], held)
+        assert worker._ready.empty(), "not queued for a second call"
+
+    assert len(transport.sent) == 1
+    assert worker._held == {}
+    worker._take(await worker._claim(10), set(worker._held))  # hands back what was skipped
+    assert (worker._held, worker._taken_again) == ({}, set())
+    row = await delivery(ctx, delivery_id)
+    assert (row.status, row.attempts, row.lease_owner) == (
+        "succeeded" if status == 200 else "pending",
+        1,
+        None,
+    )
+    assert await _in_flight_rows(ctx) == []
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_running_worker_does_not_send_a_delivery_again_whose_outcome_came_mid_claim(
+    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the claimer's loop: no heartbeat runs, the lease runs out mid-call, and the
+    first call's outcome is written while the claim that leased the delivery again is
+    still on its way back (the procedure committed its lease first)."""
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL)
+    _, (delivery_id,) = await queue_event(ctx, site.site_id, now=clock.now())
+    call = _SlowCall(200)
+    worker, transport = worker_with(ctx, call, clock, concurrency=2)
+    outcomes = _outcomes_written(worker)
+    claim = claims.claim
+    taken_again = asyncio.Event()
+
+    async def outcome_written_meanwhile(conn: AsyncConnection, **kwargs: Any) -> list[Any]:
+        jobs = await claim(conn, **kwargs)
+        if call.started.is_set() and any(job.delivery_id == delivery_id for job in jobs):
+            call.ends.set()
+            await outcomes[delivery_id]
+            taken_again.set()
+        return jobs
+
+    monkeypatch.setattr(claims, "claim", outcome_written_meanwhile)
+    monkeypatch.setattr(worker, "_heartbeat", lambda: asyncio.sleep(0))
+    await worker.start()
+    try:
+        await call.started.wait()
+        clock.advance(options().lease + timedelta(seconds=1))
+        worker.wake()
+        await taken_again.wait()
+        await worker._recorder.flush(timeout=30)
+    finally:
+        await worker.stop()
+    assert len(transport.sent) == 1, "a succeeded delivery was sent a second time"
+    row = await delivery(ctx, delivery_id)
+    assert (row.status, row.attempts, row.lease_owner) == ("succeeded", 1, None)
+
+
+async def test_a_claim_a_worker_skips_leaves_no_claim_span_behind(
+    ctx: AppContext, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With traces on, each delivery a claim brings keeps that claim's span until its
+    attempt links to it: a claim `_take` skips is never attempted, so it keeps none, and
+    the first claim's attempt links to its own."""
+    @contextlib.contextmanager
+    def span(*_args: object, **_kwargs: object) -> Iterator[tracing.Span]:
+        yield tracing.Span(new_trace())
+
+    monkeypatch.setattr(tracing, "enabled", lambda: True)
+    monkeypatch.setattr(tracing, "span", span)
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL)
+    await queue_event(ctx, site.site_id, now=clock.now())
     worker, _ = worker_with(ctx, answer(200), clock)
     (first,) = await worker._claim(10)
-    worker._take([first])
-    assert worker._ready.get_nowait() is first
-    written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    worker._recording[delivery_id] = written
-    second = dataclasses.replace(first)
-    worker._take([second])
-    assert worker._ready.empty(), "the first claim's outcome is not written yet"
+    worker._take([first], set())
+    first_claim = worker._claimed_in[first.delivery_id]
+    clock.advance(options().lease + timedelta(seconds=1))
+    held = set(worker._held)
+    worker._take(await worker._claim(10), held)
+    assert worker._claimed_in == {first.delivery_id: first_claim}
 
-    written.set_result(None)
-    worker._take([second])
-    assert worker._ready.get_nowait() is second
-    worker._let_go(first)
-    assert worker._held[delivery_id] is second
-    assert delivery_id not in worker._recording
+
+async def test_a_retry_due_at_once_that_a_claim_took_before_the_first_was_let_go_is_sent_next(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """A first call's outcome is written (a retry due at once) and a claim leases the retry
+    before the worker has let the first claim go: that claim skips it, and the next one
+    hands its lease back and takes it, so it is sent then, not after a lease runs out."""
+    clock = FakeClock()
+    await make_webhook(ctx, site, URL)
+    _, (delivery_id,) = await queue_event(ctx, site.site_id, now=clock.now())
+    worker, transport = worker_with(
+        ctx, answer(500), clock, schedule=RetrySchedule(delays=(0, 0, 60), jitter=0)
+    )
+    outcomes = _outcomes_written(worker)
+    (first,) = await worker._claim(10)
+    worker._take([first], set())
+    held = set(worker._held)  # as a claim beginning now sees it
+    sender = asyncio.create_task(worker._sender())
+    await outcomes[delivery_id]
+    (retry,) = await worker._claim(10)
+    worker._take([retry], held)
+    assert worker._ready.empty()
+    assert (worker._held, worker._taken_again) == ({}, {delivery_id})
+
+    (sent_next,) = await worker._claim(10)
+    worker._take([sent_next], set(worker._held))
+    assert (worker._held[delivery_id], worker._ready.qsize()) == (sent_next, 1)
+    assert worker._taken_again == set()
+    worker._ready.put_nowait(None)
+    await sender
+    await worker._recorder.flush(timeout=30)
+    assert len(transport.sent) == 2
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

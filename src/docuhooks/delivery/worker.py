@@ -23,7 +23,7 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -138,8 +138,11 @@ class Worker:
         #: claim removes their `flights` rows first (see `_claim`; on PostgreSQL, a claim
         #: reading its candidates takes those that end meanwhile too); the recorder would too.
         self._ended: list[Job] = []
-        #: Held deliveries whose outcome the recorder has: done once it is written.
-        self._recording: dict[str, asyncio.Future[None]] = {}
+        #: Deliveries a claim leased while this worker still held them (`_take`): their
+        #: leases are handed back once they are let go.
+        self._taken_again: set[str] = set()
+        #: With traces on: the span of the claim whose jobs `_take` is given.
+        self._claim_span: TraceContext | None = None
         self._sending = 0
         self._senders: list[asyncio.Task[None]] = []
         #: Deliveries held at most: one per sender, plus a batch claimed ahead.
@@ -285,6 +288,10 @@ class Worker:
         beside `start()`: its deliveries are not held, so a hand-back after a failed claim
         would take them too."""
         jobs = await self._claim(self.options.batch_size)
+        if self._claim_span is not None:
+            for job in jobs:
+                self._claimed_in[job.delivery_id] = self._claim_span
+            self._claim_span = None
         semaphore = asyncio.Semaphore(self.options.concurrency)
 
         async def bounded(job: Job) -> None:
@@ -309,6 +316,7 @@ class Worker:
             await self._space_out_claims()
             if self._stopping:
                 break  # stop() came during the pause: claim nothing more
+            held = set(self._held)
             try:
                 jobs = await self._claim(wanted)
             except Exception as exc:
@@ -316,7 +324,7 @@ class Worker:
                 log.warning("worker.claim_failed", worker_id=self.id, error=describe_error(exc))
                 await self._alarm.wait(self.options.poll_seconds)
                 continue
-            self._take(jobs)
+            self._take(jobs, held)
             self._last_claim_short = len(jobs) < wanted
             self._last_claim_at = loop.time()
             if len(jobs) == wanted:
@@ -359,9 +367,7 @@ class Worker:
             finally:
                 self._sending -= 1
             self._ended.append(job)
-            recording = self._recorder.submit(finished)
-            self._recording[job.delivery_id] = recording
-            recording.add_done_callback(self._on_recorded(job))
+            self._recorder.submit(finished).add_done_callback(self._on_recorded(job))
 
     def _on_recorded(self, job: Job) -> Callable[[asyncio.Future[None]], None]:
         return lambda _: self._recorded(job)
@@ -382,34 +388,44 @@ class Worker:
         (its lease kept by the heartbeat, and never handed back as lost)."""
         if self._held.get(job.delivery_id) is job:
             del self._held[job.delivery_id]
-            self._recording.pop(job.delivery_id, None)
 
-    def _take(self, jobs: list[Job]) -> None:
-        """Hold what a claim leased and queue it for the senders, but for a delivery whose
-        earlier claim this worker still has in hand (`_in_hand`)."""
+    def _take(self, jobs: list[Job], held: Set[str]) -> None:
+        """Hold what a claim leased and queue it for the senders, but for the deliveries this
+        worker held when the claim began (`held`).
+
+        A claim takes a held delivery only if its lease ran out while its call went on
+        (heartbeats missed while the database was away), or if its outcome was written and
+        a retry fell due at once. In the first case the call in hand goes on alone: sent
+        again, the delivery would have two calls at once, counted as one by the caps, and
+        its first outcome, written whenever it comes (before this claim's lease or after
+        it), settles it and clears a lease of this worker's. In the second, the delivery
+        waits for the next claim: the lease this claim took is handed back once the earlier
+        claim is let go (`_hand_back_taken_again`), as it is in the first case if the
+        outcome came before the lease."""
         for job in jobs:
-            if self._in_hand(job.delivery_id):
-                log.warning(
-                    "worker.lease_ran_out_in_flight", worker_id=self.id, delivery_id=job.delivery_id
+            if job.delivery_id in held:
+                log.info(
+                    "worker.held_delivery_claimed_again",
+                    worker_id=self.id,
+                    delivery_id=job.delivery_id,
                 )
+                self._taken_again.add(job.delivery_id)
                 continue
-            self._recording.pop(job.delivery_id, None)  # an earlier claim's, written
             self._held[job.delivery_id] = job
+            if self._claim_span is not None:
+                self._claimed_in[job.delivery_id] = self._claim_span
             self._ready.put_nowait(job)
+        self._claim_span = None
 
-    def _in_hand(self, delivery_id: str) -> bool:
-        """This worker's earlier claim of the delivery is still queued, being sent, or
-        having its outcome written. A claim takes it again only if its lease ran out
-        meanwhile (heartbeats missed while the database was away): the claim in hand goes
-        on, and its outcome settles the delivery, clearing the lease the new claim took
-        (both are this worker's). Sending it again would make two calls of one delivery at
-        once, which the caps would count as one, the first outcome ending both. An outcome
-        already written (its `_let_go` still to run) leaves the new claim to be sent: that is
-        a retry due again."""
-        if delivery_id not in self._held:
-            return False
-        recording = self._recording.get(delivery_id)
-        return recording is None or not recording.done()
+    async def _hand_back_taken_again(self) -> None:
+        """Hand back the leases `_take` skipped whose earlier claims are let go now (a
+        lease the outcome cleared already is not this worker's any more: left as it is)."""
+        let_go = [d for d in self._taken_again if d not in self._held]
+        if not let_go:
+            return
+        async with self.ctx.db.transaction(urgent=True) as conn:
+            await queries.release(conn, owner=self.id, delivery_ids=let_go)
+        self._taken_again.difference_update(let_go)
 
     async def _idle_seconds(self) -> float:
         """Sleep until the next delivery is due, at most the poll interval."""
@@ -474,12 +490,17 @@ class Worker:
         ) as span:
             jobs = await self._claim_untraced(limit)
             span.set_attribute("docuhooks.claim.deliveries", len(jobs))
-        if span.context is not None:
-            for job in jobs:
-                self._claimed_in[job.delivery_id] = span.context
+        # Recorded for the jobs `_take` holds (or `run_once` sends), not for a claim it skips.
+        self._claim_span = span.context
         return jobs
 
     async def _claim_untraced(self, limit: int) -> list[Job]:
+        if self._taken_again:
+            try:
+                await self._hand_back_taken_again()
+            except Exception as exc:
+                # Tried again before the next claim; at worst the leases run out.
+                log.warning("worker.hand_back_failed", worker_id=self.id, error=describe_error(exc))
         if self._claim_lost:
             try:
                 await self._hand_back_lost_leases()
