@@ -1009,11 +1009,13 @@ async def test_a_running_worker_does_not_send_a_delivery_again_whose_outcome_cam
     worker, transport = worker_with(ctx, call, clock, concurrency=2)
     outcomes = _outcomes_written(worker)
     claim = claims.claim
-    taken_again = asyncio.Event()
+    taken_again, claimed_after = asyncio.Event(), asyncio.Event()
 
     async def outcome_written_meanwhile(conn: AsyncConnection, **kwargs: Any) -> list[Any]:
         jobs = await claim(conn, **kwargs)
-        if call.started.is_set() and any(job.delivery_id == delivery_id for job in jobs):
+        if taken_again.is_set():
+            claimed_after.set()
+        elif call.started.is_set() and any(job.delivery_id == delivery_id for job in jobs):
             call.ends.set()
             await outcomes[delivery_id]
             taken_again.set()
@@ -1027,12 +1029,15 @@ async def test_a_running_worker_does_not_send_a_delivery_again_whose_outcome_cam
         clock.advance(options().lease + timedelta(seconds=1))
         worker.wake()
         await taken_again.wait()
-        await worker._recorder.flush(timeout=30)
+        worker.wake()
+        await claimed_after.wait()  # the claim after: what was skipped is handed back
+        row = await delivery(ctx, delivery_id)
+        assert (row.status, row.attempts, row.lease_owner) == ("succeeded", 1, None)
+        assert await _in_flight_rows(ctx) == []
+        assert (worker._held, worker._taken_again) == ({}, set())
     finally:
         await worker.stop()
     assert len(transport.sent) == 1, "a succeeded delivery was sent a second time"
-    row = await delivery(ctx, delivery_id)
-    assert (row.status, row.attempts, row.lease_owner) == ("succeeded", 1, None)
 
 
 async def test_a_claim_a_worker_skips_leaves_no_claim_span_behind(
@@ -1040,7 +1045,8 @@ async def test_a_claim_a_worker_skips_leaves_no_claim_span_behind(
 ) -> None:
     """With traces on, each delivery a claim brings keeps that claim's span until its
     attempt links to it: a claim `_take` skips is never attempted, so it keeps none, and
-    the first claim's attempt links to its own."""
+    the first claim's span is the one kept for its attempt."""
+
     @contextlib.contextmanager
     def span(*_args: object, **_kwargs: object) -> Iterator[tracing.Span]:
         yield tracing.Span(new_trace())

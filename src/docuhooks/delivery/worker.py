@@ -310,6 +310,9 @@ class Worker:
             if room < self._claim_at:
                 # Too little room to be worth a claim: the recording that frees enough rings
                 # the alarm. Under load this claims in large batches, not one per delivery.
+                # Leases a claim skipped go back meanwhile, not only at the next claim.
+                if self._taken_again:
+                    await self._try_hand_back_taken_again()
                 await self._alarm.wait(self.options.poll_seconds)
                 continue
             wanted = min(room, self.options.batch_size)
@@ -404,10 +407,14 @@ class Worker:
         outcome came before the lease."""
         for job in jobs:
             if job.delivery_id in held:
-                log.info(
+                # Still held: its lease ran out while its call went on (heartbeats missed),
+                # which an operator should see; otherwise a retry that fell due at once.
+                still_held = job.delivery_id in self._held
+                (log.warning if still_held else log.info)(
                     "worker.held_delivery_claimed_again",
                     worker_id=self.id,
                     delivery_id=job.delivery_id,
+                    call_in_hand=still_held,
                 )
                 self._taken_again.add(job.delivery_id)
                 continue
@@ -416,6 +423,13 @@ class Worker:
                 self._claimed_in[job.delivery_id] = self._claim_span
             self._ready.put_nowait(job)
         self._claim_span = None
+
+    async def _try_hand_back_taken_again(self) -> None:
+        try:
+            await self._hand_back_taken_again()
+        except Exception as exc:
+            # Tried again before the next claim; at worst the leases run out.
+            log.warning("worker.hand_back_failed", worker_id=self.id, error=describe_error(exc))
 
     async def _hand_back_taken_again(self) -> None:
         """Hand back the leases `_take` skipped whose earlier claims are let go now (a
@@ -496,11 +510,7 @@ class Worker:
 
     async def _claim_untraced(self, limit: int) -> list[Job]:
         if self._taken_again:
-            try:
-                await self._hand_back_taken_again()
-            except Exception as exc:
-                # Tried again before the next claim; at worst the leases run out.
-                log.warning("worker.hand_back_failed", worker_id=self.id, error=describe_error(exc))
+            await self._try_hand_back_taken_again()
         if self._claim_lost:
             try:
                 await self._hand_back_lost_leases()
