@@ -385,10 +385,8 @@ class Worker:
             self.wake()
 
     def _let_go(self, job: Job) -> None:
-        """`job` is no longer held. Only that claim of its delivery: with a retry due at once,
-        the same delivery may have been claimed again, and be sent, once the first
-        attempt's outcome was written and before this ran; that later claim is still held
-        (its lease kept by the heartbeat, and never handed back as lost)."""
+        """`job` is no longer held. Only that claim of its delivery: a later claim of it,
+        once held, stays held (its lease kept by the heartbeat, and never handed back)."""
         if self._held.get(job.delivery_id) is job:
             del self._held[job.delivery_id]
 
