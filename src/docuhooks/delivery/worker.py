@@ -8,7 +8,8 @@ batch beyond what the senders hold) so the senders never wait for a claim under 
 sleeps until woken (a new event, room freed) or until the next delivery falls due. A
 delivery stays held, and its lease kept fresh by the heartbeat, from its claim until its
 outcome is written; a lease is `lease_owner` plus `lease_expires_at`, so only a dead or
-cut-off worker's leases run out, and then any other worker takes those deliveries over.
+cut-off worker's leases run out, and then any other worker takes those deliveries over (the
+cut-off worker's own next claim leaves them to the calls it has in hand: `Worker._take`).
 
 Everything that depends on time asks the injected :class:`Clock`; everything random asks the
 injected `rng`; so tests drive the whole retry schedule with a FakeClock and never sleep.
@@ -288,10 +289,7 @@ class Worker:
         beside `start()`: its deliveries are not held, so a hand-back after a failed claim
         would take them too."""
         jobs = await self._claim(self.options.batch_size)
-        if self._claim_span is not None:
-            for job in jobs:
-                self._claimed_in[job.delivery_id] = self._claim_span
-            self._claim_span = None
+        self._link_to_claim(jobs)
         semaphore = asyncio.Semaphore(self.options.concurrency)
 
         async def bounded(job: Job) -> None:
@@ -403,6 +401,7 @@ class Worker:
         waits for the next claim: the lease this claim took is handed back once the earlier
         claim is let go (`_hand_back_taken_again`), as it is in the first case if the
         outcome came before the lease."""
+        taken = []
         for job in jobs:
             if job.delivery_id in held:
                 # Still held: its lease ran out while its call went on (heartbeats missed),
@@ -417,10 +416,17 @@ class Worker:
                 self._taken_again.add(job.delivery_id)
                 continue
             self._held[job.delivery_id] = job
-            if self._claim_span is not None:
-                self._claimed_in[job.delivery_id] = self._claim_span
             self._ready.put_nowait(job)
-        self._claim_span = None
+            taken.append(job)
+        self._link_to_claim(taken)
+
+    def _link_to_claim(self, jobs: list[Job]) -> None:
+        """With traces on: `jobs`' attempts link to the span of the claim that brought them
+        (`_claim`); a claim's jobs left out are never attempted, and keep none."""
+        if self._claim_span is not None:
+            for job in jobs:
+                self._claimed_in[job.delivery_id] = self._claim_span
+            self._claim_span = None
 
     async def _try_hand_back_taken_again(self) -> None:
         try:
