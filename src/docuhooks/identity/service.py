@@ -305,15 +305,8 @@ async def login(conn: AsyncConnection, login_name: str, password: str) -> Princi
     return principal_of(row)
 
 
-async def service_principal_login(
-    conn: AsyncConnection, client_name: str, principal_name: str, password: str
-) -> Principal | None:
-    """The source platform's receiver login: (tenancy/client name, principal name, password).
-
-    The principal name may be given as the login name or as the display name; the client name
-    must match the one the principal was created with (or the site's name).
-    """
-    query = (
+def _service_principals_named(principal_name: str) -> sa.Select[Any]:
+    return (
         sa.select(users, sites.c.name.label("site_name"))
         .join(sites, sites.c.id == users.c.site_id)
         .where(
@@ -325,7 +318,27 @@ async def service_principal_login(
             ),
         )
     )
-    rows = (await conn.execute(query)).all()
+
+
+async def service_principal_login_names(conn: AsyncConnection, principal_name: str) -> list[str]:
+    """The login names of the service principals a sign-in naming `principal_name` (by login
+    name or display name) may be for, sorted: the accounts its wrong passwords count
+    against, however the names are spelled, so that respelling one cannot reset the count."""
+    rows = await conn.execute(
+        _service_principals_named(principal_name).with_only_columns(users.c.login_name)
+    )
+    return sorted(rows.scalars())
+
+
+async def service_principal_login(
+    conn: AsyncConnection, client_name: str, principal_name: str, password: str
+) -> Principal | None:
+    """The source platform's receiver login: (tenancy/client name, principal name, password).
+
+    The principal name may be given as the login name or as the display name; the client name
+    must match the one the principal was created with (or the site's name).
+    """
+    rows = (await conn.execute(_service_principals_named(principal_name))).all()
     for row in rows:
         if client_name.strip() in {row.client_name, row.site_name} and secrets.verify_password(
             row.password_hash, password

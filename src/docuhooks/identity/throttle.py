@@ -96,9 +96,11 @@ class LoginThrottle:
             await conn.execute(sign_in_failures.delete().where(of_login))
 
 
-def login_keys(login_name: str, client: str | None) -> list[str]:
-    """Throttle by the account tried and by where the attempts come from."""
+def login_keys(login_name: str, client: str | None, *, also: Iterable[str] = ()) -> list[str]:
+    """Throttle by the account tried (and the other accounts `also` named, when a name may
+    mean more than one) and by where the attempts come from."""
     keys = [f"login:{login_name.strip().lower()}"[:400]]
+    keys += [f"login:{name.strip().lower()}"[:400] for name in also]
     if client:
         keys.append(f"client:{client}"[:400])
     return keys
@@ -110,11 +112,14 @@ async def guarded(
     login_name: str,
     client: str | None,
     attempt: Callable[[], Awaitable[T | None]],
+    *,
+    also: Iterable[str] = (),
 ) -> T | None:
     """Run a sign-in `attempt` unless its account or address is throttled (TooManyRequests),
-    and count its outcome. Call it outside any write transaction: on SQLite the count's own
-    transaction would wait for that one forever."""
-    keys = login_keys(login_name, client)
+    and count its outcome; a wrong password counts against the accounts `also` names too.
+    Call it outside any write transaction: on SQLite the count's own transaction would wait
+    for that one forever."""
+    keys = login_keys(login_name, client, also=also)
     wait = await throttle.retry_after(db, keys)
     if wait is not None:
         minutes = max(1, math.ceil(wait / 60))

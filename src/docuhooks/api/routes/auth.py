@@ -71,12 +71,20 @@ async def service_principal_login(
                 conn, body.clientName, body.principalName, body.password
             )
 
+    # Counted against the accounts the name designates (as `POST /tokens` and the web UI
+    # count them), not against the names as typed: spaces around them, the display name for
+    # the login name or the site's name for the client's would each start a fresh count.
+    async with ctx.db.read() as conn:
+        accounts = await identity.service_principal_login_names(conn, body.principalName)
+    if not accounts:
+        accounts = [f"{body.clientName.strip()}/{body.principalName.strip()}"]
     who = await guarded(
         ctx.login_throttle,
         ctx.db,
-        f"{body.clientName}/{body.principalName}",
+        accounts[0],
         client_address(request),
         attempt,
+        also=accounts[1:],
     )
     if who is None:
         raise Unauthorized("client name, principal name or password is wrong")
