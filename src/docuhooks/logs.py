@@ -49,7 +49,14 @@ def configure(level: str = "info", *, json: bool | None = None) -> bool:
     renderer: list[structlog.typing.Processor] = (
         [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
         if as_json
-        else [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+        # Plain tracebacks: structlog's default, with `rich` installed, prints every frame's
+        # local variables, and a frame of a failed request may hold a password, an API
+        # token or a webhook's secret.
+        else [
+            structlog.dev.ConsoleRenderer(
+                colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+            )
+        ]
     )
     structlog.configure(
         processors=[*shared, *renderer],
