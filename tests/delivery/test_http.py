@@ -286,6 +286,44 @@ async def test_a_compressed_body_is_capped_after_expanding(
     assert result.body_truncated
 
 
+@ours_only("our cap on a compressed body; aiohttp's decoder is its own")
+async def test_bytes_after_the_end_of_a_compressed_body_are_capped_too(
+    make_transport: MakeTransport, serve
+) -> None:
+    # A gzip stream that ends after two bytes, then an endless body: zlib keeps what follows
+    # the stream's end (`unused_data`) without a limit, and none of it counts as decoded, so
+    # unless those bytes count against the cap the worker holds all of them until the
+    # call's timeout.
+    junk = b"\0" * 65536
+    chunk = b"%x\r\n%s\r\n" % (len(junk), junk)
+    sent_all = False
+
+    async def script(server: Server, read: ReadRequest, writer: asyncio.StreamWriter, _: int):
+        nonlocal sent_all
+        await read()
+        member = gzip.compress(b"ok")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"%x\r\n%s\r\n" % (len(member), member)
+        )
+        try:
+            for _ in range(1024):  # 64 MiB: more than any socket buffer holds
+                writer.write(chunk)
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            sent_all = True
+        except ConnectionError:
+            pass
+
+    server = await serve(script)
+    async with make_transport(LOOPBACK) as transport:
+        result = await transport.send(post(server.url), timeout=10, max_body=1000)
+    assert not sent_all, "the client read 64 MiB past the end of a 2-byte gzip body"
+    # Cut at the cap, as a body that long would be; what the stream decoded to is kept.
+    assert (result.status, result.body, result.body_truncated) == (200, b"ok", True)
+
+
 @pytest.mark.parametrize(
     "raw",
     [b"SSH-2.0-OpenSSH_9.6\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"],

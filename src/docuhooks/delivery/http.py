@@ -286,12 +286,16 @@ class Connection(asyncio.Protocol):
         room = self._max_body + 1 - self._size  # one byte past the cap tells it was cut
         if self._decoder is not None:
             # The cap is on what the body expands to (a small gzip can hold gigabytes).
+            trailing = self._decoder.trailing
             try:
                 body = self._decoder.decompress(body, room)
             except zlib.error as exc:
                 self._fail(InvalidResponse(f"invalid {self._decoder.coding} body: {exc}"))
                 self.close()
                 return
+            # What follows the compressed stream is discarded, but counts against the cap
+            # as the body would: past it the response is cut and the connection closed.
+            self._size += self._decoder.trailing - trailing
         if room > 0:
             self._chunks.append(body[:room] if len(body) > room else body)
         self._size += len(body)
@@ -429,6 +433,8 @@ class _Decoder:
 
     def __init__(self, coding: str) -> None:
         self.coding = coding
+        #: Bytes that came after the end of the compressed stream (see `decompress`).
+        self.trailing = 0
         self._inflate: zlib._Decompress | None = (
             zlib.decompressobj(16 + zlib.MAX_WBITS) if coding != "deflate" else None
         )
@@ -441,13 +447,24 @@ class _Decoder:
         return None  # identity, or a coding kept as sent (the caller sees the header)
 
     def decompress(self, data: bytes, max_length: int) -> bytes:
+        """Up to ``max_length`` bytes of what ``data`` expands to. Bytes after the end of the
+        compressed stream are not decoded and not kept, only counted in ``trailing``: zlib
+        would append them all to its ``unused_data`` (copying it at every call), so a
+        receiver sending an endless body after a two-byte gzip body would hold the process's
+        memory and event loop, and none of it would count against the cap."""
+        if self._inflate is not None and self._inflate.eof:
+            self.trailing += len(data)
+            return b""
         if self._inflate is None:
             # "deflate" is meant to be zlib-wrapped, but some servers send it raw.
             wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
             self._inflate = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
         if max_length <= 0:
             return b""
-        return self._inflate.decompress(data, max_length)
+        out = self._inflate.decompress(data, max_length)
+        if self._inflate.eof:
+            self.trailing += len(self._inflate.unused_data)
+        return out
 
 
 # --- the pool -------------------------------------------------------------------------------
