@@ -6,7 +6,9 @@ tests run on the aiohttp reference transport too (see test_transport.py)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -322,6 +324,30 @@ async def test_bytes_after_the_end_of_a_compressed_body_are_capped_too(
     assert not sent_all, "the client read 64 MiB past the end of a 2-byte gzip body"
     # Cut at the cap, as a body that long would be; what the stream decoded to is kept.
     assert (result.status, result.body, result.body_truncated) == (200, b"ok", True)
+
+
+@ours_only("our pool's idle connections")
+async def test_an_idle_connection_does_not_keep_the_last_responses_body(
+    make_transport: MakeTransport, serve
+) -> None:
+    # A post-processing reply may be 160 MiB, and 50 of one site's calls run at once: a
+    # connection parked idle (up to 30 s) must not keep a copy of the body it read.
+    size = 16 * 1024 * 1024
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size
+    server = await serve(answering(raw))
+    async with make_transport(LOOPBACK) as transport:
+        tracemalloc.start()
+        try:
+            got = len((await transport.send(post(server.url), timeout=10, max_body=size)).body)
+            gc.collect()
+            held, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        idle = open_connections(transport)
+    assert (got, idle) == (size, 1)  # read whole, and the connection kept for the next call
+    # One copy of the body (the result's, still referenced somewhere in the exchange's
+    # futures at this point) may remain; the connection's own list of its chunks may not.
+    assert held < size * 3 // 2, f"{held} bytes still held after the call"
 
 
 @pytest.mark.parametrize(

@@ -336,6 +336,9 @@ class Connection(asyncio.Protocol):
         self.keep_alive = keep_alive
         truncated = self._size > self._max_body
         body = b"".join(self._chunks)[: self._max_body]
+        # Not kept: a connection parked idle would otherwise hold a copy of the body (a
+        # post-processing reply may be 160 MiB) until its next exchange or its close.
+        self._chunks = []
         headers: dict[str, str] = {}
         for raw_name, raw_value in self._headers:
             name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
