@@ -118,3 +118,24 @@ def test_arrange_applies_documents_in_the_order_given() -> None:
     # A replace keeps its place, unless it gives an order, which moves it there.
     assert arrange(["a", "b", "c"], [returned("b")]) == ["a", "b", "c"]
     assert arrange(["a", "b", "c"], [returned("c", order=0)]) == ["c", "a", "b"]
+
+
+def test_a_reply_of_very_many_documents_is_refused_while_it_is_judged() -> None:
+    """20,000 tiny added documents are 2 MiB of JSON. Judged in the worker, each would then
+    be arranged (`order: 0` moves every other, quadratically) and written in the settling
+    transaction on the event loop: 400,000 of them held the loop for over 30 seconds. Such
+    a reply is refused in the worker, and the documents are kept."""
+    tiny = item(contentType="text/plain", fileName="a.txt", content="YQ==", order=0)
+    judged = judge_reply(reply(*[tiny] * 20_000), [LETTER])
+    assert not judged.succeeded
+    assert judged.error_class is ErrorClass.INVALID_RESPONSE
+    assert judged.error is not None and "20000 documents" in judged.error
+
+
+def test_a_reply_of_as_many_documents_as_the_limit_is_taken() -> None:
+    from docuhooks.platform.postprocessing import replies
+
+    tiny = item(contentType="text/plain", fileName="a.txt", content="YQ==")
+    judged = judge_reply(reply(*[tiny] * replies.MAX_REPLY_DOCUMENTS), [LETTER])
+    assert judged.succeeded, judged.error
+    assert len(judged.documents) == replies.MAX_REPLY_DOCUMENTS

@@ -40,6 +40,11 @@ if TYPE_CHECKING:
 #: The largest inline reply read: room for two documents of the 50 MiB maximum, base64
 #: encoded, and a few small ones. A receiver returning more uses the callback mode.
 MAX_REPLY_BYTES = 160 * 1024 * 1024
+#: The most documents one inline reply may return. Each is arranged and written in the
+#: settling transaction, on the event loop: 160 MiB of JSON holds well over a million tiny
+#: documents, and arranging 400,000 (`order: 0`, each moving every other) held the loop for
+#: tens of seconds, then the database for as long writing them.
+MAX_REPLY_DOCUMENTS = 1000
 #: Errors named in one refusal; the rest are counted.
 _MAX_ERRORS = 5
 
@@ -176,6 +181,12 @@ def judge_reply(
     items = body.get("documents") if isinstance(body, dict) else None
     if not isinstance(items, list):
         return _failed(ErrorClass.INVALID_RESPONSE, 'the 200 reply has no "documents" list')
+    if len(items) > MAX_REPLY_DOCUMENTS:
+        return _failed(
+            ErrorClass.INVALID_RESPONSE,
+            f"the reply was refused and the documents kept: it returns {len(items)} "
+            f"documents; at most {MAX_REPLY_DOCUMENTS} are accepted in one reply",
+        )
     known = {i.lower() for i in document_ids} if document_ids is not None else None
     limits = docx_limits or DocxLimits()
     returned: list[ReturnedDocument] = []
