@@ -139,3 +139,22 @@ def test_a_reply_of_as_many_documents_as_the_limit_is_taken() -> None:
     judged = judge_reply(reply(*[tiny] * replies.MAX_REPLY_DOCUMENTS), [LETTER])
     assert judged.succeeded, judged.error
     assert len(judged.documents) == replies.MAX_REPLY_DOCUMENTS
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"fileName": "f" * 1_000_000},
+        {"fileName": "f" * 1_000_000, "contentType": "application/pdf", "content": "YQ=="},
+        {"contentType": "x" * 1_000_000},
+        {"action": "a" * 1_000_000},
+        {"order": ["o" * 100] * 10_000},
+    ],
+)
+def test_a_refusal_quotes_the_receiver_briefly(bad: dict[str, Any]) -> None:
+    """The refusal is kept in the version's `postProcessing.error`, which every read of the
+    version (and every page of its work item's versions) returns: a receiver's megabytes of
+    file name or content type must not be copied into it whole."""
+    judged = judge_reply(reply(*[item(**bad)] * 5), [LETTER])
+    assert not judged.succeeded
+    assert judged.error is not None and len(judged.error) <= 1000

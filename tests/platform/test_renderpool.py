@@ -149,6 +149,19 @@ async def test_template_errors_are_validation_failures_with_the_reason(pool: Ren
         await pool.assemble(template("{{ 9 ** 99999999 }}"), AnswerSet(), (), site_id=SITE)
 
 
+async def test_the_reason_a_template_failed_is_cut_short(pool: RenderPool) -> None:
+    """A template's own exception can carry what it built: `{}.pop(key)` raises a KeyError
+    whose message is the key. Within the output budget that is 64 MiB by default, and with
+    `~` more; the whole of it used to cross the pipe and come back in the 422 (twice: the
+    detail and the summary), built in the server's own memory, which nothing limits."""
+    huge_key = '{{ {}.pop(("k" * 3000000) ~ ("k" * 3000000)) }}'
+    with pytest.raises(ValidationFailed) as refused:
+        await pool.assemble(template(huge_key), AnswerSet(), (), site_id=SITE)
+    message = refused.value.details[0].message
+    assert message.startswith("the template could not be rendered: KeyError: 'kkk")
+    assert len(message) <= 1000
+
+
 async def test_a_bomb_is_refused_by_the_docx_limits(pool: RenderPool) -> None:
     with pytest.raises(LimitExceeded) as refused:
         await pool.inspect(document_bomb(40 * MiB), site_id=SITE)

@@ -29,6 +29,10 @@ from docuhooks.platform.templates import (
 from docuhooks.settings import Settings
 
 _PR_SET_PDEATHSIG = 1
+#: The longest reason sent back for a failed job. A template's own exception can carry what
+#: it built (`{}.pop(key)` raises a KeyError holding the key, 64 MiB or more), and the reason
+#: becomes the 422's message in the server, whose memory nothing limits.
+MAX_MESSAGE_CHARS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +89,20 @@ def verify_docx_job(limits: RenderLimits, content: bytes) -> None:
 Outcome = tuple[Any, ...]
 
 
+def _clipped(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return message[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
 def _outcome_of(exc: BaseException, limits: RenderLimits) -> Outcome:
-    """What the caller is told about a job that raised `exc` (see the module docstring)."""
+    """What the caller is told about a job that raised `exc` (see the module docstring),
+    its reason cut to `MAX_MESSAGE_CHARS`."""
+    kind, code, status, message = _reason_for(exc, limits)
+    return (kind, code, status, _clipped(message))
+
+
+def _reason_for(exc: BaseException, limits: RenderLimits) -> Outcome:
     if isinstance(exc, MemoryError):
         return (
             "limit",
@@ -129,7 +145,8 @@ def serve(conn: Connection, limits: RenderLimits) -> None:
         except MemoryError:
             conn.send(_outcome_of(MemoryError(), limits))
         except Exception as exc:  # a result that cannot cross the pipe
-            conn.send(("invalid", "validation_failed", 422, f"{type(exc).__name__}: {exc}"))
+            message = _clipped(f"{type(exc).__name__}: {exc}")
+            conn.send(("invalid", "validation_failed", 422, message))
 
 
 def _die_with_parent() -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from docuhooks.delivery.attempt_log import clip
 from docuhooks.delivery.transport import ErrorClass, TransportResult
 from docuhooks.errors import DocuhooksError, LimitExceeded, ValidationFailed
 from docuhooks.interview_hooks.replies import Outcome
@@ -47,6 +48,10 @@ MAX_REPLY_BYTES = 160 * 1024 * 1024
 MAX_REPLY_DOCUMENTS = 1000
 #: Errors named in one refusal; the rest are counted.
 _MAX_ERRORS = 5
+#: One named error is cut to this many characters: it may quote what the receiver sent (a
+#: file name, a content type), and the refusal is kept in the version's record, which every
+#: read of the version returns. The whole refusal is cut to `attempt_log.MAX_ERROR`.
+_MAX_ERROR_CHARS = 180
 
 
 class Mode(StrEnum):
@@ -93,7 +98,7 @@ class Judged:
 
 
 def _failed(error_class: ErrorClass, message: str) -> Judged:
-    return Judged(None, (), error_class, message)
+    return Judged(None, (), error_class, clip(message))
 
 
 def refused(message: str) -> Judged:
@@ -226,8 +231,14 @@ def _refused_for(errors: Sequence[str]) -> Judged:
     more = f" (and {len(errors) - _MAX_ERRORS} more)" if len(errors) > _MAX_ERRORS else ""
     return _failed(
         ErrorClass.INVALID_RESPONSE,
-        "the reply was refused and the documents kept: " + "; ".join(errors[:_MAX_ERRORS]) + more,
+        "the reply was refused and the documents kept: "
+        + "; ".join(_cut(error) for error in errors[:_MAX_ERRORS])
+        + more,
     )
+
+
+def _cut(error: str) -> str:
+    return error if len(error) <= _MAX_ERROR_CHARS else error[: _MAX_ERROR_CHARS - 1] + "…"
 
 
 class _Refused(ValueError):
