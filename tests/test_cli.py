@@ -178,6 +178,22 @@ def test_an_admin_command_without_the_servers_secret_key_makes_none(tmp_path: Pa
     assert not (data / "secret.key").exists()
 
 
+def test_a_process_with_another_secret_key_stops_before_it_starts(tmp_path: Path) -> None:
+    """An installation's processes share its key (a worker or API server started elsewhere
+    with a key of its own would store secrets no other process can read, or fail every
+    call it signs): one given another key stops at start, naming the setting."""
+    data = tmp_path / "data"
+    assert invoke("db", "upgrade", "--data-dir", str(data)).exit_code == 0
+    other = {"DOCUHOOKS_SECRET_KEY": "another-servers-key-0123456789"}
+    for command in (["worker"], ["db", "upgrade"], ["serve", "--port", "0"]):
+        refused = invoke(*command, "--data-dir", str(data), env=other)
+        assert refused.exit_code == 1, (command, refused.output)
+        text = " ".join(refused.output.split())
+        assert "secret key is not the one this installation's secrets are encrypted with" in text
+        assert "DOCUHOOKS_SECRET_KEY" in text
+        assert "Traceback" not in refused.output
+
+
 def test_an_empty_postgresql_database_is_not_an_installation() -> None:
     from tests.conftest import new_postgres_database
 

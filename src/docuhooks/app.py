@@ -35,6 +35,7 @@ from docuhooks.api.routes import (
 )
 from docuhooks.api.trace_middleware import TraceMiddleware
 from docuhooks.context import AppContext
+from docuhooks.identity.installation_key import check_installation_key
 from docuhooks.ui.rendering import unrouted_page
 
 log = structlog.get_logger(__name__)
@@ -56,6 +57,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate:
             await ctx.db.upgrade()
+        await check_installation_key(ctx.db, ctx.box)
         await _warm_up(ctx)
         stops = [await start(ctx) for start in components or []]
         try:

@@ -13,6 +13,8 @@ import click
 from docuhooks import __version__
 from docuhooks.context import AppContext
 from docuhooks.errors import DocuhooksError
+from docuhooks.identity.installation_key import KeyMismatch, check_installation_key
+from docuhooks.identity.secrets import SecretBox
 from docuhooks.settings import Settings, SettingsError
 from docuhooks.store.database import DirectConnectionNeeded
 
@@ -60,6 +62,7 @@ def _run_with_db(
                 await ctx.db.upgrade()
             except DirectConnectionNeeded as exc:
                 raise click.ClickException(str(exc)) from exc
+            await check_installation_key(ctx.db, ctx.box)
             return await work(ctx)
         finally:
             await ctx.db.dispose()
@@ -222,22 +225,26 @@ def serve(
 
 
 def _migrate_before_serving(settings: Settings) -> None:
-    """Migrate before uvicorn starts, so that a migration that cannot run through the pooler
-    stops `serve` with the same message as `db upgrade` and `worker` (inside the app's
-    start-up it would show only in uvicorn's traceback). Any other failure is left to the
-    app's start-up, which migrates again (a no-op after this) and reports it as before."""
+    """Migrate before uvicorn starts, so that a migration that cannot run through the pooler,
+    or a secret key that is not the installation's, stops `serve` with the same message as
+    `db upgrade` and `worker` (inside the app's start-up it would show only in uvicorn's
+    traceback). Any other failure is left to the app's start-up, which migrates again (a
+    no-op after this) and reports it as before."""
     from docuhooks.context import database_of
 
     async def upgrade() -> None:
         db = database_of(settings)
         try:
             await db.upgrade()
+            await check_installation_key(
+                db, SecretBox.for_data_dir(settings.secret_key, settings.data_dir)
+            )
         finally:
             await db.dispose()
 
     try:
         asyncio.run(upgrade())
-    except DirectConnectionNeeded as exc:
+    except (DirectConnectionNeeded, KeyMismatch) as exc:
         raise click.ClickException(str(exc)) from None
     except Exception:
         pass  # the app's start-up meets it again, and reports it

@@ -270,6 +270,41 @@ async def test_network_errors_are_recorded_with_their_class(
     assert (await delivery(ctx, delivery_id)).status == "pending"
 
 
+async def test_a_request_that_cannot_be_built_never_opens_its_destinations_breaker(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """A secret the worker cannot decrypt (a process of the installation given another key)
+    fails every attempt of its webhook before a request goes out: recorded and retried, so
+    an admin sees why, but it says nothing of the receiver, whose breaker stays closed and
+    whose other webhooks' calls go out."""
+    clock = FakeClock()
+    broken, _ = await make_webhook(ctx, site, "https://shared.example/broken")
+    async with ctx.db.transaction() as conn:
+        await conn.execute(
+            webhooks_table.update()
+            .where(webhooks_table.c.id == broken)
+            .values(secret_enc="not-a-token")
+        )
+    worker, transport = worker_with(ctx, answer(200), clock, suspend_after_failures=100)
+    failures = BreakerPolicy().failure_threshold + 1
+    errors: list[str] = []
+    for _ in range(failures):
+        _, (delivery_id,) = await queue_event(ctx, site.site_id, now=clock.now())
+        await worker.run_once()
+        errors += [row.error for row in await attempts_of(ctx, delivery_id)]
+    assert len(errors) == failures
+    assert all(error.startswith("could not build the request") for error in errors), errors
+    assert transport.sent == []
+    async with ctx.db.read() as conn:
+        states = (await conn.execute(sa.select(destinations.c.state))).scalars().all()
+    assert set(states) <= {"closed"}, "a request that never went out opened the breaker"
+
+    await make_webhook(ctx, site, "https://shared.example/fine")
+    await queue_event(ctx, site.site_id, now=clock.now())
+    await worker.run_once()
+    assert [sent.request.url for sent in transport.sent] == ["https://shared.example/fine"]
+
+
 async def test_attempt_log_redacts_secrets(ctx: AppContext, site: SiteUsers) -> None:
     clock = FakeClock()
     await make_webhook(ctx, site, URL, name="get", eventType="NewWorkItemVersionComplete")

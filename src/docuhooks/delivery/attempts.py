@@ -83,10 +83,11 @@ class Attempts:
             )
         except Exception as exc:
             # A missing or undecryptable secret: nothing can go out, but the attempt is
-            # recorded and retried like any other failure, so an admin sees why.
+            # recorded and retried like any other failure, so an admin sees why. It says
+            # nothing of the destination (`sent=False`): it never counts toward its breaker.
             why = attempt_log.describe_error(exc)
             result = TransportResult.failure(
-                ErrorClass.CONNECT, f"could not build the request: {why}"
+                ErrorClass.CONNECT, f"could not build the request: {why}", sent=False
             )
         else:
             result = await self.ctx.transport.send(

@@ -96,7 +96,7 @@ class Finished:
             retry_after = parse_retry_after(response_header(result, "retry-after"), self.now)
         return destinations.Outcome(
             self.state_key,
-            signal_of(result.status, result.error_class.value if result.error_class else None),
+            self._signal(),
             self.now,
             retry_after,
             answered=host_answered(result.status),
@@ -109,8 +109,14 @@ class Finished:
         result = self.result
         if result.status is not None and result.status < 500 and result.status != 429:
             return True  # the common case, without `signal_of`'s other questions
-        error_class = result.error_class.value if result.error_class else None
-        return signal_of(result.status, error_class) in (Signal.HEALTHY, Signal.NONE)
+        return self._signal() in (Signal.HEALTHY, Signal.NONE)
+
+    def _signal(self) -> Signal:
+        """What the attempt says of its destination; nothing if no request went out."""
+        result = self.result
+        if not result.sent:
+            return Signal.NONE
+        return signal_of(result.status, result.error_class.value if result.error_class else None)
 
     @property
     def plain_success(self) -> bool:

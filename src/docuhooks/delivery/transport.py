@@ -73,6 +73,9 @@ class TransportResult:
     error_class: ErrorClass | None = None
     error: str | None = None
     remote_ip: str | None = None
+    #: False when no request went out (it could not be built: a secret that cannot be
+    #: decrypted, say): the attempt says nothing of its destination.
+    sent: bool = True
 
     @property
     def ok(self) -> bool:
@@ -103,10 +106,12 @@ class TransportResult:
 
     @classmethod
     def failure(
-        cls, error_class: ErrorClass, error: str, *, duration_ms: float = 0.0
+        cls, error_class: ErrorClass, error: str, *, duration_ms: float = 0.0, sent: bool = True
     ) -> TransportResult:
-        """A result for a request that got no response."""
-        return cls(status=None, duration_ms=duration_ms, error_class=error_class, error=error)
+        """A result for a request that got no response (`sent=False`: that never went out)."""
+        return cls(
+            status=None, duration_ms=duration_ms, error_class=error_class, error=error, sent=sent
+        )
 
 
 def _status_error(status: int, headers: dict[str, str]) -> tuple[ErrorClass | None, str | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -65,6 +66,10 @@ class SecretBox:
             raise ValueError("DOCUHOOKS_SECRET_KEY must be at least 16 characters")
         digest = hashlib.sha256(key_text.encode()).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+        #: What the installation records of its key (`identity.installation_key`): an HMAC
+        #: of a fixed text, which tells whether two processes share a key without telling
+        #: the key.
+        self.key_check = hmac.new(digest, b"docuhooks installation key", "sha256").hexdigest()
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()
@@ -77,6 +82,13 @@ class SecretBox:
                 "a stored secret cannot be decrypted: DOCUHOOKS_SECRET_KEY is not the key "
                 "it was encrypted with"
             ) from exc
+
+    def can_decrypt(self, token: str) -> bool:
+        try:
+            self._fernet.decrypt(token.encode())
+        except InvalidToken:
+            return False
+        return True
 
     @classmethod
     def for_data_dir(cls, configured: str, data_dir: Path) -> SecretBox:

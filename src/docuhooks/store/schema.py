@@ -495,6 +495,18 @@ workers = sa.Table(
     _ts("heartbeat_at"),
 )
 
+#: The installation's one row: a check of the secret key its stored secrets are encrypted
+#: with (`identity.installation_key`), so that a process given another key stops at start
+#: instead of failing every call it signs.
+installation = sa.Table(
+    "installation",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("key_check", sa.String(64), nullable=False),
+    _ts("created_at"),
+    sa.CheckConstraint("id = 1", name="one_row"),
+)
+
 # --- the document platform ----------------------------------------------------------------------
 
 work_groups = sa.Table(
