@@ -24,7 +24,7 @@ from docuhooks.store.prepared import Prepared
 from docuhooks.store.schema import deliveries, events, webhooks
 from docuhooks.webhooks import matching
 
-__all__ = ["enqueue"]
+__all__ = ["enqueue", "hold_in_order", "release_in_order"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,3 +338,60 @@ async def _named_webhooks(
         )
     ).scalars()
     return list(found)
+
+
+# --- a later version that completes first ----------------------------------------------------
+
+
+async def hold_in_order(
+    conn: AsyncConnection, ordering_key: str, ordering_seq: int, *, until: datetime
+) -> None:
+    """Hold the pending deliveries of (`ordering_key`, `ordering_seq`) to `orderedDelivery`
+    webhooks until `until`, in the caller's transaction: an earlier place in the order
+    (a work item's earlier version, still in post-processing) has no event yet, so nothing
+    pending would hold them back, and they would reach the receiver first.
+
+    `release_in_order` lets them go once the earlier places have their events; `until` is
+    the latest those places can take (their deadlines), so that a delivery is held back at
+    worst that long, never forever."""
+    await conn.execute(
+        deliveries.update()
+        .where(
+            _of_ordered_webhooks(),
+            deliveries.c.ordering_key == ordering_key,
+            deliveries.c.ordering_seq == ordering_seq,
+            queries.is_pending(),
+        )
+        .values(next_attempt_at=until)
+    )
+
+
+async def release_in_order(
+    conn: AsyncConnection, ordering_key: str, *, after: int, before: int | None, now: datetime
+) -> None:
+    """Let go of the deliveries `hold_in_order` held in `ordering_key`'s order after place
+    `after` (which has its event now) and before `before` (the next place still without
+    one; None: none is left): due now, they follow the earlier places' deliveries in
+    order (`queries.first_in_order`)."""
+    places = [deliveries.c.ordering_seq > after]
+    if before is not None:
+        places.append(deliveries.c.ordering_seq < before)
+    await conn.execute(
+        deliveries.update()
+        .where(
+            _of_ordered_webhooks(),
+            deliveries.c.ordering_key == ordering_key,
+            *places,
+            queries.is_pending(),
+            deliveries.c.attempts == 0,
+            deliveries.c.next_attempt_at > now,
+        )
+        .values(next_attempt_at=now)
+    )
+
+
+def _of_ordered_webhooks() -> sa.ColumnElement[bool]:
+    """Deliveries to `orderedDelivery` webhooks: the lead of `ix_deliveries_ordering`, which
+    then finds a work item's pending deliveries by its key."""
+    ordered = sa.select(webhooks.c.id).where(webhooks.c.ordered_delivery.is_(True))
+    return deliveries.c.webhook_id.in_(ordered.scalar_subquery())

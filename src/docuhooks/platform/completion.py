@@ -5,7 +5,7 @@ event exists exactly when the version is Completed."""
 from __future__ import annotations
 
 import hmac
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -129,7 +129,63 @@ async def complete_version(
         trace=continued_trace(version),
         now=moment,
     )
+    await _keep_versions_in_order(
+        conn,
+        work_item.id,
+        version.version_number,
+        was_post_processing=version.status == VersionStatus.POST_PROCESSING,
+        now=moment,
+    )
     return event
+
+
+#: How long past the latest deadline of the earlier versions still in post-processing a
+#: later version's ordered deliveries are held at most, should nothing complete those
+#: versions (`_keep_versions_in_order`): the drivers give up on a version at its deadline,
+#: so it completes within moments of it while any server runs.
+ORDER_HOLD_MARGIN = timedelta(minutes=5)
+
+
+async def _keep_versions_in_order(
+    conn: AsyncConnection,
+    work_item_id: str,
+    number: int,
+    *,
+    was_post_processing: bool,
+    now: datetime,
+) -> None:
+    """A new version may start while the one before is in post-processing, and complete
+    first: its event exists before theirs, so nothing pending holds its deliveries to
+    `orderedDelivery` webhooks back. They are held while an earlier version is still in
+    post-processing, and let go (in order behind theirs) as the earlier ones complete:
+    only a version that was in post-processing can have later ones held for it."""
+    earlier_open = sa.select(
+        sa.func.count(), sa.func.max(work_item_versions.c.post_processing_deadline)
+    ).where(
+        work_item_versions.c.work_item_id == work_item_id,
+        work_item_versions.c.status.in_(list(workitems.OPEN_STATUSES)),
+    )
+    waiting, deadline = (
+        await conn.execute(earlier_open.where(work_item_versions.c.version_number < number))
+    ).one()
+    if waiting:
+        until = (deadline or now) + ORDER_HOLD_MARGIN
+        await outbox.hold_in_order(conn, work_item_id, number, until=until)
+        return
+    if not was_post_processing:
+        return
+    # This version's event is written: later versions held for it may go, up to the next
+    # version still in post-processing.
+    next_open = (
+        await conn.execute(
+            sa.select(sa.func.min(work_item_versions.c.version_number)).where(
+                work_item_versions.c.work_item_id == work_item_id,
+                work_item_versions.c.status == VersionStatus.POST_PROCESSING,
+                work_item_versions.c.version_number > number,
+            )
+        )
+    ).scalar()
+    await outbox.release_in_order(conn, work_item_id, after=number, before=next_open, now=now)
 
 
 def continued_trace(version: Any) -> TraceContext | None:

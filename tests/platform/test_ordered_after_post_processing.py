@@ -1,0 +1,171 @@
+"""An ordered webhook gets a work item's versions in version order even when an earlier
+version waits in post-processing (callback mode) while a later one completes first; other
+webhooks get each version as it completes."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import jwt
+import pytest
+from aiohttp import web
+from tests.delivery.delivery_support import make_webhook
+from tests.platform.post_processing_support import (
+    Receiver,
+    finish,
+    local,
+    post_processing_webhook,
+    running_receiver,
+    work_item,
+)
+from tests.support import SiteUsers
+
+from docuhooks.context import AppContext
+from docuhooks.core.clock import FakeClock
+from docuhooks.core.signing import OutboundRequest
+from docuhooks.delivery.transport import MockTransport, TransportResult
+from docuhooks.delivery.worker import Worker, WorkerOptions
+from docuhooks.platform.completion import ORDER_HOLD_MARGIN
+from docuhooks.receiver import PostProcessingEvent
+
+ORDERED = "https://ordered.example/hook"
+UNORDERED = "https://unordered.example/hook"
+
+
+@pytest.fixture
+async def receiver(ctx: AppContext) -> AsyncIterator[Receiver]:
+    async with running_receiver() as running:
+        yield running
+    await ctx.close_transports()
+
+
+async def test_a_version_completed_before_an_earlier_one_in_post_processing_waits_its_turn(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, receiver: Receiver
+) -> None:
+    item = await work_item(client, site.auth())
+    await post_processing_webhook(client, site, receiver, template_ids=[])
+    await make_webhook(ctx, site, ORDERED, name="ordered", orderedDelivery=True)
+    calls = 0
+
+    async def first_later_then_inline(event: PostProcessingEvent) -> web.StreamResponse:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return web.Response(status=202)  # version 1: the receiver calls back later
+        return web.json_response({"documents": []})  # version 2: done at once
+
+    receiver.reply = first_later_then_inline
+    first = await finish(client, site, item)
+    assert first.json()["status"] == "PostProcessing", first.text
+    second = await finish(client, site, item)
+    assert second.status_code == 200, second.text
+    assert second.json()["status"] == "Completed", second.text
+    assert second.json()["versionNumber"] == 2
+    seen: list[int] = []
+
+    def ordered_receiver(request: OutboundRequest) -> TransportResult:
+        token = request.body.decode().removeprefix("token=")  # type: ignore[union-attr]
+        claims = jwt.decode(token, options={"verify_signature": False})
+        seen.append(claims["data"]["versionNumber"])
+        return TransportResult.response(200)
+
+    clock = FakeClock(datetime.now(UTC) + timedelta(seconds=1))
+    ctx.transport_override = MockTransport(ordered_receiver)
+    worker = Worker(
+        ctx, WorkerOptions(poll_seconds=0.05), clock=clock, rng=random.Random(1), worker_id="w"
+    )
+    # The worker runs meanwhile, as it always does: version 1 is still post-processing.
+    await worker.run_once()
+    clock.advance(timedelta(seconds=15))
+    event_v1 = receiver.events[0]
+    done = await client.put(local(event_v1.complete_url), headers=site.auth("User"))
+    assert done.status_code == 200, done.text
+
+    for _ in range(3):
+        await worker.run_once()
+        clock.advance(timedelta(seconds=15))
+    assert seen == [1, 2], "the receiver saw a work item's versions out of order"
+
+
+def _worker(ctx: AppContext, clock: FakeClock, seen: dict[str, list[int]]) -> Worker:
+    def receivers(request: OutboundRequest) -> TransportResult:
+        token = request.body.decode().removeprefix("token=")  # type: ignore[union-attr]
+        claims = jwt.decode(token, options={"verify_signature": False})
+        seen.setdefault(request.url, []).append(claims["data"]["versionNumber"])
+        return TransportResult.response(200)
+
+    ctx.transport_override = MockTransport(receivers)
+    return Worker(
+        ctx, WorkerOptions(poll_seconds=0.05), clock=clock, rng=random.Random(1), worker_id="w"
+    )
+
+
+async def _drain(worker: Worker, clock: FakeClock) -> None:
+    for _ in range(3):
+        await worker.run_once()
+        clock.advance(timedelta(seconds=15))
+
+
+async def test_versions_two_and_three_wait_for_the_ones_before_them_in_post_processing(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, receiver: Receiver
+) -> None:
+    """Versions 1 and 2 wait in post-processing while version 3 completes; then 1, then 2
+    complete. The ordered webhook gets 1, 2, 3; another webhook gets 3 at once."""
+    item = await work_item(client, site.auth())
+    await post_processing_webhook(client, site, receiver, template_ids=[])
+    await make_webhook(ctx, site, ORDERED, name="ordered", orderedDelivery=True)
+    await make_webhook(ctx, site, UNORDERED, name="unordered")
+    replies = iter([web.Response(status=202), web.Response(status=202)])
+
+    async def later_twice_then_inline(event: PostProcessingEvent) -> web.StreamResponse:
+        return next(replies, None) or web.json_response({"documents": []})
+
+    receiver.reply = later_twice_then_inline
+    for expected in ("PostProcessing", "PostProcessing", "Completed"):
+        finished = await finish(client, site, item)
+        assert finished.json()["status"] == expected, finished.text
+    seen: dict[str, list[int]] = {}
+    clock = FakeClock(datetime.now(UTC) + timedelta(seconds=1))
+    worker = _worker(ctx, clock, seen)
+    await _drain(worker, clock)
+    assert seen == {UNORDERED: [3]}
+
+    for event, expected in zip(receiver.events[:2], ({1}, {1, 2, 3}), strict=True):
+        done = await client.put(local(event.complete_url), headers=site.auth("User"))
+        assert done.status_code == 200, done.text
+        await _drain(worker, clock)
+        assert set(seen[ORDERED]) == expected, "a version went out before an earlier one"
+    assert seen[ORDERED] == [1, 2, 3]
+    assert sorted(seen[UNORDERED]) == [1, 2, 3]
+
+
+async def test_a_held_version_goes_out_past_the_earlier_ones_deadline_at_worst(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, receiver: Receiver
+) -> None:
+    """Should nothing ever complete the earlier version (no server running its drivers),
+    the later one's ordered delivery is held back until past that version's deadline, not
+    forever."""
+    item = await work_item(client, site.auth())
+    await post_processing_webhook(client, site, receiver, template_ids=[])
+    await make_webhook(ctx, site, ORDERED, name="ordered", orderedDelivery=True)
+    replies = iter([web.Response(status=202)])
+
+    async def later_then_inline(event: PostProcessingEvent) -> web.StreamResponse:
+        return next(replies, None) or web.json_response({"documents": []})
+
+    receiver.reply = later_then_inline
+    assert (await finish(client, site, item)).json()["status"] == "PostProcessing"
+    assert (await finish(client, site, item)).json()["status"] == "Completed"
+    seen: dict[str, list[int]] = {}
+    clock = FakeClock(datetime.now(UTC) + timedelta(seconds=1))
+    worker = _worker(ctx, clock, seen)
+    await _drain(worker, clock)
+    assert seen == {}
+    clock.advance(
+        timedelta(seconds=ctx.settings.post_processing_deadline_seconds) + ORDER_HOLD_MARGIN
+    )
+    await _drain(worker, clock)
+    assert seen == {ORDERED: [2]}
