@@ -133,11 +133,11 @@ async def test_versions_two_and_three_wait_for_the_ones_before_them_in_post_proc
     await _drain(worker, clock)
     assert seen == {UNORDERED: [3]}
 
-    for event, expected in zip(receiver.events[:2], ({1}, {1, 2, 3}), strict=True):
+    for event, versions in zip(receiver.events[:2], ({1}, {1, 2, 3}), strict=True):
         done = await client.put(local(event.complete_url), headers=site.auth("User"))
         assert done.status_code == 200, done.text
         await _drain(worker, clock)
-        assert set(seen[ORDERED]) == expected, "a version went out before an earlier one"
+        assert set(seen[ORDERED]) == versions, "a version went out before an earlier one"
     assert seen[ORDERED] == [1, 2, 3]
     assert sorted(seen[UNORDERED]) == [1, 2, 3]
 
