@@ -11,7 +11,7 @@ without sleeping.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -429,6 +429,17 @@ async def release(conn: AsyncConnection, *, owner: str, delivery_ids: list[str])
     await conn.execute(
         flights.delete().where(flights.c.delivery_id.in_(delivery_ids), flights.c.owner == owner)
     )
+
+
+async def webhook_states(conn: AsyncConnection, webhook_ids: Set[str]) -> dict[str, Any]:
+    """Whether each of these webhooks is active and when an admin last changed it (`active`,
+    `modified_at`); a deleted one is missing."""
+    rows = await conn.execute(
+        sa.select(webhooks.c.id, webhooks.c.active, webhooks.c.modified_at).where(
+            webhooks.c.id.in_(sorted(webhook_ids))
+        )
+    )
+    return {row.id: row for row in rows}
 
 
 async def release_unheld(conn: AsyncConnection, *, owner: str, held: list[str]) -> int:

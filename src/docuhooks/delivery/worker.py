@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -86,6 +87,11 @@ class WorkerOptions:
     caps: claims.Caps = field(default_factory=claims.Caps)
     #: How long a graceful stop waits for in-flight sends before handing their leases back.
     shutdown_grace_seconds: float = 10.0
+    #: A delivery that waited this long for a sender since its claim (behind slow calls) is
+    #: checked against its webhook before it goes: one deactivated, deleted or changed by an
+    #: admin meanwhile sends nothing more (`Worker._may_send`). One read covers every
+    #: webhook in hand, at most this often; a delivery sent sooner is not checked.
+    recheck_after_seconds: float = 1.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerOptions:
@@ -154,6 +160,12 @@ class Worker:
         self._background: list[asyncio.Task[None]] = []
         #: With traces on: the claim span each held delivery came in, for its attempt's link.
         self._claimed_in: dict[str, TraceContext] = {}
+        #: When (loop time) each delivery waiting for a sender was claimed (`_may_send`).
+        self._claimed_at: dict[str, float] = {}
+        #: The webhooks in hand as last read (`_may_send`): when, and their states.
+        self._states_read_at = float("-inf")
+        self._states: dict[str, Any] = {}
+        self._states_lock = asyncio.Lock()
         self._probe_check_every = min(self.options.probe_interval, timedelta(seconds=1))
         self._next_probe_check = datetime.min.replace(tzinfo=UTC)
         #: A claim failed: it may have committed leases whose answer never arrived (the
@@ -290,11 +302,14 @@ class Worker:
         would take them too."""
         jobs = await self._claim(self.options.batch_size)
         self._link_to_claim(jobs)
+        claimed_at = asyncio.get_running_loop().time()
+        self._claimed_at.update((job.delivery_id, claimed_at) for job in jobs)
         semaphore = asyncio.Semaphore(self.options.concurrency)
 
         async def bounded(job: Job) -> None:
             async with semaphore:
-                await self._deliver(job)
+                if await self._may_send(job):
+                    await self._deliver(job)
 
         await asyncio.gather(*(bounded(job) for job in jobs))
         return [job.delivery_id for job in jobs]
@@ -351,6 +366,8 @@ class Worker:
         """One of `concurrency` senders: take a claimed delivery, send it, hand the outcome to
         the recorder, take the next. The lease stays held until the outcome is written."""
         while (job := await self._ready.get()) is not None:
+            if not await self._may_send(job):
+                continue
             self._sending += 1
             metrics.IN_FLIGHT.set(self._sending)
             try:
@@ -402,6 +419,7 @@ class Worker:
         claim is let go (`_hand_back_taken_again`), as it is in the first case if the
         outcome came before the lease."""
         taken = []
+        claimed_at = asyncio.get_running_loop().time()
         for job in jobs:
             if job.delivery_id in held:
                 # Still held: its lease ran out while its call went on (heartbeats missed),
@@ -416,6 +434,7 @@ class Worker:
                 self._taken_again.add(job.delivery_id)
                 continue
             self._held[job.delivery_id] = job
+            self._claimed_at[job.delivery_id] = claimed_at
             self._ready.put_nowait(job)
             taken.append(job)
         self._link_to_claim(taken)
@@ -625,6 +644,59 @@ class Worker:
         self._claim_lost = False
         if count:
             log.info("worker.lost_claim_handed_back", worker_id=self.id, deliveries=count)
+
+    async def _may_send(self, job: Job) -> bool:
+        """Whether `job` may go now. One that waited for a sender `recheck_after_seconds` or
+        longer since its claim (behind slow calls: up to their timeouts) goes only if its
+        webhook is as the claim read it: deactivated, deleted or changed (its URL, its
+        secret) by an admin meanwhile, it is let go and its lease handed back, so nothing
+        more is sent for a stopped webhook and a changed one's delivery is claimed again
+        with what it is now. The check is a read of every webhook in hand at once, at most
+        once per `recheck_after_seconds`; a delivery sent sooner is not checked."""
+        claimed_at = self._claimed_at.pop(job.delivery_id, None)
+        loop = asyncio.get_running_loop()
+        recheck_after = self.options.recheck_after_seconds
+        if claimed_at is None or loop.time() - claimed_at < recheck_after:
+            return True
+        try:
+            state = await self._webhook_state(job, read_since=loop.time() - recheck_after)
+        except Exception as exc:
+            # The database is away: the claim's reading stands, as it would without a check.
+            log.warning("worker.recheck_failed", worker_id=self.id, error=describe_error(exc))
+            return True
+        if state is not None and state.active and state.modified_at == job.webhook.modified_at:
+            return True
+        reason = "deleted" if state is None else "deactivated" if not state.active else "changed"
+        log.info(
+            "worker.claimed_delivery_not_sent",
+            worker_id=self.id,
+            delivery_id=job.delivery_id,
+            webhook_id=job.webhook.id,
+            reason=reason,
+        )
+        self._let_go(job)
+        self._claimed_in.pop(job.delivery_id, None)
+        try:
+            async with self.ctx.db.transaction(urgent=True) as conn:
+                await queries.release(conn, owner=self.id, delivery_ids=[job.delivery_id])
+        except Exception as exc:
+            # Not sent either way; at worst its lease runs out before it is claimed again.
+            log.warning("worker.release_failed", worker_id=self.id, error=describe_error(exc))
+        self.wake()  # room, and a changed webhook's delivery to claim again
+        return False
+
+    async def _webhook_state(self, job: Job, *, read_since: float) -> Any:
+        """`job`'s webhook as last read (None: deleted), read again with every webhook in
+        hand unless that was at `read_since` or later."""
+        async with self._states_lock:
+            if self._states_read_at < read_since or job.webhook.id not in self._states:
+                ids = {held.webhook.id for held in self._held.values()} | {job.webhook.id}
+                read_at = asyncio.get_running_loop().time()
+                async with self.ctx.db.read() as conn:
+                    states = await queries.webhook_states(conn, ids)
+                self._states = {hook: states.get(hook) for hook in ids}
+                self._states_read_at = read_at
+            return self._states[job.webhook.id]
 
     async def _deliver(self, job: Job) -> None:
         """Send one delivery and wait until its outcome is written."""
