@@ -316,3 +316,54 @@ async def test_the_openapi_document_says_when_secret_is_present(client: httpx.As
         assert "secret" not in with_secret.get("required", []), path
         assert "present only" in with_secret["properties"]["secret"]["description"]
     assert "secret" not in answer_of("/api/v1/webhooks/{webhook_id}", "get")["properties"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        # The walkthrough's first request: the event type used to hide the URL.
+        ({"name": "ok", "url": "nope", "eventType": "Bogus"}, {"url", "eventType"}),
+        # A field the model typed (a range, a type) used to hide the service's rules.
+        ({"url": "nope", "timeoutSeconds": 0}, {"url", "timeoutSeconds"}),
+        (
+            {"url": "nope", "timeoutSeconds": "5", "active": "yes"},
+            {"url", "timeoutSeconds", "active"},
+        ),
+        ({"url": "nope", "colour": "blue"}, {"url", "colour"}),
+        ({"url": "nope", "accessToken": "a b"}, {"url", "accessToken"}),
+        (
+            {"url": "nope", "workGroupIds": ["6b0b7a34-8f1c-4d53-9a7e-1f0f8a7c3b2d"]},
+            {"url", "workGroupIds.0"},
+        ),
+        ({"name": None, "url": None, "eventType": None}, {"name", "url", "eventType"}),
+        ({"interviewEventName": 5, "requestVerb": ["GET"]}, {"interviewEventName", "requestVerb"}),
+    ],
+)
+async def test_every_problem_is_reported_at_once(
+    client: httpx.AsyncClient, site: SiteUsers, fields: dict[str, Any], expected: set[str]
+) -> None:
+    response = await create(client, site, **fields)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "validation_failed"
+    assert {d["field"] for d in error["details"]} == expected, error
+    made = await create(client, site)
+    assert made.status_code == 201, made.text
+    if None in fields.values():
+        return  # in a PATCH, null leaves a field as it is
+    patched = await client.patch(
+        f"/api/v1/webhooks/{made.json()['id']}", json=fields, headers=site.auth()
+    )
+    assert patched.status_code == 422, patched.text
+    assert {d["field"] for d in patched.json()["error"]["details"]} == expected, patched.text
+
+
+async def test_a_missing_required_field_does_not_hide_the_others(
+    client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    response = await client.post(
+        "/api/v1/webhooks", json={"url": "nope", "eventType": "Bogus"}, headers=site.auth()
+    )
+    assert response.status_code == 422, response.text
+    fields = {d["field"] for d in response.json()["error"]["details"]}
+    assert fields == {"name", "url", "eventType"}, response.text

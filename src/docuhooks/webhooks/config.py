@@ -99,7 +99,7 @@ def resolve(
     event_type = _enum(
         EventType, take("eventType", existing and existing.event_type), "eventType", errors
     )
-    if existing is None and "eventType" not in changes:
+    if existing is None and changes.get("eventType") is None:
         errors.append(FieldError("eventType", "is required"))
     name = _name(take("name", existing and existing.name), errors)
     url = _url(take("url", existing and existing.url), errors)
@@ -117,6 +117,9 @@ def resolve(
     )
     if isinstance(interview_event_name, str):
         interview_event_name = interview_event_name.strip() or None
+    elif interview_event_name is not None:
+        errors.append(FieldError("interviewEventName", "must be a string"))
+        interview_event_name = None
 
     timeout_default = existing.timeout_seconds if existing else None
     if timeout_default is None and event_type is not None:
@@ -133,7 +136,9 @@ def resolve(
             event_type, interview_event_name, verb, ordered, errors
         )
     _get_rules(url, verb, auth, errors)
-    _whole_number(timeout, (1, 120), "timeoutSeconds", "from 1 to 120", errors)
+    if timeout is not None or event_type is not None:
+        # Without a valid event type there is no default to check, only a value given.
+        _whole_number(timeout, (1, 120), "timeoutSeconds", "from 1 to 120", errors)
     low, high = MAX_CONCURRENCY_RANGE
     _whole_number(max_concurrency, (low, high), "maxConcurrency", f"from {low} to {high}", errors)
     _whole_number(order, INT32, "order", "(32-bit)", errors)
@@ -181,6 +186,21 @@ def resolve(
         ),
         errors,
     )
+
+
+def scope_ids(
+    changes: dict[str, Any], existing: WebhookConfig | None = None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The well-formed work group and template ids a change leaves the webhook with, to look
+    up in the site even when other fields are wrong (`resolve` reports the malformed ones)."""
+    scopes = []
+    for field, current in (
+        ("workGroupIds", existing.work_group_ids if existing else ()),
+        ("templateIds", existing.template_ids if existing else ()),
+    ):
+        value = changes.get(field)
+        scopes.append(_ids(current if value is None else value, field, []))
+    return scopes[0], scopes[1]
 
 
 def _verb_input(given: Any, existing: WebhookConfig | None, event_type: EventType | None) -> Any:
@@ -307,7 +327,7 @@ def _enum(kind: Any, value: Any, field: str, errors: list[FieldError]) -> Any:
         return kind(value)
     except ValueError:
         allowed = ", ".join(m.value for m in kind)
-        errors.append(FieldError(field, f"must be one of {allowed}; got {value!r}"))
+        errors.append(FieldError(field, f"must be one of {allowed}; got {repr(value)[:100]}"))
         return None
 
 

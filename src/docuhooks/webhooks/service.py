@@ -26,14 +26,14 @@ from docuhooks.store import pagination
 from docuhooks.store.notify import notify_due_deliveries
 from docuhooks.store.schema import deliveries, is_pending, webhook_scopes, webhooks
 from docuhooks.store.scoped import fetch_in_site
-from docuhooks.webhooks.config import WebhookConfig, changed_fields, resolve
+from docuhooks.webhooks.config import WebhookConfig, changed_fields, resolve, scope_ids
 from docuhooks.webhooks.interfaces import WebhookContext
 from docuhooks.webhooks.targets import forget_site
 from docuhooks.webhooks.validation import (
     access_token_of,
     auth_errors,
-    check_references,
     check_unique,
+    reference_errors,
 )
 
 MAX_GRACE = timedelta(days=7)
@@ -185,13 +185,14 @@ async def create(
     require_admin(principal)
     fields = {k: v for k, v in changes.items() if k != "accessToken"}
     cfg, errors = resolve(fields)
-    token = access_token_of(changes)
-    if cfg is not None:
+    token, token_errors = access_token_of(changes)
+    errors += token_errors
+    if cfg is not None and not token_errors:
         errors += auth_errors(cfg.auth_method, token, had_token=False)
+    errors += await reference_errors(conn, principal.site_id, *scope_ids(fields))
     if cfg is None or errors:
         raise ValidationFailed.of(errors)
     require_site_admin_for(principal, cfg.event_type)
-    await check_references(conn, principal.site_id, cfg)
     await check_unique(conn, principal.site_id, cfg, None)
     secret = (
         None if cfg.auth_method is AuthMethod.ACCESS_TOKEN else generate_secret(cfg.auth_method)
@@ -239,18 +240,19 @@ async def update(
     old = config_of(row)
     fields = {k: v for k, v in changes.items() if k != "accessToken"}
     cfg, errors = resolve(fields, old)
-    token = access_token_of(changes)
-    if cfg is not None:
+    token, token_errors = access_token_of(changes)
+    errors += token_errors
+    if cfg is not None and not token_errors:
         keeps_token = (
             cfg.auth_method is AuthMethod.ACCESS_TOKEN and row.access_token_enc is not None
         )
         errors += auth_errors(cfg.auth_method, token, had_token=keeps_token)
+    errors += await reference_errors(conn, principal.site_id, *scope_ids(fields, old))
     if cfg is None or errors:
         raise ValidationFailed.of(errors)
     if not changes:
         raise BadRequest("nothing to change: send at least one field")
     require_site_admin_for(principal, cfg.event_type)
-    await check_references(conn, principal.site_id, cfg)
     await check_unique(conn, principal.site_id, cfg, row.id)
     values = _config_columns(cfg)
     secret: SigningSecret | None = None

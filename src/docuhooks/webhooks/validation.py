@@ -1,4 +1,5 @@
-"""The checks a webhook change must pass beyond its configuration rules (`webhooks.config`):
+"""The checks a webhook change must pass beyond its configuration rules (`webhooks.config`),
+returned as problems for the service to report together with the rest:
 the work groups and templates it names exist in the site, its name is unique there, one
 PostProcessingEvent webhook per site, and an access token fit to travel as a bearer token."""
 
@@ -11,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.events import AuthMethod, EventType
-from docuhooks.errors import Conflict, FieldError, ValidationFailed
+from docuhooks.errors import Conflict, FieldError
 from docuhooks.store.schema import templates, webhooks, work_groups
 from docuhooks.webhooks.config import WebhookConfig
 
@@ -19,11 +20,17 @@ MAX_ACCESS_TOKEN = 4096
 _VISIBLE_ASCII = re.compile(r"[!-~]+")
 
 
-async def check_references(conn: AsyncConnection, site_id: str, cfg: WebhookConfig) -> None:
+async def reference_errors(
+    conn: AsyncConnection,
+    site_id: str,
+    work_group_ids: tuple[str, ...],
+    template_ids: tuple[str, ...],
+) -> list[FieldError]:
+    """The work groups and templates named that are not this site's."""
     errors: list[FieldError] = []
     for field, table, ids in (
-        ("workGroupIds", work_groups, cfg.work_group_ids),
-        ("templateIds", templates, cfg.template_ids),
+        ("workGroupIds", work_groups, work_group_ids),
+        ("templateIds", templates, template_ids),
     ):
         if not ids:
             continue
@@ -42,8 +49,7 @@ async def check_references(conn: AsyncConnection, site_id: str, cfg: WebhookConf
             for i, item in enumerate(ids)
             if item not in found
         ]
-    if errors:
-        raise ValidationFailed.of(errors)
+    return errors
 
 
 async def check_unique(
@@ -72,38 +78,26 @@ async def check_unique(
             )
 
 
-def access_token_of(changes: dict[str, Any]) -> str | None:
+def access_token_of(changes: dict[str, Any]) -> tuple[str | None, list[FieldError]]:
+    """The access token given (None if none), or the problem with it."""
     token = changes.get("accessToken")
     if token is None:
-        return None
+        return None, []
     if not isinstance(token, str) or not token or len(token) > MAX_ACCESS_TOKEN:
-        raise ValidationFailed.of(
-            [FieldError("accessToken", f"must be 1 to {MAX_ACCESS_TOKEN} characters")]
-        )
-    if not _VISIBLE_ASCII.fullmatch(token):
+        problem = f"must be 1 to {MAX_ACCESS_TOKEN} characters"
+    elif not _VISIBLE_ASCII.fullmatch(token):
         # It travels as `Authorization: Bearer <token>`: anything else (a space, a line break,
         # an accented letter) is mangled or refused on the way, and every call then fails.
-        raise ValidationFailed.of(
-            [
-                FieldError(
-                    "accessToken",
-                    "must be visible ASCII characters only (letters, digits and punctuation, "
-                    "no spaces)",
-                )
-            ]
+        problem = (
+            "must be visible ASCII characters only (letters, digits and punctuation, no spaces)"
         )
-    if token.startswith("whsec_"):
+    elif token.startswith("whsec_"):
         # The prefix marks a Standard Webhooks signing secret; receivers (the SDK among them)
         # would take this for one, and a bearer token must never look like a signing key.
-        raise ValidationFailed.of(
-            [
-                FieldError(
-                    "accessToken",
-                    "must not start with 'whsec_', which marks a Standard Webhooks secret",
-                )
-            ]
-        )
-    return token
+        problem = "must not start with 'whsec_', which marks a Standard Webhooks secret"
+    else:
+        return token, []
+    return None, [FieldError("accessToken", problem)]
 
 
 def auth_errors(method: AuthMethod, token: str | None, *, had_token: bool) -> list[FieldError]:

@@ -7,7 +7,15 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import Field, SerializerFunctionWrapHandler, WithJsonSchema, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    WithJsonSchema,
+    model_serializer,
+)
 
 from docuhooks import audit
 from docuhooks.api.deps import Caller, Conn, Ctx, StandaloneCaller
@@ -19,30 +27,52 @@ from docuhooks.webhooks import service
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], responses=ERRORS)
 
-IdList = Annotated[list[str], Field(max_length=500)]
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
 
 
-class WebhookFields(Input):
-    name: str | None = Field(default=None, max_length=200)
-    url: str | None = Field(default=None, max_length=2048)
-    eventType: EventTypeName | None = None
-    interviewEventName: str | None = Field(default=None, max_length=200)
-    authenticationMethod: AuthMethodName | None = None
-    accessToken: str | None = Field(
-        default=None, max_length=4096, description="AccessToken only; write-only"
+def _described_as(wire_type: Any) -> WithJsonSchema:
+    """The OpenAPI schema of `wire_type`, for a field the model lets through as it came."""
+    return WithJsonSchema(TypeAdapter(wire_type).json_schema())
+
+
+Text200 = Annotated[Any, _described_as(Annotated[str | None, Field(max_length=200)])]
+IdList = Annotated[Any, _described_as(Annotated[list[str], Field(max_length=500)] | None)]
+
+
+def _int_between(low: int, high: int) -> WithJsonSchema:
+    return _described_as(Annotated[int | None, Field(ge=low, le=high)])
+
+
+# A webhook's fields as sent. Each is described with its wire type, but the model takes any
+# JSON value: `webhooks.config.resolve` checks them all and reports every problem in one
+# answer. A field the model refused would hide the others' problems (a bad event type hid a
+# bad URL), since FastAPI answers before the service runs.
+class WebhookFields(BaseModel):
+    # Unknown fields too go to the service, which names them beside the other problems.
+    model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": False})
+
+    name: Text200 = None
+    url: Annotated[Any, _described_as(Annotated[str | None, Field(max_length=2048)])] = None
+    eventType: Annotated[Any, _described_as(EventTypeName | None)] = None
+    interviewEventName: Text200 = None
+    authenticationMethod: Annotated[Any, _described_as(AuthMethodName | None)] = None
+    accessToken: Annotated[Any, _described_as(Annotated[str | None, Field(max_length=4096)])] = (
+        Field(default=None, description="AccessToken only; write-only")
     )
-    requestVerb: Annotated[str, Field(pattern="^(GET|POST)$")] | None = None
-    active: bool | None = None
-    acceptUntrustedSsl: bool | None = None
-    workGroupIds: IdList | None = None
-    templateIds: IdList | None = None
-    order: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
-    timeoutSeconds: int | None = Field(default=None, ge=1, le=120)
-    orderedDelivery: bool | None = None
-    maxConcurrency: int | None = Field(
+    requestVerb: Annotated[
+        Any, _described_as(Annotated[str, Field(pattern="^(GET|POST)$")] | None)
+    ] = None
+    active: Annotated[Any, _described_as(bool | None)] = None
+    acceptUntrustedSsl: Annotated[Any, _described_as(bool | None)] = None
+    workGroupIds: IdList = None
+    templateIds: IdList = None
+    order: Annotated[Any, _int_between(-(2**31), 2**31 - 1)] = None
+    timeoutSeconds: Annotated[Any, _int_between(1, 120)] = None
+    orderedDelivery: Annotated[Any, _described_as(bool | None)] = None
+    maxConcurrency: Annotated[Any, _int_between(1, 100)] = Field(
         default=None,
-        ge=1,
-        le=100,
         description="Calls in flight to this webhook at most, across all workers (default 10)",
     )
 
@@ -50,10 +80,21 @@ class WebhookFields(Input):
         return self.model_dump(exclude_unset=True)
 
 
+#: A field the schema calls required (no default), which the service checks is there.
+_REQUIRED: Any = Field(default=None, json_schema_extra=_no_default)
+
+
 class WebhookCreate(WebhookFields):
-    name: str = Field(max_length=200)
-    url: str = Field(max_length=2048)
-    eventType: EventTypeName
+    # Required on the wire, and so described; a missing one is the service's to report,
+    # with the rest.
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={"additionalProperties": False, "required": ["name", "url", "eventType"]},
+    )
+
+    name: Annotated[Any, _described_as(Annotated[str, Field(max_length=200)])] = _REQUIRED
+    url: Annotated[Any, _described_as(Annotated[str, Field(max_length=2048)])] = _REQUIRED
+    eventType: Annotated[Any, _described_as(EventTypeName)] = _REQUIRED
 
 
 class SecretRotation(Output):
@@ -122,10 +163,6 @@ class Webhook(Output):
     createdBy: str | None
     modifiedDate: datetime
     modifiedBy: str | None
-
-
-def _no_default(schema: dict[str, Any]) -> None:
-    schema.pop("default", None)
 
 
 class WebhookWithSecret(Webhook):
