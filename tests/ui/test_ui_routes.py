@@ -961,8 +961,8 @@ async def test_an_address_no_ui_page_answers_is_a_ui_page_not_json(
     assert missing.headers["content-type"].startswith("text/html")
     assert "There is no page at this address." in missing.text and "Sign out" in missing.text
     assert "frame-ancestors 'none'" in missing.headers["content-security-policy"]
-    # The form's target, opened as a page (the list is /ui/).
-    form_only = await client.get("/ui/webhooks")
+    # A form's target, opened as a page (the account page holds the form).
+    form_only = await client.get("/ui/account/password")
     assert form_only.status_code == 405
     assert "it only takes a form" in form_only.text
     # The API and the UI's files keep their own answers.
@@ -1004,3 +1004,19 @@ async def test_the_form_offers_operational_events_to_site_administrators_only(
     assert edited.status_code == 403
     assert "SiteAdministrators only" in field_error(edited.text, "eventType")
     assert (await api_read(client, site, hook["id"])).json()["name"] == "Ops"
+
+
+async def test_the_webhook_list_answers_where_a_person_would_type_it(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    await admin(ctx, client, site)
+    await api_hook(client, site, name="Typed address")
+    for path in ("/ui/webhooks", "/ui/"):
+        page = await client.get(path)
+        assert page.status_code == 200, (path, page.status_code)
+        assert "Typed address" in page.text
+    # A trailing slash a person adds still leads to the page.
+    slashed = await client.get("/ui/dashboard/")
+    assert slashed.status_code in (303, 307) and slashed.headers["location"].endswith(
+        "/ui/dashboard"
+    )

@@ -367,3 +367,52 @@ async def test_a_missing_required_field_does_not_hide_the_others(
     assert response.status_code == 422, response.text
     fields = {d["field"] for d in response.json()["error"]["details"]}
     assert fields == {"name", "url", "eventType"}, response.text
+
+
+async def test_a_body_not_sent_as_json_is_a_415_that_says_so(
+    client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    import json
+
+    # What `curl -d '{…}'` sends: the JSON, labelled as a form.
+    for content_type in ("application/x-www-form-urlencoded", "text/plain"):
+        response = await client.post(
+            "/api/v1/webhooks",
+            content=json.dumps(NEW).encode(),
+            headers={**site.auth(), "content-type": content_type},
+        )
+        assert response.status_code == 415, response.text
+        error = response.json()["error"]
+        assert error["code"] == "unsupported_media_type"
+        assert "Content-Type: application/json" in error["message"]
+        assert content_type in error["message"]
+    listed = (await client.get("/api/v1/webhooks", headers=site.auth())).json()
+    assert listed["items"] == []
+
+
+async def test_malformed_json_says_where(client: httpx.AsyncClient, site: SiteUsers) -> None:
+    headers = {**site.auth(), "content-type": "application/json"}
+    response = await client.post(
+        "/api/v1/webhooks", content=b'{\n  "name": "x",\n  bad}', headers=headers
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "malformed_json"
+    assert error["details"][0]["field"] == "body"
+    message = error["details"][0]["message"]
+    assert "line 3, column 3" in message and "double quotes" in message, message
+    assert "line 3, column 3" in error["message"]
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_a_trailing_slash_names_the_route(
+    client: httpx.AsyncClient, site: SiteUsers, method: str
+) -> None:
+    response = await client.request(method, "/api/v1/webhooks/", json=NEW, headers=site.auth())
+    assert response.status_code == 404, response.text
+    error = response.json()["error"]
+    assert error["code"] == "not_found"
+    assert "/api/v1/webhooks/" in error["message"] and "'/api/v1/webhooks'" in error["message"]
+    assert "location" not in response.headers
+    listed = (await client.get("/api/v1/webhooks", headers=site.auth())).json()
+    assert listed["items"] == []

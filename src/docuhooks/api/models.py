@@ -82,6 +82,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         404: "No such object in the caller's site",
         409: "Conflicts with the current state",
         413: "Request body too large",
+        415: "The body is not sent as JSON (Content-Type: application/json)",
         422: "Invalid input; details name the fields",
     }.items()
 }

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 
 from docuhooks import __version__
+from docuhooks.api.errors import other_slash_route
 from docuhooks.errors import DocuhooksError
 from docuhooks.ui import history
 from docuhooks.ui.session import COOKIE, CsrfRefused, LoginRequired, UiSession, find
@@ -195,6 +196,11 @@ _UNROUTED = {
 async def unrouted_page(request: Request, status: int, detail: str) -> Response:
     """The UI's error page for a `/ui/` address no UI route answers (a mistyped address, a
     GET of a form's target), instead of the API's JSON."""
+    other = other_slash_route(request) if status == 404 else None
+    if other is not None and request.method in ("GET", "HEAD"):
+        # A trailing slash typed (or left off): the page is there.
+        query = f"?{request.url.query}" if request.url.query else ""
+        return redirect(other + query)
     title = _TITLES.get(status, "Something went wrong")
     return harden(await _error(request, status, title, _UNROUTED.get(status, detail)))
 

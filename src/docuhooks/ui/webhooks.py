@@ -51,6 +51,7 @@ async def ui_root() -> Response:
 
 
 @router.get("/")
+@router.get("/webhooks")  # where a person types it, beside the form's POST /ui/webhooks
 async def webhook_list(
     request: Request, ctx: Ctx, session: SignedIn, status: str = "", cursor: str = ""
 ) -> Response:
