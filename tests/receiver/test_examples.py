@@ -27,6 +27,7 @@ from docuhooks.answers.model import AnswerType, VariableDef
 from docuhooks.answers.validate import fit_answers
 from docuhooks.core.events import OPERATIONAL_EVENTS, AuthMethod, EventType, Verb
 from docuhooks.core.signing import OutboundRequest, WebhookTarget, build_request
+from docuhooks.platform.sample_sends import SAMPLE_VARIABLES
 from docuhooks_receiver import HmacSecret, Verifier
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -196,6 +197,15 @@ def platform_guide_template() -> dict[str, VariableDef]:
     guide = (EXAMPLES.parent / "docs" / "platform.md").read_text()
     definition = json.loads(re.search(r"definition=(\{.*?\n\})'", guide, re.S).group(1))  # type: ignore[union-attr]
     assert "Look up client" in definition["eventElements"]
+    return _definitions(definition["variables"])
+
+
+def sample_template() -> dict[str, VariableDef]:
+    """The template a test event of an interview webhook without a template scope names."""
+    return _definitions(SAMPLE_VARIABLES)
+
+
+def _definitions(variables: list[dict[str, Any]]) -> dict[str, VariableDef]:
     return {
         v["name"]: VariableDef(
             v["name"],
@@ -203,29 +213,33 @@ def platform_guide_template() -> dict[str, VariableDef]:
             v.get("repeatDepth", 0),
             tuple(v.get("options", ())),
         )
-        for v in definition["variables"]
+        for v in variables
     }
 
 
-def warnings_for(content_type: str, body: bytes) -> tuple[str, ...]:
-    """What the platform would warn about, applying this reply to the guide's template."""
-    variables = platform_guide_template()
+def warnings_for(
+    content_type: str, body: bytes, variables: dict[str, VariableDef]
+) -> tuple[str, ...]:
+    """What the platform would warn about, applying this reply to the template."""
     if content_type.split(";")[0] == "application/xml":
         _, misfits = fit_answers(parse_hotdocs_xml(body), variables)
         return tuple(w.message for w in misfits)
     return parse_answer_json(json.loads(body), variables).warnings
 
 
+@pytest.mark.parametrize("template", [platform_guide_template, sample_template])
 @pytest.mark.parametrize("app_type", [FlaskApp, FastAPIApp])
 def test_the_framework_examples_answer_the_guides_template_without_warnings(
-    app_type: Any,
+    app_type: Any, template: Any
 ) -> None:
+    """The guide's template, and the one a test event names (Send test event, without a
+    template scope), so a test shows no warning the real interview would not."""
     webhook = target(AuthMethod.HMAC, url="http://testserver/hooks")
     app = app_type(Verifier(secrets=accepted_secrets(webhook), audience=WEBHOOK_ID))
     for event_type in (EventType.INTERVIEW_LOAD_EVENT, EventType.CUSTOM_INTERVIEW_EVENT):
         status, content_type, body = app.send(signed(event_type, webhook))
         assert status == 200
-        assert warnings_for(content_type, body) == (), event_type
+        assert warnings_for(content_type, body, template()) == (), event_type
 
 
 def test_the_lookup_examples_data_fits_the_guides_template() -> None:
@@ -254,4 +268,5 @@ def test_the_lookup_examples_data_fits_the_guides_template() -> None:
     looked_up = reply(lookup_event)
     assert looked_up is not None, "the lookup finds the client the guide types"
     for answered in (prefill, looked_up):
-        assert parse_answer_json(answered, platform_guide_template()).warnings == ()
+        for template in (platform_guide_template(), sample_template()):
+            assert parse_answer_json(answered, template).warnings == ()

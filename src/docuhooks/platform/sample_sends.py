@@ -68,9 +68,21 @@ SAMPLE_PDF = (
     b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]>>endobj\n"
     b"trailer<</Root 1 0 R>>\n%%EOF\n"
 )
+#: The variables of a test event's template when the webhook names none: those of the
+#: template docs/platform.md builds, which the receivers in examples/ answer, so a test of
+#: them shows no warning the real interview would not.
 SAMPLE_VARIABLES: list[dict[str, Any]] = [
     {"name": "Client Name", "type": "text", "repeatDepth": 0, "options": []},
     {"name": "Fee", "type": "number", "repeatDepth": 0, "options": []},
+    {"name": "Start Date", "type": "date", "repeatDepth": 0, "options": []},
+    {"name": "Is Company", "type": "truefalse", "repeatDepth": 0, "options": []},
+    {
+        "name": "Colours",
+        "type": "multiplechoice",
+        "repeatDepth": 0,
+        "options": ["Red", "Green", "Blue"],
+    },
+    {"name": "Child Name", "type": "text", "repeatDepth": 1, "options": []},
 ]
 POST_PROCESSING_DEADLINE = timedelta(minutes=10)
 
