@@ -7,7 +7,7 @@ CustomInterviewEvent. Standard library and `docuhooks_receiver` only, so it runs
     INTERVIEW_DATA=examples/interview_data.json \\
     PORT=8003 python examples/interview_lookup_receiver.py
 
-Point InterviewLoadEvent and CustomInterviewEvent webhooks at http://127.0.0.1:8003/interview.
+Point InterviewLoadEvent and CustomInterviewEvent webhooks at http://127.0.0.1:8003/hooks.
 
 `INTERVIEW_DATA` names a JSON file (see `interview_data.json`):
 
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from docuhooks_receiver import (
+    AuthMethod,
     CustomInterviewEvent,
     InterviewLoadEvent,
     VerificationError,
@@ -42,6 +43,9 @@ from docuhooks_receiver import (
 )
 
 log = logging.getLogger("interview-receiver")
+
+#: Where the webhooks point, as for the other examples.
+PATH = "/hooks"
 
 
 class Answers:
@@ -88,6 +92,10 @@ def make_handler(
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            if self.path.split("?", 1)[0] != PATH:
+                # Said plainly, as a webhook pointed elsewhere logs it beside its delivery.
+                self._send(404, "text/plain", f"this receiver answers at {PATH}".encode())
+                return
             try:
                 event = verifier.verify(self.command, self.path, dict(self.headers), body)
             except VerificationError as exc:
@@ -131,6 +139,20 @@ def serve(
     return server
 
 
+def auth_method_from_environment() -> AuthMethod:
+    """DOCUHOOKS_WEBHOOK_AUTH_METHOD, in any letter case (`hmac`, `access_token` too)."""
+    given = os.environ.get("DOCUHOOKS_WEBHOOK_AUTH_METHOD", "HMAC").strip()
+    for method in AuthMethod:
+        if _simple(method.value) == _simple(given):
+            return method
+    valid = ", ".join(method.value for method in AuthMethod)
+    raise SystemExit(f"DOCUHOOKS_WEBHOOK_AUTH_METHOD must be one of {valid}; got {given!r}")
+
+
+def _simple(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     secrets = [s for s in os.environ.get("DOCUHOOKS_WEBHOOK_SECRETS", "").split(",") if s]
@@ -138,7 +160,7 @@ def main() -> None:
         raise SystemExit("set DOCUHOOKS_WEBHOOK_SECRETS to the webhooks' secrets or tokens")
     ids = [i for i in os.environ.get("DOCUHOOKS_WEBHOOK_IDS", "").split(",") if i]
     # The secrets are all of this one method, so none can verify a request of another.
-    method = os.environ.get("DOCUHOOKS_WEBHOOK_AUTH_METHOD", "HMAC")
+    method = auth_method_from_environment()
     default_data = Path(__file__).with_name("interview_data.json")
     data_file = os.environ.get("INTERVIEW_DATA", str(default_data))
     answers = Answers(json.loads(Path(data_file).read_text(encoding="utf-8")))

@@ -24,6 +24,7 @@ from flask.typing import ResponseReturnValue
 
 from docuhooks_receiver import (
     AnswerSetBuilder,
+    AuthMethod,
     CustomInterviewEvent,
     InterviewLoadEvent,
     NewWorkItemVersionComplete,
@@ -105,16 +106,30 @@ def create_app(verifier: Verifier) -> Flask:
     return app
 
 
+def auth_method_from_environment() -> AuthMethod:
+    """DOCUHOOKS_WEBHOOK_AUTH_METHOD, in any letter case (`hmac`, `access_token` too)."""
+    given = os.environ.get("DOCUHOOKS_WEBHOOK_AUTH_METHOD", "HMAC").strip()
+    for method in AuthMethod:
+        if _simple(method.value) == _simple(given):
+            return method
+    valid = ", ".join(method.value for method in AuthMethod)
+    raise SystemExit(f"DOCUHOOKS_WEBHOOK_AUTH_METHOD must be one of {valid}; got {given!r}")
+
+
+def _simple(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "")
+
+
 def verifier_from_environment() -> Verifier:
     secrets = [s for s in os.environ.get("DOCUHOOKS_WEBHOOK_SECRETS", "").split(",") if s]
     if not secrets:
         raise SystemExit("set DOCUHOOKS_WEBHOOK_SECRETS to the webhook's secret (or several)")
     ids = [i for i in os.environ.get("DOCUHOOKS_WEBHOOK_IDS", "").split(",") if i]
     # The secrets are all of this one method, so none can verify a request of another.
-    method = os.environ.get("DOCUHOOKS_WEBHOOK_AUTH_METHOD", "HMAC")
+    method = auth_method_from_environment()
     try:
         return Verifier(secrets=secrets, audience=ids or None, auth_method=method)
-    except ValueError as exc:  # a blank secret, a whsec_ secret for HMAC, an unknown method
+    except ValueError as exc:  # a blank secret, a whsec_ secret for HMAC
         raise SystemExit(f"DOCUHOOKS_WEBHOOK_SECRETS / _AUTH_METHOD: {exc}") from None
 
 

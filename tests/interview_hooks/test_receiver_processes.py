@@ -67,7 +67,7 @@ def receiver_process(
         assert process.stdout is not None
         line = process.stdout.readline()  # "listening on http://127.0.0.1:PORT"
         assert line.startswith("listening on http://127.0.0.1:"), line
-        yield line.split()[-1] + "/interview"
+        yield line.split()[-1] + "/hooks"
     finally:
         process.terminate()
         process.wait(timeout=5)

@@ -1,6 +1,7 @@
 """The examples in examples/ must keep working: exercised in-process and run as scripts."""
 
 import base64
+import dataclasses
 import importlib.util
 import json
 import os
@@ -8,6 +9,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -247,7 +249,7 @@ def test_the_lookup_examples_data_fits_the_guides_template() -> None:
     guide types ("Jane Doe"), answering only variables of that template."""
     module = load("interview_lookup_receiver")
     answers = module.Answers(json.loads((EXAMPLES / "interview_data.json").read_text()))
-    webhook = target(AuthMethod.HMAC, url="http://testserver/interview")
+    webhook = target(AuthMethod.HMAC, url="http://testserver/hooks")
     verifier = Verifier(secrets=accepted_secrets(webhook), audience=WEBHOOK_ID)
 
     def reply(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -270,3 +272,60 @@ def test_the_lookup_examples_data_fits_the_guides_template() -> None:
     for answered in (prefill, looked_up):
         for template in (platform_guide_template(), sample_template()):
             assert parse_answer_json(answered, template).warnings == ()
+
+
+@pytest.mark.parametrize(
+    "script", ["receiver_flask", "receiver_fastapi", "interview_lookup_receiver"]
+)
+def test_the_auth_method_setting_takes_any_letter_case(
+    script: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = load(script)
+    for given, method in (
+        ("hmac", "HMAC"),
+        (" HMAC ", "HMAC"),
+        ("accesstoken", "AccessToken"),
+        ("access_token", "AccessToken"),
+        ("standard-webhooks", "StandardWebhooks"),
+    ):
+        monkeypatch.setenv("DOCUHOOKS_WEBHOOK_AUTH_METHOD", given)
+        assert module.auth_method_from_environment() == method, given
+    monkeypatch.delenv("DOCUHOOKS_WEBHOOK_AUTH_METHOD")
+    assert module.auth_method_from_environment() == "HMAC"
+    monkeypatch.setenv("DOCUHOOKS_WEBHOOK_AUTH_METHOD", "jwt")
+    with pytest.raises(SystemExit) as refused:
+        module.auth_method_from_environment()
+    message = str(refused.value)
+    assert "'jwt'" in message
+    assert all(name in message for name in ("HMAC", "AccessToken", "StandardWebhooks"))
+
+
+def test_the_lookup_example_answers_where_the_readme_points_webhooks() -> None:
+    """examples/README.md: point the webhooks at http://127.0.0.1:<port>/hooks."""
+    readme = (EXAMPLES / "README.md").read_text()
+    assert "http://127.0.0.1:<port>/hooks" in readme
+    assert "/interview`" not in readme
+    module = load("interview_lookup_receiver")
+    answers = module.Answers(json.loads((EXAMPLES / "interview_data.json").read_text()))
+    webhook = target(AuthMethod.HMAC)
+    verifier = Verifier(secrets=accepted_secrets(webhook), audience=WEBHOOK_ID)
+    server = module.serve(verifier, answers, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for path, status in (("/hooks", 200), ("/interview", 404)):
+            url = f"http://127.0.0.1:{server.server_port}{path}"
+            request = signed(EventType.INTERVIEW_LOAD_EVENT, dataclasses.replace(webhook, url=url))
+            outbound = urllib.request.Request(
+                request.url, data=request.body, headers=dict(request.headers), method=request.method
+            )
+            try:
+                with urllib.request.urlopen(outbound, timeout=5) as response:
+                    got, body = response.status, response.read()
+            except urllib.error.HTTPError as exc:
+                got, body = exc.code, exc.read()
+            assert got == status, (path, got, body)
+            if status == 404:
+                assert b"/hooks" in body
+    finally:
+        server.shutdown()
+        server.server_close()
