@@ -247,3 +247,13 @@ def test_check_rejects_a_hostname() -> None:
 def test_policy_is_immutable() -> None:
     with pytest.raises(AttributeError):
         DEFAULT.allowed_networks = ()  # type: ignore[misc]
+
+
+def test_a_refusal_says_what_an_operator_can_do() -> None:
+    """The recorded error of a blocked delivery names the way out, not only the rule."""
+    with pytest.raises(BlockedAddress) as refused:
+        AddressPolicy().check("127.0.0.1")
+    for reason in (refused.value.reason, str(refused.value)):
+        assert reason.startswith("127.0.0.1 is a loopback address"), reason
+        assert "docuhooks serve --dev" in reason and "allowed_networks" in reason
+        assert "DOCUHOOKS_ALLOWED_NETWORKS=" in reason

@@ -51,9 +51,19 @@ class BlockedAddress(Exception):
     """The policy refuses to connect to an address; ``reason`` says why in plain words."""
 
     def __init__(self, address: str, reason: str) -> None:
+        # The reason is what the delivery log records: it says what an operator can do.
+        reason = f"{reason}{REFUSAL_REMEDY}"
         super().__init__(reason)
         self.address = address
         self.reason = reason
+
+
+#: Appended to every refusal, as the attempt's recorded error.
+REFUSAL_REMEDY = (
+    "; the outbound address policy refuses it: for a receiver on this machine, run the "
+    "server with `docuhooks serve --dev` (development only), or let its network through "
+    "with the allowed_networks setting (DOCUHOOKS_ALLOWED_NETWORKS=127.0.0.1/32)"
+)
 
 
 class InvalidNetworkSetting(ValueError):
