@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import httpx
 import jwt  # noqa: F401  (the receiver side of a secret is exercised in the signing tests)
 import pytest
 from tests.support import SiteUsers
+
+from docuhooks.context import AppContext
 
 NEW = {
     "name": "Orders",
@@ -416,3 +419,41 @@ async def test_a_trailing_slash_names_the_route(
     assert "location" not in response.headers
     listed = (await client.get("/api/v1/webhooks", headers=site.auth())).json()
     assert listed["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://localhost:8001/hooks", "localhost"),
+        ("http://127.0.0.1:8001/hooks", "127.0.0.1"),
+        ("https://10.0.0.5/x", "10.0.0.5"),
+        ("https://[::1]/x", "::1"),
+    ],
+)
+async def test_a_url_the_address_policy_refuses_is_saved_with_a_warning(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, url: str, shown: str
+) -> None:
+    # The policy as production has it: no dev mode, no allowed_networks.
+    ctx.settings = dataclasses.replace(ctx.settings, dev_mode=False)
+    created = await create(client, site, url=url)
+    assert created.status_code == 201, created.text
+    warnings = created.json()["warnings"]
+    assert [w["field"] for w in warnings] == ["url"], warnings
+    assert shown in warnings[0]["message"] and "allowed_networks" in warnings[0]["message"]
+    hook = f"/api/v1/webhooks/{created.json()['id']}"
+    assert (await client.get(hook, headers=site.auth())).json()["warnings"] == warnings
+    public = await client.patch(
+        hook, json={"url": "https://receiver.example/x"}, headers=site.auth()
+    )
+    assert public.status_code == 200 and public.json()["warnings"] == []
+    listed = (await client.get("/api/v1/webhooks", headers=site.auth())).json()["items"]
+    assert listed[0]["warnings"] == []
+
+
+async def test_dev_mode_lets_loopback_through_without_a_warning(
+    client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    created = await create(client, site, url="http://localhost:8001/hooks")
+    assert created.status_code == 201 and created.json()["warnings"] == [], created.text
+    private = await create(client, site, name="Private", url="https://10.0.0.5/x")
+    assert [w["field"] for w in private.json()["warnings"]] == ["url"], private.text

@@ -3,8 +3,10 @@ test, recover) live with the delivery engine."""
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Response
 from pydantic import (
@@ -19,8 +21,17 @@ from pydantic import (
 
 from docuhooks import audit
 from docuhooks.api.deps import Caller, Conn, Ctx, StandaloneCaller
-from docuhooks.api.models import ERRORS, AuthMethodName, EventTypeName, Input, Output, Page
+from docuhooks.api.models import (
+    ERRORS,
+    AuthMethodName,
+    ErrorDetail,
+    EventTypeName,
+    Input,
+    Output,
+    Page,
+)
 from docuhooks.delivery import operational, webhook_views
+from docuhooks.delivery.address_policy import REFUSAL_REMEDY, AddressPolicy, parse_ip_host
 from docuhooks.delivery.claims import Caps
 from docuhooks.store import pagination
 from docuhooks.webhooks import service
@@ -154,6 +165,12 @@ class Webhook(Output):
     orderedDelivery: bool
     maxConcurrency: int
     consecutiveFailures: int
+    warnings: list[ErrorDetail] = Field(
+        default_factory=list,
+        description="Problems that do not stop the webhook being saved: a URL whose host, "
+        "as written (an IP address, localhost), the outbound address policy refuses, so "
+        "its deliveries would fail until the policy lets it through",
+    )
     health: WebhookHealth | None = Field(
         default=None,
         description="Isolation's view of the webhook now; in reads (one webhook, the list), "
@@ -208,8 +225,29 @@ class AuditEntry(Output):
     createdDate: datetime
 
 
-def _with_secret(webhook: dict[str, Any], secret: str | None) -> WebhookWithSecret:
-    return WebhookWithSecret(**webhook, secret=secret)
+def _with_secret(ctx: Ctx, webhook: dict[str, Any], secret: str | None) -> WebhookWithSecret:
+    return WebhookWithSecret(**_with_warnings(ctx, webhook), secret=secret)
+
+
+def _with_warnings(ctx: Ctx, webhook: dict[str, Any]) -> dict[str, Any]:
+    return {**webhook, "warnings": url_warnings(ctx.address_policy, webhook["url"])}
+
+
+def url_warnings(policy: AddressPolicy, url: str) -> list[dict[str, str]]:
+    """What the address policy will say of a host it can judge before any lookup: an IP
+    address, or localhost. The webhook is saved all the same (the policy may change, and a
+    name is judged by what it resolves to when a call is sent), but the administrator hears
+    of it now rather than from the first delivery's error."""
+    host = urlsplit(url).hostname or ""
+    literal = parse_ip_host(host)
+    named = host.rstrip(".").lower()
+    if literal is None and (named == "localhost" or named.endswith(".localhost")):
+        literal = ipaddress.ip_address("127.0.0.1")  # as resolvers answer it (RFC 6761)
+    reason = policy.blocked_reason(literal) if literal is not None else None
+    if reason is None:
+        return []
+    said = reason if literal is not None and host == str(literal) else f"{host}: {reason}"
+    return [{"field": "url", "message": f"deliveries will be refused: {said}{REFUSAL_REMEDY}"}]
 
 
 @router.get("", response_model=Page[Webhook])
@@ -232,7 +270,8 @@ async def list_webhooks(
         health_at=ctx.now(),
         destination_cap=Caps.from_settings(ctx.settings).destination,
     )
-    return {"items": page.items, "nextCursor": page.next_cursor}
+    items = [_with_warnings(ctx, item) for item in page.items]
+    return {"items": items, "nextCursor": page.next_cursor}
 
 
 @router.post("", status_code=201, response_model=WebhookWithSecret)
@@ -240,18 +279,19 @@ async def create_webhook(
     body: WebhookCreate, ctx: Ctx, conn: Conn, who: Caller
 ) -> WebhookWithSecret:
     webhook, secret = await service.create(ctx, conn, who, body.changes())
-    return _with_secret(webhook, secret)
+    return _with_secret(ctx, webhook, secret)
 
 
 @router.get("/{webhook_id}", response_model=Webhook)
 async def get_webhook(webhook_id: str, ctx: Ctx, conn: Conn, who: Caller) -> dict[str, Any]:
-    return await webhook_views.read(
+    webhook = await webhook_views.read(
         conn,
         who,
         webhook_id,
         now=ctx.now(),
         destination_cap=Caps.from_settings(ctx.settings).destination,
     )
+    return _with_warnings(ctx, webhook)
 
 
 @router.patch("/{webhook_id}", response_model=WebhookWithSecret)
@@ -259,7 +299,7 @@ async def update_webhook(
     webhook_id: str, body: WebhookFields, ctx: Ctx, conn: Conn, who: Caller
 ) -> WebhookWithSecret:
     webhook, secret = await service.update(ctx, conn, who, webhook_id, body.changes())
-    return _with_secret(webhook, secret)
+    return _with_secret(ctx, webhook, secret)
 
 
 @router.delete("/{webhook_id}", status_code=204, response_class=Response)
@@ -271,12 +311,12 @@ async def delete_webhook(webhook_id: str, ctx: Ctx, who: StandaloneCaller) -> Re
 
 @router.post("/{webhook_id}/activate", response_model=Webhook)
 async def activate(webhook_id: str, ctx: Ctx, conn: Conn, who: Caller) -> dict[str, Any]:
-    return await service.set_active(ctx, conn, who, webhook_id, True)
+    return _with_warnings(ctx, await service.set_active(ctx, conn, who, webhook_id, True))
 
 
 @router.post("/{webhook_id}/deactivate", response_model=Webhook)
 async def deactivate(webhook_id: str, ctx: Ctx, conn: Conn, who: Caller) -> dict[str, Any]:
-    return await service.set_active(ctx, conn, who, webhook_id, False)
+    return _with_warnings(ctx, await service.set_active(ctx, conn, who, webhook_id, False))
 
 
 @router.post("/{webhook_id}/resume", response_model=Webhook)
@@ -284,7 +324,8 @@ async def resume(webhook_id: str, ctx: Ctx, who: StandaloneCaller) -> dict[str, 
     """Lift a suspension: pending deliveries become due at once; the site's WebhookResumed
     webhooks hear of it."""
     # Run again if PostgreSQL ends a deadlock with a worker recording outcomes by aborting it.
-    return await ctx.db.retried(lambda conn: operational.resume(ctx, conn, who, webhook_id))
+    resumed = await ctx.db.retried(lambda conn: operational.resume(ctx, conn, who, webhook_id))
+    return _with_warnings(ctx, resumed)
 
 
 @router.post("/{webhook_id}/regenerate-secret", response_model=WebhookWithSecret)
@@ -297,7 +338,7 @@ async def regenerate_secret(
 ) -> WebhookWithSecret:
     grace = body.gracePeriodSeconds if body else 0
     webhook, secret = await service.regenerate_secret(ctx, conn, who, webhook_id, grace)
-    return _with_secret(webhook, secret)
+    return _with_secret(ctx, webhook, secret)
 
 
 @router.get("/{webhook_id}/audit", response_model=list[AuditEntry])
