@@ -11,8 +11,11 @@ them on.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
+import structlog
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -21,12 +24,22 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import RestrictedRegistry
 
 from docuhooks.core.destinations import BreakerState
 from docuhooks.delivery import health, upkeep_queries
 from docuhooks.store.database import Database
 
-__all__ = ["CONTENT_TYPE_LATEST", "REGISTRY", "refresh_queue_gauges", "render"]
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "REGISTRY",
+    "RefreshedOnScrape",
+    "refresh_queue_gauges",
+    "render",
+]
+
+log = structlog.get_logger(__name__)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -144,3 +157,52 @@ async def refresh_queue_gauges(
 def render() -> bytes:
     """The text exposition format."""
     return generate_latest(REGISTRY)
+
+
+#: How long a worker's metrics server waits for the fleet gauges' read before it serves
+#: their last values.
+SCRAPE_REFRESH_SECONDS = 5.0
+
+
+class RefreshedOnScrape:
+    """`REGISTRY` as a worker's own metrics server (`docuhooks worker --metrics-port`)
+    serves it: that server answers on a thread of its own, so before each scrape it has the
+    worker's event loop read the fleet gauges (`refresh_queue_gauges`), as the API server's
+    `/metrics` does, and every process reports the same fleet-wide values. Should the read
+    fail or take longer than `SCRAPE_REFRESH_SECONDS` (the database away), the scrape still
+    answers, with the gauges' last values and this process's counters."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        db: Database,
+        *,
+        now: Callable[[], datetime],
+        lease_seconds: float,
+        per_webhook: bool,
+    ) -> None:
+        self._loop = loop
+        self._db = db
+        self._now = now
+        self._lease_seconds = lease_seconds
+        self._per_webhook = per_webhook
+
+    def collect(self) -> Iterable[Metric]:
+        self._refresh()
+        return REGISTRY.collect()
+
+    def restricted_registry(self, names: Iterable[str]) -> RestrictedRegistry:
+        self._refresh()
+        return REGISTRY.restricted_registry(names)
+
+    def _refresh(self) -> None:
+        refresh = refresh_queue_gauges(
+            self._db,
+            now=self._now(),
+            lease_seconds=self._lease_seconds,
+            per_webhook=self._per_webhook,
+        )
+        try:
+            asyncio.run_coroutine_threadsafe(refresh, self._loop).result(SCRAPE_REFRESH_SECONDS)
+        except Exception as exc:
+            log.warning("metrics.refresh_failed", error=repr(exc))
