@@ -454,7 +454,7 @@ async def _send_and_judge(
     result = await _send(ctx, call, site_id, queued)
     limits = AnswerLimits.from_settings(ctx.settings)
     return result, await judge_off_loop(
-        result, variables, limits, ctx.settings.answer_parse_threads
+        result, variables, limits, ctx.settings.answer_parse_threads, site=site_id
     )
 
 

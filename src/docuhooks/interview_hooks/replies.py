@@ -57,9 +57,15 @@ async def judge_off_loop(
     variables: Mapping[str, VariableDef] | None,
     limits: AnswerLimits,
     threads: int,
+    *,
+    site: str,
 ) -> Outcome:
-    """`judge`, with a large reply read in the answer-parsing threads (`answers.offload`)."""
-    return await off_loop(len(result.body or b""), threads, judge, result, variables, limits)
+    """`judge`, with a large reply read in the answer-parsing threads (`answers.offload`),
+    holding one of `site`'s slots of them: a site whose receivers answer many large answer
+    sets queues them in its own line, not every other site behind them."""
+    return await off_loop(
+        len(result.body or b""), threads, judge, result, variables, limits, site=site
+    )
 
 
 def judge(

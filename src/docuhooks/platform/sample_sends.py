@@ -297,6 +297,7 @@ async def _call(
             _variables(scope.variables),
             AnswerLimits.from_settings(ctx.settings),
             ctx.settings.answer_parse_threads,
+            site=hook.site_id,
         )
     else:
         # Judged as the platform judges a real reply; the sample's document ids are the
