@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import threading
 from typing import Any
 
+import httpx
 import pytest
-from tests.interview_hooks.hooks_support import answer_json, hook_at, make_platform, serve
+from tests.interview_hooks.hooks_support import (
+    API_VARIABLES,
+    DOCX,
+    answer_json,
+    hook_at,
+    hook_over_api,
+    make_platform,
+    serve,
+)
+from tests.platform.docx_factory import standard_template
 from tests.support import SiteUsers
 
+from docuhooks import answers
 from docuhooks.answers import AnswerSet, offload
 from docuhooks.context import AppContext
 from docuhooks.core.events import EventType
 from docuhooks.interview_hooks import replies, run_interview_hooks
+from docuhooks.platform import interviews
 
 KIB = 1024
 
@@ -94,3 +107,72 @@ async def test_one_sites_large_replies_do_not_queue_another_sites_reply_behind_t
         noisy_result, quiet_result = await asyncio.gather(noisy_step, quiet_step)
     assert quiet_result.warnings == [] and noisy_result.warnings == []
     assert read == ["noisy", "quiet", "noisy", "noisy", "noisy"]
+
+
+async def test_an_interview_with_few_answers_of_many_values_is_read_off_the_event_loop(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A template declares a handful of variables, one of them a date repeated four levels
+    deep: 10,000 values, within every limit, take the better part of a second to read.
+    Opening the interview with a webhook reads the stored answers, and writing what the
+    webhook changed reads them again: both in the answer-parsing threads, never on the event
+    loop every other site's requests are served by. (The size was guessed from the number
+    of answers, 100 bytes each, so one answer of 10,000 values passed for 100 bytes.)"""
+    admin = site.auth("SiteAdministrator")
+    definition = {
+        "name": "Dated",
+        "variables": [
+            *API_VARIABLES,
+            {"name": "Dates", "type": "date", "repeatDepth": 4, "options": []},
+        ],
+        "eventElements": [],
+    }
+    template = await client.post(
+        "/api/v1/templates",
+        files={"file": ("engagement.docx", standard_template(), DOCX)},
+        data={"definition": json.dumps(definition)},
+        headers=admin,
+    )
+    assert template.status_code == 201, template.text
+    group = await client.post("/api/v1/workgroups", json={"name": "Clients"}, headers=admin)
+    item = await client.post(
+        "/api/v1/workitems",
+        json={
+            "workGroupId": group.json()["id"],
+            "templateId": template.json()["id"],
+            "name": "Dated",
+        },
+        headers=admin,
+    )
+    assert item.status_code == 201, item.text
+    item_id = item.json()["id"]
+    first = await client.post(f"/api/v1/workitems/{item_id}/interviews", headers=site.auth("User"))
+    dates = [[[["2024-01-31"] * 10] * 10] * 100]  # 10,000 values
+    put = await client.put(
+        f"/api/v1/interviews/{first.json()['id']}/answers",
+        json={"Dates": dates},
+        headers=site.auth("User"),
+    )
+    assert put.status_code == 200, put.text
+
+    on_loop: list[str] = []
+    real_parse = answers.parse_stored
+
+    def parse_stored(data: Any) -> Any:
+        if "Dates" in json.dumps(data)[:10_000] and not threading.current_thread().name.startswith(
+            "answer-parse"
+        ):
+            on_loop.append(threading.current_thread().name)
+        return real_parse(data)
+
+    monkeypatch.setattr(interviews, "parse_stored", parse_stored)
+    async with serve() as receiver:
+        hook = await hook_over_api(client, site, f"{receiver.base}/load")
+        receiver.route("/load", hook.verifier(), answer_json({"Client Name": "Jane"}))
+        opened = await client.post(
+            f"/api/v1/workitems/{item_id}/interviews", headers=site.auth("User")
+        )
+    assert opened.status_code == 201, opened.text
+    assert opened.json()["warnings"] == []
+    assert {a["name"] for a in opened.json()["answers"]["answers"]} >= {"Client Name", "Dates"}
+    assert on_loop == []

@@ -291,6 +291,7 @@ async def open_interview(
     loaded = _Loaded(row, version, item, template)
     if not matched.webhooks:
         return to_api(row, version, template)
+    stored_size = _stored_size(version.answers)
     current = await _stored_answers(ctx, principal.site_id, version.answers)
     outcome = await run_interview_hooks(
         ctx,
@@ -303,7 +304,15 @@ async def open_interview(
         current_answers=current,
         matched=matched,
     )
-    return await _apply_hook_outcome(ctx, loaded, current, outcome, sources=sources)
+    return await _apply_hook_outcome(
+        ctx,
+        loaded,
+        current,
+        outcome,
+        site=principal.site_id,
+        stored_size=stored_size,
+        sources=sources,
+    )
 
 
 async def fire_event(
@@ -337,6 +346,7 @@ async def fire_event(
         )
     if not matched.webhooks:
         return to_api(loaded.interview, loaded.version, loaded.template)
+    stored_size = _stored_size(loaded.interview.answers)
     current = await _stored_answers(ctx, principal.site_id, loaded.interview.answers)
     outcome = await run_interview_hooks(
         ctx,
@@ -350,7 +360,15 @@ async def fire_event(
         interview_event_name=name,
         matched=matched,
     )
-    return await _apply_hook_outcome(ctx, loaded, current, outcome, sources=sources)
+    return await _apply_hook_outcome(
+        ctx,
+        loaded,
+        current,
+        outcome,
+        site=principal.site_id,
+        stored_size=stored_size,
+        sources=sources,
+    )
 
 
 async def _apply_hook_outcome(
@@ -359,6 +377,8 @@ async def _apply_hook_outcome(
     before: AnswerSet,
     outcome: HookResult,
     *,
+    site: str,
+    stored_size: int,
     sources: bool = False,
 ) -> dict[str, Any]:
     """Overlay what the webhooks changed (relative to `before`) onto the answers as they
@@ -376,6 +396,17 @@ async def _apply_hook_outcome(
         body["answerSources"] = outcome.sources
     if not changed:
         return body
+    if stored_size <= INLINE_BYTES:
+        return await _write_hook_changes(ctx, loaded, changed, body)
+    # A large interview's answers are read and written again in the parsing threads, under
+    # one of the site's slots, taken before the write lock so that nothing waits holding it.
+    async with heavy(site, ctx.settings.answer_parse_threads):
+        return await _write_hook_changes(ctx, loaded, changed, body)
+
+
+async def _write_hook_changes(
+    ctx: PlatformContext, loaded: _Loaded, changed: AnswerSet, body: dict[str, Any]
+) -> dict[str, Any]:
     async with foreground_transaction(ctx) as conn:
         now = (
             await conn.execute(
@@ -389,10 +420,21 @@ async def _apply_hook_outcome(
             # Replaced or finished while the webhooks ran: their answers come too late.
             body["answers"] = now.answers
             return body
-        answers = parse_stored(now.answers).overlay(changed).to_json()
+        answers = await off_loop(
+            _stored_size(now.answers),
+            ctx.settings.answer_parse_threads,
+            _overlaid_stored,
+            now.answers,
+            changed,
+        )
         await _write_answers(conn, loaded, answers)
     body["answers"] = answers
     return body
+
+
+def _overlaid_stored(stored: Any, changed: AnswerSet) -> dict[str, Any]:
+    """The stored answers (decoded JSON) with `changed` overlaid, as answer JSON."""
+    return parse_stored(stored).overlay(changed).to_json()
 
 
 async def get(conn: AsyncConnection, principal: Principal, interview_id: str) -> dict[str, Any]:
@@ -534,11 +576,33 @@ async def _stored_answers(ctx: PlatformContext, site: str, stored: Any) -> Answe
     )
 
 
+#: Bytes counted for each stored value (`_stored_size`).
+_VALUE_BYTES = 100
+
+
 def _stored_size(stored: Any) -> int:
-    """About how many bytes the stored answers are: 100 a value is generous enough to send
-    a large interview's answers to the parsing threads."""
+    """About how many bytes the stored answers are: 100 a value, counting every repeat
+    iteration, is generous enough to send a large interview's answers to the parsing
+    threads. Counting stops once they are large: what this costs on the loop is bounded.
+
+    Values, not answers: a template of a few variables repeated deep holds tens of
+    thousands of values in a handful of answers, which take most of a second to read."""
     entries = stored.get("answers") if isinstance(stored, dict) else None
-    return 100 * len(entries) if isinstance(entries, list) else 0
+    if not isinstance(entries, list):
+        return 0
+    enough = INLINE_BYTES // _VALUE_BYTES + 1
+    values = 0
+    for entry in entries:
+        values += 1
+        stack = [entry.get("value")] if isinstance(entry, dict) else []
+        while stack and values <= enough:
+            value = stack.pop()
+            if isinstance(value, list):
+                values += max(0, len(value) - 1)
+                stack.extend(value)
+        if values > enough:
+            break
+    return _VALUE_BYTES * max(values, len(entries))
 
 
 async def finish(ctx: PlatformContext, principal: Principal, interview_id: str) -> dict[str, Any]:
