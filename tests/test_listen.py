@@ -200,6 +200,69 @@ def test_the_readable_view_shows_the_event_user_work_item_and_documents() -> Non
     assert "answered   nothing (204)" in text
 
 
+#: Terminal controls a tenant can put in what the readable view prints: CSI (7-bit and the
+#: one-byte C1 form), an OSC that sets the window title (ended by BEL), and a line break
+#: that would forge a row of its own.
+HOSTILE = "\x1b[2J\x9b31m\x1b]0;owned\x07\r\n    note       forged"
+
+
+def test_the_readable_view_prints_no_terminal_controls_from_the_request() -> None:
+    """Work item, template, user and file names come from any user of the platform (the API
+    accepts controls in them), and an unsigned request's path and claimed type from anyone
+    who reaches the port: none may drive the integrator's terminal or forge a line."""
+    listener, out = make_listener(as_json=False)
+    evil = Actor(
+        id="0f9d7c1e", login_name="eve@example.com", name=f"Eve{HOSTILE}", email="eve@example.com"
+    )
+    data = WORK_ITEM | {
+        "workItemName": f"Lease{HOSTILE}",
+        "templateName": f"Template{HOSTILE}",
+        "versionNumber": 2,
+        "documents": [DOCUMENT | {"name": f"Doc{HOSTILE}", "fileName": f"f{HOSTILE}.pdf"}],
+    }
+    with listening(listener) as url:
+        target = WebhookTarget(
+            webhook_id=WEBHOOK_ID,
+            url=url + "/hooks",
+            verb=Verb.POST,
+            auth_method=AuthMethod.HMAC,
+            issuer="https://acme.example",
+            secret=HMAC,
+        )
+        event = Event(
+            event_type=EventType.NEW_WORK_ITEM_VERSION_COMPLETE,
+            site_id="51e5",
+            created_by=evil,
+            data=data,
+            created_date=utcnow(),
+        ).to_dict()
+        request = build_request(
+            event,
+            target,
+            delivery_id="dlv-1",
+            attempt=1,
+            now=datetime.now(UTC),
+            user_agent="docuhooks/test",
+        )
+        answer = httpx.request(
+            request.method, request.url, headers=dict(request.headers), content=request.body
+        )
+        assert answer.status_code == 204, answer.text
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as raw:
+            raw.sendall(
+                b"POST /hooks\x1b[2J\x9b31m HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                b"X-Docuhooks-Event-Type: \x1b]0;owned\x07\r\nConnection: close\r\n\r\n"
+            )
+            raw.recv(65536)
+    text = out.getvalue()
+    shown = [c for c in text if c != "\n" and (c < " " or "\x7f" <= c <= "\x9f")]
+    assert shown == [], f"terminal controls printed: {shown!r}"
+    assert "\n    note       forged" not in text
+    # Still readable: the names are there, their controls shown as escapes.
+    assert "Lease" in text and "Template" in text and "Eve" in text
+
+
 def test_a_bad_signature_is_refused_with_the_sdks_message() -> None:
     listener, out = make_listener()
     stranger = SigningSecret("k-other", "another-webhooks-secret-0123456789abcdef")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 from collections.abc import Sequence
@@ -101,11 +102,11 @@ class Received:
             kind += " (claimed)"
         lines = [
             f"{self.at:%H:%M:%S.%f}"[:12]
-            + f"  {self.method} {self.path}  {kind}  {verdict}  -> {self.status}"
+            + visible(f"  {self.method} {self.path}  {kind}  {verdict}  -> {self.status}")
         ]
 
         def row(label: str, text: str) -> None:
-            lines.append(f"    {label:<10} {text}")
+            lines.append(f"    {label:<10} {visible(text)}")
 
         if self.error is not None:
             row("why", str(self.error))
@@ -139,6 +140,18 @@ class Received:
         return "\n".join(lines)
 
 
+#: C0 and C1 controls and DEL. What the readable view prints comes from the request (its
+#: path and headers, from anyone who reaches the port) and from the event (work item,
+#: template, user and file names, which the platform's users choose): printed as they are,
+#: `\x1b`, `\x9b` and `\x07` would drive the terminal and a line break would forge a row.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """`text` with each control character shown as its escape (`\\x1b`), not obeyed."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def _documents(event: WebhookEvent) -> Sequence[Any]:
     if isinstance(event, NewWorkItemVersionComplete | PostProcessingEvent):
         return event.documents
@@ -162,7 +175,10 @@ class Printer:
         self._write(text)
 
     def note(self, text: str) -> None:
-        self._write(json.dumps({"note": text}) if self.as_json else f"    {'note':<10} {text}\n")
+        shown = (
+            json.dumps({"note": text}) if self.as_json else f"    {'note':<10} {visible(text)}\n"
+        )
+        self._write(shown)
 
     def _write(self, text: str) -> None:
         with self._lock:
