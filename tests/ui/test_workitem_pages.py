@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import orjson
 from tests.interview_hooks.hooks_support import make_platform
+from tests.platform.docx_factory import make_docx
 from tests.support import SiteUsers
 from tests.ui.ui_support import csrf_of, make_user, sign_in
 
@@ -330,3 +331,45 @@ async def test_a_replaced_interview_cannot_change(
     assert "Continue interview" in home.text and "InProgress" in home.text
     assert "by User person" in home.text  # who started the version, by name
     assert csrf_of(home.text) == csrf
+
+
+async def test_an_interview_of_many_variables_saves_from_its_whole_form(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """The page posts every field it shows (a hidden `fields` input and the value of each
+    variable): a template of 600 variables, well within the answer-set limits, is a form of
+    over 1,200 fields, past the form parser's default of 1,000, which refused the whole
+    save (and the CSRF check reading it) with a 400."""
+    count = 600
+    definition = {
+        "name": "Many",
+        "variables": [{"name": f"V{i}", "type": "text"} for i in range(count)],
+    }
+    uploaded = await client.post(
+        "/api/v1/templates",
+        files={"file": ("many.docx", make_docx(["A letter."]))},
+        data={"definition": json.dumps(definition)},
+        headers=site.auth(),
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    group = await client.post("/api/v1/workgroups", json={"name": "Many"}, headers=site.auth())
+    item = await client.post(
+        "/api/v1/workitems",
+        json={
+            "name": "Many",
+            "workGroupId": group.json()["id"],
+            "templateId": uploaded.json()["id"],
+        },
+        headers=site.auth(),
+    )
+    assert item.status_code == 201, item.text
+    csrf = await _signed_in(ctx, client, site, "User")
+    interview_id, page = await _open(client, csrf, item.json()["id"])
+    assert page.count('name="fields"') == count
+    form: dict[str, Any] = {"csrf_token": csrf, "fields": [str(i) for i in range(count)]}
+    form |= {f"f{i}": f"answer {i}" for i in range(count)}
+    saved = await client.post(f"/ui/interviews/{interview_id}", headers=HX, data=form)
+    assert saved.status_code == 200, saved.text[:500]
+    assert "All answers saved." in saved.text
+    answers = await _answers(ctx, site, interview_id)
+    assert answers["V0"] == "answer 0" and answers[f"V{count - 1}"] == f"answer {count - 1}"

@@ -37,7 +37,7 @@ from docuhooks.platform import catalog, interviews, workitems
 from docuhooks.ui import interview_form
 from docuhooks.ui.interview_form import Submitted
 from docuhooks.ui.rendering import UiRoute, is_htmx, redirect, render
-from docuhooks.ui.session import Checked, SignedIn, UiSession
+from docuhooks.ui.session import Checked, SignedIn, UiSession, read_form
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 
@@ -180,7 +180,7 @@ def _row_action(action: str) -> tuple[int, int]:
 async def interview_step(
     request: Request, interview_id: str, ctx: Ctx, session: Checked
 ) -> Response:
-    form = await request.form()
+    form = await read_form(request)
     action = str(form.get("action") or "save")
     state = await _state(ctx, session, interview_id)
     variables = state["variables"]
@@ -286,7 +286,7 @@ async def upload_answers(
     """Overlay an answer file (HotDocs answer XML, or canonical or shorthand answer JSON) on
     the interview's answers. A file that is not an answer set changes nothing and is named
     at the upload field."""
-    form = await request.form()
+    form = await read_form(request)
     upload = form.get("file")
     problem = ""
     warnings: list[dict[str, Any]] = []

@@ -20,12 +20,15 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.datastructures import FormData
 
 from docuhooks.api.deps import Ctx
+from docuhooks.api.limits import takes_answer_set
 from docuhooks.context import AppContext
 from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal
 from docuhooks.identity.secrets import hash_token
+from docuhooks.settings import Settings
 from docuhooks.store.schema import ui_sessions, users
 
 COOKIE = "docuhooks_session"
@@ -161,6 +164,26 @@ def tokens_match(expected: str, given: str | None) -> bool:
     return bool(given) and hmac.compare_digest(expected.encode(), (given or "").encode())
 
 
+#: Fields a form may have (Starlette's default): every page's form but the interview's.
+FORM_MAX_FIELDS = 1000
+
+
+def max_form_fields(request: Request) -> int:
+    """How many fields the request's form may have. The interview's step posts every field
+    it shows (a hidden `fields` input, a row count and each value), so its forms may have as
+    many as the answer-set limits allow; its body is held to `max_answer_set_bytes`."""
+    if not takes_answer_set(request.scope):
+        return FORM_MAX_FIELDS
+    settings: Settings = request.app.state.ctx.settings
+    return max(FORM_MAX_FIELDS, settings.max_answer_values + 2 * settings.max_answers + 16)
+
+
+async def read_form(request: Request) -> FormData:
+    """The request's form, within `max_form_fields`. Starlette parses a form once and keeps
+    it, so every reader of a UI form (the CSRF check first) goes through here."""
+    return await request.form(max_fields=max_form_fields(request))
+
+
 async def submitted_token(request: Request) -> str | None:
     header = request.headers.get(CSRF_HEADER)
     if header:
@@ -168,7 +191,7 @@ async def submitted_token(request: Request) -> str | None:
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
         return None
-    value = (await request.form()).get(CSRF_FIELD)
+    value = (await read_form(request)).get(CSRF_FIELD)
     return value if isinstance(value, str) else None
 
 
