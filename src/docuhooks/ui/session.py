@@ -164,8 +164,10 @@ def tokens_match(expected: str, given: str | None) -> bool:
     return bool(given) and hmac.compare_digest(expected.encode(), (given or "").encode())
 
 
-#: Fields a form may have (Starlette's default): every page's form but the interview's.
-FORM_MAX_FIELDS = 1000
+#: Fields a form may have, every page's form but the interview's: the largest is the
+#: template upload's, up to 500 variable rows (`ui.routes.templates.MAX_ROWS`) of four
+#: fields each. (Starlette's default, 1,000, refused the upload past 249 rows.)
+FORM_MAX_FIELDS = 2100
 
 
 def max_form_fields(request: Request) -> int:

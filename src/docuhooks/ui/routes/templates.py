@@ -25,7 +25,7 @@ from docuhooks.platform.access import require_site_admin
 from docuhooks.platform.templates import template_identifier
 from docuhooks.store import pagination
 from docuhooks.ui.rendering import UiRoute, redirect, render, sentence
-from docuhooks.ui.session import Checked, SignedIn, UiSession
+from docuhooks.ui.session import Checked, SignedIn, UiSession, read_form
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 
@@ -77,7 +77,7 @@ async def variable_row(request: Request, session: SignedIn, index: int = 0) -> R
 @router.post("/templates")
 async def upload_template(request: Request, ctx: Ctx, session: Checked) -> Response:
     require_site_admin(session.principal, "uploading a template")
-    form = await request.form()
+    form = await read_form(request)
     values = _form_values(form)
     upload = form.get("file")
     errors: dict[str, list[str]] = {}
@@ -151,7 +151,7 @@ async def test_assemble(request: Request, template_id: str, ctx: Ctx, session: C
     take are left out, as the API does; the page lists them first and assembles only when
     asked again (`anyway`), since a download cannot show them."""
     require_site_admin(session.principal, "managing templates")
-    form = await request.form()
+    form = await read_form(request)
     answers = str(form.get("answers") or "")
     body = answers.encode()
     content_type = "application/xml" if answers.lstrip().startswith("<") else "application/json"
