@@ -30,7 +30,7 @@ from docuhooks.answers.model import (
     Value,
     VariableDef,
 )
-from docuhooks.answers.offload import heavy, off_loop
+from docuhooks.answers.offload import answers_size, heavy, off_loop
 from docuhooks.answers.payload import parse_answer_payload
 from docuhooks.answers.validate import (
     AnswerWarning,
@@ -60,6 +60,7 @@ __all__ = [
     "Value",
     "VariableDef",
     "WarningCode",
+    "answers_size",
     "cached_template_variables",
     "check_answers",
     "check_document_size",

@@ -40,6 +40,8 @@ from contextvars import ContextVar
 from functools import partial
 from typing import TypeVar
 
+from docuhooks.answers.model import AnswerSet
+
 T = TypeVar("T")
 
 #: Documents up to this size are read inline: a thread hop would cost more than the parse.
@@ -125,6 +127,30 @@ async def heavy(site: str, threads: int) -> AsyncIterator[None]:
             yield
         finally:
             _held.reset(token)
+
+
+#: Bytes `answers_size` counts for each value.
+_VALUE_BYTES = 100
+
+
+def answers_size(answers: AnswerSet) -> int:
+    """About how many bytes `answers` take as JSON: 100 a value, counting every repeat
+    iteration, which is generous enough to send a large answer set to the parsing threads.
+    Counting stops once they are large, so what this costs the loop is bounded. Values,
+    not answers: a few variables repeated deep hold tens of thousands of values."""
+    enough = INLINE_BYTES // _VALUE_BYTES + 1
+    values = 0
+    for answer in answers.answers:
+        values += 1
+        stack = [answer.value]
+        while stack and values <= enough:
+            value = stack.pop()
+            if isinstance(value, tuple):
+                values += max(0, len(value) - 1)
+                stack.extend(value)
+        if values > enough:
+            break
+    return _VALUE_BYTES * values
 
 
 async def off_loop(

@@ -27,6 +27,7 @@ from docuhooks.answers import (
     AnswerSetError,
     Totals,
     VariableDef,
+    answers_size,
     check_overlay,
     measure,
     off_loop,
@@ -181,22 +182,35 @@ async def _run_step(
 ) -> HookResult:
     """One step's calls, in its span: call, judge, overlay in order, log."""
     created = ctx.now()
-    event = _step_event(
-        principal,
-        event_type,
-        interview_event_name,
-        interview_id=interview_id,
-        work_item=work_item,
-        version_id=version_id,
-        template=template,
-        current_answers=current_answers,
-        created=created,
+    site_id = principal.site_id
+    # The calls' spans start here, in the step's context; the event and the signed requests
+    # are built in the parsing threads, under the site's slot, when the event carries a
+    # large interview's answers (a CustomInterviewEvent): encoding them, and signing them
+    # once per webhook, would hold the loop every site's requests are served on.
+    spans = [_call_span(webhook) for webhook in matched.webhooks]
+    size = answers_size(current_answers) if event_type is EventType.CUSTOM_INTERVIEW_EVENT else 0
+    event, calls = await off_loop(
+        size,
+        ctx.settings.answer_parse_threads,
+        _event_and_calls,
+        _step_event(
+            principal,
+            event_type,
+            interview_event_name,
+            interview_id=interview_id,
+            work_item=work_item,
+            version_id=version_id,
+            template=template,
+            created=created,
+        ),
+        current_answers if event_type is EventType.CUSTOM_INTERVIEW_EVENT else None,
+        matched,
+        spans,
+        created,
+        site=site_id,
     )
     variables, variable_problem = _variables(template)
-
-    calls = [_prepare(webhook, event, matched.issuer, created) for webhook in matched.webhooks]
     budget = ctx.settings.interview_budget_seconds
-    site_id = principal.site_id
     tasks, queued, waited_ms = await _call_within(ctx, calls, variables, budget, site_id)
     step = _Step(
         current_answers,
@@ -233,11 +247,10 @@ def _step_event(
     work_item: Any,
     version_id: str,
     template: Any,
-    current_answers: AnswerSet,
     created: datetime,
-) -> dict[str, Any]:
-    """The event every webhook of the step receives (a CustomInterviewEvent carries the
-    answers so far)."""
+) -> Event:
+    """The event every webhook of the step receives, but for the answers so far that a
+    CustomInterviewEvent carries (`_event_and_calls` adds them)."""
     data: dict[str, Any] = {
         "interviewId": interview_id,
         "workItemId": str(_field(work_item, "id")),
@@ -249,14 +262,33 @@ def _step_event(
     }
     if event_type is EventType.CUSTOM_INTERVIEW_EVENT:
         data["interviewEventName"] = (interview_event_name or "").strip()
-        data["answers"] = current_answers.to_json()
     return Event(
         event_type=event_type,
         site_id=principal.site_id,
         created_by=principal.as_actor(),
         data=data,
         created_date=created,
-    ).to_dict()
+    )
+
+
+def _event_and_calls(
+    event: Event,
+    answers: AnswerSet | None,
+    matched: MatchedWebhooks,
+    spans: list[tuple[str, tracing.Span]],
+    created: datetime,
+) -> tuple[dict[str, Any], list[_Call]]:
+    """The step's event object (with `answers`, for a CustomInterviewEvent) and each
+    webhook's signed call, in the calls' spans: no context of the loop's needed, so it may
+    run in a parsing thread."""
+    if answers is not None:
+        event.data["answers"] = answers.to_json()
+    body = event.to_dict()
+    calls = [
+        _prepare(webhook, body, matched.issuer, created, delivery_id, span)
+        for webhook, (delivery_id, span) in zip(matched.webhooks, spans, strict=True)
+    ]
+    return body, calls
 
 
 async def _call_within(
@@ -353,7 +385,7 @@ class _Step:
         if self._totals is None:
             # Measured once a step, in the parsing threads when the interview is large.
             self._totals = await off_loop(
-                100 * len(self.answers),
+                answers_size(self.answers),
                 ctx.settings.answer_parse_threads,
                 measure,
                 self.answers,
@@ -387,9 +419,8 @@ def _check_event(event_type: EventType, interview_event_name: str | None) -> Non
         raise ValueError("a CustomInterviewEvent needs the interview event name")
 
 
-def _prepare(
-    webhook: PreparedWebhook, event: Mapping[str, Any], issuer: str, now: datetime
-) -> _Call:
+def _call_span(webhook: PreparedWebhook) -> tuple[str, tracing.Span]:
+    """A new call's delivery id and span, a child of the step's (in its context)."""
     delivery_id = uuid7()
     span = tracing.start_span(
         "docuhooks.interview.call",
@@ -397,6 +428,17 @@ def _prepare(
         attributes={"docuhooks.webhook.id": webhook.id, "docuhooks.delivery.id": delivery_id},
         propagated=True,
     )
+    return delivery_id, span
+
+
+def _prepare(
+    webhook: PreparedWebhook,
+    event: Mapping[str, Any],
+    issuer: str,
+    now: datetime,
+    delivery_id: str,
+    span: tracing.Span,
+) -> _Call:
     assert span.context is not None  # a propagated span always has one
     try:
         target = webhook.target(issuer, now)
