@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
 import pytest
 from tests.platform.docx_factory import STANDARD_VARIABLES, make_docx, standard_template
 
 from docuhooks.answers import AnswerType, VariableDef
+from docuhooks.errors import ValidationFailed
+from docuhooks.platform.catalog import (
+    MAX_EVENT_ELEMENTS,
+    MAX_OPTIONS,
+    MAX_VARIABLES,
+    parse_definition,
+)
 from docuhooks.platform.templates import (
     OutputTooLarge,
     TemplateError,
@@ -159,3 +167,60 @@ def test_huge_powers_and_ranges_are_refused_by_the_sandbox() -> None:
     assert environment.from_string("{{ 2 ** 10 }}").render() == "1024"
     with pytest.raises(OverflowError, match="MAX_RANGE"):
         environment.from_string("{% for i in range(10**8) %}{% endfor %}").render()
+
+
+@pytest.mark.parametrize(
+    ("definition", "field", "said"),
+    [
+        (
+            {"variables": [{"name": f"V{i}", "type": "text"} for i in range(MAX_VARIABLES + 1)]},
+            "definition.variables",
+            f"declares {MAX_VARIABLES + 1} variables; a template may have {MAX_VARIABLES}",
+        ),
+        (
+            {"eventElements": [f"Button {i}" for i in range(MAX_EVENT_ELEMENTS + 1)]},
+            "definition.eventElements",
+            f"names {MAX_EVENT_ELEMENTS + 1} event elements",
+        ),
+        (
+            {
+                "variables": [
+                    {
+                        "name": "Colour",
+                        "type": "multiplechoice",
+                        "options": [f"c{i}" for i in range(MAX_OPTIONS + 1)],
+                    }
+                ]
+            },
+            "definition.variables[0].options",
+            f"has {MAX_OPTIONS + 1} options",
+        ),
+    ],
+)
+def test_a_definition_past_the_template_limits_is_refused_naming_the_limit(
+    definition: dict[str, object], field: str, said: str
+) -> None:
+    """Every variable is a field of the interview page and every button a control, rendered
+    on every visit: a definition of tens of thousands held the server for seconds a page."""
+    with pytest.raises(ValidationFailed) as refused:
+        parse_definition(json.dumps(definition))
+    assert [(d.field, said in d.message) for d in refused.value.details] == [(field, True)]
+
+
+def test_a_definition_at_the_template_limits_is_taken() -> None:
+    definition = {
+        "variables": [{"name": f"V{i}", "type": "text"} for i in range(MAX_VARIABLES - 1)]
+        + [
+            {
+                "name": "Colour",
+                "type": "multiplechoice",
+                "options": [f"c{i}" for i in range(MAX_OPTIONS)],
+            }
+        ],
+        "eventElements": [f"Button {i}" for i in range(MAX_EVENT_ELEMENTS)],
+    }
+    parsed = parse_definition(json.dumps(definition))
+    assert (len(parsed.variables), len(parsed.event_elements)) == (
+        MAX_VARIABLES,
+        MAX_EVENT_ELEMENTS,
+    )

@@ -30,6 +30,14 @@ from docuhooks.store.scoped import fetch_in_site, insert_named
 DOCX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 _VARIABLE_KEYS = frozenset({"name", "type", "repeatDepth", "options"})
 _DEFINITION_KEYS = frozenset({"name", "variables", "eventElements"})
+#: A template declares at most this many variables: as many answers as an answer set holds
+#: by default (`max_answers`). Each is a field of the interview page, rendered on every
+#: visit; tens of thousands made a page of megabytes that held the server for seconds.
+MAX_VARIABLES = 5_000
+#: Interview event elements (buttons) a template declares at most.
+MAX_EVENT_ELEMENTS = 500
+#: Options of one multiplechoice variable at most.
+MAX_OPTIONS = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +69,14 @@ def parse_definition(raw: str | bytes) -> TemplateDefinition:
     if not isinstance(raw_variables, list):
         errors.append(FieldError("definition.variables", "must be a list"))
         raw_variables = []
+    elif len(raw_variables) > MAX_VARIABLES:
+        errors.append(
+            FieldError(
+                "definition.variables",
+                f"declares {len(raw_variables)} variables; a template may have {MAX_VARIABLES}",
+            )
+        )
+        raw_variables = []
     for index, entry in enumerate(raw_variables):
         variable = _variable(entry, f"definition.variables[{index}]", errors)
         if variable is not None:
@@ -68,6 +84,14 @@ def parse_definition(raw: str | bytes) -> TemplateDefinition:
     raw_events = data.get("eventElements", [])
     if not isinstance(raw_events, list) or not all(isinstance(e, str) for e in raw_events):
         errors.append(FieldError("definition.eventElements", "must be a list of names"))
+        raw_events = []
+    elif len(raw_events) > MAX_EVENT_ELEMENTS:
+        errors.append(
+            FieldError(
+                "definition.eventElements",
+                f"names {len(raw_events)} event elements; a template may have {MAX_EVENT_ELEMENTS}",
+            )
+        )
         raw_events = []
     for index, event in enumerate(raw_events):
         if len(event.strip()) > 200:
@@ -94,6 +118,15 @@ def _variable(entry: Any, where: str, errors: list[FieldError]) -> VariableDef |
         return None
     if "name" not in entry or "type" not in entry:
         errors.append(FieldError(where, "needs a name and a type"))
+        return None
+    options = entry.get("options")
+    if isinstance(options, list) and len(options) > MAX_OPTIONS:
+        errors.append(
+            FieldError(
+                f"{where}.options",
+                f"has {len(options)} options; a variable may have {MAX_OPTIONS}",
+            )
+        )
         return None
     if entry["type"] not in {t.value for t in AnswerType}:
         errors.append(
