@@ -57,7 +57,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate:
             await ctx.db.upgrade()
-        await check_installation_key(ctx.db, ctx.box)
+        await check_installation_key(ctx.db, ctx.box, now=ctx.now())
         await _warm_up(ctx)
         stops = [await start(ctx) for start in components or []]
         try:

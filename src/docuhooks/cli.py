@@ -12,6 +12,7 @@ import click
 
 from docuhooks import __version__
 from docuhooks.context import AppContext
+from docuhooks.core.clock import SystemClock
 from docuhooks.errors import DocuhooksError
 from docuhooks.identity.installation_key import KeyMismatch, check_installation_key
 from docuhooks.identity.secrets import SecretBox
@@ -62,7 +63,7 @@ def _run_with_db(
                 await ctx.db.upgrade()
             except DirectConnectionNeeded as exc:
                 raise click.ClickException(str(exc)) from exc
-            await check_installation_key(ctx.db, ctx.box)
+            await check_installation_key(ctx.db, ctx.box, now=ctx.now())
             return await work(ctx)
         finally:
             await ctx.db.dispose()
@@ -237,7 +238,9 @@ def _migrate_before_serving(settings: Settings) -> None:
         try:
             await db.upgrade()
             await check_installation_key(
-                db, SecretBox.for_data_dir(settings.secret_key, settings.data_dir)
+                db,
+                SecretBox.for_data_dir(settings.secret_key, settings.data_dir),
+                now=SystemClock().now(),
             )
         finally:
             await db.dispose()

@@ -17,7 +17,7 @@ the upgrade cannot write the wrong key's check either.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -41,13 +41,13 @@ class KeyMismatch(DocuhooksError):
     code = "secret_key_mismatch"
 
 
-async def check_installation_key(db: Database, box: SecretBox) -> None:
+async def check_installation_key(db: Database, box: SecretBox, *, now: datetime) -> None:
     """Stop (`KeyMismatch`) unless `box`'s key is the installation's; the first process of
-    an installation records its key's check."""
+    an installation records its key's check (at `now`)."""
     async with db.read() as conn:
         recorded = (await conn.execute(sa.select(installation.c.key_check))).scalar()
     if recorded is None:
-        await _record(db, box)
+        await _record(db, box, now)
         async with db.read() as conn:
             recorded = (await conn.execute(sa.select(installation.c.key_check))).scalar()
     if recorded != box.key_check:
@@ -57,7 +57,7 @@ async def check_installation_key(db: Database, box: SecretBox) -> None:
         )
 
 
-async def _record(db: Database, box: SecretBox) -> None:
+async def _record(db: Database, box: SecretBox, now: datetime) -> None:
     async with db.transaction() as conn:
         stored = (
             await conn.execute(
@@ -90,7 +90,7 @@ async def _record(db: Database, box: SecretBox) -> None:
             else sqlite.insert(installation)
         )
         await conn.execute(
-            insert.values(
-                id=1, key_check=box.key_check, created_at=datetime.now(UTC)
-            ).on_conflict_do_nothing(index_elements=[installation.c.id])
+            insert.values(id=1, key_check=box.key_check, created_at=now).on_conflict_do_nothing(
+                index_elements=[installation.c.id]
+            )
         )
