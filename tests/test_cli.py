@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import re
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -221,3 +223,116 @@ def test_log_json_is_true_false_or_auto(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("DOCUHOOKS_LOG_JSON", "sometimes")
     with pytest.raises(SettingsError, match="LOG_JSON: expected true, false or auto"):
         Settings.load()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def refused_in_one_line(result: Result, message: str, *, code: int = 1) -> None:
+    """`result` ended with `message` on standard error, and no traceback."""
+    assert result.exit_code == code, result.output
+    assert result.stderr.endswith(f"{message}\n"), result.stderr
+    assert "Traceback" not in result.output and result.exception is not None
+    assert isinstance(result.exception, SystemExit)
+
+
+@pytest.fixture
+def installation(tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    assert invoke("db", "upgrade", "--data-dir", str(data)).exit_code == 0
+    return data
+
+
+def test_an_unusable_allowed_networks_stops_serve_and_worker(installation: Path) -> None:
+    """Accepted, it made every delivery fail with a traceback and stay in flight, and every
+    interview hook answer 500."""
+    bad = {"DOCUHOOKS_ALLOWED_NETWORKS": "10.0.0.0/8,127.0.0.1/33"}
+    message = (
+        "Error: setting DOCUHOOKS_ALLOWED_NETWORKS: entry 2 ('127.0.0.1/33'): "
+        "'127.0.0.1/33' does not appear to be an IPv4 or IPv6 network"
+    )
+    # A process of its own: a server that starts would not return.
+    served = subprocess.run(
+        [sys.executable, "-m", "docuhooks", "serve", "--data-dir", str(installation),
+         "--port", str(free_port())],
+        env={**os.environ, **bad, "DOCUHOOKS_SECRET_KEY": "cli-test-key-0123456789ab"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert (served.returncode, served.stderr) == (1, f"{message}\n")
+    refused_in_one_line(invoke("worker", "--data-dir", str(installation), env=bad), message)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message", "code"),
+    [
+        (
+            ("serve", "--port", "99999"),
+            {},
+            "Error: Invalid value for '--port': 99999 is not in the range 1<=x<=65535.",
+            2,
+        ),
+        (
+            ("serve",),
+            {"DOCUHOOKS_PORT": "99999"},
+            "Error: setting DOCUHOOKS_PORT: a port is 1 to 65535, not 99999",
+            1,
+        ),
+        (
+            ("worker", "--metrics-port", "70000"),
+            {},
+            "Error: Invalid value for '--metrics-port': 70000 is not in the range 1<=x<=65535.",
+            2,
+        ),
+        (
+            ("serve",),
+            {"DOCUHOOKS_SECRET_KEY": "short"},
+            "Error: setting DOCUHOOKS_SECRET_KEY: must be at least 16 characters, not 5: set a "
+            "long random string, or leave it empty for the key generated into the data directory",
+            1,
+        ),
+        (
+            ("worker",),
+            {"DOCUHOOKS_WORKER_CONCURRENCY": "abc"},
+            "Error: setting DOCUHOOKS_WORKER_CONCURRENCY: expected a whole number, got 'abc'",
+            1,
+        ),
+        (
+            ("serve",),
+            {"DOCUHOOKS_DATABASE_URL": "mysql://u@db.example/x"},
+            "Error: setting DOCUHOOKS_DATABASE_URL: unsupported database 'mysql': use "
+            "postgresql://user@host/database, sqlite:///path, or leave it empty for SQLite in "
+            "the data directory",
+            1,
+        ),
+        (
+            ("serve",),
+            {"DOCUHOOKS_LOG_LEVEL": "loud"},
+            "Error: setting DOCUHOOKS_LOG_LEVEL: expected one of debug, info, warning, error, "
+            "critical, got 'loud'",
+            1,
+        ),
+        (
+            ("db", "upgrade"),
+            {"DOCUHOOKS_RETRY_SCHEDULE": "0,often"},
+            "Error: setting DOCUHOOKS_RETRY_SCHEDULE: retry schedule entry 2 ('often'): expected "
+            "a number with an optional unit s, m, h or d, e.g. '10s' or '2h'",
+            1,
+        ),
+    ],
+)
+def test_a_bad_option_or_setting_is_one_line_naming_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    env: dict[str, str],
+    message: str,
+    code: int,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    refused_in_one_line(invoke(*args, env=env), message, code=code)
+    assert os.listdir(tmp_path) == [], "nothing was created"

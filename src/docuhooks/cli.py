@@ -21,22 +21,31 @@ from docuhooks.store.database import DirectConnectionNeeded
 
 T = TypeVar("T")
 
+#: A port, as `--port` options take it.
+PORT = click.IntRange(1, 65535)
+
+
+class _Commands(click.Group):
+    """The `docuhooks` group. A setting that cannot be used, found when the settings load or
+    when a command starts with them, ends any command here with one line naming it (and
+    status 1), never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SettingsError as exc:
+            raise click.ClickException(str(exc)) from None
+
 
 def _settings(config: str | None, **overrides: Any) -> Settings:
-    try:
-        return Settings.load(config, **overrides)
-    except SettingsError as exc:
-        raise click.UsageError(str(exc)) from exc
+    return Settings.load(config, **overrides)
 
 
 def _start_tracing() -> Callable[[], None]:
     """Spans on when the `otel` extra is installed and `OTEL_*` asks for them."""
     from docuhooks import tracing
 
-    try:
-        return tracing.configure()
-    except SettingsError as exc:
-        raise click.UsageError(str(exc)) from exc
+    return tracing.configure()
 
 
 def _run_with_db(
@@ -127,7 +136,7 @@ data_dir_option = click.option(
 )
 
 
-@click.group()
+@click.group(cls=_Commands)
 @click.version_option(__version__, prog_name="docuhooks")
 def main() -> None:
     """docuhooks: webhooks for document automation.
@@ -141,7 +150,7 @@ def main() -> None:
 @config_option
 @data_dir_option
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port to listen on (default 8000).")
+@click.option("--port", type=PORT, default=None, help="Port to listen on (default 8000).")
 @click.option(
     "--dev", is_flag=True, default=None, help="Development mode: webhooks may call loopback."
 )
@@ -261,12 +270,15 @@ def _migrate_before_serving(settings: Settings) -> None:
 )
 @click.option(
     "--metrics-port",
-    type=int,
+    type=PORT,
     default=None,
     help="Serve this worker's Prometheus metrics on 127.0.0.1 at this port.",
 )
 def worker(
-    config: str | None, data_dir: Path | None, concurrency: int | None, metrics_port: int | None
+    config: str | None,
+    data_dir: Path | None,
+    concurrency: int | None,
+    metrics_port: int | None,
 ) -> None:
     """Run a delivery worker on its own.
 
@@ -283,11 +295,11 @@ def worker(
 
     settings = _settings(config, data_dir=data_dir, worker_concurrency=concurrency)
     configure(settings.log_level, json=settings.log_json)
-    stop_tracing = _start_tracing()
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
         start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.REGISTRY)
+    stop_tracing = _start_tracing()
 
     async def run(ctx: AppContext) -> None:
         stop = asyncio.Event()
@@ -317,7 +329,13 @@ def worker(
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=9000, show_default=True, help="Port to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=9000,
+    show_default=True,
+    help="Port to listen on.",
+)
 @click.option(
     "--hmac-secret",
     "hmac_secrets",
@@ -453,9 +471,9 @@ _DEMO_EXTRA = frozenset({"aiohttp", "docx"})
     show_default=True,
     help="Where the demo keeps its SQLite database and state.",
 )
-@click.option("--port", type=int, default=None, help="The server's port (default 8000).")
+@click.option("--port", type=PORT, default=None, help="The server's port (default 8000).")
 @click.option(
-    "--receiver-port", type=int, default=None, help="The local receiver's port (default 9000)."
+    "--receiver-port", type=PORT, default=None, help="The local receiver's port (default 9000)."
 )
 @click.option(
     "--auth-method",

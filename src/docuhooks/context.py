@@ -9,7 +9,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from docuhooks.core.clock import Clock, SystemClock
-from docuhooks.delivery.address_policy import AddressPolicy
+from docuhooks.core.retry import RetrySchedule
+from docuhooks.delivery.address_policy import AddressPolicy, InvalidNetworkSetting, parse_networks
 from docuhooks.delivery.proxy import ProxyRoutes
 from docuhooks.delivery.site_slots import SiteSlots
 from docuhooks.delivery.transport import (
@@ -85,6 +86,7 @@ class AppContext:
         # start, naming what is wrong, rather than failing the first outbound call.
         _outbound_options(settings)
         _check_retention(settings)
+        _check_parsed_settings(settings)
         db = database_of(settings)
         box = SecretBox.for_data_dir(settings.secret_key, settings.data_dir)
         return cls(settings=settings, db=db, box=box)
@@ -201,6 +203,21 @@ def _check_retention(settings: Settings) -> None:
         raise SettingsError(
             "setting DOCUHOOKS_DELIVERY_RETENTION_DAYS: must be 0 (as attempts) or more"
         )
+
+
+def _check_parsed_settings(settings: Settings) -> None:
+    """The settings parsed where they are used (each outbound call, each delivery's retry),
+    parsed once at start too: an unusable value stops the process, named, instead of failing
+    every call after it."""
+    try:
+        parse_networks(settings.allowed_networks)
+    except InvalidNetworkSetting as exc:
+        problem = str(exc).removeprefix("allowed networks, ")
+        raise SettingsError(f"setting DOCUHOOKS_ALLOWED_NETWORKS: {problem}") from None
+    try:
+        RetrySchedule.from_setting(settings.retry_schedule)
+    except ValueError as exc:
+        raise SettingsError(f"setting DOCUHOOKS_RETRY_SCHEDULE: {exc}") from None
 
 
 def _outbound_options(settings: Settings) -> ProxyRoutes:

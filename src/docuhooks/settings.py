@@ -7,7 +7,9 @@ Precedence: explicit keyword arguments > environment variables > the TOML file n
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -171,6 +173,11 @@ class Settings:
     render_workers_per_site: int = 0
     # --- end of render fairness ---
 
+    def __post_init__(self) -> None:
+        # A value that cannot work stops the process at start, named, rather than failing
+        # later inside a request, a delivery or a library's traceback.
+        _check(self)
+
     @property
     def kept_delivery_days(self) -> int:
         """How long finished deliveries and their events are kept (`delivery_retention_days`,
@@ -207,6 +214,92 @@ class Settings:
         return cls(**converted)
 
 
+#: Log levels `log_level` may name (uvicorn's and the standard library's).
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+#: Numeric settings that cannot work below 1 (counts, sizes, whole seconds). The retention
+#: days, `connect_timeout_seconds`, `interactive_calls_per_site` and the caps on calls in
+#: flight are checked where they are read at start (`AppContext.from_settings`, `Caps`).
+_AT_LEAST_ONE = (
+    "max_json_body_bytes",
+    "max_upload_bytes",
+    "connections_per_host",
+    "worker_concurrency",
+    "worker_batch_size",
+    "worker_lease_seconds",
+    "suspend_after_failures",
+    "probe_interval_seconds",
+    "breaker_failure_threshold",
+    "post_processing_deadline_seconds",
+    "max_answer_set_bytes",
+    "max_answer_value_bytes",
+    "max_answers",
+    "max_answer_values_per_answer",
+    "max_answer_values",
+    "answer_parse_threads",
+    "render_workers",
+    "render_output_limit_bytes",
+    "docx_max_entries",
+    "docx_max_entry_bytes",
+    "docx_max_total_bytes",
+)
+#: Durations and ratios that must be more than 0.
+_POSITIVE = (
+    "worker_poll_seconds",
+    "breaker_probe_seconds",
+    "interview_budget_seconds",
+    "render_time_limit_seconds",
+    "docx_max_compression_ratio",
+)
+#: Settings where 0 has a meaning (none, or a default) but a negative number has none.
+_NOT_NEGATIVE = (
+    "suspend_after_hours",
+    "secret_grace_notice_hours",
+    "render_memory_limit_bytes",
+    "render_workers_per_site",
+)
+_DATABASE_SCHEME = re.compile(r"(sqlite|postgresql|postgres)(\+\w+)?://", re.IGNORECASE)
+
+
+def _check(settings: Settings) -> None:
+    """Raise SettingsError naming the first setting whose value cannot be used."""
+
+    def refuse(name: str, problem: str) -> SettingsError:
+        return SettingsError(f"setting {ENV_PREFIX}{name.upper()}: {problem}")
+
+    if not 1 <= settings.port <= 65535:
+        raise refuse("port", f"a port is 1 to 65535, not {settings.port}")
+    if settings.log_level.lower() not in LOG_LEVELS:
+        raise refuse(
+            "log_level", f"expected one of {', '.join(LOG_LEVELS)}, got {settings.log_level!r}"
+        )
+    # As `--log-level` is spelt: uvicorn knows the levels by their lower-case names only.
+    object.__setattr__(settings, "log_level", settings.log_level.lower())
+    if settings.secret_key and len(settings.secret_key) < 16:
+        raise refuse(
+            "secret_key",
+            f"must be at least 16 characters, not {len(settings.secret_key)}: set a long "
+            "random string, or leave it empty for the key generated into the data directory",
+        )
+    url = settings.database_url
+    if url and not _DATABASE_SCHEME.match(url):
+        scheme = url.partition("://")[0] if "://" in url else url
+        raise refuse(
+            "database_url",
+            f"unsupported database {scheme!r}: use postgresql://user@host/database, "
+            "sqlite:///path, or leave it empty for SQLite in the data directory",
+        )
+    for name in _AT_LEAST_ONE:
+        if getattr(settings, name) < 1:
+            raise refuse(name, f"must be at least 1, not {getattr(settings, name)}")
+    for name in _POSITIVE:
+        if getattr(settings, name) <= 0:
+            raise refuse(name, f"must be more than 0, not {getattr(settings, name)}")
+    for name in _NOT_NEGATIVE:
+        if getattr(settings, name) < 0:
+            raise refuse(name, f"must be 0 or more, not {getattr(settings, name)}")
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
@@ -237,14 +330,32 @@ def _convert(name: str, f: dataclasses.Field[Any], raw: Any) -> Any:
             expected = "true, false or auto" if f.type == "bool | None" else "true or false"
             raise ValueError(f"expected {expected}, got {raw!r}")
         if kind == "int":
-            return int(raw)
+            return _whole_number(raw)
         if kind == "float":
-            return float(raw)
+            return _number(raw)
         if kind == "Path":
             return Path(raw)
         return str(raw)
     except ValueError as exc:
         raise SettingsError(f"setting {ENV_PREFIX}{name.upper()}: {exc}") from exc
+
+
+def _whole_number(raw: Any) -> int:
+    if isinstance(raw, float) and raw.is_integer():  # `64.0` in a TOML file
+        return int(raw)
+    if isinstance(raw, bool) or not re.fullmatch(r"\s*[-+]?\d+\s*", str(raw)):
+        raise ValueError(f"expected a whole number, got {raw!r}")
+    return int(raw)
+
+
+def _number(raw: Any) -> float:
+    try:
+        number = math.nan if isinstance(raw, bool) else float(raw)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise ValueError(f"expected a number, got {raw!r}")
+    return number
 
 
 def field_defaults() -> dict[str, Any]:
