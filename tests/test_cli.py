@@ -336,3 +336,49 @@ def test_a_bad_option_or_setting_is_one_line_naming_it(
     monkeypatch.chdir(tmp_path)
     refused_in_one_line(invoke(*args, env=env), message, code=code)
     assert os.listdir(tmp_path) == [], "nothing was created"
+
+
+def test_a_database_that_cannot_be_used_is_one_line_naming_it(tmp_path: Path) -> None:
+    from tests.conftest import new_postgres_database
+
+    with new_postgres_database("docuhooks_gone") as url:
+        pass  # made and dropped: a server that answers, and a database it does not have
+    missing = {"DOCUHOOKS_DATABASE_URL": url}
+    name = url.rsplit("/", 1)[1]
+    advice = (
+        "Check that the database server is running and reachable there, that the database "
+        "exists (`createdb`), and that the URL's user may connect."
+    )
+    does_not_exist = (
+        f"Error: cannot use the database {url} (DOCUHOOKS_DATABASE_URL): "
+        f'database "{name}" does not exist. {advice}'
+    )
+    port = str(free_port())
+    refused_in_one_line(invoke("db", "upgrade", env=missing), does_not_exist)
+    refused_in_one_line(invoke("worker", env=missing), does_not_exist)
+    refused_in_one_line(invoke("serve", "--port", port, "--data-dir", str(tmp_path), env=missing),
+                        does_not_exist)  # fmt: skip
+
+    closed = free_port()
+    unreachable = {"DOCUHOOKS_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{closed}/test"}
+    for args in (("worker",), ("serve", "--port", port, "--data-dir", str(tmp_path))):
+        result = invoke(*args, env=unreachable)
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert result.stderr.startswith(
+            f"Error: cannot use the database postgresql://postgres@127.0.0.1:{closed}/test "
+            "(DOCUHOOKS_DATABASE_URL): "
+        ), result.stderr
+        assert result.stderr.endswith(f"{advice}\n")
+
+
+def test_a_worker_whose_metrics_port_is_taken_says_so(installation: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = invoke("worker", "--data-dir", str(installation), "--metrics-port", str(port))
+    refused_in_one_line(
+        result,
+        f"Error: the worker's metrics cannot listen on 127.0.0.1:{port} (Address already in "
+        "use); try another --metrics-port",
+    )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,6 +50,46 @@ def _start_tracing() -> Callable[[], None]:
     return tracing.configure()
 
 
+#: SQLSTATEs (or their classes) of a database that cannot be used at all: no connection
+#: (08), a user it refuses (28), a database that does not exist (3D), a server starting up
+#: (57P03) or with no connection left (53300).
+_UNAVAILABLE_STATES = ("08", "28", "3D", "57P03", "53300")
+
+
+@contextlib.contextmanager
+def _database_reachable(settings: Settings) -> Iterator[None]:
+    """Turn a database the command cannot connect to into one line saying which, why, and
+    what to check, instead of the driver's traceback."""
+    from sqlalchemy import exc as sa_exc
+
+    from docuhooks.store.database import display_url, sqlstate
+
+    try:
+        yield
+    except (OSError, sa_exc.DBAPIError) as exc:
+        if isinstance(exc, sa_exc.DBAPIError):
+            if not (sqlstate(exc) or "").startswith(_UNAVAILABLE_STATES):
+                raise
+            reason = str(exc.orig)
+        else:
+            reason = re.sub(r"^\[Errno -?\d+\] ", "", str(exc))
+        if not settings.database_url:
+            where = f"the SQLite database in {settings.data_dir.resolve()}"
+            advice = "Check that the directory can be written (or give another --data-dir)."
+        else:
+            named = [
+                f"DOCUHOOKS_{name.upper()}"
+                for name in ("database_url", "database_direct_url", "database_listen_url")
+                if getattr(settings, name)
+            ]
+            where = f"the database {display_url(settings.database_url)} ({', '.join(named)})"
+            advice = (
+                "Check that the database server is running and reachable there, that the "
+                "database exists (`createdb`), and that the URL's user may connect."
+            )
+        raise click.ClickException(f"cannot use {where}: {reason}. {advice}") from None
+
+
 def _run_with_db(
     settings: Settings,
     work: Callable[[AppContext], Awaitable[T]],
@@ -63,13 +105,15 @@ def _run_with_db(
 
     async def main() -> T:
         if not create:
-            problem = await _missing_installation(settings)
+            with _database_reachable(settings):
+                problem = await _missing_installation(settings)
             if problem is not None:
                 raise click.ClickException(problem)
         ctx = AppContext.from_settings(settings)
         try:
             try:
-                await ctx.db.upgrade()
+                with _database_reachable(settings):
+                    await ctx.db.upgrade()
             except DirectConnectionNeeded as exc:
                 raise click.ClickException(str(exc)) from exc
             await check_installation_key(ctx.db, ctx.box, now=ctx.now())
@@ -255,9 +299,12 @@ def _migrate_before_serving(settings: Settings) -> None:
             await db.dispose()
 
     try:
-        asyncio.run(upgrade())
+        with _database_reachable(settings):
+            asyncio.run(upgrade())
     except (DirectConnectionNeeded, KeyMismatch) as exc:
         raise click.ClickException(str(exc)) from None
+    except click.ClickException:
+        raise
     except Exception:
         pass  # the app's start-up meets it again, and reports it
 
@@ -298,7 +345,13 @@ def worker(
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
-        start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.REGISTRY)
+        try:
+            start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.REGISTRY)
+        except OSError as exc:
+            raise click.ClickException(
+                f"the worker's metrics cannot listen on 127.0.0.1:{metrics_port} "
+                f"({exc.strerror}); try another --metrics-port"
+            ) from None
     stop_tracing = _start_tracing()
 
     async def run(ctx: AppContext) -> None:
