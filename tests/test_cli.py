@@ -382,3 +382,16 @@ def test_a_worker_whose_metrics_port_is_taken_says_so(installation: Path) -> Non
         f"Error: the worker's metrics cannot listen on 127.0.0.1:{port} (Address already in "
         "use); try another --metrics-port",
     )
+
+
+def test_a_misspelt_setting_is_pointed_out_not_ignored(installation: Path) -> None:
+    result = invoke(
+        "admin", "create-site", "Acme", "--base-url", "https://acme.example",
+        "--data-dir", str(installation), env={"DOCUHOOKS_ALLOWED_NETWORK": "10.0.0.0/8"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    uuid.UUID(result.stdout.strip())  # standard output still holds the id alone
+    assert result.stderr == (
+        "Warning: DOCUHOOKS_ALLOWED_NETWORK is not a docuhooks setting, and is ignored; "
+        "did you mean DOCUHOOKS_ALLOWED_NETWORKS?\n"
+    )

@@ -1,6 +1,6 @@
 """Settings a newcomer gets wrong: each value that cannot work stops the process when the
 settings load (or, for those parsed where they are used, when it starts), with a message
-naming the variable and what is wrong."""
+naming the variable and what is wrong; a misspelt variable is pointed out, not ignored."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from docuhooks.context import AppContext
-from docuhooks.settings import Settings, SettingsError
+from docuhooks.settings import Settings, SettingsError, unknown_variables
 
 
 @pytest.mark.parametrize(
@@ -79,3 +79,20 @@ def test_a_setting_parsed_where_it_is_used_is_parsed_at_start_too(
         AppContext.from_settings(settings)
     assert str(refused.value).startswith(message), refused.value
     assert not tmp_path.joinpath("secret.key").exists()
+
+
+def test_a_misspelt_variable_is_named_with_the_setting_it_is_closest_to() -> None:
+    environ = {
+        "DOCUHOOKS_ALLOWED_NETWORK": "10.0.0.0/8",
+        "DOCUHOOKS_WORKER_CONCURENCY": "8",
+        "DOCUHOOKS_SOMETHING": "1",
+        "DOCUHOOKS_PORT": "8000",  # a setting
+        "DOCUHOOKS_CONFIG": "docuhooks.toml",  # read by every command, not a setting
+        "DOCUHOOKS_WEBHOOK_SECRETS": "…",  # the receiver examples'
+        "OTHER": "1",
+    }
+    assert unknown_variables(environ) == {
+        "DOCUHOOKS_ALLOWED_NETWORK": "DOCUHOOKS_ALLOWED_NETWORKS",
+        "DOCUHOOKS_SOMETHING": None,
+        "DOCUHOOKS_WORKER_CONCURENCY": "DOCUHOOKS_WORKER_CONCURRENCY",
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -18,7 +19,7 @@ from docuhooks.core.clock import SystemClock
 from docuhooks.errors import DocuhooksError
 from docuhooks.identity.installation_key import KeyMismatch, check_installation_key
 from docuhooks.identity.secrets import SecretBox
-from docuhooks.settings import Settings, SettingsError
+from docuhooks.settings import Settings, SettingsError, unknown_variables
 from docuhooks.store.database import DirectConnectionNeeded
 
 T = TypeVar("T")
@@ -41,6 +42,22 @@ class _Commands(click.Group):
 
 def _settings(config: str | None, **overrides: Any) -> Settings:
     return Settings.load(config, **overrides)
+
+
+def _warn_about_unknown_variables(*, logged: bool) -> None:
+    """A misspelt setting (`DOCUHOOKS_ALLOWED_NETWORK`) would be ignored without a word: say
+    so, once per variable, in the log (`logged`) or on standard error."""
+    import structlog
+
+    for variable, closest in unknown_variables(os.environ).items():
+        hint = f"; did you mean {closest}?" if closest else ""
+        text = f"{variable} is not a docuhooks setting, and is ignored{hint}"
+        if logged:
+            structlog.get_logger("docuhooks").warning(
+                "settings.unknown_variable", variable=variable, closest=closest, message=text
+            )
+        else:
+            click.echo(f"Warning: {text}", err=True)
 
 
 def _start_tracing() -> Callable[[], None]:
@@ -228,6 +245,7 @@ def serve(
         worker_enabled=False if no_worker else None,
     )
     configure(settings.log_level, json=settings.log_json)
+    _warn_about_unknown_variables(logged=True)
     stop_tracing = _start_tracing()
     from docuhooks.server import BindError, announce_start, bind, build_app
 
@@ -342,6 +360,7 @@ def worker(
 
     settings = _settings(config, data_dir=data_dir, worker_concurrency=concurrency)
     configure(settings.log_level, json=settings.log_json)
+    _warn_about_unknown_variables(logged=True)
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
@@ -570,6 +589,7 @@ def demo(
         reset=reset,
         wait=not no_wait,
     )
+    _warn_about_unknown_variables(logged=False)
     try:
         ok = demonstration.run(options)
     except demonstration.DemoError as exc:
@@ -594,7 +614,9 @@ def db_upgrade(config: str | None, data_dir: Path | None) -> None:
     async def work(ctx: AppContext) -> str | None:
         return await ctx.db.current_revision()
 
-    revision = _run_with_db(_settings(config, data_dir=data_dir), work)
+    settings = _settings(config, data_dir=data_dir)
+    _warn_about_unknown_variables(logged=False)
+    revision = _run_with_db(settings, work)
     click.echo(f"database at revision {revision}", err=True)
 
 
@@ -613,7 +635,9 @@ def _admin_settings(config: str | None, data_dir: Path | None) -> Settings:
     """An admin command's settings: its own --config and --data-dir, else the `admin` group's."""
     group = click.get_current_context().parent
     given = group.params if group is not None else {}
-    return _settings(config or given.get("config"), data_dir=data_dir or given.get("data_dir"))
+    settings = _settings(config or given.get("config"), data_dir=data_dir or given.get("data_dir"))
+    _warn_about_unknown_variables(logged=False)
+    return settings
 
 
 @admin.command("create-site")

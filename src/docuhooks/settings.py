@@ -7,10 +7,12 @@ Precedence: explicit keyword arguments > environment variables > the TOML file n
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -212,6 +214,44 @@ class Settings:
                 raise SettingsError(f"unknown setting {name!r}")
             converted[name] = _convert(name, known[name], raw)
         return cls(**converted)
+
+
+#: `DOCUHOOKS_*` variables that are not settings: read by `--config`, `docuhooks listen`,
+#: the receiver examples (docs/receiving.md), and the test suite and benchmarks.
+OTHER_VARIABLES = frozenset(
+    ENV_PREFIX + name
+    for name in (
+        "CONFIG",
+        "API_TOKEN",
+        "WEBHOOK_SECRETS",
+        "HMAC_SECRETS",
+        "WHSEC_SECRETS",
+        "ACCESS_TOKENS",
+        "WEBHOOK_IDS",
+        "WEBHOOK_AUTH_METHOD",
+        "ISSUER",
+        "REQUIRE_POSTGRES",
+        "REQUIRE_BROWSER",
+        "REQUIRE_NODE",
+        "TEST_POSTGRES_URL",
+        "BENCH_POSTGRES_URL",
+        "BENCH_REDIS_URL",
+    )
+)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> dict[str, str | None]:
+    """Each `DOCUHOOKS_*` variable in `environ` that no setting reads (a misspelt setting is
+    otherwise silently ignored), with the setting's variable it is closest to, if any."""
+    names = [f.name.upper() for f in fields(Settings)]
+    known = {*(ENV_PREFIX + name for name in names), *OTHER_VARIABLES}
+    found: dict[str, str | None] = {}
+    for variable in sorted(environ):
+        if variable.startswith(ENV_PREFIX) and variable not in known:
+            # Compared without the prefix they share, which would make every name "close".
+            close = difflib.get_close_matches(variable.removeprefix(ENV_PREFIX), names, 1, 0.7)
+            found[variable] = ENV_PREFIX + close[0] if close else None
+    return found
 
 
 #: Log levels `log_level` may name (uvicorn's and the standard library's).
