@@ -395,3 +395,17 @@ def test_a_misspelt_setting_is_pointed_out_not_ignored(installation: Path) -> No
         "Warning: DOCUHOOKS_ALLOWED_NETWORK is not a docuhooks setting, and is ignored; "
         "did you mean DOCUHOOKS_ALLOWED_NETWORKS?\n"
     )
+
+
+def test_worker_dev_means_what_serve_dev_means(
+    installation: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve --no-worker --dev` beside a worker: the worker lets loopback through only when
+    it is in development mode too."""
+    seen: list[Settings] = []
+    monkeypatch.setattr(cli, "_run_with_db", lambda settings, *a, **k: seen.append(settings))
+    assert invoke("worker", "--data-dir", str(installation), "--dev").exit_code == 0
+    assert invoke("worker", "--data-dir", str(installation)).exit_code == 0
+    on = invoke("worker", "--data-dir", str(installation), env={"DOCUHOOKS_DEV_MODE": "true"})
+    assert on.exit_code == 0
+    assert [settings.dev_mode for settings in seen] == [True, False, True]

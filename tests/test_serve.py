@@ -132,6 +132,11 @@ def test_on_a_terminal_the_banner_and_every_log_line_are_readable(tmp_path: Path
     assert f"  data      {data_dir}  (SQLite database docuhooks.db, secret key)" in text
     assert "  worker    off: deliveries wait for `docuhooks worker`" in text
     assert "  dev mode  on: webhooks may call loopback addresses" in text
+    # Its worker is off: the workers that send its deliveries have settings of their own.
+    assert (
+        "            workers too only with `docuhooks worker --dev` (or DOCUHOOKS_DEV_MODE=true)"
+        in text
+    )
     # The data directory is not the default one: the commands name it.
     assert f"--base-url http://127.0.0.1:{port} --data-dir {data_dir})" in text
     assert not any(line.startswith("{") for line in text.splitlines()), text

@@ -339,17 +339,28 @@ def _migrate_before_serving(settings: Settings) -> None:
     default=None,
     help="Serve this worker's Prometheus metrics on 127.0.0.1 at this port.",
 )
+@click.option(
+    "--dev",
+    is_flag=True,
+    default=None,
+    help="Development mode, as `serve --dev`: webhooks may call loopback.",
+)
 def worker(
     config: str | None,
     data_dir: Path | None,
     concurrency: int | None,
     metrics_port: int | None,
+    dev: bool | None,
 ) -> None:
     """Run a delivery worker on its own.
 
     It works on an existing installation (--data-dir, or DOCUHOOKS_DATABASE_URL) and never
-    creates one. Start as many as you like against one PostgreSQL database."""
+    creates one. Start as many as you like against one PostgreSQL database. Development
+    mode is each process's own: a worker beside `serve --dev --no-worker` needs --dev (or
+    DOCUHOOKS_DEV_MODE=true) too."""
     import signal
+
+    import structlog
 
     from docuhooks.delivery import metrics
     from docuhooks.delivery.grace_notices import start_grace_notices
@@ -358,9 +369,11 @@ def worker(
     from docuhooks.logs import configure
     from docuhooks.memory import freeze_long_lived
 
-    settings = _settings(config, data_dir=data_dir, worker_concurrency=concurrency)
+    settings = _settings(config, data_dir=data_dir, worker_concurrency=concurrency, dev_mode=dev)
     configure(settings.log_level, json=settings.log_json)
     _warn_about_unknown_variables(logged=True)
+    if settings.dev_mode:
+        structlog.get_logger("docuhooks").warning("worker.dev_mode", loopback_allowed=True)
     if metrics_port is not None:
         from prometheus_client import start_http_server
 

@@ -108,6 +108,13 @@ async def announce_start(ctx: AppContext, url: str) -> None:
         lines.append("  worker    off: deliveries wait for `docuhooks worker`")
     if settings.dev_mode:
         lines.append("  dev mode  on: webhooks may call loopback addresses")
+        if not settings.worker_enabled:
+            # Each process reads its own settings: a worker started without it blocks
+            # loopback, and its deliveries fail as `blocked`.
+            lines.append(
+                "            workers too only with `docuhooks worker --dev` "
+                "(or DOCUHOOKS_DEV_MODE=true)"
+            )
     if no_user_yet:
         commands = first_administrator_commands(settings.data_dir, url)
         facts["next"] = " && ".join(commands)
