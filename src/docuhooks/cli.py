@@ -374,11 +374,15 @@ def worker(
     _warn_about_unknown_variables(logged=True)
     if settings.dev_mode:
         structlog.get_logger("docuhooks").warning("worker.dev_mode", loopback_allowed=True)
+    # The fleet gauges are read on the worker's loop before each scrape, once it runs.
+    scraped = metrics.RefreshedOnScrape(
+        lease_seconds=settings.worker_lease_seconds, per_webhook=settings.metrics_per_webhook
+    )
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
         try:
-            start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.REGISTRY)
+            start_http_server(metrics_port, addr="127.0.0.1", registry=scraped)
         except OSError as exc:
             raise click.ClickException(
                 f"the worker's metrics cannot listen on 127.0.0.1:{metrics_port} "
@@ -393,6 +397,7 @@ def worker(
             loop.add_signal_handler(signum, stop.set)
         delivery_worker = Worker(ctx)
         await delivery_worker.start()
+        scraped.attach(loop, ctx.db, ctx.now)
         stop_pruner = await start_pruner(ctx)
         stop_grace_notices = await start_grace_notices(ctx)
         freeze_long_lived()  # it has logged `worker.started`, in the one log format

@@ -9,12 +9,13 @@ from datetime import timedelta
 import httpx
 import pytest
 import sqlalchemy as sa
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.delivery.delivery_support import make_webhook, queue_event
 from tests.support import MovedClock, SiteUsers
 
 from docuhooks.context import AppContext
-from docuhooks.delivery import health
+from docuhooks.delivery import health, metrics, upkeep_queries
 from docuhooks.delivery.transport import MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker
 from docuhooks.store.schema import deliveries, destinations, flights
@@ -180,3 +181,40 @@ async def test_per_webhook_series_when_turned_on_and_gone_with_their_webhook(
     after = await scrape(client)
     assert ("docuhooks_webhook_in_flight", (("webhook_id", hook_b),)) not in after
     assert after[("docuhooks_webhook_due_backlog", (("webhook_id", hook_a),))] == 2
+
+
+async def test_a_workers_own_metrics_server_reads_the_fleet_gauges_when_scraped(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """`docuhooks worker --metrics-port` serves the registry from a thread of its own: each
+    scrape has the worker's loop read the queue and the fleet first, so a worker reports the
+    values the API server does (it reported 0 workers alive beside two)."""
+    scraped = metrics.RefreshedOnScrape(
+        lease_seconds=ctx.settings.worker_lease_seconds, per_webhook=False
+    )
+    await make_webhook(ctx, site, "https://receiver.example/hook")
+    for _ in range(2):
+        await queue_event(ctx, site.site_id, now=ctx.now())
+    async with ctx.db.transaction() as conn:
+        for worker_id in ("w1", "w2"):
+            await upkeep_queries.heartbeat(
+                conn, worker_id=worker_id, hostname="host", pid=1, now=ctx.now()
+            )
+
+    def samples_from_another_thread() -> dict[str, float]:
+        text = generate_latest(scraped).decode()
+        return {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if not sample.labels
+        }
+
+    metrics.WORKERS_ALIVE.set(0)
+    metrics.DUE.set(0)
+    before = await asyncio.to_thread(samples_from_another_thread)
+    assert before["docuhooks_workers_alive"] == 0, "nothing read before the worker started"
+    scraped.attach(asyncio.get_running_loop(), ctx.db, ctx.now)
+    samples = await asyncio.to_thread(samples_from_another_thread)
+    assert samples["docuhooks_workers_alive"] == 2
+    assert samples["docuhooks_deliveries_due"] == 2

@@ -169,23 +169,21 @@ class RefreshedOnScrape:
     serves it: that server answers on a thread of its own, so before each scrape it has the
     worker's event loop read the fleet gauges (`refresh_queue_gauges`), as the API server's
     `/metrics` does, and every process reports the same fleet-wide values. Should the read
-    fail or take longer than `SCRAPE_REFRESH_SECONDS` (the database away), the scrape still
-    answers, with the gauges' last values and this process's counters."""
+    fail or take longer than `SCRAPE_REFRESH_SECONDS` (the database away), or come before
+    the worker has started (`attach`), the scrape still answers, with the gauges' last
+    values and this process's counters."""
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        db: Database,
-        *,
-        now: Callable[[], datetime],
-        lease_seconds: float,
-        per_webhook: bool,
-    ) -> None:
-        self._loop = loop
-        self._db = db
-        self._now = now
+    def __init__(self, *, lease_seconds: float, per_webhook: bool) -> None:
         self._lease_seconds = lease_seconds
         self._per_webhook = per_webhook
+        self._attached: tuple[asyncio.AbstractEventLoop, Database, Callable[[], datetime]] | None
+        self._attached = None
+
+    def attach(
+        self, loop: asyncio.AbstractEventLoop, db: Database, now: Callable[[], datetime]
+    ) -> None:
+        """Read the gauges on `loop`, from `db`, from now on."""
+        self._attached = (loop, db, now)
 
     def collect(self) -> Iterable[Metric]:
         self._refresh()
@@ -196,13 +194,13 @@ class RefreshedOnScrape:
         return REGISTRY.restricted_registry(names)
 
     def _refresh(self) -> None:
+        if self._attached is None:
+            return
+        loop, db, now = self._attached
         refresh = refresh_queue_gauges(
-            self._db,
-            now=self._now(),
-            lease_seconds=self._lease_seconds,
-            per_webhook=self._per_webhook,
+            db, now=now(), lease_seconds=self._lease_seconds, per_webhook=self._per_webhook
         )
         try:
-            asyncio.run_coroutine_threadsafe(refresh, self._loop).result(SCRAPE_REFRESH_SECONDS)
+            asyncio.run_coroutine_threadsafe(refresh, loop).result(SCRAPE_REFRESH_SECONDS)
         except Exception as exc:
             log.warning("metrics.refresh_failed", error=repr(exc))
