@@ -121,42 +121,7 @@ async def test_an_interview_with_few_answers_of_many_values_is_read_off_the_even
     webhook changed reads them again: both in the answer-parsing threads, never on the event
     loop every other site's requests are served by. (The size was guessed from the number
     of answers, 100 bytes each, so one answer of 10,000 values passed for 100 bytes.)"""
-    admin = site.auth("SiteAdministrator")
-    definition = {
-        "name": "Dated",
-        "variables": [
-            *API_VARIABLES,
-            {"name": "Dates", "type": "date", "repeatDepth": 4, "options": []},
-        ],
-        "eventElements": [],
-    }
-    template = await client.post(
-        "/api/v1/templates",
-        files={"file": ("engagement.docx", standard_template(), DOCX)},
-        data={"definition": json.dumps(definition)},
-        headers=admin,
-    )
-    assert template.status_code == 201, template.text
-    group = await client.post("/api/v1/workgroups", json={"name": "Clients"}, headers=admin)
-    item = await client.post(
-        "/api/v1/workitems",
-        json={
-            "workGroupId": group.json()["id"],
-            "templateId": template.json()["id"],
-            "name": "Dated",
-        },
-        headers=admin,
-    )
-    assert item.status_code == 201, item.text
-    item_id = item.json()["id"]
-    first = await client.post(f"/api/v1/workitems/{item_id}/interviews", headers=site.auth("User"))
-    dates = [[[["2024-01-31"] * 10] * 10] * 100]  # 10,000 values
-    put = await client.put(
-        f"/api/v1/interviews/{first.json()['id']}/answers",
-        json={"Dates": dates},
-        headers=site.auth("User"),
-    )
-    assert put.status_code == 200, put.text
+    item_id, _ = await _interview_of_many_dates(client, site, event_elements=[])
 
     on_loop: list[str] = []
     real_parse = answers.parse_stored
@@ -187,6 +152,42 @@ async def test_a_custom_event_encodes_a_large_interviews_answers_off_the_event_l
     """A CustomInterviewEvent carries the interview's answers: encoding 10,000 deep-repeated
     dates takes about 0.2 s (and each webhook's request encodes and signs them again); on
     the event loop that would stall every site's requests."""
+    _, interview_id = await _interview_of_many_dates(
+        client, site, event_elements=["Look up client"]
+    )
+
+    on_loop: list[str] = []
+    real_to_json = AnswerSet.to_json
+
+    def to_json(self: AnswerSet) -> Any:
+        if "Dates" in self and not threading.current_thread().name.startswith("answer-parse"):
+            on_loop.append(threading.current_thread().name)
+        return real_to_json(self)
+
+    monkeypatch.setattr(AnswerSet, "to_json", to_json)
+    async with serve() as receiver:
+        hook = await hook_over_api(
+            client,
+            site,
+            f"{receiver.base}/custom",
+            event_type="CustomInterviewEvent",
+            interviewEventName="Look up client",
+        )
+        receiver.route("/custom", hook.verifier(), answer_json({"Client Name": "Jane"}))
+        fired = await client.post(
+            f"/api/v1/interviews/{interview_id}/events/Look%20up%20client",
+            headers=site.auth("User"),
+        )
+    assert fired.status_code == 200, fired.text
+    assert fired.json()["warnings"] == []
+    assert on_loop == []
+
+
+async def _interview_of_many_dates(
+    client: httpx.AsyncClient, site: SiteUsers, *, event_elements: list[str]
+) -> tuple[str, str]:
+    """A work item of a template with a date repeated four levels deep, and an interview of
+    it whose answers hold 10,000 of them (within every limit): (work item id, interview id)."""
     admin = site.auth("SiteAdministrator")
     definition = {
         "name": "Dated",
@@ -194,7 +195,7 @@ async def test_a_custom_event_encodes_a_large_interviews_answers_off_the_event_l
             *API_VARIABLES,
             {"name": "Dates", "type": "date", "repeatDepth": 4, "options": []},
         ],
-        "eventElements": ["Look up client"],
+        "eventElements": event_elements,
     }
     template = await client.post(
         "/api/v1/templates",
@@ -223,29 +224,4 @@ async def test_a_custom_event_encodes_a_large_interviews_answers_off_the_event_l
         headers=site.auth("User"),
     )
     assert put.status_code == 200, put.text
-
-    on_loop: list[str] = []
-    real_to_json = AnswerSet.to_json
-
-    def to_json(self: AnswerSet) -> Any:
-        if "Dates" in self and not threading.current_thread().name.startswith("answer-parse"):
-            on_loop.append(threading.current_thread().name)
-        return real_to_json(self)
-
-    monkeypatch.setattr(AnswerSet, "to_json", to_json)
-    async with serve() as receiver:
-        hook = await hook_over_api(
-            client,
-            site,
-            f"{receiver.base}/custom",
-            event_type="CustomInterviewEvent",
-            interviewEventName="Look up client",
-        )
-        receiver.route("/custom", hook.verifier(), answer_json({"Client Name": "Jane"}))
-        fired = await client.post(
-            f"/api/v1/interviews/{first.json()['id']}/events/Look%20up%20client",
-            headers=site.auth("User"),
-        )
-    assert fired.status_code == 200, fired.text
-    assert fired.json()["warnings"] == []
-    assert on_loop == []
+    return item_id, first.json()["id"]
