@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -134,23 +134,29 @@ _VALUE_BYTES = 100
 
 
 def answers_size(answers: AnswerSet) -> int:
-    """About how many bytes `answers` take as JSON: 100 a value, counting every repeat
-    iteration, which is generous enough to send a large answer set to the parsing threads.
-    Counting stops once they are large, so what this costs the loop is bounded. Values,
-    not answers: a few variables repeated deep hold tens of thousands of values."""
+    """About how many bytes `answers` take as JSON (`values_size` of their values)."""
+    return values_size(answer.value for answer in answers.answers)
+
+
+def values_size(values: Iterable[object]) -> int:
+    """About how many bytes answers of these `values` take: 100 a value, counting every
+    repeat iteration (a list or tuple inside), which is generous enough to send a large
+    answer set to the parsing threads. Counting stops once they are large, so what this
+    costs the loop is bounded. Values, not answers: a few variables repeated deep hold tens
+    of thousands of values."""
     enough = INLINE_BYTES // _VALUE_BYTES + 1
-    values = 0
-    for answer in answers.answers:
-        values += 1
-        stack = [answer.value]
-        while stack and values <= enough:
+    count = 0
+    for top in values:
+        count += 1
+        stack = [top]
+        while stack and count <= enough:
             value = stack.pop()
-            if isinstance(value, tuple):
-                values += max(0, len(value) - 1)
+            if isinstance(value, list | tuple):
+                count += max(0, len(value) - 1)
                 stack.extend(value)
-        if values > enough:
+        if count > enough:
             break
-    return _VALUE_BYTES * values
+    return _VALUE_BYTES * count
 
 
 async def off_loop(

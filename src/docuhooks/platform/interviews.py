@@ -44,7 +44,7 @@ from docuhooks.answers import (
     template_variables,
     to_hotdocs_xml,
 )
-from docuhooks.answers.offload import INLINE_BYTES
+from docuhooks.answers.offload import INLINE_BYTES, values_size
 from docuhooks.core import jsontext
 from docuhooks.core.events import EventType
 from docuhooks.errors import Conflict, NotFound
@@ -576,33 +576,14 @@ async def _stored_answers(ctx: PlatformContext, site: str, stored: Any) -> Answe
     )
 
 
-#: Bytes counted for each stored value (`_stored_size`).
-_VALUE_BYTES = 100
-
-
 def _stored_size(stored: Any) -> int:
-    """About how many bytes the stored answers are: 100 a value, counting every repeat
-    iteration, is generous enough to send a large interview's answers to the parsing
-    threads. Counting stops once they are large: what this costs on the loop is bounded.
-
-    Values, not answers: a template of a few variables repeated deep holds tens of
-    thousands of values in a handful of answers, which take most of a second to read."""
+    """About how many bytes the stored answers are (`answers.offload.values_size`): a
+    template of a few variables repeated deep holds tens of thousands of values in a
+    handful of answers, which take most of a second to read."""
     entries = stored.get("answers") if isinstance(stored, dict) else None
     if not isinstance(entries, list):
         return 0
-    enough = INLINE_BYTES // _VALUE_BYTES + 1
-    values = 0
-    for entry in entries:
-        values += 1
-        stack = [entry.get("value")] if isinstance(entry, dict) else []
-        while stack and values <= enough:
-            value = stack.pop()
-            if isinstance(value, list):
-                values += max(0, len(value) - 1)
-                stack.extend(value)
-        if values > enough:
-            break
-    return _VALUE_BYTES * max(values, len(entries))
+    return values_size(entry.get("value") if isinstance(entry, dict) else None for entry in entries)
 
 
 async def finish(ctx: PlatformContext, principal: Principal, interview_id: str) -> dict[str, Any]:
