@@ -187,7 +187,10 @@ def test_a_process_with_another_secret_key_stops_before_it_starts(tmp_path: Path
     data = tmp_path / "data"
     assert invoke("db", "upgrade", "--data-dir", str(data)).exit_code == 0
     other = {"DOCUHOOKS_SECRET_KEY": "another-servers-key-0123456789"}
-    for command in (["worker"], ["db", "upgrade"], ["serve", "--port", "0"]):
+    with socket.socket() as probe:  # a port to serve on (0 is refused since 91c1cb1)
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    for command in (["worker"], ["db", "upgrade"], ["serve", "--port", port]):
         refused = invoke(*command, "--data-dir", str(data), env=other)
         assert refused.exit_code == 1, (command, refused.output)
         text = " ".join(refused.output.split())
