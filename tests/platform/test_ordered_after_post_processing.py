@@ -7,10 +7,12 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import jwt
 import pytest
+import sqlalchemy as sa
 from aiohttp import web
 from tests.delivery.delivery_support import make_webhook
 from tests.platform.post_processing_support import (
@@ -30,6 +32,7 @@ from docuhooks.delivery.transport import MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
 from docuhooks.platform.completion import ORDER_HOLD_MARGIN
 from docuhooks.receiver import PostProcessingEvent
+from docuhooks.store.schema import webhooks
 
 ORDERED = "https://ordered.example/hook"
 UNORDERED = "https://unordered.example/hook"
@@ -169,3 +172,80 @@ async def test_a_held_version_goes_out_past_the_earlier_ones_deadline_at_worst(
     )
     await _drain(worker, clock)
     assert seen == {ORDERED: [2]}
+
+
+async def _v1_in_post_processing_v2_held(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, receiver: Receiver
+) -> tuple[str, dict[str, Any]]:
+    """Version 1 waits in post-processing (callback), version 2 completed and is held for
+    the ordered webhook; the ordered webhook's id and the work item."""
+    item = await work_item(client, site.auth())
+    await post_processing_webhook(client, site, receiver, template_ids=[])
+    ordered_id, _ = await make_webhook(ctx, site, ORDERED, name="ordered", orderedDelivery=True)
+    replies = iter([web.Response(status=202)])
+
+    async def later_then_inline(event: PostProcessingEvent) -> web.StreamResponse:
+        return next(replies, None) or web.json_response({"documents": []})
+
+    receiver.reply = later_then_inline
+    assert (await finish(client, site, item)).json()["status"] == "PostProcessing"
+    assert (await finish(client, site, item)).json()["status"] == "Completed"
+    return ordered_id, item
+
+
+async def test_resuming_the_ordered_webhook_does_not_let_a_held_version_overtake(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, receiver: Receiver
+) -> None:
+    """An admin's Resume makes the webhook's pending deliveries due at once: the one held
+    for an earlier version still in post-processing must stay held."""
+    ordered_id, _ = await _v1_in_post_processing_v2_held(ctx, client, site, receiver)
+    seen: dict[str, list[int]] = {}
+    clock = FakeClock(datetime.now(UTC) + timedelta(seconds=1))
+    worker = _worker(ctx, clock, seen)
+    await _drain(worker, clock)
+    assert seen == {}
+    resumed = await client.post(f"/api/v1/webhooks/{ordered_id}/resume", headers=site.auth())
+    assert resumed.status_code == 200, resumed.text
+    await _drain(worker, clock)
+    done = await client.put(local(receiver.events[0].complete_url), headers=site.auth("User"))
+    assert done.status_code == 200, done.text
+    await _drain(worker, clock)
+    assert seen == {ORDERED: [1, 2]}, "the receiver saw a work item's versions out of order"
+
+
+async def test_a_probe_lifting_a_suspension_does_not_let_a_held_version_overtake(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, receiver: Receiver
+) -> None:
+    """The ordered webhook is suspended meanwhile; its probe (another work item's
+    delivery) succeeds and drains its backlog: the held version must stay held."""
+    ordered_id, item = await _v1_in_post_processing_v2_held(ctx, client, site, receiver)
+    created = await client.post(
+        "/api/v1/workitems",
+        json={k: item[k] for k in ("workGroupId", "templateId", "name")},
+        headers=site.auth(),
+    )
+    assert created.status_code == 201, created.text
+    other = created.json()
+    assert (await finish(client, site, other)).json()["status"] == "Completed"
+    clock = FakeClock(datetime.now(UTC) + timedelta(seconds=1))
+    async with ctx.db.transaction() as conn:
+        await conn.execute(
+            webhooks.update()
+            .where(webhooks.c.id == ordered_id)
+            .values(suspended_at=clock.now(), next_probe_at=clock.now(), consecutive_failures=5)
+        )
+    seen: dict[str, list[int]] = {}
+    worker = _worker(ctx, clock, seen)
+    await _drain(worker, clock)
+    async with ctx.db.read() as conn:
+        suspended = (
+            await conn.execute(
+                sa.select(webhooks.c.suspended_at).where(webhooks.c.id == ordered_id)
+            )
+        ).scalar()
+    assert suspended is None, "the probe did not lift the suspension"
+    done = await client.put(local(receiver.events[0].complete_url), headers=site.auth("User"))
+    assert done.status_code == 200, done.text
+    await _drain(worker, clock)
+    # The other work item's version 1 went first (the probe); then this one's 1, then 2.
+    assert seen[ORDERED][1:] == [1, 2], "the receiver saw a work item's versions out of order"

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from docuhooks.delivery.queries import SUCCEEDED, ByIds, is_pending
 from docuhooks.store.database import sqlstate
 from docuhooks.store.prepared import Prepared
-from docuhooks.store.schema import attempts, deliveries, webhooks
+from docuhooks.store.schema import attempts, deliveries, not_held_in_order, webhooks
 
 
 async def insert_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
@@ -207,7 +207,7 @@ async def count_successes(
         # Drain the backlog now, oldest first (the claim orders by due time, then id).
         await conn.execute(
             deliveries.update()
-            .where(deliveries.c.webhook_id.in_(resumed), is_pending())
+            .where(deliveries.c.webhook_id.in_(resumed), is_pending(), not_held_in_order(now))
             .values(next_attempt_at=now)
         )
     return resumed

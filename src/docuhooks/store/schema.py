@@ -376,6 +376,18 @@ def is_pending(table: sa.FromClause = deliveries) -> sa.ColumnElement[bool]:
     return table.c.status == sa.literal_column("'pending'")
 
 
+def not_held_in_order(now: datetime) -> sa.ColumnElement[bool]:
+    """Not a delivery `delivery.outbox.hold_in_order` holds back (a work item's later version
+    waiting for an earlier one still in post-processing: never attempted, due later): what
+    brings a webhook's backlog forward (a resume, a probe's success) must leave those to
+    `release_in_order`, or the later version reaches an ordered webhook first."""
+    return sa.or_(
+        deliveries.c.ordering_key.is_(None),
+        deliveries.c.attempts > 0,
+        deliveries.c.next_attempt_at <= now,
+    )
+
+
 #: Recoveries (`POST /webhooks/{id}/recover`): re-sending a webhook's failed deliveries of a
 #: time window, done by a background job in short batches so no transaction grows with the
 #: log. `cursor_*` is the last delivery examined (the keyset the next batch starts after);

@@ -24,7 +24,13 @@ from docuhooks.errors import BadRequest, Conflict, FieldError, Forbidden, Valida
 from docuhooks.identity.models import Principal
 from docuhooks.store import pagination
 from docuhooks.store.notify import notify_due_deliveries
-from docuhooks.store.schema import deliveries, is_pending, webhook_scopes, webhooks
+from docuhooks.store.schema import (
+    deliveries,
+    is_pending,
+    not_held_in_order,
+    webhook_scopes,
+    webhooks,
+)
 from docuhooks.store.scoped import fetch_in_site
 from docuhooks.webhooks.config import WebhookConfig, changed_fields, resolve, scope_ids
 from docuhooks.webhooks.interfaces import WebhookContext
@@ -348,7 +354,7 @@ async def resume_webhook(
     # PostgreSQL then aborts one side: callers run this in `Database.retried`.
     await conn.execute(
         deliveries.update()
-        .where(deliveries.c.webhook_id == row.id, is_pending())
+        .where(deliveries.c.webhook_id == row.id, is_pending(), not_held_in_order(now))
         .values(next_attempt_at=now)
     )
     # Conditional, so that of two resumes (or a resume and a probe's success) racing, one
