@@ -197,3 +197,36 @@ def test_no_prepared_delivery_statement_binds_a_status_it_compares() -> None:
         )
     ]
     assert bound == []
+
+
+class _Captured:
+    """A connection that keeps the statements given to it instead of running them."""
+
+    def __init__(self, dialect: object) -> None:
+        self.dialect = dialect
+        self.statements: list[object] = []
+
+    async def execute(self, statement: object, *args: object) -> None:
+        self.statements.append(statement)
+
+
+async def test_holding_and_releasing_versions_in_order_read_the_ordering_index_on_sqlite(
+    ctx: AppContext,
+) -> None:
+    """Completing a version behind one in post-processing holds (and later releases) its
+    ordered deliveries: a work item's few, found through `ix_deliveries_ordering`. With no
+    statistics (docuhooks never runs ANALYZE) SQLite read them through `ix_deliveries_due`
+    instead: every pending delivery of the installation, in the write lock, per completion."""
+    from datetime import UTC, datetime
+
+    from docuhooks.delivery import outbox
+
+    if not ctx.db.is_sqlite:
+        pytest.skip("SQLite's planner")
+    now = datetime.now(UTC)
+    captured = _Captured(sqlite.dialect())
+    await outbox.hold_in_order(captured, "wi-1", 3, until=now)  # type: ignore[arg-type]
+    await outbox.release_in_order(captured, "wi-1", after=2, before=5, now=now)  # type: ignore[arg-type]
+    for statement in captured.statements:
+        plan = await _sqlite_plan(ctx, statement)
+        assert "USING INDEX ix_deliveries_ordering" in plan, plan
