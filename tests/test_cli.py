@@ -412,3 +412,15 @@ def test_worker_dev_means_what_serve_dev_means(
     on = invoke("worker", "--data-dir", str(installation), env={"DOCUHOOKS_DEV_MODE": "true"})
     assert on.exit_code == 0
     assert [settings.dev_mode for settings in seen] == [True, False, True]
+
+
+def test_a_postgresql_url_with_libpq_sslmode_works() -> None:
+    """`?sslmode=require` is how hosted PostgreSQL services hand out their URLs (libpq's
+    spelling); asyncpg calls it `ssl`. The URL was passed on as is, and every command ended
+    in a traceback: `connect() got an unexpected keyword argument 'sslmode'`."""
+    from tests.conftest import new_postgres_database
+
+    with new_postgres_database("docuhooks_sslmode") as url:
+        done = invoke("db", "upgrade", env={"DOCUHOOKS_DATABASE_URL": url + "?sslmode=disable"})
+        assert done.exit_code == 0, done.output
+        assert "Traceback" not in done.output

@@ -63,7 +63,14 @@ def normalize_url(url: str) -> str:
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend in {"postgresql", "postgres"}:
-        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+        if "sslmode" in parsed.query and "ssl" not in parsed.query:
+            # libpq's spelling (hosted PostgreSQL services give their URLs with it); asyncpg
+            # takes the same modes as `ssl`, and would refuse `sslmode` with a TypeError.
+            parsed = parsed.update_query_dict(
+                {"ssl": parsed.query["sslmode"]}
+            ).difference_update_query(["sslmode"])
+        return parsed.render_as_string(hide_password=False)
     if backend == "sqlite":
         return parsed.set(drivername="sqlite+docuhooks").render_as_string(hide_password=False)
     raise ValueError(f"unsupported database {backend!r}: use sqlite:///path or postgresql://…")
