@@ -210,6 +210,7 @@ class _Captured:
         self.statements.append(statement)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_holding_and_releasing_versions_in_order_read_the_ordering_index_on_sqlite(
     ctx: AppContext,
 ) -> None:
@@ -221,8 +222,6 @@ async def test_holding_and_releasing_versions_in_order_read_the_ordering_index_o
 
     from docuhooks.delivery import outbox
 
-    if not ctx.db.is_sqlite:
-        pytest.skip("SQLite's planner")
     now = datetime.now(UTC)
     captured = _Captured(sqlite.dialect())
     await outbox.hold_in_order(captured, "wi-1", 3, until=now)  # type: ignore[arg-type]

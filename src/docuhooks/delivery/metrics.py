@@ -200,7 +200,11 @@ class RefreshedOnScrape:
         refresh = refresh_queue_gauges(
             db, now=now(), lease_seconds=self._lease_seconds, per_webhook=self._per_webhook
         )
+        future = asyncio.run_coroutine_threadsafe(refresh, loop)
         try:
-            asyncio.run_coroutine_threadsafe(refresh, loop).result(SCRAPE_REFRESH_SECONDS)
+            future.result(SCRAPE_REFRESH_SECONDS)
         except Exception as exc:
+            # Given up on: cancelled, so that scrapes of a slow database do not pile their
+            # reads up on the connections the worker needs.
+            future.cancel()
             log.warning("metrics.refresh_failed", error=repr(exc))

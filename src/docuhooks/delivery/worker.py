@@ -269,6 +269,7 @@ class Worker:
             if job is not None:
                 self._let_go(job)
                 self._claimed_in.pop(job.delivery_id, None)
+                self._claimed_at.pop(job.delivery_id, None)
         for _ in self._senders:
             self._ready.put_nowait(None)
         if self._senders:
