@@ -108,16 +108,10 @@ def create_app(verifier: Verifier) -> Flask:
 
 def auth_method_from_environment() -> AuthMethod:
     """DOCUHOOKS_WEBHOOK_AUTH_METHOD, in any letter case (`hmac`, `access_token` too)."""
-    given = os.environ.get("DOCUHOOKS_WEBHOOK_AUTH_METHOD", "HMAC").strip()
-    for method in AuthMethod:
-        if _simple(method.value) == _simple(given):
-            return method
-    valid = ", ".join(method.value for method in AuthMethod)
-    raise SystemExit(f"DOCUHOOKS_WEBHOOK_AUTH_METHOD must be one of {valid}; got {given!r}")
-
-
-def _simple(name: str) -> str:
-    return name.lower().replace("_", "").replace("-", "")
+    try:
+        return AuthMethod.named(os.environ.get("DOCUHOOKS_WEBHOOK_AUTH_METHOD", "HMAC"))
+    except ValueError as exc:
+        raise SystemExit(f"DOCUHOOKS_WEBHOOK_AUTH_METHOD {exc}") from None
 
 
 def verifier_from_environment() -> Verifier:

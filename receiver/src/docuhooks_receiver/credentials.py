@@ -27,6 +27,22 @@ class AuthMethod(StrEnum):
     ACCESS_TOKEN = "AccessToken"
     STANDARD_WEBHOOKS = "StandardWebhooks"
 
+    @classmethod
+    def named(cls, name: str) -> AuthMethod:
+        """The method `name` spells, in any letter case and with or without `_` or `-`
+        (`hmac`, `access_token`, `standard-webhooks`), as a setting or an environment
+        variable may give it; ValueError listing the methods otherwise."""
+        wanted = _simple(name)
+        for method in cls:
+            if _simple(method.value) == wanted:
+                return method
+        valid = ", ".join(method.value for method in cls)
+        raise ValueError(f"must be one of {valid}; got {name.strip()!r}")
+
+
+def _simple(name: str) -> str:
+    return name.strip().lower().replace("_", "").replace("-", "")
+
 
 def checked_secret_text(kind: str, value: object) -> str:
     """`value` if it can be a secret of any kind; ValueError (or TypeError) saying why not."""
