@@ -13,7 +13,7 @@ import socket
 import ssl
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,14 +179,20 @@ class ApiWorkItem:
     template_id: str
 
 
-async def work_item_over_api(http: httpx.AsyncClient, site: SiteUsers) -> ApiWorkItem:
-    """Upload the standard DOCX declaring `API_VARIABLES`, make a work group and a work item,
-    as an administrator would."""
+async def work_item_over_api(
+    http: httpx.AsyncClient,
+    site: SiteUsers,
+    *,
+    variables: Sequence[dict[str, Any]] = tuple(API_VARIABLES),
+    event_elements: tuple[str, ...] = ("Look up client",),
+) -> ApiWorkItem:
+    """Upload the standard DOCX declaring `variables` (`API_VARIABLES`: those it uses), make
+    a work group and a work item, as an administrator would."""
     admin = site.auth("SiteAdministrator")
     definition = {
         "name": "Engagement",
-        "variables": API_VARIABLES,
-        "eventElements": ["Look up client"],
+        "variables": list(variables),
+        "eventElements": list(event_elements),
     }
     template = await http.post(
         "/api/v1/templates",

@@ -15,14 +15,13 @@ import httpx
 import pytest
 from tests.interview_hooks.hooks_support import (
     API_VARIABLES,
-    DOCX,
     answer_json,
     hook_at,
     hook_over_api,
     make_platform,
     serve,
+    work_item_over_api,
 )
-from tests.platform.docx_factory import standard_template
 from tests.support import SiteUsers
 
 from docuhooks import answers
@@ -188,34 +187,15 @@ async def _interview_of_many_dates(
 ) -> tuple[str, str]:
     """A work item of a template with a date repeated four levels deep, and an interview of
     it whose answers hold 10,000 of them (within every limit): (work item id, interview id)."""
-    admin = site.auth("SiteAdministrator")
-    definition = {
-        "name": "Dated",
-        "variables": [
-            *API_VARIABLES,
-            {"name": "Dates", "type": "date", "repeatDepth": 4, "options": []},
-        ],
-        "eventElements": event_elements,
-    }
-    template = await client.post(
-        "/api/v1/templates",
-        files={"file": ("engagement.docx", standard_template(), DOCX)},
-        data={"definition": json.dumps(definition)},
-        headers=admin,
-    )
-    assert template.status_code == 201, template.text
-    group = await client.post("/api/v1/workgroups", json={"name": "Clients"}, headers=admin)
-    item = await client.post(
-        "/api/v1/workitems",
-        json={
-            "workGroupId": group.json()["id"],
-            "templateId": template.json()["id"],
-            "name": "Dated",
-        },
-        headers=admin,
-    )
-    assert item.status_code == 201, item.text
-    item_id = item.json()["id"]
+    dates_variable = {"name": "Dates", "type": "date", "repeatDepth": 4, "options": []}
+    item_id = (
+        await work_item_over_api(
+            client,
+            site,
+            variables=[*API_VARIABLES, dates_variable],
+            event_elements=tuple(event_elements),
+        )
+    ).id
     first = await client.post(f"/api/v1/workitems/{item_id}/interviews", headers=site.auth("User"))
     dates = [[[["2024-01-31"] * 10] * 10] * 100]  # 10,000 values
     put = await client.put(
