@@ -291,7 +291,6 @@ async def open_interview(
     loaded = _Loaded(row, version, item, template)
     if not matched.webhooks:
         return to_api(row, version, template)
-    stored_size = _stored_size(version.answers)
     current = await _stored_answers(ctx, principal.site_id, version.answers)
     outcome = await run_interview_hooks(
         ctx,
@@ -304,15 +303,7 @@ async def open_interview(
         current_answers=current,
         matched=matched,
     )
-    return await _apply_hook_outcome(
-        ctx,
-        loaded,
-        current,
-        outcome,
-        site=principal.site_id,
-        stored_size=stored_size,
-        sources=sources,
-    )
+    return await _apply_hook_outcome(ctx, loaded, current, outcome, sources=sources)
 
 
 async def fire_event(
@@ -346,7 +337,6 @@ async def fire_event(
         )
     if not matched.webhooks:
         return to_api(loaded.interview, loaded.version, loaded.template)
-    stored_size = _stored_size(loaded.interview.answers)
     current = await _stored_answers(ctx, principal.site_id, loaded.interview.answers)
     outcome = await run_interview_hooks(
         ctx,
@@ -360,15 +350,7 @@ async def fire_event(
         interview_event_name=name,
         matched=matched,
     )
-    return await _apply_hook_outcome(
-        ctx,
-        loaded,
-        current,
-        outcome,
-        site=principal.site_id,
-        stored_size=stored_size,
-        sources=sources,
-    )
+    return await _apply_hook_outcome(ctx, loaded, current, outcome, sources=sources)
 
 
 async def _apply_hook_outcome(
@@ -377,8 +359,6 @@ async def _apply_hook_outcome(
     before: AnswerSet,
     outcome: HookResult,
     *,
-    site: str,
-    stored_size: int,
     sources: bool = False,
 ) -> dict[str, Any]:
     """Overlay what the webhooks changed (relative to `before`) onto the answers as they
@@ -396,11 +376,11 @@ async def _apply_hook_outcome(
         body["answerSources"] = outcome.sources
     if not changed:
         return body
-    if stored_size <= INLINE_BYTES:
+    if _stored_size(loaded.interview.answers) <= INLINE_BYTES:
         return await _write_hook_changes(ctx, loaded, changed, body)
     # A large interview's answers are read and written again in the parsing threads, under
     # one of the site's slots, taken before the write lock so that nothing waits holding it.
-    async with heavy(site, ctx.settings.answer_parse_threads):
+    async with heavy(loaded.interview.site_id, ctx.settings.answer_parse_threads):
         return await _write_hook_changes(ctx, loaded, changed, body)
 
 
