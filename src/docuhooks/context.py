@@ -9,8 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from docuhooks.core.clock import Clock, SystemClock
-from docuhooks.core.retry import RetrySchedule
-from docuhooks.delivery.address_policy import AddressPolicy, InvalidNetworkSetting, parse_networks
+from docuhooks.delivery.address_policy import AddressPolicy
 from docuhooks.delivery.proxy import ProxyRoutes
 from docuhooks.delivery.site_slots import SiteSlots
 from docuhooks.delivery.transport import (
@@ -82,11 +81,10 @@ class AppContext:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:
-        # An unusable proxy (setting or environment) or connect timeout stops the process at
-        # start, naming what is wrong, rather than failing the first outbound call.
-        _outbound_options(settings)
-        _check_retention(settings)
-        _check_parsed_settings(settings)
+        # The settings refused every value of theirs that cannot work when they loaded; an
+        # unusable proxy, which the environment may name too, stops the start here, named,
+        # rather than failing the first outbound call.
+        outbound_proxies(settings)
         db = database_of(settings)
         box = SecretBox.for_data_dir(settings.secret_key, settings.data_dir)
         return cls(settings=settings, db=db, box=box)
@@ -147,9 +145,7 @@ class AppContext:
         if transport is None:
             settings = self.settings
             per_host = settings.connections_per_host
-            if per_host < 1:
-                raise ValueError("connections_per_host must be at least 1")
-            proxies = _outbound_options(settings)
+            proxies = outbound_proxies(settings)
             limit = max(200, per_host)
             transport = self._transports[purpose] = HttpTransport(
                 self.address_policy,
@@ -195,38 +191,10 @@ class AppContext:
             hook()
 
 
-def _check_retention(settings: Settings) -> None:
-    """A retention of no days would prune what was just written: stop at start instead."""
-    if settings.attempt_retention_days < 1:
-        raise SettingsError("setting DOCUHOOKS_ATTEMPT_RETENTION_DAYS: must be at least 1")
-    if settings.delivery_retention_days < 0:
-        raise SettingsError(
-            "setting DOCUHOOKS_DELIVERY_RETENTION_DAYS: must be 0 (as attempts) or more"
-        )
-
-
-def _check_parsed_settings(settings: Settings) -> None:
-    """The settings parsed where they are used (each outbound call, each delivery's retry),
-    parsed once at start too: an unusable value stops the process, named, instead of failing
-    every call after it."""
-    try:
-        parse_networks(settings.allowed_networks)
-    except InvalidNetworkSetting as exc:
-        problem = str(exc).removeprefix("allowed networks, ")
-        raise SettingsError(f"setting DOCUHOOKS_ALLOWED_NETWORKS: {problem}") from None
-    try:
-        RetrySchedule.from_setting(settings.retry_schedule)
-    except ValueError as exc:
-        raise SettingsError(f"setting DOCUHOOKS_RETRY_SCHEDULE: {exc}") from None
-
-
-def _outbound_options(settings: Settings) -> ProxyRoutes:
-    """The egress proxy routes (from the settings, else the environment), after checking the
-    outbound settings; raises SettingsError naming the setting or variable at fault."""
-    if settings.connect_timeout_seconds <= 0:
-        raise SettingsError("setting DOCUHOOKS_CONNECT_TIMEOUT_SECONDS: must be positive")
-    if settings.interactive_calls_per_site < 1:
-        raise SettingsError("setting DOCUHOOKS_INTERACTIVE_CALLS_PER_SITE: must be at least 1")
+def outbound_proxies(settings: Settings) -> ProxyRoutes:
+    """The egress proxy routes: `outbound_proxy` when set, else the ``HTTPS_PROXY`` and
+    ``HTTP_PROXY`` environment variables, as curl reads them. Raises SettingsError naming
+    the setting or variable that is not a usable proxy URL."""
     try:
         return ProxyRoutes.configure(
             settings.outbound_proxy, settings.outbound_no_proxy, os.environ
@@ -236,24 +204,12 @@ def _outbound_options(settings: Settings) -> ProxyRoutes:
 
 
 def database_of(settings: Settings) -> Database:
-    """The installation's database as `settings` describe it; a setting it cannot use
-    stops the process at start, named."""
-    try:
-        return Database.from_url(
-            settings.resolved_database_url,
-            sqlite_synchronous=settings.sqlite_synchronous,
-            pooler=settings.database_pooler,
-            listen_url=settings.database_listen_url,
-            direct_url=settings.database_direct_url,
-        )
-    except ValueError as exc:
-        text = str(exc)
-        name = next(
-            (
-                n
-                for n in ("database_pooler", "database_listen_url", "database_direct_url")
-                if text.startswith(n)
-            ),
-            "sqlite_synchronous",
-        )
-        raise SettingsError(f"setting DOCUHOOKS_{name.upper()}: {exc}") from exc
+    """The installation's database as `settings` describe it (which checked its URLs and
+    options when they loaded)."""
+    return Database.from_url(
+        settings.resolved_database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        pooler=settings.database_pooler,
+        listen_url=settings.database_listen_url,
+        direct_url=settings.database_direct_url,
+    )

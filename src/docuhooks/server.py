@@ -67,10 +67,6 @@ def components(settings: Settings) -> list[Component]:
 
 
 def build_app(settings: Settings, ctx: AppContext | None = None) -> FastAPI:
-    from docuhooks.delivery.claims import Caps
-
-    # The API reads the caps too (a webhook's health): refuse bad ones at start, not per call.
-    Caps.from_settings(settings)
     ctx = ctx or AppContext.from_settings(settings)
     return create_app(ctx, components=components(settings))
 

@@ -12,10 +12,14 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from docuhooks.core.database_url import same_server
+from docuhooks.core.networks import InvalidNetworkSetting, parse_networks
+from docuhooks.core.retry import RetrySchedule
 
 ENV_PREFIX = "DOCUHOOKS_"
 
@@ -257,13 +261,19 @@ def unknown_variables(environ: Mapping[str, str]) -> dict[str, str | None]:
 #: Log levels `log_level` may name (uvicorn's and the standard library's).
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
-#: Numeric settings that cannot work below 1 (counts, sizes, whole seconds). The retention
-#: days, `connect_timeout_seconds`, `interactive_calls_per_site` and the caps on calls in
-#: flight are checked where they are read at start (`AppContext.from_settings`, `Caps`).
+#: What `database_pooler` may say (see `store.database`).
+DATABASE_POOLERS = ("none", "transaction")
+#: What `sqlite_synchronous` may say (SQLite's `PRAGMA synchronous`, see `store.sqlite_inline`).
+SQLITE_SYNCHRONOUS = ("normal", "full")
+#: Settings that name one of a few choices.
+_CHOICES = {"database_pooler": DATABASE_POOLERS, "sqlite_synchronous": SQLITE_SYNCHRONOUS}
+
+#: Numeric settings that cannot work below 1 (counts, sizes, whole seconds).
 _AT_LEAST_ONE = (
     "max_json_body_bytes",
     "max_upload_bytes",
     "connections_per_host",
+    "interactive_calls_per_site",
     "worker_concurrency",
     "worker_batch_size",
     "worker_lease_seconds",
@@ -271,6 +281,8 @@ _AT_LEAST_ONE = (
     "probe_interval_seconds",
     "breaker_failure_threshold",
     "post_processing_deadline_seconds",
+    # A retention of no days would prune what was just written.
+    "attempt_retention_days",
     "max_answer_set_bytes",
     "max_answer_value_bytes",
     "max_answers",
@@ -286,6 +298,7 @@ _AT_LEAST_ONE = (
 #: Durations and ratios that must be more than 0.
 _POSITIVE = (
     "worker_poll_seconds",
+    "connect_timeout_seconds",
     "breaker_probe_seconds",
     "interview_budget_seconds",
     "render_time_limit_seconds",
@@ -293,12 +306,18 @@ _POSITIVE = (
 )
 #: Settings where 0 has a meaning (none, or a default) but a negative number has none.
 _NOT_NEGATIVE = (
+    "delivery_retention_days",
+    "destination_max_in_flight",
+    "site_max_in_flight",
     "suspend_after_hours",
     "secret_grace_notice_hours",
     "render_memory_limit_bytes",
     "render_workers_per_site",
 )
 _DATABASE_SCHEME = re.compile(r"(sqlite|postgresql|postgres)(\+\w+)?://", re.IGNORECASE)
+_POSTGRES_SCHEME = re.compile(r"(postgresql|postgres)(\+\w+)?://", re.IGNORECASE)
+#: The URLs that reach PostgreSQL directly, beside `database_url`.
+_DIRECT_URLS = ("database_listen_url", "database_direct_url")
 
 
 def _check(settings: Settings) -> None:
@@ -329,6 +348,26 @@ def _check(settings: Settings) -> None:
             f"unsupported database {scheme!r}: use postgresql://user@host/database, "
             "sqlite:///path, or leave it empty for SQLite in the data directory",
         )
+    for name, choices in _CHOICES.items():
+        if getattr(settings, name) not in choices:
+            raise refuse(
+                name, f"expected one of {', '.join(choices)}, got {getattr(settings, name)!r}"
+            )
+    _check_database_urls(settings, refuse)
+    _check_numbers(settings, refuse)
+    # Parsed once here by the code that reads them where they are used (each outbound call,
+    # each delivery's retry), so an unusable entry stops the start instead of every call.
+    try:
+        parse_networks(settings.allowed_networks)
+    except InvalidNetworkSetting as exc:
+        raise refuse("allowed_networks", str(exc).removeprefix("allowed networks, ")) from None
+    try:
+        RetrySchedule.from_setting(settings.retry_schedule)
+    except ValueError as exc:
+        raise refuse("retry_schedule", str(exc)) from None
+
+
+def _check_numbers(settings: Settings, refuse: Callable[[str, str], SettingsError]) -> None:
     for name in _AT_LEAST_ONE:
         if getattr(settings, name) < 1:
             raise refuse(name, f"must be at least 1, not {getattr(settings, name)}")
@@ -338,6 +377,25 @@ def _check(settings: Settings) -> None:
     for name in _NOT_NEGATIVE:
         if getattr(settings, name) < 0:
             raise refuse(name, f"must be 0 or more, not {getattr(settings, name)}")
+
+
+def _check_database_urls(settings: Settings, refuse: Callable[[str, str], SettingsError]) -> None:
+    """The URLs that reach PostgreSQL directly, beside `database_url` and its pooler."""
+    for name in _DIRECT_URLS:
+        other = getattr(settings, name)
+        if other and not _POSTGRES_SCHEME.match(other):
+            raise refuse(name, "must be a postgresql:// URL")
+    if settings.database_pooler == "transaction":
+        for name in _DIRECT_URLS:
+            other = getattr(settings, name)
+            if other and same_server(other, settings.resolved_database_url):
+                # A LISTEN through the pooler hears nothing, and a migration through it may
+                # be split across server connections: the pooler's own address is a mistake.
+                raise refuse(
+                    name,
+                    "is database_url's address, which database_pooler = transaction says is "
+                    "the pooler; give PostgreSQL's own address (or leave it empty)",
+                )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

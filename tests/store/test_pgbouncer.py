@@ -378,8 +378,4 @@ def test_a_direct_url_that_is_the_pooler_itself_is_refused(tmp_path: Path) -> No
     # Another address is taken as given, and without a pooler in transaction mode anything is.
     direct = "postgresql://app@db.internal:5432/docuhooks"
     database_of(pooled_settings(tmp_path, via, database_listen_url=direct))
-    database_of(
-        dataclasses.replace(
-            pooled_settings(tmp_path, via, database_listen_url=via), database_pooler="none"
-        )
-    )
+    database_of(Settings(data_dir=tmp_path / "data", database_url=via, database_listen_url=via))

@@ -34,8 +34,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from docuhooks.core.networks import InvalidNetworkSetting, IPNetwork, parse_networks
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 __all__ = [
     "AddressPolicy",
@@ -64,10 +65,6 @@ REFUSAL_REMEDY = (
     "server with `docuhooks serve --dev` (development only), or let its network through "
     "with the allowed_networks setting (DOCUHOOKS_ALLOWED_NETWORKS=127.0.0.1/32)"
 )
-
-
-class InvalidNetworkSetting(ValueError):
-    """``DOCUHOOKS_ALLOWED_NETWORKS`` (or an equivalent setting) could not be parsed."""
 
 
 # Named individually so the refusal says "cloud metadata" rather than "link-local": that is
@@ -272,28 +269,6 @@ def _as_address(ip: str | IPAddress) -> IPAddress:
     if parsed is None:
         raise ValueError(f"{ip!r} is not an IP address")
     return parsed
-
-
-def parse_networks(text: str) -> tuple[IPNetwork, ...]:
-    networks: list[IPNetwork] = []
-    for position, raw in enumerate(text.split(","), start=1):
-        entry = raw.strip()
-        if not entry:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=True))
-        except ValueError as exc:
-            hint = ""
-            try:
-                loose = ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                pass
-            else:
-                hint = f"; did you mean {loose}?"
-            raise InvalidNetworkSetting(
-                f"allowed networks, entry {position} ({entry!r}): {exc}{hint}"
-            ) from None
-    return tuple(networks)
 
 
 def parse_ip_host(host: str) -> IPAddress | None:

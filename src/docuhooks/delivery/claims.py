@@ -75,7 +75,7 @@ from docuhooks.core.destinations import MAX_CONCURRENCY, BreakerState, split_sta
 from docuhooks.delivery import calls_in_flight, queries
 from docuhooks.delivery import claim_statements as statements
 from docuhooks.delivery.queries import Job
-from docuhooks.settings import Settings, SettingsError
+from docuhooks.settings import Settings
 from docuhooks.store.prepared import is_autocommit
 from docuhooks.store.schema import destinations, probe_turns
 
@@ -103,11 +103,6 @@ class Caps:
         is half of `worker_concurrency`: one site may use half a worker's senders, and the
         other sites always have the other half, however many webhooks or dead hosts it has
         (all of them would leave nothing; less would slow a busy site while others idle)."""
-        for name in ("destination_max_in_flight", "site_max_in_flight"):
-            if getattr(settings, name) < 0:
-                raise SettingsError(
-                    f"setting DOCUHOOKS_{name.upper()}: must be 0 (the default) or more"
-                )
         return cls(
             destination=settings.destination_max_in_flight or max(1, settings.connections_per_host),
             site=settings.site_max_in_flight or max(1, settings.worker_concurrency // 2),

@@ -35,6 +35,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from docuhooks.core import jsontext
+from docuhooks.core.database_url import same_server
+from docuhooks.settings import DATABASE_POOLERS
 from docuhooks.store import postgres_connections, sqlite_inline
 from docuhooks.store.private_files import create_private_file, make_private_dir
 
@@ -45,17 +47,11 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = int.from_bytes(b"dhmigrat", "big") - 2**63
 #: What stands between docuhooks and PostgreSQL (`database_pooler`): nothing, or a pooler
 #: that hands each transaction whichever server connection is free.
-POOLERS = ("none", "transaction")
+POOLERS = DATABASE_POOLERS
 
 
 class DirectConnectionNeeded(RuntimeError):
     """A pending migration cannot run through a pooler in transaction mode."""
-
-
-def _same_server(one: str, other: str) -> bool:
-    """Whether two database URLs reach the same host, port and database."""
-    a, b = make_url(normalize_url(one)), make_url(normalize_url(other))
-    return (a.host, a.port or 5432, a.database) == (b.host, b.port or 5432, b.database)
 
 
 def normalize_url(url: str) -> str:
@@ -169,7 +165,7 @@ class Database:
         ):
             if other and make_url(normalize_url(other)).get_backend_name() != "postgresql":
                 raise ValueError(f"{name} must be a postgresql:// URL")
-            if other and pooler == "transaction" and _same_server(other, url):
+            if other and pooler == "transaction" and same_server(other, url):
                 # A LISTEN through the pooler hears nothing, and a migration through it may
                 # be split across server connections: the pooler's own address is a mistake.
                 raise ValueError(

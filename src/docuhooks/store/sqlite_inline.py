@@ -55,6 +55,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
 
+from docuhooks.settings import SQLITE_SYNCHRONOUS
+
 #: How long a transaction keeps trying for another process's write lock (seconds).
 BUSY_TIMEOUT = 30.0
 #: Waits between tries, growing to the last value.
@@ -390,7 +392,7 @@ class InlineAsyncEngine(AsyncEngine):
 
 
 #: `PRAGMA synchronous` values the `sqlite_synchronous` setting may choose.
-SYNCHRONOUS = ("normal", "full")
+SYNCHRONOUS = SQLITE_SYNCHRONOUS
 
 
 def configure_connection(dbapi_conn: sqlite3.Connection, *, synchronous: str = "normal") -> None:
