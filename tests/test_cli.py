@@ -424,3 +424,72 @@ def test_a_postgresql_url_with_libpq_sslmode_works() -> None:
         done = invoke("db", "upgrade", env={"DOCUHOOKS_DATABASE_URL": url + "?sslmode=disable"})
         assert done.exit_code == 0, done.output
         assert "Traceback" not in done.output
+
+
+def test_a_postgresql_url_with_other_libpq_parameters_works() -> None:
+    """The parameters libpq's URLs carry beside `sslmode`, which asyncpg names otherwise or
+    takes as server settings: each ended in `connect() got an unexpected keyword argument`."""
+    from tests.conftest import new_postgres_database
+
+    query = (
+        "?sslmode=disable&connect_timeout=10&application_name=docuhooks-cli"
+        "&options=-c%20statement_timeout%3D60000&target_session_attrs=read-write"
+    )
+    with new_postgres_database("docuhooks_libpq") as url:
+        done = invoke("db", "upgrade", env={"DOCUHOOKS_DATABASE_URL": url + query})
+        assert done.exit_code == 0, done.output
+        assert "Traceback" not in done.output
+
+
+_COMMANDS_WITH_A_DATABASE = [
+    ("worker",),
+    ("db", "upgrade"),
+    ("admin", "create-site", "Acme", "--base-url", "https://acme.example"),
+    ("admin", "create-token", "--login", "ann@acme.example"),
+]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "postgresql://app@db.internal/docuhooks?connect_timeout=5&foo=1",
+            "Error: setting DOCUHOOKS_DATABASE_URL: parameter 'foo' is not one the PostgreSQL "
+            "driver (asyncpg) takes; accepted: application_name, command_timeout, "
+            "connect_timeout, database, dbname, gsslib, host, krbsrvname, options, passfile, "
+            "password, port, prepared_statement_cache_size, service, servicefile, ssl, "
+            "sslmode, target_session_attrs, user",
+        ),
+        (
+            "postgresql://app@db.internal/docuhooks?sslrootcert=/etc/docuhooks/ca.pem",
+            "Error: setting DOCUHOOKS_DATABASE_URL: parameter 'sslrootcert' is not one the "
+            "PostgreSQL driver (asyncpg) takes in a URL; set the environment variable "
+            "PGSSLROOTCERT instead, which it reads",
+        ),
+        (
+            "sqlite:///docuhooks.db?timeout=5",
+            "Error: setting DOCUHOOKS_DATABASE_URL: parameter 'timeout': an sqlite:/// URL "
+            "takes no parameters (docuhooks sets SQLite's options itself; "
+            "DOCUHOOKS_SQLITE_SYNCHRONOUS chooses its durability)",
+        ),
+    ],
+)
+def test_a_database_url_parameter_that_cannot_be_used_is_one_line_from_every_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, message: str
+) -> None:
+    """Refused when the settings load, before anything connects or is created: the driver's
+    `TypeError` (or, on SQLite, a warning and the parameter ignored) is gone."""
+    monkeypatch.chdir(tmp_path)
+    env = {"DOCUHOOKS_DATABASE_URL": url}
+    for args in _COMMANDS_WITH_A_DATABASE:
+        refused_in_one_line(invoke(*args, env=env), message)
+    # A process of its own: a server that starts would not return.
+    served = subprocess.run(
+        [sys.executable, "-m", "docuhooks", "serve", "--port", str(free_port())],
+        env={**os.environ, **env, "DOCUHOOKS_SECRET_KEY": "cli-test-key-0123456789ab"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (served.returncode, served.stderr) == (1, f"{message}\n")
+    assert os.listdir(tmp_path) == [], "nothing was created"

@@ -27,6 +27,23 @@ from docuhooks.settings import Settings, SettingsError, unknown_variables
         ("LOG_LEVEL", "loud", "DOCUHOOKS_LOG_LEVEL: expected one of debug, info, warning"),
         ("DATABASE_URL", "mysql://u@db/x", "DOCUHOOKS_DATABASE_URL: unsupported database 'mysql'"),
         ("DATABASE_URL", "docuhooks.db", "DOCUHOOKS_DATABASE_URL: unsupported database"),
+        (
+            "DATABASE_URL",
+            "postgresql://u@db/x?connect_timeout=5&foo=1",
+            "DOCUHOOKS_DATABASE_URL: parameter 'foo' is not one the PostgreSQL driver (asyncpg) "
+            "takes; accepted: application_name,",
+        ),
+        (
+            "DATABASE_DIRECT_URL",
+            "postgresql://u@db/x?sslcert=/etc/client.pem",
+            "DOCUHOOKS_DATABASE_DIRECT_URL: parameter 'sslcert' is not one the PostgreSQL driver "
+            "(asyncpg) takes in a URL; set the environment variable PGSSLCERT instead",
+        ),
+        (
+            "DATABASE_URL",
+            "sqlite:///docuhooks.db?timeout=5",
+            "DOCUHOOKS_DATABASE_URL: parameter 'timeout': an sqlite:/// URL takes no parameters",
+        ),
         # Checked only where they were read at start before (`AppContext.from_settings`,
         # `Caps.from_settings`, `database_of`), each in words of its own.
         ("ATTEMPT_RETENTION_DAYS", "0", "DOCUHOOKS_ATTEMPT_RETENTION_DAYS: must be at least 1"),
@@ -82,7 +99,7 @@ def test_values_that_work_still_load(monkeypatch: pytest.MonkeyPatch) -> None:
         "SECRET_KEY": "s" * 16,
         "WORKER_CONCURRENCY": " 8 ",
         "LOG_LEVEL": "WARNING",
-        "DATABASE_URL": "postgresql+asyncpg://u@db/x",
+        "DATABASE_URL": "postgresql+asyncpg://u@db/x?sslmode=require&connect_timeout=10",
         "RENDER_MEMORY_LIMIT_BYTES": "0",
         # The lowest value each setting once checked only at start takes.
         "ATTEMPT_RETENTION_DAYS": "1",
@@ -107,8 +124,8 @@ def test_every_value_that_stops_a_start_is_refused_when_the_settings_load(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One place refuses them all: a value that cannot be used never reaches a command's
-    start. What the environment alone names, a proxy variable that is no setting, is refused
-    at start."""
+    start (where `docuhooks demo --reset` had already emptied its directory). What the
+    environment alone names, a proxy variable that is no setting, is refused at start."""
     for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         monkeypatch.delenv(name, raising=False)
     for values in (

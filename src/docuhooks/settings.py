@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from docuhooks.core.database_url import same_server
+from docuhooks.core.database_url import connect_args, same_server
 from docuhooks.core.networks import InvalidNetworkSetting, parse_networks
 from docuhooks.core.retry import RetrySchedule
 
@@ -380,11 +380,18 @@ def _check_numbers(settings: Settings, refuse: Callable[[str, str], SettingsErro
 
 
 def _check_database_urls(settings: Settings, refuse: Callable[[str, str], SettingsError]) -> None:
-    """The URLs that reach PostgreSQL directly, beside `database_url` and its pooler."""
+    """Each database URL's query parameters as the driver will be given them, and the direct
+    URLs beside a pooler (see `core.database_url`)."""
     for name in _DIRECT_URLS:
         other = getattr(settings, name)
         if other and not _POSTGRES_SCHEME.match(other):
             raise refuse(name, "must be a postgresql:// URL")
+    for name in ("database_url", *_DIRECT_URLS):
+        if getattr(settings, name):
+            try:
+                connect_args(getattr(settings, name))
+            except ValueError as exc:
+                raise refuse(name, str(exc)) from None
     if settings.database_pooler == "transaction":
         for name in _DIRECT_URLS:
             other = getattr(settings, name)

@@ -287,3 +287,44 @@ async def test_work_that_ends_after_the_database_is_disposed_of_keeps_no_connect
     await task
     assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     await db.dispose()
+
+
+async def test_a_urls_libpq_parameters_reach_the_pooled_and_the_listening_connections(
+    postgres_url: str,
+) -> None:
+    """libpq's parameters go to asyncpg under its own keywords, for the engine's connections
+    and for the `LISTEN` one alike. The listener used to connect with the engine's URL, where
+    `sslmode` had become asyncpg's keyword `ssl`, which asyncpg reads in a DSN as a server
+    setting: the server refused it, and workers never heard a notification."""
+    import uuid
+
+    from docuhooks.store.notify import ChannelListener
+
+    name = f"docuhooks-{uuid.uuid4().hex[:12]}"
+    url = (
+        f"{postgres_url}?sslmode=disable&connect_timeout=10&application_name={name}"
+        "&options=-c%20statement_timeout%3D12345"
+    )
+    db = Database.from_url(url, pool_size=1)
+    listener = ChannelListener(
+        db.listen_dsn() or "",
+        "docuhooks_url_test",
+        on_notify=lambda _: None,
+        on_connect=lambda: None,
+    )
+    try:
+        async with db.read() as conn:
+            assert (await conn.execute(sa.text("SHOW application_name"))).scalar_one() == name
+            timeout = (await conn.execute(sa.text("SHOW statement_timeout"))).scalar_one()
+            assert timeout == "12345ms"
+            listener.start()
+            await asyncio.wait_for(listener.listening.wait(), timeout=30)
+            # The listener's session carries the name too: this one and it.
+            sessions = await conn.execute(
+                sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
+                {"name": name},
+            )
+            assert sessions.scalar_one() == 2
+    finally:
+        await listener.stop()
+        await db.dispose()

@@ -35,7 +35,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from docuhooks.core import jsontext
-from docuhooks.core.database_url import same_server
+from docuhooks.core.database_url import KEPT_IN_URL, connect_args, read_url, same_server
 from docuhooks.settings import DATABASE_POOLERS
 from docuhooks.store import postgres_connections, sqlite_inline
 from docuhooks.store.private_files import create_private_file, make_private_dir
@@ -55,17 +55,15 @@ class DirectConnectionNeeded(RuntimeError):
 
 
 def normalize_url(url: str) -> str:
-    """Accept the URLs people write (`postgresql://…`, `sqlite:///…`) and pick the async driver."""
-    parsed = make_url(url)
+    """Accept the URLs people write (`postgresql://…`, `sqlite:///…`) and pick the async driver.
+
+    A PostgreSQL URL keeps only the query parameters SQLAlchemy reads itself (the host and
+    port): the others reach the driver as `connect_args(url)`, under the names it takes."""
+    parsed = read_url(url)
     backend = parsed.get_backend_name()
     if backend in {"postgresql", "postgres"}:
-        parsed = parsed.set(drivername="postgresql+asyncpg")
-        if "sslmode" in parsed.query and "ssl" not in parsed.query:
-            # libpq's spelling (hosted PostgreSQL services give their URLs with it); asyncpg
-            # takes the same modes as `ssl`, and would refuse `sslmode` with a TypeError.
-            parsed = parsed.update_query_dict(
-                {"ssl": parsed.query["sslmode"]}
-            ).difference_update_query(["sslmode"])
+        kept = {name: value for name, value in parsed.query.items() if name in KEPT_IN_URL}
+        parsed = parsed.set(drivername="postgresql+asyncpg", query=kept)
         return parsed.render_as_string(hide_password=False)
     if backend == "sqlite":
         return parsed.set(drivername="sqlite+docuhooks").render_as_string(hide_password=False)
@@ -109,12 +107,16 @@ class Database:
         self,
         engine: AsyncEngine,
         *,
+        url: str = "",
         checkpointer: sqlite_inline.Checkpointer | None = None,
         pooler: str = "none",
         listen_url: str = "",
         direct_url: str = "",
     ) -> None:
         self.engine = engine
+        #: The URL as given, its query parameters too (the engine's URL has only the host
+        #: and port ones): what a `LISTEN` connection to the same server connects with.
+        self._url = url or engine.url.render_as_string(hide_password=False)
         self._checkpointer = checkpointer
         self.pooler = pooler
         #: A direct connection (not through the pooler) for `LISTEN`, and for migrations.
@@ -173,6 +175,7 @@ class Database:
                     "says is the pooler; give PostgreSQL's own address (or leave it empty)"
                 )
         async_url = normalize_url(url)
+        driver_args = connect_args(url)
         kwargs: dict[str, Any] = {}
         checkpointer = None
         if async_url.startswith("sqlite"):
@@ -186,7 +189,8 @@ class Database:
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size)
             if pooler == "transaction":
-                kwargs["connect_args"] = _transaction_pooler_args()
+                driver_args.update(_transaction_pooler_args())
+            kwargs["connect_args"] = driver_args
         # JSON columns (events, attempts, answers) are written with orjson: see `jsontext`.
         engine = create_async_engine(async_url, json_serializer=jsontext.dumps, **kwargs)
         if engine.dialect.name == "sqlite":
@@ -196,6 +200,7 @@ class Database:
             postgres_connections.check_liveness_on_checkout(engine)
         return cls(
             engine,
+            url=url,
             checkpointer=checkpointer,
             pooler=pooler,
             listen_url=listen_url or direct_url,
@@ -207,18 +212,20 @@ class Database:
         return self.dialect == "sqlite"
 
     def listen_dsn(self) -> str | None:
-        """The plain `postgresql://` DSN a `LISTEN` connection opens, or None where there is
-        none: on SQLite, and behind a pooler in transaction mode without a direct URL (the
-        pooler would hand the `LISTEN` to whichever server connection is free, and the
-        notifications would go nowhere); the callers then poll."""
+        """The `postgresql://` URL a `LISTEN` connection opens, with its query parameters as
+        written (`notify.ChannelListener` gives them to asyncpg as the engine's are given),
+        or None where there is none: on SQLite, and behind a pooler in transaction mode
+        without a direct URL (the pooler would hand the `LISTEN` to whichever server
+        connection is free, and the notifications would go nowhere); the callers then
+        poll."""
         if self.is_sqlite:
             return None
         if self._listen_url:
-            url = make_url(self._listen_url)
+            url = read_url(self._listen_url)
         elif self.pooler == "transaction":
             return None
         else:
-            url = self.engine.url
+            url = read_url(self._url)
         return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     @asynccontextmanager
@@ -359,7 +366,11 @@ class Database:
         migration declares `needs_direct_connection` (DDL that cannot run in a transaction,
         such as `CREATE INDEX CONCURRENTLY`): then `DirectConnectionNeeded` names the fix."""
         if self._direct_url:
-            direct = create_async_engine(normalize_url(self._direct_url), poolclass=sa.NullPool)
+            direct = create_async_engine(
+                normalize_url(self._direct_url),
+                poolclass=sa.NullPool,
+                connect_args=connect_args(self._direct_url),
+            )
             try:
                 await _upgrade(direct, needs_direct_ok=True)
             finally:

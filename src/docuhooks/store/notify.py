@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from docuhooks.core.database_url import KEPT_IN_URL, connect_args, read_url
 from docuhooks.core.tasks import stop_task
 
 log = structlog.get_logger(__name__)
@@ -56,6 +58,20 @@ def asyncpg_dsn(url: URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def _asyncpg_connection(url: str) -> tuple[str, dict[str, Any]]:
+    """`asyncpg.connect`'s DSN and keyword arguments for `url`: its query parameters as the
+    engine's connections get them (`core.database_url`), not as asyncpg would read them in a
+    DSN, where a name it does not know becomes a server setting the server then refuses
+    (`connect_timeout`, or `ssl`, its own keyword's name)."""
+    parsed = read_url(url)
+    args = connect_args(url)
+    args.pop("prepared_statement_cache_size", None)  # SQLAlchemy's, not asyncpg's
+    dsn = parsed.set(
+        query={name: value for name, value in parsed.query.items() if name in KEPT_IN_URL}
+    )
+    return asyncpg_dsn(dsn), args
+
+
 class ChannelListener:
     """`LISTEN <channel>` on a dedicated connection that reconnects by itself."""
 
@@ -86,11 +102,12 @@ class ChannelListener:
     async def _run(self) -> None:
         import asyncpg
 
+        dsn, args = _asyncpg_connection(self._dsn)
         backoff = 0.5
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self._dsn, timeout=10)
+                conn = await asyncpg.connect(dsn, **{"timeout": 10, **args})
                 await conn.add_listener(self._channel, self._notified)
                 self.listening.set()
                 # Whatever was sent while nobody listened is gone: the owner catches up.
