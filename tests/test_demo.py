@@ -4,6 +4,7 @@ receiver in it, on SQLite, which must walk every step through and show all four 
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -165,3 +166,43 @@ def test_reset_keeps_the_remembered_ports_unless_new_ones_are_given(tmp_path: Pa
     assert not kept.bootstrapped
     moved = _state(DemoOptions(data_dir=data_dir, port=8124, reset=True))
     assert (moved.server_port, moved.receiver_port, moved.auth_method) == (8124, 9123, "HMAC")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "DOCUHOOKS_WORKER_CONCURRENCY",
+            "0",
+            "Error: setting DOCUHOOKS_WORKER_CONCURRENCY: must be at least 1, not 0",
+        ),
+        (
+            "DOCUHOOKS_ATTEMPT_RETENTION_DAYS",
+            "0",
+            "Error: setting DOCUHOOKS_ATTEMPT_RETENTION_DAYS: must be at least 1, not 0",
+        ),
+        ("HTTPS_PROXY", "socks5://proxy.internal:1080", "Error: HTTPS_PROXY: only http:// proxies"),
+    ],
+)
+def test_reset_checks_every_setting_before_deleting_anything(
+    tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    """The demo emptied its directory and then read the settings: a bad value stopped it,
+    named, with the earlier demo's site, tokens and letters gone."""
+    data_dir = tmp_path / "demo"
+    _remembered(data_dir, free_port(), free_port())
+    (data_dir / "receiver-answers.json").write_text('{"kept": true}')
+    (data_dir / "letter-1.docx").write_bytes(b"PK earlier letter")
+    before = {path.name: path.read_bytes() for path in data_dir.iterdir()}
+    command = [sys.executable, "-m", "docuhooks", "demo", "--no-wait", "--reset"]
+    result = subprocess.run(
+        [*command, "--data-dir", str(data_dir)],
+        env={**os.environ, variable: value},
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.splitlines()[-1].startswith(message), result.stderr
+    assert "Traceback" not in result.stderr
+    assert {path.name: path.read_bytes() for path in data_dir.iterdir()} == before

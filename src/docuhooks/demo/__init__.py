@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 import uvicorn
 
-from docuhooks.context import AppContext
+from docuhooks.context import AppContext, outbound_proxies
 from docuhooks.demo import bootstrap
 from docuhooks.demo.bootstrap import SECRETS_FILE, Api, DemoError, DemoState
 from docuhooks.demo.walkthrough import ReceiverLog, WalkThrough
@@ -109,7 +109,22 @@ async def _main(options: DemoOptions, write: Callable[[str], None], outcome: lis
 
     state = _state(options)
     data_dir = options.data_dir
-    # Both ports first: a busy one must not cost the demo's data (--reset) or create any.
+    base_url = f"http://{HOST}:{state.server_port}"
+    # Every setting, and then both ports, first: a value that cannot be used or a busy port
+    # must not cost the demo's data (--reset) or create any.
+    settings = Settings.load(
+        None,
+        data_dir=data_dir,
+        database_url="",  # the embedded store, whatever the environment says
+        dev_mode=True,
+        host=HOST,
+        port=state.server_port,
+        base_url=base_url,
+        worker_enabled=True,
+        log_level="warning",
+        log_json=False,
+    )
+    outbound_proxies(settings)  # the one start-up check the settings cannot make alone
     server_socket = _bind(state.server_port, "the server", "--port")
     try:
         receiver = ListenServer(HOST, state.receiver_port)
@@ -125,19 +140,6 @@ async def _main(options: DemoOptions, write: Callable[[str], None], outcome: lis
         server_socket.close()
         receiver.server_close()
         raise
-    base_url = f"http://{HOST}:{state.server_port}"
-    settings = Settings.load(
-        None,
-        data_dir=data_dir,
-        database_url="",  # the embedded store, whatever the environment says
-        dev_mode=True,
-        host=HOST,
-        port=state.server_port,
-        base_url=base_url,
-        worker_enabled=True,
-        log_level="warning",
-        log_json=False,
-    )
     configure(settings.log_level, json=False)
     ctx = AppContext.from_settings(settings)
     server = uvicorn.Server(
