@@ -27,6 +27,7 @@ from docuhooks.settings import Settings, SettingsError, unknown_variables
         ("LOG_LEVEL", "loud", "DOCUHOOKS_LOG_LEVEL: expected one of debug, info, warning"),
         ("DATABASE_URL", "mysql://u@db/x", "DOCUHOOKS_DATABASE_URL: unsupported database 'mysql'"),
         ("DATABASE_URL", "docuhooks.db", "DOCUHOOKS_DATABASE_URL: unsupported database"),
+        ("DATABASE_URL", "SQLITE:///x.db", "DOCUHOOKS_DATABASE_URL: unsupported database 'SQLITE'"),
         (
             "DATABASE_URL",
             "postgresql://u@db/x?connect_timeout=5&foo=1",

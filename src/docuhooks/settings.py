@@ -314,8 +314,10 @@ _NOT_NEGATIVE = (
     "render_memory_limit_bytes",
     "render_workers_per_site",
 )
-_DATABASE_SCHEME = re.compile(r"(sqlite|postgresql|postgres)(\+\w+)?://", re.IGNORECASE)
-_POSTGRES_SCHEME = re.compile(r"(postgresql|postgres)(\+\w+)?://", re.IGNORECASE)
+#: Lower case only, as SQLAlchemy finds its dialects by name: `SQLITE://` would pass a check
+#: that ignored case and then not be recognised as SQLite.
+_DATABASE_SCHEME = re.compile(r"(sqlite|postgresql|postgres)(\+\w+)?://")
+_POSTGRES_SCHEME = re.compile(r"(postgresql|postgres)(\+\w+)?://")
 #: The URLs that reach PostgreSQL directly, beside `database_url`.
 _DIRECT_URLS = ("database_listen_url", "database_direct_url")
 
