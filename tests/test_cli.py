@@ -441,6 +441,22 @@ def test_a_postgresql_url_with_other_libpq_parameters_works() -> None:
         assert "Traceback" not in done.output
 
 
+def test_a_session_option_the_server_refuses_is_one_line() -> None:
+    """`?options=-c nosuch=1` passes the settings (PostgreSQL alone knows its parameters)
+    and the server refuses the session as it opens: one line naming the database and the
+    server's reason, not the driver's traceback."""
+    from tests.conftest import new_postgres_database
+
+    with new_postgres_database("docuhooks_options") as url:
+        done = invoke(
+            "db", "upgrade", env={"DOCUHOOKS_DATABASE_URL": url + "?options=-c%20nosuch%3D1"}
+        )
+        assert done.exit_code == 1, done.output
+        assert "Traceback" not in done.output
+        assert 'unrecognized configuration parameter "nosuch"' in done.output
+        assert "Check the URL's parameters" in done.output
+
+
 _COMMANDS_WITH_A_DATABASE = [
     ("worker",),
     ("db", "upgrade"),

@@ -84,8 +84,13 @@ def _database_reachable(settings: Settings) -> Iterator[None]:
     try:
         yield
     except (OSError, sa_exc.DBAPIError) as exc:
+        # A server that refuses the session itself (no statement was sent yet): an option
+        # in the URL it does not know, or a value it does not take.
+        refused_session = False
         if isinstance(exc, sa_exc.DBAPIError):
-            if not (sqlstate(exc) or "").startswith(_UNAVAILABLE_STATES):
+            unavailable = (sqlstate(exc) or "").startswith(_UNAVAILABLE_STATES)
+            refused_session = exc.statement is None and not unavailable
+            if not (unavailable or refused_session):
                 raise
             reason = str(exc.orig)
         else:
@@ -104,6 +109,8 @@ def _database_reachable(settings: Settings) -> Iterator[None]:
                 "Check that the database server is running and reachable there, that the "
                 "database exists (`createdb`), and that the URL's user may connect."
             )
+            if refused_session:
+                advice = "Check the URL's parameters (options, application_name, …)."
         raise click.ClickException(f"cannot use {where}: {reason}. {advice}") from None
 
 
