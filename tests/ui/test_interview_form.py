@@ -3,6 +3,8 @@ back as shorthand answers, and what cannot be read kept at its field."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.datastructures import FormData
 
 from docuhooks.answers import VariableDef
@@ -153,3 +155,30 @@ def test_warnings_and_sources_land_at_their_fields() -> None:
     assert fields[0].source == "Client register"
     assert fields[1].errors == {"f1": "not a number"}
     assert fields[2].errors == {}  # a webhook's misfit is listed with its warnings instead
+
+
+class _CountedErrors(dict[str, str]):
+    """A form's problems, counting how often they are gone through."""
+
+    passes = 0
+
+    def items(self) -> Any:
+        _CountedErrors.passes += 1
+        return super().items()
+
+
+def test_problems_reach_their_fields_in_one_pass() -> None:
+    """Every problem used to be looked at for every field: a form of 5,000 unreadable
+    numbers was 25 million comparisons, ten seconds of the thread building the page."""
+    count = 300
+    variables = [VariableDef(f"N{i}", AnswerType.NUMBER) for i in range(count)]
+    submitted = forms.read_form(
+        form(*[("fields", str(i)) for i in range(count)], *[(f"f{i}", "x") for i in range(count)]),
+        variables,
+    )
+    submitted.errors = _CountedErrors(submitted.errors)
+    fields = forms.fields_of(variables, {"answers": []})
+    forms.apply_problems(fields, submitted, [], {})
+    assert _CountedErrors.passes == 1
+    assert all(f.errors == {f.id: submitted.errors[f.id]} for f in fields)
+    assert [f.value for f in fields] == ["x"] * count

@@ -245,12 +245,17 @@ def apply_problems(
     mark."""
     by_name = {f.variable.name: f for f in fields}
     if submitted is not None:
+        # Each problem goes to its field (`f3`, or `f3-1` for a row) in one pass: looking
+        # through every problem for every field made a form of 5,000 unreadable numbers
+        # 25 million comparisons, ten seconds of one thread.
+        by_id = {f.id: f for f in fields}
+        for key, problem in submitted.errors.items():
+            target = by_id.get(key.split("-", 1)[0])
+            if target is not None:
+                target.errors[key] = problem
         for f in fields:
             if f.index in submitted.typed:
                 f.value = submitted.typed[f.index]
-            for key, problem in submitted.errors.items():
-                if key == f.id or key.startswith(f"{f.id}-"):
-                    f.errors[key] = problem
     for warning in warnings:
         if warning.get("source") == "webhook":
             continue  # said with the webhook's other warnings, naming the answer
