@@ -1,10 +1,13 @@
 """The parsed variables of stored templates, kept per (id, sha256): the ones in use stay."""
 
+import threading
 from collections import OrderedDict
+from typing import Any
 
 import pytest
 
-from docuhooks.answers import validate
+from docuhooks.answers import AnswerSetError, load_template_variables, validate
+from docuhooks.answers.offload import INLINE_BYTES, definitions_size
 from docuhooks.answers.validate import cached_template_variables, template_variables
 
 
@@ -32,3 +35,33 @@ def test_a_changed_template_is_read_again() -> None:
     after = template_variables("t-changed", "sha-b", _definitions("New"))
     assert list(before) == ["Old"] and list(after) == ["New"]
     assert cached_template_variables("t-changed", "sha-c") is None
+
+
+async def test_large_definitions_are_read_in_a_parsing_thread_and_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`load_template_variables` reads a small definition on the spot and a large one in
+    the parsing threads; either is kept, so its next use reads nothing. A definition that
+    cannot be read raises, and is not kept."""
+    monkeypatch.setattr(validate, "_TEMPLATE_VARIABLES", OrderedDict())
+    read_in: list[str] = []
+    real = validate.variables_from_json
+
+    def variables_from_json(raw: Any) -> Any:
+        read_in.append(threading.current_thread().name)
+        return real(raw)
+
+    monkeypatch.setattr(validate, "variables_from_json", variables_from_json)
+    large = [_definitions(f"V{i}")[0] for i in range(1_000)]
+    assert definitions_size(large) > INLINE_BYTES >= definitions_size(large[:100])
+
+    small = await load_template_variables("t1", "sha", large[:100], 2, site="s")
+    first = await load_template_variables("t2", "sha", large, 2, site="s")
+    again = await load_template_variables("t2", "sha", None, 2, site="s")
+    assert again is first and len(first) == 1_000 and len(small) == 100
+    assert read_in[0] == threading.current_thread().name
+    assert read_in[1].startswith("answer-parse") and len(read_in) == 2
+
+    with pytest.raises(AnswerSetError, match="declared more than once"):
+        await load_template_variables("t3", "sha", large + large[:1], 2, site="s")
+    assert cached_template_variables("t3", "sha") is None

@@ -30,7 +30,7 @@ from docuhooks.answers.model import (
     Value,
     VariableDef,
 )
-from docuhooks.answers.offload import answers_size, heavy, off_loop
+from docuhooks.answers.offload import answers_size, heavy, load_template_variables, off_loop
 from docuhooks.answers.payload import parse_answer_payload
 from docuhooks.answers.validate import (
     AnswerWarning,
@@ -67,6 +67,7 @@ __all__ = [
     "check_overlay",
     "fit_answers",
     "heavy",
+    "load_template_variables",
     "measure",
     "off_loop",
     "parse_answer_json",

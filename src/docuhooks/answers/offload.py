@@ -27,20 +27,33 @@ one site looping on its largest interview queue behind each other, while another
 requests, large or small, go on being served. A request that holds its site's slot
 (`heavy`) does all its steps under it, so it never waits for a slot twice, nor for one it
 holds.
+
+The same threads, under the same slots, read a large template's variable definitions, as
+uploaded (`platform.catalog.read_definition`) or as stored (`load_template_variables`),
+bounded by the template limits (`platform.catalog`: 5,000 variables, 1,000 options each).
+Pool and slots are shared on purpose: the loop competes with at most
+`answer_parse_threads` threads whatever the work, and one site's large template queues in
+its own line as its large answer sets do. A definition stays inline below `INLINE_BYTES`,
+where it costs a few milliseconds: about ten times what the hop to a thread and back costs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from docuhooks.answers.model import AnswerSet
+from docuhooks.answers.model import AnswerSet, VariableDef
+from docuhooks.answers.validate import (
+    cached_template_variables,
+    keep_template_variables,
+    read_template_variables,
+)
 
 T = TypeVar("T")
 
@@ -157,6 +170,48 @@ def values_size(values: Iterable[object]) -> int:
         if count > enough:
             break
     return _VALUE_BYTES * count
+
+
+#: Bytes `definitions_size` counts for each variable, besides its name and options.
+_VARIABLE_BYTES = 60
+
+
+def definitions_size(raw: Iterable[Mapping[str, Any]] | None) -> int:
+    """About how many bytes stored variable definitions take as JSON: 60 a variable, with
+    its name and its options. Counting stops once they are large, so what this costs the
+    loop is bounded."""
+    size = 0
+    for item in raw or ():
+        size += _VARIABLE_BYTES
+        if isinstance(item, Mapping):
+            name, options = item.get("name"), item.get("options")
+            size += len(name) if isinstance(name, str) else 0
+            if isinstance(options, list | tuple):
+                size += sum(len(o) + 3 if isinstance(o, str) else 8 for o in options)
+        if size > INLINE_BYTES:
+            break
+    return size
+
+
+async def load_template_variables(
+    template_id: str,
+    sha256: str,
+    raw: Iterable[Mapping[str, Any]] | None,
+    threads: int,
+    *,
+    site: str,
+) -> Mapping[str, VariableDef]:
+    """`validate.template_variables`, with large definitions read in the parsing threads,
+    under one of `site`'s slots: the largest take tens of milliseconds to read, the first
+    time a template is used after a start (or after it left the cache). Raises as it does;
+    a failure is not kept."""
+    found = cached_template_variables(template_id, sha256)
+    if found is not None:
+        return found
+    variables = await off_loop(
+        definitions_size(raw), threads, read_template_variables, raw, site=site
+    )
+    return keep_template_variables(template_id, sha256, variables)
 
 
 async def off_loop(

@@ -3,6 +3,7 @@ warning that names the variable; everything else still applies."""
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -77,8 +78,11 @@ def variables_from_json(raw: Iterable[Mapping[str, Any]] | None) -> tuple[Variab
 
 
 #: Templates are immutable once stored, so their variables are read once per (id, sha256).
+#: Reading is done off the event loop when the definitions are large
+#: (`offload.load_template_variables`), so the cache is guarded for any thread.
 _TEMPLATE_VARIABLES: OrderedDict[tuple[str, str], Mapping[str, VariableDef]] = OrderedDict()
 _TEMPLATE_VARIABLES_KEPT = 512
+_TEMPLATE_VARIABLES_LOCK = threading.Lock()
 
 
 def template_variables(
@@ -89,19 +93,35 @@ def template_variables(
     Raises as `variables_from_json` and `variable_map` do; a failure is not remembered."""
     found = cached_template_variables(template_id, sha256)
     if found is None:
-        found = MappingProxyType(variable_map(variables_from_json(raw)))
-        _TEMPLATE_VARIABLES[(template_id, sha256)] = found
+        found = keep_template_variables(template_id, sha256, read_template_variables(raw))
+    return found
+
+
+def read_template_variables(raw: Iterable[Mapping[str, Any]] | None) -> Mapping[str, VariableDef]:
+    """Stored variable definitions → the variables by name (read-only), not kept. Raises as
+    `template_variables` does."""
+    return MappingProxyType(variable_map(variables_from_json(raw)))
+
+
+def keep_template_variables(
+    template_id: str, sha256: str, variables: Mapping[str, VariableDef]
+) -> Mapping[str, VariableDef]:
+    """Keep `variables` (as `read_template_variables` made them) for this template, and
+    return them."""
+    with _TEMPLATE_VARIABLES_LOCK:
+        _TEMPLATE_VARIABLES[(template_id, sha256)] = variables
         if len(_TEMPLATE_VARIABLES) > _TEMPLATE_VARIABLES_KEPT:
             _TEMPLATE_VARIABLES.popitem(last=False)
-    return found
+    return variables
 
 
 def cached_template_variables(template_id: str, sha256: str) -> Mapping[str, VariableDef] | None:
     """The variables `template_variables` keeps for this template, or None if it has none."""
     key = (template_id, sha256)
-    found = _TEMPLATE_VARIABLES.get(key)
-    if found is not None:
-        _TEMPLATE_VARIABLES.move_to_end(key)  # least recently used goes first
+    with _TEMPLATE_VARIABLES_LOCK:
+        found = _TEMPLATE_VARIABLES.get(key)
+        if found is not None:
+            _TEMPLATE_VARIABLES.move_to_end(key)  # least recently used goes first
     return found
 
 

@@ -29,9 +29,9 @@ from docuhooks.answers import (
     VariableDef,
     answers_size,
     check_overlay,
+    load_template_variables,
     measure,
     off_loop,
-    template_variables,
 )
 from docuhooks.core.events import INTERVIEW_EVENTS, Event, EventType
 from docuhooks.core.ids import uuid7
@@ -209,7 +209,7 @@ async def _run_step(
         created,
         site=site_id,
     )
-    variables, variable_problem = _variables(template)
+    variables, variable_problem = await _variables(ctx, template, site_id)
     budget = ctx.settings.interview_budget_seconds
     tasks, queued, waited_ms = await _call_within(ctx, calls, variables, budget, site_id)
     step = _Step(
@@ -545,8 +545,11 @@ def _cut_by_budget(
     return call.delivery_id in queued or not task.done() or task.cancelled()
 
 
-def _variables(template: Any) -> tuple[Mapping[str, VariableDef] | None, Problem | None]:
-    """The template's variables by name, or None and why when they cannot be read.
+async def _variables(
+    ctx: InterviewContext, template: Any, site_id: str
+) -> tuple[Mapping[str, VariableDef] | None, Problem | None]:
+    """The template's variables by name, or None and why when they cannot be read (off the
+    event loop when there are many: `load_template_variables`).
 
     `variables` is the stored definitions, or the variable map itself (read-only, as
     `template_variables` returns it) when the caller already has it."""
@@ -554,8 +557,12 @@ def _variables(template: Any) -> tuple[Mapping[str, VariableDef] | None, Problem
         variables = _field(template, "variables")
         if isinstance(variables, MappingProxyType):
             return variables, None
-        return template_variables(
-            str(_field(template, "id")), str(_field(template, "sha256")), variables
+        return await load_template_variables(
+            str(_field(template, "id")),
+            str(_field(template, "sha256")),
+            variables,
+            ctx.settings.answer_parse_threads,
+            site=site_id,
         ), None
     except (AnswerSetError, KeyError, TypeError, AttributeError) as exc:
         logger.error(

@@ -17,7 +17,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from docuhooks.answers import AnswerSetError, AnswerType, VariableDef, template_variables
+from docuhooks.answers import (
+    AnswerSetError,
+    AnswerType,
+    VariableDef,
+    load_template_variables,
+    off_loop,
+)
 from docuhooks.errors import FieldError, NotFound, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.platform.access import parse_id, require_site_admin
@@ -107,6 +113,22 @@ def parse_definition(raw: str | bytes) -> TemplateDefinition:
     )
 
 
+async def read_definition(
+    ctx: PlatformContext, principal: Principal, raw: str | bytes
+) -> TemplateDefinition:
+    """`parse_definition`, in the parsing threads under one of the site's slots when the
+    definition is large (`answers.offload`): one of about 1 MB (the most a form field holds)
+    takes a tenth of a second or more to read, which on the event loop every site's requests
+    would wait for."""
+    return await off_loop(
+        len(raw),
+        ctx.settings.answer_parse_threads,
+        parse_definition,
+        raw,
+        site=principal.site_id,
+    )
+
+
 def _variable(entry: Any, where: str, errors: list[FieldError]) -> VariableDef | None:
     """One entry of the definition's `variables`, or None with its problem in `errors`."""
     if not isinstance(entry, dict):
@@ -164,9 +186,14 @@ def variable_to_json(variable: VariableDef) -> dict[str, Any]:
     }
 
 
-def variables_of(row: sa.Row[Any]) -> tuple[VariableDef, ...]:
-    """The template's declared variables, as the answer-set code takes them."""
-    return tuple(template_variables(row.id, row.sha256, row.variables).values())
+async def variables_of(ctx: PlatformContext, row: Any) -> tuple[VariableDef, ...]:
+    """The template's declared variables, as the answer-set code takes them: read once per
+    template and kept, the first time in the parsing threads when there are many
+    (`answers.load_template_variables`)."""
+    variables = await load_template_variables(
+        row.id, row.sha256, row.variables, ctx.settings.answer_parse_threads, site=row.site_id
+    )
+    return tuple(variables.values())
 
 
 def to_api(row: sa.Row[Any], warnings: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -37,11 +37,11 @@ from docuhooks.answers import (
     cached_template_variables,
     check_overlay,
     heavy,
+    load_template_variables,
     measure,
     off_loop,
     parse_answer_payload,
     parse_stored,
-    template_variables,
     to_hotdocs_xml,
 )
 from docuhooks.answers.offload import INLINE_BYTES, values_size
@@ -509,8 +509,12 @@ async def _update_answers(
 ) -> dict[str, Any]:
     limits = AnswerLimits.from_settings(ctx.settings)
     threads = ctx.settings.answer_parse_threads
-    variables = template_variables(
-        loaded.template.id, loaded.template.sha256, loaded.template.variables
+    variables = await load_template_variables(
+        loaded.template.id,
+        loaded.template.sha256,
+        loaded.template.variables,
+        threads,
+        site=principal.site_id,
     )
     parsed = await off_loop(
         len(body),
@@ -587,7 +591,7 @@ async def finish(ctx: PlatformContext, principal: Principal, interview_id: str) 
         assembled = await ctx.render_pool.assemble(
             rendered.template.content,
             answers,
-            catalog.variables_of(rendered.template),
+            await catalog.variables_of(ctx, rendered.template),
             site_id=principal.site_id,
         )
         result = await _finish_assembled(ctx, principal, interview_id, rendered, assembled)

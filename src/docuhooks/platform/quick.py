@@ -44,7 +44,7 @@ async def assemble_quick_document(
     render pool, bounded by its limits. No transaction is held meanwhile."""
     async with ctx.db.read() as conn:
         template = await catalog.get_row(conn, principal, template_id)
-    variables = catalog.variables_of(template)
+    variables = await catalog.variables_of(ctx, template)
     parsed = await off_loop(
         len(body),
         ctx.settings.answer_parse_threads,

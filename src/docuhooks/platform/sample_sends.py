@@ -25,6 +25,7 @@ import base64
 import hashlib
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,7 +34,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import tracing
-from docuhooks.answers import AnswerLimits, AnswerSetError, VariableDef, variable_map
+from docuhooks.answers import AnswerLimits, AnswerSetError, VariableDef, off_loop
+from docuhooks.answers.offload import definitions_size
+from docuhooks.answers.validate import read_template_variables
 from docuhooks.core.events import (
     INTERVIEW_EVENTS,
     NOTIFICATION_EVENTS,
@@ -292,9 +295,17 @@ async def _call(
         call.set_attribute("http.response.status_code", result.status)
     call.end()
     if EventType(hook.event_type) in INTERVIEW_EVENTS:
+        # The template's variables, as a live step reads them: off the loop when many.
+        variables = await off_loop(
+            definitions_size(scope.variables),
+            ctx.settings.answer_parse_threads,
+            _variables,
+            scope.variables,
+            site=hook.site_id,
+        )
         outcome = await judge_off_loop(
             result,
-            _variables(scope.variables),
+            variables,
             AnswerLimits.from_settings(ctx.settings),
             ctx.settings.answer_parse_threads,
             site=hook.site_id,
@@ -336,16 +347,8 @@ async def _call(
     )
 
 
-def _variables(raw: list[dict[str, Any]]) -> dict[str, VariableDef] | None:
+def _variables(raw: list[dict[str, Any]]) -> Mapping[str, VariableDef] | None:
     try:
-        return variable_map(
-            VariableDef(
-                name=item["name"],
-                type=item["type"],
-                repeat_depth=item.get("repeatDepth", 0),
-                options=tuple(item.get("options") or ()),
-            )
-            for item in raw
-        )
+        return read_template_variables(raw)
     except (AnswerSetError, KeyError, TypeError, AttributeError):
         return None  # answers are then read as they come, without the template's types

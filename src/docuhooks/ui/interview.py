@@ -80,7 +80,7 @@ async def _state(ctx: Ctx, session: UiSession, interview_id: str) -> dict[str, A
         "interview": interview,
         "item": workitems.to_api(item),
         "tmpl": template,
-        "variables": catalog.variables_of(template),
+        "variables": await catalog.variables_of(ctx, template),
         "asking": asking,
     }
 

@@ -152,7 +152,7 @@ async def upload_template(
         who,
         file_name=file.filename or "template.docx",
         content=await file.read(),
-        definition=catalog.parse_definition(definition),
+        definition=await catalog.read_definition(ctx, who, definition),
     )
 
 

@@ -84,7 +84,7 @@ async def upload_template(request: Request, ctx: Ctx, session: Checked) -> Respo
     definition, row_of = _definition(values)
     parsed: catalog.TemplateDefinition | None = None
     try:
-        parsed = catalog.parse_definition(json.dumps(definition))
+        parsed = await catalog.read_definition(ctx, session.principal, json.dumps(definition))
     except ValidationFailed as exc:
         _place_errors(exc, values, row_of, errors)
     if not isinstance(upload, UploadFile) or not upload.filename:
