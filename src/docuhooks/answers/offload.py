@@ -28,13 +28,15 @@ requests, large or small, go on being served. A request that holds its site's sl
 (`heavy`) does all its steps under it, so it never waits for a slot twice, nor for one it
 holds.
 
-The same threads, under the same slots, read a large template's variable definitions, as
-uploaded (`platform.catalog.read_definition`) or as stored (`load_template_variables`),
-bounded by the template limits (`platform.catalog`: 5,000 variables, 1,000 options each).
-Pool and slots are shared on purpose: the loop competes with at most
-`answer_parse_threads` threads whatever the work, and one site's large template queues in
-its own line as its large answer sets do. A definition stays inline below `INLINE_BYTES`,
-where it costs a few milliseconds: about ten times what the hop to a thread and back costs.
+The same threads, under the same slots, do the other CPU work a large template brings, each
+bounded by the template limits (`platform.catalog`: 5,000 variables, 1,000 options each):
+reading its variable definitions, as uploaded (`platform.catalog.read_definition`) or as
+stored (`load_template_variables`), and rendering its interview page
+(`ui.rendering.render_sized`). Pool and slots are shared on purpose: the loop competes with
+at most `answer_parse_threads` threads whatever the work, and one site's large template
+queues in its own line as its large answer sets do. Each step stays inline below
+`INLINE_BYTES` (of a definition, or of the page it makes), where it costs a few
+milliseconds: about ten times what the hop to a thread and back costs.
 """
 
 from __future__ import annotations

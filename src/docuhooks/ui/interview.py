@@ -15,12 +15,14 @@ field the person is in keeps focus); the other actions get the form's body again
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
 
+from docuhooks.answers.offload import INLINE_BYTES
 from docuhooks.api.deps import Ctx
 from docuhooks.api.routes.platform_support import attachment
 from docuhooks.core.events import EventType
@@ -36,7 +38,7 @@ from docuhooks.interview_hooks import match_interview_hooks
 from docuhooks.platform import catalog, interviews, workitems
 from docuhooks.ui import interview_form
 from docuhooks.ui.interview_form import Submitted
-from docuhooks.ui.rendering import UiRoute, is_htmx, redirect, render
+from docuhooks.ui.rendering import UiRoute, is_htmx, redirect, render_sized
 from docuhooks.ui.session import Checked, SignedIn, UiSession, read_form
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
@@ -73,8 +75,11 @@ async def _state(ctx: Ctx, session: UiSession, interview_id: str) -> dict[str, A
             asking[name] = _services(len(matched.webhooks))
     answers = interview["answers"]
     if isinstance(answers, orjson.Fragment):
-        # The stored JSON text, passed through as it is: read it back for the form.
-        answers = orjson.loads(orjson.dumps(answers))
+        # The stored JSON text, passed through as it is: read back for the form here when
+        # it is small, else with the page, off the loop (`_page`).
+        answers = orjson.dumps(answers)
+        if len(answers) <= INLINE_BYTES:
+            answers = orjson.loads(answers)
     interview["answers"] = answers
     return {
         "interview": interview,
@@ -97,7 +102,10 @@ def _context(
     clear_marks: bool = False,
 ) -> dict[str, Any]:
     warnings = warnings or []
-    fields = interview_form.fields_of(state["variables"], state["interview"]["answers"])
+    answers = state["interview"]["answers"]
+    if isinstance(answers, bytes):
+        answers = orjson.loads(answers)
+    fields = interview_form.fields_of(state["variables"], answers)
     interview_form.apply_problems(fields, submitted, warnings, sources or {})
     problems = sum(1 for f in fields if f.errors)
     named = {f.variable.name for f in fields}
@@ -118,6 +126,69 @@ def _context(
     }
 
 
+#: About how many bytes of the interview page each field makes, each more row of a repeated
+#: one, and each option of a multiple choice (in each row): measured, a text field is about
+#: 330 bytes, a row about 400, a checkbox about 100. A page over `INLINE_BYTES` is rendered
+#: off the event loop: past about a hundred fields, a few milliseconds of rendering.
+_FIELD_BYTES = 350
+_ROW_BYTES = 400
+_OPTION_BYTES = 100
+
+
+def _page_size(state: dict[str, Any], submitted: Submitted | None) -> int:
+    """About how many bytes the interview page of `state` is. Answers still undecoded are
+    large (`_state`) and so is the page; otherwise each field counts, as many rows as its
+    answer or the form as typed holds. Counting stops once the page is large."""
+    answers = state["interview"]["answers"]
+    if isinstance(answers, bytes):
+        return len(answers)
+    rows: dict[str, int] = {}
+    for entry in answers.get("answers", ()):
+        if isinstance(entry, dict) and isinstance(entry.get("value"), list):
+            rows[str(entry.get("name"))] = len(entry["value"])
+    typed = submitted.typed if submitted is not None else {}
+    size = 0
+    for index, variable in enumerate(state["variables"]):
+        count = 1
+        if variable.repeat_depth == 1:
+            shown = typed.get(index)
+            count = max(1, rows.get(variable.name, 0), len(shown) if isinstance(shown, list) else 0)
+        size += (
+            _FIELD_BYTES + (count - 1) * _ROW_BYTES + count * _OPTION_BYTES * len(variable.options)
+        )
+        if size > INLINE_BYTES:
+            break
+    return size
+
+
+async def _page(
+    request: Request,
+    ctx: Ctx,
+    session: UiSession,
+    template: str,
+    state: dict[str, Any],
+    *,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    submitted: Submitted | None = None,
+    **options: Any,
+) -> Response:
+    """The interview page (or one of its fragments, `template`) of `state`, with the form's
+    fields and messages (`_context`): a large one is built and rendered off the event loop
+    (`render_sized`), so one site's template of thousands of variables does not hold
+    every other request meanwhile."""
+    return await render_sized(
+        request,
+        template,
+        session,
+        partial(_context, state, submitted=submitted, **options),
+        size=_page_size(state, submitted),
+        threads=ctx.settings.answer_parse_threads,
+        status_code=status_code,
+        headers=headers,
+    )
+
+
 @router.post("/workitems/{work_item_id}/interview")
 async def open_interview(
     request: Request, work_item_id: str, ctx: Ctx, session: Checked
@@ -127,14 +198,17 @@ async def open_interview(
     interview's own, so a reload shows the saved interview without opening it again."""
     opened = await interviews.open_interview(ctx, session.principal, work_item_id, sources=True)
     state = await _state(ctx, session, opened["id"])
-    context = _context(
+    return await _page(
+        request,
+        ctx,
+        session,
+        "platform/interview.html",
         state,
         warnings=opened["warnings"],
         sources=opened.get("answerSources") or {},
         message=_opened_message(opened),
         focus="interview-title",
     )
-    return render(request, "platform/interview.html", session, **context)
 
 
 def _opened_message(opened: dict[str, Any]) -> str:
@@ -149,7 +223,7 @@ async def interview_page(
     request: Request, interview_id: str, ctx: Ctx, session: SignedIn
 ) -> Response:
     state = await _state(ctx, session, interview_id)
-    return render(request, "platform/interview.html", session, **_context(state))
+    return await _page(request, ctx, session, "platform/interview.html", state)
 
 
 async def _save(
@@ -232,28 +306,28 @@ async def interview_step(
     if not is_htmx(request) and quiet:
         return redirect(f"/ui/interviews/{interview_id}")
     state = await _state(ctx, session, interview_id)
-    context = _context(
-        state,
-        submitted=submitted,
-        warnings=warnings,
-        sources=sources,
-        message=message,
-        focus=focus,
-    )
-    status = 422 if problems else 200
+    context: dict[str, Any] = {
+        "submitted": submitted,
+        "warnings": warnings,
+        "sources": sources,
+        "message": message,
+        "focus": focus,
+        "status_code": 422 if problems else 200,
+    }
     if not is_htmx(request):
         # Without script: the whole page, with what needs saying at its place.
-        return _full_page(request, session, context, status)
+        return await _page(request, ctx, session, "platform/interview.html", state, **context)
     if action == "save":
-        return render(
+        return await _page(
             request,
-            "platform/_saved.html",
+            ctx,
             session,
-            status_code=status,
+            "platform/_saved.html",
+            state,
             headers={"HX-Reswap": "none"},
             **context,
         )
-    return render(request, "platform/_interview_body.html", session, status_code=status, **context)
+    return await _page(request, ctx, session, "platform/_interview_body.html", state, **context)
 
 
 @router.get("/interviews/{interview_id}/answers.{kind}")
@@ -319,27 +393,33 @@ async def upload_answers(
             else:
                 warnings = list(updated["warnings"])
     state = await _state(ctx, session, interview_id)
+    # Without htmx, the whole page; its script (when it runs) gives it the interview's own
+    # address, so a reload does not post again.
+    page = "platform/_interview_body.html" if is_htmx(request) else "platform/interview.html"
     if problem:
-        context = _context(state, upload_error=problem, focus=ANSWER_FILE_FIELD)
-        if not is_htmx(request):
-            return _full_page(request, session, context, 422)
-        return render(request, "platform/_interview_body.html", session, status_code=422, **context)
+        return await _page(
+            request,
+            ctx,
+            session,
+            page,
+            state,
+            status_code=422,
+            upload_error=problem,
+            focus=ANSWER_FILE_FIELD,
+        )
     name = upload.filename if isinstance(upload, UploadFile) else ""
     message = f"The answers of {name} are in."
     if warnings:
         message += " Some could not be used: they are listed below."
     # The file may have replaced answers a webhook supplied: their marks no longer hold.
-    context = _context(
-        state, warnings=warnings, message=message, focus="interview-result", clear_marks=True
+    return await _page(
+        request,
+        ctx,
+        session,
+        page,
+        state,
+        warnings=warnings,
+        message=message,
+        focus="interview-result",
+        clear_marks=True,
     )
-    if not is_htmx(request):
-        return _full_page(request, session, context, 200)
-    return render(request, "platform/_interview_body.html", session, **context)
-
-
-def _full_page(
-    request: Request, session: UiSession, context: dict[str, Any], status: int
-) -> Response:
-    """The interview page as the answer to a post without htmx; its script (when it runs)
-    gives it the interview's own address, so a reload does not post again."""
-    return render(request, "platform/interview.html", session, status_code=status, **context)

@@ -4,7 +4,7 @@ pages every route shares, and the headers that keep pages out of caches and fram
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 
 from docuhooks import __version__
+from docuhooks.answers import off_loop
 from docuhooks.api.errors import other_slash_route
 from docuhooks.errors import DocuhooksError
 from docuhooks.ui import history
@@ -124,8 +125,52 @@ def render(
     **context: Any,
 ) -> HTMLResponse:
     """A page or fragment; `session` supplies the user and CSRF token to the layout."""
+    html = _html(request, template, session, **context)
+    return HTMLResponse(html, status_code=status_code, headers=headers)
+
+
+async def render_sized(
+    request: Request,
+    template: str,
+    session: UiSession,
+    context: Callable[[], Mapping[str, Any]],
+    *,
+    size: int,
+    threads: int,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    """`render` of a page that may be large (about `size` bytes): one over `INLINE_BYTES` is
+    rendered, `context()` built too, in the parsing threads under one of the session's
+    site's slots (`answers.offload`), not on the event loop every site's requests are
+    served by. The interview page of a template of 5,000 variables takes a few tenths of a
+    second to render. Jinja renders the same page in any thread."""
+    html = await off_loop(
+        size,
+        threads,
+        _sized_html,
+        request,
+        template,
+        session,
+        context,
+        site=session.principal.site_id,
+    )
+    return HTMLResponse(html, status_code=status_code, headers=headers)
+
+
+def _sized_html(
+    request: Request,
+    template: str,
+    session: UiSession,
+    context: Callable[[], Mapping[str, Any]],
+) -> str:
+    return _html(request, template, session, **context())
+
+
+def _html(request: Request, template: str, session: UiSession | None = None, **context: Any) -> str:
+    """The HTML of a page or fragment (`render`)."""
     notice = NOTICES.get(request.query_params.get("notice", ""))
-    html = environment.get_template(template).render(
+    return environment.get_template(template).render(
         request=request,
         session=session,
         user=session.principal if session else None,
@@ -133,7 +178,6 @@ def render(
         notice=notice,
         **context,
     )
-    return HTMLResponse(html, status_code=status_code, headers=headers)
 
 
 def sentence(message: str) -> str:
