@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+import sqlalchemy as sa
 
 from docuhooks.context import AppContext
 from docuhooks.core.clock import SystemClock
 from docuhooks.identity import service as identity
+from docuhooks.store.schema import sites
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -132,3 +138,45 @@ def free_loopback_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+async def racing_at_the_site_lock(
+    ctx: AppContext, site_id: str, *attempts: Callable[[], Coroutine[Any, Any, T]]
+) -> list[T]:
+    """PostgreSQL: start `attempts` together while the test holds `site_id`'s row `FOR
+    UPDATE`, let them go once each of them waits for a lock, and return their results in
+    order.
+
+    That lock keeps out both the site's lock (`lock_site`) and any row referring to the site
+    (an insert's foreign key check): an attempt that counts under the site's lock waits
+    before it counts, while one that counts without it counts, then waits to write. So when
+    they are let go, attempts that count under the lock count one after the other, and
+    attempts that do not have all counted before any wrote. The bound only turns a hang into
+    a failure."""
+    async with ctx.db.engine.connect() as holder:
+        await holder.begin()
+        await holder.execute(sa.select(sites.c.id).where(sites.c.id == site_id).with_for_update())
+        tasks: list[asyncio.Task[T]] = [asyncio.create_task(attempt()) for attempt in attempts]
+        async with asyncio.timeout(30), ctx.db.engine.connect() as watcher:
+            while True:
+                # A fresh view of the server's activity each time (it is read once per
+                # transaction). The second in line for a row waits for the first, not for
+                # the holder: count every connection waiting for a lock.
+                await watcher.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
+                waiting = (
+                    await watcher.execute(
+                        sa.text(
+                            "SELECT count(*) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                        )
+                    )
+                ).scalar_one()
+                if waiting >= len(tasks):
+                    break
+                for task in tasks:
+                    if task.done():  # it wrote nothing of the site's, or failed on its way
+                        task.result()
+                        raise AssertionError("an attempt finished without waiting for the site")
+                await asyncio.sleep(0.01)
+        await holder.commit()
+    return list(await asyncio.gather(*tasks))

@@ -179,6 +179,15 @@ class Settings:
     render_workers_per_site: int = 0
     # --- end of render fairness ---
 
+    # --- What one site may keep (see docs/operations.md) -----------------------------------
+    # Sites share one database and one disk: each is held to its own share of them. 0 turns
+    # a limit off (an installation of one site, or of trusted ones).
+    #: Bytes of documents and templates one site may store, together (10 GiB).
+    site_storage_quota_bytes: int = 10 * 1024 * 1024 * 1024
+    #: Documents and templates one site may store, together.
+    site_storage_quota_files: int = 100_000
+    # --- end of what one site may keep ---
+
     def __post_init__(self) -> None:
         # A value that cannot work stops the process at start, named, rather than failing
         # later inside a request, a delivery or a library's traceback.
@@ -313,6 +322,8 @@ _NOT_NEGATIVE = (
     "secret_grace_notice_hours",
     "render_memory_limit_bytes",
     "render_workers_per_site",
+    "site_storage_quota_bytes",
+    "site_storage_quota_files",
 )
 #: Lower case only, as SQLAlchemy finds its dialects by name: `SQLITE://` would pass a check
 #: that ignored case and then not be recognised as SQLite.

@@ -87,6 +87,16 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 
+#: Routes that store documents or templates: what a full site answers.
+STORAGE_QUOTA: dict[int | str, dict[str, Any]] = {
+    422: {
+        "model": ErrorResponse,
+        "description": "Invalid input; details name the fields. Or `storage_quota_exceeded`: "
+        "storing this would take the site past its storage quota "
+        "(`site_storage_quota_bytes`, `site_storage_quota_files`); nothing was stored",
+    }
+}
+
 
 class TimestampedOutput(Output):
     createdDate: datetime

@@ -26,6 +26,7 @@ from docuhooks.answers import (
 )
 from docuhooks.errors import FieldError, NotFound, ValidationFailed
 from docuhooks.identity.models import Principal
+from docuhooks.platform import storage
 from docuhooks.platform.access import parse_id, require_site_admin
 from docuhooks.platform.interfaces import PlatformContext
 from docuhooks.platform.templates import check_declarations
@@ -226,7 +227,9 @@ async def create(
     A document that is not a DOCX, whose placeholders do not parse, or that uses a
     placeholder no variable declares, is refused with the reason; declared variables the
     document does not use are allowed, with a warning in the response. The document is
-    inspected in the render pool, within its limits, before any transaction is opened.
+    inspected in the render pool, within its limits, before any transaction is opened. A
+    template that would take the site past its storage quota is refused
+    (`StorageQuotaExceeded`).
     """
     require_site_admin(principal, "uploading a template")
     file_name = PurePath(file_name.replace("\\", "/")).name.strip() or "template.docx"
@@ -251,6 +254,14 @@ async def create(
         "created_by": principal.user_id,
     }
     async with ctx.db.transaction() as conn:
+        await storage.admit(
+            conn,
+            storage.StorageQuota.from_settings(ctx.settings),
+            principal.site_id,
+            more_bytes=len(content),
+            more_files=1,
+            what=f"template {file_name!r}",
+        )
         await insert_named(conn, templates, values, "template")
         return to_api(await get_row(conn, principal, row_id), check.warnings)
 

@@ -32,7 +32,7 @@ from docuhooks.errors import (
 )
 from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal
-from docuhooks.platform import workitems
+from docuhooks.platform import storage, workitems
 from docuhooks.platform.access import parse_id
 from docuhooks.platform.catalog import DOCX_CONTENT_TYPE
 from docuhooks.platform.docxcheck import DocxLimitExceeded, DocxLimits
@@ -227,11 +227,13 @@ async def put_content(
     file_name: str | None = None,
     assembled_order: int | None = None,
     now: datetime,
+    quota: storage.StorageQuota,
 ) -> tuple[dict[str, Any], bool]:
     """Replace a document's bytes; returns (document, created).
 
     As on the source platform, a PUT to a document id the version does not have adds the
     document under that id, when a file name says what it is called (`fileName`).
+    Held to the site's storage `quota` for what it adds (a replacement: its growth).
     """
     item, version = await workitems.get_version_row(
         conn, principal, work_item_id, version_id, lock=True
@@ -249,8 +251,23 @@ async def put_content(
                 "id, give its file name (?fileName=…)"
             )
         new = NewDocument(name or PurePath(file_name).stem, file_name, kind, content)
+        await storage.admit(
+            conn,
+            quota,
+            version.site_id,
+            more_bytes=len(content),
+            more_files=1,
+            what=f"document {file_name!r}",
+        )
         row = await _insert(conn, version, new, assembled_order, now=now, document_id=document_id)
         return to_api(row, base_url, item.id), True
+    await storage.admit(
+        conn,
+        quota,
+        version.site_id,
+        more_bytes=len(content) - existing.size,
+        what=f"the new content of document {existing.file_name!r}",
+    )
     changes: dict[str, Any] = {
         "content": content,
         "content_type": kind,
@@ -276,14 +293,24 @@ async def add(
     *,
     assembled_order: int | None = None,
     now: datetime,
+    quota: storage.StorageQuota,
 ) -> dict[str, Any]:
-    """Add a document at `assembled_order` (default: the end); later ones move on one place."""
+    """Add a document at `assembled_order` (default: the end); later ones move on one place.
+    Refused (`StorageQuotaExceeded`) when it would take the site past its storage `quota`."""
     item, version = await workitems.get_version_row(
         conn, principal, work_item_id, version_id, lock=True
     )
     _require_open(version)
     kind = media_type(document.content_type)
     check_content(kind, document.content)
+    await storage.admit(
+        conn,
+        quota,
+        version.site_id,
+        more_bytes=len(document.content),
+        more_files=1,
+        what=f"document {document.file_name!r}",
+    )
     row = await _insert(
         conn,
         version,
@@ -300,8 +327,18 @@ async def store_assembled(
     new_documents: list[NewDocument],
     *,
     now: datetime,
+    quota: storage.StorageQuota,
 ) -> list[sa.Row[Any]]:
-    """Store freshly assembled documents at the end of the version, in the order given."""
+    """Store freshly assembled documents at the end of the version, in the order given;
+    refused (`StorageQuotaExceeded`, nothing stored) past the site's storage `quota`."""
+    await storage.admit(
+        conn,
+        quota,
+        version.site_id,
+        more_bytes=sum(len(document.content) for document in new_documents),
+        more_files=len(new_documents),
+        what="the assembled document" if len(new_documents) == 1 else "the assembled documents",
+    )
     for document in new_documents:
         await _insert(conn, version, document, None, now=now)
     return await rows_of_version(conn, version.id)
@@ -427,10 +464,28 @@ async def apply_returned(
     arranged: Sequence[str | NewDocument],
     *,
     now: datetime,
+    quota: storage.StorageQuota,
 ) -> None:
     """Write a checked inline post-processing reply: each of `replacements` (by document
     id) takes over its document's bytes, type and names; `arranged` is the version's new
-    assembled order, an existing document by its id and an added one as itself."""
+    assembled order, an existing document by its id and an added one as itself.
+
+    Refused whole (`StorageQuotaExceeded`, before anything is written) when what it adds,
+    replacements counted by their growth, would take the site past its storage `quota`."""
+    added = [entry for entry in arranged if not isinstance(entry, str)]
+    replaced_sizes = {row.id: row.size for row in await rows_of_version(conn, version.id)}
+    await storage.admit(
+        conn,
+        quota,
+        version.site_id,
+        more_bytes=sum(len(entry.content) for entry in added)
+        + sum(
+            len(new.content) - replaced_sizes.get(document_id, 0)
+            for document_id, new in replacements.items()
+        ),
+        more_files=len(added),
+        what="the documents the post-processing receiver returned",
+    )
     for document_id, new in replacements.items():
         await conn.execute(
             documents.update()

@@ -56,7 +56,7 @@ from docuhooks.interview_hooks import (
     match_interview_hooks,
     run_interview_hooks,
 )
-from docuhooks.platform import catalog, completion, workitems
+from docuhooks.platform import catalog, completion, storage, workitems
 from docuhooks.platform import documents as documents_service
 from docuhooks.platform.access import parse_id
 from docuhooks.platform.interfaces import PlatformContext
@@ -578,14 +578,24 @@ async def finish(ctx: PlatformContext, principal: Principal, interview_id: str) 
     interview stays open so the answers can be corrected. The render runs in the render pool
     before the transaction (a render may take up to its time limit, and no lock is held that
     long); answers saved meanwhile mean the render is done again with them.
+
+    The assembled document counts towards the site's storage quota like an upload: past it
+    the finish is a 422 `storage_quota_exceeded` and changes nothing either (the interview
+    stays open with its answers, to finish once there is room). A site already full is told
+    so before the render.
     """
+    quota = storage.StorageQuota.from_settings(ctx.settings)
     for _ in range(_FINISH_ATTEMPTS):
         async with ctx.db.read() as conn:
             rendered = await _load(conn, principal, interview_id)
-        _require_open(rendered)
-        if rendered.version.status != VersionStatus.IN_PROGRESS:
-            raise Conflict(
-                f"version {rendered.version.version_number} is already {rendered.version.status}"
+            _require_open(rendered)
+            if rendered.version.status != VersionStatus.IN_PROGRESS:
+                raise Conflict(
+                    f"version {rendered.version.version_number} is already "
+                    f"{rendered.version.status}"
+                )
+            await storage.room_left(
+                conn, quota, principal.site_id, what="the document this interview assembles"
             )
         answers = workitems.answers_of(rendered.interview)
         assembled = await ctx.render_pool.assemble(
@@ -648,6 +658,7 @@ async def _finish_assembled(
                 )
             ],
             now=moment,
+            quota=storage.StorageQuota.from_settings(ctx.settings),
         )
         post_processing = await post_processing_driver.begin(
             ctx,

@@ -615,6 +615,8 @@ documents = sa.Table(
     _fk("site_id", "sites.id"),
     *_document_columns(),
     sa.Index("ix_documents_version_order", "version_id", "assembled_order"),
+    # A site's storage (`platform.storage`): its documents' sizes summed from the index alone.
+    sa.Index("ix_documents_site_size", "site_id", "size"),
 )
 
 #: The documents a version had when it entered PostProcessing, kept until it completes: a

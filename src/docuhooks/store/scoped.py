@@ -1,5 +1,6 @@
 """The site boundary for reads by id: another site's object, or an id that is not a UUID, is
-simply not found, so ids never reveal what exists elsewhere."""
+simply not found, so ids never reveal what exists elsewhere. And the site's lock, which
+writes held to a limit of the site's take in turn."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.errors import Conflict, NotFound
+from docuhooks.store.schema import sites
 
 
 def parse_id(value: str, what: str) -> str:
@@ -54,3 +56,18 @@ async def insert_named(
         await conn.execute(table.insert().values(**values))
     except sa.exc.IntegrityError:
         raise Conflict(f"a {what} named {name!r} already exists") from None
+
+
+async def lock_site(conn: AsyncConnection, site_id: str) -> None:
+    """Hold the site's lock until the transaction ends: writes that count what the site has
+    before adding to it (its storage quota, its most webhooks, its test sends) take it first,
+    so two of them never both count the same total and both add. Take it after the locks
+    such a writer may hold while it waits for this one (its version's, its interview's),
+    so that no two transactions wait for each other through it.
+
+    On PostgreSQL it locks the site's row `FOR NO KEY UPDATE`, which the `FOR KEY SHARE` lock
+    an insert of any row referring to the site takes does not wait for: only the site's
+    other lock holders wait. On SQLite, write transactions already run one at a time."""
+    await conn.execute(
+        sa.select(sites.c.id).where(sites.c.id == site_id).with_for_update(key_share=True)
+    )

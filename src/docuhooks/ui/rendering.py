@@ -215,6 +215,10 @@ _TITLES = {
     413: "Too large",
     422: "The input is not valid",
 }
+#: Titles of limits whose status alone (422) would say the input is wrong.
+_CODE_TITLES = {
+    "storage_quota_exceeded": "The site's storage is full",
+}
 
 
 def _login_required(request: Request) -> Response:
@@ -280,7 +284,9 @@ class UiRoute(APIRoute):
                     "changed. Reload the page and try again.",
                 )
             except DocuhooksError as exc:
-                title = _TITLES.get(exc.status, "Something went wrong")
+                title = _CODE_TITLES.get(exc.code) or _TITLES.get(
+                    exc.status, "Something went wrong"
+                )
                 response = await _error(request, exc.status, title, exc.message)
             except RequestValidationError as exc:
                 problems = "; ".join(

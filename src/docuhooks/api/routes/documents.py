@@ -13,7 +13,7 @@ from pydantic import Field
 from starlette.datastructures import UploadFile
 
 from docuhooks.api.deps import Caller, Conn, Ctx, StandaloneCaller
-from docuhooks.api.models import ERRORS, Output
+from docuhooks.api.models import ERRORS, STORAGE_QUOTA, Output
 from docuhooks.api.routes.platform_support import (
     add_source_platform_aliases,
     attachment,
@@ -22,6 +22,7 @@ from docuhooks.api.routes.platform_support import (
 )
 from docuhooks.errors import BadRequest, FieldError, ValidationFailed
 from docuhooks.platform import documents
+from docuhooks.platform.storage import StorageQuota
 
 router = APIRouter(
     prefix="/api/v1",
@@ -56,7 +57,11 @@ async def list_documents(
 
 
 @router.post(
-    DOCUMENTS, status_code=201, response_model=Document, openapi_extra={"requestBody": _BYTES}
+    DOCUMENTS,
+    status_code=201,
+    response_model=Document,
+    responses=STORAGE_QUOTA,
+    openapi_extra={"requestBody": _BYTES},
 )
 async def add_document(
     work_item_id: str, version_id: str, request: Request, ctx: Ctx, who: StandaloneCaller
@@ -68,7 +73,8 @@ async def add_document(
     `assembledOrder` fields), or the raw bytes with their `Content-Type` and the same names
     as query parameters (`fileName` is then required).
 
-    A DOCX over the `docx_*` limits is refused (413 or 422) naming the limit."""
+    A DOCX over the `docx_*` limits is refused (413 or 422) naming the limit; a document
+    that would take the site past its storage quota, with 422 `storage_quota_exceeded`."""
     new, order = await _incoming_document(request)
     # Checked before the transaction: no lock is held while the archive is inflated.
     await documents.verify_content(
@@ -76,7 +82,14 @@ async def add_document(
     )
     async with ctx.db.transaction() as conn:
         return await documents.add(
-            conn, who, work_item_id, version_id, new, assembled_order=order, now=ctx.now()
+            conn,
+            who,
+            work_item_id,
+            version_id,
+            new,
+            assembled_order=order,
+            now=ctx.now(),
+            quota=StorageQuota.from_settings(ctx.settings),
         )
 
 
@@ -104,6 +117,7 @@ async def get_document_content(
 @router.put(
     DOCUMENTS + "/{document_id}/content",
     response_model=Document,
+    responses=STORAGE_QUOTA,
     openapi_extra={"requestBody": _BYTES},
 )
 async def put_document_content(
@@ -119,7 +133,10 @@ async def put_document_content(
     content type); `name` and `fileName` query parameters rename it.
 
     A document id the version does not have is added under that id when `fileName` is given
-    (at `assembledOrder`), as the source platform's API does: the reply is then 201."""
+    (at `assembledOrder`), as the source platform's API does: the reply is then 201.
+
+    What it adds (a replacement: its growth) is held to the site's storage quota: past it,
+    422 `storage_quota_exceeded`; a replacement no larger is always taken."""
     content_type = request.headers.get("content-type")
     if not content_type:
         raise BadRequest("send the document's Content-Type (e.g. application/pdf)")
@@ -138,6 +155,7 @@ async def put_document_content(
             file_name=query_param(request, "fileName"),
             assembled_order=int_param(query_param(request, "assembledOrder"), "assembledOrder"),
             now=ctx.now(),
+            quota=StorageQuota.from_settings(ctx.settings),
         )
     if created:
         response.status_code = 201

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import Field
 
 from docuhooks.api.deps import Ctx, ReadConn, StandaloneCaller
-from docuhooks.api.models import ERRORS, Output
+from docuhooks.api.models import ERRORS, STORAGE_QUOTA, Output
 from docuhooks.api.responses import FastJSONResponse
 from docuhooks.api.routes.platform import Version
 from docuhooks.api.routes.platform_support import add_source_platform_aliases
@@ -138,10 +138,13 @@ async def fire_interview_event(
     return FastJSONResponse(await interviews.fire_event(ctx, who, interview_id, event_name))
 
 
-@router.post("/interviews/{interview_id}/finish", response_model=Version)
+@router.post("/interviews/{interview_id}/finish", response_model=Version, responses=STORAGE_QUOTA)
 async def finish_interview(interview_id: str, ctx: Ctx, who: StandaloneCaller) -> dict[str, Any]:
     """Assemble the version from the answers, post-process, complete it, and write the
-    NewWorkItemVersionComplete event in the same transaction. Returns the version."""
+    NewWorkItemVersionComplete event in the same transaction. Returns the version.
+
+    The assembled document counts towards the site's storage quota: past it, 422
+    `storage_quota_exceeded`, and the interview stays open with its answers."""
     return await interviews.finish(ctx, who, interview_id)
 
 

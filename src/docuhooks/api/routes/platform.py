@@ -14,7 +14,7 @@ from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from pydantic import Field
 
 from docuhooks.api.deps import Caller, Conn, Ctx, StandaloneCaller
-from docuhooks.api.models import ERRORS, Input, Output, Page
+from docuhooks.api.models import ERRORS, STORAGE_QUOTA, Input, Output, Page
 from docuhooks.api.responses import FastJSONResponse
 from docuhooks.api.routes.documents import Document
 from docuhooks.api.routes.platform_support import add_source_platform_aliases, attachment
@@ -129,7 +129,13 @@ async def list_templates(
     return {"items": page.items, "nextCursor": page.next_cursor}
 
 
-@router.post("/templates", status_code=201, response_model=Template, tags=["platform"])
+@router.post(
+    "/templates",
+    status_code=201,
+    response_model=Template,
+    responses=STORAGE_QUOTA,
+    tags=["platform"],
+)
 async def upload_template(
     ctx: Ctx,
     who: StandaloneCaller,
@@ -146,7 +152,8 @@ async def upload_template(
 
     Refused with the reason when the file is not a DOCX, a placeholder cannot be parsed, or
     a placeholder matches no declared variable; a DOCX over the `docx_*` limits, or whose
-    inspection passes the render limits, with 413 or 422 naming the limit."""
+    inspection passes the render limits, with 413 or 422 naming the limit; a template that
+    would take the site past its storage quota, with 422 `storage_quota_exceeded`."""
     return await catalog.create(
         ctx,
         who,

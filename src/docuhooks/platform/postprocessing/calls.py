@@ -1,7 +1,8 @@
 """Calling a claimed post-processing version's receiver, and settling what it answered in
 one transaction with the call's delivery log: an inline reply's documents applied and the
-version completed, a 202 left waiting for `completeUrl`, a failure completed with the
-original documents. `release` hands back a call stopped before its answer."""
+version completed, a 202 left waiting for `completeUrl`, a failure (or returned documents
+past the site's storage quota) completed with the original documents. `release` hands
+back a call stopped before its answer."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from docuhooks.platform import documents
 from docuhooks.platform.interfaces import PlatformContext
 from docuhooks.platform.postprocessing import records, replies
 from docuhooks.platform.postprocessing.claiming import Claimed, complete, give_up
+from docuhooks.platform.storage import StorageQuota, StorageQuotaExceeded
 from docuhooks.platform.workitems import VersionStatus
 from docuhooks.store.schema import work_item_versions, work_items
 from docuhooks.webhooks import matching
@@ -102,6 +104,32 @@ async def _settle(
         ).one()
         current = [row.id for row in await documents.rows_of_version(conn, version.id)]
         judged = replies.check_replaced(judged, current)
+        record = dict(version.post_processing or {})
+        # Not if it was completed through completeUrl meanwhile, or taken over after the
+        # lease ran out.
+        ours = (
+            version.status == VersionStatus.POST_PROCESSING
+            and record.get("deliveryId") == claimed.delivery_id
+        )
+        now = ctx.now()
+        if ours and judged.succeeded and judged.mode is replies.Mode.INLINE:
+            try:
+                await documents.apply_returned(
+                    conn,
+                    version,
+                    {d.id: d.as_new() for d in judged.documents if d.id is not None},
+                    [
+                        entry if isinstance(entry, str) else entry.as_new()
+                        for entry in replies.arrange(current, judged.documents)
+                    ],
+                    now=now,
+                    quota=StorageQuota.from_settings(ctx.settings),
+                )
+            except StorageQuotaExceeded as exc:
+                # Refused whole (nothing of it was written), as a reply that cannot be read
+                # is: the log and the version's record say why, and the version completes
+                # with the documents it was assembled with.
+                judged = replies.refused(exc.message)
         await call_log.write(
             conn,
             [
@@ -125,19 +153,13 @@ async def _settle(
                 )
             ],
         )
-        record = dict(version.post_processing or {})
-        if (
-            version.status != VersionStatus.POST_PROCESSING
-            or record.get("deliveryId") != claimed.delivery_id
-        ):
-            # Completed through completeUrl meanwhile, or taken over after the lease ran out.
+        if not ours:
             logger.info(
                 "post-processing reply not applied: the version moved on",
                 version_id=version.id,
                 delivery_id=claimed.delivery_id,
             )
             return
-        now = ctx.now()
         item = (
             await conn.execute(sa.select(work_items).where(work_items.c.id == version.work_item_id))
         ).one()
@@ -164,17 +186,7 @@ async def _settle(
                     post_processing_due_at=version.post_processing_deadline,
                 )
             )
-        else:
-            await documents.apply_returned(
-                conn,
-                version,
-                {d.id: d.as_new() for d in judged.documents if d.id is not None},
-                [
-                    entry if isinstance(entry, str) else entry.as_new()
-                    for entry in replies.arrange(current, judged.documents)
-                ],
-                now=now,
-            )
+        else:  # applied above
             await complete(
                 conn,
                 version,

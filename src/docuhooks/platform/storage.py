@@ -1,0 +1,142 @@
+"""Each site's storage quota: the bytes and the number of documents and templates it keeps.
+
+Sites share one database, and so one disk: without a quota one site could upload 50 MiB
+documents (or assemble 64 MiB ones) until the disk is full, and every site stops. So every
+write that stores bytes for a site, however they come, is held to the site's quota first:
+
+* uploads: a document added or replaced through the document API (`POST …/documents`,
+  `PUT …/documents/{id}/content`) and a template, through the API or the web UI;
+* what the platform makes: the document finishing an interview assembles, and the
+  documents a post-processing receiver returns in its reply.
+
+The check and the write are one transaction, under the site's lock (`store.scoped.
+lock_site`): two uploads racing are counted one after the other, never both against the
+same total, so together they never pass the quota. A write that adds nothing (a document
+replaced by one no larger) is never refused, even above the quota; neither is putting back
+a version's original documents when its post-processing fails, the one write that must not
+fail.
+
+What is counted is what the site keeps for good: its documents and templates. The copy of a
+version's documents kept while it is post-processed (to put back if that fails) is not: it
+lasts minutes and is no larger than the documents it copies.
+
+Refusing is `StorageQuotaExceeded`, a 422 `storage_quota_exceeded` naming the setting. 422,
+as for the other limits (`LimitExceeded`): not 507 Insufficient Storage (WebDAV's, which Box
+and OneDrive answer), a 5xx that HTTP clients retry and monitoring counts as the server's
+fault; not 413 (this request alone is not too large, a site with room takes it); not 403
+(here that means a role is missing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from docuhooks.errors import LimitExceeded
+from docuhooks.settings import Settings
+from docuhooks.store.schema import documents, templates
+from docuhooks.store.scoped import lock_site
+
+
+class StorageQuotaExceeded(LimitExceeded):
+    """Storing this would take the site past its storage quota; nothing was stored."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("storage_quota_exceeded", message, status=422)
+
+
+@dataclass(frozen=True, slots=True)
+class StorageQuota:
+    """The most one site may keep; 0 means no limit."""
+
+    bytes: int = 0
+    files: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StorageQuota:
+        return cls(settings.site_storage_quota_bytes, settings.site_storage_quota_files)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a site keeps: bytes and number of its documents and templates together."""
+
+    bytes: int
+    files: int
+
+
+async def usage(conn: AsyncConnection, site_id: str) -> Usage:
+    """The site's documents and templates, summed (documents from an index alone)."""
+    in_documents = (
+        await conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(documents.c.size), 0), sa.func.count()).where(
+                documents.c.site_id == site_id
+            )
+        )
+    ).one()
+    in_templates = (
+        await conn.execute(
+            sa.select(
+                sa.func.coalesce(sa.func.sum(sa.func.length(templates.c.content)), 0),
+                sa.func.count(),
+            ).where(templates.c.site_id == site_id)
+        )
+    ).one()
+    return Usage(
+        bytes=int(in_documents[0]) + int(in_templates[0]),
+        files=int(in_documents[1]) + int(in_templates[1]),
+    )
+
+
+async def admit(
+    conn: AsyncConnection,
+    quota: StorageQuota,
+    site_id: str,
+    *,
+    more_bytes: int,
+    more_files: int = 0,
+    what: str = "this",
+) -> None:
+    """Take the site's lock and refuse (`StorageQuotaExceeded`) a write that would add
+    `more_bytes` and `more_files` (either may be negative: a replacement) and take the site
+    past its quota. Call it in the transaction that writes, after its other locks and just
+    before the write: the lock holds until the write commits, so the site's next write
+    counts this one. `what` names what was to be stored, for the message."""
+    counts_bytes = bool(quota.bytes) and more_bytes > 0
+    counts_files = bool(quota.files) and more_files > 0
+    if not counts_bytes and not counts_files:
+        return  # nothing added that a limit counts: allowed whatever the site holds
+    await lock_site(conn, site_id)
+    kept = await usage(conn, site_id)
+    if counts_bytes and kept.bytes + more_bytes > quota.bytes:
+        raise StorageQuotaExceeded(
+            f"storing {what} ({more_bytes} bytes more) would take the site's documents and "
+            f"templates to {kept.bytes + more_bytes} bytes, over its storage quota of "
+            f"{quota.bytes} bytes (site_storage_quota_bytes); nothing was stored. The "
+            "installation's operator can raise the quota"
+        )
+    if counts_files and kept.files + more_files > quota.files:
+        raise StorageQuotaExceeded(
+            f"storing {what} would take the site past the {quota.files} documents and "
+            f"templates it may keep (site_storage_quota_files; it keeps {kept.files}); "
+            "nothing was stored. The installation's operator can raise the limit"
+        )
+
+
+async def room_left(conn: AsyncConnection, quota: StorageQuota, site_id: str, *, what: str) -> None:
+    """Refuse (`StorageQuotaExceeded`) at once when the site has no room for another file
+    or byte, before work whose result would then be refused (an assembly): without the
+    site's lock, so another write may still take the room meanwhile; `admit`, when the
+    result is stored, decides."""
+    if not quota.bytes and not quota.files:
+        return
+    kept = await usage(conn, site_id)
+    if (quota.bytes and kept.bytes >= quota.bytes) or (quota.files and kept.files >= quota.files):
+        raise StorageQuotaExceeded(
+            f"the site's documents and templates fill its storage quota ({kept.bytes} of "
+            f"{quota.bytes or 'unlimited'} bytes, site_storage_quota_bytes; {kept.files} of "
+            f"{quota.files or 'unlimited'} files, site_storage_quota_files), so {what} cannot "
+            "be stored; nothing was changed. The installation's operator can raise the quota"
+        )

@@ -1,0 +1,75 @@
+"""What the web UI says at a site's limits, on both stores: the template form and an
+interview's *Finish* past the storage quota. Each is said where the person acted, with the
+setting, and changes nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import httpx
+from tests.interview_hooks.hooks_support import make_platform
+from tests.platform.docx_factory import STANDARD_VARIABLES, standard_template
+from tests.support import SiteUsers
+from tests.ui.ui_support import field_error, make_user, sign_in
+
+from docuhooks.context import AppContext
+from docuhooks.platform import storage
+from docuhooks.platform.catalog import DOCX_CONTENT_TYPE, variable_to_json
+
+
+async def signed_in(ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, role: str) -> str:
+    return await sign_in(client, await make_user(ctx, site.site_id, role))
+
+
+async def storage_full(ctx: AppContext, site: SiteUsers) -> None:
+    async with ctx.db.read() as conn:
+        used = await storage.usage(conn, site.site_id)
+    # A quota of what the site keeps (of 1 byte when it keeps nothing: 0 is no quota).
+    quota = max(used.bytes, 1)
+    ctx.settings = dataclasses.replace(ctx.settings, site_storage_quota_bytes=quota)
+
+
+async def test_the_template_form_past_the_storage_quota_says_so_at_the_file(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    await storage_full(ctx, site)
+    csrf = await signed_in(ctx, client, site, "SiteAdministrator")
+    data = {"csrf_token": csrf, "name": "Engagement letter", "events": ""}
+    for index, variable in enumerate(variable_to_json(v) for v in STANDARD_VARIABLES):
+        data[f"var-{index}-name"] = variable["name"]
+        data[f"var-{index}-type"] = variable["type"]
+        data[f"var-{index}-depth"] = str(variable["repeatDepth"])
+        data[f"var-{index}-options"] = "\n".join(variable["options"])
+    refused = await client.post(
+        "/ui/templates",
+        data=data,
+        files={"file": ("engagement.docx", standard_template(), DOCX_CONTENT_TYPE)},
+    )
+    assert refused.status_code == 422, refused.text
+    said = field_error(refused.text, "file")
+    assert "site_storage_quota_bytes" in said and "nothing was stored" in said, said
+    assert (await client.get("/api/v1/templates", headers=site.auth())).json()["items"] == []
+
+
+async def test_finish_past_the_storage_quota_says_the_storage_is_full_and_saves_the_answers(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    platform = await make_platform(ctx, site)
+    await storage_full(ctx, site)
+    csrf = await signed_in(ctx, client, site, "User")
+    page = await client.post(
+        f"/ui/workitems/{platform.work_item['id']}/interview", data={"csrf_token": csrf}
+    )
+    found = re.search(r'data-url="(/ui/interviews/[0-9a-f-]{36})"', page.text)
+    assert found, page.text
+    url = found.group(1)
+    finish = {"csrf_token": csrf, "fields": "0", "f0": "Ann Lee", "action": "finish"}
+    refused = await client.post(url, data=finish)
+    assert refused.status_code == 422, refused.text
+    assert '<h1 id="error-title">The site&#39;s storage is full</h1>' in refused.text
+    assert "site_storage_quota_bytes" in refused.text
+    htmx = await client.post(url, data=finish, headers={"HX-Request": "true"})
+    assert htmx.status_code == 422 and htmx.headers["HX-Retarget"] == "#flash"
+    # The answers typed before Finish are saved: the interview is there to finish later.
+    assert 'value="Ann Lee"' in (await client.get(url)).text
