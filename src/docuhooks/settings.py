@@ -179,13 +179,15 @@ class Settings:
     render_workers_per_site: int = 0
     # --- end of render fairness ---
 
-    # --- What one site may keep (see docs/operations.md) -----------------------------------
+    # --- What one site may keep and ask for (see docs/operations.md) -----------------------
     # Sites share one database and one disk: each is held to its own share of them. 0 turns
     # a limit off (an installation of one site, or of trusted ones).
     #: Bytes of documents and templates one site may store, together (10 GiB).
     site_storage_quota_bytes: int = 10 * 1024 * 1024 * 1024
     #: Documents and templates one site may store, together.
     site_storage_quota_files: int = 100_000
+    #: Webhooks one site may have; each adds calls to every event it matches.
+    site_max_webhooks: int = 100
     # --- end of what one site may keep ---
 
     def __post_init__(self) -> None:
@@ -324,6 +326,7 @@ _NOT_NEGATIVE = (
     "render_workers_per_site",
     "site_storage_quota_bytes",
     "site_storage_quota_files",
+    "site_max_webhooks",
 )
 #: Lower case only, as SQLAlchemy finds its dialects by name: `SQLITE://` would pass a check
 #: that ignored case and then not be recognised as SQLite.

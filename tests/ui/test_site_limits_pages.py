@@ -1,6 +1,6 @@
-"""What the web UI says at a site's limits, on both stores: the template form and an
-interview's *Finish* past the storage quota. Each is said where the person acted, with the
-setting, and changes nothing."""
+"""What the web UI says at a site's limits, on both stores: the webhook form past the most
+webhooks, the template form and an interview's *Finish* past the storage quota. Each is said
+where the person acted, with the setting, and changes nothing."""
 
 from __future__ import annotations
 
@@ -17,6 +17,20 @@ from docuhooks.context import AppContext
 from docuhooks.platform import storage
 from docuhooks.platform.catalog import DOCX_CONTENT_TYPE, variable_to_json
 
+HOOK = {
+    "url": "https://receiver.example/hook",
+    "eventType": "NewWorkItemVersionComplete",
+}
+FORM = {
+    "url": "https://receiver.example/archive",
+    "eventType": "NewWorkItemVersionComplete",
+    "authenticationMethod": "HMAC",
+    "requestVerb": "",
+    "order": "0",
+    "timeoutSeconds": "",
+    "active": "true",
+}
+
 
 async def signed_in(ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, role: str) -> str:
     return await sign_in(client, await make_user(ctx, site.site_id, role))
@@ -28,6 +42,28 @@ async def storage_full(ctx: AppContext, site: SiteUsers) -> None:
     # A quota of what the site keeps (of 1 byte when it keeps nothing: 0 is no quota).
     quota = max(used.bytes, 1)
     ctx.settings = dataclasses.replace(ctx.settings, site_storage_quota_bytes=quota)
+
+
+async def test_the_webhook_form_past_the_most_webhooks_says_so_and_keeps_the_input(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    ctx.settings = dataclasses.replace(ctx.settings, site_max_webhooks=1)
+    created = await client.post(
+        "/api/v1/webhooks", json={"name": "Orders", **HOOK}, headers=site.auth()
+    )
+    assert created.status_code == 201, created.text
+    csrf = await signed_in(ctx, client, site, "SiteAdministrator")
+    refused = await client.post(
+        "/ui/webhooks", data={"csrf_token": csrf, "name": "Archive", **FORM}
+    )
+    assert refused.status_code == 422, refused.text
+    problem = re.search(r'id="form-problems">\s*<strong>([^<]*)</strong>', refused.text)
+    assert problem is not None, refused.text
+    assert "the site has 1 webhooks" in problem.group(1)
+    assert "site_max_webhooks" in problem.group(1)
+    assert 'value="https://receiver.example/archive"' in refused.text  # nothing to type again
+    listed = await client.get("/api/v1/webhooks", headers=site.auth())
+    assert [w["name"] for w in listed.json()["items"]] == ["Orders"]
 
 
 async def test_the_template_form_past_the_storage_quota_says_so_at_the_file(

@@ -10,15 +10,11 @@ from typing import Any, Protocol
 from docuhooks.core.signing import OutboundRequest
 from docuhooks.delivery.site_slots import SiteSlots
 from docuhooks.delivery.transport import DEFAULT_MAX_BODY, Transport, TransportResult
-from docuhooks.settings import Settings
 from docuhooks.store.database import Database
 from docuhooks.webhooks.interfaces import WebhookContext
 
 
 class DeliveryContext(WebhookContext, Protocol):
-    @property
-    def settings(self) -> Settings: ...
-
     @property
     def db(self) -> Database: ...
 

@@ -218,6 +218,7 @@ _TITLES = {
 #: Titles of limits whose status alone (422) would say the input is wrong.
 _CODE_TITLES = {
     "storage_quota_exceeded": "The site's storage is full",
+    "webhook_limit_exceeded": "The site has all the webhooks it may have",
 }
 
 

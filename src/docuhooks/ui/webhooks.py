@@ -15,7 +15,7 @@ from docuhooks.api.deps import Ctx
 from docuhooks.core.events import INTERVIEW_EVENTS, NOTIFICATION_EVENTS, AuthMethod
 from docuhooks.delivery import log, operational, recovery, stats, webhook_views
 from docuhooks.delivery.claims import Caps
-from docuhooks.errors import Conflict, FieldError, Forbidden, ValidationFailed
+from docuhooks.errors import Conflict, FieldError, Forbidden, LimitExceeded, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.platform import catalog, sample_sends, workgroups
 from docuhooks.store import pagination
@@ -127,7 +127,7 @@ async def create_webhook(request: Request, ctx: Ctx, session: Checked) -> Respon
                 webhook, secret = await service.create(ctx, conn, who, form.changes)
         except ValidationFailed as exc:
             form.add(exc.details)
-        except Conflict as exc:
+        except (Conflict, LimitExceeded) as exc:  # a name taken; the site's most webhooks
             problem = exc.message
         except Forbidden as exc:  # an operational event type, for a SiteAdministrator only
             form.add([FieldError("eventType", exc.message)])

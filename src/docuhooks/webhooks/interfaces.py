@@ -12,10 +12,16 @@ from typing import Protocol
 
 from docuhooks.core.clock import Clock
 from docuhooks.identity.secrets import SecretBox
+from docuhooks.settings import Settings
 from docuhooks.webhooks.targets import TargetCache
 
 
 class WebhookContext(Protocol):
+    @property
+    def settings(self) -> Settings:
+        """The installation's settings (`site_max_webhooks`, …)."""
+        ...
+
     @property
     def box(self) -> SecretBox:
         """Decrypts webhook secrets and access tokens."""

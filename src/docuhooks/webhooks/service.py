@@ -20,7 +20,14 @@ from docuhooks import audit
 from docuhooks.core.destinations import destination_of
 from docuhooks.core.events import OPERATIONAL_EVENTS, AuthMethod, EventType
 from docuhooks.core.signing import SigningSecret, generate_secret
-from docuhooks.errors import BadRequest, Conflict, FieldError, Forbidden, ValidationFailed
+from docuhooks.errors import (
+    BadRequest,
+    Conflict,
+    FieldError,
+    Forbidden,
+    LimitExceeded,
+    ValidationFailed,
+)
 from docuhooks.identity.models import Principal
 from docuhooks.store import pagination
 from docuhooks.store.notify import notify_due_deliveries
@@ -31,7 +38,7 @@ from docuhooks.store.schema import (
     webhook_scopes,
     webhooks,
 )
-from docuhooks.store.scoped import fetch_in_site
+from docuhooks.store.scoped import fetch_in_site, lock_site
 from docuhooks.webhooks.config import WebhookConfig, changed_fields, resolve, scope_ids
 from docuhooks.webhooks.interfaces import WebhookContext
 from docuhooks.webhooks.targets import forget_site
@@ -200,6 +207,7 @@ async def create(
         raise ValidationFailed.of(errors)
     require_site_admin_for(principal, cfg.event_type)
     await check_unique(conn, principal.site_id, cfg, None)
+    await _check_room(conn, principal.site_id, ctx.settings.site_max_webhooks)
     secret = (
         None if cfg.auth_method is AuthMethod.ACCESS_TOKEN else generate_secret(cfg.auth_method)
     )
@@ -231,6 +239,30 @@ async def create(
         details={"name": cfg.name, "eventType": cfg.event_type.value, "url": cfg.url},
     )
     return to_api(await _reload(conn, webhook_id)), secret.value if secret else None
+
+
+async def _check_room(conn: AsyncConnection, site_id: str, most: int) -> None:
+    """Refuse a webhook past the site's `most` (0: no limit), counting under the site's lock:
+    two creates racing for the last place are counted one after the other.
+
+    A 422 `webhook_limit_exceeded`, as GitHub answers a hook past a repository's limit (and
+    as docuhooks answers input past its other limits): not 429, which says the same request
+    succeeds later by itself, nor 403, which says a role is missing."""
+    if most <= 0:
+        return
+    await lock_site(conn, site_id)
+    have = (
+        await conn.execute(
+            sa.select(sa.func.count()).select_from(webhooks).where(webhooks.c.site_id == site_id)
+        )
+    ).scalar_one()
+    if have >= most:
+        raise LimitExceeded(
+            "webhook_limit_exceeded",
+            f"the site has {have} webhooks, the most it may have (site_max_webhooks is "
+            f"{most}): delete one it no longer needs, or ask the installation's operator to "
+            "raise the limit",
+        )
 
 
 async def update(

@@ -25,6 +25,7 @@ from docuhooks.api.models import (
     ERRORS,
     AuthMethodName,
     ErrorDetail,
+    ErrorResponse,
     EventTypeName,
     Input,
     Output,
@@ -274,10 +275,23 @@ async def list_webhooks(
     return {"items": items, "nextCursor": page.next_cursor}
 
 
-@router.post("", status_code=201, response_model=WebhookWithSecret)
+@router.post(
+    "",
+    status_code=201,
+    response_model=WebhookWithSecret,
+    responses={
+        422: {
+            "model": ErrorResponse,
+            "description": "Invalid input; details name the fields. Or "
+            "`webhook_limit_exceeded`: the site has `site_max_webhooks` webhooks already",
+        }
+    },
+)
 async def create_webhook(
     body: WebhookCreate, ctx: Ctx, conn: Conn, who: Caller
 ) -> WebhookWithSecret:
+    """Create a webhook. A site has at most `site_max_webhooks` (100 by default): past it,
+    422 `webhook_limit_exceeded` (delete one it no longer needs)."""
     webhook, secret = await service.create(ctx, conn, who, body.changes())
     return _with_secret(ctx, webhook, secret)
 
