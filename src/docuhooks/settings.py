@@ -188,6 +188,9 @@ class Settings:
     site_storage_quota_files: int = 100_000
     #: Webhooks one site may have; each adds calls to every event it matches.
     site_max_webhooks: int = 100
+    #: Test sends (`POST /webhooks/{id}/test`, the web UI's Send test) of one site within
+    #: any minute, across every process.
+    webhook_tests_per_minute: int = 20
     # --- end of what one site may keep ---
 
     def __post_init__(self) -> None:
@@ -327,6 +330,7 @@ _NOT_NEGATIVE = (
     "site_storage_quota_bytes",
     "site_storage_quota_files",
     "site_max_webhooks",
+    "webhook_tests_per_minute",
 )
 #: Lower case only, as SQLAlchemy finds its dialects by name: `SQLITE://` would pass a check
 #: that ignored case and then not be recognised as SQLite.

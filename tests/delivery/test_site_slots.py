@@ -134,9 +134,13 @@ async def test_a_site_holding_its_limit_leaves_another_sites_interview_its_call(
     per_site = ctx.settings.interactive_calls_per_site
     assert per_site == 50
     # Enough connections per host for all of A's calls to one receiver: the site limit, not
-    # the per-host limit, is what holds A here.
+    # the per-host limit, is what holds A here. The calls are test sends, more than a site
+    # may make in a minute (`webhook_tests_per_minute`): that limit is not the one tested.
     ctx.settings = dataclasses.replace(
-        ctx.settings, connections_per_host=100, interview_budget_seconds=2.0
+        ctx.settings,
+        connections_per_host=100,
+        interview_budget_seconds=2.0,
+        webhook_tests_per_minute=0,
     )
     gate = asyncio.Semaphore(0)
     held = [0]
@@ -222,7 +226,10 @@ async def test_a_site_holding_its_limit_on_a_shared_host_leaves_another_sites_ca
     `CONNECTIONS_PER_HOST`, fewer than a site's slots), and B's interview gets its answers."""
     per_site = ctx.settings.interactive_calls_per_site
     assert per_site > ctx.settings.connections_per_host  # the defaults, 50 and 20
-    ctx.settings = dataclasses.replace(ctx.settings, interview_budget_seconds=5.0)
+    # More test sends than a site may make in a minute: that limit is not the one tested.
+    ctx.settings = dataclasses.replace(
+        ctx.settings, interview_budget_seconds=5.0, webhook_tests_per_minute=0
+    )
     gate = asyncio.Semaphore(0)
     order: list[str] = []
 

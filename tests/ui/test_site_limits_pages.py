@@ -1,6 +1,7 @@
 """What the web UI says at a site's limits, on both stores: the webhook form past the most
-webhooks, the template form and an interview's *Finish* past the storage quota. Each is said
-where the person acted, with the setting, and changes nothing."""
+webhooks, the *Send test* button past the test sends of a minute, the template form and an
+interview's *Finish* past the storage quota. Each is said where the person acted, with the
+setting, and changes nothing."""
 
 from __future__ import annotations
 
@@ -64,6 +65,29 @@ async def test_the_webhook_form_past_the_most_webhooks_says_so_and_keeps_the_inp
     assert 'value="https://receiver.example/archive"' in refused.text  # nothing to type again
     listed = await client.get("/api/v1/webhooks", headers=site.auth())
     assert [w["name"] for w in listed.json()["items"]] == ["Orders"]
+
+
+async def test_send_test_past_the_limit_is_a_429_with_retry_after(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    ctx.settings = dataclasses.replace(ctx.settings, webhook_tests_per_minute=1)
+    created = await client.post(
+        "/api/v1/webhooks", json={"name": "Orders", **HOOK}, headers=site.auth()
+    )
+    base = f"/ui/webhooks/{created.json()['id']}"
+    csrf = await signed_in(ctx, client, site, "IntegrationAdministrator")
+    htmx = {"HX-Request": "true", "X-CSRF-Token": csrf}
+    sent = await client.post(f"{base}/test", headers=htmx)
+    assert sent.status_code == 200 and "Test event queued" in sent.text
+    again = await client.post(f"{base}/test", headers=htmx)
+    assert again.status_code == 429 and again.headers["HX-Retarget"] == "#flash"
+    assert 1 <= int(again.headers["Retry-After"]) <= 60
+    assert "<strong>Too many requests.</strong>" in again.text
+    assert "webhook_tests_per_minute" in again.text and "try again in" in again.text
+    # Without script: the error page, with the same status and header.
+    plain = await client.post(f"{base}/test", data={"csrf_token": csrf})
+    assert plain.status_code == 429 and "Retry-After" in plain.headers
+    assert '<h1 id="error-title">Too many requests</h1>' in plain.text
 
 
 async def test_the_template_form_past_the_storage_quota_says_so_at_the_file(

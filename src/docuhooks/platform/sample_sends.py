@@ -11,7 +11,8 @@
 
 An inactive webhook sends nothing, a test included: it is a 409 that says to
 activate it. So is a suspended notification webhook, whose queue waits for a probe; resuming
-it is the way to find out whether its receiver is back.
+it is the way to find out whether its receiver is back. A site's test sends are limited in
+number (`sample_send_limit`: a 429 past `webhook_tests_per_minute`).
 
 The sample refers to a work item, version and documents that do not exist (their URLs answer
 404); it uses the webhook's first scoped template and work group when it has them, so a
@@ -58,6 +59,7 @@ from docuhooks.interview_hooks.warnings import webhook_warning
 from docuhooks.platform.documents import content_url
 from docuhooks.platform.interfaces import PlatformContext
 from docuhooks.platform.postprocessing.replies import MAX_REPLY_BYTES, judge_in_pool
+from docuhooks.platform.sample_send_limit import take_turn
 from docuhooks.store.schema import sites, templates
 from docuhooks.webhooks import matching
 from docuhooks.webhooks import service as webhook_service
@@ -194,6 +196,12 @@ async def send_test(ctx: PlatformContext, principal: Principal, webhook_id: str)
             f"webhook {hook.name!r} is inactive and sends nothing, tests included: activate "
             f"it first (POST /api/v1/webhooks/{hook.id}/activate)"
         )
+    if event_type in NOTIFICATION_EVENTS and hook.suspended_at is not None:
+        raise Conflict(
+            f"webhook {hook.name!r} is suspended: its deliveries wait for a successful probe. "
+            f"Resume it (POST /api/v1/webhooks/{hook.id}/resume) to send its backlog now"
+        )
+    await take_turn(ctx.db, hook.site_id, per_minute=ctx.settings.webhook_tests_per_minute, now=now)
     event = sample_event(
         event_type,
         principal,
@@ -226,11 +234,6 @@ async def _scope(conn: AsyncConnection, hook: sa.Row[Any]) -> SampleScope:
 
 
 async def _queue(ctx: PlatformContext, hook: sa.Row[Any], event: Event, now: datetime) -> TestSend:
-    if hook.suspended_at is not None:
-        raise Conflict(
-            f"webhook {hook.name!r} is suspended: its deliveries wait for a successful probe. "
-            f"Resume it (POST /api/v1/webhooks/{hook.id}/resume) to send its backlog now"
-        )
     async with ctx.db.transaction() as conn:
         ids = await outbox.enqueue(
             conn, event, work_group_id=None, template_id=None, webhook_ids=[hook.id], now=now

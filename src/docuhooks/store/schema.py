@@ -282,6 +282,17 @@ webhook_scopes = sa.Table(
     sa.Index("ix_webhook_scopes_lookup", "kind", "scope_id"),
 )
 
+#: Test sends (`POST /webhooks/{id}/test`), one row each, kept for the test-send limit's
+#: window (`platform.sample_send_limit`): shared by every process on the database.
+test_sends = sa.Table(
+    "test_sends",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    _fk("site_id", "sites.id"),
+    _ts("sent_at"),
+    sa.Index("ix_test_sends_site_sent", "site_id", "sent_at"),
+)
+
 # --- outbox: events, deliveries, attempts -------------------------------------------------------
 
 events = sa.Table(

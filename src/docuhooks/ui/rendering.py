@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 from docuhooks import __version__
 from docuhooks.answers import off_loop
 from docuhooks.api.errors import other_slash_route
-from docuhooks.errors import DocuhooksError
+from docuhooks.errors import DocuhooksError, TooManyRequests
 from docuhooks.ui import history
 from docuhooks.ui.session import COOKIE, CsrfRefused, LoginRequired, UiSession, find
 
@@ -214,6 +214,7 @@ _TITLES = {
     409: "Not possible right now",
     413: "Too large",
     422: "The input is not valid",
+    429: "Too many requests",
 }
 #: Titles of limits whose status alone (422) would say the input is wrong.
 _CODE_TITLES = {
@@ -289,6 +290,8 @@ class UiRoute(APIRoute):
                     exc.status, "Something went wrong"
                 )
                 response = await _error(request, exc.status, title, exc.message)
+                if isinstance(exc, TooManyRequests):
+                    response.headers["Retry-After"] = str(exc.retry_after)
             except RequestValidationError as exc:
                 problems = "; ".join(
                     f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg', '')}"

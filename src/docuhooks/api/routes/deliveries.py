@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import Field
 
 from docuhooks.api.deps import Caller, Conn, Ctx, StandaloneCaller
-from docuhooks.api.models import ERRORS, EventTypeName, Input, Output, Page
+from docuhooks.api.models import ERRORS, ErrorResponse, EventTypeName, Input, Output, Page
 from docuhooks.delivery import log, recovery
 from docuhooks.platform import sample_sends
 from docuhooks.store import pagination
@@ -176,13 +176,30 @@ async def get_recovery(
 @router.post(
     "/webhooks/{webhook_id}/test",
     response_model=TestSent,
-    responses={202: {"model": TestSent, "description": "Queued for the worker"}},
+    responses={
+        202: {"model": TestSent, "description": "Queued for the worker"},
+        429: {
+            "model": ErrorResponse,
+            "description": "The site has sent `webhook_tests_per_minute` tests within the "
+            "last minute",
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds until the site may send a test again",
+                    "schema": {"type": "integer"},
+                }
+            },
+        },
+    },
 )
 async def test_webhook(
     webhook_id: str, ctx: Ctx, who: StandaloneCaller, response: Response
 ) -> TestSent:
     """Send a sample event of the webhook's type, marked `"test": true`, down the real path:
-    queued (202) for NewWorkItemVersionComplete; called at once (200) for the others."""
+    queued (202) for NewWorkItemVersionComplete; called at once (200) for the others.
+
+    A site sends at most `webhook_tests_per_minute` tests (20 by default) within any minute,
+    whichever webhooks and server processes they go through: past it, 429
+    `too_many_requests` with `Retry-After`."""
     sent = await sample_sends.send_test(ctx, who, webhook_id)
     call = None
     if sent.result is not None:

@@ -1,0 +1,171 @@
+"""The limit on a site's test sends (`webhook_tests_per_minute`), on both stores: past it a
+429 with `Retry-After` until the oldest send leaves the minute, and nothing sent; counted per
+site whichever webhook or kind of send, together by every process on the database, and two
+sends racing for the last turn send one."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from tests.support import MovedClock, SiteUsers, racing_at_the_site_lock
+
+from docuhooks.app import create_app
+from docuhooks.context import AppContext
+from docuhooks.identity.secrets import SecretBox
+from docuhooks.store.database import Database
+from docuhooks.store.schema import deliveries
+
+API = "/api/v1/webhooks"
+T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+
+
+async def hook(
+    client: httpx.AsyncClient, site: SiteUsers, name: str = "orders", **fields: Any
+) -> str:
+    created = await client.post(
+        API,
+        json={
+            "name": name,
+            "url": f"https://receiver.example/{name}",
+            "eventType": "NewWorkItemVersionComplete",
+            **fields,
+        },
+        headers=site.auth(),
+    )
+    assert created.status_code == 201, created.text
+    webhook_id: str = created.json()["id"]
+    return webhook_id
+
+
+async def send(client: httpx.AsyncClient, site: SiteUsers, webhook_id: str) -> httpx.Response:
+    return await client.post(f"{API}/{webhook_id}/test", headers=site.auth())
+
+
+def per_minute(ctx: AppContext, sends: int) -> None:
+    ctx.settings = dataclasses.replace(ctx.settings, webhook_tests_per_minute=sends)
+
+
+def limited(response: httpx.Response, retry_after: int) -> None:
+    assert response.status_code == 429, response.text
+    assert response.headers["Retry-After"] == str(retry_after)
+    error = response.json()["error"]
+    assert error["code"] == "too_many_requests", error
+    assert "webhook_tests_per_minute" in error["message"], error
+    assert f"try again in {retry_after} second(s)" in error["message"], error
+
+
+async def queued(ctx: AppContext, webhook_id: str) -> int:
+    async with ctx.db.read() as conn:
+        return (
+            await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(deliveries)
+                .where(deliveries.c.webhook_id == webhook_id)
+            )
+        ).scalar_one()
+
+
+async def test_past_the_limit_a_429_until_the_oldest_send_leaves_the_minute(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    clock = ctx.clock = MovedClock(T0)
+    per_minute(ctx, 2)
+    orders = await hook(client, site)
+    assert (await send(client, site, orders)).status_code == 202
+    clock.at = T0 + timedelta(seconds=10)
+    assert (await send(client, site, orders)).status_code == 202
+    limited(await send(client, site, orders), 50)
+    assert await queued(ctx, orders) == 2
+    # Another site has its own turns.
+    elsewhere = await hook(client, other_site)
+    assert (await send(client, other_site, elsewhere)).status_code == 202
+
+    clock.at = T0 + timedelta(seconds=59)
+    limited(await send(client, site, orders), 1)
+    clock.at = T0 + timedelta(seconds=60)  # the first send has left the minute
+    assert (await send(client, site, orders)).status_code == 202
+    limited(await send(client, site, orders), 10)
+    assert await queued(ctx, orders) == 3
+
+    per_minute(ctx, 0)  # no limit
+    for _ in range(3):
+        assert (await send(client, site, orders)).status_code == 202
+
+
+async def test_the_limit_is_the_sites_whichever_webhook_or_kind_of_send(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    ctx.clock = MovedClock(T0)
+    per_minute(ctx, 2)
+    orders = await hook(client, site)
+    # An interview webhook's test is a call made at once (here to a port nobody listens
+    # on: it fails), and takes its turn as a queued one does.
+    lookup = await hook(
+        client, site, "lookup", eventType="InterviewLoadEvent", url="http://127.0.0.1:9/load"
+    )
+    called = await send(client, site, lookup)
+    assert called.status_code == 200 and called.json()["status"] == "failed", called.text
+    assert (await send(client, site, orders)).status_code == 202
+    limited(await send(client, site, lookup), 60)
+    limited(await send(client, site, orders), 60)
+    assert await queued(ctx, orders) == 1
+
+
+async def test_every_process_counts_the_same_sends(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    per_minute(ctx, 2)
+    orders = await hook(client, site)
+    # Another API process on the same database: its own engine, pool, app and settings.
+    db = Database.from_url(ctx.settings.resolved_database_url)
+    other = AppContext(settings=ctx.settings, db=db, box=SecretBox(ctx.settings.secret_key))
+    transport = httpx.ASGITransport(app=create_app(other, migrate=False))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as second:
+            assert (await send(client, site, orders)).status_code == 202
+            assert (await send(second, site, orders)).status_code == 202
+            for either in (client, second):
+                refused = await send(either, site, orders)
+                assert refused.status_code == 429, refused.text
+    finally:
+        await db.dispose()
+    assert await queued(ctx, orders) == 2
+
+
+async def test_two_sends_at_once_for_the_last_turn_send_one(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    per_minute(ctx, 1)
+    orders = await hook(client, site)
+    results = await asyncio.gather(send(client, site, orders), send(client, site, orders))
+    assert sorted(r.status_code for r in results) == [202, 429], [r.text for r in results]
+    assert await queued(ctx, orders) == 1
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite's writers take turns
+async def test_postgres_sends_racing_for_the_last_turn_are_counted_in_turn(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    per_minute(ctx, 1)
+    orders = await hook(client, site)
+    results = await racing_at_the_site_lock(
+        ctx, site.site_id, lambda: send(client, site, orders), lambda: send(client, site, orders)
+    )
+    assert sorted(r.status_code for r in results) == [202, 429], [r.text for r in results]
+    assert await queued(ctx, orders) == 1
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_the_openapi_document_gives_the_429_and_its_retry_after(
+    client: httpx.AsyncClient,
+) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    limited = spec["paths"]["/api/v1/webhooks/{webhook_id}/test"]["post"]["responses"]["429"]
+    assert "webhook_tests_per_minute" in limited["description"]
+    assert limited["headers"]["Retry-After"]["schema"] == {"type": "integer"}
