@@ -24,6 +24,10 @@ from docuhooks.settings import Settings, SettingsError, unknown_variables
         ("WORKER_POLL_SECONDS", "0", "DOCUHOOKS_WORKER_POLL_SECONDS: must be more than 0"),
         ("CONNECTIONS_PER_HOST", "0", "DOCUHOOKS_CONNECTIONS_PER_HOST: must be at least 1"),
         ("RENDER_WORKERS_PER_SITE", "-1", "DOCUHOOKS_RENDER_WORKERS_PER_SITE: must be 0 or more"),
+        ("SITE_STORAGE_QUOTA_BYTES", "-1", "DOCUHOOKS_SITE_STORAGE_QUOTA_BYTES: must be 0 or more"),
+        ("SITE_STORAGE_QUOTA_FILES", "1e5", "DOCUHOOKS_SITE_STORAGE_QUOTA_FILES: expected a whole"),
+        ("SITE_MAX_WEBHOOKS", "-5", "DOCUHOOKS_SITE_MAX_WEBHOOKS: must be 0 or more, not -5"),
+        ("WEBHOOK_TESTS_PER_MINUTE", "-1", "DOCUHOOKS_WEBHOOK_TESTS_PER_MINUTE: must be 0 or more"),
         ("LOG_LEVEL", "loud", "DOCUHOOKS_LOG_LEVEL: expected one of debug, info, warning"),
         ("DATABASE_URL", "mysql://u@db/x", "DOCUHOOKS_DATABASE_URL: unsupported database 'mysql'"),
         ("DATABASE_URL", "docuhooks.db", "DOCUHOOKS_DATABASE_URL: unsupported database"),
@@ -112,6 +116,8 @@ def test_values_that_work_still_load(monkeypatch: pytest.MonkeyPatch) -> None:
         "SQLITE_SYNCHRONOUS": "full",
         "ALLOWED_NETWORKS": " 10.0.0.0/8, ,::1/128",
         "RETRY_SCHEDULE": "5",
+        "SITE_MAX_WEBHOOKS": "0",  # 0: no limit
+        "WEBHOOK_TESTS_PER_MINUTE": "0",
     }.items():
         monkeypatch.setenv(f"DOCUHOOKS_{variable}", value)
     settings = Settings.load()
