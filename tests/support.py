@@ -21,6 +21,7 @@ from docuhooks.context import AppContext
 from docuhooks.core.clock import SystemClock
 from docuhooks.identity import service as identity
 from docuhooks.store.schema import sites
+from docuhooks.store.scoped import lock_site
 
 T = TypeVar("T")
 
@@ -143,12 +144,12 @@ def free_loopback_port() -> int:
 async def racing_at_the_site_lock(
     ctx: AppContext, site_id: str, *attempts: Callable[[], Coroutine[Any, Any, T]]
 ) -> list[T]:
-    """PostgreSQL: start `attempts` together while the test holds `site_id`'s row `FOR
-    UPDATE`, let them go once each of them waits for a lock, and return their results in
-    order.
+    """PostgreSQL: start `attempts` together while the test holds `site_id`'s lock
+    (`lock_site`) and its row `FOR UPDATE`, let them go once each of them waits for a lock,
+    and return their results in order.
 
-    That lock keeps out both the site's lock (`lock_site`) and any row referring to the site
-    (an insert's foreign key check): an attempt that counts under the site's lock waits
+    Those locks keep out both the site's lock and any row referring to the site (an
+    insert's foreign key check): an attempt that counts under the site's lock waits
     before it counts, while one that counts without it counts, then waits to write. So when
     they are let go, attempts that count under the lock count one after the other, and
     attempts that do not have all counted before any wrote. The bound only turns a hang into
@@ -156,6 +157,7 @@ async def racing_at_the_site_lock(
     async with ctx.db.engine.connect() as holder:
         await holder.begin()
         await holder.execute(sa.select(sites.c.id).where(sites.c.id == site_id).with_for_update())
+        await lock_site(holder, site_id)
         tasks: list[asyncio.Task[T]] = [asyncio.create_task(attempt()) for attempt in attempts]
         async with asyncio.timeout(30), ctx.db.engine.connect() as watcher:
             while True:

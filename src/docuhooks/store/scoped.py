@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.errors import Conflict, NotFound
-from docuhooks.store.schema import sites
+from docuhooks.store.prepared import Prepared
 
 
 def parse_id(value: str, what: str) -> str:
@@ -58,6 +58,17 @@ async def insert_named(
         raise Conflict(f"a {what} named {name!r} already exists") from None
 
 
+#: The advisory lock `lock_site` takes: a 64-bit hash of this prefix and the site's id.
+SITE_LOCK_PREFIX = "docuhooks.site:"
+_SITE_LOCK = Prepared(
+    sa.select(
+        sa.func.pg_advisory_xact_lock(
+            sa.func.hashtextextended(sa.bindparam("key", type_=sa.String), 0)
+        )
+    )
+)
+
+
 async def lock_site(conn: AsyncConnection, site_id: str) -> None:
     """Hold the site's lock until the transaction ends: writes that count what the site has
     before adding to it (its storage quota, its most webhooks, its test sends) take it first,
@@ -65,9 +76,11 @@ async def lock_site(conn: AsyncConnection, site_id: str) -> None:
     such a writer may hold while it waits for this one (its version's, its interview's),
     so that no two transactions wait for each other through it.
 
-    On PostgreSQL it locks the site's row `FOR NO KEY UPDATE`, which the `FOR KEY SHARE` lock
-    an insert of any row referring to the site takes does not wait for: only the site's
-    other lock holders wait. On SQLite, write transactions already run one at a time."""
-    await conn.execute(
-        sa.select(sites.c.id).where(sites.c.id == site_id).with_for_update(key_share=True)
-    )
+    On PostgreSQL it is an advisory lock held to the transaction's end (the one kind a
+    transaction pooler keeps), keyed by the site, not a lock on the site's row: every
+    worker's claim locks its candidates' site rows, so a lock on the row, held while a large
+    upload is written, would hold up the deliveries of every site that claim had in hand.
+    Only the site's other counting writers wait for it. On SQLite, write transactions
+    already run one at a time."""
+    if conn.dialect.name == "postgresql":
+        await _SITE_LOCK.execute(conn, {"key": SITE_LOCK_PREFIX + site_id})
