@@ -19,6 +19,7 @@ from tests.platform.post_processing_support import (
     API,
     Receiver,
     finish,
+    local,
     post_processing_webhook,
     running_receiver,
     same_kind,
@@ -300,3 +301,32 @@ async def test_the_openapi_document_names_the_quota_where_bytes_are_stored(
     ):
         refused = paths[path][method]["responses"]["422"]["description"]
         assert "storage_quota_exceeded" in refused, (path, refused)
+
+
+async def test_a_failed_post_processing_puts_back_no_more_than_the_quota_allows(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, receiver: Receiver
+) -> None:
+    """While a version is post-processed its documents may be replaced by smaller ones,
+    freeing room; if the originals are then put back, the room they take must not have been
+    given to another upload meanwhile, or each failed post-processing stores a version's
+    documents twice over the quota."""
+    item = await work_item(client, site.auth())
+    elsewhere = await in_progress(client, site, await same_kind(client, site, item))
+    await post_processing_webhook(client, site, receiver, template_ids=[])
+    auth = {**site.auth("User"), "Content-Type": "application/pdf"}
+    filler = PDF + b"%" + b"f" * 30_000 + b"\n"
+    moved: list[int] = []
+
+    async def shrink_then_fail(event: PostProcessingEvent) -> web.StreamResponse:
+        (letter,) = event.documents
+        shrunk = await client.put(local(letter.url), content=PDF, headers=auth)
+        moved.append(shrunk.status_code)
+        moved.append((await add_pdf(client, site, elsewhere, filler)).status_code)
+        return web.Response(status=500)
+
+    receiver.reply = shrink_then_fail
+    await room_for(ctx, site, 40_000)  # the letter (some 37 kB) or the filler, not both
+    response = await finish(client, site, item)
+    assert response.status_code == 200, response.text
+    assert response.json()["postProcessing"]["status"] == "failed"
+    assert ctx.settings.site_storage_quota_bytes >= (await kept(ctx, site)).bytes, moved

@@ -17,8 +17,11 @@ a version's original documents when its post-processing fails, the one write tha
 fail.
 
 What is counted is what the site keeps for good: its documents and templates. The copy of a
-version's documents kept while it is post-processed (to put back if that fails) is not: it
-lasts minutes and is no larger than the documents it copies.
+version's documents kept while it is post-processed (to put back if that fails) counts only
+for the room it would take back: by what the version's documents now are smaller than it
+(or fewer). Otherwise a receiver could shrink them, the room freed would go to another
+upload, and putting the originals back (never refused) would take the site past its quota,
+by as much again each time.
 
 Refusing is `StorageQuotaExceeded`, a 422 `storage_quota_exceeded` naming the setting. 422,
 as for the other limits (`LimitExceeded`): not 507 Insufficient Storage (WebDAV's, which Box
@@ -36,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.errors import LimitExceeded
 from docuhooks.settings import Settings
-from docuhooks.store.schema import documents, templates
+from docuhooks.store.schema import documents, post_processing_originals, templates
 from docuhooks.store.scoped import lock_site
 
 
@@ -68,7 +71,8 @@ class Usage:
 
 
 async def usage(conn: AsyncConnection, site_id: str) -> Usage:
-    """The site's documents and templates, summed (documents from an index alone)."""
+    """The site's documents and templates, summed (documents from an index alone), and
+    the room its versions in post-processing would take back (`_to_put_back`)."""
     in_documents = (
         await conn.execute(
             sa.select(sa.func.coalesce(sa.func.sum(documents.c.size), 0), sa.func.count()).where(
@@ -84,10 +88,56 @@ async def usage(conn: AsyncConnection, site_id: str) -> Usage:
             ).where(templates.c.site_id == site_id)
         )
     ).one()
+    to_put_back = await _to_put_back(conn, site_id)
     return Usage(
-        bytes=int(in_documents[0]) + int(in_templates[0]),
-        files=int(in_documents[1]) + int(in_templates[1]),
+        bytes=int(in_documents[0]) + int(in_templates[0]) + to_put_back.bytes,
+        files=int(in_documents[1]) + int(in_templates[1]) + to_put_back.files,
     )
+
+
+async def _to_put_back(conn: AsyncConnection, site_id: str) -> Usage:
+    """What putting back the originals of the site's versions in post-processing would add:
+    for each, by how much its kept originals exceed its documents now (0 when they do not)."""
+    kept = (
+        sa.select(
+            post_processing_originals.c.version_id,
+            sa.func.sum(post_processing_originals.c.size).label("bytes"),
+            sa.func.count().label("files"),
+        )
+        .where(post_processing_originals.c.site_id == site_id)
+        .group_by(post_processing_originals.c.version_id)
+        .subquery()
+    )
+    now_bytes = sa.func.coalesce(
+        sa.select(sa.func.sum(documents.c.size))
+        .where(documents.c.version_id == kept.c.version_id)
+        .scalar_subquery(),
+        0,
+    )
+    now_files = (
+        sa.select(sa.func.count())
+        .where(documents.c.version_id == kept.c.version_id)
+        .scalar_subquery()
+    )
+    row = (
+        await conn.execute(
+            sa.select(
+                sa.func.coalesce(
+                    sa.func.sum(
+                        sa.case((kept.c.bytes > now_bytes, kept.c.bytes - now_bytes), else_=0)
+                    ),
+                    0,
+                ),
+                sa.func.coalesce(
+                    sa.func.sum(
+                        sa.case((kept.c.files > now_files, kept.c.files - now_files), else_=0)
+                    ),
+                    0,
+                ),
+            )
+        )
+    ).one()
+    return Usage(bytes=int(row[0]), files=int(row[1]))
 
 
 async def admit(
