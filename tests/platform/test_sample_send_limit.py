@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from tests.delivery.delivery_support import queue_event
 from tests.support import MovedClock, SiteUsers, racing_at_the_site_lock
 
 from docuhooks.app import create_app
@@ -169,3 +170,37 @@ async def test_the_openapi_document_gives_the_429_and_its_retry_after(
     limited = spec["paths"]["/api/v1/webhooks/{webhook_id}/test"]["post"]["responses"]["429"]
     assert "webhook_tests_per_minute" in limited["description"]
     assert limited["headers"]["Retry-After"]["schema"] == {"type": "integer"}
+
+
+async def test_sending_a_test_delivery_again_is_a_test_send(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """Redelivering a finished test delivery made a new delivery each time without a turn:
+    one test a minute became as many deliveries to the webhook's URL as the site asked for.
+    A real event's delivery is sent again whatever the site's tests."""
+    clock = ctx.clock = MovedClock(T0)
+    per_minute(ctx, 2)
+    orders = await hook(client, site)
+    assert (await send(client, site, orders)).status_code == 202
+    async with ctx.db.transaction() as conn:  # as a worker records a failed attempt
+        await conn.execute(deliveries.update().values(status="failed"))
+        (test_delivery,) = (await conn.execute(sa.select(deliveries.c.id))).scalars()
+
+    async def again(delivery_id: str) -> httpx.Response:
+        return await client.post(f"/api/v1/deliveries/{delivery_id}/redeliver", headers=site.auth())
+
+    clock.at = T0 + timedelta(seconds=5)
+    assert (await again(test_delivery)).status_code == 202  # the site's second turn
+    async with ctx.db.transaction() as conn:
+        await conn.execute(deliveries.update().values(status="failed"))
+    limited(await again(test_delivery), 55)
+    assert await queued(ctx, orders) == 2
+
+    await queue_event(ctx, site.site_id, now=clock.now(), work_item_id="w1")
+    async with ctx.db.transaction() as conn:
+        real = (
+            await conn.execute(sa.select(deliveries.c.id).where(deliveries.c.status == "pending"))
+        ).scalar_one()
+        await conn.execute(deliveries.update().values(status="failed"))
+    assert (await again(real)).status_code == 202
+    assert await queued(ctx, orders) == 4

@@ -238,6 +238,24 @@ async def sendable_webhook(conn: AsyncConnection, webhook_id: str) -> sa.Row[Any
     return hook
 
 
+async def is_test_delivery(ctx: DeliveryContext, principal: Principal, delivery_id: str) -> bool:
+    """Whether the delivery carries a test event (`"test": true`, from POST
+    /webhooks/{id}/test): a redelivery of one is a test send too, and takes a turn of the
+    site's test sends (`platform.sample_sends.redeliver`). Reads the one member in SQL, not
+    the whole event. False for a delivery the principal cannot see (`redeliver` says why)."""
+    webhook_service.require_admin(principal)
+    wanted = _uuid(delivery_id, "delivery")
+    async with ctx.db.read() as conn:
+        found = (
+            await conn.execute(
+                sa.select(events.c.payload["test"].as_boolean())
+                .join(deliveries, deliveries.c.event_id == events.c.id)
+                .where(deliveries.c.id == wanted, deliveries.c.site_id == principal.site_id)
+            )
+        ).scalar()
+    return bool(found)
+
+
 async def redeliver(ctx: DeliveryContext, principal: Principal, delivery_id: str) -> dict[str, Any]:
     """Send a delivery's event to its webhook again; returns the delivery that will.
 

@@ -48,6 +48,7 @@ from docuhooks.core.events import (
 from docuhooks.core.ids import uuid7
 from docuhooks.core.operational import sample_data as sample_operational_data
 from docuhooks.core.signing import OutboundRequest, build_request
+from docuhooks.delivery import log as delivery_log
 from docuhooks.delivery import outbox
 from docuhooks.delivery.attempts import USER_AGENT
 from docuhooks.delivery.transport import ErrorClass, TransportResult
@@ -64,7 +65,7 @@ from docuhooks.store.schema import sites, templates
 from docuhooks.webhooks import matching
 from docuhooks.webhooks import service as webhook_service
 
-__all__ = ["TestSend", "sample_event", "send_test"]
+__all__ = ["TestSend", "redeliver", "sample_event", "send_test"]
 
 #: A one-page PDF: small, valid, and recognisably a sample.
 SAMPLE_PDF = (
@@ -355,3 +356,17 @@ def _variables(raw: list[dict[str, Any]]) -> Mapping[str, VariableDef] | None:
         return read_template_variables(raw)
     except (AnswerSetError, KeyError, TypeError, AttributeError):
         return None  # answers are then read as they come, without the template's types
+
+
+async def redeliver(ctx: PlatformContext, principal: Principal, delivery_id: str) -> dict[str, Any]:
+    """`delivery.log.redeliver`, where sending a test delivery again is a test send: it
+    takes a turn of the site's `webhook_tests_per_minute` first (429 past it), or one test a
+    minute would become as many deliveries to the webhook's URL as the site asked for."""
+    if await delivery_log.is_test_delivery(ctx, principal, delivery_id):
+        await take_turn(
+            ctx.db,
+            principal.site_id,
+            per_minute=ctx.settings.webhook_tests_per_minute,
+            now=ctx.now(),
+        )
+    return await delivery_log.redeliver(ctx, principal, delivery_id)

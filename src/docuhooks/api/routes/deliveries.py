@@ -148,12 +148,28 @@ async def get_delivery(delivery_id: str, ctx: Ctx, conn: Conn, who: Caller) -> d
 
 
 @router.post(
-    "/deliveries/{delivery_id}/redeliver", status_code=202, response_model=DeliveryWithAttempts
+    "/deliveries/{delivery_id}/redeliver",
+    status_code=202,
+    response_model=DeliveryWithAttempts,
+    responses={
+        429: {
+            "model": ErrorResponse,
+            "description": "A test delivery, and the site has sent `webhook_tests_per_minute` "
+            "tests within the last minute",
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds until the site may send a test again",
+                    "schema": {"type": "integer"},
+                }
+            },
+        },
+    },
 )
 async def redeliver(delivery_id: str, ctx: Ctx, who: StandaloneCaller) -> dict[str, Any]:
     """Send the event to the webhook again, same eventId. A finished delivery gets a new
-    delivery (returned); a pending one is made due now; one in flight is a 409."""
-    return await log.redeliver(ctx, who, delivery_id)
+    delivery (returned); a pending one is made due now; one in flight is a 409. Sending a
+    test delivery again is a test send: it counts toward `webhook_tests_per_minute` (429)."""
+    return await sample_sends.redeliver(ctx, who, delivery_id)
 
 
 @router.post("/webhooks/{webhook_id}/recover", status_code=202, response_model=Recovery)
