@@ -232,3 +232,51 @@ def test_secrets_stay_out_of_a_prepared_webhooks_repr() -> None:
         access_token="the-access-token",
     )
     assert "top-secret" not in repr(hook) and "the-access-token" not in repr(hook)
+
+
+async def test_counts_by_event_name_are_what_matching_selects_for_each_name(
+    ctx: AppContext, site: SiteUsers
+) -> None:
+    """The interview page counts each button's webhooks in one statement
+    (`matching.counts_by_event_name`): the same webhooks `matching` selects for the name, by
+    scope, activity and site."""
+    platform = await make_platform(ctx, site)
+    other = await make_platform(ctx, site)
+    custom = "CustomInterviewEvent"
+    await make_hook(ctx, site, URL, event_type=custom, interviewEventName="Look up client")
+    await make_hook(
+        ctx,
+        site,
+        URL,
+        event_type=custom,
+        interviewEventName="Look up client",
+        templateIds=[platform.template["id"]],
+    )
+    await make_hook(
+        ctx,
+        site,
+        URL,
+        event_type=custom,
+        interviewEventName="Look up client",
+        workGroupIds=[other.work_item["work_group_id"]],
+    )
+    await make_hook(ctx, site, URL, event_type=custom, interviewEventName="Check", active=False)
+    await make_hook(ctx, site, URL, event_type=custom, interviewEventName="Check")
+    await make_hook(ctx, site, URL)  # another event type
+    for where in (platform, other):
+        scope = {
+            "site_id": site.site_id,
+            "work_group_id": where.work_item["work_group_id"],
+            "template_id": where.template["id"],
+        }
+        async with ctx.db.read() as conn:
+            counts = await matching.counts_by_event_name(conn, **scope)
+            for name in ("Look up client", "Check", "Nothing"):
+                matched = await matching.matching(
+                    conn,
+                    event_type=EventType.CUSTOM_INTERVIEW_EVENT,
+                    interview_event_name=name,
+                    **scope,
+                )
+                assert counts.get(name, 0) == len(matched), name
+    assert counts == {"Look up client": 2, "Check": 1}  # the other work item's

@@ -4,6 +4,7 @@ when it opens (InterviewLoadEvent) and when an interview event element is used
 
 from docuhooks.interview_hooks.engine import (
     HookResult,
+    count_interview_event_hooks,
     match_interview_hooks,
     run_interview_hooks,
 )
@@ -15,6 +16,7 @@ __all__ = [
     "MAX_REPLY_BYTES",
     "HookResult",
     "answer_warning",
+    "count_interview_event_hooks",
     "foreground_transaction",
     "match_interview_hooks",
     "run_interview_hooks",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -104,6 +104,26 @@ async def match_interview_hooks(
         template_id=template_id,
         interview_event_name=interview_event_name,
     )
+
+
+async def count_interview_event_hooks(
+    conn: AsyncConnection,
+    *,
+    site_id: str,
+    work_group_id: str,
+    template_id: str,
+    names: Iterable[str],
+) -> dict[str, int]:
+    """How many webhooks each of the interview event elements `names` would call for this
+    work item (as `match_interview_hooks` would match them), read in one statement (none
+    when there are no names)."""
+    names = list(names)
+    if not names:
+        return {}
+    counts = await matching.counts_by_event_name(
+        conn, site_id=site_id, work_group_id=work_group_id, template_id=template_id
+    )
+    return {name: counts.get(name.strip(), 0) for name in names}
 
 
 async def run_interview_hooks(

@@ -25,7 +25,6 @@ from starlette.datastructures import UploadFile
 from docuhooks.answers.offload import INLINE_BYTES
 from docuhooks.api.deps import Ctx
 from docuhooks.api.routes.platform_support import attachment
-from docuhooks.core.events import EventType
 from docuhooks.errors import (
     DocuhooksError,
     Forbidden,
@@ -34,7 +33,7 @@ from docuhooks.errors import (
     Unauthorized,
     Unavailable,
 )
-from docuhooks.interview_hooks import match_interview_hooks
+from docuhooks.interview_hooks import count_interview_event_hooks
 from docuhooks.platform import catalog, interviews, workitems
 from docuhooks.ui import interview_form
 from docuhooks.ui.interview_form import Submitted
@@ -61,18 +60,14 @@ async def _state(ctx: Ctx, session: UiSession, interview_id: str) -> dict[str, A
         interview = await interviews.get(conn, who, interview_id)
         item = await workitems.get_row(conn, who, interview["workItemId"])
         template = await catalog.get_declarations(conn, who, item.template_id)
-        asking = {}
-        for name in template.event_elements:
-            matched = await match_interview_hooks(
-                ctx,
-                conn,
-                site_id=who.site_id,
-                event_type=EventType.CUSTOM_INTERVIEW_EVENT,
-                work_group_id=item.work_group_id,
-                template_id=template.id,
-                interview_event_name=name,
-            )
-            asking[name] = _services(len(matched.webhooks))
+        counts = await count_interview_event_hooks(
+            conn,
+            site_id=who.site_id,
+            work_group_id=item.work_group_id,
+            template_id=template.id,
+            names=template.event_elements,
+        )
+    asking = {name: _services(count) for name, count in counts.items()}
     answers = interview["answers"]
     if isinstance(answers, orjson.Fragment):
         # The stored JSON text, passed through as it is: read back for the form here when

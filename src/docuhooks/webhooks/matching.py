@@ -59,6 +59,30 @@ _MATCHING_IDS = Prepared(_MATCHING.with_only_columns(webhooks.c.id))
 _MATCHING_NAMED_IDS = Prepared(_MATCHING_NAMED.with_only_columns(webhooks.c.id))
 
 
+#: How many webhooks each interview event name reaches, in one statement: the interview
+#: page says it on each of its buttons, and a template may name 500 (one query each was 500
+#: queries a page view). Its parameters are those `matching_params` gives, but the name.
+_COUNTS_BY_EVENT_NAME = (
+    _MATCHING.with_only_columns(webhooks.c.interview_event_name, sa.func.count().label("hooks"))
+    .order_by(None)
+    .group_by(webhooks.c.interview_event_name)
+)
+
+
+async def counts_by_event_name(
+    conn: AsyncConnection, *, site_id: str, work_group_id: str | None, template_id: str | None
+) -> dict[str, int]:
+    """How many active CustomInterviewEvent webhooks a step of this work group and template
+    reaches, by interview event name (a name none reaches is absent): what `matching` would
+    select for each name, counted in one statement."""
+    params = matching_params(
+        site_id, EventType.CUSTOM_INTERVIEW_EVENT, work_group_id, template_id, None
+    )
+    del params["interview_event_name"]
+    rows = (await conn.execute(_COUNTS_BY_EVENT_NAME, params)).all()
+    return {str(row.interview_event_name): int(row.hooks) for row in rows}
+
+
 def ranked_selection(*, interview_event_name: bool) -> sa.Select[Any]:
     """The selection `matching_ids` runs, as a part for a larger statement (the outbox's one
     statement on PostgreSQL): each webhook's id and its `place` in overlay order, unordered.
