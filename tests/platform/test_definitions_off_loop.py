@@ -129,6 +129,7 @@ OPERATIONS = [
     "finishing",
     "a quick document",
     "a test send",
+    "the template's page",
 ]
 
 
@@ -160,6 +161,8 @@ async def test_a_large_stored_definition_is_read_while_other_requests_are_answer
             receiver.route("/load", hook.verifier(), answer_json({"Client Name": "Jane"}))
         if operation == "the interview page":
             await sign_in(client, await make_user(ctx, site.site_id, "User"))
+        if operation == "the template's page":
+            await sign_in(client, await make_user(ctx, site.site_id, "SiteAdministrator"))
         requests: dict[str, Callable[[], Awaitable[httpx.Response]]] = {
             "saving answers": lambda: client.put(
                 f"/api/v1/interviews/{interview_id}/answers", json={"Fee": 100}, headers=user
@@ -179,6 +182,7 @@ async def test_a_large_stored_definition_is_read_while_other_requests_are_answer
             "a test send": lambda: client.post(
                 f"/api/v1/webhooks/{hook.id}/test", headers=site.auth()
             ),
+            "the template's page": lambda: client.get(f"/ui/templates/{item.template_id}"),
         }
         # As after a start: no template's variables are kept yet.
         monkeypatch.setattr(validate, "_TEMPLATE_VARIABLES", OrderedDict())

@@ -217,3 +217,40 @@ async def _migrate_destination_states(url: str) -> None:
             assert hosts["h5"].endswith(".invalid:443") and len(hosts["h5"]) < 100
     finally:
         await db.dispose()
+
+
+async def test_templates_already_stored_get_their_count_of_variables(db_url: str) -> None:
+    """Migration 0031: the count lists show is filled in from each stored definition."""
+    from datetime import UTC, datetime
+
+    from docuhooks.store.database import Database
+    from docuhooks.store.schema import sites, templates
+
+    async with _new_database(db_url) as url:
+        db = Database.from_url(url)
+        now = datetime(2026, 12, 8, tzinfo=UTC)
+        try:
+            async with db.engine.begin() as conn:
+                await conn.run_sync(_upgrade_to, "0030")
+                await conn.execute(
+                    sites.insert().values(id="s1", name="s1", base_url="https://x", created_at=now)
+                )
+                for name, count in (("none", 0), ("one", 1), ("many", 1200)):
+                    await conn.execute(
+                        templates.insert().values(
+                            id=name,
+                            site_id="s1",
+                            name=name,
+                            file_name=f"{name}.docx",
+                            content=b"docx",
+                            sha256="0" * 64,
+                            variables=[{"name": f"V{i}", "type": "text"} for i in range(count)],
+                            event_elements=[],
+                            created_at=now,
+                        )
+                    )
+                await conn.run_sync(_upgrade_to, "head")
+                rows = await conn.execute(sa.select(templates.c.id, templates.c.variable_count))
+                assert dict(rows.all()) == {"none": 0, "one": 1, "many": 1200}
+        finally:
+            await db.dispose()

@@ -85,7 +85,9 @@ async def test_upload_list_download_and_test_assemble(
     assert page.status_code == 200 and "Template uploaded." in page.text
     assert "{{ Client_Name }}" in page.text  # the placeholder each variable takes
     listing = await client.get("/ui/templates")
-    assert "Engagement letter" in listing.text and "Child Name" in listing.text
+    assert "Engagement letter" in listing.text and "Child Name" not in listing.text
+    assert f"<td>{len(STANDARD)}</td>" in listing.text  # how many: the page names them
+    assert "Child Name" in page.text
 
     download = await client.get(f"/ui/templates/{template_id}/content")
     assert download.status_code == 200 and download.content == standard_template()

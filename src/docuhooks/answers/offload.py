@@ -50,6 +50,8 @@ from contextvars import ContextVar
 from functools import partial
 from typing import Any, TypeVar
 
+import orjson
+
 from docuhooks.answers.model import AnswerSet, VariableDef
 from docuhooks.answers.validate import (
     cached_template_variables,
@@ -198,22 +200,31 @@ def definitions_size(raw: Iterable[Mapping[str, Any]] | None) -> int:
 async def load_template_variables(
     template_id: str,
     sha256: str,
-    raw: Iterable[Mapping[str, Any]] | None,
+    raw: Iterable[Mapping[str, Any]] | str | bytes | None,
     threads: int,
     *,
     site: str,
 ) -> Mapping[str, VariableDef]:
     """`validate.template_variables`, with large definitions read in the parsing threads,
     under one of `site`'s slots: the largest take tens of milliseconds to read, the first
-    time a template is used after a start (or after it left the cache). Raises as it does;
-    a failure is not kept."""
+    time a template is used after a start (or after it left the cache). `raw` is the
+    stored definitions, decoded or as their JSON text (then decoded with them, off the loop
+    when large: the driver would decode them on it). Raises as it does; a failure is not
+    kept."""
     found = cached_template_variables(template_id, sha256)
     if found is not None:
         return found
-    variables = await off_loop(
-        definitions_size(raw), threads, read_template_variables, raw, site=site
-    )
+    if isinstance(raw, str | bytes):
+        variables = await off_loop(len(raw), threads, _read_stored_text, raw, site=site)
+    else:
+        variables = await off_loop(
+            definitions_size(raw), threads, read_template_variables, raw, site=site
+        )
     return keep_template_variables(template_id, sha256, variables)
+
+
+def _read_stored_text(text: str | bytes) -> Mapping[str, VariableDef]:
+    return read_template_variables(orjson.loads(text))
 
 
 async def off_loop(

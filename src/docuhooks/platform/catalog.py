@@ -12,8 +12,10 @@ import json
 import uuid
 from dataclasses import dataclass
 from pathlib import PurePath
+from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,6 +23,7 @@ from docuhooks.answers import (
     AnswerSetError,
     AnswerType,
     VariableDef,
+    cached_template_variables,
     load_template_variables,
     off_loop,
 )
@@ -197,21 +200,43 @@ async def variables_of(ctx: PlatformContext, row: Any) -> tuple[VariableDef, ...
     return tuple(variables.values())
 
 
-def to_api(row: sa.Row[Any], warnings: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The template as the API shows it; `warnings` only on the upload's own response."""
-    size = row.size if "size" in row._mapping else len(row.content)
-    return {
+#: What a template is shown with but its document and its variables: a template's variable
+#: definitions are up to about a megabyte of JSON, which the database driver would decode
+#: on the event loop for every template read. Lists show their count (`variable_count`).
+_DECLARED_COLUMNS = tuple(c for c in templates.c if c.name not in ("content", "variables"))
+_SIZE = sa.func.length(templates.c.content).label("size")
+_SUMMARY_COLUMNS = (*_DECLARED_COLUMNS, _SIZE)
+#: The variables as their stored JSON text, to be passed on as they are (`orjson.Fragment`)
+#: or read off the event loop when large (`variables_of_stored`).
+_VARIABLES_TEXT = sa.cast(templates.c.variables, sa.Text).label("variables_text")
+
+
+def to_api(row: Any, warnings: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The template as the API shows it; `warnings` only on the upload's own response.
+
+    `row` holds its variables decoded (`variables`), as their stored JSON text
+    (`variables_text`: written out as they are, an `orjson.Fragment`), or neither (a list's
+    lighter form: without them); `size`, or the document itself (`content`)."""
+    fields = row._mapping if isinstance(row, sa.Row) else vars(row)
+    size = fields["size"] if "size" in fields else len(fields["content"])
+    body: dict[str, Any] = {
         "id": row.id,
         "name": row.name,
         "fileName": row.file_name,
         "size": size,
         "sha256": row.sha256,
-        "variables": list(row.variables),
-        "eventElements": list(row.event_elements),
-        "createdDate": row.created_at,
-        "createdBy": row.created_by,
-        "warnings": list(warnings),
     }
+    if "variables_text" in fields:
+        body["variables"] = orjson.Fragment(fields["variables_text"])
+    elif "variables" in fields:
+        body["variables"] = list(row.variables)
+    count = fields.get("variable_count")
+    body["variableCount"] = len(row.variables) if "variables" in fields else count
+    body["eventElements"] = list(row.event_elements)
+    body["createdDate"] = row.created_at
+    body["createdBy"] = row.created_by
+    body["warnings"] = list(warnings)
+    return body
 
 
 async def create(
@@ -249,6 +274,7 @@ async def create(
         "content": content,
         "sha256": hashlib.sha256(content).hexdigest(),
         "variables": [variable_to_json(v) for v in definition.variables],
+        "variable_count": len(definition.variables),
         "event_elements": list(definition.event_elements),
         "created_at": ctx.now(),
         "created_by": principal.user_id,
@@ -263,7 +289,8 @@ async def create(
             what=f"template {file_name!r}",
         )
         await insert_named(conn, templates, values, "template")
-        return to_api(await get_row(conn, principal, row_id), check.warnings)
+    # What was stored, without reading it back (a megabyte of variables, decoded again).
+    return to_api(SimpleNamespace(**values, size=len(content)), check.warnings)
 
 
 async def get_row(conn: AsyncConnection, principal: Principal, template_id: str) -> sa.Row[Any]:
@@ -271,15 +298,33 @@ async def get_row(conn: AsyncConnection, principal: Principal, template_id: str)
     return await fetch_in_site(conn, templates, template_id, principal.site_id, "template")
 
 
-async def get_declarations(
+async def get_stored(
     conn: AsyncConnection, principal: Principal, template_id: str
-) -> sa.Row[Any]:
-    """The template without its document: its name, variables and event elements, for
-    pages that show an interview on every step and need not read the DOCX each time."""
+) -> dict[str, Any]:
+    """The template as the API shows it, its variables passed on as stored (`to_api`): a
+    large template's are neither decoded nor encoded again to be shown."""
     template_id = parse_id(template_id, "template")
     row = (
         await conn.execute(
-            sa.select(*(c for c in templates.c if c.name != "content")).where(
+            sa.select(*_SUMMARY_COLUMNS, _VARIABLES_TEXT).where(
+                templates.c.id == template_id, templates.c.site_id == principal.site_id
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"template {template_id} does not exist")
+    return to_api(row)
+
+
+async def get_summary(
+    conn: AsyncConnection, principal: Principal, template_id: str, *, size: bool = False
+) -> sa.Row[Any]:
+    """The template without its document or its variables (`variables_of_stored` reads
+    those): what a page about it shows besides them; with `size`, the document's."""
+    template_id = parse_id(template_id, "template")
+    row = (
+        await conn.execute(
+            sa.select(*(_SUMMARY_COLUMNS if size else _DECLARED_COLUMNS)).where(
                 templates.c.id == template_id, templates.c.site_id == principal.site_id
             )
         )
@@ -289,15 +334,35 @@ async def get_declarations(
     return row
 
 
+async def variables_of_stored(
+    ctx: PlatformContext, conn: AsyncConnection, row: Any
+) -> tuple[VariableDef, ...]:
+    """The declared variables of the template `row` (any of its columns but `variables`):
+    those kept for it (`answers.load_template_variables`), else its stored JSON text, read
+    in the parsing threads when it is large."""
+    found = cached_template_variables(row.id, row.sha256)
+    if found is None:
+        text = await conn.scalar(sa.select(_VARIABLES_TEXT).where(templates.c.id == row.id))
+        found = await load_template_variables(
+            row.id, row.sha256, str(text), ctx.settings.answer_parse_threads, site=row.site_id
+        )
+    return tuple(found.values())
+
+
 async def list_page(
-    conn: AsyncConnection, principal: Principal, *, limit: int, cursor: str | None
+    conn: AsyncConnection,
+    principal: Principal,
+    *,
+    limit: int,
+    cursor: str | None,
+    variables: bool = False,
 ) -> pagination.Page[dict[str, Any]]:
-    # Listing never needs the documents themselves: leave the content column unread.
-    columns = [c for c in templates.c if c.name != "content"]
+    """The site's templates, newest first, each as the API shows it (`to_api`) with its
+    count of variables but without the variables themselves unless `variables` (then as
+    stored, passed on undecoded). Never the documents."""
+    columns = (*_SUMMARY_COLUMNS, _VARIABLES_TEXT) if variables else _SUMMARY_COLUMNS
     query = pagination.apply(
-        sa.select(*columns, sa.func.length(templates.c.content).label("size")).where(
-            templates.c.site_id == principal.site_id
-        ),
+        sa.select(*columns).where(templates.c.site_id == principal.site_id),
         templates.c.created_at,
         templates.c.id,
         limit=limit,

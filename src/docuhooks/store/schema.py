@@ -554,6 +554,9 @@ templates = sa.Table(
     sa.Column("sha256", sa.String(64), nullable=False),
     #: Variable definitions: [{name, type, repeatDepth, options}].
     sa.Column("variables", sa.JSON(), nullable=False),
+    #: How many `variables` there are: what lists of templates show, so that they need not
+    #: read (and decode) every template's definitions, up to about a megabyte each.
+    sa.Column("variable_count", sa.Integer(), nullable=False, server_default="0"),
     #: Names of the interview event elements (buttons firing CustomInterviewEvent).
     sa.Column("event_elements", sa.JSON(), nullable=False),
     _ts("created_at"),

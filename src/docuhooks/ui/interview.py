@@ -59,7 +59,8 @@ async def _state(ctx: Ctx, session: UiSession, interview_id: str) -> dict[str, A
     async with ctx.db.read() as conn:
         interview = await interviews.get(conn, who, interview_id)
         item = await workitems.get_row(conn, who, interview["workItemId"])
-        template = await catalog.get_declarations(conn, who, item.template_id)
+        template = await catalog.get_summary(conn, who, item.template_id)
+        variables = await catalog.variables_of_stored(ctx, conn, template)
         counts = await count_interview_event_hooks(
             conn,
             site_id=who.site_id,
@@ -80,7 +81,7 @@ async def _state(ctx: Ctx, session: UiSession, interview_id: str) -> dict[str, A
         "interview": interview,
         "item": workitems.to_api(item),
         "tmpl": template,
-        "variables": await catalog.variables_of(ctx, template),
+        "variables": variables,
         "asking": asking,
     }
 

@@ -168,7 +168,7 @@ async def work_item_page(
     async with ctx.db.read() as conn:
         item = await workitems.get_row(conn, who, work_item_id)
         group = await workgroups.get_row(conn, who, item.work_group_id)
-        template = await catalog.get_declarations(conn, who, item.template_id)
+        template = await catalog.get_summary(conn, who, item.template_id)
         versions = await workitems.list_versions(
             conn, who, item.id, limit=VERSIONS_SHOWN, cursor=cursor or None
         )

@@ -52,7 +52,11 @@ class Template(Output):
     fileName: str
     size: int
     sha256: str
-    variables: list[Variable]
+    variables: list[Variable] = Field(
+        default_factory=list,
+        description="The declared variables; left out of a list asked for `variables=false`",
+    )
+    variableCount: int = Field(description="How many variables the template declares")
     eventElements: list[str] = Field(description="Interview event element names")
     createdDate: datetime
     createdBy: str | None
@@ -123,10 +127,22 @@ async def get_work_group(work_group_id: str, conn: Conn, who: Caller) -> dict[st
 
 @router.get("/templates", response_model=Page[Template], tags=["platform"])
 async def list_templates(
-    conn: Conn, who: Caller, limit: Limit = 50, cursor: Cursor = None
-) -> dict[str, Any]:
-    page = await catalog.list_page(conn, who, limit=limit, cursor=cursor)
-    return {"items": page.items, "nextCursor": page.next_cursor}
+    conn: Conn,
+    who: Caller,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    variables: Annotated[
+        bool,
+        Query(
+            description="`false`: each template without its `variables` (its "
+            "`variableCount` says how many): a lighter list, for picking a template"
+        ),
+    ] = True,
+) -> Response:
+    """The site's templates, newest first. Each template's variables are written out as
+    stored; a list of large templates is lighter without them (`variables=false`)."""
+    page = await catalog.list_page(conn, who, limit=limit, cursor=cursor, variables=variables)
+    return FastJSONResponse({"items": page.items, "nextCursor": page.next_cursor})
 
 
 @router.post(
@@ -147,25 +163,29 @@ async def upload_template(
             '"options"}], "eventElements": [names]}'
         ),
     ],
-) -> dict[str, Any]:
+) -> Response:
     """Upload a DOCX template with its variable declarations (SiteAdministrator only).
 
     Refused with the reason when the file is not a DOCX, a placeholder cannot be parsed, or
     a placeholder matches no declared variable; a DOCX over the `docx_*` limits, or whose
     inspection passes the render limits, with 413 or 422 naming the limit; a template that
     would take the site past its storage quota, with 422 `storage_quota_exceeded`."""
-    return await catalog.create(
+    created = await catalog.create(
         ctx,
         who,
         file_name=file.filename or "template.docx",
         content=await file.read(),
         definition=await catalog.read_definition(ctx, who, definition),
     )
+    # Built by the service in the model's shape: 5,000 variables are not validated again.
+    return FastJSONResponse(created, status_code=201)
 
 
 @router.get("/templates/{template_id}", response_model=Template, tags=["platform"])
-async def get_template(template_id: str, conn: Conn, who: Caller) -> dict[str, Any]:
-    return catalog.to_api(await catalog.get_row(conn, who, template_id))
+async def get_template(template_id: str, conn: Conn, who: Caller) -> Response:
+    # Its variables are written out as stored: a large template's are not decoded,
+    # validated and encoded again on the event loop.
+    return FastJSONResponse(await catalog.get_stored(conn, who, template_id))
 
 
 @router.get(

@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import re
 from datetime import date
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import FormData, UploadFile
 
+from docuhooks.answers import VariableDef
 from docuhooks.api.deps import Ctx
 from docuhooks.api.routes.platform_support import attachment
 from docuhooks.errors import DocuhooksError, FieldError, ValidationFailed
@@ -24,7 +26,7 @@ from docuhooks.platform import catalog, quick
 from docuhooks.platform.access import require_site_admin
 from docuhooks.platform.templates import template_identifier
 from docuhooks.store import pagination
-from docuhooks.ui.rendering import UiRoute, redirect, render, sentence
+from docuhooks.ui.rendering import UiRoute, redirect, render, render_sized, sentence
 from docuhooks.ui.session import Checked, SignedIn, UiSession, read_form
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
@@ -109,11 +111,13 @@ async def upload_template(request: Request, ctx: Ctx, session: Checked) -> Respo
         if not created["warnings"]:
             return redirect(f"/ui/templates/{created['id']}?notice=template-uploaded")
         # Stored, with declarations the document does not use: say which, once.
-        sample = json.dumps(
-            _sample_answers(created["variables"], ctx.now().date()), indent=2, ensure_ascii=False
-        )
-        return _template_page(
-            request, session, created, answers=sample, upload_warnings=created["warnings"]
+        return await _template_page(
+            request,
+            ctx,
+            session,
+            created,
+            parsed.variables,
+            upload_warnings=created["warnings"],
         )
     return _upload_page(
         request, session, values, errors=errors, problem=problem, status_code=status
@@ -125,12 +129,7 @@ async def template_page(
     request: Request, template_id: str, ctx: Ctx, session: SignedIn
 ) -> Response:
     require_site_admin(session.principal, "managing templates")
-    async with ctx.db.read() as conn:
-        template = catalog.to_api(await catalog.get_row(conn, session.principal, template_id))
-    sample = json.dumps(
-        _sample_answers(template["variables"], ctx.now().date()), indent=2, ensure_ascii=False
-    )
-    return _template_page(request, session, template, answers=sample)
+    return await _template_page_of(request, ctx, session, template_id)
 
 
 @router.get("/templates/{template_id}/content")
@@ -332,18 +331,23 @@ async def _template_page_of(
     ctx: Ctx,
     session: UiSession,
     template_id: str,
-    answers: str,
+    answers: str | None = None,
     *,
     answers_error: str = "",
     warnings: tuple[str, ...] = (),
     status: int = 200,
 ) -> Response:
+    """The template's page: its variables read as `catalog.variables_of_stored` reads them
+    (kept, or off the event loop when many), never with the document."""
     async with ctx.db.read() as conn:
-        template = catalog.to_api(await catalog.get_row(conn, session.principal, template_id))
-    return _template_page(
+        row = await catalog.get_summary(conn, session.principal, template_id, size=True)
+        variables = await catalog.variables_of_stored(ctx, conn, row)
+    return await _template_page(
         request,
+        ctx,
         session,
-        template,
+        catalog.to_api(row),
+        variables,
         answers=answers,
         answers_error=answers_error,
         warnings=warnings,
@@ -351,28 +355,63 @@ async def _template_page_of(
     )
 
 
-def _template_page(
+#: About how many bytes of the template page each variable makes (a row of its table and
+#: its sample answer), and each option of one.
+_VARIABLE_BYTES = 250
+_OPTION_BYTES = 20
+
+
+async def _template_page(
     request: Request,
+    ctx: Ctx,
     session: UiSession,
     template: dict[str, Any],
+    variables: tuple[VariableDef, ...],
     *,
-    answers: str,
+    answers: str | None = None,
     answers_error: str = "",
     warnings: tuple[str, ...] = (),
     upload_warnings: list[str] | None = None,
     status_code: int = 200,
 ) -> Response:
-    return render(
+    """One template's page; `answers` as typed, or (None) sample answers for each variable.
+    A template of thousands of variables is a page of megabytes: it is built and rendered
+    off the event loop (`render_sized`)."""
+    size = sum(_VARIABLE_BYTES + _OPTION_BYTES * len(v.options) for v in variables)
+    return await render_sized(
         request,
         "platform/template.html",
         session,
+        partial(
+            _template_context,
+            template,
+            variables,
+            answers=answers,
+            today=ctx.now().date(),
+            answers_error=answers_error,
+            warnings=warnings,
+            upload_warnings=upload_warnings or [],
+        ),
+        size=size,
+        threads=ctx.settings.answer_parse_threads,
         status_code=status_code,
-        document_template=template,
-        variables=[
-            {**v, "identifier": template_identifier(v["name"])} for v in template["variables"]
-        ],
-        answers=answers,
-        answers_error=answers_error,
-        warnings=warnings,
-        upload_warnings=upload_warnings or [],
     )
+
+
+def _template_context(
+    template: dict[str, Any],
+    variables: tuple[VariableDef, ...],
+    *,
+    answers: str | None,
+    today: date,
+    **rest: Any,
+) -> dict[str, Any]:
+    declared = [catalog.variable_to_json(v) for v in variables]
+    if answers is None:
+        answers = json.dumps(_sample_answers(declared, today), indent=2, ensure_ascii=False)
+    return {
+        "document_template": template,
+        "variables": [{**v, "identifier": template_identifier(v["name"])} for v in declared],
+        "answers": answers,
+        **rest,
+    }
