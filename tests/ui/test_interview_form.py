@@ -10,6 +10,7 @@ from starlette.datastructures import FormData
 from docuhooks.answers import VariableDef
 from docuhooks.answers.model import AnswerType
 from docuhooks.ui import interview_form as forms
+from docuhooks.ui.interview_layout import ROWS_SHOWN, View, lay_out
 
 VARIABLES = (
     VariableDef("Name", AnswerType.TEXT),
@@ -26,6 +27,12 @@ def form(*pairs: tuple[str, str]) -> FormData:
     return FormData(list(pairs))
 
 
+def fields_of(variables: Any, answers: dict[str, Any], view: View | None = None) -> Any:
+    """The fields of the page `view` (the first) shows of these answers."""
+    layout = lay_out(variables, forms.values_by_name(answers), view or View())
+    return forms.fields_of(variables, answers, layout)
+
+
 def test_fields_show_each_answer_as_its_input_holds_it() -> None:
     answers = {
         "answers": [
@@ -37,7 +44,7 @@ def test_fields_show_each_answer_as_its_input_holds_it() -> None:
             {"name": "Grid", "type": "number", "value": [[1, 2], None]},
         ]
     }
-    fields = forms.fields_of(VARIABLES, answers)
+    fields = fields_of(VARIABLES, answers)
     values = [f.value for f in fields]
     assert values[:6] == ["Ann\nLee", "12.5", "", "false", ["Blue"], ["Acme", ""]]
     assert fields[0].multiline and not fields[1].multiline
@@ -62,6 +69,7 @@ def test_a_form_reads_back_as_shorthand_answers() -> None:
             ("f6", "ignored: never edited here"),
         ),
         VARIABLES,
+        {},
     )
     assert submitted.errors == {}
     assert submitted.answers == {
@@ -78,18 +86,41 @@ def test_empty_inputs_are_unanswered_and_unlisted_fields_untouched() -> None:
     submitted = forms.read_form(
         form(("fields", "0"), ("fields", "4"), ("fields", "5"), ("f0", "  "), ("rows.5", "0")),
         VARIABLES,
+        {},
     )
     assert submitted.answers == {"Name": None, "Colour": None, "Parties": None}
 
 
-def test_a_repeat_with_more_rows_than_the_form_edits_is_left_as_saved() -> None:
-    rows = forms.MAX_ROWS + 100
-    fields = [("fields", "5"), ("rows.5", str(rows))]
-    typed = [(f"f5.{n}", "x") for n in range(10)]
-    submitted = forms.read_form(form(*fields, *typed), VARIABLES)
-    # Not cut to the form's bound (which would delete the rest of the saved rows): untouched.
-    assert "Parties" not in submitted.answers
-    assert submitted.errors == {}
+def test_saving_a_window_of_rows_keeps_the_rows_not_shown() -> None:
+    """A page shows some rows of a long repeat (`start.5`, `rows.5`): the answer saved is
+    the saved rows with those replaced, however many there are."""
+    saved = {"Parties": [f"Party {n}" for n in range(1_000)]}
+    shown = [(f"f5.{n}", f"Changed {n}") for n in range(500, 525)]
+    submitted = forms.read_form(
+        form(("fields", "5"), ("start.5", "500"), ("rows.5", "25"), *shown), VARIABLES, saved
+    )
+    rows = submitted.answers["Parties"]
+    assert len(rows) == 1_000
+    assert rows[:500] == saved["Parties"][:500] and rows[525:] == saved["Parties"][525:]
+    assert rows[500:525] == [f"Changed {n}" for n in range(500, 525)]
+    # More rows than a page shows are not read: the form cannot cut the answer short.
+    typed = [(f"f5.{n}", "x") for n in range(2_000)]
+    submitted = forms.read_form(form(("fields", "5"), ("rows.5", "2000"), *typed), VARIABLES, saved)
+    assert submitted.answers["Parties"] == ["x"] * ROWS_SHOWN + saved["Parties"][ROWS_SHOWN:]
+    # A field not in the form keeps its answer whole.
+    assert forms.read_form(form(("fields", "0")), VARIABLES, saved).answers == {"Name": None}
+
+
+def test_only_the_answers_that_changed_are_saved() -> None:
+    saved = {"Name": "Ann", "Parties": ["Acme", "Beta"]}
+    submitted = forms.read_form(
+        form(("fields", "0"), ("fields", "5"), ("f0", "Ann"), ("rows.5", "1"), ("f5.0", "Acme")),
+        VARIABLES,
+        saved,
+    )
+    assert forms.changed(submitted, saved) == {}
+    submitted.answers["Name"] = "Bo"
+    assert forms.changed(submitted, saved) == {"Name": "Bo"}
 
 
 def test_what_cannot_be_read_stays_at_its_field() -> None:
@@ -106,11 +137,12 @@ def test_what_cannot_be_read_stays_at_its_field() -> None:
             ("f5.1", "Beta"),
         ),
         VARIABLES,
+        {},
     )
     assert submitted.answers == {"Name": "fine", "Parties": ["Acme", "Beta"]}
     assert set(submitted.errors) == {"f1", "f2", "f3", "f4"}
     assert "“12abc” is not a number" in submitted.errors["f1"]
-    fields = forms.fields_of(VARIABLES, {"answers": []})
+    fields = fields_of(VARIABLES, {"answers": []})
     forms.apply_problems(fields, submitted, [], {})
     assert fields[1].value == "12abc" and fields[1].invalid_ids == "f1"
     assert fields[1].error.startswith("“12abc” is not a number")
@@ -119,7 +151,7 @@ def test_what_cannot_be_read_stays_at_its_field() -> None:
 def test_a_bad_row_keeps_the_whole_repeat_as_it_was() -> None:
     variables = (VariableDef("Amounts", AnswerType.NUMBER, repeat_depth=1),)
     submitted = forms.read_form(
-        form(("fields", "0"), ("rows.0", "2"), ("f0.0", "1"), ("f0.1", "two")), variables
+        form(("fields", "0"), ("rows.0", "2"), ("f0.0", "1"), ("f0.1", "two")), variables, {}
     )
     assert submitted.answers == {}
     assert submitted.errors == {
@@ -142,7 +174,7 @@ def test_rows_are_added_and_removed() -> None:
 
 
 def test_warnings_and_sources_land_at_their_fields() -> None:
-    fields = forms.fields_of(VARIABLES, {"answers": []})
+    fields = fields_of(VARIABLES, {"answers": []})
     forms.apply_problems(
         fields,
         None,
@@ -175,9 +207,10 @@ def test_problems_reach_their_fields_in_one_pass() -> None:
     submitted = forms.read_form(
         form(*[("fields", str(i)) for i in range(count)], *[(f"f{i}", "x") for i in range(count)]),
         variables,
+        {},
     )
     submitted.errors = _CountedErrors(submitted.errors)
-    fields = forms.fields_of(variables, {"answers": []})
+    fields = fields_of(variables, {"answers": []})
     forms.apply_problems(fields, submitted, [], {})
     assert _CountedErrors.passes == 1
     assert all(f.errors == {f.id: submitted.errors[f.id]} for f in fields)

@@ -51,13 +51,13 @@ class HeldPages:
         real = interview_form.fields_of
         large = large or (lambda variables, answers: len(variables) > MANY)
 
-        def fields_of(variables: Sequence[Any], answers: Any) -> Any:
+        def fields_of(variables: Sequence[Any], answers: Any, layout: Any) -> Any:
             if large(variables, answers):
                 if not self.started.is_set():
                     self.started.set()
                     self.release.wait(10)
                 self.built.append(variables[-1].name.split()[0])
-            return real(variables, answers)
+            return real(variables, answers, layout)
 
         monkeypatch.setattr(interview_form, "fields_of", fields_of)
 

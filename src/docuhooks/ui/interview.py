@@ -4,24 +4,34 @@ person goes, the template's interview event elements as buttons, answer files in
 and *Finish*. Each step calls the `platform.interviews` function its API route calls, so
 the answers are read, fitted and limited exactly as the API's are.
 
+A page shows as many fields as fit its bound, and a repeated field's rows a window at a time
+(`interview_layout`): where the person is (the page's first field, each window's first row)
+is in the form and in the page's address. Saving keeps every field and row the page did not
+show as it is.
+
 Every step of the form is one POST of the whole form with the button pressed (`action`):
-`save` (a field changed), `event:NAME`, `add:3`, `remove:3.1`, `finish`. The answers are
-saved first, whatever the action, so nothing typed is lost to a button. An htmx request for
-`save` gets back only the save status and the fields' messages (swapped out of band, so the
-field the person is in keeps focus); the other actions get the form's body again with
-`data-focus` naming where focus goes next. Without script, each is a post and a redirect.
+`save` (a field changed), `event:NAME`, `add:3`, `remove:3.1`, `rows:3:25` (another
+window of rows; `rows:3` the one of the row typed in `goto.3`), `fields:120` (another page
+of fields), `finish`. The answers are saved first, whatever the action, so nothing typed is
+lost to a button; only those that changed are saved. An htmx request for `save` gets back
+only the save status and the fields' messages (swapped out of band, so the field the person
+is in keeps focus); the other actions get the form's body again with `data-focus` naming
+where focus goes next. Without script, each is a post and a redirect.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
+from docuhooks.answers import VariableDef, off_loop
 from docuhooks.answers.offload import INLINE_BYTES
 from docuhooks.api.deps import Ctx
 from docuhooks.api.routes.platform_support import attachment
@@ -37,6 +47,7 @@ from docuhooks.interview_hooks import count_interview_event_hooks
 from docuhooks.platform import catalog, interviews, workitems
 from docuhooks.ui import interview_form
 from docuhooks.ui.interview_form import Submitted
+from docuhooks.ui.interview_layout import LISTED, View, clip, lay_out, whole
 from docuhooks.ui.rendering import UiRoute, is_htmx, redirect, render_sized
 from docuhooks.ui.session import Checked, SignedIn, UiSession, read_form
 
@@ -89,7 +100,10 @@ async def _state(ctx: Ctx, session: UiSession, interview_id: str) -> dict[str, A
 def _context(
     state: dict[str, Any],
     *,
+    view: View,
+    keep: int | None = None,
     submitted: Submitted | None = None,
+    posted: frozenset[int] | None = None,
     warnings: list[dict[str, Any]] | None = None,
     sources: dict[str, dict[str, str]] | None = None,
     message: str = "",
@@ -97,29 +111,45 @@ def _context(
     upload_error: str = "",
     clear_marks: bool = False,
 ) -> dict[str, Any]:
+    """The page's fields (those of its `view`, laid out to its bound: `keep` is a field
+    that must be on it), with what needs saying."""
     warnings = warnings or []
     answers = state["interview"]["answers"]
     if isinstance(answers, bytes):
         answers = orjson.loads(answers)
-    fields = interview_form.fields_of(state["variables"], answers)
+    variables = state["variables"]
+    layout = lay_out(variables, interview_form.values_by_name(answers), view, keep=keep)
+    fields = interview_form.fields_of(variables, answers, layout)
     interview_form.apply_problems(fields, submitted, warnings, sources or {})
     problems = sum(1 for f in fields if f.errors)
     named = {f.variable.name for f in fields}
+    from_webhooks = [w for w in warnings if w.get("source") == "webhook"]
+    # Answers to no field of this page (a name the template lacks, a field of another
+    # page) are said above it.
+    others = [
+        w for w in warnings if w.get("source") != "webhook" and w.get("variable") not in named
+    ]
     return {
         **state,
+        "layout": layout,
         "fields": fields,
-        "webhook_warnings": [w for w in warnings if w.get("source") == "webhook"],
-        # Answers to no field of the form (a name the template lacks) are said above it.
-        "other_warnings": [
-            w for w in warnings if w.get("source") != "webhook" and w.get("variable") not in named
-        ],
+        "posted": posted,
+        "webhook_warnings": [_listed(w) for w in from_webhooks[:LISTED]],
+        "more_webhook_warnings": max(len(from_webhooks) - LISTED, 0),
+        "other_warnings": [_listed(w) for w in others[:LISTED]],
+        "more_other_warnings": max(len(others) - LISTED, 0),
         "problems": problems,
-        "message": message,
+        "message": clip(message),
         "focus": focus,
-        "upload_error": upload_error,
+        "upload_error": clip(upload_error),
         "upload_field": ANSWER_FILE_FIELD,
         "clear_marks": clear_marks,
     }
+
+
+def _listed(warning: dict[str, Any]) -> dict[str, Any]:
+    """A warning as the page lists it: its message cut to `MESSAGE_CHARS`."""
+    return {**warning, "message": clip(str(warning.get("message", "")))}
 
 
 #: About how many bytes of the interview page each field makes, each more row of a repeated
@@ -164,25 +194,31 @@ async def _page(
     template: str,
     state: dict[str, Any],
     *,
+    view: View,
     status_code: int = 200,
     headers: dict[str, str] | None = None,
     submitted: Submitted | None = None,
     **options: Any,
 ) -> Response:
-    """The interview page (or one of its fragments, `template`) of `state`, with the form's
-    fields and messages (`_context`): a large one is built and rendered off the event loop
-    (`render_sized`), so one site's template of thousands of variables does not hold
-    every other request meanwhile."""
+    """The interview page (or one of its fragments, `template`) of `state` at `view`, with
+    the form's fields and messages (`_context`): a large one is built and rendered off the
+    event loop (`render_sized`), so one site's template of thousands of variables does not
+    hold every other request meanwhile."""
     return await render_sized(
         request,
         template,
         session,
-        partial(_context, state, submitted=submitted, **options),
+        partial(_context, state, view=view, submitted=submitted, **options),
         size=_page_size(state, submitted),
         threads=ctx.settings.answer_parse_threads,
         status_code=status_code,
         headers=headers,
     )
+
+
+def _address(interview_id: str, view: View) -> str:
+    """The page's address at `view`: a reload shows the same fields and rows."""
+    return f"/ui/interviews/{interview_id}{view.query()}"
 
 
 @router.post("/workitems/{work_item_id}/interview")
@@ -200,6 +236,7 @@ async def open_interview(
         session,
         "platform/interview.html",
         state,
+        view=View(),
         warnings=opened["warnings"],
         sources=opened.get("answerSources") or {},
         message=_opened_message(opened),
@@ -219,31 +256,96 @@ async def interview_page(
     request: Request, interview_id: str, ctx: Ctx, session: SignedIn
 ) -> Response:
     state = await _state(ctx, session, interview_id)
-    return await _page(request, ctx, session, "platform/interview.html", state)
+    view = View.read(request.query_params)
+    return await _page(request, ctx, session, "platform/interview.html", state, view=view)
 
 
 async def _save(
-    ctx: Ctx, session: UiSession, interview_id: str, answers: dict[str, Any]
+    ctx: Ctx, session: UiSession, interview_id: str, body: bytes
 ) -> list[dict[str, Any]]:
-    if not answers:
+    """Save the answers of a step (`Step.body`, shorthand answer JSON), as the API's
+    `PUT …/answers` does; their warnings."""
+    if not body:
         return []
     updated = await interviews.update_answers(
-        ctx,
-        session.principal,
-        interview_id,
-        body=json.dumps(answers).encode(),
-        content_type="application/json",
+        ctx, session.principal, interview_id, body=body, content_type="application/json"
     )
     return list(updated["warnings"])
 
 
-def _row_action(action: str) -> tuple[int, int]:
-    where = action.split(":", 1)[1]
-    index, _, row = where.partition(".")
-    try:
-        return int(index), int(row or -1)
-    except ValueError:
-        return -1, -1
+@dataclass
+class Step:
+    """What a step's form asks: the answers read from it (`submitted`), what of them to
+    save (`body`, shorthand answer JSON, empty when nothing changed), and where the page
+    is then (`view`, with the field it is about to `keep` on it), with what to say."""
+
+    submitted: Submitted
+    body: bytes
+    view: View
+    keep: int | None = None
+    focus: str = ""
+    message: str = ""
+
+
+def _step(form: FormData, variables: Sequence[VariableDef], answers: Any, action: str) -> Step:
+    """The step `action` of the form: the form read against the saved `answers` (decoded
+    here when they are still the stored JSON: `_state`), then the row or page the action
+    is about. Pure; run off the event loop when the interview is large."""
+    if isinstance(answers, bytes):
+        answers = orjson.loads(answers)
+    saved = interview_form.values_by_name(answers)
+    submitted = interview_form.read_form(form, variables, saved)
+    step = Step(submitted, b"", View.read(form))
+    kind, _, where = action.partition(":")
+    if kind in ("add", "remove", "rows"):
+        _rows(step, form, variables, kind, where)
+    elif kind == "fields":
+        if submitted.errors:
+            # Moving on would lose what was typed: the page stays with its problems.
+            step.message = "Not moved on: correct the answers marked below first."
+            step.focus = "interview-result"
+        else:
+            step.view = step.view.moved(first=whole(where, step.view.first))
+            step.focus = "fields-shown"
+    changes = interview_form.changed(submitted, saved)
+    step.body = json.dumps(changes).encode() if changes else b""
+    # Where the page will be, as its address says it (the page's first field, the first
+    # row of each window on it): a reload shows the same fields and rows.
+    layout = lay_out(variables, saved | submitted.answers, step.view, keep=step.keep)
+    starts = {index: window.start for index, window in layout.windows.items() if window.start}
+    step.view = View(layout.first, starts)
+    return step
+
+
+def _rows(
+    step: Step, form: FormData, variables: Sequence[VariableDef], kind: str, where: str
+) -> None:
+    """A repeated field's row added or removed, or another window of its rows shown."""
+    position, _, row_text = where.replace(".", ":").partition(":")
+    index = whole(position, -1)
+    if not 0 <= index < len(variables) or variables[index].repeat_depth != 1:
+        return
+    variable, submitted = variables[index], step.submitted
+    step.keep = index
+    if kind == "add" and interview_form.add_row(submitted, variable):
+        rows = len(submitted.answers[variable.name])
+        step.view = step.view.moved(index=index, start=rows - 1)
+        step.focus = f"f{index}-{rows - 1}"
+        step.message = f"Row {rows:,} added to {variable.name}."
+    elif kind == "remove":
+        row = whole(row_text, -1)
+        if interview_form.remove_row(submitted, variable, row):
+            step.focus = f"add-f{index}"
+            step.message = f"Row {row + 1:,} of {variable.name} removed."
+    elif kind == "rows":
+        if any(key.startswith(f"f{index}-") for key in submitted.errors):
+            step.message = "Not moved on: correct the rows marked below first."
+            step.focus = "interview-result"
+            return
+        # `rows:3:25` (a paging button), or `rows:3` and the row typed in `goto.3`.
+        start = whole(row_text, -1) if row_text else whole(form.get(f"goto.{index}"), 0) - 1
+        step.view = step.view.moved(index=index, start=start)
+        step.focus = f"f{index}-rows"
 
 
 @router.post("/interviews/{interview_id}")
@@ -253,24 +355,18 @@ async def interview_step(
     form = await read_form(request)
     action = str(form.get("action") or "save")
     state = await _state(ctx, session, interview_id)
-    variables = state["variables"]
-    submitted = interview_form.read_form(form, variables)
-    focus = ""
-    message = ""
-    if action.startswith(("add:", "remove:")):
-        index, row = _row_action(action)
-        variable = variables[index] if 0 <= index < len(variables) else None
-        if variable is not None and variable.repeat_depth == 1:
-            if action.startswith("add:") and interview_form.add_row(submitted, variable):
-                rows = len(submitted.answers[variable.name])
-                focus = f"f{index}-{rows - 1}"
-                message = f"Row {rows} added to {variable.name}."
-            elif action.startswith("remove:") and interview_form.remove_row(
-                submitted, variable, row
-            ):
-                focus = f"add-f{index}"
-                message = f"Row {row + 1} of {variable.name} removed."
-    warnings = await _save(ctx, session, interview_id, submitted.answers)
+    step = await off_loop(
+        _page_size(state, None),
+        ctx.settings.answer_parse_threads,
+        _step,
+        form,
+        state["variables"],
+        state["interview"]["answers"],
+        action,
+        site=session.principal.site_id,
+    )
+    submitted, message, focus = step.submitted, step.message, step.focus
+    warnings = await _save(ctx, session, interview_id, step.body)
     sources: dict[str, dict[str, str]] = {}
     if action.startswith("event:"):
         name = action.split(":", 1)[1]
@@ -299,10 +395,13 @@ async def interview_step(
         message = "Not finished: correct the answers marked below first."
         focus = "interview-result"
     quiet = not (problems or warnings or action.startswith("event:"))
+    address = _address(interview_id, step.view)
     if not is_htmx(request) and quiet:
-        return redirect(f"/ui/interviews/{interview_id}")
+        return redirect(address)
     state = await _state(ctx, session, interview_id)
     context: dict[str, Any] = {
+        "view": step.view,
+        "keep": step.keep,
         "submitted": submitted,
         "warnings": warnings,
         "sources": sources,
@@ -314,6 +413,7 @@ async def interview_step(
         # Without script: the whole page, with what needs saying at its place.
         return await _page(request, ctx, session, "platform/interview.html", state, **context)
     if action == "save":
+        posted = frozenset(whole(v, -1) for v in form.getlist("fields"))
         return await _page(
             request,
             ctx,
@@ -321,9 +421,19 @@ async def interview_step(
             "platform/_saved.html",
             state,
             headers={"HX-Reswap": "none"},
+            posted=posted,
             **context,
         )
-    return await _page(request, ctx, session, "platform/_interview_body.html", state, **context)
+    # The address follows the page, so a reload shows the same fields and rows.
+    return await _page(
+        request,
+        ctx,
+        session,
+        "platform/_interview_body.html",
+        state,
+        headers={"HX-Replace-Url": address},
+        **context,
+    )
 
 
 @router.get("/interviews/{interview_id}/answers.{kind}")
@@ -390,8 +500,9 @@ async def upload_answers(
                 warnings = list(updated["warnings"])
     state = await _state(ctx, session, interview_id)
     # Without htmx, the whole page; its script (when it runs) gives it the interview's own
-    # address, so a reload does not post again.
+    # address, so a reload does not post again. The same fields as before, from the top.
     page = "platform/_interview_body.html" if is_htmx(request) else "platform/interview.html"
+    view = View(max(whole(form.get("first"), 0), 0))
     if problem:
         return await _page(
             request,
@@ -399,6 +510,7 @@ async def upload_answers(
             session,
             page,
             state,
+            view=view,
             status_code=422,
             upload_error=problem,
             focus=ANSWER_FILE_FIELD,
@@ -414,6 +526,7 @@ async def upload_answers(
         session,
         page,
         state,
+        view=view,
         warnings=warnings,
         message=message,
         focus="interview-result",

@@ -3,11 +3,14 @@ form read back into shorthand answer JSON for `platform.interviews.update_answer
 answers go through the same reading, fitting and limits as the API's.
 
 Form names are by the variable's position, never its name (names may hold any character):
-`f3` is the fourth variable, `f3.0`, `f3.1` … the rows of a repeated one, `rows.3` how many
-rows the form showed, and `fields` lists the variables the form could change. A variable
-repeated more than one level deep is shown, not edited, so it is not listed and keeps its
-answer. What the browser cannot check (a number with letters, an impossible date) is caught
-here, shown at its field, and that answer is left as it was.
+`f3` is the fourth variable, `f3.25`, `f3.26` … the rows of a repeated one (by their place
+in the answer), `start.3` the first row the form showed and `rows.3` how many, and `fields`
+lists the variables the form could change. A page shows some of the fields, and some rows
+of a repeated one (`interview_layout`): the rows it did not show are kept as they are saved,
+and so are the fields. A variable repeated more than one level deep is shown, not edited,
+and so is one too large for a page: neither is listed, so each keeps its answer. What the
+browser cannot check (a number with letters, an impossible date) is caught here, shown at
+its field, and that answer is left as it was.
 """
 
 from __future__ import annotations
@@ -22,10 +25,19 @@ from typing import Any
 from starlette.datastructures import FormData
 
 from docuhooks.answers import VariableDef
+from docuhooks.ui.interview_layout import (
+    ROWS_SHOWN,
+    SHOWN_CHARS,
+    SOURCE_CHARS,
+    TYPED_CHARS,
+    Layout,
+    Window,
+    clip,
+    whole,
+)
 
-#: Rows a repeated variable may have in the form: far above any real interview, and a
-#: bound on what one submitted form can ask for.
-MAX_ROWS = 500
+#: The most characters of what was typed that a problem quotes.
+_QUOTED_CHARS = 60
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -38,13 +50,17 @@ class Field:
     index: int
     variable: VariableDef
     #: The value as the inputs hold it: a string ("" unanswered) or, for multiple choice,
-    #: the chosen options; for a repeated variable, one of those per row.
+    #: the chosen options; for a repeated variable, one of those per row shown.
     value: Any
     errors: dict[str, str] = field(default_factory=dict)
     #: The webhook that supplied the answer in the step just taken, if one did.
     source: str = ""
     #: The answer of a variable repeated deeper than the form edits, as text.
     shown: str = ""
+    #: The rows of a repeated variable the page shows (`value` holds them).
+    window: Window = field(default_factory=lambda: Window(0, ROWS_SHOWN, 0))
+    #: Why the field is too large for a page (it is then shown, not edited), or "".
+    too_large: str = ""
 
     @property
     def id(self) -> str:
@@ -56,7 +72,17 @@ class Field:
 
     @property
     def editable(self) -> bool:
-        return self.variable.repeat_depth <= 1
+        return self.variable.repeat_depth <= 1 and not self.too_large
+
+    @property
+    def mark(self) -> str:
+        """The webhook's name as the field's mark shows it."""
+        return clip(self.source, SOURCE_CHARS)
+
+    @property
+    def rows(self) -> list[tuple[int, Any]]:
+        """The rows shown, each with its place in the answer."""
+        return list(enumerate(self.value, start=self.window.start))
 
     @property
     def repeated(self) -> bool:
@@ -69,7 +95,7 @@ class Field:
 
     @property
     def error(self) -> str:
-        return "; ".join(self.errors.values())
+        return clip("; ".join(self.errors.values()))
 
     @property
     def invalid_ids(self) -> str:
@@ -102,28 +128,72 @@ def leaf_to_form(value: Any) -> Any:
     return str(value)
 
 
-def fields_of(variables: Sequence[VariableDef], answers_json: Mapping[str, Any]) -> list[Field]:
-    """The form's fields from the template's variables and canonical answer JSON."""
-    by_name = {entry["name"]: entry["value"] for entry in answers_json.get("answers", [])}
+def values_by_name(answers_json: Mapping[str, Any]) -> dict[str, Any]:
+    """Canonical answer JSON's values, by name."""
+    return {entry["name"]: entry["value"] for entry in answers_json.get("answers", [])}
+
+
+def fields_of(
+    variables: Sequence[VariableDef], answers_json: Mapping[str, Any], layout: Layout
+) -> list[Field]:
+    """The fields of the page `layout` lays out, from the template's variables and
+    canonical answer JSON: a repeated one's rows of its window."""
+    by_name = values_by_name(answers_json)
     fields = []
-    for index, variable in enumerate(variables):
+    for index in range(layout.first, layout.end):
+        variable = variables[index]
         raw = by_name.get(variable.name)
-        if variable.repeat_depth == 0:
+        reason = layout.too_large.get(index, "")
+        if reason:
+            count = len(raw) if isinstance(raw, list) and variable.repeat_depth else 0
+            fields.append(Field(index, variable, "", too_large=_too_large(reason, count)))
+        elif variable.repeat_depth == 0:
             fields.append(Field(index, variable, leaf_to_form(raw)))
         elif variable.repeat_depth == 1:
-            rows = raw if isinstance(raw, list) else []
-            fields.append(Field(index, variable, [leaf_to_form(row) for row in rows]))
+            window = layout.windows[index]
+            rows = raw[window.start : window.end] if isinstance(raw, list) else []
+            fields.append(
+                Field(index, variable, [leaf_to_form(row) for row in rows], window=window)
+            )
         else:
-            fields.append(Field(index, variable, [], shown=_shown(raw)))
+            fields.append(Field(index, variable, [], shown=shown(raw)))
     return fields
 
 
-def _shown(value: Any) -> str:
-    if value is None:
-        return "Not answered"
-    if isinstance(value, list):
-        return "[" + ", ".join(_shown(item) for item in value) + "]"
-    return str(leaf_to_form(value))
+def _too_large(reason: str, rows: int) -> str:
+    if rows:
+        return f"{rows:,} row{'s' if rows != 1 else ''}; {reason}"
+    return reason
+
+
+def shown(value: Any, most: int = SHOWN_CHARS) -> str:
+    """An answer as text, cut to `most` characters: a variable repeated deeper than the
+    form edits may hold a large part of an answer set, and only its start is shown."""
+    parts: list[str] = []
+    room = most + 1
+
+    def put(text: str) -> None:
+        nonlocal room
+        parts.append(text)
+        room -= len(text)
+
+    def walk(item: Any) -> None:
+        if item is None:
+            put("Not answered")
+        elif isinstance(item, list):
+            put("[")
+            for position, entry in enumerate(item):
+                if room <= 0:
+                    return
+                if position:
+                    put(", ")
+                walk(entry)
+            put("]")
+        else:
+            put(str(leaf_to_form(item)))
+
+    walk(value)
+    return clip("".join(parts), most)
 
 
 def _leaf(variable: VariableDef, raw: Any) -> tuple[Any, str]:
@@ -133,7 +203,7 @@ def _leaf(variable: VariableDef, raw: Any) -> tuple[Any, str]:
         chosen = [option for option in raw if option] if isinstance(raw, list) else []
         unknown = [option for option in chosen if option not in variable.options]
         if unknown:
-            return None, f"{unknown[0]!r} is not one of the choices"
+            return None, f"{clip(unknown[0], _QUOTED_CHARS)!r} is not one of the choices"
         return (chosen or None), ""
     text = raw if isinstance(raw, str) else ""
     if kind == "text":
@@ -145,10 +215,13 @@ def _leaf(variable: VariableDef, raw: Any) -> tuple[Any, str]:
         return None, ""
     if kind == "number":
         if not _NUMBER.fullmatch(text):
-            return None, f"“{text}” is not a number: use digits, such as 1500 or 12.5"
+            return (
+                None,
+                f"“{clip(text, _QUOTED_CHARS)}” is not a number: use digits, such as 1500 or 12.5",
+            )
         number = float(text)
         if not math.isfinite(number):
-            return None, f"“{text}” is too large a number"
+            return None, f"“{clip(text, _QUOTED_CHARS)}” is too large a number"
         return (int(number) if number.is_integer() and abs(number) < 2**53 else number), ""
     if kind == "date":
         try:
@@ -156,7 +229,10 @@ def _leaf(variable: VariableDef, raw: Any) -> tuple[Any, str]:
                 raise ValueError(text)
             return date.fromisoformat(text).isoformat(), ""
         except ValueError:
-            return None, f"“{text}” is not a date: pick one, or type it as YYYY-MM-DD"
+            return (
+                None,
+                f"“{clip(text, _QUOTED_CHARS)}” is not a date: pick one, or type it as YYYY-MM-DD",
+            )
     if kind == "truefalse":
         if text in ("true", "false"):
             return text == "true", ""
@@ -171,21 +247,27 @@ def _input(form: FormData, name: str, variable: VariableDef) -> Any:
     return value if isinstance(value, str) else ""
 
 
-def _whole(text: Any, default: int = 0) -> int:
-    try:
-        return int(str(text))
-    except ValueError:
-        return default
+def _typed(raw: Any) -> Any:
+    """What was typed, as the page shows it again at its problem: cut to what a number or
+    a date could be (`TYPED_CHARS`); a multiple choice's options are its checkboxes."""
+    return clip(raw, TYPED_CHARS) if isinstance(raw, str) else raw
 
 
-def read_form(form: FormData, variables: Sequence[VariableDef]) -> Submitted:
-    """The answers of every variable the form could change, as shorthand answer JSON."""
+def read_form(
+    form: FormData, variables: Sequence[VariableDef], saved: Mapping[str, Any]
+) -> Submitted:
+    """The answers of every variable the form could change, as shorthand answer JSON.
+
+    A repeated variable's answer is its `saved` rows (canonical answer JSON's values, by
+    name) with those the form showed replaced by what it holds: the rows a page did not
+    show are kept as they are, whatever their number."""
     answers: dict[str, Any] = {}
     errors: dict[str, str] = {}
     typed: dict[int, Any] = {}
-    listed = {_whole(v, -1) for v in form.getlist("fields")}
-    for index, variable in enumerate(variables):
-        if index not in listed or variable.repeat_depth > 1:
+    listed = {whole(v, -1) for v in form.getlist("fields")}
+    for index in sorted(i for i in listed if 0 <= i < len(variables)):
+        variable = variables[index]
+        if variable.repeat_depth > 1:
             continue
         key = f"f{index}"
         if variable.repeat_depth == 0:
@@ -193,34 +275,44 @@ def read_form(form: FormData, variables: Sequence[VariableDef]) -> Submitted:
             value, problem = _leaf(variable, raw)
             if problem:
                 errors[key] = problem
-                typed[index] = raw
+                typed[index] = _typed(raw)
             else:
                 answers[variable.name] = value
             continue
-        count = max(_whole(form.get(f"rows.{index}")), 0)
-        if count > MAX_ROWS:
-            # More rows than this form edits (an answer set from the API or a file may
-            # hold more): left out, so the saved answer stays whole rather than cut short.
-            continue
-        raws = [_input(form, f"{key}.{row}", variable) for row in range(count)]
+        # A page shows at most `ROWS_SHOWN` rows: what one form may ask for.
+        start = max(whole(form.get(f"start.{index}")), 0)
+        count = min(max(whole(form.get(f"rows.{index}")), 0), ROWS_SHOWN)
+        raws = [_input(form, f"{key}.{row}", variable) for row in range(start, start + count)]
         values = []
-        for row, raw in enumerate(raws):
+        readable = True
+        for row, raw in enumerate(raws, start=start):
             value, problem = _leaf(variable, raw)
             if problem:
                 errors[f"{key}-{row}"] = f"Row {row + 1}: {problem}"
+                readable = False
             values.append(value)
-        if any(name.startswith(f"{key}-") for name in errors):
-            typed[index] = raws
-        else:
-            answers[variable.name] = values or None
+        if not readable:
+            typed[index] = [_typed(raw) for raw in raws]
+            continue
+        rows = saved.get(variable.name)
+        rows = list(rows) if isinstance(rows, list) else []
+        rows += [None] * (start - len(rows))
+        rows[start : start + count] = values
+        answers[variable.name] = rows or None
     return Submitted(answers, errors, typed)
+
+
+def changed(submitted: Submitted, saved: Mapping[str, Any]) -> dict[str, Any]:
+    """The answers of `submitted` that differ from the `saved` ones: what a step saves (a
+    repeated variable of thousands of rows is not saved again for a change elsewhere)."""
+    return {name: value for name, value in submitted.answers.items() if saved.get(name) != value}
 
 
 def add_row(submitted: Submitted, variable: VariableDef) -> bool:
     """One more (unanswered) row for a repeated variable whose rows were all readable."""
-    rows = submitted.answers.get(variable.name)
-    if variable.name not in submitted.answers or len(rows or []) >= MAX_ROWS:
+    if variable.name not in submitted.answers:
         return False
+    rows = submitted.answers[variable.name]
     submitted.answers[variable.name] = [*(rows or []), None]
     return True
 

@@ -77,7 +77,7 @@
   }
 
   function dropMark(event) {
-    if (!event.isTrusted) { return; }
+    if (!event.isTrusted || event.target.closest("[data-goto]")) { return; }
     var field = event.target.closest("#interview-form .field");
     var slot = field && field.querySelector("[data-source]");
     var key = marksKey();
@@ -91,6 +91,17 @@
 
   document.addEventListener("input", dropMark);
   document.addEventListener("change", dropMark);
+
+  // A row number typed in a long repeat's "Row" box: Enter shows that row (the form's own
+  // Enter would only save).
+  document.addEventListener("keydown", function (event) {
+    var box = event.key === "Enter" && event.target.closest && event.target.closest("[data-goto]");
+    var button = box && document.getElementById(box.getAttribute("data-goto"));
+    if (button) {
+      event.preventDefault();
+      button.click();
+    }
+  });
 
   document.addEventListener("click", function (event) {
     var rows = event.target.closest("#interview-form button[value^='add:'], #interview-form button[value^='remove:']");
