@@ -8,7 +8,7 @@ in the answer), `start.3` the first row the form showed and `rows.3` how many, a
 lists the variables the form could change. A page shows some of the fields, and some rows
 of a repeated one (`interview_layout`): the rows it did not show are kept as they are saved,
 and so are the fields. A variable repeated more than one level deep is shown, not edited,
-and so is one too large for a page: neither is listed, so each keeps its answer. What the
+and one too large for any page is named: neither is listed, so each keeps its answer. What the
 browser cannot check (a number with letters, an impossible date) is caught here, shown at
 its field, and that answer is left as it was.
 """

@@ -7,7 +7,7 @@ page of every row of every field was unbounded: a repeated multiple choice of 1,
 answered 10,000 times (both within the limits) was a page of over a gigabyte, 200 rows of
 it already 23 MB and 1.7 s of rendering. So a page is laid out before it is built:
 
-- each field is counted at the most bytes it can make (`field_bytes`): its markup, and its
+- each field is counted at the most bytes it can make (`measure`): its markup, and its
   name, options and answer as text, each character at the most an escaped one takes (5
   bytes: `'` becomes `&#39;`), with room for a message and a webhook's mark;
 - a repeated field shows a window of its rows, at most `ROWS_SHOWN` and at most as many of
@@ -16,7 +16,7 @@ it already 23 MB and 1.7 s of rendering. So a page is laid out before it is buil
   time, or to a row by number;
 - the fields, in the template's order, fill a page until the next would pass
   `FIELDS_BYTES` (the next page starts there): a template of thousands of fields is
-  several pages, one of a few hundred is one;
+  several pages, and one of a few hundred a single page;
 - a field too large to show at all (a multiple choice whose options alone pass
   `FIELDS_BYTES`) is named with the reason, and its answer is left as it is: it is changed
   with an answer file or through the API.
