@@ -9,7 +9,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -182,3 +183,19 @@ async def racing_at_the_site_lock(
                 await asyncio.sleep(0.01)
         await holder.commit()
     return list(await asyncio.gather(*tasks))
+
+
+@asynccontextmanager
+async def statements_run(ctx: AppContext) -> AsyncIterator[list[str]]:
+    """The SQL statements run through `ctx`'s store meanwhile, in order."""
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    engine = ctx.db.engine.sync_engine
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)

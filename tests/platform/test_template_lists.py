@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
 
 import httpx
 import orjson
 import sqlalchemy as sa
 from tests.interview_hooks.hooks_support import API_VARIABLES, work_item_over_api
 from tests.platform.docx_factory import standard_template
-from tests.support import SiteUsers
+from tests.support import SiteUsers, statements_run
 from tests.ui.ui_support import make_user, sign_in
 
 from docuhooks.context import AppContext
@@ -27,21 +24,6 @@ from docuhooks.store.schema import templates
 _DECODED = re.compile(r"(?<!CAST\()templates\.variables\b")
 
 NOTES = [{"name": f"Note {i}", "type": "text", "repeatDepth": 0, "options": []} for i in range(50)]
-
-
-@asynccontextmanager
-async def statements(ctx: AppContext) -> AsyncIterator[list[str]]:
-    seen: list[str] = []
-
-    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append(statement)
-
-    engine = ctx.db.engine.sync_engine
-    sa.event.listen(engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", note)
 
 
 async def test_lists_show_each_templates_count_without_reading_its_variables(
@@ -60,7 +42,7 @@ async def test_lists_show_each_templates_count_without_reading_its_variables(
         "/ui/webhooks/new",
         f"/ui/templates/{item.template_id}",
     )
-    async with statements(ctx) as seen:
+    async with statements_run(ctx) as seen:
         full = await client.get("/api/v1/templates", headers=site.auth())
         listed = await client.get(light, headers=site.auth())
         one = await client.get(f"/api/v1/templates/{item.template_id}", headers=site.auth())

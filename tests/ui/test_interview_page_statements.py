@@ -4,14 +4,9 @@ buttons the template has."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
-
 import httpx
-import sqlalchemy as sa
 from tests.interview_hooks.hooks_support import API_VARIABLES, hook_over_api, work_item_over_api
-from tests.support import SiteUsers
+from tests.support import SiteUsers, statements_run
 from tests.ui.ui_support import make_user, sign_in
 
 from docuhooks.context import AppContext
@@ -19,22 +14,6 @@ from docuhooks.context import AppContext
 #: As many buttons as a template may have (`catalog.MAX_EVENT_ELEMENTS`) would do as well;
 #: forty show a statement per button as clearly.
 BUTTONS = tuple(f"Look up {n}" for n in range(40))
-
-
-@asynccontextmanager
-async def counted(ctx: AppContext) -> AsyncIterator[list[str]]:
-    """The statements run through the store meanwhile."""
-    statements: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    engine = ctx.db.engine.sync_engine
-    sa.event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", count)
 
 
 async def _page_statements(
@@ -49,7 +28,7 @@ async def _page_statements(
     assert (await client.get(url)).status_code == 200  # what a first view reads once is read
     # As a view a few seconds later: the process's match cache has forgotten its matches.
     ctx.webhook_targets.clear()
-    async with counted(ctx) as statements:
+    async with statements_run(ctx) as statements:
         page = await client.get(url)
     assert page.status_code == 200, page.text[:500]
     return len(statements), page.text
