@@ -4,13 +4,15 @@ answers go through the same reading, fitting and limits as the API's.
 
 Form names are by the variable's position, never its name (names may hold any character):
 `f3` is the fourth variable, `f3.25`, `f3.26` … the rows of a repeated one (by their place
-in the answer), `start.3` the first row the form showed and `rows.3` how many, and `fields`
-lists the variables the form could change. A page shows some of the fields, and some rows
-of a repeated one (`interview_layout`): the rows it did not show are kept as they are saved,
-and so are the fields. A variable repeated more than one level deep is shown, not edited,
-and one too large for any page is named: neither is listed, so each keeps its answer. What the
-browser cannot check (a number with letters, an impossible date) is caught here, shown at
-its field, and that answer is left as it was.
+in the answer), `start.3` the first row the form showed, `rows.3` how many and `total.3` of
+how many the answer had, and `fields` lists the variables the form could change. A page
+shows some of the fields, and some rows of a repeated one (`interview_layout`): the rows it
+did not show are kept as they are saved, and so are the fields. A window whose answer has
+had rows added or removed since it was shown is not saved (its rows would land on others).
+A variable repeated more than one level deep is shown, not edited, and one too large for any
+page is named: neither is listed, so each keeps its answer. What the browser cannot check (a
+number with letters, an impossible date) is caught here, shown at its field, and that answer
+is left as it was.
 """
 
 from __future__ import annotations
@@ -296,7 +298,17 @@ def read_form(
             continue
         rows = saved.get(variable.name)
         rows = list(rows) if isinstance(rows, list) else []
-        rows += [None] * (start - len(rows))
+        shown_total = whole(form.get(f"total.{index}"), -1)
+        if start > len(rows) or (shown_total >= 0 and shown_total != len(rows)):
+            # The rows changed since the form was shown (another tab or person added or
+            # removed some), or the form names rows the answer does not have: its window
+            # would land on other rows, or pad the answer out to where it says it starts.
+            errors[key] = (
+                f"these rows were not saved: {variable.name} has {len(rows):,} "
+                f"row{'s' if len(rows) != 1 else ''} now, changed since this page was "
+                "shown. Reload the page, then type them again."
+            )
+            continue
         rows[start : start + count] = values
         answers[variable.name] = rows or None
     return Submitted(answers, errors, typed)
