@@ -215,3 +215,19 @@ def test_problems_reach_their_fields_in_one_pass() -> None:
     assert _CountedErrors.passes == 1
     assert all(f.errors == {f.id: submitted.errors[f.id]} for f in fields)
     assert [f.value for f in fields] == ["x"] * count
+
+
+def test_a_choice_keeps_each_option_once_and_one_stranger() -> None:
+    """A forged multiple choice of 100,000 values (the most a form carries) was kept whole to
+    be drawn again at its problem, each value tested against every option; now each option
+    once, in the order chosen, and only the first value that is not one, which the problem
+    names."""
+    forged = [("f4", "Blue"), ("f4", "Red"), ("f4", "Blue")]
+    forged += [("f4", f"Stranger {i}") for i in range(100_000)]
+    submitted = forms.read_form(form(("fields", "4"), *forged), VARIABLES, {})
+    assert submitted.errors["f4"].startswith("'Stranger 0' is not one of the choices")
+    assert submitted.typed == {4: ["Blue", "Red", "Stranger 0"]}
+    chosen = forms.read_form(
+        form(("fields", "4"), ("f4", "Blue"), ("f4", "Red"), ("f4", "Blue")), VARIABLES, {}
+    )
+    assert chosen.answers == {"Colour": ["Blue", "Red"]}

@@ -203,7 +203,8 @@ def _leaf(variable: VariableDef, raw: Any) -> tuple[Any, str]:
     kind = str(variable.type)
     if kind == "multiplechoice":
         chosen = [option for option in raw if option] if isinstance(raw, list) else []
-        unknown = [option for option in chosen if option not in variable.options]
+        offered = frozenset(variable.options)
+        unknown = [option for option in chosen if option not in offered]
         if unknown:
             return None, f"{clip(unknown[0], _QUOTED_CHARS)!r} is not one of the choices"
         return (chosen or None), ""
@@ -244,7 +245,19 @@ def _leaf(variable: VariableDef, raw: Any) -> tuple[Any, str]:
 
 def _input(form: FormData, name: str, variable: VariableDef) -> Any:
     if str(variable.type) == "multiplechoice":
-        return [v for v in form.getlist(name) if isinstance(v, str)]
+        # Each option once, and of what is not an option only the first (the one its problem
+        # names): a forged form may carry a hundred thousand values, which the field would
+        # otherwise keep to be drawn again, each tested against every option.
+        offered = frozenset(variable.options)
+        chosen: list[str] = []
+        stranger: list[str] = []
+        posted = [v for v in form.getlist(name) if isinstance(v, str)]
+        for option in dict.fromkeys(posted):
+            if option in offered:
+                chosen.append(option)
+            elif option and not stranger:
+                stranger.append(option)
+        return chosen + stranger
     value = form.get(name)
     return value if isinstance(value, str) else ""
 
