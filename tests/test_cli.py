@@ -457,6 +457,30 @@ def test_a_session_option_the_server_refuses_is_one_line() -> None:
         assert "Check the URL's parameters" in done.output
 
 
+def test_a_parameter_the_pooler_refuses_says_where_to_set_it_instead() -> None:
+    """PgBouncer refuses `options` (and most server settings) as a start-up parameter: the
+    one line names the parameter and says to set it on the role or database, rather than
+    sending the operator to check that the server is running."""
+    from tests.conftest import new_postgres_database
+    from tests.pgbouncer import running_pgbouncer
+
+    with (
+        new_postgres_database("docuhooks_pooler_options") as url,
+        running_pgbouncer(url, pool_size=1) as bouncer,
+    ):
+        pooled = bouncer.url_for(url) + "?options=-c%20statement_timeout%3D60000"
+        done = invoke(
+            "db",
+            "upgrade",
+            env={"DOCUHOOKS_DATABASE_URL": pooled, "DOCUHOOKS_DATABASE_POOLER": "transaction"},
+        )
+    assert done.exit_code == 1, done.output
+    assert "Traceback" not in done.output
+    assert "unsupported startup parameter: options" in done.output
+    assert "ALTER ROLE" in done.output
+    assert "server is running" not in done.output
+
+
 _COMMANDS_WITH_A_DATABASE = [
     ("worker",),
     ("db", "upgrade"),

@@ -71,6 +71,8 @@ def _start_tracing() -> Callable[[], None]:
 #: (08), a user it refuses (28), a database that does not exist (3D), a server starting up
 #: (57P03) or with no connection left (53300).
 _UNAVAILABLE_STATES = ("08", "28", "3D", "57P03", "53300")
+#: What PgBouncer says of a start-up parameter it does not take (`?options=…` in the URL).
+_POOLER_REFUSED_PARAMETER = re.compile(r"unsupported startup parameter")
 
 
 @contextlib.contextmanager
@@ -111,6 +113,15 @@ def _database_reachable(settings: Settings) -> Iterator[None]:
             )
             if refused_session:
                 advice = "Check the URL's parameters (options, application_name, …)."
+            elif _POOLER_REFUSED_PARAMETER.search(reason):
+                # PgBouncer takes few start-up parameters (`options` and most server
+                # settings are not among them): the server is there, the URL is the problem.
+                advice = (
+                    "A connection pooler such as PgBouncer refuses that parameter at start-up: "
+                    "remove it from the URL and set it on the role or the database instead "
+                    "(ALTER ROLE … SET, ALTER DATABASE … SET), which the pooler's server "
+                    "connections then get."
+                )
         raise click.ClickException(f"cannot use {where}: {reason}. {advice}") from None
 
 
