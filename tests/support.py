@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -160,29 +160,35 @@ async def racing_at_the_site_lock(
         await holder.execute(sa.select(sites.c.id).where(sites.c.id == site_id).with_for_update())
         await lock_site(holder, site_id)
         tasks: list[asyncio.Task[T]] = [asyncio.create_task(attempt()) for attempt in attempts]
-        async with asyncio.timeout(30), ctx.db.engine.connect() as watcher:
-            while True:
-                # A fresh view of the server's activity each time (it is read once per
-                # transaction). The second in line for a row waits for the first, not for
-                # the holder: count every connection waiting for a lock.
-                await watcher.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
-                waiting = (
-                    await watcher.execute(
-                        sa.text(
-                            "SELECT count(*) FROM pg_stat_activity "
-                            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                        )
-                    )
-                ).scalar_one()
-                if waiting >= len(tasks):
-                    break
-                for task in tasks:
-                    if task.done():  # it wrote nothing of the site's, or failed on its way
-                        task.result()
-                        raise AssertionError("an attempt finished without waiting for the site")
-                await asyncio.sleep(0.01)
+        await until_waiting_for_locks(ctx, tasks)
         await holder.commit()
     return list(await asyncio.gather(*tasks))
+
+
+async def until_waiting_for_locks(ctx: AppContext, tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """PostgreSQL: return once as many connections of the test's database wait for a lock as
+    there are `tasks`; fail if one of them finishes first (it did not wait). The bound only
+    turns a hang into a failure."""
+    async with asyncio.timeout(30), ctx.db.engine.connect() as watcher:
+        while True:
+            # A fresh view of the server's activity each time (it is read once per
+            # transaction). The second in line for a row waits for the first, not for
+            # the holder: count every connection waiting for a lock.
+            await watcher.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
+            waiting = (
+                await watcher.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                )
+            ).scalar_one()
+            if waiting >= len(tasks):
+                return
+            for task in tasks:
+                if task.done():  # it wrote nothing the holder holds, or failed on its way
+                    raise AssertionError(f"an attempt finished without waiting: {task.result()}")
+            await asyncio.sleep(0.01)
 
 
 @asynccontextmanager

@@ -394,7 +394,12 @@ async def _write_hook_changes(
                 .where(interviews.c.id == loaded.interview.id)
                 .with_for_update()
             )
-        ).one()
+        ).first()
+        if now is None:
+            raise NotFound(
+                f"interview {loaded.interview.id} was deleted, with its work item, while its "
+                "webhooks ran; their answers were not saved"
+            )
         body["status"] = now.status
         if now.status != OPEN:
             # Replaced or finished while the webhooks ran: their answers come too late.
@@ -627,7 +632,14 @@ async def _finish_assembled(
     """Store `assembled` and complete (or post-process) the version; None when the answers
     changed since `rendered` was read, so `assembled` is out of date."""
     async with ctx.db.transaction() as conn:
-        loaded = await _load(conn, principal, interview_id, lock=True)
+        try:
+            loaded = await _load(conn, principal, interview_id, lock=True)
+        except NotFound:
+            # It was there before the render: its work item was deleted meanwhile.
+            raise NotFound(
+                f"interview {interview_id} was deleted, with its work item, while its "
+                "document was being assembled; nothing was stored"
+            ) from None
         _require_open(loaded)
         if (
             loaded.interview.answers != rendered.interview.answers

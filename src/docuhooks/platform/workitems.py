@@ -111,11 +111,13 @@ async def create(
         except NotFound:
             errors.append(FieldError(field, f"{value!r} is not an id"))
             continue
+        # A share of its row: a template being deleted (`platform.deletion`) is waited
+        # for, and then is not found, rather than failing the insert.
         found = (
             await conn.execute(
-                sa.select(table.c.id).where(
-                    table.c.id == canonical, table.c.site_id == principal.site_id
-                )
+                sa.select(table.c.id)
+                .where(table.c.id == canonical, table.c.site_id == principal.site_id)
+                .with_for_update(read=True, key_share=True)
             )
         ).first()
         if found is None:

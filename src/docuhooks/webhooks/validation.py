@@ -37,7 +37,11 @@ async def reference_errors(
         found = set(
             (
                 await conn.execute(
-                    sa.select(table.c.id).where(table.c.site_id == site_id, table.c.id.in_(ids))
+                    sa.select(table.c.id)
+                    .where(table.c.site_id == site_id, table.c.id.in_(ids))
+                    # A share of their rows: a template being deleted (`platform.deletion`)
+                    # is waited for, and then is not found.
+                    .with_for_update(read=True, key_share=True)
                 )
             ).scalars()
         )

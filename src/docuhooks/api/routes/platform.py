@@ -14,11 +14,11 @@ from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from pydantic import Field
 
 from docuhooks.api.deps import Caller, Conn, Ctx, StandaloneCaller
-from docuhooks.api.models import ERRORS, STORAGE_QUOTA, Input, Output, Page
+from docuhooks.api.models import ERRORS, STORAGE_QUOTA, ErrorResponse, Input, Output, Page
 from docuhooks.api.responses import FastJSONResponse
 from docuhooks.api.routes.documents import Document
 from docuhooks.api.routes.platform_support import add_source_platform_aliases, attachment
-from docuhooks.platform import catalog, completion, quick, workgroups, workitems
+from docuhooks.platform import catalog, completion, deletion, quick, workgroups, workitems
 from docuhooks.store import pagination
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
@@ -188,6 +188,32 @@ async def get_template(template_id: str, conn: Conn, who: Caller) -> Response:
     return FastJSONResponse(await catalog.get_stored(conn, who, template_id))
 
 
+@router.delete(
+    "/templates/{template_id}",
+    status_code=204,
+    response_class=Response,
+    responses={
+        204: {"description": "Deleted: its room under the storage quota is free at once"},
+        409: {
+            "model": ErrorResponse,
+            "description": "Work items use the template, or webhooks name it in their "
+            "`templateIds`; the message says which. Nothing was deleted",
+        },
+    },
+    tags=["platform"],
+)
+async def delete_template(template_id: str, ctx: Ctx, who: StandaloneCaller) -> Response:
+    """Delete a template (SiteAdministrator only), which frees its room under the site's
+    storage quota at once.
+
+    Refused with 409 while work items use it (a work item reads its template whenever an
+    interview opens or finishes: delete them first) or while webhooks name it in their
+    `templateIds` (change or delete them first). Recorded in the audit log."""
+    async with ctx.db.transaction() as conn:
+        await deletion.delete_template(conn, who, template_id, now=ctx.now())
+    return Response(status_code=204)
+
+
 @router.get(
     "/templates/{template_id}/content",
     response_class=Response,
@@ -273,6 +299,40 @@ async def create_work_item(
 @router.get("/workitems/{work_item_id}", response_model=WorkItem, tags=["platform"])
 async def get_work_item(work_item_id: str, conn: Conn, who: Caller) -> dict[str, Any]:
     return workitems.to_api(await workitems.get_row(conn, who, work_item_id))
+
+
+@router.delete(
+    "/workitems/{work_item_id}",
+    status_code=204,
+    response_class=Response,
+    responses={
+        204: {"description": "Deleted: its documents' room under the storage quota is free"},
+        403: {
+            "model": ErrorResponse,
+            "description": "The caller is neither a SiteAdministrator nor the work item's creator",
+        },
+        409: {
+            "model": ErrorResponse,
+            "description": "One of its versions is in PostProcessing (until its deadline at "
+            "the latest); nothing was deleted",
+        },
+    },
+    tags=["platform"],
+)
+async def delete_work_item(work_item_id: str, ctx: Ctx, who: StandaloneCaller) -> Response:
+    """Delete a work item with its versions, their documents and its interviews (open ones
+    too), which frees their room under the site's storage quota at once. A
+    SiteAdministrator may delete any work item of the site, anyone else those they created.
+
+    Refused with 409 while one of its versions is in PostProcessing: its receiver may still
+    return documents; the version's deadline bounds the wait. The events its versions fired
+    and their deliveries stay (the webhook log): a receiver fetching a document of a
+    deleted version gets 404. Recorded in the audit log."""
+    # Run again if PostgreSQL ends a deadlock with a version being completed by aborting it.
+    await ctx.db.retried(
+        lambda conn: deletion.delete_work_item(conn, who, work_item_id, now=ctx.now())
+    )
+    return Response(status_code=204)
 
 
 @router.get(

@@ -1,0 +1,525 @@
+"""Deleting templates and work items over the API, on both stores: what goes with them and
+what stays, roles and the site boundary, the conflicts that refuse a delete and leave
+everything as it was, and the room under the storage quota freed at once."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from aiohttp import web
+from tests.platform.docx_factory import make_docx
+from tests.platform.platform_client import open_interview, upload_template, work_item
+from tests.platform.post_processing_support import (
+    API,
+    Receiver,
+    finish,
+    local,
+    post_processing_webhook,
+    running_receiver,
+    same_kind,
+)
+from tests.support import SiteUsers, until_waiting_for_locks
+
+from docuhooks.answers import AnswerSet, VariableDef
+from docuhooks.context import AppContext
+from docuhooks.identity import service as identity
+from docuhooks.identity.models import Principal
+from docuhooks.platform import deletion, storage, workitems
+from docuhooks.platform.renderpool import RenderPool
+from docuhooks.receiver import PostProcessingEvent
+from docuhooks.store.schema import (
+    audit_log,
+    documents,
+    events,
+    interviews,
+    post_processing_originals,
+    work_item_versions,
+)
+
+PDF = b"%PDF-1.7\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+
+
+async def kept(ctx: AppContext, site: SiteUsers) -> storage.Usage:
+    async with ctx.db.read() as conn:
+        return await storage.usage(conn, site.site_id)
+
+
+async def rows_of(ctx: AppContext, table: sa.Table, column: str, value: str) -> int:
+    async with ctx.db.read() as conn:
+        found = await conn.scalar(
+            sa.select(sa.func.count()).select_from(table).where(table.c[column] == value)
+        )
+    return int(found or 0)
+
+
+async def audit_entries(ctx: AppContext, object_id: str) -> list[Any]:
+    async with ctx.db.read() as conn:
+        return list(
+            (await conn.execute(sa.select(audit_log).where(audit_log.c.object_id == object_id)))
+            .mappings()
+            .all()
+        )
+
+
+async def completed_item(
+    client: httpx.AsyncClient, site: SiteUsers, item: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A work item (a new one on the standard template, or `item`) with version 1 finished:
+    the work item and the version with its document."""
+    item = item or await work_item(client, site.auth())
+    response = await finish(client, site, item)
+    assert response.status_code == 200, response.text
+    version: dict[str, Any] = response.json()
+    assert version["status"] == "Completed" and len(version["documents"]) == 1, version
+    return item, version
+
+
+def conflict(response: httpx.Response, *words: str) -> str:
+    assert response.status_code == 409, response.text
+    error = response.json()["error"]
+    assert error["code"] == "conflict", error
+    message: str = error["message"]
+    assert "nothing was deleted" in message, message
+    for word in words:
+        assert word in message, message
+    return message
+
+
+# --- templates ------------------------------------------------------------------------------
+
+
+async def test_a_template_is_deleted_and_its_room_freed(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    template = (await upload_template(client, site.auth())).json()
+    before = await kept(ctx, site)
+    assert before == storage.Usage(template["size"], 1)
+    deleted = await client.delete(f"{API}/templates/{template['id']}", headers=site.auth())
+    assert deleted.status_code == 204, deleted.text
+    assert deleted.content == b""
+    assert await kept(ctx, site) == storage.Usage(0, 0)
+    for path in (f"{API}/templates/{template['id']}", f"{API}/templates/{template['id']}/content"):
+        assert (await client.get(path, headers=site.auth())).status_code == 404, path
+    assert (await client.get(f"{API}/templates", headers=site.auth())).json()["items"] == []
+    again = await client.delete(f"{API}/templates/{template['id']}", headers=site.auth())
+    assert again.status_code == 404
+    (entry,) = await audit_entries(ctx, template["id"])
+    assert entry["action"] == "template.deleted" and entry["object_type"] == "template"
+    assert entry["actor_id"] == site.user_ids["SiteAdministrator"]
+    assert entry["details"] == {
+        "name": "Engagement letter",
+        "fileName": "engagement.docx",
+        "size": template["size"],
+        "sha256": template["sha256"],
+    }
+    # The name is free again.
+    assert (await upload_template(client, site.auth())).status_code == 201
+
+
+async def test_a_template_work_items_use_is_not_deleted(
+    client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    item = await work_item(client, site.auth())
+    await same_kind(client, site, item)
+    path = f"{API}/templates/{item['templateId']}"
+    conflict(
+        await client.delete(path, headers=site.auth()),
+        "used by 2 work items",
+        f"/api/v1/workitems?templateId={item['templateId']}",
+    )
+    assert (await client.get(path, headers=site.auth())).status_code == 200
+    listed = await client.get(
+        f"{API}/workitems", params={"templateId": item["templateId"]}, headers=site.auth()
+    )
+    assert len(listed.json()["items"]) == 2
+    for each in listed.json()["items"]:
+        gone = await client.delete(f"{API}/workitems/{each['id']}", headers=site.auth())
+        assert gone.status_code == 204, gone.text
+    assert (await client.delete(path, headers=site.auth())).status_code == 204
+
+
+async def test_a_template_webhooks_name_is_not_deleted(
+    client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """Taking it out of a webhook's `templateIds` could widen the webhook to every template;
+    leaving it would make every later change of the webhook refused. So: 409, naming them."""
+    template = (await upload_template(client, site.auth())).json()
+    other = await upload_template(
+        client,
+        site.auth(),
+        content=make_docx(["A letter without placeholders"]),
+        definition={"name": "Another letter", "variables": [], "eventElements": []},
+    )
+    hook = await client.post(
+        f"{API}/webhooks",
+        json={
+            "name": "Archive letters",
+            "url": "https://receiver.example/hook",
+            "eventType": "NewWorkItemVersionComplete",
+            "templateIds": [template["id"], other.json()["id"]],
+        },
+        headers=site.auth(),
+    )
+    assert hook.status_code == 201, hook.text
+    path = f"{API}/templates/{template['id']}"
+    conflict(await client.delete(path, headers=site.auth()), "webhook 'Archive letters'")
+    assert (await client.get(path, headers=site.auth())).status_code == 200
+    changed = await client.patch(
+        f"{API}/webhooks/{hook.json()['id']}",
+        json={"templateIds": [other.json()["id"]]},
+        headers=site.auth(),
+    )
+    assert changed.status_code == 200, changed.text
+    assert (await client.delete(path, headers=site.auth())).status_code == 204
+    # The webhook is still for the other template alone, and can still be changed.
+    renamed = await client.patch(
+        f"{API}/webhooks/{hook.json()['id']}", json={"name": "Renamed"}, headers=site.auth()
+    )
+    assert renamed.status_code == 200 and renamed.json()["templateIds"] == [other.json()["id"]]
+
+
+async def test_only_site_administrators_delete_templates_of_their_own_site(
+    client: httpx.AsyncClient, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    template = (await upload_template(client, site.auth())).json()
+    path = f"{API}/templates/{template['id']}"
+    for role in ("IntegrationAdministrator", "User"):
+        refused = await client.delete(path, headers=site.auth(role))
+        assert refused.status_code == 403, refused.text
+        assert "SiteAdministrator" in refused.json()["error"]["message"]
+    elsewhere = await client.delete(path, headers=other_site.auth())
+    assert elsewhere.status_code == 404 and "does not exist" in elsewhere.text
+    assert (await client.delete(path)).status_code == 401
+    for bad in ("not-a-uuid", "12345", "00000000-0000-0000-0000-000000000000"):
+        missing = await client.delete(f"{API}/templates/{bad}", headers=site.auth())
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    assert (await client.get(path, headers=site.auth())).status_code == 200
+
+
+# --- work items -----------------------------------------------------------------------------
+
+
+async def test_a_work_item_goes_with_everything_it_holds_and_its_events_stay(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    item, version = await completed_item(client, site)
+    # Version 2 in progress with an uploaded document, and its interview left open.
+    interview = await open_interview(client, site, item)
+    in_progress = f"{API}/workitems/{item['id']}/versions/{interview['workItemVersionId']}"
+    added = await client.post(
+        f"{in_progress}/documents",
+        params={"fileName": "cover.pdf"},
+        content=PDF,
+        headers={**site.auth("User"), "Content-Type": "application/pdf"},
+    )
+    assert added.status_code == 201, added.text
+    # A work item beside it, untouched by the delete.
+    beside, beside_version = await completed_item(client, site, await same_kind(client, site, item))
+    before = await kept(ctx, site)
+    async with ctx.db.read() as conn:
+        fired = await conn.scalar(sa.select(sa.func.count()).select_from(events))
+
+    deleted = await client.delete(f"{API}/workitems/{item['id']}", headers=site.auth())
+    assert deleted.status_code == 204, deleted.text
+
+    letter = version["documents"][0]
+    assert await kept(ctx, site) == storage.Usage(
+        before.bytes - letter["size"] - len(PDF), before.files - 2
+    )
+    for path in (
+        f"{API}/workitems/{item['id']}",
+        f"{API}/workitems/{item['id']}/versions",
+        f"{API}/workitems/{item['id']}/versions/{version['id']}",
+        local(letter["url"]),
+        f"{in_progress}/documents",
+        f"{API}/interviews/{interview['id']}",
+    ):
+        assert (await client.get(path, headers=site.auth())).status_code == 404, path
+    step = await client.put(
+        f"{API}/interviews/{interview['id']}/answers",
+        json={"Client Name": "Late"},
+        headers=site.auth("User"),
+    )
+    assert step.status_code == 404, step.text
+    for table, column in (
+        (work_item_versions, "work_item_id"),
+        (interviews, "work_item_id"),
+    ):
+        assert await rows_of(ctx, table, column, item["id"]) == 0, table.name
+    for version_id in (version["id"], interview["workItemVersionId"]):
+        assert await rows_of(ctx, documents, "version_id", version_id) == 0
+        assert await rows_of(ctx, post_processing_originals, "version_id", version_id) == 0
+    # The webhook log stays: the completion event is still there, naming the work item.
+    async with ctx.db.read() as conn:
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(events)) == fired
+        assert await conn.scalar(
+            sa.select(sa.func.count()).where(events.c.work_item_id == item["id"])
+        )
+    (entry,) = await audit_entries(ctx, item["id"])
+    assert entry["action"] == "workitem.deleted" and entry["object_type"] == "workitem"
+    assert entry["details"] == {
+        "name": item["name"],
+        "templateId": item["templateId"],
+        "workGroupId": item["workGroupId"],
+        "versions": 2,
+        "documents": 2,
+        "bytes": letter["size"] + len(PDF),
+    }
+    # The other work item is whole.
+    still = await client.get(local(beside_version["documents"][0]["url"]), headers=site.auth())
+    assert still.status_code == 200
+    versions = await client.get(f"{API}/workitems/{beside['id']}/versions", headers=site.auth())
+    assert [v["id"] for v in versions.json()["items"]] == [beside_version["id"]]
+
+
+async def test_who_may_delete_a_work_item(
+    client: httpx.AsyncClient, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    """A SiteAdministrator any of the site's; anyone else the ones they created."""
+    by_admin = await work_item(client, site.auth())
+    by_user = await same_kind(client, site, by_admin)  # made by the SiteAdministrator too
+    made = await client.post(
+        f"{API}/workitems",
+        json={
+            "workGroupId": by_admin["workGroupId"],
+            "templateId": by_admin["templateId"],
+            "name": "The user's own",
+        },
+        headers=site.auth("User"),
+    )
+    assert made.status_code == 201, made.text
+    own = made.json()
+    for role in ("IntegrationAdministrator", "User"):
+        refused = await client.delete(f"{API}/workitems/{by_user['id']}", headers=site.auth(role))
+        assert refused.status_code == 403, (role, refused.text)
+        assert "created it" in refused.json()["error"]["message"]
+    refused = await client.delete(
+        f"{API}/workitems/{own['id']}", headers=site.auth("IntegrationAdministrator")
+    )
+    assert refused.status_code == 403
+    for item in (by_admin, by_user, own):
+        elsewhere = await client.delete(f"{API}/workitems/{item['id']}", headers=other_site.auth())
+        assert elsewhere.status_code == 404 and "does not exist" in elsewhere.text
+        assert (await client.get(f"{API}/workitems/{item['id']}", headers=site.auth())).is_success
+    assert (await client.delete(f"{API}/workitems/{own['id']}")).status_code == 401
+    for bad in ("not-a-uuid", "00000000-0000-0000-0000-000000000000"):
+        missing = await client.delete(f"{API}/workitems/{bad}", headers=site.auth())
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+    mine = await client.delete(f"{API}/workitems/{own['id']}", headers=site.auth("User"))
+    assert mine.status_code == 204, mine.text
+    # Under the source platform's spelling too.
+    theirs = await client.delete(f"{API}/WorkItems/{by_user['id']}", headers=site.auth())
+    assert theirs.status_code == 204, theirs.text
+    gone = await client.get(f"{API}/workitems/{by_user['id']}", headers=site.auth())
+    assert gone.status_code == 404
+    listed = await client.get(f"{API}/workitems", headers=site.auth())
+    assert [w["id"] for w in listed.json()["items"]] == [by_admin["id"]]
+
+
+@pytest.fixture
+async def receiver(ctx: AppContext) -> AsyncIterator[Receiver]:
+    async with running_receiver() as running:
+        yield running
+    await ctx.close_transports()
+
+
+async def test_a_work_item_is_not_deleted_while_a_version_is_post_processed(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, receiver: Receiver
+) -> None:
+    item = await work_item(client, site.auth())
+    await post_processing_webhook(client, site, receiver, template_ids=[])
+
+    async def later(event: PostProcessingEvent) -> web.StreamResponse:
+        return web.Response(status=202)  # callback mode: the receiver completes it later
+
+    receiver.reply = later
+    waiting = (await finish(client, site, item)).json()
+    assert waiting["status"] == "PostProcessing", waiting
+    before = await kept(ctx, site)
+    path = f"{API}/workitems/{item['id']}"
+    conflict(
+        await client.delete(path, headers=site.auth()),
+        "version 1 of the work item is in post-processing",
+        "at the latest",
+    )
+    assert await kept(ctx, site) == before
+    assert await rows_of(ctx, post_processing_originals, "version_id", waiting["id"]) == 1
+    (letter,) = receiver.events[0].documents
+    assert (await client.get(local(letter.url), headers=site.auth("User"))).status_code == 200
+    assert await audit_entries(ctx, item["id"]) == []
+
+    done = await client.put(local(receiver.events[0].complete_url), headers=site.auth("User"))
+    assert done.status_code == 200 and done.json()["status"] == "Completed", done.text
+    assert (await client.delete(path, headers=site.auth())).status_code == 204
+    assert await kept(ctx, site) == storage.Usage(before.bytes - letter.size, before.files - 1)
+
+
+class DeletingWhileRendering(RenderPool):
+    """The render pool, whose assembly runs `during` (a delete) before it returns: the
+    document is rendered, and its interview not yet locked to store it."""
+
+    during: Callable[[], Awaitable[httpx.Response]] | None = None
+    answered: list[int]
+
+    async def assemble(
+        self,
+        content: bytes,
+        answers: AnswerSet,
+        variables: Sequence[VariableDef],
+        *,
+        site_id: str,
+        field: str = "answers",
+    ) -> bytes:
+        assembled = await super().assemble(
+            content, answers, variables, site_id=site_id, field=field
+        )
+        if self.during is not None:
+            self.answered.append((await self.during()).status_code)
+        return assembled
+
+
+async def test_a_delete_while_the_document_is_assembled_wins_and_nothing_is_stored(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    item = await work_item(client, site.auth())
+    interview = await open_interview(client, site, item)
+    pool = DeletingWhileRendering.from_settings(ctx.settings)
+    assert isinstance(pool, DeletingWhileRendering)
+    pool.answered = []
+    pool.during = lambda: client.delete(f"{API}/workitems/{item['id']}", headers=site.auth())
+    ctx.render_pool_override = pool
+    before = await kept(ctx, site)
+
+    finished = await client.post(
+        f"{API}/interviews/{interview['id']}/finish", headers=site.auth("User")
+    )
+    assert pool.answered == [204]
+    assert finished.status_code == 404, finished.text
+    message = finished.json()["error"]["message"]
+    assert "deleted, with its work item, while its document was being assembled" in message
+    assert "nothing was stored" in message
+    assert await kept(ctx, site) == before
+    assert await rows_of(ctx, work_item_versions, "work_item_id", item["id"]) == 0
+
+
+async def test_a_site_at_its_quota_stores_again_once_it_deletes(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    item, _ = await completed_item(client, site)
+    ctx.settings = dataclasses.replace(ctx.settings, site_storage_quota_bytes=0)
+    spare = await upload_template(
+        client,
+        site.auth(),
+        content=make_docx(["A letter without placeholders"]),
+        definition={"name": "Another letter", "variables": [], "eventElements": []},
+    )
+    assert spare.status_code == 201, spare.text
+    # Full to the byte and to the file: nothing more fits, of either kind.
+    used = await kept(ctx, site)
+    ctx.settings = dataclasses.replace(
+        ctx.settings, site_storage_quota_bytes=used.bytes, site_storage_quota_files=used.files
+    )
+    other = await same_kind(client, site, item)
+    refused = await finish(client, site, other)
+    assert refused.status_code == 422 and "storage_quota_exceeded" in refused.text
+    letter = {"name": "Third letter", "variables": [], "eventElements": []}
+    refused = await upload_template(
+        client, site.auth(), content=make_docx(["x"]), definition=letter
+    )
+    assert refused.status_code == 422 and "storage_quota_exceeded" in refused.text
+
+    # Deleting the completed work item frees its document's room: the next finish fits.
+    assert (await client.delete(f"{API}/workitems/{item['id']}", headers=site.auth())).is_success
+    again = await client.post(
+        f"{API}/interviews/{(await open_interview(client, site, other))['id']}/finish",
+        headers=site.auth("User"),
+    )
+    assert again.status_code == 200, again.text
+    # Deleting the spare template frees a file and its bytes: a template of no larger fits.
+    gone = await client.delete(f"{API}/templates/{spare.json()['id']}", headers=site.auth())
+    assert gone.status_code == 204
+    replaced = await upload_template(
+        client,
+        site.auth(),
+        content=make_docx(["A letter without placeholders"]),
+        definition={"name": "Third letter", "variables": [], "eventElements": []},
+    )
+    assert replaced.status_code == 201, replaced.text
+    assert (await kept(ctx, site)).files == used.files
+
+
+# --- PostgreSQL: deletes beside the writes they meet ------------------------------------------
+
+
+async def principal_of(ctx: AppContext, site: SiteUsers, role: str) -> Principal:
+    async with ctx.db.read() as conn:
+        who = await identity.authenticate_token(conn, site.tokens[role], now=ctx.now())
+    assert who is not None
+    return who
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite's writers take turns
+async def test_postgres_a_work_item_made_while_its_template_is_deleted(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """A work item created for a template while the template is being deleted: either the
+    delete counts it (409, both kept) or the creation does not find the template (422);
+    never a work item deleted by the template's cascade, never a 500."""
+    item = await work_item(client, site.auth())
+    assert (await client.delete(f"{API}/workitems/{item['id']}", headers=site.auth())).is_success
+    template_id = item["templateId"]
+    who = await principal_of(ctx, site, "SiteAdministrator")
+    async with ctx.db.engine.connect() as holder:
+        # A creation under way: it found the template and holds a share of its row.
+        await holder.begin()
+        made = await workitems.create(
+            holder,
+            who,
+            work_group_id=item["workGroupId"],
+            template_id=template_id,
+            name="Made first",
+            now=ctx.now(),
+        )
+        deleting = asyncio.create_task(
+            client.delete(f"{API}/templates/{template_id}", headers=site.auth())
+        )
+        await until_waiting_for_locks(ctx, [deleting])
+        await holder.commit()
+    conflict(await deleting, "used by 1 work item;")
+    assert (await client.get(f"{API}/workitems/{made['id']}", headers=site.auth())).is_success
+
+    # The other way round: the delete holds the template; a creation waits, then is told.
+    assert (await client.delete(f"{API}/workitems/{made['id']}", headers=site.auth())).is_success
+    body = {"workGroupId": item["workGroupId"], "templateId": template_id, "name": "Late"}
+    async with ctx.db.engine.connect() as holder:
+        await holder.begin()
+        await deletion.delete_template(holder, who, template_id, now=ctx.now())
+        creating = asyncio.create_task(
+            client.post(f"{API}/workitems", json=body, headers=site.auth())
+        )
+        await until_waiting_for_locks(ctx, [creating])
+        await holder.commit()
+    created = await creating
+    assert created.status_code == 422, created.text
+    assert [d["field"] for d in created.json()["error"]["details"]] == ["templateId"]
+    assert (await client.get(f"{API}/workitems", headers=site.auth())).json()["items"] == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_the_openapi_document_describes_the_deletes(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    for path, conflicts in (
+        ("/api/v1/templates/{template_id}", "templateIds"),
+        ("/api/v1/workitems/{work_item_id}", "PostProcessing"),
+    ):
+        responses = paths[path]["delete"]["responses"]
+        assert {"204", "403", "404", "409"} <= set(responses), (path, responses)
+        assert conflicts in responses["409"]["description"], responses["409"]
+        assert "storage quota" in responses["204"]["description"]
