@@ -1,7 +1,8 @@
 """Templates and work groups in real Chromium: a site administrator uploads a template
 through the form (adding variable rows in place, from the keyboard), sees a file that is not
 a DOCX and an undeclared placeholder refused at their fields, then test-assembles a document
-and reads the download back; and creates a work group. At phone width as well as desktop."""
+and reads the download back; creates a work group; and deletes the template. At phone width
+as well as desktop."""
 
 from __future__ import annotations
 
@@ -107,5 +108,14 @@ def test_a_site_administrator_uploads_and_test_assembles_a_template(
         page.get_by_role("button", name="Create work group").click()
         expect(page.locator("#name-error")).to_contain_text("already exists")
         expect(page.get_by_label("Name")).to_be_focused()
+
+        # Deleting the template asks first, and frees its name.
+        page.get_by_role("link", name="Templates", exact=True).click()
+        page.get_by_role("link", name="Engagement letter").click()
+        page.get_by_role("link", name="Delete template").click()
+        expect(page.get_by_text("This cannot be undone")).to_be_visible()
+        page.get_by_role("button", name="Delete template Engagement letter").click()
+        expect(page.get_by_text("Template deleted")).to_be_visible()
+        expect(page.get_by_text("No templates yet.")).to_be_visible()
         browser.close()
     assert problems == [] or all("422" in p or "409" in p for p in problems), problems

@@ -429,6 +429,16 @@ def _journey(site: Site, viewport: ViewportSize, *, slow: bool) -> list[str]:
         completed = _wait_for_line(page, events)
         assert completed["versionNumber"] == 1
         assert sorted(completed["documents"]) == ["cover.pdf", "engagement-letter.docx"]
+
+        # The User who created the work item deletes it, after a page that asks first.
+        page.get_by_role("link", name="Smith engagement").click()
+        page.get_by_role("link", name="Delete work item").click()
+        expect(page.get_by_text("This cannot be undone.")).to_be_visible()
+        expect(page.get_by_text("2 documents")).to_be_visible()
+        _shot(page, "workitem-delete", width)
+        page.get_by_role("button", name="Delete work item Smith engagement").click()
+        expect(page.get_by_text("Work item deleted")).to_be_visible()
+        expect(page.get_by_text("No work items yet.")).to_be_visible()
         browser.close()
     return problems
 

@@ -54,8 +54,11 @@ NOTICES = {
     "password-set": "Password set. Their signed-in browsers are signed out.",
     "token-revoked": "Token revoked: it no longer works anywhere.",
     "template-uploaded": "Template uploaded.",
+    "template-deleted": "Template deleted: its room in the site's storage is free.",
     "workgroup-created": "Work group created.",
     "work-item-created": "Work item created. Open its interview to start version 1.",
+    "work-item-deleted": "Work item deleted, with its versions and documents: their room in "
+    "the site's storage is free.",
     "finished": "Interview finished: the documents are assembled.",
 }
 

@@ -1,8 +1,8 @@
-"""Work item pages, for every role of the site: the list (by work group, searched by name,
-a page at a time), a new work item, one work item with its versions and their documents,
-one version followed live while it is post-processed, and document downloads. Each calls
-the platform service its API route calls, with the signed-in principal, so the site and
-role rules are the API's own."""
+"""Work item pages, for every role of the site: the list (by work group or template,
+searched by name, a page at a time), a new work item, one work item with its versions and
+their documents, deleting one (after a page that asks first), one version followed live
+while it is post-processed, and document downloads. Each calls the platform service its API
+route calls, with the signed-in principal, so the site and role rules are the API's own."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from docuhooks.api.deps import Ctx
 from docuhooks.api.routes.platform_support import attachment
 from docuhooks.core.events import EventType
-from docuhooks.errors import FieldError, ValidationFailed
+from docuhooks.errors import Conflict, FieldError, ValidationFailed
 from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import match_interview_hooks
-from docuhooks.platform import catalog, completion, documents, workgroups, workitems
+from docuhooks.platform import catalog, completion, deletion, documents, workgroups, workitems
 from docuhooks.store import pagination
 from docuhooks.ui.rendering import UiRoute, is_htmx, redirect, render
 from docuhooks.ui.session import Checked, SignedIn, UiSession
@@ -47,6 +47,7 @@ async def work_item_list(
     ctx: Ctx,
     session: SignedIn,
     group: Annotated[str, Query(max_length=64)] = "",
+    template: Annotated[str, Query(max_length=64)] = "",
     q: Annotated[str, Query(max_length=200)] = "",
     cursor: Annotated[str, Query(max_length=500)] = "",
 ) -> Response:
@@ -59,6 +60,7 @@ async def work_item_list(
             limit=LIST_SIZE,
             cursor=cursor or None,
             work_group_id=group or None,
+            template_id=template or None,
             name_contains=q.strip() or None,
         )
     return render(
@@ -67,6 +69,7 @@ async def work_item_list(
         session,
         page=page,
         group=group,
+        template_id=template,
         q=q,
         names=_names(choices),
         **choices,
@@ -189,6 +192,7 @@ async def work_item_page(
         request,
         "platform/workitem.html",
         session,
+        may_delete=deletion.may_delete_work_item(who, item),
         item=workitems.to_api(item),
         group=group,
         tmpl=template,
@@ -197,6 +201,50 @@ async def work_item_page(
         in_progress=in_progress,
         load_hooks=len(loads.webhooks),
         people=people,
+    )
+
+
+@router.get("/workitems/{work_item_id}/delete")
+async def confirm_delete(
+    request: Request, work_item_id: str, ctx: Ctx, session: SignedIn
+) -> Response:
+    """Asks first, saying what goes with it; or, while a version is post-processed, says so
+    instead of offering the button."""
+    return await _delete_page(request, ctx, session, work_item_id)
+
+
+@router.post("/workitems/{work_item_id}/delete")
+async def delete_work_item(
+    request: Request, work_item_id: str, ctx: Ctx, session: Checked
+) -> Response:
+    try:
+        # Run again if PostgreSQL ends a deadlock with a version being completed.
+        await ctx.db.retried(
+            lambda conn: deletion.delete_work_item(
+                conn, session.principal, work_item_id, now=ctx.now()
+            )
+        )
+    except Conflict:
+        # A version entered post-processing since the page was shown: the page again.
+        return await _delete_page(request, ctx, session, work_item_id, status_code=409)
+    return redirect("/ui/workitems?notice=work-item-deleted")
+
+
+async def _delete_page(
+    request: Request, ctx: Ctx, session: UiSession, work_item_id: str, *, status_code: int = 200
+) -> Response:
+    who = session.principal
+    async with ctx.db.read() as conn:
+        item = await workitems.get_row(conn, who, work_item_id)
+        deletion.require_may_delete_work_item(who, item)
+        contents = await deletion.work_item_contents(conn, item.id)
+    return render(
+        request,
+        "platform/workitem_delete.html",
+        session,
+        status_code=status_code,
+        item=workitems.to_api(item),
+        contents=contents,
     )
 
 

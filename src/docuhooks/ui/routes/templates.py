@@ -1,6 +1,7 @@
 """Templates, for site administrators: the list, uploading a DOCX with its variables and
-interview event elements, one template with its download, and *Test assemble*, which builds
-a quick document from sample answers and downloads it.
+interview event elements, one template with its download, *Test assemble*, which builds
+a quick document from sample answers and downloads it, and deleting one (after a page that
+asks first, and says what keeps it when something does).
 
 Each page calls the service the API's template routes call (`platform.catalog`,
 `platform.quick`), so the rules and the messages are the API's own: the form is turned into
@@ -21,8 +22,8 @@ from starlette.datastructures import FormData, UploadFile
 from docuhooks.answers import VariableDef
 from docuhooks.api.deps import Ctx
 from docuhooks.api.routes.platform_support import attachment
-from docuhooks.errors import DocuhooksError, FieldError, ValidationFailed
-from docuhooks.platform import catalog, quick
+from docuhooks.errors import Conflict, DocuhooksError, FieldError, ValidationFailed
+from docuhooks.platform import catalog, deletion, quick
 from docuhooks.platform.access import require_site_admin
 from docuhooks.platform.templates import template_identifier
 from docuhooks.store import pagination
@@ -141,6 +142,46 @@ async def template_content(template_id: str, ctx: Ctx, session: SignedIn) -> Res
         row.content,
         media_type=catalog.DOCX_CONTENT_TYPE,
         headers={"Content-Disposition": attachment(row.file_name)},
+    )
+
+
+@router.get("/templates/{template_id}/delete")
+async def confirm_delete(
+    request: Request, template_id: str, ctx: Ctx, session: SignedIn
+) -> Response:
+    """Asks first; or, while work items use the template or webhooks name it, says so
+    (with the way to them) instead of offering the button."""
+    require_site_admin(session.principal, "deleting a template")
+    return await _delete_page(request, ctx, session, template_id)
+
+
+@router.post("/templates/{template_id}/delete")
+async def delete_template(
+    request: Request, template_id: str, ctx: Ctx, session: Checked
+) -> Response:
+    require_site_admin(session.principal, "deleting a template")
+    try:
+        async with ctx.db.transaction() as conn:
+            await deletion.delete_template(conn, session.principal, template_id, now=ctx.now())
+    except Conflict:
+        # Used since the page was shown: the page again, saying by what.
+        return await _delete_page(request, ctx, session, template_id, status_code=409)
+    return redirect("/ui/templates?notice=template-deleted")
+
+
+async def _delete_page(
+    request: Request, ctx: Ctx, session: UiSession, template_id: str, *, status_code: int = 200
+) -> Response:
+    async with ctx.db.read() as conn:
+        row = await catalog.get_summary(conn, session.principal, template_id, size=True)
+        use = await deletion.template_use(conn, session.principal.site_id, row.id)
+    return render(
+        request,
+        "platform/template_delete.html",
+        session,
+        status_code=status_code,
+        document_template=catalog.to_api(row),
+        use=use,
     )
 
 
