@@ -205,7 +205,7 @@ async def work_item_page(
 
 
 @router.get("/workitems/{work_item_id}/delete")
-async def confirm_delete(
+async def confirm_work_item_delete(
     request: Request, work_item_id: str, ctx: Ctx, session: SignedIn
 ) -> Response:
     """Asks first, saying what goes with it; or, while a version is post-processed, says so

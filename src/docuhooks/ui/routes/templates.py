@@ -146,7 +146,7 @@ async def template_content(template_id: str, ctx: Ctx, session: SignedIn) -> Res
 
 
 @router.get("/templates/{template_id}/delete")
-async def confirm_delete(
+async def confirm_template_delete(
     request: Request, template_id: str, ctx: Ctx, session: SignedIn
 ) -> Response:
     """Asks first; or, while work items use the template or webhooks name it, says so
