@@ -13,6 +13,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from aiohttp import web
+from tests.interview_hooks.hooks_support import hook_over_api, serve
 from tests.platform.docx_factory import make_docx
 from tests.platform.platform_client import open_interview, upload_template, work_item
 from tests.platform.post_processing_support import (
@@ -406,6 +407,32 @@ async def test_a_delete_while_the_document_is_assembled_wins_and_nothing_is_stor
     assert "deleted, with its work item, while its document was being assembled" in message
     assert "nothing was stored" in message
     assert await kept(ctx, site) == before
+    assert await rows_of(ctx, work_item_versions, "work_item_id", item["id"]) == 0
+
+
+async def test_a_delete_while_interview_webhooks_run_keeps_none_of_their_answers(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """The webhooks an opening asks run outside any transaction; their answers are written
+    after. The work item deleted meanwhile: the opening is told so, and nothing is written."""
+    item = await work_item(client, site.auth())
+    deleted: list[int] = []
+
+    async def delete_then_answer(request: web.Request) -> web.Response:
+        gone = await client.delete(f"{API}/workitems/{item['id']}", headers=site.auth())
+        deleted.append(gone.status_code)
+        return web.json_response({"Client Name": "Jane Doe"})
+
+    async with serve() as hooks:
+        await hook_over_api(client, site, hooks.route("/load", None, delete_then_answer))
+        opened = await client.post(
+            f"{API}/workitems/{item['id']}/interviews", headers=site.auth("User")
+        )
+    await ctx.close_transports()
+    assert deleted == [204]
+    assert opened.status_code == 404, opened.text
+    assert "while its webhooks ran; their answers were not saved" in opened.text
+    assert await rows_of(ctx, interviews, "work_item_id", item["id"]) == 0
     assert await rows_of(ctx, work_item_versions, "work_item_id", item["id"]) == 0
 
 
