@@ -36,6 +36,7 @@ from docuhooks.platform.renderpool import RenderPool
 from docuhooks.receiver import PostProcessingEvent
 from docuhooks.store.schema import (
     audit_log,
+    deliveries,
     documents,
     events,
     interviews,
@@ -360,6 +361,41 @@ async def test_a_work_item_is_not_deleted_while_a_version_is_post_processed(
     assert done.status_code == 200 and done.json()["status"] == "Completed", done.text
     assert (await client.delete(path, headers=site.auth())).status_code == 204
     assert await kept(ctx, site) == storage.Usage(before.bytes - letter.size, before.files - 1)
+
+
+async def test_a_reply_for_a_version_completed_and_deleted_meanwhile_is_logged_not_applied(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, receiver: Receiver
+) -> None:
+    """The receiver completes the version through its completeUrl during the call, the work
+    item is deleted, then the reply arrives: nothing is applied or lost, the call is in the
+    webhook log, and the finish (which drives the call itself here) is told the work item
+    is gone (404), not a 500."""
+    item = await work_item(client, site.auth())
+    hook = await post_processing_webhook(client, site, receiver, template_ids=[])
+    answered: list[int] = []
+
+    async def complete_delete_then_reply(event: PostProcessingEvent) -> web.StreamResponse:
+        done = await client.put(local(event.complete_url), headers=site.auth("User"))
+        answered.append(done.status_code)
+        gone = await client.delete(f"{API}/workitems/{item['id']}", headers=site.auth())
+        answered.append(gone.status_code)
+        return web.json_response({"documents": []})
+
+    receiver.reply = complete_delete_then_reply
+    finished = await finish(client, site, item)
+    assert answered == [200, 204]
+    assert finished.status_code == 404, finished.text
+    assert f"work item {item['id']} does not exist" in finished.json()["error"]["message"]
+    assert await rows_of(ctx, work_item_versions, "work_item_id", item["id"]) == 0
+    async with ctx.db.read() as conn:
+        logged = (
+            await conn.execute(
+                sa.select(events.c.event_type, deliveries.c.status)
+                .join(deliveries, deliveries.c.event_id == events.c.id)
+                .where(deliveries.c.webhook_id == hook["id"])
+            )
+        ).all()
+    assert [tuple(row) for row in logged] == [("PostProcessingEvent", "succeeded")]
 
 
 class DeletingWhileRendering(RenderPool):

@@ -101,18 +101,22 @@ async def _settle(
             await conn.execute(
                 sa.select(_versions).where(_versions.c.id == claimed.version_id).with_for_update()
             )
-        ).one()
-        current = [row.id for row in await documents.rows_of_version(conn, version.id)]
-        judged = replies.check_replaced(judged, current)
-        record = dict(version.post_processing or {})
+        ).first()
+        current: list[str] = []
+        if version is not None:
+            current = [row.id for row in await documents.rows_of_version(conn, version.id)]
+            judged = replies.check_replaced(judged, current)
+        record = dict(version.post_processing or {}) if version is not None else {}
         # Not if it was completed through completeUrl meanwhile, or taken over after the
-        # lease ran out.
+        # lease ran out; nor if, completed so, it was deleted with its work item since
+        # (`platform.deletion`): the call is still logged, and nothing else is written.
         ours = (
-            version.status == VersionStatus.POST_PROCESSING
+            version is not None
+            and version.status == VersionStatus.POST_PROCESSING
             and record.get("deliveryId") == claimed.delivery_id
         )
         now = ctx.now()
-        if ours and judged.succeeded and judged.mode is replies.Mode.INLINE:
+        if ours and version is not None and judged.succeeded and judged.mode is replies.Mode.INLINE:
             try:
                 await documents.apply_returned(
                     conn,
@@ -153,10 +157,12 @@ async def _settle(
                 )
             ],
         )
-        if not ours:
+        if not ours or version is None:
             logger.info(
-                "post-processing reply not applied: the version moved on",
-                version_id=version.id,
+                "post-processing reply not applied: the version moved on"
+                if version is not None
+                else "post-processing reply not applied: the version was deleted",
+                version_id=claimed.version_id,
                 delivery_id=claimed.delivery_id,
             )
             return
