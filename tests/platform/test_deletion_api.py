@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 import sqlalchemy as sa
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncConnection
 from tests.interview_hooks.hooks_support import hook_over_api, serve
 from tests.platform.docx_factory import make_docx
 from tests.platform.platform_client import open_interview, upload_template, work_item
@@ -573,6 +574,63 @@ async def test_postgres_a_work_item_made_while_its_template_is_deleted(
     assert created.status_code == 422, created.text
     assert [d["field"] for d in created.json()["error"]["details"]] == ["templateId"]
     assert (await client.get(f"{API}/workitems", headers=site.auth())).json()["items"] == []
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite's writers take turns
+async def test_postgres_a_version_completed_while_its_work_item_is_deleted(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """Completing a version locks it, then its open interview; the delete locks them the
+    other way round. Met half-way, PostgreSQL aborts one of the two (here the completion,
+    which waited first): it runs again and finds the work item gone (404), never a 500."""
+    item = await work_item(client, site.auth())
+    interview = await open_interview(client, site, item)
+    path = f"{API}/workitems/{item['id']}/versions/{interview['workItemVersionId']}/complete"
+    who = await principal_of(ctx, site, "SiteAdministrator")
+    completing: list[asyncio.Task[httpx.Response]] = []
+
+    async def complete_meanwhile() -> None:
+        # The delete holds the work item and its interview: the completion locks the
+        # version and waits for the interview.
+        completing.append(asyncio.create_task(client.put(path, headers=site.auth("User"))))
+        await until_waiting_for_locks(ctx, completing)
+
+    async with ctx.db.engine.connect() as holder:
+        await holder.begin()
+        paused = PausedBeforeLockingVersions(holder, complete_meanwhile)
+        await deletion.delete_work_item(
+            cast(AsyncConnection, paused), who, item["id"], now=ctx.now()
+        )
+        await holder.commit()
+    completed = await completing[0]
+    # Run again, it found the work item deleted, or was waiting for its version to go.
+    assert completed.status_code == 404, completed.text
+    assert completed.json()["error"]["code"] == "not_found"
+    assert await rows_of(ctx, work_item_versions, "work_item_id", item["id"]) == 0
+    assert await rows_of(ctx, interviews, "work_item_id", item["id"]) == 0
+
+
+class PausedBeforeLockingVersions:
+    """A connection for `deletion.delete_work_item` that runs `meanwhile` once, just before
+    the delete locks the work item's versions (it holds the work item and its interviews)."""
+
+    def __init__(self, conn: Any, meanwhile: Callable[[], Awaitable[None]]) -> None:
+        self._conn = conn
+        self._meanwhile: Callable[[], Awaitable[None]] | None = meanwhile
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    async def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        locking = getattr(statement, "_for_update_arg", None) is not None
+        if (
+            self._meanwhile is not None
+            and locking
+            and work_item_versions in statement.get_final_froms()
+        ):
+            meanwhile, self._meanwhile = self._meanwhile, None
+            await meanwhile()
+        return await self._conn.execute(statement, *args, **kwargs)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -215,37 +215,54 @@ async def complete(
     A version InProgress needs only the caller's API token. A version in PostProcessing is
     completed by the receiver it was sent to: `token` must be the one-time token of its
     `completeUrl`, and its event names the user who finished the interview.
+
+    It locks the version, then its open interviews; deleting the work item
+    (`platform.deletion`) locks them the other way round, so PostgreSQL may end the two
+    with a deadlock by aborting this one: it is run again, and then finds the work item
+    deleted (404) or completes the version, which the delete then deletes.
     """
-    async with ctx.db.transaction() as conn:
-        item, version = await workitems.get_version_row(
-            conn, principal, work_item_id, version_id, lock=True
-        )
-        template = await catalog.get_row(conn, principal, item.template_id)
-        record: dict[str, Any] | None = None
-        actor = principal
-        if version.status == VersionStatus.POST_PROCESSING:
-            _check_complete_token(version, token)
-            record = records.finished(
-                version.post_processing,
-                records.Status.COMPLETED,
-                ctx.now(),
-                mode=Mode.CALLBACK,
-            )
-            actor = records.finished_by(version.post_processing, item.site_id) or principal
-        rows = await documents_service.rows_of_version(conn, version.id)
-        await complete_version(
-            conn,
-            actor,
-            work_item=item,
-            version=version,
-            template=template,
-            documents=rows,
-            now=ctx.now(),
-            post_processing=record,
-        )
-        result = await version_with_documents(conn, principal, item, version.id)
+    result = await ctx.db.retried(
+        lambda conn: _complete(ctx, conn, principal, work_item_id, version_id, token)
+    )
     ctx.events_committed()
     return result
+
+
+async def _complete(
+    ctx: PlatformContext,
+    conn: AsyncConnection,
+    principal: Principal,
+    work_item_id: str,
+    version_id: str,
+    token: str | None,
+) -> dict[str, Any]:
+    item, version = await workitems.get_version_row(
+        conn, principal, work_item_id, version_id, lock=True
+    )
+    template = await catalog.get_row(conn, principal, item.template_id)
+    record: dict[str, Any] | None = None
+    actor = principal
+    if version.status == VersionStatus.POST_PROCESSING:
+        _check_complete_token(version, token)
+        record = records.finished(
+            version.post_processing,
+            records.Status.COMPLETED,
+            ctx.now(),
+            mode=Mode.CALLBACK,
+        )
+        actor = records.finished_by(version.post_processing, item.site_id) or principal
+    rows = await documents_service.rows_of_version(conn, version.id)
+    await complete_version(
+        conn,
+        actor,
+        work_item=item,
+        version=version,
+        template=template,
+        documents=rows,
+        now=ctx.now(),
+        post_processing=record,
+    )
+    return await version_with_documents(conn, principal, item, version.id)
 
 
 def _check_complete_token(version: sa.Row[Any], token: str | None) -> None:

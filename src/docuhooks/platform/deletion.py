@@ -44,7 +44,8 @@ a work item locks its row (opening an interview locks it too, so no version is s
 under the delete), then its interviews, then its versions (the order finishing an
 interview locks them in: interview, then version), so that a finish in flight is waited
 for, not deadlocked with. Completing a version through the API locks the version first;
-if the two meet, PostgreSQL aborts one: callers run the delete in `Database.retried`.
+if the two meet, PostgreSQL aborts one, and either runs again (`Database.retried`): callers
+run the delete so, and `completion.complete` runs itself so.
 Deleting a template locks its row, which the work items and webhooks naming it take a
 share of (`workitems.create`, `webhooks.validation.reference_errors`), so none is made
 for a template being deleted.
