@@ -493,11 +493,14 @@ async def test_a_site_at_its_quota_stores_again_once_it_deletes(
     other = await same_kind(client, site, item)
     refused = await finish(client, site, other)
     assert refused.status_code == 422 and "storage_quota_exceeded" in refused.text
+    # The refusal says how the site makes room itself.
+    assert "deleting work items or templates" in refused.json()["error"]["message"]
     letter = {"name": "Third letter", "variables": [], "eventElements": []}
     refused = await upload_template(
         client, site.auth(), content=make_docx(["x"]), definition=letter
     )
     assert refused.status_code == 422 and "storage_quota_exceeded" in refused.text
+    assert "DELETE /api/v1/workitems/{id}" in refused.json()["error"]["message"]
 
     # Deleting the completed work item frees its document's room: the next finish fits.
     assert (await client.delete(f"{API}/workitems/{item['id']}", headers=site.auth())).is_success

@@ -42,6 +42,13 @@ from docuhooks.settings import Settings
 from docuhooks.store.schema import documents, post_processing_originals, templates
 from docuhooks.store.scoped import lock_site
 
+#: What a refusal tells the site to do.
+MAKE_ROOM = (
+    "The site makes room by deleting work items or templates it no longer needs "
+    "(DELETE /api/v1/workitems/{id} or /api/v1/templates/{id}, or Delete in the web UI), "
+    "or the installation's operator can raise the quota"
+)
+
 
 class StorageQuotaExceeded(LimitExceeded):
     """Storing this would take the site past its storage quota; nothing was stored."""
@@ -164,14 +171,13 @@ async def admit(
         raise StorageQuotaExceeded(
             f"storing {what} ({more_bytes} bytes more) would take the site's documents and "
             f"templates to {kept.bytes + more_bytes} bytes, over its storage quota of "
-            f"{quota.bytes} bytes (site_storage_quota_bytes); nothing was stored. The "
-            "installation's operator can raise the quota"
+            f"{quota.bytes} bytes (site_storage_quota_bytes); nothing was stored. {MAKE_ROOM}"
         )
     if counts_files and kept.files + more_files > quota.files:
         raise StorageQuotaExceeded(
             f"storing {what} would take the site past the {quota.files} documents and "
             f"templates it may keep (site_storage_quota_files; it keeps {kept.files}); "
-            "nothing was stored. The installation's operator can raise the limit"
+            f"nothing was stored. {MAKE_ROOM}"
         )
 
 
@@ -188,5 +194,5 @@ async def room_left(conn: AsyncConnection, quota: StorageQuota, site_id: str, *,
             f"the site's documents and templates fill its storage quota ({kept.bytes} of "
             f"{quota.bytes or 'unlimited'} bytes, site_storage_quota_bytes; {kept.files} of "
             f"{quota.files or 'unlimited'} files, site_storage_quota_files), so {what} cannot "
-            "be stored; nothing was changed. The installation's operator can raise the quota"
+            f"be stored; nothing was changed. {MAKE_ROOM}"
         )
