@@ -172,6 +172,21 @@ async def test_a_template_webhooks_name_is_not_deleted(
     assert hook.status_code == 201, hook.text
     path = f"{API}/templates/{template['id']}"
     conflict(await client.delete(path, headers=site.auth()), "webhook 'Archive letters'")
+    # Used by a work item too: one answer says both.
+    group = await client.post(f"{API}/workgroups", json={"name": "Clients"}, headers=site.auth())
+    made = await client.post(
+        f"{API}/workitems",
+        json={"workGroupId": group.json()["id"], "templateId": template["id"], "name": "Letter"},
+        headers=site.auth(),
+    )
+    assert made.status_code == 201, made.text
+    conflict(
+        await client.delete(path, headers=site.auth()),
+        "used by 1 work item;",
+        "; and it is named in the templateIds of webhook 'Archive letters'",
+    )
+    gone = await client.delete(f"{API}/workitems/{made.json()['id']}", headers=site.auth())
+    assert gone.status_code == 204
     assert (await client.get(path, headers=site.auth())).status_code == 200
     changed = await client.patch(
         f"{API}/webhooks/{hook.json()['id']}",

@@ -95,24 +95,27 @@ class TemplateUse:
 
     @property
     def blocker(self) -> str | None:
-        """Why the template cannot be deleted now (see the module docstring), or None."""
+        """Why the template cannot be deleted now (see the module docstring), or None:
+        every reason at once, so that one answer says all that is to be done first."""
+        reasons: list[str] = []
         if self.work_items:
-            return (
-                f"template {self.template_id} is used by {self.work_items} work "
-                f"item{'s' * (self.work_items != 1)}; delete them first (GET /api/v1/workitems"
-                f"?templateId={self.template_id} lists them): each reads its template "
-                "whenever an interview opens or finishes"
+            reasons.append(
+                f"is used by {self.work_items} work item{'s' * (self.work_items != 1)}; delete "
+                f"them first (GET /api/v1/workitems?templateId={self.template_id} lists them): "
+                "each reads its template whenever an interview opens or finishes"
             )
         if self.webhooks:
             names = [repr(name) for _, name in self.webhooks]
             named = ", ".join(names[:NAMED_WEBHOOKS])
             if len(names) > NAMED_WEBHOOKS:
                 named += f" and {len(names) - NAMED_WEBHOOKS} more"
-            return (
-                f"template {self.template_id} is named in the templateIds of webhook"
-                f"{'s' * (len(names) != 1)} {named}; take it out of them, or delete them, first"
+            reasons.append(
+                f"is named in the templateIds of webhook{'s' * (len(names) != 1)} {named}; "
+                "take it out of them, or delete them, first"
             )
-        return None
+        if not reasons:
+            return None
+        return f"template {self.template_id} " + "; and it ".join(reasons)
 
 
 async def template_use(conn: AsyncConnection, site_id: str, template_id: str) -> TemplateUse:
