@@ -33,6 +33,7 @@ from docuhooks.context import AppContext
 from docuhooks.identity import service as identity
 from docuhooks.identity.models import Principal
 from docuhooks.platform import deletion, storage, workitems
+from docuhooks.platform.postprocessing import driver as post_processing_driver
 from docuhooks.platform.renderpool import RenderPool
 from docuhooks.receiver import PostProcessingEvent
 from docuhooks.store.schema import (
@@ -615,7 +616,7 @@ async def test_postgres_a_version_completed_while_its_work_item_is_deleted(
 
     async with ctx.db.engine.connect() as holder:
         await holder.begin()
-        paused = PausedBeforeLockingVersions(holder, complete_meanwhile)
+        paused = PausedBeforeLocking(holder, work_item_versions, complete_meanwhile)
         await deletion.delete_work_item(
             cast(AsyncConnection, paused), who, item["id"], now=ctx.now()
         )
@@ -628,12 +629,80 @@ async def test_postgres_a_version_completed_while_its_work_item_is_deleted(
     assert await rows_of(ctx, interviews, "work_item_id", item["id"]) == 0
 
 
-class PausedBeforeLockingVersions:
-    """A connection for `deletion.delete_work_item` that runs `meanwhile` once, just before
-    the delete locks the work item's versions (it holds the work item and its interviews)."""
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite's writers take turns
+async def test_postgres_a_finish_in_flight_is_waited_for_by_a_delete(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finish holds its interview and has written its version once when the delete locks
+    the work item; writing the version again, PostgreSQL checks the version's reference to
+    the work item (a key share of its row). That check must not wait for the delete, which
+    is about to wait for the finish's interview: the finish completes the version, and the
+    delete, once it has it, deletes the work item with it."""
+    item = await work_item(client, site.auth())
+    interview = await open_interview(client, site, item)
+    who = await principal_of(ctx, site, "SiteAdministrator")
+    before = await kept(ctx, site)
+    inside = asyncio.Event()
+    go_on = asyncio.Event()
+    begin = post_processing_driver.begin
 
-    def __init__(self, conn: Any, meanwhile: Callable[[], Awaitable[None]]) -> None:
+    async def begin_once_the_delete_holds_the_work_item(*args: Any, **kwargs: Any) -> bool:
+        inside.set()
+        await go_on.wait()
+        return await begin(*args, **kwargs)
+
+    monkeypatch.setattr(post_processing_driver, "begin", begin_once_the_delete_holds_the_work_item)
+    finishing = asyncio.create_task(
+        client.post(f"{API}/interviews/{interview['id']}/finish", headers=site.auth("User"))
+    )
+    await inside.wait()
+
+    async def finish_meanwhile() -> None:
+        # The delete holds the work item: the finish goes on, and either commits or waits.
+        go_on.set()
+        await until_waiting_for_locks_or_done(ctx, finishing)
+
+    async with ctx.db.engine.connect() as holder:
+        await holder.begin()
+        paused = PausedBeforeLocking(holder, interviews, finish_meanwhile)
+        deleted = await deletion.delete_work_item(
+            cast(AsyncConnection, paused), who, item["id"], now=ctx.now()
+        )
+        await holder.commit()
+    finished = await finishing
+    assert finished.status_code == 200, finished.text
+    assert finished.json()["status"] == "Completed"
+    assert (deleted.versions, deleted.documents) == (1, 1)
+    assert await rows_of(ctx, work_item_versions, "work_item_id", item["id"]) == 0
+    assert await kept(ctx, site) == before
+
+
+async def until_waiting_for_locks_or_done(ctx: AppContext, task: asyncio.Task[Any]) -> None:
+    """PostgreSQL: return once a connection of the test's database waits for a lock, or
+    `task` is done."""
+    async with asyncio.timeout(30), ctx.db.engine.connect() as watcher:
+        while not task.done():
+            await watcher.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
+            waiting = await watcher.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+            if waiting:
+                return
+            await asyncio.sleep(0.01)
+
+
+class PausedBeforeLocking:
+    """A connection for `deletion.delete_work_item` that runs `meanwhile` once, just before
+    the delete locks rows of `table`."""
+
+    def __init__(
+        self, conn: AsyncConnection, table: sa.Table, meanwhile: Callable[[], Awaitable[None]]
+    ) -> None:
         self._conn = conn
+        self._table = table
         self._meanwhile: Callable[[], Awaitable[None]] | None = meanwhile
 
     def __getattr__(self, name: str) -> Any:
@@ -641,11 +710,7 @@ class PausedBeforeLockingVersions:
 
     async def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
         locking = getattr(statement, "_for_update_arg", None) is not None
-        if (
-            self._meanwhile is not None
-            and locking
-            and work_item_versions in statement.get_final_froms()
-        ):
+        if self._meanwhile is not None and locking and self._table in statement.get_final_froms():
             meanwhile, self._meanwhile = self._meanwhile, None
             await meanwhile()
         return await self._conn.execute(statement, *args, **kwargs)

@@ -41,11 +41,12 @@ a deleted version's document gets a 404. The audit log records who deleted what.
 in turn. A delete only takes rows away, and a write counting while it runs counts them as
 still there: it may refuse what would just have fit, never store past the quota. Deleting
 a work item locks its row (opening an interview locks it too, so no version is started
-under the delete), then its interviews, then its versions (the order finishing an
-interview locks them in: interview, then version), so that a finish in flight is waited
-for, not deadlocked with. Completing a version through the API locks the version first;
-if the two meet, PostgreSQL aborts one, and either runs again (`Database.retried`): callers
-run the delete so, and `completion.complete` runs itself so.
+under the delete; `FOR NO KEY UPDATE`, which the key share a finish takes of it does not
+wait for: `workitems.get_row`), then its interviews, then its versions (the order
+finishing an interview locks them in: interview, then version), so that a finish in
+flight is waited for, not deadlocked with. Completing a version through the API locks the
+version first; if the two meet, PostgreSQL aborts one, and either runs again
+(`Database.retried`): callers run the delete so, and `completion.complete` runs itself so.
 Deleting a template locks its row, which the work items and webhooks naming it take a
 share of (`workitems.create`, `webhooks.validation.reference_errors`), so none is made
 for a template being deleted.

@@ -143,13 +143,18 @@ async def get_row(
     conn: AsyncConnection, principal: Principal, work_item_id: str, *, lock: bool = False
 ) -> sa.Row[Any]:
     """The work item, if it is in the caller's site. `lock` holds it (PostgreSQL) for the
-    rest of the transaction, so two requests cannot both number a new version."""
+    rest of the transaction against another such lock and an interview opening (which
+    locks it `FOR UPDATE`). It is `FOR NO KEY UPDATE`: a transaction that changes a version
+    of the work item twice (finishing an interview does) has PostgreSQL check the version's
+    reference to it again, which takes a key share of its row; a `FOR UPDATE` held here
+    would make that check wait, a deadlock when the holder then waits for the finish's
+    interview (`platform.deletion`)."""
     work_item_id = parse_id(work_item_id, "work item")
     query = sa.select(work_items).where(
         work_items.c.id == work_item_id, work_items.c.site_id == principal.site_id
     )
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)
     row = (await conn.execute(query)).first()
     if row is None:
         raise NotFound(f"work item {work_item_id} does not exist")
