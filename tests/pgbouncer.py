@@ -103,4 +103,6 @@ def running_pgbouncer(server_url: str, *, pool_size: int = 8) -> Iterator[PgBoun
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if process.stderr is not None:
+            process.stderr.close()  # read only if it failed to start; left open, a ResourceWarning
         shutil.rmtree(folder, ignore_errors=True)

@@ -29,6 +29,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from sqlalchemy import exc as sa_exc
 from tests.conftest import new_postgres_database
 from tests.delivery.delivery_support import make_webhook, queue_event
 from tests.interview_hooks.hooks_support import answer_json, hook_at, make_platform, serve
@@ -308,17 +309,27 @@ async def test_without_the_setting_pgbouncer_breaks_prepared_statements(
     direct_url: str, bouncer: PgBouncer
 ) -> None:
     """Why the setting exists: asyncpg's statement cache, as on a direct connection, fails
-    through the pooler as soon as two clients share its server connections."""
+    through the pooler as soon as two clients share its server connections. Step by step,
+    so that it fails every time: a statement prepared on one of the pooler's two server
+    connections is run again from the cache on the other, which never had it."""
     db = Database.from_url(bouncer.url_for(direct_url))
+    statement = sa.text("SELECT CAST(:n AS int)")
     try:
-
-        async def client(n: int) -> None:
-            for _ in range(20):
-                async with db.autocommit() as conn:
-                    await conn.execute(sa.text("SELECT CAST(:n AS int)"), {"n": n})
-
-        with pytest.raises(Exception, match="prepared statement"):
-            await asyncio.gather(*(client(n) for n in range(8)))
+        async with db.engine.connect() as first, db.engine.connect() as second:
+            # One client holds a server connection in its transaction...
+            holding = await first.begin()
+            await first.execute(sa.text("SELECT 1"))
+            async with db.autocommit() as conn:
+                # ...so this one's statement is prepared, and run, on the other...
+                assert (await conn.execute(statement, {"n": 1})).scalar() == 1
+                # ...which another client then holds, as the first lets its own go.
+                async with second.begin():
+                    await second.execute(sa.text("SELECT 1"))
+                    await holding.commit()
+                    with pytest.raises(
+                        sa_exc.DBAPIError, match=r"prepared statement .* does not exist"
+                    ):
+                        await conn.execute(statement, {"n": 2})
     finally:
         await db.dispose()
 
