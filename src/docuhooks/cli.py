@@ -271,8 +271,12 @@ def serve(
         listening = bind(settings.host, settings.port)
     except BindError as exc:
         raise click.ClickException(f"the server {exc}; try --port") from None
-    app = build_app(settings)
-    _migrate_before_serving(settings)
+    try:
+        app = build_app(settings)
+        _migrate_before_serving(settings)
+    except BaseException:
+        listening.close()  # stopped before serving: the port is free again at once
+        raise
     ctx = app.state.ctx
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{host}:{settings.port}"

@@ -284,7 +284,7 @@ def test_serve_stops_with_the_same_message_when_a_migration_needs_a_direct_conne
     tmp_path: Path, direct_url: str, bouncer: PgBouncer
 ) -> None:
     """`serve` migrates at start: the error is the one `db upgrade` prints (naming the
-    setting), with no traceback, and it exits non-zero before it listens."""
+    setting), with no traceback, and it exits non-zero before it listens, its port closed."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -303,6 +303,8 @@ def test_serve_stops_with_the_same_message_when_a_migration_needs_a_direct_conne
     assert "Error: migration 9999 cannot run through a connection pooler" in result.output
     assert "DOCUHOOKS_DATABASE_DIRECT_URL" in result.output
     assert "Traceback" not in result.output
+    with socket.socket() as again:  # the port it had bound is free again
+        again.bind(("127.0.0.1", port))
 
 
 async def test_without_the_setting_pgbouncer_breaks_prepared_statements(
