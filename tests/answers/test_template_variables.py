@@ -30,6 +30,27 @@ def test_the_least_recently_used_template_is_the_one_forgotten(
     assert list(template_variables("t3", "sha3", None)) == ["C"]
 
 
+def test_at_most_so_many_variables_are_kept_in_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every kept variable is an object each full garbage collection walks: templates are
+    forgotten, least recently used first, to keep the variables under the bound; the newest
+    is kept whatever its size."""
+    monkeypatch.setattr(validate, "_TEMPLATE_VARIABLES", OrderedDict())
+    monkeypatch.setattr(validate, "_TEMPLATE_VARIABLES_MOST", 5)
+
+    def two(name: str) -> list[dict[str, object]]:
+        return _definitions(f"{name} 1") + _definitions(f"{name} 2")
+
+    first = template_variables("t1", "sha", two("A"))
+    template_variables("t2", "sha", two("B"))
+    assert cached_template_variables("t1", "sha") is first  # now t2 is the oldest in use
+    template_variables("t3", "sha", two("C"))  # 6 variables: one template must go
+    assert cached_template_variables("t2", "sha") is None
+    assert cached_template_variables("t1", "sha") is first
+    large = template_variables("t4", "sha", [_definitions(f"D{n}")[0] for n in range(6)])
+    assert list(validate._TEMPLATE_VARIABLES) == [("t4", "sha")]
+    assert cached_template_variables("t4", "sha") is large
+
+
 def test_a_changed_template_is_read_again() -> None:
     before = template_variables("t-changed", "sha-a", _definitions("Old"))
     after = template_variables("t-changed", "sha-b", _definitions("New"))

@@ -82,6 +82,13 @@ def variables_from_json(raw: Iterable[Mapping[str, Any]] | None) -> tuple[Variab
 #: (`offload.load_template_variables`), so the cache is guarded for any thread.
 _TEMPLATE_VARIABLES: OrderedDict[tuple[str, str], Mapping[str, VariableDef]] = OrderedDict()
 _TEMPLATE_VARIABLES_KEPT = 512
+#: The most variables kept in all, the least recently used template's forgotten first. Each
+#: kept variable is an object every full collection of the garbage collector walks (about
+#: 0.1 µs each), and none of them was there for the start-up freeze (`memory.py`) to spare:
+#: with a hundred templates of 5,000 variables kept, a full collection took 100–170 ms of
+#: CPU, a stall of every thread and of the event loop. 50,000 add about 5 ms to one; reading
+#: a template of 5,000 variables again costs 35–50 ms, in the parsing threads.
+_TEMPLATE_VARIABLES_MOST = 50_000
 _TEMPLATE_VARIABLES_LOCK = threading.Lock()
 
 
@@ -107,11 +114,18 @@ def keep_template_variables(
     template_id: str, sha256: str, variables: Mapping[str, VariableDef]
 ) -> Mapping[str, VariableDef]:
     """Keep `variables` (as `read_template_variables` made them) for this template, and
-    return them."""
+    return them. The templates used least recently are forgotten past either bound."""
     with _TEMPLATE_VARIABLES_LOCK:
-        _TEMPLATE_VARIABLES[(template_id, sha256)] = variables
-        if len(_TEMPLATE_VARIABLES) > _TEMPLATE_VARIABLES_KEPT:
-            _TEMPLATE_VARIABLES.popitem(last=False)
+        key = (template_id, sha256)
+        _TEMPLATE_VARIABLES.pop(key, None)
+        _TEMPLATE_VARIABLES[key] = variables
+        kept = sum(len(each) for each in _TEMPLATE_VARIABLES.values())
+        # The newest stays, whatever its size (the catalog's limit is far below the bound).
+        while len(_TEMPLATE_VARIABLES) > 1 and (
+            len(_TEMPLATE_VARIABLES) > _TEMPLATE_VARIABLES_KEPT or kept > _TEMPLATE_VARIABLES_MOST
+        ):
+            _, forgotten = _TEMPLATE_VARIABLES.popitem(last=False)
+            kept -= len(forgotten)
     return variables
 
 
