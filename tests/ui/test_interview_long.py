@@ -12,7 +12,7 @@ import pytest
 from tests.interview_hooks.hooks_support import API_VARIABLES, work_item_over_api
 from tests.support import SiteUsers
 from tests.ui.test_workitem_pages import HX, _answers
-from tests.ui.ui_support import csrf_of, make_user, sign_in
+from tests.ui.ui_support import FormTab, csrf_of, make_user, sign_in
 
 from docuhooks.context import AppContext
 from docuhooks.ui import interview_layout
@@ -52,18 +52,6 @@ def _row_inputs(html: str) -> dict[int, str]:
     return {int(row): value for row, value in found}
 
 
-def _form(csrf: str, html: str, **changes: str) -> dict[str, Any]:
-    """The form of the page as a browser posts it, with `changes` (input name: value)."""
-    form: dict[str, Any] = {"csrf_token": csrf, "fields": [str(INDEX)]}
-    for name in ("first", f"start.{INDEX}", f"rows.{INDEX}"):
-        found = re.search(rf'name="{re.escape(name)}" value="(\d+)"', html)
-        assert found, name
-        form[name] = found.group(1)
-    for row, value in _row_inputs(html).items():
-        form[f"f{INDEX}.{row}"] = value
-    return form | changes
-
-
 async def test_a_long_repeat_is_shown_and_saved_a_window_of_rows_at_a_time(
     ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
 ) -> None:
@@ -77,16 +65,21 @@ async def test_a_long_repeat_is_shown_and_saved_a_window_of_rows_at_a_time(
     assert f'value="rows:{INDEX}:25"' in page  # Next rows
     assert "Previous rows" not in page
 
-    saved = await client.post(url, headers=HX, data=_form(csrf, page, **{f"f{INDEX}.2": "Changed"}))
+    # One tab, as a browser holds it: each answer from the server changes what it posts.
+    tab = FormTab.of(page)
+    assert tab.value("csrf_token") == csrf
+    saved = await client.post(url, headers=HX, data=tab.form(**{f"f{INDEX}.2": "Changed"}))
     assert saved.status_code == 200, saved.text
+    tab.show(saved.text)
     rows = (await _answers(ctx, site, url.rsplit("/", 1)[1]))["Parties"]
     assert rows == [*ROWS[:2], "Changed", *ROWS[3:]]
 
     # The next window: the form is saved first (nothing changed), then the page moves on,
     # and its address with it, so a reload shows the same rows.
-    form = _form(csrf, page, action=f"rows:{INDEX}:25", **{f"f{INDEX}.2": "Changed"})
+    form = tab.form(action=f"rows:{INDEX}:25", **{f"f{INDEX}.2": "Changed"})
     moved = await client.post(url, headers=HX, data=form)
     assert moved.status_code == 200, moved.text
+    tab.show(moved.text)
     assert _row_inputs(moved.text) == {n: ROWS[n] for n in range(25, 50)}
     assert f'data-focus="f{INDEX}-rows"' in moved.text and "Rows 26–50 of 1,000" in moved.text
     assert moved.headers["HX-Replace-Url"] == f"{url}?start.{INDEX}=25"
@@ -94,25 +87,26 @@ async def test_a_long_repeat_is_shown_and_saved_a_window_of_rows_at_a_time(
     assert _row_inputs(reloaded) == _row_inputs(moved.text)
 
     # A row by its number: the window that holds it.
-    form = _form(csrf, moved.text, action=f"rows:{INDEX}", **{f"goto.{INDEX}": "977"})
-    shown = await client.post(url, headers=HX, data=form)
+    shown = await client.post(
+        url, headers=HX, data=tab.form(action=f"rows:{INDEX}", **{f"goto.{INDEX}": "977"})
+    )
+    tab.show(shown.text)
     assert _row_inputs(shown.text) == {n: ROWS[n] for n in range(975, 1_000)}
 
     # Removing a row of that window and adding one: the rows before it stay.
-    form = _form(csrf, shown.text, action=f"remove:{INDEX}.980")
-    removed = await client.post(url, headers=HX, data=form)
+    removed = await client.post(url, headers=HX, data=tab.form(action=f"remove:{INDEX}.980"))
     assert "Row 981 of Parties removed." in removed.text
-    added = await client.post(
-        url, headers=HX, data=_form(csrf, removed.text, action=f"add:{INDEX}")
-    )
+    tab.show(removed.text)
+    added = await client.post(url, headers=HX, data=tab.form(action=f"add:{INDEX}"))
     assert "Row 1,000 added to Parties." in added.text
     assert f'data-focus="f{INDEX}-999"' in added.text
     assert added.headers["HX-Replace-Url"] == f"{url}?start.{INDEX}=975"
+    tab.show(added.text)
     rows = (await _answers(ctx, site, url.rsplit("/", 1)[1]))["Parties"]
     assert rows == [*ROWS[:2], "Changed", *ROWS[3:980], *ROWS[981:], None]
 
     # Without script: a post and a redirect to the same rows.
-    plain = await client.post(url, data=_form(csrf, shown.text, action=f"rows:{INDEX}:0"))
+    plain = await client.post(url, data=tab.form(action=f"rows:{INDEX}:0"))
     assert plain.status_code == 303 and plain.headers["location"] == url
 
 

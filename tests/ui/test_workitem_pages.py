@@ -13,7 +13,7 @@ import orjson
 from tests.interview_hooks.hooks_support import make_platform
 from tests.platform.docx_factory import make_docx
 from tests.support import SiteUsers
-from tests.ui.ui_support import csrf_of, make_user, sign_in
+from tests.ui.ui_support import FormTab, csrf_of, make_user, sign_in
 
 from docuhooks.context import AppContext
 from docuhooks.identity import service as identity
@@ -170,20 +170,24 @@ async def test_saving_rows_and_bad_numbers(
     assert 'for="f0">Client Name' in page
     url = f"/ui/interviews/{interview_id}"
     # Fields by position: 0 Client Name, 4 Fee, 5 Start, 6 Urgent, 7 Parties (rows), 8 Colour.
+    # The page as a browser tab holds it: Parties has no rows, and *Add a row* adds one.
+    tab = FormTab.of(page)
+    assert tab.value("rows.7") == "0" and "No rows." in page
+    added = await client.post(url, headers=HX, data=tab.form(action="add:7"))
+    assert added.status_code == 200, added.text
+    assert 'data-focus="f7-0"' in added.text and 'id="f7-0"' in added.text
+    tab.show(added.text)
     saved = await client.post(
         url,
         headers=HX,
-        data={
-            "csrf_token": csrf,
-            "fields": ["0", "4", "5", "6", "7", "8"],
-            "f0": "Ann\r\nLee",
-            "f4": "1500.50",
-            "f5": "2026-12-01",
-            "f6": "false",
-            "rows.7": "1",
-            "f7.0": "Acme",
-            "f8": ["Blue"],
-        },
+        data=tab.form(
+            f0="Ann\r\nLee",
+            f4="1500.50",
+            f5="2026-12-01",
+            f6="false",
+            **{"f7.0": "Acme"},
+            f8=["Blue"],
+        ),
     )
     assert saved.status_code == 200, saved.text
     assert saved.headers["HX-Reswap"] == "none"
@@ -196,29 +200,18 @@ async def test_saving_rows_and_bad_numbers(
         "Parties": ["Acme"],
         "Colour": ["Blue"],
     }
+    tab.show(saved.text)
     # The multi-line answer comes back in a text area.
     page = (await client.get(url)).text
     assert re.search(r'<textarea id="f0" name="f0"[^>]*>Ann\nLee</textarea>', page)
 
-    added = await client.post(
-        url,
-        headers=HX,
-        data={"csrf_token": csrf, "fields": "7", "rows.7": "1", "f7.0": "Acme", "action": "add:7"},
-    )
+    added = await client.post(url, headers=HX, data=tab.form(action="add:7"))
     assert added.status_code == 200
     assert 'data-focus="f7-1"' in added.text and 'id="f7-1"' in added.text
     assert (await _answers(ctx, site, interview_id))["Parties"] == ["Acme", None]
+    tab.show(added.text)
     removed = await client.post(
-        url,
-        headers=HX,
-        data={
-            "csrf_token": csrf,
-            "fields": "7",
-            "rows.7": "2",
-            "f7.0": "Acme",
-            "f7.1": "Beta",
-            "action": "remove:7.0",
-        },
+        url, headers=HX, data=tab.form(action="remove:7.0", **{"f7.1": "Beta"})
     )
     assert 'data-focus="add-f7"' in removed.text
     assert (await _answers(ctx, site, interview_id))["Parties"] == ["Beta"]
