@@ -118,3 +118,63 @@ def test_a_user_pages_through_a_long_repeat(site: Site) -> None:
     expected = [*ROWS[:2], "Acme Ltd", *ROWS[3:], "Beta LLP"]
     _wait_for_answer(site, url, "Parties", expected)
     assert problems == []
+
+
+def test_a_tab_saves_its_rows_again_and_a_tab_whose_rows_shifted_is_refused(site: Site) -> None:
+    """Two tabs of one interview show rows 1–25. The first saves a row, then another: each
+    save's answer tells the tab what its rows hold now, so the second is saved too. It then
+    removes row 10 and adds a row: 60 rows again, and rows 10–25 of the second tab are not
+    the rows there now. A row typed in the second tab is not saved over them: the field
+    says so, and every row stays as the first tab left it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url = _interview(site)
+    expect.set_options(timeout=WAIT_MS)
+    problems: list[str] = []
+    refused: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport=DESKTOP)
+        first = _watched(context.new_page(), problems)
+        first.goto(site.server.url + "/ui/login")
+        first.get_by_label("Login name (email)").fill(site.user)
+        first.get_by_label("Password").fill(PASSWORD)
+        first.get_by_role("button", name="Sign in").click()
+        expect(first.get_by_role("heading", name="Work items")).to_be_visible()
+        first.goto(url)
+        second = _watched(context.new_page(), refused)
+        second.goto(url)
+        expect(second.get_by_label("Parties, row 12", exact=True)).to_have_value("Party 12")
+
+        for row, text in ((3, "Acme Ltd"), (4, "Beta LLP")):
+            box = first.get_by_label(f"Parties, row {row}", exact=True)
+            box.fill(text)
+            with _saved(first, url) as saved:
+                box.press("Tab")
+            assert saved.value.status == 200
+            expect(first.locator("#save-status")).to_have_text("All answers saved.")
+
+        first.get_by_role("button", name="Remove row 10 of Parties").click()
+        expect(first.locator("#interview-result")).to_contain_text("Row 10 of Parties removed.")
+        first.get_by_role("button", name="Add a row to Parties").click()
+        expect(first.get_by_label("Parties, row 60", exact=True)).to_be_focused()
+
+        box = second.get_by_label("Parties, row 12", exact=True)
+        box.fill("Lost")
+        with _saved(second, url) as saved:
+            box.press("Tab")
+        assert saved.value.status == 422
+        expect(second.locator(f"#f{INDEX}-error")).to_contain_text(
+            "these rows were not saved: rows of Parties shown here were changed since this "
+            "page was shown"
+        )
+        expect(second.locator("#save-status")).to_have_text(
+            "Saved, except 1 answer marked “Problem”."
+        )
+        second.reload()
+        expect(second.get_by_label("Parties, row 12", exact=True)).to_have_value("Party 13")
+        browser.close()
+    expected = [*ROWS[:2], "Acme Ltd", "Beta LLP", *ROWS[4:9], *ROWS[10:], None]
+    _wait_for_answer(site, url, "Parties", expected)
+    assert problems == []
+    assert refused and all("422" in problem or "Response Status" in problem for problem in refused)

@@ -1,12 +1,16 @@
-"""Stale and forged windows of a repeated variable's rows: a save from a window never
-lands on rows other than those it showed, nor pads the answer out to where a form says its
-window starts; the rows are named at the field, not saved, and every row stays."""
+"""Stale and forged windows of a repeated variable's rows, over HTTP on both stores, with
+tabs as a browser holds them (`FormTab`): a save from a window never lands on rows other
+than those it showed — rows added or removed since, or shifted under it with the count
+unchanged — nor adds rows, nor pads the answer out to where a form says its window starts.
+The rows are named at the field, not saved (422), and every row stays. The tab that saved
+is told what its rows hold now, so it saves again."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import httpx
+import pytest
 from tests.interview_hooks.hooks_support import API_VARIABLES
 from tests.support import SiteUsers
 from tests.ui.test_interview_long import INDEX, PARTIES, _interview, _row_inputs
@@ -16,6 +20,9 @@ from tests.ui.ui_support import FormTab
 from docuhooks.context import AppContext
 
 ROWS = [f"Party {n}" for n in range(1, 41)]
+AMOUNTS = {"name": "Amounts", "type": "number", "repeatDepth": 1, "options": []}
+
+CHANGED = "were changed since this page was shown (in another tab, or by another person)"
 
 
 async def _post(
@@ -78,3 +85,152 @@ async def test_a_window_saved_after_another_tab_removed_a_row_loses_no_row(
     saved = await _post(client, url, fresh, **{f"f{INDEX}.0": "New"})
     assert saved.status_code == 200, saved.text
     assert await _parties(ctx, site, url) == ["New", *remaining[1:]]
+
+
+async def test_a_window_whose_rows_shifted_under_it_is_refused(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """Two tabs show rows 26–40 of 40. The first removes row 30 and adds a row: 40 rows
+    again, so the count still matched the second tab's, whose save then put its rows over
+    the shifted ones: row 30 came back over row 31, each row after it moved up over the
+    next, and the added row (never shown in the second tab) was gone. Its rows are no
+    longer the ones it showed: refused at its field, and nothing is lost."""
+    url, _ = await _interview(ctx, client, site, [*API_VARIABLES, PARTIES], {"Parties": ROWS})
+    page = (await client.get(f"{url}?start.{INDEX}=25")).text
+    assert _row_inputs(page) == {n: ROWS[n] for n in range(25, 40)}
+    first, second = FormTab.of(page), FormTab.of(page)
+    await _post(client, url, first, action=f"remove:{INDEX}.29")
+    added = await _post(client, url, first, action=f"add:{INDEX}")
+    assert "Row 40 added to Parties." in added.text
+    await _post(client, url, first, **{f"f{INDEX}.39": "Added"})
+    shifted = [*ROWS[:29], *ROWS[30:], "Added"]
+    assert await _parties(ctx, site, url) == shifted
+    assert first.value(f"total.{INDEX}") == second.value(f"total.{INDEX}") == "40"
+
+    stale = await _post(client, url, second, **{f"f{INDEX}.25": "New"})
+    assert stale.status_code == 422, stale.text
+    assert f"Problem: these rows were not saved: rows of Parties shown here {CHANGED}" in (
+        stale.text
+    )
+    assert await _parties(ctx, site, url) == shifted
+    # Saved again from the same tab, still refused: its rows are still the old ones.
+    again = await _post(client, url, second, **{f"f{INDEX}.26": "Newer"})
+    assert again.status_code == 422, again.text
+    assert await _parties(ctx, site, url) == shifted
+
+    # A window the removal did not reach is saved: its rows are the ones it showed.
+    top = FormTab.of((await client.get(url)).text)
+    saved = await _post(client, url, top, **{f"f{INDEX}.0": "First"})
+    assert saved.status_code == 200, saved.text
+    assert await _parties(ctx, site, url) == ["First", *shifted[1:]]
+
+
+async def test_a_tab_saves_its_window_again_and_again(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """A save's answer leaves the page as it is (focus stays where the person went): it
+    sends the new digest of the window it wrote, out of band, so the tab's next save is
+    checked against the rows it holds now, not refused as if another tab had changed
+    them. A second tab that showed the rows before either save is still refused."""
+    url, _ = await _interview(ctx, client, site, [*API_VARIABLES, PARTIES], {"Parties": ROWS})
+    page = (await client.get(url)).text
+    tab, other = FormTab.of(page), FormTab.of(page)
+    shown = tab.value(f"digest.{INDEX}")
+    for row in range(5):
+        saved = await _post(client, url, tab, **{f"f{INDEX}.{row}": f"Changed {row}"})
+        assert saved.status_code == 200, saved.text
+        assert saved.headers["HX-Reswap"] == "none"
+        assert f'id="f{INDEX}-digest"' in saved.text and "hx-swap-oob" in saved.text
+    assert tab.value(f"digest.{INDEX}") != shown
+    expected = [*(f"Changed {row}" for row in range(5)), *ROWS[5:]]
+    assert await _parties(ctx, site, url) == expected
+    # The digest the tab holds is the one a reload shows.
+    reloaded = FormTab.of((await client.get(url)).text)
+    assert tab.value(f"digest.{INDEX}") == reloaded.value(f"digest.{INDEX}")
+    # A save that changes nothing in the window keeps its digest (nothing is sent).
+    unchanged = await _post(client, url, tab, f0="Ann")
+    assert f'id="f{INDEX}-digest"' not in unchanged.text
+    assert tab.value(f"digest.{INDEX}") == reloaded.value(f"digest.{INDEX}")
+
+    stale = await _post(client, url, other, **{f"f{INDEX}.10": "Lost"})
+    assert stale.status_code == 422 and CHANGED in stale.text
+    assert f'id="f{INDEX}-digest"' not in stale.text  # the stale tab is not told it is fresh
+    assert await _parties(ctx, site, url) == expected
+
+
+@pytest.mark.parametrize(
+    "digest",
+    [None, "", "0" * 32, "x" * 100_000, "é😀\x00", "%00", "a" * 31],
+    ids=["missing", "empty", "zeros", "long", "not ascii", "escaped", "short"],
+)
+async def test_a_forged_or_missing_digest_saves_nothing(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, digest: str | None
+) -> None:
+    """A window's save needs the digest of the rows it showed: without one (a page from
+    before it, a hand-made form) or with any other, it is refused at its field (422, never
+    a server error) and every row stays; the other fields of the form are saved."""
+    url, _ = await _interview(ctx, client, site, [*API_VARIABLES, PARTIES], {"Parties": ROWS})
+    tab = FormTab.of((await client.get(url)).text)
+    form = tab.form(**{f"f{INDEX}.0": "Forged", "f0": "Saved"})
+    if digest is None:
+        del form[f"digest.{INDEX}"]
+    else:
+        form[f"digest.{INDEX}"] = digest
+    posted = await client.post(url, headers=HX, data=form)
+    assert posted.status_code == 422, posted.text
+    assert CHANGED in posted.text
+    answers = await _answers(ctx, site, url.rsplit("/", 1)[1])
+    assert answers["Parties"] == ROWS
+    assert answers["Client Name"] == "Saved"
+
+
+@pytest.mark.parametrize("count", [16, 25, 10**9, -1])
+async def test_a_forged_row_count_adds_no_rows(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, count: int
+) -> None:
+    """The last window of 40 rows shows 15 (`rows.N` = 15). A form saying more added the
+    rows past the end, empty: a save that added up to 24 rows no page offered, each
+    without *Add a row*. It is refused (422, naming the rows), not cut to the rows there
+    are: the form is not one a page made, and saving part of it would drop the rest
+    without a word. A count past what a page shows is read as a page's most (25)."""
+    url, _ = await _interview(ctx, client, site, [*API_VARIABLES, PARTIES], {"Parties": ROWS})
+    tab = FormTab.of((await client.get(f"{url}?start.{INDEX}=25")).text)
+    assert tab.value(f"rows.{INDEX}") == "15"
+    typed = {f"f{INDEX}.{row}": f"Extra {row}" for row in range(40, 50)}
+    posted = await _post(client, url, tab, **{f"rows.{INDEX}": str(count)}, **typed)
+    if count < 0:  # read as none: no row is shown, so the window's digest does not match
+        assert posted.status_code == 422 and CHANGED in posted.text
+    else:
+        assert posted.status_code == 422, posted.text
+        shown = min(count, 25)
+        assert f"the form names rows up to {25 + shown}, and Parties has 40" in posted.text
+    assert await _parties(ctx, site, url) == ROWS
+    # The page's own form saves, and *Add a row* adds the one row it offers.
+    added = await _post(client, url, tab, action=f"add:{INDEX}", **{f"f{INDEX}.39": "Last"})
+    assert added.status_code == 200, added.text
+    assert await _parties(ctx, site, url) == [*ROWS[:39], "Last", None]
+
+
+async def test_rows_typed_badly_stay_on_the_rows_they_were_typed_over(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """A window with a row that cannot be read is shown again as typed, at 422. Those rows
+    were typed over the rows the tab showed: if another tab shifted the rows meanwhile,
+    the page shown again must not take the shifted rows' digest, or the corrected window
+    would be saved over rows it never showed."""
+    values = list(range(40))
+    url, _ = await _interview(ctx, client, site, [*API_VARIABLES, AMOUNTS], {"Amounts": values})
+    page = (await client.get(url)).text
+    first, second = FormTab.of(page), FormTab.of(page)
+    await _post(client, url, first, action=f"remove:{INDEX}.3")
+    await _post(client, url, first, action=f"add:{INDEX}")
+    shifted = [*values[:3], *values[4:], None]
+
+    # The second tab types a row it cannot read, and moves on: it stays, as typed.
+    bad = await _post(client, url, second, action=f"rows:{INDEX}:25", **{f"f{INDEX}.5": "five"})
+    assert bad.status_code == 422 and 'value="five"' in bad.text
+    assert second.value(f"f{INDEX}.3") == "3"  # the row the other tab removed, as typed
+    # Corrected, the window is still the one shown before the rows shifted: refused.
+    stale = await _post(client, url, second, **{f"f{INDEX}.5": "5"})
+    assert stale.status_code == 422 and CHANGED in stale.text
+    assert (await _answers(ctx, site, url.rsplit("/", 1)[1]))["Amounts"] == shifted

@@ -7,23 +7,24 @@ the answers are read, fitted and limited exactly as the API's are.
 A page shows as many fields as fit its bound, and a repeated field's rows a window at a time
 (`interview_layout`): where the person is (the page's first field, each window's first row)
 is in the form and in the page's address. Saving keeps every field and row the page did not
-show as it is.
+show as it is, and saves a window only over the rows it showed (`interview_form`).
 
 Every step of the form is one POST of the whole form with the button pressed (`action`):
 `save` (a field changed), `event:NAME`, `add:3`, `remove:3.1`, `rows:3:25` (another
 window of rows; `rows:3` the one of the row typed in `goto.3`), `fields:120` (another page
 of fields), `finish`. The answers are saved first, whatever the action, so nothing typed is
 lost to a button; only those that changed are saved. An htmx request for `save` gets back
-only the save status and the fields' messages (swapped out of band, so the field the person
-is in keeps focus); the other actions get the form's body again with `data-focus` naming
-where focus goes next. Without script, each is a post and a redirect.
+only the save status, the fields' messages and the digest of each window of rows it wrote
+(swapped out of band, so the field the person is in keeps focus); the other actions get
+the form's body again with `data-focus` naming where focus goes next. Without script, each
+is a post and a redirect.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -80,14 +81,7 @@ async def _state(ctx: Ctx, session: UiSession, interview_id: str) -> dict[str, A
             names=template.event_elements,
         )
     asking = {name: _services(count) for name, count in counts.items()}
-    answers = interview["answers"]
-    if isinstance(answers, orjson.Fragment):
-        # The stored JSON text, passed through as it is: read back for the form here when
-        # it is small, else with the page, off the loop (`_page`).
-        answers = orjson.dumps(answers)
-        if len(answers) <= INLINE_BYTES:
-            answers = orjson.loads(answers)
-    interview["answers"] = answers
+    interview["answers"] = _form_answers(interview["answers"])
     return {
         "interview": interview,
         "item": workitems.to_api(item),
@@ -95,6 +89,17 @@ async def _state(ctx: Ctx, session: UiSession, interview_id: str) -> dict[str, A
         "variables": variables,
         "asking": asking,
     }
+
+
+def _form_answers(answers: Any) -> Any:
+    """Stored answers as the form reads them: the stored JSON text (an `orjson.Fragment`,
+    passed through as it is) is decoded here when it is small, else with the page, off
+    the loop (`_page`)."""
+    if isinstance(answers, orjson.Fragment):
+        answers = orjson.dumps(answers)
+        if len(answers) <= INLINE_BYTES:
+            answers = orjson.loads(answers)
+    return answers
 
 
 def _context(
@@ -110,15 +115,18 @@ def _context(
     focus: str = "",
     upload_error: str = "",
     clear_marks: bool = False,
+    written: dict[int, tuple[int, int]] | None = None,
 ) -> dict[str, Any]:
     """The page's fields (those of its `view`, laid out to its bound: `keep` is a field
-    that must be on it), with what needs saying."""
+    that must be on it), with what needs saying; and the digest of each window of rows a
+    save `written` (first row, how many, by variable position), for the tab that saved."""
     warnings = warnings or []
     answers = state["interview"]["answers"]
     if isinstance(answers, bytes):
         answers = orjson.loads(answers)
     variables = state["variables"]
-    layout = lay_out(variables, interview_form.values_by_name(answers), view, keep=keep)
+    by_name = interview_form.values_by_name(answers)
+    layout = lay_out(variables, by_name, view, keep=keep)
     fields = interview_form.fields_of(variables, answers, layout)
     interview_form.apply_problems(fields, submitted, warnings, sources or {})
     problems = sum(1 for f in fields if f.errors)
@@ -144,6 +152,7 @@ def _context(
         "upload_error": clip(upload_error),
         "upload_field": ANSWER_FILE_FIELD,
         "clear_marks": clear_marks,
+        "digests": interview_form.window_digests(variables, by_name, written or {}),
     }
 
 
@@ -262,15 +271,16 @@ async def interview_page(
 
 async def _save(
     ctx: Ctx, session: UiSession, interview_id: str, body: bytes
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], Any]:
     """Save the answers of a step (`Step.body`, shorthand answer JSON), as the API's
-    `PUT …/answers` does; their warnings."""
+    `PUT …/answers` does; their warnings, and the answers as this save wrote them (as the
+    form reads them: `_form_answers`), None when there was nothing to save."""
     if not body:
-        return []
+        return [], None
     updated = await interviews.update_answers(
         ctx, session.principal, interview_id, body=body, content_type="application/json"
     )
-    return list(updated["warnings"])
+    return list(updated["warnings"]), _form_answers(updated["answers"])
 
 
 @dataclass
@@ -285,6 +295,9 @@ class Step:
     keep: int | None = None
     focus: str = ""
     message: str = ""
+    #: The windows of rows (first row, how many, by variable position) whose rows `body`
+    #: saves: the tab that saved them holds new rows there.
+    written: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 def _step(form: FormData, variables: Sequence[VariableDef], answers: Any, action: str) -> Step:
@@ -309,6 +322,11 @@ def _step(form: FormData, variables: Sequence[VariableDef], answers: Any, action
             step.focus = "fields-shown"
     changes = interview_form.changed(submitted, saved)
     step.body = json.dumps(changes).encode() if changes else b""
+    step.written = {
+        index: window
+        for index, window in submitted.windows.items()
+        if variables[index].name in changes
+    }
     # Where the page will be, as its address says it (the page's first field, the first
     # row of each window on it): a reload shows the same fields and rows.
     layout = lay_out(variables, saved | submitted.answers, step.view, keep=step.keep)
@@ -366,7 +384,7 @@ async def interview_step(
         site=session.principal.site_id,
     )
     submitted, message, focus = step.submitted, step.message, step.focus
-    warnings = await _save(ctx, session, interview_id, step.body)
+    warnings, written = await _save(ctx, session, interview_id, step.body)
     sources: dict[str, dict[str, str]] = {}
     if action.startswith("event:"):
         name = action.split(":", 1)[1]
@@ -398,7 +416,6 @@ async def interview_step(
     address = _address(interview_id, step.view)
     if not is_htmx(request) and quiet:
         return redirect(address)
-    state = await _state(ctx, session, interview_id)
     context: dict[str, Any] = {
         "view": step.view,
         "keep": step.keep,
@@ -409,10 +426,14 @@ async def interview_step(
         "focus": focus,
         "status_code": 422 if problems else 200,
     }
-    if not is_htmx(request):
-        # Without script: the whole page, with what needs saying at its place.
-        return await _page(request, ctx, session, "platform/interview.html", state, **context)
-    if action == "save":
+    if is_htmx(request) and action == "save":
+        # The page stays as it is (the field the person moved to keeps focus): said are the
+        # save's status and the fields' messages, and the digest of each window of rows it
+        # wrote, so the next save from this tab is checked against the rows it holds now.
+        # Read from the answers as this save wrote them: a save by another tab since is
+        # not taken for this one's.
+        if written is not None:
+            state = {**state, "interview": {**state["interview"], "answers": written}}
         posted = frozenset(whole(v, -1) for v in form.getlist("fields"))
         return await _page(
             request,
@@ -422,8 +443,13 @@ async def interview_step(
             state,
             headers={"HX-Reswap": "none"},
             posted=posted,
+            written=step.written,
             **context,
         )
+    state = await _state(ctx, session, interview_id)
+    if not is_htmx(request):
+        # Without script: the whole page, with what needs saying at its place.
+        return await _page(request, ctx, session, "platform/interview.html", state, **context)
     # The address follows the page, so a reload shows the same fields and rows.
     return await _page(
         request,

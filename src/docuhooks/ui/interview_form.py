@@ -4,11 +4,14 @@ answers go through the same reading, fitting and limits as the API's.
 
 Form names are by the variable's position, never its name (names may hold any character):
 `f3` is the fourth variable, `f3.25`, `f3.26` … the rows of a repeated one (by their place
-in the answer), `start.3` the first row the form showed, `rows.3` how many and `total.3` of
-how many the answer had, and `fields` lists the variables the form could change. A page
-shows some of the fields, and some rows of a repeated one (`interview_layout`): the rows it
-did not show are kept as they are saved, and so are the fields. A window whose answer has
-had rows added or removed since it was shown is not saved (its rows would land on others).
+in the answer), `start.3` the first row the form showed, `rows.3` how many, `total.3` of
+how many the answer had and `digest.3` what those rows held (`window_digest`), and `fields`
+lists the variables the form could change. A page shows some of the fields, and some rows
+of a repeated one (`interview_layout`): the rows it did not show are kept as they are
+saved, and so are the fields. A window is saved only over the rows it showed, as it showed
+them: one whose answer has had rows added or removed since, whose rows were changed since
+(another tab removed a row and added one: the rows shifted), or that names rows the answer
+does not have, is not saved. A save adds no row: *Add a row* (`add_row`) adds one, at the end.
 A variable repeated more than one level deep is shown, not edited, and one too large for any
 page is named: neither is listed, so each keeps its answer. What the browser cannot check (a
 number with letters, an impossible date) is caught here, shown at its field, and that answer
@@ -17,6 +20,7 @@ is left as it was.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import orjson
 from starlette.datastructures import FormData
 
 from docuhooks.answers import VariableDef
@@ -40,6 +45,9 @@ from docuhooks.ui.interview_layout import (
 
 #: The most characters of what was typed that a problem quotes.
 _QUOTED_CHARS = 60
+#: Bytes of a window's digest (its text is twice as many hexadecimal digits).
+_DIGEST_BYTES = 16
+_DIGEST = re.compile(rf"[0-9a-f]{{{2 * _DIGEST_BYTES}}}")
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -63,6 +71,9 @@ class Field:
     window: Window = field(default_factory=lambda: Window(0, ROWS_SHOWN, 0))
     #: Why the field is too large for a page (it is then shown, not edited), or "".
     too_large: str = ""
+    #: What the saved rows of the window held (`window_digest`): a save is refused over
+    #: rows that no longer match it.
+    digest: str = ""
 
     @property
     def id(self) -> str:
@@ -112,11 +123,17 @@ class Field:
 class Submitted:
     """A submitted form: the shorthand answers to save, and what could not be read, by
     input id (`f3`, `f3-1` for a row), with the text as typed so the page can show it
-    again."""
+    again (and, for a window of rows, the digest of the rows it was typed over)."""
 
     answers: dict[str, Any]
     errors: dict[str, str]
     typed: dict[int, Any]
+    #: The digest each window kept as typed was posted with (`window_digest`), by
+    #: variable position: the page shows it again with those rows.
+    typed_digests: dict[int, str] = field(default_factory=dict)
+    #: The windows of rows read and matched to the saved rows (first row, how many), by
+    #: variable position: what of each repeated answer the form replaced.
+    windows: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 def leaf_to_form(value: Any) -> Any:
@@ -133,6 +150,38 @@ def leaf_to_form(value: Any) -> Any:
 def values_by_name(answers_json: Mapping[str, Any]) -> dict[str, Any]:
     """Canonical answer JSON's values, by name."""
     return {entry["name"]: entry["value"] for entry in answers_json.get("answers", [])}
+
+
+def window_digest(start: int, rows: Sequence[Any]) -> str:
+    """What a window of a repeated answer held: a digest of where it starts and of its
+    rows' saved values (canonical answer JSON, as read from the store), in order. The
+    form carries it (`digest.3`, 32 characters however large the rows) and a save
+    compares it with the digest of the rows saved there then: rows that shifted under the
+    window (another tab removed one and added one, the count unchanged) or were changed
+    are not saved over. It costs one encoding and hash of the window's rows (at most
+    `ROWS_SHOWN`), never of the whole answer. Not a secret: anyone shown the rows can
+    make it; it tells the rows a page showed from rows saved since."""
+    encoded = orjson.dumps([start, list(rows)])
+    return hashlib.blake2b(encoded, digest_size=_DIGEST_BYTES).hexdigest()
+
+
+def window_rows(value: Any, start: int, count: int) -> list[Any]:
+    """The rows `start` to `start + count` (not included) of a saved repeated answer
+    (none when it is not a list)."""
+    return value[start : start + count] if isinstance(value, list) else []
+
+
+def window_digests(
+    variables: Sequence[VariableDef],
+    by_name: Mapping[str, Any],
+    windows: Mapping[int, tuple[int, int]],
+) -> dict[int, str]:
+    """The digest of each of `windows` (first row, how many, by variable position) over
+    the answers `by_name`: a tab whose window a save wrote holds these rows now."""
+    return {
+        index: window_digest(start, window_rows(by_name.get(variables[index].name), start, count))
+        for index, (start, count) in windows.items()
+    }
 
 
 def fields_of(
@@ -153,9 +202,15 @@ def fields_of(
             fields.append(Field(index, variable, leaf_to_form(raw)))
         elif variable.repeat_depth == 1:
             window = layout.windows[index]
-            rows = raw[window.start : window.end] if isinstance(raw, list) else []
+            rows = window_rows(raw, window.start, window.end - window.start)
             fields.append(
-                Field(index, variable, [leaf_to_form(row) for row in rows], window=window)
+                Field(
+                    index,
+                    variable,
+                    [leaf_to_form(row) for row in rows],
+                    window=window,
+                    digest=window_digest(window.start, rows),
+                )
             )
         else:
             fields.append(Field(index, variable, [], shown=shown(raw)))
@@ -275,10 +330,10 @@ def read_form(
 
     A repeated variable's answer is its `saved` rows (canonical answer JSON's values, by
     name) with those the form showed replaced by what it holds: the rows a page did not
-    show are kept as they are, whatever their number."""
-    answers: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    typed: dict[int, Any] = {}
+    show are kept as they are, whatever their number. A window that no longer matches the
+    saved rows (`_window_problem`) is not read into the answers: the field says why."""
+    submitted = Submitted({}, {}, {})
+    answers, errors, typed = submitted.answers, submitted.errors, submitted.typed
     listed = {whole(v, -1) for v in form.getlist("fields")}
     for index in sorted(i for i in listed if 0 <= i < len(variables)):
         variable = variables[index]
@@ -306,25 +361,64 @@ def read_form(
                 errors[f"{key}-{row}"] = f"Row {row + 1}: {problem}"
                 readable = False
             values.append(value)
+        digest = form.get(f"digest.{index}")
+        digest = digest if isinstance(digest, str) else ""
         if not readable:
             typed[index] = [_typed(raw) for raw in raws]
+            # Shown again as typed, over the rows it was typed over: a digest is all the
+            # page keeps of what it posted (a forged one, of any length, is not kept).
+            submitted.typed_digests[index] = digest if _DIGEST.fullmatch(digest) else ""
             continue
         rows = saved.get(variable.name)
         rows = list(rows) if isinstance(rows, list) else []
-        shown_total = whole(form.get(f"total.{index}"), -1)
-        if start > len(rows) or (shown_total >= 0 and shown_total != len(rows)):
-            # The rows changed since the form was shown (another tab or person added or
-            # removed some), or the form names rows the answer does not have: its window
-            # would land on other rows, or pad the answer out to where it says it starts.
-            errors[key] = (
-                f"these rows were not saved: {variable.name} has {len(rows):,} "
-                f"row{'s' if len(rows) != 1 else ''} now, changed since this page was "
-                "shown. Reload the page, then type them again."
-            )
+        problem = _window_problem(form, index, variable, rows, start, count, digest)
+        if problem:
+            errors[key] = problem
             continue
         rows[start : start + count] = values
         answers[variable.name] = rows or None
-    return Submitted(answers, errors, typed)
+        submitted.windows[index] = (start, count)
+    return submitted
+
+
+def _window_problem(
+    form: FormData,
+    index: int,
+    variable: VariableDef,
+    rows: list[Any],
+    start: int,
+    count: int,
+    digest: str,
+) -> str:
+    """Why the window of `count` rows from `start` that the form holds cannot be saved over
+    the saved `rows`, or "" when it can: those places hold the rows it showed."""
+    total, name = len(rows), variable.name
+    shown_total = whole(form.get(f"total.{index}"), -1)
+    if start > total or (shown_total >= 0 and shown_total != total):
+        # Rows were added or removed since the form was shown (another tab, another
+        # person), or it names a window past the answer's rows: it would land on other
+        # rows, or pad the answer out to where it says it starts.
+        return (
+            f"these rows were not saved: {name} has {total:,} row{'s' if total != 1 else ''} "
+            "now, changed since this page was shown. Reload the page, then type them again."
+        )
+    if start + count > total:
+        # More rows than the answer has after `start`: no page shows those (its window
+        # ends at the last row), so the form is not one a page made. A save would add
+        # them, empty; rows are added one at a time, by *Add a row*.
+        return (
+            f"these rows were not saved: the form names rows up to {start + count:,}, and "
+            f"{name} has {total:,}. Add rows with “Add a row”."
+        )
+    # The digest is not a secret (`window_digest`): comparing it says whether these are
+    # the rows the page showed, and a missing or forged one never matches them.
+    if digest != window_digest(start, rows[start : start + count]):
+        return (
+            f"these rows were not saved: rows of {name} shown here were changed since this "
+            "page was shown (in another tab, or by another person). Reload the page, then "
+            "type them again."
+        )
+    return ""
 
 
 def changed(submitted: Submitted, saved: Mapping[str, Any]) -> dict[str, Any]:
@@ -373,6 +467,10 @@ def apply_problems(
         for f in fields:
             if f.index in submitted.typed:
                 f.value = submitted.typed[f.index]
+                if f.repeated:
+                    # The rows as typed stand on the rows they were typed over, not on
+                    # those saved now: the next save is checked against those.
+                    f.digest = submitted.typed_digests.get(f.index, "")
     for warning in warnings:
         if warning.get("source") == "webhook":
             continue  # said with the webhook's other warnings, naming the answer
