@@ -234,3 +234,20 @@ async def test_rows_typed_badly_stay_on_the_rows_they_were_typed_over(
     stale = await _post(client, url, second, **{f"f{INDEX}.5": "5"})
     assert stale.status_code == 422 and CHANGED in stale.text
     assert (await _answers(ctx, site, url.rsplit("/", 1)[1]))["Amounts"] == shifted
+
+
+async def test_only_a_row_the_window_showed_is_removed(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """A remove button is on each row of the window: a form naming any other row (30, while
+    rows 1–25 are shown; one past the end) removes nothing, as no page offered it."""
+    url, _ = await _interview(ctx, client, site, [*API_VARIABLES, PARTIES], {"Parties": ROWS})
+    tab = FormTab.of((await client.get(url)).text)
+    for row in (29, 40, -1, 10**12):
+        posted = await client.post(url, headers=HX, data=tab.form(action=f"remove:{INDEX}.{row}"))
+        assert posted.status_code == 200, posted.text
+        assert "removed" not in posted.text
+    assert await _parties(ctx, site, url) == ROWS
+    removed = await _post(client, url, tab, action=f"remove:{INDEX}.24")
+    assert "Row 25 of Parties removed." in removed.text
+    assert await _parties(ctx, site, url) == [*ROWS[:24], *ROWS[25:]]

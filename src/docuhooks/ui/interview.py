@@ -351,8 +351,11 @@ def _rows(
         step.focus = f"f{index}-{rows - 1}"
         step.message = f"Row {rows:,} added to {variable.name}."
     elif kind == "remove":
+        # Only a row the page showed has a remove button: the rows of its window, which
+        # matched the saved ones (`submitted.windows`); any other row stays.
         row = whole(row_text, -1)
-        if interview_form.remove_row(submitted, variable, row):
+        start, count = submitted.windows.get(index, (0, 0))
+        if start <= row < start + count and interview_form.remove_row(submitted, variable, row):
             step.focus = f"add-f{index}"
             step.message = f"Row {row + 1:,} of {variable.name} removed."
     elif kind == "rows":
