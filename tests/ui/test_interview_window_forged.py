@@ -17,10 +17,13 @@ from tests.ui.test_interview_long import INDEX, PARTIES, _interview, _row_inputs
 from tests.ui.test_workitem_pages import HX, _answers
 from tests.ui.ui_support import FormTab
 
+from docuhooks.answers.validate import variables_from_json
 from docuhooks.context import AppContext
+from docuhooks.ui import interview_layout
 
 ROWS = [f"Party {n}" for n in range(1, 41)]
 AMOUNTS = {"name": "Amounts", "type": "number", "repeatDepth": 1, "options": []}
+NOTE = {"name": "Note", "type": "text", "repeatDepth": 0, "options": []}
 
 CHANGED = "were changed since this page was shown (in another tab, or by another person)"
 
@@ -251,3 +254,34 @@ async def test_only_a_row_the_window_showed_is_removed(
     removed = await _post(client, url, tab, action=f"remove:{INDEX}.24")
     assert "Row 25 of Parties removed." in removed.text
     assert await _parties(ctx, site, url) == [*ROWS[:24], *ROWS[25:]]
+
+
+async def test_a_window_pushed_to_the_next_page_by_its_save_saves_again(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page holds as many fields as fit its bound (made small here): the last one on it,
+    a window of rows, saved with a long row, is then too large to end the page. The save's
+    answer was laid out again from the answers it wrote, so it no longer had that field,
+    nor sent its digest: the tab's next save of a row was refused (422) as if another tab
+    had changed the rows, while the page said *All answers saved.* The digest of each
+    window a save wrote is sent, wherever the answers would lay the page out now."""
+    rows = ["Acme", "Beta", "Corp"]
+    variables = [*API_VARIABLES, PARTIES, NOTE]
+    url, _ = await _interview(ctx, client, site, variables, {"Parties": rows})
+    declared = variables_from_json(variables)
+    used = sum(
+        interview_layout.measure(v, rows if v.name == "Parties" else None).bytes
+        for v in declared[: INDEX + 1]
+    )
+    monkeypatch.setattr(interview_layout, "FIELDS_BYTES", used + 1_000)
+    page = (await client.get(url)).text
+    assert f'name="digest.{INDEX}"' in page and f'name="fields" value="{INDEX + 1}"' not in page
+    tab = FormTab.of(page)
+
+    long_row = "Acme " * 400
+    saved = await _post(client, url, tab, **{f"f{INDEX}.0": long_row})
+    assert saved.status_code == 200, saved.text
+    again = await _post(client, url, tab, **{f"f{INDEX}.1": "Beta LLP"})
+    assert again.status_code == 200, again.text
+    assert "All answers saved." in again.text
+    assert await _parties(ctx, site, url) == [long_row, "Beta LLP", "Corp"]
