@@ -285,3 +285,30 @@ async def test_a_window_pushed_to_the_next_page_by_its_save_saves_again(
     assert again.status_code == 200, again.text
     assert "All answers saved." in again.text
     assert await _parties(ctx, site, url) == [long_row, "Beta LLP", "Corp"]
+
+
+async def test_a_refused_window_the_save_moved_off_the_page_is_not_called_saved(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last field of a page is a window whose rows another tab changed; a field before
+    it is saved long in the same save, which lays the window out on the next page. Its
+    message cannot be sent with the fields of the page now, but the save's status counts
+    it: it said *All answers saved.* over a window that was not."""
+    rows = ["Acme", "Beta", "Corp"]
+    variables = [*API_VARIABLES, PARTIES, NOTE]
+    url, _ = await _interview(ctx, client, site, variables, {"Parties": rows})
+    declared = variables_from_json(variables)
+    used = sum(
+        interview_layout.measure(v, rows if v.name == "Parties" else None).bytes
+        for v in declared[: INDEX + 1]
+    )
+    monkeypatch.setattr(interview_layout, "FIELDS_BYTES", used + 1_000)
+    page = (await client.get(url)).text
+    tab, other = FormTab.of(page), FormTab.of(page)
+    await _post(client, url, other, **{f"f{INDEX}.2": "Corp Inc"})
+
+    stale = await _post(client, url, tab, f0="Ann " * 400, **{f"f{INDEX}.1": "Beta LLP"})
+    assert stale.status_code == 422, stale.text
+    assert "All answers saved." not in stale.text
+    assert "Saved, except 1 answer" in stale.text
+    assert await _parties(ctx, site, url) == ["Acme", "Beta", "Corp Inc"]

@@ -130,6 +130,12 @@ def _context(
     fields = interview_form.fields_of(variables, answers, layout)
     interview_form.apply_problems(fields, submitted, warnings, sources or {})
     problems = sum(1 for f in fields if f.errors)
+    if posted is not None and submitted is not None:
+        # A field the tab has whose answer was not saved, that the answers as saved now lay
+        # out on the next page (a field before it was saved longer): its message has no
+        # field here to go with, but the save's status counts it, never "All answers saved."
+        on_page = {f.id for f in fields}
+        problems += len({key.split("-", 1)[0] for key in submitted.errors} - on_page)
     named = {f.variable.name for f in fields}
     from_webhooks = [w for w in warnings if w.get("source") == "webhook"]
     # Answers to no field of this page (a name the template lacks, a field of another
