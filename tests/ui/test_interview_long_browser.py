@@ -178,3 +178,51 @@ def test_a_tab_saves_its_rows_again_and_a_tab_whose_rows_shifted_is_refused(site
     _wait_for_answer(site, url, "Parties", expected)
     assert problems == []
     assert refused and all("422" in problem or "Response Status" in problem for problem in refused)
+
+
+def test_rows_come_back_to_by_back_are_the_rows_saved_now(site: Site) -> None:
+    """A User saves row 5 and leaves the page; meanwhile another person removes row 3 and
+    adds a row (60 rows again: row 5 now holds what row 6 held). Back brings the page again
+    (it is never kept: `no-store`), with the rows saved now and their digest, but Chromium
+    put back what had been typed in row 5 over the row shown there: the next save wrote it
+    over the row that had moved up, with a digest that matched. The form keeps no typing
+    across pages (`autocomplete="off"`): row 5 shows what it holds, and stays."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url = _interview(site)
+    expect.set_options(timeout=WAIT_MS)
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = _watched(browser.new_context(viewport=DESKTOP).new_page(), problems)
+        page.goto(site.server.url + "/ui/login")
+        page.get_by_label("Login name (email)").fill(site.user)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Work items")).to_be_visible()
+        page.goto(url)
+        fifth = page.get_by_label("Parties, row 5", exact=True)
+        fifth.fill("Mine")
+        with _saved(page, url) as saved:
+            fifth.press("Tab")
+        assert saved.value.status == 200
+        page.goto(site.server.url + "/ui/workitems")
+        expect(page.get_by_role("heading", name="Work items")).to_be_visible()
+
+        shifted = [*ROWS[:2], ROWS[3], "Mine", *ROWS[5:], "Added"]
+        auth = {"Authorization": f"Bearer {site.admin_token}"}
+        with httpx.Client(base_url=site.server.url, headers=auth) as api:
+            answers = f"/api/v1/interviews/{url.rsplit('/', 1)[1]}/answers"
+            assert api.put(answers, json={"Parties": shifted}).status_code == 200
+
+        page.go_back()
+        expect(page.get_by_label("Parties, row 4", exact=True)).to_have_value("Mine")
+        expect(page.get_by_label("Parties, row 5", exact=True)).to_have_value("Party 6")
+        first = page.get_by_label("Parties, row 1", exact=True)
+        first.fill("First")
+        with _saved(page, url) as saved:
+            first.press("Tab")
+        assert saved.value.status == 200
+        browser.close()
+    _wait_for_answer(site, url, "Parties", ["First", *shifted[1:]])
+    assert problems == []
