@@ -329,14 +329,41 @@ def test_a_window_needs_the_digest_of_the_rows_it_showed() -> None:
 
 
 def test_a_window_digest_is_of_its_start_and_rows_in_order_and_short() -> None:
+    """16 characters a row, of its place and its value, however large the rows."""
     rows: list[Any] = ["a", None, 1, 1.5, True, ["x"]]
     digest = forms.window_digest(0, rows)
-    assert len(digest) == 32 and digest == forms.window_digest(0, list(rows))
+    assert len(digest) == 16 * len(rows) and digest == forms.window_digest(0, list(rows))
     assert digest != forms.window_digest(1, rows)
     assert digest != forms.window_digest(0, rows[::-1])
     assert digest != forms.window_digest(0, ["a", "", 1, 1.5, True, ["x"]])
     assert digest != forms.window_digest(0, rows[:-1])
-    assert len(forms.window_digest(0, ["'" * 1_000_000] * ROWS_SHOWN)) == 32
+    assert len(forms.window_digest(0, ["'" * 1_000_000] * ROWS_SHOWN)) == 16 * ROWS_SHOWN
+
+
+def test_a_window_is_saved_over_rows_that_already_hold_what_it_posts() -> None:
+    """A tab's save it has not heard back from (the typing sent as the page goes away
+    carries the digest from before it): the rows it wrote hold what the form posts, and
+    saving them again changes nothing, so they do not refuse the window. A row holding
+    anything else than what the page showed, or than the form posts, does."""
+    shown = [f"Party {n}" for n in range(40)]
+    since = ["First", *shown[1:]]  # the tab's own save, not yet answered
+    inputs = dict(window([PARTIES], {"Parties": shown}, 0))
+    typed = [(f"f0.{row}", value) for row, value in enumerate(since[:25])]
+    resent = forms.read_form(
+        form(("fields", "0"), *inputs.items(), *typed, ("f0.1", "Second")),
+        [PARTIES],
+        {"Parties": since},
+    )
+    assert resent.answers == {"Parties": ["First", "Second", *shown[2:]]}
+    # Another tab changed row 3 meanwhile: the form posts what the page showed there.
+    other = [*since[:2], "Theirs", *since[3:]]
+    refused = forms.read_form(
+        form(("fields", "0"), *inputs.items(), *typed, ("f0.1", "Second")),
+        [PARTIES],
+        {"Parties": other},
+    )
+    assert refused.answers == {}
+    assert "were changed since this page was shown" in refused.errors["f0"]
 
 
 def test_rows_typed_badly_keep_the_digest_they_were_typed_over() -> None:
@@ -423,6 +450,41 @@ def test_a_window_is_saved_only_over_the_rows_it_showed(data: st.DataObject) -> 
         expected += stored[first + count :]
         assert submitted.answers == {"Parties": expected or None}
         assert submitted.windows == {0: (first, count)}
+    else:
+        assert submitted.answers == {} and submitted.windows == {}
+        assert submitted.errors["f0"].startswith("these rows were not saved")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_a_window_changes_only_rows_that_hold_what_it_showed(data: st.DataObject) -> None:
+    """Whatever another tab did to the rows, and whatever the form posts for each row (often
+    what a row holds already): the window is saved exactly when the count of rows is the
+    one it showed and each row at its places holds what it showed or what the form posts,
+    so that no row holding anything else is written over."""
+    shown_rows = data.draw(st.lists(_ROW_VALUES, max_size=2 * ROWS_SHOWN), label="shown")
+    start = data.draw(st.integers(0, 2 * ROWS_SHOWN), label="view")
+    stored = data.draw(_other_tab(shown_rows), label="stored")
+    inputs = dict(window([PARTIES], {"Parties": shown_rows}, 0, start))
+    first, count = int(inputs["start.0"]), int(inputs["rows.0"])
+    typed = data.draw(st.lists(_ROW_VALUES, min_size=count, max_size=count), label="typed")
+    submitted = forms.read_form(
+        form(
+            ("fields", "0"),
+            *inputs.items(),
+            *((f"f0.{row}", text or "") for row, text in enumerate(typed, start=first)),
+        ),
+        [PARTIES],
+        {"Parties": stored},
+    )
+    places = range(first, first + count)
+    safe = len(stored) == len(shown_rows) and all(
+        stored[row] in (shown_rows[row], typed[row - first]) for row in places
+    )
+    event("saved" if safe else "refused")
+    if safe:
+        expected = [*stored[:first], *typed, *stored[first + count :]]
+        assert submitted.answers == {"Parties": expected or None}
     else:
         assert submitted.answers == {} and submitted.windows == {}
         assert submitted.errors["f0"].startswith("these rows were not saved")

@@ -54,13 +54,14 @@ def _rendered(field: forms.Field) -> int:
 
 
 def _typed_badly(variable: VariableDef, rows: int) -> FormData:
-    """The field's form with everything typed as it cannot be read, at length."""
+    """The field's form with everything typed as it cannot be read, at length (and a
+    window's digest, which is shown again with it, the longest a window's may be)."""
     junk = "'" * 500
     pairs: list[tuple[str, str | UploadFile]] = [("fields", "0")]
     if variable.repeat_depth == 0:
         pairs.append(("f0", junk))
     else:
-        pairs += [("start.0", "0"), ("rows.0", str(rows))]
+        pairs += [("start.0", "0"), ("rows.0", str(rows)), ("digest.0", "f" * 16 * ROWS_SHOWN)]
         pairs += [(f"f0.{row}", junk) for row in range(rows)]
     return FormData(pairs)
 
@@ -109,6 +110,7 @@ def test_the_markup_of_every_kind_of_field_is_counted_at_its_largest() -> None:
             pairs: list[tuple[str, str | UploadFile]] = [("fields", "4999")]
             pairs.append(("start.4999", str(shown.window.start)))
             pairs += [("rows.4999", str(rows)), ("f4999", "'" * 500)]
+            pairs.append(("digest.4999", "f" * 16 * ROWS_SHOWN))
             pairs += [(f"f4999.{r}", "'" * 500) for r, _ in shown.rows] if shown.repeated else []
             submitted = forms.read_form(FormData(pairs), variables, {})
             warning = {"source": "answers", "variable": "x", "message": "'" * 1_000}

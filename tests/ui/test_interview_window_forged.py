@@ -312,3 +312,29 @@ async def test_a_refused_window_the_save_moved_off_the_page_is_not_called_saved(
     assert "All answers saved." not in stale.text
     assert "Saved, except 1 answer" in stale.text
     assert await _parties(ctx, site, url) == ["Acme", "Beta", "Corp Inc"]
+
+
+async def test_typing_sent_as_the_page_goes_away_after_a_save_not_yet_answered_is_saved(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """A row typed and left is saved (htmx); another row is typed and the page left before
+    that save's answer came back. What was typed is sent as the page goes away
+    (interview.js), with the digest from before the first save: the rows it wrote are no
+    longer the ones the page showed, and the second row was refused, lost with the page.
+    Each row of a window now holds either what the page showed or already what the form
+    posts: the window is saved; only a row holding something else refuses it."""
+    url, _ = await _interview(ctx, client, site, [*API_VARIABLES, PARTIES], {"Parties": ROWS})
+    tab = FormTab.of((await client.get(url)).text)
+    first = await client.post(url, headers=HX, data=tab.form(**{f"f{INDEX}.0": "First"}))
+    assert first.status_code == 200, first.text
+    # Its answer never reaches the tab: the page is gone. The form as the tab holds it.
+    sent = await client.post(url, data=tab.form(**{f"f{INDEX}.1": "Second"}))
+    assert sent.status_code == 303, sent.text
+    assert await _parties(ctx, site, url) == ["First", "Second", *ROWS[2:]]
+
+    # A row the tab did not type, changed by another tab since, still refuses the window.
+    other = FormTab.of((await client.get(url)).text)
+    await _post(client, url, other, **{f"f{INDEX}.2": "Theirs"})
+    stale = await _post(client, url, tab, **{f"f{INDEX}.3": "Lost"})
+    assert stale.status_code == 422 and CHANGED in stale.text
+    assert await _parties(ctx, site, url) == ["First", "Second", "Theirs", *ROWS[3:]]

@@ -9,9 +9,10 @@ how many the answer had and `digest.3` what those rows held (`window_digest`), a
 lists the variables the form could change. A page shows some of the fields, and some rows
 of a repeated one (`interview_layout`): the rows it did not show are kept as they are
 saved, and so are the fields. A window is saved only over the rows it showed, as it showed
-them: one whose answer has had rows added or removed since, whose rows were changed since
-(another tab removed a row and added one: the rows shifted), or that names rows the answer
-does not have, is not saved. A save adds no row: *Add a row* (`add_row`) adds one, at the end.
+them (or rows that already hold what it posts, which it does not change): one whose answer
+has had rows added or removed since, whose rows were changed since (another tab removed a
+row and added one: the rows shifted), or that names rows the answer does not have, is not
+saved. A save adds no row: *Add a row* (`add_row`) adds one, at the end.
 A variable repeated more than one level deep is shown, not edited, and one too large for any
 page is named: neither is listed, so each keeps its answer. What the browser cannot check (a
 number with letters, an impossible date) is caught here, shown at its field, and that answer
@@ -45,9 +46,11 @@ from docuhooks.ui.interview_layout import (
 
 #: The most characters of what was typed that a problem quotes.
 _QUOTED_CHARS = 60
-#: Bytes of a window's digest (its text is twice as many hexadecimal digits).
-_DIGEST_BYTES = 16
-_DIGEST = re.compile(rf"[0-9a-f]{{{2 * _DIGEST_BYTES}}}")
+#: Bytes of the digest of each row of a window (its text is twice as many hexadecimal
+#: digits a row): enough that rows changed since are never taken for the ones shown.
+_ROW_DIGEST_BYTES = 8
+_ROW_DIGEST_CHARS = 2 * _ROW_DIGEST_BYTES
+_DIGEST = re.compile(rf"(?:[0-9a-f]{{{_ROW_DIGEST_CHARS}}}){{0,{ROWS_SHOWN}}}")
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -153,16 +156,21 @@ def values_by_name(answers_json: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def window_digest(start: int, rows: Sequence[Any]) -> str:
-    """What a window of a repeated answer held: a digest of where it starts and of its
-    rows' saved values (canonical answer JSON, as read from the store), in order. The
-    form carries it (`digest.3`, 32 characters however large the rows) and a save
-    compares it with the digest of the rows saved there then: rows that shifted under the
-    window (another tab removed one and added one, the count unchanged) or were changed
-    are not saved over. It costs one encoding and hash of the window's rows (at most
-    `ROWS_SHOWN`), never of the whole answer. Not a secret: anyone shown the rows can
-    make it; it tells the rows a page showed from rows saved since."""
-    encoded = orjson.dumps([start, list(rows)])
-    return hashlib.blake2b(encoded, digest_size=_DIGEST_BYTES).hexdigest()
+    """What a window of a repeated answer held: for each of its rows in order, a digest
+    of its place in the answer and its saved value (canonical answer JSON, as read from
+    the store). The form carries it (`digest.3`, 16 characters a row however large the
+    rows) and a save compares each row saved there then with it (`_window_problem`): rows
+    that shifted under the window (another tab removed one and added one, the count
+    unchanged) or were changed are not saved over. It costs one encoding and hash of each
+    of the window's rows (at most `ROWS_SHOWN`), never of the whole answer. Not a secret:
+    anyone shown the rows can make it; it tells the rows a page showed from rows saved
+    since."""
+    return "".join(_row_digest(place, row) for place, row in enumerate(rows, start=start))
+
+
+def _row_digest(place: int, row: Any) -> str:
+    encoded = orjson.dumps([place, row])
+    return hashlib.blake2b(encoded, digest_size=_ROW_DIGEST_BYTES).hexdigest()
 
 
 def window_rows(value: Any, start: int, count: int) -> list[Any]:
@@ -371,7 +379,7 @@ def read_form(
             continue
         rows = saved.get(variable.name)
         rows = list(rows) if isinstance(rows, list) else []
-        problem = _window_problem(form, index, variable, rows, start, count, digest)
+        problem = _window_problem(form, index, variable, rows, start, values, digest)
         if problem:
             errors[key] = problem
             continue
@@ -387,12 +395,15 @@ def _window_problem(
     variable: VariableDef,
     rows: list[Any],
     start: int,
-    count: int,
+    values: list[Any],
     digest: str,
 ) -> str:
-    """Why the window of `count` rows from `start` that the form holds cannot be saved over
-    the saved `rows`, or "" when it can: those places hold the rows it showed."""
-    total, name = len(rows), variable.name
+    """Why the window of rows from `start` that the form holds (`values`) cannot be saved
+    over the saved `rows`, or "" when it can: each of those places holds the row it
+    showed, or already the value it posts (a save of this tab's own that the tab has not
+    heard back from: the typing sent as the page goes away, `interview.js`, carries the
+    digest from before it)."""
+    total, name, count = len(rows), variable.name, len(values)
     shown_total = whole(form.get(f"total.{index}"), -1)
     if start > total or (shown_total >= 0 and shown_total != total):
         # Rows were added or removed since the form was shown (another tab, another
@@ -411,8 +422,19 @@ def _window_problem(
             f"{name} has {total:,}. Add rows with “Add a row”."
         )
     # The digest is not a secret (`window_digest`): comparing it says whether these are
-    # the rows the page showed, and a missing or forged one never matches them.
-    if digest != window_digest(start, rows[start : start + count]):
+    # the rows the page showed, and a missing or forged one never matches them. A row that
+    # holds what the form posts is not changed by the save, whatever the page showed.
+    shown = digest if _DIGEST.fullmatch(digest) else ""
+    if len(shown) != count * _ROW_DIGEST_CHARS or any(
+        row != value and _row_digest(place, row) != shown[offset : offset + _ROW_DIGEST_CHARS]
+        for place, offset, row, value in zip(
+            range(start, start + count),
+            range(0, len(shown), _ROW_DIGEST_CHARS),
+            rows[start : start + count],
+            values,
+            strict=True,
+        )
+    ):
         return (
             f"these rows were not saved: rows of {name} shown here were changed since this "
             "page was shown (in another tab, or by another person). Reload the page, then "
