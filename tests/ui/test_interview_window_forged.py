@@ -7,6 +7,7 @@ is told what its rows hold now, so it saves again."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from tests.ui.ui_support import FormTab
 
 from docuhooks.answers.validate import variables_from_json
 from docuhooks.context import AppContext
+from docuhooks.platform import interviews
 from docuhooks.ui import interview_layout
 
 ROWS = [f"Party {n}" for n in range(1, 41)]
@@ -338,3 +340,55 @@ async def test_typing_sent_as_the_page_goes_away_after_a_save_not_yet_answered_i
     stale = await _post(client, url, tab, **{f"f{INDEX}.3": "Lost"})
     assert stale.status_code == 422 and CHANGED in stale.text
     assert await _parties(ctx, site, url) == ["First", "Second", "Theirs", *ROWS[3:]]
+
+
+async def test_a_save_between_a_step_s_read_and_its_write_is_kept(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window's save writes the repeated variable whole, built from the rows it read:
+    another tab's save of a row outside the window, landing between that read and the
+    write, was put back to its old value. The write is now made only over the answers the
+    step read; here it is refused once, the step is made again from the answers as they
+    are, and both saves are kept."""
+    url, _ = await _interview(ctx, client, site, [*API_VARIABLES, PARTIES], {"Parties": ROWS})
+    tab = FormTab.of((await client.get(url)).text)
+    theirs = [*ROWS[:30], "Theirs", *ROWS[31:]]
+    real = interviews.update_answers
+    writes: list[str] = []
+
+    async def another_tab_first(*args: Any, **kwargs: Any) -> Any:
+        if not writes:
+            writes.append("theirs")
+            body = json.dumps({"Parties": theirs}).encode()
+            await real(*args[:3], body=body, content_type="application/json")
+        writes.append("mine")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(interviews, "update_answers", another_tab_first)
+    posted = await _post(client, url, tab, **{f"f{INDEX}.0": "Mine"})
+    assert posted.status_code == 200, posted.text
+    assert writes == ["theirs", "mine", "mine"]  # refused once, made again
+    assert await _parties(ctx, site, url) == ["Mine", *theirs[1:]]
+
+
+async def test_a_step_whose_answers_change_under_every_attempt_saves_nothing(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When another save lands between every read and write, the step gives up with a
+    conflict rather than write over the rows it did not show: nothing of it is saved."""
+    url, _ = await _interview(ctx, client, site, [*API_VARIABLES, PARTIES], {"Parties": ROWS})
+    tab = FormTab.of((await client.get(url)).text)
+    real = interviews.update_answers
+    theirs = list(ROWS)
+
+    async def another_tab_every_time(*args: Any, **kwargs: Any) -> Any:
+        theirs[30] += "!"
+        body = json.dumps({"Parties": theirs}).encode()
+        await real(*args[:3], body=body, content_type="application/json")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(interviews, "update_answers", another_tab_every_time)
+    posted = await client.post(url, headers=HX, data=tab.form(**{f"f{INDEX}.0": "Mine"}))
+    assert posted.status_code == 409, posted.text
+    assert "saved by someone else" in posted.text
+    assert await _parties(ctx, site, url) == theirs

@@ -478,10 +478,17 @@ async def update_answers(
     *,
     body: bytes,
     content_type: str,
+    expected: str | None = None,
 ) -> dict[str, Any]:
     """Overlay an answer set (canonical or shorthand JSON, or HotDocs XML, by
     `content_type`) onto the interview's answers. Answers that do not fit the
     template are left out, each with a warning naming its variable.
+
+    With `expected` (the stored answers' text as the caller read them, `get`), the write
+    happens only if they are still that text when the interview is locked, else
+    `AnswersChanged` and nothing changes: a caller that built `body` from what it read (a
+    repeated variable's rows, of which it changed a few) does not put back what another
+    save wrote meanwhile.
 
     The answer set is read before the interview is locked, off the event loop when it is
     large (`answers.offload`): a large upload holds neither the loop nor the database's
@@ -499,9 +506,17 @@ async def update_answers(
         _require_open(loaded)
     size = len(body) + len(loaded.interview.answers)
     if size <= INLINE_BYTES:
-        return await _update_answers(ctx, principal, interview_id, loaded, body, content_type)
+        return await _update_answers(
+            ctx, principal, interview_id, loaded, body, content_type, expected
+        )
     async with heavy(principal.site_id, ctx.settings.answer_parse_threads):
-        return await _update_answers(ctx, principal, interview_id, loaded, body, content_type)
+        return await _update_answers(
+            ctx, principal, interview_id, loaded, body, content_type, expected
+        )
+
+
+class AnswersChanged(Conflict):
+    """The interview's answers are no longer the ones the save was made from."""
 
 
 async def _update_answers(
@@ -511,6 +526,7 @@ async def _update_answers(
     loaded: _Loaded,
     body: bytes,
     content_type: str,
+    expected: str | None = None,
 ) -> dict[str, Any]:
     limits = AnswerLimits.from_settings(ctx.settings)
     threads = ctx.settings.answer_parse_threads
@@ -534,6 +550,11 @@ async def _update_answers(
         loaded = await _load(conn, principal, interview_id, lock=True, raw=True)
         _require_open(loaded)
         stored = loaded.interview.answers
+        if expected is not None and stored != expected:
+            raise AnswersChanged(
+                f"interview {loaded.interview.id}'s answers were saved by someone else "
+                "while this save was made from them; nothing was saved"
+            )
         merged = await off_loop(
             len(stored) + len(body), threads, _overlaid, stored, parsed.answers, limits
         )

@@ -81,8 +81,11 @@ async def _state(ctx: Ctx, session: UiSession, interview_id: str) -> dict[str, A
             names=template.event_elements,
         )
     asking = {name: _services(count) for name, count in counts.items()}
-    interview["answers"] = _form_answers(interview["answers"])
+    stored = orjson.dumps(interview["answers"])
+    interview["answers"] = _form_answers(stored)
     return {
+        #: The stored answers' text as read: a save made from them is written only over them.
+        "stored": stored,
         "interview": interview,
         "item": workitems.to_api(item),
         "tmpl": template,
@@ -93,12 +96,12 @@ async def _state(ctx: Ctx, session: UiSession, interview_id: str) -> dict[str, A
 
 def _form_answers(answers: Any) -> Any:
     """Stored answers as the form reads them: the stored JSON text (an `orjson.Fragment`,
-    passed through as it is) is decoded here when it is small, else with the page, off
+    passed through as it is, or its bytes) is decoded here when it is small, else with the page, off
     the loop (`_page`)."""
     if isinstance(answers, orjson.Fragment):
         answers = orjson.dumps(answers)
-        if len(answers) <= INLINE_BYTES:
-            answers = orjson.loads(answers)
+    if isinstance(answers, bytes) and len(answers) <= INLINE_BYTES:
+        answers = orjson.loads(answers)
     return answers
 
 
@@ -266,6 +269,11 @@ def _opened_message(opened: dict[str, Any]) -> str:
     return "Interview open."
 
 
+#: How many times a step is made again when the answers it was made from were saved by
+#: another tab meanwhile (`interviews.AnswersChanged`), before the conflict is shown.
+_STEP_ATTEMPTS = 3
+
+
 @router.get("/interviews/{interview_id}")
 async def interview_page(
     request: Request, interview_id: str, ctx: Ctx, session: SignedIn
@@ -276,15 +284,22 @@ async def interview_page(
 
 
 async def _save(
-    ctx: Ctx, session: UiSession, interview_id: str, body: bytes
+    ctx: Ctx, session: UiSession, interview_id: str, body: bytes, *, over: bytes | None = None
 ) -> tuple[list[dict[str, Any]], Any]:
     """Save the answers of a step (`Step.body`, shorthand answer JSON), as the API's
     `PUT …/answers` does; their warnings, and the answers as this save wrote them (as the
-    form reads them: `_form_answers`), None when there was nothing to save."""
+    form reads them: `_form_answers`), None when there was nothing to save. With `over`
+    (the stored answers' text the step was made from), only over those answers
+    (`interviews.AnswersChanged` otherwise)."""
     if not body:
         return [], None
     updated = await interviews.update_answers(
-        ctx, session.principal, interview_id, body=body, content_type="application/json"
+        ctx,
+        session.principal,
+        interview_id,
+        body=body,
+        content_type="application/json",
+        expected=over.decode() if over is not None else None,
     )
     return list(updated["warnings"]), _form_answers(updated["answers"])
 
@@ -381,19 +396,31 @@ async def interview_step(
 ) -> Response:
     form = await read_form(request)
     action = str(form.get("action") or "save")
-    state = await _state(ctx, session, interview_id)
-    step = await off_loop(
-        _page_size(state, None),
-        ctx.settings.answer_parse_threads,
-        _step,
-        form,
-        state["variables"],
-        state["interview"]["answers"],
-        action,
-        site=session.principal.site_id,
-    )
+    for attempt in range(1, _STEP_ATTEMPTS + 1):
+        state = await _state(ctx, session, interview_id)
+        step = await off_loop(
+            _page_size(state, None),
+            ctx.settings.answer_parse_threads,
+            _step,
+            form,
+            state["variables"],
+            state["interview"]["answers"],
+            action,
+            site=session.principal.site_id,
+        )
+        # A step that writes windows of rows writes each repeated variable whole, built
+        # from the rows just read: only over those, or it would put back rows outside its
+        # windows that another tab saved since. Then the step is made again from the
+        # answers as they are now (its windows checked against them again).
+        over = state["stored"] if step.written else None
+        try:
+            warnings, written = await _save(ctx, session, interview_id, step.body, over=over)
+        except interviews.AnswersChanged:
+            if attempt == _STEP_ATTEMPTS:
+                raise
+            continue
+        break
     submitted, message, focus = step.submitted, step.message, step.focus
-    warnings, written = await _save(ctx, session, interview_id, step.body)
     sources: dict[str, dict[str, str]] = {}
     if action.startswith("event:"):
         name = action.split(":", 1)[1]
