@@ -3,8 +3,6 @@ format with warnings naming the variable, interview events, and finishing atomic
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -13,7 +11,6 @@ from tests.support import SiteUsers
 
 from docuhooks.context import AppContext
 from docuhooks.delivery import outbox
-from docuhooks.platform import interviews
 from docuhooks.store.schema import documents, events, work_item_versions
 
 
@@ -180,36 +177,6 @@ async def test_a_completion_whose_event_cannot_be_written_completes_nothing(
         f"/api/v1/interviews/{interview['id']}/finish", headers=site.auth("User")
     )
     assert retried.status_code == 200 and len(retried.json()["documents"]) == 1
-
-
-async def test_opening_reads_a_templates_variables_only_until_they_are_kept(
-    client: httpx.AsyncClient, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A large template's variable list is not decoded on every open once it is kept."""
-    reads: list[str] = []
-    statement = interviews._TEMPLATE_VARIABLES
-
-    class Counted:
-        async def one(self, conn: Any, params: Any) -> Any:
-            reads.append(params["template_id"])
-            return await statement.one(conn, params)
-
-    monkeypatch.setattr(interviews, "_TEMPLATE_VARIABLES", Counted())
-    item = await work_item(client, site.auth())
-    first = await open_interview(client, site, item)
-    assert reads == [item["templateId"]]
-    # Checking answers against the template keeps its variables.
-    changed = await client.put(
-        f"/api/v1/interviews/{first['id']}/answers",
-        json={"Client Name": "Jane"},
-        headers=site.auth("User"),
-    )
-    assert changed.status_code == 200, changed.text
-    second = await open_interview(client, site, item)
-    assert reads == [item["templateId"]]
-    assert second["answers"]["answers"] == [
-        {"name": "Client Name", "type": "text", "value": "Jane"}
-    ]
 
 
 async def test_the_interview_calls_answer_in_their_response_models_shape(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePath
 from types import SimpleNamespace
@@ -35,7 +36,7 @@ from docuhooks.platform.interfaces import PlatformContext
 from docuhooks.platform.templates import check_declarations
 from docuhooks.store import pagination
 from docuhooks.store.schema import templates
-from docuhooks.store.scoped import fetch_in_site, insert_named
+from docuhooks.store.scoped import insert_named
 
 DOCX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 _VARIABLE_KEYS = frozenset({"name", "type", "repeatDepth", "options"})
@@ -190,16 +191,6 @@ def variable_to_json(variable: VariableDef) -> dict[str, Any]:
     }
 
 
-async def variables_of(ctx: PlatformContext, row: Any) -> tuple[VariableDef, ...]:
-    """The template's declared variables, as the answer-set code takes them: read once per
-    template and kept, the first time in the parsing threads when there are many
-    (`answers.load_template_variables`)."""
-    variables = await load_template_variables(
-        row.id, row.sha256, row.variables, ctx.settings.answer_parse_threads, site=row.site_id
-    )
-    return tuple(variables.values())
-
-
 #: What a template is shown with but its document and its variables: a template's variable
 #: definitions are up to about a megabyte of JSON, which the database driver would decode
 #: on the event loop for every template read. Lists show their count (`variable_count`).
@@ -207,8 +198,12 @@ _DECLARED_COLUMNS = tuple(c for c in templates.c if c.name not in ("content", "v
 _SIZE = sa.func.length(templates.c.content).label("size")
 _SUMMARY_COLUMNS = (*_DECLARED_COLUMNS, _SIZE)
 #: The variables as their stored JSON text, to be passed on as they are (`orjson.Fragment`)
-#: or read off the event loop when large (`variables_of_stored`).
+#: or read off the event loop when large (`stored_variables`, `read_variables`).
 _VARIABLES_TEXT = sa.cast(templates.c.variables, sa.Text).label("variables_text")
+#: What a download or an assembly reads (`get_document`).
+_DOCUMENT_COLUMNS = tuple(
+    templates.c[name] for name in ("id", "site_id", "file_name", "sha256", "content")
+)
 
 
 def to_api(row: Any, warnings: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -293,9 +288,37 @@ async def create(
     return to_api(SimpleNamespace(**values, size=len(content)), check.warnings)
 
 
-async def get_row(conn: AsyncConnection, principal: Principal, template_id: str) -> sa.Row[Any]:
-    """The template, if it is in the caller's site; another site's does not exist."""
-    return await fetch_in_site(conn, templates, template_id, principal.site_id, "template")
+async def get_id(conn: AsyncConnection, principal: Principal, template_id: str) -> str:
+    """The template's id, if it is in the caller's site (404 otherwise): all a filter by
+    template needs, read without the rest of the row."""
+    template_id = parse_id(template_id, "template")
+    found = await conn.scalar(
+        sa.select(templates.c.id).where(
+            templates.c.id == template_id, templates.c.site_id == principal.site_id
+        )
+    )
+    if found is None:
+        raise NotFound(f"template {template_id} does not exist")
+    return str(found)
+
+
+async def get_document(
+    conn: AsyncConnection, principal: Principal, template_id: str
+) -> sa.Row[Any]:
+    """The template's document (`content`) with what names and identifies it (`id`,
+    `site_id`, `file_name`, `sha256`), if it is in the caller's site: what a download or an
+    assembly reads, without the variables (`stored_variables` reads those)."""
+    template_id = parse_id(template_id, "template")
+    row = (
+        await conn.execute(
+            sa.select(*_DOCUMENT_COLUMNS).where(
+                templates.c.id == template_id, templates.c.site_id == principal.site_id
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"template {template_id} does not exist")
+    return row
 
 
 async def get_stored(
@@ -319,8 +342,9 @@ async def get_stored(
 async def get_summary(
     conn: AsyncConnection, principal: Principal, template_id: str, *, size: bool = False
 ) -> sa.Row[Any]:
-    """The template without its document or its variables (`variables_of_stored` reads
-    those): what a page about it shows besides them; with `size`, the document's."""
+    """The template without its document or its variables (`get_document` and
+    `stored_variables` read those): what a page about it, an interview or a completion needs
+    of it; with `size`, the document's."""
     template_id = parse_id(template_id, "template")
     row = (
         await conn.execute(
@@ -334,19 +358,30 @@ async def get_summary(
     return row
 
 
-async def variables_of_stored(
-    ctx: PlatformContext, conn: AsyncConnection, row: Any
-) -> tuple[VariableDef, ...]:
-    """The declared variables of the template `row` (any of its columns but `variables`):
-    those kept for it (`answers.load_template_variables`), else its stored JSON text, read
-    in the parsing threads when it is large."""
+async def stored_variables(conn: AsyncConnection, row: Any) -> Mapping[str, VariableDef] | str:
+    """What `read_variables` takes for the template `row` (any of its columns but
+    `variables`): the variables kept for it (`answers.load_template_variables`), else their
+    stored JSON text, undecoded. Read it in the transaction, and let the connection go
+    before `read_variables`, which may wait for the site's turn in the parsing threads: a
+    site's large templates then hold no connection other sites' requests need."""
     found = cached_template_variables(row.id, row.sha256)
-    if found is None:
-        text = await conn.scalar(sa.select(_VARIABLES_TEXT).where(templates.c.id == row.id))
-        found = await load_template_variables(
-            row.id, row.sha256, str(text), ctx.settings.answer_parse_threads, site=row.site_id
+    if found is not None:
+        return found
+    text = await conn.scalar(sa.select(_VARIABLES_TEXT).where(templates.c.id == row.id))
+    return str(text)
+
+
+async def read_variables(
+    ctx: PlatformContext, row: Any, stored: Mapping[str, VariableDef] | str
+) -> Mapping[str, VariableDef]:
+    """The template's declared variables by name (read-only), from what `stored_variables`
+    read: read once per template and kept, in the parsing threads under one of the site's
+    slots when the definitions are large (`answers.load_template_variables`)."""
+    if isinstance(stored, str):
+        return await load_template_variables(
+            row.id, row.sha256, stored, ctx.settings.answer_parse_threads, site=row.site_id
         )
-    return tuple(found.values())
+    return stored
 
 
 async def list_page(

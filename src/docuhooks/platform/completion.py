@@ -239,7 +239,7 @@ async def _complete(
     item, version = await workitems.get_version_row(
         conn, principal, work_item_id, version_id, lock=True
     )
-    template = await catalog.get_row(conn, principal, item.template_id)
+    template = await catalog.get_summary(conn, principal, item.template_id)
     record: dict[str, Any] | None = None
     actor = principal
     if version.status == VersionStatus.POST_PROCESSING:

@@ -34,10 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from docuhooks.answers import (
     AnswerLimits,
     AnswerSet,
-    cached_template_variables,
     check_overlay,
     heavy,
-    load_template_variables,
     measure,
     off_loop,
     parse_answer_payload,
@@ -97,7 +95,10 @@ class _Loaded:
     interview: Any
     version: sa.Row[Any]
     work_item: sa.Row[Any]
-    template: sa.Row[Any]
+    #: Without its document and its variables (`catalog.get_summary`): an interview step
+    #: reads those only where it uses them, a large template's megabyte of definitions
+    #: off the event loop (`catalog.stored_variables`, `catalog.read_variables`).
+    template: Any
 
 
 #: The interview's columns with its answers as the stored JSON text, not decoded: a large
@@ -116,8 +117,9 @@ async def _load(
     lock: bool = False,
     raw: bool = False,
 ) -> _Loaded:
-    """The interview with its work item, version and template. `raw`: the interview's
-    answers are their stored JSON text (`_RAW_COLUMNS`), and the version's are not read."""
+    """The interview with its work item, version and template (without its document and
+    its variables). `raw`: the interview's answers are their stored JSON text
+    (`_RAW_COLUMNS`), and the version's are not read."""
     interview_id = parse_id(interview_id, "interview")
     query = sa.select(*(_RAW_COLUMNS if raw else interviews.c)).where(
         interviews.c.id == interview_id, interviews.c.site_id == principal.site_id
@@ -131,8 +133,20 @@ async def _load(
     _, version = await workitems.get_version_row(
         conn, principal, item.id, row.version_id, answers=not raw
     )
-    template = await catalog.get_row(conn, principal, item.template_id)
+    template = await catalog.get_summary(conn, principal, item.template_id)
     return _Loaded(row, version, item, template)
+
+
+def _with_variables(template: Any, stored: Any) -> dict[str, Any]:
+    """What the interview webhooks are given of the template: its summary, with its
+    variables as `catalog.stored_variables` read them (kept, or the stored JSON text,
+    which the hooks read off the event loop when large)."""
+    return {
+        "id": template.id,
+        "name": template.name,
+        "sha256": template.sha256,
+        "variables": stored,
+    }
 
 
 def _require_open(loaded: _Loaded) -> None:
@@ -168,9 +182,6 @@ _ITEM, _TEMPLATE, _VERSION = "item_", "template_", "version_"
 _TEMPLATE_COLUMNS = [
     column for column in templates.c if column.name not in ("content", "variables")
 ]
-_TEMPLATE_VARIABLES = Prepared(
-    sa.select(templates.c.variables).where(templates.c.id == sa.bindparam("template_id"))
-)
 _OPENING = Prepared(
     sa.select(
         *(column.label(_ITEM + column.name) for column in work_items.c),
@@ -243,12 +254,6 @@ async def _opening(
     if getattr(found, _TEMPLATE + "id") is None:
         raise NotFound(f"template {item.template_id} does not exist")
     template = _part(found, _TEMPLATE, _TEMPLATE_COLUMNS)
-    # The variable map when it is kept, else the stored definitions, which the interview
-    # hooks read (and keep) as before.
-    template.variables = cached_template_variables(template.id, template.sha256)
-    if template.variables is None:
-        stored = await _TEMPLATE_VARIABLES.one(conn, {"template_id": template.id})
-        template.variables = stored.variables
     if getattr(found, _VERSION + "id") is None:
         return item, template, None
     return item, template, _part(found, _VERSION, work_item_versions.c)
@@ -288,6 +293,8 @@ async def open_interview(
             work_group_id=item.work_group_id,
             template_id=template.id,
         )
+        # Its webhooks read the template's variables; without any they are not read.
+        stored = await catalog.stored_variables(conn, template) if matched.webhooks else None
     loaded = _Loaded(row, version, item, template)
     if not matched.webhooks:
         return to_api(row, version, template)
@@ -299,7 +306,7 @@ async def open_interview(
         interview_id=row.id,
         work_item=item,
         version_id=version.id,
-        template=template,
+        template=_with_variables(template, stored),
         current_answers=current,
         matched=matched,
     )
@@ -335,8 +342,9 @@ async def fire_event(
             template_id=loaded.template.id,
             interview_event_name=name,
         )
-    if not matched.webhooks:
-        return to_api(loaded.interview, loaded.version, loaded.template)
+        if not matched.webhooks:
+            return to_api(loaded.interview, loaded.version, loaded.template)
+        stored = await catalog.stored_variables(conn, loaded.template)
     current = await _stored_answers(ctx, principal.site_id, loaded.interview.answers)
     outcome = await run_interview_hooks(
         ctx,
@@ -345,7 +353,7 @@ async def fire_event(
         interview_id=loaded.interview.id,
         work_item=loaded.work_item,
         version_id=loaded.version.id,
-        template=loaded.template,
+        template=_with_variables(loaded.template, stored),
         current_answers=current,
         interview_event_name=name,
         matched=matched,
@@ -504,14 +512,15 @@ async def update_answers(
     async with ctx.db.read() as conn:
         loaded = await _load(conn, principal, interview_id, raw=True)
         _require_open(loaded)
+        stored = await catalog.stored_variables(conn, loaded.template)
     size = len(body) + len(loaded.interview.answers)
     if size <= INLINE_BYTES:
         return await _update_answers(
-            ctx, principal, interview_id, loaded, body, content_type, expected
+            ctx, principal, interview_id, loaded, stored, body, content_type, expected
         )
     async with heavy(principal.site_id, ctx.settings.answer_parse_threads):
         return await _update_answers(
-            ctx, principal, interview_id, loaded, body, content_type, expected
+            ctx, principal, interview_id, loaded, stored, body, content_type, expected
         )
 
 
@@ -524,19 +533,14 @@ async def _update_answers(
     principal: Principal,
     interview_id: str,
     loaded: _Loaded,
+    stored_variables: Any,
     body: bytes,
     content_type: str,
     expected: str | None = None,
 ) -> dict[str, Any]:
     limits = AnswerLimits.from_settings(ctx.settings)
     threads = ctx.settings.answer_parse_threads
-    variables = await load_template_variables(
-        loaded.template.id,
-        loaded.template.sha256,
-        loaded.template.variables,
-        threads,
-        site=principal.site_id,
-    )
+    variables = await catalog.read_variables(ctx, loaded.template, stored_variables)
     parsed = await off_loop(
         len(body),
         threads,
@@ -623,12 +627,12 @@ async def finish(ctx: PlatformContext, principal: Principal, interview_id: str) 
             await storage.room_left(
                 conn, quota, principal.site_id, what="the document this interview assembles"
             )
+            document = await catalog.get_document(conn, principal, rendered.template.id)
+            stored = await catalog.stored_variables(conn, rendered.template)
         answers = workitems.answers_of(rendered.interview)
+        variables = await catalog.read_variables(ctx, rendered.template, stored)
         assembled = await ctx.render_pool.assemble(
-            rendered.template.content,
-            answers,
-            await catalog.variables_of(ctx, rendered.template),
-            site_id=principal.site_id,
+            document.content, answers, tuple(variables.values()), site_id=principal.site_id
         )
         result = await _finish_assembled(ctx, principal, interview_id, rendered, assembled)
         if result is not None:

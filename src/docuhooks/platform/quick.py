@@ -9,7 +9,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from docuhooks.answers import AnswerLimits, off_loop, parse_answer_payload, variable_map
+from docuhooks.answers import AnswerLimits, off_loop, parse_answer_payload
 from docuhooks.identity.models import Principal
 from docuhooks.platform import catalog
 from docuhooks.platform.interfaces import PlatformContext
@@ -43,15 +43,17 @@ async def assemble_quick_document(
     naming the limit) and read off the event loop when it is large; the render runs in the
     render pool, bounded by its limits. No transaction is held meanwhile."""
     async with ctx.db.read() as conn:
-        template = await catalog.get_row(conn, principal, template_id)
-    variables = await catalog.variables_of(ctx, template)
+        template = await catalog.get_document(conn, principal, template_id)
+        stored = await catalog.stored_variables(conn, template)
+    by_name = await catalog.read_variables(ctx, template, stored)
+    variables = tuple(by_name.values())
     parsed = await off_loop(
         len(body),
         ctx.settings.answer_parse_threads,
         parse_answer_payload,
         body,
         content_type,
-        variable_map(variables),
+        by_name,
         AnswerLimits.from_settings(ctx.settings),
         site=principal.site_id,
     )

@@ -182,8 +182,8 @@ async def list_page(
         group = await workgroups.get_row(conn, principal, work_group_id)
         query = query.where(work_items.c.work_group_id == group.id)
     if template_id is not None:
-        template = await catalog.get_row(conn, principal, template_id)
-        query = query.where(work_items.c.template_id == template.id)
+        template_id = await catalog.get_id(conn, principal, template_id)
+        query = query.where(work_items.c.template_id == template_id)
     query = pagination.apply(
         query, work_items.c.created_at, work_items.c.id, limit=limit, cursor=cursor
     )

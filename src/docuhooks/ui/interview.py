@@ -72,7 +72,7 @@ async def _state(ctx: Ctx, session: UiSession, interview_id: str) -> dict[str, A
         interview = await interviews.get(conn, who, interview_id)
         item = await workitems.get_row(conn, who, interview["workItemId"])
         template = await catalog.get_summary(conn, who, item.template_id)
-        variables = await catalog.variables_of_stored(ctx, conn, template)
+        stored = await catalog.stored_variables(conn, template)
         counts = await count_interview_event_hooks(
             conn,
             site_id=who.site_id,
@@ -80,6 +80,7 @@ async def _state(ctx: Ctx, session: UiSession, interview_id: str) -> dict[str, A
             template_id=template.id,
             names=template.event_elements,
         )
+    variables = tuple((await catalog.read_variables(ctx, template, stored)).values())
     asking = {name: _services(count) for name, count in counts.items()}
     stored = orjson.dumps(interview["answers"])
     interview["answers"] = _form_answers(stored)

@@ -221,7 +221,7 @@ async def delete_template(template_id: str, ctx: Ctx, who: StandaloneCaller) -> 
     tags=["platform"],
 )
 async def get_template_content(template_id: str, conn: Conn, who: Caller) -> Response:
-    row = await catalog.get_row(conn, who, template_id)
+    row = await catalog.get_document(conn, who, template_id)
     return Response(
         row.content,
         media_type=catalog.DOCX_CONTENT_TYPE,

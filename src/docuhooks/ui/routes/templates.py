@@ -137,7 +137,7 @@ async def template_page(
 async def template_content(template_id: str, ctx: Ctx, session: SignedIn) -> Response:
     require_site_admin(session.principal, "managing templates")
     async with ctx.db.read() as conn:
-        row = await catalog.get_row(conn, session.principal, template_id)
+        row = await catalog.get_document(conn, session.principal, template_id)
     return Response(
         row.content,
         media_type=catalog.DOCX_CONTENT_TYPE,
@@ -378,11 +378,12 @@ async def _template_page_of(
     warnings: tuple[str, ...] = (),
     status: int = 200,
 ) -> Response:
-    """The template's page: its variables read as `catalog.variables_of_stored` reads them
+    """The template's page: its variables read as `catalog.read_variables` reads them
     (kept, or off the event loop when many), never with the document."""
     async with ctx.db.read() as conn:
         row = await catalog.get_summary(conn, session.principal, template_id, size=True)
-        variables = await catalog.variables_of_stored(ctx, conn, row)
+        stored = await catalog.stored_variables(conn, row)
+    variables = tuple((await catalog.read_variables(ctx, row, stored)).values())
     return await _template_page(
         request,
         ctx,
