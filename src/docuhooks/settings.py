@@ -182,7 +182,7 @@ class Settings:
     # --- What one site may keep and ask for (see docs/operations.md) -----------------------
     # Sites share one database and one disk: each is held to its own share of them. 0 turns
     # a limit off (an installation of one site, or of trusted ones).
-    #: Bytes of documents and templates one site may store, together (10 GiB).
+    #: Bytes of documents, templates and answer sets one site may store, together (10 GiB).
     site_storage_quota_bytes: int = 10 * 1024 * 1024 * 1024
     #: Documents and templates one site may store, together.
     site_storage_quota_files: int = 100_000

@@ -3,6 +3,7 @@ so a table or column added to one and not the other is caught here, not in produ
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -254,3 +255,90 @@ async def test_templates_already_stored_get_their_count_of_variables(db_url: str
                 assert dict(rows.all()) == {"none": 0, "one": 1, "many": 1200}
         finally:
             await db.dispose()
+
+
+async def test_answer_sets_already_stored_get_their_size(db_url: str) -> None:
+    """Migration 0032: the size the storage quota counts is filled in from each stored
+    answer set, in bytes (the answers hold letters of two bytes)."""
+    from datetime import UTC, datetime
+
+    from docuhooks.store.database import Database
+    from docuhooks.store.schema import (
+        interviews,
+        sites,
+        templates,
+        work_groups,
+        work_item_versions,
+        work_items,
+    )
+
+    answers = {"answers": [{"name": "Client Name", "type": "text", "value": "é" * 1000}]}
+    empty: dict[str, list[object]] = {"answers": []}
+    async with _new_database(db_url) as url:
+        db = Database.from_url(url)
+        now = datetime(2026, 12, 9, tzinfo=UTC)
+        try:
+            async with db.engine.begin() as conn:
+                await conn.run_sync(_upgrade_to, "0031")
+                for table, values in (
+                    (sites, {"id": "s1", "name": "s1", "base_url": "https://x"}),
+                    (work_groups, {"id": "g1", "site_id": "s1", "name": "g"}),
+                    (
+                        templates,
+                        {
+                            "id": "t1",
+                            "site_id": "s1",
+                            "name": "t",
+                            "file_name": "t.docx",
+                            "content": b"docx",
+                            "sha256": "0" * 64,
+                            "variables": [],
+                            "event_elements": [],
+                        },
+                    ),
+                    (
+                        work_items,
+                        {
+                            "id": "w1",
+                            "site_id": "s1",
+                            "work_group_id": "g1",
+                            "template_id": "t1",
+                            "name": "w",
+                        },
+                    ),
+                ):
+                    await conn.execute(table.insert().values(**values, created_at=now))
+                for number, stored in ((1, answers), (2, empty)):
+                    await conn.execute(
+                        work_item_versions.insert().values(
+                            id=f"v{number}",
+                            work_item_id="w1",
+                            site_id="s1",
+                            version_number=number,
+                            status="InProgress",
+                            answers=stored,
+                            created_at=now,
+                        )
+                    )
+                    await conn.execute(
+                        interviews.insert().values(
+                            id=f"i{number}",
+                            site_id="s1",
+                            work_item_id="w1",
+                            version_id=f"v{number}",
+                            answers=stored,
+                            status="open",
+                            created_at=now,
+                        )
+                    )
+                await conn.run_sync(_upgrade_to, "head")
+                sizes = {}
+                for table in (work_item_versions, interviews):
+                    rows = await conn.execute(sa.select(table.c.id, table.c.answers_size))
+                    sizes.update(dict(rows.all()))
+        finally:
+            await db.dispose()
+    big = len(json.dumps(answers, separators=(",", ":"), ensure_ascii=False).encode())
+    assert big > 2000
+    small = len(b'{"answers":[]}')
+    assert sizes == {"v1": big, "i1": big, "v2": small, "i2": small}

@@ -9,7 +9,7 @@ import dataclasses
 import re
 
 import httpx
-from tests.interview_hooks.hooks_support import make_platform
+from tests.interview_hooks.hooks_support import Platform, make_platform
 from tests.platform.docx_factory import STANDARD_VARIABLES, standard_template
 from tests.support import SiteUsers
 from tests.ui.ui_support import field_error, make_user, sign_in
@@ -37,11 +37,12 @@ async def signed_in(ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers,
     return await sign_in(client, await make_user(ctx, site.site_id, role))
 
 
-async def storage_full(ctx: AppContext, site: SiteUsers) -> None:
+async def storage_full(ctx: AppContext, site: SiteUsers, room: int = 0) -> None:
+    """A quota of what the site keeps, and `room` bytes more."""
     async with ctx.db.read() as conn:
         used = await storage.usage(conn, site.site_id)
-    # A quota of what the site keeps (of 1 byte when it keeps nothing: 0 is no quota).
-    quota = max(used.bytes, 1)
+    # Of 1 byte when the site keeps nothing: 0 is no quota.
+    quota = max(used.bytes + room, 1)
     ctx.settings = dataclasses.replace(ctx.settings, site_storage_quota_bytes=quota)
 
 
@@ -112,11 +113,36 @@ async def test_the_template_form_past_the_storage_quota_says_so_at_the_file(
     assert (await client.get("/api/v1/templates", headers=site.auth())).json()["items"] == []
 
 
+async def _bytes_of_saving(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, platform: Platform
+) -> int:
+    """What saving `Client Name: Ann Lee` in a new interview adds to what the site keeps."""
+    made = await client.post(
+        "/api/v1/workitems",
+        json={
+            "workGroupId": platform.work_item["work_group_id"],
+            "templateId": platform.template["id"],
+            "name": "Another engagement",
+        },
+        headers=site.auth(),
+    )
+    assert made.status_code == 201, made.text
+    user = site.auth("User")
+    opened = await client.post(f"/api/v1/workitems/{made.json()['id']}/interviews", headers=user)
+    assert opened.status_code == 201, opened.text
+    async with ctx.db.read() as conn:
+        before = await storage.usage(conn, site.site_id)
+    answers = f"/api/v1/interviews/{opened.json()['id']}/answers"
+    saved = await client.put(answers, json={"Client Name": "Ann Lee"}, headers=user)
+    assert saved.status_code == 200, saved.text
+    async with ctx.db.read() as conn:
+        return (await storage.usage(conn, site.site_id)).bytes - before.bytes
+
+
 async def test_finish_past_the_storage_quota_says_the_storage_is_full_and_saves_the_answers(
     ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
 ) -> None:
     platform = await make_platform(ctx, site)
-    await storage_full(ctx, site)
     csrf = await signed_in(ctx, client, site, "User")
     page = await client.post(
         f"/ui/workitems/{platform.work_item['id']}/interview", data={"csrf_token": csrf}
@@ -124,6 +150,10 @@ async def test_finish_past_the_storage_quota_says_the_storage_is_full_and_saves_
     found = re.search(r'data-url="(/ui/interviews/[0-9a-f-]{36})"', page.text)
     assert found, page.text
     url = found.group(1)
+    # Answer sets count too: room for exactly the answers typed below, so that once they are
+    # saved the site is full and Finish is refused before anything is assembled. What they
+    # take is measured by saving them in another work item's interview.
+    await storage_full(ctx, site, room=await _bytes_of_saving(ctx, client, site, platform))
     finish = {"csrf_token": csrf, "fields": "0", "f0": "Ann Lee", "action": "finish"}
     refused = await client.post(url, data=finish)
     assert refused.status_code == 422, refused.text

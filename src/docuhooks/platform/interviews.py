@@ -159,17 +159,47 @@ def _require_open(loaded: _Loaded) -> None:
         raise Conflict(f"interview {loaded.interview.id} is already {loaded.interview.status}")
 
 
+#: What an interview's answers take now: its copy and its version's. Both rows are held
+#: (PostgreSQL) before the site's lock (`storage.admit`), as every writer of the site takes
+#: its version's before that lock (a document upload holds the version while it waits).
+_KEPT_SIZE = Prepared(
+    sa.select((interviews.c.answers_size + work_item_versions.c.answers_size).label("size"))
+    .select_from(
+        interviews.join(work_item_versions, work_item_versions.c.id == interviews.c.version_id)
+    )
+    .where(interviews.c.id == sa.bindparam("interview_id"))
+    .with_for_update()
+)
+
+
 async def _write_answers(
-    conn: AsyncConnection, loaded: _Loaded, body: dict[str, Any] | orjson.Fragment
+    ctx: PlatformContext, conn: AsyncConnection, loaded: _Loaded, text: bytes
 ) -> None:
-    """The interview's answers are also the version's: both are written together."""
+    """The interview's answers are also the version's: both are written together, as the
+    JSON text `text` (written as it is, not encoded again), with its size.
+
+    Both copies count towards the site's storage quota, by what they grow: past it this
+    is a `StorageQuotaExceeded` and nothing is written. The caller holds the interview
+    locked, so its size read here is the one replaced."""
+    size = len(text)
+    kept = await _KEPT_SIZE.one(conn, {"interview_id": loaded.interview.id})
+    await storage.admit(
+        conn,
+        storage.StorageQuota.from_settings(ctx.settings),
+        loaded.interview.site_id,
+        more_bytes=2 * size - int(kept.size),
+        what="these answers (kept on the interview and on its version)",
+    )
+    body = orjson.Fragment(text)
     await conn.execute(
-        interviews.update().where(interviews.c.id == loaded.interview.id).values(answers=body)
+        interviews.update()
+        .where(interviews.c.id == loaded.interview.id)
+        .values(answers=body, answers_size=size)
     )
     await conn.execute(
         work_item_versions.update()
         .where(work_item_versions.c.id == loaded.version.id)
-        .values(answers=body)
+        .values(answers=body, answers_size=size)
     )
 
 
@@ -211,6 +241,14 @@ _OPENING = Prepared(
     .limit(1)
     .with_for_update(of=work_items)
 )
+# The new interview's foreign key holds its version (`FOR KEY SHARE`): taken before the
+# site's lock, or a document upload holding the version while it waits for that lock, and
+# the open holding the lock while it waits for the version, would wait for each other.
+_HOLD_VERSION = Prepared(
+    sa.select(work_item_versions.c.id)
+    .where(work_item_versions.c.id == sa.bindparam("version_id"))
+    .with_for_update(key_share=True)
+)
 _REPLACE_OPEN = Prepared(
     interviews.update()
     .where(
@@ -219,15 +257,16 @@ _REPLACE_OPEN = Prepared(
     )
     .values(status=REPLACED, finished_at=sa.bindparam("replaced_at"))
 )
-# The new interview starts from its version's answers, copied by the database: a large
-# interview's answers are not encoded to JSON again to write what is already there.
+# The new interview starts from its version's answers, copied by the database with their
+# size: a large interview's answers are not encoded to JSON again to write what is there.
+_COPIED = ("answers", "answers_size")
 _INSERT = Prepared(
     interviews.insert().from_select(
         [column.name for column in interviews.c],
         sa.select(
             *(
-                work_item_versions.c.answers
-                if column.name == "answers"
+                work_item_versions.c[column.name]
+                if column.name in _COPIED
                 else sa.bindparam(column.name, type_=column.type)
                 for column in interviews.c
             )
@@ -268,10 +307,20 @@ async def open_interview(
     async with foreground_transaction(ctx) as conn:
         item, template, version = await _opening(conn, principal, work_item_id)
         moment = ctx.now()
+        quota = storage.StorageQuota.from_settings(ctx.settings)
         if version is None:
-            version = await workitems.start_version(conn, principal, item, now=moment)
+            version = await workitems.start_version(conn, principal, item, now=moment, quota=quota)
         await _REPLACE_OPEN.execute(
             conn, {"replaced_version_id": version.id, "replaced_at": moment}
+        )
+        # The interview keeps a copy of the answers (and the one it replaces keeps its own).
+        await _HOLD_VERSION.execute(conn, {"version_id": version.id})
+        await storage.admit(
+            conn,
+            quota,
+            principal.site_id,
+            more_bytes=version.answers_size,
+            what=f"the copy of version {version.version_number}'s answers a new interview keeps",
         )
         row = SimpleNamespace(
             id=str(uuid.uuid4()),
@@ -420,14 +469,15 @@ async def _write_hook_changes(
             now.answers,
             changed,
         )
-        await _write_answers(conn, loaded, answers)
-    body["answers"] = answers
+        await _write_answers(ctx, conn, loaded, answers)
+    # Written out as the text it is (`jsontext` passes a fragment on without encoding it).
+    body["answers"] = orjson.Fragment(answers)
     return body
 
 
-def _overlaid_stored(stored: Any, changed: AnswerSet) -> dict[str, Any]:
-    """The stored answers (decoded JSON) with `changed` overlaid, as answer JSON."""
-    return parse_stored(stored).overlay(changed).to_json()
+def _overlaid_stored(stored: Any, changed: AnswerSet) -> bytes:
+    """The stored answers (decoded JSON) with `changed` overlaid, as answer JSON text."""
+    return jsontext.dumpb(parse_stored(stored).overlay(changed).to_json())
 
 
 async def get(conn: AsyncConnection, principal: Principal, interview_id: str) -> dict[str, Any]:
@@ -562,8 +612,7 @@ async def _update_answers(
         merged = await off_loop(
             len(stored) + len(body), threads, _overlaid, stored, parsed.answers, limits
         )
-        # Written as the text it is: `jsontext` passes a fragment on without encoding it.
-        await _write_answers(conn, loaded, orjson.Fragment(merged))
+        await _write_answers(ctx, conn, loaded, merged)
     result = to_api(
         loaded.interview,
         loaded.version,
@@ -645,6 +694,19 @@ async def finish(ctx: PlatformContext, principal: Principal, interview_id: str) 
 
 #: Renders `finish` does before giving up on answers that keep changing under it.
 _FINISH_ATTEMPTS = 3
+#: The finished version's answers are its interview's, copied with their size.
+_FINISHED_ANSWERS = Prepared(
+    work_item_versions.update()
+    .where(work_item_versions.c.id == sa.bindparam("finished_version_id"))
+    .values(
+        {
+            work_item_versions.c[name]: sa.select(interviews.c[name])
+            .where(interviews.c.id == sa.bindparam("interview_id"))
+            .scalar_subquery()
+            for name in _COPIED
+        }
+    )
+)
 
 
 async def _finish_assembled(
@@ -676,11 +738,19 @@ async def _finish_assembled(
         )
         if version.status != VersionStatus.IN_PROGRESS:
             raise Conflict(f"version {version.version_number} is already {version.status}")
-        answers = workitems.answers_of(loaded.interview)
-        await conn.execute(
-            work_item_versions.update()
-            .where(work_item_versions.c.id == version.id)
-            .values(answers=answers.to_json())
+        # The version keeps the answers it was finished with: the interview's, copied by the
+        # database. Every save writes both, so this adds nothing to what the site keeps
+        # unless they differ, and then it is held to the quota like a save.
+        quota = storage.StorageQuota.from_settings(ctx.settings)
+        await storage.admit(
+            conn,
+            quota,
+            principal.site_id,
+            more_bytes=loaded.interview.answers_size - version.answers_size,
+            what=f"the answers of version {version.version_number}",
+        )
+        await _FINISHED_ANSWERS.execute(
+            conn, {"interview_id": loaded.interview.id, "finished_version_id": version.id}
         )
         moment: datetime = ctx.now()
         stored = await documents_service.store_assembled(
@@ -695,7 +765,7 @@ async def _finish_assembled(
                 )
             ],
             now=moment,
-            quota=storage.StorageQuota.from_settings(ctx.settings),
+            quota=quota,
         )
         post_processing = await post_processing_driver.begin(
             ctx,

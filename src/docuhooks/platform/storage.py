@@ -1,4 +1,5 @@
-"""Each site's storage quota: the bytes and the number of documents and templates it keeps.
+"""Each site's storage quota: the bytes of the documents, templates and answer sets it keeps,
+and the number of its documents and templates.
 
 Sites share one database, and so one disk: without a quota one site could upload 50 MiB
 documents (or assemble 64 MiB ones) until the disk is full, and every site stops. So every
@@ -7,21 +8,28 @@ write that stores bytes for a site, however they come, is held to the site's quo
 * uploads: a document added or replaced through the document API (`POST …/documents`,
   `PUT …/documents/{id}/content`) and a template, through the API or the web UI;
 * what the platform makes: the document finishing an interview assembles, and the
-  documents a post-processing receiver returns in its reply.
+  documents a post-processing receiver returns in its reply;
+* answer sets: an interview's answers, saved through the API or the web UI or changed by
+  interview webhooks, are kept on the interview and on its version, both counted; opening
+  an interview keeps a copy of its version's answers, and a new version starts from a copy
+  of the last one's (`platform.interviews`, `platform.workitems.start_version`).
 
 The check and the write are one transaction, under the site's lock (`store.scoped.
 lock_site`): two uploads racing are counted one after the other, never both against the
 same total, so together they never pass the quota. A write that adds nothing (a document
-replaced by one no larger) is never refused, even above the quota; neither is putting back
-a version's original documents when its post-processing fails, the one write that must not
-fail.
+replaced by one no larger, answers by ones no larger) is never refused, even above the
+quota; neither is putting back a version's original documents when its post-processing
+fails, the one write that must not fail.
 
-What is counted is what the site keeps for good: its documents and templates. The copy of a
-version's documents kept while it is post-processed (to put back if that fails) counts only
-for the room it would take back: by what the version's documents now are smaller than it
-(or fewer). Otherwise a receiver could shrink them, the room freed would go to another
-upload, and putting the originals back (never refused) would take the site past its quota,
-by as much again each time.
+What is counted is what the site keeps for good: its documents, templates and answer sets.
+Answer sets count in bytes (each kept with its size, `answers_size`, the bytes of its stored
+JSON), not as files: they are parts of a version or an interview, not files a site uploads
+or downloads, and a site that keeps many documents is not kept from running interviews by
+the file count. The copy of a version's documents kept while it is post-processed (to put
+back if that fails) counts only for the room it would take back: by what the version's
+documents now are smaller than it (or fewer). Otherwise a receiver could shrink them, the
+room freed would go to another upload, and putting the originals back (never refused) would
+take the site past its quota, by as much again each time.
 
 Refusing is `StorageQuotaExceeded`, a 422 `storage_quota_exceeded` naming the setting. 422,
 as for the other limits (`LimitExceeded`): not 507 Insufficient Storage (WebDAV's, which Box
@@ -39,7 +47,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.errors import LimitExceeded
 from docuhooks.settings import Settings
-from docuhooks.store.schema import documents, post_processing_originals, templates
+from docuhooks.store.schema import (
+    documents,
+    interviews,
+    post_processing_originals,
+    templates,
+    work_item_versions,
+)
 from docuhooks.store.scoped import lock_site
 
 #: What a refusal tells the site to do.
@@ -71,15 +85,29 @@ class StorageQuota:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """What a site keeps: bytes and number of its documents and templates together."""
+    """What a site keeps: the bytes of its documents, templates and answer sets together,
+    and the number of its documents and templates."""
 
     bytes: int
     files: int
 
 
+#: The bytes of the site's answer sets, on its versions and its interviews, each summed
+#: from an index of its table by site and size alone.
+_ANSWER_BYTES = sa.select(
+    *(
+        sa.select(sa.func.coalesce(sa.func.sum(table.c.answers_size), 0))
+        .where(table.c.site_id == sa.bindparam("site_id"))
+        .scalar_subquery()
+        for table in (work_item_versions, interviews)
+    )
+)
+
+
 async def usage(conn: AsyncConnection, site_id: str) -> Usage:
-    """The site's documents and templates, summed (documents from an index alone), and
-    the room its versions in post-processing would take back (`_to_put_back`)."""
+    """The site's documents, templates and answer sets, summed (documents and answer sets
+    from indexes alone), and the room its versions in post-processing would take back
+    (`_to_put_back`)."""
     in_documents = (
         await conn.execute(
             sa.select(sa.func.coalesce(sa.func.sum(documents.c.size), 0), sa.func.count()).where(
@@ -95,9 +123,13 @@ async def usage(conn: AsyncConnection, site_id: str) -> Usage:
             ).where(templates.c.site_id == site_id)
         )
     ).one()
+    in_answers = (await conn.execute(_ANSWER_BYTES, {"site_id": site_id})).one()
     to_put_back = await _to_put_back(conn, site_id)
     return Usage(
-        bytes=int(in_documents[0]) + int(in_templates[0]) + to_put_back.bytes,
+        bytes=int(in_documents[0])
+        + int(in_templates[0])
+        + sum(int(size) for size in in_answers)
+        + to_put_back.bytes,
         files=int(in_documents[1]) + int(in_templates[1]) + to_put_back.files,
     )
 
@@ -169,9 +201,10 @@ async def admit(
     kept = await usage(conn, site_id)
     if counts_bytes and kept.bytes + more_bytes > quota.bytes:
         raise StorageQuotaExceeded(
-            f"storing {what} ({more_bytes} bytes more) would take the site's documents and "
-            f"templates to {kept.bytes + more_bytes} bytes, over its storage quota of "
-            f"{quota.bytes} bytes (site_storage_quota_bytes); nothing was stored. {MAKE_ROOM}"
+            f"storing {what} ({more_bytes} bytes more) would take the site past its storage "
+            f"quota (site_storage_quota_bytes: {quota.bytes} bytes; its documents, templates "
+            f"and answer sets would take {kept.bytes + more_bytes}); nothing was stored. "
+            f"{MAKE_ROOM}"
         )
     if counts_files and kept.files + more_files > quota.files:
         raise StorageQuotaExceeded(
@@ -191,8 +224,9 @@ async def room_left(conn: AsyncConnection, quota: StorageQuota, site_id: str, *,
     kept = await usage(conn, site_id)
     if (quota.bytes and kept.bytes >= quota.bytes) or (quota.files and kept.files >= quota.files):
         raise StorageQuotaExceeded(
-            f"the site's documents and templates fill its storage quota ({kept.bytes} of "
-            f"{quota.bytes or 'unlimited'} bytes, site_storage_quota_bytes; {kept.files} of "
-            f"{quota.files or 'unlimited'} files, site_storage_quota_files), so {what} cannot "
-            f"be stored; nothing was changed. {MAKE_ROOM}"
+            "the site's documents, templates and answer sets fill its storage quota "
+            f"({kept.bytes} of {quota.bytes or 'unlimited'} bytes, site_storage_quota_bytes; "
+            f"{kept.files} of {quota.files or 'unlimited'} documents and templates, "
+            f"site_storage_quota_files), so {what} cannot be stored; nothing was changed. "
+            f"{MAKE_ROOM}"
         )

@@ -13,13 +13,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.answers import AnswerSet, parse_stored
+from docuhooks.core import jsontext
 from docuhooks.errors import FieldError, NotFound, ValidationFailed
 from docuhooks.identity.models import Principal
-from docuhooks.platform import catalog, workgroups
+from docuhooks.platform import catalog, storage, workgroups
 from docuhooks.platform.access import parse_id
 from docuhooks.store import pagination
 from docuhooks.store.schema import templates, work_groups, work_item_versions, work_items
@@ -261,11 +263,20 @@ async def version_in_progress(conn: AsyncConnection, work_item_id: str) -> sa.Ro
 
 
 async def start_version(
-    conn: AsyncConnection, principal: Principal, work_item: sa.Row[Any], *, now: datetime
+    conn: AsyncConnection,
+    principal: Principal,
+    work_item: sa.Row[Any],
+    *,
+    now: datetime,
+    quota: storage.StorageQuota,
 ) -> sa.Row[Any]:
     """A new InProgress version, numbered after the last one, starting from the answers of
     the newest finished version, Completed or still in PostProcessing (editing a work item
     continues from where it was; post-processing changes documents, never answers).
+
+    The answers are copied by the database, with their size: up to a whole answer set is
+    neither decoded nor encoded again to be written. The copy counts towards the site's
+    storage quota (`StorageQuotaExceeded`: nothing is written).
 
     The caller holds the work item locked (`get_row(..., lock=True)`)."""
     newest = (
@@ -278,7 +289,7 @@ async def start_version(
     ).scalar()
     finished = (
         await conn.execute(
-            sa.select(work_item_versions.c.answers)
+            sa.select(work_item_versions.c.id, work_item_versions.c.answers_size)
             .where(
                 work_item_versions.c.work_item_id == work_item.id,
                 work_item_versions.c.status.in_(
@@ -288,22 +299,51 @@ async def start_version(
             .order_by(work_item_versions.c.version_number.desc())
             .limit(1)
         )
-    ).scalar()
+    ).first()
     version_id = str(uuid.uuid4())
-    await conn.execute(
-        work_item_versions.insert().values(
-            id=version_id,
-            work_item_id=work_item.id,
-            site_id=work_item.site_id,
-            version_number=(newest or 0) + 1,
-            status=VersionStatus.IN_PROGRESS,
-            answers=finished if finished is not None else AnswerSet().to_json(),
-            created_at=now,
-            created_by=principal.user_id,
-        )
+    values = {
+        "id": version_id,
+        "work_item_id": work_item.id,
+        "site_id": work_item.site_id,
+        "version_number": (newest or 0) + 1,
+        "status": VersionStatus.IN_PROGRESS.value,
+        "created_at": now,
+        "created_by": principal.user_id,
+    }
+    await storage.admit(
+        conn,
+        quota,
+        work_item.site_id,
+        more_bytes=finished.answers_size if finished is not None else len(_NO_ANSWERS),
+        what=f"the answers version {values['version_number']} starts from",
     )
+    if finished is None:
+        await conn.execute(
+            work_item_versions.insert().values(
+                **values, answers=orjson.Fragment(_NO_ANSWERS), answers_size=len(_NO_ANSWERS)
+            )
+        )
+    else:
+        source = work_item_versions.alias("finished")
+        await conn.execute(
+            work_item_versions.insert().from_select(
+                [*values, "answers", "answers_size"],
+                sa.select(
+                    *(
+                        sa.literal(value, type_=work_item_versions.c[name].type).label(name)
+                        for name, value in values.items()
+                    ),
+                    source.c.answers,
+                    source.c.answers_size,
+                ).where(source.c.id == finished.id),
+            )
+        )
     return (
         await conn.execute(
             sa.select(work_item_versions).where(work_item_versions.c.id == version_id)
         )
     ).one()
+
+
+#: The answers of a version that starts from none, as stored.
+_NO_ANSWERS = jsontext.dumpb(AnswerSet().to_json())

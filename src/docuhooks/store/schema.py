@@ -564,6 +564,13 @@ templates = sa.Table(
     sa.UniqueConstraint("site_id", "name"),
 )
 
+
+def _answers_size() -> sa.Column[int]:
+    """An answer set's stored size. Its default is for rows written before it was kept
+    (migration 0032 fills those in); every write of answers sets it."""
+    return sa.Column("answers_size", sa.BigInteger(), nullable=False, server_default="0")
+
+
 work_items = sa.Table(
     "work_items",
     metadata,
@@ -587,6 +594,9 @@ work_item_versions = sa.Table(
     #: InProgress, PostProcessing, Completed, Failed.
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("answers", sa.JSON(), nullable=False),
+    #: The bytes of `answers` as stored (their JSON text), written with them: what the
+    #: site's storage quota counts of them (`platform.storage`), summed from an index.
+    _answers_size(),
     #: What happened in post-processing, shown on the version.
     sa.Column("post_processing", sa.JSON(), nullable=True),
     _ts("post_processing_deadline", nullable=True),
@@ -604,6 +614,8 @@ work_item_versions = sa.Table(
     sa.Column("tracestate", sa.String(512), nullable=True),
     sa.UniqueConstraint("work_item_id", "version_number"),
     sa.Index("ix_work_item_versions_due", "status", "post_processing_due_at"),
+    # A site's storage (`platform.storage`): its versions' answers summed from the index alone.
+    sa.Index("ix_work_item_versions_site_answers_size", "site_id", "answers_size"),
 )
 
 
@@ -643,6 +655,8 @@ post_processing_originals = sa.Table(
     _fk("site_id", "sites.id"),
     *_document_columns(),
     sa.PrimaryKeyConstraint("version_id", "id"),
+    # A site's storage (`platform.storage`) sums its versions' originals by version.
+    sa.Index("ix_post_processing_originals_site", "site_id", "version_id", "size"),
 )
 
 interviews = sa.Table(
@@ -653,6 +667,8 @@ interviews = sa.Table(
     _fk("work_item_id", "work_items.id"),
     _fk("version_id", "work_item_versions.id"),
     sa.Column("answers", sa.JSON(), nullable=False),
+    #: As the version's (`work_item_versions.answers_size`): an interview keeps a copy.
+    _answers_size(),
     #: open or finished.
     sa.Column("status", sa.String(16), nullable=False),
     _ts("created_at"),
@@ -663,4 +679,6 @@ interviews = sa.Table(
     sa.Index("ix_interviews_version_status", "version_id", "status"),
     # Deleting a work item removes its interviews (PostgreSQL's cascade looks them up).
     sa.Index("ix_interviews_work_item", "work_item_id"),
+    # A site's storage (`platform.storage`): its interviews' answers from the index alone.
+    sa.Index("ix_interviews_site_answers_size", "site_id", "answers_size"),
 )
