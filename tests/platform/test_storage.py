@@ -298,6 +298,9 @@ async def test_the_openapi_document_names_the_quota_where_bytes_are_stored(
         (documents + "/{document_id}/content", "put"),
         ("/api/v1/templates", "post"),
         ("/api/v1/interviews/{interview_id}/finish", "post"),
+        ("/api/v1/workitems/{work_item_id}/interviews", "post"),
+        ("/api/v1/interviews/{interview_id}/answers", "put"),
+        ("/api/v1/interviews/{interview_id}/events/{event_name}", "post"),
     ):
         refused = paths[path][method]["responses"]["422"]["description"]
         assert "storage_quota_exceeded" in refused, (path, refused)

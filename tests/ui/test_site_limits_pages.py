@@ -163,3 +163,28 @@ async def test_finish_past_the_storage_quota_says_the_storage_is_full_and_saves_
     assert htmx.status_code == 422 and htmx.headers["HX-Retarget"] == "#flash"
     # The answers typed before Finish are saved: the interview is there to finish later.
     assert 'value="Ann Lee"' in (await client.get(url)).text
+
+
+async def test_an_answer_file_past_the_storage_quota_says_so_at_the_file(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    platform = await make_platform(ctx, site)
+    csrf = await signed_in(ctx, client, site, "User")
+    page = await client.post(
+        f"/ui/workitems/{platform.work_item['id']}/interview", data={"csrf_token": csrf}
+    )
+    found = re.search(r'data-url="(/ui/interviews/[0-9a-f-]{36})"', page.text)
+    assert found, page.text
+    await storage_full(ctx, site)
+    refused = await client.post(
+        f"{found.group(1)}/answers-file",
+        data={"csrf_token": csrf},
+        files={"file": ("jane.json", b'{"Client Name": "Jane"}')},
+        headers={"HX-Request": "true"},
+    )
+    assert refused.status_code == 422, refused.text
+    said = re.search(r'id="answer-file-error" role="alert">Problem: ([^<]*)<', refused.text)
+    assert said is not None, refused.text
+    assert said.group(1).startswith("jane.json was not saved: storing these answers"), said.group(1)
+    assert "site_storage_quota_bytes" in said.group(1)
+    assert 'value="Jane"' not in (await client.get(found.group(1))).text

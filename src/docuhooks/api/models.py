@@ -87,7 +87,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 
-#: Routes that store documents or templates: what a full site answers.
+#: Routes that store documents, templates or answer sets: what a full site answers.
 STORAGE_QUOTA: dict[int | str, dict[str, Any]] = {
     422: {
         "model": ErrorResponse,

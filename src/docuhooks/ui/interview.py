@@ -46,6 +46,7 @@ from docuhooks.errors import (
 )
 from docuhooks.interview_hooks import count_interview_event_hooks
 from docuhooks.platform import catalog, interviews, workitems
+from docuhooks.platform.storage import StorageQuotaExceeded
 from docuhooks.ui import interview_form
 from docuhooks.ui.interview_form import Submitted
 from docuhooks.ui.interview_layout import LISTED, View, clip, lay_out, whole
@@ -553,6 +554,9 @@ async def upload_answers(
                 )
             except _NOT_ABOUT_THE_FILE:
                 raise  # the error page says these, not the upload field
+            except StorageQuotaExceeded as exc:
+                # A good answer set, with no room left for it.
+                problem = f"{upload.filename} was not saved: {exc.message.rstrip('.')}."
             except DocuhooksError as exc:
                 text = exc.message.rstrip(".")
                 problem = (

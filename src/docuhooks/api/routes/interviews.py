@@ -70,10 +70,17 @@ class Interview(Output):
     finishedDate: datetime | None
 
 
-@router.post("/workitems/{work_item_id}/interviews", status_code=201, response_model=Interview)
+@router.post(
+    "/workitems/{work_item_id}/interviews",
+    status_code=201,
+    response_model=Interview,
+    responses=STORAGE_QUOTA,
+)
 async def open_interview(work_item_id: str, ctx: Ctx, who: StandaloneCaller) -> Response:
     """Open an interview: continues the version in progress or starts the next one, then
-    runs the InterviewLoadEvent webhooks and overlays their answers."""
+    runs the InterviewLoadEvent webhooks and overlays their answers. The interview keeps a
+    copy of the answers, which counts towards the site's storage quota: past it, 422
+    `storage_quota_exceeded`, and nothing is opened."""
     opened = await interviews.open_interview(ctx, who, work_item_id)
     return FastJSONResponse(opened, status_code=201)  # a person waits on this one
 
@@ -106,6 +113,7 @@ async def get_answers(
 @router.put(
     "/interviews/{interview_id}/answers",
     response_model=Interview,
+    responses=STORAGE_QUOTA,
     openapi_extra={"requestBody": _ANSWER_BODY},
 )
 async def put_answers(
@@ -117,7 +125,9 @@ async def put_answers(
     out with a warning naming the variable. An answer set over a limit (its size, a value's
     size: 413; the number of answers or values: 422) changes nothing; the error names the
     limit and, where it is about one answer, the answer. A large answer set is read, overlaid
-    and encoded off the event loop, a few of one site's at a time."""
+    and encoded off the event loop, a few of one site's at a time. The answers count towards
+    the site's storage quota (on the interview and on its version): answers that would take
+    the site past it are a 422 `storage_quota_exceeded` and change nothing."""
     updated = await interviews.update_answers(
         ctx,
         who,
@@ -129,12 +139,18 @@ async def put_answers(
     return FastJSONResponse(updated)
 
 
-@router.post("/interviews/{interview_id}/events/{event_name}", response_model=Interview)
+@router.post(
+    "/interviews/{interview_id}/events/{event_name}",
+    response_model=Interview,
+    responses=STORAGE_QUOTA,
+)
 async def fire_interview_event(
     interview_id: str, event_name: str, ctx: Ctx, who: StandaloneCaller
 ) -> Response:
     """Activate the interview event element `event_name` (one of the template's
-    `eventElements`): runs the matching CustomInterviewEvent webhooks."""
+    `eventElements`): runs the matching CustomInterviewEvent webhooks. Answers they add that
+    would take the site past its storage quota are a 422 `storage_quota_exceeded`, and the
+    interview keeps the answers it had."""
     return FastJSONResponse(await interviews.fire_event(ctx, who, interview_id, event_name))
 
 
