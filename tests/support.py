@@ -143,11 +143,16 @@ def free_loopback_port() -> int:
 
 
 async def racing_at_the_site_lock(
-    ctx: AppContext, site_id: str, *attempts: Callable[[], Coroutine[Any, Any, T]]
+    ctx: AppContext,
+    site_id: str,
+    *attempts: Callable[[], Coroutine[Any, Any, T]],
+    in_turn: bool = False,
 ) -> list[T]:
     """PostgreSQL: start `attempts` together while the test holds `site_id`'s lock
     (`lock_site`) and its row `FOR UPDATE`, let them go once each of them waits for a lock,
-    and return their results in order.
+    and return their results in order. `in_turn`: start each once the ones before it wait,
+    so that they queue for the site's lock in that order (PostgreSQL grants a lock to its
+    waiters first come, first served).
 
     Those locks keep out both the site's lock and any row referring to the site (an
     insert's foreign key check): an attempt that counts under the site's lock waits
@@ -159,8 +164,10 @@ async def racing_at_the_site_lock(
         await holder.begin()
         await holder.execute(sa.select(sites.c.id).where(sites.c.id == site_id).with_for_update())
         await lock_site(holder, site_id)
-        tasks: list[asyncio.Task[T]] = [asyncio.create_task(attempt()) for attempt in attempts]
-        await until_waiting_for_locks(ctx, tasks)
+        tasks: list[asyncio.Task[T]] = []
+        for group in [[a] for a in attempts] if in_turn else [list(attempts)]:
+            tasks += [asyncio.create_task(attempt()) for attempt in group]
+            await until_waiting_for_locks(ctx, tasks)
         await holder.commit()
     return list(await asyncio.gather(*tasks))
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from tests.interview_hooks.hooks_support import answer_json, hook_over_api, serve
 from tests.platform.platform_client import work_item
 from tests.platform.post_processing_support import API, same_kind
-from tests.platform.test_storage import QUOTA_BYTES, kept, refused_by, room_for
+from tests.platform.test_storage import PDF, QUOTA_BYTES, kept, refused_by, room_for
 from tests.support import SiteUsers, racing_at_the_site_lock
 
 from docuhooks.context import AppContext
@@ -304,3 +304,41 @@ async def _plans(ctx: AppContext, statements: list[tuple[str, Any]]) -> list[str
             rows = (await conn.exec_driver_sql(explain + statement, parameters)).all()
             plans.append("\n".join(str(row[-1]) for row in rows))
     return plans
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite's writers take turns
+@pytest.mark.parametrize("step", ["open", "save"])
+async def test_an_answers_write_and_an_upload_to_its_version_do_not_wait_for_each_other(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, step: str
+) -> None:
+    """An open or a save counts the answers under the site's lock and then writes to the
+    version (the open's insert holds it for its foreign key, a save updates it); an upload
+    holds the version, then waits for the site's lock. Both hold the version first: taken
+    after the site's lock, with the answers first in line for it, each waited for the other
+    until PostgreSQL ended one (a 500)."""
+    item = await work_item(client, site.auth())
+    first = await open_interview(client, site, item)
+    version = f"{API}/workitems/{item['id']}/versions/{first.json()['workItemVersionId']}"
+    interview = f"{API}/interviews/{first.json()['id']}"
+    await room_for(ctx, site, 1024 * 1024)
+
+    async def answers() -> httpx.Response:
+        if step == "open":
+            response: httpx.Response = await open_interview(client, site, item)
+            return response
+        return await answer(client, site, interview, "Jane")
+
+    written, uploaded = await racing_at_the_site_lock(
+        ctx,
+        site.site_id,
+        answers,
+        lambda: client.post(
+            f"{version}/documents",
+            params={"fileName": "letter.pdf"},
+            content=PDF,
+            headers={**site.auth("User"), "Content-Type": "application/pdf"},
+        ),
+        in_turn=True,
+    )
+    assert written.status_code in (200, 201), written.text
+    assert uploaded.status_code == 201, uploaded.text
