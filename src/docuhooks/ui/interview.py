@@ -83,11 +83,11 @@ async def _state(ctx: Ctx, session: UiSession, interview_id: str) -> dict[str, A
         )
     variables = tuple((await catalog.read_variables(ctx, template, stored)).values())
     asking = {name: _services(count) for name, count in counts.items()}
-    stored = orjson.dumps(interview["answers"])
-    interview["answers"] = _form_answers(stored)
+    answers_text = orjson.dumps(interview["answers"])
+    interview["answers"] = _form_answers(answers_text)
     return {
         #: The stored answers' text as read: a save made from them is written only over them.
-        "stored": stored,
+        "stored": answers_text,
         "interview": interview,
         "item": workitems.to_api(item),
         "tmpl": template,
