@@ -28,6 +28,7 @@ from docuhooks.settings import Settings, SettingsError, unknown_variables
         ("SITE_STORAGE_QUOTA_FILES", "1e5", "DOCUHOOKS_SITE_STORAGE_QUOTA_FILES: expected a whole"),
         ("SITE_MAX_WEBHOOKS", "-5", "DOCUHOOKS_SITE_MAX_WEBHOOKS: must be 0 or more, not -5"),
         ("WEBHOOK_TESTS_PER_MINUTE", "-1", "DOCUHOOKS_WEBHOOK_TESTS_PER_MINUTE: must be 0 or more"),
+        ("REDELIVERIES_PER_MINUTE", "-1", "DOCUHOOKS_REDELIVERIES_PER_MINUTE: must be 0 or more"),
         ("LOG_LEVEL", "loud", "DOCUHOOKS_LOG_LEVEL: expected one of debug, info, warning"),
         ("DATABASE_URL", "mysql://u@db/x", "DOCUHOOKS_DATABASE_URL: unsupported database 'mysql'"),
         ("DATABASE_URL", "docuhooks.db", "DOCUHOOKS_DATABASE_URL: unsupported database"),

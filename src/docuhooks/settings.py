@@ -191,6 +191,9 @@ class Settings:
     #: Test sends (`POST /webhooks/{id}/test`, the web UI's Send test) of one site within
     #: any minute, across every process.
     webhook_tests_per_minute: int = 20
+    #: Redeliveries of real deliveries (`POST /deliveries/{id}/redeliver`, the web UI's
+    #: Redeliver event) by one site within any minute, across every process.
+    redeliveries_per_minute: int = 60
     # --- end of what one site may keep ---
 
     def __post_init__(self) -> None:
@@ -331,6 +334,7 @@ _NOT_NEGATIVE = (
     "site_storage_quota_files",
     "site_max_webhooks",
     "webhook_tests_per_minute",
+    "redeliveries_per_minute",
 )
 #: Lower case only, as SQLAlchemy finds its dialects by name: `SQLITE://` would pass a check
 #: that ignored case and then not be recognised as SQLite.

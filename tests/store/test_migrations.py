@@ -342,3 +342,33 @@ async def test_answer_sets_already_stored_get_their_size(db_url: str) -> None:
     assert big > 2000
     small = len(b'{"answers":[]}')
     assert sizes == {"v1": big, "i1": big, "v2": small, "i2": small}
+
+
+async def test_test_sends_of_the_last_minute_are_counted_on_as_manual_sends(db_url: str) -> None:
+    """Migration 0033: the test sends already counted move to `manual_sends`, of their kind,
+    so no site gets a fresh minute of them from the upgrade."""
+    from datetime import UTC, datetime
+
+    from docuhooks.store.database import Database
+    from docuhooks.store.schema import manual_sends, sites
+
+    async with _new_database(db_url) as url:
+        db = Database.from_url(url)
+        now = datetime(2026, 12, 9, tzinfo=UTC)
+        try:
+            async with db.engine.begin() as conn:
+                await conn.run_sync(_upgrade_to, "0031")
+                await conn.execute(
+                    sites.insert().values(id="s1", name="s1", base_url="https://x", created_at=now)
+                )
+                await conn.execute(
+                    sa.text("INSERT INTO test_sends (site_id, sent_at) VALUES ('s1', :at)"),
+                    {"at": now},
+                )
+                await conn.run_sync(_upgrade_to, "head")
+                rows = await conn.execute(
+                    sa.select(manual_sends.c.site_id, manual_sends.c.kind, manual_sends.c.sent_at)
+                )
+                assert rows.all() == [("s1", "test", now)]
+        finally:
+            await db.dispose()

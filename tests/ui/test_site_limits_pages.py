@@ -1,7 +1,7 @@
 """What the web UI says at a site's limits, on both stores: the webhook form past the most
-webhooks, the *Send test* button past the test sends of a minute, the template form and an
-interview's *Finish* past the storage quota. Each is said where the person acted, with the
-setting, and changes nothing."""
+webhooks, the *Send test* button past the test sends of a minute, *Redeliver event* past the
+redeliveries of a minute, the template form and an interview's *Finish* past the storage
+quota. Each is said where the person acted, with the setting, and changes nothing."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import dataclasses
 import re
 
 import httpx
+from tests.delivery.delivery_support import queue_event
 from tests.interview_hooks.hooks_support import Platform, make_platform
 from tests.platform.docx_factory import STANDARD_VARIABLES, standard_template
 from tests.support import SiteUsers
@@ -17,6 +18,7 @@ from tests.ui.ui_support import field_error, make_user, sign_in
 from docuhooks.context import AppContext
 from docuhooks.platform import storage
 from docuhooks.platform.catalog import DOCX_CONTENT_TYPE, variable_to_json
+from docuhooks.store.schema import deliveries
 
 HOOK = {
     "url": "https://receiver.example/hook",
@@ -89,6 +91,32 @@ async def test_send_test_past_the_limit_is_a_429_with_retry_after(
     plain = await client.post(f"{base}/test", data={"csrf_token": csrf})
     assert plain.status_code == 429 and "Retry-After" in plain.headers
     assert '<h1 id="error-title">Too many requests</h1>' in plain.text
+
+
+async def test_redeliver_past_the_limit_is_a_429_with_retry_after(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    ctx.settings = dataclasses.replace(ctx.settings, redeliveries_per_minute=1)
+    created = await client.post(
+        "/api/v1/webhooks", json={"name": "Orders", **HOOK}, headers=site.auth()
+    )
+    _, (failed,) = await queue_event(ctx, site.site_id, now=ctx.now())
+    async with ctx.db.transaction() as conn:
+        await conn.execute(deliveries.update().values(status="failed", completed_at=ctx.now()))
+    csrf = await signed_in(ctx, client, site, "IntegrationAdministrator")
+    htmx = {"HX-Request": "true", "X-CSRF-Token": csrf}
+    sent = await client.post(f"/ui/deliveries/{failed}/redeliver", headers=htmx)
+    assert sent.status_code == 200 and "queued again as a new delivery" in sent.text
+    again = await client.post(f"/ui/deliveries/{failed}/redeliver", headers=htmx)
+    assert again.status_code == 429 and again.headers["HX-Retarget"] == "#flash"
+    assert 1 <= int(again.headers["Retry-After"]) <= 60
+    assert "redeliveries_per_minute" in again.text and "try again in" in again.text
+    plain = await client.post(f"/ui/deliveries/{failed}/redeliver", data={"csrf_token": csrf})
+    assert plain.status_code == 429 and "Retry-After" in plain.headers
+    listed = await client.get(
+        f"/api/v1/webhooks/{created.json()['id']}/deliveries", headers=site.auth()
+    )
+    assert len(listed.json()["items"]) == 2, "the original and one redelivery"
 
 
 async def test_the_template_form_past_the_storage_quota_says_so_at_the_file(

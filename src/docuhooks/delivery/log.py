@@ -24,12 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import audit
 from docuhooks.core.events import NOTIFICATION_EVENTS, EventType
-from docuhooks.delivery import queries, upkeep_queries
+from docuhooks.delivery import manual_sends, queries, upkeep_queries
 from docuhooks.delivery.interfaces import DeliveryContext
 from docuhooks.errors import Conflict, FieldError, NotFound, ValidationFailed
 from docuhooks.identity.models import Principal
 from docuhooks.store import pagination
 from docuhooks.store.schema import attempts, deliveries, events, webhooks
+from docuhooks.store.scoped import lock_site
 from docuhooks.webhooks import service as webhook_service
 
 __all__ = [
@@ -93,6 +94,11 @@ def _window(
 # --- deliveries ---------------------------------------------------------------------------------
 
 _DELIVERY_COLUMNS = (*deliveries.c, events.c.event_type)
+#: Whether a delivery's event is a test (`"test": true`): the one member read in SQL, not
+#: the whole event.
+_IS_TEST = sa.func.coalesce(events.c.payload["test"].as_boolean(), False).label("test")
+#: One delivery's columns, and whether it is a test.
+_DELIVERY_ROW = (*_DELIVERY_COLUMNS, _IS_TEST)
 
 
 def _delivery(row: sa.Row[Any], now: datetime) -> dict[str, Any]:
@@ -195,7 +201,7 @@ async def _delivery_row(
     webhook_service.require_admin(principal)
     wanted = _uuid(delivery_id, "delivery")
     query = (
-        sa.select(*_DELIVERY_COLUMNS)
+        sa.select(*_DELIVERY_ROW)
         .join(events, events.c.id == deliveries.c.event_id)
         .where(deliveries.c.id == wanted, deliveries.c.site_id == principal.site_id)
     )
@@ -238,24 +244,6 @@ async def sendable_webhook(conn: AsyncConnection, webhook_id: str) -> sa.Row[Any
     return hook
 
 
-async def is_test_delivery(ctx: DeliveryContext, principal: Principal, delivery_id: str) -> bool:
-    """Whether the delivery carries a test event (`"test": true`, from POST
-    /webhooks/{id}/test): a redelivery of one is a test send too, and takes a turn of the
-    site's test sends (`platform.sample_sends.redeliver`). Reads the one member in SQL, not
-    the whole event. False for a delivery the principal cannot see (`redeliver` says why)."""
-    webhook_service.require_admin(principal)
-    wanted = _uuid(delivery_id, "delivery")
-    async with ctx.db.read() as conn:
-        found = (
-            await conn.execute(
-                sa.select(events.c.payload["test"].as_boolean())
-                .join(deliveries, deliveries.c.event_id == events.c.id)
-                .where(deliveries.c.id == wanted, deliveries.c.site_id == principal.site_id)
-            )
-        ).scalar()
-    return bool(found)
-
-
 async def redeliver(ctx: DeliveryContext, principal: Principal, delivery_id: str) -> dict[str, Any]:
     """Send a delivery's event to its webhook again; returns the delivery that will.
 
@@ -263,9 +251,20 @@ async def redeliver(ctx: DeliveryContext, principal: Principal, delivery_id: str
     waits for its next retry is made due now instead (a second delivery would only duplicate
     it). One a worker is sending right now is a 409: its outcome is seconds away. Interview and
     post-processing calls are answered while someone waits and cannot be sent again (409).
+
+    Each redelivery takes a turn of the site's manual sends (`delivery.manual_sends`; 429 past
+    them): a test delivery's (`"test": true`) of `webhook_tests_per_minute`, since sending
+    it again is a test send, any other's of `redeliveries_per_minute`. A pending delivery
+    made due counts too: it calls the receiver now, as a new delivery would. The turn is
+    taken in the redelivery's own transaction, so one refused for another reason uses none.
     """
+    webhook_service.require_admin(principal)
     now = ctx.now()
     async with ctx.db.transaction() as conn:
+        # The site's lock first, before the delivery's row: the turn is counted under it, and
+        # two redeliveries of one pending delivery, each holding the row's share lock while
+        # the other waited to update it, would deadlock.
+        await lock_site(conn, principal.site_id)
         original = await _delivery_row(
             conn, principal, delivery_id, kept_days=ctx.settings.kept_delivery_days, lock=True
         )
@@ -276,6 +275,11 @@ async def redeliver(ctx: DeliveryContext, principal: Principal, delivery_id: str
                 f"/api/v1/webhooks/{original.webhook_id}/test to call the receiver again"
             )
         hook = await sendable_webhook(conn, original.webhook_id)
+        if original.test:
+            limit, per_minute = manual_sends.TEST_SENDS, ctx.settings.webhook_tests_per_minute
+        else:
+            limit, per_minute = manual_sends.REDELIVERIES, ctx.settings.redeliveries_per_minute
+        await manual_sends.take_turn(conn, limit, principal.site_id, per_minute=per_minute, now=now)
         if original.status == queries.PENDING:
             if not await upkeep_queries.make_due(conn, original.id, now=now):
                 raise Conflict(

@@ -12,7 +12,9 @@
 An inactive webhook sends nothing, a test included: it is a 409 that says to
 activate it. So is a suspended notification webhook, whose queue waits for a probe; resuming
 it is the way to find out whether its receiver is back. A site's test sends are limited in
-number (`sample_send_limit`: a 429 past `webhook_tests_per_minute`).
+number (`delivery.manual_sends`: a 429 past `webhook_tests_per_minute`), counted in a
+transaction of their own, committed before the send goes: a send that then fails has used
+its turn.
 
 The sample refers to a work item, version and documents that do not exist (their URLs answer
 404); it uses the webhook's first scoped template and work group when it has them, so a
@@ -48,8 +50,7 @@ from docuhooks.core.events import (
 from docuhooks.core.ids import uuid7
 from docuhooks.core.operational import sample_data as sample_operational_data
 from docuhooks.core.signing import OutboundRequest, build_request
-from docuhooks.delivery import log as delivery_log
-from docuhooks.delivery import outbox
+from docuhooks.delivery import manual_sends, outbox
 from docuhooks.delivery.attempts import USER_AGENT
 from docuhooks.delivery.transport import ErrorClass, TransportResult
 from docuhooks.errors import Conflict
@@ -60,12 +61,11 @@ from docuhooks.interview_hooks.warnings import webhook_warning
 from docuhooks.platform.documents import content_url
 from docuhooks.platform.interfaces import PlatformContext
 from docuhooks.platform.postprocessing.replies import MAX_REPLY_BYTES, judge_in_pool
-from docuhooks.platform.sample_send_limit import take_turn
 from docuhooks.store.schema import sites, templates
 from docuhooks.webhooks import matching
 from docuhooks.webhooks import service as webhook_service
 
-__all__ = ["TestSend", "redeliver", "sample_event", "send_test"]
+__all__ = ["TestSend", "sample_event", "send_test"]
 
 #: A one-page PDF: small, valid, and recognisably a sample.
 SAMPLE_PDF = (
@@ -202,7 +202,14 @@ async def send_test(ctx: PlatformContext, principal: Principal, webhook_id: str)
             f"webhook {hook.name!r} is suspended: its deliveries wait for a successful probe. "
             f"Resume it (POST /api/v1/webhooks/{hook.id}/resume) to send its backlog now"
         )
-    await take_turn(ctx.db, hook.site_id, per_minute=ctx.settings.webhook_tests_per_minute, now=now)
+    async with ctx.db.transaction() as conn:
+        await manual_sends.take_turn(
+            conn,
+            manual_sends.TEST_SENDS,
+            hook.site_id,
+            per_minute=ctx.settings.webhook_tests_per_minute,
+            now=now,
+        )
     event = sample_event(
         event_type,
         principal,
@@ -356,17 +363,3 @@ def _variables(raw: list[dict[str, Any]]) -> Mapping[str, VariableDef] | None:
         return read_template_variables(raw)
     except (AnswerSetError, KeyError, TypeError, AttributeError):
         return None  # answers are then read as they come, without the template's types
-
-
-async def redeliver(ctx: PlatformContext, principal: Principal, delivery_id: str) -> dict[str, Any]:
-    """`delivery.log.redeliver`, where sending a test delivery again is a test send: it
-    takes a turn of the site's `webhook_tests_per_minute` first (429 past it), or one test a
-    minute would become as many deliveries to the webhook's URL as the site asked for."""
-    if await delivery_log.is_test_delivery(ctx, principal, delivery_id):
-        await take_turn(
-            ctx.db,
-            principal.site_id,
-            per_minute=ctx.settings.webhook_tests_per_minute,
-            now=ctx.now(),
-        )
-    return await delivery_log.redeliver(ctx, principal, delivery_id)

@@ -282,15 +282,18 @@ webhook_scopes = sa.Table(
     sa.Index("ix_webhook_scopes_lookup", "kind", "scope_id"),
 )
 
-#: Test sends (`POST /webhooks/{id}/test`), one row each, kept for the test-send limit's
-#: window (`platform.sample_send_limit`): shared by every process on the database.
-test_sends = sa.Table(
-    "test_sends",
+#: Sends a site's administrators make by hand (test sends, redeliveries), one row each of its
+#: `kind`, kept for the limits' window (`delivery.manual_sends`): shared by every process on
+#: the database.
+manual_sends = sa.Table(
+    "manual_sends",
     metadata,
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
     _fk("site_id", "sites.id"),
+    #: `test` or `redelivery`.
+    sa.Column("kind", sa.String(16), nullable=False),
     _ts("sent_at"),
-    sa.Index("ix_test_sends_site_sent", "site_id", "sent_at"),
+    sa.Index("ix_manual_sends_site_kind_sent", "site_id", "kind", "sent_at"),
 )
 
 # --- outbox: events, deliveries, attempts -------------------------------------------------------

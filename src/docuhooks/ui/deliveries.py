@@ -8,7 +8,6 @@ from fastapi import APIRouter, Request, Response
 from docuhooks.api.deps import Ctx
 from docuhooks.delivery import log
 from docuhooks.errors import NotFound
-from docuhooks.platform import sample_sends
 from docuhooks.ui.rendering import UiRoute, is_htmx, redirect, render
 from docuhooks.ui.session import Checked, SignedIn
 from docuhooks.ui.webhooks import NOTIFICATION_TYPES
@@ -43,7 +42,7 @@ async def delivery_page(
 @router.post("/deliveries/{delivery_id}/redeliver")
 async def redeliver(request: Request, delivery_id: str, ctx: Ctx, session: Checked) -> Response:
     # No transaction is held here: redelivery runs its own, then wakes the worker.
-    delivery = await sample_sends.redeliver(ctx, session.principal, delivery_id)
+    delivery = await log.redeliver(ctx, session.principal, delivery_id)
     if is_htmx(request):
         return render(
             request,

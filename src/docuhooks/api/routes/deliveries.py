@@ -154,11 +154,11 @@ async def get_delivery(delivery_id: str, ctx: Ctx, conn: Conn, who: Caller) -> d
     responses={
         429: {
             "model": ErrorResponse,
-            "description": "A test delivery, and the site has sent `webhook_tests_per_minute` "
-            "tests within the last minute",
+            "description": "The site has made `redeliveries_per_minute` redeliveries within "
+            "the last minute (for a test delivery: `webhook_tests_per_minute` test sends)",
             "headers": {
                 "Retry-After": {
-                    "description": "Seconds until the site may send a test again",
+                    "description": "Seconds until the site may redeliver again",
                     "schema": {"type": "integer"},
                 }
             },
@@ -167,9 +167,14 @@ async def get_delivery(delivery_id: str, ctx: Ctx, conn: Conn, who: Caller) -> d
 )
 async def redeliver(delivery_id: str, ctx: Ctx, who: StandaloneCaller) -> dict[str, Any]:
     """Send the event to the webhook again, same eventId. A finished delivery gets a new
-    delivery (returned); a pending one is made due now; one in flight is a 409. Sending a
-    test delivery again is a test send: it counts toward `webhook_tests_per_minute` (429)."""
-    return await sample_sends.redeliver(ctx, who, delivery_id)
+    delivery (returned); a pending one is made due now; one in flight is a 409.
+
+    A site redelivers at most `redeliveries_per_minute` (60 by default) within any minute,
+    whichever webhooks and server processes they go through, a pending delivery made due
+    included: past it, 429 `too_many_requests` with `Retry-After`. Sending a test delivery
+    again is a test send: it counts toward `webhook_tests_per_minute` instead. To re-send
+    many failed deliveries, recover the webhook."""
+    return await log.redeliver(ctx, who, delivery_id)
 
 
 @router.post("/webhooks/{webhook_id}/recover", status_code=202, response_model=Recovery)
