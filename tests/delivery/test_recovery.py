@@ -1,6 +1,7 @@
 """Recovery jobs on both stores: batches that queue each failed event once, progress, the
-audit entry, a job taken over from a process that stopped renewing its lease, and the app
-component that runs jobs as they are made."""
+audit entry, a job taken over from a process that stopped renewing its lease, one job at a
+time per webhook (requests racing make one), and the app component that runs jobs as they
+are made."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from tests.delivery.delivery_support import admin_of, make_webhook, queue_event
-from tests.support import SiteUsers
+from tests.support import SiteUsers, racing_at_the_site_lock
 
 from docuhooks.context import AppContext
 from docuhooks.core.retry import RetrySchedule
@@ -225,3 +226,99 @@ async def test_on_sqlite_a_batch_reads_only_the_failed_deliveries_index(
     assert "ix_deliveries_webhook_failed (webhook_id=? AND created_at>? AND" in plans[0]
     assert "TEMP B-TREE" not in plans[0]
     assert "ix_deliveries_event (event_id=?)" in plans[1]
+
+
+# --- one recovery at a time per webhook --------------------------------------------------------
+
+
+async def _recover(client: httpx.AsyncClient, site: SiteUsers, hook: str) -> httpx.Response:
+    return await client.post(
+        f"{API}/webhooks/{hook}/recover",
+        json={"since": "2000-01-01T00:00:00Z"},
+        headers=site.auth(),
+    )
+
+
+async def _jobs(ctx: AppContext) -> list[str]:
+    async with ctx.db.read() as conn:
+        return list((await conn.execute(sa.select(recovery_jobs.c.id))).scalars())
+
+
+def _in_progress(response: httpx.Response, job: dict[str, str]) -> None:
+    assert response.status_code == 409, response.text
+    error = response.json()["error"]
+    assert error["code"] == "recovery_in_progress", error
+    assert f"recovery {job['id']}" in error["message"], error
+    assert job["link"] in error["message"], error
+
+
+async def test_a_webhook_has_one_recovery_queued_or_running_at_a_time(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """Each request queued a job, and runners work through jobs: a site asking a thousand
+    times held every other site's recoveries back. A second one while the first is queued or
+    running is a 409 naming it; once it has finished, another may start."""
+    hook, _ = await make_webhook(ctx, site, URL)
+    await _failed_events(ctx, site, 3)
+    other, _ = await make_webhook(ctx, site, URL + "/other", name="other")
+    first = await _recover(client, site, hook)
+    assert first.status_code == 202, first.text
+    job = first.json()
+    _in_progress(await _recover(client, site, hook), job)
+    # Another webhook of the site has its own.
+    assert (await _recover(client, site, other)).status_code == 202
+
+    runner = RecoveryRunner(ctx, batch=1)
+    claimed = await runner._claim()
+    assert claimed is not None and claimed.id == job["id"]
+    assert await runner._count(claimed)
+    step = await runner._batch(claimed, None)
+    assert step is not None and step[1] is False
+    _in_progress(await _recover(client, site, hook), job)  # running
+    assert len(await _jobs(ctx)) == 2
+
+    while not step[1]:
+        step = await runner._batch(claimed, step[0])
+        assert step is not None
+    finished = (await client.get(job["link"], headers=site.auth())).json()
+    assert finished["status"] == "succeeded", finished
+    assert (await _recover(client, site, hook)).status_code == 202
+
+
+async def test_two_recoveries_asked_at_once_make_one_job(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    hook, _ = await make_webhook(ctx, site, URL)
+    results = await asyncio.gather(_recover(client, site, hook), _recover(client, site, hook))
+    assert sorted(r.status_code for r in results) == [202, 409], [r.text for r in results]
+    (made,) = [r.json() for r in results if r.status_code == 202]
+    (refused,) = [r for r in results if r.status_code == 409]
+    _in_progress(refused, made)
+    assert await _jobs(ctx) == [made["id"]]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite's writers take turns
+async def test_postgres_recoveries_racing_are_checked_one_after_the_other(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """Both requests have read the webhook and wait at the site's lock: let go together,
+    the second sees the first's job."""
+    hook, _ = await make_webhook(ctx, site, URL)
+    results = await racing_at_the_site_lock(
+        ctx,
+        site.site_id,
+        lambda: _recover(client, site, hook),
+        lambda: _recover(client, site, hook),
+    )
+    assert sorted(r.status_code for r in results) == [202, 409], [r.text for r in results]
+    (made,) = [r.json() for r in results if r.status_code == 202]
+    assert await _jobs(ctx) == [made["id"]]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_the_openapi_document_gives_the_recovery_in_progress_409(
+    client: httpx.AsyncClient,
+) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    conflict = spec["paths"]["/api/v1/webhooks/{webhook_id}/recover"]["post"]["responses"]["409"]
+    assert "recovery_in_progress" in conflict["description"]

@@ -1,7 +1,8 @@
 """What the web UI says at a site's limits, on both stores: the webhook form past the most
 webhooks, the *Send test* button past the test sends of a minute, *Redeliver event* past the
-redeliveries of a minute, the template form and an interview's *Finish* past the storage
-quota. Each is said where the person acted, with the setting, and changes nothing."""
+redeliveries of a minute, *Re-send failed deliveries* while a re-send is under way, the
+template form and an interview's *Finish* past the storage quota. Each is said where the
+person acted, with the setting or what is in the way, and changes nothing."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.support import SiteUsers
 from tests.ui.ui_support import field_error, make_user, sign_in
 
 from docuhooks.context import AppContext
+from docuhooks.delivery.recovery import RecoveryRunner
 from docuhooks.platform import storage
 from docuhooks.platform.catalog import DOCX_CONTENT_TYPE, variable_to_json
 from docuhooks.store.schema import deliveries
@@ -117,6 +119,34 @@ async def test_redeliver_past_the_limit_is_a_429_with_retry_after(
         f"/api/v1/webhooks/{created.json()['id']}/deliveries", headers=site.auth()
     )
     assert len(listed.json()["items"]) == 2, "the original and one redelivery"
+
+
+async def test_resending_failed_deliveries_while_a_resend_is_under_way_shows_that_one(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    created = await client.post(
+        "/api/v1/webhooks", json={"name": "Orders", **HOOK}, headers=site.auth()
+    )
+    base = f"/ui/webhooks/{created.json()['id']}"
+    csrf = await signed_in(ctx, client, site, "IntegrationAdministrator")
+    form = {"csrf_token": csrf, "since": "2000-01-01T00:00"}
+    started = await client.post(f"{base}/recover", data=form)
+    assert started.status_code == 303, started.text
+    running = started.headers["location"]
+    job_id = running.rsplit("/", 1)[-1]
+
+    htmx = await client.post(f"{base}/recover", data=form, headers={"HX-Request": "true"})
+    assert htmx.status_code == 409 and "HX-Retarget" not in htmx.headers
+    assert "already being re-sent" in htmx.text
+    # The panel of the one under way, which follows it.
+    assert f'hx-get="{running}"' in htmx.text and "Waiting to start" in htmx.text
+    plain = await client.post(f"{base}/recover", data=form)
+    assert plain.status_code == 409 and "already being re-sent" in plain.text
+    assert f'hx-get="{running}"' in plain.text
+
+    assert await RecoveryRunner(ctx).run_once() == 1
+    after = await client.post(f"{base}/recover", data=form)
+    assert after.status_code == 303 and job_id not in after.headers["location"]
 
 
 async def test_the_template_form_past_the_storage_quota_says_so_at_the_file(

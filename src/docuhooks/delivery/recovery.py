@@ -13,6 +13,11 @@ to the webhook succeeded or is still pending. Batches keep that: an event queued
 earlier batch has a pending delivery, which later batches see. The window ends when the job
 was made (or earlier, as asked), so the job never chases the failures of what it queued.
 
+A webhook has at most one recovery queued or running: asking for another meanwhile is a 409
+`recovery_in_progress` that names the one in progress and where to follow it. The check and
+the new job are one transaction under the site's lock (`store.scoped.lock_site`), so two
+requests racing in one process or many make one job.
+
 Any process may run any job: one claims it with a lease (on PostgreSQL with `FOR UPDATE SKIP
 LOCKED`), renews the lease with every batch and loses the job if it stops renewing (a killed
 process's job is taken over where its last batch left it, since the place is committed with
@@ -41,14 +46,16 @@ from docuhooks.core.tasks import stop_task
 from docuhooks.delivery import log as delivery_log
 from docuhooks.delivery import queries, upkeep_queries
 from docuhooks.delivery.interfaces import DeliveryContext
-from docuhooks.errors import NotFound
+from docuhooks.errors import Conflict, NotFound
 from docuhooks.identity.models import Principal
 from docuhooks.store.database import Database
 from docuhooks.store.schema import deliveries, events, recovery_jobs, webhooks
+from docuhooks.store.scoped import lock_site
 from docuhooks.webhooks import service as webhook_service
 
 __all__ = [
     "BATCH",
+    "RecoveryInProgress",
     "RecoveryRunner",
     "get_recovery",
     "start_recoveries",
@@ -80,6 +87,17 @@ _wakeups: dict[int, asyncio.Event] = {}
 # --- the request side -------------------------------------------------------------------------
 
 
+class RecoveryInProgress(Conflict):
+    """The webhook has a recovery queued or running; `job` is that one, as `get_recovery`
+    shows it."""
+
+    code = "recovery_in_progress"
+
+    def __init__(self, message: str, *, job: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.job = job
+
+
 async def start_recovery(
     ctx: DeliveryContext,
     principal: Principal,
@@ -89,7 +107,8 @@ async def start_recovery(
     until: datetime | None = None,
 ) -> dict[str, Any]:
     """Record a recovery job for the webhook's failures in [since, until) and wake a runner;
-    the job as `get_recovery` shows it. An inactive webhook is a 409, bad times a 422."""
+    the job as `get_recovery` shows it. An inactive webhook is a 409, bad times a 422, and a
+    webhook with a recovery queued or running a 409 `RecoveryInProgress`."""
     now = ctx.now()
     start = delivery_log.aware(since, "since")
     end = delivery_log.aware(until, "until")
@@ -98,6 +117,9 @@ async def start_recovery(
     async with ctx.db.transaction() as conn:
         hook = await webhook_service.get_row(conn, principal, webhook_id)
         await delivery_log.sendable_webhook(conn, hook.id)
+        # Held to the commit: a request racing this one sees its job, or this one sees theirs.
+        await lock_site(conn, hook.site_id)
+        await _none_in_progress(conn, hook)
         await conn.execute(
             recovery_jobs.insert().values(
                 id=job_id,
@@ -119,6 +141,32 @@ async def start_recovery(
     if wake is not None:
         wake.set()
     return to_api(job)
+
+
+async def _none_in_progress(conn: AsyncConnection, hook: sa.Row[Any]) -> None:
+    """Raise `RecoveryInProgress` if the webhook has a recovery queued or running: one is
+    enough, as it re-sends every failure of its window; more would only take the runners'
+    turns from other sites' recoveries."""
+    busy = (
+        await conn.execute(
+            sa.select(recovery_jobs)
+            .where(
+                recovery_jobs.c.webhook_id == hook.id,
+                recovery_jobs.c.status.in_([QUEUED, RUNNING]),
+            )
+            .order_by(recovery_jobs.c.created_at, recovery_jobs.c.id)
+            .limit(1)
+        )
+    ).first()
+    if busy is None:
+        return
+    job = to_api(busy)
+    raise RecoveryInProgress(
+        f"webhook {hook.name!r} has a recovery in progress: recovery {busy.id} ({busy.status}, "
+        f"asked by {busy.created_by_login} at {busy.created_at.isoformat()}); follow it at "
+        f"{job['link']}, and ask for another once it has finished",
+        job=job,
+    )
 
 
 async def get_recovery(

@@ -363,7 +363,21 @@ async def recover(request: Request, webhook_id: str, ctx: Ctx, session: Checked)
         ) from None
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    job = await recovery.start_recovery(ctx, session.principal, webhook_id, since=since)
+    try:
+        job = await recovery.start_recovery(ctx, session.principal, webhook_id, since=since)
+    except recovery.RecoveryInProgress as busy:
+        # The one in progress, in place of the one asked for, with the API's status: its
+        # panel follows it, and the form can be sent again once it has finished.
+        template = "_recovery.html" if is_htmx(request) else "recovery.html"
+        return render(
+            request,
+            template,
+            session,
+            status_code=409,
+            job=busy.job,
+            webhook_id=webhook_id,
+            already=True,
+        )
     if is_htmx(request):
         # In place: the panel follows the job's progress itself, as on its own page.
         return render(request, "_recovery.html", session, job=job, webhook_id=webhook_id)

@@ -177,12 +177,25 @@ async def redeliver(delivery_id: str, ctx: Ctx, who: StandaloneCaller) -> dict[s
     return await log.redeliver(ctx, who, delivery_id)
 
 
-@router.post("/webhooks/{webhook_id}/recover", status_code=202, response_model=Recovery)
+@router.post(
+    "/webhooks/{webhook_id}/recover",
+    status_code=202,
+    response_model=Recovery,
+    responses={
+        409: {
+            "model": ErrorResponse,
+            "description": "`recovery_in_progress`: the webhook has a recovery queued or "
+            "running, which the message names with its link. Or `conflict`: the webhook is "
+            "inactive",
+        },
+    },
+)
 async def recover(
     webhook_id: str, body: Recover, ctx: Ctx, who: StandaloneCaller
 ) -> dict[str, Any]:
     """Re-send every event whose delivery to this webhook failed, within the time window: a
-    background job does it in batches; follow it at `link`."""
+    background job does it in batches; follow it at `link`. A webhook has one recovery queued
+    or running at a time: asking for another meanwhile is a 409 `recovery_in_progress`."""
     return await recovery.start_recovery(ctx, who, webhook_id, since=body.since, until=body.until)
 
 
