@@ -1,11 +1,12 @@
 """Recovery jobs on both stores: batches that queue each failed event once, progress, the
 audit entry, a job taken over from a process that stopped renewing its lease, one job at a
-time per webhook (requests racing make one), and the app component that runs jobs as they
-are made."""
+time per webhook (requests racing make one), runners that take the sites in turn and give
+each job a turn of batches, and the app component that runs jobs as they are made."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -13,7 +14,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from tests.delivery.delivery_support import admin_of, make_webhook, queue_event
-from tests.support import SiteUsers, racing_at_the_site_lock
+from tests.support import MovedClock, SiteUsers, racing_at_the_site_lock
 
 from docuhooks.context import AppContext
 from docuhooks.core.retry import RetrySchedule
@@ -228,6 +229,21 @@ async def test_on_sqlite_a_batch_reads_only_the_failed_deliveries_index(
     assert "ix_deliveries_event (event_id=?)" in plans[1]
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_on_sqlite_a_claim_reads_each_sites_last_turn_from_its_index(
+    ctx: AppContext,
+) -> None:
+    """A site's last turn is one index entry, however many of its jobs have finished: not a
+    count over all of them at every claim."""
+    query = recovery.next_job(datetime.now(UTC))
+    compiled = query.compile(dialect=ctx.db.engine.dialect, compile_kwargs={"literal_binds": True})
+    async with ctx.db.read() as conn:
+        rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}")
+        plan = " ".join(str(tuple(row)[3]) for row in rows.all())
+    assert "SEARCH recovery_jobs USING INDEX ix_recovery_jobs_status (status=?)" in plan
+    assert "ix_recovery_jobs_site_claimed (site_id=? AND claimed_at>?)" in plan
+
+
 # --- one recovery at a time per webhook --------------------------------------------------------
 
 
@@ -322,3 +338,89 @@ async def test_the_openapi_document_gives_the_recovery_in_progress_409(
     spec = (await client.get("/openapi.json")).json()
     conflict = spec["paths"]["/api/v1/webhooks/{webhook_id}/recover"]["post"]["responses"]["409"]
     assert "recovery_in_progress" in conflict["description"]
+
+
+# --- runners take the sites in turn -----------------------------------------------------------
+
+
+class TickingClock(MovedClock):
+    """Each reading a millisecond after the last: the times the store keeps say in what order
+    the runner wrote."""
+
+    def now(self) -> datetime:
+        assert self.at is not None
+        self.at += timedelta(milliseconds=1)
+        return self.at
+
+
+async def _failed_everywhere(ctx: AppContext, events: dict[str, int]) -> None:
+    """`events[site_id]` events of each site, each delivery to each of its webhooks failed."""
+    # Every delivery is tried, however many fail at one host.
+    ctx.settings = dataclasses.replace(ctx.settings, breaker_failure_threshold=1000)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    for site_id, count in events.items():
+        for n in range(count):
+            await queue_event(
+                ctx, site_id, now=start + timedelta(seconds=n), work_item_id=f"{site_id[:8]}-{n}"
+            )
+    ctx.transport_override = MockTransport(lambda _request: TransportResult.response(500))
+    worker = Worker(ctx, WorkerOptions(schedule=RetrySchedule(delays=(0,))), rng=random.Random(2))
+    while await worker.run_once():
+        pass
+    async with ctx.db.read() as conn:
+        statuses = set((await conn.execute(sa.select(deliveries.c.status))).scalars())
+    assert statuses == {"failed"}
+
+
+async def _resent_in_order(ctx: AppContext) -> list[str]:
+    """The webhook of each delivery queued again, in the order they were written."""
+    async with ctx.db.read() as conn:
+        rows = await conn.execute(
+            sa.select(deliveries.c.webhook_id)
+            .where(deliveries.c.status == "pending")
+            .order_by(deliveries.c.created_at)
+        )
+        return list(rows.scalars())
+
+
+async def test_runners_take_the_sites_in_turn_not_the_oldest_job_first(
+    ctx: AppContext, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    """A site with many webhooks' recoveries asked first made every other site's wait for all
+    of them: now the site served longest ago goes next."""
+    busy = [(await make_webhook(ctx, site, f"{URL}/{n}", name=f"busy {n}"))[0] for n in range(3)]
+    (quiet, _) = await make_webhook(ctx, other_site, URL, name="quiet")
+    await _failed_everywhere(ctx, {site.site_id: 1, other_site.site_id: 1})
+    ctx.clock = TickingClock(datetime.now(UTC))
+    since = datetime.now(UTC) - timedelta(days=1)
+    for hook in busy:
+        await recovery.start_recovery(ctx, admin_of(site), hook, since=since)
+    await recovery.start_recovery(ctx, admin_of(other_site), quiet, since=since)
+
+    assert await RecoveryRunner(ctx).run_once() == 4
+    assert await _resent_in_order(ctx) == [busy[0], quiet, busy[1], busy[2]]
+
+
+async def test_a_long_recovery_lets_another_sites_go_between_its_turns(
+    ctx: AppContext, site: SiteUsers, other_site: SiteUsers
+) -> None:
+    """A runner kept a job until it was done, so one recovery of a million failures held
+    another site's small one back until the end: now each job has a turn of batches."""
+    (long, _) = await make_webhook(ctx, site, URL, name="long")
+    (short, _) = await make_webhook(ctx, other_site, URL, name="short")
+    await _failed_everywhere(ctx, {site.site_id: 5, other_site.site_id: 2})
+    ctx.clock = TickingClock(datetime.now(UTC))
+    since = datetime.now(UTC) - timedelta(days=1)
+    await recovery.start_recovery(ctx, admin_of(site), long, since=since)
+    await recovery.start_recovery(ctx, admin_of(other_site), short, since=since)
+
+    # One failed delivery a batch, two batches a turn; the short job's last turn finds that
+    # nothing is left (its third batch, empty), as does the long one's.
+    assert await RecoveryRunner(ctx, batch=1, turn=2).run_once() == 2
+    assert await _resent_in_order(ctx) == [long, long, short, short, long, long, long]
+    async with ctx.db.read() as conn:
+        jobs = (await conn.execute(sa.select(recovery_jobs))).all()
+    assert {(job.status, job.done, job.redelivered) for job in jobs} == {
+        ("succeeded", 5, 5),
+        ("succeeded", 2, 2),
+    }

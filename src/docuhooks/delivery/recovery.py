@@ -21,8 +21,14 @@ requests racing in one process or many make one job.
 Any process may run any job: one claims it with a lease (on PostgreSQL with `FOR UPDATE SKIP
 LOCKED`), renews the lease with every batch and loses the job if it stops renewing (a killed
 process's job is taken over where its last batch left it, since the place is committed with
-the batch). The `webhook.recovered` audit entry is written when the job finishes, in its
-last batch's transaction, in the name of who asked, with the count queued.
+the batch). A runner works on a job for a turn of `TURN_BATCHES` batches, then lets it go
+and claims again. Claims take the sites in turn, not the oldest job first: the job of the
+site served longest ago (by its jobs' `claimed_at`), a site's own jobs likewise among
+themselves. So a site with a hundred webhooks' recoveries, or one recovery of a million
+failures, has one turn in a round, as a site with one small recovery has, and no site's
+recoveries wait for another's to finish. The `webhook.recovered` audit entry is written when
+the job finishes, in its last batch's transaction, in the name of who asked, with the count
+queued.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from docuhooks.webhooks import service as webhook_service
 
 __all__ = [
     "BATCH",
+    "TURN_BATCHES",
     "RecoveryInProgress",
     "RecoveryRunner",
     "get_recovery",
@@ -73,6 +80,8 @@ COUNT_BATCH = 2000
 #: A fixed 200 held the loop from 10 to 54 ms on the same 2-core test machine under a drain
 #: (tests/delivery/test_loop_lag.py bounds it at 50 ms).
 BATCH_SECONDS = 0.010
+#: Batches a runner gives one job before it lets it go and claims again (the sites in turn).
+TURN_BATCHES = 20
 #: How long a claim holds a job without a batch renewing it.
 LEASE_SECONDS = 60.0
 #: How often an idle runner looks for jobs another process made (its own wake it at once).
@@ -236,17 +245,26 @@ class _Claimed:
 class RecoveryRunner:
     """Claims recovery jobs and works through them a batch at a time (see the module)."""
 
-    def __init__(self, ctx: DeliveryContext, *, owner: str | None = None, batch: int | None = None):
+    def __init__(
+        self,
+        ctx: DeliveryContext,
+        *,
+        owner: str | None = None,
+        batch: int | None = None,
+        turn: int = TURN_BATCHES,
+    ):
         """`batch` fixes the batch size; without it batches are paced on SQLite (see
-        `BATCH_SECONDS`) and `BATCH` on PostgreSQL."""
+        `BATCH_SECONDS`) and `BATCH` on PostgreSQL. `turn` is the batches of a job's turn."""
         self.ctx = ctx
         self.db: Database = ctx.db
         self.owner = owner or f"recovery-{uuid7()}"
         self.batches = _pacer(self.db, batch, BATCH)
         self.counts = _pacer(self.db, None, COUNT_BATCH)
+        self.turn = turn
 
     async def run_once(self) -> int:
-        """Run every job that can be claimed now to its end; how many were finished."""
+        """Run every job that can be claimed now to its end, a turn at a time with the sites
+        in turn; how many were finished."""
         finished = 0
         while (job := await self._claim()) is not None:
             if await self._run(job):
@@ -254,23 +272,12 @@ class RecoveryRunner:
         return finished
 
     async def _claim(self) -> _Claimed | None:
+        """Lease the claimable job of the site served longest ago (see the module)."""
         now = self.ctx.now()
-        claimable = sa.and_(
-            recovery_jobs.c.status.in_([QUEUED, RUNNING]),
-            sa.or_(
-                recovery_jobs.c.lease_expires_at.is_(None),
-                recovery_jobs.c.lease_expires_at < now,
-            ),
-        )
         async with self.db.transaction() as conn:
-            query = (
-                sa.select(recovery_jobs)
-                .where(claimable)
-                .order_by(recovery_jobs.c.created_at, recovery_jobs.c.id)
-                .limit(1)
-            )
+            query = next_job(now)
             if not self.db.is_sqlite:
-                query = query.with_for_update(skip_locked=True)
+                query = query.with_for_update(skip_locked=True, of=recovery_jobs)
             row = (await conn.execute(query)).first()
             if row is None:
                 return None
@@ -281,6 +288,7 @@ class RecoveryRunner:
                     status=RUNNING,
                     lease_owner=self.owner,
                     lease_expires_at=now + timedelta(seconds=LEASE_SECONDS),
+                    claimed_at=now,
                     updated_at=now,
                 )
             )
@@ -298,13 +306,15 @@ class RecoveryRunner:
         )
 
     async def _run(self, job: _Claimed) -> bool:
-        """Count the window (once), then one batch per transaction until it is done; False
-        if the lease was lost to another process on the way."""
+        """A turn of the job: count the window (once), then one batch per transaction, up to
+        `turn` batches. True if the job is done; False if the turn ended first (the job is
+        let go, to be claimed again in its site's turn) or the lease was lost to another
+        process on the way."""
         try:
             if job.total is None and not await self._count(job):
                 return False
             cursor = job.cursor
-            while True:
+            for _ in range(self.turn):
                 step = await self._batch(job, cursor)
                 if step is None:
                     return False
@@ -312,6 +322,8 @@ class RecoveryRunner:
                 if finished:
                     return True
                 await asyncio.sleep(0)  # between batches, whatever else waits goes first
+            await self._let_go(job)
+            return False
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -366,6 +378,20 @@ class RecoveryRunner:
             await asyncio.sleep(0)
         async with self.db.transaction() as conn:
             return await self._renew(conn, job, total=total)
+
+    async def _let_go(self, job: _Claimed) -> None:
+        """End this runner's turn of the job: its place is committed with each batch, and
+        without a lease it is claimable again at once, by any runner."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                recovery_jobs.update()
+                .where(
+                    recovery_jobs.c.id == job.id,
+                    recovery_jobs.c.lease_owner == self.owner,
+                    recovery_jobs.c.status == RUNNING,
+                )
+                .values(lease_owner=None, lease_expires_at=None, updated_at=self.ctx.now())
+            )
 
     async def _renew(self, conn: AsyncConnection, job: _Claimed, **values: Any) -> bool:
         """Extend this runner's lease and record `values`; False if another process has the
@@ -490,6 +516,40 @@ class RecoveryRunner:
                 await self._renew(
                     conn, job, status=FAILED, error=error[:1000], finished_at=self.ctx.now()
                 )
+
+
+def next_job(now: datetime) -> sa.Select[Any]:
+    """The job a claim at `now` takes: of those queued, or running without a live lease, the
+    one of the site served longest ago, then its own longest unserved, then the oldest."""
+    claimable = sa.and_(
+        recovery_jobs.c.status.in_([QUEUED, RUNNING]),
+        sa.or_(
+            recovery_jobs.c.lease_expires_at.is_(None),
+            recovery_jobs.c.lease_expires_at < now,
+        ),
+    )
+    # When the site last had a turn: its jobs' latest claim, finished jobs' included, or
+    # null. Read as the first entry of `ix_recovery_jobs_site_claimed` from the end, not as
+    # `max()`, which SQLite would count over all of the site's jobs ever made.
+    served = recovery_jobs.alias("served")
+    site_served = (
+        sa.select(served.c.claimed_at)
+        .where(served.c.site_id == recovery_jobs.c.site_id, served.c.claimed_at.is_not(None))
+        .order_by(served.c.claimed_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return (
+        sa.select(recovery_jobs)
+        .where(claimable)
+        .order_by(
+            site_served.nulls_first(),
+            recovery_jobs.c.claimed_at.nulls_first(),
+            recovery_jobs.c.created_at,
+            recovery_jobs.c.id,
+        )
+        .limit(1)
+    )
 
 
 def _pacer(db: Database, fixed: int | None, default: int) -> Pacer:

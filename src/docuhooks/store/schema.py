@@ -426,6 +426,9 @@ recovery_jobs = sa.Table(
     sa.Column("cursor_id", sa.String(36), nullable=True),
     sa.Column("lease_owner", sa.String(64), nullable=True),
     _ts("lease_expires_at", nullable=True),
+    #: When a runner last took the job for a turn: the runners take the sites in turn, the
+    #: one whose jobs were served longest ago first (`delivery.recovery`).
+    _ts("claimed_at", nullable=True),
     sa.Column("error", sa.String(1000), nullable=True),
     sa.Column("created_by_id", sa.String(36), nullable=True),
     sa.Column("created_by_login", sa.String(255), nullable=False),
@@ -434,6 +437,7 @@ recovery_jobs = sa.Table(
     _ts("finished_at", nullable=True),
     sa.Index("ix_recovery_jobs_webhook_created", "webhook_id", "created_at"),
     sa.Index("ix_recovery_jobs_status", "status", "lease_expires_at"),
+    sa.Index("ix_recovery_jobs_site_claimed", "site_id", "claimed_at"),
 )
 
 #: The calls in flight: one row per leased delivery, written with its lease and removed when

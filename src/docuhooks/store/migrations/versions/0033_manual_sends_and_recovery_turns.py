@@ -1,9 +1,14 @@
-"""manual sends of every kind counted together
+"""manual sends of every kind counted together; recovery jobs remember their last turn
 
 A site's redeliveries are limited as its test sends are (`delivery.manual_sends`): the
 table that counted test sends becomes `manual_sends`, each row of a `kind` (`test`,
 `redelivery`), and the test sends of the last minute are carried over so no site gets a
 fresh minute from the upgrade.
+
+Recovery runners take the sites in turn instead of the oldest job of any site first
+(`delivery.recovery`): a job records when a runner last took it (`claimed_at`), and a
+site's most recent such time, read through `ix_recovery_jobs_site_claimed`, says how long
+ago it was served.
 
 Revision ID: 0033
 Revises: 0031
@@ -52,8 +57,16 @@ def upgrade() -> None:
     op.drop_index("ix_test_sends_site_sent", table_name="test_sends")
     op.drop_table("test_sends")
 
+    with op.batch_alter_table("recovery_jobs") as batch:
+        batch.add_column(_ts("claimed_at", nullable=True))
+    op.create_index("ix_recovery_jobs_site_claimed", "recovery_jobs", ["site_id", "claimed_at"])
+
 
 def downgrade() -> None:
+    op.drop_index("ix_recovery_jobs_site_claimed", table_name="recovery_jobs")
+    with op.batch_alter_table("recovery_jobs") as batch:
+        batch.drop_column("claimed_at")
+
     op.create_table(
         "test_sends",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
