@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,5 +110,7 @@ class TooManyRequests(DocuhooksError):
     code = "too_many_requests"
 
     def __init__(self, message: str, *, retry_after: float) -> None:
+        """`retry_after` is the wait in seconds; the `Retry-After` header gives it rounded up
+        (at least 1), so a client that waits what it says is not refused again."""
         super().__init__(message)
-        self.retry_after = max(1, int(retry_after + 0.999))
+        self.retry_after = max(1, math.ceil(retry_after))

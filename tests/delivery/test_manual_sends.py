@@ -276,6 +276,24 @@ async def test_redeliveries_past_the_limit_a_429_until_the_oldest_leaves_the_min
     assert await queued(ctx, orders) == 7
 
 
+async def test_retry_after_is_the_wait_rounded_up_and_waiting_it_is_enough(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """A wait of 50.0005 s was a `Retry-After` of 50 while the message said 51: a client
+    that waited what the header said was refused again."""
+    clock = ctx.clock = MovedClock(T0 + timedelta(microseconds=500))
+    redeliveries_per_minute(ctx, 1)
+    orders = await hook(client, site)
+    failed = await real_delivery(ctx, site, "w1")
+    assert (await redeliver(client, site, failed)).status_code == 202
+    clock.at = T0 + timedelta(seconds=10)
+    refused = await redeliver(client, site, failed)
+    redeliveries_limited(refused, 51)
+    clock.at += timedelta(seconds=int(refused.headers["Retry-After"]))
+    assert (await redeliver(client, site, failed)).status_code == 202
+    assert await queued(ctx, orders) == 3
+
+
 async def test_a_pending_delivery_made_due_takes_a_turn_and_a_refused_redelivery_none(
     ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
 ) -> None:
