@@ -156,17 +156,7 @@ async def _none_in_progress(conn: AsyncConnection, hook: sa.Row[Any]) -> None:
     """Raise `RecoveryInProgress` if the webhook has a recovery queued or running: one is
     enough, as it re-sends every failure of its window; more would only take the runners'
     turns from other sites' recoveries."""
-    busy = (
-        await conn.execute(
-            sa.select(recovery_jobs)
-            .where(
-                recovery_jobs.c.webhook_id == hook.id,
-                recovery_jobs.c.status.in_([QUEUED, RUNNING]),
-            )
-            .order_by(recovery_jobs.c.created_at, recovery_jobs.c.id)
-            .limit(1)
-        )
-    ).first()
+    busy = (await conn.execute(in_progress(hook.id))).first()
     if busy is None:
         return
     job = to_api(busy)
@@ -175,6 +165,22 @@ async def _none_in_progress(conn: AsyncConnection, hook: sa.Row[Any]) -> None:
         f"asked by {busy.created_by_login} at {busy.created_at.isoformat()}); follow it at "
         f"{job['link']}, and ask for another once it has finished",
         job=job,
+    )
+
+
+def in_progress(webhook_id: str) -> sa.Select[Any]:
+    """The webhook's recovery queued or running, if any (one at most, but for jobs made
+    before there was a check). Read through `ix_recovery_jobs_webhook_status`, without an
+    order that would make SQLite read the webhook's jobs by age instead: finished jobs are
+    kept, one for every recovery the webhook ever had, and a site may ask for them as fast
+    as they finish."""
+    return (
+        sa.select(recovery_jobs)
+        .where(
+            recovery_jobs.c.webhook_id == webhook_id,
+            recovery_jobs.c.status.in_([QUEUED, RUNNING]),
+        )
+        .limit(1)
     )
 
 

@@ -438,6 +438,8 @@ recovery_jobs = sa.Table(
     sa.Index("ix_recovery_jobs_webhook_created", "webhook_id", "created_at"),
     sa.Index("ix_recovery_jobs_status", "status", "lease_expires_at"),
     sa.Index("ix_recovery_jobs_site_claimed", "site_id", "claimed_at"),
+    #: A webhook's recovery in progress, found among every one it ever had.
+    sa.Index("ix_recovery_jobs_webhook_status", "webhook_id", "status"),
 )
 
 #: The calls in flight: one row per leased delivery, written with its lease and removed when

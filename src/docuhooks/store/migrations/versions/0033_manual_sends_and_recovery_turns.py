@@ -8,7 +8,8 @@ fresh minute from the upgrade.
 Recovery runners take the sites in turn instead of the oldest job of any site first
 (`delivery.recovery`): a job records when a runner last took it (`claimed_at`), and a
 site's most recent such time, read through `ix_recovery_jobs_site_claimed`, says how long
-ago it was served.
+ago it was served. A webhook has one recovery queued or running at a time, found through
+`ix_recovery_jobs_webhook_status` among all it ever had.
 
 Revision ID: 0033
 Revises: 0031
@@ -60,9 +61,11 @@ def upgrade() -> None:
     with op.batch_alter_table("recovery_jobs") as batch:
         batch.add_column(_ts("claimed_at", nullable=True))
     op.create_index("ix_recovery_jobs_site_claimed", "recovery_jobs", ["site_id", "claimed_at"])
+    op.create_index("ix_recovery_jobs_webhook_status", "recovery_jobs", ["webhook_id", "status"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_recovery_jobs_webhook_status", table_name="recovery_jobs")
     op.drop_index("ix_recovery_jobs_site_claimed", table_name="recovery_jobs")
     with op.batch_alter_table("recovery_jobs") as batch:
         batch.drop_column("claimed_at")
