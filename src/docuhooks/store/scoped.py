@@ -71,7 +71,8 @@ _SITE_LOCK = Prepared(
 
 async def lock_site(conn: AsyncConnection, site_id: str) -> None:
     """Hold the site's lock until the transaction ends: writes that count what the site has
-    before adding to it (its storage quota, its most webhooks, its test sends) take it first,
+    before adding to it (its storage quota, its most webhooks, its test sends and
+    redeliveries of a minute, a webhook's one recovery in progress) take it first,
     so two of them never both count the same total and both add. Take it after the locks
     such a writer may hold while it waits for this one (its version's, its interview's),
     so that no two transactions wait for each other through it.
