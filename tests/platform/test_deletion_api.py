@@ -44,6 +44,7 @@ from docuhooks.store.schema import (
     interviews,
     post_processing_originals,
     work_item_versions,
+    work_items,
 )
 
 PDF = b"%PDF-1.7\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
@@ -727,3 +728,17 @@ async def test_the_openapi_document_describes_the_deletes(client: httpx.AsyncCli
         assert {"204", "403", "404", "409"} <= set(responses), (path, responses)
         assert conflicts in responses["409"]["description"], responses["409"]
         assert "storage quota" in responses["204"]["description"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_whether_a_template_is_in_use_is_read_from_its_index(ctx: AppContext) -> None:
+    """The count of the work items that use a template (a delete's first question) seeks
+    `ix_work_items_template` rather than reading every work item."""
+    query = sa.select(sa.func.count()).where(
+        work_items.c.site_id == "s", work_items.c.template_id == "t"
+    )
+    async with ctx.db.read() as conn:
+        compiled = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+        rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}")
+        plan = " ".join(str(tuple(row)[3]) for row in rows.all())
+    assert "ix_work_items_template (template_id=?)" in plan, plan

@@ -357,7 +357,7 @@ async def test_test_sends_of_the_last_minute_are_counted_on_as_manual_sends(db_u
         now = datetime(2026, 12, 9, tzinfo=UTC)
         try:
             async with db.engine.begin() as conn:
-                await conn.run_sync(_upgrade_to, "0031")
+                await conn.run_sync(_upgrade_to, "0032")
                 await conn.execute(
                     sites.insert().values(id="s1", name="s1", base_url="https://x", created_at=now)
                 )

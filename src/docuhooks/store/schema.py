@@ -591,6 +591,8 @@ work_items = sa.Table(
     _ts("created_at"),
     sa.Column("created_by", sa.String(36), nullable=True),
     sa.Index("ix_work_items_site_created", "site_id", "created_at"),
+    # Whether a template is in use (deleting it), the list by template, the delete's cascade.
+    sa.Index("ix_work_items_template", "template_id"),
 )
 
 work_item_versions = sa.Table(

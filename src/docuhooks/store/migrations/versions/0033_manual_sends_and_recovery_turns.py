@@ -12,7 +12,7 @@ ago it was served. A webhook has one recovery queued or running at a time, found
 `ix_recovery_jobs_webhook_status` among all it ever had.
 
 Revision ID: 0033
-Revises: 0031
+Revises: 0032
 Create Date: 2026-12-09 10:00:00.000000
 """
 
@@ -24,7 +24,7 @@ from alembic import op
 import docuhooks.store.schema
 
 revision: str = "0033"
-down_revision: str | None = "0031"
+down_revision: str | None = "0032"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
