@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -75,6 +77,20 @@ async def queued(ctx: AppContext, webhook_id: str) -> int:
         ).scalar_one()
 
 
+@asynccontextmanager
+async def another_process(ctx: AppContext) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of another API process on the same database: its own engine, pool, app and
+    settings, so that whatever it counts it counts in the database, not in memory."""
+    db = Database.from_url(ctx.settings.resolved_database_url)
+    other = AppContext(settings=ctx.settings, db=db, box=SecretBox(ctx.settings.secret_key))
+    transport = httpx.ASGITransport(app=create_app(other, migrate=False))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+    finally:
+        await db.dispose()
+
+
 async def test_past_the_limit_a_429_until_the_oldest_send_leaves_the_minute(
     ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, other_site: SiteUsers
 ) -> None:
@@ -126,19 +142,12 @@ async def test_every_process_counts_the_same_sends(
 ) -> None:
     per_minute(ctx, 2)
     orders = await hook(client, site)
-    # Another API process on the same database: its own engine, pool, app and settings.
-    db = Database.from_url(ctx.settings.resolved_database_url)
-    other = AppContext(settings=ctx.settings, db=db, box=SecretBox(ctx.settings.secret_key))
-    transport = httpx.ASGITransport(app=create_app(other, migrate=False))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as second:
-            assert (await send(client, site, orders)).status_code == 202
-            assert (await send(second, site, orders)).status_code == 202
-            for either in (client, second):
-                refused = await send(either, site, orders)
-                assert refused.status_code == 429, refused.text
-    finally:
-        await db.dispose()
+    async with another_process(ctx) as second:
+        assert (await send(client, site, orders)).status_code == 202
+        assert (await send(second, site, orders)).status_code == 202
+        for either in (client, second):
+            refused = await send(either, site, orders)
+            assert refused.status_code == 429, refused.text
     assert await queued(ctx, orders) == 2
 
 
@@ -344,19 +353,12 @@ async def test_every_process_counts_the_same_redeliveries(
     redeliveries_per_minute(ctx, 2)
     orders = await hook(client, site)
     failed = await real_delivery(ctx, site, "w1")
-    # Another API process on the same database: its own engine, pool, app and settings.
-    db = Database.from_url(ctx.settings.resolved_database_url)
-    other = AppContext(settings=ctx.settings, db=db, box=SecretBox(ctx.settings.secret_key))
-    transport = httpx.ASGITransport(app=create_app(other, migrate=False))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as second:
-            assert (await redeliver(client, site, failed)).status_code == 202
-            assert (await redeliver(second, site, failed)).status_code == 202
-            for either in (client, second):
-                refused = await redeliver(either, site, failed)
-                assert refused.status_code == 429, refused.text
-    finally:
-        await db.dispose()
+    async with another_process(ctx) as second:
+        assert (await redeliver(client, site, failed)).status_code == 202
+        assert (await redeliver(second, site, failed)).status_code == 202
+        for either in (client, second):
+            refused = await redeliver(either, site, failed)
+            assert refused.status_code == 429, refused.text
     assert await queued(ctx, orders) == 3
 
 
