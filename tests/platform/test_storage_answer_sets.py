@@ -342,3 +342,35 @@ async def test_an_answers_write_and_an_upload_to_its_version_do_not_wait_for_eac
     )
     assert written.status_code in (200, 201), written.text
     assert uploaded.status_code == 201, uploaded.text
+
+
+async def test_an_open_whose_webhooks_answers_do_not_fit_is_opened_without_them(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """Opening commits the interview (replacing the one open before) before its
+    InterviewLoadEvent webhooks are called: their answers past the quota cannot undo that.
+    The open is answered with the interview it made, without those answers, and a warning
+    naming the webhook and the quota; a 422 there said nothing was opened, while the
+    interview the caller was in had been replaced by one it was not told of."""
+    item = await work_item(client, site.auth())
+    first = await opened(client, site, item)
+    assert (await answer(client, site, first, "Jane")).status_code == 200
+    try:
+        async with serve() as receiver:
+            hook = await hook_over_api(client, site, f"{receiver.base}/load")
+            receiver.route("/load", hook.verifier(), answer_json({"Client Name": VALUE}))
+            await room_for(ctx, site, BIG)  # for the new interview's copy, not the answers
+            response = await open_interview(client, site, item)
+    finally:
+        await ctx.close_transports()
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert [(w["source"], w["code"], w["webhookId"]) for w in body["warnings"]] == [
+        ("webhook", "storage_quota_exceeded", hook.id)
+    ]
+    assert QUOTA_BYTES in body["warnings"][0]["message"]
+    interview = f"{API}/interviews/{body['id']}"
+    assert (await client.get(interview, headers=site.auth("User"))).json()["status"] == "open"
+    assert await client_name(client, site, interview) == "Jane"
+    assert (await client.get(first, headers=site.auth("User"))).json()["status"] == "replaced"
+    assert (await kept(ctx, site)).bytes <= ctx.settings.site_storage_quota_bytes

@@ -10,11 +10,12 @@ from docuhooks.interview_hooks.engine import (
 )
 from docuhooks.interview_hooks.log import foreground_transaction, start_log_writer
 from docuhooks.interview_hooks.replies import MAX_REPLY_BYTES
-from docuhooks.interview_hooks.warnings import answer_warning, webhook_warning
+from docuhooks.interview_hooks.warnings import Problem, answer_warning, webhook_warning
 
 __all__ = [
     "MAX_REPLY_BYTES",
     "HookResult",
+    "Problem",
     "answer_warning",
     "count_interview_event_hooks",
     "foreground_transaction",

@@ -25,8 +25,9 @@ class Problem:
 
     `code` is an attempt-log error class (`timeout`, `connect`, `dns`, `tls`, `blocked`,
     `http_status`, `invalid_response`), `invalid_answers` for a 200 whose body is not an
-    answer set, `answer_limit_exceeded` for one over an answer-set limit, or an answer
-    warning code (`unknown_variable`, `type_mismatch`,
+    answer set, `answer_limit_exceeded` for one over an answer-set limit,
+    `storage_quota_exceeded` for answers an interview just opened could not keep
+    (`platform.interviews`), or an answer warning code (`unknown_variable`, `type_mismatch`,
     `unknown_option`, `repeat_depth`) for one answer the template could not take.
     """
 

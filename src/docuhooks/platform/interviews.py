@@ -49,10 +49,12 @@ from docuhooks.errors import Conflict, NotFound
 from docuhooks.identity.models import Principal
 from docuhooks.interview_hooks import (
     HookResult,
+    Problem,
     answer_warning,
     foreground_transaction,
     match_interview_hooks,
     run_interview_hooks,
+    webhook_warning,
 )
 from docuhooks.platform import catalog, completion, storage, workitems
 from docuhooks.platform import documents as documents_service
@@ -359,7 +361,22 @@ async def open_interview(
         current_answers=current,
         matched=matched,
     )
-    return await _apply_hook_outcome(ctx, loaded, current, outcome, sources=sources)
+    try:
+        return await _apply_hook_outcome(ctx, loaded, current, outcome, sources=sources)
+    except storage.StorageQuotaExceeded as exc:
+        # The interview is open (and the one it replaced is not): a 422 would say nothing
+        # was. It is shown as opened, without the webhooks' answers, saying why.
+        body = to_api(row, version, template, [*outcome.warnings, *_not_kept(outcome, exc)])
+        if sources:
+            body["answerSources"] = {}
+        return body
+
+
+def _not_kept(outcome: HookResult, refused: storage.StorageQuotaExceeded) -> list[dict[str, Any]]:
+    """A warning for each webhook whose answers an open did not keep, past the quota."""
+    problem = Problem(refused.code, f"its answers were not saved: {refused.message.rstrip('.')}.")
+    hooks = {source["webhookId"]: source["webhookName"] for source in outcome.sources.values()}
+    return [webhook_warning(hook_id, name, problem) for hook_id, name in hooks.items()]
 
 
 async def fire_event(

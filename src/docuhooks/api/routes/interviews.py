@@ -80,7 +80,8 @@ async def open_interview(work_item_id: str, ctx: Ctx, who: StandaloneCaller) -> 
     """Open an interview: continues the version in progress or starts the next one, then
     runs the InterviewLoadEvent webhooks and overlays their answers. The interview keeps a
     copy of the answers, which counts towards the site's storage quota: past it, 422
-    `storage_quota_exceeded`, and nothing is opened."""
+    `storage_quota_exceeded`, and nothing is opened. Webhook answers that would pass it are
+    left out of the interview opened, with a `storage_quota_exceeded` warning."""
     opened = await interviews.open_interview(ctx, who, work_item_id)
     return FastJSONResponse(opened, status_code=201)  # a person waits on this one
 
