@@ -374,3 +374,28 @@ async def test_an_open_whose_webhooks_answers_do_not_fit_is_opened_without_them(
     assert await client_name(client, site, interview) == "Jane"
     assert (await client.get(first, headers=site.auth("User"))).json()["status"] == "replaced"
     assert (await kept(ctx, site)).bytes <= ctx.settings.site_storage_quota_bytes
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite's writers take turns
+async def test_postgres_an_open_counts_the_answers_a_save_just_wrote(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """A save of large answers waits for the site's lock; an open on the same version,
+    which has read the version while it was small, waits behind it. The open copies the
+    version's answers as they are when it writes, after the save: it counts that size,
+    not the one it read first (with which a site passed its quota by an answer set per
+    open)."""
+    item = await work_item(client, site.auth())
+    first = await opened(client, site, item)
+    assert (await answer(client, site, first, "Jane")).status_code == 200
+    await room_for(ctx, site, 2 * BIG + BIG // 2)  # for the save's two copies, not a third
+    saved, reopened = await racing_at_the_site_lock(
+        ctx,
+        site.site_id,
+        lambda: answer(client, site, first, VALUE),
+        lambda: open_interview(client, site, item),
+        in_turn=True,
+    )
+    assert saved.status_code == 200, saved.text
+    refused_by(reopened, QUOTA_BYTES)
+    assert (await kept(ctx, site)).bytes <= ctx.settings.site_storage_quota_bytes

@@ -218,7 +218,7 @@ _OPENING = Prepared(
     sa.select(
         *(column.label(_ITEM + column.name) for column in work_items.c),
         *(column.label(_TEMPLATE + column.name) for column in _TEMPLATE_COLUMNS),
-        *(column.label(_VERSION + column.name) for column in work_item_versions.c),
+        *(column.label(_VERSION + column.name) for column in workitems.SUMMARY_COLUMNS),
     )
     .select_from(
         work_items.outerjoin(
@@ -243,11 +243,13 @@ _OPENING = Prepared(
     .limit(1)
     .with_for_update(of=work_items)
 )
-# The new interview's foreign key holds its version (`FOR KEY SHARE`): taken before the
-# site's lock, or a document upload holding the version while it waits for that lock, and
-# the open holding the lock while it waits for the version, would wait for each other.
+# The version's answers, which the new interview copies, read with the version held
+# (`FOR NO KEY UPDATE`) so that they are what is counted and copied: a save waiting for the
+# site's lock while the open read the version (`_OPENING`, which does not read them) may
+# have written others since. Held before the site's lock, as a document upload holds the
+# version while it waits for that lock: taken after it, each would wait for the other.
 _HOLD_VERSION = Prepared(
-    sa.select(work_item_versions.c.id)
+    sa.select(work_item_versions.c.answers, work_item_versions.c.answers_size)
     .where(work_item_versions.c.id == sa.bindparam("version_id"))
     .with_for_update(key_share=True)
 )
@@ -297,7 +299,7 @@ async def _opening(
     template = _part(found, _TEMPLATE, _TEMPLATE_COLUMNS)
     if getattr(found, _VERSION + "id") is None:
         return item, template, None
-    return item, template, _part(found, _VERSION, work_item_versions.c)
+    return item, template, _part(found, _VERSION, workitems.SUMMARY_COLUMNS)
 
 
 async def open_interview(
@@ -316,12 +318,12 @@ async def open_interview(
             conn, {"replaced_version_id": version.id, "replaced_at": moment}
         )
         # The interview keeps a copy of the answers (and the one it replaces keeps its own).
-        await _HOLD_VERSION.execute(conn, {"version_id": version.id})
+        held = await _HOLD_VERSION.one(conn, {"version_id": version.id})
         await storage.admit(
             conn,
             quota,
             principal.site_id,
-            more_bytes=version.answers_size,
+            more_bytes=held.answers_size,
             what=f"the copy of version {version.version_number}'s answers a new interview keeps",
         )
         row = SimpleNamespace(
@@ -329,7 +331,7 @@ async def open_interview(
             site_id=principal.site_id,
             work_item_id=item.id,
             version_id=version.id,
-            answers=version.answers,
+            answers=held.answers,
             status=OPEN,
             created_at=moment,
             created_by=principal.user_id,
@@ -349,7 +351,7 @@ async def open_interview(
     loaded = _Loaded(row, version, item, template)
     if not matched.webhooks:
         return to_api(row, version, template)
-    current = await _stored_answers(ctx, principal.site_id, version.answers)
+    current = await _stored_answers(ctx, principal.site_id, held.answers)
     outcome = await run_interview_hooks(
         ctx,
         principal=principal,
