@@ -22,6 +22,12 @@ from tests.interview_hooks.hooks_support import (
     serve,
     work_item_over_api,
 )
+from tests.platform.post_processing_support import (
+    finish,
+    post_processing_webhook,
+    running_receiver,
+    work_item,
+)
 from tests.support import SiteUsers, statements_run
 
 from docuhooks.answers import validate
@@ -139,3 +145,22 @@ async def test_interview_steps_read_the_variables_only_for_their_webhooks(
         assert used == [0, 1]
         assert fired.json()["warnings"] == [], fired.json()
     assert [path for path, _ in receiver.seen] == ["/load", "/event"]
+
+
+async def test_a_post_processed_finish_reads_the_document_once(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finish whose version is post-processed completes when the receiver replies: that
+    completion names the template in its event, and reads nothing else of it (it read the
+    whole row, document and decoded variables, in its write transaction)."""
+    item = await work_item(client, site.auth())
+    try:
+        async with running_receiver() as receiver:
+            await post_processing_webhook(client, site, receiver, template_ids=[item["templateId"]])
+            forget_variables(monkeypatch)
+            finished, *used = await reads(ctx, lambda: finish(client, site, item))
+    finally:
+        await ctx.close_transports()
+    assert used == [1, 1]
+    assert finished.json()["status"] == "Completed", finished.json()
+    assert finished.json()["postProcessing"]["status"] == "completed"

@@ -217,11 +217,16 @@ async def give_up(
     )
 
 
+#: What the completion event names of the template: not its document or its variables, which
+#: the whole row would read (and decode) in the transaction that completes the version.
+_NAMED: tuple[sa.Column[Any], ...] = (templates.c.id, templates.c.name)
+
+
 async def complete(
     conn: AsyncConnection, version: Any, item: Any, record: dict[str, Any], now: datetime
 ) -> None:
     template = (
-        await conn.execute(sa.select(templates).where(templates.c.id == item.template_id))
+        await conn.execute(sa.select(*_NAMED).where(templates.c.id == item.template_id))
     ).one()
     actor = records.finished_by(record, item.site_id)
     assert actor is not None, "begin records who finished the interview"
