@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -22,6 +23,7 @@ from tests.interview_hooks.hooks_support import (
     serve,
     work_item_over_api,
 )
+from tests.platform.platform_client import upload_template
 from tests.platform.post_processing_support import (
     finish,
     post_processing_webhook,
@@ -32,6 +34,8 @@ from tests.support import SiteUsers, statements_run
 
 from docuhooks.answers import validate
 from docuhooks.context import AppContext
+from docuhooks.errors import NotFound
+from docuhooks.platform import catalog
 
 #: A statement reading the template's document (its size, `length(...)`, is not a read).
 _DOCUMENT = re.compile(r"(?<!length\()templates\.content\b")
@@ -164,3 +168,23 @@ async def test_a_post_processed_finish_reads_the_document_once(
     assert used == [1, 1]
     assert finished.json()["status"] == "Completed", finished.json()
     assert finished.json()["postProcessing"]["status"] == "completed"
+
+
+async def test_a_template_deleted_between_its_reads_does_not_exist(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operation reads the template (`get_document`, `get_summary`), then its variables
+    in another statement: a template with no work items may be deleted in between (a
+    quick document). Its variables are then a 404 like the template, not the text "None"
+    read as JSON (a 500)."""
+    uploaded = await upload_template(client, site.auth())
+    assert uploaded.status_code == 201, uploaded.text
+    template = SimpleNamespace(
+        id=uploaded.json()["id"], sha256=uploaded.json()["sha256"], site_id=site.site_id
+    )
+    deleted = await client.delete(f"/api/v1/templates/{template.id}", headers=site.auth())
+    assert deleted.status_code == 204, deleted.text
+    forget_variables(monkeypatch)
+    async with ctx.db.read() as conn:
+        with pytest.raises(NotFound, match=template.id):
+            await catalog.stored_variables(conn, template)

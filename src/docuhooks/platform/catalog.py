@@ -368,6 +368,9 @@ async def stored_variables(conn: AsyncConnection, row: Any) -> Mapping[str, Vari
     if found is not None:
         return found
     text = await conn.scalar(sa.select(_VARIABLES_TEXT).where(templates.c.id == row.id))
+    if text is None:
+        # Deleted since `row` was read (a template no work item uses may be).
+        raise NotFound(f"template {row.id} does not exist")
     return str(text)
 
 
