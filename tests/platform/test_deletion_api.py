@@ -55,6 +55,21 @@ async def kept(ctx: AppContext, site: SiteUsers) -> storage.Usage:
         return await storage.usage(conn, site.site_id)
 
 
+async def answers_of(ctx: AppContext, item_id: str) -> int:
+    """The bytes of the answer sets the work item's versions and interviews keep, which the
+    storage quota counts with its documents (and a delete frees with them)."""
+    total = 0
+    async with ctx.db.read() as conn:
+        for table in (work_item_versions, interviews):
+            summed = await conn.scalar(
+                sa.select(sa.func.coalesce(sa.func.sum(table.c.answers_size), 0)).where(
+                    table.c.work_item_id == item_id
+                )
+            )
+            total += int(summed or 0)
+    return total
+
+
 async def rows_of(ctx: AppContext, table: sa.Table, column: str, value: str) -> int:
     async with ctx.db.read() as conn:
         found = await conn.scalar(
@@ -242,6 +257,8 @@ async def test_a_work_item_goes_with_everything_it_holds_and_its_events_stay(
     # A work item beside it, untouched by the delete.
     beside, beside_version = await completed_item(client, site, await same_kind(client, site, item))
     before = await kept(ctx, site)
+    answers = await answers_of(ctx, item["id"])
+    assert answers > 0
     async with ctx.db.read() as conn:
         fired = await conn.scalar(sa.select(sa.func.count()).select_from(events))
 
@@ -250,7 +267,7 @@ async def test_a_work_item_goes_with_everything_it_holds_and_its_events_stay(
 
     letter = version["documents"][0]
     assert await kept(ctx, site) == storage.Usage(
-        before.bytes - letter["size"] - len(PDF), before.files - 2
+        before.bytes - letter["size"] - len(PDF) - answers, before.files - 2
     )
     for path in (
         f"{API}/workitems/{item['id']}",
@@ -377,8 +394,11 @@ async def test_a_work_item_is_not_deleted_while_a_version_is_post_processed(
 
     done = await client.put(local(receiver.events[0].complete_url), headers=site.auth("User"))
     assert done.status_code == 200 and done.json()["status"] == "Completed", done.text
+    answers = await answers_of(ctx, item["id"])
     assert (await client.delete(path, headers=site.auth())).status_code == 204
-    assert await kept(ctx, site) == storage.Usage(before.bytes - letter.size, before.files - 1)
+    assert await kept(ctx, site) == storage.Usage(
+        before.bytes - letter.size - answers, before.files - 1
+    )
 
 
 async def test_a_reply_for_a_version_completed_and_deleted_meanwhile_is_logged_not_applied(
@@ -451,6 +471,7 @@ async def test_a_delete_while_the_document_is_assembled_wins_and_nothing_is_stor
     pool.during = lambda: client.delete(f"{API}/workitems/{item['id']}", headers=site.auth())
     ctx.render_pool_override = pool
     before = await kept(ctx, site)
+    answers = await answers_of(ctx, item["id"])
 
     finished = await client.post(
         f"{API}/interviews/{interview['id']}/finish", headers=site.auth("User")
@@ -460,7 +481,8 @@ async def test_a_delete_while_the_document_is_assembled_wins_and_nothing_is_stor
     message = finished.json()["error"]["message"]
     assert "deleted, with its work item, while its document was being assembled" in message
     assert "nothing was stored" in message
-    assert await kept(ctx, site) == before
+    # Its answers went with the work item; nothing the finish assembled was stored.
+    assert await kept(ctx, site) == storage.Usage(before.bytes - answers, before.files)
     assert await rows_of(ctx, work_item_versions, "work_item_id", item["id"]) == 0
 
 
@@ -502,13 +524,23 @@ async def test_a_site_at_its_quota_stores_again_once_it_deletes(
         definition={"name": "Another letter", "variables": [], "eventElements": []},
     )
     assert spare.status_code == 201, spare.text
+    # Another work item's interview, answered: its answers are stored, its document is not.
+    other = await same_kind(client, site, item)
+    answering = await open_interview(client, site, other)
+    answered = await client.put(
+        f"{API}/interviews/{answering['id']}/answers",
+        json={"Client Name": "Jane Doe"},
+        headers=site.auth("User"),
+    )
+    assert answered.status_code == 200, answered.text
     # Full to the byte and to the file: nothing more fits, of either kind.
     used = await kept(ctx, site)
     ctx.settings = dataclasses.replace(
         ctx.settings, site_storage_quota_bytes=used.bytes, site_storage_quota_files=used.files
     )
-    other = await same_kind(client, site, item)
-    refused = await finish(client, site, other)
+    refused = await client.post(
+        f"{API}/interviews/{answering['id']}/finish", headers=site.auth("User")
+    )
     assert refused.status_code == 422 and "storage_quota_exceeded" in refused.text
     # The refusal says how the site makes room itself.
     assert "deleting work items or templates" in refused.json()["error"]["message"]
@@ -643,6 +675,7 @@ async def test_postgres_a_finish_in_flight_is_waited_for_by_a_delete(
     interview = await open_interview(client, site, item)
     who = await principal_of(ctx, site, "SiteAdministrator")
     before = await kept(ctx, site)
+    answers = await answers_of(ctx, item["id"])
     inside = asyncio.Event()
     go_on = asyncio.Event()
     begin = post_processing_driver.begin
@@ -675,7 +708,8 @@ async def test_postgres_a_finish_in_flight_is_waited_for_by_a_delete(
     assert finished.json()["status"] == "Completed"
     assert (deleted.versions, deleted.documents) == (1, 1)
     assert await rows_of(ctx, work_item_versions, "work_item_id", item["id"]) == 0
-    assert await kept(ctx, site) == before
+    # The document the finish stored went with the work item, and so did its answers.
+    assert await kept(ctx, site) == storage.Usage(before.bytes - answers, before.files)
 
 
 async def until_waiting_for_locks_or_done(ctx: AppContext, task: asyncio.Task[Any]) -> None:
