@@ -22,6 +22,7 @@ from tests.platform.test_storage import PDF, QUOTA_BYTES, kept, refused_by, room
 from tests.support import SiteUsers, racing_at_the_site_lock
 
 from docuhooks.context import AppContext
+from docuhooks.platform import interviews as interviews_service
 from docuhooks.platform import storage
 from docuhooks.store.schema import interviews, work_item_versions
 
@@ -99,7 +100,9 @@ async def test_answer_sets_are_counted_by_the_bytes_stored(
     sets = await answer_sets(ctx, site)
     assert sorted(table for table, _, _ in sets) == ["interviews"] * 3 + ["work_item_versions"] * 2
     assert [(size, stored) for _, size, stored in sets if size != stored] == []
-    assert len([stored for _, _, stored in sets if stored > BIG]) == 3  # v1, both copies
+    # Version 1 and its finished interview; the interview replaced on version 2 gave up its
+    # copy (it was version 2's answers, which the one replacing it continues).
+    assert len([stored for _, _, stored in sets if stored > BIG]) == 2
     # Answer sets are bytes, not files: the files are the template and the document.
     assert await kept(ctx, site) == storage.Usage(
         template.bytes + document["size"] + sum(size for _, size, _ in sets), 2
@@ -149,19 +152,20 @@ async def test_opening_past_the_quota_opens_nothing(
     item = await work_item(client, site.auth())
     first = await opened(client, site, item)
     assert (await answer(client, site, first, VALUE)).status_code == 200
-    await room_for(ctx, site, BIG - 1)
-    refused_by(await open_interview(client, site, item), QUOTA_BYTES)
+    # Continuing the version takes no more room: the interview replaced gives up its copy.
+    await room_for(ctx, site, len(interviews_service.NO_ANSWERS))
+    again = await opened(client, site, item)
     shown = (await client.get(first, headers=site.auth("User"))).json()
-    assert shown["status"] == "open"  # not replaced by an interview that was not opened
-    assert len(await answer_sets(ctx, site)) == 2
+    assert shown["status"] == "replaced"
+    assert len(await answer_sets(ctx, site)) == 3
 
     await room_for(ctx, site, 1024 * 1024)
-    assert (await client.post(f"{first}/finish", headers=site.auth("User"))).status_code == 200
+    assert (await client.post(f"{again}/finish", headers=site.auth("User"))).status_code == 200
     await room_for(ctx, site, BIG + BIG // 2)  # for the new version's copy, not its interview's
     refused_by(await open_interview(client, site, item), QUOTA_BYTES)
     versions = await client.get(f"{API}/workitems/{item['id']}/versions", headers=site.auth())
     assert [v["versionNumber"] for v in versions.json()["items"]] == [1]
-    assert len(await answer_sets(ctx, site)) == 2
+    assert len(await answer_sets(ctx, site)) == 3
 
 
 async def test_a_webhooks_answers_past_the_quota_are_refused(
@@ -382,9 +386,10 @@ async def test_postgres_an_open_counts_the_answers_a_save_just_wrote(
 ) -> None:
     """A save of large answers waits for the site's lock; an open on the same version,
     which has read the version while it was small, waits behind it. The open copies the
-    version's answers as they are when it writes, after the save: it counts that size,
+    version's answers as they are when it writes, after the save, and counts that size,
     not the one it read first (with which a site passed its quota by an answer set per
-    open)."""
+    open). The interview it replaces gives up its copy, so the open fits in the room the
+    save left."""
     item = await work_item(client, site.auth())
     first = await opened(client, site, item)
     assert (await answer(client, site, first, "Jane")).status_code == 200
@@ -397,5 +402,31 @@ async def test_postgres_an_open_counts_the_answers_a_save_just_wrote(
         in_turn=True,
     )
     assert saved.status_code == 200, saved.text
-    refused_by(reopened, QUOTA_BYTES)
+    assert reopened.status_code == 201, reopened.text
+    assert await client_name(client, site, f"{API}/interviews/{reopened.json()['id']}") == VALUE
     assert (await kept(ctx, site)).bytes <= ctx.settings.site_storage_quota_bytes
+
+
+async def test_continuing_an_interview_again_and_again_keeps_one_copy_of_its_answers(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """Each open on a version in progress replaces the interview open before ("Continue
+    interview" in the web UI is one). A replaced interview kept its copy of the answers, so
+    continuing a large interview day after day filled the site's quota with copies only a
+    delete of the whole work item freed; it keeps none now, and can still be read."""
+    item = await work_item(client, site.auth())
+    first = await opened(client, site, item)
+    assert (await answer(client, site, first, VALUE)).status_code == 200
+    once = await kept(ctx, site)
+    for _ in range(5):
+        await opened(client, site, item)
+    # Each replaced interview keeps an empty answer set: a few bytes, not a copy.
+    emptied = 5 * len(interviews_service.NO_ANSWERS)
+    assert await kept(ctx, site) == storage.Usage(once.bytes + emptied, once.files)
+    read = await client.get(first, headers=site.auth("User"))
+    assert read.status_code == 200
+    assert read.json()["status"] == "replaced" and read.json()["answers"] == {"answers": []}
+    latest = await opened(client, site, item)
+    assert await client_name(client, site, latest) == VALUE
+    sets = await answer_sets(ctx, site)
+    assert [(size, stored) for _, size, stored in sets if size != stored] == []

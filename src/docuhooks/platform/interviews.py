@@ -253,13 +253,23 @@ _HOLD_VERSION = Prepared(
     .where(work_item_versions.c.id == sa.bindparam("version_id"))
     .with_for_update(key_share=True)
 )
+#: What a replaced interview keeps of its answers: none. Every save wrote them to its version
+#: too, where the interview that replaces it continues them; a copy kept on each replaced
+#: interview would count towards the site's storage quota for as long as the work item
+#: lives (a person continuing a large interview day after day would fill it).
+NO_ANSWERS = b'{"answers":[]}'
 _REPLACE_OPEN = Prepared(
     interviews.update()
     .where(
         interviews.c.version_id == sa.bindparam("replaced_version_id"),
         interviews.c.status == OPEN,
     )
-    .values(status=REPLACED, finished_at=sa.bindparam("replaced_at"))
+    .values(
+        status=REPLACED,
+        finished_at=sa.bindparam("replaced_at"),
+        answers=sa.bindparam("no_answers", type_=interviews.c.answers.type),
+        answers_size=len(NO_ANSWERS),
+    )
 )
 # The new interview starts from its version's answers, copied by the database with their
 # size: a large interview's answers are not encoded to JSON again to write what is there.
@@ -315,9 +325,14 @@ async def open_interview(
         if version is None:
             version = await workitems.start_version(conn, principal, item, now=moment, quota=quota)
         await _REPLACE_OPEN.execute(
-            conn, {"replaced_version_id": version.id, "replaced_at": moment}
+            conn,
+            {
+                "replaced_version_id": version.id,
+                "replaced_at": moment,
+                "no_answers": orjson.Fragment(NO_ANSWERS),
+            },
         )
-        # The interview keeps a copy of the answers (and the one it replaces keeps its own).
+        # The interview keeps a copy of the answers (the one it replaces gives up its own).
         held = await _HOLD_VERSION.one(conn, {"version_id": version.id})
         await storage.admit(
             conn,
