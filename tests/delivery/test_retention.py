@@ -259,8 +259,12 @@ async def test_pruning_beside_a_worker_and_redeliveries_loses_nothing(
             )
         )
         assert orphans.all() == []
-    # The old deliveries not redelivered went; the copies' events stay while they do.
-    assert await prune(ctx) == pruning.Pruned(attempts=0, deliveries=0, events=0)
+    # The old deliveries not redelivered went. On PostgreSQL the pruner skips a delivery a
+    # redelivery holds locked as it copies it (it never waits), and the next round takes
+    # it: only those may be left, and they go then; the copies' events stay while they do.
+    held = await existing(ctx, deliveries, old)
+    assert held <= set(old[::4])
+    assert await prune(ctx) == pruning.Pruned(attempts=0, deliveries=len(held), events=0)
     assert len(await existing(ctx, deliveries, old)) == 0
 
 
