@@ -75,8 +75,9 @@ class Settings:
     retry_schedule: str = "0,10s,1m,5m,30m,2h,6h,12h,24h"
     attempt_retention_days: int = 30
     #: Finished (succeeded or failed) deliveries are pruned this many days after they
-    #: finished, with their attempts, and then events left without deliveries; 0 means
-    #: `attempt_retention_days`. Pending deliveries are kept, however old.
+    #: finished, with their attempts, and then events left without deliveries, and finished
+    #: recovery jobs as long after they finished; 0 means `attempt_retention_days`. Pending
+    #: deliveries and queued or running recoveries are kept, however old.
     delivery_retention_days: int = 0
     suspend_after_failures: int = 20
     suspend_after_hours: float = 24.0

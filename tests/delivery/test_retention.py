@@ -1,6 +1,7 @@
 """Retention of the delivery log on both stores: finished deliveries go with their attempts
 after `delivery_retention_days`, then the events left without deliveries; pending ones stay
-however old, and keep their events. The API answers for what is gone, and pruning beside a
+however old, and keep their events. Finished recovery jobs go as long after they finished;
+queued and running ones stay. The API answers for what is gone, and pruning beside a
 worker that is delivering, or an administrator redelivering, loses nothing."""
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from docuhooks.core.clock import FakeClock
 from docuhooks.core.retry import RetrySchedule
 from docuhooks.core.signing import OutboundRequest
 from docuhooks.delivery import log as delivery_log
-from docuhooks.delivery import pruning
+from docuhooks.delivery import pruning, recovery
 from docuhooks.delivery.transport import MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
 from docuhooks.errors import NotFound
 from docuhooks.settings import Settings, SettingsError
-from docuhooks.store.schema import deliveries, events
+from docuhooks.store.schema import deliveries, events, recovery_jobs
 
 API = "/api/v1"
 OK_URL = "https://ok.example/hook"
@@ -142,7 +143,7 @@ async def test_finished_deliveries_and_their_events_go_pending_ones_stay(
     assert await existing(ctx, events, [c, d]) == {c, d}
 
     # A round with nothing past retention deletes nothing.
-    assert await prune(ctx) == pruning.Pruned(attempts=0, deliveries=0, events=0)
+    assert await prune(ctx) == pruning.Pruned(attempts=0, deliveries=0, events=0, recoveries=0)
 
 
 async def test_deliveries_are_kept_for_their_own_retention(
@@ -158,12 +159,12 @@ async def test_deliveries_are_kept_for_their_own_retention(
     await worker(ctx, clock, Receivers(), ONCE).run_once()
 
     clock.advance(timedelta(days=89))
-    assert await prune(ctx) == pruning.Pruned(attempts=1, deliveries=0, events=0)
+    assert await prune(ctx) == pruning.Pruned(attempts=1, deliveries=0, events=0, recoveries=0)
     assert await statuses(ctx, [sent]) == {sent: "succeeded"}
     assert await attempts_of(ctx, sent) == []
 
     clock.advance(timedelta(days=2))
-    assert await prune(ctx) == pruning.Pruned(attempts=0, deliveries=1, events=1)
+    assert await prune(ctx) == pruning.Pruned(attempts=0, deliveries=1, events=1, recoveries=0)
     assert await existing(ctx, events, [event.event_id]) == set()
 
 
@@ -264,7 +265,9 @@ async def test_pruning_beside_a_worker_and_redeliveries_loses_nothing(
     # it: only those may be left, and they go then; the copies' events stay while they do.
     held = await existing(ctx, deliveries, old)
     assert held <= set(old[::4])
-    assert await prune(ctx) == pruning.Pruned(attempts=0, deliveries=len(held), events=0)
+    assert await prune(ctx) == pruning.Pruned(
+        attempts=0, deliveries=len(held), events=0, recoveries=0
+    )
     assert len(await existing(ctx, deliveries, old)) == 0
 
 
@@ -343,7 +346,7 @@ async def test_the_background_pruner_prunes_deliveries_and_events_at_start(
         first = await asyncio.wait_for(rounds.get(), timeout=60)
     finally:
         await stop()
-    assert first == pruning.Pruned(attempts=1, deliveries=1, events=1)
+    assert first == pruning.Pruned(attempts=1, deliveries=1, events=1, recoveries=0)
     assert await existing(ctx, deliveries, [sent]) == set()
     assert await existing(ctx, events, [event.event_id]) == set()
 
@@ -390,9 +393,98 @@ async def test_interview_call_records_go_the_same_way(
     assert await statuses(ctx, [call]) == {call: "succeeded"}
 
     clock.advance(timedelta(days=29))
-    assert await prune(ctx) == pruning.Pruned(attempts=0, deliveries=0, events=0)
+    assert await prune(ctx) == pruning.Pruned(attempts=0, deliveries=0, events=0, recoveries=0)
     clock.advance(timedelta(days=2))
-    assert await prune(ctx) == pruning.Pruned(attempts=1, deliveries=1, events=1)
+    assert await prune(ctx) == pruning.Pruned(attempts=1, deliveries=1, events=1, recoveries=0)
     assert await existing(ctx, events, [event]) == set()
     gone = await client.get(f"{API}/deliveries/{call}", headers=site.auth())
     assert gone.status_code == 404 and "kept for 30 days" in gone.text
+
+
+# --- recovery jobs ----------------------------------------------------------------------------
+
+
+async def job_statuses(ctx: AppContext) -> dict[str, str]:
+    async with ctx.db.read() as conn:
+        rows = await conn.execute(sa.select(recovery_jobs.c.id, recovery_jobs.c.status))
+        return {row.id: row.status for row in rows}
+
+
+async def test_finished_recoveries_go_after_the_retention_queued_and_running_ones_stay(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, clock: FakeClock
+) -> None:
+    """Every recovery ever asked for stayed in `recovery_jobs`. A finished one (succeeded, or
+    failed) now goes as long after it finished as a finished delivery does, and its page is
+    a 404 saying so; a queued or running one stays however old, and is carried out after."""
+    admin = admin_of(site)
+    start = clock.now()
+    # Two failed deliveries for `down` to recover; the other webhooks have none.
+    down, _ = await make_webhook(ctx, site, DOWN_URL, name="down")
+    for n in range(2):
+        await queue_event(ctx, site.site_id, now=clock.now(), work_item_id=f"f{n}")
+    await worker(ctx, clock, Receivers(), ONCE).run_once()
+    hooks = {name: (await make_webhook(ctx, site, OK_URL, name=name))[0] for name in "abcd"}
+    clock.advance(timedelta(minutes=1))
+
+    async def recover(webhook_id: str) -> str:
+        job = await recovery.start_recovery(ctx, admin, webhook_id, since=start)
+        return str(job["id"])
+
+    # Day 0: one recovery succeeds, one fails (its webhook was deactivated meanwhile).
+    succeeded, failed = await recover(hooks["a"]), await recover(hooks["b"])
+    deactivated = await client.post(f"{API}/webhooks/{hooks['b']}/deactivate", headers=site.auth())
+    assert deactivated.status_code == 200, deactivated.text
+    assert await recovery.RecoveryRunner(ctx).run_once() == 2
+    # Day 10: another succeeds.
+    clock.advance(timedelta(days=10))
+    newer = await recover(hooks["c"])
+    assert await recovery.RecoveryRunner(ctx).run_once() == 1
+    # Day 11: one is left running after its first batch (its lease then runs out), and one
+    # is queued that no runner takes.
+    clock.advance(timedelta(days=1))
+    running = await recover(down)
+    runner = recovery.RecoveryRunner(ctx, batch=1)
+    claimed = await runner._claim()
+    assert claimed is not None and claimed.id == running and await runner._count(claimed)
+    step = await runner._batch(claimed, None)
+    assert step is not None and step[1] is False
+    queued = await recover(hooks["d"])
+    assert await job_statuses(ctx) == {
+        succeeded: "succeeded",
+        failed: "failed",
+        newer: "succeeded",
+        running: "running",
+        queued: "queued",
+    }
+
+    # Day 35: the two finished on day 0 are past the 30 days; the one of day 10 is not.
+    clock.advance(timedelta(days=24))
+    assert (await prune(ctx)).recoveries == 2
+    assert await job_statuses(ctx) == {
+        newer: "succeeded",
+        running: "running",
+        queued: "queued",
+    }
+    # Day 100: that one goes too. The running and the queued one, made 89 days ago, stay.
+    clock.advance(timedelta(days=65))
+    assert (await prune(ctx)).recoveries == 1
+    assert await job_statuses(ctx) == {running: "running", queued: "queued"}
+
+    gone = await client.get(
+        f"{API}/webhooks/{hooks['a']}/recoveries/{succeeded}", headers=site.auth()
+    )
+    assert gone.status_code == 404, gone.text
+    assert gone.json()["error"]["message"] == (
+        f"recovery {succeeded} does not exist: finished recoveries are kept for 30 days and "
+        "then pruned"
+    )
+    kept = await client.get(f"{API}/webhooks/{down}/recoveries/{running}", headers=site.auth())
+    assert kept.status_code == 200 and kept.json()["status"] == "running", kept.text
+
+    # Both are carried out, and then kept for their own 30 days.
+    assert await recovery.RecoveryRunner(ctx).run_once() == 2
+    assert await job_statuses(ctx) == {running: "succeeded", queued: "succeeded"}
+    assert (await prune(ctx)).recoveries == 0
+    clock.advance(timedelta(days=31))
+    assert (await prune(ctx)).recoveries == 2
+    assert await job_statuses(ctx) == {}

@@ -6,6 +6,9 @@
   still have. Pending deliveries stay, however old: a suspended webhook's backlog, or one
   waiting out its retries, is still to be sent.
 - Events go once no delivery refers to them and they are older than the same retention.
+- Finished recovery jobs (succeeded or failed: `recovery.FINISHED`) go as long after they
+  finished as finished deliveries do, about when the deliveries they queued again go.
+  Queued and running jobs stay, however old.
 - The statistics roll-up's buckets go past what it keeps (`delivery.rollup`: 48 hours of
   hours, folded into days, 30 days of days), in the same hourly round.
 
@@ -34,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks.core.pacing import Pacer
 from docuhooks.core.tasks import stop_task
-from docuhooks.delivery import rollup, upkeep_queries
+from docuhooks.delivery import recovery, rollup, upkeep_queries
 from docuhooks.delivery.interfaces import DeliveryContext
 from docuhooks.settings import Settings
 from docuhooks.store.database import Database
@@ -45,6 +48,7 @@ __all__ = [
     "prune_attempts",
     "prune_deliveries",
     "prune_events",
+    "prune_recoveries",
     "prune_rollup",
     "start_pruner",
 ]
@@ -59,6 +63,8 @@ BATCH = 5000
 DELIVERY_BATCH = 2000
 #: Events one batch deletes on PostgreSQL.
 EVENT_BATCH = 2000
+#: Recovery jobs one batch deletes on PostgreSQL.
+RECOVERY_BATCH = 2000
 #: How long one batch of deletes should hold the event loop on SQLite.
 BATCH_SECONDS = 0.010
 
@@ -119,21 +125,36 @@ async def prune_events(db: Database, *, now: datetime, retention_days: int) -> i
     return await _in_batches(db, batch, fixed=EVENT_BATCH)
 
 
+async def prune_recoveries(db: Database, *, now: datetime, retention_days: int) -> int:
+    """Delete every recovery job that finished more than `retention_days` before `now`;
+    queued and running jobs are never touched."""
+    cutoff = now - timedelta(days=retention_days)
+
+    async def batch(conn: AsyncConnection, size: int) -> tuple[int, int]:
+        postgresql = conn.dialect.name == "postgresql"
+        result = await conn.execute(recovery.finished_jobs_delete(cutoff, size, postgresql))
+        return result.rowcount, result.rowcount
+
+    return await _in_batches(db, batch, fixed=RECOVERY_BATCH)
+
+
 @dataclass(frozen=True, slots=True)
 class Pruned:
     attempts: int
     deliveries: int
     events: int
+    recoveries: int
 
 
 async def prune(db: Database, settings: Settings, *, now: datetime) -> Pruned:
     """One round of retention: attempts, then finished deliveries, then the events they
-    leave without deliveries, each as `settings` say."""
+    leave without deliveries, then finished recovery jobs, each as `settings` say."""
     attempts = await prune_attempts(db, now=now, retention_days=settings.attempt_retention_days)
     kept = settings.kept_delivery_days
     deliveries = await prune_deliveries(db, now=now, retention_days=kept)
     events = await prune_events(db, now=now, retention_days=kept)
-    return Pruned(attempts=attempts, deliveries=deliveries, events=events)
+    recoveries = await prune_recoveries(db, now=now, retention_days=kept)
+    return Pruned(attempts=attempts, deliveries=deliveries, events=events, recoveries=recoveries)
 
 
 async def prune_rollup(db: Database, *, now: datetime) -> int:
@@ -156,6 +177,8 @@ async def start_pruner(ctx: DeliveryContext) -> Callable[[], Awaitable[None]]:
                     log.info(
                         "deliveries.pruned", deliveries=pruned.deliveries, events=pruned.events
                     )
+                if pruned.recoveries:
+                    log.info("recoveries.pruned", deleted=pruned.recoveries)
             except Exception as exc:
                 log.warning("retention.prune_failed", error=f"{type(exc).__name__}: {exc}")
             try:

@@ -390,7 +390,13 @@ async def recovery_page(
 ) -> Response:
     """A recovery's progress: the page, or (for htmx, every second until it ends) its panel."""
     async with ctx.db.read() as conn:
-        job = await recovery.get_recovery(conn, session.principal, webhook_id, recovery_id)
+        job = await recovery.get_recovery(
+            conn,
+            session.principal,
+            webhook_id,
+            recovery_id,
+            kept_days=ctx.settings.kept_delivery_days,
+        )
     template = "_recovery.html" if is_htmx(request) else "recovery.html"
     return render(request, template, session, job=job, webhook_id=webhook_id)
 

@@ -201,10 +201,13 @@ async def recover(
 
 @router.get("/webhooks/{webhook_id}/recoveries/{recovery_id}", response_model=Recovery)
 async def get_recovery(
-    webhook_id: str, recovery_id: str, conn: Conn, who: Caller
+    webhook_id: str, recovery_id: str, ctx: Ctx, conn: Conn, who: Caller
 ) -> dict[str, Any]:
-    """A recovery's status and progress."""
-    return await recovery.get_recovery(conn, who, webhook_id, recovery_id)
+    """A recovery's status and progress. A finished one is kept as long as finished
+    deliveries are, then pruned (404)."""
+    return await recovery.get_recovery(
+        conn, who, webhook_id, recovery_id, kept_days=ctx.settings.kept_delivery_days
+    )
 
 
 @router.post(
