@@ -64,6 +64,9 @@ def limited(
     assert error["code"] == "too_many_requests", error
     assert setting in error["message"], error
     assert f"try again in {retry_after} second(s)" in error["message"], error
+    if setting == "webhook_tests_per_minute":
+        # Nothing sends many tests at once: no other way is offered.
+        assert "/recover" not in error["message"], error
 
 
 async def queued(ctx: AppContext, webhook_id: str) -> int:
@@ -247,10 +250,14 @@ async def real_delivery(
     return delivery_id
 
 
-def redeliveries_limited(response: httpx.Response, retry_after: int) -> None:
+def redeliveries_limited(response: httpx.Response, retry_after: int, webhook_id: str) -> None:
+    """Refused, and pointed at the recovery of the delivery's own webhook, by its real path
+    (it said `/webhooks/{id}/recover`, for the caller to fill in)."""
     limited(response, retry_after, "redeliveries_per_minute")
     message = response.json()["error"]["message"]
-    assert "too many redeliveries" in message and "/recover" in message, message
+    assert "too many redeliveries" in message, message
+    assert f"POST /api/v1/webhooks/{webhook_id}/recover" in message, message
+    assert "{" not in message, message
 
 
 async def test_redeliveries_past_the_limit_a_429_until_the_oldest_leaves_the_minute(
@@ -265,7 +272,7 @@ async def test_redeliveries_past_the_limit_a_429_until_the_oldest_leaves_the_min
     assert (await redeliver(client, site, failed)).status_code == 202
     clock.at = T0 + timedelta(seconds=10)
     assert (await redeliver(client, site, failed)).status_code == 202
-    redeliveries_limited(await redeliver(client, site, failed), 50)
+    redeliveries_limited(await redeliver(client, site, failed), 50, orders)
     assert await queued(ctx, orders) == 3, "the original and two redeliveries"
     # Another site has its own turns.
     await hook(client, other_site)
@@ -273,10 +280,10 @@ async def test_redeliveries_past_the_limit_a_429_until_the_oldest_leaves_the_min
     assert (await redeliver(client, other_site, elsewhere)).status_code == 202
 
     clock.at = T0 + timedelta(seconds=59)
-    redeliveries_limited(await redeliver(client, site, failed), 1)
+    redeliveries_limited(await redeliver(client, site, failed), 1, orders)
     clock.at = T0 + timedelta(seconds=60)  # the first redelivery has left the minute
     assert (await redeliver(client, site, failed)).status_code == 202
-    redeliveries_limited(await redeliver(client, site, failed), 10)
+    redeliveries_limited(await redeliver(client, site, failed), 10, orders)
     assert await queued(ctx, orders) == 4
 
     redeliveries_per_minute(ctx, 0)  # no limit
@@ -297,7 +304,7 @@ async def test_retry_after_is_the_wait_rounded_up_and_waiting_it_is_enough(
     assert (await redeliver(client, site, failed)).status_code == 202
     clock.at = T0 + timedelta(seconds=10)
     refused = await redeliver(client, site, failed)
-    redeliveries_limited(refused, 51)
+    redeliveries_limited(refused, 51, orders)
     clock.at += timedelta(seconds=int(refused.headers["Retry-After"]))
     assert (await redeliver(client, site, failed)).status_code == 202
     assert await queued(ctx, orders) == 3
@@ -329,7 +336,7 @@ async def test_a_pending_delivery_made_due_takes_a_turn_and_a_refused_redelivery
     made_due = await redeliver(client, site, pending)
     assert made_due.status_code == 202 and made_due.json()["id"] == pending, made_due.text
     failed = await real_delivery(ctx, site, "w2")
-    redeliveries_limited(await redeliver(client, site, failed), 60)
+    redeliveries_limited(await redeliver(client, site, failed), 60, orders)
     assert await queued(ctx, orders) == 2, "no new delivery"
 
 
@@ -344,7 +351,32 @@ async def test_test_sends_and_redeliveries_take_turns_of_their_own(
     failed = await real_delivery(ctx, site, "w1")
     assert (await redeliver(client, site, failed)).status_code == 202
     limited(await send(client, site, orders), 60)
-    redeliveries_limited(await redeliver(client, site, failed), 60)
+    redeliveries_limited(await redeliver(client, site, failed), 60, orders)
+
+
+async def test_a_refused_redelivery_names_the_recovery_of_its_own_webhook(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """The limit is the site's, whichever webhook: past it, each refusal names the recovery
+    of the webhook its delivery went to, not the first webhook's nor a placeholder."""
+    ctx.clock = MovedClock(T0)
+    redeliveries_per_minute(ctx, 1)
+    orders = await hook(client, site)
+    invoices = await hook(client, site, "invoices")
+    _, ids = await queue_event(ctx, site.site_id, now=ctx.now(), work_item_id="w1")
+    async with ctx.db.transaction() as conn:
+        await conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id.in_(ids))
+            .values(status="failed", completed_at=ctx.now())
+        )
+        rows = await conn.execute(
+            sa.select(deliveries.c.webhook_id, deliveries.c.id).where(deliveries.c.id.in_(ids))
+        )
+        of_webhook = {row.webhook_id: row.id for row in rows}
+    assert (await redeliver(client, site, of_webhook[orders])).status_code == 202
+    redeliveries_limited(await redeliver(client, site, of_webhook[invoices]), 60, invoices)
+    redeliveries_limited(await redeliver(client, site, of_webhook[orders]), 60, orders)
 
 
 async def test_every_process_counts_the_same_redeliveries(

@@ -279,7 +279,14 @@ async def redeliver(ctx: DeliveryContext, principal: Principal, delivery_id: str
             limit, per_minute = manual_sends.TEST_SENDS, ctx.settings.webhook_tests_per_minute
         else:
             limit, per_minute = manual_sends.REDELIVERIES, ctx.settings.redeliveries_per_minute
-        await manual_sends.take_turn(conn, limit, principal.site_id, per_minute=per_minute, now=now)
+        await manual_sends.take_turn(
+            conn,
+            limit,
+            principal.site_id,
+            webhook_id=original.webhook_id,
+            per_minute=per_minute,
+            now=now,
+        )
         if original.status == queries.PENDING:
             if not await upkeep_queries.make_due(conn, original.id, now=now):
                 raise Conflict(

@@ -54,28 +54,45 @@ class SendLimit:
     #: What the refusal calls the sends ("too many test sends") and doing one ("may send").
     sends: str
     verb: str
-    #: Said after the wait, when there is a better way to do many.
+    #: Said after the wait, when there is a better way to do many: `{webhook_id}` is the
+    #: webhook sent to, so the way is named with its real path.
     instead: str = ""
 
+    def refusal(self, *, webhook_id: str, per_minute: int, seconds: int) -> str:
+        """The 429's message: the limit, its setting, the wait, and what to do instead."""
+        return (
+            f"too many {self.sends}: a site may {self.verb} {per_minute} a minute "
+            f"({self.setting}); try again in {seconds} second(s)"
+            f"{self.instead.format(webhook_id=webhook_id)}"
+        )
 
+
+#: No `instead`: a test send checks a receiver, and nothing sends many tests at once.
 TEST_SENDS = SendLimit("test", "webhook_tests_per_minute", "test sends", "send")
 REDELIVERIES = SendLimit(
     "redelivery",
     "redeliveries_per_minute",
     "redeliveries",
     "redeliver",
-    instead=", or re-send a webhook's failed deliveries all at once with "
-    "POST /api/v1/webhooks/{id}/recover",
+    instead=", or re-send this webhook's failed deliveries all at once with "
+    "POST /api/v1/webhooks/{webhook_id}/recover",
 )
 
 
 async def take_turn(
-    conn: AsyncConnection, limit: SendLimit, site_id: str, *, per_minute: int, now: datetime
+    conn: AsyncConnection,
+    limit: SendLimit,
+    site_id: str,
+    *,
+    webhook_id: str,
+    per_minute: int,
+    now: datetime,
 ) -> None:
     """Count a send of `limit`'s kind by `site_id` at `now` in the caller's transaction, or
     refuse it (`TooManyRequests`) when the site has made `per_minute` of them within the
-    minute before; 0 means no limit. Takes the site's lock (held to the transaction's end):
-    the turn is used once the transaction commits, and not if it rolls back."""
+    minute before; 0 means no limit. `webhook_id` is the webhook the send goes to, named in
+    the refusal's way to do many instead. Takes the site's lock (held to the transaction's
+    end): the turn is used once the transaction commits, and not if it rolls back."""
     if per_minute <= 0:
         return
     await lock_site(conn, site_id)
@@ -95,8 +112,7 @@ async def take_turn(
         wait = (times[-1] + WINDOW - now).total_seconds()
         seconds = max(1, math.ceil(wait))
         raise TooManyRequests(
-            f"too many {limit.sends}: a site may {limit.verb} {per_minute} a minute "
-            f"({limit.setting}); try again in {seconds} second(s){limit.instead}",
+            limit.refusal(webhook_id=webhook_id, per_minute=per_minute, seconds=seconds),
             retry_after=wait,
         )
     await conn.execute(manual_sends.insert().values(site_id=site_id, kind=limit.kind, sent_at=now))

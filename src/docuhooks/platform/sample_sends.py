@@ -207,6 +207,7 @@ async def send_test(ctx: PlatformContext, principal: Principal, webhook_id: str)
             conn,
             manual_sends.TEST_SENDS,
             hook.site_id,
+            webhook_id=hook.id,
             per_minute=ctx.settings.webhook_tests_per_minute,
             now=now,
         )
