@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from tests.support import SiteUsers, make_site
 
+from docuhooks import logs, tracing
 from docuhooks.app import create_app
 from docuhooks.context import AppContext
 from docuhooks.identity.secrets import SecretBox
@@ -144,3 +145,19 @@ async def site(ctx: AppContext) -> SiteUsers:
 @pytest.fixture
 async def other_site(ctx: AppContext) -> SiteUsers:
     return await make_site(ctx, "Other")
+
+
+@pytest.fixture(autouse=True)
+def process_wide_logging_and_tracing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts with structlog's defaults and tracing off, as a new process does. A
+    command run in-process (`serve`, `worker`) configures logging for the whole process, at
+    `info`: a later test that captured a debug line (a successful delivery's) saw none. So
+    logging is reset after every test, and tracing too. `OTEL_*` (a developer's shell) are
+    unset: with them a command would set OpenTelemetry's tracer provider, which a process can
+    set once only and no test could undo."""
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
+    yield
+    logs.reset()
+    tracing.use_provider(None)
