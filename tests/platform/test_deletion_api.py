@@ -436,9 +436,9 @@ async def test_a_reply_for_a_version_completed_and_deleted_meanwhile_is_logged_n
     assert [tuple(row) for row in logged] == [("PostProcessingEvent", "succeeded")]
 
 
-class DeletingWhileRendering(RenderPool):
-    """The render pool, whose assembly runs `during` (a delete) before it returns: the
-    document is rendered, and its interview not yet locked to store it."""
+class ActingWhileRendering(RenderPool):
+    """The render pool, whose assembly runs `during` (a delete, a completion) before it
+    returns: the document is rendered, and its interview not yet locked to store it."""
 
     during: Callable[[], Awaitable[httpx.Response]] | None = None
     answered: list[int]
@@ -465,8 +465,8 @@ async def test_a_delete_while_the_document_is_assembled_wins_and_nothing_is_stor
 ) -> None:
     item = await work_item(client, site.auth())
     interview = await open_interview(client, site, item)
-    pool = DeletingWhileRendering.from_settings(ctx.settings)
-    assert isinstance(pool, DeletingWhileRendering)
+    pool = ActingWhileRendering.from_settings(ctx.settings)
+    assert isinstance(pool, ActingWhileRendering)
     pool.answered = []
     pool.during = lambda: client.delete(f"{API}/workitems/{item['id']}", headers=site.auth())
     ctx.render_pool_override = pool
@@ -632,9 +632,10 @@ async def test_postgres_a_work_item_made_while_its_template_is_deleted(
 async def test_postgres_a_version_completed_while_its_work_item_is_deleted(
     ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
 ) -> None:
-    """Completing a version locks it, then its open interview; the delete locks them the
-    other way round. Met half-way, PostgreSQL aborts one of the two (here the completion,
-    which waited first): it runs again and finds the work item gone (404), never a 500."""
+    """Completing a version locks it, then its open interview; the delete locks the work
+    item, its versions, then its interviews: the same order. A completion that comes once
+    the delete holds the version waits for it, then finds the version gone (404), never a
+    500; and nothing of the work item is left."""
     item = await work_item(client, site.auth())
     interview = await open_interview(client, site, item)
     path = f"{API}/workitems/{item['id']}/versions/{interview['workItemVersionId']}/complete"
@@ -642,20 +643,19 @@ async def test_postgres_a_version_completed_while_its_work_item_is_deleted(
     completing: list[asyncio.Task[httpx.Response]] = []
 
     async def complete_meanwhile() -> None:
-        # The delete holds the work item and its interview: the completion locks the
-        # version and waits for the interview.
+        # The delete holds the work item and its version: the completion waits for the
+        # version.
         completing.append(asyncio.create_task(client.put(path, headers=site.auth("User"))))
         await until_waiting_for_locks(ctx, completing)
 
     async with ctx.db.engine.connect() as holder:
         await holder.begin()
-        paused = PausedBeforeLocking(holder, work_item_versions, complete_meanwhile)
+        paused = PausedBeforeLocking(holder, interviews, complete_meanwhile)
         await deletion.delete_work_item(
             cast(AsyncConnection, paused), who, item["id"], now=ctx.now()
         )
         await holder.commit()
     completed = await completing[0]
-    # Run again, it found the work item deleted, or was waiting for its version to go.
     assert completed.status_code == 404, completed.text
     assert completed.json()["error"]["code"] == "not_found"
     assert await rows_of(ctx, work_item_versions, "work_item_id", item["id"]) == 0
@@ -666,11 +666,11 @@ async def test_postgres_a_version_completed_while_its_work_item_is_deleted(
 async def test_postgres_a_finish_in_flight_is_waited_for_by_a_delete(
     ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A finish holds its interview and has written its version once when the delete locks
-    the work item; writing the version again, PostgreSQL checks the version's reference to
-    the work item (a key share of its row). That check must not wait for the delete, which
-    is about to wait for the finish's interview: the finish completes the version, and the
-    delete, once it has it, deletes the work item with it."""
+    """A finish holds its version and interview and has written the version once when the
+    delete locks the work item; writing the version again, PostgreSQL checks the version's
+    reference to the work item (a key share of its row). That check must not wait for the
+    delete, which is about to wait for the finish's version: the finish completes the
+    version, and the delete, once it has it, deletes the work item with it."""
     item = await work_item(client, site.auth())
     interview = await open_interview(client, site, item)
     who = await principal_of(ctx, site, "SiteAdministrator")
@@ -698,7 +698,7 @@ async def test_postgres_a_finish_in_flight_is_waited_for_by_a_delete(
 
     async with ctx.db.engine.connect() as holder:
         await holder.begin()
-        paused = PausedBeforeLocking(holder, interviews, finish_meanwhile)
+        paused = PausedBeforeLocking(holder, work_item_versions, finish_meanwhile)
         deleted = await deletion.delete_work_item(
             cast(AsyncConnection, paused), who, item["id"], now=ctx.now()
         )

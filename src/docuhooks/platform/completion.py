@@ -216,10 +216,12 @@ async def complete(
     completed by the receiver it was sent to: `token` must be the one-time token of its
     `completeUrl`, and its event names the user who finished the interview.
 
-    It locks the version, then its open interviews; deleting the work item
-    (`platform.deletion`) locks them the other way round, so PostgreSQL may end the two
-    with a deadlock by aborting this one: it is run again, and then finds the work item
-    deleted (404) or completes the version, which the delete then deletes.
+    It locks the version, then its open interviews: the order every writer of a work item's
+    rows takes them in (`platform.workitems`), so a finish, a save or a delete of the same
+    version waits for it or it for them, and the one that comes second is told what the
+    first did (409, 404). Its event reaches its webhooks' rows and their deliveries, which
+    the delivery workers take in their own order: should PostgreSQL abort it to end a
+    deadlock through those, it runs again (`Database.retried`).
     """
     result = await ctx.db.retried(
         lambda conn: _complete(ctx, conn, principal, work_item_id, version_id, token)

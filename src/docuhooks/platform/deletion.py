@@ -40,13 +40,13 @@ a deleted version's document gets a 404. The audit log records who deleted what.
 **Locks.** No site lock (`store.scoped.lock_site`): that lock lets writes that *add* count
 in turn. A delete only takes rows away, and a write counting while it runs counts them as
 still there: it may refuse what would just have fit, never store past the quota. Deleting
-a work item locks its row (opening an interview locks it too, so no version is started
-under the delete; `FOR NO KEY UPDATE`, which the key share a finish takes of it does not
-wait for: `workitems.get_row`), then its interviews, then its versions (the order
-finishing an interview locks them in: interview, then version), so that a finish in
-flight is waited for, not deadlocked with. Completing a version through the API locks the
-version first; if the two meet, PostgreSQL aborts one, and either runs again
-(`Database.retried`): callers run the delete so, and `completion.complete` runs itself so.
+a work item takes its rows in the order every writer of them does (`platform.workitems`):
+its row (opening an interview locks it too, so no version is started under the delete;
+`FOR NO KEY UPDATE`, which the key share a finish takes of it does not wait for), then its
+versions, by number, then its interviews. A finish or a completion in flight holds its
+version: the delete waits for it, then deletes what it wrote; one that comes after the
+delete holds the versions waits, then finds them gone (404). Callers still run the delete
+in `Database.retried`, should PostgreSQL abort it to end a deadlock through other rows.
 Deleting a template locks its row, which the work items and webhooks naming it take a
 share of (`workitems.create`, `webhooks.validation.reference_errors`), so none is made
 for a template being deleted.
@@ -240,20 +240,23 @@ async def work_item_contents(
     conn: AsyncConnection, work_item_id: str, *, lock: bool = False
 ) -> WorkItemContents:
     """The work item's versions, documents and open interviews, counted. `lock`: its
-    interviews and then its versions are held to the end of the transaction first (the
-    order the module docstring gives), so what is counted is what a delete removes."""
+    versions (by number) and then its interviews are held to the end of the transaction
+    first (the order the module docstring gives), so what is counted is what a delete
+    removes."""
+    query = sa.select(
+        work_item_versions.c.version_number,
+        work_item_versions.c.status,
+        work_item_versions.c.post_processing_deadline,
+    ).where(work_item_versions.c.work_item_id == work_item_id)
+    if lock:
+        query = query.order_by(work_item_versions.c.version_number).with_for_update()
+    versions = (await conn.execute(query)).all()
     if lock:
         await conn.execute(
             sa.select(interviews.c.id)
             .where(interviews.c.work_item_id == work_item_id)
             .with_for_update()
         )
-    query = sa.select(
-        work_item_versions.c.version_number,
-        work_item_versions.c.status,
-        work_item_versions.c.post_processing_deadline,
-    ).where(work_item_versions.c.work_item_id == work_item_id)
-    versions = (await conn.execute(query.with_for_update() if lock else query)).all()
     busy = sorted(
         (v.version_number, v.post_processing_deadline)
         for v in versions

@@ -16,6 +16,10 @@ Finishing is one transaction: assemble → store documents → complete and writ
 NewWorkItemVersionComplete event (see `completion`), or, when the site's post-processing
 webhook selects the template, enter PostProcessing and leave the call and the completion to
 a driver (see `platform.postprocessing`).
+
+Every write here takes the work item's rows in the order `platform.workitems` gives: an
+interview's version is held before the interview itself (`_hold_its_version`), as
+completing the version holds it before closing its interviews.
 """
 
 from __future__ import annotations
@@ -111,6 +115,34 @@ _RAW_COLUMNS = [
 ]
 
 
+#: An interview's version (in the caller's site), found without holding the interview: the
+#: version an interview belongs to never changes.
+_HOLD_ITS_VERSION = Prepared(
+    sa.select(work_item_versions.c.id)
+    .where(
+        work_item_versions.c.id
+        == sa.select(interviews.c.version_id)
+        .where(
+            interviews.c.id == sa.bindparam("interview_id"),
+            interviews.c.site_id == sa.bindparam("site_id"),
+        )
+        .scalar_subquery()
+    )
+    .with_for_update()
+)
+
+
+async def _hold_its_version(conn: AsyncConnection, interview_id: str, site_id: str) -> None:
+    """Hold (PostgreSQL) the interview's version before the interview, to the end of the
+    transaction: the order every writer of a work item's rows takes them in
+    (`platform.workitems`). Completing the version holds it, then closes its open
+    interviews; a writer that held the interview first would wait for the version while
+    the completion waited for the interview. On SQLite, write transactions already run one
+    at a time."""
+    if conn.dialect.name == "postgresql":
+        await _HOLD_ITS_VERSION.first(conn, {"interview_id": interview_id, "site_id": site_id})
+
+
 async def _load(
     conn: AsyncConnection,
     principal: Principal,
@@ -121,12 +153,14 @@ async def _load(
 ) -> _Loaded:
     """The interview with its work item, version and template (without its document and
     its variables). `raw`: the interview's answers are their stored JSON text
-    (`_RAW_COLUMNS`), and the version's are not read."""
+    (`_RAW_COLUMNS`), and the version's are not read. `lock` holds (PostgreSQL) its version,
+    then the interview, to the end of the transaction."""
     interview_id = parse_id(interview_id, "interview")
     query = sa.select(*(_RAW_COLUMNS if raw else interviews.c)).where(
         interviews.c.id == interview_id, interviews.c.site_id == principal.site_id
     )
     if lock:
+        await _hold_its_version(conn, interview_id, principal.site_id)
         query = query.with_for_update()
     row = (await conn.execute(query)).first()
     if row is None:
@@ -161,9 +195,11 @@ def _require_open(loaded: _Loaded) -> None:
         raise Conflict(f"interview {loaded.interview.id} is already {loaded.interview.status}")
 
 
-#: What an interview's answers take now: its copy and its version's. Both rows are held
-#: (PostgreSQL) before the site's lock (`storage.admit`), as every writer of the site takes
-#: its version's before that lock (a document upload holds the version while it waits).
+#: What an interview's answers take now: its copy and its version's. Its callers hold both
+#: rows already, version first (`_hold_its_version`); they are held here again so that the
+#: sizes read are the ones replaced, before the site's lock (`storage.admit`), which every
+#: writer of the site takes after its rows (a document upload holds the version while it
+#: waits).
 _KEPT_SIZE = Prepared(
     sa.select((interviews.c.answers_size + work_item_versions.c.answers_size).label("size"))
     .select_from(
@@ -207,7 +243,9 @@ async def _write_answers(
 
 # Opening an interview is on a waiting person's path: its statements are built once, and
 # the work item, its template (without the document) and its version in progress are read
-# in one query, the work item held (PostgreSQL) so two opens cannot both number a version.
+# in one query, the work item held (PostgreSQL) so two opens cannot both number a version:
+# `FOR NO KEY UPDATE`, which keeps out another open but not the key share of it a finish
+# takes when it writes its version the second time (`workitems.get_row`).
 _ITEM, _TEMPLATE, _VERSION = "item_", "template_", "version_"
 # Not the document, and not the variables: those are read once per template and kept
 # (`template_variables`), and a large template's list is not decoded again on every open.
@@ -241,15 +279,21 @@ _OPENING = Prepared(
     )
     .order_by(work_item_versions.c.version_number.desc())
     .limit(1)
-    .with_for_update(of=work_items)
+    .with_for_update(of=work_items, key_share=True)
 )
-# The version's answers, which the new interview copies, read with the version held
-# (`FOR NO KEY UPDATE`) so that they are what is counted and copied: a save waiting for the
-# site's lock while the open read the version (`_OPENING`, which does not read them) may
-# have written others since. Held before the site's lock, as a document upload holds the
-# version while it waits for that lock: taken after it, each would wait for the other.
+# The version's status and answers, which the new interview copies, read with the version
+# held (`FOR NO KEY UPDATE`) so that they are what is counted and copied: a save waiting for
+# the site's lock while the open read the version (`_OPENING`, which does not read them) may
+# have written others since, and a finish may have completed it. Held before the interview
+# it replaces, as its other writers hold it (`_hold_its_version`), and before the site's
+# lock, as a document upload holds the version while it waits for that lock: taken in the
+# other order, each would wait for the other.
 _HOLD_VERSION = Prepared(
-    sa.select(work_item_versions.c.answers, work_item_versions.c.answers_size)
+    sa.select(
+        work_item_versions.c.status,
+        work_item_versions.c.answers,
+        work_item_versions.c.answers_size,
+    )
     .where(work_item_versions.c.id == sa.bindparam("version_id"))
     .with_for_update(key_share=True)
 )
@@ -322,8 +366,14 @@ async def open_interview(
         item, template, version = await _opening(conn, principal, work_item_id)
         moment = ctx.now()
         quota = storage.StorageQuota.from_settings(ctx.settings)
+        if version is not None:
+            held = await _HOLD_VERSION.one(conn, {"version_id": version.id})
+            if held.status != VersionStatus.IN_PROGRESS:
+                # Finished before this open held it: the next version starts, from its answers.
+                version = None
         if version is None:
             version = await workitems.start_version(conn, principal, item, now=moment, quota=quota)
+            held = await _HOLD_VERSION.one(conn, {"version_id": version.id})
         await _REPLACE_OPEN.execute(
             conn,
             {
@@ -333,7 +383,6 @@ async def open_interview(
             },
         )
         # The interview keeps a copy of the answers (the one it replaces gives up its own).
-        held = await _HOLD_VERSION.one(conn, {"version_id": version.id})
         await storage.admit(
             conn,
             quota,
@@ -479,6 +528,7 @@ async def _write_hook_changes(
     ctx: PlatformContext, loaded: _Loaded, changed: AnswerSet, body: dict[str, Any]
 ) -> dict[str, Any]:
     async with foreground_transaction(ctx) as conn:
+        await _hold_its_version(conn, loaded.interview.id, loaded.interview.site_id)
         now = (
             await conn.execute(
                 sa.select(interviews.c.status, interviews.c.answers)
@@ -751,82 +801,111 @@ async def _finish_assembled(
     assembled: bytes,
 ) -> dict[str, Any] | None:
     """Store `assembled` and complete (or post-process) the version; None when the answers
-    changed since `rendered` was read, so `assembled` is out of date."""
-    async with ctx.db.transaction() as conn:
-        try:
-            loaded = await _load(conn, principal, interview_id, lock=True)
-        except NotFound:
-            # It was there before the render: its work item was deleted meanwhile.
-            raise NotFound(
-                f"interview {interview_id} was deleted, with its work item, while its "
-                "document was being assembled; nothing was stored"
-            ) from None
-        _require_open(loaded)
-        if (
-            loaded.interview.answers != rendered.interview.answers
-            or loaded.template.sha256 != rendered.template.sha256
-        ):
-            return None
-        _, version = await workitems.get_version_row(
-            conn, principal, loaded.work_item.id, loaded.version.id, lock=True
+    changed since `rendered` was read, so `assembled` is out of date.
+
+    One transaction, run again should PostgreSQL abort it to end a deadlock
+    (`Database.retried`; the lock order of `platform.workitems` says why it may yet): the
+    render is not done again, and nothing of an aborted run was kept."""
+    finished = await ctx.db.retried(
+        lambda conn: _store_and_complete(ctx, conn, principal, interview_id, rendered, assembled)
+    )
+    if finished is None:
+        return None
+    ctx.events_committed()
+    if finished.post_processing:
+        # The receiver is called after the commit, in the background: nobody waits for it.
+        return await post_processing_driver.after_finish(
+            ctx, principal, finished.work_item, finished.version_id, finished.result
         )
-        if version.status != VersionStatus.IN_PROGRESS:
-            raise Conflict(f"version {version.version_number} is already {version.status}")
-        # The version keeps the answers it was finished with: the interview's, copied by the
-        # database. Every save writes both, so this adds nothing to what the site keeps
-        # unless they differ, and then it is held to the quota like a save.
-        quota = storage.StorageQuota.from_settings(ctx.settings)
-        await storage.admit(
-            conn,
-            quota,
-            principal.site_id,
-            more_bytes=loaded.interview.answers_size - version.answers_size,
-            what=f"the answers of version {version.version_number}",
-        )
-        await _FINISHED_ANSWERS.execute(
-            conn, {"interview_id": loaded.interview.id, "finished_version_id": version.id}
-        )
-        moment: datetime = ctx.now()
-        stored = await documents_service.store_assembled(
-            conn,
-            version,
-            [
-                documents_service.NewDocument(
-                    name=loaded.template.name,
-                    file_name=catalog.docx_file_name(loaded.template.file_name),
-                    content_type=documents_service.DOCX,
-                    content=assembled,
-                )
-            ],
-            now=moment,
-            quota=quota,
-        )
-        post_processing = await post_processing_driver.begin(
-            ctx,
+    return finished.result
+
+
+@dataclass(frozen=True, slots=True)
+class _Finished:
+    """What a finishing transaction committed: the version as the API shows it, and whether
+    it went into post-processing."""
+
+    result: dict[str, Any]
+    work_item: sa.Row[Any]
+    version_id: str
+    post_processing: bool
+
+
+async def _store_and_complete(
+    ctx: PlatformContext,
+    conn: AsyncConnection,
+    principal: Principal,
+    interview_id: str,
+    rendered: _Loaded,
+    assembled: bytes,
+) -> _Finished | None:
+    try:
+        # Its version, then the interview: the order of `platform.workitems`.
+        loaded = await _load(conn, principal, interview_id, lock=True)
+    except NotFound:
+        # It was there before the render: its work item was deleted meanwhile.
+        raise NotFound(
+            f"interview {interview_id} was deleted, with its work item, while its "
+            "document was being assembled; nothing was stored"
+        ) from None
+    _require_open(loaded)
+    if (
+        loaded.interview.answers != rendered.interview.answers
+        or loaded.template.sha256 != rendered.template.sha256
+    ):
+        return None
+    _, version = await workitems.get_version_row(
+        conn, principal, loaded.work_item.id, loaded.version.id, lock=True
+    )
+    if version.status != VersionStatus.IN_PROGRESS:
+        raise Conflict(f"version {version.version_number} is already {version.status}")
+    # The version keeps the answers it was finished with: the interview's, copied by the
+    # database. Every save writes both, so this adds nothing to what the site keeps
+    # unless they differ, and then it is held to the quota like a save.
+    quota = storage.StorageQuota.from_settings(ctx.settings)
+    await storage.admit(
+        conn,
+        quota,
+        principal.site_id,
+        more_bytes=loaded.interview.answers_size - version.answers_size,
+        what=f"the answers of version {version.version_number}",
+    )
+    await _FINISHED_ANSWERS.execute(
+        conn, {"interview_id": loaded.interview.id, "finished_version_id": version.id}
+    )
+    moment: datetime = ctx.now()
+    stored = await documents_service.store_assembled(
+        conn,
+        version,
+        [
+            documents_service.NewDocument(
+                name=loaded.template.name,
+                file_name=catalog.docx_file_name(loaded.template.file_name),
+                content_type=documents_service.DOCX,
+                content=assembled,
+            )
+        ],
+        now=moment,
+        quota=quota,
+    )
+    post_processing = await post_processing_driver.begin(
+        ctx,
+        conn,
+        principal,
+        work_item=loaded.work_item,
+        version=version,
+        template=loaded.template,
+        now=moment,
+    )
+    if not post_processing:
+        await completion.complete_version(
             conn,
             principal,
             work_item=loaded.work_item,
             version=version,
             template=loaded.template,
+            documents=stored,
             now=moment,
         )
-        if not post_processing:
-            await completion.complete_version(
-                conn,
-                principal,
-                work_item=loaded.work_item,
-                version=version,
-                template=loaded.template,
-                documents=stored,
-                now=moment,
-            )
-        result = await completion.version_with_documents(
-            conn, principal, loaded.work_item, version.id
-        )
-    ctx.events_committed()
-    if post_processing:
-        # The receiver is called after the commit, in the background: nobody waits for it.
-        return await post_processing_driver.after_finish(
-            ctx, principal, loaded.work_item, version.id, result
-        )
-    return result
+    result = await completion.version_with_documents(conn, principal, loaded.work_item, version.id)
+    return _Finished(result, loaded.work_item, version.id, post_processing)

@@ -190,9 +190,10 @@ async def admit(
 ) -> None:
     """Take the site's lock and refuse (`StorageQuotaExceeded`) a write that would add
     `more_bytes` and `more_files` (either may be negative: a replacement) and take the site
-    past its quota. Call it in the transaction that writes, after its other locks and just
-    before the write: the lock holds until the write commits, so the site's next write
-    counts this one. `what` names what was to be stored, for the message."""
+    past its quota. Call it in the transaction that writes, after its other locks (for a work
+    item's rows: its version's and its interviews', `platform.workitems`) and just before
+    the write: the lock holds until the write commits, so the site's next write counts this
+    one. `what` names what was to be stored, for the message."""
     counts_bytes = bool(quota.bytes) and more_bytes > 0
     counts_files = bool(quota.files) and more_files > 0
     if not counts_bytes and not counts_files:

@@ -4,6 +4,42 @@ A version's status moves InProgress → (PostProcessing) → Completed, or to Fa
 numbers count 1, 2, 3… per work item. The version a receiver is working on can be named
 `active` in a URL, as the source platform's API allows: the newest version not yet
 Completed or Failed.
+
+**Lock order.** Every transaction that writes a work item's rows takes their locks in one
+order, so that no two of them each hold a row the other waits for. On PostgreSQL such a
+cycle is a deadlock, which it ends by aborting one of the two (40P01): its caller's 500.
+
+1. The work item's row, `FOR NO KEY UPDATE` (`get_row(lock=True)`): opening an interview
+   (so that two opens cannot both number a version) and deleting the work item.
+2. Its version's row, `FOR UPDATE` (`get_version_row(lock=True)`): before any of the
+   version's interviews, documents, or the originals kept for its post-processing, which
+   only a transaction holding their version writes. A delete holds all the work item's
+   versions, by number.
+3. The version's interviews. An interview's version never changes: saving its answers,
+   writing its webhooks' answers and finishing it find the version and hold it before the
+   interview (`platform.interviews`); completing a version closes its open interviews
+   once it holds it (`platform.completion`); opening an interview holds the version before
+   it replaces the open one.
+4. The site's lock (`store.scoped.lock_site`, taken by `storage.admit`), last, just before
+   the write it counts. (Beneath a version held, the order of its interviews and this lock
+   could not close a cycle anyway, as no one else writes those interviews; a
+   post-processing driver closes them after it.)
+
+So the paths are: finishing an interview, version → interview → site → its document and
+completion event; completing through the API, version → interviews → event; saving answers,
+version → interview → site; opening, work item → version (one it starts: site → new
+version) → interviews → site; a document upload, version → site; a post-processing driver,
+version (a claim skips those held, `FOR UPDATE SKIP LOCKED`; settling a call waits for
+it) → site → documents → interviews → event; deleting, work item → versions → interviews.
+
+Two locks fall outside the list. Writing a version (or an interview) a second time in one
+transaction has PostgreSQL check its reference to the work item again, a key share of the
+work item's row taken late: `FOR NO KEY UPDATE` does not keep it out (only removing the row
+does, and the delete holds every version first), so it closes no cycle. And a version's
+event reaches its webhooks' rows and their deliveries', which the delivery workers and
+administrators' changes take in their own order: no cycle through them is known, but the
+finish and the completion run in `Database.retried`, so that should PostgreSQL end one by
+aborting either, it runs again rather than answer 500.
 """
 
 from __future__ import annotations
@@ -145,12 +181,12 @@ async def get_row(
     conn: AsyncConnection, principal: Principal, work_item_id: str, *, lock: bool = False
 ) -> sa.Row[Any]:
     """The work item, if it is in the caller's site. `lock` holds it (PostgreSQL) for the
-    rest of the transaction against another such lock and an interview opening (which
-    locks it `FOR UPDATE`). It is `FOR NO KEY UPDATE`: a transaction that changes a version
-    of the work item twice (finishing an interview does) has PostgreSQL check the version's
-    reference to it again, which takes a key share of its row; a `FOR UPDATE` held here
-    would make that check wait, a deadlock when the holder then waits for the finish's
-    interview (`platform.deletion`)."""
+    rest of the transaction against another such lock (a delete's, an interview opening's).
+    It is `FOR NO KEY UPDATE`: a transaction that changes a version of the work item twice
+    (finishing an interview does) has PostgreSQL check the version's reference to it again,
+    which takes a key share of its row; a `FOR UPDATE` held here would make that check
+    wait, a deadlock when the holder then waits for the finish's version (the module's lock
+    order)."""
     work_item_id = parse_id(work_item_id, "work item")
     query = sa.select(work_items).where(
         work_items.c.id == work_item_id, work_items.c.site_id == principal.site_id

@@ -74,8 +74,9 @@ async def lock_site(conn: AsyncConnection, site_id: str) -> None:
     before adding to it (its storage quota, its most webhooks, its test sends and
     redeliveries of a minute, a webhook's one recovery in progress) take it first,
     so two of them never both count the same total and both add. Take it after the locks
-    such a writer may hold while it waits for this one (its version's, its interview's),
-    so that no two transactions wait for each other through it.
+    such a writer may hold while it waits for this one (its version's, its interview's: the
+    order `platform.workitems` gives), so that no two transactions wait for each other
+    through it.
 
     On PostgreSQL it is an advisory lock held to the transaction's end (the one kind a
     transaction pooler keeps), keyed by the site, not a lock on the site's row: every

@@ -218,7 +218,7 @@ async def delete_work_item(
     request: Request, work_item_id: str, ctx: Ctx, session: Checked
 ) -> Response:
     try:
-        # Run again if PostgreSQL ends a deadlock with a version being completed.
+        # Run again should PostgreSQL abort it to end a deadlock (`platform.deletion`).
         await ctx.db.retried(
             lambda conn: deletion.delete_work_item(
                 conn, session.principal, work_item_id, now=ctx.now()

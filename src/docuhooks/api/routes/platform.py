@@ -328,7 +328,7 @@ async def delete_work_item(work_item_id: str, ctx: Ctx, who: StandaloneCaller) -
     return documents; the version's deadline bounds the wait. The events its versions fired
     and their deliveries stay (the webhook log): a receiver fetching a document of a
     deleted version gets 404. Recorded in the audit log."""
-    # Run again if PostgreSQL ends a deadlock with a version being completed by aborting it.
+    # Run again should PostgreSQL abort it to end a deadlock (`platform.deletion`).
     await ctx.db.retried(
         lambda conn: deletion.delete_work_item(conn, who, work_item_id, now=ctx.now())
     )
