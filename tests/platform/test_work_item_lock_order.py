@@ -33,7 +33,7 @@ from tests.support import SiteUsers, until_waiting_for_locks
 
 from docuhooks.context import AppContext
 from docuhooks.core.events import EventType
-from docuhooks.platform import completion, storage
+from docuhooks.platform import completion, storage, workitems
 from docuhooks.platform.postprocessing import driver as post_processing_driver
 from docuhooks.store.schema import documents, events, interviews, work_item_versions
 from docuhooks.store.scoped import lock_site
@@ -272,6 +272,74 @@ async def test_an_open_beside_a_finish_holding_its_version_starts_the_next_versi
     assert opened.json()["workItemVersionId"] != interview["workItemVersionId"]
     assert [a["value"] for a in opened.json()["answers"]["answers"]] == ["Jane Doe"]
     assert await interview_status(ctx, interview) == "finished"
+
+
+async def version_numbers(
+    client: httpx.AsyncClient, site: SiteUsers, item: dict[str, Any]
+) -> list[tuple[int, str]]:
+    listed = await client.get(f"{API}/workitems/{item['id']}/versions", headers=site.auth())
+    assert listed.status_code == 200, listed.text
+    return sorted((v["versionNumber"], v["status"]) for v in listed.json()["items"])
+
+
+@POSTGRES
+async def test_two_opens_of_a_new_work_item_start_one_version(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two opens of a work item without a version (a double click): the second waits for
+    the work item while the first starts version 1. Having read the versions before it
+    waited, it found none; it reads them again once it holds the work item, and continues
+    version 1 (replacing the first one's interview) rather than start a second version in
+    progress beside it."""
+    item = await work_item(client, site.auth())
+    user = site.auth("User")
+    path = f"{API}/workitems/{item['id']}/interviews"
+    pause = Pause(monkeypatch, workitems, "start_version")
+    first = asyncio.create_task(client.post(path, headers=user))
+    await pause.reached.wait()
+    second = asyncio.create_task(client.post(path, headers=user))
+    await until_waiting_for_locks(ctx, [second])
+    pause.go_on.set()
+    opened, again = await first, await second
+
+    assert opened.status_code == 201, opened.text
+    assert again.status_code == 201, again.text
+    assert again.json()["workItemVersionId"] == opened.json()["workItemVersionId"]
+    assert await interview_status(ctx, opened.json()) == "replaced"
+    assert await version_numbers(client, site, item) == [(1, "InProgress")]
+
+
+@POSTGRES
+async def test_an_open_behind_one_that_started_the_next_version_continues_it(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two opens while version 1 is being finished: the first holds the work item and waits
+    for the version, the second waits for the work item. The finish completes version 1;
+    the first open starts version 2; the second, which found version 1 in progress, finds it
+    Completed once it holds it, and continues version 2, not start a third."""
+    item, interview = await answered(client, site)
+    user = site.auth("User")
+    path = f"{API}/workitems/{item['id']}/interviews"
+    pause = Pause(monkeypatch, post_processing_driver, "begin")
+    finishing = asyncio.create_task(
+        client.post(f"{API}/interviews/{interview['id']}/finish", headers=user)
+    )
+    await pause.reached.wait()
+    first = asyncio.create_task(client.post(path, headers=user))
+    await until_waiting_for_locks(ctx, [first])
+    second = asyncio.create_task(client.post(path, headers=user))
+    await until_waiting_for_locks(ctx, [first, second])
+    pause.go_on.set()
+    finished, opened, again = await finishing, await first, await second
+
+    assert finished.status_code == 200, finished.text
+    assert opened.status_code == 201, opened.text
+    assert again.status_code == 201, again.text
+    assert opened.json()["versionNumber"] == again.json()["versionNumber"] == 2
+    assert again.json()["workItemVersionId"] == opened.json()["workItemVersionId"]
+    assert [a["value"] for a in again.json()["answers"]["answers"]] == ["Jane Doe"]
+    assert await interview_status(ctx, opened.json()) == "replaced"
+    assert await version_numbers(client, site, item) == [(1, "Completed"), (2, "InProgress")]
 
 
 @POSTGRES

@@ -243,9 +243,10 @@ async def _write_answers(
 
 # Opening an interview is on a waiting person's path: its statements are built once, and
 # the work item, its template (without the document) and its version in progress are read
-# in one query, the work item held (PostgreSQL) so two opens cannot both number a version:
-# `FOR NO KEY UPDATE`, which keeps out another open but not the key share of it a finish
-# takes when it writes its version the second time (`workitems.get_row`).
+# in one query, the work item held (PostgreSQL) so two opens cannot both start a version
+# (the one that waited reads the versions again, `_continued`): `FOR NO KEY UPDATE`, which
+# keeps out another open but not the key share of it a finish takes when it writes its
+# version the second time (`workitems.get_row`).
 _ITEM, _TEMPLATE, _VERSION = "item_", "template_", "version_"
 # Not the document, and not the variables: those are read once per template and kept
 # (`template_variables`), and a large template's list is not decoded again on every open.
@@ -296,6 +297,20 @@ _HOLD_VERSION = Prepared(
     )
     .where(work_item_versions.c.id == sa.bindparam("version_id"))
     .with_for_update(key_share=True)
+)
+# The work item's version in progress, read again once the open holds the work item
+# (PostgreSQL). `_OPENING` sees the versions as they were when it began, before it waited
+# for the work item: an open it waited for may have started a version since (two opens
+# would then each start one, two versions in progress), or, once a finish completed the
+# one it found, started the next.
+_IN_PROGRESS = Prepared(
+    sa.select(*workitems.SUMMARY_COLUMNS)
+    .where(
+        work_item_versions.c.work_item_id == sa.bindparam("work_item_id"),
+        work_item_versions.c.status == VersionStatus.IN_PROGRESS.value,
+    )
+    .order_by(work_item_versions.c.version_number.desc())
+    .limit(1)
 )
 #: What a replaced interview keeps of its answers: none. Every save wrote them to its version
 #: too, where the interview that replaces it continues them; a copy kept on each replaced
@@ -356,6 +371,25 @@ async def _opening(
     return item, template, _part(found, _VERSION, workitems.SUMMARY_COLUMNS)
 
 
+async def _continued(
+    conn: AsyncConnection, work_item_id: str, found: Any | None
+) -> tuple[Any, sa.Row[Any]] | None:
+    """The version in progress an open continues, `found` by `_OPENING` or read again, held
+    with its status and answers (`_HOLD_VERSION`); None when there is none. The caller
+    holds the work item, so no version starts meanwhile: what is read again is what the
+    opens and finishes it waited for left. The one held may have been finished while this
+    open waited for it; then there is none (or the next an open it waited for started)."""
+    version = found
+    if version is None and conn.dialect.name == "postgresql":
+        version = await _IN_PROGRESS.first(conn, {"work_item_id": work_item_id})
+    while version is not None:
+        held = await _HOLD_VERSION.one(conn, {"version_id": version.id})
+        if held.status == VersionStatus.IN_PROGRESS:
+            return version, held
+        version = await _IN_PROGRESS.first(conn, {"work_item_id": work_item_id})
+    return None
+
+
 async def open_interview(
     ctx: PlatformContext, principal: Principal, work_item_id: str, *, sources: bool = False
 ) -> dict[str, Any]:
@@ -366,14 +400,13 @@ async def open_interview(
         item, template, version = await _opening(conn, principal, work_item_id)
         moment = ctx.now()
         quota = storage.StorageQuota.from_settings(ctx.settings)
-        if version is not None:
-            held = await _HOLD_VERSION.one(conn, {"version_id": version.id})
-            if held.status != VersionStatus.IN_PROGRESS:
-                # Finished before this open held it: the next version starts, from its answers.
-                version = None
-        if version is None:
+        continued = await _continued(conn, item.id, version)
+        if continued is None:
+            # None in progress: the next version starts, from the last finished one's answers.
             version = await workitems.start_version(conn, principal, item, now=moment, quota=quota)
             held = await _HOLD_VERSION.one(conn, {"version_id": version.id})
+        else:
+            version, held = continued
         await _REPLACE_OPEN.execute(
             conn,
             {
