@@ -372,3 +372,144 @@ async def test_test_sends_of_the_last_minute_are_counted_on_as_manual_sends(db_u
                 assert rows.all() == [("s1", "test", now)]
         finally:
             await db.dispose()
+
+
+def _downgrade_to(connection: sa.Connection, revision: str) -> None:
+    from alembic import command
+
+    command.downgrade(alembic_config(connection), revision)
+
+
+async def test_running_totals_start_from_what_each_site_keeps(db_url: str) -> None:
+    """Migration 0035: each site's running totals start from what it keeps (documents,
+    templates, answer sets), its triggers count from there, and a downgrade takes them
+    away (writes go on without them) for an upgrade to make them again."""
+    from datetime import UTC, datetime
+
+    from docuhooks.platform import storage
+    from docuhooks.store.database import Database
+    from docuhooks.store.schema import (
+        documents,
+        interviews,
+        sites,
+        storage_usage,
+        templates,
+        work_groups,
+        work_item_versions,
+        work_items,
+    )
+
+    now = datetime(2026, 12, 10, tzinfo=UTC)
+
+    def document(number: int, site: str, size: int) -> dict[str, Any]:
+        return {
+            "id": f"d{number}-{site}",
+            "version_id": f"v-{site}",
+            "site_id": site,
+            "name": "letter",
+            "file_name": "letter.pdf",
+            "content_type": "application/pdf",
+            "size": size,
+            "sha256": "0" * 64,
+            "content": b"x" * size,
+            "assembled_order": number,
+            "created_at": now,
+        }
+
+    async def counted(conn: Any, site: str) -> tuple[storage.Usage, storage.Usage]:
+        return await storage.usage(conn, site), await storage.recount(conn, site)
+
+    async with _new_database(db_url) as url:
+        db = Database.from_url(url)
+        try:
+            async with db.engine.begin() as conn:
+                await conn.run_sync(_upgrade_to, "0034")
+                for site, kept in (("s1", 3), ("s2", 1), ("s3", 0)):
+                    await conn.execute(
+                        sites.insert().values(
+                            id=site, name=site, base_url="https://x", created_at=now
+                        )
+                    )
+                    if not kept:
+                        continue  # a site that keeps nothing
+                    for table, values in (
+                        (work_groups, {"id": f"g-{site}", "name": "g"}),
+                        (
+                            templates,
+                            {
+                                "id": f"t-{site}",
+                                "name": "t",
+                                "file_name": "t.docx",
+                                "content": b"docx" * 100 * kept,
+                                "sha256": "0" * 64,
+                                "variables": [],
+                                "event_elements": [],
+                            },
+                        ),
+                        (
+                            work_items,
+                            {
+                                "id": f"w-{site}",
+                                "work_group_id": f"g-{site}",
+                                "template_id": f"t-{site}",
+                                "name": "w",
+                            },
+                        ),
+                        (
+                            work_item_versions,
+                            {
+                                "id": f"v-{site}",
+                                "work_item_id": f"w-{site}",
+                                "version_number": 1,
+                                "status": "InProgress",
+                                "answers": {"answers": []},
+                                "answers_size": 14,
+                            },
+                        ),
+                        (
+                            interviews,
+                            {
+                                "id": f"i-{site}",
+                                "work_item_id": f"w-{site}",
+                                "version_id": f"v-{site}",
+                                "answers": {"answers": []},
+                                "answers_size": 14,
+                                "status": "open",
+                            },
+                        ),
+                    ):
+                        await conn.execute(
+                            table.insert().values(**values, site_id=site, created_at=now)
+                        )
+                    for number in range(kept):
+                        await conn.execute(
+                            documents.insert().values(**document(number, site, 1000 * kept))
+                        )
+                await conn.run_sync(_upgrade_to, "head")
+                for site in ("s1", "s2", "s3"):
+                    totals, recounted = await counted(conn, site)
+                    assert totals == recounted, site
+                assert totals == storage.Usage(0, 0)
+                assert await counted(conn, "s1") == (storage.Usage(3 * 3000 + 1200 + 28, 4),) * 2
+                # Counted from here on by the triggers.
+                await conn.execute(documents.insert().values(**document(7, "s2", 50)))
+                totals, recounted = await counted(conn, "s2")
+                assert totals == recounted == storage.Usage(1000 + 50 + 400 + 28, 3)
+
+                await conn.run_sync(_downgrade_to, "0034")
+                assert "storage_usage" not in await conn.run_sync(
+                    lambda sync: sa.inspect(sync).get_table_names()
+                )
+                await conn.execute(documents.delete().where(documents.c.id == "d7-s2"))
+                await conn.run_sync(_upgrade_to, "head")
+                for site in ("s1", "s2", "s3"):
+                    totals, recounted = await counted(conn, site)
+                    assert totals == recounted, site
+                rows = await conn.execute(
+                    sa.select(storage_usage.c.site_id, sa.func.count()).group_by(
+                        storage_usage.c.site_id
+                    )
+                )
+                assert dict(rows.all()) == {"s1": 1, "s2": 1}
+        finally:
+            await db.dispose()

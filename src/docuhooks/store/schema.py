@@ -606,7 +606,8 @@ work_item_versions = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("answers", sa.JSON(), nullable=False),
     #: The bytes of `answers` as stored (their JSON text), written with them: what the
-    #: site's storage quota counts of them (`platform.storage`), summed from an index.
+    #: site's storage quota counts of them (`platform.storage`, whose running totals a
+    #: trigger keeps as it changes).
     _answers_size(),
     #: What happened in post-processing, shown on the version.
     sa.Column("post_processing", sa.JSON(), nullable=True),
@@ -625,7 +626,8 @@ work_item_versions = sa.Table(
     sa.Column("tracestate", sa.String(512), nullable=True),
     sa.UniqueConstraint("work_item_id", "version_number"),
     sa.Index("ix_work_item_versions_due", "status", "post_processing_due_at"),
-    # A site's storage (`platform.storage`): its versions' answers summed from the index alone.
+    # A site's storage counted again from its rows (`platform.storage.recount`, and the sums
+    # migration 0035 started the running totals from): from the index alone.
     sa.Index("ix_work_item_versions_site_answers_size", "site_id", "answers_size"),
 )
 
@@ -652,7 +654,8 @@ documents = sa.Table(
     _fk("site_id", "sites.id"),
     *_document_columns(),
     sa.Index("ix_documents_version_order", "version_id", "assembled_order"),
-    # A site's storage (`platform.storage`): its documents' sizes summed from the index alone.
+    # A site's storage counted again from its rows (`platform.storage.recount`): its
+    # documents' sizes summed from the index alone.
     sa.Index("ix_documents_site_size", "site_id", "size"),
 )
 
@@ -690,6 +693,30 @@ interviews = sa.Table(
     sa.Index("ix_interviews_version_status", "version_id", "status"),
     # Deleting a work item removes its interviews (PostgreSQL's cascade looks them up).
     sa.Index("ix_interviews_work_item", "work_item_id"),
-    # A site's storage (`platform.storage`): its interviews' answers from the index alone.
+    # A site's storage counted again from its rows (`platform.storage.recount`): its
+    # interviews' answers from the index alone.
     sa.Index("ix_interviews_site_answers_size", "site_id", "answers_size"),
+)
+
+#: A site's storage (`platform.storage`) as running totals: a row for each change to what it
+#: keeps, the bytes and files it added (negative: freed), written by triggers on the tables
+#: counted (documents, templates, answer sets: migration 0035), never by the code, and
+#: folded into one row per site now and then. What a site keeps is the sum of its rows.
+#: Rows are only ever added (and folded), so writers of a site never wait for one another
+#: here. No foreign key to `sites`: its check would lock the site's row on every write, and
+#: a site's delete would cascade to rows whose triggers then count it for a site gone.
+storage_usage = sa.Table(
+    "storage_usage",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("site_id", sa.String(36), nullable=False),
+    sa.Column("bytes", sa.BigInteger(), nullable=False),
+    sa.Column("files", sa.BigInteger(), nullable=False),
+    # A site's totals summed from the index alone.
+    sa.Index("ix_storage_usage_site", "site_id", "bytes", "files"),
 )
