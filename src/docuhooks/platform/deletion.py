@@ -4,8 +4,9 @@
 A work item goes with everything it holds: its versions, their documents, the originals
 kept for a version's post-processing, and its interviews (open ones too) with the answers
 stored on them and on its versions. A template goes alone. Either is one transaction, and
-the room is free for the site's next write as soon as it commits: the quota sums the rows
-as they are, nothing is kept aside.
+the room is free for the site's next write as soon as it commits: the rows deleted take
+what they kept off the site's running totals in the same transaction (`platform.storage`'s
+triggers, for the rows a cascade deletes too), nothing is kept aside.
 
 A delete is refused, with a 409 `conflict` saying why and nothing deleted, when:
 
