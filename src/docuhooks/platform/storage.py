@@ -34,7 +34,7 @@ take the site past its quota, by as much again each time.
 **Running totals.** Counting is on the path of every such write, under the site's lock (on
 SQLite, on the event loop every site's requests share), so it must not grow with what the
 site keeps: interviews are never pruned, and summing every answer set of a site of 200,000
-interviews took about 20 ms a write. What a site keeps is therefore kept as it changes, in
+interviews took 30–40 ms a write. What a site keeps is therefore kept as it changes, in
 `storage_usage`: a row for each change, the bytes and files it added (or, negative, freed),
 and the site's usage is the sum of its rows, read from their index alone
 (`ix_storage_usage_site`). Triggers in the database write those rows (migration 0035), for
@@ -46,16 +46,16 @@ there (a single row of totals, updated by every write, would make each wait for 
 before to commit).
 
 So that a sum stays a few rows, a write whose site has more than `FOLD_AFTER` rows folds
-them into one (`fold`): it deletes them, returning them, and adds one row of their sum, in
-its own transaction. It needs no lock and waits for no one, on either store: on PostgreSQL
-(READ COMMITTED) the delete takes only the rows committed when it starts, so a row another
-writer adds meanwhile is left to count, and only those no other fold holds (`FOR UPDATE
-SKIP LOCKED`), so two folds never take a row twice nor wait for each other; what it adds is
-the sum of exactly what it took. On SQLite writers take turns. Every write through `admit`
-checks, including those it does not count, so an installation without a quota keeps few
-rows too. The room to put back (`_put_back`) is read live, as before: it is a few versions
-at most. `recount` sums every row as counting did before, for tests (and for anyone who
-wants to check a site's totals).
+them into one (`fold`), in its own transaction: it deletes the site's rows, returning them,
+and adds one row of exactly their sum. It needs no lock and waits for no one. On PostgreSQL
+(READ COMMITTED) the delete sees only the rows committed when it starts: a row another
+writer adds meanwhile is not taken, and counts as it is once committed. It takes only rows
+no other fold holds (`FOR UPDATE SKIP LOCKED`): two folds of a site never take a row twice,
+nor wait for each other. On SQLite writers take turns. Every write through `admit` checks,
+also those it does not count (one that adds nothing, every write of an installation
+without a quota), so that no site's rows grow for good. The room to put back (`_put_back`)
+is read live, as before: a few versions at most. `recount` sums every row as counting did
+before, to check the totals against.
 
 Refusing is `StorageQuotaExceeded`, a 422 `storage_quota_exceeded` naming the setting. 422,
 as for the other limits (`LimitExceeded`): not 507 Insufficient Storage (WebDAV's, which Box

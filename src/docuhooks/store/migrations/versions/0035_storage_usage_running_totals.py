@@ -3,7 +3,7 @@
 Every write that stores bytes counted what the site keeps first, under the site's lock: a
 sum over every document, template and answer set of the site (migrations 0029 and 0032
 made it read indexes, not rows). Interviews are never pruned, so that grew with the site
-for good: about 20 ms at 200,000 interviews, on SQLite on the event loop every site's
+for good: 30–40 ms at 200,000 interviews, on SQLite on the event loop every site's
 requests share.
 
 `storage_usage` holds what each change added or freed, a row per row written, and a site
@@ -25,7 +25,7 @@ them again.
 
 Revision ID: 0035
 Revises: 0034
-Create Date: 2026-12-10 09:00:00.000000
+Create Date: 2026-12-09 13:00:00.000000
 """
 
 from collections.abc import Sequence
