@@ -506,3 +506,40 @@ async def test_postgres_writers_waiting_for_the_site_count_what_a_fold_left(
     assert await rows_of(ctx, site) == 2
     (kept,) = await counted(ctx, site)
     assert kept.bytes <= ctx.settings.site_storage_quota_bytes
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_postgres_a_fold_rolled_back_gives_its_rows_back_and_readers_count_them_once(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers
+) -> None:
+    """A fold holds the rows it took until its transaction ends. Meanwhile a reader counts
+    them as they were (neither the rows twice nor the fold's row, not committed); an upload
+    counts, folds only the rows the fold does not hold, and commits; another fold does the
+    same. When the first fold rolls back, its rows are back, each counted once, and a fold
+    then takes every row of the site."""
+    item = await work_item(client, site.auth())
+    version = await in_progress(client, site, item)
+    assert (await add_pdf(client, site, version, padded(3000))).status_code == 201
+    await filler(ctx, site, storage.FOLD_AFTER + 1)
+    (before,) = await counted(ctx, site)
+    held = await rows_of(ctx, site)
+    async with ctx.db.engine.connect() as folding:
+        await folding.begin()
+        await storage.fold(folding, site.site_id)
+        assert await storage.usage(folding, site.site_id) == before  # one row, in its view
+        assert await counted(ctx, site) == [before]
+        async with asyncio.timeout(30):  # the bound only turns a wait into a failure
+            uploaded = await add_pdf(client, site, version, padded(700))
+            assert uploaded.status_code == 201, uploaded.text
+            async with ctx.db.transaction() as conn:
+                await storage.fold(conn, site.site_id)
+        (during,) = await counted(ctx, site)
+        assert during.files == before.files + 1 and during.bytes > before.bytes
+        # The rows the fold holds, and the other folds' one row (the upload's and its own).
+        assert await rows_of(ctx, site) == held + 1
+        await folding.rollback()
+    assert await counted(ctx, site) == [during]
+    async with ctx.db.transaction() as conn:
+        await storage.fold(conn, site.site_id)
+    assert await rows_of(ctx, site) == 1
+    assert await counted(ctx, site) == [during]
