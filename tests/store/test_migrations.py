@@ -37,6 +37,37 @@ async def test_the_database_is_at_the_single_head(ctx: AppContext) -> None:
     assert await ctx.db.current_revision() == heads[0]
 
 
+#: The tables the storage quota counts, whose triggers keep each site's running totals
+#: (migration 0035).
+_COUNTED = ("documents", "templates", "work_item_versions", "interviews")
+
+
+async def test_every_table_the_quota_counts_keeps_its_triggers_at_head(ctx: AppContext) -> None:
+    """The running totals count what the triggers see: a later migration that rebuilds one
+    of these tables on SQLite (`batch_alter_table`, which autogenerate writes there,
+    `render_as_batch`, for a column altered or dropped) drops its triggers with it, and every
+    write to it after goes uncounted. Such a migration must make them again; this names
+    the ones missing."""
+    query = (
+        "SELECT tbl_name, name FROM sqlite_master WHERE type = 'trigger'"
+        if ctx.db.is_sqlite
+        else "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        "WHERE NOT t.tgisinternal AND t.tgenabled = 'O'"
+    )
+    async with ctx.db.read() as conn:
+        found = {
+            (str(table), str(name))
+            for table, name in (await conn.execute(sa.text(query))).all()
+            if str(name).startswith("storage_usage_")
+        }
+    expected = {
+        (table, f"storage_usage_{table}_{change}")
+        for table in _COUNTED
+        for change in ("inserted", "deleted", "changed")
+    }
+    assert found == expected, sorted(expected ^ found)
+
+
 async def test_upgrading_twice_changes_nothing(ctx: AppContext) -> None:
     before = await ctx.db.current_revision()
     await ctx.db.upgrade()
