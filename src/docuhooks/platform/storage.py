@@ -40,22 +40,23 @@ and the site's usage is the sum of its rows, read from their index alone
 (`ix_storage_usage_site`). Triggers in the database write those rows (migration 0035), for
 every insert, delete and change of size of a document, template, version's or interview's
 answers: whatever writes them (the API, the web UI, post-processing, a delete, a foreign
-key's cascade), so no code path can forget one, and a write refused or rolled back takes
-its rows with it. Rows are only ever added, so writers of a site never wait for one another
-there (a single row of totals, updated by every write, would make each wait for the one
-before to commit).
+key's cascade), so no code path can forget one, and a write refused or rolled back takes its
+rows with it. (Not SQLite's `INSERT OR REPLACE`: the row it replaces is deleted without
+firing a trigger. No code uses it on these tables.) Rows are only ever added, so writers of
+a site never wait for one another there (a single row of totals, updated by every write,
+would make each wait for the one before to commit).
 
 So that a sum stays a few rows, a write whose site has more than `FOLD_AFTER` rows folds
-them into one (`fold`), in its own transaction: it deletes the site's rows, returning them,
-and adds one row of exactly their sum. It needs no lock and waits for no one. On PostgreSQL
-(READ COMMITTED) the delete sees only the rows committed when it starts: a row another
-writer adds meanwhile is not taken, and counts as it is once committed. It takes only rows
-no other fold holds (`FOR UPDATE SKIP LOCKED`): two folds of a site never take a row twice,
-nor wait for each other. On SQLite writers take turns. Every write through `admit` checks,
-also those it does not count (one that adds nothing, every write of an installation
-without a quota), so that no site's rows grow for good. The room to put back (`_put_back`)
-is read live, as before: a few versions at most. `recount` sums every row as counting did
-before, to check the totals against.
+them into one (`fold`), in the write's transaction (rolled back with it, its rows given
+back): it deletes the site's rows, returning them, and adds one row of exactly their sum. It
+needs no lock and waits for no one. On PostgreSQL (READ COMMITTED) the delete sees only the
+rows committed when it starts: a row another writer adds meanwhile is not taken, and counts
+as it is once committed. It takes only rows no other fold holds (`FOR UPDATE SKIP LOCKED`):
+two folds of a site never take a row twice, nor wait for each other. On SQLite writers take
+turns. Every write through `admit` checks, also those it does not count (one that adds
+nothing, every write of an installation without a quota), so that no site's rows grow for
+good. The room to put back (`_put_back`) is read live, as before: a few versions at most.
+`recount` sums every row as counting did before, to check the totals against.
 
 Refusing is `StorageQuotaExceeded`, a 422 `storage_quota_exceeded` naming the setting. 422,
 as for the other limits (`LimitExceeded`): not 507 Insufficient Storage (WebDAV's, which Box
