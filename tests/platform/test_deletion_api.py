@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import httpx
@@ -23,7 +23,6 @@ from tests.platform.post_processing_support import (
     finish,
     local,
     post_processing_webhook,
-    running_receiver,
     same_kind,
 )
 from tests.support import SiteUsers, until_waiting_for_locks
@@ -358,13 +357,6 @@ async def test_who_may_delete_a_work_item(
     assert gone.status_code == 404
     listed = await client.get(f"{API}/workitems", headers=site.auth())
     assert [w["id"] for w in listed.json()["items"]] == [by_admin["id"]]
-
-
-@pytest.fixture
-async def receiver(ctx: AppContext) -> AsyncIterator[Receiver]:
-    async with running_receiver() as running:
-        yield running
-    await ctx.close_transports()
 
 
 async def test_a_work_item_is_not_deleted_while_a_version_is_post_processed(

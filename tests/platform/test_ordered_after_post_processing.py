@@ -5,13 +5,11 @@ webhooks get each version as it completes."""
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import jwt
-import pytest
 import sqlalchemy as sa
 from aiohttp import web
 from tests.delivery.delivery_support import make_webhook
@@ -20,7 +18,6 @@ from tests.platform.post_processing_support import (
     finish,
     local,
     post_processing_webhook,
-    running_receiver,
     work_item,
 )
 from tests.support import SiteUsers
@@ -36,13 +33,6 @@ from docuhooks.store.schema import webhooks
 
 ORDERED = "https://ordered.example/hook"
 UNORDERED = "https://unordered.example/hook"
-
-
-@pytest.fixture
-async def receiver(ctx: AppContext) -> AsyncIterator[Receiver]:
-    async with running_receiver() as running:
-        yield running
-    await ctx.close_transports()
 
 
 async def test_a_version_completed_before_an_earlier_one_in_post_processing_waits_its_turn(

@@ -9,7 +9,6 @@ import asyncio
 import functools
 import hashlib
 import socket
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -30,7 +29,6 @@ from tests.platform.post_processing_support import (
     local,
     post_processing_webhook,
     returned,
-    running_receiver,
     same_kind,
     second_template,
     version_of,
@@ -42,13 +40,6 @@ from docuhooks.context import AppContext
 from docuhooks.platform.postprocessing import driver, replies
 from docuhooks.receiver import PostProcessingEvent, PostProcessingResult
 from docuhooks.store.schema import deliveries, events, post_processing_originals
-
-
-@pytest.fixture
-async def receiver(ctx: AppContext) -> AsyncIterator[Receiver]:
-    async with running_receiver() as running:
-        yield running
-    await ctx.close_transports()  # the calls' connection pools
 
 
 async def completions(ctx: AppContext) -> list[dict[str, Any]]:

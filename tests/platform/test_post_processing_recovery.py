@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -21,7 +21,6 @@ from tests.platform.post_processing_support import (
     finish,
     local,
     post_processing_webhook,
-    running_receiver,
     same_kind,
     version_of,
     work_item,
@@ -33,13 +32,6 @@ from docuhooks.platform.postprocessing import claiming, driver
 from docuhooks.receiver import PostProcessingEvent, PostProcessingResult
 from docuhooks.store.database import Database
 from docuhooks.store.schema import events
-
-
-@pytest.fixture
-async def receiver(ctx: AppContext) -> AsyncIterator[Receiver]:
-    async with running_receiver() as running:
-        yield running
-    await ctx.close_transports()  # the calls' connection pools
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -21,7 +20,6 @@ from tests.platform.post_processing_support import (
     finish,
     local,
     post_processing_webhook,
-    running_receiver,
     same_kind,
     version_of,
 )
@@ -214,13 +212,6 @@ async def test_finishing_past_the_quota_keeps_the_interview_open_with_its_answer
     done = await client.post(f"{interview}/finish", headers=user)
     assert done.status_code == 200, done.text
     assert done.json()["status"] == "Completed" and len(done.json()["documents"]) == 1
-
-
-@pytest.fixture
-async def receiver(ctx: AppContext) -> AsyncIterator[Receiver]:
-    async with running_receiver() as running:
-        yield running
-    await ctx.close_transports()
 
 
 async def test_a_post_processing_reply_past_the_quota_keeps_the_assembled_documents(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -28,7 +27,6 @@ from tests.platform.post_processing_support import (
     finish,
     local,
     post_processing_webhook,
-    running_receiver,
     same_kind,
 )
 from tests.platform.test_storage import PDF, add_pdf, in_progress, room_for
@@ -87,13 +85,6 @@ async def replace(
         content=content,
         headers={**site.auth("User"), "Content-Type": "application/pdf"},
     )
-
-
-@pytest.fixture
-async def receiver(ctx: AppContext) -> AsyncIterator[Receiver]:
-    async with running_receiver() as running:
-        yield running
-    await ctx.close_transports()
 
 
 async def test_every_kind_of_write_is_counted_as_a_recount_finds(
