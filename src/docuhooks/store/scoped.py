@@ -1,6 +1,7 @@
 """The site boundary for reads by id: another site's object, or an id that is not a UUID, is
 simply not found, so ids never reveal what exists elsewhere. And the site's lock, which
-writes held to a limit of the site's take in turn."""
+writes held to a limit of the site's take in turn, and the other locks keyed by a name
+(`advisory_lock`)."""
 
 from __future__ import annotations
 
@@ -60,13 +61,25 @@ async def insert_named(
 
 #: The advisory lock `lock_site` takes: a 64-bit hash of this prefix and the site's id.
 SITE_LOCK_PREFIX = "docuhooks.site:"
-_SITE_LOCK = Prepared(
+_ADVISORY_LOCK = Prepared(
     sa.select(
         sa.func.pg_advisory_xact_lock(
             sa.func.hashtextextended(sa.bindparam("key", type_=sa.String), 0)
         )
     )
 )
+
+
+async def advisory_lock(conn: AsyncConnection, key: str) -> None:
+    """Hold the lock named `key` (a prefix naming what it guards, and an id) until the
+    transaction ends: transactions that must not interleave, whose rows do not keep them
+    apart, take it in turn. One statement.
+
+    On PostgreSQL it is an advisory lock keyed by a 64-bit hash of `key`, held to the
+    transaction's end (the one kind a transaction pooler keeps). On SQLite, write
+    transactions already run one at a time: nothing is run."""
+    if conn.dialect.name == "postgresql":
+        await _ADVISORY_LOCK.execute(conn, {"key": key})
 
 
 async def lock_site(conn: AsyncConnection, site_id: str) -> None:
@@ -84,5 +97,4 @@ async def lock_site(conn: AsyncConnection, site_id: str) -> None:
     upload is written, would hold up the deliveries of every site that claim had in hand.
     Only the site's other counting writers wait for it. On SQLite, write transactions
     already run one at a time."""
-    if conn.dialect.name == "postgresql":
-        await _SITE_LOCK.execute(conn, {"key": SITE_LOCK_PREFIX + site_id})
+    await advisory_lock(conn, SITE_LOCK_PREFIX + site_id)
