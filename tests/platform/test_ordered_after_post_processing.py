@@ -1,9 +1,12 @@
 """An ordered webhook gets a work item's versions in version order even when an earlier
 version waits in post-processing (callback mode) while a later one completes first; other
-webhooks get each version as it completes."""
+webhooks get each version as it completes. On PostgreSQL, two versions completing at
+once still leave nothing held behind a completed one."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,22 +17,25 @@ import sqlalchemy as sa
 from aiohttp import web
 from tests.delivery.delivery_support import make_webhook
 from tests.platform.post_processing_support import (
+    API,
     Receiver,
     finish,
     local,
     post_processing_webhook,
     work_item,
 )
-from tests.support import SiteUsers
+from tests.platform.test_work_item_lock_order import POSTGRES, Pause
+from tests.support import SiteUsers, until_waiting_for_locks
 
 from docuhooks.context import AppContext
 from docuhooks.core.clock import FakeClock
 from docuhooks.core.signing import OutboundRequest
+from docuhooks.delivery import outbox
 from docuhooks.delivery.transport import MockTransport, TransportResult
 from docuhooks.delivery.worker import Worker, WorkerOptions
 from docuhooks.platform.completion import ORDER_HOLD_MARGIN
 from docuhooks.receiver import PostProcessingEvent
-from docuhooks.store.schema import webhooks
+from docuhooks.store.schema import deliveries, webhooks
 
 ORDERED = "https://ordered.example/hook"
 UNORDERED = "https://unordered.example/hook"
@@ -239,3 +245,102 @@ async def test_a_probe_lifting_a_suspension_does_not_let_a_held_version_overtake
     await _drain(worker, clock)
     # The other work item's version 1 went first (the probe); then this one's 1, then 2.
     assert seen[ORDERED][1:] == [1, 2], "the receiver saw a work item's versions out of order"
+
+
+async def _v1_in_post_processing_v2_open(
+    ctx: AppContext, client: httpx.AsyncClient, site: SiteUsers, receiver: Receiver
+) -> tuple[str, dict[str, Any], str]:
+    """Version 1 waits in post-processing (callback), version 2 is in progress; the site
+    has no storage quota, so no completion takes the site's lock, which would have them
+    take turns anyway. The ordered webhook's id, the work item, and the path completing
+    version 2 (`PUT …/complete`, as a finish without post-processing completes it)."""
+    ctx.settings = dataclasses.replace(
+        ctx.settings, site_storage_quota_bytes=0, site_storage_quota_files=0
+    )
+    item = await work_item(client, site.auth())
+    await post_processing_webhook(client, site, receiver, template_ids=[])
+    ordered_id, _ = await make_webhook(ctx, site, ORDERED, name="ordered", orderedDelivery=True)
+
+    async def later(event: PostProcessingEvent) -> web.StreamResponse:
+        return web.Response(status=202)
+
+    receiver.reply = later
+    assert (await finish(client, site, item)).json()["status"] == "PostProcessing"
+    opened = await client.post(
+        f"{API}/workitems/{item['id']}/interviews", headers=site.auth("User")
+    )
+    assert opened.status_code == 201, opened.text
+    version_2 = opened.json()["workItemVersionId"]
+    return ordered_id, item, f"{API}/workitems/{item['id']}/versions/{version_2}/complete"
+
+
+async def _ordered_due(ctx: AppContext, ordered_id: str) -> dict[int, bool]:
+    """Each version's delivery to the ordered webhook: due now (not held)?"""
+    now = datetime.now(UTC)
+    async with ctx.db.read() as conn:
+        rows = await conn.execute(
+            sa.select(deliveries.c.ordering_seq, deliveries.c.next_attempt_at).where(
+                deliveries.c.webhook_id == ordered_id
+            )
+        )
+        return {row.ordering_seq: row.next_attempt_at <= now for row in rows.all()}
+
+
+@POSTGRES
+async def test_a_version_completing_while_the_earlier_one_commits_its_completion_is_not_held(
+    ctx: AppContext,
+    client: httpx.AsyncClient,
+    site: SiteUsers,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Version 1's completion has let go of what was held for it, not committed yet, when
+    version 2 completes: version 2 waits for it (the work item's order lock), then finds
+    version 1 completed and holds nothing. Without the lock it counted version 1 as still
+    in post-processing and held its delivery to version 1's deadline and past it, with
+    nothing left to let it go."""
+    ordered_id, _, complete_2 = await _v1_in_post_processing_v2_open(ctx, client, site, receiver)
+    user = site.auth("User")
+    pause = Pause(monkeypatch, outbox, "release_in_order", after=True)
+    settling = asyncio.create_task(client.put(local(receiver.events[0].complete_url), headers=user))
+    try:
+        await pause.reached.wait()
+        completing = asyncio.create_task(client.put(complete_2, headers=user))
+        await until_waiting_for_locks(ctx, [completing])
+    finally:
+        pause.go_on.set()
+    settled, completed = await settling, await completing
+
+    assert settled.status_code == 200, settled.text
+    assert completed.status_code == 200, completed.text
+    assert await _ordered_due(ctx, ordered_id) == {1: True, 2: True}
+
+
+@POSTGRES
+async def test_an_earlier_version_completing_while_a_later_one_is_held_lets_it_go(
+    ctx: AppContext,
+    client: httpx.AsyncClient,
+    site: SiteUsers,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The other way round: version 2's completion has held its delivery, not committed
+    yet, when version 1 completes. Version 1 waits for it, then lets go of the delivery it
+    now sees. Without the lock its release missed it, held to the deadline and past it."""
+    ordered_id, _, complete_2 = await _v1_in_post_processing_v2_open(ctx, client, site, receiver)
+    user = site.auth("User")
+    pause = Pause(monkeypatch, outbox, "hold_in_order", after=True)
+    completing = asyncio.create_task(client.put(complete_2, headers=user))
+    try:
+        await pause.reached.wait()
+        settling = asyncio.create_task(
+            client.put(local(receiver.events[0].complete_url), headers=user)
+        )
+        await until_waiting_for_locks(ctx, [settling])
+    finally:
+        pause.go_on.set()
+    completed, settled = await completing, await settling
+
+    assert completed.status_code == 200, completed.text
+    assert settled.status_code == 200, settled.text
+    assert await _ordered_due(ctx, ordered_id) == {1: True, 2: True}

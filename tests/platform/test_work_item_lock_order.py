@@ -44,18 +44,28 @@ POSTGRES = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 
 class Pause:
     """The first call of `module.name` waits, once `reached` is set, until `go_on`; later
-    calls (the other writer's) run at once."""
+    calls (the other writer's) run at once. `after`: it waits once it has run, holding
+    what it took, before it returns."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, module: ModuleType, name: str) -> None:
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, module: ModuleType, name: str, *, after: bool = False
+    ) -> None:
         self.reached = asyncio.Event()
         self.go_on = asyncio.Event()
         original: Callable[..., Awaitable[Any]] = getattr(module, name)
+        called = False
 
         async def paused(*args: Any, **kwargs: Any) -> Any:
-            if not self.reached.is_set():
+            nonlocal called
+            first, called = not called, True
+            if first and not after:
                 self.reached.set()
                 await self.go_on.wait()
-            return await original(*args, **kwargs)
+            result = await original(*args, **kwargs)
+            if first and after:
+                self.reached.set()
+                await self.go_on.wait()
+            return result
 
         monkeypatch.setattr(module, name, paused)
 

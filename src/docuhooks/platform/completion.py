@@ -25,6 +25,7 @@ from docuhooks.platform.postprocessing import records
 from docuhooks.platform.postprocessing.replies import Mode
 from docuhooks.platform.workitems import VersionStatus
 from docuhooks.store.schema import interviews, work_item_versions
+from docuhooks.store.scoped import advisory_lock
 
 INTERVIEW_FINISHED = "finished"
 
@@ -146,6 +147,11 @@ async def complete_version(
 ORDER_HOLD_MARGIN = timedelta(minutes=5)
 
 
+#: The lock `_keep_versions_in_order` takes (`store.scoped.advisory_lock`): this prefix
+#: and the work item's id.
+ORDER_LOCK_PREFIX = "docuhooks.work_item_order:"
+
+
 async def _keep_versions_in_order(
     conn: AsyncConnection,
     work_item_id: str,
@@ -158,16 +164,35 @@ async def _keep_versions_in_order(
     first: its event exists before theirs, so nothing pending holds its deliveries to
     `orderedDelivery` webhooks back. They are held while an earlier version is still in
     post-processing, and let go (in order behind theirs) as the earlier ones complete:
-    only a version that was in post-processing can have later ones held for it."""
+    only a version that was in post-processing can have later ones held for it.
+
+    A completion that holds and one that lets go take the work item's order lock first
+    (`ORDER_LOCK_PREFIX`), and so run one after the other: each reads what the other
+    committed. Without it, on PostgreSQL, a version completing while the one before it
+    completes would count that one as still in post-processing (not committed yet) and
+    hold its deliveries, while that one's release could not see them (not committed yet
+    either): held to the deadline and past it, behind a version long completed. The lock
+    comes last of a work item's locks (`platform.workitems`): its holder reads, and writes
+    only this work item's deliveries that it wrote or that committed completions wrote, so
+    it never waits for a lock that a transaction waiting for it holds. A version with no
+    earlier one open and no post-processing, the common case, neither holds nor lets go: it
+    counts, unlocked (a version once closed stays closed, so none open is final), and takes
+    no lock."""
     earlier_open = sa.select(
         sa.func.count(), sa.func.max(work_item_versions.c.post_processing_deadline)
     ).where(
         work_item_versions.c.work_item_id == work_item_id,
         work_item_versions.c.status.in_(list(workitems.OPEN_STATUSES)),
+        work_item_versions.c.version_number < number,
     )
-    waiting, deadline = (
-        await conn.execute(earlier_open.where(work_item_versions.c.version_number < number))
-    ).one()
+    if was_post_processing:
+        await advisory_lock(conn, ORDER_LOCK_PREFIX + work_item_id)
+    waiting, deadline = (await conn.execute(earlier_open)).one()
+    if waiting and not was_post_processing:
+        # Counted before the lock: an earlier version's completion may be about to commit.
+        # Counted again once the lock is held, after that completion has committed.
+        await advisory_lock(conn, ORDER_LOCK_PREFIX + work_item_id)
+        waiting, deadline = (await conn.execute(earlier_open)).one()
     if waiting:
         until = (deadline or now) + ORDER_HOLD_MARGIN
         await outbox.hold_in_order(conn, work_item_id, number, until=until)

@@ -20,17 +20,26 @@ cycle is a deadlock, which it ends by aborting one of the two (40P01): its calle
    interview (`platform.interviews`); completing a version closes its open interviews
    once it holds it (`platform.completion`); opening an interview holds the version before
    it replaces the open one.
-4. The site's lock (`store.scoped.lock_site`, taken by `storage.admit`), last, just before
-   the write it counts. (Beneath a version held, the order of its interviews and this lock
+4. The site's lock (`store.scoped.lock_site`, taken by `storage.admit`), just before the
+   write it counts. (Beneath a version held, the order of its interviews and this lock
    could not close a cycle anyway, as no one else writes those interviews; a
    post-processing driver closes them after it.)
+5. The work item's order lock (`ORDER_LOCK_PREFIX` in `platform.completion`), last of all:
+   a completion takes it after its event is written, when its version's deliveries to
+   `orderedDelivery` webhooks may have to wait for an earlier version or it may let later
+   ones go, so that two such completions read each other's deliveries, not miss them. Its
+   holder only reads and writes the work item's deliveries, which no one holds while waiting
+   for it, and commits. A post-processing driver completing several versions in one
+   transaction (held from its start) completes them by work item (`claim_due`), so two
+   drivers take these locks in one order.
 
 So the paths are: finishing an interview, version → interview → site → its document and
-completion event; completing through the API, version → interviews → event; saving answers,
-version → interview → site; opening, work item → version (one it starts: site → new
-version) → interviews → site; a document upload, version → site; a post-processing driver,
-version (a claim skips those held, `FOR UPDATE SKIP LOCKED`; settling a call waits for
-it) → site → documents → interviews → event; deleting, work item → versions → interviews.
+completion event → order; completing through the API, version → interviews → event →
+order; saving answers, version → interview → site; opening, work item → version (one it
+starts: site → new version) → interviews → site; a document upload, version → site; a
+post-processing driver, version (a claim skips those held, `FOR UPDATE SKIP LOCKED`;
+settling a call waits for it) → site → documents → interviews → event → order; deleting,
+work item → versions → interviews.
 
 Two locks fall outside the list. Writing a version (or an interview) a second time in one
 transaction has PostgreSQL check its reference to the work item again, a key share of the

@@ -80,7 +80,12 @@ async def claim_due(
         )
         if version_id is not None:
             query = query.where(_versions.c.id == version_id)
-        for version in (await conn.execute(query)).all():
+        # By work item: completing one takes its work item's order lock
+        # (`completion._keep_versions_in_order`), held to the commit; two drivers claiming
+        # versions of the same work items take those locks in the same order, so neither
+        # waits for the other through them.
+        due = sorted((await conn.execute(query)).all(), key=_by_work_item)
+        for version in due:
             call = await _claim(ctx, conn, version, now)
             if call is None:
                 completed = True
@@ -89,6 +94,10 @@ async def claim_due(
     if completed:
         ctx.events_committed()
     return claimed
+
+
+def _by_work_item(version: Any) -> tuple[str, int]:
+    return version.work_item_id, version.version_number
 
 
 async def _claim(
