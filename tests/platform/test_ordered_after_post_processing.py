@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import jwt
+import pytest
 import sqlalchemy as sa
 from aiohttp import web
 from tests.delivery.delivery_support import make_webhook
