@@ -29,9 +29,13 @@ cycle is a deadlock, which it ends by aborting one of the two (40P01): its calle
    `orderedDelivery` webhooks may have to wait for an earlier version or it may let later
    ones go, so that two such completions read each other's deliveries, not miss them. Its
    holder only reads and writes the work item's deliveries, which no one holds while waiting
-   for it, and commits. A post-processing driver completing several versions in one
-   transaction (held from its start) completes them by work item (`claim_due`), so two
-   drivers take these locks in one order.
+   for it, and commits. Except a post-processing driver's claim (`claim_due`), which
+   completes several versions in one transaction and goes on after one's order lock to the
+   next: it holds all of them from its start (`FOR UPDATE SKIP LOCKED`, waiting for none),
+   takes no site lock (putting the originals back counts nothing), and completes them by
+   work item, so two drivers take these locks in one order. A claim that took the site's
+   lock, or waited for a version, after an order lock would wait for a finish that holds
+   them while it waits for that order lock.
 
 So the paths are: finishing an interview, version → interview → site → its document and
 completion event → order; completing through the API, version → interviews → event →

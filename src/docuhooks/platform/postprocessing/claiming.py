@@ -83,7 +83,9 @@ async def claim_due(
         # By work item: completing one takes its work item's order lock
         # (`completion._keep_versions_in_order`), held to the commit; two drivers claiming
         # versions of the same work items take those locks in the same order, so neither
-        # waits for the other through them.
+        # waits for the other through them. Past an order lock, nothing here may take the
+        # site's lock (`storage.admit`) or wait for a version: a finish holding those waits
+        # for that order lock (`platform.workitems`).
         due = sorted((await conn.execute(query)).all(), key=_by_work_item)
         for version in due:
             call = await _claim(ctx, conn, version, now)
