@@ -50,9 +50,12 @@ transaction has PostgreSQL check its reference to the work item again, a key sha
 work item's row taken late: `FOR NO KEY UPDATE` does not keep it out (only removing the row
 does, and the delete holds every version first), so it closes no cycle. And a version's
 event reaches its webhooks' rows and their deliveries', which the delivery workers and
-administrators' changes take in their own order: no cycle through them is known, but the
-finish and the completion run in `Database.retried`, so that should PostgreSQL end one by
-aborting either, it runs again rather than answer 500.
+administrators' changes take in their own order (a webhook's delete takes its deliveries,
+then its row; a completion key-share-locks the webhook rows its event's deliveries name, then
+lets go the deliveries held behind it): the finish, the completion, and a post-processing
+driver's claim and settle run in `Database.retried`, so that should PostgreSQL end such a
+cycle by aborting one, it runs again rather than answer 500 or leave its versions to the
+next sweep.
 """
 
 from __future__ import annotations

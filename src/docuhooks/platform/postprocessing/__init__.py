@@ -17,6 +17,11 @@ for the receiver. A driver then takes the version:
   deadline; a failure puts the original documents back and completes it. A reply that comes
   after another driver took the version over (its lease ran out) changes nothing.
 
+The claim's and the settle's transactions run again from the start should PostgreSQL abort
+one to end a deadlock (`Database.retried`; `platform.workitems` says through what): each only
+writes rows, the call is made and its reply judged once, outside them, and the workers are
+woken once, after the commit.
+
 A version whose due time passes is driven again by any process: its deadline passed (the
 originals are put back and it completes, `timed_out`), or the process calling it stopped
 mid-call, and the receiver is called again from the original documents, with a new event

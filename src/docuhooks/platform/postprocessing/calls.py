@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 import sqlalchemy as sa
 import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from docuhooks import tracing
 from docuhooks.core.signing import OutboundRequest, build_request
@@ -85,6 +87,15 @@ async def _call(ctx: PlatformContext, claimed: Claimed, span: tracing.Span) -> N
     await _settle(ctx, claimed, request, result, started, finished)
 
 
+class _Settled(StrEnum):
+    """What settling a reply did to its version."""
+
+    COMPLETED = "completed"
+    WAITING = "waiting"
+    MOVED_ON = "moved on"
+    DELETED = "deleted"
+
+
 async def _settle(
     ctx: PlatformContext,
     claimed: Claimed,
@@ -93,116 +104,139 @@ async def _settle(
     started: datetime,
     finished: datetime,
 ) -> None:
-    completed = False
     # Judged once, before the transaction: reading a large reply holds no lock.
     judged = await replies.judge_in_pool(ctx.render_pool, result, site_id=claimed.site_id)
-    async with ctx.db.transaction() as conn:
-        version = (
-            await conn.execute(
-                sa.select(_versions).where(_versions.c.id == claimed.version_id).with_for_update()
-            )
-        ).first()
-        current: list[str] = []
-        if version is not None:
-            current = [row.id for row in await documents.rows_of_version(conn, version.id)]
-            judged = replies.check_replaced(judged, current)
-        record = dict(version.post_processing or {}) if version is not None else {}
-        # Not if it was completed through completeUrl meanwhile, or taken over after the
-        # lease ran out; nor if, completed so, it was deleted with its work item since
-        # (`platform.deletion`): the call is still logged, and nothing else is written.
-        ours = (
-            version is not None
-            and version.status == VersionStatus.POST_PROCESSING
-            and record.get("deliveryId") == claimed.delivery_id
-        )
-        now = ctx.now()
-        if ours and version is not None and judged.succeeded and judged.mode is replies.Mode.INLINE:
-            try:
-                await documents.apply_returned(
-                    conn,
-                    version,
-                    {d.id: d.as_new() for d in judged.documents if d.id is not None},
-                    [
-                        entry if isinstance(entry, str) else entry.as_new()
-                        for entry in replies.arrange(current, judged.documents)
-                    ],
-                    now=now,
-                    quota=StorageQuota.from_settings(ctx.settings),
-                )
-            except StorageQuotaExceeded as exc:
-                # Refused whole (nothing of it was written), as a reply that cannot be read
-                # is: the log and the version's record say why, and the version completes
-                # with the documents it was assembled with.
-                judged = replies.refused(exc.message)
-        await call_log.write(
-            conn,
-            [
-                call_log.StepLog(
-                    event=claimed.logged_event,
-                    site_id=claimed.site_id,
-                    work_item_id=claimed.work_item_id,
-                    calls=[
-                        call_log.CallRecord(
-                            claimed.delivery_id,
-                            claimed.webhook.id,
-                            started,
-                            request,
-                            result,
-                            judged.outcome,
-                        )
-                    ],
-                    created_at=started,
-                    finished_at=finished,
-                    trace=tracing.current(),
-                )
-            ],
-        )
-        if not ours or version is None:
-            logger.info(
-                "post-processing reply not applied: the version moved on"
-                if version is not None
-                else "post-processing reply not applied: the version was deleted",
-                version_id=claimed.version_id,
-                delivery_id=claimed.delivery_id,
-            )
-            return
-        item = (
-            await conn.execute(sa.select(work_items).where(work_items.c.id == version.work_item_id))
-        ).one()
-        if not judged.succeeded:
-            await give_up(
-                conn,
-                version,
-                item,
-                record,
-                records.Status.FAILED,
-                now,
-                error=judged.error or "the call failed",
-                error_class=judged.error_class,
-            )
-            completed = True
-        elif judged.mode is replies.Mode.CALLBACK:
-            await conn.execute(
-                _versions.update()
-                .where(_versions.c.id == version.id)
-                .values(
-                    post_processing=records.updated(
-                        record, status=records.Status.WAITING, mode=replies.Mode.CALLBACK
-                    ),
-                    post_processing_due_at=version.post_processing_deadline,
-                )
-            )
-        else:  # applied above
-            await complete(
-                conn,
-                version,
-                item,
-                records.finished(record, records.Status.COMPLETED, now, mode=replies.Mode.INLINE),
-                now,
-            )
-            completed = True
-    if completed:
+    # Run again from the start should PostgreSQL abort it to end a deadlock: completing the
+    # version writes its event, whose deliveries reach webhook rows that administrators'
+    # changes take in their own order. The call was made and judged once, above; the
+    # transaction only writes rows (what an aborted run wrote is gone with it), and what
+    # it did is said and the workers woken once, after the commit.
+    settled = await ctx.db.retried(
+        lambda conn: _settle_in(ctx, conn, claimed, request, result, judged, started, finished)
+    )
+    if settled is _Settled.COMPLETED:
         ctx.events_committed()
+    elif settled is not _Settled.WAITING:
+        logger.info(
+            "post-processing reply not applied: the version moved on"
+            if settled is _Settled.MOVED_ON
+            else "post-processing reply not applied: the version was deleted",
+            version_id=claimed.version_id,
+            delivery_id=claimed.delivery_id,
+        )
+
+
+async def _settle_in(
+    ctx: PlatformContext,
+    conn: AsyncConnection,
+    claimed: Claimed,
+    request: OutboundRequest | None,
+    result: TransportResult,
+    judged: replies.Judged,
+    started: datetime,
+    finished: datetime,
+) -> _Settled:
+    """The settling transaction, with the call's delivery log."""
+    version = (
+        await conn.execute(
+            sa.select(_versions).where(_versions.c.id == claimed.version_id).with_for_update()
+        )
+    ).first()
+    current: list[str] = []
+    if version is not None:
+        current = [row.id for row in await documents.rows_of_version(conn, version.id)]
+        judged = replies.check_replaced(judged, current)
+    record = dict(version.post_processing or {}) if version is not None else {}
+    # Not if it was completed through completeUrl meanwhile, or taken over after the
+    # lease ran out; nor if, completed so, it was deleted with its work item since
+    # (`platform.deletion`): the call is still logged, and nothing else is written.
+    ours = (
+        version is not None
+        and version.status == VersionStatus.POST_PROCESSING
+        and record.get("deliveryId") == claimed.delivery_id
+    )
+    now = ctx.now()
+    if ours and version is not None and judged.succeeded and judged.mode is replies.Mode.INLINE:
+        try:
+            await documents.apply_returned(
+                conn,
+                version,
+                {d.id: d.as_new() for d in judged.documents if d.id is not None},
+                [
+                    entry if isinstance(entry, str) else entry.as_new()
+                    for entry in replies.arrange(current, judged.documents)
+                ],
+                now=now,
+                quota=StorageQuota.from_settings(ctx.settings),
+            )
+        except StorageQuotaExceeded as exc:
+            # Refused whole (nothing of it was written), as a reply that cannot be read
+            # is: the log and the version's record say why, and the version completes
+            # with the documents it was assembled with.
+            judged = replies.refused(exc.message)
+    await call_log.write(
+        conn,
+        [
+            call_log.StepLog(
+                event=claimed.logged_event,
+                site_id=claimed.site_id,
+                work_item_id=claimed.work_item_id,
+                calls=[
+                    call_log.CallRecord(
+                        claimed.delivery_id,
+                        claimed.webhook.id,
+                        started,
+                        request,
+                        result,
+                        judged.outcome,
+                    )
+                ],
+                created_at=started,
+                finished_at=finished,
+                trace=tracing.current(),
+            )
+        ],
+    )
+    if version is None:
+        return _Settled.DELETED
+    if not ours:
+        return _Settled.MOVED_ON
+    item = (
+        await conn.execute(sa.select(work_items).where(work_items.c.id == version.work_item_id))
+    ).one()
+    if not judged.succeeded:
+        await give_up(
+            conn,
+            version,
+            item,
+            record,
+            records.Status.FAILED,
+            now,
+            error=judged.error or "the call failed",
+            error_class=judged.error_class,
+        )
+        return _Settled.COMPLETED
+    if judged.mode is replies.Mode.CALLBACK:
+        await conn.execute(
+            _versions.update()
+            .where(_versions.c.id == version.id)
+            .values(
+                post_processing=records.updated(
+                    record, status=records.Status.WAITING, mode=replies.Mode.CALLBACK
+                ),
+                post_processing_due_at=version.post_processing_deadline,
+            )
+        )
+        return _Settled.WAITING
+    # applied above
+    await complete(
+        conn,
+        version,
+        item,
+        records.finished(record, records.Status.COMPLETED, now, mode=replies.Mode.INLINE),
+        now,
+    )
+    return _Settled.COMPLETED
 
 
 async def release(ctx: PlatformContext, claimed: Claimed) -> None:

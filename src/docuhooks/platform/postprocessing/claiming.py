@@ -63,39 +63,55 @@ async def claim_due(
     ctx: PlatformContext, *, version_id: str | None = None, limit: int = CONCURRENCY
 ) -> list[Claimed]:
     """Claim up to `limit` versions due (or just `version_id`): each is either completed at
-    once (its deadline passed, or it cannot be called) or claimed for a call."""
-    now = ctx.now()
-    claimed: list[Claimed] = []
-    completed = False
-    async with ctx.db.transaction() as conn:
-        query = (
-            sa.select(_versions)
-            .where(
-                _versions.c.status == VersionStatus.POST_PROCESSING,
-                _versions.c.post_processing_due_at <= now,
-            )
-            .order_by(_versions.c.post_processing_due_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        if version_id is not None:
-            query = query.where(_versions.c.id == version_id)
-        # By work item: completing one takes its work item's order lock
-        # (`completion._keep_versions_in_order`), held to the commit; two drivers claiming
-        # versions of the same work items take those locks in the same order, so neither
-        # waits for the other through them. Past an order lock, nothing here may take the
-        # site's lock (`storage.admit`) or wait for a version: a finish holding those waits
-        # for that order lock (`platform.workitems`).
-        due = sorted((await conn.execute(query)).all(), key=_by_work_item)
-        for version in due:
-            call = await _claim(ctx, conn, version, now)
-            if call is None:
-                completed = True
-            else:
-                claimed.append(call)
+    once (its deadline passed, or it cannot be called) or claimed for a call.
+
+    One transaction, run again from the start should PostgreSQL abort it to end a deadlock
+    (`Database.retried`): completing a version writes its event, whose deliveries reach
+    webhook rows that administrators' changes take in their own order. The transaction is
+    all it does (each run claims afresh: new tokens, ids and events, what an aborted run
+    made gone with it); waking the workers comes once, after the commit."""
+    claimed, completed = await ctx.db.retried(
+        lambda conn: _claim_due(ctx, conn, version_id=version_id, limit=limit)
+    )
     if completed:
         ctx.events_committed()
     return claimed
+
+
+async def _claim_due(
+    ctx: PlatformContext, conn: AsyncConnection, *, version_id: str | None, limit: int
+) -> tuple[list[Claimed], bool]:
+    """The claim's transaction: the versions claimed for a call, and whether any was
+    completed."""
+    now = ctx.now()
+    claimed: list[Claimed] = []
+    completed = False
+    query = (
+        sa.select(_versions)
+        .where(
+            _versions.c.status == VersionStatus.POST_PROCESSING,
+            _versions.c.post_processing_due_at <= now,
+        )
+        .order_by(_versions.c.post_processing_due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if version_id is not None:
+        query = query.where(_versions.c.id == version_id)
+    # By work item: completing one takes its work item's order lock
+    # (`completion._keep_versions_in_order`), held to the commit; two drivers claiming
+    # versions of the same work items take those locks in the same order, so neither
+    # waits for the other through them. Past an order lock, nothing here may take the
+    # site's lock (`storage.admit`) or wait for a version: a finish holding those waits
+    # for that order lock (`platform.workitems`).
+    due = sorted((await conn.execute(query)).all(), key=_by_work_item)
+    for version in due:
+        call = await _claim(ctx, conn, version, now)
+        if call is None:
+            completed = True
+        else:
+            claimed.append(call)
+    return claimed, completed
 
 
 def _by_work_item(version: Any) -> tuple[str, int]:
