@@ -8,7 +8,9 @@ cycle would have PostgreSQL abort one (a deadlock, 40P01), a 500 to its caller.
 Each test pauses one writer once it holds its first rows (at a function it calls next),
 starts the other, waits until that one waits for a lock, then lets the first go on: by
 order, never by the clock. The one that comes second is told why (409) or does what it asked
-on what the first left; neither gets a 500, and nothing is half-written. On both stores, a
+on what the first left; neither gets a 500, and nothing is half-written. A deadlock made
+for real (through a lock the order does not cover) aborts a finish, a post-processing
+driver's settle or its claim, which runs again and does its work once. On both stores, a
 completion while the finish's document renders (outside any transaction) has the finish
 told so, storing nothing.
 """
@@ -17,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import timedelta
 from types import ModuleType
 from typing import Any
 
@@ -27,16 +30,27 @@ import sqlalchemy as sa
 from aiohttp import web
 from tests.interview_hooks.hooks_support import hook_over_api, serve
 from tests.platform.platform_client import open_interview, work_item
-from tests.platform.post_processing_support import API
+from tests.platform.post_processing_support import (
+    API,
+    PDF,
+    Receiver,
+    finish,
+    local,
+    post_processing_webhook,
+    same_kind,
+    version_of,
+)
 from tests.platform.test_deletion_api import ActingWhileRendering
-from tests.support import SiteUsers, until_waiting_for_locks
+from tests.support import MovedClock, SiteUsers, until_waiting_for_locks
 
 from docuhooks.context import AppContext
 from docuhooks.core.events import EventType
 from docuhooks.platform import completion, storage, workitems
+from docuhooks.platform.postprocessing import claiming
 from docuhooks.platform.postprocessing import driver as post_processing_driver
-from docuhooks.store.schema import documents, events, interviews, work_item_versions
-from docuhooks.store.scoped import lock_site
+from docuhooks.receiver import PostProcessingEvent, PostProcessingResult
+from docuhooks.store.schema import attempts, documents, events, interviews, work_item_versions
+from docuhooks.store.scoped import advisory_lock, lock_site
 
 #: The races of these tests happen on PostgreSQL only: SQLite's writers take turns.
 POSTGRES = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -382,6 +396,137 @@ async def test_a_finish_aborted_to_end_a_deadlock_runs_again(
     assert finished.status_code == 200, finished.text
     assert finished.json()["status"] == "Completed"
     assert [len(e["data"]["documents"]) for e in await completion_events(ctx, item)] == [1]
+
+
+@pytest.fixture
+def idle_driver(ctx: AppContext) -> Iterator[None]:
+    """A driver registered but not running: finishing leaves its version in post-processing,
+    for the test to drive."""
+    ctx.post_processor = post_processing_driver.PostProcessor(ctx)
+    yield
+    ctx.post_processor = None
+
+
+async def sign_and_add(event: PostProcessingEvent) -> web.StreamResponse:
+    (letter,) = event.documents
+    result = (
+        PostProcessingResult()
+        .replace(letter.id, "Signed", "signed.pdf", "application/pdf", PDF)
+        .add("Cover", "cover.pdf", "application/pdf", PDF)
+    )
+    return web.json_response(result.to_dict())
+
+
+async def call_attempts(ctx: AppContext, version_id: str) -> int:
+    """The attempts the delivery log holds for the version's post-processing call."""
+    async with ctx.db.read() as conn:
+        record = await conn.scalar(
+            sa.select(work_item_versions.c.post_processing).where(
+                work_item_versions.c.id == version_id
+            )
+        )
+        found = await conn.scalar(
+            sa.select(sa.func.count()).where(attempts.c.delivery_id == record["deliveryId"])
+        )
+    return int(found or 0)
+
+
+@POSTGRES
+async def test_a_settle_aborted_to_end_a_deadlock_runs_again(
+    ctx: AppContext,
+    client: httpx.AsyncClient,
+    site: SiteUsers,
+    receiver: Receiver,
+    idle_driver: None,
+) -> None:
+    """Should PostgreSQL abort the driver's settling of an inline reply to end a deadlock
+    (its completion event meets webhook rows others take in their own order), the settle's
+    transaction runs again: the reply applied once, the version completed once, the call
+    logged once, and the receiver not called again. The test makes the deadlock for real: it
+    holds the work item's order lock, which the settle waits for holding the version (its
+    reply's documents and its log written); then it asks for the version. Its own deadlock
+    check is put off, so PostgreSQL's check aborts the settle, which runs again once the test
+    lets go."""
+    item = await work_item(client, site.auth())
+    await post_processing_webhook(client, site, receiver, template_ids=[])
+    receiver.reply = sign_and_add
+    version = (await finish(client, site, item)).json()
+    assert version["postProcessing"]["status"] == "pending"
+    async with ctx.db.engine.connect() as holder:
+        await holder.begin()
+        await holder.execute(sa.text("SET LOCAL deadlock_timeout = '1h'"))
+        await advisory_lock(holder, completion.ORDER_LOCK_PREFIX + item["id"])
+        driving = asyncio.create_task(post_processing_driver.drive_due(ctx))
+        await until_waiting_for_locks(ctx, [driving])
+        await holder.execute(
+            sa.select(work_item_versions.c.id)
+            .where(work_item_versions.c.id == version["id"])
+            .with_for_update()
+        )
+        await holder.rollback()
+    assert await driving == 1
+    assert len(receiver.events) == 1
+    done = await version_of(client, site, item, version["id"])
+    assert done["status"] == "Completed"
+    assert (done["postProcessing"]["status"], done["postProcessing"]["calls"]) == ("completed", 1)
+    assert [d["fileName"] for d in done["documents"]] == ["signed.pdf", "cover.pdf"]
+    assert await documents_of(ctx, version["id"]) == 2
+    (event,) = await completion_events(ctx, item)
+    assert [d["fileName"] for d in event["data"]["documents"]] == ["signed.pdf", "cover.pdf"]
+    assert await call_attempts(ctx, version["id"]) == 1
+
+
+@POSTGRES
+async def test_a_claim_aborted_to_end_a_deadlock_runs_again(
+    ctx: AppContext,
+    client: httpx.AsyncClient,
+    site: SiteUsers,
+    receiver: Receiver,
+    idle_driver: None,
+) -> None:
+    """Should PostgreSQL abort a driver's claim to end a deadlock, its transaction runs again
+    and claims the whole batch, not leave it to the next sweep: here a version past its
+    deadline (completed with its originals) and one to call (claimed once, its token the
+    one that works). The test makes the deadlock for real: it holds the first version's
+    work item's order lock, which the claim waits for to complete it, holding its documents
+    (put back); then it asks for those documents. Its own deadlock check is put off, so
+    PostgreSQL's check aborts the claim, which runs again once the test lets go."""
+    item = await work_item(client, site.auth())
+    await post_processing_webhook(client, site, receiver, template_ids=[])
+    late = (await finish(client, site, item)).json()
+    deadline = timedelta(seconds=ctx.settings.post_processing_deadline_seconds)
+    ctx.clock = MovedClock(shift=deadline + timedelta(seconds=1))
+    other = await same_kind(client, site, item)
+    due = (await finish(client, site, other)).json()
+    async with ctx.db.engine.connect() as holder:
+        await holder.begin()
+        await holder.execute(sa.text("SET LOCAL deadlock_timeout = '1h'"))
+        await advisory_lock(holder, completion.ORDER_LOCK_PREFIX + item["id"])
+        claiming_due = asyncio.create_task(claiming.claim_due(ctx))
+        await until_waiting_for_locks(ctx, [claiming_due])
+        await holder.execute(
+            sa.select(documents.c.id).where(documents.c.version_id == late["id"]).with_for_update()
+        )
+        await holder.rollback()
+    (claimed,) = await claiming_due
+    assert claimed.version_id == due["id"]
+    timed_out = await version_of(client, site, item, late["id"])
+    assert (timed_out["status"], timed_out["postProcessing"]["status"]) == (
+        "Completed",
+        "timed_out",
+    )
+    assert len(await completion_events(ctx, item)) == 1
+    calling = await version_of(client, site, other, due["id"])
+    assert (calling["postProcessing"]["status"], calling["postProcessing"]["calls"]) == (
+        "calling",
+        1,
+    )
+    assert calling["postProcessing"]["eventId"] == claimed.event["eventId"]
+    assert not receiver.events, "a claim calls nobody"
+    completed = await client.put(local(claimed.event["data"]["completeUrl"]), headers=site.auth())
+    assert completed.status_code == 200, completed.text
+    assert completed.json()["status"] == "Completed"
+    assert len(await completion_events(ctx, other)) == 1
 
 
 async def test_a_completion_while_the_document_renders_has_the_finish_store_nothing(
