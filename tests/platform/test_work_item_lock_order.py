@@ -420,11 +420,13 @@ async def sign_and_add(event: PostProcessingEvent) -> web.StreamResponse:
 async def call_attempts(ctx: AppContext, version_id: str) -> int:
     """The attempts the delivery log holds for the version's post-processing call."""
     async with ctx.db.read() as conn:
-        record = await conn.scalar(
-            sa.select(work_item_versions.c.post_processing).where(
-                work_item_versions.c.id == version_id
+        record: dict[str, Any] = (
+            await conn.execute(
+                sa.select(work_item_versions.c.post_processing).where(
+                    work_item_versions.c.id == version_id
+                )
             )
-        )
+        ).scalar_one()
         found = await conn.scalar(
             sa.select(sa.func.count()).where(attempts.c.delivery_id == record["deliveryId"])
         )
