@@ -600,7 +600,7 @@ def finished_jobs_delete(older_than: datetime, limit: int, postgresql: bool) -> 
 
     On PostgreSQL `id = ANY(ARRAY(subquery))`, as `upkeep_queries.finished_deliveries_delete`
     does and for its reason (the generic plan of `IN`), skipping any job another transaction
-    holds: the prune never waits."""
+    holds: the prune never waits (`upkeep_queries.delete_batch`)."""
     old = (
         sa.select(recovery_jobs.c.id)
         .where(
@@ -610,12 +610,7 @@ def finished_jobs_delete(older_than: datetime, limit: int, postgresql: bool) -> 
         )
         .limit(limit)
     )
-    if postgresql:
-        old = old.with_for_update(skip_locked=True)
-        chosen = recovery_jobs.c.id == sa.any_(sa.func.array(old.scalar_subquery()))
-    else:
-        chosen = recovery_jobs.c.id.in_(old.scalar_subquery())
-    return recovery_jobs.delete().where(chosen)
+    return upkeep_queries.delete_batch(recovery_jobs, old, postgresql=postgresql)
 
 
 def _pacer(db: Database, fixed: int | None, default: int) -> Pacer:

@@ -109,15 +109,21 @@ def finished_deliveries_delete(older_than: datetime, limit: int, postgresql: boo
         .order_by(deliveries.c.completed_at)
         .limit(limit)
     )
+    return delete_batch(deliveries, old, postgresql=postgresql)
+
+
+def delete_batch(table: sa.Table, batch: sa.Select[Any], *, postgresql: bool) -> sa.Delete:
+    """Delete from `table` the rows whose ids `batch` selects: retention's batches.
+
+    On PostgreSQL `id = ANY(ARRAY(batch))`, skipping the rows another transaction holds (a
+    redelivery or recovery copying them, under a share lock): the prune never waits, so it
+    can never be one side of a deadlock, and what it skipped goes in the next round."""
     if postgresql:
-        # Skipping the rows another transaction holds (a redelivery or recovery copying
-        # them, under a share lock): the prune never waits, so it can never be one side of a
-        # deadlock; what it skipped goes in the next round.
-        old = old.with_for_update(skip_locked=True)
-        chosen = deliveries.c.id == sa.any_(sa.func.array(old.scalar_subquery()))
+        batch = batch.with_for_update(skip_locked=True)
+        chosen = table.c.id == sa.any_(sa.func.array(batch.scalar_subquery()))
     else:
-        chosen = deliveries.c.id.in_(old.scalar_subquery())
-    return deliveries.delete().where(chosen)
+        chosen = table.c.id.in_(batch.scalar_subquery())
+    return table.delete().where(chosen)
 
 
 @dataclass(frozen=True, slots=True)
