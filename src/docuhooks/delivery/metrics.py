@@ -128,13 +128,18 @@ for _breaker in BreakerState:
 async def refresh_queue_gauges(
     db: Database, *, now: datetime, lease_seconds: float, per_webhook: bool = False
 ) -> None:
+    # On SQLite each count runs on the event loop: the loop gets a turn between them (the
+    # read's snapshot holds), so a scrape never holds it for all of them at once.
     async with db.read() as conn:
         state = await upkeep_queries.queue_state(
             conn, now=now, alive_since=now - timedelta(seconds=lease_seconds)
         )
+        await asyncio.sleep(0)
         backlog = await health.backlog(conn, now=now, cap=health.DUE_CAP)
+        await asyncio.sleep(0)
         breakers = await health.breaker_counts(conn)
         suspended = await upkeep_queries.suspended_webhooks(conn)
+        await asyncio.sleep(0)
         webhooks = await health.per_webhook(conn, now=now) if per_webhook else []
     DUE.set(backlog.due_total)
     age = (now - state.oldest_due_at).total_seconds() if state.oldest_due_at else 0.0
